@@ -1,0 +1,49 @@
+"""``fastloss.show_config()``: what this build and this machine offer."""
+import os
+import platform
+import sys
+
+import numpy as np
+
+from ._kernels import ISA_LEVEL, _runtime
+from ._kernels._built_levels import BUILT_LEVELS
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def config() -> dict:
+    """Build and run-time facts as a dict (also written into benchmark JSON)."""
+    from . import __version__
+    try:
+        import torch
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
+    return {
+        "fastloss": __version__,
+        "isa": ISA_LEVEL,
+        "isa_levels_built": list(BUILT_LEVELS),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "openmp": _runtime.openmp_enabled(),
+        "num_threads": _runtime.get_num_threads(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "torch": torch_version,
+        "platform": platform.platform(),
+    }
+
+
+def show_config() -> None:
+    """Print the vector ISA the kernels dispatched to, OpenMP, threads and versions."""
+    for key, value in config().items():
+        print(f"{key:>18}: {value}")

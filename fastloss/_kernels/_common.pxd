@@ -1,0 +1,305 @@
+# cython: language_level=3
+"""The layer every kernel family shares.
+
+Design notes (read once, then every family reads the same way):
+
+a. **One fused floating type.**  ``floating`` is float or double; each kernel is written once and
+   Cython emits both.  float32 data is computed in float32 (vectorised twice as wide); per-item losses
+   are summed in double.
+
+b. **One driver for every reduction: ``run_blocks``.**  A loss supplies a *block function*
+   ``fn(ctx, start, stop, loss, denom)`` that computes items ``[start, stop)`` -- an item is an element,
+   a row, or a (sample, position) pair, as the loss defines -- writes the per-item loss to ``loss``
+   (and, if asked, the per-item contribution to the mean's denominator to ``denom``, e.g. the class
+   weight of the target), writes gradients straight into its own output, and returns the first invalid
+   item index or -1.  The driver cuts ``[0, n)`` into fixed blocks, runs them with ``prange``
+   (static schedule), sums each block into a float64 partial in a fixed order, and combines the
+   partials pairwise.  The blocks and their order do not depend on the thread count, so a reduction is
+   **bitwise identical for every ``num_threads``**.  For ``reduction="none"`` the block writes straight
+   into the output array; nothing else is allocated.  Extra memory: one block of scratch per thread
+   plus one double per block -- O(threads + blocks), never O(n).
+
+c. **Formulas live in point functions.**  Each family's ``cdef inline ... nogil`` point functions hold
+   the maths (with a comment deriving it); block functions are the loops around them.  The
+   transcendental functions come from ``src_c/fl_math.h`` through the fused wrappers below.
+
+d. **Threads.**  ``num_threads`` arrives resolved (see ``fastloss/_threads.py``); the driver runs
+   serially, without touching the OpenMP runtime, when the work is below ``SERIAL_ITEMS_WORK``
+   (thread start-up would cost more than it saves).
+
+e. **Validation inside the kernel.**  Labels are checked where they are read; a bad one is reported
+   by index after the GIL is re-taken (the caller raises).  Nothing is ever read out of bounds.
+"""
+from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport malloc, free
+from cython.parallel cimport prange, threadid
+
+ctypedef fused floating:
+    float
+    double
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+cdef extern from "fl_math.h" nogil:
+    float fl_expf(float)
+    double fl_exp(double)
+    float fl_logf(float)
+    double fl_log(double)
+    float fl_log1pf(float)
+    double fl_log1p(double)
+    float fl_softplusf(float)
+    double fl_softplus(double)
+    float fl_log_sigmoidf(float)
+    double fl_log_sigmoid(double)
+    float fl_sigmoidf(float)
+    double fl_sigmoid(double)
+    float fl_absf(float)
+    double fl_abs(double)
+
+cdef extern from "fl_reduce.h" nogil:
+    double fl_sum_f32(const float* x, Py_ssize_t n)
+    double fl_sum_f64(const double* x, Py_ssize_t n)
+    double fl_pairwise_sum(const double* x, Py_ssize_t n)
+    float fl_row_max_f32(const float* x, Py_ssize_t n)
+    double fl_row_max_f64(const double* x, Py_ssize_t n)
+    float fl_row_sumexp_f32(const float* x, Py_ssize_t n, float m, float* e)
+    double fl_row_sumexp_f64(const double* x, Py_ssize_t n, double m, double* e)
+    float fl_row_dot_f32(const float* x, const float* w, Py_ssize_t n)
+    double fl_row_dot_f64(const double* x, const double* w, Py_ssize_t n)
+
+
+# ---------------------------------------------------------------- fused math (one name per function)
+cdef inline floating f_exp(floating x) noexcept nogil:
+    if floating is float:
+        return fl_expf(x)
+    else:
+        return fl_exp(x)
+
+cdef inline floating f_log(floating x) noexcept nogil:
+    if floating is float:
+        return fl_logf(x)
+    else:
+        return fl_log(x)
+
+cdef inline floating f_log1p(floating x) noexcept nogil:
+    if floating is float:
+        return fl_log1pf(x)
+    else:
+        return fl_log1p(x)
+
+cdef inline floating f_softplus(floating x) noexcept nogil:
+    if floating is float:
+        return fl_softplusf(x)
+    else:
+        return fl_softplus(x)
+
+cdef inline floating f_log_sigmoid(floating x) noexcept nogil:
+    if floating is float:
+        return fl_log_sigmoidf(x)
+    else:
+        return fl_log_sigmoid(x)
+
+cdef inline floating f_sigmoid(floating x) noexcept nogil:
+    if floating is float:
+        return fl_sigmoidf(x)
+    else:
+        return fl_sigmoid(x)
+
+cdef inline floating f_abs(floating x) noexcept nogil:
+    if floating is float:
+        return fl_absf(x)
+    else:
+        return fl_abs(x)
+
+cdef inline floating f_max(floating a, floating b) noexcept nogil:
+    return a if a > b else b
+
+cdef inline floating f_min(floating a, floating b) noexcept nogil:
+    return a if a < b else b
+
+cdef inline floating row_max(const floating* x, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return fl_row_max_f32(x, n)
+    else:
+        return fl_row_max_f64(x, n)
+
+cdef inline floating row_sumexp(const floating* x, Py_ssize_t n, floating m, floating* e) noexcept nogil:
+    if floating is float:
+        return fl_row_sumexp_f32(x, n, m, e)
+    else:
+        return fl_row_sumexp_f64(x, n, m, e)
+
+cdef inline floating row_dot(const floating* x, const floating* w, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return fl_row_dot_f32(x, w, n)
+    else:
+        return fl_row_dot_f64(x, w, n)
+
+cdef inline double sum_items(const floating* x, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return fl_sum_f32(x, n)
+    else:
+        return fl_sum_f64(x, n)
+
+
+# ---------------------------------------------------------------- the blocked driver
+# fn(ctx, start, stop, loss, denom) -> first invalid item index in [start, stop), or -1.
+# `loss` points at (stop - start) items of the kernel's floating type; `denom` likewise or NULL.
+ctypedef Py_ssize_t (*BlockFn)(const void* ctx, Py_ssize_t start, Py_ssize_t stop,
+                               void* loss, void* denom) noexcept nogil
+
+# Below this much work (items x per-item cost) a call runs serially.
+cdef enum:
+    SERIAL_ITEMS_WORK = 32768
+
+cdef struct BlockRun:
+    Py_ssize_t n_items        # items to compute
+    Py_ssize_t block_items    # items per block (fixed by the loss, never by the thread count)
+    Py_ssize_t item_cost      # rough work per item (e.g. C for a row of C logits)
+    Py_ssize_t itemsize       # 4 or 8: the kernel's floating type
+    int num_threads
+    void* loss_out            # reduction="none": per-item output (C-contiguous); else NULL
+    bint want_denom           # also sum the per-item denominators
+    # results
+    double loss_sum
+    double denom_sum
+    Py_ssize_t first_bad      # -1 when every item was valid
+
+# Work (items x item_cost) per block: ~16 KiB of float32 input, so a block's scratch stays in L1/L2
+# and 10^6 elements still make enough blocks to balance 16 threads.
+cdef enum:
+    BLOCK_WORK = 4096
+
+
+cdef inline Py_ssize_t block_items_for(Py_ssize_t item_cost) noexcept nogil:
+    """Items per block for items of the given cost (at least 1)."""
+    cdef Py_ssize_t b = BLOCK_WORK // item_cost if item_cost > 0 else BLOCK_WORK
+    return b if b >= 1 else 1
+
+
+cdef inline int run_blocks(BlockFn fn, const void* ctx, BlockRun* run) noexcept nogil:
+    """Run ``fn`` over ``[0, run.n_items)`` in fixed blocks and reduce deterministically (note b).
+
+    Returns 0, or -1 if scratch memory could not be allocated (the caller raises MemoryError).
+    """
+    cdef Py_ssize_t n = run.n_items
+    cdef Py_ssize_t bs = run.block_items
+    cdef Py_ssize_t nb = (n + bs - 1) // bs
+    cdef Py_ssize_t isz = run.itemsize
+    cdef bint reduce = run.loss_out == NULL
+    cdef bint want_denom = run.want_denom and reduce
+    cdef int nt = run.num_threads
+    cdef Py_ssize_t b, start, stop, tid
+    cdef char* lbuf
+    cdef char* dbuf
+    run.loss_sum = 0.0
+    run.denom_sum = 0.0
+    run.first_bad = -1
+    if n <= 0:
+        return 0
+    if nt < 1 or n * run.item_cost < SERIAL_ITEMS_WORK:
+        nt = 1
+    if nt > nb:
+        nt = <int> nb
+    # per thread: one block of losses (+ one of denominators); per block: two partials and a bad index
+    cdef Py_ssize_t per_thread = bs * isz * (2 if want_denom else 1) if reduce else 0
+    cdef char* scratch = <char*> malloc(nt * per_thread + 1)
+    cdef double* part_loss = <double*> malloc(nb * sizeof(double))
+    cdef double* part_denom = <double*> malloc(nb * sizeof(double))
+    cdef Py_ssize_t* bad = <Py_ssize_t*> malloc(nb * sizeof(Py_ssize_t))
+    if scratch == NULL or part_loss == NULL or part_denom == NULL or bad == NULL:
+        free(scratch); free(part_loss); free(part_denom); free(bad)
+        return -1
+    for b in prange(nb, schedule="static", num_threads=nt, use_threads_if=nt > 1, nogil=True):
+        start = b * bs
+        stop = start + bs
+        if stop > n:
+            stop = n
+        if reduce:
+            tid = threadid()
+            lbuf = scratch + tid * per_thread
+            dbuf = lbuf + bs * isz if want_denom else NULL
+        else:
+            lbuf = <char*> run.loss_out + start * isz
+            dbuf = NULL
+        bad[b] = fn(ctx, start, stop, lbuf, dbuf)
+        part_loss[b] = 0.0
+        part_denom[b] = 0.0
+        if reduce:
+            if isz == 4:
+                part_loss[b] = fl_sum_f32(<float*> lbuf, stop - start)
+                if want_denom:
+                    part_denom[b] = fl_sum_f32(<float*> dbuf, stop - start)
+            else:
+                part_loss[b] = fl_sum_f64(<double*> lbuf, stop - start)
+                if want_denom:
+                    part_denom[b] = fl_sum_f64(<double*> dbuf, stop - start)
+    run.loss_sum = fl_pairwise_sum(part_loss, nb)
+    run.denom_sum = fl_pairwise_sum(part_denom, nb)
+    for b in range(nb):
+        if bad[b] >= 0:
+            run.first_bad = bad[b]
+            break
+    free(scratch); free(part_loss); free(part_denom); free(bad)
+    return 0
+
+
+# ---------------------------------------------------------------- elementwise operand streams
+# Elementwise losses take operands that may be full arrays, scalars, or vectors broadcast along the last
+# axis (torch's pos_weight of shape (C,) over (N, C)).  Inside a block, items are cut into *segments*
+# of at most SEG items that do not cross a row of the last axis; within a segment every operand is a
+# plain contiguous pointer -- a scalar points at SEG copies of itself -- so the inner loop has no
+# branches and vectorises.
+cdef enum:
+    SEG = 256
+
+cdef struct Operand:
+    const char* data          # the array, or NULL for a scalar
+    bint periodic             # data has K entries, item i reads data[i % K]
+    char scalar_run[SEG * 8]  # SEG copies of the scalar, in the kernel's floating type
+
+
+cdef inline const floating* operand_seg(const Operand* op, Py_ssize_t i, Py_ssize_t K,
+                                        const floating* type_tag) noexcept nogil:
+    """Pointer to item i of the operand (valid for the rest of the current segment)."""
+    if op.data == NULL:
+        return <const floating*> op.scalar_run
+    if op.periodic:
+        return <const floating*> op.data + (i % K)
+    return <const floating*> op.data + i
+
+
+cdef inline Py_ssize_t segment_end(Py_ssize_t i, Py_ssize_t stop, Py_ssize_t K, bint periodic) noexcept nogil:
+    cdef Py_ssize_t e = i + SEG
+    cdef Py_ssize_t row_end
+    if e > stop:
+        e = stop
+    if periodic:
+        row_end = (i // K + 1) * K
+        if e > row_end:
+            e = row_end
+    return e
+
+
+cdef inline bint set_operand(Operand* op, object value, Py_ssize_t n_items, Py_ssize_t K,
+                             Py_ssize_t itemsize) except -1:
+    """Fill an operand from a float scalar or a C-contiguous ndarray of n_items (full) or K (periodic)
+    entries of the kernel's dtype.  Returns whether it is periodic."""
+    cdef Py_ssize_t k
+    op.periodic = False
+    if isinstance(value, float):
+        op.data = NULL
+        for k in range(SEG):
+            if itemsize == 4:
+                (<float*> op.scalar_run)[k] = <float> value
+            else:
+                (<double*> op.scalar_run)[k] = <double> value
+        return False
+    op.data = <const char*> <size_t> value.ctypes.data
+    if value.size != n_items:
+        if value.size != K:
+            raise ValueError(f"internal: operand of {value.size} items for {n_items} (K={K})")
+        op.periodic = True
+    return op.periodic

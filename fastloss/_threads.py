@@ -1,0 +1,69 @@
+"""fastloss's thread count: one setting, honoured by every kernel.
+
+Resolution of ``num_threads=None`` (the default of every loss):
+  1. ``fastloss.set_num_threads(n)`` if it was called (n >= 1), else
+  2. OpenMP's default for this thread (``OMP_NUM_THREADS``, else the cores available).
+  3. Either way, ``threadpoolctl.threadpool_limits`` applies: fastloss registers itself as a
+     threadpoolctl controller (user_api ``"fastloss"``), so ``threadpool_limits(1)`` limits it.
+A per-call ``num_threads=n`` overrides all of these for that call.
+"""
+from ._kernels import _runtime
+
+
+def get_num_threads() -> int:
+    """Number of threads a loss uses when called with ``num_threads=None``."""
+    return _runtime.get_num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Set the default number of threads (``n >= 1``); ``set_num_threads(0)`` restores the default."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"set_num_threads: n must be an int >= 0, got {n!r}")
+    _runtime.set_num_threads(n)
+
+
+def openmp_enabled() -> bool:
+    """Whether the kernels were built with OpenMP (else they run serially)."""
+    return _runtime.openmp_enabled()
+
+
+def resolve_num_threads(num_threads) -> int:
+    if num_threads is None:
+        return get_num_threads()
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise ValueError(f"num_threads must be None or an int >= 1, got {num_threads!r}")
+    return num_threads
+
+
+def _register_threadpoolctl():
+    """Make ``threadpoolctl.threadpool_limits`` see and limit fastloss (no-op without threadpoolctl)."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return
+    if not hasattr(threadpoolctl, "register") or not hasattr(threadpoolctl, "LibController"):
+        return
+
+    class FastlossController(threadpoolctl.LibController):
+        user_api = "fastloss"
+        internal_api = "fastloss"
+        filename_prefixes = ("_runtime",)
+        check_symbols = ("fastloss_get_num_threads", "fastloss_set_num_threads")
+
+        def get_num_threads(self):
+            return self.dynlib.fastloss_get_num_threads()
+
+        def set_num_threads(self, num_threads):
+            self.dynlib.fastloss_set_num_threads(num_threads)
+
+        def get_version(self):
+            from . import __version__
+            return __version__
+
+        def set_additional_attributes(self):
+            pass
+
+    threadpoolctl.register(FastlossController)
+
+
+_register_threadpoolctl()

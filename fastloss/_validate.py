@@ -1,0 +1,147 @@
+"""One place for input conversion, the checks of SPEC §3/§5, and their error messages."""
+import numbers
+
+import numpy as np
+
+REDUCTIONS = ("none", "mean", "sum")
+_FLOAT_NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _to_numpy(x, name):
+    """Any array-like -> ndarray without copying when possible (torch tensors, __array__, dlpack, buffers)."""
+    if isinstance(x, np.ndarray):
+        return x
+    mod = type(x).__module__
+    if mod.startswith("torch"):
+        t = x.detach()
+        if t.device.type != "cpu":
+            raise TypeError(f"{name}: fastloss computes on the CPU; got a tensor on {t.device}")
+        if t.dtype.is_complex:
+            raise TypeError(f"{name}: complex tensors are not supported")
+        import torch
+        if t.dtype in (torch.float16, torch.bfloat16):
+            t = t.float()  # SPEC §3: half precision computes in float32
+        return t.numpy()
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}")
+    if hasattr(x, "__array__") or hasattr(x, "__array_interface__"):
+        return np.asarray(x)
+    if hasattr(x, "__dlpack__"):
+        try:
+            return np.from_dlpack(x)
+        except Exception:
+            pass
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # ragged lists and other non-arrays
+        raise TypeError(f"{name} must be array-like: {exc}") from None
+
+
+def float_array(x, name, dtype=None):
+    """The prediction (or another float argument) as a C-contiguous float32/float64 array.
+
+    ``dtype=None`` keeps float32/float64 and promotes half precision (and integers, for targets) to
+    float32; ``dtype`` set converts to it (mixed dtypes compute in the prediction's dtype).  At most
+    one copy, and none for C-contiguous input of the right dtype.
+    """
+    a = _to_numpy(x, name)
+    kind = a.dtype.kind
+    if kind not in "fiub":
+        raise TypeError(f"{name} must be a float array, got dtype {a.dtype}")
+    if dtype is None:
+        if kind != "f" or a.dtype not in _FLOAT_NATIVE:
+            dtype = np.float32
+        else:
+            dtype = a.dtype
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def prediction(x, name="input"):
+    """Like float_array, but the prediction must already be floating point (as in torch)."""
+    a = _to_numpy(x, name)
+    if a.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating-point array (float16/32/64), got dtype {a.dtype}")
+    return float_array(a, name)
+
+
+def labels_array(x, name="target"):
+    """Integer class labels: int32/int64 without a copy (when C-contiguous), other integers converted."""
+    a = _to_numpy(x, name)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array of class indices, got dtype {a.dtype}")
+    if a.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
+        a = a.astype(np.int64)
+    return np.ascontiguousarray(a)
+
+
+def check_reduction(reduction, allowed=REDUCTIONS):
+    if reduction not in allowed:
+        raise ValueError(f"reduction must be one of {allowed}, got {reduction!r}")
+
+
+def check_same_shape(a, b, name_a, name_b):
+    if a.shape != b.shape:
+        raise ValueError(f"{name_b} shape {b.shape} must match {name_a} shape {a.shape}")
+
+
+def check_real(value, name, *, low=None, high=None, low_open=False, high_open=False):
+    """A Python/NumPy real scalar within bounds (for parameters like delta, q, beta)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    if low is not None and (v < low or (low_open and v == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and (v > high or (high_open and v == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
+    return v
+
+
+def broadcast_weight(w, shape, dtype, name):
+    """A weight broadcast to ``shape``: None, a scalar (returned as float), or a C-contiguous array.
+
+    A weight of exactly ``shape`` is used in place; one that only broadcasts is materialised once
+    (one copy of the input's size, documented).
+    """
+    if w is None:
+        return None
+    a = float_array(w, name, dtype=dtype)
+    if a.size == 1 and a.ndim <= len(shape):
+        return float(a.reshape(()))
+    try:
+        np.broadcast_shapes(a.shape, shape)
+    except ValueError:
+        raise ValueError(f"{name} shape {a.shape} does not broadcast to input shape {shape}") from None
+    if np.broadcast_shapes(a.shape, shape) != tuple(shape):
+        raise ValueError(f"{name} shape {a.shape} would broadcast the input shape {shape} to a larger shape")
+    if a.shape == tuple(shape):
+        return a
+    return np.ascontiguousarray(np.broadcast_to(a, shape))
+
+
+def output_array(out, shape, dtype, name="out"):
+    """The ``out=`` array for reduction='none' (validated), or a fresh one."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != tuple(shape) or out.dtype != dtype:
+        raise ValueError(f"{name} must have shape {tuple(shape)} and dtype {np.dtype(dtype)}, "
+                         f"got {out.shape} {out.dtype}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{name} must be a writable C-contiguous array")
+    return out
+
+
+def reduced(total, count, reduction, dtype):
+    """Finish a reduction: a NumPy scalar of the prediction's dtype (mean over 0 items is nan)."""
+    if reduction == "sum":
+        return dtype.type(total)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return dtype.type(np.float64(total) / np.float64(count))
+
+
+def raise_bad_label(labels, index, n_classes, ignore_index, name="target"):
+    flat = labels.reshape(-1)
+    pos = np.unravel_index(index, labels.shape) if labels.ndim > 1 else index
+    raise IndexError(f"{name} has class index {int(flat[index])} at position {pos}, outside [0, {n_classes})"
+                     + (f" and not ignore_index={ignore_index}" if ignore_index is not None else ""))

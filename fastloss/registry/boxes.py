@@ -1,0 +1,1 @@
+"""Registry entries of the boxes family (see fastloss/registry/__init__.py)."""

@@ -1,0 +1,225 @@
+/*
+ * fl_math.h -- branch-free, vectorisable exp / log / log1p and the stable primitives built on them
+ * (softplus, log_sigmoid, sigmoid), in float and double.
+ *
+ * Why not libm: glibc's expf/logf are function calls that GCC only vectorises (through libmvec)
+ * under -ffast-math, which fastloss must not use (it assumes no inf/nan; masked logits are -inf).
+ * Everything here is straight-line code -- integer bit tricks, a polynomial, and comparisons turned
+ * into selects -- so GCC if-converts and vectorises it inside loops when built with
+ * -fno-trapping-math (setup.py), at whatever vector width the ISA level allows.
+ *
+ * Accuracy (measured by tests/test_math.py over every float32 and ~10M float64 values of the whole
+ * range against float64/long-double libm):  see the table in that test's docstring; the bounds are
+ * restated next to each function.  Special values follow C99 Annex F: exp(-inf)=0, exp(+inf)=inf,
+ * exp(nan)=nan, overflow -> inf, gradual underflow to denormals; log(0)=-inf, log(x<0)=nan,
+ * log(inf)=inf, log(denormal) exact-scaled.
+ *
+ * Algorithms: Cephes (S. L. Moshier) range reductions and minimax coefficients.
+ *   exp(x) = 2^n * exp(r),  n = round(x / ln2),  r = x - n*ln2 (ln2 split in two for exactness).
+ *   log(x) = e*ln2 + log(m),  m in [sqrt(1/2), sqrt(2)).
+ */
+#ifndef FL_MATH_H
+#define FL_MATH_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(_MSC_VER)
+#define FL_INLINE static __forceinline
+#else
+#define FL_INLINE static inline __attribute__((always_inline))
+#endif
+
+/* ---- bit casts (memcpy compiles to a register move and vectorises) ---- */
+FL_INLINE int32_t fl_f2i(float x) { int32_t i; memcpy(&i, &x, 4); return i; }
+FL_INLINE float fl_i2f(int32_t i) { float x; memcpy(&x, &i, 4); return x; }
+FL_INLINE int64_t fl_d2i(double x) { int64_t i; memcpy(&i, &x, 8); return i; }
+FL_INLINE double fl_i2d(int64_t i) { double x; memcpy(&x, &i, 8); return x; }
+
+/* min/max written as comparisons: fminf/fmaxf are library calls that block vectorisation.
+ * NaN handling: fl_max(a, b) returns b when the comparison is false, so pass the value whose NaN
+ * must propagate as `b` where it matters. */
+FL_INLINE float fl_maxf(float a, float b) { return a > b ? a : b; }
+FL_INLINE float fl_minf(float a, float b) { return a < b ? a : b; }
+FL_INLINE double fl_max(double a, double b) { return a > b ? a : b; }
+FL_INLINE double fl_min(double a, double b) { return a < b ? a : b; }
+FL_INLINE float fl_absf(float x) { return fl_i2f(fl_f2i(x) & 0x7fffffff); }
+FL_INLINE double fl_abs(double x) { return fl_i2d(fl_d2i(x) & INT64_C(0x7fffffffffffffff)); }
+
+/* round-to-nearest-even of |x| < 2^22 by the add-and-subtract trick (roundevenf may not vectorise) */
+FL_INLINE float fl_roundf(float x) {
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
+    return (x + magic) - magic;
+}
+#define FL_DMAGIC 6755399441055744.0 /* 1.5 * 2^52 */
+FL_INLINE double fl_round(double x) { return (x + FL_DMAGIC) - FL_DMAGIC; }
+
+/* ------------------------------------------------------------------ exp */
+/* expf: max error 1 ulp in the normal range (about 2 ulp of the smallest denormals). */
+FL_INLINE float fl_expf(float x) {
+    const float hi = 88.72283935546875f;     /* largest x with finite expf(x) */
+    const float lo = -103.97208404541015625f;/* below this, expf(x) rounds to 0 */
+    float xc = fl_minf(fl_maxf(x, lo), hi);  /* clamp keeps n in int range; nan -> lo (fixed below) */
+    float n = fl_roundf(xc * 1.44269504088896341f);
+    float r = xc - n * 0.693359375f;         /* ln2 = C1 + C2, C1 exact in 9 bits */
+    r = r + n * 2.12194440e-4f;
+    float r2 = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r2 + r + 1.0f;
+    /* scale by 2^n in two steps so that results in the denormal range are formed gradually */
+    int32_t ni = (int32_t)n;
+    int32_t n1 = ni >> 1;
+    int32_t n2 = ni - n1;
+    float y = p * fl_i2f((n1 + 127) << 23) * fl_i2f((n2 + 127) << 23);
+    y = x > hi ? __builtin_inff() : y;
+    y = x < lo ? 0.0f : y;
+    y = x != x ? x : y;
+    return y;
+}
+
+/* exp (double): max error 1 ulp in the normal range. */
+FL_INLINE double fl_exp(double x) {
+    const double hi = 709.782712893383973096;     /* log(DBL_MAX) */
+    const double lo = -745.1332191019412076235;   /* below this exp(x) rounds to 0 */
+    double xc = fl_min(fl_max(x, lo), hi);
+    double n = fl_round(xc * 1.4426950408889634073599);
+    double r = xc - n * 6.93145751953125E-1;       /* ln2 = C1 + C2 */
+    r = r - n * 1.42860682030941723212E-6;
+    double r2 = r * r;
+    double px = 1.26177193074810590878E-4;
+    px = px * r2 + 3.02994407707441961300E-2;
+    px = px * r2 + 9.99999999999999999910E-1;
+    px = px * r;
+    double qx = 3.00198505138664455042E-6;
+    qx = qx * r2 + 2.52448340349684104192E-3;
+    qx = qx * r2 + 2.27265548208155028766E-1;
+    qx = qx * r2 + 2.00000000000000000009E0;
+    double p = 1.0 + 2.0 * (px / (qx - px));        /* Pade form of exp(r) */
+    /* 2^n1 * 2^n2 with n1 + n2 = n, built without int64<->double conversions (AVX2 has none):
+     * a small integer k held in a double becomes an int64 as bits(k + 1.5*2^52) - bits(1.5*2^52). */
+    double n1 = fl_round(n * 0.5);
+    double n2 = n - n1;
+    double y = p * fl_i2d((fl_d2i(n1 + FL_DMAGIC) - fl_d2i(FL_DMAGIC) + 1023) << 52)
+                 * fl_i2d((fl_d2i(n2 + FL_DMAGIC) - fl_d2i(FL_DMAGIC) + 1023) << 52);
+    y = x > hi ? __builtin_inf() : y;
+    y = x < lo ? 0.0 : y;
+    y = x != x ? x : y;
+    return y;
+}
+
+/* ------------------------------------------------------------------ log */
+/* logf: max error 1 ulp. */
+FL_INLINE float fl_logf(float x) {
+    /* denormals: scale by 2^23 first so the exponent/mantissa split below is exact */
+    int is_denorm = x < 1.17549435e-38f;
+    float xs = is_denorm ? x * 8388608.0f : x;
+    int32_t bits = fl_f2i(xs);
+    int32_t e = ((bits >> 23) & 0xff) - 126;        /* xs = m * 2^e, m in [0.5, 1) */
+    float m = fl_i2f((bits & 0x007fffff) | 0x3f000000);
+    e = is_denorm ? e - 23 : e;
+    int small = m < 0.707106781186547524f;          /* move m into [sqrt(1/2), sqrt(2)) */
+    e = small ? e - 1 : e;
+    m = small ? m + m - 1.0f : m - 1.0f;
+    float fe = (float)e;
+    float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    y = y - 2.12194440e-4f * fe;
+    y = y - 0.5f * z;
+    float r = m + y + 0.693359375f * fe;
+    r = x == 0.0f ? -__builtin_inff() : r;
+    r = x < 0.0f ? __builtin_nanf("") : r;
+    r = x == __builtin_inff() ? x : r;
+    r = x != x ? x : r;
+    return r;
+}
+
+/* log (double): max error 1 ulp. */
+FL_INLINE double fl_log(double x) {
+    int is_denorm = x < 2.2250738585072014e-308;
+    double xs = is_denorm ? x * 4503599627370496.0 : x;   /* 2^52 */
+    int64_t bits = fl_d2i(xs);
+    /* exponent as a double without an int64->double conversion: bits(magic + k) - magic = k */
+    double fe = fl_i2d(((bits >> 52) & 0x7ff) + fl_d2i(FL_DMAGIC)) - FL_DMAGIC - 1022.0;
+    double m = fl_i2d((bits & INT64_C(0x000fffffffffffff)) | INT64_C(0x3fe0000000000000));
+    fe = is_denorm ? fe - 52.0 : fe;
+    int small = m < 0.70710678118654752440;
+    fe = small ? fe - 1.0 : fe;
+    m = small ? m + m - 1.0 : m - 1.0;
+    double z = m * m;
+    double p = 1.01875663804580931796E-4;
+    p = p * m + 4.97494994976747001425E-1;
+    p = p * m + 4.70579119878881725854E0;
+    p = p * m + 1.44989225341610930846E1;
+    p = p * m + 1.79368678507819816313E1;
+    p = p * m + 7.70838733755885391666E0;
+    double q = m + 1.12873587189167450590E1;
+    q = q * m + 4.52279145837532221105E1;
+    q = q * m + 8.29875266912776603211E1;
+    q = q * m + 7.11544750618563894466E1;
+    q = q * m + 2.31251620126765340583E1;
+    double y = m * (z * p / q);
+    y = y - fe * 2.121944400546905827679e-4;
+    y = y - 0.5 * z;
+    double r = m + y + fe * 0.693359375;
+    r = x == 0.0 ? -__builtin_inf() : r;
+    r = x < 0.0 ? __builtin_nan("") : r;
+    r = x == __builtin_inf() ? x : r;
+    r = x != x ? x : r;
+    return r;
+}
+
+/* ---------------------------------------------------------------- log1p */
+/* log1p(x) = log(u) - ((u - 1) - x) / u with u = 1 + x: the correction term recovers the bits of x
+ * lost in forming u (Goldberg's trick).  Where u == 1 the answer is x itself. */
+FL_INLINE float fl_log1pf(float x) {
+    float u = 1.0f + x;
+    float r = fl_logf(u) - ((u - 1.0f) - x) / u;
+    r = u == 1.0f ? x : r;
+    r = u == __builtin_inff() ? u : r;   /* x = +inf (or overflow of 1+x): log1p = log(x) */
+    return r;
+}
+FL_INLINE double fl_log1p(double x) {
+    double u = 1.0 + x;
+    double r = fl_log(u) - ((u - 1.0) - x) / u;
+    r = u == 1.0 ? x : r;
+    r = u == __builtin_inf() ? u : r;
+    return r;
+}
+
+/* --------------------------------------------------- stable primitives */
+/* softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|): never overflows, exact for large |x|. */
+FL_INLINE float fl_softplusf(float x) { return fl_maxf(x, 0.0f) + fl_log1pf(fl_expf(-fl_absf(x))); }
+FL_INLINE double fl_softplus(double x) { return fl_max(x, 0.0) + fl_log1p(fl_exp(-fl_abs(x))); }
+
+/* log_sigmoid(x) = -softplus(-x) = min(x, 0) - log1p(e^-|x|). */
+FL_INLINE float fl_log_sigmoidf(float x) { return fl_minf(x, 0.0f) - fl_log1pf(fl_expf(-fl_absf(x))); }
+FL_INLINE double fl_log_sigmoid(double x) { return fl_min(x, 0.0) - fl_log1p(fl_exp(-fl_abs(x))); }
+
+/* sigmoid(x) = 1 / (1 + e^-x), computed from e = e^-|x| so nothing overflows:
+ * x >= 0: 1 / (1 + e);   x < 0: e / (1 + e). */
+FL_INLINE float fl_sigmoidf(float x) {
+    float e = fl_expf(-fl_absf(x));
+    float inv = 1.0f / (1.0f + e);
+    return x >= 0.0f ? inv : e * inv;
+}
+FL_INLINE double fl_sigmoid(double x) {
+    double e = fl_exp(-fl_abs(x));
+    double inv = 1.0 / (1.0 + e);
+    return x >= 0.0 ? inv : e * inv;
+}
+
+#endif /* FL_MATH_H */

@@ -1,0 +1,43 @@
+/*
+ * fl_runtime.h -- what the running machine offers: OpenMP (decided at build time by setup.py's probe),
+ * the x86-64 vector level of the CPU (decided at run time), and fastloss's own thread setting.
+ */
+#ifndef FL_RUNTIME_H
+#define FL_RUNTIME_H
+
+#if FASTLOSS_OPENMP
+#include <omp.h>
+#endif
+
+static int fl_openmp_enabled(void) { return FASTLOSS_OPENMP; }
+
+static int fl_omp_max_threads(void) {
+#if FASTLOSS_OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* 0 = baseline, 1 = x86-64-v3 (AVX2, FMA, BMI2 ...), 2 = x86-64-v4 (AVX-512 F/BW/CD/DQ/VL).
+ * __builtin_cpu_supports also checks that the OS saves the wide registers (XCR0). */
+static int fl_cpu_vector_level(void) {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__) && (__GNUC__ >= 12)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) return 2;
+    if (__builtin_cpu_supports("x86-64-v3")) return 1;
+    return 0;
+#elif (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512cd")) return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("bmi2")) return 1;
+    return 0;
+#else
+    return 0;
+#endif
+}
+
+#endif /* FL_RUNTIME_H */
