@@ -13,6 +13,7 @@ Layouts.  Logits are read in place, never transposed:
 """
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
+from libc.math cimport exp, pow
 
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, block_items_for, Operand, operand_seg, segment_end, set_operand,
@@ -80,6 +81,24 @@ cdef struct CeCtx:
     double smoothing
     void* grad              # same layout as x, or NULL
     double grad_scale       # d(returned loss)/d(item loss): 1/denominator for mean, 1 otherwise
+    bint focal              # softmax focal loss: modulate by alpha_y (1 - p_y)^gamma
+    double gamma
+    const void* alpha       # (C,) per-class alpha or NULL
+
+
+# Softmax focal loss (SPEC §6) on top of the CE row: with lp = log p_y (= x_y - lse), p = p_y,
+#   loss = -alpha_y w_y (1 - p)^g lp
+#   dloss/dx_j = alpha_y w_y K (p_j - [j = y]),   K = (1 - p)^g - g p lp (1 - p)^(g - 1)
+# (d lp/dx_j = [j=y] - p_j and dp/dx_j = p ([j=y] - p_j)).  g = 0 gives K = 1: plain cross-entropy.
+# Per row, so libm pow is fine here.
+cdef inline double focal_modulation(double lp, double gamma, double* K) noexcept nogil:
+    cdef double p = exp(lp)
+    cdef double q = 1.0 - p
+    if gamma == 0:
+        K[0] = 1.0
+        return 1.0
+    K[0] = pow(q, gamma) - (gamma * p * lp * pow(q, gamma - 1.0) if q != 0 else 0.0)
+    return pow(q, gamma)
 
 
 cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
@@ -88,7 +107,8 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
     cdef const floating* w = <const floating*> c.weight
     cdef const floating* row
     cdef floating* g
-    cdef floating m, s, lse, wy, coef, gs, sw
+    cdef floating m, s, lse, wy, coef, gs, sw, target_coef
+    cdef double mod, K
     cdef floating eps = <floating> c.smoothing
     cdef floating epsC = <floating> (c.smoothing / C)
     cdef floating wtot = <floating> c.weight_total
@@ -111,15 +131,21 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
         s = row_sumexp(row, C, m, g)          # g (if any) now holds exp(x_j - m)
         lse = f_log(s) + m
         coef = (1 - eps) * wy + epsC * wtot
-        if eps != 0:
+        if c.focal:
+            wy = wy * ((<const floating*> c.alpha)[y] if c.alpha != NULL else 1)
+            mod = focal_modulation(row[y] - lse, c.gamma, &K)
+            loss[i - start] = wy * <floating> mod * (lse - row[y])
+            coef = wy * <floating> K
+        elif eps != 0:
             sw = row_dot(row, w, C)
             loss[i - start] = lse * coef - (1 - eps) * wy * row[y] - epsC * sw
         else:
             loss[i - start] = wy * (lse - row[y])
         if denom != NULL:
-            denom[i - start] = wy
+            denom[i - start] = w[y] if w != NULL else 1
         if g != NULL:
             gs = <floating> c.grad_scale
+            target_coef = coef if c.focal else (1 - eps) * wy
             coef = coef * gs / s
             for j in range(C):
                 g[j] = g[j] * coef
@@ -130,17 +156,20 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
                 else:
                     for j in range(C):
                         g[j] = g[j] - epsC * gs
-            g[y] = g[y] - (1 - eps) * wy * gs
+            g[y] = g[y] - target_coef * gs
     return bad
 
 
-# Spatial layout: items are (n, s) pairs, s contiguous.  A block is cut into runs of positions inside one
-# sample; each run is processed class by class with per-position accumulators on the stack.
+# Class-major runs: L positions whose class j logit is xs[j * cs + k] (k < L, contiguous).  The spatial
+# layout is read this way in place (cs = S); short rows (C <= SHORT_ROW) are transposed into a tile first,
+# because a row of 10 logits is too short to vectorise along, while 256 positions are not.
 DEF RUN = 256
+DEF SHORT_ROW = 16
 
-cdef Py_ssize_t ce_spatial_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
-                                 floating* loss, floating* denom) noexcept nogil:
-    cdef Py_ssize_t C = c.C, S = c.S, bad = -1
+cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssize_t i0, Py_ssize_t L,
+                       floating* loss, floating* denom, floating* gbase) noexcept nogil:
+    """Cross-entropy of items i0 .. i0+L-1 laid out class-major at xs (gradient, same layout, at gbase)."""
+    cdef Py_ssize_t C = c.C, bad = -1, k, j
     cdef const floating* w = <const floating*> c.weight
     cdef floating eps = <floating> c.smoothing
     cdef floating epsC = <floating> (c.smoothing / C)
@@ -152,86 +181,114 @@ cdef Py_ssize_t ce_spatial_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t st
     cdef floating wy[RUN]
     cdef floating xy[RUN]
     cdef int64_t ys[RUN]
-    cdef Py_ssize_t i0, n, p0, L, k, j
-    cdef const floating* xs
     cdef const floating* xc
-    cdef floating* gbase
     cdef floating* gc
     cdef floating v, lse, coef, wj
+    cdef double mod, K
     cdef int64_t y
-    i0 = start
+    # targets of the run (validated) and their weights
+    for k in range(L):
+        y = read_label(c.labels, c.labels64, i0 + k)
+        if y == c.ignore_index or y < 0 or y >= C:
+            if y != c.ignore_index and bad < 0:
+                bad = i0 + k
+            ys[k] = -1
+            wy[k] = 0
+            xy[k] = 0
+        else:
+            ys[k] = y
+            wy[k] = w[y] if w != NULL else 1
+            xy[k] = xs[y * cs + k]
+    # pass 1: max over classes, per position
+    for k in range(L):
+        m[k] = xs[k]
+    for j in range(1, C):
+        xc = xs + j * cs
+        for k in range(L):
+            m[k] = xc[k] if xc[k] > m[k] else m[k]
+    for k in range(L):
+        m[k] = lse_shift(m[k])
+        s[k] = 0
+        sw[k] = 0
+    # pass 2: sum of exp (kept in the gradient buffer if any) and the weighted logit sum for smoothing
+    for j in range(C):
+        xc = xs + j * cs
+        if gbase != NULL:
+            gc = gbase + j * cs
+            for k in range(L):
+                v = f_exp(xc[k] - m[k])
+                gc[k] = v
+                s[k] = s[k] + v
+        else:
+            for k in range(L):
+                s[k] = s[k] + f_exp(xc[k] - m[k])
+        if eps != 0:
+            wj = w[j] if w != NULL else 1
+            for k in range(L):
+                sw[k] = sw[k] + wj * xc[k]
+    for k in range(L):
+        lse = f_log(s[k]) + m[k]
+        coef = (1 - eps) * wy[k] + epsC * wtot
+        if denom != NULL:
+            denom[k] = wy[k]
+        if ys[k] < 0:
+            loss[k] = 0
+        elif c.focal:
+            wy[k] = wy[k] * ((<const floating*> c.alpha)[ys[k]] if c.alpha != NULL else 1)
+            mod = focal_modulation(xy[k] - lse, c.gamma, &K)
+            loss[k] = wy[k] * <floating> mod * (lse - xy[k])
+            coef = wy[k] * <floating> K
+            sw[k] = coef          # the target's gradient coefficient
+        elif eps != 0:
+            loss[k] = lse * coef - (1 - eps) * wy[k] * xy[k] - epsC * sw[k]
+        else:
+            loss[k] = wy[k] * (lse - xy[k])
+        s[k] = 0 if ys[k] < 0 else coef * gs / s[k]   # s becomes the per-position softmax scale
+    if gbase != NULL:
+        for j in range(C):
+            gc = gbase + j * cs
+            wj = (w[j] if w != NULL else 1) * epsC * gs
+            for k in range(L):
+                gc[k] = gc[k] * s[k] - (wj if ys[k] >= 0 else 0)
+        for k in range(L):
+            if ys[k] >= 0:
+                gbase[ys[k] * cs + k] -= (sw[k] if c.focal else (1 - eps) * wy[k]) * gs
+    return bad
+
+
+cdef inline Py_ssize_t first_bad(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a if a >= 0 else b
+
+
+cdef Py_ssize_t ce_spatial_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                 floating* loss, floating* denom) noexcept nogil:
+    """Items are (n, s) pairs, s contiguous: cut into runs inside one sample, read in place."""
+    cdef Py_ssize_t C = c.C, S = c.S, bad = -1, i0 = start, n, p0, L
     while i0 < stop:
         n = i0 // S
         p0 = i0 - n * S
-        L = stop - i0
-        if L > S - p0:
-            L = S - p0
-        if L > RUN:
-            L = RUN
-        xs = <const floating*> c.x + n * C * S + p0
-        # targets of the run (validated) and their weights
+        L = min(stop - i0, S - p0, RUN)
+        bad = first_bad(bad, ce_run(c, <const floating*> c.x + n * C * S + p0, S, i0, L, loss + (i0 - start),
+                                    denom + (i0 - start) if denom != NULL else NULL,
+                                    <floating*> c.grad + n * C * S + p0 if c.grad != NULL else NULL))
+        i0 += L
+    return bad
+
+
+cdef Py_ssize_t ce_short_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                    floating* loss, floating* denom) noexcept nogil:
+    """(N, C) rows with C <= SHORT_ROW, no gradient: transpose RUN rows into a class-major tile."""
+    cdef Py_ssize_t C = c.C, bad = -1, i0 = start, L, k, j
+    cdef floating tile[SHORT_ROW * RUN]
+    cdef const floating* x
+    while i0 < stop:
+        L = min(stop - i0, RUN)
+        x = <const floating*> c.x + i0 * C
         for k in range(L):
-            y = read_label(c.labels, c.labels64, i0 + k)
-            if y == c.ignore_index or y < 0 or y >= C:
-                if y != c.ignore_index and bad < 0:
-                    bad = i0 + k
-                ys[k] = -1
-                wy[k] = 0
-                xy[k] = 0
-            else:
-                ys[k] = y
-                wy[k] = w[y] if w != NULL else 1
-                xy[k] = xs[y * S + k]
-        # pass 1: max over classes, per position
-        for k in range(L):
-            m[k] = xs[k]
-        for j in range(1, C):
-            xc = xs + j * S
-            for k in range(L):
-                m[k] = xc[k] if xc[k] > m[k] else m[k]
-        for k in range(L):
-            m[k] = lse_shift(m[k])
-            s[k] = 0
-            sw[k] = 0
-        # pass 2: sum of exp (and the weighted logit sum for smoothing)
-        gbase = <floating*> c.grad + n * C * S + p0 if c.grad != NULL else NULL
-        for j in range(C):
-            xc = xs + j * S
-            if gbase != NULL:
-                gc = gbase + j * S
-                for k in range(L):
-                    v = f_exp(xc[k] - m[k])
-                    gc[k] = v
-                    s[k] = s[k] + v
-            else:
-                for k in range(L):
-                    s[k] = s[k] + f_exp(xc[k] - m[k])
-            if eps != 0:
-                wj = w[j] if w != NULL else 1
-                for k in range(L):
-                    sw[k] = sw[k] + wj * xc[k]
-        for k in range(L):
-            lse = f_log(s[k]) + m[k]
-            coef = (1 - eps) * wy[k] + epsC * wtot
-            if ys[k] < 0:
-                loss[i0 - start + k] = 0
-            elif eps != 0:
-                loss[i0 - start + k] = lse * coef - (1 - eps) * wy[k] * xy[k] - epsC * sw[k]
-            else:
-                loss[i0 - start + k] = wy[k] * (lse - xy[k])
-            if denom != NULL:
-                denom[i0 - start + k] = wy[k]
-            # reuse s as the per-position softmax scale for the gradient
-            s[k] = 0 if ys[k] < 0 else coef * gs / s[k]
-        if gbase != NULL:
             for j in range(C):
-                gc = gbase + j * S
-                wj = (w[j] if w != NULL else 1) * epsC * gs
-                for k in range(L):
-                    gc[k] = gc[k] * s[k] - (wj if ys[k] >= 0 else 0)
-            for k in range(L):
-                if ys[k] >= 0:
-                    gbase[ys[k] * S + k] -= (1 - eps) * wy[k] * gs
+                tile[j * RUN + k] = x[k * C + j]
+        bad = first_bad(bad, ce_run(c, tile, RUN, i0, L, loss + (i0 - start),
+                                    denom + (i0 - start) if denom != NULL else NULL, NULL))
         i0 += L
     return bad
 
@@ -255,7 +312,8 @@ cdef Py_ssize_t ce_target_weight_block(const CeCtx* c, Py_ssize_t start, Py_ssiz
 
 
 def cross_entropy_index(x, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t ignore_index,
-                        double smoothing, str reduction, out, grad, int num_threads):
+                        double smoothing, str reduction, out, grad, int num_threads,
+                        focal_alpha=None, double focal_gamma=-1.0):
     """Kernel entry: x (N, C, S) C-contiguous float32/64 (S=1 for rows), labels (N*S,) int32/int64,
     weight (C,) or None, out (N*S,) or None, grad like x or None.
     Returns (loss_sum, denom_sum, first_bad_index)."""
@@ -276,6 +334,9 @@ def cross_entropy_index(x, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t i
     c.smoothing = smoothing
     c.grad = NULL
     c.grad_scale = 1.0
+    c.focal = focal_gamma >= 0
+    c.gamma = focal_gamma
+    c.alpha = ptr_or_null(focal_alpha)
     if grad is not None and reduction == "mean":
         # the mean's denominator first (labels only), so the gradient pass can scale as it writes
         fn = <BlockFn> ce_target_weight_block[float] if itemsize == 4 else <BlockFn> ce_target_weight_block[double]
@@ -285,10 +346,227 @@ def cross_entropy_index(x, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t i
         finish_run(status, &run)
         c.grad_scale = 1.0 / run.loss_sum if run.loss_sum != 0 else float("nan")
     c.grad = ptr_or_null(grad)
-    if S == 1:
+    if S == 1 and C <= SHORT_ROW and grad is None and not c.focal:
+        fn = <BlockFn> ce_short_rows_block[float] if itemsize == 4 else <BlockFn> ce_short_rows_block[double]
+    elif S == 1:
         fn = <BlockFn> ce_rows_block[float] if itemsize == 4 else <BlockFn> ce_rows_block[double]
     else:
         fn = <BlockFn> ce_spatial_block[float] if itemsize == 4 else <BlockFn> ce_spatial_block[double]
+    init_run(&run, n_items, C, itemsize, num_threads, ptr_or_null(out), reduction == "mean")
+    with nogil:
+        status = run_blocks(fn, &c, &run)
+    return finish_run(status, &run)
+
+
+# =====================================================================================================
+# Cross-entropy with class-probability targets, NLL, multi-margin, distillation: per-item kernels on the
+# (N, C, S) layout (S = 1 for rows; class j of item (n, s) at n*C*S + j*S + s).  Not on a benchmark
+# path, so written as plain per-item loops.
+# =====================================================================================================
+
+cdef struct RowCtx:
+    const void* x           # (N, C, S) logits / log-probabilities / student logits
+    const void* t           # probability targets or teacher logits (same layout), or NULL
+    const void* labels      # class indices (N*S,) or NULL
+    bint labels64
+    const void* weight      # (C,) or NULL
+    Py_ssize_t C
+    Py_ssize_t S
+    int64_t ignore_index
+    double param            # label smoothing | margin | temperature
+    int power               # multi-margin p
+    void* grad
+    double grad_scale
+
+
+# CE with probability targets t (smoothed: t' = (1 - eps) t + eps / C), weights w:
+#   loss = sum_j w_j t'_j (lse - x_j) = lse A - B,   A = sum_j w_j t'_j,  B = sum_j w_j t'_j x_j
+#   dloss/dx_j = A p_j - w_j t'_j                    (torch: cross_entropy with float targets)
+cdef Py_ssize_t ce_probs_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                               floating* loss, floating* denom) noexcept nogil:
+    cdef Py_ssize_t C = c.C, S = c.S, i, j, base
+    cdef const floating* x = <const floating*> c.x
+    cdef const floating* t = <const floating*> c.t
+    cdef const floating* w = <const floating*> c.weight
+    cdef floating* g = <floating*> c.grad
+    cdef floating eps = <floating> c.param, gs = <floating> c.grad_scale
+    cdef floating m, se, lse, A, B, tj, wj
+    for i in range(start, stop):
+        base = (i // S) * C * S + i % S
+        m = x[base]
+        for j in range(1, C):
+            m = f_max(m, x[base + j * S])
+        m = lse_shift(m)
+        se = 0
+        A = 0
+        B = 0
+        for j in range(C):
+            se = se + f_exp(x[base + j * S] - m)
+            wj = w[j] if w != NULL else 1
+            tj = wj * ((1 - eps) * t[base + j * S] + eps / C)
+            A = A + tj
+            B = B + tj * x[base + j * S]
+        lse = f_log(se) + m
+        loss[i - start] = lse * A - B
+        if g != NULL:
+            for j in range(C):
+                wj = w[j] if w != NULL else 1
+                tj = wj * ((1 - eps) * t[base + j * S] + eps / C)
+                g[base + j * S] = (A * f_exp(x[base + j * S] - lse) - tj) * gs
+    return -1
+
+
+# NLL on log-probabilities: loss = -w_y x_y; dloss/dx_j = -w_y [j = y] (grad pre-zeroed by the caller).
+cdef Py_ssize_t nll_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                          floating* loss, floating* denom) noexcept nogil:
+    cdef Py_ssize_t C = c.C, S = c.S, i, at, bad = -1
+    cdef const floating* w = <const floating*> c.weight
+    cdef floating wy
+    cdef int64_t y
+    for i in range(start, stop):
+        y = read_label(c.labels, c.labels64, i)
+        if y == c.ignore_index or y < 0 or y >= C:
+            if y != c.ignore_index and bad < 0:
+                bad = i
+            loss[i - start] = 0
+            if denom != NULL:
+                denom[i - start] = 0
+            continue
+        wy = w[y] if w != NULL else 1
+        at = (i // S) * C * S + y * S + i % S
+        loss[i - start] = -wy * (<const floating*> c.x)[at]
+        if denom != NULL:
+            denom[i - start] = wy
+        if c.grad != NULL:
+            (<floating*> c.grad)[at] = -wy * <floating> c.grad_scale
+    return bad
+
+
+# torch multi_margin_loss: loss = w_y / C * sum_{j != y} h_j^p,  h_j = max(0, margin - x_y + x_j);
+# dloss/dx_j = w_y / C * p h_j^(p-1) [h_j > 0] for j != y, and dloss/dx_y = -sum of those.
+cdef Py_ssize_t multi_margin_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                   floating* loss, floating* denom) noexcept nogil:
+    cdef Py_ssize_t C = c.C, i, j, bad = -1
+    cdef const floating* w = <const floating*> c.weight
+    cdef const floating* row
+    cdef floating* g
+    cdef floating h, acc, gy, wy, d
+    cdef floating margin = <floating> c.param
+    cdef int64_t y
+    for i in range(start, stop):
+        y = read_label(c.labels, c.labels64, i)
+        row = <const floating*> c.x + i * C
+        g = <floating*> c.grad + i * C if c.grad != NULL else NULL
+        if y < 0 or y >= C:
+            if bad < 0:
+                bad = i
+            loss[i - start] = 0
+            continue
+        wy = (w[y] if w != NULL else 1) / C
+        acc = 0
+        gy = 0
+        for j in range(C):
+            h = margin - row[y] + row[j]
+            if j == y or not h > 0:
+                if g != NULL:
+                    g[j] = 0
+                if h != h and j != y:
+                    acc = acc + h          # nan propagates as in torch
+                continue
+            acc = acc + (h if c.power == 1 else h * h)
+            if g != NULL:
+                d = wy * (1 if c.power == 1 else 2 * h) * <floating> c.grad_scale
+                g[j] = d
+                gy = gy + d
+        if g != NULL:
+            g[y] = -gy
+        loss[i - start] = wy * acc
+    return bad
+
+
+# Distillation (SPEC §6), rows: with s = x / T, u = teacher / T, q = softmax(u),
+#   loss = T^2 sum_j q_j ((u_j - lse_u) - (s_j - lse_s));   dloss/dx_j = T (softmax(s)_j - q_j)
+cdef Py_ssize_t distillation_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                   floating* loss, floating* denom) noexcept nogil:
+    cdef Py_ssize_t C = c.C, i, j
+    cdef floating T = <floating> c.param, invT = 1 / T, gs = <floating> c.grad_scale
+    cdef const floating* xs
+    cdef const floating* xt
+    cdef floating* g
+    cdef floating ms, mt, ss, st, lse_s, lse_t, acc, q
+    for i in range(start, stop):
+        xs = <const floating*> c.x + i * C
+        xt = <const floating*> c.t + i * C
+        g = <floating*> c.grad + i * C if c.grad != NULL else NULL
+        ms = lse_shift(row_max(xs, C) * invT)
+        mt = lse_shift(row_max(xt, C) * invT)
+        ss = 0
+        st = 0
+        for j in range(C):
+            ss = ss + f_exp(xs[j] * invT - ms)
+            st = st + f_exp(xt[j] * invT - mt)
+        lse_s = f_log(ss) + ms
+        lse_t = f_log(st) + mt
+        acc = 0
+        for j in range(C):
+            q = f_exp(xt[j] * invT - lse_t)
+            acc = acc + q * ((xt[j] * invT - lse_t) - (xs[j] * invT - lse_s))
+            if g != NULL:
+                g[j] = T * (f_exp(xs[j] * invT - lse_s) - q) * gs
+        loss[i - start] = T * T * acc
+    return -1
+
+
+
+
+def row_loss(str kind, x, t, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t ignore_index, double param,
+             int power, str reduction, out, grad, double grad_scale, int num_threads):
+    """Kernel entry for the per-item row kernels: kind in {"ce_probs", "nll", "multi_margin",
+    "distillation"}.  For nll with mean and a gradient, grad_scale < 0 asks for the denominator pre-pass.
+    Returns (loss_sum, denom_sum, first_bad)."""
+    cdef RowCtx c
+    cdef CeCtx ce
+    cdef BlockRun run
+    cdef Py_ssize_t itemsize = x.dtype.itemsize
+    cdef Py_ssize_t n_items = (x.size // C) if C > 0 else 0
+    cdef BlockFn fn
+    cdef int status
+    c.x = ptr_or_null(x)
+    c.t = ptr_or_null(t)
+    c.labels = ptr_or_null(labels)
+    c.labels64 = labels is not None and labels.dtype.itemsize == 8
+    c.weight = ptr_or_null(weight)
+    c.C = C
+    c.S = S
+    c.ignore_index = ignore_index
+    c.param = param
+    c.power = power
+    c.grad = NULL
+    c.grad_scale = grad_scale
+    if grad_scale < 0:
+        # nll mean with gradient: the denominator (sum of w_y) first, as for cross_entropy
+        ce.labels = c.labels
+        ce.labels64 = c.labels64
+        ce.weight = c.weight
+        ce.C = C
+        ce.ignore_index = ignore_index
+        fn = <BlockFn> ce_target_weight_block[float] if itemsize == 4 else <BlockFn> ce_target_weight_block[double]
+        init_run(&run, n_items, 1, itemsize, num_threads, NULL, False)
+        with nogil:
+            status = run_blocks(fn, &ce, &run)
+        finish_run(status, &run)
+        c.grad_scale = 1.0 / run.loss_sum if run.loss_sum != 0 else float("nan")
+    c.grad = ptr_or_null(grad)
+    if kind == "ce_probs":
+        fn = <BlockFn> ce_probs_block[float] if itemsize == 4 else <BlockFn> ce_probs_block[double]
+    elif kind == "nll":
+        fn = <BlockFn> nll_block[float] if itemsize == 4 else <BlockFn> nll_block[double]
+    elif kind == "multi_margin":
+        fn = <BlockFn> multi_margin_block[float] if itemsize == 4 else <BlockFn> multi_margin_block[double]
+    elif kind == "distillation":
+        fn = <BlockFn> distillation_block[float] if itemsize == 4 else <BlockFn> distillation_block[double]
+    else:
+        raise ValueError(f"internal: unknown row kernel {kind!r}")
     init_run(&run, n_items, C, itemsize, num_threads, ptr_or_null(out), reduction == "mean")
     with nogil:
         status = run_blocks(fn, &c, &run)
