@@ -49,6 +49,8 @@ cdef extern from "fl_math.h" nogil:
     double fl_log(double)
     float fl_log1pf(float)
     double fl_log1p(double)
+    float fl_log1p_unitf(float)
+    double fl_log1p_unit(double)
     float fl_softplusf(float)
     double fl_softplus(double)
     float fl_log_sigmoidf(float)
@@ -88,6 +90,13 @@ cdef inline floating f_log1p(floating x) noexcept nogil:
         return fl_log1pf(x)
     else:
         return fl_log1p(x)
+
+cdef inline floating f_log1p_unit(floating x) noexcept nogil:
+    """log1p(x) for x in [0, 1] (or nan) only: e.g. log1p(exp(-|z|)).  Cheaper than f_log1p."""
+    if floating is float:
+        return fl_log1p_unitf(x)
+    else:
+        return fl_log1p_unit(x)
 
 cdef inline floating f_softplus(floating x) noexcept nogil:
     if floating is float:

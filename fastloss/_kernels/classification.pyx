@@ -17,7 +17,7 @@ from libc.math cimport exp, pow
 
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, block_items_for, Operand, operand_seg, segment_end, set_operand,
-    f_exp, f_log, f_log1p, f_abs, f_max, f_min, row_max, row_sumexp, row_dot,
+    f_exp, f_log, f_log1p, f_log1p_unit, f_abs, f_max, f_min, row_max, row_sumexp, row_dot,
 )
 
 import numpy as np
@@ -598,7 +598,7 @@ cdef inline floating bce_logits_point(floating x, floating y, floating pw, float
     cdef floating l = 1 + (pw - 1) * y
     cdef floating sig_neg = (e if x >= 0 else 1) / (1 + e)
     dx[0] = (1 - y) - l * sig_neg
-    return (1 - y) * x + l * (f_max(-x, <floating> 0) + f_log1p(e))
+    return (1 - y) * x + l * (f_max(-x, <floating> 0) + f_log1p_unit(e))
 
 
 cdef Py_ssize_t bce_logits_block(const BinaryCtx* c, Py_ssize_t start, Py_ssize_t stop,
