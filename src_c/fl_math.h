@@ -190,6 +190,7 @@ FL_INLINE float fl_log1pf(float x) {
     float r = fl_logf(u) - ((u - 1.0f) - x) / u;
     r = u == 1.0f ? x : r;
     r = u == __builtin_inff() ? u : r;   /* x = +inf (or overflow of 1+x): log1p = log(x) */
+    r = u == 0.0f ? -__builtin_inff() : r; /* x = -1: the correction would be 0/0 */
     return r;
 }
 FL_INLINE double fl_log1p(double x) {
@@ -197,6 +198,7 @@ FL_INLINE double fl_log1p(double x) {
     double r = fl_log(u) - ((u - 1.0) - x) / u;
     r = u == 1.0 ? x : r;
     r = u == __builtin_inf() ? u : r;
+    r = u == 0.0 ? -__builtin_inf() : r;
     return r;
 }
 
