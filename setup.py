@@ -29,6 +29,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
+os.chdir(HERE)  # every path below is relative to the project root
 KERNELS = HERE / "fastloss" / "_kernels"
 STUBS = HERE / "build" / "isa_stubs"
 
@@ -67,16 +68,16 @@ def _family_stub(family: str, level: str) -> str:
     )
     if not stub.exists() or stub.read_text() != text:
         stub.write_text(text)
-    return str(stub)
+    return stub.relative_to(HERE).as_posix()  # setuptools wants paths relative to setup.py
 
 
 def _extensions():
     def ext(name, source, flags):
         return Extension(name, [source], extra_compile_args=COMMON_FLAGS + flags,
-                         include_dirs=[np.get_include(), str(HERE / "src_c"), str(KERNELS)],
+                         include_dirs=[np.get_include(), "src_c", "fastloss/_kernels"],
                          define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
 
-    exts = [ext("fastloss._kernels._runtime", str(KERNELS / "_runtime.pyx"), [])]
+    exts = [ext("fastloss._kernels._runtime", "fastloss/_kernels/_runtime.pyx", [])]
     for family in FAMILIES:
         for level, flags in ISA_LEVELS.items():
             exts.append(ext(f"fastloss._kernels._{family}_{level}", _family_stub(family, level), flags))
@@ -125,7 +126,7 @@ setup(
         compiler_directives=dict(language_level=3, boundscheck=False, wraparound=False,
                                  initializedcheck=False, cdivision=True, nonecheck=False,
                                  embedsignature=True),
-        include_path=[str(HERE), str(KERNELS)],
+        include_path=[".", "fastloss/_kernels"],
         nthreads=int(os.environ.get("FASTLOSS_CYTHON_JOBS", "0")),
     ),
     cmdclass={"build_ext": BuildExt},
