@@ -8,7 +8,7 @@ Design (one loop, four formulas):
   * Each loss is one ``cdef inline`` point function ``point(x, y, params..., &d) -> loss`` returning the
     per-element loss and writing d(loss)/dx -- the formula and its derivative, in one place.
   * The loop around them is written ONCE: ``elementwise_block`` is fused over the loss *kind* (a tag
-    struct: ``BceKind``, ``FocalKind``, ``HingeKind``, ``KlKind``) and the floating type, so Cython emits
+    struct: ``BceKind``, ``FocalKind`` / ``FocalSquareKind`` (gamma = 2), ``HingeKind``, ``KlKind``) and the floating type, so Cython emits
     one specialised copy per (kind, dtype) with the point function inlined -- no function pointer and no
     switch inside the inner loop, which stays branch-free and vectorises.
   * Every kind reads the same context (``ElemCtx``): prediction ``x``, target ``y``, an optional
@@ -41,6 +41,8 @@ cdef struct BceKind:
     ElemCtx e
 cdef struct FocalKind:
     ElemCtx e
+cdef struct FocalSquareKind:     # focal with gamma == 2 (the default): q^gamma = q * q
+    ElemCtx e
 cdef struct HingeKind:
     ElemCtx e
 cdef struct KlKind:
@@ -49,6 +51,7 @@ cdef struct KlKind:
 ctypedef fused kind_t:
     BceKind
     FocalKind
+    FocalSquareKind
     HingeKind
     KlKind
 
@@ -65,23 +68,30 @@ ctypedef fused kind_t:
 # Inputs are validated to [0, 1] (no nan), so f_max's nan rule only matters for log1p(-1): fl_log1p
 # gives nan there, and f_max(nan, -100) = -100 is the clamp torch applies to log(0) = -inf.
 cdef inline floating bce_point(floating p, floating y, floating* dp) noexcept nogil:
+    cdef floating one = 1
     cdef floating log_p = f_max(f_log(p), <floating> -100)
     cdef floating log_1mp = f_max(f_log1p(-p), <floating> -100)
-    dp[0] = (p - y) / f_max((1 - p) * p, <floating> 1e-12)
-    return (y - 1) * log_1mp - y * log_p
+    dp[0] = (p - y) / f_max((one - p) * p, <floating> 1e-12)
+    return (y - one) * log_1mp - y * log_p
 
 
-# q ** g for q >= 0 with torch.pow's conventions (0 ** 0 = 1, 0 ** g = 0 for g > 0).  g is the same for
-# every element, so the tests on it are loop-invariant (the compiler unswitches them): the default
-# gamma = 2 costs one multiply and is exact, as torch's pow(q, 2) is.
-cdef inline floating pow_nonneg(floating q, floating g) noexcept nogil:
-    if g == 2:
+# q ** g for q >= 0 with torch.pow's conventions (0 ** 0 = 1, 0 ** g = 0 for g > 0), branch-free.
+# ``square`` is a compile-time constant after inlining (the FocalSquare kind): gamma = 2, the default,
+# then costs one multiply and is exact, as torch's pow(q, 2) is.
+cdef inline floating pow_nonneg(floating q, floating g, bint square) noexcept nogil:
+    if square:
         return q * q
-    if g == 0:
-        return 1
-    if g == 1:
-        return q
-    return f_exp(g * f_log(q))
+    cdef floating r = f_exp(g * f_log(q))
+    return <floating> 1 if g == 0 else r
+
+
+# log1p(e) for e in [0, 1] given inv = 1 / (1 + e), which the sigmoid has already paid for: fl_log1p's
+# correction term ((u - 1) - e) / u (Goldberg) becomes a multiply.  u = 1 + e lies in [1, 2], so no
+# special value arises; the correction is below one ulp of u, so inv's rounding does not matter.
+cdef inline floating log1p_unit(floating e, floating inv) noexcept nogil:
+    cdef floating one = 1
+    cdef floating u = one + e
+    return f_log(u) - ((u - one) - e) * inv
 
 
 # Sigmoid focal loss, torchvision.ops.sigmoid_focal_loss on logits x and targets t:
@@ -89,26 +99,33 @@ cdef inline floating pow_nonneg(floating q, floating g) noexcept nogil:
 #   loss = alpha_t * ce * (1 - p_t)^gamma,   alpha_t = alpha t + (1 - alpha)(1 - t)  (1 if alpha < 0)
 # Stable form: with e = exp(-|x|) both p and 1 - p come from e without cancellation
 #   p = 1/(1+e) or e/(1+e),  1 - p = the other,  ce = (1 - t) x + max(-x, 0) + log1p(e)
+# (one exp, one log and one division per element, for the loss and its gradient together)
 #   q = 1 - p_t = p (1 - t) + (1 - p) t          (both terms >= 0 for t in [0, 1]: no cancellation)
 # so large |x| (e.g. 1e4) neither overflows nor loses q; torchvision's 1 - p_t cancels there.
 # Derivative (what autograd gives through the torchvision formula):
 #   dce/dx = p - t,  dq/dx = p (1 - p) (1 - 2t),  d(q^g)/dq = g q^(g-1)
 #   dloss/dx = alpha_t * ((p - t) q^g + ce * g q^(g-1) * dq/dx)
-# g q^(g-1) is formed as g q^g / q; at q = 0 (then p (1 - p) = 0 too) the term is taken as 0, the
-# limit, where torch's autograd would give 0 for g >= 1 and nan (inf * 0) for 0 < g < 1.
+# g q^(g-1) is formed as g q^g / q (2q when square); at q = 0 (then p (1 - p) = 0 too) the term is
+# taken as 0, the limit, where torch's autograd gives 0 for g >= 1 and nan (inf * 0) for 0 < g < 1.
 # Parameters: a = alpha_0 (alpha_t at t = 0), b = alpha_1 - alpha_0, c = gamma.
-cdef inline floating focal_point(floating x, floating t, floating a0, floating da, floating g,
+# Constants are typed (``one``): a bare ``1`` becomes the C double 1.0 and would widen float32 maths.
+cdef inline floating focal_point(floating x, floating t, floating a0, floating da, floating g, bint square,
                                  floating* dx) noexcept nogil:
+    cdef floating one = 1, zero = 0
     cdef floating e = f_exp(-f_abs(x))
-    cdef floating inv = 1 / (1 + e)
-    cdef floating p = inv if x >= 0 else e * inv
-    cdef floating pm = e * inv if x >= 0 else inv
-    cdef floating ce = (1 - t) * x + f_max(-x, <floating> 0) + f_log1p(e)
-    cdef floating q = p * (1 - t) + pm * t
-    cdef floating qg = pow_nonneg(q, g)
+    cdef floating inv = one / (one + e)
+    cdef floating p = inv if x >= zero else e * inv
+    cdef floating pm = e * inv if x >= zero else inv
+    cdef floating ce = (one - t) * x + f_max(-x, zero) + log1p_unit(e, inv)
+    cdef floating q = p * (one - t) + pm * t
+    cdef floating qg = pow_nonneg(q, g, square)
     cdef floating alpha_t = a0 + da * t
-    cdef floating dpow = g * qg / q if q > 0 else 0
-    dx[0] = alpha_t * ((p - t) * qg + ce * dpow * (p * pm * (1 - 2 * t)))
+    cdef floating dpow
+    if square:
+        dpow = (one + one) * q
+    else:
+        dpow = g * qg / q if q > zero else zero
+    dx[0] = alpha_t * ((p - t) * qg + ce * dpow * (p * pm * (one - (one + one) * t)))
     return alpha_t * ce * qg
 
 
@@ -118,12 +135,13 @@ cdef inline floating focal_point(floating x, floating t, floating a0, floating d
 # Parameters: a = margin, b = squared (0 or 1).
 cdef inline floating hinge_point(floating s, floating y, floating margin, floating squared,
                                  floating* ds) noexcept nogil:
+    cdef floating zero = 0, one = 1
     cdef floating v = margin - y * s
-    cdef floating h = f_max(<floating> 0, v)          # f_max returns v when v is nan
-    cdef floating step = 1 if v > 0 else 0
+    cdef floating h = f_max(zero, v)                   # f_max returns v when v is nan
+    cdef floating step = one if v > zero else zero
     step = v if v != v else step
-    ds[0] = -y * (2 * h if squared != 0 else step)
-    return h * h if squared != 0 else h
+    ds[0] = -y * ((h + h) if squared != zero else step)
+    return h * h if squared != zero else h
 
 
 # KL divergence, pointwise, torch.kl_div (aten/src/ATen/native/Loss.cpp):
@@ -132,13 +150,14 @@ cdef inline floating hinge_point(floating s, floating y, floating margin, floati
 #   dloss/dx = -t  (or -exp(t))
 # Parameter: a = log_target (0 or 1).
 cdef inline floating kl_point(floating x, floating t, floating log_target, floating* dx) noexcept nogil:
+    cdef floating zero = 0
     cdef floating et
-    if log_target != 0:
+    if log_target != zero:
         et = f_exp(t)
         dx[0] = -et
         return et * (t - x)
     dx[0] = -t
-    return (t * f_log(t) if t != 0 else 0) - t * x
+    return (t * f_log(t) if t != zero else zero) - t * x
 
 
 cdef inline floating point(const kind_t* tag, floating x, floating y, floating a, floating b, floating c,
@@ -147,7 +166,9 @@ cdef inline floating point(const kind_t* tag, floating x, floating y, floating a
     if kind_t is BceKind:
         return bce_point(x, y, dx)
     elif kind_t is FocalKind:
-        return focal_point(x, y, a, b, c, dx)
+        return focal_point(x, y, a, b, c, False, dx)
+    elif kind_t is FocalSquareKind:
+        return focal_point(x, y, a, b, c, True, dx)
     elif kind_t is HingeKind:
         return hinge_point(x, y, a, b, dx)
     else:
@@ -157,10 +178,11 @@ cdef inline floating point(const kind_t* tag, floating x, floating y, floating a
 cdef inline bint invalid(const kind_t* tag, floating x, floating y) noexcept nogil:
     """Whether an element is outside the loss's domain (resolved at compile time; False compiles away).
     BCE: torch's check, input and target in [0, 1] (nan is outside).  Hinge: target is -1 or +1."""
+    cdef floating zero = 0, one = 1
     if kind_t is BceKind:
-        return not ((x >= 0) & (x <= 1) & (y >= 0) & (y <= 1))
+        return not ((x >= zero) & (x <= one) & (y >= zero) & (y <= one))
     elif kind_t is HingeKind:
-        return not ((y == 1) | (y == -1))
+        return not ((y == one) | (y == -one))
     else:
         return False
 
@@ -210,7 +232,7 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
     return bad
 
 
-KINDS = ("bce", "focal", "hinge", "kl")
+KINDS = ("bce", "focal", "focal_square", "hinge", "kl")
 
 
 cdef BlockFn block_for(str kind, Py_ssize_t itemsize) except NULL:
@@ -219,6 +241,8 @@ cdef BlockFn block_for(str kind, Py_ssize_t itemsize) except NULL:
         return <BlockFn> elementwise_block[BceKind, float] if f32 else <BlockFn> elementwise_block[BceKind, double]
     if kind == "focal":
         return <BlockFn> elementwise_block[FocalKind, float] if f32 else <BlockFn> elementwise_block[FocalKind, double]
+    if kind == "focal_square":
+        return <BlockFn> elementwise_block[FocalSquareKind, float] if f32 else <BlockFn> elementwise_block[FocalSquareKind, double]
     if kind == "hinge":
         return <BlockFn> elementwise_block[HingeKind, float] if f32 else <BlockFn> elementwise_block[HingeKind, double]
     if kind == "kl":
