@@ -312,3 +312,30 @@ cdef inline bint set_operand(Operand* op, object value, Py_ssize_t n_items, Py_s
             raise ValueError(f"internal: operand of {value.size} items for {n_items} (K={K})")
         op.periodic = True
     return op.periodic
+
+
+# ---------------------------------------------------------------- entry helpers
+# Shared by every family's ``def`` entries: the steps around ``run_blocks`` that touch Python objects.
+cdef inline void* ptr_or_null(object arr):
+    """Data pointer of a C-contiguous ndarray, or NULL for None."""
+    if arr is None:
+        return NULL
+    return <void*> <size_t> arr.ctypes.data
+
+
+cdef inline void init_run(BlockRun* run, Py_ssize_t n_items, Py_ssize_t item_cost, Py_ssize_t itemsize,
+                          int num_threads, void* loss_out, bint want_denom) noexcept:
+    run.n_items = n_items
+    run.item_cost = item_cost
+    run.block_items = block_items_for(item_cost)
+    run.itemsize = itemsize
+    run.num_threads = num_threads
+    run.loss_out = loss_out
+    run.want_denom = want_denom
+
+
+cdef inline object finish_run(int status, BlockRun* run):
+    """(loss_sum, denom_sum, first_bad) of a finished run, or MemoryError if it could not start."""
+    if status != 0:
+        raise MemoryError("fastloss: could not allocate kernel scratch memory")
+    return run.loss_sum, run.denom_sum, run.first_bad

@@ -30,4 +30,4 @@ def register(spec: LossSpec) -> LossSpec:
     return spec
 
 
-from . import classification, regression, boxes, metric  # noqa: E402,F401  (each file registers its losses)
+from . import classification, regression, boxes, metric, binary  # noqa: E402,F401  (each file registers its losses)
