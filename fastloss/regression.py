@@ -40,9 +40,8 @@ def _position(index, shape):
 
 
 def _sum_to(g, shape, dtype):
-    """Sum a full-shape gradient over the axes a broadcast operand of ``shape`` was repeated along."""
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
+    """Sum a full-shape gradient over the axes a same-ndim operand of ``shape`` was broadcast along."""
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
     return g.sum(axis=axes, dtype=np.float64).reshape(shape).astype(dtype)
 
 
@@ -202,7 +201,12 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
         return value
     gvar = None
     if gv_full is not None:
-        gvar = gv_full if varr.shape == x.shape else _sum_to(gv_full, varr.shape, x.dtype)
+        if varr.shape == x.shape:
+            gvar = gv_full
+        elif var_rows:                                   # one variance per row: sum over the last axis
+            gvar = gv_full.sum(axis=-1, dtype=np.float64).reshape(varr.shape).astype(x.dtype)
+        else:
+            gvar = _sum_to(gv_full, varr.shape, x.dtype)
     return value, (grad, gvar)
 
 
