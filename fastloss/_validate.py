@@ -53,7 +53,7 @@ def float_array(x, name, dtype=None):
             dtype = np.float32
         else:
             dtype = a.dtype
-    return np.ascontiguousarray(a, dtype=dtype)
+    return np.ascontiguousarray(a, dtype=dtype).reshape(a.shape)   # (ascontiguousarray makes 0-d 1-d)
 
 
 def prediction(x, name="input"):

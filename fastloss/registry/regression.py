@@ -1,1 +1,135 @@
-"""Registry entries of the regression family (see fastloss/registry/__init__.py)."""
+"""Registry entries of the regression family (see fastloss/registry/__init__.py).
+
+Losses torch has are referenced to torch.nn.functional; the SPEC §6 ones get a float64 NumPy formula
+(``numpy_ref``) and the same formula in torch ops (``torch_ref``), which the tests differentiate with
+autograd.  Every reference takes ``reduction=`` and returns the reduced value.
+"""
+import math
+
+import numpy as np
+
+from . import LossSpec, register
+
+
+def _torch():
+    import torch
+    import torch.nn.functional as F
+    return torch, F
+
+
+def _t(a):
+    torch, _ = _torch()
+    return a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a, dtype=np.float64))
+
+
+def _reduce(loss, reduction):
+    """Reduce a per-element (or per-row) loss, tensor or ndarray, the torch way (mean of none is nan)."""
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / loss.size if isinstance(loss, np.ndarray) else loss.mean()
+
+
+# ------------------------------------------------------------------- samplers
+def _sample_pair(rng, n, dtype, scale=2.0):
+    return (rng.standard_normal(n).astype(dtype) * scale, rng.standard_normal(n).astype(dtype) * scale), {}
+
+
+def _sample_poisson(rng, n, dtype):
+    return (rng.standard_normal(n).astype(dtype), rng.poisson(2.0, n).astype(dtype)), {}
+
+
+def _sample_gaussian_nll(rng, n, dtype):
+    (x, y), _ = _sample_pair(rng, n, dtype)
+    return (x, y, (rng.random(n) + 0.05).astype(dtype)), {}
+
+
+def _sample_mape(rng, n, dtype):
+    y = np.where(rng.random(n) < 0.5, -1.0, 1.0) * (0.5 + rng.random(n))
+    return (rng.standard_normal(n).astype(dtype), y.astype(dtype)), {}
+
+
+def _sample_msle(rng, n, dtype):
+    return ((rng.random(n) * 5 - 0.5).astype(dtype), (rng.random(n) * 5 - 0.5).astype(dtype)), {}
+
+
+def _sample_kl(rng, n, dtype, D=8):
+    N = max(n // D, 1)
+    return (rng.standard_normal((N, D)).astype(dtype), rng.standard_normal((N, D)).astype(dtype)), {}
+
+
+# ------------------------------------------------------------------- torch.nn.functional references
+def _F(name):
+    def ref(*args, **kw):
+        return getattr(_torch()[1], name)(*(_t(a) for a in args), **kw)
+    ref.__name__ = f"torch_{name}"
+    return ref
+
+
+for _name, _sampler, _argnums in [
+    ("mse_loss", _sample_pair, (0,)),
+    ("l1_loss", _sample_pair, (0,)),
+    ("huber_loss", _sample_pair, (0,)),
+    ("smooth_l1_loss", _sample_pair, (0,)),
+    ("poisson_nll_loss", _sample_poisson, (0,)),
+    ("gaussian_nll_loss", _sample_gaussian_nll, (0, 2)),
+]:
+    register(LossSpec(_name, "regression", _sampler, torch_ref=_F(_name), grad_argnums=_argnums))
+
+
+# ------------------------------------------------------------------- SPEC §6 formulas (torch ops and NumPy)
+# Each elementwise formula is written once over a namespace `m` (torch or numpy) so the two references
+# cannot drift apart; both evaluate in float64.
+def _log_cosh(m, x, y):
+    # accurate everywhere (not the kernel's form): cosh a - 1 = expm1(a)^2 / (2 exp a) for a < 20,
+    # the asymptotic a - log 2 + log1p(exp(-2a)) beyond (exact to rounding there)
+    a = m.abs(x - y)
+    mid = m.where(a < 20, a, m.zeros_like(a))
+    return m.where(a < 20, m.log1p(m.expm1(mid) ** 2 / (2 * m.exp(mid))), a + m.log1p(m.exp(-2 * a)) - math.log(2.0))
+
+
+def _quantile(m, x, y, q=0.5):
+    u = y - x
+    return m.maximum(q * u, (q - 1) * u)
+
+
+def _mape(m, x, y, eps=None):
+    den = m.abs(y) if eps is None else m.maximum(m.abs(y), m.full_like(y, eps))
+    return m.abs(y - x) / den
+
+
+def _smape(m, x, y):
+    den = m.abs(x) + m.abs(y)
+    safe = m.where(den == 0, m.ones_like(den), den)
+    return m.where(den == 0, m.zeros_like(den), 2 * m.abs(y - x) / safe)
+
+
+def _msle(m, x, y):
+    return (m.log1p(x) - m.log1p(y)) ** 2
+
+
+def _gauss_kl(m, mu, lv):
+    return -0.5 * (1 + lv - mu ** 2 - m.exp(lv)).sum(-1)
+
+
+def _refs(formula):
+    def torch_ref(*args, reduction="mean", **kw):
+        return _reduce(formula(_torch()[0], *(_t(a) for a in args), **kw), reduction)
+
+    def numpy_ref(*args, reduction="mean", **kw):
+        with np.errstate(all="ignore"):
+            return _reduce(formula(np, *(np.asarray(a, dtype=np.float64) for a in args), **kw), reduction)
+    return torch_ref, numpy_ref
+
+
+for _name, _formula, _sampler, _argnums in [
+    ("log_cosh_loss", _log_cosh, _sample_pair, (0,)),
+    ("quantile_loss", _quantile, _sample_pair, (0,)),
+    ("mape_loss", _mape, _sample_mape, (0,)),
+    ("smape_loss", _smape, _sample_pair, (0,)),
+    ("msle_loss", _msle, _sample_msle, (0,)),
+    ("gaussian_kl_loss", _gauss_kl, _sample_kl, (0, 1)),
+]:
+    _tr, _nr = _refs(_formula)
+    register(LossSpec(_name, "regression", _sampler, torch_ref=_tr, numpy_ref=_nr, grad_argnums=_argnums))

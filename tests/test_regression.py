@@ -1,0 +1,375 @@
+"""Regression family: every loss against an independent float64 reference (torch.nn.functional, or the
+SPEC §6 formula in NumPy and in torch ops), gradients against torch.autograd, weights, hostile values,
+determinism across thread counts, errors, and input handling.  Driven by fastloss.registry."""
+import numpy as np
+import pytest
+import torch
+
+import fastloss as fl
+from fastloss.registry import REGISTRY
+
+SPECS = {name: s for name, s in REGISTRY.items() if s.family == "regression"}
+NAMES = sorted(SPECS)
+REDUCTIONS = ["mean", "sum", "none"]
+
+# parameter variants per loss (the default call is always included)
+VARIANTS = {
+    "huber_loss": [{"delta": 0.3}, {"delta": 2.5}],
+    "smooth_l1_loss": [{"beta": 0.5}, {"beta": 0.0}],
+    "poisson_nll_loss": [{"log_input": False}, {"full": True}, {"log_input": False, "full": True, "eps": 1e-3}],
+    "gaussian_nll_loss": [{"full": True}, {"eps": 0.3}],
+    "quantile_loss": [{"q": 0.1}, {"q": 0.9}],
+    "mape_loss": [{"eps": 0.7}],
+}
+CASES = [(n, {}) for n in NAMES] + [(n, kw) for n in NAMES for kw in VARIANTS.get(n, [])]
+CASE_IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'default'}" for n, kw in CASES]
+
+
+def sample(name, kw, n=600, dtype=np.float64, seed=0, shape=(20, 30)):
+    """A valid call of the loss: (args, kwargs), arrays shaped like `shape` (KL: rows of 8 latents)."""
+    rng = np.random.default_rng(seed)
+    args, extra = SPECS[name].sample(rng, n, dtype)
+    args = list(args)
+    if name != "gaussian_kl_loss":
+        args = [a.reshape(shape) for a in args]
+    if name == "poisson_nll_loss" and not kw.get("log_input", True):
+        args[0] = np.abs(args[0])                                 # a rate, not a log-rate
+    return args, {**extra, **kw}
+
+
+def reference(name, args, kw, reduction, weight=None):
+    """float64 reference value: NumPy formula when there is one, else torch; a weight multiplies the
+    per-item loss and the mean divides by sum(w) (huber_loss: by the count, as torch)."""
+    spec = SPECS[name]
+    ref = spec.numpy_ref or (lambda *a, **k: spec.torch_ref(*a, **k).numpy())
+    args64 = [np.asarray(a, dtype=np.float64) for a in args]
+    if weight is None:
+        return np.asarray(ref(*args64, reduction=reduction, **kw))
+    per = ref(*args64, reduction="none", **kw) * weight
+    return weighted_reduce(name, per, weight, reduction, np)
+
+
+def weighted_reduce(name, per, weight, reduction, m):
+    if reduction == "none":
+        return per
+    if reduction == "sum" or name == "huber_loss":
+        return per.sum() if reduction == "sum" else per.sum() / per.numel() if m is torch else per.sum() / per.size
+    wsum = (m.ones_like(per) * weight).sum()
+    return per.sum() / wsum
+
+
+def torch_grads(name, args, kw, reduction, weight=None):
+    """d(result)/d(args[i]) for i in grad_argnums, by torch.autograd on the float64 torch reference."""
+    spec = SPECS[name]
+    ts = [torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=i in spec.grad_argnums)
+          for i, a in enumerate(args)]
+    if weight is None:
+        val = spec.torch_ref(*ts, reduction=reduction, **kw)
+    else:
+        val = weighted_reduce(name, spec.torch_ref(*ts, reduction="none", **kw) * torch.as_tensor(weight),
+                              torch.as_tensor(weight), reduction, torch)
+    grads = torch.autograd.grad(val.sum(), [ts[i] for i in spec.grad_argnums])
+    return [g.numpy() for g in grads]
+
+
+def fl_grads(name, g):
+    return list(g) if isinstance(g, tuple) else [g]
+
+
+def tol(dtype, reduction):
+    if dtype == np.float64:
+        return dict(rtol=1e-12, atol=1e-300)
+    return dict(rtol=1e-6, atol=1e-300) if reduction != "none" else dict(rtol=1e-5, atol=1e-6)
+
+
+# =====================================================================================================
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,kw", CASES, ids=CASE_IDS)
+def test_value_matches_reference(name, kw, dtype, reduction):
+    args, kw = sample(name, kw, dtype=dtype)
+    copies = [a.copy() for a in args]
+    got = getattr(fl, name)(*args, reduction=reduction, **kw)
+    want = reference(name, args, kw, reduction)
+    assert got.dtype == dtype
+    assert np.shape(got) == np.shape(want)
+    t = tol(dtype, reduction)
+    if reduction != "none" and dtype == np.float32 and name in ("poisson_nll_loss",):
+        t = dict(rtol=1e-6, atol=1e-6 * float(np.abs(reference(name, args, kw, "none")).sum()) / 600)
+    np.testing.assert_allclose(got, want, **t)
+    for a, c in zip(args, copies):
+        np.testing.assert_array_equal(a, c)                         # inputs unmodified
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if SPECS[n].numpy_ref is not None])
+def test_numpy_and_torch_formulas_agree(name):
+    """The two SPEC §6 references (NumPy, torch ops) say the same thing."""
+    args, kw = sample(name, {})
+    for r in REDUCTIONS:
+        np.testing.assert_allclose(SPECS[name].torch_ref(*args, reduction=r, **kw).numpy(),
+                                   SPECS[name].numpy_ref(*args, reduction=r, **kw), rtol=1e-13)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,kw", CASES, ids=CASE_IDS)
+def test_grad_matches_autograd(name, kw, dtype, reduction):
+    args, kw = sample(name, kw, dtype=dtype)
+    val, g = getattr(fl, name)(*args, reduction=reduction, return_grad=True, **kw)
+    np.testing.assert_allclose(val, reference(name, args, kw, reduction), **tol(dtype, reduction))
+    got = fl_grads(name, g)
+    want = torch_grads(name, args, kw, reduction)
+    assert len(got) == len(want)
+    for gg, ww, i in zip(got, want, SPECS[name].grad_argnums):
+        assert gg.dtype == dtype and gg.shape == np.shape(args[i])
+        if dtype == np.float64:
+            np.testing.assert_allclose(gg, ww, rtol=1e-12, atol=1e-15 * np.abs(ww).max())
+        else:
+            np.testing.assert_allclose(gg, ww, rtol=1e-5, atol=1e-6 * np.abs(ww).max())
+
+
+WEIGHT_SHAPES = {"full": (20, 30), "last-axis": (30,), "rows": (20, 1), "scalar": ()}
+
+
+@pytest.mark.parametrize("wshape", list(WEIGHT_SHAPES))
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", NAMES)
+def test_weight(name, reduction, wshape):
+    args, kw = sample(name, {})
+    rng = np.random.default_rng(5)
+    shape = WEIGHT_SHAPES[wshape]
+    if name == "gaussian_kl_loss":                                  # a weight per row (batch shape (75,))
+        shape = {"full": (75,), "last-axis": (75,), "rows": (75,), "scalar": ()}[wshape]
+    w = rng.random(shape) + 0.1
+    val, g = getattr(fl, name)(*args, reduction=reduction, weight=w, return_grad=True, **kw)
+    np.testing.assert_allclose(val, reference(name, args, kw, reduction, weight=w), rtol=1e-12)
+    for gg, ww in zip(fl_grads(name, g), torch_grads(name, args, kw, reduction, weight=w)):
+        np.testing.assert_allclose(gg, ww, rtol=1e-12, atol=1e-15 * np.abs(ww).max())
+    # weighted mean without the gradient (one pass with the denominator); the compiler may contract
+    # the loss-only and loss+grad loops into FMAs differently, so equal to rounding, not bitwise
+    if reduction == "mean":
+        np.testing.assert_allclose(getattr(fl, name)(*args, reduction=reduction, weight=w, **kw), val, rtol=1e-14)
+
+
+# =====================================================================================================
+# Gaussian NLL: var broadcasting (torch's rules) and its gradient
+VAR_CASES = [((6, 5), (6, 5)), ((6, 5), (6,)), ((6, 5), (6, 1)), ((4, 3, 5), (4, 1, 5)), ((4, 3, 5), (4, 3)),
+             ((4, 3, 5), (4, 3, 1)), ((7,), ())]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("xshape,vshape", VAR_CASES)
+def test_gaussian_nll_var_shapes(xshape, vshape, reduction):
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal(xshape), rng.standard_normal(xshape)
+    v = np.asarray(rng.random(vshape) * 2)
+    v.reshape(-1)[:1] = 1e-9                                          # one var below eps: clamped
+    val, (gx, gv) = fl.gaussian_nll_loss(x, y, v, reduction=reduction, return_grad=True)
+    tx, tv = torch.tensor(x, requires_grad=True), torch.tensor(v, requires_grad=True)
+    ref = torch.nn.functional.gaussian_nll_loss(tx, torch.tensor(y), tv, reduction=reduction)
+    np.testing.assert_allclose(val, ref.detach().numpy(), rtol=1e-12)
+    rgx, rgv = torch.autograd.grad(ref.sum(), [tx, tv])
+    np.testing.assert_allclose(gx, rgx.numpy(), rtol=1e-12)
+    assert gv.shape == v.shape
+    np.testing.assert_allclose(gv, rgv.numpy(), rtol=1e-11)
+
+
+def test_gaussian_nll_float_var():
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))
+    val, (gx, gv) = fl.gaussian_nll_loss(x, y, 0.7, return_grad=True)
+    tx = torch.tensor(x, requires_grad=True)
+    ref = torch.nn.functional.gaussian_nll_loss(tx, torch.tensor(y), 0.7)
+    np.testing.assert_allclose(val, ref.item(), rtol=1e-12)
+    np.testing.assert_allclose(gx, torch.autograd.grad(ref, tx)[0].numpy(), rtol=1e-12)
+    assert gv is None
+
+
+# =====================================================================================================
+# Hostile values: elementwise results against the references (nan where they give nan)
+HOSTILE = np.array([0.0, -0.0, 1e-30, 1e4, -1e4, 1e30, -1e30, np.inf, -np.inf, np.nan, 0.5, -0.3])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,kw", CASES, ids=CASE_IDS)
+def test_hostile_values(name, kw, dtype):
+    xs, ys = np.meshgrid(HOSTILE, HOSTILE)
+    x, y = xs.reshape(-1).astype(dtype), ys.reshape(-1).astype(dtype)
+    if name == "msle_loss":
+        x, y = np.where(x <= -1, 3.0, x).astype(dtype), np.where(y <= -1, 2.0, y).astype(dtype)
+    if name == "mape_loss" and "eps" not in kw:
+        y = np.where(y == 0, 2.0, y).astype(dtype)
+    if name == "poisson_nll_loss" and not kw.get("log_input", True):
+        x = np.abs(x)
+    args = [x, y]
+    if name == "gaussian_nll_loss":
+        args.append(np.abs(y[::-1]).copy())
+    if name == "gaussian_kl_loss":
+        args = [a.reshape(-1, 1) for a in args]
+    with np.errstate(all="ignore"):
+        want = reference(name, args, kw, "none")
+        got, g = getattr(fl, name)(*args, reduction="none", return_grad=True, **kw)
+    # absolute slack scaled by the size of the terms that cancel (|x|, |y|, |y log y|): the loss
+    # formulas subtract terms of that size, so a rounding of the inputs' precision shows there
+    with np.errstate(all="ignore"):
+        m = np.abs(x.astype(np.float64)) + np.abs(y.astype(np.float64))
+        scale = np.nan_to_num(1 + m * (1 + np.abs(np.log1p(m))), nan=1.0, posinf=0.0)
+    if name == "gaussian_kl_loss":
+        scale = scale.reshape(want.shape)
+    if dtype == np.float32:
+        with np.errstate(all="ignore"):
+            want = np.where(np.abs(want) > np.finfo(np.float32).max, np.sign(want) * np.inf, want)  # overflow
+        assert_close_scaled(got, want, 1e-5, 1e-6 * scale)
+    else:
+        assert_close_scaled(got, want, 1e-12, 1e-15 * scale)
+    # gradients where torch's is finite and the inputs are moderate and not nan (at nan, torch's
+    # autograd of the torch-ops formulas gives arbitrary subgradient mixes; the kernels give nan or 0)
+    wg = torch_grads(name, args, kw, "none")
+    if dtype == np.float64:
+        for gg, ww in zip(fl_grads(name, g), wg):
+            xr, yr = np.asarray(args[0]).reshape(ww.shape), np.asarray(args[1]).reshape(ww.shape)
+            ok = np.isfinite(ww) & (np.abs(xr) < 1e20) & ~np.isnan(xr) & ~np.isnan(yr)
+            np.testing.assert_allclose(gg[ok], ww[ok], rtol=1e-12, atol=1e-30)
+
+
+def assert_close_scaled(got, want, rtol, atol):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    with np.errstate(all="ignore"):
+        ok = (got == want) | (np.isnan(got) & np.isnan(want)) | (np.abs(got - want) <= rtol * np.abs(want) + atol)
+    assert ok.all(), f"mismatch at {np.flatnonzero(~ok)}: got {got[~ok]}, want {want[~ok]}"
+
+
+def test_log_cosh_no_overflow():
+    d = np.array([1e30, -1e30, 800.0, -800.0, 1e-30], dtype=np.float32)
+    got, g = fl.log_cosh_loss(d, np.zeros_like(d), reduction="none", return_grad=True)
+    np.testing.assert_allclose(got, [1e30, 1e30, 800 - np.log(2), 800 - np.log(2), 0.0], rtol=1e-6, atol=1e-30)
+    np.testing.assert_array_equal(g[:4], [1, -1, 1, -1])
+
+
+# =====================================================================================================
+@pytest.mark.parametrize("name", NAMES)
+def test_deterministic_across_threads(name):
+    args, kw = sample(name, {}, n=240_000, dtype=np.float32, seed=3, shape=(2000, 120))
+    res = [getattr(fl, name)(*args, num_threads=t, return_grad=True, **kw) for t in (1, 2, 3)]
+    for v, g in res[1:]:
+        assert v.tobytes() == res[0][0].tobytes()
+        for a, b in zip(fl_grads(name, g), fl_grads(name, res[0][1])):
+            assert a.tobytes() == b.tobytes()
+    w = np.random.default_rng(0).random(args[0].shape[:-1] if name == "gaussian_kl_loss" else args[0].shape[-1:])
+    vals = [getattr(fl, name)(*args, num_threads=t, weight=w, **kw) for t in (1, 2, 3)]
+    assert vals[0].tobytes() == vals[1].tobytes() == vals[2].tobytes()
+
+
+# =====================================================================================================
+@pytest.mark.parametrize("name", NAMES)
+def test_empty_and_out(name):
+    args, kw = sample(name, {})
+    empty = [np.zeros((0, 8)) for _ in args]
+    f = getattr(fl, name)
+    assert np.isnan(f(*empty, **kw))
+    assert f(*empty, reduction="sum", **kw) == 0
+    assert f(*empty, reduction="none", **kw).shape == (0,) if name == "gaussian_kl_loss" else (0, 8)
+    want = reference(name, args, kw, "none")
+    out = np.empty(want.shape)
+    assert f(*args, reduction="none", out=out, **kw) is out
+    np.testing.assert_allclose(out, want, rtol=1e-12)
+    with pytest.raises(ValueError, match="out"):
+        f(*args, reduction="none", out=np.empty(want.shape, np.float32), **kw)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_input_layouts(name):
+    """Fortran-ordered, strided, read-only and torch inputs give the same result, unmodified."""
+    args, kw = sample(name, {})
+    f = getattr(fl, name)
+    want = f(*args, **kw)
+    fortran = [np.asfortranarray(a) for a in args]
+    strided = [np.repeat(a, 2, axis=-1)[..., ::2] for a in args]
+    ro = [a.copy() for a in args]
+    for a in ro:
+        a.flags.writeable = False
+    tensors = [torch.tensor(a) for a in args]
+    for variant in (fortran, strided, ro, tensors):
+        assert f(*variant, **kw) == want
+    assert f(*[a.astype(np.float16) for a in args], **kw).dtype == np.float32
+
+
+# =====================================================================================================
+@pytest.mark.parametrize("name", NAMES)
+def test_common_errors(name):
+    args, kw = sample(name, {})
+    f = getattr(fl, name)
+    with pytest.raises(ValueError, match="reduction"):
+        f(*args, reduction="avg", **kw)
+    bad = list(args)
+    bad[1] = bad[1][:, :-1] if bad[1].ndim > 1 else bad[1][:-1]
+    with pytest.raises(ValueError, match="shape|size"):
+        f(*bad, **kw)
+    with pytest.raises(TypeError):
+        f(np.array(["a", "b"]), *args[1:], **kw)
+    with pytest.raises(TypeError):
+        f(np.arange(4), *args[1:], **kw)                              # integer prediction
+    with pytest.raises(ValueError, match="weight"):
+        f(*args, weight=np.ones(7), **kw)
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "smooth_l1_loss", "poisson_nll_loss"])
+def test_deprecated_params_rejected(name):
+    args, _ = sample(name, {})
+    with pytest.raises(ValueError, match="size_average"):
+        getattr(fl, name)(*args, size_average=True)
+    with pytest.raises(ValueError, match="reduce"):
+        getattr(fl, name)(*args, reduce=False)
+
+
+def test_parameter_errors():
+    x = np.ones((3, 4))
+    with pytest.raises(ValueError, match="delta"):
+        fl.huber_loss(x, x, delta=0.0)
+    with pytest.raises(ValueError, match="beta"):
+        fl.smooth_l1_loss(x, x, beta=-1.0)
+    for q in (0.0, 1.0, -0.5, 2.0):
+        with pytest.raises(ValueError, match="q"):
+            fl.quantile_loss(x, x, q=q)
+    with pytest.raises(TypeError, match="q"):
+        fl.quantile_loss(x, x, q="0.5")
+    with pytest.raises(ValueError, match="eps"):
+        fl.mape_loss(x, x, eps=0.0)
+
+
+def test_domain_errors_name_argument_and_position():
+    x = np.zeros((3, 4))
+    y = np.ones((3, 4))
+    with pytest.raises(ValueError, match=r"target is 0 at position \(1, 2\)"):
+        fl.mape_loss(y, np.where(np.arange(12).reshape(3, 4) == 6, 0.0, 1.0))
+    assert np.isfinite(fl.mape_loss(y, x, eps=1e-3))                  # eps: divide by max(|t|, eps)
+    bx = x.copy()
+    bx[2, 1] = -1.0
+    with pytest.raises(ValueError, match=r"input has value -1.0 <= -1 at position \(2, 1\)"):
+        fl.msle_loss(bx, y)
+    with pytest.raises(ValueError, match=r"target .* at position \(2, 1\)"):
+        fl.msle_loss(y, bx)
+    v = np.ones((3, 4))
+    v[1, 3] = -0.5
+    with pytest.raises(ValueError, match=r"var has negative .* position \(1, 3\)"):
+        fl.gaussian_nll_loss(x, y, v)
+    with pytest.raises(ValueError, match="var"):
+        fl.gaussian_nll_loss(x, y, -1.0)
+    with pytest.raises(ValueError, match="var is of incorrect size"):
+        fl.gaussian_nll_loss(x, y, np.ones((3, 5)))
+    # the domain check still reports in a large multi-block, multi-thread call (first bad index)
+    big = np.zeros(300_000)
+    big[[250_001, 123_456]] = -2.0
+    with pytest.raises(ValueError, match=r"position 123456"):
+        fl.msle_loss(big, np.zeros_like(big), num_threads=3)
+
+
+def test_gaussian_kl_shapes():
+    rng = np.random.default_rng(4)
+    mu, lv = rng.standard_normal((2, 3, 6)), rng.standard_normal((2, 3, 6))
+    got = fl.gaussian_kl_loss(mu, lv, reduction="none")
+    assert got.shape == (2, 3)
+    np.testing.assert_allclose(got, -0.5 * (1 + lv - mu ** 2 - np.exp(lv)).sum(-1), rtol=1e-12)
+    assert fl.gaussian_kl_loss(mu[0, 0], lv[0, 0], reduction="none").shape == ()
+    with pytest.raises(ValueError, match="mu"):
+        fl.gaussian_kl_loss(np.float64(1.0), np.float64(1.0))
