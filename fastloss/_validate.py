@@ -71,7 +71,7 @@ def labels_array(x, name="target"):
         raise TypeError(f"{name} must be an integer array of class indices, got dtype {a.dtype}")
     if a.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
         a = a.astype(np.int64)
-    return np.ascontiguousarray(a)
+    return np.ascontiguousarray(a).reshape(a.shape)  # ascontiguousarray makes 0-d arrays 1-d
 
 
 def check_reduction(reduction, allowed=REDUCTIONS):
@@ -142,6 +142,6 @@ def reduced(total, count, reduction, dtype):
 
 def raise_bad_label(labels, index, n_classes, ignore_index, name="target"):
     flat = labels.reshape(-1)
-    pos = np.unravel_index(index, labels.shape) if labels.ndim > 1 else index
+    pos = tuple(int(i) for i in np.unravel_index(index, labels.shape)) if labels.ndim > 1 else int(index)
     raise IndexError(f"{name} has class index {int(flat[index])} at position {pos}, outside [0, {n_classes})"
                      + (f" and not ignore_index={ignore_index}" if ignore_index is not None else ""))

@@ -14,14 +14,6 @@ import fastloss as fl
 from fl_testing import (DTYPE_IDS, DTYPES, REDUCTIONS, assert_close_spec, fortran, readonly, strided,
                       to_torch64, to_torch_long, torch_value_and_grad)
 
-ZERO_D_BUG = pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "BUG: a (C,) input with a 0-d target is rejected ('target shape (1,) ... expected ()'): "
-    "_validate.labels_array uses np.ascontiguousarray, which turns a 0-d array into shape (1,)"))
-POS_INF_BUG = pytest.mark.xfail(strict=True, reason=(
-    "BUG (deviation from torch): a row with a +inf logit gives loss +inf (or nan when the target is "
-    "the +inf class) and a partly finite gradient; torch's cross_entropy (log_softmax: x - max = "
-    "inf - inf) gives nan loss and an all-nan gradient row.  lse_shift's comment says 'as torch "
-    "does' but that is torch.logsumexp's rule, not cross_entropy's"))
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -87,7 +79,6 @@ def _check_option(layout, dtype, reduction, option, rng):
     check(x, y, dtype, reduction, weight=w, ignore_index=ignore_index, what=f"{layout}/{option}", **opt)
 
 
-@ZERO_D_BUG
 def test_unbatched_matches_torch(rng):
     """(C,) input with a 0-d target, every dtype / reduction / option (one test: one xfail while the
     bug stands)."""
@@ -194,11 +185,6 @@ def test_hostile_finite_and_masked(layout, dtype, reduction):
           what="finite rows + options")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (accuracy): lse is formed as m + log(s) and the loss as lse - x_y, so when |logits| >> loss "
-    "the rounding of lse (ulp(1e4) = 1e-3 in float32) cancels: [-1e4]*4 -> 1.38671875 instead of "
-    "log 4 = 1.3862944 (3e-4 relative, SPEC allows 1e-5); float64 at 1e6 is ~1e-10 relative (SPEC "
-    "1e-12).  Stable: loss = log(s) - (x_y - m), as torch's log_softmax does"))
 @pytest.mark.parametrize("dtype,scale", [(np.float32, 1e4), (np.float32, 1e3), (np.float64, 1e6)])
 @pytest.mark.parametrize("layout", ["rows", "spatial"])
 def test_large_logits_close_together(layout, dtype, scale, rng):
@@ -218,7 +204,6 @@ def test_masked_classes_with_smoothing_follow_torch(dtype):
     check(x, np.array([1, 2]), dtype, "none", label_smoothing=0.1)
 
 
-@POS_INF_BUG
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("layout", ["rows", "spatial"])
 def test_plus_inf_logit_follows_torch(layout, dtype):
@@ -387,9 +372,6 @@ def test_label_out_of_range_spatial_names_position(rng):
         fl.cross_entropy(x, y, reduction="none")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (cosmetic): _validate.raise_bad_label prints the position tuple of np.unravel_index, which "
-    "NumPy 2 shows as '(np.int64(1), np.int64(2), np.int64(3))'; should be '(1, 2, 3)'"))
 def test_label_out_of_range_spatial_position_is_plain_tuple(rng):
     x = rng.standard_normal((2, 3, 4, 5))
     y = rng.integers(0, 3, (2, 4, 5))
@@ -434,8 +416,6 @@ def test_bad_inputs(x, y, exc, name):
 
 
 # ========================================================================================= probabilities
-PROBS_PENDING = pytest.mark.xfail(strict=False, raises=NotImplementedError,
-                                  reason="probability targets are being implemented by the lead")
 
 
 def _soft_targets(rng, shape, dtype, C_axis):
@@ -443,7 +423,6 @@ def _soft_targets(rng, shape, dtype, C_axis):
     return (t / t.sum(axis=C_axis, keepdims=True)).astype(dtype)
 
 
-@PROBS_PENDING
 class TestProbabilityTargets:
     """Float targets of the input's shape: class probabilities (torch >= 1.10 semantics: ``mean``
     divides by the number of samples/positions, weights scale each class term, label smoothing mixes

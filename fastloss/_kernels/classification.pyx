@@ -30,9 +30,9 @@ cdef inline int64_t read_label(const void* labels, bint is64, Py_ssize_t i) noex
 
 
 cdef inline floating lse_shift(floating m) noexcept nogil:
-    """The max used to shift a log-sum-exp: torch's rule -- an infinite max is replaced by 0, so a row
-    with a +inf logit gives lse = +inf (not nan) and an all -inf row gives nan as in torch."""
-    return 0 if f_abs(m) == <floating> 1.0 / 0.0 else m
+    """The max used to shift a log-sum-exp, as torch's log_softmax uses it: the row max itself, so a row
+    with a +inf logit (inf - inf) or with only -inf logits gives nan, exactly as torch.cross_entropy."""
+    return m
 
 
 cdef object finish_run(int status, BlockRun* run):
@@ -133,14 +133,14 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
         coef = (1 - eps) * wy + epsC * wtot
         if c.focal:
             wy = wy * ((<const floating*> c.alpha)[y] if c.alpha != NULL else 1)
-            mod = focal_modulation(row[y] - lse, c.gamma, &K)
-            loss[i - start] = wy * <floating> mod * (lse - row[y])
+            mod = focal_modulation((row[y] - m) - f_log(s), c.gamma, &K)
+            loss[i - start] = wy * <floating> mod * (f_log(s) - (row[y] - m))
             coef = wy * <floating> K
         elif eps != 0:
             sw = row_dot(row, w, C)
             loss[i - start] = lse * coef - (1 - eps) * wy * row[y] - epsC * sw
         else:
-            loss[i - start] = wy * (lse - row[y])
+            loss[i - start] = wy * (f_log(s) - (row[y] - m))   # no cancellation of lse against x_y
         if denom != NULL:
             denom[i - start] = w[y] if w != NULL else 1
         if g != NULL:
@@ -235,14 +235,14 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
             loss[k] = 0
         elif c.focal:
             wy[k] = wy[k] * ((<const floating*> c.alpha)[ys[k]] if c.alpha != NULL else 1)
-            mod = focal_modulation(xy[k] - lse, c.gamma, &K)
-            loss[k] = wy[k] * <floating> mod * (lse - xy[k])
+            mod = focal_modulation((xy[k] - m[k]) - f_log(s[k]), c.gamma, &K)
+            loss[k] = wy[k] * <floating> mod * (f_log(s[k]) - (xy[k] - m[k]))
             coef = wy[k] * <floating> K
             sw[k] = coef          # the target's gradient coefficient
         elif eps != 0:
             loss[k] = lse * coef - (1 - eps) * wy[k] * xy[k] - epsC * sw[k]
         else:
-            loss[k] = wy[k] * (lse - xy[k])
+            loss[k] = wy[k] * (f_log(s[k]) - (xy[k] - m[k]))
         s[k] = 0 if ys[k] < 0 else coef * gs / s[k]   # s becomes the per-position softmax scale
     if gbase != NULL:
         for j in range(C):
