@@ -1,0 +1,454 @@
+# cython: language_level=3
+"""Bounding-box kernels: the torchvision IoU-family losses over box pairs, and the pairwise N x M
+IoU / GIoU matrices.
+
+Read ``_common.pxd`` first: the losses are *block functions* run by ``run_blocks``.
+
+Design notes.
+
+a. **Boxes are read in place, in any of the three formats.**  A box is 4 consecutive values of an
+   (n, 4) array (``xyxy``, ``xywh`` or ``cxcywh``).  A block cuts its pairs into segments of SEG; each
+   segment's boxes are converted to ``xyxy`` into per-segment stack arrays (structure of arrays, L1
+   resident), so no temporary of the input's size exists and the formula loop reads four contiguous
+   streams per box and vectorises.  The gradient is written to per-segment arrays in ``xyxy`` and
+   converted back to the input's format as it is stored (chain rule of the conversion).
+   A side that is a single box (shape (4,) against (n, 4), torch broadcasting) fills its segment
+   arrays with copies of that box -- the same loop serves both.
+
+b. **One point function for the four losses.**  ``box_loss_point`` computes IoU, then the GIoU, DIoU
+   or CIoU penalty, and -- when asked -- the gradient with respect to box 1, exactly as torch autograd
+   differentiates torchvision's formula (see the derivation above it).  ``kind`` and ``want_grad`` are
+   compile-time constants at every call site (``seg_losses`` is called once per (kind, grad) pair with
+   literals and both are inlined), so GCC drops the branches of the other kinds: one formula, eight
+   specialised loops, no per-element switch.
+
+c. **Pairwise matrices** (``box_iou``, ``generalized_box_iou``) run in row tiles (``prange`` over tiles
+   of rows of boxes1); each tile walks boxes2 in column tiles converted once into a stack SoA buffer, so
+   memory is the output alone and every inner loop is a contiguous vectorisable row of the output.
+"""
+from fastloss._kernels._common cimport (
+    floating, BlockFn, BlockRun, run_blocks, block_items_for, SEG, f_max, f_min,
+)
+from cython.parallel cimport prange
+
+cdef extern from "math.h" nogil:
+    float atanf(float)
+    double atan(double)
+
+
+cdef enum:
+    BOX_IOU = 0
+    BOX_GIOU = 1
+    BOX_DIOU = 2
+    BOX_CIOU = 3
+
+cdef enum:
+    FMT_XYXY = 0
+    FMT_XYWH = 1
+    FMT_CXCYWH = 2
+
+KINDS = {"iou": BOX_IOU, "giou": BOX_GIOU, "diou": BOX_DIOU, "ciou": BOX_CIOU}
+FORMATS = {"xyxy": FMT_XYXY, "xywh": FMT_XYWH, "cxcywh": FMT_CXCYWH}
+
+# 4 / pi**2 as torchvision computes it (a Python float)
+cdef double FOUR_OVER_PI2 = 0.40528473456935109
+
+
+cdef inline floating f_atan(floating x) noexcept nogil:
+    if floating is float:
+        return atanf(x)
+    else:
+        return atan(x)
+
+
+# torch's backward of maximum/minimum (tools/autograd/derivatives.yaml): a tie splits the gradient in
+# half; a NaN operand (every comparison false) passes it whole.
+cdef inline floating d_max(floating a, floating b) noexcept nogil:
+    """d max(a, b) / da"""
+    return 0 if a < b else (<floating> 0.5 if a == b else 1)
+
+cdef inline floating d_min(floating a, floating b) noexcept nogil:
+    """d min(a, b) / da"""
+    return 0 if a > b else (<floating> 0.5 if a == b else 1)
+
+
+# =====================================================================================================
+# The loss of one box pair (torchvision.ops: _loss_inter_union, generalized_box_iou_loss,
+# _diou_iou_loss, complete_box_iou_loss), in torchvision's operation order so float64 results agree to
+# the last bits.  Box 1 = (x1, y1, x2, y2), box 2 = (u1, v1, u2, v2).
+#   intersection keypoints  xk1 = max(x1, u1), yk1 = max(y1, v1), xk2 = min(x2, u2), yk2 = min(y2, v2)
+#   I  = (xk2 - xk1) * (yk2 - yk1) where yk2 > yk1 and xk2 > xk1, else 0   (torch's mask, no clamp)
+#   Un = w1 h1 + w2 h2 - I,   iou = I / (Un + eps)
+#   enclosure  xc1 = min(x1, u1), yc1 = min(y1, v1), xc2 = max(x2, u2), yc2 = max(y2, v2)
+#   IoU  loss = 1 - iou
+#   GIoU loss = 1 - (iou - (C - Un) / (C + eps)),          C = (xc2 - xc1) (yc2 - yc1)
+#   DIoU loss = 1 - iou + rho2 / D,                        D = (xc2 - xc1)^2 + (yc2 - yc1)^2 + eps,
+#                                                          rho2 = squared distance of the centres
+#   CIoU loss = DIoU loss + alpha v,   v = 4/pi^2 (atan(w2/h2) - atan(w1/h1))^2,
+#               alpha = v / (1 - iou + v + eps_alpha)  held constant (torchvision computes it under
+#               no_grad).  torchvision's CIoU calls _diou_iou_loss without eps, so the IoU and D terms
+#               use eps = 1e-7 whatever eps is passed; only alpha sees it.  The caller mirrors that.
+# Gradient (reverse mode, as autograd walks the graph), with U = Un + eps:
+#   dL/dUn = iou / U  [- 1 / (C + eps) for GIoU],   dL/dI = -1/U - dL/dUn,   dL/dA1 = dL/dUn
+#   GIoU: dL/dC = (1 - (C - Un)/(C + eps)) / (C + eps)
+#   DIoU/CIoU: dL/drho2 = 1/D, dL/dD = -(rho2/D)/D;  drho2/dx1 = drho2/dx2 = xp - xg (same for y)
+#   CIoU: dL/d(w1/h1) = -alpha 4/pi^2 2 t / (1 + (w1/h1)^2),  t = atan(w2/h2) - atan(w1/h1)
+#   the keypoints pass their gradient through max/min with d_max / d_min; the intersection's only where
+#   the mask holds (torch's index_put gives nothing to masked-out pairs).
+# =====================================================================================================
+cdef inline floating box_loss_point(int kind, bint want_grad,
+                                    floating x1, floating y1, floating x2, floating y2,
+                                    floating u1, floating v1, floating u2, floating v2,
+                                    floating eps, floating eps_alpha, floating gs,
+                                    floating* dx1, floating* dy1, floating* dx2, floating* dy2) noexcept nogil:
+    cdef floating xk1 = f_max(x1, u1), yk1 = f_max(y1, v1)
+    cdef floating xk2 = f_min(x2, u2), yk2 = f_min(y2, v2)
+    cdef floating iw = xk2 - xk1, ih = yk2 - yk1
+    cdef bint mask = (yk2 > yk1) & (xk2 > xk1)
+    cdef floating inter = iw * ih if mask else 0
+    cdef floating w1 = x2 - x1, h1 = y2 - y1
+    cdef floating un = w1 * h1 + (u2 - u1) * (v2 - v1) - inter
+    cdef floating U = un + eps
+    cdef floating iou = inter / U
+    cdef floating loss, q = 0, cw = 0, ch = 0, C = 0, Ce = 0, D = 0, dxc = 0, dyc = 0
+    cdef floating rw = 0, t = 0, v = 0, alpha = 0
+    cdef floating g_un, g_i, g_c = 0, g_rho = 0, g_d = 0, g_w, g_h, g_cw, g_ch, g_r, gi
+    if kind != BOX_IOU:
+        cw = f_max(x2, u2) - f_min(x1, u1)
+        ch = f_max(y2, v2) - f_min(y1, v1)
+    if kind == BOX_IOU:
+        loss = 1 - iou
+    elif kind == BOX_GIOU:
+        C = cw * ch
+        Ce = C + eps
+        q = (C - un) / Ce
+        loss = 1 - (iou - q)
+    else:
+        D = cw * cw + ch * ch + eps
+        dxc = (x2 + x1) / 2 - (u1 + u2) / 2
+        dyc = (y2 + y1) / 2 - (v1 + v2) / 2
+        q = (dxc * dxc + dyc * dyc) / D
+        loss = 1 - iou + q
+        if kind == BOX_CIOU:
+            rw = w1 / h1
+            t = f_atan((u2 - u1) / (v2 - v1)) - f_atan(rw)
+            v = <floating> FOUR_OVER_PI2 * (t * t)
+            alpha = v / (1 - iou + v + eps_alpha)
+            loss = loss + alpha * v
+    if not want_grad:
+        return loss
+    g_un = iou / U
+    if kind == BOX_GIOU:
+        g_un = g_un - 1 / Ce
+        g_c = (1 - q) / Ce
+    elif kind != BOX_IOU:
+        g_rho = 1 / D
+        g_d = -q / D
+    g_i = -1 / U - g_un
+    g_w = g_un * h1                      # area 1 = w1 h1
+    g_h = g_un * w1
+    if kind == BOX_CIOU:
+        g_r = alpha * (<floating> FOUR_OVER_PI2 * (2 * t)) * (-1 / (1 + rw * rw))
+        g_w = g_w + g_r / h1
+        g_h = g_h - g_r * (rw / h1)
+    if kind == BOX_GIOU:                 # enclosure width / height (no 0 * inf from unused terms)
+        g_cw = g_c * ch
+        g_ch = g_c * cw
+    elif kind != BOX_IOU:
+        g_cw = g_d * (2 * cw)
+        g_ch = g_d * (2 * ch)
+    else:
+        g_cw = 0
+        g_ch = 0
+    gi = g_i * ih if mask else 0         # intersection width / height
+    dx1[0] = gs * (-g_w - gi * d_max(x1, u1) - g_cw * d_min(x1, u1) + g_rho * dxc)
+    dx2[0] = gs * (g_w + gi * d_min(x2, u2) + g_cw * d_max(x2, u2) + g_rho * dxc)
+    gi = g_i * iw if mask else 0
+    dy1[0] = gs * (-g_h - gi * d_max(y1, v1) - g_ch * d_min(y1, v1) + g_rho * dyc)
+    dy2[0] = gs * (g_h + gi * d_min(y2, v2) + g_ch * d_max(y2, v2) + g_rho * dyc)
+    return loss
+
+
+# ---------------------------------------------------------------- segments of box pairs (note a)
+cdef struct BoxSeg:
+    # per-segment structure-of-arrays views, in the kernel's floating type: box 1, box 2, gradient
+    void* c[12]
+
+
+cdef inline void load_boxes(const floating* p, bint single, int fmt, Py_ssize_t L,
+                            floating* x1, floating* y1, floating* x2, floating* y2) noexcept nogil:
+    """L boxes from p (or L copies of the box p if single) as xyxy, torchvision's box_convert."""
+    cdef Py_ssize_t k, s = 0 if single else 4
+    cdef floating a, b, w, h
+    for k in range(L):
+        a = p[k * s]
+        b = p[k * s + 1]
+        w = p[k * s + 2]
+        h = p[k * s + 3]
+        if fmt == FMT_XYXY:
+            x1[k] = a; y1[k] = b; x2[k] = w; y2[k] = h
+        elif fmt == FMT_XYWH:
+            x1[k] = a; y1[k] = b; x2[k] = a + w; y2[k] = b + h
+        else:
+            x1[k] = a - <floating> 0.5 * w; y1[k] = b - <floating> 0.5 * h
+            x2[k] = a + <floating> 0.5 * w; y2[k] = b + <floating> 0.5 * h
+
+
+cdef inline void store_grads(floating* g, int fmt, Py_ssize_t L, const floating* d1, const floating* e1,
+                             const floating* d2, const floating* e2) noexcept nogil:
+    """xyxy gradients -> gradients of the input format (chain rule of load_boxes), interleaved."""
+    cdef Py_ssize_t k
+    for k in range(L):
+        if fmt == FMT_XYXY:
+            g[4 * k] = d1[k]; g[4 * k + 1] = e1[k]; g[4 * k + 2] = d2[k]; g[4 * k + 3] = e2[k]
+        elif fmt == FMT_XYWH:
+            g[4 * k] = d1[k] + d2[k]; g[4 * k + 1] = e1[k] + e2[k]
+            g[4 * k + 2] = d2[k]; g[4 * k + 3] = e2[k]
+        else:
+            g[4 * k] = d1[k] + d2[k]; g[4 * k + 1] = e1[k] + e2[k]
+            g[4 * k + 2] = <floating> 0.5 * (d2[k] - d1[k]); g[4 * k + 3] = <floating> 0.5 * (e2[k] - e1[k])
+
+
+cdef inline void seg_losses(int kind, bint want_grad, Py_ssize_t L, floating** a, floating* out,
+                            floating eps, floating eps_alpha, floating gs) noexcept nogil:
+    """The point function over one segment; a[0:4] box 1, a[4:8] box 2, a[8:12] gradient (xyxy)."""
+    cdef Py_ssize_t k
+    cdef floating* x1 = a[0]
+    cdef floating* y1 = a[1]
+    cdef floating* x2 = a[2]
+    cdef floating* y2 = a[3]
+    cdef floating* u1 = a[4]
+    cdef floating* v1 = a[5]
+    cdef floating* u2 = a[6]
+    cdef floating* v2 = a[7]
+    cdef floating* d1 = a[8]
+    cdef floating* e1 = a[9]
+    cdef floating* d2 = a[10]
+    cdef floating* e2 = a[11]
+    for k in range(L):
+        out[k] = box_loss_point(kind, want_grad, x1[k], y1[k], x2[k], y2[k], u1[k], v1[k], u2[k], v2[k],
+                                eps, eps_alpha, gs, &d1[k], &e1[k], &d2[k], &e2[k])
+
+
+cdef struct BoxCtx:
+    const void* b1           # (n, 4) or one box
+    const void* b2
+    bint single1, single2    # that side is one box broadcast over all pairs
+    int kind
+    int fmt
+    double eps               # eps of the IoU / enclosure terms
+    double eps_alpha         # eps of CIoU's alpha
+    void* grad               # (n, 4) gradient w.r.t. boxes1 in its format, or NULL
+    double grad_scale
+
+
+cdef Py_ssize_t box_pairs_block(const BoxCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                floating* loss, floating* denom) noexcept nogil:
+    cdef floating buf[12 * SEG]
+    cdef floating* a[12]
+    cdef floating eps = <floating> c.eps, eps_a = <floating> c.eps_alpha, gs = <floating> c.grad_scale
+    cdef const floating* b1 = <const floating*> c.b1
+    cdef const floating* b2 = <const floating*> c.b2
+    cdef bint grad = c.grad != NULL
+    cdef int kind = c.kind
+    cdef Py_ssize_t i = start, L, j
+    for j in range(12):
+        a[j] = buf + j * SEG
+    while i < stop:
+        L = stop - i if stop - i < SEG else SEG
+        load_boxes(b1 if c.single1 else b1 + 4 * i, c.single1, c.fmt, L, a[0], a[1], a[2], a[3])
+        load_boxes(b2 if c.single2 else b2 + 4 * i, c.single2, c.fmt, L, a[4], a[5], a[6], a[7])
+        if grad:
+            if kind == BOX_IOU:
+                seg_losses(BOX_IOU, True, L, a, loss + (i - start), eps, eps_a, gs)
+            elif kind == BOX_GIOU:
+                seg_losses(BOX_GIOU, True, L, a, loss + (i - start), eps, eps_a, gs)
+            elif kind == BOX_DIOU:
+                seg_losses(BOX_DIOU, True, L, a, loss + (i - start), eps, eps_a, gs)
+            else:
+                seg_losses(BOX_CIOU, True, L, a, loss + (i - start), eps, eps_a, gs)
+            store_grads(<floating*> c.grad + 4 * i, c.fmt, L, a[8], a[9], a[10], a[11])
+        else:
+            if kind == BOX_IOU:
+                seg_losses(BOX_IOU, False, L, a, loss + (i - start), eps, eps_a, gs)
+            elif kind == BOX_GIOU:
+                seg_losses(BOX_GIOU, False, L, a, loss + (i - start), eps, eps_a, gs)
+            elif kind == BOX_DIOU:
+                seg_losses(BOX_DIOU, False, L, a, loss + (i - start), eps, eps_a, gs)
+            else:
+                seg_losses(BOX_CIOU, False, L, a, loss + (i - start), eps, eps_a, gs)
+        i += L
+    return -1
+
+
+cdef inline void* data_ptr(object arr):
+    return NULL if arr is None else <void*> <size_t> arr.ctypes.data
+
+
+def box_pair_loss(b1, b2, bint single1, bint single2, Py_ssize_t n, str kind, str fmt, double eps,
+                  double eps_alpha, out, grad, double grad_scale, int num_threads):
+    """Kernel entry: b1, b2 C-contiguous float32/64 flat views of (n, 4) boxes (or one box when
+    single*); out (n,) for reduction="none" else None; grad (n, 4) or None.  Returns the loss sum."""
+    cdef BoxCtx c
+    cdef BlockRun run
+    cdef int status
+    c.b1 = data_ptr(b1)
+    c.b2 = data_ptr(b2)
+    c.single1 = single1
+    c.single2 = single2
+    c.kind = KINDS[kind]
+    c.fmt = FORMATS[fmt]
+    c.eps = eps
+    c.eps_alpha = eps_alpha
+    c.grad = data_ptr(grad)
+    c.grad_scale = grad_scale
+    run.n_items = n
+    run.item_cost = 8
+    run.block_items = block_items_for(run.item_cost)
+    run.itemsize = b1.dtype.itemsize
+    run.num_threads = num_threads
+    run.loss_out = data_ptr(out)
+    run.want_denom = False
+    cdef BlockFn fn = <BlockFn> box_pairs_block[float] if run.itemsize == 4 else <BlockFn> box_pairs_block[double]
+    with nogil:
+        status = run_blocks(fn, &c, &run)
+    if status != 0:
+        raise MemoryError("fastloss: could not allocate kernel scratch memory")
+    return run.loss_sum
+
+
+# =====================================================================================================
+# Pairwise matrices (torchvision.ops.box_iou / generalized_box_iou, boxes.py _box_inter_union):
+#   corners per format as torchvision ≥ 0.23's _box_inter_union (xywh: x2 = x + w; cxcywh: x1 = cx - w/2,
+#   x2 = cx + w/2), areas as its box_area (xyxy: (x2 - x1)(y2 - y1); xywh, cxcywh: w h),
+#   inter = clamp(min(x2, u2) - max(x1, u1), 0) clamp(min(y2, v2) - max(y1, v1), 0)  (clamp keeps NaN),
+#   iou = inter / (a1 + a2 - inter);   giou = iou - (E - union) / E,  E the clamped enclosure area.
+#   No eps: 0/0 gives NaN exactly as torchvision does.
+# =====================================================================================================
+cdef inline floating clamp0(floating w) noexcept nogil:
+    return 0 if w < 0 else w    # torch.clamp(min=0): NaN stays NaN
+
+
+cdef inline floating pair_point(int kind, floating x1, floating y1, floating x2, floating y2, floating a1,
+                                floating u1, floating v1, floating u2, floating v2, floating a2) noexcept nogil:
+    cdef floating inter = clamp0(f_min(x2, u2) - f_max(x1, u1)) * clamp0(f_min(y2, v2) - f_max(y1, v1))
+    cdef floating union = a1 + a2 - inter
+    cdef floating iou = inter / union
+    cdef floating area_e
+    if kind == BOX_IOU:
+        return iou
+    area_e = clamp0(f_max(x2, u2) - f_min(x1, u1)) * clamp0(f_max(y2, v2) - f_min(y1, v1))
+    return iou - (area_e - union) / area_e
+
+
+cdef inline void load_area(int fmt, Py_ssize_t L, const floating* p, const floating* x1, const floating* y1,
+                           const floating* x2, const floating* y2, floating* area) noexcept nogil:
+    """torchvision's box_area: corner differences for xyxy, w * h read directly otherwise."""
+    cdef Py_ssize_t k
+    for k in range(L):
+        if fmt == FMT_XYXY:
+            area[k] = (x2[k] - x1[k]) * (y2[k] - y1[k])
+        else:
+            area[k] = p[4 * k + 2] * p[4 * k + 3]
+
+
+cdef inline void load_pair_boxes(const floating* p, int fmt, Py_ssize_t L, floating* s) noexcept nogil:
+    """L boxes as xyxy corners for the pairwise kernels (cxcywh halves by division, as torchvision's
+    _box_inter_union does) and their areas: s[0:L] x1, [L:2L] y1, x2, y2, area."""
+    cdef Py_ssize_t k
+    cdef floating a, b, w, h
+    for k in range(L):
+        a = p[4 * k]; b = p[4 * k + 1]; w = p[4 * k + 2]; h = p[4 * k + 3]
+        if fmt == FMT_XYXY:
+            s[k] = a; s[L + k] = b; s[2 * L + k] = w; s[3 * L + k] = h
+        elif fmt == FMT_XYWH:
+            s[k] = a; s[L + k] = b; s[2 * L + k] = a + w; s[3 * L + k] = b + h
+        else:
+            s[k] = a - w / 2; s[L + k] = b - h / 2; s[2 * L + k] = a + w / 2; s[3 * L + k] = b + h / 2
+    load_area(fmt, L, p, s, s + L, s + 2 * L, s + 3 * L, s + 4 * L)
+
+
+cdef inline void pair_row(int kind, Py_ssize_t L, const floating* r, const floating* s, floating* out) noexcept nogil:
+    """One box r = (x1, y1, x2, y2, area) against L boxes of the SoA tile s."""
+    cdef Py_ssize_t k
+    for k in range(L):
+        out[k] = pair_point(kind, r[0], r[1], r[2], r[3], r[4],
+                            s[k], s[L + k], s[2 * L + k], s[3 * L + k], s[4 * L + k])
+
+
+cdef inline void pair_row_at(int kind, Py_ssize_t L, const floating* r, Py_ssize_t rows, Py_ssize_t i,
+                             const floating* s, floating* out) noexcept nogil:
+    cdef floating box[5]
+    cdef Py_ssize_t j
+    for j in range(5):
+        box[j] = r[j * rows + i]
+    pair_row(kind, L, box, s, out)
+
+
+DEF ROW_TILE = 32
+DEF COL_TILE = 256
+
+cdef void pairwise_tile(int kind, int fmt, const floating* b1, const floating* b2, Py_ssize_t rows,
+                        Py_ssize_t M, floating* out) noexcept nogil:
+    """rows boxes of b1 against the M boxes of b2: out[r * M + j]."""
+    cdef floating s[5 * COL_TILE]
+    cdef floating r[5 * ROW_TILE]
+    cdef Py_ssize_t j0, L, i
+    load_pair_boxes(b1, fmt, rows, r)
+    for j0 in range(0, M, COL_TILE):
+        L = M - j0 if M - j0 < COL_TILE else COL_TILE
+        load_pair_boxes(b2 + 4 * j0, fmt, L, s)
+        for i in range(rows):
+            if kind == BOX_IOU:
+                pair_row_at(BOX_IOU, L, r, rows, i, s, out + i * M + j0)
+            else:
+                pair_row_at(BOX_GIOU, L, r, rows, i, s, out + i * M + j0)
+
+
+def pairwise(b1, b2, str kind, str fmt, Py_ssize_t B, Py_ssize_t N, Py_ssize_t M, out, int num_threads):
+    """Kernel entry: b1 (B, N, 4), b2 (B, M, 4) C-contiguous of one float dtype; out (B, N, M)."""
+    cdef int k = KINDS[kind], f = FORMATS[fmt]
+    cdef Py_ssize_t per_batch = (N + ROW_TILE - 1) // ROW_TILE
+    cdef Py_ssize_t n_tiles = B * per_batch, t, bb, r0, rows
+    cdef int nt = num_threads if N * M * B >= 32768 else 1
+    cdef bint f32 = b1.dtype.itemsize == 4
+    cdef const char* p1 = <const char*> data_ptr(b1)
+    cdef const char* p2 = <const char*> data_ptr(b2)
+    cdef char* po = <char*> data_ptr(out)
+    cdef Py_ssize_t isz = b1.dtype.itemsize
+    if n_tiles == 0 or M == 0:
+        return
+    for t in prange(n_tiles, schedule="static", num_threads=nt, use_threads_if=nt > 1, nogil=True):
+        bb = t // per_batch
+        r0 = (t - bb * per_batch) * ROW_TILE
+        rows = N - r0 if N - r0 < ROW_TILE else ROW_TILE
+        if f32:
+            pairwise_tile(k, f, <const float*> (p1 + (bb * N + r0) * 4 * isz), <const float*> (p2 + bb * M * 4 * isz),
+                          rows, M, <float*> (po + (bb * N + r0) * M * isz))
+        else:
+            pairwise_tile(k, f, <const double*> (p1 + (bb * N + r0) * 4 * isz), <const double*> (p2 + bb * M * 4 * isz),
+                          rows, M, <double*> (po + (bb * N + r0) * M * isz))
+
+
+cdef void area_run(int fmt, const floating* p, Py_ssize_t n, floating* out) noexcept nogil:
+    cdef Py_ssize_t i0, L, k
+    cdef floating s[5 * COL_TILE]
+    for i0 in range(0, n, COL_TILE):
+        L = n - i0 if n - i0 < COL_TILE else COL_TILE
+        load_pair_boxes(p + 4 * i0, fmt, L, s)
+        for k in range(L):
+            out[i0 + k] = s[4 * L + k]
+
+
+def box_area(b, str fmt, out):
+    """Kernel entry: b (n, 4) C-contiguous float32/64, out (n,): torchvision's box_area."""
+    cdef Py_ssize_t n = out.shape[0]
+    cdef int f = FORMATS[fmt]
+    cdef void* p = data_ptr(b)
+    cdef void* o = data_ptr(out)
+    cdef bint f32 = b.dtype.itemsize == 4
+    with nogil:
+        if f32:
+            area_run(f, <const float*> p, n, <float*> o)
+        else:
+            area_run(f, <const double*> p, n, <double*> o)
