@@ -113,7 +113,7 @@ def cosine_embedding_loss(input1, input2, target, margin=0, size_average=None, r
     (x1, x2), (v1, v2), unbatched = _rows([input1, input2], ["input1", "input2"])
     y = _row_targets(target, "target", v1.shape[0], unbatched, x1.dtype)
     out_shape = () if unbatched else (v1.shape[0],)
-    return _run(_K.cosine_embedding, (v1, v2, y, margin), [x1, x2], reduction, v1.shape[0], out_shape,
+    return _run(_K.pair_rows, ("cosine_embedding", v1, v2, y, margin), [x1, x2], reduction, v1.shape[0], out_shape,
                 x1.dtype, out, return_grad, nt)
 
 
@@ -178,5 +178,5 @@ def contrastive_loss(x1, x2, label, margin=1.0, reduction="mean", *, num_threads
     (a, b), (v1, v2), unbatched = _rows([x1, x2], ["x1", "x2"])
     y = _row_targets(label, "label", v1.shape[0], unbatched, a.dtype)
     out_shape = () if unbatched else (v1.shape[0],)
-    return _run(_K.contrastive, (v1, v2, y, margin), [a, b], reduction, v1.shape[0], out_shape, a.dtype,
+    return _run(_K.pair_rows, ("contrastive", v1, v2, y, margin), [a, b], reduction, v1.shape[0], out_shape, a.dtype,
                 out, return_grad, nt)

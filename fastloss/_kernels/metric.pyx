@@ -322,7 +322,6 @@ cdef struct PairCtx:
     const void* y            # (N,) targets in the kernel's float type
     Py_ssize_t D
     double margin
-    double eps
     void* g1
     void* g2
     double grad_scale
@@ -346,19 +345,6 @@ cdef Py_ssize_t cosine_embedding_block(const PairCtx* c, Py_ssize_t start, Py_ss
             axpby(x1, x2, D, u[0] * gs, u[1] * gs, <floating*> c.g1 + i * D)
             axpby(x1, x2, D, u[2] * gs, u[3] * gs, <floating*> c.g2 + i * D)
     return -1
-
-
-def cosine_embedding(x1, x2, y, double margin, out, g1, g2, double grad_scale, int num_threads):
-    """Kernel entry: x1, x2 (N, D), y (N,) of one float dtype.  Returns (loss_sum, 0)."""
-    cdef PairCtx c
-    c.x1, c.x2, c.y = data_ptr(x1), data_ptr(x2), data_ptr(y)
-    c.D = x1.shape[1]
-    c.margin, c.eps = margin, 0.0
-    c.g1, c.g2 = data_ptr(g1), data_ptr(g2)
-    c.grad_scale = grad_scale
-    cdef BlockFn fn = (<BlockFn> cosine_embedding_block[float] if x1.dtype.itemsize == 4
-                       else <BlockFn> cosine_embedding_block[double])
-    return drive(fn, &c, x1.shape[0], 3 * c.D, x1.dtype.itemsize, num_threads, out, False)
 
 
 # =====================================================================================================
@@ -400,16 +386,21 @@ cdef Py_ssize_t contrastive_block(const PairCtx* c, Py_ssize_t start, Py_ssize_t
     return -1
 
 
-def contrastive(x1, x2, y, double margin, out, g1, g2, double grad_scale, int num_threads):
-    """Kernel entry: x1, x2 (N, D), y (N,) of one float dtype.  Returns (loss_sum, 0)."""
+def pair_rows(str kind, x1, x2, y, double margin, out, g1, g2, double grad_scale, int num_threads):
+    """Kernel entry of the losses on pairs of rows with a per-row target: kind "cosine_embedding" or
+    "contrastive"; x1, x2 (N, D), y (N,) of one float dtype.  Returns (loss_sum, 0)."""
     cdef PairCtx c
     c.x1, c.x2, c.y = data_ptr(x1), data_ptr(x2), data_ptr(y)
     c.D = x1.shape[1]
-    c.margin, c.eps = margin, 0.0
+    c.margin = margin
     c.g1, c.g2 = data_ptr(g1), data_ptr(g2)
     c.grad_scale = grad_scale
-    cdef BlockFn fn = (<BlockFn> contrastive_block[float] if x1.dtype.itemsize == 4
-                       else <BlockFn> contrastive_block[double])
+    cdef bint f32 = x1.dtype.itemsize == 4
+    cdef BlockFn fn
+    if kind == "cosine_embedding":
+        fn = <BlockFn> cosine_embedding_block[float] if f32 else <BlockFn> cosine_embedding_block[double]
+    else:
+        fn = <BlockFn> contrastive_block[float] if f32 else <BlockFn> contrastive_block[double]
     return drive(fn, &c, x1.shape[0], 2 * c.D, x1.dtype.itemsize, num_threads, out, False)
 
 
