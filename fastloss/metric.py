@@ -5,7 +5,7 @@ Each function validates and converts its arguments, then calls one kernel from
 ``fastloss/_kernels/metric.pyx``; the arithmetic lives there.  Embeddings are rows: (N, D), or a
 single (D,) row for the torch losses that accept it.
 """
-import math
+import contextlib
 
 import numpy as np
 
@@ -16,7 +16,8 @@ from ._threads import resolve_num_threads
 _K = load("metric")
 
 __all__ = ["triplet_margin_loss", "margin_ranking_loss", "cosine_embedding_loss", "hinge_embedding_loss",
-           "contrastive_loss"]
+           "contrastive_loss", "batch_hard_triplet_loss", "batch_all_triplet_loss", "info_nce_loss",
+           "nt_xent_loss"]
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -180,3 +181,232 @@ def contrastive_loss(x1, x2, label, margin=1.0, reduction="mean", *, num_threads
     out_shape = () if unbatched else (v1.shape[0],)
     return _run(_K.pair_rows, ("contrastive", v1, v2, y, margin), [a, b], reduction, v1.shape[0], out_shape, a.dtype,
                 out, return_grad, nt)
+
+
+# ------------------------------------------------------------------ in-batch losses (row blocks)
+# Row blocks of the (B x B) Gram / similarity matrix hold about this many numbers (4 MiB of float32):
+# memory stays O(block x B), and each block is one BLAS matmul.
+_BLOCK_NUMBERS = 1 << 20
+
+# _GRAD_NOTE: with return_grad=True the in-batch losses compute float32 input in float64.  Their
+# gradients sum B coefficients of both signs per row (a matmul of the coefficient block); in float32
+# that cancellation costs ~1e-4 relative on small entries, outside SPEC §4.  The loss alone stays in
+# the input's precision (float32 BLAS).
+
+
+def _block_rows(n_cols):
+    return max(1, min(_BLOCK_NUMBERS // max(n_cols, 1), 4096))
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    """BLAS on one thread (threadpoolctl, when installed): OpenBLAS's results depend on its thread
+    count, so fastloss runs its own fixed row chunks in parallel instead (see _matmul)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+_CHUNK_ROWS = 64
+_POOLS = {}
+
+
+def _matmul(a, b, nt):
+    """a @ b as single-threaded BLAS calls on fixed chunks of 64 rows of a, run on nt threads (the GIL
+    is released inside BLAS): the same numbers for every nt."""
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    starts = range(0, a.shape[0], _CHUNK_ROWS)
+
+    def chunk(r0):
+        np.matmul(a[r0:r0 + _CHUNK_ROWS], b, out=out[r0:r0 + _CHUNK_ROWS])
+
+    if nt == 1 or len(starts) == 1:
+        for r0 in starts:
+            chunk(r0)
+    else:
+        if nt not in _POOLS:
+            from concurrent.futures import ThreadPoolExecutor
+            _POOLS[nt] = ThreadPoolExecutor(nt, thread_name_prefix="fastloss-blas")
+        list(_POOLS[nt].map(chunk, starts))
+    return out
+
+
+def _embeddings(x, name):
+    e = V.prediction(x, name)
+    if e.ndim != 2:
+        raise ValueError(f"{name} must be (N, D), got shape {e.shape}")
+    return e
+
+
+def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, num_threads, out, return_grad):
+    V.check_reduction(reduction)
+    margin = V.check_real(margin, "margin")
+    nt = resolve_num_threads(num_threads)
+    e = _embeddings(embeddings, "embeddings")
+    lab = V.labels_array(labels, "labels")
+    B = e.shape[0]
+    if lab.shape != (B,):
+        raise ValueError(f"labels must have shape ({B},) (one per embedding), got {lab.shape}")
+    dtype = e.dtype
+    if return_grad:     # see _GRAD_NOTE
+        e = e.astype(np.float64, copy=False)
+    sq = np.einsum("ij,ij->i", e, e, dtype=np.float64)
+    row_loss = np.zeros(B)
+    row_count = np.zeros(B)
+    g = np.zeros(e.shape) if return_grad else None
+    R = _block_rows(B)
+    with _single_threaded_blas():
+        for r0 in range(0, B, R):
+            er = e[r0:r0 + R]
+            blk = _matmul(er, e.T, nt)
+            _K.triplet_mining(blk, sq, lab, r0, margin, bool(squared), batch_all, return_grad, row_loss,
+                              row_count, nt)
+            if return_grad:
+                # blk now holds S: dloss/de_i = sum_j S_ij (e_i - e_j), dloss/de_j -= S_ij (e_i - e_j)
+                g[r0:r0 + R] += blk.sum(axis=1, dtype=np.float64)[:, None] * er - _matmul(blk, e, nt)
+                g += blk.sum(axis=0, dtype=np.float64)[:, None] * e - _matmul(blk.T, er, nt)
+    total, cnt = _K.reduce_rows(row_loss, row_count, nt)
+    if reduction == "none":
+        value = V.output_array(out, (B,), dtype)
+        value[...] = row_loss
+    elif reduction == "sum" or (batch_all and cnt == 0):
+        value = dtype.type(total)
+    else:
+        value = V.reduced(total, cnt, reduction, dtype)
+    if not return_grad:
+        return value
+    if reduction == "mean":
+        g *= (1.0 / cnt) if cnt else 0.0
+    return value, g.astype(dtype, copy=False)
+
+
+def batch_hard_triplet_loss(embeddings, labels, margin=1.0, squared=False, reduction="mean", *, num_threads=None,
+                            out=None, return_grad=False):
+    """Batch-hard triplet loss (Hermans et al. 2017), mining inside the batch from integer labels (SPEC §6).
+
+    For each anchor i, with d the Euclidean distance (its square if ``squared``)::
+
+        loss_i = max(0, max_{j: y_j = y_i, j != i} d_ij - min_{k: y_k != y_i} d_ik + margin)
+
+    An anchor without a positive or without a negative is **skipped**: its loss is 0 and ``mean``
+    divides by the number of anchors that have both (nan if none, like any mean over nothing).
+    Distances come from row blocks of the Gram matrix (d^2 = |e_i|^2 + |e_j|^2 - 2 e_i.e_j, clamped at 0;
+    one BLAS matmul per block, memory O(block x B), never B^2 or B^3).  The gradient goes to the first
+    hardest positive / negative on ties, is 0 for a zero distance, and passes the hinge at 0
+    (torch's clamp_min).  ``reduction="none"`` gives the (B,) per-anchor losses.
+    ``return_grad=True`` returns ``(loss, d loss / d embeddings)``.
+    """
+    return _triplet_mining(embeddings, labels, margin, squared, reduction, False, num_threads, out, return_grad)
+
+
+def batch_all_triplet_loss(embeddings, labels, margin=1.0, squared=False, reduction="mean", *, num_threads=None,
+                           out=None, return_grad=False):
+    """Batch-all triplet loss, mining every valid triplet inside the batch (SPEC §6).
+
+    Over all (a, p, n) with y_p = y_a, p != a, y_n != y_a:  l_apn = max(0, d_ap - d_an + margin).
+    ``mean`` averages over the triplets with **positive loss** (l > 0), as the usual batch-all
+    implementations do, and is 0 when there is none; ``sum`` is the sum over all triplets;
+    ``reduction="none"`` gives the (B,) per-anchor sums.  Distances as in
+    ``batch_hard_triplet_loss``; the triplets are enumerated per anchor row (time O(B^2 x positives),
+    memory O(block x B), never a (B, B, B) tensor).
+    """
+    return _triplet_mining(embeddings, labels, margin, squared, reduction, True, num_threads, out, return_grad)
+
+
+def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad):
+    """Per-row losses of -log softmax(q_i . c_j * inv_tau)_{pos(i)}, and with return_grad the
+    gradients (unscaled: d sum / d queries, d sum / d cands), by row blocks."""
+    N, M = queries.shape[0], cands.shape[0]
+    row_loss = np.zeros(N)
+    gq = np.zeros(queries.shape) if return_grad else None
+    gc = np.zeros(cands.shape) if return_grad else None
+    R = _block_rows(M)
+    with _single_threaded_blas():
+        for r0 in range(0, N, R):
+            qr = queries[r0:r0 + R]
+            blk = _matmul(qr, cands.T, nt)
+            _K.softmax_rows(blk, r0, inv_tau, mask_self, pos_shift, return_grad, row_loss, nt)
+            if return_grad:
+                gq[r0:r0 + R] += _matmul(blk, cands, nt)
+                gc += _matmul(blk.T, qr, nt)
+    if return_grad:
+        gq *= inv_tau
+        gc *= inv_tau
+    return row_loss, gq, gc
+
+
+def _finish_rows(row_loss, reduction, dtype, out, nt):
+    total, _ = _K.reduce_rows(row_loss, None, nt)
+    if reduction == "none":
+        o = V.output_array(out, row_loss.shape, dtype)
+        o[...] = row_loss
+        return o, 1.0
+    n = row_loss.shape[0]
+    return V.reduced(total, n, reduction, dtype), (1.0 / n if (reduction == "mean" and n) else 1.0)
+
+
+def info_nce_loss(query, key, temperature=0.07, reduction="mean", *, num_threads=None, out=None,
+                  return_grad=False):
+    """InfoNCE (SPEC §6): ``loss_i = -log softmax_j(q_i . k_j / temperature)_i``.
+
+    ``query`` (N, D), ``key`` (M, D) with M >= N: key i is the positive of query i, every other key a
+    negative.  The rows are used as given (normalise them first for a cosine InfoNCE).  Row blocks of
+    the similarity matrix (BLAS matmul) with a fused, max-shifted log-sum-exp kernel: memory
+    O(block x M).  ``return_grad=True`` returns ``(loss, (g_query, g_key))``.
+    """
+    V.check_reduction(reduction)
+    tau = V.check_real(temperature, "temperature", low=0.0, low_open=True)
+    nt = resolve_num_threads(num_threads)
+    q = _embeddings(query, "query")
+    k = V.float_array(key, "key", dtype=q.dtype)
+    if k.ndim != 2 or k.shape[1] != q.shape[1] or k.shape[0] < q.shape[0]:
+        raise ValueError(f"key must be (M, {q.shape[1]}) with M >= {q.shape[0]} (query rows), got {k.shape}")
+    dtype = q.dtype
+    if return_grad:     # see _GRAD_NOTE
+        q, k = q.astype(np.float64, copy=False), k.astype(np.float64, copy=False)
+    row_loss, gq, gk = _softmax_rows(q, k, 1.0 / tau, False, 0, nt, return_grad)
+    value, scale = _finish_rows(row_loss, reduction, dtype, out, nt)
+    if not return_grad:
+        return value
+    return value, ((gq * scale).astype(dtype), (gk * scale).astype(dtype))
+
+
+_NORMALIZE_EPS = 1e-12      # torch.nn.functional.normalize's default
+
+
+def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean", *, num_threads=None, out=None, return_grad=False):
+    """NT-Xent (SimCLR, SPEC §6) over the 2N views z = [z1; z2] (each (N, D)).
+
+    With u = z / max(|z|, 1e-12) (``F.normalize``) and s_ij = u_i . u_j / temperature, the self pair
+    excluded and the positive of view i its other view (i +- N)::
+
+        loss_i = logsumexp_{j != i} s_ij - s_{i, pos(i)},    mean over the 2N views
+
+    ``reduction="none"`` gives the (2N,) per-view losses.  Row blocks of the similarity matrix (BLAS
+    matmul) with a fused log-sum-exp kernel: memory O(block x 2N), never (2N)^2.
+    ``return_grad=True`` returns ``(loss, (g_z1, g_z2))``.
+    """
+    V.check_reduction(reduction)
+    tau = V.check_real(temperature, "temperature", low=0.0, low_open=True)
+    nt = resolve_num_threads(num_threads)
+    a = _embeddings(z1, "z1")
+    b = V.float_array(z2, "z2", dtype=a.dtype)
+    V.check_same_shape(a, b, "z1", "z2")
+    N = a.shape[0]
+    z = np.concatenate([a, b])
+    norm = np.sqrt(np.einsum("ij,ij->i", z, z, dtype=np.float64))[:, None]
+    den = np.maximum(norm, _NORMALIZE_EPS)
+    u = (z / den).astype(np.float64 if return_grad else a.dtype, copy=False)    # see _GRAD_NOTE
+    row_loss, gu, gu2 = _softmax_rows(u, u, 1.0 / tau, True, N, nt, return_grad)
+    value, scale = _finish_rows(row_loss, reduction, a.dtype, out, nt)
+    if not return_grad:
+        return value
+    gu = (gu + gu2) * scale
+    # through u = z / max(|z|, eps): (g - u (u.g)) / |z| where |z| >= eps, g / eps below it
+    radial = np.where(norm >= _NORMALIZE_EPS, np.einsum("ij,ij->i", u, gu)[:, None], 0.0)
+    gz = ((gu - u * radial) / den).astype(a.dtype)
+    return value, (gz[:N], gz[N:])

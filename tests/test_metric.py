@@ -84,7 +84,8 @@ def test_reductions_bitwise_identical_across_threads(name, dtype):
     results = []
     for nt in (1, 2, 3):
         v, g = call(name, args, kw, reduction="mean", num_threads=nt, return_grad=True)
-        results.append((v.tobytes(), [x.tobytes() for x in as_list(g)]))
+        v2 = call(name, args, kw, reduction="sum", num_threads=nt)
+        results.append((v.tobytes(), v2.tobytes(), [x.tobytes() for x in as_list(g)]))
     assert results[0] == results[1] == results[2]
 
 
@@ -93,8 +94,10 @@ def test_empty_batch(name):
     spec = REGISTRY[name]
     args, kw = spec.sample(np.random.default_rng(4), 64, np.float64)
     empty = [np.asarray(a)[:0] for a in args]
-    want, _ = reference(spec, empty, kw, "mean")
-    assert np.isnan(call(name, empty, kw)) and np.isnan(want)
+    if name == "batch_all_triplet_loss":       # mean over positive triplets: 0 when there is none
+        assert call(name, empty, kw) == 0.0
+    else:
+        assert np.isnan(call(name, empty, kw))
     assert call(name, empty, kw, reduction="sum") == 0.0
     assert call(name, empty, kw, reduction="none").shape == (0,)
 
@@ -222,6 +225,43 @@ def test_contrastive_zero_distance_and_margin():
     np.testing.assert_allclose(g2, -g1)
 
 
+@pytest.mark.parametrize("name", ["batch_hard_triplet_loss", "batch_all_triplet_loss"])
+def test_mining_degenerate_batches(name):
+    spec = REGISTRY[name]
+    rng = np.random.default_rng(8)
+    e = rng.standard_normal((6, 3))
+    cases = [(e, np.zeros(6, dtype=np.int32)),             # one class: no negatives
+             (e, np.arange(6)),                            # all singletons: no positives
+             (e[:1], np.zeros(1, dtype=np.int64)),         # B = 1
+             (e[:, :1], np.array([0, 0, 1, 1, 2, 2])),     # D = 1
+             (np.repeat(e[:2], 3, axis=0), np.array([0, 0, 0, 1, 1, 1]))]   # duplicated embeddings
+    for x, lab in cases:
+        for reduction in REDUCTIONS:
+            want, (want_g,) = reference(spec, (x, lab), {"margin": 0.3}, reduction)
+            got, g = fl.__dict__[name](x, lab, margin=0.3, reduction=reduction, return_grad=True)
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(g, want_g, rtol=1e-12, atol=1e-12)
+    for squared in (False, True):
+        lab = rng.integers(0, 3, 40)
+        x = rng.standard_normal((40, 5))
+        want, (want_g,) = reference(spec, (x, lab), {"squared": squared}, "mean")
+        got, g = fl.__dict__[name](x, lab, squared=squared, return_grad=True)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        np.testing.assert_allclose(g, want_g, rtol=1e-12, atol=1e-14)
+
+
+def test_nt_xent_zero_vectors_and_single_pair():
+    rng = np.random.default_rng(9)
+    z1, z2 = rng.standard_normal((2, 5, 4))
+    z1[1] = 0
+    for a, b in ((z1, z2), (z1[:1], z2[:1])):
+        want, want_g = reference(REGISTRY["nt_xent_loss"], (a, b), {"temperature": 0.3}, "mean")
+        got, g = fl.nt_xent_loss(a, b, temperature=0.3, return_grad=True)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        for x, w in zip(g, want_g):
+            np.testing.assert_allclose(x, w, rtol=1e-12, atol=1e-14)
+
+
 # ---------------------------------------------------------------------------------- errors
 def test_errors_name_the_argument():
     a = np.zeros((4, 3))
@@ -253,5 +293,17 @@ def test_errors_name_the_argument():
         fl.triplet_margin_loss(a, a, a, reduction="none", out=np.empty(3))
     with pytest.raises(ValueError, match="num_threads"):
         fl.triplet_margin_loss(a, a, a, num_threads=0)
+    with pytest.raises(ValueError, match="labels"):
+        fl.batch_hard_triplet_loss(a, np.zeros(3, dtype=np.int64))
+    with pytest.raises(TypeError, match="labels"):
+        fl.batch_all_triplet_loss(a, np.zeros(4))
+    with pytest.raises(ValueError, match="embeddings"):
+        fl.batch_hard_triplet_loss(np.zeros(4), np.zeros(4, dtype=np.int64))
+    with pytest.raises(ValueError, match="temperature"):
+        fl.nt_xent_loss(a, a, temperature=0.0)
+    with pytest.raises(ValueError, match="z2"):
+        fl.nt_xent_loss(a, a[:3])
+    with pytest.raises(ValueError, match="key"):
+        fl.info_nce_loss(a, a[:3])
     with pytest.raises(ValueError, match="size_average"):
         fl.hinge_embedding_loss(np.zeros(3), np.ones(3), size_average=True)

@@ -23,7 +23,8 @@ Gradients at non-differentiable points follow torch's autograd: ``clamp_min`` pa
 where its input is >= the bound, ``minimum`` splits a tie in half, a norm's gradient is 0 where the
 norm is 0.
 """
-from libc.math cimport sqrt, pow, INFINITY
+from libc.math cimport sqrt, pow, log, INFINITY, NAN
+from libc.stdlib cimport calloc, free
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
 
@@ -479,3 +480,230 @@ def score_loss(x1, x2, y, double margin, out, g1, g2, double grad_scale, int num
 def hinge_embedding(x, y, double margin, out, g, double grad_scale, int num_threads):
     """Kernel entry of hinge_embedding_loss (score_loss without a second input)."""
     return score_loss(x, None, y, margin, out, g, None, grad_scale, num_threads)
+
+
+# =====================================================================================================
+# In-batch losses on row blocks of a Gram / similarity matrix (batch_hard / batch_all triplet,
+# info_nce, nt_xent).  Python computes the block (R x B) with BLAS; a kernel turns it, row by row
+# (item = one anchor / query row of the block), into the row's loss and -- for the gradient -- into the
+# row's coefficients, written over the block in place; Python finishes the gradient with two more
+# matmuls per block.  Memory stays O(R x B).
+# =====================================================================================================
+cdef inline int64_t read_label(const void* labels, bint is64, Py_ssize_t i) noexcept nogil:
+    if is64:
+        return (<const int64_t*> labels)[i]
+    return (<const int32_t*> labels)[i]
+
+
+# Triplet mining.  Distances from the Gram block: d_ij^2 = max(|e_i|^2 + |e_j|^2 - 2 <e_i, e_j>, 0),
+# d_ij = sqrt of that unless squared.  Positives of anchor i: j != i with the same label; negatives:
+# other labels.
+#   batch_hard: loss_i = max(0, max_pos d_ij - min_neg d_ik + margin); the first index attaining the
+#               max / min takes the gradient; an anchor without a positive or a negative has loss 0
+#               and denominator 0 (skipped by the mean).
+#   batch_all:  loss_i = sum over (j pos, k neg) of max(0, d_ij - d_ik + margin); denominator = the
+#               number of those triplets with a loss > 0.
+# Gradient coefficients written over the block: S_ij = (dloss_i/dd_ij) * (dd_ij/d(d_ij^2)) * 2, so that
+# dloss/de_i = sum_j S_ij (e_i - e_j) and dloss/de_j = -S_ij (e_i - e_j)  (0 where d_ij = 0).
+cdef struct MiningCtx:
+    void* block              # (R, B) Gram rows, overwritten with distances, then coefficients
+    const double* sqnorm     # (B,) |e_j|^2
+    const void* labels       # (B,)
+    bint labels64
+    Py_ssize_t B
+    Py_ssize_t row0          # global index of the block's first row
+    double margin
+    bint squared
+    bint batch_all
+    bint want_grad
+    double* row_loss         # (B,) per-anchor loss and mean denominator, written at the global row
+    double* row_count
+
+
+cdef inline double mining_coef(double dloss_dd, double d, bint squared) noexcept nogil:
+    """dloss/dd times dd/d(d^2) times 2 (see S above)."""
+    if squared:
+        return 2.0 * dloss_dd
+    return dloss_dd / d if d > 0 else 0.0
+
+
+cdef Py_ssize_t triplet_mining_block(const MiningCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                     floating* loss, floating* denom) noexcept nogil:
+    cdef Py_ssize_t B = c.B, r, i, j, k, jp, kn
+    cdef floating* row
+    cdef double d2, dp, dn, z, total, cnt, cj
+    cdef int64_t li
+    for r in range(start, stop):
+        i = c.row0 + r
+        row = <floating*> c.block + r * B
+        li = read_label(c.labels, c.labels64, i)
+        for j in range(B):
+            d2 = c.sqnorm[i] + c.sqnorm[j] - 2.0 * row[j]
+            d2 = 0.0 if d2 < 0 else d2
+            row[j] = <floating> (d2 if c.squared else sqrt(d2))
+        total = 0.0
+        cnt = 0.0
+        if not c.batch_all:
+            jp = -1
+            kn = -1
+            for j in range(B):
+                if read_label(c.labels, c.labels64, j) == li:
+                    if j != i and (jp < 0 or row[j] > row[jp]):
+                        jp = j
+                elif kn < 0 or row[j] < row[kn]:
+                    kn = j
+            if jp >= 0 and kn >= 0:
+                dp, dn = row[jp], row[kn]
+                z = dp - dn + c.margin
+                total = 0.0 if z < 0 else z
+                cnt = 1.0
+                if c.want_grad:
+                    z = 1.0 if z >= 0 else 0.0           # clamp_min passes the gradient at 0
+                    memset(row, 0, B * sizeof(floating))
+                    row[jp] = <floating> mining_coef(z, dp, c.squared)
+                    row[kn] = <floating> mining_coef(-z, dn, c.squared)
+            elif c.want_grad:
+                memset(row, 0, B * sizeof(floating))
+        else:
+            total, cnt = batch_all_row(c, i, li, row)
+        loss[r - start] = <floating> total
+        c.row_loss[i] = total
+        c.row_count[i] = cnt
+    return -1
+
+
+cdef (double, double) batch_all_row(const MiningCtx* c, Py_ssize_t i, int64_t li, floating* row) noexcept nogil:
+    """Sum and count of the positive triplet losses of anchor i.  With the gradient, overwrites the
+    distance row with S: dloss/dd_ij = (active triplets with j as positive) - (active ones with j as
+    negative), active meaning z >= 0 (clamp_min passes the gradient at 0)."""
+    cdef Py_ssize_t B = c.B, j, k
+    cdef double total = 0.0, cnt = 0.0, z, dj, act
+    cdef double* coef = NULL
+    if c.want_grad:
+        coef = <double*> calloc(B, sizeof(double))
+        if coef == NULL:                 # no scratch: report nan rather than a wrong gradient
+            for j in range(B):
+                row[j] = <floating> NAN
+            return NAN, 1.0
+    for j in range(B):
+        if j == i or read_label(c.labels, c.labels64, j) != li:
+            continue
+        dj = row[j]
+        for k in range(B):
+            if read_label(c.labels, c.labels64, k) == li:
+                continue
+            z = dj - row[k] + c.margin
+            if z > 0:
+                total += z
+                cnt += 1.0
+            if coef != NULL and z >= 0:
+                coef[j] += 1.0
+                coef[k] -= 1.0
+    if coef != NULL:
+        for j in range(B):
+            row[j] = <floating> mining_coef(coef[j], row[j], c.squared)
+        free(coef)
+    return total, cnt
+
+
+def triplet_mining(block, sqnorm, labels, Py_ssize_t row0, double margin, bint squared, bint batch_all,
+                   bint want_grad, row_loss, row_count, int num_threads):
+    """Kernel entry: block (R, B) Gram rows of one float dtype (overwritten with the gradient
+    coefficients when want_grad), sqnorm (B,) float64, labels (B,) int32/int64; each row's loss and
+    mean denominator go to row_loss / row_count (B,) float64 at the row's global index (reduce them
+    with reduce_rows)."""
+    cdef MiningCtx c
+    c.block = data_ptr(block)
+    c.sqnorm = <const double*> data_ptr(sqnorm)
+    c.labels = data_ptr(labels)
+    c.labels64 = labels.dtype.itemsize == 8
+    c.B = block.shape[1]
+    c.row0 = row0
+    c.margin, c.squared, c.batch_all, c.want_grad = margin, squared, batch_all, want_grad
+    c.row_loss = <double*> data_ptr(row_loss)
+    c.row_count = <double*> data_ptr(row_count)
+    cdef BlockFn fn = (<BlockFn> triplet_mining_block[float] if block.dtype.itemsize == 4
+                       else <BlockFn> triplet_mining_block[double])
+    drive(fn, &c, block.shape[0], c.B * (8 if batch_all else 2), block.dtype.itemsize, num_threads, None,
+          False)
+
+
+cdef struct RowsCtx:
+    const double* loss
+    const double* count
+
+
+cdef Py_ssize_t copy_rows_block(const RowsCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                double* loss, double* denom) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(start, stop):
+        loss[i - start] = c.loss[i]
+        if denom != NULL:
+            denom[i - start] = c.count[i] if c.count != NULL else 1.0
+    return -1
+
+
+def reduce_rows(row_loss, row_count, int num_threads):
+    """Deterministic (loss_sum, count_sum) of per-row float64 losses and denominators (count may be
+    None: 1 per row), by run_blocks."""
+    cdef RowsCtx c
+    c.loss = <const double*> data_ptr(row_loss)
+    c.count = <const double*> data_ptr(row_count)
+    return drive(<BlockFn> copy_rows_block, &c, row_loss.shape[0], 1, 8, num_threads, None, True)
+
+
+# Softmax cross-entropy over similarity rows (info_nce, nt_xent).  Row i of the block holds the
+# similarities s_ij of query i with every candidate j; with x_ij = s_ij / tau, the self pair x_ii set to
+# -inf when masked (nt_xent) and the positive p(i) = (i + pos_shift) mod M:
+#   loss_i = logsumexp_j x_ij - x_i,p(i)        (shifted by the row max: stable)
+#   dloss_i/ds_ij = (softmax_j(x_i) - [j = p(i)]) / tau     -- written over the row (without the 1/tau)
+cdef struct SoftmaxRowsCtx:
+    void* block              # (R, M) similarities, overwritten with softmax - onehot when want_grad
+    Py_ssize_t M
+    Py_ssize_t row0
+    double inv_tau
+    bint mask_self
+    Py_ssize_t pos_shift
+    bint want_grad
+    double* row_loss
+
+
+cdef Py_ssize_t softmax_rows_block(const SoftmaxRowsCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                   floating* loss, floating* denom) noexcept nogil:
+    cdef Py_ssize_t M = c.M, r, i, j, p
+    cdef floating* x
+    cdef floating it = <floating> c.inv_tau, m, s, xp
+    for r in range(start, stop):
+        i = c.row0 + r
+        p = (i + c.pos_shift) % M
+        x = <floating*> c.block + r * M
+        for j in range(M):
+            x[j] = x[j] * it
+        if c.mask_self:
+            x[i] = -INFINITY
+        xp = x[p]
+        m = row_max(x, M)
+        s = row_sumexp(x, M, m, x if c.want_grad else NULL)
+        c.row_loss[i] = log(<double> s) + m - xp
+        loss[r - start] = <floating> c.row_loss[i]
+        if c.want_grad:
+            s = 1 / s
+            for j in range(M):
+                x[j] = x[j] * s
+            x[p] -= 1
+    return -1
+
+
+def softmax_rows(block, Py_ssize_t row0, double inv_tau, bint mask_self, Py_ssize_t pos_shift,
+                 bint want_grad, row_loss, int num_threads):
+    """Kernel entry: block (R, M) similarity rows of one float dtype (overwritten with the gradient
+    coefficients when want_grad); each row's loss goes to row_loss (float64) at its global index."""
+    cdef SoftmaxRowsCtx c
+    c.block = data_ptr(block)
+    c.M = block.shape[1]
+    c.row0 = row0
+    c.inv_tau, c.mask_self, c.pos_shift, c.want_grad = inv_tau, mask_self, pos_shift, want_grad
+    c.row_loss = <double*> data_ptr(row_loss)
+    cdef BlockFn fn = (<BlockFn> softmax_rows_block[float] if block.dtype.itemsize == 4
+                       else <BlockFn> softmax_rows_block[double])
+    drive(fn, &c, block.shape[0], 4 * c.M, block.dtype.itemsize, num_threads, None, False)
