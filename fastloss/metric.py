@@ -257,18 +257,12 @@ def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, n
     sq = np.einsum("ij,ij->i", e, e, dtype=np.float64)
     row_loss = np.zeros(B)
     row_count = np.zeros(B)
-    g = np.zeros(e.shape) if return_grad else None
-    R = _block_rows(B)
-    with _single_threaded_blas():
-        for r0 in range(0, B, R):
-            er = e[r0:r0 + R]
-            blk = _matmul(er, e.T, nt)
-            _K.triplet_mining(blk, sq, lab, r0, margin, bool(squared), batch_all, return_grad, row_loss,
-                              row_count, nt)
-            if return_grad:
-                # blk now holds S: dloss/de_i = sum_j S_ij (e_i - e_j), dloss/de_j -= S_ij (e_i - e_j)
-                g[r0:r0 + R] += blk.sum(axis=1, dtype=np.float64)[:, None] * er - _matmul(blk, e, nt)
-                g += blk.sum(axis=0, dtype=np.float64)[:, None] * e - _matmul(blk.T, er, nt)
+
+    def mine(blk, r0):
+        _K.triplet_mining(blk, sq, lab, r0, margin, bool(squared), batch_all, return_grad, row_loss,
+                          row_count, nt)
+
+    grads = _row_blocks(e, e, mine, return_grad, nt)
     total, cnt = _K.reduce_rows(row_loss, row_count, nt)
     if reduction == "none":
         value = V.output_array(out, (B,), dtype)
@@ -279,6 +273,9 @@ def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, n
         value = V.reduced(total, cnt, reduction, dtype)
     if not return_grad:
         return value
+    # S (the coefficients): dloss/de_i = sum_j S_ij (e_i - e_j) and dloss/de_j -= S_ij (e_i - e_j)
+    s_e, st_e, s_rows, s_cols = grads
+    g = (s_rows + s_cols)[:, None] * e - s_e - st_e
     if reduction == "mean":
         g *= (1.0 / cnt) if cnt else 0.0
     return value, g.astype(dtype, copy=False)
@@ -317,26 +314,41 @@ def batch_all_triplet_loss(embeddings, labels, margin=1.0, squared=False, reduct
     return _triplet_mining(embeddings, labels, margin, squared, reduction, True, num_threads, out, return_grad)
 
 
-def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad):
-    """Per-row losses of -log softmax(q_i . c_j * inv_tau)_{pos(i)}, and with return_grad the
-    gradients (unscaled: d sum / d queries, d sum / d cands), by row blocks."""
-    N, M = queries.shape[0], cands.shape[0]
-    row_loss = np.zeros(N)
-    gq = np.zeros(queries.shape) if return_grad else None
-    gc = np.zeros(cands.shape) if return_grad else None
+def _row_blocks(rows, cols, kernel, return_grad, nt):
+    """Run ``kernel(block, row0)`` on fixed row blocks of ``rows @ cols.T`` (memory O(block x M)).
+
+    With ``return_grad`` the kernel leaves the block's coefficients S there, and this returns
+    (S @ cols, S.T @ rows, row sums of S, column sums of S), accumulated block by block."""
+    N, M = rows.shape[0], cols.shape[0]
+    if return_grad:
+        s_cols, st_rows = np.zeros(rows.shape), np.zeros(cols.shape)
+        row_sums, col_sums = np.zeros(N), np.zeros(M)
     R = _block_rows(M)
     with _single_threaded_blas():
         for r0 in range(0, N, R):
-            qr = queries[r0:r0 + R]
-            blk = _matmul(qr, cands.T, nt)
-            _K.softmax_rows(blk, r0, inv_tau, mask_self, pos_shift, return_grad, row_loss, nt)
+            rr = rows[r0:r0 + R]
+            blk = _matmul(rr, cols.T, nt)
+            kernel(blk, r0)
             if return_grad:
-                gq[r0:r0 + R] += _matmul(blk, cands, nt)
-                gc += _matmul(blk.T, qr, nt)
-    if return_grad:
-        gq *= inv_tau
-        gc *= inv_tau
-    return row_loss, gq, gc
+                s_cols[r0:r0 + R] += _matmul(blk, cols, nt)
+                st_rows += _matmul(blk.T, rr, nt)
+                row_sums[r0:r0 + R] += blk.sum(axis=1, dtype=np.float64)
+                col_sums += blk.sum(axis=0, dtype=np.float64)
+    return (s_cols, st_rows, row_sums, col_sums) if return_grad else None
+
+
+def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad):
+    """Per-row losses of -log softmax(q_i . c_j * inv_tau)_{pos(i)}, and with return_grad the
+    gradients of their sum w.r.t. queries and candidates."""
+    row_loss = np.zeros(queries.shape[0])
+
+    def softmax(blk, r0):
+        _K.softmax_rows(blk, r0, inv_tau, mask_self, pos_shift, return_grad, row_loss, nt)
+
+    grads = _row_blocks(queries, cands, softmax, return_grad, nt)
+    if not return_grad:
+        return row_loss, None, None
+    return row_loss, grads[0] * inv_tau, grads[1] * inv_tau
 
 
 def _finish_rows(row_loss, reduction, dtype, out, nt):
