@@ -1,2 +1,424 @@
-"""metric losses (placeholder until the family lands)."""
-__all__ = []
+"""Metric-learning losses: triplet / ranking / cosine / hinge embedding losses (torch.nn.functional),
+contrastive and in-batch mining losses, InfoNCE / NT-Xent (SPEC §6).
+
+Each function validates and converts its arguments, then calls one kernel from
+``fastloss/_kernels/metric.pyx``; the arithmetic lives there.  Embeddings are rows: (N, D), or a
+single (D,) row for the torch losses that accept it.
+"""
+import contextlib
+
+import numpy as np
+
+from . import _validate as V
+from ._kernels import load
+from ._threads import resolve_num_threads
+
+_K = load("metric")
+
+__all__ = ["triplet_margin_loss", "margin_ranking_loss", "cosine_embedding_loss", "hinge_embedding_loss",
+           "contrastive_loss", "batch_hard_triplet_loss", "batch_all_triplet_loss", "info_nce_loss",
+           "nt_xent_loss"]
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def _check_common(size_average, reduce, reduction):
+    if size_average is not None or reduce is not None:
+        raise ValueError("size_average and reduce are deprecated in torch; use reduction=")
+    V.check_reduction(reduction)
+
+
+def _rows(arrays, names, dtype=None):
+    """Embedding arguments as C-contiguous arrays of one float dtype (the first one's) and one shape,
+    (N, D) or (D,).  Returns (arrays, 2-d views, unbatched)."""
+    first = V.prediction(arrays[0], names[0])
+    out = [first]
+    for a, name in zip(arrays[1:], names[1:]):
+        out.append(V.float_array(a, name, dtype=first.dtype) if a is not None else None)
+        if out[-1] is not None:
+            V.check_same_shape(first, out[-1], names[0], name)
+    if first.ndim not in (1, 2):
+        raise ValueError(f"{names[0]} must be (N, D) or (D,), got shape {first.shape}")
+    unbatched = first.ndim == 1
+    views = [None if a is None else (a[None, :] if unbatched else a) for a in out]
+    return out, views, unbatched
+
+
+def _row_targets(target, name, n, unbatched, dtype):
+    """Per-row float targets of shape (N,) (or () for one unbatched row)."""
+    y = V._to_numpy(target, name)
+    expected = () if unbatched else (n,)
+    if y.shape != expected:
+        raise ValueError(f"{name} must have shape {expected} (one per row), got {y.shape}")
+    return V.float_array(y, name, dtype=dtype).reshape(-1)   # (ascontiguousarray makes a 0-d array 1-d)
+
+
+def _run(kernel, args, arrays, reduction, n, out_shape, dtype, out, return_grad, nt, grad_shape=None):
+    """Allocate out/grads, call a kernel ``kernel(*args, out, *grads, grad_scale, nt)`` and finish.
+
+    ``arrays`` are the differentiated inputs (their gradients come back in the same order)."""
+    o = V.output_array(out, out_shape, dtype) if reduction == "none" else None
+    grads = [np.empty(grad_shape or a.shape, dtype=dtype) for a in arrays] if return_grad else None
+    scale = 1.0 / n if (reduction == "mean" and n) else 1.0
+    loss_sum, _ = kernel(*args, None if o is None else o.reshape(-1), *(grads or [None] * len(arrays)),
+                         scale, nt)
+    value = o if reduction == "none" else V.reduced(loss_sum, n, reduction, dtype)
+    if not return_grad:
+        return value
+    return value, (grads[0] if len(grads) == 1 else tuple(grads))
+
+
+# ---------------------------------------------------------------------------------- torch losses
+def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, swap=False, size_average=None,
+                        reduce=None, reduction="mean", *, num_threads=None, out=None, return_grad=False):
+    """Triplet margin loss, mirroring ``torch.nn.functional.triplet_margin_loss``.
+
+    Rows of (N, D) (or one (D,) row).  With torch's ``pairwise_distance`` (eps inside the norm)::
+
+        d(x, y) = ||x - y + eps||_p,   loss = max(0, margin + d(a, p) - d(a, n))
+
+    and with ``swap=True`` d(a, n) is replaced by min(d(a, n), d(p, n)).  Any ``p > 0`` (``p=inf``
+    included) is accepted; torch's ``margin > 0`` check is kept.  Distances are accumulated in double
+    in one pass per row.  ``return_grad=True`` returns ``(loss, (g_anchor, g_positive, g_negative))``
+    (torch's autograd conventions at kinks: the hinge passes the gradient at 0, a swap tie splits it
+    in half, a zero distance has gradient 0).  Shapes must match (no broadcasting).
+    """
+    _check_common(size_average, reduce, reduction)
+    margin = V.check_real(margin, "margin")
+    if margin <= 0:
+        raise ValueError(f"margin must be greater than 0, got {margin}")
+    p = V.check_real(p, "p", low=0.0, low_open=True)
+    eps = V.check_real(eps, "eps")
+    nt = resolve_num_threads(num_threads)
+    (a, pos, neg), (a2, p2, n2), unbatched = _rows([anchor, positive, negative],
+                                                  ["anchor", "positive", "negative"])
+    out_shape = () if unbatched else (a2.shape[0],)
+    return _run(_K.triplet_margin, (a2, p2, n2, margin, p, eps, bool(swap)), [a, pos, neg], reduction,
+                a2.shape[0], out_shape, a.dtype, out, return_grad, nt)
+
+
+def cosine_embedding_loss(input1, input2, target, margin=0, size_average=None, reduce=None, reduction="mean",
+                          *, num_threads=None, out=None, return_grad=False):
+    """Cosine embedding loss, mirroring ``torch.nn.functional.cosine_embedding_loss``.
+
+    Rows of (N, D) with target (N,), or (D,) with a 0-d target.  With torch's EPSILON = 1e-12 (a
+    float32 constant) added to each squared magnitude, so a zero vector gives cos = 0, not nan::
+
+        cos = <x1, x2> / sqrt((|x1|^2 + E)(|x2|^2 + E))
+        loss = 1 - cos (y = 1),  max(0, cos - margin) (y = -1),  0 (any other y)
+
+    ``return_grad=True`` returns ``(loss, (g_input1, g_input2))``.
+    """
+    _check_common(size_average, reduce, reduction)
+    margin = V.check_real(margin, "margin")
+    nt = resolve_num_threads(num_threads)
+    (x1, x2), (v1, v2), unbatched = _rows([input1, input2], ["input1", "input2"])
+    y = _row_targets(target, "target", v1.shape[0], unbatched, x1.dtype)
+    out_shape = () if unbatched else (v1.shape[0],)
+    return _run(_K.pair_rows, ("cosine_embedding", v1, v2, y, margin), [x1, x2], reduction, v1.shape[0], out_shape,
+                x1.dtype, out, return_grad, nt)
+
+
+def _scores(arrays, names, target):
+    """Score arguments (any shape, all the same) and the target, as flat arrays of one float dtype."""
+    xs = [V.prediction(arrays[0], names[0])]
+    xs += [V.float_array(a, n, dtype=xs[0].dtype) for a, n in zip(arrays[1:], names[1:])]
+    y = V.float_array(target, "target", dtype=xs[0].dtype)
+    for x, n in zip(xs[1:] + [y], names[1:] + ["target"]):
+        V.check_same_shape(xs[0], x, names[0], n)
+    return xs, [x.reshape(-1) for x in xs], y.reshape(-1)
+
+
+def margin_ranking_loss(input1, input2, target, margin=0, size_average=None, reduce=None, reduction="mean",
+                        *, num_threads=None, out=None, return_grad=False):
+    """Margin ranking loss, mirroring ``torch.nn.functional.margin_ranking_loss``::
+
+        loss = max(0, -y * (x1 - x2) + margin)
+
+    All three arguments have the same shape (torch disallows broadcasting here).
+    ``return_grad=True`` returns ``(loss, (g_input1, g_input2))``.
+    """
+    _check_common(size_average, reduce, reduction)
+    margin = V.check_real(margin, "margin")
+    nt = resolve_num_threads(num_threads)
+    (x1, x2), (f1, f2), y = _scores([input1, input2], ["input1", "input2"], target)
+    return _run(_K.score_loss, (f1, f2, y, margin), [x1, x2], reduction, x1.size, x1.shape, x1.dtype, out,
+                return_grad, nt)
+
+
+def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=None, reduction="mean",
+                         *, num_threads=None, out=None, return_grad=False):
+    """Hinge embedding loss, mirroring ``torch.nn.functional.hinge_embedding_loss``::
+
+        loss = [y != 1] * max(0, margin - x) + [y != -1] * x
+
+    (as torch, a target other than +-1 gets both terms).  ``target`` has ``input``'s shape.
+    """
+    _check_common(size_average, reduce, reduction)
+    margin = V.check_real(margin, "margin")
+    nt = resolve_num_threads(num_threads)
+    (x,), (f,), y = _scores([input], ["input"], target)
+    return _run(_K.hinge_embedding, (f, y, margin), [x], reduction, x.size, x.shape, x.dtype, out,
+                return_grad, nt)
+
+
+# ------------------------------------------------------------------------------ SPEC §6 losses
+def contrastive_loss(x1, x2, label, margin=1.0, reduction="mean", *, num_threads=None, out=None,
+                     return_grad=False):
+    """Contrastive (Hadsell et al.) loss on pairs of rows (SPEC §6); ``label`` 1 = similar, 0 = dissimilar::
+
+        d = ||x1 - x2||_2,   loss = y * d^2 + (1 - y) * max(0, margin - d)^2
+
+    ``label`` is (N,) (any real values are used as given; 0/1 is the intended use).  No eps is added
+    to the distance: the d^2 term is differentiated as a square (finite at d = 0) and the hinge term's
+    gradient is 0 where d = 0 (a norm's subgradient, as torch).  ``return_grad=True`` returns
+    ``(loss, (g_x1, g_x2))``.
+    """
+    V.check_reduction(reduction)
+    margin = V.check_real(margin, "margin")
+    nt = resolve_num_threads(num_threads)
+    (a, b), (v1, v2), unbatched = _rows([x1, x2], ["x1", "x2"])
+    y = _row_targets(label, "label", v1.shape[0], unbatched, a.dtype)
+    out_shape = () if unbatched else (v1.shape[0],)
+    return _run(_K.pair_rows, ("contrastive", v1, v2, y, margin), [a, b], reduction, v1.shape[0], out_shape, a.dtype,
+                out, return_grad, nt)
+
+
+# ------------------------------------------------------------------ in-batch losses (row blocks)
+# Row blocks of the (B x B) Gram / similarity matrix hold about this many numbers (4 MiB of float32):
+# memory stays O(block x B), and each block is one BLAS matmul.
+_BLOCK_NUMBERS = 1 << 20
+
+# _GRAD_NOTE: with return_grad=True the in-batch losses compute float32 input in float64.  Their
+# gradients sum B coefficients of both signs per row (a matmul of the coefficient block); in float32
+# that cancellation costs ~1e-4 relative on small entries, outside SPEC §4.  The loss alone stays in
+# the input's precision (float32 BLAS).
+
+
+def _block_rows(n_cols):
+    return max(1, min(_BLOCK_NUMBERS // max(n_cols, 1), 4096))
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    """BLAS on one thread (threadpoolctl, when installed): OpenBLAS's results depend on its thread
+    count, so fastloss runs its own fixed row chunks in parallel instead (see _matmul)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+_CHUNK_ROWS = 64
+_POOLS = {}
+
+
+def _matmul(a, b, nt):
+    """a @ b as single-threaded BLAS calls on fixed chunks of 64 rows of a, run on nt threads (the GIL
+    is released inside BLAS): the same numbers for every nt."""
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    starts = range(0, a.shape[0], _CHUNK_ROWS)
+
+    def chunk(r0):
+        np.matmul(a[r0:r0 + _CHUNK_ROWS], b, out=out[r0:r0 + _CHUNK_ROWS])
+
+    if nt == 1 or len(starts) == 1:
+        for r0 in starts:
+            chunk(r0)
+    else:
+        if nt not in _POOLS:
+            from concurrent.futures import ThreadPoolExecutor
+            _POOLS[nt] = ThreadPoolExecutor(nt, thread_name_prefix="fastloss-blas")
+        list(_POOLS[nt].map(chunk, starts))
+    return out
+
+
+def _embeddings(x, name):
+    e = V.prediction(x, name)
+    if e.ndim != 2:
+        raise ValueError(f"{name} must be (N, D), got shape {e.shape}")
+    return e
+
+
+def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, num_threads, out, return_grad):
+    V.check_reduction(reduction)
+    margin = V.check_real(margin, "margin")
+    nt = resolve_num_threads(num_threads)
+    e = _embeddings(embeddings, "embeddings")
+    lab = V.labels_array(labels, "labels")
+    B = e.shape[0]
+    if lab.shape != (B,):
+        raise ValueError(f"labels must have shape ({B},) (one per embedding), got {lab.shape}")
+    dtype = e.dtype
+    if return_grad:     # see _GRAD_NOTE
+        e = e.astype(np.float64, copy=False)
+    sq = np.einsum("ij,ij->i", e, e, dtype=np.float64)
+    row_loss = np.zeros(B)
+    row_count = np.zeros(B)
+
+    def mine(blk, r0):
+        _K.triplet_mining(blk, sq, lab, r0, margin, bool(squared), batch_all, return_grad, row_loss,
+                          row_count, nt)
+
+    grads = _row_blocks(e, e, mine, return_grad, nt)
+    total, cnt = _K.reduce_rows(row_loss, row_count, nt)
+    if reduction == "none":
+        value = V.output_array(out, (B,), dtype)
+        value[...] = row_loss
+    elif reduction == "sum" or (batch_all and cnt == 0):
+        value = dtype.type(total)
+    else:
+        value = V.reduced(total, cnt, reduction, dtype)
+    if not return_grad:
+        return value
+    # S (the coefficients): dloss/de_i = sum_j S_ij (e_i - e_j) and dloss/de_j -= S_ij (e_i - e_j)
+    s_e, st_e, s_rows, s_cols = grads
+    g = (s_rows + s_cols)[:, None] * e - s_e - st_e
+    if reduction == "mean":
+        g *= (1.0 / cnt) if cnt else 0.0
+    return value, g.astype(dtype, copy=False)
+
+
+def batch_hard_triplet_loss(embeddings, labels, margin=1.0, squared=False, reduction="mean", *, num_threads=None,
+                            out=None, return_grad=False):
+    """Batch-hard triplet loss (Hermans et al. 2017), mining inside the batch from integer labels (SPEC §6).
+
+    For each anchor i, with d the Euclidean distance (its square if ``squared``)::
+
+        loss_i = max(0, max_{j: y_j = y_i, j != i} d_ij - min_{k: y_k != y_i} d_ik + margin)
+
+    An anchor without a positive or without a negative is **skipped**: its loss is 0 and ``mean``
+    divides by the number of anchors that have both (nan if none, like any mean over nothing).
+    Distances come from row blocks of the Gram matrix (d^2 = |e_i|^2 + |e_j|^2 - 2 e_i.e_j, clamped at 0;
+    one BLAS matmul per block, memory O(block x B), never B^2 or B^3).  The gradient goes to the first
+    hardest positive / negative on ties, is 0 for a zero distance, and passes the hinge at 0
+    (torch's clamp_min).  ``reduction="none"`` gives the (B,) per-anchor losses.
+    ``return_grad=True`` returns ``(loss, d loss / d embeddings)``.
+    """
+    return _triplet_mining(embeddings, labels, margin, squared, reduction, False, num_threads, out, return_grad)
+
+
+def batch_all_triplet_loss(embeddings, labels, margin=1.0, squared=False, reduction="mean", *, num_threads=None,
+                           out=None, return_grad=False):
+    """Batch-all triplet loss, mining every valid triplet inside the batch (SPEC §6).
+
+    Over all (a, p, n) with y_p = y_a, p != a, y_n != y_a:  l_apn = max(0, d_ap - d_an + margin).
+    ``mean`` averages over the triplets with **positive loss** (l > 0), as the usual batch-all
+    implementations do, and is 0 when there is none; ``sum`` is the sum over all triplets;
+    ``reduction="none"`` gives the (B,) per-anchor sums.  Distances as in
+    ``batch_hard_triplet_loss``; the triplets are enumerated per anchor row (time O(B^2 x positives),
+    memory O(block x B), never a (B, B, B) tensor).
+    """
+    return _triplet_mining(embeddings, labels, margin, squared, reduction, True, num_threads, out, return_grad)
+
+
+def _row_blocks(rows, cols, kernel, return_grad, nt):
+    """Run ``kernel(block, row0)`` on fixed row blocks of ``rows @ cols.T`` (memory O(block x M)).
+
+    With ``return_grad`` the kernel leaves the block's coefficients S there, and this returns
+    (S @ cols, S.T @ rows, row sums of S, column sums of S), accumulated block by block."""
+    N, M = rows.shape[0], cols.shape[0]
+    if return_grad:
+        s_cols, st_rows = np.zeros(rows.shape), np.zeros(cols.shape)
+        row_sums, col_sums = np.zeros(N), np.zeros(M)
+    R = _block_rows(M)
+    with _single_threaded_blas():
+        for r0 in range(0, N, R):
+            rr = rows[r0:r0 + R]
+            blk = _matmul(rr, cols.T, nt)
+            kernel(blk, r0)
+            if return_grad:
+                s_cols[r0:r0 + R] += _matmul(blk, cols, nt)
+                st_rows += _matmul(blk.T, rr, nt)
+                row_sums[r0:r0 + R] += blk.sum(axis=1, dtype=np.float64)
+                col_sums += blk.sum(axis=0, dtype=np.float64)
+    return (s_cols, st_rows, row_sums, col_sums) if return_grad else None
+
+
+def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad):
+    """Per-row losses of -log softmax(q_i . c_j * inv_tau)_{pos(i)}, and with return_grad the
+    gradients of their sum w.r.t. queries and candidates."""
+    row_loss = np.zeros(queries.shape[0])
+
+    def softmax(blk, r0):
+        _K.softmax_rows(blk, r0, inv_tau, mask_self, pos_shift, return_grad, row_loss, nt)
+
+    grads = _row_blocks(queries, cands, softmax, return_grad, nt)
+    if not return_grad:
+        return row_loss, None, None
+    return row_loss, grads[0] * inv_tau, grads[1] * inv_tau
+
+
+def _finish_rows(row_loss, reduction, dtype, out, nt):
+    total, _ = _K.reduce_rows(row_loss, None, nt)
+    if reduction == "none":
+        o = V.output_array(out, row_loss.shape, dtype)
+        o[...] = row_loss
+        return o, 1.0
+    n = row_loss.shape[0]
+    return V.reduced(total, n, reduction, dtype), (1.0 / n if (reduction == "mean" and n) else 1.0)
+
+
+def info_nce_loss(query, key, temperature=0.07, reduction="mean", *, num_threads=None, out=None,
+                  return_grad=False):
+    """InfoNCE (SPEC §6): ``loss_i = -log softmax_j(q_i . k_j / temperature)_i``.
+
+    ``query`` (N, D), ``key`` (M, D) with M >= N: key i is the positive of query i, every other key a
+    negative.  The rows are used as given (normalise them first for a cosine InfoNCE).  Row blocks of
+    the similarity matrix (BLAS matmul) with a fused, max-shifted log-sum-exp kernel: memory
+    O(block x M).  ``return_grad=True`` returns ``(loss, (g_query, g_key))``.
+    """
+    V.check_reduction(reduction)
+    tau = V.check_real(temperature, "temperature", low=0.0, low_open=True)
+    nt = resolve_num_threads(num_threads)
+    q = _embeddings(query, "query")
+    k = V.float_array(key, "key", dtype=q.dtype)
+    if k.ndim != 2 or k.shape[1] != q.shape[1] or k.shape[0] < q.shape[0]:
+        raise ValueError(f"key must be (M, {q.shape[1]}) with M >= {q.shape[0]} (query rows), got {k.shape}")
+    dtype = q.dtype
+    if return_grad:     # see _GRAD_NOTE
+        q, k = q.astype(np.float64, copy=False), k.astype(np.float64, copy=False)
+    row_loss, gq, gk = _softmax_rows(q, k, 1.0 / tau, False, 0, nt, return_grad)
+    value, scale = _finish_rows(row_loss, reduction, dtype, out, nt)
+    if not return_grad:
+        return value
+    return value, ((gq * scale).astype(dtype), (gk * scale).astype(dtype))
+
+
+_NORMALIZE_EPS = 1e-12      # torch.nn.functional.normalize's default
+
+
+def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean", *, num_threads=None, out=None, return_grad=False):
+    """NT-Xent (SimCLR, SPEC §6) over the 2N views z = [z1; z2] (each (N, D)).
+
+    With u = z / max(|z|, 1e-12) (``F.normalize``) and s_ij = u_i . u_j / temperature, the self pair
+    excluded and the positive of view i its other view (i +- N)::
+
+        loss_i = logsumexp_{j != i} s_ij - s_{i, pos(i)},    mean over the 2N views
+
+    ``reduction="none"`` gives the (2N,) per-view losses.  Row blocks of the similarity matrix (BLAS
+    matmul) with a fused log-sum-exp kernel: memory O(block x 2N), never (2N)^2.
+    ``return_grad=True`` returns ``(loss, (g_z1, g_z2))``.
+    """
+    V.check_reduction(reduction)
+    tau = V.check_real(temperature, "temperature", low=0.0, low_open=True)
+    nt = resolve_num_threads(num_threads)
+    a = _embeddings(z1, "z1")
+    b = V.float_array(z2, "z2", dtype=a.dtype)
+    V.check_same_shape(a, b, "z1", "z2")
+    N = a.shape[0]
+    z = np.concatenate([a, b])
+    norm = np.sqrt(np.einsum("ij,ij->i", z, z, dtype=np.float64))[:, None]
+    den = np.maximum(norm, _NORMALIZE_EPS)
+    u = (z / den).astype(np.float64 if return_grad else a.dtype, copy=False)    # see _GRAD_NOTE
+    row_loss, gu, gu2 = _softmax_rows(u, u, 1.0 / tau, True, N, nt, return_grad)
+    value, scale = _finish_rows(row_loss, reduction, a.dtype, out, nt)
+    if not return_grad:
+        return value
+    gu = (gu + gu2) * scale
+    # through u = z / max(|z|, eps): (g - u (u.g)) / |z| where |z| >= eps, g / eps below it
+    radial = np.where(norm >= _NORMALIZE_EPS, np.einsum("ij,ij->i", u, gu)[:, None], 0.0)
+    gz = ((gu - u * radial) / den).astype(a.dtype)
+    return value, (gz[:N], gz[N:])

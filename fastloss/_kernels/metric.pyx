@@ -1,0 +1,709 @@
+# cython: language_level=3
+"""Metric-learning kernels: losses on embeddings (rows of D numbers) and on scalar scores.
+
+Read ``_common.pxd`` first: every kernel here is a *block function* run by ``run_blocks``.
+
+Items.
+  * pairwise rows (triplet_margin_loss, cosine_embedding_loss, contrastive_loss): item = one row of
+    each embedding argument; the distances are accumulated in ONE pass over the row (in double), the
+    gradient rows are written in a second pass while the row is still in L1.
+  * elementwise (margin_ranking_loss, hinge_embedding_loss): item = one score.
+  * in-batch losses (batch_hard / batch_all triplet, info_nce, nt_xent): the (B x B) similarity is
+    never materialised.  Python computes one *row block* of the Gram / similarity matrix with NumPy's
+    BLAS matmul (O(block x B) memory); a kernel here does the mining / log-sum-exp / masking on that
+    block and writes per-row losses (and, for the gradient, per-row coefficients).  The per-row losses
+    are then reduced by ``run_blocks`` in one final deterministic pass (``reduce_rows``).
+
+Precision.  Row sums (squared distances, dot products) accumulate in double for both float types:
+the triplet hinge ``margin + d_ap - d_an`` cancels, and double sums keep float32 results within
+SPEC §4.  ``omp simd reduction`` (C helpers below; Cython cannot emit the pragma) keeps those sums
+vectorised and their order fixed by the ISA level alone.
+
+Gradients at non-differentiable points follow torch's autograd: ``clamp_min`` passes the gradient
+where its input is >= the bound, ``minimum`` splits a tie in half, a norm's gradient is 0 where the
+norm is 0.
+"""
+from libc.math cimport sqrt, pow, log, INFINITY, NAN
+from libc.stdlib cimport calloc, free
+from libc.stdint cimport int32_t, int64_t
+from libc.string cimport memset
+
+from fastloss._kernels._common cimport (
+    floating, BlockFn, BlockRun, run_blocks, block_items_for, row_max, row_sumexp,
+)
+
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <stddef.h>
+    /* Row primitives on two rows a, b of n numbers, with d_k = a_k - b_k + eps (torch's
+     * pairwise_distance places eps inside the norm: ||a - b + eps||_p).  Sums in double. */
+    #define FL_METRIC_ROWS(T, S)                                                                  \\
+    static inline double fl_sqdiff_##S(const T* a, const T* b, ptrdiff_t n, double eps) {        \\
+        double s = 0.0;                                                                           \\
+        _Pragma("omp simd reduction(+:s)")                                                        \\
+        for (ptrdiff_t k = 0; k < n; k++) { double d = (double)a[k] - (double)b[k] + eps; s += d * d; } \\
+        return s;                                                                                 \\
+    }                                                                                             \\
+    /* sum_k |d_k|^p for finite p (p = 1 vectorised), max_k |d_k| for p = inf (nan propagates) */ \\
+    static inline double fl_powdiff_##S(const T* a, const T* b, ptrdiff_t n, double eps, double p) { \\
+        double s = 0.0;                                                                           \\
+        if (isinf(p)) {                                                                           \\
+            for (ptrdiff_t k = 0; k < n; k++) {                                                   \\
+                double d = fabs((double)a[k] - (double)b[k] + eps);                               \\
+                if (d != d) return d;                                                             \\
+                s = d > s ? d : s;                                                                \\
+            }                                                                                     \\
+        } else if (p == 1.0) {                                                                    \\
+            _Pragma("omp simd reduction(+:s)")                                                    \\
+            for (ptrdiff_t k = 0; k < n; k++) s += fabs((double)a[k] - (double)b[k] + eps);      \\
+        } else {                                                                                  \\
+            for (ptrdiff_t k = 0; k < n; k++) s += pow(fabs((double)a[k] - (double)b[k] + eps), p); \\
+        }                                                                                         \\
+        return s;                                                                                 \\
+    }                                                                                             \\
+    /* ga += c * d||d||_p/dd, gb -= the same (either may be NULL).  torch's norm_backward: 0 where  \\
+     * the norm is 0; for p = inf the gradient is shared equally by the entries attaining the max. */ \\
+    static inline void fl_normdiff_grad_##S(const T* a, const T* b, ptrdiff_t n, double eps,      \\
+                                            double p, double norm, double c, T* ga, T* gb) {      \\
+        if (norm == 0.0 || c == 0.0) return;                                                      \\
+        if (p == 2.0) {                                                                           \\
+            double f = c / norm;                                                                  \\
+            if (ga && gb) {                                                                       \\
+                _Pragma("omp simd")                                                               \\
+                for (ptrdiff_t k = 0; k < n; k++) {                                               \\
+                    T v = (T)(f * ((double)a[k] - (double)b[k] + eps)); ga[k] += v; gb[k] -= v; } \\
+            } else {                                                                              \\
+                T* g = ga ? ga : gb; double sg = ga ? f : -f;                                     \\
+                _Pragma("omp simd")                                                               \\
+                for (ptrdiff_t k = 0; k < n; k++) g[k] += (T)(sg * ((double)a[k] - (double)b[k] + eps)); \\
+            }                                                                                     \\
+            return;                                                                               \\
+        }                                                                                         \\
+        double ties = 1.0;                                                                        \\
+        if (isinf(p)) {                                                                           \\
+            ties = 0.0;                                                                           \\
+            for (ptrdiff_t k = 0; k < n; k++)                                                     \\
+                ties += fabs((double)a[k] - (double)b[k] + eps) == norm;                          \\
+        }                                                                                         \\
+        for (ptrdiff_t k = 0; k < n; k++) {                                                       \\
+            double d = (double)a[k] - (double)b[k] + eps, ad = fabs(d), v;                        \\
+            if (d == 0.0) continue;                                                               \\
+            if (isinf(p)) v = ad == norm ? c / ties : 0.0;                                        \\
+            else if (p == 1.0) v = c;                                                             \\
+            else v = c * pow(ad / norm, p - 1.0);                                                 \\
+            v = d > 0 ? v : -v;                                                                   \\
+            if (ga) ga[k] += (T)v;                                                                \\
+            if (gb) gb[k] -= (T)v;                                                                \\
+        }                                                                                         \\
+    }                                                                                             \\
+    /* dot(a, b), |a|^2, |b|^2 in one pass, in double */                                          \\
+    static inline void fl_dot3_##S(const T* a, const T* b, ptrdiff_t n, double* r) {              \\
+        double ab = 0.0, aa = 0.0, bb = 0.0;                                                      \\
+        _Pragma("omp simd reduction(+:ab,aa,bb)")                                                 \\
+        for (ptrdiff_t k = 0; k < n; k++) {                                                       \\
+            double x = a[k], y = b[k]; ab += x * y; aa += x * x; bb += y * y; }                   \\
+        r[0] = ab; r[1] = aa; r[2] = bb;                                                          \\
+    }                                                                                             \\
+    /* g = u * a + v * b (the gradient of a function of dot(a, b), |a|^2, |b|^2) */               \\
+    static inline void fl_axpby_##S(const T* a, const T* b, ptrdiff_t n, double u, double v, T* g) { \\
+        _Pragma("omp simd")                                                                       \\
+        for (ptrdiff_t k = 0; k < n; k++) g[k] = (T)(u * (double)a[k] + v * (double)b[k]);        \\
+    }
+    FL_METRIC_ROWS(float, f32)
+    FL_METRIC_ROWS(double, f64)
+    """
+    double fl_sqdiff_f32(const float* a, const float* b, Py_ssize_t n, double eps) nogil
+    double fl_sqdiff_f64(const double* a, const double* b, Py_ssize_t n, double eps) nogil
+    double fl_powdiff_f32(const float* a, const float* b, Py_ssize_t n, double eps, double p) nogil
+    double fl_powdiff_f64(const double* a, const double* b, Py_ssize_t n, double eps, double p) nogil
+    void fl_normdiff_grad_f32(const float* a, const float* b, Py_ssize_t n, double eps, double p,
+                              double norm, double c, float* ga, float* gb) nogil
+    void fl_normdiff_grad_f64(const double* a, const double* b, Py_ssize_t n, double eps, double p,
+                              double norm, double c, double* ga, double* gb) nogil
+    void fl_dot3_f32(const float* a, const float* b, Py_ssize_t n, double* r) nogil
+    void fl_dot3_f64(const double* a, const double* b, Py_ssize_t n, double* r) nogil
+    void fl_axpby_f32(const float* a, const float* b, Py_ssize_t n, double u, double v, float* g) nogil
+    void fl_axpby_f64(const double* a, const double* b, Py_ssize_t n, double u, double v, double* g) nogil
+
+
+# ---------------------------------------------------------------- fused wrappers of the row helpers
+cdef inline double norm_diff(const floating* a, const floating* b, Py_ssize_t n, double eps,
+                             double p) noexcept nogil:
+    """||a - b + eps||_p in double (torch's pairwise_distance)."""
+    cdef double s
+    if p == 2.0:
+        if floating is float:
+            return sqrt(fl_sqdiff_f32(a, b, n, eps))
+        else:
+            return sqrt(fl_sqdiff_f64(a, b, n, eps))
+    if floating is float:
+        s = fl_powdiff_f32(a, b, n, eps, p)
+    else:
+        s = fl_powdiff_f64(a, b, n, eps, p)
+    if p == 1.0 or p == INFINITY:
+        return s
+    return pow(s, 1.0 / p)
+
+
+cdef inline void norm_diff_grad(const floating* a, const floating* b, Py_ssize_t n, double eps, double p,
+                                double norm, double c, floating* ga, floating* gb) noexcept nogil:
+    """ga += c * d(norm)/da, gb += c * d(norm)/db (= the negative)."""
+    if floating is float:
+        fl_normdiff_grad_f32(a, b, n, eps, p, norm, c, ga, gb)
+    else:
+        fl_normdiff_grad_f64(a, b, n, eps, p, norm, c, ga, gb)
+
+
+cdef inline void dot3(const floating* a, const floating* b, Py_ssize_t n, double* r) noexcept nogil:
+    if floating is float:
+        fl_dot3_f32(a, b, n, r)
+    else:
+        fl_dot3_f64(a, b, n, r)
+
+
+cdef inline void axpby(const floating* a, const floating* b, Py_ssize_t n, double u, double v,
+                       floating* g) noexcept nogil:
+    if floating is float:
+        fl_axpby_f32(a, b, n, u, v, g)
+    else:
+        fl_axpby_f64(a, b, n, u, v, g)
+
+
+# ---------------------------------------------------------------- entry plumbing
+cdef inline void* data_ptr(object arr):
+    """Data pointer of a C-contiguous ndarray, or NULL for None."""
+    return NULL if arr is None else <void*> <size_t> arr.ctypes.data
+
+
+cdef object drive(BlockFn fn, const void* ctx, Py_ssize_t n_items, Py_ssize_t item_cost,
+                  Py_ssize_t itemsize, int num_threads, object out, bint want_denom):
+    """Run one block function over n_items with run_blocks; returns (loss_sum, denom_sum)."""
+    cdef BlockRun run
+    cdef int status
+    run.n_items = n_items
+    run.item_cost = item_cost if item_cost > 0 else 1
+    run.block_items = block_items_for(run.item_cost)
+    run.itemsize = itemsize
+    run.num_threads = num_threads
+    run.loss_out = data_ptr(out)
+    run.want_denom = want_denom
+    with nogil:
+        status = run_blocks(fn, ctx, &run)
+    if status != 0:
+        raise MemoryError("fastloss: could not allocate kernel scratch memory")
+    return run.loss_sum, run.denom_sum
+
+
+# =====================================================================================================
+# triplet_margin_loss (torch.nn.functional; aten/src/ATen/native/Loss.cpp)
+# =====================================================================================================
+# d_ap = ||a - p + eps||_p,  d_an = ||a - n + eps||_p,  with swap also d_pn = ||p - n + eps||_p and
+# d_neg = min(d_an, d_pn) (else d_an):
+#   loss = max(0, margin + d_ap - d_neg)
+#   dloss/dd_ap = [z >= 0],  dloss/dd_an = -[z >= 0] * w_an,  dloss/dd_pn = -[z >= 0] * w_pn
+# where z = margin + d_ap - d_neg and (w_an, w_pn) = (1, 0), (0, 1) or (1/2, 1/2) on a tie (torch's
+# minimum backward).  Chain rule through the norms: see fl_normdiff_grad.
+
+cdef inline double triplet_point(double dap, double dan, double dpn, double margin, bint swap,
+                                 double* c) noexcept nogil:
+    """Returns the loss; c[0..2] = d loss / d (d_ap, d_an, d_pn)."""
+    cdef double wan = 1.0, wpn = 0.0, dneg = dan
+    if swap:
+        if dpn < dan:
+            wan, wpn, dneg = 0.0, 1.0, dpn
+        elif dpn == dan:
+            wan, wpn = 0.5, 0.5
+    cdef double z = margin + dap - dneg
+    cdef double act = 1.0 if z >= 0 else 0.0
+    c[0] = act
+    c[1] = -act * wan
+    c[2] = -act * wpn
+    return 0.0 if z < 0 else z
+
+
+cdef struct TripletCtx:
+    const void* a
+    const void* p
+    const void* n
+    Py_ssize_t D
+    double margin
+    double pnorm
+    double eps
+    bint swap
+    void* ga
+    void* gp
+    void* gn
+    double grad_scale
+
+
+cdef Py_ssize_t triplet_block(const TripletCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                              floating* loss, floating* denom) noexcept nogil:
+    cdef Py_ssize_t D = c.D, i
+    cdef const floating* a
+    cdef const floating* p
+    cdef const floating* n
+    cdef floating* ga
+    cdef floating* gp
+    cdef floating* gn
+    cdef double dap, dan, dpn = 0.0, gs = c.grad_scale
+    cdef double coef[3]
+    for i in range(start, stop):
+        a = <const floating*> c.a + i * D
+        p = <const floating*> c.p + i * D
+        n = <const floating*> c.n + i * D
+        dap = norm_diff(a, p, D, c.eps, c.pnorm)
+        dan = norm_diff(a, n, D, c.eps, c.pnorm)
+        if c.swap:
+            dpn = norm_diff(p, n, D, c.eps, c.pnorm)
+        loss[i - start] = <floating> triplet_point(dap, dan, dpn, c.margin, c.swap, coef)
+        if c.ga != NULL:
+            ga = <floating*> c.ga + i * D
+            gp = <floating*> c.gp + i * D
+            gn = <floating*> c.gn + i * D
+            memset(ga, 0, D * sizeof(floating))
+            memset(gp, 0, D * sizeof(floating))
+            memset(gn, 0, D * sizeof(floating))
+            norm_diff_grad(a, p, D, c.eps, c.pnorm, dap, coef[0] * gs, ga, gp)
+            norm_diff_grad(a, n, D, c.eps, c.pnorm, dan, coef[1] * gs, ga, gn)
+            if c.swap:
+                norm_diff_grad(p, n, D, c.eps, c.pnorm, dpn, coef[2] * gs, gp, gn)
+    return -1
+
+
+def triplet_margin(a, p, n, double margin, double pnorm, double eps, bint swap, out, ga, gp, gn,
+                   double grad_scale, int num_threads):
+    """Kernel entry: a, p, n (N, D) C-contiguous of one float dtype; out (N,) or None; ga/gp/gn like a
+    or None.  Returns (loss_sum, 0)."""
+    cdef TripletCtx c
+    c.a, c.p, c.n = data_ptr(a), data_ptr(p), data_ptr(n)
+    c.D = a.shape[1]
+    c.margin, c.pnorm, c.eps, c.swap = margin, pnorm, eps, swap
+    c.ga, c.gp, c.gn = data_ptr(ga), data_ptr(gp), data_ptr(gn)
+    c.grad_scale = grad_scale
+    cdef BlockFn fn = <BlockFn> triplet_block[float] if a.dtype.itemsize == 4 else <BlockFn> triplet_block[double]
+    return drive(fn, &c, a.shape[0], c.D * (3 if swap else 2), a.dtype.itemsize, num_threads, out, False)
+
+
+# =====================================================================================================
+# cosine_embedding_loss (torch: aten/src/ATen/native/Loss.cpp, EPSILON = 1e-12f)
+# =====================================================================================================
+# m1 = |x1|^2 + E, m2 = |x2|^2 + E, cos = <x1, x2> / sqrt(m1 m2)   (E keeps zero vectors at cos = 0)
+#   y = 1:  loss = 1 - cos,               dloss/dcos = -1
+#   y = -1: loss = max(0, cos - margin),  dloss/dcos = [cos - margin >= 0]
+#   other y: loss = 0
+#   dcos/dx1 = x2 / sqrt(m1 m2) - cos * x1 / m1,  dcos/dx2 = x1 / sqrt(m1 m2) - cos * x2 / m2
+
+cdef double COS_EPSILON = <double> <float> 1e-12   # torch's constexpr float EPSILON, widened
+
+
+cdef inline double cosine_embedding_point(double ab, double aa, double bb, double y, double margin,
+                                          double* u) noexcept nogil:
+    """Returns the loss; u[0], u[1]: coefficients of (x1, x2) in dloss/dx1, u[2], u[3] in dloss/dx2."""
+    cdef double m1 = aa + COS_EPSILON, m2 = bb + COS_EPSILON
+    cdef double den = sqrt(m1 * m2)
+    cdef double cos = ab / den
+    cdef double loss = 0.0, dc = 0.0
+    if y == 1.0:
+        loss, dc = 1.0 - cos, -1.0
+    elif y == -1.0:
+        loss = cos - margin
+        dc = 1.0 if loss >= 0 else 0.0
+        loss = 0.0 if loss < 0 else loss
+    u[0] = -dc * cos / m1
+    u[1] = dc / den
+    u[2] = dc / den
+    u[3] = -dc * cos / m2
+    return loss
+
+
+cdef struct PairCtx:
+    const void* x1
+    const void* x2
+    const void* y            # (N,) targets in the kernel's float type
+    Py_ssize_t D
+    double margin
+    void* g1
+    void* g2
+    double grad_scale
+
+
+cdef Py_ssize_t cosine_embedding_block(const PairCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                       floating* loss, floating* denom) noexcept nogil:
+    cdef Py_ssize_t D = c.D, i
+    cdef const floating* x1
+    cdef const floating* x2
+    cdef double r[3]
+    cdef double u[4]
+    cdef double gs = c.grad_scale
+    for i in range(start, stop):
+        x1 = <const floating*> c.x1 + i * D
+        x2 = <const floating*> c.x2 + i * D
+        dot3(x1, x2, D, r)
+        loss[i - start] = <floating> cosine_embedding_point(r[0], r[1], r[2], (<const floating*> c.y)[i],
+                                                            c.margin, u)
+        if c.g1 != NULL:
+            axpby(x1, x2, D, u[0] * gs, u[1] * gs, <floating*> c.g1 + i * D)
+            axpby(x1, x2, D, u[2] * gs, u[3] * gs, <floating*> c.g2 + i * D)
+    return -1
+
+
+# =====================================================================================================
+# contrastive_loss (SPEC §6): y d^2 + (1 - y) max(0, margin - d)^2, d = ||x1 - x2||_2
+# =====================================================================================================
+#   dloss/dd = 2 y d - 2 (1 - y) max(0, margin - d);  dd/dx1 = (x1 - x2) / d (0 at d = 0)
+# The similar term is differentiated as d^2 directly (gradient 2 y (x1 - x2), finite at d = 0).
+
+cdef inline double contrastive_point(double d, double y, double margin, double* dd) noexcept nogil:
+    """Returns the loss; dd[0] = dloss/dd from the hinge term only, dd[1] = dloss/d(d^2) (similar)."""
+    cdef double h = margin - d
+    h = 0.0 if h < 0 else h
+    dd[0] = -2.0 * (1.0 - y) * h
+    dd[1] = y
+    return y * d * d + (1.0 - y) * h * h
+
+
+cdef Py_ssize_t contrastive_block(const PairCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                  floating* loss, floating* denom) noexcept nogil:
+    cdef Py_ssize_t D = c.D, i
+    cdef const floating* x1
+    cdef const floating* x2
+    cdef floating* g1
+    cdef floating* g2
+    cdef double d, gs = c.grad_scale
+    cdef double dd[2]
+    for i in range(start, stop):
+        x1 = <const floating*> c.x1 + i * D
+        x2 = <const floating*> c.x2 + i * D
+        d = norm_diff(x1, x2, D, 0.0, 2.0)
+        loss[i - start] = <floating> contrastive_point(d, (<const floating*> c.y)[i], c.margin, dd)
+        if c.g1 != NULL:
+            g1 = <floating*> c.g1 + i * D
+            g2 = <floating*> c.g2 + i * D
+            # d(y d^2)/dx1 = 2 y (x1 - x2); the hinge term goes through the norm's gradient
+            axpby(x1, x2, D, 2.0 * dd[1] * gs, -2.0 * dd[1] * gs, g1)
+            axpby(x1, x2, D, -2.0 * dd[1] * gs, 2.0 * dd[1] * gs, g2)
+            norm_diff_grad(x1, x2, D, 0.0, 2.0, d, dd[0] * gs, g1, g2)
+    return -1
+
+
+def pair_rows(str kind, x1, x2, y, double margin, out, g1, g2, double grad_scale, int num_threads):
+    """Kernel entry of the losses on pairs of rows with a per-row target: kind "cosine_embedding" or
+    "contrastive"; x1, x2 (N, D), y (N,) of one float dtype.  Returns (loss_sum, 0)."""
+    cdef PairCtx c
+    c.x1, c.x2, c.y = data_ptr(x1), data_ptr(x2), data_ptr(y)
+    c.D = x1.shape[1]
+    c.margin = margin
+    c.g1, c.g2 = data_ptr(g1), data_ptr(g2)
+    c.grad_scale = grad_scale
+    cdef bint f32 = x1.dtype.itemsize == 4
+    cdef BlockFn fn
+    if kind == "cosine_embedding":
+        fn = <BlockFn> cosine_embedding_block[float] if f32 else <BlockFn> cosine_embedding_block[double]
+    else:
+        fn = <BlockFn> contrastive_block[float] if f32 else <BlockFn> contrastive_block[double]
+    return drive(fn, &c, x1.shape[0], 2 * c.D, x1.dtype.itemsize, num_threads, out, False)
+
+
+# =====================================================================================================
+# Elementwise score losses: margin_ranking_loss, hinge_embedding_loss (torch.nn.functional)
+# =====================================================================================================
+# margin_ranking: z = margin - y (x1 - x2);  loss = max(0, z);  dloss/dx1 = -y [z >= 0] = -dloss/dx2
+# hinge_embedding: loss = [y != 1] max(0, margin - x) + [y != -1] x
+#                  dloss/dx = [y != -1] - [y != 1] [margin - x >= 0]
+
+cdef inline floating margin_ranking_point(floating x1, floating x2, floating y, floating margin,
+                                          floating* dx1) noexcept nogil:
+    cdef floating z = margin - y * (x1 - x2)
+    dx1[0] = -y if z >= 0 else 0
+    return 0 if z < 0 else z
+
+
+cdef inline floating hinge_embedding_point(floating x, floating y, floating margin, floating* dx) noexcept nogil:
+    cdef floating h = margin - x
+    cdef floating not_pos = 1 if y != 1 else 0
+    cdef floating not_neg = 1 if y != -1 else 0
+    dx[0] = not_neg - (not_pos if h >= 0 else 0)
+    return not_pos * (0 if h < 0 else h) + not_neg * x
+
+
+cdef struct ScoreCtx:
+    const void* x1
+    const void* x2          # NULL for hinge_embedding
+    const void* y
+    double margin
+    void* g1
+    void* g2
+    double grad_scale
+
+
+cdef Py_ssize_t score_block(const ScoreCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                            floating* loss, floating* denom) noexcept nogil:
+    cdef const floating* x1 = <const floating*> c.x1 + start
+    cdef const floating* x2 = <const floating*> c.x2 + start if c.x2 != NULL else NULL
+    cdef const floating* y = <const floating*> c.y + start
+    cdef floating* g1 = <floating*> c.g1 + start if c.g1 != NULL else NULL
+    cdef floating* g2 = <floating*> c.g2 + start if c.g2 != NULL else NULL
+    cdef floating m = <floating> c.margin, gs = <floating> c.grad_scale, d
+    cdef Py_ssize_t k, L = stop - start
+    if x2 != NULL:
+        if g1 != NULL:
+            for k in range(L):
+                loss[k] = margin_ranking_point(x1[k], x2[k], y[k], m, &d)
+                g1[k] = d * gs
+                g2[k] = -d * gs
+        else:
+            for k in range(L):
+                loss[k] = margin_ranking_point(x1[k], x2[k], y[k], m, &d)
+    elif g1 != NULL:
+        for k in range(L):
+            loss[k] = hinge_embedding_point(x1[k], y[k], m, &d)
+            g1[k] = d * gs
+    else:
+        for k in range(L):
+            loss[k] = hinge_embedding_point(x1[k], y[k], m, &d)
+    return -1
+
+
+def score_loss(x1, x2, y, double margin, out, g1, g2, double grad_scale, int num_threads):
+    """Kernel entry: margin_ranking (x2 given) or hinge_embedding (x2 None); flat C-contiguous arrays
+    of one float dtype.  Returns (loss_sum, 0)."""
+    cdef ScoreCtx c
+    c.x1, c.x2, c.y = data_ptr(x1), data_ptr(x2), data_ptr(y)
+    c.margin = margin
+    c.g1, c.g2 = data_ptr(g1), data_ptr(g2)
+    c.grad_scale = grad_scale
+    cdef BlockFn fn = <BlockFn> score_block[float] if x1.dtype.itemsize == 4 else <BlockFn> score_block[double]
+    return drive(fn, &c, x1.shape[0], 1, x1.dtype.itemsize, num_threads, out, False)
+
+
+def hinge_embedding(x, y, double margin, out, g, double grad_scale, int num_threads):
+    """Kernel entry of hinge_embedding_loss (score_loss without a second input)."""
+    return score_loss(x, None, y, margin, out, g, None, grad_scale, num_threads)
+
+
+# =====================================================================================================
+# In-batch losses on row blocks of a Gram / similarity matrix (batch_hard / batch_all triplet,
+# info_nce, nt_xent).  Python computes the block (R x B) with BLAS; a kernel turns it, row by row
+# (item = one anchor / query row of the block), into the row's loss and -- for the gradient -- into the
+# row's coefficients, written over the block in place; Python finishes the gradient with two more
+# matmuls per block.  Memory stays O(R x B).
+# =====================================================================================================
+cdef inline int64_t read_label(const void* labels, bint is64, Py_ssize_t i) noexcept nogil:
+    if is64:
+        return (<const int64_t*> labels)[i]
+    return (<const int32_t*> labels)[i]
+
+
+# Triplet mining.  Distances from the Gram block: d_ij^2 = max(|e_i|^2 + |e_j|^2 - 2 <e_i, e_j>, 0),
+# d_ij = sqrt of that unless squared.  Positives of anchor i: j != i with the same label; negatives:
+# other labels.
+#   batch_hard: loss_i = max(0, max_pos d_ij - min_neg d_ik + margin); the first index attaining the
+#               max / min takes the gradient; an anchor without a positive or a negative has loss 0
+#               and denominator 0 (skipped by the mean).
+#   batch_all:  loss_i = sum over (j pos, k neg) of max(0, d_ij - d_ik + margin); denominator = the
+#               number of those triplets with a loss > 0.
+# Gradient coefficients written over the block: S_ij = (dloss_i/dd_ij) * (dd_ij/d(d_ij^2)) * 2, so that
+# dloss/de_i = sum_j S_ij (e_i - e_j) and dloss/de_j = -S_ij (e_i - e_j)  (0 where d_ij = 0).
+cdef struct MiningCtx:
+    void* block              # (R, B) Gram rows, overwritten with distances, then coefficients
+    const double* sqnorm     # (B,) |e_j|^2
+    const void* labels       # (B,)
+    bint labels64
+    Py_ssize_t B
+    Py_ssize_t row0          # global index of the block's first row
+    double margin
+    bint squared
+    bint batch_all
+    bint want_grad
+    double* row_loss         # (B,) per-anchor loss and mean denominator, written at the global row
+    double* row_count
+
+
+cdef inline double mining_coef(double dloss_dd, double d, bint squared) noexcept nogil:
+    """dloss/dd times dd/d(d^2) times 2 (see S above)."""
+    if squared:
+        return 2.0 * dloss_dd
+    return dloss_dd / d if d > 0 else 0.0
+
+
+cdef Py_ssize_t triplet_mining_block(const MiningCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                     floating* loss, floating* denom) noexcept nogil:
+    cdef Py_ssize_t B = c.B, r, i, j, k, jp, kn
+    cdef floating* row
+    cdef double d2, dp, dn, z, total, cnt, cj
+    cdef int64_t li
+    for r in range(start, stop):
+        i = c.row0 + r
+        row = <floating*> c.block + r * B
+        li = read_label(c.labels, c.labels64, i)
+        for j in range(B):
+            d2 = c.sqnorm[i] + c.sqnorm[j] - 2.0 * row[j]
+            d2 = 0.0 if d2 < 0 else d2
+            row[j] = <floating> (d2 if c.squared else sqrt(d2))
+        total = 0.0
+        cnt = 0.0
+        if not c.batch_all:
+            jp = -1
+            kn = -1
+            for j in range(B):
+                if read_label(c.labels, c.labels64, j) == li:
+                    if j != i and (jp < 0 or row[j] > row[jp]):
+                        jp = j
+                elif kn < 0 or row[j] < row[kn]:
+                    kn = j
+            if jp >= 0 and kn >= 0:
+                dp, dn = row[jp], row[kn]
+                z = dp - dn + c.margin
+                total = 0.0 if z < 0 else z
+                cnt = 1.0
+                if c.want_grad:
+                    z = 1.0 if z >= 0 else 0.0           # clamp_min passes the gradient at 0
+                    memset(row, 0, B * sizeof(floating))
+                    row[jp] = <floating> mining_coef(z, dp, c.squared)
+                    row[kn] = <floating> mining_coef(-z, dn, c.squared)
+            elif c.want_grad:
+                memset(row, 0, B * sizeof(floating))
+        else:
+            total, cnt = batch_all_row(c, i, li, row)
+        loss[r - start] = <floating> total
+        c.row_loss[i] = total
+        c.row_count[i] = cnt
+    return -1
+
+
+cdef (double, double) batch_all_row(const MiningCtx* c, Py_ssize_t i, int64_t li, floating* row) noexcept nogil:
+    """Sum and count of the positive triplet losses of anchor i.  With the gradient, overwrites the
+    distance row with S: dloss/dd_ij = (active triplets with j as positive) - (active ones with j as
+    negative), active meaning z >= 0 (clamp_min passes the gradient at 0)."""
+    cdef Py_ssize_t B = c.B, j, k
+    cdef double total = 0.0, cnt = 0.0, z, dj, act
+    cdef double* coef = NULL
+    if c.want_grad:
+        coef = <double*> calloc(B, sizeof(double))
+        if coef == NULL:                 # no scratch: report nan rather than a wrong gradient
+            for j in range(B):
+                row[j] = <floating> NAN
+            return NAN, 1.0
+    for j in range(B):
+        if j == i or read_label(c.labels, c.labels64, j) != li:
+            continue
+        dj = row[j]
+        for k in range(B):
+            if read_label(c.labels, c.labels64, k) == li:
+                continue
+            z = dj - row[k] + c.margin
+            if z > 0:
+                total += z
+                cnt += 1.0
+            if coef != NULL and z >= 0:
+                coef[j] += 1.0
+                coef[k] -= 1.0
+    if coef != NULL:
+        for j in range(B):
+            row[j] = <floating> mining_coef(coef[j], row[j], c.squared)
+        free(coef)
+    return total, cnt
+
+
+def triplet_mining(block, sqnorm, labels, Py_ssize_t row0, double margin, bint squared, bint batch_all,
+                   bint want_grad, row_loss, row_count, int num_threads):
+    """Kernel entry: block (R, B) Gram rows of one float dtype (overwritten with the gradient
+    coefficients when want_grad), sqnorm (B,) float64, labels (B,) int32/int64; each row's loss and
+    mean denominator go to row_loss / row_count (B,) float64 at the row's global index (reduce them
+    with reduce_rows)."""
+    cdef MiningCtx c
+    c.block = data_ptr(block)
+    c.sqnorm = <const double*> data_ptr(sqnorm)
+    c.labels = data_ptr(labels)
+    c.labels64 = labels.dtype.itemsize == 8
+    c.B = block.shape[1]
+    c.row0 = row0
+    c.margin, c.squared, c.batch_all, c.want_grad = margin, squared, batch_all, want_grad
+    c.row_loss = <double*> data_ptr(row_loss)
+    c.row_count = <double*> data_ptr(row_count)
+    cdef BlockFn fn = (<BlockFn> triplet_mining_block[float] if block.dtype.itemsize == 4
+                       else <BlockFn> triplet_mining_block[double])
+    drive(fn, &c, block.shape[0], c.B * (8 if batch_all else 2), block.dtype.itemsize, num_threads, None,
+          False)
+
+
+cdef struct RowsCtx:
+    const double* loss
+    const double* count
+
+
+cdef Py_ssize_t copy_rows_block(const RowsCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                double* loss, double* denom) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(start, stop):
+        loss[i - start] = c.loss[i]
+        if denom != NULL:
+            denom[i - start] = c.count[i] if c.count != NULL else 1.0
+    return -1
+
+
+def reduce_rows(row_loss, row_count, int num_threads):
+    """Deterministic (loss_sum, count_sum) of per-row float64 losses and denominators (count may be
+    None: 1 per row), by run_blocks."""
+    cdef RowsCtx c
+    c.loss = <const double*> data_ptr(row_loss)
+    c.count = <const double*> data_ptr(row_count)
+    return drive(<BlockFn> copy_rows_block, &c, row_loss.shape[0], 1, 8, num_threads, None, True)
+
+
+# Softmax cross-entropy over similarity rows (info_nce, nt_xent).  Row i of the block holds the
+# similarities s_ij of query i with every candidate j; with x_ij = s_ij / tau, the self pair x_ii set to
+# -inf when masked (nt_xent) and the positive p(i) = (i + pos_shift) mod M:
+#   loss_i = logsumexp_j x_ij - x_i,p(i)        (shifted by the row max: stable)
+#   dloss_i/ds_ij = (softmax_j(x_i) - [j = p(i)]) / tau     -- written over the row (without the 1/tau)
+cdef struct SoftmaxRowsCtx:
+    void* block              # (R, M) similarities, overwritten with softmax - onehot when want_grad
+    Py_ssize_t M
+    Py_ssize_t row0
+    double inv_tau
+    bint mask_self
+    Py_ssize_t pos_shift
+    bint want_grad
+    double* row_loss
+
+
+cdef Py_ssize_t softmax_rows_block(const SoftmaxRowsCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                   floating* loss, floating* denom) noexcept nogil:
+    cdef Py_ssize_t M = c.M, r, i, j, p
+    cdef floating* x
+    cdef floating it = <floating> c.inv_tau, m, s, xp
+    for r in range(start, stop):
+        i = c.row0 + r
+        p = (i + c.pos_shift) % M
+        x = <floating*> c.block + r * M
+        for j in range(M):
+            x[j] = x[j] * it
+        if c.mask_self:
+            x[i] = -INFINITY
+        xp = x[p]
+        m = row_max(x, M)
+        s = row_sumexp(x, M, m, x if c.want_grad else NULL)
+        c.row_loss[i] = log(<double> s) + m - xp
+        loss[r - start] = <floating> c.row_loss[i]
+        if c.want_grad:
+            s = 1 / s
+            for j in range(M):
+                x[j] = x[j] * s
+            x[p] -= 1
+    return -1
+
+
+def softmax_rows(block, Py_ssize_t row0, double inv_tau, bint mask_self, Py_ssize_t pos_shift,
+                 bint want_grad, row_loss, int num_threads):
+    """Kernel entry: block (R, M) similarity rows of one float dtype (overwritten with the gradient
+    coefficients when want_grad); each row's loss goes to row_loss (float64) at its global index."""
+    cdef SoftmaxRowsCtx c
+    c.block = data_ptr(block)
+    c.M = block.shape[1]
+    c.row0 = row0
+    c.inv_tau, c.mask_self, c.pos_shift, c.want_grad = inv_tau, mask_self, pos_shift, want_grad
+    c.row_loss = <double*> data_ptr(row_loss)
+    cdef BlockFn fn = (<BlockFn> softmax_rows_block[float] if block.dtype.itemsize == 4
+                       else <BlockFn> softmax_rows_block[double])
+    drive(fn, &c, block.shape[0], 4 * c.M, block.dtype.itemsize, num_threads, None, False)

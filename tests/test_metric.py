@@ -1,0 +1,309 @@
+"""Metric family: every registered loss against its float64 torch reference (torch.nn.functional, or the
+SPEC §6 formula in torch ops from fastloss/registry/metric.py), plus hostile inputs and errors."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastloss as fl
+from fastloss.registry import REGISTRY
+
+METRIC = sorted(name for name, s in REGISTRY.items() if s.family == "metric")
+REDUCTIONS = ["none", "mean", "sum"]
+
+
+def reference(spec, args, kw, reduction):
+    """float64 torch value and gradients (of the sum for 'none') w.r.t. spec.grad_argnums."""
+    ts = [torch.tensor(np.asarray(a, dtype=np.float64) if np.asarray(a).dtype.kind == "f" else np.asarray(a),
+                       requires_grad=i in spec.grad_argnums) for i, a in enumerate(args)]
+    val = spec.torch_ref(*ts, reduction=reduction, **kw)
+    val.sum().backward()
+    return val.detach().numpy(), [ts[i].grad.numpy() for i in spec.grad_argnums]
+
+
+def call(name, args, kw, **extra):
+    return getattr(fl, name)(*args, **kw, **extra)
+
+
+def as_list(g):
+    return list(g) if isinstance(g, tuple) else [g]
+
+
+def assert_close(got, want, dtype, what=""):
+    got = np.asarray(got, dtype=np.float64)
+    if dtype == np.float64:
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=what)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=what)
+
+
+@pytest.mark.parametrize("name", METRIC)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_value_and_grad_match_torch(name, dtype, reduction):
+    spec = REGISTRY[name]
+    args, kw = spec.sample(np.random.default_rng(1), 3000, dtype)
+    want, want_g = reference(spec, args, kw, reduction)
+    got, got_g = call(name, args, kw, reduction=reduction, return_grad=True)
+    assert np.asarray(got).dtype == dtype
+    assert_close(got, want, dtype, "value")
+    for g, w in zip(as_list(got_g), want_g):
+        assert g.dtype == dtype and g.shape == w.shape
+        assert_close(g, w, dtype, "grad")
+    assert_close(call(name, args, kw, reduction=reduction), want, dtype, "value without grad")
+
+
+@pytest.mark.parametrize("name", METRIC)
+def test_out_and_inputs_unmodified_and_layouts(name):
+    spec = REGISTRY[name]
+    args, kw = spec.sample(np.random.default_rng(2), 800, np.float64)
+    copies = [np.array(a, copy=True) for a in args]
+    want, _ = reference(spec, args, kw, "none")
+    out = np.empty(np.shape(want), dtype=np.float64)
+    res = call(name, args, kw, reduction="none", out=out)
+    assert res is out
+    assert_close(out, want, np.float64)
+    for a, c in zip(args, copies):
+        np.testing.assert_array_equal(a, c)
+    # Fortran-ordered / strided / read-only numpy inputs and torch tensors give the same numbers
+    fortran = [np.asfortranarray(a) for a in args]
+    strided = [np.repeat(a, 2, axis=-1)[..., ::2] for a in args]
+    readonly = [np.array(a) for a in args]
+    for a in readonly:
+        a.flags.writeable = False
+    tensors = [torch.from_numpy(np.array(a)) for a in args]
+    for variant in (fortran, strided, readonly, tensors):
+        assert_close(call(name, variant, kw, reduction="none"), want, np.float64)
+
+
+@pytest.mark.parametrize("name", METRIC)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reductions_bitwise_identical_across_threads(name, dtype):
+    spec = REGISTRY[name]
+    args, kw = spec.sample(np.random.default_rng(3), 200_000, dtype)
+    results = []
+    for nt in (1, 2, 3):
+        v, g = call(name, args, kw, reduction="mean", num_threads=nt, return_grad=True)
+        v2 = call(name, args, kw, reduction="sum", num_threads=nt)
+        results.append((v.tobytes(), v2.tobytes(), [x.tobytes() for x in as_list(g)]))
+    assert results[0] == results[1] == results[2]
+
+
+@pytest.mark.parametrize("name", METRIC)
+def test_empty_batch(name):
+    spec = REGISTRY[name]
+    args, kw = spec.sample(np.random.default_rng(4), 64, np.float64)
+    empty = [np.asarray(a)[:0] for a in args]
+    if name == "batch_all_triplet_loss":       # mean over positive triplets: 0 when there is none
+        assert call(name, empty, kw) == 0.0
+    else:
+        assert np.isnan(call(name, empty, kw))
+    assert call(name, empty, kw, reduction="sum") == 0.0
+    assert call(name, empty, kw, reduction="none").shape == (0,)
+
+
+# ---------------------------------------------------------------------------------- torch losses
+def torch_triplet(x_a, x_p, x_n, **kw):
+    ts = [torch.tensor(x, requires_grad=True) for x in (x_a, x_p, x_n)]
+    v = F.triplet_margin_loss(*ts, **kw)
+    v.sum().backward()
+    return v.detach().numpy(), [t.grad.numpy() for t in ts]
+
+
+@pytest.mark.parametrize("p", [2, 1, 3, 0.5, 1.5, float("inf")])
+@pytest.mark.parametrize("swap", [False, True])
+def test_triplet_any_p_and_swap(p, swap):
+    rng = np.random.default_rng(5)
+    a, pos, neg = (rng.standard_normal((300, 9)) for _ in range(3))
+    a[:20] = pos[:20]                          # d(a, n) == d(p, n): swap ties
+    want, want_g = torch_triplet(a, pos, neg, p=p, swap=swap, margin=0.7, reduction="sum")
+    got, got_g = fl.triplet_margin_loss(a, pos, neg, p=p, swap=swap, margin=0.7, reduction="sum",
+                                        return_grad=True)
+    assert_close(got, want, np.float64)
+    for g, w in zip(got_g, want_g):
+        assert_close(g, w, np.float64)
+
+
+def test_triplet_hostile_rows():
+    """Identical anchor/positive (distance eps only), zero rows, huge values, B=1, D=1, unbatched."""
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((6, 4))
+    pos = a.copy()
+    neg = a.copy()
+    neg[1] = 0
+    a[2] = 0
+    pos[2] = 0
+    a[3] *= 1e4
+    neg[4] = a[4] + 1.0
+    for kw in ({}, {"swap": True}, {"p": 1}, {"eps": 0.0}):
+        want, want_g = torch_triplet(a, pos, neg, reduction="none", **kw)
+        got, got_g = fl.triplet_margin_loss(a, pos, neg, reduction="none", return_grad=True, **kw)
+        assert_close(got, want, np.float64)
+        for g, w in zip(got_g, want_g):
+            assert np.all(np.isfinite(g))
+            assert_close(g, w, np.float64)
+    for shape in [(1, 5), (7, 1), (5,)]:
+        xs = [rng.standard_normal(shape) for _ in range(3)]
+        want, want_g = torch_triplet(*xs, reduction="mean")
+        got, got_g = fl.triplet_margin_loss(*xs, return_grad=True)
+        assert_close(got, want, np.float64)
+        for g, w in zip(got_g, want_g):
+            assert_close(g, w, np.float64)
+    want, _ = torch_triplet(*xs, reduction="none")
+    assert fl.triplet_margin_loss(*xs, reduction="none").shape == want.shape == ()
+
+
+def test_triplet_nan_and_inf_propagate_like_torch():
+    a = np.array([[np.nan, 1.0], [np.inf, 0.0], [1.0, 2.0]])
+    p = np.zeros((3, 2))
+    n = np.ones((3, 2))
+    want, _ = torch_triplet(a, p, n, reduction="none")
+    got = fl.triplet_margin_loss(a, p, n, reduction="none")
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(got[~np.isnan(want)], want[~np.isnan(want)])
+
+
+def test_cosine_zero_vectors_and_other_targets():
+    x1 = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 2.0, 3.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    x2 = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 1.0, 0.0]])
+    y = np.array([1.0, -1.0, -1.0, -1.0, 0.0])       # cos == margin exactly in row 3; y = 0 gives 0
+    ts = [torch.tensor(x, requires_grad=True) for x in (x1, x2)]
+    for margin in (0.0, -0.5, 1.0):
+        for t in ts:
+            t.grad = None
+        v = F.cosine_embedding_loss(*ts, torch.tensor(y), margin=margin, reduction="none")
+        v.sum().backward()
+        got, (g1, g2) = fl.cosine_embedding_loss(x1, x2, y, margin=margin, reduction="none", return_grad=True)
+        assert_close(got, v.detach().numpy(), np.float64)
+        assert_close(g1, ts[0].grad.numpy(), np.float64)
+        assert_close(g2, ts[1].grad.numpy(), np.float64)
+    # unbatched: (D,) rows with a 0-d target
+    v = F.cosine_embedding_loss(torch.tensor(x1[2]), torch.tensor(x2[4]), torch.tensor(-1.0), reduction="none")
+    got = fl.cosine_embedding_loss(x1[2], x2[4], -1.0, reduction="none")
+    assert got.shape == () and np.allclose(got, v.numpy(), rtol=1e-12)
+
+
+def test_score_losses_at_kinks_match_torch():
+    x1 = np.array([1.0, 2.0, 0.5, 1.0, -3.0])
+    x2 = np.array([1.0, 2.0, 0.0, 0.7, 4.0])
+    y = np.array([1.0, -1.0, 1.0, -1.0, 0.5])
+    ts = [torch.tensor(x, requires_grad=True) for x in (x1, x2)]
+    v = F.margin_ranking_loss(*ts, torch.tensor(y), margin=0.0, reduction="sum")
+    v.backward()
+    got, (g1, g2) = fl.margin_ranking_loss(x1, x2, y, reduction="sum", return_grad=True)
+    assert_close(got, v.item(), np.float64)
+    np.testing.assert_array_equal(g1, ts[0].grad.numpy())
+    np.testing.assert_array_equal(g2, ts[1].grad.numpy())
+    t = torch.tensor(x1, requires_grad=True)
+    yy = np.array([-1.0, 1.0, 0.5, -1.0, -1.0])          # x = margin exactly at 0 and 3
+    v = F.hinge_embedding_loss(t, torch.tensor(yy), margin=1.0, reduction="sum")
+    v.backward()
+    got, g = fl.hinge_embedding_loss(x1, yy, reduction="sum", return_grad=True)
+    assert_close(got, v.item(), np.float64)
+    np.testing.assert_array_equal(g, t.grad.numpy())
+
+
+def test_float32_inputs_half_and_mixed():
+    rng = np.random.default_rng(7)
+    a, p, n = (rng.standard_normal((40, 8)).astype(np.float32) for _ in range(3))
+    want, _ = torch_triplet(*(x.astype(np.float64) for x in (a, p, n)), reduction="mean")
+    assert fl.triplet_margin_loss(a, p.astype(np.float64), n).dtype == np.float32
+    assert_close(fl.triplet_margin_loss(a, p.astype(np.float64), n), want, np.float32)
+    h = torch.from_numpy(a).half()
+    assert fl.triplet_margin_loss(h, h, h).dtype == np.float32
+
+
+# ---------------------------------------------------------------------------------- SPEC §6 losses
+def test_contrastive_zero_distance_and_margin():
+    x1 = np.array([[1.0, 2.0], [1.0, 2.0], [0.0, 0.0], [3.0, 0.0]])
+    x2 = np.array([[1.0, 2.0], [1.0, 2.0], [0.5, 0.0], [0.0, 0.0]])
+    y = np.array([1.0, 0.0, 0.0, 0.0])
+    got, (g1, g2) = fl.contrastive_loss(x1, x2, y, margin=1.0, reduction="none", return_grad=True)
+    np.testing.assert_allclose(got, [0.0, 1.0, 0.25, 0.0], rtol=1e-15)
+    assert np.all(np.isfinite(g1)) and np.all(g1[:2] == 0)
+    np.testing.assert_allclose(g1[2], [1.0, 0.0])         # d/dx1 of (1 - d)^2 = -2(1 - d) (x1 - x2)/d
+    np.testing.assert_allclose(g2, -g1)
+
+
+@pytest.mark.parametrize("name", ["batch_hard_triplet_loss", "batch_all_triplet_loss"])
+def test_mining_degenerate_batches(name):
+    spec = REGISTRY[name]
+    rng = np.random.default_rng(8)
+    e = rng.standard_normal((6, 3))
+    cases = [(e, np.zeros(6, dtype=np.int32)),             # one class: no negatives
+             (e, np.arange(6)),                            # all singletons: no positives
+             (e[:1], np.zeros(1, dtype=np.int64)),         # B = 1
+             (e[:, :1], np.array([0, 0, 1, 1, 2, 2])),     # D = 1
+             (np.repeat(e[:2], 3, axis=0), np.array([0, 0, 0, 1, 1, 1]))]   # duplicated embeddings
+    for x, lab in cases:
+        for reduction in REDUCTIONS:
+            want, (want_g,) = reference(spec, (x, lab), {"margin": 0.3}, reduction)
+            got, g = fl.__dict__[name](x, lab, margin=0.3, reduction=reduction, return_grad=True)
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(g, want_g, rtol=1e-12, atol=1e-12)
+    for squared in (False, True):
+        lab = rng.integers(0, 3, 40)
+        x = rng.standard_normal((40, 5))
+        want, (want_g,) = reference(spec, (x, lab), {"squared": squared}, "mean")
+        got, g = fl.__dict__[name](x, lab, squared=squared, return_grad=True)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        np.testing.assert_allclose(g, want_g, rtol=1e-12, atol=1e-14)
+
+
+def test_nt_xent_zero_vectors_and_single_pair():
+    rng = np.random.default_rng(9)
+    z1, z2 = rng.standard_normal((2, 5, 4))
+    z1[1] = 0
+    for a, b in ((z1, z2), (z1[:1], z2[:1])):
+        want, want_g = reference(REGISTRY["nt_xent_loss"], (a, b), {"temperature": 0.3}, "mean")
+        got, g = fl.nt_xent_loss(a, b, temperature=0.3, return_grad=True)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        for x, w in zip(g, want_g):
+            np.testing.assert_allclose(x, w, rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------------- errors
+def test_errors_name_the_argument():
+    a = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="positive"):
+        fl.triplet_margin_loss(a, np.zeros((4, 2)), a)
+    with pytest.raises(ValueError, match="margin"):
+        fl.triplet_margin_loss(a, a, a, margin=0.0)
+    with pytest.raises(ValueError, match="p must"):
+        fl.triplet_margin_loss(a, a, a, p=0)
+    with pytest.raises(ValueError, match="reduction"):
+        fl.triplet_margin_loss(a, a, a, reduction="avg")
+    with pytest.raises(ValueError, match="anchor"):
+        fl.triplet_margin_loss(np.zeros((2, 2, 2)), np.zeros((2, 2, 2)), np.zeros((2, 2, 2)))
+    with pytest.raises(TypeError, match="anchor"):
+        fl.triplet_margin_loss(np.array([["a"]]), a, a)
+    with pytest.raises(TypeError, match="anchor"):
+        fl.triplet_margin_loss(np.zeros((4, 3), dtype=np.int64), a, a)
+    with pytest.raises(ValueError, match="target"):
+        fl.cosine_embedding_loss(a, a, np.ones(3))
+    with pytest.raises(ValueError, match="target"):
+        fl.margin_ranking_loss(np.zeros(3), np.zeros(3), np.ones(4))
+    with pytest.raises(ValueError, match="input2"):
+        fl.margin_ranking_loss(np.zeros(3), np.zeros(4), np.ones(3))
+    with pytest.raises(ValueError, match="target"):
+        fl.hinge_embedding_loss(np.zeros(3), np.ones((3, 1)))
+    with pytest.raises(ValueError, match="label"):
+        fl.contrastive_loss(a, a, np.ones(5))
+    with pytest.raises(ValueError, match="out"):
+        fl.triplet_margin_loss(a, a, a, reduction="none", out=np.empty(3))
+    with pytest.raises(ValueError, match="num_threads"):
+        fl.triplet_margin_loss(a, a, a, num_threads=0)
+    with pytest.raises(ValueError, match="labels"):
+        fl.batch_hard_triplet_loss(a, np.zeros(3, dtype=np.int64))
+    with pytest.raises(TypeError, match="labels"):
+        fl.batch_all_triplet_loss(a, np.zeros(4))
+    with pytest.raises(ValueError, match="embeddings"):
+        fl.batch_hard_triplet_loss(np.zeros(4), np.zeros(4, dtype=np.int64))
+    with pytest.raises(ValueError, match="temperature"):
+        fl.nt_xent_loss(a, a, temperature=0.0)
+    with pytest.raises(ValueError, match="z2"):
+        fl.nt_xent_loss(a, a[:3])
+    with pytest.raises(ValueError, match="key"):
+        fl.info_nce_loss(a, a[:3])
+    with pytest.raises(ValueError, match="size_average"):
+        fl.hinge_embedding_loss(np.zeros(3), np.ones(3), size_average=True)
