@@ -95,8 +95,9 @@ class Workload:
         return self.id.split("/")[0]
 
     @property
-    def seed(self) -> int:
-        return zlib.crc32(self.id.encode())
+    def origin(self) -> str:
+        """The WORKLOADS.md row whose data this is: W16/W1, W17/W1 and W1/f64 all use W1's builder."""
+        return self.id.split("/")[1] if self.id.startswith(("W16/", "W17/")) else self.base
 
 
 # ---------------------------------------------------------------- shared small helpers
@@ -546,7 +547,8 @@ SMALL_OVERHEAD_TARGET_S = 5e-6
 # ---------------------------------------------------------------- using the table
 
 def select(tokens=None):
-    """Workloads matching any token: a loss name, an id ("W17/W1"), or a group ("W16" = all W16/*).
+    """Workloads matching any token: a loss name, an id ("W17/W1"), or a group (the part before "/":
+    "W16" = all W16/*, "W1" = W1 and W1/f64).
     Raises ValueError naming the unknown tokens."""
     if not tokens:
         return list(WORKLOADS)
@@ -571,7 +573,7 @@ def size(w, quick=False, scale=1.0) -> int:
 
 def build(w, n):
     """Seeded inputs of workload ``w`` at size ``n``: (args, kwargs) of NumPy arrays."""
-    rng = np.random.default_rng(zlib.crc32(w.base.encode()))
+    rng = np.random.default_rng(zlib.crc32(w.origin.encode()))
     args, kwargs = w.build(rng, n, np.dtype(w.dtype))
     return args, dict(kwargs, reduction=w.reduction)
 
