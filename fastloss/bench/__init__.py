@@ -47,12 +47,14 @@ def _parser():
     p.add_argument("--only", default=None,
                    help="comma-separated loss names, workload ids (W1, W17/W6, W1/f64) or groups (W16)")
     p.add_argument("--json", metavar="PATH", help="write machine-readable results (with machine info)")
-    p.add_argument("--markdown", metavar="PATH", help="write the tables as markdown (benchmarks/RESULTS.md)")
+    p.add_argument("--markdown", metavar="PATH",
+                   help="write the tables as markdown (for benchmarks/RESULTS.md)")
     p.add_argument("--plot", metavar="PATH.png", help="speedup bars and thread scaling (needs matplotlib)")
     p.add_argument("--size-scale", type=float, default=1.0,
                    help="multiply every workload's N (e.g. 0.01 for a seconds-long smoke run)")
     p.add_argument("--repeat", type=int, default=5, help="timed runs per implementation (median; default 5)")
-    p.add_argument("--floor-mib", type=int, default=512, help="size of the bandwidth-floor array (default 512)")
+    p.add_argument("--floor-mib", type=int, default=512,
+                   help="MiB of the array the read-bandwidth floor streams over (default 512)")
     p.add_argument("--no-small", action="store_true", help="skip the small-input call-overhead table")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
     return p
@@ -144,9 +146,9 @@ def run(selected, threads, quick=False, scale=1.0, repeat=5, floor_mib=512, smal
         data["floor"].append(M.read_bandwidth(T, floor_mib, repeat=repeat))
     bandwidth = {f["threads"]: f["bandwidth"] for f in data["floor"]}
     for w in selected:
-        rec = {"id": w.id, "loss": w.loss, "title": w.title, "dtype": w.dtype, "reduction": w.reduction,
-               "variant": w.variant, "notes": w.notes, "status": "ok", "rows": [], "targets":
-               [{"metric": t.metric, "bound": t.bound_for(avx512, 1)} for t in w.targets]}
+        rec = {"id": w.id, "loss": w.loss, "title": w.describe(W.size(w, quick, scale)), "dtype": w.dtype,
+               "reduction": w.reduction, "variant": w.variant, "notes": w.notes, "status": "ok", "rows": [],
+               "targets": [{"metric": t.metric, "bound": t.bound_for(avx512, 1)} for t in w.targets]}
         data["workloads"].append(rec)
         if w not in todo:
             rec.update(status="skipped", note="not implemented yet")
@@ -173,10 +175,12 @@ def _run_workload(w, rec, threads, quick, scale, repeat, bandwidth, avx512, memo
         with W.thread_limits(T):
             fns = W.callables(w, args, kwargs, T)
             if loss_only is not None:
-                fns["fastloss loss only"] = W.callables(loss_only, args, kwargs, T, impls=("fastloss",))["fastloss"]
+                fns["fastloss loss only"] = W.callables(loss_only, args, kwargs, T, impls=("fastloss",))[
+                    "fastloss"]
+            label = f"{w.id} {w.loss} T={T}"
             runs, results, errors = M.time_interleaved(
                 fns, repeat=repeat,
-                progress=lambda r: progress.show(f"{w.id} {w.loss} T={T} run {r + 1}/{repeat}", transient=True))
+                progress=lambda r, lb=label: progress.show(f"{lb} run {r + 1}/{repeat}", transient=True))
             if memory and T == max(threads) and w.variant == "loss" and w.reduction != "none" \
                     and "fastloss" not in errors:
                 rec["memory"] = {k: M.extra_peak(fn) for k, fn in fns.items() if k not in errors}
@@ -270,8 +274,7 @@ def _run_small(w, T):
         args, kwargs = W.build(w, n)
         with W.thread_limits(T):
             fns = W.callables(w, args, kwargs, T, impls=("fastloss", "torch", "numpy"))
-            x = args[0]
-            fns["bare numpy"] = lambda: np.add.reduce(x, axis=None)
+            fns["bare numpy"] = lambda x=args[0]: np.add.reduce(x, axis=None)
             times = {}
             for k, fn in fns.items():
                 try:
@@ -319,17 +322,20 @@ def _notes(quick, avx512, cfg):
         "torch references: torch.nn.functional where it has the loss; torchvision's formulas (focal, GIoU, "
         "CIoU) and the other losses without a torch function written in torch ops. W17: forward + "
         "torch.autograd.grad. float64 rows: scikit-learn HalfMultinomialLoss (= cross-entropy exactly) / "
-        "HalfBinomialLoss (= BCE-with-logits; pos_weight as a sample weight on the positives), loss then mean.",
+        "HalfBinomialLoss (= BCE-with-logits; pos_weight as a sample weight on the positives), loss then "
+        "mean.",
         "Memory: extra peak of one call at the largest T: tracemalloc (NumPy/fastloss arrays; blind to "
         "torch's allocator) and resident-set high-water mark (VmHWM reset via /proc/self/clear_refs, any "
         "allocator, page granularity).",
         "check: max relative difference of the fastloss result from each reference's (W17: the gradient "
         "against torch.autograd); tolerance 1e-4 for float32 (the references compute in float32 too), "
         "1e-12 for float64.",
-        "Targets on the torch ratio apply at T=1 and T=2 (WORKLOADS.md); floor and sklearn targets at every T.",
+        "Targets on the torch ratio apply at T=1 and T=2 (WORKLOADS.md); floor and sklearn targets at "
+        "every T.",
     ]
     if not avx512:
-        notes.append("CPU without AVX-512: the WORKLOADS.md AVX2 calibration applies (W1-W5 torch>=3, W6 torch>=4).")
+        notes.append("CPU without AVX-512: the WORKLOADS.md AVX2 calibration applies "
+                     "(W1-W5 torch>=3, W6 torch>=4).")
     if quick:
         notes.append("--quick: smaller inputs than WORKLOADS.md (targets are set for the full sizes; small "
                      "inputs may sit in cache, so fastloss/floor can drop below 1).")

@@ -19,6 +19,7 @@ Methods (also written into the JSON ``notes``):
 * Small inputs: per-call time over a loop sized to ~``budget_s``, median of 7 loops, against a
   bare NumPy call (``np.add.reduce`` of the prediction).
 """
+import contextlib
 import ctypes
 import gc
 import statistics
@@ -30,8 +31,10 @@ import numpy as np
 
 
 def time_interleaved(fns, repeat=5, warmup=1, progress=None):
-    """{name: [seconds, ...]} for zero-argument callables, interleaved rounds after warm-up.
-    A callable that raises is dropped and its error kept under ``errors``; returns (runs, first_results, errors)."""
+    """Time zero-argument callables: warm-up, then interleaved rounds.
+
+    Returns (runs, results, errors): {name: [seconds, ...]}, each callable's warm-up result, and
+    {name: message} for a callable that raised (it is dropped from the rounds)."""
     runs, results, errors = {k: [] for k in fns}, {}, {}
     live = dict(fns)
     for name, fn in list(live.items()):
@@ -64,33 +67,27 @@ def median(xs):
 # ---------------------------------------------------------------- floor
 
 def read_bandwidth(threads, floor_mib=512, repeat=5):
-    """Bytes/s of a streaming float32 sum at ``threads``: {"bandwidth": best, "method": ..., "methods": {...}}."""
+    """Bytes/s of a streaming float32 sum at ``threads``:
+    {"bandwidth": best, "method": its name, "methods": {name: bytes/s}}.  The array dies on return."""
+    from .workloads import thread_limits, torch_available
     a = np.ones(floor_mib * 2 ** 20 // 4, dtype=np.float32)    # np.ones touches every page
-    methods = {}
-    try:
+    with contextlib.ExitStack() as stack:
         if threads == 1:
             fns = {"numpy add.reduce": lambda: np.add.reduce(a)}
-            pool = None
         else:
-            pool = ThreadPoolExecutor(threads)
+            pool = stack.enter_context(ThreadPoolExecutor(threads))
             chunks = np.array_split(a, threads)
             fns = {f"numpy add.reduce x{threads} threads": lambda: sum(pool.map(np.add.reduce, chunks))}
-        from .workloads import torch_available, thread_limits
         if torch_available():
             import torch
             t = torch.from_numpy(a)
             fns["torch.sum"] = lambda: t.sum()
         with thread_limits(threads):
             runs, _, _ = time_interleaved(fns, repeat=repeat)
-        if pool is not None:
-            pool.shutdown()
-        for name, xs in runs.items():
-            methods[name] = a.nbytes / median(xs)
-    finally:
-        del a
+    methods = {name: a.nbytes / median(xs) for name, xs in runs.items()}
     best = max(methods, key=methods.get)
     return {"threads": threads, "bandwidth": methods[best], "method": best, "methods": methods,
-            "array_bytes": floor_mib * 2 ** 20}
+            "array_bytes": a.nbytes}
 
 
 def traffic_bytes(w, args, kwargs, result):

@@ -96,7 +96,7 @@ def memory_table(data, fmt):
         mem = rec.get("memory")
         if not mem:
             continue
-        get = lambda impl, kind: (mem.get(impl) or {}).get(kind)  # noqa: E731
+        get = lambda impl, kind, mem=mem: (mem.get(impl) or {}).get(kind)  # noqa: E731
         rows.append([rec["id"], rec["title"], fmt_bytes(rec.get("bytes")),
                      fmt_bytes(get("fastloss", "tracemalloc")), fmt_bytes(get("fastloss", "rss")),
                      fmt_bytes(get("torch", "rss")), fmt_bytes(get("numpy", "tracemalloc")),
@@ -135,7 +135,8 @@ def render(data, fmt="text"):
     out = ["# fastloss benchmark" if fmt == "markdown" else "fastloss benchmark"]
     out += [("- " if fmt == "markdown" else "") + line for line in machine_lines(data)]
     out += [_heading("Read bandwidth (the floor)", fmt), floor_table(data, fmt)]
-    out += [_heading("Workloads (time per call; ratios > 1 mean fastloss is faster)", fmt), main_table(data, fmt)]
+    out += [_heading("Workloads (time per call; ratios > 1 mean fastloss is faster)", fmt),
+            main_table(data, fmt)]
     mem = memory_table(data, fmt)
     if mem:
         out += [_heading("Extra peak memory of one call (reduced workloads, largest T)", fmt), mem]

@@ -76,7 +76,7 @@ class Target:
 class Workload:
     id: str                     # "W1", "W16/W1" (reduction none), "W17/W1" (return_grad), "W1/f64"
     loss: str                   # public name: fastloss.<loss>
-    title: str
+    title: str                  # with {n}: the size actually run (Workload.describe)
     build: Callable             # build(rng, n, dtype) -> (args, kwargs)
     n: int                      # the WORKLOADS.md size
     n_quick: int                # the --quick size
@@ -93,6 +93,9 @@ class Workload:
     @property
     def base(self) -> str:
         return self.id.split("/")[0]
+
+    def describe(self, n) -> str:
+        return self.title.format(n=n)
 
     @property
     def origin(self) -> str:
@@ -460,51 +463,51 @@ _BCE = dict(loss="binary_cross_entropy_with_logits", torch_ref=torch_bce_with_lo
             numpy_ref=np_bce_with_logits, sklearn_ref=sk_bce_with_logits)
 
 BASE = (
-    Workload("W1", title="cross_entropy N=100000 C=1000", build=_build_ce(1000), n=100_000, n_quick=2000,
+    Workload("W1", title="cross_entropy N={n} C=1000", build=_build_ce(1000), n=100_000, n_quick=2000,
              targets=(_t("torch/fastloss", 6, 3), _t("fastloss/floor", 2.5)), **_CE),
-    Workload("W2", title="cross_entropy N=1000000 C=10", build=_build_ce(10), n=1_000_000, n_quick=50_000,
+    Workload("W2", title="cross_entropy N={n} C=10", build=_build_ce(10), n=1_000_000, n_quick=50_000,
              targets=(_t("torch/fastloss", 6, 3), _t("fastloss/floor", 3)), **_CE),
-    Workload("W3", title="cross_entropy N=4096 C=32000", build=_build_ce(32_000), n=4096, n_quick=64,
+    Workload("W3", title="cross_entropy N={n} C=32000", build=_build_ce(32_000), n=4096, n_quick=64,
              targets=(_t("torch/fastloss", 6, 3), _t("fastloss/floor", 2.5)), **_CE),
-    Workload("W4", title="cross_entropy (N,21,256,256) 5% ignore, weights", build=_build_ce_segmentation,
+    Workload("W4", title="cross_entropy ({n},21,256,256) 5% ignored, weights", build=_build_ce_segmentation,
              n=16, n_quick=1, targets=(_t("torch/fastloss", 6, 3), _t("fastloss/floor", 3)), **_CE),
-    Workload("W5", title="cross_entropy W1 + label_smoothing=0.1", build=_build_ce_smoothing, n=100_000,
+    Workload("W5", title="cross_entropy N={n} C=1000 smoothing 0.1", build=_build_ce_smoothing, n=100_000,
              n_quick=2000, targets=(_t("torch/fastloss", 6, 3), _t("fastloss/floor", 2.5)), **_CE),
-    Workload("W6", title="bce_with_logits N=10M pos_weight", build=_build_bce_pos_weight, n=10_000_000,
+    Workload("W6", title="bce_with_logits N={n} pos_weight", build=_build_bce_pos_weight, n=10_000_000,
              n_quick=500_000, targets=(_t("torch/fastloss", 8, 4), _t("fastloss/floor", 2.5)), **_BCE),
-    Workload("W7", loss="sigmoid_focal_loss", title="sigmoid_focal_loss N=10M", build=_build_focal,
+    Workload("W7", loss="sigmoid_focal_loss", title="sigmoid_focal_loss N={n}", build=_build_focal,
              n=10_000_000, n_quick=500_000, torch_ref=torch_sigmoid_focal_loss,
              numpy_ref=np_sigmoid_focal_loss, targets=(_t("torch/fastloss", 25), _t("fastloss/floor", 3)),
              notes="torch: torchvision formula in torch ops"),
-    Workload("W8", loss="huber_loss", title="huber_loss N=10M", build=_build_regression, n=10_000_000,
+    Workload("W8", loss="huber_loss", title="huber_loss N={n}", build=_build_regression, n=10_000_000,
              n_quick=500_000, torch_ref=torch_huber_loss, numpy_ref=np_huber_loss,
              targets=(_t("torch/fastloss", 3), _t("fastloss/floor", 1.5))),
-    Workload("W9", loss="mse_loss", title="mse_loss N=10M", build=_build_regression, n=10_000_000,
+    Workload("W9", loss="mse_loss", title="mse_loss N={n}", build=_build_regression, n=10_000_000,
              n_quick=500_000, torch_ref=torch_mse_loss, numpy_ref=np_mse_loss,
              targets=(_t("torch/fastloss", 3), _t("fastloss/floor", 1.5))),
-    Workload("W10", loss="generalized_box_iou_loss", title="generalized_box_iou_loss N=1M pairs",
+    Workload("W10", loss="generalized_box_iou_loss", title="generalized_box_iou_loss N={n}",
              build=_build_boxes, n=1_000_000, n_quick=50_000, torch_ref=ref_generalized_box_iou_loss,
              numpy_ref=ref_generalized_box_iou_loss,
              targets=(_t("torch/fastloss", 10), _t("fastloss/floor", 3)),
              notes="torch: torchvision formula in torch ops"),
-    Workload("W11", loss="complete_box_iou_loss", title="complete_box_iou_loss N=1M pairs",
+    Workload("W11", loss="complete_box_iou_loss", title="complete_box_iou_loss N={n}",
              build=_build_boxes, n=1_000_000, n_quick=50_000, torch_ref=ref_complete_box_iou_loss,
              numpy_ref=ref_complete_box_iou_loss,
              targets=(_t("torch/fastloss", 10), _t("fastloss/floor", 4)),
              notes="torch: torchvision formula in torch ops"),
-    Workload("W12", loss="triplet_margin_loss", title="triplet_margin_loss N=100000 D=128",
+    Workload("W12", loss="triplet_margin_loss", title="triplet_margin_loss N={n} D=128",
              build=_build_triplet, n=100_000, n_quick=5000, torch_ref=torch_triplet_margin_loss,
              numpy_ref=np_triplet_margin_loss, grad_argnums=(0, 1, 2),
              targets=(_t("torch/fastloss", 4), _t("fastloss/floor", 2))),
-    Workload("W13", loss="dice_loss", title="dice_loss multiclass logits (N,4,256,256)", build=_build_dice,
+    Workload("W13", loss="dice_loss", title="dice_loss multiclass ({n},4,256,256)", build=_build_dice,
              n=16, n_quick=1, torch_ref=torch_dice_loss, numpy_ref=np_dice_loss,
              targets=(_t("torch/fastloss", 5), _t("fastloss/floor", 3)),
              notes="torch: softmax + one_hot in torch ops (as segmentation_models_pytorch)"),
-    Workload("W14", loss="nt_xent_loss", title="nt_xent_loss N=8192 D=128", build=_build_nt_xent,
+    Workload("W14", loss="nt_xent_loss", title="nt_xent_loss N={n} D=128", build=_build_nt_xent,
              n=8192, n_quick=768, torch_ref=torch_nt_xent_loss, numpy_ref=np_nt_xent_loss,
              grad_argnums=(0, 1), targets=(_t("torch/fastloss", 2),),
              notes="torch: SimCLR in torch ops; matmul-bound, no floor target"),
-    Workload("W15", loss="batch_hard_triplet_loss", title="batch_hard_triplet_loss B=4096 D=128",
+    Workload("W15", loss="batch_hard_triplet_loss", title="batch_hard_triplet_loss B={n} D=128",
              build=_build_batch_hard, n=4096, n_quick=768, torch_ref=ref_batch_hard_triplet_loss,
              numpy_ref=ref_batch_hard_triplet_loss, targets=(_t("torch/fastloss", 3),),
              notes="torch: batch-hard mining in torch ops; no floor target"),
@@ -515,20 +518,20 @@ _BY_BASE = {w.id: w for w in BASE}
 
 def _none_variant(base):
     return replace(_BY_BASE[base], id=f"W16/{base}", reduction="none", variant="none",
-                   title=_BY_BASE[base].title + ' reduction="none"',
+                   title=_BY_BASE[base].title + " none",
                    targets=(_t("torch/fastloss", 3), _t("fastloss/floor", 2)))
 
 
 def _grad_variant(base):
     w = _BY_BASE[base]
-    return replace(w, id=f"W17/{base}", variant="grad", numpy_ref=None, title=w.title + " return_grad",
+    return replace(w, id=f"W17/{base}", variant="grad", numpy_ref=None, title=w.title + " +grad",
                    targets=(_t("torch/fastloss", 6), _t("grad/loss", 1.4)),
                    notes="torch: forward + autograd.grad")
 
 
 def _f64_variant(base):
     w = _BY_BASE[base]
-    return replace(w, id=f"{base}/f64", dtype="float64", title=w.title + " float64",
+    return replace(w, id=f"{base}/f64", dtype="float64", title=w.title + " f64",
                    targets=(_t("sklearn/fastloss", 4),),
                    notes="sklearn: HalfMultinomialLoss/HalfBinomialLoss(n_threads=T).loss(...).mean()")
 
