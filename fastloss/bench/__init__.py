@@ -1,0 +1,344 @@
+"""``fastloss bench``: the WORKLOADS.md benchmark, fastloss against PyTorch, NumPy and scikit-learn.
+
+Every workload (``fastloss/bench/workloads.py``) runs on seeded synthetic data, in this one process,
+at each thread count T: fastloss with ``num_threads=T``, torch with ``torch.set_num_threads(T)``,
+NumPy (single-threaded elementwise; its BLAS limited to T) and, for the float64 rows, scikit-learn
+with ``n_threads=T``.  Median of ``--repeat`` (>= 5) interleaved runs after a warm-up.  The floor is
+the bytes the kernel must move over the read bandwidth of a streaming sum measured at the same T
+(``fastloss/bench/measure.py`` documents every method).  Losses not in the library yet are listed
+as skipped.
+
+    fastloss bench --quick                         # the README's main job: < 1 minute on 2 cores
+    fastloss bench --threads 1,2,4 --only cross_entropy,W6 --json out.json --markdown RESULTS.md
+    fastloss bench --plot speedups.png             # needs matplotlib (pip install "fastloss[plot]")
+"""
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from . import measure as M
+from . import report as R
+from . import workloads as W
+
+__all__ = ["main", "run"]
+
+CHECK_TOL = {"float32": 1e-4, "float64": 1e-12}
+
+
+def _int_list(text):
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"thread counts must be >= 1, got {text!r}")
+    return sorted(set(values))
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="fastloss bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="smaller sizes (each workload's n_quick): the whole run in under a minute on 2 cores")
+    p.add_argument("--threads", type=_int_list, default=None,
+                   help="comma-separated thread counts (default: 1 and all cores)")
+    p.add_argument("--only", default=None,
+                   help="comma-separated loss names, workload ids (W1, W17/W6, W1/f64) or groups (W16)")
+    p.add_argument("--json", metavar="PATH", help="write machine-readable results (with machine info)")
+    p.add_argument("--markdown", metavar="PATH",
+                   help="write the tables as markdown (for benchmarks/RESULTS.md)")
+    p.add_argument("--plot", metavar="PATH.png", help="speedup bars and thread scaling (needs matplotlib)")
+    p.add_argument("--size-scale", type=float, default=1.0,
+                   help="multiply every workload's N (e.g. 0.01 for a seconds-long smoke run)")
+    p.add_argument("--repeat", type=int, default=5, help="timed runs per implementation (median; default 5)")
+    p.add_argument("--floor-mib", type=int, default=512,
+                   help="MiB of the array the read-bandwidth floor streams over (default 512)")
+    p.add_argument("--no-small", action="store_true", help="skip the small-input call-overhead table")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
+    return p
+
+
+class Progress:
+    """One status line on stderr (rewritten in place on a terminal, one line per step otherwise)."""
+
+    def __init__(self, total, stream=sys.stderr):
+        self.total, self.done, self.stream = total, 0, stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+
+    def show(self, text, transient=False):
+        line = f"[{self.done}/{self.total}] {text}"
+        if self.tty:
+            self.stream.write("\r\033[K" + line)
+        elif not transient:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def step(self, text):
+        self.done += 1
+        self.show(text)
+
+    def close(self):
+        if self.tty:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("fastloss bench: --plot needs matplotlib, which is not installed "
+                  "(pip install matplotlib, or pip install \"fastloss[plot]\")", file=sys.stderr)
+            return 2
+    if args.repeat < 1 or args.size_scale <= 0 or args.floor_mib < 1:
+        print("fastloss bench: --repeat, --size-scale and --floor-mib must be positive", file=sys.stderr)
+        return 2
+    try:
+        selected = W.select(args.only.split(",") if args.only else None)
+    except ValueError as exc:
+        print(f"fastloss bench: --only: {exc}", file=sys.stderr)
+        return 2
+    threads = args.threads or sorted({1, W.available_cores()})
+    data = run(selected, threads, quick=args.quick, scale=args.size_scale, repeat=args.repeat,
+               floor_mib=args.floor_mib, small=not args.no_small, memory=not args.no_memory)
+    print(R.render(data, "text"))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(R.jsonable(data), fh, indent=1, allow_nan=True)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.markdown:
+        with open(args.markdown, "w") as fh:
+            fh.write(R.render(data, "markdown"))
+        print(f"wrote {args.markdown}", file=sys.stderr)
+    if args.plot:
+        R.plot(data, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def run(selected, threads, quick=False, scale=1.0, repeat=5, floor_mib=512, small=True, memory=True):
+    """Run the benchmark; the result is the dict written as JSON (see report.jsonable)."""
+    import fastloss
+    cfg = fastloss.config()
+    avx512 = _cpu_has_avx512()
+    todo = [w for w in selected if W.implemented(w)]
+    smalls = [W.BY_ID[i] for i in W.SMALL_WORKLOADS if W.BY_ID[i] in todo] if small else []
+    progress = Progress(len(threads) + len(todo) * len(threads) + len(smalls))
+    data = {
+        "schema": "fastloss-bench/1",
+        "machine": dict(cfg, cpu_avx512=avx512, sklearn=_version("sklearn"),
+                        threadpoolctl=_version("threadpoolctl")),
+        "settings": {"threads": threads, "quick": quick, "size_scale": scale, "repeat": repeat,
+                     "floor_mib": floor_mib, "only": [w.id for w in selected],
+                     "targets": "full (AVX-512 CPU)" if avx512 else
+                                "AVX2 calibration (CPU without AVX-512): W1-W5 torch>=3, W6 torch>=4"},
+        "floor": [],
+        "workloads": [],
+        "small": [],
+        "notes": _notes(quick, avx512, cfg),
+    }
+    for T in threads:
+        progress.step(f"read bandwidth at T={T} ({floor_mib} MiB streaming sum)")
+        data["floor"].append(M.read_bandwidth(T, floor_mib, repeat=repeat))
+    bandwidth = {f["threads"]: f["bandwidth"] for f in data["floor"]}
+    for w in selected:
+        rec = {"id": w.id, "loss": w.loss, "title": w.describe(W.size(w, quick, scale)), "dtype": w.dtype,
+               "reduction": w.reduction, "variant": w.variant, "notes": w.notes, "status": "ok", "rows": [],
+               "targets": [{"metric": t.metric, "bound": t.bound_for(avx512, 1)} for t in w.targets]}
+        data["workloads"].append(rec)
+        if w not in todo:
+            rec.update(status="skipped", note="not implemented yet")
+            continue
+        _run_workload(w, rec, threads, quick, scale, repeat, bandwidth, avx512, memory, progress)
+    for w in smalls:
+        progress.step(f"small inputs {w.id} {w.loss}")
+        data["small"].extend(_run_small(w, max(threads)))
+    progress.close()
+    return data
+
+
+def _run_workload(w, rec, threads, quick, scale, repeat, bandwidth, avx512, memory, progress):
+    n = W.size(w, quick, scale)
+    args, kwargs = W.build(w, n)
+    rec["n"] = n
+    rec["inputs"] = {name: f"{a.dtype}{list(a.shape)}" for name, a in _named_arrays(args, kwargs)}
+    loss_only = None
+    if w.variant == "grad":
+        from dataclasses import replace
+        loss_only = replace(w, variant="loss")
+    for T in threads:
+        progress.step(f"{w.id} {w.loss} T={T}")
+        with W.thread_limits(T):
+            fns = W.callables(w, args, kwargs, T)
+            if loss_only is not None:
+                fns["fastloss loss only"] = W.callables(loss_only, args, kwargs, T, impls=("fastloss",))[
+                    "fastloss"]
+            label = f"{w.id} {w.loss} T={T}"
+            runs, results, errors = M.time_interleaved(
+                fns, repeat=repeat,
+                progress=lambda r, lb=label: progress.show(f"{lb} run {r + 1}/{repeat}", transient=True))
+            if memory and T == max(threads) and w.variant == "loss" and w.reduction != "none" \
+                    and "fastloss" not in errors:
+                rec["memory"] = {k: M.extra_peak(fn) for k, fn in fns.items() if k not in errors}
+        if errors:
+            rec.setdefault("errors", {}).update(errors)
+        if "fastloss" in errors:
+            rec.update(status="error", note=f"fastloss raised {errors['fastloss']}")
+            return
+        times = {k: M.median(v) for k, v in runs.items()}
+        fl_value = results["fastloss"][0] if w.variant == "grad" else results["fastloss"]
+        rec["bytes"] = M.traffic_bytes(w, args, kwargs, fl_value)
+        row = {"threads": T, "times_s": times, "runs_s": runs,
+               "ratios": _ratios(times, rec["bytes"], bandwidth[T])}
+        _judge(w, row, avx512)
+        rec["rows"].append(row)
+        if "check" not in rec:
+            rec["check"] = _check(w, results)
+        del results, fns
+    rows = {r["threads"]: r["times_s"]["fastloss"] for r in rec["rows"]}
+    if 8 in rows and 16 in rows and rows[16] > rows[8]:
+        rec["note"] = "slower at 16 threads than at 8"
+        for r in rec["rows"]:
+            if r["threads"] == 16:
+                r["pass"], r["failed"] = False, r["failed"] + ["scaling 8->16"]
+
+
+def _ratios(times, nbytes, bandwidth):
+    fl = times["fastloss"]
+    out = {f"{k}/fastloss": times[k] / fl for k in ("torch", "numpy", "sklearn") if times.get(k)}
+    out["fastloss/floor"] = fl / (nbytes / bandwidth)
+    if times.get("fastloss loss only"):
+        out["grad/loss"] = fl / times["fastloss loss only"]
+    return out
+
+
+def _judge(w, row, avx512):
+    """pass = every applicable target met; torch ratios are targets at T=1 and T=2 (WORKLOADS.md)."""
+    T, verdicts, shown = row["threads"], {}, []
+    for t in w.targets:
+        if t.metric == "torch/fastloss" and T > 2:
+            continue
+        shown.append(t.describe(avx512, T))
+        verdicts[t.metric] = t.met(row["ratios"].get(t.metric), avx512, T)
+    row["target"] = " ".join(shown)
+    row["failed"] = [t.short for t in w.targets if verdicts.get(t.metric) is False]
+    judged = [ok for ok in verdicts.values() if ok is not None]
+    row["pass"] = (not row["failed"]) if judged else None
+
+
+def _as_numpy(x):
+    if hasattr(x, "detach"):
+        return x.detach().numpy()
+    return np.asarray(x)
+
+
+def rel_diff(a, b):
+    """max |a - b| / max |b| (nan where both are nan counts as equal); None for mismatched shapes."""
+    a, b = np.asarray(_as_numpy(a), dtype=np.float64), np.asarray(_as_numpy(b), dtype=np.float64)
+    if a.shape != b.shape:
+        return None
+    if a.size == 0:
+        return 0.0
+    both_nan = np.isnan(a) & np.isnan(b)
+    d = np.where(both_nan, 0.0, np.abs(a - b))
+    scale = np.max(np.where(both_nan, 0.0, np.abs(b)))
+    return float(np.max(d) / scale) if scale > 0 else float(np.max(d))
+
+
+def _check(w, results):
+    """The fastloss value against each reference's (the gradient against torch.autograd for W17)."""
+    tol = CHECK_TOL[w.dtype]
+    diffs = {}
+    if w.variant == "grad":
+        fl = results["fastloss"][1]
+        ref = results.get("torch")
+        if ref is not None:
+            fl = fl if isinstance(fl, (tuple, list)) else (fl,)
+            parts = [rel_diff(a, b) for a, b in zip(fl, ref)] if len(fl) == len(ref) else [None]
+            diffs["torch (grad)"] = None if None in parts else max(parts)
+    else:
+        for k in ("numpy", "torch", "sklearn"):
+            if k in results:
+                diffs[k] = rel_diff(results["fastloss"], results[k])
+    known = [d for d in diffs.values() if d is not None]
+    return {"rel_diff": diffs, "tol": tol, "ok": all(d <= tol for d in known) if known else None}
+
+
+def _run_small(w, T):
+    out = []
+    for n in W.SMALL_SIZES:
+        args, kwargs = W.build(w, n)
+        with W.thread_limits(T):
+            fns = W.callables(w, args, kwargs, T, impls=("fastloss", "torch", "numpy"))
+            fns["bare numpy"] = lambda x=args[0]: np.add.reduce(x, axis=None)
+            times = {}
+            for k, fn in fns.items():
+                try:
+                    times[k] = M.per_call(fn)
+                except Exception as exc:
+                    times[k] = None
+                    if k == "fastloss":
+                        raise RuntimeError(f"{w.id} at n={n}: {exc}") from exc
+        over = times["fastloss"] - times["bare numpy"]
+        out.append({"id": w.id, "loss": w.loss, "n": n, "threads": T, "times_s": times,
+                    "overhead_vs_bare_s": over, "target_s": W.SMALL_OVERHEAD_TARGET_S,
+                    "pass": over <= W.SMALL_OVERHEAD_TARGET_S})
+    return out
+
+
+def _named_arrays(args, kwargs):
+    items = [(f"arg{i}", a) for i, a in enumerate(args)] + list(kwargs.items())
+    return [(k, a) for k, a in items if isinstance(a, np.ndarray)]
+
+
+def _cpu_has_avx512() -> bool:
+    try:
+        from .._kernels import _runtime
+        return _runtime.cpu_vector_level() >= 2
+    except Exception:
+        return False
+
+
+def _version(module):
+    try:
+        return __import__(module).__version__
+    except Exception:
+        return None
+
+
+def _notes(quick, avx512, cfg):
+    notes = [
+        "Times: median of the timed runs after one warm-up; implementations interleaved; gc off.",
+        "Same thread count T for all: fastloss num_threads=T, torch.set_num_threads(T), sklearn n_threads=T. "
+        "NumPy's elementwise ufuncs are single-threaded at every T (its BLAS, used by W14/W15, is limited "
+        "to T with threadpoolctl), so numpy/fastloss grows with T by construction.",
+        "floor = bytes the kernel must move (inputs read once; + the reduction='none' output for W16; "
+        "+ the gradient for W17) / read bandwidth of a streaming float32 sum at the same T (best of NumPy "
+        "add.reduce over T chunks in a thread pool and torch.sum). fastloss/floor = 1 is the memory limit.",
+        "torch references: torch.nn.functional where it has the loss; torchvision's formulas (focal, GIoU, "
+        "CIoU) and the other losses without a torch function written in torch ops. W17: forward + "
+        "torch.autograd.grad. float64 rows: scikit-learn HalfMultinomialLoss (= cross-entropy exactly) / "
+        "HalfBinomialLoss (= BCE-with-logits; pos_weight as a sample weight on the positives), loss then "
+        "mean.",
+        "Memory: extra peak of one call at the largest T: tracemalloc (NumPy/fastloss arrays; blind to "
+        "torch's allocator) and resident-set high-water mark (VmHWM reset via /proc/self/clear_refs, any "
+        "allocator, page granularity).",
+        "check: max relative difference of the fastloss result from each reference's (W17: the gradient "
+        "against torch.autograd); tolerance 1e-4 for float32 (the references compute in float32 too), "
+        "1e-12 for float64.",
+        "Targets on the torch ratio apply at T=1 and T=2 (WORKLOADS.md); floor and sklearn targets at "
+        "every T.",
+    ]
+    if not avx512:
+        notes.append("CPU without AVX-512: the WORKLOADS.md AVX2 calibration applies "
+                     "(W1-W5 torch>=3, W6 torch>=4).")
+    if quick:
+        notes.append("--quick: smaller inputs than WORKLOADS.md (targets are set for the full sizes; small "
+                     "inputs may sit in cache, so fastloss/floor can drop below 1).")
+    if not cfg.get("torch"):
+        notes.append("torch is not installed: compared against NumPy (and scikit-learn) only.")
+    return notes

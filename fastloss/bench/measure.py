@@ -1,0 +1,174 @@
+"""Measurements for ``fastloss bench``: timings, the read-bandwidth floor, peak memory, call overhead.
+
+Methods (also written into the JSON ``notes``):
+
+* Timing: one warm-up call per implementation, then ``repeat`` rounds that call the implementations
+  in turn (interleaved, so a noisy neighbour hurts all of them alike); the median per
+  implementation.  The garbage collector is off while timing.
+* Floor: the read bandwidth of a plain streaming sum over a ``floor_mib`` MiB float32 array at T
+  threads, best of (a) NumPy ``add.reduce`` over T equal chunks in a ``ThreadPoolExecutor``
+  (NumPy releases the GIL in reductions; one chunk, no pool, at T=1) and (b) ``torch.sum`` with
+  ``torch.set_num_threads(T)`` when torch is installed.  The best of the two is the most demanding
+  floor.  A workload's floor time is the bytes its kernel must move (each input read once, plus the
+  output of ``reduction="none"`` and the gradient of ``return_grad=True``) over that bandwidth.
+* Memory: the extra peak of one call over the memory in use before it, two ways: ``tracemalloc``
+  (NumPy registers its array allocations with it, so it sees fastloss's and NumPy's arrays but not
+  torch's allocator) and the resident-set high-water mark (``VmHWM``, reset by writing ``5`` to
+  ``/proc/self/clear_refs``, Linux >= 4.0), after ``malloc_trim(0)`` so that freed heap pages are
+  not silently reused.  RSS sees every allocator (torch included) at page granularity.
+* Small inputs: per-call time over a loop sized to ~``budget_s``, median of 7 loops, against a
+  bare NumPy call (``np.add.reduce`` of the prediction).
+"""
+import contextlib
+import ctypes
+import gc
+import statistics
+import time
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+
+def time_interleaved(fns, repeat=5, warmup=1, progress=None):
+    """Time zero-argument callables: warm-up, then interleaved rounds.
+
+    Returns (runs, results, errors): {name: [seconds, ...]}, each callable's warm-up result, and
+    {name: message} for a callable that raised (it is dropped from the rounds)."""
+    runs, results, errors = {k: [] for k in fns}, {}, {}
+    live = dict(fns)
+    for name, fn in list(live.items()):
+        try:
+            for _ in range(warmup):
+                results[name] = fn()
+        except Exception as exc:  # a loss still being written, a reference torch lacks, ...
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            del live[name], runs[name]
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(repeat):
+            if progress:
+                progress(r)
+            for name, fn in live.items():
+                t0 = time.perf_counter()
+                fn()
+                runs[name].append(time.perf_counter() - t0)
+    finally:
+        if was_enabled:
+            gc.enable()
+    return runs, results, errors
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+# ---------------------------------------------------------------- floor
+
+def read_bandwidth(threads, floor_mib=512, repeat=5):
+    """Bytes/s of a streaming float32 sum at ``threads``:
+    {"bandwidth": best, "method": its name, "methods": {name: bytes/s}}.  The array dies on return."""
+    from .workloads import thread_limits, torch_available
+    a = np.ones(floor_mib * 2 ** 20 // 4, dtype=np.float32)    # np.ones touches every page
+    with contextlib.ExitStack() as stack:
+        if threads == 1:
+            fns = {"numpy add.reduce": lambda: np.add.reduce(a)}
+        else:
+            pool = stack.enter_context(ThreadPoolExecutor(threads))
+            chunks = np.array_split(a, threads)
+            fns = {f"numpy add.reduce x{threads} threads": lambda: sum(pool.map(np.add.reduce, chunks))}
+        if torch_available():
+            import torch
+            t = torch.from_numpy(a)
+            fns["torch.sum"] = lambda: t.sum()
+        with thread_limits(threads):
+            runs, _, _ = time_interleaved(fns, repeat=repeat)
+    methods = {name: a.nbytes / median(xs) for name, xs in runs.items()}
+    best = max(methods, key=methods.get)
+    return {"threads": threads, "bandwidth": methods[best], "method": best, "methods": methods,
+            "array_bytes": a.nbytes}
+
+
+def traffic_bytes(w, args, kwargs, result):
+    """Bytes the kernel must move: every array argument read once, plus the reduction="none" output
+    and the gradient of return_grad=True, each written once."""
+    arrays = [a for a in list(args) + list(kwargs.values()) if isinstance(a, np.ndarray)]
+    n = sum(a.nbytes for a in arrays)
+    if w.variant == "none" and result is not None:
+        n += np.asarray(result).nbytes
+    if w.variant == "grad":
+        n += sum(args[i].nbytes for i in w.grad_argnums)
+    return n
+
+
+# ---------------------------------------------------------------- memory
+
+def _status_kib(key):
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def _malloc_trim():
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def extra_peak(fn):
+    """{"tracemalloc": bytes, "rss": bytes or None} of extra peak memory during one call of ``fn``."""
+    _malloc_trim()       # no gc.collect(): with torch loaded it costs ~0.4 s and arrays die by refcount
+    rss = None
+    if _reset_hwm():
+        before = _status_kib("VmRSS")
+        _reset_hwm()
+        r = fn()
+        rss = max(0, (_status_kib("VmHWM") - before) * 1024)
+        del r
+        _malloc_trim()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        r = fn()
+        peak = tracemalloc.get_traced_memory()[1] - base
+        del r
+    finally:
+        tracemalloc.stop()
+    return {"tracemalloc": max(0, peak), "rss": rss}
+
+
+# ---------------------------------------------------------------- small inputs
+
+def per_call(fn, budget_s=0.005, repeat=7):
+    """Median seconds per call of a fast callable: loops sized to about ``budget_s`` each."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-7)
+    loops = max(1, int(budget_s / one))
+    out = []
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            for _ in range(loops):
+                fn()
+            out.append((time.perf_counter() - t0) / loops)
+    finally:
+        if was_enabled:
+            gc.enable()
+    return median(out)

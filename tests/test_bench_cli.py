@@ -1,0 +1,187 @@
+"""``fastloss bench``: the command, its JSON, its options, and the benchmark's own references.
+
+These test the command, not timings: sizes are tiny (``--size-scale``), and no ratio is asserted.
+"""
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastloss
+from fastloss import bench
+from fastloss.bench import workloads as W
+
+CE_IDS = ["W1", "W2", "W3", "W4", "W5", "W16/W1", "W17/W1", "W1/f64", "W2/f64"]
+TINY = ["--quick", "--size-scale", "0.01", "--floor-mib", "16"]
+
+
+def _run_cli(*argv):
+    root = Path(fastloss.__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "fastloss", "bench", *argv], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_json_is_valid_and_complete(tmp_path):
+    out = tmp_path / "bench.json"
+    md = tmp_path / "results.md"
+    proc = _run_cli(*TINY, "--only", "cross_entropy", "--threads", "1", "--json", str(out),
+                    "--markdown", str(md))
+    assert proc.returncode == 0, proc.stderr
+    assert "W1 " in proc.stdout and "Read bandwidth" in proc.stdout and "Small inputs" in proc.stdout
+    assert "[1/" in proc.stderr  # the progress display
+    data = json.loads(out.read_text())
+
+    machine = data["machine"]
+    for key in ("cpu", "cores", "isa", "openmp", "numpy", "torch", "fastloss", "python"):
+        assert key in machine
+    assert data["settings"]["threads"] == [1]
+    assert data["settings"]["quick"] is True
+    (floor,) = data["floor"]
+    assert floor["threads"] == 1 and floor["bandwidth"] > 0 and floor["method"] in floor["methods"]
+
+    by_id = {w["id"]: w for w in data["workloads"]}
+    assert sorted(by_id) == sorted(CE_IDS)
+    for wid, rec in by_id.items():
+        assert rec["status"] == "ok", (wid, rec.get("note"))
+        assert rec["bytes"] > 0 and rec["n"] >= 1
+        (row,) = rec["rows"]
+        assert row["threads"] == 1
+        assert len(row["runs_s"]["fastloss"]) == data["settings"]["repeat"] >= 5
+        assert row["times_s"]["fastloss"] > 0 and row["times_s"]["torch"] > 0
+        assert row["ratios"]["torch/fastloss"] > 0 and row["ratios"]["fastloss/floor"] > 0
+        assert row["target"] and row["pass"] in (True, False)
+        assert rec["check"]["ok"] is True, (wid, rec["check"])
+        if rec["variant"] == "grad":
+            assert row["ratios"]["grad/loss"] > 0 and "numpy" not in row["times_s"]
+        else:
+            assert row["ratios"]["numpy/fastloss"] > 0
+        if rec["dtype"] == "float64":
+            assert row["ratios"]["sklearn/fastloss"] > 0
+            assert rec["check"]["rel_diff"]["sklearn"] <= 1e-12
+        if rec["variant"] == "loss":
+            mem = rec["memory"]
+            assert set(mem) >= {"fastloss", "torch", "numpy"}
+            assert mem["fastloss"]["tracemalloc"] >= 0
+    assert [(s["id"], s["n"]) for s in data["small"]] == [("W2", n) for n in W.SMALL_SIZES]
+    assert all(s["times_s"]["fastloss"] > 0 and "bare numpy" in s["times_s"] for s in data["small"])
+    assert data["notes"]
+    text = md.read_text()
+    assert text.startswith("# fastloss benchmark") and "| W1 |" in text
+
+
+def test_plot_without_matplotlib_fails_fast_with_one_clear_line(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    monkeypatch.setattr(bench, "run", lambda *a, **k: pytest.fail("benchmark ran before the check"))
+    rc = bench.main(["--quick", "--plot", str(tmp_path / "p.png")])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0
+    assert len(err.splitlines()) == 1 and "--plot needs matplotlib" in err and "pip install" in err
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_plot_with_matplotlib(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "p.png"
+    proc = _run_cli(*TINY, "--only", "W2,W6", "--threads", "1,2", "--no-small", "--no-memory",
+                    "--plot", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unknown_only_is_an_error(capsys):
+    assert bench.main(["--only", "cross_entropy,no_such_loss"]) == 2
+    assert "no_such_loss" in capsys.readouterr().err
+
+
+def test_bad_threads_is_an_argparse_error():
+    with pytest.raises(SystemExit):
+        bench.main(["--threads", "0"])
+
+
+def test_losses_not_in_the_library_are_skipped(monkeypatch):
+    monkeypatch.delattr(fastloss, "binary_cross_entropy_with_logits")
+    data = bench.run([W.BY_ID["W2"], W.BY_ID["W6"]], [1], quick=True, scale=0.01, floor_mib=8, small=False,
+                     memory=False)
+    status = {w["id"]: (w["status"], w.get("note")) for w in data["workloads"]}
+    assert status == {"W2": ("ok", None), "W6": ("skipped", "not implemented yet")}
+    assert "not implemented yet" in bench.report.render(data)
+
+
+def test_select_by_loss_id_and_group():
+    assert [w.id for w in W.select(["cross_entropy"])] == CE_IDS
+    assert [w.id for w in W.select(["W16"])] == ["W16/W1", "W16/W6", "W16/W8", "W16/W10"]
+    assert [w.id for w in W.select(["w1"])] == ["W1", "W1/f64"]
+    assert [w.id for w in W.select(["W17/W6", "mse_loss"])] == ["W9", "W17/W6"]
+    with pytest.raises(ValueError, match="nope"):
+        W.select(["nope"])
+
+
+def test_every_workload_of_workloads_md_is_defined():
+    assert {w.base for w in W.WORKLOADS} == {f"W{i}" for i in range(1, 18)}
+    for w in W.WORKLOADS:
+        assert w.targets and w.torch_ref is not None
+        assert w.numpy_ref is not None or w.variant == "grad"
+    assert all(W.BY_ID[i].sklearn_ref is not None for i in ("W1/f64", "W2/f64", "W6/f64"))
+
+
+# ---------------------------------------------------------------- the benchmark's references
+
+def _tiny(w, dtype="float64"):
+    w = replace(w, dtype=dtype)
+    return w, W.build(w, min(w.n_quick, 40))
+
+
+@pytest.mark.parametrize("wid", [w.id for w in W.WORKLOADS if w.numpy_ref is not None])
+def test_numpy_reference_matches_torch_reference_in_float64(wid):
+    pytest.importorskip("torch")
+    w, (args, kwargs) = _tiny(W.BY_ID[wid])
+    fns = W.callables(w, args, kwargs, 1, impls=("torch", "numpy"))
+    got, want = fns["numpy"](), fns["torch"]().detach().numpy()
+    assert np.shape(got) == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("wid", [w.id for w in W.WORKLOADS if w.variant == "grad"])
+def test_torch_gradient_reference_runs(wid):
+    pytest.importorskip("torch")
+    w, (args, kwargs) = _tiny(W.BY_ID[wid])
+    grads = W.callables(w, args, kwargs, 1, impls=("torch",))["torch"]()
+    assert [g.shape for g in grads] == [args[i].shape for i in w.grad_argnums]
+    assert all(np.isfinite(g.numpy()).all() for g in grads)
+
+
+@pytest.mark.parametrize("wid", ["W1/f64", "W2/f64", "W6/f64"])
+def test_sklearn_reference_matches_numpy(wid):
+    pytest.importorskip("sklearn")
+    w, (args, kwargs) = _tiny(W.BY_ID[wid])
+    fns = W.callables(w, args, kwargs, 1, impls=("numpy", "sklearn"))
+    assert fns["sklearn"]() == pytest.approx(fns["numpy"](), rel=1e-13)
+
+
+def test_box_references_on_hand_computed_pairs():
+    b1 = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 2, 2]], dtype=np.float64)
+    b2 = np.array([[0, 0, 1, 1], [1, 0, 2, 1], [2, 0, 3, 1], [1, 1, 3, 3]], dtype=np.float64)
+    eps = 1e-7
+    # identical; touching (iou 0, hull 2 = union); apart (hull 3, union 2); overlap 1 of union 7, hull 9
+    giou = 1 - np.array([1 / (1 + eps), 0, -(1 / (3 + eps)), 1 / (7 + eps) - 2 / (9 + eps)])
+    np.testing.assert_allclose(W.ref_generalized_box_iou_loss(b1, b2, eps=eps), giou, rtol=1e-12)
+    # CIoU of same-shaped boxes: 1 - iou + centre distance^2 / hull diagonal^2 (aspect term 0)
+    ciou = 1 - np.array([1 / (1 + eps), 0, 0, 1 / (7 + eps)]) \
+        + np.array([0, 1, 4, 2]) / (np.array([0, 5, 10, 18]) + eps)
+    np.testing.assert_allclose(W.ref_complete_box_iou_loss(b1, b2, eps=eps), ciou, rtol=1e-12)
+
+
+def test_cross_entropy_reference_is_stable_and_honours_ignore_and_weights():
+    x = np.array([[1e4, 0.0, -np.inf], [0.0, 0.0, 0.0], [5.0, 1.0, 2.0]])
+    y = np.array([1, -100, 0])
+    w = np.array([2.0, 0.5, 1.0])
+    got = W.np_cross_entropy(x, y, weight=w, reduction="none")
+    lse2 = 5 + np.log(1 + np.exp(-4) + np.exp(-3))
+    np.testing.assert_allclose(got, [0.5 * 1e4, 0.0, 2.0 * (lse2 - 5)], rtol=1e-14)
+    assert W.np_cross_entropy(x, y, weight=w) == pytest.approx((0.5 * 1e4 + 2 * (lse2 - 5)) / 2.5, rel=1e-14)
