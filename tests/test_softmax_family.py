@@ -96,11 +96,7 @@ SHAPES = {"NC": (37, 5), "C": (5,), "NCdd": (3, 4, 5, 6)}
 
 # V.labels_array ends with np.ascontiguousarray, which turns a 0-d array into shape (1,): every loss with
 # class-index targets then rejects the unbatched (C,) input with its scalar target.
-UNBATCHED_BUG = pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "BUG: unbatched (C,) input with a 0-d / Python-int class target raises ValueError 'target shape (1,) "
-    "does not match input: expected ()' -- fastloss/_validate.py labels_array() calls np.ascontiguousarray, "
-    "which promotes 0-d arrays to shape (1,) (affects cross_entropy, nll_loss, softmax_focal_loss, "
-    "multi_margin_loss)"))
+UNBATCHED_BUG = ()  # fixed: _validate.labels_array keeps 0-d labels 0-d
 
 
 def label_shapes(shapes):
@@ -184,9 +180,6 @@ def test_nll_bad_label_names_position_and_value(grad):
         fl.nll_loss(x4, y4, return_grad=grad)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: fastloss/_validate.py raise_bad_label formats a multi-dimensional "
-                   "position with numpy 2 scalar reprs: 'position (np.int64(1), np.int64(2), np.int64(3))' "
-                   "instead of '(1, 2, 3)' (np.unravel_index returns np.int64s; convert with int())")
 def test_bad_label_position_is_plain_tuple():
     x4 = log_probs(logits(np.random.default_rng(4), (2, 3, 4, 5)), 1)
     y4 = np.zeros((2, 4, 5), dtype=np.int32)
@@ -217,7 +210,7 @@ def test_nll_hostile_values():
         compare(fl.nll_loss, F.nll_loss, x, [y], {}, {}, np.float64, red)
 
 
-@UNBATCHED_BUG
+
 @pytest.mark.parametrize("target", ["int", "0d", "tensor"])
 def test_unbatched_scalar_class_target(target):
     x = logits(np.random.default_rng(21), (5,))
