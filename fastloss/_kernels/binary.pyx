@@ -64,14 +64,15 @@ ctypedef fused kind_t:
 #   loss = (y - 1) * max(log1p(-p), -100) - y * max(log(p), -100)
 # and torch's backward (binary_cross_entropy_backward), which autograd returns -- note it is the
 # derivative of the *unclamped* loss with the denominator clamped, not of the clamped loss:
-#   dloss/dp = (p - y) / max((1 - p) * p, 1e-12)
+#   dloss/dp = (p - y) / max((1 - p) * p, EPSILON),  EPSILON = 1e-12 rounded to float (torch's constant
+#   is a float, also in double kernels: the clamp is 9.99999996e-13)
 # Inputs are validated to [0, 1] (no nan), so f_max's nan rule only matters for log1p(-1): fl_log1p
 # gives nan there, and f_max(nan, -100) = -100 is the clamp torch applies to log(0) = -inf.
 cdef inline floating bce_point(floating p, floating y, floating* dp) noexcept nogil:
     cdef floating one = 1
     cdef floating log_p = f_max(f_log(p), <floating> -100)
     cdef floating log_1mp = f_max(f_log1p(-p), <floating> -100)
-    dp[0] = (p - y) / f_max((one - p) * p, <floating> 1e-12)
+    dp[0] = (p - y) / f_max((one - p) * p, <floating> <float> 1e-12)
     return (y - one) * log_1mp - y * log_p
 
 
