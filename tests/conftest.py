@@ -60,8 +60,9 @@ def assert_close_spec(got, ref64, dtype, reduced=None, what=""):
     Checks the result's dtype (the prediction's dtype), its shape, then values with nan == nan and
     infinities equal in sign.  ``reduced`` defaults to "the reference is a scalar"."""
     dtype = np.dtype(dtype)
-    ref = np.asarray(ref64.detach().numpy() if torch is not None and isinstance(ref64, torch.Tensor) else ref64,
-                     dtype=np.float64)
+    if torch is not None and isinstance(ref64, torch.Tensor):
+        ref64 = ref64.detach().numpy()
+    ref = np.asarray(ref64, dtype=np.float64)
     if reduced is None:
         reduced = ref.ndim == 0
     assert isinstance(got, (np.ndarray, np.generic)), f"{what}: expected a NumPy result, got {type(got)}"

@@ -121,7 +121,8 @@ def float64_inputs():
     bits = rng.integers(0, 2**64, size=600_000, dtype=np.uint64, endpoint=False).view(np.float64)
     exp_range = rng.uniform(-746.0, 710.0, size=400_000)
     small = rng.uniform(-1.0, 1.0, size=300_000) * 10.0 ** rng.uniform(-20, 0, size=300_000)
-    log1p_range = np.concatenate([rng.uniform(-1.0, 1e3, size=200_000), -1 + 10.0 ** rng.uniform(-16, 0, 100_000)])
+    log1p_range = np.concatenate([rng.uniform(-1.0, 1e3, size=200_000),
+                                  -1 + 10.0 ** rng.uniform(-16, 0, 100_000)])
     runs = []
     for c in [1.0, -1.0, 0.5, 709.782712893384, -708.3964185322641, -745.1332191019412, 0.0,
               5e-324, 2.2250738585072014e-308, 40.0, -40.0]:
@@ -233,7 +234,8 @@ def test_special_values(func, x, expected, dtype):
         if np.isnan(expected):
             assert np.isnan(got).all(), (func, x, level, got[0])
         else:
-            np.testing.assert_array_equal(got, np.full(37, expected, dtype=dtype), err_msg=f"{func}({x}) {level}")
+            np.testing.assert_array_equal(got, np.full(37, expected, dtype=dtype),
+                                          err_msg=f"{func}({x}) {level}")
             if expected == 0:
                 assert (np.signbit(got) == np.signbit(expected)).all(), f"{func}({x}) sign of zero ({level})"
 

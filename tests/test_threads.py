@@ -76,8 +76,8 @@ def test_omp_num_threads_is_honoured(n):
     "overrides OMP_NUM_THREADS for fastloss.  Fix: read the version with importlib.metadata or "
     "sys.modules.get('torch') instead of importing torch"))
 def test_config_does_not_change_the_thread_default():
-    out = run_python("import fastloss as fl; a = fl.get_num_threads(); fl.config(); print(a, fl.get_num_threads())",
-                     OMP_NUM_THREADS=3)
+    out = run_python("import fastloss as fl; a = fl.get_num_threads(); fl.config(); "
+                     "print(a, fl.get_num_threads())", OMP_NUM_THREADS=3)
     assert out.split() == ["3", "3"]
 
 
@@ -234,7 +234,8 @@ def test_gil_is_released_during_a_call():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((8000, 2000), dtype=np.float32)
     y = rng.integers(0, 2000, 8000)
-    frac, call_time = _main_thread_stall_fraction(lambda: fl.cross_entropy(x, y, num_threads=1, return_grad=True))
+    frac, call_time = _main_thread_stall_fraction(
+        lambda: fl.cross_entropy(x, y, num_threads=1, return_grad=True))
     held, _ = _main_thread_stall_fraction(lambda: sum(range(int(2e7 * call_time) + 1)))
     assert held > 0.5, f"calibration: a GIL-holding call stalled the main thread only {held:.0%}"
     assert frac < 0.3, f"main thread stalled {frac:.0%} of the time (one call {call_time:.3f}s)"
@@ -270,7 +271,8 @@ def test_python_threads_overlap_in_time():
             break
     if min(ratios) >= 3.2 and max(busy) < 0.8:
         pytest.skip(f"machine too busy to time overlap: a serial call got only {max(busy):.0%} of a core "
-                    f"(ratios {np.round(ratios, 2).tolist()}); test_gil_is_released_during_a_call still applies")
+                    f"(ratios {np.round(ratios, 2).tolist()}); "
+                    "test_gil_is_released_during_a_call still applies")
     assert min(ratios) < 3.2, f"4 threads took {ratios} x one call: the GIL seems held"
 
 
