@@ -8,10 +8,13 @@ Test modules import these helpers with ``from fl_testing import ...``: pytest ru
 conftest cannot be imported by name, so this module registers itself as ``fl_testing`` (pytest always
 loads a directory's conftest before collecting the test modules in it).
 """
+import os
 import sys
 
 import numpy as np
 import pytest
+
+import fastloss as fl
 
 sys.modules.setdefault("fl_testing", sys.modules[__name__])
 
@@ -22,6 +25,13 @@ try:
     torch.set_num_threads(1)
 except ImportError:  # pragma: no cover - torch is a test dependency
     torch = None
+
+# torch shares the process's libgomp: importing it (and torch.set_num_threads) sets OpenMP's default
+# thread count, which fastloss follows when its own setting is unset.  Pin fastloss's default so that
+# the large-input tests really run multi-threaded (tests/test_threads.py checks the unset default in
+# fresh interpreters without torch).
+FL_TEST_THREADS = max(2, os.cpu_count() or 1)
+fl.set_num_threads(FL_TEST_THREADS)
 
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["float32", "float64"]
@@ -50,8 +60,9 @@ def assert_close_spec(got, ref64, dtype, reduced=None, what=""):
     Checks the result's dtype (the prediction's dtype), its shape, then values with nan == nan and
     infinities equal in sign.  ``reduced`` defaults to "the reference is a scalar"."""
     dtype = np.dtype(dtype)
-    ref = np.asarray(ref64.detach().numpy() if torch is not None and isinstance(ref64, torch.Tensor) else ref64,
-                     dtype=np.float64)
+    if torch is not None and isinstance(ref64, torch.Tensor):
+        ref64 = ref64.detach().numpy()
+    ref = np.asarray(ref64, dtype=np.float64)
     if reduced is None:
         reduced = ref.ndim == 0
     assert isinstance(got, (np.ndarray, np.generic)), f"{what}: expected a NumPy result, got {type(got)}"

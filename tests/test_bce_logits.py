@@ -134,8 +134,9 @@ def test_empty(dtype):
 # ------------------------------------------------------------------------------------------- input forms
 def _forms(a):
     return {
-        "fortran": fortran(a), "strided": strided(a, 0), "strided_last": strided(a, 1), "readonly": readonly(a),
-        "torch": torch.from_numpy(np.array(a)), "torch_grad": torch.from_numpy(np.array(a)).requires_grad_(True),
+        "fortran": fortran(a), "strided": strided(a, 0), "strided_last": strided(a, 1),
+        "readonly": readonly(a), "torch": torch.from_numpy(np.array(a)),
+        "torch_grad": torch.from_numpy(np.array(a)).requires_grad_(True),
         "list": a.tolist(),
     }
 

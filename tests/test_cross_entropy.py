@@ -244,8 +244,8 @@ def test_input_forms(layout, variant, dtype, rng):
         assert_close_spec(grad, ref_grad, dtype, reduced=False, what=f"{variant} {red} grad")
 
 
-@pytest.mark.parametrize("label_form", ["int32", "int16", "uint8", "int64_strided", "torch_long", "torch_int32",
-                                        "list", "fortran"])
+@pytest.mark.parametrize("label_form", ["int32", "int16", "uint8", "int64_strided", "torch_long",
+                                        "torch_int32", "list", "fortran"])
 def test_label_forms(label_form, rng):
     x = rng.standard_normal((6, 4, 3))
     y = rng.integers(0, 4, (6, 3))
@@ -346,7 +346,8 @@ def test_label_out_of_range(num_threads, rng):
         y = np.array([0, 1, 2, 3, 0, 1])
         y[pos] = bad_value
         for yy in (y, y.astype(np.int32)):
-            with pytest.raises(IndexError, match=rf"(?s)(?=.*(?<![\d-]){bad_value}(?!\d))(?=.*position\D*{pos}\b)"):
+            pattern = rf"(?s)(?=.*(?<![\d-]){bad_value}(?!\d))(?=.*position\D*{pos}\b)"
+            with pytest.raises(IndexError, match=pattern):
                 fl.cross_entropy(x, yy, num_threads=num_threads)
     # ignore_index set to another value: -100 is an ordinary (bad) label again
     y = np.array([0, -100, 1, 2, 3, 0])
@@ -444,10 +445,12 @@ class TestProbabilityTargets:
         eps = 0.2 if "smoothing" in option else 0.0
         wt = None if w is None else to_torch64(w)
         ref, ref_grad = torch_value_and_grad(
-            lambda xt: F.cross_entropy(xt, to_torch64(t), weight=wt, reduction=reduction, label_smoothing=eps), x)
+            lambda xt: F.cross_entropy(xt, to_torch64(t), weight=wt, reduction=reduction,
+                                       label_smoothing=eps), x)
         got = fl.cross_entropy(x, t, weight=w, reduction=reduction, label_smoothing=eps)
         assert_close_spec(got, ref, dtype)
-        val, grad = fl.cross_entropy(x, t, weight=w, reduction=reduction, label_smoothing=eps, return_grad=True)
+        val, grad = fl.cross_entropy(x, t, weight=w, reduction=reduction, label_smoothing=eps,
+                                     return_grad=True)
         assert_close_spec(val, ref, dtype)
         assert_close_spec(grad, ref_grad, dtype, reduced=False)
 
@@ -456,7 +459,8 @@ class TestProbabilityTargets:
         x = rng.standard_normal((4001, 60)).astype(dtype)
         t = _soft_targets(rng, x.shape, dtype, 1)
         for red in REDUCTIONS:
-            ref, ref_grad = torch_value_and_grad(lambda xt: F.cross_entropy(xt, to_torch64(t), reduction=red), x)
+            ref, ref_grad = torch_value_and_grad(
+                lambda xt: F.cross_entropy(xt, to_torch64(t), reduction=red), x)
             val, grad = fl.cross_entropy(x, t, reduction=red, return_grad=True)
             assert_close_spec(val, ref, dtype, what=red)
             assert_close_spec(grad, ref_grad, dtype, reduced=False, what=red)
@@ -467,7 +471,8 @@ class TestProbabilityTargets:
     def test_hostile(self, dtype):
         x = np.array([[1e4, -1e4, 0.0], [-np.inf, 1.0, 2.0], [np.nan, 0.0, 1.0], [0.0, 0.0, 0.0]], dtype)
         t = np.array([[0.5, 0.5, 0.0], [0.0, 0.3, 0.7], [0.2, 0.3, 0.5], [1.0, 0.0, 0.0]], dtype)
-        ref, ref_grad = torch_value_and_grad(lambda xt: F.cross_entropy(xt, to_torch64(t), reduction="none"), x)
+        ref, ref_grad = torch_value_and_grad(
+            lambda xt: F.cross_entropy(xt, to_torch64(t), reduction="none"), x)
         val, grad = fl.cross_entropy(x, t, reduction="none", return_grad=True)
         # the -inf logit with probability 0: torch computes 0 * -inf = nan; fastloss may match it or
         # give the mathematically right finite value -- compare only the rows without that case
