@@ -70,7 +70,7 @@ def test_cli_json_is_valid_and_complete(tmp_path):
             assert mem["fastloss"]["tracemalloc"] >= 0
     assert [(s["id"], s["n"]) for s in data["small"]] == [("W2", n) for n in W.SMALL_SIZES]
     assert all(s["times_s"]["fastloss"] > 0 and "bare numpy" in s["times_s"] for s in data["small"])
-    assert data["notes"]
+    assert data["notes"] and data["elapsed_s"] > 0
     text = md.read_text()
     assert text.startswith("# fastloss benchmark") and "| W1 |" in text
 

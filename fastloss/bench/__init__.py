@@ -15,6 +15,7 @@ as skipped.
 import argparse
 import json
 import sys
+import time
 
 import numpy as np
 
@@ -106,6 +107,7 @@ def main(argv=None) -> int:
     data = run(selected, threads, quick=args.quick, scale=args.size_scale, repeat=args.repeat,
                floor_mib=args.floor_mib, small=not args.no_small, memory=not args.no_memory)
     print(R.render(data, "text"))
+    print(f"fastloss bench: finished in {data['elapsed_s']:.1f} s", file=sys.stderr)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(R.jsonable(data), fh, indent=1, allow_nan=True)
@@ -123,6 +125,7 @@ def main(argv=None) -> int:
 def run(selected, threads, quick=False, scale=1.0, repeat=5, floor_mib=512, small=True, memory=True):
     """Run the benchmark; the result is the dict written as JSON (see report.jsonable)."""
     import fastloss
+    started = time.perf_counter()
     cfg = fastloss.config()
     avx512 = _cpu_has_avx512()
     todo = [w for w in selected if W.implemented(w)]
@@ -156,8 +159,9 @@ def run(selected, threads, quick=False, scale=1.0, repeat=5, floor_mib=512, smal
         _run_workload(w, rec, threads, quick, scale, repeat, bandwidth, avx512, memory, progress)
     for w in smalls:
         progress.step(f"small inputs {w.id} {w.loss}")
-        data["small"].extend(_run_small(w, max(threads)))
+        data["small"].extend(_run_small(w, max(threads), budget_s=0.002 if quick else 0.005))
     progress.close()
+    data["elapsed_s"] = time.perf_counter() - started
     return data
 
 
@@ -268,7 +272,7 @@ def _check(w, results):
     return {"rel_diff": diffs, "tol": tol, "ok": all(d <= tol for d in known) if known else None}
 
 
-def _run_small(w, T):
+def _run_small(w, T, budget_s):
     out = []
     for n in W.SMALL_SIZES:
         args, kwargs = W.build(w, n)
@@ -278,7 +282,7 @@ def _run_small(w, T):
             times = {}
             for k, fn in fns.items():
                 try:
-                    times[k] = M.per_call(fn)
+                    times[k] = M.per_call(fn, budget_s=budget_s)
                 except Exception as exc:
                     times[k] = None
                     if k == "fastloss":
