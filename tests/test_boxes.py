@@ -306,7 +306,9 @@ def test_hostile_boxes_gradients(name):
     with np.errstate(all="ignore"):
         _, g = getattr(fl, name)(b1, b2, return_grad=True)
     _, rg = ref_loss(name, b1, b2, "xyxy", grad=True)
-    assert_close64(g, rg, rtol=1e-10)
+    # identical boxes: the gradient is a difference of O(1) terms that cancel to ~1e-9, so both sides
+    # carry ~1e-16 absolute rounding (FMA contraction in the kernel, none in torch)
+    np.testing.assert_allclose(g, rg, rtol=1e-10, atol=1e-15)
 
 
 @pytest.mark.parametrize("name", LOSSES)
