@@ -222,36 +222,45 @@ cdef struct BoxSeg:
 
 cdef inline void load_boxes(const floating* p, bint single, int fmt, Py_ssize_t L,
                             floating* x1, floating* y1, floating* x2, floating* y2) noexcept nogil:
-    """L boxes from p (or L copies of the box p if single) as xyxy, torchvision's box_convert."""
-    cdef Py_ssize_t k, s = 0 if single else 4
-    cdef floating a, b, w, h
-    for k in range(L):
-        a = p[k * s]
-        b = p[k * s + 1]
-        w = p[k * s + 2]
-        h = p[k * s + 3]
-        if fmt == FMT_XYXY:
-            x1[k] = a; y1[k] = b; x2[k] = w; y2[k] = h
-        elif fmt == FMT_XYWH:
-            x1[k] = a; y1[k] = b; x2[k] = a + w; y2[k] = b + h
-        else:
-            x1[k] = a - <floating> 0.5 * w; y1[k] = b - <floating> 0.5 * h
-            x2[k] = a + <floating> 0.5 * w; y2[k] = b + <floating> 0.5 * h
+    """L boxes from p (or L copies of the box p if single) as xyxy, torchvision's box_convert.
+    One loop per format with a constant stride, so GCC turns the 4-strided reads into vector
+    loads and shuffles (a runtime stride or format test inside the loop keeps it scalar)."""
+    cdef Py_ssize_t k
+    cdef floating half = 0.5
+    cdef floating c[4]
+    if single:
+        load_boxes(p, False, fmt, 1, &c[0], &c[1], &c[2], &c[3])
+        for k in range(L):
+            x1[k] = c[0]; y1[k] = c[1]; x2[k] = c[2]; y2[k] = c[3]
+    elif fmt == FMT_XYXY:
+        for k in range(L):
+            x1[k] = p[4 * k]; y1[k] = p[4 * k + 1]; x2[k] = p[4 * k + 2]; y2[k] = p[4 * k + 3]
+    elif fmt == FMT_XYWH:
+        for k in range(L):
+            x1[k] = p[4 * k]; y1[k] = p[4 * k + 1]
+            x2[k] = p[4 * k] + p[4 * k + 2]; y2[k] = p[4 * k + 1] + p[4 * k + 3]
+    else:
+        for k in range(L):
+            x1[k] = p[4 * k] - half * p[4 * k + 2]; y1[k] = p[4 * k + 1] - half * p[4 * k + 3]
+            x2[k] = p[4 * k] + half * p[4 * k + 2]; y2[k] = p[4 * k + 1] + half * p[4 * k + 3]
 
 
 cdef inline void store_grads(floating* g, int fmt, Py_ssize_t L, const floating* d1, const floating* e1,
                              const floating* d2, const floating* e2) noexcept nogil:
     """xyxy gradients -> gradients of the input format (chain rule of load_boxes), interleaved."""
     cdef Py_ssize_t k
-    for k in range(L):
-        if fmt == FMT_XYXY:
+    cdef floating half = 0.5
+    if fmt == FMT_XYXY:
+        for k in range(L):
             g[4 * k] = d1[k]; g[4 * k + 1] = e1[k]; g[4 * k + 2] = d2[k]; g[4 * k + 3] = e2[k]
-        elif fmt == FMT_XYWH:
+    elif fmt == FMT_XYWH:
+        for k in range(L):
             g[4 * k] = d1[k] + d2[k]; g[4 * k + 1] = e1[k] + e2[k]
             g[4 * k + 2] = d2[k]; g[4 * k + 3] = e2[k]
-        else:
+    else:
+        for k in range(L):
             g[4 * k] = d1[k] + d2[k]; g[4 * k + 1] = e1[k] + e2[k]
-            g[4 * k + 2] = <floating> 0.5 * (d2[k] - d1[k]); g[4 * k + 3] = <floating> 0.5 * (e2[k] - e1[k])
+            g[4 * k + 2] = half * (d2[k] - d1[k]); g[4 * k + 3] = half * (e2[k] - e1[k])
 
 
 cdef void seg_losses(const box_kind* kind, const grad_mode* mode, Py_ssize_t L, floating* s, floating* out,
