@@ -3,6 +3,8 @@
 torchvision is not installed; its functions are transcribed into torch ops in
 fastloss/registry/boxes.py (the registry's references, independent of the kernels).
 """
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from fastloss.registry.boxes import (TV, tv_box_area, tv_box_iou, tv_generalized
 LOSSES = ["iou_loss", "generalized_box_iou_loss", "distance_box_iou_loss", "complete_box_iou_loss"]
 FORMATS = ["xyxy", "xywh", "cxcywh"]
 REDUCTIONS = ["none", "mean", "sum"]
+EVERY_CASE = pytest.mark.parametrize("name,fmt,reduction", list(itertools.product(LOSSES, FORMATS, REDUCTIONS)))
 
 
 # ------------------------------------------------------------------ helpers
@@ -57,9 +60,7 @@ def assert_close64(got, ref, rtol=1e-12):
 
 
 # ------------------------------------------------------------------ losses: values
-@pytest.mark.parametrize("name", LOSSES)
-@pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
+@EVERY_CASE
 def test_loss_float64_matches_torchvision(name, fmt, reduction):
     rng = np.random.default_rng(0)
     b1, b2 = pair(rng, 2000, fmt)
@@ -97,9 +98,7 @@ def test_eps_where_torchvision_adds_it(name):
 
 
 # ------------------------------------------------------------------ losses: gradients
-@pytest.mark.parametrize("name", LOSSES)
-@pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("reduction", REDUCTIONS)
+@EVERY_CASE
 def test_grad_matches_autograd(name, fmt, reduction):
     rng = np.random.default_rng(3)
     b1, b2 = pair(rng, 1000, fmt)

@@ -277,6 +277,19 @@ cdef void seg_losses(const box_kind* kind, const grad_mode* mode, Py_ssize_t L, 
                                 &s[11 * SEG + k])
 
 
+cdef inline void seg_of_kind(const grad_mode* mode, int kind, Py_ssize_t L, floating* s, floating* out,
+                             floating eps, floating eps_alpha, floating gs) noexcept nogil:
+    """The kind switch, outside the loop: one specialised loop per (kind, grad) (note b)."""
+    if kind == BOX_IOU:
+        seg_losses(<IoU*> NULL, mode, L, s, out, eps, eps_alpha, gs)
+    elif kind == BOX_GIOU:
+        seg_losses(<GIoU*> NULL, mode, L, s, out, eps, eps_alpha, gs)
+    elif kind == BOX_DIOU:
+        seg_losses(<DIoU*> NULL, mode, L, s, out, eps, eps_alpha, gs)
+    else:
+        seg_losses(<CIoU*> NULL, mode, L, s, out, eps, eps_alpha, gs)
+
+
 cdef struct BoxCtx:
     const void* b1           # (n, 4) or one box
     const void* b2
@@ -301,29 +314,17 @@ cdef Py_ssize_t box_pairs_block(const BoxCtx* c, Py_ssize_t start, Py_ssize_t st
     cdef floating* out
     while i < stop:
         L = stop - i if stop - i < SEG else SEG
-        load_boxes(b1 if c.single1 else b1 + 4 * i, c.single1, c.fmt, L, buf, buf + SEG, buf + 2 * SEG, buf + 3 * SEG)
+        load_boxes(b1 if c.single1 else b1 + 4 * i, c.single1, c.fmt, L, buf, buf + SEG, buf + 2 * SEG,
+                   buf + 3 * SEG)
         load_boxes(b2 if c.single2 else b2 + 4 * i, c.single2, c.fmt, L, buf + 4 * SEG, buf + 5 * SEG,
                    buf + 6 * SEG, buf + 7 * SEG)
         out = loss + (i - start)
-        if grad:    # one specialised loop per (kind, grad): note b
-            if kind == BOX_IOU:
-                seg_losses(<IoU*> NULL, <WithGrad*> NULL, L, buf, out, eps, eps_a, gs)
-            elif kind == BOX_GIOU:
-                seg_losses(<GIoU*> NULL, <WithGrad*> NULL, L, buf, out, eps, eps_a, gs)
-            elif kind == BOX_DIOU:
-                seg_losses(<DIoU*> NULL, <WithGrad*> NULL, L, buf, out, eps, eps_a, gs)
-            else:
-                seg_losses(<CIoU*> NULL, <WithGrad*> NULL, L, buf, out, eps, eps_a, gs)
+        if grad:
+            seg_of_kind(<WithGrad*> NULL, kind, L, buf, out, eps, eps_a, gs)
             store_grads(<floating*> c.grad + 4 * i, c.fmt, L, buf + 8 * SEG, buf + 9 * SEG, buf + 10 * SEG,
                         buf + 11 * SEG)
-        elif kind == BOX_IOU:
-            seg_losses(<IoU*> NULL, <LossOnly*> NULL, L, buf, out, eps, eps_a, gs)
-        elif kind == BOX_GIOU:
-            seg_losses(<GIoU*> NULL, <LossOnly*> NULL, L, buf, out, eps, eps_a, gs)
-        elif kind == BOX_DIOU:
-            seg_losses(<DIoU*> NULL, <LossOnly*> NULL, L, buf, out, eps, eps_a, gs)
         else:
-            seg_losses(<CIoU*> NULL, <LossOnly*> NULL, L, buf, out, eps, eps_a, gs)
+            seg_of_kind(<LossOnly*> NULL, kind, L, buf, out, eps, eps_a, gs)
         i += L
     return -1
 

@@ -41,6 +41,14 @@ def tv_loss_inter_union(boxes1, boxes2):
     return intsctk, unionk
 
 
+def tv_enclosure(boxes1, boxes2):
+    """The smallest enclosing box, as torchvision's GIoU and DIoU losses compute it (repeated there)."""
+    torch = _torch()
+    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
+    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
+    return torch.min(x1, x1g), torch.min(y1, y1g), torch.max(x2, x2g), torch.max(y2, y2g)
+
+
 def tv_reduce(loss, reduction):
     if reduction == "mean":
         return loss.mean() if loss.numel() > 0 else 0.0 * loss.sum()
@@ -55,30 +63,20 @@ def tv_iou_loss(boxes1, boxes2, reduction="none", eps=1e-7):
 
 
 def tv_giou_loss(boxes1, boxes2, reduction="none", eps=1e-7):
-    torch = _torch()
     intsctk, unionk = tv_loss_inter_union(boxes1, boxes2)
     iouk = intsctk / (unionk + eps)
-    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
-    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
-    xc1 = torch.min(x1, x1g)
-    yc1 = torch.min(y1, y1g)
-    xc2 = torch.max(x2, x2g)
-    yc2 = torch.max(y2, y2g)
+    xc1, yc1, xc2, yc2 = tv_enclosure(boxes1, boxes2)
     area_c = (xc2 - xc1) * (yc2 - yc1)
     miouk = iouk - ((area_c - unionk) / (area_c + eps))
     return tv_reduce(1 - miouk, reduction)
 
 
 def tv_diou_iou_loss(boxes1, boxes2, eps=1e-7):
-    torch = _torch()
     intsct, union = tv_loss_inter_union(boxes1, boxes2)
     iou = intsct / (union + eps)
     x1, y1, x2, y2 = boxes1.unbind(dim=-1)
     x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
-    xc1 = torch.min(x1, x1g)
-    yc1 = torch.min(y1, y1g)
-    xc2 = torch.max(x2, x2g)
-    yc2 = torch.max(y2, y2g)
+    xc1, yc1, xc2, yc2 = tv_enclosure(boxes1, boxes2)
     diagonal_distance_squared = ((xc2 - xc1) ** 2) + ((yc2 - yc1) ** 2) + eps
     x_p = (x2 + x1) / 2
     y_p = (y2 + y1) / 2
