@@ -17,10 +17,11 @@ a. **Boxes are read in place, in any of the three formats.**  A box is 4 consecu
 
 b. **One point function for the four losses.**  ``box_loss_point`` computes IoU, then the GIoU, DIoU
    or CIoU penalty, and -- when asked -- the gradient with respect to box 1, exactly as torch autograd
-   differentiates torchvision's formula (see the derivation above it).  ``kind`` and ``want_grad`` are
-   compile-time constants at every call site (``seg_losses`` is called once per (kind, grad) pair with
-   literals and both are inlined), so GCC drops the branches of the other kinds: one formula, eight
-   specialised loops, no per-element switch.
+   differentiates torchvision's formula (see the derivation above it).  The kind (IoU/GIoU/DIoU/CIoU)
+   and whether to write the gradient are *fused tag types*, not runtime values: Cython emits one C
+   function per (floating, kind, grad) with the other branches removed at compile time, each called
+   once, from a switch outside the loop.  One formula in the source, sixteen straight-line loops in C,
+   no per-element switch -- and no reliance on the compiler choosing to inline a large function.
 
 c. **Pairwise matrices** (``box_iou``, ``generalized_box_iou``) run in row tiles (``prange`` over tiles
    of rows of boxes1); each tile walks boxes2 in column tiles converted once into a stack SoA buffer, so
@@ -30,11 +31,6 @@ from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, block_items_for, SEG, f_max, f_min,
 )
 from cython.parallel cimport prange
-
-cdef extern from "math.h" nogil:
-    float atanf(float)
-    double atan(double)
-
 
 cdef enum:
     BOX_IOU = 0
@@ -47,6 +43,30 @@ cdef enum:
     FMT_XYWH = 1
     FMT_CXCYWH = 2
 
+# Compile-time tags: box_loss_point and seg_losses are fused over them, so each (kind, grad) pair is a
+# separate C function with the other kinds' branches removed (note b).
+cdef struct IoU:
+    char unused
+cdef struct GIoU:
+    char unused
+cdef struct DIoU:
+    char unused
+cdef struct CIoU:
+    char unused
+ctypedef fused box_kind:
+    IoU
+    GIoU
+    DIoU
+    CIoU
+
+cdef struct LossOnly:
+    char unused
+cdef struct WithGrad:
+    char unused
+ctypedef fused grad_mode:
+    LossOnly
+    WithGrad
+
 KINDS = {"iou": BOX_IOU, "giou": BOX_GIOU, "diou": BOX_DIOU, "ciou": BOX_CIOU}
 FORMATS = {"xyxy": FMT_XYXY, "xywh": FMT_XYWH, "cxcywh": FMT_CXCYWH}
 
@@ -55,10 +75,39 @@ cdef double FOUR_OVER_PI2 = 0.40528473456935109
 
 
 cdef inline floating f_atan(floating x) noexcept nogil:
-    if floating is float:
-        return atanf(x)
+    """atan, branch-free so that the CIoU loop vectorises (libm's atan is a call).  Cephes (Moshier)
+    range reduction and minimax fits: double P(z)/Q(z) (max relative error ~2e-16), float a degree-4
+    polynomial (~1 ulp); inf -> +-pi/2, NaN -> NaN."""
+    cdef floating one = 1, zero = 0   # typed constants: a bare literal would make float code double
+    cdef floating ax = -x if x < 0 else x
+    cdef bint big, mid
+    cdef floating num, den, xr, z, y0, r
+    if floating is double:
+        big = ax > 2.41421356237309504880          # tan(3 pi / 8)
+        mid = ax > 0.66
     else:
-        return atan(x)
+        big = ax > <float> 2.414213562373095
+        mid = ax > <float> 0.4142135623730950     # tan(pi / 8)
+    # x -> -1/x (big) or (x - 1)/(x + 1) (mid): one division either way
+    num = -one if big else (ax - one if mid else ax)
+    den = ax if big else (ax + one if mid else one)
+    xr = num / den
+    z = xr * xr
+    if floating is double:
+        r = (((((-8.750608600031904122785E-1 * z - 1.615753718733365076637E1) * z
+                - 7.500855792314704667340E1) * z - 1.228866684490136173410E2) * z
+              - 6.485021904942025371773E1) * z) / (((((z + 2.485846490142306297962E1) * z
+              + 1.650270098316988542046E2) * z + 4.328810604912902668951E2) * z
+              + 4.853903996359136964868E2) * z + 1.945506571482613964425E2)
+        r = xr * r + xr
+        r = r + (6.123233995736765886130E-17 if big else (3.061616997868382943065E-17 if mid else 0))
+        y0 = 1.57079632679489661923 if big else (0.78539816339744830962 if mid else zero)
+    else:
+        r = ((((<float> 8.05374449538e-2 * z - <float> 1.38776856032e-1) * z + <float> 1.99777106478e-1) * z
+              - <float> 3.33329491539e-1) * z) * xr + xr
+        y0 = <float> 1.5707963267948966 if big else (<float> 0.7853981633974483 if mid else zero)
+    r = y0 + r
+    return -r if x < 0 else r
 
 
 # torch's backward of maximum/minimum (tools/autograd/derivatives.yaml): a tie splits the gradient in
@@ -96,11 +145,12 @@ cdef inline floating d_min(floating a, floating b) noexcept nogil:
 #   the keypoints pass their gradient through max/min with d_max / d_min; the intersection's only where
 #   the mask holds (torch's index_put gives nothing to masked-out pairs).
 # =====================================================================================================
-cdef inline floating box_loss_point(int kind, bint want_grad,
+cdef inline floating box_loss_point(const box_kind* kind, const grad_mode* mode,
                                     floating x1, floating y1, floating x2, floating y2,
                                     floating u1, floating v1, floating u2, floating v2,
                                     floating eps, floating eps_alpha, floating gs,
                                     floating* dx1, floating* dy1, floating* dx2, floating* dy2) noexcept nogil:
+    cdef floating one = 1, two = 2   # typed constants: a bare literal would make float code double
     cdef floating xk1 = f_max(x1, u1), yk1 = f_max(y1, v1)
     cdef floating xk2 = f_min(x2, u2), yk2 = f_min(y2, v2)
     cdef floating iw = xk2 - xk1, ih = yk2 - yk1
@@ -112,54 +162,49 @@ cdef inline floating box_loss_point(int kind, bint want_grad,
     cdef floating iou = inter / U
     cdef floating loss, q = 0, cw = 0, ch = 0, C = 0, Ce = 0, D = 0, dxc = 0, dyc = 0
     cdef floating rw = 0, t = 0, v = 0, alpha = 0
-    cdef floating g_un, g_i, g_c = 0, g_rho = 0, g_d = 0, g_w, g_h, g_cw, g_ch, g_r, gi
-    if kind != BOX_IOU:
+    cdef floating g_un, g_i, g_c = 0, g_rho = 0, g_d = 0, g_w, g_h, g_cw = 0, g_ch = 0, g_r, gi
+    if box_kind is IoU:
+        loss = one - iou
+    else:
         cw = f_max(x2, u2) - f_min(x1, u1)
         ch = f_max(y2, v2) - f_min(y1, v1)
-    if kind == BOX_IOU:
-        loss = 1 - iou
-    elif kind == BOX_GIOU:
-        C = cw * ch
-        Ce = C + eps
-        q = (C - un) / Ce
-        loss = 1 - (iou - q)
-    else:
-        D = cw * cw + ch * ch + eps
-        dxc = (x2 + x1) / 2 - (u1 + u2) / 2
-        dyc = (y2 + y1) / 2 - (v1 + v2) / 2
-        q = (dxc * dxc + dyc * dyc) / D
-        loss = 1 - iou + q
-        if kind == BOX_CIOU:
-            rw = w1 / h1
-            t = f_atan((u2 - u1) / (v2 - v1)) - f_atan(rw)
-            v = <floating> FOUR_OVER_PI2 * (t * t)
-            alpha = v / (1 - iou + v + eps_alpha)
-            loss = loss + alpha * v
-    if not want_grad:
+        if box_kind is GIoU:
+            C = cw * ch
+            Ce = C + eps
+            q = (C - un) / Ce
+            loss = one - (iou - q)
+        else:
+            D = cw * cw + ch * ch + eps
+            dxc = (x2 + x1) / two - (u1 + u2) / two
+            dyc = (y2 + y1) / two - (v1 + v2) / two
+            q = (dxc * dxc + dyc * dyc) / D
+            loss = one - iou + q
+            if box_kind is CIoU:
+                rw = w1 / h1
+                t = f_atan((u2 - u1) / (v2 - v1)) - f_atan(rw)
+                v = <floating> FOUR_OVER_PI2 * (t * t)
+                alpha = v / (one - iou + v + eps_alpha)
+                loss = loss + alpha * v
+    if grad_mode is LossOnly:
         return loss
     g_un = iou / U
-    if kind == BOX_GIOU:
-        g_un = g_un - 1 / Ce
-        g_c = (1 - q) / Ce
-    elif kind != BOX_IOU:
-        g_rho = 1 / D
+    if box_kind is GIoU:
+        g_un = g_un - one / Ce
+        g_c = (one - q) / Ce
+        g_cw = g_c * ch                  # enclosure width / height
+        g_ch = g_c * cw
+    elif box_kind is DIoU or box_kind is CIoU:
+        g_rho = one / D
         g_d = -q / D
-    g_i = -1 / U - g_un
+        g_cw = g_d * (two * cw)
+        g_ch = g_d * (two * ch)
+    g_i = -one / U - g_un
     g_w = g_un * h1                      # area 1 = w1 h1
     g_h = g_un * w1
-    if kind == BOX_CIOU:
-        g_r = alpha * (<floating> FOUR_OVER_PI2 * (2 * t)) * (-1 / (1 + rw * rw))
+    if box_kind is CIoU:
+        g_r = alpha * (<floating> FOUR_OVER_PI2 * (two * t)) * (-one / (one + rw * rw))
         g_w = g_w + g_r / h1
         g_h = g_h - g_r * (rw / h1)
-    if kind == BOX_GIOU:                 # enclosure width / height (no 0 * inf from unused terms)
-        g_cw = g_c * ch
-        g_ch = g_c * cw
-    elif kind != BOX_IOU:
-        g_cw = g_d * (2 * cw)
-        g_ch = g_d * (2 * ch)
-    else:
-        g_cw = 0
-        g_ch = 0
     gi = g_i * ih if mask else 0         # intersection width / height
     dx1[0] = gs * (-g_w - gi * d_max(x1, u1) - g_cw * d_min(x1, u1) + g_rho * dxc)
     dx2[0] = gs * (g_w + gi * d_min(x2, u2) + g_cw * d_max(x2, u2) + g_rho * dxc)
@@ -177,57 +222,72 @@ cdef struct BoxSeg:
 
 cdef inline void load_boxes(const floating* p, bint single, int fmt, Py_ssize_t L,
                             floating* x1, floating* y1, floating* x2, floating* y2) noexcept nogil:
-    """L boxes from p (or L copies of the box p if single) as xyxy, torchvision's box_convert."""
-    cdef Py_ssize_t k, s = 0 if single else 4
-    cdef floating a, b, w, h
-    for k in range(L):
-        a = p[k * s]
-        b = p[k * s + 1]
-        w = p[k * s + 2]
-        h = p[k * s + 3]
-        if fmt == FMT_XYXY:
-            x1[k] = a; y1[k] = b; x2[k] = w; y2[k] = h
-        elif fmt == FMT_XYWH:
-            x1[k] = a; y1[k] = b; x2[k] = a + w; y2[k] = b + h
-        else:
-            x1[k] = a - <floating> 0.5 * w; y1[k] = b - <floating> 0.5 * h
-            x2[k] = a + <floating> 0.5 * w; y2[k] = b + <floating> 0.5 * h
+    """L boxes from p (or L copies of the box p if single) as xyxy, torchvision's box_convert.
+    One loop per format with a constant stride, so GCC turns the 4-strided reads into vector
+    loads and shuffles (a runtime stride or format test inside the loop keeps it scalar)."""
+    cdef Py_ssize_t k
+    cdef floating half = 0.5
+    cdef floating c[4]
+    if single:
+        load_boxes(p, False, fmt, 1, &c[0], &c[1], &c[2], &c[3])
+        for k in range(L):
+            x1[k] = c[0]; y1[k] = c[1]; x2[k] = c[2]; y2[k] = c[3]
+    elif fmt == FMT_XYXY:
+        for k in range(L):
+            x1[k] = p[4 * k]; y1[k] = p[4 * k + 1]; x2[k] = p[4 * k + 2]; y2[k] = p[4 * k + 3]
+    elif fmt == FMT_XYWH:
+        for k in range(L):
+            x1[k] = p[4 * k]; y1[k] = p[4 * k + 1]
+            x2[k] = p[4 * k] + p[4 * k + 2]; y2[k] = p[4 * k + 1] + p[4 * k + 3]
+    else:
+        for k in range(L):
+            x1[k] = p[4 * k] - half * p[4 * k + 2]; y1[k] = p[4 * k + 1] - half * p[4 * k + 3]
+            x2[k] = p[4 * k] + half * p[4 * k + 2]; y2[k] = p[4 * k + 1] + half * p[4 * k + 3]
 
 
 cdef inline void store_grads(floating* g, int fmt, Py_ssize_t L, const floating* d1, const floating* e1,
                              const floating* d2, const floating* e2) noexcept nogil:
     """xyxy gradients -> gradients of the input format (chain rule of load_boxes), interleaved."""
     cdef Py_ssize_t k
-    for k in range(L):
-        if fmt == FMT_XYXY:
+    cdef floating half = 0.5
+    if fmt == FMT_XYXY:
+        for k in range(L):
             g[4 * k] = d1[k]; g[4 * k + 1] = e1[k]; g[4 * k + 2] = d2[k]; g[4 * k + 3] = e2[k]
-        elif fmt == FMT_XYWH:
+    elif fmt == FMT_XYWH:
+        for k in range(L):
             g[4 * k] = d1[k] + d2[k]; g[4 * k + 1] = e1[k] + e2[k]
             g[4 * k + 2] = d2[k]; g[4 * k + 3] = e2[k]
-        else:
+    else:
+        for k in range(L):
             g[4 * k] = d1[k] + d2[k]; g[4 * k + 1] = e1[k] + e2[k]
-            g[4 * k + 2] = <floating> 0.5 * (d2[k] - d1[k]); g[4 * k + 3] = <floating> 0.5 * (e2[k] - e1[k])
+            g[4 * k + 2] = half * (d2[k] - d1[k]); g[4 * k + 3] = half * (e2[k] - e1[k])
 
 
-cdef inline void seg_losses(int kind, bint want_grad, Py_ssize_t L, floating** a, floating* out,
-                            floating eps, floating eps_alpha, floating gs) noexcept nogil:
-    """The point function over one segment; a[0:4] box 1, a[4:8] box 2, a[8:12] gradient (xyxy)."""
+cdef void seg_losses(const box_kind* kind, const grad_mode* mode, Py_ssize_t L, floating* s, floating* out,
+                     floating eps, floating eps_alpha, floating gs) noexcept nogil:
+    """The point function over one segment.  s is the segment scratch: 12 rows of SEG -- box 1
+    (x1, y1, x2, y2), box 2, gradient (xyxy).  Rows are addressed as s[row * SEG + k] off one base
+    pointer, so the compiler sees constant distances between them instead of 13 pointers it would
+    have to check pairwise for aliasing at run time (it gives up past 10 and the loop stays scalar)."""
     cdef Py_ssize_t k
-    cdef floating* x1 = a[0]
-    cdef floating* y1 = a[1]
-    cdef floating* x2 = a[2]
-    cdef floating* y2 = a[3]
-    cdef floating* u1 = a[4]
-    cdef floating* v1 = a[5]
-    cdef floating* u2 = a[6]
-    cdef floating* v2 = a[7]
-    cdef floating* d1 = a[8]
-    cdef floating* e1 = a[9]
-    cdef floating* d2 = a[10]
-    cdef floating* e2 = a[11]
     for k in range(L):
-        out[k] = box_loss_point(kind, want_grad, x1[k], y1[k], x2[k], y2[k], u1[k], v1[k], u2[k], v2[k],
-                                eps, eps_alpha, gs, &d1[k], &e1[k], &d2[k], &e2[k])
+        out[k] = box_loss_point(kind, mode, s[k], s[SEG + k], s[2 * SEG + k], s[3 * SEG + k],
+                                s[4 * SEG + k], s[5 * SEG + k], s[6 * SEG + k], s[7 * SEG + k],
+                                eps, eps_alpha, gs, &s[8 * SEG + k], &s[9 * SEG + k], &s[10 * SEG + k],
+                                &s[11 * SEG + k])
+
+
+cdef inline void seg_of_kind(const grad_mode* mode, int kind, Py_ssize_t L, floating* s, floating* out,
+                             floating eps, floating eps_alpha, floating gs) noexcept nogil:
+    """The kind switch, outside the loop: one specialised loop per (kind, grad) (note b)."""
+    if kind == BOX_IOU:
+        seg_losses(<IoU*> NULL, mode, L, s, out, eps, eps_alpha, gs)
+    elif kind == BOX_GIOU:
+        seg_losses(<GIoU*> NULL, mode, L, s, out, eps, eps_alpha, gs)
+    elif kind == BOX_DIOU:
+        seg_losses(<DIoU*> NULL, mode, L, s, out, eps, eps_alpha, gs)
+    else:
+        seg_losses(<CIoU*> NULL, mode, L, s, out, eps, eps_alpha, gs)
 
 
 cdef struct BoxCtx:
@@ -245,38 +305,26 @@ cdef struct BoxCtx:
 cdef Py_ssize_t box_pairs_block(const BoxCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                 floating* loss, floating* denom) noexcept nogil:
     cdef floating buf[12 * SEG]
-    cdef floating* a[12]
     cdef floating eps = <floating> c.eps, eps_a = <floating> c.eps_alpha, gs = <floating> c.grad_scale
     cdef const floating* b1 = <const floating*> c.b1
     cdef const floating* b2 = <const floating*> c.b2
     cdef bint grad = c.grad != NULL
     cdef int kind = c.kind
-    cdef Py_ssize_t i = start, L, j
-    for j in range(12):
-        a[j] = buf + j * SEG
+    cdef Py_ssize_t i = start, L
+    cdef floating* out
     while i < stop:
         L = stop - i if stop - i < SEG else SEG
-        load_boxes(b1 if c.single1 else b1 + 4 * i, c.single1, c.fmt, L, a[0], a[1], a[2], a[3])
-        load_boxes(b2 if c.single2 else b2 + 4 * i, c.single2, c.fmt, L, a[4], a[5], a[6], a[7])
+        load_boxes(b1 if c.single1 else b1 + 4 * i, c.single1, c.fmt, L, buf, buf + SEG, buf + 2 * SEG,
+                   buf + 3 * SEG)
+        load_boxes(b2 if c.single2 else b2 + 4 * i, c.single2, c.fmt, L, buf + 4 * SEG, buf + 5 * SEG,
+                   buf + 6 * SEG, buf + 7 * SEG)
+        out = loss + (i - start)
         if grad:
-            if kind == BOX_IOU:
-                seg_losses(BOX_IOU, True, L, a, loss + (i - start), eps, eps_a, gs)
-            elif kind == BOX_GIOU:
-                seg_losses(BOX_GIOU, True, L, a, loss + (i - start), eps, eps_a, gs)
-            elif kind == BOX_DIOU:
-                seg_losses(BOX_DIOU, True, L, a, loss + (i - start), eps, eps_a, gs)
-            else:
-                seg_losses(BOX_CIOU, True, L, a, loss + (i - start), eps, eps_a, gs)
-            store_grads(<floating*> c.grad + 4 * i, c.fmt, L, a[8], a[9], a[10], a[11])
+            seg_of_kind(<WithGrad*> NULL, kind, L, buf, out, eps, eps_a, gs)
+            store_grads(<floating*> c.grad + 4 * i, c.fmt, L, buf + 8 * SEG, buf + 9 * SEG, buf + 10 * SEG,
+                        buf + 11 * SEG)
         else:
-            if kind == BOX_IOU:
-                seg_losses(BOX_IOU, False, L, a, loss + (i - start), eps, eps_a, gs)
-            elif kind == BOX_GIOU:
-                seg_losses(BOX_GIOU, False, L, a, loss + (i - start), eps, eps_a, gs)
-            elif kind == BOX_DIOU:
-                seg_losses(BOX_DIOU, False, L, a, loss + (i - start), eps, eps_a, gs)
-            else:
-                seg_losses(BOX_CIOU, False, L, a, loss + (i - start), eps, eps_a, gs)
+            seg_of_kind(<LossOnly*> NULL, kind, L, buf, out, eps, eps_a, gs)
         i += L
     return -1
 
@@ -356,7 +404,7 @@ cdef inline void load_pair_boxes(const floating* p, int fmt, Py_ssize_t L, float
     """L boxes as xyxy corners for the pairwise kernels (cxcywh halves by division, as torchvision's
     _box_inter_union does) and their areas: s[0:L] x1, [L:2L] y1, x2, y2, area."""
     cdef Py_ssize_t k
-    cdef floating a, b, w, h
+    cdef floating a, b, w, h, two = 2
     for k in range(L):
         a = p[4 * k]; b = p[4 * k + 1]; w = p[4 * k + 2]; h = p[4 * k + 3]
         if fmt == FMT_XYXY:
@@ -364,7 +412,7 @@ cdef inline void load_pair_boxes(const floating* p, int fmt, Py_ssize_t L, float
         elif fmt == FMT_XYWH:
             s[k] = a; s[L + k] = b; s[2 * L + k] = a + w; s[3 * L + k] = b + h
         else:
-            s[k] = a - w / 2; s[L + k] = b - h / 2; s[2 * L + k] = a + w / 2; s[3 * L + k] = b + h / 2
+            s[k] = a - w / two; s[L + k] = b - h / two; s[2 * L + k] = a + w / two; s[3 * L + k] = b + h / two
     load_area(fmt, L, p, s, s + L, s + 2 * L, s + 3 * L, s + 4 * L)
 
 
