@@ -215,23 +215,27 @@ _CHUNK_ROWS = 64
 _POOLS = {}
 
 
+def _parallel(fn, starts, nt):
+    """fn(start) for every start, on nt Python threads (the work releases the GIL: BLAS, kernels)."""
+    if nt == 1 or len(starts) == 1:
+        for r0 in starts:
+            fn(r0)
+        return
+    if nt not in _POOLS:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOLS[nt] = ThreadPoolExecutor(nt, thread_name_prefix="fastloss-rows")
+    list(_POOLS[nt].map(fn, starts))
+
+
 def _matmul(a, b, nt):
-    """a @ b as single-threaded BLAS calls on fixed chunks of 64 rows of a, run on nt threads (the GIL
-    is released inside BLAS): the same numbers for every nt."""
+    """a @ b as single-threaded BLAS calls on fixed chunks of 64 rows of a, run on nt threads: the
+    same numbers for every nt."""
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-    starts = range(0, a.shape[0], _CHUNK_ROWS)
 
     def chunk(r0):
         np.matmul(a[r0:r0 + _CHUNK_ROWS], b, out=out[r0:r0 + _CHUNK_ROWS])
 
-    if nt == 1 or len(starts) == 1:
-        for r0 in starts:
-            chunk(r0)
-    else:
-        if nt not in _POOLS:
-            from concurrent.futures import ThreadPoolExecutor
-            _POOLS[nt] = ThreadPoolExecutor(nt, thread_name_prefix="fastloss-blas")
-        list(_POOLS[nt].map(chunk, starts))
+    _parallel(chunk, range(0, a.shape[0], _CHUNK_ROWS), nt)
     return out
 
 
@@ -260,7 +264,7 @@ def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, n
 
     def mine(blk, r0):
         _K.triplet_mining(blk, sq, lab, r0, margin, bool(squared), batch_all, return_grad, row_loss,
-                          row_count, nt)
+                          row_count, 1)
 
     grads = _row_blocks(e, e, mine, return_grad, nt)
     total, cnt = _K.reduce_rows(row_loss, row_count, nt)
@@ -315,11 +319,13 @@ def batch_all_triplet_loss(embeddings, labels, margin=1.0, squared=False, reduct
 
 
 def _row_blocks(rows, cols, kernel, return_grad, nt):
-    """Run ``kernel(block, row0)`` on fixed row blocks of ``rows @ cols.T`` (memory O(block x M)).
+    """Run ``kernel(chunk, row0)`` (single-threaded) on fixed 64-row chunks of ``rows @ cols.T``, the
+    chunks on nt threads, each chunk's matmul and kernel back to back (memory O(block x M)).
 
-    With ``return_grad`` the kernel leaves the block's coefficients S there, and this returns
+    With ``return_grad`` the kernel leaves the chunk's coefficients S there, and this returns
     (S @ cols, S.T @ rows, row sums of S, column sums of S), accumulated block by block."""
     N, M = rows.shape[0], cols.shape[0]
+    dtype = np.result_type(rows, cols)
     if return_grad:
         s_cols, st_rows = np.zeros(rows.shape), np.zeros(cols.shape)
         row_sums, col_sums = np.zeros(N), np.zeros(M)
@@ -327,12 +333,19 @@ def _row_blocks(rows, cols, kernel, return_grad, nt):
     with _single_threaded_blas():
         for r0 in range(0, N, R):
             rr = rows[r0:r0 + R]
-            blk = _matmul(rr, cols.T, nt)
-            kernel(blk, r0)
+            blk = np.empty((rr.shape[0], M), dtype=dtype)
+
+            def chunk(c0):
+                part = blk[c0:c0 + _CHUNK_ROWS]
+                np.matmul(rr[c0:c0 + _CHUNK_ROWS], cols.T, out=part)
+                kernel(part, r0 + c0)
+                if return_grad:
+                    s_cols[r0 + c0:r0 + c0 + part.shape[0]] = part @ cols
+                    row_sums[r0 + c0:r0 + c0 + part.shape[0]] = part.sum(axis=1, dtype=np.float64)
+
+            _parallel(chunk, range(0, rr.shape[0], _CHUNK_ROWS), nt)
             if return_grad:
-                s_cols[r0:r0 + R] += _matmul(blk, cols, nt)
                 st_rows += _matmul(blk.T, rr, nt)
-                row_sums[r0:r0 + R] += blk.sum(axis=1, dtype=np.float64)
                 col_sums += blk.sum(axis=0, dtype=np.float64)
     return (s_cols, st_rows, row_sums, col_sums) if return_grad else None
 
@@ -343,7 +356,7 @@ def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad
     row_loss = np.zeros(queries.shape[0])
 
     def softmax(blk, r0):
-        _K.softmax_rows(blk, r0, inv_tau, mask_self, pos_shift, return_grad, row_loss, nt)
+        _K.softmax_rows(blk, r0, inv_tau, mask_self, pos_shift, return_grad, row_loss, 1)
 
     grads = _row_blocks(queries, cands, softmax, return_grad, nt)
     if not return_grad:
