@@ -113,19 +113,10 @@ FL_INLINE double fl_exp(double x) {
 }
 
 /* ------------------------------------------------------------------ log */
-/* logf: max error 1 ulp. */
-FL_INLINE float fl_logf(float x) {
-    /* denormals: scale by 2^23 first so the exponent/mantissa split below is exact */
-    int is_denorm = x < 1.17549435e-38f;
-    float xs = is_denorm ? x * 8388608.0f : x;
-    int32_t bits = fl_f2i(xs);
-    int32_t e = ((bits >> 23) & 0xff) - 126;        /* xs = m * 2^e, m in [0.5, 1) */
-    float m = fl_i2f((bits & 0x007fffff) | 0x3f000000);
-    e = is_denorm ? e - 23 : e;
-    int small = m < 0.707106781186547524f;          /* move m into [sqrt(1/2), sqrt(2)) */
-    e = small ? e - 1 : e;
-    m = small ? m + m - 1.0f : m - 1.0f;
-    float fe = (float)e;
+/* The core shared by every log here: log(2^fe * (1 + m)) for m in [sqrt(1/2) - 1, sqrt(2) - 1),
+ * as fe*ln2 + log1p(m) with Cephes' minimax polynomial (float) / rational (double) for log1p(m);
+ * ln2 is split in two (0.693359375 exact in 9 bits, plus a small correction) for exactness. */
+FL_INLINE float fl_log_reducedf(float m, float fe) {
     float z = m * m;
     float y = 7.0376836292e-2f;
     y = y * m - 1.1514610310e-1f;
@@ -139,7 +130,41 @@ FL_INLINE float fl_logf(float x) {
     y = y * m * z;
     y = y - 2.12194440e-4f * fe;
     y = y - 0.5f * z;
-    float r = m + y + 0.693359375f * fe;
+    return m + y + 0.693359375f * fe;
+}
+FL_INLINE double fl_log_reduced(double m, double fe) {
+    double z = m * m;
+    double p = 1.01875663804580931796E-4;
+    p = p * m + 4.97494994976747001425E-1;
+    p = p * m + 4.70579119878881725854E0;
+    p = p * m + 1.44989225341610930846E1;
+    p = p * m + 1.79368678507819816313E1;
+    p = p * m + 7.70838733755885391666E0;
+    double q = m + 1.12873587189167450590E1;
+    q = q * m + 4.52279145837532221105E1;
+    q = q * m + 8.29875266912776603211E1;
+    q = q * m + 7.11544750618563894466E1;
+    q = q * m + 2.31251620126765340583E1;
+    double y = m * (z * p / q);
+    y = y - fe * 2.121944400546905827679e-4;
+    y = y - 0.5 * z;
+    return m + y + fe * 0.693359375;
+}
+
+/* logf: max error 1 ulp. */
+FL_INLINE float fl_logf(float x) {
+    /* denormals: scale by 2^23 first so the exponent/mantissa split below is exact */
+    int is_denorm = x < 1.17549435e-38f;
+    float xs = is_denorm ? x * 8388608.0f : x;
+    int32_t bits = fl_f2i(xs);
+    int32_t e = ((bits >> 23) & 0xff) - 126;        /* xs = m * 2^e, m in [0.5, 1) */
+    float m = fl_i2f((bits & 0x007fffff) | 0x3f000000);
+    e = is_denorm ? e - 23 : e;
+    int small = m < 0.707106781186547524f;          /* move m into [sqrt(1/2), sqrt(2)) */
+    e = small ? e - 1 : e;
+    m = small ? m + m - 1.0f : m - 1.0f;
+    float fe = (float)e;
+    float r = fl_log_reducedf(m, fe);
     r = x == 0.0f ? -__builtin_inff() : r;
     r = x < 0.0f ? __builtin_nanf("") : r;
     r = x == __builtin_inff() ? x : r;
@@ -159,22 +184,7 @@ FL_INLINE double fl_log(double x) {
     int small = m < 0.70710678118654752440;
     fe = small ? fe - 1.0 : fe;
     m = small ? m + m - 1.0 : m - 1.0;
-    double z = m * m;
-    double p = 1.01875663804580931796E-4;
-    p = p * m + 4.97494994976747001425E-1;
-    p = p * m + 4.70579119878881725854E0;
-    p = p * m + 1.44989225341610930846E1;
-    p = p * m + 1.79368678507819816313E1;
-    p = p * m + 7.70838733755885391666E0;
-    double q = m + 1.12873587189167450590E1;
-    q = q * m + 4.52279145837532221105E1;
-    q = q * m + 8.29875266912776603211E1;
-    q = q * m + 7.11544750618563894466E1;
-    q = q * m + 2.31251620126765340583E1;
-    double y = m * (z * p / q);
-    y = y - fe * 2.121944400546905827679e-4;
-    y = y - 0.5 * z;
-    double r = m + y + fe * 0.693359375;
+    double r = fl_log_reduced(m, fe);
     r = x == 0.0 ? -__builtin_inf() : r;
     r = x < 0.0 ? __builtin_nan("") : r;
     r = x == __builtin_inf() ? x : r;
@@ -211,20 +221,7 @@ FL_INLINE float fl_log1p_unitf(float e) {
     int big = u > 1.41421356237309505f;
     float m = big ? 0.5f * u - 1.0f : u - 1.0f;       /* exact for u in [1, 2] */
     float fe = big ? 1.0f : 0.0f;
-    float z = m * m;
-    float y = 7.0376836292e-2f;
-    y = y * m - 1.1514610310e-1f;
-    y = y * m + 1.1676998740e-1f;
-    y = y * m - 1.2420140846e-1f;
-    y = y * m + 1.4249322787e-1f;
-    y = y * m - 1.6668057665e-1f;
-    y = y * m + 2.0000714765e-1f;
-    y = y * m - 2.4999993993e-1f;
-    y = y * m + 3.3333331174e-1f;
-    y = y * m * z;
-    y = y - 2.12194440e-4f * fe;
-    y = y - 0.5f * z;
-    float r = m + y + 0.693359375f * fe;
+    float r = fl_log_reducedf(m, fe);
     r = r - ((u - 1.0f) - e) / u;
     return u == 1.0f ? e : r;
 }
@@ -233,22 +230,7 @@ FL_INLINE double fl_log1p_unit(double e) {
     int big = u > 1.41421356237309504880;
     double m = big ? 0.5 * u - 1.0 : u - 1.0;
     double fe = big ? 1.0 : 0.0;
-    double z = m * m;
-    double p = 1.01875663804580931796E-4;
-    p = p * m + 4.97494994976747001425E-1;
-    p = p * m + 4.70579119878881725854E0;
-    p = p * m + 1.44989225341610930846E1;
-    p = p * m + 1.79368678507819816313E1;
-    p = p * m + 7.70838733755885391666E0;
-    double q = m + 1.12873587189167450590E1;
-    q = q * m + 4.52279145837532221105E1;
-    q = q * m + 8.29875266912776603211E1;
-    q = q * m + 7.11544750618563894466E1;
-    q = q * m + 2.31251620126765340583E1;
-    double y = m * (z * p / q);
-    y = y - fe * 2.121944400546905827679e-4;
-    y = y - 0.5 * z;
-    double r = m + y + fe * 0.693359375;
+    double r = fl_log_reduced(m, fe);
     r = r - ((u - 1.0) - e) / u;
     return u == 1.0 ? e : r;
 }

@@ -17,6 +17,7 @@ from libc.math cimport exp, pow
 
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, block_items_for, Operand, operand_seg, segment_end, set_operand,
+    ptr_or_null, init_run, finish_run,
     f_exp, f_log, f_log1p, f_log1p_unit, f_abs, f_max, f_min, row_max, row_sumexp, row_dot,
 )
 
@@ -33,30 +34,6 @@ cdef inline floating lse_shift(floating m) noexcept nogil:
     """The max used to shift a log-sum-exp, as torch's log_softmax uses it: the row max itself, so a row
     with a +inf logit (inf - inf) or with only -inf logits gives nan, exactly as torch.cross_entropy."""
     return m
-
-
-cdef object finish_run(int status, BlockRun* run):
-    if status != 0:
-        raise MemoryError("fastloss: could not allocate kernel scratch memory")
-    return run.loss_sum, run.denom_sum, run.first_bad
-
-
-cdef void init_run(BlockRun* run, Py_ssize_t n_items, Py_ssize_t item_cost, Py_ssize_t itemsize,
-                   int num_threads, void* loss_out, bint want_denom) noexcept:
-    run.n_items = n_items
-    run.item_cost = item_cost
-    run.block_items = block_items_for(item_cost)
-    run.itemsize = itemsize
-    run.num_threads = num_threads
-    run.loss_out = loss_out
-    run.want_denom = want_denom
-
-
-cdef inline void* ptr_or_null(object arr):
-    """Data pointer of a C-contiguous ndarray, or NULL for None."""
-    if arr is None:
-        return NULL
-    return <void*> <size_t> arr.ctypes.data
 
 
 # =====================================================================================================
