@@ -15,7 +15,9 @@ from fastloss._kernels import ISA_LEVEL, _runtime
 from fastloss._kernels._built_levels import BUILT_LEVELS
 from fl_testing import DTYPE_IDS, DTYPES, tolerances
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The directory holding the fastloss this test process imported (installed or in-place build), so the
+# child interpreters import the same build -- never the uncompiled source tree of a fresh clone.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__)))
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +28,7 @@ def _restore_default_threads():
 
 
 def run_python(code, **env):
-    """Run ``code`` in a fresh interpreter (the worktree's fastloss) and return its stdout."""
+    """Run ``code`` in a fresh interpreter (the same fastloss build) and return its stdout."""
     e = dict(os.environ)
     e.pop("OMP_NUM_THREADS", None)
     e.pop("FASTLOSS_ISA", None)
