@@ -59,8 +59,8 @@ def _run(kernel, args, arrays, reduction, n, out_shape, dtype, out, return_grad,
     o = V.output_array(out, out_shape, dtype) if reduction == "none" else None
     grads = [np.empty(grad_shape or a.shape, dtype=dtype) for a in arrays] if return_grad else None
     scale = 1.0 / n if (reduction == "mean" and n) else 1.0
-    loss_sum, _ = kernel(*args, None if o is None else o.reshape(-1), *(grads or [None] * len(arrays)),
-                         scale, nt)
+    loss_sum = kernel(*args, None if o is None else o.reshape(-1), *(grads or [None] * len(arrays)),
+                         scale, nt)[0]
     value = o if reduction == "none" else V.reduced(loss_sum, n, reduction, dtype)
     if not return_grad:
         return value
@@ -267,7 +267,7 @@ def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, n
                           row_count, 1)
 
     grads = _row_blocks(e, e, mine, return_grad, nt)
-    total, cnt = _K.reduce_rows(row_loss, row_count, nt)
+    total, cnt, _ = _K.reduce_rows(row_loss, row_count, nt)
     if reduction == "none":
         value = V.output_array(out, (B,), dtype)
         value[...] = row_loss
@@ -365,7 +365,7 @@ def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad
 
 
 def _finish_rows(row_loss, reduction, dtype, out, nt):
-    total, _ = _K.reduce_rows(row_loss, None, nt)
+    total = _K.reduce_rows(row_loss, None, nt)[0]
     if reduction == "none":
         o = V.output_array(out, row_loss.shape, dtype)
         o[...] = row_loss
