@@ -23,7 +23,7 @@ Gradients at non-differentiable points follow torch's autograd: ``clamp_min`` pa
 where its input is >= the bound, ``minimum`` splits a tie in half, a norm's gradient is 0 where the
 norm is 0.
 """
-from libc.math cimport sqrt, pow, log, INFINITY, NAN
+from libc.math cimport sqrt, pow, log, cos, sin, INFINITY, NAN
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
@@ -641,11 +641,30 @@ def reduce_rows(row_loss, row_count, int num_threads):
     return drive(<BlockFn> copy_rows_block, &c, row_loss.shape[0], 1, 8, num_threads, None, True)
 
 
-# Softmax cross-entropy over similarity rows (info_nce, nt_xent).  Row i of the block holds the
-# similarities s_ij of query i with every candidate j; with x_ij = s_ij / tau, the self pair x_ii set to
-# -inf when masked (nt_xent) and the positive p(i) = (i + pos_shift) mod M:
+# Softmax cross-entropy over similarity rows (info_nce, nt_xent, arcface).  Row i of the block holds
+# the similarities s_ij of query i with every candidate j; with x_ij = s_ij / tau (arcface: s_ij * scale),
+# the self pair x_ii set to -inf when masked (nt_xent) and the positive p(i) = (i + pos_shift) mod M, or
+# the row's class label when labels are given (arcface; a label outside [0, M) is reported by index):
 #   loss_i = logsumexp_j x_ij - x_i,p(i)        (shifted by the row max: stable)
 #   dloss_i/ds_ij = (softmax_j(x_i) - [j = p(i)]) / tau     -- written over the row (without the 1/tau)
+# With the additive angular margin (arcface) the positive's logit is phi(s_ip) / tau instead (see
+# arc_margin_point) and its coefficient is multiplied by phi'(s_ip).
+
+# ArcFace's additive angular margin m on the positive's cosine c = cos(theta), in the plain form (no
+# "easy margin", no insightface th/mm fallback; for theta + m > pi it is still cos(theta + m)):
+#   phi(c) = cos(theta + m) = c cos m - sin(theta) sin m,   sin(theta) = sqrt(max(1 - c^2, 0))
+#   phi'(c) = cos m + sin m * c / sin(theta)          where 1 - c^2 > 0
+#   phi'(c) = cos m                                   where 1 - c^2 <= 0 (theta = 0 or pi, or |c| > 1 by
+#                                                     rounding): the sin term's derivative, infinite
+#                                                     there, is taken as 0 -- autograd would give inf/nan.
+cdef inline double arc_margin_point(double c, double cos_m, double sin_m, double* dphi) noexcept nogil:
+    """Returns phi(c); dphi[0] = phi'(c)."""
+    cdef double s2 = 1.0 - c * c
+    cdef double sin_t = sqrt(s2) if s2 > 0 else 0.0
+    dphi[0] = cos_m + sin_m * c / sin_t if s2 > 0 else cos_m
+    return c * cos_m - sin_t * sin_m
+
+
 cdef struct SoftmaxRowsCtx:
     void* block              # (R, M) similarities, overwritten with softmax - onehot when want_grad
     Py_ssize_t M
@@ -653,23 +672,45 @@ cdef struct SoftmaxRowsCtx:
     double inv_tau
     bint mask_self
     Py_ssize_t pos_shift
+    const void* labels       # (N,) int32/int64 positives, or NULL: p(i) = (i + pos_shift) mod M
+    bint labels64
+    bint arc_margin          # apply arc_margin_point to the positive
+    double cos_m
+    double sin_m
     bint want_grad
     double* row_loss
 
 
 cdef Py_ssize_t softmax_rows_block(const SoftmaxRowsCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                    floating* loss, floating* denom) noexcept nogil:
-    cdef Py_ssize_t M = c.M, r, i, j, p
+    cdef Py_ssize_t M = c.M, r, i, j, p, first_bad = -1
+    cdef int64_t label
     cdef floating* x
     cdef floating it = <floating> c.inv_tau, m, s, xp
+    cdef double dphi = 1.0
     for r in range(start, stop):
         i = c.row0 + r
-        p = (i + c.pos_shift) % M
         x = <floating*> c.block + r * M
+        if c.labels != NULL:
+            label = read_label(c.labels, c.labels64, i)
+            if label < 0 or label >= M:
+                first_bad = i if first_bad < 0 else first_bad
+                c.row_loss[i] = NAN
+                loss[r - start] = <floating> NAN
+                if c.want_grad:
+                    memset(x, 0, M * sizeof(floating))
+                continue
+            p = <Py_ssize_t> label
+        else:
+            p = (i + c.pos_shift) % M
+        if c.arc_margin:
+            xp = <floating> (c.inv_tau * arc_margin_point(x[p], c.cos_m, c.sin_m, &dphi))
         for j in range(M):
             x[j] = x[j] * it
         if c.mask_self:
             x[i] = -INFINITY
+        if c.arc_margin:
+            x[p] = xp
         xp = x[p]
         m = row_max(x, M)
         s = row_sumexp(x, M, m, x if c.want_grad else NULL)
@@ -680,19 +721,28 @@ cdef Py_ssize_t softmax_rows_block(const SoftmaxRowsCtx* c, Py_ssize_t start, Py
             for j in range(M):
                 x[j] = x[j] * s
             x[p] -= 1
-    return -1
+            if c.arc_margin:
+                x[p] = <floating> (x[p] * dphi)
+    return first_bad
 
 
 def softmax_rows(block, Py_ssize_t row0, double inv_tau, bint mask_self, Py_ssize_t pos_shift,
-                 bint want_grad, row_loss, int num_threads):
+                 bint want_grad, row_loss, int num_threads, labels=None, margin=None):
     """Kernel entry: block (R, M) similarity rows of one float dtype (overwritten with the gradient
-    coefficients when want_grad); each row's loss goes to row_loss (float64) at its global index."""
+    coefficients when want_grad); each row's loss goes to row_loss (float64) at its global index.
+    ``labels`` (N,) int32/int64 name the positives instead of pos_shift; ``margin`` (a float) applies
+    the additive angular margin to them.  Returns the first row with a label outside [0, M), or -1."""
     cdef SoftmaxRowsCtx c
     c.block = ptr_or_null(block)
     c.M = block.shape[1]
     c.row0 = row0
     c.inv_tau, c.mask_self, c.pos_shift, c.want_grad = inv_tau, mask_self, pos_shift, want_grad
+    c.labels = ptr_or_null(labels)
+    c.labels64 = labels is not None and labels.dtype.itemsize == 8
+    c.arc_margin = margin is not None
+    c.cos_m = cos(margin) if c.arc_margin else 1.0
+    c.sin_m = sin(margin) if c.arc_margin else 0.0
     c.row_loss = <double*> ptr_or_null(row_loss)
     cdef BlockFn fn = (<BlockFn> softmax_rows_block[float] if block.dtype.itemsize == 4
                        else <BlockFn> softmax_rows_block[double])
-    drive(fn, &c, block.shape[0], 4 * c.M, block.dtype.itemsize, num_threads, None, False)
+    return drive(fn, &c, block.shape[0], 4 * c.M, block.dtype.itemsize, num_threads, None, False)[2]
