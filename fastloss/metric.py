@@ -470,9 +470,10 @@ def arcface_loss(embeddings, labels, class_weights, scale=64.0, margin=0.5, redu
     for every theta: **no** "easy margin" and **no** insightface ``th``/``mm`` fallback, so where
     theta + margin > pi the target logit is still cos(theta + margin), which there grows again with
     theta (insightface would switch to cos(theta) - sin(m) * m).
-    Gradient convention: where 1 - cos^2 <= 0 (theta = 0 or pi, e.g. an embedding equal to its class
+    Gradient convention: where 1 - cos^2 <= 0 (theta = 0 or pi, e.g. an embedding along its class
     centre, or D = 1) d sin / d cos -- infinite there -- is taken as 0, so d z_iy / d cos = scale * cos(m);
-    autograd of the literal formula would give inf/nan there.
+    autograd of the literal formula gives inf/nan there.  (theta has no derivative at 0 or pi -- a cone,
+    like a norm at 0 -- and there d cos / d e = 0, so this is the zero subgradient of the margin term.)
 
     ``scale`` > 0 and ``margin`` are finite reals.  The similarities come from row blocks of
     u(E) @ u(W).T (BLAS; memory O(block x C), never N x C), the margin, max-shifted log-sum-exp and
