@@ -416,7 +416,8 @@ def _normalize(z, dtype):
     """Rows of z over max(|z|, 1e-12), as ``F.normalize``; returns (u in dtype, |z|, the divisor)."""
     norm = np.sqrt(np.einsum("ij,ij->i", z, z, dtype=np.float64))[:, None]
     den = np.maximum(norm, _NORMALIZE_EPS)
-    return (z / den).astype(dtype, copy=False), norm, den
+    with np.errstate(invalid="ignore"):     # an inf row gives nan, as in torch, without a warning
+        return (z / den).astype(dtype, copy=False), norm, den
 
 
 def _normalize_grad(u, gu, norm, den):

@@ -112,6 +112,17 @@ def test_hostile_rows(dtype):
         check(gw, want_gw, dtype, "g_class_weights " + reduction)
 
 
+def test_nan_and_inf_propagate_like_torch():
+    e, y, w = sample(np.random.default_rng(7), 5, 3, 4)
+    e[1, 0], e[2, 1] = np.nan, np.inf
+    want = torch_value_and_grads(arcface_torch, e, y, w, reduction="none")[0]
+    got = fl.arcface_loss(e, y, w, reduction="none")
+    np.testing.assert_array_equal(np.isnan(got), [False, True, True, False, False])
+    check(got, want, np.float64, "nan rows")
+    w[2, 0] = np.nan                    # a nan class centre reaches every row's log-sum-exp
+    assert np.isnan(fl.arcface_loss(e, y, w, reduction="none")).all()
+
+
 def test_theta_zero_gradient_convention():
     """Exactly cos = 1: theta has no derivative there (a cone, like a norm at 0); the angular term's
     gradient is taken as 0, as the registry reference's zero-gradient sqrt does (the literal formula's
