@@ -17,7 +17,7 @@ _K = load("metric")
 
 __all__ = ["triplet_margin_loss", "margin_ranking_loss", "cosine_embedding_loss", "hinge_embedding_loss",
            "contrastive_loss", "batch_hard_triplet_loss", "batch_all_triplet_loss", "info_nce_loss",
-           "nt_xent_loss"]
+           "nt_xent_loss", "arcface_loss"]
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -59,8 +59,8 @@ def _run(kernel, args, arrays, reduction, n, out_shape, dtype, out, return_grad,
     o = V.output_array(out, out_shape, dtype) if reduction == "none" else None
     grads = [np.empty(grad_shape or a.shape, dtype=dtype) for a in arrays] if return_grad else None
     scale = 1.0 / n if (reduction == "mean" and n) else 1.0
-    loss_sum, _ = kernel(*args, None if o is None else o.reshape(-1), *(grads or [None] * len(arrays)),
-                         scale, nt)
+    loss_sum = kernel(*args, None if o is None else o.reshape(-1), *(grads or [None] * len(arrays)),
+                         scale, nt)[0]
     value = o if reduction == "none" else V.reduced(loss_sum, n, reduction, dtype)
     if not return_grad:
         return value
@@ -267,7 +267,7 @@ def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, n
                           row_count, 1)
 
     grads = _row_blocks(e, e, mine, return_grad, nt)
-    total, cnt = _K.reduce_rows(row_loss, row_count, nt)
+    total, cnt, _ = _K.reduce_rows(row_loss, row_count, nt)
     if reduction == "none":
         value = V.output_array(out, (B,), dtype)
         value[...] = row_loss
@@ -316,17 +316,18 @@ def batch_all_triplet_loss(embeddings, labels, margin=1.0, squared=False, reduct
     return _triplet_mining(embeddings, labels, margin, squared, reduction, True, num_threads, out, return_grad)
 
 
-def _row_blocks(rows, cols, kernel, return_grad, nt):
+def _row_blocks(rows, cols, kernel, return_grad, nt, sums=True):
     """Run ``kernel(chunk, row0)`` (single-threaded) on fixed 64-row chunks of ``rows @ cols.T``, the
     chunks on nt threads, each chunk's matmul and kernel back to back (memory O(block x M)).
 
     With ``return_grad`` the kernel leaves the chunk's coefficients S there, and this returns
-    (S @ cols, S.T @ rows, row sums of S, column sums of S), accumulated block by block."""
+    (S @ cols, S.T @ rows, row sums of S, column sums of S), accumulated block by block (the sums
+    only if ``sums``, else None)."""
     N, M = rows.shape[0], cols.shape[0]
     dtype = np.result_type(rows, cols)
     if return_grad:
         s_cols, st_rows = np.zeros(rows.shape), np.zeros(cols.shape)
-        row_sums, col_sums = np.zeros(N), np.zeros(M)
+        row_sums, col_sums = (np.zeros(N), np.zeros(M)) if sums else (None, None)
     R = _block_rows(M)
     with _single_threaded_blas():
         for r0 in range(0, N, R):
@@ -339,31 +340,39 @@ def _row_blocks(rows, cols, kernel, return_grad, nt):
                 kernel(part, r0 + c0)
                 if return_grad:
                     s_cols[r0 + c0:r0 + c0 + part.shape[0]] = part @ cols
+                if return_grad and sums:
                     row_sums[r0 + c0:r0 + c0 + part.shape[0]] = part.sum(axis=1, dtype=np.float64)
 
             _parallel(chunk, range(0, rr.shape[0], _CHUNK_ROWS), nt)
             if return_grad:
                 st_rows += _matmul(blk.T, rr, nt)
-                col_sums += blk.sum(axis=0, dtype=np.float64)
+                if sums:
+                    col_sums += blk.sum(axis=0, dtype=np.float64)
     return (s_cols, st_rows, row_sums, col_sums) if return_grad else None
 
 
-def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad):
-    """Per-row losses of -log softmax(q_i . c_j * inv_tau)_{pos(i)}, and with return_grad the
-    gradients of their sum w.r.t. queries and candidates."""
+def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad, labels=None, margin=None):
+    """Per-row losses of -log softmax(q_i . c_j * inv_tau)_{pos(i)} (the positive by pos_shift, or by
+    ``labels`` with an optional arc ``margin``: kernel softmax_rows), and with return_grad the
+    gradients of their sum w.r.t. queries and candidates.  A bad label raises IndexError."""
     row_loss = np.zeros(queries.shape[0])
+    bad = []
 
     def softmax(blk, r0):
-        _K.softmax_rows(blk, r0, inv_tau, mask_self, pos_shift, return_grad, row_loss, 1)
+        first = _K.softmax_rows(blk, r0, inv_tau, mask_self, pos_shift, return_grad, row_loss, 1, labels, margin)
+        if first >= 0:
+            bad.append(first)
 
-    grads = _row_blocks(queries, cands, softmax, return_grad, nt)
+    grads = _row_blocks(queries, cands, softmax, return_grad, nt, sums=False)
+    if bad:
+        V.raise_bad_label(labels, min(bad), cands.shape[0], None, name="labels")
     if not return_grad:
         return row_loss, None, None
     return row_loss, grads[0] * inv_tau, grads[1] * inv_tau
 
 
 def _finish_rows(row_loss, reduction, dtype, out, nt):
-    total, _ = _K.reduce_rows(row_loss, None, nt)
+    total = _K.reduce_rows(row_loss, None, nt)[0]
     if reduction == "none":
         o = V.output_array(out, row_loss.shape, dtype)
         o[...] = row_loss
@@ -401,6 +410,21 @@ def info_nce_loss(query, key, temperature=0.07, reduction="mean", *, num_threads
 _NORMALIZE_EPS = 1e-12      # torch.nn.functional.normalize's default
 
 
+def _normalize(z, dtype):
+    """Rows of z over max(|z|, 1e-12), as ``F.normalize``; returns (u in dtype, |z|, the divisor)."""
+    norm = np.sqrt(np.einsum("ij,ij->i", z, z, dtype=np.float64))[:, None]
+    den = np.maximum(norm, _NORMALIZE_EPS)
+    with np.errstate(invalid="ignore"):     # an inf row gives nan, as in torch, without a warning
+        return (z / den).astype(dtype, copy=False), norm, den
+
+
+def _normalize_grad(u, gu, norm, den):
+    """The gradient through u = z / max(|z|, eps): (g - u (u.g)) / |z| where |z| >= eps, g / eps below
+    it (torch's clamp_min passes the gradient to the norm only where |z| >= eps)."""
+    radial = np.where(norm >= _NORMALIZE_EPS, np.einsum("ij,ij->i", u, gu)[:, None], 0.0)
+    return (gu - u * radial) / den
+
+
 def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean", *, num_threads=None, out=None, return_grad=False):
     """NT-Xent (SimCLR, SPEC §6) over the 2N views z = [z1; z2] (each (N, D)).
 
@@ -420,16 +444,65 @@ def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean", *, num_threads=None,
     b = V.float_array(z2, "z2", dtype=a.dtype)
     V.check_same_shape(a, b, "z1", "z2")
     N = a.shape[0]
-    z = np.concatenate([a, b])
-    norm = np.sqrt(np.einsum("ij,ij->i", z, z, dtype=np.float64))[:, None]
-    den = np.maximum(norm, _NORMALIZE_EPS)
-    u = (z / den).astype(np.float64 if return_grad else a.dtype, copy=False)    # see _GRAD_NOTE
+    u, norm, den = _normalize(np.concatenate([a, b]), np.float64 if return_grad else a.dtype)  # _GRAD_NOTE
     row_loss, gu, gu2 = _softmax_rows(u, u, 1.0 / tau, True, N, nt, return_grad)
     value, scale = _finish_rows(row_loss, reduction, a.dtype, out, nt)
     if not return_grad:
         return value
-    gu = (gu + gu2) * scale
-    # through u = z / max(|z|, eps): (g - u (u.g)) / |z| where |z| >= eps, g / eps below it
-    radial = np.where(norm >= _NORMALIZE_EPS, np.einsum("ij,ij->i", u, gu)[:, None], 0.0)
-    gz = ((gu - u * radial) / den).astype(a.dtype)
+    gz = _normalize_grad(u, (gu + gu2) * scale, norm, den).astype(a.dtype)
     return value, (gz[:N], gz[N:])
+
+
+def arcface_loss(embeddings, labels, class_weights, scale=64.0, margin=0.5, reduction="mean", *, num_threads=None,
+                 out=None, return_grad=False):
+    """ArcFace (additive angular margin) softmax loss, Deng et al. 2019 (no torch reference; the usual
+    PyTorch formulation without "easy margin").
+
+    ``embeddings`` (N, D), integer ``labels`` (N,) in [0, C), ``class_weights`` (C, D) the class centres.
+    Both are L2-normalised as ``F.normalize`` does (u = x / max(|x|, 1e-12), so a zero row stays 0)::
+
+        cos_ij = u(e_i) . u(w_j),   theta = arccos(cos_iy) for the row's label y = labels[i]
+        z_ij = scale * cos_ij (j != y),   z_iy = scale * cos(theta + margin)
+        loss_i = logsumexp_j z_ij - z_iy
+
+    with cos(theta + m) = cos * cos(m) - sin * sin(m), sin = sqrt(max(1 - cos^2, 0)), the plain formula
+    for every theta: **no** "easy margin" and **no** insightface ``th``/``mm`` fallback, so where
+    theta + margin > pi the target logit is still cos(theta + margin), which there grows again with
+    theta (insightface would switch to cos(theta) - sin(m) * m).
+    Gradient convention: where 1 - cos^2 <= 0 (theta = 0 or pi, e.g. an embedding along its class
+    centre, or D = 1) d sin / d cos -- infinite there -- is taken as 0, so d z_iy / d cos = scale * cos(m);
+    autograd of the literal formula gives inf/nan there.  (theta has no derivative at 0 or pi -- a cone,
+    like a norm at 0 -- and there d cos / d e = 0, so this is the zero subgradient of the margin term.)
+
+    ``scale`` > 0 and ``margin`` are finite reals.  The similarities come from row blocks of
+    u(E) @ u(W).T (BLAS; memory O(block x C), never N x C), the margin, max-shifted log-sum-exp and
+    reduction from a fused kernel; the mean is over the N rows.  A label outside [0, C) raises
+    ``IndexError`` naming ``labels`` and its first position.  ``return_grad=True`` returns
+    ``(loss, (g_embeddings, g_class_weights))`` (float32 input is then computed in float64, see
+    ``_GRAD_NOTE``).
+    """
+    V.check_reduction(reduction)
+    s = V.check_real(scale, "scale", low=0.0, low_open=True)
+    m = V.check_real(margin, "margin")
+    for name, v in (("scale", s), ("margin", m)):
+        if not np.isfinite(v):
+            raise ValueError(f"{name} must be finite, got {v!r}")
+    nt = resolve_num_threads(num_threads)
+    e = _embeddings(embeddings, "embeddings")
+    w = V.float_array(class_weights, "class_weights", dtype=e.dtype)
+    if w.ndim != 2 or w.shape[1] != e.shape[1]:
+        raise ValueError(f"class_weights must be (C, {e.shape[1]}) (embeddings are {e.shape}), got {w.shape}")
+    lab = V.labels_array(labels, "labels")
+    N, C = e.shape[0], w.shape[0]
+    if lab.shape != (N,):
+        raise ValueError(f"labels must have shape ({N},) (one per embedding), got {lab.shape}")
+    dtype = np.dtype(np.float64) if return_grad else e.dtype    # see _GRAD_NOTE
+    ue, norm_e, den_e = _normalize(e, dtype)
+    uw, norm_w, den_w = _normalize(w, dtype)
+    row_loss, gue, guw = _softmax_rows(ue, uw, s, False, 0, nt, return_grad, labels=lab, margin=m)
+    value, red_scale = _finish_rows(row_loss, reduction, e.dtype, out, nt)
+    if not return_grad:
+        return value
+    ge = _normalize_grad(ue, gue * red_scale, norm_e, den_e).astype(e.dtype)
+    gw = _normalize_grad(uw, guw * red_scale, norm_w, den_w).astype(e.dtype)
+    return value, (ge, gw)

@@ -23,13 +23,13 @@ Gradients at non-differentiable points follow torch's autograd: ``clamp_min`` pa
 where its input is >= the bound, ``minimum`` splits a tie in half, a norm's gradient is 0 where the
 norm is 0.
 """
-from libc.math cimport sqrt, pow, log, INFINITY, NAN
+from libc.math cimport sqrt, pow, log, cos, sin, INFINITY, NAN
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
 
 from fastloss._kernels._common cimport (
-    floating, BlockFn, BlockRun, run_blocks, block_items_for, row_max, row_sumexp,
+    floating, BlockFn, BlockRun, run_blocks, row_max, row_sumexp, ptr_or_null, init_run, finish_run,
 )
 
 cdef extern from *:
@@ -171,28 +171,17 @@ cdef inline void axpby(const floating* a, const floating* b, Py_ssize_t n, doubl
 
 
 # ---------------------------------------------------------------- entry plumbing
-cdef inline void* data_ptr(object arr):
-    """Data pointer of a C-contiguous ndarray, or NULL for None."""
-    return NULL if arr is None else <void*> <size_t> arr.ctypes.data
-
-
 cdef object drive(BlockFn fn, const void* ctx, Py_ssize_t n_items, Py_ssize_t item_cost,
                   Py_ssize_t itemsize, int num_threads, object out, bint want_denom):
-    """Run one block function over n_items with run_blocks; returns (loss_sum, denom_sum)."""
+    """One block function over n_items by run_blocks, with _common.pxd's entry helpers (init_run,
+    finish_run); returns finish_run's (loss_sum, denom_sum, first_bad)."""
     cdef BlockRun run
     cdef int status
-    run.n_items = n_items
-    run.item_cost = item_cost if item_cost > 0 else 1
-    run.block_items = block_items_for(run.item_cost)
-    run.itemsize = itemsize
-    run.num_threads = num_threads
-    run.loss_out = data_ptr(out)
-    run.want_denom = want_denom
+    init_run(&run, n_items, item_cost if item_cost > 0 else 1, itemsize, num_threads, ptr_or_null(out),
+             want_denom)
     with nogil:
         status = run_blocks(fn, ctx, &run)
-    if status != 0:
-        raise MemoryError("fastloss: could not allocate kernel scratch memory")
-    return run.loss_sum, run.denom_sum
+    return finish_run(status, &run)
 
 
 # =====================================================================================================
@@ -274,12 +263,12 @@ cdef Py_ssize_t triplet_block(const TripletCtx* c, Py_ssize_t start, Py_ssize_t 
 def triplet_margin(a, p, n, double margin, double pnorm, double eps, bint swap, out, ga, gp, gn,
                    double grad_scale, int num_threads):
     """Kernel entry: a, p, n (N, D) C-contiguous of one float dtype; out (N,) or None; ga/gp/gn like a
-    or None.  Returns (loss_sum, 0)."""
+    or None.  Returns (loss_sum, 0, -1)."""
     cdef TripletCtx c
-    c.a, c.p, c.n = data_ptr(a), data_ptr(p), data_ptr(n)
+    c.a, c.p, c.n = ptr_or_null(a), ptr_or_null(p), ptr_or_null(n)
     c.D = a.shape[1]
     c.margin, c.pnorm, c.eps, c.swap = margin, pnorm, eps, swap
-    c.ga, c.gp, c.gn = data_ptr(ga), data_ptr(gp), data_ptr(gn)
+    c.ga, c.gp, c.gn = ptr_or_null(ga), ptr_or_null(gp), ptr_or_null(gn)
     c.grad_scale = grad_scale
     cdef BlockFn fn = <BlockFn> triplet_block[float] if a.dtype.itemsize == 4 else <BlockFn> triplet_block[double]
     return drive(fn, &c, a.shape[0], c.D * (3 if swap else 2), a.dtype.itemsize, num_threads, out, False)
@@ -389,12 +378,12 @@ cdef Py_ssize_t contrastive_block(const PairCtx* c, Py_ssize_t start, Py_ssize_t
 
 def pair_rows(str kind, x1, x2, y, double margin, out, g1, g2, double grad_scale, int num_threads):
     """Kernel entry of the losses on pairs of rows with a per-row target: kind "cosine_embedding" or
-    "contrastive"; x1, x2 (N, D), y (N,) of one float dtype.  Returns (loss_sum, 0)."""
+    "contrastive"; x1, x2 (N, D), y (N,) of one float dtype.  Returns (loss_sum, 0, -1)."""
     cdef PairCtx c
-    c.x1, c.x2, c.y = data_ptr(x1), data_ptr(x2), data_ptr(y)
+    c.x1, c.x2, c.y = ptr_or_null(x1), ptr_or_null(x2), ptr_or_null(y)
     c.D = x1.shape[1]
     c.margin = margin
-    c.g1, c.g2 = data_ptr(g1), data_ptr(g2)
+    c.g1, c.g2 = ptr_or_null(g1), ptr_or_null(g2)
     c.grad_scale = grad_scale
     cdef bint f32 = x1.dtype.itemsize == 4
     cdef BlockFn fn
@@ -467,11 +456,11 @@ cdef Py_ssize_t score_block(const ScoreCtx* c, Py_ssize_t start, Py_ssize_t stop
 
 def score_loss(x1, x2, y, double margin, out, g1, g2, double grad_scale, int num_threads):
     """Kernel entry: margin_ranking (x2 given) or hinge_embedding (x2 None); flat C-contiguous arrays
-    of one float dtype.  Returns (loss_sum, 0)."""
+    of one float dtype.  Returns (loss_sum, 0, -1)."""
     cdef ScoreCtx c
-    c.x1, c.x2, c.y = data_ptr(x1), data_ptr(x2), data_ptr(y)
+    c.x1, c.x2, c.y = ptr_or_null(x1), ptr_or_null(x2), ptr_or_null(y)
     c.margin = margin
-    c.g1, c.g2 = data_ptr(g1), data_ptr(g2)
+    c.g1, c.g2 = ptr_or_null(g1), ptr_or_null(g2)
     c.grad_scale = grad_scale
     cdef BlockFn fn = <BlockFn> score_block[float] if x1.dtype.itemsize == 4 else <BlockFn> score_block[double]
     return drive(fn, &c, x1.shape[0], 1, x1.dtype.itemsize, num_threads, out, False)
@@ -613,15 +602,15 @@ def triplet_mining(block, sqnorm, labels, Py_ssize_t row0, double margin, bint s
     mean denominator go to row_loss / row_count (B,) float64 at the row's global index (reduce them
     with reduce_rows)."""
     cdef MiningCtx c
-    c.block = data_ptr(block)
-    c.sqnorm = <const double*> data_ptr(sqnorm)
-    c.labels = data_ptr(labels)
+    c.block = ptr_or_null(block)
+    c.sqnorm = <const double*> ptr_or_null(sqnorm)
+    c.labels = ptr_or_null(labels)
     c.labels64 = labels.dtype.itemsize == 8
     c.B = block.shape[1]
     c.row0 = row0
     c.margin, c.squared, c.batch_all, c.want_grad = margin, squared, batch_all, want_grad
-    c.row_loss = <double*> data_ptr(row_loss)
-    c.row_count = <double*> data_ptr(row_count)
+    c.row_loss = <double*> ptr_or_null(row_loss)
+    c.row_count = <double*> ptr_or_null(row_count)
     cdef BlockFn fn = (<BlockFn> triplet_mining_block[float] if block.dtype.itemsize == 4
                        else <BlockFn> triplet_mining_block[double])
     drive(fn, &c, block.shape[0], c.B * (8 if batch_all else 2), block.dtype.itemsize, num_threads, None,
@@ -644,19 +633,38 @@ cdef Py_ssize_t copy_rows_block(const RowsCtx* c, Py_ssize_t start, Py_ssize_t s
 
 
 def reduce_rows(row_loss, row_count, int num_threads):
-    """Deterministic (loss_sum, count_sum) of per-row float64 losses and denominators (count may be
+    """Deterministic (loss_sum, count_sum, -1) of per-row float64 losses and denominators (count may be
     None: 1 per row), by run_blocks."""
     cdef RowsCtx c
-    c.loss = <const double*> data_ptr(row_loss)
-    c.count = <const double*> data_ptr(row_count)
+    c.loss = <const double*> ptr_or_null(row_loss)
+    c.count = <const double*> ptr_or_null(row_count)
     return drive(<BlockFn> copy_rows_block, &c, row_loss.shape[0], 1, 8, num_threads, None, True)
 
 
-# Softmax cross-entropy over similarity rows (info_nce, nt_xent).  Row i of the block holds the
-# similarities s_ij of query i with every candidate j; with x_ij = s_ij / tau, the self pair x_ii set to
-# -inf when masked (nt_xent) and the positive p(i) = (i + pos_shift) mod M:
+# Softmax cross-entropy over similarity rows (info_nce, nt_xent, arcface).  Row i of the block holds
+# the similarities s_ij of query i with every candidate j; with x_ij = s_ij / tau (arcface: s_ij * scale),
+# the self pair x_ii set to -inf when masked (nt_xent) and the positive p(i) = (i + pos_shift) mod M, or
+# the row's class label when labels are given (arcface; a label outside [0, M) is reported by index):
 #   loss_i = logsumexp_j x_ij - x_i,p(i)        (shifted by the row max: stable)
 #   dloss_i/ds_ij = (softmax_j(x_i) - [j = p(i)]) / tau     -- written over the row (without the 1/tau)
+# With the additive angular margin (arcface) the positive's logit is phi(s_ip) / tau instead (see
+# arc_margin_point) and its coefficient is multiplied by phi'(s_ip).
+
+# ArcFace's additive angular margin m on the positive's cosine c = cos(theta), in the plain form (no
+# "easy margin", no insightface th/mm fallback; for theta + m > pi it is still cos(theta + m)):
+#   phi(c) = cos(theta + m) = c cos m - sin(theta) sin m,   sin(theta) = sqrt(max(1 - c^2, 0))
+#   phi'(c) = cos m + sin m * c / sin(theta)          where 1 - c^2 > 0
+#   phi'(c) = cos m                                   where 1 - c^2 <= 0 (theta = 0 or pi, or |c| > 1 by
+#                                                     rounding): the sin term's derivative, infinite
+#                                                     there, is taken as 0 -- autograd would give inf/nan.
+cdef inline double arc_margin_point(double c, double cos_m, double sin_m, double* dphi) noexcept nogil:
+    """Returns phi(c); dphi[0] = phi'(c)."""
+    cdef double s2 = 1.0 - c * c
+    cdef double sin_t = sqrt(s2) if s2 > 0 else 0.0
+    dphi[0] = cos_m + sin_m * c / sin_t if s2 > 0 else cos_m
+    return c * cos_m - sin_t * sin_m
+
+
 cdef struct SoftmaxRowsCtx:
     void* block              # (R, M) similarities, overwritten with softmax - onehot when want_grad
     Py_ssize_t M
@@ -664,23 +672,45 @@ cdef struct SoftmaxRowsCtx:
     double inv_tau
     bint mask_self
     Py_ssize_t pos_shift
+    const void* labels       # (N,) int32/int64 positives, or NULL: p(i) = (i + pos_shift) mod M
+    bint labels64
+    bint arc_margin          # apply arc_margin_point to the positive
+    double cos_m
+    double sin_m
     bint want_grad
     double* row_loss
 
 
 cdef Py_ssize_t softmax_rows_block(const SoftmaxRowsCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                    floating* loss, floating* denom) noexcept nogil:
-    cdef Py_ssize_t M = c.M, r, i, j, p
+    cdef Py_ssize_t M = c.M, r, i, j, p, first_bad = -1
+    cdef int64_t label
     cdef floating* x
     cdef floating it = <floating> c.inv_tau, m, s, xp
+    cdef double dphi = 1.0
     for r in range(start, stop):
         i = c.row0 + r
-        p = (i + c.pos_shift) % M
         x = <floating*> c.block + r * M
+        if c.labels != NULL:
+            label = read_label(c.labels, c.labels64, i)
+            if label < 0 or label >= M:
+                first_bad = i if first_bad < 0 else first_bad
+                c.row_loss[i] = NAN
+                loss[r - start] = <floating> NAN
+                if c.want_grad:
+                    memset(x, 0, M * sizeof(floating))
+                continue
+            p = <Py_ssize_t> label
+        else:
+            p = (i + c.pos_shift) % M
+        if c.arc_margin:
+            xp = <floating> (c.inv_tau * arc_margin_point(x[p], c.cos_m, c.sin_m, &dphi))
         for j in range(M):
             x[j] = x[j] * it
         if c.mask_self:
             x[i] = -INFINITY
+        if c.arc_margin:
+            x[p] = xp
         xp = x[p]
         m = row_max(x, M)
         s = row_sumexp(x, M, m, x if c.want_grad else NULL)
@@ -691,19 +721,28 @@ cdef Py_ssize_t softmax_rows_block(const SoftmaxRowsCtx* c, Py_ssize_t start, Py
             for j in range(M):
                 x[j] = x[j] * s
             x[p] -= 1
-    return -1
+            if c.arc_margin:
+                x[p] = <floating> (x[p] * dphi)
+    return first_bad
 
 
 def softmax_rows(block, Py_ssize_t row0, double inv_tau, bint mask_self, Py_ssize_t pos_shift,
-                 bint want_grad, row_loss, int num_threads):
+                 bint want_grad, row_loss, int num_threads, labels=None, margin=None):
     """Kernel entry: block (R, M) similarity rows of one float dtype (overwritten with the gradient
-    coefficients when want_grad); each row's loss goes to row_loss (float64) at its global index."""
+    coefficients when want_grad); each row's loss goes to row_loss (float64) at its global index.
+    ``labels`` (N,) int32/int64 name the positives instead of pos_shift; ``margin`` (a float) applies
+    the additive angular margin to them.  Returns the first row with a label outside [0, M), or -1."""
     cdef SoftmaxRowsCtx c
-    c.block = data_ptr(block)
+    c.block = ptr_or_null(block)
     c.M = block.shape[1]
     c.row0 = row0
     c.inv_tau, c.mask_self, c.pos_shift, c.want_grad = inv_tau, mask_self, pos_shift, want_grad
-    c.row_loss = <double*> data_ptr(row_loss)
+    c.labels = ptr_or_null(labels)
+    c.labels64 = labels is not None and labels.dtype.itemsize == 8
+    c.arc_margin = margin is not None
+    c.cos_m = cos(margin) if c.arc_margin else 1.0
+    c.sin_m = sin(margin) if c.arc_margin else 0.0
+    c.row_loss = <double*> ptr_or_null(row_loss)
     cdef BlockFn fn = (<BlockFn> softmax_rows_block[float] if block.dtype.itemsize == 4
                        else <BlockFn> softmax_rows_block[double])
-    drive(fn, &c, block.shape[0], 4 * c.M, block.dtype.itemsize, num_threads, None, False)
+    return drive(fn, &c, block.shape[0], 4 * c.M, block.dtype.itemsize, num_threads, None, False)[2]

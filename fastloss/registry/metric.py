@@ -158,3 +158,33 @@ register(LossSpec("batch_hard_triplet_loss", "metric", _sample_mining, torch_ref
 register(LossSpec("batch_all_triplet_loss", "metric", _sample_mining, torch_ref=batch_all_torch))
 register(LossSpec("info_nce_loss", "metric", _sample_nce, torch_ref=info_nce_torch, grad_argnums=(0, 1)))
 register(LossSpec("nt_xent_loss", "metric", _sample_nce, torch_ref=nt_xent_torch, grad_argnums=(0, 1)))
+
+
+# ------------------------------------------------------------------ arcface (torch-ops formula)
+def _sample_arcface(rng, n, dtype, D=16):
+    N = max(min(n // D, 1024), 1)
+    C = 37
+    return ((rng.standard_normal((N, D)).astype(dtype), rng.integers(0, C, N),
+             rng.standard_normal((C, D)).astype(dtype)), {"scale": 16.0, "margin": 0.4})
+
+
+def arcface_torch(embeddings, labels, class_weights, scale=64.0, margin=0.5, reduction="mean"):
+    """ArcFace in torch ops (the plain cos(theta + m), no easy margin / th-mm fallback).
+
+    sin(theta) = sqrt(max(1 - cos^2, 0)) is written with the double-where trick so that its gradient
+    is 0 where 1 - cos^2 <= 0 (fastloss's documented convention; the literal sqrt gives inf/nan there)
+    and the value is unchanged everywhere."""
+    import math
+    torch, F = _torch()
+    e, w, y = _t(embeddings), _t(class_weights), _t(labels).long()
+    cos = F.normalize(e, dim=1) @ F.normalize(w, dim=1).T
+    c = cos.gather(1, y[:, None])
+    s2 = 1 - c * c
+    pos = s2 > 0
+    sin = torch.where(pos, torch.where(pos, s2, 1.0).sqrt(), 0.0)
+    target = c * math.cos(margin) - sin * math.sin(margin)
+    logits = (cos.scatter(1, y[:, None], target)) * scale
+    return F.cross_entropy(logits, y, reduction=reduction)
+
+
+register(LossSpec("arcface_loss", "metric", _sample_arcface, torch_ref=arcface_torch, grad_argnums=(0, 2)))
