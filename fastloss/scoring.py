@@ -1,0 +1,544 @@
+"""Scoring files: a loss over millions of stored predictions, in memory bounded by the batch size.
+
+``score_parquet`` streams record batches with pyarrow (``ParquetFile.iter_batches(columns=...)``),
+turns the needed columns into NumPy arrays and folds one mergeable ``LossState`` per batch
+(``fastloss.partial``) into the result.  ``score_file`` does the same for ``.npy`` / ``.npz`` input
+(and dispatches Parquet paths to the same engine); ``fastloss score`` is its command line.
+
+Column conversion, without a copy where Arrow allows it:
+
+* numeric columns (no nulls): the Arrow data buffer viewed as a 1-d array;
+* fixed-size-list columns of numbers (a logit vector, a 4-float box): the child ``values`` buffer
+  viewed as an (n, width) array;
+* variable-length list columns whose rows all have the same length: accepted, after a check that
+  the offsets are uniform; then the same (n, width) view of the child values;
+* booleans (bit-packed in Arrow) and columns with nulls cost one copy of that batch's column.
+
+Nulls: ``nulls="error"`` (default) raises a ValueError with the number of null rows of the column;
+``nulls="skip"`` drops every row with a null in any column used (a null element inside a vector
+counts as a null row) and reports how many were skipped.
+
+Memory: pyarrow decodes one row group's column chunks at a time (with ``pre_buffer=False``; its
+default caches all the chunks it has read), so the peak is about one row group plus one batch of
+each used column, whatever the size of the file.  Per-row losses go to a Parquet
+file written batch by batch to a temporary file in the destination's directory and renamed into
+place (``os.replace``) only after the last batch: a failure leaves no partial output behind.
+"""
+import difflib
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+__all__ = ["score_parquet", "score_file", "ScoreResult"]
+
+NULL_POLICIES = ("error", "skip")
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+NUMPY_SUFFIXES = (".npy", ".npz")
+
+
+def _pyarrow():
+    """pyarrow and pyarrow.parquet, or an ImportError that says how to install them."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise ImportError("Parquet scoring needs pyarrow: pip install 'fastloss[parquet]'") from None
+    return pa
+
+
+# ----------------------------------------------------------------------------------------------
+# The result
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class ScoreResult:
+    """What a scoring run returns: the finalized loss and how it was obtained."""
+    loss: float                  # state.finalize(reduction)
+    reduction: str               # "mean" or "sum"
+    rows: int                    # rows scored
+    skipped: int                 # rows dropped for nulls (nulls="skip")
+    weight_sum: float            # the state's weight sum (the mean's denominator)
+    seconds: float               # wall time of the whole run
+    state: Any = field(repr=False)   # the merged fastloss.LossState
+    per_row: Optional[str] = None    # path of the per-row Parquet file, if written
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else float("inf")
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (without the state object)."""
+        return {"loss": self.loss, "reduction": self.reduction, "rows": self.rows, "skipped": self.skipped,
+                "weight_sum": self.weight_sum, "seconds": self.seconds, "rows_per_s": self.rows_per_s,
+                "per_row": self.per_row}
+
+
+# ----------------------------------------------------------------------------------------------
+# Loss lookup and the per-batch state
+# ----------------------------------------------------------------------------------------------
+
+def _loss_function(name):
+    """The public loss ``fastloss.<name>``; a ValueError listing close matches for unknown names."""
+    import fastloss
+    from .registry import REGISTRY
+    names = sorted(n for n, spec in REGISTRY.items() if spec.grad_argnums)   # losses, not box_iou & co.
+    if not isinstance(name, str) or name not in names:
+        close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known losses: {', '.join(names)}"
+        raise ValueError(f"unknown loss {name!r}{hint}")
+    return getattr(fastloss, name)
+
+
+def _partial(loss, x, y, weight, num_threads, kwargs):
+    """One batch's LossState (``fastloss.partial``)."""
+    import fastloss
+    if not hasattr(fastloss, "partial"):          # STAND-IN until branch `state` is merged
+        return _StandIn.partial(loss, x, y, weight, num_threads, kwargs)
+    return fastloss.partial(loss, x, y, weight=weight, num_threads=num_threads, **kwargs)
+
+
+class _StandIn:  # STAND-IN until branch `state` is merged: per-row losses, float64 sums
+    def __init__(self, total, weight_sum, count):
+        self.total, self.weight_sum, self.count = total, weight_sum, count
+
+    @classmethod
+    def partial(cls, loss, x, y, weight, num_threads, kwargs):
+        import fastloss
+        fn = getattr(fastloss, loss)
+        per = np.asarray(fn(x, y, reduction="none", num_threads=num_threads, **kwargs), dtype=np.float64)
+        per = per.reshape(len(per), -1)
+        s = float(np.asarray(fn(x, y, reduction="sum", num_threads=num_threads, **kwargs), dtype=np.float64))
+        m = float(np.asarray(fn(x, y, reduction="mean", num_threads=num_threads, **kwargs), dtype=np.float64))
+        if weight is None:
+            return cls(s, s / m if m else float(per.size), len(per))
+        w = np.asarray(weight, dtype=np.float64)
+        return cls(float((per * w[:, None]).sum()), float(w.sum() * per.shape[1]), len(per))
+
+    def merge(self, other):
+        return _StandIn(self.total + other.total, self.weight_sum + other.weight_sum, self.count + other.count)
+
+    def finalize(self, reduction="mean"):
+        return self.total if reduction == "sum" else self.total / self.weight_sum
+
+
+# ----------------------------------------------------------------------------------------------
+# Arrow columns -> NumPy
+# ----------------------------------------------------------------------------------------------
+
+def _is_number(t):
+    pa = _pyarrow()
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+
+
+def _is_list(t):
+    pa = _pyarrow()
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def check_column_type(name, t, source):
+    """TypeError unless ``t`` is a number or a list of numbers."""
+    if _is_number(t) or (_is_list(t) and _is_number(t.value_type)):
+        return
+    raise TypeError(f"column {name!r} of {source} has type {t}; expected numbers or a list of numbers")
+
+
+def null_rows(arr):
+    """Boolean mask of the rows of ``arr`` that are null or hold a null element; None if there are none."""
+    pa = _pyarrow()
+    pc = pa.compute
+    mask = None
+    if arr.null_count:
+        mask = np.asarray(arr.is_null())
+    if _is_list(arr.type):
+        flat = pc.list_flatten(arr)
+        if flat.null_count:
+            mask = np.zeros(len(arr), dtype=bool) if mask is None else mask.copy()
+            parents = pc.list_parent_indices(arr).filter(flat.is_null())
+            mask[np.asarray(parents)] = True
+    return mask
+
+
+def _numbers(arr):
+    """A numeric Arrow array (no nulls) as ndarray: a view of its data buffer (booleans: one copy)."""
+    return arr.to_numpy(zero_copy_only=not _pyarrow().types.is_boolean(arr.type))
+
+
+def column_array(arr, name):
+    """An Arrow column of one batch (no nulls left) as a NumPy array, a view where Arrow allows.
+
+    Numbers give shape (n,); lists give (n, width) — fixed-size lists directly, variable-length
+    lists after checking that every row has the same length (ValueError otherwise).
+    """
+    pa = _pyarrow()
+    n = len(arr)
+    if not _is_list(arr.type):
+        return _numbers(arr)
+    if pa.types.is_fixed_size_list(arr.type):
+        width = arr.type.list_size
+    else:
+        offsets = np.asarray(arr.offsets)
+        lengths = np.diff(offsets)
+        width = int(lengths[0]) if n else 0
+        if n and np.any(lengths != width):
+            bad = int(np.argmax(lengths != width))
+            raise ValueError(f"column {name!r} holds lists of different lengths ({width} in its first row, "
+                             f"{int(lengths[bad])} in row {bad} of a batch); expected one length")
+    values = _numbers(arr.flatten())      # flatten() honours the array's slice offset
+    return values.reshape(n, width)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sources: each yields batches as {column: ndarray} after the null policy
+# ----------------------------------------------------------------------------------------------
+
+def _suggest(name, columns):
+    close = difflib.get_close_matches(name, columns, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _missing(name, columns, source):
+    return KeyError(f"column {name!r} not found in {source}{_suggest(name, columns)}; "
+                    f"columns are: {', '.join(columns)}")
+
+
+class _Nulls:
+    """Applies the null policy to one batch and keeps the count of skipped rows."""
+
+    def __init__(self, policy):
+        if policy not in NULL_POLICIES:
+            raise ValueError(f"nulls must be one of {NULL_POLICIES}, got {policy!r}")
+        self.policy = policy
+        self.skipped = 0
+
+    def keep_mask(self, masks, count_all):
+        """``masks``: {column: null-row mask or None}.  Returns the rows to keep (None = all)."""
+        drop = None
+        for name, m in masks.items():
+            if m is None:
+                continue
+            if self.policy == "error":
+                total = count_all(name)
+                raise ValueError(f"column {name!r} has {total} null row{'s' if total != 1 else ''}; "
+                                 "pass nulls='skip' (--nulls skip) to drop them")
+            drop = m if drop is None else (drop | m)
+        if drop is None:
+            return None
+        self.skipped += int(drop.sum())
+        return ~drop
+
+
+class ParquetSource:
+    """Record batches of the needed columns of one or more Parquet files (or directories of them)."""
+
+    def __init__(self, paths, columns, numeric, batch_size, nulls):
+        pa = _pyarrow()
+        self.pq = pa.parquet
+        self.paths = _expand(paths)
+        self.columns, self.numeric = columns, numeric
+        self.batch_size = int(batch_size)
+        self.nulls = nulls
+        self.files = []
+        for p in self.paths:
+            # pre_buffer=False: pyarrow's default (True) caches every requested column chunk of the
+            # file for the reader's lifetime -- memory would grow with the file, not the batch.
+            pf = self.pq.ParquetFile(p, pre_buffer=False)
+            schema = pf.schema_arrow
+            for c in self.columns:
+                if schema.get_field_index(c) < 0:
+                    raise _missing(c, schema.names, p)
+                if c in self.numeric:
+                    check_column_type(c, schema.field(c).type, p)
+            self.files.append(pf)
+        self.total_rows = sum(pf.metadata.num_rows for pf in self.files)
+
+    def _count_nulls(self, pf, name):
+        return sum(int(m.sum()) for b in pf.iter_batches(batch_size=self.batch_size, columns=[name])
+                   if (m := null_rows(b.column(0))) is not None)
+
+    def batches(self):
+        """Yields (n_rows_read, {column: ndarray for numeric columns, Arrow array for the others})."""
+        for pf in self.files:
+            for batch in pf.iter_batches(batch_size=self.batch_size, columns=self.columns):
+                n = batch.num_rows
+                cols = {c: batch.column(c) for c in self.columns}
+                keep = self.nulls.keep_mask({c: null_rows(cols[c]) for c in self.numeric},
+                                            lambda name, pf=pf: self._count_nulls(pf, name))
+                if keep is not None:
+                    cols = {c: a.filter(keep) for c, a in cols.items()}
+                yield n, {c: column_array(a, c) if c in self.numeric else a for c, a in cols.items()}
+
+
+class NumpySource:
+    """Batches of rows of ``.npy`` files (memory-mapped) or ``.npz`` archives (named arrays).
+
+    A ``.npz`` archive's arrays are columns by name; a ``.npy`` file is one column named by its file
+    stem, or, for a structured array, one column per field.  All columns must have the same length.
+    """
+
+    def __init__(self, paths, columns, numeric, batch_size, nulls):
+        self.paths = [os.fspath(p) for p in paths]
+        self.columns, self.numeric = columns, numeric
+        self.batch_size = int(batch_size)
+        self.nulls = nulls
+        found = {}
+        self._archives = []
+        for p in self.paths:
+            if p.endswith(".npz"):
+                z = np.load(p, allow_pickle=False)
+                self._archives.append(z)
+                found.update({k: (_NpzMember(p, z), k) for k in z.files})
+            else:
+                a = np.load(p, mmap_mode="r", allow_pickle=False)
+                if a.dtype.names:
+                    found.update({f: (a, f) for f in a.dtype.names})
+                else:
+                    found[os.path.splitext(os.path.basename(p))[0]] = (a, None)
+        source = ", ".join(self.paths)
+        self.arrays = {}
+        for c in self.columns:
+            if c not in found:
+                raise _missing(c, list(found), source)
+            holder, key = found[c]
+            a = holder[key] if key is not None else holder
+            if a.dtype.kind not in "biuf" or a.ndim == 0:
+                raise TypeError(f"column {c!r} of {source} has dtype {a.dtype} and shape {a.shape}; "
+                                "expected an array of numbers with rows along axis 0")
+            self.arrays[c] = a
+        lengths = {c: len(a) for c, a in self.arrays.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"columns have different numbers of rows: {lengths}")
+        self.total_rows = next(iter(lengths.values()), 0)
+
+    def batches(self):
+        for start in range(0, self.total_rows, self.batch_size):
+            cols = {c: a[start:start + self.batch_size] for c, a in self.arrays.items()}
+            n = len(next(iter(cols.values())))
+            # NumPy has no nulls: NaN is a value and propagates (SPEC §4), so the null policy has
+            # nothing to drop here.
+            yield n, cols
+
+    def close(self):
+        for z in self._archives:
+            z.close()
+
+
+class _NpzMember:
+    """``holder[name]`` of an ``.npz`` archive: a read-only memory map for a stored (uncompressed)
+    member, as ``np.savez`` writes them; the loaded array for a compressed one (``np.savez_compressed``)."""
+
+    def __init__(self, path, archive):
+        self.path, self.archive = path, archive
+
+    def __getitem__(self, name):
+        import zipfile
+        with zipfile.ZipFile(self.path) as zf:
+            info = zf.getinfo(name + ".npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                return self.archive[name]
+        with open(self.path, "rb") as f:
+            f.seek(info.header_offset)
+            local = f.read(30)                       # the zip local file header
+            name_len = int.from_bytes(local[26:28], "little")
+            extra_len = int.from_bytes(local[28:30], "little")
+            f.seek(info.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+        if dtype.hasobject:
+            return self.archive[name]               # (np.load raises its own error for object arrays)
+        return np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                         order="F" if fortran else "C")
+
+
+def _expand(paths):
+    """A path, a directory (its *.parquet files, sorted) or a list of those -> list of file paths."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out = []
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isdir(p):
+            inner = sorted(os.path.join(p, f) for f in os.listdir(p) if f.endswith(PARQUET_SUFFIXES))
+            if not inner:
+                raise FileNotFoundError(f"no Parquet files in directory {p}")
+            out.extend(inner)
+        elif not os.path.exists(p):
+            raise FileNotFoundError(f"no such file: {p}")
+        else:
+            out.append(p)
+    if not out:
+        raise ValueError("no input files given")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-row output
+# ----------------------------------------------------------------------------------------------
+
+class PerRowWriter:
+    """Per-row losses (and the key column) written batch by batch to ``path`` via a temporary file.
+
+    The temporary file lives in the destination's directory (so the final ``os.replace`` is an
+    atomic rename on the same file system); ``abort()`` removes it.
+    """
+
+    def __init__(self, path, key_name):
+        self.pa = _pyarrow()
+        self.path = os.fspath(path)
+        self.key_name = key_name
+        d = os.path.dirname(os.path.abspath(self.path))
+        fd, self.tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(self.path) + ".", suffix=".tmp")
+        os.close(fd)
+        self.writer = None
+        self.row = 0
+
+    def write(self, losses, key):
+        pa = self.pa
+        losses = np.asarray(losses)
+        if losses.ndim > 1:     # elementwise losses over vector rows: the row's mean
+            losses = losses.reshape(len(losses), -1).mean(axis=1)
+        if key is None:
+            key = pa.array(np.arange(self.row, self.row + len(losses), dtype=np.int64))
+        self.row += len(losses)
+        table = pa.Table.from_arrays([key, pa.array(losses)], names=[self.key_name, "loss"])
+        if self.writer is None:
+            self.writer = pa.parquet.ParquetWriter(self.tmp, table.schema)
+        self.writer.write_table(table)
+
+    def commit(self):
+        if self.writer is None:   # no rows at all: still write a valid, empty file
+            pa = self.pa
+            self.write(np.empty(0, dtype=np.float64), pa.array([], type=pa.int64()) if self.key_name == "row"
+                       else None)
+        self.writer.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self):
+        try:
+            if self.writer is not None:
+                self.writer.close()
+        finally:
+            if os.path.exists(self.tmp):
+                os.unlink(self.tmp)
+
+
+# ----------------------------------------------------------------------------------------------
+# The engine
+# ----------------------------------------------------------------------------------------------
+
+def _is_parquet(path):
+    p = os.fspath(path)
+    return os.path.isdir(p) or not p.endswith(NUMPY_SUFFIXES)
+
+
+def score_file(paths, loss, input, target, weight=None, per_row=None, key=None, batch_size=65536,
+               nulls="error", num_threads=None, reduction="mean", progress=None, **loss_kwargs):
+    """Score a loss over Parquet files (or directories of them) or ``.npy`` / ``.npz`` files.
+
+    Same arguments and result as ``score_parquet``; the file kind follows the suffix (``.npy`` /
+    ``.npz`` are NumPy, everything else Parquet).  See the module docstring for the conversions.
+    """
+    started = time.perf_counter()
+    fn = _loss_function(loss)
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    if "reduction" in loss_kwargs:
+        raise ValueError("pass reduction= to the scoring call (mean or sum), not as a loss parameter")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    policy = _Nulls(nulls)
+    plist = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    kinds = {_is_parquet(p) for p in plist}
+    if len(kinds) > 1:
+        raise ValueError("mix of Parquet and .npy/.npz inputs; score them separately")
+    if key is not None and per_row is None:
+        raise ValueError("key= names the column passed through to the per_row output; give per_row= too")
+    numeric = list(dict.fromkeys(c for c in (input, target, weight) if c is not None))
+    columns = list(dict.fromkeys(numeric + ([key] if key is not None else [])))
+    source = ParquetSource if kinds == {True} else NumpySource
+    src = source(plist, columns, numeric, batch_size, policy)
+    if per_row is not None:
+        _pyarrow()
+        for p in getattr(src, "paths", []):
+            if os.path.abspath(p) == os.path.abspath(os.fspath(per_row)):
+                raise ValueError(f"per_row output {per_row} is one of the inputs")
+    writer = PerRowWriter(per_row, key if key is not None else "row") if per_row is not None else None
+    state = None
+    rows = 0
+    read = 0
+    try:
+        for n_read, cols in src.batches():
+            read += n_read
+            x, y = cols[input], cols[target]
+            w = cols[weight] if weight is not None else None
+            if len(x):
+                st = _partial(loss, x, y, w, num_threads, loss_kwargs)
+                state = st if state is None else state.merge(st)
+                if writer is not None:
+                    writer.write(fn(x, y, reduction="none", num_threads=num_threads, **loss_kwargs),
+                                 cols[key] if key is not None else None)
+                rows += len(x)
+            if progress is not None:
+                progress(read, src.total_rows)
+        if writer is not None:
+            writer.commit()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        if hasattr(src, "close"):
+            src.close()
+    if state is None:
+        state = _empty_state(loss)
+    value = float(state.finalize(reduction))
+    return ScoreResult(loss=value, reduction=reduction, rows=rows, skipped=policy.skipped,
+                       weight_sum=float(state.weight_sum), seconds=time.perf_counter() - started,
+                       state=state, per_row=None if per_row is None else os.fspath(per_row))
+
+
+def _empty_state(loss):
+    import fastloss
+    return fastloss.LossState.empty(loss)
+
+
+def score_parquet(path_or_paths, loss, input, target, weight=None, per_row=None, key=None, batch_size=65536,
+                  nulls="error", num_threads=None, reduction="mean", progress=None, **loss_kwargs):
+    """Score ``loss`` over the rows of Parquet file(s), streaming record batches (bounded memory).
+
+    ``fastloss.score_parquet("preds.parquet", loss="cross_entropy", input="logits", target="label")``
+
+    * ``path_or_paths``: a file, a directory of ``*.parquet`` files, or a list of those.
+    * ``input`` / ``target``: column names, passed to ``fastloss.<loss>`` as its first two arguments.
+      Numeric columns give (n,) arrays; fixed-size-list columns (logit vectors, 4-float boxes) and
+      list columns of constant length give (n, width) arrays — views of the Arrow buffers, no copy.
+    * ``weight``: optional column of per-row sample weights (see ``fastloss.partial``).
+    * ``per_row``: optional output path: a Parquet file with the key column (``key``, passed
+      through; a ``row`` index without one) and ``loss``, the unweighted per-row loss
+      (``reduction="none"``; the mean over the row's elements for elementwise losses of vector rows).
+    * ``batch_size``: rows per record batch; memory is about one row group plus one batch.
+    * ``nulls``: ``"error"`` (ValueError with the number of null rows) or ``"skip"`` (drop them).
+    * ``reduction``: ``"mean"`` (default; for every loss, torchvision box losses included) or ``"sum"``.
+    * ``progress``: optional callable ``progress(rows_read, total_rows)`` called after each batch.
+    * ``**loss_kwargs``: the loss's own parameters (``label_smoothing=0.1``, ``eps=1e-7``, ...).
+
+    Returns a ``ScoreResult``: ``loss`` (the finalized value, float), ``rows``, ``skipped``,
+    ``weight_sum``, ``seconds``, ``rows_per_s``, ``state`` (the merged ``LossState``, mergeable with
+    other jobs' states), ``per_row``; ``to_dict()`` for JSON.  The value equals the in-memory loss over
+    all rows within float64 rounding (states are merged in file order, so it is reproducible).
+    """
+    plist = [path_or_paths] if isinstance(path_or_paths, (str, os.PathLike)) else list(path_or_paths)
+    for p in plist:
+        if not _is_parquet(p):
+            raise ValueError(f"{os.fspath(p)} is a NumPy file; use fastloss.score_file for .npy/.npz input")
+    _pyarrow()
+    return score_file(plist, loss, input, target, weight=weight, per_row=per_row, key=key,
+                      batch_size=batch_size, nulls=nulls, num_threads=num_threads, reduction=reduction,
+                      progress=progress, **loss_kwargs)
