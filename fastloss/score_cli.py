@@ -95,9 +95,10 @@ class _Progress:
         self.stream, self.interval = stream, interval
         self.start = time.perf_counter()
         self.last = -1.0
-        self.shown = False
+        self.seen = self.shown = None
 
     def __call__(self, rows, total, final=False):
+        self.seen = (rows, total)
         now = time.perf_counter()
         if not final and now - self.last < self.interval:
             return
@@ -106,10 +107,12 @@ class _Progress:
         pct = f" ({100.0 * rows / total:5.1f}%)" if total else ""
         self.stream.write(f"\r{rows:,} / {total:,} rows{pct}  {_human(rate)} rows/s ")
         self.stream.flush()
-        self.shown = True
+        self.shown = self.seen
 
     def close(self):
-        if self.shown:
+        if self.seen is not None:
+            if self.shown != self.seen:
+                self(*self.seen, final=True)
             self.stream.write("\n")
             self.stream.flush()
 

@@ -246,7 +246,10 @@ class ParquetSource:
         for p in self.paths:
             # pre_buffer=False: pyarrow's default (True) caches every requested column chunk of the
             # file for the reader's lifetime -- memory would grow with the file, not the batch.
-            pf = self.pq.ParquetFile(p, pre_buffer=False)
+            try:
+                pf = self.pq.ParquetFile(p, pre_buffer=False)
+            except (OSError, pa.ArrowException) as exc:
+                raise ValueError(f"cannot read {p} as Parquet: {exc}") from None
             schema = pf.schema_arrow
             for c in self.columns:
                 if schema.get_field_index(c) < 0:
@@ -445,7 +448,6 @@ def score_file(paths, loss, input, target, weight=None, per_row=None, key=None, 
     Same arguments and result as ``score_parquet``; the file kind follows the suffix (``.npy`` /
     ``.npz`` are NumPy, everything else Parquet).  See the module docstring for the conversions.
     """
-    started = time.perf_counter()
     fn = _loss_function(loss)
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
@@ -470,6 +472,7 @@ def score_file(paths, loss, input, target, weight=None, per_row=None, key=None, 
             if os.path.abspath(p) == os.path.abspath(os.fspath(per_row)):
                 raise ValueError(f"per_row output {per_row} is one of the inputs")
     writer = PerRowWriter(per_row, key if key is not None else "row") if per_row is not None else None
+    started = time.perf_counter()
     state = None
     rows = 0
     read = 0
