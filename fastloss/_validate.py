@@ -1,4 +1,5 @@
 """One place for input conversion, the checks of SPEC §3/§5, and their error messages."""
+import contextvars
 import numbers
 
 import numpy as np
@@ -132,10 +133,22 @@ def output_array(out, shape, dtype, name="out"):
     return out
 
 
-def reduced(total, count, reduction, dtype):
-    """Finish a reduction: a NumPy scalar of the prediction's dtype (mean over 0 items is nan)."""
+# Every reduced result passes through ``reduced``.  While a sink (a list) is set here, it also receives
+# the float64 (total, count) the result is made of: ``fastloss.partial`` builds a mergeable state from
+# the same single kernel pass (fastloss/state.py).
+REDUCTION_SINK = contextvars.ContextVar("fastloss_reduction_sink", default=None)
+
+
+def reduced(total, count, reduction, dtype, empty_mean=None):
+    """Finish a reduction: a NumPy scalar of the prediction's dtype (mean over 0 items is nan, or
+    ``empty_mean`` when given: torchvision's box losses give 0)."""
+    sink = REDUCTION_SINK.get()
+    if sink is not None:
+        sink.append((float(total), float(count)))
     if reduction == "sum":
         return dtype.type(total)
+    if empty_mean is not None and count == 0:
+        return dtype.type(empty_mean)
     with np.errstate(invalid="ignore", divide="ignore"):
         return dtype.type(np.float64(total) / np.float64(count))
 

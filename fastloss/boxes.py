@@ -72,10 +72,8 @@ def _pair_loss(kind, boxes1, boxes2, reduction, eps, box_format, num_threads, ou
                              eps_alpha, None if o is None else o.reshape(-1), grad, scale, nt)
     if reduction == "none":
         value = o
-    elif reduction == "sum" or n == 0:
-        value = b1.dtype.type(total)   # torchvision: mean over an empty batch is 0 (0.0 * loss.sum())
-    else:
-        value = V.reduced(total, n, reduction, b1.dtype)
+    else:   # torchvision: mean over an empty batch is 0 (0.0 * loss.sum())
+        value = V.reduced(total, n, reduction, b1.dtype, empty_mean=0.0)
     if grad is None:
         return value
     if single1:

@@ -271,10 +271,8 @@ def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, n
     if reduction == "none":
         value = V.output_array(out, (B,), dtype)
         value[...] = row_loss
-    elif reduction == "sum" or (batch_all and cnt == 0):
-        value = dtype.type(total)
     else:
-        value = V.reduced(total, cnt, reduction, dtype)
+        value = V.reduced(total, cnt, reduction, dtype, empty_mean=0.0 if batch_all else None)
     if not return_grad:
         return value
     # S (the coefficients): dloss/de_i = sum_j S_ij (e_i - e_j) and dloss/de_j -= S_ij (e_i - e_j)
