@@ -70,13 +70,16 @@ def _parser():
     p.add_argument("files", nargs="+", metavar="FILE",
                    help="Parquet files (or directories of them), or .npy / .npz files")
     p.add_argument("--loss", required=True, help="a fastloss loss name, e.g. cross_entropy")
-    p.add_argument("--input", required=True, metavar="COL", help="column of predictions (logits, scores, boxes)")
+    p.add_argument("--input", required=True, metavar="COL", action="append",
+                   help="column of predictions (logits, scores, boxes); repeat it for losses with several "
+                        "(margin_ranking_loss: --input x1 --input x2 --target y)")
     p.add_argument("--target", required=True, metavar="COL", help="column of targets (labels, values, boxes)")
     p.add_argument("--weight", metavar="COL", help="column of per-row sample weights")
     p.add_argument("--per-row", metavar="OUT.parquet", help="write each row's loss (with --key) to this file")
     p.add_argument("--key", metavar="COL", help="column passed through to --per-row output (default: a row index)")
     p.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
-                   help="a loss parameter, e.g. --param label_smoothing=0.1 (repeatable)")
+                   help="a loss parameter, e.g. --param label_smoothing=0.1 (repeatable); the loss's own "
+                        "weight: --param 'weight=[1, 2, 0.5]'")
     p.add_argument("--reduction", choices=("mean", "sum"), default="mean", help="default: mean")
     p.add_argument("--batch-size", type=_positive, default=65536, metavar="N", help="rows per batch (65536)")
     p.add_argument("--nulls", choices=("error", "skip"), default="error",
@@ -125,13 +128,13 @@ def _human(rate):
 
 
 def _check_params(loss, params):
-    """Unknown parameter names of the loss -> a one-line error (before reading any data)."""
+    """Unknown parameter names of the loss -> a one-line error (before reading any data).  Returns the
+    keyword arguments for the scoring call (the loss's own ``weight`` travels as ``loss_weight``)."""
     import difflib
     import inspect
     from .scoring import _loss_function
     fn = _loss_function(loss)
-    names = [n for n, prm in inspect.signature(fn).parameters.items()
-             if prm.kind in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY)][2:]
+    names = [n for n, prm in inspect.signature(fn).parameters.items() if prm.default is not prm.empty]
     reserved = {"reduction": "use --reduction", "num_threads": "use --threads", "out": "not for scoring",
                 "return_grad": "not for scoring", "size_average": "deprecated", "reduce": "deprecated"}
     for key in params:
@@ -142,17 +145,18 @@ def _check_params(loss, params):
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             usable = ", ".join(n for n in names if n not in reserved)
             _fail(f"--param {key}: {loss} has no parameter {key!r}{hint}; its parameters are: {usable}", status=2)
+    return {("loss_weight" if k == "weight" else k): v for k, v in params.items()}
 
 
 def _run(argv):
     args = _parser().parse_args(argv)
     from .scoring import score_file
-    params = dict(args.param)
-    _check_params(args.loss, params)
+    params = _check_params(args.loss, dict(args.param))
     show = args.progress if args.progress is not None else (not args.json and sys.stderr.isatty())
     progress = _Progress(sys.stderr) if show else None
     try:
-        result = score_file(args.files, args.loss, args.input, args.target, weight=args.weight,
+        inputs = args.input[0] if len(args.input) == 1 else args.input
+        result = score_file(args.files, args.loss, inputs, args.target, weight=args.weight,
                             per_row=args.per_row, key=args.key, batch_size=args.batch_size, nulls=args.nulls,
                             num_threads=args.threads, reduction=args.reduction, progress=progress, **params)
     finally:

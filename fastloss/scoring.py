@@ -25,6 +25,7 @@ file written batch by batch to a temporary file in the destination's directory a
 place (``os.replace``) only after the last batch: a failure leaves no partial output behind.
 """
 import difflib
+import inspect
 import os
 import tempfile
 import time
@@ -82,48 +83,29 @@ class ScoreResult:
 # Loss lookup and the per-batch state
 # ----------------------------------------------------------------------------------------------
 
+def loss_names():
+    """The losses a file can be scored with: the registry's functions that reduce (not box_iou & co.),
+    less the in-batch losses, whose value depends on which rows share a batch."""
+    import fastloss
+    from .registry import REGISTRY
+    from .state import IN_BATCH_LOSSES
+    return sorted(n for n in REGISTRY if n not in IN_BATCH_LOSSES
+                  and "reduction" in inspect.signature(getattr(fastloss, n)).parameters)
+
+
 def _loss_function(name):
     """The public loss ``fastloss.<name>``; a ValueError listing close matches for unknown names."""
     import fastloss
-    from .registry import REGISTRY
-    names = sorted(n for n, spec in REGISTRY.items() if spec.grad_argnums)   # losses, not box_iou & co.
+    from .state import IN_BATCH_LOSSES
+    if name in IN_BATCH_LOSSES:
+        raise ValueError(f"{name} mines or contrasts within a batch: its value depends on how rows are batched, "
+                         "so it cannot be scored batch by batch")
+    names = loss_names()
     if not isinstance(name, str) or name not in names:
         close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known losses: {', '.join(names)}"
         raise ValueError(f"unknown loss {name!r}{hint}")
     return getattr(fastloss, name)
-
-
-def _partial(loss, x, y, weight, num_threads, kwargs):
-    """One batch's LossState (``fastloss.partial``)."""
-    import fastloss
-    if not hasattr(fastloss, "partial"):          # STAND-IN until branch `state` is merged
-        return _StandIn.partial(loss, x, y, weight, num_threads, kwargs)
-    return fastloss.partial(loss, x, y, weight=weight, num_threads=num_threads, **kwargs)
-
-
-class _StandIn:  # STAND-IN until branch `state` is merged: per-row losses, float64 sums
-    def __init__(self, total, weight_sum, count):
-        self.total, self.weight_sum, self.count = total, weight_sum, count
-
-    @classmethod
-    def partial(cls, loss, x, y, weight, num_threads, kwargs):
-        import fastloss
-        fn = getattr(fastloss, loss)
-        per = np.asarray(fn(x, y, reduction="none", num_threads=num_threads, **kwargs), dtype=np.float64)
-        per = per.reshape(len(per), -1)
-        s = float(np.asarray(fn(x, y, reduction="sum", num_threads=num_threads, **kwargs), dtype=np.float64))
-        m = float(np.asarray(fn(x, y, reduction="mean", num_threads=num_threads, **kwargs), dtype=np.float64))
-        if weight is None:
-            return cls(s, s / m if m else float(per.size), len(per))
-        w = np.asarray(weight, dtype=np.float64)
-        return cls(float((per * w[:, None]).sum()), float(w.sum() * per.shape[1]), len(per))
-
-    def merge(self, other):
-        return _StandIn(self.total + other.total, self.weight_sum + other.weight_sum, self.count + other.count)
-
-    def finalize(self, reduction="mean"):
-        return self.total if reduction == "sum" else self.total / self.weight_sum
 
 
 # ----------------------------------------------------------------------------------------------
@@ -448,11 +430,14 @@ def score_file(paths, loss, input, target, weight=None, per_row=None, key=None, 
     Same arguments and result as ``score_parquet``; the file kind follows the suffix (``.npy`` /
     ``.npz`` are NumPy, everything else Parquet).  See the module docstring for the conversions.
     """
+    from .state import LossState, partial
     fn = _loss_function(loss)
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    if "reduction" in loss_kwargs:
-        raise ValueError("pass reduction= to the scoring call (mean or sum), not as a loss parameter")
+    for bad in ("reduction", "out", "return_grad"):
+        if bad in loss_kwargs:
+            raise ValueError(f"{bad}= is not a scoring parameter" + (" (pass reduction='mean' or 'sum' to the "
+                             "scoring call)" if bad == "reduction" else ""))
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     policy = _Nulls(nulls)
@@ -462,7 +447,8 @@ def score_file(paths, loss, input, target, weight=None, per_row=None, key=None, 
         raise ValueError("mix of Parquet and .npy/.npz inputs; score them separately")
     if key is not None and per_row is None:
         raise ValueError("key= names the column passed through to the per_row output; give per_row= too")
-    numeric = list(dict.fromkeys(c for c in (input, target, weight) if c is not None))
+    inputs = [input] if isinstance(input, str) else list(input)
+    numeric = list(dict.fromkeys(c for c in (*inputs, target, weight) if c is not None))
     columns = list(dict.fromkeys(numeric + ([key] if key is not None else [])))
     source = ParquetSource if kinds == {True} else NumpySource
     src = source(plist, columns, numeric, batch_size, policy)
@@ -471,23 +457,26 @@ def score_file(paths, loss, input, target, weight=None, per_row=None, key=None, 
         for p in getattr(src, "paths", []):
             if os.path.abspath(p) == os.path.abspath(os.fspath(per_row)):
                 raise ValueError(f"per_row output {per_row} is one of the inputs")
+    # The loss's own weight= (class weights, per-element weights) travels as loss_weight= (partial's
+    # name for it: weight= is the per-row sample weight column here).
+    fn_kwargs = dict(loss_kwargs, num_threads=num_threads)
+    if "loss_weight" in fn_kwargs:
+        fn_kwargs["weight"] = fn_kwargs.pop("loss_weight")
     writer = PerRowWriter(per_row, key if key is not None else "row") if per_row is not None else None
     started = time.perf_counter()
-    state = None
-    rows = 0
-    read = 0
+    state = LossState.empty(loss)
+    rows = read = 0
     try:
         for n_read, cols in src.batches():
             read += n_read
-            x, y = cols[input], cols[target]
-            w = cols[weight] if weight is not None else None
-            if len(x):
-                st = _partial(loss, x, y, w, num_threads, loss_kwargs)
-                state = st if state is None else state.merge(st)
-                if writer is not None:
-                    writer.write(fn(x, y, reduction="none", num_threads=num_threads, **loss_kwargs),
-                                 cols[key] if key is not None else None)
-                rows += len(x)
+            args = [cols[c] for c in (*inputs, target)]
+            n = len(args[0])
+            if n:
+                w = cols[weight] if weight is not None else None
+                state = state.merge(partial(loss, *args, weight=w, num_threads=num_threads, **loss_kwargs))
+                if writer is not None:     # a second kernel pass, for the per-row values
+                    writer.write(fn(*args, reduction="none", **fn_kwargs), cols[key] if key is not None else None)
+                rows += n
             if progress is not None:
                 progress(read, src.total_rows)
         if writer is not None:
@@ -499,17 +488,10 @@ def score_file(paths, loss, input, target, weight=None, per_row=None, key=None, 
     finally:
         if hasattr(src, "close"):
             src.close()
-    if state is None:
-        state = _empty_state(loss)
-    value = float(state.finalize(reduction))
-    return ScoreResult(loss=value, reduction=reduction, rows=rows, skipped=policy.skipped,
-                       weight_sum=float(state.weight_sum), seconds=time.perf_counter() - started,
-                       state=state, per_row=None if per_row is None else os.fspath(per_row))
-
-
-def _empty_state(loss):
-    import fastloss
-    return fastloss.LossState.empty(loss)
+    return ScoreResult(loss=float(state.finalize(reduction)), reduction=reduction, rows=rows,
+                       skipped=policy.skipped, weight_sum=float(state.weight_sum),
+                       seconds=time.perf_counter() - started, state=state,
+                       per_row=None if per_row is None else os.fspath(per_row))
 
 
 def score_parquet(path_or_paths, loss, input, target, weight=None, per_row=None, key=None, batch_size=65536,
@@ -519,13 +501,18 @@ def score_parquet(path_or_paths, loss, input, target, weight=None, per_row=None,
     ``fastloss.score_parquet("preds.parquet", loss="cross_entropy", input="logits", target="label")``
 
     * ``path_or_paths``: a file, a directory of ``*.parquet`` files, or a list of those.
-    * ``input`` / ``target``: column names, passed to ``fastloss.<loss>`` as its first two arguments.
+    * ``input`` / ``target``: column names, passed to ``fastloss.<loss>`` as its first two arguments
+      (``input`` may be a list of columns for losses with several predictions:
+      ``input=["x1", "x2"], target="y"`` calls ``margin_ranking_loss(x1, x2, y)``).
       Numeric columns give (n,) arrays; fixed-size-list columns (logit vectors, 4-float boxes) and
       list columns of constant length give (n, width) arrays — views of the Arrow buffers, no copy.
-    * ``weight``: optional column of per-row sample weights (see ``fastloss.partial``).
+    * ``weight``: optional column of per-row sample weights (see ``fastloss.partial``): the result
+      is sum(w_i * loss_i) / sum(w_i), a row's weight covering all of the row's items.  The loss's
+      own ``weight=`` parameter (cross-entropy class weights, ...) is passed as ``loss_weight=``.
     * ``per_row``: optional output path: a Parquet file with the key column (``key``, passed
-      through; a ``row`` index without one) and ``loss``, the unweighted per-row loss
-      (``reduction="none"``; the mean over the row's elements for elementwise losses of vector rows).
+      through; a ``row`` index without one) and ``loss``, the loss's ``reduction="none"`` value per
+      row (the mean over the row's elements for elementwise losses of vector rows; without the
+      sample weight).  It costs a second kernel pass per batch.
     * ``batch_size``: rows per record batch; memory is about one row group plus one batch.
     * ``nulls``: ``"error"`` (ValueError with the number of null rows) or ``"skip"`` (drop them).
     * ``reduction``: ``"mean"`` (default; for every loss, torchvision box losses included) or ``"sum"``.

@@ -79,6 +79,21 @@ def test_sum_reduction_and_threads(capsys, data):
     np.testing.assert_allclose(json.loads(out)["loss"], ce_ref(x, y, reduction="sum"), rtol=1e-12)
 
 
+def test_class_weight_param_and_several_inputs(capsys, data, tmp_path):
+    path, x, y, _ = data
+    status, out, _ = run(capsys, path, *BASE, "--param", "weight=[1, 2, 3, 0.5, 0.25]", "--json")
+    assert status == 0
+    ref = F.cross_entropy(torch.from_numpy(x), torch.from_numpy(y), weight=torch.tensor([1, 2, 3, 0.5, 0.25],
+                                                                                         dtype=torch.float64))
+    np.testing.assert_allclose(json.loads(out)["loss"], ref.item(), rtol=1e-12)
+    pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1], "s": np.sign(x[:, 2])}), tmp_path / "r.parquet")
+    status, out, _ = run(capsys, tmp_path / "r.parquet", "--loss", "margin_ranking_loss", "--input", "a",
+                         "--input", "b", "--target", "s", "--json")
+    assert status == 0
+    t = [torch.from_numpy(np.ascontiguousarray(v)) for v in (x[:, 0], x[:, 1], np.sign(x[:, 2]))]
+    np.testing.assert_allclose(json.loads(out)["loss"], F.margin_ranking_loss(*t).item(), rtol=1e-12)
+
+
 def test_per_row_output_with_key(capsys, data, tmp_path):
     path, x, y, _ = data
     out_path = tmp_path / "rows.parquet"

@@ -117,6 +117,42 @@ def test_sample_weights(tmp_path, rng):
     close(summed.loss, (w * per).sum())
 
 
+def test_sample_weights_cover_a_rows_items(tmp_path, rng):
+    x, y = rng.standard_normal((1000, 3)), rng.standard_normal((1000, 3))
+    w = rng.uniform(0, 2, 1000)
+    path = write(tmp_path / "w.parquet", x=fixed_list(x), y=fixed_list(y), w=w)
+    res = fl.score_parquet(path, "mse_loss", "x", "y", weight="w", batch_size=128)
+    close(res.loss, (w[:, None] * (x - y) ** 2).sum() / (3 * w.sum()))
+
+
+def test_class_weights_travel_as_loss_weight(tmp_path, rng):
+    x, y = ce_data(rng, n=2000)
+    cw = rng.uniform(0.1, 3, 10)
+    path = write(tmp_path / "cw.parquet", logits=fixed_list(x), label=pa.array(y))
+    out = tmp_path / "rows.parquet"
+    res = fl.score_parquet(path, "cross_entropy", "logits", "label", batch_size=300, loss_weight=cw, per_row=out)
+    close(res.loss, F.cross_entropy(t64(x), torch.from_numpy(y), weight=t64(cw)))
+    np.testing.assert_allclose(res.weight_sum, cw[y].sum(), rtol=RTOL)
+    np.testing.assert_allclose(pq.read_table(out).column("loss").to_numpy(),
+                               F.cross_entropy(t64(x), torch.from_numpy(y), weight=t64(cw), reduction="none"),
+                               rtol=RTOL)
+
+
+def test_several_prediction_columns(tmp_path, rng):
+    x1, x2 = rng.standard_normal(1000), rng.standard_normal(1000)
+    y = np.where(rng.random(1000) > 0.5, 1.0, -1.0)
+    path = write(tmp_path / "rank.parquet", a=x1, b=x2, y=y)
+    res = fl.score_parquet(path, "margin_ranking_loss", ["a", "b"], "y", batch_size=300, margin=0.3)
+    close(res.loss, F.margin_ranking_loss(t64(x1), t64(x2), t64(y), margin=0.3))
+
+
+def test_empty_file(tmp_path):
+    path = write(tmp_path / "empty.parquet", x=pa.array([], pa.float64()), y=pa.array([], pa.float64()))
+    res = fl.score_parquet(path, "mse_loss", "x", "y")
+    assert res.rows == 0 and res.weight_sum == 0 and np.isnan(res.loss)       # mean over nothing: nan
+    assert fl.score_parquet(path, "mse_loss", "x", "y", reduction="sum").loss == 0.0
+
+
 def test_several_files_and_a_directory(tmp_path, rng):
     x, y = ce_data(rng, n=3000)
     d = tmp_path / "parts"
@@ -272,6 +308,8 @@ def test_unknown_loss_lists_close_matches(tmp_path):
         fl.score_parquet(tmp_path / "nothing.parquet", "cross_entropi", "x", "y")
     with pytest.raises(ValueError, match="unknown loss 'box_iou'"):        # not a loss
         fl.score_parquet(tmp_path / "nothing.parquet", "box_iou", "x", "y")
+    with pytest.raises(ValueError, match="batch_hard_triplet_loss mines or contrasts within a batch"):
+        fl.score_parquet(tmp_path / "nothing.parquet", "batch_hard_triplet_loss", "x", "y")
 
 
 def test_bad_arguments(tmp_path, rng):
