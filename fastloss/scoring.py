@@ -27,7 +27,9 @@ place (``os.replace``) only after the last batch: a failure leaves no partial ou
 import difflib
 import inspect
 import os
+import queue
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -67,6 +69,7 @@ class ScoreResult:
     seconds: float               # wall time of the whole run
     state: Any = field(repr=False)   # the merged fastloss.LossState
     per_row: Optional[str] = None    # path of the per-row Parquet file, if written
+    num_threads: int = 1             # kernel threads used per batch
 
     @property
     def rows_per_s(self) -> float:
@@ -76,7 +79,7 @@ class ScoreResult:
         """JSON-ready summary (without the state object)."""
         return {"loss": self.loss, "reduction": self.reduction, "rows": self.rows, "skipped": self.skipped,
                 "weight_sum": self.weight_sum, "seconds": self.seconds, "rows_per_s": self.rows_per_s,
-                "per_row": self.per_row}
+                "per_row": self.per_row, "num_threads": self.num_threads}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -363,6 +366,52 @@ def _expand(paths):
     return out
 
 
+def prefetched(batches, depth=2):
+    """Iterate the generator ``batches`` on a reader thread, at most ``depth`` items ahead.
+
+    pyarrow decodes (and NumPy slices) with the GIL released, as the kernels compute, so reading
+    batch k+1 overlaps the loss of batch k; ``depth`` bounds the batches alive at once.  An exception
+    of the reader is raised here; leaving the loop early (an error in the loss) stops and joins the
+    reader before returning.
+    """
+    q = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item):
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce():
+        try:
+            for item in batches:
+                if not put((True, item)):
+                    return
+            put((True, done))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((False, exc))
+
+    reader = threading.Thread(target=produce, name="fastloss-score-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        reader.join()
+        batches.close()
+
+
 # ----------------------------------------------------------------------------------------------
 # Per-row output
 # ----------------------------------------------------------------------------------------------
@@ -430,6 +479,7 @@ def score_file(paths, loss, input, target, weight=None, per_row=None, key=None, 
     Same arguments and result as ``score_parquet``; the file kind follows the suffix (``.npy`` /
     ``.npz`` are NumPy, everything else Parquet).  See the module docstring for the conversions.
     """
+    from ._threads import get_num_threads
     from .state import LossState, partial
     fn = _loss_function(loss)
     if reduction not in ("mean", "sum"):
@@ -459,6 +509,8 @@ def score_file(paths, loss, input, target, weight=None, per_row=None, key=None, 
                 raise ValueError(f"per_row output {per_row} is one of the inputs")
     # The loss's own weight= (class weights, per-element weights) travels as loss_weight= (partial's
     # name for it: weight= is the per-row sample weight column here).
+    if num_threads is None:     # leave a core to pyarrow's decoding, which runs alongside (prefetched)
+        num_threads = max(1, get_num_threads() - 1)
     fn_kwargs = dict(loss_kwargs, num_threads=num_threads)
     if "loss_weight" in fn_kwargs:
         fn_kwargs["weight"] = fn_kwargs.pop("loss_weight")
@@ -467,7 +519,7 @@ def score_file(paths, loss, input, target, weight=None, per_row=None, key=None, 
     state = LossState.empty(loss)
     rows = read = 0
     try:
-        for n_read, cols in src.batches():
+        for n_read, cols in prefetched(src.batches()):
             read += n_read
             args = [cols[c] for c in (*inputs, target)]
             n = len(args[0])
@@ -491,7 +543,7 @@ def score_file(paths, loss, input, target, weight=None, per_row=None, key=None, 
     return ScoreResult(loss=float(state.finalize(reduction)), reduction=reduction, rows=rows,
                        skipped=policy.skipped, weight_sum=float(state.weight_sum),
                        seconds=time.perf_counter() - started, state=state,
-                       per_row=None if per_row is None else os.fspath(per_row))
+                       per_row=None if per_row is None else os.fspath(per_row), num_threads=num_threads)
 
 
 def score_parquet(path_or_paths, loss, input, target, weight=None, per_row=None, key=None, batch_size=65536,
@@ -515,6 +567,8 @@ def score_parquet(path_or_paths, loss, input, target, weight=None, per_row=None,
       sample weight).  It costs a second kernel pass per batch.
     * ``batch_size``: rows per record batch; memory is about one row group plus one batch.
     * ``nulls``: ``"error"`` (ValueError with the number of null rows) or ``"skip"`` (drop them).
+    * ``num_threads``: kernel threads per batch; None: the library default less one (at least 1),
+      leaving a core to pyarrow, which reads and decodes the next batch meanwhile on a reader thread.
     * ``reduction``: ``"mean"`` (default; for every loss, torchvision box losses included) or ``"sum"``.
     * ``progress``: optional callable ``progress(rows_read, total_rows)`` called after each batch.
     * ``**loss_kwargs``: the loss's own parameters (``label_smoothing=0.1``, ``eps=1e-7``, ...).

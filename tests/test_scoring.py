@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -286,6 +287,21 @@ def test_failure_leaves_no_partial_per_row_file(tmp_path, rng):
         fl.score_parquet(path, "cross_entropy", "logits", "label", per_row=out, batch_size=500)
     assert out.read_bytes() == b"previous result"
     assert sorted(os.listdir(tmp_path)) == ["in.parquet", "per_row.parquet"]
+    assert not [t for t in threading.enumerate() if t.name == "fastloss-score-reader"]   # reader joined
+
+
+def test_prefetched_keeps_order_and_raises_reader_errors():
+    def gen(fail_at=None):
+        for i in range(20):
+            if i == fail_at:
+                raise OSError("disk gone")
+            yield i
+    assert list(scoring.prefetched(gen())) == list(range(20))
+    got = []
+    with pytest.raises(OSError, match="disk gone"):
+        for i in scoring.prefetched(gen(fail_at=7)):
+            got.append(i)
+    assert got == list(range(7))
 
 
 # ------------------------------------------------------------------ errors
