@@ -138,19 +138,31 @@ def null_rows(arr):
     pc = pa.compute
     mask = None
     if arr.null_count:
-        mask = np.asarray(arr.is_null())
+        mask = _numbers(arr.is_null())
     if _is_list(arr.type):
         flat = pc.list_flatten(arr)
         if flat.null_count:
-            mask = np.zeros(len(arr), dtype=bool) if mask is None else mask.copy()
+            mask = np.zeros(len(arr), dtype=bool) if mask is None else mask
             parents = pc.list_parent_indices(arr).filter(flat.is_null())
-            mask[np.asarray(parents)] = True
+            mask[_numbers(parents)] = True
     return mask
 
 
 def _numbers(arr):
-    """A numeric Arrow array (no nulls) as ndarray: a view of its data buffer (booleans: one copy)."""
-    return arr.to_numpy(zero_copy_only=not _pyarrow().types.is_boolean(arr.type))
+    """A numeric Arrow array (no nulls) as ndarray: a read-only view of its data buffer.
+
+    Built with ``np.frombuffer`` rather than ``Array.to_numpy``, whose first call imports pandas
+    (about a second).  Booleans (bit-packed in Arrow) cost one copy.
+    """
+    pa = _pyarrow()
+    if pa.types.is_boolean(arr.type):
+        return np.unpackbits(np.frombuffer(arr.buffers()[1], dtype=np.uint8), bitorder="little")[
+            arr.offset:arr.offset + len(arr)].astype(bool)
+    dtype = np.dtype(arr.type.to_pandas_dtype())
+    data = arr.buffers()[1]
+    if data is None:        # a zero-length array may have no buffer
+        return np.empty(0, dtype=dtype)
+    return np.frombuffer(data, dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
 
 
 def column_array(arr, name):
@@ -166,7 +178,7 @@ def column_array(arr, name):
     if pa.types.is_fixed_size_list(arr.type):
         width = arr.type.list_size
     else:
-        offsets = np.asarray(arr.offsets)
+        offsets = _numbers(arr.offsets)
         lengths = np.diff(offsets)
         width = int(lengths[0]) if n else 0
         if n and np.any(lengths != width):

@@ -193,6 +193,8 @@ def test_columns_are_views_of_the_arrow_buffers(rng):
     num = pa.array(x[:, 0].copy()).slice(3)
     got = scoring.column_array(num, "x")
     assert got.ctypes.data == num.buffers()[1].address + 3 * 8
+    flags = rng.random(37) > 0.5                      # booleans are bit-packed: one copy, offset honoured
+    np.testing.assert_array_equal(scoring.column_array(pa.array(flags).slice(5), "b"), flags[5:])
 
 
 def test_ragged_lists_are_rejected(tmp_path):
