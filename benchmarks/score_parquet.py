@@ -57,7 +57,8 @@ def ce_sum64(x, y):
 
 def read_only(path, batch_size, **options):
     rows = 0
-    for batch in pq.ParquetFile(path, **options).iter_batches(batch_size=batch_size, columns=["logits", "label"]):
+    reader = pq.ParquetFile(path, **options)
+    for batch in reader.iter_batches(batch_size=batch_size, columns=["logits", "label"]):
         rows += batch.num_rows
     return rows
 
@@ -67,7 +68,8 @@ def main(argv=None):
     p.add_argument("--rows", type=int, default=10_000_000)
     p.add_argument("--batch-size", type=int, default=65536)
     p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--threads", type=int, default=None, help="fastloss kernel threads (default: library default)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="fastloss kernel threads (default: score_parquet's default)")
     p.add_argument("--dir", default=None, help="where to write the file (default: a temporary directory)")
     args = p.parse_args(argv)
 
@@ -105,7 +107,8 @@ def main(argv=None):
               f"(library default {fl.get_num_threads()}) repeat={args.repeat} (median; CPU = process time, "
               "all threads)")
         for name, s in med.items():
-            print(f"  {name:30s} {s:8.3f} s  {args.rows / s / 1e6:8.2f} M rows/s   CPU {statistics.median(cpu[name]):6.2f} s")
+            print(f"  {name:30s} {s:8.3f} s  {args.rows / s / 1e6:8.2f} M rows/s   "
+                  f"CPU {statistics.median(cpu[name]):6.2f} s")
         read = min(med["read (pyarrow defaults)"], med["read (pre_buffer=False)"])
         ratio = read / med["score_parquet cross_entropy"]
         print(f"  score speed / read speed = {ratio:.0%} (target >= 50%)   loss {result.loss:.9f}, "

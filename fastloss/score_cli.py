@@ -76,7 +76,8 @@ def _parser():
     p.add_argument("--target", required=True, metavar="COL", help="column of targets (labels, values, boxes)")
     p.add_argument("--weight", metavar="COL", help="column of per-row sample weights")
     p.add_argument("--per-row", metavar="OUT.parquet", help="write each row's loss (with --key) to this file")
-    p.add_argument("--key", metavar="COL", help="column passed through to --per-row output (default: a row index)")
+    p.add_argument("--key", metavar="COL",
+                   help="column passed through to --per-row output (default: a row index)")
     p.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
                    help="a loss parameter, e.g. --param label_smoothing=0.1 (repeatable); the loss's own "
                         "weight: --param 'weight=[1, 2, 0.5]'")
@@ -144,7 +145,8 @@ def _check_params(loss, params):
             close = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             usable = ", ".join(n for n in names if n not in reserved)
-            _fail(f"--param {key}: {loss} has no parameter {key!r}{hint}; its parameters are: {usable}", status=2)
+            _fail(f"--param {key}: {loss} has no parameter {key!r}{hint}; its parameters are: {usable}",
+                  status=2)
     return {("loss_weight" if k == "weight" else k): v for k, v in params.items()}
 
 
@@ -166,7 +168,8 @@ def _run(argv):
         print(json.dumps({"loss_name": args.loss, **result.to_dict()}))
     else:
         print(f"loss ({args.reduction}) of {args.loss}: {result.loss:.10g}")
-        print(f"rows: {result.rows:,}" + (f" ({result.skipped:,} skipped for nulls)" if result.skipped else ""))
+        skipped = f" ({result.skipped:,} skipped for nulls)" if result.skipped else ""
+        print(f"rows: {result.rows:,}{skipped}")
         print(f"weight sum: {result.weight_sum:.10g}")
         print(f"seconds: {result.seconds:.3f}")
         print(f"rows/s: {result.rows_per_s:,.0f}")

@@ -101,8 +101,8 @@ def _loss_function(name):
     import fastloss
     from .state import IN_BATCH_LOSSES
     if name in IN_BATCH_LOSSES:
-        raise ValueError(f"{name} mines or contrasts within a batch: its value depends on how rows are batched, "
-                         "so it cannot be scored batch by batch")
+        raise ValueError(f"{name} mines or contrasts within a batch: its value depends on how rows are "
+                         "batched, so it cannot be scored batch by batch")
     names = loss_names()
     if not isinstance(name, str) or name not in names:
         close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.5)
@@ -498,8 +498,8 @@ def score_file(paths, loss, input, target, weight=None, per_row=None, key=None, 
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     for bad in ("reduction", "out", "return_grad"):
         if bad in loss_kwargs:
-            raise ValueError(f"{bad}= is not a scoring parameter" + (" (pass reduction='mean' or 'sum' to the "
-                             "scoring call)" if bad == "reduction" else ""))
+            hint = " (pass reduction='mean' or 'sum' to the scoring call)" if bad == "reduction" else ""
+            raise ValueError(f"{bad}= is not a scoring parameter{hint}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     policy = _Nulls(nulls)
@@ -539,7 +539,8 @@ def score_file(paths, loss, input, target, weight=None, per_row=None, key=None, 
                 w = cols[weight] if weight is not None else None
                 state = state.merge(partial(loss, *args, weight=w, num_threads=num_threads, **loss_kwargs))
                 if writer is not None:     # a second kernel pass, for the per-row values
-                    writer.write(fn(*args, reduction="none", **fn_kwargs), cols[key] if key is not None else None)
+                    writer.write(fn(*args, reduction="none", **fn_kwargs),
+                                 cols[key] if key is not None else None)
                 rows += n
             if progress is not None:
                 progress(read, src.total_rows)

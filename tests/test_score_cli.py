@@ -5,6 +5,7 @@ as a child to check the dispatch and the exit status end to end.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +65,8 @@ def test_json_is_valid_and_complete(capsys, data):
     status, out, err = run(capsys, path, *BASE, "--weight", "w", "--param", "label_smoothing=0.05", "--json")
     assert status == 0 and err == ""
     rec = json.loads(out)
-    per = F.cross_entropy(torch.from_numpy(x), torch.from_numpy(y), reduction="none", label_smoothing=0.05).numpy()
+    per = F.cross_entropy(torch.from_numpy(x), torch.from_numpy(y), reduction="none",
+                          label_smoothing=0.05).numpy()
     np.testing.assert_allclose(rec["loss"], (w * per).sum() / w.sum(), rtol=1e-12)
     np.testing.assert_allclose(rec["weight_sum"], w.sum(), rtol=1e-12)
     assert rec["loss_name"] == "cross_entropy" and rec["reduction"] == "mean"
@@ -167,7 +169,6 @@ def test_errors_are_one_line(capsys, data, argv, status, message):
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("fastloss score: error: "), err
     assert "Traceback" not in err
-    import re
     assert re.search(message, err), err
 
 
@@ -177,7 +178,6 @@ def test_file_errors_are_one_line(capsys, tmp_path):
     for path, message in [(tmp_path / "missing.parquet", "no such file"), (bad, "cannot read .*bad.parquet")]:
         got, out, err = run(capsys, path, *BASE)
         assert got == 1 and out == "" and err.count("\n") == 1, err
-        import re
         assert re.search(message, err), err
 
 
@@ -185,7 +185,8 @@ def test_failure_leaves_no_per_row_file(capsys, tmp_path):
     x = np.zeros((100, 3))
     y = np.arange(100) % 4                          # label 3 is out of range for 3 classes
     path = tmp_path / "in.parquet"
-    pq.write_table(pa.table({"x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 3), "y": y}), path)
+    xs = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 3)
+    pq.write_table(pa.table({"x": xs, "y": y}), path)
     got, _, err = run(capsys, path, "--loss", "cross_entropy", "--input", "x", "--target", "y",
                       "--per-row", tmp_path / "rows.parquet")
     assert got == 1 and "class index 3" in err and err.count("\n") == 1
@@ -200,7 +201,9 @@ def test_python_dash_m_dispatch(data):
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     np.testing.assert_allclose(json.loads(ok.stdout)["loss"], ce_ref(x, y), rtol=1e-12)
-    bad = subprocess.run([sys.executable, "-m", "fastloss", "score", str(path), "--loss", "nope", "--input", "a",
-                          "--target", "b"], env=env, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run([sys.executable, "-m", "fastloss", "score", str(path), "--loss", "nope",
+                          "--input", "a", "--target", "b"],
+                         env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stdout == ""
-    assert bad.stderr.startswith("fastloss score: error: unknown loss 'nope'") and "Traceback" not in bad.stderr
+    assert bad.stderr.startswith("fastloss score: error: unknown loss 'nope'")
+    assert "Traceback" not in bad.stderr

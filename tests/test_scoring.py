@@ -131,7 +131,8 @@ def test_class_weights_travel_as_loss_weight(tmp_path, rng):
     cw = rng.uniform(0.1, 3, 10)
     path = write(tmp_path / "cw.parquet", logits=fixed_list(x), label=pa.array(y))
     out = tmp_path / "rows.parquet"
-    res = fl.score_parquet(path, "cross_entropy", "logits", "label", batch_size=300, loss_weight=cw, per_row=out)
+    res = fl.score_parquet(path, "cross_entropy", "logits", "label", batch_size=300, loss_weight=cw,
+                           per_row=out)
     close(res.loss, F.cross_entropy(t64(x), torch.from_numpy(y), weight=t64(cw)))
     np.testing.assert_allclose(res.weight_sum, cw[y].sum(), rtol=RTOL)
     np.testing.assert_allclose(pq.read_table(out).column("loss").to_numpy(),
@@ -200,7 +201,8 @@ def test_columns_are_views_of_the_arrow_buffers(rng):
 def test_ragged_lists_are_rejected(tmp_path):
     path = write(tmp_path / "ragged.parquet", x=pa.array([[1.0, 2.0], [3.0, 4.0], [5.0]]),
                  y=pa.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]))
-    with pytest.raises(ValueError, match=r"'x' holds lists of different lengths \(2 in its first row, 1 in row 2"):
+    msg = r"'x' holds lists of different lengths \(2 in its first row, 1 in row 2"
+    with pytest.raises(ValueError, match=msg):
         fl.score_parquet(path, "mse_loss", "x", "y")
 
 
@@ -311,7 +313,8 @@ def test_prefetched_keeps_order_and_raises_reader_errors():
 def test_missing_column_names_the_choices(tmp_path, rng):
     x, y = ce_data(rng, n=10)
     path = write(tmp_path / "in.parquet", logits=fixed_list(x), label=pa.array(y))
-    with pytest.raises(KeyError, match=r"column 'labels' not found .*did you mean 'label'.*columns are: logits, label"):
+    msg = r"column 'labels' not found .*did you mean 'label'.*columns are: logits, label"
+    with pytest.raises(KeyError, match=msg):
         fl.score_parquet(path, "cross_entropy", "logits", "labels")
 
 
