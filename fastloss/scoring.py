@@ -212,15 +212,17 @@ class _Nulls:
         self.policy = policy
         self.skipped = 0
 
-    def keep_mask(self, masks, count_all):
-        """``masks``: {column: null-row mask or None}.  Returns the rows to keep (None = all)."""
+    def keep_mask(self, masks, count_all, source):
+        """``masks``: {column: null-row mask or None}; ``count_all(column)`` counts the column's null
+        rows in all of ``source`` (for the error).  Returns the rows to keep (None = all)."""
         drop = None
         for name, m in masks.items():
             if m is None:
                 continue
             if self.policy == "error":
                 total = count_all(name)
-                raise ValueError(f"column {name!r} has {total} null row{'s' if total != 1 else ''}; "
+                rows = "row" if total == 1 else "rows"
+                raise ValueError(f"column {name!r} of {source} has {total} null {rows}; "
                                  "pass nulls='skip' (--nulls skip) to drop them")
             drop = m if drop is None else (drop | m)
         if drop is None:
@@ -262,12 +264,12 @@ class ParquetSource:
 
     def batches(self):
         """Yields (n_rows_read, {column: ndarray for numeric columns, Arrow array for the others})."""
-        for pf in self.files:
+        for path, pf in zip(self.paths, self.files):
             for batch in pf.iter_batches(batch_size=self.batch_size, columns=self.columns):
                 n = batch.num_rows
                 cols = {c: batch.column(c) for c in self.columns}
                 keep = self.nulls.keep_mask({c: null_rows(cols[c]) for c in self.numeric},
-                                            lambda name, pf=pf: self._count_nulls(pf, name))
+                                            lambda name, pf=pf: self._count_nulls(pf, name), path)
                 if keep is not None:
                     cols = {c: a.filter(keep) for c, a in cols.items()}
                 yield n, {c: column_array(a, c) if c in self.numeric else a for c, a in cols.items()}

@@ -149,7 +149,7 @@ def test_npy_input(capsys, tmp_path, data):
     (("--loss", "cross_entropy", "--input", "logits", "--target", "name"), 1,
      "column 'name' of .* has type string; expected numbers"),
     (("--loss", "cross_entropy", "--input", "logits", "--target", "label_n"), 1,
-     "column 'label_n' has 3 null rows; pass nulls='skip' \\(--nulls skip\\)"),
+     "column 'label_n' of .*preds.parquet has 3 null rows; pass nulls='skip' \\(--nulls skip\\)"),
     (("--loss", "cross_entropy", "--input", "label", "--target", "label"), 1,
      "input must be a floating-point array"),
     ((*BASE, "--param", "label_smoothing=2"), 1, "label_smoothing must be <= 1.0, got 2"),
