@@ -64,9 +64,10 @@ def _positive(text):
 
 
 def _parser():
-    p = _OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0],
+    doc = __doc__.replace("``", "")
+    p = _OneLineParser(prog=PROG, description=doc.split("\n\n")[0],
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+                       epilog="\n\n".join(doc.split("\n\n")[1:]))
     p.add_argument("files", nargs="+", metavar="FILE",
                    help="Parquet files (or directories of them), or .npy / .npz files")
     p.add_argument("--loss", required=True, help="a fastloss loss name, e.g. cross_entropy")
