@@ -1,0 +1,205 @@
+"""``fastloss score``: a loss over Parquet / ``.npy`` / ``.npz`` files, from the command line.
+
+    fastloss score preds.parquet --loss cross_entropy --input logits --target label
+    fastloss score part-*.parquet --loss mse_loss --input pred --target y --weight w --json
+    fastloss score boxes.parquet --loss generalized_box_iou_loss --input pred_box --target gt_box \\
+        --per-row losses.parquet --key id --param eps=1e-6
+
+Prints a progress line with rows/s on stderr (when stderr is a terminal, and never with --json), then
+a summary (loss, rows, weight sum, seconds, rows/s) on stdout, or one JSON object with --json.
+Every user error (missing column, wrong column type, nulls, unknown loss, bad parameter, unreadable
+file) is one line on stderr starting with ``fastloss score: error:`` and exit status 2 (argument
+errors) or 1 (data errors) -- never a traceback (set FASTLOSS_DEBUG=1 to see one).
+"""
+import argparse
+import ast
+import json
+import os
+import sys
+import time
+
+__all__ = ["main"]
+
+PROG = "fastloss score"
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but an argument error is one line on stderr (no usage block) and exit status 2."""
+
+    def error(self, message):
+        _fail(message, status=2)
+
+
+class _Failure(Exception):
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.status = status
+
+
+def _fail(message, status=1):
+    raise _Failure(message, status)
+
+
+def _param(text):
+    """``key=value`` -> (key, value); the value is a Python literal when it parses as one, else a string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"--param expects key=value, got {text!r}")
+    try:
+        value = ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError):
+        value = raw.strip()
+    return key, value
+
+
+def _positive(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _parser():
+    doc = __doc__.replace("``", "")
+    p = _OneLineParser(prog=PROG, description=doc.split("\n\n")[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="\n\n".join(doc.split("\n\n")[1:]))
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="Parquet files (or directories of them), or .npy / .npz files")
+    p.add_argument("--loss", required=True, help="a fastloss loss name, e.g. cross_entropy")
+    p.add_argument("--input", required=True, metavar="COL", action="append",
+                   help="column of predictions (logits, scores, boxes); repeat it for losses with several "
+                        "(margin_ranking_loss: --input x1 --input x2 --target y)")
+    p.add_argument("--target", required=True, metavar="COL", help="column of targets (labels, values, boxes)")
+    p.add_argument("--weight", metavar="COL", help="column of per-row sample weights")
+    p.add_argument("--per-row", metavar="OUT.parquet", help="write each row's loss (with --key) to this file")
+    p.add_argument("--key", metavar="COL",
+                   help="column passed through to --per-row output (default: a row index)")
+    p.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
+                   help="a loss parameter, e.g. --param label_smoothing=0.1 (repeatable); the loss's own "
+                        "weight: --param 'weight=[1, 2, 0.5]'")
+    p.add_argument("--reduction", choices=("mean", "sum"), default="mean", help="default: mean")
+    p.add_argument("--batch-size", type=_positive, default=65536, metavar="N", help="rows per batch (65536)")
+    p.add_argument("--nulls", choices=("error", "skip"), default="error",
+                   help="rows with nulls: error (default, with their count) or skip them")
+    p.add_argument("--threads", type=_positive, default=None, metavar="N", help="kernel threads")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show the progress line (default: when stderr is a terminal and not --json)")
+    return p
+
+
+class _Progress:
+    """A throttled one-line progress display on stderr: rows read / total, percent, rows/s."""
+
+    def __init__(self, stream, interval=0.1):
+        self.stream, self.interval = stream, interval
+        self.start = time.perf_counter()
+        self.last = -1.0
+        self.seen = self.shown = None
+
+    def __call__(self, rows, total, final=False):
+        self.seen = (rows, total)
+        now = time.perf_counter()
+        if not final and now - self.last < self.interval:
+            return
+        self.last = now
+        rate = rows / (now - self.start) if now > self.start else 0.0
+        pct = f" ({100.0 * rows / total:5.1f}%)" if total else ""
+        self.stream.write(f"\r{rows:,} / {total:,} rows{pct}  {_human(rate)} rows/s ")
+        self.stream.flush()
+        self.shown = self.seen
+
+    def close(self):
+        if self.seen is not None:
+            if self.shown != self.seen:
+                self(*self.seen, final=True)
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _human(rate):
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if rate >= scale:
+            return f"{rate / scale:.2f} {unit}"
+    return f"{rate:.0f}"
+
+
+def _check_params(loss, params):
+    """Unknown parameter names of the loss -> a one-line error (before reading any data).  Returns the
+    keyword arguments for the scoring call (the loss's own ``weight`` travels as ``loss_weight``)."""
+    import difflib
+    import inspect
+    from .scoring import _loss_function
+    fn = _loss_function(loss)
+    names = [n for n, prm in inspect.signature(fn).parameters.items() if prm.default is not prm.empty]
+    reserved = {"reduction": "use --reduction", "num_threads": "use --threads", "out": "not for scoring",
+                "return_grad": "not for scoring", "size_average": "deprecated", "reduce": "deprecated"}
+    for key in params:
+        if key in reserved:
+            _fail(f"--param {key}: {reserved[key]}", status=2)
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            usable = ", ".join(n for n in names if n not in reserved)
+            _fail(f"--param {key}: {loss} has no parameter {key!r}{hint}; its parameters are: {usable}",
+                  status=2)
+    return {("loss_weight" if k == "weight" else k): v for k, v in params.items()}
+
+
+def _run(argv):
+    args = _parser().parse_args(argv)
+    from .scoring import score_file
+    params = _check_params(args.loss, dict(args.param))
+    show = args.progress if args.progress is not None else (not args.json and sys.stderr.isatty())
+    progress = _Progress(sys.stderr) if show else None
+    try:
+        inputs = args.input[0] if len(args.input) == 1 else args.input
+        result = score_file(args.files, args.loss, inputs, args.target, weight=args.weight,
+                            per_row=args.per_row, key=args.key, batch_size=args.batch_size, nulls=args.nulls,
+                            num_threads=args.threads, reduction=args.reduction, progress=progress, **params)
+    finally:
+        if progress is not None:
+            progress.close()
+    if args.json:
+        print(json.dumps({"loss_name": args.loss, **result.to_dict()}))
+    else:
+        print(f"loss ({args.reduction}) of {args.loss}: {result.loss:.10g}")
+        skipped = f" ({result.skipped:,} skipped for nulls)" if result.skipped else ""
+        print(f"rows: {result.rows:,}{skipped}")
+        print(f"weight sum: {result.weight_sum:.10g}")
+        print(f"seconds: {result.seconds:.3f}")
+        print(f"rows/s: {result.rows_per_s:,.0f}")
+        if result.per_row:
+            print(f"per-row losses: {result.per_row}")
+    return 0
+
+
+def main(argv=None):
+    """Entry point of ``fastloss score``; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _run(argv)
+    except _Failure as exc:
+        message, status = str(exc), exc.status
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # data, type and I/O errors: one line, never a traceback
+        if os.environ.get("FASTLOSS_DEBUG"):
+            raise
+        message, status = _describe(exc), 1
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    return status
+
+
+def _describe(exc):
+    """The message of an exception, made for one line (KeyError's repr quotes dropped)."""
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    if isinstance(exc, (ValueError, TypeError, IndexError, KeyError, FileNotFoundError, ImportError)):
+        return str(text)
+    return f"{type(exc).__name__}: {text}"
