@@ -35,7 +35,8 @@ from libc.stdlib cimport malloc, free
 from cython.parallel cimport prange, threadid
 
 from fastloss._kernels._common cimport (
-    floating, index_t, SERIAL_ITEMS_WORK, ptr_or_null, f_exp, f_abs, f_max, f_log1p_unit, f_sigmoid, sum_items,
+    floating, index_t, SERIAL_ITEMS_WORK, ptr_or_null, f_exp, f_abs, f_max, f_log1p_unit, f_sigmoid,
+    sum_items,
 )
 from fastloss._kernels._common cimport fl_pairwise_sum
 
@@ -240,7 +241,8 @@ cdef Py_ssize_t sums_block(const SegCtx* c, Py_ssize_t n, Py_ssize_t s0, Py_ssiz
 
 
 # ---------------------------------------------------------------- pass 2: gradient
-cdef Py_ssize_t grad_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t L, floating* w) noexcept nogil:
+cdef Py_ssize_t grad_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t L,
+                         floating* w) noexcept nogil:
     """grad[n, j, s:s+L] = d loss / d x, from the pair coefficients (a, b, cb) = c.coef[n, j]:
     dL/dp = (a t + b) v through the activation, plus cb (p - t) v for a BCE term (already d/dx)."""
     cdef Py_ssize_t C = c.C, S = c.S, R = c.R, j, k
@@ -392,7 +394,8 @@ cdef int init_ctx(SegCtx* c, x, t, labels, ignore_index, int act, bint bce) exce
 
 def segment_sums(x, t, labels, ignore_index, int act, bint bce, int num_threads):
     """Kernel entry, pass 1: x (N, C, S) C-contiguous float32/64; t masks like x or None; labels (N*S,)
-    int32/int64 or None; ignore_index None or an int.  Returns (sums (N, C, K) float64 with K = TP, P, T[, BCE, count], first_bad)."""
+    int32/int64 or None; ignore_index None or an int.
+    Returns (sums (N, C, K) float64 with K = TP, P, T[, BCE, count], first_bad)."""
     cdef SegCtx c
     init_ctx(&c, x, t, labels, ignore_index, act, bce)
     cdef Py_ssize_t N = x.shape[0], itemsize = x.dtype.itemsize, nb = N * c.nchunks, CK = c.C * c.K
