@@ -36,9 +36,16 @@ from cython.parallel cimport prange, threadid
 
 from fastloss._kernels._common cimport (
     floating, index_t, SERIAL_ITEMS_WORK, ptr_or_null, f_exp, f_abs, f_max, f_log1p_unit, f_sigmoid,
-    sum_items,
 )
 from fastloss._kernels._common cimport fl_pairwise_sum
+
+cdef extern from "fl_overlap.h" nogil:
+    void fl_overlap_labels_f32(const float* p, const int32_t* ys, int32_t j, Py_ssize_t n, double* acc)
+    void fl_overlap_labels_f64(const double* p, const int32_t* ys, int32_t j, Py_ssize_t n, double* acc)
+    void fl_overlap_masks_f32(const float* p, const float* t, const float* q, int use_ign, float ign,
+                              Py_ssize_t n, double* acc)
+    void fl_overlap_masks_f64(const double* p, const double* t, const double* q, int use_ign, double ign,
+                              Py_ssize_t n, double* acc)
 
 import numpy as np
 
@@ -100,20 +107,23 @@ cdef inline floating sigmoid_bce_point(floating x, floating t, floating* p) noex
 cdef inline Py_ssize_t labels_run(const index_t* y, Py_ssize_t i0, Py_ssize_t L, int64_t C, bint has_ignore,
                                   int64_t ignore, int32_t* ys) noexcept nogil:
     """ys[k] = label of item i0 + k, or -1 if ignored or out of range; returns the first out-of-range
-    item index or -1."""
-    cdef Py_ssize_t k, bad = -1
+    item index or -1.  Branch-free (it vectorises); the bad item is searched for only if there is one."""
+    cdef Py_ssize_t k, nbad = 0
     cdef int64_t v
+    cdef int inr, ign
     for k in range(L):
         v = y[i0 + k]
-        if has_ignore and v == ignore:
-            ys[k] = -1
-        elif v < 0 or v >= C:
-            ys[k] = -1
-            if bad < 0:
-                bad = i0 + k
-        else:
-            ys[k] = <int32_t> v
-    return bad
+        inr = (v >= 0) & (v < C)
+        ign = has_ignore & (v == ignore)
+        ys[k] = <int32_t> v if (inr & (ign ^ 1)) else -1
+        nbad += (inr | ign) ^ 1
+    if nbad == 0:
+        return -1
+    for k in range(L):
+        v = y[i0 + k]
+        if not (has_ignore and v == ignore) and (v < 0 or v >= C):
+            return i0 + k
+    return -1
 
 
 cdef inline Py_ssize_t load_labels(const SegCtx* c, Py_ssize_t i0, Py_ssize_t L, int32_t* ys) noexcept nogil:
@@ -157,36 +167,46 @@ cdef inline Py_ssize_t first_bad(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
 
 
 # ---------------------------------------------------------------- pass 1: sums per (sample, class)
+cdef inline void overlap_labels(const floating* p, const int32_t* ys, int32_t j, Py_ssize_t n,
+                                double* acc) noexcept nogil:
+    if floating is float:
+        fl_overlap_labels_f32(p, ys, j, n, acc)
+    else:
+        fl_overlap_labels_f64(p, ys, j, n, acc)
+
+
+cdef inline void overlap_masks(const floating* p, const floating* t, const floating* q, bint use_ign,
+                               floating ign, Py_ssize_t n, double* acc) noexcept nogil:
+    if floating is float:
+        fl_overlap_masks_f32(p, t, q, use_ign, ign, n, acc)
+    else:
+        fl_overlap_masks_f64(p, t, q, use_ign, ign, n, acc)
+
+
 cdef Py_ssize_t sums_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t L, double* acc,
                          floating* w) noexcept nogil:
-    """Add the run's TP, P, T (, BCE, count) of every class to acc[j*K + ...]."""
+    """Add the run's TP, P, T (, BCE, count) of every class to acc[j*K + ...] (fl_overlap.h)."""
     cdef Py_ssize_t C = c.C, S = c.S, R = c.R, K = c.K, j, k, bad = -1
     cdef const floating* xs = <const floating*> c.x + n * C * S + s
     cdef const floating* ts = <const floating*> c.t + n * C * S + s if c.t != NULL else NULL
-    cdef floating* prob = w                 # C x R softmax tile
-    cdef floating* pv = w + C * R           # p * valid
-    cdef floating* tv = pv + R              # t * valid
-    cdef floating* ptv = tv + R             # p * t * valid
-    cdef floating* q = ptv + R              # BCE per element
-    cdef floating* vv = q + R               # valid (0/1)
-    cdef int32_t* ys = <int32_t*> (vv + R)
+    cdef floating* prob = w                 # C x R softmax tile (R for sigmoid)
+    cdef floating* q = w + C * R            # BCE per element
+    cdef floating* scr = q + R              # 2 R scratch of the softmax
+    cdef int32_t* ys = <int32_t*> (w + C * R + 5 * R)
     cdef const floating* xc
     cdef const floating* tc
     cdef const floating* pc
-    cdef const floating* pp
-    cdef const floating* tp
-    cdef floating v, ign = <floating> c.ignore_value
     if c.labels != NULL:
         bad = load_labels(c, n * S + s, L, ys)
     if c.act == ACT_SOFTMAX:
-        softmax_run(xs, S, C, L, R, prob, pv, tv)
+        softmax_run(xs, S, C, L, R, prob, scr, scr + R)
     for j in range(C):
         xc = xs + j * S
+        tc = ts + j * S if ts != NULL else NULL
         pc = xc
         if c.act == ACT_SOFTMAX:
             pc = prob + j * R
         elif c.act == ACT_SIGMOID:
-            tc = ts + j * S
             if c.bce:
                 for k in range(L):
                     q[k] = sigmoid_bce_point(xc[k], tc[k], &prob[k])
@@ -194,37 +214,10 @@ cdef Py_ssize_t sums_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
                 for k in range(L):
                     prob[k] = f_sigmoid(xc[k])
             pc = prob
-        pp = pv
-        tp = tv
         if c.labels != NULL:
-            for k in range(L):
-                v = 1 if ys[k] >= 0 else 0
-                pv[k] = pc[k] * v
-                tv[k] = 1 if ys[k] == j else 0
-                ptv[k] = pv[k] * tv[k]
-        elif c.mask_ignore:
-            tc = ts + j * S
-            for k in range(L):
-                v = 1 if tc[k] != ign else 0
-                vv[k] = v
-                pv[k] = pc[k] * v
-                tv[k] = tc[k] * v
-                ptv[k] = pv[k] * tv[k]
-            if c.bce:
-                for k in range(L):
-                    q[k] = q[k] * vv[k]
+            overlap_labels(pc, ys, <int32_t> j, L, acc + j * K)
         else:
-            tc = ts + j * S
-            for k in range(L):
-                ptv[k] = pc[k] * tc[k]
-            pp = pc
-            tp = tc
-        acc[j * K + 0] += sum_items(ptv, L)
-        acc[j * K + 1] += sum_items(pp, L)
-        acc[j * K + 2] += sum_items(tp, L)
-        if c.bce:
-            acc[j * K + 3] += sum_items(q, L)
-            acc[j * K + 4] += sum_items(vv, L) if c.mask_ignore else <double> L
+            overlap_masks(pc, tc, q if c.bce else NULL, c.mask_ignore, <floating> c.ignore_value, L, acc + j * K)
     return bad
 
 
