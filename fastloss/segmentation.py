@@ -113,6 +113,7 @@ def _overlap_loss(kind, input, target, mode, from_logits, smooth, eps, ignore_in
     nt = resolve_num_threads(num_threads)
     x, x3, mask, labels_flat, labels = _layout(input, target, mode, ignore_index)
     N, C = x3.shape[:2]
+    o = V.output_array(out, (N, C), x.dtype) if reduction == "none" else None
     act = ("softmax" if mode == "multiclass" else "sigmoid") if from_logits else "none"
     act = _K.ACTIVATIONS[act]
     bce = dice_weight is not None
@@ -126,7 +127,6 @@ def _overlap_loss(kind, input, target, mode, from_logits, smooth, eps, ignore_in
         loss = dice_weight * loss + bce_w * sums[..., 3]
         dtp, dp = dice_weight * dtp, dice_weight * dp
     if reduction == "none":
-        o = V.output_array(out, (N, C), x.dtype)
         o[...] = loss
         value = o
     else:

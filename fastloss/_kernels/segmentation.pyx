@@ -21,7 +21,9 @@ c. **Layout (N, C, S) read in place.**  A run is R contiguous positions of one s
    run is at ``x + j*S``.  The softmax over C is computed position-wise across the run (max, exp-sum
    and scale loops vectorise along positions, as in classification.pyx's ``ce_run``) into a C x R
    tile; sigmoid is per element.  Integer labels are read once per run into an int32 tile (-1 for an
-   ignored or out-of-range label; the first out-of-range index is reported, the caller raises).
+   ignored or out-of-range label; the first out-of-range index is reported, the caller raises).  The
+   three (five) sums of a class over the run are one fused pass in ``src_c/fl_overlap.h`` (float
+   products, double accumulators, two per vector lane).
 
 d. **Gradient: a second pass** with per-pair coefficients dL/dTP, dL/dP (and the BCE weight) from the
    caller: dL/dp = (dL/dTP * t + dL/dP) * valid, then through the activation -- sigmoid: times
@@ -36,8 +38,8 @@ from cython.parallel cimport prange, threadid
 
 from fastloss._kernels._common cimport (
     floating, index_t, SERIAL_ITEMS_WORK, ptr_or_null, f_exp, f_abs, f_max, f_log1p_unit, f_sigmoid,
+    fl_pairwise_sum,
 )
-from fastloss._kernels._common cimport fl_pairwise_sum
 
 cdef extern from "fl_overlap.h" nogil:
     void fl_overlap_labels_f32(const float* p, const int32_t* ys, int32_t j, Py_ssize_t n, double* acc)
