@@ -292,6 +292,17 @@ def test_empty_masks_follow_smooth_eps_rule(name):
         xt = torch.tensor(x, requires_grad=True)
         (gt,) = torch.autograd.grad(torch_ref(name, xt, t, reduction="sum", **kw), xt)
         np.testing.assert_allclose(g, gt.numpy(), rtol=1e-12)
+    # tiny probabilities: the eps clamp of the denominator is active (torch's clamp_min gradient: 0)
+    x = np.full((2, 3, 4, 4), 1e-10)
+    t = np.zeros_like(x)
+    t[0, 0, 0, 0] = 1e-9
+    kw = {"mode": "multilabel", "from_logits": False}
+    val, g = getattr(fl, name)(x, t, reduction="sum", return_grad=True, **kw)
+    xt = torch.tensor(x, requires_grad=True)
+    ref = torch_ref(name, xt, t, reduction="sum", **kw)
+    (gt,) = torch.autograd.grad(ref, xt)
+    np.testing.assert_allclose(val, ref.item(), rtol=1e-12)
+    np.testing.assert_allclose(g, gt.numpy(), rtol=1e-12, atol=1e-300)
     # empty target, non-empty soft prediction from logits: Dice 0 -> loss 1 (pairs are not dropped)
     assert fl.dice_loss(np.zeros((1, 1, 3, 3)), np.zeros((1, 1, 3, 3)), mode="binary") == 1.0
 
