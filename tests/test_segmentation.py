@@ -83,6 +83,8 @@ def torch_ref(name, x, target, **kw):
     t = torch.as_tensor(np.asarray(target, dtype=np.float64) if np.asarray(target).dtype.kind in "fb"
                         else np.asarray(target, dtype=np.int64))
     kind = "focal_tversky" if name == "focal_tversky_loss" else KIND[name]
+    if name == "dice_bce_loss":
+        kw = {"dice_weight": 0.5, **kw}          # dice_bce_loss's default
     return torch_overlap_ref(kind, x, t, **kw)
 
 
