@@ -178,6 +178,23 @@ def test_grad_matches_torch_autograd(name, mode, from_logits, dtype):
         np.testing.assert_allclose(g, gt, rtol=rtol, atol=rtol * np.abs(gt).max(), err_msg=reduction)
 
 
+@pytest.mark.parametrize("C,spatial", [(2, (37,)), (21, (13, 11)), (300, (3, 41)), (5, ())])
+def test_class_counts_and_odd_sizes(C, spatial):
+    """Tile widths change with C (a 300-class run is 16 positions); runs end mid-vector."""
+    rng = np.random.default_rng(C)
+    x = rng.standard_normal((3, C) + spatial) * 3
+    y = rng.integers(0, C, (3,) + spatial)
+    y = np.where(rng.random(y.shape) < 0.1, -100, y)
+    m = (rng.random(x.shape) > 0.5).astype(np.float64)
+    for name, mode, t in (("focal_tversky_loss", "multiclass", y), ("jaccard_loss", "multilabel", m)):
+        kw = call_kwargs(name, mode, True, ignore_index=-100)
+        val, g = getattr(fl, name)(x, t, reduction="none", return_grad=True, num_threads=2, **kw)
+        assert_close_spec(val, np_overlap(name, x, t, reduction="none", **kw), np.float64, what=name)
+        xt = torch.tensor(x, requires_grad=True)
+        (gt,) = torch.autograd.grad(torch_ref(name, xt, t, reduction="sum", **kw), xt)
+        np.testing.assert_allclose(g, gt.numpy(), rtol=1e-11, atol=1e-11 * np.abs(gt.numpy()).max())
+
+
 def test_integer_and_one_hot_targets_agree():
     x, y = make("multiclass", seed=2)
     onehot = (y[:, None] == np.arange(4).reshape(1, 4, 1, 1)).astype(np.float64)
