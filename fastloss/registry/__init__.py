@@ -31,3 +31,4 @@ def register(spec: LossSpec) -> LossSpec:
 
 
 from . import classification, regression, boxes, metric, binary  # noqa: E402,F401  (each file registers its losses)
+from . import segmentation  # noqa: E402,F401
