@@ -200,7 +200,10 @@ _ITEMS = {
     **dict.fromkeys(("cross_entropy", "nll_loss", "softmax_focal_loss"), lambda x, *a: _class_items(x)),
     **dict.fromkeys(("multi_margin_loss", "distillation_loss", "gaussian_kl_loss", "triplet_margin_loss",
                      "cosine_embedding_loss", "contrastive_loss", "batch_hard_triplet_loss",
-                     "batch_all_triplet_loss", "info_nce_loss"), lambda x, *a: _rows(x)),
+                     "batch_all_triplet_loss", "info_nce_loss", "arcface_loss"), lambda x, *a: _rows(x)),
+    # segmentation overlap losses: one item per (sample, class) pair of the (N, C, *spatial) input
+    **dict.fromkeys(("dice_loss", "jaccard_loss", "tversky_loss", "focal_tversky_loss", "dice_bce_loss"),
+                    lambda x, *a: int(np.prod(np.shape(x)[:2], dtype=np.int64))),
     **dict.fromkeys(("iou_loss", "generalized_box_iou_loss", "distance_box_iou_loss",
                      "complete_box_iou_loss"), lambda b1, b2, *a: _box_items(b1, b2)),
     "nt_xent_loss": lambda z1, *a: 2 * _rows(z1),
