@@ -18,7 +18,7 @@ from libc.math cimport exp, pow
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, block_items_for, Operand, operand_seg, segment_end, set_operand,
     ptr_or_null, init_run, finish_run,
-    f_exp, f_log, f_log1p, f_log1p_unit, f_abs, f_max, f_min, row_max, row_sumexp, row_dot,
+    f_exp, f_log, f_log1p, f_log1p_unit, f_abs, f_max, f_min, row_max, row_sumexp,
 )
 
 import numpy as np
@@ -41,10 +41,32 @@ cdef inline floating lse_shift(floating m) noexcept nogil:
 # =====================================================================================================
 # Per item with target y, class weights w (1 if absent), smoothing eps over C classes, lse = log sum exp x:
 #   loss = (1 - eps) * w_y * (lse - x_y) + (eps / C) * sum_j w_j * (lse - x_j)
-#        = lse * ((1 - eps) w_y + (eps/C) W) - (1 - eps) w_y x_y - (eps/C) sum_j w_j x_j,   W = sum_j w_j
+#        = (1 - eps) w_y (log s - (x_y - m)) + (eps/C) (W log s - sum_j w_j (x_j - m)),   W = sum_j w_j
+#   with m the row max and s = sum_j exp(x_j - m) (ce_point below);
 #   dloss/dx_j = p_j * ((1 - eps) w_y + (eps/C) W) - (1 - eps) w_y [j = y] - (eps/C) w_j,  p = softmax(x)
 #   denominator of the mean (torch): w_y; ignored items contribute 0 to loss, gradient and denominator.
 # This is exactly torch's nll_loss(log_softmax) + label-smoothing term (aten/src/ATen/native/LossNLL.cpp).
+
+cdef extern from "fl_reduce.h" nogil:
+    float fl_row_dot_shift_f32(const float* x, const float* w, Py_ssize_t n, float m)
+    double fl_row_dot_shift_f64(const double* x, const double* w, Py_ssize_t n, double m)
+
+
+cdef inline floating row_dot_shift(const floating* x, const floating* w, Py_ssize_t n, floating m) noexcept nogil:
+    """sum_j w_j (x_j - m) (w NULL: weights 1), vectorised over the row."""
+    if floating is float:
+        return fl_row_dot_shift_f32(x, w, n, m)
+    else:
+        return fl_row_dot_shift_f64(x, w, n, m)
+
+
+cdef inline floating ce_point(floating ls, floating dy, floating wy, floating eps, floating epsC, floating wtot,
+                              floating swm) noexcept nogil:
+    """Cross-entropy of one item from log s (ls), its shifted target logit dy = x_y - m and the shifted
+    weighted logit sum swm = sum_j w_j (x_j - m) (0 when eps = 0).  Every term is a difference of small
+    shifted quantities, never lse - x_y: in float32 lse = log s + m rounds to ulp(m) (~1e-3 at
+    |m| = 1e4), which would swamp an O(1) loss.  For w >= 0 both terms are sums of non-negative parts."""
+    return (1 - eps) * wy * (ls - dy) + epsC * (wtot * ls - swm)
 
 cdef struct CeCtx:
     const void* x           # logits (N, C[, S])
@@ -84,7 +106,7 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
     cdef const floating* w = <const floating*> c.weight
     cdef const floating* row
     cdef floating* g
-    cdef floating m, s, lse, wy, coef, gs, sw, target_coef
+    cdef floating m, s, wy, coef, gs, sw, target_coef
     cdef double mod, K
     cdef floating eps = <floating> c.smoothing
     cdef floating epsC = <floating> (c.smoothing / C)
@@ -106,18 +128,15 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
         wy = w[y] if w != NULL else 1
         m = lse_shift(row_max(row, C))
         s = row_sumexp(row, C, m, g)          # g (if any) now holds exp(x_j - m)
-        lse = f_log(s) + m
         coef = (1 - eps) * wy + epsC * wtot
         if c.focal:
             wy = wy * ((<const floating*> c.alpha)[y] if c.alpha != NULL else 1)
             mod = focal_modulation((row[y] - m) - f_log(s), c.gamma, &K)
             loss[i - start] = wy * <floating> mod * (f_log(s) - (row[y] - m))
             coef = wy * <floating> K
-        elif eps != 0:
-            sw = row_dot(row, w, C)
-            loss[i - start] = lse * coef - (1 - eps) * wy * row[y] - epsC * sw
         else:
-            loss[i - start] = wy * (f_log(s) - (row[y] - m))   # no cancellation of lse against x_y
+            sw = row_dot_shift(row, w, C, m) if eps != 0 else 0
+            loss[i - start] = ce_point(f_log(s), row[y] - m, wy, eps, epsC, wtot, sw)
         if denom != NULL:
             denom[i - start] = w[y] if w != NULL else 1
         if g != NULL:
@@ -160,7 +179,7 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef int64_t ys[RUN]
     cdef const floating* xc
     cdef floating* gc
-    cdef floating v, lse, coef, wj
+    cdef floating v, coef, wj
     cdef double mod, K
     cdef int64_t y
     # targets of the run (validated) and their weights
@@ -202,9 +221,8 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
         if eps != 0:
             wj = w[j] if w != NULL else 1
             for k in range(L):
-                sw[k] = sw[k] + wj * xc[k]
+                sw[k] = sw[k] + wj * (xc[k] - m[k])
     for k in range(L):
-        lse = f_log(s[k]) + m[k]
         coef = (1 - eps) * wy[k] + epsC * wtot
         if denom != NULL:
             denom[k] = wy[k]
@@ -216,10 +234,8 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
             loss[k] = wy[k] * <floating> mod * (f_log(s[k]) - (xy[k] - m[k]))
             coef = wy[k] * <floating> K
             sw[k] = coef          # the target's gradient coefficient
-        elif eps != 0:
-            loss[k] = lse * coef - (1 - eps) * wy[k] * xy[k] - epsC * sw[k]
         else:
-            loss[k] = wy[k] * (f_log(s[k]) - (xy[k] - m[k]))
+            loss[k] = ce_point(f_log(s[k]), xy[k] - m[k], wy[k], eps, epsC, wtot, sw[k])
         s[k] = 0 if ys[k] < 0 else coef * gs / s[k]   # s becomes the per-position softmax scale
     if gbase != NULL:
         for j in range(C):
@@ -357,8 +373,11 @@ cdef struct RowCtx:
 
 
 # CE with probability targets t (smoothed: t' = (1 - eps) t + eps / C), weights w:
-#   loss = sum_j w_j t'_j (lse - x_j) = lse A - B,   A = sum_j w_j t'_j,  B = sum_j w_j t'_j x_j
-#   dloss/dx_j = A p_j - w_j t'_j                    (torch: cross_entropy with float targets)
+#   loss = sum_j w_j t'_j (lse - x_j) = sum_j tw_j (log s - (x_j - m)),   tw_j = w_j t'_j,  s = sum_j exp(x_j - m)
+#   dloss/dx_j = A p_j - tw_j,   A = sum_j tw_j,   p_j = exp((x_j - m) - log s)
+# (torch: cross_entropy with float targets).  Every term is formed from the shifted logit x_j - m and
+# log s (both small where it matters), never as lse * A - sum_j tw_j x_j: in float32 lse = log s + m
+# rounds to ulp(m) (~1e-3 at |m| = 1e4), which that form would leave in an O(1) loss.
 cdef Py_ssize_t ce_probs_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                floating* loss, floating* denom) noexcept nogil:
     cdef Py_ssize_t C = c.C, S = c.S, i, j, base
@@ -367,7 +386,7 @@ cdef Py_ssize_t ce_probs_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t sto
     cdef const floating* w = <const floating*> c.weight
     cdef floating* g = <floating*> c.grad
     cdef floating eps = <floating> c.param, gs = <floating> c.grad_scale
-    cdef floating m, se, lse, A, B, tj, wj
+    cdef floating m, se, ls, A, acc, tj, wj
     for i in range(start, stop):
         base = (i // S) * C * S + i % S
         m = x[base]
@@ -375,21 +394,22 @@ cdef Py_ssize_t ce_probs_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t sto
             m = f_max(m, x[base + j * S])
         m = lse_shift(m)
         se = 0
-        A = 0
-        B = 0
         for j in range(C):
             se = se + f_exp(x[base + j * S] - m)
+        ls = f_log(se)
+        A = 0
+        acc = 0
+        for j in range(C):
             wj = w[j] if w != NULL else 1
             tj = wj * ((1 - eps) * t[base + j * S] + eps / C)
             A = A + tj
-            B = B + tj * x[base + j * S]
-        lse = f_log(se) + m
-        loss[i - start] = lse * A - B
+            acc = acc + tj * (ls - (x[base + j * S] - m))
+        loss[i - start] = acc
         if g != NULL:
             for j in range(C):
                 wj = w[j] if w != NULL else 1
                 tj = wj * ((1 - eps) * t[base + j * S] + eps / C)
-                g[base + j * S] = (A * f_exp(x[base + j * S] - lse) - tj) * gs
+                g[base + j * S] = (A * f_exp((x[base + j * S] - m) - ls) - tj) * gs
     return -1
 
 
@@ -421,6 +441,9 @@ cdef Py_ssize_t nll_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
 
 # torch multi_margin_loss: loss = w_y / C * sum_{j != y} h_j^p,  h_j = max(0, margin - x_y + x_j);
 # dloss/dx_j = w_y / C * p h_j^(p-1) [h_j > 0] for j != y, and dloss/dx_y = -sum of those.
+# NaN exactly as torch (aten/src/ATen/native/LossMultiMargin.cpp, multi_margin_inner_sum_cpu and its
+# backward): a term counts only `if (z > 0)`, so a nan z is skipped -- a nan non-target logit adds
+# nothing, a nan target logit makes every z nan and the row loss 0; the gradient is 0 there.
 cdef Py_ssize_t multi_margin_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                    floating* loss, floating* denom) noexcept nogil:
     cdef Py_ssize_t C = c.C, i, j, bad = -1
@@ -444,11 +467,9 @@ cdef Py_ssize_t multi_margin_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
         gy = 0
         for j in range(C):
             h = margin - row[y] + row[j]
-            if j == y or not h > 0:
+            if j == y or not h > 0:        # torch skips every term with h not > 0, nan included
                 if g != NULL:
                     g[j] = 0
-                if h != h and j != y:
-                    acc = acc + h          # nan propagates as in torch
                 continue
             acc = acc + (h if c.power == 1 else h * h)
             if g != NULL:
@@ -463,6 +484,9 @@ cdef Py_ssize_t multi_margin_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
 
 # Distillation (SPEC §6), rows: with s = x / T, u = teacher / T, q = softmax(u),
 #   loss = T^2 sum_j q_j ((u_j - lse_u) - (s_j - lse_s));   dloss/dx_j = T (softmax(s)_j - q_j)
+# Stable in float32: each logit is shifted by its row max *before* the scaling, a_j = (x_j - max x) / T
+# (the difference is exact or nearly so; scaling 1e4 first would round it away), and log-softmax is
+# a_j - log sum exp a (never a_j - lse with lse rounded to ulp(max)).
 cdef Py_ssize_t distillation_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                    floating* loss, floating* denom) noexcept nogil:
     cdef Py_ssize_t C = c.C, i, j
@@ -470,30 +494,30 @@ cdef Py_ssize_t distillation_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
     cdef const floating* xs
     cdef const floating* xt
     cdef floating* g
-    cdef floating ms, mt, ss, st, lse_s, lse_t, acc, q
+    cdef floating ms, mt, ss, st, ls_s, ls_t, acc, q, lq, lp
     for i in range(start, stop):
         xs = <const floating*> c.x + i * C
         xt = <const floating*> c.t + i * C
         g = <floating*> c.grad + i * C if c.grad != NULL else NULL
-        ms = lse_shift(row_max(xs, C) * invT)
-        mt = lse_shift(row_max(xt, C) * invT)
+        ms = lse_shift(row_max(xs, C))
+        mt = lse_shift(row_max(xt, C))
         ss = 0
         st = 0
         for j in range(C):
-            ss = ss + f_exp(xs[j] * invT - ms)
-            st = st + f_exp(xt[j] * invT - mt)
-        lse_s = f_log(ss) + ms
-        lse_t = f_log(st) + mt
+            ss = ss + f_exp((xs[j] - ms) * invT)
+            st = st + f_exp((xt[j] - mt) * invT)
+        ls_s = f_log(ss)
+        ls_t = f_log(st)
         acc = 0
         for j in range(C):
-            q = f_exp(xt[j] * invT - lse_t)
-            acc = acc + q * ((xt[j] * invT - lse_t) - (xs[j] * invT - lse_s))
+            lq = (xt[j] - mt) * invT - ls_t      # log softmax(teacher / T)_j
+            lp = (xs[j] - ms) * invT - ls_s      # log softmax(student / T)_j
+            q = f_exp(lq)
+            acc = acc + q * (lq - lp)
             if g != NULL:
-                g[j] = T * (f_exp(xs[j] * invT - lse_s) - q) * gs
+                g[j] = T * (f_exp(lp) - q) * gs
         loss[i - start] = T * T * acc
     return -1
-
-
 
 
 def row_loss(str kind, x, t, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t ignore_index, double param,
