@@ -176,6 +176,7 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef floating sw[RUN]
     cdef floating wy[RUN]
     cdef floating xy[RUN]
+    cdef floating valid[RUN]     # 1 where the target is a class, 0 where ignored / invalid
     cdef int64_t ys[RUN]
     cdef const floating* xc
     cdef floating* gc
@@ -191,10 +192,12 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
             ys[k] = -1
             wy[k] = 0
             xy[k] = 0
+            valid[k] = 0
         else:
             ys[k] = y
             wy[k] = w[y] if w != NULL else 1
             xy[k] = xs[y * cs + k]
+            valid[k] = 1
     # pass 1: max over classes, per position
     for k in range(L):
         m[k] = xs[k]
@@ -222,30 +225,40 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
             wj = w[j] if w != NULL else 1
             for k in range(L):
                 sw[k] = sw[k] + wj * (xc[k] - m[k])
-    for k in range(L):
-        coef = (1 - eps) * wy[k] + epsC * wtot
-        if denom != NULL:
+    if denom != NULL:
+        for k in range(L):
             denom[k] = wy[k]
-        if ys[k] < 0:
-            loss[k] = 0
-        elif c.focal:
+    if not c.focal:
+        # branch-free over positions (selects on `valid`), so the log vectorises with the exp passes
+        for k in range(L):
+            v = ce_point(f_log(s[k]), xy[k] - m[k], wy[k], eps, epsC, wtot, sw[k])
+            loss[k] = v if valid[k] != 0 else 0
+        if gbase != NULL:
+            for k in range(L):
+                coef = (1 - eps) * wy[k] + epsC * wtot
+                s[k] = coef * gs / s[k] if valid[k] != 0 else 0    # s becomes the per-position softmax scale
+                sw[k] = (1 - eps) * wy[k]                          # the target's gradient coefficient
+    else:
+        for k in range(L):
+            if ys[k] < 0:
+                loss[k] = 0
+                s[k] = 0
+                continue
             wy[k] = wy[k] * ((<const floating*> c.alpha)[ys[k]] if c.alpha != NULL else 1)
             mod = focal_modulation((xy[k] - m[k]) - f_log(s[k]), c.gamma, &K)
             loss[k] = wy[k] * <floating> mod * (f_log(s[k]) - (xy[k] - m[k]))
             coef = wy[k] * <floating> K
             sw[k] = coef          # the target's gradient coefficient
-        else:
-            loss[k] = ce_point(f_log(s[k]), xy[k] - m[k], wy[k], eps, epsC, wtot, sw[k])
-        s[k] = 0 if ys[k] < 0 else coef * gs / s[k]   # s becomes the per-position softmax scale
+            s[k] = coef * gs / s[k]
     if gbase != NULL:
         for j in range(C):
             gc = gbase + j * cs
             wj = (w[j] if w != NULL else 1) * epsC * gs
             for k in range(L):
-                gc[k] = gc[k] * s[k] - (wj if ys[k] >= 0 else 0)
+                gc[k] = gc[k] * s[k] - wj * valid[k]
         for k in range(L):
             if ys[k] >= 0:
-                gbase[ys[k] * cs + k] -= (sw[k] if c.focal else (1 - eps) * wy[k]) * gs
+                gbase[ys[k] * cs + k] -= sw[k] * gs
     return bad
 
 
