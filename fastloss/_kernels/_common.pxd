@@ -51,6 +51,8 @@ cdef extern from "fl_math.h" nogil:
     double fl_log1p(double)
     float fl_log1p_unitf(float)
     double fl_log1p_unit(double)
+    float fl_log1p_unit_invf(float, float)
+    double fl_log1p_unit_inv(double, double)
     float fl_softplusf(float)
     double fl_softplus(double)
     float fl_log_sigmoidf(float)
@@ -97,6 +99,13 @@ cdef inline floating f_log1p_unit(floating x) noexcept nogil:
         return fl_log1p_unitf(x)
     else:
         return fl_log1p_unit(x)
+
+cdef inline floating f_log1p_unit_inv(floating x, floating inv) noexcept nogil:
+    """f_log1p_unit(x) given inv = 1 / (1 + x) (e.g. from a sigmoid of the same logit): no division."""
+    if floating is float:
+        return fl_log1p_unit_invf(x, inv)
+    else:
+        return fl_log1p_unit_inv(x, inv)
 
 cdef inline floating f_softplus(floating x) noexcept nogil:
     if floating is float:

@@ -20,7 +20,7 @@ Design (one loop, four formulas):
 """
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, Operand, operand_seg, segment_end, set_operand,
-    ptr_or_null, init_run, finish_run, f_exp, f_log, f_log1p, f_abs, f_max,
+    ptr_or_null, init_run, finish_run, f_exp, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max,
 )
 
 
@@ -86,15 +86,6 @@ cdef inline floating pow_nonneg(floating q, floating g, bint square) noexcept no
     return <floating> 1 if g == 0 else r
 
 
-# log1p(e) for e in [0, 1] given inv = 1 / (1 + e), which the sigmoid has already paid for: fl_log1p's
-# correction term ((u - 1) - e) / u (Goldberg) becomes a multiply.  u = 1 + e lies in [1, 2], so no
-# special value arises; the correction is below one ulp of u, so inv's rounding does not matter.
-cdef inline floating log1p_unit(floating e, floating inv) noexcept nogil:
-    cdef floating one = 1
-    cdef floating u = one + e
-    return f_log(u) - ((u - one) - e) * inv
-
-
 # Sigmoid focal loss, torchvision.ops.sigmoid_focal_loss on logits x and targets t:
 #   p = sigmoid(x), ce = BCE-with-logits(x, t), p_t = p t + (1 - p)(1 - t),
 #   loss = alpha_t * ce * (1 - p_t)^gamma,   alpha_t = alpha t + (1 - alpha)(1 - t)  (1 if alpha < 0)
@@ -117,7 +108,7 @@ cdef inline floating focal_point(floating x, floating t, floating a0, floating d
     cdef floating inv = one / (one + e)
     cdef floating p = inv if x >= zero else e * inv
     cdef floating pm = e * inv if x >= zero else inv
-    cdef floating ce = (one - t) * x + f_max(-x, zero) + log1p_unit(e, inv)
+    cdef floating ce = (one - t) * x + f_max(-x, zero) + f_log1p_unit_inv(e, inv)
     cdef floating q = p * (one - t) + pm * t
     cdef floating qg = pow_nonneg(q, g, square)
     cdef floating alpha_t = a0 + da * t

@@ -18,7 +18,7 @@ from libc.math cimport exp, pow
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, block_items_for, Operand, operand_seg, segment_end, set_operand,
     ptr_or_null, init_run, finish_run,
-    f_exp, f_log, f_log1p, f_log1p_unit, f_abs, f_max, f_min, row_max, row_sumexp,
+    f_exp, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min, row_max, row_sumexp,
 )
 
 import numpy as np
@@ -608,11 +608,14 @@ cdef struct BinaryCtx:
 
 
 cdef inline floating bce_logits_point(floating x, floating y, floating pw, floating* dx) noexcept nogil:
+    # typed constants: a bare 1 is the C double 1.0 and would widen float32 maths to double
+    cdef floating one = 1, zero = 0
     cdef floating e = f_exp(-f_abs(x))
-    cdef floating l = 1 + (pw - 1) * y
-    cdef floating sig_neg = (e if x >= 0 else 1) / (1 + e)
-    dx[0] = (1 - y) - l * sig_neg
-    return (1 - y) * x + l * (f_max(-x, <floating> 0) + f_log1p_unit(e))
+    cdef floating inv = one / (one + e)          # one division serves sigmoid(-x) and log1p's correction
+    cdef floating l = one + (pw - one) * y
+    cdef floating sig_neg = e * inv if x >= zero else inv
+    dx[0] = (one - y) - l * sig_neg
+    return (one - y) * x + l * (f_max(-x, zero) + f_log1p_unit_inv(e, inv))
 
 
 cdef Py_ssize_t bce_logits_block(const BinaryCtx* c, Py_ssize_t start, Py_ssize_t stop,
