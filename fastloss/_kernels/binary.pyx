@@ -12,24 +12,20 @@ Design (one loop, four formulas):
     one specialised copy per (kind, dtype) with the point function inlined -- no function pointer and no
     switch inside the inner loop, which stays branch-free and vectorises.
   * Every kind reads the same context (``ElemCtx``): prediction ``x``, target ``y``, an optional
-    per-element weight as an ``Operand`` stream (scalar 1.0, last-axis vector or full array), up to three
-    scalar parameters ``a, b, c`` (meaning per kind, below), the gradient output and its scale.
+    per-element weight, as ``_common.pxd``'s ``ElemStreams`` (the weight: scalar 1.0, last-axis vector or
+    full array; ``next_segment`` is the loop header), up to three scalar parameters ``a, b, c`` (meaning per kind, below), the gradient output and its scale.
   * Validation is a per-kind predicate ``invalid(x, y)`` counted in the same loop (constant False where a
     loss validates nothing, so it compiles away); the block returns the first invalid index and the
     Python wrapper raises after the GIL is re-taken.
 """
 from fastloss._kernels._common cimport (
-    floating, BlockFn, BlockRun, run_blocks, Operand, operand_seg, segment_end, set_operand,
+    floating, BlockFn, BlockRun, run_blocks, ElemStreams, next_segment, set_streams,
     ptr_or_null, init_run, finish_run, f_exp, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max,
 )
 
 
 cdef struct ElemCtx:
-    const void* x            # prediction, (n,) C-contiguous
-    const void* y            # target, same dtype and length
-    Operand weight           # per-element weight (1.0 when the loss has none)
-    Py_ssize_t K             # length of the last axis: the period of a vector weight
-    bint periodic
+    ElemStreams s            # prediction x, target y, per-element weight (1.0 when the loss has none)
     double a                 # parameters, per kind: focal (alpha_0, alpha_1 - alpha_0, gamma),
     double b                 #   hinge (margin, squared, -), kl (log_target, -, -), bce (-, -, -)
     double c
@@ -198,11 +194,8 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
     cdef floating d
     cdef Py_ssize_t i = start, e, k, L, n_bad, bad = -1
     while i < stop:
-        e = segment_end(i, stop, c.K, c.periodic)
+        e = next_segment(&c.s, i, stop, &x, &y, &w)
         L = e - i
-        x = <const floating*> c.x + i
-        y = <const floating*> c.y + i
-        w = operand_seg(&c.weight, i, c.K, x)
         out = loss + (i - start)
         n_bad = 0
         if c.grad != NULL:
@@ -256,10 +249,7 @@ def elementwise(str kind, x, y, weight, Py_ssize_t K, double a, double b, double
     cdef Py_ssize_t n = x.shape[0]
     cdef BlockFn fn = block_for(kind, itemsize)
     cdef int status
-    ctx.x = ptr_or_null(x)
-    ctx.y = ptr_or_null(y)
-    ctx.K = K if K > 0 else 1
-    ctx.periodic = set_operand(&ctx.weight, weight, n, ctx.K, itemsize)
+    set_streams(&ctx.s, x, y, weight, n, K)
     ctx.a = a
     ctx.b = b
     ctx.c = c

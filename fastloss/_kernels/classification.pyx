@@ -16,7 +16,8 @@ from libc.string cimport memset
 from libc.math cimport exp, pow
 
 from fastloss._kernels._common cimport (
-    floating, BlockFn, BlockRun, run_blocks, block_items_for, Operand, operand_seg, segment_end, set_operand,
+    floating, BlockFn, BlockRun, run_blocks, block_items_for, Operand, operand_seg, set_operand,
+    ElemStreams, next_segment, set_streams,
     ptr_or_null, init_run, finish_run,
     f_exp, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min, row_max, row_sumexp,
 )
@@ -597,12 +598,8 @@ def row_loss(str kind, x, t, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t
 # times the sample weight w.  One exp and one log1p per element serve both the loss and the gradient.
 
 cdef struct BinaryCtx:
-    const void* x
-    const void* y
-    Operand weight           # sample weight: scalar (1.0 when absent), last-axis vector or full array
-    Operand pos_weight       # likewise (1.0 when absent)
-    Py_ssize_t K             # length of the last axis: the period of vector operands
-    bint periodic            # some operand is a last-axis vector: segments stop at row ends
+    ElemStreams s            # x, y and the sample weight: scalar (1.0 when absent), last-axis vector or full array
+    Operand pos_weight       # likewise (1.0 when absent); s.periodic includes it
     void* grad
     double grad_scale
 
@@ -630,12 +627,9 @@ cdef Py_ssize_t bce_logits_block(const BinaryCtx* c, Py_ssize_t start, Py_ssize_
     cdef floating d
     cdef Py_ssize_t i = start, e, k, L
     while i < stop:
-        e = segment_end(i, stop, c.K, c.periodic)
+        e = next_segment(&c.s, i, stop, &x, &y, &w)
         L = e - i
-        x = <const floating*> c.x + i
-        y = <const floating*> c.y + i
-        w = operand_seg(&c.weight, i, c.K, x)
-        pw = operand_seg(&c.pos_weight, i, c.K, x)
+        pw = operand_seg(&c.pos_weight, i, c.s.K, x)
         out = loss + (i - start)
         if c.grad != NULL:
             g = <floating*> c.grad + i
@@ -658,11 +652,8 @@ def bce_with_logits(x, y, weight, pos_weight, Py_ssize_t K, str reduction, out, 
     cdef Py_ssize_t itemsize = x.dtype.itemsize
     cdef Py_ssize_t n = x.shape[0]
     cdef int status
-    c.x = ptr_or_null(x)
-    c.y = ptr_or_null(y)
-    c.K = K if K > 0 else 1
-    c.periodic = set_operand(&c.weight, weight, n, c.K, itemsize)
-    c.periodic = set_operand(&c.pos_weight, pos_weight, n, c.K, itemsize) or c.periodic
+    set_streams(&c.s, x, y, weight, n, K)
+    c.s.periodic = set_operand(&c.pos_weight, pos_weight, n, c.s.K, itemsize) or c.s.periodic
     c.grad = ptr_or_null(grad)
     c.grad_scale = grad_scale
     cdef BlockFn fn = <BlockFn> bce_logits_block[float] if itemsize == 4 else <BlockFn> bce_logits_block[double]
