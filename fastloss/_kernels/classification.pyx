@@ -31,6 +31,18 @@ cdef inline int64_t read_label(const void* labels, bint is64, Py_ssize_t i) noex
     return (<const int32_t*> labels)[i]
 
 
+cdef inline int64_t checked_label(const void* labels, bint is64, Py_ssize_t i, Py_ssize_t C,
+                                  int64_t ignore_index, Py_ssize_t* bad) noexcept nogil:
+    """Label i, or -1 where it is ignore_index or outside [0, C); the first index of an invalid one (not
+    ignore_index) is kept in bad[0] (note e of _common.pxd)."""
+    cdef int64_t y = read_label(labels, is64, i)
+    if y == ignore_index or y < 0 or y >= C:
+        if y != ignore_index and bad[0] < 0:
+            bad[0] = i
+        return -1
+    return y
+
+
 cdef inline floating lse_shift(floating m) noexcept nogil:
     """The max used to shift a log-sum-exp, as torch's log_softmax uses it: the row max itself, so a row
     with a +inf logit (inf - inf) or with only -inf logits gives nan, exactly as torch.cross_entropy."""
@@ -116,10 +128,8 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
     for i in range(start, stop):
         row = <const floating*> c.x + i * C
         g = <floating*> c.grad + i * C if c.grad != NULL else NULL
-        y = read_label(c.labels, c.labels64, i)
-        if y == c.ignore_index or y < 0 or y >= C:
-            if y != c.ignore_index and bad < 0:
-                bad = i
+        y = checked_label(c.labels, c.labels64, i, C, c.ignore_index, &bad)
+        if y < 0:
             loss[i - start] = 0
             if denom != NULL:
                 denom[i - start] = 0
@@ -186,10 +196,8 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef int64_t y
     # targets of the run (validated) and their weights
     for k in range(L):
-        y = read_label(c.labels, c.labels64, i0 + k)
-        if y == c.ignore_index or y < 0 or y >= C:
-            if y != c.ignore_index and bad < 0:
-                bad = i0 + k
+        y = checked_label(c.labels, c.labels64, i0 + k, C, c.ignore_index, &bad)
+        if y < 0:
             ys[k] = -1
             wy[k] = 0
             xy[k] = 0
@@ -308,10 +316,8 @@ cdef Py_ssize_t ce_target_weight_block(const CeCtx* c, Py_ssize_t start, Py_ssiz
     cdef Py_ssize_t i, bad = -1
     cdef int64_t y
     for i in range(start, stop):
-        y = read_label(c.labels, c.labels64, i)
-        if y == c.ignore_index or y < 0 or y >= c.C:
-            if y != c.ignore_index and bad < 0:
-                bad = i
+        y = checked_label(c.labels, c.labels64, i, c.C, c.ignore_index, &bad)
+        if y < 0:
             loss[i - start] = 0
         else:
             loss[i - start] = w[y] if w != NULL else 1
@@ -435,10 +441,8 @@ cdef Py_ssize_t nll_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
     cdef floating wy
     cdef int64_t y
     for i in range(start, stop):
-        y = read_label(c.labels, c.labels64, i)
-        if y == c.ignore_index or y < 0 or y >= C:
-            if y != c.ignore_index and bad < 0:
-                bad = i
+        y = checked_label(c.labels, c.labels64, i, C, c.ignore_index, &bad)
+        if y < 0:
             loss[i - start] = 0
             if denom != NULL:
                 denom[i - start] = 0
