@@ -324,6 +324,21 @@ cdef Py_ssize_t ce_target_weight_block(const CeCtx* c, Py_ssize_t start, Py_ssiz
     return bad
 
 
+cdef double mean_grad_scale(const CeCtx* c, Py_ssize_t n_items, Py_ssize_t itemsize, int num_threads) except? -1.0:
+    """1 / (sum of w_y over the non-ignored items), nan if that is 0: the gradient scale of a mean, from a
+    pass over the labels alone, run before a gradient pass so the gradient is scaled as it is written.
+    Reads c.labels, c.labels64, c.weight, c.C and c.ignore_index only."""
+    cdef BlockRun run
+    cdef int status
+    cdef BlockFn fn = <BlockFn> ce_target_weight_block[float] if itemsize == 4 else \
+        <BlockFn> ce_target_weight_block[double]
+    init_run(&run, n_items, 1, itemsize, num_threads, NULL, False)
+    with nogil:
+        status = run_blocks(fn, c, &run)
+    finish_run(status, &run)
+    return 1.0 / run.loss_sum if run.loss_sum != 0 else float("nan")
+
+
 def cross_entropy_index(x, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t ignore_index,
                         double smoothing, str reduction, out, grad, int num_threads,
                         focal_alpha=None, double focal_gamma=-1.0):
@@ -351,13 +366,7 @@ def cross_entropy_index(x, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t i
     c.gamma = focal_gamma
     c.alpha = ptr_or_null(focal_alpha)
     if grad is not None and reduction == "mean":
-        # the mean's denominator first (labels only), so the gradient pass can scale as it writes
-        fn = <BlockFn> ce_target_weight_block[float] if itemsize == 4 else <BlockFn> ce_target_weight_block[double]
-        init_run(&run, n_items, 1, itemsize, num_threads, NULL, False)
-        with nogil:
-            status = run_blocks(fn, &c, &run)
-        finish_run(status, &run)
-        c.grad_scale = 1.0 / run.loss_sum if run.loss_sum != 0 else float("nan")
+        c.grad_scale = mean_grad_scale(&c, n_items, itemsize, num_threads)
     c.grad = ptr_or_null(grad)
     if S == 1 and C <= SHORT_ROW and grad is None and not c.focal:
         fn = <BlockFn> ce_short_rows_block[float] if itemsize == 4 else <BlockFn> ce_short_rows_block[double]
@@ -569,12 +578,7 @@ def row_loss(str kind, x, t, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t
         ce.weight = c.weight
         ce.C = C
         ce.ignore_index = ignore_index
-        fn = <BlockFn> ce_target_weight_block[float] if itemsize == 4 else <BlockFn> ce_target_weight_block[double]
-        init_run(&run, n_items, 1, itemsize, num_threads, NULL, False)
-        with nogil:
-            status = run_blocks(fn, &ce, &run)
-        finish_run(status, &run)
-        c.grad_scale = 1.0 / run.loss_sum if run.loss_sum != 0 else float("nan")
+        c.grad_scale = mean_grad_scale(&ce, n_items, itemsize, num_threads)
     c.grad = ptr_or_null(grad)
     if kind == "ce_probs":
         fn = <BlockFn> ce_probs_block[float] if itemsize == 4 else <BlockFn> ce_probs_block[double]
