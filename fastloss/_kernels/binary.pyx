@@ -13,14 +13,15 @@ Design (one loop, four formulas):
     switch inside the inner loop, which stays branch-free and vectorises.
   * Every kind reads the same context (``ElemCtx``): prediction ``x``, target ``y``, an optional
     per-element weight, as ``_common.pxd``'s ``ElemStreams`` (the weight: scalar 1.0, last-axis vector or
-    full array; ``next_segment`` is the loop header), up to three scalar parameters ``a, b, c`` (meaning per kind, below), the gradient output and its scale.
+    full array; ``next_segment`` is the loop header), up to three scalar parameters ``a, b, c`` (meaning
+    per kind, below), the gradient output and its scale.
   * Validation is a per-kind predicate ``invalid(x, y)`` counted in the same loop (constant False where a
     loss validates nothing, so it compiles away); the block returns the first invalid index and the
     Python wrapper raises after the GIL is re-taken.
 """
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, ElemStreams, next_segment, set_streams,
-    ptr_or_null, init_run, finish_run, f_exp, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max,
+    ptr_or_null, init_run, finish_run, f_exp, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min,
 )
 
 
@@ -104,7 +105,10 @@ cdef inline floating focal_point(floating x, floating t, floating a0, floating d
     cdef floating inv = one / (one + e)
     cdef floating p = inv if x >= zero else e * inv
     cdef floating pm = e * inv if x >= zero else inv
-    cdef floating ce = (one - t) * x + f_max(-x, zero) + f_log1p_unit_inv(e, inv)
+    cdef floating mn = f_min(x, zero)
+    # BCE-with-logits as in classification.pyx's bce_logits_point (pos_weight 1): (1 - t) x + max(-x, 0)
+    # written as (1 - t) max(x, 0) - t min(x, 0) so nothing cancels in float32; mn - mn is nan at x = -inf
+    cdef floating ce = ((one - t) * f_max(x, zero) - t * mn + (mn - mn)) + f_log1p_unit_inv(e, inv)
     cdef floating q = p * (one - t) + pm * t
     cdef floating qg = pow_nonneg(q, g, square)
     cdef floating alpha_t = a0 + da * t

@@ -616,11 +616,17 @@ cdef inline floating bce_logits_point(floating x, floating y, floating pw, float
     # typed constants: a bare 1 is the C double 1.0 and would widen float32 maths to double
     cdef floating one = 1, zero = 0
     cdef floating e = f_exp(-f_abs(x))
-    cdef floating inv = one / (one + e)          # one division serves sigmoid(-x) and log1p's correction
+    cdef floating inv = one / (one + e)          # one division serves sigmoid(-|x|) and log1p's correction
+    cdef floating ei = e * inv                   # sigmoid(-|x|)
     cdef floating l = one + (pw - one) * y
-    cdef floating sig_neg = e * inv if x >= zero else inv
-    dx[0] = (one - y) - l * sig_neg
-    return (one - y) * x + l * (f_max(-x, zero) + f_log1p_unit_inv(e, inv))
+    cdef floating mx = f_max(x, zero)
+    cdef floating mn = f_min(x, zero)
+    # (1 - y) x + l max(-x, 0) would cancel in float32 for x < 0 (y ~ 0); with 1 - y - l = -pw y it is
+    # (1 - y) max(x, 0) - pw y min(x, 0): two non-negative terms (y in [0, 1]).  mn - mn is 0 for finite x
+    # and nan at x = -inf, where torch's literal form has inf - inf (at +inf both forms agree).
+    #   dloss/dx = (1 - y) - l sigmoid(-x)  =  x >= 0: (1 - y) - l sigmoid(-|x|);  x < 0: l sigmoid(-|x|) - pw y
+    dx[0] = ((one - y) - l * ei) if x >= zero else (l * ei - pw * y)
+    return ((one - y) * mx - pw * y * mn + (mn - mn)) + l * f_log1p_unit_inv(e, inv)
 
 
 cdef Py_ssize_t bce_logits_block(const BinaryCtx* c, Py_ssize_t start, Py_ssize_t stop,
