@@ -70,12 +70,19 @@ if "W1" in which or "W17W1" in which:
             a = xt.clone().requires_grad_(); torch.autograd.grad(F.cross_entropy(a, yt), a)
         go, gn, _ = run("W17/W1 CE +grad", lambda: fl.cross_entropy(x, y, num_threads=1, return_grad=True), tg)
         if "W1" in which: print(f"   grad/loss orig {go/lo:.2f} new {gn/ln:.2f}")
-if "W6" in which:
+if "W6" in which or "W17W6" in which:
     x = rng.standard_normal(10_000_000).astype(np.float32) * 3; y = rng.integers(0, 2, 10_000_000).astype(np.float32)
     pw = np.array([2.0], np.float32)
     xt, yt, pwt = map(torch.from_numpy, (x, y, pw))
-    run("W6 BCE 1e7 pw", lambda: fl.binary_cross_entropy_with_logits(x, y, pos_weight=pw, num_threads=1),
-        lambda: F.binary_cross_entropy_with_logits(xt, yt, pos_weight=pwt))
+    lo, ln, _ = run("W6 BCE 1e7 pw", lambda: fl.binary_cross_entropy_with_logits(x, y, pos_weight=pw, num_threads=1),
+                    lambda: F.binary_cross_entropy_with_logits(xt, yt, pos_weight=pwt))
+    if "W17W6" in which:
+        def tg():
+            a = xt.clone().requires_grad_()
+            torch.autograd.grad(F.binary_cross_entropy_with_logits(a, yt, pos_weight=pwt), a)
+        go, gn, _ = run("W17/W6 BCE +grad", lambda: fl.binary_cross_entropy_with_logits(
+            x, y, pos_weight=pw, num_threads=1, return_grad=True), tg)
+        print(f"   grad/loss orig {go/lo:.2f} new {gn/ln:.2f}")
 if "W7" in which or "W17W7" in which:
     x = rng.standard_normal(10_000_000).astype(np.float32) * 3; y = rng.integers(0, 2, 10_000_000).astype(np.float32)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)

@@ -41,8 +41,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         loss_i = (1 - eps) * w_y * (lse - x_y) + eps / C * sum_j w_j * (lse - x_j)
 
     ``mean`` divides by sum of w_y over non-ignored targets (torch's rule; nan if there are none).
-    Log-sum-exp is shifted by the row max (an infinite max by 0, as torch does), so -inf logits
-    (masked classes) are fine.  ``return_grad=True`` also returns d(result)/d(input), computed in the
+    Log-sum-exp is shifted by the row max and every term is formed from shifted logits (accurate in
+    float32 at |logits| ~ 1e4); -inf logits (masked classes) are fine, and a row with a +inf logit or
+    with only -inf logits gives nan, as in torch.  ``return_grad=True`` also returns d(result)/d(input), computed in the
     same pass.  ``size_average`` / ``reduce`` are torch's deprecated aliases and are rejected.
     """
     if size_average is not None or reduce is not None:
