@@ -79,7 +79,8 @@ cdef inline floating ce_point(floating ls, floating dy, floating wy, floating ep
     weighted logit sum swm = sum_j w_j (x_j - m) (0 when eps = 0).  Every term is a difference of small
     shifted quantities, never lse - x_y: in float32 lse = log s + m rounds to ulp(m) (~1e-3 at
     |m| = 1e4), which would swamp an O(1) loss.  For w >= 0 both terms are sums of non-negative parts."""
-    return (1 - eps) * wy * (ls - dy) + epsC * (wtot * ls - swm)
+    cdef floating one = 1     # typed: a bare 1 is the C double 1.0 and would widen float32 maths
+    return (one - eps) * wy * (ls - dy) + epsC * (wtot * ls - swm)
 
 cdef struct CeCtx:
     const void* x           # logits (N, C[, S])
@@ -180,6 +181,7 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef const floating* w = <const floating*> c.weight
     cdef floating eps = <floating> c.smoothing
     cdef floating epsC = <floating> (c.smoothing / C)
+    cdef floating keep = <floating> (1 - c.smoothing)
     cdef floating wtot = <floating> c.weight_total
     cdef floating gs = <floating> c.grad_scale
     cdef floating m[RUN]
@@ -244,9 +246,9 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
             loss[k] = v if valid[k] != 0 else 0
         if gbase != NULL:
             for k in range(L):
-                coef = (1 - eps) * wy[k] + epsC * wtot
+                coef = keep * wy[k] + epsC * wtot
                 s[k] = coef * gs / s[k] if valid[k] != 0 else 0    # s becomes the per-position softmax scale
-                sw[k] = (1 - eps) * wy[k]                          # the target's gradient coefficient
+                sw[k] = keep * wy[k]                               # the target's gradient coefficient
     else:
         for k in range(L):
             if ys[k] < 0:
