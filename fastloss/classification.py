@@ -41,8 +41,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         loss_i = (1 - eps) * w_y * (lse - x_y) + eps / C * sum_j w_j * (lse - x_j)
 
     ``mean`` divides by sum of w_y over non-ignored targets (torch's rule; nan if there are none).
-    Log-sum-exp is shifted by the row max (an infinite max by 0, as torch does), so -inf logits
-    (masked classes) are fine.  ``return_grad=True`` also returns d(result)/d(input), computed in the
+    Log-sum-exp is shifted by the row max and every term is formed from shifted logits (accurate in
+    float32 at |logits| ~ 1e4); -inf logits (masked classes) are fine, and a row with a +inf logit or
+    with only -inf logits gives nan, as in torch.  ``return_grad=True`` also returns d(result)/d(input), computed in the
     same pass.  ``size_average`` / ``reduce`` are torch's deprecated aliases and are rejected.
     """
     if size_average is not None or reduce is not None:
@@ -185,6 +186,10 @@ def distillation_loss(student_logits, teacher_logits, temperature=1.0, reduction
     equal to ``kl_div(log_softmax(s/T), log_softmax(t/T), log_target=True, reduction=...) * T**2``.
     Inputs (N, C) or (C,).  ``batchmean`` (default) divides the sum by N, ``mean`` by N*C (as kl_div),
     ``none`` returns the per-row losses (N,).  The gradient is with respect to the student logits.
+
+    Unbatched (C,) logits follow that formula literally: kl_div's ``batchmean`` divides by
+    ``input.size(0)``, which is C for 1-D input, so ``batchmean`` and ``mean`` both divide the single
+    row's loss by C (not by 1), and ``none`` returns a 0-d array.
     """
     V.check_reduction(reduction, ("none", "mean", "sum", "batchmean"))
     T = V.check_real(temperature, "temperature", low=0.0, low_open=True)
@@ -196,7 +201,8 @@ def distillation_loss(student_logits, teacher_logits, temperature=1.0, reduction
         raise ValueError(f"student_logits must be (N, C) or (C,), got shape {s.shape}")
     sb, tb = (s[None, :], t[None, :]) if s.ndim == 1 else (s, t)
     N, C = sb.shape
-    count = {"batchmean": N, "mean": N * C, "sum": None, "none": None}[reduction]
+    # batchmean divides by input.size(0) as kl_div does: N, or C for unbatched (C,) input (SPEC §6's formula)
+    count = {"batchmean": s.shape[0], "mean": N * C, "sum": None, "none": None}[reduction]
     o = V.output_array(out, s.shape[:-1], s.dtype) if reduction == "none" else None
     grad = np.empty_like(s) if return_grad else None
     scale = 1.0 / count if count else 1.0

@@ -215,23 +215,40 @@ FL_INLINE double fl_log1p(double x) {
 /* log1p(e) for e in [0, 1] (or nan): the range met inside softplus / log_sigmoid / BCE, where
  * e = exp(-|x|).  1 + e lies in [1, 2], so the exponent split is one compare and none of the
  * denormal / zero / negative / infinity selects of fl_logf are needed.  Same polynomial, same
- * Goldberg correction, same accuracy as fl_log1pf (max 1 ulp, tests/test_math.py). */
-FL_INLINE float fl_log1p_unitf(float e) {
-    float u = 1.0f + e;
+ * Goldberg correction, same accuracy as fl_log1pf (max 1 ulp, tests/test_math.py).
+ * fl_log_unit: log(u) for u = 1 + e in [1, 2] (the shared core); the correction ((u - 1) - e) / u
+ * is applied by the callers below. */
+FL_INLINE float fl_log_unitf(float u) {
     int big = u > 1.41421356237309505f;
     float m = big ? 0.5f * u - 1.0f : u - 1.0f;       /* exact for u in [1, 2] */
-    float fe = big ? 1.0f : 0.0f;
-    float r = fl_log_reducedf(m, fe);
-    r = r - ((u - 1.0f) - e) / u;
+    return fl_log_reducedf(m, big ? 1.0f : 0.0f);
+}
+FL_INLINE double fl_log_unit(double u) {
+    int big = u > 1.41421356237309504880;
+    double m = big ? 0.5 * u - 1.0 : u - 1.0;
+    return fl_log_reduced(m, big ? 1.0 : 0.0);
+}
+FL_INLINE float fl_log1p_unitf(float e) {
+    float u = 1.0f + e;
+    float r = fl_log_unitf(u) - ((u - 1.0f) - e) / u;
     return u == 1.0f ? e : r;
 }
 FL_INLINE double fl_log1p_unit(double e) {
     double u = 1.0 + e;
-    int big = u > 1.41421356237309504880;
-    double m = big ? 0.5 * u - 1.0 : u - 1.0;
-    double fe = big ? 1.0 : 0.0;
-    double r = fl_log_reduced(m, fe);
-    r = r - ((u - 1.0) - e) / u;
+    double r = fl_log_unit(u) - ((u - 1.0) - e) / u;
+    return u == 1.0 ? e : r;
+}
+/* The same given inv = 1 / (1 + e), which a sigmoid of the same logit has already paid for: the
+ * correction's division becomes a multiply (the correction is below one ulp of u, so inv's rounding
+ * does not matter). */
+FL_INLINE float fl_log1p_unit_invf(float e, float inv) {
+    float u = 1.0f + e;
+    float r = fl_log_unitf(u) - ((u - 1.0f) - e) * inv;
+    return u == 1.0f ? e : r;
+}
+FL_INLINE double fl_log1p_unit_inv(double e, double inv) {
+    double u = 1.0 + e;
+    double r = fl_log_unit(u) - ((u - 1.0) - e) * inv;
     return u == 1.0 ? e : r;
 }
 

@@ -94,4 +94,19 @@ static inline double fl_row_dot_f64(const double* x, const double* w, ptrdiff_t 
     return s;
 }
 
+/* sum_i w_i * (x_i - m) (w may be NULL: weights 1): the label-smoothing sum over logits shifted by the
+ * row max, so no large |x| cancels against m * sum w afterwards. */
+static inline float fl_row_dot_shift_f32(const float* x, const float* w, ptrdiff_t n, float m) {
+    float s = 0.0f;
+    if (w) { _Pragma("omp simd reduction(+:s)") for (ptrdiff_t i = 0; i < n; i++) s += w[i] * (x[i] - m); }
+    else   { _Pragma("omp simd reduction(+:s)") for (ptrdiff_t i = 0; i < n; i++) s += x[i] - m; }
+    return s;
+}
+static inline double fl_row_dot_shift_f64(const double* x, const double* w, ptrdiff_t n, double m) {
+    double s = 0.0;
+    if (w) { _Pragma("omp simd reduction(+:s)") for (ptrdiff_t i = 0; i < n; i++) s += w[i] * (x[i] - m); }
+    else   { _Pragma("omp simd reduction(+:s)") for (ptrdiff_t i = 0; i < n; i++) s += x[i] - m; }
+    return s;
+}
+
 #endif /* FL_REDUCE_H */

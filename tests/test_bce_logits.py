@@ -91,14 +91,17 @@ def test_many_blocks(dtype, reduction, rng):
     check(x, y, dtype, reduction)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a 0-d input/target gives a result of shape (1,) instead of () (reduction='none', and the "
-    "gradient): _validate.float_array uses np.ascontiguousarray, which returns ndim >= 1"))
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_zero_dim(dtype):
+    """Regression (was a strict xfail): a 0-d input/target gave a result of shape (1,) instead of ()
+    (reduction='none', and the gradient): _validate.float_array now keeps 0-d arrays 0-d.  (pos_weight
+    is 0-d or a float here: torch itself rejects a (1,) pos_weight with a 0-d input under autograd.)"""
     x, y = np.array(0.7, dtype), np.array(1.0, dtype)
     for red in REDUCTIONS:
-        check(x, y, dtype, red, pos_weight=np.array([3.0], dtype), what=red)
+        for pw in (None, np.array(3.0, dtype), 3.0):
+            check(x, y, dtype, red, pos_weight=pw, what=f"{red} pw={pw!r}")
+        val, grad = bce(x, y, pos_weight=np.array([3.0], dtype), reduction=red, return_grad=True)
+        assert np.shape(val) == () and grad.shape == ()
 
 
 # ------------------------------------------------------------------------------------------- hostile

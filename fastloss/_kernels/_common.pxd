@@ -51,6 +51,8 @@ cdef extern from "fl_math.h" nogil:
     double fl_log1p(double)
     float fl_log1p_unitf(float)
     double fl_log1p_unit(double)
+    float fl_log1p_unit_invf(float, float)
+    double fl_log1p_unit_inv(double, double)
     float fl_softplusf(float)
     double fl_softplus(double)
     float fl_log_sigmoidf(float)
@@ -97,6 +99,13 @@ cdef inline floating f_log1p_unit(floating x) noexcept nogil:
         return fl_log1p_unitf(x)
     else:
         return fl_log1p_unit(x)
+
+cdef inline floating f_log1p_unit_inv(floating x, floating inv) noexcept nogil:
+    """f_log1p_unit(x) given inv = 1 / (1 + x) (e.g. from a sigmoid of the same logit): no division."""
+    if floating is float:
+        return fl_log1p_unit_invf(x, inv)
+    else:
+        return fl_log1p_unit_inv(x, inv)
 
 cdef inline floating f_softplus(floating x) noexcept nogil:
     if floating is float:
@@ -339,3 +348,47 @@ cdef inline object finish_run(int status, BlockRun* run):
     if status != 0:
         raise MemoryError("fastloss: could not allocate kernel scratch memory")
     return run.loss_sum, run.denom_sum, run.first_bad
+
+
+# ---------------------------------------------------------------- the elementwise segment loop
+# Elementwise families (binary.pyx, regression.pyx, BCE-with-logits in classification.pyx) read a
+# prediction x, a target y and a per-element weight as streams.  ``ElemStreams`` holds them (a family's
+# context embeds it as member ``s``), ``set_streams`` fills it in a def entry, and ``next_segment`` is the
+# one loop header of their block functions:
+#
+#     while i < stop:
+#         e = next_segment(&c.s, i, stop, &x, &y, &w)      # x, y, w point at item i, valid up to e
+#         for k in range(e - i):
+#             out[k] = w[k] * point(x[k], y[k], ...)
+#         i = e
+#
+# It inlines to the same code as the header written out (the pointers stay in registers), so the inner
+# loops still vectorise.
+cdef struct ElemStreams:
+    const void* x             # prediction, (n,) C-contiguous
+    const void* y             # target, same dtype and length
+    Operand weight            # per-element weight (1.0 when the loss has none)
+    Py_ssize_t K              # length of the last axis: the period of vector operands
+    bint periodic             # some operand is a last-axis vector: segments stop at row ends
+
+
+cdef inline Py_ssize_t next_segment(const ElemStreams* s, Py_ssize_t i, Py_ssize_t stop, const floating** x,
+                                    const floating** y, const floating** w) noexcept nogil:
+    """Point x, y and w at item i of their streams; return the end of the segment starting at i (at most
+    SEG items, and not past a row end when an operand is periodic)."""
+    x[0] = <const floating*> s.x + i
+    y[0] = <const floating*> s.y + i
+    w[0] = operand_seg(&s.weight, i, s.K, x[0])
+    return segment_end(i, stop, s.K, s.periodic)
+
+
+cdef inline bint set_streams(ElemStreams* s, object x, object y, object weight, Py_ssize_t n_weight,
+                             Py_ssize_t K) except -1:
+    """Fill the streams: x, y C-contiguous arrays of one float dtype (y may be None), weight a float or an
+    array of n_weight (full) or K (last axis) items; K <= 0 means 1.  Returns ``s.periodic``; a family
+    with more operands ORs theirs into it."""
+    s.x = ptr_or_null(x)
+    s.y = ptr_or_null(y)
+    s.K = K if K > 0 else 1
+    s.periodic = set_operand(&s.weight, weight, n_weight, s.K, x.dtype.itemsize)
+    return s.periodic

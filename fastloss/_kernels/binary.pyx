@@ -12,24 +12,21 @@ Design (one loop, four formulas):
     one specialised copy per (kind, dtype) with the point function inlined -- no function pointer and no
     switch inside the inner loop, which stays branch-free and vectorises.
   * Every kind reads the same context (``ElemCtx``): prediction ``x``, target ``y``, an optional
-    per-element weight as an ``Operand`` stream (scalar 1.0, last-axis vector or full array), up to three
-    scalar parameters ``a, b, c`` (meaning per kind, below), the gradient output and its scale.
+    per-element weight, as ``_common.pxd``'s ``ElemStreams`` (the weight: scalar 1.0, last-axis vector or
+    full array; ``next_segment`` is the loop header), up to three scalar parameters ``a, b, c`` (meaning
+    per kind, below), the gradient output and its scale.
   * Validation is a per-kind predicate ``invalid(x, y)`` counted in the same loop (constant False where a
     loss validates nothing, so it compiles away); the block returns the first invalid index and the
     Python wrapper raises after the GIL is re-taken.
 """
 from fastloss._kernels._common cimport (
-    floating, BlockFn, BlockRun, run_blocks, Operand, operand_seg, segment_end, set_operand,
-    ptr_or_null, init_run, finish_run, f_exp, f_log, f_log1p, f_abs, f_max,
+    floating, BlockFn, BlockRun, run_blocks, ElemStreams, next_segment, set_streams,
+    ptr_or_null, init_run, finish_run, f_exp, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min,
 )
 
 
 cdef struct ElemCtx:
-    const void* x            # prediction, (n,) C-contiguous
-    const void* y            # target, same dtype and length
-    Operand weight           # per-element weight (1.0 when the loss has none)
-    Py_ssize_t K             # length of the last axis: the period of a vector weight
-    bint periodic
+    ElemStreams s            # prediction x, target y, per-element weight (1.0 when the loss has none)
     double a                 # parameters, per kind: focal (alpha_0, alpha_1 - alpha_0, gamma),
     double b                 #   hinge (margin, squared, -), kl (log_target, -, -), bce (-, -, -)
     double c
@@ -86,15 +83,6 @@ cdef inline floating pow_nonneg(floating q, floating g, bint square) noexcept no
     return <floating> 1 if g == 0 else r
 
 
-# log1p(e) for e in [0, 1] given inv = 1 / (1 + e), which the sigmoid has already paid for: fl_log1p's
-# correction term ((u - 1) - e) / u (Goldberg) becomes a multiply.  u = 1 + e lies in [1, 2], so no
-# special value arises; the correction is below one ulp of u, so inv's rounding does not matter.
-cdef inline floating log1p_unit(floating e, floating inv) noexcept nogil:
-    cdef floating one = 1
-    cdef floating u = one + e
-    return f_log(u) - ((u - one) - e) * inv
-
-
 # Sigmoid focal loss, torchvision.ops.sigmoid_focal_loss on logits x and targets t:
 #   p = sigmoid(x), ce = BCE-with-logits(x, t), p_t = p t + (1 - p)(1 - t),
 #   loss = alpha_t * ce * (1 - p_t)^gamma,   alpha_t = alpha t + (1 - alpha)(1 - t)  (1 if alpha < 0)
@@ -117,7 +105,10 @@ cdef inline floating focal_point(floating x, floating t, floating a0, floating d
     cdef floating inv = one / (one + e)
     cdef floating p = inv if x >= zero else e * inv
     cdef floating pm = e * inv if x >= zero else inv
-    cdef floating ce = (one - t) * x + f_max(-x, zero) + log1p_unit(e, inv)
+    cdef floating mn = f_min(x, zero)
+    # BCE-with-logits as in classification.pyx's bce_logits_point (pos_weight 1): (1 - t) x + max(-x, 0)
+    # written as (1 - t) max(x, 0) - t min(x, 0) so nothing cancels in float32; mn - mn is nan at x = -inf
+    cdef floating ce = ((one - t) * f_max(x, zero) - t * mn + (mn - mn)) + f_log1p_unit_inv(e, inv)
     cdef floating q = p * (one - t) + pm * t
     cdef floating qg = pow_nonneg(q, g, square)
     cdef floating alpha_t = a0 + da * t
@@ -207,11 +198,8 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
     cdef floating d
     cdef Py_ssize_t i = start, e, k, L, n_bad, bad = -1
     while i < stop:
-        e = segment_end(i, stop, c.K, c.periodic)
+        e = next_segment(&c.s, i, stop, &x, &y, &w)
         L = e - i
-        x = <const floating*> c.x + i
-        y = <const floating*> c.y + i
-        w = operand_seg(&c.weight, i, c.K, x)
         out = loss + (i - start)
         n_bad = 0
         if c.grad != NULL:
@@ -265,10 +253,7 @@ def elementwise(str kind, x, y, weight, Py_ssize_t K, double a, double b, double
     cdef Py_ssize_t n = x.shape[0]
     cdef BlockFn fn = block_for(kind, itemsize)
     cdef int status
-    ctx.x = ptr_or_null(x)
-    ctx.y = ptr_or_null(y)
-    ctx.K = K if K > 0 else 1
-    ctx.periodic = set_operand(&ctx.weight, weight, n, ctx.K, itemsize)
+    set_streams(&ctx.s, x, y, weight, n, K)
     ctx.a = a
     ctx.b = b
     ctx.c = c

@@ -16,9 +16,10 @@ from libc.string cimport memset
 from libc.math cimport exp, pow
 
 from fastloss._kernels._common cimport (
-    floating, BlockFn, BlockRun, run_blocks, block_items_for, Operand, operand_seg, segment_end, set_operand,
+    floating, BlockFn, BlockRun, run_blocks, block_items_for, Operand, operand_seg, set_operand,
+    ElemStreams, next_segment, set_streams,
     ptr_or_null, init_run, finish_run,
-    f_exp, f_log, f_log1p, f_log1p_unit, f_abs, f_max, f_min, row_max, row_sumexp, row_dot,
+    f_exp, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min, row_max, row_sumexp,
 )
 
 import numpy as np
@@ -28,6 +29,18 @@ cdef inline int64_t read_label(const void* labels, bint is64, Py_ssize_t i) noex
     if is64:
         return (<const int64_t*> labels)[i]
     return (<const int32_t*> labels)[i]
+
+
+cdef inline int64_t checked_label(const void* labels, bint is64, Py_ssize_t i, Py_ssize_t C,
+                                  int64_t ignore_index, Py_ssize_t* bad) noexcept nogil:
+    """Label i, or -1 where it is ignore_index or outside [0, C); the first index of an invalid one (not
+    ignore_index) is kept in bad[0] (note e of _common.pxd)."""
+    cdef int64_t y = read_label(labels, is64, i)
+    if y == ignore_index or y < 0 or y >= C:
+        if y != ignore_index and bad[0] < 0:
+            bad[0] = i
+        return -1
+    return y
 
 
 cdef inline floating lse_shift(floating m) noexcept nogil:
@@ -41,10 +54,33 @@ cdef inline floating lse_shift(floating m) noexcept nogil:
 # =====================================================================================================
 # Per item with target y, class weights w (1 if absent), smoothing eps over C classes, lse = log sum exp x:
 #   loss = (1 - eps) * w_y * (lse - x_y) + (eps / C) * sum_j w_j * (lse - x_j)
-#        = lse * ((1 - eps) w_y + (eps/C) W) - (1 - eps) w_y x_y - (eps/C) sum_j w_j x_j,   W = sum_j w_j
+#        = (1 - eps) w_y (log s - (x_y - m)) + (eps/C) (W log s - sum_j w_j (x_j - m)),   W = sum_j w_j
+#   with m the row max and s = sum_j exp(x_j - m) (ce_point below);
 #   dloss/dx_j = p_j * ((1 - eps) w_y + (eps/C) W) - (1 - eps) w_y [j = y] - (eps/C) w_j,  p = softmax(x)
 #   denominator of the mean (torch): w_y; ignored items contribute 0 to loss, gradient and denominator.
 # This is exactly torch's nll_loss(log_softmax) + label-smoothing term (aten/src/ATen/native/LossNLL.cpp).
+
+cdef extern from "fl_reduce.h" nogil:
+    float fl_row_dot_shift_f32(const float* x, const float* w, Py_ssize_t n, float m)
+    double fl_row_dot_shift_f64(const double* x, const double* w, Py_ssize_t n, double m)
+
+
+cdef inline floating row_dot_shift(const floating* x, const floating* w, Py_ssize_t n, floating m) noexcept nogil:
+    """sum_j w_j (x_j - m) (w NULL: weights 1), vectorised over the row."""
+    if floating is float:
+        return fl_row_dot_shift_f32(x, w, n, m)
+    else:
+        return fl_row_dot_shift_f64(x, w, n, m)
+
+
+cdef inline floating ce_point(floating ls, floating dy, floating wy, floating eps, floating epsC, floating wtot,
+                              floating swm) noexcept nogil:
+    """Cross-entropy of one item from log s (ls), its shifted target logit dy = x_y - m and the shifted
+    weighted logit sum swm = sum_j w_j (x_j - m) (0 when eps = 0).  Every term is a difference of small
+    shifted quantities, never lse - x_y: in float32 lse = log s + m rounds to ulp(m) (~1e-3 at
+    |m| = 1e4), which would swamp an O(1) loss.  For w >= 0 both terms are sums of non-negative parts."""
+    cdef floating one = 1     # typed: a bare 1 is the C double 1.0 and would widen float32 maths
+    return (one - eps) * wy * (ls - dy) + epsC * (wtot * ls - swm)
 
 cdef struct CeCtx:
     const void* x           # logits (N, C[, S])
@@ -84,7 +120,7 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
     cdef const floating* w = <const floating*> c.weight
     cdef const floating* row
     cdef floating* g
-    cdef floating m, s, lse, wy, coef, gs, sw, target_coef
+    cdef floating m, s, wy, coef, gs, sw, target_coef
     cdef double mod, K
     cdef floating eps = <floating> c.smoothing
     cdef floating epsC = <floating> (c.smoothing / C)
@@ -93,10 +129,8 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
     for i in range(start, stop):
         row = <const floating*> c.x + i * C
         g = <floating*> c.grad + i * C if c.grad != NULL else NULL
-        y = read_label(c.labels, c.labels64, i)
-        if y == c.ignore_index or y < 0 or y >= C:
-            if y != c.ignore_index and bad < 0:
-                bad = i
+        y = checked_label(c.labels, c.labels64, i, C, c.ignore_index, &bad)
+        if y < 0:
             loss[i - start] = 0
             if denom != NULL:
                 denom[i - start] = 0
@@ -106,18 +140,15 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
         wy = w[y] if w != NULL else 1
         m = lse_shift(row_max(row, C))
         s = row_sumexp(row, C, m, g)          # g (if any) now holds exp(x_j - m)
-        lse = f_log(s) + m
         coef = (1 - eps) * wy + epsC * wtot
         if c.focal:
             wy = wy * ((<const floating*> c.alpha)[y] if c.alpha != NULL else 1)
             mod = focal_modulation((row[y] - m) - f_log(s), c.gamma, &K)
             loss[i - start] = wy * <floating> mod * (f_log(s) - (row[y] - m))
             coef = wy * <floating> K
-        elif eps != 0:
-            sw = row_dot(row, w, C)
-            loss[i - start] = lse * coef - (1 - eps) * wy * row[y] - epsC * sw
         else:
-            loss[i - start] = wy * (f_log(s) - (row[y] - m))   # no cancellation of lse against x_y
+            sw = row_dot_shift(row, w, C, m) if eps != 0 else 0
+            loss[i - start] = ce_point(f_log(s), row[y] - m, wy, eps, epsC, wtot, sw)
         if denom != NULL:
             denom[i - start] = w[y] if w != NULL else 1
         if g != NULL:
@@ -150,6 +181,7 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef const floating* w = <const floating*> c.weight
     cdef floating eps = <floating> c.smoothing
     cdef floating epsC = <floating> (c.smoothing / C)
+    cdef floating keep = <floating> (1 - c.smoothing)
     cdef floating wtot = <floating> c.weight_total
     cdef floating gs = <floating> c.grad_scale
     cdef floating m[RUN]
@@ -157,25 +189,26 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef floating sw[RUN]
     cdef floating wy[RUN]
     cdef floating xy[RUN]
+    cdef floating valid[RUN]     # 1 where the target is a class, 0 where ignored / invalid
     cdef int64_t ys[RUN]
     cdef const floating* xc
     cdef floating* gc
-    cdef floating v, lse, coef, wj
+    cdef floating v, coef, wj
     cdef double mod, K
     cdef int64_t y
     # targets of the run (validated) and their weights
     for k in range(L):
-        y = read_label(c.labels, c.labels64, i0 + k)
-        if y == c.ignore_index or y < 0 or y >= C:
-            if y != c.ignore_index and bad < 0:
-                bad = i0 + k
+        y = checked_label(c.labels, c.labels64, i0 + k, C, c.ignore_index, &bad)
+        if y < 0:
             ys[k] = -1
             wy[k] = 0
             xy[k] = 0
+            valid[k] = 0
         else:
             ys[k] = y
             wy[k] = w[y] if w != NULL else 1
             xy[k] = xs[y * cs + k]
+            valid[k] = 1
     # pass 1: max over classes, per position
     for k in range(L):
         m[k] = xs[k]
@@ -202,34 +235,41 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
         if eps != 0:
             wj = w[j] if w != NULL else 1
             for k in range(L):
-                sw[k] = sw[k] + wj * xc[k]
-    for k in range(L):
-        lse = f_log(s[k]) + m[k]
-        coef = (1 - eps) * wy[k] + epsC * wtot
-        if denom != NULL:
+                sw[k] = sw[k] + wj * (xc[k] - m[k])
+    if denom != NULL:
+        for k in range(L):
             denom[k] = wy[k]
-        if ys[k] < 0:
-            loss[k] = 0
-        elif c.focal:
+    if not c.focal:
+        # branch-free over positions (selects on `valid`), so the log vectorises with the exp passes
+        for k in range(L):
+            v = ce_point(f_log(s[k]), xy[k] - m[k], wy[k], eps, epsC, wtot, sw[k])
+            loss[k] = v if valid[k] != 0 else 0
+        if gbase != NULL:
+            for k in range(L):
+                coef = keep * wy[k] + epsC * wtot
+                s[k] = coef * gs / s[k] if valid[k] != 0 else 0    # s becomes the per-position softmax scale
+                sw[k] = keep * wy[k]                               # the target's gradient coefficient
+    else:
+        for k in range(L):
+            if ys[k] < 0:
+                loss[k] = 0
+                s[k] = 0
+                continue
             wy[k] = wy[k] * ((<const floating*> c.alpha)[ys[k]] if c.alpha != NULL else 1)
             mod = focal_modulation((xy[k] - m[k]) - f_log(s[k]), c.gamma, &K)
             loss[k] = wy[k] * <floating> mod * (f_log(s[k]) - (xy[k] - m[k]))
             coef = wy[k] * <floating> K
             sw[k] = coef          # the target's gradient coefficient
-        elif eps != 0:
-            loss[k] = lse * coef - (1 - eps) * wy[k] * xy[k] - epsC * sw[k]
-        else:
-            loss[k] = wy[k] * (f_log(s[k]) - (xy[k] - m[k]))
-        s[k] = 0 if ys[k] < 0 else coef * gs / s[k]   # s becomes the per-position softmax scale
+            s[k] = coef * gs / s[k]
     if gbase != NULL:
         for j in range(C):
             gc = gbase + j * cs
             wj = (w[j] if w != NULL else 1) * epsC * gs
             for k in range(L):
-                gc[k] = gc[k] * s[k] - (wj if ys[k] >= 0 else 0)
+                gc[k] = gc[k] * s[k] - wj * valid[k]
         for k in range(L):
             if ys[k] >= 0:
-                gbase[ys[k] * cs + k] -= (sw[k] if c.focal else (1 - eps) * wy[k]) * gs
+                gbase[ys[k] * cs + k] -= sw[k] * gs
     return bad
 
 
@@ -278,14 +318,27 @@ cdef Py_ssize_t ce_target_weight_block(const CeCtx* c, Py_ssize_t start, Py_ssiz
     cdef Py_ssize_t i, bad = -1
     cdef int64_t y
     for i in range(start, stop):
-        y = read_label(c.labels, c.labels64, i)
-        if y == c.ignore_index or y < 0 or y >= c.C:
-            if y != c.ignore_index and bad < 0:
-                bad = i
+        y = checked_label(c.labels, c.labels64, i, c.C, c.ignore_index, &bad)
+        if y < 0:
             loss[i - start] = 0
         else:
             loss[i - start] = w[y] if w != NULL else 1
     return bad
+
+
+cdef double mean_grad_scale(const CeCtx* c, Py_ssize_t n_items, Py_ssize_t itemsize, int num_threads) except? -1.0:
+    """1 / (sum of w_y over the non-ignored items), nan if that is 0: the gradient scale of a mean, from a
+    pass over the labels alone, run before a gradient pass so the gradient is scaled as it is written.
+    Reads c.labels, c.labels64, c.weight, c.C and c.ignore_index only."""
+    cdef BlockRun run
+    cdef int status
+    cdef BlockFn fn = <BlockFn> ce_target_weight_block[float] if itemsize == 4 else \
+        <BlockFn> ce_target_weight_block[double]
+    init_run(&run, n_items, 1, itemsize, num_threads, NULL, False)
+    with nogil:
+        status = run_blocks(fn, c, &run)
+    finish_run(status, &run)
+    return 1.0 / run.loss_sum if run.loss_sum != 0 else float("nan")
 
 
 def cross_entropy_index(x, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t ignore_index,
@@ -315,13 +368,7 @@ def cross_entropy_index(x, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t i
     c.gamma = focal_gamma
     c.alpha = ptr_or_null(focal_alpha)
     if grad is not None and reduction == "mean":
-        # the mean's denominator first (labels only), so the gradient pass can scale as it writes
-        fn = <BlockFn> ce_target_weight_block[float] if itemsize == 4 else <BlockFn> ce_target_weight_block[double]
-        init_run(&run, n_items, 1, itemsize, num_threads, NULL, False)
-        with nogil:
-            status = run_blocks(fn, &c, &run)
-        finish_run(status, &run)
-        c.grad_scale = 1.0 / run.loss_sum if run.loss_sum != 0 else float("nan")
+        c.grad_scale = mean_grad_scale(&c, n_items, itemsize, num_threads)
     c.grad = ptr_or_null(grad)
     if S == 1 and C <= SHORT_ROW and grad is None and not c.focal:
         fn = <BlockFn> ce_short_rows_block[float] if itemsize == 4 else <BlockFn> ce_short_rows_block[double]
@@ -357,8 +404,11 @@ cdef struct RowCtx:
 
 
 # CE with probability targets t (smoothed: t' = (1 - eps) t + eps / C), weights w:
-#   loss = sum_j w_j t'_j (lse - x_j) = lse A - B,   A = sum_j w_j t'_j,  B = sum_j w_j t'_j x_j
-#   dloss/dx_j = A p_j - w_j t'_j                    (torch: cross_entropy with float targets)
+#   loss = sum_j w_j t'_j (lse - x_j) = sum_j tw_j (log s - (x_j - m)),   tw_j = w_j t'_j,  s = sum_j exp(x_j - m)
+#   dloss/dx_j = A p_j - tw_j,   A = sum_j tw_j,   p_j = exp((x_j - m) - log s)
+# (torch: cross_entropy with float targets).  Every term is formed from the shifted logit x_j - m and
+# log s (both small where it matters), never as lse * A - sum_j tw_j x_j: in float32 lse = log s + m
+# rounds to ulp(m) (~1e-3 at |m| = 1e4), which that form would leave in an O(1) loss.
 cdef Py_ssize_t ce_probs_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                floating* loss, floating* denom) noexcept nogil:
     cdef Py_ssize_t C = c.C, S = c.S, i, j, base
@@ -367,7 +417,7 @@ cdef Py_ssize_t ce_probs_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t sto
     cdef const floating* w = <const floating*> c.weight
     cdef floating* g = <floating*> c.grad
     cdef floating eps = <floating> c.param, gs = <floating> c.grad_scale
-    cdef floating m, se, lse, A, B, tj, wj
+    cdef floating m, se, ls, A, acc, tj, wj
     for i in range(start, stop):
         base = (i // S) * C * S + i % S
         m = x[base]
@@ -375,21 +425,22 @@ cdef Py_ssize_t ce_probs_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t sto
             m = f_max(m, x[base + j * S])
         m = lse_shift(m)
         se = 0
-        A = 0
-        B = 0
         for j in range(C):
             se = se + f_exp(x[base + j * S] - m)
+        ls = f_log(se)
+        A = 0
+        acc = 0
+        for j in range(C):
             wj = w[j] if w != NULL else 1
             tj = wj * ((1 - eps) * t[base + j * S] + eps / C)
             A = A + tj
-            B = B + tj * x[base + j * S]
-        lse = f_log(se) + m
-        loss[i - start] = lse * A - B
+            acc = acc + tj * (ls - (x[base + j * S] - m))
+        loss[i - start] = acc
         if g != NULL:
             for j in range(C):
                 wj = w[j] if w != NULL else 1
                 tj = wj * ((1 - eps) * t[base + j * S] + eps / C)
-                g[base + j * S] = (A * f_exp(x[base + j * S] - lse) - tj) * gs
+                g[base + j * S] = (A * f_exp((x[base + j * S] - m) - ls) - tj) * gs
     return -1
 
 
@@ -401,10 +452,8 @@ cdef Py_ssize_t nll_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
     cdef floating wy
     cdef int64_t y
     for i in range(start, stop):
-        y = read_label(c.labels, c.labels64, i)
-        if y == c.ignore_index or y < 0 or y >= C:
-            if y != c.ignore_index and bad < 0:
-                bad = i
+        y = checked_label(c.labels, c.labels64, i, C, c.ignore_index, &bad)
+        if y < 0:
             loss[i - start] = 0
             if denom != NULL:
                 denom[i - start] = 0
@@ -421,6 +470,9 @@ cdef Py_ssize_t nll_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
 
 # torch multi_margin_loss: loss = w_y / C * sum_{j != y} h_j^p,  h_j = max(0, margin - x_y + x_j);
 # dloss/dx_j = w_y / C * p h_j^(p-1) [h_j > 0] for j != y, and dloss/dx_y = -sum of those.
+# NaN exactly as torch (aten/src/ATen/native/LossMultiMargin.cpp, multi_margin_inner_sum_cpu and its
+# backward): a term counts only `if (z > 0)`, so a nan z is skipped -- a nan non-target logit adds
+# nothing, a nan target logit makes every z nan and the row loss 0; the gradient is 0 there.
 cdef Py_ssize_t multi_margin_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                    floating* loss, floating* denom) noexcept nogil:
     cdef Py_ssize_t C = c.C, i, j, bad = -1
@@ -444,11 +496,9 @@ cdef Py_ssize_t multi_margin_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
         gy = 0
         for j in range(C):
             h = margin - row[y] + row[j]
-            if j == y or not h > 0:
+            if j == y or not h > 0:        # torch skips every term with h not > 0, nan included
                 if g != NULL:
                     g[j] = 0
-                if h != h and j != y:
-                    acc = acc + h          # nan propagates as in torch
                 continue
             acc = acc + (h if c.power == 1 else h * h)
             if g != NULL:
@@ -463,6 +513,9 @@ cdef Py_ssize_t multi_margin_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
 
 # Distillation (SPEC §6), rows: with s = x / T, u = teacher / T, q = softmax(u),
 #   loss = T^2 sum_j q_j ((u_j - lse_u) - (s_j - lse_s));   dloss/dx_j = T (softmax(s)_j - q_j)
+# Stable in float32: each logit is shifted by its row max *before* the scaling, a_j = (x_j - max x) / T
+# (the difference is exact or nearly so; scaling 1e4 first would round it away), and log-softmax is
+# a_j - log sum exp a (never a_j - lse with lse rounded to ulp(max)).
 cdef Py_ssize_t distillation_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                    floating* loss, floating* denom) noexcept nogil:
     cdef Py_ssize_t C = c.C, i, j
@@ -470,30 +523,30 @@ cdef Py_ssize_t distillation_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
     cdef const floating* xs
     cdef const floating* xt
     cdef floating* g
-    cdef floating ms, mt, ss, st, lse_s, lse_t, acc, q
+    cdef floating ms, mt, ss, st, ls_s, ls_t, acc, q, lq, lp
     for i in range(start, stop):
         xs = <const floating*> c.x + i * C
         xt = <const floating*> c.t + i * C
         g = <floating*> c.grad + i * C if c.grad != NULL else NULL
-        ms = lse_shift(row_max(xs, C) * invT)
-        mt = lse_shift(row_max(xt, C) * invT)
+        ms = lse_shift(row_max(xs, C))
+        mt = lse_shift(row_max(xt, C))
         ss = 0
         st = 0
         for j in range(C):
-            ss = ss + f_exp(xs[j] * invT - ms)
-            st = st + f_exp(xt[j] * invT - mt)
-        lse_s = f_log(ss) + ms
-        lse_t = f_log(st) + mt
+            ss = ss + f_exp((xs[j] - ms) * invT)
+            st = st + f_exp((xt[j] - mt) * invT)
+        ls_s = f_log(ss)
+        ls_t = f_log(st)
         acc = 0
         for j in range(C):
-            q = f_exp(xt[j] * invT - lse_t)
-            acc = acc + q * ((xt[j] * invT - lse_t) - (xs[j] * invT - lse_s))
+            lq = (xt[j] - mt) * invT - ls_t      # log softmax(teacher / T)_j
+            lp = (xs[j] - ms) * invT - ls_s      # log softmax(student / T)_j
+            q = f_exp(lq)
+            acc = acc + q * (lq - lp)
             if g != NULL:
-                g[j] = T * (f_exp(xs[j] * invT - lse_s) - q) * gs
+                g[j] = T * (f_exp(lp) - q) * gs
         loss[i - start] = T * T * acc
     return -1
-
-
 
 
 def row_loss(str kind, x, t, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t ignore_index, double param,
@@ -527,12 +580,7 @@ def row_loss(str kind, x, t, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t
         ce.weight = c.weight
         ce.C = C
         ce.ignore_index = ignore_index
-        fn = <BlockFn> ce_target_weight_block[float] if itemsize == 4 else <BlockFn> ce_target_weight_block[double]
-        init_run(&run, n_items, 1, itemsize, num_threads, NULL, False)
-        with nogil:
-            status = run_blocks(fn, &ce, &run)
-        finish_run(status, &run)
-        c.grad_scale = 1.0 / run.loss_sum if run.loss_sum != 0 else float("nan")
+        c.grad_scale = mean_grad_scale(&ce, n_items, itemsize, num_threads)
     c.grad = ptr_or_null(grad)
     if kind == "ce_probs":
         fn = <BlockFn> ce_probs_block[float] if itemsize == 4 else <BlockFn> ce_probs_block[double]
@@ -560,22 +608,27 @@ def row_loss(str kind, x, t, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t
 # times the sample weight w.  One exp and one log1p per element serve both the loss and the gradient.
 
 cdef struct BinaryCtx:
-    const void* x
-    const void* y
-    Operand weight           # sample weight: scalar (1.0 when absent), last-axis vector or full array
-    Operand pos_weight       # likewise (1.0 when absent)
-    Py_ssize_t K             # length of the last axis: the period of vector operands
-    bint periodic            # some operand is a last-axis vector: segments stop at row ends
+    ElemStreams s            # x, y and the sample weight: scalar (1.0 when absent), last-axis vector or full array
+    Operand pos_weight       # likewise (1.0 when absent); s.periodic includes it
     void* grad
     double grad_scale
 
 
 cdef inline floating bce_logits_point(floating x, floating y, floating pw, floating* dx) noexcept nogil:
+    # typed constants: a bare 1 is the C double 1.0 and would widen float32 maths to double
+    cdef floating one = 1, zero = 0
     cdef floating e = f_exp(-f_abs(x))
-    cdef floating l = 1 + (pw - 1) * y
-    cdef floating sig_neg = (e if x >= 0 else 1) / (1 + e)
-    dx[0] = (1 - y) - l * sig_neg
-    return (1 - y) * x + l * (f_max(-x, <floating> 0) + f_log1p_unit(e))
+    cdef floating inv = one / (one + e)          # one division serves sigmoid(-|x|) and log1p's correction
+    cdef floating ei = e * inv                   # sigmoid(-|x|)
+    cdef floating l = one + (pw - one) * y
+    cdef floating mx = f_max(x, zero)
+    cdef floating mn = f_min(x, zero)
+    # (1 - y) x + l max(-x, 0) would cancel in float32 for x < 0 (y ~ 0); with 1 - y - l = -pw y it is
+    # (1 - y) max(x, 0) - pw y min(x, 0): two non-negative terms (y in [0, 1]).  mn - mn is 0 for finite x
+    # and nan at x = -inf, where torch's literal form has inf - inf (at +inf both forms agree).
+    #   dloss/dx = (1 - y) - l sigmoid(-x)  =  x >= 0: (1 - y) - l sigmoid(-|x|);  x < 0: l sigmoid(-|x|) - pw y
+    dx[0] = ((one - y) - l * ei) if x >= zero else (l * ei - pw * y)
+    return ((one - y) * mx - pw * y * mn + (mn - mn)) + l * f_log1p_unit_inv(e, inv)
 
 
 cdef Py_ssize_t bce_logits_block(const BinaryCtx* c, Py_ssize_t start, Py_ssize_t stop,
@@ -590,12 +643,9 @@ cdef Py_ssize_t bce_logits_block(const BinaryCtx* c, Py_ssize_t start, Py_ssize_
     cdef floating d
     cdef Py_ssize_t i = start, e, k, L
     while i < stop:
-        e = segment_end(i, stop, c.K, c.periodic)
+        e = next_segment(&c.s, i, stop, &x, &y, &w)
         L = e - i
-        x = <const floating*> c.x + i
-        y = <const floating*> c.y + i
-        w = operand_seg(&c.weight, i, c.K, x)
-        pw = operand_seg(&c.pos_weight, i, c.K, x)
+        pw = operand_seg(&c.pos_weight, i, c.s.K, x)
         out = loss + (i - start)
         if c.grad != NULL:
             g = <floating*> c.grad + i
@@ -618,11 +668,8 @@ def bce_with_logits(x, y, weight, pos_weight, Py_ssize_t K, str reduction, out, 
     cdef Py_ssize_t itemsize = x.dtype.itemsize
     cdef Py_ssize_t n = x.shape[0]
     cdef int status
-    c.x = ptr_or_null(x)
-    c.y = ptr_or_null(y)
-    c.K = K if K > 0 else 1
-    c.periodic = set_operand(&c.weight, weight, n, c.K, itemsize)
-    c.periodic = set_operand(&c.pos_weight, pos_weight, n, c.K, itemsize) or c.periodic
+    set_streams(&c.s, x, y, weight, n, K)
+    c.s.periodic = set_operand(&c.pos_weight, pos_weight, n, c.s.K, itemsize) or c.s.periodic
     c.grad = ptr_or_null(grad)
     c.grad_scale = grad_scale
     cdef BlockFn fn = <BlockFn> bce_logits_block[float] if itemsize == 4 else <BlockFn> bce_logits_block[double]

@@ -30,8 +30,8 @@ e. **Weights and the mean.**  Items are multiplied by the sample weight; the blo
    weight operand alone) so the gradient is scaled as it is written.
 """
 from fastloss._kernels._common cimport (
-    floating, BlockFn, BlockRun, run_blocks, block_items_for, Operand, operand_seg, segment_end, set_operand,
-    SEG, f_exp, f_log, f_log1p, f_abs,
+    floating, BlockFn, BlockRun, run_blocks, Operand, operand_seg, set_operand, ElemStreams, next_segment,
+    set_streams, ptr_or_null, init_run, finish_run, SEG, f_exp, f_log, f_log1p, f_abs,
 )
 
 DEF LOG2 = 0.6931471805599453094
@@ -55,13 +55,11 @@ cpdef enum LossKind:
 
 
 cdef struct EwCtx:
-    const void* x             # input (prediction), n items
-    const void* y             # target, n items
-    Operand weight            # sample weight (1.0 when absent)
+    ElemStreams s             # input x (prediction), target y, sample weight (1.0 when absent); the last
+                              # axis length K; s.periodic: segments stop at row ends (a last-axis operand,
+                              # or var_rows)
     Operand var               # Gaussian variance (unused otherwise)
     bint var_rows             # var holds one value per row of the last axis: item i reads var[i // K]
-    Py_ssize_t K              # length of the last axis
-    bint periodic             # segments stop at row ends (a last-axis operand, or var_rows)
     double a                  # loss parameter: delta, beta, eps, q (see the point functions)
     double b                  # second parameter: Poisson `full`, Gaussian constant term
     void* grad                # d/dinput, n items, or NULL
@@ -302,8 +300,8 @@ cdef inline const floating* var_seg(const EwCtx* c, Py_ssize_t i, Py_ssize_t L,
     cdef Py_ssize_t k
     cdef floating v
     if not c.var_rows:
-        return operand_seg(&c.var, i, c.K, buf)
-    v = (<const floating*> c.var.data)[i // c.K]
+        return operand_seg(&c.var, i, c.s.K, buf)
+    v = (<const floating*> c.var.data)[i // c.s.K]
     for k in range(L):
         buf[k] = v
     return buf
@@ -328,11 +326,8 @@ cdef Py_ssize_t ew_block(const kind_t* tag, Py_ssize_t start, Py_ssize_t stop,
     cdef Py_ssize_t i = start, e, k, L, bad = -1
     cdef int nbad
     while i < stop:
-        e = segment_end(i, stop, c.K, c.periodic)
+        e = next_segment(&c.s, i, stop, &x, &y, &w)
         L = e - i
-        x = <const floating*> c.x + i
-        y = <const floating*> c.y + i
-        w = operand_seg(&c.weight, i, c.K, x)
         v = var_seg(c, i, L, vbuf) if kind_t is GaussNllK else x
         out = loss + (i - start)
         nbad = 0
@@ -364,11 +359,12 @@ cdef Py_ssize_t ew_block(const kind_t* tag, Py_ssize_t start, Py_ssize_t stop,
 cdef Py_ssize_t weight_block(const EwCtx* c, Py_ssize_t start, Py_ssize_t stop,
                              floating* loss, floating* denom) noexcept nogil:
     """Only the weights (the weighted mean's denominator, summed before a gradient pass; note e)."""
+    cdef const floating* x
+    cdef const floating* y
     cdef const floating* w
     cdef Py_ssize_t i = start, e, k
     while i < stop:
-        e = segment_end(i, stop, c.K, c.periodic)
-        w = operand_seg(&c.weight, i, c.K, loss)
+        e = next_segment(&c.s, i, stop, &x, &y, &w)
         for k in range(e - i):
             loss[i - start + k] = w[k]
         i = e
@@ -389,9 +385,9 @@ cdef Py_ssize_t gauss_kl_block(const EwCtx* c, Py_ssize_t start, Py_ssize_t stop
     cdef floating gs = <floating> c.grad_scale
     cdef floating s, wg, dm, dl
     for r in range(start, stop):
-        mu = <const floating*> c.x + r * D
-        lv = <const floating*> c.y + r * D
-        w = operand_seg(&c.weight, r, 1, mu)
+        mu = <const floating*> c.s.x + r * D
+        lv = <const floating*> c.s.y + r * D
+        w = operand_seg(&c.s.weight, r, 1, mu)
         s = 0
         if c.grad != NULL:
             gm = <floating*> c.grad + r * D
@@ -433,29 +429,15 @@ _put(SMAPE, <BlockFn> ew_block[SmapeK, float], <BlockFn> ew_block[SmapeK, double
 _put(MSLE, <BlockFn> ew_block[MsleK, float], <BlockFn> ew_block[MsleK, double])
 
 
-cdef inline void* ptr_or_null(object arr):
-    if arr is None:
-        return NULL
-    return <void*> <size_t> arr.ctypes.data
-
-
 cdef object run_family(BlockFn fn, EwCtx* c, Py_ssize_t n_items, Py_ssize_t item_cost, Py_ssize_t itemsize,
                        int num_threads, object out, bint want_denom):
     """One run of the driver; returns (loss_sum, denom_sum, first_bad)."""
     cdef BlockRun run
     cdef int status
-    run.n_items = n_items
-    run.item_cost = item_cost
-    run.block_items = block_items_for(item_cost)
-    run.itemsize = itemsize
-    run.num_threads = num_threads
-    run.loss_out = ptr_or_null(out)
-    run.want_denom = want_denom
+    init_run(&run, n_items, item_cost, itemsize, num_threads, ptr_or_null(out), want_denom)
     with nogil:
         status = run_blocks(fn, c, &run)
-    if status != 0:
-        raise MemoryError("fastloss: could not allocate kernel scratch memory")
-    return run.loss_sum, run.denom_sum, run.first_bad
+    return finish_run(status, &run)
 
 
 cdef object run_weighted(BlockFn fn, EwCtx* c, Py_ssize_t n_items, Py_ssize_t item_cost,
@@ -485,17 +467,14 @@ def elementwise(int kind, x, y, weight, var, bint var_rows, Py_ssize_t K, double
     cdef Py_ssize_t n = x.shape[0]
     if kind < 0 or kind >= N_KINDS:
         raise ValueError(f"internal: unknown loss kind {kind}")
-    c.x = ptr_or_null(x)
-    c.y = ptr_or_null(y)
-    c.K = K if K > 0 else 1
-    c.periodic = set_operand(&c.weight, weight, n, c.K, itemsize)
+    set_streams(&c.s, x, y, weight, n, K)
     c.var_rows = var_rows
     if var_rows:
         c.var.data = <const char*> ptr_or_null(var)
         c.var.periodic = False
-        c.periodic = True
+        c.s.periodic = True
     else:
-        c.periodic = set_operand(&c.var, var, n, c.K, itemsize) or c.periodic
+        c.s.periodic = set_operand(&c.var, var, n, c.s.K, itemsize) or c.s.periodic
     c.a = a
     c.b = b
     c.grad = ptr_or_null(grad)
@@ -511,10 +490,7 @@ def gaussian_kl(mu, logvar, weight, Py_ssize_t rows, Py_ssize_t D, str reduction
     None; grad_mu / grad_logvar (rows * D,) or both None.  Returns (loss_sum, denom_sum, -1)."""
     cdef EwCtx c
     cdef Py_ssize_t itemsize = mu.dtype.itemsize
-    c.x = ptr_or_null(mu)
-    c.y = ptr_or_null(logvar)
-    c.K = 1
-    c.periodic = set_operand(&c.weight, weight, rows, 1, itemsize)
+    set_streams(&c.s, mu, logvar, weight, rows, 1)
     c.var_rows = False
     c.a = D
     c.b = 0
