@@ -30,6 +30,7 @@ from libc.string cimport memset
 
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, block_items_for, row_max, row_sumexp,
+    array_data,
 )
 
 cdef extern from *:
@@ -173,7 +174,7 @@ cdef inline void axpby(const floating* a, const floating* b, Py_ssize_t n, doubl
 # ---------------------------------------------------------------- entry plumbing
 cdef inline void* data_ptr(object arr):
     """Data pointer of a C-contiguous ndarray, or NULL for None."""
-    return NULL if arr is None else <void*> <size_t> arr.ctypes.data
+    return NULL if arr is None else array_data(arr)
 
 
 cdef object drive(BlockFn fn, const void* ctx, Py_ssize_t n_items, Py_ssize_t item_cost,

@@ -31,7 +31,7 @@ e. **Weights and the mean.**  Items are multiplied by the sample weight; the blo
 """
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, block_items_for, Operand, operand_seg, segment_end, set_operand,
-    SEG, f_exp, f_log, f_log1p, f_abs,
+    SEG, f_exp, f_log, f_log1p, f_abs, array_data,
 )
 
 DEF LOG2 = 0.6931471805599453094
@@ -436,7 +436,7 @@ _put(MSLE, <BlockFn> ew_block[MsleK, float], <BlockFn> ew_block[MsleK, double])
 cdef inline void* ptr_or_null(object arr):
     if arr is None:
         return NULL
-    return <void*> <size_t> arr.ctypes.data
+    return array_data(arr)
 
 
 cdef object run_family(BlockFn fn, EwCtx* c, Py_ssize_t n_items, Py_ssize_t item_cost, Py_ssize_t itemsize,
