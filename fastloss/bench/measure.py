@@ -150,6 +150,28 @@ def extra_peak(fn):
     return {"tracemalloc": max(0, peak), "rss": rss}
 
 
+# A reduced loss may allocate O(threads + blocks) (scratch blocks, per-block partials), never O(N): its
+# extra peak must stay under this slack (page granularity, allocator arenas) or this fraction of its inputs.
+MEMORY_SLACK_BYTES = 2 ** 20
+MEMORY_FRACTION = 0.01
+
+
+def memory_verdict(memory, input_bytes):
+    """fastloss's extra peak against the O(1) bound, and against torch's (RSS: torch's allocator is
+    invisible to tracemalloc).  ``memory`` is {impl: extra_peak(...)}."""
+    def extra(impl):
+        m = memory.get(impl)
+        if not m:
+            return None
+        known = [v for v in (m.get("tracemalloc"), m.get("rss")) if v is not None]
+        return max(known) if known else None
+    fl, th = extra("fastloss"), (memory.get("torch") or {}).get("rss")
+    bound = max(MEMORY_SLACK_BYTES, MEMORY_FRACTION * input_bytes)
+    return {"fastloss_extra": fl, "torch_extra": th, "bound": bound,
+            "torch_minus_fastloss": None if fl is None or th is None else th - fl,
+            "ok": None if fl is None else fl <= bound}
+
+
 # ---------------------------------------------------------------- small inputs
 
 def per_call(fn, budget_s=0.005, repeat=7):

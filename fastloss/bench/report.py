@@ -97,14 +97,19 @@ def memory_table(data, fmt):
         if not mem:
             continue
         get = lambda impl, kind, mem=mem: (mem.get(impl) or {}).get(kind)  # noqa: E731
+        verdict = rec.get("memory_check") or {}
+        saved = verdict.get("torch_minus_fastloss")
+        ok = verdict.get("ok")
         rows.append([rec["id"], rec["title"], fmt_bytes(rec.get("bytes")),
                      fmt_bytes(get("fastloss", "tracemalloc")), fmt_bytes(get("fastloss", "rss")),
-                     fmt_bytes(get("torch", "rss")), fmt_bytes(get("numpy", "tracemalloc")),
-                     fmt_bytes(get("numpy", "rss"))])
+                     fmt_bytes(get("torch", "rss")),
+                     "-" if saved is None else ("-" if saved < 0 else "") + fmt_bytes(abs(saved)),
+                     fmt_bytes(get("numpy", "tracemalloc")), fmt_bytes(get("numpy", "rss")),
+                     "-" if ok is None else ("pass" if ok else "FAIL") + f" (<= {fmt_bytes(verdict['bound'])})"])
     if not rows:
         return None
     return _table(["id", "workload", "inputs", "fastloss tracemalloc", "fastloss RSS", "torch RSS",
-                   "numpy tracemalloc", "numpy RSS"], rows, fmt)
+                   "torch - fastloss", "numpy tracemalloc", "numpy RSS", "fastloss O(1)"], rows, fmt)
 
 
 def small_table(data, fmt):
