@@ -339,6 +339,10 @@ def _notes(quick, avx512, cfg):
         "1e-12 for float64.",
         "Targets on the torch ratio apply at T=1 and T=2 (WORKLOADS.md); floor and sklearn targets at "
         "every T.",
+        "Small inputs: seconds per call, best of 7 loops, at the largest T; 'fastloss - bare' is the call "
+        "over a bare np.add.reduce of the prediction (WORKLOADS.md: <= 5 us for N <= 1000). It includes "
+        "the loss's own arithmetic, which is not negligible for rows of many elements (W2 N=1000 is "
+        "10 000 logits; W12 N=1000 is 3 x 128 000 floats, above the serial threshold).",
     ]
     if not avx512:
         notes.append("CPU without AVX-512: the WORKLOADS.md AVX2 calibration applies "
