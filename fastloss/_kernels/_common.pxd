@@ -13,8 +13,9 @@ b. **One driver for every reduction: ``run_blocks``.**  A loss supplies a *block
    (and, if asked, the per-item contribution to the mean's denominator to ``denom``, e.g. the class
    weight of the target), writes gradients straight into its own output, and returns the first invalid
    item index or -1.  The driver cuts ``[0, n)`` into fixed blocks, runs them with ``prange``
-   (static schedule), sums each block into a float64 partial in a fixed order, and combines the
-   partials pairwise.  The blocks and their order do not depend on the thread count, so a reduction is
+   (guided schedule: long contiguous runs first, then single blocks, so a thread that the OS
+   preempts on a busy machine does not hold back half of the work), sums each block into a float64
+   partial stored at the block's index, and combines the partials pairwise.  The blocks and their order do not depend on the thread count, so a reduction is
    **bitwise identical for every ``num_threads``**.  For ``reduction="none"`` the block writes straight
    into the output array; nothing else is allocated.  Extra memory: one block of scratch per thread
    plus one double per block -- O(threads + blocks), never O(n).
@@ -255,7 +256,7 @@ cdef inline int run_blocks(BlockFn fn, const void* ctx, BlockRun* run) noexcept 
         for b in range(nb):
             run_one_block(fn, ctx, run, b, scratch, part_loss, part_denom, bad)
     else:
-        for b in prange(nb, schedule="static", num_threads=nt, nogil=True):
+        for b in prange(nb, schedule="guided", num_threads=nt, nogil=True):
             run_one_block(fn, ctx, run, b, scratch + threadid() * per_thread, part_loss, part_denom, bad)
     run.loss_sum = fl_pairwise_sum(part_loss, nb)
     run.denom_sum = fl_pairwise_sum(part_denom, nb)
