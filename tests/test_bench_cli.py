@@ -219,7 +219,7 @@ def test_cross_entropy_reference_is_stable_and_honours_ignore_and_weights():
     assert W.np_cross_entropy(x, y, weight=w) == pytest.approx((0.5 * 1e4 + 2 * (lse2 - 5)) / 2.5, rel=1e-14)
 
 
-# ---------------------------------------------------------------- the small-call fast paths (fastloss/_validate.py)
+# ------------------------------------------------------------- small-call fast paths (fastloss/_validate.py)
 
 def test_validate_fast_paths_pass_native_arrays_through_and_convert_the_rest():
     from fastloss import _validate as V
@@ -242,7 +242,8 @@ def test_validate_fast_paths_pass_native_arrays_through_and_convert_the_rest():
 def test_validate_reduced_and_check_real_keep_their_semantics():
     from fastloss import _validate as V
     f32 = np.dtype(np.float32)
-    assert V.reduced(3.0, 4, "mean", f32) == np.float32(0.75) and type(V.reduced(3.0, 4, "mean", f32)) is np.float32
+    mean = V.reduced(3.0, 4, "mean", f32)
+    assert mean == np.float32(0.75) and type(mean) is np.float32
     assert np.isnan(V.reduced(0.0, 0, "mean", f32)) and V.reduced(1.0, 0, "mean", f32) == np.inf
     assert V.reduced(np.inf, 2.0, "mean", f32) == np.inf and np.isnan(V.reduced(np.nan, 2, "mean", f32))
     assert V.check_real(2, "p") == 2.0 and V.check_real(np.float32(0.5), "q", low=0.0) == 0.5

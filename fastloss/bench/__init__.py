@@ -192,7 +192,8 @@ def _run_workload(w, rec, threads, quick, scale, repeat, bandwidth, avx512, memo
                     and "fastloss" not in errors:
                 rec["memory"] = {k: M.extra_peak(fn) for k, fn in fns.items() if k not in errors}
                 if w.base not in ROW_BLOCK_MEMORY:
-                    rec["memory_check"] = M.memory_verdict(rec["memory"], M.traffic_bytes(w, args, kwargs, None))
+                    inputs = M.traffic_bytes(w, args, kwargs, None)
+                    rec["memory_check"] = M.memory_verdict(rec["memory"], inputs)
         if errors:
             rec.setdefault("errors", {}).update(errors)
         if "fastloss" in errors:

@@ -99,7 +99,7 @@ def memory_table(data, fmt):
             continue
         get = lambda impl, kind, mem=mem: (mem.get(impl) or {}).get(kind)  # noqa: E731
         verdict = rec.get("memory_check") or {}
-        saved = verdict.get("torch_minus_fastloss") if verdict else M.memory_verdict(mem, 0)["torch_minus_fastloss"]
+        saved = (verdict or M.memory_verdict(mem, 0))["torch_minus_fastloss"]
         ok = verdict.get("ok")
         rows.append([rec["id"], rec["title"], fmt_bytes(rec.get("bytes")),
                      fmt_bytes(get("fastloss", "tracemalloc")), fmt_bytes(get("fastloss", "rss")),
