@@ -13,6 +13,8 @@ Conventions shared by every function here (torchvision's):
   torchvision computes them, without a check: negative widths give negative areas, the losses' ``eps``
   keeps 0/0 away only where torchvision's does.  NaN propagates.
 """
+import math
+
 import numpy as np
 
 from . import _validate as V
@@ -58,8 +60,8 @@ def _pair_loss(kind, boxes1, boxes2, reduction, eps, box_format, num_threads, ou
         if not (single1 or single2):
             raise ValueError(f"boxes1 shape {b1.shape} and boxes2 shape {b2.shape} do not match "
                              "(equal leading shapes, or one of them a single box)")
-    shape = np.broadcast_shapes(lead1, lead2)
-    n = int(np.prod(shape, dtype=np.int64))
+    shape = lead1 if lead1 == lead2 else np.broadcast_shapes(lead1, lead2)
+    n = math.prod(shape)
     o = V.output_array(out, shape, b1.dtype) if reduction == "none" else None
     grad = None
     if return_grad:

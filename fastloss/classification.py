@@ -3,6 +3,8 @@
 Each function validates and converts its arguments, then calls one kernel from
 ``fastloss/_kernels/classification.pyx``; the arithmetic lives there.
 """
+import math
+
 import numpy as np
 
 from . import _validate as V
@@ -71,7 +73,7 @@ def _class_layout(input):
         raise ValueError("input must have at least 1 dimension (C,) or (N, C, ...), got a 0-d array")
     unbatched = x.ndim == 1
     xb = x[None, :] if unbatched else x
-    return x, xb, xb.shape[0], xb.shape[1], int(np.prod(xb.shape[2:], dtype=np.int64)), unbatched
+    return x, xb, xb.shape[0], xb.shape[1], math.prod(xb.shape[2:]), unbatched
 
 
 def _class_weight(weight, x, C, name="weight"):

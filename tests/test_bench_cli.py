@@ -68,11 +68,41 @@ def test_cli_json_is_valid_and_complete(tmp_path):
             mem = rec["memory"]
             assert set(mem) >= {"fastloss", "torch", "numpy"}
             assert mem["fastloss"]["tracemalloc"] >= 0
+            verdict = rec["memory_check"]
+            assert verdict["fastloss_extra"] >= 0 and verdict["bound"] > 0 and verdict["ok"] in (True, False)
     assert [(s["id"], s["n"]) for s in data["small"]] == [("W2", n) for n in W.SMALL_SIZES]
     assert all(s["times_s"]["fastloss"] > 0 and "bare numpy" in s["times_s"] for s in data["small"])
+    assert all(s["times_s"]["torch"] > 0 and s["pass"] in (True, False) for s in data["small"])
     assert data["notes"] and data["elapsed_s"] > 0
     text = md.read_text()
     assert text.startswith("# fastloss benchmark") and "| W1 |" in text
+    assert "fastloss O(1)" in text and "call overhead" in text
+
+
+def test_cli_two_thread_counts_machine_info_and_plot(tmp_path):
+    """--threads 1,2 with a float64 (scikit-learn) row; --plot too where matplotlib is installed."""
+    out, png = tmp_path / "bench.json", tmp_path / "p.png"
+    try:
+        import matplotlib  # noqa: F401
+        plot = ["--plot", str(png)]
+    except ImportError:
+        plot = []
+    proc = _run_cli(*TINY, "--only", "W6,W6/f64", "--threads", "1,2", "--no-small", "--no-memory",
+                    "--json", str(out), *plot)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    m = data["machine"]
+    assert m["cpu"] and m["cores"] >= 1 and m["isa"] in m["isa_levels_built"]
+    assert isinstance(m["openmp"], bool) and m["numpy"] == np.__version__
+    assert data["settings"]["threads"] == [1, 2] and [f["threads"] for f in data["floor"]] == [1, 2]
+    by_id = {w["id"]: w for w in data["workloads"]}
+    assert sorted(by_id) == ["W6", "W6/f64"]
+    for rec in by_id.values():
+        assert [r["threads"] for r in rec["rows"]] == [1, 2] and "memory" not in rec
+    if m.get("sklearn"):
+        assert all(r["times_s"]["sklearn"] > 0 for r in by_id["W6/f64"]["rows"])
+    if plot:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_plot_without_matplotlib_fails_fast_with_one_clear_line(monkeypatch, capsys, tmp_path):
@@ -85,13 +115,15 @@ def test_plot_without_matplotlib_fails_fast_with_one_clear_line(monkeypatch, cap
     assert not (tmp_path / "p.png").exists()
 
 
-def test_plot_with_matplotlib(tmp_path):
-    pytest.importorskip("matplotlib")
-    path = tmp_path / "p.png"
-    proc = _run_cli(*TINY, "--only", "W2,W6", "--threads", "1,2", "--no-small", "--no-memory",
-                    "--plot", str(path))
-    assert proc.returncode == 0, proc.stderr
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_memory_verdict_bounds_fastloss_extra_and_compares_with_torch():
+    from fastloss.bench import measure as M
+    mem = {"fastloss": {"tracemalloc": 1000, "rss": 4096}, "torch": {"tracemalloc": 0, "rss": 10 ** 8}}
+    v = M.memory_verdict(mem, input_bytes=10 ** 9)
+    assert v["fastloss_extra"] == 4096 and v["torch_minus_fastloss"] == 10 ** 8 - 4096
+    assert v["ok"] is True and v["bound"] == M.MEMORY_FRACTION * 10 ** 9
+    big = {"fastloss": {"tracemalloc": 10 ** 8, "rss": None}}
+    v = M.memory_verdict(big, input_bytes=10 ** 8)
+    assert v["ok"] is False and v["torch_extra"] is None and v["torch_minus_fastloss"] is None
 
 
 def test_unknown_only_is_an_error(capsys):
@@ -185,3 +217,38 @@ def test_cross_entropy_reference_is_stable_and_honours_ignore_and_weights():
     lse2 = 5 + np.log(1 + np.exp(-4) + np.exp(-3))
     np.testing.assert_allclose(got, [0.5 * 1e4, 0.0, 2.0 * (lse2 - 5)], rtol=1e-14)
     assert W.np_cross_entropy(x, y, weight=w) == pytest.approx((0.5 * 1e4 + 2 * (lse2 - 5)) / 2.5, rel=1e-14)
+
+
+# ------------------------------------------------------------- small-call fast paths (fastloss/_validate.py)
+
+def test_validate_fast_paths_pass_native_arrays_through_and_convert_the_rest():
+    from fastloss import _validate as V
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert V.prediction(x) is x and V.float_array(x, "target", dtype=x.dtype) is x
+    slow = [(x, np.dtype(np.float64)), (np.asfortranarray(x), None), (x[:, ::2], None),
+            (x.astype(">f4"), None), (x.astype(np.float16), None)]
+    for a, dtype in slow:
+        got = V.float_array(a, "target", dtype=dtype)
+        assert got is not a and got.flags.c_contiguous and got.dtype.isnative and got.shape == a.shape
+        np.testing.assert_array_equal(got, a)
+    y = np.array([[0, 2, 1]], dtype=np.int64)
+    assert V.labels_array(y) is y
+    for a in (y.astype(np.int16), np.asfortranarray(np.tile(y, (2, 1))), y[:, ::2]):
+        got = V.labels_array(a)
+        assert got.flags.c_contiguous and got.dtype in (np.int32, np.int64)
+        np.testing.assert_array_equal(got, a)
+
+
+def test_validate_reduced_and_check_real_keep_their_semantics():
+    from fastloss import _validate as V
+    f32 = np.dtype(np.float32)
+    mean = V.reduced(3.0, 4, "mean", f32)
+    assert mean == np.float32(0.75) and type(mean) is np.float32
+    assert np.isnan(V.reduced(0.0, 0, "mean", f32)) and V.reduced(1.0, 0, "mean", f32) == np.inf
+    assert V.reduced(np.inf, 2.0, "mean", f32) == np.inf and np.isnan(V.reduced(np.nan, 2, "mean", f32))
+    assert V.check_real(2, "p") == 2.0 and V.check_real(np.float32(0.5), "q", low=0.0) == 0.5
+    for bad in (True, "1", None):
+        with pytest.raises(TypeError, match="margin"):
+            V.check_real(bad, "margin")
+    with pytest.raises(ValueError, match="delta"):
+        V.check_real(0.0, "delta", low=0.0, low_open=True)

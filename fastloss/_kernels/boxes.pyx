@@ -29,6 +29,7 @@ c. **Pairwise matrices** (``box_iou``, ``generalized_box_iou``) run in row tiles
 """
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, block_items_for, SEG, f_max, f_min,
+    array_data,
 )
 from cython.parallel cimport prange
 
@@ -330,7 +331,7 @@ cdef Py_ssize_t box_pairs_block(const BoxCtx* c, Py_ssize_t start, Py_ssize_t st
 
 
 cdef inline void* data_ptr(object arr):
-    return NULL if arr is None else <void*> <size_t> arr.ctypes.data
+    return NULL if arr is None else array_data(arr)
 
 
 def box_pair_loss(b1, b2, bint single1, bint single2, Py_ssize_t n, str kind, str fmt, double eps,

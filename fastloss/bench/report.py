@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 
+from . import measure as M
 from .workloads import RATIOS
 
 IMPL_COLUMNS = ("fastloss", "torch", "numpy", "sklearn")
@@ -97,14 +98,20 @@ def memory_table(data, fmt):
         if not mem:
             continue
         get = lambda impl, kind, mem=mem: (mem.get(impl) or {}).get(kind)  # noqa: E731
+        verdict = rec.get("memory_check") or {}
+        saved = (verdict or M.memory_verdict(mem, 0))["torch_minus_fastloss"]
+        ok = verdict.get("ok")
         rows.append([rec["id"], rec["title"], fmt_bytes(rec.get("bytes")),
                      fmt_bytes(get("fastloss", "tracemalloc")), fmt_bytes(get("fastloss", "rss")),
-                     fmt_bytes(get("torch", "rss")), fmt_bytes(get("numpy", "tracemalloc")),
-                     fmt_bytes(get("numpy", "rss"))])
+                     fmt_bytes(get("torch", "rss")),
+                     "-" if saved is None else ("-" if saved < 0 else "") + fmt_bytes(abs(saved)),
+                     fmt_bytes(get("numpy", "tracemalloc")), fmt_bytes(get("numpy", "rss")),
+                     "O(block x N)" if not verdict else "-" if ok is None
+                     else ("pass" if ok else "FAIL") + f" (<= {fmt_bytes(verdict['bound'])})"])
     if not rows:
         return None
     return _table(["id", "workload", "inputs", "fastloss tracemalloc", "fastloss RSS", "torch RSS",
-                   "numpy tracemalloc", "numpy RSS"], rows, fmt)
+                   "torch - fastloss", "numpy tracemalloc", "numpy RSS", "fastloss O(1)"], rows, fmt)
 
 
 def small_table(data, fmt):
@@ -193,15 +200,18 @@ def plot(data, path):
     ax1.set_title("fastloss speedup (black tick: target)")
     ax1.legend(fontsize=8)
     for rec in recs:
+        if "/" in rec["id"]:        # variants (W16/*, W17/*, */f64) scale like their base: one line each
+            continue
         by_t = {r["threads"]: r["times_s"]["fastloss"] for r in rec["rows"]}
         ts = [T for T in threads if T in by_t]
         if len(ts) > 1:
             ax2.plot(ts, [by_t[ts[0]] / by_t[T] for T in ts], marker="o", label=rec["id"])
     ax2.plot(threads, [T / threads[0] for T in threads], "k--", linewidth=0.8, label="linear")
     ax2.set_xlabel("threads")
+    ax2.set_xticks(threads)
     ax2.set_ylabel(f"speedup over T={threads[0]}")
-    ax2.set_title("fastloss thread scaling")
-    ax2.legend(fontsize=6, ncol=2)
+    ax2.set_title("fastloss thread scaling (base workloads)")
+    ax2.legend(fontsize=6, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(f"{data['machine']['cpu']} ({data['machine']['isa']})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
