@@ -157,7 +157,9 @@ cdef inline floating poisson_log_point(floating x, floating y, floating full, fl
     # log_input=True: exp(x) - y x,  d/dx = exp(x) - y
     cdef floating ex = f_exp(x)
     dx[0] = ex - y
-    return ex - y * x + (stirling_point(y) if full != 0 else 0)
+    # exp(x) - y x in double: in float32, y x overflows to inf for |x|, |y| ~ 1e30 and inf - inf gave nan
+    # where FMA was not used (baseline ISA); the float64 value is exact enough and rounds to inf / finite
+    return <floating> (<double> ex - <double> y * <double> x) + (stirling_point(y) if full != 0 else 0)
 
 
 cdef inline floating poisson_point(floating x, floating y, floating eps, floating full,
