@@ -7,6 +7,8 @@ Resolution of ``num_threads=None`` (the default of every loss):
      threadpoolctl controller (user_api ``"fastloss"``), so ``threadpool_limits(1)`` limits it.
 A per-call ``num_threads=n`` overrides all of these for that call.
 """
+import weakref
+
 from ._kernels import _runtime
 
 
@@ -44,16 +46,30 @@ def _register_threadpoolctl():
     if not hasattr(threadpoolctl, "register") or not hasattr(threadpoolctl, "LibController"):
         return
 
+    unset_as = weakref.WeakKeyDictionary()
+
     class FastlossController(threadpoolctl.LibController):
         user_api = "fastloss"
         internal_api = "fastloss"
         filename_prefixes = ("_runtime",)
         check_symbols = ("fastloss_get_num_threads", "fastloss_set_num_threads")
 
+        # threadpoolctl saves ``get_num_threads()`` before a limit and restores it with
+        # ``set_num_threads(saved)``; it calls this for every controller, even one it did not limit.
+        # When fastloss's setting was unset (following OpenMP's default), restoring the number it
+        # reported must unset it again, not pin it (a later ``threadpool_limits(user_api="openmp")``
+        # would no longer reach fastloss).  ``unset_as[self]`` is the count this controller reported
+        # while unset; only a later unset reading replaces it, so nested limits on one controller
+        # restore right.  (Kept outside the instance: threadpoolctl shows every attribute in info().)
         def get_num_threads(self):
-            return self.dynlib.fastloss_get_num_threads()
+            n = self.dynlib.fastloss_get_num_threads()
+            if _runtime.requested_num_threads() == 0:
+                unset_as[self] = n
+            return n
 
         def set_num_threads(self, num_threads):
+            if num_threads == unset_as.get(self):
+                num_threads = 0
             self.dynlib.fastloss_set_num_threads(num_threads)
 
         def get_version(self):
