@@ -99,7 +99,8 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none", *
     nt = resolve_num_threads(num_threads)
     x, y = _pair(inputs, targets, "inputs", "targets")
     a0, da = (1.0, 0.0) if a < 0 else (1.0 - a, a - (1.0 - a))
-    res, o, grad, count = _run("focal", x, y, reduction, nt, out, return_grad, params=(a0, da, g))
+    kind = "focal_square" if g == 2 else "focal"        # gamma = 2 (default): q * q, defined for q < 0 too
+    res, o, grad, count = _run(kind, x, y, reduction, nt, out, return_grad, params=(a0, da, g))
     return _finish(res, reduction, x.dtype, o, grad, count=count)
 
 

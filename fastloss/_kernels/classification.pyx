@@ -18,7 +18,7 @@ from libc.math cimport exp, pow
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, block_items_for, Operand, operand_seg, segment_end, set_operand,
     ptr_or_null, init_run, finish_run,
-    f_exp, f_log, f_log1p, f_log1p_unit, f_abs, f_max, f_min, row_max, row_sumexp, row_dot,
+    f_exp, f_log, f_log1p, f_log1p_unit, f_abs, f_max, f_min, row_max, row_sumexp,
 )
 
 import numpy as np
@@ -34,6 +34,19 @@ cdef inline floating lse_shift(floating m) noexcept nogil:
     """The max used to shift a log-sum-exp, as torch's log_softmax uses it: the row max itself, so a row
     with a +inf logit (inf - inf) or with only -inf logits gives nan, exactly as torch.cross_entropy."""
     return m
+
+
+cdef inline floating shifted_dot(const floating* x, const floating* w, Py_ssize_t n, floating m) noexcept nogil:
+    """sum_j w_j (x_j - m) (w NULL: all 1): a weighted logit sum relative to the row max m."""
+    cdef Py_ssize_t j
+    cdef floating acc = 0
+    if w == NULL:
+        for j in range(n):
+            acc = acc + (x[j] - m)
+    else:
+        for j in range(n):
+            acc = acc + w[j] * (x[j] - m)
+    return acc
 
 
 # =====================================================================================================
@@ -114,8 +127,10 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
             loss[i - start] = wy * <floating> mod * (f_log(s) - (row[y] - m))
             coef = wy * <floating> K
         elif eps != 0:
-            sw = row_dot(row, w, C)
-            loss[i - start] = lse * coef - (1 - eps) * wy * row[y] - epsC * sw
+            # coef lse - (1-eps) w_y x_y - eps/C sum_j w_j x_j, every logit taken relative to m (lse = m +
+            # log s cancels against the logits otherwise: all digits lost for logits of ~1e16)
+            sw = shifted_dot(row, w, C, m)
+            loss[i - start] = coef * f_log(s) - (1 - eps) * wy * (row[y] - m) - epsC * sw
         else:
             loss[i - start] = wy * (f_log(s) - (row[y] - m))   # no cancellation of lse against x_y
         if denom != NULL:
@@ -160,7 +175,7 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef int64_t ys[RUN]
     cdef const floating* xc
     cdef floating* gc
-    cdef floating v, lse, coef, wj
+    cdef floating v, coef, wj
     cdef double mod, K
     cdef int64_t y
     # targets of the run (validated) and their weights
@@ -202,9 +217,8 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
         if eps != 0:
             wj = w[j] if w != NULL else 1
             for k in range(L):
-                sw[k] = sw[k] + wj * xc[k]
+                sw[k] = sw[k] + wj * (xc[k] - m[k])      # relative to the max: see ce_rows_block
     for k in range(L):
-        lse = f_log(s[k]) + m[k]
         coef = (1 - eps) * wy[k] + epsC * wtot
         if denom != NULL:
             denom[k] = wy[k]
@@ -217,7 +231,7 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
             coef = wy[k] * <floating> K
             sw[k] = coef          # the target's gradient coefficient
         elif eps != 0:
-            loss[k] = lse * coef - (1 - eps) * wy[k] * xy[k] - epsC * sw[k]
+            loss[k] = coef * f_log(s[k]) - (1 - eps) * wy[k] * (xy[k] - m[k]) - epsC * sw[k]
         else:
             loss[k] = wy[k] * (f_log(s[k]) - (xy[k] - m[k]))
         s[k] = 0 if ys[k] < 0 else coef * gs / s[k]   # s becomes the per-position softmax scale
@@ -357,7 +371,8 @@ cdef struct RowCtx:
 
 
 # CE with probability targets t (smoothed: t' = (1 - eps) t + eps / C), weights w:
-#   loss = sum_j w_j t'_j (lse - x_j) = lse A - B,   A = sum_j w_j t'_j,  B = sum_j w_j t'_j x_j
+#   loss = sum_j w_j t'_j (lse - x_j) = L A - B,   A = sum_j w_j t'_j,  B = sum_j w_j t'_j (x_j - m),
+#   L = lse - m = log sum_j exp(x_j - m)  (relative to the row max m: lse - x_j would cancel for big logits)
 #   dloss/dx_j = A p_j - w_j t'_j                    (torch: cross_entropy with float targets)
 cdef Py_ssize_t ce_probs_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                floating* loss, floating* denom) noexcept nogil:
@@ -382,14 +397,14 @@ cdef Py_ssize_t ce_probs_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t sto
             wj = w[j] if w != NULL else 1
             tj = wj * ((1 - eps) * t[base + j * S] + eps / C)
             A = A + tj
-            B = B + tj * x[base + j * S]
-        lse = f_log(se) + m
+            B = B + tj * (x[base + j * S] - m)
+        lse = f_log(se)                         # log-sum-exp - m
         loss[i - start] = lse * A - B
         if g != NULL:
             for j in range(C):
                 wj = w[j] if w != NULL else 1
                 tj = wj * ((1 - eps) * t[base + j * S] + eps / C)
-                g[base + j * S] = (A * f_exp(x[base + j * S] - lse) - tj) * gs
+                g[base + j * S] = (A * f_exp((x[base + j * S] - m) - lse) - tj) * gs
     return -1
 
 
@@ -447,9 +462,7 @@ cdef Py_ssize_t multi_margin_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
             if j == y or not h > 0:
                 if g != NULL:
                     g[j] = 0
-                if h != h and j != y:
-                    acc = acc + h          # nan propagates as in torch
-                continue
+                continue                   # torch skips every term not > 0, nan included
             acc = acc + (h if c.power == 1 else h * h)
             if g != NULL:
                 d = wy * (1 if c.power == 1 else 2 * h) * <floating> c.grad_scale
@@ -463,6 +476,8 @@ cdef Py_ssize_t multi_margin_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
 
 # Distillation (SPEC §6), rows: with s = x / T, u = teacher / T, q = softmax(u),
 #   loss = T^2 sum_j q_j ((u_j - lse_u) - (s_j - lse_s));   dloss/dx_j = T (softmax(s)_j - q_j)
+# Both log-softmaxes are formed as (s_j - max s) - log(sum exp(s - max s)): lse_s itself would round away
+# the log term for logits of ~1e16 (then s_j - lse_s loses every digit).
 cdef Py_ssize_t distillation_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                    floating* loss, floating* denom) noexcept nogil:
     cdef Py_ssize_t C = c.C, i, j
@@ -482,14 +497,14 @@ cdef Py_ssize_t distillation_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
         for j in range(C):
             ss = ss + f_exp(xs[j] * invT - ms)
             st = st + f_exp(xt[j] * invT - mt)
-        lse_s = f_log(ss) + ms
-        lse_t = f_log(st) + mt
+        lse_s = f_log(ss)                       # log-sum-exp - ms
+        lse_t = f_log(st)
         acc = 0
         for j in range(C):
-            q = f_exp(xt[j] * invT - lse_t)
-            acc = acc + q * ((xt[j] * invT - lse_t) - (xs[j] * invT - lse_s))
+            q = f_exp((xt[j] * invT - mt) - lse_t)
+            acc = acc + q * (((xt[j] * invT - mt) - lse_t) - ((xs[j] * invT - ms) - lse_s))
             if g != NULL:
-                g[j] = T * (f_exp(xs[j] * invT - lse_s) - q) * gs
+                g[j] = T * (f_exp((xs[j] * invT - ms) - lse_s) - q) * gs
         loss[i - start] = T * T * acc
     return -1
 

@@ -1,0 +1,98 @@
+"""Regression tests for the bugs found by the hardening work of issue 9 (tests/test_fuzz.py, the sanitizer
+build, the concurrency and memory tests), each named after its bug and checked against an independent
+float64 reference."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastloss as fl
+from fastloss.registry import REGISTRY
+from fastloss.registry.binary import torchvision_sigmoid_focal_loss
+from fastloss.registry.classification import distillation_ref
+from fl_testing import DTYPE_IDS, DTYPES, assert_close_spec, to_torch64
+
+
+# --------------------------------------------------------------------------------------------------------
+# sigmoid_focal_loss: the gamma == 2 kernel (q * q) was never selected; the general one forms q^gamma as
+# exp(gamma log q), nan for q = 1 - p_t < 0, i.e. for targets outside [0, 1], where torchvision's
+# torch.pow(q, 2) is finite.
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_sigmoid_focal_gamma2_targets_outside_unit_interval_not_nan(dtype):
+    x = np.array([0.78, -0.09, 1.9, 0.0, -3.0, 4.0], dtype=dtype)
+    t = np.array([2.0, 2.0, -1.0, 1.5, 3.0, -0.5], dtype=dtype)
+    for reduction in ("none", "sum"):
+        got, g = fl.sigmoid_focal_loss(x, t, reduction=reduction, return_grad=True)
+        xt = to_torch64(x, requires_grad=True)
+        ref = torchvision_sigmoid_focal_loss(xt, to_torch64(t), reduction=reduction)
+        (rg,) = torch.autograd.grad(ref.sum(), xt)
+        assert_close_spec(got, ref, dtype, what=reduction)
+        assert_close_spec(g, rg, dtype, reduced=False, what=f"grad {reduction}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# log-sum-exp cancellation: lse = m + log(s) rounds the log term away when the row max m is ~1e16
+# (float64) or ~1e4 (float32), and the kernels subtracted logits from lse afterwards.  Fixed for
+# distillation, cross-entropy with probability targets, and label smoothing (rows and spatial).
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shift", [1e16, -6.7e16, 3e5])
+def test_distillation_lse_cancellation_huge_logits(dtype, shift):
+    rng = np.random.default_rng(3)
+    s = (rng.standard_normal((4, 10)) + shift).astype(dtype)
+    t = (rng.standard_normal((4, 10)) * 2 - shift).astype(dtype)
+    st = to_torch64(s, requires_grad=True)
+    ref = distillation_ref(st, to_torch64(t), temperature=2.0, reduction="sum")
+    (rg,) = torch.autograd.grad(ref, st)
+    got, g = fl.distillation_loss(s, t, temperature=2.0, reduction="sum", return_grad=True)
+    assert_close_spec(got, ref, dtype, reduced=True)
+    assert_close_spec(g, rg, dtype, reduced=False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("spatial", [False, True], ids=["rows", "spatial"])
+def test_cross_entropy_label_smoothing_lse_cancellation(dtype, spatial):
+    shape = (3, 10, 5) if spatial else (3, 10)
+    x = np.full(shape, 1e16 if dtype == np.float64 else 3e5, dtype=dtype)
+    x += np.random.default_rng(0).standard_normal(shape).astype(dtype) * (1e3 if dtype == np.float64 else 0.1)
+    y = np.zeros((3, 5) if spatial else 3, dtype=np.int64) + 2
+    w = np.linspace(0.5, 2, 10).astype(dtype)
+    for weight in (None, w):
+        got = fl.cross_entropy(x, y, weight=weight, label_smoothing=0.1, reduction="none")
+        ref = F.cross_entropy(to_torch64(x), torch.from_numpy(y), label_smoothing=0.1, reduction="none",
+                              weight=None if weight is None else to_torch64(weight))
+        assert_close_spec(got, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_cross_entropy_probability_targets_lse_cancellation(dtype):
+    x = np.full((2, 10), 1e16 if dtype == np.float64 else 3e5, dtype=dtype)
+    x[:, 3] += 2 ** 20 if dtype == np.float64 else 0.5
+    t = np.full((2, 10), 0.1, dtype=dtype)
+    xt = to_torch64(x, requires_grad=True)
+    ref = F.cross_entropy(xt, to_torch64(t), reduction="sum")
+    (rg,) = torch.autograd.grad(ref, xt)
+    got, g = fl.cross_entropy(x, t, reduction="sum", return_grad=True)
+    assert_close_spec(got, ref, dtype, reduced=True)
+    assert_close_spec(g, rg, dtype, reduced=False)
+
+
+# --------------------------------------------------------------------------------------------------------
+# hinge_embedding_loss blended its two branches with 0/1 multipliers: 0 * (+-inf) = nan, so a score of
+# -inf with target 1 (torch: -inf) or +inf with target -1 (torch: 0) gave nan.
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_hinge_embedding_infinite_scores_not_nan(dtype):
+    x = np.array([-np.inf, np.inf, np.inf, -np.inf, 0.5, np.nan], dtype=dtype)
+    y = np.array([1.0, -1.0, 1.0, -1.0, -1.0, 1.0], dtype=dtype)
+    got = fl.hinge_embedding_loss(x, y, reduction="none")
+    ref = F.hinge_embedding_loss(to_torch64(x), to_torch64(y), reduction="none")
+    assert_close_spec(got, ref, dtype)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The registry's batch-mining sampler wrote three singleton labels into batches of fewer than 3 rows.
+@pytest.mark.parametrize("name", ["batch_hard_triplet_loss", "batch_all_triplet_loss"])
+@pytest.mark.parametrize("n", [1, 16, 32])
+def test_registry_mining_sampler_tiny_batch(name, n):
+    args, kw = REGISTRY[name].sample(np.random.default_rng(0), n, np.float64)
+    assert args[0].shape[0] == len(args[1]) >= 1
+    getattr(fl, name)(*args, **kw)
