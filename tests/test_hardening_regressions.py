@@ -96,3 +96,19 @@ def test_registry_mining_sampler_tiny_batch(name, n):
     args, kw = REGISTRY[name].sample(np.random.default_rng(0), n, np.float64)
     assert args[0].shape[0] == len(args[1]) >= 1
     getattr(fl, name)(*args, **kw)
+
+
+# --------------------------------------------------------------------------------------------------------
+# smape_loss multiplied by 1 / (|x| + |y|), which overflows to inf for a denormal sum: x = 5e-324, y = 0
+# gave inf instead of 2.
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_smape_denormal_denominator_not_inf(dtype):
+    tiny = np.finfo(dtype).smallest_subnormal
+    x = np.array([tiny, -tiny, 0.0, 3 * tiny, 1.0], dtype=dtype)
+    y = np.array([0.0, 0.0, 0.0, tiny, -1.0], dtype=dtype)
+    spec = REGISTRY["smape_loss"]
+    got, g = fl.smape_loss(x, y, reduction="none", return_grad=True)
+    assert_close_spec(got, spec.numpy_ref(x, y, reduction="none"), dtype)
+    xt = to_torch64(x, requires_grad=True)
+    (rg,) = torch.autograd.grad(spec.torch_ref(xt, to_torch64(y), reduction="sum"), xt)
+    assert_close_spec(g, rg, dtype, reduced=False)
