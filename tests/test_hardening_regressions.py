@@ -115,3 +115,37 @@ def test_smape_denormal_denominator_not_inf(dtype):
     xt = to_torch64(x[4:], requires_grad=True)
     (rg,) = torch.autograd.grad(spec.torch_ref(xt, to_torch64(y[4:]), reduction="sum"), xt)
     assert_close_spec(g[4:], rg, dtype, reduced=False)
+
+
+# --------------------------------------------------------------------------------------------------------
+# OpenMP after fork hung: GNU libgomp is not fork-safe, so a child forked from a process that had run a
+# multi-threaded loss waited forever at its next multi-threaded call; the metric family's row-chunk
+# ThreadPoolExecutor (created in the parent) never ran the child's work either.  Fixed in
+# fastloss/_threads.py: such a child runs single-threaded (same bits).
+def test_openmp_after_fork_hang():
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__)))
+    code = """
+import os, numpy as np, fastloss as fl
+rng = np.random.default_rng(0)
+x = rng.standard_normal((20011, 17)); y = rng.integers(0, 17, 20011)
+q = rng.standard_normal((700, 16)); k = rng.standard_normal((700, 16))
+def job():
+    return (fl.cross_entropy(x, y, num_threads=2).tobytes(), fl.info_nce_loss(q, k, num_threads=2).tobytes())
+parent = job()
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if job() == parent else 3)
+_, status = os.waitpid(pid, 0)
+assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+print("ok")
+"""
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    try:
+        res = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True,
+                             timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a forked child hung in its first multi-threaded loss call")
+    assert res.returncode == 0 and res.stdout.split() == ["ok"], res.stdout + res.stderr
