@@ -28,7 +28,10 @@ FASTLOSS_SANITIZE=1 nice python3 setup.py build_ext --inplace -j "$JOBS" >"$DST/
 LIBASAN="$(gcc -print-file-name=libasan.so)"
 [ -e "$LIBASAN" ] || { echo "libasan not found ($LIBASAN)" >&2; exit 1; }
 
-export LD_PRELOAD="$LIBASAN"
+# libstdc++ too: torch throws C++ exceptions (e.g. for a bad reference call), and ASan's __cxa_throw
+# interceptor needs the real one resolvable at start-up (python itself does not link libstdc++)
+LIBSTDCXX="$(gcc -print-file-name=libstdc++.so.6)"
+export LD_PRELOAD="$LIBASAN $LIBSTDCXX"
 # reports also go to files: pytest captures stderr, and a halted process never shows it
 LOGS="$DST/sanitizer-reports"
 rm -rf "$LOGS" && mkdir -p "$LOGS"
