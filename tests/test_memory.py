@@ -42,48 +42,41 @@ def _run(calls, reps):
             fn(*args, **kw)
 
 
+def _growth(calls, warm, settle, rounds):
+    """(tracemalloc growth, RSS growth) in bytes over ``rounds`` rounds of ``calls``, measured after
+    ``warm`` untraced and ``settle`` traced warm-up rounds (imports, thread pools, caches)."""
+    proc = psutil.Process()
+    _run(calls, warm)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        _run(calls, settle)
+        gc.collect()
+        traced0, rss0 = tracemalloc.get_traced_memory()[0], proc.memory_info().rss
+        _run(calls, rounds)
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - traced0, proc.memory_info().rss - rss0
+    finally:
+        tracemalloc.stop()
+
+
 def test_repeated_calls_keep_rss_flat_and_tracemalloc_clean():
-    """Every registered loss, every variant, 40 rounds after 10 warm-up rounds: tracemalloc's traced
+    """Every registered loss, every variant, 40 rounds after 15 warm-up rounds: tracemalloc's traced
     memory grows by less than 64 KiB and RSS by less than 16 MiB (leaking one 1k-element float32 array
     per call would be 40 * 6 * 4 KiB ~ 1 MiB per loss, ~35 MiB for the registry)."""
     rng = np.random.default_rng(0)
     calls = [c for name in sorted(REGISTRY) for c in _calls(name, rng)]
-    proc = psutil.Process()
-    _run(calls, 10)                            # warm-up: imports, thread pools, caches
-    gc.collect()
-    tracemalloc.start()
-    try:
-        _run(calls, 5)
-        gc.collect()
-        base_traced, _ = tracemalloc.get_traced_memory()
-        rss0 = proc.memory_info().rss
-        _run(calls, 40)
-        gc.collect()
-        traced, _ = tracemalloc.get_traced_memory()
-        rss1 = proc.memory_info().rss
-    finally:
-        tracemalloc.stop()
-    assert traced - base_traced < 64 * 1024, f"tracemalloc grew by {traced - base_traced} bytes"
-    assert rss1 - rss0 < 16 * 2**20, f"RSS grew by {(rss1 - rss0) / 2**20:.1f} MiB over {40 * len(calls)} calls"
+    traced, rss = _growth(calls, 10, 5, 40)
+    assert traced < 64 * 1024, f"tracemalloc grew by {traced} bytes"
+    assert rss < 16 * 2**20, f"RSS grew by {rss / 2**20:.1f} MiB over {40 * len(calls)} calls"
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_no_growth_per_loss(name):
     """Per loss: 30 rounds of its variants leave tracemalloc flat (names the leaking loss)."""
     calls = _calls(name, np.random.default_rng(1))
-    _run(calls, 5)
-    gc.collect()
-    tracemalloc.start()
-    try:
-        _run(calls, 3)
-        gc.collect()
-        base, _ = tracemalloc.get_traced_memory()
-        _run(calls, 30)
-        gc.collect()
-        grown = tracemalloc.get_traced_memory()[0] - base
-    finally:
-        tracemalloc.stop()
-    assert grown < 32 * 1024, f"{name}: tracemalloc grew by {grown} bytes over {30 * len(calls)} calls"
+    traced, _ = _growth(calls, 5, 3, 30)
+    assert traced < 32 * 1024, f"{name}: tracemalloc grew by {traced} bytes over {30 * len(calls)} calls"
 
 
 _BIG = """
