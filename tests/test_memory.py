@@ -61,22 +61,22 @@ def _growth(calls, warm, settle, rounds):
 
 
 def test_repeated_calls_keep_rss_flat_and_tracemalloc_clean():
-    """Every registered loss, every variant, 40 rounds after 15 warm-up rounds: tracemalloc's traced
+    """Every registered loss, every variant, 25 rounds after 12 warm-up rounds: tracemalloc's traced
     memory grows by less than 64 KiB and RSS by less than 16 MiB (leaking one 1k-element float32 array
-    per call would be 40 * 6 * 4 KiB ~ 1 MiB per loss, ~35 MiB for the registry)."""
+    per call would be 25 * 6 * 4 KiB = 600 KiB per loss, ~22 MiB for the registry)."""
     rng = np.random.default_rng(0)
     calls = [c for name in sorted(REGISTRY) for c in _calls(name, rng)]
-    traced, rss = _growth(calls, 10, 5, 40)
+    traced, rss = _growth(calls, 8, 4, 25)
     assert traced < 64 * 1024, f"tracemalloc grew by {traced} bytes"
-    assert rss < 16 * 2**20, f"RSS grew by {rss / 2**20:.1f} MiB over {40 * len(calls)} calls"
+    assert rss < 16 * 2**20, f"RSS grew by {rss / 2**20:.1f} MiB over {25 * len(calls)} calls"
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_no_growth_per_loss(name):
-    """Per loss: 30 rounds of its variants leave tracemalloc flat (names the leaking loss)."""
+    """Per loss: 20 rounds of its variants leave tracemalloc flat (names the leaking loss)."""
     calls = _calls(name, np.random.default_rng(1))
-    traced, _ = _growth(calls, 5, 3, 30)
-    assert traced < 32 * 1024, f"{name}: tracemalloc grew by {traced} bytes over {30 * len(calls)} calls"
+    traced, _ = _growth(calls, 4, 3, 20)
+    assert traced < 32 * 1024, f"{name}: tracemalloc grew by {traced} bytes over {20 * len(calls)} calls"
 
 
 _BIG = """
