@@ -56,13 +56,16 @@ OPENMP_FLAGS = ["/openmp"] if IS_MSVC else ["-fopenmp"]
 
 # ---- sanitizer build (opt-in; scripts/sanitize.sh runs the whole suite with it) -------------------
 # FASTLOSS_SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer (every report fatal), -O1 -g,
-# one vector level (baseline unless FASTLOSS_ISA_LEVELS names one).  The interpreter is not
+# one vector level (baseline unless FASTLOSS_ISA_LEVELS names one).  -ftree-vectorize keeps the
+# `omp simd` loops vectorised as in the shipped builds: the same code (and the same float32 partial
+# sums) is checked, not a scalar variant of it.  The interpreter is not
 # instrumented, so libasan must be preloaded: LD_PRELOAD=$(gcc -print-file-name=libasan.so).
 SANITIZE = os.environ.get("FASTLOSS_SANITIZE") == "1" and not IS_MSVC
 SANITIZE_FLAGS = ["-fsanitize=address,undefined,float-cast-overflow", "-fno-sanitize-recover=all",
                   "-fno-omit-frame-pointer"]
+SANITIZE_OPT = ["-O1", "-g", "-ftree-vectorize"]
 if SANITIZE:
-    COMMON_FLAGS = [f for f in COMMON_FLAGS if f != "-O3"] + ["-O1", "-g"] + SANITIZE_FLAGS
+    COMMON_FLAGS = [f for f in COMMON_FLAGS if f != "-O3"] + SANITIZE_OPT + SANITIZE_FLAGS
     if not _only:
         ISA_LEVELS = {"baseline": ISA_LEVELS["baseline"]}
     elif len(ISA_LEVELS) > 1:

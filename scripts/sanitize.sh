@@ -22,8 +22,14 @@ mkdir -p "$DST"
 
 cd "$DST"
 echo "== building sanitized kernels in $DST" >&2
-FASTLOSS_SANITIZE=1 nice python3 setup.py build_ext --inplace -j "$JOBS" >"$DST/sanitize-build.log" 2>&1 || {
+# setuptools rebuilds on newer sources only: a change of the sanitizer flags in setup.py forces a rebuild
+STAMP="$(grep -E '^SANITIZE' setup.py | sha1sum | cut -c1-16)"
+FORCE=""
+[ "$(cat "$DST/.sanitize-flags" 2>/dev/null)" = "$STAMP" ] || FORCE="--force"
+FASTLOSS_SANITIZE=1 nice python3 setup.py build_ext --inplace $FORCE -j "$JOBS" >"$DST/sanitize-build.log" 2>&1 || {
     tail -40 "$DST/sanitize-build.log" >&2; exit 1; }
+
+echo "$STAMP" > "$DST/.sanitize-flags"
 
 LIBASAN="$(gcc -print-file-name=libasan.so)"
 [ -e "$LIBASAN" ] || { echo "libasan not found ($LIBASAN)" >&2; exit 1; }
