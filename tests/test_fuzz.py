@@ -308,8 +308,27 @@ KNOWN_REFERENCE_DEVIATIONS = {
                             "any_inf_sign"),
     # targets (probabilities) so large that 1 - t == -t: p t + (1 - p)(1 - t) cancels to an arbitrary value in
     # torchvision's formula and in fastloss's alike (a different term is lost in each); nothing to compare.
-    "sigmoid_focal_loss": (lambda args, kw: _nonfinite_or_huge(args[1], 2.0 ** np.finfo(args[1].dtype).nmant),
-                           "targets beyond 2^mantissa: 1 - t rounds to -t", None),
+    # float32: targets that are not probabilities (outside [0, 1]) make q = p (1 - t) + (1 - p) t cancel
+    # differently from torchvision's 1 - p_t (3.6e-5 relative seen at t = 1e4)
+    "sigmoid_focal_loss": (lambda args, kw: _nonfinite_or_huge(args[1], 2.0 ** np.finfo(args[1].dtype).nmant)
+                           or (args[1].dtype == np.float32 and not ((args[1] >= 0) & (args[1] <= 1)).all()),
+                           "targets beyond 2^mantissa (1 - t rounds to -t), float32 targets outside [0, 1]", None),
+    # a denormal u = y - x: q u and (q - 1) u underflow to +-0 and torch.maximum splits the gradient at that
+    # tie (0); fastloss takes the side of the sign of u (-q), the true derivative
+    "quantile_loss": (lambda args, kw: bool(np.any((np.abs(np.asarray(args[1], np.float64) - args[0]) > 0) &
+                                                   (np.abs(np.asarray(args[1], np.float64) - args[0])
+                                                    < np.finfo(args[0].dtype).smallest_normal))),
+                      "denormal differences: torch's tie-split gradient of the underflowed maximum", None),
+    # coordinates beyond 2^mantissa: a - p rounds to a, so d(a, p) and d(a, n) (and their difference, the
+    # loss) are rounding noise in both implementations
+    "triplet_margin_loss": (lambda args, kw: any(_nonfinite_or_huge(a, 2.0 ** (np.finfo(a.dtype).nmant + 1))
+                                                 for a in args[:3]),
+                            "coordinates beyond 2^mantissa: distances are rounding noise", None),
+    # float32 degenerate (zero or negative width / height) boxes: gradients of ~1e-7 from differences of
+    # areas of ~1e3 (float32 rounding of the areas dominates); float64 is compared
+    "generalized_box_iou_loss": (lambda args, kw: args[0].dtype == np.float32 and any(
+        a.size and not ((a[..., 2] > a[..., 0]) & (a[..., 3] > a[..., 1])).all() for a in args[:2]),
+        "float32 degenerate boxes: rounding of the areas dominates tiny gradients", None),
 }
 
 
@@ -456,7 +475,11 @@ def test_multi_block_1000003(name):
     args = list(args)
     x = args[0]
     if x.dtype.kind == "f" and x.size > 10:
-        x.reshape(-1)[[3, x.size // 2, x.size - 1]] = [x.max(), np.float32(-0.0), np.float32(1e-40)]
+        at = [3, x.size // 2, x.size - 1]
+        kept = x.reshape(-1)[at].copy()
+        x.reshape(-1)[at] = [x.max(), np.float32(-0.0), np.float32(1e-40)]
+        if _deviation(name, args, kwargs) is not None:      # e.g. a degenerate box: keep the sample
+            x.reshape(-1)[at] = kept
     if "reduction" in params:
         kwargs["reduction"] = "sum"
     if "return_grad" in params and spec.grad_argnums:
