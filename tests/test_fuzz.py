@@ -291,6 +291,12 @@ def _mining_unchecked(args, kw):
     e = args[0]
     limit = 100.0 if e.dtype == np.float32 else 1e15
     return _empty(e) or _nonfinite_or_huge(e, limit)
+# float32 degenerate (zero or negative width / height) boxes: gradients of ~1e-7 from differences of
+# areas of ~1e3 (float32 rounding of the areas dominates), w / h overflowing for a denormal height
+_DEGENERATE32 = (lambda args, kw: args[0].dtype == np.float32 and any(
+    a.size and not ((a[..., 2] > a[..., 0]) & (a[..., 3] > a[..., 1])).all() for a in args[:2]),
+    "float32 degenerate boxes: rounding of the areas / w / h dominates", None)
+
 KNOWN_REFERENCE_DEVIATIONS = {
     # torch.nn.functional.multi_margin_loss(reduction="mean") of an empty batch returns uninitialised
     # memory (seen: 4.6e-310); SPEC §1: the mean over zero elements is nan.
@@ -324,11 +330,12 @@ KNOWN_REFERENCE_DEVIATIONS = {
     "triplet_margin_loss": (lambda args, kw: any(_nonfinite_or_huge(a, 2.0 ** (np.finfo(a.dtype).nmant + 1))
                                                  for a in args[:3]),
                             "coordinates beyond 2^mantissa: distances are rounding noise", None),
-    # float32 degenerate (zero or negative width / height) boxes: gradients of ~1e-7 from differences of
-    # areas of ~1e3 (float32 rounding of the areas dominates); float64 is compared
-    "generalized_box_iou_loss": (lambda args, kw: args[0].dtype == np.float32 and any(
-        a.size and not ((a[..., 2] > a[..., 0]) & (a[..., 3] > a[..., 1])).all() for a in args[:2]),
-        "float32 degenerate boxes: rounding of the areas dominates tiny gradients", None),
+    "generalized_box_iou_loss": _DEGENERATE32,
+    "complete_box_iou_loss": _DEGENERATE32,      # also w / h overflows float32 for a denormal height
+    # float32 scores beyond 2^24 with a target that is neither 1 nor -1 (both terms count): x + 1 == x
+    "hinge_embedding_loss": (lambda args, kw: args[0].dtype == np.float32
+                             and _nonfinite_or_huge(args[0], 2.0 ** 24) and not np.isin(args[1], (-1, 1)).all(),
+                             "float32 |x| beyond 2^24: max(0, 1 - x) + x rounds", None),
 }
 
 
