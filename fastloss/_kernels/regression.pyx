@@ -158,8 +158,14 @@ cdef inline floating stirling_point(floating y) noexcept nogil:
 cdef inline floating poisson_log_point(floating x, floating y, floating full, floating* dx) noexcept nogil:
     # log_input=True: exp(x) - y x,  d/dx = exp(x) - y
     cdef floating ex = f_exp(x)
+    cdef floating yx = y * x
+    cdef floating r = ex - yx
+    # exp(x) and y x both overflowing (float32): inf - inf = nan without FMA contraction (baseline level),
+    # inf with it (avx2: ex - exact(y x)); take the fused answer on every level for finite x, y (both
+    # overflowed <=> ex == yx with a nan difference; infinite or nan inputs keep torch's nan).
+    r = ex if (r != r and ex == yx and x - x == 0 and y - y == 0) else r
     dx[0] = ex - y
-    return ex - y * x + (stirling_point(y) if full != 0 else 0)
+    return r + (stirling_point(y) if full != 0 else 0)
 
 
 cdef inline floating poisson_point(floating x, floating y, floating eps, floating full,
