@@ -54,6 +54,23 @@ COMMON_FLAGS = [] if IS_MSVC else ["-O3", "-fno-trapping-math", "-fno-math-errno
                                    "-Wno-unused-function"]
 OPENMP_FLAGS = ["/openmp"] if IS_MSVC else ["-fopenmp"]
 
+# ---- sanitizer build (opt-in; scripts/sanitize.sh runs the whole suite with it) -------------------
+# FASTLOSS_SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer (every report fatal), -O1 -g,
+# one vector level (baseline unless FASTLOSS_ISA_LEVELS names one).  -ftree-vectorize keeps the
+# `omp simd` loops vectorised as in the shipped builds: the same code (and the same float32 partial
+# sums) is checked, not a scalar variant of it.  The interpreter is not
+# instrumented, so libasan must be preloaded: LD_PRELOAD=$(gcc -print-file-name=libasan.so).
+SANITIZE = os.environ.get("FASTLOSS_SANITIZE") == "1" and not IS_MSVC
+SANITIZE_FLAGS = ["-fsanitize=address,undefined,float-cast-overflow", "-fno-sanitize-recover=all",
+                  "-fno-omit-frame-pointer"]
+SANITIZE_OPT = ["-O1", "-g", "-ftree-vectorize"]
+if SANITIZE:
+    COMMON_FLAGS = [f for f in COMMON_FLAGS if f != "-O3"] + SANITIZE_OPT + SANITIZE_FLAGS
+    if not _only:
+        ISA_LEVELS = {"baseline": ISA_LEVELS["baseline"]}
+    elif len(ISA_LEVELS) > 1:
+        ISA_LEVELS.pop("baseline")   # one level: the one asked for
+
 # A kernel family is every fastloss/_kernels/<name>.pyx whose name does not start with "_".
 FAMILIES = sorted(p.stem for p in KERNELS.glob("*.pyx") if not p.stem.startswith("_"))
 
@@ -75,7 +92,8 @@ def _extensions():
     def ext(name, source, flags):
         return Extension(name, [source], extra_compile_args=COMMON_FLAGS + flags,
                          include_dirs=[np.get_include(), "src_c", "fastloss/_kernels"],
-                         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
+                         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+                         extra_link_args=SANITIZE_FLAGS if SANITIZE else [])
 
     exts = [ext("fastloss._kernels._runtime", "fastloss/_kernels/_runtime.pyx", [])]
     for family in FAMILIES:

@@ -20,14 +20,23 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
+def _installed_version(name):
+    """A package's version without importing it: importing torch sets the shared libgomp's default
+    thread count, which fastloss follows (tests/test_threads.py::test_config_does_not_change_the_thread_default)."""
+    module = sys.modules.get(name)
+    if module is not None and hasattr(module, "__version__"):
+        return str(module.__version__)
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+        return version(name)
+    except (ImportError, PackageNotFoundError):
+        return None
+
+
 def config() -> dict:
     """Build and run-time facts as a dict (also written into benchmark JSON)."""
     from . import __version__
-    try:
-        import torch
-        torch_version = torch.__version__
-    except ImportError:
-        torch_version = None
+    torch_version = _installed_version("torch")
     return {
         "fastloss": __version__,
         "isa": ISA_LEVEL,

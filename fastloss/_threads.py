@@ -6,7 +6,18 @@ Resolution of ``num_threads=None`` (the default of every loss):
   3. Either way, ``threadpoolctl.threadpool_limits`` applies: fastloss registers itself as a
      threadpoolctl controller (user_api ``"fastloss"``), so ``threadpool_limits(1)`` limits it.
 A per-call ``num_threads=n`` overrides all of these for that call.
+
+After ``os.fork()``: GNU libgomp is not fork-safe -- a child whose parent had started an OpenMP thread
+team waits forever at its next parallel region (the team's threads do not exist in the child), and
+the same holds for a ``ThreadPoolExecutor`` created before the fork.  So, as PyTorch does, a forked
+child of a process that had run multi-threaded work (a fastloss call with more than one thread, or
+torch loaded, whose intra-op pool is libgomp's too) runs every loss on one thread.  Results are the
+same bits (reductions do not depend on the thread count).  Spawned processes are unaffected.
 """
+import os
+import sys
+import weakref
+
 from ._kernels import _runtime
 
 
@@ -27,12 +38,31 @@ def openmp_enabled() -> bool:
     return _runtime.openmp_enabled()
 
 
+_fork_state = {"parallel_used": False, "serial_child": False}
+
+
 def resolve_num_threads(num_threads) -> int:
     if num_threads is None:
-        return get_num_threads()
-    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        n = get_num_threads()
+    elif isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
         raise ValueError(f"num_threads must be None or an int >= 1, got {num_threads!r}")
-    return num_threads
+    else:
+        n = num_threads
+    if _fork_state["serial_child"]:
+        return 1
+    if n > 1:
+        _fork_state["parallel_used"] = True
+    return n
+
+
+def _after_fork_in_child():
+    """A forked child of a process that ran multi-threaded work goes serial (see the module doc)."""
+    if _fork_state["parallel_used"] or "torch" in sys.modules:
+        _fork_state["serial_child"] = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _register_threadpoolctl():
@@ -44,16 +74,30 @@ def _register_threadpoolctl():
     if not hasattr(threadpoolctl, "register") or not hasattr(threadpoolctl, "LibController"):
         return
 
+    unset_as = weakref.WeakKeyDictionary()
+
     class FastlossController(threadpoolctl.LibController):
         user_api = "fastloss"
         internal_api = "fastloss"
         filename_prefixes = ("_runtime",)
         check_symbols = ("fastloss_get_num_threads", "fastloss_set_num_threads")
 
+        # threadpoolctl saves ``get_num_threads()`` before a limit and restores it with
+        # ``set_num_threads(saved)``; it calls this for every controller, even one it did not limit.
+        # When fastloss's setting was unset (following OpenMP's default), restoring the number it
+        # reported must unset it again, not pin it (a later ``threadpool_limits(user_api="openmp")``
+        # would no longer reach fastloss).  ``unset_as[self]`` is the count this controller reported
+        # while unset; only a later unset reading replaces it, so nested limits on one controller
+        # restore right.  (Kept outside the instance: threadpoolctl shows every attribute in info().)
         def get_num_threads(self):
-            return self.dynlib.fastloss_get_num_threads()
+            n = self.dynlib.fastloss_get_num_threads()
+            if _runtime.requested_num_threads() == 0:
+                unset_as[self] = n
+            return n
 
         def set_num_threads(self, num_threads):
+            if num_threads == unset_as.get(self):
+                num_threads = 0
             self.dynlib.fastloss_set_num_threads(num_threads)
 
         def get_version(self):

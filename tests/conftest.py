@@ -120,3 +120,21 @@ def strided(a, axis=0):
     v = big[tuple(sl)]
     assert not v.flags.c_contiguous or a.shape[axis] <= 1
     return v
+
+
+# ---- hypothesis profiles (tests/test_fuzz.py) ---------------------------------------------------------
+# ``ci`` (default): bounded, derandomised (a fixed example stream per test: no flakes), no deadline (the
+# machine is shared).  ``long``: ``pytest --hypothesis-profile=long`` -- many random examples per loss
+# (FASTLOSS_FUZZ_EXAMPLES, default 3000: ~100 000 cases over the registry); tests/README.md records runs.
+try:
+    from hypothesis import HealthCheck, settings as _hyp_settings
+
+    _hyp_common = dict(deadline=None, print_blob=True,
+                       suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                              HealthCheck.filter_too_much])
+    _hyp_settings.register_profile("ci", max_examples=25, derandomize=True, **_hyp_common)
+    _hyp_settings.register_profile("long", max_examples=int(os.environ.get("FASTLOSS_FUZZ_EXAMPLES", "3000")),
+                                   **_hyp_common)
+    _hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # pragma: no cover - hypothesis is a test dependency
+    pass

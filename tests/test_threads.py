@@ -72,11 +72,6 @@ def test_omp_num_threads_is_honoured(n):
     assert out.split() == ["2", str(n)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: fastloss.config() imports torch (for its version); torch's import sets the shared libgomp's "
-    "default thread count (to the physical cores), so calling config()/show_config() silently "
-    "overrides OMP_NUM_THREADS for fastloss.  Fix: read the version with importlib.metadata or "
-    "sys.modules.get('torch') instead of importing torch"))
 def test_config_does_not_change_the_thread_default():
     out = run_python("import fastloss as fl; a = fl.get_num_threads(); fl.config(); "
                      "print(a, fl.get_num_threads())", OMP_NUM_THREADS=3)
@@ -106,12 +101,6 @@ def test_threadpoolctl_sees_and_limits_fastloss():
     assert fl.get_num_threads() == 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (minor): threadpoolctl restores a limit by calling set_num_threads(previous value), so after a "
-    "threadpool_limits block fastloss is pinned to that number (as if set_num_threads had been called) "
-    "instead of following OpenMP's default again; e.g. a later threadpool_limits(1, user_api='openmp') "
-    "no longer limits fastloss.  Fix: remember in the controller whether the setting was 0 (unset) "
-    "when the limit was applied and restore 0"))
 def test_threadpoolctl_restores_the_unset_default():
     out = run_python(
         "import threadpoolctl, fastloss as fl\n"

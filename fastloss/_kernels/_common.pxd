@@ -287,9 +287,12 @@ cdef enum:
     SEG = 256
 
 cdef struct Operand:
+    # scalar_run comes first: the struct is 8-byte aligned (it holds a pointer), so the doubles written
+    # into it are aligned (after `data` and `periodic` it sat at offset 12: misaligned double stores,
+    # UB that scripts/sanitize.sh's -fsanitize=undefined reported in every scalar-weight call)
+    char scalar_run[SEG * 8]  # SEG copies of the scalar, in the kernel's floating type
     const char* data          # the array, or NULL for a scalar
     bint periodic             # data has K entries, item i reads data[i % K]
-    char scalar_run[SEG * 8]  # SEG copies of the scalar, in the kernel's floating type
 
 
 cdef inline const floating* operand_seg(const Operand* op, Py_ssize_t i, Py_ssize_t K,

@@ -33,6 +33,11 @@ def set_num_threads(int n):
     fastloss_set_num_threads(n)
 
 
+def requested_num_threads():
+    """The value of ``set_num_threads`` (0 = unset: OpenMP's default is followed)."""
+    return _requested_threads
+
+
 def openmp_enabled():
     return bool(fl_openmp_enabled())
 

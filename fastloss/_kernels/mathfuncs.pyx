@@ -11,7 +11,7 @@ vectorises them exactly as it does inside the losses.
 """
 cimport cython
 from fastloss._kernels._common cimport (
-    floating, f_exp, f_log, f_log1p, f_softplus, f_log_sigmoid, f_sigmoid,
+    floating, f_exp, f_log, f_log1p, f_log1p_unit, f_softplus, f_log_sigmoid, f_sigmoid,
 )
 
 import numpy as np
@@ -24,6 +24,7 @@ cdef enum Func:
     F_SOFTPLUS
     F_LOG_SIGMOID
     F_SIGMOID
+    F_LOG1P_UNIT
 
 
 @cython.boundscheck(False)
@@ -46,6 +47,9 @@ cdef void apply(int func, const floating[::1] x, floating[::1] y) noexcept nogil
     elif func == F_LOG_SIGMOID:
         for i in range(n):
             y[i] = f_log_sigmoid(x[i])
+    elif func == F_LOG1P_UNIT:
+        for i in range(n):
+            y[i] = f_log1p_unit(x[i])
     else:
         for i in range(n):
             y[i] = f_sigmoid(x[i])
@@ -100,3 +104,9 @@ def log_sigmoid(x):
 def sigmoid(x):
     """fl_sigmoidf / fl_sigmoid elementwise: 1 / (1 + e^-x)."""
     return _run(F_SIGMOID, x)
+
+
+def log1p_unit(x):
+    """fl_log1p_unitf / fl_log1p_unit elementwise: log1p(x) for x in [0, 1] (or nan) only, the range
+    met inside softplus / log_sigmoid / BCE (x = exp(-|z|))."""
+    return _run(F_LOG1P_UNIT, x)

@@ -410,10 +410,12 @@ cdef inline floating margin_ranking_point(floating x1, floating x2, floating y, 
 
 cdef inline floating hinge_embedding_point(floating x, floating y, floating margin, floating* dx) noexcept nogil:
     cdef floating h = margin - x
+    cdef floating zero = 0
     cdef floating not_pos = 1 if y != 1 else 0
     cdef floating not_neg = 1 if y != -1 else 0
     dx[0] = not_neg - (not_pos if h >= 0 else 0)
-    return not_pos * (0 if h < 0 else h) + not_neg * x
+    # selects, as torch's at::where: a 0 * inf product would turn x = -inf (y = 1) into nan
+    return ((zero if h < 0 else h) if y != 1 else zero) + (x if y != -1 else zero)
 
 
 cdef struct ScoreCtx:

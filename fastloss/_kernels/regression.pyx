@@ -231,9 +231,11 @@ cdef inline floating smape_point(floating x, floating y, floating* dx) noexcept 
     cdef floating s = f_abs(x) + f_abs(y)
     cdef floating d = x - y
     cdef floating ad = f_abs(d)
-    cdef floating inv = 1 / s if s != 0 else 0
-    dx[0] = 2 * (f_sign(d) - ad * inv * f_sign(x)) * inv
-    return 2 * ad * inv
+    # divisions, not a reciprocal: 1 / s overflows for a denormal s (5e-324: loss 2, not inf)
+    cdef floating safe = s if s != 0 else 1   # s = 0: d = 0, so loss and gradient are 0
+    cdef floating r = ad / safe
+    dx[0] = 2 * (f_sign(d) - r * f_sign(x)) / safe
+    return 2 * r
 
 
 cdef inline floating msle_point(floating x, floating y, floating* dx) noexcept nogil:

@@ -169,6 +169,8 @@ def tv_to_xyxy_pairwise(b, fmt):
 
 # ------------------------------------------------------------------ registry entries
 def _tensor(a):
+    if isinstance(a, _torch().Tensor):   # already a (float64, maybe requires_grad) tensor: keep it
+        return a
     return _torch().as_tensor(np.asarray(a, dtype=np.float64))
 
 

@@ -12,6 +12,8 @@ def _torch():
 
 def _t(a):
     torch, _ = _torch()
+    if isinstance(a, torch.Tensor):      # already a (float64, maybe requires_grad) tensor: keep it
+        return a
     return torch.as_tensor(np.asarray(a, dtype=np.float64) if np.asarray(a).dtype.kind == "f" else np.asarray(a))
 
 

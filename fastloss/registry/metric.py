@@ -83,7 +83,7 @@ register(LossSpec("contrastive_loss", "metric", _sample_contrastive, torch_ref=c
 def _sample_mining(rng, n, dtype, D=16):
     B = max(min(n // D, 512), 1)
     labels = rng.integers(0, max(B // 6, 2), B)
-    labels[:3] = -1 - np.arange(3)                  # three singleton classes: anchors with no positive
+    labels[:3] = -1 - np.arange(min(B, 3))          # three singleton classes: anchors with no positive
     return (rng.standard_normal((B, D)).astype(dtype) * 0.4, labels), {"margin": 0.5}
 
 
