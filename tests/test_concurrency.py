@@ -181,10 +181,6 @@ def _pool_jobs():
             functools.partial(fl.smooth_l1_loss, x, x * 0.5, num_threads=2)]
 
 
-def _run_job(job):
-    return _as_bytes(job())
-
-
 def test_process_pool_spawn():
     """A spawn ProcessPoolExecutor computes the same bits as this process (the children import the
     same fastloss build and start their own OpenMP runtime)."""
@@ -193,10 +189,15 @@ def test_process_pool_spawn():
     ctx = multiprocessing.get_context("spawn")
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = ROOT + (os.pathsep + old if old else "")
+    cwd = os.getcwd()
+    os.chdir(ROOT)      # the children's "" on sys.path: not a source tree without kernels (a clean clone)
     try:
         with cf.ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
-            got = [f.result(timeout=TIMEOUT) for f in [pool.submit(_run_job, j) for j in jobs * 2]]
+            # the jobs are fastloss functions (pickled by reference to fastloss, not to this test module,
+            # which a spawned child could not import from an installed build)
+            got = [_as_bytes(f.result(timeout=TIMEOUT)) for f in [pool.submit(j) for j in jobs * 2]]
     finally:
+        os.chdir(cwd)
         if old is None:
             os.environ.pop("PYTHONPATH", None)
         else:

@@ -207,5 +207,6 @@ def test_clear_import_error_without_dask():
     code = ("import sys; sys.modules['dask'] = None\n"
             "try:\n    import fastloss.dask\nexcept ImportError as e:\n    print(e)")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                         cwd=ROOT)   # "" on sys.path is the cwd: not a source tree without kernels
     assert "pip install 'fastloss[dask]'" in out.stdout

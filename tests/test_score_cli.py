@@ -197,13 +197,13 @@ def test_python_dash_m_dispatch(data):
     path, x, y, _ = data
     root = Path(fl.__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
-    ok = subprocess.run([sys.executable, "-m", "fastloss", "score", str(path), *BASE, "--json"], env=env,
+    ok = subprocess.run([sys.executable, "-m", "fastloss", "score", str(path), *BASE, "--json"], env=env, cwd=root,
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     np.testing.assert_allclose(json.loads(ok.stdout)["loss"], ce_ref(x, y), rtol=1e-12)
     bad = subprocess.run([sys.executable, "-m", "fastloss", "score", str(path), "--loss", "nope",
                           "--input", "a", "--target", "b"],
-                         env=env, capture_output=True, text=True, timeout=120)
+                         env=env, cwd=root, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.startswith("fastloss score: error: unknown loss 'nope'")
     assert "Traceback" not in bad.stderr

@@ -431,7 +431,7 @@ def _write_big(path, n, rng, chunk=100_000):
 def _peak_rss_kib(path, n):
     root = Path(fl.__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(path), str(n)], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(path), str(n)], env=env, cwd=root, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return int(proc.stdout.split()[-1])

@@ -342,7 +342,8 @@ def test_hostile_value_tests_pass_at_every_usable_isa_level(level):
     e = dict(os.environ, FASTLOSS_ISA=level)
     e.pop("OMP_NUM_THREADS", None)
     e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "")
-    res = subprocess.run([sys.executable, "-m", "pytest", os.path.join(ROOT, "tests"), "-q", "-x",
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    res = subprocess.run([sys.executable, "-m", "pytest", tests_dir, "-q", "-x",
                           "-k", "hostile and not isa_level", "-p", "no:cacheprovider"],
                          env=e, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
