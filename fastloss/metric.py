@@ -6,6 +6,7 @@ Each function validates and converts its arguments, then calls one kernel from
 single (D,) row for the torch losses that accept it.
 """
 import contextlib
+import threading
 
 import numpy as np
 
@@ -198,17 +199,35 @@ def _block_rows(n_cols):
     return max(1, min(_BLOCK_NUMBERS // max(n_cols, 1), 4096))
 
 
+_BLAS_LOCK = threading.Lock()
+_BLAS_USERS = [0, None]     # [calls inside _single_threaded_blas, threadpoolctl limiter of the first]
+
+
 @contextlib.contextmanager
 def _single_threaded_blas():
     """BLAS on one thread (threadpoolctl, when installed): OpenBLAS's results depend on its thread
-    count, so fastloss runs its own fixed row chunks in parallel instead (see _matmul)."""
+    count, so fastloss runs its own fixed row chunks in parallel instead (see _matmul).
+
+    The BLAS setting is process-wide, so concurrent calls share one limit, counted: the first call in
+    sets it and the last one out restores it.  (Nested ``threadpool_limits`` per call restored the
+    caller's setting while another Python thread's call was still running: bits differed.)"""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         yield
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _BLAS_LOCK:
+        if _BLAS_USERS[0] == 0:
+            _BLAS_USERS[1] = threadpool_limits(limits=1, user_api="blas")
+        _BLAS_USERS[0] += 1
+    try:
         yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_USERS[0] -= 1
+            if _BLAS_USERS[0] == 0:
+                _BLAS_USERS[1].restore_original_limits()
+                _BLAS_USERS[1] = None
 
 
 _CHUNK_ROWS = 64
