@@ -149,7 +149,7 @@ _SHAPES_DOC = r"""
     Each score is computed per (sample, class) pair from float64 sums over the spatial positions
     :math:`s` of the activated prediction :math:`p` and the target :math:`t`:
     :math:`TP = \sum_s p\, t`, :math:`FP = \sum_s p - TP`, :math:`FN = \sum_s t - TP`, in one
-    streaming pass over ``input`` (no softmax, one-hot or (N, C, *spatial) temporary is
+    streaming pass over ``input`` (no softmax, one-hot or ``(N, C, *spatial)`` temporary is
     allocated); the gradient of ``return_grad=True`` is a second pass.  Every pair counts, also a
     pair whose target is empty: with ``smooth=0`` its score is 0 (loss 1) whatever the prediction,
     and with ``smooth > 0`` an empty prediction of an empty target scores 1 (loss 0).
@@ -175,12 +175,12 @@ def dice_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0, ep
     Parameters
     ----------
     input : array_like
-        Shape (N, C, *spatial): logits (``from_logits=True``, default) or probabilities, floating
+        Shape ``(N, C, *spatial)``: logits (``from_logits=True``, default) or probabilities, floating
         point, read in place.
     target : array_like
-        ``mode="multiclass"``: class indices of shape (N, *spatial) (any integer dtype), or masks of
-        ``input``'s shape; ``"multilabel"``: masks (N, C, *spatial); ``"binary"``: masks
-        (N, 1, *spatial) or (N, *spatial).  Masks may be soft (values in [0, 1]).
+        ``mode="multiclass"``: class indices of shape ``(N, *spatial)`` (any integer dtype), or masks of
+        ``input``'s shape; ``"multilabel"``: masks ``(N, C, *spatial)``; ``"binary"``: masks
+        ``(N, 1, *spatial)`` or ``(N, *spatial)``.  Masks may be soft (values in [0, 1]).
     mode : {"multiclass", "multilabel", "binary"}, optional
         The activation applied to logits: softmax over C (``"multiclass"``, default), or a sigmoid
         per element (``"multilabel"``, and ``"binary"`` with C = 1).
@@ -260,12 +260,12 @@ def jaccard_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0,
     Parameters
     ----------
     input : array_like
-        Shape (N, C, *spatial): logits (``from_logits=True``, default) or probabilities, floating
+        Shape ``(N, C, *spatial)``: logits (``from_logits=True``, default) or probabilities, floating
         point, read in place.
     target : array_like
-        ``mode="multiclass"``: class indices of shape (N, *spatial) (any integer dtype), or masks of
-        ``input``'s shape; ``"multilabel"``: masks (N, C, *spatial); ``"binary"``: masks
-        (N, 1, *spatial) or (N, *spatial).  Masks may be soft (values in [0, 1]).
+        ``mode="multiclass"``: class indices of shape ``(N, *spatial)`` (any integer dtype), or masks of
+        ``input``'s shape; ``"multilabel"``: masks ``(N, C, *spatial)``; ``"binary"``: masks
+        ``(N, 1, *spatial)`` or ``(N, *spatial)``.  Masks may be soft (values in [0, 1]).
     mode : {"multiclass", "multilabel", "binary"}, optional
         The activation applied to logits: softmax over C (``"multiclass"``, default), or a sigmoid
         per element (``"multilabel"``, and ``"binary"`` with C = 1).
@@ -340,12 +340,12 @@ def tversky_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0,
     Parameters
     ----------
     input : array_like
-        Shape (N, C, *spatial): logits (``from_logits=True``, default) or probabilities, floating
+        Shape ``(N, C, *spatial)``: logits (``from_logits=True``, default) or probabilities, floating
         point, read in place.
     target : array_like
-        ``mode="multiclass"``: class indices of shape (N, *spatial) (any integer dtype), or masks of
-        ``input``'s shape; ``"multilabel"``: masks (N, C, *spatial); ``"binary"``: masks
-        (N, 1, *spatial) or (N, *spatial).  Masks may be soft (values in [0, 1]).
+        ``mode="multiclass"``: class indices of shape ``(N, *spatial)`` (any integer dtype), or masks of
+        ``input``'s shape; ``"multilabel"``: masks ``(N, C, *spatial)``; ``"binary"``: masks
+        ``(N, 1, *spatial)`` or ``(N, *spatial)``.  Masks may be soft (values in [0, 1]).
     mode : {"multiclass", "multilabel", "binary"}, optional
         The activation applied to logits: softmax over C (``"multiclass"``, default), or a sigmoid
         per element (``"multilabel"``, and ``"binary"`` with C = 1).
@@ -434,12 +434,12 @@ def focal_tversky_loss(input, target, mode="multiclass", from_logits=True, smoot
     Parameters
     ----------
     input : array_like
-        Shape (N, C, *spatial): logits (``from_logits=True``, default) or probabilities, floating
+        Shape ``(N, C, *spatial)``: logits (``from_logits=True``, default) or probabilities, floating
         point, read in place.
     target : array_like
-        ``mode="multiclass"``: class indices of shape (N, *spatial) (any integer dtype), or masks of
-        ``input``'s shape; ``"multilabel"``: masks (N, C, *spatial); ``"binary"``: masks
-        (N, 1, *spatial) or (N, *spatial).  Masks may be soft (values in [0, 1]).
+        ``mode="multiclass"``: class indices of shape ``(N, *spatial)`` (any integer dtype), or masks of
+        ``input``'s shape; ``"multilabel"``: masks ``(N, C, *spatial)``; ``"binary"``: masks
+        ``(N, 1, *spatial)`` or ``(N, *spatial)``.  Masks may be soft (values in [0, 1]).
     mode : {"multiclass", "multilabel", "binary"}, optional
         The activation applied to logits: softmax over C (``"multiclass"``, default), or a sigmoid
         per element (``"multilabel"``, and ``"binary"`` with C = 1).
@@ -526,9 +526,9 @@ def dice_bce_loss(input, target, mode="binary", dice_weight=0.5, smooth=0.0, eps
     Parameters
     ----------
     input : array_like
-        Logits of shape (N, 1, *spatial) for ``"binary"``, (N, C, *spatial) for ``"multilabel"``.
+        Logits of shape ``(N, 1, *spatial)`` for ``"binary"``, ``(N, C, *spatial)`` for ``"multilabel"``.
     target : array_like
-        Masks: (N, 1, *spatial) or (N, *spatial) for ``"binary"``, (N, C, *spatial) for
+        Masks: ``(N, 1, *spatial)`` or ``(N, *spatial)`` for ``"binary"``, ``(N, C, *spatial)`` for
         ``"multilabel"``; may be soft (values in [0, 1]).
     mode : {"binary", "multilabel"}, optional
         Default ``"binary"``; ``"multiclass"`` is a ``ValueError``.

@@ -8,6 +8,7 @@ Under ``python -OO`` docstrings are stripped: the tests are skipped then.
 import doctest
 import importlib
 import inspect
+import os
 import re
 
 import numpy as np
@@ -55,6 +56,32 @@ def test_doctests(name, tmp_path, monkeypatch):
     if result.failed:
         pytest.fail(f"{result.failed} of {result.attempted} doctest examples failed in {name}:\n"
                     + "".join(report), pytrace=False)
+
+
+DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "docs")
+GUIDE_PAGES = sorted(f for f in os.listdir(os.path.join(DOCS, "user_guide")) if f.endswith(".rst")) \
+    if os.path.isdir(os.path.join(DOCS, "user_guide")) else []
+
+
+@pytest.mark.parametrize("page", GUIDE_PAGES)
+def test_user_guide_examples(page, tmp_path, monkeypatch):
+    """The ``>>>`` examples of the user guide (docs/user_guide/*.rst) run as doctests too."""
+    path = os.path.join(DOCS, "user_guide", page)
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    if "import dask" in text:
+        pytest.importorskip("dask")
+    if "import pyarrow" in text:
+        pytest.importorskip("pyarrow")
+    monkeypatch.chdir(tmp_path)
+    requested = fastloss._threads._runtime.requested_num_threads()
+    try:
+        result = doctest.testfile(path, module_relative=False, globs={}, report=False, verbose=False,
+                                  optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
+    finally:
+        fastloss.set_num_threads(requested)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {page} (run " \
+                               f"python -m doctest -o NORMALIZE_WHITESPACE -o ELLIPSIS {path})"
 
 
 def _public_functions():
