@@ -37,7 +37,6 @@ extensions = [
 # -- autodoc / autosummary / numpydoc ------------------------------------------------------------
 autosummary_generate = True
 autosummary_imported_members = True
-autodoc_default_options = {"members": False}
 autodoc_typehints = "none"               # the numpydoc Parameters sections carry the types
 numpydoc_show_class_members = False      # class members are listed on the class pages explicitly
 numpydoc_class_members_toctree = False
