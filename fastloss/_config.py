@@ -34,7 +34,27 @@ def _installed_version(name):
 
 
 def config() -> dict:
-    """Build and run-time facts as a dict (also written into benchmark JSON)."""
+    """Build and run-time facts as a dict (also written into benchmark JSON files).
+
+    Returns
+    -------
+    dict
+        ``fastloss`` (version), ``isa`` (the vector instruction-set level the kernels dispatched
+        to), ``isa_levels_built``, ``cpu``, ``cores``, ``openmp``, ``num_threads`` (the default
+        thread count), ``python``, ``numpy``, ``torch`` (its installed version, or None; torch is
+        not imported) and ``platform``.
+
+    See Also
+    --------
+    show_config : the same, printed.
+
+    Examples
+    --------
+    >>> import fastloss as fl
+    >>> info = fl.config()
+    >>> info["fastloss"] == fl.__version__, info["isa"] in info["isa_levels_built"]
+    (True, True)
+    """
     from . import __version__
     torch_version = _installed_version("torch")
     return {
@@ -53,6 +73,9 @@ def config() -> dict:
 
 
 def show_config() -> None:
-    """Print the vector ISA the kernels dispatched to, OpenMP, threads and versions."""
+    """Print the vector ISA the kernels dispatched to, OpenMP, threads and versions.
+
+    The same facts as :func:`config`, one per line; ``fastloss config`` prints them from the shell.
+    """
     for key, value in config().items():
         print(f"{key:>18}: {value}")

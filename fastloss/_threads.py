@@ -22,19 +22,67 @@ from ._kernels import _runtime
 
 
 def get_num_threads() -> int:
-    """Number of threads a loss uses when called with ``num_threads=None``."""
+    """The number of threads a loss uses when called with ``num_threads=None``.
+
+    That is the value of :func:`set_num_threads` if it was called, else OpenMP's default for this
+    thread (``OMP_NUM_THREADS``, else the cores available), in either case within the limit of an
+    active ``threadpoolctl.threadpool_limits`` (fastloss registers itself with threadpoolctl as
+    ``user_api="fastloss"``).
+
+    Returns
+    -------
+    int
+        The default thread count, at least 1.
+
+    See Also
+    --------
+    set_num_threads
+
+    Examples
+    --------
+    >>> import fastloss as fl
+    >>> fl.get_num_threads() >= 1
+    True
+    """
     return _runtime.get_num_threads()
 
 
 def set_num_threads(n: int) -> None:
-    """Set the default number of threads (``n >= 1``); ``set_num_threads(0)`` restores the default."""
+    """Set the default number of threads of every loss (the ``num_threads=None`` value).
+
+    A per-call ``num_threads=`` overrides it.  Results do not depend on it: reductions are bitwise
+    identical for every thread count.  Small inputs run serially whatever the setting.
+
+    Parameters
+    ----------
+    n : int
+        Threads, ``n >= 1``; ``0`` restores the default (follow OpenMP's).
+
+    Raises
+    ------
+    ValueError
+        ``n`` that is not an int >= 0.
+
+    Examples
+    --------
+    >>> import fastloss as fl
+    >>> fl.set_num_threads(2)
+    >>> fl.get_num_threads()
+    2
+    >>> fl.set_num_threads(0)          # back to OpenMP's default
+    """
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"set_num_threads: n must be an int >= 0, got {n!r}")
     _runtime.set_num_threads(n)
 
 
 def openmp_enabled() -> bool:
-    """Whether the kernels were built with OpenMP (else they run serially)."""
+    """Whether the kernels were built with OpenMP; without it every loss runs on one thread.
+
+    Returns
+    -------
+    bool
+    """
     return _runtime.openmp_enabled()
 
 

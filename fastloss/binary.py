@@ -1,5 +1,5 @@
-"""Elementwise binary / probabilistic losses: binary cross-entropy on probabilities, sigmoid focal loss,
-binary hinge loss and pointwise KL divergence.
+"""Elementwise binary and probabilistic losses: binary cross-entropy on probabilities, sigmoid focal
+loss, binary hinge loss and pointwise KL divergence.
 
 Each function validates and converts its arguments, then calls the one entry of
 ``fastloss/_kernels/binary.pyx`` (``elementwise``) with its loss kind; the arithmetic lives there.
@@ -48,18 +48,73 @@ def _run(kind, x, y, reduction, nt, out, return_grad, weight=1.0, params=(0.0, 0
 
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean", *,
                          num_threads=None, out=None, return_grad=False):
-    """Binary cross-entropy between probabilities ``input`` and targets, mirroring
-    ``torch.nn.functional.binary_cross_entropy``::
+    r"""Binary cross-entropy between probabilities and targets, mirroring
+    :func:`torch.nn.functional.binary_cross_entropy`.
 
-        loss = -w * (y * max(log(p), -100) + (1 - y) * max(log(1 - p), -100))
+    .. math::
 
-    The logs are clamped at -100 as torch does, so p exactly 0 or 1 gives a finite loss (at most 100).
-    ``input`` and ``target`` must have the same shape and lie in [0, 1]; an element outside (nan
-    included) is a ValueError naming the argument, its first position and value (torch raises
-    RuntimeError there).  ``weight`` broadcasts to ``input``'s shape (scalars and last-axis vectors are
-    read in place).  ``mean`` divides by the number of elements (nan for empty input).
-    ``return_grad=True`` returns what torch's autograd gives: w * (p - y) / max((1 - p) p, 1e-12)
-    (times 1/n for ``mean``) -- torch's formula, so it is +-1e12 * w at p = 0 or 1 with y != p.
+        \ell = -w \bigl(y \max(\log p, -100) + (1 - y) \max(\log(1 - p), -100)\bigr)
+
+    The logs are clamped at -100 as torch does, so :math:`p` exactly 0 or 1 gives a finite loss (at
+    most :math:`100 w`).  ``"mean"`` divides by the number of elements (nan for empty input).
+    With ``return_grad=True`` the gradient is torch's autograd formula
+    :math:`w (p - y) / \max((1 - p) p,\ 10^{-12})` (times :math:`1/n` for ``"mean"``), so it is
+    :math:`\pm 10^{12} w` at :math:`p \in \{0, 1\}` with :math:`y \ne p`.
+
+    Parameters
+    ----------
+    input : array_like
+        Probabilities :math:`p` in [0, 1], any shape, floating point.
+    target : array_like
+        Targets :math:`y` in [0, 1] of ``input``'s shape (soft targets allowed).
+    weight : array_like, optional
+        Per-element weight broadcastable to ``input``'s shape (scalars and last-axis vectors are
+        read in place).  None: 1.
+    size_average, reduce : None
+        torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default) over the elements.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
+        computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        An element of ``input`` or ``target`` outside [0, 1] (nan included): the message names the
+        argument, the first such position and its value (torch raises ``RuntimeError`` there).
+        Also mismatched shapes, a bad ``reduction`` or ``weight``.
+
+    See Also
+    --------
+    binary_cross_entropy_with_logits : the same loss on logits, stable for any logit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> p = np.array([0.9, 0.2, 0.0, 1.0])
+    >>> y = np.array([1.0, 0.0, 1.0, 1.0])
+    >>> with np.errstate(divide="ignore"):
+    ...     ref = -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log(1 - p), -100))
+    >>> print(ref.round(4) + 0.0)
+    [  0.1054   0.2231 100.       0.    ]
+    >>> bool(np.allclose(fl.binary_cross_entropy(p, y, reduction="none"), ref))
+    True
     """
     _reject_legacy(size_average, reduce)
     V.check_reduction(reduction)
@@ -78,20 +133,80 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
 
 def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none", *, num_threads=None, out=None,
                        return_grad=False):
-    """Sigmoid focal loss on logits, mirroring ``torchvision.ops.sigmoid_focal_loss`` (default
-    ``reduction="none"``, as there)::
+    r"""Sigmoid (binary) focal loss on logits, mirroring :func:`torchvision.ops.sigmoid_focal_loss`.
 
-        p = sigmoid(x),  ce = BCE-with-logits(x, t),  p_t = p t + (1 - p)(1 - t)
-        loss = alpha_t * ce * (1 - p_t) ** gamma,  alpha_t = alpha t + (1 - alpha)(1 - t)
+    With :math:`p = \sigma(x)`, :math:`\operatorname{ce}` the binary cross-entropy with logits,
+    :math:`p_t = p\, t + (1 - p)(1 - t)` and :math:`\alpha_t = \alpha t + (1 - \alpha)(1 - t)`,
 
-    ``alpha < 0`` disables the alpha weighting (alpha_t = 1); ``gamma = 0`` gives plain BCE-with-logits
-    (0 ** 0 = 1 as in torch.pow).  Computed stably from the logits: p and 1 - p both come from
-    exp(-|x|), and 1 - p_t is formed as p (1 - t) + (1 - p) t, so logits of +-1e4 neither overflow nor
-    cancel (torchvision's literal formula loses 1 - p_t to rounding for large |x|; values agree within
-    rounding elsewhere).  ``inputs`` and ``targets`` must have the same shape.  ``return_grad=True``
-    returns d(result)/d(inputs) as autograd through torchvision's formula, except that the
-    (1 - p_t) ** (gamma - 1) term is taken at its limit 0 where 1 - p_t is exactly 0 (autograd gives
-    nan there when 0 < gamma < 1).
+    .. math::
+
+        \ell = \alpha_t \operatorname{ce}(x, t)\, (1 - p_t)^{\gamma}
+
+    ``alpha < 0`` disables the weighting (:math:`\alpha_t = 1`); ``gamma = 0`` gives plain binary
+    cross-entropy with logits (:math:`0^0 = 1` as ``torch.pow``).  The default ``reduction`` is
+    ``"none"``, as in torchvision.  Computed stably from the logits: :math:`p` and :math:`1 - p`
+    both come from :math:`e^{-|x|}`, and :math:`1 - p_t` is formed as :math:`p (1 - t) + (1 - p) t`,
+    so logits of :math:`\pm 10^4` neither overflow nor cancel (torchvision's literal formula loses
+    :math:`1 - p_t` to rounding for large :math:`|x|`; elsewhere the values agree within rounding).
+    The gradient is autograd's through torchvision's formula, except that the
+    :math:`(1 - p_t)^{\gamma - 1}` term is taken at its limit 0 where :math:`1 - p_t` is exactly 0
+    (autograd gives nan there when :math:`0 < \gamma < 1`).
+
+    Parameters
+    ----------
+    inputs : array_like
+        Logits of any shape, floating point (torchvision's argument name).
+    targets : array_like
+        Binary (or soft) targets :math:`t` of ``inputs``' shape.
+    alpha : float, optional
+        Weight of the positive class in [0, 1], or negative to disable; default 0.25 (torchvision's;
+        some libraries default to no weighting, see the "Switching from" guide).
+    gamma : float, optional
+        Focusing exponent; default 2.
+    reduction : {"none", "mean", "sum"}, optional
+        ``"none"`` (default): the elementwise losses; ``"mean"`` over the elements; ``"sum"``.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``inputs``,
+        computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        The elementwise losses for ``"none"``; a NumPy scalar of the computation dtype otherwise.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(inputs), of ``inputs``' shape.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes or a bad ``reduction``.
+    TypeError
+        ``alpha`` or ``gamma`` that is not a real number.
+
+    See Also
+    --------
+    softmax_focal_loss : the multi-class (softmax) focal loss.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> x = np.array([2.0, -1.0, 0.5, -3.0])
+    >>> t = np.array([1.0, 0.0, 0.0, 1.0])
+    >>> p = 1 / (1 + np.exp(-x))
+    >>> ce = -(t * np.log(p) + (1 - t) * np.log(1 - p))
+    >>> p_t = p * t + (1 - p) * (1 - t)
+    >>> ref = (0.25 * t + 0.75 * (1 - t)) * ce * (1 - p_t) ** 2
+    >>> bool(np.allclose(fl.sigmoid_focal_loss(x, t), ref))
+    True
+    >>> bool(np.isclose(fl.sigmoid_focal_loss(x, t, alpha=-1, reduction="sum"), np.sum(ce * (1 - p_t) ** 2)))
+    True
     """
     V.check_reduction(reduction)
     a = V.check_real(alpha, "alpha")
@@ -106,14 +221,65 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none", *
 
 def hinge_loss(input, target, margin=1.0, squared=False, reduction="mean", *, num_threads=None, out=None,
                return_grad=False):
-    """Binary SVM hinge loss on scores (SPEC section 6; no torch function)::
+    r"""Binary SVM hinge loss on scores (no torch function).
 
-        loss = max(0, margin - y * s)        (squared=True: its square)
+    .. math::
 
-    ``target`` holds -1 or +1 (any numeric dtype, same shape as ``input``); any other value (nan
-    included) is a ValueError naming its first position and value.  The gradient is -y where
-    margin - y s > 0 and 0 elsewhere (the subgradient at the hinge is 0, like relu's in torch);
-    squared: -2 y max(0, margin - y s).  A nan score gives a nan loss and gradient.
+        \ell = \max(0,\ m - y s)
+
+    for targets :math:`y \in \{-1, +1\}`, or its square with ``squared=True``.  The gradient is
+    :math:`-y` where :math:`m - y s > 0`
+    and 0 elsewhere (the subgradient at the hinge is 0, like ``relu``'s in torch); squared:
+    :math:`-2 y \max(0, m - y s)`.  A nan score gives a nan loss and gradient.
+
+    Parameters
+    ----------
+    input : array_like
+        Scores :math:`s` of any shape, floating point.
+    target : array_like
+        Labels -1 or +1 of ``input``'s shape (any numeric dtype).
+    margin : float, optional
+        :math:`m`; default 1.
+    squared : bool, optional
+        Square the hinge (the L2-SVM loss); default False.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default) over the elements.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``
+        (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        A target other than -1 or +1 (nan included), naming its first position and value; also
+        mismatched shapes or a bad ``reduction``.
+    TypeError
+        ``squared`` that is not a bool.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> s = np.array([2.0, 0.3, -0.5, 0.1])
+    >>> y = np.array([1, 1, -1, -1])
+    >>> print(np.maximum(0, 1 - y * s))
+    [0.  0.7 0.5 1.1]
+    >>> bool(np.allclose(fl.hinge_loss(s, y, reduction="none"), np.maximum(0, 1 - y * s)))
+    True
     """
     V.check_reduction(reduction)
     m = V.check_real(margin, "margin")
@@ -131,16 +297,71 @@ def hinge_loss(input, target, margin=1.0, squared=False, reduction="mean", *, nu
 
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False, *,
            num_threads=None, out=None, return_grad=False):
-    """Pointwise KL divergence, mirroring ``torch.nn.functional.kl_div``; ``input`` holds
-    log-probabilities::
+    r"""Pointwise Kullback-Leibler divergence, mirroring :func:`torch.nn.functional.kl_div`.
 
-        log_target=False:  loss = xlogy(t, t) - t * x      (0 where t == 0, as torch)
-        log_target=True:   loss = exp(t) * (t - x)
+    ``input`` holds log-probabilities :math:`x`; the target :math:`t` holds probabilities, or
+    log-probabilities with ``log_target=True``:
 
-    Reductions: ``none``, ``sum``, ``mean`` (over all elements; torch warns that it is not the true KL,
-    fastloss does not warn) and ``batchmean`` (sum / input.shape[0]; just the sum for 0-d input, as
-    torch).  ``input`` and ``target`` must have the same shape (torch would broadcast).  The gradient
-    with respect to ``input`` is -t (or -exp(t)) times the reduction's scale.
+    .. math::
+
+        \ell = t (\log t - x) \quad (0 \text{ where } t = 0), \qquad
+        \ell = e^{t} (t - x) \quad (\texttt{log\_target=True})
+
+    Reductions: ``"none"``, ``"sum"``, ``"mean"`` (over all elements: torch warns that this is
+    not the true KL divergence; fastloss does not warn) and ``"batchmean"`` (the sum divided by
+    ``input.shape[0]``: the KL divergence per sample; just the sum for 0-d input, as torch).
+    The gradient with respect to ``input`` is :math:`-t` (or :math:`-e^{t}`) times the reduction's
+    scale.
+
+    Parameters
+    ----------
+    input : array_like
+        Log-probabilities, any shape, floating point.
+    target : array_like
+        Probabilities (or log-probabilities) of ``input``'s shape.  Unlike torch, no broadcasting.
+    size_average, reduce : None
+        torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
+    reduction : {"mean", "batchmean", "sum", "none"}, optional
+        Default ``"mean"``, as torch (``"batchmean"`` is the mathematically correct choice).
+    log_target : bool, optional
+        Whether ``target`` holds log-probabilities; default False.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``
+        (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype, or the elementwise losses for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, a bad ``reduction``, or ``size_average`` / ``reduce`` given.
+    TypeError
+        ``log_target`` that is not a bool.
+
+    See Also
+    --------
+    distillation_loss : KL divergence between two softmax distributions of logits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> q = np.array([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])      # target distributions
+    >>> logp = np.log(np.array([[0.4, 0.4, 0.2], [0.3, 0.3, 0.4]]))
+    >>> terms = np.where(q > 0, q * (np.log(np.where(q > 0, q, 1)) - logp), 0.0)
+    >>> bool(np.isclose(fl.kl_div(logp, q, reduction="batchmean"), terms.sum() / 2))
+    True
     """
     _reject_legacy(size_average, reduce)
     V.check_reduction(reduction, allowed=("none", "batchmean", "sum", "mean"))

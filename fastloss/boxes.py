@@ -84,13 +84,17 @@ def _pair_loss(kind, boxes1, boxes2, reduction, eps, box_format, num_threads, ou
 
 
 _COMMON_DOC = """
-    ``boxes1``, ``boxes2``: (N, 4) or (4,) (any leading shape, equal on both sides, or one side a
-    single box broadcast against the other).  ``reduction`` is ``"none"`` (default, as torchvision),
-    ``"mean"`` or ``"sum"``; the mean of an empty batch is 0 and a (4,) pair gives a 0-d result, as in
-    torchvision.  ``return_grad=True`` also returns d(result)/d(boxes1) in boxes1's format, equal to
-    ``torch.autograd`` through torchvision's formula (ties in its min/max split the gradient in half as
-    torch does; pairs with no overlap pass no gradient through the intersection).  Degenerate boxes
-    (zero area, x2 < x1, y2 < y1) are computed as torchvision computes them, without a check.
+    Notes
+    -----
+    Conventions of the four box losses, torchvision's: ``boxes1`` and ``boxes2`` have equal
+    leading shapes, or one of them is a single box broadcast against the other; a (4,) pair gives a
+    0-d result; the ``"mean"`` of an empty batch is 0, not nan.  Degenerate boxes (zero area,
+    ``x2 < x1`` or ``y2 < y1``) are computed exactly as torchvision computes them, without a check:
+    negative widths give negative areas, and ``eps`` keeps 0/0 away only where torchvision's does;
+    nan propagates.  The gradient of ``return_grad=True`` is with respect to ``boxes1``, in
+    ``boxes1``'s format, and equals autograd through torchvision's formula: ties in its min/max split
+    the gradient in half as torch does, and a pair with no overlap passes no gradient through the
+    intersection.
 """
 
 
@@ -102,10 +106,68 @@ def _common_doc(f):
 @_common_doc
 def iou_loss(boxes1, boxes2, reduction="none", eps=1e-7, *, box_format="xyxy", num_threads=None, out=None,
              return_grad=False):
-    """IoU loss ``1 - I / (U + eps)`` per box pair (SPEC §6, torchvision's conventions).
+    r"""IoU loss per box pair, with torchvision's conventions (torchvision has no IoU loss).
 
-    I is the intersection area (0 unless both overlaps are positive, torchvision's
-    ``_loss_inter_union``), U = area1 + area2 - I.
+    With :math:`I` the intersection area (0 unless both overlaps are positive, as torchvision's
+    ``_loss_inter_union``) and :math:`U = A_1 + A_2 - I` the union,
+
+    .. math::
+
+        \ell = 1 - \frac{I}{U + \epsilon}
+
+    Parameters
+    ----------
+    boxes1 : array_like
+        Predicted boxes, shape (N, 4), (4,) or any (..., 4), in ``box_format``.  Integer and
+        half-precision boxes compute in float32.
+    boxes2 : array_like
+        Target boxes of the same leading shape (or a single box, or ``boxes1`` a single box);
+        computed in ``boxes1``'s dtype.
+    reduction : {"none", "mean", "sum"}, optional
+        ``"none"`` (default, as torchvision): one loss per pair; ``"mean"``; ``"sum"``.
+    eps : float, optional
+        :math:`\epsilon`, added to the union; default 1e-7.
+    box_format : {"xyxy", "xywh", "cxcywh"}, optional
+        Keyword-only.  Coordinates of both box arrays: corners ``(x1, y1, x2, y2)`` (default),
+        corner and size ``(x, y, w, h)``, or centre and size ``(cx, cy, w, h)``; converted box by
+        box inside the kernel (no converted copy).
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to
+        ``boxes1`` (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        The per-pair losses for ``"none"``; a NumPy scalar of the computation dtype otherwise.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(boxes1), of ``boxes1``'s shape.
+
+    Raises
+    ------
+    ValueError
+        Boxes whose last axis is not 4, leading shapes that do not match, an unknown
+        ``box_format`` or a bad ``reduction``.
+
+    See Also
+    --------
+    generalized_box_iou_loss, distance_box_iou_loss, complete_box_iou_loss
+    box_iou : the pairwise IoU matrix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> b1 = np.array([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0]])
+    >>> b2 = np.array([[1.0, 1.0, 3.0, 3.0], [2.0, 2.0, 3.0, 3.0]])
+    >>> # pair 0: I = 1, U = 4 + 4 - 1 = 7; pair 1: no overlap
+    >>> bool(np.allclose(fl.iou_loss(b1, b2), [1 - 1 / (7 + 1e-7), 1.0]))
+    True
     """
     return _pair_loss("iou", boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad)
 
@@ -113,11 +175,62 @@ def iou_loss(boxes1, boxes2, reduction="none", eps=1e-7, *, box_format="xyxy", n
 @_common_doc
 def generalized_box_iou_loss(boxes1, boxes2, reduction="none", eps=1e-7, *, box_format="xyxy",
                              num_threads=None, out=None, return_grad=False):
-    """Generalized IoU loss, mirroring ``torchvision.ops.generalized_box_iou_loss``::
+    r"""Generalized IoU loss, mirroring :func:`torchvision.ops.generalized_box_iou_loss`.
 
-        iou = I / (U + eps),   loss = 1 - (iou - (C - U) / (C + eps))
+    With :math:`I`, :math:`U` as in :func:`iou_loss` and :math:`C` the area of the smallest box
+    enclosing both,
 
-    with C the area of the smallest enclosing box.
+    .. math::
+
+        \ell = 1 - \Bigl(\frac{I}{U + \epsilon} - \frac{C - U}{C + \epsilon}\Bigr)
+
+    Parameters
+    ----------
+    boxes1 : array_like
+        Predicted boxes, shape (N, 4), (4,) or any (..., 4), in ``box_format``.  Integer and
+        half-precision boxes compute in float32.
+    boxes2 : array_like
+        Target boxes of the same leading shape (or a single box, or ``boxes1`` a single box);
+        computed in ``boxes1``'s dtype.
+    reduction : {"none", "mean", "sum"}, optional
+        ``"none"`` (default, as torchvision): one loss per pair; ``"mean"``; ``"sum"``.
+    eps : float, optional
+        :math:`\epsilon`; default 1e-7.
+    box_format : {"xyxy", "xywh", "cxcywh"}, optional
+        Keyword-only.  Coordinates of both box arrays (see :func:`iou_loss`); default ``"xyxy"``.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to
+        ``boxes1`` (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        The per-pair losses for ``"none"``; a NumPy scalar of the computation dtype otherwise.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(boxes1), of ``boxes1``'s shape.
+
+    Raises
+    ------
+    ValueError
+        Boxes whose last axis is not 4, leading shapes that do not match, an unknown
+        ``box_format`` or a bad ``reduction``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> b1 = np.array([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0]])
+    >>> b2 = np.array([[1.0, 1.0, 3.0, 3.0], [2.0, 2.0, 3.0, 3.0]])
+    >>> # enclosing box 3 x 3 for both pairs; unions 7 and 2
+    >>> ref = 1 - np.array([1 / 7 - (9 - 7) / 9, 0 - (9 - 2) / 9])
+    >>> bool(np.allclose(fl.generalized_box_iou_loss(b1, b2), ref))
+    True
     """
     return _pair_loss("giou", boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad)
 
@@ -125,11 +238,60 @@ def generalized_box_iou_loss(boxes1, boxes2, reduction="none", eps=1e-7, *, box_
 @_common_doc
 def distance_box_iou_loss(boxes1, boxes2, reduction="none", eps=1e-7, *, box_format="xyxy",
                           num_threads=None, out=None, return_grad=False):
-    """Distance IoU loss, mirroring ``torchvision.ops.distance_box_iou_loss``::
+    r"""Distance IoU loss, mirroring :func:`torchvision.ops.distance_box_iou_loss`.
 
-        loss = 1 - I / (U + eps) + rho^2 / (c^2 + eps)
+    With :math:`\rho` the distance between the box centres and :math:`c` the diagonal of the
+    smallest enclosing box,
 
-    rho the distance between the box centres, c the diagonal of the smallest enclosing box.
+    .. math::
+
+        \ell = 1 - \frac{I}{U + \epsilon} + \frac{\rho^2}{c^2 + \epsilon}
+
+    Parameters
+    ----------
+    boxes1 : array_like
+        Predicted boxes, shape (N, 4), (4,) or any (..., 4), in ``box_format``.  Integer and
+        half-precision boxes compute in float32.
+    boxes2 : array_like
+        Target boxes of the same leading shape (or a single box, or ``boxes1`` a single box);
+        computed in ``boxes1``'s dtype.
+    reduction : {"none", "mean", "sum"}, optional
+        ``"none"`` (default, as torchvision): one loss per pair; ``"mean"``; ``"sum"``.
+    eps : float, optional
+        :math:`\epsilon`; default 1e-7.
+    box_format : {"xyxy", "xywh", "cxcywh"}, optional
+        Keyword-only.  Coordinates of both box arrays (see :func:`iou_loss`); default ``"xyxy"``.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to
+        ``boxes1`` (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        The per-pair losses for ``"none"``; a NumPy scalar of the computation dtype otherwise.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(boxes1), of ``boxes1``'s shape.
+
+    Raises
+    ------
+    ValueError
+        Boxes whose last axis is not 4, leading shapes that do not match, an unknown
+        ``box_format`` or a bad ``reduction``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> b1, b2 = np.array([0.0, 0.0, 2.0, 2.0]), np.array([1.0, 1.0, 3.0, 3.0])
+    >>> # centres (1, 1) and (2, 2): rho^2 = 2; enclosing diagonal c^2 = 3^2 + 3^2
+    >>> bool(np.isclose(fl.distance_box_iou_loss(b1, b2), 1 - 1 / 7 + 2 / 18))
+    True
     """
     return _pair_loss("diou", boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad)
 
@@ -137,13 +299,69 @@ def distance_box_iou_loss(boxes1, boxes2, reduction="none", eps=1e-7, *, box_for
 @_common_doc
 def complete_box_iou_loss(boxes1, boxes2, reduction="none", eps=1e-7, *, box_format="xyxy",
                           num_threads=None, out=None, return_grad=False):
-    """Complete IoU loss, mirroring ``torchvision.ops.complete_box_iou_loss``::
+    r"""Complete IoU loss, mirroring :func:`torchvision.ops.complete_box_iou_loss`.
 
-        loss = DIoU loss + alpha * v,   v = 4 / pi^2 * (atan(w2 / h2) - atan(w1 / h1))^2,
-        alpha = v / (1 - iou + v + eps)   (a constant for the gradient: torchvision uses no_grad)
+    The distance IoU loss plus an aspect-ratio term, with :math:`w_k, h_k` the box sizes:
 
-    As in torchvision, the IoU and distance terms use eps = 1e-7 whatever ``eps`` is (its
-    ``complete_box_iou_loss`` calls ``_diou_iou_loss`` without passing eps); ``eps`` enters alpha.
+    .. math::
+
+        \ell = 1 - \mathrm{IoU} + \frac{\rho^2}{c^2} + \alpha v, \qquad
+        v = \frac{4}{\pi^2} \Bigl(\arctan\frac{w_2}{h_2} - \arctan\frac{w_1}{h_1}\Bigr)^2, \qquad
+        \alpha = \frac{v}{1 - \mathrm{IoU} + v + \epsilon}
+
+    :math:`\alpha` is a constant for the gradient (torchvision computes it under ``no_grad``).  As
+    in torchvision, the IoU and distance terms use :math:`10^{-7}` whatever ``eps`` is (its
+    ``complete_box_iou_loss`` calls ``_diou_iou_loss`` without passing ``eps``); ``eps`` enters
+    :math:`\alpha` only.
+
+    Parameters
+    ----------
+    boxes1 : array_like
+        Predicted boxes, shape (N, 4), (4,) or any (..., 4), in ``box_format``.  Integer and
+        half-precision boxes compute in float32.
+    boxes2 : array_like
+        Target boxes of the same leading shape (or a single box, or ``boxes1`` a single box);
+        computed in ``boxes1``'s dtype.
+    reduction : {"none", "mean", "sum"}, optional
+        ``"none"`` (default, as torchvision): one loss per pair; ``"mean"``; ``"sum"``.
+    eps : float, optional
+        :math:`\epsilon` of :math:`\alpha`; default 1e-7.
+    box_format : {"xyxy", "xywh", "cxcywh"}, optional
+        Keyword-only.  Coordinates of both box arrays (see :func:`iou_loss`); default ``"xyxy"``.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to
+        ``boxes1`` (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        The per-pair losses for ``"none"``; a NumPy scalar of the computation dtype otherwise.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(boxes1), of ``boxes1``'s shape.
+
+    Raises
+    ------
+    ValueError
+        Boxes whose last axis is not 4, leading shapes that do not match, an unknown
+        ``box_format`` or a bad ``reduction``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> b1, b2 = np.array([0.0, 0.0, 2.0, 1.0]), np.array([0.0, 0.0, 1.0, 1.0])   # 2 x 1 and 1 x 1
+    >>> iou = 1 / 2
+    >>> v = 4 / np.pi ** 2 * (np.arctan(1.0) - np.arctan(2.0)) ** 2
+    >>> rho2, c2 = 0.5 ** 2, 2.0 ** 2 + 1.0 ** 2
+    >>> ref = 1 - iou + rho2 / c2 + v / (1 - iou + v) * v
+    >>> bool(np.isclose(fl.complete_box_iou_loss(b1, b2, eps=0.0), ref))
+    True
     """
     return _pair_loss("ciou", boxes1, boxes2, reduction, _TORCHVISION_EPS, box_format, num_threads, out,
                       return_grad, eps_alpha=V.check_real(eps, "eps"))
@@ -179,31 +397,149 @@ def _pairwise(kind, boxes1, boxes2, fmt, box_format, num_threads, out):
 
 
 def box_iou(boxes1, boxes2, fmt=None, *, box_format="xyxy", num_threads=None, out=None):
-    """Pairwise IoU matrix, mirroring ``torchvision.ops.box_iou``: (..., N, 4) x (..., M, 4) -> (..., N, M).
+    r"""Pairwise IoU matrix, mirroring :func:`torchvision.ops.box_iou`.
 
-    ``iou = inter / (area1 + area2 - inter)`` with no eps (0/0 is NaN, as torchvision), inter from
-    overlaps clamped at 0.  Areas follow torchvision's ``box_area`` (w * h read directly for xywh and
-    cxcywh).  ``fmt`` is torchvision's (>= 0.23) name for ``box_format``.  Computed in row tiles; the
-    only memory is the output.  Integer boxes compute in float64 and return float32.
+    For boxes (..., N, 4) and (..., M, 4), the (..., N, M) matrix
+
+    .. math::
+
+        \mathrm{IoU}_{nm} = \frac{I_{nm}}{A_n + A_m - I_{nm}}
+
+    with intersections from overlaps clamped at 0 and areas as :func:`box_area`, and no
+    :math:`\epsilon` (0/0 is nan, as torchvision).  Computed in row tiles: the only memory is the
+    output.  Integer boxes compute in float64 and return float32 (torchvision computes integer
+    areas, then divides in float32).
+
+    Parameters
+    ----------
+    boxes1 : array_like
+        Boxes of shape (..., N, 4).
+    boxes2 : array_like
+        Boxes of shape (..., M, 4), with ``boxes1``'s leading shape.
+    fmt : {"xyxy", "xywh", "cxcywh"} or None, optional
+        torchvision's (0.23 and later) name for ``box_format``; overrides it when given.
+    box_format : {"xyxy", "xywh", "cxcywh"}, optional
+        Keyword-only.  Coordinates of both box arrays; default ``"xyxy"``.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  A writable C-contiguous array of shape (..., N, M) and the result dtype to
+        write the matrix into; it is returned.
+
+    Returns
+    -------
+    numpy.ndarray
+        The (..., N, M) IoU matrix in the computation dtype (float32 for integer boxes).
+
+    Raises
+    ------
+    ValueError
+        Boxes that are not (..., N, 4), different leading shapes, an unknown format or a bad
+        ``out``.
+
+    See Also
+    --------
+    generalized_box_iou, iou_loss
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> a = np.array([[0, 0, 2, 2], [1, 1, 3, 3]])
+    >>> b = np.array([[0, 0, 2, 2], [2, 2, 4, 4], [4, 4, 5, 5]])
+    >>> ref = np.array([[1, 0, 0], [1 / 7, 1 / 7, 0]])   # a[0] and b[1] only touch at a corner
+    >>> iou = fl.box_iou(a, b)
+    >>> iou.dtype, bool(np.allclose(iou, ref))
+    (dtype('float32'), True)
     """
     return _pairwise("iou", boxes1, boxes2, fmt, box_format, num_threads, out)
 
 
 def generalized_box_iou(boxes1, boxes2, *, box_format="xyxy", num_threads=None, out=None):
-    """Pairwise generalized IoU matrix, mirroring ``torchvision.ops.generalized_box_iou``::
+    r"""Pairwise generalized IoU matrix, mirroring :func:`torchvision.ops.generalized_box_iou`.
 
-        giou = iou - (E - union) / E,   E the area of the smallest enclosing box
+    .. math::
 
-    For ``xywh``/``cxcywh`` (torchvision has xyxy only) the corners and areas are those of ``box_iou``.
+        \mathrm{GIoU}_{nm} = \mathrm{IoU}_{nm} - \frac{E_{nm} - U_{nm}}{E_{nm}}
+
+    with :math:`U` the union and :math:`E` the area of the smallest box enclosing both.  For
+    ``"xywh"`` / ``"cxcywh"`` (torchvision has ``"xyxy"`` only) the corners and areas are those of
+    :func:`box_iou`.
+
+    Parameters
+    ----------
+    boxes1 : array_like
+        Boxes of shape (..., N, 4).
+    boxes2 : array_like
+        Boxes of shape (..., M, 4), with ``boxes1``'s leading shape.
+    box_format : {"xyxy", "xywh", "cxcywh"}, optional
+        Keyword-only.  Coordinates of both box arrays; default ``"xyxy"``.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  A writable C-contiguous array of shape (..., N, M) and the result dtype to
+        write the matrix into; it is returned.
+
+    Returns
+    -------
+    numpy.ndarray
+        The (..., N, M) GIoU matrix (float32 for integer boxes).
+
+    Raises
+    ------
+    ValueError
+        Boxes that are not (..., N, 4), different leading shapes, an unknown format or a bad
+        ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> a = np.array([[0.0, 0.0, 1.0, 1.0]])
+    >>> b = np.array([[0.0, 0.0, 1.0, 1.0], [2.0, 0.0, 3.0, 1.0]])
+    >>> bool(np.allclose(fl.generalized_box_iou(a, b), [[1.0, 0 - (3 - 2) / 3]]))
+    True
     """
     return _pairwise("giou", boxes1, boxes2, None, box_format, num_threads, out)
 
 
 def box_area(boxes, fmt=None, *, box_format="xyxy", out=None):
-    """Area of each box, mirroring ``torchvision.ops.box_area``: (..., 4) -> (...).
+    r"""Area of each box, mirroring :func:`torchvision.ops.box_area`: (..., 4) -> (...).
 
-    xyxy: (x2 - x1) * (y2 - y1); xywh / cxcywh: w * h.  Integer boxes give integer areas as in
-    torchvision (int32/int64 kept, smaller integers as int32).
+    ``"xyxy"``: :math:`(x_2 - x_1)(y_2 - y_1)` (negative for inverted boxes, unchecked, as
+    torchvision); ``"xywh"`` / ``"cxcywh"``: :math:`w h`.  Integer boxes give integer areas, as in
+    torchvision (int32 and int64 kept, smaller integers as int32).
+
+    Parameters
+    ----------
+    boxes : array_like
+        Boxes of shape (..., 4).
+    fmt : {"xyxy", "xywh", "cxcywh"} or None, optional
+        torchvision's (0.23 and later) name for ``box_format``; overrides it when given.
+    box_format : {"xyxy", "xywh", "cxcywh"}, optional
+        Keyword-only.  Coordinates of the boxes; default ``"xyxy"``.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  A writable C-contiguous array of shape ``boxes.shape[:-1]`` and the
+        boxes' float dtype to write the areas into (floating boxes only); it is returned.
+
+    Returns
+    -------
+    numpy.ndarray
+        The areas, shape ``boxes.shape[:-1]``.
+
+    Raises
+    ------
+    ValueError
+        Boxes that are not (..., 4), or an unknown format.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> fl.box_area(np.array([[0, 0, 2, 3], [1, 1, 2, 2]]))
+    array([6, 1])
+    >>> fl.box_area(np.array([[5.0, 5.0, 2.0, 3.0]]), box_format="cxcywh")
+    array([6.])
     """
     box_format = _check_format(box_format if fmt is None else _check_format(fmt, "fmt"))
     a = V._to_numpy(boxes, "boxes")

@@ -1,4 +1,5 @@
-"""Classification losses: cross-entropy family, binary (sigmoid) losses, focal, margins, distillation.
+"""Classification losses: the cross-entropy family, focal, multi-class margin, distillation and
+binary cross-entropy on logits.
 
 Each function validates and converts its arguments, then calls one kernel from
 ``fastloss/_kernels/classification.pyx``; the arithmetic lives there.
@@ -32,21 +33,102 @@ def _finish(kernel_result, reduction, dtype, out, grad, count=None, labels=None,
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
                   reduction="mean", label_smoothing=0.0, *, num_threads=None, out=None, return_grad=False):
-    """Softmax cross-entropy between logits and class indices or class probabilities.
+    r"""Softmax cross-entropy between logits and class indices or class probabilities.
 
-    Mirrors ``torch.nn.functional.cross_entropy``.  ``input`` is (N, C), (C,) or (N, C, d1, ...),
-    read in place (no transposing copy); ``target`` is class indices of shape (N,) / () / (N, d1, ...)
-    (any integer dtype; int32/int64 without a copy) or class probabilities of ``input``'s shape.
+    Mirrors :func:`torch.nn.functional.cross_entropy`.  With
+    :math:`\operatorname{lse}(x_i) = \log \sum_j e^{x_{ij}}`, class weights :math:`w` (all 1 when
+    ``weight`` is None) and label smoothing :math:`\varepsilon` over :math:`C` classes, the loss of
+    item :math:`i` with class index :math:`y_i` is
 
-    With lse = log sum_j exp(x_j), weights w (1 if None) and smoothing eps over C classes::
+    .. math::
 
-        loss_i = (1 - eps) * w_y * (lse - x_y) + eps / C * sum_j w_j * (lse - x_j)
+        \ell_i = (1 - \varepsilon)\, w_{y_i} \bigl(\operatorname{lse}(x_i) - x_{i y_i}\bigr)
+                 + \frac{\varepsilon}{C} \sum_{j=1}^{C} w_j \bigl(\operatorname{lse}(x_i) - x_{ij}\bigr)
 
-    ``mean`` divides by sum of w_y over non-ignored targets (torch's rule; nan if there are none).
-    Log-sum-exp is shifted by the row max and every term is formed from shifted logits (accurate in
-    float32 at |logits| ~ 1e4); -inf logits (masked classes) are fine, and a row with a +inf logit or
-    with only -inf logits gives nan, as in torch.  ``return_grad=True`` also returns d(result)/d(input), computed in the
-    same pass.  ``size_average`` / ``reduce`` are torch's deprecated aliases and are rejected.
+    and ``"mean"`` is :math:`\sum_i \ell_i / \sum_{i:\, y_i \ne \text{ignore\_index}} w_{y_i}`
+    (torch's rule: the summed weights of the non-ignored targets, not the item count).  With class
+    probabilities :math:`t_i` as target,
+    :math:`\ell_i = -\sum_j w_j t'_{ij} \log \operatorname{softmax}(x_i)_j` with
+    :math:`t' = (1 - \varepsilon) t + \varepsilon / C`, and ``"mean"`` divides by the number of
+    items.
+
+    The log-sum-exp is shifted by the row maximum and every term is formed from shifted logits, so
+    float32 stays accurate for logits of magnitude :math:`10^4`.  Edge cases, as in torch: ``-inf``
+    logits (masked classes) are fine; a row with a ``+inf`` logit or with only ``-inf`` logits gives
+    nan; ``"mean"`` over no non-ignored target is nan; an ignored item has loss 0 and gradient 0.
+
+    Parameters
+    ----------
+    input : array_like
+        Logits of shape (N, C), (C,) (one unbatched item) or (N, C, d1, d2, ...) (class axis 1,
+        read in place without a transposing copy).  float32 or float64 (float16/bfloat16 compute in
+        float32); a NumPy array, a CPU torch tensor or any array-like.
+    target : array_like
+        Class indices of shape (N,), () or (N, d1, d2, ...), any integer dtype (int32/int64 are
+        read without a copy); or class probabilities of ``input``'s shape (a floating dtype).
+    weight : array_like, optional
+        Class weights of shape (C,).  None (default): all 1.
+    size_average : None
+        torch's deprecated alias of ``reduction``; anything but None raises ``ValueError``.
+    ignore_index : int, optional
+        Class index whose items are skipped (loss 0, no gradient, not counted by ``"mean"``).
+        Default -100, as torch.  Applies to class-index targets only.
+    reduce : None
+        torch's deprecated alias of ``reduction``; anything but None raises ``ValueError``.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: one loss per item, shape (N, d1, ...) (``()`` for a (C,) input); ``"sum"``;
+        ``"mean"`` (default) as above.
+    label_smoothing : float, optional
+        :math:`\varepsilon` in [0, 1]; default 0.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
+        computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype (float32 or float64) for ``"mean"`` / ``"sum"``;
+        the per-item losses for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, a bad ``reduction``, ``label_smoothing`` outside [0, 1], a wrong
+        ``weight`` or ``out`` shape, or ``size_average`` / ``reduce`` given.
+    IndexError
+        A class index outside [0, C) that is not ``ignore_index``; the message names ``target``,
+        the position and the value.
+    TypeError
+        ``input`` that is not floating point, or ``target`` that is neither integer nor floating.
+
+    See Also
+    --------
+    nll_loss : the same loss on log-probabilities.
+    softmax_focal_loss : cross-entropy with a focusing term.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> x = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+    >>> y = np.array([0, 2])
+    >>> loss, grad = fl.cross_entropy(x, y, return_grad=True)
+    >>> lse = np.log(np.exp(x).sum(axis=1))
+    >>> print(f"{np.mean(lse - x[[0, 1], y]):.6f}", bool(np.isclose(loss, np.mean(lse - x[[0, 1], y]))))
+    0.175456 True
+    >>> softmax = np.exp(x - lse[:, None])
+    >>> bool(np.allclose(grad, (softmax - np.eye(3)[y]) / 2))      # the mean's gradient
+    True
+    >>> fl.cross_entropy(x, np.array([0, -100]), reduction="none")  # the ignored item has loss 0
+    array([0.2413113, 0.       ])
     """
     if size_average is not None or reduce is not None:
         raise ValueError("size_average and reduce are deprecated in torch; use reduction=")
@@ -111,10 +193,71 @@ def _cross_entropy_probs(x, xb, target, w, C, S, reduction, eps, nt, out, return
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
              reduction="mean", *, num_threads=None, out=None, return_grad=False):
-    """Negative log-likelihood on log-probabilities, mirroring ``torch.nn.functional.nll_loss``.
+    r"""Negative log-likelihood on log-probabilities, mirroring :func:`torch.nn.functional.nll_loss`.
 
-    ``loss_i = -w_{y_i} * input[i, y_i]``; ``mean`` divides by the summed weights of non-ignored
-    targets.  Layouts and labels as in :func:`cross_entropy`.
+    .. math::
+
+        \ell_i = -w_{y_i}\, x_{i y_i}, \qquad
+        \text{mean} = \sum_i \ell_i \Big/ \sum_{i:\, y_i \ne \text{ignore\_index}} w_{y_i}
+
+    ``input`` is used as given (normally ``log_softmax`` output; it is not checked).  Layouts,
+    labels, ``weight``, ``ignore_index`` and the edge cases follow :func:`cross_entropy`.
+
+    Parameters
+    ----------
+    input : array_like
+        Log-probabilities of shape (N, C), (C,) or (N, C, d1, ...), floating point.
+    target : array_like
+        Class indices of shape (N,), () or (N, d1, ...), any integer dtype.
+    weight : array_like, optional
+        Class weights of shape (C,).  None (default): all 1.
+    size_average : None
+        torch's deprecated alias of ``reduction``; anything but None raises ``ValueError``.
+    ignore_index : int, optional
+        Class index whose items are skipped (loss 0, not counted by ``"mean"``).  Default -100.
+    reduce : None
+        torch's deprecated alias of ``reduction``; anything but None raises ``ValueError``.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: one loss per item; ``"sum"``; ``"mean"`` (default) as above.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``
+        (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the per-item losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, a bad ``reduction``, ``weight`` or ``out``, or ``size_average`` /
+        ``reduce`` given.
+    IndexError
+        A class index outside [0, C) that is not ``ignore_index``.
+
+    See Also
+    --------
+    cross_entropy : the same loss on logits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> logp = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]))
+    >>> loss = fl.nll_loss(logp, np.array([0, 2]), weight=np.array([1.0, 1.0, 3.0]))
+    >>> ref = (-np.log(0.7) - 3 * np.log(0.8)) / (1 + 3)
+    >>> print(f"{ref:.6f}", bool(np.isclose(loss, ref)))
+    0.256526 True
     """
     if size_average is not None or reduce is not None:
         raise ValueError("size_average and reduce are deprecated in torch; use reduction=")
@@ -133,11 +276,78 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
 
 def softmax_focal_loss(input, target, alpha=None, gamma=2.0, weight=None, ignore_index=-100,
                        reduction="mean", *, num_threads=None, out=None, return_grad=False):
-    """Softmax focal loss (SPEC §6): ``-alpha_y * w_y * (1 - p_y)^gamma * log p_y``, p = softmax(input).
+    r"""Softmax (multi-class) focal loss on logits (Lin et al., 2017).
 
-    ``alpha`` is a per-class vector (C,) or None; shapes, ``weight`` and ``ignore_index`` as in
-    :func:`cross_entropy` (``mean`` divides by the summed ``weight`` of non-ignored targets);
-    ``gamma=0`` with ``alpha=None`` equals ``cross_entropy``.
+    There is no torch function; this is the usual multi-class form.  With
+    :math:`p_i = \operatorname{softmax}(x_i)` and :math:`y_i` the class index,
+
+    .. math::
+
+        \ell_i = -\alpha_{y_i}\, w_{y_i}\, (1 - p_{i y_i})^{\gamma} \log p_{i y_i}
+
+    :math:`\alpha_c = 1` when ``alpha`` is None and :math:`w_c = 1` when ``weight`` is None.
+    ``"mean"`` divides by the summed ``weight`` of the non-ignored targets (as :func:`cross_entropy`;
+    ``alpha`` does not enter the denominator).  ``gamma=0`` with ``alpha=None`` is exactly
+    :func:`cross_entropy`.  :math:`\log p` is the max-shifted log-softmax, so large logits neither
+    overflow nor lose the focusing term.
+
+    Parameters
+    ----------
+    input : array_like
+        Logits of shape (N, C), (C,) or (N, C, d1, ...), floating point.
+    target : array_like
+        Class indices of shape (N,), () or (N, d1, ...), any integer dtype.
+    alpha : array_like, optional
+        Per-class balancing factors of shape (C,); None (default): 1 for every class.  (A scalar
+        ``alpha`` of other libraries is a vector here: see the "Switching from" guide.)
+    gamma : float, optional
+        Focusing parameter :math:`\gamma \ge 0`; default 2.
+    weight : array_like, optional
+        Class weights of shape (C,), also used by the ``"mean"`` denominator.  None: all 1.
+    ignore_index : int, optional
+        Class index whose items are skipped.  Default -100.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: one loss per item; ``"sum"``; ``"mean"`` (default) as above.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
+        computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the per-item losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, ``gamma < 0``, a bad ``reduction``, ``alpha``, ``weight`` or ``out``.
+    IndexError
+        A class index outside [0, C) that is not ``ignore_index``.
+
+    See Also
+    --------
+    sigmoid_focal_loss : the binary (per-logit sigmoid) focal loss.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> x = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+    >>> y = np.array([0, 2])
+    >>> p = np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)
+    >>> py = p[[0, 1], y]
+    >>> ref = np.mean(-(1 - py) ** 2 * np.log(py))
+    >>> print(f"{ref:.6f}", bool(np.isclose(fl.softmax_focal_loss(x, y, gamma=2.0), ref)))
+    0.006137 True
     """
     V.check_reduction(reduction)
     g = V.check_real(gamma, "gamma", low=0.0)
@@ -155,9 +365,66 @@ def softmax_focal_loss(input, target, alpha=None, gamma=2.0, weight=None, ignore
 
 def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
                       reduction="mean", *, num_threads=None, out=None, return_grad=False):
-    """Multi-class hinge loss, mirroring ``torch.nn.functional.multi_margin_loss``.
+    r"""Multi-class hinge loss, mirroring :func:`torch.nn.functional.multi_margin_loss`.
 
-    ``loss_i = w_y / C * sum_{j != y} max(0, margin - x_y + x_j)^p`` with p in {1, 2}; input (N, C) or (C,).
+    .. math::
+
+        \ell_i = \frac{1}{C} \sum_{j \ne y_i} w_{y_i} \max(0,\ m - x_{i y_i} + x_{ij})^{p},
+        \qquad p \in \{1, 2\}
+
+    ``"mean"`` divides by N (weights do not enter the denominator, as torch).  At the hinge
+    (:math:`m - x_{iy} + x_{ij} = 0`) the gradient is 0.
+
+    Parameters
+    ----------
+    input : array_like
+        Scores of shape (N, C) or (C,), floating point.
+    target : array_like
+        Class indices of shape (N,) (or () for (C,) input), any integer dtype, in [0, C).
+    p : {1, 2}, optional
+        Exponent of the hinge; default 1.
+    margin : float, optional
+        :math:`m`; default 1.
+    weight : array_like, optional
+        Class weights of shape (C,), applied by the target class.  None: all 1.
+    size_average, reduce : None
+        torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: one loss per row; ``"sum"``; ``"mean"`` (default) over the N rows.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``
+        (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the (N,) row losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        ``p`` not 1 or 2, input that is not (N, C) or (C,), mismatched shapes or a bad
+        ``reduction``.
+    IndexError
+        A class index outside [0, C).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> x = np.array([[0.1, 0.2, 0.4, 0.8]])
+    >>> ref = (max(0, 1 - 0.2 + 0.1) + max(0, 1 - 0.2 + 0.4) + max(0, 1 - 0.2 + 0.8)) / 4
+    >>> print(f"{ref:.4f}", bool(np.isclose(fl.multi_margin_loss(x, np.array([1])), ref)))
+    0.9250 True
     """
     if size_average is not None or reduce is not None:
         raise ValueError("size_average and reduce are deprecated in torch; use reduction=")
@@ -181,17 +448,67 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
 
 def distillation_loss(student_logits, teacher_logits, temperature=1.0, reduction="batchmean", *,
                       num_threads=None, out=None, return_grad=False):
-    """Knowledge-distillation loss (SPEC §6), one pass over both logit rows::
+    r"""Knowledge-distillation loss between student and teacher logits (Hinton et al., 2015).
 
-        T^2 * KL(softmax(teacher / T) || softmax(student / T))
+    One pass over both logit rows computes, with temperature :math:`T`,
 
-    equal to ``kl_div(log_softmax(s/T), log_softmax(t/T), log_target=True, reduction=...) * T**2``.
-    Inputs (N, C) or (C,).  ``batchmean`` (default) divides the sum by N, ``mean`` by N*C (as kl_div),
-    ``none`` returns the per-row losses (N,).  The gradient is with respect to the student logits.
+    .. math::
 
-    Unbatched (C,) logits follow that formula literally: kl_div's ``batchmean`` divides by
-    ``input.size(0)``, which is C for 1-D input, so ``batchmean`` and ``mean`` both divide the single
-    row's loss by C (not by 1), and ``none`` returns a 0-d array.
+        \ell_i = T^2 \operatorname{KL}\bigl(\operatorname{softmax}(t_i / T)
+                 \,\big\|\, \operatorname{softmax}(s_i / T)\bigr)
+               = T^2 \sum_j q_{ij} (\log q_{ij} - \log p_{ij})
+
+    equal to ``T**2 * torch.nn.functional.kl_div(log_softmax(s / T), log_softmax(t / T),
+    log_target=True, reduction=...)``.  ``"batchmean"`` (default) divides the sum by N, ``"mean"``
+    by N * C (as ``kl_div``).  For an unbatched (C,) row the formula is followed literally:
+    ``kl_div``'s ``"batchmean"`` divides by ``input.size(0)``, which is C for 1-d input, so both
+    ``"batchmean"`` and ``"mean"`` divide the row's loss by C, and ``"none"`` returns a 0-d array.
+
+    Parameters
+    ----------
+    student_logits : array_like
+        Student logits :math:`s`, shape (N, C) or (C,), floating point.
+    teacher_logits : array_like
+        Teacher logits :math:`t` of the same shape (converted to the student's dtype).
+    temperature : float, optional
+        :math:`T > 0`; default 1.
+    reduction : {"batchmean", "mean", "sum", "none"}, optional
+        ``"none"``: the (N,) row losses; ``"sum"``; ``"mean"``; ``"batchmean"`` (default).
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to
+        ``student_logits`` (the teacher gets none), computed in the same pass.
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype, or the row losses for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(student_logits).
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, input that is not (N, C) or (C,), ``temperature <= 0`` or a bad
+        ``reduction``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> s = np.array([[1.0, 0.0, -1.0], [0.5, 0.5, 2.0]])
+    >>> t = np.array([[2.0, 0.0, -2.0], [0.0, 1.0, 1.0]])
+    >>> def log_softmax(z):
+    ...     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    >>> q = np.exp(log_softmax(t / 2))
+    >>> ref = 4 * np.sum(q * (log_softmax(t / 2) - log_softmax(s / 2))) / 2
+    >>> bool(np.isclose(fl.distillation_loss(s, t, temperature=2.0), ref))
+    True
     """
     V.check_reduction(reduction, ("none", "mean", "sum", "batchmean"))
     T = V.check_real(temperature, "temperature", low=0.0, low_open=True)
@@ -215,12 +532,42 @@ def distillation_loss(student_logits, teacher_logits, temperature=1.0, reduction
 
 
 def class_balanced_weights(counts, beta=0.9999):
-    """Class-balanced weights from per-class sample counts (Cui et al., 2019, "effective number")::
+    r"""Class weights from per-class sample counts, by the "effective number" (Cui et al., 2019).
 
-        w_c = (1 - beta) / (1 - beta ** n_c),   normalised so that sum(w) = number of classes.
+    .. math::
 
-    A class with zero samples gets weight 0 (it has no effective number); ``beta`` in [0, 1).
-    Returns float64 weights, ready for ``weight=`` of the cross-entropy family.
+        w_c \propto \frac{1 - \beta}{1 - \beta^{n_c}}, \qquad \text{normalised so that } \sum_c w_c = C
+
+    (:math:`1 - \beta^{n}` is computed as ``-expm1(n * log(beta))``, accurate for :math:`\beta`
+    close to 1).  A class with zero samples gets weight 0 (it has no effective number); with
+    ``beta=0`` every class with samples gets the same weight.  The result is ready for ``weight=``
+    of :func:`cross_entropy`, :func:`nll_loss` and :func:`softmax_focal_loss`.
+
+    Parameters
+    ----------
+    counts : array_like
+        Samples per class, a 1-d array of C finite non-negative numbers.
+    beta : float, optional
+        :math:`\beta` in [0, 1); default 0.9999.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 weights of shape (C,).
+
+    Raises
+    ------
+    ValueError
+        ``counts`` that is not 1-d, has negative or non-finite entries, or ``beta`` outside [0, 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> w = fl.class_balanced_weights([1000, 100, 0], beta=0.99)
+    >>> raw = (1 - 0.99) / (1 - 0.99 ** np.array([1000.0, 100.0]))
+    >>> bool(np.allclose(w, np.r_[raw * 3 / raw.sum(), 0.0]))
+    True
     """
     b = V.check_real(beta, "beta", low=0.0, high=1.0, high_open=True)
     n = V._to_numpy(counts, "counts")
@@ -239,15 +586,79 @@ def class_balanced_weights(counts, beta=0.9999):
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
                                      reduction="mean", pos_weight=None, *, num_threads=None, out=None,
                                      return_grad=False):
-    """Binary cross-entropy on logits, mirroring ``torch.nn.functional.binary_cross_entropy_with_logits``.
+    r"""Binary cross-entropy on logits, mirroring
+    :func:`torch.nn.functional.binary_cross_entropy_with_logits`.
 
-    With l = 1 + (pos_weight - 1) * y, the stable form (no overflow for any x)::
+    With :math:`\sigma` the sigmoid, weight :math:`w` and positive weight :math:`p_w`,
 
-        loss = w * ((1 - y) * x + l * (max(-x, 0) + log1p(exp(-|x|))))
+    .. math::
 
-    ``weight`` broadcasts to ``input``'s shape; ``pos_weight`` broadcasts along the last axis (shape
-    (C,) for (N, C) input, as in torch).  Scalars and last-axis vectors are read in place; any other
-    broadcast shape is materialised once.  ``mean`` divides by the number of elements.
+        \ell = -w \bigl(p_w\, y \log \sigma(x) + (1 - y) \log(1 - \sigma(x))\bigr)
+             = w \bigl((1 - y)\, x + l\, (\max(-x, 0) + \operatorname{log1p}(e^{-|x|}))\bigr),
+        \quad l = 1 + (p_w - 1)\, y
+
+    The second (stable) form is the one computed: no overflow for any finite :math:`x`.
+    ``"mean"`` divides by the number of elements (weights do not enter the denominator, as torch).
+    Targets may be soft (any value; torch does not check them either).
+
+    Parameters
+    ----------
+    input : array_like
+        Logits of any shape, floating point.
+    target : array_like
+        Targets of ``input``'s shape (any numeric dtype).
+    weight : array_like, optional
+        Per-element weight broadcastable to ``input``'s shape.  Scalars and last-axis vectors are
+        read in place; any other broadcast shape is materialised once.  None: 1.
+    size_average, reduce : None
+        torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default) over the elements.
+    pos_weight : array_like, optional
+        :math:`p_w`, broadcast along the last axis: shape (C,) for (N, C) input (as torch), or a
+        scalar.  None: 1.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
+        computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise
+        losses for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, a ``weight`` / ``pos_weight`` that does not broadcast, a bad
+        ``reduction`` or ``out``, or ``size_average`` / ``reduce`` given.
+
+    See Also
+    --------
+    binary_cross_entropy : the same loss on probabilities.
+    sigmoid_focal_loss : with a focusing term.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> x = np.array([[3.0, -1.0], [0.5, -40.0]])
+    >>> y = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> sig = 1 / (1 + np.exp(-x))
+    >>> ref = -(y * np.log(sig) + (1 - y) * np.log(1 - sig))
+    >>> bool(np.allclose(fl.binary_cross_entropy_with_logits(x, y, reduction="none"), ref))
+    True
+    >>> loss = fl.binary_cross_entropy_with_logits(x, y, pos_weight=np.array([2.0, 1.0]))
+    >>> bool(np.isclose(loss, np.mean(ref * np.where(y == 1, [2.0, 1.0], 1.0))))
+    True
     """
     if size_average is not None or reduce is not None:
         raise ValueError("size_average and reduce are deprecated in torch; use reduction=")

@@ -124,13 +124,50 @@ def _batch_blocks(arrays, names):
 
 
 def partial(loss, input, target, *args, weight=None, num_threads=1, split_every=8, **loss_kwargs):
-    """The lazy :class:`fastloss.LossState` of ``loss`` over dask arrays chunked along axis 0.
+    """The lazy :class:`fastloss.LossState` of a loss over Dask arrays chunked along axis 0.
 
-    ``input`` is a ``dask.array.Array``; ``target``, further positional ``args`` (e.g.
-    ``triplet_margin_loss``'s negative) and ``weight`` (per-item sample weights, as
-    :func:`fastloss.partial`) are dask arrays (rechunked to ``input``'s chunks along axis 0 and one chunk
-    along the others) or NumPy arrays of the same length; ``loss_kwargs`` go to the loss unchanged
-    (the loss's own ``weight=`` as ``loss_weight=``).  Returns a ``dask.delayed`` object.
+    One task per chunk computes :func:`fastloss.partial` (one kernel pass over the chunk), then a
+    fixed tree merges ``split_every`` states per node.  For a given chunking the tree is fixed, so
+    the result is the same bits on every run, scheduler and worker count; any chunking agrees with
+    the in-memory loss within float64 rounding.  Merge the state with states of other data, or
+    use :func:`loss` for the finalized value.
+
+    Parameters
+    ----------
+    loss : str or callable
+        A fastloss loss name or function.  Losses that compare items within a batch
+        (``batch_hard_triplet_loss``, ``info_nce_loss``, ...) are refused: chunking would change
+        their value.
+    input : dask.array.Array
+        The prediction, chunked along axis 0 (the batch axis).
+    target : dask.array.Array or array_like
+        The target: a dask array (rechunked to ``input``'s chunks along axis 0 and one chunk along
+        the other axes) or a NumPy array of the same length.
+    *args
+        Further positional arguments of the loss, batch-aligned like ``target``.
+    weight : dask.array.Array or array_like, optional
+        Keyword-only.  Per-item sample weights, as :func:`fastloss.partial`, batch-aligned like
+        ``target``.
+    num_threads : int, optional
+        Keyword-only.  Kernel threads per task; default 1 (Dask already runs one task per worker
+        thread; more threads per task would oversubscribe the cores).
+    split_every : int, optional
+        Keyword-only.  States merged per node of the merge tree, at least 2; default 8.
+    **loss_kwargs
+        The loss's own keyword arguments (its ``weight=`` as ``loss_weight=``).
+
+    Returns
+    -------
+    dask.delayed.Delayed
+        A lazy :class:`fastloss.LossState`.
+
+    Raises
+    ------
+    TypeError
+        ``input`` that is not a dask array.
+    ValueError
+        An in-batch or unknown loss, arguments of different lengths, unknown chunk sizes that
+        cannot be aligned, or bad ``num_threads`` / ``split_every``.
     """
     name = _name(loss)
     _check_threads(num_threads, split_every)
@@ -149,9 +186,50 @@ def partial(loss, input, target, *args, weight=None, num_threads=1, split_every=
 
 def loss(loss, input, target, *args, weight=None, reduction="mean", num_threads=1, split_every=8,
          **loss_kwargs):
-    """The lazy reduced loss (a ``dask.delayed`` float) of ``loss`` over dask arrays: ``reduction`` is
-    ``"mean"`` (the loss's own mean, or the ``weight``-ed mean) or ``"sum"``.  Arguments as
-    :func:`partial`; ``.compute()`` gives a Python float."""
+    """The lazy reduced loss of a fastloss loss over Dask arrays chunked along axis 0.
+
+    ``.compute()`` gives a Python float, equal to the in-memory loss (for example
+    ``fastloss.cross_entropy(x, y)``) within float64 rounding.
+
+    Parameters
+    ----------
+    loss : str or callable
+        A fastloss loss name or function (not an in-batch loss).
+    input : dask.array.Array
+        The prediction, chunked along axis 0.
+    target : dask.array.Array or array_like
+        The target, batch-aligned with ``input``.
+    *args
+        Further positional arguments of the loss, batch-aligned like ``target``.
+    weight : dask.array.Array or array_like, optional
+        Keyword-only.  Per-item sample weights, as :func:`fastloss.partial`.
+    reduction : {"mean", "sum"}, optional
+        Keyword-only.  ``"mean"`` (default: the loss's own mean, or the ``weight``-ed mean) or
+        ``"sum"``.
+    num_threads : int, optional
+        Keyword-only.  Kernel threads per task; default 1.
+    split_every : int, optional
+        Keyword-only.  States merged per node of the merge tree; default 8.
+    **loss_kwargs
+        The loss's own keyword arguments (its ``weight=`` as ``loss_weight=``).
+
+    Returns
+    -------
+    dask.delayed.Delayed
+        A lazy Python float.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> import fastloss.dask as fld
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.standard_normal((1000, 5)), rng.integers(0, 5, 1000)
+    >>> lazy = fld.loss("cross_entropy", da.from_array(x, chunks=(250, 5)), da.from_array(y, chunks=250))
+    >>> ref = np.mean(np.log(np.exp(x).sum(axis=1)) - x[np.arange(1000), y])
+    >>> bool(np.isclose(lazy.compute(scheduler="sync"), ref, rtol=1e-12, atol=0))
+    True
+    """
     from ._validate import check_reduction
     check_reduction(reduction, ("mean", "sum"))
     st = partial(loss, input, target, *args, weight=weight, num_threads=num_threads, split_every=split_every,
@@ -220,12 +298,45 @@ def _spec_columns(spec):
 
 
 def partial_frame(loss, frame, input, target, *args, weight=None, num_threads=1, split_every=8, **loss_kwargs):
-    """The lazy :class:`fastloss.LossState` of ``loss`` over the partitions of a ``dask.dataframe``.
+    """The lazy :class:`fastloss.LossState` of a loss over the partitions of a Dask DataFrame.
 
-    ``input``, ``target``, further positional ``args`` and ``weight`` name columns of ``frame``: a column
-    name (numbers, or a list column: fixed-size or constant-length lists, e.g. 10 logits per row), or
-    a list of numeric column names stacked into an (n, k) array.  Only those columns are read (a
-    Parquet-backed frame reads just them).  A null is a ValueError naming the column.
+    Columns are chosen as for ``fastloss score``; only those columns are read (a Parquet-backed
+    frame reads just them).  The merge tree and its guarantees are those of :func:`partial`.
+
+    Parameters
+    ----------
+    loss : str or callable
+        A fastloss loss name or function (not an in-batch loss).
+    frame : dask.dataframe.DataFrame
+        The data.
+    input : str or list of str
+        A column name (numbers, or a list column: fixed-size or constant-length lists, e.g. 10
+        logits per row), or a list of numeric column names stacked into an (n, k) array.
+    target : str or list of str
+        The target column(s), as ``input``.
+    *args
+        Further positional arguments of the loss, as columns.
+    weight : str or list of str, optional
+        Keyword-only.  Column of per-row sample weights.
+    num_threads : int, optional
+        Keyword-only.  Kernel threads per task; default 1.
+    split_every : int, optional
+        Keyword-only.  States merged per node of the merge tree; default 8.
+    **loss_kwargs
+        The loss's own keyword arguments (its ``weight=`` as ``loss_weight=``).
+
+    Returns
+    -------
+    dask.delayed.Delayed
+        A lazy :class:`fastloss.LossState`.
+
+    Raises
+    ------
+    TypeError
+        ``frame`` that is not a Dask DataFrame.
+    ValueError
+        Missing columns, a null value (naming its column), lists of different lengths in a column,
+        an in-batch or unknown loss.
     """
     try:
         import dask.dataframe as dd
@@ -249,8 +360,48 @@ def partial_frame(loss, frame, input, target, *args, weight=None, num_threads=1,
 
 def loss_frame(loss, frame, input, target, *args, weight=None, reduction="mean", num_threads=1, split_every=8,
                **loss_kwargs):
-    """The lazy reduced loss (a ``dask.delayed`` float) over a dask DataFrame's partitions; ``reduction``
-    is ``"mean"`` or ``"sum"``, the columns as :func:`partial_frame`."""
+    """The lazy reduced loss of a fastloss loss over a Dask DataFrame's partitions.
+
+    Parameters
+    ----------
+    loss : str or callable
+        A fastloss loss name or function (not an in-batch loss).
+    frame : dask.dataframe.DataFrame
+        The data.
+    input : str or list of str
+        The prediction column(s), as :func:`partial_frame`.
+    target : str or list of str
+        The target column(s).
+    *args
+        Further positional arguments of the loss, as columns.
+    weight : str or list of str, optional
+        Keyword-only.  Column of per-row sample weights.
+    reduction : {"mean", "sum"}, optional
+        Keyword-only.  Default ``"mean"``.
+    num_threads : int, optional
+        Keyword-only.  Kernel threads per task; default 1.
+    split_every : int, optional
+        Keyword-only.  States merged per node of the merge tree; default 8.
+    **loss_kwargs
+        The loss's own keyword arguments (its ``weight=`` as ``loss_weight=``).
+
+    Returns
+    -------
+    dask.delayed.Delayed
+        A lazy Python float.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> import dask.dataframe as dd
+    >>> import fastloss.dask as fld
+    >>> rng = np.random.default_rng(0)
+    >>> pdf = pd.DataFrame({"pred": rng.standard_normal(1000), "y": rng.standard_normal(1000)})
+    >>> lazy = fld.loss_frame("mse_loss", dd.from_pandas(pdf, npartitions=4), "pred", "y")
+    >>> bool(np.isclose(lazy.compute(scheduler="sync"), np.mean((pdf.pred - pdf.y) ** 2), rtol=1e-12, atol=0))
+    True
+    """
     from ._validate import check_reduction
     check_reduction(reduction, ("mean", "sum"))
     st = partial_frame(loss, frame, input, target, *args, weight=weight, num_threads=num_threads,

@@ -1,5 +1,5 @@
 """Metric-learning losses: triplet / ranking / cosine / hinge embedding losses (torch.nn.functional),
-contrastive and in-batch mining losses, InfoNCE / NT-Xent (SPEC §6).
+contrastive and in-batch mining losses, InfoNCE, NT-Xent and ArcFace.
 
 Each function validates and converts its arguments, then calls one kernel from
 ``fastloss/_kernels/metric.pyx``; the arithmetic lives there.  Embeddings are rows: (N, D), or a
@@ -71,17 +71,78 @@ def _run(kernel, args, arrays, reduction, n, out_shape, dtype, out, return_grad,
 # ---------------------------------------------------------------------------------- torch losses
 def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, swap=False, size_average=None,
                         reduce=None, reduction="mean", *, num_threads=None, out=None, return_grad=False):
-    """Triplet margin loss, mirroring ``torch.nn.functional.triplet_margin_loss``.
+    r"""Triplet margin loss, mirroring :func:`torch.nn.functional.triplet_margin_loss`.
 
-    Rows of (N, D) (or one (D,) row).  With torch's ``pairwise_distance`` (eps inside the norm)::
+    With torch's ``pairwise_distance`` (:math:`\epsilon` inside the norm),
 
-        d(x, y) = ||x - y + eps||_p,   loss = max(0, margin + d(a, p) - d(a, n))
+    .. math::
 
-    and with ``swap=True`` d(a, n) is replaced by min(d(a, n), d(p, n)).  Any ``p > 0`` (``p=inf``
-    included) is accepted; torch's ``margin > 0`` check is kept.  Distances are accumulated in double
-    in one pass per row.  ``return_grad=True`` returns ``(loss, (g_anchor, g_positive, g_negative))``
-    (torch's autograd conventions at kinks: the hinge passes the gradient at 0, a swap tie splits it
-    in half, a zero distance has gradient 0).  Shapes must match (no broadcasting).
+        d(x, y) = \lVert x - y + \epsilon \rVert_p, \qquad
+        \ell_i = \max\bigl(0,\ m + d(a_i, p_i) - d(a_i, n_i)\bigr)
+
+    and with ``swap=True`` :math:`d(a, n)` is replaced by :math:`\min(d(a, n), d(p, n))`.
+    Distances are accumulated in double precision, one pass per row.  Gradients follow torch's
+    autograd at the kinks: the hinge passes the gradient at 0, a swap tie splits it in half, and a
+    zero distance has gradient 0.
+
+    Parameters
+    ----------
+    anchor : array_like
+        Anchor rows, shape (N, D) or (D,), floating point.
+    positive : array_like
+        Positive rows of ``anchor``'s shape (no broadcasting).
+    negative : array_like
+        Negative rows of ``anchor``'s shape.
+    margin : float, optional
+        :math:`m > 0` (torch's check is kept); default 1.
+    p : float, optional
+        Norm degree, any :math:`p > 0` (``inf`` included); default 2.
+    eps : float, optional
+        :math:`\epsilon`; default 1e-6.
+    swap : bool, optional
+        Use the distance swap (Balntas et al., 2016); default False.
+    size_average, reduce : None
+        torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the (N,) row losses; ``"sum"``; ``"mean"`` (default) over the rows.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, return ``(loss, (g_anchor, g_positive, g_negative))`` (for
+        ``"none"``: the gradients of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the row losses for
+        ``"none"``.
+    grads : tuple of numpy.ndarray
+        Only with ``return_grad=True``: the gradients with respect to the three inputs.
+
+    Raises
+    ------
+    ValueError
+        ``margin <= 0``, ``p <= 0``, mismatched shapes, rows that are not (N, D) or (D,), or a bad
+        ``reduction``.
+
+    See Also
+    --------
+    batch_hard_triplet_loss, batch_all_triplet_loss : triplets mined inside a labelled batch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> rng = np.random.default_rng(0)
+    >>> a, p, n = rng.standard_normal((3, 4, 8))
+    >>> d = lambda x, y: np.linalg.norm(x - y + 1e-6, axis=1)
+    >>> ref = np.maximum(0, 1.0 + d(a, p) - d(a, n))
+    >>> bool(np.allclose(fl.triplet_margin_loss(a, p, n, reduction="none"), ref))
+    True
     """
     _check_common(size_average, reduce, reduction)
     margin = V.check_real(margin, "margin")
@@ -99,15 +160,66 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, s
 
 def cosine_embedding_loss(input1, input2, target, margin=0, size_average=None, reduce=None, reduction="mean",
                           *, num_threads=None, out=None, return_grad=False):
-    """Cosine embedding loss, mirroring ``torch.nn.functional.cosine_embedding_loss``.
+    r"""Cosine embedding loss, mirroring :func:`torch.nn.functional.cosine_embedding_loss`.
 
-    Rows of (N, D) with target (N,), or (D,) with a 0-d target.  With torch's EPSILON = 1e-12 (a
-    float32 constant) added to each squared magnitude, so a zero vector gives cos = 0, not nan::
+    With torch's :math:`E = 10^{-12}` (a float32 constant) added to each squared norm, so that a
+    zero vector gives :math:`\cos = 0` rather than nan,
 
-        cos = <x1, x2> / sqrt((|x1|^2 + E)(|x2|^2 + E))
-        loss = 1 - cos (y = 1),  max(0, cos - margin) (y = -1),  0 (any other y)
+    .. math::
 
-    ``return_grad=True`` returns ``(loss, (g_input1, g_input2))``.
+        \cos_i = \frac{\langle x_{1i}, x_{2i} \rangle}
+                      {\sqrt{(\lVert x_{1i} \rVert^2 + E)(\lVert x_{2i} \rVert^2 + E)}}, \qquad
+        \ell_i = \begin{cases} 1 - \cos_i & y_i = 1 \\
+                               \max(0, \cos_i - m) & y_i = -1 \\
+                               0 & \text{otherwise} \end{cases}
+
+    Parameters
+    ----------
+    input1 : array_like
+        Rows of shape (N, D), or one (D,) row, floating point.
+    input2 : array_like
+        Rows of ``input1``'s shape.
+    target : array_like
+        :math:`y`, shape (N,) (or () for one row): 1 for similar, -1 for dissimilar pairs.
+    margin : float, optional
+        :math:`m`; default 0.
+    size_average, reduce : None
+        torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the row losses; ``"sum"``; ``"mean"`` (default) over the rows.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, return ``(loss, (g_input1, g_input2))`` (for ``"none"``: the
+        gradients of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the row losses for
+        ``"none"``.
+    grads : tuple of numpy.ndarray
+        Only with ``return_grad=True``: the gradients with respect to ``input1`` and ``input2``.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, a ``target`` of the wrong shape, or a bad ``reduction``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> x1 = np.array([[1.0, 0.0], [1.0, 1.0]])
+    >>> x2 = np.array([[1.0, 1.0], [1.0, 1.0]])
+    >>> cos = np.array([1 / np.sqrt(2), 1.0])
+    >>> bool(np.allclose(fl.cosine_embedding_loss(x1, x2, np.array([1, -1]), reduction="none"),
+    ...                  [1 - cos[0], max(0.0, cos[1] - 0.0)]))
+    True
     """
     _check_common(size_average, reduce, reduction)
     margin = V.check_real(margin, "margin")
@@ -131,12 +243,58 @@ def _scores(arrays, names, target):
 
 def margin_ranking_loss(input1, input2, target, margin=0, size_average=None, reduce=None, reduction="mean",
                         *, num_threads=None, out=None, return_grad=False):
-    """Margin ranking loss, mirroring ``torch.nn.functional.margin_ranking_loss``::
+    r"""Margin ranking loss, mirroring :func:`torch.nn.functional.margin_ranking_loss`.
 
-        loss = max(0, -y * (x1 - x2) + margin)
+    .. math::
 
-    All three arguments have the same shape (torch disallows broadcasting here).
-    ``return_grad=True`` returns ``(loss, (g_input1, g_input2))``.
+        \ell = \max\bigl(0,\ -y\, (x_1 - x_2) + m\bigr)
+
+    Parameters
+    ----------
+    input1 : array_like
+        Scores :math:`x_1`, any shape, floating point.
+    input2 : array_like
+        Scores :math:`x_2` of ``input1``'s shape.
+    target : array_like
+        :math:`y` of ``input1``'s shape: 1 where ``input1`` should rank higher, -1 where lower.
+    margin : float, optional
+        :math:`m`; default 0.
+    size_average, reduce : None
+        torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default).
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, return ``(loss, (g_input1, g_input2))`` (for ``"none"``: the
+        gradients of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise losses
+        for ``"none"``.
+    grads : tuple of numpy.ndarray
+        Only with ``return_grad=True``: the gradients with respect to ``input1`` and ``input2``.
+
+    Raises
+    ------
+    ValueError
+        Arguments of different shapes (torch does not broadcast here either) or a bad
+        ``reduction``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> x1, x2, y = np.array([2.0, 0.5, 1.0]), np.array([1.0, 1.0, 1.0]), np.array([1, 1, -1])
+    >>> ref = np.maximum(0, -y * (x1 - x2) + 0.5)
+    >>> print(ref, bool(np.allclose(fl.margin_ranking_loss(x1, x2, y, margin=0.5, reduction="none"), ref)))
+    [0.  1.  0.5] True
     """
     _check_common(size_average, reduce, reduction)
     margin = V.check_real(margin, "margin")
@@ -148,11 +306,56 @@ def margin_ranking_loss(input1, input2, target, margin=0, size_average=None, red
 
 def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=None, reduction="mean",
                          *, num_threads=None, out=None, return_grad=False):
-    """Hinge embedding loss, mirroring ``torch.nn.functional.hinge_embedding_loss``::
+    r"""Hinge embedding loss, mirroring :func:`torch.nn.functional.hinge_embedding_loss`.
 
-        loss = [y != 1] * max(0, margin - x) + [y != -1] * x
+    .. math::
 
-    (as torch, a target other than +-1 gets both terms).  ``target`` has ``input``'s shape.
+        \ell = [y \ne 1] \max(0,\ m - x) + [y \ne -1]\, x
+
+    (as in torch, a target other than :math:`\pm 1` gets both terms).
+
+    Parameters
+    ----------
+    input : array_like
+        Distances or scores :math:`x`, any shape, floating point.
+    target : array_like
+        :math:`y` of ``input``'s shape, 1 or -1.
+    margin : float, optional
+        :math:`m`; default 1.
+    size_average, reduce : None
+        torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default).
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``
+        (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes or a bad ``reduction``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> x, y = np.array([0.3, 0.3, 2.0]), np.array([1, -1, -1])
+    >>> bool(np.allclose(fl.hinge_embedding_loss(x, y, reduction="none"), [0.3, 0.7, 0.0]))
+    True
     """
     _check_common(size_average, reduce, reduction)
     margin = V.check_real(margin, "margin")
@@ -165,14 +368,63 @@ def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=No
 # ------------------------------------------------------------------------------ SPEC §6 losses
 def contrastive_loss(x1, x2, label, margin=1.0, reduction="mean", *, num_threads=None, out=None,
                      return_grad=False):
-    """Contrastive (Hadsell et al.) loss on pairs of rows (SPEC §6); ``label`` 1 = similar, 0 = dissimilar::
+    r"""Contrastive loss on pairs of rows (Hadsell, Chopra and LeCun, 2006; no torch function).
 
-        d = ||x1 - x2||_2,   loss = y * d^2 + (1 - y) * max(0, margin - d)^2
+    With the Euclidean distance :math:`d_i = \lVert x_{1i} - x_{2i} \rVert_2` and label
+    :math:`y_i` (1 similar, 0 dissimilar),
 
-    ``label`` is (N,) (any real values are used as given; 0/1 is the intended use).  No eps is added
-    to the distance: the d^2 term is differentiated as a square (finite at d = 0) and the hinge term's
-    gradient is 0 where d = 0 (a norm's subgradient, as torch).  ``return_grad=True`` returns
-    ``(loss, (g_x1, g_x2))``.
+    .. math::
+
+        \ell_i = y_i\, d_i^2 + (1 - y_i) \max(0,\ m - d_i)^2
+
+    No :math:`\epsilon` is added to the distance: the :math:`d^2` term is differentiated as a
+    square (finite at :math:`d = 0`) and the hinge term's gradient is 0 where :math:`d = 0` (a
+    norm's subgradient, as torch).  Embeddings are used as given (not normalised).
+
+    Parameters
+    ----------
+    x1 : array_like
+        Rows of shape (N, D), or one (D,) row, floating point.
+    x2 : array_like
+        Rows of ``x1``'s shape.
+    label : array_like
+        :math:`y`, shape (N,) (or () for one row); 0/1 is the intended use, other real values are
+        used as given.
+    margin : float, optional
+        :math:`m`; default 1.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the row losses; ``"sum"``; ``"mean"`` (default) over the rows.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, return ``(loss, (g_x1, g_x2))`` (for ``"none"``: the gradients of
+        the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the row losses for
+        ``"none"``.
+    grads : tuple of numpy.ndarray
+        Only with ``return_grad=True``: the gradients with respect to ``x1`` and ``x2``.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, a ``label`` of the wrong shape, or a bad ``reduction``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> x1 = np.array([[0.0, 0.0], [0.0, 0.0]])
+    >>> x2 = np.array([[0.3, 0.4], [0.3, 0.4]])          # distance 0.5
+    >>> print(fl.contrastive_loss(x1, x2, np.array([1, 0]), reduction="none").round(6))
+    [0.25 0.25]
     """
     V.check_reduction(reduction)
     margin = V.check_real(margin, "margin")
@@ -304,33 +556,149 @@ def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, n
 
 def batch_hard_triplet_loss(embeddings, labels, margin=1.0, squared=False, reduction="mean", *, num_threads=None,
                             out=None, return_grad=False):
-    """Batch-hard triplet loss (Hermans et al. 2017), mining inside the batch from integer labels (SPEC §6).
+    r"""Batch-hard triplet loss, mining inside the batch from integer labels (Hermans et al., 2017).
 
-    For each anchor i, with d the Euclidean distance (its square if ``squared``)::
+    For each anchor :math:`i`, with :math:`d` the Euclidean distance (its square if ``squared``),
 
-        loss_i = max(0, max_{j: y_j = y_i, j != i} d_ij - min_{k: y_k != y_i} d_ik + margin)
+    .. math::
 
-    An anchor without a positive or without a negative is **skipped**: its loss is 0 and ``mean``
+        \ell_i = \max\Bigl(0,\ \max_{j:\, y_j = y_i,\, j \ne i} d_{ij}
+                          - \min_{k:\, y_k \ne y_i} d_{ik} + m\Bigr)
+
+    An anchor without a positive or without a negative is **skipped**: its loss is 0 and ``"mean"``
     divides by the number of anchors that have both (nan if none, like any mean over nothing).
-    Distances come from row blocks of the Gram matrix (d^2 = |e_i|^2 + |e_j|^2 - 2 e_i.e_j, clamped at 0;
-    one BLAS matmul per block, memory O(block x B), never B^2 or B^3).  The gradient goes to the first
-    hardest positive / negative on ties, is 0 for a zero distance, and passes the hinge at 0
-    (torch's clamp_min).  ``reduction="none"`` gives the (B,) per-anchor losses.
-    ``return_grad=True`` returns ``(loss, d loss / d embeddings)``.
+    Embeddings are used as given (normalise them first for the cosine-style variant).  Distances
+    come from row blocks of the Gram matrix
+    (:math:`d^2 = \lVert e_i \rVert^2 + \lVert e_j \rVert^2 - 2 e_i \cdot e_j`, clamped at 0; one
+    BLAS matrix product per block), so memory is O(block x B), never :math:`B^2` or :math:`B^3`.
+    The gradient goes to the first hardest positive / negative on ties, is 0 for a zero distance,
+    and passes the hinge at 0 (torch's ``clamp_min``); with ``return_grad=True`` float32 input is
+    computed in float64 (the gradient sums terms of both signs).
+
+    Parameters
+    ----------
+    embeddings : array_like
+        Embeddings of shape (B, D), floating point.
+    labels : array_like
+        Integer class labels of shape (B,).
+    margin : float, optional
+        :math:`m`; default 1.
+    squared : bool, optional
+        Use squared Euclidean distances; default False.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the (B,) per-anchor losses; ``"sum"``; ``"mean"`` (default) as above.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to
+        ``embeddings`` (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the embeddings' dtype for ``"mean"`` / ``"sum"``; the (B,) per-anchor
+        losses for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(embeddings), shape (B, D).
+
+    Raises
+    ------
+    ValueError
+        Embeddings that are not 2-d, labels of the wrong shape or a bad ``reduction``.
+    TypeError
+        Labels that are not integers.
+
+    Notes
+    -----
+    The value depends on which rows share a batch, so this loss cannot be computed chunk by chunk:
+    :func:`fastloss.partial` states of separate batches merge to the mean of per-batch values, and
+    :func:`fastloss.score_parquet` and :mod:`fastloss.dask` refuse it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> e = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
+    >>> y = np.array([0, 0, 1, 1])
+    >>> D = np.linalg.norm(e[:, None] - e[None], axis=-1)
+    >>> same = y[:, None] == y[None]
+    >>> hardest_pos = np.where(same & ~np.eye(4, dtype=bool), D, -np.inf).max(axis=1)
+    >>> hardest_neg = np.where(~same, D, np.inf).min(axis=1)
+    >>> ref = np.maximum(0, hardest_pos - hardest_neg + 1.0)
+    >>> bool(np.allclose(fl.batch_hard_triplet_loss(e, y, reduction="none"), ref))
+    True
     """
     return _triplet_mining(embeddings, labels, margin, squared, reduction, False, num_threads, out, return_grad)
 
 
 def batch_all_triplet_loss(embeddings, labels, margin=1.0, squared=False, reduction="mean", *, num_threads=None,
                            out=None, return_grad=False):
-    """Batch-all triplet loss, mining every valid triplet inside the batch (SPEC §6).
+    r"""Batch-all triplet loss: every valid triplet inside the batch.
 
-    Over all (a, p, n) with y_p = y_a, p != a, y_n != y_a:  l_apn = max(0, d_ap - d_an + margin).
-    ``mean`` averages over the triplets with **positive loss** (l > 0), as the usual batch-all
-    implementations do, and is 0 when there is none; ``sum`` is the sum over all triplets;
-    ``reduction="none"`` gives the (B,) per-anchor sums.  Distances as in
-    ``batch_hard_triplet_loss``; the triplets are enumerated per anchor row (time O(B^2 x positives),
-    memory O(block x B), never a (B, B, B) tensor).
+    Over all :math:`(a, p, n)` with :math:`y_p = y_a`, :math:`p \ne a`, :math:`y_n \ne y_a`,
+
+    .. math::
+
+        \ell_{apn} = \max(0,\ d_{ap} - d_{an} + m)
+
+    ``"mean"`` averages over the triplets with **positive** loss (:math:`\ell > 0`), as the usual
+    batch-all implementations do, and is 0 when there is none; ``"sum"`` is the sum over all
+    triplets.  Distances as in :func:`batch_hard_triplet_loss`; the triplets are enumerated per
+    anchor row (time O(B^2 x positives), memory O(block x B), never a (B, B, B) tensor).
+
+    Parameters
+    ----------
+    embeddings : array_like
+        Embeddings of shape (B, D), floating point.
+    labels : array_like
+        Integer class labels of shape (B,).
+    margin : float, optional
+        :math:`m`; default 1.
+    squared : bool, optional
+        Use squared Euclidean distances; default False.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the (B,) per-anchor sums; ``"sum"``; ``"mean"`` (default) as above.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to
+        ``embeddings`` (float32 input is then computed in float64).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the embeddings' dtype for ``"mean"`` / ``"sum"``; the (B,) per-anchor
+        sums for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(embeddings), shape (B, D).
+
+    Raises
+    ------
+    ValueError
+        Embeddings that are not 2-d, labels of the wrong shape or a bad ``reduction``.
+    TypeError
+        Labels that are not integers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> e = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
+    >>> y = np.array([0, 0, 1, 1])
+    >>> D = np.linalg.norm(e[:, None] - e[None], axis=-1)
+    >>> same = y[:, None] == y[None]
+    >>> valid = (same & ~np.eye(4, dtype=bool))[:, :, None] & ~same[:, None, :]
+    >>> l = np.maximum(0, D[:, :, None] - D[:, None, :] + 1.0)[valid]
+    >>> bool(np.isclose(fl.batch_all_triplet_loss(e, y), l[l > 0].mean()))
+    True
     """
     return _triplet_mining(embeddings, labels, margin, squared, reduction, True, num_threads, out, return_grad)
 
@@ -402,12 +770,62 @@ def _finish_rows(row_loss, reduction, dtype, out, nt):
 
 def info_nce_loss(query, key, temperature=0.07, reduction="mean", *, num_threads=None, out=None,
                   return_grad=False):
-    """InfoNCE (SPEC §6): ``loss_i = -log softmax_j(q_i . k_j / temperature)_i``.
+    r"""InfoNCE: softmax cross-entropy of each query against all keys (van den Oord et al., 2018).
 
-    ``query`` (N, D), ``key`` (M, D) with M >= N: key i is the positive of query i, every other key a
-    negative.  The rows are used as given (normalise them first for a cosine InfoNCE).  Row blocks of
-    the similarity matrix (BLAS matmul) with a fused, max-shifted log-sum-exp kernel: memory
-    O(block x M).  ``return_grad=True`` returns ``(loss, (g_query, g_key))``.
+    Key :math:`i` is the positive of query :math:`i`; every other key is a negative:
+
+    .. math::
+
+        \ell_i = -\log \frac{\exp(q_i \cdot k_i / \tau)}{\sum_{j=1}^{M} \exp(q_i \cdot k_j / \tau)}
+
+    The rows are used as given: normalise them first for a cosine InfoNCE.  Row blocks of the
+    similarity matrix (a BLAS matrix product) feed a fused, max-shifted log-sum-exp kernel: memory
+    O(block x M).  With ``return_grad=True`` float32 input is computed in float64.
+
+    Parameters
+    ----------
+    query : array_like
+        Queries of shape (N, D), floating point.
+    key : array_like
+        Keys of shape (M, D) with :math:`M \ge N`: the first N are the queries' positives.
+    temperature : float, optional
+        :math:`\tau > 0`; default 0.07.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the (N,) row losses; ``"sum"``; ``"mean"`` (default) over the queries.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, return ``(loss, (g_query, g_key))`` (for ``"none"``: the gradients
+        of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the (N,) row losses
+        for ``"none"``.
+    grads : tuple of numpy.ndarray
+        Only with ``return_grad=True``: the gradients with respect to ``query`` and ``key``.
+
+    Raises
+    ------
+    ValueError
+        ``query`` that is not 2-d, ``key`` that is not (M, D) with :math:`M \ge N`,
+        ``temperature <= 0`` or a bad ``reduction``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> rng = np.random.default_rng(0)
+    >>> q, k = rng.standard_normal((4, 8)), rng.standard_normal((6, 8))
+    >>> s = q @ k.T / 0.5
+    >>> ref = np.mean(np.log(np.exp(s).sum(axis=1)) - np.diag(s[:, :4]))
+    >>> bool(np.isclose(fl.info_nce_loss(q, k, temperature=0.5), ref))
+    True
     """
     V.check_reduction(reduction)
     tau = V.check_real(temperature, "temperature", low=0.0, low_open=True)
@@ -445,16 +863,70 @@ def _normalize_grad(u, gu, norm, den):
 
 
 def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean", *, num_threads=None, out=None, return_grad=False):
-    """NT-Xent (SimCLR, SPEC §6) over the 2N views z = [z1; z2] (each (N, D)).
+    r"""NT-Xent, the SimCLR loss (Chen et al., 2020) over the 2N views :math:`z = [z_1; z_2]`.
 
-    With u = z / max(|z|, 1e-12) (``F.normalize``) and s_ij = u_i . u_j / temperature, the self pair
-    excluded and the positive of view i its other view (i +- N)::
+    With :math:`u = z / \max(\lVert z \rVert, 10^{-12})` (as :func:`torch.nn.functional.normalize`)
+    and :math:`s_{ij} = u_i \cdot u_j / \tau`, the self pair excluded and the positive of view
+    :math:`i` its other view (:math:`i \pm N`),
 
-        loss_i = logsumexp_{j != i} s_ij - s_{i, pos(i)},    mean over the 2N views
+    .. math::
 
-    ``reduction="none"`` gives the (2N,) per-view losses.  Row blocks of the similarity matrix (BLAS
-    matmul) with a fused log-sum-exp kernel: memory O(block x 2N), never (2N)^2.
-    ``return_grad=True`` returns ``(loss, (g_z1, g_z2))``.
+        \ell_i = \log \sum_{j \ne i} e^{s_{ij}} - s_{i,\operatorname{pos}(i)},
+        \qquad \text{mean over the } 2N \text{ views}
+
+    Row blocks of the similarity matrix (a BLAS matrix product) feed a fused log-sum-exp kernel:
+    memory O(block x 2N), never :math:`(2N)^2`.  With ``return_grad=True`` float32 input is computed
+    in float64.
+
+    Parameters
+    ----------
+    z1 : array_like
+        First views, shape (N, D), floating point (normalised inside).
+    z2 : array_like
+        Second views of ``z1``'s shape; row :math:`i` of ``z2`` is the positive of row :math:`i`
+        of ``z1``.
+    temperature : float, optional
+        :math:`\tau > 0`; default 0.5.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the (2N,) per-view losses; ``"sum"``; ``"mean"`` (default) over the 2N views.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, return ``(loss, (g_z1, g_z2))`` (for ``"none"``: the gradients of
+        the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the (2N,) per-view
+        losses for ``"none"``.
+    grads : tuple of numpy.ndarray
+        Only with ``return_grad=True``: the gradients with respect to ``z1`` and ``z2``.
+
+    Raises
+    ------
+    ValueError
+        Views that are not 2-d or of different shapes, ``temperature <= 0`` or a bad
+        ``reduction``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> rng = np.random.default_rng(0)
+    >>> z1, z2 = rng.standard_normal((2, 3, 5))
+    >>> u = np.concatenate([z1, z2])
+    >>> u /= np.linalg.norm(u, axis=1, keepdims=True)
+    >>> s = u @ u.T / 0.5
+    >>> np.fill_diagonal(s, -np.inf)
+    >>> pos = (np.arange(6) + 3) % 6
+    >>> ref = np.mean(np.log(np.exp(s).sum(axis=1)) - s[np.arange(6), pos])
+    >>> bool(np.isclose(fl.nt_xent_loss(z1, z2), ref))
+    True
     """
     V.check_reduction(reduction)
     tau = V.check_real(temperature, "temperature", low=0.0, low_open=True)
@@ -474,31 +946,88 @@ def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean", *, num_threads=None,
 
 def arcface_loss(embeddings, labels, class_weights, scale=64.0, margin=0.5, reduction="mean", *, num_threads=None,
                  out=None, return_grad=False):
-    """ArcFace (additive angular margin) softmax loss, Deng et al. 2019 (no torch reference; the usual
-    PyTorch formulation without "easy margin").
+    r"""ArcFace, the additive angular margin softmax loss (Deng et al., 2019).
 
-    ``embeddings`` (N, D), integer ``labels`` (N,) in [0, C), ``class_weights`` (C, D) the class centres.
-    Both are L2-normalised as ``F.normalize`` does (u = x / max(|x|, 1e-12), so a zero row stays 0)::
+    There is no torch function; this is the usual PyTorch formulation without "easy margin".
+    Embeddings and class centres are L2-normalised as :func:`torch.nn.functional.normalize` does
+    (:math:`u(x) = x / \max(\lVert x \rVert, 10^{-12})`, so a zero row stays 0).  With scale
+    :math:`s`, margin :math:`m` and the row's label :math:`y = y_i`,
 
-        cos_ij = u(e_i) . u(w_j),   theta = arccos(cos_iy) for the row's label y = labels[i]
-        z_ij = scale * cos_ij (j != y),   z_iy = scale * cos(theta + margin)
-        loss_i = logsumexp_j z_ij - z_iy
+    .. math::
 
-    with cos(theta + m) = cos * cos(m) - sin * sin(m), sin = sqrt(max(1 - cos^2, 0)), the plain formula
-    for every theta: **no** "easy margin" and **no** insightface ``th``/``mm`` fallback, so where
-    theta + margin > pi the target logit is still cos(theta + margin), which there grows again with
-    theta (insightface would switch to cos(theta) - sin(m) * m).
-    Gradient convention: where 1 - cos^2 <= 0 (theta = 0 or pi, e.g. an embedding along its class
-    centre, or D = 1) d sin / d cos -- infinite there -- is taken as 0, so d z_iy / d cos = scale * cos(m);
-    autograd of the literal formula gives inf/nan there.  (theta has no derivative at 0 or pi -- a cone,
-    like a norm at 0 -- and there d cos / d e = 0, so this is the zero subgradient of the margin term.)
+        \cos_{ij} = u(e_i) \cdot u(w_j), \quad \theta_i = \arccos \cos_{iy}, \quad
+        z_{ij} = s \cos_{ij}\ (j \ne y), \quad z_{iy} = s \cos(\theta_i + m)
 
-    ``scale`` > 0 and ``margin`` are finite reals.  The similarities come from row blocks of
-    u(E) @ u(W).T (BLAS; memory O(block x C), never N x C), the margin, max-shifted log-sum-exp and
-    reduction from a fused kernel; the mean is over the N rows.  A label outside [0, C) raises
-    ``IndexError`` naming ``labels`` and its first position.  ``return_grad=True`` returns
-    ``(loss, (g_embeddings, g_class_weights))`` (float32 input is then computed in float64, see
-    ``_GRAD_NOTE``).
+    .. math::
+
+        \ell_i = \log \sum_j e^{z_{ij}} - z_{iy}
+
+    with :math:`\cos(\theta + m) = \cos\theta \cos m - \sin\theta \sin m` and
+    :math:`\sin\theta = \sqrt{\max(1 - \cos^2\theta, 0)}`: the plain formula for every
+    :math:`\theta`, with **no** "easy margin" and **no** fallback (insightface's ``th`` / ``mm``
+    switch, pytorch-metric-learning's ``cos(theta) - m sin(m)``) where :math:`\theta + m > \pi`.
+    Gradient convention: where :math:`1 - \cos^2 \le 0` (:math:`\theta = 0` or :math:`\pi`, e.g.
+    an embedding along its class centre, or D = 1) the infinite :math:`d\sin/d\cos` is taken as 0,
+    so :math:`dz_{iy}/d\cos = s \cos m`; autograd of the literal formula gives inf or nan there.
+    The similarities come from row blocks of :math:`u(E)\, u(W)^\top` (BLAS; memory O(block x C),
+    never N x C); the margin, max-shifted log-sum-exp and reduction from a fused kernel.  With
+    ``return_grad=True`` float32 input is computed in float64.
+
+    Parameters
+    ----------
+    embeddings : array_like
+        Embeddings of shape (N, D), floating point.
+    labels : array_like
+        Integer class labels of shape (N,), in [0, C).
+    class_weights : array_like
+        Class centres :math:`W` of shape (C, D).
+    scale : float, optional
+        :math:`s > 0`, finite; default 64.
+    margin : float, optional
+        :math:`m` in radians, finite; default 0.5.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the (N,) row losses; ``"sum"``; ``"mean"`` (default) over the N rows.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, return ``(loss, (g_embeddings, g_class_weights))`` (for
+        ``"none"``: the gradients of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the embeddings' dtype for ``"mean"`` / ``"sum"``; the (N,) row losses
+        for ``"none"``.
+    grads : tuple of numpy.ndarray
+        Only with ``return_grad=True``: the gradients with respect to ``embeddings`` and
+        ``class_weights``.
+
+    Raises
+    ------
+    ValueError
+        Embeddings that are not 2-d, ``class_weights`` that is not (C, D), labels of the wrong
+        shape, ``scale <= 0``, or a non-finite ``scale`` / ``margin``.
+    IndexError
+        A label outside [0, C), naming ``labels`` and its first position.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> rng = np.random.default_rng(0)
+    >>> e, W = rng.standard_normal((4, 3)), rng.standard_normal((5, 3))
+    >>> y = np.array([0, 1, 4, 4])
+    >>> unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
+    >>> cos = unit(e) @ unit(W).T
+    >>> z = 10.0 * cos
+    >>> z[np.arange(4), y] = 10.0 * np.cos(np.arccos(cos[np.arange(4), y]) + 0.3)
+    >>> ref = np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(4), y])
+    >>> bool(np.isclose(fl.arcface_loss(e, y, W, scale=10.0, margin=0.3), ref))
+    True
     """
     V.check_reduction(reduction)
     s = V.check_real(scale, "scale", low=0.0, low_open=True)

@@ -1,6 +1,6 @@
 """Regression and probabilistic losses: the torch.nn.functional ones (mse, l1, huber, smooth_l1,
-poisson_nll, gaussian_nll) and the SPEC §6 ones (log_cosh, quantile, mape, smape, msle), plus the VAE
-Gaussian KL term.
+poisson_nll, gaussian_nll), log-cosh, quantile (pinball), MAPE, sMAPE and MSLE, plus the VAE Gaussian
+KL term.
 
 Each function validates and converts its arguments, then calls one kernel from
 ``fastloss/_kernels/regression.pyx`` (one elementwise loop specialised per loss, or the KL row loop);
@@ -80,9 +80,63 @@ def _result(value, grad):
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, num_threads=None,
              out=None, return_grad=False):
-    """Mean squared error (input - target)^2, mirroring ``torch.nn.functional.mse_loss``.
+    r"""Mean squared error, mirroring :func:`torch.nn.functional.mse_loss`.
 
-    ``weight`` (torch's optional per-element weight): mean = sum(w (x - y)^2) / sum(w), as torch.
+    .. math::
+
+        \ell = w\, (x - y)^2, \qquad
+        \text{mean} = \sum \ell \Big/ \sum w \quad (\text{the element count without } w)
+
+    Parameters
+    ----------
+    input : array_like
+        Predictions :math:`x`, any shape, floating point.
+    target : array_like
+        Targets :math:`y` of ``input``'s shape (no broadcasting: a shape mismatch is an error, where
+        torch warns and broadcasts).
+    size_average, reduce : None
+        torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default) as above.
+    weight : array_like, optional
+        Per-element weight :math:`w` broadcastable to ``input``'s shape (torch's optional
+        ``weight``); scalars and last-axis vectors are read in place.  None: 1.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
+        computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, a ``weight`` that does not broadcast, a bad ``reduction`` or ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> x, y = np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 2.0])
+    >>> loss, grad = fl.mse_loss(x, y, return_grad=True)
+    >>> print(np.mean((x - y) ** 2), bool(np.isclose(loss, np.mean((x - y) ** 2))))
+    1.4166666666666667 True
+    >>> bool(np.allclose(grad, 2 * (x - y) / 3))
+    True
+    >>> w = np.array([1.0, 1.0, 2.0])
+    >>> bool(np.isclose(fl.mse_loss(x, y, weight=w), np.sum(w * (x - y) ** 2) / w.sum()))
+    True
     """
     _no_legacy(size_average, reduce)
     x, y, nt = _inputs(input, target, reduction, num_threads)
@@ -92,9 +146,60 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
 
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, num_threads=None,
             out=None, return_grad=False):
-    """Mean absolute error |input - target|, mirroring ``torch.nn.functional.l1_loss``.
+    r"""Mean absolute error, mirroring :func:`torch.nn.functional.l1_loss`.
 
-    The gradient is sign(input - target) (0 where they are equal, as torch).  ``weight``: as mse_loss.
+    .. math::
+
+        \ell = w\, |x - y|, \qquad
+        \text{mean} = \sum \ell \Big/ \sum w \quad (\text{the element count without } w)
+
+    The gradient is :math:`w \operatorname{sign}(x - y)` (0 where :math:`x = y`, as torch).
+
+    Parameters
+    ----------
+    input : array_like
+        Predictions :math:`x`, any shape, floating point.
+    target : array_like
+        Targets :math:`y` of ``input``'s shape.
+    size_average, reduce : None
+        torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default) as above.
+    weight : array_like, optional
+        Per-element weight :math:`w` broadcastable to ``input``'s shape.  None: 1.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
+        computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, a ``weight`` that does not broadcast, a bad ``reduction`` or ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> x, y = np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 2.0])
+    >>> loss, grad = fl.l1_loss(x, y, return_grad=True)
+    >>> print(np.mean(np.abs(x - y)), bool(np.isclose(loss, np.mean(np.abs(x - y)))))
+    0.8333333333333334 True
+    >>> print(grad * 3)
+    [-1.  0.  1.]
     """
     _no_legacy(size_average, reduce)
     x, y, nt = _inputs(input, target, reduction, num_threads)
@@ -104,13 +209,68 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
 
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None, *, num_threads=None, out=None,
                return_grad=False):
-    """Huber loss, mirroring ``torch.nn.functional.huber_loss``; with d = input - target::
+    r"""Huber loss, mirroring :func:`torch.nn.functional.huber_loss`.
 
-        l = d^2 / 2             if |d| < delta
-            delta (|d| - delta / 2)   otherwise
+    With :math:`d = x - y`,
 
-    ``delta > 0``.  ``weight``: torch multiplies the per-element loss and, for ``mean``, divides by the
-    element count (not by sum(w) as its mse_loss does); we match torch.
+    .. math::
+
+        \ell = w \begin{cases} d^2 / 2 & |d| < \delta \\
+                               \delta\, (|d| - \delta / 2) & \text{otherwise} \end{cases}
+
+    With a ``weight``, ``"mean"`` divides the weighted sum by the element count, not by
+    :math:`\sum w` (torch's rule for this loss, unlike its ``mse_loss``); fastloss matches torch.
+
+    Parameters
+    ----------
+    input : array_like
+        Predictions :math:`x`, any shape, floating point.
+    target : array_like
+        Targets :math:`y` of ``input``'s shape.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default) over the elements.
+    delta : float, optional
+        :math:`\delta > 0`, where the loss turns from quadratic to linear; default 1.
+    weight : array_like, optional
+        Per-element weight :math:`w` broadcastable to ``input``'s shape.  None: 1.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
+        computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        ``delta <= 0``, mismatched shapes, a ``weight`` that does not broadcast, a bad
+        ``reduction`` or ``out``.
+
+    See Also
+    --------
+    smooth_l1_loss : the Huber loss divided by its threshold.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> d = np.array([0.5, -2.0, 3.0])
+    >>> ref = np.where(np.abs(d) < 1.5, d ** 2 / 2, 1.5 * (np.abs(d) - 0.75))
+    >>> print(ref)
+    [0.125 1.875 3.375]
+    >>> bool(np.allclose(fl.huber_loss(d, np.zeros(3), reduction="none", delta=1.5), ref))
+    True
     """
     delta = V.check_real(delta, "delta", low=0.0, low_open=True)
     x, y, nt = _inputs(input, target, reduction, num_threads)
@@ -121,12 +281,66 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None, *, num_t
 
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0, *, weight=None,
                    num_threads=None, out=None, return_grad=False):
-    """Smooth L1, mirroring ``torch.nn.functional.smooth_l1_loss``; with d = input - target::
+    r"""Smooth L1 loss, mirroring :func:`torch.nn.functional.smooth_l1_loss`.
 
-        l = d^2 / (2 beta)   if |d| < beta
-            |d| - beta / 2   otherwise
+    With :math:`d = x - y`,
 
-    ``beta >= 0``; ``beta = 0`` is exactly l1_loss (as torch).
+    .. math::
+
+        \ell = w \begin{cases} d^2 / (2 \beta) & |d| < \beta \\
+                               |d| - \beta / 2 & \text{otherwise} \end{cases}
+
+    ``beta = 0`` is exactly :func:`l1_loss` (as torch).  With a ``weight``, ``"mean"`` is
+    :math:`\sum \ell / \sum w` (torch's ``smooth_l1_loss`` has no weight).
+
+    Parameters
+    ----------
+    input : array_like
+        Predictions :math:`x`, any shape, floating point.
+    target : array_like
+        Targets :math:`y` of ``input``'s shape.
+    size_average, reduce : None
+        torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default).
+    beta : float, optional
+        :math:`\beta \ge 0`; default 1.
+    weight : array_like, optional
+        Keyword-only.  Per-element weight :math:`w` broadcastable to ``input``'s shape.  None: 1.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
+        computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        ``beta < 0``, mismatched shapes, a ``weight`` that does not broadcast, a bad ``reduction``
+        or ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> d = np.array([0.5, -2.0, 3.0])
+    >>> ref = np.where(np.abs(d) < 1.5, d ** 2 / 3, np.abs(d) - 0.75)
+    >>> bool(np.allclose(fl.smooth_l1_loss(d, np.zeros(3), reduction="none", beta=1.5), ref))
+    True
+    >>> bool(np.allclose(fl.smooth_l1_loss(d, np.zeros(3), reduction="none", beta=0.0), np.abs(d)))
+    True
     """
     _no_legacy(size_average, reduce)
     beta = V.check_real(beta, "beta", low=0.0)
@@ -137,11 +351,68 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
 
 def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None,
                      reduction="mean", *, weight=None, num_threads=None, out=None, return_grad=False):
-    """Poisson negative log-likelihood, mirroring ``torch.nn.functional.poisson_nll_loss``::
+    r"""Poisson negative log-likelihood, mirroring :func:`torch.nn.functional.poisson_nll_loss`.
 
-        log_input=True:   l = exp(input) - target * input
-        log_input=False:  l = input - target * log(input + eps)
-        full=True adds    target * log(target) - target + log(2 pi target) / 2   where target > 1
+    .. math::
+
+        \ell = e^{x} - y\, x \quad (\texttt{log\_input=True}), \qquad
+        \ell = x - y \log(x + \epsilon) \quad (\texttt{log\_input=False})
+
+    With ``full=True`` the Stirling term :math:`y \log y - y + \tfrac12 \log(2 \pi y)` is added
+    where :math:`y > 1` (as torch).  With a ``weight`` (a fastloss extension), ``"mean"`` is
+    :math:`\sum w \ell / \sum w`.
+
+    Parameters
+    ----------
+    input : array_like
+        The predicted rate (or its log with ``log_input=True``), any shape, floating point.
+    target : array_like
+        Observed counts :math:`y` of ``input``'s shape.
+    log_input : bool, optional
+        Whether ``input`` is the log-rate; default True.
+    full : bool, optional
+        Add the Stirling approximation term; default False.
+    size_average : None
+        torch's deprecated alias of ``reduction``; anything but None raises ``ValueError``.
+    eps : float, optional
+        :math:`\epsilon`, used with ``log_input=False``; default 1e-8.
+    reduce : None
+        torch's deprecated alias of ``reduction``; anything but None raises ``ValueError``.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default).
+    weight : array_like, optional
+        Keyword-only.  Per-element weight broadcastable to ``input``'s shape.  None: 1.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
+        computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, a bad ``reduction``, ``weight`` or ``out``, or ``size_average`` /
+        ``reduce`` given.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> log_rate, k = np.array([0.0, 1.0, 2.0]), np.array([1.0, 2.0, 10.0])
+    >>> bool(np.isclose(fl.poisson_nll_loss(log_rate, k), np.mean(np.exp(log_rate) - k * log_rate)))
+    True
     """
     _no_legacy(size_average, reduce)
     eps = V.check_real(eps, "eps")
@@ -177,15 +448,68 @@ def _gaussian_var(var, x):
 
 def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean", *, weight=None,
                       num_threads=None, out=None, return_grad=False):
-    """Gaussian negative log-likelihood, mirroring ``torch.nn.functional.gaussian_nll_loss``::
+    r"""Gaussian negative log-likelihood, mirroring :func:`torch.nn.functional.gaussian_nll_loss`.
 
-        v = max(var, eps);   l = (log v + (input - target)^2 / v) / 2  [+ log(2 pi) / 2 if full]
+    .. math::
 
-    ``var``: a real number, an array of input's shape (heteroscedastic), or one variance per row of the
-    last axis (shape input.shape[:-1] or [..., 1]), or any shape torch accepts (same ndim, one mismatched
-    dimension of size 1).  A negative variance is a ``ValueError`` naming its position (as torch).
-    ``return_grad=True`` returns (loss, (grad_input, grad_var)); grad_var has var's shape and, as in
-    torch, passes through the eps clamp unchanged; it is None when var is a Python number.
+        v = \max(\mathrm{var}, \epsilon), \qquad
+        \ell = \tfrac12 \bigl(\log v + (x - y)^2 / v\bigr)
+               \ \bigl[+\ \tfrac12 \log(2\pi) \text{ if full}\bigr]
+
+    As in torch, the gradient with respect to ``var`` passes through the :math:`\epsilon` clamp
+    unchanged.  With a ``weight`` (a fastloss extension), ``"mean"`` is :math:`\sum w \ell / \sum w`.
+
+    Parameters
+    ----------
+    input : array_like
+        Predicted means :math:`x`, any shape, floating point.
+    target : array_like
+        Targets :math:`y` of ``input``'s shape.
+    var : float or array_like
+        Variances: a real number for every element; an array of ``input``'s shape
+        (heteroscedastic); one variance per row of the last axis (shape ``input.shape[:-1]`` or
+        ``input.shape[:-1] + (1,)``, read in place); or any shape torch accepts (same ndim, one
+        mismatched dimension of size 1).
+    full : bool, optional
+        Add the constant :math:`\tfrac12 \log 2\pi`; default False.
+    eps : float, optional
+        :math:`\epsilon`, the variance clamp; default 1e-6.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default).
+    weight : array_like, optional
+        Keyword-only.  Per-element weight broadcastable to ``input``'s shape.  None: 1.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, return ``(loss, (grad_input, grad_var))``; ``grad_var`` has
+        ``var``'s shape, and is None when ``var`` is a Python number.
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise losses
+        for ``"none"``.
+    grads : tuple of numpy.ndarray
+        Only with ``return_grad=True``: ``(d loss / d input, d loss / d var)``.
+
+    Raises
+    ------
+    ValueError
+        A negative variance (naming its position, as torch), a ``var`` of an incompatible shape,
+        mismatched shapes or a bad ``reduction``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> x, y, var = np.array([0.0, 1.0]), np.array([0.5, -1.0]), np.array([0.25, 2.0])
+    >>> ref = 0.5 * (np.log(var) + (x - y) ** 2 / var)
+    >>> bool(np.allclose(fl.gaussian_nll_loss(x, y, var, reduction="none"), ref))
+    True
     """
     eps = V.check_real(eps, "eps")
     x, y, nt = _inputs(input, target, reduction, num_threads)
@@ -211,8 +535,60 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
 
 
 def log_cosh_loss(input, target, reduction="mean", *, weight=None, num_threads=None, out=None, return_grad=False):
-    """log(cosh(input - target)) (SPEC §6), in the stable form |d| + log1p(exp(-2|d|)) - log 2, so any
-    finite d (1e30 included) gives a finite loss; the gradient tanh(d) is computed from the same exp."""
+    r"""Log-cosh loss (no torch function).
+
+    .. math::
+
+        \ell = w \log\cosh(x - y) = w \bigl(|d| + \operatorname{log1p}(e^{-2|d|}) - \log 2\bigr),
+        \quad d = x - y
+
+    The second, stable form is the one computed, so any finite :math:`d` (:math:`10^{30}`
+    included) gives a finite loss; the gradient :math:`w \tanh(d)` comes from the same
+    exponential.  With a ``weight``, ``"mean"`` is :math:`\sum \ell / \sum w`.
+
+    Parameters
+    ----------
+    input : array_like
+        Predictions :math:`x`, any shape, floating point.
+    target : array_like
+        Targets :math:`y` of ``input``'s shape.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default).
+    weight : array_like, optional
+        Keyword-only.  Per-element weight :math:`w` broadcastable to ``input``'s shape.  None: 1.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
+        computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, a ``weight`` that does not broadcast, a bad ``reduction`` or ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> d = np.array([0.1, -2.0, 3.0])
+    >>> bool(np.allclose(fl.log_cosh_loss(d, np.zeros(3), reduction="none"), np.log(np.cosh(d))))
+    True
+    >>> print(fl.log_cosh_loss(np.array([1e30]), np.zeros(1)))      # cosh(1e30) overflows; this does not
+    1e+30
+    """
     x, y, nt = _inputs(input, target, reduction, num_threads)
     value, grad, _ = _elementwise(_KIND.LOG_COSH, x, y, nt, reduction, weight, out, return_grad)
     return _result(value, grad)
@@ -220,9 +596,64 @@ def log_cosh_loss(input, target, reduction="mean", *, weight=None, num_threads=N
 
 def quantile_loss(input, target, q=0.5, reduction="mean", *, weight=None, num_threads=None, out=None,
                   return_grad=False):
-    """Pinball loss (SPEC §6): with u = target - input, l = max(q u, (q - 1) u), 0 < q < 1.
+    r"""Quantile (pinball) loss (no torch function).
 
-    The gradient at u = 0 is 1/2 - q (the middle of the subgradient, what torch.maximum's autograd gives).
+    With :math:`u = y - x` and quantile level :math:`q`,
+
+    .. math::
+
+        \ell = w \max\bigl(q\, u,\ (q - 1)\, u\bigr), \qquad 0 < q < 1
+
+    The gradient at :math:`u = 0` is :math:`\tfrac12 - q` (the middle of the subgradient, what
+    autograd through ``torch.maximum`` gives).  With a ``weight``, ``"mean"`` is
+    :math:`\sum \ell / \sum w`.
+
+    Parameters
+    ----------
+    input : array_like
+        Predicted quantiles :math:`x`, any shape, floating point.
+    target : array_like
+        Targets :math:`y` of ``input``'s shape.
+    q : float, optional
+        Quantile level in (0, 1); default 0.5 (half the absolute error).
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default).
+    weight : array_like, optional
+        Keyword-only.  Per-element weight :math:`w` broadcastable to ``input``'s shape.  None: 1.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
+        computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        ``q`` outside (0, 1), mismatched shapes, a bad ``reduction``, ``weight`` or ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> x, y = np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 1.0])
+    >>> u = y - x
+    >>> ref = np.maximum(0.9 * u, (0.9 - 1) * u)
+    >>> print(ref.round(6) + 0.0)
+    [0.9 0.  0.2]
+    >>> bool(np.allclose(fl.quantile_loss(x, y, q=0.9, reduction="none"), ref))
+    True
     """
     q = V.check_real(q, "q", low=0.0, high=1.0, low_open=True, high_open=True)
     x, y, nt = _inputs(input, target, reduction, num_threads)
@@ -232,10 +663,61 @@ def quantile_loss(input, target, q=0.5, reduction="mean", *, weight=None, num_th
 
 def mape_loss(input, target, reduction="mean", *, eps=None, weight=None, num_threads=None, out=None,
               return_grad=False):
-    """Mean absolute percentage error (SPEC §6) as a fraction: |target - input| / |target|.
+    r"""Mean absolute percentage error, as a fraction (no torch function).
 
-    A zero target is a ``ValueError`` naming its position, unless ``eps`` (> 0) is given: then the
-    denominator is max(|target|, eps), like scikit-learn's mean_absolute_percentage_error.
+    .. math::
+
+        \ell = w\, \frac{|y - x|}{|y|} \qquad
+        \Bigl(\frac{|y - x|}{\max(|y|, \epsilon)} \text{ when } \epsilon \text{ is given}\Bigr)
+
+    A zero target is an error unless ``eps`` is given; with it, the denominator is that of
+    scikit-learn's ``mean_absolute_percentage_error``.  With a ``weight``, ``"mean"`` is
+    :math:`\sum \ell / \sum w`.
+
+    Parameters
+    ----------
+    input : array_like
+        Predictions :math:`x`, any shape, floating point.
+    target : array_like
+        Targets :math:`y` of ``input``'s shape.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default).
+    eps : float, optional
+        Keyword-only.  :math:`\epsilon > 0`, the smallest denominator; None (default): a zero
+        target raises ``ValueError``.
+    weight : array_like, optional
+        Keyword-only.  Per-element weight :math:`w` broadcastable to ``input``'s shape.  None: 1.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
+        computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        A zero target without ``eps`` (naming its position), ``eps <= 0``, mismatched shapes, a
+        bad ``reduction``, ``weight`` or ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> x, y = np.array([110.0, 45.0]), np.array([100.0, 50.0])
+    >>> print(np.mean(np.abs(y - x) / np.abs(y)), bool(np.isclose(fl.mape_loss(x, y), 0.1)))
+    0.1 True
     """
     e = 0.0 if eps is None else V.check_real(eps, "eps", low=0.0, low_open=True)
     x, y, nt = _inputs(input, target, reduction, num_threads)
@@ -247,17 +729,113 @@ def mape_loss(input, target, reduction="mean", *, eps=None, weight=None, num_thr
 
 
 def smape_loss(input, target, reduction="mean", *, weight=None, num_threads=None, out=None, return_grad=False):
-    """Symmetric MAPE (SPEC §6): 2 |target - input| / (|target| + |input|), 0 where both are 0
-    (gradient 0 there too)."""
+    r"""Symmetric mean absolute percentage error (no torch function).
+
+    .. math::
+
+        \ell = w\, \frac{2 |y - x|}{|y| + |x|} \qquad (0, \text{ with gradient 0, where } x = y = 0)
+
+    With a ``weight``, ``"mean"`` is :math:`\sum \ell / \sum w`.
+
+    Parameters
+    ----------
+    input : array_like
+        Predictions :math:`x`, any shape, floating point.
+    target : array_like
+        Targets :math:`y` of ``input``'s shape.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default).
+    weight : array_like, optional
+        Keyword-only.  Per-element weight :math:`w` broadcastable to ``input``'s shape.  None: 1.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
+        computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, a ``weight`` that does not broadcast, a bad ``reduction`` or ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> x, y = np.array([110.0, 0.0, 1.0]), np.array([100.0, 0.0, -1.0])
+    >>> loss = fl.smape_loss(x, y, reduction="none")
+    >>> both_zero = (x == 0) & (y == 0)
+    >>> ref = np.where(both_zero, 0.0, 2 * np.abs(y - x) / np.where(both_zero, 1.0, np.abs(y) + np.abs(x)))
+    >>> print(ref.round(6), bool(np.allclose(loss, ref)))
+    [0.095238 0.       2.      ] True
+    """
     x, y, nt = _inputs(input, target, reduction, num_threads)
     value, grad, _ = _elementwise(_KIND.SMAPE, x, y, nt, reduction, weight, out, return_grad)
     return _result(value, grad)
 
 
 def msle_loss(input, target, reduction="mean", *, weight=None, num_threads=None, out=None, return_grad=False):
-    """Mean squared log error (SPEC §6): (log1p(input) - log1p(target))^2.
+    r"""Mean squared logarithmic error (no torch function).
 
-    ``input`` or ``target`` <= -1 is a ``ValueError`` naming the argument and the first position.
+    .. math::
+
+        \ell = w \bigl(\operatorname{log1p}(x) - \operatorname{log1p}(y)\bigr)^2
+
+    With a ``weight``, ``"mean"`` is :math:`\sum \ell / \sum w`.
+
+    Parameters
+    ----------
+    input : array_like
+        Predictions :math:`x > -1`, any shape, floating point.
+    target : array_like
+        Targets :math:`y > -1` of ``input``'s shape.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default).
+    weight : array_like, optional
+        Keyword-only.  Per-element weight :math:`w` broadcastable to ``input``'s shape.  None: 1.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
+        computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        A value of ``input`` or ``target`` <= -1 (naming the argument and its first position),
+        mismatched shapes, a bad ``reduction``, ``weight`` or ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> x, y = np.array([0.0, 3.0, 9.0]), np.array([1.0, 3.0, 99.0])
+    >>> bool(np.isclose(fl.msle_loss(x, y), np.mean((np.log1p(x) - np.log1p(y)) ** 2)))
+    True
     """
     x, y, nt = _inputs(input, target, reduction, num_threads)
     value, grad, bad = _elementwise(_KIND.MSLE, x, y, nt, reduction, weight, out, return_grad)
@@ -269,13 +847,59 @@ def msle_loss(input, target, reduction="mean", *, weight=None, num_threads=None,
 
 
 def gaussian_kl_loss(mu, logvar, reduction="mean", *, weight=None, num_threads=None, out=None, return_grad=False):
-    """KL(N(mu, exp(logvar)) || N(0, I)), the VAE latent term::
+    r"""KL divergence of a diagonal Gaussian from the standard normal: the VAE latent term.
 
-        l_row = -1/2 sum_j (1 + logvar_j - mu_j^2 - exp(logvar_j))     (j over the last, latent axis)
+    For each row (the last axis is the latent dimension :math:`D`),
 
-    ``mu`` and ``logvar`` have the same shape (..., D); "none" gives one value per row (shape
-    mu.shape[:-1]), "mean" averages over rows (sum(w l) / sum(w) with ``weight``, broadcastable to
-    mu.shape[:-1]), "sum" sums them.  ``return_grad=True`` returns (loss, (grad_mu, grad_logvar)).
+    .. math::
+
+        \ell = \operatorname{KL}\bigl(\mathcal N(\mu, e^{\lambda}) \,\|\, \mathcal N(0, I)\bigr)
+             = -\tfrac12 \sum_{j=1}^{D} \bigl(1 + \lambda_j - \mu_j^2 - e^{\lambda_j}\bigr)
+
+    with :math:`\lambda` the log-variance.  ``"mean"`` averages over the rows
+    (:math:`\sum w \ell / \sum w` with ``weight``), ``"sum"`` sums them.
+
+    Parameters
+    ----------
+    mu : array_like
+        Means, shape (..., D), floating point.
+    logvar : array_like
+        Log-variances :math:`\lambda` of ``mu``'s shape.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: one value per row, shape ``mu.shape[:-1]``; ``"sum"``; ``"mean"`` (default).
+    weight : array_like, optional
+        Keyword-only.  Per-row weight broadcastable to ``mu.shape[:-1]``.  None: 1.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, return ``(loss, (grad_mu, grad_logvar))``.
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the row losses for
+        ``"none"``.
+    grads : tuple of numpy.ndarray
+        Only with ``return_grad=True``: ``(d loss / d mu, d loss / d logvar)``.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, 0-d input, a bad ``reduction``, ``weight`` or ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> mu = np.array([[0.0, 1.0], [0.5, -0.5]])
+    >>> logvar = np.array([[0.0, 0.0], [-1.0, 1.0]])
+    >>> ref = -0.5 * np.sum(1 + logvar - mu ** 2 - np.exp(logvar), axis=1)
+    >>> bool(np.allclose(fl.gaussian_kl_loss(mu, logvar, reduction="none"), ref))
+    True
     """
     V.check_reduction(reduction)
     nt = resolve_num_threads(num_threads)

@@ -60,7 +60,31 @@ def _pyarrow():
 
 @dataclass
 class ScoreResult:
-    """What a scoring run returns: the finalized loss and how it was obtained."""
+    """What a scoring run returns: the finalized loss and how it was obtained.
+
+    Returned by :func:`score_parquet` and :func:`score_file` (and printed by ``fastloss score``).
+
+    Attributes
+    ----------
+    loss : float
+        The reduced loss, ``state.finalize(reduction)``.
+    reduction : str
+        ``"mean"`` or ``"sum"``.
+    rows : int
+        Rows scored.
+    skipped : int
+        Rows dropped for nulls (``nulls="skip"``).
+    weight_sum : float
+        The state's weight sum: the mean's denominator.
+    seconds : float
+        Wall time of the whole run.
+    state : LossState
+        The merged state, mergeable with other runs' states.
+    per_row : str or None
+        Path of the per-row Parquet file, if one was written.
+    num_threads : int
+        Kernel threads used per batch.
+    """
     loss: float                  # state.finalize(reduction)
     reduction: str               # "mean" or "sum"
     rows: int                    # rows scored
@@ -73,10 +97,16 @@ class ScoreResult:
 
     @property
     def rows_per_s(self) -> float:
+        """Rows scored per second of wall time."""
         return self.rows / self.seconds if self.seconds > 0 else float("inf")
 
     def to_dict(self) -> dict:
-        """JSON-ready summary (without the state object)."""
+        """A JSON-ready summary: every field but the state, plus ``rows_per_s``.
+
+        Returns
+        -------
+        dict
+        """
         return {"loss": self.loss, "reduction": self.reduction, "rows": self.rows, "skipped": self.skipped,
                 "weight_sum": self.weight_sum, "seconds": self.seconds, "rows_per_s": self.rows_per_s,
                 "per_row": self.per_row, "num_threads": self.num_threads}
@@ -490,8 +520,56 @@ def score_file(paths, loss, input, target, weight=None, per_row=None, key=None, 
                nulls="error", num_threads=None, reduction="mean", progress=None, **loss_kwargs):
     """Score a loss over Parquet files (or directories of them) or ``.npy`` / ``.npz`` files.
 
-    Same arguments and result as ``score_parquet``; the file kind follows the suffix (``.npy`` /
-    ``.npz`` are NumPy, everything else Parquet).  See the module docstring for the conversions.
+    The arguments, result and guarantees are those of :func:`score_parquet`; the file kind follows
+    the suffix: ``.npy`` and ``.npz`` are NumPy files, anything else Parquet (mixing them is an
+    error).  A ``.npz`` archive's arrays are columns by name; a ``.npy`` file is one column named by
+    its file stem (memory-mapped), or, for a structured array, one column per field.
+
+    Parameters
+    ----------
+    paths : str, os.PathLike or list of them
+        Parquet files or directories of them, or ``.npy`` / ``.npz`` files.
+    loss : str
+        A fastloss loss name, e.g. ``"cross_entropy"``.
+    input : str or list of str
+        Column(s) passed to the loss as its first argument(s).
+    target : str
+        Column passed as the next argument.
+    weight : str, optional
+        Column of per-row sample weights.
+    per_row : str or os.PathLike, optional
+        Parquet file to write each row's loss to.
+    key : str, optional
+        Column passed through to ``per_row`` (default: a ``row`` index).
+    batch_size : int, optional
+        Rows per batch; default 65536.
+    nulls : {"error", "skip"}, optional
+        What rows with nulls do; default ``"error"``.
+    num_threads : int or None, optional
+        Kernel threads per batch; None: the library default less one (at least 1).
+    reduction : {"mean", "sum"}, optional
+        Default ``"mean"``.
+    progress : callable, optional
+        Called as ``progress(rows_read, total_rows)`` after each batch.
+    **loss_kwargs
+        The loss's own parameters; its ``weight=`` is passed as ``loss_weight=``.
+
+    Returns
+    -------
+    ScoreResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> rng = np.random.default_rng(0)
+    >>> pred, y = rng.standard_normal(10_000), rng.standard_normal(10_000)
+    >>> np.savez("preds.npz", pred=pred, y=y)
+    >>> res = fl.score_file("preds.npz", "huber_loss", "pred", "y", batch_size=4096, delta=0.5)
+    >>> d = np.abs(pred - y)
+    >>> ref = np.mean(np.where(d < 0.5, d ** 2 / 2, 0.5 * (d - 0.25)))
+    >>> res.rows, bool(np.isclose(res.loss, ref, rtol=1e-12, atol=0))
+    (10000, True)
     """
     from ._threads import get_num_threads
     from .state import LossState, partial
@@ -563,35 +641,96 @@ def score_file(paths, loss, input, target, weight=None, per_row=None, key=None, 
 
 def score_parquet(path_or_paths, loss, input, target, weight=None, per_row=None, key=None, batch_size=65536,
                   nulls="error", num_threads=None, reduction="mean", progress=None, **loss_kwargs):
-    """Score ``loss`` over the rows of Parquet file(s), streaming record batches (bounded memory).
+    """Score a loss over the rows of Parquet files, streaming record batches in bounded memory.
 
-    ``fastloss.score_parquet("preds.parquet", loss="cross_entropy", input="logits", target="label")``
+    The needed columns are read batch by batch with pyarrow; each batch becomes NumPy arrays
+    (views of the Arrow buffers where Arrow allows) and one mergeable :class:`LossState`
+    (:func:`fastloss.partial`), folded into the result in file order.  Memory is about one row
+    group plus one batch of each used column, whatever the size of the files, and the value equals
+    the in-memory loss over all rows within float64 rounding (reproducibly: the states are merged in
+    file order).  ``fastloss score`` is the command-line front end.
 
-    * ``path_or_paths``: a file, a directory of ``*.parquet`` files, or a list of those.
-    * ``input`` / ``target``: column names, passed to ``fastloss.<loss>`` as its first two arguments
-      (``input`` may be a list of columns for losses with several predictions:
-      ``input=["x1", "x2"], target="y"`` calls ``margin_ranking_loss(x1, x2, y)``).
-      Numeric columns give (n,) arrays; fixed-size-list columns (logit vectors, 4-float boxes) and
-      list columns of constant length give (n, width) arrays — views of the Arrow buffers, no copy.
-    * ``weight``: optional column of per-row sample weights (see ``fastloss.partial``): the result
-      is sum(w_i * loss_i) / sum(w_i), a row's weight covering all of the row's items.  The loss's
-      own ``weight=`` parameter (cross-entropy class weights, ...) is passed as ``loss_weight=``.
-    * ``per_row``: optional output path: a Parquet file with the key column (``key``, passed
-      through; a ``row`` index without one) and ``loss``, the loss's ``reduction="none"`` value per
-      row (the mean over the row's elements for elementwise losses of vector rows; without the
-      sample weight).  It costs a second kernel pass per batch.
-    * ``batch_size``: rows per record batch; memory is about one row group plus one batch.
-    * ``nulls``: ``"error"`` (ValueError with the number of null rows) or ``"skip"`` (drop them).
-    * ``num_threads``: kernel threads per batch; None: the library default less one (at least 1),
-      leaving a core to pyarrow, which reads and decodes the next batch meanwhile on a reader thread.
-    * ``reduction``: ``"mean"`` (default; for every loss, torchvision box losses included) or ``"sum"``.
-    * ``progress``: optional callable ``progress(rows_read, total_rows)`` called after each batch.
-    * ``**loss_kwargs``: the loss's own parameters (``label_smoothing=0.1``, ``eps=1e-7``, ...).
+    Parameters
+    ----------
+    path_or_paths : str, os.PathLike or list of them
+        A Parquet file, a directory of ``*.parquet`` files, or a list of those.
+    loss : str
+        A fastloss loss name, e.g. ``"cross_entropy"``.  Losses that compare rows within a batch
+        (``batch_hard_triplet_loss``, ``info_nce_loss``, ...) are refused: their value would
+        depend on the batching.
+    input : str or list of str
+        Column name(s) passed to the loss as its first argument(s); a list for losses with several
+        predictions (``input=["x1", "x2"], target="y"`` calls ``margin_ranking_loss(x1, x2, y)``).
+        Numeric columns give (n,) arrays; fixed-size-list columns (logit vectors, 4-float boxes)
+        and list columns of one constant length give (n, width) arrays.
+    target : str
+        Column passed as the loss's next argument.
+    weight : str, optional
+        Column of per-row sample weights: the result is :math:`\\sum_i w_i \\ell_i / \\sum_i w_i`, a
+        row's weight covering all of the row's items.  The loss's own ``weight=`` parameter
+        (class weights, ...) is passed as ``loss_weight=``.
+    per_row : str or os.PathLike, optional
+        Output path of a Parquet file with the key column and ``loss``, the loss's
+        ``reduction="none"`` value per row (the mean over the row's elements for elementwise
+        losses of vector rows; without the sample weight).  Written to a temporary file in the same
+        directory and renamed at the end, so a failed run leaves no partial file.  Costs a second
+        kernel pass per batch.
+    key : str, optional
+        Column passed through to the ``per_row`` file (default: a ``row`` index); needs
+        ``per_row``.
+    batch_size : int, optional
+        Rows per record batch; default 65536.
+    nulls : {"error", "skip"}, optional
+        ``"error"`` (default): a ``ValueError`` with the number of null rows; ``"skip"``: drop
+        every row with a null in a used column (a null inside a vector counts) and report the
+        count in ``skipped``.
+    num_threads : int or None, optional
+        Kernel threads per batch; None (default): the library default less one (at least 1),
+        leaving a core to pyarrow, which reads and decodes the next batch meanwhile.
+    reduction : {"mean", "sum"}, optional
+        ``"mean"`` (default, for every loss, torchvision's box losses included) or ``"sum"``.
+    progress : callable, optional
+        Called as ``progress(rows_read, total_rows)`` after each batch.
+    **loss_kwargs
+        The loss's own parameters (``label_smoothing=0.1``, ``eps=1e-7``, ...); ``reduction``,
+        ``out`` and ``return_grad`` are refused.
 
-    Returns a ``ScoreResult``: ``loss`` (the finalized value, float), ``rows``, ``skipped``,
-    ``weight_sum``, ``seconds``, ``rows_per_s``, ``state`` (the merged ``LossState``, mergeable with
-    other jobs' states), ``per_row``; ``to_dict()`` for JSON.  The value equals the in-memory loss over
-    all rows within float64 rounding (states are merged in file order, so it is reproducible).
+    Returns
+    -------
+    ScoreResult
+        ``loss`` (a float), ``rows``, ``skipped``, ``weight_sum``, ``seconds``, ``rows_per_s``,
+        ``state`` (the merged :class:`LossState`), ``per_row``; ``to_dict()`` for JSON.
+
+    Raises
+    ------
+    ValueError
+        An unknown or in-batch loss, a ``.npy`` / ``.npz`` path (use :func:`score_file`), nulls
+        with ``nulls="error"``, lists of different lengths in one column, a ``per_row`` path that
+        is one of the inputs, bad ``batch_size`` / ``reduction``; and whatever the loss raises.
+    KeyError
+        A column that is not in a file (with the closest name).
+    TypeError
+        A column that is neither numbers nor a list of numbers.
+    ImportError
+        pyarrow is not installed (``pip install "fastloss[parquet]"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pyarrow as pa
+    >>> import pyarrow.parquet as pq
+    >>> import fastloss as fl
+    >>> rng = np.random.default_rng(0)
+    >>> logits = rng.standard_normal((1000, 4))
+    >>> labels = rng.integers(0, 4, 1000)
+    >>> table = pa.table({"logits": pa.FixedSizeListArray.from_arrays(pa.array(logits.ravel()), 4),
+    ...                   "label": labels})
+    >>> pq.write_table(table, "preds.parquet", row_group_size=250)
+    >>> res = fl.score_parquet("preds.parquet", loss="cross_entropy", input="logits", target="label",
+    ...                        batch_size=300)
+    >>> ref = np.mean(np.log(np.exp(logits).sum(axis=1)) - logits[np.arange(1000), labels])
+    >>> res.rows, res.weight_sum, bool(np.isclose(res.loss, ref, rtol=1e-12, atol=0))
+    (1000, 1000.0, True)
     """
     plist = [path_or_paths] if isinstance(path_or_paths, (str, os.PathLike)) else list(path_or_paths)
     for p in plist:

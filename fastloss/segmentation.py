@@ -1,4 +1,4 @@
-"""Segmentation overlap losses (SPEC §6): Dice, Jaccard (IoU), Tversky, focal Tversky, Dice + BCE.
+"""Segmentation overlap losses: Dice, Jaccard (IoU), Tversky, focal Tversky, Dice + BCE.
 
 One kernel pass (``fastloss/_kernels/segmentation.pyx``) streams the (N, C, *spatial) prediction in
 place and returns, per (sample, class) pair, the float64 sums
@@ -10,7 +10,7 @@ for ``"binary"`` / ``"multilabel"``, none when ``from_logits=False``) and t the 
 the valid mask (``ignore_index``).  The per-pair formula below is then evaluated here in NumPy; a
 gradient is a second kernel pass from the per-pair derivatives dL/dTP and dL/dP.
 
-Semantics follow SPEC §6 and, where it is silent, segmentation_models_pytorch (smp):
+Semantics follow segmentation_models_pytorch (smp) where they do not conflict with per-pair scores:
 * Scores are per (sample, class) pair and ``reduction`` runs over the N x C pairs (``none`` returns
   (N, C)).  smp instead sums over the batch too (dims=(0, 2)) and zeroes classes with no true
   pixels; here every pair counts, so a pair whose target is empty follows the smooth/eps rule:
@@ -143,24 +143,104 @@ def _overlap_loss(kind, input, target, mode, from_logits, smooth, eps, ignore_in
     return value, grad
 
 
-_SHAPES_DOC = """
-    ``input`` (N, C, *spatial): logits (``from_logits=True``, default) or probabilities, read in place;
-    ``mode="multiclass"``: softmax over C, ``target`` class indices (N, *spatial) (any integer dtype)
-    or masks of ``input``'s shape; ``"multilabel"``: sigmoid, masks (N, C, *spatial); ``"binary"``:
-    sigmoid, C = 1, masks (N, 1, *spatial) or (N, *spatial).  Masks may be soft (any values in [0, 1]).
-    Labels outside [0, C) that are not ``ignore_index`` raise IndexError.  ``reduction`` over the
-    N x C (sample, class) pairs: ``"none"`` gives (N, C), ``"mean"`` (default) / ``"sum"`` a scalar
-    (mean over zero pairs is nan).  ``return_grad=True`` also returns d(result)/d(input) (a second
-    pass).  See the module docstring for the smp semantics followed.
+_SHAPES_DOC = r"""
+    Notes
+    -----
+    Each score is computed per (sample, class) pair from float64 sums over the spatial positions
+    :math:`s` of the activated prediction :math:`p` and the target :math:`t`:
+    :math:`TP = \sum_s p\, t`, :math:`FP = \sum_s p - TP`, :math:`FN = \sum_s t - TP`, in one
+    streaming pass over ``input`` (no softmax, one-hot or ``(N, C, *spatial)`` temporary is
+    allocated); the gradient of ``return_grad=True`` is a second pass.  Every pair counts, also a
+    pair whose target is empty: with ``smooth=0`` its score is 0 (loss 1) whatever the prediction,
+    and with ``smooth > 0`` an empty prediction of an empty target scores 1 (loss 0).
+    segmentation_models_pytorch instead sums over the batch too and zeroes the loss of classes
+    without a true pixel in the batch (the "Switching from" guide shows how to reproduce that).
+    ``ignore_index`` skips the positions whose target equals it: for class indices, every class of
+    that position; for masks, that element.  Prediction and target are both multiplied by 0 there,
+    so the gradient is 0, and a nan prediction at an ignored position still propagates (nan * 0),
+    as in segmentation_models_pytorch.
 """
 
 
 def dice_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0, eps=1e-7, ignore_index=None,
               reduction="mean", *, num_threads=None, out=None, return_grad=False):
-    """Soft Dice loss per (sample, class) pair (SPEC §6; segmentation_models_pytorch ``DiceLoss``)::
+    r"""Soft Dice loss per (sample, class) pair (segmentation_models_pytorch's ``DiceLoss``).
 
-        loss = 1 - (2 TP + smooth) / max(2 TP + FP + FN + smooth, eps)
-             = 1 - (2 sum p t + smooth) / max(sum p + sum t + smooth, eps)
+    .. math::
+
+        \ell_{nc} = 1 - \frac{2\, TP + \text{smooth}}{\max(2\, TP + FP + FN + \text{smooth},\ \epsilon)}
+                  = 1 - \frac{2 \sum_s p\, t + \text{smooth}}
+                             {\max(\sum_s p + \sum_s t + \text{smooth},\ \epsilon)}
+
+    Parameters
+    ----------
+    input : array_like
+        Shape ``(N, C, *spatial)``: logits (``from_logits=True``, default) or probabilities, floating
+        point, read in place.
+    target : array_like
+        ``mode="multiclass"``: class indices of shape ``(N, *spatial)`` (any integer dtype), or masks of
+        ``input``'s shape; ``"multilabel"``: masks ``(N, C, *spatial)``; ``"binary"``: masks
+        ``(N, 1, *spatial)`` or ``(N, *spatial)``.  Masks may be soft (values in [0, 1]).
+    mode : {"multiclass", "multilabel", "binary"}, optional
+        The activation applied to logits: softmax over C (``"multiclass"``, default), or a sigmoid
+        per element (``"multilabel"``, and ``"binary"`` with C = 1).
+    from_logits : bool, optional
+        Whether ``input`` holds logits (default) or already probabilities (no activation).
+    smooth : float, optional
+        Added to numerator and denominator, :math:`\ge 0`; default 0.
+    eps : float, optional
+        :math:`\epsilon \ge 0`, the smallest denominator; default 1e-7.
+    ignore_index : int or None, optional
+        Target value whose positions are skipped; None (default): none.
+    reduction : {"mean", "sum", "none"}, optional
+        Over the N x C pairs: ``"none"`` gives (N, C), ``"mean"`` (default; nan over zero pairs),
+        ``"sum"``.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous (N, C) array of the
+        computation dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``
+        (for ``"none"``: the gradient of the sum of the losses), computed in a second pass.
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the (N, C) pair losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``mode``, ``input`` that is not (N, C, ...) (C = 1 for ``"binary"``), a
+        ``target`` shape that fits neither form, negative ``smooth`` / ``eps``, or a bad
+        ``reduction``.
+    IndexError
+        A class index outside [0, C) that is not ``ignore_index``.
+    TypeError
+        An ``ignore_index`` that is not an int or None.
+
+    See Also
+    --------
+    jaccard_loss, tversky_loss, dice_bce_loss
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((2, 3, 4, 4))          # logits, 3 classes
+    >>> y = rng.integers(0, 3, (2, 4, 4))              # class indices
+    >>> p = np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)
+    >>> t = np.moveaxis(np.eye(3)[y], -1, 1)           # one-hot (2, 3, 4, 4)
+    >>> tp, ps, ts = (p * t).sum((2, 3)), p.sum((2, 3)), t.sum((2, 3))
+    >>> ref = 1 - 2 * tp / np.maximum(ps + ts, 1e-7)   # (2, 3): one loss per (sample, class)
+    >>> bool(np.allclose(fl.dice_loss(x, y, reduction="none"), ref))
+    True
     """
     return _overlap_loss("dice", input, target, mode, from_logits, smooth, eps, ignore_index, reduction,
                          num_threads, out, return_grad)
@@ -168,10 +248,77 @@ def dice_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0, ep
 
 def jaccard_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0, eps=1e-7, ignore_index=None,
                  reduction="mean", *, num_threads=None, out=None, return_grad=False):
-    """Soft Jaccard (IoU) loss per (sample, class) pair (SPEC §6; smp ``JaccardLoss``)::
+    r"""Soft Jaccard (IoU) loss per (sample, class) pair (segmentation_models_pytorch's
+    ``JaccardLoss``).
 
-        loss = 1 - (TP + smooth) / max(TP + FP + FN + smooth, eps)
-             = 1 - (sum p t + smooth) / max(sum p + sum t - sum p t + smooth, eps)
+    .. math::
+
+        \ell_{nc} = 1 - \frac{TP + \text{smooth}}{\max(TP + FP + FN + \text{smooth},\ \epsilon)}
+                  = 1 - \frac{\sum_s p\, t + \text{smooth}}
+                             {\max(\sum_s p + \sum_s t - \sum_s p\, t + \text{smooth},\ \epsilon)}
+
+    Parameters
+    ----------
+    input : array_like
+        Shape ``(N, C, *spatial)``: logits (``from_logits=True``, default) or probabilities, floating
+        point, read in place.
+    target : array_like
+        ``mode="multiclass"``: class indices of shape ``(N, *spatial)`` (any integer dtype), or masks of
+        ``input``'s shape; ``"multilabel"``: masks ``(N, C, *spatial)``; ``"binary"``: masks
+        ``(N, 1, *spatial)`` or ``(N, *spatial)``.  Masks may be soft (values in [0, 1]).
+    mode : {"multiclass", "multilabel", "binary"}, optional
+        The activation applied to logits: softmax over C (``"multiclass"``, default), or a sigmoid
+        per element (``"multilabel"``, and ``"binary"`` with C = 1).
+    from_logits : bool, optional
+        Whether ``input`` holds logits (default) or already probabilities (no activation).
+    smooth : float, optional
+        Added to numerator and denominator, :math:`\ge 0`; default 0.
+    eps : float, optional
+        :math:`\epsilon \ge 0`, the smallest denominator; default 1e-7.
+    ignore_index : int or None, optional
+        Target value whose positions are skipped; None (default): none.
+    reduction : {"mean", "sum", "none"}, optional
+        Over the N x C pairs: ``"none"`` gives (N, C), ``"mean"`` (default; nan over zero pairs),
+        ``"sum"``.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous (N, C) array of the
+        computation dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``
+        (for ``"none"``: the gradient of the sum of the losses), computed in a second pass.
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the (N, C) pair losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``mode``, ``input`` that is not (N, C, ...) (C = 1 for ``"binary"``), a
+        ``target`` shape that fits neither form, negative ``smooth`` / ``eps``, or a bad
+        ``reduction``.
+    IndexError
+        A class index outside [0, C) that is not ``ignore_index``.
+    TypeError
+        An ``ignore_index`` that is not an int or None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> p = np.array([[[0.9, 0.8, 0.1, 0.0]]])         # probabilities, (N, C, S) = (1, 1, 4)
+    >>> t = np.array([[[1.0, 1.0, 0.0, 1.0]]])
+    >>> tp = (p * t).sum()
+    >>> ref = 1 - tp / (p.sum() + t.sum() - tp)
+    >>> bool(np.isclose(fl.jaccard_loss(p, t, mode="binary", from_logits=False), ref))
+    True
     """
     return _overlap_loss("jaccard", input, target, mode, from_logits, smooth, eps, ignore_index, reduction,
                          num_threads, out, return_grad)
@@ -179,11 +326,88 @@ def jaccard_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0,
 
 def tversky_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0, eps=1e-7, ignore_index=None,
                  alpha=0.5, beta=0.5, reduction="mean", *, num_threads=None, out=None, return_grad=False):
-    """Tversky loss per (sample, class) pair (SPEC §6; smp ``TverskyLoss`` with gamma=1)::
+    r"""Tversky loss per (sample, class) pair (segmentation_models_pytorch's ``TverskyLoss`` with
+    ``gamma=1``).
 
-        loss = 1 - (TP + smooth) / max(TP + alpha FP + beta FN + smooth, eps)
+    .. math::
 
-    FP = sum p (1 - t), FN = sum (1 - p) t; alpha = beta = 0.5 is Dice, 1 and 1 is Jaccard.
+        \ell_{nc} = 1 - \frac{TP + \text{smooth}}
+                             {\max(TP + \alpha\, FP + \beta\, FN + \text{smooth},\ \epsilon)}
+
+    with :math:`FP = \sum_s p (1 - t)` and :math:`FN = \sum_s (1 - p)\, t`;
+    :math:`\alpha = \beta = 0.5` is the Dice loss, :math:`\alpha = \beta = 1` the Jaccard loss.
+
+    Parameters
+    ----------
+    input : array_like
+        Shape ``(N, C, *spatial)``: logits (``from_logits=True``, default) or probabilities, floating
+        point, read in place.
+    target : array_like
+        ``mode="multiclass"``: class indices of shape ``(N, *spatial)`` (any integer dtype), or masks of
+        ``input``'s shape; ``"multilabel"``: masks ``(N, C, *spatial)``; ``"binary"``: masks
+        ``(N, 1, *spatial)`` or ``(N, *spatial)``.  Masks may be soft (values in [0, 1]).
+    mode : {"multiclass", "multilabel", "binary"}, optional
+        The activation applied to logits: softmax over C (``"multiclass"``, default), or a sigmoid
+        per element (``"multilabel"``, and ``"binary"`` with C = 1).
+    from_logits : bool, optional
+        Whether ``input`` holds logits (default) or already probabilities (no activation).
+    smooth : float, optional
+        Added to numerator and denominator, :math:`\ge 0`; default 0.
+    eps : float, optional
+        :math:`\epsilon \ge 0`, the smallest denominator; default 1e-7.
+    ignore_index : int or None, optional
+        Target value whose positions are skipped; None (default): none.
+    alpha : float, optional
+        :math:`\alpha \ge 0`, the weight of false positives; default 0.5.
+    beta : float, optional
+        :math:`\beta \ge 0`, the weight of false negatives; default 0.5.
+    reduction : {"mean", "sum", "none"}, optional
+        Over the N x C pairs: ``"none"`` gives (N, C), ``"mean"`` (default; nan over zero pairs),
+        ``"sum"``.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous (N, C) array of the
+        computation dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``
+        (for ``"none"``: the gradient of the sum of the losses), computed in a second pass.
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the (N, C) pair losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``mode``, ``input`` that is not (N, C, ...) (C = 1 for ``"binary"``), a
+        ``target`` shape that fits neither form, negative ``smooth``, ``eps``, ``alpha`` or
+        ``beta``, or a bad ``reduction``.
+    IndexError
+        A class index outside [0, C) that is not ``ignore_index``.
+    TypeError
+        An ``ignore_index`` that is not an int or None.
+
+    See Also
+    --------
+    focal_tversky_loss : the same score, raised to a power per pair.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> p = np.array([[[0.9, 0.8, 0.1, 0.0]]])
+    >>> t = np.array([[[1.0, 1.0, 0.0, 1.0]]])
+    >>> tp, fp, fn = (p * t).sum(), (p * (1 - t)).sum(), ((1 - p) * t).sum()
+    >>> ref = 1 - tp / (tp + 0.3 * fp + 0.7 * fn)
+    >>> loss = fl.tversky_loss(p, t, mode="binary", from_logits=False, alpha=0.3, beta=0.7)
+    >>> bool(np.isclose(loss, ref))
+    True
     """
     a = V.check_real(alpha, "alpha", low=0.0)
     b = V.check_real(beta, "beta", low=0.0)
@@ -194,13 +418,87 @@ def tversky_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0,
 def focal_tversky_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0, eps=1e-7,
                        ignore_index=None, alpha=0.5, beta=0.5, gamma=1.0, reduction="mean", *,
                        num_threads=None, out=None, return_grad=False):
-    """Focal Tversky loss (SPEC §6): the Tversky loss of each (sample, class) pair to the power gamma::
+    r"""Focal Tversky loss (Abraham and Khan, 2019): the Tversky loss of each (sample, class) pair
+    raised to the power :math:`\gamma`.
 
-        loss = (1 - (TP + smooth) / max(TP + alpha FP + beta FN + smooth, eps)) ** gamma
+    .. math::
 
-    then reduced over the pairs.  (smp's ``TverskyLoss(gamma=...)`` instead raises the *mean* loss to
-    gamma; SPEC §6 applies gamma per pair, so ``reduction="none"`` stays meaningful.)  ``gamma=1`` is
-    :func:`tversky_loss`; ``gamma=0`` gives 1 with zero gradient.
+        \ell_{nc} = \Bigl(1 - \frac{TP + \text{smooth}}
+                                   {\max(TP + \alpha\, FP + \beta\, FN + \text{smooth},\ \epsilon)}
+                    \Bigr)^{\gamma}
+
+    then reduced over the pairs.  segmentation_models_pytorch's ``TverskyLoss(gamma=...)`` instead
+    raises the *mean* loss to :math:`\gamma`; applying it per pair keeps ``reduction="none"``
+    meaningful.  ``gamma=1`` is :func:`tversky_loss`; ``gamma=0`` gives 1 with zero gradient.
+
+    Parameters
+    ----------
+    input : array_like
+        Shape ``(N, C, *spatial)``: logits (``from_logits=True``, default) or probabilities, floating
+        point, read in place.
+    target : array_like
+        ``mode="multiclass"``: class indices of shape ``(N, *spatial)`` (any integer dtype), or masks of
+        ``input``'s shape; ``"multilabel"``: masks ``(N, C, *spatial)``; ``"binary"``: masks
+        ``(N, 1, *spatial)`` or ``(N, *spatial)``.  Masks may be soft (values in [0, 1]).
+    mode : {"multiclass", "multilabel", "binary"}, optional
+        The activation applied to logits: softmax over C (``"multiclass"``, default), or a sigmoid
+        per element (``"multilabel"``, and ``"binary"`` with C = 1).
+    from_logits : bool, optional
+        Whether ``input`` holds logits (default) or already probabilities (no activation).
+    smooth : float, optional
+        Added to numerator and denominator, :math:`\ge 0`; default 0.
+    eps : float, optional
+        :math:`\epsilon \ge 0`, the smallest denominator; default 1e-7.
+    ignore_index : int or None, optional
+        Target value whose positions are skipped; None (default): none.
+    alpha : float, optional
+        :math:`\alpha \ge 0`, the weight of false positives; default 0.5.
+    beta : float, optional
+        :math:`\beta \ge 0`, the weight of false negatives; default 0.5.
+    gamma : float, optional
+        :math:`\gamma \ge 0`; default 1.
+    reduction : {"mean", "sum", "none"}, optional
+        Over the N x C pairs: ``"none"`` gives (N, C), ``"mean"`` (default; nan over zero pairs),
+        ``"sum"``.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous (N, C) array of the
+        computation dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``
+        (for ``"none"``: the gradient of the sum of the losses), computed in a second pass.
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the (N, C) pair losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``mode``, ``input`` that is not (N, C, ...) (C = 1 for ``"binary"``), a
+        ``target`` shape that fits neither form, negative ``smooth``, ``eps``, ``alpha``, ``beta``
+        or ``gamma``, or a bad ``reduction``.
+    IndexError
+        A class index outside [0, C) that is not ``ignore_index``.
+    TypeError
+        An ``ignore_index`` that is not an int or None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((2, 2, 8))
+    >>> per_pair = fl.tversky_loss(x, x > 0.5, mode="multilabel", reduction="none")
+    >>> loss = fl.focal_tversky_loss(x, x > 0.5, mode="multilabel", gamma=0.75)
+    >>> bool(np.isclose(loss, np.mean(per_pair ** 0.75)))
+    True
     """
     a = V.check_real(alpha, "alpha", low=0.0)
     b = V.check_real(beta, "beta", low=0.0)
@@ -211,16 +509,73 @@ def focal_tversky_loss(input, target, mode="multiclass", from_logits=True, smoot
 
 def dice_bce_loss(input, target, mode="binary", dice_weight=0.5, smooth=0.0, eps=1e-7, ignore_index=None,
                   reduction="mean", *, num_threads=None, out=None, return_grad=False):
-    """Dice + binary cross-entropy with logits, in one pass over the logits (sigmoid modes only).
+    r"""Dice plus binary cross-entropy with logits, in one pass over the logits (sigmoid modes).
 
-    Per (sample, class) pair, with BCE(x, t) = (1 - t) x + softplus(-x) (torch's stable form)::
+    Per (sample, class) pair, with
+    :math:`\operatorname{BCE}(x, t) = (1 - t)\, x + \operatorname{softplus}(-x)`
+    (torch's stable form) averaged over the pair's valid positions and :math:`w` = ``dice_weight``,
 
-        loss = dice_weight * dice_loss + (1 - dice_weight) * mean over valid positions of BCE
+    .. math::
+
+        \ell_{nc} = w\, \ell^{\text{Dice}}_{nc} + (1 - w)\, \overline{\operatorname{BCE}}_{nc}
 
     so with ``reduction="mean"`` and no ``ignore_index`` this is exactly
-    ``w * dice_loss(...) + (1 - w) * binary_cross_entropy_with_logits(input, target)``.  ``input`` is
-    logits ((N, 1, *spatial) for ``"binary"``, (N, C, *spatial) for ``"multilabel"``), ``target``
-    masks; a pair with no valid position contributes 0 BCE.  ``mode="multiclass"`` is a ValueError.
+    ``w * dice_loss(...) + (1 - w) * binary_cross_entropy_with_logits(input, target)``.  A pair
+    with no valid position contributes 0 BCE.
+
+    Parameters
+    ----------
+    input : array_like
+        Logits of shape ``(N, 1, *spatial)`` for ``"binary"``, ``(N, C, *spatial)`` for ``"multilabel"``.
+    target : array_like
+        Masks: ``(N, 1, *spatial)`` or ``(N, *spatial)`` for ``"binary"``, ``(N, C, *spatial)`` for
+        ``"multilabel"``; may be soft (values in [0, 1]).
+    mode : {"binary", "multilabel"}, optional
+        Default ``"binary"``; ``"multiclass"`` is a ``ValueError``.
+    dice_weight : float, optional
+        :math:`w` in [0, 1]; default 0.5.
+    smooth : float, optional
+        The Dice term's smoothing, :math:`\ge 0`; default 0.
+    eps : float, optional
+        The Dice term's smallest denominator, :math:`\ge 0`; default 1e-7.
+    ignore_index : int or None, optional
+        Target value whose positions are skipped by both terms; None (default): none.
+    reduction : {"mean", "sum", "none"}, optional
+        Over the N x C pairs: ``"none"`` gives (N, C), ``"mean"`` (default), ``"sum"``.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous (N, C) array of the
+        computation dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``
+        (for ``"none"``: the gradient of the sum of the losses), computed in a second pass.
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the (N, C) pair losses
+        for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        ``mode="multiclass"``, ``dice_weight`` outside [0, 1], shapes that do not fit, negative
+        ``smooth`` / ``eps``, or a bad ``reduction``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((2, 1, 8, 8))
+    >>> t = (rng.random((2, 1, 8, 8)) > 0.5).astype(float)
+    >>> both = 0.3 * fl.dice_loss(x, t, mode="binary") + 0.7 * fl.binary_cross_entropy_with_logits(x, t)
+    >>> bool(np.isclose(fl.dice_bce_loss(x, t, dice_weight=0.3), both))
+    True
     """
     if mode not in ("binary", "multilabel"):
         raise ValueError(f"mode must be 'binary' or 'multilabel' for dice_bce_loss, got {mode!r}")
