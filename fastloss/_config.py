@@ -2,6 +2,7 @@
 import os
 import platform
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ def _installed_version(name):
         return None
 
 
-def config() -> dict:
+def config() -> dict[str, Any]:
     """Build and run-time facts as a dict (also written into benchmark JSON files).
 
     Returns

@@ -4,11 +4,16 @@ loss, binary hinge loss and pointwise KL divergence.
 Each function validates and converts its arguments, then calls the one entry of
 ``fastloss/_kernels/binary.pyx`` (``elementwise``) with its loss kind; the arithmetic lives there.
 """
+from __future__ import annotations
+
+from typing import Literal, overload
+
 import numpy as np
 
 from . import _validate as V
 from ._kernels import load
 from ._threads import resolve_num_threads
+from ._typing import ArrayLike, FloatArray, Loss, LossGrad
 from .classification import _elementwise_operand, _finish
 
 _K = load("binary")
@@ -46,8 +51,25 @@ def _run(kind, x, y, reduction, nt, out, return_grad, weight=1.0, params=(0.0, 0
     return res, o, grad, count
 
 
-def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean", *,
-                         num_threads=None, out=None, return_grad=False):
+@overload
+def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
+                         size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
+                         num_threads: int | None = ..., out: FloatArray | None = ...,
+                         return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
+                         size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
+                         num_threads: int | None = ..., out: FloatArray | None = ...,
+                         return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
+                         size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
+                         num_threads: int | None = ..., out: FloatArray | None = ...,
+                         return_grad: bool = ...) -> Loss | LossGrad: ...
+def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
+                         size_average: bool | None = None, reduce: bool | None = None,
+                         reduction: str = "mean", *, num_threads: int | None = None,
+                         out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Binary cross-entropy between probabilities and targets, mirroring
     :func:`torch.nn.functional.binary_cross_entropy`.
 
@@ -131,8 +153,21 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     return _finish(res, reduction, x.dtype, o, grad, count=count)
 
 
-def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none", *, num_threads=None, out=None,
-                       return_grad=False):
+@overload
+def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = ..., gamma: float = ...,
+                       reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+                       return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = ..., gamma: float = ...,
+                       reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+                       return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = ..., gamma: float = ...,
+                       reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+                       return_grad: bool = ...) -> Loss | LossGrad: ...
+def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.25, gamma: float = 2,
+                       reduction: str = "none", *, num_threads: int | None = None,
+                       out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Sigmoid (binary) focal loss on logits, mirroring :func:`torchvision.ops.sigmoid_focal_loss`.
 
     With :math:`p = \sigma(x)`, :math:`\operatorname{ce}` the binary cross-entropy with logits,
@@ -219,8 +254,21 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none", *
     return _finish(res, reduction, x.dtype, o, grad, count=count)
 
 
-def hinge_loss(input, target, margin=1.0, squared=False, reduction="mean", *, num_threads=None, out=None,
-               return_grad=False):
+@overload
+def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = ..., squared: bool = ...,
+               reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+               return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = ..., squared: bool = ...,
+               reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+               return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = ..., squared: bool = ...,
+               reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+               return_grad: bool = ...) -> Loss | LossGrad: ...
+def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.0, squared: bool = False,
+               reduction: str = "mean", *, num_threads: int | None = None, out: FloatArray | None = None,
+               return_grad: bool = False) -> Loss | LossGrad:
     r"""Binary SVM hinge loss on scores (no torch function).
 
     .. math::
@@ -295,8 +343,21 @@ def hinge_loss(input, target, margin=1.0, squared=False, reduction="mean", *, nu
     return _finish(res, reduction, x.dtype, o, grad, count=count)
 
 
-def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False, *,
-           num_threads=None, out=None, return_grad=False):
+@overload
+def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
+           reduction: str = ..., log_target: bool = ..., *, num_threads: int | None = ...,
+           out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
+           reduction: str = ..., log_target: bool = ..., *, num_threads: int | None = ...,
+           out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
+           reduction: str = ..., log_target: bool = ..., *, num_threads: int | None = ...,
+           out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = None, reduce: bool | None = None,
+           reduction: str = "mean", log_target: bool = False, *, num_threads: int | None = None,
+           out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Pointwise Kullback-Leibler divergence, mirroring :func:`torch.nn.functional.kl_div`.
 
     ``input`` holds log-probabilities :math:`x`; the target :math:`t` holds probabilities, or

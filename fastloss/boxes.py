@@ -13,13 +13,18 @@ Conventions shared by every function here (torchvision's):
   torchvision computes them, without a check: negative widths give negative areas, the losses' ``eps``
   keeps 0/0 away only where torchvision's does.  NaN propagates.
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
 
 from . import _validate as V
 from ._kernels import load
 from ._threads import resolve_num_threads
+from ._typing import ArrayLike, FloatArray, Loss, LossGrad, NDArray
 
 _K = load("boxes")
 
@@ -98,14 +103,30 @@ _COMMON_DOC = """
 """
 
 
-def _common_doc(f):
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _common_doc(f: _F) -> _F:
     f.__doc__ += _COMMON_DOC
     return f
 
 
+@overload
+def iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
+             box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+             return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
+             box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+             return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
+             box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+             return_grad: bool = ...) -> Loss | LossGrad: ...
 @_common_doc
-def iou_loss(boxes1, boxes2, reduction="none", eps=1e-7, *, box_format="xyxy", num_threads=None, out=None,
-             return_grad=False):
+def iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = "none", eps: float = 1e-7, *,
+             box_format: str = "xyxy", num_threads: int | None = None, out: FloatArray | None = None,
+             return_grad: bool = False) -> Loss | LossGrad:
     r"""IoU loss per box pair, with torchvision's conventions (torchvision has no IoU loss).
 
     With :math:`I` the intersection area (0 unless both overlaps are positive, as torchvision's
@@ -172,9 +193,22 @@ def iou_loss(boxes1, boxes2, reduction="none", eps=1e-7, *, box_format="xyxy", n
     return _pair_loss("iou", boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad)
 
 
+@overload
+def generalized_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
+                             box_format: str = ..., num_threads: int | None = ...,
+                             out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def generalized_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
+                             box_format: str = ..., num_threads: int | None = ...,
+                             out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def generalized_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
+                             box_format: str = ..., num_threads: int | None = ...,
+                             out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
 @_common_doc
-def generalized_box_iou_loss(boxes1, boxes2, reduction="none", eps=1e-7, *, box_format="xyxy",
-                             num_threads=None, out=None, return_grad=False):
+def generalized_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = "none", eps: float = 1e-7,
+                             *, box_format: str = "xyxy", num_threads: int | None = None,
+                             out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Generalized IoU loss, mirroring :func:`torchvision.ops.generalized_box_iou_loss`.
 
     With :math:`I`, :math:`U` as in :func:`iou_loss` and :math:`C` the area of the smallest box
@@ -235,9 +269,22 @@ def generalized_box_iou_loss(boxes1, boxes2, reduction="none", eps=1e-7, *, box_
     return _pair_loss("giou", boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad)
 
 
+@overload
+def distance_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
+                          box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+                          return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def distance_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
+                          box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+                          return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def distance_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
+                          box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+                          return_grad: bool = ...) -> Loss | LossGrad: ...
 @_common_doc
-def distance_box_iou_loss(boxes1, boxes2, reduction="none", eps=1e-7, *, box_format="xyxy",
-                          num_threads=None, out=None, return_grad=False):
+def distance_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = "none", eps: float = 1e-7, *,
+                          box_format: str = "xyxy", num_threads: int | None = None,
+                          out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Distance IoU loss, mirroring :func:`torchvision.ops.distance_box_iou_loss`.
 
     With :math:`\rho` the distance between the box centres and :math:`c` the diagonal of the
@@ -296,9 +343,22 @@ def distance_box_iou_loss(boxes1, boxes2, reduction="none", eps=1e-7, *, box_for
     return _pair_loss("diou", boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad)
 
 
+@overload
+def complete_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
+                          box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+                          return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def complete_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
+                          box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+                          return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def complete_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
+                          box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+                          return_grad: bool = ...) -> Loss | LossGrad: ...
 @_common_doc
-def complete_box_iou_loss(boxes1, boxes2, reduction="none", eps=1e-7, *, box_format="xyxy",
-                          num_threads=None, out=None, return_grad=False):
+def complete_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = "none", eps: float = 1e-7, *,
+                          box_format: str = "xyxy", num_threads: int | None = None,
+                          out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Complete IoU loss, mirroring :func:`torchvision.ops.complete_box_iou_loss`.
 
     The distance IoU loss plus an aspect-ratio term, with :math:`w_k, h_k` the box sizes:
@@ -396,7 +456,8 @@ def _pairwise(kind, boxes1, boxes2, fmt, box_format, num_threads, out):
     return res
 
 
-def box_iou(boxes1, boxes2, fmt=None, *, box_format="xyxy", num_threads=None, out=None):
+def box_iou(boxes1: ArrayLike, boxes2: ArrayLike, fmt: str | None = None, *, box_format: str = "xyxy",
+            num_threads: int | None = None, out: FloatArray | None = None) -> FloatArray:
     r"""Pairwise IoU matrix, mirroring :func:`torchvision.ops.box_iou`.
 
     For boxes (..., N, 4) and (..., M, 4), the (..., N, M) matrix
@@ -455,7 +516,8 @@ def box_iou(boxes1, boxes2, fmt=None, *, box_format="xyxy", num_threads=None, ou
     return _pairwise("iou", boxes1, boxes2, fmt, box_format, num_threads, out)
 
 
-def generalized_box_iou(boxes1, boxes2, *, box_format="xyxy", num_threads=None, out=None):
+def generalized_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, box_format: str = "xyxy",
+                        num_threads: int | None = None, out: FloatArray | None = None) -> FloatArray:
     r"""Pairwise generalized IoU matrix, mirroring :func:`torchvision.ops.generalized_box_iou`.
 
     .. math::
@@ -503,7 +565,8 @@ def generalized_box_iou(boxes1, boxes2, *, box_format="xyxy", num_threads=None, 
     return _pairwise("giou", boxes1, boxes2, None, box_format, num_threads, out)
 
 
-def box_area(boxes, fmt=None, *, box_format="xyxy", out=None):
+def box_area(boxes: ArrayLike, fmt: str | None = None, *, box_format: str = "xyxy",
+             out: FloatArray | None = None) -> NDArray[np.floating[Any] | np.integer[Any]]:
     r"""Area of each box, mirroring :func:`torchvision.ops.box_area`: (..., 4) -> (...).
 
     ``"xyxy"``: :math:`(x_2 - x_1)(y_2 - y_1)` (negative for inverted boxes, unchecked, as

@@ -4,13 +4,17 @@ binary cross-entropy on logits.
 Each function validates and converts its arguments, then calls one kernel from
 ``fastloss/_kernels/classification.pyx``; the arithmetic lives there.
 """
+from __future__ import annotations
+
 import math
+from typing import Literal, overload
 
 import numpy as np
 
 from . import _validate as V
 from ._kernels import load
 from ._threads import resolve_num_threads
+from ._typing import ArrayLike, FloatArray, Loss, LossGrad, NDArray
 
 _K = load("classification")
 
@@ -31,8 +35,25 @@ def _finish(kernel_result, reduction, dtype, out, grad, count=None, labels=None,
     return (value, grad) if grad is not None else value
 
 
-def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                  reduction="mean", label_smoothing=0.0, *, num_threads=None, out=None, return_grad=False):
+@overload
+def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
+                  size_average: bool | None = ..., ignore_index: int = ..., reduce: bool | None = ...,
+                  reduction: str = ..., label_smoothing: float = ..., *, num_threads: int | None = ...,
+                  out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
+                  size_average: bool | None = ..., ignore_index: int = ..., reduce: bool | None = ...,
+                  reduction: str = ..., label_smoothing: float = ..., *, num_threads: int | None = ...,
+                  out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
+                  size_average: bool | None = ..., ignore_index: int = ..., reduce: bool | None = ...,
+                  reduction: str = ..., label_smoothing: float = ..., *, num_threads: int | None = ...,
+                  out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
+                  size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
+                  reduction: str = "mean", label_smoothing: float = 0.0, *, num_threads: int | None = None,
+                  out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Softmax cross-entropy between logits and class indices or class probabilities.
 
     Mirrors :func:`torch.nn.functional.cross_entropy`.  With
@@ -191,8 +212,25 @@ def _cross_entropy_probs(x, xb, target, w, C, S, reduction, eps, nt, out, return
     return _finish(res, reduction, x.dtype, o, grad, count=n_items)
 
 
-def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-             reduction="mean", *, num_threads=None, out=None, return_grad=False):
+@overload
+def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
+             size_average: bool | None = ..., ignore_index: int = ..., reduce: bool | None = ...,
+             reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+             return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
+             size_average: bool | None = ..., ignore_index: int = ..., reduce: bool | None = ...,
+             reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+             return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
+             size_average: bool | None = ..., ignore_index: int = ..., reduce: bool | None = ...,
+             reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+             return_grad: bool = ...) -> Loss | LossGrad: ...
+def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
+             size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
+             reduction: str = "mean", *, num_threads: int | None = None, out: FloatArray | None = None,
+             return_grad: bool = False) -> Loss | LossGrad:
     r"""Negative log-likelihood on log-probabilities, mirroring :func:`torch.nn.functional.nll_loss`.
 
     .. math::
@@ -274,8 +312,25 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     return _finish(res, reduction, x.dtype, o, grad, labels=labels, n_classes=C, ignore_index=ignore_index)
 
 
-def softmax_focal_loss(input, target, alpha=None, gamma=2.0, weight=None, ignore_index=-100,
-                       reduction="mean", *, num_threads=None, out=None, return_grad=False):
+@overload
+def softmax_focal_loss(input: ArrayLike, target: ArrayLike, alpha: ArrayLike | None = ..., gamma: float = ...,
+                       weight: ArrayLike | None = ..., ignore_index: int = ..., reduction: str = ..., *,
+                       num_threads: int | None = ..., out: FloatArray | None = ...,
+                       return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def softmax_focal_loss(input: ArrayLike, target: ArrayLike, alpha: ArrayLike | None = ..., gamma: float = ...,
+                       weight: ArrayLike | None = ..., ignore_index: int = ..., reduction: str = ..., *,
+                       num_threads: int | None = ..., out: FloatArray | None = ...,
+                       return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def softmax_focal_loss(input: ArrayLike, target: ArrayLike, alpha: ArrayLike | None = ..., gamma: float = ...,
+                       weight: ArrayLike | None = ..., ignore_index: int = ..., reduction: str = ..., *,
+                       num_threads: int | None = ..., out: FloatArray | None = ...,
+                       return_grad: bool = ...) -> Loss | LossGrad: ...
+def softmax_focal_loss(input: ArrayLike, target: ArrayLike, alpha: ArrayLike | None = None,
+                       gamma: float = 2.0, weight: ArrayLike | None = None, ignore_index: int = -100,
+                       reduction: str = "mean", *, num_threads: int | None = None,
+                       out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Softmax (multi-class) focal loss on logits (Lin et al., 2017).
 
     There is no torch function; this is the usual multi-class form.  With
@@ -363,8 +418,25 @@ def softmax_focal_loss(input, target, alpha=None, gamma=2.0, weight=None, ignore
     return _finish(res, reduction, x.dtype, o, grad, labels=labels, n_classes=C, ignore_index=ignore_index)
 
 
-def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
-                      reduction="mean", *, num_threads=None, out=None, return_grad=False):
+@overload
+def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = ..., margin: float = ...,
+                      weight: ArrayLike | None = ..., size_average: bool | None = ...,
+                      reduce: bool | None = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                      out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = ..., margin: float = ...,
+                      weight: ArrayLike | None = ..., size_average: bool | None = ...,
+                      reduce: bool | None = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                      out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = ..., margin: float = ...,
+                      weight: ArrayLike | None = ..., size_average: bool | None = ...,
+                      reduce: bool | None = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                      out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: float = 1.0,
+                      weight: ArrayLike | None = None, size_average: bool | None = None,
+                      reduce: bool | None = None, reduction: str = "mean", *, num_threads: int | None = None,
+                      out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Multi-class hinge loss, mirroring :func:`torch.nn.functional.multi_margin_loss`.
 
     .. math::
@@ -446,8 +518,21 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
     return _finish(res, reduction, x.dtype, o, grad, count=N, labels=labels, n_classes=C)
 
 
-def distillation_loss(student_logits, teacher_logits, temperature=1.0, reduction="batchmean", *,
-                      num_threads=None, out=None, return_grad=False):
+@overload
+def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, temperature: float = ...,
+                      reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+                      return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, temperature: float = ...,
+                      reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+                      return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, temperature: float = ...,
+                      reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+                      return_grad: bool = ...) -> Loss | LossGrad: ...
+def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, temperature: float = 1.0,
+                      reduction: str = "batchmean", *, num_threads: int | None = None,
+                      out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Knowledge-distillation loss between student and teacher logits (Hinton et al., 2015).
 
     One pass over both logit rows computes, with temperature :math:`T`,
@@ -531,7 +616,7 @@ def distillation_loss(student_logits, teacher_logits, temperature=1.0, reduction
     return _finish(res, red, s.dtype, o, grad, count=count)
 
 
-def class_balanced_weights(counts, beta=0.9999):
+def class_balanced_weights(counts: ArrayLike, beta: float = 0.9999) -> NDArray[np.float64]:
     r"""Class weights from per-class sample counts, by the "effective number" (Cui et al., 2019).
 
     .. math::
@@ -583,9 +668,29 @@ def class_balanced_weights(counts, beta=0.9999):
     return w * (len(n) / total) if total > 0 else w
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
-                                     reduction="mean", pos_weight=None, *, num_threads=None, out=None,
-                                     return_grad=False):
+@overload
+def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
+                                     size_average: bool | None = ..., reduce: bool | None = ...,
+                                     reduction: str = ..., pos_weight: ArrayLike | None = ..., *,
+                                     num_threads: int | None = ..., out: FloatArray | None = ...,
+                                     return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
+                                     size_average: bool | None = ..., reduce: bool | None = ...,
+                                     reduction: str = ..., pos_weight: ArrayLike | None = ..., *,
+                                     num_threads: int | None = ..., out: FloatArray | None = ...,
+                                     return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
+                                     size_average: bool | None = ..., reduce: bool | None = ...,
+                                     reduction: str = ..., pos_weight: ArrayLike | None = ..., *,
+                                     num_threads: int | None = ..., out: FloatArray | None = ...,
+                                     return_grad: bool = ...) -> Loss | LossGrad: ...
+def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
+                                     size_average: bool | None = None, reduce: bool | None = None,
+                                     reduction: str = "mean", pos_weight: ArrayLike | None = None, *,
+                                     num_threads: int | None = None, out: FloatArray | None = None,
+                                     return_grad: bool = False) -> Loss | LossGrad:
     r"""Binary cross-entropy on logits, mirroring
     :func:`torch.nn.functional.binary_cross_entropy_with_logits`.
 

@@ -26,6 +26,8 @@ object), to merge with states of other data; ``loss`` / ``loss_frame`` the lazy 
 at the whole batch (in-batch mining and negatives: ``batch_hard_triplet_loss``, ``info_nce_loss``, ...)
 are refused: chunking would change their value.
 """
+from __future__ import annotations
+
 try:
     import dask
     import dask.array as da
@@ -34,11 +36,20 @@ except ImportError as exc:       # pragma: no cover - exercised without dask onl
                       "distributed)") from exc
 
 import numbers
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 from . import state as _state
+from ._typing import ArrayLike
 from .state import LossState
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+    from dask.delayed import Delayed
+
+    _Column = Union[str, Sequence[str]]     # a column name, or names stacked into an (n, k) array
 
 __all__ = ["partial", "loss", "partial_frame", "loss_frame"]
 
@@ -123,7 +134,9 @@ def _batch_blocks(arrays, names):
     return out
 
 
-def partial(loss, input, target, *args, weight=None, num_threads=1, split_every=8, **loss_kwargs):
+def partial(loss: str | Callable[..., Any], input: da.Array, target: da.Array | ArrayLike,
+            *args: da.Array | ArrayLike, weight: da.Array | ArrayLike | None = None, num_threads: int = 1,
+            split_every: int = 8, **loss_kwargs: Any) -> Delayed:
     """The lazy :class:`fastloss.LossState` of a loss over Dask arrays chunked along axis 0.
 
     One task per chunk computes :func:`fastloss.partial` (one kernel pass over the chunk), then a
@@ -184,8 +197,9 @@ def partial(loss, input, target, *args, weight=None, num_threads=1, split_every=
     return _reduce(name, states, split_every)
 
 
-def loss(loss, input, target, *args, weight=None, reduction="mean", num_threads=1, split_every=8,
-         **loss_kwargs):
+def loss(loss: str | Callable[..., Any], input: da.Array, target: da.Array | ArrayLike,
+         *args: da.Array | ArrayLike, weight: da.Array | ArrayLike | None = None, reduction: str = "mean",
+         num_threads: int = 1, split_every: int = 8, **loss_kwargs: Any) -> Delayed:
     """The lazy reduced loss of a fastloss loss over Dask arrays chunked along axis 0.
 
     ``.compute()`` gives a Python float, equal to the in-memory loss (for example
@@ -297,7 +311,9 @@ def _spec_columns(spec):
     return list(spec) if isinstance(spec, (list, tuple)) else [spec]
 
 
-def partial_frame(loss, frame, input, target, *args, weight=None, num_threads=1, split_every=8, **loss_kwargs):
+def partial_frame(loss: str | Callable[..., Any], frame: dd.DataFrame, input: _Column, target: _Column,
+                  *args: _Column, weight: _Column | None = None, num_threads: int = 1, split_every: int = 8,
+                  **loss_kwargs: Any) -> Delayed:
     """The lazy :class:`fastloss.LossState` of a loss over the partitions of a Dask DataFrame.
 
     Columns are chosen as for ``fastloss score``; only those columns are read (a Parquet-backed
@@ -358,8 +374,9 @@ def partial_frame(loss, frame, input, target, *args, weight=None, num_threads=1,
     return _reduce(name, states, split_every)
 
 
-def loss_frame(loss, frame, input, target, *args, weight=None, reduction="mean", num_threads=1, split_every=8,
-               **loss_kwargs):
+def loss_frame(loss: str | Callable[..., Any], frame: dd.DataFrame, input: _Column, target: _Column,
+               *args: _Column, weight: _Column | None = None, reduction: str = "mean", num_threads: int = 1,
+               split_every: int = 8, **loss_kwargs: Any) -> Delayed:
     """The lazy reduced loss of a fastloss loss over a Dask DataFrame's partitions.
 
     Parameters

@@ -5,14 +5,18 @@ Each function validates and converts its arguments, then calls one kernel from
 ``fastloss/_kernels/metric.pyx``; the arithmetic lives there.  Embeddings are rows: (N, D), or a
 single (D,) row for the torch losses that accept it.
 """
+from __future__ import annotations
+
 import contextlib
 import threading
+from typing import Literal, overload
 
 import numpy as np
 
 from . import _validate as V
 from ._kernels import load
 from ._threads import resolve_num_threads
+from ._typing import ArrayLike, FloatArray, Loss, LossGrad, LossGrads2, LossGrads3
 
 _K = load("metric")
 
@@ -69,8 +73,26 @@ def _run(kernel, args, arrays, reduction, n, out_shape, dtype, out, return_grad,
 
 
 # ---------------------------------------------------------------------------------- torch losses
-def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, swap=False, size_average=None,
-                        reduce=None, reduction="mean", *, num_threads=None, out=None, return_grad=False):
+@overload
+def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, margin: float = ...,
+                        p: float = ..., eps: float = ..., swap: bool = ..., size_average: bool | None = ...,
+                        reduce: bool | None = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                        out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, margin: float = ...,
+                        p: float = ..., eps: float = ..., swap: bool = ..., size_average: bool | None = ...,
+                        reduce: bool | None = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                        out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrads3: ...
+@overload
+def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, margin: float = ...,
+                        p: float = ..., eps: float = ..., swap: bool = ..., size_average: bool | None = ...,
+                        reduce: bool | None = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                        out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrads3: ...
+def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, margin: float = 1.0,
+                        p: float = 2, eps: float = 1e-6, swap: bool = False, size_average: bool | None = None,
+                        reduce: bool | None = None, reduction: str = "mean", *,
+                        num_threads: int | None = None, out: FloatArray | None = None,
+                        return_grad: bool = False) -> Loss | LossGrads3:
     r"""Triplet margin loss, mirroring :func:`torch.nn.functional.triplet_margin_loss`.
 
     With torch's ``pairwise_distance`` (:math:`\epsilon` inside the norm),
@@ -158,8 +180,25 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, s
                 a2.shape[0], out_shape, a.dtype, out, return_grad, nt)
 
 
-def cosine_embedding_loss(input1, input2, target, margin=0, size_average=None, reduce=None, reduction="mean",
-                          *, num_threads=None, out=None, return_grad=False):
+@overload
+def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = ...,
+                          size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
+                          num_threads: int | None = ..., out: FloatArray | None = ...,
+                          return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = ...,
+                          size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
+                          num_threads: int | None = ..., out: FloatArray | None = ...,
+                          return_grad: Literal[True]) -> LossGrads2: ...
+@overload
+def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = ...,
+                          size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
+                          num_threads: int | None = ..., out: FloatArray | None = ...,
+                          return_grad: bool = ...) -> Loss | LossGrads2: ...
+def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = 0,
+                          size_average: bool | None = None, reduce: bool | None = None,
+                          reduction: str = "mean", *, num_threads: int | None = None,
+                          out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrads2:
     r"""Cosine embedding loss, mirroring :func:`torch.nn.functional.cosine_embedding_loss`.
 
     With torch's :math:`E = 10^{-12}` (a float32 constant) added to each squared norm, so that a
@@ -241,8 +280,25 @@ def _scores(arrays, names, target):
     return xs, [x.reshape(-1) for x in xs], y.reshape(-1)
 
 
-def margin_ranking_loss(input1, input2, target, margin=0, size_average=None, reduce=None, reduction="mean",
-                        *, num_threads=None, out=None, return_grad=False):
+@overload
+def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = ...,
+                        size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
+                        num_threads: int | None = ..., out: FloatArray | None = ...,
+                        return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = ...,
+                        size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
+                        num_threads: int | None = ..., out: FloatArray | None = ...,
+                        return_grad: Literal[True]) -> LossGrads2: ...
+@overload
+def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = ...,
+                        size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
+                        num_threads: int | None = ..., out: FloatArray | None = ...,
+                        return_grad: bool = ...) -> Loss | LossGrads2: ...
+def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = 0,
+                        size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean",
+                        *, num_threads: int | None = None, out: FloatArray | None = None,
+                        return_grad: bool = False) -> Loss | LossGrads2:
     r"""Margin ranking loss, mirroring :func:`torch.nn.functional.margin_ranking_loss`.
 
     .. math::
@@ -304,8 +360,25 @@ def margin_ranking_loss(input1, input2, target, margin=0, size_average=None, red
                 return_grad, nt)
 
 
-def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=None, reduction="mean",
-                         *, num_threads=None, out=None, return_grad=False):
+@overload
+def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = ...,
+                         size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
+                         num_threads: int | None = ..., out: FloatArray | None = ...,
+                         return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = ...,
+                         size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
+                         num_threads: int | None = ..., out: FloatArray | None = ...,
+                         return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = ...,
+                         size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
+                         num_threads: int | None = ..., out: FloatArray | None = ...,
+                         return_grad: bool = ...) -> Loss | LossGrad: ...
+def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.0,
+                         size_average: bool | None = None, reduce: bool | None = None,
+                         reduction: str = "mean", *, num_threads: int | None = None,
+                         out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Hinge embedding loss, mirroring :func:`torch.nn.functional.hinge_embedding_loss`.
 
     .. math::
@@ -366,8 +439,21 @@ def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=No
 
 
 # ------------------------------------------------------------------------------ SPEC §6 losses
-def contrastive_loss(x1, x2, label, margin=1.0, reduction="mean", *, num_threads=None, out=None,
-                     return_grad=False):
+@overload
+def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: float = ...,
+                     reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+                     return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: float = ...,
+                     reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+                     return_grad: Literal[True]) -> LossGrads2: ...
+@overload
+def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: float = ...,
+                     reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+                     return_grad: bool = ...) -> Loss | LossGrads2: ...
+def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: float = 1.0,
+                     reduction: str = "mean", *, num_threads: int | None = None,
+                     out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrads2:
     r"""Contrastive loss on pairs of rows (Hadsell, Chopra and LeCun, 2006; no torch function).
 
     With the Euclidean distance :math:`d_i = \lVert x_{1i} - x_{2i} \rVert_2` and label
@@ -554,8 +640,21 @@ def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, n
     return value, g.astype(dtype, copy=False)
 
 
-def batch_hard_triplet_loss(embeddings, labels, margin=1.0, squared=False, reduction="mean", *, num_threads=None,
-                            out=None, return_grad=False):
+@overload
+def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = ...,
+                            squared: bool = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                            out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = ...,
+                            squared: bool = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                            out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = ...,
+                            squared: bool = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                            out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = 1.0,
+                            squared: bool = False, reduction: str = "mean", *, num_threads: int | None = None,
+                            out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Batch-hard triplet loss, mining inside the batch from integer labels (Hermans et al., 2017).
 
     For each anchor :math:`i`, with :math:`d` the Euclidean distance (its square if ``squared``),
@@ -635,8 +734,21 @@ def batch_hard_triplet_loss(embeddings, labels, margin=1.0, squared=False, reduc
     return _triplet_mining(embeddings, labels, margin, squared, reduction, False, num_threads, out, return_grad)
 
 
-def batch_all_triplet_loss(embeddings, labels, margin=1.0, squared=False, reduction="mean", *, num_threads=None,
-                           out=None, return_grad=False):
+@overload
+def batch_all_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = ..., squared: bool = ...,
+                           reduction: str = ..., *, num_threads: int | None = ...,
+                           out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def batch_all_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = ..., squared: bool = ...,
+                           reduction: str = ..., *, num_threads: int | None = ...,
+                           out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def batch_all_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = ..., squared: bool = ...,
+                           reduction: str = ..., *, num_threads: int | None = ...,
+                           out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+def batch_all_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = 1.0,
+                           squared: bool = False, reduction: str = "mean", *, num_threads: int | None = None,
+                           out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Batch-all triplet loss: every valid triplet inside the batch.
 
     Over all :math:`(a, p, n)` with :math:`y_p = y_a`, :math:`p \ne a`, :math:`y_n \ne y_a`,
@@ -768,8 +880,21 @@ def _finish_rows(row_loss, reduction, dtype, out, nt):
     return V.reduced(total, n, reduction, dtype), (1.0 / n if (reduction == "mean" and n) else 1.0)
 
 
-def info_nce_loss(query, key, temperature=0.07, reduction="mean", *, num_threads=None, out=None,
-                  return_grad=False):
+@overload
+def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = ..., reduction: str = ..., *,
+                  num_threads: int | None = ..., out: FloatArray | None = ...,
+                  return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = ..., reduction: str = ..., *,
+                  num_threads: int | None = ..., out: FloatArray | None = ...,
+                  return_grad: Literal[True]) -> LossGrads2: ...
+@overload
+def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = ..., reduction: str = ..., *,
+                  num_threads: int | None = ..., out: FloatArray | None = ...,
+                  return_grad: bool = ...) -> Loss | LossGrads2: ...
+def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = 0.07, reduction: str = "mean", *,
+                  num_threads: int | None = None, out: FloatArray | None = None,
+                  return_grad: bool = False) -> Loss | LossGrads2:
     r"""InfoNCE: softmax cross-entropy of each query against all keys (van den Oord et al., 2018).
 
     Key :math:`i` is the positive of query :math:`i`; every other key is a negative:
@@ -862,7 +987,21 @@ def _normalize_grad(u, gu, norm, den):
     return (gu - u * radial) / den
 
 
-def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean", *, num_threads=None, out=None, return_grad=False):
+@overload
+def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = ..., reduction: str = ..., *,
+                 num_threads: int | None = ..., out: FloatArray | None = ...,
+                 return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = ..., reduction: str = ..., *,
+                 num_threads: int | None = ..., out: FloatArray | None = ...,
+                 return_grad: Literal[True]) -> LossGrads2: ...
+@overload
+def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = ..., reduction: str = ..., *,
+                 num_threads: int | None = ..., out: FloatArray | None = ...,
+                 return_grad: bool = ...) -> Loss | LossGrads2: ...
+def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = 0.5, reduction: str = "mean", *,
+                 num_threads: int | None = None, out: FloatArray | None = None,
+                 return_grad: bool = False) -> Loss | LossGrads2:
     r"""NT-Xent, the SimCLR loss (Chen et al., 2020) over the 2N views :math:`z = [z_1; z_2]`.
 
     With :math:`u = z / \max(\lVert z \rVert, 10^{-12})` (as :func:`torch.nn.functional.normalize`)
@@ -944,8 +1083,21 @@ def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean", *, num_threads=None,
     return value, (gz[:N], gz[N:])
 
 
-def arcface_loss(embeddings, labels, class_weights, scale=64.0, margin=0.5, reduction="mean", *, num_threads=None,
-                 out=None, return_grad=False):
+@overload
+def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayLike, scale: float = ...,
+                 margin: float = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                 out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayLike, scale: float = ...,
+                 margin: float = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                 out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrads2: ...
+@overload
+def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayLike, scale: float = ...,
+                 margin: float = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                 out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrads2: ...
+def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayLike, scale: float = 64.0,
+                 margin: float = 0.5, reduction: str = "mean", *, num_threads: int | None = None,
+                 out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrads2:
     r"""ArcFace, the additive angular margin softmax loss (Deng et al., 2019).
 
     There is no torch function; this is the usual PyTorch formulation without "easy margin".

@@ -13,14 +13,18 @@ weight, ``mean`` is sum(w * l) / sum(w) -- torch's rule for mse_loss / l1_loss -
 ``huber_loss``, where torch divides the weighted sum by the element count and so do we.
 ``return_grad=True`` returns (loss, grad) with grad = d(result)/d(input) (of the sum for "none").
 """
+from __future__ import annotations
+
 import math
 import numbers
+from typing import Literal, overload
 
 import numpy as np
 
 from . import _validate as V
 from ._kernels import load
 from ._threads import resolve_num_threads
+from ._typing import ArrayLike, FloatArray, Loss, LossGrad, LossGrads2
 from .classification import _elementwise_operand
 
 _K = load("regression")
@@ -78,8 +82,22 @@ def _result(value, grad):
     return (value, grad) if grad is not None else value
 
 
-def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, num_threads=None,
-             out=None, return_grad=False):
+@overload
+def mse_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
+             reduction: str = ..., weight: ArrayLike | None = ..., *, num_threads: int | None = ...,
+             out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def mse_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
+             reduction: str = ..., weight: ArrayLike | None = ..., *, num_threads: int | None = ...,
+             out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def mse_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
+             reduction: str = ..., weight: ArrayLike | None = ..., *, num_threads: int | None = ...,
+             out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+def mse_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = None,
+             reduce: bool | None = None, reduction: str = "mean", weight: ArrayLike | None = None, *,
+             num_threads: int | None = None, out: FloatArray | None = None,
+             return_grad: bool = False) -> Loss | LossGrad:
     r"""Mean squared error, mirroring :func:`torch.nn.functional.mse_loss`.
 
     .. math::
@@ -144,8 +162,21 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     return _result(value, grad)
 
 
-def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None, *, num_threads=None,
-            out=None, return_grad=False):
+@overload
+def l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
+            reduction: str = ..., weight: ArrayLike | None = ..., *, num_threads: int | None = ...,
+            out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
+            reduction: str = ..., weight: ArrayLike | None = ..., *, num_threads: int | None = ...,
+            out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
+            reduction: str = ..., weight: ArrayLike | None = ..., *, num_threads: int | None = ...,
+            out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+def l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = None, reduce: bool | None = None,
+            reduction: str = "mean", weight: ArrayLike | None = None, *, num_threads: int | None = None,
+            out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Mean absolute error, mirroring :func:`torch.nn.functional.l1_loss`.
 
     .. math::
@@ -207,8 +238,21 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
     return _result(value, grad)
 
 
-def huber_loss(input, target, reduction="mean", delta=1.0, weight=None, *, num_threads=None, out=None,
-               return_grad=False):
+@overload
+def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., delta: float = ...,
+               weight: ArrayLike | None = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+               return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., delta: float = ...,
+               weight: ArrayLike | None = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+               return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., delta: float = ...,
+               weight: ArrayLike | None = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
+               return_grad: bool = ...) -> Loss | LossGrad: ...
+def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", delta: float = 1.0,
+               weight: ArrayLike | None = None, *, num_threads: int | None = None,
+               out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Huber loss, mirroring :func:`torch.nn.functional.huber_loss`.
 
     With :math:`d = x - y`,
@@ -279,8 +323,25 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None, *, num_t
     return _result(value, grad)
 
 
-def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0, *, weight=None,
-                   num_threads=None, out=None, return_grad=False):
+@overload
+def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ...,
+                   reduce: bool | None = ..., reduction: str = ..., beta: float = ..., *,
+                   weight: ArrayLike | None = ..., num_threads: int | None = ...,
+                   out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ...,
+                   reduce: bool | None = ..., reduction: str = ..., beta: float = ..., *,
+                   weight: ArrayLike | None = ..., num_threads: int | None = ...,
+                   out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ...,
+                   reduce: bool | None = ..., reduction: str = ..., beta: float = ..., *,
+                   weight: ArrayLike | None = ..., num_threads: int | None = ...,
+                   out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = None,
+                   reduce: bool | None = None, reduction: str = "mean", beta: float = 1.0, *,
+                   weight: ArrayLike | None = None, num_threads: int | None = None,
+                   out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Smooth L1 loss, mirroring :func:`torch.nn.functional.smooth_l1_loss`.
 
     With :math:`d = x - y`,
@@ -349,8 +410,26 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
     return _result(value, grad)
 
 
-def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None,
-                     reduction="mean", *, weight=None, num_threads=None, out=None, return_grad=False):
+@overload
+def poisson_nll_loss(input: ArrayLike, target: ArrayLike, log_input: bool = ..., full: bool = ...,
+                     size_average: bool | None = ..., eps: float = ..., reduce: bool | None = ...,
+                     reduction: str = ..., *, weight: ArrayLike | None = ..., num_threads: int | None = ...,
+                     out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def poisson_nll_loss(input: ArrayLike, target: ArrayLike, log_input: bool = ..., full: bool = ...,
+                     size_average: bool | None = ..., eps: float = ..., reduce: bool | None = ...,
+                     reduction: str = ..., *, weight: ArrayLike | None = ..., num_threads: int | None = ...,
+                     out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def poisson_nll_loss(input: ArrayLike, target: ArrayLike, log_input: bool = ..., full: bool = ...,
+                     size_average: bool | None = ..., eps: float = ..., reduce: bool | None = ...,
+                     reduction: str = ..., *, weight: ArrayLike | None = ..., num_threads: int | None = ...,
+                     out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+def poisson_nll_loss(input: ArrayLike, target: ArrayLike, log_input: bool = True, full: bool = False,
+                     size_average: bool | None = None, eps: float = 1e-8, reduce: bool | None = None,
+                     reduction: str = "mean", *, weight: ArrayLike | None = None,
+                     num_threads: int | None = None, out: FloatArray | None = None,
+                     return_grad: bool = False) -> Loss | LossGrad:
     r"""Poisson negative log-likelihood, mirroring :func:`torch.nn.functional.poisson_nll_loss`.
 
     .. math::
@@ -446,8 +525,22 @@ def _gaussian_var(var, x):
                      f"input's shape, or it with the last dimension removed or set to 1)")
 
 
-def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean", *, weight=None,
-                      num_threads=None, out=None, return_grad=False):
+@overload
+def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full: bool = ..., eps: float = ...,
+                      reduction: str = ..., *, weight: ArrayLike | None = ..., num_threads: int | None = ...,
+                      out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full: bool = ..., eps: float = ...,
+                      reduction: str = ..., *, weight: ArrayLike | None = ..., num_threads: int | None = ...,
+                      out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrads2: ...
+@overload
+def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full: bool = ..., eps: float = ...,
+                      reduction: str = ..., *, weight: ArrayLike | None = ..., num_threads: int | None = ...,
+                      out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrads2: ...
+def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full: bool = False,
+                      eps: float = 1e-6, reduction: str = "mean", *, weight: ArrayLike | None = None,
+                      num_threads: int | None = None, out: FloatArray | None = None,
+                      return_grad: bool = False) -> Loss | LossGrads2:
     r"""Gaussian negative log-likelihood, mirroring :func:`torch.nn.functional.gaussian_nll_loss`.
 
     .. math::
@@ -534,7 +627,21 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     return value, (grad, gvar)
 
 
-def log_cosh_loss(input, target, reduction="mean", *, weight=None, num_threads=None, out=None, return_grad=False):
+@overload
+def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *,
+                  weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+                  return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *,
+                  weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+                  return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *,
+                  weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+                  return_grad: bool = ...) -> Loss | LossGrad: ...
+def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
+                  weight: ArrayLike | None = None, num_threads: int | None = None,
+                  out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Log-cosh loss (no torch function).
 
     .. math::
@@ -594,8 +701,21 @@ def log_cosh_loss(input, target, reduction="mean", *, weight=None, num_threads=N
     return _result(value, grad)
 
 
-def quantile_loss(input, target, q=0.5, reduction="mean", *, weight=None, num_threads=None, out=None,
-                  return_grad=False):
+@overload
+def quantile_loss(input: ArrayLike, target: ArrayLike, q: float = ..., reduction: str = ..., *,
+                  weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+                  return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def quantile_loss(input: ArrayLike, target: ArrayLike, q: float = ..., reduction: str = ..., *,
+                  weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+                  return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def quantile_loss(input: ArrayLike, target: ArrayLike, q: float = ..., reduction: str = ..., *,
+                  weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+                  return_grad: bool = ...) -> Loss | LossGrad: ...
+def quantile_loss(input: ArrayLike, target: ArrayLike, q: float = 0.5, reduction: str = "mean", *,
+                  weight: ArrayLike | None = None, num_threads: int | None = None,
+                  out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Quantile (pinball) loss (no torch function).
 
     With :math:`u = y - x` and quantile level :math:`q`,
@@ -661,8 +781,21 @@ def quantile_loss(input, target, q=0.5, reduction="mean", *, weight=None, num_th
     return _result(value, grad)
 
 
-def mape_loss(input, target, reduction="mean", *, eps=None, weight=None, num_threads=None, out=None,
-              return_grad=False):
+@overload
+def mape_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, eps: float | None = ...,
+              weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+              return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def mape_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, eps: float | None = ...,
+              weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+              return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def mape_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, eps: float | None = ...,
+              weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
+              return_grad: bool = ...) -> Loss | LossGrad: ...
+def mape_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *, eps: float | None = None,
+              weight: ArrayLike | None = None, num_threads: int | None = None, out: FloatArray | None = None,
+              return_grad: bool = False) -> Loss | LossGrad:
     r"""Mean absolute percentage error, as a fraction (no torch function).
 
     .. math::
@@ -728,7 +861,21 @@ def mape_loss(input, target, reduction="mean", *, eps=None, weight=None, num_thr
     return _result(value, grad)
 
 
-def smape_loss(input, target, reduction="mean", *, weight=None, num_threads=None, out=None, return_grad=False):
+@overload
+def smape_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, weight: ArrayLike | None = ...,
+               num_threads: int | None = ..., out: FloatArray | None = ...,
+               return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def smape_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, weight: ArrayLike | None = ...,
+               num_threads: int | None = ..., out: FloatArray | None = ...,
+               return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def smape_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, weight: ArrayLike | None = ...,
+               num_threads: int | None = ..., out: FloatArray | None = ...,
+               return_grad: bool = ...) -> Loss | LossGrad: ...
+def smape_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
+               weight: ArrayLike | None = None, num_threads: int | None = None, out: FloatArray | None = None,
+               return_grad: bool = False) -> Loss | LossGrad:
     r"""Symmetric mean absolute percentage error (no torch function).
 
     .. math::
@@ -786,7 +933,21 @@ def smape_loss(input, target, reduction="mean", *, weight=None, num_threads=None
     return _result(value, grad)
 
 
-def msle_loss(input, target, reduction="mean", *, weight=None, num_threads=None, out=None, return_grad=False):
+@overload
+def msle_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, weight: ArrayLike | None = ...,
+              num_threads: int | None = ..., out: FloatArray | None = ...,
+              return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def msle_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, weight: ArrayLike | None = ...,
+              num_threads: int | None = ..., out: FloatArray | None = ...,
+              return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def msle_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, weight: ArrayLike | None = ...,
+              num_threads: int | None = ..., out: FloatArray | None = ...,
+              return_grad: bool = ...) -> Loss | LossGrad: ...
+def msle_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
+              weight: ArrayLike | None = None, num_threads: int | None = None, out: FloatArray | None = None,
+              return_grad: bool = False) -> Loss | LossGrad:
     r"""Mean squared logarithmic error (no torch function).
 
     .. math::
@@ -846,7 +1007,21 @@ def msle_loss(input, target, reduction="mean", *, weight=None, num_threads=None,
     return _result(value, grad)
 
 
-def gaussian_kl_loss(mu, logvar, reduction="mean", *, weight=None, num_threads=None, out=None, return_grad=False):
+@overload
+def gaussian_kl_loss(mu: ArrayLike, logvar: ArrayLike, reduction: str = ..., *,
+                     weight: ArrayLike | None = ..., num_threads: int | None = ...,
+                     out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def gaussian_kl_loss(mu: ArrayLike, logvar: ArrayLike, reduction: str = ..., *,
+                     weight: ArrayLike | None = ..., num_threads: int | None = ...,
+                     out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrads2: ...
+@overload
+def gaussian_kl_loss(mu: ArrayLike, logvar: ArrayLike, reduction: str = ..., *,
+                     weight: ArrayLike | None = ..., num_threads: int | None = ...,
+                     out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrads2: ...
+def gaussian_kl_loss(mu: ArrayLike, logvar: ArrayLike, reduction: str = "mean", *,
+                     weight: ArrayLike | None = None, num_threads: int | None = None,
+                     out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrads2:
     r"""KL divergence of a diagonal Gaussian from the standard normal: the VAE latent term.
 
     For each row (the last axis is the latent dimension :math:`D`),

@@ -24,6 +24,8 @@ each used column, whatever the size of the file.  Per-row losses go to a Parquet
 file written batch by batch to a temporary file in the destination's directory and renamed into
 place (``os.replace``) only after the last batch: a failure leaves no partial output behind.
 """
+from __future__ import annotations
+
 import difflib
 import inspect
 import os
@@ -31,10 +33,16 @@ import queue
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ._typing import StrPath
+
+if TYPE_CHECKING:
+    from .state import LossState
 
 __all__ = ["score_parquet", "score_file", "ScoreResult"]
 
@@ -91,8 +99,8 @@ class ScoreResult:
     skipped: int                 # rows dropped for nulls (nulls="skip")
     weight_sum: float            # the state's weight sum (the mean's denominator)
     seconds: float               # wall time of the whole run
-    state: Any = field(repr=False)   # the merged fastloss.LossState
-    per_row: Optional[str] = None    # path of the per-row Parquet file, if written
+    state: LossState = field(repr=False)   # the merged fastloss.LossState
+    per_row: str | None = None       # path of the per-row Parquet file, if written
     num_threads: int = 1             # kernel threads used per batch
 
     @property
@@ -100,7 +108,7 @@ class ScoreResult:
         """Rows scored per second of wall time."""
         return self.rows / self.seconds if self.seconds > 0 else float("inf")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary: every field but the state, plus ``rows_per_s``.
 
         Returns
@@ -516,8 +524,11 @@ def _is_parquet(path):
     return os.path.isdir(p) or not p.endswith(NUMPY_SUFFIXES)
 
 
-def score_file(paths, loss, input, target, weight=None, per_row=None, key=None, batch_size=65536,
-               nulls="error", num_threads=None, reduction="mean", progress=None, **loss_kwargs):
+def score_file(paths: StrPath | Sequence[StrPath], loss: str, input: str | Sequence[str], target: str,
+               weight: str | None = None, per_row: StrPath | None = None, key: str | None = None,
+               batch_size: int = 65536, nulls: str = "error", num_threads: int | None = None,
+               reduction: str = "mean", progress: Callable[[int, int], object] | None = None,
+               **loss_kwargs: Any) -> ScoreResult:
     """Score a loss over Parquet files (or directories of them) or ``.npy`` / ``.npz`` files.
 
     The arguments, result and guarantees are those of :func:`score_parquet`; the file kind follows
@@ -639,8 +650,11 @@ def score_file(paths, loss, input, target, weight=None, per_row=None, key=None, 
                        per_row=None if per_row is None else os.fspath(per_row), num_threads=num_threads)
 
 
-def score_parquet(path_or_paths, loss, input, target, weight=None, per_row=None, key=None, batch_size=65536,
-                  nulls="error", num_threads=None, reduction="mean", progress=None, **loss_kwargs):
+def score_parquet(path_or_paths: StrPath | Sequence[StrPath], loss: str, input: str | Sequence[str],
+                  target: str, weight: str | None = None, per_row: StrPath | None = None,
+                  key: str | None = None, batch_size: int = 65536, nulls: str = "error",
+                  num_threads: int | None = None, reduction: str = "mean",
+                  progress: Callable[[int, int], object] | None = None, **loss_kwargs: Any) -> ScoreResult:
     """Score a loss over the rows of Parquet files, streaming record batches in bounded memory.
 
     The needed columns are read batch by batch with pyarrow; each batch becomes NumPy arrays

@@ -23,11 +23,16 @@ Semantics follow segmentation_models_pytorch (smp) where they do not conflict wi
 * ``smooth``/``eps``/formulas are smp's ``soft_dice_score`` / ``soft_jaccard_score`` /
   ``soft_tversky_score``; smp's ``classes`` and ``log_loss`` options are not provided.
 """
+from __future__ import annotations
+
+from typing import Literal, overload
+
 import numpy as np
 
 from . import _validate as V
 from ._kernels import load
 from ._threads import resolve_num_threads
+from ._typing import ArrayLike, FloatArray, Loss, LossGrad
 
 _K = load("segmentation")
 
@@ -162,8 +167,25 @@ _SHAPES_DOC = r"""
 """
 
 
-def dice_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0, eps=1e-7, ignore_index=None,
-              reduction="mean", *, num_threads=None, out=None, return_grad=False):
+@overload
+def dice_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
+              smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ..., *,
+              num_threads: int | None = ..., out: FloatArray | None = ...,
+              return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def dice_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
+              smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ..., *,
+              num_threads: int | None = ..., out: FloatArray | None = ...,
+              return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def dice_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
+              smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ..., *,
+              num_threads: int | None = ..., out: FloatArray | None = ...,
+              return_grad: bool = ...) -> Loss | LossGrad: ...
+def dice_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass", from_logits: bool = True,
+              smooth: float = 0.0, eps: float = 1e-7, ignore_index: int | None = None,
+              reduction: str = "mean", *, num_threads: int | None = None, out: FloatArray | None = None,
+              return_grad: bool = False) -> Loss | LossGrad:
     r"""Soft Dice loss per (sample, class) pair (segmentation_models_pytorch's ``DiceLoss``).
 
     .. math::
@@ -246,8 +268,25 @@ def dice_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0, ep
                          num_threads, out, return_grad)
 
 
-def jaccard_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0, eps=1e-7, ignore_index=None,
-                 reduction="mean", *, num_threads=None, out=None, return_grad=False):
+@overload
+def jaccard_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
+                 smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ...,
+                 *, num_threads: int | None = ..., out: FloatArray | None = ...,
+                 return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def jaccard_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
+                 smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ...,
+                 *, num_threads: int | None = ..., out: FloatArray | None = ...,
+                 return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def jaccard_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
+                 smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ...,
+                 *, num_threads: int | None = ..., out: FloatArray | None = ...,
+                 return_grad: bool = ...) -> Loss | LossGrad: ...
+def jaccard_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass", from_logits: bool = True,
+                 smooth: float = 0.0, eps: float = 1e-7, ignore_index: int | None = None,
+                 reduction: str = "mean", *, num_threads: int | None = None, out: FloatArray | None = None,
+                 return_grad: bool = False) -> Loss | LossGrad:
     r"""Soft Jaccard (IoU) loss per (sample, class) pair (segmentation_models_pytorch's
     ``JaccardLoss``).
 
@@ -324,8 +363,25 @@ def jaccard_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0,
                          num_threads, out, return_grad)
 
 
-def tversky_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0, eps=1e-7, ignore_index=None,
-                 alpha=0.5, beta=0.5, reduction="mean", *, num_threads=None, out=None, return_grad=False):
+@overload
+def tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
+                 smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., alpha: float = ...,
+                 beta: float = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                 out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
+                 smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., alpha: float = ...,
+                 beta: float = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                 out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
+                 smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., alpha: float = ...,
+                 beta: float = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                 out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+def tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass", from_logits: bool = True,
+                 smooth: float = 0.0, eps: float = 1e-7, ignore_index: int | None = None, alpha: float = 0.5,
+                 beta: float = 0.5, reduction: str = "mean", *, num_threads: int | None = None,
+                 out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Tversky loss per (sample, class) pair (segmentation_models_pytorch's ``TverskyLoss`` with
     ``gamma=1``).
 
@@ -415,9 +471,29 @@ def tversky_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0,
                          num_threads, out, return_grad, alpha=a, beta=b)
 
 
-def focal_tversky_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0, eps=1e-7,
-                       ignore_index=None, alpha=0.5, beta=0.5, gamma=1.0, reduction="mean", *,
-                       num_threads=None, out=None, return_grad=False):
+@overload
+def focal_tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
+                       smooth: float = ..., eps: float = ..., ignore_index: int | None = ...,
+                       alpha: float = ..., beta: float = ..., gamma: float = ..., reduction: str = ..., *,
+                       num_threads: int | None = ..., out: FloatArray | None = ...,
+                       return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def focal_tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
+                       smooth: float = ..., eps: float = ..., ignore_index: int | None = ...,
+                       alpha: float = ..., beta: float = ..., gamma: float = ..., reduction: str = ..., *,
+                       num_threads: int | None = ..., out: FloatArray | None = ...,
+                       return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def focal_tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
+                       smooth: float = ..., eps: float = ..., ignore_index: int | None = ...,
+                       alpha: float = ..., beta: float = ..., gamma: float = ..., reduction: str = ..., *,
+                       num_threads: int | None = ..., out: FloatArray | None = ...,
+                       return_grad: bool = ...) -> Loss | LossGrad: ...
+def focal_tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass",
+                       from_logits: bool = True, smooth: float = 0.0, eps: float = 1e-7,
+                       ignore_index: int | None = None, alpha: float = 0.5, beta: float = 0.5,
+                       gamma: float = 1.0, reduction: str = "mean", *, num_threads: int | None = None,
+                       out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
     r"""Focal Tversky loss (Abraham and Khan, 2019): the Tversky loss of each (sample, class) pair
     raised to the power :math:`\gamma`.
 
@@ -507,8 +583,25 @@ def focal_tversky_loss(input, target, mode="multiclass", from_logits=True, smoot
                          num_threads, out, return_grad, alpha=a, beta=b, gamma=g)
 
 
-def dice_bce_loss(input, target, mode="binary", dice_weight=0.5, smooth=0.0, eps=1e-7, ignore_index=None,
-                  reduction="mean", *, num_threads=None, out=None, return_grad=False):
+@overload
+def dice_bce_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., dice_weight: float = ...,
+                  smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ...,
+                  *, num_threads: int | None = ..., out: FloatArray | None = ...,
+                  return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def dice_bce_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., dice_weight: float = ...,
+                  smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ...,
+                  *, num_threads: int | None = ..., out: FloatArray | None = ...,
+                  return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def dice_bce_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., dice_weight: float = ...,
+                  smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ...,
+                  *, num_threads: int | None = ..., out: FloatArray | None = ...,
+                  return_grad: bool = ...) -> Loss | LossGrad: ...
+def dice_bce_loss(input: ArrayLike, target: ArrayLike, mode: str = "binary", dice_weight: float = 0.5,
+                  smooth: float = 0.0, eps: float = 1e-7, ignore_index: int | None = None,
+                  reduction: str = "mean", *, num_threads: int | None = None, out: FloatArray | None = None,
+                  return_grad: bool = False) -> Loss | LossGrad:
     r"""Dice plus binary cross-entropy with logits, in one pass over the logits (sigmoid modes).
 
     Per (sample, class) pair, with

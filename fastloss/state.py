@@ -20,15 +20,20 @@ Merging uses TwoSum (Knuth): the rounding error of every ``total`` addition is c
 compensation (far below 1e-12 relative), and bitwise reproducible when states are merged in the same
 order.  ``weight_sum`` and ``count`` are plain sums (exact for integer counts below 2**53).
 """
+from __future__ import annotations
+
 import inspect
 import math
 import numbers
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
 from . import _validate as V
 from ._kernels import load
 from ._threads import resolve_num_threads
+from ._typing import ArrayLike
 
 _K = load("state")
 
@@ -111,8 +116,14 @@ class LossState:
     True
     """
     __slots__ = _FIELDS
+    loss: str
+    total: float
+    compensation: float
+    weight_sum: float
+    count: int
 
-    def __init__(self, loss, total=0.0, compensation=0.0, weight_sum=0.0, count=0):
+    def __init__(self, loss: str, total: float = 0.0, compensation: float = 0.0, weight_sum: float = 0.0,
+                 count: int = 0) -> None:
         if not isinstance(loss, str):
             raise TypeError(f"loss must be a loss name (str), got {type(loss).__name__}")
         for name, v in (("total", total), ("compensation", compensation), ("weight_sum", weight_sum)):
@@ -127,11 +138,11 @@ class LossState:
         set_(self, "weight_sum", float(weight_sum))
         set_(self, "count", int(count))
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("LossState is immutable; merge() returns a new state")
 
     @classmethod
-    def empty(cls, loss):
+    def empty(cls, loss: str | Callable[..., Any]) -> LossState:
         """The state of no data: the identity of :meth:`merge`.
 
         Parameters
@@ -146,7 +157,7 @@ class LossState:
         """
         return cls(_resolve(loss)[0])
 
-    def merge(self, other):
+    def merge(self, other: LossState) -> LossState:
         """The state of both chunks' data (also ``self + other``).
 
         Parameters
@@ -176,13 +187,14 @@ class LossState:
 
     __add__ = merge
 
-    def __radd__(self, other):
+    def __radd__(self, other: object) -> LossState:
         if isinstance(other, numbers.Number) and other == 0:     # sum(states) starts from 0
             return self
         return NotImplemented
 
     @classmethod
-    def merge_all(cls, states, loss=None):
+    def merge_all(cls, states: Iterable[LossState],
+                  loss: str | Callable[..., Any] | None = None) -> LossState:
         """Merge an iterable of states, left to right.
 
         Parameters
@@ -210,7 +222,7 @@ class LossState:
             raise ValueError("merge_all of no states: pass loss= to get the empty state")
         return acc
 
-    def finalize(self, reduction="mean"):
+    def finalize(self, reduction: str = "mean") -> float:
         """The reduced loss as a Python float.
 
         Parameters
@@ -233,7 +245,7 @@ class LossState:
             return math.nan if s == 0 or math.isnan(s) else math.copysign(math.inf, s)
         return s / self.weight_sum
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """A plain dict (a str, floats and an int: JSON-friendly) that :meth:`from_dict` reads back.
 
         Returns
@@ -244,7 +256,7 @@ class LossState:
         return {f: getattr(self, f) for f in _FIELDS}
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d: Mapping[str, Any]) -> LossState:
         """The state a :meth:`to_dict` dict describes.
 
         Parameters
@@ -267,17 +279,17 @@ class LossState:
             raise ValueError(f"LossState dict: missing keys {missing}, unknown keys {extra}")
         return cls(**{f: d[f] for f in _FIELDS})
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[LossState], tuple[Any, ...]]:
         return (LossState, tuple(getattr(self, f) for f in _FIELDS))
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, LossState):
             return NotImplemented
         return all(getattr(self, f) == getattr(other, f) for f in _FIELDS)
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # unhashable: states compare by value
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return ("LossState(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in _FIELDS) + ")")
 
 
@@ -361,7 +373,8 @@ def _mean_reduction(name, fn, kwargs):
     return red
 
 
-def partial(loss, input, target, *args, weight=None, **loss_kwargs):
+def partial(loss: str | Callable[..., Any], input: ArrayLike, target: ArrayLike, *args: Any,
+            weight: ArrayLike | None = None, **loss_kwargs: Any) -> LossState:
     """The mergeable :class:`LossState` of a loss over one chunk of data.
 
     Without ``weight``, ``total`` is the loss's float64 sum and ``weight_sum`` its own mean
