@@ -95,7 +95,8 @@ _COMMON_DOC = """
 
 
 def _common_doc(f):
-    f.__doc__ += _COMMON_DOC
+    if f.__doc__ is not None:       # None under python -OO
+        f.__doc__ += _COMMON_DOC
     return f
 
 

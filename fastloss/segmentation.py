@@ -230,5 +230,6 @@ def dice_bce_loss(input, target, mode="binary", dice_weight=0.5, smooth=0.0, eps
 
 
 for _f in (dice_loss, jaccard_loss, tversky_loss, focal_tversky_loss, dice_bce_loss):
-    _f.__doc__ += _SHAPES_DOC
+    if _f.__doc__ is not None:      # None under python -OO
+        _f.__doc__ += _SHAPES_DOC
 del _f
