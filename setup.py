@@ -5,147 +5,233 @@ Design of the build (read this before touching flags):
 * Every kernel *family* lives in one Cython source, ``fastloss/_kernels/<family>.pyx``.  It is compiled
   once per x86-64 vector level -- ``baseline`` (SSE2), ``avx2`` (x86-64-v3: AVX2+FMA) and ``avx512``
   (x86-64-v4, 512-bit vectors preferred) -- as modules ``fastloss._kernels._<family>_<level>``.  Each of
-  those is a two-line stub generated under ``build/`` that ``include``\\ s the family source, so the
-  code exists once.  ``fastloss._kernels`` imports the widest level the running CPU supports
-  (``FASTLOSS_ISA=baseline|avx2|avx512`` overrides it).  Non-x86 machines build ``baseline`` only.
+  those is a two-line stub, generated at build time under the build directory, that ``include``\\ s the
+  family source, so the code exists once.  ``fastloss._kernels`` imports the widest level the running
+  CPU supports (``FASTLOSS_ISA=baseline|avx2|avx512`` overrides it).  Other targets (aarch64, macOS
+  arm64, 32-bit x86, MSVC) build ``baseline`` only: the x86 flags are applied to x86-64 targets only.
 * ``-O3 -fno-trapping-math -fno-math-errno``: no result changes, but without them GCC keeps the
   branch-free selects and ``sqrt`` scalar.  No ``-ffast-math`` (it assumes no inf/nan, which breaks
   masked logits) and no ``-march=native`` unless ``FASTLOSS_NATIVE=1`` (then one ``native`` level).
-* OpenMP: probed with the compiler; without it the kernels build serially and a warning is printed
+* Release builds carry no debug information (``-g0``; on ELF targets the linker also strips debug
+  sections): a wheel is ~2.5 MB instead of ~9 MB.  ``FASTLOSS_DEBUG_INFO=1`` (or ``build_ext --debug``)
+  keeps ``-g``; the sanitizer build keeps it too.
+* OpenMP: probed with the compiler (GCC's libgomp, or Clang with libomp; on macOS
+  ``-Xpreprocessor -fopenmp -lomp``); without it the kernels build serially and a warning is printed
   (``fastloss.openmp_enabled()`` tells at run time).
+* Nothing is written into the source tree (unless you ask for ``build_ext --inplace``): the ISA stubs,
+  the Cython-generated C files and the ``_built_levels.py`` record go to the build directory.
 * ``FASTLOSS_ISA_LEVELS=avx2`` (comma list) restricts the levels built -- a developer shortcut.
+* Parallelism: ``FASTLOSS_CYTHON_JOBS`` Cython processes and ``build_ext -j N`` (default
+  ``FASTLOSS_BUILD_JOBS``, else all cores) compiler processes.
+
+The flag logic is the pure function ``build_options`` (tests/test_build_options.py checks it on faked
+platforms); ``setup()`` runs only when this file is executed, never on import.
 """
 import os
-import platform
 import sys
-import tempfile
-import textwrap
-import warnings
+import sysconfig
 from pathlib import Path
 
-import numpy as np
-from Cython.Build import cythonize
-from setuptools import Extension, setup
-from setuptools.command.build_ext import build_ext
-
 HERE = Path(__file__).resolve().parent
-os.chdir(HERE)  # every path below is relative to the project root
-KERNELS = HERE / "fastloss" / "_kernels"
-STUBS = HERE / "build" / "isa_stubs"
+KERNELS = "fastloss/_kernels"       # relative to HERE: setuptools wants paths relative to setup.py
 
-IS_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
-IS_MSVC = sys.platform == "win32"
-
-if os.environ.get("FASTLOSS_NATIVE") == "1":
-    ISA_LEVELS = {"native": ["-march=native"]}
-elif IS_X86 and not IS_MSVC:
-    ISA_LEVELS = {
-        "baseline": [],
-        "avx2": ["-march=x86-64-v3", "-mtune=generic"],
-        "avx512": ["-march=x86-64-v4", "-mtune=generic", "-mprefer-vector-width=512"],
-    }
-else:
-    ISA_LEVELS = {"baseline": []}
-_only = os.environ.get("FASTLOSS_ISA_LEVELS")
-if _only:
-    ISA_LEVELS = {k: v for k, v in ISA_LEVELS.items() if k in _only.split(",") or k == "baseline"}
-
-COMMON_FLAGS = [] if IS_MSVC else ["-O3", "-fno-trapping-math", "-fno-math-errno", "-fopenmp-simd",
-                                   "-Wno-unused-function"]
-OPENMP_FLAGS = ["/openmp"] if IS_MSVC else ["-fopenmp"]
+X86_64_LEVELS = {
+    "baseline": [],
+    "avx2": ["-march=x86-64-v3", "-mtune=generic"],
+    "avx512": ["-march=x86-64-v4", "-mtune=generic", "-mprefer-vector-width=512"],
+}
+COMMON_FLAGS = ["-O3", "-fno-trapping-math", "-fno-math-errno", "-fopenmp-simd", "-Wno-unused-function"]
 
 # ---- sanitizer build (opt-in; scripts/sanitize.sh runs the whole suite with it) -------------------
 # FASTLOSS_SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer (every report fatal), -O1 -g,
 # one vector level (baseline unless FASTLOSS_ISA_LEVELS names one).  -ftree-vectorize keeps the
 # `omp simd` loops vectorised as in the shipped builds: the same code (and the same float32 partial
-# sums) is checked, not a scalar variant of it.  The interpreter is not
-# instrumented, so libasan must be preloaded: LD_PRELOAD=$(gcc -print-file-name=libasan.so).
-SANITIZE = os.environ.get("FASTLOSS_SANITIZE") == "1" and not IS_MSVC
+# sums) is checked, not a scalar variant of it.  The interpreter is not instrumented, so libasan must be
+# preloaded: LD_PRELOAD=$(gcc -print-file-name=libasan.so).  (scripts/sanitize.sh hashes the lines of
+# this file that start with "SANITIZE" to decide when to rebuild.)
 SANITIZE_FLAGS = ["-fsanitize=address,undefined,float-cast-overflow", "-fno-sanitize-recover=all",
                   "-fno-omit-frame-pointer"]
 SANITIZE_OPT = ["-O1", "-g", "-ftree-vectorize"]
-if SANITIZE:
-    COMMON_FLAGS = [f for f in COMMON_FLAGS if f != "-O3"] + SANITIZE_OPT + SANITIZE_FLAGS
-    if not _only:
-        ISA_LEVELS = {"baseline": ISA_LEVELS["baseline"]}
-    elif len(ISA_LEVELS) > 1:
-        ISA_LEVELS.pop("baseline")   # one level: the one asked for
 
-# A kernel family is every fastloss/_kernels/<name>.pyx whose name does not start with "_".
-FAMILIES = sorted(p.stem for p in KERNELS.glob("*.pyx") if not p.stem.startswith("_"))
+CYTHON_DIRECTIVES = dict(language_level=3, boundscheck=False, wraparound=False, initializedcheck=False,
+                         cdivision=True, nonecheck=False, embedsignature=True)
 
 
-def _family_stub(family: str, level: str) -> str:
-    """Write the per-ISA stub that includes the family source; return its path."""
-    STUBS.mkdir(parents=True, exist_ok=True)
-    stub = STUBS / f"_{family}_{level}.pyx"
-    text = (
-        f"# Generated by setup.py: {family}.pyx compiled for the '{level}' vector level.\n"
-        f"include \"{(KERNELS / (family + '.pyx')).as_posix()}\"\n"
-    )
-    if not stub.exists() or stub.read_text() != text:
-        stub.write_text(text)
-    return stub.relative_to(HERE).as_posix()  # setuptools wants paths relative to setup.py
+def _target_arch(platform_tag: str) -> str:
+    """The CPU architecture of a ``sysconfig.get_platform()`` tag: ``linux-x86_64`` -> ``x86_64``,
+    ``macosx-11.0-arm64`` -> ``arm64``, ``win-amd64`` -> ``amd64``, ``macosx-10.9-universal2`` ->
+    ``universal2`` (several architectures: no single-ISA flags)."""
+    return platform_tag.rsplit("-", 1)[-1].lower()
 
 
-def _extensions():
-    def ext(name, source, flags):
-        return Extension(name, [source], extra_compile_args=COMMON_FLAGS + flags,
-                         include_dirs=[np.get_include(), "src_c", "fastloss/_kernels"],
-                         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-                         extra_link_args=SANITIZE_FLAGS if SANITIZE else [])
+def build_options(platform_tag: str, env, compiler_type: str = "unix") -> dict:
+    """The vector levels and compiler/linker flags for a target, as a pure function of its inputs.
 
-    exts = [ext("fastloss._kernels._runtime", "fastloss/_kernels/_runtime.pyx", [])]
-    for family in FAMILIES:
-        for level, flags in ISA_LEVELS.items():
-            exts.append(ext(f"fastloss._kernels._{family}_{level}", _family_stub(family, level), flags))
-    return exts
+    ``platform_tag``: ``sysconfig.get_platform()`` of the target (it follows ``_PYTHON_HOST_PLATFORM``
+    when cross-compiling); ``env``: the environment (a mapping); ``compiler_type``: distutils' name
+    (``"unix"``, ``"msvc"``, ...).  Returns a dict with ``levels`` ({level: extra compile flags}),
+    ``compile_args`` / ``link_args`` (every extension), ``openmp_compile`` / ``openmp_link`` (added when
+    the OpenMP probe succeeds) and ``release`` (debug information dropped).
+    """
+    msvc = compiler_type == "msvc"
+    darwin = platform_tag.startswith("macosx")
+    elf = not darwin and not msvc and not platform_tag.startswith(("win", "mingw", "cygwin"))
+    x86_64 = _target_arch(platform_tag) in ("x86_64", "amd64")
+    sanitize = env.get("FASTLOSS_SANITIZE") == "1" and not msvc
+    debug = env.get("FASTLOSS_DEBUG_INFO") == "1"
+
+    if env.get("FASTLOSS_NATIVE") == "1" and not msvc:
+        levels = {"native": ["-march=native"]}
+    elif x86_64 and not msvc:
+        levels = {k: list(v) for k, v in X86_64_LEVELS.items()}
+    else:
+        levels = {"baseline": []}
+    only = [s.strip() for s in env.get("FASTLOSS_ISA_LEVELS", "").split(",") if s.strip()]
+    if only:
+        levels = {k: v for k, v in levels.items() if k in only or k == "baseline"}
+
+    compile_args = [] if msvc else list(COMMON_FLAGS)
+    link_args = []
+    release = not (sanitize or debug or msvc)
+    if sanitize:
+        compile_args = [f for f in compile_args if f != "-O3"] + SANITIZE_OPT + SANITIZE_FLAGS
+        link_args = list(SANITIZE_FLAGS)
+        if not only:
+            levels = {"baseline": levels["baseline"]} if "baseline" in levels else levels
+        elif len(levels) > 1:
+            levels.pop("baseline", None)   # one level: the one asked for
+    elif release:
+        compile_args.append("-g0")        # after Python's own CFLAGS (which carry -g): no debug info
+        if elf:
+            link_args.append("-Wl,--strip-debug")
+
+    if msvc:
+        openmp_compile, openmp_link = ["/openmp"], []
+    elif darwin:   # Apple clang has no -fopenmp driver flag; libomp comes from Homebrew (see pyproject)
+        openmp_compile, openmp_link = ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
+    else:
+        openmp_compile, openmp_link = ["-fopenmp"], ["-fopenmp"]
+    return dict(levels=levels, compile_args=compile_args, link_args=link_args,
+                openmp_compile=openmp_compile, openmp_link=openmp_link, release=release)
 
 
-def _compiler_has_openmp(compiler) -> bool:
+def families(kernels_dir=KERNELS):
+    """A kernel family is every ``fastloss/_kernels/<name>.pyx`` whose name does not start with "_"."""
+    return sorted(p.stem for p in (HERE / kernels_dir).glob("*.pyx") if not p.stem.startswith("_"))
+
+
+def _compiler_has_openmp(compiler, compile_flags, link_flags) -> bool:
+    import tempfile
     src = "#include <omp.h>\nint main(void){int n=0;\n#pragma omp parallel reduction(+:n)\nn+=1;\nreturn n>0?0:1;}\n"
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "probe.c")
         with open(path, "w") as fh:
             fh.write(src)
         try:
-            objs = compiler.compile([path], output_dir=tmp, extra_postargs=OPENMP_FLAGS)
-            compiler.link_executable(objs, os.path.join(tmp, "probe"), extra_postargs=OPENMP_FLAGS)
+            objs = compiler.compile([path], output_dir=tmp, extra_postargs=compile_flags)
+            compiler.link_executable(objs, os.path.join(tmp, "probe"), extra_postargs=link_flags)
         except Exception:  # any compile/link failure means "no OpenMP"
             return False
     return True
 
 
-class BuildExt(build_ext):
-    def build_extensions(self):
-        openmp = _compiler_has_openmp(self.compiler)
-        if not openmp:
-            warnings.warn("fastloss: the compiler has no OpenMP; building serial kernels "
-                          "(fastloss.openmp_enabled() will be False).")
-        for ext in self.extensions:
-            if openmp:
-                ext.extra_compile_args += OPENMP_FLAGS
-                ext.extra_link_args += OPENMP_FLAGS
-            ext.define_macros.append(("FASTLOSS_OPENMP", "1" if openmp else "0"))
-        super().build_extensions()
+def _built_levels_source(levels) -> str:
+    return ('"""Generated by setup.py at build time: the vector levels this build compiled."""\n'
+            f"BUILT_LEVELS = {tuple(levels)!r}\n")
 
 
-ISA_NAMES = ",".join(ISA_LEVELS)
-(HERE / "fastloss" / "_kernels" / "_built_levels.py").write_text(
-    textwrap.dedent(f'''\
-    """Generated by setup.py: the vector levels this build compiled, widest last."""
-    BUILT_LEVELS = {tuple(ISA_LEVELS)!r}
-    ''')
-)
+def main():
+    import warnings
 
-setup(
-    ext_modules=cythonize(
-        _extensions(),
-        compiler_directives=dict(language_level=3, boundscheck=False, wraparound=False,
-                                 initializedcheck=False, cdivision=True, nonecheck=False,
-                                 embedsignature=True),
-        include_path=[".", "fastloss/_kernels"],
-        nthreads=int(os.environ.get("FASTLOSS_CYTHON_JOBS", "0")),
-    ),
-    cmdclass={"build_ext": BuildExt},
-)
+    from setuptools import Extension, setup
+    from setuptools.command.build_ext import build_ext
+
+    os.chdir(HERE)  # every path below is relative to the project root
+    opts = build_options(sysconfig.get_platform(), os.environ, "msvc" if sys.platform == "win32" else "unix")
+    levels = list(opts["levels"])
+
+    # One Extension per (family, level); its source is the family's .pyx (what an sdist must carry).
+    # BuildExt swaps it for a generated stub so that each level is its own module.
+    extensions = [Extension("fastloss._kernels._runtime", [f"{KERNELS}/_runtime.pyx"])]
+    for family in families():
+        for level in levels:
+            extensions.append(Extension(f"fastloss._kernels._{family}_{level}", [f"{KERNELS}/{family}.pyx"]))
+
+    class BuildExt(build_ext):
+        def finalize_options(self):
+            super().finalize_options()
+            if self.parallel is None:
+                self.parallel = int(os.environ.get("FASTLOSS_BUILD_JOBS", os.cpu_count() or 1))
+
+        def _stub(self, ext):
+            """The per-level stub that includes the family source, under the build directory."""
+            family_pyx = Path(ext.sources[0])
+            module = ext.name.rsplit(".", 1)[1]
+            if module == family_pyx.stem:                     # _runtime: compiled as is
+                return ext.sources[0]
+            level = module[len(family_pyx.stem) + 2:]
+            stub = Path(self.build_temp) / "isa_stubs" / f"{module}.pyx"
+            stub.parent.mkdir(parents=True, exist_ok=True)
+            text = (f"# Generated by setup.py: {family_pyx.name} compiled for the '{level}' vector level.\n"
+                    f"include \"{(HERE / family_pyx).as_posix()}\"\n")
+            if not stub.exists() or stub.read_text() != text:
+                stub.write_text(text)
+            return stub.as_posix()
+
+        def build_extensions(self):
+            import numpy as np
+            from Cython.Build import cythonize
+
+            o = build_options(sysconfig.get_platform(), os.environ, self.compiler.compiler_type)
+            release = o["release"] and not self.debug
+            openmp = _compiler_has_openmp(self.compiler, o["openmp_compile"], o["openmp_link"])
+            if not openmp:
+                warnings.warn("fastloss: the compiler has no OpenMP; building serial kernels "
+                              "(fastloss.openmp_enabled() will be False).", stacklevel=1)
+            for ext in self.extensions:
+                ext.sources = [self._stub(ext)]
+            # .pyx -> .c under the build directory (with Cython's public header of _runtime), in
+            # parallel; setuptools keeps its own Extension objects, with the C sources swapped in.
+            generated = cythonize(
+                self.extensions, compiler_directives=CYTHON_DIRECTIVES,
+                include_path=[".", KERNELS], build_dir=os.path.join(self.build_temp, "cython"),
+                nthreads=int(os.environ.get("FASTLOSS_CYTHON_JOBS", os.cpu_count() or 1)),
+                force=self.force, quiet=not self.verbose)
+            c_sources = {e.name: e.sources for e in generated}
+            for ext in self.extensions:
+                ext.sources = c_sources[ext.name]
+            for ext in self.extensions:
+                level = next((lvl for lvl in o["levels"] if ext.name.endswith("_" + lvl)), "baseline")
+                ext.include_dirs = [np.get_include(), "src_c", KERNELS]
+                ext.define_macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                                     ("FASTLOSS_OPENMP", "1" if openmp else "0")]
+                ext.extra_compile_args = (o["compile_args"] + o["levels"].get(level, [])
+                                          + (o["openmp_compile"] if openmp else []))
+                ext.extra_link_args = o["link_args"] + (o["openmp_link"] if openmp else [])
+                if not release:
+                    ext.extra_compile_args = [f for f in ext.extra_compile_args if f != "-g0"]
+                    ext.extra_link_args = [f for f in ext.extra_link_args if f != "-Wl,--strip-debug"]
+            super().build_extensions()
+
+        def run(self):
+            super().run()
+            # The record of the levels built goes next to the extensions: into build_lib (what a wheel
+            # or an install copies) and, for --inplace / editable builds, into the source package.
+            text = _built_levels_source(levels)
+            targets = [Path(self.build_lib) / KERNELS]
+            if self.inplace:
+                targets.append(Path(self.get_finalized_command("build_py").get_package_dir("fastloss._kernels")))
+            for d in targets:
+                d.mkdir(parents=True, exist_ok=True)
+                path = d / "_built_levels.py"
+                if not path.exists() or path.read_text() != text:
+                    path.write_text(text)
+
+        def get_outputs(self):
+            return [*super().get_outputs(), os.path.join(self.build_lib, KERNELS, "_built_levels.py")]
+
+    setup(ext_modules=extensions, cmdclass={"build_ext": BuildExt})
+
+
+if __name__ == "__main__":
+    main()

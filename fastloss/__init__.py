@@ -5,7 +5,7 @@ Drop-in for ``torch.nn.functional`` / ``torchvision.ops`` losses on NumPy arrays
     import fastloss as fl
     fl.cross_entropy(logits, labels)
 """
-__version__ = "0.1.0"
+from ._version import __version__
 
 from ._threads import get_num_threads, set_num_threads, openmp_enabled
 from ._config import show_config, config

@@ -107,7 +107,8 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _common_doc(f: _F) -> _F:
-    f.__doc__ += _COMMON_DOC
+    if f.__doc__ is not None:       # None under python -OO
+        f.__doc__ += _COMMON_DOC
     return f
 
 

@@ -1,10 +1,12 @@
 """``fastloss score``: a loss over Parquet / ``.npy`` / ``.npz`` files, from the command line.
 
     fastloss score preds.parquet --loss cross_entropy --input logits --target label
-    fastloss score part-*.parquet --loss mse_loss --input pred --target y --weight w --json
+    fastloss score 'data/part-*.parquet' --loss mse_loss --input pred --target y --weight w --json
     fastloss score boxes.parquet --loss generalized_box_iou_loss --input pred_box --target gt_box \\
         --per-row losses.parquet --key id --param eps=1e-6
 
+FILE is a Parquet file, a directory of them, a .npy / .npz file, or a quoted glob pattern that
+fastloss expands itself (sorted).  CSV is not supported: convert it to Parquet first.
 Prints a progress line with rows/s on stderr (when stderr is a terminal, and never with --json), then
 a summary (loss, rows, weight sum, seconds, rows/s) on stdout, or one JSON object with --json.
 Every user error (missing column, wrong column type, nulls, unknown loss, bad parameter, unreadable
@@ -13,14 +15,20 @@ errors) or 1 (data errors) -- never a traceback (set FASTLOSS_DEBUG=1 to see one
 """
 import argparse
 import ast
+import glob
 import json
 import os
+import re
 import sys
 import time
 
 __all__ = ["main"]
 
 PROG = "fastloss score"
+# The help text is the module docstring (kept here too: python -OO strips docstrings).
+_HELP = __doc__ or ("``fastloss score``: a loss over Parquet / ``.npy`` / ``.npz`` files, from the "
+                    "command line.")
+CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".csv.bz2", ".csv.zst", ".csv.xz")
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -64,12 +72,12 @@ def _positive(text):
 
 
 def _parser():
-    doc = __doc__.replace("``", "")
+    doc = _HELP.replace("``", "")
     p = _OneLineParser(prog=PROG, description=doc.split("\n\n")[0],
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="\n\n".join(doc.split("\n\n")[1:]))
     p.add_argument("files", nargs="+", metavar="FILE",
-                   help="Parquet files (or directories of them), or .npy / .npz files")
+                   help="Parquet files (or directories of them), .npy / .npz files, or quoted glob patterns")
     p.add_argument("--loss", required=True, help="a fastloss loss name, e.g. cross_entropy")
     p.add_argument("--input", required=True, metavar="COL", action="append",
                    help="column of predictions (logits, scores, boxes); repeat it for losses with several "
@@ -151,15 +159,57 @@ def _check_params(loss, params):
     return {("loss_weight" if k == "weight" else k): v for k, v in params.items()}
 
 
-def _run(argv):
-    args = _parser().parse_args(argv)
+def _expand_files(patterns):
+    """FILE arguments -> paths: a glob pattern the shell did not expand (it was quoted, or matched
+    nothing) is expanded here, sorted; CSV input is refused before anything is read."""
+    files = []
+    for pattern in patterns:
+        if not os.path.exists(pattern) and any(c in pattern for c in "*?["):
+            matches = sorted(glob.glob(pattern, recursive=True))
+            if not matches:
+                _fail(f"no files match {pattern!r}")
+            files.extend(matches)
+        else:
+            files.append(pattern)
+    for f in files:
+        if f.lower().endswith(CSV_SUFFIXES):
+            _fail(f"{f}: CSV files are not supported; convert them to Parquet (e.g. "
+                  "pyarrow.parquet.write_table(pyarrow.csv.read_csv(path), out)) or to .npy", status=2)
+    return files
+
+
+def _check_per_row(path):
+    """The --per-row destination, checked before any data is read (a clear message naming the user's
+    path, not the temporary file the output is written to first)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        _fail(f"--per-row {path}: is a directory", status=2)
+    if not os.path.isdir(parent):
+        _fail(f"--per-row {path}: directory {parent} does not exist", status=2)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        _fail(f"--per-row {path}: directory {parent} is not writable", status=2)
+
+
+def _hide_temporary(message, per_row):
+    """An error message with the per-row output's temporary file name (``.NAME.XXXX.tmp`` in the
+    destination's directory, see fastloss.scoring.PerRowWriter) replaced by the destination."""
+    if not per_row:
+        return message
+    name = re.escape(os.path.basename(os.fspath(per_row)))
+    return re.sub(r"[^\s'\"]*\." + name + r"\.[^\s'\"/]*\.tmp", lambda _: os.fspath(per_row), message)
+
+
+def _run(args):
     from .scoring import score_file
     params = _check_params(args.loss, dict(args.param))
+    files = _expand_files(args.files)
+    if args.per_row is not None:
+        _check_per_row(args.per_row)
     show = args.progress if args.progress is not None else (not args.json and sys.stderr.isatty())
     progress = _Progress(sys.stderr) if show else None
     try:
         inputs = args.input[0] if len(args.input) == 1 else args.input
-        result = score_file(args.files, args.loss, inputs, args.target, weight=args.weight,
+        result = score_file(files, args.loss, inputs, args.target, weight=args.weight,
                             per_row=args.per_row, key=args.key, batch_size=args.batch_size, nulls=args.nulls,
                             num_threads=args.threads, reduction=args.reduction, progress=progress, **params)
     finally:
@@ -182,8 +232,11 @@ def _run(argv):
 def main(argv=None):
     """Entry point of ``fastloss score``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    per_row = None
     try:
-        return _run(argv)
+        args = _parser().parse_args(argv)
+        per_row = args.per_row
+        return _run(args)
     except _Failure as exc:
         message, status = str(exc), exc.status
     except KeyboardInterrupt:
@@ -193,6 +246,7 @@ def main(argv=None):
         if os.environ.get("FASTLOSS_DEBUG"):
             raise
         message, status = _describe(exc), 1
+    message = _hide_temporary(message, per_row)
     print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
     return status
 

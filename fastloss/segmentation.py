@@ -678,5 +678,6 @@ def dice_bce_loss(input: ArrayLike, target: ArrayLike, mode: str = "binary", dic
 
 
 for _f in (dice_loss, jaccard_loss, tversky_loss, focal_tversky_loss, dice_bce_loss):
-    _f.__doc__ += _SHAPES_DOC
+    if _f.__doc__ is not None:      # None under python -OO
+        _f.__doc__ += _SHAPES_DOC
 del _f

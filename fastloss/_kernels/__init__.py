@@ -5,10 +5,29 @@ module imports the widest one the CPU supports.  ``FASTLOSS_ISA=baseline|avx2|av
 (tests use it to check that every level gives the same numbers).
 """
 import importlib
+import importlib.util
 import os
 
-from . import _runtime
-from ._built_levels import BUILT_LEVELS
+
+def _not_built_error():
+    """The ImportError for a source checkout whose kernels were never compiled (instead of Python's
+    "cannot import name '_runtime' ... (most likely due to a circular import)")."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return ImportError(
+        f"fastloss's compiled kernels are not built in {here} (an unbuilt source checkout?). "
+        "Install fastloss with `pip install .` (and import it from outside the source directory), "
+        "or build the kernels in place with `python setup.py build_ext --inplace`.")
+
+
+try:
+    from . import _runtime
+    from ._built_levels import BUILT_LEVELS
+except ImportError:
+    # Only a module that is absent is "not built"; a compiled module that fails to load (a wrong
+    # Python or NumPy ABI, a missing libgomp) keeps its own error.
+    if any(importlib.util.find_spec(f"{__name__}.{m}") is None for m in ("_runtime", "_built_levels")):
+        raise _not_built_error() from None
+    raise
 
 _LEVEL_RANK = {"baseline": 0, "avx2": 1, "avx512": 2, "native": 0}
 

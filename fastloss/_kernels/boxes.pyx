@@ -434,17 +434,21 @@ cdef inline void pair_row_at(int kind, Py_ssize_t L, const floating* r, Py_ssize
     pair_row(kind, L, box, s, out)
 
 
-DEF ROW_TILE = 32
-DEF COL_TILE = 256
+# Tile sizes: compile-time C constants (Cython's DEF is deprecated).  Loops step over tile indices:
+# range() needs a literal step to run as a C loop.
+cdef enum:
+    ROW_TILE = 32
+    COL_TILE = 256
 
 cdef void pairwise_tile(int kind, int fmt, const floating* b1, const floating* b2, Py_ssize_t rows,
                         Py_ssize_t M, floating* out) noexcept nogil:
     """rows boxes of b1 against the M boxes of b2: out[r * M + j]."""
     cdef floating s[5 * COL_TILE]
     cdef floating r[5 * ROW_TILE]
-    cdef Py_ssize_t j0, L, i
+    cdef Py_ssize_t jt, j0, L, i
     load_pair_boxes(b1, fmt, rows, r)
-    for j0 in range(0, M, COL_TILE):
+    for jt in range((M + COL_TILE - 1) // COL_TILE):
+        j0 = jt * COL_TILE
         L = M - j0 if M - j0 < COL_TILE else COL_TILE
         load_pair_boxes(b2 + 4 * j0, fmt, L, s)
         for i in range(rows):
@@ -480,9 +484,10 @@ def pairwise(b1, b2, str kind, str fmt, Py_ssize_t B, Py_ssize_t N, Py_ssize_t M
 
 
 cdef void area_run(int fmt, const floating* p, Py_ssize_t n, floating* out) noexcept nogil:
-    cdef Py_ssize_t i0, L, k
+    cdef Py_ssize_t it, i0, L, k
     cdef floating s[5 * COL_TILE]
-    for i0 in range(0, n, COL_TILE):
+    for it in range((n + COL_TILE - 1) // COL_TILE):
+        i0 = it * COL_TILE
         L = n - i0 if n - i0 < COL_TILE else COL_TILE
         load_pair_boxes(p + 4 * i0, fmt, L, s)
         for k in range(L):

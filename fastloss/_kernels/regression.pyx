@@ -34,8 +34,12 @@ from fastloss._kernels._common cimport (
     set_streams, ptr_or_null, init_run, finish_run, SEG, f_exp, f_log, f_log1p, f_abs,
 )
 
-DEF LOG2 = 0.6931471805599453094
-DEF HALF_LOG_2PI = 0.9189385332046727418
+# ln 2 as a C constant (folded by the compiler; Cython's DEF is deprecated)
+cdef extern from *:
+    """
+    #define FL_REGRESSION_LOG2 0.6931471805599453094
+    """
+    const double LOG2 "FL_REGRESSION_LOG2"
 
 # loss kinds: the numbers the Python wrapper passes (keep in sync with fastloss/regression.py)
 cpdef enum LossKind:

@@ -1,4 +1,4 @@
-"""``fastloss bench``: the WORKLOADS.md benchmark, fastloss against PyTorch, NumPy and scikit-learn.
+"""``fastloss bench``: fastloss against PyTorch, NumPy and scikit-learn on built-in synthetic workloads.
 
 Every workload (``fastloss/bench/workloads.py``) runs on seeded synthetic data, in this one process,
 at each thread count T: fastloss with ``num_threads=T``, torch with ``torch.set_num_threads(T)``,
@@ -42,7 +42,8 @@ def _int_list(text):
 
 
 def _parser():
-    p = argparse.ArgumentParser(prog="fastloss bench", description=__doc__.split("\n\n")[0],
+    # (__doc__ is None under python -OO)
+    p = argparse.ArgumentParser(prog="fastloss bench", description=(__doc__ or "").split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="smaller sizes (each workload's n_quick): the whole run in under a minute on 2 cores")
