@@ -21,12 +21,17 @@ def _reject_legacy(size_average, reduce):
         raise ValueError("size_average and reduce are deprecated in torch; use reduction=")
 
 
-def _pair(input, target, input_name="input", target_name="target"):
-    """Prediction and target as C-contiguous arrays of the prediction's float dtype and the same shape."""
+def _pair(input, target, input_name="input", target_name="target", broadcast=False):
+    """Prediction and target as C-contiguous arrays of the prediction's float dtype and the same shape;
+    with ``broadcast`` (where the reference broadcasts them silently: kl_div) the broadcast shape.
+    Returns (x, y, the prediction's own shape)."""
     x = V.prediction(input, input_name)
     y = V.float_array(target, target_name, dtype=x.dtype)
+    shape = x.shape
+    if broadcast and x.shape != y.shape:
+        (x, y), _ = V.broadcast_together([x, y], [input_name, target_name])
     V.check_same_shape(x, y, input_name, target_name)
-    return x, y
+    return x, y, shape
 
 
 def _position(shape, index):
@@ -62,9 +67,9 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     (times 1/n for ``mean``) -- torch's formula, so it is +-1e12 * w at p = 0 or 1 with y != p.
     """
     _reject_legacy(size_average, reduce)
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     nt = resolve_num_threads(num_threads)
-    x, y = _pair(input, target)
+    x, y, _ = _pair(input, target)
     w = _elementwise_operand(weight, x, "weight")
     res, o, grad, count = _run("bce", x, y, reduction, nt, out, return_grad, weight=w)
     bad = res[2]
@@ -88,16 +93,17 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none", *
     (0 ** 0 = 1 as in torch.pow).  Computed stably from the logits: p and 1 - p both come from
     exp(-|x|), and 1 - p_t is formed as p (1 - t) + (1 - p) t, so logits of +-1e4 neither overflow nor
     cancel (torchvision's literal formula loses 1 - p_t to rounding for large |x|; values agree within
-    rounding elsewhere).  ``inputs`` and ``targets`` must have the same shape.  ``return_grad=True``
+    rounding elsewhere).  ``inputs`` and ``targets`` must have the same shape (torchvision's
+    binary_cross_entropy_with_logits inside raises otherwise).  ``return_grad=True``
     returns d(result)/d(inputs) as autograd through torchvision's formula, except that the
     (1 - p_t) ** (gamma - 1) term is taken at its limit 0 where 1 - p_t is exactly 0 (autograd gives
     nan there when 0 < gamma < 1).
     """
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     a = V.check_real(alpha, "alpha")
     g = V.check_real(gamma, "gamma")
     nt = resolve_num_threads(num_threads)
-    x, y = _pair(inputs, targets, "inputs", "targets")
+    x, y, _ = _pair(inputs, targets, "inputs", "targets")     # (torchvision's BCE-with-logits: same shape)
     a0, da = (1.0, 0.0) if a < 0 else (1.0 - a, a - (1.0 - a))
     kind = "focal_square" if g == 2 else "focal"   # gamma = 2 (the default): q * q, no pow
     res, o, grad, count = _run(kind, x, y, reduction, nt, out, return_grad, params=(a0, da, g))
@@ -115,12 +121,12 @@ def hinge_loss(input, target, margin=1.0, squared=False, reduction="mean", *, nu
     margin - y s > 0 and 0 elsewhere (the subgradient at the hinge is 0, like relu's in torch);
     squared: -2 y max(0, margin - y s).  A nan score gives a nan loss and gradient.
     """
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     m = V.check_real(margin, "margin")
     if not isinstance(squared, (bool, np.bool_)):
         raise TypeError(f"squared must be a bool, got {squared!r}")
     nt = resolve_num_threads(num_threads)
-    x, y = _pair(input, target)
+    x, y, _ = _pair(input, target)
     res, o, grad, count = _run("hinge", x, y, reduction, nt, out, return_grad, params=(m, float(squared), 0.0))
     bad = res[2]
     if bad >= 0:
@@ -139,21 +145,22 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
 
     Reductions: ``none``, ``sum``, ``mean`` (over all elements; torch warns that it is not the true KL,
     fastloss does not warn) and ``batchmean`` (sum / input.shape[0]; just the sum for 0-d input, as
-    torch).  ``input`` and ``target`` must have the same shape (torch would broadcast).  The gradient
-    with respect to ``input`` is -t (or -exp(t)) times the reduction's scale.
+    torch).  ``input`` and ``target`` broadcast together as in torch (silently; the result has the
+    broadcast shape, ``batchmean`` divides by ``input``'s own first dimension).  The gradient with respect
+    to ``input`` is -t (or -exp(t)) times the reduction's scale, summed to ``input``'s shape.
     """
     _reject_legacy(size_average, reduce)
-    V.check_reduction(reduction, allowed=("none", "batchmean", "sum", "mean"))
+    V.check_reduction(reduction, ("none", "batchmean", "sum", "mean"), out=out, return_grad=return_grad)
     if not isinstance(log_target, (bool, np.bool_)):
         raise TypeError(f"log_target must be a bool, got {log_target!r}")
     nt = resolve_num_threads(num_threads)
-    x, y = _pair(input, target)
+    x, y, shape = _pair(input, target, broadcast=True)
     count = None
-    if reduction == "batchmean":
-        if x.ndim == 0:
+    if reduction == "batchmean":       # torch divides by input.size(0): input's own first axis
+        if len(shape) == 0:
             reduction = "sum"
         else:
-            count = x.shape[0]
-    res, o, grad, count = _run("kl", x, y, reduction, nt, out, return_grad, params=(float(log_target), 0.0, 0.0),
-                               count=count)
-    return _finish(res, reduction, x.dtype, o, grad, count=count)
+            count = shape[0]
+    res, o, grad, count = _run("kl", x, y, reduction, nt, out, return_grad,
+                               params=(float(log_target), 0.0, 0.0), count=count)
+    return _finish(res, reduction, x.dtype, o, V.unbroadcast(grad, shape), count=count)

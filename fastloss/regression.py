@@ -6,15 +6,21 @@ Each function validates and converts its arguments, then calls one kernel from
 ``fastloss/_kernels/regression.pyx`` (one elementwise loop specialised per loss, or the KL row loop);
 the arithmetic lives there.
 
-Common to all of them: ``input`` and ``target`` have the same shape (torch only warns and broadcasts;
-we raise ``ValueError``); keyword-only ``weight`` is a per-element sample weight broadcastable to
-``input`` (scalars and last-axis vectors are read in place, other shapes materialised once); with a
-weight, ``mean`` is sum(w * l) / sum(w) -- torch's rule for mse_loss / l1_loss -- except for
-``huber_loss``, where torch divides the weighted sum by the element count and so do we.
+Shapes: the torch losses broadcast ``target`` against ``input`` as torch does -- mse_loss, l1_loss,
+huber_loss and smooth_l1_loss with torch's UserWarning ("Using a target size ... that is different to
+the input size"), poisson_nll_loss and gaussian_nll_loss silently -- and return the broadcast shape
+(an operand of another shape is materialised once; the gradient is summed back to ``input``'s shape).
+The SPEC §6 losses (log_cosh, quantile, mape, smape, msle) take equal shapes (else ``ValueError``).
+Keyword-only ``weight`` is a per-element sample weight broadcastable to ``input`` (scalars and
+last-axis vectors are read in place, other shapes materialised once); with a weight, ``mean`` is
+sum(w * l) / sum(w) -- torch's rule for mse_loss / l1_loss -- except for ``huber_loss``, where torch
+divides the weighted sum by the element count and so do we.  (With a broadcast target torch wants the
+weight of ``input``'s shape and sums it unbroadcast for that mean; so do we.)
 ``return_grad=True`` returns (loss, grad) with grad = d(result)/d(input) (of the sum for "none").
 """
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -39,25 +45,47 @@ def _position(index, shape):
     return tuple(int(i) for i in np.unravel_index(index, shape)) if len(shape) > 1 else index
 
 
-def _sum_to(g, shape, dtype):
-    """Sum a full-shape gradient over the axes a same-ndim operand of ``shape`` was broadcast along."""
-    axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
-    return g.sum(axis=axes, dtype=np.float64).reshape(shape).astype(dtype)
+# torch broadcasts target against input in these losses; the first four warn that it does
+_BROADCAST_WARN = ("mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss")
+_BROADCAST_SILENT = ("poisson_nll_loss", "gaussian_nll_loss")
 
 
-def _inputs(input, target, reduction, num_threads):
-    V.check_reduction(reduction)
-    nt = resolve_num_threads(num_threads)
-    x = V.prediction(input, "input")
-    y = V.float_array(target, "target", dtype=x.dtype)
-    V.check_same_shape(x, y, "input", "target")
-    return x, y, nt
+class _Args:
+    """The converted prediction and target (broadcast to one shape where the loss's reference does), the
+    thread count, the prediction's own shape and, for a broadcast input, how many broadcast elements each
+    input element stands for (torch's weighted mean sums the weights of ``input``'s shape)."""
+    __slots__ = ("nt", "repeat", "shape", "x", "y")
 
 
-def _elementwise(kind, x, y, nt, reduction, weight, out, return_grad, a=0.0, b=0.0, var=1.0, var_rows=False,
+def _inputs(input, target, reduction, num_threads, out, return_grad, loss=None, weight=None):
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    a = _Args()
+    a.nt = resolve_num_threads(num_threads)
+    a.x = V.prediction(input, "input")
+    a.y = V.float_array(target, "target", dtype=a.x.dtype)
+    a.shape, a.repeat = a.x.shape, 1
+    if a.x.shape != a.y.shape:
+        if loss not in _BROADCAST_WARN and loss not in _BROADCAST_SILENT:
+            V.check_same_shape(a.x, a.y, "input", "target")
+        if loss in _BROADCAST_WARN:
+            warnings.warn(f"Using a target size ({a.y.shape}) that is different to the input size "
+                          f"({a.x.shape}). This will likely lead to incorrect results due to broadcasting. "
+                          "Please ensure they have the same size.", UserWarning, stacklevel=3)
+        (a.x, a.y), shape = V.broadcast_together([a.x, a.y], ["input", "target"])
+        if weight is not None and np.shape(weight) != a.shape:
+            raise ValueError(f"weight shape {np.shape(weight)} must be input's shape {a.shape} when target "
+                             f"is broadcast against it (torch's rule)")
+        a.repeat = math.prod(shape) // math.prod(a.shape) if math.prod(a.shape) else 1
+    return a
+
+
+def _elementwise(kind, args, reduction, weight, out, return_grad, a=0.0, b=0.0, var=1.0, var_rows=False,
                  grad_var=None, weighted_mean=True):
-    """Run one elementwise kernel; returns (value, grad, first_bad)."""
+    """Run one elementwise kernel on ``_inputs``'s ``args``: (value, grad of input's shape, first_bad)."""
+    x, y, nt = args.x, args.y, args.nt
     K = x.shape[-1] if x.ndim else 1
+    if weight is not None and args.repeat != 1:     # (input's shape: _inputs checked it) broadcast like input
+        weight = np.broadcast_to(V.float_array(weight, "weight", dtype=x.dtype), x.shape)
     w = _elementwise_operand(weight, x, "weight")
     weighted_mean = weighted_mean and weight is not None and reduction == "mean"
     n = x.size
@@ -69,9 +97,11 @@ def _elementwise(kind, x, y, nt, reduction, weight, out, return_grad, a=0.0, b=0
         None if o is None else o.reshape(-1), grad, grad_var, scale, nt)
     if reduction == "none":
         value = o
-    else:
-        value = V.reduced(loss_sum, denom if weighted_mean else n, reduction, x.dtype)
-    return value, grad, bad
+    else:   # torch's weighted mean divides by the weights of input's shape: each stands for `repeat` items
+        value = V.reduced(loss_sum, denom / args.repeat if weighted_mean else n, reduction, x.dtype)
+    if grad is not None and weighted_mean and args.repeat != 1:
+        grad *= args.repeat
+    return value, V.unbroadcast(grad, args.shape), bad
 
 
 def _result(value, grad):
@@ -85,8 +115,8 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     ``weight`` (torch's optional per-element weight): mean = sum(w (x - y)^2) / sum(w), as torch.
     """
     _no_legacy(size_average, reduce)
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, _ = _elementwise(_KIND.MSE, x, y, nt, reduction, weight, out, return_grad)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, "mse_loss", weight)
+    value, grad, _ = _elementwise(_KIND.MSE, args, reduction, weight, out, return_grad)
     return _result(value, grad)
 
 
@@ -97,8 +127,8 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
     The gradient is sign(input - target) (0 where they are equal, as torch).  ``weight``: as mse_loss.
     """
     _no_legacy(size_average, reduce)
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, _ = _elementwise(_KIND.L1, x, y, nt, reduction, weight, out, return_grad)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, "l1_loss", weight)
+    value, grad, _ = _elementwise(_KIND.L1, args, reduction, weight, out, return_grad)
     return _result(value, grad)
 
 
@@ -113,8 +143,8 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None, *, num_t
     element count (not by sum(w) as its mse_loss does); we match torch.
     """
     delta = V.check_real(delta, "delta", low=0.0, low_open=True)
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, _ = _elementwise(_KIND.HUBER, x, y, nt, reduction, weight, out, return_grad, a=delta,
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, "huber_loss", weight)
+    value, grad, _ = _elementwise(_KIND.HUBER, args, reduction, weight, out, return_grad, a=delta,
                                   weighted_mean=False)
     return _result(value, grad)
 
@@ -130,8 +160,8 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
     """
     _no_legacy(size_average, reduce)
     beta = V.check_real(beta, "beta", low=0.0)
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, _ = _elementwise(_KIND.SMOOTH_L1, x, y, nt, reduction, weight, out, return_grad, a=beta)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, "smooth_l1_loss", weight)
+    value, grad, _ = _elementwise(_KIND.SMOOTH_L1, args, reduction, weight, out, return_grad, a=beta)
     return _result(value, grad)
 
 
@@ -145,10 +175,10 @@ def poisson_nll_loss(input, target, log_input=True, full=False, size_average=Non
     """
     _no_legacy(size_average, reduce)
     eps = V.check_real(eps, "eps")
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    kind = _KIND.POISSON_LOG if log_input else _KIND.POISSON
-    value, grad, _ = _elementwise(kind, x, y, nt, reduction, weight, out, return_grad, a=eps,
-                                  b=1.0 if full else 0.0)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, "poisson_nll_loss", weight)
+    kind = _KIND.POISSON_LOG if V.check_bool(log_input, "log_input") else _KIND.POISSON
+    value, grad, _ = _elementwise(kind, args, reduction, weight, out, return_grad, a=eps,
+                                  b=1.0 if V.check_bool(full, "full") else 0.0)
     return _result(value, grad)
 
 
@@ -188,33 +218,34 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     torch, passes through the eps clamp unchanged; it is None when var is a Python number.
     """
     eps = V.check_real(eps, "eps")
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    op, var_rows, varr = _gaussian_var(var, x)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, "gaussian_nll_loss", weight)
+    x = args.x
+    # var's shape rules refer to input's own shape (torch checks var against input before broadcasting)
+    op, var_rows, varr = _gaussian_var(var, np.broadcast_to(np.empty((), x.dtype), args.shape))
+    var_shape = None if varr is None else (args.shape[:-1] + (1,) if var_rows else varr.shape)
+    if varr is not None and x.shape != args.shape:      # a broadcast target: var follows input's broadcast
+        op = np.ascontiguousarray(np.broadcast_to(varr.reshape(var_shape), x.shape)).reshape(-1)
+        var_rows = False
     gv_full = np.empty_like(x) if (return_grad and varr is not None) else None
-    value, grad, bad = _elementwise(_KIND.GAUSSIAN_NLL, x, y, nt, reduction, weight, out, return_grad, a=eps,
-                                    b=0.5 * math.log(2 * math.pi) if full else 0.0, var=op, var_rows=var_rows,
-                                    grad_var=gv_full)
+    value, grad, bad = _elementwise(_KIND.GAUSSIAN_NLL, args, reduction, weight, out, return_grad, a=eps,
+                                    b=0.5 * math.log(2 * math.pi) if V.check_bool(full, "full") else 0.0,
+                                    var=op, var_rows=var_rows, grad_var=gv_full)
     if bad >= 0:
-        raise ValueError(f"var has negative entry/entries: var = {op.reshape(-1)[bad // x.shape[-1] if var_rows else bad]}"
-                         f" for the input element at position {_position(bad, x.shape)}")
+        raise ValueError(f"var has negative entry/entries: var = "
+                         f"{op.reshape(-1)[bad // x.shape[-1] if var_rows else bad]} for the input element "
+                         f"at position {_position(bad, x.shape)}")
     if not return_grad:
         return value
-    gvar = None
-    if gv_full is not None:
-        if varr.shape == x.shape:
-            gvar = gv_full
-        elif var_rows:                                   # one variance per row: sum over the last axis
-            gvar = gv_full.sum(axis=-1, dtype=np.float64).reshape(varr.shape).astype(x.dtype)
-        else:
-            gvar = _sum_to(gv_full, varr.shape, x.dtype)
+    # grad_var: of var's shape, summed over the elements each variance served (grad_var passes the clamp)
+    gvar = None if gv_full is None else V.unbroadcast(gv_full, var_shape).reshape(varr.shape)
     return value, (grad, gvar)
 
 
 def log_cosh_loss(input, target, reduction="mean", *, weight=None, num_threads=None, out=None, return_grad=False):
     """log(cosh(input - target)) (SPEC §6), in the stable form |d| + log1p(exp(-2|d|)) - log 2, so any
     finite d (1e30 included) gives a finite loss; the gradient tanh(d) is computed from the same exp."""
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, _ = _elementwise(_KIND.LOG_COSH, x, y, nt, reduction, weight, out, return_grad)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad)
+    value, grad, _ = _elementwise(_KIND.LOG_COSH, args, reduction, weight, out, return_grad)
     return _result(value, grad)
 
 
@@ -225,8 +256,8 @@ def quantile_loss(input, target, q=0.5, reduction="mean", *, weight=None, num_th
     The gradient at u = 0 is 1/2 - q (the middle of the subgradient, what torch.maximum's autograd gives).
     """
     q = V.check_real(q, "q", low=0.0, high=1.0, low_open=True, high_open=True)
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, _ = _elementwise(_KIND.QUANTILE, x, y, nt, reduction, weight, out, return_grad, a=q)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad)
+    value, grad, _ = _elementwise(_KIND.QUANTILE, args, reduction, weight, out, return_grad, a=q)
     return _result(value, grad)
 
 
@@ -238,19 +269,19 @@ def mape_loss(input, target, reduction="mean", *, eps=None, weight=None, num_thr
     denominator is max(|target|, eps), like scikit-learn's mean_absolute_percentage_error.
     """
     e = 0.0 if eps is None else V.check_real(eps, "eps", low=0.0, low_open=True)
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, bad = _elementwise(_KIND.MAPE, x, y, nt, reduction, weight, out, return_grad, a=e)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad)
+    value, grad, bad = _elementwise(_KIND.MAPE, args, reduction, weight, out, return_grad, a=e)
     if bad >= 0:
-        raise ValueError(f"mape_loss: target is 0 at position {_position(bad, y.shape)}; pass eps= to divide "
-                         f"by max(|target|, eps)")
+        raise ValueError(f"mape_loss: target is 0 at position {_position(bad, args.y.shape)}; pass eps= to "
+                         f"divide by max(|target|, eps)")
     return _result(value, grad)
 
 
 def smape_loss(input, target, reduction="mean", *, weight=None, num_threads=None, out=None, return_grad=False):
     """Symmetric MAPE (SPEC §6): 2 |target - input| / (|target| + |input|), 0 where both are 0
     (gradient 0 there too)."""
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, _ = _elementwise(_KIND.SMAPE, x, y, nt, reduction, weight, out, return_grad)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad)
+    value, grad, _ = _elementwise(_KIND.SMAPE, args, reduction, weight, out, return_grad)
     return _result(value, grad)
 
 
@@ -259,9 +290,10 @@ def msle_loss(input, target, reduction="mean", *, weight=None, num_threads=None,
 
     ``input`` or ``target`` <= -1 is a ``ValueError`` naming the argument and the first position.
     """
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, bad = _elementwise(_KIND.MSLE, x, y, nt, reduction, weight, out, return_grad)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad)
+    value, grad, bad = _elementwise(_KIND.MSLE, args, reduction, weight, out, return_grad)
     if bad >= 0:
+        x, y = args.x, args.y
         name, arr = ("input", x) if x.reshape(-1)[bad] <= -1 else ("target", y)
         raise ValueError(f"msle_loss: {name} has value {arr.reshape(-1)[bad]} <= -1 at position "
                          f"{_position(bad, x.shape)} (log1p needs values > -1)")
@@ -277,7 +309,7 @@ def gaussian_kl_loss(mu, logvar, reduction="mean", *, weight=None, num_threads=N
     mu.shape[:-1]), "mean" averages over rows (sum(w l) / sum(w) with ``weight``, broadcastable to
     mu.shape[:-1]), "sum" sums them.  ``return_grad=True`` returns (loss, (grad_mu, grad_logvar)).
     """
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     nt = resolve_num_threads(num_threads)
     m = V.prediction(mu, "mu")
     lv = V.float_array(logvar, "logvar", dtype=m.dtype)
