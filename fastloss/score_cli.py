@@ -154,6 +154,11 @@ def _check_params(loss, params):
 def _run(argv):
     args = _parser().parse_args(argv)
     from .scoring import score_file
+    keys = [k for k, _ in args.param]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        _fail(f"--param {repeated[0]} is given {keys.count(repeated[0])} times; give each parameter once",
+              status=2)
     params = _check_params(args.loss, dict(args.param))
     show = args.progress if args.progress is not None else (not args.json and sys.stderr.isatty())
     progress = _Progress(sys.stderr) if show else None
