@@ -9,6 +9,7 @@ _FLOAT_NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 _F32, _F64 = _FLOAT_NATIVE
 _I32, _I64 = np.dtype(np.int32), np.dtype(np.int64)
 _NDARRAY = np.ndarray
+_C_ALIGNED = 0x0001 | 0x0100    # NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, read from flags.num in one go
 
 
 # Fast paths: the common call passes C-contiguous ndarrays of the dtype the kernel wants; they are
@@ -19,10 +20,9 @@ def _native_float(x, dtype=None):
     """``x`` itself if it is a C-contiguous float32/float64 ndarray (of ``dtype`` when given), else None."""
     if type(x) is _NDARRAY:
         dt = x.dtype
-        if (dt is _F32 or dt is _F64) and (dtype is None or dtype is dt):
-            flags = x.flags
-            if flags.c_contiguous and flags.aligned:
-                return x
+        if (dt is _F32 or dt is _F64) and (dtype is None or dtype is dt) and \
+                x.flags.num & _C_ALIGNED == _C_ALIGNED:
+            return x
     return None
 
 
@@ -123,10 +123,9 @@ def prediction(x, name="input"):
 def labels_array(x, name="target", source=None):
     """Integer class labels: int32/int64 without a copy (when C-contiguous), other integers converted.
     ``source``: the argument as the caller received it, when ``x`` is already its array (for messages)."""
-    if type(x) is _NDARRAY and (x.dtype is _I64 or x.dtype is _I32):
-        flags = x.flags
-        if flags.c_contiguous and flags.aligned:
-            return x
+    if type(x) is _NDARRAY and (x.dtype is _I64 or x.dtype is _I32) and \
+            x.flags.num & _C_ALIGNED == _C_ALIGNED:
+        return x
     a = _to_numpy(x, name)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an integer array of class indices, got "
@@ -164,16 +163,18 @@ def short_repr(value, limit=80):
 
 def check_choice(value, name, allowed):
     """A string parameter (``reduction``, ``box_format``, ``mode``, ...) that must be one of ``allowed``."""
-    if type(value) is not str or value not in allowed:    # (str first: `in` on an array compares elementwise)
+    if type(value) is not str or value not in allowed:     # (str first: `in` compares arrays elementwise)
         raise ValueError(f"{name} must be one of {allowed}, got {short_repr(value)}")
     return value
 
 
 def check_bool(value, name):
-    """A flag (``return_grad``, ``swap``, ``full``, ...): True or False (NumPy's bool too)."""
+    """A flag (``return_grad``, ``swap``, ``full``, ...): True or False (NumPy's bool, and the integers 0
+    and 1, as torch's ``if flag:`` takes them); anything else -- an array above all, whose truth value is
+    ambiguous -- is a TypeError naming the flag."""
     if value is True or value is False:
         return value
-    if isinstance(value, np.bool_):
+    if isinstance(value, (np.bool_, numbers.Integral)) and value in (0, 1):
         return bool(value)
     raise TypeError(f"{name} must be True or False, got {short_repr(value)}")
 
@@ -181,7 +182,8 @@ def check_bool(value, name):
 def check_reduction(reduction, allowed=REDUCTIONS, out=None, return_grad=False):
     """``reduction`` is one of ``allowed``; ``out=`` (SPEC §2) only goes with ``reduction="none"``; the
     ``return_grad`` flag is a bool.  (Every loss calls this first.)"""
-    check_choice(reduction, "reduction", allowed)
+    if type(reduction) is not str or reduction not in allowed:     # (check_choice, inlined: every call)
+        check_choice(reduction, "reduction", allowed)
     if return_grad is not False and return_grad is not True:
         check_bool(return_grad, "return_grad")
     if out is not None and reduction != "none":
