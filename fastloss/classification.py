@@ -101,7 +101,7 @@ def _label_shape(xb, unbatched):
 
 def _class_labels(target, xb, unbatched, source=None):
     labels = V.labels_array(target, "target", source)
-    expected = _label_shape(xb, unbatched)
+    expected = () if unbatched else (xb.shape[0],) + xb.shape[2:]     # (_label_shape, inlined: every call)
     if labels.shape != expected:
         if unbatched:
             raise ValueError(f"target shape {labels.shape} does not match input shape {xb.shape[1:]}: a 1-d "

@@ -50,41 +50,36 @@ _BROADCAST_WARN = ("mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss")
 _BROADCAST_SILENT = ("poisson_nll_loss", "gaussian_nll_loss")
 
 
-class _Args:
-    """The converted prediction and target (broadcast to one shape where the loss's reference does), the
-    thread count, the prediction's own shape and, for a broadcast input, how many broadcast elements each
-    input element stands for (torch's weighted mean sums the weights of ``input``'s shape)."""
-    __slots__ = ("nt", "repeat", "shape", "x", "y")
-
-
 def _inputs(input, target, reduction, num_threads, out, return_grad, loss=None, weight=None):
+    """The converted prediction and target -- broadcast to one shape where ``loss``'s reference does --
+    as ``args = (x, y, num_threads, input's own shape, repeat)``; ``repeat``: how many broadcast elements
+    each input element stands for (torch's weighted mean sums the weights of input's shape)."""
     V.check_reduction(reduction, out=out, return_grad=return_grad)
-    a = _Args()
-    a.nt = resolve_num_threads(num_threads)
-    a.x = V.prediction(input, "input")
-    a.y = V.float_array(target, "target", dtype=a.x.dtype)
-    a.shape, a.repeat = a.x.shape, 1
-    if a.x.shape != a.y.shape:
+    nt = resolve_num_threads(num_threads)
+    x = V.prediction(input, "input")
+    y = V.float_array(target, "target", dtype=x.dtype)
+    shape, repeat = x.shape, 1
+    if x.shape != y.shape:
         if loss not in _BROADCAST_WARN and loss not in _BROADCAST_SILENT:
-            V.check_same_shape(a.x, a.y, "input", "target")
+            V.check_same_shape(x, y, "input", "target")
         if loss in _BROADCAST_WARN:
-            warnings.warn(f"Using a target size ({a.y.shape}) that is different to the input size "
-                          f"({a.x.shape}). This will likely lead to incorrect results due to broadcasting. "
+            warnings.warn(f"Using a target size ({y.shape}) that is different to the input size "
+                          f"({x.shape}). This will likely lead to incorrect results due to broadcasting. "
                           "Please ensure they have the same size.", UserWarning, stacklevel=3)
-        (a.x, a.y), shape = V.broadcast_together([a.x, a.y], ["input", "target"])
-        if weight is not None and np.shape(weight) != a.shape:
-            raise ValueError(f"weight shape {np.shape(weight)} must be input's shape {a.shape} when target "
+        (x, y), full = V.broadcast_together([x, y], ["input", "target"])
+        if weight is not None and np.shape(weight) != shape:
+            raise ValueError(f"weight shape {np.shape(weight)} must be input's shape {shape} when target "
                              f"is broadcast against it (torch's rule)")
-        a.repeat = math.prod(shape) // math.prod(a.shape) if math.prod(a.shape) else 1
-    return a
+        repeat = math.prod(full) // math.prod(shape) if math.prod(shape) else 1
+    return x, y, nt, shape, repeat
 
 
 def _elementwise(kind, args, reduction, weight, out, return_grad, a=0.0, b=0.0, var=1.0, var_rows=False,
                  grad_var=None, weighted_mean=True):
     """Run one elementwise kernel on ``_inputs``'s ``args``: (value, grad of input's shape, first_bad)."""
-    x, y, nt = args.x, args.y, args.nt
+    x, y, nt, shape, repeat = args
     K = x.shape[-1] if x.ndim else 1
-    if weight is not None and args.repeat != 1:     # (input's shape: _inputs checked it) broadcast like input
+    if weight is not None and repeat != 1:     # (input's shape: _inputs checked it) broadcast like input
         weight = np.broadcast_to(V.float_array(weight, "weight", dtype=x.dtype), x.shape)
     w = _elementwise_operand(weight, x, "weight")
     weighted_mean = weighted_mean and weight is not None and reduction == "mean"
@@ -98,10 +93,10 @@ def _elementwise(kind, args, reduction, weight, out, return_grad, a=0.0, b=0.0, 
     if reduction == "none":
         value = o
     else:   # torch's weighted mean divides by the weights of input's shape: each stands for `repeat` items
-        value = V.reduced(loss_sum, denom / args.repeat if weighted_mean else n, reduction, x.dtype)
-    if grad is not None and weighted_mean and args.repeat != 1:
-        grad *= args.repeat
-    return value, V.unbroadcast(grad, args.shape), bad
+        value = V.reduced(loss_sum, denom / repeat if weighted_mean else n, reduction, x.dtype)
+    if grad is not None and x.shape != shape:
+        grad = V.unbroadcast(grad * repeat if weighted_mean else grad, shape)
+    return value, grad, bad
 
 
 def _result(value, grad):
@@ -182,8 +177,8 @@ def poisson_nll_loss(input, target, log_input=True, full=False, size_average=Non
     return _result(value, grad)
 
 
-def _gaussian_var(var, x):
-    """torch's var rules -> (operand, var_rows, var array or None).
+def _gaussian_var(var, shape, dtype):
+    """torch's var rules for an input of ``shape`` -> (operand, var_rows, var array or None).
 
     A real number is used for every element; an array of input's shape is heteroscedastic; one of shape
     input.shape[:-1] or input.shape[:-1] + (1,) holds one variance per row (read in place); any other
@@ -194,14 +189,15 @@ def _gaussian_var(var, x):
         if v < 0:
             raise ValueError(f"var has negative entry/entries: {var!r}")
         return v, False, None
-    v = V.float_array(var, "var", dtype=x.dtype)
-    if v.shape == x.shape:
+    v = V.float_array(var, "var", dtype=dtype)
+    ndim = len(shape)
+    if v.shape == shape:
         return v.reshape(-1), False, v
-    if x.ndim >= 1 and (v.shape == x.shape[:-1] or (v.ndim == x.ndim and v.shape == x.shape[:-1] + (1,))):
+    if ndim >= 1 and (v.shape == shape[:-1] or (v.ndim == ndim and v.shape == shape[:-1] + (1,))):
         return v.reshape(-1), True, v
-    if v.ndim == x.ndim and sum(b for a, b in zip(x.shape, v.shape) if a != b) == 1:
-        return np.ascontiguousarray(np.broadcast_to(v, x.shape)).reshape(-1), False, v
-    raise ValueError(f"var is of incorrect size: var shape {v.shape} for input shape {x.shape} (expected the "
+    if v.ndim == ndim and sum(b for a, b in zip(shape, v.shape) if a != b) == 1:
+        return np.ascontiguousarray(np.broadcast_to(v, shape)).reshape(-1), False, v
+    raise ValueError(f"var is of incorrect size: var shape {v.shape} for input shape {shape} (expected the "
                      f"input's shape, or it with the last dimension removed or set to 1)")
 
 
@@ -219,11 +215,11 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     """
     eps = V.check_real(eps, "eps")
     args = _inputs(input, target, reduction, num_threads, out, return_grad, "gaussian_nll_loss", weight)
-    x = args.x
+    x, shape = args[0], args[3]
     # var's shape rules refer to input's own shape (torch checks var against input before broadcasting)
-    op, var_rows, varr = _gaussian_var(var, np.broadcast_to(np.empty((), x.dtype), args.shape))
-    var_shape = None if varr is None else (args.shape[:-1] + (1,) if var_rows else varr.shape)
-    if varr is not None and x.shape != args.shape:      # a broadcast target: var follows input's broadcast
+    op, var_rows, varr = _gaussian_var(var, shape, x.dtype)
+    var_shape = None if varr is None else (shape[:-1] + (1,) if var_rows else varr.shape)
+    if varr is not None and x.shape != shape:      # a broadcast target: var follows input's broadcast
         op = np.ascontiguousarray(np.broadcast_to(varr.reshape(var_shape), x.shape)).reshape(-1)
         var_rows = False
     gv_full = np.empty_like(x) if (return_grad and varr is not None) else None
@@ -272,7 +268,7 @@ def mape_loss(input, target, reduction="mean", *, eps=None, weight=None, num_thr
     args = _inputs(input, target, reduction, num_threads, out, return_grad)
     value, grad, bad = _elementwise(_KIND.MAPE, args, reduction, weight, out, return_grad, a=e)
     if bad >= 0:
-        raise ValueError(f"mape_loss: target is 0 at position {_position(bad, args.y.shape)}; pass eps= to "
+        raise ValueError(f"mape_loss: target is 0 at position {_position(bad, args[1].shape)}; pass eps= to "
                          f"divide by max(|target|, eps)")
     return _result(value, grad)
 
@@ -293,7 +289,7 @@ def msle_loss(input, target, reduction="mean", *, weight=None, num_threads=None,
     args = _inputs(input, target, reduction, num_threads, out, return_grad)
     value, grad, bad = _elementwise(_KIND.MSLE, args, reduction, weight, out, return_grad)
     if bad >= 0:
-        x, y = args.x, args.y
+        x, y = args[:2]
         name, arr = ("input", x) if x.reshape(-1)[bad] <= -1 else ("target", y)
         raise ValueError(f"msle_loss: {name} has value {arr.reshape(-1)[bad]} <= -1 at position "
                          f"{_position(bad, x.shape)} (log1p needs values > -1)")

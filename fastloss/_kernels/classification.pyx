@@ -354,11 +354,12 @@ def cross_entropy_index(x, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t i
     check_buffer(labels, "labels", b'i', 0, -1, False)
     if (buffer_items(labels) % S if check_count(S, "S") else buffer_items(labels)):
         raise ValueError(f"fastloss kernel: {buffer_items(labels)} items do not form rows of S={S} positions")
-    check_buffer(x, "x", b'f', 0, items_product(buffer_items(labels), check_count(C, "C")), False)
-    check_optional(weight, "weight", b'f', x.dtype.itemsize, C, False)
-    check_optional(focal_alpha, "focal_alpha", b'f', x.dtype.itemsize, C, False)
-    check_optional(out, "out", b'f', x.dtype.itemsize, buffer_items(labels), True)
-    check_optional(grad, "grad", b'f', x.dtype.itemsize, buffer_items(x), True)
+    cdef Py_ssize_t isz = check_buffer(x, "x", b'f', 0, items_product(buffer_items(labels), check_count(C, "C")),
+                                       False)
+    check_optional(weight, "weight", b'f', isz, C, False)
+    check_optional(focal_alpha, "focal_alpha", b'f', isz, C, False)
+    check_optional(out, "out", b'f', isz, buffer_items(labels), True)
+    check_optional(grad, "grad", b'f', isz, buffer_items(x), True)
     cdef CeCtx c
     cdef BlockRun run
     cdef Py_ssize_t itemsize = x.dtype.itemsize
