@@ -9,6 +9,7 @@ _FLOAT_NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 _F32, _F64 = _FLOAT_NATIVE
 _I32, _I64 = np.dtype(np.int32), np.dtype(np.int64)
 _NDARRAY = np.ndarray
+_C_ALIGNED = 0x0001 | 0x0100    # NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, read from flags.num in one go
 
 
 # Fast paths: the common call passes C-contiguous ndarrays of the dtype the kernel wants; they are
@@ -19,15 +20,28 @@ def _native_float(x, dtype=None):
     """``x`` itself if it is a C-contiguous float32/float64 ndarray (of ``dtype`` when given), else None."""
     if type(x) is _NDARRAY:
         dt = x.dtype
-        if (dt is _F32 or dt is _F64) and (dtype is None or dtype is dt) and x.flags.c_contiguous:
+        if (dt is _F32 or dt is _F64) and (dtype is None or dtype is dt) and \
+                x.flags.num & _C_ALIGNED == _C_ALIGNED:
             return x
     return None
 
 
+def _aligned(a):
+    """``a`` itself, or an aligned copy: a C-contiguous view of a file (np.load(mmap_mode=...) of an
+    ``.npz`` member, a buffer at an odd offset) can be misaligned, which the kernels refuse."""
+    return a if a.flags.aligned else a.copy()
+
+
 def _to_numpy(x, name):
-    """Any array-like -> ndarray without copying when possible (torch tensors, __array__, dlpack, buffers)."""
+    """Any array-like -> ndarray without copying when possible (torch tensors, __array__, dlpack, buffers).
+
+    ``None`` is a TypeError naming the argument (SPEC §5): a required array argument must never reach a
+    kernel as an object array (or a NULL buffer)."""
     if isinstance(x, np.ndarray):
         return x
+    if x is None:
+        raise TypeError(f"{name} is None; expected an array (a NumPy array, a torch tensor or a nested list "
+                        f"of numbers)")
     mod = type(x).__module__
     if mod.startswith("torch"):
         t = x.detach()
@@ -54,6 +68,27 @@ def _to_numpy(x, name):
         raise TypeError(f"{name} must be array-like: {exc}") from None
 
 
+def describe(a, x=None):
+    """What an array that is not of the expected kind holds, for an error message: its dtype, and for the
+    usual mistakes (a pandas Categorical, strings, None, complex numbers) what to do instead."""
+    what = f"dtype {a.dtype}"
+    if x is not None and str(getattr(x, "dtype", "")) == "category":
+        return (f"a pandas Categorical ({what}); convert it to numbers first: its integer codes "
+                f"(.cat.codes) for class labels, or .astype(float) for numeric categories")
+    if a.dtype.kind == "O":
+        kinds = sorted({type(v).__name__ for v in a.reshape(-1)[:64]})
+        held = f" holding {'/'.join(kinds)}" if kinds else ""
+        hint = ("; missing values (None) must be removed or filled first" if "NoneType" in kinds else
+                "; convert it to a numeric array first (np.asarray(x, dtype=np.float32), or integer codes "
+                "for class labels)")
+        return f"an object array{held} ({what}){hint}"
+    if a.dtype.kind in "US":
+        return f"strings ({what}); convert them to numbers first"
+    if a.dtype.kind == "c":
+        return f"complex numbers ({what}); pass the real part (x.real) or the magnitude (abs(x))"
+    return what
+
+
 def float_array(x, name, dtype=None):
     """The prediction (or another float argument) as a C-contiguous float32/float64 array.
 
@@ -66,13 +101,13 @@ def float_array(x, name, dtype=None):
     a = _to_numpy(x, name)
     kind = a.dtype.kind
     if kind not in "fiub":
-        raise TypeError(f"{name} must be a float array, got dtype {a.dtype}")
+        raise TypeError(f"{name} must be a float array, got {describe(a, x)}")
     if dtype is None:
         if kind != "f" or a.dtype not in _FLOAT_NATIVE:
             dtype = np.float32
         else:
             dtype = a.dtype
-    return np.ascontiguousarray(a, dtype=dtype).reshape(a.shape)   # (ascontiguousarray makes 0-d 1-d)
+    return _aligned(np.ascontiguousarray(a, dtype=dtype).reshape(a.shape))   # (ascontiguousarray: 0-d -> 1-d)
 
 
 def prediction(x, name="input"):
@@ -81,25 +116,79 @@ def prediction(x, name="input"):
         return x
     a = _to_numpy(x, name)
     if a.dtype.kind != "f":
-        raise TypeError(f"{name} must be a floating-point array (float16/32/64), got dtype {a.dtype}")
+        raise TypeError(f"{name} must be a floating-point array (float16/32/64), got {describe(a, x)}")
     return float_array(a, name)
 
 
-def labels_array(x, name="target"):
-    """Integer class labels: int32/int64 without a copy (when C-contiguous), other integers converted."""
-    if type(x) is _NDARRAY and (x.dtype is _I64 or x.dtype is _I32) and x.flags.c_contiguous:
+def labels_array(x, name="target", source=None):
+    """Integer class labels: int32/int64 without a copy (when C-contiguous), other integers converted.
+    ``source``: the argument as the caller received it, when ``x`` is already its array (for messages)."""
+    if type(x) is _NDARRAY and (x.dtype is _I64 or x.dtype is _I32) and \
+            x.flags.num & _C_ALIGNED == _C_ALIGNED:
         return x
     a = _to_numpy(x, name)
     if a.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array of class indices, got dtype {a.dtype}")
+        raise TypeError(f"{name} must be an integer array of class indices, got "
+                        f"{label_hint(a, x if source is None else source)}")
     if a.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
         a = a.astype(np.int64)
-    return np.ascontiguousarray(a).reshape(a.shape)  # ascontiguousarray makes 0-d arrays 1-d
+    return _aligned(np.ascontiguousarray(a).reshape(a.shape))  # ascontiguousarray makes 0-d arrays 1-d
 
 
-def check_reduction(reduction, allowed=REDUCTIONS):
-    if reduction not in allowed:
-        raise ValueError(f"reduction must be one of {allowed}, got {reduction!r}")
+def label_hint(a, x=None):
+    """``describe`` for class labels: float labels say how to convert them, and NaN among them that they
+    are missing labels (a pandas ``Int64`` column with NA converts to float64 with NaN)."""
+    if a.dtype.kind != "f":
+        return describe(a, x)
+    if a.size and np.isnan(a).any():
+        return (f"dtype {a.dtype} holding NaN: missing labels (e.g. a pandas Int64 column with NA); drop "
+                f"those rows, or fill them with ignore_index and convert to integers (.astype(np.int64))")
+    return f"dtype {a.dtype}; convert the labels with .astype(np.int64)"
+
+
+def check_int(value, name, hint=""):
+    """A Python/NumPy integer parameter (``ignore_index``, ...), as an int; ``hint`` says what it is for."""
+    if type(value) is int:
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer{hint}, got {short_repr(value)}")
+    return int(value)
+
+
+def short_repr(value, limit=80):
+    """repr(value) cut to ``limit`` characters, for error messages (an array argument can be huge)."""
+    r = repr(value)
+    return r if len(r) <= limit else r[:limit - 3] + "..."
+
+
+def check_choice(value, name, allowed):
+    """A string parameter (``reduction``, ``box_format``, ``mode``, ...) that must be one of ``allowed``."""
+    if type(value) is not str or value not in allowed:     # (str first: `in` compares arrays elementwise)
+        raise ValueError(f"{name} must be one of {allowed}, got {short_repr(value)}")
+    return value
+
+
+def check_bool(value, name):
+    """A flag (``return_grad``, ``swap``, ``full``, ...): True or False (NumPy's bool, and the integers 0
+    and 1, as torch's ``if flag:`` takes them); anything else -- an array above all, whose truth value is
+    ambiguous -- is a TypeError naming the flag."""
+    if value is True or value is False:
+        return value
+    if isinstance(value, (np.bool_, numbers.Integral)) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {short_repr(value)}")
+
+
+def check_reduction(reduction, allowed=REDUCTIONS, out=None, return_grad=False):
+    """``reduction`` is one of ``allowed``; ``out=`` (SPEC §2) only goes with ``reduction="none"``; the
+    ``return_grad`` flag is a bool.  (Every loss calls this first.)"""
+    if type(reduction) is not str or reduction not in allowed:     # (check_choice, inlined: every call)
+        check_choice(reduction, "reduction", allowed)
+    if return_grad is not False and return_grad is not True:
+        check_bool(return_grad, "return_grad")
+    if out is not None and reduction != "none":
+        raise ValueError(f"out= is only used with reduction='none' (a {reduction!r} reduction returns a "
+                         f"scalar); drop out= or pass reduction='none'")
 
 
 def check_same_shape(a, b, name_a, name_b):
@@ -142,6 +231,28 @@ def broadcast_weight(w, shape, dtype, name):
     return np.ascontiguousarray(np.broadcast_to(a, shape))
 
 
+def broadcast_together(arrays, names):
+    """Arrays broadcast to their common shape as torch broadcasts operands (ValueError naming them all
+    if they do not); returns (the arrays, each materialised once unless it has that shape, the shape)."""
+    try:
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+    except ValueError:
+        seen = ", ".join(f"{n} {a.shape}" for a, n in zip(arrays, names))
+        raise ValueError(f"shapes do not broadcast: {seen}") from None
+    return [a if a.shape == shape else np.ascontiguousarray(np.broadcast_to(a, shape)) for a in arrays], shape
+
+
+def unbroadcast(g, shape):
+    """A gradient of a broadcast result summed (in float64) over the broadcast axes, to an operand's own
+    ``shape`` (what autograd gives a broadcast operand)."""
+    if g is None or g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
+                                      if n == 1 and g.shape[lead + i] != 1)
+    return g.sum(axis=axes, dtype=np.float64).reshape(shape).astype(g.dtype)
+
+
 def output_array(out, shape, dtype, name="out"):
     """The ``out=`` array for reduction='none' (validated), or a fresh one."""
     if out is None:
@@ -178,8 +289,11 @@ def reduced(total, count, reduction, dtype, empty_mean=None):
         return dtype.type(np.float64(total) / np.float64(count))
 
 
-def raise_bad_label(labels, index, n_classes, ignore_index, name="target"):
+def raise_bad_label(labels, index, n_classes, ignore_index, name="target", classes_of="input"):
+    """IndexError for the first class index outside [0, n_classes), naming it, its position, and where the
+    number of classes comes from (``classes_of``: the argument whose class axis it is)."""
     flat = labels.reshape(-1)
     pos = tuple(int(i) for i in np.unravel_index(index, labels.shape)) if labels.ndim > 1 else int(index)
     raise IndexError(f"{name} has class index {int(flat[index])} at position {pos}, outside [0, {n_classes})"
-                     + (f" and not ignore_index={ignore_index}" if ignore_index is not None else ""))
+                     + (f" and not ignore_index={ignore_index}" if ignore_index is not None else "")
+                     + f" ({n_classes} = the number of classes of {classes_of})")

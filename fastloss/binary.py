@@ -26,12 +26,17 @@ def _reject_legacy(size_average, reduce):
         raise ValueError("size_average and reduce are deprecated in torch; use reduction=")
 
 
-def _pair(input, target, input_name="input", target_name="target"):
-    """Prediction and target as C-contiguous arrays of the prediction's float dtype and the same shape."""
+def _pair(input, target, input_name="input", target_name="target", broadcast=False):
+    """Prediction and target as C-contiguous arrays of the prediction's float dtype and the same shape;
+    with ``broadcast`` (where the reference broadcasts them silently: kl_div) the broadcast shape.
+    Returns (x, y, the prediction's own shape)."""
     x = V.prediction(input, input_name)
     y = V.float_array(target, target_name, dtype=x.dtype)
+    shape = x.shape
+    if broadcast and x.shape != y.shape:
+        (x, y), _ = V.broadcast_together([x, y], [input_name, target_name])
     V.check_same_shape(x, y, input_name, target_name)
-    return x, y
+    return x, y, shape
 
 
 def _position(shape, index):
@@ -139,9 +144,9 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike 
     True
     """
     _reject_legacy(size_average, reduce)
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     nt = resolve_num_threads(num_threads)
-    x, y = _pair(input, target)
+    x, y, _ = _pair(input, target)
     w = _elementwise_operand(weight, x, "weight")
     res, o, grad, count = _run("bce", x, y, reduction, nt, out, return_grad, weight=w)
     bad = res[2]
@@ -243,11 +248,11 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
     >>> bool(np.isclose(fl.sigmoid_focal_loss(x, t, alpha=-1, reduction="sum"), np.sum(ce * (1 - p_t) ** 2)))
     True
     """
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     a = V.check_real(alpha, "alpha")
     g = V.check_real(gamma, "gamma")
     nt = resolve_num_threads(num_threads)
-    x, y = _pair(inputs, targets, "inputs", "targets")
+    x, y, _ = _pair(inputs, targets, "inputs", "targets")     # (torchvision's BCE-with-logits: same shape)
     a0, da = (1.0, 0.0) if a < 0 else (1.0 - a, a - (1.0 - a))
     kind = "focal_square" if g == 2 else "focal"   # gamma = 2 (the default): q * q, no pow
     res, o, grad, count = _run(kind, x, y, reduction, nt, out, return_grad, params=(a0, da, g))
@@ -329,12 +334,12 @@ def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.0, squared
     >>> bool(np.allclose(fl.hinge_loss(s, y, reduction="none"), np.maximum(0, 1 - y * s)))
     True
     """
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     m = V.check_real(margin, "margin")
     if not isinstance(squared, (bool, np.bool_)):
         raise TypeError(f"squared must be a bool, got {squared!r}")
     nt = resolve_num_threads(num_threads)
-    x, y = _pair(input, target)
+    x, y, _ = _pair(input, target)
     res, o, grad, count = _run("hinge", x, y, reduction, nt, out, return_grad, params=(m, float(squared), 0.0))
     bad = res[2]
     if bad >= 0:
@@ -379,7 +384,9 @@ def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = None
     input : array_like
         Log-probabilities, any shape, floating point.
     target : array_like
-        Probabilities (or log-probabilities) of ``input``'s shape.  Unlike torch, no broadcasting.
+        Probabilities (or log-probabilities) broadcastable with ``input`` (silently, as torch); the
+        result has the broadcast shape, ``"batchmean"`` divides by ``input.shape[0]`` and the
+        gradient is summed to ``input``'s shape.
     size_average, reduce : None
         torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
     reduction : {"mean", "batchmean", "sum", "none"}, optional
@@ -425,17 +432,17 @@ def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = None
     True
     """
     _reject_legacy(size_average, reduce)
-    V.check_reduction(reduction, allowed=("none", "batchmean", "sum", "mean"))
+    V.check_reduction(reduction, ("none", "batchmean", "sum", "mean"), out=out, return_grad=return_grad)
     if not isinstance(log_target, (bool, np.bool_)):
         raise TypeError(f"log_target must be a bool, got {log_target!r}")
     nt = resolve_num_threads(num_threads)
-    x, y = _pair(input, target)
+    x, y, shape = _pair(input, target, broadcast=True)
     count = None
-    if reduction == "batchmean":
-        if x.ndim == 0:
+    if reduction == "batchmean":       # torch divides by input.size(0): input's own first axis
+        if len(shape) == 0:
             reduction = "sum"
         else:
-            count = x.shape[0]
-    res, o, grad, count = _run("kl", x, y, reduction, nt, out, return_grad, params=(float(log_target), 0.0, 0.0),
-                               count=count)
-    return _finish(res, reduction, x.dtype, o, grad, count=count)
+            count = shape[0]
+    res, o, grad, count = _run("kl", x, y, reduction, nt, out, return_grad,
+                               params=(float(log_target), 0.0, 0.0), count=count)
+    return _finish(res, reduction, x.dtype, o, V.unbroadcast(grad, shape), count=count)

@@ -36,9 +36,7 @@ _TORCHVISION_EPS = 1e-7     # torchvision's CIoU computes its IoU and distance t
 
 
 def _check_format(box_format, name="box_format"):
-    if box_format not in BOX_FORMATS:
-        raise ValueError(f"{name} must be one of {BOX_FORMATS}, got {box_format!r}")
-    return box_format
+    return V.check_choice(box_format, name, BOX_FORMATS)
 
 
 def _boxes(x, name, dtype=None):
@@ -51,7 +49,7 @@ def _boxes(x, name, dtype=None):
 
 def _pair_loss(kind, boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad,
                eps_alpha=None):
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     _check_format(box_format)
     eps = V.check_real(eps, "eps")
     nt = resolve_num_threads(num_threads)

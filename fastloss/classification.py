@@ -22,6 +22,9 @@ __all__ = ["cross_entropy", "nll_loss", "softmax_focal_loss", "multi_margin_loss
            "class_balanced_weights", "binary_cross_entropy_with_logits"]
 
 
+_IGNORE_HINT = " (a label value to skip; -100 by default, as torch; any value no label takes skips none)"
+
+
 def _finish(kernel_result, reduction, dtype, out, grad, count=None, labels=None, n_classes=None,
             ignore_index=None, label_name="target"):
     """Turn a kernel's (loss_sum, denom_sum, first_bad) into the public result."""
@@ -153,18 +156,24 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
     """
     if size_average is not None or reduce is not None:
         raise ValueError("size_average and reduce are deprecated in torch; use reduction=")
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     eps = V.check_real(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    ignore_index = V.check_int(ignore_index, "ignore_index", _IGNORE_HINT)
     nt = resolve_num_threads(num_threads)
     x, xb, N, C, S, unbatched = _class_layout(input)
     w = _class_weight(weight, x, C)
     t_arr = V._to_numpy(target, "target")
     if t_arr.dtype.kind == "f":
+        if t_arr.shape != x.shape and t_arr.shape == _label_shape(xb, unbatched):
+            # torch: "expected scalar type Long": float targets are probabilities of input's shape
+            raise TypeError(f"target has the shape of class indices {t_arr.shape} but is not integer: "
+                            f"{V.label_hint(t_arr, target)} (float targets are class probabilities, of "
+                            f"input's shape {x.shape})")
         return _cross_entropy_probs(x, xb, t_arr, w, C, S, reduction, eps, nt, out, return_grad)
-    labels = _class_labels(t_arr, xb, unbatched)
+    labels = _class_labels(t_arr, xb, unbatched, source=target)
     grad = np.empty_like(x) if return_grad else None
     o = V.output_array(out, labels.shape, x.dtype) if reduction == "none" else None
-    res = _K.cross_entropy_index(xb, labels.reshape(-1), w, C, S, int(ignore_index), eps, reduction,
+    res = _K.cross_entropy_index(xb, labels.reshape(-1), w, C, S, ignore_index, eps, reduction,
                                  None if o is None else o.reshape(-1), grad, nt)
     return _finish(res, reduction, x.dtype, o, grad, labels=labels, n_classes=C, ignore_index=ignore_index)
 
@@ -188,13 +197,25 @@ def _class_weight(weight, x, C, name="weight"):
     return w
 
 
-def _class_labels(target, xb, unbatched):
-    labels = V.labels_array(target, "target")
-    expected = (xb.shape[0],) + xb.shape[2:]
-    if unbatched:
-        expected = expected[1:]
+def _label_shape(xb, unbatched):
+    """The shape of class-index targets for the batched logits ``xb``: (N, d1, ...), or () unbatched."""
+    return () if unbatched else (xb.shape[0],) + xb.shape[2:]
+
+
+def _class_labels(target, xb, unbatched, source=None):
+    labels = V.labels_array(target, "target", source)
+    expected = () if unbatched else (xb.shape[0],) + xb.shape[2:]     # (_label_shape, inlined: every call)
     if labels.shape != expected:
-        raise ValueError(f"target shape {labels.shape} does not match input: expected {expected}")
+        if unbatched:
+            raise ValueError(f"target shape {labels.shape} does not match input shape {xb.shape[1:]}: a 1-d "
+                             f"input is ONE sample's {xb.shape[1]} class scores (unbatched) and takes a 0-d "
+                             f"target; for a batch of N samples pass input of shape (N, C)")
+        raise ValueError(f"target shape {labels.shape} does not match input shape {xb.shape}: expected "
+                         f"{expected} (input (N, C, d1, ...) takes class indices of shape (N, d1, ...))")
+    if xb.shape[1] == 0 and xb.ndim > 2 and labels.size:
+        # torch rejects zero classes at spatial positions ("size mismatch"); with no position it is empty
+        raise ValueError(f"input has 0 classes (shape {xb.shape}): class indices at {labels.size} positions "
+                         f"cannot be valid")
     return labels
 
 
@@ -206,6 +227,11 @@ def _cross_entropy_probs(x, xb, target, w, C, S, reduction, eps, nt, out, return
     out_shape = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
     o = V.output_array(out, out_shape, x.dtype) if reduction == "none" else None
     grad = np.empty_like(x) if return_grad else None
+    if C == 0:
+        # torch: each item sums over no classes, -0.0; mean divides by numel / C = 0 / 0 (nan)
+        if o is not None:
+            o.fill(-0.0)
+        return _finish((-0.0, 0.0, -1), reduction, x.dtype, o, grad, count=0)
     scale = 1.0 / n_items if (reduction == "mean" and n_items) else 1.0
     res = _K.row_loss("ce_probs", xb, t, None, w, C, S, 0, eps, 0, reduction,
                       None if o is None else o.reshape(-1), grad, scale, nt)
@@ -299,15 +325,25 @@ def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = Non
     """
     if size_average is not None or reduce is not None:
         raise ValueError("size_average and reduce are deprecated in torch; use reduction=")
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    ignore_index = V.check_int(ignore_index, "ignore_index", _IGNORE_HINT)
     nt = resolve_num_threads(num_threads)
     x, xb, N, C, S, unbatched = _class_layout(input)
     w = _class_weight(weight, x, C)
     labels = _class_labels(target, xb, unbatched)
     o = V.output_array(out, labels.shape, x.dtype) if reduction == "none" else None
     grad = np.zeros_like(x) if return_grad else None
+    if C == 0:
+        # no class: every label must be ignore_index (torch: "Target 0 is out of bounds"); ignored items give
+        # 0 and the mean divides by their summed weight, 0 (nan)
+        bad = np.flatnonzero(labels.reshape(-1) != ignore_index)
+        if bad.size:
+            V.raise_bad_label(labels, bad[0], C, ignore_index)
+        if o is not None:
+            o.fill(0.0)
+        return _finish((0.0, 0.0, -1), reduction, x.dtype, o, grad)
     scale = -1.0 if (return_grad and reduction == "mean") else 1.0   # -1: kernel computes 1/sum(w_y)
-    res = _K.row_loss("nll", xb, None, labels.reshape(-1), w, C, S, int(ignore_index), 0.0, 0, reduction,
+    res = _K.row_loss("nll", xb, None, labels.reshape(-1), w, C, S, ignore_index, 0.0, 0, reduction,
                       None if o is None else o.reshape(-1), grad, scale, nt)
     return _finish(res, reduction, x.dtype, o, grad, labels=labels, n_classes=C, ignore_index=ignore_index)
 
@@ -404,8 +440,9 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, alpha: ArrayLike | N
     >>> print(f"{ref:.6f}", bool(np.isclose(fl.softmax_focal_loss(x, y, gamma=2.0), ref)))
     0.006137 True
     """
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     g = V.check_real(gamma, "gamma", low=0.0)
+    ignore_index = V.check_int(ignore_index, "ignore_index", _IGNORE_HINT)
     nt = resolve_num_threads(num_threads)
     x, xb, N, C, S, unbatched = _class_layout(input)
     w = _class_weight(weight, x, C)
@@ -413,7 +450,7 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, alpha: ArrayLike | N
     labels = _class_labels(target, xb, unbatched)
     grad = np.empty_like(x) if return_grad else None
     o = V.output_array(out, labels.shape, x.dtype) if reduction == "none" else None
-    res = _K.cross_entropy_index(xb, labels.reshape(-1), w, C, S, int(ignore_index), 0.0, reduction,
+    res = _K.cross_entropy_index(xb, labels.reshape(-1), w, C, S, ignore_index, 0.0, reduction,
                                  None if o is None else o.reshape(-1), grad, nt, a, g)
     return _finish(res, reduction, x.dtype, o, grad, labels=labels, n_classes=C, ignore_index=ignore_index)
 
@@ -450,15 +487,17 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: f
     Parameters
     ----------
     input : array_like
-        Scores of shape (N, C) or (C,), floating point.
+        Scores of shape (N, C), (C,) or 0-d (one sample of one class), floating point, C >= 1.
     target : array_like
-        Class indices of shape (N,) (or () for (C,) input), any integer dtype, in [0, C).
+        Class indices, one per sample: (N,), or 0-d when there is one sample ((C,) or 0-d input, or
+        a (1, C) batch); any integer dtype, in [0, C).  ``"none"`` returns shape (N,) for a 1-d
+        target and a 0-d array for a 0-d target, as torch.
     p : {1, 2}, optional
         Exponent of the hinge; default 1.
     margin : float, optional
         :math:`m`; default 1.
     weight : array_like, optional
-        Class weights of shape (C,), applied by the target class.  None: all 1.
+        Class weights of shape (C,) (or 0-d when C = 1), applied by the target class.  None: all 1.
     size_average, reduce : None
         torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
     reduction : {"mean", "sum", "none"}, optional
@@ -484,7 +523,7 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: f
     Raises
     ------
     ValueError
-        ``p`` not 1 or 2, input that is not (N, C) or (C,), mismatched shapes or a bad
+        ``p`` not 1 or 2, input that is not (N, C), (C,) or 0-d, mismatched shapes or a bad
         ``reduction``.
     IndexError
         A class index outside [0, C).
@@ -500,21 +539,34 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: f
     """
     if size_average is not None or reduce is not None:
         raise ValueError("size_average and reduce are deprecated in torch; use reduction=")
-    V.check_reduction(reduction)
-    if p not in (1, 2) or isinstance(p, bool):
-        raise ValueError(f"p must be 1 or 2, got {p!r}")
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2, got {V.short_repr(p)}")
     m = V.check_real(margin, "margin")
     nt = resolve_num_threads(num_threads)
-    x, xb, N, C, S, unbatched = _class_layout(input)
-    if x.ndim > 2:
-        raise ValueError(f"input must be (N, C) or (C,), got shape {x.shape}")
-    w = _class_weight(weight, x, C)
-    labels = _class_labels(target, xb, unbatched)
+    x = V.prediction(input, "input")
+    if x.ndim > 2 or x.ndim >= 1 and x.shape[-1] == 0:
+        # torch: "Expected non-empty vector or matrix with optional 0-dim batch size"
+        raise ValueError(f"input must be (N, C) or (C,) with C >= 1 classes (or 0-d: one class), got shape "
+                         f"{x.shape}")
+    xb = x.reshape(1, 1) if x.ndim == 0 else (x[None, :] if x.ndim == 1 else x)
+    N, C = xb.shape
+    w = None
+    if weight is not None:
+        w = V.float_array(weight, "weight", dtype=x.dtype)
+        if w.ndim > 1 or w.size != C:
+            raise ValueError(f"weight must have shape ({C},) (one per class), got {w.shape}")
+        w = w.reshape(C)
+    labels = V.labels_array(target, "target")
+    if labels.ndim > 1 or labels.size != N:
+        raise ValueError(f"target must hold one class index per sample: shape ({N},)"
+                         + (" or ()" if N == 1 else "") + f" for input shape {x.shape}, got {labels.shape}")
     o = V.output_array(out, labels.shape, x.dtype) if reduction == "none" else None
     grad = np.empty_like(x) if return_grad else None
     scale = 1.0 / N if (reduction == "mean" and N) else 1.0
     res = _K.row_loss("multi_margin", xb, None, labels.reshape(-1), w, C, 1, -(2**62), m, int(p), reduction,
-                      None if o is None else o.reshape(-1), grad, scale, nt)
+                      None if o is None else o.reshape(-1), None if grad is None else grad.reshape(xb.shape),
+                      scale, nt)
     return _finish(res, reduction, x.dtype, o, grad, count=N, labels=labels, n_classes=C)
 
 
@@ -595,7 +647,7 @@ def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, temp
     >>> bool(np.isclose(fl.distillation_loss(s, t, temperature=2.0), ref))
     True
     """
-    V.check_reduction(reduction, ("none", "mean", "sum", "batchmean"))
+    V.check_reduction(reduction, ("none", "mean", "sum", "batchmean"), out=out, return_grad=return_grad)
     T = V.check_real(temperature, "temperature", low=0.0, low_open=True)
     nt = resolve_num_threads(num_threads)
     s = V.prediction(student_logits, "student_logits")
@@ -610,8 +662,14 @@ def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, temp
     o = V.output_array(out, s.shape[:-1], s.dtype) if reduction == "none" else None
     grad = np.empty_like(s) if return_grad else None
     scale = 1.0 / count if count else 1.0
-    res = _K.row_loss("distillation", sb, tb, None, None, C, 1, 0, T, 0, "none" if o is not None else "sum",
-                      None if o is None else o.reshape(-1), grad, scale, nt)
+    if C == 0:          # KL over no classes: 0 per row (and no item for the kernel)
+        if o is not None:
+            o.fill(0.0)
+        res = (0.0, 0.0, -1)
+    else:
+        o_flat = None if o is None else o.reshape(-1)
+        res = _K.row_loss("distillation", sb, tb, None, None, C, 1, 0, T, 0, "sum" if o is None else "none",
+                          o_flat, grad, scale, nt)
     red = "mean" if count is not None else reduction
     return _finish(res, red, s.dtype, o, grad, count=count)
 
@@ -767,7 +825,7 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight
     """
     if size_average is not None or reduce is not None:
         raise ValueError("size_average and reduce are deprecated in torch; use reduction=")
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     nt = resolve_num_threads(num_threads)
     x = V.prediction(input, "input")
     y = V.float_array(target, "target", dtype=x.dtype)

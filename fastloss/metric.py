@@ -26,10 +26,10 @@ __all__ = ["triplet_margin_loss", "margin_ranking_loss", "cosine_embedding_loss"
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def _check_common(size_average, reduce, reduction):
+def _check_common(size_average, reduce, reduction, out, return_grad):
     if size_average is not None or reduce is not None:
         raise ValueError("size_average and reduce are deprecated in torch; use reduction=")
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
 
 
 def _rows(arrays, names, dtype=None):
@@ -38,13 +38,12 @@ def _rows(arrays, names, dtype=None):
     first = V.prediction(arrays[0], names[0])
     out = [first]
     for a, name in zip(arrays[1:], names[1:]):
-        out.append(V.float_array(a, name, dtype=first.dtype) if a is not None else None)
-        if out[-1] is not None:
-            V.check_same_shape(first, out[-1], names[0], name)
+        out.append(V.float_array(a, name, dtype=first.dtype))      # (None is a TypeError naming it)
+        V.check_same_shape(first, out[-1], names[0], name)
     if first.ndim not in (1, 2):
         raise ValueError(f"{names[0]} must be (N, D) or (D,), got shape {first.shape}")
     unbatched = first.ndim == 1
-    views = [None if a is None else (a[None, :] if unbatched else a) for a in out]
+    views = [a[None, :] if unbatched else a for a in out]
     return out, views, unbatched
 
 
@@ -62,7 +61,8 @@ def _run(kernel, args, arrays, reduction, n, out_shape, dtype, out, return_grad,
 
     ``arrays`` are the differentiated inputs (their gradients come back in the same order)."""
     o = V.output_array(out, out_shape, dtype) if reduction == "none" else None
-    grads = [np.empty(grad_shape or a.shape, dtype=dtype) for a in arrays] if return_grad else None
+    shapes = [a.shape if grad_shape is None else grad_shape for a in arrays]
+    grads = [np.empty(shape, dtype=dtype) for shape in shapes] if return_grad else None
     scale = 1.0 / n if (reduction == "mean" and n) else 1.0
     loss_sum = kernel(*args, None if o is None else o.reshape(-1), *(grads or [None] * len(arrays)),
                          scale, nt)[0]
@@ -166,13 +166,14 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
     >>> bool(np.allclose(fl.triplet_margin_loss(a, p, n, reduction="none"), ref))
     True
     """
-    _check_common(size_average, reduce, reduction)
+    _check_common(size_average, reduce, reduction, out, return_grad)
     margin = V.check_real(margin, "margin")
     if margin <= 0:
         raise ValueError(f"margin must be greater than 0, got {margin}")
     p = V.check_real(p, "p", low=0.0, low_open=True)
     eps = V.check_real(eps, "eps")
     nt = resolve_num_threads(num_threads)
+    swap = V.check_bool(swap, "swap")
     (a, pos, neg), (a2, p2, n2), unbatched = _rows([anchor, positive, negative],
                                                   ["anchor", "positive", "negative"])
     out_shape = () if unbatched else (a2.shape[0],)
@@ -260,7 +261,7 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
     ...                  [1 - cos[0], max(0.0, cos[1] - 0.0)]))
     True
     """
-    _check_common(size_average, reduce, reduction)
+    _check_common(size_average, reduce, reduction, out, return_grad)
     margin = V.check_real(margin, "margin")
     nt = resolve_num_threads(num_threads)
     (x1, x2), (v1, v2), unbatched = _rows([input1, input2], ["input1", "input2"])
@@ -270,14 +271,32 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
                 x1.dtype, out, return_grad, nt)
 
 
-def _scores(arrays, names, target):
-    """Score arguments (any shape, all the same) and the target, as flat arrays of one float dtype."""
+def _scores(arrays, names, target, same_ndim):
+    """Score arguments and the target in one float dtype (the first one's), broadcast together as torch
+    does -- margin_ranking_loss only among arguments of one ndim (``same_ndim``).  Returns (the
+    converted arrays, their flat C-contiguous broadcast views, the flat target, the broadcast shape);
+    an argument of another shape is materialised once at the broadcast shape."""
     xs = [V.prediction(arrays[0], names[0])]
     xs += [V.float_array(a, n, dtype=xs[0].dtype) for a, n in zip(arrays[1:], names[1:])]
     y = V.float_array(target, "target", dtype=xs[0].dtype)
-    for x, n in zip(xs[1:] + [y], names[1:] + ["target"]):
-        V.check_same_shape(xs[0], x, names[0], n)
-    return xs, [x.reshape(-1) for x in xs], y.reshape(-1)
+    every, every_name = xs + [y], names + ["target"]
+    if same_ndim and len({a.ndim for a in every}) > 1:
+        shapes = ", ".join(f"{n} {a.shape}" for a, n in zip(every, every_name))
+        raise ValueError(f"{', '.join(every_name)} must have the same number of dimensions (torch broadcasts "
+                         f"them only then), got {shapes}")
+    every, shape = V.broadcast_together(every, every_name)
+    flat = [a.reshape(-1) for a in every]
+    return xs, flat[:-1], flat[-1], shape
+
+
+def _score_result(result, xs, return_grad):
+    """The gradients of a broadcast score loss, each summed back to its argument's shape."""
+    if not return_grad:
+        return result
+    value, grads = result
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    grads = tuple(V.unbroadcast(g, x.shape) for g, x in zip(grads, xs))
+    return value, (grads[0] if len(grads) == 1 else grads)
 
 
 @overload
@@ -310,9 +329,9 @@ def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike,
     input1 : array_like
         Scores :math:`x_1`, any shape, floating point.
     input2 : array_like
-        Scores :math:`x_2` of ``input1``'s shape.
+        Scores :math:`x_2`, broadcastable with ``input1`` (see Notes).
     target : array_like
-        :math:`y` of ``input1``'s shape: 1 where ``input1`` should rank higher, -1 where lower.
+        :math:`y`, broadcastable likewise: 1 where ``input1`` should rank higher, -1 where lower.
     margin : float, optional
         :math:`m`; default 0.
     size_average, reduce : None
@@ -340,8 +359,13 @@ def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike,
     Raises
     ------
     ValueError
-        Arguments of different shapes (torch does not broadcast here either) or a bad
-        ``reduction``.
+        Arguments that do not broadcast (as torch, only arguments of the same number of dimensions
+        broadcast together) or a bad ``reduction``.
+
+    Notes
+    -----
+    The three arguments broadcast together when they have the same number of dimensions, as torch:
+    (5, 2), (5, 1) and (1, 2) give a (5, 2) result; each gradient has its argument's shape.
 
     Examples
     --------
@@ -352,12 +376,13 @@ def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike,
     >>> print(ref, bool(np.allclose(fl.margin_ranking_loss(x1, x2, y, margin=0.5, reduction="none"), ref)))
     [0.  1.  0.5] True
     """
-    _check_common(size_average, reduce, reduction)
+    _check_common(size_average, reduce, reduction, out, return_grad)
     margin = V.check_real(margin, "margin")
     nt = resolve_num_threads(num_threads)
-    (x1, x2), (f1, f2), y = _scores([input1, input2], ["input1", "input2"], target)
-    return _run(_K.score_loss, (f1, f2, y, margin), [x1, x2], reduction, x1.size, x1.shape, x1.dtype, out,
-                return_grad, nt)
+    (x1, x2), (f1, f2), y, shape = _scores([input1, input2], ["input1", "input2"], target, same_ndim=True)
+    result = _run(_K.score_loss, (f1, f2, y, margin), [f1, f2], reduction, f1.size, shape, x1.dtype, out,
+                  return_grad, nt, grad_shape=shape)
+    return _score_result(result, [x1, x2], return_grad)
 
 
 @overload
@@ -392,7 +417,8 @@ def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.
     input : array_like
         Distances or scores :math:`x`, any shape, floating point.
     target : array_like
-        :math:`y` of ``input``'s shape, 1 or -1.
+        :math:`y`, 1 or -1, broadcastable with ``input`` (torch's rule): the result has the broadcast
+        shape and the gradient ``input``'s shape.
     margin : float, optional
         :math:`m`; default 1.
     size_average, reduce : None
@@ -420,7 +446,7 @@ def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.
     Raises
     ------
     ValueError
-        Mismatched shapes or a bad ``reduction``.
+        Shapes that do not broadcast or a bad ``reduction``.
 
     Examples
     --------
@@ -430,12 +456,12 @@ def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.
     >>> bool(np.allclose(fl.hinge_embedding_loss(x, y, reduction="none"), [0.3, 0.7, 0.0]))
     True
     """
-    _check_common(size_average, reduce, reduction)
+    _check_common(size_average, reduce, reduction, out, return_grad)
     margin = V.check_real(margin, "margin")
     nt = resolve_num_threads(num_threads)
-    (x,), (f,), y = _scores([input], ["input"], target)
-    return _run(_K.hinge_embedding, (f, y, margin), [x], reduction, x.size, x.shape, x.dtype, out,
-                return_grad, nt)
+    (x,), (f,), y, shape = _scores([input], ["input"], target, same_ndim=False)
+    return _score_result(_run(_K.hinge_embedding, (f, y, margin), [f], reduction, f.size, shape, x.dtype, out,
+                              return_grad, nt, grad_shape=shape), [x], return_grad)
 
 
 # ------------------------------------------------------------------------------ SPEC §6 losses
@@ -512,7 +538,7 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: flo
     >>> print(fl.contrastive_loss(x1, x2, np.array([1, 0]), reduction="none").round(6))
     [0.25 0.25]
     """
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     margin = V.check_real(margin, "margin")
     nt = resolve_num_threads(num_threads)
     (a, b), (v1, v2), unbatched = _rows([x1, x2], ["x1", "x2"])
@@ -604,14 +630,16 @@ def _embeddings(x, name):
 
 
 def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, num_threads, out, return_grad):
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     margin = V.check_real(margin, "margin")
+    squared = V.check_bool(squared, "squared")
     nt = resolve_num_threads(num_threads)
     e = _embeddings(embeddings, "embeddings")
     lab = V.labels_array(labels, "labels")
     B = e.shape[0]
     if lab.shape != (B,):
-        raise ValueError(f"labels must have shape ({B},) (one per embedding), got {lab.shape}")
+        raise ValueError(f"labels must have shape ({B},) (one per row of embeddings {e.shape}), got "
+                         f"{lab.shape}")
     dtype = e.dtype
     if return_grad:     # see _GRAD_NOTE
         e = e.astype(np.float64, copy=False)
@@ -864,7 +892,7 @@ def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad
 
     grads = _row_blocks(queries, cands, softmax, return_grad, nt, sums=False)
     if bad:
-        V.raise_bad_label(labels, min(bad), cands.shape[0], None, name="labels")
+        V.raise_bad_label(labels, min(bad), cands.shape[0], None, name="labels", classes_of="class_weights")
     if not return_grad:
         return row_loss, None, None
     return row_loss, grads[0] * inv_tau, grads[1] * inv_tau
@@ -952,7 +980,7 @@ def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = 0.07, r
     >>> bool(np.isclose(fl.info_nce_loss(q, k, temperature=0.5), ref))
     True
     """
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     tau = V.check_real(temperature, "temperature", low=0.0, low_open=True)
     nt = resolve_num_threads(num_threads)
     q = _embeddings(query, "query")
@@ -1067,7 +1095,7 @@ def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = 0.5, reducti
     >>> bool(np.isclose(fl.nt_xent_loss(z1, z2), ref))
     True
     """
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     tau = V.check_real(temperature, "temperature", low=0.0, low_open=True)
     nt = resolve_num_threads(num_threads)
     a = _embeddings(z1, "z1")
@@ -1181,7 +1209,7 @@ def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayL
     >>> bool(np.isclose(fl.arcface_loss(e, y, W, scale=10.0, margin=0.3), ref))
     True
     """
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     s = V.check_real(scale, "scale", low=0.0, low_open=True)
     m = V.check_real(margin, "margin")
     for name, v in (("scale", s), ("margin", m)):
@@ -1195,7 +1223,8 @@ def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayL
     lab = V.labels_array(labels, "labels")
     N, C = e.shape[0], w.shape[0]
     if lab.shape != (N,):
-        raise ValueError(f"labels must have shape ({N},) (one per embedding), got {lab.shape}")
+        raise ValueError(f"labels must have shape ({N},) (one per row of embeddings {e.shape}), got "
+                         f"{lab.shape}")
     dtype = np.dtype(np.float64) if return_grad else e.dtype    # see _GRAD_NOTE
     ue, norm_e, den_e = _normalize(e, dtype)
     uw, norm_w, den_w = _normalize(w, dtype)

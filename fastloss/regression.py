@@ -6,11 +6,16 @@ Each function validates and converts its arguments, then calls one kernel from
 ``fastloss/_kernels/regression.pyx`` (one elementwise loop specialised per loss, or the KL row loop);
 the arithmetic lives there.
 
-Common to all of them: ``input`` and ``target`` have the same shape (torch only warns and broadcasts;
-we raise ``ValueError``); keyword-only ``weight`` is a per-element sample weight broadcastable to
-``input`` (scalars and last-axis vectors are read in place, other shapes materialised once); with a
-weight, ``mean`` is sum(w * l) / sum(w) -- torch's rule for mse_loss / l1_loss -- except for
-``huber_loss``, where torch divides the weighted sum by the element count and so do we.
+Shapes: the torch losses broadcast ``target`` against ``input`` as torch does -- mse_loss, l1_loss,
+huber_loss and smooth_l1_loss with torch's UserWarning ("Using a target size ... that is different to
+the input size"), poisson_nll_loss and gaussian_nll_loss silently -- and return the broadcast shape
+(an operand of another shape is materialised once; the gradient is summed back to ``input``'s shape).
+The SPEC §6 losses (log_cosh, quantile, mape, smape, msle) take equal shapes (else ``ValueError``).
+Keyword-only ``weight`` is a per-element sample weight broadcastable to ``input`` (scalars and
+last-axis vectors are read in place, other shapes materialised once); with a weight, ``mean`` is
+sum(w * l) / sum(w) -- torch's rule for mse_loss / l1_loss -- except for ``huber_loss``, where torch
+divides the weighted sum by the element count and so do we.  (With a broadcast target torch wants the
+weight of ``input``'s shape and sums it unbroadcast for that mean; so do we.)
 ``return_grad=True`` returns (loss, grad) with grad = d(result)/d(input) (of the sum for "none").
 """
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import math
 import numbers
 from typing import Literal, overload
+import warnings
 
 import numpy as np
 
@@ -43,25 +49,42 @@ def _position(index, shape):
     return tuple(int(i) for i in np.unravel_index(index, shape)) if len(shape) > 1 else index
 
 
-def _sum_to(g, shape, dtype):
-    """Sum a full-shape gradient over the axes a same-ndim operand of ``shape`` was broadcast along."""
-    axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
-    return g.sum(axis=axes, dtype=np.float64).reshape(shape).astype(dtype)
+# torch broadcasts target against input in these losses; the first four warn that it does
+_BROADCAST_WARN = ("mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss")
+_BROADCAST_SILENT = ("poisson_nll_loss", "gaussian_nll_loss")
 
 
-def _inputs(input, target, reduction, num_threads):
-    V.check_reduction(reduction)
+def _inputs(input, target, reduction, num_threads, out, return_grad, loss=None, weight=None):
+    """The converted prediction and target -- broadcast to one shape where ``loss``'s reference does --
+    as ``args = (x, y, num_threads, input's own shape, repeat)``; ``repeat``: how many broadcast elements
+    each input element stands for (torch's weighted mean sums the weights of input's shape)."""
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     nt = resolve_num_threads(num_threads)
     x = V.prediction(input, "input")
     y = V.float_array(target, "target", dtype=x.dtype)
-    V.check_same_shape(x, y, "input", "target")
-    return x, y, nt
+    shape, repeat = x.shape, 1
+    if x.shape != y.shape:
+        if loss not in _BROADCAST_WARN and loss not in _BROADCAST_SILENT:
+            V.check_same_shape(x, y, "input", "target")
+        if loss in _BROADCAST_WARN:
+            warnings.warn(f"Using a target size ({y.shape}) that is different to the input size "
+                          f"({x.shape}). This will likely lead to incorrect results due to broadcasting. "
+                          "Please ensure they have the same size.", UserWarning, stacklevel=3)
+        (x, y), full = V.broadcast_together([x, y], ["input", "target"])
+        if weight is not None and np.shape(weight) != shape:
+            raise ValueError(f"weight shape {np.shape(weight)} must be input's shape {shape} when target "
+                             f"is broadcast against it (torch's rule)")
+        repeat = math.prod(full) // math.prod(shape) if math.prod(shape) else 1
+    return x, y, nt, shape, repeat
 
 
-def _elementwise(kind, x, y, nt, reduction, weight, out, return_grad, a=0.0, b=0.0, var=1.0, var_rows=False,
+def _elementwise(kind, args, reduction, weight, out, return_grad, a=0.0, b=0.0, var=1.0, var_rows=False,
                  grad_var=None, weighted_mean=True):
-    """Run one elementwise kernel; returns (value, grad, first_bad)."""
+    """Run one elementwise kernel on ``_inputs``'s ``args``: (value, grad of input's shape, first_bad)."""
+    x, y, nt, shape, repeat = args
     K = x.shape[-1] if x.ndim else 1
+    if weight is not None and repeat != 1:     # (input's shape: _inputs checked it) broadcast like input
+        weight = np.broadcast_to(V.float_array(weight, "weight", dtype=x.dtype), x.shape)
     w = _elementwise_operand(weight, x, "weight")
     weighted_mean = weighted_mean and weight is not None and reduction == "mean"
     n = x.size
@@ -73,8 +96,10 @@ def _elementwise(kind, x, y, nt, reduction, weight, out, return_grad, a=0.0, b=0
         None if o is None else o.reshape(-1), grad, grad_var, scale, nt)
     if reduction == "none":
         value = o
-    else:
-        value = V.reduced(loss_sum, denom if weighted_mean else n, reduction, x.dtype)
+    else:   # torch's weighted mean divides by the weights of input's shape: each stands for `repeat` items
+        value = V.reduced(loss_sum, denom / repeat if weighted_mean else n, reduction, x.dtype)
+    if grad is not None and x.shape != shape:
+        grad = V.unbroadcast(grad * repeat if weighted_mean else grad, shape)
     return value, grad, bad
 
 
@@ -157,8 +182,8 @@ def mse_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = No
     True
     """
     _no_legacy(size_average, reduce)
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, _ = _elementwise(_KIND.MSE, x, y, nt, reduction, weight, out, return_grad)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, "mse_loss", weight)
+    value, grad, _ = _elementwise(_KIND.MSE, args, reduction, weight, out, return_grad)
     return _result(value, grad)
 
 
@@ -233,8 +258,8 @@ def l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = Non
     [-1.  0.  1.]
     """
     _no_legacy(size_average, reduce)
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, _ = _elementwise(_KIND.L1, x, y, nt, reduction, weight, out, return_grad)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, "l1_loss", weight)
+    value, grad, _ = _elementwise(_KIND.L1, args, reduction, weight, out, return_grad)
     return _result(value, grad)
 
 
@@ -317,8 +342,8 @@ def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", del
     True
     """
     delta = V.check_real(delta, "delta", low=0.0, low_open=True)
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, _ = _elementwise(_KIND.HUBER, x, y, nt, reduction, weight, out, return_grad, a=delta,
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, "huber_loss", weight)
+    value, grad, _ = _elementwise(_KIND.HUBER, args, reduction, weight, out, return_grad, a=delta,
                                   weighted_mean=False)
     return _result(value, grad)
 
@@ -405,8 +430,8 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | Non
     """
     _no_legacy(size_average, reduce)
     beta = V.check_real(beta, "beta", low=0.0)
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, _ = _elementwise(_KIND.SMOOTH_L1, x, y, nt, reduction, weight, out, return_grad, a=beta)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, "smooth_l1_loss", weight)
+    value, grad, _ = _elementwise(_KIND.SMOOTH_L1, args, reduction, weight, out, return_grad, a=beta)
     return _result(value, grad)
 
 
@@ -495,15 +520,15 @@ def poisson_nll_loss(input: ArrayLike, target: ArrayLike, log_input: bool = True
     """
     _no_legacy(size_average, reduce)
     eps = V.check_real(eps, "eps")
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    kind = _KIND.POISSON_LOG if log_input else _KIND.POISSON
-    value, grad, _ = _elementwise(kind, x, y, nt, reduction, weight, out, return_grad, a=eps,
-                                  b=1.0 if full else 0.0)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, "poisson_nll_loss", weight)
+    kind = _KIND.POISSON_LOG if V.check_bool(log_input, "log_input") else _KIND.POISSON
+    value, grad, _ = _elementwise(kind, args, reduction, weight, out, return_grad, a=eps,
+                                  b=1.0 if V.check_bool(full, "full") else 0.0)
     return _result(value, grad)
 
 
-def _gaussian_var(var, x):
-    """torch's var rules -> (operand, var_rows, var array or None).
+def _gaussian_var(var, shape, dtype):
+    """torch's var rules for an input of ``shape`` -> (operand, var_rows, var array or None).
 
     A real number is used for every element; an array of input's shape is heteroscedastic; one of shape
     input.shape[:-1] or input.shape[:-1] + (1,) holds one variance per row (read in place); any other
@@ -514,14 +539,15 @@ def _gaussian_var(var, x):
         if v < 0:
             raise ValueError(f"var has negative entry/entries: {var!r}")
         return v, False, None
-    v = V.float_array(var, "var", dtype=x.dtype)
-    if v.shape == x.shape:
+    v = V.float_array(var, "var", dtype=dtype)
+    ndim = len(shape)
+    if v.shape == shape:
         return v.reshape(-1), False, v
-    if x.ndim >= 1 and (v.shape == x.shape[:-1] or (v.ndim == x.ndim and v.shape == x.shape[:-1] + (1,))):
+    if ndim >= 1 and (v.shape == shape[:-1] or (v.ndim == ndim and v.shape == shape[:-1] + (1,))):
         return v.reshape(-1), True, v
-    if v.ndim == x.ndim and sum(b for a, b in zip(x.shape, v.shape) if a != b) == 1:
-        return np.ascontiguousarray(np.broadcast_to(v, x.shape)).reshape(-1), False, v
-    raise ValueError(f"var is of incorrect size: var shape {v.shape} for input shape {x.shape} (expected the "
+    if v.ndim == ndim and sum(b for a, b in zip(shape, v.shape) if a != b) == 1:
+        return np.ascontiguousarray(np.broadcast_to(v, shape)).reshape(-1), False, v
+    raise ValueError(f"var is of incorrect size: var shape {v.shape} for input shape {shape} (expected the "
                      f"input's shape, or it with the last dimension removed or set to 1)")
 
 
@@ -605,25 +631,26 @@ def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full:
     True
     """
     eps = V.check_real(eps, "eps")
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    op, var_rows, varr = _gaussian_var(var, x)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, "gaussian_nll_loss", weight)
+    x, shape = args[0], args[3]
+    # var's shape rules refer to input's own shape (torch checks var against input before broadcasting)
+    op, var_rows, varr = _gaussian_var(var, shape, x.dtype)
+    var_shape = None if varr is None else (shape[:-1] + (1,) if var_rows else varr.shape)
+    if varr is not None and x.shape != shape:      # a broadcast target: var follows input's broadcast
+        op = np.ascontiguousarray(np.broadcast_to(varr.reshape(var_shape), x.shape)).reshape(-1)
+        var_rows = False
     gv_full = np.empty_like(x) if (return_grad and varr is not None) else None
-    value, grad, bad = _elementwise(_KIND.GAUSSIAN_NLL, x, y, nt, reduction, weight, out, return_grad, a=eps,
-                                    b=0.5 * math.log(2 * math.pi) if full else 0.0, var=op, var_rows=var_rows,
-                                    grad_var=gv_full)
+    value, grad, bad = _elementwise(_KIND.GAUSSIAN_NLL, args, reduction, weight, out, return_grad, a=eps,
+                                    b=0.5 * math.log(2 * math.pi) if V.check_bool(full, "full") else 0.0,
+                                    var=op, var_rows=var_rows, grad_var=gv_full)
     if bad >= 0:
-        raise ValueError(f"var has negative entry/entries: var = {op.reshape(-1)[bad // x.shape[-1] if var_rows else bad]}"
-                         f" for the input element at position {_position(bad, x.shape)}")
+        raise ValueError(f"var has negative entry/entries: var = "
+                         f"{op.reshape(-1)[bad // x.shape[-1] if var_rows else bad]} for the input element "
+                         f"at position {_position(bad, x.shape)}")
     if not return_grad:
         return value
-    gvar = None
-    if gv_full is not None:
-        if varr.shape == x.shape:
-            gvar = gv_full
-        elif var_rows:                                   # one variance per row: sum over the last axis
-            gvar = gv_full.sum(axis=-1, dtype=np.float64).reshape(varr.shape).astype(x.dtype)
-        else:
-            gvar = _sum_to(gv_full, varr.shape, x.dtype)
+    # grad_var: of var's shape, summed over the elements each variance served (grad_var passes the clamp)
+    gvar = None if gv_full is None else V.unbroadcast(gv_full, var_shape).reshape(varr.shape)
     return value, (grad, gvar)
 
 
@@ -696,8 +723,8 @@ def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", 
     >>> print(fl.log_cosh_loss(np.array([1e30]), np.zeros(1)))      # cosh(1e30) overflows; this does not
     1e+30
     """
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, _ = _elementwise(_KIND.LOG_COSH, x, y, nt, reduction, weight, out, return_grad)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad)
+    value, grad, _ = _elementwise(_KIND.LOG_COSH, args, reduction, weight, out, return_grad)
     return _result(value, grad)
 
 
@@ -776,8 +803,8 @@ def quantile_loss(input: ArrayLike, target: ArrayLike, q: float = 0.5, reduction
     True
     """
     q = V.check_real(q, "q", low=0.0, high=1.0, low_open=True, high_open=True)
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, _ = _elementwise(_KIND.QUANTILE, x, y, nt, reduction, weight, out, return_grad, a=q)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad)
+    value, grad, _ = _elementwise(_KIND.QUANTILE, args, reduction, weight, out, return_grad, a=q)
     return _result(value, grad)
 
 
@@ -853,11 +880,11 @@ def mape_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *, e
     0.1 True
     """
     e = 0.0 if eps is None else V.check_real(eps, "eps", low=0.0, low_open=True)
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, bad = _elementwise(_KIND.MAPE, x, y, nt, reduction, weight, out, return_grad, a=e)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad)
+    value, grad, bad = _elementwise(_KIND.MAPE, args, reduction, weight, out, return_grad, a=e)
     if bad >= 0:
-        raise ValueError(f"mape_loss: target is 0 at position {_position(bad, y.shape)}; pass eps= to divide "
-                         f"by max(|target|, eps)")
+        raise ValueError(f"mape_loss: target is 0 at position {_position(bad, args[1].shape)}; pass eps= to "
+                         f"divide by max(|target|, eps)")
     return _result(value, grad)
 
 
@@ -928,8 +955,8 @@ def smape_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
     >>> print(ref.round(6), bool(np.allclose(loss, ref)))
     [0.095238 0.       2.      ] True
     """
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, _ = _elementwise(_KIND.SMAPE, x, y, nt, reduction, weight, out, return_grad)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad)
+    value, grad, _ = _elementwise(_KIND.SMAPE, args, reduction, weight, out, return_grad)
     return _result(value, grad)
 
 
@@ -998,9 +1025,10 @@ def msle_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
     >>> bool(np.isclose(fl.msle_loss(x, y), np.mean((np.log1p(x) - np.log1p(y)) ** 2)))
     True
     """
-    x, y, nt = _inputs(input, target, reduction, num_threads)
-    value, grad, bad = _elementwise(_KIND.MSLE, x, y, nt, reduction, weight, out, return_grad)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad)
+    value, grad, bad = _elementwise(_KIND.MSLE, args, reduction, weight, out, return_grad)
     if bad >= 0:
+        x, y = args[:2]
         name, arr = ("input", x) if x.reshape(-1)[bad] <= -1 else ("target", y)
         raise ValueError(f"msle_loss: {name} has value {arr.reshape(-1)[bad]} <= -1 at position "
                          f"{_position(bad, x.shape)} (log1p needs values > -1)")
@@ -1076,7 +1104,7 @@ def gaussian_kl_loss(mu: ArrayLike, logvar: ArrayLike, reduction: str = "mean", 
     >>> bool(np.allclose(fl.gaussian_kl_loss(mu, logvar, reduction="none"), ref))
     True
     """
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     nt = resolve_num_threads(num_threads)
     m = V.prediction(mu, "mu")
     lv = V.float_array(logvar, "logvar", dtype=m.dtype)

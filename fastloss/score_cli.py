@@ -201,6 +201,11 @@ def _hide_temporary(message, per_row):
 
 def _run(args):
     from .scoring import score_file
+    keys = [k for k, _ in args.param]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        _fail(f"--param {repeated[0]} is given {keys.count(repeated[0])} times; give each parameter once",
+              status=2)
     params = _check_params(args.loss, dict(args.param))
     files = _expand_files(args.files)
     if args.per_row is not None:

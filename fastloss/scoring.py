@@ -138,6 +138,8 @@ def _loss_function(name):
     """The public loss ``fastloss.<name>``; a ValueError listing close matches for unknown names."""
     import fastloss
     from .state import IN_BATCH_LOSSES
+    if not isinstance(name, str):
+        raise TypeError(f"loss must be a loss name (str), got {type(name).__name__}")
     if name in IN_BATCH_LOSSES:
         raise ValueError(f"{name} mines or contrasts within a batch: its value depends on how rows are "
                          "batched, so it cannot be scored batch by batch")
@@ -245,8 +247,8 @@ class _Nulls:
     """Applies the null policy to one batch and keeps the count of skipped rows."""
 
     def __init__(self, policy):
-        if policy not in NULL_POLICIES:
-            raise ValueError(f"nulls must be one of {NULL_POLICIES}, got {policy!r}")
+        from ._validate import check_choice
+        check_choice(policy, "nulls", NULL_POLICIES)
         self.policy = policy
         self.skipped = 0
 
@@ -524,6 +526,27 @@ def _is_parquet(path):
     return os.path.isdir(p) or not p.endswith(NUMPY_SUFFIXES)
 
 
+def _check_arguments(paths, input, target, weight, per_row, key, progress):
+    """Types of score_file's arguments, each named in its error (before any file is opened)."""
+    def path_like(p):
+        return isinstance(p, (str, os.PathLike))
+
+    if not path_like(paths) and not (isinstance(paths, (list, tuple)) and all(path_like(p) for p in paths)):
+        raise TypeError(f"paths must be a path or a list of paths, got {type(paths).__name__}")
+    if not isinstance(input, str) and not (isinstance(input, (list, tuple)) and input
+                                           and all(isinstance(c, str) for c in input)):
+        raise TypeError(f"input must be a column name or a list of column names, got {type(input).__name__}")
+    for name, value in (("target", target), ("weight", weight), ("key", key)):
+        if not isinstance(value, str) and (value is not None or name == "target"):
+            raise TypeError(f"{name} must be a column name (str){'' if name == 'target' else ' or None'}, "
+                            f"got {type(value).__name__}")
+    if per_row is not None and not path_like(per_row):
+        raise TypeError(f"per_row must be None or an output path, got {type(per_row).__name__}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be None or a callable progress(rows_read, total_rows), got "
+                        f"{type(progress).__name__}")
+
+
 def score_file(paths: StrPath | Sequence[StrPath], loss: str, input: str | Sequence[str], target: str,
                weight: str | None = None, per_row: StrPath | None = None, key: str | None = None,
                batch_size: int = 65536, nulls: str = "error", num_threads: int | None = None,
@@ -584,9 +607,10 @@ def score_file(paths: StrPath | Sequence[StrPath], loss: str, input: str | Seque
     """
     from ._threads import get_num_threads
     from .state import LossState, partial
+    from ._validate import check_choice
     fn = _loss_function(loss)
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    check_choice(reduction, "reduction", ("mean", "sum"))
+    _check_arguments(paths, input, target, weight, per_row, key, progress)
     for bad in ("reduction", "out", "return_grad"):
         if bad in loss_kwargs:
             hint = " (pass reduction='mean' or 'sum' to the scoring call)" if bad == "reduction" else ""
@@ -746,8 +770,13 @@ def score_parquet(path_or_paths: StrPath | Sequence[StrPath], loss: str, input: 
     >>> res.rows, res.weight_sum, bool(np.isclose(res.loss, ref, rtol=1e-12, atol=0))
     (1000, 1000.0, True)
     """
+    if not isinstance(path_or_paths, (str, os.PathLike, list, tuple)):
+        raise TypeError(f"path_or_paths must be a path or a list of paths, got "
+                        f"{type(path_or_paths).__name__}")
     plist = [path_or_paths] if isinstance(path_or_paths, (str, os.PathLike)) else list(path_or_paths)
     for p in plist:
+        if not isinstance(p, (str, os.PathLike)):
+            raise TypeError(f"path_or_paths must hold paths, got a {type(p).__name__}")
         if not _is_parquet(p):
             raise ValueError(f"{os.fspath(p)} is a NumPy file; use fastloss.score_file for .npy/.npz input")
     _pyarrow()

@@ -81,8 +81,7 @@ def _overlap_terms(kind, tp, ps, ts, smooth, eps, alpha=0.5, beta=0.5, gamma=Non
 
 def _layout(input, target, mode, ignore_index):
     """(x (N, C, S), mask (N, C, S) or None, labels (N*S,) or None, labels in their shape, x)."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    V.check_choice(mode, "mode", MODES)
     if ignore_index is not None and (isinstance(ignore_index, bool)
                                      or not isinstance(ignore_index, (int, np.integer))):
         raise TypeError(f"ignore_index must be None or an int, got {ignore_index!r}")
@@ -112,13 +111,14 @@ def _layout(input, target, mode, ignore_index):
 def _overlap_loss(kind, input, target, mode, from_logits, smooth, eps, ignore_index, reduction, num_threads,
                   out, return_grad, dice_weight=None, **params):
     """Validate, run the sums pass, evaluate the pair formula, reduce, and (optionally) the gradient."""
-    V.check_reduction(reduction)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
     smooth = V.check_real(smooth, "smooth", low=0.0)
     eps = V.check_real(eps, "eps", low=0.0)
     nt = resolve_num_threads(num_threads)
     x, x3, mask, labels_flat, labels = _layout(input, target, mode, ignore_index)
     N, C = x3.shape[:2]
     o = V.output_array(out, (N, C), x.dtype) if reduction == "none" else None
+    from_logits = V.check_bool(from_logits, "from_logits")
     act = ("softmax" if mode == "multiclass" else "sigmoid") if from_logits else "none"
     act = _K.ACTIVATIONS[act]
     bce = dice_weight is not None
@@ -670,8 +670,7 @@ def dice_bce_loss(input: ArrayLike, target: ArrayLike, mode: str = "binary", dic
     >>> bool(np.isclose(fl.dice_bce_loss(x, t, dice_weight=0.3), both))
     True
     """
-    if mode not in ("binary", "multilabel"):
-        raise ValueError(f"mode must be 'binary' or 'multilabel' for dice_bce_loss, got {mode!r}")
+    V.check_choice(mode, "mode", ("binary", "multilabel"))     # (dice_bce_loss: sigmoid modes only)
     w = V.check_real(dice_weight, "dice_weight", low=0.0, high=1.0)
     return _overlap_loss("dice", input, target, mode, True, smooth, eps, ignore_index, reduction,
                          num_threads, out, return_grad, dice_weight=w)

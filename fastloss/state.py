@@ -178,7 +178,7 @@ class LossState:
             States of different losses.
         """
         if not isinstance(other, LossState):
-            raise TypeError(f"can only merge a LossState, got {type(other).__name__}")
+            raise TypeError(f"other must be a LossState (can only merge states), got {type(other).__name__}")
         if other.loss != self.loss:
             raise ValueError(f"cannot merge states of different losses: {self.loss!r} and {other.loss!r}")
         total, err = _two_sum(self.total, other.total)
@@ -211,13 +211,12 @@ class LossState:
             The merged state.
         """
         acc = None if loss is None else cls.empty(loss)
+        if isinstance(states, (LossState, str, bytes, np.ndarray)) or not hasattr(states, "__iter__"):
+            raise TypeError(f"states must be an iterable of LossState objects, got {type(states).__name__}")
         for s in states:
-            if acc is None:
-                if not isinstance(s, LossState):
-                    raise TypeError(f"can only merge LossState objects, got {type(s).__name__}")
-                acc = s
-            else:
-                acc = acc.merge(s)
+            if not isinstance(s, LossState):
+                raise TypeError(f"states must hold LossState objects only, got a {type(s).__name__}")
+            acc = s if acc is None else acc.merge(s)
         if acc is None:
             raise ValueError("merge_all of no states: pass loss= to get the empty state")
         return acc
@@ -273,6 +272,8 @@ class LossState:
         ValueError
             Missing or unknown keys.
         """
+        if not isinstance(d, dict):
+            raise TypeError(f"d must be a dict (as to_dict() returns), got {type(d).__name__}")
         missing = [f for f in _FIELDS if f not in d]
         extra = [k for k in d if k not in _FIELDS]
         if missing or extra:
@@ -461,8 +462,14 @@ def partial(loss: str | Callable[..., Any], input: ArrayLike, target: ArrayLike,
         return _weighted_state(name, fn, pos, kw, None, red)
     total, denom = sink[-1]
     counter = _ITEMS.get(name)
-    count = counter(*pos) if counter is not None else int(np.size(V._to_numpy(input, "input")))
+    count = counter(*pos) if counter is not None else _elementwise_items(pos)
     return LossState(name, total, 0.0, denom, count)
+
+
+def _elementwise_items(pos):
+    """Items of an elementwise loss: the size of its arguments' broadcast shape (torch's losses that
+    broadcast a target give the broadcast shape)."""
+    return int(np.prod(np.broadcast_shapes(*(np.shape(a) for a in pos)), dtype=np.int64))
 
 
 def _weighted_state(name, fn, pos, kw, weight, red):
@@ -475,6 +482,12 @@ def _weighted_state(name, fn, pos, kw, weight, red):
         if w.shape != shape[:w.ndim]:
             raise ValueError(f"weight shape {w.shape} must be the per-item loss shape {shape} of {name} "
                              f"(or a leading part of it: one weight per row)")
+        negative = np.flatnonzero(w.reshape(-1) < 0)     # (a nan weight is no error: it propagates, SPEC §4)
+        if negative.size:
+            i = int(negative[0])
+            pos = tuple(int(k) for k in np.unravel_index(i, w.shape)) if w.ndim > 1 else i
+            raise ValueError(f"weight (sample weights) must be >= 0, got {float(w.reshape(-1)[i])} at "
+                             f"position {pos}")
         rep = int(np.prod(shape[w.ndim:], dtype=np.int64))
     nt = resolve_num_threads(kw.get("num_threads"))
     if per_item.size == 0:

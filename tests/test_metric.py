@@ -285,8 +285,8 @@ def test_errors_name_the_argument():
         fl.margin_ranking_loss(np.zeros(3), np.zeros(3), np.ones(4))
     with pytest.raises(ValueError, match="input2"):
         fl.margin_ranking_loss(np.zeros(3), np.zeros(4), np.ones(3))
-    with pytest.raises(ValueError, match="target"):
-        fl.hinge_embedding_loss(np.zeros(3), np.ones((3, 1)))
+    with pytest.raises(ValueError, match="target"):      # ((3,) and (3, 1) broadcast, as in torch)
+        fl.hinge_embedding_loss(np.zeros(3), np.ones(4))
     with pytest.raises(ValueError, match="label"):
         fl.contrastive_loss(a, a, np.ones(5))
     with pytest.raises(ValueError, match="out"):

@@ -34,7 +34,7 @@ e. **Validation inside the kernel.**  Labels are checked where they are read; a 
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport strcmp
-from cpython.object cimport Py_TYPE
+from cpython.object cimport Py_TYPE, PyTypeObject
 from cython.parallel cimport prange, threadid
 
 ctypedef fused floating:
@@ -353,6 +353,148 @@ cdef inline void* array_data(object arr):
     if strcmp(Py_TYPE(arr).tp_name, "numpy.ndarray") == 0:
         return PyArray_DATA(<PyArrayObject*> arr)
     return <void*> <size_t> arr.ctypes.data
+
+
+# ---------------------------------------------------------------- the boundary check (defence in depth)
+# Every ``def`` entry checks, as its first lines, each buffer it will touch: an ndarray (or subclass) of
+# the expected dtype in native byte order, C-contiguous, aligned, writable if written, and of exactly the
+# number of items the kernel indexes.  The wrappers (fastloss/*.py) already guarantee all of it; the
+# check turns a wrapper bug -- or a direct call with a wrong buffer -- into an exception instead of an
+# out-of-bounds read or write.  It reads the array struct's fields only: O(ndim), a few ns per buffer.
+cdef extern from "numpy/arrayobject.h":
+    ctypedef struct PyArray_Descr:
+        char byteorder
+        int type_num
+    int PyArray_NDIM(PyArrayObject* arr) nogil
+    Py_ssize_t* PyArray_DIMS(PyArrayObject* arr) nogil
+    int PyArray_FLAGS(PyArrayObject* arr) nogil
+    PyArray_Descr* PyArray_DESCR(PyArrayObject* arr) nogil
+    enum:
+        NPY_ARRAY_C_CONTIGUOUS
+        NPY_ARRAY_ALIGNED
+        NPY_ARRAY_WRITEABLE
+        NPY_FLOAT
+        NPY_DOUBLE
+        NPY_INT
+        NPY_LONG
+        NPY_LONGLONG
+    char NPY_OPPBYTE        # the non-native byte order character
+
+cdef extern from "Python.h":
+    const Py_ssize_t PY_SSIZE_T_MAX
+
+
+cdef inline bint is_ndarray(object arr) noexcept:
+    cdef PyTypeObject* t = Py_TYPE(arr)
+    while t != NULL:
+        if strcmp(t.tp_name, "numpy.ndarray") == 0:
+            return True
+        t = t.tp_base
+    return False
+
+
+cdef inline Py_ssize_t native_itemsize(int type_num, char kind) noexcept:
+    """The item size of a native float ('f') or signed integer ('i') NumPy type number, 0 if it is not one."""
+    if kind == b'f':
+        if type_num == NPY_FLOAT:
+            return 4
+        if type_num == NPY_DOUBLE:
+            return 8
+    elif kind == b'i':
+        if type_num == NPY_INT:
+            return sizeof(int)
+        if type_num == NPY_LONG:
+            return sizeof(long)
+        if type_num == NPY_LONGLONG:
+            return sizeof(long long)
+    return 0
+
+
+cdef inline Py_ssize_t buffer_items(object arr) noexcept:
+    """The number of items of an ndarray (call after check_buffer)."""
+    cdef PyArrayObject* a = <PyArrayObject*> arr
+    cdef Py_ssize_t size = 1
+    cdef int k
+    for k in range(PyArray_NDIM(a)):
+        size *= PyArray_DIMS(a)[k]
+    return size
+
+
+cdef inline Py_ssize_t check_buffer(object arr, str name, char kind, Py_ssize_t itemsize, Py_ssize_t n_items,
+                                    bint writable) except -1:
+    """Check a buffer a kernel will touch; returns its item size.
+
+    ``kind`` b'f' (float32/float64) or b'i' (int32/int64); ``itemsize`` 4 or 8, or 0 for either (the
+    first float buffer of an entry fixes the dtype of the others); ``n_items`` the exact number of items
+    the kernel indexes, or -1 for any (then read it with ``buffer_items``); ``writable`` if written.
+    TypeError for a non-array or a wrong dtype, ValueError for a wrong layout or length."""
+    cdef PyArrayObject* a
+    cdef PyArray_Descr* d
+    cdef Py_ssize_t isz, size
+    cdef int flags
+    if not is_ndarray(arr):
+        raise TypeError(f"fastloss kernel: {name} must be a numpy.ndarray, got {type(arr).__name__}")
+    a = <PyArrayObject*> arr
+    d = PyArray_DESCR(a)
+    isz = native_itemsize(d.type_num, kind)
+    if isz == 0 or d.byteorder == NPY_OPPBYTE or (itemsize != 0 and isz != itemsize):
+        want = ("float" if kind == b'f' else "int") + (f"{8 * itemsize}" if itemsize else " 32/64-bit")
+        raise TypeError(f"fastloss kernel: {name} must be a native {want} array, got dtype {arr.dtype}")
+    flags = PyArray_FLAGS(a)
+    if flags & (NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED) != (NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED):
+        raise ValueError(f"fastloss kernel: {name} must be a C-contiguous, aligned array")
+    if writable and not flags & NPY_ARRAY_WRITEABLE:
+        raise ValueError(f"fastloss kernel: {name} must be writable")
+    if n_items >= 0:
+        size = buffer_items(arr)
+        if size != n_items:
+            raise ValueError(f"fastloss kernel: {name} has {size} items; the kernel reads {n_items}")
+    return isz
+
+
+cdef inline Py_ssize_t check_optional(object arr, str name, char kind, Py_ssize_t itemsize, Py_ssize_t n_items,
+                                      bint writable) except -1:
+    """check_buffer for a buffer that may be None (returns 0 then)."""
+    if arr is None:
+        return 0
+    return check_buffer(arr, name, kind, itemsize, n_items, writable)
+
+
+cdef inline int check_operand(object value, str name, Py_ssize_t itemsize, Py_ssize_t n_items,
+                              Py_ssize_t K) except -1:
+    """An elementwise operand for ``set_operand``: a Python float, or a float array of ``itemsize`` with
+    n_items (full) or K (a last-axis vector; K <= 0 means 1) items."""
+    if isinstance(value, float):
+        return 0
+    check_buffer(value, name, b'f', itemsize, -1, False)
+    cdef Py_ssize_t size = buffer_items(value)
+    if size != n_items and size != (K if K > 0 else 1):
+        raise ValueError(f"fastloss kernel: {name} has {size} items; expected {n_items} (full) or "
+                         f"{K if K > 0 else 1} (last axis)")
+    return 0
+
+
+cdef inline int check_ndim(object arr, str name, int ndim) except -1:
+    """After check_buffer: the array has ``ndim`` dimensions (the kernel reads its shape)."""
+    if PyArray_NDIM(<PyArrayObject*> arr) != ndim:
+        raise ValueError(f"fastloss kernel: {name} must be {ndim}-d, got shape {arr.shape}")
+    return 0
+
+
+cdef inline Py_ssize_t check_count(Py_ssize_t value, str name) except -1:
+    """A size parameter of an entry (n, C, S, D, ...): non-negative."""
+    if value < 0:
+        raise ValueError(f"fastloss kernel: {name} must be >= 0, got {value}")
+    return value
+
+
+cdef inline Py_ssize_t items_product(Py_ssize_t a, Py_ssize_t b) except -1:
+    """a * b for non-negative sizes, raising instead of overflowing."""
+    if a < 0 or b < 0:
+        raise ValueError(f"fastloss kernel: negative size in {a} x {b}")
+    if b != 0 and a > PY_SSIZE_T_MAX // b:
+        raise OverflowError(f"fastloss kernel: {a} x {b} items overflows")
+    return a * b
 
 
 cdef inline void* ptr_or_null(object arr):

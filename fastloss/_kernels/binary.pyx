@@ -23,6 +23,7 @@ from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, ElemStreams, next_segment, set_streams,
     ptr_or_null, init_run, finish_run, f_exp, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min,
 )
+from fastloss._kernels._common cimport check_buffer, check_optional, check_operand, buffer_items
 
 
 cdef struct ElemCtx:
@@ -247,10 +248,15 @@ def elementwise(str kind, x, y, weight, Py_ssize_t K, double a, double b, double
     n or K (last axis) items of that dtype; a, b, c the kind's parameters (see ElemCtx); out (n,) for
     reduction="none" or None; grad (n,) or None.  Returns (loss_sum, 0, first_invalid_index or -1).
     """
+    # boundary checks (_common.pxd)
+    cdef Py_ssize_t itemsize = check_buffer(x, "x", b'f', 0, -1, False)
+    cdef Py_ssize_t n = buffer_items(x)
+    check_buffer(y, "y", b'f', itemsize, n, False)
+    check_operand(weight, "weight", itemsize, n, K)
+    check_optional(out, "out", b'f', itemsize, n, True)
+    check_optional(grad, "grad", b'f', itemsize, n, True)
     cdef ElemCtx ctx
     cdef BlockRun run
-    cdef Py_ssize_t itemsize = x.dtype.itemsize
-    cdef Py_ssize_t n = x.shape[0]
     cdef BlockFn fn = block_for(kind, itemsize)
     cdef int status
     set_streams(&ctx.s, x, y, weight, n, K)

@@ -31,6 +31,7 @@ from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, block_items_for, SEG, f_max, f_min,
     array_data,
 )
+from fastloss._kernels._common cimport check_buffer, check_optional, check_count, buffer_items, items_product
 from cython.parallel cimport prange
 
 cdef enum:
@@ -338,6 +339,12 @@ def box_pair_loss(b1, b2, bint single1, bint single2, Py_ssize_t n, str kind, st
                   double eps_alpha, out, grad, double grad_scale, int num_threads):
     """Kernel entry: b1, b2 C-contiguous float32/64 flat views of (n, 4) boxes (or one box when
     single*); out (n,) for reduction="none" else None; grad (n, 4) or None.  Returns the loss sum."""
+    # boundary checks (_common.pxd)
+    cdef Py_ssize_t n4 = items_product(check_count(n, "n"), 4)
+    cdef Py_ssize_t itemsize = check_buffer(b1, "b1", b'f', 0, 4 if single1 else n4, False)
+    check_buffer(b2, "b2", b'f', itemsize, 4 if single2 else n4, False)
+    check_optional(out, "out", b'f', itemsize, n, True)
+    check_optional(grad, "grad", b'f', itemsize, n4, True)
     cdef BoxCtx c
     cdef BlockRun run
     cdef int status
@@ -460,6 +467,11 @@ cdef void pairwise_tile(int kind, int fmt, const floating* b1, const floating* b
 
 def pairwise(b1, b2, str kind, str fmt, Py_ssize_t B, Py_ssize_t N, Py_ssize_t M, out, int num_threads):
     """Kernel entry: b1 (B, N, 4), b2 (B, M, 4) C-contiguous of one float dtype; out (B, N, M)."""
+    # boundary checks (_common.pxd)
+    cdef Py_ssize_t BN = items_product(check_count(B, "B"), check_count(N, "N"))
+    cdef Py_ssize_t isz0 = check_buffer(b1, "b1", b'f', 0, items_product(BN, 4), False)
+    check_buffer(b2, "b2", b'f', isz0, items_product(items_product(B, check_count(M, "M")), 4), False)
+    check_buffer(out, "out", b'f', isz0, items_product(BN, M), True)
     cdef int k = KINDS[kind], f = FORMATS[fmt]
     cdef Py_ssize_t per_batch = (N + ROW_TILE - 1) // ROW_TILE
     cdef Py_ssize_t n_tiles = B * per_batch, t, bb, r0, rows
@@ -496,7 +508,10 @@ cdef void area_run(int fmt, const floating* p, Py_ssize_t n, floating* out) noex
 
 def box_area(b, str fmt, out):
     """Kernel entry: b (n, 4) C-contiguous float32/64, out (n,): torchvision's box_area."""
-    cdef Py_ssize_t n = out.shape[0]
+    # boundary checks (_common.pxd)
+    cdef Py_ssize_t isz0 = check_buffer(out, "out", b'f', 0, -1, True)
+    cdef Py_ssize_t n = buffer_items(out)
+    check_buffer(b, "b", b'f', isz0, items_product(n, 4), False)
     cdef int f = FORMATS[fmt]
     cdef void* p = data_ptr(b)
     cdef void* o = data_ptr(out)

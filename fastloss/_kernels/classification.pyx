@@ -21,6 +21,9 @@ from fastloss._kernels._common cimport (
     ptr_or_null, init_run, finish_run,
     f_exp, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min, row_max, row_sumexp,
 )
+from fastloss._kernels._common cimport (
+    check_buffer, check_optional, check_operand, check_count, buffer_items, items_product,
+)
 
 import numpy as np
 
@@ -347,6 +350,16 @@ def cross_entropy_index(x, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t i
     """Kernel entry: x (N, C, S) C-contiguous float32/64 (S=1 for rows), labels (N*S,) int32/int64,
     weight (C,) or None, out (N*S,) or None, grad like x or None.
     Returns (loss_sum, denom_sum, first_bad_index)."""
+    # boundary checks (_common.pxd): every buffer's dtype, layout and length before any pointer is taken
+    check_buffer(labels, "labels", b'i', 0, -1, False)
+    if (buffer_items(labels) % S if check_count(S, "S") else buffer_items(labels)):
+        raise ValueError(f"fastloss kernel: {buffer_items(labels)} items do not form rows of S={S} positions")
+    cdef Py_ssize_t isz = check_buffer(x, "x", b'f', 0, items_product(buffer_items(labels), check_count(C, "C")),
+                                       False)
+    check_optional(weight, "weight", b'f', isz, C, False)
+    check_optional(focal_alpha, "focal_alpha", b'f', isz, C, False)
+    check_optional(out, "out", b'f', isz, buffer_items(labels), True)
+    check_optional(grad, "grad", b'f', isz, buffer_items(x), True)
     cdef CeCtx c
     cdef BlockRun run
     cdef Py_ssize_t itemsize = x.dtype.itemsize
@@ -554,10 +567,24 @@ def row_loss(str kind, x, t, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t
     """Kernel entry for the per-item row kernels: kind in {"ce_probs", "nll", "multi_margin",
     "distillation"}.  For nll with mean and a gradient, grad_scale < 0 asks for the denominator pre-pass.
     Returns (loss_sum, denom_sum, first_bad)."""
+    # boundary checks (_common.pxd): x holds n_items rows of C classes (n_items a multiple of S)
+    cdef Py_ssize_t itemsize = check_buffer(x, "x", b'f', 0, -1, False)
+    if check_count(C, "C") and buffer_items(x) % C:
+        raise ValueError(f"fastloss kernel: x has {buffer_items(x)} items, not a multiple of C={C}")
+    if ((buffer_items(x) // C) % S if check_count(S, "S") else buffer_items(x)) if C else 0:
+        raise ValueError(f"fastloss kernel: the items of x do not form rows of S={S} positions")
+    if kind in ("ce_probs", "distillation") and t is None:
+        raise TypeError(f"fastloss kernel: {kind} needs t")
+    if kind in ("nll", "multi_margin") and labels is None:
+        raise TypeError(f"fastloss kernel: {kind} needs labels")
+    check_optional(t, "t", b'f', itemsize, buffer_items(x), False)
+    check_optional(labels, "labels", b'i', 0, (buffer_items(x) // C) if C else 0, False)
+    check_optional(weight, "weight", b'f', itemsize, C, False)
+    check_optional(out, "out", b'f', itemsize, (buffer_items(x) // C) if C else 0, True)
+    check_optional(grad, "grad", b'f', itemsize, buffer_items(x), True)
     cdef RowCtx c
     cdef CeCtx ce
     cdef BlockRun run
-    cdef Py_ssize_t itemsize = x.dtype.itemsize
     cdef Py_ssize_t n_items = (x.size // C) if C > 0 else 0
     cdef BlockFn fn
     cdef int status
@@ -663,10 +690,16 @@ def bce_with_logits(x, y, weight, pos_weight, Py_ssize_t K, str reduction, out, 
                     int num_threads):
     """Kernel entry: x, y C-contiguous (n,) views of the same dtype; weight / pos_weight a float or an
     array of n or K (last axis) items.  Returns (loss_sum, 0, -1)."""
+    # boundary checks (_common.pxd)
+    cdef Py_ssize_t itemsize = check_buffer(x, "x", b'f', 0, -1, False)
+    cdef Py_ssize_t n = buffer_items(x)
+    check_buffer(y, "y", b'f', itemsize, n, False)
+    check_operand(weight, "weight", itemsize, n, K)
+    check_operand(pos_weight, "pos_weight", itemsize, n, K)
+    check_optional(out, "out", b'f', itemsize, n, True)
+    check_optional(grad, "grad", b'f', itemsize, n, True)
     cdef BinaryCtx c
     cdef BlockRun run
-    cdef Py_ssize_t itemsize = x.dtype.itemsize
-    cdef Py_ssize_t n = x.shape[0]
     cdef int status
     set_streams(&c.s, x, y, weight, n, K)
     c.s.periodic = set_operand(&c.pos_weight, pos_weight, n, c.s.K, itemsize) or c.s.periodic

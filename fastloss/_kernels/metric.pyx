@@ -31,6 +31,9 @@ from libc.string cimport memset
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, row_max, row_sumexp, ptr_or_null, init_run, finish_run,
 )
+from fastloss._kernels._common cimport (
+    check_buffer, check_optional, check_ndim, check_count, buffer_items, items_product,
+)
 
 cdef extern from *:
     """
@@ -265,6 +268,18 @@ def triplet_margin(a, p, n, double margin, double pnorm, double eps, bint swap, 
     """Kernel entry: a, p, n (N, D) C-contiguous of one float dtype; out (N,) or None; ga/gp/gn like a
     or None.  Returns (loss_sum, 0, -1)."""
     cdef TripletCtx c
+    # boundary checks (_common.pxd)
+    cdef Py_ssize_t itemsize = check_buffer(a, "a", b'f', 0, -1, False)
+    check_ndim(a, "a", 2)
+    cdef Py_ssize_t size = buffer_items(a)
+    check_buffer(p, "p", b'f', itemsize, size, False)
+    check_buffer(n, "n", b'f', itemsize, size, False)
+    if (ga is None) != (gp is None) or (ga is None) != (gn is None):
+        raise ValueError("fastloss kernel: ga, gp and gn must be given together")
+    check_optional(ga, "ga", b'f', itemsize, size, True)
+    check_optional(gp, "gp", b'f', itemsize, size, True)
+    check_optional(gn, "gn", b'f', itemsize, size, True)
+    check_optional(out, "out", b'f', itemsize, a.shape[0], True)
     c.a, c.p, c.n = ptr_or_null(a), ptr_or_null(p), ptr_or_null(n)
     c.D = a.shape[1]
     c.margin, c.pnorm, c.eps, c.swap = margin, pnorm, eps, swap
@@ -379,6 +394,16 @@ cdef Py_ssize_t contrastive_block(const PairCtx* c, Py_ssize_t start, Py_ssize_t
 def pair_rows(str kind, x1, x2, y, double margin, out, g1, g2, double grad_scale, int num_threads):
     """Kernel entry of the losses on pairs of rows with a per-row target: kind "cosine_embedding" or
     "contrastive"; x1, x2 (N, D), y (N,) of one float dtype.  Returns (loss_sum, 0, -1)."""
+    # boundary checks (_common.pxd)
+    cdef Py_ssize_t itemsize = check_buffer(x1, "x1", b'f', 0, -1, False)
+    check_ndim(x1, "x1", 2)
+    check_buffer(x2, "x2", b'f', itemsize, buffer_items(x1), False)
+    check_buffer(y, "y", b'f', itemsize, x1.shape[0], False)
+    check_optional(out, "out", b'f', itemsize, x1.shape[0], True)
+    if (g1 is None) != (g2 is None):
+        raise ValueError("fastloss kernel: g1 and g2 must be given together")
+    check_optional(g1, "g1", b'f', itemsize, buffer_items(x1), True)
+    check_optional(g2, "g2", b'f', itemsize, buffer_items(x1), True)
     cdef PairCtx c
     c.x1, c.x2, c.y = ptr_or_null(x1), ptr_or_null(x2), ptr_or_null(y)
     c.D = x1.shape[1]
@@ -459,6 +484,16 @@ cdef Py_ssize_t score_block(const ScoreCtx* c, Py_ssize_t start, Py_ssize_t stop
 def score_loss(x1, x2, y, double margin, out, g1, g2, double grad_scale, int num_threads):
     """Kernel entry: margin_ranking (x2 given) or hinge_embedding (x2 None); flat C-contiguous arrays
     of one float dtype.  Returns (loss_sum, 0, -1)."""
+    # boundary checks (_common.pxd)
+    cdef Py_ssize_t itemsize = check_buffer(x1, "x1", b'f', 0, -1, False)
+    cdef Py_ssize_t size = buffer_items(x1)
+    check_optional(x2, "x2", b'f', itemsize, size, False)
+    check_buffer(y, "y", b'f', itemsize, size, False)
+    check_optional(out, "out", b'f', itemsize, size, True)
+    check_optional(g1, "g1", b'f', itemsize, size, True)
+    if x2 is not None and (g1 is None) != (g2 is None):
+        raise ValueError("fastloss kernel: g1 and g2 must be given together")
+    check_optional(g2, "g2", b'f', itemsize, size, True)
     cdef ScoreCtx c
     c.x1, c.x2, c.y = ptr_or_null(x1), ptr_or_null(x2), ptr_or_null(y)
     c.margin = margin
@@ -603,6 +638,16 @@ def triplet_mining(block, sqnorm, labels, Py_ssize_t row0, double margin, bint s
     coefficients when want_grad), sqnorm (B,) float64, labels (B,) int32/int64; each row's loss and
     mean denominator go to row_loss / row_count (B,) float64 at the row's global index (reduce them
     with reduce_rows)."""
+    # boundary checks (_common.pxd): rows row0 .. row0 + R of a (B, B) Gram matrix
+    cdef Py_ssize_t itemsize = check_buffer(block, "block", b'f', 0, -1, want_grad)
+    check_ndim(block, "block", 2)
+    cdef Py_ssize_t B = block.shape[1]
+    if check_count(row0, "row0") + block.shape[0] > B:
+        raise ValueError(f"fastloss kernel: rows {row0} .. {row0 + block.shape[0]} of a ({B}, {B}) Gram matrix")
+    check_buffer(sqnorm, "sqnorm", b'f', 8, B, False)
+    check_buffer(labels, "labels", b'i', 0, B, False)
+    check_buffer(row_loss, "row_loss", b'f', 8, B, True)
+    check_buffer(row_count, "row_count", b'f', 8, B, True)
     cdef MiningCtx c
     c.block = ptr_or_null(block)
     c.sqnorm = <const double*> ptr_or_null(sqnorm)
@@ -637,6 +682,8 @@ cdef Py_ssize_t copy_rows_block(const RowsCtx* c, Py_ssize_t start, Py_ssize_t s
 def reduce_rows(row_loss, row_count, int num_threads):
     """Deterministic (loss_sum, count_sum, -1) of per-row float64 losses and denominators (count may be
     None: 1 per row), by run_blocks."""
+    check_buffer(row_loss, "row_loss", b'f', 8, -1, False)     # boundary checks (_common.pxd)
+    check_optional(row_count, "row_count", b'f', 8, buffer_items(row_loss), False)
     cdef RowsCtx c
     c.loss = <const double*> ptr_or_null(row_loss)
     c.count = <const double*> ptr_or_null(row_count)
@@ -734,6 +781,17 @@ def softmax_rows(block, Py_ssize_t row0, double inv_tau, bint mask_self, Py_ssiz
     coefficients when want_grad); each row's loss goes to row_loss (float64) at its global index.
     ``labels`` (N,) int32/int64 name the positives instead of pos_shift; ``margin`` (a float) applies
     the additive angular margin to them.  Returns the first row with a label outside [0, M), or -1."""
+    # boundary checks (_common.pxd): rows row0 .. row0 + R of N query rows, against M candidates
+    check_buffer(block, "block", b'f', 0, -1, True)      # written in place (scaled, or the coefficients)
+    check_ndim(block, "block", 2)
+    check_buffer(row_loss, "row_loss", b'f', 8, -1, True)
+    cdef Py_ssize_t R = block.shape[0], M = block.shape[1], N = buffer_items(row_loss)
+    if check_count(row0, "row0") + R > N or (mask_self and row0 + R > M):
+        raise ValueError(f"fastloss kernel: rows {row0} .. {row0 + R} of {N} queries against {M} candidates")
+    check_optional(labels, "labels", b'i', 0, N, False)
+    check_count(pos_shift, "pos_shift")
+    if labels is None and R and M == 0:
+        raise ValueError("fastloss kernel: no candidate to be the positive")
     cdef SoftmaxRowsCtx c
     c.block = ptr_or_null(block)
     c.M = block.shape[1]

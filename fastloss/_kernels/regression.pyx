@@ -33,6 +33,9 @@ from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, Operand, operand_seg, set_operand, ElemStreams, next_segment,
     set_streams, ptr_or_null, init_run, finish_run, SEG, f_exp, f_log, f_log1p, f_abs,
 )
+from fastloss._kernels._common cimport (
+    check_buffer, check_optional, check_operand, check_count, buffer_items, items_product,
+)
 
 # ln 2 as a C constant (folded by the compiler; Cython's DEF is deprecated)
 cdef extern from *:
@@ -470,9 +473,21 @@ def elementwise(int kind, x, y, weight, var, bint var_rows, Py_ssize_t K, double
     (var: of n // K items when var_rows); out (n,) or None; grad, grad_var (n,) or None.
     ``weighted_mean``: the mean divides by the summed weights (returned as denom_sum).
     Returns (loss_sum, denom_sum, first_bad_index)."""
+    # boundary checks (_common.pxd)
+    cdef Py_ssize_t itemsize = check_buffer(x, "x", b'f', 0, -1, False)
+    cdef Py_ssize_t n = buffer_items(x)
+    check_buffer(y, "y", b'f', itemsize, n, False)
+    check_operand(weight, "weight", itemsize, n, K)
+    if var_rows:    # one variance per row of K items: item i reads var[i // K]
+        if K < 1 or n % K:
+            raise ValueError(f"fastloss kernel: {n} items do not form rows of K={K}")
+        check_buffer(var, "var", b'f', itemsize, n // K, False)
+    else:
+        check_operand(var, "var", itemsize, n, K)
+    check_optional(out, "out", b'f', itemsize, n, True)
+    check_optional(grad, "grad", b'f', itemsize, n, True)
+    check_optional(grad_var, "grad_var", b'f', itemsize, n, True)
     cdef EwCtx c
-    cdef Py_ssize_t itemsize = x.dtype.itemsize
-    cdef Py_ssize_t n = x.shape[0]
     if kind < 0 or kind >= N_KINDS:
         raise ValueError(f"internal: unknown loss kind {kind}")
     set_streams(&c.s, x, y, weight, n, K)
@@ -496,8 +511,17 @@ def gaussian_kl(mu, logvar, weight, Py_ssize_t rows, Py_ssize_t D, str reduction
                 grad_logvar, double grad_scale, int num_threads):
     """Kernel entry: mu, logvar C-contiguous (rows * D,); weight a float or (rows,) array; out (rows,) or
     None; grad_mu / grad_logvar (rows * D,) or both None.  Returns (loss_sum, denom_sum, -1)."""
+    # boundary checks (_common.pxd)
+    cdef Py_ssize_t n = items_product(check_count(rows, "rows"), check_count(D, "D"))
+    cdef Py_ssize_t itemsize = check_buffer(mu, "mu", b'f', 0, n, False)
+    check_buffer(logvar, "logvar", b'f', itemsize, n, False)
+    check_operand(weight, "weight", itemsize, rows, 1)
+    check_optional(out, "out", b'f', itemsize, rows, True)
+    if (grad_mu is None) != (grad_logvar is None):
+        raise ValueError("fastloss kernel: grad_mu and grad_logvar must be given together")
+    check_optional(grad_mu, "grad_mu", b'f', itemsize, n, True)
+    check_optional(grad_logvar, "grad_logvar", b'f', itemsize, n, True)
     cdef EwCtx c
-    cdef Py_ssize_t itemsize = mu.dtype.itemsize
     set_streams(&c.s, mu, logvar, weight, rows, 1)
     c.var_rows = False
     c.a = D

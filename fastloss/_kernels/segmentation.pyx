@@ -40,6 +40,7 @@ from fastloss._kernels._common cimport (
     floating, index_t, SERIAL_ITEMS_WORK, ptr_or_null, f_exp, f_abs, f_max, f_log1p_unit, f_sigmoid,
     fl_pairwise_sum,
 )
+from fastloss._kernels._common cimport check_buffer, check_optional, check_ndim, buffer_items
 
 cdef extern from "fl_overlap.h" nogil:
     void fl_overlap_labels_f32(const float* p, const int32_t* ys, int32_t j, Py_ssize_t n, double* acc)
@@ -362,6 +363,20 @@ cdef void combine_partials(const double* part, Py_ssize_t N, Py_ssize_t nchunks,
             sums[n * CK + i] = fl_pairwise_sum(tmp, nchunks)
 
 
+cdef int check_entry(x, t, labels, int act, bint bce) except -1:
+    """The boundary checks of both entries (_common.pxd): x (N, C, S), and exactly one of t (like x) and
+    labels (N * S); BCE reads masks through a sigmoid."""
+    cdef Py_ssize_t itemsize = check_buffer(x, "x", b'f', 0, -1, False)
+    check_ndim(x, "x", 3)
+    if (t is None) == (labels is None):
+        raise ValueError("fastloss kernel: give exactly one of t (masks) and labels")
+    check_optional(t, "t", b'f', itemsize, buffer_items(x), False)
+    check_optional(labels, "labels", b'i', 0, x.shape[0] * x.shape[2], False)
+    if act not in (ACT_NONE, ACT_SIGMOID, ACT_SOFTMAX) or bce and (act != ACT_SIGMOID or t is None):
+        raise ValueError(f"fastloss kernel: activation {act} (bce={bce}) is not one the kernel runs")
+    return itemsize
+
+
 cdef int init_ctx(SegCtx* c, x, t, labels, ignore_index, int act, bint bce) except -1:
     """Fill the context; ignore_index (None or an int) applies to labels, or elementwise to masks."""
     c.x = ptr_or_null(x)
@@ -391,6 +406,7 @@ def segment_sums(x, t, labels, ignore_index, int act, bint bce, int num_threads)
     """Kernel entry, pass 1: x (N, C, S) C-contiguous float32/64; t masks like x or None; labels (N*S,)
     int32/int64 or None; ignore_index None or an int.
     Returns (sums (N, C, K) float64 with K = TP, P, T[, BCE, count], first_bad)."""
+    check_entry(x, t, labels, act, bce)     # boundary checks
     cdef SegCtx c
     init_ctx(&c, x, t, labels, ignore_index, act, bce)
     cdef Py_ssize_t N = x.shape[0], itemsize = x.dtype.itemsize, nb = N * c.nchunks, CK = c.C * c.K
@@ -415,6 +431,9 @@ def segment_sums(x, t, labels, ignore_index, int act, bint bce, int num_threads)
 def segment_grad(x, t, labels, ignore_index, int act, coef, grad, int num_threads):
     """Kernel entry, pass 2: grad (like x, C-contiguous) = d loss / d x from coef (N, C, 3) float64
     C-contiguous: per pair dL/dTP, dL/dP and the weight of the BCE term (0 without one)."""
+    cdef Py_ssize_t itemsize0 = check_entry(x, t, labels, act, False)      # boundary checks
+    check_buffer(coef, "coef", b'f', 8, x.shape[0] * x.shape[1] * 3, False)
+    check_buffer(grad, "grad", b'f', itemsize0, buffer_items(x), True)
     cdef SegCtx c
     init_ctx(&c, x, t, labels, ignore_index, act, False)
     c.coef = <const double*> <size_t> coef.ctypes.data

@@ -11,6 +11,7 @@ loss).  The products and weights are float64 items, so the blocks and their fixe
 the same bits for every ``num_threads`` (``_common.pxd``, note b).
 """
 from fastloss._kernels._common cimport floating, BlockFn, BlockRun, run_blocks, ptr_or_null, init_run, finish_run
+from fastloss._kernels._common cimport check_buffer, buffer_items
 
 
 cdef struct WeightedCtx:
@@ -43,15 +44,17 @@ cdef Py_ssize_t weighted_block(const WeightedCtx* c, Py_ssize_t start, Py_ssize_
 def weighted_sum(loss, weight, Py_ssize_t rep, int num_threads):
     """Kernel entry: (sum w*l, sum w) in float64 of C-contiguous 1-d per-item losses ``loss``
     (float32/float64, n items) and float64 weights ``weight`` (n // rep items)."""
-    if rep < 1 or weight.shape[0] * rep != loss.shape[0]:
-        raise ValueError(f"internal: {weight.shape[0]} weights x {rep} for {loss.shape[0]} losses")
+    check_buffer(loss, "loss", b'f', 0, -1, False)         # boundary checks (_common.pxd)
+    check_buffer(weight, "weight", b'f', 8, -1, False)
+    if rep < 1 or buffer_items(weight) * rep != buffer_items(loss):
+        raise ValueError(f"fastloss kernel: {buffer_items(weight)} weights x {rep} for {buffer_items(loss)} losses")
     cdef WeightedCtx c
     c.loss = ptr_or_null(loss)
     c.loss_is_float = loss.dtype.itemsize == 4
     c.weight = <const double*> ptr_or_null(weight)
     c.rep = rep
     cdef BlockRun run
-    init_run(&run, loss.shape[0], 1, 8, num_threads, NULL, True)   # float64 items whatever l's type
+    init_run(&run, buffer_items(loss), 1, 8, num_threads, NULL, True)   # float64 items whatever l's type
     cdef int status
     with nogil:
         status = run_blocks(<BlockFn> weighted_block, &c, &run)

@@ -1,0 +1,547 @@
+"""Defence in depth at the kernel boundary (issue 13): every Cython ``def`` entry checks the dtype,
+layout and length of each buffer it touches (``check_buffer`` in fastloss/_kernels/_common.pxd) and
+raises instead of reading or writing out of bounds.
+
+The wrappers never pass a wrong buffer; these tests call the kernels directly, first with a valid call
+(which must succeed, so a broken harness fails here), then with each buffer in turn replaced by a wrong
+one -- too short, too long, another dtype, non-contiguous, big-endian, misaligned, a list, None where it
+is required, read-only where it is written -- and require a TypeError or ValueError.
+"""
+
+import numpy as np
+import pytest
+
+from fastloss._kernels import load
+
+RNG = np.random.default_rng(7)
+N, C = 6, 5
+
+
+def f8(*shape, low=-1.0, high=1.0):
+    return RNG.uniform(low, high, shape)
+
+
+def boxes(n):
+    xy = RNG.uniform(0, 5, (n, 2))
+    return np.concatenate([xy, xy + RNG.uniform(0.5, 3, (n, 2))], axis=1)
+
+
+def labels(n, hi):
+    return RNG.integers(0, hi, n).astype(np.int64)
+
+
+def _cases():
+    """(id, kernel, kwargs of a valid call, required buffers, written buffers)."""
+    cls, reg, met = load("classification"), load("regression"), load("metric")
+    box, seg, sta, bina = load("boxes"), load("segmentation"), load("state"), load("binary")
+    x = f8(N, C)
+    probs = np.full((N, C), 1.0 / C)
+    yield (
+        "cross_entropy_index",
+        cls.cross_entropy_index,
+        dict(
+            x=x,
+            labels=labels(N, C),
+            weight=f8(C, low=0.5),
+            C=C,
+            S=1,
+            ignore_index=-100,
+            smoothing=0.1,
+            reduction="none",
+            out=np.empty(N),
+            grad=np.empty((N, C)),
+            num_threads=1,
+            focal_alpha=f8(C, low=0.5),
+            focal_gamma=2.0,
+        ),
+        ("x", "labels"),
+        ("out", "grad"),
+    )
+    yield (
+        "cross_entropy_index[spatial]",
+        cls.cross_entropy_index,
+        dict(
+            x=f8(2, C, 3),
+            labels=labels(6, C),
+            weight=None,
+            C=C,
+            S=3,
+            ignore_index=-100,
+            smoothing=0.0,
+            reduction="none",
+            out=np.empty(6),
+            grad=np.empty((2, C, 3)),
+            num_threads=1,
+        ),
+        ("x", "labels"),
+        ("out", "grad"),
+    )
+    for kind, t, lab, req in (
+        ("ce_probs", probs, None, ("x", "t")),
+        ("nll", None, labels(N, C), ("x", "labels")),
+        ("multi_margin", None, labels(N, C), ("x", "labels")),
+        ("distillation", f8(N, C), None, ("x", "t")),
+    ):
+        yield (
+            f"row_loss[{kind}]",
+            cls.row_loss,
+            dict(
+                kind=kind,
+                x=x,
+                t=t,
+                labels=lab,
+                weight=None if kind == "distillation" else f8(C, low=0.5),
+                C=C,
+                S=1,
+                ignore_index=-(2**62),
+                param=1.0,
+                power=1,
+                reduction="none",
+                out=np.empty(N),
+                grad=np.zeros((N, C)),
+                grad_scale=1.0,
+                num_threads=1,
+            ),
+            req,
+            ("out", "grad"),
+        )
+    yield (
+        "bce_with_logits",
+        cls.bce_with_logits,
+        dict(
+            x=f8(N * C),
+            y=f8(N * C, low=0),
+            weight=f8(N * C, low=0.5),
+            pos_weight=f8(C, low=0.5),
+            K=C,
+            reduction="none",
+            out=np.empty(N * C),
+            grad=np.empty(N * C),
+            grad_scale=1.0,
+            num_threads=1,
+        ),
+        ("x", "y", "weight", "pos_weight"),
+        ("out", "grad"),
+    )
+    yield (
+        "binary.elementwise",
+        bina.elementwise,
+        dict(
+            kind="kl",
+            x=f8(N * C),
+            y=f8(N * C, low=0),
+            weight=f8(N * C, low=0.5),
+            K=C,
+            a=0.0,
+            b=0.0,
+            c=0.0,
+            out=np.empty(N * C),
+            grad=np.empty(N * C),
+            grad_scale=1.0,
+            num_threads=1,
+        ),
+        ("x", "y", "weight"),
+        ("out", "grad"),
+    )
+    gauss = reg.LossKind.GAUSSIAN_NLL
+    yield (
+        "regression.elementwise",
+        reg.elementwise,
+        dict(
+            kind=gauss,
+            x=f8(N * C),
+            y=f8(N * C),
+            weight=f8(N * C, low=0.5),
+            var=f8(N * C, low=0.5),
+            var_rows=False,
+            K=C,
+            a=1e-6,
+            b=0.0,
+            reduction="none",
+            weighted_mean=False,
+            out=np.empty(N * C),
+            grad=np.empty(N * C),
+            grad_var=np.empty(N * C),
+            grad_scale=1.0,
+            num_threads=1,
+        ),
+        ("x", "y", "weight", "var"),
+        ("out", "grad", "grad_var"),
+    )
+    yield (
+        "regression.elementwise[var_rows]",
+        reg.elementwise,
+        dict(
+            kind=gauss,
+            x=f8(N * C),
+            y=f8(N * C),
+            weight=1.0,
+            var=f8(N, low=0.5),
+            var_rows=True,
+            K=C,
+            a=1e-6,
+            b=0.0,
+            reduction="sum",
+            weighted_mean=False,
+            out=None,
+            grad=np.empty(N * C),
+            grad_var=np.empty(N * C),
+            grad_scale=1.0,
+            num_threads=1,
+        ),
+        ("x", "y", "var"),
+        ("grad", "grad_var"),
+    )
+    yield (
+        "gaussian_kl",
+        reg.gaussian_kl,
+        dict(
+            mu=f8(N * C),
+            logvar=f8(N * C),
+            weight=f8(N, low=0.5),
+            rows=N,
+            D=C,
+            reduction="none",
+            weighted_mean=False,
+            out=np.empty(N),
+            grad_mu=np.empty(N * C),
+            grad_logvar=np.empty(N * C),
+            grad_scale=1.0,
+            num_threads=1,
+        ),
+        ("mu", "logvar", "weight"),
+        ("out", "grad_mu", "grad_logvar"),
+    )
+    yield (
+        "box_pair_loss",
+        box.box_pair_loss,
+        dict(
+            b1=boxes(N).reshape(-1),
+            b2=boxes(N).reshape(-1),
+            single1=False,
+            single2=False,
+            n=N,
+            kind="ciou",
+            fmt="xyxy",
+            eps=1e-7,
+            eps_alpha=1e-7,
+            out=np.empty(N),
+            grad=np.empty(N * 4),
+            grad_scale=1.0,
+            num_threads=1,
+        ),
+        ("b1", "b2"),
+        ("out", "grad"),
+    )
+    yield (
+        "pairwise",
+        box.pairwise,
+        dict(
+            b1=boxes(N)[None],
+            b2=boxes(3)[None],
+            kind="giou",
+            fmt="xyxy",
+            B=1,
+            N=N,
+            M=3,
+            out=np.empty((1, N, 3)),
+            num_threads=1,
+        ),
+        ("b1", "b2", "out"),
+        ("out",),
+    )
+    yield (
+        "box_area",
+        box.box_area,
+        dict(b=boxes(N).reshape(-1), fmt="xywh", out=np.empty(N)),
+        ("b", "out"),
+        ("out",),
+    )
+    yield (
+        "triplet_margin",
+        met.triplet_margin,
+        dict(
+            a=x,
+            p=f8(N, C),
+            n=f8(N, C),
+            margin=1.0,
+            pnorm=2.0,
+            eps=1e-6,
+            swap=True,
+            out=np.empty(N),
+            ga=np.empty((N, C)),
+            gp=np.empty((N, C)),
+            gn=np.empty((N, C)),
+            grad_scale=1.0,
+            num_threads=1,
+        ),
+        ("a", "p", "n"),
+        ("out", "ga", "gp", "gn"),
+    )
+    yield (
+        "pair_rows",
+        met.pair_rows,
+        dict(
+            kind="contrastive",
+            x1=x,
+            x2=f8(N, C),
+            y=np.ones(N),
+            margin=1.0,
+            out=np.empty(N),
+            g1=np.empty((N, C)),
+            g2=np.empty((N, C)),
+            grad_scale=1.0,
+            num_threads=1,
+        ),
+        ("x1", "x2", "y"),
+        ("out", "g1", "g2"),
+    )
+    yield (
+        "score_loss",
+        met.score_loss,
+        dict(
+            x1=f8(N),
+            x2=f8(N),
+            y=np.sign(f8(N)),
+            margin=0.5,
+            out=np.empty(N),
+            g1=np.empty(N),
+            g2=np.empty(N),
+            grad_scale=1.0,
+            num_threads=1,
+        ),
+        ("x1", "y"),
+        ("out", "g1", "g2"),
+    )
+    yield (
+        "hinge_embedding",
+        met.hinge_embedding,
+        dict(
+            x=f8(N),
+            y=np.sign(f8(N)),
+            margin=0.5,
+            out=np.empty(N),
+            g=np.empty(N),
+            grad_scale=1.0,
+            num_threads=1,
+        ),
+        ("x", "y"),
+        ("out", "g"),
+    )
+    e = f8(N, C)
+    yield (
+        "triplet_mining",
+        met.triplet_mining,
+        dict(
+            block=e @ e.T,
+            sqnorm=np.einsum("ij,ij->i", e, e),
+            labels=labels(N, 2),
+            row0=0,
+            margin=1.0,
+            squared=False,
+            batch_all=True,
+            want_grad=True,
+            row_loss=np.zeros(N),
+            row_count=np.zeros(N),
+            num_threads=1,
+        ),
+        ("block", "sqnorm", "labels", "row_loss", "row_count"),
+        ("block", "row_loss", "row_count"),
+    )
+    yield (
+        "reduce_rows",
+        met.reduce_rows,
+        dict(row_loss=f8(N), row_count=f8(N, low=0), num_threads=1),
+        ("row_loss",),
+        (),
+    )
+    yield (
+        "softmax_rows",
+        met.softmax_rows,
+        dict(
+            block=f8(N, N),
+            row0=0,
+            inv_tau=2.0,
+            mask_self=True,
+            pos_shift=1,
+            want_grad=True,
+            row_loss=np.zeros(N),
+            num_threads=1,
+            labels=labels(N, N),
+            margin=0.3,
+        ),
+        ("block", "row_loss"),
+        ("block", "row_loss"),
+    )
+    act = seg.ACTIVATIONS
+    yield (
+        "segment_sums[labels]",
+        seg.segment_sums,
+        dict(
+            x=f8(2, C, 4),
+            t=None,
+            labels=labels(8, C),
+            ignore_index=None,
+            act=act["softmax"],
+            bce=False,
+            num_threads=1,
+        ),
+        ("x",),
+        (),
+    )
+    yield (
+        "segment_sums[masks]",
+        seg.segment_sums,
+        dict(
+            x=f8(2, C, 4),
+            t=f8(2, C, 4, low=0),
+            labels=None,
+            ignore_index=None,
+            act=act["sigmoid"],
+            bce=True,
+            num_threads=1,
+        ),
+        ("x",),
+        (),
+    )
+    yield (
+        "segment_grad",
+        seg.segment_grad,
+        dict(
+            x=f8(2, C, 4),
+            t=None,
+            labels=labels(8, C),
+            ignore_index=None,
+            act=act["softmax"],
+            coef=f8(2, C, 3),
+            grad=np.empty((2, C, 4)),
+            num_threads=1,
+        ),
+        ("x", "coef", "grad"),
+        ("grad",),
+    )
+    yield (
+        "weighted_sum",
+        sta.weighted_sum,
+        dict(loss=f8(N * 2), weight=f8(N, low=0), rep=2, num_threads=1),
+        ("loss", "weight"),
+        (),
+    )
+
+
+CASES = list(_cases())
+
+
+# buffers whose float dtype is free (it selects the kernel's floating type; nothing else must match it)
+FREE_FLOAT = {
+    ("triplet_mining", "block"),
+    ("softmax_rows", "block"),
+    ("weighted_sum", "loss"),
+    ("segment_sums[labels]", "x"),
+}
+
+
+def _wrong_buffers(arr, written, free_float):
+    """(label, replacement) for a buffer: each must be refused."""
+    flat = arr.reshape(-1)
+    yield "too short", (flat[:-1] if flat.size else np.zeros(1, arr.dtype)).copy()
+    yield "too long", np.concatenate([flat, flat[:1] if flat.size else np.zeros(1, arr.dtype)])
+    with np.errstate(over="ignore", invalid="ignore"):
+        if arr.dtype.kind == "f":
+            yield "integer dtype", arr.astype(np.int64)
+            if not free_float:
+                yield (
+                    "the other float dtype",
+                    arr.astype(np.float32 if arr.dtype == np.float64 else np.float64),
+                )
+        else:
+            yield "int16 labels", arr.astype(np.int16)
+            yield "float labels", arr.astype(np.float64)
+    yield "non-contiguous", np.repeat(arr, 2, axis=-1)[..., ::2]
+    yield "big-endian", arr.astype(arr.dtype.newbyteorder(">"))
+    # one byte off its alignment (and read-only: refused either way where it is written)
+    yield (
+        "misaligned",
+        np.frombuffer(b"\0" + arr.tobytes(), dtype=arr.dtype, count=arr.size, offset=1).reshape(arr.shape),
+    )
+    yield "list", arr.tolist()
+    if written:
+        ro = arr.copy()
+        ro.setflags(write=False)
+        yield "read-only", ro
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_kernel_entry_refuses_wrong_buffers(case):
+    name, kernel, kwargs, required, written = case
+    kernel(**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()})  # valid: runs
+    tried = 0
+    for arg, value in kwargs.items():
+        if not isinstance(value, np.ndarray):
+            continue
+        wrongs = list(_wrong_buffers(value, arg in written, (name, arg) in FREE_FLOAT))
+        if arg in required:
+            wrongs.append(("None", None))
+        for label, wrong in wrongs:
+            call = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()}
+            call[arg] = wrong
+            try:
+                kernel(**call)
+            except (TypeError, ValueError) as exc:
+                assert "fastloss kernel" in str(exc) or "internal" in str(exc), (
+                    f"{name}: {arg} {label}: {exc}"
+                )
+            else:
+                pytest.fail(f"{name}: {arg} replaced by a buffer of {label} was accepted")
+            tried += 1
+    assert tried >= 5
+
+
+def test_inconsistent_sizes_are_refused():
+    """Size parameters that disagree with the buffers (or are negative) are refused, not trusted."""
+    cls, met, box = load("classification"), load("metric"), load("boxes")
+    x = f8(N, C)
+    lab = labels(N, C)
+    with pytest.raises(ValueError):
+        cls.cross_entropy_index(x, lab, None, C + 1, 1, -100, 0.0, "sum", None, None, 1)
+    with pytest.raises(ValueError):
+        cls.cross_entropy_index(x, lab, None, C, 0, -100, 0.0, "sum", None, None, 1)  # S = 0
+    with pytest.raises(ValueError):
+        cls.cross_entropy_index(f8(2, C, 3), labels(6, C), None, C, 4, -100, 0.0, "sum", None, None, 1)
+    with pytest.raises(ValueError):
+        cls.row_loss("nll", x, None, lab, None, -1, 1, -100, 0.0, 0, "sum", None, None, 1.0, 1)
+    with pytest.raises(ValueError):
+        box.box_pair_loss(
+            boxes(N).reshape(-1),
+            boxes(N).reshape(-1),
+            False,
+            False,
+            N + 1,
+            "iou",
+            "xyxy",
+            1e-7,
+            1e-7,
+            None,
+            None,
+            1.0,
+            1,
+        )
+    with pytest.raises(ValueError):  # rows past the end of the Gram matrix
+        e = f8(N, C)
+        met.triplet_mining(
+            e @ e.T,
+            np.einsum("ij,ij->i", e, e),
+            labels(N, 2),
+            1,
+            1.0,
+            False,
+            False,
+            False,
+            np.zeros(N),
+            np.zeros(N),
+            1,
+        )
+    with pytest.raises(ValueError):  # a masked self pair outside the candidates
+        met.softmax_rows(f8(N, N - 1), 0, 1.0, True, 0, False, np.zeros(N), 1)
+    with pytest.raises(TypeError):  # a kind that reads labels, without them
+        cls.row_loss("nll", x, None, None, None, C, 1, -100, 0.0, 0, "sum", None, None, 1.0, 1)
