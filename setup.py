@@ -14,6 +14,8 @@ Design of the build (read this before touching flags):
 * OpenMP: probed with the compiler; without it the kernels build serially and a warning is printed
   (``fastloss.openmp_enabled()`` tells at run time).
 * ``FASTLOSS_ISA_LEVELS=avx2`` (comma list) restricts the levels built -- a developer shortcut.
+* ``FASTLOSS_FAMILIES=regression`` (comma list) builds only those kernel families (and not ``_runtime``):
+  for rebuilding one module in a tree that is already built (``scripts/mutants.py``).
 """
 import os
 import platform
@@ -73,6 +75,12 @@ if SANITIZE:
 
 # A kernel family is every fastloss/_kernels/<name>.pyx whose name does not start with "_".
 FAMILIES = sorted(p.stem for p in KERNELS.glob("*.pyx") if not p.stem.startswith("_"))
+_only_families = [f for f in os.environ.get("FASTLOSS_FAMILIES", "").split(",") if f]
+if _only_families:
+    _unknown = sorted(set(_only_families) - set(FAMILIES))
+    if _unknown:
+        raise SystemExit(f"FASTLOSS_FAMILIES: unknown kernel families {_unknown} (known: {FAMILIES})")
+    FAMILIES = [f for f in FAMILIES if f in _only_families]
 
 
 def _family_stub(family: str, level: str) -> str:
@@ -95,7 +103,7 @@ def _extensions():
                          define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                          extra_link_args=SANITIZE_FLAGS if SANITIZE else [])
 
-    exts = [ext("fastloss._kernels._runtime", "fastloss/_kernels/_runtime.pyx", [])]
+    exts = [] if _only_families else [ext("fastloss._kernels._runtime", "fastloss/_kernels/_runtime.pyx", [])]
     for family in FAMILIES:
         for level, flags in ISA_LEVELS.items():
             exts.append(ext(f"fastloss._kernels._{family}_{level}", _family_stub(family, level), flags))
