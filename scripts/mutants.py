@@ -30,6 +30,7 @@ import argparse
 import datetime
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -102,7 +103,7 @@ MUTANTS = [
     Mutant("ce_rows_target_grad_sign", K + "classification.pyx", "classification",
            "            g[y] = g[y] - target_coef * gs\n    return bad",
            "            g[y] = g[y] + target_coef * gs\n    return bad",
-           t("test_cross_entropy.py", "test_matches_torch and rows and plain"), "CE rows: target gradient sign"),
+           t("test_cross_entropy.py", "large_vocabulary"), "CE long rows: target gradient sign"),
     Mutant("ce_probs_sum_bound", K + "classification.pyx", "classification",
            "        for j in range(C):\n            se = se + f_exp(x[base + j * S] - m)",
            "        for j in range(C - 1):\n            se = se + f_exp(x[base + j * S] - m)",
@@ -133,7 +134,7 @@ MUTANTS = [
     Mutant("sumexp_f64_bound", "src_c/fl_reduce.h", "classification",
            "        for (ptrdiff_t i = 0; i < n; i++) s += fl_exp(x[i] - m);",
            "        for (ptrdiff_t i = 0; i < n - 1; i++) s += fl_exp(x[i] - m);",
-           t("test_cross_entropy.py", "test_matches_torch and rows and float64 and plain"),
+           t("test_cross_entropy.py", "large_vocabulary and float64"),
            "fl_reduce.h: float64 row sum-exp misses the last class"),
     # ---------------------------------------------------------------- binary.pyx
     Mutant("bce_grad_sign", K + "binary.pyx", "binary",
@@ -306,6 +307,8 @@ def main():
         return 0
     assert len({m.id for m in MUTANTS}) == len(MUTANTS), "duplicate mutant ids"
 
+    # SIGTERM: unwind (subprocess.run kills its child; the scratch tree is removed)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     t0 = time.time()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
