@@ -21,6 +21,8 @@ Design of the build (read this before touching flags):
 * Nothing is written into the source tree (unless you ask for ``build_ext --inplace``): the ISA stubs,
   the Cython-generated C files and the ``_built_levels.py`` record go to the build directory.
 * ``FASTLOSS_ISA_LEVELS=avx2`` (comma list) restricts the levels built -- a developer shortcut.
+* ``FASTLOSS_FAMILIES=regression`` (comma list) builds only those kernel families (and not ``_runtime``):
+  for rebuilding one module in a tree that is already built (``scripts/mutants.py``).
 * Parallelism: ``FASTLOSS_CYTHON_JOBS`` Cython processes and ``build_ext -j N`` (default
   ``FASTLOSS_BUILD_JOBS``, else all cores) compiler processes.
 
@@ -152,8 +154,12 @@ def main():
 
     # One Extension per (family, level); its source is the family's .pyx (what an sdist must carry).
     # BuildExt swaps it for a generated stub so that each level is its own module.
-    extensions = [Extension("fastloss._kernels._runtime", [f"{KERNELS}/_runtime.pyx"])]
-    for family in families():
+    only = [f for f in os.environ.get("FASTLOSS_FAMILIES", "").split(",") if f]
+    unknown = sorted(set(only) - set(families()))
+    if unknown:
+        raise SystemExit(f"FASTLOSS_FAMILIES: unknown kernel families {unknown} (known: {families()})")
+    extensions = [] if only else [Extension("fastloss._kernels._runtime", [f"{KERNELS}/_runtime.pyx"])]
+    for family in (only or families()):
         for level in levels:
             extensions.append(Extension(f"fastloss._kernels._{family}_{level}", [f"{KERNELS}/{family}.pyx"]))
 

@@ -37,40 +37,74 @@ DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["float32", "float64"]
 REDUCTIONS = ["none", "mean", "sum"]
 
-# SPEC §4
+# ---- SPEC §4 tolerances: the ONE place the suite's numeric tolerances live -----------------------------
+# Every test that compares a number with a reference goes through ``assert_close_spec`` (or, for a bare
+# (rtol, atol) pair, ``tolerances``).  SPEC §4: float64 results 1e-12 relative; float32 per-element
+# results 1e-5 relative + 1e-6 absolute of a float64 reference; float32 reductions 1e-6 relative.
+# Gradients are per-element results.  The absolute floors of float64 and of float32 reductions are not in
+# SPEC's text: they only let a result that is exactly 0 in exact arithmetic come out as a rounding-level
+# residue (p - 1 at p ~ 1, a gradient that cancels, a denormal); they are far below any compared value.
 RTOL64 = 1e-12
-ATOL64 = 1e-14          # elements that cancel to ~0 (gradients p - 1 near 0, losses near 0)
+ATOL64 = 1e-15
 RTOL32_ELEM = 1e-5
 ATOL32_ELEM = 1e-6
 RTOL32_REDUCED = 1e-6
+ATOL32_REDUCED = 1e-30
 
 
 def tolerances(dtype, reduced=False):
-    """(rtol, atol) of SPEC §4 for results of ``dtype``; ``reduced`` for a mean/sum scalar."""
+    """(rtol, atol) of SPEC §4 for results of ``dtype``; ``reduced`` for a mean/sum scalar (float32)."""
     if np.dtype(dtype) == np.float64:
         return RTOL64, ATOL64
     if reduced:
-        return RTOL32_REDUCED, 1e-7
+        return RTOL32_REDUCED, ATOL32_REDUCED
     return RTOL32_ELEM, ATOL32_ELEM
 
 
-def assert_close_spec(got, ref64, dtype, reduced=None, what=""):
-    """Assert a fastloss result matches a float64 reference within SPEC §4.
+def assert_close_spec(got, ref64, dtype=None, reduced=None, what="", *, cancel=None, result_type=True):
+    """Assert a result matches an independent float64 reference within SPEC §4.
 
-    Checks the result's dtype (the prediction's dtype), its shape, then values with nan == nan and
-    infinities equal in sign.  ``reduced`` defaults to "the reference is a scalar"."""
-    dtype = np.dtype(dtype)
+    ``dtype``: the precision the result was computed in (default: ``got``'s dtype).  ``reduced``: the
+    float32 reduction rule (1e-6 relative) instead of the per-element one; defaults to "the reference is
+    a scalar" -- pass ``reduced=False`` for gradients and 0-d per-element results.
+    ``result_type``: check that ``got`` is a NumPy array/scalar of ``dtype`` (off for numbers read back
+    from a file or a CLI).  Shapes must match; nan == nan; infinities equal in sign.
+
+    ``cancel`` -- the ONE documented loosening, for ill-conditioned inputs: the magnitude (scalar or per
+    element) of the terms whose difference the exact result is, where a relative error of the result
+    itself is out of reach of any floating-point evaluation (torch's included).  The absolute floor of
+    the per-element rule (a few ulps at magnitude 1) is then scaled to that magnitude:
+    ``|got - ref| <= rtol |ref| + atol_elem * max(1, cancel)``.  Every call passing it says why."""
     if torch is not None and isinstance(ref64, torch.Tensor):
         ref64 = ref64.detach().numpy()
+    if torch is not None and isinstance(got, torch.Tensor):
+        got = got.detach().numpy()
     ref = np.asarray(ref64, dtype=np.float64)
+    if dtype is None:
+        dtype = np.asarray(got).dtype
+    dtype = np.dtype(dtype)
     if reduced is None:
         reduced = ref.ndim == 0
-    assert isinstance(got, (np.ndarray, np.generic)), f"{what}: expected a NumPy result, got {type(got)}"
-    assert got.dtype == dtype, f"{what}: dtype {got.dtype}, expected {dtype}"
+    if result_type:
+        assert isinstance(got, (np.ndarray, np.generic)), f"{what}: expected a NumPy result, got {type(got)}"
+        assert got.dtype == dtype, f"{what}: dtype {got.dtype}, expected {dtype}"
     assert np.shape(got) == ref.shape, f"{what}: shape {np.shape(got)}, expected {ref.shape}"
     rtol, atol = tolerances(dtype, reduced)
-    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), ref, rtol=rtol, atol=atol, equal_nan=True,
-                               err_msg=what)
+    got64 = np.asarray(got, dtype=np.float64)
+    if cancel is not None:
+        atol_elem = ATOL64 if dtype == np.float64 else ATOL32_ELEM
+        atol = atol_elem * np.maximum(1.0, np.abs(np.asarray(cancel, dtype=np.float64)))
+        with np.errstate(invalid="ignore"):
+            bad = ~((got64 == ref) | (np.isnan(got64) & np.isnan(ref))
+                    | (np.abs(got64 - ref) <= atol + rtol * np.abs(ref)))
+        bad = np.broadcast_to(bad, ref.shape)
+        if bad.any():
+            idx = np.flatnonzero(bad)[:8]
+            raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} elements outside SPEC §4 "
+                                 f"(cancel-scaled) at flat {idx.tolist()}: got {got64.reshape(-1)[idx]}, "
+                                 f"want {ref.reshape(-1)[idx]}")
+        return
+    np.testing.assert_allclose(got64, ref, rtol=rtol, atol=atol, equal_nan=True, err_msg=what)
 
 
 def to_torch64(a, requires_grad=False):

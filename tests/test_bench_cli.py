@@ -15,6 +15,7 @@ import pytest
 import fastloss
 from fastloss import bench
 from fastloss.bench import workloads as W
+from fl_testing import RTOL64, assert_close_spec
 
 CE_IDS = ["W1", "W2", "W3", "W4", "W5", "W16/W1", "W17/W1", "W1/f64", "W2/f64"]
 TINY = ["--quick", "--size-scale", "0.01", "--floor-mib", "16"]
@@ -63,7 +64,7 @@ def test_cli_json_is_valid_and_complete(tmp_path):
             assert row["ratios"]["numpy/fastloss"] > 0
         if rec["dtype"] == "float64":
             assert row["ratios"]["sklearn/fastloss"] > 0
-            assert rec["check"]["rel_diff"]["sklearn"] <= 1e-12
+            assert rec["check"]["rel_diff"]["sklearn"] <= RTOL64
         if rec["variant"] == "loss":
             mem = rec["memory"]
             assert set(mem) >= {"fastloss", "torch", "numpy"}
@@ -176,7 +177,7 @@ def test_numpy_reference_matches_torch_reference_in_float64(wid):
     fns = W.callables(w, args, kwargs, 1, impls=("torch", "numpy"))
     got, want = fns["numpy"](), fns["torch"]().detach().numpy()
     assert np.shape(got) == want.shape
-    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+    assert_close_spec(got, want, np.float64, result_type=False)
 
 
 @pytest.mark.parametrize("wid", [w.id for w in W.WORKLOADS if w.variant == "grad"])
@@ -193,7 +194,7 @@ def test_sklearn_reference_matches_numpy(wid):
     pytest.importorskip("sklearn")
     w, (args, kwargs) = _tiny(W.BY_ID[wid])
     fns = W.callables(w, args, kwargs, 1, impls=("numpy", "sklearn"))
-    assert fns["sklearn"]() == pytest.approx(fns["numpy"](), rel=1e-13)
+    assert_close_spec(fns["sklearn"](), fns["numpy"](), np.float64, result_type=False)
 
 
 def test_box_references_on_hand_computed_pairs():
@@ -202,11 +203,11 @@ def test_box_references_on_hand_computed_pairs():
     eps = 1e-7
     # identical; touching (iou 0, hull 2 = union); apart (hull 3, union 2); overlap 1 of union 7, hull 9
     giou = 1 - np.array([1 / (1 + eps), 0, -(1 / (3 + eps)), 1 / (7 + eps) - 2 / (9 + eps)])
-    np.testing.assert_allclose(W.ref_generalized_box_iou_loss(b1, b2, eps=eps), giou, rtol=1e-12)
+    assert_close_spec(W.ref_generalized_box_iou_loss(b1, b2, eps=eps), giou, np.float64, result_type=False)
     # CIoU of same-shaped boxes: 1 - iou + centre distance^2 / hull diagonal^2 (aspect term 0)
     ciou = 1 - np.array([1 / (1 + eps), 0, 0, 1 / (7 + eps)]) \
         + np.array([0, 1, 4, 2]) / (np.array([0, 5, 10, 18]) + eps)
-    np.testing.assert_allclose(W.ref_complete_box_iou_loss(b1, b2, eps=eps), ciou, rtol=1e-12)
+    assert_close_spec(W.ref_complete_box_iou_loss(b1, b2, eps=eps), ciou, np.float64, result_type=False)
 
 
 def test_cross_entropy_reference_is_stable_and_honours_ignore_and_weights():
@@ -215,8 +216,9 @@ def test_cross_entropy_reference_is_stable_and_honours_ignore_and_weights():
     w = np.array([2.0, 0.5, 1.0])
     got = W.np_cross_entropy(x, y, weight=w, reduction="none")
     lse2 = 5 + np.log(1 + np.exp(-4) + np.exp(-3))
-    np.testing.assert_allclose(got, [0.5 * 1e4, 0.0, 2.0 * (lse2 - 5)], rtol=1e-14)
-    assert W.np_cross_entropy(x, y, weight=w) == pytest.approx((0.5 * 1e4 + 2 * (lse2 - 5)) / 2.5, rel=1e-14)
+    assert_close_spec(got, [0.5 * 1e4, 0.0, 2.0 * (lse2 - 5)], np.float64, result_type=False)
+    assert_close_spec(W.np_cross_entropy(x, y, weight=w), (0.5 * 1e4 + 2 * (lse2 - 5)) / 2.5, np.float64,
+                      result_type=False)
 
 
 # ------------------------------------------------------------- small-call fast paths (fastloss/_validate.py)

@@ -12,6 +12,7 @@ import torch
 import fastloss as fl
 from fastloss.registry import REGISTRY
 from fastloss.registry.boxes import (TV, tv_box_area, tv_box_iou, tv_generalized_box_iou, tv_to_xyxy)
+from fl_testing import assert_close_spec
 
 LOSSES = ["iou_loss", "generalized_box_iou_loss", "distance_box_iou_loss", "complete_box_iou_loss"]
 FORMATS = ["xyxy", "xywh", "cxcywh"]
@@ -52,11 +53,9 @@ def ref_loss(name, b1, b2, fmt, reduction="none", eps=1e-7, grad=False):
     return val.detach().numpy(), g.numpy()
 
 
-def assert_close64(got, ref, rtol=1e-12):
-    got, ref = np.asarray(got, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    assert got.shape == ref.shape
-    scale = np.nanmax(np.abs(ref[np.isfinite(ref)]), initial=0.0) if ref.size else 0.0
-    np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol * scale, equal_nan=True)
+def assert_close64(got, ref, reduced=None, what=""):
+    """A float64 result against the float64 reference: SPEC §4 (conftest.assert_close_spec)."""
+    assert_close_spec(got, ref, np.float64, reduced=reduced, what=what)
 
 
 # ------------------------------------------------------------------ losses: values
@@ -66,7 +65,7 @@ def test_loss_float64_matches_torchvision(name, fmt, reduction):
     b1, b2 = pair(rng, 2000, fmt)
     got = getattr(fl, name)(b1, b2, reduction=reduction, box_format=fmt)
     ref = ref_loss(name, b1, b2, fmt, reduction)
-    assert isinstance(got, np.ndarray) if reduction == "none" else isinstance(got, np.float64)
+    assert isinstance(got, np.ndarray if reduction == "none" else np.float64)
     assert_close64(got, ref)
 
 
@@ -79,11 +78,10 @@ def test_loss_float32_against_float64_reference(name, fmt):
     f = getattr(fl, name)
     got = f(b1, b2, box_format=fmt)
     assert got.dtype == np.float32
-    np.testing.assert_allclose(got, ref_loss(name, b1, b2, fmt), rtol=1e-5, atol=1e-6)
+    assert_close_spec(got, ref_loss(name, b1, b2, fmt), np.float32)
     for red in ("mean", "sum"):
         v = f(b1, b2, reduction=red, box_format=fmt)
-        assert v.dtype == np.float32
-        np.testing.assert_allclose(v, ref_loss(name, b1, b2, fmt, red), rtol=1e-6)
+        assert_close_spec(v, ref_loss(name, b1, b2, fmt, red), np.float32, what=red)
 
 
 @pytest.mark.parametrize("name", LOSSES)
@@ -109,7 +107,7 @@ def test_grad_matches_autograd(name, fmt, reduction):
     rval, rg = ref_loss(name, b1, b2, fmt, reduction, grad=True)
     assert g.shape == b1.shape and g.dtype == np.float64
     assert_close64(val, rval)
-    assert_close64(g, rg, rtol=1e-11)
+    assert_close64(g, rg, reduced=False)
 
 
 @pytest.mark.parametrize("name", LOSSES)
@@ -120,7 +118,7 @@ def test_grad_float32(name):
     _, g = getattr(fl, name)(b1, b2, reduction="sum", return_grad=True)
     _, rg = ref_loss(name, b1, b2, "xyxy", "sum", grad=True)
     assert g.dtype == np.float32
-    np.testing.assert_allclose(g, rg, rtol=1e-4, atol=1e-5 * np.abs(rg).max())
+    assert_close_spec(g, rg, np.float32, reduced=False)
 
 
 # ------------------------------------------------------------------ hostile inputs
@@ -162,8 +160,9 @@ def test_hostile_boxes_gradients(name):
         _, g = getattr(fl, name)(b1, b2, return_grad=True)
     _, rg = ref_loss(name, b1, b2, "xyxy", grad=True)
     # identical boxes: the gradient is a difference of O(1) terms that cancel to ~1e-9, so both sides
-    # carry ~1e-16 absolute rounding (FMA contraction in the kernel, none in torch)
-    np.testing.assert_allclose(g, rg, rtol=1e-10, atol=1e-15)
+    # carry ~1e-16 absolute rounding (FMA contraction in the kernel, none in torch): SPEC's float64
+    # absolute floor covers it
+    assert_close64(g, rg, reduced=False)
 
 
 @pytest.mark.parametrize("name", LOSSES)
@@ -173,9 +172,7 @@ def test_hostile_boxes_float32(name):
     with np.errstate(all="ignore"):
         got = getattr(fl, name)(b1, b2)
     ref = ref_loss(name, b1, b2, "xyxy")
-    ok = np.isfinite(ref)
-    np.testing.assert_allclose(got[ok], ref[ok], rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    assert_close_spec(got, ref, np.float32)
 
 
 @pytest.mark.parametrize("name", LOSSES)
@@ -203,7 +200,7 @@ def test_single_box_broadcasts(name):
     v, g = f(b1, one, reduction="mean", return_grad=True)
     rv, rg = ref_loss(name, b1, np.broadcast_to(one, b1.shape), "xyxy", "mean", grad=True)
     assert_close64(v, rv)
-    assert_close64(g, rg, rtol=1e-11)
+    assert_close64(g, rg, reduced=False)
     # boxes1 the single box: its gradient sums over the pairs, as autograd does through broadcasting
     v, g = f(one, b1, reduction="sum", return_grad=True)
     t1 = torch.tensor(one, requires_grad=True)
@@ -211,7 +208,7 @@ def test_single_box_broadcasts(name):
     (rg,) = torch.autograd.grad(ref, t1)
     assert_close64(v, ref.detach().numpy())
     assert g.shape == (4,)
-    assert_close64(g, rg.numpy(), rtol=1e-10)
+    assert_close64(g, rg.numpy(), reduced=False)
 
 
 def test_leading_dims_and_inputs():
@@ -223,6 +220,7 @@ def test_leading_dims_and_inputs():
     assert_close64(got, ref_loss("generalized_box_iou_loss", b1, b2, "xyxy"))
     # Fortran order, strided, read-only, torch tensors, integers: same values, inputs untouched
     ref = fl.complete_box_iou_loss(b1.reshape(-1, 4), b2.reshape(-1, 4))
+    assert_close64(ref, ref_loss("complete_box_iou_loss", b1.reshape(-1, 4), b2.reshape(-1, 4), "xyxy"))
     f1 = np.asfortranarray(b1.reshape(-1, 4))
     s2 = np.repeat(b2.reshape(-1, 4), 2, axis=0)[::2]
     ro = b2.reshape(-1, 4).copy()
@@ -234,7 +232,7 @@ def test_leading_dims_and_inputs():
     ib1, ib2 = np.array([[0, 0, 4, 4]]), np.array([[1, 1, 5, 6]], dtype=np.int16)
     gi = fl.generalized_box_iou_loss(ib1, ib2)
     assert gi.dtype == np.float32
-    np.testing.assert_allclose(gi, ref_loss("generalized_box_iou_loss", ib1, ib2, "xyxy"), rtol=1e-6)
+    assert_close_spec(gi, ref_loss("generalized_box_iou_loss", ib1, ib2, "xyxy"), np.float32)
 
 
 @pytest.mark.parametrize("name", LOSSES)
@@ -297,10 +295,8 @@ def test_pairwise_float64(fname, fmt):
     assert got.shape == (70, 300) and got.dtype == np.float64
     assert_close64(got, ref_f(torch.tensor(b1), torch.tensor(b2), fmt).numpy())
     got32 = getattr(fl, fname)(b1.astype(np.float32), b2.astype(np.float32), box_format=fmt)
-    assert got32.dtype == np.float32
-    np.testing.assert_allclose(got32, ref_f(torch.tensor(b1.astype(np.float32)).double(),
-                                            torch.tensor(b2.astype(np.float32)).double(), fmt).numpy(),
-                               rtol=1e-5, atol=1e-6)
+    assert_close_spec(got32, ref_f(torch.tensor(b1.astype(np.float32)).double(),
+                                   torch.tensor(b2.astype(np.float32)).double(), fmt), np.float32)
 
 
 @pytest.mark.parametrize("fname", ["box_iou", "generalized_box_iou"])
@@ -330,9 +326,10 @@ def test_pairwise_integer_boxes_and_fmt_alias():
     a = np.array([[0, 0, 4, 4], [1, 2, 3, 9]])
     b = np.array([[1, 1, 5, 6], [0, 0, 1, 1], [2, 2, 2, 2]])
     got = fl.box_iou(a, b)
-    assert got.dtype == np.float32
-    np.testing.assert_allclose(got, tv_box_iou(torch.tensor(a), torch.tensor(b)).numpy(), rtol=1e-6)
-    np.testing.assert_array_equal(fl.box_iou(a * 1.0, b * 1.0, "xywh"), fl.box_iou(a * 1.0, b * 1.0, box_format="xywh"))
+    assert_close_spec(got, tv_box_iou(torch.tensor(a).double(), torch.tensor(b).double()), np.float32)
+    # the third positional argument is box_format (torchvision's `fmt`)
+    assert_close_spec(fl.box_iou(a * 1.0, b * 1.0, "xywh"),
+                      tv_box_iou(torch.tensor(a * 1.0), torch.tensor(b * 1.0), "xywh"), np.float64)
     with pytest.raises(ValueError, match="fmt"):
         fl.box_iou(a, b, "xyxy2")
 
@@ -346,9 +343,7 @@ def test_box_area(fmt):
     assert got.shape == (3, 200)
     assert_close64(got, tv_box_area(torch.tensor(b), fmt).numpy())
     got32 = fl.box_area(b.astype(np.float32), fmt)
-    assert got32.dtype == np.float32
-    np.testing.assert_allclose(got32, tv_box_area(torch.tensor(b.astype(np.float32)).double(), fmt).numpy(),
-                               rtol=1e-5, atol=1e-6)
+    assert_close_spec(got32, tv_box_area(torch.tensor(b.astype(np.float32)).double(), fmt), np.float32)
     ib = np.array([[0, 0, 4, 5], [2, 2, 1, 1]], dtype=np.int64)
     ia = fl.box_area(ib, box_format=fmt)
     assert ia.dtype == np.int64

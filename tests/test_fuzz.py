@@ -22,8 +22,8 @@ The property (``check_case``): the call either
 Anything else (a crash, another exception type, a wrong number, a modified input) fails.
 
 How results must agree (``assert_agrees``), element by element:
-* reference finite: the result is finite and within SPEC §4 (float64: 1e-12 rel + 1e-14 abs; float32
-  elements 1e-5 rel + 1e-6 abs; float32 reductions 1e-6 rel), with two widenings that only matter for
+* reference finite: the result is finite and within SPEC §4 (``conftest.tolerances``: float64 1e-12 rel;
+  float32 elements 1e-5 rel + 1e-6 abs; float32 reductions 1e-6 rel), with two widenings that only matter for
   ill-conditioned cases: (a) reductions also allow the element tolerance times the size of the summed
   terms (sum: sum |l_i|, mean: max |l_i|), since a reduction that cancels cannot be more accurate
   than its terms; (b) "backward stability": a result is also right when it lies within twice the
@@ -55,6 +55,7 @@ from hypothesis.errors import InvalidArgument
 
 import fastloss as fl
 from fastloss.registry import REGISTRY
+from fl_testing import tolerances
 
 NAMES = sorted(REGISTRY)
 SPEC5 = (ValueError, IndexError, TypeError)
@@ -243,10 +244,8 @@ def assert_agrees(got, ref, dtype, reduced, what, scale=None, spread=None, huge_
     got = np.asarray(got)
     ref = np.asarray(ref, dtype=np.float64)
     assert got.shape == ref.shape, f"{what}: shape {got.shape}, reference {ref.shape}"
-    eps_elem = (1e-12, 1e-14) if dtype == np.float64 else (1e-5, 1e-6)
-    rtol, atol = eps_elem
-    if reduced and dtype == np.float32:
-        rtol, atol = 1e-6, 1e-7
+    eps_elem = tolerances(dtype)                  # SPEC §4 (conftest): the per-element rule
+    rtol, atol = tolerances(dtype, reduced)
     atol = np.full(ref.shape, atol)
     if scale is not None and np.isfinite(scale):
         atol = atol + eps_elem[0] * scale
@@ -455,7 +454,8 @@ def check_case(name, args, kwargs, info):
         # an ill-conditioned loss (the reference moves beyond SPEC §4 under 16-ulp input perturbations,
         # e.g. a softmax over logits equal up to rounding) has no meaningful gradient to compare
         with np.errstate(all="ignore"):
-            ill = bool(np.any(spread_v > 1e-5 * np.abs(ref_value) + 1e-6))
+            rtol_e, atol_e = tolerances(np.float32)   # beyond float32's per-element rule: ill-conditioned
+            ill = bool(np.any(spread_v > rtol_e * np.abs(ref_value) + atol_e))
         if grad_checked and not ill:
             for k, (g, rg) in enumerate(zip(gl, ref_grads)):
                 with np.errstate(all="ignore"):

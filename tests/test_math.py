@@ -183,9 +183,17 @@ def test_max_ulp_error(func, dtype, level):
 
 
 def test_report_table():
-    """Print the measured table (run after the sweep; shown with ``-s``)."""
+    """Print the measured table (run after the sweep; shown with ``-s``) and check it: every level,
+    function and dtype of the sweep was measured, each within its bound."""
     if not _MEASURED:
         pytest.skip("run together with test_max_ulp_error")
+    dtypes = ("float32", "float64")
+    swept = {(lvl, f, d) for lvl in LEVELS for f in FUNCS for d in dtypes}
+    if len(_MEASURED) < len(swept):
+        pytest.skip("only part of test_max_ulp_error ran (-k)")
+    assert set(_MEASURED) == swept
+    over = {k: v for k, v in _MEASURED.items() if not v <= BOUND[k[1]]}
+    assert not over, f"beyond the bound: {over}"
     lines = [f"\nmax ulp error of src_c/fl_math.h (chosen level: {ISA_LEVEL})",
              f"{'level':9s} {'function':12s} {'float32':>8s} {'float64':>8s}"]
     for level in LEVELS:
@@ -206,8 +214,12 @@ def test_levels_agree():
             x = in_domain(func, inputs(dtype)[::7].copy())
             results = [getattr(_module(lvl), func)(x) for lvl in LEVELS]
             ref = reference(func, x)
+            for lvl, r in zip(LEVELS, results):
+                # each level is within the bound of the reference ...
+                with np.errstate(invalid="ignore"):
+                    assert np.nanmax(ulp_errors(r, ref)) <= BOUND[func], (func, lvl)
             for r in results[1:]:
-                # both are within the bound of the reference; they may differ by FMA rounding only
+                # ... and the levels differ by FMA rounding only
                 with np.errstate(invalid="ignore"):
                     diff = ulp_errors(r, results[0].astype(ref.dtype))
                 assert np.nanmax(diff) <= 2.0, func

@@ -153,7 +153,7 @@ def test_torch_reference_agrees_with_numpy_reference(name):
         kw = call_kwargs(name, mode, True, smooth=0.5, ignore_index=None)
         want = np_overlap(name, x, t, reduction="none", **kw)
         got = torch_ref(name, torch.tensor(x), t, reduction="none", **kw).numpy()
-        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+        assert_close_spec(got, want, np.float64, result_type=False, what=mode)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -173,9 +173,7 @@ def test_grad_matches_torch_autograd(name, mode, from_logits, dtype):
         (gt,) = torch.autograd.grad(ref.sum(), xt)
         assert_close_spec(val, ref.detach(), dtype, what=f"value {reduction}")
         assert g.dtype == dtype and g.shape == x.shape
-        gt = gt.numpy()
-        rtol = 1e-11 if dtype == np.float64 else 1e-5
-        np.testing.assert_allclose(g, gt, rtol=rtol, atol=rtol * np.abs(gt).max(), err_msg=reduction)
+        assert_close_spec(g, gt, dtype, reduced=False, what=f"grad {reduction}")
 
 
 @pytest.mark.parametrize("C,spatial", [(2, (37,)), (21, (13, 11)), (300, (3, 41)), (5, ())])
@@ -192,17 +190,20 @@ def test_class_counts_and_odd_sizes(C, spatial):
         assert_close_spec(val, np_overlap(name, x, t, reduction="none", **kw), np.float64, what=name)
         xt = torch.tensor(x, requires_grad=True)
         (gt,) = torch.autograd.grad(torch_ref(name, xt, t, reduction="sum", **kw), xt)
-        np.testing.assert_allclose(g, gt.numpy(), rtol=1e-11, atol=1e-11 * np.abs(gt.numpy()).max())
+        assert_close_spec(g, gt, np.float64, reduced=False, what=f"{name} grad")
 
 
 def test_integer_and_one_hot_targets_agree():
     x, y = make("multiclass", seed=2)
     onehot = (y[:, None] == np.arange(4).reshape(1, 4, 1, 1)).astype(np.float64)
     for name in LOSSES[:4]:
-        a, ga = getattr(fl, name)(x, y, reduction="none", return_grad=True)
-        b, gb = getattr(fl, name)(x, onehot, reduction="none", return_grad=True)
-        np.testing.assert_allclose(a, b, rtol=1e-13)
-        np.testing.assert_allclose(ga, gb, rtol=1e-12, atol=1e-16)
+        xt = torch.tensor(x, requires_grad=True)
+        ref = torch_ref(name, xt, y, reduction="none")
+        (gref,) = torch.autograd.grad(ref.sum(), xt)
+        for target in (y, onehot):               # two kernels (label map, one-hot mask): each vs the reference
+            val, g = getattr(fl, name)(x, target, reduction="none", return_grad=True)
+            assert_close_spec(val, np_overlap(name, x, y, reduction="none"), np.float64, what=name)
+            assert_close_spec(g, gref, np.float64, reduced=False, what=f"{name} grad")
 
 
 @pytest.mark.parametrize("label_dtype", [np.int32, np.int64, np.uint8, np.int16])
@@ -241,21 +242,25 @@ def test_ignore_index_masks(name, mode):
 
 
 def test_binary_target_without_channel_axis():
+    """mode="binary" takes an (N, *spatial) target as the (N, 1, *spatial) mask (smp's convention)."""
     x, t = make("binary", seed=6)
     for name in ("dice_loss", "dice_bce_loss"):
-        a = getattr(fl, name)(x, t[:, 0], mode="binary")
-        b = getattr(fl, name)(x, t, mode="binary")
-        assert a == b
+        want = np_overlap(name, x, t, mode="binary", reduction="none")
+        for target in (t[:, 0], t):
+            got = getattr(fl, name)(x, target, mode="binary", reduction="none")
+            assert_close_spec(got, want, np.float64, what=f"{name} target {target.shape}")
 
 
 def test_tversky_special_cases():
-    """alpha = beta = 0.5 is Dice; alpha = beta = 1 is Jaccard; focal with gamma = 1 is Tversky."""
+    """alpha = beta = 0.5 is Dice; alpha = beta = 1 is Jaccard; focal with gamma = 1 is Tversky: each
+    against the reference of the special case (a different formula in np_overlap)."""
     x, y = make("multiclass", seed=7)
-    np.testing.assert_allclose(fl.tversky_loss(x, y, reduction="none"), fl.dice_loss(x, y, reduction="none"),
-                               rtol=1e-13)
-    np.testing.assert_allclose(fl.tversky_loss(x, y, alpha=1.0, beta=1.0, reduction="none"),
-                               fl.jaccard_loss(x, y, reduction="none"), rtol=1e-13)
-    assert fl.focal_tversky_loss(x, y, alpha=0.2, beta=0.8) == fl.tversky_loss(x, y, alpha=0.2, beta=0.8)
+    assert_close_spec(fl.tversky_loss(x, y, reduction="none"), np_overlap("dice_loss", x, y, reduction="none"),
+                      np.float64)
+    assert_close_spec(fl.tversky_loss(x, y, alpha=1.0, beta=1.0, reduction="none"),
+                      np_overlap("jaccard_loss", x, y, reduction="none"), np.float64)
+    assert_close_spec(fl.focal_tversky_loss(x, y, alpha=0.2, beta=0.8, gamma=1.0),
+                      np_overlap("tversky_loss", x, y, alpha=0.2, beta=0.8), np.float64)
 
 
 def test_dice_bce_equals_weighted_sum_of_parts():
@@ -265,7 +270,7 @@ def test_dice_bce_equals_weighted_sum_of_parts():
         got = fl.dice_bce_loss(x, t, mode="multilabel", dice_weight=w)
         bce = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(x), torch.tensor(t)).item()
         dice = np_overlap("dice_loss", x, t, mode="multilabel")
-        np.testing.assert_allclose(got, w * dice + (1 - w) * bce, rtol=1e-13)
+        assert_close_spec(got, w * dice + (1 - w) * bce, np.float64, what=f"dice_weight={w}")
 
 
 # ---------------------------------------------------------------- hostile and degenerate inputs
@@ -283,7 +288,7 @@ def test_huge_logits(name, mode, from_logits, dtype):
     assert_close_spec(val, np_overlap(name, x, t, reduction="none", **kw), dtype)
     xt = torch.tensor(x.astype(np.float64), requires_grad=True)
     (gt,) = torch.autograd.grad(torch_ref(name, xt, t, reduction="sum", **kw), xt)
-    np.testing.assert_allclose(g, gt.numpy(), rtol=1e-5, atol=1e-6)
+    assert_close_spec(g, gt, dtype, reduced=False)
 
 
 def test_masked_classes_neg_inf_logits():
@@ -310,7 +315,7 @@ def test_empty_masks_follow_smooth_eps_rule(name):
         np.testing.assert_array_equal(val, np.full((2, 3), want))
         xt = torch.tensor(x, requires_grad=True)
         (gt,) = torch.autograd.grad(torch_ref(name, xt, t, reduction="sum", **kw), xt)
-        np.testing.assert_allclose(g, gt.numpy(), rtol=1e-12)
+        assert_close_spec(g, gt, np.float64, reduced=False, what=f"smooth={smooth}")
     # tiny probabilities: the eps clamp of the denominator is active (torch's clamp_min gradient: 0)
     x = np.full((2, 3, 4, 4), 1e-10)
     t = np.zeros_like(x)
@@ -320,8 +325,8 @@ def test_empty_masks_follow_smooth_eps_rule(name):
     xt = torch.tensor(x, requires_grad=True)
     ref = torch_ref(name, xt, t, reduction="sum", **kw)
     (gt,) = torch.autograd.grad(ref, xt)
-    np.testing.assert_allclose(val, ref.item(), rtol=1e-12)
-    np.testing.assert_allclose(g, gt.numpy(), rtol=1e-12, atol=1e-300)
+    assert_close_spec(val, ref, np.float64)
+    assert_close_spec(g, gt, np.float64, reduced=False)
     # empty target, non-empty soft prediction from logits: Dice 0 -> loss 1 (pairs are not dropped)
     assert fl.dice_loss(np.zeros((1, 1, 3, 3)), np.zeros((1, 1, 3, 3)), mode="binary") == 1.0
 
@@ -335,8 +340,8 @@ def test_empty_batch_and_empty_spatial(name):
         f = getattr(fl, name)
         none = f(x, t, mode=mode, reduction="none")
         assert none.shape == shape[:2] and none.dtype == np.float32
-        assert f(x, t, mode=mode, reduction="sum") == np.float32(np.sum(np_overlap(name, x, t, mode=mode,
-                                                                                    reduction="none")))
+        assert_close_spec(f(x, t, mode=mode, reduction="sum"), np_overlap(name, x, t, mode=mode, reduction="sum"),
+                          np.float32)
         mean, g = f(x, t, mode=mode, return_grad=True)
         assert g.shape == shape
         if shape[0] == 0:
@@ -396,8 +401,7 @@ def test_half_precision_and_mixed_dtypes():
     x, t = make("multilabel", seed=14)
     want = np_overlap("dice_loss", x.astype(np.float16), t, mode="multilabel")
     got = fl.dice_loss(torch.tensor(x).half(), t, mode="multilabel")
-    assert got.dtype == np.float32
-    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert_close_spec(got, want, np.float32)             # float16 computes in float32
     got = fl.dice_loss(x.astype(np.float32), t.astype(np.float64), mode="multilabel")   # target follows input
     assert got.dtype == np.float32
 
@@ -418,7 +422,7 @@ def test_registry_entries():
         assert spec.family == "segmentation"
         args, kw = spec.sample(np.random.default_rng(0), 400, np.float64)
         got = getattr(fl, name)(*args, **kw)
-        np.testing.assert_allclose(got, spec.torch_ref(*args, **kw).numpy(), rtol=1e-12)
+        assert_close_spec(got, spec.torch_ref(*args, **kw), np.float64, what=name)
 
 
 # ---------------------------------------------------------------- errors (SPEC §5)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from fl_testing import DTYPE_IDS, DTYPES, to_torch64, to_torch_long, tolerances
+from fl_testing import DTYPE_IDS, DTYPES, assert_close_spec, to_torch64, to_torch_long
 
 import fastloss as fl
+from fastloss.registry import REGISTRY
 from fastloss.registry.boxes import sample_boxes, tv_giou_loss
 
 C = 7
@@ -105,8 +106,9 @@ def _state(name, args, kw, i=None, j=None, **extra):
     return fl.partial(name, *map(sl, args), **{**kw, **extra})
 
 
-def _rel(a, b):
-    return abs(a - b) / max(abs(b), 1e-300)
+def _close(got, ref, dtype=np.float64, what=""):
+    """A state's float64 total / mean (a reduction of ``dtype`` inputs) against its reference: SPEC §4."""
+    assert_close_spec(float(got), float(ref), dtype, reduced=True, result_type=False, what=what)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -115,20 +117,29 @@ def test_partial_finalize_matches_reference(case, dtype, rng):
     name, args, kw, ref = _case(case, rng, 300, dtype)
     st = _state(name, args, kw)
     assert st.loss == name and st.compensation == 0.0
-    rtol = 1e-12 if dtype == np.float64 else 1e-6
     ref_mean = _ref_mean(ref, args, kw)
-    assert _rel(st.finalize(), ref_mean) < rtol
+    _close(st.finalize(), ref_mean, dtype, "mean")
     ref_sum = float(ref(*map(_t, args), reduction="sum"))
-    assert _rel(st.finalize("sum"), ref_sum) < rtol
-    assert _rel(st.finalize("mean"), st.finalize("sum") / st.weight_sum) < 1e-15
+    _close(st.finalize("sum"), ref_sum, dtype, "sum")
     per_item = ref(*map(_t, args), reduction="none")
     assert st.count == per_item.numel()
-    # the loss's own mean (float64: same bits up to the final division)
+    # the denominator, from the reference's definition of the mean: the items (batchmean: the rows), or
+    # the class weights of the non-ignored targets (weights rounded to the inputs' dtype, as the kernel)
+    if "loss_weight" in kw:
+        y = args[1]
+        want_wsum = kw["loss_weight"].astype(dtype).astype(np.float64)[y[y != -100]].sum()
+    elif kw.get("reduction") == "batchmean":
+        want_wsum = len(args[0])
+    else:
+        want_wsum = per_item.numel()
+    _close(st.weight_sum, want_wsum, np.float64, "weight_sum")
+    # the loss's own mean: the same kernel total and denominator (float64: same bits up to the division)
     own = getattr(fl, name)(*args, **{k: v for k, v in kw.items() if k != "loss_weight"},
                             **({"weight": kw["loss_weight"]} if "loss_weight" in kw else {}))
     if "reduction" not in kw and name in ("generalized_box_iou_loss",):
         own = getattr(fl, name)(*args, reduction="mean")
-    assert _rel(st.finalize(), float(own)) < (1e-15 if dtype == np.float64 else 1e-6)
+    _close(own, ref_mean, dtype, "the loss's own mean")
+    _close(st.finalize(), float(own), dtype, "state vs the loss's own mean (rounded to dtype)")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -142,10 +153,11 @@ def test_random_chunkings_equal_one_shot(case, dtype, rng):
         order = rng.permutation(len(parts))
         for merged in (fl.LossState.merge_all(parts), sum(parts[k] for k in order),
                        fl.LossState.merge_all(parts[k] for k in order)):
+            # float64 totals in another order: equal to float64 rounding (SPEC §4's float64 rule)
             assert merged.count == one.count
-            assert _rel(merged.weight_sum, one.weight_sum) < 1e-14
-            assert _rel(merged.finalize(), one.finalize()) < 1e-12
-            assert _rel(merged.finalize("sum"), one.finalize("sum")) < 1e-12
+            _close(merged.weight_sum, one.weight_sum)
+            _close(merged.finalize(), one.finalize())
+            _close(merged.finalize("sum"), one.finalize("sum"))
         # the same merge order gives the same bits
         assert fl.LossState.merge_all(parts) == fl.LossState.merge_all(list(parts))
 
@@ -160,11 +172,11 @@ def test_per_item_weight(case, dtype, rng):
     st = _state(name, args, kw, weight=w)
     per_item = ref(*map(_t, args), reduction="none").numpy()
     expected = (w * per_item).sum() / w.sum()
-    rtol = 1e-12 if dtype == np.float64 else 1e-6
-    assert _rel(st.finalize(), expected) < rtol
-    assert _rel(st.weight_sum, w.sum()) < 1e-14 and st.count == n
+    _close(st.finalize(), expected, dtype)
+    _close(st.weight_sum, w.sum())
+    assert st.count == n
     parts = [fl.partial(name, *(a[i:j] for a in args), weight=w[i:j], **kw) for i, j in _chunks(rng, n, 5)]
-    assert _rel(fl.LossState.merge_all(parts).finalize(), st.finalize()) < 1e-12
+    _close(fl.LossState.merge_all(parts).finalize(), expected, dtype)
 
 
 def test_row_weight_covers_row_items(rng):
@@ -172,10 +184,12 @@ def test_row_weight_covers_row_items(rng):
     w = rng.uniform(0.5, 2.0, 50)
     st = fl.partial("binary_cross_entropy_with_logits", x, y, weight=w)
     per = F.binary_cross_entropy_with_logits(_t(x), _t(y), reduction="none").numpy()
-    assert _rel(st.finalize(), (w[:, None] * per).sum() / (3 * w.sum())) < 1e-12
-    assert st.count == 150 and _rel(st.weight_sum, 3 * w.sum()) < 1e-14
+    want = (w[:, None] * per).sum() / (3 * w.sum())
+    _close(st.finalize(), want)
+    assert st.count == 150
+    _close(st.weight_sum, 3 * w.sum())
     full = fl.partial("binary_cross_entropy_with_logits", x, y, weight=np.repeat(w[:, None], 3, 1))
-    assert _rel(full.finalize(), st.finalize()) < 1e-14
+    _close(full.finalize(), want)
 
 
 def test_batchmean_weights(rng):
@@ -183,7 +197,7 @@ def test_batchmean_weights(rng):
     w = rng.uniform(0.5, 2.0, 60)
     st = fl.partial("kl_div", x, t, weight=w, **kw)
     per = F.kl_div(_t(x), _t(t), reduction="none").numpy().sum(1)
-    assert _rel(st.finalize(), (w * per).sum() / w.sum()) < 1e-12
+    _close(st.finalize(), (w * per).sum() / w.sum())
     d = fl.partial("distillation_loss", x, t)          # default reduction: batchmean
     assert d.weight_sum == 60 and d.count == 60
 
@@ -277,9 +291,9 @@ def test_torch_inputs_unmodified(rng):
     xt, yt = torch.from_numpy(x.copy()), torch.from_numpy(y.copy())
     st = fl.partial("cross_entropy", xt, yt, **kw)
     ref = F.cross_entropy(_t(x), _t(y), weight=_t(kw["loss_weight"]))
-    assert _rel(st.finalize(), float(ref)) < 1e-6
+    _close(st.finalize(), float(ref), np.float32)
     valid = y != -100
-    assert _rel(st.weight_sum, kw["loss_weight"].astype(np.float32)[y[valid]].astype(np.float64).sum()) < 1e-12
+    _close(st.weight_sum, kw["loss_weight"].astype(np.float32)[y[valid]].astype(np.float64).sum())
     assert np.array_equal(xt.numpy(), x) and np.array_equal(yt.numpy(), y)
 
 
@@ -287,7 +301,8 @@ def test_in_batch_loss_state_is_the_chunk_loss(rng):
     e = rng.standard_normal((40, 6))
     lab = rng.integers(0, 4, 40)
     st = fl.partial("batch_hard_triplet_loss", e, lab)
-    assert _rel(st.finalize(), float(fl.batch_hard_triplet_loss(e, lab))) < 1e-15
+    spec = REGISTRY["batch_hard_triplet_loss"]
+    _close(st.finalize(), spec.torch_ref(to_torch64(e), to_torch_long(lab), reduction="mean"))
     assert st.count == 40
     assert fl.partial("nt_xent_loss", e[:20], e[20:]).count == 40
 
@@ -303,16 +318,15 @@ def test_reduced_paths_kept_their_values(rng):
 
 def _registered_losses():
     import inspect
-    from fastloss.registry import REGISTRY
     return sorted(n for n in REGISTRY if "reduction" in inspect.signature(getattr(fl, n)).parameters)
 
 
 @pytest.mark.parametrize("name", _registered_losses())
 def test_every_registered_loss_has_a_state(name, rng):
-    """The state's mean is the loss's own mean (the kernel's float64 total and denominator) and its
-    count the size of the per-item output, for every registered loss."""
-    from fastloss.registry import REGISTRY
-    args, kw = REGISTRY[name].sample(rng, 240, np.float64)
+    """The state's mean is the reference's mean (the loss's own: the kernel's float64 total and
+    denominator) and its count the size of the per-item output, for every registered loss."""
+    spec = REGISTRY[name]
+    args, kw = spec.sample(rng, 240, np.float64)
     kw = dict(kw)
     kw.pop("reduction", None)
     if "weight" in kw:
@@ -320,9 +334,10 @@ def test_every_registered_loss_has_a_state(name, rng):
     st = fl.partial(name, *args, **kw)
     own_kw = {("weight" if k == "loss_weight" else k): v for k, v in kw.items()}
     red = "batchmean" if name == "distillation_loss" else "mean"      # its default reduction
-    own = getattr(fl, name)(*args, reduction=red, **own_kw)
-    assert st.finalize() == pytest.approx(float(own), rel=1e-15, nan_ok=True)
-    per_item = getattr(fl, name)(*args, reduction="none", **own_kw)
+    targs = [to_torch64(a) if np.asarray(a).dtype.kind == "f" else to_torch_long(a) for a in args]
+    tkw = {k: (to_torch64(v) if isinstance(v, np.ndarray) else v) for k, v in own_kw.items()}
+    _close(st.finalize(), spec.torch_ref(*targs, reduction=red, **tkw), what="mean")
+    per_item = spec.torch_ref(*targs, reduction="none", **tkw).detach().numpy()
     assert st.count == np.size(per_item)
     unit = fl.partial(name, *args, weight=np.ones(np.shape(per_item)), **kw)
-    assert unit.finalize("sum") == pytest.approx(st.finalize("sum"), rel=1e-12, abs=1e-300)
+    _close(unit.finalize("sum"), spec.torch_ref(*targs, reduction="sum", **tkw), what="unit-weight sum")
