@@ -60,21 +60,11 @@ def _shape(a):
     return tuple(a.shape) if isinstance(a, torch.Tensor) else None
 
 
-MULTI_MARGIN_1D = ("issue 13 shapes: multi_margin_loss with a (C,) input and a (1,) target (torch accepts "
-                   "it; fastloss: ValueError 'target shape (1,) does not match input: expected ()')")
-# (predicate over (loss, input, args, kwargs), reason): samples fastloss is known to get wrong
-KNOWN = [
-    (lambda loss, inp, args, kw: loss == "gaussian_nll_loss" and _shape(args[0]) != _shape(inp),
-     ("issue 13 shapes: gaussian_nll_loss refuses a target that broadcasts against input (torch computes "
-     "input - target with broadcasting; fastloss: ValueError 'target shape ... must match input shape')")),
-    (lambda loss, inp, args, kw: loss == "multi_margin_loss" and _shape(inp) == (),
-     ("issue 13 shapes: multi_margin_loss with a 0-d input (torch: the loss of one class, 0; fastloss: "
-     "ValueError 'input must have at least 1 dimension')")),
-    (lambda loss, inp, args, kw: loss == "multi_margin_loss" and len(_shape(inp) or ()) == 1
-     and _shape(args[0]) == (1,), MULTI_MARGIN_1D),
-]
+# (predicate over (loss, input, args, kwargs), reason): samples fastloss is known to get wrong.  Empty: the
+# issue 13 shape gaps (gaussian_nll_loss target broadcasting, multi_margin_loss 0-d and (C,)/(1,)) are fixed.
+KNOWN = []
 # common_nn tests (their inputs are built inside the test): name -> reason
-KNOWN_COMMON_NN = {"MultiMarginLoss_1d_no_reduce": MULTI_MARGIN_1D}
+KNOWN_COMMON_NN = {}
 
 
 def _known(loss, inp, args, kwargs):
