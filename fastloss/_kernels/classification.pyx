@@ -610,25 +610,36 @@ def row_loss(str kind, x, t, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t
 cdef struct BinaryCtx:
     ElemStreams s            # x, y and the sample weight: scalar (1.0 when absent), last-axis vector or full array
     Operand pos_weight       # likewise (1.0 when absent); s.periodic includes it
+    bint has_pos_weight      # False: l = 1 exactly (torch has no l then: an infinite y must not give 0 * inf)
     void* grad
     double grad_scale
 
 
-cdef inline floating bce_logits_point(floating x, floating y, floating pw, floating* dx) noexcept nogil:
+cdef inline floating bce_logits_point(floating x, floating y, floating pw, bint has_pw,
+                                      floating* dx) noexcept nogil:
     # typed constants: a bare 1 is the C double 1.0 and would widen float32 maths to double
     cdef floating one = 1, zero = 0
     cdef floating e = f_exp(-f_abs(x))
     cdef floating inv = one / (one + e)          # one division serves sigmoid(-|x|) and log1p's correction
     cdef floating ei = e * inv                   # sigmoid(-|x|)
-    cdef floating l = one + (pw - one) * y
+    cdef floating l = one + (pw - one) * y if has_pw else one
     cdef floating mx = f_max(x, zero)
     cdef floating mn = f_min(x, zero)
+    cdef floating sp = f_log1p_unit_inv(e, inv)  # log1p(e)
+    cdef floating sig = inv if x >= zero else ei  # sigmoid(x)
+    cdef bint finite_y = y - y == zero
     # (1 - y) x + l max(-x, 0) would cancel in float32 for x < 0 (y ~ 0); with 1 - y - l = -pw y it is
     # (1 - y) max(x, 0) - pw y min(x, 0): two non-negative terms (y in [0, 1]).  mn - mn is 0 for finite x
     # and nan at x = -inf, where torch's literal form has inf - inf (at +inf both forms agree).
     #   dloss/dx = (1 - y) - l sigmoid(-x)  =  x >= 0: (1 - y) - l sigmoid(-|x|);  x < 0: l sigmoid(-|x|) - pw y
-    dx[0] = ((one - y) - l * ei) if x >= zero else (l * ei - pw * y)
-    return ((one - y) * mx - pw * y * mn + (mn - mn)) + l * f_log1p_unit_inv(e, inv)
+    # That rearrangement multiplies y by 0 where torch does not: for y = +-inf (or nan) torch's literal
+    # forms are used instead, loss (1 - y) x + l softplus(-x) and torch's backward formula
+    # sigmoid(x) - y, or (pw y + 1 - y) sigmoid(x) - pw y with pos_weight (+-inf or nan, as torch).
+    cdef floating d_lit = ((pw * y + one - y) * sig - pw * y) if has_pw else (sig - y)
+    cdef floating d_st = ((one - y) - l * ei) if x >= zero else (l * ei - pw * y)
+    dx[0] = d_st if finite_y else d_lit
+    return ((((one - y) * mx - pw * y * mn + (mn - mn)) + l * sp) if finite_y
+            else (one - y) * x + l * (f_max(-x, zero) + sp))
 
 
 cdef Py_ssize_t bce_logits_block(const BinaryCtx* c, Py_ssize_t start, Py_ssize_t stop,
@@ -641,6 +652,7 @@ cdef Py_ssize_t bce_logits_block(const BinaryCtx* c, Py_ssize_t start, Py_ssize_
     cdef floating* out
     cdef floating gs = <floating> c.grad_scale
     cdef floating d
+    cdef bint has_pw = c.has_pos_weight
     cdef Py_ssize_t i = start, e, k, L
     while i < stop:
         e = next_segment(&c.s, i, stop, &x, &y, &w)
@@ -650,11 +662,11 @@ cdef Py_ssize_t bce_logits_block(const BinaryCtx* c, Py_ssize_t start, Py_ssize_
         if c.grad != NULL:
             g = <floating*> c.grad + i
             for k in range(L):
-                out[k] = w[k] * bce_logits_point(x[k], y[k], pw[k], &d)
+                out[k] = w[k] * bce_logits_point(x[k], y[k], pw[k], has_pw, &d)
                 g[k] = w[k] * d * gs
         else:
             for k in range(L):
-                out[k] = w[k] * bce_logits_point(x[k], y[k], pw[k], &d)
+                out[k] = w[k] * bce_logits_point(x[k], y[k], pw[k], has_pw, &d)
         i = e
     return -1
 
@@ -662,14 +674,16 @@ cdef Py_ssize_t bce_logits_block(const BinaryCtx* c, Py_ssize_t start, Py_ssize_
 def bce_with_logits(x, y, weight, pos_weight, Py_ssize_t K, str reduction, out, grad, double grad_scale,
                     int num_threads):
     """Kernel entry: x, y C-contiguous (n,) views of the same dtype; weight / pos_weight a float or an
-    array of n or K (last axis) items.  Returns (loss_sum, 0, -1)."""
+    array of n or K (last axis) items, or None (no pos_weight: torch's l = 1).  Returns (loss_sum, 0, -1)."""
     cdef BinaryCtx c
     cdef BlockRun run
     cdef Py_ssize_t itemsize = x.dtype.itemsize
     cdef Py_ssize_t n = x.shape[0]
     cdef int status
     set_streams(&c.s, x, y, weight, n, K)
-    c.s.periodic = set_operand(&c.pos_weight, pos_weight, n, c.s.K, itemsize) or c.s.periodic
+    c.has_pos_weight = pos_weight is not None
+    c.s.periodic = set_operand(&c.pos_weight, 1.0 if pos_weight is None else pos_weight, n, c.s.K,
+                               itemsize) or c.s.periodic
     c.grad = ptr_or_null(grad)
     c.grad_scale = grad_scale
     cdef BlockFn fn = <BlockFn> bce_logits_block[float] if itemsize == 4 else <BlockFn> bce_logits_block[double]
