@@ -275,14 +275,17 @@ def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, n
     if lab.shape != (B,):
         raise ValueError(f"labels must have shape ({B},) (one per embedding), got {lab.shape}")
     dtype = e.dtype
-    if return_grad:     # see _GRAD_NOTE
+    # float64 for the gradient (see _GRAD_NOTE) and for batch_all, which uses every Gram distance: in
+    # float32 their cancellation (|a|^2 + |b|^2 - 2 a.b) costs ~ulp(|a|^2), beyond SPEC §4.  batch_hard
+    # keeps the float32 Gram for mining and recomputes the distances it uses (the kernel's Precision note).
+    if return_grad or batch_all:
         e = e.astype(np.float64, copy=False)
     sq = np.einsum("ij,ij->i", e, e, dtype=np.float64)
     row_loss = np.zeros(B)
     row_count = np.zeros(B)
 
     def mine(blk, r0):
-        _K.triplet_mining(blk, sq, lab, r0, margin, bool(squared), batch_all, return_grad, row_loss,
+        _K.triplet_mining(blk, e, sq, lab, r0, margin, bool(squared), batch_all, return_grad, row_loss,
                           row_count, 1)
 
     grads = _row_blocks(e, e, mine, return_grad, nt)
@@ -312,8 +315,11 @@ def batch_hard_triplet_loss(embeddings, labels, margin=1.0, squared=False, reduc
 
     An anchor without a positive or without a negative is **skipped**: its loss is 0 and ``mean``
     divides by the number of anchors that have both (nan if none, like any mean over nothing).
-    Distances come from row blocks of the Gram matrix (d^2 = |e_i|^2 + |e_j|^2 - 2 e_i.e_j, clamped at 0;
-    one BLAS matmul per block, memory O(block x B), never B^2 or B^3).  The gradient goes to the first
+    Hardest pairs are mined on row blocks of the Gram matrix (d^2 = |e_i|^2 + |e_j|^2 - 2 e_i.e_j, clamped
+    at 0; one BLAS matmul per block, memory O(block x B), never B^2 or B^3); the two distances each anchor
+    uses are then recomputed from the rows in double (every candidate within the Gram's rounding bound
+    of the hardest is, so the result is the exact hardest pair's).  A nan distance among an anchor's
+    candidates gives that anchor nan, as torch's max / min.  The gradient goes to the first
     hardest positive / negative on ties, is 0 for a zero distance, and passes the hinge at 0
     (torch's clamp_min).  ``reduction="none"`` gives the (B,) per-anchor losses.
     ``return_grad=True`` returns ``(loss, d loss / d embeddings)``.
@@ -328,9 +334,11 @@ def batch_all_triplet_loss(embeddings, labels, margin=1.0, squared=False, reduct
     Over all (a, p, n) with y_p = y_a, p != a, y_n != y_a:  l_apn = max(0, d_ap - d_an + margin).
     ``mean`` averages over the triplets with **positive loss** (l > 0), as the usual batch-all
     implementations do, and is 0 when there is none; ``sum`` is the sum over all triplets;
-    ``reduction="none"`` gives the (B,) per-anchor sums.  Distances as in
-    ``batch_hard_triplet_loss``; the triplets are enumerated per anchor row (time O(B^2 x positives),
-    memory O(block x B), never a (B, B, B) tensor).
+    ``reduction="none"`` gives the (B,) per-anchor sums.  Distances from row blocks of the Gram matrix,
+    computed in float64 for float32 input too (every distance is used; in float32 the Gram form's
+    cancellation is beyond SPEC §4); a nan triplet loss makes the anchor's sum nan (torch's clamp_min).
+    The triplets are enumerated per anchor row (time O(B^2 x positives), memory O(block x B), never a
+    (B, B, B) tensor).
     """
     return _triplet_mining(embeddings, labels, margin, squared, reduction, True, num_threads, out, return_grad)
 
@@ -370,15 +378,19 @@ def _row_blocks(rows, cols, kernel, return_grad, nt, sums=True):
     return (s_cols, st_rows, row_sums, col_sums) if return_grad else None
 
 
-def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad, labels=None, margin=None):
+def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad, labels=None, margin=None,
+                  arc=None):
     """Per-row losses of -log softmax(q_i . c_j * inv_tau)_{pos(i)} (the positive by pos_shift, or by
-    ``labels`` with an optional arc ``margin``: kernel softmax_rows), and with return_grad the
-    gradients of their sum w.r.t. queries and candidates.  A bad label raises IndexError."""
+    ``labels`` with an optional arc ``margin``: kernel softmax_rows, ``arc`` = (pos_cos, pos_sin, mode)),
+    and with return_grad the gradients of their sum w.r.t. queries and candidates.  A bad label raises
+    IndexError."""
     row_loss = np.zeros(queries.shape[0])
     bad = []
+    arc = arc or (None, None, "plain")
 
     def softmax(blk, r0):
-        first = _K.softmax_rows(blk, r0, inv_tau, mask_self, pos_shift, return_grad, row_loss, 1, labels, margin)
+        first = _K.softmax_rows(blk, r0, inv_tau, mask_self, pos_shift, return_grad, row_loss, 1, labels, margin,
+                                *arc)
         if first >= 0:
             bad.append(first)
 
@@ -472,26 +484,62 @@ def nt_xent_loss(z1, z2, temperature=0.5, reduction="mean", *, num_threads=None,
     return value, (gz[:N], gz[N:])
 
 
-def arcface_loss(embeddings, labels, class_weights, scale=64.0, margin=0.5, reduction="mean", *, num_threads=None,
-                 out=None, return_grad=False):
-    """ArcFace (additive angular margin) softmax loss, Deng et al. 2019 (no torch reference; the usual
-    PyTorch formulation without "easy margin").
+def _positive_angle(e, w, labels, C):
+    """cos and sin of the angle between each embedding and its class centre (float64, (N,) each), from
+    the input rows normalised in float64.  For unit rows u, v: 1 - cos = |u - v|^2 / 2 and
+    1 + cos = |u + v|^2 / 2, so sin = sqrt((1 - cos)(1 + cos)) keeps its relative precision near
+    theta = 0 and pi, where 1 - cos^2 of a rounded cosine does not (float32 similarities near theta = pi
+    moved a 67.27 loss by 0.03).  A zero row (normalised to 0) has cos 0, sin 1.  Labels outside
+    [0, C) get nan (the kernel reports them)."""
+    ok = (labels >= 0) & (labels < C)
+    idx = np.where(ok, labels, 0)
+    u = np.asarray(e, dtype=np.float64)
+    v = np.asarray(w, dtype=np.float64)[idx] if C else np.full(u.shape, np.nan)
+    nu = np.sqrt(np.einsum("ij,ij->i", u, u))[:, None]
+    nv = np.sqrt(np.einsum("ij,ij->i", v, v))[:, None]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        u = u / np.maximum(nu, _NORMALIZE_EPS)
+        v = v / np.maximum(nv, _NORMALIZE_EPS)
+        cos = np.einsum("ij,ij->i", u, v)
+        unit = (nu[:, 0] >= _NORMALIZE_EPS) & (nv[:, 0] >= _NORMALIZE_EPS)
+        dm, dp = u - v, u + v
+        s2 = np.where(unit, np.einsum("ij,ij->i", dm, dm) * np.einsum("ij,ij->i", dp, dp) * 0.25, 1.0 - cos * cos)
+        sin = np.sqrt(np.maximum(s2, 0.0))
+        sin = np.where(np.isnan(s2), s2, sin)
+    cos = np.where(ok, cos, np.nan)
+    return np.ascontiguousarray(cos), np.ascontiguousarray(sin)
+
+
+def arcface_loss(embeddings, labels, class_weights, scale=64.0, margin=0.5, reduction="mean", *, easy_margin=False,
+                 plain_margin=False, num_threads=None, out=None, return_grad=False):
+    """ArcFace (additive angular margin) softmax loss, Deng et al. 2019, as insightface's
+    ``ArcMarginProduct`` / ``arcface_torch`` (and pytorch-metric-learning) compute it.
 
     ``embeddings`` (N, D), integer ``labels`` (N,) in [0, C), ``class_weights`` (C, D) the class centres.
     Both are L2-normalised as ``F.normalize`` does (u = x / max(|x|, 1e-12), so a zero row stays 0)::
 
         cos_ij = u(e_i) . u(w_j),   theta = arccos(cos_iy) for the row's label y = labels[i]
-        z_ij = scale * cos_ij (j != y),   z_iy = scale * cos(theta + margin)
+        z_ij = scale * cos_ij (j != y),   z_iy = scale * phi(cos_iy)
         loss_i = logsumexp_j z_ij - z_iy
 
-    with cos(theta + m) = cos * cos(m) - sin * sin(m), sin = sqrt(max(1 - cos^2, 0)), the plain formula
-    for every theta: **no** "easy margin" and **no** insightface ``th``/``mm`` fallback, so where
-    theta + margin > pi the target logit is still cos(theta + margin), which there grows again with
-    theta (insightface would switch to cos(theta) - sin(m) * m).
-    Gradient convention: where 1 - cos^2 <= 0 (theta = 0 or pi, e.g. an embedding along its class
-    centre, or D = 1) d sin / d cos -- infinite there -- is taken as 0, so d z_iy / d cos = scale * cos(m);
-    autograd of the literal formula gives inf/nan there.  (theta has no derivative at 0 or pi -- a cone,
-    like a norm at 0 -- and there d cos / d e = 0, so this is the zero subgradient of the margin term.)
+    with the target logit, m = ``margin``::
+
+        phi = cos(theta + m) = cos * cos(m) - sin * sin(m)       where cos > th = cos(pi - m)
+        phi = cos - mm,  mm = sin(pi - m) * m                    elsewhere (theta + m >= pi)
+
+    the default: insightface's fallback keeps the target logit decreasing in theta (cos(theta + m) grows
+    again past theta = pi - m).  ``easy_margin=True`` (insightface's switch) uses cos(theta + m) where
+    cos > 0 and cos itself elsewhere.  ``plain_margin=True`` uses cos(theta + m) for every theta (no
+    fallback; fastloss's earlier default); it excludes ``easy_margin``.
+
+    Precision: the target's cos and sin(theta) are computed in float64 from the input rows, with
+    sin = sqrt((1 - cos)(1 + cos)) and 1 -+ cos = |u -+ v|^2 / 2, exact near theta = 0 and pi where
+    sqrt(1 - cos^2) of a rounded cosine is not (insightface's literal formula loses those digits).
+    Gradient convention: where sin = 0 (theta = 0 or pi, e.g. an embedding along its class centre, or
+    D = 1) d sin / d cos -- infinite there -- is taken as 0, so d z_iy / d cos = scale * cos(m) (1 in the
+    fallback branches); autograd of the literal formula gives inf/nan there.  (theta has no derivative
+    at 0 or pi -- a cone, like a norm at 0 -- and there d cos / d e = 0, so this is the zero subgradient
+    of the margin term.)
 
     ``scale`` > 0 and ``margin`` are finite reals.  The similarities come from row blocks of
     u(E) @ u(W).T (BLAS; memory O(block x C), never N x C), the margin, max-shifted log-sum-exp and
@@ -506,6 +554,12 @@ def arcface_loss(embeddings, labels, class_weights, scale=64.0, margin=0.5, redu
     for name, v in (("scale", s), ("margin", m)):
         if not np.isfinite(v):
             raise ValueError(f"{name} must be finite, got {v!r}")
+    for name, v in (("easy_margin", easy_margin), ("plain_margin", plain_margin)):
+        if not isinstance(v, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {v!r}")
+    if easy_margin and plain_margin:
+        raise ValueError("easy_margin=True and plain_margin=True exclude each other (pick one target logit)")
+    mode = "easy" if easy_margin else ("plain" if plain_margin else "fallback")
     nt = resolve_num_threads(num_threads)
     e = _embeddings(embeddings, "embeddings")
     w = V.float_array(class_weights, "class_weights", dtype=e.dtype)
@@ -518,7 +572,9 @@ def arcface_loss(embeddings, labels, class_weights, scale=64.0, margin=0.5, redu
     dtype = np.dtype(np.float64) if return_grad else e.dtype    # see _GRAD_NOTE
     ue, norm_e, den_e = _normalize(e, dtype)
     uw, norm_w, den_w = _normalize(w, dtype)
-    row_loss, gue, guw = _softmax_rows(ue, uw, s, False, 0, nt, return_grad, labels=lab, margin=m)
+    pos_cos, pos_sin = _positive_angle(e, w, lab, C)
+    row_loss, gue, guw = _softmax_rows(ue, uw, s, False, 0, nt, return_grad, labels=lab, margin=m,
+                                       arc=(pos_cos, pos_sin, mode))
     value, red_scale = _finish_rows(row_loss, reduction, e.dtype, out, nt)
     if not return_grad:
         return value
