@@ -23,7 +23,7 @@ Gradients at non-differentiable points follow torch's autograd: ``clamp_min`` pa
 where its input is >= the bound, ``minimum`` splits a tie in half, a norm's gradient is 0 where the
 norm is 0.
 """
-from libc.math cimport sqrt, pow, log, cos, sin, INFINITY, NAN
+from libc.math cimport sqrt, pow, log, log1p, exp, cos, sin, INFINITY, NAN
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
@@ -789,8 +789,8 @@ cdef Py_ssize_t softmax_rows_block(const SoftmaxRowsCtx* c, Py_ssize_t start, Py
     cdef Py_ssize_t M = c.M, r, i, j, p, first_bad = -1
     cdef int64_t label
     cdef floating* x
-    cdef floating it = <floating> c.inv_tau, m, s, xp
-    cdef double dphi = 1.0
+    cdef floating it = <floating> c.inv_tau, m, s, xp, inv
+    cdef double dphi = 1.0, ep
     for r in range(start, stop):
         i = c.row0 + r
         x = <floating*> c.block + r * M
@@ -817,14 +817,22 @@ cdef Py_ssize_t softmax_rows_block(const SoftmaxRowsCtx* c, Py_ssize_t start, Py
             x[p] = xp
         xp = x[p]
         m = row_max(x, M)
+        # The positive's term apart: s = sum_{j != p} exp(x_j - m), ep = exp(x_p - m), so
+        #   loss = log(s + ep) + m - x_p = log1p(s / ep)        (log ep = x_p - m)
+        # The second form keeps the digits of a small loss (a confident row: x_p = m, s << 1), which
+        # log(s + ep) with s + ep ~ 1 rounds away (1e-2 relative at a loss of 1e-5 in float32); the first
+        # is used where ep is small (s / ep could overflow).  The positive's softmax coefficient likewise:
+        # ep / (s + ep) - 1 = -s / (s + ep), without the cancellation.
+        x[p] = -INFINITY
         s = row_sumexp(x, M, m, x if c.want_grad else NULL)
-        c.row_loss[i] = log(<double> s) + m - xp
+        ep = exp(<double> xp - <double> m)
+        c.row_loss[i] = log1p(<double> s / ep) if <double> xp - <double> m > -1.0 else log(<double> s + ep) + m - xp
         loss[r - start] = <floating> c.row_loss[i]
         if c.want_grad:
-            s = 1 / s
+            inv = <floating> (1.0 / (<double> s + ep))
             for j in range(M):
-                x[j] = x[j] * s
-            x[p] -= 1
+                x[j] = x[j] * inv
+            x[p] = -s * inv
             if c.arc_margin:
                 x[p] = <floating> (x[p] * dphi)
     return first_bad
