@@ -160,17 +160,22 @@ cdef inline floating box_loss_point(const box_kind* kind, const grad_mode* mode,
     cdef floating w1 = x2 - x1, h1 = y2 - y1, w2 = u2 - u1, h2 = v2 - v1
     cdef floating un = w1 * h1 + w2 * h2 - inter
     cdef floating U = un + eps
-    cdef floating iou = inter / U
     # Near-identical boxes: 1 - iou ~ 1e-4 is the difference of two numbers ~1, so its float32 rounding
-    # was ~1e-3 relative (and 1 - iou is what every kind returns).  1 - iou = (U - I) / U exactly, with
-    # U - I = (A1 - I) + (A2 - I) + eps and, for overlapping boxes, each A - I without cancellation:
-    #   A1 - I = w1 h1 - iw ih = (w1 - iw) h1 + iw (h1 - ih),  w1 - iw = (x2 - xk2) + (xk1 - x1)
-    # (differences of close coordinates: exact, Sterbenz).  Used where iou > 1/2 (the overlap, U, I are
-    # then finite and positive); elsewhere 1 - iou loses nothing and keeps torchvision's inf / nan.
-    cdef floating e1 = ((x2 - xk2) + (xk1 - x1)) * h1 + iw * ((y2 - yk2) + (yk1 - y1))
-    cdef floating e2 = ((u2 - xk2) + (xk1 - u1)) * h2 + iw * ((v2 - yk2) + (yk1 - v1))
-    cdef bint close = iou > <floating> 0.5
-    cdef floating one_m_iou = (e1 + e2 + eps) / U if close else one - iou
+    # (and that of the areas) was ~1e-3 relative -- and 1 - iou is what every kind returns.  For
+    # overlapping boxes (the mask), with the widths / heights of each box beyond the intersection
+    #   a1 = w1 - iw = (x2 - xk2) + (xk1 - x1),  a2 = w2 - iw,  c1 = h1 - ih,  c2 = h2 - ih
+    # (sums of non-negative differences of close coordinates: exact, Sterbenz)
+    #   U - I = (A1 - I) + (A2 - I) + eps = a1 h1 + a2 h2 + iw (c1 + c2) + eps      (no cancellation)
+    #   1 - iou = (U - I) / U
+    # and GIoU's enclosure minus union, the two uncovered corners, C - un = a1 c2 + a2 c1.  Elsewhere
+    # (disjoint boxes: I = 0, or an infinite U, where torchvision's I / U and 1 - iou are exact or inf /
+    # nan) the plain forms.  iou itself (the gradient) stays I / U: relative precision for small ones.
+    cdef bint overlap = mask & (U - U == 0)
+    cdef floating a1 = (x2 - xk2) + (xk1 - x1), a2 = (u2 - xk2) + (xk1 - u1)
+    cdef floating c1 = (y2 - yk2) + (yk1 - y1), c2 = (v2 - yk2) + (yk1 - v1)
+    cdef floating ratio = ((a1 * h1 + a2 * h2 + iw * (c1 + c2)) + eps if overlap else inter) / U
+    cdef floating one_m_iou = ratio if overlap else one - ratio
+    cdef floating iou = inter / U
     cdef floating loss, q = 0, cw = 0, ch = 0, C = 0, Ce = 0, D = 0, dxc = 0, dyc = 0
     cdef floating rw = 0, t = 0, v = 0, alpha = 0
     cdef floating g_un, g_i, g_c = 0, g_rho = 0, g_d = 0, g_w, g_h, g_cw = 0, g_ch = 0, g_r, gi
@@ -182,11 +187,8 @@ cdef inline floating box_loss_point(const box_kind* kind, const grad_mode* mode,
         if box_kind is GIoU:
             C = cw * ch
             Ce = C + eps
-            # C - un likewise: C - A2 - (A1 - I), C - A2 = (cw - w2) ch + w2 (ch - h2) with
-            # cw - w2 = (max(x2, u2) - u2) + (u1 - min(x1, u1)) (exact differences again)
-            q = ((((f_max(x2, u2) - u2) + (u1 - f_min(x1, u1))) * ch
-                  + w2 * ((f_max(y2, v2) - v2) + (v1 - f_min(y1, v1))) - e1) if close else C - un) / Ce
-            loss = one_m_iou + q if close else one - (iou - q)
+            q = (a1 * c2 + a2 * c1 if overlap else C - un) / Ce
+            loss = one_m_iou + q
         else:
             D = cw * cw + ch * ch + eps
             dxc = (x2 + x1) / two - (u1 + u2) / two
