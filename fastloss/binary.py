@@ -86,9 +86,10 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none", *
 
     ``alpha < 0`` disables the alpha weighting (alpha_t = 1); ``gamma = 0`` gives plain BCE-with-logits
     (0 ** 0 = 1 as in torch.pow).  Computed stably from the logits: p and 1 - p both come from
-    exp(-|x|), and 1 - p_t is formed as p (1 - t) + (1 - p) t, so logits of +-1e4 neither overflow nor
-    cancel (torchvision's literal formula loses 1 - p_t to rounding for large |x|; values agree within
-    rounding elsewhere).  ``inputs`` and ``targets`` must have the same shape.  ``return_grad=True``
+    exp(-|x|), and 1 - p_t is formed as p (1 - t) + (1 - p) t (the gradient's p - t as
+    p (1 - t) - (1 - p) t), so logits of +-1e4 neither overflow nor cancel and confident rows (x = 40,
+    t = 1) keep the relative precision of their tiny loss and gradient (torchvision's literal formula
+    loses 1 - p_t to rounding for large |x|; values agree within rounding elsewhere).  ``inputs`` and ``targets`` must have the same shape.  ``return_grad=True``
     returns d(result)/d(inputs) as autograd through torchvision's formula, except that the
     (1 - p_t) ** (gamma - 1) term is taken at its limit 0 where 1 - p_t is exactly 0 (autograd gives
     nan there when 0 < gamma < 1).

@@ -105,7 +105,10 @@ def iou_loss(boxes1, boxes2, reduction="none", eps=1e-7, *, box_format="xyxy", n
     """IoU loss ``1 - I / (U + eps)`` per box pair (SPEC §6, torchvision's conventions).
 
     I is the intersection area (0 unless both overlaps are positive, torchvision's
-    ``_loss_inter_union``), U = area1 + area2 - I.
+    ``_loss_inter_union``), U = area1 + area2 - I.  For overlapping boxes 1 - I / (U + eps) is computed
+    as (U - I + eps) / (U + eps) with U - I from the box edges beyond the intersection (no cancellation),
+    so near-identical boxes keep their small losses' relative precision (every IoU-family loss; GIoU's
+    C - U likewise).
     """
     return _pair_loss("iou", boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad)
 

@@ -125,7 +125,8 @@ cdef inline floating d_min(floating a, floating b) noexcept nogil:
 # =====================================================================================================
 # The loss of one box pair (torchvision.ops: _loss_inter_union, generalized_box_iou_loss,
 # _diou_iou_loss, complete_box_iou_loss), in torchvision's operation order so float64 results agree to
-# the last bits.  Box 1 = (x1, y1, x2, y2), box 2 = (u1, v1, u2, v2).
+# the last bits -- except 1 - iou and GIoU's C - Un of overlapping boxes, computed without cancellation
+# (see the point function).  Box 1 = (x1, y1, x2, y2), box 2 = (u1, v1, u2, v2).
 #   intersection keypoints  xk1 = max(x1, u1), yk1 = max(y1, v1), xk2 = min(x2, u2), yk2 = min(y2, v2)
 #   I  = (xk2 - xk1) * (yk2 - yk1) where yk2 > yk1 and xk2 > xk1, else 0   (torch's mask, no clamp)
 #   Un = w1 h1 + w2 h2 - I,   iou = I / (Un + eps)
