@@ -294,7 +294,8 @@ def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, n
         value = V.output_array(out, (B,), dtype)
         value[...] = row_loss
     else:
-        value = V.reduced(total, cnt, reduction, dtype, empty_mean=0.0 if batch_all else None)
+        # batch_all's mean over no positive triplet is 0 -- nan when a triplet loss was nan (0 * total)
+        value = V.reduced(total, cnt, reduction, dtype, empty_mean=0.0 * total if batch_all else None)
     if not return_grad:
         return value
     # S (the coefficients): dloss/de_i = sum_j S_ij (e_i - e_j) and dloss/de_j -= S_ij (e_i - e_j)
@@ -333,8 +334,8 @@ def batch_all_triplet_loss(embeddings, labels, margin=1.0, squared=False, reduct
 
     Over all (a, p, n) with y_p = y_a, p != a, y_n != y_a:  l_apn = max(0, d_ap - d_an + margin).
     ``mean`` averages over the triplets with **positive loss** (l > 0), as the usual batch-all
-    implementations do, and is 0 when there is none; ``sum`` is the sum over all triplets;
-    ``reduction="none"`` gives the (B,) per-anchor sums.  Distances from row blocks of the Gram matrix,
+    implementations do, and is 0 when there is none (nan if a triplet loss is nan); ``sum`` is the sum
+    over all triplets; ``reduction="none"`` gives the (B,) per-anchor sums.  Distances from row blocks of the Gram matrix,
     computed in float64 for float32 input too (every distance is used; in float32 the Gram form's
     cancellation is beyond SPEC §4); a nan triplet loss makes the anchor's sum nan (torch's clamp_min).
     The triplets are enumerated per anchor row (time O(B^2 x positives), memory O(block x B), never a

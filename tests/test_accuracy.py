@@ -264,6 +264,14 @@ def test_hostile_mining_infinite_and_nan_embeddings_propagate():
             np.testing.assert_array_equal(np.isnan(got), np.isnan(ref), err_msg=f"{name} {bad}")
             assert_close_spec(got[~np.isnan(ref)], ref[~np.isnan(ref)], np.float64, what=name)
             assert np.isnan(mean)
+    # every triplet nan, none counted (loss > 0 is false for nan): the mean over no counted triplet is
+    # 0 for batch_all -- and nan here, as the reference's 0 * sum
+    lab2 = np.array([-1, -1, -3, 0])
+    e2 = np.full((4, 16), np.inf, np.float32)
+    ref = REGISTRY["batch_all_triplet_loss"].torch_ref(torch.from_numpy(e2).double(), torch.from_numpy(lab2))
+    assert np.isnan(ref.item())
+    with np.errstate(all="ignore"):
+        assert np.isnan(fl.batch_all_triplet_loss(e2, lab2))
 
 
 @pytest.mark.parametrize("name", ["batch_hard_triplet_loss", "batch_all_triplet_loss"])

@@ -179,7 +179,7 @@ cdef inline floating box_loss_point(const box_kind* kind, const grad_mode* mode,
     cdef floating iou = inter / U
     cdef floating loss, q = 0, cw = 0, ch = 0, C = 0, Ce = 0, D = 0, dxc = 0, dyc = 0
     cdef floating rw = 0, t = 0, v = 0, alpha = 0
-    cdef floating g_un, g_i, g_c = 0, g_rho = 0, g_d = 0, g_w, g_h, g_cw = 0, g_ch = 0, g_r, gi
+    cdef floating rU, g_un, g_i, g_c = 0, g_rho = 0, g_d = 0, g_w, g_h, g_cw = 0, g_ch = 0, g_r, gi
     if box_kind is IoU:
         loss = one_m_iou
     else:
@@ -204,7 +204,8 @@ cdef inline floating box_loss_point(const box_kind* kind, const grad_mode* mode,
                 loss = loss + alpha * v
     if grad_mode is LossOnly:
         return loss
-    g_un = iou / U
+    rU = one / U                         # (the reciprocal serves both; torch divides twice)
+    g_un = iou * rU
     if box_kind is GIoU:
         g_un = g_un - one / Ce
         g_c = (one - q) / Ce
@@ -215,7 +216,7 @@ cdef inline floating box_loss_point(const box_kind* kind, const grad_mode* mode,
         g_d = -q / D
         g_cw = g_d * (two * cw)
         g_ch = g_d * (two * ch)
-    g_i = -one / U - g_un
+    g_i = -rU - g_un
     g_w = g_un * h1                      # area 1 = w1 h1
     g_h = g_un * w1
     if box_kind is CIoU:

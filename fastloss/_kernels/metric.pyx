@@ -682,6 +682,10 @@ def triplet_mining(block, emb, sqnorm, labels, Py_ssize_t row0, double margin, b
     sqnorm (B,) float64, labels (B,) int32/int64; each row's loss and mean denominator go to
     row_loss / row_count (B,) float64 at the row's global index (reduce them with reduce_rows)."""
     cdef MiningCtx c
+    if (emb.ndim != 2 or emb.dtype != block.dtype or not emb.flags.c_contiguous
+            or emb.shape[0] != block.shape[1]):
+        raise ValueError(f"internal: emb must be C-contiguous ({block.shape[1]}, D) {block.dtype}, got "
+                         f"{emb.dtype} {emb.shape}")
     c.block = ptr_or_null(block)
     c.emb = ptr_or_null(emb)
     c.D = emb.shape[1]
