@@ -249,6 +249,7 @@ def run_case(fl, case):
 def reference_case(case):
     """The registry's float64 reference in run_case's layout (torch.autograd for the gradients)."""
     import torch
+
     from fastloss.registry import REGISTRY
 
     _, name, args, kw = case

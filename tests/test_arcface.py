@@ -95,7 +95,7 @@ def test_matches_insightface(dtype, reduction, easy_margin, scale, margin):
     c = cos_to_centre(e.astype(np.float64), y, w.astype(np.float64))
     assert (c <= math.cos(math.pi - margin)).sum() >= 10 and (c > math.cos(math.pi - margin)).sum() >= 100
     assert np.abs(c).max() < 1 - 1e-6              # theta away from 0 and pi: sqrt(1 - cos^2)' is finite
-    kw = dict(scale=scale, margin=margin, reduction=reduction, easy_margin=easy_margin)
+    kw = {"scale": scale, "margin": margin, "reduction": reduction, "easy_margin": easy_margin}
     want, want_ge, want_gw = torch_value_and_grads(insightface, e, y, w, **kw)
     got, (ge, gw) = fl.arcface_loss(e, y, w, return_grad=True, **kw)
     assert np.asarray(got).dtype == dtype and ge.dtype == dtype and gw.dtype == dtype
@@ -113,7 +113,7 @@ def test_plain_margin_matches_literal_formula(dtype, reduction, scale, margin):
     """plain_margin=True: value and both gradients vs torch.autograd of the literal formula; margin=2.5
     puts most targets past theta + m > pi (cos(theta + m) there, no fallback)."""
     e, y, w = sample(np.random.default_rng(0), 300, 23, 12, dtype)
-    kw = dict(scale=scale, margin=margin, reduction=reduction)
+    kw = {"scale": scale, "margin": margin, "reduction": reduction}
     want, want_ge, want_gw = torch_value_and_grads(literal, e, y, w, **kw)
     got, (ge, gw) = fl.arcface_loss(e, y, w, return_grad=True, plain_margin=True, **kw)
     check(got, want, dtype, "value", reduced=reduction != "none")
@@ -151,7 +151,7 @@ def test_hostile_float32_near_pi_with_and_without_grad(easy_margin, plain_margin
     y = rng.integers(0, C, N)
     e = (-w[y] + 1e-3 * rng.standard_normal((N, D))).astype(np.float32)
     e[:64] = rng.standard_normal((64, D))
-    kw = dict(reduction="none", easy_margin=easy_margin, plain_margin=plain_margin)
+    kw = {"reduction": "none", "easy_margin": easy_margin, "plain_margin": plain_margin}
     want, want_ge, want_gw = torch_value_and_grads(arcface_torch, e, y, w, **kw)
     no_grad = fl.arcface_loss(e, y, w, **kw)
     got, (ge, gw) = fl.arcface_loss(e, y, w, return_grad=True, **kw)
@@ -224,7 +224,7 @@ def test_theta_zero_gradient_convention():
     y = np.array([0, 1, 2])
     for plain in (False, True):
         for reduction in REDUCTIONS:
-            kw = dict(margin=0.3, reduction=reduction, plain_margin=plain)
+            kw = {"margin": 0.3, "reduction": reduction, "plain_margin": plain}
             want, want_ge, want_gw = torch_value_and_grads(arcface_torch, e, y, w, **kw)
             got, (ge, gw) = fl.arcface_loss(e, y, w, return_grad=True, **kw)
             check(got, want, np.float64, reduction)
