@@ -169,6 +169,26 @@ def test_hostile_near_identical_float32_boxes(name):
     assert_close_spec(g, t1.grad, np.float32, what="gradient")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hostile_box_pair_results_do_not_depend_on_position(dtype):
+    """A pair's loss and gradient are the same bits whether computed in one call or in chunks: the
+    kernel's loop has no scalar remainder (GCC contracted its multiply-adds differently there, so the
+    last bit depended on the pair's position in a segment; chunked sums then differed by 1e-10)."""
+    rng = np.random.default_rng(7)
+    b1 = rng.random((3000, 4)) * 10
+    b1[:, 2:] += b1[:, :2] + 0.5
+    b2 = b1 + rng.standard_normal(b1.shape) * rng.choice([1e-3, 0.3, 5.0], (3000, 1))
+    b1, b2 = b1.astype(dtype), b2.astype(dtype)
+    for name in ("iou_loss", "generalized_box_iou_loss", "distance_box_iou_loss", "complete_box_iou_loss"):
+        fn = getattr(fl, name)
+        v, g = fn(b1, b2, reduction="none", return_grad=True)
+        for step in (1, 7, 29):
+            parts = [fn(b1[i:i + step], b2[i:i + step], reduction="none", return_grad=True)
+                     for i in range(0, len(b1), step)]
+            np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), v, err_msg=f"{name} {step}")
+            np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), g, err_msg=f"{name} {step}")
+
+
 def test_hostile_triplet_identical_rows_float64_gradient_exactly_zero():
     """triplet_margin_loss(a, a, a): the anchor's gradient is +f d - f d = 0 in exact arithmetic; an FMA
     contraction of the second term left +-1e-18 on avx2/avx512 (torch and the baseline level: 0)."""

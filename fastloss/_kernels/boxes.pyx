@@ -281,31 +281,34 @@ cdef inline void store_grads(floating* g, int fmt, Py_ssize_t L, const floating*
             g[4 * k + 2] = half * (d2[k] - d1[k]); g[4 * k + 3] = half * (e2[k] - e1[k])
 
 
-cdef void seg_losses(const box_kind* kind, const grad_mode* mode, Py_ssize_t L, floating* s, floating* out,
+cdef void seg_losses(const box_kind* kind, const grad_mode* mode, Py_ssize_t n16, floating* s, floating* out,
                      floating eps, floating eps_alpha, floating gs) noexcept nogil:
-    """The point function over one segment.  s is the segment scratch: 12 rows of SEG -- box 1
-    (x1, y1, x2, y2), box 2, gradient (xyxy).  Rows are addressed as s[row * SEG + k] off one base
-    pointer, so the compiler sees constant distances between them instead of 13 pointers it would
-    have to check pairwise for aliasing at run time (it gives up past 10 and the loop stays scalar)."""
+    """The point function over one segment of 16 * n16 pairs.  s is the segment scratch: 12 rows of SEG
+    -- box 1 (x1, y1, x2, y2), box 2, gradient (xyxy).  Rows are addressed as s[row * SEG + k] off one
+    base pointer, so the compiler sees constant distances between them instead of 13 pointers it would
+    have to check pairwise for aliasing at run time (it gives up past 10 and the loop stays scalar).
+    A multiple of 16 pairs (box_pairs_block pads the segment): the loop is all vector code, with no
+    scalar remainder -- which GCC compiles with different FMA contractions, so a pair's loss and
+    gradient changed in the last bit with its position (a chunked call differed from the whole)."""
     cdef Py_ssize_t k
-    for k in range(L):
+    for k in range(n16 * 16):
         out[k] = box_loss_point(kind, mode, s[k], s[SEG + k], s[2 * SEG + k], s[3 * SEG + k],
                                 s[4 * SEG + k], s[5 * SEG + k], s[6 * SEG + k], s[7 * SEG + k],
                                 eps, eps_alpha, gs, &s[8 * SEG + k], &s[9 * SEG + k], &s[10 * SEG + k],
                                 &s[11 * SEG + k])
 
 
-cdef inline void seg_of_kind(const grad_mode* mode, int kind, Py_ssize_t L, floating* s, floating* out,
+cdef inline void seg_of_kind(const grad_mode* mode, int kind, Py_ssize_t n16, floating* s, floating* out,
                              floating eps, floating eps_alpha, floating gs) noexcept nogil:
     """The kind switch, outside the loop: one specialised loop per (kind, grad) (note b)."""
     if kind == BOX_IOU:
-        seg_losses(<IoU*> NULL, mode, L, s, out, eps, eps_alpha, gs)
+        seg_losses(<IoU*> NULL, mode, n16, s, out, eps, eps_alpha, gs)
     elif kind == BOX_GIOU:
-        seg_losses(<GIoU*> NULL, mode, L, s, out, eps, eps_alpha, gs)
+        seg_losses(<GIoU*> NULL, mode, n16, s, out, eps, eps_alpha, gs)
     elif kind == BOX_DIOU:
-        seg_losses(<DIoU*> NULL, mode, L, s, out, eps, eps_alpha, gs)
+        seg_losses(<DIoU*> NULL, mode, n16, s, out, eps, eps_alpha, gs)
     else:
-        seg_losses(<CIoU*> NULL, mode, L, s, out, eps, eps_alpha, gs)
+        seg_losses(<CIoU*> NULL, mode, n16, s, out, eps, eps_alpha, gs)
 
 
 cdef struct BoxCtx:
@@ -323,26 +326,36 @@ cdef struct BoxCtx:
 cdef Py_ssize_t box_pairs_block(const BoxCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                 floating* loss, floating* denom) noexcept nogil:
     cdef floating buf[12 * SEG]
+    cdef floating tail_out[SEG]
     cdef floating eps = <floating> c.eps, eps_a = <floating> c.eps_alpha, gs = <floating> c.grad_scale
     cdef const floating* b1 = <const floating*> c.b1
     cdef const floating* b2 = <const floating*> c.b2
     cdef bint grad = c.grad != NULL
     cdef int kind = c.kind
-    cdef Py_ssize_t i = start, L
+    cdef Py_ssize_t i = start, L, Lp, k, r
     cdef floating* out
     while i < stop:
         L = stop - i if stop - i < SEG else SEG
+        Lp = (L + 15) // 16 * 16            # (SEG is a multiple of 16)
         load_boxes(b1 if c.single1 else b1 + 4 * i, c.single1, c.fmt, L, buf, buf + SEG, buf + 2 * SEG,
                    buf + 3 * SEG)
         load_boxes(b2 if c.single2 else b2 + 4 * i, c.single2, c.fmt, L, buf + 4 * SEG, buf + 5 * SEG,
                    buf + 6 * SEG, buf + 7 * SEG)
         out = loss + (i - start)
+        if Lp != L:                          # pad with copies of the last pair; losses to tail_out
+            for r in range(8):
+                for k in range(L, Lp):
+                    buf[r * SEG + k] = buf[r * SEG + L - 1]
+            out = tail_out
         if grad:
-            seg_of_kind(<WithGrad*> NULL, kind, L, buf, out, eps, eps_a, gs)
+            seg_of_kind(<WithGrad*> NULL, kind, Lp // 16, buf, out, eps, eps_a, gs)
             store_grads(<floating*> c.grad + 4 * i, c.fmt, L, buf + 8 * SEG, buf + 9 * SEG, buf + 10 * SEG,
                         buf + 11 * SEG)
         else:
-            seg_of_kind(<LossOnly*> NULL, kind, L, buf, out, eps, eps_a, gs)
+            seg_of_kind(<LossOnly*> NULL, kind, Lp // 16, buf, out, eps, eps_a, gs)
+        if Lp != L:
+            for k in range(L):
+                loss[i - start + k] = tail_out[k]
         i += L
     return -1
 
