@@ -186,7 +186,9 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
     cross-entropy with logits (:math:`0^0 = 1` as ``torch.pow``).  The default ``reduction`` is
     ``"none"``, as in torchvision.  Computed stably from the logits: :math:`p` and :math:`1 - p`
     both come from :math:`e^{-|x|}`, and :math:`1 - p_t` is formed as :math:`p (1 - t) + (1 - p) t`,
-    so logits of :math:`\pm 10^4` neither overflow nor cancel (torchvision's literal formula loses
+    and the gradient's :math:`p - t` as :math:`p (1 - t) - (1 - p) t`, so logits of :math:`\pm 10^4`
+    neither overflow nor cancel and confident inputs (:math:`x = 40, t = 1`) keep the relative
+    precision of their tiny loss and gradient (torchvision's literal formula loses
     :math:`1 - p_t` to rounding for large :math:`|x|`; elsewhere the values agree within rounding).
     The gradient is autograd's through torchvision's formula, except that the
     :math:`(1 - p_t)^{\gamma - 1}` term is taken at its limit 0 where :math:`1 - p_t` is exactly 0

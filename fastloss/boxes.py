@@ -135,6 +135,11 @@ def iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = "none", eps:
 
         \ell = 1 - \frac{I}{U + \epsilon}
 
+    For overlapping boxes this is computed as :math:`(U - I + \epsilon) / (U + \epsilon)` with
+    :math:`U - I` from the box edges beyond the intersection (no cancellation), so near-identical
+    boxes keep their small losses' relative precision (every IoU-family loss; GIoU's :math:`C - U`
+    likewise).
+
     Parameters
     ----------
     boxes1 : array_like

@@ -832,7 +832,7 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight
     V.check_same_shape(x, y, "input", "target")
     K = x.shape[-1] if x.ndim else 1
     w = _elementwise_operand(weight, x, "weight")
-    pw = _elementwise_operand(pos_weight, x, "pos_weight")
+    pw = _elementwise_operand(pos_weight, x, "pos_weight", default=None)   # None: torch's l = 1
     n = x.size
     grad = np.empty_like(x) if return_grad else None
     o = V.output_array(out, x.shape, x.dtype) if reduction == "none" else None

@@ -641,14 +641,17 @@ def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, n
         raise ValueError(f"labels must have shape ({B},) (one per row of embeddings {e.shape}), got "
                          f"{lab.shape}")
     dtype = e.dtype
-    if return_grad:     # see _GRAD_NOTE
+    # float64 for the gradient (see _GRAD_NOTE) and for batch_all, which uses every Gram distance: in
+    # float32 their cancellation (|a|^2 + |b|^2 - 2 a.b) costs ~ulp(|a|^2), beyond SPEC §4.  batch_hard
+    # keeps the float32 Gram for mining and recomputes the distances it uses (the kernel's Precision note).
+    if return_grad or batch_all:
         e = e.astype(np.float64, copy=False)
     sq = np.einsum("ij,ij->i", e, e, dtype=np.float64)
     row_loss = np.zeros(B)
     row_count = np.zeros(B)
 
     def mine(blk, r0):
-        _K.triplet_mining(blk, sq, lab, r0, margin, bool(squared), batch_all, return_grad, row_loss,
+        _K.triplet_mining(blk, e, sq, lab, r0, margin, bool(squared), batch_all, return_grad, row_loss,
                           row_count, 1)
 
     grads = _row_blocks(e, e, mine, return_grad, nt)
@@ -657,7 +660,8 @@ def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, n
         value = V.output_array(out, (B,), dtype)
         value[...] = row_loss
     else:
-        value = V.reduced(total, cnt, reduction, dtype, empty_mean=0.0 if batch_all else None)
+        # batch_all's mean over no positive triplet is 0 -- nan when a triplet loss was nan (0 * total)
+        value = V.reduced(total, cnt, reduction, dtype, empty_mean=0.0 * total if batch_all else None)
     if not return_grad:
         return value
     # S (the coefficients): dloss/de_i = sum_j S_ij (e_i - e_j) and dloss/de_j -= S_ij (e_i - e_j)
@@ -698,6 +702,10 @@ def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: fl
     come from row blocks of the Gram matrix
     (:math:`d^2 = \lVert e_i \rVert^2 + \lVert e_j \rVert^2 - 2 e_i \cdot e_j`, clamped at 0; one
     BLAS matrix product per block), so memory is O(block x B), never :math:`B^2` or :math:`B^3`.
+    The two distances each anchor uses are then recomputed from the rows in double (every
+    candidate within the Gram matrix's rounding bound of the hardest is), so the result is the exact
+    hardest pair's; a nan distance among an anchor's candidates gives that anchor nan, as torch's
+    max / min.
     The gradient goes to the first hardest positive / negative on ties, is 0 for a zero distance,
     and passes the hinge at 0 (torch's ``clamp_min``); with ``return_grad=True`` float32 input is
     computed in float64 (the gradient sums terms of both signs).
@@ -786,8 +794,10 @@ def batch_all_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: flo
         \ell_{apn} = \max(0,\ d_{ap} - d_{an} + m)
 
     ``"mean"`` averages over the triplets with **positive** loss (:math:`\ell > 0`), as the usual
-    batch-all implementations do, and is 0 when there is none; ``"sum"`` is the sum over all
-    triplets.  Distances as in :func:`batch_hard_triplet_loss`; the triplets are enumerated per
+    batch-all implementations do, and is 0 when there is none (nan if a triplet loss is nan);
+    ``"sum"`` is the sum over all triplets.  Distances come from row blocks of the Gram matrix,
+    computed in float64 for float32 input too (every distance is used, and in float32 the Gram
+    form's cancellation costs too many digits); a nan triplet loss makes its anchor's sum nan.  The triplets are enumerated per
     anchor row (time O(B^2 x positives), memory O(block x B), never a (B, B, B) tensor).
 
     Parameters
@@ -878,15 +888,19 @@ def _row_blocks(rows, cols, kernel, return_grad, nt, sums=True):
     return (s_cols, st_rows, row_sums, col_sums) if return_grad else None
 
 
-def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad, labels=None, margin=None):
+def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad, labels=None, margin=None,
+                  arc=None):
     """Per-row losses of -log softmax(q_i . c_j * inv_tau)_{pos(i)} (the positive by pos_shift, or by
-    ``labels`` with an optional arc ``margin``: kernel softmax_rows), and with return_grad the
-    gradients of their sum w.r.t. queries and candidates.  A bad label raises IndexError."""
+    ``labels`` with an optional arc ``margin``: kernel softmax_rows, ``arc`` = (pos_cos, pos_sin, mode)),
+    and with return_grad the gradients of their sum w.r.t. queries and candidates.  A bad label raises
+    IndexError."""
     row_loss = np.zeros(queries.shape[0])
     bad = []
+    arc = arc or (None, None, "plain")
 
     def softmax(blk, r0):
-        first = _K.softmax_rows(blk, r0, inv_tau, mask_self, pos_shift, return_grad, row_loss, 1, labels, margin)
+        first = _K.softmax_rows(blk, r0, inv_tau, mask_self, pos_shift, return_grad, row_loss, 1, labels, margin,
+                                *arc)
         if first >= 0:
             bad.append(first)
 
@@ -932,8 +946,9 @@ def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = 0.07, r
         \ell_i = -\log \frac{\exp(q_i \cdot k_i / \tau)}{\sum_{j=1}^{M} \exp(q_i \cdot k_j / \tau)}
 
     The rows are used as given: normalise them first for a cosine InfoNCE.  Row blocks of the
-    similarity matrix (a BLAS matrix product) feed a fused, max-shifted log-sum-exp kernel: memory
-    O(block x M).  With ``return_grad=True`` float32 input is computed in float64.
+    similarity matrix (a BLAS matrix product, in float64 also for float32 input: unnormalised rows
+    over a small temperature amplify a float32 dot product's rounding) feed a fused, max-shifted
+    log-sum-exp kernel: memory O(block x M).
 
     Parameters
     ----------
@@ -988,8 +1003,10 @@ def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = 0.07, r
     if k.ndim != 2 or k.shape[1] != q.shape[1] or k.shape[0] < q.shape[0]:
         raise ValueError(f"key must be (M, {q.shape[1]}) with M >= {q.shape[0]} (query rows), got {k.shape}")
     dtype = q.dtype
-    if return_grad:     # see _GRAD_NOTE
-        q, k = q.astype(np.float64, copy=False), k.astype(np.float64, copy=False)
+    # float64 similarities for float32 input too (and for the gradient, _GRAD_NOTE): the rows are not
+    # normalised, so a float32 dot product's rounding, ~ulp(|q| |k|), divided by the temperature, put the
+    # loss beyond SPEC §4 (1.8e-5 relative per row at temperature 0.02, D = 16)
+    q, k = q.astype(np.float64, copy=False), k.astype(np.float64, copy=False)
     row_loss, gq, gk = _softmax_rows(q, k, 1.0 / tau, False, 0, nt, return_grad)
     value, scale = _finish_rows(row_loss, reduction, dtype, out, nt)
     if not return_grad:
@@ -1111,24 +1128,55 @@ def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = 0.5, reducti
     return value, (gz[:N], gz[N:])
 
 
+def _positive_angle(e, w, labels, C):
+    """cos and sin of the angle between each embedding and its class centre (float64, (N,) each), from
+    the input rows normalised in float64.  For unit rows u, v: 1 - cos = |u - v|^2 / 2 and
+    1 + cos = |u + v|^2 / 2, so sin = sqrt((1 - cos)(1 + cos)) keeps its relative precision near
+    theta = 0 and pi, where 1 - cos^2 of a rounded cosine does not (float32 similarities near theta = pi
+    moved a 67.27 loss by 0.03).  A zero row (normalised to 0) has cos 0, sin 1.  Labels outside
+    [0, C) get nan (the kernel reports them)."""
+    ok = (labels >= 0) & (labels < C)
+    idx = np.where(ok, labels, 0)
+    u = np.asarray(e, dtype=np.float64)
+    v = np.asarray(w, dtype=np.float64)[idx] if C else np.full(u.shape, np.nan)
+    nu = np.sqrt(np.einsum("ij,ij->i", u, u))[:, None]
+    nv = np.sqrt(np.einsum("ij,ij->i", v, v))[:, None]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        u = u / np.maximum(nu, _NORMALIZE_EPS)
+        v = v / np.maximum(nv, _NORMALIZE_EPS)
+        cos = np.einsum("ij,ij->i", u, v)
+        unit = (nu[:, 0] >= _NORMALIZE_EPS) & (nv[:, 0] >= _NORMALIZE_EPS)
+        dm, dp = u - v, u + v
+        s2 = np.where(unit, np.einsum("ij,ij->i", dm, dm) * np.einsum("ij,ij->i", dp, dp) * 0.25, 1.0 - cos * cos)
+        sin = np.sqrt(np.maximum(s2, 0.0))
+        sin = np.where(np.isnan(s2), s2, sin)
+    cos = np.where(ok, cos, np.nan)
+    return np.ascontiguousarray(cos), np.ascontiguousarray(sin)
+
+
 @overload
 def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayLike, scale: float = ...,
-                 margin: float = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                 margin: float = ..., reduction: str = ..., *, easy_margin: bool = ...,
+                 plain_margin: bool = ..., num_threads: int | None = ...,
                  out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
 @overload
 def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayLike, scale: float = ...,
-                 margin: float = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                 margin: float = ..., reduction: str = ..., *, easy_margin: bool = ...,
+                 plain_margin: bool = ..., num_threads: int | None = ...,
                  out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrads2: ...
 @overload
 def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayLike, scale: float = ...,
-                 margin: float = ..., reduction: str = ..., *, num_threads: int | None = ...,
+                 margin: float = ..., reduction: str = ..., *, easy_margin: bool = ...,
+                 plain_margin: bool = ..., num_threads: int | None = ...,
                  out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrads2: ...
 def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayLike, scale: float = 64.0,
-                 margin: float = 0.5, reduction: str = "mean", *, num_threads: int | None = None,
+                 margin: float = 0.5, reduction: str = "mean", *, easy_margin: bool = False,
+                 plain_margin: bool = False, num_threads: int | None = None,
                  out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrads2:
     r"""ArcFace, the additive angular margin softmax loss (Deng et al., 2019).
 
-    There is no torch function; this is the usual PyTorch formulation without "easy margin".
+    There is no torch function; this is insightface's ``ArcMarginProduct`` (also
+    pytorch-metric-learning's ``ArcFaceLoss``).
     Embeddings and class centres are L2-normalised as :func:`torch.nn.functional.normalize` does
     (:math:`u(x) = x / \max(\lVert x \rVert, 10^{-12})`, so a zero row stays 0).  With scale
     :math:`s`, margin :math:`m` and the row's label :math:`y = y_i`,
@@ -1136,19 +1184,31 @@ def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayL
     .. math::
 
         \cos_{ij} = u(e_i) \cdot u(w_j), \quad \theta_i = \arccos \cos_{iy}, \quad
-        z_{ij} = s \cos_{ij}\ (j \ne y), \quad z_{iy} = s \cos(\theta_i + m)
+        z_{ij} = s \cos_{ij}\ (j \ne y), \quad z_{iy} = s\, \phi(\theta_i)
 
     .. math::
 
         \ell_i = \log \sum_j e^{z_{ij}} - z_{iy}
 
-    with :math:`\cos(\theta + m) = \cos\theta \cos m - \sin\theta \sin m` and
-    :math:`\sin\theta = \sqrt{\max(1 - \cos^2\theta, 0)}`: the plain formula for every
-    :math:`\theta`, with **no** "easy margin" and **no** fallback (insightface's ``th`` / ``mm``
-    switch, pytorch-metric-learning's ``cos(theta) - m sin(m)``) where :math:`\theta + m > \pi`.
-    Gradient convention: where :math:`1 - \cos^2 \le 0` (:math:`\theta = 0` or :math:`\pi`, e.g.
+    with the target logit, by default insightface's fallback, which keeps it decreasing in
+    :math:`\theta` (:math:`\cos(\theta + m)` grows again past :math:`\theta = \pi - m`):
+
+    .. math::
+
+        \phi(\theta) = \cos(\theta + m) \ \text{where}\ \cos\theta > \cos(\pi - m), \qquad
+        \phi(\theta) = \cos\theta - m \sin(\pi - m) \ \text{elsewhere}.
+
+    ``easy_margin=True`` (insightface's switch) uses :math:`\cos(\theta + m)` where
+    :math:`\cos\theta > 0` and :math:`\cos\theta` elsewhere; ``plain_margin=True`` uses
+    :math:`\cos(\theta + m)` for every :math:`\theta` (no fallback, fastloss 0.1's behaviour).
+    The target's :math:`\cos\theta` and :math:`\sin\theta` are computed in float64 from the input
+    rows, with :math:`\sin\theta = \sqrt{(1 - \cos\theta)(1 + \cos\theta)}` and
+    :math:`1 \mp \cos\theta = \lVert u \mp v \rVert^2 / 2`, exact near :math:`\theta = 0` and
+    :math:`\pi` where :math:`\sqrt{1 - \cos^2}` of a rounded cosine is not.
+    Gradient convention: where :math:`\sin\theta = 0` (:math:`\theta = 0` or :math:`\pi`, e.g.
     an embedding along its class centre, or D = 1) the infinite :math:`d\sin/d\cos` is taken as 0,
-    so :math:`dz_{iy}/d\cos = s \cos m`; autograd of the literal formula gives inf or nan there.
+    so :math:`dz_{iy}/d\cos = s \cos m` (1 in the fallback branches); autograd of the literal
+    formula gives inf or nan there.
     The similarities come from row blocks of :math:`u(E)\, u(W)^\top` (BLAS; memory O(block x C),
     never N x C); the margin, max-shifted log-sum-exp and reduction from a fused kernel.  With
     ``return_grad=True`` float32 input is computed in float64.
@@ -1167,6 +1227,12 @@ def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayL
         :math:`m` in radians, finite; default 0.5.
     reduction : {"mean", "sum", "none"}, optional
         ``"none"``: the (N,) row losses; ``"sum"``; ``"mean"`` (default) over the N rows.
+    easy_margin : bool, optional
+        Keyword-only.  insightface's easy margin: the margin only where :math:`\cos\theta > 0`.
+        Default False.
+    plain_margin : bool, optional
+        Keyword-only.  :math:`\cos(\theta + m)` for every :math:`\theta`, without the fallback;
+        default False.  Excludes ``easy_margin`` (both True raises ``ValueError``).
     num_threads : int or None, optional
         Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
         The result is bitwise identical for every value.
@@ -1215,6 +1281,12 @@ def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayL
     for name, v in (("scale", s), ("margin", m)):
         if not np.isfinite(v):
             raise ValueError(f"{name} must be finite, got {v!r}")
+    for name, v in (("easy_margin", easy_margin), ("plain_margin", plain_margin)):
+        if not isinstance(v, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {v!r}")
+    if easy_margin and plain_margin:
+        raise ValueError("easy_margin=True and plain_margin=True exclude each other (pick one target logit)")
+    mode = "easy" if easy_margin else ("plain" if plain_margin else "fallback")
     nt = resolve_num_threads(num_threads)
     e = _embeddings(embeddings, "embeddings")
     w = V.float_array(class_weights, "class_weights", dtype=e.dtype)
@@ -1228,7 +1300,9 @@ def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayL
     dtype = np.dtype(np.float64) if return_grad else e.dtype    # see _GRAD_NOTE
     ue, norm_e, den_e = _normalize(e, dtype)
     uw, norm_w, den_w = _normalize(w, dtype)
-    row_loss, gue, guw = _softmax_rows(ue, uw, s, False, 0, nt, return_grad, labels=lab, margin=m)
+    pos_cos, pos_sin = _positive_angle(e, w, lab, C)
+    row_loss, gue, guw = _softmax_rows(ue, uw, s, False, 0, nt, return_grad, labels=lab, margin=m,
+                                       arc=(pos_cos, pos_sin, mode))
     value, red_scale = _finish_rows(row_loss, reduction, e.dtype, out, nt)
     if not return_grad:
         return value

@@ -679,6 +679,10 @@ def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", 
     The second, stable form is the one computed, so any finite :math:`d` (:math:`10^{30}`
     included) gives a finite loss; the gradient :math:`w \tanh(d)` comes from the same
     exponential.  With a ``weight``, ``"mean"`` is :math:`\sum \ell / \sum w`.
+    From :math:`u = \operatorname{expm1}(-2|d|)`: :math:`\tanh|d| = -u / (2 + u)`; for
+    :math:`|d| \ge 1` the stable form above, for :math:`|d| < 1` :math:`-\operatorname{log1p}(-\tanh^2 d) / 2`,
+    which keeps full relative precision down to the smallest :math:`d` (the stable form loses it
+    there: :math:`d^2/2` is the difference of terms near 0.7).
 
     Parameters
     ----------

@@ -95,6 +95,9 @@ cdef inline floating pow_nonneg(floating q, floating g, bint square) noexcept no
 # Derivative (what autograd gives through the torchvision formula):
 #   dce/dx = p - t,  dq/dx = p (1 - p) (1 - 2t),  d(q^g)/dq = g q^(g-1)
 #   dloss/dx = alpha_t * ((p - t) q^g + ce * g q^(g-1) * dq/dx)
+# p - t is formed as p (1 - t) - (1 - p) t (equal since p + (1 - p) = 1): for a confident row (x = 40,
+# t = 1) p rounds to 1 and p - t to 0, while (1 - p) t keeps -e^-40; the literal p - t lost a third of
+# the gradient there (its q^g ce' term), in float64 too.
 # g q^(g-1) is formed as g q^g / q (2q when square); at q = 0 (then p (1 - p) = 0 too) the term is
 # taken as 0, the limit, where torch's autograd gives 0 for g >= 1 and nan (inf * 0) for 0 < g < 1.
 # Parameters: a = alpha_0 (alpha_t at t = 0), b = alpha_1 - alpha_0, c = gamma.
@@ -118,7 +121,7 @@ cdef inline floating focal_point(floating x, floating t, floating a0, floating d
         dpow = (one + one) * q
     else:
         dpow = g * qg / q if q > zero else zero
-    dx[0] = alpha_t * ((p - t) * qg + ce * dpow * (p * pm * (one - (one + one) * t)))
+    dx[0] = alpha_t * ((p * (one - t) - pm * t) * qg + ce * dpow * (p * pm * (one - (one + one) * t)))
     return alpha_t * ce * qg
 
 

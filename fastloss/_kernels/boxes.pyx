@@ -126,7 +126,8 @@ cdef inline floating d_min(floating a, floating b) noexcept nogil:
 # =====================================================================================================
 # The loss of one box pair (torchvision.ops: _loss_inter_union, generalized_box_iou_loss,
 # _diou_iou_loss, complete_box_iou_loss), in torchvision's operation order so float64 results agree to
-# the last bits.  Box 1 = (x1, y1, x2, y2), box 2 = (u1, v1, u2, v2).
+# the last bits -- except 1 - iou and GIoU's C - Un of overlapping boxes, computed without cancellation
+# (see the point function).  Box 1 = (x1, y1, x2, y2), box 2 = (u1, v1, u2, v2).
 #   intersection keypoints  xk1 = max(x1, u1), yk1 = max(y1, v1), xk2 = min(x2, u2), yk2 = min(y2, v2)
 #   I  = (xk2 - xk1) * (yk2 - yk1) where yk2 > yk1 and xk2 > xk1, else 0   (torch's mask, no clamp)
 #   Un = w1 h1 + w2 h2 - I,   iou = I / (Un + eps)
@@ -158,38 +159,54 @@ cdef inline floating box_loss_point(const box_kind* kind, const grad_mode* mode,
     cdef floating iw = xk2 - xk1, ih = yk2 - yk1
     cdef bint mask = (yk2 > yk1) & (xk2 > xk1)
     cdef floating inter = iw * ih if mask else 0
-    cdef floating w1 = x2 - x1, h1 = y2 - y1
-    cdef floating un = w1 * h1 + (u2 - u1) * (v2 - v1) - inter
+    cdef floating w1 = x2 - x1, h1 = y2 - y1, w2 = u2 - u1, h2 = v2 - v1
+    cdef floating un = w1 * h1 + w2 * h2 - inter
     cdef floating U = un + eps
+    # Near-identical boxes: 1 - iou ~ 1e-4 is the difference of two numbers ~1, so its float32 rounding
+    # (and that of the areas) was ~1e-3 relative -- and 1 - iou is what every kind returns.  For
+    # overlapping boxes (the mask), with the widths / heights of each box beyond the intersection
+    #   a1 = w1 - iw = (x2 - xk2) + (xk1 - x1),  a2 = w2 - iw,  c1 = h1 - ih,  c2 = h2 - ih
+    # (sums of non-negative differences of close coordinates: exact, Sterbenz)
+    #   U - I = (A1 - I) + (A2 - I) + eps = a1 h1 + a2 h2 + iw (c1 + c2) + eps      (no cancellation)
+    #   1 - iou = (U - I) / U
+    # and GIoU's enclosure minus union, the two uncovered corners, C - un = a1 c2 + a2 c1.  Elsewhere
+    # (disjoint boxes: I = 0, or an infinite U, where torchvision's I / U and 1 - iou are exact or inf /
+    # nan) the plain forms.  iou itself (the gradient) stays I / U: relative precision for small ones.
+    cdef bint overlap = mask & (U - U == 0)
+    cdef floating a1 = (x2 - xk2) + (xk1 - x1), a2 = (u2 - xk2) + (xk1 - u1)
+    cdef floating c1 = (y2 - yk2) + (yk1 - y1), c2 = (v2 - yk2) + (yk1 - v1)
+    cdef floating ratio = ((a1 * h1 + a2 * h2 + iw * (c1 + c2)) + eps if overlap else inter) / U
+    cdef floating one_m_iou = ratio if overlap else one - ratio
     cdef floating iou = inter / U
     cdef floating loss, q = 0, cw = 0, ch = 0, C = 0, Ce = 0, D = 0, dxc = 0, dyc = 0
     cdef floating rw = 0, t = 0, v = 0, alpha = 0
-    cdef floating g_un, g_i, g_c = 0, g_rho = 0, g_d = 0, g_w, g_h, g_cw = 0, g_ch = 0, g_r, gi
+    cdef floating rU, g_un, g_i, g_c = 0, g_rho = 0, g_d = 0, g_w, g_h, g_cw = 0, g_ch = 0, g_r, gi
     if box_kind is IoU:
-        loss = one - iou
+        loss = one_m_iou
     else:
         cw = f_max(x2, u2) - f_min(x1, u1)
         ch = f_max(y2, v2) - f_min(y1, v1)
         if box_kind is GIoU:
             C = cw * ch
             Ce = C + eps
-            q = (C - un) / Ce
-            loss = one - (iou - q)
+            q = (a1 * c2 + a2 * c1 if overlap else C - un) / Ce
+            loss = one_m_iou + q
         else:
             D = cw * cw + ch * ch + eps
             dxc = (x2 + x1) / two - (u1 + u2) / two
             dyc = (y2 + y1) / two - (v1 + v2) / two
             q = (dxc * dxc + dyc * dyc) / D
-            loss = one - iou + q
+            loss = one_m_iou + q
             if box_kind is CIoU:
                 rw = w1 / h1
                 t = f_atan((u2 - u1) / (v2 - v1)) - f_atan(rw)
                 v = <floating> FOUR_OVER_PI2 * (t * t)
-                alpha = v / (one - iou + v + eps_alpha)
+                alpha = v / (one_m_iou + v + eps_alpha)
                 loss = loss + alpha * v
     if grad_mode is LossOnly:
         return loss
-    g_un = iou / U
+    rU = one / U                         # (the reciprocal serves both; torch divides twice)
+    g_un = iou * rU
     if box_kind is GIoU:
         g_un = g_un - one / Ce
         g_c = (one - q) / Ce
@@ -200,7 +217,7 @@ cdef inline floating box_loss_point(const box_kind* kind, const grad_mode* mode,
         g_d = -q / D
         g_cw = g_d * (two * cw)
         g_ch = g_d * (two * ch)
-    g_i = -one / U - g_un
+    g_i = -rU - g_un
     g_w = g_un * h1                      # area 1 = w1 h1
     g_h = g_un * w1
     if box_kind is CIoU:
@@ -265,31 +282,34 @@ cdef inline void store_grads(floating* g, int fmt, Py_ssize_t L, const floating*
             g[4 * k + 2] = half * (d2[k] - d1[k]); g[4 * k + 3] = half * (e2[k] - e1[k])
 
 
-cdef void seg_losses(const box_kind* kind, const grad_mode* mode, Py_ssize_t L, floating* s, floating* out,
+cdef void seg_losses(const box_kind* kind, const grad_mode* mode, Py_ssize_t n16, floating* s, floating* out,
                      floating eps, floating eps_alpha, floating gs) noexcept nogil:
-    """The point function over one segment.  s is the segment scratch: 12 rows of SEG -- box 1
-    (x1, y1, x2, y2), box 2, gradient (xyxy).  Rows are addressed as s[row * SEG + k] off one base
-    pointer, so the compiler sees constant distances between them instead of 13 pointers it would
-    have to check pairwise for aliasing at run time (it gives up past 10 and the loop stays scalar)."""
+    """The point function over one segment of 16 * n16 pairs.  s is the segment scratch: 12 rows of SEG
+    -- box 1 (x1, y1, x2, y2), box 2, gradient (xyxy).  Rows are addressed as s[row * SEG + k] off one
+    base pointer, so the compiler sees constant distances between them instead of 13 pointers it would
+    have to check pairwise for aliasing at run time (it gives up past 10 and the loop stays scalar).
+    A multiple of 16 pairs (box_pairs_block pads the segment): the loop is all vector code, with no
+    scalar remainder -- which GCC compiles with different FMA contractions, so a pair's loss and
+    gradient changed in the last bit with its position (a chunked call differed from the whole)."""
     cdef Py_ssize_t k
-    for k in range(L):
+    for k in range(n16 * 16):
         out[k] = box_loss_point(kind, mode, s[k], s[SEG + k], s[2 * SEG + k], s[3 * SEG + k],
                                 s[4 * SEG + k], s[5 * SEG + k], s[6 * SEG + k], s[7 * SEG + k],
                                 eps, eps_alpha, gs, &s[8 * SEG + k], &s[9 * SEG + k], &s[10 * SEG + k],
                                 &s[11 * SEG + k])
 
 
-cdef inline void seg_of_kind(const grad_mode* mode, int kind, Py_ssize_t L, floating* s, floating* out,
+cdef inline void seg_of_kind(const grad_mode* mode, int kind, Py_ssize_t n16, floating* s, floating* out,
                              floating eps, floating eps_alpha, floating gs) noexcept nogil:
     """The kind switch, outside the loop: one specialised loop per (kind, grad) (note b)."""
     if kind == BOX_IOU:
-        seg_losses(<IoU*> NULL, mode, L, s, out, eps, eps_alpha, gs)
+        seg_losses(<IoU*> NULL, mode, n16, s, out, eps, eps_alpha, gs)
     elif kind == BOX_GIOU:
-        seg_losses(<GIoU*> NULL, mode, L, s, out, eps, eps_alpha, gs)
+        seg_losses(<GIoU*> NULL, mode, n16, s, out, eps, eps_alpha, gs)
     elif kind == BOX_DIOU:
-        seg_losses(<DIoU*> NULL, mode, L, s, out, eps, eps_alpha, gs)
+        seg_losses(<DIoU*> NULL, mode, n16, s, out, eps, eps_alpha, gs)
     else:
-        seg_losses(<CIoU*> NULL, mode, L, s, out, eps, eps_alpha, gs)
+        seg_losses(<CIoU*> NULL, mode, n16, s, out, eps, eps_alpha, gs)
 
 
 cdef struct BoxCtx:
@@ -307,26 +327,36 @@ cdef struct BoxCtx:
 cdef Py_ssize_t box_pairs_block(const BoxCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                 floating* loss, floating* denom) noexcept nogil:
     cdef floating buf[12 * SEG]
+    cdef floating tail_out[SEG]
     cdef floating eps = <floating> c.eps, eps_a = <floating> c.eps_alpha, gs = <floating> c.grad_scale
     cdef const floating* b1 = <const floating*> c.b1
     cdef const floating* b2 = <const floating*> c.b2
     cdef bint grad = c.grad != NULL
     cdef int kind = c.kind
-    cdef Py_ssize_t i = start, L
+    cdef Py_ssize_t i = start, L, Lp, k, r
     cdef floating* out
     while i < stop:
         L = stop - i if stop - i < SEG else SEG
+        Lp = (L + 15) // 16 * 16            # (SEG is a multiple of 16)
         load_boxes(b1 if c.single1 else b1 + 4 * i, c.single1, c.fmt, L, buf, buf + SEG, buf + 2 * SEG,
                    buf + 3 * SEG)
         load_boxes(b2 if c.single2 else b2 + 4 * i, c.single2, c.fmt, L, buf + 4 * SEG, buf + 5 * SEG,
                    buf + 6 * SEG, buf + 7 * SEG)
         out = loss + (i - start)
+        if Lp != L:                          # pad with copies of the last pair; losses to tail_out
+            for r in range(8):
+                for k in range(L, Lp):
+                    buf[r * SEG + k] = buf[r * SEG + L - 1]
+            out = tail_out
         if grad:
-            seg_of_kind(<WithGrad*> NULL, kind, L, buf, out, eps, eps_a, gs)
+            seg_of_kind(<WithGrad*> NULL, kind, Lp // 16, buf, out, eps, eps_a, gs)
             store_grads(<floating*> c.grad + 4 * i, c.fmt, L, buf + 8 * SEG, buf + 9 * SEG, buf + 10 * SEG,
                         buf + 11 * SEG)
         else:
-            seg_of_kind(<LossOnly*> NULL, kind, L, buf, out, eps, eps_a, gs)
+            seg_of_kind(<LossOnly*> NULL, kind, Lp // 16, buf, out, eps, eps_a, gs)
+        if Lp != L:
+            for k in range(L):
+                loss[i - start + k] = tail_out[k]
         i += L
     return -1
 

@@ -23,7 +23,7 @@ Gradients at non-differentiable points follow torch's autograd: ``clamp_min`` pa
 where its input is >= the bound, ``minimum`` splits a tie in half, a norm's gradient is 0 where the
 norm is 0.
 """
-from libc.math cimport sqrt, pow, log, cos, sin, INFINITY, NAN
+from libc.math cimport sqrt, pow, log, log1p, exp, cos, sin, INFINITY, NAN
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
@@ -39,6 +39,13 @@ cdef extern from *:
     """
     #include <math.h>
     #include <stddef.h>
+    /* GCC contracts a * b + c into an FMA across statements (-ffp-contract=fast, its default); this turns
+     * it off for one function.  Clang contracts only within one expression by default. */
+    #if defined(__GNUC__) && !defined(__clang__)
+    #define FL_NO_FP_CONTRACT __attribute__((optimize("fp-contract=off")))
+    #else
+    #define FL_NO_FP_CONTRACT
+    #endif
     /* Row primitives on two rows a, b of n numbers, with d_k = a_k - b_k + eps (torch's
      * pairwise_distance places eps inside the norm: ||a - b + eps||_p).  Sums in double. */
     #define FL_METRIC_ROWS(T, S)                                                                  \\
@@ -66,8 +73,12 @@ cdef extern from *:
         return s;                                                                                 \\
     }                                                                                             \\
     /* ga += c * d||d||_p/dd, gb -= the same (either may be NULL).  torch's norm_backward: 0 where  \\
-     * the norm is 0; for p = inf the gradient is shared equally by the entries attaining the max. */ \\
-    static inline void fl_normdiff_grad_##S(const T* a, const T* b, ptrdiff_t n, double eps,      \\
+     * the norm is 0; for p = inf the gradient is shared equally by the entries attaining the max.   \\
+     * No FMA contraction (FL_NO_FP_CONTRACT): a row receives two such terms (the anchor of a       \\
+     * triplet: +f d and -f d for a = p = n), and a fused ga + (-f) d left the rounding error of     \\
+     * f d, +-1e-18, where the exact gradient -- and the unfused one -- is 0. */                     \\
+    static inline FL_NO_FP_CONTRACT                                                               \\
+    void fl_normdiff_grad_##S(const T* a, const T* b, ptrdiff_t n, double eps,                    \\
                                             double p, double norm, double c, T* ga, T* gb) {      \\
         if (norm == 0.0 || c == 0.0) return;                                                      \\
         if (p == 2.0) {                                                                           \\
@@ -529,11 +540,25 @@ cdef inline int64_t read_label(const void* labels, bint is64, Py_ssize_t i) noex
 #               and denominator 0 (skipped by the mean).
 #   batch_all:  loss_i = sum over (j pos, k neg) of max(0, d_ij - d_ik + margin); denominator = the
 #               number of those triplets with a loss > 0.
+#   A nan distance among an anchor's positives / negatives makes its loss nan (torch's max / min and
+#   clamp_min propagate nan; a comparison would silently skip it).
 # Gradient coefficients written over the block: S_ij = (dloss_i/dd_ij) * (dd_ij/d(d_ij^2)) * 2, so that
 # dloss/de_i = sum_j S_ij (e_i - e_j) and dloss/de_j = -S_ij (e_i - e_j)  (0 where d_ij = 0).
+#
+# Precision.  The Gram form cancels: d^2 is a difference of terms ~|e|^2, and the block is in the
+# input's precision (float32 BLAS for float32 input: 1.8e-5 relative seen on the loss).  batch_hard
+# therefore mines on the Gram distances but takes the two distances it uses from the rows themselves,
+# sum_k (e_ik - e_jk)^2 in double: every candidate whose Gram d^2 is within the Gram's rounding bound
+# of the best (|error| <= tol_ij = gram_tol (|e_i|^2 + |e_j|^2), gram_tol = (D + 2) u for dot products
+# of D terms rounded to the block's unit roundoff u) is recomputed exactly and the best exact one wins
+# (first index on ties) -- so the result is the exact hardest pair's, and usually one or two rows per
+# anchor are recomputed.  (batch_all uses every distance: Python gives it a float64 block.)
 cdef struct MiningCtx:
     void* block              # (R, B) Gram rows, overwritten with distances, then coefficients
     const double* sqnorm     # (B,) |e_j|^2
+    const void* emb          # (B, D) the embeddings of the Gram block (its dtype)
+    Py_ssize_t D
+    double gram_tol          # see Precision above
     const void* labels       # (B,)
     bint labels64
     Py_ssize_t B
@@ -553,44 +578,92 @@ cdef inline double mining_coef(double dloss_dd, double d, bint squared) noexcept
     return dloss_dd / d if d > 0 else 0.0
 
 
+cdef inline double gram_d2(const MiningCtx* c, Py_ssize_t i, Py_ssize_t j, double g) noexcept nogil:
+    """d_ij^2 from the Gram entry g = <e_i, e_j> (clamped at 0; nan stays nan)."""
+    cdef double d2 = c.sqnorm[i] + c.sqnorm[j] - 2.0 * g
+    return 0.0 if d2 < 0 else d2
+
+
+cdef inline double exact_d2(const MiningCtx* c, const floating* ei, Py_ssize_t j) noexcept nogil:
+    """sum_k (e_ik - e_jk)^2, accumulated in double from the rows."""
+    if floating is float:
+        return fl_sqdiff_f32(ei, <const float*> c.emb + j * c.D, c.D, 0.0)
+    else:
+        return fl_sqdiff_f64(ei, <const double*> c.emb + j * c.D, c.D, 0.0)
+
+
+cdef double batch_hard_row(const MiningCtx* c, Py_ssize_t i, int64_t li, floating* row,
+                           double* count) noexcept nogil:
+    """The loss of anchor i and its mean denominator (count: 1, or 0 without a positive or a negative);
+    with the gradient, its coefficients over row."""
+    cdef Py_ssize_t B = c.B, j, jp = -1, kn = -1, jp1, kn1
+    cdef const floating* ei = <const floating*> c.emb + i * c.D
+    cdef double d2, ex, band, gp = 0.0, gn = INFINITY, bp = 0.0, bn = 0.0
+    cdef double dp, dn, z
+    cdef bint nan_seen = False, is_pos
+    # pass 1: the hardest positive / negative by the Gram distances (their squares: same order)
+    for j in range(B):
+        d2 = gram_d2(c, i, j, row[j])
+        if read_label(c.labels, c.labels64, j) == li:
+            if j == i:
+                continue
+            nan_seen = nan_seen or d2 != d2
+            if jp < 0 or d2 > gp:
+                jp, gp = j, d2
+        else:
+            nan_seen = nan_seen or d2 != d2
+            if kn < 0 or d2 < gn:
+                kn, gn = j, d2
+    count[0] = 1.0 if jp >= 0 and kn >= 0 else 0.0
+    if count[0] == 0.0 or nan_seen:
+        if c.want_grad:
+            for j in range(B):
+                row[j] = <floating> (NAN if count[0] != 0.0 else 0.0)
+        return NAN if count[0] != 0.0 else 0.0
+    # pass 2: the pass-1 choice and every candidate within the rounding bound of it (tol_ij + tol_i,best),
+    # recomputed exactly from the rows; the best exact distance wins
+    jp1, kn1 = jp, kn
+    jp = kn = -1
+    for j in range(B):
+        is_pos = read_label(c.labels, c.labels64, j) == li
+        if is_pos and j == i:
+            continue
+        d2 = gram_d2(c, i, j, row[j])
+        band = c.gram_tol * (2.0 * c.sqnorm[i] + c.sqnorm[j] + c.sqnorm[jp1 if is_pos else kn1])
+        if is_pos and (j == jp1 or d2 >= gp - band):
+            ex = exact_d2(c, ei, j)
+            if jp < 0 or ex > bp:
+                jp, bp = j, ex
+        elif not is_pos and (j == kn1 or d2 <= gn + band):
+            ex = exact_d2(c, ei, j)
+            if kn < 0 or ex < bn:
+                kn, bn = j, ex
+    dp = bp if c.squared else sqrt(bp)
+    dn = bn if c.squared else sqrt(bn)
+    z = dp - dn + c.margin
+    if c.want_grad:
+        memset(row, 0, B * sizeof(floating))
+        row[jp] = <floating> mining_coef(1.0 if z >= 0 else 0.0, dp, c.squared)   # clamp_min passes
+        row[kn] = <floating> mining_coef(-1.0 if z >= 0 else 0.0, dn, c.squared)  # the gradient at 0
+    return 0.0 if z < 0 else z
+
+
 cdef Py_ssize_t triplet_mining_block(const MiningCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                      floating* loss, floating* denom) noexcept nogil:
-    cdef Py_ssize_t B = c.B, r, i, j, k, jp, kn
+    cdef Py_ssize_t B = c.B, r, i, j
     cdef floating* row
-    cdef double d2, dp, dn, z, total, cnt, cj
+    cdef double d2, total, cnt
     cdef int64_t li
     for r in range(start, stop):
         i = c.row0 + r
         row = <floating*> c.block + r * B
         li = read_label(c.labels, c.labels64, i)
-        for j in range(B):
-            d2 = c.sqnorm[i] + c.sqnorm[j] - 2.0 * row[j]
-            d2 = 0.0 if d2 < 0 else d2
-            row[j] = <floating> (d2 if c.squared else sqrt(d2))
-        total = 0.0
-        cnt = 0.0
         if not c.batch_all:
-            jp = -1
-            kn = -1
-            for j in range(B):
-                if read_label(c.labels, c.labels64, j) == li:
-                    if j != i and (jp < 0 or row[j] > row[jp]):
-                        jp = j
-                elif kn < 0 or row[j] < row[kn]:
-                    kn = j
-            if jp >= 0 and kn >= 0:
-                dp, dn = row[jp], row[kn]
-                z = dp - dn + c.margin
-                total = 0.0 if z < 0 else z
-                cnt = 1.0
-                if c.want_grad:
-                    z = 1.0 if z >= 0 else 0.0           # clamp_min passes the gradient at 0
-                    memset(row, 0, B * sizeof(floating))
-                    row[jp] = <floating> mining_coef(z, dp, c.squared)
-                    row[kn] = <floating> mining_coef(-z, dn, c.squared)
-            elif c.want_grad:
-                memset(row, 0, B * sizeof(floating))
+            total = batch_hard_row(c, i, li, row, &cnt)
         else:
+            for j in range(B):
+                d2 = gram_d2(c, i, j, row[j])
+                row[j] = <floating> (d2 if c.squared else sqrt(d2))
             total, cnt = batch_all_row(c, i, li, row)
         loss[r - start] = <floating> total
         c.row_loss[i] = total
@@ -622,9 +695,14 @@ cdef (double, double) batch_all_row(const MiningCtx* c, Py_ssize_t i, int64_t li
             if z > 0:
                 total += z
                 cnt += 1.0
+            elif z != z:                 # clamp_min(nan) is nan: the sum is nan (not a loss > 0)
+                total += z
             if coef != NULL and z >= 0:
                 coef[j] += 1.0
                 coef[k] -= 1.0
+            elif coef != NULL and z != z:
+                coef[j] += z
+                coef[k] += z
     if coef != NULL:
         for j in range(B):
             row[j] = <floating> mining_coef(coef[j], row[j], c.squared)
@@ -632,24 +710,32 @@ cdef (double, double) batch_all_row(const MiningCtx* c, Py_ssize_t i, int64_t li
     return total, cnt
 
 
-def triplet_mining(block, sqnorm, labels, Py_ssize_t row0, double margin, bint squared, bint batch_all,
+def triplet_mining(block, emb, sqnorm, labels, Py_ssize_t row0, double margin, bint squared, bint batch_all,
                    bint want_grad, row_loss, row_count, int num_threads):
     """Kernel entry: block (R, B) Gram rows of one float dtype (overwritten with the gradient
-    coefficients when want_grad), sqnorm (B,) float64, labels (B,) int32/int64; each row's loss and
-    mean denominator go to row_loss / row_count (B,) float64 at the row's global index (reduce them
-    with reduce_rows)."""
+    coefficients when want_grad) of the embeddings emb (B, D), C-contiguous, of the same dtype;
+    sqnorm (B,) float64, labels (B,) int32/int64; each row's loss and mean denominator go to
+    row_loss / row_count (B,) float64 at the row's global index (reduce them with reduce_rows)."""
     # boundary checks (_common.pxd): rows row0 .. row0 + R of a (B, B) Gram matrix
     cdef Py_ssize_t itemsize = check_buffer(block, "block", b'f', 0, -1, want_grad)
     check_ndim(block, "block", 2)
     cdef Py_ssize_t B = block.shape[1]
     if check_count(row0, "row0") + block.shape[0] > B:
         raise ValueError(f"fastloss kernel: rows {row0} .. {row0 + block.shape[0]} of a ({B}, {B}) Gram matrix")
+    check_buffer(emb, "emb", b'f', itemsize, -1, False)
+    check_ndim(emb, "emb", 2)
     check_buffer(sqnorm, "sqnorm", b'f', 8, B, False)
     check_buffer(labels, "labels", b'i', 0, B, False)
     check_buffer(row_loss, "row_loss", b'f', 8, B, True)
     check_buffer(row_count, "row_count", b'f', 8, B, True)
+    if emb.shape[0] != B:
+        raise ValueError(f"fastloss kernel: emb has {emb.shape[0]} rows for a ({B}, {B}) Gram matrix")
     cdef MiningCtx c
     c.block = ptr_or_null(block)
+    c.emb = ptr_or_null(emb)
+    c.D = emb.shape[1]
+    # (D + 2) u: the dot product's rounding (D terms) and the Gram entry stored in the block's dtype
+    c.gram_tol = (c.D + 2) * (2.0 ** -24 if block.dtype.itemsize == 4 else 2.0 ** -53)
     c.sqnorm = <const double*> ptr_or_null(sqnorm)
     c.labels = ptr_or_null(labels)
     c.labels64 = labels.dtype.itemsize == 8
@@ -699,19 +785,33 @@ def reduce_rows(row_loss, row_count, int num_threads):
 # With the additive angular margin (arcface) the positive's logit is phi(s_ip) / tau instead (see
 # arc_margin_point) and its coefficient is multiplied by phi'(s_ip).
 
-# ArcFace's additive angular margin m on the positive's cosine c = cos(theta), in the plain form (no
-# "easy margin", no insightface th/mm fallback; for theta + m > pi it is still cos(theta + m)):
-#   phi(c) = cos(theta + m) = c cos m - sin(theta) sin m,   sin(theta) = sqrt(max(1 - c^2, 0))
-#   phi'(c) = cos m + sin m * c / sin(theta)          where 1 - c^2 > 0
-#   phi'(c) = cos m                                   where 1 - c^2 <= 0 (theta = 0 or pi, or |c| > 1 by
-#                                                     rounding): the sin term's derivative, infinite
-#                                                     there, is taken as 0 -- autograd would give inf/nan.
-cdef inline double arc_margin_point(double c, double cos_m, double sin_m, double* dphi) noexcept nogil:
+# ArcFace's additive angular margin m on the positive's cosine c = cos(theta), sin(theta) = s given
+# (computed accurately by the caller, see metric.py's _positive_angle):
+#   phi(c) = cos(theta + m) = c cos m - s sin m,    phi'(c) = cos m + sin m * c / s   (s > 0)
+#   phi'(c) = cos m where s = 0 (theta = 0 or pi): the sin term's derivative, infinite there, is taken
+#   as 0 -- autograd would give inf/nan.
+# ARC_PLAIN uses that for every theta.  ARC_FALLBACK (insightface's ArcMarginProduct and arcface_torch,
+# the default): where c <= th = cos(pi - m), i.e. theta + m >= pi, where cos(theta + m) would grow again
+# with theta, phi = c - mm, mm = sin(pi - m) m, phi' = 1.  ARC_EASY (easy_margin=True): phi = c where
+# c <= 0, phi' = 1.  (Selects on c > th / c > 0 as insightface's torch.where: a nan c takes the fallback,
+# which is nan too.)
+cdef enum:
+    ARC_PLAIN = 0
+    ARC_FALLBACK = 1
+    ARC_EASY = 2
+
+
+cdef inline double arc_margin_point(double c, double s, double cos_m, double sin_m, int mode, double th,
+                                    double mm, double* dphi) noexcept nogil:
     """Returns phi(c); dphi[0] = phi'(c)."""
-    cdef double s2 = 1.0 - c * c
-    cdef double sin_t = sqrt(s2) if s2 > 0 else 0.0
-    dphi[0] = cos_m + sin_m * c / sin_t if s2 > 0 else cos_m
-    return c * cos_m - sin_t * sin_m
+    if mode == ARC_FALLBACK and not (c > th):
+        dphi[0] = 1.0
+        return c - mm
+    if mode == ARC_EASY and not (c > 0):
+        dphi[0] = 1.0
+        return c
+    dphi[0] = cos_m + sin_m * c / s if s > 0 else cos_m
+    return c * cos_m - s * sin_m
 
 
 cdef struct SoftmaxRowsCtx:
@@ -724,8 +824,13 @@ cdef struct SoftmaxRowsCtx:
     const void* labels       # (N,) int32/int64 positives, or NULL: p(i) = (i + pos_shift) mod M
     bint labels64
     bint arc_margin          # apply arc_margin_point to the positive
+    const double* pos_cos    # (N,) the positive's cos(theta) and sin(theta), in double (arc_margin)
+    const double* pos_sin
+    int arc_mode             # ARC_PLAIN / ARC_FALLBACK / ARC_EASY
     double cos_m
     double sin_m
+    double arc_th
+    double arc_mm
     bint want_grad
     double* row_loss
 
@@ -735,8 +840,8 @@ cdef Py_ssize_t softmax_rows_block(const SoftmaxRowsCtx* c, Py_ssize_t start, Py
     cdef Py_ssize_t M = c.M, r, i, j, p, first_bad = -1
     cdef int64_t label
     cdef floating* x
-    cdef floating it = <floating> c.inv_tau, m, s, xp
-    cdef double dphi = 1.0
+    cdef floating it = <floating> c.inv_tau, m, s, xp, inv
+    cdef double dphi = 1.0, ep
     for r in range(start, stop):
         i = c.row0 + r
         x = <floating*> c.block + r * M
@@ -753,7 +858,8 @@ cdef Py_ssize_t softmax_rows_block(const SoftmaxRowsCtx* c, Py_ssize_t start, Py
         else:
             p = (i + c.pos_shift) % M
         if c.arc_margin:
-            xp = <floating> (c.inv_tau * arc_margin_point(x[p], c.cos_m, c.sin_m, &dphi))
+            xp = <floating> (c.inv_tau * arc_margin_point(c.pos_cos[i], c.pos_sin[i], c.cos_m, c.sin_m,
+                                                          c.arc_mode, c.arc_th, c.arc_mm, &dphi))
         for j in range(M):
             x[j] = x[j] * it
         if c.mask_self:
@@ -762,25 +868,36 @@ cdef Py_ssize_t softmax_rows_block(const SoftmaxRowsCtx* c, Py_ssize_t start, Py
             x[p] = xp
         xp = x[p]
         m = row_max(x, M)
+        # The positive's term apart: s = sum_{j != p} exp(x_j - m), ep = exp(x_p - m), so
+        #   loss = log(s + ep) + m - x_p = log1p(s / ep)        (log ep = x_p - m)
+        # The second form keeps the digits of a small loss (a confident row: x_p = m, s << 1), which
+        # log(s + ep) with s + ep ~ 1 rounds away (1e-2 relative at a loss of 1e-5 in float32); the first
+        # is used where ep is small (s / ep could overflow).  The positive's softmax coefficient likewise:
+        # ep / (s + ep) - 1 = -s / (s + ep), without the cancellation.
+        x[p] = -INFINITY
         s = row_sumexp(x, M, m, x if c.want_grad else NULL)
-        c.row_loss[i] = log(<double> s) + m - xp
+        ep = exp(<double> xp - <double> m)
+        c.row_loss[i] = log1p(<double> s / ep) if <double> xp - <double> m > -1.0 else log(<double> s + ep) + m - xp
         loss[r - start] = <floating> c.row_loss[i]
         if c.want_grad:
-            s = 1 / s
+            inv = <floating> (1.0 / (<double> s + ep))
             for j in range(M):
-                x[j] = x[j] * s
-            x[p] -= 1
+                x[j] = x[j] * inv
+            x[p] = -s * inv
             if c.arc_margin:
                 x[p] = <floating> (x[p] * dphi)
     return first_bad
 
 
 def softmax_rows(block, Py_ssize_t row0, double inv_tau, bint mask_self, Py_ssize_t pos_shift,
-                 bint want_grad, row_loss, int num_threads, labels=None, margin=None):
+                 bint want_grad, row_loss, int num_threads, labels=None, margin=None, pos_cos=None,
+                 pos_sin=None, str arc_mode="fallback"):
     """Kernel entry: block (R, M) similarity rows of one float dtype (overwritten with the gradient
     coefficients when want_grad); each row's loss goes to row_loss (float64) at its global index.
     ``labels`` (N,) int32/int64 name the positives instead of pos_shift; ``margin`` (a float) applies
-    the additive angular margin to them.  Returns the first row with a label outside [0, M), or -1."""
+    the additive angular margin to them, with the positives' cos / sin from pos_cos / pos_sin ((N,)
+    float64, required with margin) and arc_mode "plain", "fallback" or "easy" (see arc_margin_point).
+    Returns the first row with a label outside [0, M), or -1."""
     # boundary checks (_common.pxd): rows row0 .. row0 + R of N query rows, against M candidates
     check_buffer(block, "block", b'f', 0, -1, True)      # written in place (scaled, or the coefficients)
     check_ndim(block, "block", 2)
@@ -792,6 +909,10 @@ def softmax_rows(block, Py_ssize_t row0, double inv_tau, bint mask_self, Py_ssiz
     check_count(pos_shift, "pos_shift")
     if labels is None and R and M == 0:
         raise ValueError("fastloss kernel: no candidate to be the positive")
+    if margin is not None:
+        check_buffer(pos_cos, "pos_cos", b'f', 8, N, False)
+        check_buffer(pos_sin, "pos_sin", b'f', 8, N, False)
+    import math
     cdef SoftmaxRowsCtx c
     c.block = ptr_or_null(block)
     c.M = block.shape[1]
@@ -800,8 +921,17 @@ def softmax_rows(block, Py_ssize_t row0, double inv_tau, bint mask_self, Py_ssiz
     c.labels = ptr_or_null(labels)
     c.labels64 = labels is not None and labels.dtype.itemsize == 8
     c.arc_margin = margin is not None
+    if c.arc_margin and any(a is None or a.dtype.itemsize != 8 or a.dtype.kind != "f" or not a.flags.c_contiguous
+                            or a.shape[0] < row0 + block.shape[0] for a in (pos_cos, pos_sin)):
+        raise ValueError("internal: margin needs C-contiguous float64 pos_cos and pos_sin for every row")
+    c.pos_cos = <const double*> ptr_or_null(pos_cos)
+    c.pos_sin = <const double*> ptr_or_null(pos_sin)
+    c.arc_mode = {"plain": ARC_PLAIN, "fallback": ARC_FALLBACK, "easy": ARC_EASY}[arc_mode]
     c.cos_m = cos(margin) if c.arc_margin else 1.0
     c.sin_m = sin(margin) if c.arc_margin else 0.0
+    # insightface's constants, as it computes them (math.cos / math.sin of pi - m)
+    c.arc_th = math.cos(math.pi - margin) if c.arc_margin else 0.0
+    c.arc_mm = math.sin(math.pi - margin) * margin if c.arc_margin else 0.0
     c.row_loss = <double*> ptr_or_null(row_loss)
     cdef BlockFn fn = (<BlockFn> softmax_rows_block[float] if block.dtype.itemsize == 4
                        else <BlockFn> softmax_rows_block[double])

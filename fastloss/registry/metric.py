@@ -164,25 +164,39 @@ register(LossSpec("nt_xent_loss", "metric", _sample_nce, torch_ref=nt_xent_torch
 def _sample_arcface(rng, n, dtype, D=16):
     N = max(min(n // D, 1024), 1)
     C = 37
-    return ((rng.standard_normal((N, D)).astype(dtype), rng.integers(0, C, N),
-             rng.standard_normal((C, D)).astype(dtype)), {"scale": 16.0, "margin": 0.4})
+    e, y, w = rng.standard_normal((N, D)), rng.integers(0, C, N), rng.standard_normal((C, D))
+    k = N // 4                          # a quarter of the rows near their centre's opposite: theta + m > pi
+    e[:k] = -w[y[:k]] + 0.3 * rng.standard_normal((k, D))
+    return (e.astype(dtype), y, w.astype(dtype)), {"scale": 16.0, "margin": 0.4}
 
 
-def arcface_torch(embeddings, labels, class_weights, scale=64.0, margin=0.5, reduction="mean"):
-    """ArcFace in torch ops (the plain cos(theta + m), no easy margin / th-mm fallback).
+def arcface_torch(embeddings, labels, class_weights, scale=64.0, margin=0.5, reduction="mean", easy_margin=False,
+                  plain_margin=False):
+    """ArcFace in torch ops, insightface's ArcMarginProduct / arcface_torch target logit:
+    cos(theta + m) where cos > th = cos(pi - m), else cos - mm, mm = sin(pi - m) m; with easy_margin,
+    cos(theta + m) where cos > 0, else cos; with plain_margin, cos(theta + m) everywhere.
 
-    sin(theta) = sqrt(max(1 - cos^2, 0)) is written with the double-where trick so that its gradient
-    is 0 where 1 - cos^2 <= 0 (fastloss's documented convention; the literal sqrt gives inf/nan there)
-    and the value is unchanged everywhere."""
+    sin(theta) is sqrt((1 - cos)(1 + cos)) with 1 -+ cos = |u -+ v|^2 / 2 of the normalised rows u, v
+    (insightface's sqrt(1 - cos^2) loses the digits of sin near theta = 0 and pi, which decide the loss
+    there in plain / easy mode); a zero row (u = 0) takes sqrt(1 - cos^2).  The sqrt is written with the
+    double-where trick so that its gradient is 0 where sin = 0 (fastloss's documented convention; the
+    literal sqrt gives inf/nan there) and the value is unchanged everywhere."""
     import math
     torch, F = _torch()
     e, w, y = _t(embeddings), _t(class_weights), _t(labels).long()
-    cos = F.normalize(e, dim=1) @ F.normalize(w, dim=1).T
+    u, v_all = F.normalize(e, dim=1), F.normalize(w, dim=1)
+    cos = u @ v_all.T
     c = cos.gather(1, y[:, None])
-    s2 = 1 - c * c
+    v = v_all[y]
+    unit = ((e.norm(dim=1) >= 1e-12) & (w[y].norm(dim=1) >= 1e-12))[:, None]
+    s2 = torch.where(unit, ((u - v) ** 2).sum(1, keepdim=True) * ((u + v) ** 2).sum(1, keepdim=True) / 4, 1 - c * c)
     pos = s2 > 0
     sin = torch.where(pos, torch.where(pos, s2, 1.0).sqrt(), 0.0)
     target = c * math.cos(margin) - sin * math.sin(margin)
+    if easy_margin:
+        target = torch.where(c > 0, target, c)
+    elif not plain_margin:
+        target = torch.where(c > math.cos(math.pi - margin), target, c - math.sin(math.pi - margin) * margin)
     logits = (cos.scatter(1, y[:, None], target)) * scale
     return F.cross_entropy(logits, y, reduction=reduction)
 
