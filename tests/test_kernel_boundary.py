@@ -120,7 +120,7 @@ def _cases():
             grad_scale=1.0,
             num_threads=1,
         ),
-        ("x", "y", "weight", "pos_weight"),
+        ("x", "y", "weight"),          # pos_weight=None is valid: no pos_weight (torch's l = 1)
         ("out", "grad"),
     )
     yield (
@@ -334,6 +334,7 @@ def _cases():
         met.triplet_mining,
         dict(
             block=e @ e.T,
+            emb=e,
             sqnorm=np.einsum("ij,ij->i", e, e),
             labels=labels(N, 2),
             row0=0,
@@ -345,7 +346,7 @@ def _cases():
             row_count=np.zeros(N),
             num_threads=1,
         ),
-        ("block", "sqnorm", "labels", "row_loss", "row_count"),
+        ("block", "emb", "sqnorm", "labels", "row_loss", "row_count"),
         ("block", "row_loss", "row_count"),
     )
     yield (
@@ -369,8 +370,10 @@ def _cases():
             num_threads=1,
             labels=labels(N, N),
             margin=0.3,
+            pos_cos=np.full(N, 0.6),
+            pos_sin=np.full(N, 0.8),
         ),
-        ("block", "row_loss"),
+        ("block", "row_loss", "pos_cos", "pos_sin"),
         ("block", "row_loss"),
     )
     act = seg.ACTIVATIONS
@@ -530,6 +533,7 @@ def test_inconsistent_sizes_are_refused():
         e = f8(N, C)
         met.triplet_mining(
             e @ e.T,
+            e,
             np.einsum("ij,ij->i", e, e),
             labels(N, 2),
             1,
