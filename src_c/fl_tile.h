@@ -5,9 +5,10 @@
  * the L rows instead (and the gradient tile is turned back).
  *
  * A scalar transpose costs one load and one store per value, about as much as the whole exp pass that
- * follows, so the full 8 x 8 (float) / 4 x 4 (double) blocks are moved with vector shuffles: AVX at the
- * avx2 / avx512 levels, SSE2 at the baseline level; the edges (C or L not a multiple of the block) and
- * other architectures take the scalar loop.  Pure data movement: the same values on every level.
+ * follows, so whole blocks are moved with vector shuffles: 8 x 8 then 4 x 4 (float), 4 x 4 then 2 x 2
+ * (double) with AVX at the avx2 / avx512 levels, the smaller blocks alone with SSE2 at the baseline
+ * level; the last columns / rows (C or L not a multiple of 4) and other architectures take the scalar
+ * loop.  Pure data movement: the same values on every level.
  */
 #ifndef FL_TILE_H
 #define FL_TILE_H
@@ -19,6 +20,7 @@
 #define FL_TILE_AVX 1
 #elif defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
+#include <xmmintrin.h>
 #define FL_TILE_SSE2 1
 #endif
 
@@ -35,9 +37,27 @@ FL_TRANSPOSE_SCALAR(float, fl_transpose_edge_f32)
 FL_TRANSPOSE_SCALAR(double, fl_transpose_edge_f64)
 #undef FL_TRANSPOSE_SCALAR
 
+#if defined(FL_TILE_AVX) || defined(FL_TILE_SSE2)
+/* out[c * ld_out + r] = in[r * ld_in + c] for r, c < 4 (float) / < 2 (double): SSE / SSE2 */
+static inline void fl_transpose4_f32(const float* in, ptrdiff_t ld_in, float* out, ptrdiff_t ld_out) {
+    __m128 r0 = _mm_loadu_ps(in + 0 * ld_in), r1 = _mm_loadu_ps(in + 1 * ld_in);
+    __m128 r2 = _mm_loadu_ps(in + 2 * ld_in), r3 = _mm_loadu_ps(in + 3 * ld_in);
+    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+    _mm_storeu_ps(out + 0 * ld_out, r0);
+    _mm_storeu_ps(out + 1 * ld_out, r1);
+    _mm_storeu_ps(out + 2 * ld_out, r2);
+    _mm_storeu_ps(out + 3 * ld_out, r3);
+}
+static inline void fl_transpose2_f64(const double* in, ptrdiff_t ld_in, double* out, ptrdiff_t ld_out) {
+    __m128d r0 = _mm_loadu_pd(in), r1 = _mm_loadu_pd(in + ld_in);
+    _mm_storeu_pd(out, _mm_unpacklo_pd(r0, r1));
+    _mm_storeu_pd(out + ld_out, _mm_unpackhi_pd(r0, r1));
+}
+#endif
+
 #if defined(FL_TILE_AVX)
-/* out[c * ld_out + r] = in[r * ld_in + c] for r, c < 8 */
-static inline void fl_transpose_block_f32(const float* in, ptrdiff_t ld_in, float* out, ptrdiff_t ld_out) {
+/* out[c * ld_out + r] = in[r * ld_in + c] for r, c < 8 (float) / < 4 (double): AVX */
+static inline void fl_transpose8_f32(const float* in, ptrdiff_t ld_in, float* out, ptrdiff_t ld_out) {
     __m256 r0 = _mm256_loadu_ps(in + 0 * ld_in), r1 = _mm256_loadu_ps(in + 1 * ld_in);
     __m256 r2 = _mm256_loadu_ps(in + 2 * ld_in), r3 = _mm256_loadu_ps(in + 3 * ld_in);
     __m256 r4 = _mm256_loadu_ps(in + 4 * ld_in), r5 = _mm256_loadu_ps(in + 5 * ld_in);
@@ -59,9 +79,7 @@ static inline void fl_transpose_block_f32(const float* in, ptrdiff_t ld_in, floa
     _mm256_storeu_ps(out + 6 * ld_out, _mm256_permute2f128_ps(u2, u6, 0x31));
     _mm256_storeu_ps(out + 7 * ld_out, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
-#define FL_TB32 8
-/* out[c * ld_out + r] = in[r * ld_in + c] for r, c < 4 */
-static inline void fl_transpose_block_f64(const double* in, ptrdiff_t ld_in, double* out, ptrdiff_t ld_out) {
+static inline void fl_transpose4_f64(const double* in, ptrdiff_t ld_in, double* out, ptrdiff_t ld_out) {
     __m256d r0 = _mm256_loadu_pd(in + 0 * ld_in), r1 = _mm256_loadu_pd(in + 1 * ld_in);
     __m256d r2 = _mm256_loadu_pd(in + 2 * ld_in), r3 = _mm256_loadu_pd(in + 3 * ld_in);
     __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
@@ -71,51 +89,42 @@ static inline void fl_transpose_block_f64(const double* in, ptrdiff_t ld_in, dou
     _mm256_storeu_pd(out + 2 * ld_out, _mm256_permute2f128_pd(t0, t2, 0x31));
     _mm256_storeu_pd(out + 3 * ld_out, _mm256_permute2f128_pd(t1, t3, 0x31));
 }
-#define FL_TB64 4
-#elif defined(FL_TILE_SSE2)
-static inline void fl_transpose_block_f32(const float* in, ptrdiff_t ld_in, float* out, ptrdiff_t ld_out) {
-    __m128 r0 = _mm_loadu_ps(in + 0 * ld_in), r1 = _mm_loadu_ps(in + 1 * ld_in);
-    __m128 r2 = _mm_loadu_ps(in + 2 * ld_in), r3 = _mm_loadu_ps(in + 3 * ld_in);
-    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-    _mm_storeu_ps(out + 0 * ld_out, r0);
-    _mm_storeu_ps(out + 1 * ld_out, r1);
-    _mm_storeu_ps(out + 2 * ld_out, r2);
-    _mm_storeu_ps(out + 3 * ld_out, r3);
-}
-#define FL_TB32 4
-static inline void fl_transpose_block_f64(const double* in, ptrdiff_t ld_in, double* out, ptrdiff_t ld_out) {
-    __m128d r0 = _mm_loadu_pd(in), r1 = _mm_loadu_pd(in + ld_in);
-    _mm_storeu_pd(out, _mm_unpacklo_pd(r0, r1));
-    _mm_storeu_pd(out + ld_out, _mm_unpackhi_pd(r0, r1));
-}
-#define FL_TB64 2
 #endif
 
-/* Transpose the (rows, cols) row-major array `in` (row stride ld_in) into `out` (row stride ld_out):
- * full B x B blocks with the vector kernel, the edges scalar. */
-#if defined(FL_TB32)
-#define FL_TRANSPOSE(T, name, block, edge, B)                                                           \
-static inline void name(const T* in, ptrdiff_t ld_in, T* out, ptrdiff_t ld_out,                       \
-                        ptrdiff_t rows, ptrdiff_t cols) {                                             \
-    ptrdiff_t rb = rows - rows % (B), cb = cols - cols % (B);                                         \
-    for (ptrdiff_t k = 0; k < rb; k += (B))                                                           \
-        for (ptrdiff_t j = 0; j < cb; j += (B))                                                       \
+/* One strip of B columns [j, j + B) of the transpose: B x B blocks down the rows, the last rows % B
+ * rows scalar.  Returns the next column. */
+#define FL_STRIP(T, block, edge, B)                                                                     \
+    for (; j + (B) <= cols; j += (B)) {                                                               \
+        ptrdiff_t rb = rows - rows % (B);                                                             \
+        for (ptrdiff_t k = 0; k < rb; k += (B))                                                       \
             block(in + k * ld_in + j, ld_in, out + j * ld_out + k, ld_out);                           \
-    edge(in, ld_in, out, ld_out, 0, rb, cb, cols);                                                    \
-    edge(in, ld_in, out, ld_out, rb, rows, 0, cols);                                                  \
-}
-FL_TRANSPOSE(float, fl_transpose_f32, fl_transpose_block_f32, fl_transpose_edge_f32, FL_TB32)
-FL_TRANSPOSE(double, fl_transpose_f64, fl_transpose_block_f64, fl_transpose_edge_f64, FL_TB64)
-#undef FL_TRANSPOSE
-#else
+        edge(in, ld_in, out, ld_out, rb, rows, j, j + (B));                                           \
+    }
+
+/* Transpose the (rows, cols) row-major array `in` (row stride ld_in) into `out` (row stride ld_out):
+ * strips of 8 then 4 columns (float; 4 then 2 for double) in vector blocks, the last columns scalar. */
 static inline void fl_transpose_f32(const float* in, ptrdiff_t ld_in, float* out, ptrdiff_t ld_out,
                                     ptrdiff_t rows, ptrdiff_t cols) {
-    fl_transpose_edge_f32(in, ld_in, out, ld_out, 0, rows, 0, cols);
+    ptrdiff_t j = 0;
+#if defined(FL_TILE_AVX)
+    FL_STRIP(float, fl_transpose8_f32, fl_transpose_edge_f32, 8)
+#endif
+#if defined(FL_TILE_AVX) || defined(FL_TILE_SSE2)
+    FL_STRIP(float, fl_transpose4_f32, fl_transpose_edge_f32, 4)
+#endif
+    fl_transpose_edge_f32(in, ld_in, out, ld_out, 0, rows, j, cols);
 }
 static inline void fl_transpose_f64(const double* in, ptrdiff_t ld_in, double* out, ptrdiff_t ld_out,
                                     ptrdiff_t rows, ptrdiff_t cols) {
-    fl_transpose_edge_f64(in, ld_in, out, ld_out, 0, rows, 0, cols);
-}
+    ptrdiff_t j = 0;
+#if defined(FL_TILE_AVX)
+    FL_STRIP(double, fl_transpose4_f64, fl_transpose_edge_f64, 4)
 #endif
+#if defined(FL_TILE_AVX) || defined(FL_TILE_SSE2)
+    FL_STRIP(double, fl_transpose2_f64, fl_transpose_edge_f64, 2)
+#endif
+    fl_transpose_edge_f64(in, ld_in, out, ld_out, 0, rows, j, cols);
+}
+#undef FL_STRIP
 
 #endif /* FL_TILE_H */

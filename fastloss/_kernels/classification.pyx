@@ -344,7 +344,7 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     # the same loop (one read of the class; four loops, so each is branch-free and vectorises)
     for j in range(C):
         xc = xs + j * cs
-        gc = gbase + j * cs
+        gc = gbase + j * cs if gbase != NULL else NULL
         wj = w[j] if w != NULL else 1
         if gbase != NULL and eps != 0:
             for k in range(L):
