@@ -7,7 +7,7 @@ Read ``_common.pxd`` first: every kernel here is a *block function* run by ``run
 Layouts.  Logits are read in place, never transposed in memory:
   * rows     (N, C):         item = a row; classes contiguous (stride 1).  Long rows use the row
                              primitives of ``src_c/fl_reduce.h``, vectorised over the classes.
-                             Short rows (C <= 64 for the loss alone, fewer with a gradient or
+                             Short rows (C <= 72 for the loss alone, fewer with a gradient or
                              probability targets: ``tiles_win``) are too short to vectorise along
                              (per-row reductions and tails cost more than the arithmetic), so
                              L = TILE / C rows at a time are transposed into a class-major tile on
@@ -63,15 +63,15 @@ cdef inline Py_ssize_t first_bad(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
 cdef enum:
     RUN = 256           # positions per run (the per-position scratch arrays of a run function)
     TILE = 4096         # logits per short-row tile (16 KiB float32): L = TILE / C rows (tile_rows)
-    TILE_BUDGET = 128   # tiles_win: C (1 + transposed arrays) at most this
+    TILE_BUDGET = 144   # tiles_win: C (1 + transposed arrays) at most this
 
 
 cdef inline bint tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
     """Whether rows of C classes go faster through class-major tiles than along the row, when
     ``transposed`` arrays are moved per tile (logits, gradient, probability targets).  The row path pays a
-    fixed cost per row (horizontal reductions, vector tails, a scalar log), the tile path a fixed cost per
-    value moved: measured crossovers (fastloss bench --classes-sweep, AVX2) at C ~ 72, 40-48 and 32 for
-    1, 2 and 3 transposed arrays, i.e. C (1 + transposed) ~ 128-150."""
+    fixed cost per row (horizontal reductions, the padded vector tail, a scalar log), the tile path a cost
+    per value moved.  Measured crossovers (AVX2, loss alone / with the gradient / probability targets /
+    both): C ~ 76 / 48-64 / 40-48 / 32-36, i.e. C (1 + transposed) ~ 144 (C <= 72 / 48 / 48 / 36 here)."""
     return C * (1 + transposed) <= TILE_BUDGET
 
 
