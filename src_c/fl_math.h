@@ -55,11 +55,11 @@ FL_INLINE float fl_roundf(float x) {
 FL_INLINE double fl_round(double x) { return (x + FL_DMAGIC) - FL_DMAGIC; }
 
 /* ------------------------------------------------------------------ exp */
-/* expf: max error 1 ulp in the normal range (about 2 ulp of the smallest denormals). */
-FL_INLINE float fl_expf(float x) {
-    const float hi = 88.72283935546875f;     /* largest x with finite expf(x) */
-    const float lo = -103.97208404541015625f;/* below this, expf(x) rounds to 0 */
-    float xc = fl_minf(fl_maxf(x, lo), hi);  /* clamp keeps n in int range; nan -> lo (fixed below) */
+/* expf: max error 1 ulp in the normal range (about 2 ulp of the smallest denormals).
+ * fl_expf_reduced is the shared body: exp(xc) for xc already clamped to [lo, hi]. */
+#define FL_EXPF_HI 88.72283935546875f          /* largest x with finite expf(x) */
+#define FL_EXPF_LO -103.97208404541015625f     /* below this, expf(x) rounds to 0 */
+FL_INLINE float fl_expf_reduced(float xc) {
     float n = fl_roundf(xc * 1.44269504088896341f);
     float r = xc - n * 0.693359375f;         /* ln2 = C1 + C2, C1 exact in 9 bits */
     r = r + n * 2.12194440e-4f;
@@ -75,18 +75,29 @@ FL_INLINE float fl_expf(float x) {
     int32_t ni = (int32_t)n;
     int32_t n1 = ni >> 1;
     int32_t n2 = ni - n1;
-    float y = p * fl_i2f((n1 + 127) << 23) * fl_i2f((n2 + 127) << 23);
-    y = x > hi ? __builtin_inff() : y;
-    y = x < lo ? 0.0f : y;
+    return p * fl_i2f((n1 + 127) << 23) * fl_i2f((n2 + 127) << 23);
+}
+FL_INLINE float fl_expf(float x) {
+    float xc = fl_minf(fl_maxf(x, FL_EXPF_LO), FL_EXPF_HI); /* keeps n in int range; nan -> lo (fixed below) */
+    float y = fl_expf_reduced(xc);
+    y = x > FL_EXPF_HI ? __builtin_inff() : y;
+    y = x < FL_EXPF_LO ? 0.0f : y;
+    y = x != x ? x : y;
+    return y;
+}
+/* exp(x) for x <= 0, -inf or nan only -- a softmax argument x_j - max_i x_i: fl_expf without the
+ * overflow clamp and select (3 of its ~32 vector operations), the same value bit for bit there. */
+FL_INLINE float fl_expf_nonpos(float x) {
+    float y = fl_expf_reduced(fl_maxf(x, FL_EXPF_LO));
+    y = x < FL_EXPF_LO ? 0.0f : y;
     y = x != x ? x : y;
     return y;
 }
 
-/* exp (double): max error 1 ulp in the normal range. */
-FL_INLINE double fl_exp(double x) {
-    const double hi = 709.782712893383973096;     /* log(DBL_MAX) */
-    const double lo = -745.1332191019412076235;   /* below this exp(x) rounds to 0 */
-    double xc = fl_min(fl_max(x, lo), hi);
+/* exp (double): max error 1 ulp in the normal range.  fl_exp_reduced: the body, for xc in [lo, hi]. */
+#define FL_EXP_HI 709.782712893383973096        /* log(DBL_MAX) */
+#define FL_EXP_LO -745.1332191019412076235      /* below this exp(x) rounds to 0 */
+FL_INLINE double fl_exp_reduced(double xc) {
     double n = fl_round(xc * 1.4426950408889634073599);
     double r = xc - n * 6.93145751953125E-1;       /* ln2 = C1 + C2 */
     r = r - n * 1.42860682030941723212E-6;
@@ -104,10 +115,20 @@ FL_INLINE double fl_exp(double x) {
      * a small integer k held in a double becomes an int64 as bits(k + 1.5*2^52) - bits(1.5*2^52). */
     double n1 = fl_round(n * 0.5);
     double n2 = n - n1;
-    double y = p * fl_i2d((fl_d2i(n1 + FL_DMAGIC) - fl_d2i(FL_DMAGIC) + 1023) << 52)
-                 * fl_i2d((fl_d2i(n2 + FL_DMAGIC) - fl_d2i(FL_DMAGIC) + 1023) << 52);
-    y = x > hi ? __builtin_inf() : y;
-    y = x < lo ? 0.0 : y;
+    return p * fl_i2d((fl_d2i(n1 + FL_DMAGIC) - fl_d2i(FL_DMAGIC) + 1023) << 52)
+             * fl_i2d((fl_d2i(n2 + FL_DMAGIC) - fl_d2i(FL_DMAGIC) + 1023) << 52);
+}
+FL_INLINE double fl_exp(double x) {
+    double y = fl_exp_reduced(fl_min(fl_max(x, FL_EXP_LO), FL_EXP_HI));
+    y = x > FL_EXP_HI ? __builtin_inf() : y;
+    y = x < FL_EXP_LO ? 0.0 : y;
+    y = x != x ? x : y;
+    return y;
+}
+/* exp(x) for x <= 0, -inf or nan only (see fl_expf_nonpos) */
+FL_INLINE double fl_exp_nonpos(double x) {
+    double y = fl_exp_reduced(fl_max(x, FL_EXP_LO));
+    y = x < FL_EXP_LO ? 0.0 : y;
     y = x != x ? x : y;
     return y;
 }

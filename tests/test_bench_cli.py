@@ -127,6 +127,34 @@ def test_memory_verdict_bounds_fastloss_extra_and_compares_with_torch():
     assert v["ok"] is False and v["torch_extra"] is None and v["torch_minus_fastloss"] is None
 
 
+def test_classes_sweep_cli_json_and_table(tmp_path):
+    """``--classes-sweep``: one row per (C, variant, gradient, T), each value checked against torch's."""
+    out = tmp_path / "sweep.json"
+    md = tmp_path / "sweep.md"
+    proc = _run_cli("--classes-sweep", "--sweep-classes", "3,20", "--sweep-variants", "index,probs",
+                    "--threads", "1", "--repeat", "1", "--sweep-clock", "thread", "--json", str(out),
+                    "--markdown", str(md))
+    assert proc.returncode == 0, proc.stderr
+    assert "class-count sweep" in proc.stdout and "probs +grad" in proc.stdout and "lowest torch/fastloss" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["settings"] == {"threads": [1], "size": "batch", "repeat": 1, "clock": "thread"}
+    rows = data["rows"]
+    assert sorted((r["C"], r["variant"], r["grad"]) for r in rows) == sorted(
+        (C, v, g) for C in (3, 20) for v in ("index", "probs") for g in (False, True))
+    for r in rows:
+        assert r["N"] == 2 ** 20 // r["C"] and r["threads"] == 1
+        assert r["fastloss_s"] > 0 and r["torch_s"] > 0 and r["ratio"] > 0
+        assert r["rel_diff"] < 1e-4, r          # the loss (or gradient) against torch's, float32
+    assert md.read_text().startswith("cross_entropy class-count sweep") and "| C |" in md.read_text()
+
+
+def test_classes_sweep_bad_options_are_errors(capsys):
+    assert bench.main(["--classes-sweep", "--sweep-variants", "index,nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert bench.main(["--classes-sweep", "--sweep-clock", "thread", "--threads", "1,2"]) == 2
+    assert "--threads 1" in capsys.readouterr().err
+
+
 def test_unknown_only_is_an_error(capsys):
     assert bench.main(["--only", "cross_entropy,no_such_loss"]) == 2
     assert "no_such_loss" in capsys.readouterr().err

@@ -48,6 +48,8 @@ ctypedef fused index_t:
 cdef extern from "fl_math.h" nogil:
     float fl_expf(float)
     double fl_exp(double)
+    float fl_expf_nonpos(float)
+    double fl_exp_nonpos(double)
     float fl_logf(float)
     double fl_log(double)
     float fl_log1pf(float)
@@ -71,10 +73,8 @@ cdef extern from "fl_reduce.h" nogil:
     double fl_pairwise_sum(const double* x, Py_ssize_t n)
     float fl_row_max_f32(const float* x, Py_ssize_t n)
     double fl_row_max_f64(const double* x, Py_ssize_t n)
-    float fl_row_sumexp_f32(const float* x, Py_ssize_t n, float m, float* e)
+    double fl_row_sumexp_f32(const float* x, Py_ssize_t n, float m, float* e)
     double fl_row_sumexp_f64(const double* x, Py_ssize_t n, double m, double* e)
-    float fl_row_dot_f32(const float* x, const float* w, Py_ssize_t n)
-    double fl_row_dot_f64(const double* x, const double* w, Py_ssize_t n)
 
 
 # ---------------------------------------------------------------- fused math (one name per function)
@@ -83,6 +83,14 @@ cdef inline floating f_exp(floating x) noexcept nogil:
         return fl_expf(x)
     else:
         return fl_exp(x)
+
+cdef inline floating f_exp_nonpos(floating x) noexcept nogil:
+    """exp(x) for x <= 0, -inf or nan only (a softmax argument x_j - max x): f_exp without the overflow
+    handling, the same value."""
+    if floating is float:
+        return fl_expf_nonpos(x)
+    else:
+        return fl_exp_nonpos(x)
 
 cdef inline floating f_log(floating x) noexcept nogil:
     if floating is float:
@@ -146,23 +154,12 @@ cdef inline floating row_max(const floating* x, Py_ssize_t n) noexcept nogil:
     else:
         return fl_row_max_f64(x, n)
 
-cdef inline floating row_sumexp(const floating* x, Py_ssize_t n, floating m, floating* e) noexcept nogil:
+cdef inline double row_sumexp(const floating* x, Py_ssize_t n, floating m, floating* e) noexcept nogil:
+    """sum_j exp(x_j - m), accumulated (and returned) in double; e (if not NULL) receives each exp."""
     if floating is float:
         return fl_row_sumexp_f32(x, n, m, e)
     else:
         return fl_row_sumexp_f64(x, n, m, e)
-
-cdef inline floating row_dot(const floating* x, const floating* w, Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        return fl_row_dot_f32(x, w, n)
-    else:
-        return fl_row_dot_f64(x, w, n)
-
-cdef inline double sum_items(const floating* x, Py_ssize_t n) noexcept nogil:
-    if floating is float:
-        return fl_sum_f32(x, n)
-    else:
-        return fl_sum_f64(x, n)
 
 
 # ---------------------------------------------------------------- the blocked driver

@@ -4,22 +4,34 @@ binary (sigmoid) losses.
 
 Read ``_common.pxd`` first: every kernel here is a *block function* run by ``run_blocks``.
 
-Layouts.  Logits are read in place, never transposed:
-  * rows     (N, C):         item = a row; classes contiguous (stride 1).  Row primitives from
-                             ``src_c/fl_reduce.h`` vectorise over the classes.
+Layouts.  Logits are read in place, never transposed in memory:
+  * rows     (N, C):         item = a row; classes contiguous (stride 1).  Long rows use the row
+                             primitives of ``src_c/fl_reduce.h``, vectorised over the classes.
+                             Short rows (C <= 72 for the loss alone, fewer with a gradient or
+                             probability targets: ``tiles_win``) are too short to vectorise along
+                             (per-row reductions and tails cost more than the arithmetic), so
+                             L = TILE / C rows at a time are transposed into a class-major tile on
+                             the stack (``fl_tile.h``) and run like the spatial layout, the gradient
+                             computed in a second tile and transposed back.
   * spatial  (N, C, S):      item = a (sample, position) pair; classes strided by S.  Loops run over a
                              run of positions (contiguous) for one class at a time, so they vectorise
                              across positions -- the layout torch uses for segmentation.
+Both class-major layouts share one run function per loss (``ce_run``, ``ce_probs_run``), so the
+spatial layout and the rows give the same numbers for the same logits.
+
+Precision (issue 14).  Every sum over classes accumulates in double (``fl_reduce.h``), and log s is
+taken as log1p(s - 1) of that double sum: a confident row has s = 1 + r with r tiny, and its loss is
+~r, which a float32 s (or a float32 running sum onto the max's exp(0) = 1) rounds away.
 """
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
-from libc.math cimport exp, pow
+from libc.math cimport exp, expm1, log, log1p, pow
 
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, block_items_for, Operand, operand_seg, set_operand,
     ElemStreams, next_segment, set_streams,
     ptr_or_null, init_run, finish_run,
-    f_exp, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min, row_max, row_sumexp,
+    f_exp, f_exp_nonpos, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min, row_max, row_sumexp,
 )
 from fastloss._kernels._common cimport (
     check_buffer, check_optional, check_operand, check_count, buffer_items, items_product,
@@ -46,10 +58,61 @@ cdef inline int64_t checked_label(const void* labels, bint is64, Py_ssize_t i, P
     return y
 
 
-cdef inline floating lse_shift(floating m) noexcept nogil:
-    """The max used to shift a log-sum-exp, as torch's log_softmax uses it: the row max itself, so a row
-    with a +inf logit (inf - inf) or with only -inf logits gives nan, exactly as torch.cross_entropy."""
-    return m
+cdef inline Py_ssize_t first_bad(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a if a >= 0 else b
+
+
+# Class-major runs: L positions whose class j logit is xs[j * cs + k] (k < L, contiguous).
+cdef enum:
+    RUN = 256           # positions per run (the per-position scratch arrays of a run function)
+    TILE = 4096         # logits per short-row tile (16 KiB float32): L = TILE / C rows (tile_rows)
+    TILE_BUDGET = 144   # tiles_win: C (1 + transposed arrays) at most this
+
+
+cdef inline bint tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
+    """Whether rows of C classes go faster through class-major tiles than along the row, when
+    ``transposed`` arrays are moved per tile (logits, gradient, probability targets).  The row path pays a
+    fixed cost per row (horizontal reductions, the padded vector tail, a scalar log), the tile path a cost
+    per value moved.  Measured crossovers (AVX2, loss alone / with the gradient / probability targets /
+    both): C ~ 76 / 48-64 / 40-48 / 32-36, i.e. C (1 + transposed) ~ 144 (C <= 72 / 48 / 48 / 36 here)."""
+    return C * (1 + transposed) <= TILE_BUDGET
+
+
+cdef extern from "fl_tile.h" nogil:
+    void fl_transpose_f32(const float* x, Py_ssize_t ld_in, float* out, Py_ssize_t ld_out, Py_ssize_t rows,
+                          Py_ssize_t cols)
+    void fl_transpose_f64(const double* x, Py_ssize_t ld_in, double* out, Py_ssize_t ld_out, Py_ssize_t rows,
+                          Py_ssize_t cols)
+
+
+cdef inline void to_class_major(const floating* x, Py_ssize_t C, Py_ssize_t L, floating* t) noexcept nogil:
+    """t[j * L + k] = x[k * C + j]: L rows of C classes, transposed into a class-major tile."""
+    if floating is float:
+        fl_transpose_f32(x, C, t, L, L, C)
+    else:
+        fl_transpose_f64(x, C, t, L, L, C)
+
+
+cdef inline void from_class_major(const floating* t, Py_ssize_t C, Py_ssize_t L, floating* x) noexcept nogil:
+    """x[k * C + j] = t[j * L + k]: a class-major tile back into L rows of C classes."""
+    if floating is float:
+        fl_transpose_f32(t, L, x, C, C, L)
+    else:
+        fl_transpose_f64(t, L, x, C, C, L)
+
+
+cdef inline Py_ssize_t tile_rows(Py_ssize_t C) noexcept nogil:
+    """Rows per tile: TILE / C, a multiple of 8 (whole vector blocks for the transposes of fl_tile.h),
+    at most RUN."""
+    cdef Py_ssize_t L = (TILE // C) & ~7
+    return min(max(L, 1), <Py_ssize_t> RUN)
+
+
+cdef inline floating log_sum(double s, const floating* type_tag) noexcept nogil:
+    """log s of a double sum of exps s = 1 + r (the max's exp(0) = 1 plus the rest) as log1p(s - 1): s - 1
+    is exact in double, so a tiny r keeps its relative precision in the kernel's type (log(<float> s)
+    would round 1 + r to float first)."""
+    return f_log1p(<floating> (s - 1))
 
 
 # =====================================================================================================
@@ -62,14 +125,24 @@ cdef inline floating lse_shift(floating m) noexcept nogil:
 #   dloss/dx_j = p_j * ((1 - eps) w_y + (eps/C) W) - (1 - eps) w_y [j = y] - (eps/C) w_j,  p = softmax(x)
 #   denominator of the mean (torch): w_y; ignored items contribute 0 to loss, gradient and denominator.
 # This is exactly torch's nll_loss(log_softmax) + label-smoothing term (aten/src/ATen/native/LossNLL.cpp).
+# The shift m is the row max itself, as torch's log_softmax takes it: a row with a +inf logit (inf - inf)
+# or with only -inf logits gives nan, exactly as torch.cross_entropy.
 
 cdef extern from "fl_reduce.h" nogil:
-    float fl_row_dot_shift_f32(const float* x, const float* w, Py_ssize_t n, float m)
+    double fl_row_dot_shift_f32(const float* x, const float* w, Py_ssize_t n, float m)
     double fl_row_dot_shift_f64(const double* x, const double* w, Py_ssize_t n, double m)
+    void fl_row_soft_sums_f32(const float* x, const float* t, const float* w, Py_ssize_t n, float m,
+                              float keep, float add, double* A, double* D)
+    void fl_row_soft_sums_f64(const double* x, const double* t, const double* w, Py_ssize_t n, double m,
+                              double keep, double add, double* A, double* D)
+    void fl_row_kl_sums_f32(const float* x, const float* u, Py_ssize_t n, double mx, double mu, double inv_t,
+                            double* ss, double* st, double* W)
+    void fl_row_kl_sums_f64(const double* x, const double* u, Py_ssize_t n, double mx, double mu,
+                            double inv_t, double* ss, double* st, double* W)
 
 
-cdef inline floating row_dot_shift(const floating* x, const floating* w, Py_ssize_t n, floating m) noexcept nogil:
-    """sum_j w_j (x_j - m) (w NULL: weights 1), vectorised over the row."""
+cdef inline double row_dot_shift(const floating* x, const floating* w, Py_ssize_t n, floating m) noexcept nogil:
+    """sum_j w_j (x_j - m) (w NULL: weights 1), vectorised over the row, accumulated in double."""
     if floating is float:
         return fl_row_dot_shift_f32(x, w, n, m)
     else:
@@ -84,6 +157,17 @@ cdef inline floating ce_point(floating ls, floating dy, floating wy, floating ep
     |m| = 1e4), which would swamp an O(1) loss.  For w >= 0 both terms are sums of non-negative parts."""
     cdef floating one = 1     # typed: a bare 1 is the C double 1.0 and would widen float32 maths
     return (one - eps) * wy * (ls - dy) + epsC * (wtot * ls - swm)
+
+
+cdef inline double target_grad(double pm1, double py, double tc, double ec, double gs, double egw) noexcept nogil:
+    """dloss/dx_y of one item, times gs: gs (tc (p_y - 1) + ec p_y) - egw, in double.  tc is the target's
+    coefficient ((1 - eps) w_y, or the focal factor), ec the rest of the softmax coefficient ((eps/C) W, 0
+    for focal), egw = gs (eps/C) w_y.  The caller forms p_y - 1 without cancelling: (e_y - s) / s (minus
+    the other classes' exps, over s), or expm1(log p_y) (focal, from the exact log-sum), so a row whose other classes are all masked
+    (-inf) gets exactly 0 at every ISA level (p_y w - w as two rounded products differs by 1 ulp under FMA
+    contraction), and a confident row keeps its tiny gradient's relative precision."""
+    return gs * (tc * pm1 + ec * py) - egw
+
 
 cdef struct CeCtx:
     const void* x           # logits (N, C[, S])
@@ -106,28 +190,57 @@ cdef struct CeCtx:
 #   loss = -alpha_y w_y (1 - p)^g lp
 #   dloss/dx_j = alpha_y w_y K (p_j - [j = y]),   K = (1 - p)^g - g p lp (1 - p)^(g - 1)
 # (d lp/dx_j = [j=y] - p_j and dp/dx_j = p ([j=y] - p_j)).  g = 0 gives K = 1: plain cross-entropy.
-# Per row, so libm pow is fine here.
+# 1 - p is -expm1(lp), never 1 - exp(lp): for a confident row (p -> 1) the loss ~ (1 - p)^(g+1) and the
+# target's gradient K (p - 1) keep their relative precision.  Per item, in double, so libm's expm1 / pow
+# are fine here.
 cdef inline double focal_modulation(double lp, double gamma, double* K) noexcept nogil:
-    cdef double p = exp(lp)
-    cdef double q = 1.0 - p
+    cdef double q, qg
     if gamma == 0:
         K[0] = 1.0
         return 1.0
-    K[0] = pow(q, gamma) - (gamma * p * lp * pow(q, gamma - 1.0) if q != 0 else 0.0)
-    return pow(q, gamma)
+    q = -expm1(lp)
+    qg = pow(q, gamma)
+    K[0] = qg - (gamma * exp(lp) * lp * pow(q, gamma - 1.0) if q != 0 else 0.0)
+    return qg
+
+
+cdef inline double focal_log_sum(const floating* x, Py_ssize_t stride, Py_ssize_t C, floating m,
+                                 double s) noexcept nogil:
+    """log s of one item for the focal modulation.  float64: log1p(r) with r the exps of every class but the
+    first maximum, summed apart from that maximum's exact 1: s - 1 keeps r only to ~C 2^-53 absolute, and a
+    confident row's focal loss ~ r^(g+1) needs r to full relative precision (issue 14: [0, -30, -30]).
+    float32: log1p(s - 1) of the double sum s is already exact to float32."""
+    cdef double r = 0
+    cdef bint seen = False
+    cdef floating d
+    cdef Py_ssize_t j
+    if floating is float:
+        r = s - 1
+    else:
+        for j in range(C):
+            d = x[j * stride] - m
+            if d == 0 and not seen:
+                seen = True
+            else:
+                r += f_exp_nonpos(d)
+    return log1p(r)
 
 
 cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
                               floating* loss, floating* denom) noexcept nogil:
+    """(N, C) rows too long for tiles (tiles_win): each pass runs along one row (vectorised over classes)."""
     cdef Py_ssize_t C = c.C, i, j, bad = -1
     cdef const floating* w = <const floating*> c.weight
     cdef const floating* row
     cdef floating* g
-    cdef floating m, s, wy, coef, gs, sw, target_coef
-    cdef double mod, K
+    cdef floating m, dy, wy, scale, sw
     cdef floating eps = <floating> c.smoothing
     cdef floating epsC = <floating> (c.smoothing / C)
+    cdef floating keep = <floating> (1 - c.smoothing)
     cdef floating wtot = <floating> c.weight_total
+    cdef floating gs = <floating> c.grad_scale
+    cdef floating egs = epsC * gs
+    cdef double s, ey, tc, ec, mod, K, lsd, pm1 = 0
     cdef int64_t y
     for i in range(start, stop):
         row = <const floating*> c.x + i * C
@@ -141,45 +254,44 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
                 memset(g, 0, C * sizeof(floating))
             continue
         wy = w[y] if w != NULL else 1
-        m = lse_shift(row_max(row, C))
+        if denom != NULL:
+            denom[i - start] = wy
+        m = row_max(row, C)
         s = row_sumexp(row, C, m, g)          # g (if any) now holds exp(x_j - m)
-        coef = (1 - eps) * wy + epsC * wtot
+        dy = row[y] - m
         if c.focal:
             wy = wy * ((<const floating*> c.alpha)[y] if c.alpha != NULL else 1)
-            mod = focal_modulation((row[y] - m) - f_log(s), c.gamma, &K)
-            loss[i - start] = wy * <floating> mod * (f_log(s) - (row[y] - m))
-            coef = wy * <floating> K
+            lsd = focal_log_sum(row, 1, C, m, s)
+            mod = focal_modulation(dy - lsd, c.gamma, &K)
+            loss[i - start] = <floating> (wy * mod * (lsd - dy))
+            tc = wy * K
+            ec = 0
+            pm1 = expm1(dy - lsd)
         else:
-            sw = row_dot_shift(row, w, C, m) if eps != 0 else 0
-            loss[i - start] = ce_point(f_log(s), row[y] - m, wy, eps, epsC, wtot, sw)
-        if denom != NULL:
-            denom[i - start] = w[y] if w != NULL else 1
+            sw = <floating> row_dot_shift(row, w, C, m) if eps != 0 else 0
+            loss[i - start] = ce_point(log_sum(s, &m), dy, wy, eps, epsC, wtot, sw)
+            tc = keep * wy
+            ec = epsC * wtot
         if g != NULL:
-            gs = <floating> c.grad_scale
-            target_coef = coef if c.focal else (1 - eps) * wy
-            coef = coef * gs / s
-            for j in range(C):
-                g[j] = g[j] * coef
+            ey = g[y]
+            if not c.focal:
+                pm1 = (ey - s) / s
+            scale = <floating> ((tc + ec) * gs / s)
             if eps != 0:
-                if w != NULL:
-                    for j in range(C):
-                        g[j] = g[j] - epsC * gs * w[j]
-                else:
-                    for j in range(C):
-                        g[j] = g[j] - epsC * gs
-            g[y] = g[y] - target_coef * gs
+                for j in range(C):
+                    g[j] = g[j] * scale - egs * (w[j] if w != NULL else 1)
+            else:
+                for j in range(C):
+                    g[j] = g[j] * scale
+            g[y] = <floating> target_grad(pm1, ey / s, tc, ec, gs, egs * (w[y] if w != NULL else 1))
     return bad
 
 
-# Class-major runs: L positions whose class j logit is xs[j * cs + k] (k < L, contiguous).  The spatial
-# layout is read this way in place (cs = S); short rows (C <= SHORT_ROW) are transposed into a tile first,
-# because a row of 10 logits is too short to vectorise along, while 256 positions are not.
-DEF RUN = 256
-DEF SHORT_ROW = 16
-
 cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssize_t i0, Py_ssize_t L,
                        floating* loss, floating* denom, floating* gbase) noexcept nogil:
-    """Cross-entropy of items i0 .. i0+L-1 laid out class-major at xs (gradient, same layout, at gbase)."""
+    """Cross-entropy of items i0 .. i0+L-1 (L <= RUN) laid out class-major at xs (gradient, same layout,
+    at gbase).  Every loop runs along the L positions, so it vectorises; the passes over classes read
+    one class (L contiguous values) at a time."""
     cdef Py_ssize_t C = c.C, bad = -1, k, j
     cdef const floating* w = <const floating*> c.weight
     cdef floating eps = <floating> c.smoothing
@@ -187,17 +299,22 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef floating keep = <floating> (1 - c.smoothing)
     cdef floating wtot = <floating> c.weight_total
     cdef floating gs = <floating> c.grad_scale
+    cdef floating egs = epsC * gs
     cdef floating m[RUN]
-    cdef floating s[RUN]
-    cdef floating sw[RUN]
+    cdef double s[RUN]          # sum of exps (double: see the module docstring)
+    cdef double sw[RUN]         # sum_j w_j (x_j - m), for smoothing
     cdef floating wy[RUN]
-    cdef floating xy[RUN]
-    cdef floating valid[RUN]     # 1 where the target is a class, 0 where ignored / invalid
+    cdef floating dy[RUN]       # x_y - m
+    cdef floating valid[RUN]    # 1 where the target is a class, 0 where ignored / invalid
+    cdef floating tc[RUN]       # the target's gradient coefficient
+    cdef floating scale[RUN]    # softmax scale of the gradient: (tc + ec) gs / s
+    cdef double ey[RUN]         # exp(x_y - m), as summed into s
+    cdef double pm1[RUN]        # focal: p_y - 1 = expm1(log p_y)
     cdef int64_t ys[RUN]
     cdef const floating* xc
     cdef floating* gc
-    cdef floating v, coef, wj
-    cdef double mod, K
+    cdef floating v, wj, d
+    cdef double mod, K, lsd, ec
     cdef int64_t y
     # targets of the run (validated) and their weights
     for k in range(L):
@@ -205,13 +322,16 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
         if y < 0:
             ys[k] = -1
             wy[k] = 0
-            xy[k] = 0
+            dy[k] = 0
             valid[k] = 0
         else:
             ys[k] = y
             wy[k] = w[y] if w != NULL else 1
-            xy[k] = xs[y * cs + k]
+            dy[k] = xs[y * cs + k]
             valid[k] = 1
+    if denom != NULL:
+        for k in range(L):
+            denom[k] = wy[k]
     # pass 1: max over classes, per position
     for k in range(L):
         m[k] = xs[k]
@@ -220,64 +340,78 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
         for k in range(L):
             m[k] = xc[k] if xc[k] > m[k] else m[k]
     for k in range(L):
-        m[k] = lse_shift(m[k])
+        dy[k] = dy[k] - m[k]
         s[k] = 0
         sw[k] = 0
-    # pass 2: sum of exp (kept in the gradient buffer if any) and the weighted logit sum for smoothing
+    # pass 2: sum of exp (kept in the gradient tile if any) and, for smoothing, the weighted logit sum in
+    # the same loop (one read of the class; four loops, so each is branch-free and vectorises)
     for j in range(C):
         xc = xs + j * cs
-        if gbase != NULL:
-            gc = gbase + j * cs
+        gc = gbase + j * cs if gbase != NULL else NULL
+        wj = w[j] if w != NULL else 1
+        if gbase != NULL and eps != 0:
             for k in range(L):
-                v = f_exp(xc[k] - m[k])
+                d = xc[k] - m[k]
+                v = f_exp_nonpos(d)
                 gc[k] = v
                 s[k] = s[k] + v
+                sw[k] = sw[k] + wj * d
+        elif gbase != NULL:
+            for k in range(L):
+                v = f_exp_nonpos(xc[k] - m[k])
+                gc[k] = v
+                s[k] = s[k] + v
+        elif eps != 0:
+            for k in range(L):
+                d = xc[k] - m[k]
+                s[k] = s[k] + f_exp_nonpos(d)
+                sw[k] = sw[k] + wj * d
         else:
             for k in range(L):
-                s[k] = s[k] + f_exp(xc[k] - m[k])
-        if eps != 0:
-            wj = w[j] if w != NULL else 1
-            for k in range(L):
-                sw[k] = sw[k] + wj * (xc[k] - m[k])
-    if denom != NULL:
-        for k in range(L):
-            denom[k] = wy[k]
+                s[k] = s[k] + f_exp_nonpos(xc[k] - m[k])
     if not c.focal:
-        # branch-free over positions (selects on `valid`), so the log vectorises with the exp passes
+        # branch-free over positions (selects on `valid`), so the log vectorises
         for k in range(L):
-            v = ce_point(f_log(s[k]), xy[k] - m[k], wy[k], eps, epsC, wtot, sw[k])
+            v = ce_point(log_sum(s[k], m), dy[k], wy[k], eps, epsC, wtot, <floating> sw[k])
             loss[k] = v if valid[k] != 0 else 0
+        ec = epsC * wtot
         if gbase != NULL:
             for k in range(L):
-                coef = keep * wy[k] + epsC * wtot
-                s[k] = coef * gs / s[k] if valid[k] != 0 else 0    # s becomes the per-position softmax scale
-                sw[k] = keep * wy[k]                               # the target's gradient coefficient
+                tc[k] = keep * wy[k]
+                scale[k] = <floating> ((tc[k] + ec) * gs / s[k]) if valid[k] != 0 else 0
     else:
+        ec = 0
         for k in range(L):
             if ys[k] < 0:
                 loss[k] = 0
-                s[k] = 0
+                tc[k] = 0
+                scale[k] = 0
                 continue
             wy[k] = wy[k] * ((<const floating*> c.alpha)[ys[k]] if c.alpha != NULL else 1)
-            mod = focal_modulation((xy[k] - m[k]) - f_log(s[k]), c.gamma, &K)
-            loss[k] = wy[k] * <floating> mod * (f_log(s[k]) - (xy[k] - m[k]))
-            coef = wy[k] * <floating> K
-            sw[k] = coef          # the target's gradient coefficient
-            s[k] = coef * gs / s[k]
+            lsd = focal_log_sum(xs + k, cs, C, m[k], s[k])
+            mod = focal_modulation(dy[k] - lsd, c.gamma, &K)
+            loss[k] = <floating> (wy[k] * mod * (lsd - dy[k]))
+            tc[k] = <floating> (wy[k] * K)
+            scale[k] = <floating> (tc[k] * gs / s[k])
+            pm1[k] = expm1(dy[k] - lsd)
     if gbase != NULL:
+        for k in range(L):
+            ey[k] = gbase[ys[k] * cs + k] if ys[k] >= 0 else 0
         for j in range(C):
             gc = gbase + j * cs
-            wj = (w[j] if w != NULL else 1) * epsC * gs
-            for k in range(L):
-                gc[k] = gc[k] * s[k] - wj * valid[k]
+            if eps != 0:
+                wj = (w[j] if w != NULL else 1) * egs
+                for k in range(L):     # a select, not wj * valid: gs is nan for a mean over no targets
+                    gc[k] = gc[k] * scale[k] - (wj if valid[k] != 0 else 0)
+            else:
+                for k in range(L):
+                    gc[k] = gc[k] * scale[k]
         for k in range(L):
             if ys[k] >= 0:
-                gbase[ys[k] * cs + k] -= sw[k] * gs
+                gbase[ys[k] * cs + k] = <floating> target_grad(pm1[k] if c.focal else (ey[k] - s[k]) / s[k],
+                                                               ey[k] / s[k], tc[k], ec, gs,
+                                                               egs * (w[ys[k]] if w != NULL else 1))
     return bad
-
-
-cdef inline Py_ssize_t first_bad(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    return a if a >= 0 else b
 
 
 cdef Py_ssize_t ce_spatial_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
@@ -295,20 +429,21 @@ cdef Py_ssize_t ce_spatial_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t st
     return bad
 
 
-cdef Py_ssize_t ce_short_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
-                                    floating* loss, floating* denom) noexcept nogil:
-    """(N, C) rows with C <= SHORT_ROW, no gradient: transpose RUN rows into a class-major tile."""
-    cdef Py_ssize_t C = c.C, bad = -1, i0 = start, L, k, j
-    cdef floating tile[SHORT_ROW * RUN]
-    cdef const floating* x
+cdef Py_ssize_t ce_tile_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                              floating* loss, floating* denom) noexcept nogil:
+    """(N, C) short rows (tiles_win): L rows at a time through a class-major tile (module docstring)."""
+    cdef Py_ssize_t C = c.C, bad = -1, i0 = start, L
+    cdef Py_ssize_t Lmax = tile_rows(C)
+    cdef floating tile[TILE]
+    cdef floating gtile[TILE]
     while i0 < stop:
-        L = min(stop - i0, RUN)
-        x = <const floating*> c.x + i0 * C
-        for k in range(L):
-            for j in range(C):
-                tile[j * RUN + k] = x[k * C + j]
-        bad = first_bad(bad, ce_run(c, tile, RUN, i0, L, loss + (i0 - start),
-                                    denom + (i0 - start) if denom != NULL else NULL, NULL))
+        L = min(stop - i0, Lmax)
+        to_class_major(<const floating*> c.x + i0 * C, C, L, tile)
+        bad = first_bad(bad, ce_run(c, tile, L, i0, L, loss + (i0 - start),
+                                    denom + (i0 - start) if denom != NULL else NULL,
+                                    gtile if c.grad != NULL else NULL))
+        if c.grad != NULL:
+            from_class_major(gtile, C, L, <floating*> c.grad + i0 * C)
         i0 += L
     return bad
 
@@ -383,8 +518,8 @@ def cross_entropy_index(x, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t i
     if grad is not None and reduction == "mean":
         c.grad_scale = mean_grad_scale(&c, n_items, itemsize, num_threads)
     c.grad = ptr_or_null(grad)
-    if S == 1 and C <= SHORT_ROW and grad is None and not c.focal:
-        fn = <BlockFn> ce_short_rows_block[float] if itemsize == 4 else <BlockFn> ce_short_rows_block[double]
+    if S == 1 and tiles_win(C, 1 + (grad is not None)):
+        fn = <BlockFn> ce_tile_block[float] if itemsize == 4 else <BlockFn> ce_tile_block[double]
     elif S == 1:
         fn = <BlockFn> ce_rows_block[float] if itemsize == 4 else <BlockFn> ce_rows_block[double]
     else:
@@ -396,9 +531,8 @@ def cross_entropy_index(x, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t i
 
 
 # =====================================================================================================
-# Cross-entropy with class-probability targets, NLL, multi-margin, distillation: per-item kernels on the
-# (N, C, S) layout (S = 1 for rows; class j of item (n, s) at n*C*S + j*S + s).  Not on a benchmark
-# path, so written as plain per-item loops.
+# Cross-entropy with class-probability targets, NLL, multi-margin, distillation: row kernels on the
+# (N, C, S) layout (S = 1 for rows; class j of item (n, s) at n*C*S + j*S + s).
 # =====================================================================================================
 
 cdef struct RowCtx:
@@ -417,43 +551,139 @@ cdef struct RowCtx:
 
 
 # CE with probability targets t (smoothed: t' = (1 - eps) t + eps / C), weights w:
-#   loss = sum_j w_j t'_j (lse - x_j) = sum_j tw_j (log s - (x_j - m)),   tw_j = w_j t'_j,  s = sum_j exp(x_j - m)
-#   dloss/dx_j = A p_j - tw_j,   A = sum_j tw_j,   p_j = exp((x_j - m) - log s)
-# (torch: cross_entropy with float targets).  Every term is formed from the shifted logit x_j - m and
-# log s (both small where it matters), never as lse * A - sum_j tw_j x_j: in float32 lse = log s + m
-# rounds to ulp(m) (~1e-3 at |m| = 1e4), which that form would leave in an O(1) loss.
-cdef Py_ssize_t ce_probs_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
-                               floating* loss, floating* denom) noexcept nogil:
-    cdef Py_ssize_t C = c.C, S = c.S, i, j, base
-    cdef const floating* x = <const floating*> c.x
-    cdef const floating* t = <const floating*> c.t
+#   loss = sum_j w_j t'_j (lse - x_j) = A log s - D,   tw_j = w_j t'_j,  A = sum_j tw_j,  D = sum_j tw_j (x_j - m)
+#   dloss/dx_j = A p_j - tw_j,   p_j = exp(x_j - m) / s
+# (torch: cross_entropy with float targets).  With w, t >= 0 and x_j - m <= 0, A log s and -D are both
+# non-negative: no cancellation, and no lse = log s + m (which rounds to ulp(m) in float32, ~1e-3 at
+# |m| = 1e4).  A and D accumulate in double (fl_reduce.h): a float32 running sum of 32000 target terms was
+# 1.8e-4 off (issue 14).  Three layouts as for index targets: long rows (row primitives), short rows
+# (class-major tiles) and spatial, the last two through ce_probs_run.
+cdef inline floating soft_target(floating t, floating wj, floating keep, floating add) noexcept nogil:
+    """tw_j = w_j ((1 - eps) t_j + eps / C): the smoothed, weighted target (as fl_row_soft_sums)."""
+    return wj * (keep * t + add)
+
+
+cdef Py_ssize_t ce_probs_rows_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                    floating* loss, floating* denom) noexcept nogil:
+    """(N, C) rows too long for tiles (tiles_win), each pass along one row."""
+    cdef Py_ssize_t C = c.C, i, j
     cdef const floating* w = <const floating*> c.weight
-    cdef floating* g = <floating*> c.grad
-    cdef floating eps = <floating> c.param, gs = <floating> c.grad_scale
-    cdef floating m, se, ls, A, acc, tj, wj
+    cdef const floating* row
+    cdef const floating* trow
+    cdef floating* g
+    cdef floating keep = <floating> (1 - c.param), add = <floating> (c.param / C), gs = <floating> c.grad_scale
+    cdef floating m, scale, wj
+    cdef double s, A, D
     for i in range(start, stop):
-        base = (i // S) * C * S + i % S
-        m = x[base]
-        for j in range(1, C):
-            m = f_max(m, x[base + j * S])
-        m = lse_shift(m)
-        se = 0
-        for j in range(C):
-            se = se + f_exp(x[base + j * S] - m)
-        ls = f_log(se)
-        A = 0
-        acc = 0
-        for j in range(C):
-            wj = w[j] if w != NULL else 1
-            tj = wj * ((1 - eps) * t[base + j * S] + eps / C)
-            A = A + tj
-            acc = acc + tj * (ls - (x[base + j * S] - m))
-        loss[i - start] = acc
+        row = <const floating*> c.x + i * C
+        trow = <const floating*> c.t + i * C
+        g = <floating*> c.grad + i * C if c.grad != NULL else NULL
+        m = row_max(row, C)
+        s = row_sumexp(row, C, m, g)          # g (if any) now holds exp(x_j - m)
+        if floating is float:
+            fl_row_soft_sums_f32(row, trow, w, C, m, keep, add, &A, &D)
+        else:
+            fl_row_soft_sums_f64(row, trow, w, C, m, keep, add, &A, &D)
+        loss[i - start] = <floating> (A * log_sum(s, &m) - D)
         if g != NULL:
+            scale = <floating> (A * gs / s)
             for j in range(C):
                 wj = w[j] if w != NULL else 1
-                tj = wj * ((1 - eps) * t[base + j * S] + eps / C)
-                g[base + j * S] = (A * f_exp((x[base + j * S] - m) - ls) - tj) * gs
+                g[j] = g[j] * scale - soft_target(trow[j], wj, keep, add) * gs
+    return -1
+
+
+cdef void ce_probs_run(const RowCtx* c, const floating* xs, const floating* ts, Py_ssize_t cs, Py_ssize_t L,
+                       floating* loss, floating* gbase) noexcept nogil:
+    """Probability-target CE of L <= RUN positions laid out class-major (logits xs, targets ts, gradient
+    gbase, class j at offset j * cs); loops along the positions, as ce_run."""
+    cdef Py_ssize_t C = c.C, k, j
+    cdef const floating* w = <const floating*> c.weight
+    cdef floating keep = <floating> (1 - c.param), add = <floating> (c.param / C), gs = <floating> c.grad_scale
+    cdef floating m[RUN]
+    cdef double s[RUN]
+    cdef double A[RUN]
+    cdef double D[RUN]
+    cdef floating scale[RUN]
+    cdef const floating* xc
+    cdef const floating* tcl
+    cdef floating* gc
+    cdef floating d, v, tw, wj
+    for k in range(L):
+        m[k] = xs[k]
+    for j in range(1, C):
+        xc = xs + j * cs
+        for k in range(L):
+            m[k] = xc[k] if xc[k] > m[k] else m[k]
+    for k in range(L):
+        s[k] = 0
+        A[k] = 0
+        D[k] = 0
+    for j in range(C):
+        xc = xs + j * cs
+        tcl = ts + j * cs
+        wj = w[j] if w != NULL else 1
+        if gbase != NULL:
+            gc = gbase + j * cs
+            for k in range(L):
+                d = xc[k] - m[k]
+                v = f_exp_nonpos(d)
+                gc[k] = v
+                s[k] = s[k] + v
+                tw = soft_target(tcl[k], wj, keep, add)
+                A[k] = A[k] + tw
+                D[k] = D[k] + tw * d
+        else:
+            for k in range(L):
+                d = xc[k] - m[k]
+                s[k] = s[k] + f_exp_nonpos(d)
+                tw = soft_target(tcl[k], wj, keep, add)
+                A[k] = A[k] + tw
+                D[k] = D[k] + tw * d
+    for k in range(L):
+        loss[k] = <floating> (A[k] * log_sum(s[k], m) - D[k])
+    if gbase != NULL:
+        for k in range(L):
+            scale[k] = <floating> (A[k] * gs / s[k])
+        for j in range(C):
+            gc = gbase + j * cs
+            tcl = ts + j * cs
+            wj = w[j] if w != NULL else 1
+            for k in range(L):
+                gc[k] = gc[k] * scale[k] - soft_target(tcl[k], wj, keep, add) * gs
+
+
+cdef Py_ssize_t ce_probs_spatial_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                       floating* loss, floating* denom) noexcept nogil:
+    """(N, C, S) with S > 1: runs of positions inside one sample, read in place (as ce_spatial_block)."""
+    cdef Py_ssize_t C = c.C, S = c.S, i0 = start, n, p0, L, at
+    while i0 < stop:
+        n = i0 // S
+        p0 = i0 - n * S
+        L = min(stop - i0, S - p0, RUN)
+        at = n * C * S + p0
+        ce_probs_run(c, <const floating*> c.x + at, <const floating*> c.t + at, S, L, loss + (i0 - start),
+                     <floating*> c.grad + at if c.grad != NULL else NULL)
+        i0 += L
+    return -1
+
+
+cdef Py_ssize_t ce_probs_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                    floating* loss, floating* denom) noexcept nogil:
+    """(N, C) short rows (tiles_win): logits and targets through class-major tiles (as ce_tile_block)."""
+    cdef Py_ssize_t C = c.C, i0 = start, L
+    cdef Py_ssize_t Lmax = tile_rows(C)
+    cdef floating xtile[TILE]
+    cdef floating ttile[TILE]
+    cdef floating gtile[TILE]
+    while i0 < stop:
+        L = min(stop - i0, Lmax)
+        to_class_major(<const floating*> c.x + i0 * C, C, L, xtile)
+        to_class_major(<const floating*> c.t + i0 * C, C, L, ttile)
+        ce_probs_run(c, xtile, ttile, L, L, loss + (i0 - start), gtile if c.grad != NULL else NULL)
+        if c.grad != NULL:
+            from_class_major(gtile, C, L, <floating*> c.grad + i0 * C)
+        i0 += L
     return -1
 
 
@@ -524,41 +754,38 @@ cdef Py_ssize_t multi_margin_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
     return bad
 
 
-# Distillation (SPEC §6), rows: with s = x / T, u = teacher / T, q = softmax(u),
-#   loss = T^2 sum_j q_j ((u_j - lse_u) - (s_j - lse_s));   dloss/dx_j = T (softmax(s)_j - q_j)
-# Stable in float32: each logit is shifted by its row max *before* the scaling, a_j = (x_j - max x) / T
-# (the difference is exact or nearly so; scaling 1e4 first would round it away), and log-softmax is
-# a_j - log sum exp a (never a_j - lse with lse rounded to ulp(max)).
+# Distillation (SPEC §6), rows: with a_j = (x_j - max x) / T (student), b_j = (u_j - max u) / T (teacher),
+# q = softmax(b), p = softmax(a), ss = sum_j exp(a_j), st = sum_j exp(b_j):
+#   loss = T^2 KL(q || p) = T^2 sum_j q_j ((b_j - a_j) - log(st / ss)) = T^2 (W / st - log(st / ss)),
+#   W = sum_j exp(b_j) (b_j - a_j);   dloss/dx_j = T (p_j - q_j).
+# Computed in double whatever the data type: T^2 KL is O(1) while its two terms are O(T) (they cancel
+# by a factor ~T), and the exps of the sums must be good to ~1e-7 / T^2 -- float32 exps gave 20x SPEC's
+# tolerance at T = 10 (issue 14).  log(st / ss), one log of a ratio near 1, not log st - log ss: each log
+# is off by ~1 ulp of log C, which T^2 would amplify.  Each logit is shifted by its row max before the
+# scaling (the difference is exact in double for float32 data).
 cdef Py_ssize_t distillation_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                    floating* loss, floating* denom) noexcept nogil:
     cdef Py_ssize_t C = c.C, i, j
-    cdef floating T = <floating> c.param, invT = 1 / T, gs = <floating> c.grad_scale
+    cdef double T = c.param, invT = 1 / c.param, gs = c.grad_scale
     cdef const floating* xs
     cdef const floating* xt
     cdef floating* g
-    cdef floating ms, mt, ss, st, ls_s, ls_t, acc, q, lq, lp
+    cdef double ms, mt, ss, st, W
     for i in range(start, stop):
         xs = <const floating*> c.x + i * C
         xt = <const floating*> c.t + i * C
         g = <floating*> c.grad + i * C if c.grad != NULL else NULL
-        ms = lse_shift(row_max(xs, C))
-        mt = lse_shift(row_max(xt, C))
-        ss = 0
-        st = 0
-        for j in range(C):
-            ss = ss + f_exp((xs[j] - ms) * invT)
-            st = st + f_exp((xt[j] - mt) * invT)
-        ls_s = f_log(ss)
-        ls_t = f_log(st)
-        acc = 0
-        for j in range(C):
-            lq = (xt[j] - mt) * invT - ls_t      # log softmax(teacher / T)_j
-            lp = (xs[j] - ms) * invT - ls_s      # log softmax(student / T)_j
-            q = f_exp(lq)
-            acc = acc + q * (lq - lp)
-            if g != NULL:
-                g[j] = T * (f_exp(lp) - q) * gs
-        loss[i - start] = T * T * acc
+        ms = row_max(xs, C)
+        mt = row_max(xt, C)
+        if floating is float:
+            fl_row_kl_sums_f32(xs, xt, C, ms, mt, invT, &ss, &st, &W)
+        else:
+            fl_row_kl_sums_f64(xs, xt, C, ms, mt, invT, &ss, &st, &W)
+        loss[i - start] = <floating> (T * T * (W / st - log(st / ss)))
+        if g != NULL:
+            for j in range(C):
+                g[j] = <floating> (T * gs * (f_exp_nonpos((<double> xs[j] - ms) * invT) / ss
+                                             - f_exp_nonpos((<double> xt[j] - mt) * invT) / st))
     return -1
 
 
@@ -609,8 +836,12 @@ def row_loss(str kind, x, t, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t
         ce.ignore_index = ignore_index
         c.grad_scale = mean_grad_scale(&ce, n_items, itemsize, num_threads)
     c.grad = ptr_or_null(grad)
-    if kind == "ce_probs":
-        fn = <BlockFn> ce_probs_block[float] if itemsize == 4 else <BlockFn> ce_probs_block[double]
+    if kind == "ce_probs" and S == 1 and tiles_win(C, 2 + (grad is not None)):
+        fn = <BlockFn> ce_probs_tile_block[float] if itemsize == 4 else <BlockFn> ce_probs_tile_block[double]
+    elif kind == "ce_probs" and S == 1:
+        fn = <BlockFn> ce_probs_rows_block[float] if itemsize == 4 else <BlockFn> ce_probs_rows_block[double]
+    elif kind == "ce_probs":
+        fn = <BlockFn> ce_probs_spatial_block[float] if itemsize == 4 else <BlockFn> ce_probs_spatial_block[double]
     elif kind == "nll":
         fn = <BlockFn> nll_block[float] if itemsize == 4 else <BlockFn> nll_block[double]
     elif kind == "multi_margin":

@@ -11,6 +11,7 @@ as skipped.
     fastloss bench --quick                         # the README's main job: < 1 minute on 2 cores
     fastloss bench --threads 1,2,4 --only cross_entropy,W6 --json out.json --markdown RESULTS.md
     fastloss bench --plot speedups.png             # needs matplotlib (pip install "fastloss[plot]")
+    fastloss bench --classes-sweep --threads 1,2   # cross_entropy over C = 2..128, 256..262144 (sweep.py)
 """
 import argparse
 import json
@@ -21,6 +22,7 @@ import numpy as np
 
 from . import measure as M
 from . import report as R
+from . import sweep as S
 from . import workloads as W
 
 __all__ = ["main", "run"]
@@ -62,6 +64,19 @@ def _parser():
                    help="MiB of the array the read-bandwidth floor streams over (default 512)")
     p.add_argument("--no-small", action="store_true", help="skip the small-input call-overhead table")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
+    p.add_argument("--classes-sweep", action="store_true",
+                   help="instead of the workloads: cross_entropy over the class count C against torch "
+                        "(index targets, smoothing, probability targets, +- gradient; see bench/sweep.py)")
+    p.add_argument("--sweep-classes", type=_int_list, default=None,
+                   help="class counts of --classes-sweep (default: 2..128, then powers of 2 to 262144; "
+                        "--quick: a few per region)")
+    p.add_argument("--sweep-size", choices=sorted(S.SIZES), default="batch",
+                   help="logits per call of --classes-sweep: batch = 2^20 (default), large = 2^24")
+    p.add_argument("--sweep-clock", choices=sorted(S.CLOCKS), default="wall",
+                   help="thread: time --classes-sweep with the calling thread's CPU time (T=1 only; on a "
+                        "shared machine it leaves out the time other processes took)")
+    p.add_argument("--sweep-variants", default=None,
+                   help=f"comma-separated subset of {', '.join(S.VARIANTS)} (default: all)")
     return p
 
 
@@ -102,6 +117,8 @@ def main(argv=None) -> int:
     if args.repeat < 1 or args.size_scale <= 0 or args.floor_mib < 1:
         print("fastloss bench: --repeat, --size-scale and --floor-mib must be positive", file=sys.stderr)
         return 2
+    if args.classes_sweep:
+        return _classes_sweep(args)
     try:
         selected = W.select(args.only.split(",") if args.only else None)
     except ValueError as exc:
@@ -123,6 +140,44 @@ def main(argv=None) -> int:
     if args.plot:
         R.plot(data, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _classes_sweep(args):
+    variants = tuple(v.strip() for v in args.sweep_variants.split(",")) if args.sweep_variants else tuple(S.VARIANTS)
+    unknown = [v for v in variants if v not in S.VARIANTS]
+    if unknown:
+        print(f"fastloss bench: --sweep-variants: unknown {unknown}; known: {', '.join(S.VARIANTS)}",
+              file=sys.stderr)
+        return 2
+    if not W.torch_available():
+        print("fastloss bench: --classes-sweep compares against torch, which is not installed", file=sys.stderr)
+        return 2
+    classes = args.sweep_classes or (S.QUICK_CLASSES if args.quick else S.ALL_CLASSES)
+    threads = args.threads or ([1] if args.sweep_clock == "thread" else sorted({1, W.available_cores()}))
+    if args.sweep_clock == "thread" and threads != [1]:
+        print("fastloss bench: --sweep-clock thread measures the calling thread only: use --threads 1",
+              file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    progress = Progress(len(classes) * len(variants) * 2 * len(threads))
+    rows = S.run_sweep(threads, classes, variants, size=args.sweep_size, repeat=args.repeat,
+                       progress=progress.step, clock=args.sweep_clock)
+    progress.close()
+    print(S.render(rows, args.sweep_size, clock=args.sweep_clock))
+    print(f"fastloss bench: finished in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    if args.json:
+        import fastloss
+        with open(args.json, "w") as fh:
+            json.dump({"schema": "fastloss-classes-sweep/1", "machine": fastloss.config(),
+                       "settings": {"threads": threads, "size": args.sweep_size, "repeat": args.repeat,
+                                    "clock": args.sweep_clock},
+                       "rows": rows}, fh, indent=1)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.markdown:
+        with open(args.markdown, "w") as fh:
+            fh.write(S.render(rows, args.sweep_size, markdown=True, clock=args.sweep_clock) + "\n")
+        print(f"wrote {args.markdown}", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,130 @@
+/*
+ * fl_tile.h -- transposes between L rows of C values (row-major, row k at x + k * C) and a class-major
+ * tile (class j at t + j * L), for the short-row cross-entropy path of classification.pyx: a row of 20
+ * logits is too short to vectorise along, so L rows are turned class-major and every loop runs along
+ * the L rows instead (and the gradient tile is turned back).
+ *
+ * A scalar transpose costs one load and one store per value, about as much as the whole exp pass that
+ * follows, so whole blocks are moved with vector shuffles: 8 x 8 then 4 x 4 (float), 4 x 4 then 2 x 2
+ * (double) with AVX at the avx2 / avx512 levels, the smaller blocks alone with SSE2 at the baseline
+ * level; the last columns / rows (C or L not a multiple of 4) and other architectures take the scalar
+ * loop.  Pure data movement: the same values on every level.
+ */
+#ifndef FL_TILE_H
+#define FL_TILE_H
+
+#include <stddef.h>
+
+#if defined(__AVX__)
+#include <immintrin.h>
+#define FL_TILE_AVX 1
+#elif defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#include <xmmintrin.h>
+#define FL_TILE_SSE2 1
+#endif
+
+/* Scalar transpose of the block rows [k0, k1) x columns [j0, j1) of an (rows, cols) row-major array
+ * (row stride ld_in) into its transpose (row stride ld_out). */
+#define FL_TRANSPOSE_SCALAR(T, name)                                                                    \
+static inline void name(const T* in, ptrdiff_t ld_in, T* out, ptrdiff_t ld_out,                       \
+                        ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t j0, ptrdiff_t j1) {                     \
+    for (ptrdiff_t k = k0; k < k1; k++)                                                               \
+        for (ptrdiff_t j = j0; j < j1; j++)                                                           \
+            out[j * ld_out + k] = in[k * ld_in + j];                                                  \
+}
+FL_TRANSPOSE_SCALAR(float, fl_transpose_edge_f32)
+FL_TRANSPOSE_SCALAR(double, fl_transpose_edge_f64)
+#undef FL_TRANSPOSE_SCALAR
+
+#if defined(FL_TILE_AVX) || defined(FL_TILE_SSE2)
+/* out[c * ld_out + r] = in[r * ld_in + c] for r, c < 4 (float) / < 2 (double): SSE / SSE2 */
+static inline void fl_transpose4_f32(const float* in, ptrdiff_t ld_in, float* out, ptrdiff_t ld_out) {
+    __m128 r0 = _mm_loadu_ps(in + 0 * ld_in), r1 = _mm_loadu_ps(in + 1 * ld_in);
+    __m128 r2 = _mm_loadu_ps(in + 2 * ld_in), r3 = _mm_loadu_ps(in + 3 * ld_in);
+    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+    _mm_storeu_ps(out + 0 * ld_out, r0);
+    _mm_storeu_ps(out + 1 * ld_out, r1);
+    _mm_storeu_ps(out + 2 * ld_out, r2);
+    _mm_storeu_ps(out + 3 * ld_out, r3);
+}
+static inline void fl_transpose2_f64(const double* in, ptrdiff_t ld_in, double* out, ptrdiff_t ld_out) {
+    __m128d r0 = _mm_loadu_pd(in), r1 = _mm_loadu_pd(in + ld_in);
+    _mm_storeu_pd(out, _mm_unpacklo_pd(r0, r1));
+    _mm_storeu_pd(out + ld_out, _mm_unpackhi_pd(r0, r1));
+}
+#endif
+
+#if defined(FL_TILE_AVX)
+/* out[c * ld_out + r] = in[r * ld_in + c] for r, c < 8 (float) / < 4 (double): AVX */
+static inline void fl_transpose8_f32(const float* in, ptrdiff_t ld_in, float* out, ptrdiff_t ld_out) {
+    __m256 r0 = _mm256_loadu_ps(in + 0 * ld_in), r1 = _mm256_loadu_ps(in + 1 * ld_in);
+    __m256 r2 = _mm256_loadu_ps(in + 2 * ld_in), r3 = _mm256_loadu_ps(in + 3 * ld_in);
+    __m256 r4 = _mm256_loadu_ps(in + 4 * ld_in), r5 = _mm256_loadu_ps(in + 5 * ld_in);
+    __m256 r6 = _mm256_loadu_ps(in + 6 * ld_in), r7 = _mm256_loadu_ps(in + 7 * ld_in);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(out + 0 * ld_out, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(out + 1 * ld_out, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(out + 2 * ld_out, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(out + 3 * ld_out, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(out + 4 * ld_out, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(out + 5 * ld_out, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(out + 6 * ld_out, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(out + 7 * ld_out, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+static inline void fl_transpose4_f64(const double* in, ptrdiff_t ld_in, double* out, ptrdiff_t ld_out) {
+    __m256d r0 = _mm256_loadu_pd(in + 0 * ld_in), r1 = _mm256_loadu_pd(in + 1 * ld_in);
+    __m256d r2 = _mm256_loadu_pd(in + 2 * ld_in), r3 = _mm256_loadu_pd(in + 3 * ld_in);
+    __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+    __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+    _mm256_storeu_pd(out + 0 * ld_out, _mm256_permute2f128_pd(t0, t2, 0x20));
+    _mm256_storeu_pd(out + 1 * ld_out, _mm256_permute2f128_pd(t1, t3, 0x20));
+    _mm256_storeu_pd(out + 2 * ld_out, _mm256_permute2f128_pd(t0, t2, 0x31));
+    _mm256_storeu_pd(out + 3 * ld_out, _mm256_permute2f128_pd(t1, t3, 0x31));
+}
+#endif
+
+/* One strip of B columns [j, j + B) of the transpose: B x B blocks down the rows, the last rows % B
+ * rows scalar.  Returns the next column. */
+#define FL_STRIP(T, block, edge, B)                                                                     \
+    for (; j + (B) <= cols; j += (B)) {                                                               \
+        ptrdiff_t rb = rows - rows % (B);                                                             \
+        for (ptrdiff_t k = 0; k < rb; k += (B))                                                       \
+            block(in + k * ld_in + j, ld_in, out + j * ld_out + k, ld_out);                           \
+        edge(in, ld_in, out, ld_out, rb, rows, j, j + (B));                                           \
+    }
+
+/* Transpose the (rows, cols) row-major array `in` (row stride ld_in) into `out` (row stride ld_out):
+ * strips of 8 then 4 columns (float; 4 then 2 for double) in vector blocks, the last columns scalar. */
+static inline void fl_transpose_f32(const float* in, ptrdiff_t ld_in, float* out, ptrdiff_t ld_out,
+                                    ptrdiff_t rows, ptrdiff_t cols) {
+    ptrdiff_t j = 0;
+#if defined(FL_TILE_AVX)
+    FL_STRIP(float, fl_transpose8_f32, fl_transpose_edge_f32, 8)
+#endif
+#if defined(FL_TILE_AVX) || defined(FL_TILE_SSE2)
+    FL_STRIP(float, fl_transpose4_f32, fl_transpose_edge_f32, 4)
+#endif
+    fl_transpose_edge_f32(in, ld_in, out, ld_out, 0, rows, j, cols);
+}
+static inline void fl_transpose_f64(const double* in, ptrdiff_t ld_in, double* out, ptrdiff_t ld_out,
+                                    ptrdiff_t rows, ptrdiff_t cols) {
+    ptrdiff_t j = 0;
+#if defined(FL_TILE_AVX)
+    FL_STRIP(double, fl_transpose4_f64, fl_transpose_edge_f64, 4)
+#endif
+#if defined(FL_TILE_AVX) || defined(FL_TILE_SSE2)
+    FL_STRIP(double, fl_transpose2_f64, fl_transpose_edge_f64, 2)
+#endif
+    fl_transpose_edge_f64(in, ld_in, out, ld_out, 0, rows, j, cols);
+}
+#undef FL_STRIP
+
+#endif /* FL_TILE_H */
