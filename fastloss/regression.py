@@ -10,7 +10,7 @@ Shapes: the torch losses broadcast ``target`` against ``input`` as torch does --
 huber_loss and smooth_l1_loss with torch's UserWarning ("Using a target size ... that is different to
 the input size"), poisson_nll_loss and gaussian_nll_loss silently -- and return the broadcast shape
 (an operand of another shape is materialised once; the gradient is summed back to ``input``'s shape).
-The SPEC §6 losses (log_cosh, quantile, mape, smape, msle) take equal shapes (else ``ValueError``).
+The losses without a torch function (log_cosh, quantile, mape, smape, msle) take equal shapes (else ``ValueError``).
 Keyword-only ``weight`` is a per-element sample weight broadcastable to ``input`` (scalars and
 last-axis vectors are read in place, other shapes materialised once); with a weight, ``mean`` is
 sum(w * l) / sum(w) -- torch's rule for mse_loss / l1_loss -- except for ``huber_loss``, where torch

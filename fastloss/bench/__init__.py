@@ -393,24 +393,24 @@ def _notes(quick, avx512, cfg):
         "Memory: extra peak of one call at the largest T: tracemalloc (NumPy/fastloss arrays; blind to "
         "torch's allocator) and resident-set high-water mark (VmHWM reset via /proc/self/clear_refs, any "
         "allocator, page granularity). fastloss extra = the larger of the two; torch extra = its RSS peak. "
-        "O(1) check (WORKLOADS.md: a reduced loss allocates O(threads + blocks), never O(N)): fastloss "
+        "O(1) check (a reduced loss allocates O(threads + blocks), never O(N)): fastloss "
         f"extra <= max({M.MEMORY_SLACK_BYTES // 2 ** 20} MiB, {M.MEMORY_FRACTION:.0%} of the inputs); "
-        f"not applied to {', '.join(ROW_BLOCK_MEMORY)}, which hold O(block x N) by design (SPEC §6).",
+        f"not applied to {', '.join(ROW_BLOCK_MEMORY)}, which hold O(block x N) by design.",
         "check: max relative difference of the fastloss result from each reference's (W17: the gradient "
         "against torch.autograd); tolerance 1e-4 for float32 (the references compute in float32 too), "
         "1e-12 for float64.",
-        "Targets on the torch ratio apply at T=1 and T=2 (WORKLOADS.md); floor and sklearn targets at "
+        "Targets on the torch ratio apply at T=1 and T=2; floor and sklearn targets at "
         "every T.",
         "Small inputs: seconds per call, best of 7 loops, at the largest T; 'fastloss - bare' is the call "
-        "over a bare np.add.reduce of the prediction (WORKLOADS.md: <= 5 us for N <= 1000). It includes "
+        "over a bare np.add.reduce of the prediction (target: <= 5 us for N <= 1000). It includes "
         "the loss's own arithmetic, which is not negligible for rows of many elements (W2 N=1000 is "
         "10 000 logits; W12 N=1000 is 3 x 128 000 floats, above the serial threshold).",
     ]
     if not avx512:
-        notes.append("CPU without AVX-512: the WORKLOADS.md AVX2 calibration applies "
+        notes.append("CPU without AVX-512: the AVX2 targets apply "
                      "(W1-W5 torch>=3, W6 torch>=4).")
     if quick:
-        notes.append("--quick: smaller inputs than WORKLOADS.md (targets are set for the full sizes; small "
+        notes.append("--quick: smaller inputs than the full workloads (targets are set for the full sizes; small "
                      "inputs may sit in cache, so fastloss/floor can drop below 1).")
     if not cfg.get("torch"):
         notes.append("torch is not installed: compared against NumPy (and scikit-learn) only.")
