@@ -75,7 +75,7 @@ cdef inline bint tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
     fixed cost per row (horizontal reductions, the padded vector tail, a scalar log), the tile path a cost
     per value moved.  Measured crossovers (AVX2, loss alone / with the gradient / probability targets /
     both): C ~ 76 / 48-64 / 40-48 / 32-36, i.e. C (1 + transposed) ~ 144 (C <= 72 / 48 / 48 / 36 here)."""
-    return C * (1 + transposed) <= TILE_BUDGET
+    return C >= 1 and C * (1 + transposed) <= TILE_BUDGET
 
 
 cdef extern from "fl_tile.h" nogil:
@@ -586,7 +586,7 @@ cdef Py_ssize_t ce_probs_rows_block(const RowCtx* c, Py_ssize_t start, Py_ssize_
             fl_row_soft_sums_f32(row, trow, w, C, m, keep, add, &A, &D)
         else:
             fl_row_soft_sums_f64(row, trow, w, C, m, keep, add, &A, &D)
-        loss[i - start] = <floating> (A * log_sum(s, &m) - D)
+        loss[i - start] = <floating> (A * log_sum(s, &m) - D) if C > 0 else 0    # (C = 0: an empty sum)
         if g != NULL:
             scale = <floating> (A * gs / s)
             for j in range(C):
