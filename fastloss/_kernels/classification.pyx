@@ -104,8 +104,6 @@ cdef inline void from_class_major(const floating* t, Py_ssize_t C, Py_ssize_t L,
 cdef inline Py_ssize_t tile_rows(Py_ssize_t C) noexcept nogil:
     """Rows per tile: TILE / C, a multiple of 8 (whole vector blocks for the transposes of fl_tile.h),
     at most RUN."""
-    if C <= 0:          # zero classes (every label ignore_index): no division by C
-        return RUN
     cdef Py_ssize_t L = (TILE // C) & ~7
     return min(max(L, 1), <Py_ssize_t> RUN)
 
