@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import fastloss as fl
-from fastloss import binary as B, classification as CL
+from fastloss import _binary as B, _classification as CL
 torch.set_num_threads(1)
 
 def load_orig(fam):

@@ -2,7 +2,7 @@
 paths (issue 16: short rows through class-major tiles, long rows along the row) against torch.
 
 Every test here runs once per usable built vector level: the ``level`` fixture swaps the compiled
-classification module under ``fastloss.classification`` for that level's (in this process, no
+classification module under ``fastloss._classification`` for that level's (in this process, no
 re-import), so each level is held to SPEC §4 against the same independent reference: torch in float64 on
 the upcast inputs, NumPy ``longdouble`` (distillation, where float64 itself cancels by a factor ~T), or
 mpmath (confident focal rows, where float64 log-softmax loses the loss).
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import fastloss as fl
-from fastloss import classification as _classification
+from fastloss import _classification
 from fastloss._kernels import _runtime
 from fastloss._kernels._built_levels import BUILT_LEVELS
 from fl_testing import assert_close_spec, to_torch64, to_torch_long, tolerances, torch_value_and_grad

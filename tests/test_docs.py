@@ -16,8 +16,8 @@ import pytest
 
 import fastloss
 
-PUBLIC_MODULES = ["fastloss", "fastloss.classification", "fastloss.binary", "fastloss.regression",
-                  "fastloss.boxes", "fastloss.metric", "fastloss.segmentation", "fastloss.state",
+PUBLIC_MODULES = ["fastloss", "fastloss._classification", "fastloss._binary", "fastloss._regression",
+                  "fastloss._boxes", "fastloss._metric", "fastloss._segmentation", "fastloss.state",
                   "fastloss.scoring", "fastloss._threads", "fastloss._config", "fastloss.dask"]
 
 needs_docstrings = pytest.mark.skipif(fastloss.cross_entropy.__doc__ is None,

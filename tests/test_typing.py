@@ -47,7 +47,7 @@ def test_type_assertions_hold_at_run_time():
 def _loss_defs():
     """(name, implementation, [overloads]) of every public function with return_grad, from the source."""
     for mod in LOSS_MODULES:
-        path = ROOT / "fastloss" / f"{mod}.py"
+        path = ROOT / "fastloss" / f"_{mod}.py"
         tree = ast.parse(path.read_text(encoding="utf-8"))
         overloads = {}
         for node in tree.body:

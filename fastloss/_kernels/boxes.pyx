@@ -404,7 +404,7 @@ def box_pair_loss(b1, b2, bint single1, bint single2, Py_ssize_t n, str kind, st
 
 
 # =====================================================================================================
-# Pairwise matrices (torchvision.ops.box_iou / generalized_box_iou, boxes.py _box_inter_union):
+# Pairwise matrices (torchvision.ops.box_iou / generalized_box_iou, _boxes.py _box_inter_union):
 #   corners per format as torchvision ≥ 0.23's _box_inter_union (xywh: x2 = x + w; cxcywh: x1 = cx - w/2,
 #   x2 = cx + w/2), areas as its box_area (xyxy: (x2 - x1)(y2 - y1); xywh, cxcywh: w h),
 #   inter = clamp(min(x2, u2) - max(x1, u1), 0) clamp(min(y2, v2) - max(y1, v1), 0)  (clamp keeps NaN),

@@ -786,7 +786,7 @@ def reduce_rows(row_loss, row_count, int num_threads):
 # arc_margin_point) and its coefficient is multiplied by phi'(s_ip).
 
 # ArcFace's additive angular margin m on the positive's cosine c = cos(theta), sin(theta) = s given
-# (computed accurately by the caller, see metric.py's _positive_angle):
+# (computed accurately by the caller, see _metric.py's _positive_angle):
 #   phi(c) = cos(theta + m) = c cos m - s sin m,    phi'(c) = cos m + sin m * c / s   (s > 0)
 #   phi'(c) = cos m where s = 0 (theta = 0 or pi): the sin term's derivative, infinite there, is taken
 #   as 0 -- autograd would give inf/nan.

@@ -44,7 +44,7 @@ cdef extern from *:
     """
     const double LOG2 "FL_REGRESSION_LOG2"
 
-# loss kinds: the numbers the Python wrapper passes (keep in sync with fastloss/regression.py)
+# loss kinds: the numbers the Python wrapper passes (keep in sync with fastloss/_regression.py)
 cpdef enum LossKind:
     MSE = 0
     L1 = 1

@@ -8,7 +8,7 @@ a. **Sums, not per-item losses.**  An overlap loss is not a sum of per-element t
        TP = sum_s p t,   P = sum_s p,   T = sum_s t       (p: prediction after the activation,
                                                             t: target; both times the valid mask)
    (+ sum_s BCE and the valid count for Dice + BCE), and the loss is a tiny formula of them,
-   evaluated per pair in NumPy (``fastloss/segmentation.py``).  FP = P - TP and FN = T - TP.
+   evaluated per pair in NumPy (``fastloss/_segmentation.py``).  FP = P - TP and FN = T - TP.
 
 b. **Own fixed-block driver (``seg_blocks``), same contract as ``run_blocks``.**  ``run_blocks``
    reduces to one scalar; here every block yields C x K partials.  Blocks are (sample, chunk of

@@ -31,7 +31,7 @@ from . import _validate as V
 from ._kernels import load
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad, LossGrads2
-from .classification import _elementwise_operand
+from ._classification import _elementwise_operand
 
 _K = load("regression")
 _KIND = _K.LossKind

@@ -14,7 +14,7 @@ from . import _validate as V
 from ._kernels import load
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad
-from .classification import _elementwise_operand, _finish
+from ._classification import _elementwise_operand, _finish
 
 _K = load("binary")
 
