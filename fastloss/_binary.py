@@ -11,6 +11,7 @@ from typing import Literal, overload
 import numpy as np
 
 from . import _validate as V
+from ._errors import BadValue, raise_first_bad
 from ._kernels import load
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad
@@ -37,10 +38,6 @@ def _pair(input, target, input_name="input", target_name="target", broadcast=Fal
         (x, y), _ = V.broadcast_together([x, y], [input_name, target_name])
     V.check_same_shape(x, y, input_name, target_name)
     return x, y, shape
-
-
-def _position(shape, index):
-    return tuple(int(i) for i in np.unravel_index(index, shape)) if len(shape) > 1 else index
 
 
 def _run(kind, x, y, reduction, nt, out, return_grad, weight=1.0, params=(0.0, 0.0, 0.0), count=None):
@@ -149,12 +146,9 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike 
     x, y, _ = _pair(input, target)
     w = _elementwise_operand(weight, x, "weight")
     res, o, grad, count = _run("bce", x, y, reduction, nt, out, return_grad, weight=w)
-    bad = res[2]
-    if bad >= 0:
-        xv, yv = x.reshape(-1)[bad], y.reshape(-1)[bad]
-        name, v = ("input", xv) if not (0 <= xv <= 1) else ("target", yv)
-        raise ValueError(f"binary_cross_entropy: all elements of {name} should be between 0 and 1; got "
-                         f"{v!r} at position {_position(x.shape, bad)}")
+    raise_first_bad(res[2], BadValue(
+        "binary_cross_entropy: all elements of {name} should be between 0 and 1; got {value!r} at position "
+        "{position}", (("input", x, lambda v: not 0 <= v <= 1), ("target", y, None))))
     return _finish(res, reduction, x.dtype, o, grad, count=count)
 
 
@@ -343,10 +337,8 @@ def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.0, squared
     nt = resolve_num_threads(num_threads)
     x, y, _ = _pair(input, target)
     res, o, grad, count = _run("hinge", x, y, reduction, nt, out, return_grad, params=(m, float(squared), 0.0))
-    bad = res[2]
-    if bad >= 0:
-        raise ValueError(f"hinge_loss: target must be -1 or +1; got {y.reshape(-1)[bad]!r} at position "
-                         f"{_position(y.shape, bad)}")
+    raise_first_bad(res[2], BadValue("hinge_loss: target must be -1 or +1; got {value!r} at position {position}",
+                                     (("target", y, None),)))
     return _finish(res, reduction, x.dtype, o, grad, count=count)
 
 

@@ -12,6 +12,7 @@ from typing import Literal, overload
 import numpy as np
 
 from . import _validate as V
+from ._errors import BadLabel, raise_first_bad
 from ._kernels import load
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad, NDArray
@@ -30,7 +31,7 @@ def _finish(kernel_result, reduction, dtype, out, grad, count=None, labels=None,
     """Turn a kernel's (loss_sum, denom_sum, first_bad) into the public result."""
     loss_sum, denom_sum, first_bad = kernel_result
     if first_bad >= 0:
-        V.raise_bad_label(labels, first_bad, n_classes, ignore_index, label_name)
+        raise_first_bad(first_bad, BadLabel(labels, n_classes, ignore_index, label_name))
     if reduction == "none":
         value = out
     else:
@@ -338,7 +339,7 @@ def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = Non
         # 0 and the mean divides by their summed weight, 0 (nan)
         bad = np.flatnonzero(labels.reshape(-1) != ignore_index)
         if bad.size:
-            V.raise_bad_label(labels, bad[0], C, ignore_index)
+            raise_first_bad(bad[0], BadLabel(labels, C, ignore_index))
         if o is not None:
             o.fill(0.0)
         return _finish((0.0, 0.0, -1), reduction, x.dtype, o, grad)

@@ -14,6 +14,7 @@ from typing import Literal, overload
 import numpy as np
 
 from . import _validate as V
+from ._errors import BadLabel, raise_first_bad
 from ._kernels import load
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad, LossGrads2, LossGrads3
@@ -906,7 +907,7 @@ def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad
 
     grads = _row_blocks(queries, cands, softmax, return_grad, nt, sums=False)
     if bad:
-        V.raise_bad_label(labels, min(bad), cands.shape[0], None, name="labels", classes_of="class_weights")
+        raise_first_bad(min(bad), BadLabel(labels, cands.shape[0], None, name="labels", classes_of="class_weights"))
     if not return_grad:
         return row_loss, None, None
     return row_loss, grads[0] * inv_tau, grads[1] * inv_tau

@@ -28,6 +28,7 @@ import warnings
 import numpy as np
 
 from . import _validate as V
+from ._errors import BadValue, raise_first_bad
 from ._kernels import load
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad, LossGrads2
@@ -43,10 +44,6 @@ __all__ = ["mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_l
 def _no_legacy(size_average, reduce):
     if size_average is not None or reduce is not None:
         raise ValueError("size_average and reduce are deprecated in torch; use reduction=")
-
-
-def _position(index, shape):
-    return tuple(int(i) for i in np.unravel_index(index, shape)) if len(shape) > 1 else index
 
 
 # torch broadcasts target against input in these losses; the first four warn that it does
@@ -643,10 +640,9 @@ def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full:
     value, grad, bad = _elementwise(_KIND.GAUSSIAN_NLL, args, reduction, weight, out, return_grad, a=eps,
                                     b=0.5 * math.log(2 * math.pi) if V.check_bool(full, "full") else 0.0,
                                     var=op, var_rows=var_rows, grad_var=gv_full)
-    if bad >= 0:
-        raise ValueError(f"var has negative entry/entries: var = "
-                         f"{op.reshape(-1)[bad // x.shape[-1] if var_rows else bad]} for the input element "
-                         f"at position {_position(bad, x.shape)}")
+    raise_first_bad(bad, BadValue(
+        "var has negative entry/entries: var = {value} for the input element at position {position}",
+        (("var", op, None),), shape=x.shape, locate=(lambda i: i // x.shape[-1]) if var_rows else None))
     if not return_grad:
         return value
     # grad_var: of var's shape, summed over the elements each variance served (grad_var passes the clamp)
@@ -886,9 +882,8 @@ def mape_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *, e
     e = 0.0 if eps is None else V.check_real(eps, "eps", low=0.0, low_open=True)
     args = _inputs(input, target, reduction, num_threads, out, return_grad)
     value, grad, bad = _elementwise(_KIND.MAPE, args, reduction, weight, out, return_grad, a=e)
-    if bad >= 0:
-        raise ValueError(f"mape_loss: target is 0 at position {_position(bad, args[1].shape)}; pass eps= to "
-                         f"divide by max(|target|, eps)")
+    raise_first_bad(bad, BadValue("mape_loss: target is 0 at position {position}; pass eps= to divide by "
+                                  "max(|target|, eps)", (("target", args[1], None),)))
     return _result(value, grad)
 
 
@@ -1031,11 +1026,8 @@ def msle_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
     """
     args = _inputs(input, target, reduction, num_threads, out, return_grad)
     value, grad, bad = _elementwise(_KIND.MSLE, args, reduction, weight, out, return_grad)
-    if bad >= 0:
-        x, y = args[:2]
-        name, arr = ("input", x) if x.reshape(-1)[bad] <= -1 else ("target", y)
-        raise ValueError(f"msle_loss: {name} has value {arr.reshape(-1)[bad]} <= -1 at position "
-                         f"{_position(bad, x.shape)} (log1p needs values > -1)")
+    raise_first_bad(bad, BadValue("msle_loss: {name} has value {value} <= -1 at position {position} (log1p "
+                                  "needs values > -1)", (("input", args[0], lambda v: v <= -1), ("target", args[1], None))))
     return _result(value, grad)
 
 

@@ -30,6 +30,7 @@ from typing import Literal, overload
 import numpy as np
 
 from . import _validate as V
+from ._errors import BadLabel, raise_first_bad
 from ._kernels import load
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad
@@ -123,8 +124,7 @@ def _overlap_loss(kind, input, target, mode, from_logits, smooth, eps, ignore_in
     act = _K.ACTIVATIONS[act]
     bce = dice_weight is not None
     sums, bad = _K.segment_sums(x3, mask, labels_flat, ignore_index, act, bce, nt)
-    if bad >= 0:
-        V.raise_bad_label(labels, bad, C, ignore_index)
+    raise_first_bad(bad, BadLabel(labels, C, ignore_index))
     loss, dtp, dp = _overlap_terms(kind, sums[..., 0], sums[..., 1], sums[..., 2], smooth, eps, **params)
     if bce:
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -287,13 +287,3 @@ def reduced(total, count, reduction, dtype, empty_mean=None):
         return dtype.type(float(total) / float(count))
     with np.errstate(invalid="ignore", divide="ignore"):
         return dtype.type(np.float64(total) / np.float64(count))
-
-
-def raise_bad_label(labels, index, n_classes, ignore_index, name="target", classes_of="input"):
-    """IndexError for the first class index outside [0, n_classes), naming it, its position, and where the
-    number of classes comes from (``classes_of``: the argument whose class axis it is)."""
-    flat = labels.reshape(-1)
-    pos = tuple(int(i) for i in np.unravel_index(index, labels.shape)) if labels.ndim > 1 else int(index)
-    raise IndexError(f"{name} has class index {int(flat[index])} at position {pos}, outside [0, {n_classes})"
-                     + (f" and not ignore_index={ignore_index}" if ignore_index is not None else "")
-                     + f" ({n_classes} = the number of classes of {classes_of})")

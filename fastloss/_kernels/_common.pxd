@@ -519,6 +519,21 @@ cdef inline object finish_run(int status, BlockRun* run):
     return run.loss_sum, run.denom_sum, run.first_bad
 
 
+cdef inline object run(BlockFn fn, const void* ctx, Py_ssize_t n_items, Py_ssize_t item_cost,
+                       Py_ssize_t itemsize, int num_threads, object out, bint want_denom):
+    """The one entry step of every blocked kernel: ``fn`` over ``n_items`` items with the GIL released.
+
+    ``out`` is the reduction="none" output array (per-item losses written in place) or None to reduce;
+    ``want_denom`` also sums the per-item denominators.  Returns (loss_sum, denom_sum, first_bad); the
+    wrapper maps first_bad >= 0 to its exception (``fastloss/_errors.py``)."""
+    cdef BlockRun r
+    cdef int status
+    init_run(&r, n_items, item_cost, itemsize, num_threads, ptr_or_null(out), want_denom)
+    with nogil:
+        status = run_blocks(fn, ctx, &r)
+    return finish_run(status, &r)
+
+
 # ---------------------------------------------------------------- the elementwise segment loop
 # Elementwise families (binary.pyx, regression.pyx, BCE-with-logits in classification.pyx) read a
 # prediction x, a target y and a per-element weight as streams.  ``ElemStreams`` holds them (a family's
