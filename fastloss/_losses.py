@@ -83,7 +83,9 @@ class LossInfo:
         name and by position, in order (one: a single array; several: a tuple of arrays).
     items : the item-count rule, a key of :data:`ITEM_RULES` (see :meth:`count_items`).
     in_batch : the loss compares the items of a batch with each other (in-batch mining or
-        negatives): its value depends on how the data is batched, so it cannot be scored in chunks.
+        negatives): its value depends on how the data is batched.  Scoring, ``fastloss score`` and
+        Dask refuse it; ``fl.partial`` accepts it, but merged chunk states give the mean of the
+        per-chunk losses, not the one-shot loss.
     reductions : the ``reduction`` values the function accepts.
     default_reduction : the function's default ``reduction``.
     function : the public function itself.
