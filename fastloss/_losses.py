@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["LossInfo", "LOSSES", "loss_info", "ITEM_RULES"]
+__all__ = ["ITEM_RULES", "LOSSES", "LossInfo", "loss_info"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
