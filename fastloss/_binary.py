@@ -13,6 +13,7 @@ import numpy as np
 from . import _validate as V
 from ._errors import BadValue, raise_first_bad
 from ._kernels import load
+from ._losses import loss_info
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad
 from ._classification import _elementwise_operand, _finish
@@ -68,6 +69,7 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike 
                          size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
                          num_threads: int | None = ..., out: FloatArray | None = ...,
                          return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="binary")
 def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
                          size_average: bool | None = None, reduce: bool | None = None,
                          reduction: str = "mean", *, num_threads: int | None = None,
@@ -164,6 +166,7 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = ...
 def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = ..., gamma: float = ...,
                        reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
                        return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="binary", grad=("inputs",))
 def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.25, gamma: float = 2,
                        reduction: str = "none", *, num_threads: int | None = None,
                        out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
@@ -267,6 +270,7 @@ def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = ..., squared
 def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = ..., squared: bool = ...,
                reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
                return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="binary")
 def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.0, squared: bool = False,
                reduction: str = "mean", *, num_threads: int | None = None, out: FloatArray | None = None,
                return_grad: bool = False) -> Loss | LossGrad:
@@ -354,6 +358,7 @@ def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = ...,
 def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
            reduction: str = ..., log_target: bool = ..., *, num_threads: int | None = ...,
            out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="binary", batchmean=True)
 def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = None, reduce: bool | None = None,
            reduction: str = "mean", log_target: bool = False, *, num_threads: int | None = None,
            out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:

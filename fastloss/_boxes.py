@@ -23,6 +23,7 @@ import numpy as np
 
 from . import _validate as V
 from ._kernels import load
+from ._losses import loss_info
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad, NDArray
 
@@ -123,6 +124,7 @@ def iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: fl
              box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
              return_grad: bool = ...) -> Loss | LossGrad: ...
 @_common_doc
+@loss_info(family="boxes", grad=("boxes1",), items="boxes")
 def iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = "none", eps: float = 1e-7, *,
              box_format: str = "xyxy", num_threads: int | None = None, out: FloatArray | None = None,
              return_grad: bool = False) -> Loss | LossGrad:
@@ -210,6 +212,7 @@ def generalized_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: st
                              box_format: str = ..., num_threads: int | None = ...,
                              out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
 @_common_doc
+@loss_info(family="boxes", grad=("boxes1",), items="boxes")
 def generalized_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = "none", eps: float = 1e-7,
                              *, box_format: str = "xyxy", num_threads: int | None = None,
                              out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
@@ -286,6 +289,7 @@ def distance_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str =
                           box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
                           return_grad: bool = ...) -> Loss | LossGrad: ...
 @_common_doc
+@loss_info(family="boxes", grad=("boxes1",), items="boxes")
 def distance_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = "none", eps: float = 1e-7, *,
                           box_format: str = "xyxy", num_threads: int | None = None,
                           out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
@@ -360,6 +364,7 @@ def complete_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str =
                           box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
                           return_grad: bool = ...) -> Loss | LossGrad: ...
 @_common_doc
+@loss_info(family="boxes", grad=("boxes1",), items="boxes")
 def complete_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = "none", eps: float = 1e-7, *,
                           box_format: str = "xyxy", num_threads: int | None = None,
                           out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:

@@ -14,6 +14,7 @@ import numpy as np
 from . import _validate as V
 from ._errors import BadLabel, raise_first_bad
 from ._kernels import load
+from ._losses import loss_info
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad, NDArray
 
@@ -54,6 +55,7 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
                   size_average: bool | None = ..., ignore_index: int = ..., reduce: bool | None = ...,
                   reduction: str = ..., label_smoothing: float = ..., *, num_threads: int | None = ...,
                   out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="classification", items="class")
 def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
                   size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
                   reduction: str = "mean", label_smoothing: float = 0.0, *, num_threads: int | None = None,
@@ -254,6 +256,7 @@ def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...
              size_average: bool | None = ..., ignore_index: int = ..., reduce: bool | None = ...,
              reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
              return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="classification", items="class")
 def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
              size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
              reduction: str = "mean", *, num_threads: int | None = None, out: FloatArray | None = None,
@@ -364,6 +367,7 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, alpha: ArrayLike | N
                        weight: ArrayLike | None = ..., ignore_index: int = ..., reduction: str = ..., *,
                        num_threads: int | None = ..., out: FloatArray | None = ...,
                        return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="classification", items="class")
 def softmax_focal_loss(input: ArrayLike, target: ArrayLike, alpha: ArrayLike | None = None,
                        gamma: float = 2.0, weight: ArrayLike | None = None, ignore_index: int = -100,
                        reduction: str = "mean", *, num_threads: int | None = None,
@@ -471,6 +475,7 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = ..., margin:
                       weight: ArrayLike | None = ..., size_average: bool | None = ...,
                       reduce: bool | None = ..., reduction: str = ..., *, num_threads: int | None = ...,
                       out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="classification", items="rows")
 def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: float = 1.0,
                       weight: ArrayLike | None = None, size_average: bool | None = None,
                       reduce: bool | None = None, reduction: str = "mean", *, num_threads: int | None = None,
@@ -583,6 +588,7 @@ def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, temp
 def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, temperature: float = ...,
                       reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
                       return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="classification", grad=("student_logits",), items="rows", batchmean=True)
 def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, temperature: float = 1.0,
                       reduction: str = "batchmean", *, num_threads: int | None = None,
                       out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
@@ -745,6 +751,7 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight
                                      reduction: str = ..., pos_weight: ArrayLike | None = ..., *,
                                      num_threads: int | None = ..., out: FloatArray | None = ...,
                                      return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="classification")
 def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
                                      size_average: bool | None = None, reduce: bool | None = None,
                                      reduction: str = "mean", pos_weight: ArrayLike | None = None, *,

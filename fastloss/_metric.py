@@ -16,6 +16,7 @@ import numpy as np
 from . import _validate as V
 from ._errors import BadLabel, raise_first_bad
 from ._kernels import load
+from ._losses import loss_info
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad, LossGrads2, LossGrads3
 
@@ -89,6 +90,7 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
                         p: float = ..., eps: float = ..., swap: bool = ..., size_average: bool | None = ...,
                         reduce: bool | None = ..., reduction: str = ..., *, num_threads: int | None = ...,
                         out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrads3: ...
+@loss_info(family="metric", grad=("anchor", "positive", "negative"), items="rows")
 def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, margin: float = 1.0,
                         p: float = 2, eps: float = 1e-6, swap: bool = False, size_average: bool | None = None,
                         reduce: bool | None = None, reduction: str = "mean", *,
@@ -197,6 +199,7 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
                           size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
                           num_threads: int | None = ..., out: FloatArray | None = ...,
                           return_grad: bool = ...) -> Loss | LossGrads2: ...
+@loss_info(family="metric", grad=("input1", "input2"), items="rows")
 def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = 0,
                           size_average: bool | None = None, reduce: bool | None = None,
                           reduction: str = "mean", *, num_threads: int | None = None,
@@ -315,6 +318,7 @@ def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike,
                         size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
                         num_threads: int | None = ..., out: FloatArray | None = ...,
                         return_grad: bool = ...) -> Loss | LossGrads2: ...
+@loss_info(family="metric", grad=("input1", "input2"))
 def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = 0,
                         size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean",
                         *, num_threads: int | None = None, out: FloatArray | None = None,
@@ -401,6 +405,7 @@ def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = ..
                          size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
                          num_threads: int | None = ..., out: FloatArray | None = ...,
                          return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="metric")
 def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.0,
                          size_average: bool | None = None, reduce: bool | None = None,
                          reduction: str = "mean", *, num_threads: int | None = None,
@@ -478,6 +483,7 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: flo
 def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: float = ...,
                      reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
                      return_grad: bool = ...) -> Loss | LossGrads2: ...
+@loss_info(family="metric", grad=("x1", "x2"), items="rows")
 def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: float = 1.0,
                      reduction: str = "mean", *, num_threads: int | None = None,
                      out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrads2:
@@ -685,6 +691,7 @@ def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: fl
 def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = ...,
                             squared: bool = ..., reduction: str = ..., *, num_threads: int | None = ...,
                             out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="metric", grad=("embeddings",), items="rows", in_batch=True)
 def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = 1.0,
                             squared: bool = False, reduction: str = "mean", *, num_threads: int | None = None,
                             out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
@@ -783,6 +790,7 @@ def batch_all_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: flo
 def batch_all_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = ..., squared: bool = ...,
                            reduction: str = ..., *, num_threads: int | None = ...,
                            out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="metric", grad=("embeddings",), items="rows", in_batch=True)
 def batch_all_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = 1.0,
                            squared: bool = False, reduction: str = "mean", *, num_threads: int | None = None,
                            out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
@@ -935,6 +943,7 @@ def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = ..., re
 def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = ..., reduction: str = ..., *,
                   num_threads: int | None = ..., out: FloatArray | None = ...,
                   return_grad: bool = ...) -> Loss | LossGrads2: ...
+@loss_info(family="metric", grad=("query", "key"), items="rows", in_batch=True)
 def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = 0.07, reduction: str = "mean", *,
                   num_threads: int | None = None, out: FloatArray | None = None,
                   return_grad: bool = False) -> Loss | LossGrads2:
@@ -1045,6 +1054,7 @@ def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = ..., reducti
 def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = ..., reduction: str = ..., *,
                  num_threads: int | None = ..., out: FloatArray | None = ...,
                  return_grad: bool = ...) -> Loss | LossGrads2: ...
+@loss_info(family="metric", grad=("z1", "z2"), items="pair_rows", in_batch=True)
 def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = 0.5, reduction: str = "mean", *,
                  num_threads: int | None = None, out: FloatArray | None = None,
                  return_grad: bool = False) -> Loss | LossGrads2:
@@ -1170,6 +1180,7 @@ def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayL
                  margin: float = ..., reduction: str = ..., *, easy_margin: bool = ...,
                  plain_margin: bool = ..., num_threads: int | None = ...,
                  out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrads2: ...
+@loss_info(family="metric", grad=("embeddings", "class_weights"), items="rows")
 def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayLike, scale: float = 64.0,
                  margin: float = 0.5, reduction: str = "mean", *, easy_margin: bool = False,
                  plain_margin: bool = False, num_threads: int | None = None,

@@ -30,6 +30,7 @@ import numpy as np
 from . import _validate as V
 from ._errors import BadValue, raise_first_bad
 from ._kernels import load
+from ._losses import loss_info
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad, LossGrads2
 from ._classification import _elementwise_operand
@@ -116,6 +117,7 @@ def mse_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..
 def mse_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
              reduction: str = ..., weight: ArrayLike | None = ..., *, num_threads: int | None = ...,
              out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="regression")
 def mse_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = None,
              reduce: bool | None = None, reduction: str = "mean", weight: ArrayLike | None = None, *,
              num_threads: int | None = None, out: FloatArray | None = None,
@@ -196,6 +198,7 @@ def l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ...
 def l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
             reduction: str = ..., weight: ArrayLike | None = ..., *, num_threads: int | None = ...,
             out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="regression")
 def l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = None, reduce: bool | None = None,
             reduction: str = "mean", weight: ArrayLike | None = None, *, num_threads: int | None = None,
             out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
@@ -272,6 +275,7 @@ def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., delta:
 def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., delta: float = ...,
                weight: ArrayLike | None = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
                return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="regression")
 def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", delta: float = 1.0,
                weight: ArrayLike | None = None, *, num_threads: int | None = None,
                out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
@@ -360,6 +364,7 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | Non
                    reduce: bool | None = ..., reduction: str = ..., beta: float = ..., *,
                    weight: ArrayLike | None = ..., num_threads: int | None = ...,
                    out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="regression")
 def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = None,
                    reduce: bool | None = None, reduction: str = "mean", beta: float = 1.0, *,
                    weight: ArrayLike | None = None, num_threads: int | None = None,
@@ -447,6 +452,7 @@ def poisson_nll_loss(input: ArrayLike, target: ArrayLike, log_input: bool = ...,
                      size_average: bool | None = ..., eps: float = ..., reduce: bool | None = ...,
                      reduction: str = ..., *, weight: ArrayLike | None = ..., num_threads: int | None = ...,
                      out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="regression")
 def poisson_nll_loss(input: ArrayLike, target: ArrayLike, log_input: bool = True, full: bool = False,
                      size_average: bool | None = None, eps: float = 1e-8, reduce: bool | None = None,
                      reduction: str = "mean", *, weight: ArrayLike | None = None,
@@ -560,6 +566,7 @@ def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full:
 def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full: bool = ..., eps: float = ...,
                       reduction: str = ..., *, weight: ArrayLike | None = ..., num_threads: int | None = ...,
                       out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrads2: ...
+@loss_info(family="regression", grad=("input", "var"))
 def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full: bool = False,
                       eps: float = 1e-6, reduction: str = "mean", *, weight: ArrayLike | None = None,
                       num_threads: int | None = None, out: FloatArray | None = None,
@@ -662,6 +669,7 @@ def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *,
 def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *,
                   weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
                   return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="regression")
 def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
                   weight: ArrayLike | None = None, num_threads: int | None = None,
                   out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
@@ -740,6 +748,7 @@ def quantile_loss(input: ArrayLike, target: ArrayLike, q: float = ..., reduction
 def quantile_loss(input: ArrayLike, target: ArrayLike, q: float = ..., reduction: str = ..., *,
                   weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
                   return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="regression")
 def quantile_loss(input: ArrayLike, target: ArrayLike, q: float = 0.5, reduction: str = "mean", *,
                   weight: ArrayLike | None = None, num_threads: int | None = None,
                   out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
@@ -820,6 +829,7 @@ def mape_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, eps:
 def mape_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, eps: float | None = ...,
               weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
               return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="regression")
 def mape_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *, eps: float | None = None,
               weight: ArrayLike | None = None, num_threads: int | None = None, out: FloatArray | None = None,
               return_grad: bool = False) -> Loss | LossGrad:
@@ -899,6 +909,7 @@ def smape_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, wei
 def smape_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, weight: ArrayLike | None = ...,
                num_threads: int | None = ..., out: FloatArray | None = ...,
                return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="regression")
 def smape_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
                weight: ArrayLike | None = None, num_threads: int | None = None, out: FloatArray | None = None,
                return_grad: bool = False) -> Loss | LossGrad:
@@ -971,6 +982,7 @@ def msle_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, weig
 def msle_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, weight: ArrayLike | None = ...,
               num_threads: int | None = ..., out: FloatArray | None = ...,
               return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="regression")
 def msle_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
               weight: ArrayLike | None = None, num_threads: int | None = None, out: FloatArray | None = None,
               return_grad: bool = False) -> Loss | LossGrad:
@@ -1043,6 +1055,7 @@ def gaussian_kl_loss(mu: ArrayLike, logvar: ArrayLike, reduction: str = ..., *,
 def gaussian_kl_loss(mu: ArrayLike, logvar: ArrayLike, reduction: str = ..., *,
                      weight: ArrayLike | None = ..., num_threads: int | None = ...,
                      out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrads2: ...
+@loss_info(family="regression", grad=("mu", "logvar"), items="rows")
 def gaussian_kl_loss(mu: ArrayLike, logvar: ArrayLike, reduction: str = "mean", *,
                      weight: ArrayLike | None = None, num_threads: int | None = None,
                      out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrads2:

@@ -32,6 +32,7 @@ import numpy as np
 from . import _validate as V
 from ._errors import BadLabel, raise_first_bad
 from ._kernels import load
+from ._losses import loss_info
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad
 
@@ -182,6 +183,7 @@ def dice_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits:
               smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ..., *,
               num_threads: int | None = ..., out: FloatArray | None = ...,
               return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="segmentation", items="sample_class")
 def dice_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass", from_logits: bool = True,
               smooth: float = 0.0, eps: float = 1e-7, ignore_index: int | None = None,
               reduction: str = "mean", *, num_threads: int | None = None, out: FloatArray | None = None,
@@ -283,6 +285,7 @@ def jaccard_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logi
                  smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ...,
                  *, num_threads: int | None = ..., out: FloatArray | None = ...,
                  return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="segmentation", items="sample_class")
 def jaccard_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass", from_logits: bool = True,
                  smooth: float = 0.0, eps: float = 1e-7, ignore_index: int | None = None,
                  reduction: str = "mean", *, num_threads: int | None = None, out: FloatArray | None = None,
@@ -378,6 +381,7 @@ def tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logi
                  smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., alpha: float = ...,
                  beta: float = ..., reduction: str = ..., *, num_threads: int | None = ...,
                  out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="segmentation", items="sample_class")
 def tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass", from_logits: bool = True,
                  smooth: float = 0.0, eps: float = 1e-7, ignore_index: int | None = None, alpha: float = 0.5,
                  beta: float = 0.5, reduction: str = "mean", *, num_threads: int | None = None,
@@ -489,6 +493,7 @@ def focal_tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., fro
                        alpha: float = ..., beta: float = ..., gamma: float = ..., reduction: str = ..., *,
                        num_threads: int | None = ..., out: FloatArray | None = ...,
                        return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="segmentation", items="sample_class")
 def focal_tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass",
                        from_logits: bool = True, smooth: float = 0.0, eps: float = 1e-7,
                        ignore_index: int | None = None, alpha: float = 0.5, beta: float = 0.5,
@@ -598,6 +603,7 @@ def dice_bce_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., dice_wei
                   smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ...,
                   *, num_threads: int | None = ..., out: FloatArray | None = ...,
                   return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="segmentation", items="sample_class")
 def dice_bce_loss(input: ArrayLike, target: ArrayLike, mode: str = "binary", dice_weight: float = 0.5,
                   smooth: float = 0.0, eps: float = 1e-7, ignore_index: int | None = None,
                   reduction: str = "mean", *, num_threads: int | None = None, out: FloatArray | None = None,

@@ -55,8 +55,8 @@ __all__ = ["partial", "loss", "partial_frame", "loss_frame"]
 
 
 def _name(loss):
-    name, _ = _state._resolve(loss)
-    if name in _state.IN_BATCH_LOSSES:
+    name, info = _state._resolve(loss)
+    if info.in_batch:
         raise ValueError(f"{name} compares every item of a batch with the others: a chunked computation would "
                          f"change its value; compute it on one in-memory batch instead")
     return name

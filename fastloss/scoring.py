@@ -27,7 +27,6 @@ place (``os.replace``) only after the last batch: a failure leaves no partial ou
 from __future__ import annotations
 
 import difflib
-import inspect
 import os
 import queue
 import tempfile
@@ -125,30 +124,27 @@ class ScoreResult:
 # ----------------------------------------------------------------------------------------------
 
 def loss_names():
-    """The losses a file can be scored with: the registry's functions that reduce (not box_iou & co.),
-    less the in-batch losses, whose value depends on which rows share a batch."""
-    import fastloss
-    from .registry import REGISTRY
-    from .state import IN_BATCH_LOSSES
-    return sorted(n for n in REGISTRY if n not in IN_BATCH_LOSSES
-                  and "reduction" in inspect.signature(getattr(fastloss, n)).parameters)
+    """The losses a file can be scored with: the public losses (fastloss._losses.LOSSES), less the
+    in-batch losses, whose value depends on which rows share a batch."""
+    from ._losses import LOSSES
+    return sorted(n for n, info in LOSSES.items() if not info.in_batch)
 
 
 def _loss_function(name):
     """The public loss ``fastloss.<name>``; a ValueError listing close matches for unknown names."""
-    import fastloss
-    from .state import IN_BATCH_LOSSES
+    from ._losses import LOSSES
     if not isinstance(name, str):
         raise TypeError(f"loss must be a loss name (str), got {type(name).__name__}")
-    if name in IN_BATCH_LOSSES:
+    info = LOSSES.get(name)
+    if info is not None and info.in_batch:
         raise ValueError(f"{name} mines or contrasts within a batch: its value depends on how rows are "
                          "batched, so it cannot be scored batch by batch")
+    if info is not None:
+        return info.function
     names = loss_names()
-    if not isinstance(name, str) or name not in names:
-        close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known losses: {', '.join(names)}"
-        raise ValueError(f"unknown loss {name!r}{hint}")
-    return getattr(fastloss, name)
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; known losses: {', '.join(names)}"
+    raise ValueError(f"unknown loss {name!r}{hint}")
 
 
 # ----------------------------------------------------------------------------------------------

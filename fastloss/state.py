@@ -22,7 +22,6 @@ order.  ``weight_sum`` and ``count`` are plain sums (exact for integer counts be
 """
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
@@ -32,6 +31,7 @@ import numpy as np
 
 from . import _validate as V
 from ._kernels import load
+from ._losses import LOSSES
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike
 
@@ -296,77 +296,30 @@ class LossState:
 
 # ------------------------------------------------------------------------------------ partial
 def _resolve(loss):
-    """(public name, function) of a loss given by name or as the fastloss function itself."""
-    import fastloss
-    from .registry import REGISTRY
+    """(public name, LossInfo) of a loss given by name or as the fastloss function itself."""
+    import fastloss     # noqa: F401  (LOSSES is filled as the family modules import)
     if isinstance(loss, str):
-        fn = getattr(fastloss, loss, None) if (loss in REGISTRY or loss in fastloss.__all__) else None
         name = loss
     elif callable(loss):
         name = getattr(loss, "__name__", "")
-        fn = loss if getattr(fastloss, name, None) is loss else None
-        if fn is None:
+        if getattr(fastloss, name, None) is not loss:
             raise ValueError(f"loss {loss!r} is not a public fastloss loss function")
     else:
         raise TypeError(f"loss must be a loss name or a fastloss loss function, got {type(loss).__name__}")
-    if fn is None or "reduction" not in _parameters(fn):
+    info = LOSSES.get(name)
+    if info is None:
         raise ValueError(f"unknown loss {name!r}: expected a fastloss loss with a reduction, e.g. "
                          f"'cross_entropy', 'mse_loss'")
-    return name, fn
+    return name, info
 
 
-def _parameters(fn):
-    try:
-        return inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return {}
-
-
-# Losses whose per-item losses are not one per element of the prediction: the number of items (the
-# size of their reduction="none" output) from the positional arguments.  Every other loss is
-# elementwise (an item per element of the prediction).
-def _rows(a):           # (..., D) rows -> prod(leading shape)
-    return int(np.prod(np.shape(a)[:-1], dtype=np.int64))
-
-
-def _class_items(x):    # (N, C, d1, ...) -> N * d1 * ...; unbatched (C,) -> 1
-    s = np.shape(x)
-    return 1 if len(s) <= 1 else int(s[0] * np.prod(s[2:], dtype=np.int64))
-
-
-def _box_items(b1, b2):
-    return int(np.prod(np.broadcast_shapes(np.shape(b1)[:-1], np.shape(b2)[:-1]), dtype=np.int64))
-
-
-_ITEMS = {
-    **dict.fromkeys(("cross_entropy", "nll_loss", "softmax_focal_loss"), lambda x, *a: _class_items(x)),
-    **dict.fromkeys(("multi_margin_loss", "distillation_loss", "gaussian_kl_loss", "triplet_margin_loss",
-                     "cosine_embedding_loss", "contrastive_loss", "batch_hard_triplet_loss",
-                     "batch_all_triplet_loss", "info_nce_loss", "arcface_loss"), lambda x, *a: _rows(x)),
-    # segmentation overlap losses: one item per (sample, class) pair of the (N, C, *spatial) input
-    **dict.fromkeys(("dice_loss", "jaccard_loss", "tversky_loss", "focal_tversky_loss", "dice_bce_loss"),
-                    lambda x, *a: int(np.prod(np.shape(x)[:2], dtype=np.int64))),
-    **dict.fromkeys(("iou_loss", "generalized_box_iou_loss", "distance_box_iou_loss",
-                     "complete_box_iou_loss"), lambda b1, b2, *a: _box_items(b1, b2)),
-    "nt_xent_loss": lambda z1, *a: 2 * _rows(z1),
-}
-
-# Losses that look at the whole batch at once (in-batch mining and negatives): a state per chunk is
-# that chunk's loss, and merged chunks give the mean of per-chunk losses, not the one-shot loss.
-IN_BATCH_LOSSES = frozenset(("batch_hard_triplet_loss", "batch_all_triplet_loss", "info_nce_loss",
-                             "nt_xent_loss"))
-
-
-_BATCHMEAN_LOSSES = frozenset(("kl_div", "distillation_loss"))
-
-
-def _mean_reduction(name, fn, kwargs):
+def _mean_reduction(info, kwargs):
     """The reduction partial runs: the caller's ``reduction`` ("mean" / "batchmean"), else the loss's
     default when it is one of those (distillation_loss: batchmean), else "mean"."""
-    allowed = ("mean", "batchmean") if name in _BATCHMEAN_LOSSES else ("mean",)
+    allowed = tuple(r for r in ("mean", "batchmean") if r in info.reductions)
     red = kwargs.pop("reduction", None)
     if red is None:
-        default = _parameters(fn)["reduction"].default
+        default = info.default_reduction
         return default if default in allowed else "mean"
     if red not in allowed:
         raise ValueError(f"reduction must be one of {allowed} for a state (finalize() chooses mean or sum), "
@@ -441,14 +394,15 @@ def partial(loss: str | Callable[..., Any], input: ArrayLike, target: ArrayLike,
     >>> bool(np.isclose((a + b).finalize(), np.sum(w * (x - y) ** 2) / w.sum()))
     True
     """
-    name, fn = _resolve(loss)
+    name, info = _resolve(loss)
+    fn = info.function
     kw = dict(loss_kwargs)
     for bad in ("out", "return_grad"):
         if bad in kw:
             raise ValueError(f"partial does not take {bad}= (a state holds sums only)")
     if "loss_weight" in kw:
         kw["weight"] = kw.pop("loss_weight")
-    red = _mean_reduction(name, fn, kw)
+    red = _mean_reduction(info, kw)
     pos = (input, target) + args
     if weight is not None:
         return _weighted_state(name, fn, pos, kw, weight, red)
@@ -461,15 +415,7 @@ def partial(loss: str | Callable[..., Any], input: ArrayLike, target: ArrayLike,
     if not sink:       # a loss that finishes its reduction elsewhere: per-item losses, unit weights
         return _weighted_state(name, fn, pos, kw, None, red)
     total, denom = sink[-1]
-    counter = _ITEMS.get(name)
-    count = counter(*pos) if counter is not None else _elementwise_items(pos)
-    return LossState(name, total, 0.0, denom, count)
-
-
-def _elementwise_items(pos):
-    """Items of an elementwise loss: the size of its arguments' broadcast shape (torch's losses that
-    broadcast a target give the broadcast shape)."""
-    return int(np.prod(np.broadcast_shapes(*(np.shape(a) for a in pos)), dtype=np.int64))
+    return LossState(name, total, 0.0, denom, info.count_items(*pos))
 
 
 def _weighted_state(name, fn, pos, kw, weight, red):

@@ -28,9 +28,15 @@ from . import workloads as W
 __all__ = ["main", "run"]
 
 CHECK_TOL = {"float32": 1e-4, "float64": 1e-12}
-# In-batch losses hold a block of the similarity matrix (SPEC §6: O(block x N) memory, never O(N^2)), so
-# the O(threads + blocks) memory check of the other reduced losses does not apply to them.
-ROW_BLOCK_MEMORY = ("W14", "W15")
+
+
+def _row_block_memory(w):
+    """In-batch losses (LossInfo.in_batch) hold a block of the similarity matrix (SPEC §6: O(block x N)
+    memory, never O(N^2)), so the O(threads + blocks) memory check of the other reduced losses does not
+    apply to them."""
+    from .._losses import LOSSES
+    info = LOSSES.get(w.loss)
+    return info is not None and info.in_batch
 
 
 def _int_list(text):
@@ -247,7 +253,7 @@ def _run_workload(w, rec, threads, quick, scale, repeat, bandwidth, avx512, memo
             if memory and T == max(threads) and w.variant == "loss" and w.reduction != "none" \
                     and "fastloss" not in errors:
                 rec["memory"] = {k: M.extra_peak(fn) for k, fn in fns.items() if k not in errors}
-                if w.base not in ROW_BLOCK_MEMORY:
+                if not _row_block_memory(w):
                     inputs = M.traffic_bytes(w, args, kwargs, None)
                     rec["memory_check"] = M.memory_verdict(rec["memory"], inputs)
         if errors:
@@ -395,7 +401,8 @@ def _notes(quick, avx512, cfg):
         "allocator, page granularity). fastloss extra = the larger of the two; torch extra = its RSS peak. "
         "O(1) check (a reduced loss allocates O(threads + blocks), never O(N)): fastloss "
         f"extra <= max({M.MEMORY_SLACK_BYTES // 2 ** 20} MiB, {M.MEMORY_FRACTION:.0%} of the inputs); "
-        f"not applied to {', '.join(ROW_BLOCK_MEMORY)}, which hold O(block x N) by design.",
+        f"not applied to {', '.join(w.id for w in W.BASE if _row_block_memory(w))}, which hold "
+        "O(block x N) by design.",
         "check: max relative difference of the fastloss result from each reference's (W17: the gradient "
         "against torch.autograd); tolerance 1e-4 for float32 (the references compute in float32 too), "
         "1e-12 for float64.",

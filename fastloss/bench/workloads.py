@@ -566,8 +566,8 @@ def select(tokens=None):
 
 
 def implemented(w) -> bool:
-    import fastloss
-    return hasattr(fastloss, w.loss)
+    from .._losses import LOSSES
+    return w.loss in LOSSES
 
 
 def size(w, quick=False, scale=1.0) -> int:
@@ -614,8 +614,8 @@ def callables(w, args, kwargs, threads, impls=IMPLS):
     """
     out = {}
     if "fastloss" in impls and implemented(w):
-        import fastloss
-        f = getattr(fastloss, w.loss)
+        from .._losses import LOSSES
+        f = LOSSES[w.loss].function
         extra = {"num_threads": threads}
         if w.variant == "grad":
             extra["return_grad"] = True
