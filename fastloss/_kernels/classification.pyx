@@ -719,7 +719,8 @@ cdef Py_ssize_t multi_margin_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
     cdef const floating* w = <const floating*> c.weight
     cdef const floating* row
     cdef floating* g
-    cdef floating h, acc, gy, wy, d
+    cdef floating h, wy, d
+    cdef double acc, gy          # row sums in double (as every float32 row sum: fl_reduce.h)
     cdef floating margin = <floating> c.margin
     cdef int64_t y
     for i in range(start, stop):
@@ -740,14 +741,14 @@ cdef Py_ssize_t multi_margin_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
                 if g != NULL:
                     g[j] = 0
                 continue
-            acc = acc + (h if c.power == 1 else h * h)
+            acc = acc + <double> (h if c.power == 1 else h * h)
             if g != NULL:
                 d = wy * (1 if c.power == 1 else 2 * h) * <floating> c.grad_scale
                 g[j] = d
                 gy = gy + d
         if g != NULL:
-            g[y] = -gy
-        loss[i - start] = wy * acc
+            g[y] = <floating> -gy
+        loss[i - start] = <floating> (wy * acc)
     return bad
 
 
