@@ -357,7 +357,7 @@ def _cases():
         ("block", "row_loss", "pos_cos", "pos_sin"),
         ("block", "row_loss"),
     )
-    act = seg.ACTIVATIONS
+    act = {a.name.lower(): a for a in seg.Activation}
     yield (
         "segment_sums[labels]",
         seg.segment_sums,

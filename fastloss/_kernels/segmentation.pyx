@@ -53,16 +53,16 @@ cdef extern from "fl_overlap.h" nogil:
 
 import numpy as np
 
+cpdef enum Activation:  # what turns x into the prediction p (Python: Activation.SOFTMAX, ...)
+    NONE = 0            # probabilities given
+    SIGMOID = 1         # binary / multilabel from logits
+    SOFTMAX = 2         # multiclass from logits
+
 cdef enum:
-    ACT_NONE = 0        # probabilities given
-    ACT_SIGMOID = 1     # binary / multilabel from logits
-    ACT_SOFTMAX = 2     # multiclass from logits
     MAX_RUN = 256       # positions per run (the tile width R is at most this)
     TILE_WORK = 4096    # C * R: a run's softmax tile stays in L1
     CHUNK_WORK = 16384  # C * positions per chunk (the driver's item)
 
-# Python-visible copies of the activation codes
-ACTIVATIONS = {"none": ACT_NONE, "sigmoid": ACT_SIGMOID, "softmax": ACT_SOFTMAX}
 K_SUMS = 3              # TP, P, T
 K_SUMS_BCE = 5          # + sum of BCE, valid count
 
@@ -76,7 +76,7 @@ cdef struct SegCtx:
     int64_t ignore_label     # labels: this value is skipped
     bint mask_ignore         # masks: elements equal to ignore_value are skipped
     double ignore_value
-    int act
+    Activation act
     bint bce                 # also sum BCE-with-logits and the valid count (K = 5)
     Py_ssize_t C
     Py_ssize_t S
@@ -202,15 +202,15 @@ cdef Py_ssize_t sums_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
     cdef const floating* pc
     if c.labels != NULL:
         bad = load_labels(c, n * S + s, L, ys)
-    if c.act == ACT_SOFTMAX:
+    if c.act == SOFTMAX:
         softmax_run(xs, S, C, L, R, prob, scr, scr + R)
     for j in range(C):
         xc = xs + j * S
         tc = ts + j * S if ts != NULL else NULL
         pc = xc
-        if c.act == ACT_SOFTMAX:
+        if c.act == SOFTMAX:
             pc = prob + j * R
-        elif c.act == ACT_SIGMOID:
+        elif c.act == SIGMOID:
             if c.bce:
                 for k in range(L):
                     q[k] = sigmoid_bce_point(xc[k], tc[k], &prob[k])
@@ -258,7 +258,7 @@ cdef Py_ssize_t grad_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
     cdef floating a, b, cb, v, p, dp, ign = <floating> c.ignore_value
     if c.labels != NULL:
         load_labels(c, n * S + s, L, ys)
-    if c.act == ACT_SOFTMAX:
+    if c.act == SOFTMAX:
         softmax_run(xs, S, C, L, R, prob, dot, scr)
         for k in range(L):
             dot[k] = 0
@@ -279,10 +279,10 @@ cdef Py_ssize_t grad_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
             else:
                 for k in range(L):
                     gc[k] = a * tc[k] + b
-        if c.act == ACT_SOFTMAX:
+        if c.act == SOFTMAX:
             for k in range(L):
                 dot[k] = dot[k] + prob[j * R + k] * gc[k]
-        elif c.act == ACT_SIGMOID:
+        elif c.act == SIGMOID:
             if cb != 0:      # Dice + BCE: d BCE / dx = p - t, on valid elements
                 tc = ts + j * S
                 if c.mask_ignore:
@@ -297,7 +297,7 @@ cdef Py_ssize_t grad_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
                 for k in range(L):
                     p = sigmoid_point(xc[k], &dp)
                     gc[k] = gc[k] * dp
-    if c.act == ACT_SOFTMAX:
+    if c.act == SOFTMAX:
         for j in range(C):
             gc = gs + j * S
             for k in range(L):
@@ -376,7 +376,7 @@ cdef void combine_partials(const double* part, Py_ssize_t N, Py_ssize_t nchunks,
             sums[n * CK + i] = fl_pairwise_sum(tmp, nchunks)
 
 
-cdef int check_entry(x, t, labels, int act, bint bce) except -1:
+cdef int check_entry(x, t, labels, Activation act, bint bce) except -1:
     """The boundary checks of both entries (_common.pxd): x (N, C, S), and exactly one of t (like x) and
     labels (N * S); BCE reads masks through a sigmoid."""
     cdef Py_ssize_t itemsize = check_buffer(x, "x", b'f', 0, -1, False)
@@ -385,12 +385,12 @@ cdef int check_entry(x, t, labels, int act, bint bce) except -1:
         raise ValueError("fastloss kernel: give exactly one of t (masks) and labels")
     check_optional(t, "t", b'f', itemsize, buffer_items(x), False)
     check_optional(labels, "labels", b'i', 0, x.shape[0] * x.shape[2], False)
-    if act not in (ACT_NONE, ACT_SIGMOID, ACT_SOFTMAX) or bce and (act != ACT_SIGMOID or t is None):
+    if act not in (NONE, SIGMOID, SOFTMAX) or bce and (act != SIGMOID or t is None):
         raise ValueError(f"fastloss kernel: activation {act} (bce={bce}) is not one the kernel runs")
     return itemsize
 
 
-cdef int init_ctx(SegCtx* c, x, t, labels, ignore_index, int act, bint bce) except -1:
+cdef int init_ctx(SegCtx* c, x, t, labels, ignore_index, Activation act, bint bce) except -1:
     """Fill the context; ignore_index (None or an int) applies to labels, or elementwise to masks."""
     c.x = ptr_or_null(x)
     c.t = ptr_or_null(t)
@@ -415,7 +415,7 @@ cdef int init_ctx(SegCtx* c, x, t, labels, ignore_index, int act, bint bce) exce
     return 0
 
 
-def segment_sums(x, t, labels, ignore_index, int act, bint bce, int num_threads):
+def segment_sums(x, t, labels, ignore_index, Activation act, bint bce, int num_threads):
     """Kernel entry, pass 1: x (N, C, S) C-contiguous float32/64; t masks like x or None; labels (N*S,)
     int32/int64 or None; ignore_index None or an int.
     Returns (sums (N, C, K) float64 with K = TP, P, T[, BCE, count], first_bad)."""
@@ -437,7 +437,7 @@ def segment_sums(x, t, labels, ignore_index, int act, bint bce, int num_threads)
     return sums, bad
 
 
-def segment_grad(x, t, labels, ignore_index, int act, coef, grad, int num_threads):
+def segment_grad(x, t, labels, ignore_index, Activation act, coef, grad, int num_threads):
     """Kernel entry, pass 2: grad (like x, C-contiguous) = d loss / d x from coef (N, C, 3) float64
     C-contiguous: per pair dL/dTP, dL/dP and the weight of the BCE term (0 without one)."""
     cdef Py_ssize_t itemsize0 = check_entry(x, t, labels, act, False)      # boundary checks
