@@ -176,8 +176,9 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
     labels = _class_labels(t_arr, xb, unbatched, source=target)
     grad = np.empty_like(x) if return_grad else None
     o = V.output_array(out, labels.shape, x.dtype) if reduction == "none" else None
-    res = _K.cross_entropy_index(xb, labels.reshape(-1), w, C, S, ignore_index, eps, reduction,
-                                 None if o is None else o.reshape(-1), grad, nt)
+    res = _K.cross_entropy_index(xb, labels.reshape(-1), None if o is None else o.reshape(-1), grad, weight=w,
+                                 C=C, S=S, ignore_index=ignore_index, smoothing=eps, mean=reduction == "mean",
+                                 num_threads=nt)
     return _finish(res, reduction, x.dtype, o, grad, labels=labels, n_classes=C, ignore_index=ignore_index)
 
 
@@ -236,8 +237,8 @@ def _cross_entropy_probs(x, xb, target, w, C, S, reduction, eps, nt, out, return
             o.fill(-0.0)
         return _finish((-0.0, 0.0, -1), reduction, x.dtype, o, grad, count=0)
     scale = 1.0 / n_items if (reduction == "mean" and n_items) else 1.0
-    res = _K.row_loss("ce_probs", xb, t, None, w, C, S, 0, eps, 0, reduction,
-                      None if o is None else o.reshape(-1), grad, scale, nt)
+    res = _K.ce_probs(xb, t, None if o is None else o.reshape(-1), grad, weight=w, C=C, S=S, smoothing=eps,
+                      grad_scale=scale, num_threads=nt)
     return _finish(res, reduction, x.dtype, o, grad, count=n_items)
 
 
@@ -346,9 +347,8 @@ def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = Non
         if o is not None:
             o.fill(0.0)
         return _finish((0.0, 0.0, -1), reduction, x.dtype, o, grad)
-    scale = -1.0 if (return_grad and reduction == "mean") else 1.0   # -1: kernel computes 1/sum(w_y)
-    res = _K.row_loss("nll", xb, None, labels.reshape(-1), w, C, S, ignore_index, 0.0, 0, reduction,
-                      None if o is None else o.reshape(-1), grad, scale, nt)
+    res = _K.nll(xb, labels.reshape(-1), None if o is None else o.reshape(-1), grad, weight=w, C=C, S=S,
+                 ignore_index=ignore_index, mean=reduction == "mean", num_threads=nt)
     return _finish(res, reduction, x.dtype, o, grad, labels=labels, n_classes=C, ignore_index=ignore_index)
 
 
@@ -455,8 +455,9 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, alpha: ArrayLike | N
     labels = _class_labels(target, xb, unbatched)
     grad = np.empty_like(x) if return_grad else None
     o = V.output_array(out, labels.shape, x.dtype) if reduction == "none" else None
-    res = _K.cross_entropy_index(xb, labels.reshape(-1), w, C, S, ignore_index, 0.0, reduction,
-                                 None if o is None else o.reshape(-1), grad, nt, a, g)
+    res = _K.cross_entropy_index(xb, labels.reshape(-1), None if o is None else o.reshape(-1), grad, weight=w,
+                                 C=C, S=S, ignore_index=ignore_index, mean=reduction == "mean", focal_gamma=g,
+                                 focal_alpha=a, num_threads=nt)
     return _finish(res, reduction, x.dtype, o, grad, labels=labels, n_classes=C, ignore_index=ignore_index)
 
 
@@ -570,9 +571,9 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: f
     o = V.output_array(out, labels.shape, x.dtype) if reduction == "none" else None
     grad = np.empty_like(x) if return_grad else None
     scale = 1.0 / N if (reduction == "mean" and N) else 1.0
-    res = _K.row_loss("multi_margin", xb, None, labels.reshape(-1), w, C, 1, -(2**62), m, int(p), reduction,
-                      None if o is None else o.reshape(-1), None if grad is None else grad.reshape(xb.shape),
-                      scale, nt)
+    res = _K.multi_margin(xb, labels.reshape(-1), None if o is None else o.reshape(-1),
+                          None if grad is None else grad.reshape(xb.shape), weight=w, C=C, margin=m, power=int(p),
+                          grad_scale=scale, num_threads=nt)
     return _finish(res, reduction, x.dtype, o, grad, count=N, labels=labels, n_classes=C)
 
 
@@ -675,8 +676,7 @@ def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, temp
         res = (0.0, 0.0, -1)
     else:
         o_flat = None if o is None else o.reshape(-1)
-        res = _K.row_loss("distillation", sb, tb, None, None, C, 1, 0, T, 0, "sum" if o is None else "none",
-                          o_flat, grad, scale, nt)
+        res = _K.distillation(sb, tb, o_flat, grad, C=C, temperature=T, grad_scale=scale, num_threads=nt)
     red = "mean" if count is not None else reduction
     return _finish(res, red, s.dtype, o, grad, count=count)
 

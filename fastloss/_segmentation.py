@@ -121,8 +121,8 @@ def _overlap_loss(kind, input, target, mode, from_logits, smooth, eps, ignore_in
     N, C = x3.shape[:2]
     o = V.output_array(out, (N, C), x.dtype) if reduction == "none" else None
     from_logits = V.check_bool(from_logits, "from_logits")
-    act = ("softmax" if mode == "multiclass" else "sigmoid") if from_logits else "none"
-    act = _K.ACTIVATIONS[act]
+    A = _K.Activation
+    act = (A.SOFTMAX if mode == "multiclass" else A.SIGMOID) if from_logits else A.NONE
     bce = dice_weight is not None
     sums, bad = _K.segment_sums(x3, mask, labels_flat, ignore_index, act, bce, nt)
     raise_first_bad(bad, BadLabel(labels, C, ignore_index))

@@ -42,14 +42,13 @@ def _cases():
         dict(
             x=x,
             labels=labels(N, C),
+            out=np.empty(N),
+            grad=np.empty((N, C)),
             weight=f8(C, low=0.5),
             C=C,
             S=1,
             ignore_index=-100,
             smoothing=0.1,
-            reduction="none",
-            out=np.empty(N),
-            grad=np.empty((N, C)),
             num_threads=1,
             focal_alpha=f8(C, low=0.5),
             focal_gamma=2.0,
@@ -63,45 +62,27 @@ def _cases():
         dict(
             x=f8(2, C, 3),
             labels=labels(6, C),
-            weight=None,
+            out=np.empty(6),
+            grad=np.empty((2, C, 3)),
             C=C,
             S=3,
             ignore_index=-100,
-            smoothing=0.0,
-            reduction="none",
-            out=np.empty(6),
-            grad=np.empty((2, C, 3)),
             num_threads=1,
         ),
         ("x", "labels"),
         ("out", "grad"),
     )
-    for kind, t, lab, req in (
-        ("ce_probs", probs, None, ("x", "t")),
-        ("nll", None, labels(N, C), ("x", "labels")),
-        ("multi_margin", None, labels(N, C), ("x", "labels")),
-        ("distillation", f8(N, C), None, ("x", "t")),
+    w = f8(C, low=0.5)
+    for kind, kernel, kwargs, req in (
+        ("ce_probs", cls.ce_probs, dict(t=probs, weight=w, smoothing=0.1), ("x", "t")),
+        ("nll", cls.nll, dict(labels=labels(N, C), weight=w, ignore_index=-100, mean=True), ("x", "labels")),
+        ("multi_margin", cls.multi_margin, dict(labels=labels(N, C), weight=w, margin=1.0, power=2), ("x", "labels")),
+        ("distillation", cls.distillation, dict(t=f8(N, C), temperature=2.0), ("x", "t")),
     ):
         yield (
-            f"row_loss[{kind}]",
-            cls.row_loss,
-            dict(
-                kind=kind,
-                x=x,
-                t=t,
-                labels=lab,
-                weight=None if kind == "distillation" else f8(C, low=0.5),
-                C=C,
-                S=1,
-                ignore_index=-(2**62),
-                param=1.0,
-                power=1,
-                reduction="none",
-                out=np.empty(N),
-                grad=np.zeros((N, C)),
-                grad_scale=1.0,
-                num_threads=1,
-            ),
+            kind,
+            kernel,
+            dict(x=x, out=np.empty(N), grad=np.zeros((N, C)), C=C, num_threads=1, **kwargs),
             req,
             ("out", "grad"),
         )
@@ -376,7 +357,7 @@ def _cases():
         ("block", "row_loss", "pos_cos", "pos_sin"),
         ("block", "row_loss"),
     )
-    act = seg.ACTIVATIONS
+    act = {a.name.lower(): a for a in seg.Activation}
     yield (
         "segment_sums[labels]",
         seg.segment_sums,
@@ -506,13 +487,15 @@ def test_inconsistent_sizes_are_refused():
     x = f8(N, C)
     lab = labels(N, C)
     with pytest.raises(ValueError):
-        cls.cross_entropy_index(x, lab, None, C + 1, 1, -100, 0.0, "sum", None, None, 1)
+        cls.cross_entropy_index(x, lab, None, None, C=C + 1, ignore_index=-100)
     with pytest.raises(ValueError):
-        cls.cross_entropy_index(x, lab, None, C, 0, -100, 0.0, "sum", None, None, 1)  # S = 0
+        cls.cross_entropy_index(x, lab, None, None, C=C, S=0, ignore_index=-100)
     with pytest.raises(ValueError):
-        cls.cross_entropy_index(f8(2, C, 3), labels(6, C), None, C, 4, -100, 0.0, "sum", None, None, 1)
+        cls.cross_entropy_index(f8(2, C, 3), labels(6, C), None, None, C=C, S=4, ignore_index=-100)
     with pytest.raises(ValueError):
-        cls.row_loss("nll", x, None, lab, None, -1, 1, -100, 0.0, 0, "sum", None, None, 1.0, 1)
+        cls.nll(x, lab, None, None, C=-1, ignore_index=-100)
+    with pytest.raises(ValueError):  # multi-margin's p is 1 or 2
+        cls.multi_margin(x, lab, None, None, C=C, power=3)
     with pytest.raises(ValueError):
         box.box_pair_loss(
             boxes(N).reshape(-1),
@@ -547,5 +530,5 @@ def test_inconsistent_sizes_are_refused():
         )
     with pytest.raises(ValueError):  # a masked self pair outside the candidates
         met.softmax_rows(f8(N, N - 1), 0, 1.0, True, 0, False, np.zeros(N), 1)
-    with pytest.raises(TypeError):  # a kind that reads labels, without them
-        cls.row_loss("nll", x, None, None, None, C, 1, -100, 0.0, 0, "sum", None, None, 1.0, 1)
+    with pytest.raises(TypeError):  # a loss that reads labels, without them
+        cls.nll(x, None, None, None, C=C, ignore_index=-100)

@@ -83,15 +83,7 @@ def softmax(x, axis):
     return np.exp(log_probs(x, axis))
 
 
-SHAPES = {"NC": (37, 5), "C": (5,), "NCdd": (3, 4, 5, 6)}
-
-# V.labels_array ends with np.ascontiguousarray, which turns a 0-d array into shape (1,): every loss with
-# class-index targets then rejects the unbatched (C,) input with its scalar target.
-UNBATCHED_BUG = ()  # fixed: _validate.labels_array keeps 0-d labels 0-d
-
-
-def label_shapes(shapes):
-    return [pytest.param(k, marks=UNBATCHED_BUG) if len(v) == 1 else k for k, v in shapes.items()]
+SHAPES = {"NC": (37, 5), "C": (5,), "NCdd": (3, 4, 5, 6)}   # "C": unbatched, with a 0-d target
 
 
 def labels_for(rng, shape, ignore=None, frac=0.25):
@@ -105,7 +97,7 @@ def labels_for(rng, shape, ignore=None, frac=0.25):
 
 # ============================================================================================== nll_loss
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", label_shapes(SHAPES))
+@pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("ignore", [None, -100, 2])
 def test_nll_vs_torch(dtype, shape, weighted, ignore):
@@ -284,7 +276,7 @@ FSHAPES = {"NC": (41, 7), "C": (7,), "NCdd": (3, 5, 4, 6)}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", label_shapes(FSHAPES))
+@pytest.mark.parametrize("shape", list(FSHAPES))
 @pytest.mark.parametrize("gamma,opts", [(g, "weight+alpha+ignore") for g in (0.0, 0.5, 1.0, 2.0, 3.0)]
                          + [(2.0, "plain"), (0.5, "alpha")])
 def test_focal_vs_torch_ops(dtype, shape, gamma, opts):
@@ -305,7 +297,7 @@ def test_focal_vs_torch_ops(dtype, shape, gamma, opts):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", label_shapes(FSHAPES))
+@pytest.mark.parametrize("shape", list(FSHAPES))
 def test_focal_gamma0_is_cross_entropy(dtype, shape):
     rng = np.random.default_rng(10)
     shp = FSHAPES[shape]
@@ -402,7 +394,7 @@ def test_float32_large_logits_precision():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("p", [1, 2])
 @pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("unbatched", [False, pytest.param(True, marks=UNBATCHED_BUG)])
+@pytest.mark.parametrize("unbatched", [False, True])
 def test_multi_margin_vs_torch(dtype, p, weighted, unbatched):
     rng = np.random.default_rng(13)
     shp = (6,) if unbatched else (33, 6)

@@ -30,7 +30,7 @@ from libc.math cimport exp, expm1, log, log1p, pow
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockRun, run_blocks, block_items_for, Operand, operand_seg, set_operand,
     ElemStreams, next_segment, set_streams,
-    ptr_or_null, init_run, finish_run,
+    ptr_or_null, init_run, finish_run, run,
     f_exp, f_exp_nonpos, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min, row_max, row_sumexp,
 )
 from fastloss._kernels._common cimport (
@@ -468,22 +468,22 @@ cdef double mean_grad_scale(const CeCtx* c, Py_ssize_t n_items, Py_ssize_t items
     """1 / (sum of w_y over the non-ignored items), nan if that is 0: the gradient scale of a mean, from a
     pass over the labels alone, run before a gradient pass so the gradient is scaled as it is written.
     Reads c.labels, c.labels64, c.weight, c.C and c.ignore_index only."""
-    cdef BlockRun run
-    cdef int status
     cdef BlockFn fn = <BlockFn> ce_target_weight_block[float] if itemsize == 4 else \
         <BlockFn> ce_target_weight_block[double]
-    init_run(&run, n_items, 1, itemsize, num_threads, NULL, False)
-    with nogil:
-        status = run_blocks(fn, c, &run)
-    finish_run(status, &run)
-    return 1.0 / run.loss_sum if run.loss_sum != 0 else float("nan")
+    cdef double total = run(fn, c, n_items, 1, itemsize, num_threads, None, False)[0]
+    return 1.0 / total if total != 0 else float("nan")
 
 
-def cross_entropy_index(x, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t ignore_index,
-                        double smoothing, str reduction, out, grad, int num_threads,
-                        focal_alpha=None, double focal_gamma=-1.0):
-    """Kernel entry: x (N, C, S) C-contiguous float32/64 (S=1 for rows), labels (N*S,) int32/int64,
-    weight (C,) or None, out (N*S,) or None, grad like x or None.
+def cross_entropy_index(x, labels, out, grad, *, weight=None, Py_ssize_t C, Py_ssize_t S=1,
+                        int64_t ignore_index, double smoothing=0.0, bint mean=False, focal_gamma=None,
+                        focal_alpha=None, int num_threads=1):
+    """Kernel entry: softmax cross-entropy with class-index targets (and the softmax focal loss).
+
+    x (N, C, S) C-contiguous float32/64 (S=1 for rows), labels (N*S,) int32/int64, out (N*S,) for
+    reduction="none" or None to reduce, grad like x or None.  Options (keywords): weight (C,) or None;
+    ignore_index, the label value to skip; smoothing, torch's label_smoothing; mean, whether the result is
+    a weighted mean (the gradient is then scaled by 1 / sum of w_y, and the denominators are summed);
+    focal_gamma None (cross-entropy) or gamma >= 0 (softmax focal loss, with focal_alpha (C,) or None).
     Returns (loss_sum, denom_sum, first_bad_index)."""
     # boundary checks (_common.pxd): every buffer's dtype, layout and length before any pointer is taken
     check_buffer(labels, "labels", b'i', 0, -1, False)
@@ -496,11 +496,9 @@ def cross_entropy_index(x, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t i
     check_optional(out, "out", b'f', isz, buffer_items(labels), True)
     check_optional(grad, "grad", b'f', isz, buffer_items(x), True)
     cdef CeCtx c
-    cdef BlockRun run
     cdef Py_ssize_t itemsize = x.dtype.itemsize
     cdef Py_ssize_t n_items = labels.shape[0]
     cdef BlockFn fn
-    cdef int status
     c.x = ptr_or_null(x)
     c.labels = ptr_or_null(labels)
     c.labels64 = labels.dtype.itemsize == 8
@@ -512,10 +510,10 @@ def cross_entropy_index(x, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t i
     c.smoothing = smoothing
     c.grad = NULL
     c.grad_scale = 1.0
-    c.focal = focal_gamma >= 0
-    c.gamma = focal_gamma
+    c.focal = focal_gamma is not None
+    c.gamma = focal_gamma if c.focal else 0.0
     c.alpha = ptr_or_null(focal_alpha)
-    if grad is not None and reduction == "mean":
+    if grad is not None and mean:
         c.grad_scale = mean_grad_scale(&c, n_items, itemsize, num_threads)
     c.grad = ptr_or_null(grad)
     if S == 1 and tiles_win(C, 1 + (grad is not None)):
@@ -524,10 +522,7 @@ def cross_entropy_index(x, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t i
         fn = <BlockFn> ce_rows_block[float] if itemsize == 4 else <BlockFn> ce_rows_block[double]
     else:
         fn = <BlockFn> ce_spatial_block[float] if itemsize == 4 else <BlockFn> ce_spatial_block[double]
-    init_run(&run, n_items, C, itemsize, num_threads, ptr_or_null(out), reduction == "mean")
-    with nogil:
-        status = run_blocks(fn, &c, &run)
-    return finish_run(status, &run)
+    return run(fn, &c, n_items, C, itemsize, num_threads, out, mean)
 
 
 # =====================================================================================================
@@ -536,16 +531,17 @@ def cross_entropy_index(x, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t i
 # =====================================================================================================
 
 cdef struct RowCtx:
-    const void* x           # (N, C, S) logits / log-probabilities / student logits
+    const void* x           # (N, C, S) logits / student logits (multi-margin: (N, C) scores)
     const void* t           # probability targets or teacher logits (same layout), or NULL
     const void* labels      # class indices (N*S,) or NULL
     bint labels64
     const void* weight      # (C,) or NULL
     Py_ssize_t C
     Py_ssize_t S
-    int64_t ignore_index
-    double param            # label smoothing | margin | temperature
-    int power               # multi-margin p
+    double smoothing        # ce_probs: label smoothing
+    double margin           # multi_margin: the margin
+    int power               # multi_margin: p (1 or 2)
+    double temperature      # distillation: T
     void* grad
     double grad_scale
 
@@ -571,7 +567,7 @@ cdef Py_ssize_t ce_probs_rows_block(const RowCtx* c, Py_ssize_t start, Py_ssize_
     cdef const floating* row
     cdef const floating* trow
     cdef floating* g
-    cdef floating keep = <floating> (1 - c.param), add = <floating> (c.param / C), gs = <floating> c.grad_scale
+    cdef floating keep = <floating> (1 - c.smoothing), add = <floating> (c.smoothing / C), gs = <floating> c.grad_scale
     cdef floating m, scale, wj
     cdef double s, A, D
     for i in range(start, stop):
@@ -599,7 +595,7 @@ cdef void ce_probs_run(const RowCtx* c, const floating* xs, const floating* ts, 
     gbase, class j at offset j * cs); loops along the positions, as ce_run."""
     cdef Py_ssize_t C = c.C, k, j
     cdef const floating* w = <const floating*> c.weight
-    cdef floating keep = <floating> (1 - c.param), add = <floating> (c.param / C), gs = <floating> c.grad_scale
+    cdef floating keep = <floating> (1 - c.smoothing), add = <floating> (c.smoothing / C), gs = <floating> c.grad_scale
     cdef floating m[RUN]
     cdef double s[RUN]
     cdef double A[RUN]
@@ -688,7 +684,8 @@ cdef Py_ssize_t ce_probs_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_
 
 
 # NLL on log-probabilities: loss = -w_y x_y; dloss/dx_j = -w_y [j = y] (grad pre-zeroed by the caller).
-cdef Py_ssize_t nll_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
+# Its context is cross-entropy's (the same labels, weights and ignore_index; the mean's pre-pass).
+cdef Py_ssize_t nll_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
                           floating* loss, floating* denom) noexcept nogil:
     cdef Py_ssize_t C = c.C, S = c.S, i, at, bad = -1
     cdef const floating* w = <const floating*> c.weight
@@ -722,8 +719,9 @@ cdef Py_ssize_t multi_margin_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
     cdef const floating* w = <const floating*> c.weight
     cdef const floating* row
     cdef floating* g
-    cdef floating h, acc, gy, wy, d
-    cdef floating margin = <floating> c.param
+    cdef floating h, wy, d
+    cdef double acc, gy          # row sums in double (as every float32 row sum: fl_reduce.h)
+    cdef floating margin = <floating> c.margin
     cdef int64_t y
     for i in range(start, stop):
         y = read_label(c.labels, c.labels64, i)
@@ -743,14 +741,14 @@ cdef Py_ssize_t multi_margin_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
                 if g != NULL:
                     g[j] = 0
                 continue
-            acc = acc + (h if c.power == 1 else h * h)
+            acc = acc + <double> (h if c.power == 1 else h * h)
             if g != NULL:
                 d = wy * (1 if c.power == 1 else 2 * h) * <floating> c.grad_scale
                 g[j] = d
                 gy = gy + d
         if g != NULL:
-            g[y] = -gy
-        loss[i - start] = wy * acc
+            g[y] = <floating> -gy
+        loss[i - start] = <floating> (wy * acc)
     return bad
 
 
@@ -766,7 +764,7 @@ cdef Py_ssize_t multi_margin_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
 cdef Py_ssize_t distillation_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                    floating* loss, floating* denom) noexcept nogil:
     cdef Py_ssize_t C = c.C, i, j
-    cdef double T = c.param, invT = 1 / c.param, gs = c.grad_scale
+    cdef double T = c.temperature, invT = 1 / c.temperature, gs = c.grad_scale
     cdef const floating* xs
     cdef const floating* xt
     cdef floating* g
@@ -789,32 +787,31 @@ cdef Py_ssize_t distillation_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
     return -1
 
 
-def row_loss(str kind, x, t, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t ignore_index, double param,
-             int power, str reduction, out, grad, double grad_scale, int num_threads):
-    """Kernel entry for the per-item row kernels: kind in {"ce_probs", "nll", "multi_margin",
-    "distillation"}.  For nll with mean and a gradient, grad_scale < 0 asks for the denominator pre-pass.
-    Returns (loss_sum, denom_sum, first_bad)."""
-    # boundary checks (_common.pxd): x holds n_items rows of C classes (n_items a multiple of S)
+# ---------------------------------------------------------------- row entries (one per loss)
+cdef Py_ssize_t check_rows(x, t, str t_name, labels, weight, out, grad, Py_ssize_t C, Py_ssize_t S) except -1:
+    """The boundary checks of a row entry (_common.pxd): x holds n rows of C classes at S positions each
+    (n a multiple of S); t (like x) or labels (one per row) as the loss reads them.  Returns x's item size."""
     cdef Py_ssize_t itemsize = check_buffer(x, "x", b'f', 0, -1, False)
     if check_count(C, "C") and buffer_items(x) % C:
         raise ValueError(f"fastloss kernel: x has {buffer_items(x)} items, not a multiple of C={C}")
     if ((buffer_items(x) // C) % S if check_count(S, "S") else buffer_items(x)) if C else 0:
         raise ValueError(f"fastloss kernel: the items of x do not form rows of S={S} positions")
-    if kind in ("ce_probs", "distillation") and t is None:
-        raise TypeError(f"fastloss kernel: {kind} needs t")
-    if kind in ("nll", "multi_margin") and labels is None:
-        raise TypeError(f"fastloss kernel: {kind} needs labels")
-    check_optional(t, "t", b'f', itemsize, buffer_items(x), False)
-    check_optional(labels, "labels", b'i', 0, (buffer_items(x) // C) if C else 0, False)
+    if t_name is not None:
+        if t is None:
+            raise TypeError(f"fastloss kernel: {t_name} is required")
+        check_buffer(t, t_name, b'f', itemsize, buffer_items(x), False)
+    else:
+        if labels is None:
+            raise TypeError("fastloss kernel: labels is required")
+        check_buffer(labels, "labels", b'i', 0, (buffer_items(x) // C) if C else 0, False)
     check_optional(weight, "weight", b'f', itemsize, C, False)
     check_optional(out, "out", b'f', itemsize, (buffer_items(x) // C) if C else 0, True)
     check_optional(grad, "grad", b'f', itemsize, buffer_items(x), True)
-    cdef RowCtx c
-    cdef CeCtx ce
-    cdef BlockRun run
-    cdef Py_ssize_t n_items = (x.size // C) if C > 0 else 0
-    cdef BlockFn fn
-    cdef int status
+    return itemsize
+
+
+cdef inline void set_rows(RowCtx* c, x, t, labels, weight, grad, Py_ssize_t C, Py_ssize_t S,
+                          double grad_scale):
     c.x = ptr_or_null(x)
     c.t = ptr_or_null(t)
     c.labels = ptr_or_null(labels)
@@ -822,38 +819,78 @@ def row_loss(str kind, x, t, labels, weight, Py_ssize_t C, Py_ssize_t S, int64_t
     c.weight = ptr_or_null(weight)
     c.C = C
     c.S = S
-    c.ignore_index = ignore_index
-    c.param = param
-    c.power = power
-    c.grad = NULL
-    c.grad_scale = grad_scale
-    if grad_scale < 0:
-        # nll mean with gradient: the denominator (sum of w_y) first, as for cross_entropy
-        ce.labels = c.labels
-        ce.labels64 = c.labels64
-        ce.weight = c.weight
-        ce.C = C
-        ce.ignore_index = ignore_index
-        c.grad_scale = mean_grad_scale(&ce, n_items, itemsize, num_threads)
+    c.smoothing = 0.0
+    c.margin = 0.0
+    c.power = 1
+    c.temperature = 1.0
     c.grad = ptr_or_null(grad)
-    if kind == "ce_probs" and S == 1 and tiles_win(C, 2 + (grad is not None)):
+    c.grad_scale = grad_scale
+
+
+def ce_probs(x, t, out, grad, *, weight=None, Py_ssize_t C, Py_ssize_t S=1, double smoothing=0.0,
+             double grad_scale=1.0, int num_threads=1):
+    """Kernel entry: cross-entropy with class-probability targets t (like x, (N, C, S)), smoothed by
+    ``smoothing``; the gradient is scaled by grad_scale.  Returns (loss_sum, 0, -1)."""
+    cdef Py_ssize_t itemsize = check_rows(x, t, "t", None, weight, out, grad, C, S)
+    cdef RowCtx c
+    cdef BlockFn fn
+    set_rows(&c, x, t, None, weight, grad, C, S, grad_scale)
+    c.smoothing = smoothing
+    if S == 1 and tiles_win(C, 2 + (grad is not None)):
         fn = <BlockFn> ce_probs_tile_block[float] if itemsize == 4 else <BlockFn> ce_probs_tile_block[double]
-    elif kind == "ce_probs" and S == 1:
+    elif S == 1:
         fn = <BlockFn> ce_probs_rows_block[float] if itemsize == 4 else <BlockFn> ce_probs_rows_block[double]
-    elif kind == "ce_probs":
-        fn = <BlockFn> ce_probs_spatial_block[float] if itemsize == 4 else <BlockFn> ce_probs_spatial_block[double]
-    elif kind == "nll":
-        fn = <BlockFn> nll_block[float] if itemsize == 4 else <BlockFn> nll_block[double]
-    elif kind == "multi_margin":
-        fn = <BlockFn> multi_margin_block[float] if itemsize == 4 else <BlockFn> multi_margin_block[double]
-    elif kind == "distillation":
-        fn = <BlockFn> distillation_block[float] if itemsize == 4 else <BlockFn> distillation_block[double]
     else:
-        raise ValueError(f"internal: unknown row kernel {kind!r}")
-    init_run(&run, n_items, C, itemsize, num_threads, ptr_or_null(out), reduction == "mean")
-    with nogil:
-        status = run_blocks(fn, &c, &run)
-    return finish_run(status, &run)
+        fn = <BlockFn> ce_probs_spatial_block[float] if itemsize == 4 else <BlockFn> ce_probs_spatial_block[double]
+    return run(fn, &c, (x.size // C) if C > 0 else 0, C, itemsize, num_threads, out, False)
+
+
+def nll(x, labels, out, grad, *, weight=None, Py_ssize_t C, Py_ssize_t S=1, int64_t ignore_index,
+        bint mean=False, int num_threads=1):
+    """Kernel entry: NLL of log-probabilities x (N, C, S) at labels (N*S,); grad (pre-zeroed) or None.
+    mean: a weighted mean (the gradient scaled by 1 / sum of w_y, as cross_entropy_index; the denominators
+    summed).  Returns (loss_sum, denom_sum, first_bad)."""
+    cdef Py_ssize_t itemsize = check_rows(x, None, None, labels, weight, out, grad, C, S)
+    cdef CeCtx c
+    cdef Py_ssize_t n_items = (x.size // C) if C > 0 else 0
+    c.x = ptr_or_null(x)
+    c.labels = ptr_or_null(labels)
+    c.labels64 = labels.dtype.itemsize == 8
+    c.weight = ptr_or_null(weight)
+    c.C = C
+    c.S = S
+    c.ignore_index = ignore_index
+    c.grad_scale = mean_grad_scale(&c, n_items, itemsize, num_threads) if grad is not None and mean else 1.0
+    c.grad = ptr_or_null(grad)
+    cdef BlockFn fn = <BlockFn> nll_block[float] if itemsize == 4 else <BlockFn> nll_block[double]
+    return run(fn, &c, n_items, C, itemsize, num_threads, out, mean)
+
+
+def multi_margin(x, labels, out, grad, *, weight=None, Py_ssize_t C, double margin=1.0, int power=1,
+                 double grad_scale=1.0, int num_threads=1):
+    """Kernel entry: torch's multi_margin_loss of scores x (N, C) at labels (N,), p = power (1 or 2).
+    Returns (loss_sum, 0, first_bad)."""
+    if power != 1 and power != 2:
+        raise ValueError(f"fastloss kernel: power must be 1 or 2, got {power}")
+    cdef Py_ssize_t itemsize = check_rows(x, None, None, labels, weight, out, grad, C, 1)
+    cdef RowCtx c
+    set_rows(&c, x, None, labels, weight, grad, C, 1, grad_scale)
+    c.margin = margin
+    c.power = power
+    cdef BlockFn fn = <BlockFn> multi_margin_block[float] if itemsize == 4 else <BlockFn> multi_margin_block[double]
+    return run(fn, &c, (x.size // C) if C > 0 else 0, C, itemsize, num_threads, out, False)
+
+
+def distillation(x, t, out, grad, *, Py_ssize_t C, double temperature, double grad_scale=1.0,
+                 int num_threads=1):
+    """Kernel entry: T^2 KL(softmax(t / T) || softmax(x / T)) per row of student logits x and teacher
+    logits t, both (N, C).  Returns (loss_sum, 0, -1)."""
+    cdef Py_ssize_t itemsize = check_rows(x, t, "t", None, None, out, grad, C, 1)
+    cdef RowCtx c
+    set_rows(&c, x, t, None, None, grad, C, 1, grad_scale)
+    c.temperature = temperature
+    cdef BlockFn fn = <BlockFn> distillation_block[float] if itemsize == 4 else <BlockFn> distillation_block[double]
+    return run(fn, &c, (x.size // C) if C > 0 else 0, C, itemsize, num_threads, out, False)
 
 
 # =====================================================================================================

@@ -10,12 +10,14 @@ a. **Sums, not per-item losses.**  An overlap loss is not a sum of per-element t
    (+ sum_s BCE and the valid count for Dice + BCE), and the loss is a tiny formula of them,
    evaluated per pair in NumPy (``fastloss/_segmentation.py``).  FP = P - TP and FN = T - TP.
 
-b. **Own fixed-block driver (``seg_blocks``), same contract as ``run_blocks``.**  ``run_blocks``
-   reduces to one scalar; here every block yields C x K partials.  Blocks are (sample, chunk of
-   positions) with a chunk length fixed by C alone; each block sums its runs in double into its own
-   partial slot; the partials of a pair are then combined pairwise in block order.  Nothing depends
-   on the thread count, so the sums -- and the loss -- are bitwise identical for every ``num_threads``.
-   Extra memory: one tile of scratch per thread + C*K doubles per block.
+b. **The shared driver, one item per (sample, chunk).**  ``run_blocks`` reduces per-item losses to one
+   scalar; here every item -- a sample n and a chunk of its positions, of a length fixed by C alone --
+   yields C x K sums.  So an item's block function sums its runs in double into the item's own slot of
+   a partials array (``SegCtx.part``), and the partials of a pair are combined pairwise in chunk order
+   afterwards (``combine_partials``).  Which thread runs an item, and which items share a block, changes
+   nothing, so the sums -- and the loss -- are bitwise identical for every ``num_threads``.  The
+   per-item "loss" the driver sums is the count of failed scratch allocations (0, else MemoryError).
+   Extra memory: one run tile of scratch per running block + C*K doubles per item.
 
 c. **Layout (N, C, S) read in place.**  A run is R contiguous positions of one sample; class j of the
    run is at ``x + j*S``.  The softmax over C is computed position-wise across the run (max, exp-sum
@@ -34,10 +36,9 @@ e. **NaN** follows the reference (segmentation_models_pytorch multiplies by the 
 """
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport malloc, free
-from cython.parallel cimport prange, threadid
 
 from fastloss._kernels._common cimport (
-    floating, index_t, SERIAL_ITEMS_WORK, ptr_or_null, f_exp, f_abs, f_max, f_log1p_unit, f_sigmoid,
+    floating, index_t, BlockFn, run, array_data, ptr_or_null, f_exp, f_abs, f_max, f_log1p_unit, f_sigmoid,
     fl_pairwise_sum,
 )
 from fastloss._kernels._common cimport check_buffer, check_optional, check_ndim, buffer_items
@@ -52,16 +53,16 @@ cdef extern from "fl_overlap.h" nogil:
 
 import numpy as np
 
+cpdef enum Activation:  # what turns x into the prediction p (Python: Activation.SOFTMAX, ...)
+    NONE = 0            # probabilities given
+    SIGMOID = 1         # binary / multilabel from logits
+    SOFTMAX = 2         # multiclass from logits
+
 cdef enum:
-    ACT_NONE = 0        # probabilities given
-    ACT_SIGMOID = 1     # binary / multilabel from logits
-    ACT_SOFTMAX = 2     # multiclass from logits
     MAX_RUN = 256       # positions per run (the tile width R is at most this)
     TILE_WORK = 4096    # C * R: a run's softmax tile stays in L1
-    BLOCK_WORK = 16384  # C * positions per block
+    CHUNK_WORK = 16384  # C * positions per chunk (the driver's item)
 
-# Python-visible copies of the activation codes
-ACTIVATIONS = {"none": ACT_NONE, "sigmoid": ACT_SIGMOID, "softmax": ACT_SOFTMAX}
 K_SUMS = 3              # TP, P, T
 K_SUMS_BCE = 5          # + sum of BCE, valid count
 
@@ -75,15 +76,15 @@ cdef struct SegCtx:
     int64_t ignore_label     # labels: this value is skipped
     bint mask_ignore         # masks: elements equal to ignore_value are skipped
     double ignore_value
-    int act
+    Activation act
     bint bce                 # also sum BCE-with-logits and the valid count (K = 5)
     Py_ssize_t C
     Py_ssize_t S
     Py_ssize_t R             # positions per run
-    Py_ssize_t chunk         # positions per block (a multiple of R)
-    Py_ssize_t nchunks       # blocks per sample
+    Py_ssize_t chunk         # positions per item (a multiple of R)
+    Py_ssize_t nchunks       # items per sample
     Py_ssize_t K             # sums per pair
-    double* part             # pass 1: (blocks, C, K) partials
+    double* part             # pass 1: (items, C, K) partials
     const double* coef       # pass 2: (N, C, 3): dL/dTP, dL/dP, BCE weight
     void* grad               # pass 2: like x
 
@@ -201,15 +202,15 @@ cdef Py_ssize_t sums_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
     cdef const floating* pc
     if c.labels != NULL:
         bad = load_labels(c, n * S + s, L, ys)
-    if c.act == ACT_SOFTMAX:
+    if c.act == SOFTMAX:
         softmax_run(xs, S, C, L, R, prob, scr, scr + R)
     for j in range(C):
         xc = xs + j * S
         tc = ts + j * S if ts != NULL else NULL
         pc = xc
-        if c.act == ACT_SOFTMAX:
+        if c.act == SOFTMAX:
             pc = prob + j * R
-        elif c.act == ACT_SIGMOID:
+        elif c.act == SIGMOID:
             if c.bce:
                 for k in range(L):
                     q[k] = sigmoid_bce_point(xc[k], tc[k], &prob[k])
@@ -224,8 +225,9 @@ cdef Py_ssize_t sums_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
     return bad
 
 
-cdef Py_ssize_t sums_block(const SegCtx* c, Py_ssize_t n, Py_ssize_t s0, Py_ssize_t s1, double* acc,
+cdef Py_ssize_t sums_chunk(const SegCtx* c, Py_ssize_t n, Py_ssize_t s0, Py_ssize_t s1, double* acc,
                            floating* w) noexcept nogil:
+    """The sums of positions [s0, s1) of sample n into acc (C*K, zeroed here), run by run."""
     cdef Py_ssize_t i, s = s0, L, bad = -1
     for i in range(c.C * c.K):
         acc[i] = 0
@@ -256,7 +258,7 @@ cdef Py_ssize_t grad_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
     cdef floating a, b, cb, v, p, dp, ign = <floating> c.ignore_value
     if c.labels != NULL:
         load_labels(c, n * S + s, L, ys)
-    if c.act == ACT_SOFTMAX:
+    if c.act == SOFTMAX:
         softmax_run(xs, S, C, L, R, prob, dot, scr)
         for k in range(L):
             dot[k] = 0
@@ -277,10 +279,10 @@ cdef Py_ssize_t grad_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
             else:
                 for k in range(L):
                     gc[k] = a * tc[k] + b
-        if c.act == ACT_SOFTMAX:
+        if c.act == SOFTMAX:
             for k in range(L):
                 dot[k] = dot[k] + prob[j * R + k] * gc[k]
-        elif c.act == ACT_SIGMOID:
+        elif c.act == SIGMOID:
             if cb != 0:      # Dice + BCE: d BCE / dx = p - t, on valid elements
                 tc = ts + j * S
                 if c.mask_ignore:
@@ -295,7 +297,7 @@ cdef Py_ssize_t grad_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
                 for k in range(L):
                     p = sigmoid_point(xc[k], &dp)
                     gc[k] = gc[k] * dp
-    if c.act == ACT_SOFTMAX:
+    if c.act == SOFTMAX:
         for j in range(C):
             gc = gs + j * S
             for k in range(L):
@@ -303,53 +305,64 @@ cdef Py_ssize_t grad_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
     return -1
 
 
-cdef Py_ssize_t grad_block(const SegCtx* c, Py_ssize_t n, Py_ssize_t s0, Py_ssize_t s1, double* acc,
-                           floating* w) noexcept nogil:
+cdef void grad_chunk(const SegCtx* c, Py_ssize_t n, Py_ssize_t s0, Py_ssize_t s1, floating* w) noexcept nogil:
+    """The gradient at positions [s0, s1) of sample n, run by run."""
     cdef Py_ssize_t s = s0, L
     while s < s1:
         L = min(c.R, s1 - s)
         grad_run(c, n, s, L, w)
         s += L
+
+
+# ---------------------------------------------------------------- block functions for run_blocks
+cdef inline Py_ssize_t run_scratch_bytes(const SegCtx* c, Py_ssize_t itemsize) noexcept nogil:
+    """Scratch of one run: the C x R tile, 5 R values (BCE / dot, softmax scratch) and R int32 labels."""
+    return (c.C * c.R + 6 * c.R) * itemsize + c.R * 4 + 64
+
+
+cdef Py_ssize_t sums_items(const SegCtx* c, Py_ssize_t start, Py_ssize_t stop, floating* fail,
+                           floating* denom) noexcept nogil:
+    """Pass 1, items [start, stop) (note b): item b = (sample b // nchunks, its chunk b % nchunks) sums
+    into c.part + b*C*K.  fail[b - start]: 1 if the scratch could not be allocated, else 0."""
+    cdef Py_ssize_t b, n, s0, bad = -1
+    cdef floating* w = <floating*> malloc(run_scratch_bytes(c, sizeof(floating)))
+    for b in range(stop - start):
+        fail[b] = 0 if w != NULL else 1
+    if w == NULL:
+        return -1
+    for b in range(start, stop):
+        n = b // c.nchunks
+        s0 = (b - n * c.nchunks) * c.chunk
+        bad = first_bad(bad, sums_chunk(c, n, s0, min(s0 + c.chunk, c.S), c.part + b * c.C * c.K, w))
+    free(w)
+    return bad
+
+
+cdef Py_ssize_t grad_items(const SegCtx* c, Py_ssize_t start, Py_ssize_t stop, floating* fail,
+                           floating* denom) noexcept nogil:
+    """Pass 2, items [start, stop) as sums_items: the gradient of each (sample, chunk)."""
+    cdef Py_ssize_t b, n, s0
+    cdef floating* w = <floating*> malloc(run_scratch_bytes(c, sizeof(floating)))
+    for b in range(stop - start):
+        fail[b] = 0 if w != NULL else 1
+    if w == NULL:
+        return -1
+    for b in range(start, stop):
+        n = b // c.nchunks
+        s0 = (b - n * c.nchunks) * c.chunk
+        grad_chunk(c, n, s0, min(s0 + c.chunk, c.S), w)
+    free(w)
     return -1
 
 
-# ---------------------------------------------------------------- the driver
-ctypedef Py_ssize_t (*SegBlockFn)(const SegCtx* c, Py_ssize_t n, Py_ssize_t s0, Py_ssize_t s1, double* acc,
-                                  void* w) noexcept nogil
-
-
-cdef int seg_blocks(SegBlockFn fn, SegCtx* c, Py_ssize_t N, Py_ssize_t itemsize, int num_threads,
-                    double* part, Py_ssize_t* first_bad_out) noexcept nogil:
-    """Run fn over the blocks (sample n, chunk) in a static prange; block b writes its C*K partials to
-    part + b*C*K (part may be NULL for the gradient pass).  Returns 0, or -1 if out of memory."""
-    cdef Py_ssize_t nb = N * c.nchunks, b, n, s0, s1, tid
-    cdef Py_ssize_t CK = c.C * c.K
-    cdef Py_ssize_t per_thread = (c.C * c.R + 6 * c.R) * itemsize + c.R * 4 + 64
-    cdef int nt = num_threads
-    first_bad_out[0] = -1
-    if nb <= 0:
-        return 0
-    if nt < 1 or N * c.C * c.S < SERIAL_ITEMS_WORK:
-        nt = 1
-    if nt > nb:
-        nt = <int> nb
-    cdef char* scratch = <char*> malloc(nt * per_thread)
-    cdef Py_ssize_t* bad = <Py_ssize_t*> malloc(nb * sizeof(Py_ssize_t))
-    if scratch == NULL or bad == NULL:
-        free(scratch); free(bad)
-        return -1
-    for b in prange(nb, schedule="static", num_threads=nt, use_threads_if=nt > 1, nogil=True):
-        tid = threadid()
-        n = b // c.nchunks
-        s0 = (b - n * c.nchunks) * c.chunk
-        s1 = min(s0 + c.chunk, c.S)
-        bad[b] = fn(c, n, s0, s1, part + b * CK if part != NULL else NULL, scratch + tid * per_thread)
-    for b in range(nb):
-        if bad[b] >= 0:
-            first_bad_out[0] = bad[b]
-            break
-    free(scratch); free(bad)
-    return 0
+cdef Py_ssize_t run_items(BlockFn fn, const SegCtx* c, Py_ssize_t N, Py_ssize_t itemsize,
+                          int num_threads) except? -2:
+    """fn over the N * nchunks items on the shared driver (_common.pxd's run); returns the first bad label
+    index or -1.  An item's cost is the work of one chunk, C * min(chunk, S)."""
+    failed, _, bad = run(fn, c, N * c.nchunks, c.C * min(c.chunk, c.S), itemsize, num_threads, None, False)
+    if failed != 0:
+        raise MemoryError("fastloss: could not allocate kernel scratch memory")
+    return bad
 
 
 cdef void combine_partials(const double* part, Py_ssize_t N, Py_ssize_t nchunks, Py_ssize_t CK,
@@ -363,7 +376,7 @@ cdef void combine_partials(const double* part, Py_ssize_t N, Py_ssize_t nchunks,
             sums[n * CK + i] = fl_pairwise_sum(tmp, nchunks)
 
 
-cdef int check_entry(x, t, labels, int act, bint bce) except -1:
+cdef int check_entry(x, t, labels, Activation act, bint bce) except -1:
     """The boundary checks of both entries (_common.pxd): x (N, C, S), and exactly one of t (like x) and
     labels (N * S); BCE reads masks through a sigmoid."""
     cdef Py_ssize_t itemsize = check_buffer(x, "x", b'f', 0, -1, False)
@@ -372,12 +385,12 @@ cdef int check_entry(x, t, labels, int act, bint bce) except -1:
         raise ValueError("fastloss kernel: give exactly one of t (masks) and labels")
     check_optional(t, "t", b'f', itemsize, buffer_items(x), False)
     check_optional(labels, "labels", b'i', 0, x.shape[0] * x.shape[2], False)
-    if act not in (ACT_NONE, ACT_SIGMOID, ACT_SOFTMAX) or bce and (act != ACT_SIGMOID or t is None):
+    if act not in (NONE, SIGMOID, SOFTMAX) or bce and (act != SIGMOID or t is None):
         raise ValueError(f"fastloss kernel: activation {act} (bce={bce}) is not one the kernel runs")
     return itemsize
 
 
-cdef int init_ctx(SegCtx* c, x, t, labels, ignore_index, int act, bint bce) except -1:
+cdef int init_ctx(SegCtx* c, x, t, labels, ignore_index, Activation act, bint bce) except -1:
     """Fill the context; ignore_index (None or an int) applies to labels, or elementwise to masks."""
     c.x = ptr_or_null(x)
     c.t = ptr_or_null(t)
@@ -394,7 +407,7 @@ cdef int init_ctx(SegCtx* c, x, t, labels, ignore_index, int act, bint bce) exce
     c.K = K_SUMS_BCE if bce else K_SUMS
     # tile width R: a multiple of 16 positions, C * R <= TILE_WORK where possible; chunk = whole runs
     c.R = min(<Py_ssize_t> MAX_RUN, max(<Py_ssize_t> 16, (TILE_WORK // max(c.C, 1)) & ~15))
-    c.chunk = c.R * max(<Py_ssize_t> 1, BLOCK_WORK // (max(c.C, 1) * c.R))
+    c.chunk = c.R * max(<Py_ssize_t> 1, CHUNK_WORK // (max(c.C, 1) * c.R))
     c.nchunks = (c.S + c.chunk - 1) // c.chunk
     c.part = NULL
     c.coef = NULL
@@ -402,7 +415,7 @@ cdef int init_ctx(SegCtx* c, x, t, labels, ignore_index, int act, bint bce) exce
     return 0
 
 
-def segment_sums(x, t, labels, ignore_index, int act, bint bce, int num_threads):
+def segment_sums(x, t, labels, ignore_index, Activation act, bint bce, int num_threads):
     """Kernel entry, pass 1: x (N, C, S) C-contiguous float32/64; t masks like x or None; labels (N*S,)
     int32/int64 or None; ignore_index None or an int.
     Returns (sums (N, C, K) float64 with K = TP, P, T[, BCE, count], first_bad)."""
@@ -410,25 +423,21 @@ def segment_sums(x, t, labels, ignore_index, int act, bint bce, int num_threads)
     cdef SegCtx c
     init_ctx(&c, x, t, labels, ignore_index, act, bce)
     cdef Py_ssize_t N = x.shape[0], itemsize = x.dtype.itemsize, nb = N * c.nchunks, CK = c.C * c.K
-    cdef Py_ssize_t bad = -1
-    cdef int status
     sums = np.zeros((N, c.C, c.K), dtype=np.float64)
     part_arr = np.empty(max(nb * CK, 1), dtype=np.float64)
     tmp_arr = np.empty(max(c.nchunks, 1), dtype=np.float64)
-    cdef double* part = <double*> <size_t> part_arr.ctypes.data
-    cdef double* tmp = <double*> <size_t> tmp_arr.ctypes.data
-    cdef double* out = <double*> <size_t> sums.ctypes.data
-    cdef SegBlockFn fn = <SegBlockFn> sums_block[float] if itemsize == 4 else <SegBlockFn> sums_block[double]
-    with nogil:
-        status = seg_blocks(fn, &c, N, itemsize, num_threads, part, &bad)
-        if status == 0 and nb > 0:
-            combine_partials(part, N, c.nchunks, CK, out, tmp)
-    if status != 0:
-        raise MemoryError("fastloss: could not allocate kernel scratch memory")
+    c.part = <double*> array_data(part_arr)
+    cdef double* tmp = <double*> array_data(tmp_arr)
+    cdef double* out = <double*> array_data(sums)
+    cdef BlockFn fn = <BlockFn> sums_items[float] if itemsize == 4 else <BlockFn> sums_items[double]
+    cdef Py_ssize_t bad = run_items(fn, &c, N, itemsize, num_threads)
+    if nb > 0:
+        with nogil:
+            combine_partials(c.part, N, c.nchunks, CK, out, tmp)
     return sums, bad
 
 
-def segment_grad(x, t, labels, ignore_index, int act, coef, grad, int num_threads):
+def segment_grad(x, t, labels, ignore_index, Activation act, coef, grad, int num_threads):
     """Kernel entry, pass 2: grad (like x, C-contiguous) = d loss / d x from coef (N, C, 3) float64
     C-contiguous: per pair dL/dTP, dL/dP and the weight of the BCE term (0 without one)."""
     cdef Py_ssize_t itemsize0 = check_entry(x, t, labels, act, False)      # boundary checks
@@ -436,12 +445,8 @@ def segment_grad(x, t, labels, ignore_index, int act, coef, grad, int num_thread
     check_buffer(grad, "grad", b'f', itemsize0, buffer_items(x), True)
     cdef SegCtx c
     init_ctx(&c, x, t, labels, ignore_index, act, False)
-    c.coef = <const double*> <size_t> coef.ctypes.data
+    c.coef = <const double*> array_data(coef)
     c.grad = ptr_or_null(grad)
-    cdef Py_ssize_t N = x.shape[0], itemsize = x.dtype.itemsize, bad = -1
-    cdef int status
-    cdef SegBlockFn fn = <SegBlockFn> grad_block[float] if itemsize == 4 else <SegBlockFn> grad_block[double]
-    with nogil:
-        status = seg_blocks(fn, &c, N, itemsize, num_threads, NULL, &bad)
-    if status != 0:
-        raise MemoryError("fastloss: could not allocate kernel scratch memory")
+    cdef Py_ssize_t itemsize = x.dtype.itemsize
+    cdef BlockFn fn = <BlockFn> grad_items[float] if itemsize == 4 else <BlockFn> grad_items[double]
+    run_items(fn, &c, x.shape[0], itemsize, num_threads)
