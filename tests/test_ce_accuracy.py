@@ -268,7 +268,7 @@ def test_every_class_count_path(level, C, dtype, rng):
         assert_close_spec(val, ref, dtype, what=f"C={C} probs {kw.keys()}")
         assert_close_spec(g, ref_g, dtype, reduced=False, what=f"C={C} probs {kw.keys()} grad")
     # focal against the float64 torch-ops formula of SPEC §6 (alpha, weights, ignore)
-    from fastloss.registry.classification import softmax_focal_ref
+    from fastloss._reference.classification import softmax_focal_ref
     a = rng.uniform(0.2, 1.0, C).astype(dtype)
     xt = to_torch64(xf, requires_grad=True)
     ref = softmax_focal_ref(xt, to_torch_long(y), alpha=to_torch64(a), gamma=2.0, weight=to_torch64(w),
