@@ -32,8 +32,7 @@ import torch
 from fl_testing import assert_close_spec, tolerances
 
 import fastloss as fl
-from fastloss._kernels import ISA_LEVEL, _runtime
-from fastloss._kernels._built_levels import BUILT_LEVELS
+from fastloss._kernels import ISA_LEVEL, usable_levels
 from fastloss._reference import REFERENCES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -48,8 +47,7 @@ def _load_cases():
 
 
 A = _load_cases()
-_RANK = {"baseline": 0, "avx2": 1, "avx512": 2, "native": 0}
-USABLE = [lvl for lvl in BUILT_LEVELS if _RANK[lvl] <= _runtime.cpu_vector_level()]
+USABLE = usable_levels()
 
 
 # ------------------------------------------------------------------------------------ agreement

@@ -18,12 +18,10 @@ import torch.nn.functional as F
 
 import fastloss as fl
 from fastloss import _classification
-from fastloss._kernels import _runtime
-from fastloss._kernels._built_levels import BUILT_LEVELS
+from fastloss._kernels import usable_levels
 from fl_testing import assert_close_spec, to_torch64, to_torch_long, tolerances, torch_value_and_grad
 
-_RANK = {"baseline": 0, "avx2": 1, "avx512": 2, "native": 0}
-LEVELS = [lvl for lvl in BUILT_LEVELS if _RANK[lvl] <= _runtime.cpu_vector_level()]
+LEVELS = usable_levels()
 F32, F64 = np.float32, np.float64
 
 

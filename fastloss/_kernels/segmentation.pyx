@@ -445,3 +445,7 @@ def segment_grad(x, t, labels, ignore_index, int act, coef, grad, int num_thread
         status = seg_blocks(fn, &c, N, itemsize, num_threads, NULL, &bad)
     if status != 0:
         raise MemoryError("fastloss: could not allocate kernel scratch memory")
+
+
+# tests/test_math.py measures src_c/fl_math.h at every vector level through this module (tests only)
+include "_mathprobe.pxi"
