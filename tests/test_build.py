@@ -106,6 +106,10 @@ def test_build_requirements_and_single_version_source():
     assert meta["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "fastloss._version.__version__"}
     assert fl.__version__ == re.search(r'__version__ = "([^"]+)"',
                                        (ROOT / "fastloss" / "_version.py").read_text()).group(1)
+    for name in ("README.md", "setup.py", "docs/conf.py", "MANIFEST.in", ".ci/run"):
+        path = ROOT / name
+        assert not path.exists() or fl.__version__ not in path.read_text(), \
+            f"{name} writes the version {fl.__version__}: fastloss/_version.py is its one place"
 
 
 def test_levels_named_once_and_no_test_only_module(setup_module):
