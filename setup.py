@@ -6,9 +6,13 @@ Design of the build (read this before touching flags):
   once per x86-64 vector level -- ``baseline`` (SSE2), ``avx2`` (x86-64-v3: AVX2+FMA) and ``avx512``
   (x86-64-v4, 512-bit vectors preferred) -- as modules ``fastloss._kernels._<family>_<level>``.  Each of
   those is a two-line stub, generated at build time under the build directory, that ``include``\\ s the
-  family source, so the code exists once.  ``fastloss._kernels`` imports the widest level the running
-  CPU supports (``FASTLOSS_ISA=baseline|avx2|avx512`` overrides it).  Other targets (aarch64, macOS
-  arm64, 32-bit x86, MSVC) build ``baseline`` only: the x86 flags are applied to x86-64 targets only.
+  family source, so the code exists once.  The levels are named and ranked in
+  ``fastloss/_kernels/_levels.py`` (read here by path).  ``fastloss._kernels`` imports the widest level
+  the running CPU supports (``FASTLOSS_ISA=baseline|avx2|avx512`` overrides it).  Only ``_runtime``
+  (run-time facts, the thread setting) is compiled once; the test-only math probe is compiled into one
+  family (``_mathprobe.pxi``, included by ``segmentation.pyx``), not as a module of its own.  Other
+  targets (aarch64, macOS arm64, 32-bit x86, MSVC) build ``baseline`` only: the x86 flags are applied to
+  x86-64 targets only.
 * ``-O3 -fno-trapping-math -fno-math-errno``: no result changes, but without them GCC keeps the
   branch-free selects and ``sqrt`` scalar.  No ``-ffast-math`` (it assumes no inf/nan, which breaks
   masked logits) and no ``-march=native`` unless ``FASTLOSS_NATIVE=1`` (then one ``native`` level).
@@ -37,10 +41,22 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 KERNELS = "fastloss/_kernels"       # relative to HERE: setuptools wants paths relative to setup.py
 
+
+def _load_levels():
+    """fastloss/_kernels/_levels.py, by path (the package itself cannot be imported before the build)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fastloss_levels", HERE / KERNELS / "_levels.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+LEVELS = _load_levels()
+# The compile flags of each x86-64 level: its psABI level as -march (_levels.py), 512-bit vectors for avx512.
 X86_64_LEVELS = {
-    "baseline": [],
-    "avx2": ["-march=x86-64-v3", "-mtune=generic"],
-    "avx512": ["-march=x86-64-v4", "-mtune=generic", "-mprefer-vector-width=512"],
+    level: ([f"-march=x86-64-v{v}", "-mtune=generic"] if v else [])
+    + (["-mprefer-vector-width=512"] if level == "avx512" else [])
+    for level, v in LEVELS.LEVELS.items()
 }
 COMMON_FLAGS = ["-O3", "-fno-trapping-math", "-fno-math-errno", "-fopenmp-simd", "-Wno-unused-function"]
 
@@ -83,7 +99,7 @@ def build_options(platform_tag: str, env, compiler_type: str = "unix") -> dict:
     debug = env.get("FASTLOSS_DEBUG_INFO") == "1"
 
     if env.get("FASTLOSS_NATIVE") == "1" and not msvc:
-        levels = {"native": ["-march=native"]}
+        levels = {LEVELS.NATIVE: ["-march=native"]}
     elif x86_64 and not msvc:
         levels = {k: list(v) for k, v in X86_64_LEVELS.items()}
     else:

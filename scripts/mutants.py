@@ -220,13 +220,13 @@ MUTANTS = [
            "        T p0 = p[k] * (T)(ys[k] >= 0), t0 = (T)(ys[k] == j);",
            t("test_segmentation.py", "class_counts_and_odd_sizes"), "fl_overlap.h: odd-length tail dropped"),
     # ---------------------------------------------------------------- src_c/fl_math.h
-    Mutant("expf_poly_const", "src_c/fl_math.h", "mathfuncs",
+    Mutant("expf_poly_const", "src_c/fl_math.h", "segmentation",
            "p = p * r + 1.6666665459e-1f;", "p = p * r + 1.6666665459e-2f;",
            t("test_math.py", "max_ulp_error and float32 and exp"), "expf polynomial coefficient"),
-    Mutant("log_ln2_lo_dropped", "src_c/fl_math.h", "mathfuncs",
+    Mutant("log_ln2_lo_dropped", "src_c/fl_math.h", "segmentation",
            "    y = y - fe * 2.121944400546905827679e-4;\n", "    y = y - fe * 0.0;\n",
            t("test_math.py", "max_ulp_error and float64 and log"), "log (double): ln2 low part dropped"),
-    Mutant("log1pf_correction_dropped", "src_c/fl_math.h", "mathfuncs",
+    Mutant("log1pf_correction_dropped", "src_c/fl_math.h", "segmentation",
            "float r = fl_logf(u) - ((u - 1.0f) - x) / u;", "float r = fl_logf(u);",
            t("test_math.py", "max_ulp_error and float32 and log1p"), "log1pf: Goldberg correction dropped"),
 ]

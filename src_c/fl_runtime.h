@@ -19,22 +19,24 @@ static int fl_omp_max_threads(void) {
 #endif
 }
 
-/* 0 = baseline, 1 = x86-64-v3 (AVX2, FMA, BMI2 ...), 2 = x86-64-v4 (AVX-512 F/BW/CD/DQ/VL).
+/* The x86-64 psABI micro-architecture level of the CPU: 4 = x86-64-v4 (AVX-512 F/BW/CD/DQ/VL),
+ * 3 = x86-64-v3 (AVX2, FMA, BMI2 ...), 1 = any other x86 (v2 is not told apart), 0 = not x86.
+ * fastloss/_kernels/_levels.py says which of these each vector level needs.
  * __builtin_cpu_supports also checks that the OS saves the wide registers (XCR0). */
-static int fl_cpu_vector_level(void) {
+static int fl_cpu_x86_64_level(void) {
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__) && (__GNUC__ >= 12)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("x86-64-v4")) return 2;
-    if (__builtin_cpu_supports("x86-64-v3")) return 1;
-    return 0;
+    if (__builtin_cpu_supports("x86-64-v4")) return 4;
+    if (__builtin_cpu_supports("x86-64-v3")) return 3;
+    return 1;
 #elif (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512cd")) return 2;
+        __builtin_cpu_supports("avx512cd")) return 4;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("bmi2")) return 1;
-    return 0;
+        __builtin_cpu_supports("bmi2")) return 3;
+    return 1;
 #else
     return 0;
 #endif

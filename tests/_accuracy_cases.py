@@ -4,7 +4,7 @@ interpreters it runs at each ISA level (imported by path there: no pytest, no to
 A case is ``(case_id, loss_name, args, kwargs)``: a call of ``fastloss.<loss_name>`` on NumPy arrays of
 one float dtype (labels integer).  ``run_case`` evaluates it with ``reduction="none"`` and, where the
 loss has one, ``return_grad=True``, plus ``reduction="mean"``; ``reference_case`` evaluates the
-registry's independent float64 reference (torch / NumPy on the upcast inputs, gradients by
+shared independent float64 reference (torch / NumPy on the upcast inputs, gradients by
 torch.autograd) in the same layout.
 
 ``finite`` cases hold only finite inputs (the float32 sweep measures them); ``special`` cases add
@@ -247,13 +247,13 @@ def run_case(fl, case):
 
 
 def reference_case(case):
-    """The registry's float64 reference in run_case's layout (torch.autograd for the gradients)."""
+    """The shared float64 reference in run_case's layout (torch.autograd for the gradients)."""
     import torch
 
-    from fastloss.registry import REGISTRY
+    from fastloss._reference import REFERENCES
 
     _, name, args, kw = case
-    spec = REGISTRY[name]
+    spec = REFERENCES[name]
     kw = {k: (torch.from_numpy(np.asarray(v, np.float64)) if isinstance(v, np.ndarray) else v)
           for k, v in kw.items()}
     res = {}

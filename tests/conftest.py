@@ -162,7 +162,7 @@ def strided(a, axis=0):
 # ---- hypothesis profiles (tests/test_fuzz.py) ---------------------------------------------------------
 # ``ci`` (default): bounded, derandomised (a fixed example stream per test: no flakes), no deadline (the
 # machine is shared).  ``long``: ``pytest --hypothesis-profile=long`` -- many random examples per loss
-# (FASTLOSS_FUZZ_EXAMPLES, default 3000: ~100 000 cases over the registry); tests/README.md records runs.
+# (FASTLOSS_FUZZ_EXAMPLES, default 3000: ~100 000 cases over the references); tests/README.md records runs.
 try:
     from hypothesis import HealthCheck, settings as _hyp_settings
 

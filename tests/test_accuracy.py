@@ -14,7 +14,7 @@ Three parts:
    gradients) over the finite hostile grid against the float64 reference, printed as a table
    (``pytest -s``) and held to SPEC §4.
 
-References are independent: the registry's torch / NumPy formulas in float64 on the exactly upcast
+References are independent: the shared torch / NumPy formulas in float64 on the exactly upcast
 inputs (gradients by torch.autograd), and mpmath where float64 itself is not exact enough.  For float64
 input the reference's own rounding is allowed for (``spread``: how far the reference moves when its
 inputs move by 16 ulp, as in tests/test_fuzz.py); float32 results get no such allowance.  Where an
@@ -32,9 +32,8 @@ import torch
 from fl_testing import assert_close_spec, tolerances
 
 import fastloss as fl
-from fastloss._kernels import ISA_LEVEL, _runtime
-from fastloss._kernels._built_levels import BUILT_LEVELS
-from fastloss.registry import REGISTRY
+from fastloss._kernels import ISA_LEVEL, usable_levels
+from fastloss._reference import REFERENCES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__)))
@@ -48,8 +47,7 @@ def _load_cases():
 
 
 A = _load_cases()
-_RANK = {"baseline": 0, "avx2": 1, "avx512": 2, "native": 0}
-USABLE = [lvl for lvl in BUILT_LEVELS if _RANK[lvl] <= _runtime.cpu_vector_level()]
+USABLE = usable_levels()
 
 
 # ------------------------------------------------------------------------------------ agreement
@@ -91,7 +89,7 @@ def perturbed_spread(case, ref, rng, times=2):
     """Per part: the largest move of the float64 reference under 16-ulp relative perturbations of the
     differentiated inputs (targets keep their exact values: +-1 labels, probabilities <= 1)."""
     spread = {k: np.zeros(np.shape(v)) for k, v in ref.items()}
-    argnums = REGISTRY[case[1]].grad_argnums
+    argnums = REFERENCES[case[1]].grad_argnums
     for _ in range(times):
         args = tuple(a * (1 + rng.uniform(-16, 16, a.shape) * np.finfo(np.float64).eps)
                      if i in argnums and isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
@@ -158,7 +156,7 @@ def test_hostile_near_identical_float32_boxes(name):
     b1[:, 2:] += b1[:, :2] + 1
     b2 = b1 + 1e-4 * rng.standard_normal(b1.shape)
     b1, b2 = b1.astype(np.float32), b2.astype(np.float32)
-    ref = REGISTRY[name].torch_ref
+    ref = REFERENCES[name].torch_ref
     t1, t2 = torch.from_numpy(b1).double(), torch.from_numpy(b2).double()
     for red in ("none", "mean", "sum"):
         assert_close_spec(getattr(fl, name)(b1, b2, reduction=red), ref(t1, t2, reduction=red), np.float32,
@@ -277,7 +275,7 @@ def test_hostile_mining_infinite_and_nan_embeddings_propagate():
         eb = e.copy()
         eb[1, 2] = bad
         for name in ("batch_all_triplet_loss", "batch_hard_triplet_loss"):
-            ref = REGISTRY[name].torch_ref(torch.from_numpy(eb), torch.from_numpy(lab), reduction="none").numpy()
+            ref = REFERENCES[name].torch_ref(torch.from_numpy(eb), torch.from_numpy(lab), reduction="none").numpy()
             with np.errstate(all="ignore"):
                 got = getattr(fl, name)(eb, lab, reduction="none")
                 mean = getattr(fl, name)(eb, lab)
@@ -289,7 +287,7 @@ def test_hostile_mining_infinite_and_nan_embeddings_propagate():
     # 0 for batch_all -- and nan here, as the reference's 0 * sum
     lab2 = np.array([-1, -1, -3, 0])
     e2 = np.full((4, 16), np.inf, np.float32)
-    ref = REGISTRY["batch_all_triplet_loss"].torch_ref(torch.from_numpy(e2).double(), torch.from_numpy(lab2))
+    ref = REFERENCES["batch_all_triplet_loss"].torch_ref(torch.from_numpy(e2).double(), torch.from_numpy(lab2))
     assert np.isnan(ref.item())
     with np.errstate(all="ignore"):
         assert np.isnan(fl.batch_all_triplet_loss(e2, lab2))
@@ -310,7 +308,7 @@ def test_hostile_mining_float32_through_the_gram_matrix(name, squared):
         eo = eo.astype(np.float32)
         te = torch.from_numpy(eo).double()
         for red in ("none", "mean", "sum"):
-            want = REGISTRY[name].torch_ref(te, torch.from_numpy(lab), margin=0.5, squared=squared, reduction=red)
+            want = REFERENCES[name].torch_ref(te, torch.from_numpy(lab), margin=0.5, squared=squared, reduction=red)
             got = getattr(fl, name)(eo, lab, margin=0.5, squared=squared, reduction=red)
             assert_close_spec(got, want, np.float32, what=f"offset {offset} {red}")
 
@@ -329,7 +327,7 @@ def test_hostile_confident_softmax_rows_keep_small_losses(name, dtype, request):
     for tau in (0.02, 0.07, 0.5):
         qq, kk = q.astype(dtype), k.astype(dtype)
         tq, tk = (torch.tensor(a.astype(np.float64), requires_grad=True) for a in (qq, kk))
-        ref = REGISTRY[name].torch_ref
+        ref = REFERENCES[name].torch_ref
         for red in ("none", "mean"):
             assert_close_spec(getattr(fl, name)(qq, kk, temperature=tau, reduction=red),
                               ref(tq, tk, temperature=tau, reduction=red), dtype, what=f"tau {tau} {red}")

@@ -8,10 +8,10 @@ Independent references:
   derivative at theta = 0 and pi, so it is used where theta is away from both.
 * ``literal``: the textbook plain formula, theta = acos(cos) and the target logit cos(theta + m) for
   every theta -- fastloss's ``plain_margin=True``.
-* the registry's ``arcface_torch`` (sin from |u -+ v|, a zero-gradient sqrt at 0: fastloss's documented
+* the shared ``arcface_torch`` (sin from |u -+ v|, a zero-gradient sqrt at 0: fastloss's documented
   convention) -- used for the hostile inputs where the others' derivatives are infinite.
-The generic registry tests in test_metric.py also run on arcface_loss (reductions, out=, layouts,
-torch tensors, empty batch, thread determinism on the registry sampler).
+The generic reference-table tests in test_metric.py also run on arcface_loss (reductions, out=, layouts,
+torch tensors, empty batch, thread determinism on the shared sampler).
 """
 import math
 
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import fastloss as fl
-from fastloss.registry.metric import arcface_torch
+from fastloss._reference.metric import arcface_torch
 from fl_testing import assert_close_spec
 
 REDUCTIONS = ["none", "mean", "sum"]
@@ -217,7 +217,7 @@ def test_nan_and_inf_propagate_like_torch():
 
 def test_theta_zero_gradient_convention():
     """Exactly cos = 1: theta has no derivative there (a cone, like a norm at 0); the angular term's
-    gradient is taken as 0, as the registry reference's zero-gradient sqrt does (the literal formula's
+    gradient is taken as 0, as the shared reference's zero-gradient sqrt does (the literal formula's
     autograd gives nan)."""
     e = np.array([[3.0, 0.0, 0.0], [0.0, 0.0, -0.5], [1.0, 1.0, 0.0]])
     w = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 2.0], [0.0, 1.0, 0.0]])

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import fastloss as fl
-from fastloss.registry import REGISTRY
-from fastloss.registry.binary import torch_hinge_loss, torchvision_sigmoid_focal_loss
+from fastloss._reference import REFERENCES
+from fastloss._reference.binary import torch_hinge_loss, torchvision_sigmoid_focal_loss
 from fl_testing import assert_close_spec
 
 LOSSES = ["binary_cross_entropy", "sigmoid_focal_loss", "hinge_loss", "kl_div"]
@@ -42,7 +42,7 @@ def _check(got, ref, dtype, reduced, what=""):
 
 
 def _sample(name, dtype, n=3000, seed=0):
-    args, kw = REGISTRY[name].sample(np.random.default_rng(seed), n, dtype)
+    args, kw = REFERENCES[name].sample(np.random.default_rng(seed), n, dtype)
     return args[0], args[1], kw
 
 

@@ -1,7 +1,7 @@
 """Box losses and pairwise IoU matrices against torchvision's formulas written in torch ops (float64).
 
 torchvision is not installed; its functions are transcribed into torch ops in
-fastloss/registry/boxes.py (the registry's references, independent of the kernels).
+fastloss/_reference/boxes.py (the shared references, independent of the kernels).
 """
 import itertools
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import fastloss as fl
-from fastloss.registry import REGISTRY
-from fastloss.registry.boxes import (TV, tv_box_area, tv_box_iou, tv_generalized_box_iou, tv_to_xyxy)
+from fastloss._reference import REFERENCES
+from fastloss._reference.boxes import (TV, tv_box_area, tv_box_iou, tv_generalized_box_iou, tv_to_xyxy)
 from fl_testing import assert_close_spec
 
 LOSSES = ["iou_loss", "generalized_box_iou_loss", "distance_box_iou_loss", "complete_box_iou_loss"]
@@ -352,10 +352,10 @@ def test_box_area(fmt):
         fl.box_area(np.zeros((3, 3)))
 
 
-def test_registry_entries():
+def test_reference_entries():
     rng = np.random.default_rng(13)
     for name in LOSSES + ["box_iou", "generalized_box_iou"]:
-        spec = REGISTRY[name]
+        spec = REFERENCES[name]
         assert spec.family == "boxes"
         args, kw = spec.sample(rng, 4000, np.float64)
         assert_close64(getattr(fl, name)(*args, **kw), spec.torch_ref(*args, **kw).numpy())

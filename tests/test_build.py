@@ -106,6 +106,20 @@ def test_build_requirements_and_single_version_source():
     assert meta["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "fastloss._version.__version__"}
     assert fl.__version__ == re.search(r'__version__ = "([^"]+)"',
                                        (ROOT / "fastloss" / "_version.py").read_text()).group(1)
+    for name in ("README.md", "setup.py", "docs/conf.py", "MANIFEST.in", ".ci/run"):
+        path = ROOT / name
+        assert not path.exists() or fl.__version__ not in path.read_text(), \
+            f"{name} writes the version {fl.__version__}: fastloss/_version.py is its one place"
+
+
+def test_levels_named_once_and_no_test_only_module(setup_module):
+    """setup.py takes the levels from fastloss/_kernels/_levels.py (the one place they are named and
+    ranked); the math probe of tests/test_math.py is part of a family, not a module of its own."""
+    from fastloss._kernels import _levels
+    assert list(setup_module.X86_64_LEVELS) == list(_levels.LEVELS)
+    assert [f for f in setup_module.families() if f.startswith("math")] == []
+    kernels = Path(fl.__file__).resolve().parent / "_kernels"
+    assert not list(kernels.glob("_mathfuncs*"))
 
 
 def test_installed_metadata_version_matches():

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import fastloss as fl
-from fastloss.registry import REGISTRY
+from fastloss._reference import REFERENCES
 from fl_testing import assert_close_spec
 
 # the fastloss build this process imported, for child interpreters (see tests/test_threads.py)
@@ -42,8 +42,8 @@ def _threaded_cases():
     reduction and the gradient where the loss has them."""
     rng = np.random.default_rng(42)
     cases = []
-    for name in sorted(REGISTRY):
-        spec = REGISTRY[name]
+    for name in sorted(REFERENCES):
+        spec = REFERENCES[name]
         args, kw = spec.sample(rng, 300_007, np.float32 if len(cases) % 2 else np.float64)
         params = getattr(fl, name).__code__.co_varnames
         if "reduction" in params:
@@ -64,7 +64,7 @@ BLAS_BACKED = frozenset(("arcface_loss", "nt_xent_loss", "info_nce_loss", "batch
 
 
 def test_threads_calling_different_losses_match_serial():
-    """16 Python threads run every registered loss (2 rounds, each thread a different order) with
+    """16 Python threads run every loss with a reference (2 rounds, each thread a different order) with
     num_threads 1, 2 or 3; every result is bitwise the serial (num_threads=1) result; nothing hangs."""
     cases = _threaded_cases()
     serial = {c[0]: _as_bytes(_call(c[0], c[1], c[2], **({"num_threads": 1} if c[3] else {}))) for c in cases}
@@ -123,8 +123,8 @@ def _scaling_spec_per_family():
     their batch), as (name, args, kwargs)."""
     chosen = {}
     rng = np.random.default_rng(3)
-    for name in sorted(REGISTRY):
-        spec = REGISTRY[name]
+    for name in sorted(REFERENCES):
+        spec = REFERENCES[name]
         if spec.family in chosen or "num_threads" not in getattr(fl, name).__code__.co_varnames:
             continue
         args, kw = spec.sample(rng, 4_000_000, np.float64)

@@ -230,7 +230,7 @@ def test_kl_div_target_broadcasts_as_torch(dtype, name, xshape, yshape, reductio
 
 def test_sigmoid_focal_loss_refuses_what_torchvision_refuses():
     """torchvision's sigmoid_focal_loss calls binary_cross_entropy_with_logits, which wants equal shapes."""
-    from fastloss.registry.binary import torchvision_sigmoid_focal_loss
+    from fastloss._reference.binary import torchvision_sigmoid_focal_loss
 
     with pytest.raises(ValueError):
         torchvision_sigmoid_focal_loss(torch.zeros(5, 3), torch.zeros(5, 1))

@@ -1,7 +1,8 @@
 """Accuracy of ``src_c/fl_math.h`` (exp, log, log1p and the stable softplus / log_sigmoid / sigmoid).
 
-The private kernel family ``fastloss/_kernels/mathfuncs.pyx`` applies the very fused wrappers the loss
-kernels inline (``f_exp`` ...) to whole arrays, at every vector level built and usable on this CPU.
+The math probe (``fastloss/_kernels/_mathprobe.pxi``, compiled into the segmentation family at every
+vector level) applies the very fused wrappers the loss kernels inline (``f_exp`` ...) to whole arrays,
+at every vector level built and usable on this CPU.
 
 Inputs
   float32: every 1031st float32 bit pattern (~4.2M values: every exponent, both signs, denormals,
@@ -33,24 +34,26 @@ lower.  float64 errors are quantised to 2^-11 ulp: long double has 11 more bits.
 
 Special values are checked exactly (C99 Annex F for exp/log/log1p; limits for the stable forms).
 """
-import importlib
-
 import numpy as np
 import pytest
 
-from fastloss._kernels import ISA_LEVEL, _runtime
-from fastloss._kernels._built_levels import BUILT_LEVELS
+from fastloss._kernels import ISA_LEVEL, load_level, usable_levels
 
 FUNCS = ("exp", "log", "log1p", "log1p_unit", "softplus", "log_sigmoid", "sigmoid")
 BOUND = {"exp": 2.0, "log": 2.0, "log1p": 2.0, "log1p_unit": 2.0, "softplus": 3.0, "log_sigmoid": 3.0,
          "sigmoid": 3.0}
-_RANK = {"baseline": 0, "avx2": 1, "avx512": 2, "native": 0}
-LEVELS = [lvl for lvl in BUILT_LEVELS if _RANK[lvl] <= _runtime.cpu_vector_level()]
+LEVELS = usable_levels()
 _MEASURED = {}  # (level, func, dtype) -> max ulp error, printed at the end
 
 
-def _module(level):
-    return importlib.import_module(f"fastloss._kernels._mathfuncs_{level}")
+class _module:
+    """The probe at one vector level, one method per function: ``_module(level).exp(x)``."""
+
+    def __init__(self, level):
+        self._probe = load_level("segmentation", level).math_probe
+
+    def __getattr__(self, func):
+        return lambda x: self._probe(func, x)
 
 
 # ------------------------------------------------------------------------------------ references
@@ -298,4 +301,6 @@ def test_rejects_bad_arrays(func):
         getattr(fl, func)(np.zeros((3, 2)))
     with pytest.raises(ValueError):
         getattr(fl, func)(np.zeros(6)[::2])
+    with pytest.raises(ValueError, match="unknown function"):
+        fl.tanh(np.zeros(3))
     assert getattr(fl, func)(np.zeros(0, dtype=np.float32)).shape == (0,)

@@ -1,4 +1,4 @@
-"""Leaks and memory (issue 9): every registered loss called many times keeps RSS flat and shows no
+"""Leaks and memory (issue 9): every loss with a reference called many times keeps RSS flat and shows no
 growth in tracemalloc; ``reduction="mean"`` over 1e8 float32 elements allocates no N-sized temporary.
 
 The 1e8-element checks run in a fresh interpreter, so that the peak-RSS high-water mark
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fastloss as fl
-from fastloss.registry import REGISTRY
+from fastloss._reference import REFERENCES
 
 psutil = pytest.importorskip("psutil")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__)))
@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__)))
 
 def _calls(name, rng):
     """A few calls of loss ``name`` (every reduction, with and without the gradient) on ~1k elements."""
-    spec = REGISTRY[name]
+    spec = REFERENCES[name]
     params = inspect.signature(getattr(fl, name)).parameters
     args, kw = spec.sample(rng, 1024, np.float32)
     variants = [{}]
@@ -63,15 +63,15 @@ def _growth(calls, warm, settle, rounds):
 def test_repeated_calls_keep_rss_flat_and_tracemalloc_clean():
     """Every registered loss, every variant, 25 rounds after 12 warm-up rounds: tracemalloc's traced
     memory grows by less than 64 KiB and RSS by less than 16 MiB (leaking one 1k-element float32 array
-    per call would be 25 * 6 * 4 KiB = 600 KiB per loss, ~22 MiB for the registry)."""
+    per call would be 25 * 6 * 4 KiB = 600 KiB per loss, ~22 MiB for all the references)."""
     rng = np.random.default_rng(0)
-    calls = [c for name in sorted(REGISTRY) for c in _calls(name, rng)]
+    calls = [c for name in sorted(REFERENCES) for c in _calls(name, rng)]
     traced, rss = _growth(calls, 8, 4, 25)
     assert traced < 64 * 1024, f"tracemalloc grew by {traced} bytes"
     assert rss < 16 * 2**20, f"RSS grew by {rss / 2**20:.1f} MiB over {25 * len(calls)} calls"
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("name", sorted(REFERENCES))
 def test_no_growth_per_loss(name):
     """Per loss: 20 rounds of its variants leave tracemalloc flat (names the leaking loss)."""
     calls = _calls(name, np.random.default_rng(1))

@@ -1,15 +1,15 @@
-"""Metric family: every registered loss against its float64 torch reference (torch.nn.functional, or the
-SPEC §6 formula in torch ops from fastloss/registry/metric.py), plus hostile inputs and errors."""
+"""Metric family: every loss with a reference against its float64 torch reference (torch.nn.functional, or the
+SPEC §6 formula in torch ops from fastloss/_reference/metric.py), plus hostile inputs and errors."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import fastloss as fl
-from fastloss.registry import REGISTRY
+from fastloss._reference import REFERENCES
 from fl_testing import assert_close_spec
 
-METRIC = sorted(name for name, s in REGISTRY.items() if s.family == "metric")
+METRIC = sorted(name for name, s in REFERENCES.items() if s.family == "metric")
 REDUCTIONS = ["none", "mean", "sum"]
 
 
@@ -39,7 +39,7 @@ def assert_close(got, want, dtype, what="", reduced=None):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_value_and_grad_match_torch(name, dtype, reduction):
-    spec = REGISTRY[name]
+    spec = REFERENCES[name]
     args, kw = spec.sample(np.random.default_rng(1), 3000, dtype)
     want, want_g = reference(spec, args, kw, reduction)
     got, got_g = call(name, args, kw, reduction=reduction, return_grad=True)
@@ -53,7 +53,7 @@ def test_value_and_grad_match_torch(name, dtype, reduction):
 
 @pytest.mark.parametrize("name", METRIC)
 def test_out_and_inputs_unmodified_and_layouts(name):
-    spec = REGISTRY[name]
+    spec = REFERENCES[name]
     args, kw = spec.sample(np.random.default_rng(2), 800, np.float64)
     copies = [np.array(a, copy=True) for a in args]
     want, _ = reference(spec, args, kw, "none")
@@ -77,7 +77,7 @@ def test_out_and_inputs_unmodified_and_layouts(name):
 @pytest.mark.parametrize("name", METRIC)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_reductions_bitwise_identical_across_threads(name, dtype):
-    spec = REGISTRY[name]
+    spec = REFERENCES[name]
     args, kw = spec.sample(np.random.default_rng(3), 200_000, dtype)
     results = []
     for nt in (1, 2, 3):
@@ -89,7 +89,7 @@ def test_reductions_bitwise_identical_across_threads(name, dtype):
 
 @pytest.mark.parametrize("name", METRIC)
 def test_empty_batch(name):
-    spec = REGISTRY[name]
+    spec = REFERENCES[name]
     args, kw = spec.sample(np.random.default_rng(4), 64, np.float64)
     empty = [np.asarray(a)[:0] for a in args]
     if name == "batch_all_triplet_loss":       # mean over positive triplets: 0 when there is none
@@ -229,7 +229,7 @@ def test_contrastive_zero_distance_and_margin():
 
 @pytest.mark.parametrize("name", ["batch_hard_triplet_loss", "batch_all_triplet_loss"])
 def test_mining_degenerate_batches(name):
-    spec = REGISTRY[name]
+    spec = REFERENCES[name]
     rng = np.random.default_rng(8)
     e = rng.standard_normal((6, 3))
     cases = [(e, np.zeros(6, dtype=np.int32)),             # one class: no negatives
@@ -257,7 +257,7 @@ def test_nt_xent_zero_vectors_and_single_pair():
     z1, z2 = rng.standard_normal((2, 5, 4))
     z1[1] = 0
     for a, b in ((z1, z2), (z1[:1], z2[:1])):
-        want, want_g = reference(REGISTRY["nt_xent_loss"], (a, b), {"temperature": 0.3}, "mean")
+        want, want_g = reference(REFERENCES["nt_xent_loss"], (a, b), {"temperature": 0.3}, "mean")
         got, g = fl.nt_xent_loss(a, b, temperature=0.3, return_grad=True)
         assert_close(got, want, np.float64)
         for x, w in zip(g, want_g):

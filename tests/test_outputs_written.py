@@ -1,17 +1,17 @@
 """Every output element is written (issue 13, SPEC §5): no loss returns what ``np.empty`` held.
 
-For every registered loss and every reduction, over its sampled call and over variants with a
+For every loss with a reference and every reduction, over its sampled call and over variants with a
 zero-size axis at each position of the prediction (the other arguments cut to match, plus a variant
 whose class labels are all ``ignore_index``, so that zero classes still give a result):
 
-* the float64 torch reference (registry) either raises -- then fastloss raises a ValueError /
+* the float64 torch reference (fastloss._reference) either raises -- then fastloss raises a ValueError /
   IndexError / TypeError too -- or returns a value, and then
 * ``reduction="none"`` with ``out=`` pre-filled with a sentinel returns ``out`` itself with every
   element overwritten by the reference's value, and without ``out=`` equals the reference;
 * every other reduction equals the reference (value and 0-d shape).
 
 Losses with a torch / torchvision reference follow it exactly (its result or its error).  For the SPEC §6
-losses the registry's reference is a formula written in torch ops that may not handle every empty
+losses the shared reference is a formula written in torch ops that may not handle every empty
 shape (e.g. ``max`` over an empty batch): where it raises, fastloss may return a result -- every
 element written -- and where it returns, fastloss may raise a SPEC §5 error.
 """
@@ -24,12 +24,12 @@ import pytest
 import torch
 
 import fastloss as fl
-from fastloss.registry import REGISTRY
+from fastloss._reference import REFERENCES
 from fl_testing import assert_close_spec
 
 SENTINEL = -7.25e30  # no loss value of these samples; an unwritten element keeps it
 SPEC5 = (ValueError, IndexError, TypeError)
-LOSSES = sorted(n for n in REGISTRY if "reduction" in inspect.signature(getattr(fl, n)).parameters)
+LOSSES = sorted(n for n in REFERENCES if "reduction" in inspect.signature(getattr(fl, n)).parameters)
 CLASS_INDEX_LOSSES = ("cross_entropy", "nll_loss", "softmax_focal_loss")
 TORCHVISION = (
     "sigmoid_focal_loss",
@@ -39,7 +39,7 @@ TORCHVISION = (
     "box_iou",
     "generalized_box_iou",
 )
-TORCH_SEMANTICS = frozenset(n for n in REGISTRY if hasattr(torch.nn.functional, n) or n in TORCHVISION)
+TORCH_SEMANTICS = frozenset(n for n in REFERENCES if hasattr(torch.nn.functional, n) or n in TORCHVISION)
 
 
 def _known_reference_bug(name, args, reduction):
@@ -113,7 +113,7 @@ def _reference(spec, args, kwargs, reduction):
 def _cases():
     rng = np.random.default_rng(13)
     for name in LOSSES:
-        spec = REGISTRY[name]
+        spec = REFERENCES[name]
         if spec.torch_ref is None:
             continue
         args, kwargs = spec.sample(rng, 40, np.float64)
@@ -123,7 +123,7 @@ def _cases():
 
 @pytest.mark.parametrize("name,args,kwargs", list(_cases()))
 def test_every_output_element_is_written(name, args, kwargs):
-    spec = REGISTRY[name]
+    spec = REFERENCES[name]
     fn = getattr(fl, name)
     for reduction in _reductions(name):
         try:

@@ -1,6 +1,6 @@
 """fastloss.score_parquet / score_file: streaming a loss over Parquet and .npy/.npz files.
 
-References are float64 torch (or the registry's float64 torch reference) over ALL rows in memory;
+References are float64 torch (or the shared float64 torch reference) over ALL rows in memory;
 the streamed result must match within 1e-12 relative (SPEC §4), batches being small enough that every
 file is several record batches and row groups.
 """
@@ -16,7 +16,7 @@ import pytest
 
 import fastloss as fl
 from fastloss import scoring
-from fastloss.registry import REGISTRY
+from fastloss._reference import REFERENCES
 from fl_testing import assert_close_spec
 
 pa = pytest.importorskip("pyarrow")
@@ -91,9 +91,9 @@ def test_mse_variable_length_lists_of_constant_length(tmp_path, rng):
 
 
 def test_giou_boxes_as_four_float_lists(tmp_path, rng):
-    (b1, b2), _ = REGISTRY["generalized_box_iou_loss"].sample(rng, 4 * 3000, np.float64)
+    (b1, b2), _ = REFERENCES["generalized_box_iou_loss"].sample(rng, 4 * 3000, np.float64)
     path = write(tmp_path / "boxes.parquet", pred=fixed_list(b1), gt=fixed_list(b2))
-    ref = REGISTRY["generalized_box_iou_loss"].torch_ref
+    ref = REFERENCES["generalized_box_iou_loss"].torch_ref
     res = fl.score_parquet(path, "generalized_box_iou_loss", "pred", "gt", batch_size=1000)
     close(res.loss, ref(b1, b2, reduction="mean"))
     res = fl.score_parquet(path, "generalized_box_iou_loss", "pred", "gt", batch_size=1000, reduction="sum",

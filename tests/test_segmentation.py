@@ -1,16 +1,16 @@
 """Segmentation overlap losses (SPEC §6): Dice, Jaccard, Tversky, focal Tversky, Dice + BCE.
 
-Values against a float64 NumPy formula written here (TP, FP, FN summed directly, stable sigmoid /
-softmax); gradients against torch.autograd on the smp-style torch-ops reference of
-fastloss/registry/segmentation.py (itself checked against the NumPy formula below).  Plus hostile
+Values against the float64 NumPy formula of fastloss/_reference/segmentation.py (TP, FP, FN summed
+directly, stable sigmoid / softmax); gradients against torch.autograd on the smp-style torch-ops
+reference there (itself checked against the NumPy formula).  Plus hostile
 inputs, empty masks / batches, determinism across thread counts, input handling and errors."""
 import numpy as np
 import pytest
 import torch
 
 import fastloss as fl
-from fastloss.registry import REGISTRY
-from fastloss.registry.segmentation import torch_overlap_ref
+from fastloss._reference import REFERENCES
+from fastloss._reference.segmentation import np_overlap_ref, np_sigmoid, np_softmax, torch_overlap_ref
 from fl_testing import DTYPES, DTYPE_IDS, REDUCTIONS, assert_close_spec, readonly, fortran, strided
 
 LOSSES = ["dice_loss", "jaccard_loss", "tversky_loss", "focal_tversky_loss", "dice_bce_loss"]
@@ -22,64 +22,20 @@ PARAMS = {"tversky_loss": {"alpha": 0.3, "beta": 0.7},
 MODES = ["binary", "multiclass", "multilabel"]
 
 
-# ---------------------------------------------------------------- the independent NumPy reference
+# ---------------------------------------------------------------- the independent references
 
-def _sigmoid(x):
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def _softmax(x):
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def np_overlap(name, x, target, mode="multiclass", from_logits=True, smooth=0.0, eps=1e-7, ignore_index=None,
-               alpha=0.5, beta=0.5, gamma=1.0, dice_weight=None, reduction="mean"):
-    """SPEC §6 in float64 NumPy, per (sample, class) pair; FP and FN summed directly."""
-    x = np.asarray(x, dtype=np.float64)
-    N, C = x.shape[:2]
-    S = int(np.prod(x.shape[2:]))
-    xs = x.reshape(N, C, S)
-    if name == "dice_bce_loss" or (from_logits and mode != "multiclass"):
-        p = _sigmoid(xs)
-    elif from_logits:
-        p = _softmax(xs)
-    else:
-        p = xs
+def np_overlap(name, x, target, **kw):
+    """The NumPy reference (fastloss/_reference/segmentation.py) in float64: x and float targets upcast."""
     target = np.asarray(target)
-    if mode == "multiclass" and target.ndim == x.ndim - 1:
-        y = target.reshape(N, 1, S)
-        t = (y == np.arange(C).reshape(1, C, 1)).astype(np.float64)
-        valid = np.broadcast_to(y != ignore_index if ignore_index is not None else True, t.shape)
-    else:
-        t = target.reshape(N, C, S).astype(np.float64)
-        valid = t != ignore_index if ignore_index is not None else np.ones_like(t, dtype=bool)
-    v = valid.astype(np.float64)
-    pv, tv = p * v, t * v
-    tp, fp, fn = (pv * tv).sum(2), (pv * (1 - tv)).sum(2), ((1 - pv) * tv).sum(2)
-    kind = KIND[name]
-    if kind == "dice":
-        score = (2 * tp + smooth) / np.maximum(2 * tp + fp + fn + smooth, eps)
-    elif kind == "jaccard":
-        score = (tp + smooth) / np.maximum(tp + fp + fn + smooth, eps)
-    else:
-        score = (tp + smooth) / np.maximum(tp + alpha * fp + beta * fn + smooth, eps)
-    loss = 1 - score
-    if kind == "focal_tversky":
-        loss = loss ** gamma
+    if target.dtype.kind == "f":
+        target = target.astype(np.float64)
     if name == "dice_bce_loss":
-        w = 0.5 if dice_weight is None else dice_weight
-        bce = np.maximum(xs, 0) - xs * tv + np.log1p(np.exp(-np.abs(xs)))
-        cnt = v.sum(2)
-        loss = w * loss + (1 - w) * np.where(cnt > 0, (bce * v).sum(2) / np.maximum(cnt, 1), 0.0)
-    if reduction == "none":
-        return loss
-    return loss.sum() if reduction == "sum" else loss.mean()
+        kw = {"dice_weight": 0.5, **kw}          # dice_bce_loss's default
+    return np_overlap_ref(KIND[name], np.asarray(x, dtype=np.float64), target, **kw)
 
 
 def torch_ref(name, x, target, **kw):
-    """The registry's torch-ops reference on float64 tensors (x may require grad)."""
+    """The shared torch-ops reference on float64 tensors (x may require grad)."""
     t = torch.as_tensor(np.asarray(target, dtype=np.float64) if np.asarray(target).dtype.kind in "fb"
                         else np.asarray(target, dtype=np.int64))
     kind = "focal_tversky" if name == "focal_tversky_loss" else KIND[name]
@@ -129,7 +85,7 @@ def probs_input(x, mode, from_logits):
     if from_logits:
         return x
     x64 = x.astype(np.float64)
-    return (_softmax(x64) if mode == "multiclass" else _sigmoid(x64)).astype(x.dtype)
+    return (np_softmax(x64) if mode == "multiclass" else np_sigmoid(x64)).astype(x.dtype)
 
 
 # ---------------------------------------------------------------- values and gradients
@@ -416,9 +372,9 @@ def test_out():
         fl.jaccard_loss(x, y, reduction="none", out=np.empty((4, 3), dtype=np.float32))
 
 
-def test_registry_entries():
+def test_reference_entries():
     for name in LOSSES:
-        spec = REGISTRY[name]
+        spec = REFERENCES[name]
         assert spec.family == "segmentation"
         args, kw = spec.sample(np.random.default_rng(0), 400, np.float64)
         got = getattr(fl, name)(*args, **kw)

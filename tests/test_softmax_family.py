@@ -1,6 +1,6 @@
 """nll_loss, cross_entropy (probability targets), softmax_focal_loss, multi_margin_loss,
 distillation_loss and class_balanced_weights against independent float64 references
-(torch.nn.functional in float64, the torch-ops / NumPy formulas of SPEC §6 in fastloss.registry)."""
+(torch.nn.functional in float64, the torch-ops / NumPy formulas of SPEC §6 in fastloss._reference)."""
 import re
 
 import numpy as np
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import fastloss as fl
-from fastloss.registry.classification import (
+from fastloss._reference.classification import (
     class_balanced_weights_ref, distillation_ref, softmax_focal_ref,
 )
 from fl_testing import assert_close_spec

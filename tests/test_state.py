@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from fl_testing import DTYPE_IDS, DTYPES, assert_close_spec, to_torch64, to_torch_long
 
 import fastloss as fl
-from fastloss.registry import REGISTRY
-from fastloss.registry.boxes import sample_boxes, tv_giou_loss
+from fastloss._reference import REFERENCES
+from fastloss._reference.boxes import sample_boxes, tv_giou_loss
 
 C = 7
 
@@ -301,7 +301,7 @@ def test_in_batch_loss_state_is_the_chunk_loss(rng):
     e = rng.standard_normal((40, 6))
     lab = rng.integers(0, 4, 40)
     st = fl.partial("batch_hard_triplet_loss", e, lab)
-    spec = REGISTRY["batch_hard_triplet_loss"]
+    spec = REFERENCES["batch_hard_triplet_loss"]
     _close(st.finalize(), spec.torch_ref(to_torch64(e), to_torch_long(lab), reduction="mean"))
     assert st.count == 40
     assert fl.partial("nt_xent_loss", e[:20], e[20:]).count == 40
@@ -318,14 +318,14 @@ def test_reduced_paths_kept_their_values(rng):
 
 def _registered_losses():
     import inspect
-    return sorted(n for n in REGISTRY if "reduction" in inspect.signature(getattr(fl, n)).parameters)
+    return sorted(n for n in REFERENCES if "reduction" in inspect.signature(getattr(fl, n)).parameters)
 
 
 @pytest.mark.parametrize("name", _registered_losses())
 def test_every_registered_loss_has_a_state(name, rng):
     """The state's mean is the reference's mean (the loss's own: the kernel's float64 total and
-    denominator) and its count the size of the per-item output, for every registered loss."""
-    spec = REGISTRY[name]
+    denominator) and its count the size of the per-item output, for every loss with a reference."""
+    spec = REFERENCES[name]
     args, kw = spec.sample(rng, 240, np.float64)
     kw = dict(kw)
     kw.pop("reduction", None)

@@ -10,7 +10,7 @@ torch tensor.
 
 The allowed outcomes of a call (``judge``):
 
-* a result, equal (SPEC §4 tolerance, same shape) to the registry's float64 reference on the same
+* a result, equal (SPEC §4 tolerance, same shape) to the shared float64 reference on the same
   values where there is one and it accepts the call; otherwise a finite-or-nan float ndarray / NumPy
   scalar for a loss (any value for the other callables) -- and the NumPy inputs unmodified;
 * a ``ValueError`` / ``TypeError`` / ``IndexError`` whose message names the replaced parameter (and is
@@ -73,12 +73,12 @@ def hostile_values(original):
 # ------------------------------------------------------------------------------ the valid calls
 def _valid_calls(tmpdir):
     """(name, callable, args, kwargs, reference or None, is_loss) for each public callable."""
-    from fastloss.registry import REGISTRY
+    from fastloss._reference import REFERENCES
 
     rng = np.random.default_rng(2024)
     calls = []
-    for name in sorted(REGISTRY):
-        spec = REGISTRY[name]
+    for name in sorted(REFERENCES):
+        spec = REFERENCES[name]
         args, kwargs = spec.sample(rng, N_ELEMENTS, np.float64)
         ref = spec.torch_ref or spec.numpy_ref
         calls.append((name, getattr(fl, name), args, kwargs, ref, True))

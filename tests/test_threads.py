@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastloss as fl
-from fastloss._kernels import ISA_LEVEL, _runtime
+from fastloss._kernels import ISA_LEVEL, _runtime, usable_levels
 from fastloss._kernels._built_levels import BUILT_LEVELS
 from fl_testing import DTYPE_IDS, DTYPES, tolerances
 
@@ -233,8 +233,7 @@ def test_gil_is_released_during_a_call():
 
 
 # ------------------------------------------------------------------------------------------- ISA levels
-_RANK = {"baseline": 0, "avx2": 1, "avx512": 2, "native": 0}
-USABLE = [lvl for lvl in BUILT_LEVELS if _RANK[lvl] <= _runtime.cpu_vector_level()]
+USABLE = usable_levels()
 
 _ISA_SCRIPT = r"""
 import sys, numpy as np, fastloss as fl

@@ -4,7 +4,7 @@
   ``tests/typing/``, whose ``assert_type`` calls pin the ``return_grad`` overloads of every loss;
 * the same calls, run, return what their asserted types say;
 * every loss's three ``return_grad`` overloads take exactly its parameters, with its annotations,
-  and promise as many gradients as the registry says it differentiates;
+  and promise as many gradients as its reference entry says it differentiates;
 * every public function and method is annotated, and ``py.typed`` ships with the package.
 """
 import ast
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import fastloss as fl
-from fastloss.registry import REGISTRY
+from fastloss._reference import REFERENCES
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSS_MODULES = ("classification", "regression", "boxes", "metric", "binary", "segmentation")
@@ -81,7 +81,7 @@ def test_every_loss_with_return_grad_is_checked():
 
 @pytest.mark.parametrize("name, impl, overloads", LOSS_DEFS, ids=[n for n, *_ in LOSS_DEFS])
 def test_return_grad_overloads_match_the_function(name, impl, overloads):
-    grad = GRAD_TYPES[len(REGISTRY[name].grad_argnums)]
+    grad = GRAD_TYPES[len(REFERENCES[name].grad_argnums)]
     assert ast.unparse(impl.returns) == f"Loss | {grad}"
     expected = [("Literal[False]", True, "Loss"), ("Literal[True]", False, grad), ("bool", True, f"Loss | {grad}")]
     assert len(overloads) == len(expected), f"{name}: {len(overloads)} overloads"

@@ -1,12 +1,15 @@
 """Choose, once per process, the compiled vector level of every kernel family.
 
-Each family (``classification``, ``regression``, ...) is built once per x86-64 level by setup.py; this
-module imports the widest one the CPU supports.  ``FASTLOSS_ISA=baseline|avx2|avx512`` forces a level
-(tests use it to check that every level gives the same numbers).
+Each family (``classification``, ``regression``, ...) is built once per x86-64 level by setup.py
+(``_levels.py`` names and ranks the levels); this module imports the widest one the CPU supports.
+``FASTLOSS_ISA=baseline|avx2|avx512`` forces a level (tests use it to check that every level gives the
+same numbers).
 """
 import importlib
 import importlib.util
 import os
+
+from . import _levels
 
 
 def _not_built_error():
@@ -29,7 +32,9 @@ except ImportError:
         raise _not_built_error() from None
     raise
 
-_LEVEL_RANK = {"baseline": 0, "avx2": 1, "avx512": 2, "native": 0}
+def usable_levels():
+    """The levels of this build that this CPU runs, narrowest first."""
+    return _levels.runnable(BUILT_LEVELS, _runtime.cpu_x86_64_level())
 
 
 def _choose_level() -> str:
@@ -37,14 +42,12 @@ def _choose_level() -> str:
     if forced:
         if forced not in BUILT_LEVELS:
             raise ImportError(f"FASTLOSS_ISA={forced!r}: this build has only {BUILT_LEVELS}")
-        if _LEVEL_RANK[forced] > _runtime.cpu_vector_level():
+        if forced not in usable_levels():
             raise ImportError(f"FASTLOSS_ISA={forced!r}: this CPU does not support it")
         return forced
-    if "native" in BUILT_LEVELS:
-        return "native"
-    cpu = _runtime.cpu_vector_level()
-    usable = [lvl for lvl in BUILT_LEVELS if _LEVEL_RANK[lvl] <= cpu]
-    return max(usable, key=_LEVEL_RANK.__getitem__)
+    if _levels.NATIVE in BUILT_LEVELS:
+        return _levels.NATIVE
+    return usable_levels()[-1]
 
 
 ISA_LEVEL = _choose_level()
@@ -52,4 +55,9 @@ ISA_LEVEL = _choose_level()
 
 def load(family: str):
     """The compiled module of a kernel family at the chosen vector level."""
-    return importlib.import_module(f"fastloss._kernels._{family}_{ISA_LEVEL}")
+    return load_level(family, ISA_LEVEL)
+
+
+def load_level(family: str, level: str):
+    """The compiled module of a kernel family at a given built level (tests compare the levels)."""
+    return importlib.import_module(f"fastloss._kernels._{family}_{level}")

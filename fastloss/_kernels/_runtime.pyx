@@ -8,7 +8,7 @@ threadpoolctl can find and limit fastloss like any other native thread pool (see
 cdef extern from "fl_runtime.h" nogil:
     int fl_openmp_enabled()
     int fl_omp_max_threads()
-    int fl_cpu_vector_level()
+    int fl_cpu_x86_64_level()
 
 # 0 = not set by the user: follow OpenMP's default (OMP_NUM_THREADS, else the number of cores).
 cdef int _requested_threads = 0
@@ -46,6 +46,7 @@ def omp_max_threads():
     return fl_omp_max_threads()
 
 
-def cpu_vector_level():
-    """0 = baseline x86-64 (or non-x86), 1 = AVX2+FMA (x86-64-v3), 2 = AVX-512 (x86-64-v4)."""
-    return fl_cpu_vector_level()
+def cpu_x86_64_level():
+    """The x86-64 psABI level of the CPU: 4 = x86-64-v4 (AVX-512), 3 = x86-64-v3 (AVX2+FMA), 1 = other
+    x86, 0 = not x86 (fastloss/_kernels/_levels.py maps the vector levels onto these)."""
+    return fl_cpu_x86_64_level()

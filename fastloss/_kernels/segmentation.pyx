@@ -450,3 +450,7 @@ def segment_grad(x, t, labels, ignore_index, Activation act, coef, grad, int num
     cdef Py_ssize_t itemsize = x.dtype.itemsize
     cdef BlockFn fn = <BlockFn> grad_items[float] if itemsize == 4 else <BlockFn> grad_items[double]
     run_items(fn, &c, x.shape[0], itemsize, num_threads)
+
+
+# tests/test_math.py measures src_c/fl_math.h at every vector level through this module (tests only)
+include "_mathprobe.pxi"

@@ -369,8 +369,8 @@ def _named_arrays(args, kwargs):
 
 def _cpu_has_avx512() -> bool:
     try:
-        from .._kernels import _runtime
-        return _runtime.cpu_vector_level() >= 2
+        from .._kernels import _levels, _runtime
+        return _runtime.cpu_x86_64_level() >= _levels.LEVELS["avx512"]
     except Exception:
         return False
 

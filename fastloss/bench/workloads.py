@@ -1,21 +1,24 @@
 """The benchmark workloads of WORKLOADS.md (/work/shared/WORKLOADS.md), defined once, as data.
 
 Read by ``fastloss bench`` (``fastloss/bench/__init__.py``) and by the pytest-benchmark suite
-(``benchmarks/test_bench.py``); nothing else defines sizes, references or targets.
+(``benchmarks/test_bench.py``); nothing else defines sizes or targets (the references are
+``fastloss._reference``'s).
 
 A ``Workload`` names the public loss (``fastloss.<loss>``), a builder of its arguments, the
 competitors and the targets:
 
 * ``build(rng, n, dtype) -> (args, kwargs)``: seeded synthetic NumPy inputs for a call of size ``n``
   (``n`` = the workload's N: rows, elements, box pairs or batch size; ``Workload.n`` is the
-  WORKLOADS.md size, ``n_quick`` the ``--quick`` size).  ``kwargs["reduction"]`` is set from the
+  WORKLOADS.md size, ``n_quick`` the ``--quick`` size): the workload's own data, in WORKLOADS.md's
+  shapes (the references' samplers make small test calls).  ``kwargs["reduction"]`` is set from the
   workload, so torchvision-style defaults (``reduction="none"``) never leak in.
-* ``torch_ref(*tensors, **kwargs)``: the PyTorch computation with fastloss's signature, run on
-  ``torch.from_numpy`` views of the same arrays: ``torch.nn.functional`` where it has the loss,
+* ``torch_ref`` / ``numpy_ref``: the loss's references in ``fastloss._reference`` (the ones the tests
+  assert against).  ``torch_ref(*tensors, **kwargs)``: the PyTorch computation with fastloss's signature,
+  run on ``torch.from_numpy`` views of the same arrays: ``torch.nn.functional`` where it has the loss,
   else the torchvision formula (or the usual formulation) written in torch ops.
-* ``numpy_ref(*arrays, **kwargs)``: an honest NumPy formula in the input's dtype, with the stable
+  ``numpy_ref(*arrays, **kwargs)``: an honest NumPy formula in the input's dtype, with the stable
   forms a careful NumPy user writes (log-sum-exp shifted by the row max, softplus through
-  ``log1p(exp(-|x|))``); it doubles as the value check of the fastloss result.
+  ``log1p(exp(-|x|))``).  Both double as the value check of the fastloss result.
 * ``sklearn_ref(args, kwargs, threads) -> callable``: scikit-learn's Cython/OpenMP loss
   (float64 rows of W1, W2, W6).
 * ``targets``: the WORKLOADS.md bounds, each on one ratio (``torch/fastloss``, ``sklearn/fastloss``:
@@ -34,6 +37,8 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 import numpy as np
+
+from .._reference import REFERENCES
 
 IMPLS = ("fastloss", "torch", "numpy", "sklearn")
 RATIOS = ("torch/fastloss", "numpy/fastloss", "sklearn/fastloss", "fastloss/floor", "grad/loss")
@@ -80,15 +85,25 @@ class Workload:
     build: Callable             # build(rng, n, dtype) -> (args, kwargs)
     n: int                      # the WORKLOADS.md size
     n_quick: int                # the --quick size
-    torch_ref: Optional[Callable] = None
-    numpy_ref: Optional[Callable] = None
     sklearn_ref: Optional[Callable] = None
     dtype: str = "float32"
     reduction: str = "mean"
     variant: str = "loss"       # "loss" | "none" | "grad"
-    grad_argnums: tuple = (0,)
     targets: tuple = ()
     notes: str = ""
+
+    @property
+    def torch_ref(self) -> Optional[Callable]:
+        return REFERENCES[self.loss].torch_ref
+
+    @property
+    def numpy_ref(self) -> Optional[Callable]:
+        """None for W17: NumPy has no gradient."""
+        return None if self.variant == "grad" else REFERENCES[self.loss].numpy_ref
+
+    @property
+    def grad_argnums(self) -> tuple:
+        return REFERENCES[self.loss].grad_argnums
 
     @property
     def base(self) -> str:
@@ -103,63 +118,7 @@ class Workload:
         return self.id.split("/")[1] if self.id.startswith(("W16/", "W17/")) else self.base
 
 
-# ---------------------------------------------------------------- shared small helpers
-
-def _reduce(loss, reduction):
-    """none / mean / sum, for NumPy arrays and torch tensors alike."""
-    if reduction == "none":
-        return loss
-    return loss.sum() if reduction == "sum" else loss.mean()
-
-
-def _xp(a):
-    """The array namespace of ``a``: numpy, or torch for tensors (torch is imported only then)."""
-    if isinstance(a, np.ndarray):
-        return np
-    import torch
-    return torch
-
-
-def _detach(a):
-    return a.detach() if hasattr(a, "detach") else a
-
-
-def _F():
-    import torch.nn.functional as F
-    return F
-
-
-def _softplus_neg(x):
-    """-log(sigmoid(x)) = log1p(exp(-|x|)) + max(-x, 0): never overflows."""
-    return np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0)
-
-
 # ---------------------------------------------------------------- cross-entropy (W1-W5)
-
-def np_cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-    """torch's cross_entropy with class-index targets: (N, C) or (N, C, d1, ...) logits."""
-    C = input.shape[1]
-    x = np.moveaxis(input, 1, -1).reshape(-1, C)      # a copy for the spatial layout, as NumPy must
-    y = target.reshape(-1)
-    m = x.max(axis=1, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)                # an infinite row max shifts by 0 (torch's rule)
-    lse = m[:, 0] + np.log(np.exp(x - m).sum(axis=1))
-    valid = y != ignore_index
-    ys = np.where(valid, y, 0)
-    w = np.ones(C, dtype=x.dtype) if weight is None else weight
-    wy = np.where(valid, w[ys], 0).astype(x.dtype)
-    loss = (1 - label_smoothing) * wy * (lse - np.take_along_axis(x, ys[:, None], 1)[:, 0])
-    if label_smoothing:
-        smooth = ((lse[:, None] - x) * w).sum(axis=1)
-        loss = loss + np.where(valid, label_smoothing / C * smooth, 0).astype(x.dtype)
-    if reduction == "none":
-        return loss.reshape(target.shape)
-    return loss.sum() / wy.sum() if reduction == "mean" else loss.sum()
-
-
-def torch_cross_entropy(*args, **kwargs):
-    return _F().cross_entropy(*args, **kwargs)
-
 
 def sk_cross_entropy(args, kwargs, threads):
     """sklearn's HalfMultinomialLoss is exactly cross-entropy (log-sum-exp minus the true logit)."""
@@ -189,18 +148,6 @@ def _build_ce_smoothing(rng, n, dtype):
 
 # ---------------------------------------------------------------- binary losses (W6, W7)
 
-def np_bce_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
-    """(1 - y) x + (1 + (pw - 1) y) softplus(-x), times weight."""
-    sp = _softplus_neg(input)
-    lw = sp if pos_weight is None else (1 + (pos_weight - 1) * target) * sp
-    loss = (1 - target) * input + lw
-    return _reduce(loss if weight is None else loss * weight, reduction)
-
-
-def torch_bce_with_logits(*args, **kwargs):
-    return _F().binary_cross_entropy_with_logits(*args, **kwargs)
-
-
 def sk_bce_with_logits(args, kwargs, threads):
     """sklearn's HalfBinomialLoss is exactly BCE-with-logits; pos_weight for 0/1 targets is a sample
     weight of pos_weight on the positives (precomputed, outside the timing)."""
@@ -221,30 +168,6 @@ def _build_bce_pos_weight(rng, n, dtype):
     return args, {"pos_weight": np.array([2.0], dtype=dtype)}
 
 
-def np_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
-    """torchvision.ops.sigmoid_focal_loss, with p = exp(-softplus(-x)) (no overflow)."""
-    sp = _softplus_neg(inputs)
-    p = np.exp(-sp)
-    ce = (1 - targets) * inputs + sp
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce * (1 - p_t) ** gamma
-    if alpha >= 0:
-        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    return _reduce(loss, reduction)
-
-
-def torch_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
-    """torchvision.ops.sigmoid_focal_loss, verbatim in torch ops."""
-    import torch
-    p = torch.sigmoid(inputs)
-    ce_loss = _F().binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce_loss * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    return _reduce(loss, reduction)
-
-
 def _build_focal(rng, n, dtype):
     args, _ = _build_binary(rng, n, dtype)
     return args, {"alpha": 0.25, "gamma": 2.0}
@@ -252,75 +175,11 @@ def _build_focal(rng, n, dtype):
 
 # ---------------------------------------------------------------- regression (W8, W9)
 
-def np_huber_loss(input, target, reduction="mean", delta=1.0):
-    d = input - target
-    ad = np.abs(d)
-    return _reduce(np.where(ad < delta, 0.5 * d * d, delta * (ad - 0.5 * delta)), reduction)
-
-
-def np_mse_loss(input, target, reduction="mean"):
-    d = input - target
-    return _reduce(d * d, reduction)
-
-
-def torch_huber_loss(*args, **kwargs):
-    return _F().huber_loss(*args, **kwargs)
-
-
-def torch_mse_loss(*args, **kwargs):
-    return _F().mse_loss(*args, **kwargs)
-
-
 def _build_regression(rng, n, dtype):
     return (rng.standard_normal(n, dtype=dtype), rng.standard_normal(n, dtype=dtype)), {}
 
 
 # ---------------------------------------------------------------- boxes (W10, W11)
-# torchvision.ops' formulas (_loss_inter_union, generalized_box_iou_loss, _diou_iou_loss,
-# complete_box_iou_loss) written once over the array namespace: the torch reference runs them in
-# torch ops (as torchvision does), the NumPy reference in NumPy.
-
-def _inter_union(b1, b2):
-    xp = _xp(b1)
-    x1, y1, x2, y2 = (b1[..., i] for i in range(4))
-    x1g, y1g, x2g, y2g = (b2[..., i] for i in range(4))
-    xkis1, ykis1 = xp.maximum(x1, x1g), xp.maximum(y1, y1g)
-    xkis2, ykis2 = xp.minimum(x2, x2g), xp.minimum(y2, y2g)
-    intsct = xp.zeros_like(x1)
-    mask = (ykis2 > ykis1) & (xkis2 > xkis1)
-    intsct[mask] = (xkis2[mask] - xkis1[mask]) * (ykis2[mask] - ykis1[mask])
-    union = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - intsct
-    return intsct, union
-
-
-def _enclosing(b1, b2):
-    xp = _xp(b1)
-    return (xp.minimum(b1[..., 0], b2[..., 0]), xp.minimum(b1[..., 1], b2[..., 1]),
-            xp.maximum(b1[..., 2], b2[..., 2]), xp.maximum(b1[..., 3], b2[..., 3]))
-
-
-def ref_generalized_box_iou_loss(boxes1, boxes2, reduction="none", eps=1e-7):
-    intsct, union = _inter_union(boxes1, boxes2)
-    iou = intsct / (union + eps)
-    xc1, yc1, xc2, yc2 = _enclosing(boxes1, boxes2)
-    area_c = (xc2 - xc1) * (yc2 - yc1)
-    return _reduce(1 - (iou - (area_c - union) / (area_c + eps)), reduction)
-
-
-def ref_complete_box_iou_loss(boxes1, boxes2, reduction="none", eps=1e-7):
-    xp = _xp(boxes1)
-    intsct, union = _inter_union(boxes1, boxes2)
-    iou = intsct / (union + eps)
-    xc1, yc1, xc2, yc2 = _enclosing(boxes1, boxes2)
-    diag2 = (xc2 - xc1) ** 2 + (yc2 - yc1) ** 2 + eps
-    x1, y1, x2, y2 = (boxes1[..., i] for i in range(4))
-    x1g, y1g, x2g, y2g = (boxes2[..., i] for i in range(4))
-    centers2 = ((x2 + x1) / 2 - (x1g + x2g) / 2) ** 2 + ((y2 + y1) / 2 - (y1g + y2g) / 2) ** 2
-    diou = 1 - iou + centers2 / diag2
-    v = (4 / math.pi ** 2) * (xp.arctan((x2g - x1g) / (y2g - y1g)) - xp.arctan((x2 - x1) / (y2 - y1))) ** 2
-    alpha = _detach(v / (1 - iou + v + eps))         # torchvision computes alpha under no_grad
-    return _reduce(diou + alpha * v, reduction)
-
 
 def _build_boxes(rng, n, dtype):
     """Valid xyxy boxes (x1 < x2, y1 < y2) and a jittered partner: most pairs overlap, some do not."""
@@ -335,70 +194,13 @@ def _build_boxes(rng, n, dtype):
 
 # ---------------------------------------------------------------- metric learning (W12, W14, W15)
 
-def np_triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, swap=False,
-                           reduction="mean"):
-    """torch's triplet_margin_loss: pairwise_distance(a, b) = ||a - b + eps||_p."""
-    d_ap = np.linalg.norm(anchor - positive + eps, ord=p, axis=-1)
-    d_an = np.linalg.norm(anchor - negative + eps, ord=p, axis=-1)
-    if swap:
-        d_an = np.minimum(d_an, np.linalg.norm(positive - negative + eps, ord=p, axis=-1))
-    return _reduce(np.maximum(margin + d_ap - d_an, 0), reduction)
-
-
-def torch_triplet_margin_loss(*args, **kwargs):
-    return _F().triplet_margin_loss(*args, **kwargs)
-
-
 def _build_triplet(rng, n, dtype, D=128):
     return tuple(rng.standard_normal((n, D), dtype=dtype) for _ in range(3)), {"margin": 1.0}
-
-
-def np_nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
-    """SimCLR NT-Xent over the 2N views: cosine similarities / temperature, self-pairs excluded,
-    the positive of view i is its other view; mean over the 2N views."""
-    n = len(z1)
-    z = np.concatenate([z1, z2])
-    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-    s = (z @ z.T) / temperature
-    np.fill_diagonal(s, -np.inf)
-    m = s.max(axis=1, keepdims=True)
-    lse = m[:, 0] + np.log(np.exp(s - m).sum(axis=1))
-    pos = np.concatenate([np.arange(n, 2 * n), np.arange(n)])
-    return _reduce(lse - s[np.arange(2 * n), pos], reduction)
-
-
-def torch_nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
-    """The usual SimCLR formulation in torch ops (materialises the 2N x 2N similarity matrix)."""
-    import torch
-    n = len(z1)
-    z = _F().normalize(torch.cat([z1, z2]), dim=1)
-    s = (z @ z.T) / temperature
-    s.fill_diagonal_(-math.inf)
-    pos = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
-    return _F().cross_entropy(s, pos, reduction=reduction)
 
 
 def _build_nt_xent(rng, n, dtype, D=128):
     z1 = rng.standard_normal((n, D), dtype=dtype)
     return (z1, z1 + 0.5 * rng.standard_normal((n, D), dtype=dtype)), {"temperature": 0.5}
-
-
-def ref_batch_hard_triplet_loss(embeddings, labels, margin=1.0, squared=False, reduction="mean"):
-    """Batch-hard mining (Hermans et al. 2017): per anchor, the farthest same-label sample and the
-    nearest other-label sample, Euclidean distances from the Gram matrix; an anchor without a
-    positive uses 0, without a negative gives 0 loss."""
-    xp = _xp(embeddings)
-    e = embeddings
-    sq = (e * e).sum(1)
-    d2 = xp.maximum(sq[:, None] - 2 * (e @ e.T) + sq[None, :], xp.zeros_like(sq[:1]))
-    d = d2 if squared else xp.sqrt(d2)
-    same = labels[:, None] == labels[None, :]
-    eye = xp.eye(len(labels), dtype=same.dtype)
-    hardest_pos = xp.where(same & ~eye, d, xp.zeros_like(d[:1])).max(1)
-    hardest_neg = xp.where(same, xp.full_like(d[:1], math.inf), d).min(1)
-    if xp is not np:
-        hardest_pos, hardest_neg = hardest_pos.values, hardest_neg.values
-    return _reduce(xp.maximum(hardest_pos - hardest_neg + margin, xp.zeros_like(sq[:1])), reduction)
 
 
 def _build_batch_hard(rng, n, dtype, D=128, per_class=16):
@@ -407,44 +209,6 @@ def _build_batch_hard(rng, n, dtype, D=128, per_class=16):
 
 
 # ---------------------------------------------------------------- segmentation overlap (W13)
-
-def np_dice_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0, eps=1e-7,
-                 ignore_index=None, reduction="mean"):
-    """Multiclass soft Dice per (sample, class) as in SPEC §6 / segmentation_models_pytorch:
-    1 - (2 TP + smooth) / clamp_min(sum p + sum onehot + smooth, eps)."""
-    if mode != "multiclass":
-        raise NotImplementedError("the benchmark reference covers mode='multiclass' only")
-    C = input.shape[1]
-    p = input
-    if from_logits:
-        e = np.exp(input - input.max(axis=1, keepdims=True))
-        p = e / e.sum(axis=1, keepdims=True)
-    oh = (target[:, None] == np.arange(C).reshape((1, C) + (1,) * (input.ndim - 2))).astype(input.dtype)
-    if ignore_index is not None:
-        valid = (target != ignore_index)[:, None].astype(input.dtype)
-        p, oh = p * valid, oh * valid
-    axes = tuple(range(2, input.ndim))
-    tp = (p * oh).sum(axis=axes)
-    card = p.sum(axis=axes) + oh.sum(axis=axes)
-    return _reduce(1 - (2 * tp + smooth) / np.maximum(card + smooth, eps), reduction)
-
-
-def torch_dice_loss(input, target, mode="multiclass", from_logits=True, smooth=0.0, eps=1e-7,
-                    ignore_index=None, reduction="mean"):
-    """The same in torch ops (softmax, one_hot), the way segmentation_models_pytorch computes it."""
-    if mode != "multiclass":
-        raise NotImplementedError("the benchmark reference covers mode='multiclass' only")
-    C = input.shape[1]
-    p = input.softmax(dim=1) if from_logits else input
-    oh = _F().one_hot(target, C).movedim(-1, 1).to(input.dtype)
-    if ignore_index is not None:
-        valid = (target != ignore_index).unsqueeze(1).to(input.dtype)
-        p, oh = p * valid, oh * valid
-    dims = tuple(range(2, input.ndim))
-    tp = (p * oh).sum(dim=dims)
-    card = p.sum(dim=dims) + oh.sum(dim=dims)
-    return _reduce(1 - (2 * tp + smooth) / (card + smooth).clamp_min(eps), reduction)
-
 
 def _build_dice(rng, n, dtype, C=4, H=256, W=256):
     return (rng.standard_normal((n, C, H, W), dtype=dtype), rng.integers(0, C, (n, H, W))), \
@@ -457,10 +221,8 @@ def _t(metric, bound, avx2_bound=None):
     return Target(metric, bound, avx2_bound)
 
 
-_CE = dict(loss="cross_entropy", torch_ref=torch_cross_entropy, numpy_ref=np_cross_entropy,
-           sklearn_ref=sk_cross_entropy)
-_BCE = dict(loss="binary_cross_entropy_with_logits", torch_ref=torch_bce_with_logits,
-            numpy_ref=np_bce_with_logits, sklearn_ref=sk_bce_with_logits)
+_CE = dict(loss="cross_entropy", sklearn_ref=sk_cross_entropy)
+_BCE = dict(loss="binary_cross_entropy_with_logits", sklearn_ref=sk_bce_with_logits)
 
 BASE = (
     Workload("W1", title="cross_entropy N={n} C=1000", build=_build_ce(1000), n=100_000, n_quick=2000,
@@ -476,40 +238,31 @@ BASE = (
     Workload("W6", title="bce_with_logits N={n} pos_weight", build=_build_bce_pos_weight, n=10_000_000,
              n_quick=500_000, targets=(_t("torch/fastloss", 8, 4), _t("fastloss/floor", 2.5)), **_BCE),
     Workload("W7", loss="sigmoid_focal_loss", title="sigmoid_focal_loss N={n}", build=_build_focal,
-             n=10_000_000, n_quick=500_000, torch_ref=torch_sigmoid_focal_loss,
-             numpy_ref=np_sigmoid_focal_loss, targets=(_t("torch/fastloss", 25), _t("fastloss/floor", 3)),
+             n=10_000_000, n_quick=500_000, targets=(_t("torch/fastloss", 25), _t("fastloss/floor", 3)),
              notes="torch: torchvision formula in torch ops"),
     Workload("W8", loss="huber_loss", title="huber_loss N={n}", build=_build_regression, n=10_000_000,
-             n_quick=500_000, torch_ref=torch_huber_loss, numpy_ref=np_huber_loss,
-             targets=(_t("torch/fastloss", 3), _t("fastloss/floor", 1.5))),
+             n_quick=500_000, targets=(_t("torch/fastloss", 3), _t("fastloss/floor", 1.5))),
     Workload("W9", loss="mse_loss", title="mse_loss N={n}", build=_build_regression, n=10_000_000,
-             n_quick=500_000, torch_ref=torch_mse_loss, numpy_ref=np_mse_loss,
-             targets=(_t("torch/fastloss", 3), _t("fastloss/floor", 1.5))),
+             n_quick=500_000, targets=(_t("torch/fastloss", 3), _t("fastloss/floor", 1.5))),
     Workload("W10", loss="generalized_box_iou_loss", title="generalized_box_iou_loss N={n}",
-             build=_build_boxes, n=1_000_000, n_quick=50_000, torch_ref=ref_generalized_box_iou_loss,
-             numpy_ref=ref_generalized_box_iou_loss,
+             build=_build_boxes, n=1_000_000, n_quick=50_000,
              targets=(_t("torch/fastloss", 10), _t("fastloss/floor", 3)),
              notes="torch: torchvision formula in torch ops"),
     Workload("W11", loss="complete_box_iou_loss", title="complete_box_iou_loss N={n}",
-             build=_build_boxes, n=1_000_000, n_quick=50_000, torch_ref=ref_complete_box_iou_loss,
-             numpy_ref=ref_complete_box_iou_loss,
+             build=_build_boxes, n=1_000_000, n_quick=50_000,
              targets=(_t("torch/fastloss", 10), _t("fastloss/floor", 4)),
              notes="torch: torchvision formula in torch ops"),
     Workload("W12", loss="triplet_margin_loss", title="triplet_margin_loss N={n} D=128",
-             build=_build_triplet, n=100_000, n_quick=5000, torch_ref=torch_triplet_margin_loss,
-             numpy_ref=np_triplet_margin_loss, grad_argnums=(0, 1, 2),
+             build=_build_triplet, n=100_000, n_quick=5000,
              targets=(_t("torch/fastloss", 4), _t("fastloss/floor", 2))),
     Workload("W13", loss="dice_loss", title="dice_loss multiclass ({n},4,256,256)", build=_build_dice,
-             n=16, n_quick=1, torch_ref=torch_dice_loss, numpy_ref=np_dice_loss,
-             targets=(_t("torch/fastloss", 5), _t("fastloss/floor", 3)),
-             notes="torch: softmax + one_hot in torch ops (as segmentation_models_pytorch)"),
+             n=16, n_quick=1, targets=(_t("torch/fastloss", 5), _t("fastloss/floor", 3)),
+             notes="torch: segmentation_models_pytorch's formula in torch ops"),
     Workload("W14", loss="nt_xent_loss", title="nt_xent_loss N={n} D=128", build=_build_nt_xent,
-             n=8192, n_quick=768, torch_ref=torch_nt_xent_loss, numpy_ref=np_nt_xent_loss,
-             grad_argnums=(0, 1), targets=(_t("torch/fastloss", 2),),
+             n=8192, n_quick=768, targets=(_t("torch/fastloss", 2),),
              notes="torch: SimCLR in torch ops; matmul-bound, no floor target"),
     Workload("W15", loss="batch_hard_triplet_loss", title="batch_hard_triplet_loss B={n} D=128",
-             build=_build_batch_hard, n=4096, n_quick=768, torch_ref=ref_batch_hard_triplet_loss,
-             numpy_ref=ref_batch_hard_triplet_loss, targets=(_t("torch/fastloss", 3),),
+             build=_build_batch_hard, n=4096, n_quick=768, targets=(_t("torch/fastloss", 3),),
              notes="torch: batch-hard mining in torch ops; no floor target"),
 )
 
@@ -524,7 +277,7 @@ def _none_variant(base):
 
 def _grad_variant(base):
     w = _BY_BASE[base]
-    return replace(w, id=f"W17/{base}", variant="grad", numpy_ref=None, title=w.title + " +grad",
+    return replace(w, id=f"W17/{base}", variant="grad", title=w.title + " +grad",
                    targets=(_t("torch/fastloss", 6), _t("grad/loss", 1.4)),
                    notes="torch: forward + autograd.grad")
 

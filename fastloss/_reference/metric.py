@@ -1,11 +1,11 @@
-"""Registry entries of the metric family (see fastloss/registry/__init__.py).
+"""Reference entries of the metric family (see fastloss/_reference/__init__.py).
 
 The torch losses use ``torch.nn.functional``; the SPEC §6 losses use the formula written in torch ops
 here (the usual PyTorch implementations, run in float64 by the tests and in float32 by the benchmark).
 """
 import numpy as np
 
-from . import LossSpec, register
+from . import Reference, register
 
 
 def _torch():
@@ -68,15 +68,25 @@ def contrastive_torch(x1, x2, label, margin=1.0, reduction="mean"):
     return _reduce(y * d ** 2 + (1 - y) * torch.clamp_min(margin - d, 0) ** 2, reduction)
 
 
-register(LossSpec("triplet_margin_loss", "metric", _sample_triplet, torch_ref=_torch_f("triplet_margin_loss"),
-                  grad_argnums=(0, 1, 2)))
-register(LossSpec("cosine_embedding_loss", "metric", _sample_pair_signed,
-                  torch_ref=_torch_f("cosine_embedding_loss"), grad_argnums=(0, 1)))
-register(LossSpec("margin_ranking_loss", "metric", _sample_scores, torch_ref=_torch_f("margin_ranking_loss"),
-                  grad_argnums=(0, 1)))
-register(LossSpec("hinge_embedding_loss", "metric", _sample_hinge, torch_ref=_torch_f("hinge_embedding_loss")))
-register(LossSpec("contrastive_loss", "metric", _sample_contrastive, torch_ref=contrastive_torch,
-                  grad_argnums=(0, 1)))
+def np_triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, swap=False,
+                           reduction="mean"):
+    """torch's triplet_margin_loss in NumPy: pairwise_distance(a, b) = ||a - b + eps||_p."""
+    d_ap = np.linalg.norm(anchor - positive + eps, ord=p, axis=-1)
+    d_an = np.linalg.norm(anchor - negative + eps, ord=p, axis=-1)
+    if swap:
+        d_an = np.minimum(d_an, np.linalg.norm(positive - negative + eps, ord=p, axis=-1))
+    return _reduce(np.maximum(margin + d_ap - d_an, 0), reduction)
+
+
+register(Reference("triplet_margin_loss", "metric", _sample_triplet, torch_ref=_torch_f("triplet_margin_loss"),
+                   numpy_ref=np_triplet_margin_loss, grad_argnums=(0, 1, 2)))
+register(Reference("cosine_embedding_loss", "metric", _sample_pair_signed,
+                   torch_ref=_torch_f("cosine_embedding_loss"), grad_argnums=(0, 1)))
+register(Reference("margin_ranking_loss", "metric", _sample_scores, torch_ref=_torch_f("margin_ranking_loss"),
+                   grad_argnums=(0, 1)))
+register(Reference("hinge_embedding_loss", "metric", _sample_hinge, torch_ref=_torch_f("hinge_embedding_loss")))
+register(Reference("contrastive_loss", "metric", _sample_contrastive, torch_ref=contrastive_torch,
+                   grad_argnums=(0, 1)))
 
 
 # ------------------------------------------------------------------ in-batch losses (torch-ops formulas)
@@ -154,10 +164,45 @@ def nt_xent_torch(z1, z2, temperature=0.5, reduction="mean"):
     return F.cross_entropy(sim, target, reduction=reduction)
 
 
-register(LossSpec("batch_hard_triplet_loss", "metric", _sample_mining, torch_ref=batch_hard_torch))
-register(LossSpec("batch_all_triplet_loss", "metric", _sample_mining, torch_ref=batch_all_torch))
-register(LossSpec("info_nce_loss", "metric", _sample_nce, torch_ref=info_nce_torch, grad_argnums=(0, 1)))
-register(LossSpec("nt_xent_loss", "metric", _sample_nce, torch_ref=nt_xent_torch, grad_argnums=(0, 1)))
+def np_batch_hard_triplet_loss(embeddings, labels, margin=1.0, squared=False, reduction="mean"):
+    """SPEC §6 batch-hard in NumPy: per anchor, the farthest same-label sample and the nearest
+    other-label one, Euclidean distances from the Gram matrix; anchors without a positive or a negative
+    are skipped (loss 0, not counted by the mean)."""
+    e = embeddings
+    sq = (e * e).sum(1)
+    d2 = np.maximum(sq[:, None] - 2 * (e @ e.T) + sq[None, :], 0)
+    d = d2 if squared else np.sqrt(d2)
+    same = labels[:, None] == labels[None, :]
+    pos, neg = same & ~np.eye(len(labels), dtype=bool), ~same
+    hardest_pos = np.where(pos, d, -np.inf).max(1, initial=-np.inf)
+    hardest_neg = np.where(neg, d, np.inf).min(1, initial=np.inf)
+    valid = pos.any(1) & neg.any(1)
+    loss = np.where(valid, np.maximum(hardest_pos - hardest_neg + margin, 0), 0).astype(e.dtype)
+    if reduction == "mean":
+        return loss.sum() / loss.dtype.type(valid.sum())
+    return _reduce(loss, reduction)
+
+
+def np_nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
+    """SimCLR's NT-Xent in NumPy over the 2N views: cosine similarities / temperature, self pairs
+    excluded, the positive of view i its other view."""
+    n = len(z1)
+    z = np.concatenate([z1, z2])
+    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    s = (z @ z.T) / temperature
+    np.fill_diagonal(s, -np.inf)
+    m = s.max(axis=1, keepdims=True)
+    lse = m[:, 0] + np.log(np.exp(s - m).sum(axis=1))
+    pos = np.concatenate([np.arange(n, 2 * n), np.arange(n)])
+    return _reduce(lse - s[np.arange(2 * n), pos], reduction)
+
+
+register(Reference("batch_hard_triplet_loss", "metric", _sample_mining, torch_ref=batch_hard_torch,
+                   numpy_ref=np_batch_hard_triplet_loss))
+register(Reference("batch_all_triplet_loss", "metric", _sample_mining, torch_ref=batch_all_torch))
+register(Reference("info_nce_loss", "metric", _sample_nce, torch_ref=info_nce_torch, grad_argnums=(0, 1)))
+register(Reference("nt_xent_loss", "metric", _sample_nce, torch_ref=nt_xent_torch, numpy_ref=np_nt_xent_loss,
+                   grad_argnums=(0, 1)))
 
 
 # ------------------------------------------------------------------ arcface (torch-ops formula)
@@ -201,4 +246,4 @@ def arcface_torch(embeddings, labels, class_weights, scale=64.0, margin=0.5, red
     return F.cross_entropy(logits, y, reduction=reduction)
 
 
-register(LossSpec("arcface_loss", "metric", _sample_arcface, torch_ref=arcface_torch, grad_argnums=(0, 2)))
+register(Reference("arcface_loss", "metric", _sample_arcface, torch_ref=arcface_torch, grad_argnums=(0, 2)))

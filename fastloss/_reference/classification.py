@@ -1,7 +1,7 @@
-"""Registry entries of the classification family (see fastloss/registry/__init__.py)."""
+"""Reference entries of the classification family (see fastloss/_reference/__init__.py)."""
 import numpy as np
 
-from . import LossSpec, register
+from . import Reference, register
 
 
 def _torch():
@@ -17,14 +17,52 @@ def _t(a):
     return torch.as_tensor(np.asarray(a, dtype=np.float64) if np.asarray(a).dtype.kind == "f" else np.asarray(a))
 
 
+def softplus_neg(x):
+    """-log(sigmoid(x)) = log1p(exp(-|x|)) + max(-x, 0) in NumPy: never overflows."""
+    return np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0)
+
+
+def np_cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """torch's cross_entropy with class-index targets, (N, C) or (N, C, d1, ...) logits, in NumPy."""
+    C = input.shape[1]
+    x = np.moveaxis(input, 1, -1).reshape(-1, C)      # a copy for the spatial layout, as NumPy must
+    y = target.reshape(-1)
+    m = x.max(axis=1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)                # an infinite row max shifts by 0 (torch's rule)
+    lse = m[:, 0] + np.log(np.exp(x - m).sum(axis=1))
+    valid = y != ignore_index
+    ys = np.where(valid, y, 0)
+    w = np.ones(C, dtype=x.dtype) if weight is None else weight
+    wy = np.where(valid, w[ys], 0).astype(x.dtype)
+    loss = (1 - label_smoothing) * wy * (lse - np.take_along_axis(x, ys[:, None], 1)[:, 0])
+    if label_smoothing:
+        smooth = ((lse[:, None] - x) * w).sum(axis=1)
+        loss = loss + np.where(valid, label_smoothing / C * smooth, 0).astype(x.dtype)
+    if reduction == "none":
+        return loss.reshape(target.shape)
+    return loss.sum() / wy.sum() if reduction == "mean" else loss.sum()
+
+
+def np_bce_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+    """(1 - y) x + (1 + (pw - 1) y) softplus(-x), times weight, in NumPy."""
+    sp = softplus_neg(input)
+    lw = sp if pos_weight is None else (1 + (pos_weight - 1) * target) * sp
+    loss = (1 - target) * input + lw
+    loss = loss if weight is None else loss * weight
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
 def _sample_ce(rng, n, dtype, C=10):
     N = max(n // C, 1)
     return (rng.standard_normal((N, C)).astype(dtype) * 3, rng.integers(0, C, N)), {}
 
 
-register(LossSpec(
+register(Reference(
     "cross_entropy", "classification", _sample_ce,
     torch_ref=lambda x, y, **kw: _torch()[1].cross_entropy(_t(x), _t(y), **kw),
+    numpy_ref=np_cross_entropy,
 ))
 
 
@@ -32,9 +70,10 @@ def _sample_bce_logits(rng, n, dtype):
     return (rng.standard_normal(n).astype(dtype) * 4, (rng.random(n) > 0.5).astype(dtype)), {}
 
 
-register(LossSpec(
+register(Reference(
     "binary_cross_entropy_with_logits", "classification", _sample_bce_logits,
     torch_ref=lambda x, y, **kw: _torch()[1].binary_cross_entropy_with_logits(_t(x), _t(y), **kw),
+    numpy_ref=np_bce_with_logits,
 ))
 
 
@@ -44,7 +83,7 @@ def _sample_nll(rng, n, dtype, C=10):
     return (logp.astype(dtype), y), {}
 
 
-register(LossSpec(
+register(Reference(
     "nll_loss", "classification", _sample_nll,
     torch_ref=lambda x, y, **kw: _torch()[1].nll_loss(_t(x), _t(y), **kw),
 ))
@@ -77,7 +116,7 @@ def _focal_torch(x, y, alpha=None, gamma=2.0, weight=None, ignore_index=-100, re
                              None if weight is None else _t(weight), ignore_index, reduction)
 
 
-register(LossSpec(
+register(Reference(
     "softmax_focal_loss", "classification", lambda rng, n, dtype: (_sample_ce(rng, n, dtype)[0], {"gamma": 2.0}),
     torch_ref=_focal_torch,
 ))
@@ -87,7 +126,7 @@ def _sample_multi_margin(rng, n, dtype, C=10):
     return _sample_ce(rng, n, dtype, C)[0], {"margin": 1.0}
 
 
-register(LossSpec(
+register(Reference(
     "multi_margin_loss", "classification", _sample_multi_margin,
     torch_ref=lambda x, y, **kw: _torch()[1].multi_margin_loss(_t(x), _t(y), **kw),
 ))
@@ -109,7 +148,7 @@ def _sample_distillation(rng, n, dtype, C=10):
         {"temperature": 2.0}
 
 
-register(LossSpec(
+register(Reference(
     "distillation_loss", "classification", _sample_distillation,
     torch_ref=lambda s, t, **kw: distillation_ref(_t(s), _t(t), **kw),
     default_reduction="batchmean",
@@ -124,7 +163,7 @@ def class_balanced_weights_ref(counts, beta=0.9999):
     return w * (len(n) / w.sum()) if w.sum() > 0 else w
 
 
-register(LossSpec(
+register(Reference(
     "class_balanced_weights", "classification",
     lambda rng, n, dtype: ((rng.integers(0, 1000, max(n, 1)),), {"beta": 0.999}),
     numpy_ref=class_balanced_weights_ref, grad_argnums=(), default_reduction="none",

@@ -1,14 +1,15 @@
-"""Registry entries of the regression family (see fastloss/registry/__init__.py).
+"""Reference entries of the regression family (see fastloss/_reference/__init__.py).
 
-Losses torch has are referenced to torch.nn.functional; the SPEC §6 ones get a float64 NumPy formula
-(``numpy_ref``) and the same formula in torch ops (``torch_ref``), which the tests differentiate with
-autograd.  Every reference takes ``reduction=`` and returns the reduced value.
+Losses torch has are referenced to torch.nn.functional (mse_loss and huber_loss also to a NumPy formula,
+the benchmark's NumPy competitor); the SPEC §6 ones get a NumPy formula (``numpy_ref``) and the same
+formula in torch ops (``torch_ref``), which the tests differentiate with autograd.  Every reference takes
+``reduction=`` and returns the reduced value.
 """
 import math
 
 import numpy as np
 
-from . import LossSpec, register
+from . import Reference, register
 
 
 def _torch():
@@ -28,7 +29,10 @@ def _reduce(loss, reduction):
         return loss
     if reduction == "sum":
         return loss.sum()
-    return loss.sum() / loss.size if isinstance(loss, np.ndarray) else loss.mean()
+    if isinstance(loss, np.ndarray):
+        with np.errstate(invalid="ignore"):
+            return loss.sum() / loss.size
+    return loss.mean()
 
 
 # ------------------------------------------------------------------- samplers
@@ -67,20 +71,32 @@ def _F(name):
     return ref
 
 
-for _name, _sampler, _argnums in [
-    ("mse_loss", _sample_pair, (0,)),
-    ("l1_loss", _sample_pair, (0,)),
-    ("huber_loss", _sample_pair, (0,)),
-    ("smooth_l1_loss", _sample_pair, (0,)),
-    ("poisson_nll_loss", _sample_poisson, (0,)),
-    ("gaussian_nll_loss", _sample_gaussian_nll, (0, 2)),
+def np_mse_loss(input, target, reduction="mean"):
+    d = input - target
+    return _reduce(d * d, reduction)
+
+
+def np_huber_loss(input, target, reduction="mean", delta=1.0):
+    d = input - target
+    ad = np.abs(d)
+    return _reduce(np.where(ad < delta, 0.5 * d * d, delta * (ad - 0.5 * delta)), reduction)
+
+
+for _name, _sampler, _argnums, _numpy_ref in [
+    ("mse_loss", _sample_pair, (0,), np_mse_loss),
+    ("l1_loss", _sample_pair, (0,), None),
+    ("huber_loss", _sample_pair, (0,), np_huber_loss),
+    ("smooth_l1_loss", _sample_pair, (0,), None),
+    ("poisson_nll_loss", _sample_poisson, (0,), None),
+    ("gaussian_nll_loss", _sample_gaussian_nll, (0, 2), None),
 ]:
-    register(LossSpec(_name, "regression", _sampler, torch_ref=_F(_name), grad_argnums=_argnums))
+    register(Reference(_name, "regression", _sampler, torch_ref=_F(_name), numpy_ref=_numpy_ref,
+                       grad_argnums=_argnums))
 
 
 # ------------------------------------------------------------------- SPEC §6 formulas (torch ops and NumPy)
 # Each elementwise formula is written once over a namespace `m` (torch or numpy) so the two references
-# cannot drift apart; both evaluate in float64.
+# cannot drift apart; torch_ref evaluates in float64, numpy_ref in its inputs' dtype.
 def _log_cosh(m, x, y):
     # accurate everywhere (not the kernel's form): cosh a - 1 = expm1(a)^2 / (2 exp a) for a < 20,
     # the asymptotic a - log 2 + log1p(exp(-2a)) beyond (exact to rounding there)
@@ -119,7 +135,7 @@ def _refs(formula):
 
     def numpy_ref(*args, reduction="mean", **kw):
         with np.errstate(all="ignore"):
-            return _reduce(formula(np, *(np.asarray(a, dtype=np.float64) for a in args), **kw), reduction)
+            return _reduce(formula(np, *(np.asarray(a) for a in args), **kw), reduction)
     return torch_ref, numpy_ref
 
 
@@ -132,4 +148,4 @@ for _name, _formula, _sampler, _argnums in [
     ("gaussian_kl_loss", _gauss_kl, _sample_kl, (0, 1)),
 ]:
     _tr, _nr = _refs(_formula)
-    register(LossSpec(_name, "regression", _sampler, torch_ref=_tr, numpy_ref=_nr, grad_argnums=_argnums))
+    register(Reference(_name, "regression", _sampler, torch_ref=_tr, numpy_ref=_nr, grad_argnums=_argnums))

@@ -1,13 +1,15 @@
-"""Registry entries of the boxes family (see fastloss/registry/__init__.py).
+"""Reference entries of the boxes family (see fastloss/_reference/__init__.py).
 
 The references are torchvision.ops' formulas transcribed into torch ops (torchvision itself is not a
-dependency): ``_utils._loss_inter_union``, ``giou_loss.py``, ``diou_loss._diou_iou_loss``,
+dependency; the four losses are written over the array namespace, so the same code is the NumPy reference): ``_utils._loss_inter_union``, ``giou_loss.py``, ``diou_loss._diou_iou_loss``,
 ``ciou_loss.py``, ``boxes.py`` (``box_area``, ``_box_inter_union``, ``box_iou``,
 ``generalized_box_iou``) and ``_box_convert.py``.  tests/test_boxes.py uses them too.
 """
+import math
+
 import numpy as np
 
-from . import LossSpec, register
+from . import Reference, register
 
 
 def _torch():
@@ -15,26 +17,38 @@ def _torch():
     return torch
 
 
+def _xp(a):
+    """The array namespace of ``a``: numpy for ndarrays, else torch (imported only then)."""
+    return np if isinstance(a, np.ndarray) else _torch()
+
+
+def _cols(b):
+    return tuple(b[..., i] for i in range(4))
+
+
+# The loss formulas below are torchvision's, written once over the array namespace: on tensors they
+# are the torch reference (torch ops, as torchvision runs them), on ndarrays the NumPy one (in the
+# arrays' dtype).
 def tv_to_xyxy(b, fmt):
-    torch = _torch()
     if fmt == "xyxy":
         return b
+    xp = _xp(b)
     if fmt == "xywh":
-        x, y, w, h = b.unbind(-1)
-        return torch.stack([x, y, x + w, y + h], dim=-1)
-    cx, cy, w, h = b.unbind(-1)
-    return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
+        x, y, w, h = _cols(b)
+        return xp.stack([x, y, x + w, y + h], -1)
+    cx, cy, w, h = _cols(b)
+    return xp.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], -1)
 
 
 def tv_loss_inter_union(boxes1, boxes2):
-    torch = _torch()
-    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
-    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
-    xkis1 = torch.max(x1, x1g)
-    ykis1 = torch.max(y1, y1g)
-    xkis2 = torch.min(x2, x2g)
-    ykis2 = torch.min(y2, y2g)
-    intsctk = torch.zeros_like(x1)
+    xp = _xp(boxes1)
+    x1, y1, x2, y2 = _cols(boxes1)
+    x1g, y1g, x2g, y2g = _cols(boxes2)
+    xkis1 = xp.maximum(x1, x1g)
+    ykis1 = xp.maximum(y1, y1g)
+    xkis2 = xp.minimum(x2, x2g)
+    ykis2 = xp.minimum(y2, y2g)
+    intsctk = xp.zeros_like(x1)
     mask = (ykis2 > ykis1) & (xkis2 > xkis1)
     intsctk[mask] = (xkis2[mask] - xkis1[mask]) * (ykis2[mask] - ykis1[mask])
     unionk = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - intsctk
@@ -43,15 +57,16 @@ def tv_loss_inter_union(boxes1, boxes2):
 
 def tv_enclosure(boxes1, boxes2):
     """The smallest enclosing box, as torchvision's GIoU and DIoU losses compute it (repeated there)."""
-    torch = _torch()
-    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
-    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
-    return torch.min(x1, x1g), torch.min(y1, y1g), torch.max(x2, x2g), torch.max(y2, y2g)
+    xp = _xp(boxes1)
+    x1, y1, x2, y2 = _cols(boxes1)
+    x1g, y1g, x2g, y2g = _cols(boxes2)
+    return xp.minimum(x1, x1g), xp.minimum(y1, y1g), xp.maximum(x2, x2g), xp.maximum(y2, y2g)
 
 
 def tv_reduce(loss, reduction):
     if reduction == "mean":
-        return loss.mean() if loss.numel() > 0 else 0.0 * loss.sum()
+        size = loss.size if isinstance(loss, np.ndarray) else loss.numel()
+        return loss.mean() if size > 0 else 0.0 * loss.sum()
     if reduction == "sum":
         return loss.sum()
     return loss
@@ -74,8 +89,8 @@ def tv_giou_loss(boxes1, boxes2, reduction="none", eps=1e-7):
 def tv_diou_iou_loss(boxes1, boxes2, eps=1e-7):
     intsct, union = tv_loss_inter_union(boxes1, boxes2)
     iou = intsct / (union + eps)
-    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
-    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
+    x1, y1, x2, y2 = _cols(boxes1)
+    x1g, y1g, x2g, y2g = _cols(boxes2)
     xc1, yc1, xc2, yc2 = tv_enclosure(boxes1, boxes2)
     diagonal_distance_squared = ((xc2 - xc1) ** 2) + ((yc2 - yc1) ** 2) + eps
     x_p = (x2 + x1) / 2
@@ -92,17 +107,18 @@ def tv_diou_loss(boxes1, boxes2, reduction="none", eps=1e-7):
 
 
 def tv_ciou_loss(boxes1, boxes2, reduction="none", eps=1e-7):
-    torch = _torch()
+    xp = _xp(boxes1)
     diou_loss, iou = tv_diou_iou_loss(boxes1, boxes2)       # sic: torchvision passes no eps here
-    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
-    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
+    x1, y1, x2, y2 = _cols(boxes1)
+    x1g, y1g, x2g, y2g = _cols(boxes2)
     w_pred = x2 - x1
     h_pred = y2 - y1
     w_gt = x2g - x1g
     h_gt = y2g - y1g
-    v = (4 / (torch.pi**2)) * torch.pow((torch.atan(w_gt / h_gt) - torch.atan(w_pred / h_pred)), 2)
-    with torch.no_grad():
-        alpha = v / (1 - iou + v + eps)
+    v = (4 / (math.pi**2)) * ((xp.arctan(w_gt / h_gt) - xp.arctan(w_pred / h_pred)) ** 2)
+    alpha = v / (1 - iou + v + eps)
+    if xp is not np:
+        alpha = alpha.detach()                              # torchvision computes alpha under no_grad
     return tv_reduce(diou_loss + alpha * v, reduction)
 
 
@@ -167,18 +183,23 @@ def tv_to_xyxy_pairwise(b, fmt):
 
 
 
-# ------------------------------------------------------------------ registry entries
+# ------------------------------------------------------------------ reference entries
 def _tensor(a):
     if isinstance(a, _torch().Tensor):   # already a (float64, maybe requires_grad) tensor: keep it
         return a
     return _torch().as_tensor(np.asarray(a, dtype=np.float64))
 
 
-def _loss_ref(name):
-    def ref(boxes1, boxes2, reduction="none", eps=1e-7, *, box_format="xyxy"):
+def _loss_refs(name):
+    """(torch_ref, numpy_ref) of a box loss: torchvision's formula on float64 tensors / on the arrays."""
+    def torch_ref(boxes1, boxes2, reduction="none", eps=1e-7, *, box_format="xyxy"):
         return TV[name](tv_to_xyxy(_tensor(boxes1), box_format), tv_to_xyxy(_tensor(boxes2), box_format),
                         reduction=reduction, eps=eps)
-    return ref
+
+    def numpy_ref(boxes1, boxes2, reduction="none", eps=1e-7, *, box_format="xyxy"):
+        return TV[name](tv_to_xyxy(np.asarray(boxes1), box_format), tv_to_xyxy(np.asarray(boxes2), box_format),
+                        reduction=reduction, eps=eps)
+    return torch_ref, numpy_ref
 
 
 def _pairwise_ref(fn):
@@ -207,11 +228,12 @@ def _sample_matrix(rng, n, dtype):
 
 
 for _name in TV:
-    register(LossSpec(_name, "boxes", _sample_pairs, torch_ref=_loss_ref(_name), default_reduction="none",
+    _tr, _nr = _loss_refs(_name)
+    register(Reference(_name, "boxes", _sample_pairs, torch_ref=_tr, numpy_ref=_nr, default_reduction="none",
                       notes="torchvision.ops semantics (iou_loss: SPEC 6); empty-batch mean is 0"))
 
-register(LossSpec("box_iou", "boxes", _sample_matrix, torch_ref=_pairwise_ref(tv_box_iou), grad_argnums=(),
-                  default_reduction="none", notes="pairwise N x M matrix: no reduction, no gradient"))
-register(LossSpec("generalized_box_iou", "boxes", _sample_matrix, torch_ref=_pairwise_ref(tv_generalized_box_iou),
-                  grad_argnums=(), default_reduction="none",
-                  notes="pairwise N x M matrix: no reduction, no gradient"))
+register(Reference("box_iou", "boxes", _sample_matrix, torch_ref=_pairwise_ref(tv_box_iou), grad_argnums=(),
+                   default_reduction="none", notes="pairwise N x M matrix: no reduction, no gradient"))
+register(Reference("generalized_box_iou", "boxes", _sample_matrix, torch_ref=_pairwise_ref(tv_generalized_box_iou),
+                   grad_argnums=(), default_reduction="none",
+                   notes="pairwise N x M matrix: no reduction, no gradient"))

@@ -1,9 +1,9 @@
-"""Registry entries of the binary family (see fastloss/registry/__init__.py): binary cross-entropy on
+"""Reference entries of the binary family (see fastloss/_reference/__init__.py): binary cross-entropy on
 probabilities, sigmoid focal loss, hinge loss, KL divergence."""
 import numpy as np
 
-from . import LossSpec, register
-from .classification import _t, _torch
+from . import Reference, register
+from .classification import _t, _torch, softplus_neg
 
 
 def _reduce(loss, reduction):
@@ -23,6 +23,18 @@ def torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reducti
     return _reduce(loss, reduction)
 
 
+def np_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
+    """torchvision.ops.sigmoid_focal_loss in NumPy, with p = exp(-softplus(-x)) (no overflow)."""
+    sp = softplus_neg(inputs)
+    p = np.exp(-sp)
+    ce = (1 - targets) * inputs + sp
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return _reduce(loss, reduction)
+
+
 def torch_hinge_loss(input, target, margin=1.0, squared=False, reduction="mean"):
     """SPEC section 6 hinge in torch ops (relu: subgradient 0 at the hinge)."""
     _, F = _torch()
@@ -35,7 +47,7 @@ def _sample_probs(rng, n, dtype):
     return (p, rng.random(n).astype(dtype)), {}
 
 
-register(LossSpec(
+register(Reference(
     "binary_cross_entropy", "binary", _sample_probs,
     torch_ref=lambda x, y, **kw: _torch()[1].binary_cross_entropy(_t(x), _t(y), **kw),
 ))
@@ -45,9 +57,10 @@ def _sample_logits_binary(rng, n, dtype):
     return (rng.standard_normal(n).astype(dtype) * 2, (rng.random(n) > 0.5).astype(dtype)), {}
 
 
-register(LossSpec(
+register(Reference(
     "sigmoid_focal_loss", "binary", _sample_logits_binary,
     torch_ref=lambda x, y, **kw: torchvision_sigmoid_focal_loss(_t(x), _t(y), **kw),
+    numpy_ref=np_sigmoid_focal_loss,
     default_reduction="none",
     notes="torchvision.ops.sigmoid_focal_loss; stable form, so it is more exact than the reference "
           "for |x| >~ 10 (1 - p_t cancels there in the reference)",
@@ -58,7 +71,7 @@ def _sample_hinge(rng, n, dtype):
     return (rng.standard_normal(n).astype(dtype) * 2, np.where(rng.random(n) > 0.5, 1, -1).astype(dtype)), {}
 
 
-register(LossSpec(
+register(Reference(
     "hinge_loss", "binary", _sample_hinge,
     torch_ref=lambda x, y, **kw: torch_hinge_loss(_t(x), _t(y), **kw),
 ))
@@ -72,7 +85,7 @@ def _sample_kl(rng, n, dtype, C=8):
     return (log_q.astype(dtype), p.astype(dtype)), {}
 
 
-register(LossSpec(
+register(Reference(
     "kl_div", "binary", _sample_kl,
     torch_ref=lambda x, y, **kw: _torch()[1].kl_div(_t(x), _t(y), **kw),
 ))
