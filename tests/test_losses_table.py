@@ -2,8 +2,8 @@
 functions do.
 
 Every public loss has exactly one LossInfo, and each field is checked by calling the loss on the
-registry's samplers: the differentiated arguments against what ``return_grad=True`` returns (count,
-shapes, and the values: torch.autograd's gradient of the registry's float64 reference with respect
+references' samplers: the differentiated arguments against what ``return_grad=True`` returns (count,
+shapes, and the values: torch.autograd's gradient of the float64 reference (fastloss._reference) with respect
 to that argument), the
 reductions against the ones the function accepts, the item rule against the size of the
 ``reduction="none"`` output, ``in_batch`` against whether an item's loss changes when the rest of the
@@ -18,7 +18,7 @@ import fastloss as fl
 from fastloss import scoring
 from fastloss._losses import ITEM_RULES, LOSSES, LossInfo, loss_info
 from fastloss.bench import workloads as W
-from fastloss.registry import REGISTRY
+from fastloss._reference import REFERENCES
 
 FAMILIES = ("classification", "regression", "binary", "boxes", "metric", "segmentation")
 NAMES = sorted(LOSSES)
@@ -37,7 +37,7 @@ def _public_losses():
 
 
 def _sample(name, n=400, seed=0):
-    args, kw = REGISTRY[name].sample(np.random.default_rng(seed), n, np.float64)
+    args, kw = REFERENCES[name].sample(np.random.default_rng(seed), n, np.float64)
     return list(args), kw
 
 
@@ -92,7 +92,7 @@ def _torch_grads(name, args, kw):
         else:
             t = torch.from_numpy(a.astype(np.int64))
         tin.append(t)
-    val = REGISTRY[name].torch_ref(*tin, **kw, reduction="sum")
+    val = REFERENCES[name].torch_ref(*tin, **kw, reduction="sum")
     gs = torch.autograd.grad(val, list(leaves.values()), allow_unused=True)
     return {i: np.zeros(tuple(t.shape)) if g is None else g.numpy() for (i, t), g in zip(leaves.items(), gs)}
 

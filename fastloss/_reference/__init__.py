@@ -27,9 +27,27 @@ class Reference:
     sample: Callable                            # sample(rng, n, dtype) -> (args, kwargs): a valid call of ~n elements
     torch_ref: Optional[Callable] = None        # torch_ref(*args, **kwargs) -> tensor (see the module docstring)
     numpy_ref: Optional[Callable] = None        # numpy_ref(*args, **kwargs) -> array/scalar in the inputs' dtype
-    grad_argnums: tuple = (0,)                  # which positional args return_grad differentiates
-    default_reduction: str = "mean"
+    # a loss's differentiated arguments and default reduction come from its LossInfo (fastloss/_losses.py);
+    # only the non-losses (box matrices, class_balanced_weights) state them here
+    grad_argnums: Optional[tuple] = None        # which positional args return_grad differentiates
+    default_reduction: Optional[str] = None
     notes: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        from fastloss._losses import LOSSES
+        info = LOSSES.get(self.name)
+        if info is None:
+            if self.grad_argnums is None or self.default_reduction is None:
+                raise ValueError(f"reference {self.name!r}: not a loss, so grad_argnums and "
+                                 "default_reduction must be given")
+            return
+        if self.grad_argnums is not None or self.default_reduction is not None:
+            raise ValueError(f"reference {self.name!r}: its gradients and default reduction are the "
+                             "LossInfo's (fastloss/_losses.py); do not repeat them here")
+        if self.family != info.family:
+            raise ValueError(f"reference {self.name!r}: family {self.family!r}, LossInfo says {info.family!r}")
+        object.__setattr__(self, "grad_argnums", tuple(info.grad_argnums))
+        object.__setattr__(self, "default_reduction", info.default_reduction)
 
 
 def register(ref: Reference) -> Reference:

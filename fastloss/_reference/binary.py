@@ -61,7 +61,6 @@ register(Reference(
     "sigmoid_focal_loss", "binary", _sample_logits_binary,
     torch_ref=lambda x, y, **kw: torchvision_sigmoid_focal_loss(_t(x), _t(y), **kw),
     numpy_ref=np_sigmoid_focal_loss,
-    default_reduction="none",
     notes="torchvision.ops.sigmoid_focal_loss; stable form, so it is more exact than the reference "
           "for |x| >~ 10 (1 - p_t cancels there in the reference)",
 ))

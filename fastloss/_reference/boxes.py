@@ -229,7 +229,7 @@ def _sample_matrix(rng, n, dtype):
 
 for _name in TV:
     _tr, _nr = _loss_refs(_name)
-    register(Reference(_name, "boxes", _sample_pairs, torch_ref=_tr, numpy_ref=_nr, default_reduction="none",
+    register(Reference(_name, "boxes", _sample_pairs, torch_ref=_tr, numpy_ref=_nr,
                       notes="torchvision.ops semantics (iou_loss: SPEC 6); empty-batch mean is 0"))
 
 register(Reference("box_iou", "boxes", _sample_matrix, torch_ref=_pairwise_ref(tv_box_iou), grad_argnums=(),

@@ -151,7 +151,6 @@ def _sample_distillation(rng, n, dtype, C=10):
 register(Reference(
     "distillation_loss", "classification", _sample_distillation,
     torch_ref=lambda s, t, **kw: distillation_ref(_t(s), _t(t), **kw),
-    default_reduction="batchmean",
 ))
 
 

@@ -79,14 +79,12 @@ def np_triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6
 
 
 register(Reference("triplet_margin_loss", "metric", _sample_triplet, torch_ref=_torch_f("triplet_margin_loss"),
-                   numpy_ref=np_triplet_margin_loss, grad_argnums=(0, 1, 2)))
+                   numpy_ref=np_triplet_margin_loss))
 register(Reference("cosine_embedding_loss", "metric", _sample_pair_signed,
-                   torch_ref=_torch_f("cosine_embedding_loss"), grad_argnums=(0, 1)))
-register(Reference("margin_ranking_loss", "metric", _sample_scores, torch_ref=_torch_f("margin_ranking_loss"),
-                   grad_argnums=(0, 1)))
+                   torch_ref=_torch_f("cosine_embedding_loss")))
+register(Reference("margin_ranking_loss", "metric", _sample_scores, torch_ref=_torch_f("margin_ranking_loss")))
 register(Reference("hinge_embedding_loss", "metric", _sample_hinge, torch_ref=_torch_f("hinge_embedding_loss")))
-register(Reference("contrastive_loss", "metric", _sample_contrastive, torch_ref=contrastive_torch,
-                   grad_argnums=(0, 1)))
+register(Reference("contrastive_loss", "metric", _sample_contrastive, torch_ref=contrastive_torch))
 
 
 # ------------------------------------------------------------------ in-batch losses (torch-ops formulas)
@@ -200,9 +198,8 @@ def np_nt_xent_loss(z1, z2, temperature=0.5, reduction="mean"):
 register(Reference("batch_hard_triplet_loss", "metric", _sample_mining, torch_ref=batch_hard_torch,
                    numpy_ref=np_batch_hard_triplet_loss))
 register(Reference("batch_all_triplet_loss", "metric", _sample_mining, torch_ref=batch_all_torch))
-register(Reference("info_nce_loss", "metric", _sample_nce, torch_ref=info_nce_torch, grad_argnums=(0, 1)))
-register(Reference("nt_xent_loss", "metric", _sample_nce, torch_ref=nt_xent_torch, numpy_ref=np_nt_xent_loss,
-                   grad_argnums=(0, 1)))
+register(Reference("info_nce_loss", "metric", _sample_nce, torch_ref=info_nce_torch))
+register(Reference("nt_xent_loss", "metric", _sample_nce, torch_ref=nt_xent_torch, numpy_ref=np_nt_xent_loss))
 
 
 # ------------------------------------------------------------------ arcface (torch-ops formula)
@@ -246,4 +243,4 @@ def arcface_torch(embeddings, labels, class_weights, scale=64.0, margin=0.5, red
     return F.cross_entropy(logits, y, reduction=reduction)
 
 
-register(Reference("arcface_loss", "metric", _sample_arcface, torch_ref=arcface_torch, grad_argnums=(0, 2)))
+register(Reference("arcface_loss", "metric", _sample_arcface, torch_ref=arcface_torch))

@@ -82,16 +82,15 @@ def np_huber_loss(input, target, reduction="mean", delta=1.0):
     return _reduce(np.where(ad < delta, 0.5 * d * d, delta * (ad - 0.5 * delta)), reduction)
 
 
-for _name, _sampler, _argnums, _numpy_ref in [
-    ("mse_loss", _sample_pair, (0,), np_mse_loss),
-    ("l1_loss", _sample_pair, (0,), None),
-    ("huber_loss", _sample_pair, (0,), np_huber_loss),
-    ("smooth_l1_loss", _sample_pair, (0,), None),
-    ("poisson_nll_loss", _sample_poisson, (0,), None),
-    ("gaussian_nll_loss", _sample_gaussian_nll, (0, 2), None),
+for _name, _sampler, _numpy_ref in [
+    ("mse_loss", _sample_pair, np_mse_loss),
+    ("l1_loss", _sample_pair, None),
+    ("huber_loss", _sample_pair, np_huber_loss),
+    ("smooth_l1_loss", _sample_pair, None),
+    ("poisson_nll_loss", _sample_poisson, None),
+    ("gaussian_nll_loss", _sample_gaussian_nll, None),
 ]:
-    register(Reference(_name, "regression", _sampler, torch_ref=_F(_name), numpy_ref=_numpy_ref,
-                       grad_argnums=_argnums))
+    register(Reference(_name, "regression", _sampler, torch_ref=_F(_name), numpy_ref=_numpy_ref))
 
 
 # ------------------------------------------------------------------- SPEC §6 formulas (torch ops and NumPy)
@@ -139,13 +138,13 @@ def _refs(formula):
     return torch_ref, numpy_ref
 
 
-for _name, _formula, _sampler, _argnums in [
-    ("log_cosh_loss", _log_cosh, _sample_pair, (0,)),
-    ("quantile_loss", _quantile, _sample_pair, (0,)),
-    ("mape_loss", _mape, _sample_mape, (0,)),
-    ("smape_loss", _smape, _sample_pair, (0,)),
-    ("msle_loss", _msle, _sample_msle, (0,)),
-    ("gaussian_kl_loss", _gauss_kl, _sample_kl, (0, 1)),
+for _name, _formula, _sampler in [
+    ("log_cosh_loss", _log_cosh, _sample_pair),
+    ("quantile_loss", _quantile, _sample_pair),
+    ("mape_loss", _mape, _sample_mape),
+    ("smape_loss", _smape, _sample_pair),
+    ("msle_loss", _msle, _sample_msle),
+    ("gaussian_kl_loss", _gauss_kl, _sample_kl),
 ]:
     _tr, _nr = _refs(_formula)
-    register(Reference(_name, "regression", _sampler, torch_ref=_tr, numpy_ref=_nr, grad_argnums=_argnums))
+    register(Reference(_name, "regression", _sampler, torch_ref=_tr, numpy_ref=_nr))
