@@ -2,8 +2,8 @@
 sigmoid focal loss, binary hinge loss and pointwise KL divergence.
 
 Each function validates and converts its arguments, then calls the one entry of
-``fastloss/_kernels/elementwise.pyx`` with its loss ``Kind`` and parameters (``_elementwise.run``); the
-arithmetic lives there.
+``fastloss/_kernels/elementwise.pyx`` with its loss ``Kind`` and parameters (``fastloss/_elementwise.py``);
+the arithmetic lives there.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _pair(input, target, input_name="input", target_name="target", broadcast=Fal
 def _finish(kernel_result, reduction, dtype, out, grad, count):
     """The public result of a run (``count``: the mean's divisor)."""
     value = out if reduction == "none" else V.reduced(kernel_result[0], count, reduction, dtype)
-    return E.result(value, grad)
+    return (value, grad) if grad is not None else value
 
 
 @overload
@@ -138,7 +138,8 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike 
     nt = resolve_num_threads(num_threads)
     x, y, _ = _pair(input, target)
     w = E.operand(weight, x, "weight")
-    res, o, grad = E.run(Kind.BCE, x, y, w, reduction, nt, out, return_grad, x.size)
+    o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size)
+    res = E.K.elementwise(Kind.BCE, x, y, w, o, grad, scale, nt)
     raise_first_bad(res[2], BadValue(
         "binary_cross_entropy: all elements of {name} should be between 0 and 1; got {value!r} at position "
         "{position}", (("input", x, lambda v: not 0 <= v <= 1), ("target", y, None))))
@@ -248,7 +249,8 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight
     x, y, _ = _pair(input, target)
     w = E.operand(weight, x, "weight")
     pw = E.operand(pos_weight, x, "pos_weight", default=None)   # None: torch's l = 1
-    res, o, grad = E.run(Kind.BCE_LOGITS, x, y, w, reduction, nt, out, return_grad, x.size, pos_weight=pw)
+    o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size)
+    res = E.K.elementwise(Kind.BCE_LOGITS, x, y, w, o, grad, scale, nt, pos_weight=pw)
     return _finish(res, reduction, x.dtype, o, grad, x.size)
 
 
@@ -349,7 +351,8 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
     g = V.check_real(gamma, "gamma")
     nt = resolve_num_threads(num_threads)
     x, y, _ = _pair(inputs, targets, "inputs", "targets")     # (torchvision's BCE-with-logits: same shape)
-    res, o, grad = E.run(Kind.FOCAL, x, y, 1.0, reduction, nt, out, return_grad, x.size, alpha=a, gamma=g)
+    o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size)
+    res = E.K.elementwise(Kind.FOCAL, x, y, 1.0, o, grad, scale, nt, alpha=a, gamma=g)
     return _finish(res, reduction, x.dtype, o, grad, x.size)
 
 
@@ -434,8 +437,8 @@ def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.0, squared
         raise TypeError(f"squared must be a bool, got {squared!r}")
     nt = resolve_num_threads(num_threads)
     x, y, _ = _pair(input, target)
-    res, o, grad = E.run(Kind.HINGE, x, y, 1.0, reduction, nt, out, return_grad, x.size, margin=m,
-                         squared=squared)
+    o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size)
+    res = E.K.elementwise(Kind.HINGE, x, y, 1.0, o, grad, scale, nt, margin=m, squared=squared)
     raise_first_bad(res[2], BadValue("hinge_loss: target must be -1 or +1; got {value!r} at position {position}",
                                      (("target", y, None),)))
     return _finish(res, reduction, x.dtype, o, grad, x.size)
@@ -536,5 +539,6 @@ def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = None
             reduction = "sum"
         else:
             count = shape[0]
-    res, o, grad = E.run(Kind.KL, x, y, 1.0, reduction, nt, out, return_grad, count, log_target=log_target)
+    o, grad, scale = E.buffers(x, reduction, out, return_grad, count)
+    res = E.K.elementwise(Kind.KL, x, y, 1.0, o, grad, scale, nt, log_target=log_target)
     return _finish(res, reduction, x.dtype, o, V.unbroadcast(grad, shape), count)

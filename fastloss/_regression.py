@@ -81,8 +81,9 @@ def _elementwise(kind, args, reduction, weight, out, return_grad, weighted_mean=
     w = E.operand(weight, x, "weight")
     weighted_mean = weighted_mean and weight is not None and reduction == "mean"
     n = x.size
-    (loss_sum, denom, bad), o, grad = E.run(kind, x, y, w, reduction, nt, out, return_grad, n,
-                                            weighted_mean=weighted_mean, **config)
+    o, grad, scale = E.buffers(x, reduction, out, return_grad, n)
+    loss_sum, denom, bad = E.K.elementwise(kind, x, y, w, o, grad, scale, nt, weighted_mean=weighted_mean,
+                                           **config)
     if reduction == "none":
         value = o
     else:   # torch's weighted mean divides by the weights of input's shape: each stands for `repeat` items
@@ -92,7 +93,8 @@ def _elementwise(kind, args, reduction, weight, out, return_grad, weighted_mean=
     return value, grad, bad
 
 
-_result = E.result
+def _result(value, grad):
+    return (value, grad) if grad is not None else value
 
 
 @overload

@@ -39,9 +39,9 @@ e. **Validation** is a per-kind predicate ``invalid(...)`` counted branch-free i
    is re-taken (``fastloss/_errors.py``).
 
 f. **Fallback forms.**  A kind may have a second, literal form for the rare items where its stable form
-   gives nan (``has_fallback``): BCE-with-logits with an infinite target.  With ``check_nan`` the block
-   looks for nan results and recomputes them; the entry sets it for reduction="none", and for a
-   reduction only when the sum comes out nan (a second run) -- the common case pays nothing.
+   gives nan (``fallback``): BCE-with-logits with an infinite target.  With ``check_nan`` the block
+   looks for nan results and recomputes them (``refit_nan``); the entry sets it for reduction="none",
+   and for a reduction only when the sum comes out nan (a second run) -- the common case pays nothing.
 
 g. **Weights and the mean.**  Items are multiplied by the sample weight; the block writes the weight to
    ``denom`` when the driver asks, so a weighted mean sum(w*l)/sum(w) takes one pass.  With a gradient
@@ -58,6 +58,7 @@ from fastloss._kernels._common cimport (
 )
 from fastloss._kernels._common cimport (
     check_buffer, check_optional, check_operand, check_count, buffer_items, items_product,
+    PyArrayObject, PyArray_NDIM, PyArray_DIMS,
 )
 
 # ln 2, and torch's Gaussian NLL constant 0.5 * math.log(2 * math.pi) exactly as Python computes it (one
@@ -485,7 +486,7 @@ cdef inline floating gauss_kl_point(floating mu, floating lv, floating* dmu, flo
 # =====================================================================================================
 # Per-kind parts of the loop, resolved at compile time (``tag`` only carries the type)
 # =====================================================================================================
-cdef inline floating point(const kind_t* tag, const ElemParams* p, floating x, floating y, floating v,
+cdef inline floating point(const kind_t* tag, ElemParams p, floating x, floating y, floating v,
                            floating* dx, floating* dv) noexcept nogil:
     """The kind's point function on element (x, y) with aux value v; d/dx into dx (d/dvar into dv)."""
     if kind_t is BceK:
@@ -526,8 +527,7 @@ cdef inline floating point(const kind_t* tag, const ElemParams* p, floating x, f
         return msle_point(x, y, dx)
 
 
-cdef inline int invalid(const kind_t* tag, const ElemParams* p, floating x, floating y,
-                        floating v) noexcept nogil:
+cdef inline int invalid(const kind_t* tag, ElemParams p, floating x, floating y, floating v) noexcept nogil:
     """1 where the element is outside the loss's domain (note e), branch-free; constant 0 for most kinds.
     BCE: torch's check, input and target in [0, 1] (nan is outside).  Hinge: target -1 or +1.  MSLE:
     input and target > -1.  MAPE without eps: target != 0.  Gaussian NLL: var >= 0."""
@@ -546,20 +546,25 @@ cdef inline int invalid(const kind_t* tag, const ElemParams* p, floating x, floa
         return 0
 
 
-cdef inline bint uses_aux(const kind_t* tag) noexcept nogil:
-    """Whether the kind reads the aux operand (note d)."""
-    return kind_t is BceLogitsK or kind_t is GaussNllK
-
-
-cdef inline bint has_fallback(const kind_t* tag) noexcept nogil:
-    """Whether the kind has a fallback form for nan results (note f)."""
-    return kind_t is BceLogitsK
-
-
-cdef inline floating fallback(const kind_t* tag, const ElemParams* p, floating x, floating y, floating v,
+cdef inline floating fallback(const kind_t* tag, ElemParams p, floating x, floating y, floating v,
                               floating* dx) noexcept nogil:
-    """The kind's fallback form (note f); only called where ``has_fallback``."""
+    """The kind's fallback form (note f); only BCE-with-logits has one."""
     return bce_logits_literal(x, y, v, p.has_pos_weight, dx)
+
+
+cdef void refit_nan(const kind_t* kc, const ElemCtx* c, Py_ssize_t i, Py_ssize_t L, const floating* x,
+                    const floating* y, const floating* w, const floating* v, floating* out) noexcept nogil:
+    """Items [i, i + L) whose loss came out nan: the fallback form's loss and gradient instead (note f).
+    Rare, so out of the block: no local of the hot loops has its address taken for it."""
+    cdef ElemParams p = c.p
+    cdef floating gs = <floating> c.grad_scale
+    cdef floating d
+    cdef Py_ssize_t k
+    for k in range(L):
+        if out[k] != out[k]:
+            out[k] = w[k] * fallback(kc, p, x[k], y[k], v[k], &d)
+            if c.grad != NULL:
+                (<floating*> c.grad)[i + k] = w[k] * d * gs
 
 
 cdef inline const floating* aux_seg(const ElemCtx* c, Py_ssize_t i, Py_ssize_t L,
@@ -578,10 +583,15 @@ cdef inline const floating* aux_seg(const ElemCtx* c, Py_ssize_t i, Py_ssize_t L
 # =====================================================================================================
 # The one block loop
 # =====================================================================================================
+# The kinds with an aux operand (note d): BceLogitsK, GaussNllK; with a second gradient: GaussNllK; with
+# a fallback form (note f): BceLogitsK -- tested as ``kind_t is ...``, so the other kinds' copies of the
+# loop do not contain those parts at all.
 cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t stop,
                                   floating* loss, floating* denom) noexcept nogil:
     cdef const ElemCtx* c = &kc.e
-    # the parameters as a local copy: loop-invariant for the compiler (stores to `loss` cannot alias it)
+    # The parameters as a local copy, passed by value: loop-invariant for the compiler (stores to `loss`
+    # cannot alias it).  No local of the loops below may have its address reach a call that is not
+    # inlined: it would live in memory in every loop, and they would stop vectorising.
     cdef ElemParams p = c.p
     cdef floating gs = <floating> c.grad_scale
     cdef const floating* x
@@ -600,45 +610,41 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
     while i < stop:
         e = next_segment(&c.s, i, stop, &x, &y, &w)
         L = e - i
-        v = aux_seg(c, i, L, vbuf) if uses_aux(kc) else x
+        if kind_t is BceLogitsK or kind_t is GaussNllK:
+            v = aux_seg(c, i, L, vbuf)
+        else:
+            v = x                        # (not read)
         out = loss + (i - start)
         n_bad = 0
-        n_nan = 0
         if c.grad != NULL:
             g = <floating*> c.grad + i
             if kind_t is GaussNllK:
                 g2 = <floating*> c.grad2 + i if c.grad2 != NULL else g2buf
             for k in range(L):
-                out[k] = w[k] * point(kc, &p, x[k], y[k], v[k], &d, &d2)
+                out[k] = w[k] * point(kc, p, x[k], y[k], v[k], &d, &d2)
                 g[k] = w[k] * d * gs
                 if kind_t is GaussNllK:
                     g2[k] = w[k] * d2 * gs
-                n_bad += invalid(kc, &p, x[k], y[k], v[k])
-            if has_fallback(kc) and c.check_nan:
-                for k in range(L):       # a separate pass over L1 data: cheaper than in the loop above
-                    n_nan |= out[k] != out[k]
-        elif has_fallback(kc) and c.check_nan:
-            for k in range(L):
-                out[k] = w[k] * point(kc, &p, x[k], y[k], v[k], &d, &d2)
-                n_nan |= out[k] != out[k]
+                n_bad += invalid(kc, p, x[k], y[k], v[k])
         else:
             for k in range(L):
-                out[k] = w[k] * point(kc, &p, x[k], y[k], v[k], &d, &d2)
-                n_bad += invalid(kc, &p, x[k], y[k], v[k])
+                out[k] = w[k] * point(kc, p, x[k], y[k], v[k], &d, &d2)
+                n_bad += invalid(kc, p, x[k], y[k], v[k])
         if denom != NULL:
             for k in range(L):
                 denom[i - start + k] = w[k]
         if n_bad and bad < 0:
             for k in range(L):
-                if invalid(kc, &p, x[k], y[k], v[k]):
+                if invalid(kc, p, x[k], y[k], v[k]):
                     bad = i + k
                     break
-        if has_fallback(kc) and n_nan:   # rare: the fallback form where the stable one gave nan
-            for k in range(L):
-                if out[k] != out[k]:
-                    out[k] = w[k] * fallback(kc, &p, x[k], y[k], v[k], &d)
-                    if c.grad != NULL:
-                        (<floating*> c.grad)[i + k] = w[k] * d * gs
+        if kind_t is BceLogitsK:
+            if c.check_nan:
+                n_nan = 0
+                for k in range(L):       # a separate pass over L1 data: cheaper than in the loops above
+                    n_nan |= out[k] != out[k]
+                if n_nan:                # rare
+                    refit_nan(kc, c, i, L, x, y, w, v, out)
         i = e
     return bad
 
@@ -730,6 +736,12 @@ cdef Py_ssize_t gauss_kl_block(const ElemCtx* c, Py_ssize_t start, Py_ssize_t st
 # =====================================================================================================
 # Entries
 # =====================================================================================================
+cdef inline Py_ssize_t last_axis(object x) noexcept:
+    """The length of an ndarray's last axis (1 for 0-d): the period of last-axis operands."""
+    cdef int nd = PyArray_NDIM(<PyArrayObject*> x)
+    return PyArray_DIMS(<PyArrayObject*> x)[nd - 1] if nd > 0 else 1
+
+
 cdef object run_weighted(BlockFn fn, ElemCtx* c, Py_ssize_t n_items, Py_ssize_t item_cost,
                          Py_ssize_t itemsize, bint weighted_mean, int num_threads, object out):
     """The loss pass, preceded for a weighted mean with a gradient by the weight-sum pass (note g).
@@ -745,17 +757,18 @@ cdef object run_weighted(BlockFn fn, ElemCtx* c, Py_ssize_t n_items, Py_ssize_t 
     return run(fn, c, n_items, item_cost, itemsize, num_threads, out, weighted_mean)
 
 
-def elementwise(Kind kind, x, y, weight, Py_ssize_t K, out, grad, double grad_scale, int num_threads, *,
+def elementwise(Kind kind, x, y, weight, out, grad, double grad_scale, int num_threads, *,
                 bint weighted_mean=False, pos_weight=None, var=None, bint var_rows=False, grad_var=None,
                 double alpha=-1.0, double gamma=2.0, double margin=1.0, bint squared=False,
                 bint log_target=False, double delta=1.0, double beta=1.0, double eps=0.0, double q=0.5,
                 bint full=False):
     """Kernel entry for every elementwise loss (``Kind``).
 
-    x, y: C-contiguous (n,) arrays of one float dtype; weight: a float or an array of n or K (last axis)
-    items of that dtype; out (n,) for reduction="none" or None; grad (n,) or None; grad_scale: d(result)/
-    d(element loss) for an unweighted reduction.  ``weighted_mean``: the mean divides by the summed
-    weights (returned as denom_sum).
+    x, y: C-contiguous arrays of one float dtype and n items, any shape (K: the length of x's last axis,
+    1 for 0-d); weight: a float or an array of n or K (last axis) items of that dtype; out (n items) for
+    reduction="none" or None; grad (n items) or None; grad_scale: d(result)/d(element loss) for an
+    unweighted reduction.  ``weighted_mean``: the mean divides by the summed weights (returned as
+    denom_sum).
     Keywords, per kind (note c): BCE_LOGITS ``pos_weight`` (a float or an array like weight; None: no
     pos_weight); FOCAL ``alpha`` (< 0: no weighting), ``gamma``; HINGE ``margin``, ``squared``; KL
     ``log_target``; HUBER ``delta``; SMOOTH_L1 ``beta``; POISSON(_LOG) ``eps``, ``full``; GAUSSIAN_NLL
@@ -765,6 +778,7 @@ def elementwise(Kind kind, x, y, weight, Py_ssize_t K, out, grad, double grad_sc
     # boundary checks (_common.pxd)
     cdef Py_ssize_t itemsize = check_buffer(x, "x", b'f', 0, -1, False)
     cdef Py_ssize_t n = buffer_items(x)
+    cdef Py_ssize_t K = last_axis(x)
     check_buffer(y, "y", b'f', itemsize, n, False)
     check_operand(weight, "weight", itemsize, n, K)
     check_optional(out, "out", b'f', itemsize, n, True)
