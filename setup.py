@@ -59,6 +59,11 @@ X86_64_LEVELS = {
     for level, v in LEVELS.LEVELS.items()
 }
 COMMON_FLAGS = ["-O3", "-fno-trapping-math", "-fno-math-errno", "-fopenmp-simd", "-Wno-unused-function"]
+# Per family, after the common flags (not MSVC).  elementwise: every elementwise loss in one translation
+# unit, ~36 copies of one loop that each vectorise only if the loss's point function and the exp/log it
+# calls are all inlined; GCC's unit-wide inlining budget (inline-unit-growth, 40% by default) ran out
+# before the last of them (a call to exp or log left in a hot loop: 3-10x slower).  Clang ignores it.
+FAMILY_FLAGS = {"elementwise": ["--param=inline-unit-growth=100"]}
 
 # ---- sanitizer build (opt-in; scripts/sanitize.sh runs the whole suite with it) -------------------
 # FASTLOSS_SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer (every report fatal), -O1 -g,
@@ -88,7 +93,8 @@ def build_options(platform_tag: str, env, compiler_type: str = "unix") -> dict:
     ``platform_tag``: ``sysconfig.get_platform()`` of the target (it follows ``_PYTHON_HOST_PLATFORM``
     when cross-compiling); ``env``: the environment (a mapping); ``compiler_type``: distutils' name
     (``"unix"``, ``"msvc"``, ...).  Returns a dict with ``levels`` ({level: extra compile flags}),
-    ``compile_args`` / ``link_args`` (every extension), ``openmp_compile`` / ``openmp_link`` (added when
+    ``compile_args`` / ``link_args`` (every extension), ``family_args`` ({family: extra compile flags}),
+    ``openmp_compile`` / ``openmp_link`` (added when
     the OpenMP probe succeeds) and ``release`` (debug information dropped).
     """
     msvc = compiler_type == "msvc"
@@ -129,7 +135,8 @@ def build_options(platform_tag: str, env, compiler_type: str = "unix") -> dict:
         openmp_compile, openmp_link = ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
     else:
         openmp_compile, openmp_link = ["-fopenmp"], ["-fopenmp"]
-    return dict(levels=levels, compile_args=compile_args, link_args=link_args,
+    family_args = {} if msvc else {k: list(v) for k, v in FAMILY_FLAGS.items()}
+    return dict(levels=levels, compile_args=compile_args, link_args=link_args, family_args=family_args,
                 openmp_compile=openmp_compile, openmp_link=openmp_link, release=release)
 
 
@@ -224,10 +231,12 @@ def main():
                 ext.sources = c_sources[ext.name]
             for ext in self.extensions:
                 level = next((lvl for lvl in o["levels"] if ext.name.endswith("_" + lvl)), "baseline")
+                family = ext.name.rsplit(".", 1)[1][1:-len(level) - 1]      # _<family>_<level>
                 ext.include_dirs = [np.get_include(), "src_c", KERNELS]
                 ext.define_macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
                                      ("FASTLOSS_OPENMP", "1" if openmp else "0")]
                 ext.extra_compile_args = (o["compile_args"] + o["levels"].get(level, [])
+                                          + o["family_args"].get(family, [])
                                           + (o["openmp_compile"] if openmp else []))
                 ext.extra_link_args = o["link_args"] + (o["openmp_link"] if openmp else [])
                 if not release:

@@ -1,8 +1,9 @@
-"""Elementwise binary and probabilistic losses: binary cross-entropy on probabilities, sigmoid focal
-loss, binary hinge loss and pointwise KL divergence.
+"""Elementwise binary and probabilistic losses: binary cross-entropy on probabilities and on logits,
+sigmoid focal loss, binary hinge loss and pointwise KL divergence.
 
 Each function validates and converts its arguments, then calls the one entry of
-``fastloss/_kernels/binary.pyx`` (``elementwise``) with its loss kind; the arithmetic lives there.
+``fastloss/_kernels/elementwise.pyx`` with its loss ``Kind`` and parameters (``fastloss/_elementwise.py``);
+the arithmetic lives there.
 """
 from __future__ import annotations
 
@@ -10,17 +11,16 @@ from typing import Literal, overload
 
 import numpy as np
 
+from . import _elementwise as E
 from . import _validate as V
+from ._elementwise import Kind
 from ._errors import BadValue, raise_first_bad
-from ._kernels import load
 from ._losses import loss_info
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad
-from ._classification import _elementwise_operand, _finish
 
-_K = load("binary")
-
-__all__ = ["binary_cross_entropy", "sigmoid_focal_loss", "hinge_loss", "kl_div"]
+__all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "sigmoid_focal_loss", "hinge_loss",
+           "kl_div"]
 
 
 def _reject_legacy(size_average, reduce):
@@ -41,17 +41,10 @@ def _pair(input, target, input_name="input", target_name="target", broadcast=Fal
     return x, y, shape
 
 
-def _run(kind, x, y, reduction, nt, out, return_grad, weight=1.0, params=(0.0, 0.0, 0.0), count=None):
-    """Run the kernel; return (kernel_result, out_array, grad).  ``count`` is the mean's divisor
-    (default: the number of elements)."""
-    n = x.size
-    count = n if count is None else count
-    grad = np.empty_like(x) if return_grad else None
-    o = V.output_array(out, x.shape, x.dtype) if reduction == "none" else None
-    scale = 1.0 / count if (reduction in ("mean", "batchmean") and count) else 1.0
-    res = _K.elementwise(kind, x.reshape(-1), y.reshape(-1), weight, x.shape[-1] if x.ndim else 1,
-                         *params, None if o is None else o.reshape(-1), grad, scale, nt)
-    return res, o, grad, count
+def _finish(kernel_result, reduction, dtype, out, grad, count):
+    """The public result of a run (``count``: the mean's divisor)."""
+    value = out if reduction == "none" else V.reduced(kernel_result[0], count, reduction, dtype)
+    return (value, grad) if grad is not None else value
 
 
 @overload
@@ -146,12 +139,122 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike 
     V.check_reduction(reduction, out=out, return_grad=return_grad)
     nt = resolve_num_threads(num_threads)
     x, y, _ = _pair(input, target)
-    w = _elementwise_operand(weight, x, "weight")
-    res, o, grad, count = _run("bce", x, y, reduction, nt, out, return_grad, weight=w)
+    w = E.operand(weight, x, "weight")
+    o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size)
+    res = E.K.elementwise(Kind.BCE, x, y, w, o, grad, scale, nt)
     raise_first_bad(res[2], BadValue(
         "binary_cross_entropy: all elements of {name} should be between 0 and 1; got {value!r} at position "
         "{position}", (("input", x, lambda v: not 0 <= v <= 1), ("target", y, None))))
-    return _finish(res, reduction, x.dtype, o, grad, count=count)
+    return _finish(res, reduction, x.dtype, o, grad, x.size)
+
+
+@overload
+def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
+                                     size_average: bool | None = ..., reduce: bool | None = ...,
+                                     reduction: str = ..., pos_weight: ArrayLike | None = ..., *,
+                                     num_threads: int | None = ..., out: FloatArray | None = ...,
+                                     return_grad: Literal[False] = ...) -> Loss: ...
+@overload
+def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
+                                     size_average: bool | None = ..., reduce: bool | None = ...,
+                                     reduction: str = ..., pos_weight: ArrayLike | None = ..., *,
+                                     num_threads: int | None = ..., out: FloatArray | None = ...,
+                                     return_grad: Literal[True]) -> LossGrad: ...
+@overload
+def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
+                                     size_average: bool | None = ..., reduce: bool | None = ...,
+                                     reduction: str = ..., pos_weight: ArrayLike | None = ..., *,
+                                     num_threads: int | None = ..., out: FloatArray | None = ...,
+                                     return_grad: bool = ...) -> Loss | LossGrad: ...
+@loss_info(family="binary")
+def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
+                                     size_average: bool | None = None, reduce: bool | None = None,
+                                     reduction: str = "mean", pos_weight: ArrayLike | None = None, *,
+                                     num_threads: int | None = None, out: FloatArray | None = None,
+                                     return_grad: bool = False) -> Loss | LossGrad:
+    r"""Binary cross-entropy on logits, mirroring
+    :func:`torch.nn.functional.binary_cross_entropy_with_logits`.
+
+    With :math:`\sigma` the sigmoid, weight :math:`w` and positive weight :math:`p_w`,
+
+    .. math::
+
+        \ell = -w \bigl(p_w\, y \log \sigma(x) + (1 - y) \log(1 - \sigma(x))\bigr)
+             = w \bigl((1 - y)\, x + l\, (\max(-x, 0) + \operatorname{log1p}(e^{-|x|}))\bigr),
+        \quad l = 1 + (p_w - 1)\, y
+
+    The second (stable) form is the one computed: no overflow for any finite :math:`x`.
+    ``"mean"`` divides by the number of elements (weights do not enter the denominator, as torch).
+    Targets may be soft (any value; torch does not check them either).
+
+    Parameters
+    ----------
+    input : array_like
+        Logits of any shape, floating point.
+    target : array_like
+        Targets of ``input``'s shape (any numeric dtype).
+    weight : array_like, optional
+        Per-element weight broadcastable to ``input``'s shape.  Scalars and last-axis vectors are
+        read in place; any other broadcast shape is materialised once.  None: 1.
+    size_average, reduce : None
+        torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
+    reduction : {"mean", "sum", "none"}, optional
+        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default) over the elements.
+    pos_weight : array_like, optional
+        :math:`p_w`, broadcast along the last axis: shape (C,) for (N, C) input (as torch), or a
+        scalar.  None: 1.
+    num_threads : int or None, optional
+        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
+        The result is bitwise identical for every value.
+    out : numpy.ndarray or None, optional
+        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
+        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
+    return_grad : bool, optional
+        Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
+        computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise
+        losses for ``"none"``.
+    grad : numpy.ndarray
+        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, a ``weight`` / ``pos_weight`` that does not broadcast, a bad
+        ``reduction`` or ``out``, or ``size_average`` / ``reduce`` given.
+
+    See Also
+    --------
+    binary_cross_entropy : the same loss on probabilities.
+    sigmoid_focal_loss : with a focusing term.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastloss as fl
+    >>> x = np.array([[3.0, -1.0], [0.5, -40.0]])
+    >>> y = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> sig = 1 / (1 + np.exp(-x))
+    >>> ref = -(y * np.log(sig) + (1 - y) * np.log(1 - sig))
+    >>> bool(np.allclose(fl.binary_cross_entropy_with_logits(x, y, reduction="none"), ref))
+    True
+    >>> loss = fl.binary_cross_entropy_with_logits(x, y, pos_weight=np.array([2.0, 1.0]))
+    >>> bool(np.isclose(loss, np.mean(ref * np.where(y == 1, [2.0, 1.0], 1.0))))
+    True
+    """
+    _reject_legacy(size_average, reduce)
+    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    nt = resolve_num_threads(num_threads)
+    x, y, _ = _pair(input, target)
+    w = E.operand(weight, x, "weight")
+    pw = E.operand(pos_weight, x, "pos_weight", default=None)   # None: torch's l = 1
+    o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size)
+    res = E.K.elementwise(Kind.BCE_LOGITS, x, y, w, o, grad, scale, nt, pos_weight=pw)
+    return _finish(res, reduction, x.dtype, o, grad, x.size)
 
 
 @overload
@@ -252,10 +355,9 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
     g = V.check_real(gamma, "gamma")
     nt = resolve_num_threads(num_threads)
     x, y, _ = _pair(inputs, targets, "inputs", "targets")     # (torchvision's BCE-with-logits: same shape)
-    a0, da = (1.0, 0.0) if a < 0 else (1.0 - a, a - (1.0 - a))
-    kind = "focal_square" if g == 2 else "focal"   # gamma = 2 (the default): q * q, no pow
-    res, o, grad, count = _run(kind, x, y, reduction, nt, out, return_grad, params=(a0, da, g))
-    return _finish(res, reduction, x.dtype, o, grad, count=count)
+    o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size)
+    res = E.K.elementwise(Kind.FOCAL, x, y, 1.0, o, grad, scale, nt, alpha=a, gamma=g)
+    return _finish(res, reduction, x.dtype, o, grad, x.size)
 
 
 @overload
@@ -340,10 +442,11 @@ def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.0, squared
         raise TypeError(f"squared must be a bool, got {squared!r}")
     nt = resolve_num_threads(num_threads)
     x, y, _ = _pair(input, target)
-    res, o, grad, count = _run("hinge", x, y, reduction, nt, out, return_grad, params=(m, float(squared), 0.0))
+    o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size)
+    res = E.K.elementwise(Kind.HINGE, x, y, 1.0, o, grad, scale, nt, margin=m, squared=squared)
     raise_first_bad(res[2], BadValue("hinge_loss: target must be -1 or +1; got {value!r} at position {position}",
                                      (("target", y, None),)))
-    return _finish(res, reduction, x.dtype, o, grad, count=count)
+    return _finish(res, reduction, x.dtype, o, grad, x.size)
 
 
 @overload
@@ -436,12 +539,12 @@ def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = None
         raise TypeError(f"log_target must be a bool, got {log_target!r}")
     nt = resolve_num_threads(num_threads)
     x, y, shape = _pair(input, target, broadcast=True)
-    count = None
+    count = x.size
     if reduction == "batchmean":       # torch divides by input.size(0): input's own first axis
         if len(shape) == 0:
             reduction = "sum"
         else:
             count = shape[0]
-    res, o, grad, count = _run("kl", x, y, reduction, nt, out, return_grad,
-                               params=(float(log_target), 0.0, 0.0), count=count)
-    return _finish(res, reduction, x.dtype, o, V.unbroadcast(grad, shape), count=count)
+    o, grad, scale = E.buffers(x, reduction, out, return_grad, count)
+    res = E.K.elementwise(Kind.KL, x, y, 1.0, o, grad, scale, nt, log_target=log_target)
+    return _finish(res, reduction, x.dtype, o, V.unbroadcast(grad, shape), count)

@@ -1,5 +1,4 @@
-"""Classification losses: the cross-entropy family, focal, multi-class margin, distillation and
-binary cross-entropy on logits.
+"""Classification losses: the cross-entropy family, focal, multi-class margin and distillation.
 
 Each function validates and converts its arguments, then calls one kernel from
 ``fastloss/_kernels/classification.pyx``; the arithmetic lives there.
@@ -21,7 +20,7 @@ from ._typing import ArrayLike, FloatArray, Loss, LossGrad, NDArray
 _K = load("classification")
 
 __all__ = ["cross_entropy", "nll_loss", "softmax_focal_loss", "multi_margin_loss", "distillation_loss",
-           "class_balanced_weights", "binary_cross_entropy_with_logits"]
+           "class_balanced_weights"]
 
 
 _IGNORE_HINT = " (a label value to skip; -100 by default, as torch; any value no label takes skips none)"
@@ -731,134 +730,3 @@ def class_balanced_weights(counts: ArrayLike, beta: float = 0.9999) -> NDArray[n
         w = np.where(n > 0, (1.0 - b) / np.where(eff > 0, eff, 1.0), 0.0) if b > 0 else eff
     total = w.sum()
     return w * (len(n) / total) if total > 0 else w
-
-
-@overload
-def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
-                                     size_average: bool | None = ..., reduce: bool | None = ...,
-                                     reduction: str = ..., pos_weight: ArrayLike | None = ..., *,
-                                     num_threads: int | None = ..., out: FloatArray | None = ...,
-                                     return_grad: Literal[False] = ...) -> Loss: ...
-@overload
-def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
-                                     size_average: bool | None = ..., reduce: bool | None = ...,
-                                     reduction: str = ..., pos_weight: ArrayLike | None = ..., *,
-                                     num_threads: int | None = ..., out: FloatArray | None = ...,
-                                     return_grad: Literal[True]) -> LossGrad: ...
-@overload
-def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
-                                     size_average: bool | None = ..., reduce: bool | None = ...,
-                                     reduction: str = ..., pos_weight: ArrayLike | None = ..., *,
-                                     num_threads: int | None = ..., out: FloatArray | None = ...,
-                                     return_grad: bool = ...) -> Loss | LossGrad: ...
-@loss_info(family="classification")
-def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
-                                     size_average: bool | None = None, reduce: bool | None = None,
-                                     reduction: str = "mean", pos_weight: ArrayLike | None = None, *,
-                                     num_threads: int | None = None, out: FloatArray | None = None,
-                                     return_grad: bool = False) -> Loss | LossGrad:
-    r"""Binary cross-entropy on logits, mirroring
-    :func:`torch.nn.functional.binary_cross_entropy_with_logits`.
-
-    With :math:`\sigma` the sigmoid, weight :math:`w` and positive weight :math:`p_w`,
-
-    .. math::
-
-        \ell = -w \bigl(p_w\, y \log \sigma(x) + (1 - y) \log(1 - \sigma(x))\bigr)
-             = w \bigl((1 - y)\, x + l\, (\max(-x, 0) + \operatorname{log1p}(e^{-|x|}))\bigr),
-        \quad l = 1 + (p_w - 1)\, y
-
-    The second (stable) form is the one computed: no overflow for any finite :math:`x`.
-    ``"mean"`` divides by the number of elements (weights do not enter the denominator, as torch).
-    Targets may be soft (any value; torch does not check them either).
-
-    Parameters
-    ----------
-    input : array_like
-        Logits of any shape, floating point.
-    target : array_like
-        Targets of ``input``'s shape (any numeric dtype).
-    weight : array_like, optional
-        Per-element weight broadcastable to ``input``'s shape.  Scalars and last-axis vectors are
-        read in place; any other broadcast shape is materialised once.  None: 1.
-    size_average, reduce : None
-        torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
-    reduction : {"mean", "sum", "none"}, optional
-        ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default) over the elements.
-    pos_weight : array_like, optional
-        :math:`p_w`, broadcast along the last axis: shape (C,) for (N, C) input (as torch), or a
-        scalar.  None: 1.
-    num_threads : int or None, optional
-        Keyword-only.  Threads for this call; None (default) uses :func:`fastloss.get_num_threads`.
-        The result is bitwise identical for every value.
-    out : numpy.ndarray or None, optional
-        Keyword-only.  With ``reduction="none"``, a writable C-contiguous array of the result's
-        shape and dtype that receives the losses and is returned.  Ignored for other reductions.
-    return_grad : bool, optional
-        Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
-        computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
-
-    Returns
-    -------
-    loss : numpy.floating or numpy.ndarray
-        A NumPy scalar of the computation dtype for ``"mean"`` / ``"sum"``; the elementwise
-        losses for ``"none"``.
-    grad : numpy.ndarray
-        Only with ``return_grad=True``: d(loss)/d(input), of ``input``'s shape.
-
-    Raises
-    ------
-    ValueError
-        Mismatched shapes, a ``weight`` / ``pos_weight`` that does not broadcast, a bad
-        ``reduction`` or ``out``, or ``size_average`` / ``reduce`` given.
-
-    See Also
-    --------
-    binary_cross_entropy : the same loss on probabilities.
-    sigmoid_focal_loss : with a focusing term.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastloss as fl
-    >>> x = np.array([[3.0, -1.0], [0.5, -40.0]])
-    >>> y = np.array([[1.0, 0.0], [0.0, 1.0]])
-    >>> sig = 1 / (1 + np.exp(-x))
-    >>> ref = -(y * np.log(sig) + (1 - y) * np.log(1 - sig))
-    >>> bool(np.allclose(fl.binary_cross_entropy_with_logits(x, y, reduction="none"), ref))
-    True
-    >>> loss = fl.binary_cross_entropy_with_logits(x, y, pos_weight=np.array([2.0, 1.0]))
-    >>> bool(np.isclose(loss, np.mean(ref * np.where(y == 1, [2.0, 1.0], 1.0))))
-    True
-    """
-    if size_average is not None or reduce is not None:
-        raise ValueError("size_average and reduce are deprecated in torch; use reduction=")
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
-    nt = resolve_num_threads(num_threads)
-    x = V.prediction(input, "input")
-    y = V.float_array(target, "target", dtype=x.dtype)
-    V.check_same_shape(x, y, "input", "target")
-    K = x.shape[-1] if x.ndim else 1
-    w = _elementwise_operand(weight, x, "weight")
-    pw = _elementwise_operand(pos_weight, x, "pos_weight", default=None)   # None: torch's l = 1
-    n = x.size
-    grad = np.empty_like(x) if return_grad else None
-    o = V.output_array(out, x.shape, x.dtype) if reduction == "none" else None
-    scale = 1.0 / n if (reduction == "mean" and n) else 1.0
-    res = _K.bce_with_logits(x.reshape(-1), y.reshape(-1), w, pw, K, reduction,
-                             None if o is None else o.reshape(-1), grad, scale, nt)
-    return _finish(res, reduction, x.dtype, o, grad, count=n)
-
-
-def _elementwise_operand(value, x, name, default=1.0):
-    """A broadcastable per-element operand as a kernel operand: a float (scalar), a last-axis vector
-    read in place (period = x.shape[-1]), or a full-shape array (materialised only if it must be)."""
-    if value is None:
-        return default
-    a = V.float_array(value, name, dtype=x.dtype)
-    if a.size == 1 and a.ndim <= max(x.ndim, 1):
-        return float(a.reshape(()))
-    if x.ndim >= 1 and a.ndim >= 1 and a.shape[-1] == x.shape[-1] and a.size == x.shape[-1] \
-            and a.ndim <= x.ndim:
-        return a.reshape(-1)
-    return V.broadcast_weight(a, x.shape, x.dtype, name).reshape(-1)

@@ -3,8 +3,8 @@ poisson_nll, gaussian_nll), log-cosh, quantile (pinball), MAPE, sMAPE and MSLE, 
 KL term.
 
 Each function validates and converts its arguments, then calls one kernel from
-``fastloss/_kernels/regression.pyx`` (one elementwise loop specialised per loss, or the KL row loop);
-the arithmetic lives there.
+``fastloss/_kernels/elementwise.pyx`` (the one elementwise loop, specialised per loss ``Kind``, or the KL
+row loop); the arithmetic lives there.
 
 Shapes: the torch losses broadcast ``target`` against ``input`` as torch does -- mse_loss, l1_loss,
 huber_loss and smooth_l1_loss with torch's UserWarning ("Using a target size ... that is different to
@@ -27,16 +27,13 @@ import warnings
 
 import numpy as np
 
+from . import _elementwise as E
 from . import _validate as V
+from ._elementwise import Kind
 from ._errors import BadValue, raise_first_bad
-from ._kernels import load
 from ._losses import loss_info
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad, LossGrads2
-from ._classification import _elementwise_operand
-
-_K = load("regression")
-_KIND = _K.LossKind
 
 __all__ = ["mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss", "gaussian_nll_loss",
            "log_cosh_loss", "quantile_loss", "mape_loss", "smape_loss", "msle_loss", "gaussian_kl_loss"]
@@ -76,22 +73,18 @@ def _inputs(input, target, reduction, num_threads, out, return_grad, loss=None, 
     return x, y, nt, shape, repeat
 
 
-def _elementwise(kind, args, reduction, weight, out, return_grad, a=0.0, b=0.0, var=1.0, var_rows=False,
-                 grad_var=None, weighted_mean=True):
-    """Run one elementwise kernel on ``_inputs``'s ``args``: (value, grad of input's shape, first_bad)."""
+def _elementwise(kind, args, reduction, weight, out, return_grad, weighted_mean=True, **config):
+    """Run the kernel of ``kind`` with its keyword ``config`` (``elementwise.pyx``'s entry) on ``_inputs``'s
+    ``args``: (value, grad of input's shape, first_bad)."""
     x, y, nt, shape, repeat = args
-    K = x.shape[-1] if x.ndim else 1
     if weight is not None and repeat != 1:     # (input's shape: _inputs checked it) broadcast like input
         weight = np.broadcast_to(V.float_array(weight, "weight", dtype=x.dtype), x.shape)
-    w = _elementwise_operand(weight, x, "weight")
+    w = E.operand(weight, x, "weight")
     weighted_mean = weighted_mean and weight is not None and reduction == "mean"
     n = x.size
-    grad = np.empty_like(x) if return_grad else None
-    o = V.output_array(out, x.shape, x.dtype) if reduction == "none" else None
-    scale = 1.0 / n if (reduction == "mean" and n) else 1.0
-    loss_sum, denom, bad = _K.elementwise(
-        kind, x.reshape(-1), y.reshape(-1), w, var, var_rows, K, float(a), float(b), reduction, weighted_mean,
-        None if o is None else o.reshape(-1), grad, grad_var, scale, nt)
+    o, grad, scale = E.buffers(x, reduction, out, return_grad, n)
+    loss_sum, denom, bad = E.K.elementwise(kind, x, y, w, o, grad, scale, nt, weighted_mean=weighted_mean,
+                                           **config)
     if reduction == "none":
         value = o
     else:   # torch's weighted mean divides by the weights of input's shape: each stands for `repeat` items
@@ -182,7 +175,7 @@ def mse_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = No
     """
     _no_legacy(size_average, reduce)
     args = _inputs(input, target, reduction, num_threads, out, return_grad, "mse_loss", weight)
-    value, grad, _ = _elementwise(_KIND.MSE, args, reduction, weight, out, return_grad)
+    value, grad, _ = _elementwise(Kind.MSE, args, reduction, weight, out, return_grad)
     return _result(value, grad)
 
 
@@ -259,7 +252,7 @@ def l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = Non
     """
     _no_legacy(size_average, reduce)
     args = _inputs(input, target, reduction, num_threads, out, return_grad, "l1_loss", weight)
-    value, grad, _ = _elementwise(_KIND.L1, args, reduction, weight, out, return_grad)
+    value, grad, _ = _elementwise(Kind.L1, args, reduction, weight, out, return_grad)
     return _result(value, grad)
 
 
@@ -344,7 +337,7 @@ def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", del
     """
     delta = V.check_real(delta, "delta", low=0.0, low_open=True)
     args = _inputs(input, target, reduction, num_threads, out, return_grad, "huber_loss", weight)
-    value, grad, _ = _elementwise(_KIND.HUBER, args, reduction, weight, out, return_grad, a=delta,
+    value, grad, _ = _elementwise(Kind.HUBER, args, reduction, weight, out, return_grad, delta=delta,
                                   weighted_mean=False)
     return _result(value, grad)
 
@@ -433,7 +426,7 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | Non
     _no_legacy(size_average, reduce)
     beta = V.check_real(beta, "beta", low=0.0)
     args = _inputs(input, target, reduction, num_threads, out, return_grad, "smooth_l1_loss", weight)
-    value, grad, _ = _elementwise(_KIND.SMOOTH_L1, args, reduction, weight, out, return_grad, a=beta)
+    value, grad, _ = _elementwise(Kind.SMOOTH_L1, args, reduction, weight, out, return_grad, beta=beta)
     return _result(value, grad)
 
 
@@ -524,9 +517,9 @@ def poisson_nll_loss(input: ArrayLike, target: ArrayLike, log_input: bool = True
     _no_legacy(size_average, reduce)
     eps = V.check_real(eps, "eps")
     args = _inputs(input, target, reduction, num_threads, out, return_grad, "poisson_nll_loss", weight)
-    kind = _KIND.POISSON_LOG if V.check_bool(log_input, "log_input") else _KIND.POISSON
-    value, grad, _ = _elementwise(kind, args, reduction, weight, out, return_grad, a=eps,
-                                  b=1.0 if V.check_bool(full, "full") else 0.0)
+    kind = Kind.POISSON_LOG if V.check_bool(log_input, "log_input") else Kind.POISSON
+    value, grad, _ = _elementwise(kind, args, reduction, weight, out, return_grad, eps=eps,
+                                  full=V.check_bool(full, "full"))
     return _result(value, grad)
 
 
@@ -644,9 +637,9 @@ def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full:
         op = np.ascontiguousarray(np.broadcast_to(varr.reshape(var_shape), x.shape)).reshape(-1)
         var_rows = False
     gv_full = np.empty_like(x) if (return_grad and varr is not None) else None
-    value, grad, bad = _elementwise(_KIND.GAUSSIAN_NLL, args, reduction, weight, out, return_grad, a=eps,
-                                    b=0.5 * math.log(2 * math.pi) if V.check_bool(full, "full") else 0.0,
-                                    var=op, var_rows=var_rows, grad_var=gv_full)
+    value, grad, bad = _elementwise(Kind.GAUSSIAN_NLL, args, reduction, weight, out, return_grad, eps=eps,
+                                    full=V.check_bool(full, "full"), var=op, var_rows=var_rows,
+                                    grad_var=gv_full)
     raise_first_bad(bad, BadValue(
         "var has negative entry/entries: var = {value} for the input element at position {position}",
         (("var", op, None),), shape=x.shape, locate=(lambda i: i // x.shape[-1]) if var_rows else None))
@@ -732,7 +725,7 @@ def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", 
     1e+30
     """
     args = _inputs(input, target, reduction, num_threads, out, return_grad)
-    value, grad, _ = _elementwise(_KIND.LOG_COSH, args, reduction, weight, out, return_grad)
+    value, grad, _ = _elementwise(Kind.LOG_COSH, args, reduction, weight, out, return_grad)
     return _result(value, grad)
 
 
@@ -813,7 +806,7 @@ def quantile_loss(input: ArrayLike, target: ArrayLike, q: float = 0.5, reduction
     """
     q = V.check_real(q, "q", low=0.0, high=1.0, low_open=True, high_open=True)
     args = _inputs(input, target, reduction, num_threads, out, return_grad)
-    value, grad, _ = _elementwise(_KIND.QUANTILE, args, reduction, weight, out, return_grad, a=q)
+    value, grad, _ = _elementwise(Kind.QUANTILE, args, reduction, weight, out, return_grad, q=q)
     return _result(value, grad)
 
 
@@ -891,7 +884,7 @@ def mape_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *, e
     """
     e = 0.0 if eps is None else V.check_real(eps, "eps", low=0.0, low_open=True)
     args = _inputs(input, target, reduction, num_threads, out, return_grad)
-    value, grad, bad = _elementwise(_KIND.MAPE, args, reduction, weight, out, return_grad, a=e)
+    value, grad, bad = _elementwise(Kind.MAPE, args, reduction, weight, out, return_grad, eps=e)
     raise_first_bad(bad, BadValue("mape_loss: target is 0 at position {position}; pass eps= to divide by "
                                   "max(|target|, eps)", (("target", args[1], None),)))
     return _result(value, grad)
@@ -966,7 +959,7 @@ def smape_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
     [0.095238 0.       2.      ] True
     """
     args = _inputs(input, target, reduction, num_threads, out, return_grad)
-    value, grad, _ = _elementwise(_KIND.SMAPE, args, reduction, weight, out, return_grad)
+    value, grad, _ = _elementwise(Kind.SMAPE, args, reduction, weight, out, return_grad)
     return _result(value, grad)
 
 
@@ -1037,7 +1030,7 @@ def msle_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
     True
     """
     args = _inputs(input, target, reduction, num_threads, out, return_grad)
-    value, grad, bad = _elementwise(_KIND.MSLE, args, reduction, weight, out, return_grad)
+    value, grad, bad = _elementwise(Kind.MSLE, args, reduction, weight, out, return_grad)
     raise_first_bad(bad, BadValue("msle_loss: {name} has value {value} <= -1 at position {position} (log1p "
                                   "needs values > -1)", (("input", args[0], lambda v: v <= -1), ("target", args[1], None))))
     return _result(value, grad)
@@ -1129,8 +1122,8 @@ def gaussian_kl_loss(mu: ArrayLike, logvar: ArrayLike, reduction: str = "mean", 
     gl = np.empty_like(m) if return_grad else None
     o = V.output_array(out, batch, m.dtype) if reduction == "none" else None
     scale = 1.0 / rows if (reduction == "mean" and rows) else 1.0
-    loss_sum, denom, _ = _K.gaussian_kl(m.reshape(-1), lv.reshape(-1), w, rows, D, reduction, weighted_mean,
-                                        None if o is None else o.reshape(-1), gm, gl, scale, nt)
+    loss_sum, denom, _ = E.K.gaussian_kl(m.reshape(-1), lv.reshape(-1), w, rows, D, None if o is None else
+                                         o.reshape(-1), gm, gl, scale, nt, weighted_mean=weighted_mean)
     value = o if reduction == "none" else V.reduced(loss_sum, denom if weighted_mean else rows, reduction,
                                                     m.dtype)
     return (value, (gm, gl)) if return_grad else value

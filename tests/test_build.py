@@ -38,7 +38,8 @@ def setup_module():
 
 
 def _all_flags(o):
-    return [f for flags in (o["compile_args"], o["link_args"], *o["levels"].values()) for f in flags]
+    return [f for flags in (o["compile_args"], o["link_args"], *o["levels"].values(), *o["family_args"].values())
+            for f in flags]
 
 
 def test_x86_64_builds_three_levels_with_their_flags(setup_module):

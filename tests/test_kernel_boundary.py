@@ -32,8 +32,8 @@ def labels(n, hi):
 
 def _cases():
     """(id, kernel, kwargs of a valid call, required buffers, written buffers)."""
-    cls, reg, met = load("classification"), load("regression"), load("metric")
-    box, seg, sta, bina = load("boxes"), load("segmentation"), load("state"), load("binary")
+    cls, ew, met = load("classification"), load("elementwise"), load("metric")
+    box, seg, sta = load("boxes"), load("segmentation"), load("state")
     x = f8(N, C)
     probs = np.full((N, C), 1.0 / C)
     yield (
@@ -86,16 +86,16 @@ def _cases():
             req,
             ("out", "grad"),
         )
+    # elementwise: x, y in their own shape (the last axis, C, is the period of last-axis operands)
     yield (
-        "bce_with_logits",
-        cls.bce_with_logits,
+        "elementwise[bce_logits]",
+        ew.elementwise,
         dict(
-            x=f8(N * C),
-            y=f8(N * C, low=0),
+            kind=ew.Kind.BCE_LOGITS,
+            x=f8(N, C),
+            y=f8(N, C, low=0),
             weight=f8(N * C, low=0.5),
             pos_weight=f8(C, low=0.5),
-            K=C,
-            reduction="none",
             out=np.empty(N * C),
             grad=np.empty(N * C),
             grad_scale=1.0,
@@ -105,17 +105,14 @@ def _cases():
         ("out", "grad"),
     )
     yield (
-        "binary.elementwise",
-        bina.elementwise,
+        "elementwise[kl]",
+        ew.elementwise,
         dict(
-            kind="kl",
-            x=f8(N * C),
-            y=f8(N * C, low=0),
+            kind=ew.Kind.KL,
+            x=f8(N, C),
+            y=f8(N, C, low=0),
             weight=f8(N * C, low=0.5),
-            K=C,
-            a=0.0,
-            b=0.0,
-            c=0.0,
+            log_target=False,
             out=np.empty(N * C),
             grad=np.empty(N * C),
             grad_scale=1.0,
@@ -124,21 +121,18 @@ def _cases():
         ("x", "y", "weight"),
         ("out", "grad"),
     )
-    gauss = reg.LossKind.GAUSSIAN_NLL
+    gauss = ew.Kind.GAUSSIAN_NLL
     yield (
-        "regression.elementwise",
-        reg.elementwise,
+        "elementwise[gaussian_nll]",
+        ew.elementwise,
         dict(
             kind=gauss,
-            x=f8(N * C),
-            y=f8(N * C),
+            x=f8(N, C),
+            y=f8(N, C),
             weight=f8(N * C, low=0.5),
             var=f8(N * C, low=0.5),
             var_rows=False,
-            K=C,
-            a=1e-6,
-            b=0.0,
-            reduction="none",
+            eps=1e-6,
             weighted_mean=False,
             out=np.empty(N * C),
             grad=np.empty(N * C),
@@ -150,19 +144,16 @@ def _cases():
         ("out", "grad", "grad_var"),
     )
     yield (
-        "regression.elementwise[var_rows]",
-        reg.elementwise,
+        "elementwise[gaussian_nll, var_rows]",
+        ew.elementwise,
         dict(
             kind=gauss,
-            x=f8(N * C),
-            y=f8(N * C),
+            x=f8(N, C),
+            y=f8(N, C),
             weight=1.0,
             var=f8(N, low=0.5),
             var_rows=True,
-            K=C,
-            a=1e-6,
-            b=0.0,
-            reduction="sum",
+            eps=1e-6,
             weighted_mean=False,
             out=None,
             grad=np.empty(N * C),
@@ -175,14 +166,13 @@ def _cases():
     )
     yield (
         "gaussian_kl",
-        reg.gaussian_kl,
+        ew.gaussian_kl,
         dict(
             mu=f8(N * C),
             logvar=f8(N * C),
             weight=f8(N, low=0.5),
             rows=N,
             D=C,
-            reduction="none",
             weighted_mean=False,
             out=np.empty(N),
             grad_mu=np.empty(N * C),

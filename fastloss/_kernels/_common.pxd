@@ -535,10 +535,9 @@ cdef inline object run(BlockFn fn, const void* ctx, Py_ssize_t n_items, Py_ssize
 
 
 # ---------------------------------------------------------------- the elementwise segment loop
-# Elementwise families (binary.pyx, regression.pyx, BCE-with-logits in classification.pyx) read a
-# prediction x, a target y and a per-element weight as streams.  ``ElemStreams`` holds them (a family's
-# context embeds it as member ``s``), ``set_streams`` fills it in a def entry, and ``next_segment`` is the
-# one loop header of their block functions:
+# Elementwise losses (elementwise.pyx) read a prediction x, a target y and a per-element weight as
+# streams.  ``ElemStreams`` holds them (the context embeds it as member ``s``), ``set_streams`` fills it
+# in a def entry, and ``next_segment`` is the one loop header of their block functions:
 #
 #     while i < stop:
 #         e = next_segment(&c.s, i, stop, &x, &y, &w)      # x, y, w point at item i, valid up to e

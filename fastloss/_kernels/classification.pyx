@@ -1,6 +1,6 @@
 # cython: language_level=3
-"""Classification kernels: softmax cross-entropy and its relatives (row and spatial layouts), and the
-binary (sigmoid) losses.
+"""Classification kernels: softmax cross-entropy and its relatives (row and spatial layouts).  The
+binary (sigmoid) losses are elementwise: ``elementwise.pyx``.
 
 Read ``_common.pxd`` first: every kernel here is a *block function* run by ``run_blocks``.
 
@@ -28,14 +28,10 @@ from libc.string cimport memset
 from libc.math cimport exp, expm1, log, log1p, pow
 
 from fastloss._kernels._common cimport (
-    floating, BlockFn, BlockRun, run_blocks, block_items_for, Operand, operand_seg, set_operand,
-    ElemStreams, next_segment, set_streams,
-    ptr_or_null, init_run, finish_run, run,
+    floating, BlockFn, ptr_or_null, run,
     f_exp, f_exp_nonpos, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min, row_max, row_sumexp,
 )
-from fastloss._kernels._common cimport (
-    check_buffer, check_optional, check_operand, check_count, buffer_items, items_product,
-)
+from fastloss._kernels._common cimport check_buffer, check_optional, check_count, buffer_items, items_product
 
 import numpy as np
 
@@ -891,135 +887,3 @@ def distillation(x, t, out, grad, *, Py_ssize_t C, double temperature, double gr
     c.temperature = temperature
     cdef BlockFn fn = <BlockFn> distillation_block[float] if itemsize == 4 else <BlockFn> distillation_block[double]
     return run(fn, &c, (x.size // C) if C > 0 else 0, C, itemsize, num_threads, out, False)
-
-
-# =====================================================================================================
-# Binary cross-entropy with logits (elementwise)
-# =====================================================================================================
-# torch's stable form (aten/src/ATen/native/Loss.cpp, binary_cross_entropy_with_logits):
-#   l = 1 + (pos_weight - 1) * y                   (l = 1 without pos_weight)
-#   loss = (1 - y) * x + l * softplus(-x),          softplus(-x) = max(-x, 0) + log1p(e),  e = exp(-|x|)
-#   dloss/dx = (1 - y) - l * sigmoid(-x),           sigmoid(-x) = (x >= 0 ? e : 1) / (1 + e)
-# times the sample weight w.  One exp and one log1p per element serve both the loss and the gradient.
-
-cdef struct BinaryCtx:
-    ElemStreams s            # x, y and the sample weight: scalar (1.0 when absent), last-axis vector or full array
-    Operand pos_weight       # likewise (1.0 when absent); s.periodic includes it
-    bint has_pos_weight      # False: l = 1 exactly (torch has no l then: an infinite y must not give 0 * inf)
-    bint check_nan           # look for nan results and recompute them with torch's literal forms (see the entry)
-    void* grad
-    double grad_scale
-
-
-cdef inline floating bce_logits_point(floating x, floating y, floating pw, floating* dx) noexcept nogil:
-    # typed constants: a bare 1 is the C double 1.0 and would widen float32 maths to double
-    cdef floating one = 1, zero = 0
-    cdef floating e = f_exp(-f_abs(x))
-    cdef floating inv = one / (one + e)          # one division serves sigmoid(-|x|) and log1p's correction
-    cdef floating ei = e * inv                   # sigmoid(-|x|)
-    cdef floating l = one + (pw - one) * y
-    cdef floating mx = f_max(x, zero)
-    cdef floating mn = f_min(x, zero)
-    # (1 - y) x + l max(-x, 0) would cancel in float32 for x < 0 (y ~ 0); with 1 - y - l = -pw y it is
-    # (1 - y) max(x, 0) - pw y min(x, 0): two non-negative terms (y in [0, 1]).  mn - mn is 0 for finite x
-    # and nan at x = -inf, where torch's literal form has inf - inf (at +inf both forms agree).
-    #   dloss/dx = (1 - y) - l sigmoid(-x)  =  x >= 0: (1 - y) - l sigmoid(-|x|);  x < 0: l sigmoid(-|x|) - pw y
-    # The rearrangement multiplies y by 0 where torch does not: for y = +-inf it gives nan where torch
-    # may not.  Every nan result is therefore recomputed by bce_logits_literal (see the block).
-    dx[0] = ((one - y) - l * ei) if x >= zero else (l * ei - pw * y)
-    return ((one - y) * mx - pw * y * mn + (mn - mn)) + l * f_log1p_unit_inv(e, inv)
-
-
-cdef inline floating bce_logits_literal(floating x, floating y, floating pw, bint has_pw,
-                                        floating* dx) noexcept nogil:
-    """torch's own forms: loss (1 - y) x + l softplus(-x) with l = 1 exactly without pos_weight, and
-    its backward formula sigmoid(x) - y, or (pw y + 1 - y) sigmoid(x) - pw y with pos_weight
-    (aten/src/ATen/native/Loss.cpp).  Where bce_logits_point gave nan (infinite or nan y, nan or -inf
-    x): these give torch's value there, +-inf or nan."""
-    cdef floating one = 1, zero = 0
-    cdef floating e = f_exp(-f_abs(x))
-    cdef floating sig = one / (one + e) if x >= zero else e / (one + e)
-    cdef floating l = one + (pw - one) * y if has_pw else one
-    dx[0] = ((pw * y + one - y) * sig - pw * y) if has_pw else (sig - y)
-    return (one - y) * x + l * (f_max(-x, zero) + f_log1p_unit_inv(e, one / (one + e)))
-
-
-cdef Py_ssize_t bce_logits_block(const BinaryCtx* c, Py_ssize_t start, Py_ssize_t stop,
-                                 floating* loss, floating* denom) noexcept nogil:
-    cdef const floating* x
-    cdef const floating* y
-    cdef const floating* w
-    cdef const floating* pw
-    cdef floating* g
-    cdef floating* out
-    cdef floating gs = <floating> c.grad_scale
-    cdef floating d
-    cdef Py_ssize_t i = start, e, k, L
-    cdef int n_nan                   # int, not Py_ssize_t: 32-bit lanes beside float32 ones vectorise cheaply
-    while i < stop:
-        e = next_segment(&c.s, i, stop, &x, &y, &w)
-        L = e - i
-        pw = operand_seg(&c.pos_weight, i, c.s.K, x)
-        out = loss + (i - start)
-        n_nan = 0
-        if c.grad != NULL:
-            g = <floating*> c.grad + i
-            for k in range(L):
-                out[k] = w[k] * bce_logits_point(x[k], y[k], pw[k], &d)
-                g[k] = w[k] * d * gs
-            if c.check_nan:
-                for k in range(L):       # a separate pass over L1 data: cheaper than in the loop above
-                    n_nan |= out[k] != out[k]
-        elif c.check_nan:
-            for k in range(L):
-                out[k] = w[k] * bce_logits_point(x[k], y[k], pw[k], &d)
-                n_nan |= out[k] != out[k]
-        else:
-            for k in range(L):
-                out[k] = w[k] * bce_logits_point(x[k], y[k], pw[k], &d)
-        if n_nan:                        # rare: torch's literal forms where the stable one gave nan
-            for k in range(L):
-                if out[k] != out[k]:
-                    out[k] = w[k] * bce_logits_literal(x[k], y[k], pw[k], c.has_pos_weight, &d)
-                    if c.grad != NULL:
-                        (<floating*> c.grad)[i + k] = w[k] * d * gs
-        i = e
-    return -1
-
-
-def bce_with_logits(x, y, weight, pos_weight, Py_ssize_t K, str reduction, out, grad, double grad_scale,
-                    int num_threads):
-    """Kernel entry: x, y C-contiguous (n,) views of the same dtype; weight / pos_weight a float or an
-    array of n or K (last axis) items, or None (no pos_weight: torch's l = 1).  Returns (loss_sum, 0, -1)."""
-    # boundary checks (_common.pxd)
-    cdef Py_ssize_t itemsize = check_buffer(x, "x", b'f', 0, -1, False)
-    cdef Py_ssize_t n = buffer_items(x)
-    check_buffer(y, "y", b'f', itemsize, n, False)
-    check_operand(weight, "weight", itemsize, n, K)
-    if pos_weight is not None:
-        check_operand(pos_weight, "pos_weight", itemsize, n, K)
-    check_optional(out, "out", b'f', itemsize, n, True)
-    check_optional(grad, "grad", b'f', itemsize, n, True)
-    cdef BinaryCtx c
-    cdef BlockRun run
-    cdef int status
-    set_streams(&c.s, x, y, weight, n, K)
-    c.has_pos_weight = pos_weight is not None
-    c.s.periodic = set_operand(&c.pos_weight, 1.0 if pos_weight is None else pos_weight, n, c.s.K,
-                               itemsize) or c.s.periodic
-    c.grad = ptr_or_null(grad)
-    c.grad_scale = grad_scale
-    cdef BlockFn fn = <BlockFn> bce_logits_block[float] if itemsize == 4 else <BlockFn> bce_logits_block[double]
-    # nan results (an infinite target, pos_weight = inf, or nan / -inf input) are recomputed with torch's
-    # literal forms.  With reduction="none" each block looks for them as it goes; a reduced run only when
-    # its sum comes out nan, in a second run -- the common case pays nothing.
-    c.check_nan = out is not None
-    init_run(&run, n, 1, itemsize, num_threads, ptr_or_null(out), False)
-    with nogil:
-        status = run_blocks(fn, &c, &run)
-    if status == 0 and not c.check_nan and run.loss_sum != run.loss_sum:
-        c.check_nan = True
-        init_run(&run, n, 1, itemsize, num_threads, ptr_or_null(out), False)
-        with nogil:
-            status = run_blocks(fn, &c, &run)
-    return finish_run(status, &run)

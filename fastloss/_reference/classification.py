@@ -71,7 +71,7 @@ def _sample_bce_logits(rng, n, dtype):
 
 
 register(Reference(
-    "binary_cross_entropy_with_logits", "classification", _sample_bce_logits,
+    "binary_cross_entropy_with_logits", "binary", _sample_bce_logits,
     torch_ref=lambda x, y, **kw: _torch()[1].binary_cross_entropy_with_logits(_t(x), _t(y), **kw),
     numpy_ref=np_bce_with_logits,
 ))

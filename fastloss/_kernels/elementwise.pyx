@@ -1,0 +1,865 @@
+# cython: language_level=3
+"""Elementwise losses: every loss whose item is one element of (prediction, target[, operand]).
+
+Binary / probabilistic: binary cross-entropy on probabilities and on logits, sigmoid focal loss, binary
+hinge, pointwise KL divergence.  Regression: MSE, L1, Huber, smooth L1, Poisson NLL, Gaussian NLL,
+log-cosh, quantile, MAPE, sMAPE, MSLE.  And the VAE Gaussian KL term, whose item is a row of latents
+(note h).
+
+Read ``_common.pxd`` first: every kernel here is a *block function* run by ``run``.
+
+Design (one loop, one point function per loss):
+
+a. **Point functions.**  Each loss is one ``cdef inline`` function ``*_point(x, y, params..., &d) -> loss``
+   returning the element's loss and writing d(loss)/dx -- the formula, its stable form and its derivative
+   in one place, with the derivation in a comment.  Nothing else holds maths.
+
+b. **One block loop** (``elementwise_block``), fused over the loss *kind* -- a tag struct per loss
+   (``MseK``, ``BceLogitsK``, ...) whose only member is the shared context ``ElemCtx`` -- and over the
+   floating type.  Cython emits one copy per (kind, dtype) with the point function inlined: no function
+   pointer and no switch in the inner loop, which stays branch-free and vectorises.  The kind-specific
+   parts of the loop (an extra operand, a second gradient, a fallback) are ``kind_t is ...`` tests,
+   resolved at compile time.
+
+c. **Typed configuration.**  Python picks a loss by ``Kind`` (a ``cpdef enum``, exported as
+   ``Kind.HUBER`` ...) and passes its parameters as keywords of the entry (``delta=``, ``squared=``,
+   ``log_target=`` ...), which fill the C struct ``ElemParams``; each point function reads the fields
+   it needs.  ``BLOCKS`` (below the loop) is the one kind -> block function table.
+
+d. **Operands** come from ``_common.pxd``'s streams: prediction x, target y and a sample weight
+   (scalar, last-axis vector or full array; 1.0 when the loss has none).  One more operand, ``aux``,
+   serves the two losses that take one: BCE-with-logits' ``pos_weight`` and the Gaussian NLL's
+   ``var``.  ``var`` may also hold torch's homoscedastic variance, one value per row of the last axis
+   (``aux_rows``): item i reads var[i // K]; segments already stop at row ends, so a segment reads one
+   value.
+
+e. **Validation** is a per-kind predicate ``invalid(...)`` counted branch-free in the same loop
+   (constant False where a loss validates nothing, so it compiles away); a segment with a bad item is
+   rescanned for the first one, whose index the block returns.  The Python wrapper raises after the GIL
+   is re-taken (``fastloss/_errors.py``).
+
+f. **Fallback forms.**  A kind may have a second, literal form for the rare items where its stable form
+   gives nan (``fallback``): BCE-with-logits with an infinite target.  With ``check_nan`` the block
+   looks for nan results and recomputes them (``refit_nan``); the entry sets it for reduction="none",
+   and for a reduction only when the sum comes out nan (a second run) -- the common case pays nothing.
+
+g. **Weights and the mean.**  Items are multiplied by the sample weight; the block writes the weight to
+   ``denom`` when the driver asks, so a weighted mean sum(w*l)/sum(w) takes one pass.  With a gradient
+   and a weighted mean, ``weight_block`` sums the weights first (a cheap pass over the weight operand
+   alone) so the gradient is scaled as it is written.
+
+h. **Gaussian KL** (``gauss_kl_block``): the item is a row of D latents (mu, logvar as x, y), its loss
+   the sum of the elementwise ``gauss_kl_point`` over the row times the row's weight.  It shares the
+   context, the weight pass and the entry steps; its loop is the only one here that sums over a row.
+"""
+from fastloss._kernels._common cimport (
+    floating, BlockFn, Operand, operand_seg, set_operand, ElemStreams, next_segment, set_streams,
+    ptr_or_null, run, SEG, f_exp, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min,
+)
+from fastloss._kernels._common cimport (
+    check_buffer, check_optional, check_operand, check_count, buffer_items, items_product,
+    PyArrayObject, PyArray_NDIM, PyArray_DIMS,
+)
+
+# ln 2, and torch's Gaussian NLL constant 0.5 * math.log(2 * math.pi) exactly as Python computes it (one
+# ulp below log(2 pi) / 2 correctly rounded: its shortest repr), as C constants (Cython's DEF is deprecated)
+cdef extern from *:
+    """
+    #define FL_ELEMENTWISE_LOG2 0.6931471805599453094
+    #define FL_ELEMENTWISE_HALF_LOG_2PI 0.9189385332046727
+    """
+    const double LOG2 "FL_ELEMENTWISE_LOG2"
+    const double HALF_LOG_2PI "FL_ELEMENTWISE_HALF_LOG_2PI"
+
+cdef extern from "fl_math.h" nogil:
+    float fl_expm1f(float)
+    double fl_expm1(double)
+
+
+# The losses (note c).  The Python wrappers name them as Kind.MSE ...; the numbers are internal.
+cpdef enum Kind:
+    BCE                  # binary cross-entropy on probabilities
+    BCE_LOGITS           # binary cross-entropy on logits (aux: pos_weight)
+    FOCAL                # sigmoid focal loss (the entry picks FOCAL_SQUARE for gamma == 2)
+    FOCAL_SQUARE
+    HINGE
+    KL
+    MSE
+    L1
+    HUBER
+    SMOOTH_L1
+    POISSON_LOG          # Poisson NLL, log_input=True
+    POISSON              # Poisson NLL, log_input=False
+    GAUSSIAN_NLL         # aux: var
+    LOG_COSH
+    QUANTILE
+    MAPE
+    SMAPE
+    MSLE
+    N_KINDS
+
+
+cdef struct ElemParams:
+    # the parameters of every kind, by name (the entry's keywords); a kind reads only its own
+    double alpha_0            # focal: alpha_t at t = 0 (1 - alpha; 1 when alpha < 0 disables it)
+    double alpha_step         # focal: alpha_t at t = 1 minus alpha_t at t = 0
+    double gamma              # focal: the focusing exponent
+    double margin             # hinge
+    bint squared              # hinge: square the hinge
+    bint log_target           # kl: the target holds log-probabilities
+    double delta              # huber: the switch point
+    double beta               # smooth_l1: the switch point (0: L1)
+    double eps                # poisson (log_input=False): log(x + eps); gaussian_nll: the variance
+                              # clamp; mape: the divisor's floor (0: none, a zero target is invalid)
+    double q                  # quantile
+    bint full                 # poisson, gaussian_nll: add the constant terms
+    bint has_pos_weight       # bce_logits: False gives l = 1 exactly (torch has no l then: an infinite
+                              # target must not give 0 * inf)
+
+
+cdef struct ElemCtx:
+    ElemStreams s             # prediction x, target y, sample weight (1.0 when absent); the last axis
+                              # length K; s.periodic: segments stop at row ends (a last-axis operand,
+                              # or aux_rows)
+    Operand aux               # the second operand (note d): pos_weight or var; unused by other kinds
+    bint aux_rows             # aux holds one value per row of the last axis: item i reads aux[i // K]
+    ElemParams p
+    bint check_nan            # look for nan results and recompute them with the fallback form (note f)
+    Py_ssize_t D              # gaussian KL: latents per row (note h)
+    void* grad                # d(returned loss)/dx, one per element, or NULL
+    void* grad2               # the second gradient: d/dvar (Gaussian NLL), d/dlogvar (Gaussian KL), or NULL
+    double grad_scale         # d(returned loss)/d(element loss): 1/count for means, else 1
+
+
+# Kind tags (note b): layout-identical wrappers of ElemCtx whose only job is to select a specialisation.
+cdef struct BceK:
+    ElemCtx e
+cdef struct BceLogitsK:
+    ElemCtx e
+cdef struct FocalK:
+    ElemCtx e
+cdef struct FocalSquareK:       # focal with gamma == 2 (the default): q^gamma = q * q
+    ElemCtx e
+cdef struct HingeK:
+    ElemCtx e
+cdef struct KlK:
+    ElemCtx e
+cdef struct MseK:
+    ElemCtx e
+cdef struct L1K:
+    ElemCtx e
+cdef struct HuberK:
+    ElemCtx e
+cdef struct SmoothL1K:
+    ElemCtx e
+cdef struct PoissonLogK:
+    ElemCtx e
+cdef struct PoissonK:
+    ElemCtx e
+cdef struct GaussNllK:
+    ElemCtx e
+cdef struct LogCoshK:
+    ElemCtx e
+cdef struct QuantileK:
+    ElemCtx e
+cdef struct MapeK:
+    ElemCtx e
+cdef struct SmapeK:
+    ElemCtx e
+cdef struct MsleK:
+    ElemCtx e
+
+ctypedef fused kind_t:
+    BceK
+    BceLogitsK
+    FocalK
+    FocalSquareK
+    HingeK
+    KlK
+    MseK
+    L1K
+    HuberK
+    SmoothL1K
+    PoissonLogK
+    PoissonK
+    GaussNllK
+    LogCoshK
+    QuantileK
+    MapeK
+    SmapeK
+    MsleK
+
+
+# =====================================================================================================
+# Point functions: binary and probabilistic losses
+# =====================================================================================================
+
+# Binary cross-entropy on probabilities p, torch's formula (aten/src/ATen/native/Loss.cpp):
+#   loss = (y - 1) * max(log1p(-p), -100) - y * max(log(p), -100)
+# and torch's backward (binary_cross_entropy_backward), which autograd returns -- note it is the
+# derivative of the *unclamped* loss with the denominator clamped, not of the clamped loss:
+#   dloss/dp = (p - y) / max((1 - p) * p, EPSILON),  EPSILON = 1e-12 rounded to float (torch's constant
+#   is a float, also in double kernels: the clamp is 9.99999996e-13)
+# Inputs are validated to [0, 1] (no nan), so f_max's nan rule only matters for log1p(-1): fl_log1p
+# gives nan there, and f_max(nan, -100) = -100 is the clamp torch applies to log(0) = -inf.
+cdef inline floating bce_point(floating p, floating y, floating* dp) noexcept nogil:
+    cdef floating one = 1
+    cdef floating log_p = f_max(f_log(p), <floating> -100)
+    cdef floating log_1mp = f_max(f_log1p(-p), <floating> -100)
+    dp[0] = (p - y) / f_max((one - p) * p, <floating> <float> 1e-12)
+    return (y - one) * log_1mp - y * log_p
+
+
+# Binary cross-entropy on logits, torch's stable form (aten/src/ATen/native/Loss.cpp,
+# binary_cross_entropy_with_logits):
+#   l = 1 + (pos_weight - 1) * y                   (l = 1 without pos_weight)
+#   loss = (1 - y) * x + l * softplus(-x),          softplus(-x) = max(-x, 0) + log1p(e),  e = exp(-|x|)
+#   dloss/dx = (1 - y) - l * sigmoid(-x),           sigmoid(-x) = (x >= 0 ? e : 1) / (1 + e)
+# One exp and one log1p per element serve both the loss and the gradient.
+cdef inline floating bce_logits_point(floating x, floating y, floating pw, floating* dx) noexcept nogil:
+    # typed constants: a bare 1 is the C double 1.0 and would widen float32 maths to double
+    cdef floating one = 1, zero = 0
+    cdef floating e = f_exp(-f_abs(x))
+    cdef floating inv = one / (one + e)          # one division serves sigmoid(-|x|) and log1p's correction
+    cdef floating ei = e * inv                   # sigmoid(-|x|)
+    cdef floating l = one + (pw - one) * y
+    cdef floating mx = f_max(x, zero)
+    cdef floating mn = f_min(x, zero)
+    # (1 - y) x + l max(-x, 0) would cancel in float32 for x < 0 (y ~ 0); with 1 - y - l = -pw y it is
+    # (1 - y) max(x, 0) - pw y min(x, 0): two non-negative terms (y in [0, 1]).  mn - mn is 0 for finite x
+    # and nan at x = -inf, where torch's literal form has inf - inf (at +inf both forms agree).
+    #   dloss/dx = (1 - y) - l sigmoid(-x)  =  x >= 0: (1 - y) - l sigmoid(-|x|);  x < 0: l sigmoid(-|x|) - pw y
+    # The rearrangement multiplies y by 0 where torch does not: for y = +-inf it gives nan where torch
+    # may not.  Every nan result is therefore recomputed by bce_logits_literal (note f).
+    dx[0] = ((one - y) - l * ei) if x >= zero else (l * ei - pw * y)
+    return ((one - y) * mx - pw * y * mn + (mn - mn)) + l * f_log1p_unit_inv(e, inv)
+
+
+cdef inline floating bce_logits_literal(floating x, floating y, floating pw, bint has_pw,
+                                        floating* dx) noexcept nogil:
+    """torch's own forms: loss (1 - y) x + l softplus(-x) with l = 1 exactly without pos_weight, and
+    its backward formula sigmoid(x) - y, or (pw y + 1 - y) sigmoid(x) - pw y with pos_weight
+    (aten/src/ATen/native/Loss.cpp).  Where bce_logits_point gave nan (infinite or nan y, nan or -inf
+    x): these give torch's value there, +-inf or nan."""
+    cdef floating one = 1, zero = 0
+    cdef floating e = f_exp(-f_abs(x))
+    cdef floating sig = one / (one + e) if x >= zero else e / (one + e)
+    cdef floating l = one + (pw - one) * y if has_pw else one
+    dx[0] = ((pw * y + one - y) * sig - pw * y) if has_pw else (sig - y)
+    return (one - y) * x + l * (f_max(-x, zero) + f_log1p_unit_inv(e, one / (one + e)))
+
+
+# q ** g for q >= 0 with torch.pow's conventions (0 ** 0 = 1, 0 ** g = 0 for g > 0), branch-free.
+# ``square`` is a compile-time constant after inlining (the FocalSquare kind): gamma = 2, the default,
+# then costs one multiply and is exact, as torch's pow(q, 2) is.
+cdef inline floating pow_nonneg(floating q, floating g, bint square) noexcept nogil:
+    if square:
+        return q * q
+    cdef floating r = f_exp(g * f_log(q))
+    return <floating> 1 if g == 0 else r
+
+
+# Sigmoid focal loss, torchvision.ops.sigmoid_focal_loss on logits x and targets t:
+#   p = sigmoid(x), ce = BCE-with-logits(x, t), p_t = p t + (1 - p)(1 - t),
+#   loss = alpha_t * ce * (1 - p_t)^gamma,   alpha_t = alpha t + (1 - alpha)(1 - t)  (1 if alpha < 0)
+# Stable form: with e = exp(-|x|) both p and 1 - p come from e without cancellation
+#   p = 1/(1+e) or e/(1+e),  1 - p = the other,  ce = (1 - t) x + max(-x, 0) + log1p(e)
+# (one exp, one log and one division per element, for the loss and its gradient together)
+#   q = 1 - p_t = p (1 - t) + (1 - p) t          (both terms >= 0 for t in [0, 1]: no cancellation)
+# so large |x| (e.g. 1e4) neither overflows nor loses q; torchvision's 1 - p_t cancels there.
+# Derivative (what autograd gives through the torchvision formula):
+#   dce/dx = p - t,  dq/dx = p (1 - p) (1 - 2t),  d(q^g)/dq = g q^(g-1)
+#   dloss/dx = alpha_t * ((p - t) q^g + ce * g q^(g-1) * dq/dx)
+# p - t is formed as p (1 - t) - (1 - p) t (equal since p + (1 - p) = 1): for a confident row (x = 40,
+# t = 1) p rounds to 1 and p - t to 0, while (1 - p) t keeps -e^-40; the literal p - t lost a third of
+# the gradient there (its q^g ce' term), in float64 too.
+# g q^(g-1) is formed as g q^g / q (2q when square); at q = 0 (then p (1 - p) = 0 too) the term is
+# taken as 0, the limit, where torch's autograd gives 0 for g >= 1 and nan (inf * 0) for 0 < g < 1.
+# Parameters: a0 = alpha_t at t = 0, da = alpha_t(1) - alpha_t(0), g = gamma.
+# Constants are typed (``one``): a bare ``1`` becomes the C double 1.0 and would widen float32 maths.
+cdef inline floating focal_point(floating x, floating t, floating a0, floating da, floating g, bint square,
+                                 floating* dx) noexcept nogil:
+    cdef floating one = 1, zero = 0
+    cdef floating e = f_exp(-f_abs(x))
+    cdef floating inv = one / (one + e)
+    cdef floating p = inv if x >= zero else e * inv
+    cdef floating pm = e * inv if x >= zero else inv
+    cdef floating mn = f_min(x, zero)
+    # BCE-with-logits as in bce_logits_point (pos_weight 1): (1 - t) x + max(-x, 0) written as
+    # (1 - t) max(x, 0) - t min(x, 0) so nothing cancels in float32; mn - mn is nan at x = -inf
+    cdef floating ce = ((one - t) * f_max(x, zero) - t * mn + (mn - mn)) + f_log1p_unit_inv(e, inv)
+    cdef floating q = p * (one - t) + pm * t
+    cdef floating qg = pow_nonneg(q, g, square)
+    cdef floating alpha_t = a0 + da * t
+    cdef floating dpow
+    if square:
+        dpow = (one + one) * q
+    else:
+        dpow = g * qg / q if q > zero else zero
+    dx[0] = alpha_t * ((p * (one - t) - pm * t) * qg + ce * dpow * (p * pm * (one - (one + one) * t)))
+    return alpha_t * ce * qg
+
+
+# Binary SVM hinge on scores s with targets y in {-1, +1} (SPEC section 6):
+#   v = margin - y s,  loss = max(0, v)  (squared: max(0, v)^2)
+#   dloss/ds = -y where v > 0, else 0    (squared: -2 y max(0, v)); nan propagates to loss and gradient.
+cdef inline floating hinge_point(floating s, floating y, floating margin, bint squared,
+                                 floating* ds) noexcept nogil:
+    cdef floating zero = 0, one = 1
+    cdef floating v = margin - y * s
+    cdef floating h = f_max(zero, v)                   # f_max returns v when v is nan
+    cdef floating step = one if v > zero else zero
+    step = v if v != v else step
+    ds[0] = -y * ((h + h) if squared else step)
+    return h * h if squared else h
+
+
+# KL divergence, pointwise, torch.kl_div (aten/src/ATen/native/Loss.cpp):
+#   log_target False: xlogy(t, t) - t x        (xlogy: 0 where t == 0, nan where t is nan)
+#   log_target True:  exp(t) (t - x)
+#   dloss/dx = -t  (or -exp(t))
+cdef inline floating kl_point(floating x, floating t, bint log_target, floating* dx) noexcept nogil:
+    cdef floating zero = 0
+    cdef floating et
+    if log_target:
+        et = f_exp(t)
+        dx[0] = -et
+        return et * (t - x)
+    dx[0] = -t
+    return (t * f_log(t) if t != zero else zero) - t * x
+
+
+# =====================================================================================================
+# Point functions: regression losses (d = input - target throughout)
+# =====================================================================================================
+cdef inline floating f_sign(floating d) noexcept nogil:
+    """torch.sign: -1, 0, +1 (0 for nan too, as torch.sign and the gradients built on it)."""
+    return <floating> (d > 0) - <floating> (d < 0)
+
+
+cdef inline floating mse_point(floating x, floating y, floating* dx) noexcept nogil:
+    # (x - y)^2,  d/dx = 2 (x - y)
+    cdef floating d = x - y
+    dx[0] = 2 * d
+    return d * d
+
+
+cdef inline floating l1_point(floating x, floating y, floating* dx) noexcept nogil:
+    # |x - y|,  d/dx = sign(x - y) (0 at 0, as torch)
+    cdef floating d = x - y
+    dx[0] = f_sign(d)
+    return f_abs(d)
+
+
+cdef inline floating huber_point(floating x, floating y, floating delta, floating* dx) noexcept nogil:
+    # torch (aten/src/ATen/native/cpu/PointwiseOpsKernel.cpp): |d| < delta ? d^2 / 2 : delta (|d| - delta / 2)
+    # d/dx = clamp(d, -delta, delta), written as torch's selects so that nan stays nan
+    cdef floating d = x - y
+    cdef floating ad = f_abs(d)
+    dx[0] = -delta if d < -delta else (delta if d > delta else d)
+    return <floating> 0.5 * d * d if ad < delta else delta * (ad - <floating> 0.5 * delta)
+
+
+cdef inline floating smooth_l1_point(floating x, floating y, floating beta, floating* dx) noexcept nogil:
+    # torch: |d| < beta ? d^2 / (2 beta) : |d| - beta / 2;  beta = 0 is L1 (the first branch never runs)
+    # d/dx = d / beta inside, sign(d) outside (0 at d = 0 for beta = 0, as torch's l1_loss)
+    cdef floating d = x - y
+    cdef floating ad = f_abs(d)
+    dx[0] = d / beta if ad < beta else f_sign(d)
+    return <floating> 0.5 * d * d / beta if ad < beta else ad - <floating> 0.5 * beta
+
+
+cdef inline floating stirling_point(floating y) noexcept nogil:
+    # torch's `full` term: y log y - y + log(2 pi y) / 2 where y > 1, else 0 (masked like torch)
+    return y * f_log(y) - y + <floating> 0.5 * f_log(<floating> 6.283185307179586 * y) if y > 1 else 0
+
+
+cdef inline floating poisson_log_point(floating x, floating y, bint full, floating* dx) noexcept nogil:
+    # log_input=True: exp(x) - y x,  d/dx = exp(x) - y
+    cdef floating ex = f_exp(x)
+    dx[0] = ex - y
+    # exp(x) - y x in double: in float32, y x overflows to inf for |x|, |y| ~ 1e30 and inf - inf gave nan
+    # where FMA was not used (baseline ISA); the float64 value is exact enough and rounds to inf / finite
+    return <floating> (<double> ex - <double> y * <double> x) + (stirling_point(y) if full else 0)
+
+
+cdef inline floating poisson_point(floating x, floating y, floating eps, bint full,
+                                   floating* dx) noexcept nogil:
+    # log_input=False: x - y log(x + eps),  d/dx = 1 - y / (x + eps)
+    dx[0] = 1 - y / (x + eps)
+    return x - y * f_log(x + eps) + (stirling_point(y) if full else 0)
+
+
+cdef inline floating gauss_nll_point(floating x, floating y, floating var, floating eps, floating const,
+                                     floating* dx, floating* dvar) noexcept nogil:
+    # torch: v = max(var, eps) (clamped without grad, nan kept), loss = (log v + d^2 / v) / 2 [+ log(2 pi) / 2]
+    # d/dx = d / v;  d/dvar = (1 / v - d^2 / v^2) / 2 at the clamped v (torch's clamp_ is under no_grad,
+    # so the gradient passes through the clamp unchanged)
+    # d/dvar in double (float32 too): 1 - d^2 / v cancels where d^2 ~ v, and float32 roundings of d and
+    # d / v there put it 18x outside SPEC §4; x - y and the rest are exact enough in double
+    cdef floating v = eps if var < eps else var
+    cdef floating d = x - y
+    cdef floating r = d / v
+    cdef double dd = <double> x - <double> y, vd = v
+    dx[0] = r
+    dvar[0] = <floating> (0.5 * (1 - dd * (dd / vd)) / vd)
+    return <floating> 0.5 * (f_log(v) + d * r) + const
+
+
+cdef inline floating f_expm1(floating x) noexcept nogil:
+    if floating is float:
+        return fl_expm1f(x)
+    else:
+        return fl_expm1(x)
+
+
+cdef inline floating log_cosh_point(floating x, floating y, floating* dx) noexcept nogil:
+    # Everything from u = expm1(-2|d|) = e^(-2|d|) - 1 in [-1, 0], which has full relative precision
+    # for every |d| (exp(-2|d|) itself does not near 0: 1 - t cancels):
+    #   tanh|d| = (1 - e^(-2|d|)) / (1 + e^(-2|d|)) = -u / (2 + u)      (no cancellation anywhere)
+    #   |d| < 1:  log cosh d = -log(1 - tanh^2 d) / 2 = -log1p(-th^2) / 2    (th^2 < 0.58: log1p is
+    #             well conditioned, and th^2 ~ d^2 keeps the tiny values' relative precision)
+    #   |d| >= 1: log cosh d = |d| + log1p(t) - log 2,  t = 1 + u = e^(-2|d|)   (>= 0.43, no
+    #             cancellation worth a bit; never overflows, cosh itself does past ~710)
+    # (The SPEC's |d| + log1p(exp(-2|d|)) - log 2 everywhere cancels for small |d|: d^2 / 2 out of terms
+    # ~0.7, 4.5e-5 relative in float32 at |d| = 0.0627.)  One expm1 and one log1p serve both branches.
+    # d/dx = tanh(d) = sign(d) th, nan for nan
+    cdef floating one = 1, two = 2
+    cdef floating d = x - y
+    cdef floating ad = f_abs(d)
+    cdef floating u = f_expm1(-two * ad)
+    cdef floating th = -u / (two + u)
+    cdef bint small = ad < one
+    cdef floating r = f_log1p(-th * th if small else one + u)
+    dx[0] = th if d >= 0 else (-th if d < 0 else d)
+    return <floating> -0.5 * r if small else ad + r - <floating> LOG2
+
+
+cdef inline floating quantile_point(floating x, floating y, floating q, floating* dx) noexcept nogil:
+    # pinball, u = y - x: max(q u, (q - 1) u) = u > 0 ? q u : (q - 1) u
+    # d/dx = -q for u > 0, 1 - q for u < 0, and 1/2 - q at u = 0 (the middle of the subgradient, which is
+    # also what torch.maximum's autograd gives for the formula written in torch ops); nan for nan u
+    cdef floating u = y - x
+    dx[0] = -q if u > 0 else ((1 - q) if u < 0 else (<floating> 0.5 - q) + u)   # + u: 0, or nan for nan
+    return q * u if u > 0 else (q - 1) * u
+
+
+cdef inline floating mape_point(floating x, floating y, floating eps, floating* dx) noexcept nogil:
+    # |y - x| / max(|y|, eps) (eps = 0 when not given: |y - x| / |y|), like scikit-learn
+    # d/dx = sign(x - y) / max(|y|, eps)
+    cdef floating ay = f_abs(y)
+    cdef floating s = ay if ay > eps else eps
+    cdef floating d = x - y
+    dx[0] = f_sign(d) / s
+    return f_abs(d) / s
+
+
+cdef inline floating smape_point(floating x, floating y, floating* dx) noexcept nogil:
+    # 2 |y - x| / (|y| + |x|), 0 where both are 0
+    # d/dx = 2 (sign(x - y) s - |x - y| sign(x)) / s^2,  s = |x| + |y|  (0 where s = 0)
+    cdef floating s = f_abs(x) + f_abs(y)
+    cdef floating d = x - y
+    cdef floating ad = f_abs(d)
+    # divisions, not a reciprocal: 1 / s overflows for a denormal s (5e-324: loss 2, not inf)
+    cdef floating safe = s if s != 0 else 1   # s = 0: d = 0, so loss and gradient are 0
+    cdef floating r = ad / safe
+    dx[0] = 2 * (f_sign(d) - r * f_sign(x)) / safe
+    return 2 * r
+
+
+cdef inline floating msle_point(floating x, floating y, floating* dx) noexcept nogil:
+    # (log1p x - log1p y)^2,  d/dx = 2 (log1p x - log1p y) / (1 + x);  x, y > -1 (checked)
+    cdef floating r = f_log1p(x) - f_log1p(y)
+    dx[0] = 2 * r / (1 + x)
+    return r * r
+
+
+cdef inline floating gauss_kl_point(floating mu, floating lv, floating* dmu, floating* dlv) noexcept nogil:
+    # KL(N(mu, exp lv) || N(0, 1)) of one latent: -(1 + lv - mu^2 - exp lv) / 2
+    # d/dmu = mu,  d/dlv = (exp lv - 1) / 2
+    cdef floating ev = f_exp(lv)
+    dmu[0] = mu
+    dlv[0] = <floating> 0.5 * (ev - 1)
+    return <floating> -0.5 * (1 + lv - mu * mu - ev)
+
+
+# =====================================================================================================
+# Per-kind parts of the loop, resolved at compile time (``tag`` only carries the type)
+# =====================================================================================================
+cdef inline floating point(const kind_t* tag, ElemParams p, floating x, floating y, floating v,
+                           floating* dx, floating* dv) noexcept nogil:
+    """The kind's point function on element (x, y) with aux value v; d/dx into dx (d/dvar into dv)."""
+    if kind_t is BceK:
+        return bce_point(x, y, dx)
+    elif kind_t is BceLogitsK:
+        return bce_logits_point(x, y, v, dx)
+    elif kind_t is FocalK:
+        return focal_point(x, y, <floating> p.alpha_0, <floating> p.alpha_step, <floating> p.gamma, False, dx)
+    elif kind_t is FocalSquareK:
+        return focal_point(x, y, <floating> p.alpha_0, <floating> p.alpha_step, <floating> p.gamma, True, dx)
+    elif kind_t is HingeK:
+        return hinge_point(x, y, <floating> p.margin, p.squared, dx)
+    elif kind_t is KlK:
+        return kl_point(x, y, p.log_target, dx)
+    elif kind_t is MseK:
+        return mse_point(x, y, dx)
+    elif kind_t is L1K:
+        return l1_point(x, y, dx)
+    elif kind_t is HuberK:
+        return huber_point(x, y, <floating> p.delta, dx)
+    elif kind_t is SmoothL1K:
+        return smooth_l1_point(x, y, <floating> p.beta, dx)
+    elif kind_t is PoissonLogK:
+        return poisson_log_point(x, y, p.full, dx)
+    elif kind_t is PoissonK:
+        return poisson_point(x, y, <floating> p.eps, p.full, dx)
+    elif kind_t is GaussNllK:
+        return gauss_nll_point(x, y, v, <floating> p.eps, <floating> HALF_LOG_2PI if p.full else 0, dx, dv)
+    elif kind_t is LogCoshK:
+        return log_cosh_point(x, y, dx)
+    elif kind_t is QuantileK:
+        return quantile_point(x, y, <floating> p.q, dx)
+    elif kind_t is MapeK:
+        return mape_point(x, y, <floating> p.eps, dx)
+    elif kind_t is SmapeK:
+        return smape_point(x, y, dx)
+    else:
+        return msle_point(x, y, dx)
+
+
+cdef inline int invalid(const kind_t* tag, ElemParams p, floating x, floating y, floating v) noexcept nogil:
+    """1 where the element is outside the loss's domain (note e), branch-free; constant 0 for most kinds.
+    BCE: torch's check, input and target in [0, 1] (nan is outside).  Hinge: target -1 or +1.  MSLE:
+    input and target > -1.  MAPE without eps: target != 0.  Gaussian NLL: var >= 0."""
+    cdef floating zero = 0, one = 1
+    if kind_t is BceK:
+        return not ((x >= zero) & (x <= one) & (y >= zero) & (y <= one))
+    elif kind_t is HingeK:
+        return not ((y == one) | (y == -one))
+    elif kind_t is MsleK:
+        return (x <= -1) | (y <= -1)
+    elif kind_t is MapeK:
+        return (y == 0) & (p.eps == 0)
+    elif kind_t is GaussNllK:
+        return v < 0
+    else:
+        return 0
+
+
+cdef inline floating fallback(const kind_t* tag, ElemParams p, floating x, floating y, floating v,
+                              floating* dx) noexcept nogil:
+    """The kind's fallback form (note f); only BCE-with-logits has one."""
+    return bce_logits_literal(x, y, v, p.has_pos_weight, dx)
+
+
+cdef void refit_nan(const kind_t* kc, const ElemCtx* c, Py_ssize_t i, Py_ssize_t L, const floating* x,
+                    const floating* y, const floating* w, const floating* v, floating* out) noexcept nogil:
+    """Items [i, i + L) whose loss came out nan: the fallback form's loss and gradient instead (note f).
+    Rare, so out of the block: no local of the hot loops has its address taken for it."""
+    cdef ElemParams p = c.p
+    cdef floating gs = <floating> c.grad_scale
+    cdef floating d
+    cdef Py_ssize_t k
+    for k in range(L):
+        if out[k] != out[k]:
+            out[k] = w[k] * fallback(kc, p, x[k], y[k], v[k], &d)
+            if c.grad != NULL:
+                (<floating*> c.grad)[i + k] = w[k] * d * gs
+
+
+cdef inline const floating* aux_seg(const ElemCtx* c, Py_ssize_t i, Py_ssize_t L,
+                                    floating* buf) noexcept nogil:
+    """The aux operand for items [i, i + L) (one row at most in aux_rows mode; note d)."""
+    cdef Py_ssize_t k
+    cdef floating v
+    if not c.aux_rows:
+        return operand_seg(&c.aux, i, c.s.K, buf)
+    v = (<const floating*> c.aux.data)[i // c.s.K]
+    for k in range(L):
+        buf[k] = v
+    return buf
+
+
+# =====================================================================================================
+# The one block loop
+# =====================================================================================================
+# The kinds with an aux operand (note d): BceLogitsK, GaussNllK; with a second gradient: GaussNllK; with
+# a fallback form (note f): BceLogitsK -- tested as ``kind_t is ...``, so the other kinds' copies of the
+# loop do not contain those parts at all.
+cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t stop,
+                                  floating* loss, floating* denom) noexcept nogil:
+    cdef const ElemCtx* c = &kc.e
+    # The parameters as a local copy, passed by value: loop-invariant for the compiler (stores to `loss`
+    # cannot alias it).  No local of the loops below may have its address reach a call that is not
+    # inlined: it would live in memory in every loop, and they would stop vectorising.
+    cdef ElemParams p = c.p
+    cdef floating gs = <floating> c.grad_scale
+    cdef const floating* x
+    cdef const floating* y
+    cdef const floating* w
+    cdef const floating* v
+    cdef floating* g
+    cdef floating* g2
+    cdef floating* out
+    cdef floating vbuf[SEG]
+    cdef floating g2buf[SEG]
+    cdef floating d, d2
+    cdef Py_ssize_t i = start, e, k, L, bad = -1
+    # int, not Py_ssize_t: 32-bit lanes beside float32 ones vectorise cheaply
+    cdef int n_bad, n_nan
+    while i < stop:
+        e = next_segment(&c.s, i, stop, &x, &y, &w)
+        L = e - i
+        if kind_t is BceLogitsK or kind_t is GaussNllK:
+            v = aux_seg(c, i, L, vbuf)
+        else:
+            v = x                        # (not read)
+        out = loss + (i - start)
+        n_bad = 0
+        if c.grad != NULL:
+            g = <floating*> c.grad + i
+            if kind_t is GaussNllK:
+                g2 = <floating*> c.grad2 + i if c.grad2 != NULL else g2buf
+            for k in range(L):
+                out[k] = w[k] * point(kc, p, x[k], y[k], v[k], &d, &d2)
+                g[k] = w[k] * d * gs
+                if kind_t is GaussNllK:
+                    g2[k] = w[k] * d2 * gs
+                n_bad += invalid(kc, p, x[k], y[k], v[k])
+        else:
+            for k in range(L):
+                out[k] = w[k] * point(kc, p, x[k], y[k], v[k], &d, &d2)
+                n_bad += invalid(kc, p, x[k], y[k], v[k])
+        if denom != NULL:
+            for k in range(L):
+                denom[i - start + k] = w[k]
+        if n_bad and bad < 0:
+            for k in range(L):
+                if invalid(kc, p, x[k], y[k], v[k]):
+                    bad = i + k
+                    break
+        if kind_t is BceLogitsK:
+            if c.check_nan:
+                n_nan = 0
+                for k in range(L):       # a separate pass over L1 data: cheaper than in the loops above
+                    n_nan |= out[k] != out[k]
+                if n_nan:                # rare
+                    refit_nan(kc, c, i, L, x, y, w, v, out)
+        i = e
+    return bad
+
+
+# The one kind -> block function table (note c): [kind][0] float32, [kind][1] float64.
+cdef BlockFn BLOCKS[N_KINDS][2]
+
+cdef void _put(Kind kind, BlockFn f32, BlockFn f64) noexcept:
+    BLOCKS[<int> kind][0] = f32
+    BLOCKS[<int> kind][1] = f64
+
+_put(BCE, <BlockFn> elementwise_block[BceK, float], <BlockFn> elementwise_block[BceK, double])
+_put(BCE_LOGITS, <BlockFn> elementwise_block[BceLogitsK, float], <BlockFn> elementwise_block[BceLogitsK, double])
+_put(FOCAL, <BlockFn> elementwise_block[FocalK, float], <BlockFn> elementwise_block[FocalK, double])
+_put(FOCAL_SQUARE, <BlockFn> elementwise_block[FocalSquareK, float],
+     <BlockFn> elementwise_block[FocalSquareK, double])
+_put(HINGE, <BlockFn> elementwise_block[HingeK, float], <BlockFn> elementwise_block[HingeK, double])
+_put(KL, <BlockFn> elementwise_block[KlK, float], <BlockFn> elementwise_block[KlK, double])
+_put(MSE, <BlockFn> elementwise_block[MseK, float], <BlockFn> elementwise_block[MseK, double])
+_put(L1, <BlockFn> elementwise_block[L1K, float], <BlockFn> elementwise_block[L1K, double])
+_put(HUBER, <BlockFn> elementwise_block[HuberK, float], <BlockFn> elementwise_block[HuberK, double])
+_put(SMOOTH_L1, <BlockFn> elementwise_block[SmoothL1K, float], <BlockFn> elementwise_block[SmoothL1K, double])
+_put(POISSON_LOG, <BlockFn> elementwise_block[PoissonLogK, float],
+     <BlockFn> elementwise_block[PoissonLogK, double])
+_put(POISSON, <BlockFn> elementwise_block[PoissonK, float], <BlockFn> elementwise_block[PoissonK, double])
+_put(GAUSSIAN_NLL, <BlockFn> elementwise_block[GaussNllK, float], <BlockFn> elementwise_block[GaussNllK, double])
+_put(LOG_COSH, <BlockFn> elementwise_block[LogCoshK, float], <BlockFn> elementwise_block[LogCoshK, double])
+_put(QUANTILE, <BlockFn> elementwise_block[QuantileK, float], <BlockFn> elementwise_block[QuantileK, double])
+_put(MAPE, <BlockFn> elementwise_block[MapeK, float], <BlockFn> elementwise_block[MapeK, double])
+_put(SMAPE, <BlockFn> elementwise_block[SmapeK, float], <BlockFn> elementwise_block[SmapeK, double])
+_put(MSLE, <BlockFn> elementwise_block[MsleK, float], <BlockFn> elementwise_block[MsleK, double])
+
+for _k in range(N_KINDS):     # a kind added to the enum without a row above fails at import, not at a call
+    if BLOCKS[_k][0] == NULL or BLOCKS[_k][1] == NULL:
+        raise ImportError(f"fastloss: elementwise kind {Kind(_k)!r} has no block function")
+del _k
+
+
+# =====================================================================================================
+# The weight pass (note g) and the Gaussian KL row loop (note h)
+# =====================================================================================================
+cdef Py_ssize_t weight_block(const ElemCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                             floating* loss, floating* denom) noexcept nogil:
+    """Only the weights (the weighted mean's denominator, summed before a gradient pass; note g)."""
+    cdef const floating* x
+    cdef const floating* y
+    cdef const floating* w
+    cdef Py_ssize_t i = start, e, k
+    while i < stop:
+        e = next_segment(&c.s, i, stop, &x, &y, &w)
+        for k in range(e - i):
+            loss[i - start + k] = w[k]
+        i = e
+    return -1
+
+
+cdef Py_ssize_t gauss_kl_block(const ElemCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                               floating* loss, floating* denom) noexcept nogil:
+    cdef Py_ssize_t D = c.D, r, j
+    cdef const floating* mu
+    cdef const floating* lv
+    cdef const floating* w
+    cdef floating* gm
+    cdef floating* gl
+    cdef floating gs = <floating> c.grad_scale
+    cdef floating s, wg, dm, dl
+    for r in range(start, stop):
+        mu = <const floating*> c.s.x + r * D
+        lv = <const floating*> c.s.y + r * D
+        w = operand_seg(&c.s.weight, r, 1, mu)
+        s = 0
+        if c.grad != NULL:
+            gm = <floating*> c.grad + r * D
+            gl = <floating*> c.grad2 + r * D
+            wg = w[0] * gs
+            for j in range(D):
+                s = s + gauss_kl_point(mu[j], lv[j], &dm, &dl)
+                gm[j] = wg * dm
+                gl[j] = wg * dl
+        else:
+            for j in range(D):
+                s = s + gauss_kl_point(mu[j], lv[j], &dm, &dl)
+        loss[r - start] = w[0] * s
+        if denom != NULL:
+            denom[r - start] = w[0]
+    return -1
+
+
+# =====================================================================================================
+# Entries
+# =====================================================================================================
+cdef inline Py_ssize_t last_axis(object x) noexcept:
+    """The length of an ndarray's last axis (1 for 0-d): the period of last-axis operands."""
+    cdef int nd = PyArray_NDIM(<PyArrayObject*> x)
+    return PyArray_DIMS(<PyArrayObject*> x)[nd - 1] if nd > 0 else 1
+
+
+cdef object run_weighted(BlockFn fn, ElemCtx* c, Py_ssize_t n_items, Py_ssize_t item_cost,
+                         Py_ssize_t itemsize, bint weighted_mean, int num_threads, object out):
+    """The loss pass, preceded for a weighted mean with a gradient by the weight-sum pass (note g).
+    ``c.grad_scale`` holds the scale for an unweighted reduction; a weighted mean replaces it.
+    Returns (loss_sum, denom_sum, first_bad)."""
+    cdef BlockFn wfn
+    if weighted_mean and c.grad != NULL:
+        wfn = <BlockFn> weight_block[float] if itemsize == 4 else <BlockFn> weight_block[double]
+        wsum = run(wfn, c, n_items, 1, itemsize, num_threads, None, False)[0]
+        c.grad_scale = 1.0 / wsum if wsum != 0 else float("nan")
+        loss_sum, _, bad = run(fn, c, n_items, item_cost, itemsize, num_threads, out, False)
+        return loss_sum, wsum, bad
+    return run(fn, c, n_items, item_cost, itemsize, num_threads, out, weighted_mean)
+
+
+def elementwise(Kind kind, x, y, weight, out, grad, double grad_scale, int num_threads, *,
+                bint weighted_mean=False, pos_weight=None, var=None, bint var_rows=False, grad_var=None,
+                double alpha=-1.0, double gamma=2.0, double margin=1.0, bint squared=False,
+                bint log_target=False, double delta=1.0, double beta=1.0, double eps=0.0, double q=0.5,
+                bint full=False):
+    """Kernel entry for every elementwise loss (``Kind``).
+
+    x, y: C-contiguous arrays of one float dtype and n items, any shape (K: the length of x's last axis,
+    1 for 0-d); weight: a float or an array of n or K (last axis) items of that dtype; out (n items) for
+    reduction="none" or None; grad (n items) or None; grad_scale: d(result)/d(element loss) for an
+    unweighted reduction.  ``weighted_mean``: the mean divides by the summed weights (returned as
+    denom_sum).
+    Keywords, per kind (note c): BCE_LOGITS ``pos_weight`` (a float or an array like weight; None: no
+    pos_weight); FOCAL ``alpha`` (< 0: no weighting), ``gamma``; HINGE ``margin``, ``squared``; KL
+    ``log_target``; HUBER ``delta``; SMOOTH_L1 ``beta``; POISSON(_LOG) ``eps``, ``full``; GAUSSIAN_NLL
+    ``var`` (like weight, or with ``var_rows`` n // K items: one per row), ``eps``, ``full``,
+    ``grad_var`` (n,) or None; QUANTILE ``q``; MAPE ``eps`` (0: a zero target is invalid).
+    Returns (loss_sum, denom_sum, first_invalid_index or -1)."""
+    # boundary checks (_common.pxd)
+    cdef Py_ssize_t itemsize = check_buffer(x, "x", b'f', 0, -1, False)
+    cdef Py_ssize_t n = buffer_items(x)
+    cdef Py_ssize_t K = last_axis(x)
+    check_buffer(y, "y", b'f', itemsize, n, False)
+    check_operand(weight, "weight", itemsize, n, K)
+    check_optional(out, "out", b'f', itemsize, n, True)
+    check_optional(grad, "grad", b'f', itemsize, n, True)
+    if <int> kind < 0 or kind >= N_KINDS:
+        raise ValueError(f"internal: unknown elementwise loss kind {kind}")
+    cdef ElemCtx c
+    set_streams(&c.s, x, y, weight, n, K)
+    c.aux_rows = False
+    c.grad2 = NULL
+    if kind == GAUSSIAN_NLL:
+        if var_rows:    # one variance per row of K items: item i reads var[i // K]
+            if K < 1 or n % K:
+                raise ValueError(f"fastloss kernel: {n} items do not form rows of K={K}")
+            check_buffer(var, "var", b'f', itemsize, n // K, False)
+            c.aux_rows = True
+            c.aux.data = <const char*> ptr_or_null(var)
+            c.aux.periodic = False
+            c.s.periodic = True
+        else:
+            check_operand(var, "var", itemsize, n, K)
+            c.s.periodic = set_operand(&c.aux, var, n, c.s.K, itemsize) or c.s.periodic
+        check_optional(grad_var, "grad_var", b'f', itemsize, n, True)
+        c.grad2 = ptr_or_null(grad_var)
+    elif kind == BCE_LOGITS:
+        if pos_weight is not None:
+            check_operand(pos_weight, "pos_weight", itemsize, n, K)
+        c.s.periodic = set_operand(&c.aux, 1.0 if pos_weight is None else pos_weight, n, c.s.K,
+                                   itemsize) or c.s.periodic
+    if kind == FOCAL and gamma == 2:    # the default gamma: q * q, no pow
+        kind = FOCAL_SQUARE
+    if alpha < 0:                       # torchvision: no alpha weighting
+        c.p.alpha_0 = 1.0
+        c.p.alpha_step = 0.0
+    else:
+        c.p.alpha_0 = 1.0 - alpha
+        c.p.alpha_step = alpha - (1.0 - alpha)
+    c.p.gamma = gamma
+    c.p.margin = margin
+    c.p.squared = squared
+    c.p.log_target = log_target
+    c.p.delta = delta
+    c.p.beta = beta
+    c.p.eps = eps
+    c.p.q = q
+    c.p.full = full
+    c.p.has_pos_weight = pos_weight is not None
+    c.grad = ptr_or_null(grad)
+    c.grad_scale = grad_scale
+    # nan results of a kind with a fallback form (note f): with reduction="none" each block looks for
+    # them as it goes; a reduced run only when its sum comes out nan, in a second run
+    c.check_nan = out is not None
+    cdef BlockFn fn = BLOCKS[<int> kind][0 if itemsize == 4 else 1]
+    res = run_weighted(fn, &c, n, 1, itemsize, weighted_mean, num_threads, out)
+    if kind == BCE_LOGITS and not c.check_nan and res[0] != res[0]:
+        c.check_nan = True
+        res = run_weighted(fn, &c, n, 1, itemsize, weighted_mean, num_threads, out)
+    return res
+
+
+def gaussian_kl(mu, logvar, weight, Py_ssize_t rows, Py_ssize_t D, out, grad_mu, grad_logvar,
+                double grad_scale, int num_threads, *, bint weighted_mean=False):
+    """Kernel entry of the Gaussian KL term (note h): mu, logvar C-contiguous (rows * D,); weight a float
+    or (rows,) array; out (rows,) or None; grad_mu / grad_logvar (rows * D,) or both None.
+    Returns (loss_sum, denom_sum, -1)."""
+    # boundary checks (_common.pxd)
+    cdef Py_ssize_t n = items_product(check_count(rows, "rows"), check_count(D, "D"))
+    cdef Py_ssize_t itemsize = check_buffer(mu, "mu", b'f', 0, n, False)
+    check_buffer(logvar, "logvar", b'f', itemsize, n, False)
+    check_operand(weight, "weight", itemsize, rows, 1)
+    check_optional(out, "out", b'f', itemsize, rows, True)
+    if (grad_mu is None) != (grad_logvar is None):
+        raise ValueError("fastloss kernel: grad_mu and grad_logvar must be given together")
+    check_optional(grad_mu, "grad_mu", b'f', itemsize, n, True)
+    check_optional(grad_logvar, "grad_logvar", b'f', itemsize, n, True)
+    cdef ElemCtx c
+    set_streams(&c.s, mu, logvar, weight, rows, 1)
+    c.aux_rows = False
+    c.D = D
+    c.grad = ptr_or_null(grad_mu)
+    c.grad2 = ptr_or_null(grad_logvar)
+    c.grad_scale = grad_scale
+    cdef BlockFn fn = <BlockFn> gauss_kl_block[float] if itemsize == 4 else <BlockFn> gauss_kl_block[double]
+    return run_weighted(fn, &c, rows, D, itemsize, weighted_mean, num_threads, out)
