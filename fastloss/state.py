@@ -12,7 +12,7 @@ How a chunk is reduced (one kernel pass, nothing N-sized allocated without ``wei
 result of fastloss passes through ``_validate.reduced(total, count, ...)``; ``partial`` calls the loss
 with its mean reduction while a sink is set there and keeps the float64 (total, count) the kernel
 produced -- exactly the numbers the loss's own mean divides.  With a per-item ``weight``, the loss runs
-with ``reduction="none"`` into one chunk-sized buffer and the kernel ``_kernels/state.pyx`` forms
+with ``reduction="none"`` into one chunk-sized buffer and the kernel ``_kernels/_weighted_sum.pxi`` (in the elementwise module) forms
 sum(w * l) and sum(w) in one deterministic float64 pass.
 
 Merging uses TwoSum (Knuth): the rounding error of every ``total`` addition is carried in
@@ -35,7 +35,7 @@ from ._losses import LOSSES
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike
 
-_K = load("state")
+_K = load("elementwise")   # weighted_sum (_kernels/_weighted_sum.pxi)
 
 __all__ = ["LossState", "partial"]
 

@@ -33,7 +33,7 @@ def labels(n, hi):
 def _cases():
     """(id, kernel, kwargs of a valid call, required buffers, written buffers)."""
     cls, ew, met = load("classification"), load("elementwise"), load("metric")
-    box, seg, sta = load("boxes"), load("segmentation"), load("state")
+    box, seg, sta = load("boxes"), load("segmentation"), load("elementwise")
     x = f8(N, C)
     probs = np.full((N, C), 1.0 / C)
     yield (

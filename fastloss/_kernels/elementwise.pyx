@@ -863,3 +863,7 @@ def gaussian_kl(mu, logvar, weight, Py_ssize_t rows, Py_ssize_t D, out, grad_mu,
     c.grad_scale = grad_scale
     cdef BlockFn fn = <BlockFn> gauss_kl_block[float] if itemsize == 4 else <BlockFn> gauss_kl_block[double]
     return run_weighted(fn, &c, rows, D, itemsize, weighted_mean, num_threads, out)
+
+
+# fl.partial(..., weight=): the weighted sum of per-item losses (fastloss/state.py)
+include "_weighted_sum.pxi"
