@@ -221,8 +221,8 @@ def _cases():
             single1=False,
             single2=False,
             n=N,
-            kind="ciou",
-            fmt="xyxy",
+            kind=box.BoxKind.CIOU,
+            fmt=box.BoxFormat.XYXY,
             eps=1e-7,
             eps_alpha=1e-7,
             out=np.empty(N),
@@ -239,8 +239,8 @@ def _cases():
         dict(
             b1=boxes(N)[None],
             b2=boxes(3)[None],
-            kind="giou",
-            fmt="xyxy",
+            kind=box.BoxKind.GIOU,
+            fmt=box.BoxFormat.XYXY,
             B=1,
             N=N,
             M=3,
@@ -253,7 +253,7 @@ def _cases():
     yield (
         "box_area",
         box.box_area,
-        dict(b=boxes(N).reshape(-1), fmt="xywh", out=np.empty(N)),
+        dict(b=boxes(N).reshape(-1), fmt=box.BoxFormat.XYWH, out=np.empty(N)),
         ("b", "out"),
         ("out",),
     )
@@ -517,17 +517,13 @@ def test_inconsistent_sizes_are_refused():
         box.box_pair_loss(
             boxes(N).reshape(-1),
             boxes(N).reshape(-1),
-            False,
-            False,
-            N + 1,
-            "iou",
-            "xyxy",
-            1e-7,
-            1e-7,
             None,
             None,
-            1.0,
-            1,
+            kind=box.BoxKind.IOU,
+            fmt=box.BoxFormat.XYXY,
+            eps=1e-7,
+            eps_alpha=1e-7,
+            n=N + 1,
         )
     with pytest.raises(ValueError):  # rows past the end of the Gram matrix
         e = f8(N, C)
