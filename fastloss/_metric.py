@@ -20,6 +20,7 @@ from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad, LossGrads2, LossGrads3
 
 _K = load("metric")
+_L = _K.MetricLoss          # the kernels' typed names of the losses (metric.pyx: METRIC_BLOCKS)
 
 __all__ = ["triplet_margin_loss", "margin_ranking_loss", "cosine_embedding_loss", "hinge_embedding_loss",
            "contrastive_loss", "batch_hard_triplet_loss", "batch_all_triplet_loss", "info_nce_loss",
@@ -57,16 +58,17 @@ def _row_targets(target, name, n, unbatched, dtype):
     return V.float_array(y, name, dtype=dtype).reshape(-1)   # (ascontiguousarray makes a 0-d array 1-d)
 
 
-def _run(kernel, args, arrays, reduction, n, out_shape, dtype, out, return_grad, nt, grad_shape=None):
-    """Allocate out/grads, call a kernel ``kernel(*args, out, *grads, grad_scale, nt)`` and finish.
+def _run(kernel, inputs, config, arrays, reduction, n, out_shape, dtype, out, return_grad, nt, grad_shape=None):
+    """Allocate out/grads, call a kernel ``kernel(*inputs, out, *grads, **config, grad_scale=, num_threads=)``
+    (its buffers by position, its configuration by keyword) and finish.
 
     ``arrays`` are the differentiated inputs (their gradients come back in the same order)."""
     o = V.output_array(out, out_shape, dtype) if reduction == "none" else None
     shapes = [a.shape if grad_shape is None else grad_shape for a in arrays]
-    grads = [np.empty(shape, dtype=dtype) for shape in shapes] if return_grad else None
+    grads = [np.empty(shape, dtype=dtype) for shape in shapes] if return_grad else ()
     scale = 1.0 / n if (reduction == "mean" and n) else 1.0
-    loss_sum = kernel(*args, None if o is None else o.reshape(-1), *(grads or [None] * len(arrays)),
-                         scale, nt)[0]
+    loss_sum = kernel(*inputs, None if o is None else o.reshape(-1), *grads, grad_scale=scale, num_threads=nt,
+                      **config)[0]
     value = o if reduction == "none" else V.reduced(loss_sum, n, reduction, dtype)
     if not return_grad:
         return value
@@ -178,8 +180,8 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
     (a, pos, neg), (a2, p2, n2), unbatched = _rows([anchor, positive, negative],
                                                   ["anchor", "positive", "negative"])
     out_shape = () if unbatched else (a2.shape[0],)
-    return _run(_K.triplet_margin, (a2, p2, n2, margin, p, eps, bool(swap)), [a, pos, neg], reduction,
-                a2.shape[0], out_shape, a.dtype, out, return_grad, nt)
+    return _run(_K.triplet_margin, (a2, p2, n2), dict(margin=margin, pnorm=p, eps=eps, swap=bool(swap)),
+                [a, pos, neg], reduction, a2.shape[0], out_shape, a.dtype, out, return_grad, nt)
 
 
 @overload
@@ -268,8 +270,8 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
     (x1, x2), (v1, v2), unbatched = _rows([input1, input2], ["input1", "input2"])
     y = _row_targets(target, "target", v1.shape[0], unbatched, x1.dtype)
     out_shape = () if unbatched else (v1.shape[0],)
-    return _run(_K.pair_rows, ("cosine_embedding", v1, v2, y, margin), [x1, x2], reduction, v1.shape[0], out_shape,
-                x1.dtype, out, return_grad, nt)
+    return _run(_K.pair_rows, (v1, v2, y), dict(kind=_L.COSINE_EMBEDDING, margin=margin), [x1, x2], reduction,
+                v1.shape[0], out_shape, x1.dtype, out, return_grad, nt)
 
 
 def _scores(arrays, names, target, same_ndim):
@@ -381,8 +383,8 @@ def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike,
     margin = V.check_real(margin, "margin")
     nt = resolve_num_threads(num_threads)
     (x1, x2), (f1, f2), y, shape = _scores([input1, input2], ["input1", "input2"], target, same_ndim=True)
-    result = _run(_K.score_loss, (f1, f2, y, margin), [f1, f2], reduction, f1.size, shape, x1.dtype, out,
-                  return_grad, nt, grad_shape=shape)
+    result = _run(_K.score_loss, (f1, y, f2), dict(kind=_L.MARGIN_RANKING, margin=margin), [f1, f2], reduction,
+                  f1.size, shape, x1.dtype, out, return_grad, nt, grad_shape=shape)
     return _score_result(result, [x1, x2], return_grad)
 
 
@@ -461,8 +463,9 @@ def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.
     margin = V.check_real(margin, "margin")
     nt = resolve_num_threads(num_threads)
     (x,), (f,), y, shape = _scores([input], ["input"], target, same_ndim=False)
-    return _score_result(_run(_K.hinge_embedding, (f, y, margin), [f], reduction, f.size, shape, x.dtype, out,
-                              return_grad, nt, grad_shape=shape), [x], return_grad)
+    return _score_result(_run(_K.score_loss, (f, y, None), dict(kind=_L.HINGE_EMBEDDING, margin=margin), [f],
+                              reduction, f.size, shape, x.dtype, out, return_grad, nt, grad_shape=shape),
+                         [x], return_grad)
 
 
 # ------------------------------------------------------------------------------ SPEC §6 losses
@@ -545,8 +548,8 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: flo
     (a, b), (v1, v2), unbatched = _rows([x1, x2], ["x1", "x2"])
     y = _row_targets(label, "label", v1.shape[0], unbatched, a.dtype)
     out_shape = () if unbatched else (v1.shape[0],)
-    return _run(_K.pair_rows, ("contrastive", v1, v2, y, margin), [a, b], reduction, v1.shape[0], out_shape, a.dtype,
-                out, return_grad, nt)
+    return _run(_K.pair_rows, (v1, v2, y), dict(kind=_L.CONTRASTIVE, margin=margin), [a, b], reduction,
+                v1.shape[0], out_shape, a.dtype, out, return_grad, nt)
 
 
 # ------------------------------------------------------------------ in-batch losses (row blocks)
@@ -630,7 +633,9 @@ def _embeddings(x, name):
     return e
 
 
-def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, num_threads, out, return_grad):
+def _triplet_mining(kind, embeddings, labels, margin, squared, reduction, num_threads, out, return_grad):
+    """batch_hard / batch_all triplet loss: ``kind`` is _L.BATCH_HARD_TRIPLET or _L.BATCH_ALL_TRIPLET."""
+    batch_all = kind == _L.BATCH_ALL_TRIPLET
     V.check_reduction(reduction, out=out, return_grad=return_grad)
     margin = V.check_real(margin, "margin")
     squared = V.check_bool(squared, "squared")
@@ -652,11 +657,11 @@ def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, n
     row_count = np.zeros(B)
 
     def mine(blk, r0):
-        _K.triplet_mining(blk, e, sq, lab, r0, margin, bool(squared), batch_all, return_grad, row_loss,
-                          row_count, 1)
+        _K.triplet_mining(blk, e, sq, lab, row_loss, row_count, kind=kind, row0=r0, margin=margin,
+                          squared=bool(squared), want_grad=return_grad, num_threads=1)
 
     grads = _row_blocks(e, e, mine, return_grad, nt)
-    total, cnt, _ = _K.reduce_rows(row_loss, row_count, nt)
+    total, cnt, _ = _K.reduce_rows(row_loss, row_count, num_threads=nt)
     if reduction == "none":
         value = V.output_array(out, (B,), dtype)
         value[...] = row_loss
@@ -768,7 +773,8 @@ def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: fl
     >>> bool(np.allclose(fl.batch_hard_triplet_loss(e, y, reduction="none"), ref))
     True
     """
-    return _triplet_mining(embeddings, labels, margin, squared, reduction, False, num_threads, out, return_grad)
+    return _triplet_mining(_L.BATCH_HARD_TRIPLET, embeddings, labels, margin, squared, reduction, num_threads, out,
+                           return_grad)
 
 
 @overload
@@ -851,7 +857,8 @@ def batch_all_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: flo
     >>> bool(np.isclose(fl.batch_all_triplet_loss(e, y), l[l > 0].mean()))
     True
     """
-    return _triplet_mining(embeddings, labels, margin, squared, reduction, True, num_threads, out, return_grad)
+    return _triplet_mining(_L.BATCH_ALL_TRIPLET, embeddings, labels, margin, squared, reduction, num_threads, out,
+                           return_grad)
 
 
 def _row_blocks(rows, cols, kernel, return_grad, nt, sums=True):
@@ -889,19 +896,19 @@ def _row_blocks(rows, cols, kernel, return_grad, nt, sums=True):
     return (s_cols, st_rows, row_sums, col_sums) if return_grad else None
 
 
-def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad, labels=None, margin=None,
-                  arc=None):
+def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad, labels=None,
+                  arc=_K.ArcMargin.NO_MARGIN, margin=0.0, pos_cos=None, pos_sin=None):
     """Per-row losses of -log softmax(q_i . c_j * inv_tau)_{pos(i)} (the positive by pos_shift, or by
-    ``labels`` with an optional arc ``margin``: kernel softmax_rows, ``arc`` = (pos_cos, pos_sin, mode)),
-    and with return_grad the gradients of their sum w.r.t. queries and candidates.  A bad label raises
-    IndexError."""
+    ``labels`` with an optional ``arc`` margin (an ArcMargin) of ``margin`` radians, from the positives'
+    pos_cos / pos_sin: kernel softmax_rows), and with return_grad the gradients of their sum w.r.t.
+    queries and candidates.  A bad label raises IndexError."""
     row_loss = np.zeros(queries.shape[0])
     bad = []
-    arc = arc or (None, None, "plain")
 
     def softmax(blk, r0):
-        first = _K.softmax_rows(blk, r0, inv_tau, mask_self, pos_shift, return_grad, row_loss, 1, labels, margin,
-                                *arc)
+        first = _K.softmax_rows(blk, row_loss, labels, pos_cos, pos_sin, row0=r0, inv_tau=inv_tau,
+                                mask_self=mask_self, pos_shift=pos_shift, want_grad=return_grad, arc=arc,
+                                margin=margin, num_threads=1)
         if first >= 0:
             bad.append(first)
 
@@ -914,7 +921,7 @@ def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad
 
 
 def _finish_rows(row_loss, reduction, dtype, out, nt):
-    total = _K.reduce_rows(row_loss, None, nt)[0]
+    total = _K.reduce_rows(row_loss, num_threads=nt)[0]
     if reduction == "none":
         o = V.output_array(out, row_loss.shape, dtype)
         o[...] = row_loss
@@ -1287,7 +1294,8 @@ def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayL
             raise TypeError(f"{name} must be True or False, got {v!r}")
     if easy_margin and plain_margin:
         raise ValueError("easy_margin=True and plain_margin=True exclude each other (pick one target logit)")
-    mode = "easy" if easy_margin else ("plain" if plain_margin else "fallback")
+    arc = _K.ArcMargin.ARC_EASY if easy_margin else (_K.ArcMargin.ARC_PLAIN if plain_margin
+                                                     else _K.ArcMargin.ARC_FALLBACK)
     nt = resolve_num_threads(num_threads)
     e = _embeddings(embeddings, "embeddings")
     w = V.float_array(class_weights, "class_weights", dtype=e.dtype)
@@ -1302,8 +1310,8 @@ def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayL
     ue, norm_e, den_e = _normalize(e, dtype)
     uw, norm_w, den_w = _normalize(w, dtype)
     pos_cos, pos_sin = _positive_angle(e, w, lab, C)
-    row_loss, gue, guw = _softmax_rows(ue, uw, s, False, 0, nt, return_grad, labels=lab, margin=m,
-                                       arc=(pos_cos, pos_sin, mode))
+    row_loss, gue, guw = _softmax_rows(ue, uw, s, False, 0, nt, return_grad, labels=lab, arc=arc, margin=m,
+                                       pos_cos=pos_cos, pos_sin=pos_sin)
     value, red_scale = _finish_rows(row_loss, reduction, e.dtype, out, nt)
     if not return_grad:
         return value

@@ -282,7 +282,7 @@ def _cases():
         "pair_rows",
         met.pair_rows,
         dict(
-            kind="contrastive",
+            kind=met.MetricLoss.CONTRASTIVE,
             x1=x,
             x2=f8(N, C),
             y=np.ones(N),
@@ -300,6 +300,7 @@ def _cases():
         "score_loss",
         met.score_loss,
         dict(
+            kind=met.MetricLoss.MARGIN_RANKING,
             x1=f8(N),
             x2=f8(N),
             y=np.sign(f8(N)),
@@ -310,23 +311,24 @@ def _cases():
             grad_scale=1.0,
             num_threads=1,
         ),
-        ("x1", "y"),
+        ("x1", "x2", "y"),
         ("out", "g1", "g2"),
     )
     yield (
-        "hinge_embedding",
-        met.hinge_embedding,
+        "score_loss[hinge_embedding]",
+        met.score_loss,
         dict(
-            x=f8(N),
+            kind=met.MetricLoss.HINGE_EMBEDDING,
+            x1=f8(N),
             y=np.sign(f8(N)),
             margin=0.5,
             out=np.empty(N),
-            g=np.empty(N),
+            g1=np.empty(N),
             grad_scale=1.0,
             num_threads=1,
         ),
-        ("x", "y"),
-        ("out", "g"),
+        ("x1", "y"),
+        ("out", "g1"),
     )
     e = f8(N, C)
     yield (
@@ -340,7 +342,7 @@ def _cases():
             row0=0,
             margin=1.0,
             squared=False,
-            batch_all=True,
+            kind=met.MetricLoss.BATCH_ALL_TRIPLET,
             want_grad=True,
             row_loss=np.zeros(N),
             row_count=np.zeros(N),
@@ -369,6 +371,7 @@ def _cases():
             row_loss=np.zeros(N),
             num_threads=1,
             labels=labels(N, N),
+            arc=met.ArcMargin.ARC_FALLBACK,
             margin=0.3,
             pos_cos=np.full(N, 0.6),
             pos_sin=np.full(N, 0.8),
@@ -532,16 +535,15 @@ def test_inconsistent_sizes_are_refused():
             e,
             np.einsum("ij,ij->i", e, e),
             labels(N, 2),
-            1,
-            1.0,
-            False,
-            False,
-            False,
             np.zeros(N),
             np.zeros(N),
-            1,
+            kind=met.MetricLoss.BATCH_HARD_TRIPLET,
+            row0=1,
+            margin=1.0,
+            squared=False,
+            want_grad=False,
         )
     with pytest.raises(ValueError):  # a masked self pair outside the candidates
-        met.softmax_rows(f8(N, N - 1), 0, 1.0, True, 0, False, np.zeros(N), 1)
+        met.softmax_rows(f8(N, N - 1), np.zeros(N), row0=0, inv_tau=1.0, mask_self=True, want_grad=False)
     with pytest.raises(TypeError):  # a kind that reads labels, without them
         cls.row_loss("nll", x, None, None, None, C, 1, -100, 0.0, 0, "sum", None, None, 1.0, 1)
