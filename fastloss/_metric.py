@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from types import SimpleNamespace
 from typing import Literal, overload
 
 import numpy as np
@@ -20,7 +21,11 @@ from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad, LossGrads2, LossGrads3
 
 _K = load("metric")
-_L = _K.MetricLoss          # the kernels' typed names of the losses (metric.pyx: METRIC_BLOCKS)
+# The kernels' typed configuration (metric.pyx: MetricLoss names a loss for METRIC_BLOCKS, ArcMargin the
+# arcface target logit), their members held in plain namespaces: read through its Enum class, a member
+# costs ~250 ns a read (Python 3.11); from a namespace ~20 ns.
+_L = SimpleNamespace(**_K.MetricLoss.__members__)
+_ARC = SimpleNamespace(**_K.ArcMargin.__members__)
 
 __all__ = ["triplet_margin_loss", "margin_ranking_loss", "cosine_embedding_loss", "hinge_embedding_loss",
            "contrastive_loss", "batch_hard_triplet_loss", "batch_all_triplet_loss", "info_nce_loss",
@@ -58,19 +63,25 @@ def _row_targets(target, name, n, unbatched, dtype):
     return V.float_array(y, name, dtype=dtype).reshape(-1)   # (ascontiguousarray makes a 0-d array 1-d)
 
 
-def _run(kernel, inputs, config, arrays, reduction, n, out_shape, dtype, out, return_grad, nt, grad_shape=None):
-    """Allocate out/grads, call a kernel ``kernel(*inputs, out, *grads, **config, grad_scale=, num_threads=)``
-    (its buffers by position, its configuration by keyword) and finish.
-
-    ``arrays`` are the differentiated inputs (their gradients come back in the same order)."""
+def _outputs(out, out_shape, dtype, reduction, n, arrays, return_grad, grad_shape=None):
+    """The outputs of a kernel call: (the reduction="none" output or None, its flat view for the kernel,
+    the gradients -- one per differentiated input of ``arrays``, None each without return_grad -- and the
+    gradient scale).  The wrapper calls its kernel with them -- buffers by position, configuration by
+    keywords written out -- and finishes with ``_result``.  (A ``**options`` dict, or ``*grads`` in the
+    call, makes CPython pass the keywords as a dict: ~1400-3800 more instructions a call.)"""
     o = V.output_array(out, out_shape, dtype) if reduction == "none" else None
-    shapes = [a.shape if grad_shape is None else grad_shape for a in arrays]
-    grads = [np.empty(shape, dtype=dtype) for shape in shapes] if return_grad else ()
+    if return_grad:
+        grads = [np.empty(a.shape if grad_shape is None else grad_shape, dtype=dtype) for a in arrays]
+    else:
+        grads = (None,) * len(arrays)
     scale = 1.0 / n if (reduction == "mean" and n) else 1.0
-    loss_sum = kernel(*inputs, None if o is None else o.reshape(-1), *grads, grad_scale=scale, num_threads=nt,
-                      **config)[0]
+    return o, None if o is None else o.reshape(-1), grads, scale
+
+
+def _result(loss_sum, o, reduction, n, dtype, *grads):
+    """The value (and the gradients, when they are not None) of a kernel call prepared by ``_outputs``."""
     value = o if reduction == "none" else V.reduced(loss_sum, n, reduction, dtype)
-    if not return_grad:
+    if grads[0] is None:
         return value
     return value, (grads[0] if len(grads) == 1 else tuple(grads))
 
@@ -180,8 +191,11 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
     (a, pos, neg), (a2, p2, n2), unbatched = _rows([anchor, positive, negative],
                                                   ["anchor", "positive", "negative"])
     out_shape = () if unbatched else (a2.shape[0],)
-    return _run(_K.triplet_margin, (a2, p2, n2), dict(margin=margin, pnorm=p, eps=eps, swap=bool(swap)),
-                [a, pos, neg], reduction, a2.shape[0], out_shape, a.dtype, out, return_grad, nt)
+    n = a2.shape[0]
+    o, flat, (ga, gp, gn), scale = _outputs(out, out_shape, a.dtype, reduction, n, [a, pos, neg], return_grad)
+    total = _K.triplet_margin(a2, p2, n2, flat, ga, gp, gn, margin=margin, pnorm=p, eps=eps, swap=bool(swap),
+                              grad_scale=scale, num_threads=nt)[0]
+    return _result(total, o, reduction, n, a.dtype, ga, gp, gn)
 
 
 @overload
@@ -270,8 +284,11 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
     (x1, x2), (v1, v2), unbatched = _rows([input1, input2], ["input1", "input2"])
     y = _row_targets(target, "target", v1.shape[0], unbatched, x1.dtype)
     out_shape = () if unbatched else (v1.shape[0],)
-    return _run(_K.pair_rows, (v1, v2, y), dict(kind=_L.COSINE_EMBEDDING, margin=margin), [x1, x2], reduction,
-                v1.shape[0], out_shape, x1.dtype, out, return_grad, nt)
+    n = v1.shape[0]
+    o, flat, (g1, g2), scale = _outputs(out, out_shape, x1.dtype, reduction, n, [x1, x2], return_grad)
+    total = _K.pair_rows(v1, v2, y, flat, g1, g2, kind=_L.COSINE_EMBEDDING, margin=margin, grad_scale=scale,
+                         num_threads=nt)[0]
+    return _result(total, o, reduction, n, x1.dtype, g1, g2)
 
 
 def _scores(arrays, names, target, same_ndim):
@@ -383,8 +400,10 @@ def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike,
     margin = V.check_real(margin, "margin")
     nt = resolve_num_threads(num_threads)
     (x1, x2), (f1, f2), y, shape = _scores([input1, input2], ["input1", "input2"], target, same_ndim=True)
-    result = _run(_K.score_loss, (f1, y, f2), dict(kind=_L.MARGIN_RANKING, margin=margin), [f1, f2], reduction,
-                  f1.size, shape, x1.dtype, out, return_grad, nt, grad_shape=shape)
+    o, flat, (g1, g2), scale = _outputs(out, shape, x1.dtype, reduction, f1.size, [f1, f2], return_grad, shape)
+    total = _K.score_loss(f1, y, f2, flat, g1, g2, kind=_L.MARGIN_RANKING, margin=margin, grad_scale=scale,
+                          num_threads=nt)[0]
+    result = _result(total, o, reduction, f1.size, x1.dtype, g1, g2)
     return _score_result(result, [x1, x2], return_grad)
 
 
@@ -463,9 +482,10 @@ def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.
     margin = V.check_real(margin, "margin")
     nt = resolve_num_threads(num_threads)
     (x,), (f,), y, shape = _scores([input], ["input"], target, same_ndim=False)
-    return _score_result(_run(_K.score_loss, (f, y, None), dict(kind=_L.HINGE_EMBEDDING, margin=margin), [f],
-                              reduction, f.size, shape, x.dtype, out, return_grad, nt, grad_shape=shape),
-                         [x], return_grad)
+    o, flat, (g,), scale = _outputs(out, shape, x.dtype, reduction, f.size, [f], return_grad, shape)
+    total = _K.score_loss(f, y, None, flat, g, kind=_L.HINGE_EMBEDDING, margin=margin, grad_scale=scale,
+                          num_threads=nt)[0]
+    return _score_result(_result(total, o, reduction, f.size, x.dtype, g), [x], return_grad)
 
 
 # ------------------------------------------------------------------------------ SPEC §6 losses
@@ -548,8 +568,11 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: flo
     (a, b), (v1, v2), unbatched = _rows([x1, x2], ["x1", "x2"])
     y = _row_targets(label, "label", v1.shape[0], unbatched, a.dtype)
     out_shape = () if unbatched else (v1.shape[0],)
-    return _run(_K.pair_rows, (v1, v2, y), dict(kind=_L.CONTRASTIVE, margin=margin), [a, b], reduction,
-                v1.shape[0], out_shape, a.dtype, out, return_grad, nt)
+    n = v1.shape[0]
+    o, flat, (g1, g2), scale = _outputs(out, out_shape, a.dtype, reduction, n, [a, b], return_grad)
+    total = _K.pair_rows(v1, v2, y, flat, g1, g2, kind=_L.CONTRASTIVE, margin=margin, grad_scale=scale,
+                         num_threads=nt)[0]
+    return _result(total, o, reduction, n, a.dtype, g1, g2)
 
 
 # ------------------------------------------------------------------ in-batch losses (row blocks)
@@ -897,7 +920,7 @@ def _row_blocks(rows, cols, kernel, return_grad, nt, sums=True):
 
 
 def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad, labels=None,
-                  arc=_K.ArcMargin.NO_MARGIN, margin=0.0, pos_cos=None, pos_sin=None):
+                  arc=_ARC.NO_MARGIN, margin=0.0, pos_cos=None, pos_sin=None):
     """Per-row losses of -log softmax(q_i . c_j * inv_tau)_{pos(i)} (the positive by pos_shift, or by
     ``labels`` with an optional ``arc`` margin (an ArcMargin) of ``margin`` radians, from the positives'
     pos_cos / pos_sin: kernel softmax_rows), and with return_grad the gradients of their sum w.r.t.
@@ -1294,8 +1317,7 @@ def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayL
             raise TypeError(f"{name} must be True or False, got {v!r}")
     if easy_margin and plain_margin:
         raise ValueError("easy_margin=True and plain_margin=True exclude each other (pick one target logit)")
-    arc = _K.ArcMargin.ARC_EASY if easy_margin else (_K.ArcMargin.ARC_PLAIN if plain_margin
-                                                     else _K.ArcMargin.ARC_FALLBACK)
+    arc = _ARC.ARC_EASY if easy_margin else (_ARC.ARC_PLAIN if plain_margin else _ARC.ARC_FALLBACK)
     nt = resolve_num_threads(num_threads)
     e = _embeddings(embeddings, "embeddings")
     w = V.float_array(class_weights, "class_weights", dtype=e.dtype)

@@ -547,3 +547,35 @@ def test_inconsistent_sizes_are_refused():
         met.softmax_rows(f8(N, N - 1), np.zeros(N), row0=0, inv_tau=1.0, mask_self=True, want_grad=False)
     with pytest.raises(TypeError):  # a kind that reads labels, without them
         cls.row_loss("nll", x, None, None, None, C, 1, -100, 0.0, 0, "sum", None, None, 1.0, 1)
+
+
+def test_configuration_enums_are_checked():
+    """A kind or format outside its enum (Cython converts any int to a C enum) is refused before a
+    table is indexed by it, as is a kind the entry does not compute."""
+    met, box = load("metric"), load("boxes")
+    b = boxes(N).reshape(-1)
+    pair = dict(eps=1e-7, eps_alpha=1e-7, n=N)
+    for kind, fmt in ((len(box.BoxKind), box.BoxFormat.XYXY), (box.BoxKind.IOU, len(box.BoxFormat))):
+        with pytest.raises(ValueError, match="fastloss kernel"):
+            box.box_pair_loss(b, b, None, None, kind=kind, fmt=fmt, **pair)
+    with pytest.raises(OverflowError):      # (Cython's own refusal of a negative enum value)
+        box.box_pair_loss(b, b, None, None, kind=-1, fmt=box.BoxFormat.XYXY, **pair)
+    with pytest.raises(ValueError, match="fastloss kernel"):
+        box.pairwise(boxes(N)[None], boxes(3)[None], np.empty((1, N, 3)), kind=box.BoxKind.CIOU,
+                     fmt=box.BoxFormat.XYXY, B=1, N=N, M=3)
+    with pytest.raises(ValueError, match="fastloss kernel"):
+        box.box_area(b, np.empty(N), fmt=len(box.BoxFormat))
+    x = f8(N, C)
+    with pytest.raises(ValueError, match="fastloss kernel"):
+        met.pair_rows(x, x, np.ones(N), kind=met.MetricLoss.TRIPLET_MARGIN, margin=1.0)
+    with pytest.raises(ValueError, match="fastloss kernel"):
+        met.score_loss(f8(N), np.ones(N), f8(N), kind=met.MetricLoss.HINGE_EMBEDDING, margin=1.0)
+    with pytest.raises(ValueError, match="fastloss kernel"):
+        met.score_loss(f8(N), np.ones(N), f8(N), kind=met.MetricLoss.CONTRASTIVE, margin=1.0)
+    e = f8(N, C)
+    with pytest.raises(ValueError, match="fastloss kernel"):
+        met.triplet_mining(e @ e.T, e, np.einsum("ij,ij->i", e, e), labels(N, 2), np.zeros(N), np.zeros(N),
+                           kind=met.MetricLoss.SOFTMAX_ROWS, row0=0, margin=1.0, squared=False, want_grad=False)
+    with pytest.raises(ValueError, match="fastloss kernel"):
+        met.softmax_rows(f8(N, N), np.zeros(N), labels(N, N), np.full(N, 0.6), np.full(N, 0.8), row0=0,
+                         inv_tau=1.0, mask_self=False, want_grad=False, arc=len(met.ArcMargin), margin=0.3)

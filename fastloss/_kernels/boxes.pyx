@@ -2,7 +2,9 @@
 """Bounding-box kernels: the torchvision IoU-family losses over box pairs, and the pairwise N x M
 IoU / GIoU matrices.
 
-Read ``_common.pxd`` first: the losses are *block functions* run by ``run_blocks``.
+Read ``_common.pxd`` first: the losses are *block functions* run by ``run_blocks`` (through ``run``).
+The entries take buffers by position and configuration by keyword: ``BoxKind`` and ``BoxFormat``
+(``cpdef enum``\ s, ``fastloss/_boxes.py`` passes their members), doubles and flags.
 
 Design notes.
 

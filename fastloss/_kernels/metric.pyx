@@ -14,6 +14,11 @@ Items.
     block and writes per-row losses (and, for the gradient, per-row coefficients).  The per-row losses
     are then reduced by ``run_blocks`` in one final deterministic pass (``reduce_rows``).
 
+Entries.  Each ``def`` entry takes its buffers by position and its configuration by keyword, typed
+(``double``, ``bint``, the enums ``MetricLoss`` and ``ArcMargin``); it fills the loss's context struct
+and calls ``run`` (``_common.pxd``) with the block function ``block_for`` picks from ``METRIC_BLOCKS``
+(end of file): ``MetricLoss`` -> block function, the one place a kernel is chosen.
+
 Precision.  Row sums (squared distances, dot products) accumulate in double for both float types:
 the triplet hinge ``margin + d_ap - d_an`` cancels, and double sums keep float32 results within
 SPEC §4.  ``omp simd reduction`` (C helpers below; Cython cannot emit the pragma) keeps those sums
