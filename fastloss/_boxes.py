@@ -32,8 +32,10 @@ __all__ = ["iou_loss", "generalized_box_iou_loss", "distance_box_iou_loss", "com
            "box_iou", "generalized_box_iou", "box_area"]
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
-_FORMAT = {name: _K.BoxFormat[name.upper()] for name in BOX_FORMATS}    # the kernels' typed format
-_IOU, _GIOU, _DIOU, _CIOU = _K.BoxKind.IOU, _K.BoxKind.GIOU, _K.BoxKind.DIOU, _K.BoxKind.CIOU
+# The kernels' typed configuration (boxes.pyx: BoxFormat, BoxKind), as the plain ints of the members:
+# Cython converts an IntEnum member to the C enum through Python (~900 instructions a call), an int not.
+_FORMAT = {name: int(_K.BoxFormat[name.upper()]) for name in BOX_FORMATS}
+_IOU, _GIOU, _DIOU, _CIOU = (int(_K.BoxKind[k]) for k in ("IOU", "GIOU", "DIOU", "CIOU"))
 _TORCHVISION_EPS = 1e-7     # torchvision's CIoU computes its IoU and distance terms with this eps
 
 

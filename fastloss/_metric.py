@@ -22,10 +22,11 @@ from ._typing import ArrayLike, FloatArray, Loss, LossGrad, LossGrads2, LossGrad
 
 _K = load("metric")
 # The kernels' typed configuration (metric.pyx: MetricLoss names a loss for METRIC_BLOCKS, ArcMargin the
-# arcface target logit), their members held in plain namespaces: read through its Enum class, a member
-# costs ~250 ns a read (Python 3.11); from a namespace ~20 ns.
-_L = SimpleNamespace(**_K.MetricLoss.__members__)
-_ARC = SimpleNamespace(**_K.ArcMargin.__members__)
+# arcface target logit), as namespaces of the members' plain ints: read through its Enum class, a member
+# costs ~250 ns (Python 3.11), and Cython converts an IntEnum member to the C enum through Python
+# (~900 instructions a call), an int not.
+_L = SimpleNamespace(**{name: int(m) for name, m in _K.MetricLoss.__members__.items()})
+_ARC = SimpleNamespace(**{name: int(m) for name, m in _K.ArcMargin.__members__.items()})
 
 __all__ = ["triplet_margin_loss", "margin_ranking_loss", "cosine_embedding_loss", "hinge_embedding_loss",
            "contrastive_loss", "batch_hard_triplet_loss", "batch_all_triplet_loss", "info_nce_loss",
