@@ -33,6 +33,10 @@ __all__ = ["iou_loss", "generalized_box_iou_loss", "distance_box_iou_loss", "com
            "box_iou", "generalized_box_iou", "box_area"]
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+# The kernels' typed configuration (boxes.pyx: BoxFormat, BoxKind), as the plain ints of the members:
+# Cython converts an IntEnum member to the C enum through Python (~900 instructions a call), an int not.
+_FORMAT = {name: int(_K.BoxFormat[name.upper()]) for name in BOX_FORMATS}
+_IOU, _GIOU, _DIOU, _CIOU = (int(_K.BoxKind[k]) for k in ("IOU", "GIOU", "DIOU", "CIOU"))
 _TORCHVISION_EPS = 1e-7     # torchvision's CIoU computes its IoU and distance terms with this eps
 
 
@@ -51,7 +55,7 @@ def _boxes(x, name, dtype=None):
 def _pair_loss(kind, boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad,
                eps_alpha=None):
     V.check_reduction(reduction, out=out, return_grad=return_grad)
-    _check_format(box_format)
+    box_format = _check_format(box_format)
     eps = V.check_real(eps, "eps")
     nt = resolve_num_threads(num_threads)
     b1 = _boxes(boxes1, "boxes1")
@@ -74,8 +78,9 @@ def _pair_loss(kind, boxes1, boxes2, reduction, eps, box_format, num_threads, ou
     scale = 1.0 / n if (reduction == "mean" and n) else 1.0
     if eps_alpha is None:
         eps_alpha = eps
-    total = _K.box_pair_loss(b1.reshape(-1), b2.reshape(-1), single1, single2, n, kind, box_format, eps,
-                             eps_alpha, None if o is None else o.reshape(-1), grad, scale, nt)
+    total = _K.box_pair_loss(b1.reshape(-1), b2.reshape(-1), None if o is None else o.reshape(-1), grad,
+                             kind=kind, fmt=_FORMAT[box_format], eps=eps, eps_alpha=eps_alpha, n=n,
+                             single1=single1, single2=single2, grad_scale=scale, num_threads=nt)
     if reduction == "none":
         value = o
     else:   # torchvision: mean over an empty batch is 0 (0.0 * loss.sum())
@@ -196,7 +201,7 @@ def iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = "none", eps:
     >>> bool(np.allclose(fl.iou_loss(b1, b2), [1 - 1 / (7 + 1e-7), 1.0]))
     True
     """
-    return _pair_loss("iou", boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad)
+    return _pair_loss(_IOU, boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad)
 
 
 @overload
@@ -273,7 +278,7 @@ def generalized_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: st
     >>> bool(np.allclose(fl.generalized_box_iou_loss(b1, b2), ref))
     True
     """
-    return _pair_loss("giou", boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad)
+    return _pair_loss(_GIOU, boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad)
 
 
 @overload
@@ -348,7 +353,7 @@ def distance_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str =
     >>> bool(np.isclose(fl.distance_box_iou_loss(b1, b2), 1 - 1 / 7 + 2 / 18))
     True
     """
-    return _pair_loss("diou", boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad)
+    return _pair_loss(_DIOU, boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad)
 
 
 @overload
@@ -432,7 +437,7 @@ def complete_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str =
     >>> bool(np.isclose(fl.complete_box_iou_loss(b1, b2, eps=0.0), ref))
     True
     """
-    return _pair_loss("ciou", boxes1, boxes2, reduction, _TORCHVISION_EPS, box_format, num_threads, out,
+    return _pair_loss(_CIOU, boxes1, boxes2, reduction, _TORCHVISION_EPS, box_format, num_threads, out,
                       return_grad, eps_alpha=V.check_real(eps, "eps"))
 
 
@@ -456,7 +461,7 @@ def _pairwise(kind, boxes1, boxes2, fmt, box_format, num_threads, out):
     res_dtype = np.dtype(np.float32) if integer else b1.dtype
     o = V.output_array(out, shape, res_dtype) if not integer or out is not None else None
     res = o if o is not None and not integer else np.empty(shape, dtype=b1.dtype)
-    _K.pairwise(b1, b2, kind, box_format, B, N, M, res, nt)
+    _K.pairwise(b1, b2, res, kind=kind, fmt=_FORMAT[box_format], B=B, N=N, M=M, num_threads=nt)
     if integer:
         if o is None:
             return res.astype(np.float32)
@@ -522,7 +527,7 @@ def box_iou(boxes1: ArrayLike, boxes2: ArrayLike, fmt: str | None = None, *, box
     >>> iou.dtype, bool(np.allclose(iou, ref))
     (dtype('float32'), True)
     """
-    return _pairwise("iou", boxes1, boxes2, fmt, box_format, num_threads, out)
+    return _pairwise(_IOU, boxes1, boxes2, fmt, box_format, num_threads, out)
 
 
 def generalized_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, box_format: str = "xyxy",
@@ -571,7 +576,7 @@ def generalized_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, box_format: str
     >>> bool(np.allclose(fl.generalized_box_iou(a, b), [[1.0, 0 - (3 - 2) / 3]]))
     True
     """
-    return _pairwise("giou", boxes1, boxes2, None, box_format, num_threads, out)
+    return _pairwise(_GIOU, boxes1, boxes2, None, box_format, num_threads, out)
 
 
 def box_area(boxes: ArrayLike, fmt: str | None = None, *, box_format: str = "xyxy",
@@ -624,5 +629,5 @@ def box_area(boxes: ArrayLike, fmt: str | None = None, *, box_format: str = "xyx
         return a[..., 2] * a[..., 3]
     b = _boxes(a, "boxes")
     o = V.output_array(out, b.shape[:-1], b.dtype)
-    _K.box_area(b.reshape(-1), box_format, o.reshape(-1))
+    _K.box_area(b.reshape(-1), o.reshape(-1), fmt=_FORMAT[box_format])
     return o

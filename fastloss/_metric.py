@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from types import SimpleNamespace
 from typing import Literal, overload
 
 import numpy as np
@@ -21,6 +22,12 @@ from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, Loss, LossGrad, LossGrads2, LossGrads3
 
 _K = load("metric")
+# The kernels' typed configuration (metric.pyx: MetricLoss names a loss for METRIC_BLOCKS, ArcMargin the
+# arcface target logit), as namespaces of the members' plain ints: read through its Enum class, a member
+# costs ~250 ns (Python 3.11), and Cython converts an IntEnum member to the C enum through Python
+# (~900 instructions a call), an int not.
+_L = SimpleNamespace(**{name: int(m) for name, m in _K.MetricLoss.__members__.items()})
+_ARC = SimpleNamespace(**{name: int(m) for name, m in _K.ArcMargin.__members__.items()})
 
 __all__ = ["triplet_margin_loss", "margin_ranking_loss", "cosine_embedding_loss", "hinge_embedding_loss",
            "contrastive_loss", "batch_hard_triplet_loss", "batch_all_triplet_loss", "info_nce_loss",
@@ -58,18 +65,25 @@ def _row_targets(target, name, n, unbatched, dtype):
     return V.float_array(y, name, dtype=dtype).reshape(-1)   # (ascontiguousarray makes a 0-d array 1-d)
 
 
-def _run(kernel, args, arrays, reduction, n, out_shape, dtype, out, return_grad, nt, grad_shape=None):
-    """Allocate out/grads, call a kernel ``kernel(*args, out, *grads, grad_scale, nt)`` and finish.
-
-    ``arrays`` are the differentiated inputs (their gradients come back in the same order)."""
+def _outputs(out, out_shape, dtype, reduction, n, arrays, return_grad, grad_shape=None):
+    """The outputs of a kernel call: (the reduction="none" output or None, its flat view for the kernel,
+    the gradients -- one per differentiated input of ``arrays``, None each without return_grad -- and the
+    gradient scale).  The wrapper calls its kernel with them -- buffers by position, configuration by
+    keywords written out -- and finishes with ``_result``.  (A ``**options`` dict, or ``*grads`` in the
+    call, makes CPython pass the keywords as a dict: ~1400-3800 more instructions a call.)"""
     o = V.output_array(out, out_shape, dtype) if reduction == "none" else None
-    shapes = [a.shape if grad_shape is None else grad_shape for a in arrays]
-    grads = [np.empty(shape, dtype=dtype) for shape in shapes] if return_grad else None
+    if return_grad:
+        grads = [np.empty(a.shape if grad_shape is None else grad_shape, dtype=dtype) for a in arrays]
+    else:
+        grads = (None,) * len(arrays)
     scale = 1.0 / n if (reduction == "mean" and n) else 1.0
-    loss_sum = kernel(*args, None if o is None else o.reshape(-1), *(grads or [None] * len(arrays)),
-                         scale, nt)[0]
+    return o, None if o is None else o.reshape(-1), grads, scale
+
+
+def _result(loss_sum, o, reduction, n, dtype, *grads):
+    """The value (and the gradients, when they are not None) of a kernel call prepared by ``_outputs``."""
     value = o if reduction == "none" else V.reduced(loss_sum, n, reduction, dtype)
-    if not return_grad:
+    if grads[0] is None:
         return value
     return value, (grads[0] if len(grads) == 1 else tuple(grads))
 
@@ -180,8 +194,11 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
     (a, pos, neg), (a2, p2, n2), unbatched = _rows([anchor, positive, negative],
                                                   ["anchor", "positive", "negative"])
     out_shape = () if unbatched else (a2.shape[0],)
-    return _run(_K.triplet_margin, (a2, p2, n2, margin, p, eps, bool(swap)), [a, pos, neg], reduction,
-                a2.shape[0], out_shape, a.dtype, out, return_grad, nt)
+    n = a2.shape[0]
+    o, flat, (ga, gp, gn), scale = _outputs(out, out_shape, a.dtype, reduction, n, [a, pos, neg], return_grad)
+    total = _K.triplet_margin(a2, p2, n2, flat, ga, gp, gn, margin=margin, pnorm=p, eps=eps, swap=bool(swap),
+                              grad_scale=scale, num_threads=nt)[0]
+    return _result(total, o, reduction, n, a.dtype, ga, gp, gn)
 
 
 @overload
@@ -271,8 +288,11 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
     (x1, x2), (v1, v2), unbatched = _rows([input1, input2], ["input1", "input2"])
     y = _row_targets(target, "target", v1.shape[0], unbatched, x1.dtype)
     out_shape = () if unbatched else (v1.shape[0],)
-    return _run(_K.pair_rows, ("cosine_embedding", v1, v2, y, margin), [x1, x2], reduction, v1.shape[0], out_shape,
-                x1.dtype, out, return_grad, nt)
+    n = v1.shape[0]
+    o, flat, (g1, g2), scale = _outputs(out, out_shape, x1.dtype, reduction, n, [x1, x2], return_grad)
+    total = _K.pair_rows(v1, v2, y, flat, g1, g2, kind=_L.COSINE_EMBEDDING, margin=margin, grad_scale=scale,
+                         num_threads=nt)[0]
+    return _result(total, o, reduction, n, x1.dtype, g1, g2)
 
 
 def _scores(arrays, names, target, same_ndim):
@@ -385,8 +405,10 @@ def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike,
     margin = V.check_real(margin, "margin")
     nt = resolve_num_threads(num_threads)
     (x1, x2), (f1, f2), y, shape = _scores([input1, input2], ["input1", "input2"], target, same_ndim=True)
-    result = _run(_K.score_loss, (f1, f2, y, margin), [f1, f2], reduction, f1.size, shape, x1.dtype, out,
-                  return_grad, nt, grad_shape=shape)
+    o, flat, (g1, g2), scale = _outputs(out, shape, x1.dtype, reduction, f1.size, [f1, f2], return_grad, shape)
+    total = _K.score_loss(f1, y, f2, flat, g1, g2, kind=_L.MARGIN_RANKING, margin=margin, grad_scale=scale,
+                          num_threads=nt)[0]
+    result = _result(total, o, reduction, f1.size, x1.dtype, g1, g2)
     return _score_result(result, [x1, x2], return_grad)
 
 
@@ -466,8 +488,10 @@ def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.
     margin = V.check_real(margin, "margin")
     nt = resolve_num_threads(num_threads)
     (x,), (f,), y, shape = _scores([input], ["input"], target, same_ndim=False)
-    return _score_result(_run(_K.hinge_embedding, (f, y, margin), [f], reduction, f.size, shape, x.dtype, out,
-                              return_grad, nt, grad_shape=shape), [x], return_grad)
+    o, flat, (g,), scale = _outputs(out, shape, x.dtype, reduction, f.size, [f], return_grad, shape)
+    total = _K.score_loss(f, y, None, flat, g, kind=_L.HINGE_EMBEDDING, margin=margin, grad_scale=scale,
+                          num_threads=nt)[0]
+    return _score_result(_result(total, o, reduction, f.size, x.dtype, g), [x], return_grad)
 
 
 # ------------------------------------------------------------------------------ SPEC §6 losses
@@ -551,8 +575,11 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: flo
     (a, b), (v1, v2), unbatched = _rows([x1, x2], ["x1", "x2"])
     y = _row_targets(label, "label", v1.shape[0], unbatched, a.dtype)
     out_shape = () if unbatched else (v1.shape[0],)
-    return _run(_K.pair_rows, ("contrastive", v1, v2, y, margin), [a, b], reduction, v1.shape[0], out_shape, a.dtype,
-                out, return_grad, nt)
+    n = v1.shape[0]
+    o, flat, (g1, g2), scale = _outputs(out, out_shape, a.dtype, reduction, n, [a, b], return_grad)
+    total = _K.pair_rows(v1, v2, y, flat, g1, g2, kind=_L.CONTRASTIVE, margin=margin, grad_scale=scale,
+                         num_threads=nt)[0]
+    return _result(total, o, reduction, n, a.dtype, g1, g2)
 
 
 # ------------------------------------------------------------------ in-batch losses (row blocks)
@@ -636,7 +663,9 @@ def _embeddings(x, name):
     return e
 
 
-def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, num_threads, out, return_grad):
+def _triplet_mining(kind, embeddings, labels, margin, squared, reduction, num_threads, out, return_grad):
+    """batch_hard / batch_all triplet loss: ``kind`` is _L.BATCH_HARD_TRIPLET or _L.BATCH_ALL_TRIPLET."""
+    batch_all = kind == _L.BATCH_ALL_TRIPLET
     V.check_reduction(reduction, out=out, return_grad=return_grad)
     margin = V.check_real(margin, "margin")
     squared = V.check_bool(squared, "squared")
@@ -658,11 +687,11 @@ def _triplet_mining(embeddings, labels, margin, squared, reduction, batch_all, n
     row_count = np.zeros(B)
 
     def mine(blk, r0):
-        _K.triplet_mining(blk, e, sq, lab, r0, margin, bool(squared), batch_all, return_grad, row_loss,
-                          row_count, 1)
+        _K.triplet_mining(blk, e, sq, lab, row_loss, row_count, kind=kind, row0=r0, margin=margin,
+                          squared=bool(squared), want_grad=return_grad, num_threads=1)
 
     grads = _row_blocks(e, e, mine, return_grad, nt)
-    total, cnt, _ = _K.reduce_rows(row_loss, row_count, nt)
+    total, cnt, _ = _K.reduce_rows(row_loss, row_count, num_threads=nt)
     if reduction == "none":
         value = V.output_array(out, (B,), dtype)
         value[...] = row_loss
@@ -775,7 +804,8 @@ def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: fl
     >>> bool(np.allclose(fl.batch_hard_triplet_loss(e, y, reduction="none"), ref))
     True
     """
-    return _triplet_mining(embeddings, labels, margin, squared, reduction, False, num_threads, out, return_grad)
+    return _triplet_mining(_L.BATCH_HARD_TRIPLET, embeddings, labels, margin, squared, reduction, num_threads, out,
+                           return_grad)
 
 
 @overload
@@ -859,7 +889,8 @@ def batch_all_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: flo
     >>> bool(np.isclose(fl.batch_all_triplet_loss(e, y), l[l > 0].mean()))
     True
     """
-    return _triplet_mining(embeddings, labels, margin, squared, reduction, True, num_threads, out, return_grad)
+    return _triplet_mining(_L.BATCH_ALL_TRIPLET, embeddings, labels, margin, squared, reduction, num_threads, out,
+                           return_grad)
 
 
 def _row_blocks(rows, cols, kernel, return_grad, nt, sums=True):
@@ -897,19 +928,19 @@ def _row_blocks(rows, cols, kernel, return_grad, nt, sums=True):
     return (s_cols, st_rows, row_sums, col_sums) if return_grad else None
 
 
-def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad, labels=None, margin=None,
-                  arc=None):
+def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad, labels=None,
+                  arc=_ARC.NO_MARGIN, margin=0.0, pos_cos=None, pos_sin=None):
     """Per-row losses of -log softmax(q_i . c_j * inv_tau)_{pos(i)} (the positive by pos_shift, or by
-    ``labels`` with an optional arc ``margin``: kernel softmax_rows, ``arc`` = (pos_cos, pos_sin, mode)),
-    and with return_grad the gradients of their sum w.r.t. queries and candidates.  A bad label raises
-    IndexError."""
+    ``labels`` with an optional ``arc`` margin (an ArcMargin) of ``margin`` radians, from the positives'
+    pos_cos / pos_sin: kernel softmax_rows), and with return_grad the gradients of their sum w.r.t.
+    queries and candidates.  A bad label raises IndexError."""
     row_loss = np.zeros(queries.shape[0])
     bad = []
-    arc = arc or (None, None, "plain")
 
     def softmax(blk, r0):
-        first = _K.softmax_rows(blk, r0, inv_tau, mask_self, pos_shift, return_grad, row_loss, 1, labels, margin,
-                                *arc)
+        first = _K.softmax_rows(blk, row_loss, labels, pos_cos, pos_sin, row0=r0, inv_tau=inv_tau,
+                                mask_self=mask_self, pos_shift=pos_shift, want_grad=return_grad, arc=arc,
+                                margin=margin, num_threads=1)
         if first >= 0:
             bad.append(first)
 
@@ -922,7 +953,7 @@ def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad
 
 
 def _finish_rows(row_loss, reduction, dtype, out, nt):
-    total = _K.reduce_rows(row_loss, None, nt)[0]
+    total = _K.reduce_rows(row_loss, num_threads=nt)[0]
     if reduction == "none":
         o = V.output_array(out, row_loss.shape, dtype)
         o[...] = row_loss
@@ -1298,7 +1329,7 @@ def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayL
             raise TypeError(f"{name} must be True or False, got {v!r}")
     if easy_margin and plain_margin:
         raise ValueError("easy_margin=True and plain_margin=True exclude each other (pick one target logit)")
-    mode = "easy" if easy_margin else ("plain" if plain_margin else "fallback")
+    arc = _ARC.ARC_EASY if easy_margin else (_ARC.ARC_PLAIN if plain_margin else _ARC.ARC_FALLBACK)
     nt = resolve_num_threads(num_threads)
     e = _embeddings(embeddings, "embeddings")
     w = V.float_array(class_weights, "class_weights", dtype=e.dtype)
@@ -1313,8 +1344,8 @@ def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayL
     ue, norm_e, den_e = _normalize(e, dtype)
     uw, norm_w, den_w = _normalize(w, dtype)
     pos_cos, pos_sin = _positive_angle(e, w, lab, C)
-    row_loss, gue, guw = _softmax_rows(ue, uw, s, False, 0, nt, return_grad, labels=lab, margin=m,
-                                       arc=(pos_cos, pos_sin, mode))
+    row_loss, gue, guw = _softmax_rows(ue, uw, s, False, 0, nt, return_grad, labels=lab, arc=arc, margin=m,
+                                       pos_cos=pos_cos, pos_sin=pos_sin)
     value, red_scale = _finish_rows(row_loss, reduction, e.dtype, out, nt)
     if not return_grad:
         return value

@@ -192,8 +192,8 @@ def _cases():
             single1=False,
             single2=False,
             n=N,
-            kind="ciou",
-            fmt="xyxy",
+            kind=box.BoxKind.CIOU,
+            fmt=box.BoxFormat.XYXY,
             eps=1e-7,
             eps_alpha=1e-7,
             out=np.empty(N),
@@ -210,8 +210,8 @@ def _cases():
         dict(
             b1=boxes(N)[None],
             b2=boxes(3)[None],
-            kind="giou",
-            fmt="xyxy",
+            kind=box.BoxKind.GIOU,
+            fmt=box.BoxFormat.XYXY,
             B=1,
             N=N,
             M=3,
@@ -224,7 +224,7 @@ def _cases():
     yield (
         "box_area",
         box.box_area,
-        dict(b=boxes(N).reshape(-1), fmt="xywh", out=np.empty(N)),
+        dict(b=boxes(N).reshape(-1), fmt=box.BoxFormat.XYWH, out=np.empty(N)),
         ("b", "out"),
         ("out",),
     )
@@ -253,7 +253,7 @@ def _cases():
         "pair_rows",
         met.pair_rows,
         dict(
-            kind="contrastive",
+            kind=met.MetricLoss.CONTRASTIVE,
             x1=x,
             x2=f8(N, C),
             y=np.ones(N),
@@ -271,6 +271,7 @@ def _cases():
         "score_loss",
         met.score_loss,
         dict(
+            kind=met.MetricLoss.MARGIN_RANKING,
             x1=f8(N),
             x2=f8(N),
             y=np.sign(f8(N)),
@@ -281,23 +282,24 @@ def _cases():
             grad_scale=1.0,
             num_threads=1,
         ),
-        ("x1", "y"),
+        ("x1", "x2", "y"),
         ("out", "g1", "g2"),
     )
     yield (
-        "hinge_embedding",
-        met.hinge_embedding,
+        "score_loss[hinge_embedding]",
+        met.score_loss,
         dict(
-            x=f8(N),
+            kind=met.MetricLoss.HINGE_EMBEDDING,
+            x1=f8(N),
             y=np.sign(f8(N)),
             margin=0.5,
             out=np.empty(N),
-            g=np.empty(N),
+            g1=np.empty(N),
             grad_scale=1.0,
             num_threads=1,
         ),
-        ("x", "y"),
-        ("out", "g"),
+        ("x1", "y"),
+        ("out", "g1"),
     )
     e = f8(N, C)
     yield (
@@ -311,7 +313,7 @@ def _cases():
             row0=0,
             margin=1.0,
             squared=False,
-            batch_all=True,
+            kind=met.MetricLoss.BATCH_ALL_TRIPLET,
             want_grad=True,
             row_loss=np.zeros(N),
             row_count=np.zeros(N),
@@ -340,6 +342,7 @@ def _cases():
             row_loss=np.zeros(N),
             num_threads=1,
             labels=labels(N, N),
+            arc=met.ArcMargin.ARC_FALLBACK,
             margin=0.3,
             pos_cos=np.full(N, 0.6),
             pos_sin=np.full(N, 0.8),
@@ -490,17 +493,13 @@ def test_inconsistent_sizes_are_refused():
         box.box_pair_loss(
             boxes(N).reshape(-1),
             boxes(N).reshape(-1),
-            False,
-            False,
-            N + 1,
-            "iou",
-            "xyxy",
-            1e-7,
-            1e-7,
             None,
             None,
-            1.0,
-            1,
+            kind=box.BoxKind.IOU,
+            fmt=box.BoxFormat.XYXY,
+            eps=1e-7,
+            eps_alpha=1e-7,
+            n=N + 1,
         )
     with pytest.raises(ValueError):  # rows past the end of the Gram matrix
         e = f8(N, C)
@@ -509,16 +508,47 @@ def test_inconsistent_sizes_are_refused():
             e,
             np.einsum("ij,ij->i", e, e),
             labels(N, 2),
-            1,
-            1.0,
-            False,
-            False,
-            False,
             np.zeros(N),
             np.zeros(N),
-            1,
+            kind=met.MetricLoss.BATCH_HARD_TRIPLET,
+            row0=1,
+            margin=1.0,
+            squared=False,
+            want_grad=False,
         )
     with pytest.raises(ValueError):  # a masked self pair outside the candidates
-        met.softmax_rows(f8(N, N - 1), 0, 1.0, True, 0, False, np.zeros(N), 1)
+        met.softmax_rows(f8(N, N - 1), np.zeros(N), row0=0, inv_tau=1.0, mask_self=True, want_grad=False)
     with pytest.raises(TypeError):  # a loss that reads labels, without them
         cls.nll(x, None, None, None, C=C, ignore_index=-100)
+
+
+def test_configuration_enums_are_checked():
+    """A kind or format outside its enum (Cython converts any int to a C enum) is refused before a
+    table is indexed by it, as is a kind the entry does not compute."""
+    met, box = load("metric"), load("boxes")
+    b = boxes(N).reshape(-1)
+    pair = dict(eps=1e-7, eps_alpha=1e-7, n=N)
+    for kind, fmt in ((len(box.BoxKind), box.BoxFormat.XYXY), (box.BoxKind.IOU, len(box.BoxFormat))):
+        with pytest.raises(ValueError, match="fastloss kernel"):
+            box.box_pair_loss(b, b, None, None, kind=kind, fmt=fmt, **pair)
+    with pytest.raises(OverflowError):      # (Cython's own refusal of a negative enum value)
+        box.box_pair_loss(b, b, None, None, kind=-1, fmt=box.BoxFormat.XYXY, **pair)
+    with pytest.raises(ValueError, match="fastloss kernel"):
+        box.pairwise(boxes(N)[None], boxes(3)[None], np.empty((1, N, 3)), kind=box.BoxKind.CIOU,
+                     fmt=box.BoxFormat.XYXY, B=1, N=N, M=3)
+    with pytest.raises(ValueError, match="fastloss kernel"):
+        box.box_area(b, np.empty(N), fmt=len(box.BoxFormat))
+    x = f8(N, C)
+    with pytest.raises(ValueError, match="fastloss kernel"):
+        met.pair_rows(x, x, np.ones(N), kind=met.MetricLoss.TRIPLET_MARGIN, margin=1.0)
+    with pytest.raises(ValueError, match="fastloss kernel"):
+        met.score_loss(f8(N), np.ones(N), f8(N), kind=met.MetricLoss.HINGE_EMBEDDING, margin=1.0)
+    with pytest.raises(ValueError, match="fastloss kernel"):
+        met.score_loss(f8(N), np.ones(N), f8(N), kind=met.MetricLoss.CONTRASTIVE, margin=1.0)
+    e = f8(N, C)
+    with pytest.raises(ValueError, match="fastloss kernel"):
+        met.triplet_mining(e @ e.T, e, np.einsum("ij,ij->i", e, e), labels(N, 2), np.zeros(N), np.zeros(N),
+                           kind=met.MetricLoss.SOFTMAX_ROWS, row0=0, margin=1.0, squared=False, want_grad=False)
+    with pytest.raises(ValueError, match="fastloss kernel"):
+        met.softmax_rows(f8(N, N), np.zeros(N), labels(N, N), np.full(N, 0.6), np.full(N, 0.8), row0=0,
+                         inv_tau=1.0, mask_self=False, want_grad=False, arc=len(met.ArcMargin), margin=0.3)

@@ -485,6 +485,14 @@ cdef inline Py_ssize_t check_count(Py_ssize_t value, str name) except -1:
     return value
 
 
+cdef inline int check_enum(int value, int n_members, str name) except -1:
+    """A configuration enum of an entry (a ``cpdef enum`` numbered 0 .. n_members - 1): one of them.
+    (Cython converts any int to a C enum; a table indexed by it must not be read out of bounds.)"""
+    if value < 0 or value >= n_members:
+        raise ValueError(f"fastloss kernel: {name} must be one of 0 .. {n_members - 1}, got {value}")
+    return value
+
+
 cdef inline Py_ssize_t items_product(Py_ssize_t a, Py_ssize_t b) except -1:
     """a * b for non-negative sizes, raising instead of overflowing."""
     if a < 0 or b < 0:

@@ -2,7 +2,9 @@
 """Bounding-box kernels: the torchvision IoU-family losses over box pairs, and the pairwise N x M
 IoU / GIoU matrices.
 
-Read ``_common.pxd`` first: the losses are *block functions* run by ``run_blocks``.
+Read ``_common.pxd`` first: the losses are *block functions* run by ``run_blocks`` (through ``run``).
+The entries take buffers by position and configuration by keyword: ``BoxKind`` and ``BoxFormat``
+(``cpdef enum``\ s, ``fastloss/_boxes.py`` passes their members), doubles and flags.
 
 Design notes.
 
@@ -20,30 +22,35 @@ b. **One point function for the four losses.**  ``box_loss_point`` computes IoU,
    differentiates torchvision's formula (see the derivation above it).  The kind (IoU/GIoU/DIoU/CIoU)
    and whether to write the gradient are *fused tag types*, not runtime values: Cython emits one C
    function per (floating, kind, grad) with the other branches removed at compile time, each called
-   once, from a switch outside the loop.  One formula in the source, sixteen straight-line loops in C,
-   no per-element switch -- and no reliance on the compiler choosing to inline a large function.
+   once, from a switch on the ``BoxKind`` outside the loop (``seg_of_kind``).  One formula in the
+   source, sixteen straight-line loops in C, no per-element switch -- and no reliance on the compiler
+   choosing to inline a large function.
 
 c. **Pairwise matrices** (``box_iou``, ``generalized_box_iou``) run in row tiles (``prange`` over tiles
    of rows of boxes1); each tile walks boxes2 in column tiles converted once into a stack SoA buffer, so
    memory is the output alone and every inner loop is a contiguous vectorisable row of the output.
 """
+from fastloss._kernels._common cimport floating, BlockFn, run, SEG, f_max, f_min, ptr_or_null
 from fastloss._kernels._common cimport (
-    floating, BlockFn, BlockRun, run_blocks, block_items_for, SEG, f_max, f_min,
-    array_data,
+    check_buffer, check_optional, check_count, check_enum, buffer_items, items_product,
 )
-from fastloss._kernels._common cimport check_buffer, check_optional, check_count, buffer_items, items_product
 from cython.parallel cimport prange
 
-cdef enum:
-    BOX_IOU = 0
-    BOX_GIOU = 1
-    BOX_DIOU = 2
-    BOX_CIOU = 3
+# The configuration the wrappers (fastloss/_boxes.py) pass, as typed enums (Python: BoxKind.GIOU, ...).
+cpdef enum BoxKind:
+    IOU = 0               # box_pair_loss: 1 - IoU;  pairwise: the IoU matrix
+    GIOU = 1              # generalized IoU
+    DIOU = 2              # distance IoU (box_pair_loss only)
+    CIOU = 3              # complete IoU (box_pair_loss only)
+
+cpdef enum BoxFormat:
+    XYXY = 0              # (x1, y1, x2, y2)
+    XYWH = 1              # (x1, y1, w, h)
+    CXCYWH = 2            # (centre x, centre y, w, h)
 
 cdef enum:
-    FMT_XYXY = 0
-    FMT_XYWH = 1
-    FMT_CXCYWH = 2
+    N_BOX_KINDS = 4
+    N_BOX_FORMATS = 3
 
 # Compile-time tags: box_loss_point and seg_losses are fused over them, so each (kind, grad) pair is a
 # separate C function with the other kinds' branches removed (note b).
@@ -68,9 +75,6 @@ cdef struct WithGrad:
 ctypedef fused grad_mode:
     LossOnly
     WithGrad
-
-KINDS = {"iou": BOX_IOU, "giou": BOX_GIOU, "diou": BOX_DIOU, "ciou": BOX_CIOU}
-FORMATS = {"xyxy": FMT_XYXY, "xywh": FMT_XYWH, "cxcywh": FMT_CXCYWH}
 
 # 4 / pi**2 as torchvision computes it (a Python float)
 cdef double FOUR_OVER_PI2 = 0.40528473456935109
@@ -251,10 +255,10 @@ cdef inline void load_boxes(const floating* p, bint single, int fmt, Py_ssize_t 
         load_boxes(p, False, fmt, 1, &c[0], &c[1], &c[2], &c[3])
         for k in range(L):
             x1[k] = c[0]; y1[k] = c[1]; x2[k] = c[2]; y2[k] = c[3]
-    elif fmt == FMT_XYXY:
+    elif fmt == XYXY:
         for k in range(L):
             x1[k] = p[4 * k]; y1[k] = p[4 * k + 1]; x2[k] = p[4 * k + 2]; y2[k] = p[4 * k + 3]
-    elif fmt == FMT_XYWH:
+    elif fmt == XYWH:
         for k in range(L):
             x1[k] = p[4 * k]; y1[k] = p[4 * k + 1]
             x2[k] = p[4 * k] + p[4 * k + 2]; y2[k] = p[4 * k + 1] + p[4 * k + 3]
@@ -269,10 +273,10 @@ cdef inline void store_grads(floating* g, int fmt, Py_ssize_t L, const floating*
     """xyxy gradients -> gradients of the input format (chain rule of load_boxes), interleaved."""
     cdef Py_ssize_t k
     cdef floating half = 0.5
-    if fmt == FMT_XYXY:
+    if fmt == XYXY:
         for k in range(L):
             g[4 * k] = d1[k]; g[4 * k + 1] = e1[k]; g[4 * k + 2] = d2[k]; g[4 * k + 3] = e2[k]
-    elif fmt == FMT_XYWH:
+    elif fmt == XYWH:
         for k in range(L):
             g[4 * k] = d1[k] + d2[k]; g[4 * k + 1] = e1[k] + e2[k]
             g[4 * k + 2] = d2[k]; g[4 * k + 3] = e2[k]
@@ -302,11 +306,11 @@ cdef void seg_losses(const box_kind* kind, const grad_mode* mode, Py_ssize_t n16
 cdef inline void seg_of_kind(const grad_mode* mode, int kind, Py_ssize_t n16, floating* s, floating* out,
                              floating eps, floating eps_alpha, floating gs) noexcept nogil:
     """The kind switch, outside the loop: one specialised loop per (kind, grad) (note b)."""
-    if kind == BOX_IOU:
+    if kind == IOU:
         seg_losses(<IoU*> NULL, mode, n16, s, out, eps, eps_alpha, gs)
-    elif kind == BOX_GIOU:
+    elif kind == GIOU:
         seg_losses(<GIoU*> NULL, mode, n16, s, out, eps, eps_alpha, gs)
-    elif kind == BOX_DIOU:
+    elif kind == DIOU:
         seg_losses(<DIoU*> NULL, mode, n16, s, out, eps, eps_alpha, gs)
     else:
         seg_losses(<CIoU*> NULL, mode, n16, s, out, eps, eps_alpha, gs)
@@ -316,8 +320,8 @@ cdef struct BoxCtx:
     const void* b1           # (n, 4) or one box
     const void* b2
     bint single1, single2    # that side is one box broadcast over all pairs
-    int kind
-    int fmt
+    int kind                 # BoxKind
+    int fmt                  # BoxFormat
     double eps               # eps of the IoU / enclosure terms
     double eps_alpha         # eps of CIoU's alpha
     void* grad               # (n, 4) gradient w.r.t. boxes1 in its format, or NULL
@@ -361,46 +365,41 @@ cdef Py_ssize_t box_pairs_block(const BoxCtx* c, Py_ssize_t start, Py_ssize_t st
     return -1
 
 
-cdef inline void* data_ptr(object arr):
-    return NULL if arr is None else array_data(arr)
+# Choosing the kernel, in one place: one block function per floating type serves every BoxKind -- the
+# kind (BoxCtx.kind) picks its specialised segment loop in seg_of_kind, once per segment (note b).
+# (One block function per kind, each inlining the segment loads, made GCC stop inlining load_boxes into
+# its 16 call sites: +6-8% instructions a pair.)
+cdef inline BlockFn block_for(Py_ssize_t itemsize) noexcept:
+    """The block function for float32 (itemsize 4) or float64 data."""
+    return <BlockFn> box_pairs_block[float] if itemsize == 4 else <BlockFn> box_pairs_block[double]
 
 
-def box_pair_loss(b1, b2, bint single1, bint single2, Py_ssize_t n, str kind, str fmt, double eps,
-                  double eps_alpha, out, grad, double grad_scale, int num_threads):
-    """Kernel entry: b1, b2 C-contiguous float32/64 flat views of (n, 4) boxes (or one box when
-    single*); out (n,) for reduction="none" else None; grad (n, 4) or None.  Returns the loss sum."""
+def box_pair_loss(b1, b2, out, grad, *, BoxKind kind, BoxFormat fmt, double eps, double eps_alpha,
+                  Py_ssize_t n, bint single1=False, bint single2=False, double grad_scale=1.0,
+                  int num_threads=1):
+    """Kernel entry of the four box losses: b1, b2 C-contiguous float32/64 flat views of (n, 4) boxes (or
+    one box when single*); out (n,) for reduction="none" else None; grad (n, 4) or None.  kind and fmt
+    are BoxKind / BoxFormat.  Returns the loss sum."""
     # boundary checks (_common.pxd)
+    check_enum(kind, N_BOX_KINDS, "kind")
+    check_enum(fmt, N_BOX_FORMATS, "fmt")
     cdef Py_ssize_t n4 = items_product(check_count(n, "n"), 4)
     cdef Py_ssize_t itemsize = check_buffer(b1, "b1", b'f', 0, 4 if single1 else n4, False)
     check_buffer(b2, "b2", b'f', itemsize, 4 if single2 else n4, False)
     check_optional(out, "out", b'f', itemsize, n, True)
     check_optional(grad, "grad", b'f', itemsize, n4, True)
     cdef BoxCtx c
-    cdef BlockRun run
-    cdef int status
-    c.b1 = data_ptr(b1)
-    c.b2 = data_ptr(b2)
+    c.b1 = ptr_or_null(b1)
+    c.b2 = ptr_or_null(b2)
     c.single1 = single1
     c.single2 = single2
-    c.kind = KINDS[kind]
-    c.fmt = FORMATS[fmt]
+    c.kind = kind
+    c.fmt = fmt
     c.eps = eps
     c.eps_alpha = eps_alpha
-    c.grad = data_ptr(grad)
+    c.grad = ptr_or_null(grad)
     c.grad_scale = grad_scale
-    run.n_items = n
-    run.item_cost = 8
-    run.block_items = block_items_for(run.item_cost)
-    run.itemsize = b1.dtype.itemsize
-    run.num_threads = num_threads
-    run.loss_out = data_ptr(out)
-    run.want_denom = False
-    cdef BlockFn fn = <BlockFn> box_pairs_block[float] if run.itemsize == 4 else <BlockFn> box_pairs_block[double]
-    with nogil:
-        status = run_blocks(fn, &c, &run)
-    if status != 0:
-        raise MemoryError("fastloss: could not allocate kernel scratch memory")
-    return run.loss_sum
+    return run(block_for(itemsize), &c, n, 8, itemsize, num_threads, out, False)[0]
 
 
 # =====================================================================================================
@@ -421,7 +420,7 @@ cdef inline floating pair_point(int kind, floating x1, floating y1, floating x2,
     cdef floating union = a1 + a2 - inter
     cdef floating iou = inter / union
     cdef floating area_e
-    if kind == BOX_IOU:
+    if kind == IOU:
         return iou
     area_e = clamp0(f_max(x2, u2) - f_min(x1, u1)) * clamp0(f_max(y2, v2) - f_min(y1, v1))
     return iou - (area_e - union) / area_e
@@ -432,7 +431,7 @@ cdef inline void load_area(int fmt, Py_ssize_t L, const floating* p, const float
     """torchvision's box_area: corner differences for xyxy, w * h read directly otherwise."""
     cdef Py_ssize_t k
     for k in range(L):
-        if fmt == FMT_XYXY:
+        if fmt == XYXY:
             area[k] = (x2[k] - x1[k]) * (y2[k] - y1[k])
         else:
             area[k] = p[4 * k + 2] * p[4 * k + 3]
@@ -445,9 +444,9 @@ cdef inline void load_pair_boxes(const floating* p, int fmt, Py_ssize_t L, float
     cdef floating a, b, w, h, two = 2
     for k in range(L):
         a = p[4 * k]; b = p[4 * k + 1]; w = p[4 * k + 2]; h = p[4 * k + 3]
-        if fmt == FMT_XYXY:
+        if fmt == XYXY:
             s[k] = a; s[L + k] = b; s[2 * L + k] = w; s[3 * L + k] = h
-        elif fmt == FMT_XYWH:
+        elif fmt == XYWH:
             s[k] = a; s[L + k] = b; s[2 * L + k] = a + w; s[3 * L + k] = b + h
         else:
             s[k] = a - w / two; s[L + k] = b - h / two; s[2 * L + k] = a + w / two; s[3 * L + k] = b + h / two
@@ -489,27 +488,32 @@ cdef void pairwise_tile(int kind, int fmt, const floating* b1, const floating* b
         L = M - j0 if M - j0 < COL_TILE else COL_TILE
         load_pair_boxes(b2 + 4 * j0, fmt, L, s)
         for i in range(rows):
-            if kind == BOX_IOU:
-                pair_row_at(BOX_IOU, L, r, rows, i, s, out + i * M + j0)
+            if kind == IOU:
+                pair_row_at(IOU, L, r, rows, i, s, out + i * M + j0)
             else:
-                pair_row_at(BOX_GIOU, L, r, rows, i, s, out + i * M + j0)
+                pair_row_at(GIOU, L, r, rows, i, s, out + i * M + j0)
 
 
-def pairwise(b1, b2, str kind, str fmt, Py_ssize_t B, Py_ssize_t N, Py_ssize_t M, out, int num_threads):
-    """Kernel entry: b1 (B, N, 4), b2 (B, M, 4) C-contiguous of one float dtype; out (B, N, M)."""
+def pairwise(b1, b2, out, *, BoxKind kind, BoxFormat fmt, Py_ssize_t B, Py_ssize_t N, Py_ssize_t M,
+             int num_threads=1):
+    """Kernel entry: b1 (B, N, 4), b2 (B, M, 4) C-contiguous of one float dtype; out (B, N, M); kind
+    IOU (box_iou) or GIOU (generalized_box_iou)."""
     # boundary checks (_common.pxd)
+    if kind != IOU and kind != GIOU:
+        raise ValueError(f"fastloss kernel: pairwise computes BoxKind IOU or GIOU, got {kind}")
+    check_enum(fmt, N_BOX_FORMATS, "fmt")
     cdef Py_ssize_t BN = items_product(check_count(B, "B"), check_count(N, "N"))
     cdef Py_ssize_t isz0 = check_buffer(b1, "b1", b'f', 0, items_product(BN, 4), False)
     check_buffer(b2, "b2", b'f', isz0, items_product(items_product(B, check_count(M, "M")), 4), False)
     check_buffer(out, "out", b'f', isz0, items_product(BN, M), True)
-    cdef int k = KINDS[kind], f = FORMATS[fmt]
+    cdef int k = kind, f = fmt
     cdef Py_ssize_t per_batch = (N + ROW_TILE - 1) // ROW_TILE
     cdef Py_ssize_t n_tiles = B * per_batch, t, bb, r0, rows
     cdef int nt = num_threads if N * M * B >= 32768 else 1
     cdef bint f32 = b1.dtype.itemsize == 4
-    cdef const char* p1 = <const char*> data_ptr(b1)
-    cdef const char* p2 = <const char*> data_ptr(b2)
-    cdef char* po = <char*> data_ptr(out)
+    cdef const char* p1 = <const char*> ptr_or_null(b1)
+    cdef const char* p2 = <const char*> ptr_or_null(b2)
+    cdef char* po = <char*> ptr_or_null(out)
     cdef Py_ssize_t isz = b1.dtype.itemsize
     if n_tiles == 0 or M == 0:
         return
@@ -536,15 +540,16 @@ cdef void area_run(int fmt, const floating* p, Py_ssize_t n, floating* out) noex
             out[i0 + k] = s[4 * L + k]
 
 
-def box_area(b, str fmt, out):
+def box_area(b, out, *, BoxFormat fmt):
     """Kernel entry: b (n, 4) C-contiguous float32/64, out (n,): torchvision's box_area."""
     # boundary checks (_common.pxd)
+    check_enum(fmt, N_BOX_FORMATS, "fmt")
     cdef Py_ssize_t isz0 = check_buffer(out, "out", b'f', 0, -1, True)
     cdef Py_ssize_t n = buffer_items(out)
     check_buffer(b, "b", b'f', isz0, items_product(n, 4), False)
-    cdef int f = FORMATS[fmt]
-    cdef void* p = data_ptr(b)
-    cdef void* o = data_ptr(out)
+    cdef int f = fmt
+    cdef void* p = ptr_or_null(b)
+    cdef void* o = ptr_or_null(out)
     cdef bint f32 = b.dtype.itemsize == 4
     with nogil:
         if f32:

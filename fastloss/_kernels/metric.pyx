@@ -14,6 +14,11 @@ Items.
     block and writes per-row losses (and, for the gradient, per-row coefficients).  The per-row losses
     are then reduced by ``run_blocks`` in one final deterministic pass (``reduce_rows``).
 
+Entries.  Each ``def`` entry takes its buffers by position and its configuration by keyword, typed
+(``double``, ``bint``, the enums ``MetricLoss`` and ``ArcMargin``); it fills the loss's context struct
+and calls ``run`` (``_common.pxd``) with the block function ``block_for`` picks from ``METRIC_BLOCKS``
+(end of file): ``MetricLoss`` -> block function, the one place a kernel is chosen.
+
 Precision.  Row sums (squared distances, dot products) accumulate in double for both float types:
 the triplet hinge ``margin + d_ap - d_an`` cancels, and double sums keep float32 results within
 SPEC §4.  ``omp simd reduction`` (C helpers below; Cython cannot emit the pragma) keeps those sums
@@ -27,13 +32,28 @@ from libc.math cimport sqrt, pow, log, log1p, exp, cos, sin, INFINITY, NAN
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
+import math
 
+from fastloss._kernels._common cimport floating, BlockFn, run, row_max, row_sumexp, ptr_or_null
 from fastloss._kernels._common cimport (
-    floating, BlockFn, BlockRun, run_blocks, row_max, row_sumexp, ptr_or_null, init_run, finish_run,
+    check_buffer, check_optional, check_ndim, check_count, check_enum, buffer_items,
 )
-from fastloss._kernels._common cimport (
-    check_buffer, check_optional, check_ndim, check_count, buffer_items, items_product,
-)
+
+# The losses of this module (the wrappers in fastloss/_metric.py name them: MetricLoss.CONTRASTIVE, ...);
+# METRIC_BLOCKS below maps each to its block function.
+cpdef enum MetricLoss:
+    TRIPLET_MARGIN = 0
+    COSINE_EMBEDDING = 1
+    CONTRASTIVE = 2
+    MARGIN_RANKING = 3
+    HINGE_EMBEDDING = 4
+    BATCH_HARD_TRIPLET = 5
+    BATCH_ALL_TRIPLET = 6
+    SOFTMAX_ROWS = 7          # info_nce, nt_xent, arcface: softmax cross-entropy over similarity rows
+    ROW_SUMS = 8              # reduce_rows: the deterministic sum of per-row float64 losses
+
+cdef enum:
+    N_METRIC_LOSSES = 9
 
 cdef extern from *:
     """
@@ -184,20 +204,6 @@ cdef inline void axpby(const floating* a, const floating* b, Py_ssize_t n, doubl
         fl_axpby_f64(a, b, n, u, v, g)
 
 
-# ---------------------------------------------------------------- entry plumbing
-cdef object drive(BlockFn fn, const void* ctx, Py_ssize_t n_items, Py_ssize_t item_cost,
-                  Py_ssize_t itemsize, int num_threads, object out, bint want_denom):
-    """One block function over n_items by run_blocks, with _common.pxd's entry helpers (init_run,
-    finish_run); returns finish_run's (loss_sum, denom_sum, first_bad)."""
-    cdef BlockRun run
-    cdef int status
-    init_run(&run, n_items, item_cost if item_cost > 0 else 1, itemsize, num_threads, ptr_or_null(out),
-             want_denom)
-    with nogil:
-        status = run_blocks(fn, ctx, &run)
-    return finish_run(status, &run)
-
-
 # =====================================================================================================
 # triplet_margin_loss (torch.nn.functional; aten/src/ATen/native/Loss.cpp)
 # =====================================================================================================
@@ -274,8 +280,8 @@ cdef Py_ssize_t triplet_block(const TripletCtx* c, Py_ssize_t start, Py_ssize_t 
     return -1
 
 
-def triplet_margin(a, p, n, double margin, double pnorm, double eps, bint swap, out, ga, gp, gn,
-                   double grad_scale, int num_threads):
+def triplet_margin(a, p, n, out=None, ga=None, gp=None, gn=None, *, double margin, double pnorm, double eps,
+                   bint swap, double grad_scale=1.0, int num_threads=1):
     """Kernel entry: a, p, n (N, D) C-contiguous of one float dtype; out (N,) or None; ga/gp/gn like a
     or None.  Returns (loss_sum, 0, -1)."""
     cdef TripletCtx c
@@ -296,8 +302,8 @@ def triplet_margin(a, p, n, double margin, double pnorm, double eps, bint swap, 
     c.margin, c.pnorm, c.eps, c.swap = margin, pnorm, eps, swap
     c.ga, c.gp, c.gn = ptr_or_null(ga), ptr_or_null(gp), ptr_or_null(gn)
     c.grad_scale = grad_scale
-    cdef BlockFn fn = <BlockFn> triplet_block[float] if a.dtype.itemsize == 4 else <BlockFn> triplet_block[double]
-    return drive(fn, &c, a.shape[0], c.D * (3 if swap else 2), a.dtype.itemsize, num_threads, out, False)
+    return run(block_for(TRIPLET_MARGIN, itemsize), &c, a.shape[0], c.D * (3 if swap else 2), itemsize,
+               num_threads, out, False)
 
 
 # =====================================================================================================
@@ -402,10 +408,13 @@ cdef Py_ssize_t contrastive_block(const PairCtx* c, Py_ssize_t start, Py_ssize_t
     return -1
 
 
-def pair_rows(str kind, x1, x2, y, double margin, out, g1, g2, double grad_scale, int num_threads):
-    """Kernel entry of the losses on pairs of rows with a per-row target: kind "cosine_embedding" or
-    "contrastive"; x1, x2 (N, D), y (N,) of one float dtype.  Returns (loss_sum, 0, -1)."""
+def pair_rows(x1, x2, y, out=None, g1=None, g2=None, *, MetricLoss kind, double margin, double grad_scale=1.0,
+              int num_threads=1):
+    """Kernel entry of the losses on pairs of rows with a per-row target: kind COSINE_EMBEDDING or
+    CONTRASTIVE; x1, x2 (N, D), y (N,) of one float dtype.  Returns (loss_sum, 0, -1)."""
     # boundary checks (_common.pxd)
+    if kind != COSINE_EMBEDDING and kind != CONTRASTIVE:
+        raise ValueError(f"fastloss kernel: pair_rows computes COSINE_EMBEDDING or CONTRASTIVE, got {kind}")
     cdef Py_ssize_t itemsize = check_buffer(x1, "x1", b'f', 0, -1, False)
     check_ndim(x1, "x1", 2)
     check_buffer(x2, "x2", b'f', itemsize, buffer_items(x1), False)
@@ -421,13 +430,7 @@ def pair_rows(str kind, x1, x2, y, double margin, out, g1, g2, double grad_scale
     c.margin = margin
     c.g1, c.g2 = ptr_or_null(g1), ptr_or_null(g2)
     c.grad_scale = grad_scale
-    cdef bint f32 = x1.dtype.itemsize == 4
-    cdef BlockFn fn
-    if kind == "cosine_embedding":
-        fn = <BlockFn> cosine_embedding_block[float] if f32 else <BlockFn> cosine_embedding_block[double]
-    else:
-        fn = <BlockFn> contrastive_block[float] if f32 else <BlockFn> contrastive_block[double]
-    return drive(fn, &c, x1.shape[0], 2 * c.D, x1.dtype.itemsize, num_threads, out, False)
+    return run(block_for(kind, itemsize), &c, x1.shape[0], 2 * c.D, itemsize, num_threads, out, False)
 
 
 # =====================================================================================================
@@ -456,33 +459,42 @@ cdef inline floating hinge_embedding_point(floating x, floating y, floating marg
 
 cdef struct ScoreCtx:
     const void* x1
-    const void* x2          # NULL for hinge_embedding
+    const void* x2          # margin_ranking only
     const void* y
     double margin
     void* g1
-    void* g2
+    void* g2                # margin_ranking only
     double grad_scale
 
 
-cdef Py_ssize_t score_block(const ScoreCtx* c, Py_ssize_t start, Py_ssize_t stop,
-                            floating* loss, floating* denom) noexcept nogil:
+cdef Py_ssize_t margin_ranking_block(const ScoreCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                     floating* loss, floating* denom) noexcept nogil:
     cdef const floating* x1 = <const floating*> c.x1 + start
-    cdef const floating* x2 = <const floating*> c.x2 + start if c.x2 != NULL else NULL
+    cdef const floating* x2 = <const floating*> c.x2 + start
     cdef const floating* y = <const floating*> c.y + start
     cdef floating* g1 = <floating*> c.g1 + start if c.g1 != NULL else NULL
     cdef floating* g2 = <floating*> c.g2 + start if c.g2 != NULL else NULL
     cdef floating m = <floating> c.margin, gs = <floating> c.grad_scale, d
     cdef Py_ssize_t k, L = stop - start
-    if x2 != NULL:
-        if g1 != NULL:
-            for k in range(L):
-                loss[k] = margin_ranking_point(x1[k], x2[k], y[k], m, &d)
-                g1[k] = d * gs
-                g2[k] = -d * gs
-        else:
-            for k in range(L):
-                loss[k] = margin_ranking_point(x1[k], x2[k], y[k], m, &d)
-    elif g1 != NULL:
+    if g1 != NULL:
+        for k in range(L):
+            loss[k] = margin_ranking_point(x1[k], x2[k], y[k], m, &d)
+            g1[k] = d * gs
+            g2[k] = -d * gs
+    else:
+        for k in range(L):
+            loss[k] = margin_ranking_point(x1[k], x2[k], y[k], m, &d)
+    return -1
+
+
+cdef Py_ssize_t hinge_embedding_block(const ScoreCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                      floating* loss, floating* denom) noexcept nogil:
+    cdef const floating* x1 = <const floating*> c.x1 + start
+    cdef const floating* y = <const floating*> c.y + start
+    cdef floating* g1 = <floating*> c.g1 + start if c.g1 != NULL else NULL
+    cdef floating m = <floating> c.margin, gs = <floating> c.grad_scale, d
+    cdef Py_ssize_t k, L = stop - start
+    if g1 != NULL:
         for k in range(L):
             loss[k] = hinge_embedding_point(x1[k], y[k], m, &d)
             g1[k] = d * gs
@@ -492,17 +504,25 @@ cdef Py_ssize_t score_block(const ScoreCtx* c, Py_ssize_t start, Py_ssize_t stop
     return -1
 
 
-def score_loss(x1, x2, y, double margin, out, g1, g2, double grad_scale, int num_threads):
-    """Kernel entry: margin_ranking (x2 given) or hinge_embedding (x2 None); flat C-contiguous arrays
-    of one float dtype.  Returns (loss_sum, 0, -1)."""
+def score_loss(x1, y, x2=None, out=None, g1=None, g2=None, *, MetricLoss kind, double margin, double grad_scale=1.0,
+               int num_threads=1):
+    """Kernel entry of the losses on scores: kind MARGIN_RANKING (x1, x2, y; gradients g1, g2) or
+    HINGE_EMBEDDING (x1, y; no x2 or g2); flat C-contiguous arrays of one float dtype.  Returns
+    (loss_sum, 0, -1)."""
     # boundary checks (_common.pxd)
+    if kind != MARGIN_RANKING and kind != HINGE_EMBEDDING:
+        raise ValueError(f"fastloss kernel: score_loss computes MARGIN_RANKING or HINGE_EMBEDDING, got {kind}")
+    cdef bint ranking = kind == MARGIN_RANKING
     cdef Py_ssize_t itemsize = check_buffer(x1, "x1", b'f', 0, -1, False)
     cdef Py_ssize_t size = buffer_items(x1)
-    check_optional(x2, "x2", b'f', itemsize, size, False)
+    if ranking:
+        check_buffer(x2, "x2", b'f', itemsize, size, False)
+    elif x2 is not None or g2 is not None:
+        raise ValueError("fastloss kernel: hinge_embedding takes no x2 or g2")
     check_buffer(y, "y", b'f', itemsize, size, False)
     check_optional(out, "out", b'f', itemsize, size, True)
     check_optional(g1, "g1", b'f', itemsize, size, True)
-    if x2 is not None and (g1 is None) != (g2 is None):
+    if ranking and (g1 is None) != (g2 is None):
         raise ValueError("fastloss kernel: g1 and g2 must be given together")
     check_optional(g2, "g2", b'f', itemsize, size, True)
     cdef ScoreCtx c
@@ -510,13 +530,7 @@ def score_loss(x1, x2, y, double margin, out, g1, g2, double grad_scale, int num
     c.margin = margin
     c.g1, c.g2 = ptr_or_null(g1), ptr_or_null(g2)
     c.grad_scale = grad_scale
-    cdef BlockFn fn = <BlockFn> score_block[float] if x1.dtype.itemsize == 4 else <BlockFn> score_block[double]
-    return drive(fn, &c, x1.shape[0], 1, x1.dtype.itemsize, num_threads, out, False)
-
-
-def hinge_embedding(x, y, double margin, out, g, double grad_scale, int num_threads):
-    """Kernel entry of hinge_embedding_loss (score_loss without a second input)."""
-    return score_loss(x, None, y, margin, out, g, None, grad_scale, num_threads)
+    return run(block_for(kind, itemsize), &c, size, 1, itemsize, num_threads, out, False)
 
 
 # =====================================================================================================
@@ -565,7 +579,6 @@ cdef struct MiningCtx:
     Py_ssize_t row0          # global index of the block's first row
     double margin
     bint squared
-    bint batch_all
     bint want_grad
     double* row_loss         # (B,) per-anchor loss and mean denominator, written at the global row
     double* row_count
@@ -648,8 +661,9 @@ cdef double batch_hard_row(const MiningCtx* c, Py_ssize_t i, int64_t li, floatin
     return 0.0 if z < 0 else z
 
 
-cdef Py_ssize_t triplet_mining_block(const MiningCtx* c, Py_ssize_t start, Py_ssize_t stop,
-                                     floating* loss, floating* denom) noexcept nogil:
+cdef inline Py_ssize_t mining_rows(const MiningCtx* c, bint batch_all, Py_ssize_t start, Py_ssize_t stop,
+                                   floating* loss) noexcept nogil:
+    """Anchors [start, stop) of the block (batch_all: a constant of each block function below)."""
     cdef Py_ssize_t B = c.B, r, i, j
     cdef floating* row
     cdef double d2, total, cnt
@@ -658,7 +672,7 @@ cdef Py_ssize_t triplet_mining_block(const MiningCtx* c, Py_ssize_t start, Py_ss
         i = c.row0 + r
         row = <floating*> c.block + r * B
         li = read_label(c.labels, c.labels64, i)
-        if not c.batch_all:
+        if not batch_all:
             total = batch_hard_row(c, i, li, row, &cnt)
         else:
             for j in range(B):
@@ -710,13 +724,27 @@ cdef (double, double) batch_all_row(const MiningCtx* c, Py_ssize_t i, int64_t li
     return total, cnt
 
 
-def triplet_mining(block, emb, sqnorm, labels, Py_ssize_t row0, double margin, bint squared, bint batch_all,
-                   bint want_grad, row_loss, row_count, int num_threads):
-    """Kernel entry: block (R, B) Gram rows of one float dtype (overwritten with the gradient
+cdef Py_ssize_t batch_hard_block(const MiningCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                 floating* loss, floating* denom) noexcept nogil:
+    return mining_rows(c, False, start, stop, loss)
+
+
+cdef Py_ssize_t batch_all_block(const MiningCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                floating* loss, floating* denom) noexcept nogil:
+    return mining_rows(c, True, start, stop, loss)
+
+
+def triplet_mining(block, emb, sqnorm, labels, row_loss, row_count, *, MetricLoss kind, Py_ssize_t row0,
+                   double margin, bint squared, bint want_grad, int num_threads=1):
+    """Kernel entry of batch_hard / batch_all triplet mining (kind BATCH_HARD_TRIPLET or
+    BATCH_ALL_TRIPLET): block (R, B) Gram rows of one float dtype (overwritten with the gradient
     coefficients when want_grad) of the embeddings emb (B, D), C-contiguous, of the same dtype;
     sqnorm (B,) float64, labels (B,) int32/int64; each row's loss and mean denominator go to
     row_loss / row_count (B,) float64 at the row's global index (reduce them with reduce_rows)."""
     # boundary checks (_common.pxd): rows row0 .. row0 + R of a (B, B) Gram matrix
+    if kind != BATCH_HARD_TRIPLET and kind != BATCH_ALL_TRIPLET:
+        raise ValueError(f"fastloss kernel: triplet_mining computes BATCH_HARD_TRIPLET or BATCH_ALL_TRIPLET, "
+                         f"got {kind}")
     cdef Py_ssize_t itemsize = check_buffer(block, "block", b'f', 0, -1, want_grad)
     check_ndim(block, "block", 2)
     cdef Py_ssize_t B = block.shape[1]
@@ -741,13 +769,11 @@ def triplet_mining(block, emb, sqnorm, labels, Py_ssize_t row0, double margin, b
     c.labels64 = labels.dtype.itemsize == 8
     c.B = block.shape[1]
     c.row0 = row0
-    c.margin, c.squared, c.batch_all, c.want_grad = margin, squared, batch_all, want_grad
+    c.margin, c.squared, c.want_grad = margin, squared, want_grad
     c.row_loss = <double*> ptr_or_null(row_loss)
     c.row_count = <double*> ptr_or_null(row_count)
-    cdef BlockFn fn = (<BlockFn> triplet_mining_block[float] if block.dtype.itemsize == 4
-                       else <BlockFn> triplet_mining_block[double])
-    drive(fn, &c, block.shape[0], c.B * (8 if batch_all else 2), block.dtype.itemsize, num_threads, None,
-          False)
+    run(block_for(kind, itemsize), &c, block.shape[0], c.B * (8 if kind == BATCH_ALL_TRIPLET else 2), itemsize,
+        num_threads, None, False)
 
 
 cdef struct RowsCtx:
@@ -765,7 +791,7 @@ cdef Py_ssize_t copy_rows_block(const RowsCtx* c, Py_ssize_t start, Py_ssize_t s
     return -1
 
 
-def reduce_rows(row_loss, row_count, int num_threads):
+def reduce_rows(row_loss, row_count=None, *, int num_threads=1):
     """Deterministic (loss_sum, count_sum, -1) of per-row float64 losses and denominators (count may be
     None: 1 per row), by run_blocks."""
     check_buffer(row_loss, "row_loss", b'f', 8, -1, False)     # boundary checks (_common.pxd)
@@ -773,7 +799,7 @@ def reduce_rows(row_loss, row_count, int num_threads):
     cdef RowsCtx c
     c.loss = <const double*> ptr_or_null(row_loss)
     c.count = <const double*> ptr_or_null(row_count)
-    return drive(<BlockFn> copy_rows_block, &c, row_loss.shape[0], 1, 8, num_threads, None, True)
+    return run(block_for(ROW_SUMS, 8), &c, row_loss.shape[0], 1, 8, num_threads, None, True)
 
 
 # Softmax cross-entropy over similarity rows (info_nce, nt_xent, arcface).  Row i of the block holds
@@ -790,15 +816,19 @@ def reduce_rows(row_loss, row_count, int num_threads):
 #   phi(c) = cos(theta + m) = c cos m - s sin m,    phi'(c) = cos m + sin m * c / s   (s > 0)
 #   phi'(c) = cos m where s = 0 (theta = 0 or pi): the sin term's derivative, infinite there, is taken
 #   as 0 -- autograd would give inf/nan.
-# ARC_PLAIN uses that for every theta.  ARC_FALLBACK (insightface's ArcMarginProduct and arcface_torch,
+# ARC_PLAIN uses that for every theta (NO_MARGIN: info_nce and nt_xent, phi(c) = c).  ARC_FALLBACK (insightface's ArcMarginProduct and arcface_torch,
 # the default): where c <= th = cos(pi - m), i.e. theta + m >= pi, where cos(theta + m) would grow again
 # with theta, phi = c - mm, mm = sin(pi - m) m, phi' = 1.  ARC_EASY (easy_margin=True): phi = c where
 # c <= 0, phi' = 1.  (Selects on c > th / c > 0 as insightface's torch.where: a nan c takes the fallback,
 # which is nan too.)
+cpdef enum ArcMargin:
+    NO_MARGIN = 0
+    ARC_PLAIN = 1
+    ARC_FALLBACK = 2
+    ARC_EASY = 3
+
 cdef enum:
-    ARC_PLAIN = 0
-    ARC_FALLBACK = 1
-    ARC_EASY = 2
+    N_ARC_MARGINS = 4
 
 
 cdef inline double arc_margin_point(double c, double s, double cos_m, double sin_m, int mode, double th,
@@ -823,10 +853,10 @@ cdef struct SoftmaxRowsCtx:
     Py_ssize_t pos_shift
     const void* labels       # (N,) int32/int64 positives, or NULL: p(i) = (i + pos_shift) mod M
     bint labels64
-    bint arc_margin          # apply arc_margin_point to the positive
+    bint arc_margin          # apply arc_margin_point to the positive (arc_mode is not NO_MARGIN)
     const double* pos_cos    # (N,) the positive's cos(theta) and sin(theta), in double (arc_margin)
     const double* pos_sin
-    int arc_mode             # ARC_PLAIN / ARC_FALLBACK / ARC_EASY
+    int arc_mode             # ArcMargin
     double cos_m
     double sin_m
     double arc_th
@@ -889,17 +919,19 @@ cdef Py_ssize_t softmax_rows_block(const SoftmaxRowsCtx* c, Py_ssize_t start, Py
     return first_bad
 
 
-def softmax_rows(block, Py_ssize_t row0, double inv_tau, bint mask_self, Py_ssize_t pos_shift,
-                 bint want_grad, row_loss, int num_threads, labels=None, margin=None, pos_cos=None,
-                 pos_sin=None, str arc_mode="fallback"):
+def softmax_rows(block, row_loss, labels=None, pos_cos=None, pos_sin=None, *, Py_ssize_t row0, double inv_tau,
+                 bint mask_self, Py_ssize_t pos_shift=0, bint want_grad, ArcMargin arc=NO_MARGIN,
+                 double margin=0.0, int num_threads=1):
     """Kernel entry: block (R, M) similarity rows of one float dtype (overwritten with the gradient
     coefficients when want_grad); each row's loss goes to row_loss (float64) at its global index.
-    ``labels`` (N,) int32/int64 name the positives instead of pos_shift; ``margin`` (a float) applies
-    the additive angular margin to them, with the positives' cos / sin from pos_cos / pos_sin ((N,)
-    float64, required with margin) and arc_mode "plain", "fallback" or "easy" (see arc_margin_point).
+    ``labels`` (N,) int32/int64 name the positives instead of pos_shift; ``arc`` (ARC_PLAIN,
+    ARC_FALLBACK or ARC_EASY, see arc_margin_point) applies the additive angular ``margin`` to them, with
+    the positives' cos / sin from pos_cos / pos_sin ((N,) float64, required then).
     Returns the first row with a label outside [0, M), or -1."""
     # boundary checks (_common.pxd): rows row0 .. row0 + R of N query rows, against M candidates
-    check_buffer(block, "block", b'f', 0, -1, True)      # written in place (scaled, or the coefficients)
+    check_enum(arc, N_ARC_MARGINS, "arc")
+    # the block is written in place (scaled, or the coefficients)
+    cdef Py_ssize_t itemsize = check_buffer(block, "block", b'f', 0, -1, True)
     check_ndim(block, "block", 2)
     check_buffer(row_loss, "row_loss", b'f', 8, -1, True)
     cdef Py_ssize_t R = block.shape[0], M = block.shape[1], N = buffer_items(row_loss)
@@ -909,10 +941,9 @@ def softmax_rows(block, Py_ssize_t row0, double inv_tau, bint mask_self, Py_ssiz
     check_count(pos_shift, "pos_shift")
     if labels is None and R and M == 0:
         raise ValueError("fastloss kernel: no candidate to be the positive")
-    if margin is not None:
+    if arc != NO_MARGIN:
         check_buffer(pos_cos, "pos_cos", b'f', 8, N, False)
         check_buffer(pos_sin, "pos_sin", b'f', 8, N, False)
-    import math
     cdef SoftmaxRowsCtx c
     c.block = ptr_or_null(block)
     c.M = block.shape[1]
@@ -920,19 +951,42 @@ def softmax_rows(block, Py_ssize_t row0, double inv_tau, bint mask_self, Py_ssiz
     c.inv_tau, c.mask_self, c.pos_shift, c.want_grad = inv_tau, mask_self, pos_shift, want_grad
     c.labels = ptr_or_null(labels)
     c.labels64 = labels is not None and labels.dtype.itemsize == 8
-    c.arc_margin = margin is not None
+    c.arc_margin = arc != NO_MARGIN
     if c.arc_margin and any(a is None or a.dtype.itemsize != 8 or a.dtype.kind != "f" or not a.flags.c_contiguous
                             or a.shape[0] < row0 + block.shape[0] for a in (pos_cos, pos_sin)):
         raise ValueError("internal: margin needs C-contiguous float64 pos_cos and pos_sin for every row")
     c.pos_cos = <const double*> ptr_or_null(pos_cos)
     c.pos_sin = <const double*> ptr_or_null(pos_sin)
-    c.arc_mode = {"plain": ARC_PLAIN, "fallback": ARC_FALLBACK, "easy": ARC_EASY}[arc_mode]
+    c.arc_mode = arc
     c.cos_m = cos(margin) if c.arc_margin else 1.0
     c.sin_m = sin(margin) if c.arc_margin else 0.0
     # insightface's constants, as it computes them (math.cos / math.sin of pi - m)
     c.arc_th = math.cos(math.pi - margin) if c.arc_margin else 0.0
     c.arc_mm = math.sin(math.pi - margin) * margin if c.arc_margin else 0.0
     c.row_loss = <double*> ptr_or_null(row_loss)
-    cdef BlockFn fn = (<BlockFn> softmax_rows_block[float] if block.dtype.itemsize == 4
-                       else <BlockFn> softmax_rows_block[double])
-    return drive(fn, &c, block.shape[0], 4 * c.M, block.dtype.itemsize, num_threads, None, False)[2]
+    return run(block_for(SOFTMAX_ROWS, itemsize), &c, R, 4 * c.M, itemsize, num_threads, None, False)[2]
+
+
+# =====================================================================================================
+# Choosing the kernel, in one place: MetricLoss -> block function, per floating type
+# =====================================================================================================
+cdef BlockFn METRIC_BLOCKS[N_METRIC_LOSSES][2]     # [loss][0] float32, [loss][1] float64
+
+cdef void add_blocks(int loss, BlockFn f32, BlockFn f64) noexcept:
+    METRIC_BLOCKS[loss][0] = f32
+    METRIC_BLOCKS[loss][1] = f64
+
+add_blocks(TRIPLET_MARGIN, <BlockFn> triplet_block[float], <BlockFn> triplet_block[double])
+add_blocks(COSINE_EMBEDDING, <BlockFn> cosine_embedding_block[float], <BlockFn> cosine_embedding_block[double])
+add_blocks(CONTRASTIVE, <BlockFn> contrastive_block[float], <BlockFn> contrastive_block[double])
+add_blocks(MARGIN_RANKING, <BlockFn> margin_ranking_block[float], <BlockFn> margin_ranking_block[double])
+add_blocks(HINGE_EMBEDDING, <BlockFn> hinge_embedding_block[float], <BlockFn> hinge_embedding_block[double])
+add_blocks(BATCH_HARD_TRIPLET, <BlockFn> batch_hard_block[float], <BlockFn> batch_hard_block[double])
+add_blocks(BATCH_ALL_TRIPLET, <BlockFn> batch_all_block[float], <BlockFn> batch_all_block[double])
+add_blocks(SOFTMAX_ROWS, <BlockFn> softmax_rows_block[float], <BlockFn> softmax_rows_block[double])
+add_blocks(ROW_SUMS, NULL, <BlockFn> copy_rows_block)          # float64 per-row sums only
+
+
+cdef inline BlockFn block_for(int loss, Py_ssize_t itemsize) noexcept:
+    """The block function of a loss (one the entry accepts) for float32 (itemsize 4) or float64 data."""
+    return METRIC_BLOCKS[loss][itemsize == 8]
