@@ -386,6 +386,18 @@ def test_compare_flags_a_slowdown_above_3_percent_and_lists_one_sided_workloads(
     assert "SLOWER" not in lines[("W1", "cross_entropy", "1")]
 
 
+def test_compare_does_not_judge_rows_of_different_sizes():
+    old = _fake_results([("W1", 1, 1e-3, 3), ("W2", 1, 1e-3, 3)])
+    new = _fake_results([("W1", 1, 2e-3, 3), ("W2", 1, 2e-3, 3)], scale=0.5)
+    new["workloads"][0]["n"] = 5
+    cmp = bench.report.compare(old, new)
+    assert [(r["id"], r["slower"], r["size_differs"]) for r in cmp["rows"]] == [
+        ("W1", False, True), ("W2", True, False)]
+    assert cmp["settings"] == {"size_scale": (1.0, 0.5)}
+    text = bench.report.render_compare(cmp)
+    assert "slower by more than 3%: W2 T=1\n" in text and "not judged: W1 T=1" in text
+
+
 def test_compare_warns_about_another_machine():
     old = _fake_results([("W1", 1, 1e-3, 3)], cpu="CPU A")
     new = _fake_results([("W1", 1, 1e-3, 3)], cpu="CPU B")

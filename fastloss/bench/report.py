@@ -33,14 +33,15 @@ def fmt_bytes(n):
     return f"{n} B"
 
 
-def _table(headers, rows, fmt):
+def _table(headers, rows, fmt, left=(0, 1)):
+    """Plain text (columns ``left`` left-aligned, the others right-aligned) or markdown."""
     rows = [[str(c) for c in r] for r in rows]
     if fmt == "markdown":
         lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines)
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.rjust(w) if i > 1 else c.ljust(w)  # noqa: E731
+    line = lambda cells: "  ".join(c.ljust(w) if i in left else c.rjust(w)  # noqa: E731
                                    for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
@@ -239,6 +240,13 @@ def plot_label(rec):
     return f"{rec['loss']} ({rec['id']})"
 
 
+def _plotted_metric(rec):
+    """The ratio a workload is judged on: sklearn/fastloss where that is its target (float64 rows at full
+    size), else torch/fastloss."""
+    judged = {t["metric"] for t in rec.get("targets", [])}
+    return "sklearn/fastloss" if "sklearn/fastloss" in judged else "torch/fastloss"
+
+
 def plot(data, path):
     """Left: speedup (torch/fastloss, sklearn/fastloss for float64 rows) per workload and T, with the
     target as a tick; right: fastloss thread scaling (time at the smallest T / time at T)."""
@@ -257,7 +265,7 @@ def plot(data, path):
             row = next((r for r in rec["rows"] if r["threads"] == T), None)
             if row is None:
                 continue
-            ratio = row["ratios"].get("sklearn/fastloss" if rec["dtype"] == "float64" else "torch/fastloss")
+            ratio = row["ratios"].get(_plotted_metric(rec))
             if ratio is not None:
                 xs.append(i + (j - (len(threads) - 1) / 2) * width)
                 ys.append(ratio)
@@ -270,7 +278,7 @@ def plot(data, path):
     ax1.set_yscale("log")
     ax1.set_xticks(range(len(recs)))
     ax1.set_xticklabels([plot_label(r) for r in recs], rotation=60, ha="right", fontsize=8)
-    ax1.set_ylabel("speedup over torch (sklearn for /f64)")
+    ax1.set_ylabel("speedup over torch (sklearn for /f64 at full size)")
     ax1.set_title(f"fastloss speedup, {W.REGIMES.get(_regime(data), '')} (black tick: target)", fontsize=9)
     ax1.legend(fontsize=8)
     for rec in recs:
@@ -316,11 +324,12 @@ def compare(old, new):
         (rec_old, row_old), (rec_new, row_new) = a[key], b[key]
         t_old, t_new = row_old["times_s"]["fastloss"], row_new["times_s"]["fastloss"]
         ratio = t_new / t_old
+        size_differs = rec_old.get("n") != rec_new.get("n")     # then the times say nothing of speed
         rows.append({"id": key[0], "loss": rec_new["loss"], "threads": key[1], "old_s": t_old, "new_s": t_new,
-                     "ratio": ratio, "slower": ratio > 1 + SLOWER_BY,
-                     "size_differs": rec_old.get("n") != rec_new.get("n")})
-    only_old = sorted(k for k in a if k not in b)
-    only_new = sorted(k for k in b if k not in a)
+                     "ratio": ratio, "slower": ratio > 1 + SLOWER_BY and not size_differs,
+                     "size_differs": size_differs})
+    only_old = [k for k in a if k not in b]         # in the order of each run (the workload table's)
+    only_new = [k for k in b if k not in a]
     m_old, m_new = old.get("machine", {}), new.get("machine", {})
     diff = lambda keys: {k: (m_old.get(k), m_new.get(k)) for k in keys if m_old.get(k) != m_new.get(k)}  # noqa: E731
     s_old, s_new = old.get("settings", {}), new.get("settings", {})
@@ -341,14 +350,17 @@ def render_compare(cmp):
     if cmp["settings"]:
         out.append("settings differ: " + "; ".join(f"{k} {o} -> {n}" for k, (o, n) in cmp["settings"].items()))
     rows = [[r["id"], r["loss"], r["threads"], fmt_time(r["old_s"]), fmt_time(r["new_s"]), f"{r['ratio']:.3f}",
-             ("SLOWER by > 3%" if r["slower"] else "") + (" (sizes differ)" if r["size_differs"] else "")]
+             "SLOWER by > 3%" if r["slower"] else "sizes differ: not judged" if r["size_differs"] else ""]
             for r in cmp["rows"]]
     if rows:
-        out.append(_table(["id", "loss", "T", "old", "new", "new/old", ""], rows, "text"))
+        out.append(_table(["id", "loss", "T", "old", "new", "new/old", ""], rows, "text", left=(0, 1, 6)))
     else:
         out.append("no workload and thread count in both runs")
     slower = [f"{r['id']} T={r['threads']}" for r in cmp["rows"] if r["slower"]]
     out.append(f"slower by more than {SLOWER_BY:.0%}: " + (", ".join(slower) if slower else "none"))
+    resized = [f"{r['id']} T={r['threads']}" for r in cmp["rows"] if r["size_differs"]]
+    if resized:
+        out.append("different sizes in the two runs, not judged: " + ", ".join(resized))
     for side, keys in (("old", cmp["only_old"]), ("new", cmp["only_new"])):
         if keys:
             out.append(f"only in the {side} run: " + ", ".join(f"{i} T={T}" for i, T in keys))
