@@ -330,11 +330,12 @@ def _family(w):
 
 def _targets_text(regime, avx512):
     if regime == "quick":
-        return ("quick-size: torch/fastloss >= 2 at T=1 and T=2 (issue 16); WORKLOADS.md's full-size "
-                "targets not judged")
+        return ("torch/fastloss >= 2 at T=1 and T=2 "
+                "(the per-workload full-size targets apply to full-size runs)")
     if regime == "full":
-        return "WORKLOADS.md full-size (AVX-512 CPU)" if avx512 else \
-            "WORKLOADS.md full-size, AVX2 calibration (CPU without AVX-512): W1-W5 torch>=3, W6 torch>=4"
+        return "the per-workload full-size targets (AVX-512 CPU)" if avx512 else \
+            ("the per-workload full-size targets, AVX2 calibration (CPU without AVX-512): "
+             "W1-W5 torch>=3, W6 torch>=4")
     return "none (scaled sizes: no target is set for them)"
 
 

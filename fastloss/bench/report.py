@@ -149,7 +149,9 @@ def _span(values, digits=2):
     if not values:
         return "-"
     lo, hi = min(values), max(values)
-    return f"{lo:.{digits}f}" if round(lo, digits) == round(hi, digits) else f"{lo:.{digits}f}-{hi:.{digits}f}"
+    if round(lo, digits) == round(hi, digits):
+        return f"{lo:.{digits}f}"
+    return f"{lo:.{digits}f}-{hi:.{digits}f}"
 
 
 def _regime(data):
@@ -302,7 +304,7 @@ def plot(data, path):
 
 # ---------------------------------------------------------------- --compare OLD.json
 
-SLOWER_BY = 0.03        # new/old fastloss time above 1.03: flagged (the project's "no workload slower by > 3%")
+SLOWER_BY = 0.03        # new/old above 1.03 flagged (the project's rule: no workload slower by > 3%)
 MACHINE_KEYS = ("cpu", "cores", "cpu_avx512", "isa", "openmp")
 VERSION_KEYS = ("fastloss", "python", "numpy", "torch", "sklearn")
 
@@ -331,7 +333,8 @@ def compare(old, new):
     only_old = [k for k in a if k not in b]         # in the order of each run (the workload table's)
     only_new = [k for k in b if k not in a]
     m_old, m_new = old.get("machine", {}), new.get("machine", {})
-    diff = lambda keys: {k: (m_old.get(k), m_new.get(k)) for k in keys if m_old.get(k) != m_new.get(k)}  # noqa: E731
+    diff = lambda keys: {k: (m_old.get(k), m_new.get(k))  # noqa: E731
+                         for k in keys if m_old.get(k) != m_new.get(k)}
     s_old, s_new = old.get("settings", {}), new.get("settings", {})
     settings = {k: (s_old.get(k), s_new.get(k)) for k in ("quick", "size_scale", "repeat")
                 if s_old.get(k) != s_new.get(k)}
@@ -345,11 +348,11 @@ def render_compare(cmp):
     if cmp["machine"]:
         out.append("WARNING: different machines, the times are not comparable: " + "; ".join(
             f"{k} {o!r} -> {n!r}" for k, (o, n) in cmp["machine"].items()))
-    if cmp["versions"]:
-        out.append("versions differ: " + "; ".join(f"{k} {o} -> {n}" for k, (o, n) in cmp["versions"].items()))
-    if cmp["settings"]:
-        out.append("settings differ: " + "; ".join(f"{k} {o} -> {n}" for k, (o, n) in cmp["settings"].items()))
-    rows = [[r["id"], r["loss"], r["threads"], fmt_time(r["old_s"]), fmt_time(r["new_s"]), f"{r['ratio']:.3f}",
+    for what in ("versions", "settings"):
+        if cmp[what]:
+            out.append(f"{what} differ: " + "; ".join(f"{k} {o} -> {n}" for k, (o, n) in cmp[what].items()))
+    rows = [[r["id"], r["loss"], r["threads"], fmt_time(r["old_s"]), fmt_time(r["new_s"]),
+             f"{r['ratio']:.3f}",
              "SLOWER by > 3%" if r["slower"] else "sizes differ: not judged" if r["size_differs"] else ""]
             for r in cmp["rows"]]
     if rows:
