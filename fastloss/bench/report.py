@@ -113,7 +113,7 @@ def memory_table(data, fmt):
                      "-" if saved is None else ("-" if saved < 0 else "") + fmt_bytes(abs(saved)),
                      fmt_bytes(get("numpy", "tracemalloc")), fmt_bytes(get("numpy", "rss")),
                      "O(block x N)" if not verdict else "-" if ok is None
-                     else ("pass" if ok else "FAIL") + f" (<= {fmt_bytes(verdict['bound'])})"])
+                     else ("met" if ok else "missed") + f" (<= {fmt_bytes(verdict['bound'])})"])
     if not rows:
         return None
     return _table(["id", "workload", "inputs", "fastloss tracemalloc", "fastloss RSS", "torch RSS",
@@ -127,7 +127,7 @@ def small_table(data, fmt):
              *[fmt_time(s["times_s"].get(k)) for k in ("fastloss", "numpy", "torch", "bare numpy")],
              fmt_time(s["overhead_vs_bare_s"]) if s["overhead_vs_bare_s"] >= 0
              else "-" + fmt_time(-s["overhead_vs_bare_s"]),
-             "pass" if s["pass"] else "FAIL"] for s in data["small"]]
+             "met" if s["pass"] else "missed"] for s in data["small"]]
     return _table(["id", "loss", "N", "T", "fastloss", "numpy", "torch", "bare numpy", "fastloss - bare",
                    f"<= {data['small'][0]['target_s'] * 1e6:g} us"], rows, fmt)
 
