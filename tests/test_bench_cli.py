@@ -38,7 +38,12 @@ def test_cli_json_is_valid_and_complete(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "W1 " in proc.stdout and "Read bandwidth" in proc.stdout and "Small inputs" in proc.stdout
     assert "[1/" in proc.stderr  # the progress display
+    # the short summary first, then the wide table; quick sizes are judged by the quick-size target only
+    assert proc.stdout.index("Summary: fastloss vs torch, cache-resident") < proc.stdout.index("Workloads (")
+    assert "classification" in proc.stdout and "slower than torch:" in proc.stdout
+    assert "FAIL" not in proc.stdout        # missed targets read "missed <bound>", not a list of failures
     data = json.loads(out.read_text())
+    assert data["settings"]["regime"] == "quick"
 
     machine = data["machine"]
     for key in ("cpu", "cores", "isa", "openmp", "numpy", "torch", "fastloss", "python"):
@@ -58,7 +63,9 @@ def test_cli_json_is_valid_and_complete(tmp_path):
         assert len(row["runs_s"]["fastloss"]) == data["settings"]["repeat"] >= 5
         assert row["times_s"]["fastloss"] > 0 and row["times_s"]["torch"] > 0
         assert row["ratios"]["torch/fastloss"] > 0 and row["ratios"]["fastloss/floor"] > 0
-        assert row["target"] and row["pass"] in (True, False)
+        assert row["target"] == "torch>=2" and row["pass"] in (True, False)
+        assert rec["targets"] == [{"metric": "torch/fastloss", "bound": 2}]
+        assert rec["family"] == "classification"
         assert rec["check"]["ok"] is True, (wid, rec["check"])
         if rec["variant"] == "grad":
             assert row["ratios"]["grad/loss"] > 0 and "numpy" not in row["times_s"]
@@ -79,6 +86,7 @@ def test_cli_json_is_valid_and_complete(tmp_path):
     assert data["notes"] and data["elapsed_s"] > 0
     text = md.read_text()
     assert text.startswith("# fastloss benchmark") and "| W1 |" in text
+    assert text.index("## Summary") < text.index("## Workloads")
     assert "fastloss O(1)" in text and "call overhead" in text
 
 
@@ -90,9 +98,16 @@ def test_cli_two_thread_counts_machine_info_and_plot(tmp_path):
         plot = ["--plot", str(png)]
     except ImportError:
         plot = []
+    old = tmp_path / "old.json"     # a previous run on another machine, of W6 at T=1 only
+    old.write_text(json.dumps(_fake_results([("W6", 1, 1e-3, 4.0)], cpu="Some Other CPU")))
     proc = _run_cli(*TINY, "--only", "W6,W6/f64", "--threads", "1,2", "--no-small", "--no-memory",
-                    "--json", str(out), *plot)
+                    "--json", str(out), "--compare", str(old), *plot)
     assert proc.returncode == 0, proc.stderr
+    after = proc.stdout[proc.stdout.index("Compared with the old run"):]
+    assert "WARNING: different machines" in after and "Some Other CPU" in after
+    assert "only in the new run: W6 T=2, W6/f64 T=1, W6/f64 T=2" in after
+    assert [line.split()[:3] for line in after.splitlines() if line.startswith("W6 ")] == [
+        ["W6", "binary_cross_entropy_with_logits", "1"]]
     data = json.loads(out.read_text())
     m = data["machine"]
     assert m["cpu"] and m["cores"] >= 1 and m["isa"] in m["isa_levels_built"]
@@ -287,3 +302,124 @@ def test_validate_reduced_and_check_real_keep_their_semantics():
             V.check_real(bad, "margin")
     with pytest.raises(ValueError, match="delta"):
         V.check_real(0.0, "delta", low=0.0, low_open=True)
+
+
+# ---------------------------------------------------------------- judging and comparing (constructed results)
+
+def _fake_results(rows, quick=True, scale=1.0, cpu="Test CPU"):
+    """A ``fastloss bench --json`` result built by hand: rows = (workload id, T, fastloss s, torch/fastloss),
+    judged the way ``bench.run`` judges (nothing is timed)."""
+    regime = W.regime(quick, scale)
+    recs = {}
+    for wid, T, t_fl, torch_ratio in rows:
+        w = W.BY_ID[wid]
+        rec = recs.setdefault(wid, {
+            "id": wid, "loss": w.loss, "family": bench._family(w), "title": w.describe(w.n_quick), "n": 10,
+            "dtype": w.dtype, "status": "ok", "rows": [],
+            "targets": [{"metric": t.metric, "bound": t.bound_for(False, 1)}
+                        for t in W.targets_for(w, regime)]})
+        row = {"threads": T, "times_s": {"fastloss": t_fl, "torch": t_fl * torch_ratio},
+               "ratios": {"torch/fastloss": torch_ratio, "fastloss/floor": 1.5}}
+        bench._judge(W.targets_for(w, regime), row, avx512=False)
+        rec["rows"].append(row)
+    threads = sorted({r[1] for r in rows})
+    return {"schema": "fastloss-bench/1",
+            "machine": {"cpu": cpu, "cores": 2, "cpu_avx512": False, "isa": "avx2", "openmp": True,
+                        "isa_levels_built": ["baseline", "avx2"], "fastloss": fastloss.__version__,
+                        "python": "3", "numpy": np.__version__, "torch": "2", "sklearn": None,
+                        "platform": "test"},
+            "settings": {"threads": threads, "quick": quick, "size_scale": scale, "repeat": 5,
+                         "regime": regime, "targets": bench._targets_text(regime, False)},
+            "floor": [], "workloads": list(recs.values()), "small": [], "notes": []}
+
+
+def test_regime_of_a_run_decides_which_targets_apply():
+    assert W.regime(quick=True) == "quick" and W.regime(quick=True, scale=0.01) == "quick"
+    assert W.regime(quick=False) == "full" and W.regime(quick=False, scale=2) == "full"
+    assert W.regime(quick=False, scale=0.1) is None and W.regime(quick=True, scale=2) is None
+    w1 = W.BY_ID["W1"]
+    assert W.targets_for(w1, "full") == w1.targets and W.targets_for(w1, None) == ()
+    assert [(t.metric, t.bound) for t in W.targets_for(w1, "quick")] == [("torch/fastloss", 2)]
+
+
+def test_quick_runs_are_judged_by_the_quick_target_and_slower_than_torch_is_flagged():
+    # W1's full-size torch target is 3 on this (AVX2) calibration: 2.5x meets the quick target, not that one
+    data = _fake_results([("W1", 1, 1e-3, 2.5), ("W1", 2, 6e-4, 1.5),
+                          ("W8", 1, 1e-3, 0.9), ("W8", 4, 1e-3, 3.0)])
+    (w1, w8) = data["workloads"]
+    assert [(r["pass"], r["failed"], r["slower"]) for r in w1["rows"]] == [
+        (True, [], False), (False, ["torch>=2"], False)]
+    # slower than torch: flagged (and the missed bound named); T=4 has no torch target but is not slower
+    assert [(r["pass"], r["failed"], r["slower"]) for r in w8["rows"]] == [
+        (False, ["torch>=2"], True), (None, [], False)]
+    text = bench.report.render(data)
+    summary, table = text.split("Read bandwidth")
+    assert "Summary: fastloss vs torch, cache-resident" in summary
+    assert "slower than torch: W8 huber_loss T=1 (0.90)" in summary
+    fam = {line.split()[0]: line.split() for line in summary.splitlines()
+           if line.startswith(("classification", "regression"))}
+    assert fam["classification"][2:5] == ["2.50", "1.50", "-"] and fam["classification"][-1] == "1/2"
+    assert fam["regression"][2:5] == ["0.90", "-", "3.00"] and fam["regression"][-1] == "0/1"
+    assert "FAIL" not in table and "torch>=3" not in table
+    md = bench.report.render(data, "markdown")
+    cells = [line.strip("| ").split(" | ") for line in md.split("## Workloads")[1].splitlines()
+             if line.startswith("| W")]
+    verdicts = {(c[0], c[2]): tuple(c[-3:-1]) for c in cells}       # (target, result)
+    assert verdicts == {("W1", "1"): ("torch>=2", "met"), ("W1", "2"): ("torch>=2", "missed torch>=2"),
+                        ("W8", "1"): ("torch>=2", "missed torch>=2; SLOWER than torch"),
+                        ("W8", "4"): ("-", "-")}
+
+
+def test_full_size_runs_keep_the_workloads_md_targets():
+    data = _fake_results([("W1", 1, 1e-3, 2.5)], quick=False)
+    (row,) = data["workloads"][0]["rows"]
+    assert row["failed"] == ["torch>=3"] and row["pass"] is False and not row["slower"]
+    assert "memory-resident" in bench.report.render(data).split("Read bandwidth")[0]
+
+
+def test_compare_flags_a_slowdown_above_3_percent_and_lists_one_sided_workloads():
+    old = _fake_results([("W1", 1, 1e-3, 3), ("W1", 2, 1e-3, 3), ("W6", 1, 1e-3, 3), ("W8", 1, 1e-3, 3)])
+    # W1: 2% slower at T=1 (not flagged), 4% at T=2 (flagged); W6 faster; W8 only old, W9 only new
+    new = _fake_results([("W1", 1, 1.02e-3, 3), ("W1", 2, 1.04e-3, 3), ("W6", 1, 5e-4, 3), ("W9", 1, 1e-3, 3)])
+    cmp = bench.report.compare(old, new)
+    got = {(r["id"], r["threads"]): (round(r["ratio"], 6), r["slower"]) for r in cmp["rows"]}
+    assert got == {("W1", 1): (1.02, False), ("W1", 2): (1.04, True), ("W6", 1): (0.5, False)}
+    assert cmp["only_old"] == [("W8", 1)] and cmp["only_new"] == [("W9", 1)] and cmp["machine"] == {}
+    text = bench.report.render_compare(cmp)
+    assert "slower by more than 3%: W1 T=2\n" in text and "WARNING" not in text
+    assert "only in the old run: W8 T=1" in text and "only in the new run: W9 T=1" in text
+    lines = {tuple(line.split()[:3]): line for line in text.splitlines() if line.startswith("W")}
+    assert "SLOWER" in lines[("W1", "cross_entropy", "2")]
+    assert "SLOWER" not in lines[("W1", "cross_entropy", "1")]
+
+
+def test_compare_does_not_judge_rows_of_different_sizes():
+    old = _fake_results([("W1", 1, 1e-3, 3), ("W2", 1, 1e-3, 3)])
+    new = _fake_results([("W1", 1, 2e-3, 3), ("W2", 1, 2e-3, 3)], scale=0.5)
+    new["workloads"][0]["n"] = 5
+    cmp = bench.report.compare(old, new)
+    assert [(r["id"], r["slower"], r["size_differs"]) for r in cmp["rows"]] == [
+        ("W1", False, True), ("W2", True, False)]
+    assert cmp["settings"] == {"size_scale": (1.0, 0.5)}
+    text = bench.report.render_compare(cmp)
+    assert "slower by more than 3%: W2 T=1\n" in text and "not judged: W1 T=1" in text
+
+
+def test_compare_warns_about_another_machine():
+    old = _fake_results([("W1", 1, 1e-3, 3)], cpu="CPU A")
+    new = _fake_results([("W1", 1, 1e-3, 3)], cpu="CPU B")
+    cmp = bench.report.compare(old, new)
+    assert cmp["machine"] == {"cpu": ("CPU A", "CPU B")}
+    assert "WARNING: different machines" in bench.report.render_compare(cmp)
+
+
+def test_compare_two_saved_runs_without_running(tmp_path, monkeypatch, capsys):
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps(_fake_results([("W2", 1, 1e-3, 3)])))
+    new.write_text(json.dumps(_fake_results([("W2", 1, 1.1e-3, 3)])))
+    monkeypatch.setattr(bench, "run", lambda *a, **k: pytest.fail("compared files but ran the benchmark"))
+    assert bench.main(["--compare", str(old), str(new)]) == 0
+    assert "slower by more than 3%: W2 T=1" in capsys.readouterr().out
+    assert bench.main(["--compare", str(tmp_path / "missing.json"), str(new)]) == 2
+    assert "missing.json" in capsys.readouterr().err
+    assert bench.main(["--compare", str(old), str(new), str(new)]) == 2

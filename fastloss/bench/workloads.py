@@ -294,6 +294,29 @@ WORKLOADS = BASE + tuple(_none_variant(b) for b in ("W1", "W6", "W8", "W10")) \
     + tuple(_f64_variant(b) for b in ("W1", "W2", "W6"))
 BY_ID = {w.id: w for w in WORKLOADS}
 
+# Where each target applies.  WORKLOADS.md's targets (``Workload.targets``) are set for the full sizes,
+# where inputs are memory-resident; the --quick sizes (inputs of a few MiB, cache-resident: one
+# evaluation batch) have their own target, issue 16's: every workload >= 2x torch at T=1 and T=2.
+# A workload slower than torch is flagged at every size and thread count (never acceptable).
+QUICK_TARGETS = (Target("torch/fastloss", 2),)
+REGIMES = {"full": "memory-resident (full sizes)", "quick": "cache-resident (--quick sizes)",
+           None: "scaled sizes (no target is set for them)"}
+
+
+def regime(quick=False, scale=1.0):
+    """"quick" (the --quick sizes, or smaller: still cache-resident), "full" (the WORKLOADS.md sizes,
+    or larger: still memory-resident), or None (sizes that no target is set for: judged on nothing but
+    the slower-than-torch flag)."""
+    if quick:
+        return "quick" if scale <= 1 else None
+    return "full" if scale >= 1 else None
+
+
+def targets_for(w, regime_):
+    """The targets ``w`` is judged against at sizes of ``regime_`` (see ``regime``)."""
+    return {"full": w.targets, "quick": QUICK_TARGETS}.get(regime_, ())
+
+
 # Small-input call overhead (WORKLOADS.md: N <= 1000 stays <= 5 us above a bare NumPy call).
 SMALL_SIZES = (1, 100, 1000)
 SMALL_WORKLOADS = ("W2", "W6", "W7", "W8", "W9", "W10", "W12")
