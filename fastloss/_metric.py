@@ -599,6 +599,18 @@ def _block_rows(n_cols):
 
 _BLAS_LOCK = threading.Lock()
 _BLAS_USERS = [0, None]     # [calls inside _single_threaded_blas, threadpoolctl limiter of the first]
+_BLAS_CONTROLLER = []       # one threadpoolctl.ThreadpoolController, made on first use
+
+
+def _blas_controller():
+    """The process's ThreadpoolController, made once (call with _BLAS_LOCK held).  A fresh
+    ``threadpool_limits`` scans every loaded shared library: ~0.6 ms a call, which made the in-batch
+    losses 10x slower than torch at batch sizes of a few dozen rows; a kept controller limits in ~16 us.
+    NumPy's BLAS -- the one _matmul uses -- is loaded with NumPy, so it is in the first scan."""
+    if not _BLAS_CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+        _BLAS_CONTROLLER.append(ThreadpoolController())
+    return _BLAS_CONTROLLER[0]
 
 
 @contextlib.contextmanager

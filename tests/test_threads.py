@@ -311,3 +311,24 @@ def test_hostile_value_tests_pass_at_every_usable_isa_level(level):
                           "-k", "hostile and not isa_level", "-p", "no:cacheprovider"],
                          env=e, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+
+
+def test_in_batch_losses_leave_the_blas_setting_as_they_found_it():
+    """The in-batch losses run NumPy's BLAS on one thread while they work (fastloss/_metric.py
+    _single_threaded_blas, through one kept ThreadpoolController) and give the user's setting back:
+    the default, and a limit the user set, are both intact after a call."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    rng = np.random.default_rng(0)
+    z1, z2 = rng.standard_normal((2, 40, 16))
+    before = blas_threads()
+    assert before, "no BLAS found by threadpoolctl"
+    ref = fl.nt_xent_loss(z1, z2)
+    assert blas_threads() == before
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        assert fl.nt_xent_loss(z1, z2) == ref
+        assert set(blas_threads()) == {1}
+    assert blas_threads() == before
