@@ -622,13 +622,13 @@ def _single_threaded_blas():
     sets it and the last one out restores it.  (Nested ``threadpool_limits`` per call restored the
     caller's setting while another Python thread's call was still running: bits differed.)"""
     try:
-        from threadpoolctl import threadpool_limits
+        import threadpoolctl  # noqa: F401
     except ImportError:
         yield
         return
     with _BLAS_LOCK:
         if _BLAS_USERS[0] == 0:
-            _BLAS_USERS[1] = threadpool_limits(limits=1, user_api="blas")
+            _BLAS_USERS[1] = _blas_controller().limit(limits=1, user_api="blas")
         _BLAS_USERS[0] += 1
     try:
         yield
