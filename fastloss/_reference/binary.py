@@ -1,5 +1,5 @@
 """Reference entries of the binary family (see fastloss/_reference/__init__.py): binary cross-entropy on
-probabilities, sigmoid focal loss, hinge loss, KL divergence."""
+probabilities and on logits, sigmoid focal loss, hinge loss, KL divergence."""
 import numpy as np
 
 from . import Reference, register
@@ -8,6 +8,17 @@ from .classification import _t, _torch, softplus_neg
 
 def _reduce(loss, reduction):
     return {"none": lambda v: v, "mean": lambda v: v.mean(), "sum": lambda v: v.sum()}[reduction](loss)
+
+
+def np_bce_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+    """(1 - y) x + (1 + (pw - 1) y) softplus(-x), times weight, in NumPy."""
+    sp = softplus_neg(input)
+    lw = sp if pos_weight is None else (1 + (pos_weight - 1) * target) * sp
+    loss = (1 - target) * input + lw
+    loss = loss if weight is None else loss * weight
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.mean()
 
 
 def torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
@@ -87,4 +98,15 @@ def _sample_kl(rng, n, dtype, C=8):
 register(Reference(
     "kl_div", "binary", _sample_kl,
     torch_ref=lambda x, y, **kw: _torch()[1].kl_div(_t(x), _t(y), **kw),
+))
+
+
+def _sample_bce_logits(rng, n, dtype):
+    return (rng.standard_normal(n).astype(dtype) * 4, (rng.random(n) > 0.5).astype(dtype)), {}
+
+
+register(Reference(
+    "binary_cross_entropy_with_logits", "binary", _sample_bce_logits,
+    torch_ref=lambda x, y, **kw: _torch()[1].binary_cross_entropy_with_logits(_t(x), _t(y), **kw),
+    numpy_ref=np_bce_with_logits,
 ))

@@ -43,17 +43,6 @@ def np_cross_entropy(input, target, weight=None, ignore_index=-100, reduction="m
     return loss.sum() / wy.sum() if reduction == "mean" else loss.sum()
 
 
-def np_bce_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
-    """(1 - y) x + (1 + (pw - 1) y) softplus(-x), times weight, in NumPy."""
-    sp = softplus_neg(input)
-    lw = sp if pos_weight is None else (1 + (pos_weight - 1) * target) * sp
-    loss = (1 - target) * input + lw
-    loss = loss if weight is None else loss * weight
-    if reduction == "none":
-        return loss
-    return loss.sum() if reduction == "sum" else loss.mean()
-
-
 def _sample_ce(rng, n, dtype, C=10):
     N = max(n // C, 1)
     return (rng.standard_normal((N, C)).astype(dtype) * 3, rng.integers(0, C, N)), {}
@@ -63,17 +52,6 @@ register(Reference(
     "cross_entropy", "classification", _sample_ce,
     torch_ref=lambda x, y, **kw: _torch()[1].cross_entropy(_t(x), _t(y), **kw),
     numpy_ref=np_cross_entropy,
-))
-
-
-def _sample_bce_logits(rng, n, dtype):
-    return (rng.standard_normal(n).astype(dtype) * 4, (rng.random(n) > 0.5).astype(dtype)), {}
-
-
-register(Reference(
-    "binary_cross_entropy_with_logits", "binary", _sample_bce_logits,
-    torch_ref=lambda x, y, **kw: _torch()[1].binary_cross_entropy_with_logits(_t(x), _t(y), **kw),
-    numpy_ref=np_bce_with_logits,
 ))
 
 
