@@ -15,7 +15,6 @@ def child(root, a_root, only, size):
     root = os.path.abspath(root)
     sys.path.insert(0, root)
     os.chdir(root)
-    import numpy as np
     import fastloss as fl
     wl_path = os.path.join(os.path.abspath(a_root), "fastloss", "bench", "workloads.py")
     spec = importlib.util.spec_from_file_location("ab_workloads", wl_path)
