@@ -17,7 +17,8 @@ def child(root, a_root, only, size):
     os.chdir(root)
     import fastloss as fl
     wl_path = os.path.join(os.path.abspath(a_root), "fastloss", "bench", "workloads.py")
-    spec = importlib.util.spec_from_file_location("ab_workloads", wl_path)
+    import fastloss.bench  # noqa: F401  (the parent package: workloads.py imports relatively)
+    spec = importlib.util.spec_from_file_location("fastloss.bench._ab_workloads", wl_path)
     W = importlib.util.module_from_spec(spec); spec.loader.exec_module(W)
     sel = W.select(only.split(",")) if only else W.WORKLOADS
     res = {}

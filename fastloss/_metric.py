@@ -592,6 +592,27 @@ _BLOCK_NUMBERS = 1 << 20
 # that cancellation costs ~1e-4 relative on small entries, outside SPEC §4.  The loss alone stays in
 # the input's precision (float32 BLAS).
 
+# _LOGIT_NOTE: the softmax losses (info_nce_loss, nt_xent_loss) read the similarities s / tau.  A float32
+# similarity is off by about ulp(max |s|) (the matmul's rounding and the stored result's), so a logit
+# by that over tau; on confident rows (loss ~ sum of exp(logit_j - logit_pos), the positive far ahead)
+# the loss's relative error is that logit error itself.  At tau = 0.02 on unit rows that was 1.6e-6 to
+# 4.7e-6 relative on the mean, beyond SPEC's float32 reduction rule (1e-6); with logits bounded by 10
+# (tau >= 0.1 on unit rows) it measured <= 2e-7 at D = 16 and 128.  So float32 input keeps float32
+# similarities only while |logit| <= max |q| max |k| / tau <= _F32_LOGIT_BOUND, and is computed in
+# float64 above it (a float64 matmul: about 2x the time).
+_F32_LOGIT_BOUND = 10.0
+
+
+def _similarity_dtype(dtype, logit_bound):
+    """The dtype in which the softmax losses compute the similarities of ``dtype`` input whose logits
+    are at most ``logit_bound`` in magnitude (_LOGIT_NOTE); nan / inf bounds take float64."""
+    return dtype if dtype != np.float32 or logit_bound <= _F32_LOGIT_BOUND else np.dtype(np.float64)
+
+
+def _max_norm(x):
+    """The largest row norm of x (0 for no rows), in float64."""
+    return float(np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64).max())) if x.shape[0] else 0.0
+
 
 def _block_rows(n_cols):
     return max(1, min(_BLOCK_NUMBERS // max(n_cols, 1), 4096))
@@ -999,9 +1020,10 @@ def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = 0.07, r
         \ell_i = -\log \frac{\exp(q_i \cdot k_i / \tau)}{\sum_{j=1}^{M} \exp(q_i \cdot k_j / \tau)}
 
     The rows are used as given: normalise them first for a cosine InfoNCE.  Row blocks of the
-    similarity matrix (a BLAS matrix product, in float64 also for float32 input: unnormalised rows
-    over a small temperature amplify a float32 dot product's rounding) feed a fused, max-shifted
-    log-sum-exp kernel: memory O(block x M).
+    similarity matrix (a BLAS matrix product) feed a fused, max-shifted log-sum-exp kernel: memory
+    O(block x M).  float32 input is computed in float64 where the logits can exceed 10
+    (:math:`\max\lVert q \rVert \max\lVert k \rVert / \tau > 10`: a float32 dot product's rounding,
+    divided by the temperature, would exceed SPEC §4) and with ``return_grad=True``.
 
     Parameters
     ----------
@@ -1056,10 +1078,13 @@ def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = 0.07, r
     if k.ndim != 2 or k.shape[1] != q.shape[1] or k.shape[0] < q.shape[0]:
         raise ValueError(f"key must be (M, {q.shape[1]}) with M >= {q.shape[0]} (query rows), got {k.shape}")
     dtype = q.dtype
-    # float64 similarities for float32 input too (and for the gradient, _GRAD_NOTE): the rows are not
-    # normalised, so a float32 dot product's rounding, ~ulp(|q| |k|), divided by the temperature, put the
-    # loss beyond SPEC §4 (1.8e-5 relative per row at temperature 0.02, D = 16)
-    q, k = q.astype(np.float64, copy=False), k.astype(np.float64, copy=False)
+    # float32 similarities only while the logits are small enough (_LOGIT_NOTE): the rows are not
+    # normalised, so the bound is max |q| max |k| / tau (float64 when it is over: 1.8e-5 relative per row
+    # at temperature 0.02, D = 16, in float32); float64 for the gradient (_GRAD_NOTE)
+    sim = np.dtype(np.float64) if return_grad else dtype
+    if sim == np.float32:                       # (the norms' pass only where it can matter)
+        sim = _similarity_dtype(sim, _max_norm(q) * _max_norm(k) / tau)
+    q, k = q.astype(sim, copy=False), k.astype(sim, copy=False)
     row_loss, gq, gk = _softmax_rows(q, k, 1.0 / tau, False, 0, nt, return_grad)
     value, scale = _finish_rows(row_loss, reduction, dtype, out, nt)
     if not return_grad:
@@ -1113,8 +1138,9 @@ def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = 0.5, reducti
         \qquad \text{mean over the } 2N \text{ views}
 
     Row blocks of the similarity matrix (a BLAS matrix product) feed a fused log-sum-exp kernel:
-    memory O(block x 2N), never :math:`(2N)^2`.  With ``return_grad=True`` float32 input is computed
-    in float64.
+    memory O(block x 2N), never :math:`(2N)^2`.  float32 input is computed in float64 for
+    :math:`\tau < 0.1` (logits beyond 10: a float32 similarity's rounding over the temperature would
+    exceed SPEC §4) and with ``return_grad=True``.
 
     Parameters
     ----------
@@ -1173,7 +1199,9 @@ def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = 0.5, reducti
     b = V.float_array(z2, "z2", dtype=a.dtype)
     V.check_same_shape(a, b, "z1", "z2")
     N = a.shape[0]
-    u, norm, den = _normalize(np.concatenate([a, b]), np.float64 if return_grad else a.dtype)  # _GRAD_NOTE
+    # unit rows: logits within 1 / tau (_LOGIT_NOTE); float64 for the gradient (_GRAD_NOTE)
+    sim = np.float64 if return_grad else _similarity_dtype(a.dtype, 1.0 / tau)
+    u, norm, den = _normalize(np.concatenate([a, b]), sim)
     row_loss, gu, gu2 = _softmax_rows(u, u, 1.0 / tau, True, N, nt, return_grad)
     value, scale = _finish_rows(row_loss, reduction, a.dtype, out, nt)
     if not return_grad:

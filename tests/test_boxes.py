@@ -121,6 +121,23 @@ def test_grad_float32(name):
     assert_close_spec(g, rg, np.float32, reduced=False)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_tail_of_the_box_transposes(fmt):
+    """Lengths around the vector blocks of the (n, 4) <-> rows transposes (src_c/fl_soa4.h: 8 float / 4
+    double boxes with AVX, 4 / 2 with SSE2, the rest scalar) and across a segment (256 pairs): loss,
+    float64 gradient and float32 loss against the reference."""
+    rng = np.random.default_rng(8)
+    for n in (1, 2, 3, 5, 7, 9, 12, 13, 255, 257, 263):
+        b1, b2 = pair(rng, n, fmt)
+        val, g = fl.generalized_box_iou_loss(b1, b2, box_format=fmt, return_grad=True)
+        rval, rg = ref_loss("generalized_box_iou_loss", b1, b2, fmt, grad=True)
+        assert_close64(val, rval)
+        assert_close64(g, rg, reduced=False)
+        f1, f2 = b1.astype(np.float32), b2.astype(np.float32)
+        assert_close_spec(fl.complete_box_iou_loss(f1, f2, box_format=fmt),
+                          ref_loss("complete_box_iou_loss", f1, f2, fmt), np.float32, what=f"n {n}")
+
+
 # ------------------------------------------------------------------ hostile inputs
 def hostile_pairs():
     rng = np.random.default_rng(5)

@@ -10,10 +10,11 @@ Design notes.
 
 a. **Boxes are read in place, in any of the three formats.**  A box is 4 consecutive values of an
    (n, 4) array (``xyxy``, ``xywh`` or ``cxcywh``).  A block cuts its pairs into segments of SEG; each
-   segment's boxes are converted to ``xyxy`` into per-segment stack arrays (structure of arrays, L1
-   resident), so no temporary of the input's size exists and the formula loop reads four contiguous
-   streams per box and vectorises.  The gradient is written to per-segment arrays in ``xyxy`` and
-   converted back to the input's format as it is stored (chain rule of the conversion).
+   segment's boxes are transposed (``src_c/fl_soa4.h``: vector shuffles) into per-segment stack arrays
+   (structure of arrays, L1 resident) and converted to ``xyxy`` there, so no temporary of the input's
+   size exists and the formula loop reads four contiguous streams per box and vectorises.  The
+   gradient is written to per-segment arrays in ``xyxy``, converted to the input's format (chain rule
+   of the conversion) and transposed back as it is stored.
    A side that is a single box (shape (4,) against (n, 4), torch broadcasting) fills its segment
    arrays with copies of that box -- the same loop serves both.
 
@@ -181,10 +182,9 @@ cdef inline floating box_loss_point(const box_kind* kind, const grad_mode* mode,
     cdef floating c1 = (y2 - yk2) + (yk1 - y1), c2 = (v2 - yk2) + (yk1 - v1)
     cdef floating ratio = ((a1 * h1 + a2 * h2 + iw * (c1 + c2)) + eps if overlap else inter) / U
     cdef floating one_m_iou = ratio if overlap else one - ratio
-    cdef floating iou = inter / U
     cdef floating loss, q = 0, cw = 0, ch = 0, C = 0, Ce = 0, D = 0, dxc = 0, dyc = 0
     cdef floating rw = 0, t = 0, v = 0, alpha = 0
-    cdef floating rU, g_un, g_i, g_c = 0, g_rho = 0, g_d = 0, g_w, g_h, g_cw = 0, g_ch = 0, g_r, gi
+    cdef floating iou, rU, g_un, g_i, g_c = 0, g_rho = 0, g_d = 0, g_w, g_h, g_cw = 0, g_ch = 0, g_r, gi
     if box_kind is IoU:
         loss = one_m_iou
     else:
@@ -209,6 +209,9 @@ cdef inline floating box_loss_point(const box_kind* kind, const grad_mode* mode,
                 loss = loss + alpha * v
     if grad_mode is LossOnly:
         return loss
+    # (iou only here: computed before the return, GCC split the division of ratio above in two to
+    # share it -- a third division per pair)
+    iou = inter / U
     rU = one / U                         # (the reciprocal serves both; torch divides twice)
     g_un = iou * rU
     if box_kind is GIoU:
@@ -243,47 +246,64 @@ cdef struct BoxSeg:
     void* c[12]
 
 
+cdef extern from "fl_soa4.h" nogil:
+    # (L, 4) interleaved rows <-> 4 arrays, with vector shuffles (see the header)
+    void fl_soa4_load_f32(const float* p, Py_ssize_t L, float* a, float* b, float* c, float* d)
+    void fl_soa4_load_f64(const double* p, Py_ssize_t L, double* a, double* b, double* c, double* d)
+    void fl_soa4_store_f32(float* p, Py_ssize_t L, const float* a, const float* b, const float* c,
+                           const float* d)
+    void fl_soa4_store_f64(double* p, Py_ssize_t L, const double* a, const double* b, const double* c,
+                           const double* d)
+
+
 cdef inline void load_boxes(const floating* p, bint single, int fmt, Py_ssize_t L,
                             floating* x1, floating* y1, floating* x2, floating* y2) noexcept nogil:
-    """L boxes from p (or L copies of the box p if single) as xyxy, torchvision's box_convert.
-    One loop per format with a constant stride, so GCC turns the 4-strided reads into vector
-    loads and shuffles (a runtime stride or format test inside the loop keeps it scalar)."""
+    """L boxes from p (or L copies of the box p if single) as xyxy, torchvision's box_convert: the
+    4 columns are transposed into the 4 rows (fl_soa4.h), then converted in place, row-wise."""
     cdef Py_ssize_t k
     cdef floating half = 0.5
     cdef floating c[4]
+    cdef floating a, w
     if single:
         load_boxes(p, False, fmt, 1, &c[0], &c[1], &c[2], &c[3])
         for k in range(L):
             x1[k] = c[0]; y1[k] = c[1]; x2[k] = c[2]; y2[k] = c[3]
-    elif fmt == XYXY:
-        for k in range(L):
-            x1[k] = p[4 * k]; y1[k] = p[4 * k + 1]; x2[k] = p[4 * k + 2]; y2[k] = p[4 * k + 3]
-    elif fmt == XYWH:
-        for k in range(L):
-            x1[k] = p[4 * k]; y1[k] = p[4 * k + 1]
-            x2[k] = p[4 * k] + p[4 * k + 2]; y2[k] = p[4 * k + 1] + p[4 * k + 3]
+        return
+    if floating is float:
+        fl_soa4_load_f32(p, L, x1, y1, x2, y2)
     else:
+        fl_soa4_load_f64(p, L, x1, y1, x2, y2)
+    if fmt == XYWH:                            # (x, y, w, h): x2 = x + w
         for k in range(L):
-            x1[k] = p[4 * k] - half * p[4 * k + 2]; y1[k] = p[4 * k + 1] - half * p[4 * k + 3]
-            x2[k] = p[4 * k] + half * p[4 * k + 2]; y2[k] = p[4 * k + 1] + half * p[4 * k + 3]
+            x2[k] = x1[k] + x2[k]; y2[k] = y1[k] + y2[k]
+    elif fmt == CXCYWH:                        # (cx, cy, w, h): x1 = cx - w / 2, x2 = cx + w / 2
+        for k in range(L):
+            a = x1[k]; w = x2[k]
+            x1[k] = a - half * w; x2[k] = a + half * w
+            a = y1[k]; w = y2[k]
+            y1[k] = a - half * w; y2[k] = a + half * w
 
 
-cdef inline void store_grads(floating* g, int fmt, Py_ssize_t L, const floating* d1, const floating* e1,
-                             const floating* d2, const floating* e2) noexcept nogil:
-    """xyxy gradients -> gradients of the input format (chain rule of load_boxes), interleaved."""
+cdef inline void store_grads(floating* g, int fmt, Py_ssize_t L, floating* d1, floating* e1,
+                             floating* d2, floating* e2) noexcept nogil:
+    """xyxy gradients -> gradients of the input format (chain rule of load_boxes), converted in place
+    (the rows are segment scratch), then interleaved (fl_soa4.h)."""
     cdef Py_ssize_t k
     cdef floating half = 0.5
-    if fmt == XYXY:
+    cdef floating a, b
+    if fmt == XYWH:                            # d/dx = d/dx1 + d/dx2, d/dw = d/dx2
         for k in range(L):
-            g[4 * k] = d1[k]; g[4 * k + 1] = e1[k]; g[4 * k + 2] = d2[k]; g[4 * k + 3] = e2[k]
-    elif fmt == XYWH:
+            d1[k] = d1[k] + d2[k]; e1[k] = e1[k] + e2[k]
+    elif fmt == CXCYWH:                        # d/dcx = d/dx1 + d/dx2, d/dw = (d/dx2 - d/dx1) / 2
         for k in range(L):
-            g[4 * k] = d1[k] + d2[k]; g[4 * k + 1] = e1[k] + e2[k]
-            g[4 * k + 2] = d2[k]; g[4 * k + 3] = e2[k]
+            a = d1[k]; b = d2[k]
+            d1[k] = a + b; d2[k] = half * (b - a)
+            a = e1[k]; b = e2[k]
+            e1[k] = a + b; e2[k] = half * (b - a)
+    if floating is float:
+        fl_soa4_store_f32(g, L, d1, e1, d2, e2)
     else:
-        for k in range(L):
-            g[4 * k] = d1[k] + d2[k]; g[4 * k + 1] = e1[k] + e2[k]
-            g[4 * k + 2] = half * (d2[k] - d1[k]); g[4 * k + 3] = half * (e2[k] - e1[k])
+        fl_soa4_store_f64(g, L, d1, e1, d2, e2)
 
 
 cdef void seg_losses(const box_kind* kind, const grad_mode* mode, Py_ssize_t n16, floating* s, floating* out,
