@@ -269,7 +269,7 @@ def check_key_type(name, t, source):
     pa = _pyarrow()
     v = t.value_type if pa.types.is_dictionary(t) else t
     if (pa.types.is_integer(v) or pa.types.is_string(v) or pa.types.is_large_string(v)
-            or pa.types.is_date(v)):
+            or getattr(pa.types, "is_string_view", lambda _: False)(v) or pa.types.is_date(v)):
         return
     raise TypeError(f"group column {name!r} of {source} has type {t}; a group key must be integers, "
                     "strings or dates")
@@ -911,6 +911,8 @@ def _arguments(spec, inputs, target):
 def _codes(arr):
     """An Arrow key array (no nulls) -> (codes: int64 ndarray, dictionary: Arrow array)."""
     pa = _pyarrow()
+    if getattr(pa.types, "is_string_view", lambda _: False)(arr.type):
+        arr = arr.cast(pa.large_string())      # (Arrow's take has no string_view kernel)
     if not pa.types.is_dictionary(arr.type):
         arr = pa.compute.dictionary_encode(arr)
     return _numbers(arr.indices).astype(np.int64, copy=False), arr.dictionary
@@ -953,7 +955,10 @@ class GroupStates:
         """Key columns of a batch -> (local ids (n,), global ids of the local groups, rows per local group)."""
         pa = _pyarrow()
         if self.types is None:
-            self.types = [a.type.value_type if pa.types.is_dictionary(a.type) else a.type for a in key_arrays]
+            types = [a.type.value_type if pa.types.is_dictionary(a.type) else a.type for a in key_arrays]
+            # (Polars' string_view keys come back as plain strings)
+            self.types = [pa.string() if getattr(pa.types, "is_string_view", lambda _: False)(t) else t
+                          for t in types]
         n = len(key_arrays[0])
         coded = [_codes(a) for a in key_arrays]
         if len(coded) == 1:
@@ -1326,8 +1331,9 @@ def _score(make_source, caller, loss, input, target, weight, per_row, key, by, b
         labels = ["loss"] if len(specs) == 1 else [sp.label for sp in specs]
         writer = PerRowWriter(per_row, keys, labels) if per_row is not None else None
         started = time.perf_counter()
+        batches = prefetched(src.batches())
         try:
-            states, groups, rows = _score_batches(prefetched(src.batches()), specs, inputs=inputs,
+            states, groups, rows = _score_batches(batches, specs, inputs=inputs,
                                                   target=target, weight=weight, by=groups_by, key=keys,
                                                   num_threads=num_threads, writer=writer, progress=progress,
                                                   total_rows=src.total_rows)
@@ -1337,6 +1343,8 @@ def _score(make_source, caller, loss, input, target, weight, per_row, key, by, b
             if writer is not None:
                 writer.abort()
             raise
+        finally:
+            batches.close()     # stop and join the reader thread here, not whenever the generator is collected
     finally:
         if hasattr(src, "close"):
             src.close()
