@@ -1428,7 +1428,7 @@ def score_file(paths: StrPath | Sequence[StrPath], loss: str | Sequence[str | tu
 
     if not path_like(paths) and not (isinstance(paths, (list, tuple)) and all(path_like(p) for p in paths)):
         raise TypeError(f"paths must be a path or a list of paths, got {type(paths).__name__}")
-    plist = [paths] if path_like(paths) else list(paths)
+    plist = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     kinds = {_is_parquet(p) for p in plist}
     if len(kinds) > 1:
         raise ValueError("mix of Parquet and .npy/.npz inputs; score them separately")
