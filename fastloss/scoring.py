@@ -32,6 +32,7 @@ place (``os.replace``) only after the last batch: a failure leaves no partial ou
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import queue
 import re
@@ -813,19 +814,23 @@ class LossSpec:
         self.info = LOSSES[self.name]
         self.label = self.label or self.name
 
-    @property
+    @functools.cached_property
+    def parameters(self):
+        """The loss function's signature parameters."""
+        import inspect
+        return inspect.signature(self.info.function).parameters
+
+    @functools.cached_property
     def data_params(self):
         """The loss's required positional parameters (its data arguments), in order."""
-        import inspect
-        ps = inspect.signature(self.info.function).parameters
+        ps = self.parameters
         return [p for p, v in ps.items()
                 if v.default is v.empty and v.kind in (v.POSITIONAL_ONLY, v.POSITIONAL_OR_KEYWORD)]
 
     def check_kwargs(self, caller):
         """TypeError for a keyword the loss does not take: a misspelled scoring option (``batchsize``)
         is named as one, with the close match; ValueError for the reserved ones."""
-        import inspect
-        ps = inspect.signature(self.info.function).parameters
+        ps = self.parameters
         names = [p for p, v in ps.items() if v.default is not v.empty and p not in _NOT_FOR_SCORING]
         for k in self.kwargs:
             if k in _NOT_FOR_SCORING:
@@ -1050,17 +1055,21 @@ class GroupStates:
         (``loss`` / ``weight_sum`` for one loss, ``<label>`` / ``<label>.weight_sum`` for several),
         sorted by the keys."""
         pa = _pyarrow()
-        states = self.states()
-        keys = list(states)
+        keys, g = self.keys, len(self.keys)
         types = self.types or [pa.null()] * len(self.by)
         cols = {name: pa.array([k[j] for k in keys], type=types[j]) for j, name in enumerate(self.by)}
-        cols["rows"] = pa.array([states[k][0] for k in keys], type=pa.int64())
+        cols["rows"] = pa.array(self.rows[:g])
         one = len(self.specs) == 1
         for s, sp in enumerate(self.specs):
-            name = "loss" if one else sp.label
-            cols[name] = pa.array([states[k][1][s].finalize(reduction) for k in keys], type=pa.float64())
-            cols["weight_sum" if one else f"{sp.label}.weight_sum"] = pa.array(
-                [states[k][1][s].weight_sum for k in keys], type=pa.float64())
+            total, wsum = self.total[s, :g], self.wsum[s, :g]
+            # LossState.finalize, vectorized: the compensation is added while the total is finite;
+            # a mean over a zero weight sum is nan (0/0) or a signed infinity
+            value = np.where(np.isfinite(total), total + self.comp[s, :g], total)
+            if reduction == "mean":
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    value = value / wsum
+            cols["loss" if one else sp.label] = pa.array(value, type=pa.float64())
+            cols["weight_sum" if one else f"{sp.label}.weight_sum"] = pa.array(wsum, type=pa.float64())
         table = pa.table(cols)
         return table.sort_by([(name, "ascending") for name in self.by]) if keys else table
 
@@ -1074,10 +1083,9 @@ def _count_is_denominator(spec, kwargs, args):
     derived from the per-item losses (no second kernel pass).  Not so with the loss's own ``weight``
     (class-weighted cross-entropy divides by the summed class weights) or when a target equals
     ``ignore_index`` (those rows leave the denominator)."""
-    import inspect
     if kwargs.get("weight") is not None:
         return False
-    ps = inspect.signature(spec.info.function).parameters
+    ps = spec.parameters
     if "ignore_index" not in ps:
         return True
     ii = kwargs.get("ignore_index", ps["ignore_index"].default)

@@ -394,3 +394,12 @@ def test_output_files_respect_the_umask(data, tmp_path, mask):
     for f in (out, grp):
         assert stat.S_IMODE(os.stat(f).st_mode) == 0o666 & ~mask
     assert sorted(os.listdir(tmp_path)) == sorted(["groups.parquet", "rows.parquet", "preds.parquet"])
+
+
+def test_by_sum_reduction(data):
+    path, x, y, _, _, model, _ = data
+    res = fl.score_parquet(path, "cross_entropy", "logits", "label", by="model", reduction="sum", batch_size=256)
+    for (m,), row in group_rows(res.groups, ["model"]).items():
+        idx = model == m
+        close(row["loss"], ce_ref(x[idx], y[idx], reduction="sum"))
+        close(row["loss"], res.group_states[(m,)][1]["cross_entropy"].finalize("sum"))
