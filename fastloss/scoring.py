@@ -860,7 +860,8 @@ class LossSpec:
 def loss_specs(loss, loss_kwargs, caller="score_parquet"):
     """``loss`` (a name, ``"name:k=v"``, a (name, kwargs) pair, or a list of those) and the shared
     ``loss_kwargs`` -> [LossSpec]; the kwargs are checked against each loss's parameters."""
-    items = [loss] if isinstance(loss, (str, tuple)) else loss
+    pair = isinstance(loss, tuple) and len(loss) == 2 and isinstance(loss[1], dict)
+    items = [loss] if isinstance(loss, str) or pair else loss
     if not isinstance(items, (list, tuple)) or not items:
         raise TypeError(f"loss must be a loss name or a list of them, got {type(loss).__name__}")
     shared = dict(loss_kwargs)
