@@ -81,7 +81,8 @@ def _parser():
                         "(softmax_focal_loss:gamma=2); repeat it to score several losses in one read")
     p.add_argument("--input", required=True, metavar="COL", action="append",
                    help="column of predictions (logits, scores, boxes); repeat it for losses with several "
-                        "(margin_ranking_loss: --input x1 --input x2 --target y)")
+                        "(margin_ranking_loss: --input x1 --input x2 --target y), or to stack columns into "
+                        "one vector per row for a loss of one input (--input p0 --input p1 --input p2)")
     p.add_argument("--target", required=True, metavar="COL", help="column of targets (labels, values, boxes)")
     p.add_argument("--weight", metavar="COL", help="column of per-row sample weights")
     p.add_argument("--per-row", metavar="OUT.parquet", help="write each row's loss (with --key) to this file")
