@@ -914,14 +914,29 @@ def _arguments(spec, inputs, target):
 # Group keys: hash aggregation, one state per group
 # ----------------------------------------------------------------------------------------------
 
-def _codes(arr):
-    """An Arrow key array (no nulls) -> (codes: int64 ndarray, dictionary: Arrow array)."""
-    pa = _pyarrow()
-    if getattr(pa.types, "is_string_view", lambda _: False)(arr.type):
-        arr = arr.cast(pa.large_string())      # (Arrow's take has no string_view kernel)
-    if not pa.types.is_dictionary(arr.type):
-        arr = pa.compute.dictionary_encode(arr)
-    return _numbers(arr.indices).astype(np.int64, copy=False), arr.dictionary
+class _Coded:
+    """A key column of one batch as integer codes: ``codes`` (int64, one per row), ``size`` (codes are
+    in [0, size)) and ``decode(idx)``, the Python key values of codes ``idx``."""
+
+    def __init__(self, arr, n):
+        pa = _pyarrow()
+        if pa.types.is_integer(arr.type) and n:
+            # integers of a small range: the value less the minimum is the code (no hashing)
+            v = _numbers(arr)
+            lo, hi = int(v.min()), int(v.max())
+            if hi - lo <= 4 * n + 1024:
+                self.codes = (v - v.min()).astype(np.int64)     # (in the key's own dtype: uint64 too)
+                self.size = hi - lo + 1
+                self.decode = lambda idx: (np.asarray(idx, dtype=np.int64) + lo).tolist()
+                return
+        if getattr(pa.types, "is_string_view", lambda _: False)(arr.type):
+            arr = arr.cast(pa.large_string())      # (Arrow's take has no string_view kernel)
+        if not pa.types.is_dictionary(arr.type):
+            arr = pa.compute.dictionary_encode(arr)
+        d = arr.dictionary
+        self.codes = _numbers(arr.indices).astype(np.int64, copy=False)
+        self.size = len(d)
+        self.decode = lambda idx: d.take(pa.array(np.asarray(idx, dtype=np.int64))).to_pylist()
 
 
 class GroupStates:
@@ -966,15 +981,14 @@ class GroupStates:
             self.types = [pa.string() if getattr(pa.types, "is_string_view", lambda _: False)(t) else t
                           for t in types]
         n = len(key_arrays[0])
-        coded = [_codes(a) for a in key_arrays]
+        coded = [_Coded(a, n) for a in key_arrays]
         if len(coded) == 1:
-            local, uniq_codes = coded[0][0], None
-            n_local = len(coded[0][1])
+            local, uniq_codes, n_local = coded[0].codes, None, coded[0].size
         else:
-            sizes = [max(len(d), 1) for _, d in coded]
+            sizes = [max(c.size, 1) for c in coded]
             combined = np.zeros(n, dtype=np.int64)
-            for (c, _), size in zip(coded, sizes):
-                combined = combined * size + c
+            for c, size in zip(coded, sizes):
+                combined = combined * size + c.codes
             span = int(np.prod(sizes, dtype=np.float64))
             if span <= 4 * n + 1024:
                 seen = np.bincount(combined, minlength=span)
@@ -989,12 +1003,11 @@ class GroupStates:
         present = np.flatnonzero(counts)
         # the key tuple of each present local group
         if uniq_codes is None:
-            values = coded[0][1].take(pa.array(present)).to_pylist()
-            tuples = [(v,) for v in values]
+            tuples = [(v,) for v in coded[0].decode(present)]
         else:
             cols, rest = [], uniq_codes[present]
-            for (_, d), size in reversed(list(zip(coded, sizes))):
-                cols.append(d.take(pa.array(rest % size)).to_pylist())
+            for c, size in reversed(list(zip(coded, sizes))):
+                cols.append(c.decode(rest % size))
                 rest = rest // size
             tuples = list(zip(*reversed(cols)))
         gids = np.full(n_local, -1, dtype=np.int64)

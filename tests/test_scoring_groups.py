@@ -403,3 +403,19 @@ def test_by_sum_reduction(data):
         idx = model == m
         close(row["loss"], ce_ref(x[idx], y[idx], reduction="sum"))
         close(row["loss"], res.group_states[(m,)][1]["cross_entropy"].finalize("sum"))
+
+
+@pytest.mark.parametrize("keys", [np.array([-5, 3, -5, 7] * 250, dtype=np.int8),
+                                  np.array([2**64 - 1, 3, 2**63, 3] * 250, dtype=np.uint64),
+                                  np.array([10**15, -(10**15), 7, 10**15] * 250, dtype=np.int64)])
+def test_integer_keys_of_any_range(keys):
+    """Small-range integer keys are coded by their offset, wide-range ones hashed: same groups either way."""
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal(len(keys)), rng.standard_normal(len(keys))
+    res = fl.score_table(pa.table({"x": x, "y": y, "k": keys}), "mse_loss", "x", "y", by="k", batch_size=300)
+    got = group_rows(res.groups, ["k"])
+    assert set(got) == {(int(v),) for v in np.unique(keys)}
+    for (k,), row in got.items():
+        m = keys == keys.dtype.type(k)
+        close(row["loss"], F.mse_loss(t64(x[m]), t64(y[m])))
+    assert res.groups.schema.field("k").type == pa.from_numpy_dtype(keys.dtype)
