@@ -267,7 +267,7 @@ def current_umask():
 
 
 def test_several_losses_and_text_table(capsys, grouped):
-    path, x, y, country = grouped
+    path, x, y, _ = grouped
     status, out, _ = run(capsys, path, "--loss", "cross_entropy", "--loss", "softmax_focal_loss:gamma=2",
                          "--loss", "multi_margin_loss", *GBASE, "--by", "country")
     assert status == 0

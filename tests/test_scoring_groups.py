@@ -203,7 +203,7 @@ def test_per_row_one_kernel_pass(data, tmp_path, monkeypatch):
 
 
 def test_key_of_several_columns(data, tmp_path):
-    path, x, y, _, country, model, _ = data
+    path, _, _, _, country, model, _ = data
     out = tmp_path / "rows.parquet"
     fl.score_parquet(path, "cross_entropy", "logits", "label", per_row=out, key=["id", "country", "model"],
                      batch_size=500)
