@@ -1114,7 +1114,7 @@ def _count_is_denominator(spec, kwargs, args):
 _POSITION = re.compile(r"^(\w+) (.*?) at position (\d+|\((\d+)(?:, \d+)*\))(.*)$", re.DOTALL)
 
 
-def _located(exc, spec, argcols, batch):
+def _located(exc, spec, argcols, batch, weight=None):
     """The loss's error for a batch, re-worded to name the column, the file and the row in the file
     (the kernel reports the position within the batch)."""
     msg = str(exc.args[0]) if exc.args else str(exc)
@@ -1125,6 +1125,8 @@ def _located(exc, spec, argcols, batch):
     i = int(first) if first is not None else int(pos)
     params = spec.data_params
     col = argcols[params.index(arg)] if arg in params and params.index(arg) < len(argcols) else None
+    if arg == "weight" and weight is not None and middle.startswith("(sample weights)"):
+        col = weight
     if isinstance(col, tuple):
         inner = [int(x) for x in re.findall(r"\d+", pos)]
         col = col[inner[1]] if len(inner) > 1 and inner[1] < len(col) else ", ".join(col)
@@ -1256,7 +1258,7 @@ def _score_batches(batches, specs, *, inputs, target, weight=None, by=(), key=()
                     st, per_item = _score_one(sp, s, kwargs[s], args, w, num_threads, writer is not None,
                                               groups, grouping)
                 except (IndexError, ValueError) as exc:
-                    located = _located(exc, sp, argcols[s], batch)
+                    located = _located(exc, sp, argcols[s], batch, weight)
                     if located is None:
                         raise
                     raise located from None

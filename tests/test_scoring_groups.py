@@ -419,3 +419,59 @@ def test_integer_keys_of_any_range(keys):
         m = keys == keys.dtype.type(k)
         close(row["loss"], F.mse_loss(t64(x[m]), t64(y[m])))
     assert res.groups.schema.field("k").type == pa.from_numpy_dtype(keys.dtype)
+
+
+def _column_losses():
+    """The scorable losses whose reference sample is columns: every argument 1-d or 2-d, one row each."""
+    out = []
+    for name in scoring.loss_names():
+        ref = REFERENCES.get(name)
+        if ref is None or ref.torch_ref is None:
+            continue
+        args, _ = ref.sample(np.random.default_rng(0), 300, np.float64)
+        if all(np.ndim(a) in (1, 2) for a in args) and len({len(a) for a in args}) == 1:
+            out.append(name)
+    return out
+
+
+@pytest.mark.parametrize("name", _column_losses())
+def test_every_column_loss_by_group_and_per_row(name, tmp_path):
+    """One kernel pass (reduction="none") gives each group's state and the per-row file, for every loss
+    that can be scored from columns: each group's loss is the float64 torch reference's mean over the
+    group's rows, and the per-row file its reduction="none" values (a vector row's mean)."""
+    ref = REFERENCES[name]
+    rng = np.random.default_rng(9)
+    args, kw = ref.sample(rng, 600, np.float64)
+    n = len(args[0])
+    g = rng.integers(0, 3, n)
+    names = [f"a{j}" for j in range(len(args))]
+    cols = {c: (fixed_list(np.ascontiguousarray(a)) if np.ndim(a) == 2 else a) for c, a in zip(names, args)}
+    table = pa.table({**cols, "g": g})
+    out = tmp_path / "rows.parquet"
+    res = fl.score_table(table, (name, kw), names[:-1], names[-1], by="g", per_row=out,
+                         batch_size=max(n // 5, 1))
+    from fastloss._losses import LOSSES
+    # the mean scoring reports: "batchmean" for distillation_loss, "mean" for the rest (torchvision's
+    # box and sigmoid focal losses default to "none")
+    mean = "batchmean" if LOSSES[name].default_reduction == "batchmean" else "mean"
+    for (k,), row in group_rows(res.groups, ["g"]).items():
+        m = g == k
+        close(row["loss"], ref.torch_ref(*[np.ascontiguousarray(a[m]) for a in args], **kw, reduction=mean))
+    none = ref.torch_ref(*args, **kw, reduction="none")
+    none = none.detach().numpy() if isinstance(none, torch.Tensor) else np.asarray(none)
+    if none.ndim > 1:
+        none = none.reshape(n, -1).mean(axis=1)
+    close(pq.read_table(out).column("loss").to_numpy(), none)
+    close(res.loss, ref.torch_ref(*args, **kw, reduction=mean))
+
+
+@pytest.mark.parametrize("by", [None, "g"])
+def test_negative_sample_weight_names_column_and_row(tmp_path, by):
+    rng = np.random.default_rng(10)
+    x, y = rng.standard_normal(400), rng.standard_normal(400)
+    w = rng.uniform(0.5, 1.5, 400)
+    w[321] = -2.0
+    path = tmp_path / "w.parquet"
+    pq.write_table(pa.table({"x": x, "y": y, "w": w, "g": np.arange(400) % 3}), path, row_group_size=150)
+    with pytest.raises(ValueError, match=r"column 'w' .*must be >= 0, got -2.0 in row 321 of .*w.parquet"):
+        fl.score_parquet(path, "mse_loss", "x", "y", weight="w", by=by, batch_size=100)
