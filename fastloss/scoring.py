@@ -392,6 +392,13 @@ def _constant(value, typ, n):
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], type=typ))
 
 
+def _key_type(t):
+    """The type of a group key column in the groups table: a dictionary's values, string for string_view."""
+    pa = _pyarrow()
+    t = t.value_type if pa.types.is_dictionary(t) else t
+    return pa.string() if getattr(pa.types, "is_string_view", lambda _: False)(t) else t
+
+
 class ParquetSource:
     """Record batches of the needed columns of one or more Parquet files (or directories of them, read
     recursively; ``key=value`` directories give Hive partition columns, usable as group or key
@@ -423,6 +430,10 @@ class ParquetSource:
             _check_columns(names, ftype, self.columns, self.numeric, self.keys, p)
             self.files.append(pf)
         self.total_rows = sum(pf.metadata.num_rows for pf in self.files)
+
+    def column_type(self, c):
+        schema = self.files[0].schema_arrow
+        return schema.field(c).type if c in schema.names else self.partitions[c][0]
 
     def _count_nulls(self, pf, path, name):
         if name not in pf.schema_arrow.names:            # a partition column: null for the whole file
@@ -469,6 +480,9 @@ class TableSource:
         self.nulls = nulls
         self.total_rows = 0      # not known before the stream is read
         self._counted = {}
+
+    def column_type(self, c):
+        return self.reader.schema.field(c).type
 
     def batches(self):
         start = 0
@@ -527,6 +541,9 @@ class NumpySource:
         if len(set(lengths.values())) > 1:
             raise ValueError(f"columns have different numbers of rows: {lengths}")
         self.total_rows = next(iter(lengths.values()), 0)
+
+    def column_type(self, c):
+        return _pyarrow().from_numpy_dtype(self.arrays[c].dtype)
 
     def batches(self):
         pa = _pyarrow() if len(self.numeric) < len(self.columns) else None
@@ -948,10 +965,11 @@ class GroupStates:
     :meth:`LossState.merge` does.  Memory: a few arrays of the number of groups.
     """
 
-    def __init__(self, by, specs):
+    def __init__(self, by, specs, types=None):
         self.by = list(by)
         self.specs = list(specs)
         self.types = None
+        self.schema_types = types        # the key types of the table of no rows
         self.index = {}                 # key tuple -> group id
         self.keys = []
         cap = 64
@@ -974,12 +992,8 @@ class GroupStates:
 
     def assign(self, key_arrays):
         """Key columns of a batch -> (local ids (n,), global ids of the local groups, rows per local group)."""
-        pa = _pyarrow()
         if self.types is None:
-            types = [a.type.value_type if pa.types.is_dictionary(a.type) else a.type for a in key_arrays]
-            # (Polars' string_view keys come back as plain strings)
-            self.types = [pa.string() if getattr(pa.types, "is_string_view", lambda _: False)(t) else t
-                          for t in types]
+            self.types = [_key_type(a.type) for a in key_arrays]     # (Polars' string_view keys: plain strings)
         n = len(key_arrays[0])
         coded = [_Coded(a, n) for a in key_arrays]
         if len(coded) == 1:
@@ -1070,7 +1084,7 @@ class GroupStates:
         sorted by the keys."""
         pa = _pyarrow()
         keys, g = self.keys, len(self.keys)
-        types = self.types or [pa.null()] * len(self.by)
+        types = self.types or self.schema_types or [pa.null()] * len(self.by)
         cols = {name: pa.array([k[j] for k in keys], type=types[j]) for j, name in enumerate(self.by)}
         cols["rows"] = pa.array(self.rows[:g])
         one = len(self.specs) == 1
@@ -1211,7 +1225,7 @@ def _stacked(cols, names):
 
 
 def _score_batches(batches, specs, *, inputs, target, weight=None, by=(), key=(), num_threads=1,
-                   writer=None, progress=None, total_rows=0):
+                   writer=None, progress=None, total_rows=0, key_types=None):
     """The scoring engine: fold batches into one state per loss (and per group).
 
     Parameters: ``batches``, an iterable of :class:`Batch` (``cols``: numeric columns as ndarrays,
@@ -1220,7 +1234,8 @@ def _score_batches(batches, specs, *, inputs, target, weight=None, by=(), key=()
     and ``target``, the loss's data columns (see :func:`_arguments`); ``weight``, the sample-weight
     column or None; ``by``, the group columns (empty: no groups); ``key``, the columns passed to
     ``writer`` (a :class:`PerRowWriter` or None); ``num_threads``, kernel threads; ``progress``,
-    ``progress(rows_read, total_rows)`` after each batch.
+    ``progress(rows_read, total_rows)`` after each batch; ``key_types``, the Arrow types of the ``by``
+    columns for a groups table of no rows (optional).
 
     Returns ``(states, groups, rows)``: ``states`` a list of :class:`LossState` (one per spec, merged
     in batch order), ``groups`` a :class:`GroupStates` (None without ``by``; ``.states()`` gives
@@ -1231,7 +1246,7 @@ def _score_batches(batches, specs, *, inputs, target, weight=None, by=(), key=()
     the item count: the loss's own ``weight``, labels equal to ``ignore_index``).
     """
     from .state import LossState
-    groups = GroupStates(by, specs) if by else None
+    groups = GroupStates(by, specs, key_types) if by else None
     states = [LossState.empty(sp.name) for sp in specs]
     argcols = [_arguments(sp, inputs, target) for sp in specs]
     kwargs = [dict(sp.call_kwargs()) for sp in specs]
@@ -1360,7 +1375,8 @@ def _score(make_source, caller, loss, input, target, weight, per_row, key, by, b
             states, groups, rows = _score_batches(batches, specs, inputs=inputs,
                                                   target=target, weight=weight, by=groups_by, key=keys,
                                                   num_threads=num_threads, writer=writer, progress=progress,
-                                                  total_rows=src.total_rows)
+                                                  total_rows=src.total_rows,
+                                                  key_types=[_key_type(src.column_type(c)) for c in groups_by])
             if writer is not None:
                 writer.commit()
         except BaseException:

@@ -475,3 +475,11 @@ def test_negative_sample_weight_names_column_and_row(tmp_path, by):
     pq.write_table(pa.table({"x": x, "y": y, "w": w, "g": np.arange(400) % 3}), path, row_group_size=150)
     with pytest.raises(ValueError, match=r"column 'w' .*must be >= 0, got -2.0 in row 321 of .*w.parquet"):
         fl.score_parquet(path, "mse_loss", "x", "y", weight="w", by=by, batch_size=100)
+
+
+def test_groups_of_no_rows_keep_the_key_types():
+    t = pa.table({"x": pa.array([], pa.float64()), "y": pa.array([], pa.float64()), "g": pa.array([], pa.string()),
+                  "d": pa.array([], pa.date32())})
+    res = fl.score_table(t, "mse_loss", "x", "y", by=["g", "d"])
+    assert res.rows == 0 and res.groups.num_rows == 0
+    assert res.groups.schema.field("g").type == pa.string() and res.groups.schema.field("d").type == pa.date32()
