@@ -17,9 +17,9 @@ from ._metric import *  # noqa: F401,F403
 from ._binary import *  # noqa: F401,F403
 from ._segmentation import *  # noqa: F401,F403
 from .state import LossState, partial  # noqa: F401  (mergeable states: chunked / distributed scoring)
-from .scoring import score_parquet, score_file, ScoreResult  # noqa: F401  (pyarrow imported on use)
+from .scoring import score_parquet, score_file, score_table, ScoreResult  # noqa: F401  (pyarrow imported on use)
 
 __all__ = ["get_num_threads", "set_num_threads", "openmp_enabled", "show_config", "config",
            *_classification.__all__, *_regression.__all__, *_boxes.__all__, *_metric.__all__,
            *_binary.__all__, *_segmentation.__all__, "LossState", "partial",
-           "score_parquet", "score_file", "ScoreResult"]
+           "score_parquet", "score_file", "score_table", "ScoreResult"]

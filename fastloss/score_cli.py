@@ -4,8 +4,11 @@
     fastloss score 'data/part-*.parquet' --loss mse_loss --input pred --target y --weight w --json
     fastloss score boxes.parquet --loss generalized_box_iou_loss --input pred_box --target gt_box \\
         --per-row losses.parquet --key id --param eps=1e-6
+    fastloss score preds.parquet --loss cross_entropy --loss softmax_focal_loss:gamma=2 \\
+        --input logits --target label --by country --output groups.parquet
 
-FILE is a Parquet file, a directory of them, a .npy / .npz file, or a quoted glob pattern that
+FILE is a Parquet file, a directory of them (read recursively; key=value directories are Hive
+partition columns, usable with --by and --key), a .npy / .npz file, or a quoted glob pattern that
 fastloss expands itself (sorted).  CSV is not supported: convert it to Parquet first.
 Prints a progress line with rows/s on stderr (when stderr is a terminal, and never with --json), then
 a summary (loss, rows, weight sum, seconds, rows/s) on stdout, or one JSON object with --json.
@@ -14,7 +17,6 @@ file) is one line on stderr starting with ``fastloss score: error:`` and exit st
 errors) or 1 (data errors) -- never a traceback (set FASTLOSS_DEBUG=1 to see one).
 """
 import argparse
-import ast
 import glob
 import json
 import os
@@ -50,15 +52,11 @@ def _fail(message, status=1):
 
 def _param(text):
     """``key=value`` -> (key, value); the value is a Python literal when it parses as one, else a string."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"--param expects key=value, got {text!r}")
+    from .scoring import parse_param
     try:
-        value = ast.literal_eval(raw.strip())
-    except (ValueError, SyntaxError):
-        value = raw.strip()
-    return key, value
+        return parse_param(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--param expects key=value, got {text!r}") from None
 
 
 def _positive(text):
@@ -78,18 +76,25 @@ def _parser():
                        epilog="\n\n".join(doc.split("\n\n")[1:]))
     p.add_argument("files", nargs="+", metavar="FILE",
                    help="Parquet files (or directories of them), .npy / .npz files, or quoted glob patterns")
-    p.add_argument("--loss", required=True, help="a fastloss loss name, e.g. cross_entropy")
+    p.add_argument("--loss", required=True, action="append", metavar="NAME[:KEY=VALUE,...]",
+                   help="a fastloss loss name, e.g. cross_entropy, with its own parameters after a colon "
+                        "(softmax_focal_loss:gamma=2); repeat it to score several losses in one read")
     p.add_argument("--input", required=True, metavar="COL", action="append",
                    help="column of predictions (logits, scores, boxes); repeat it for losses with several "
-                        "(margin_ranking_loss: --input x1 --input x2 --target y)")
+                        "(margin_ranking_loss: --input x1 --input x2 --target y), or to stack columns into "
+                        "one vector per row for a loss of one input (--input p0 --input p1 --input p2)")
     p.add_argument("--target", required=True, metavar="COL", help="column of targets (labels, values, boxes)")
     p.add_argument("--weight", metavar="COL", help="column of per-row sample weights")
     p.add_argument("--per-row", metavar="OUT.parquet", help="write each row's loss (with --key) to this file")
-    p.add_argument("--key", metavar="COL",
-                   help="column passed through to --per-row output (default: a row index)")
+    p.add_argument("--key", metavar="COL", action="append",
+                   help="column passed through to --per-row output (default: a row index); repeatable")
+    p.add_argument("--by", metavar="COL", action="append",
+                   help="group column (integers, strings, dates): the loss per group; repeatable")
+    p.add_argument("--output", metavar="GROUPS.parquet",
+                   help="with --by: write the per-group table (keys, rows, loss, weight sum) to this file")
     p.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
-                   help="a loss parameter, e.g. --param label_smoothing=0.1 (repeatable); the loss's own "
-                        "weight: --param 'weight=[1, 2, 0.5]'")
+                   help="a loss parameter, e.g. --param label_smoothing=0.1 (repeatable; given to every "
+                        "--loss); the loss's own weight: --param 'weight=[1, 2, 0.5]'")
     p.add_argument("--reduction", choices=("mean", "sum"), default="mean", help="default: mean")
     p.add_argument("--batch-size", type=_positive, default=65536, metavar="N", help="rows per batch (65536)")
     p.add_argument("--nulls", choices=("error", "skip"), default="error",
@@ -137,7 +142,7 @@ def _human(rate):
     return f"{rate:.0f}"
 
 
-def _check_params(loss, params):
+def _check_params(loss, params, where="--param"):
     """Unknown parameter names of the loss -> a one-line error (before reading any data).  Returns the
     keyword arguments for the scoring call (the loss's own ``weight`` travels as ``loss_weight``)."""
     import difflib
@@ -149,12 +154,12 @@ def _check_params(loss, params):
                 "return_grad": "not for scoring", "size_average": "deprecated", "reduce": "deprecated"}
     for key in params:
         if key in reserved:
-            _fail(f"--param {key}: {reserved[key]}", status=2)
+            _fail(f"{where} {key}: {reserved[key]}", status=2)
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             usable = ", ".join(n for n in names if n not in reserved)
-            _fail(f"--param {key}: {loss} has no parameter {key!r}{hint}; its parameters are: {usable}",
+            _fail(f"{where} {key}: {loss} has no parameter {key!r}{hint}; its parameters are: {usable}",
                   status=2)
     return {("loss_weight" if k == "weight" else k): v for k, v in params.items()}
 
@@ -178,69 +183,118 @@ def _expand_files(patterns):
     return files
 
 
-def _check_per_row(path):
-    """The --per-row destination, checked before any data is read (a clear message naming the user's
+def _check_destination(path, option="--per-row"):
+    """An output destination, checked before any data is read (a clear message naming the user's
     path, not the temporary file the output is written to first)."""
     parent = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
-        _fail(f"--per-row {path}: is a directory", status=2)
+        _fail(f"{option} {path}: is a directory", status=2)
     if not os.path.isdir(parent):
-        _fail(f"--per-row {path}: directory {parent} does not exist", status=2)
+        _fail(f"{option} {path}: directory {parent} does not exist", status=2)
     if not os.access(parent, os.W_OK | os.X_OK):
-        _fail(f"--per-row {path}: directory {parent} is not writable", status=2)
+        _fail(f"{option} {path}: directory {parent} is not writable", status=2)
 
 
-def _hide_temporary(message, per_row):
-    """An error message with the per-row output's temporary file name (``.NAME.XXXX.tmp`` in the
+def _hide_temporary(message, *outputs):
+    """An error message with an output's temporary file name (``.NAME.XXXX.tmp`` in the
     destination's directory, see fastloss.scoring.PerRowWriter) replaced by the destination."""
-    if not per_row:
-        return message
-    name = re.escape(os.path.basename(os.fspath(per_row)))
-    return re.sub(r"[^\s'\"]*\." + name + r"\.[^\s'\"/]*\.tmp", lambda _: os.fspath(per_row), message)
+    for out in outputs:
+        if out:
+            name = re.escape(os.path.basename(os.fspath(out)))
+            message = re.sub(r"[^\s'\"]*\." + name + r"\.[^\s'\"/]*\.tmp", lambda _, o=out: os.fspath(o),
+                             message)
+    return message
+
+
+def _losses(args):
+    """The --loss options -> [(name, own params)], each checked (with the shared --param) before any
+    data is read."""
+    from .scoring import parse_loss
+    shared = dict(args.param)
+    out = []
+    for text in args.loss:
+        try:
+            name, own = parse_loss(text)
+        except ValueError as exc:
+            _fail(f"--loss {text}: {exc}", status=2)
+        both = sorted(set(own) & set(shared))
+        if both:
+            _fail(f"--loss {text}: parameter {both[0]} is also given with --param; give it once", status=2)
+        _check_params(name, shared)
+        out.append((name, _check_params(name, own, where=f"--loss {name}:")))
+    return out
+
+
+def _print_groups(table, limit=20):
+    """The per-group table, its first ``limit`` rows, as aligned text."""
+    rows = table.slice(0, limit).to_pylist()
+    names = table.column_names
+    cells = [[f"{v:.10g}" if isinstance(v, float) else str(v) for v in (r[c] for c in names)] for r in rows]
+    widths = [max([len(c)] + [len(r[j]) for r in cells]) for j, c in enumerate(names)]
+    print("  ".join(c.rjust(w) for c, w in zip(names, widths)))
+    for r in cells:
+        print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
+    if table.num_rows > limit:
+        print(f"... {table.num_rows - limit:,} more groups (--output FILE.parquet or --json for all)")
 
 
 def _run(args):
-    from .scoring import score_file
+    from .scoring import score_file, write_table_atomic
     keys = [k for k, _ in args.param]
     repeated = sorted({k for k in keys if keys.count(k) > 1})
     if repeated:
         _fail(f"--param {repeated[0]} is given {keys.count(repeated[0])} times; give each parameter once",
               status=2)
-    params = _check_params(args.loss, dict(args.param))
+    losses = _losses(args)
+    params = _check_params(losses[0][0], dict(args.param))
     files = _expand_files(args.files)
     if args.per_row is not None:
-        _check_per_row(args.per_row)
+        _check_destination(args.per_row)
+    if args.output is not None:
+        if not args.by:
+            _fail("--output writes the per-group table: give --by COL too", status=2)
+        _check_destination(args.output, "--output")
     show = args.progress if args.progress is not None else (not args.json and sys.stderr.isatty())
     progress = _Progress(sys.stderr) if show else None
     try:
         inputs = args.input[0] if len(args.input) == 1 else args.input
-        result = score_file(files, args.loss, inputs, args.target, weight=args.weight,
-                            per_row=args.per_row, key=args.key, batch_size=args.batch_size, nulls=args.nulls,
-                            num_threads=args.threads, reduction=args.reduction, progress=progress, **params)
+        loss = losses[0][0] if len(losses) == 1 and not losses[0][1] else list(losses)
+        result = score_file(files, loss, inputs, args.target, weight=args.weight,
+                            per_row=args.per_row, key=args.key, by=args.by, batch_size=args.batch_size,
+                            nulls=args.nulls, num_threads=args.threads, reduction=args.reduction,
+                            progress=progress, **params)
     finally:
         if progress is not None:
             progress.close()
+    if args.output is not None:
+        write_table_atomic(result.groups, args.output)
     if args.json:
-        print(json.dumps({"loss_name": args.loss, **result.to_dict()}))
+        print(json.dumps({"loss_name": args.loss[0] if len(args.loss) == 1 else list(args.loss),
+                          **result.to_dict(), **({"output": args.output} if args.output else {})}))
     else:
-        print(f"loss ({args.reduction}) of {args.loss}: {result.loss:.10g}")
+        for label, value in result.losses.items():
+            print(f"loss ({args.reduction}) of {label}: {value:.10g}")
         skipped = f" ({result.skipped:,} skipped for nulls)" if result.skipped else ""
         print(f"rows: {result.rows:,}{skipped}")
-        print(f"weight sum: {result.weight_sum:.10g}")
+        for label, state in result.states.items():
+            print(f"weight sum{'' if len(result.states) == 1 else ' of ' + label}: {state.weight_sum:.10g}")
         print(f"seconds: {result.seconds:.3f}")
         print(f"rows/s: {result.rows_per_s:,.0f}")
         if result.per_row:
             print(f"per-row losses: {result.per_row}")
+        if result.groups is not None:
+            print(f"groups: {result.groups.num_rows:,}" + (f" (written to {args.output})" if args.output else ""))
+            _print_groups(result.groups)
     return 0
 
 
 def main(argv=None):
     """Entry point of ``fastloss score``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    per_row = None
+    per_row = output = None
     try:
         args = _parser().parse_args(argv)
-        per_row = args.per_row
+        per_row, output = args.per_row, args.output
         return _run(args)
     except _Failure as exc:
         message, status = str(exc), exc.status
@@ -251,7 +305,7 @@ def main(argv=None):
         if os.environ.get("FASTLOSS_DEBUG"):
             raise
         message, status = _describe(exc), 1
-    message = _hide_temporary(message, per_row)
+    message = _hide_temporary(message, per_row, output)
     print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
     return status
 

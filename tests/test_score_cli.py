@@ -217,3 +217,114 @@ def test_python_dash_m_dispatch(data):
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.startswith("fastloss score: error: unknown loss 'nope'")
     assert "Traceback" not in bad.stderr
+
+
+# ------------------------------------------------------------------------------ issue 20: groups, several losses
+
+@pytest.fixture
+def grouped(tmp_path):
+    rng = np.random.default_rng(20)
+    n = 1500
+    x, y = rng.standard_normal((n, 4)), rng.integers(0, 4, n)
+    country = rng.choice(["de", "fr", "us"], n)
+    nulls = pa.array(country, mask=np.arange(n) % 500 == 11)             # 3 null keys
+    path = tmp_path / "g.parquet"
+    pq.write_table(pa.table({"logits": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 4), "label": y,
+                             "country": country, "country_n": nulls, "score": x[:, 0],
+                             **{f"p{j}": x[:, j] for j in range(4)}}), path, row_group_size=400)
+    return path, x, y, country
+
+
+GBASE = ("--input", "logits", "--target", "label")
+
+
+def test_by_json_and_output(capsys, grouped, tmp_path):
+    path, x, y, country = grouped
+    out_path = tmp_path / "groups.parquet"
+    status, out, err = run(capsys, path, "--loss", "cross_entropy", *GBASE, "--by", "country", "--json",
+                           "--output", out_path, "--batch-size", "128")
+    assert status == 0 and err == ""
+    rec = json.loads(out)
+    close(rec["loss"], ce_ref(x, y))
+    assert [g["country"] for g in rec["groups"]] == ["de", "fr", "us"]
+    table = pq.read_table(out_path)
+    assert table.column_names == ["country", "rows", "loss", "weight_sum"]
+    for g, row in zip(rec["groups"], table.to_pylist()):
+        m = country == g["country"]
+        assert g == row and g["rows"] == m.sum()
+        close(g["loss"], ce_ref(x[m], y[m]))
+    assert stat_mode(out_path) == 0o666 & ~current_umask()
+
+
+def stat_mode(p):
+    return os.stat(p).st_mode & 0o777
+
+
+def current_umask():
+    m = os.umask(0o022)
+    os.umask(m)
+    return m
+
+
+def test_several_losses_and_text_table(capsys, grouped):
+    path, x, y, _ = grouped
+    status, out, _ = run(capsys, path, "--loss", "cross_entropy", "--loss", "softmax_focal_loss:gamma=2",
+                         "--loss", "multi_margin_loss", *GBASE, "--by", "country")
+    assert status == 0
+    lines = out.splitlines()
+    got = float(next(line for line in lines if line.startswith("loss (mean) of softmax_focal_loss:")).split(": ")[1])
+    from fastloss._reference import REFERENCES
+    ref = REFERENCES["softmax_focal_loss"].torch_ref(x, y, gamma=2.0).item()
+    assert abs(got - ref) <= 1e-9 * abs(ref)
+    assert "groups: 3" in out and any(line.split()[:1] == ["de"] for line in lines)
+    status, out, _ = run(capsys, path, "--loss", "cross_entropy", "--loss", "multi_margin_loss", *GBASE, "--json")
+    rec = json.loads(out)
+    assert rec["loss_name"] == ["cross_entropy", "multi_margin_loss"]
+    close(rec["losses"]["multi_margin_loss"], REFERENCES["multi_margin_loss"].torch_ref(x, y).item())
+
+
+def test_repeated_input_stacks_columns(capsys, grouped):
+    path, x, y, _ = grouped
+    status, out, err = run(capsys, path, "--loss", "cross_entropy", *(a for j in range(4) for a in ("--input", f"p{j}")),
+                           "--target", "label", "--json")
+    assert status == 0, err
+    close(json.loads(out)["loss"], ce_ref(x, y))
+
+
+def test_bad_label_names_the_row_in_the_file(capsys, tmp_path):
+    x = np.zeros((1000, 3))
+    y = np.zeros(1000, dtype=np.int64)
+    y[500] = 5
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"x": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), 3), "y": y}), path)
+    got, _, err = run(capsys, path, "--loss", "cross_entropy", "--input", "x", "--target", "y", "--batch-size", "100")
+    assert got == 1 and err.count("\n") == 1
+    assert "column 'y'" in err and "row 500 of" in err and str(path) in err and "position 0" not in err
+
+
+@pytest.mark.parametrize("argv, status, message", [
+    (("--by", "contry"), 1, "column 'contry' not found .*did you mean 'country'"),
+    (("--by", "score"), 1, "group column 'score' .* has type double; a group key must be integers, strings or dates"),
+    (("--by", "country_n"), 1, "column 'country_n' of .* has 3 null rows; pass nulls='skip'"),
+    (("--output", "g.parquet"), 2, "--output writes the per-group table: give --by"),
+    (("--loss", "softmax_focal_loss:gama=2"), 2, "softmax_focal_loss has no parameter 'gama' .*'gamma'"),
+])
+def test_group_errors_are_one_line(capsys, grouped, argv, status, message):
+    path, *_ = grouped
+    loss = () if "--loss" in argv else ("--loss", "cross_entropy")
+    got, out, err = run(capsys, path, *loss, *GBASE, *argv)
+    assert got == status and out == ""
+    assert err.count("\n") == 1 and err.startswith("fastloss score: error: ") and "Traceback" not in err
+    assert re.search(message, err), err
+
+
+def test_null_keys_skipped(capsys, grouped):
+    path, x, y, country = grouped
+    status, out, _ = run(capsys, path, "--loss", "cross_entropy", *GBASE, "--by", "country_n", "--nulls", "skip",
+                         "--json")
+    rec = json.loads(out)
+    keep = np.arange(len(y)) % 500 != 11
+    assert status == 0 and rec["skipped"] == 3 and rec["rows"] == keep.sum()
+    for g in rec["groups"]:
+        m = keep & (country == g["country_n"])
+        close(g["loss"], ce_ref(x[m], y[m]))

@@ -116,6 +116,8 @@ def _valid_calls(tmpdir):
         pqf = os.path.join(tmpdir, "scores.parquet")
         pq.write_table(pa.table({"x": x, "y": y}), pqf)
         calls.append(("score_parquet", fl.score_parquet, (pqf, "mse_loss", "x", "y"), {}, None, False))
+        calls.append(("score_table", fl.score_table, (pa.table({"x": x, "y": y, "g": np.arange(len(x)) % 2}),
+                                                      "mse_loss", "x", "y"), {"by": "g"}, None, False))
     except ImportError:  # pragma: no cover - pyarrow is a test dependency
         pass
     calls.append(("ScoreResult", fl.ScoreResult, (0.5, "mean", 3, 0, 3.0, 0.1, state), {}, None, False))

@@ -223,6 +223,11 @@ def check_scoring(path: str) -> None:
     assert_type(res.loss, float)
     assert_type(res.state, fl.LossState)
     assert_type(res.rows_per_s, float)
+    many = assert_type(fl.score_parquet(path, ["cross_entropy", ("softmax_focal_loss", {"gamma": 2.0})],
+                                        "logits", "label", by=["country", "day"], key=["id"]), fl.ScoreResult)
+    assert_type(many.losses, dict[str, float])
+    assert_type(fl.score_table(object(), "cross_entropy", "logits", "label", by="country", weight=[1.0, 2.0]),
+                fl.ScoreResult)
 
 
 def check_dask(x: da.Array, y: da.Array, df: dd.DataFrame) -> None:
