@@ -21,6 +21,13 @@ node (TwoSum-compensated, see ``fastloss/state.py``) and the root finalizes.  Fo
 tree is fixed, so the result is the same bits on every run, cluster and worker count; any chunking
 agrees with the in-memory loss within float64 rounding.
 
+Parquet files without ``dask.dataframe``: ``score_parquet`` (the options of ``fastloss.score_parquet``,
+``by=`` group keys included) runs one task per group of row groups, read by pyarrow in the worker::
+
+    fld.score_parquet("scores/", "cross_entropy", "logits", "label", by="country").compute()   # pyarrow.Table
+
+Every loss is also a function of its name: ``fld.cross_entropy(x, y)`` is ``fld.loss("cross_entropy", x, y)``.
+
 ``partial`` / ``partial_frame`` return the lazy :class:`fastloss.LossState` (a ``dask.delayed``
 object), to merge with states of other data; ``loss`` / ``loss_frame`` the lazy float.  Losses that look
 at the whole batch (in-batch mining and negatives: ``batch_hard_triplet_loss``, ``info_nce_loss``, ...)
