@@ -318,10 +318,60 @@ def _frame_array(df, spec):
     return _series_array(df[spec], spec)
 
 
-def _frame_chunk_state(df, name, num_threads, kwargs, specs, weight_spec):
+def _frame_chunk_state(df, name, num_threads, kwargs, specs, weight_spec, by=None):
     arrays = [_frame_array(df, s) for s in specs]
     w = _frame_array(df, weight_spec) if weight_spec is not None else None
-    return _chunk_state(name, num_threads, kwargs, *arrays, weight=w)
+    if by is None:
+        return _chunk_state(name, num_threads, kwargs, *arrays, weight=w)
+    import pyarrow as pa
+    keys = []
+    for c in by:
+        nulls = int(df[c].isna().sum())
+        if nulls:
+            raise ValueError(f"group key column {c!r} has {nulls} null value(s)")
+        a = pa.array(df[c])
+        keys.append(a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a)
+    groups = {}
+    if len(df):
+        _fold_groups(groups, name, arrays, w, keys, num_threads, kwargs)
+    return groups
+
+
+def _merge_group_dicts(dicts):
+    """{key: [LossState, rows]} dicts merged left to right, per key."""
+    out = {}
+    for d in dicts:
+        for key, (st, rows) in d.items():
+            out[key] = [out[key][0].merge(st), out[key][1] + rows] if key in out else [st, rows]
+    return out
+
+
+def _merge_groups(*dicts):
+    return _merge_group_dicts(dicts)
+
+
+def _group_states(groups):
+    return {k: st for k, (st, _) in groups.items()}
+
+
+def _group_table(groups, reduction, key_columns):
+    """{key: [LossState, rows]} -> pyarrow.Table of the key columns (``key_columns``: (name, Arrow type
+    or None to infer)) and each group's loss, rows and weight_sum, sorted by key."""
+    from .scoring import _pyarrow
+    pa = _pyarrow()
+    keys = sorted(groups)
+    cols = {c: pa.array([k[i] for k in keys], type=t) for i, (c, t) in enumerate(key_columns)}
+    cols["loss"] = pa.array([float(groups[k][0].finalize(reduction)) for k in keys], type=pa.float64())
+    cols["rows"] = pa.array([groups[k][1] for k in keys], type=pa.int64())
+    cols["weight_sum"] = pa.array([float(groups[k][0].weight_sum) for k in keys], type=pa.float64())
+    return pa.table(cols)
+
+
+def _by_columns(by):
+    keys = [by] if isinstance(by, str) else list(by) if isinstance(by, (list, tuple)) else None
+    if not keys or not all(isinstance(k, str) for k in keys):
+        raise TypeError(f"by must be a column name or a list of column names, got {by!r}")
+    return keys
 
 
 def _spec_columns(spec):
@@ -329,8 +379,8 @@ def _spec_columns(spec):
 
 
 def partial_frame(loss: str | Callable[..., Any], frame: dd.DataFrame, input: _Column, target: _Column,
-                  *args: _Column, weight: _Column | None = None, num_threads: int = 1, split_every: int = 8,
-                  **loss_kwargs: Any) -> Delayed:
+                  *args: _Column, weight: _Column | None = None, by: _Column | None = None, num_threads: int = 1,
+                  split_every: int = 8, **loss_kwargs: Any) -> Delayed:
     """The lazy :class:`fastloss.LossState` of a loss over the partitions of a Dask DataFrame.
 
     Columns are chosen as for ``fastloss score``; only those columns are read (a Parquet-backed
@@ -351,6 +401,8 @@ def partial_frame(loss: str | Callable[..., Any], frame: dd.DataFrame, input: _C
         Further positional arguments of the loss, as columns.
     weight : str or list of str, optional
         Keyword-only.  Column of per-row sample weights.
+    by : str or list of str, optional
+        Keyword-only.  Group key column(s): one state per distinct key, merged per key in the tree.
     num_threads : int, optional
         Keyword-only.  Kernel threads per task; default 1.
     split_every : int, optional
@@ -361,7 +413,7 @@ def partial_frame(loss: str | Callable[..., Any], frame: dd.DataFrame, input: _C
     Returns
     -------
     dask.delayed.Delayed
-        A lazy :class:`fastloss.LossState`.
+        A lazy :class:`fastloss.LossState`; with ``by``, a lazy dict {key tuple: LossState}.
 
     Raises
     ------
@@ -371,6 +423,13 @@ def partial_frame(loss: str | Callable[..., Any], frame: dd.DataFrame, input: _C
         Missing columns, a null value (naming its column), lists of different lengths in a column,
         an in-batch or unknown loss.
     """
+    keys = None if by is None else _by_columns(by)
+    root = _frame_root(loss, frame, [input, target, *args], weight, keys, num_threads, split_every, loss_kwargs)
+    return root if keys is None else dask.delayed(_group_states, pure=True)(root)
+
+
+def _frame_root(loss, frame, specs, weight, keys, num_threads, split_every, loss_kwargs):
+    """The root of the frame graph: a lazy LossState, or with key columns {key: [LossState, rows]}."""
     try:
         import dask.dataframe as dd
     except ImportError as exc:       # pragma: no cover
@@ -379,21 +438,21 @@ def partial_frame(loss: str | Callable[..., Any], frame: dd.DataFrame, input: _C
         raise TypeError(f"frame must be a dask.dataframe.DataFrame, got {type(frame).__name__}")
     name = _name(loss)
     _check_threads(num_threads, split_every)
-    specs = [input, target, *args]
-    needed = [c for s in specs + ([weight] if weight is not None else []) for c in _spec_columns(s)]
+    needed = [c for s in specs + ([weight] if weight is not None else []) + (keys or [])
+              for c in _spec_columns(s)]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ValueError(f"columns {missing} not in the frame (its columns: {list(frame.columns)})")
     frame = frame[list(dict.fromkeys(needed))]
     kw = _lazy_constants(loss_kwargs)
     chunk = dask.delayed(_frame_chunk_state, pure=True)
-    states = [chunk(part, name, num_threads, kw, specs, weight) for part in frame.to_delayed()]
-    return _reduce(name, states, split_every)
+    states = [chunk(part, name, num_threads, kw, specs, weight, keys) for part in frame.to_delayed()]
+    return _reduce(name, states, split_every, merge=_merge if keys is None else _merge_groups)
 
 
 def loss_frame(loss: str | Callable[..., Any], frame: dd.DataFrame, input: _Column, target: _Column,
-               *args: _Column, weight: _Column | None = None, reduction: str = "mean", num_threads: int = 1,
-               split_every: int = 8, **loss_kwargs: Any) -> Delayed:
+               *args: _Column, weight: _Column | None = None, by: _Column | None = None, reduction: str = "mean",
+               num_threads: int = 1, split_every: int = 8, **loss_kwargs: Any) -> Delayed:
     """The lazy reduced loss of a fastloss loss over a Dask DataFrame's partitions.
 
     Parameters
@@ -410,6 +469,9 @@ def loss_frame(loss: str | Callable[..., Any], frame: dd.DataFrame, input: _Colu
         Further positional arguments of the loss, as columns.
     weight : str or list of str, optional
         Keyword-only.  Column of per-row sample weights.
+    by : str or list of str, optional
+        Keyword-only.  Group key column(s): the result is then a ``pyarrow.Table`` of the key
+        columns and each group's ``loss``, ``rows`` and ``weight_sum``, sorted by key.
     reduction : {"mean", "sum"}, optional
         Keyword-only.  Default ``"mean"``.
     num_threads : int, optional
@@ -422,7 +484,7 @@ def loss_frame(loss: str | Callable[..., Any], frame: dd.DataFrame, input: _Colu
     Returns
     -------
     dask.delayed.Delayed
-        A lazy Python float.
+        A lazy Python float; with ``by``, a lazy ``pyarrow.Table``.
 
     Examples
     --------
@@ -438,9 +500,11 @@ def loss_frame(loss: str | Callable[..., Any], frame: dd.DataFrame, input: _Colu
     """
     from ._validate import check_reduction
     check_reduction(reduction, ("mean", "sum"))
-    st = partial_frame(loss, frame, input, target, *args, weight=weight, num_threads=num_threads,
-                       split_every=split_every, **loss_kwargs)
-    return dask.delayed(_finalize, pure=True)(st, reduction)
+    keys = None if by is None else _by_columns(by)
+    root = _frame_root(loss, frame, [input, target, *args], weight, keys, num_threads, split_every, loss_kwargs)
+    if keys is None:
+        return dask.delayed(_finalize, pure=True)(root, reduction)
+    return dask.delayed(_group_table, pure=True)(root, reduction, [(k, None) for k in keys])
 
 
 # ------------------------------------------------------------------------------------ Parquet files
@@ -554,14 +618,7 @@ def _merge_parts(*parts):
     read = sum(p[1] for p in parts)
     skipped = sum(p[2] for p in parts)
     if isinstance(parts[0][3], dict):
-        groups = {}
-        for p in parts:
-            for key, (st, rows) in p[3].items():
-                if key in groups:
-                    groups[key] = [groups[key][0].merge(st), groups[key][1] + rows]
-                else:
-                    groups[key] = [st, rows]
-        return started, read, skipped, groups
+        return started, read, skipped, _merge_group_dicts(p[3] for p in parts)
     return started, read, skipped, [LossState.merge_all(p[3][0] for p in parts), sum(p[3][1] for p in parts)]
 
 
@@ -569,20 +626,14 @@ def _score_result(part, reduction, num_threads, key_types):
     """The root: a ScoreResult, or with key columns a pyarrow.Table of per-group results."""
     import time
 
-    from .scoring import ScoreResult, _pyarrow
+    from .scoring import ScoreResult
     started, read, skipped, payload = part
     if key_types is None:
         st, rows = payload
         return ScoreResult(loss=float(st.finalize(reduction)), reduction=reduction, rows=rows, skipped=skipped,
                            weight_sum=float(st.weight_sum), seconds=time.time() - started, state=st,
                            per_row=None, num_threads=num_threads)
-    pa = _pyarrow()
-    keys = sorted(payload)
-    cols = {c: pa.array([k[i] for k in keys], type=t) for i, (c, t) in enumerate(key_types)}
-    cols["loss"] = pa.array([float(payload[k][0].finalize(reduction)) for k in keys], type=pa.float64())
-    cols["rows"] = pa.array([payload[k][1] for k in keys], type=pa.int64())
-    cols["weight_sum"] = pa.array([float(payload[k][0].weight_sum) for k in keys], type=pa.float64())
-    return pa.table(cols)
+    return _group_table(payload, reduction, key_types)
 
 
 def _key_type(column, t, path):
@@ -699,9 +750,7 @@ def score_parquet(paths: Any, loss: str, input: str | Sequence[str], target: str
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{what} must be a positive integer, got {value!r}")
     check_choice(nulls, "nulls", S.NULL_POLICIES)
-    keys = None if by is None else ([by] if isinstance(by, str) else list(by))
-    if keys is not None and (not keys or not all(isinstance(k, str) for k in keys)):
-        raise TypeError(f"by must be a column name or a list of column names, got {by!r}")
+    keys = None if by is None else _by_columns(by)
     inputs = [input] if isinstance(input, str) else list(input)
     numeric = list(dict.fromkeys(c for c in (*inputs, target, weight) if c is not None))
     # opens every file's footer: columns, their types and the row groups, before any task runs

@@ -26,6 +26,9 @@ import fastloss.dask as fld  # noqa: E402
 N, C = 3000, 5
 SYNC = dict(scheduler="sync")
 
+# dask's own Parquet reader uses a pandas argument that pandas 3.1 deprecates (not fastloss's)
+pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword in DataFrame.reset_index")
+
 
 def _data(seed=0):
     rng = np.random.default_rng(seed)
@@ -262,3 +265,26 @@ def test_frame_object_list_cells(keep_object_cells):
         frame = dd.from_pandas(pd.DataFrame({"p": cells, "t": [[1.0, 1.0], [2.0, 2.0]]}), npartitions=1)
         with pytest.raises(exc, match=match):
             fld.loss_frame("mse_loss", frame, "p", "t").compute(**SYNC)
+
+
+def test_frame_by(scores):
+    path, d = scores
+    df = dd.read_parquet(path, split_row_groups=True)
+    assert df.npartitions > 1
+    t = fld.loss_frame("cross_entropy", df, "logits", "label", by=["country", "model"], split_every=2).compute(**SYNC)
+    assert t.column_names == ["country", "model", "loss", "rows", "weight_sum"]
+    keys = list(zip(t.column("country").to_pylist(), t.column("model").to_pylist()))
+    assert keys == sorted(set(zip(d["country"].tolist(), d["model"].tolist())))
+    states = fld.partial_frame("cross_entropy", df, "logits", "label", by=["country", "model"]).compute(**SYNC)
+    assert sorted(states) == keys
+    for i, (c, m) in enumerate(keys):
+        rows = (d["country"] == c) & (d["model"] == m)
+        ref = F.cross_entropy(to_torch64(d["logits"][rows]), to_torch_long(d["label"][rows]))
+        assert t.column("rows")[i].as_py() == rows.sum() == states[(c, m)].count
+        assert_close_spec(t.column("loss")[i].as_py(), float(ref), np.float32, reduced=True, result_type=False)
+        assert_close_spec(states[(c, m)].finalize(), t.column("loss")[i].as_py(), np.float64, reduced=True,
+                          result_type=False)
+    with pytest.raises(TypeError, match="by must be"):
+        fld.loss_frame("cross_entropy", df, "logits", "label", by=3)
+    with pytest.raises(ValueError, match="nope"):
+        fld.loss_frame("cross_entropy", df, "logits", "label", by="nope")
