@@ -529,8 +529,20 @@ def _row_group_tasks(files, rows_per_task):
     return tasks
 
 
+def _dense(code):
+    """Codes (ints >= 0) -> (dense ids 0..G-1 in the codes' order, G): by counting when the codes are
+    small (O(n)), else by sorting."""
+    m = int(code.max()) + 1 if len(code) else 0
+    if m <= 4 * len(code) + 4096:
+        used = np.bincount(code, minlength=m) > 0
+        return (np.cumsum(used) - 1)[code], int(used.sum())
+    uniq, inv = np.unique(code, return_inverse=True)
+    return inv.reshape(-1), len(uniq)
+
+
 def _group_ids(key_arrays):
-    """One batch's key columns -> (group of each row in 0..G-1, each group's key tuple).
+    """One window's key columns -> (row order that sorts the rows by group, group bounds in that
+    order, each group's key tuple).
 
     Each column is dictionary-encoded by pyarrow (dictionary columns keep their own indices); the
     per-column indices are combined into one code per row, re-densified after each column so the
@@ -538,28 +550,29 @@ def _group_ids(key_arrays):
     import pyarrow as pa
     import pyarrow.compute as pc
     from .scoring import _numbers
-    code, parts = None, []
+    code, parts, n_groups = None, [], 0
     for a in key_arrays:
         d = a if pa.types.is_dictionary(a.type) else pc.dictionary_encode(a)
         idx = _numbers(d.indices).astype(np.int64)
         parts.append((d.dictionary, idx))
         code = idx if code is None else code * max(len(d.dictionary), 1) + idx
-        code = np.unique(code, return_inverse=True)[1].reshape(-1)
-    first = np.unique(code, return_index=True)[1]        # the first row of each group, in group order
+        code, n_groups = _dense(code)
+    # a stable sort by group (NumPy's radix sort for 16-bit keys)
+    order = np.argsort(code.astype(np.uint16) if n_groups <= 1 << 16 else code, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(code, minlength=n_groups))])
+    first = order[bounds[:-1]]                           # the first row of each group
     keys = list(zip(*(dictionary.take(pa.array(idx[first])).to_pylist() for dictionary, idx in parts)))
-    return code, keys
+    return order, bounds, keys
 
 
 def _fold_groups(groups, loss, args, weight, key_arrays, num_threads, kwargs):
-    """Adds one batch to ``groups`` ({key tuple: [LossState, rows]}): the batch's rows sorted by
+    """Adds one window of rows to ``groups`` ({key tuple: [LossState, rows]}): the rows sorted by
     group (one gather per argument), then fastloss.partial over each group's contiguous rows."""
     from .state import partial as _partial
-    code, keys = _group_ids(key_arrays)
+    order, bounds, keys = _group_ids(key_arrays)
     if len(keys) > 1:
-        order = np.argsort(code, kind="stable")
-        args = [a[order] for a in args]
-        weight = weight[order] if weight is not None else None
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(code, minlength=len(keys)))])
+        args = [np.take(a, order, axis=0) for a in args]
+        weight = np.take(weight, order, axis=0) if weight is not None else None
     for g, key in enumerate(keys):
         lo, hi = int(bounds[g]), int(bounds[g + 1])
         st = _partial(loss, *(a[lo:hi] for a in args), weight=None if weight is None else weight[lo:hi],
@@ -568,6 +581,27 @@ def _fold_groups(groups, loss, args, weight, key_arrays, num_threads, kwargs):
             groups[key] = [groups[key][0].merge(st), groups[key][1] + hi - lo]
         else:
             groups[key] = [st, hi - lo]
+
+
+# Grouped tasks score windows of at least this many rows (batches concatenated): one fastloss.partial
+# per group and window, so with many small groups the per-call cost is paid per window, not per batch.
+# The window's columns are the memory cost (about 50 MB for 10 float32 logits and an int64 label).
+_GROUP_WINDOW = 1 << 20
+
+
+def _concat_batches(pending):
+    """[(args, weight, key arrays)] of consecutive batches -> one (args, weight, key arrays)."""
+    import pyarrow as pa
+    if len(pending) == 1:
+        return pending[0]
+    args = [np.concatenate(parts) for parts in zip(*(p[0] for p in pending))]
+    w = None if pending[0][1] is None else np.concatenate([p[1] for p in pending])
+    keys = []
+    for parts in zip(*(p[2] for p in pending)):
+        # each batch has its own dictionary: decode before concatenating (re-encoded by _group_ids)
+        keys.append(pa.concat_arrays([a.dictionary_decode() if pa.types.is_dictionary(a.type) else a
+                                      for a in parts]))
+    return args, w, keys
 
 
 def _parquet_task(path, row_groups, loss, inputs, target, weight, by, batch_size, nulls, num_threads, kwargs):
@@ -592,6 +626,14 @@ def _parquet_task(path, row_groups, loss, inputs, target, weight, by, batch_size
                    if (m := S.null_rows(b.column(0))) is not None)
 
     payload = {} if by is not None else [LossState.empty(loss), 0]
+    pending, pending_rows = [], 0          # grouped: batches gathered into windows of >= _GROUP_WINDOW rows
+
+    def fold_pending():
+        if pending:
+            args, w, key_arrays = _concat_batches(pending)
+            _fold_groups(payload, loss, args, w, key_arrays, num_threads, kwargs)
+            pending.clear()
+
     read = 0
     for batch in pf.iter_batches(batch_size=batch_size, row_groups=row_groups, columns=columns):
         read += batch.num_rows
@@ -608,7 +650,12 @@ def _parquet_task(path, row_groups, loss, inputs, target, weight, by, batch_size
             payload = [payload[0].merge(_partial(loss, *args, weight=w, num_threads=num_threads, **kwargs)),
                        payload[1] + len(args[0])]
         else:
-            _fold_groups(payload, loss, args, w, [cols[c] for c in keys], num_threads, kwargs)
+            pending.append((args, w, [cols[c] for c in keys]))
+            pending_rows += len(args[0])
+            if pending_rows >= _GROUP_WINDOW:
+                fold_pending()
+                pending_rows = 0
+    fold_pending()
     return started, read, policy.skipped, payload
 
 
