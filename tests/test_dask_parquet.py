@@ -288,3 +288,13 @@ def test_frame_by(scores):
         fld.loss_frame("cross_entropy", df, "logits", "label", by=3)
     with pytest.raises(ValueError, match="nope"):
         fld.loss_frame("cross_entropy", df, "logits", "label", by="nope")
+
+
+def test_several_input_columns(tmp_path):
+    rng = np.random.default_rng(4)
+    a, b, s = rng.standard_normal(1000), rng.standard_normal(1000), np.sign(rng.standard_normal(1000))
+    pq.write_table(pa.table({"a": a, "b": b, "s": s}), tmp_path / "mr.parquet", row_group_size=100)
+    got = fld.score_parquet(tmp_path / "mr.parquet", "margin_ranking_loss", ["a", "b"], "s", margin=0.1,
+                            rows_per_task=300).compute(**SYNC)
+    assert_close_spec(got.loss, np.mean(np.maximum(0, -s * (a - b) + 0.1)), np.float64, reduced=True,
+                      result_type=False)
