@@ -55,6 +55,10 @@ def _to_numpy(x, name):
         return t.numpy()
     if isinstance(x, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}")
+    if _is_list_column(x, mod):
+        a = _list_column(x, name, mod)
+        if a is not None:
+            return a
     if hasattr(x, "__array__") or hasattr(x, "__array_interface__"):
         return np.asarray(x)
     if hasattr(x, "__dlpack__"):
@@ -66,6 +70,47 @@ def _to_numpy(x, name):
         return np.asarray(x)
     except Exception as exc:  # ragged lists and other non-arrays
         raise TypeError(f"{name} must be array-like: {exc}") from None
+
+
+def _is_list_column(x, mod):
+    """A column of equal-length lists from a dataframe library, recognised without importing it: a
+    pandas Series of object cells or of an ArrowDtype list type, a Polars ``List`` / ``Array`` Series,
+    a pyarrow list array."""
+    dt = getattr(x, "dtype", None)
+    if dt is None:
+        return type(x).__module__.startswith("pyarrow") and "list" in str(getattr(x, "type", ""))
+    if mod.startswith("pandas"):
+        arrow_type = getattr(dt, "pyarrow_dtype", None)          # pandas.ArrowDtype
+        return (isinstance(dt, np.dtype) and dt.kind == "O") or "list" in str(arrow_type or "")
+    return type(dt).__name__ in ("List", "Array") and hasattr(x, "__arrow_c_stream__")    # Polars
+
+
+def _list_column(x, name, mod):
+    """A list column as an (n, k) array through Arrow (one conversion of the whole column, no Python
+    loop per row; a view of the list values where Arrow allows), with scoring's rules: one list length,
+    no nulls.  None when the column turns out not to hold lists."""
+    import pyarrow as pa
+
+    from .scoring import check_column_type, column_array, null_rows
+    try:
+        arr = pa.chunked_array(x) if hasattr(x, "__arrow_c_stream__") and not mod.startswith("pandas") \
+            else pa.array(x)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise TypeError(f"{name} holds values that are not numbers or sequences of numbers: {exc}") from None
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not pa.types.is_list(arr.type) and not pa.types.is_large_list(arr.type) and \
+            not pa.types.is_fixed_size_list(arr.type):
+        return None          # not lists after all (object cells of numbers, strings): NumPy's rules apply
+    try:
+        check_column_type(name, arr.type, "the input")
+    except TypeError:
+        raise TypeError(f"{name} must hold numbers or lists of numbers, got Arrow type {arr.type}") from None
+    bad = null_rows(arr)
+    if bad is not None:
+        raise ValueError(f"{name} has {int(bad.sum())} row(s) holding a missing value (None/null); remove or "
+                         f"fill them first")
+    return column_array(arr, name)
 
 
 def describe(a, x=None):

@@ -214,3 +214,24 @@ def test_clear_import_error_without_dask():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
                          cwd=ROOT)   # "" on sys.path is the cwd: not a source tree without kernels
     assert "pip install 'fastloss[dask]'" in out.stdout
+
+
+def test_score_parquet_on_a_cluster(client, parquet_path):
+    """fastloss.dask.score_parquet's tasks read their row groups in the workers: the result is
+    fastloss.score_parquet's (the same per-batch states, merged in a tree), per group too."""
+    path, d = parquet_path
+    ref = fl.score_parquet(path, "cross_entropy", "logits", "label", batch_size=128)
+    lazy = fld.score_parquet(path, "cross_entropy", "logits", "label", batch_size=128, rows_per_task=256,
+                             split_every=2)
+    res = lazy.compute()
+    assert res.rows == N and res.state.count == ref.state.count and res.weight_sum == ref.weight_sum
+    _close(res.loss, ref.loss, what="tree of 4 tasks")
+    one = fld.score_parquet(path, "cross_entropy", "logits", "label", batch_size=128, rows_per_task=N).compute()
+    assert one.state == ref.state             # one task folds the same batches in the same order
+    groups = fld.score_parquet(path, "mse_loss", "x", "y", weight="w", by="label", rows_per_task=256).compute()
+    assert groups.column("label").to_pylist() == sorted(set(d["labels"].tolist()))
+    for k, loss, rows in zip(*(groups.column(c).to_pylist() for c in ("label", "loss", "rows"))):
+        m = d["labels"] == k
+        x, y, w = (d[c][m].astype(np.float64) for c in ("x", "y", "w"))
+        assert rows == m.sum()
+        _close(loss, (w * (x - y) ** 2).sum() / w.sum(), np.float32, what=f"group {k}")
