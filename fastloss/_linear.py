@@ -283,7 +283,7 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
 
             _parallel(grads, [("hidden", blk) for blk in cols] + [("weight", blk) for blk in vocab], nt)
 
-    value = o if reduction == "none" else V.reduced(total, count, reduction, dtype)
-    if not return_grad:
+    value = o if o is not None else V.reduced(total, count, reduction, dtype)
+    if gh is None or gw is None or gb is None:
         return value
     return value, (gh.reshape(h.shape), gw, gb.astype(dtype))
