@@ -8,10 +8,13 @@ threads (``_parallel``; the GEMMs release the GIL): the same numbers for every `
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import threading
 
 _BLAS_LOCK = threading.Lock()
-_BLAS_USERS = [0, None]     # [calls inside _single_threaded_blas, threadpoolctl limiter of the first]
+_BLAS_USERS = [0, None, None]   # [calls inside _single_threaded_blas, threadpoolctl limiter of the first,
+                                #  the OpenBLAS local thread counts it replaced]
+_BLAS_LOCAL = [None]            # _openblas_local_setters(), found on first use
 _BLAS_CONTROLLER = []       # one threadpoolctl.ThreadpoolController, made on first use
 
 
@@ -42,6 +45,7 @@ def _single_threaded_blas():
     with _BLAS_LOCK:
         if _BLAS_USERS[0] == 0:
             _BLAS_USERS[1] = _blas_controller().limit(limits=1, user_api="blas")
+            _BLAS_USERS[2] = [(f, f(1)) for f in _openblas_local_setters()]
         _BLAS_USERS[0] += 1
     try:
         yield
@@ -50,7 +54,31 @@ def _single_threaded_blas():
             _BLAS_USERS[0] -= 1
             if _BLAS_USERS[0] == 0:
                 _BLAS_USERS[1].restore_original_limits()
-                _BLAS_USERS[1] = None
+                for f, before in _BLAS_USERS[2]:
+                    f(before)
+                _BLAS_USERS[1] = _BLAS_USERS[2] = None
+
+
+def _openblas_local_setters():
+    """``openblas_set_num_threads_local`` of each OpenBLAS the controller found (OpenBLAS >= 0.3.27), found
+    once (call with _BLAS_LOCK held).  threadpoolctl's limit sets OpenBLAS's global thread count only; a
+    GEMM called from another Python thread than the one that first limited it still ran multi-threaded
+    (different bits: linear_cross_entropy's gradients from a worker thread, 1e-3 relative apart in
+    float32) until this count was pinned to 1 too."""
+    if _BLAS_LOCAL[0] is None:
+        found = []
+        for lib in getattr(_blas_controller(), "lib_controllers", []):
+            dynlib = getattr(lib, "dynlib", None)
+            if getattr(lib, "internal_api", "") != "openblas" or dynlib is None:
+                continue
+            for name in ("openblas_set_num_threads_local", "scipy_openblas_set_num_threads_local64_"):
+                fn = getattr(dynlib, name, None)
+                if fn is not None:
+                    fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_int]
+                    found.append(fn)
+                    break
+        _BLAS_LOCAL[0] = found
+    return _BLAS_LOCAL[0]
 
 
 _POOLS = {}
