@@ -7,8 +7,6 @@ single (D,) row for the torch losses that accept it.
 """
 from __future__ import annotations
 
-import contextlib
-import threading
 from types import SimpleNamespace
 from typing import Literal, overload
 
@@ -16,6 +14,7 @@ import numpy as np
 
 from . import _validate as V
 from ._errors import BadLabel, raise_first_bad
+from ._blas import _parallel, _single_threaded_blas
 from ._kernels import load
 from ._losses import loss_info
 from ._threads import resolve_num_threads
@@ -618,65 +617,7 @@ def _block_rows(n_cols):
     return max(1, min(_BLOCK_NUMBERS // max(n_cols, 1), 4096))
 
 
-_BLAS_LOCK = threading.Lock()
-_BLAS_USERS = [0, None]     # [calls inside _single_threaded_blas, threadpoolctl limiter of the first]
-_BLAS_CONTROLLER = []       # one threadpoolctl.ThreadpoolController, made on first use
-
-
-def _blas_controller():
-    """The process's ThreadpoolController, made once (call with _BLAS_LOCK held).  A fresh
-    ``threadpool_limits`` scans every loaded shared library: ~0.6 ms a call, which made the in-batch
-    losses 10x slower than torch at batch sizes of a few dozen rows; a kept controller limits in ~16 us.
-    NumPy's BLAS -- the one _matmul uses -- is loaded with NumPy, so it is in the first scan."""
-    if not _BLAS_CONTROLLER:
-        from threadpoolctl import ThreadpoolController
-        _BLAS_CONTROLLER.append(ThreadpoolController())
-    return _BLAS_CONTROLLER[0]
-
-
-@contextlib.contextmanager
-def _single_threaded_blas():
-    """BLAS on one thread (threadpoolctl, when installed): OpenBLAS's results depend on its thread
-    count, so fastloss runs its own fixed row chunks in parallel instead (see _matmul).
-
-    The BLAS setting is process-wide, so concurrent calls share one limit, counted: the first call in
-    sets it and the last one out restores it.  (Nested ``threadpool_limits`` per call restored the
-    caller's setting while another Python thread's call was still running: bits differed.)"""
-    try:
-        import threadpoolctl  # noqa: F401
-    except ImportError:
-        yield
-        return
-    with _BLAS_LOCK:
-        if _BLAS_USERS[0] == 0:
-            _BLAS_USERS[1] = _blas_controller().limit(limits=1, user_api="blas")
-        _BLAS_USERS[0] += 1
-    try:
-        yield
-    finally:
-        with _BLAS_LOCK:
-            _BLAS_USERS[0] -= 1
-            if _BLAS_USERS[0] == 0:
-                _BLAS_USERS[1].restore_original_limits()
-                _BLAS_USERS[1] = None
-
-
 _CHUNK_ROWS = 64
-_POOLS = {}
-
-
-def _parallel(fn, starts, nt):
-    """fn(start) for every start, on nt Python threads (the work releases the GIL: BLAS, kernels)."""
-    if nt == 1 or len(starts) == 1:
-        for r0 in starts:
-            fn(r0)
-        return
-    if nt not in _POOLS:
-        from concurrent.futures import ThreadPoolExecutor
-        _POOLS[nt] = ThreadPoolExecutor(nt, thread_name_prefix="fastloss-rows")
-    list(_POOLS[nt].map(fn, starts))
-
-
 def _matmul(a, b, nt):
     """a @ b as single-threaded BLAS calls on fixed chunks of 64 rows of a, run on nt threads: the
     same numbers for every nt."""

@@ -202,7 +202,7 @@ def test_select_by_loss_id_and_group():
 
 
 def test_every_workload_of_workloads_md_is_defined():
-    assert {w.base for w in W.WORKLOADS} == {f"W{i}" for i in range(1, 18)}
+    assert {w.base for w in W.WORKLOADS} == {f"W{i}" for i in range(1, 19)}
     for w in W.WORKLOADS:
         assert w.targets and w.torch_ref is not None
         assert w.numpy_ref is not None or w.variant == "grad"

@@ -17,7 +17,7 @@ import pytest
 import fastloss
 
 PUBLIC_MODULES = ["fastloss", "fastloss._classification", "fastloss._binary", "fastloss._regression",
-                  "fastloss._boxes", "fastloss._metric", "fastloss._segmentation", "fastloss.state",
+                  "fastloss._boxes", "fastloss._metric", "fastloss._segmentation", "fastloss._linear", "fastloss.state",
                   "fastloss.scoring", "fastloss._threads", "fastloss._config", "fastloss.dask"]
 
 needs_docstrings = pytest.mark.skipif(fastloss.cross_entropy.__doc__ is None,

@@ -20,7 +20,7 @@ from fastloss._losses import ITEM_RULES, LOSSES, LossInfo, loss_info
 from fastloss.bench import workloads as W
 from fastloss._reference import REFERENCES
 
-FAMILIES = ("classification", "regression", "binary", "boxes", "metric", "segmentation")
+FAMILIES = ("classification", "regression", "binary", "boxes", "metric", "segmentation", "linear")
 NAMES = sorted(LOSSES)
 
 

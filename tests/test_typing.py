@@ -21,7 +21,7 @@ import fastloss as fl
 from fastloss._reference import REFERENCES
 
 ROOT = Path(__file__).resolve().parents[1]
-LOSS_MODULES = ("classification", "regression", "boxes", "metric", "binary", "segmentation")
+LOSS_MODULES = ("classification", "regression", "boxes", "metric", "binary", "segmentation", "linear")
 GRAD_TYPES = {1: "LossGrad", 2: "LossGrads2", 3: "LossGrads3"}
 
 

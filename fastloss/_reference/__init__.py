@@ -59,3 +59,4 @@ def register(ref: Reference) -> Reference:
 
 from . import classification, regression, boxes, metric, binary  # noqa: E402,F401  (each file registers its losses)
 from . import segmentation  # noqa: E402,F401
+from . import linear  # noqa: E402,F401

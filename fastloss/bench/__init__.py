@@ -39,11 +39,11 @@ CHECK_TOL = {"float32": 1e-4, "float64": 1e-12}
 
 def _row_block_memory(w):
     """In-batch losses (LossInfo.in_batch) hold a block of the similarity matrix (SPEC §6: O(block x N)
-    memory, never O(N^2)), so the O(threads + blocks) memory check of the other reduced losses does not
-    apply to them."""
+    memory, never O(N^2)), and linear_cross_entropy one chunk of logits (O(chunk x V) <= 32 MiB, never
+    N x V), so the O(threads + blocks) memory check of the other reduced losses does not apply to them."""
     from .._losses import LOSSES
     info = LOSSES.get(w.loss)
-    return info is not None and info.in_batch
+    return info is not None and (info.in_batch or info.family == "linear")
 
 
 def _int_list(text):
@@ -469,7 +469,7 @@ def _notes(regime, avx512, cfg):
         "O(1) check (a reduced loss allocates O(threads + blocks), never O(N)): fastloss "
         f"extra <= max({M.MEMORY_SLACK_BYTES // 2 ** 20} MiB, {M.MEMORY_FRACTION:.0%} of the inputs); "
         f"not applied to {', '.join(w.id for w in W.BASE if _row_block_memory(w))}, which hold "
-        "O(block x N) by design.",
+        "a block of their matrix by design (O(block x N); linear_cross_entropy: one chunk of logits, O(chunk x V)).",
         "check: max relative difference of the fastloss result from each reference's (W17: the gradient "
         "against torch.autograd); tolerance 1e-4 for float32 (the references compute in float32 too), "
         "1e-12 for float64.",

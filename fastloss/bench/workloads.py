@@ -215,6 +215,16 @@ def _build_dice(rng, n, dtype, C=4, H=256, W=256):
         {"mode": "multiclass"}
 
 
+# ---------------------------------------------------------------- language-model head (W18)
+
+def _build_lm_head(rng, n, dtype, d=1024, V=32_000):
+    """N tokens of d hidden features, a V-class head (nn.Linear layout, with a bias: the bench
+    differentiates every argument LossInfo names), targets of every class."""
+    h = rng.standard_normal((n, d), dtype=dtype)
+    w = rng.standard_normal((V, d), dtype=dtype) * dtype.type(1 / math.sqrt(d))
+    return (h, w, rng.integers(0, V, n), rng.standard_normal(V, dtype=dtype) * dtype.type(0.1)), {}
+
+
 # ---------------------------------------------------------------- the table
 
 def _t(metric, bound, avx2_bound=None):
@@ -264,6 +274,10 @@ BASE = (
     Workload("W15", loss="batch_hard_triplet_loss", title="batch_hard_triplet_loss B={n} D=128",
              build=_build_batch_hard, n=4096, n_quick=768, targets=(_t("torch/fastloss", 3),),
              notes="torch: batch-hard mining in torch ops; no floor target"),
+    Workload("W18", loss="linear_cross_entropy", title="linear_cross_entropy N={n} d=1024 V=32000",
+             build=_build_lm_head, n=4096, n_quick=256, targets=(_t("torch/fastloss", 1),),
+             notes="torch: F.cross_entropy(F.linear(h, W, b), y), the N x V logits materialised; "
+                   "matmul-bound, no floor target"),
 )
 
 _BY_BASE = {w.id: w for w in BASE}
@@ -291,6 +305,7 @@ def _f64_variant(base):
 
 WORKLOADS = BASE + tuple(_none_variant(b) for b in ("W1", "W6", "W8", "W10")) \
     + tuple(_grad_variant(b) for b in ("W1", "W6", "W7", "W8", "W10", "W12")) \
+    + (replace(_grad_variant("W18"), targets=(_t("torch/fastloss", 1 / 0.9),)),) \
     + tuple(_f64_variant(b) for b in ("W1", "W2", "W6"))
 BY_ID = {w.id: w for w in WORKLOADS}
 

@@ -155,6 +155,10 @@ def check_losses() -> None:
     assert_type(fl.arcface_loss(logits, labels, other[:3], scale=30.0), Loss)
     assert _grad_ok(assert_type(fl.arcface_loss(logits, labels, other[:3], return_grad=True),
                                 tuple[Loss, Grads2]), 2)
+    # linear (a language-model head)
+    assert_type(fl.linear_cross_entropy(logits, other, labels % 3, logit_softcap=5.0), Loss)
+    assert _grad_ok(assert_type(fl.linear_cross_entropy(logits, other, labels % 3, return_grad=True),
+                                tuple[Loss, tuple[FloatArray, FloatArray, FloatArray]]), 3)
     # binary
     assert_type(fl.binary_cross_entropy(probs, probs[::-1]), Loss)
     assert _grad_ok(assert_type(fl.binary_cross_entropy(probs, probs[::-1], return_grad=True),
