@@ -151,7 +151,11 @@ def _double_backward_error(*grads):
     live = [g for g in grads if g is not None]
     if not live:
         return grads
-    wrapped = iter(torch._C._functions.DelayedError(msg, len(live))(*live))
+    # (a node that raises when run; the gradients become its outputs even when nothing upstream requires
+    # grad, so that differentiating them says why instead of "does not require grad")
+    live = [g if g.requires_grad else g.detach().requires_grad_(True) for g in live]
+    wrapped = torch._C._functions.DelayedError(msg, len(live))(*live)
+    wrapped = iter((wrapped,) if isinstance(wrapped, Tensor) else wrapped)
     out = tuple(next(wrapped) if g is not None else None for g in grads)
     return out
 
