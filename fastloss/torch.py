@@ -200,6 +200,7 @@ def _make_op(spec: _Spec):
 
     def setup_context(ctx, inputs, output):
         ctx.mark_non_differentiable(*output[1:])
+        ctx.set_materialize_grads(False)   # no zero N x C grad_outputs for the (unused) gradient outputs
         ctx.reduction = inputs[red_i]
         fallback = False
         if ctx.reduction == "none":
@@ -212,20 +213,38 @@ def _make_op(spec: _Spec):
             ctx.save_for_backward(*output[1:])
 
     def backward(ctx, grad_loss, *unused):
+        if grad_loss is None:
+            return (None,) * len(names)
         if ctx.fallback:
             grads = _reference_backward(spec, ctx.inputs, grad_loss, ctx.needs_input_grad)
         else:
             saved = ctx.saved_tensors
             grads = [None] * len(names)
+            one = ctx.reduction != "none" and _is_one(grad_loss)
             for g, i in zip(saved, grad_idx):
-                if ctx.needs_input_grad[i]:
-                    grads[i] = g * _expand(items, grad_loss, g.shape) if ctx.reduction == "none" else g * grad_loss
+                if not ctx.needs_input_grad[i]:
+                    continue
+                if one:      # loss.backward(): the saved gradient is the answer, no N x C pass
+                    grads[i] = g
+                elif ctx.reduction == "none":
+                    grads[i] = g * _expand(items, grad_loss, g.shape)
+                else:
+                    grads[i] = g * grad_loss
         if torch.is_grad_enabled():           # create_graph=True: refuse a second derivative, clearly
             grads = _double_backward_error(*grads)
         return tuple(grads)
 
     op.register_autograd(backward, setup_context=setup_context)
     return op
+
+
+def _is_one(go: Tensor) -> bool:
+    """``grad_output`` is exactly 1 (``loss.backward()``), in eager mode.  Then backward returns the
+    saved gradient itself: no multiply, and autograd's AccumulateGrad adopts it as ``.grad`` when the graph
+    is not retained (the saved tensor is released first); a retained graph keeps it, so AccumulateGrad
+    copies it and it stays intact for the next backward.  Traced (torch.compile) backward multiplies."""
+    return (type(go) is Tensor and go.numel() == 1 and not torch.compiler.is_compiling()
+            and go.item() == 1.0)
 
 
 def _aligned(items: str, loss_shape, arg_shape) -> bool:
