@@ -375,3 +375,34 @@ def test_import_without_torch_says_so():
             "try:\n    import fastloss.torch\nexcept ImportError as e:\n"
             "    assert 'fastloss[torch]' in str(e), e\nelse:\n    raise SystemExit('imported')\n")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+def test_backward_twice_with_retained_graph_and_scaled_losses():
+    """loss.backward() hands the saved gradient over without a copy; a retained graph must still give the
+    same gradient on its second backward, and a scaled loss a scaled gradient (vs torch)."""
+    x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 5, (6,))
+    xr = x.detach().clone().requires_grad_(True)
+    loss, ref = flt.cross_entropy(x, y), F.cross_entropy(xr, y)
+    loss.backward(retain_graph=True)
+    loss.backward(retain_graph=True)
+    (0.25 * loss).backward()
+    for _ in range(2):
+        ref.backward(retain_graph=True)
+    (0.25 * ref).backward()
+    assert_close_spec(x.grad, xr.grad, np.float64, reduced=False)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_custom_op_registration(name):
+    """The fastloss::<name> op that torch.compile traces: torch.library.opcheck (schema, fake kernel,
+    autograd registration) on a float64 sample with reduction="none" and the default."""
+    spec = flt._SPECS[name]
+    for red in ("none", LOSSES[name].default_reduction):
+        args, kw = sample(name)
+        kw["reduction"] = red
+        full = dict(spec.defaults)
+        full.update(zip(spec.names, args))
+        full.update(kw)
+        torch.library.opcheck(flt.OPS[name], tuple(full[n] for n in spec.names),
+                              test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
