@@ -78,7 +78,7 @@ _HALF = (torch.float16, torch.bfloat16)
 
 def _numpy(t: Tensor) -> np.ndarray:
     """A zero-copy NumPy view of a CPU tensor (half precision: a float32 copy, as SPEC §3 computes)."""
-    t = t.detach()
+    t = t.detach().resolve_neg()              # (a lazily negated view: numpy() refuses it)
     if t.dtype in _HALF:
         t = t.float()
     return t.numpy()
@@ -168,11 +168,14 @@ def _make_op(spec: _Spec):
     n_out = 1 + len(grad_idx)
     single = len(grad_idx) == 1
 
+    def numpy_kwargs(args):
+        return {n: _numpy(a) if isinstance(a, Tensor) else a for n, a in zip(names, args)}
+
+    def loss_only(*args):                # nothing to differentiate (no_grad, inference, eval): no gradient
+        return _tensor(fn(**numpy_kwargs(args)), args[grad_idx[0]].dtype)
+
     def body(*args):
-        kwargs = {}
-        for n, a in zip(names, args):
-            kwargs[n] = _numpy(a) if isinstance(a, Tensor) else a
-        res = fn(**kwargs, return_grad=True)
+        res = fn(**numpy_kwargs(args), return_grad=True)
         loss, grads = res[0], ((res[1],) if single else res[1])
         dtype = args[grad_idx[0]].dtype
         return (_tensor(loss, dtype), *(_shaped(_tensor(g, args[i].dtype), args[i].shape)
@@ -237,13 +240,14 @@ def _make_op(spec: _Spec):
         return tuple(grads)
 
     op.register_autograd(backward, setup_context=setup_context)
-    return op, _Parts(body, setup_context, backward)
+    return op, _Parts(body, setup_context, backward, loss_only)
 
 
 class _Parts(typing.NamedTuple):
     body: Callable
     setup_context: Callable
     backward: Callable
+    loss_only: Callable
 
 
 class _Eager(torch.autograd.Function):
@@ -354,7 +358,11 @@ def _apply(spec: _Spec, args: list) -> Tensor:
     _check(spec, args)
     if torch.compiler.is_compiling() or any(type(a) not in _EAGER_TYPES for a in args if isinstance(a, Tensor)):
         return OPS[spec.name](*args)[0]          # traced (fake / functional tensors): the custom op
-    return _Eager.apply(_PARTS[spec.name], *args)[0]
+    parts = _PARTS[spec.name]
+    if not torch.is_grad_enabled() or not any(isinstance(args[i], Tensor) and args[i].requires_grad
+                                              for i in spec.grad_idx):
+        return parts.loss_only(*args)
+    return _Eager.apply(parts, *args)[0]
 
 
 _EAGER_TYPES = (Tensor, _nn.Parameter)
