@@ -36,6 +36,7 @@ from typing import Any, Callable, Optional
 try:
     import torch
     import torch.nn as _nn
+    from torch import Tensor
 except ImportError as _exc:  # pragma: no cover - exercised by tests/test_torch_autograd.py in a subprocess
     raise ImportError("fastloss.torch needs PyTorch: pip install 'fastloss[torch]' (or torch>=2.3)") from _exc
 
@@ -46,8 +47,6 @@ from ._losses import LOSSES, LossInfo
 from ._validate import DetachedTensorWarning
 
 __all__ = ["DetachedTensorWarning", "EXCLUDED_PARAMS", "OPS"]
-
-Tensor = torch.Tensor
 
 # Parameters of the NumPy functions that the torch functions leave out: ``out`` (the result is a new
 # tensor; autograd needs its own output), ``return_grad`` (autograd computes it) and ``grad_out``
@@ -250,7 +249,7 @@ class _Parts(typing.NamedTuple):
     loss_only: Callable
 
 
-class _Eager(torch.autograd.Function):
+class _Eager(torch.autograd.Function):  # type: ignore[misc]
     """The same forward / backward as the custom op, without the dispatcher's Python round trips
     (~0.4 ms a call): what an eager call runs.  torch.compile traces the custom op instead."""
 
@@ -412,7 +411,7 @@ def _torch_module(base: type, loss: str, forward_args: tuple[str, ...], options:
     fn = globals()[loss]
 
     def __init__(self, *args, num_threads: Optional[int] = None, **kwargs):
-        base.__init__(self, *args, **kwargs)
+        base.__init__(self, *args, **kwargs)  # type: ignore[misc]
         self.num_threads = num_threads
 
     def forward(self, *inputs):
@@ -452,7 +451,7 @@ del _cls, _loss, _fwd, _opts
 
 # The losses torch lacks: a module per loss, generated from its function: the required array arguments
 # are forward's, every other parameter is the constructor's (keyword-only, the function's defaults).
-class _FastlossLoss(_nn.Module):
+class _FastlossLoss(_nn.Module):  # type: ignore[misc]
     _loss: str = ""
     _forward_args: tuple[str, ...] = ()
     _options: dict[str, Any] = {}
@@ -489,7 +488,7 @@ def _generic_module(clsname: str, loss: str, skip: tuple[str, ...] = ()) -> type
         "_loss": loss, "_forward_args": fwd, "_options": opts, "__module__": __name__,
         "__doc__": f"Module form of :func:`fastloss.torch.{loss}`: constructor keywords "
                    f"{', '.join(opts)}; forward({', '.join(fwd)})."})
-    cls.__init__ = _with_signature(cls.__init__, init_sig)
+    cls.__init__ = _with_signature(cls.__init__, init_sig)  # type: ignore[misc]
     return cls
 
 
@@ -519,7 +518,7 @@ for _cls, _loss in _GENERIC.items():
 del _cls, _loss
 
 
-class ArcFaceLoss(_nn.Module):
+class ArcFaceLoss(_nn.Module):  # type: ignore[misc]
     """ArcFace (additive angular margin) loss with its class centres as a parameter:
     ``ArcFaceLoss(embedding_dim, num_classes, scale=64.0, margin=0.5, ...)``; forward(embeddings, labels).
 
@@ -537,9 +536,10 @@ class ArcFaceLoss(_nn.Module):
         _nn.init.xavier_uniform_(self.weight)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        return arcface_loss(embeddings, labels, self.weight, scale=self.scale,  # noqa: F821 (generated)
-                            margin=self.margin, reduction=self.reduction, easy_margin=self.easy_margin,
-                            plain_margin=self.plain_margin, num_threads=self.num_threads)
+        loss = globals()["arcface_loss"]        # (generated above)
+        return loss(embeddings, labels, self.weight, scale=self.scale, margin=self.margin,
+                    reduction=self.reduction, easy_margin=self.easy_margin, plain_margin=self.plain_margin,
+                    num_threads=self.num_threads)
 
     def extra_repr(self) -> str:
         return (f"embedding_dim={self.embedding_dim}, num_classes={self.num_classes}, scale={self.scale}, "
