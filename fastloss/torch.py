@@ -1,7 +1,7 @@
 """fastloss for PyTorch training on the CPU: autograd functions, ``nn.Module`` losses, ``torch.compile``.
 
-Every loss of :mod:`fastloss` has a function here with the NumPy function's signature (less ``out``
-and ``return_grad``) that takes and returns ``torch.Tensor`` s and is differentiable::
+Every loss of :mod:`fastloss` has a function here with the NumPy function's signature (less ``out``,
+``return_grad`` and ``grad_out``: see ``EXCLUDED_PARAMS``) that takes and returns ``torch.Tensor`` s and is differentiable::
 
     import fastloss.torch as flt
     loss = flt.cross_entropy(logits, labels)     # logits.requires_grad -> loss.backward() works
@@ -38,7 +38,7 @@ try:
     import torch.nn as _nn
     from torch import Tensor
 except ImportError as _exc:  # pragma: no cover - exercised by tests/test_torch_autograd.py in a subprocess
-    raise ImportError("fastloss.torch needs PyTorch: pip install 'fastloss[torch]' (or torch>=2.3)") from _exc
+    raise ImportError("fastloss.torch needs PyTorch: pip install 'fastloss[torch]' (or torch>=2.4)") from _exc
 
 import numpy as np
 

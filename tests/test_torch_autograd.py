@@ -407,3 +407,17 @@ def test_custom_op_registration(name):
         full.update(kw)
         torch.library.opcheck(flt.OPS[name], tuple(full[n] for n in spec.names),
                               test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+
+
+@pytest.mark.filterwarnings("ignore:Using a target size")   # (torch's and fastloss's warning, as intended)
+def test_none_backward_of_broadcast_arguments():
+    """reduction="none" with an argument broadcast against the loss (var of shape (N, 1), a target wider
+    than the input): the per-item gradient cannot be read off the sum's, backward recomputes it; checked
+    by finite differences."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(5, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    t = torch.randn(5, 3, dtype=torch.float64, generator=g)
+    var = (torch.rand(5, 1, dtype=torch.float64, generator=g) + 0.5).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, v: flt.gaussian_nll_loss(a, t, v, reduction="none"), (x, var))
+    x1 = torch.randn(3, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a: flt.mse_loss(a, t, reduction="none"), (x1,))
