@@ -200,20 +200,24 @@ def _make_op(spec: _Spec):
     red_i = spec.index["reduction"]
     items = spec.info.items
 
-    def setup_context(ctx, inputs, output):
-        ctx.shift = 0                      # needs_input_grad's index of the first input (1 in eager mode)
-        ctx.mark_non_differentiable(*output[1:])
-        ctx.set_materialize_grads(False)   # no zero N x C grad_outputs for the (unused) gradient outputs
+    def keep(ctx, inputs, loss, grads):
+        """What backward needs: the gradients (or, where reduction="none" cannot use them, the inputs)."""
         ctx.reduction = inputs[red_i]
         fallback = False
         if ctx.reduction == "none":
-            shape = output[0].shape
-            fallback = not spec.separable or not all(_aligned(items, shape, inputs[i].shape) for i in grad_idx)
+            fallback = not spec.separable or \
+                not all(_aligned(items, loss.shape, inputs[i].shape) for i in grad_idx)
         ctx.fallback = fallback
         if fallback:     # recompute in torch ops at backward: keep the inputs, not the gradients
             ctx.inputs = inputs
         else:
-            ctx.save_for_backward(*output[1:])
+            ctx.save_for_backward(*grads)
+
+    def setup_context(ctx, inputs, output):
+        ctx.shift = 0                      # needs_input_grad's index of the first input (1 in eager mode)
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.set_materialize_grads(False)   # no zero N x C grad_outputs for the (unused) gradient outputs
+        keep(ctx, inputs, output[0], output[1:])
 
     def backward(ctx, grad_loss, *unused):
         if grad_loss is None:
@@ -239,12 +243,12 @@ def _make_op(spec: _Spec):
         return tuple(grads)
 
     op.register_autograd(backward, setup_context=setup_context)
-    return op, _Parts(body, setup_context, backward, loss_only)
+    return op, _Parts(body, keep, backward, loss_only)
 
 
 class _Parts(typing.NamedTuple):
     body: Callable
-    setup_context: Callable
+    keep: Callable
     backward: Callable
     loss_only: Callable
 
@@ -255,14 +259,14 @@ class _Eager(torch.autograd.Function):  # type: ignore[misc]
 
     @staticmethod
     def forward(ctx, parts: _Parts, *args):
-        out = parts.body(*args)
-        parts.setup_context(ctx, args, out)
-        ctx.shift, ctx.parts = 1, parts
-        return out
+        loss, *grads = parts.body(*args)
+        parts.keep(ctx, args, loss, grads)  # (saved, not outputs: one output is cheaper, and released
+        ctx.shift, ctx.parts = 1, parts     # after backward, so autograd can adopt them as .grad)
+        return loss
 
     @staticmethod
-    def backward(ctx, grad_loss, *unused):
-        return (None, *ctx.parts.backward(ctx, grad_loss, *unused))
+    def backward(ctx, grad_loss):
+        return (None, *ctx.parts.backward(ctx, grad_loss))
 
 
 def _shaped(t: Tensor, shape) -> Tensor:
@@ -361,7 +365,7 @@ def _apply(spec: _Spec, args: list) -> Tensor:
     if not torch.is_grad_enabled() or not any(isinstance(args[i], Tensor) and args[i].requires_grad
                                               for i in spec.grad_idx):
         return parts.loss_only(*args)
-    return _Eager.apply(parts, *args)[0]
+    return _Eager.apply(parts, *args)
 
 
 _EAGER_TYPES = (Tensor, _nn.Parameter)
