@@ -13,7 +13,9 @@ How it works
   autograd formula registered), so ``torch.compile(model, fullgraph=True)`` traces through it without a
   graph break.  The op calls the NumPy loss once with ``return_grad=True`` -- loss and gradient in one
   kernel pass -- on zero-copy NumPy views of the tensors, and returns ``(loss, grad, ...)``; the public
-  function returns the loss only.
+  function returns the loss only.  Eager calls run the same forward and backward through a
+  ``torch.autograd.Function`` (the dispatcher's Python round trips cost more than a small loss);
+  calls with nothing to differentiate (``no_grad``, ``inference_mode``) compute the loss only.
 * Backward multiplies the saved gradient by ``grad_output``.  For ``reduction="none"`` the gradient
   fastloss returns is that of the sum; when every item's loss depends on its own element / row only
   (elementwise, row, class and box losses whose differentiated arguments have the loss's leading
