@@ -32,6 +32,30 @@ def _aligned(a):
     return a if a.flags.aligned else a.copy()
 
 
+class DetachedTensorWarning(UserWarning):
+    """A ``fastloss.*`` loss got a tensor that requires grad: its NumPy result is detached from autograd
+    (``fastloss.torch`` has the differentiable losses).  Warned once per process."""
+
+
+_warned_detached = False
+
+
+def _warn_detached(name):
+    global _warned_detached
+    if not _warned_detached:
+        _warned_detached = True
+        import os
+        import sys
+        import warnings
+        here, level, f = os.path.dirname(__file__), 2, sys._getframe(1)
+        while f is not None and f.f_code.co_filename.startswith(here):  # point at the caller of fastloss
+            f, level = f.f_back, level + 1
+        warnings.warn(f"{name} requires grad, but fastloss's NumPy losses return detached NumPy results "
+                      f"(no autograd); for training use fastloss.torch (import fastloss.torch as flt; "
+                      f"flt.cross_entropy(...), flt.CrossEntropyLoss(), ...). This warning is shown once.",
+                      DetachedTensorWarning, stacklevel=level)
+
+
 def _to_numpy(x, name):
     """Any array-like -> ndarray without copying when possible (torch tensors, __array__, dlpack, buffers).
 
@@ -44,6 +68,8 @@ def _to_numpy(x, name):
                         f"of numbers)")
     mod = type(x).__module__
     if mod.startswith("torch"):
+        if x.requires_grad:
+            _warn_detached(name)
         t = x.detach()
         if t.device.type != "cpu":
             raise TypeError(f"{name}: fastloss computes on the CPU; got a tensor on {t.device}")

@@ -19,7 +19,7 @@ from fastloss._reference.classification import np_cross_entropy
 from fastloss.bench import workloads as W
 from fl_testing import RTOL64, assert_close_spec
 
-CE_IDS = ["W1", "W2", "W3", "W4", "W5", "W16/W1", "W17/W1", "W1/f64", "W2/f64"]
+CE_IDS = ["W1", "W2", "W3", "W4", "W5", "W16/W1", "W17/W1", "W1/f64", "W2/f64", "W19/W1", "W19/W3"]
 TINY = ["--quick", "--size-scale", "0.01", "--floor-mib", "16"]
 
 
@@ -69,6 +69,8 @@ def test_cli_json_is_valid_and_complete(tmp_path):
         assert rec["check"]["ok"] is True, (wid, rec["check"])
         if rec["variant"] == "grad":
             assert row["ratios"]["grad/loss"] > 0 and "numpy" not in row["times_s"]
+        elif rec["variant"] == "train":             # W19: fastloss.torch forward + backward, no NumPy
+            assert "numpy" not in row["times_s"]
         else:
             assert row["ratios"]["numpy/fastloss"] > 0
         if rec["dtype"] == "float64":
@@ -202,10 +204,10 @@ def test_select_by_loss_id_and_group():
 
 
 def test_every_workload_of_workloads_md_is_defined():
-    assert {w.base for w in W.WORKLOADS} == {f"W{i}" for i in range(1, 19)}
+    assert {w.base for w in W.WORKLOADS} == {f"W{i}" for i in range(1, 19)} | {"W19"}
     for w in W.WORKLOADS:
         assert w.targets and w.torch_ref is not None
-        assert w.numpy_ref is not None or w.variant == "grad"
+        assert w.numpy_ref is not None or w.variant in ("grad", "train")
     assert all(W.BY_ID[i].sklearn_ref is not None for i in ("W1/f64", "W2/f64", "W6/f64"))
 
 
@@ -226,7 +228,7 @@ def test_numpy_reference_matches_torch_reference_in_float64(wid):
     assert_close_spec(got, want, np.float64, result_type=False)
 
 
-@pytest.mark.parametrize("wid", [w.id for w in W.WORKLOADS if w.variant == "grad"])
+@pytest.mark.parametrize("wid", [w.id for w in W.WORKLOADS if w.variant in ("grad", "train")])
 def test_torch_gradient_reference_runs(wid):
     pytest.importorskip("torch")
     w, (args, kwargs) = _tiny(W.BY_ID[wid])

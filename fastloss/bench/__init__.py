@@ -305,7 +305,7 @@ def _run_workload(w, rec, threads, quick, scale, repeat, bandwidth, avx512, memo
             rec.update(status="error", note=f"fastloss raised {errors['fastloss']}")
             return
         times = {k: M.median(v) for k, v in runs.items()}
-        fl_value = results["fastloss"][0] if w.variant == "grad" else results["fastloss"]
+        fl_value = results["fastloss"][0] if w.variant in ("grad", "train") else results["fastloss"]
         rec["bytes"] = M.traffic_bytes(w, args, kwargs, fl_value)
         row = {"threads": T, "times_s": times, "runs_s": runs,
                "ratios": _ratios(times, rec["bytes"], bandwidth[T])}
@@ -389,10 +389,10 @@ def rel_diff(a, b):
 
 
 def _check(w, results):
-    """The fastloss value against each reference's (the gradient against torch.autograd for W17)."""
+    """The fastloss value against each reference's (the gradient against torch.autograd for W17, W19)."""
     tol = CHECK_TOL[w.dtype]
     diffs = {}
-    if w.variant == "grad":
+    if w.variant in ("grad", "train"):
         fl = results["fastloss"][1]
         ref = results.get("torch")
         if ref is not None:
@@ -460,7 +460,8 @@ def _notes(regime, avx512, cfg):
         "add.reduce over T chunks in a thread pool and torch.sum). fastloss/floor = 1 is the memory limit.",
         "torch references: torch.nn.functional where it has the loss; torchvision's formulas (focal, GIoU, "
         "CIoU) and the other losses without a torch function written in torch ops. W17: forward + "
-        "torch.autograd.grad. float64 rows: scikit-learn HalfMultinomialLoss (= cross-entropy exactly) / "
+        "torch.autograd.grad. W19: fastloss.torch's loss(x, y).backward() against torch's (.grad reset "
+        "each call). float64 rows: scikit-learn HalfMultinomialLoss (= cross-entropy exactly) / "
         "HalfBinomialLoss (= BCE-with-logits; pos_weight as a sample weight on the positives), loss then "
         "mean.",
         "Memory: extra peak of one call at the largest T: tracemalloc (NumPy/fastloss arrays; blind to "

@@ -98,7 +98,7 @@ def traffic_bytes(w, args, kwargs, result):
     n = sum(a.nbytes for a in arrays)
     if w.variant == "none" and result is not None:
         n += np.asarray(result).nbytes
-    if w.variant == "grad":
+    if w.variant in ("grad", "train"):
         n += sum(args[i].nbytes for i in w.grad_argnums)
     return n
 

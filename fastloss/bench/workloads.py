@@ -88,7 +88,7 @@ class Workload:
     sklearn_ref: Optional[Callable] = None
     dtype: str = "float32"
     reduction: str = "mean"
-    variant: str = "loss"       # "loss" | "none" | "grad"
+    variant: str = "loss"       # "loss" | "none" | "grad" | "train" (fastloss.torch, W19)
     targets: tuple = ()
     notes: str = ""
 
@@ -98,8 +98,8 @@ class Workload:
 
     @property
     def numpy_ref(self) -> Optional[Callable]:
-        """None for W17: NumPy has no gradient."""
-        return None if self.variant == "grad" else REFERENCES[self.loss].numpy_ref
+        """None for W17 and W19: NumPy has no gradient."""
+        return None if self.variant in ("grad", "train") else REFERENCES[self.loss].numpy_ref
 
     @property
     def grad_argnums(self) -> tuple:
@@ -115,7 +115,7 @@ class Workload:
     @property
     def origin(self) -> str:
         """The WORKLOADS.md row whose data this is: W16/W1, W17/W1 and W1/f64 all use W1's builder."""
-        return self.id.split("/")[1] if self.id.startswith(("W16/", "W17/")) else self.base
+        return self.id.split("/")[1] if self.id.startswith(("W16/", "W17/", "W19/")) else self.base
 
 
 # ---------------------------------------------------------------- cross-entropy (W1-W5)
@@ -303,10 +303,18 @@ def _f64_variant(base):
                    notes="sklearn: HalfMultinomialLoss/HalfBinomialLoss(n_threads=T).loss(...).mean()")
 
 
+def _train_variant(base):
+    w = _BY_BASE[base]
+    return replace(w, id=f"W19/{base}", variant="train", title=w.title + " fastloss.torch fwd+bwd",
+                   targets=(_t("torch/fastloss", 4),),
+                   notes="fastloss.torch loss(x, y).backward() vs torch's loss(x, y).backward() (.grad reset)")
+
+
 WORKLOADS = BASE + tuple(_none_variant(b) for b in ("W1", "W6", "W8", "W10")) \
     + tuple(_grad_variant(b) for b in ("W1", "W6", "W7", "W8", "W10", "W12")) \
     + (replace(_grad_variant("W18"), targets=(_t("torch/fastloss", 1 / 0.9),)),) \
-    + tuple(_f64_variant(b) for b in ("W1", "W2", "W6"))
+    + tuple(_f64_variant(b) for b in ("W1", "W2", "W6")) \
+    + tuple(_train_variant(b) for b in ("W1", "W3"))
 BY_ID = {w.id: w for w in WORKLOADS}
 
 # Where each target applies.  WORKLOADS.md's targets (``Workload.targets``) are set for the full sizes,
@@ -403,6 +411,8 @@ def callables(w, args, kwargs, threads, impls=IMPLS):
     Thread counts are set by ``thread_limits``, not here.  An implementation that does not apply
     (no torch, no sklearn row, no NumPy gradient) is absent from the result.
     """
+    if w.variant == "train":
+        return _train_callables(w, args, kwargs, threads, impls)
     out = {}
     if "fastloss" in impls and implemented(w):
         from .._losses import LOSSES
@@ -427,6 +437,31 @@ def callables(w, args, kwargs, threads, impls=IMPLS):
         out["numpy"] = lambda: nref(*args, **kwargs)
     if "sklearn" in impls and w.sklearn_ref is not None and w.dtype == "float64" and sklearn_available():
         out["sklearn"] = w.sklearn_ref(args, kwargs, threads)
+    return out
+
+
+def _train_callables(w, args, kwargs, threads, impls):
+    """W19: one training step's loss forward + backward into the prediction's ``.grad`` (reset first),
+    fastloss.torch against torch's loss; each returns (loss, (gradient,)) for the check."""
+    out = {}
+    fns = {}
+    if "fastloss" in impls and implemented(w):
+        import fastloss.torch as flt
+        fns["fastloss"] = (getattr(flt, w.loss), {"num_threads": threads})
+    if "torch" in impls and w.torch_ref is not None:
+        fns["torch"] = (w.torch_ref, {})
+    for name, (fn, extra) in fns.items():
+        targs = [_to_torch(a, i in w.grad_argnums) for i, a in enumerate(args)]
+        tkw = {k: _to_torch(v) for k, v in kwargs.items()}
+        wrt = [targs[i] for i in w.grad_argnums]
+
+        def step(fn=fn, extra=extra, targs=targs, tkw=tkw, wrt=wrt):
+            for t in wrt:
+                t.grad = None
+            loss = fn(*targs, **tkw, **extra)
+            loss.backward()
+            return loss.detach().numpy(), tuple(t.grad for t in wrt)
+        out[name] = step if name == "fastloss" else (lambda step=step: step()[1])
     return out
 
 
