@@ -828,7 +828,7 @@ def _load_array(value, key):
     """The array a loss parameter names (see :func:`_is_array_file`), memory-mapped read-only;
     FileNotFoundError / ValueError naming the parameter."""
     path = os.fspath(value)
-    path = path[1:] if path.startswith("@") else path
+    path = path.removeprefix("@")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"loss parameter {key}: no such file: {path}")
     try:
@@ -1623,7 +1623,11 @@ def score_parquet(path_or_paths: StrPath | Sequence[StrPath],
         The loss's own parameters (``label_smoothing=0.1``, ``eps=1e-7``, ...), given to every
         loss of a list; ``reduction``, ``out`` and ``return_grad`` are refused, and a keyword that
         is neither a scoring option nor a parameter of the loss is a ``TypeError`` (a misspelled
-        option, ``batchsize=``, is named as one).
+        option, ``batchsize=``, is named as one).  A data argument between the input and the target
+        can be given here as one array for every batch: ``linear_cross_entropy``'s head matrix,
+        ``loss_weight=W`` (its ``weight``; ``weight=`` stays the sample-weight column).  An array
+        parameter can be a ``.npy`` file -- a path object, a string ending in ``.npy`` or
+        ``"@file.npy"`` -- loaded once, memory-mapped.
 
     Returns
     -------
