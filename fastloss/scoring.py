@@ -1188,6 +1188,21 @@ def _count_is_denominator(spec, kwargs, args):
     return spec.info.items == "class"       # class losses ignore ignore_index for probability targets
 
 
+def _kept_tokens(spec, kwargs, args, w):
+    """For a loss of one item per row with an ``ignore_index`` (``linear_cross_entropy``), without
+    sample weights: the rows whose target is not ``ignore_index`` -- the mean's denominator, so that
+    the state still comes from the per-row losses (0 for an ignored token) and the head is not
+    multiplied a second time.  None where that does not apply."""
+    ps = spec.parameters
+    if w is not None or spec.info.items != "rows" or "ignore_index" not in ps or kwargs.get("weight") is not None:
+        return None
+    ii = kwargs.get("ignore_index", ps["ignore_index"].default)
+    target = args[1]
+    if ii is None or target.dtype.kind not in "iu" or target.ndim != 1:
+        return None
+    return target != ii
+
+
 _POSITION = re.compile(r"^(\w+) (.*?) at position (\d+|\((\d+)(?:, \d+)*\))(.*)$", re.DOTALL)
 
 
@@ -1241,8 +1256,11 @@ def _score_one(spec, s, kwargs, args, w, nt, want_rows, groups, grouping):
     if not want_rows and groups is None:
         return _partial(spec, kwargs, args, w, nt), None
     derivable = (w is None or np.ndim(w) == 1) and _count_is_denominator(spec, kwargs, args)
+    kept = None if derivable else _kept_tokens(spec, kwargs, args, w)
+    derivable = derivable or kept is not None
     per_item = _per_item(spec, kwargs, args, nt) if (derivable or want_rows) else None
     derivable = derivable and per_item.ndim >= 1 and per_item.shape[0] == n
+    derivable = derivable and (kept is None or per_item.ndim == 1)
     if not derivable:
         # a second pass: the kernel's own denominator (class weights, ignore_index)
         state = _partial(spec, kwargs, args, w, nt)
@@ -1265,7 +1283,10 @@ def _score_one(spec, s, kwargs, args, w, nt, want_rows, groups, grouping):
     # the mean's denominator per row: its items, or 1 for "batchmean" (kl_div, distillation_loss)
     from .state import _mean_reduction
     per_row_den = 1.0 if (_mean_reduction(spec.info, dict(kwargs)) == "batchmean" and per_item.ndim > 1) else rep
-    if w is not None:
+    if kept is not None:             # ignored tokens leave the denominator (their loss is 0)
+        den_rows = kept.astype(np.float64)
+        den = float(np.sum(den_rows))
+    elif w is not None:
         w = _sample_weights(w, "weight")
         row = row * w
         den_rows = w * per_row_den
@@ -1596,7 +1617,8 @@ def score_parquet(path_or_paths: StrPath | Sequence[StrPath],
         to a temporary file in the same directory and renamed at the end (with the umask's
         permissions), so a failed run leaves no partial file.  The per-row values and the state
         come from one kernel pass, except where the mean's denominator is not the item count
-        (the loss's own ``weight``, labels equal to ``ignore_index``): a second pass there.
+        (the loss's own ``weight``, labels equal to ``ignore_index`` but for
+        ``linear_cross_entropy``): a second pass there.
     key : str or list of str, optional
         Column(s) passed through to the ``per_row`` file (default: a ``row`` index); needs
         ``per_row``.

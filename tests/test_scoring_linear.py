@@ -187,3 +187,22 @@ def test_cli_without_head_says_how(corpus, capsys):
     rc = main([str(path), "--loss", "linear_cross_entropy", "--input", "hidden", "--target", "token"])
     err = capsys.readouterr().err
     assert rc != 0 and "--param weight=@FILE.npy" in err and err.count("\n") == 1
+
+
+def test_per_row_with_ignored_tokens_is_one_pass(corpus, tmp_path, monkeypatch):
+    """With per_row / by, ignored tokens (padding) do not cost a second product with the head: the
+    state's denominator is the count of the other tokens, taken from the targets."""
+    from fastloss import scoring
+    path, h, W, b, y, doc, _ = corpus
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("second kernel pass")
+    monkeypatch.setattr(scoring, "_partial", no_second_pass)
+    res = fl.score_parquet(path, "linear_cross_entropy", input="hidden", target="token", loss_weight=W,
+                           per_row=tmp_path / "rows.parquet", by="doc", batch_size=100)
+    ref = reference(h, W, y)
+    kept = y != -100
+    assert res.weight_sum == kept.sum()
+    assert_close_spec(res.loss, ref[kept].mean(), np.float64, result_type=False)
+    for key, loss in zip(res.groups.column("doc").to_pylist(), res.groups.column("loss").to_pylist()):
+        assert_close_spec(loss, ref[(doc == key) & kept].mean(), np.float64, result_type=False)
