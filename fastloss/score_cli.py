@@ -6,6 +6,8 @@
         --per-row losses.parquet --key id --param eps=1e-6
     fastloss score preds.parquet --loss cross_entropy --loss softmax_focal_loss:gamma=2 \\
         --input logits --target label --by country --output groups.parquet
+    fastloss score tokens.parquet --loss linear_cross_entropy --input hidden --target token \\
+        --param weight=@head.npy --param bias=@head_bias.npy --per-row token_losses.parquet
 
 FILE is a Parquet file, a directory of them (read recursively; key=value directories are Hive
 partition columns, usable with --by and --key), a .npy / .npz file, or a quoted glob pattern that
@@ -94,7 +96,8 @@ def _parser():
                    help="with --by: write the per-group table (keys, rows, loss, weight sum) to this file")
     p.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE",
                    help="a loss parameter, e.g. --param label_smoothing=0.1 (repeatable; given to every "
-                        "--loss); the loss's own weight: --param 'weight=[1, 2, 0.5]'")
+                        "--loss); the loss's own weight: --param 'weight=[1, 2, 0.5]'; @FILE.npy loads an "
+                        "array (linear_cross_entropy's head matrix: --param weight=@head.npy)")
     p.add_argument("--reduction", choices=("mean", "sum"), default="mean", help="default: mean")
     p.add_argument("--batch-size", type=_positive, default=65536, metavar="N", help="rows per batch (65536)")
     p.add_argument("--nulls", choices=("error", "skip"), default="error",
@@ -149,7 +152,12 @@ def _check_params(loss, params, where="--param"):
     import inspect
     from .scoring import _loss_function
     fn = _loss_function(loss)
-    names = [n for n, prm in inspect.signature(fn).parameters.items() if prm.default is not prm.empty]
+    sig = inspect.signature(fn).parameters
+    data = [n for n, prm in sig.items() if prm.default is prm.empty
+            and prm.kind in (prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD)]
+    # a data argument between the input and the target can be a parameter, the same array for every
+    # row (linear_cross_entropy's weight: --param weight=@head.npy)
+    names = [n for n, prm in sig.items() if prm.default is not prm.empty or n in data[1:-1]]
     reserved = {"reduction": "use --reduction", "num_threads": "use --threads", "out": "not for scoring",
                 "return_grad": "not for scoring", "size_average": "deprecated", "reduce": "deprecated"}
     for key in params:

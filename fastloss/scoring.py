@@ -796,7 +796,8 @@ def _split_params(text):
 
 
 def parse_param(text):
-    """``key=value`` -> (key, value); the value is a Python literal when it parses as one, else a string."""
+    """``key=value`` -> (key, value); the value is a Python literal when it parses as one, else a string
+    (``weight=@head.npy``: a string, the array file that :func:`loss_specs` loads)."""
     import ast
     key, sep, raw = text.partition("=")
     key = key.strip()
@@ -813,6 +814,32 @@ def parse_loss(text):
     """``"softmax_focal_loss:gamma=2,alpha=0.25"`` -> ("softmax_focal_loss", {"gamma": 2, "alpha": 0.25})."""
     name, _, params = text.partition(":")
     return name.strip(), dict(parse_param(p) for p in _split_params(params))
+
+
+def _is_array_file(value):
+    """Whether a loss parameter's value names a ``.npy`` file to load: a path object, ``"@file.npy"``
+    (the command line's spelling) or a string ending in ``.npy``."""
+    if isinstance(value, os.PathLike):
+        return True
+    return isinstance(value, str) and (value.startswith("@") or value.endswith(".npy"))
+
+
+def _load_array(value, key):
+    """The array a loss parameter names (see :func:`_is_array_file`), memory-mapped read-only;
+    FileNotFoundError / ValueError naming the parameter."""
+    path = os.fspath(value)
+    path = path.removeprefix("@")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"loss parameter {key}: no such file: {path}")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"loss parameter {key}: cannot read {path} as a .npy array: {exc}") from None
+
+
+def _show(value):
+    """A loss parameter's value in a label: an array by its shape, not its elements."""
+    return f"<array {value.shape} {value.dtype}>" if isinstance(value, np.ndarray) else repr(value)
 
 
 @dataclass
@@ -844,11 +871,32 @@ class LossSpec:
         return [p for p, v in ps.items()
                 if v.default is v.empty and v.kind in (v.POSITIONAL_ONLY, v.POSITIONAL_OR_KEYWORD)]
 
+    @property
+    def constants(self):
+        """The data arguments given as keyword arguments: the same array for every batch, not a column
+        (``linear_cross_entropy``'s ``weight``, the (V, d) head matrix)."""
+        return {p: self.kwargs[p] for p in self.data_params[1:-1] if p in self.kwargs}
+
+    @property
+    def column_params(self):
+        """The data arguments read from columns: ``data_params`` less the constants."""
+        consts = self.constants
+        return [p for p in self.data_params if p not in consts]
+
+    def positional(self, columns):
+        """The loss's positional arguments: the column arrays with the constants in their places."""
+        consts = self.constants
+        if not consts:
+            return list(columns)
+        it = iter(columns)
+        return [consts[p] if p in consts else next(it) for p in self.data_params]
+
     def check_kwargs(self, caller):
         """TypeError for a keyword the loss does not take: a misspelled scoring option (``batchsize``)
         is named as one, with the close match; ValueError for the reserved ones."""
         ps = self.parameters
-        names = [p for p, v in ps.items() if v.default is not v.empty and p not in _NOT_FOR_SCORING]
+        names = [p for p, v in ps.items() if (v.default is not v.empty or p in self.data_params[1:-1])
+                 and p not in _NOT_FOR_SCORING]
         for k in self.kwargs:
             if k in _NOT_FOR_SCORING:
                 raise ValueError(f"{k}= is not a scoring parameter ({_NOT_FOR_SCORING[k]})")
@@ -864,9 +912,12 @@ class LossSpec:
 
     def call_kwargs(self):
         """The keyword arguments with list-valued class weights etc. as float arrays (hashable-free,
-        converted once)."""
+        converted once); the constants (:attr:`constants`) are passed positionally instead."""
         out = {}
+        consts = self.constants
         for k, v in self.kwargs.items():
+            if k in consts:
+                continue
             if isinstance(v, (list, tuple)) and v and all(isinstance(e, (int, float)) and not isinstance(e, bool)
                                                           for e in v):
                 v = np.asarray(v, dtype=np.float64)
@@ -898,7 +949,7 @@ def loss_specs(loss, loss_kwargs, caller="score_parquet"):
             own["weight"] = own.pop("loss_weight")
         kwargs = {**shared, **own}
         if text is None:
-            text = name + (":" + ",".join(f"{k}={v!r}" for k, v in own.items()) if own else "")
+            text = name + (":" + ",".join(f"{k}={_show(v)}" for k, v in own.items()) if own else "")
         specs.append((name, kwargs, text))
     names = [n for n, _, _ in specs]
     labels = [t if names.count(n) > 1 else n for n, _, t in specs]
@@ -908,6 +959,8 @@ def loss_specs(loss, loss_kwargs, caller="score_parquet"):
     out = [LossSpec(n, kw, lab) for (n, kw, _), lab in zip(specs, labels)]
     for s in out:
         s.check_kwargs(caller)
+        # array parameters given as files (the head matrix, class weights): loaded once, memory-mapped
+        s.kwargs = {k: _load_array(v, k) if _is_array_file(v) else v for k, v in s.kwargs.items()}
     return out
 
 
@@ -916,9 +969,19 @@ def _arguments(spec, inputs, target):
     one (n, k) array.  Several input columns are several arguments when the loss takes them
     (``margin_ranking_loss(input1, input2, target)``); for a loss of one input they are stacked into
     one (n, k) input (``input=["p0", "p1", "p2", "p3"]``: four class scores per row)."""
+    data = spec.column_params
+    if spec.constants and len(inputs) + 1 != len(data):
+        raise ValueError(f"{spec.name} takes {len(data) - 1} input column(s) before the target "
+                         f"({', '.join(data)}; {', '.join(spec.constants)} given as a parameter); got "
+                         f"{len(inputs)}: {', '.join(inputs)}")
+    if len(inputs) == 1 and len(data) > 2:
+        middle = data[1:-1]
+        hint = (" (the loss's own weight: loss_weight=, --param weight=@FILE.npy)" if "weight" in middle else "")
+        raise ValueError(f"{spec.name} takes {len(data) - 1} input column(s) before the target "
+                         f"({', '.join(data)}); got 1: {inputs[0]}; or give {', '.join(middle)} as a "
+                         f"parameter, one array for every row{hint}")
     if len(inputs) == 1:
         return [inputs[0], target]
-    data = spec.data_params
     if len(inputs) + 1 <= len(data):
         return [*inputs, target]
     if len(data) == 2:
@@ -1125,6 +1188,21 @@ def _count_is_denominator(spec, kwargs, args):
     return spec.info.items == "class"       # class losses ignore ignore_index for probability targets
 
 
+def _kept_tokens(spec, kwargs, args, w):
+    """For a loss of one item per row with an ``ignore_index`` (``linear_cross_entropy``), without
+    sample weights: the rows whose target is not ``ignore_index`` -- the mean's denominator, so that
+    the state still comes from the per-row losses (0 for an ignored token) and the head is not
+    multiplied a second time.  None where that does not apply."""
+    ps = spec.parameters
+    if w is not None or spec.info.items != "rows" or "ignore_index" not in ps or kwargs.get("weight") is not None:
+        return None
+    ii = kwargs.get("ignore_index", ps["ignore_index"].default)
+    target = args[1]
+    if ii is None or target.dtype.kind not in "iu" or target.ndim != 1:
+        return None
+    return target != ii
+
+
 _POSITION = re.compile(r"^(\w+) (.*?) at position (\d+|\((\d+)(?:, \d+)*\))(.*)$", re.DOTALL)
 
 
@@ -1137,7 +1215,7 @@ def _located(exc, spec, argcols, batch, weight=None):
         return None
     arg, middle, pos, first, rest = m.groups()
     i = int(first) if first is not None else int(pos)
-    params = spec.data_params
+    params = spec.column_params
     col = argcols[params.index(arg)] if arg in params and params.index(arg) < len(argcols) else None
     if arg == "weight" and weight is not None and middle.startswith("(sample weights)"):
         col = weight
@@ -1151,7 +1229,7 @@ def _located(exc, spec, argcols, batch, weight=None):
 
 
 def _per_item(spec, kwargs, args, nt):
-    return np.asarray(spec.info.function(*args, reduction="none", num_threads=nt, **kwargs))
+    return np.asarray(spec.info.function(*spec.positional(args), reduction="none", num_threads=nt, **kwargs))
 
 
 def _partial(spec, kwargs, args, w, nt):
@@ -1159,7 +1237,7 @@ def _partial(spec, kwargs, args, w, nt):
     kw = dict(kwargs)
     if "weight" in kw:
         kw["loss_weight"] = kw.pop("weight")
-    return partial(spec.name, *args, weight=w, num_threads=nt, **kw)
+    return partial(spec.name, *spec.positional(args), weight=w, num_threads=nt, **kw)
 
 
 def _sample_weights(w, name):
@@ -1178,8 +1256,11 @@ def _score_one(spec, s, kwargs, args, w, nt, want_rows, groups, grouping):
     if not want_rows and groups is None:
         return _partial(spec, kwargs, args, w, nt), None
     derivable = (w is None or np.ndim(w) == 1) and _count_is_denominator(spec, kwargs, args)
+    kept = None if derivable else _kept_tokens(spec, kwargs, args, w)
+    derivable = derivable or kept is not None
     per_item = _per_item(spec, kwargs, args, nt) if (derivable or want_rows) else None
     derivable = derivable and per_item.ndim >= 1 and per_item.shape[0] == n
+    derivable = derivable and (kept is None or per_item.ndim == 1)
     if not derivable:
         # a second pass: the kernel's own denominator (class weights, ignore_index)
         state = _partial(spec, kwargs, args, w, nt)
@@ -1202,7 +1283,10 @@ def _score_one(spec, s, kwargs, args, w, nt, want_rows, groups, grouping):
     # the mean's denominator per row: its items, or 1 for "batchmean" (kl_div, distillation_loss)
     from .state import _mean_reduction
     per_row_den = 1.0 if (_mean_reduction(spec.info, dict(kwargs)) == "batchmean" and per_item.ndim > 1) else rep
-    if w is not None:
+    if kept is not None:             # ignored tokens leave the denominator (their loss is 0)
+        den_rows = kept.astype(np.float64)
+        den = float(np.sum(den_rows))
+    elif w is not None:
         w = _sample_weights(w, "weight")
         row = row * w
         den_rows = w * per_row_den
@@ -1334,7 +1418,7 @@ def _score(make_source, caller, loss, input, target, weight, per_row, key, by, b
     from ._validate import check_choice
     check_choice(reduction, "reduction", ("mean", "sum"))
     _check_arguments(input, target, per_row, progress)
-    if _class_weights(weight):
+    if _class_weights(weight) or isinstance(weight, os.PathLike):   # (a path: a .npy file of them)
         if "loss_weight" in loss_kwargs:
             raise ValueError("weight= is given as numbers (the loss's own weights) and loss_weight= too; "
                              "give one")
@@ -1533,7 +1617,8 @@ def score_parquet(path_or_paths: StrPath | Sequence[StrPath],
         to a temporary file in the same directory and renamed at the end (with the umask's
         permissions), so a failed run leaves no partial file.  The per-row values and the state
         come from one kernel pass, except where the mean's denominator is not the item count
-        (the loss's own ``weight``, labels equal to ``ignore_index``): a second pass there.
+        (the loss's own ``weight``, labels equal to ``ignore_index`` but for
+        ``linear_cross_entropy``): a second pass there.
     key : str or list of str, optional
         Column(s) passed through to the ``per_row`` file (default: a ``row`` index); needs
         ``per_row``.
@@ -1560,7 +1645,11 @@ def score_parquet(path_or_paths: StrPath | Sequence[StrPath],
         The loss's own parameters (``label_smoothing=0.1``, ``eps=1e-7``, ...), given to every
         loss of a list; ``reduction``, ``out`` and ``return_grad`` are refused, and a keyword that
         is neither a scoring option nor a parameter of the loss is a ``TypeError`` (a misspelled
-        option, ``batchsize=``, is named as one).
+        option, ``batchsize=``, is named as one).  A data argument between the input and the target
+        can be given here as one array for every batch: ``linear_cross_entropy``'s head matrix,
+        ``loss_weight=W`` (its ``weight``; ``weight=`` stays the sample-weight column).  An array
+        parameter can be a ``.npy`` file -- a path object, a string ending in ``.npy`` or
+        ``"@file.npy"`` -- loaded once, memory-mapped.
 
     Returns
     -------
