@@ -181,7 +181,7 @@ def test_errors(scores, tmp_path):
         fld.score_parquet(path, "cross_entropy", "logits", "lable")
     with pytest.raises(KeyError, match="nope"):
         fld.score_parquet(path, "cross_entropy", "logits", "label", by="nope")
-    with pytest.raises(TypeError, match="group key column 'fkey'"):
+    with pytest.raises(TypeError, match="group column 'fkey'"):
         fld.score_parquet(path, "cross_entropy", "logits", "label", by="fkey")
     with pytest.raises(TypeError, match="by must be"):
         fld.score_parquet(path, "cross_entropy", "logits", "label", by=[])
