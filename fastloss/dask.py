@@ -588,17 +588,18 @@ def _score_result(part, reduction, num_threads, labels):
                        states=dict(zip(labels, states)))
 
 
-def score_parquet(paths: Any, loss: str, input: str | Sequence[str], target: str, weight: str | None = None,
+def score_parquet(paths: Any, loss: str | Sequence[str | tuple[str, dict[str, Any]]], input: str | Sequence[str],
+                  target: str, weight: str | Sequence[float] | None = None,
                   by: str | Sequence[str] | None = None, batch_size: int = 65536, nulls: str = "error",
                   num_threads: int = 1, reduction: str = "mean", rows_per_task: int = 1 << 20,
                   split_every: int = 8, **loss_kwargs: Any) -> Delayed:
     """The lazy :func:`fastloss.score_parquet` of Parquet files: one Dask task per group of row groups.
 
     Each task opens its file with pyarrow *in the worker* and reads only its row groups (no
-    ``dask.dataframe``, no pandas), scores them batch by batch exactly as
-    :func:`fastloss.score_parquet` does (same column conversion and null policy), and returns a
-    mergeable :class:`fastloss.LossState` -- or, with ``by``, one state per group key -- which a
-    fixed tree merges ``split_every`` per node (per key for groups).
+    ``dask.dataframe``, no pandas), and runs :func:`fastloss.score_parquet`'s engine on them (the
+    same column conversion, null policy, loss specs and grouping): it returns a mergeable
+    :class:`fastloss.LossState` per loss -- and, with ``by``, one state per group key and loss --
+    which a fixed tree merges ``split_every`` per node (per key for groups).
 
     How the tasks are cut: each file's row groups, in order, are grouped until a task holds at
     least ``rows_per_task`` rows (default 1 048 576, pyarrow's default row-group size: one task
@@ -609,19 +610,24 @@ def score_parquet(paths: Any, loss: str, input: str | Sequence[str], target: str
     Parameters
     ----------
     paths : str, os.PathLike or list of them
-        A Parquet file, a directory of ``*.parquet`` files, or a list of those.
-    loss : str
-        A fastloss loss name (not an in-batch loss).
+        A Parquet file, a directory of Parquet files (read recursively; ``key=value`` directories
+        are Hive partitions, whose columns can be ``by`` columns), or a list of those.
+    loss : str or list
+        A fastloss loss name (not an in-batch loss), ``"name:key=value,..."``, a ``(name, kwargs)``
+        pair, or a list of those: several losses scored in the same read, as
+        :func:`fastloss.score_parquet`.
     input : str or list of str
         Column name(s) passed as the loss's first argument(s), as :func:`fastloss.score_parquet`.
     target : str
         Column passed as the loss's next argument.
-    weight : str, optional
-        Column of per-row sample weights.
+    weight : str or list of float, optional
+        Column of per-row sample weights (or the loss's class weights, given as numbers).
     by : str or list of str, optional
-        Group key column(s) (integers, strings, dictionary-encoded strings, dates): the result is
-        then a ``pyarrow.Table`` of the key columns and each group's ``loss``, ``rows`` and
-        ``weight_sum``, sorted by key.
+        Group key column(s) (integers, strings, dictionary-encoded strings, dates; Hive partition
+        columns too): the result is then a ``pyarrow.Table`` of the key columns and each group's
+        ``loss``, ``rows`` and ``weight_sum``, sorted by key (with several losses, the table of
+        :func:`fastloss.score_parquet`'s ``res.groups``: the keys, ``rows``, then ``<label>`` and
+        ``<label>.weight_sum`` per loss).
     batch_size : int, optional
         Rows per record batch inside a task; default 65536.
     nulls : {"error", "skip"}, optional
@@ -641,17 +647,20 @@ def score_parquet(paths: Any, loss: str, input: str | Sequence[str], target: str
     -------
     dask.delayed.Delayed
         Computes to a :class:`fastloss.ScoreResult` (``seconds``: from the first task's start to
-        the root's end), or with ``by`` to a ``pyarrow.Table``.
+        the root's end; ``losses`` / ``states`` per loss label), or with ``by`` to a
+        ``pyarrow.Table``.
 
     Raises
     ------
     ValueError
         An unknown or in-batch loss, bad ``batch_size`` / ``nulls`` / ``reduction`` /
-        ``rows_per_task``; at compute time nulls with ``nulls="error"`` and the loss's own errors.
+        ``rows_per_task``, ``per_row`` / ``key`` / ``progress`` (use :func:`fastloss.score_parquet`);
+        at compute time nulls with ``nulls="error"`` and the loss's own errors.
     KeyError
         A column that is not in a file.
     TypeError
-        A loss column that is not numbers or lists of numbers, a key column of another type.
+        A loss column that is not numbers or lists of numbers, a key column of another type, an
+        unknown keyword.
 
     Examples
     --------
