@@ -1082,20 +1082,24 @@ class GroupStates:
         return out
 
     def merge(self, other):
-        """Fold another GroupStates of the same keys and losses into this one (e.g. a worker's)."""
-        for key, (rows, states) in other.states().items():
+        """Fold another GroupStates of the same keys and losses into this one (e.g. a worker's):
+        the same TwoSum as :meth:`LossState.merge`, vectorized over the groups (Python work per
+        distinct key is only the key lookup)."""
+        if self.types is None:
+            self.types = other.types
+        m = len(other.keys)
+        ids = np.empty(m, dtype=np.int64)
+        for j, key in enumerate(other.keys):
             g = self.index.get(key)
             if g is None:
                 g = self.index[key] = len(self.keys)
                 self.keys.append(key)
-                self._grow(len(self.keys))
-            if self.types is None:
-                self.types = other.types
-            self.rows[g] += rows
-            ids = np.array([g])
-            for s, st in enumerate(states):
-                self.add(s, ids, [st.total], [st.weight_sum], [st.count])
-                self.comp[s, g] += st.compensation
+            ids[j] = g
+        self._grow(len(self.keys))
+        self.rows[ids] += other.rows[:m]            # (the ids are distinct: a fancy-indexed += is exact)
+        for s in range(len(self.specs)):
+            self.add(s, ids, other.total[s, :m], other.wsum[s, :m], other.count[s, :m])
+            self.comp[s, ids] += other.comp[s, :m]
         return self
 
     def table(self, reduction):
