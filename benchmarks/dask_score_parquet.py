@@ -11,10 +11,13 @@ logits in a fixed-size-list column and int64 labels; 1Mi-row row groups) and tim
 * with ``--frames``: ``fastloss.dask.loss_frame`` over ``dd.read_parquet(FILE)`` (list cells as pandas
   object arrays) and over ``dd.read_parquet(FILE, dtype_backend="pyarrow")``, on the same cluster.
 
+With ``--by group``: both grouped by the file's int64 ``group`` column (1000 groups).
+
 Target (issue 20): dask.score_parquet rows/s >= 80% of the CLI's.
 
     python benchmarks/dask_score_parquet.py                  # 10M rows
     python benchmarks/dask_score_parquet.py --rows 2000000 --repeat 3 --frames
+    python benchmarks/dask_score_parquet.py --rows 2000000 --by group
 """
 import argparse
 import json
@@ -41,6 +44,7 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--frames", action="store_true", help="also time loss_frame over dd.read_parquet")
     p.add_argument("--file", default=None, help="an existing file of score_parquet.py's layout")
+    p.add_argument("--by", default=None, help="group key column (the file's 'group': 1000 groups)")
     args = p.parse_args(argv)
     import dask.dataframe as dd
     import distributed
@@ -53,13 +57,17 @@ def main(argv=None):
         if not args.file:
             write_file(path, args.rows)
         cli = [sys.executable, "-m", "fastloss", "score", path, "--loss", "cross_entropy", "--input", "logits",
-               "--target", "label", "--json"]
+               "--target", "label", "--json"] + (["--by", args.by] if args.by else [])
         with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                                       dashboard_address=None, silence_logs=40, env={"PYTHONPATH": env["PYTHONPATH"]}) \
                 as cluster, distributed.Client(cluster):
             def run_dask():
                 t = time.perf_counter()
-                res = fld.score_parquet(path, "cross_entropy", "logits", "label").compute()
+                res = fld.score_parquet(path, "cross_entropy", "logits", "label", by=args.by).compute()
+                if args.by:         # a table of groups: the overall mean from the groups' (the CLI's loss)
+                    dt = time.perf_counter() - t
+                    loss, wsum = (res.column(c).to_numpy() for c in ("loss", "weight_sum"))
+                    return sum(res.column("rows").to_pylist()) / dt, float((loss * wsum).sum() / wsum.sum())
                 return res.rows / (time.perf_counter() - t), res.loss
 
             def run_cli():
@@ -86,7 +94,7 @@ def main(argv=None):
                     if i:
                         speed[name].append(r)
         med = {k: statistics.median(v) for k, v in speed.items()}
-        print(f"rows={args.rows:,} repeat={args.repeat} (median rows/s)")
+        print(f"rows={args.rows:,} repeat={args.repeat} by={args.by} (median rows/s)")
         for name, r in med.items():
             print(f"  {name:38s} {r / 1e6:7.2f} M rows/s   {args.rows / r:7.2f} s   loss {losses[name]:.12f}")
         ratio = med[f"dask.score_parquet ({args.workers} workers)"] / med["cli (1 process)"]

@@ -318,53 +318,42 @@ def _frame_array(df, spec):
     return _series_array(df[spec], spec)
 
 
-def _frame_chunk_state(df, name, num_threads, kwargs, specs, weight_spec, by=None):
+def _frame_chunk_state(df, name, num_threads, kwargs, specs, weight_spec, by=None, loss_specs=None):
+    """One partition: a LossState, or with ``by`` fastloss.scoring's GroupStates (its engine, on the
+    partition's columns as arrays and its key columns as Arrow arrays)."""
     arrays = [_frame_array(df, s) for s in specs]
     w = _frame_array(df, weight_spec) if weight_spec is not None else None
     if by is None:
         return _chunk_state(name, num_threads, kwargs, *arrays, weight=w)
     import pyarrow as pa
-    keys = []
+
+    from .scoring import Batch, _score_batches
+    cols = {}
+    names = [",".join(s) if isinstance(s, (list, tuple)) else s for s in specs]
+    for c, a in zip(names, arrays):
+        cols[c] = a
+    weight = None
+    if w is not None:
+        weight = ",".join(weight_spec) if isinstance(weight_spec, (list, tuple)) else weight_spec
+        cols[weight] = w
     for c in by:
         nulls = int(df[c].isna().sum())
         if nulls:
             raise ValueError(f"group key column {c!r} has {nulls} null value(s)")
         a = pa.array(df[c])
-        keys.append(a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a)
-    groups = {}
-    if len(df):
-        _fold_groups(groups, name, arrays, w, keys, num_threads, kwargs)
+        cols[c] = a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
+    _, groups, _ = _score_batches([Batch(len(df), cols, "a partition of the frame")], loss_specs,
+                                  inputs=names[:-1], target=names[-1], weight=weight, by=by,
+                                  num_threads=num_threads)
     return groups
 
 
-def _merge_group_dicts(dicts):
-    """{key: [LossState, rows]} dicts merged left to right, per key."""
-    out = {}
-    for d in dicts:
-        for key, (st, rows) in d.items():
-            out[key] = [out[key][0].merge(st), out[key][1] + rows] if key in out else [st, rows]
-    return out
-
-
-def _merge_groups(*dicts):
-    return _merge_group_dicts(dicts)
+def _merge_groups(*groups):
+    return _merge_group_states(groups)
 
 
 def _group_states(groups):
-    return {k: st for k, (st, _) in groups.items()}
-
-
-def _group_table(groups, reduction, key_columns):
-    """{key: [LossState, rows]} -> pyarrow.Table of the key columns (``key_columns``: (name, Arrow type
-    or None to infer)) and each group's loss, rows and weight_sum, sorted by key."""
-    from .scoring import _pyarrow
-    pa = _pyarrow()
-    keys = sorted(groups)
-    cols = {c: pa.array([k[i] for k in keys], type=t) for i, (c, t) in enumerate(key_columns)}
-    cols["loss"] = pa.array([float(groups[k][0].finalize(reduction)) for k in keys], type=pa.float64())
-    cols["rows"] = pa.array([groups[k][1] for k in keys], type=pa.int64())
-    cols["weight_sum"] = pa.array([float(groups[k][0].weight_sum) for k in keys], type=pa.float64())
-    return pa.table(cols)
+    return {k: sts[0] for k, (_, sts) in groups.states().items()}
 
 
 def _by_columns(by):
@@ -445,8 +434,17 @@ def _frame_root(loss, frame, specs, weight, keys, num_threads, split_every, loss
         raise ValueError(f"columns {missing} not in the frame (its columns: {list(frame.columns)})")
     frame = frame[list(dict.fromkeys(needed))]
     kw = _lazy_constants(loss_kwargs)
+    lspecs = None
+    if keys is not None:
+        from . import scoring as S
+        lspecs = S.loss_specs(name, loss_kwargs, "loss_frame")
+        loss_cols = {c for s in specs + ([weight] if weight is not None else []) for c in _spec_columns(s)}
+        for c in keys:
+            if c in loss_cols:
+                raise ValueError(f"group column {c!r} is also a loss column")
+        lspecs = dask.delayed(lspecs, pure=True, traverse=False)
     chunk = dask.delayed(_frame_chunk_state, pure=True)
-    states = [chunk(part, name, num_threads, kw, specs, weight, keys) for part in frame.to_delayed()]
+    states = [chunk(part, name, num_threads, kw, specs, weight, keys, lspecs) for part in frame.to_delayed()]
     return _reduce(name, states, split_every, merge=_merge if keys is None else _merge_groups)
 
 
@@ -504,7 +502,7 @@ def loss_frame(loss: str | Callable[..., Any], frame: dd.DataFrame, input: _Colu
     root = _frame_root(loss, frame, [input, target, *args], weight, keys, num_threads, split_every, loss_kwargs)
     if keys is None:
         return dask.delayed(_finalize, pure=True)(root, reduction)
-    return dask.delayed(_group_table, pure=True)(root, reduction, [(k, None) for k in keys])
+    return dask.delayed(_groups_table, pure=True)(root, reduction)
 
 
 # ------------------------------------------------------------------------------------ Parquet files
@@ -529,182 +527,79 @@ def _row_group_tasks(files, rows_per_task):
     return tasks
 
 
-def _dense(code):
-    """Codes (ints >= 0) -> (dense ids 0..G-1 in the codes' order, G): by counting when the codes are
-    small (O(n)), else by sorting."""
-    m = int(code.max()) + 1 if len(code) else 0
-    if m <= 4 * len(code) + 4096:
-        used = np.bincount(code, minlength=m) > 0
-        return (np.cumsum(used) - 1)[code], int(used.sum())
-    uniq, inv = np.unique(code, return_inverse=True)
-    return inv.reshape(-1), len(uniq)
+def _parquet_task(path, row_groups, partitions, specs, inputs, target, weight, by, key_types, batch_size, nulls,
+                  num_threads):
+    """One task: fastloss.scoring's engine over some row groups of one file, read by pyarrow.
 
-
-def _group_ids(key_arrays):
-    """One window's key columns -> (row order that sorts the rows by group, group bounds in that
-    order, each group's key tuple).
-
-    Each column is dictionary-encoded by pyarrow (dictionary columns keep their own indices); the
-    per-column indices are combined into one code per row, re-densified after each column so the
-    codes stay below the row count squared."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    from .scoring import _numbers
-    code, parts, n_groups = None, [], 0
-    for a in key_arrays:
-        d = a if pa.types.is_dictionary(a.type) else pc.dictionary_encode(a)
-        idx = _numbers(d.indices).astype(np.int64)
-        parts.append((d.dictionary, idx))
-        code = idx if code is None else code * max(len(d.dictionary), 1) + idx
-        code, n_groups = _dense(code)
-    # a stable sort by group (NumPy's radix sort for 16-bit keys)
-    order = np.argsort(code.astype(np.uint16) if n_groups <= 1 << 16 else code, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(code, minlength=n_groups))])
-    first = order[bounds[:-1]]                           # the first row of each group
-    keys = list(zip(*(dictionary.take(pa.array(idx[first])).to_pylist() for dictionary, idx in parts)))
-    return order, bounds, keys
-
-
-def _fold_groups(groups, loss, args, weight, key_arrays, num_threads, kwargs):
-    """Adds one window of rows to ``groups`` ({key tuple: [LossState, rows]}): the rows sorted by
-    group (one gather per argument), then fastloss.partial over each group's contiguous rows."""
-    from .state import partial as _partial
-    order, bounds, keys = _group_ids(key_arrays)
-    if len(keys) > 1:
-        args = [np.take(a, order, axis=0) for a in args]
-        weight = np.take(weight, order, axis=0) if weight is not None else None
-    for g, key in enumerate(keys):
-        lo, hi = int(bounds[g]), int(bounds[g + 1])
-        st = _partial(loss, *(a[lo:hi] for a in args), weight=None if weight is None else weight[lo:hi],
-                      num_threads=num_threads, **kwargs)
-        if key in groups:
-            groups[key] = [groups[key][0].merge(st), groups[key][1] + hi - lo]
-        else:
-            groups[key] = [st, hi - lo]
-
-
-# Grouped tasks score windows of at least this many rows (batches concatenated): one fastloss.partial
-# per group and window, so with many small groups the per-call cost is paid per window, not per batch.
-# The window's columns are the memory cost (about 50 MB for 10 float32 logits and an int64 label).
-_GROUP_WINDOW = 1 << 20
-
-
-def _concat_batches(pending):
-    """[(args, weight, key arrays)] of consecutive batches -> one (args, weight, key arrays)."""
-    import pyarrow as pa
-    if len(pending) == 1:
-        return pending[0]
-    args = [np.concatenate(parts) for parts in zip(*(p[0] for p in pending))]
-    w = None if pending[0][1] is None else np.concatenate([p[1] for p in pending])
-    keys = []
-    for parts in zip(*(p[2] for p in pending)):
-        # each batch has its own dictionary: decode before concatenating (re-encoded by _group_ids)
-        keys.append(pa.concat_arrays([a.dictionary_decode() if pa.types.is_dictionary(a.type) else a
-                                      for a in parts]))
-    return args, w, keys
-
-
-def _parquet_task(path, row_groups, loss, inputs, target, weight, by, batch_size, nulls, num_threads, kwargs):
-    """One task: the state (or per-group states) of some row groups of one file, read by pyarrow.
-
-    Returns (start time, rows read, rows skipped for nulls, payload); payload is [LossState, rows]
-    or, with ``by``, {key tuple: [LossState, rows]}."""
+    Returns (start time, rows skipped for nulls, [LossState per loss], GroupStates or None, rows)."""
     import time
 
     from . import scoring as S
-    from .state import partial as _partial
     started = time.time()
-    pa = S._pyarrow()
-    pf = pa.parquet.ParquetFile(path, pre_buffer=False)
+    pf = S._pyarrow().parquet.ParquetFile(path, pre_buffer=False)
     numeric = list(dict.fromkeys(c for c in (*inputs, target, weight) if c is not None))
-    keys = list(by or ())
-    columns = list(dict.fromkeys(numeric + keys))
+    columns = list(dict.fromkeys(numeric + list(by)))
     policy = S._Nulls(nulls)
+    batches = S.file_batches(pf, path, columns, numeric, batch_size, policy, partitions, row_groups)
+    states, groups, rows = S._score_batches(batches, specs, inputs=inputs, target=target, weight=weight, by=by,
+                                            num_threads=num_threads, key_types=key_types)
+    return started, policy.skipped, states, groups, rows
 
-    def count_all(name):           # the error counts the column's null rows in the whole file
-        return sum(int(m.sum()) for b in pf.iter_batches(batch_size=batch_size, columns=[name])
-                   if (m := S.null_rows(b.column(0))) is not None)
 
-    payload = {} if by is not None else [LossState.empty(loss), 0]
-    pending, pending_rows = [], 0          # grouped: batches gathered into windows of >= _GROUP_WINDOW rows
-
-    def fold_pending():
-        if pending:
-            args, w, key_arrays = _concat_batches(pending)
-            _fold_groups(payload, loss, args, w, key_arrays, num_threads, kwargs)
-            pending.clear()
-
-    read = 0
-    for batch in pf.iter_batches(batch_size=batch_size, row_groups=row_groups, columns=columns):
-        read += batch.num_rows
-        cols = {c: batch.column(c) for c in columns}
-        keep = policy.keep_mask({c: S.null_rows(cols[c]) for c in columns}, count_all, path)
-        if keep is not None:
-            cols = {c: a.filter(keep) for c, a in cols.items()}
-        arrays = {c: S.column_array(cols[c], c) for c in numeric}
-        args = [arrays[c] for c in (*inputs, target)]
-        w = arrays[weight] if weight is not None else None
-        if not len(args[0]):
-            continue
-        if by is None:
-            payload = [payload[0].merge(_partial(loss, *args, weight=w, num_threads=num_threads, **kwargs)),
-                       payload[1] + len(args[0])]
-        else:
-            pending.append((args, w, [cols[c] for c in keys]))
-            pending_rows += len(args[0])
-            if pending_rows >= _GROUP_WINDOW:
-                fold_pending()
-                pending_rows = 0
-    fold_pending()
-    return started, read, policy.skipped, payload
+def _merge_group_states(parts):
+    """GroupStates merged left to right into a new one (the tasks' results are left as they are)."""
+    from .scoring import GroupStates
+    first = parts[0]
+    out = GroupStates(first.by, first.specs, first.schema_types)
+    for g in parts:
+        out.merge(g)
+    return out
 
 
 def _merge_parts(*parts):
-    """Merges task results left to right (per key for grouped results)."""
-    started = min(p[0] for p in parts)
-    read = sum(p[1] for p in parts)
-    skipped = sum(p[2] for p in parts)
-    if isinstance(parts[0][3], dict):
-        return started, read, skipped, _merge_group_dicts(p[3] for p in parts)
-    return started, read, skipped, [LossState.merge_all(p[3][0] for p in parts), sum(p[3][1] for p in parts)]
+    """Merges task results left to right (per loss, and per key for groups)."""
+    states = [LossState.merge_all(col) for col in zip(*(p[2] for p in parts))]
+    groups = None if parts[0][3] is None else _merge_group_states([p[3] for p in parts])
+    return min(p[0] for p in parts), sum(p[1] for p in parts), states, groups, sum(p[4] for p in parts)
 
 
-def _score_result(part, reduction, num_threads, key_types):
-    """The root: a ScoreResult, or with key columns a pyarrow.Table of per-group results."""
+def _groups_table(groups, reduction):
+    """GroupStates.table, with dask's column order for one loss (keys, loss, rows, weight_sum)."""
+    table = groups.table(reduction)
+    if len(groups.specs) == 1:
+        table = table.select(groups.by + ["loss", "rows", "weight_sum"])
+    return table
+
+
+def _score_result(part, reduction, num_threads, labels):
+    """The root: a ScoreResult (as fastloss.score_parquet's), or with key columns a pyarrow.Table of
+    per-group results."""
     import time
 
     from .scoring import ScoreResult
-    started, read, skipped, payload = part
-    if key_types is None:
-        st, rows = payload
-        return ScoreResult(loss=float(st.finalize(reduction)), reduction=reduction, rows=rows, skipped=skipped,
-                           weight_sum=float(st.weight_sum), seconds=time.time() - started, state=st,
-                           per_row=None, num_threads=num_threads)
-    return _group_table(payload, reduction, key_types)
+    started, skipped, states, groups, rows = part
+    if groups is not None:
+        return _groups_table(groups, reduction)
+    first = states[0]
+    return ScoreResult(loss=float(first.finalize(reduction)), reduction=reduction, rows=rows, skipped=skipped,
+                       weight_sum=float(first.weight_sum), seconds=time.time() - started, state=first,
+                       per_row=None, num_threads=num_threads,
+                       losses={lab: float(st.finalize(reduction)) for lab, st in zip(labels, states)},
+                       states=dict(zip(labels, states)))
 
 
-def _key_type(column, t, path):
-    """The Arrow type of a group key column's values; TypeError for types that are no keys."""
-    import pyarrow as pa
-    v = t.value_type if pa.types.is_dictionary(t) else t
-    if (pa.types.is_integer(v) or pa.types.is_string(v) or pa.types.is_large_string(v) or pa.types.is_boolean(v)
-            or pa.types.is_temporal(v)):
-        return v
-    raise TypeError(f"group key column {column!r} of {path} has type {t}; expected integers, strings "
-                    f"(or dictionary-encoded strings), booleans or dates/times")
-
-
-def score_parquet(paths: Any, loss: str, input: str | Sequence[str], target: str, weight: str | None = None,
+def score_parquet(paths: Any, loss: str | Sequence[str | tuple[str, dict[str, Any]]], input: str | Sequence[str],
+                  target: str, weight: str | Sequence[float] | None = None,
                   by: str | Sequence[str] | None = None, batch_size: int = 65536, nulls: str = "error",
                   num_threads: int = 1, reduction: str = "mean", rows_per_task: int = 1 << 20,
                   split_every: int = 8, **loss_kwargs: Any) -> Delayed:
     """The lazy :func:`fastloss.score_parquet` of Parquet files: one Dask task per group of row groups.
 
     Each task opens its file with pyarrow *in the worker* and reads only its row groups (no
-    ``dask.dataframe``, no pandas), scores them batch by batch exactly as
-    :func:`fastloss.score_parquet` does (same column conversion and null policy), and returns a
-    mergeable :class:`fastloss.LossState` -- or, with ``by``, one state per group key -- which a
-    fixed tree merges ``split_every`` per node (per key for groups).
+    ``dask.dataframe``, no pandas), and runs :func:`fastloss.score_parquet`'s engine on them (the
+    same column conversion, null policy, loss specs and grouping): it returns a mergeable
+    :class:`fastloss.LossState` per loss -- and, with ``by``, one state per group key and loss --
+    which a fixed tree merges ``split_every`` per node (per key for groups).
 
     How the tasks are cut: each file's row groups, in order, are grouped until a task holds at
     least ``rows_per_task`` rows (default 1 048 576, pyarrow's default row-group size: one task
@@ -715,19 +610,24 @@ def score_parquet(paths: Any, loss: str, input: str | Sequence[str], target: str
     Parameters
     ----------
     paths : str, os.PathLike or list of them
-        A Parquet file, a directory of ``*.parquet`` files, or a list of those.
-    loss : str
-        A fastloss loss name (not an in-batch loss).
+        A Parquet file, a directory of Parquet files (read recursively; ``key=value`` directories
+        are Hive partitions, whose columns can be ``by`` columns), or a list of those.
+    loss : str or list
+        A fastloss loss name (not an in-batch loss), ``"name:key=value,..."``, a ``(name, kwargs)``
+        pair, or a list of those: several losses scored in the same read, as
+        :func:`fastloss.score_parquet`.
     input : str or list of str
         Column name(s) passed as the loss's first argument(s), as :func:`fastloss.score_parquet`.
     target : str
         Column passed as the loss's next argument.
-    weight : str, optional
-        Column of per-row sample weights.
+    weight : str or list of float, optional
+        Column of per-row sample weights (or the loss's class weights, given as numbers).
     by : str or list of str, optional
-        Group key column(s) (integers, strings, dictionary-encoded strings, dates): the result is
-        then a ``pyarrow.Table`` of the key columns and each group's ``loss``, ``rows`` and
-        ``weight_sum``, sorted by key.
+        Group key column(s) (integers, strings, dictionary-encoded strings, dates; Hive partition
+        columns too): the result is then a ``pyarrow.Table`` of the key columns and each group's
+        ``loss``, ``rows`` and ``weight_sum``, sorted by key (with several losses, the table of
+        :func:`fastloss.score_parquet`'s ``res.groups``: the keys, ``rows``, then ``<label>`` and
+        ``<label>.weight_sum`` per loss).
     batch_size : int, optional
         Rows per record batch inside a task; default 65536.
     nulls : {"error", "skip"}, optional
@@ -747,17 +647,20 @@ def score_parquet(paths: Any, loss: str, input: str | Sequence[str], target: str
     -------
     dask.delayed.Delayed
         Computes to a :class:`fastloss.ScoreResult` (``seconds``: from the first task's start to
-        the root's end), or with ``by`` to a ``pyarrow.Table``.
+        the root's end; ``losses`` / ``states`` per loss label), or with ``by`` to a
+        ``pyarrow.Table``.
 
     Raises
     ------
     ValueError
         An unknown or in-batch loss, bad ``batch_size`` / ``nulls`` / ``reduction`` /
-        ``rows_per_task``; at compute time nulls with ``nulls="error"`` and the loss's own errors.
+        ``rows_per_task``, ``per_row`` / ``key`` / ``progress`` (use :func:`fastloss.score_parquet`);
+        at compute time nulls with ``nulls="error"`` and the loss's own errors.
     KeyError
         A column that is not in a file.
     TypeError
-        A loss column that is not numbers or lists of numbers, a key column of another type.
+        A loss column that is not numbers or lists of numbers, a key column of another type, an
+        unknown keyword.
 
     Examples
     --------
@@ -784,38 +687,48 @@ def score_parquet(paths: Any, loss: str, input: str | Sequence[str], target: str
     """
     from . import scoring as S
     from ._validate import check_choice
-    _name(S._loss_function(loss))
     check_choice(reduction, "reduction", ("mean", "sum"))
     _check_threads(num_threads, split_every)
-    S._check_arguments(paths, input, target, weight, None, None, None)
-    for bad in ("reduction", "out", "return_grad", "per_row", "key", "progress"):
+    S._check_arguments(input, target, None, None)
+    for bad in ("per_row", "key", "progress"):
         if bad in loss_kwargs:
-            raise ValueError(f"{bad}= is not a parameter of fastloss.dask.score_parquet"
-                             + (" (use fastloss.score_parquet for per-row output and progress)"
-                                if bad in ("per_row", "key", "progress") else ""))
+            raise ValueError(f"{bad}= is not a parameter of fastloss.dask.score_parquet (use "
+                             "fastloss.score_parquet for per-row output and progress)")
+    if S._class_weights(weight):                # numbers: the loss's own weights, as fastloss.score_parquet
+        if "loss_weight" in loss_kwargs:
+            raise ValueError("weight= is given as numbers (the loss's own weights) and loss_weight= too; give one")
+        loss_kwargs, weight = dict(loss_kwargs, loss_weight=weight), None
+    elif weight is not None and not isinstance(weight, str):
+        raise TypeError(f"weight must be a column name (str), a list of class weights or None, got "
+                        f"{type(weight).__name__}")
+    specs = S.loss_specs(loss, loss_kwargs, "score_parquet")
     for what, value in (("batch_size", batch_size), ("rows_per_task", rows_per_task)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{what} must be a positive integer, got {value!r}")
     check_choice(nulls, "nulls", S.NULL_POLICIES)
-    keys = None if by is None else _by_columns(by)
-    inputs = [input] if isinstance(input, str) else list(input)
+    keys = [] if by is None else _by_columns(by)
+    inputs = S._names(input, "input")
+    for sp in specs:
+        S._arguments(sp, inputs, target)          # a wrong number of input columns, before any task
     numeric = list(dict.fromkeys(c for c in (*inputs, target, weight) if c is not None))
-    # opens every file's footer: columns, their types and the row groups, before any task runs
-    src = S.ParquetSource(S._expand(paths), list(dict.fromkeys(numeric + (keys or []))), numeric, batch_size,
-                          S._Nulls(nulls))
-    key_types = None
-    if keys is not None:
-        schema = src.files[0].schema_arrow
-        key_types = [(k, _key_type(k, schema.field(k).type, src.paths[0])) for k in keys]
+    for c in keys:
+        if c in numeric:
+            raise ValueError(f"group column {c!r} is also a loss column")
+    # opens every file's footer: columns, their types (group keys too) and the row groups, before any task
+    src = S.ParquetSource(paths, list(dict.fromkeys(numeric + keys)), numeric, batch_size, S._Nulls(nulls), keys)
+    key_types = [S._key_type(src.column_type(c)) for c in keys]
     tasks = _row_group_tasks(list(zip(src.paths, src.files)), int(rows_per_task))
-    kw = _lazy_constants(loss_kwargs)
+    lazy_specs = dask.delayed(specs, pure=True, traverse=False)     # shipped once, not once per task
     task = dask.delayed(_parquet_task, pure=True)
-    parts = [task(path, rgs, loss, inputs, target, weight, keys, int(batch_size), nulls, num_threads, kw)
+    parts = [task(path, rgs, src.file_partitions(path), lazy_specs, inputs, target, weight, keys, key_types,
+                  int(batch_size), nulls, num_threads)
              for path, rgs in tasks]
-    if not parts:
-        parts = [dask.delayed((0.0, 0, 0, {} if keys is not None else [LossState.empty(loss), 0]))]
-    root = _reduce(loss, parts, split_every, merge=_merge_parts)
-    return dask.delayed(_score_result, pure=True)(root, reduction, num_threads, key_types)
+    if not parts:           # files of no row groups
+        empty = (0.0, 0, [LossState.empty(sp.name) for sp in specs],
+                 S.GroupStates(keys, specs, key_types) if keys else None, 0)
+        parts = [dask.delayed(empty, pure=True, traverse=False)]
+    root = _reduce(specs[0].name, parts, split_every, merge=_merge_parts)
+    return dask.delayed(_score_result, pure=True)(root, reduction, num_threads, [sp.label for sp in specs])
 
 
 # ------------------------------------------------------------------------------------ fld.<loss name>

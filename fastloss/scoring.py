@@ -435,28 +435,41 @@ class ParquetSource:
         schema = self.files[0].schema_arrow
         return schema.field(c).type if c in schema.names else self.partitions[c][0]
 
-    def _count_nulls(self, pf, path, name):
-        if name not in pf.schema_arrow.names:            # a partition column: null for the whole file
-            return pf.metadata.num_rows
-        return sum(int(m.sum()) for b in pf.iter_batches(batch_size=self.batch_size, columns=[name])
-                   if (m := null_rows(b.column(0))) is not None)
+    def file_partitions(self, path):
+        """{partition column: (arrow type, value)} of the file ``path``, for :func:`file_batches`."""
+        return {c: (typ, per.get(path)) for c, (typ, per) in self.partitions.items()}
 
     def batches(self):
         """Yields a Batch per record batch."""
         for path, pf in zip(self.paths, self.files):
-            own = [c for c in self.columns if c in pf.schema_arrow.names]
-            extra = [c for c in self.columns if c not in own]
-            start = 0
-            for batch in pf.iter_batches(batch_size=self.batch_size, columns=own):
-                n = batch.num_rows
-                cols = {c: batch.column(c) for c in own}
-                for c in extra:
-                    typ, per = self.partitions[c]
-                    cols[c] = _constant(per[path], typ, n)
-                yield _arrow_batch({c: cols[c] for c in self.columns}, self.columns, self.numeric,
-                                   self.nulls, path,
-                                   start, lambda name, pf=pf, path=path: self._count_nulls(pf, path, name))
-                start += n
+            yield from file_batches(pf, path, self.columns, self.numeric, self.batch_size, self.nulls,
+                                    self.file_partitions(path))
+
+
+def _count_nulls(pf, name, batch_size):
+    if name not in pf.schema_arrow.names:            # a partition column: null for the whole file
+        return pf.metadata.num_rows
+    return sum(int(m.sum()) for b in pf.iter_batches(batch_size=batch_size, columns=[name])
+               if (m := null_rows(b.column(0))) is not None)
+
+
+def file_batches(pf, path, columns, numeric, batch_size, nulls, partitions, row_groups=None):
+    """The Batches of one Parquet file (a ``pyarrow.parquet.ParquetFile``), or of its consecutive
+    ``row_groups`` only (fastloss.dask's tasks); ``partitions``: {column: (arrow type, value)}, the
+    file's Hive partition columns (:meth:`ParquetSource.file_partitions`)."""
+    own = [c for c in columns if c in pf.schema_arrow.names]
+    extra = [c for c in columns if c not in own]
+    md = pf.metadata
+    start = 0 if not row_groups else sum(md.row_group(i).num_rows for i in range(row_groups[0]))
+    for batch in pf.iter_batches(batch_size=batch_size, columns=own, row_groups=row_groups):
+        n = batch.num_rows
+        cols = {c: batch.column(c) for c in own}
+        for c in extra:
+            typ, value = partitions[c]
+            cols[c] = _constant(value, typ, n)
+        yield _arrow_batch({c: cols[c] for c in columns}, columns, numeric, nulls, path, start,
+                           lambda name: _count_nulls(pf, name, batch_size))
+        start += n
 
 
 class TableSource:
@@ -910,6 +923,13 @@ class LossSpec:
             raise TypeError(f"{caller}() got an unknown option {k!r}: neither a scoring option nor a "
                             f"parameter of {self.name}{hint}; {self.name}'s parameters are: {', '.join(names)}")
 
+    def __getstate__(self):
+        # the cached signature (a mappingproxy) does not pickle: a Dask worker rebuilds it from the name
+        return {"name": self.name, "kwargs": self.kwargs, "label": self.label}
+
+    def __setstate__(self, state):
+        self.__init__(**state)
+
     def call_kwargs(self):
         """The keyword arguments with list-valued class weights etc. as float arrays (hashable-free,
         converted once); the constants (:attr:`constants`) are passed positionally instead."""
@@ -1125,20 +1145,24 @@ class GroupStates:
         return out
 
     def merge(self, other):
-        """Fold another GroupStates of the same keys and losses into this one (e.g. a worker's)."""
-        for key, (rows, states) in other.states().items():
+        """Fold another GroupStates of the same keys and losses into this one (e.g. a worker's):
+        the same TwoSum as :meth:`LossState.merge`, vectorized over the groups (Python work per
+        distinct key is only the key lookup)."""
+        if self.types is None:
+            self.types = other.types
+        m = len(other.keys)
+        ids = np.empty(m, dtype=np.int64)
+        for j, key in enumerate(other.keys):
             g = self.index.get(key)
             if g is None:
                 g = self.index[key] = len(self.keys)
                 self.keys.append(key)
-                self._grow(len(self.keys))
-            if self.types is None:
-                self.types = other.types
-            self.rows[g] += rows
-            ids = np.array([g])
-            for s, st in enumerate(states):
-                self.add(s, ids, [st.total], [st.weight_sum], [st.count])
-                self.comp[s, g] += st.compensation
+            ids[j] = g
+        self._grow(len(self.keys))
+        self.rows[ids] += other.rows[:m]            # (the ids are distinct: a fancy-indexed += is exact)
+        for s in range(len(self.specs)):
+            self.add(s, ids, other.total[s, :m], other.wsum[s, :m], other.count[s, :m])
+            self.comp[s, ids] += other.comp[s, :m]
         return self
 
     def table(self, reduction):

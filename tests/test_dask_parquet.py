@@ -181,7 +181,7 @@ def test_errors(scores, tmp_path):
         fld.score_parquet(path, "cross_entropy", "logits", "lable")
     with pytest.raises(KeyError, match="nope"):
         fld.score_parquet(path, "cross_entropy", "logits", "label", by="nope")
-    with pytest.raises(TypeError, match="group key column 'fkey'"):
+    with pytest.raises(TypeError, match="group column 'fkey'"):
         fld.score_parquet(path, "cross_entropy", "logits", "label", by="fkey")
     with pytest.raises(TypeError, match="by must be"):
         fld.score_parquet(path, "cross_entropy", "logits", "label", by=[])
@@ -197,6 +197,52 @@ def test_errors(scores, tmp_path):
     pq.write_table(pa.table({"p": pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(6)), 3), "y": [0, 7]}), bad)
     with pytest.raises(IndexError, match="target"):      # the loss's own error, at compute time
         fld.score_parquet(bad, "cross_entropy", "p", "y").compute(**SYNC)
+
+
+def test_several_losses_and_hive_partition_keys(scores, tmp_path):
+    """loss=[...] and a Hive partition column as the by= key: every loss of every group against its
+    float64 torch reference, and the same table as fastloss.score_parquet's res.groups."""
+    _, d = scores
+    root = tmp_path / "hive"
+    for region in ("eu", "us"):
+        for part in (0, 1):
+            m = (np.arange(N) % 4) == (2 * (region == "us") + part)
+            sub = root / f"region={region}" / f"part={part}"
+            sub.mkdir(parents=True)
+            pq.write_table(pa.table({"logits": pa.FixedSizeListArray.from_arrays(pa.array(d["logits"][m].ravel()), C),
+                                     "label": d["label"][m], "model": d["model"][m]}),
+                           sub / "data.parquet", row_group_size=200)
+    region = np.where((np.arange(N) % 4) >= 2, "us", "eu")
+    losses = ["cross_entropy", "cross_entropy:label_smoothing=0.1", "multi_margin_loss"]
+    refs = {"cross_entropy": lambda x, y: F.cross_entropy(x, y),
+            "cross_entropy:label_smoothing=0.1": lambda x, y: F.cross_entropy(x, y, label_smoothing=0.1),
+            "multi_margin_loss": lambda x, y: F.multi_margin_loss(x, y)}
+    t = fld.score_parquet(root, losses, "logits", "label", by=["region", "model"], rows_per_task=300,
+                          split_every=3).compute(**SYNC)
+    assert t.column_names == ["region", "model", "rows"] + [c for lab in losses for c in (lab, f"{lab}.weight_sum")]
+    keys = list(zip(t.column("region").to_pylist(), t.column("model").to_pylist()))
+    assert keys == sorted(set(zip(region.tolist(), d["model"].tolist())))
+    for i, (r, mdl) in enumerate(keys):
+        m = (region == r) & (d["model"] == mdl)
+        assert t.column("rows")[i].as_py() == m.sum()
+        for lab in losses:
+            ref = refs[lab](to_torch64(d["logits"][m]), to_torch_long(d["label"][m]))
+            assert_close_spec(t.column(lab)[i].as_py(), float(ref), np.float32, reduced=True, result_type=False,
+                              what=f"{lab} {r} {mdl}")
+    mem = fl.score_parquet(root, losses, "logits", "label", by=["region", "model"]).groups
+    assert mem.column_names == t.column_names and mem.schema == t.schema
+    for c in t.column_names:
+        got, ref = t.column(c).to_pylist(), mem.column(c).to_pylist()
+        if c in ("region", "model", "rows"):
+            assert got == ref, c
+        else:       # the same rows' states, merged in another order: within float64 rounding
+            assert_close_spec(np.array(got), np.array(ref), np.float64, reduced=True, result_type=False, what=c)
+    # ungrouped: res.losses per label, res.loss the first
+    res = fld.score_parquet(root, losses, "logits", "label", rows_per_task=300).compute(**SYNC)
+    assert list(res.losses) == losses and res.rows == N and res.loss == res.losses["cross_entropy"]
+    for lab in losses:
+        ref = refs[lab](to_torch64(d["logits"]), to_torch_long(d["label"]))
+        assert_close_spec(res.losses[lab], float(ref), np.float32, reduced=True, result_type=False, what=lab)
 
 
 def test_empty_file_and_directory(tmp_path):
