@@ -885,10 +885,18 @@ class LossSpec:
                 if v.default is v.empty and v.kind in (v.POSITIONAL_ONLY, v.POSITIONAL_OR_KEYWORD)]
 
     @property
+    def target_param(self):
+        """The data argument that ``target=`` names: the one called target/label(s), else the last
+        (``gaussian_nll_loss(input, target, var)`` has its target in the middle)."""
+        data = self.data_params
+        return next((p for p in data if p in ("target", "label", "labels")), data[-1])
+
+    @property
     def constants(self):
         """The data arguments given as keyword arguments: the same array for every batch, not a column
         (``linear_cross_entropy``'s ``weight``, the (V, d) head matrix)."""
-        return {p: self.kwargs[p] for p in self.data_params[1:-1] if p in self.kwargs}
+        data = self.data_params
+        return {p: self.kwargs[p] for p in data[1:] if p != self.target_param and p in self.kwargs}
 
     @property
     def column_params(self):
@@ -1003,7 +1011,10 @@ def _arguments(spec, inputs, target):
     if len(inputs) == 1:
         return [inputs[0], target]
     if len(inputs) + 1 <= len(data):
-        return [*inputs, target]
+        args = [*inputs, target]
+        # the target column goes where the loss takes it: gaussian_nll_loss(input, target, var)
+        args.insert(data.index(spec.target_param), args.pop())
+        return args
     if len(data) == 2:
         return [tuple(inputs), target]
     raise ValueError(f"{spec.name} takes {len(data) - 1} input column(s) before the target "

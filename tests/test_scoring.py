@@ -149,6 +149,18 @@ def test_several_prediction_columns(tmp_path, rng):
     close(res.loss, F.margin_ranking_loss(t64(x1), t64(x2), t64(y), margin=0.3))
 
 
+def test_a_target_in_the_middle_of_the_signature(tmp_path, rng):
+    """gaussian_nll_loss(input, target, var): input=["mu", "var"] puts the target column between them."""
+    mu, y = rng.standard_normal(1000), rng.standard_normal(1000)
+    var = rng.uniform(0.1, 2.0, 1000)
+    path = write(tmp_path / "gauss.parquet", mu=mu, var=var, y=y)
+    out = tmp_path / "rows.parquet"
+    res = fl.score_parquet(path, "gaussian_nll_loss", ["mu", "var"], "y", batch_size=300, per_row=out)
+    close(res.loss, F.gaussian_nll_loss(t64(mu), t64(y), t64(var)))
+    close(pq.read_table(out).column("loss").to_numpy(),
+          F.gaussian_nll_loss(t64(mu), t64(y), t64(var), reduction="none"))
+
+
 def test_empty_file(tmp_path):
     path = write(tmp_path / "empty.parquet", x=pa.array([], pa.float64()), y=pa.array([], pa.float64()))
     res = fl.score_parquet(path, "mse_loss", "x", "y")
