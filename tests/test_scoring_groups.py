@@ -10,7 +10,6 @@ import inspect
 import os
 import stat
 
-
 import numpy as np
 import pytest
 
