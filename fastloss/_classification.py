@@ -194,6 +194,9 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
 def _class_layout(input):
     """The prediction as (N, C, S...) logits: returns x, its batched view, N, C, S = prod(spatial)."""
     x = V.prediction(input, "input")
+    shape = x.shape
+    if len(shape) == 2:     # (N, C), the usual call: no view, no spatial product
+        return x, x, shape[0], shape[1], 1, False
     if x.ndim == 0:
         raise ValueError("input must have at least 1 dimension (C,) or (N, C, ...), got a 0-d array")
     unbatched = x.ndim == 1
@@ -217,6 +220,8 @@ def _label_shape(xb, unbatched):
 
 def _class_labels(target, xb, unbatched, source=None):
     labels = V.labels_array(target, "target", source)
+    if not unbatched and xb.ndim == 2 and labels.ndim == 1 and labels.shape[0] == xb.shape[0]:
+        return labels       # (N, C) logits, (N,) labels: the usual call
     expected = () if unbatched else (xb.shape[0],) + xb.shape[2:]     # (_label_shape, inlined: every call)
     if labels.shape != expected:
         if unbatched:
