@@ -171,7 +171,7 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
     ignore_index = V.check_int(ignore_index, "ignore_index", _IGNORE_HINT)
     nt = resolve_num_threads(num_threads)
     x, xb, N, C, S, unbatched = _class_layout(input)
-    w = _class_weight(weight, x, C)
+    w = None if weight is None else _class_weight(weight, x, C)
     t_arr = V._to_numpy(target, "target")
     if t_arr.dtype.kind == "f":
         if t_arr.shape != x.shape and t_arr.shape == _label_shape(xb, unbatched):
@@ -185,7 +185,8 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
     o = V.output_array(out, labels.shape, x.dtype) if reduction == "none" else None
     grad = V.grad_buffer(grad_out, x.shape, x.dtype, (input, target, weight, x, labels, w, o)) \
         if return_grad else None
-    res = _K.cross_entropy_index(xb, labels.reshape(-1), None if o is None else o.reshape(-1), grad, weight=w,
+    flat = labels if labels.ndim == 1 else labels.reshape(-1)      # (a new view costs ~0.1 us)
+    res = _K.cross_entropy_index(xb, flat, None if o is None else o.reshape(-1), grad, weight=w,
                                  C=C, S=S, ignore_index=ignore_index, smoothing=eps, mean=reduction == "mean",
                                  num_threads=nt)
     return _finish(res, reduction, x.dtype, o, grad, labels=labels, n_classes=C, ignore_index=ignore_index)
