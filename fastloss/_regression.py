@@ -83,16 +83,18 @@ def _elementwise(kind, args, reduction, weight, out, return_grad, weighted_mean=
     w = E.operand(weight, x, "weight")
     weighted_mean = weighted_mean and weight is not None and reduction == "mean"
     n = x.size
-    broadcast = x.shape != shape       # (the gradient is summed back to input's shape, then delivered)
-    o, grad, scale = E.buffers(x, reduction, out, return_grad, n, None if broadcast else grad_out,
-                               (y, w, *given))
+    if grad_out is None:
+        o, grad, scale = E.buffers(x, reduction, out, return_grad, n)
+    else:   # a broadcast gradient is summed back to input's shape, then delivered into grad_out
+        o, grad, scale = E.buffers(x, reduction, out, return_grad, n, None if x.shape != shape else grad_out,
+                                   (y, w, *given))
     loss_sum, denom, bad = E.K.elementwise(kind, x, y, w, o, grad, scale, nt, weighted_mean=weighted_mean,
                                            **config)
     if reduction == "none":
         value = o
     else:   # torch's weighted mean divides by the weights of input's shape: each stands for `repeat` items
         value = V.reduced(loss_sum, denom / repeat if weighted_mean else n, reduction, x.dtype)
-    if grad is not None and broadcast:
+    if grad is not None and x.shape != shape:
         grad = V.deliver_grad(grad_out, V.unbroadcast(grad * repeat if weighted_mean else grad, shape),
                               (x, y, w, o, *given))
     return value, grad, bad
