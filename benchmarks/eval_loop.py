@@ -37,13 +37,13 @@ def main():
     for T in (int(t) for t in a.threads.split(",")):
         torch.set_num_threads(T)
 
-        def plain():
+        def plain(T=T):
             s = 0.0
             for x, y in zip(xs, ys):
                 s += float(fl.cross_entropy(x, y, num_threads=T))
             return s / NB
 
-        def state():
+        def state(T=T):
             acc = fl.LossState.empty("cross_entropy")
             for x, y in zip(xs, ys):
                 acc = acc + fl.partial("cross_entropy", x, y, num_threads=T)
@@ -66,7 +66,9 @@ def main():
         best = {k: (min(w for w, _ in v), min(c for _, c in v)) for k, v in runs.items()}
         for k, (w, c) in best.items():
             print(f"T={T} {k:14s} wall {w * 1e3:8.2f} ms   cpu {c * 1e3:8.2f} ms")
-        r = lambda k, i: best[k][i] / best["plain"][i]  # noqa: E731
+        def r(k, i, best=best):
+            return best[k][i] / best["plain"][i]
+
         print(f"T={T} partial+merge/plain: wall {r('partial+merge', 0):.3f} cpu {r('partial+merge', 1):.3f};"
               f"  torch/plain: wall {r('torch', 0):.2f} cpu {r('torch', 1):.2f}", flush=True)
 
