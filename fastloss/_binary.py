@@ -51,22 +51,23 @@ def _finish(kernel_result, reduction, dtype, out, grad, count):
 def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
                          size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
                          num_threads: int | None = ..., out: FloatArray | None = ...,
-                         return_grad: Literal[False] = ...) -> Loss: ...
+                         return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
                          size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
                          num_threads: int | None = ..., out: FloatArray | None = ...,
-                         return_grad: Literal[True]) -> LossGrad: ...
+                         return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
                          size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
                          num_threads: int | None = ..., out: FloatArray | None = ...,
-                         return_grad: bool = ...) -> Loss | LossGrad: ...
+                         return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="binary")
 def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
                          size_average: bool | None = None, reduce: bool | None = None,
                          reduction: str = "mean", *, num_threads: int | None = None,
-                         out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+                         out: FloatArray | None = None, return_grad: bool = False,
+                         grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Binary cross-entropy between probabilities and targets, mirroring
     :func:`torch.nn.functional.binary_cross_entropy`.
 
@@ -102,6 +103,10 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike 
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
         computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -136,11 +141,12 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike 
     True
     """
     _reject_legacy(size_average, reduce)
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     nt = resolve_num_threads(num_threads)
     x, y, _ = _pair(input, target)
     w = E.operand(weight, x, "weight")
-    o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size)
+    o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size, grad_out,
+                               (y, w, input, target, weight))
     res = E.K.elementwise(Kind.BCE, x, y, w, o, grad, scale, nt)
     raise_first_bad(res[2], BadValue(
         "binary_cross_entropy: all elements of {name} should be between 0 and 1; got {value!r} at position "
@@ -153,25 +159,29 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight
                                      size_average: bool | None = ..., reduce: bool | None = ...,
                                      reduction: str = ..., pos_weight: ArrayLike | None = ..., *,
                                      num_threads: int | None = ..., out: FloatArray | None = ...,
-                                     return_grad: Literal[False] = ...) -> Loss: ...
+                                     return_grad: Literal[False] = ...,
+                                     grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
                                      size_average: bool | None = ..., reduce: bool | None = ...,
                                      reduction: str = ..., pos_weight: ArrayLike | None = ..., *,
                                      num_threads: int | None = ..., out: FloatArray | None = ...,
-                                     return_grad: Literal[True]) -> LossGrad: ...
+                                     return_grad: Literal[True],
+                                     grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
                                      size_average: bool | None = ..., reduce: bool | None = ...,
                                      reduction: str = ..., pos_weight: ArrayLike | None = ..., *,
                                      num_threads: int | None = ..., out: FloatArray | None = ...,
-                                     return_grad: bool = ...) -> Loss | LossGrad: ...
+                                     return_grad: bool = ...,
+                                     grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="binary")
 def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
                                      size_average: bool | None = None, reduce: bool | None = None,
                                      reduction: str = "mean", pos_weight: ArrayLike | None = None, *,
                                      num_threads: int | None = None, out: FloatArray | None = None,
-                                     return_grad: bool = False) -> Loss | LossGrad:
+                                     return_grad: bool = False,
+                                     grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Binary cross-entropy on logits, mirroring
     :func:`torch.nn.functional.binary_cross_entropy_with_logits`.
 
@@ -212,6 +222,10 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
         computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -247,12 +261,13 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight
     True
     """
     _reject_legacy(size_average, reduce)
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     nt = resolve_num_threads(num_threads)
     x, y, _ = _pair(input, target)
     w = E.operand(weight, x, "weight")
     pw = E.operand(pos_weight, x, "pos_weight", default=None)   # None: torch's l = 1
-    o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size)
+    o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size, grad_out,
+                               (y, w, pw, input, target, weight, pos_weight))
     res = E.K.elementwise(Kind.BCE_LOGITS, x, y, w, o, grad, scale, nt, pos_weight=pw)
     return _finish(res, reduction, x.dtype, o, grad, x.size)
 
@@ -260,19 +275,20 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight
 @overload
 def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = ..., gamma: float = ...,
                        reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-                       return_grad: Literal[False] = ...) -> Loss: ...
+                       return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = ..., gamma: float = ...,
                        reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-                       return_grad: Literal[True]) -> LossGrad: ...
+                       return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = ..., gamma: float = ...,
                        reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-                       return_grad: bool = ...) -> Loss | LossGrad: ...
+                       return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="binary", grad=("inputs",))
 def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.25, gamma: float = 2,
                        reduction: str = "none", *, num_threads: int | None = None,
-                       out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+                       out: FloatArray | None = None, return_grad: bool = False,
+                       grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Sigmoid (binary) focal loss on logits, mirroring :func:`torchvision.ops.sigmoid_focal_loss`.
 
     With :math:`p = \sigma(x)`, :math:`\operatorname{ce}` the binary cross-entropy with logits,
@@ -316,6 +332,10 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``inputs``,
         computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -350,12 +370,12 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
     >>> bool(np.isclose(fl.sigmoid_focal_loss(x, t, alpha=-1, reduction="sum"), np.sum(ce * (1 - p_t) ** 2)))
     True
     """
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     a = V.check_real(alpha, "alpha")
     g = V.check_real(gamma, "gamma")
     nt = resolve_num_threads(num_threads)
     x, y, _ = _pair(inputs, targets, "inputs", "targets")     # (torchvision's BCE-with-logits: same shape)
-    o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size)
+    o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size, grad_out, (y, inputs, targets))
     res = E.K.elementwise(Kind.FOCAL, x, y, 1.0, o, grad, scale, nt, alpha=a, gamma=g)
     return _finish(res, reduction, x.dtype, o, grad, x.size)
 
@@ -363,19 +383,19 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
 @overload
 def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = ..., squared: bool = ...,
                reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-               return_grad: Literal[False] = ...) -> Loss: ...
+               return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = ..., squared: bool = ...,
                reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-               return_grad: Literal[True]) -> LossGrad: ...
+               return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = ..., squared: bool = ...,
                reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-               return_grad: bool = ...) -> Loss | LossGrad: ...
+               return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="binary")
 def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.0, squared: bool = False,
                reduction: str = "mean", *, num_threads: int | None = None, out: FloatArray | None = None,
-               return_grad: bool = False) -> Loss | LossGrad:
+               return_grad: bool = False, grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Binary SVM hinge loss on scores (no torch function).
 
     .. math::
@@ -408,6 +428,10 @@ def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.0, squared
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``
         (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -436,13 +460,13 @@ def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.0, squared
     >>> bool(np.allclose(fl.hinge_loss(s, y, reduction="none"), np.maximum(0, 1 - y * s)))
     True
     """
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     m = V.check_real(margin, "margin")
     if not isinstance(squared, (bool, np.bool_)):
         raise TypeError(f"squared must be a bool, got {squared!r}")
     nt = resolve_num_threads(num_threads)
     x, y, _ = _pair(input, target)
-    o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size)
+    o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size, grad_out, (y, input, target))
     res = E.K.elementwise(Kind.HINGE, x, y, 1.0, o, grad, scale, nt, margin=m, squared=squared)
     raise_first_bad(res[2], BadValue("hinge_loss: target must be -1 or +1; got {value!r} at position {position}",
                                      (("target", y, None),)))
@@ -452,19 +476,23 @@ def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.0, squared
 @overload
 def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
            reduction: str = ..., log_target: bool = ..., *, num_threads: int | None = ...,
-           out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+           out: FloatArray | None = ..., return_grad: Literal[False] = ...,
+           grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
            reduction: str = ..., log_target: bool = ..., *, num_threads: int | None = ...,
-           out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+           out: FloatArray | None = ..., return_grad: Literal[True],
+           grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
            reduction: str = ..., log_target: bool = ..., *, num_threads: int | None = ...,
-           out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+           out: FloatArray | None = ..., return_grad: bool = ...,
+           grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="binary", batchmean=True)
 def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = None, reduce: bool | None = None,
            reduction: str = "mean", log_target: bool = False, *, num_threads: int | None = None,
-           out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+           out: FloatArray | None = None, return_grad: bool = False,
+           grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Pointwise Kullback-Leibler divergence, mirroring :func:`torch.nn.functional.kl_div`.
 
     ``input`` holds log-probabilities :math:`x`; the target :math:`t` holds probabilities, or
@@ -504,6 +532,10 @@ def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = None
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``
         (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -534,7 +566,8 @@ def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = None
     True
     """
     _reject_legacy(size_average, reduce)
-    V.check_reduction(reduction, ("none", "batchmean", "sum", "mean"), out=out, return_grad=return_grad)
+    V.check_reduction(reduction, ("none", "batchmean", "sum", "mean"), out=out, return_grad=return_grad,
+                      grad_out=grad_out)
     if not isinstance(log_target, (bool, np.bool_)):
         raise TypeError(f"log_target must be a bool, got {log_target!r}")
     nt = resolve_num_threads(num_threads)
@@ -545,6 +578,10 @@ def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = None
             reduction = "sum"
         else:
             count = shape[0]
-    o, grad, scale = E.buffers(x, reduction, out, return_grad, count)
+    broadcast = x.shape != shape       # (the gradient is summed back to input's shape, then delivered)
+    o, grad, scale = E.buffers(x, reduction, out, return_grad, count, None if broadcast else grad_out,
+                               (y, input, target))
     res = E.K.elementwise(Kind.KL, x, y, 1.0, o, grad, scale, nt, log_target=log_target)
-    return _finish(res, reduction, x.dtype, o, V.unbroadcast(grad, shape), count)
+    if grad is not None and broadcast:
+        grad = V.deliver_grad(grad_out, V.unbroadcast(grad, shape), (x, y, o, input, target))
+    return _finish(res, reduction, x.dtype, o, grad, count)

@@ -52,9 +52,9 @@ def _boxes(x, name, dtype=None):
     return a
 
 
-def _pair_loss(kind, boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad,
+def _pair_loss(kind, boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad, grad_out,
                eps_alpha=None):
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     box_format = _check_format(box_format)
     eps = V.check_real(eps, "eps")
     nt = resolve_num_threads(num_threads)
@@ -74,7 +74,8 @@ def _pair_loss(kind, boxes1, boxes2, reduction, eps, box_format, num_threads, ou
     grad = None
     if return_grad:
         # a broadcast single boxes1 gets per-pair gradients first, summed below (one (n, 4) temporary)
-        grad = np.empty((n, 4) if single1 else b1.shape, dtype=b1.dtype)
+        grad = np.empty((n, 4), dtype=b1.dtype) if single1 else \
+            V.grad_buffer(grad_out, b1.shape, b1.dtype, (boxes1, boxes2, b1, b2, o))
     scale = 1.0 / n if (reduction == "mean" and n) else 1.0
     if eps_alpha is None:
         eps_alpha = eps
@@ -89,6 +90,7 @@ def _pair_loss(kind, boxes1, boxes2, reduction, eps, box_format, num_threads, ou
         return value
     if single1:
         grad = grad.sum(axis=0, dtype=np.float64).astype(b1.dtype).reshape(b1.shape)
+        grad = V.deliver_grad(grad_out, grad, (boxes1, boxes2, b1, b2, o))
     return value, grad
 
 
@@ -119,20 +121,20 @@ def _common_doc(f: _F) -> _F:
 @overload
 def iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
              box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-             return_grad: Literal[False] = ...) -> Loss: ...
+             return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
              box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-             return_grad: Literal[True]) -> LossGrad: ...
+             return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
              box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-             return_grad: bool = ...) -> Loss | LossGrad: ...
+             return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @_common_doc
 @loss_info(family="boxes", grad=("boxes1",), items="boxes")
 def iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = "none", eps: float = 1e-7, *,
              box_format: str = "xyxy", num_threads: int | None = None, out: FloatArray | None = None,
-             return_grad: bool = False) -> Loss | LossGrad:
+             return_grad: bool = False, grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""IoU loss per box pair, with torchvision's conventions (torchvision has no IoU loss).
 
     With :math:`I` the intersection area (0 unless both overlaps are positive, as torchvision's
@@ -172,6 +174,10 @@ def iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = "none", eps:
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to
         ``boxes1`` (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -201,26 +207,31 @@ def iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = "none", eps:
     >>> bool(np.allclose(fl.iou_loss(b1, b2), [1 - 1 / (7 + 1e-7), 1.0]))
     True
     """
-    return _pair_loss(_IOU, boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad)
+    return _pair_loss(_IOU, boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad,
+                      grad_out)
 
 
 @overload
 def generalized_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
                              box_format: str = ..., num_threads: int | None = ...,
-                             out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+                             out: FloatArray | None = ..., return_grad: Literal[False] = ...,
+                             grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def generalized_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
                              box_format: str = ..., num_threads: int | None = ...,
-                             out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+                             out: FloatArray | None = ..., return_grad: Literal[True],
+                             grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def generalized_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
                              box_format: str = ..., num_threads: int | None = ...,
-                             out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+                             out: FloatArray | None = ..., return_grad: bool = ...,
+                             grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @_common_doc
 @loss_info(family="boxes", grad=("boxes1",), items="boxes")
 def generalized_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = "none", eps: float = 1e-7,
                              *, box_format: str = "xyxy", num_threads: int | None = None,
-                             out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+                             out: FloatArray | None = None, return_grad: bool = False,
+                             grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Generalized IoU loss, mirroring :func:`torchvision.ops.generalized_box_iou_loss`.
 
     With :math:`I`, :math:`U` as in :func:`iou_loss` and :math:`C` the area of the smallest box
@@ -253,6 +264,10 @@ def generalized_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: st
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to
         ``boxes1`` (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -278,26 +293,28 @@ def generalized_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: st
     >>> bool(np.allclose(fl.generalized_box_iou_loss(b1, b2), ref))
     True
     """
-    return _pair_loss(_GIOU, boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad)
+    return _pair_loss(_GIOU, boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad,
+                      grad_out)
 
 
 @overload
 def distance_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
                           box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-                          return_grad: Literal[False] = ...) -> Loss: ...
+                          return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def distance_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
                           box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-                          return_grad: Literal[True]) -> LossGrad: ...
+                          return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def distance_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
                           box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-                          return_grad: bool = ...) -> Loss | LossGrad: ...
+                          return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @_common_doc
 @loss_info(family="boxes", grad=("boxes1",), items="boxes")
 def distance_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = "none", eps: float = 1e-7, *,
                           box_format: str = "xyxy", num_threads: int | None = None,
-                          out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+                          out: FloatArray | None = None, return_grad: bool = False,
+                          grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Distance IoU loss, mirroring :func:`torchvision.ops.distance_box_iou_loss`.
 
     With :math:`\rho` the distance between the box centres and :math:`c` the diagonal of the
@@ -330,6 +347,10 @@ def distance_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str =
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to
         ``boxes1`` (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -353,26 +374,28 @@ def distance_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str =
     >>> bool(np.isclose(fl.distance_box_iou_loss(b1, b2), 1 - 1 / 7 + 2 / 18))
     True
     """
-    return _pair_loss(_DIOU, boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad)
+    return _pair_loss(_DIOU, boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad,
+                      grad_out)
 
 
 @overload
 def complete_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
                           box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-                          return_grad: Literal[False] = ...) -> Loss: ...
+                          return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def complete_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
                           box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-                          return_grad: Literal[True]) -> LossGrad: ...
+                          return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def complete_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = ..., eps: float = ..., *,
                           box_format: str = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-                          return_grad: bool = ...) -> Loss | LossGrad: ...
+                          return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @_common_doc
 @loss_info(family="boxes", grad=("boxes1",), items="boxes")
 def complete_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str = "none", eps: float = 1e-7, *,
                           box_format: str = "xyxy", num_threads: int | None = None,
-                          out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+                          out: FloatArray | None = None, return_grad: bool = False,
+                          grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Complete IoU loss, mirroring :func:`torchvision.ops.complete_box_iou_loss`.
 
     The distance IoU loss plus an aspect-ratio term, with :math:`w_k, h_k` the box sizes:
@@ -411,6 +434,10 @@ def complete_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str =
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to
         ``boxes1`` (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -438,7 +465,7 @@ def complete_box_iou_loss(boxes1: ArrayLike, boxes2: ArrayLike, reduction: str =
     True
     """
     return _pair_loss(_CIOU, boxes1, boxes2, reduction, _TORCHVISION_EPS, box_format, num_threads, out,
-                      return_grad, eps_alpha=V.check_real(eps, "eps"))
+                      return_grad, grad_out, eps_alpha=V.check_real(eps, "eps"))
 
 
 # ---------------------------------------------------------------- pairwise matrices

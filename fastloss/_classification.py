@@ -43,22 +43,26 @@ def _finish(kernel_result, reduction, dtype, out, grad, count=None, labels=None,
 def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
                   size_average: bool | None = ..., ignore_index: int = ..., reduce: bool | None = ...,
                   reduction: str = ..., label_smoothing: float = ..., *, num_threads: int | None = ...,
-                  out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+                  out: FloatArray | None = ..., return_grad: Literal[False] = ...,
+                  grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
                   size_average: bool | None = ..., ignore_index: int = ..., reduce: bool | None = ...,
                   reduction: str = ..., label_smoothing: float = ..., *, num_threads: int | None = ...,
-                  out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+                  out: FloatArray | None = ..., return_grad: Literal[True],
+                  grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
                   size_average: bool | None = ..., ignore_index: int = ..., reduce: bool | None = ...,
                   reduction: str = ..., label_smoothing: float = ..., *, num_threads: int | None = ...,
-                  out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+                  out: FloatArray | None = ..., return_grad: bool = ...,
+                  grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="classification", items="class")
 def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
                   size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
                   reduction: str = "mean", label_smoothing: float = 0.0, *, num_threads: int | None = None,
-                  out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+                  out: FloatArray | None = None, return_grad: bool = False,
+                  grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Softmax cross-entropy between logits and class indices or class probabilities.
 
     Mirrors :func:`torch.nn.functional.cross_entropy`.  With
@@ -115,6 +119,10 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
         computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -158,12 +166,12 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
     """
     if size_average is not None or reduce is not None:
         raise ValueError("size_average and reduce are deprecated in torch; use reduction=")
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     eps = V.check_real(label_smoothing, "label_smoothing", low=0.0, high=1.0)
     ignore_index = V.check_int(ignore_index, "ignore_index", _IGNORE_HINT)
     nt = resolve_num_threads(num_threads)
     x, xb, N, C, S, unbatched = _class_layout(input)
-    w = _class_weight(weight, x, C)
+    w = None if weight is None else _class_weight(weight, x, C)
     t_arr = V._to_numpy(target, "target")
     if t_arr.dtype.kind == "f":
         if t_arr.shape != x.shape and t_arr.shape == _label_shape(xb, unbatched):
@@ -171,11 +179,14 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
             raise TypeError(f"target has the shape of class indices {t_arr.shape} but is not integer: "
                             f"{V.label_hint(t_arr, target)} (float targets are class probabilities, of "
                             f"input's shape {x.shape})")
-        return _cross_entropy_probs(x, xb, t_arr, w, C, S, reduction, eps, nt, out, return_grad)
+        return _cross_entropy_probs(x, xb, t_arr, w, C, S, reduction, eps, nt, out, return_grad, grad_out,
+                                    (input, target, weight))
     labels = _class_labels(t_arr, xb, unbatched, source=target)
-    grad = np.empty_like(x) if return_grad else None
     o = V.output_array(out, labels.shape, x.dtype) if reduction == "none" else None
-    res = _K.cross_entropy_index(xb, labels.reshape(-1), None if o is None else o.reshape(-1), grad, weight=w,
+    grad = V.grad_buffer(grad_out, x.shape, x.dtype, (input, target, weight, x, labels, w, o)) \
+        if return_grad else None
+    flat = labels if labels.ndim == 1 else labels.reshape(-1)      # (a new view costs ~0.1 us)
+    res = _K.cross_entropy_index(xb, flat, None if o is None else o.reshape(-1), grad, weight=w,
                                  C=C, S=S, ignore_index=ignore_index, smoothing=eps, mean=reduction == "mean",
                                  num_threads=nt)
     return _finish(res, reduction, x.dtype, o, grad, labels=labels, n_classes=C, ignore_index=ignore_index)
@@ -184,6 +195,9 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
 def _class_layout(input):
     """The prediction as (N, C, S...) logits: returns x, its batched view, N, C, S = prod(spatial)."""
     x = V.prediction(input, "input")
+    shape = x.shape
+    if len(shape) == 2:     # (N, C), the usual call: no view, no spatial product
+        return x, x, shape[0], shape[1], 1, False
     if x.ndim == 0:
         raise ValueError("input must have at least 1 dimension (C,) or (N, C, ...), got a 0-d array")
     unbatched = x.ndim == 1
@@ -207,6 +221,8 @@ def _label_shape(xb, unbatched):
 
 def _class_labels(target, xb, unbatched, source=None):
     labels = V.labels_array(target, "target", source)
+    if not unbatched and xb.ndim == 2 and labels.ndim == 1 and labels.shape[0] == xb.shape[0]:
+        return labels       # (N, C) logits, (N,) labels: the usual call
     expected = () if unbatched else (xb.shape[0],) + xb.shape[2:]     # (_label_shape, inlined: every call)
     if labels.shape != expected:
         if unbatched:
@@ -222,14 +238,14 @@ def _class_labels(target, xb, unbatched, source=None):
     return labels
 
 
-def _cross_entropy_probs(x, xb, target, w, C, S, reduction, eps, nt, out, return_grad):
+def _cross_entropy_probs(x, xb, target, w, C, S, reduction, eps, nt, out, return_grad, grad_out, args):
     """Probability targets (torch: float target of input's shape); mean divides by N * prod(spatial)."""
     t = V.float_array(target, "target", dtype=x.dtype)
     V.check_same_shape(x, t, "input", "target")
     n_items = xb.shape[0] * S
     out_shape = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
     o = V.output_array(out, out_shape, x.dtype) if reduction == "none" else None
-    grad = np.empty_like(x) if return_grad else None
+    grad = V.grad_buffer(grad_out, x.shape, x.dtype, (*args, x, t, w, o)) if return_grad else None
     if C == 0:
         # torch: each item sums over no classes, -0.0; mean divides by numel / C = 0 / 0 (nan)
         if o is not None:
@@ -245,22 +261,22 @@ def _cross_entropy_probs(x, xb, target, w, C, S, reduction, eps, nt, out, return
 def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
              size_average: bool | None = ..., ignore_index: int = ..., reduce: bool | None = ...,
              reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-             return_grad: Literal[False] = ...) -> Loss: ...
+             return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
              size_average: bool | None = ..., ignore_index: int = ..., reduce: bool | None = ...,
              reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-             return_grad: Literal[True]) -> LossGrad: ...
+             return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = ...,
              size_average: bool | None = ..., ignore_index: int = ..., reduce: bool | None = ...,
              reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-             return_grad: bool = ...) -> Loss | LossGrad: ...
+             return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="classification", items="class")
 def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None,
              size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
              reduction: str = "mean", *, num_threads: int | None = None, out: FloatArray | None = None,
-             return_grad: bool = False) -> Loss | LossGrad:
+             return_grad: bool = False, grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Negative log-likelihood on log-probabilities, mirroring :func:`torch.nn.functional.nll_loss`.
 
     .. math::
@@ -296,6 +312,10 @@ def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = Non
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``
         (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -329,14 +349,15 @@ def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = Non
     """
     if size_average is not None or reduce is not None:
         raise ValueError("size_average and reduce are deprecated in torch; use reduction=")
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     ignore_index = V.check_int(ignore_index, "ignore_index", _IGNORE_HINT)
     nt = resolve_num_threads(num_threads)
     x, xb, N, C, S, unbatched = _class_layout(input)
     w = _class_weight(weight, x, C)
     labels = _class_labels(target, xb, unbatched)
     o = V.output_array(out, labels.shape, x.dtype) if reduction == "none" else None
-    grad = np.zeros_like(x) if return_grad else None
+    grad = V.grad_buffer(grad_out, x.shape, x.dtype, (input, target, weight, x, labels, w, o), zero=True) \
+        if return_grad else None
     if C == 0:
         # no class: every label must be ignore_index (torch: "Target 0 is out of bounds"); ignored items give
         # 0 and the mean divides by their summed weight, 0 (nan)
@@ -355,22 +376,23 @@ def nll_loss(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = Non
 def softmax_focal_loss(input: ArrayLike, target: ArrayLike, alpha: ArrayLike | None = ..., gamma: float = ...,
                        weight: ArrayLike | None = ..., ignore_index: int = ..., reduction: str = ..., *,
                        num_threads: int | None = ..., out: FloatArray | None = ...,
-                       return_grad: Literal[False] = ...) -> Loss: ...
+                       return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def softmax_focal_loss(input: ArrayLike, target: ArrayLike, alpha: ArrayLike | None = ..., gamma: float = ...,
                        weight: ArrayLike | None = ..., ignore_index: int = ..., reduction: str = ..., *,
                        num_threads: int | None = ..., out: FloatArray | None = ...,
-                       return_grad: Literal[True]) -> LossGrad: ...
+                       return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def softmax_focal_loss(input: ArrayLike, target: ArrayLike, alpha: ArrayLike | None = ..., gamma: float = ...,
                        weight: ArrayLike | None = ..., ignore_index: int = ..., reduction: str = ..., *,
                        num_threads: int | None = ..., out: FloatArray | None = ...,
-                       return_grad: bool = ...) -> Loss | LossGrad: ...
+                       return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="classification", items="class")
 def softmax_focal_loss(input: ArrayLike, target: ArrayLike, alpha: ArrayLike | None = None,
                        gamma: float = 2.0, weight: ArrayLike | None = None, ignore_index: int = -100,
                        reduction: str = "mean", *, num_threads: int | None = None,
-                       out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+                       out: FloatArray | None = None, return_grad: bool = False,
+                       grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Softmax (multi-class) focal loss on logits (Lin et al., 2017).
 
     There is no torch function; this is the usual multi-class form.  With
@@ -412,6 +434,10 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, alpha: ArrayLike | N
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
         computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -444,7 +470,7 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, alpha: ArrayLike | N
     >>> print(f"{ref:.6f}", bool(np.isclose(fl.softmax_focal_loss(x, y, gamma=2.0), ref)))
     0.006137 True
     """
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     g = V.check_real(gamma, "gamma", low=0.0)
     ignore_index = V.check_int(ignore_index, "ignore_index", _IGNORE_HINT)
     nt = resolve_num_threads(num_threads)
@@ -452,8 +478,9 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, alpha: ArrayLike | N
     w = _class_weight(weight, x, C)
     a = _class_weight(alpha, x, C, "alpha")
     labels = _class_labels(target, xb, unbatched)
-    grad = np.empty_like(x) if return_grad else None
     o = V.output_array(out, labels.shape, x.dtype) if reduction == "none" else None
+    grad = V.grad_buffer(grad_out, x.shape, x.dtype, (input, target, weight, alpha, x, labels, w, a, o)) \
+        if return_grad else None
     res = _K.cross_entropy_index(xb, labels.reshape(-1), None if o is None else o.reshape(-1), grad, weight=w,
                                  C=C, S=S, ignore_index=ignore_index, mean=reduction == "mean", focal_gamma=g,
                                  focal_alpha=a, num_threads=nt)
@@ -464,22 +491,26 @@ def softmax_focal_loss(input: ArrayLike, target: ArrayLike, alpha: ArrayLike | N
 def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = ..., margin: float = ...,
                       weight: ArrayLike | None = ..., size_average: bool | None = ...,
                       reduce: bool | None = ..., reduction: str = ..., *, num_threads: int | None = ...,
-                      out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+                      out: FloatArray | None = ..., return_grad: Literal[False] = ...,
+                      grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = ..., margin: float = ...,
                       weight: ArrayLike | None = ..., size_average: bool | None = ...,
                       reduce: bool | None = ..., reduction: str = ..., *, num_threads: int | None = ...,
-                      out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+                      out: FloatArray | None = ..., return_grad: Literal[True],
+                      grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = ..., margin: float = ...,
                       weight: ArrayLike | None = ..., size_average: bool | None = ...,
                       reduce: bool | None = ..., reduction: str = ..., *, num_threads: int | None = ...,
-                      out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+                      out: FloatArray | None = ..., return_grad: bool = ...,
+                      grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="classification", items="rows")
 def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: float = 1.0,
                       weight: ArrayLike | None = None, size_average: bool | None = None,
                       reduce: bool | None = None, reduction: str = "mean", *, num_threads: int | None = None,
-                      out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+                      out: FloatArray | None = None, return_grad: bool = False,
+                      grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Multi-class hinge loss, mirroring :func:`torch.nn.functional.multi_margin_loss`.
 
     .. math::
@@ -517,6 +548,10 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: f
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``
         (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -545,7 +580,7 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: f
     """
     if size_average is not None or reduce is not None:
         raise ValueError("size_average and reduce are deprecated in torch; use reduction=")
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {V.short_repr(p)}")
     m = V.check_real(margin, "margin")
@@ -568,7 +603,8 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: f
         raise ValueError(f"target must hold one class index per sample: shape ({N},)"
                          + (" or ()" if N == 1 else "") + f" for input shape {x.shape}, got {labels.shape}")
     o = V.output_array(out, labels.shape, x.dtype) if reduction == "none" else None
-    grad = np.empty_like(x) if return_grad else None
+    grad = V.grad_buffer(grad_out, x.shape, x.dtype, (input, target, weight, x, labels, w, o)) \
+        if return_grad else None
     scale = 1.0 / N if (reduction == "mean" and N) else 1.0
     res = _K.multi_margin(xb, labels.reshape(-1), None if o is None else o.reshape(-1),
                           None if grad is None else grad.reshape(xb.shape), weight=w, C=C, margin=m, power=int(p),
@@ -579,19 +615,20 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, p: int = 1, margin: f
 @overload
 def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, temperature: float = ...,
                       reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-                      return_grad: Literal[False] = ...) -> Loss: ...
+                      return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, temperature: float = ...,
                       reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-                      return_grad: Literal[True]) -> LossGrad: ...
+                      return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, temperature: float = ...,
                       reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-                      return_grad: bool = ...) -> Loss | LossGrad: ...
+                      return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="classification", grad=("student_logits",), items="rows", batchmean=True)
 def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, temperature: float = 1.0,
                       reduction: str = "batchmean", *, num_threads: int | None = None,
-                      out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+                      out: FloatArray | None = None, return_grad: bool = False,
+                      grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Knowledge-distillation loss between student and teacher logits (Hinton et al., 2015).
 
     One pass over both logit rows computes, with temperature :math:`T`,
@@ -627,6 +664,10 @@ def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, temp
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to
         ``student_logits`` (the teacher gets none), computed in the same pass.
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -654,7 +695,8 @@ def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, temp
     >>> bool(np.isclose(fl.distillation_loss(s, t, temperature=2.0), ref))
     True
     """
-    V.check_reduction(reduction, ("none", "mean", "sum", "batchmean"), out=out, return_grad=return_grad)
+    V.check_reduction(reduction, ("none", "mean", "sum", "batchmean"), out=out, return_grad=return_grad,
+                      grad_out=grad_out)
     T = V.check_real(temperature, "temperature", low=0.0, low_open=True)
     nt = resolve_num_threads(num_threads)
     s = V.prediction(student_logits, "student_logits")
@@ -667,7 +709,8 @@ def distillation_loss(student_logits: ArrayLike, teacher_logits: ArrayLike, temp
     # batchmean divides by input.size(0) as kl_div does: N, or C for unbatched (C,) input (SPEC §6's formula)
     count = {"batchmean": s.shape[0], "mean": N * C, "sum": None, "none": None}[reduction]
     o = V.output_array(out, s.shape[:-1], s.dtype) if reduction == "none" else None
-    grad = np.empty_like(s) if return_grad else None
+    grad = V.grad_buffer(grad_out, s.shape, s.dtype, (student_logits, teacher_logits, s, t, o)) \
+        if return_grad else None
     scale = 1.0 / count if count else 1.0
     if C == 0:          # KL over no classes: 0 per row (and no item for the kernel)
         if o is not None:

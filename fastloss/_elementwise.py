@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import numpy as np
-
 from . import _validate as V
 from ._kernels import load
 
@@ -32,11 +30,12 @@ def operand(value, x, name, default=1.0):
     return V.broadcast_weight(a, x.shape, x.dtype, name).reshape(-1)
 
 
-def buffers(x, reduction, out, return_grad, count):
+def buffers(x, reduction, out, return_grad, count, grad_out=None, inputs=()):
     """The kernel's output buffers for prediction ``x``: (out array for "none" or None, grad or None, the
     gradient's scale d(result)/d(element loss) for an unweighted reduction, ``count`` its mean's
-    divisor).  The kernel takes them, and x, y, in their own shape."""
-    grad = np.empty_like(x) if return_grad else None
+    divisor).  The kernel takes them, and x, y, in their own shape.  ``grad_out``: the user's gradient
+    buffer, checked against ``x``, ``inputs`` (the other arrays the call reads) and the out array."""
     o = V.output_array(out, x.shape, x.dtype) if reduction == "none" else None
+    grad = V.grad_buffer(grad_out, x.shape, x.dtype, (x, o, *inputs)) if return_grad else None
     scale = 1.0 / count if (reduction in ("mean", "batchmean") and count) else 1.0
     return o, grad, scale

@@ -18,7 +18,7 @@ from ._blas import _parallel, _single_threaded_blas
 from ._kernels import load
 from ._losses import loss_info
 from ._threads import resolve_num_threads
-from ._typing import ArrayLike, FloatArray, Loss, LossGrad, LossGrads2, LossGrads3
+from ._typing import ArrayLike, FloatArray, GradOut2, GradOut3, Loss, LossGrad, LossGrads2, LossGrads3
 
 _K = load("metric")
 # The kernels' typed configuration (metric.pyx: MetricLoss names a loss for METRIC_BLOCKS, ArcMargin the
@@ -34,25 +34,28 @@ __all__ = ["triplet_margin_loss", "margin_ranking_loss", "cosine_embedding_loss"
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def _check_common(size_average, reduce, reduction, out, return_grad):
+def _check_common(size_average, reduce, reduction, out, return_grad, grad_out):
     if size_average is not None or reduce is not None:
         raise ValueError("size_average and reduce are deprecated in torch; use reduction=")
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
 
 
 def _rows(arrays, names, dtype=None):
     """Embedding arguments as C-contiguous arrays of one float dtype (the first one's) and one shape,
     (N, D) or (D,).  Returns (arrays, 2-d views, unbatched)."""
     first = V.prediction(arrays[0], names[0])
+    dtype, shape = first.dtype, first.shape
     out = [first]
-    for a, name in zip(arrays[1:], names[1:]):
-        out.append(V.float_array(a, name, dtype=first.dtype))      # (None is a TypeError naming it)
-        V.check_same_shape(first, out[-1], names[0], name)
-    if first.ndim not in (1, 2):
-        raise ValueError(f"{names[0]} must be (N, D) or (D,), got shape {first.shape}")
-    unbatched = first.ndim == 1
-    views = [a[None, :] if unbatched else a for a in out]
-    return out, views, unbatched
+    for i in range(1, len(arrays)):     # (no zip, slices or comprehension: ~1 us of a small call)
+        a = V.float_array(arrays[i], names[i], dtype=dtype)      # (None is a TypeError naming it)
+        if a.shape != shape:
+            V.check_same_shape(first, a, names[0], names[i])
+        out.append(a)
+    if len(shape) == 2:
+        return out, out, False
+    if len(shape) != 1:
+        raise ValueError(f"{names[0]} must be (N, D) or (D,), got shape {shape}")
+    return out, [a[None, :] for a in out], True
 
 
 def _row_targets(target, name, n, unbatched, dtype):
@@ -64,15 +67,20 @@ def _row_targets(target, name, n, unbatched, dtype):
     return V.float_array(y, name, dtype=dtype).reshape(-1)   # (ascontiguousarray makes a 0-d array 1-d)
 
 
-def _outputs(out, out_shape, dtype, reduction, n, arrays, return_grad, grad_shape=None):
+def _outputs(out, out_shape, dtype, reduction, n, arrays, return_grad, grad_shape=None, grad_out=None,
+             given=()):
     """The outputs of a kernel call: (the reduction="none" output or None, its flat view for the kernel,
     the gradients -- one per differentiated input of ``arrays``, None each without return_grad -- and the
     gradient scale).  The wrapper calls its kernel with them -- buffers by position, configuration by
     keywords written out -- and finishes with ``_result``.  (A ``**options`` dict, or ``*grads`` in the
-    call, makes CPython pass the keywords as a dict: ~1400-3800 more instructions a call.)"""
+    call, makes CPython pass the keywords as a dict: ~1400-3800 more instructions a call.)  ``grad_out``:
+    the user's gradient buffers (an array, or a tuple for several), checked against ``arrays``, ``given``
+    (the arguments as passed) and the output."""
     o = V.output_array(out, out_shape, dtype) if reduction == "none" else None
     if return_grad:
-        grads = [np.empty(a.shape if grad_shape is None else grad_shape, dtype=dtype) for a in arrays]
+        shapes = [a.shape if grad_shape is None else grad_shape for a in arrays]
+        grads = [np.empty(s, dtype=dtype) for s in shapes] if grad_out is None else \
+            V.grad_buffers(grad_out, shapes, dtype, (*arrays, *given, o))
     else:
         grads = (None,) * len(arrays)
     scale = 1.0 / n if (reduction == "mean" and n) else 1.0
@@ -92,23 +100,26 @@ def _result(loss_sum, o, reduction, n, dtype, *grads):
 def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, margin: float = ...,
                         p: float = ..., eps: float = ..., swap: bool = ..., size_average: bool | None = ...,
                         reduce: bool | None = ..., reduction: str = ..., *, num_threads: int | None = ...,
-                        out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+                        out: FloatArray | None = ..., return_grad: Literal[False] = ...,
+                        grad_out: GradOut3 | None = ...) -> Loss: ...
 @overload
 def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, margin: float = ...,
                         p: float = ..., eps: float = ..., swap: bool = ..., size_average: bool | None = ...,
                         reduce: bool | None = ..., reduction: str = ..., *, num_threads: int | None = ...,
-                        out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrads3: ...
+                        out: FloatArray | None = ..., return_grad: Literal[True],
+                        grad_out: GradOut3 | None = ...) -> LossGrads3: ...
 @overload
 def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, margin: float = ...,
                         p: float = ..., eps: float = ..., swap: bool = ..., size_average: bool | None = ...,
                         reduce: bool | None = ..., reduction: str = ..., *, num_threads: int | None = ...,
-                        out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrads3: ...
+                        out: FloatArray | None = ..., return_grad: bool = ...,
+                        grad_out: GradOut3 | None = ...) -> Loss | LossGrads3: ...
 @loss_info(family="metric", grad=("anchor", "positive", "negative"), items="rows")
 def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, margin: float = 1.0,
                         p: float = 2, eps: float = 1e-6, swap: bool = False, size_average: bool | None = None,
                         reduce: bool | None = None, reduction: str = "mean", *,
                         num_threads: int | None = None, out: FloatArray | None = None,
-                        return_grad: bool = False) -> Loss | LossGrads3:
+                        return_grad: bool = False, grad_out: GradOut3 | None = None) -> Loss | LossGrads3:
     r"""Triplet margin loss, mirroring :func:`torch.nn.functional.triplet_margin_loss`.
 
     With torch's ``pairwise_distance`` (:math:`\epsilon` inside the norm),
@@ -152,6 +163,11 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
     return_grad : bool, optional
         Keyword-only.  If True, return ``(loss, (g_anchor, g_positive, g_negative))`` (for
         ``"none"``: the gradients of the sum of the losses).
+    grad_out : tuple of numpy.ndarray or None, optional
+        Keyword-only.  With ``return_grad=True``: a tuple of 3 preallocated arrays, in the order of
+        the gradients (each of its gradient's shape and dtype, C-contiguous, writable, not
+        overlapping the inputs or each other) that receive the gradients and are returned as them;
+        a ``None`` entry gets a fresh array.
 
     Returns
     -------
@@ -182,7 +198,7 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
     >>> bool(np.allclose(fl.triplet_margin_loss(a, p, n, reduction="none"), ref))
     True
     """
-    _check_common(size_average, reduce, reduction, out, return_grad)
+    _check_common(size_average, reduce, reduction, out, return_grad, grad_out)
     margin = V.check_real(margin, "margin")
     if margin <= 0:
         raise ValueError(f"margin must be greater than 0, got {margin}")
@@ -194,7 +210,8 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
                                                   ["anchor", "positive", "negative"])
     out_shape = () if unbatched else (a2.shape[0],)
     n = a2.shape[0]
-    o, flat, (ga, gp, gn), scale = _outputs(out, out_shape, a.dtype, reduction, n, [a, pos, neg], return_grad)
+    o, flat, (ga, gp, gn), scale = _outputs(out, out_shape, a.dtype, reduction, n, [a, pos, neg], return_grad,
+                                            grad_out=grad_out, given=(anchor, positive, negative))
     total = _K.triplet_margin(a2, p2, n2, flat, ga, gp, gn, margin=margin, pnorm=p, eps=eps, swap=bool(swap),
                               grad_scale=scale, num_threads=nt)[0]
     return _result(total, o, reduction, n, a.dtype, ga, gp, gn)
@@ -204,22 +221,23 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
 def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = ...,
                           size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
                           num_threads: int | None = ..., out: FloatArray | None = ...,
-                          return_grad: Literal[False] = ...) -> Loss: ...
+                          return_grad: Literal[False] = ..., grad_out: GradOut2 | None = ...) -> Loss: ...
 @overload
 def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = ...,
                           size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
                           num_threads: int | None = ..., out: FloatArray | None = ...,
-                          return_grad: Literal[True]) -> LossGrads2: ...
+                          return_grad: Literal[True], grad_out: GradOut2 | None = ...) -> LossGrads2: ...
 @overload
 def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = ...,
                           size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
                           num_threads: int | None = ..., out: FloatArray | None = ...,
-                          return_grad: bool = ...) -> Loss | LossGrads2: ...
+                          return_grad: bool = ..., grad_out: GradOut2 | None = ...) -> Loss | LossGrads2: ...
 @loss_info(family="metric", grad=("input1", "input2"), items="rows")
 def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = 0,
                           size_average: bool | None = None, reduce: bool | None = None,
                           reduction: str = "mean", *, num_threads: int | None = None,
-                          out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrads2:
+                          out: FloatArray | None = None, return_grad: bool = False,
+                          grad_out: GradOut2 | None = None) -> Loss | LossGrads2:
     r"""Cosine embedding loss, mirroring :func:`torch.nn.functional.cosine_embedding_loss`.
 
     With torch's :math:`E = 10^{-12}` (a float32 constant) added to each squared norm, so that a
@@ -256,6 +274,11 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
     return_grad : bool, optional
         Keyword-only.  If True, return ``(loss, (g_input1, g_input2))`` (for ``"none"``: the
         gradients of the sum of the losses).
+    grad_out : tuple of numpy.ndarray or None, optional
+        Keyword-only.  With ``return_grad=True``: a tuple of 2 preallocated arrays, in the order of
+        the gradients (each of its gradient's shape and dtype, C-contiguous, writable, not
+        overlapping the inputs or each other) that receive the gradients and are returned as them;
+        a ``None`` entry gets a fresh array.
 
     Returns
     -------
@@ -281,14 +304,15 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
     ...                  [1 - cos[0], max(0.0, cos[1] - 0.0)]))
     True
     """
-    _check_common(size_average, reduce, reduction, out, return_grad)
+    _check_common(size_average, reduce, reduction, out, return_grad, grad_out)
     margin = V.check_real(margin, "margin")
     nt = resolve_num_threads(num_threads)
     (x1, x2), (v1, v2), unbatched = _rows([input1, input2], ["input1", "input2"])
     y = _row_targets(target, "target", v1.shape[0], unbatched, x1.dtype)
     out_shape = () if unbatched else (v1.shape[0],)
     n = v1.shape[0]
-    o, flat, (g1, g2), scale = _outputs(out, out_shape, x1.dtype, reduction, n, [x1, x2], return_grad)
+    o, flat, (g1, g2), scale = _outputs(out, out_shape, x1.dtype, reduction, n, [x1, x2], return_grad,
+                                        grad_out=grad_out, given=(input1, input2, target, y))
     total = _K.pair_rows(v1, v2, y, flat, g1, g2, kind=_L.COSINE_EMBEDDING, margin=margin, grad_scale=scale,
                          num_threads=nt)[0]
     return _result(total, o, reduction, n, x1.dtype, g1, g2)
@@ -312,13 +336,25 @@ def _scores(arrays, names, target, same_ndim):
     return xs, flat[:-1], flat[-1], shape
 
 
-def _score_result(result, xs, return_grad):
-    """The gradients of a broadcast score loss, each summed back to its argument's shape."""
+def _score_grad_outs(grad_out, xs, shape):
+    """The ``grad_out`` entries the kernel can write into directly: those of arguments of the broadcast
+    ``shape`` (the others are delivered by ``_score_result`` after the sum back to their shape)."""
+    if grad_out is None:
+        return None
+    entries = V.grad_outs(grad_out, len(xs))
+    direct = tuple(g if x.shape == shape else None for g, x in zip(entries, xs))
+    return direct[0] if len(xs) == 1 else direct
+
+
+def _score_result(result, xs, return_grad, grad_out=None, given=()):
+    """The gradients of a broadcast score loss, each summed back to its argument's shape (and delivered
+    into the user's ``grad_out`` buffers where the kernel could not write into them)."""
     if not return_grad:
         return result
     value, grads = result
     grads = grads if isinstance(grads, tuple) else (grads,)
     grads = tuple(V.unbroadcast(g, x.shape) for g, x in zip(grads, xs))
+    grads = V.deliver_grads(grad_out, grads, (*xs, *given))
     return value, (grads[0] if len(grads) == 1 else grads)
 
 
@@ -326,22 +362,22 @@ def _score_result(result, xs, return_grad):
 def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = ...,
                         size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
                         num_threads: int | None = ..., out: FloatArray | None = ...,
-                        return_grad: Literal[False] = ...) -> Loss: ...
+                        return_grad: Literal[False] = ..., grad_out: GradOut2 | None = ...) -> Loss: ...
 @overload
 def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = ...,
                         size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
                         num_threads: int | None = ..., out: FloatArray | None = ...,
-                        return_grad: Literal[True]) -> LossGrads2: ...
+                        return_grad: Literal[True], grad_out: GradOut2 | None = ...) -> LossGrads2: ...
 @overload
 def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = ...,
                         size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
                         num_threads: int | None = ..., out: FloatArray | None = ...,
-                        return_grad: bool = ...) -> Loss | LossGrads2: ...
+                        return_grad: bool = ..., grad_out: GradOut2 | None = ...) -> Loss | LossGrads2: ...
 @loss_info(family="metric", grad=("input1", "input2"))
 def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, margin: float = 0,
                         size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean",
                         *, num_threads: int | None = None, out: FloatArray | None = None,
-                        return_grad: bool = False) -> Loss | LossGrads2:
+                        return_grad: bool = False, grad_out: GradOut2 | None = None) -> Loss | LossGrads2:
     r"""Margin ranking loss, mirroring :func:`torch.nn.functional.margin_ranking_loss`.
 
     .. math::
@@ -371,6 +407,11 @@ def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike,
     return_grad : bool, optional
         Keyword-only.  If True, return ``(loss, (g_input1, g_input2))`` (for ``"none"``: the
         gradients of the sum of the losses).
+    grad_out : tuple of numpy.ndarray or None, optional
+        Keyword-only.  With ``return_grad=True``: a tuple of 2 preallocated arrays, in the order of
+        the gradients (each of its gradient's shape and dtype, C-contiguous, writable, not
+        overlapping the inputs or each other) that receive the gradients and are returned as them;
+        a ``None`` entry gets a fresh array.
 
     Returns
     -------
@@ -400,37 +441,40 @@ def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike,
     >>> print(ref, bool(np.allclose(fl.margin_ranking_loss(x1, x2, y, margin=0.5, reduction="none"), ref)))
     [0.  1.  0.5] True
     """
-    _check_common(size_average, reduce, reduction, out, return_grad)
+    _check_common(size_average, reduce, reduction, out, return_grad, grad_out)
     margin = V.check_real(margin, "margin")
     nt = resolve_num_threads(num_threads)
     (x1, x2), (f1, f2), y, shape = _scores([input1, input2], ["input1", "input2"], target, same_ndim=True)
-    o, flat, (g1, g2), scale = _outputs(out, shape, x1.dtype, reduction, f1.size, [f1, f2], return_grad, shape)
+    given = (input1, input2, target, y)
+    o, flat, (g1, g2), scale = _outputs(out, shape, x1.dtype, reduction, f1.size, [f1, f2], return_grad,
+                                        shape, _score_grad_outs(grad_out, [x1, x2], shape), given)
     total = _K.score_loss(f1, y, f2, flat, g1, g2, kind=_L.MARGIN_RANKING, margin=margin, grad_scale=scale,
                           num_threads=nt)[0]
     result = _result(total, o, reduction, f1.size, x1.dtype, g1, g2)
-    return _score_result(result, [x1, x2], return_grad)
+    return _score_result(result, [x1, x2], return_grad, grad_out, (*given, o))
 
 
 @overload
 def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = ...,
                          size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
                          num_threads: int | None = ..., out: FloatArray | None = ...,
-                         return_grad: Literal[False] = ...) -> Loss: ...
+                         return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = ...,
                          size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
                          num_threads: int | None = ..., out: FloatArray | None = ...,
-                         return_grad: Literal[True]) -> LossGrad: ...
+                         return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = ...,
                          size_average: bool | None = ..., reduce: bool | None = ..., reduction: str = ..., *,
                          num_threads: int | None = ..., out: FloatArray | None = ...,
-                         return_grad: bool = ...) -> Loss | LossGrad: ...
+                         return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="metric")
 def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.0,
                          size_average: bool | None = None, reduce: bool | None = None,
                          reduction: str = "mean", *, num_threads: int | None = None,
-                         out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+                         out: FloatArray | None = None, return_grad: bool = False,
+                         grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Hinge embedding loss, mirroring :func:`torch.nn.functional.hinge_embedding_loss`.
 
     .. math::
@@ -461,6 +505,10 @@ def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``
         (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -483,33 +531,37 @@ def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.
     >>> bool(np.allclose(fl.hinge_embedding_loss(x, y, reduction="none"), [0.3, 0.7, 0.0]))
     True
     """
-    _check_common(size_average, reduce, reduction, out, return_grad)
+    _check_common(size_average, reduce, reduction, out, return_grad, grad_out)
     margin = V.check_real(margin, "margin")
     nt = resolve_num_threads(num_threads)
     (x,), (f,), y, shape = _scores([input], ["input"], target, same_ndim=False)
-    o, flat, (g,), scale = _outputs(out, shape, x.dtype, reduction, f.size, [f], return_grad, shape)
+    given = (input, target, y)
+    o, flat, (g,), scale = _outputs(out, shape, x.dtype, reduction, f.size, [f], return_grad, shape,
+                                    _score_grad_outs(grad_out, [x], shape), given)
     total = _K.score_loss(f, y, None, flat, g, kind=_L.HINGE_EMBEDDING, margin=margin, grad_scale=scale,
                           num_threads=nt)[0]
-    return _score_result(_result(total, o, reduction, f.size, x.dtype, g), [x], return_grad)
+    return _score_result(_result(total, o, reduction, f.size, x.dtype, g), [x], return_grad, grad_out,
+                         (*given, o))
 
 
 # ------------------------------------------------------------------------------ SPEC §6 losses
 @overload
 def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: float = ...,
                      reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-                     return_grad: Literal[False] = ...) -> Loss: ...
+                     return_grad: Literal[False] = ..., grad_out: GradOut2 | None = ...) -> Loss: ...
 @overload
 def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: float = ...,
                      reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-                     return_grad: Literal[True]) -> LossGrads2: ...
+                     return_grad: Literal[True], grad_out: GradOut2 | None = ...) -> LossGrads2: ...
 @overload
 def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: float = ...,
                      reduction: str = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-                     return_grad: bool = ...) -> Loss | LossGrads2: ...
+                     return_grad: bool = ..., grad_out: GradOut2 | None = ...) -> Loss | LossGrads2: ...
 @loss_info(family="metric", grad=("x1", "x2"), items="rows")
 def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: float = 1.0,
                      reduction: str = "mean", *, num_threads: int | None = None,
-                     out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrads2:
+                     out: FloatArray | None = None, return_grad: bool = False,
+                     grad_out: GradOut2 | None = None) -> Loss | LossGrads2:
     r"""Contrastive loss on pairs of rows (Hadsell, Chopra and LeCun, 2006; no torch function).
 
     With the Euclidean distance :math:`d_i = \lVert x_{1i} - x_{2i} \rVert_2` and label
@@ -545,6 +597,11 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: flo
     return_grad : bool, optional
         Keyword-only.  If True, return ``(loss, (g_x1, g_x2))`` (for ``"none"``: the gradients of
         the sum of the losses).
+    grad_out : tuple of numpy.ndarray or None, optional
+        Keyword-only.  With ``return_grad=True``: a tuple of 2 preallocated arrays, in the order of
+        the gradients (each of its gradient's shape and dtype, C-contiguous, writable, not
+        overlapping the inputs or each other) that receive the gradients and are returned as them;
+        a ``None`` entry gets a fresh array.
 
     Returns
     -------
@@ -568,14 +625,15 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: flo
     >>> print(fl.contrastive_loss(x1, x2, np.array([1, 0]), reduction="none").round(6))
     [0.25 0.25]
     """
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     margin = V.check_real(margin, "margin")
     nt = resolve_num_threads(num_threads)
     (a, b), (v1, v2), unbatched = _rows([x1, x2], ["x1", "x2"])
     y = _row_targets(label, "label", v1.shape[0], unbatched, a.dtype)
     out_shape = () if unbatched else (v1.shape[0],)
     n = v1.shape[0]
-    o, flat, (g1, g2), scale = _outputs(out, out_shape, a.dtype, reduction, n, [a, b], return_grad)
+    o, flat, (g1, g2), scale = _outputs(out, out_shape, a.dtype, reduction, n, [a, b], return_grad,
+                                        grad_out=grad_out, given=(x1, x2, label, y))
     total = _K.pair_rows(v1, v2, y, flat, g1, g2, kind=_L.CONTRASTIVE, margin=margin, grad_scale=scale,
                          num_threads=nt)[0]
     return _result(total, o, reduction, n, a.dtype, g1, g2)
@@ -637,10 +695,11 @@ def _embeddings(x, name):
     return e
 
 
-def _triplet_mining(kind, embeddings, labels, margin, squared, reduction, num_threads, out, return_grad):
+def _triplet_mining(kind, embeddings, labels, margin, squared, reduction, num_threads, out, return_grad,
+                    grad_out):
     """batch_hard / batch_all triplet loss: ``kind`` is _L.BATCH_HARD_TRIPLET or _L.BATCH_ALL_TRIPLET."""
     batch_all = kind == _L.BATCH_ALL_TRIPLET
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     margin = V.check_real(margin, "margin")
     squared = V.check_bool(squared, "squared")
     nt = resolve_num_threads(num_threads)
@@ -679,25 +738,30 @@ def _triplet_mining(kind, embeddings, labels, margin, squared, reduction, num_th
     g = (s_rows + s_cols)[:, None] * e - s_e - st_e
     if reduction == "mean":
         g *= (1.0 / cnt) if cnt else 0.0
-    return value, g.astype(dtype, copy=False)
+    # (computed in float64: the user's grad_out buffer receives its cast)
+    return value, V.deliver_grad(grad_out, g.astype(dtype, copy=False), (embeddings, labels, e, lab, value))
 
 
 @overload
 def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = ...,
                             squared: bool = ..., reduction: str = ..., *, num_threads: int | None = ...,
-                            out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+                            out: FloatArray | None = ..., return_grad: Literal[False] = ...,
+                            grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = ...,
                             squared: bool = ..., reduction: str = ..., *, num_threads: int | None = ...,
-                            out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+                            out: FloatArray | None = ..., return_grad: Literal[True],
+                            grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = ...,
                             squared: bool = ..., reduction: str = ..., *, num_threads: int | None = ...,
-                            out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+                            out: FloatArray | None = ..., return_grad: bool = ...,
+                            grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="metric", grad=("embeddings",), items="rows", in_batch=True)
 def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = 1.0,
                             squared: bool = False, reduction: str = "mean", *, num_threads: int | None = None,
-                            out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+                            out: FloatArray | None = None, return_grad: bool = False,
+                            grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Batch-hard triplet loss, mining inside the batch from integer labels (Hermans et al., 2017).
 
     For each anchor :math:`i`, with :math:`d` the Euclidean distance (its square if ``squared``),
@@ -742,6 +806,10 @@ def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: fl
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to
         ``embeddings`` (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -779,25 +847,29 @@ def batch_hard_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: fl
     True
     """
     return _triplet_mining(_L.BATCH_HARD_TRIPLET, embeddings, labels, margin, squared, reduction, num_threads, out,
-                           return_grad)
+                           return_grad, grad_out)
 
 
 @overload
 def batch_all_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = ..., squared: bool = ...,
                            reduction: str = ..., *, num_threads: int | None = ...,
-                           out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+                           out: FloatArray | None = ..., return_grad: Literal[False] = ...,
+                           grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def batch_all_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = ..., squared: bool = ...,
                            reduction: str = ..., *, num_threads: int | None = ...,
-                           out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+                           out: FloatArray | None = ..., return_grad: Literal[True],
+                           grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def batch_all_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = ..., squared: bool = ...,
                            reduction: str = ..., *, num_threads: int | None = ...,
-                           out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+                           out: FloatArray | None = ..., return_grad: bool = ...,
+                           grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="metric", grad=("embeddings",), items="rows", in_batch=True)
 def batch_all_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: float = 1.0,
                            squared: bool = False, reduction: str = "mean", *, num_threads: int | None = None,
-                           out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+                           out: FloatArray | None = None, return_grad: bool = False,
+                           grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Batch-all triplet loss: every valid triplet inside the batch.
 
     Over all :math:`(a, p, n)` with :math:`y_p = y_a`, :math:`p \ne a`, :math:`y_n \ne y_a`,
@@ -834,6 +906,10 @@ def batch_all_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: flo
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to
         ``embeddings`` (float32 input is then computed in float64).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -864,7 +940,7 @@ def batch_all_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: flo
     True
     """
     return _triplet_mining(_L.BATCH_ALL_TRIPLET, embeddings, labels, margin, squared, reduction, num_threads, out,
-                           return_grad)
+                           return_grad, grad_out)
 
 
 def _row_blocks(rows, cols, kernel, return_grad, nt, sums=True):
@@ -939,19 +1015,19 @@ def _finish_rows(row_loss, reduction, dtype, out, nt):
 @overload
 def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = ..., reduction: str = ..., *,
                   num_threads: int | None = ..., out: FloatArray | None = ...,
-                  return_grad: Literal[False] = ...) -> Loss: ...
+                  return_grad: Literal[False] = ..., grad_out: GradOut2 | None = ...) -> Loss: ...
 @overload
 def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = ..., reduction: str = ..., *,
                   num_threads: int | None = ..., out: FloatArray | None = ...,
-                  return_grad: Literal[True]) -> LossGrads2: ...
+                  return_grad: Literal[True], grad_out: GradOut2 | None = ...) -> LossGrads2: ...
 @overload
 def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = ..., reduction: str = ..., *,
                   num_threads: int | None = ..., out: FloatArray | None = ...,
-                  return_grad: bool = ...) -> Loss | LossGrads2: ...
+                  return_grad: bool = ..., grad_out: GradOut2 | None = ...) -> Loss | LossGrads2: ...
 @loss_info(family="metric", grad=("query", "key"), items="rows", in_batch=True)
 def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = 0.07, reduction: str = "mean", *,
                   num_threads: int | None = None, out: FloatArray | None = None,
-                  return_grad: bool = False) -> Loss | LossGrads2:
+                  return_grad: bool = False, grad_out: GradOut2 | None = None) -> Loss | LossGrads2:
     r"""InfoNCE: softmax cross-entropy of each query against all keys (van den Oord et al., 2018).
 
     Key :math:`i` is the positive of query :math:`i`; every other key is a negative:
@@ -985,6 +1061,11 @@ def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = 0.07, r
     return_grad : bool, optional
         Keyword-only.  If True, return ``(loss, (g_query, g_key))`` (for ``"none"``: the gradients
         of the sum of the losses).
+    grad_out : tuple of numpy.ndarray or None, optional
+        Keyword-only.  With ``return_grad=True``: a tuple of 2 preallocated arrays, in the order of
+        the gradients (each of its gradient's shape and dtype, C-contiguous, writable, not
+        overlapping the inputs or each other) that receive the gradients and are returned as them;
+        a ``None`` entry gets a fresh array.
 
     Returns
     -------
@@ -1011,7 +1092,7 @@ def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = 0.07, r
     >>> bool(np.isclose(fl.info_nce_loss(q, k, temperature=0.5), ref))
     True
     """
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     tau = V.check_real(temperature, "temperature", low=0.0, low_open=True)
     nt = resolve_num_threads(num_threads)
     q = _embeddings(query, "query")
@@ -1030,7 +1111,8 @@ def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = 0.07, r
     value, scale = _finish_rows(row_loss, reduction, dtype, out, nt)
     if not return_grad:
         return value
-    return value, ((gq * scale).astype(dtype), (gk * scale).astype(dtype))
+    return value, V.deliver_grads(grad_out, ((gq * scale).astype(dtype), (gk * scale).astype(dtype)),
+                                  (query, key, q, k, value))
 
 
 _NORMALIZE_EPS = 1e-12      # torch.nn.functional.normalize's default
@@ -1054,19 +1136,19 @@ def _normalize_grad(u, gu, norm, den):
 @overload
 def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = ..., reduction: str = ..., *,
                  num_threads: int | None = ..., out: FloatArray | None = ...,
-                 return_grad: Literal[False] = ...) -> Loss: ...
+                 return_grad: Literal[False] = ..., grad_out: GradOut2 | None = ...) -> Loss: ...
 @overload
 def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = ..., reduction: str = ..., *,
                  num_threads: int | None = ..., out: FloatArray | None = ...,
-                 return_grad: Literal[True]) -> LossGrads2: ...
+                 return_grad: Literal[True], grad_out: GradOut2 | None = ...) -> LossGrads2: ...
 @overload
 def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = ..., reduction: str = ..., *,
                  num_threads: int | None = ..., out: FloatArray | None = ...,
-                 return_grad: bool = ...) -> Loss | LossGrads2: ...
+                 return_grad: bool = ..., grad_out: GradOut2 | None = ...) -> Loss | LossGrads2: ...
 @loss_info(family="metric", grad=("z1", "z2"), items="pair_rows", in_batch=True)
 def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = 0.5, reduction: str = "mean", *,
                  num_threads: int | None = None, out: FloatArray | None = None,
-                 return_grad: bool = False) -> Loss | LossGrads2:
+                 return_grad: bool = False, grad_out: GradOut2 | None = None) -> Loss | LossGrads2:
     r"""NT-Xent, the SimCLR loss (Chen et al., 2020) over the 2N views :math:`z = [z_1; z_2]`.
 
     With :math:`u = z / \max(\lVert z \rVert, 10^{-12})` (as :func:`torch.nn.functional.normalize`)
@@ -1103,6 +1185,11 @@ def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = 0.5, reducti
     return_grad : bool, optional
         Keyword-only.  If True, return ``(loss, (g_z1, g_z2))`` (for ``"none"``: the gradients of
         the sum of the losses).
+    grad_out : tuple of numpy.ndarray or None, optional
+        Keyword-only.  With ``return_grad=True``: a tuple of 2 preallocated arrays, in the order of
+        the gradients (each of its gradient's shape and dtype, C-contiguous, writable, not
+        overlapping the inputs or each other) that receive the gradients and are returned as them;
+        a ``None`` entry gets a fresh array.
 
     Returns
     -------
@@ -1133,7 +1220,7 @@ def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = 0.5, reducti
     >>> bool(np.isclose(fl.nt_xent_loss(z1, z2), ref))
     True
     """
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     tau = V.check_real(temperature, "temperature", low=0.0, low_open=True)
     nt = resolve_num_threads(num_threads)
     a = _embeddings(z1, "z1")
@@ -1148,7 +1235,7 @@ def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = 0.5, reducti
     if not return_grad:
         return value
     gz = _normalize_grad(u, (gu + gu2) * scale, norm, den).astype(a.dtype)
-    return value, (gz[:N], gz[N:])
+    return value, V.deliver_grads(grad_out, (gz[:N], gz[N:]), (z1, z2, a, b, value))
 
 
 def _positive_angle(e, w, labels, C):
@@ -1181,22 +1268,26 @@ def _positive_angle(e, w, labels, C):
 def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayLike, scale: float = ...,
                  margin: float = ..., reduction: str = ..., *, easy_margin: bool = ...,
                  plain_margin: bool = ..., num_threads: int | None = ...,
-                 out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+                 out: FloatArray | None = ..., return_grad: Literal[False] = ...,
+                 grad_out: GradOut2 | None = ...) -> Loss: ...
 @overload
 def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayLike, scale: float = ...,
                  margin: float = ..., reduction: str = ..., *, easy_margin: bool = ...,
                  plain_margin: bool = ..., num_threads: int | None = ...,
-                 out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrads2: ...
+                 out: FloatArray | None = ..., return_grad: Literal[True],
+                 grad_out: GradOut2 | None = ...) -> LossGrads2: ...
 @overload
 def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayLike, scale: float = ...,
                  margin: float = ..., reduction: str = ..., *, easy_margin: bool = ...,
                  plain_margin: bool = ..., num_threads: int | None = ...,
-                 out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrads2: ...
+                 out: FloatArray | None = ..., return_grad: bool = ...,
+                 grad_out: GradOut2 | None = ...) -> Loss | LossGrads2: ...
 @loss_info(family="metric", grad=("embeddings", "class_weights"), items="rows")
 def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayLike, scale: float = 64.0,
                  margin: float = 0.5, reduction: str = "mean", *, easy_margin: bool = False,
                  plain_margin: bool = False, num_threads: int | None = None,
-                 out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrads2:
+                 out: FloatArray | None = None, return_grad: bool = False,
+                 grad_out: GradOut2 | None = None) -> Loss | LossGrads2:
     r"""ArcFace, the additive angular margin softmax loss (Deng et al., 2019).
 
     There is no torch function; this is insightface's ``ArcMarginProduct`` (also
@@ -1266,6 +1357,11 @@ def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayL
     return_grad : bool, optional
         Keyword-only.  If True, return ``(loss, (g_embeddings, g_class_weights))`` (for
         ``"none"``: the gradients of the sum of the losses).
+    grad_out : tuple of numpy.ndarray or None, optional
+        Keyword-only.  With ``return_grad=True``: a tuple of 2 preallocated arrays, in the order of
+        the gradients (each of its gradient's shape and dtype, C-contiguous, writable, not
+        overlapping the inputs or each other) that receive the gradients and are returned as them;
+        a ``None`` entry gets a fresh array.
 
     Returns
     -------
@@ -1299,7 +1395,7 @@ def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayL
     >>> bool(np.isclose(fl.arcface_loss(e, y, W, scale=10.0, margin=0.3), ref))
     True
     """
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     s = V.check_real(scale, "scale", low=0.0, low_open=True)
     m = V.check_real(margin, "margin")
     for name, v in (("scale", s), ("margin", m)):
@@ -1332,4 +1428,4 @@ def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayL
         return value
     ge = _normalize_grad(ue, gue * red_scale, norm_e, den_e).astype(e.dtype)
     gw = _normalize_grad(uw, guw * red_scale, norm_w, den_w).astype(e.dtype)
-    return value, (ge, gw)
+    return value, V.deliver_grads(grad_out, (ge, gw), (embeddings, class_weights, labels, e, w, lab, value))

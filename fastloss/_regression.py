@@ -33,7 +33,7 @@ from ._elementwise import Kind
 from ._errors import BadValue, raise_first_bad
 from ._losses import loss_info
 from ._threads import resolve_num_threads
-from ._typing import ArrayLike, FloatArray, Loss, LossGrad, LossGrads2
+from ._typing import ArrayLike, FloatArray, GradOut2, Loss, LossGrad, LossGrads2
 
 __all__ = ["mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss", "gaussian_nll_loss",
            "log_cosh_loss", "quantile_loss", "mape_loss", "smape_loss", "msle_loss", "gaussian_kl_loss"]
@@ -49,11 +49,12 @@ _BROADCAST_WARN = ("mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss")
 _BROADCAST_SILENT = ("poisson_nll_loss", "gaussian_nll_loss")
 
 
-def _inputs(input, target, reduction, num_threads, out, return_grad, loss=None, weight=None):
+def _inputs(input, target, reduction, num_threads, out, return_grad, grad_out, loss=None, weight=None):
     """The converted prediction and target -- broadcast to one shape where ``loss``'s reference does --
-    as ``args = (x, y, num_threads, input's own shape, repeat)``; ``repeat``: how many broadcast elements
-    each input element stands for (torch's weighted mean sums the weights of input's shape)."""
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    as ``args = (x, y, num_threads, input's own shape, repeat, grad_out, the arguments as given)``;
+    ``repeat``: how many broadcast elements each input element stands for (torch's weighted mean sums the
+    weights of input's shape)."""
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     nt = resolve_num_threads(num_threads)
     x = V.prediction(input, "input")
     y = V.float_array(target, "target", dtype=x.dtype)
@@ -70,19 +71,23 @@ def _inputs(input, target, reduction, num_threads, out, return_grad, loss=None, 
             raise ValueError(f"weight shape {np.shape(weight)} must be input's shape {shape} when target "
                              f"is broadcast against it (torch's rule)")
         repeat = math.prod(full) // math.prod(shape) if math.prod(shape) else 1
-    return x, y, nt, shape, repeat
+    return x, y, nt, shape, repeat, grad_out, (input, target, weight)
 
 
 def _elementwise(kind, args, reduction, weight, out, return_grad, weighted_mean=True, **config):
     """Run the kernel of ``kind`` with its keyword ``config`` (``elementwise.pyx``'s entry) on ``_inputs``'s
     ``args``: (value, grad of input's shape, first_bad)."""
-    x, y, nt, shape, repeat = args
+    x, y, nt, shape, repeat, grad_out, given = args
     if weight is not None and repeat != 1:     # (input's shape: _inputs checked it) broadcast like input
         weight = np.broadcast_to(V.float_array(weight, "weight", dtype=x.dtype), x.shape)
     w = E.operand(weight, x, "weight")
     weighted_mean = weighted_mean and weight is not None and reduction == "mean"
     n = x.size
-    o, grad, scale = E.buffers(x, reduction, out, return_grad, n)
+    if grad_out is None:
+        o, grad, scale = E.buffers(x, reduction, out, return_grad, n)
+    else:   # a broadcast gradient is summed back to input's shape, then delivered into grad_out
+        o, grad, scale = E.buffers(x, reduction, out, return_grad, n, None if x.shape != shape else grad_out,
+                                   (y, w, *given))
     loss_sum, denom, bad = E.K.elementwise(kind, x, y, w, o, grad, scale, nt, weighted_mean=weighted_mean,
                                            **config)
     if reduction == "none":
@@ -90,7 +95,8 @@ def _elementwise(kind, args, reduction, weight, out, return_grad, weighted_mean=
     else:   # torch's weighted mean divides by the weights of input's shape: each stands for `repeat` items
         value = V.reduced(loss_sum, denom / repeat if weighted_mean else n, reduction, x.dtype)
     if grad is not None and x.shape != shape:
-        grad = V.unbroadcast(grad * repeat if weighted_mean else grad, shape)
+        grad = V.deliver_grad(grad_out, V.unbroadcast(grad * repeat if weighted_mean else grad, shape),
+                              (x, y, w, o, *given))
     return value, grad, bad
 
 
@@ -101,20 +107,23 @@ def _result(value, grad):
 @overload
 def mse_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
              reduction: str = ..., weight: ArrayLike | None = ..., *, num_threads: int | None = ...,
-             out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+             out: FloatArray | None = ..., return_grad: Literal[False] = ...,
+             grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def mse_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
              reduction: str = ..., weight: ArrayLike | None = ..., *, num_threads: int | None = ...,
-             out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+             out: FloatArray | None = ..., return_grad: Literal[True],
+             grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def mse_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
              reduction: str = ..., weight: ArrayLike | None = ..., *, num_threads: int | None = ...,
-             out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+             out: FloatArray | None = ..., return_grad: bool = ...,
+             grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="regression")
 def mse_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = None,
              reduce: bool | None = None, reduction: str = "mean", weight: ArrayLike | None = None, *,
              num_threads: int | None = None, out: FloatArray | None = None,
-             return_grad: bool = False) -> Loss | LossGrad:
+             return_grad: bool = False, grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Mean squared error, mirroring :func:`torch.nn.functional.mse_loss`.
 
     .. math::
@@ -145,6 +154,10 @@ def mse_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = No
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
         computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -174,7 +187,7 @@ def mse_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = No
     True
     """
     _no_legacy(size_average, reduce)
-    args = _inputs(input, target, reduction, num_threads, out, return_grad, "mse_loss", weight)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, grad_out, "mse_loss", weight)
     value, grad, _ = _elementwise(Kind.MSE, args, reduction, weight, out, return_grad)
     return _result(value, grad)
 
@@ -182,19 +195,23 @@ def mse_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = No
 @overload
 def l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
             reduction: str = ..., weight: ArrayLike | None = ..., *, num_threads: int | None = ...,
-            out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+            out: FloatArray | None = ..., return_grad: Literal[False] = ...,
+            grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
             reduction: str = ..., weight: ArrayLike | None = ..., *, num_threads: int | None = ...,
-            out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+            out: FloatArray | None = ..., return_grad: Literal[True],
+            grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ..., reduce: bool | None = ...,
             reduction: str = ..., weight: ArrayLike | None = ..., *, num_threads: int | None = ...,
-            out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+            out: FloatArray | None = ..., return_grad: bool = ...,
+            grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="regression")
 def l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = None, reduce: bool | None = None,
             reduction: str = "mean", weight: ArrayLike | None = None, *, num_threads: int | None = None,
-            out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+            out: FloatArray | None = None, return_grad: bool = False,
+            grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Mean absolute error, mirroring :func:`torch.nn.functional.l1_loss`.
 
     .. math::
@@ -225,6 +242,10 @@ def l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = Non
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
         computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -251,7 +272,7 @@ def l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = Non
     [-1.  0.  1.]
     """
     _no_legacy(size_average, reduce)
-    args = _inputs(input, target, reduction, num_threads, out, return_grad, "l1_loss", weight)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, grad_out, "l1_loss", weight)
     value, grad, _ = _elementwise(Kind.L1, args, reduction, weight, out, return_grad)
     return _result(value, grad)
 
@@ -259,19 +280,20 @@ def l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = Non
 @overload
 def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., delta: float = ...,
                weight: ArrayLike | None = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-               return_grad: Literal[False] = ...) -> Loss: ...
+               return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., delta: float = ...,
                weight: ArrayLike | None = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-               return_grad: Literal[True]) -> LossGrad: ...
+               return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., delta: float = ...,
                weight: ArrayLike | None = ..., *, num_threads: int | None = ..., out: FloatArray | None = ...,
-               return_grad: bool = ...) -> Loss | LossGrad: ...
+               return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="regression")
 def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", delta: float = 1.0,
                weight: ArrayLike | None = None, *, num_threads: int | None = None,
-               out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+               out: FloatArray | None = None, return_grad: bool = False,
+               grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Huber loss, mirroring :func:`torch.nn.functional.huber_loss`.
 
     With :math:`d = x - y`,
@@ -305,6 +327,10 @@ def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", del
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
         computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -336,7 +362,7 @@ def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", del
     True
     """
     delta = V.check_real(delta, "delta", low=0.0, low_open=True)
-    args = _inputs(input, target, reduction, num_threads, out, return_grad, "huber_loss", weight)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, grad_out, "huber_loss", weight)
     value, grad, _ = _elementwise(Kind.HUBER, args, reduction, weight, out, return_grad, delta=delta,
                                   weighted_mean=False)
     return _result(value, grad)
@@ -346,22 +372,26 @@ def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", del
 def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ...,
                    reduce: bool | None = ..., reduction: str = ..., beta: float = ..., *,
                    weight: ArrayLike | None = ..., num_threads: int | None = ...,
-                   out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+                   out: FloatArray | None = ..., return_grad: Literal[False] = ...,
+                   grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ...,
                    reduce: bool | None = ..., reduction: str = ..., beta: float = ..., *,
                    weight: ArrayLike | None = ..., num_threads: int | None = ...,
-                   out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+                   out: FloatArray | None = ..., return_grad: Literal[True],
+                   grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = ...,
                    reduce: bool | None = ..., reduction: str = ..., beta: float = ..., *,
                    weight: ArrayLike | None = ..., num_threads: int | None = ...,
-                   out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+                   out: FloatArray | None = ..., return_grad: bool = ...,
+                   grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="regression")
 def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = None,
                    reduce: bool | None = None, reduction: str = "mean", beta: float = 1.0, *,
                    weight: ArrayLike | None = None, num_threads: int | None = None,
-                   out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+                   out: FloatArray | None = None, return_grad: bool = False,
+                   grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Smooth L1 loss, mirroring :func:`torch.nn.functional.smooth_l1_loss`.
 
     With :math:`d = x - y`,
@@ -397,6 +427,10 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | Non
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
         computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -425,7 +459,8 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | Non
     """
     _no_legacy(size_average, reduce)
     beta = V.check_real(beta, "beta", low=0.0)
-    args = _inputs(input, target, reduction, num_threads, out, return_grad, "smooth_l1_loss", weight)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, grad_out, "smooth_l1_loss",
+                   weight)
     value, grad, _ = _elementwise(Kind.SMOOTH_L1, args, reduction, weight, out, return_grad, beta=beta)
     return _result(value, grad)
 
@@ -434,23 +469,26 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | Non
 def poisson_nll_loss(input: ArrayLike, target: ArrayLike, log_input: bool = ..., full: bool = ...,
                      size_average: bool | None = ..., eps: float = ..., reduce: bool | None = ...,
                      reduction: str = ..., *, weight: ArrayLike | None = ..., num_threads: int | None = ...,
-                     out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+                     out: FloatArray | None = ..., return_grad: Literal[False] = ...,
+                     grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def poisson_nll_loss(input: ArrayLike, target: ArrayLike, log_input: bool = ..., full: bool = ...,
                      size_average: bool | None = ..., eps: float = ..., reduce: bool | None = ...,
                      reduction: str = ..., *, weight: ArrayLike | None = ..., num_threads: int | None = ...,
-                     out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+                     out: FloatArray | None = ..., return_grad: Literal[True],
+                     grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def poisson_nll_loss(input: ArrayLike, target: ArrayLike, log_input: bool = ..., full: bool = ...,
                      size_average: bool | None = ..., eps: float = ..., reduce: bool | None = ...,
                      reduction: str = ..., *, weight: ArrayLike | None = ..., num_threads: int | None = ...,
-                     out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+                     out: FloatArray | None = ..., return_grad: bool = ...,
+                     grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="regression")
 def poisson_nll_loss(input: ArrayLike, target: ArrayLike, log_input: bool = True, full: bool = False,
                      size_average: bool | None = None, eps: float = 1e-8, reduce: bool | None = None,
                      reduction: str = "mean", *, weight: ArrayLike | None = None,
                      num_threads: int | None = None, out: FloatArray | None = None,
-                     return_grad: bool = False) -> Loss | LossGrad:
+                     return_grad: bool = False, grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Poisson negative log-likelihood, mirroring :func:`torch.nn.functional.poisson_nll_loss`.
 
     .. math::
@@ -491,6 +529,10 @@ def poisson_nll_loss(input: ArrayLike, target: ArrayLike, log_input: bool = True
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
         computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -516,7 +558,8 @@ def poisson_nll_loss(input: ArrayLike, target: ArrayLike, log_input: bool = True
     """
     _no_legacy(size_average, reduce)
     eps = V.check_real(eps, "eps")
-    args = _inputs(input, target, reduction, num_threads, out, return_grad, "poisson_nll_loss", weight)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, grad_out, "poisson_nll_loss",
+                   weight)
     kind = Kind.POISSON_LOG if V.check_bool(log_input, "log_input") else Kind.POISSON
     value, grad, _ = _elementwise(kind, args, reduction, weight, out, return_grad, eps=eps,
                                   full=V.check_bool(full, "full"))
@@ -550,20 +593,23 @@ def _gaussian_var(var, shape, dtype):
 @overload
 def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full: bool = ..., eps: float = ...,
                       reduction: str = ..., *, weight: ArrayLike | None = ..., num_threads: int | None = ...,
-                      out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+                      out: FloatArray | None = ..., return_grad: Literal[False] = ...,
+                      grad_out: GradOut2 | None = ...) -> Loss: ...
 @overload
 def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full: bool = ..., eps: float = ...,
                       reduction: str = ..., *, weight: ArrayLike | None = ..., num_threads: int | None = ...,
-                      out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrads2: ...
+                      out: FloatArray | None = ..., return_grad: Literal[True],
+                      grad_out: GradOut2 | None = ...) -> LossGrads2: ...
 @overload
 def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full: bool = ..., eps: float = ...,
                       reduction: str = ..., *, weight: ArrayLike | None = ..., num_threads: int | None = ...,
-                      out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrads2: ...
+                      out: FloatArray | None = ..., return_grad: bool = ...,
+                      grad_out: GradOut2 | None = ...) -> Loss | LossGrads2: ...
 @loss_info(family="regression", grad=("input", "var"))
 def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full: bool = False,
                       eps: float = 1e-6, reduction: str = "mean", *, weight: ArrayLike | None = None,
                       num_threads: int | None = None, out: FloatArray | None = None,
-                      return_grad: bool = False) -> Loss | LossGrads2:
+                      return_grad: bool = False, grad_out: GradOut2 | None = None) -> Loss | LossGrads2:
     r"""Gaussian negative log-likelihood, mirroring :func:`torch.nn.functional.gaussian_nll_loss`.
 
     .. math::
@@ -603,6 +649,11 @@ def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full:
     return_grad : bool, optional
         Keyword-only.  If True, return ``(loss, (grad_input, grad_var))``; ``grad_var`` has
         ``var``'s shape, and is None when ``var`` is a Python number.
+    grad_out : tuple of numpy.ndarray or None, optional
+        Keyword-only.  With ``return_grad=True``: a tuple of 2 preallocated arrays, in the order of
+        the gradients (each of its gradient's shape and dtype, C-contiguous, writable, not
+        overlapping the inputs or each other) that receive the gradients and are returned as them;
+        a ``None`` entry gets a fresh array.
 
     Returns
     -------
@@ -628,7 +679,10 @@ def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full:
     True
     """
     eps = V.check_real(eps, "eps")
-    args = _inputs(input, target, reduction, num_threads, out, return_grad, "gaussian_nll_loss", weight)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
+    g_in, g_var = V.grad_outs(grad_out, 2)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, g_in, "gaussian_nll_loss",
+                   weight)
     x, shape = args[0], args[3]
     # var's shape rules refer to input's own shape (torch checks var against input before broadcasting)
     op, var_rows, varr = _gaussian_var(var, shape, x.dtype)
@@ -636,7 +690,12 @@ def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full:
     if varr is not None and x.shape != shape:      # a broadcast target: var follows input's broadcast
         op = np.ascontiguousarray(np.broadcast_to(varr.reshape(var_shape), x.shape)).reshape(-1)
         var_rows = False
-    gv_full = np.empty_like(x) if (return_grad and varr is not None) else None
+    if g_var is not None and varr is None:
+        raise ValueError("grad_out[1] must be None: var is a number, which gets no gradient")
+    # var's gradient is computed per element of x, then summed to var's shape (in place when it has x's)
+    own = g_var if varr is not None and varr.shape == x.shape else None
+    gv_full = V.grad_buffer(own, x.shape, x.dtype, (x, op, input, target, var, weight, out, g_in),
+                            name="grad_out[1]") if (return_grad and varr is not None) else None
     value, grad, bad = _elementwise(Kind.GAUSSIAN_NLL, args, reduction, weight, out, return_grad, eps=eps,
                                     full=V.check_bool(full, "full"), var=op, var_rows=var_rows,
                                     grad_var=gv_full)
@@ -646,26 +705,30 @@ def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full:
     if not return_grad:
         return value
     # grad_var: of var's shape, summed over the elements each variance served (grad_var passes the clamp)
-    gvar = None if gv_full is None else V.unbroadcast(gv_full, var_shape).reshape(varr.shape)
+    gvar = gv_full
+    if gv_full is not None and gv_full is not own:
+        gvar = V.unbroadcast(gv_full, var_shape).reshape(varr.shape)
+        gvar = V.deliver_grad(g_var, gvar, (x, op, input, target, var, weight, out, grad), "grad_out[1]")
     return value, (grad, gvar)
 
 
 @overload
 def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *,
                   weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-                  return_grad: Literal[False] = ...) -> Loss: ...
+                  return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *,
                   weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-                  return_grad: Literal[True]) -> LossGrad: ...
+                  return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *,
                   weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-                  return_grad: bool = ...) -> Loss | LossGrad: ...
+                  return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="regression")
 def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
                   weight: ArrayLike | None = None, num_threads: int | None = None,
-                  out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+                  out: FloatArray | None = None, return_grad: bool = False,
+                  grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Log-cosh loss (no torch function).
 
     .. math::
@@ -700,6 +763,10 @@ def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", 
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
         computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -724,7 +791,7 @@ def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", 
     >>> print(fl.log_cosh_loss(np.array([1e30]), np.zeros(1)))      # cosh(1e30) overflows; this does not
     1e+30
     """
-    args = _inputs(input, target, reduction, num_threads, out, return_grad)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, grad_out)
     value, grad, _ = _elementwise(Kind.LOG_COSH, args, reduction, weight, out, return_grad)
     return _result(value, grad)
 
@@ -732,19 +799,20 @@ def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", 
 @overload
 def quantile_loss(input: ArrayLike, target: ArrayLike, q: float = ..., reduction: str = ..., *,
                   weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-                  return_grad: Literal[False] = ...) -> Loss: ...
+                  return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def quantile_loss(input: ArrayLike, target: ArrayLike, q: float = ..., reduction: str = ..., *,
                   weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-                  return_grad: Literal[True]) -> LossGrad: ...
+                  return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def quantile_loss(input: ArrayLike, target: ArrayLike, q: float = ..., reduction: str = ..., *,
                   weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-                  return_grad: bool = ...) -> Loss | LossGrad: ...
+                  return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="regression")
 def quantile_loss(input: ArrayLike, target: ArrayLike, q: float = 0.5, reduction: str = "mean", *,
                   weight: ArrayLike | None = None, num_threads: int | None = None,
-                  out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+                  out: FloatArray | None = None, return_grad: bool = False,
+                  grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Quantile (pinball) loss (no torch function).
 
     With :math:`u = y - x` and quantile level :math:`q`,
@@ -778,6 +846,10 @@ def quantile_loss(input: ArrayLike, target: ArrayLike, q: float = 0.5, reduction
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
         computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -805,7 +877,7 @@ def quantile_loss(input: ArrayLike, target: ArrayLike, q: float = 0.5, reduction
     True
     """
     q = V.check_real(q, "q", low=0.0, high=1.0, low_open=True, high_open=True)
-    args = _inputs(input, target, reduction, num_threads, out, return_grad)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, grad_out)
     value, grad, _ = _elementwise(Kind.QUANTILE, args, reduction, weight, out, return_grad, q=q)
     return _result(value, grad)
 
@@ -813,19 +885,19 @@ def quantile_loss(input: ArrayLike, target: ArrayLike, q: float = 0.5, reduction
 @overload
 def mape_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, eps: float | None = ...,
               weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-              return_grad: Literal[False] = ...) -> Loss: ...
+              return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def mape_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, eps: float | None = ...,
               weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-              return_grad: Literal[True]) -> LossGrad: ...
+              return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def mape_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, eps: float | None = ...,
               weight: ArrayLike | None = ..., num_threads: int | None = ..., out: FloatArray | None = ...,
-              return_grad: bool = ...) -> Loss | LossGrad: ...
+              return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="regression")
 def mape_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *, eps: float | None = None,
               weight: ArrayLike | None = None, num_threads: int | None = None, out: FloatArray | None = None,
-              return_grad: bool = False) -> Loss | LossGrad:
+              return_grad: bool = False, grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Mean absolute percentage error, as a fraction (no torch function).
 
     .. math::
@@ -859,6 +931,10 @@ def mape_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *, e
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
         computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -883,7 +959,7 @@ def mape_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *, e
     0.1 True
     """
     e = 0.0 if eps is None else V.check_real(eps, "eps", low=0.0, low_open=True)
-    args = _inputs(input, target, reduction, num_threads, out, return_grad)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, grad_out)
     value, grad, bad = _elementwise(Kind.MAPE, args, reduction, weight, out, return_grad, eps=e)
     raise_first_bad(bad, BadValue("mape_loss: target is 0 at position {position}; pass eps= to divide by "
                                   "max(|target|, eps)", (("target", args[1], None),)))
@@ -893,19 +969,19 @@ def mape_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *, e
 @overload
 def smape_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, weight: ArrayLike | None = ...,
                num_threads: int | None = ..., out: FloatArray | None = ...,
-               return_grad: Literal[False] = ...) -> Loss: ...
+               return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def smape_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, weight: ArrayLike | None = ...,
                num_threads: int | None = ..., out: FloatArray | None = ...,
-               return_grad: Literal[True]) -> LossGrad: ...
+               return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def smape_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, weight: ArrayLike | None = ...,
                num_threads: int | None = ..., out: FloatArray | None = ...,
-               return_grad: bool = ...) -> Loss | LossGrad: ...
+               return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="regression")
 def smape_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
                weight: ArrayLike | None = None, num_threads: int | None = None, out: FloatArray | None = None,
-               return_grad: bool = False) -> Loss | LossGrad:
+               return_grad: bool = False, grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Symmetric mean absolute percentage error (no torch function).
 
     .. math::
@@ -933,6 +1009,10 @@ def smape_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
         computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -958,7 +1038,7 @@ def smape_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
     >>> print(ref.round(6), bool(np.allclose(loss, ref)))
     [0.095238 0.       2.      ] True
     """
-    args = _inputs(input, target, reduction, num_threads, out, return_grad)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, grad_out)
     value, grad, _ = _elementwise(Kind.SMAPE, args, reduction, weight, out, return_grad)
     return _result(value, grad)
 
@@ -966,19 +1046,19 @@ def smape_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
 @overload
 def msle_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, weight: ArrayLike | None = ...,
               num_threads: int | None = ..., out: FloatArray | None = ...,
-              return_grad: Literal[False] = ...) -> Loss: ...
+              return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def msle_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, weight: ArrayLike | None = ...,
               num_threads: int | None = ..., out: FloatArray | None = ...,
-              return_grad: Literal[True]) -> LossGrad: ...
+              return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def msle_loss(input: ArrayLike, target: ArrayLike, reduction: str = ..., *, weight: ArrayLike | None = ...,
               num_threads: int | None = ..., out: FloatArray | None = ...,
-              return_grad: bool = ...) -> Loss | LossGrad: ...
+              return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="regression")
 def msle_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
               weight: ArrayLike | None = None, num_threads: int | None = None, out: FloatArray | None = None,
-              return_grad: bool = False) -> Loss | LossGrad:
+              return_grad: bool = False, grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Mean squared logarithmic error (no torch function).
 
     .. math::
@@ -1006,6 +1086,10 @@ def msle_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``,
         computed in the same pass (for ``"none"``: the gradient of the sum of the losses).
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -1029,7 +1113,7 @@ def msle_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
     >>> bool(np.isclose(fl.msle_loss(x, y), np.mean((np.log1p(x) - np.log1p(y)) ** 2)))
     True
     """
-    args = _inputs(input, target, reduction, num_threads, out, return_grad)
+    args = _inputs(input, target, reduction, num_threads, out, return_grad, grad_out)
     value, grad, bad = _elementwise(Kind.MSLE, args, reduction, weight, out, return_grad)
     raise_first_bad(bad, BadValue("msle_loss: {name} has value {value} <= -1 at position {position} (log1p "
                                   "needs values > -1)", (("input", args[0], lambda v: v <= -1), ("target", args[1], None))))
@@ -1039,19 +1123,23 @@ def msle_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", *,
 @overload
 def gaussian_kl_loss(mu: ArrayLike, logvar: ArrayLike, reduction: str = ..., *,
                      weight: ArrayLike | None = ..., num_threads: int | None = ...,
-                     out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+                     out: FloatArray | None = ..., return_grad: Literal[False] = ...,
+                     grad_out: GradOut2 | None = ...) -> Loss: ...
 @overload
 def gaussian_kl_loss(mu: ArrayLike, logvar: ArrayLike, reduction: str = ..., *,
                      weight: ArrayLike | None = ..., num_threads: int | None = ...,
-                     out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrads2: ...
+                     out: FloatArray | None = ..., return_grad: Literal[True],
+                     grad_out: GradOut2 | None = ...) -> LossGrads2: ...
 @overload
 def gaussian_kl_loss(mu: ArrayLike, logvar: ArrayLike, reduction: str = ..., *,
                      weight: ArrayLike | None = ..., num_threads: int | None = ...,
-                     out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrads2: ...
+                     out: FloatArray | None = ..., return_grad: bool = ...,
+                     grad_out: GradOut2 | None = ...) -> Loss | LossGrads2: ...
 @loss_info(family="regression", grad=("mu", "logvar"), items="rows")
 def gaussian_kl_loss(mu: ArrayLike, logvar: ArrayLike, reduction: str = "mean", *,
                      weight: ArrayLike | None = None, num_threads: int | None = None,
-                     out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrads2:
+                     out: FloatArray | None = None, return_grad: bool = False,
+                     grad_out: GradOut2 | None = None) -> Loss | LossGrads2:
     r"""KL divergence of a diagonal Gaussian from the standard normal: the VAE latent term.
 
     For each row (the last axis is the latent dimension :math:`D`),
@@ -1082,6 +1170,11 @@ def gaussian_kl_loss(mu: ArrayLike, logvar: ArrayLike, reduction: str = "mean", 
         shape and dtype that receives the losses and is returned.  Ignored for other reductions.
     return_grad : bool, optional
         Keyword-only.  If True, return ``(loss, (grad_mu, grad_logvar))``.
+    grad_out : tuple of numpy.ndarray or None, optional
+        Keyword-only.  With ``return_grad=True``: a tuple of 2 preallocated arrays, in the order of
+        the gradients (each of its gradient's shape and dtype, C-contiguous, writable, not
+        overlapping the inputs or each other) that receive the gradients and are returned as them;
+        a ``None`` entry gets a fresh array.
 
     Returns
     -------
@@ -1106,7 +1199,7 @@ def gaussian_kl_loss(mu: ArrayLike, logvar: ArrayLike, reduction: str = "mean", 
     >>> bool(np.allclose(fl.gaussian_kl_loss(mu, logvar, reduction="none"), ref))
     True
     """
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     nt = resolve_num_threads(num_threads)
     m = V.prediction(mu, "mu")
     lv = V.float_array(logvar, "logvar", dtype=m.dtype)
@@ -1118,9 +1211,9 @@ def gaussian_kl_loss(mu: ArrayLike, logvar: ArrayLike, reduction: str = "mean", 
     w = V.broadcast_weight(weight, batch, m.dtype, "weight")
     w = 1.0 if w is None else (w if isinstance(w, float) else w.reshape(-1))
     weighted_mean = weight is not None and reduction == "mean"
-    gm = np.empty_like(m) if return_grad else None
-    gl = np.empty_like(m) if return_grad else None
     o = V.output_array(out, batch, m.dtype) if reduction == "none" else None
+    gm, gl = V.grad_buffers(grad_out, (m.shape, m.shape), m.dtype, (mu, logvar, weight, m, lv, w, o)) \
+        if return_grad else (None, None)
     scale = 1.0 / rows if (reduction == "mean" and rows) else 1.0
     loss_sum, denom, _ = E.K.gaussian_kl(m.reshape(-1), lv.reshape(-1), w, rows, D, None if o is None else
                                          o.reshape(-1), gm, gl, scale, nt, weighted_mean=weighted_mean)

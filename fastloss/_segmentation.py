@@ -111,15 +111,17 @@ def _layout(input, target, mode, ignore_index):
 
 
 def _overlap_loss(kind, input, target, mode, from_logits, smooth, eps, ignore_index, reduction, num_threads,
-                  out, return_grad, dice_weight=None, **params):
+                  out, return_grad, grad_out, dice_weight=None, **params):
     """Validate, run the sums pass, evaluate the pair formula, reduce, and (optionally) the gradient."""
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     smooth = V.check_real(smooth, "smooth", low=0.0)
     eps = V.check_real(eps, "eps", low=0.0)
     nt = resolve_num_threads(num_threads)
     x, x3, mask, labels_flat, labels = _layout(input, target, mode, ignore_index)
     N, C = x3.shape[:2]
     o = V.output_array(out, (N, C), x.dtype) if reduction == "none" else None
+    grad = V.grad_buffer(grad_out, x.shape, x.dtype, (input, target, x, mask, labels, o)) \
+        if return_grad else None
     from_logits = V.check_bool(from_logits, "from_logits")
     A = _K.Activation
     act = (A.SOFTMAX if mode == "multiclass" else A.SIGMOID) if from_logits else A.NONE
@@ -144,7 +146,6 @@ def _overlap_loss(kind, input, target, mode, from_logits, smooth, eps, ignore_in
     coef[..., 0], coef[..., 1] = dtp * scale, dp * scale
     if bce:
         coef[..., 2] = bce_w * scale
-    grad = np.empty_like(x)
     _K.segment_grad(x3, mask, labels_flat, ignore_index, act, coef, grad.reshape(x3.shape), nt)
     return value, grad
 
@@ -172,22 +173,22 @@ _SHAPES_DOC = r"""
 def dice_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
               smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ..., *,
               num_threads: int | None = ..., out: FloatArray | None = ...,
-              return_grad: Literal[False] = ...) -> Loss: ...
+              return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def dice_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
               smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ..., *,
               num_threads: int | None = ..., out: FloatArray | None = ...,
-              return_grad: Literal[True]) -> LossGrad: ...
+              return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def dice_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
               smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ..., *,
               num_threads: int | None = ..., out: FloatArray | None = ...,
-              return_grad: bool = ...) -> Loss | LossGrad: ...
+              return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="segmentation", items="sample_class")
 def dice_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass", from_logits: bool = True,
               smooth: float = 0.0, eps: float = 1e-7, ignore_index: int | None = None,
               reduction: str = "mean", *, num_threads: int | None = None, out: FloatArray | None = None,
-              return_grad: bool = False) -> Loss | LossGrad:
+              return_grad: bool = False, grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Soft Dice loss per (sample, class) pair (segmentation_models_pytorch's ``DiceLoss``).
 
     .. math::
@@ -228,6 +229,10 @@ def dice_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass", fro
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``
         (for ``"none"``: the gradient of the sum of the losses), computed in a second pass.
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -267,29 +272,29 @@ def dice_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass", fro
     True
     """
     return _overlap_loss("dice", input, target, mode, from_logits, smooth, eps, ignore_index, reduction,
-                         num_threads, out, return_grad)
+                         num_threads, out, return_grad, grad_out)
 
 
 @overload
 def jaccard_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
                  smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ...,
                  *, num_threads: int | None = ..., out: FloatArray | None = ...,
-                 return_grad: Literal[False] = ...) -> Loss: ...
+                 return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def jaccard_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
                  smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ...,
                  *, num_threads: int | None = ..., out: FloatArray | None = ...,
-                 return_grad: Literal[True]) -> LossGrad: ...
+                 return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def jaccard_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
                  smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ...,
                  *, num_threads: int | None = ..., out: FloatArray | None = ...,
-                 return_grad: bool = ...) -> Loss | LossGrad: ...
+                 return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="segmentation", items="sample_class")
 def jaccard_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass", from_logits: bool = True,
                  smooth: float = 0.0, eps: float = 1e-7, ignore_index: int | None = None,
                  reduction: str = "mean", *, num_threads: int | None = None, out: FloatArray | None = None,
-                 return_grad: bool = False) -> Loss | LossGrad:
+                 return_grad: bool = False, grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Soft Jaccard (IoU) loss per (sample, class) pair (segmentation_models_pytorch's
     ``JaccardLoss``).
 
@@ -331,6 +336,10 @@ def jaccard_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass", 
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``
         (for ``"none"``: the gradient of the sum of the losses), computed in a second pass.
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -363,29 +372,33 @@ def jaccard_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass", 
     True
     """
     return _overlap_loss("jaccard", input, target, mode, from_logits, smooth, eps, ignore_index, reduction,
-                         num_threads, out, return_grad)
+                         num_threads, out, return_grad, grad_out)
 
 
 @overload
 def tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
                  smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., alpha: float = ...,
                  beta: float = ..., reduction: str = ..., *, num_threads: int | None = ...,
-                 out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+                 out: FloatArray | None = ..., return_grad: Literal[False] = ...,
+                 grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
                  smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., alpha: float = ...,
                  beta: float = ..., reduction: str = ..., *, num_threads: int | None = ...,
-                 out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrad: ...
+                 out: FloatArray | None = ..., return_grad: Literal[True],
+                 grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
                  smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., alpha: float = ...,
                  beta: float = ..., reduction: str = ..., *, num_threads: int | None = ...,
-                 out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrad: ...
+                 out: FloatArray | None = ..., return_grad: bool = ...,
+                 grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="segmentation", items="sample_class")
 def tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass", from_logits: bool = True,
                  smooth: float = 0.0, eps: float = 1e-7, ignore_index: int | None = None, alpha: float = 0.5,
                  beta: float = 0.5, reduction: str = "mean", *, num_threads: int | None = None,
-                 out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+                 out: FloatArray | None = None, return_grad: bool = False,
+                 grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Tversky loss per (sample, class) pair (segmentation_models_pytorch's ``TverskyLoss`` with
     ``gamma=1``).
 
@@ -433,6 +446,10 @@ def tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass", 
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``
         (for ``"none"``: the gradient of the sum of the losses), computed in a second pass.
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -472,7 +489,7 @@ def tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass", 
     a = V.check_real(alpha, "alpha", low=0.0)
     b = V.check_real(beta, "beta", low=0.0)
     return _overlap_loss("tversky", input, target, mode, from_logits, smooth, eps, ignore_index, reduction,
-                         num_threads, out, return_grad, alpha=a, beta=b)
+                         num_threads, out, return_grad, grad_out, alpha=a, beta=b)
 
 
 @overload
@@ -480,25 +497,26 @@ def focal_tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., fro
                        smooth: float = ..., eps: float = ..., ignore_index: int | None = ...,
                        alpha: float = ..., beta: float = ..., gamma: float = ..., reduction: str = ..., *,
                        num_threads: int | None = ..., out: FloatArray | None = ...,
-                       return_grad: Literal[False] = ...) -> Loss: ...
+                       return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def focal_tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
                        smooth: float = ..., eps: float = ..., ignore_index: int | None = ...,
                        alpha: float = ..., beta: float = ..., gamma: float = ..., reduction: str = ..., *,
                        num_threads: int | None = ..., out: FloatArray | None = ...,
-                       return_grad: Literal[True]) -> LossGrad: ...
+                       return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def focal_tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., from_logits: bool = ...,
                        smooth: float = ..., eps: float = ..., ignore_index: int | None = ...,
                        alpha: float = ..., beta: float = ..., gamma: float = ..., reduction: str = ..., *,
                        num_threads: int | None = ..., out: FloatArray | None = ...,
-                       return_grad: bool = ...) -> Loss | LossGrad: ...
+                       return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="segmentation", items="sample_class")
 def focal_tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = "multiclass",
                        from_logits: bool = True, smooth: float = 0.0, eps: float = 1e-7,
                        ignore_index: int | None = None, alpha: float = 0.5, beta: float = 0.5,
                        gamma: float = 1.0, reduction: str = "mean", *, num_threads: int | None = None,
-                       out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrad:
+                       out: FloatArray | None = None, return_grad: bool = False,
+                       grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Focal Tversky loss (Abraham and Khan, 2019): the Tversky loss of each (sample, class) pair
     raised to the power :math:`\gamma`.
 
@@ -550,6 +568,10 @@ def focal_tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = "multicl
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``
         (for ``"none"``: the gradient of the sum of the losses), computed in a second pass.
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -585,29 +607,29 @@ def focal_tversky_loss(input: ArrayLike, target: ArrayLike, mode: str = "multicl
     b = V.check_real(beta, "beta", low=0.0)
     g = V.check_real(gamma, "gamma", low=0.0)
     return _overlap_loss("tversky", input, target, mode, from_logits, smooth, eps, ignore_index, reduction,
-                         num_threads, out, return_grad, alpha=a, beta=b, gamma=g)
+                         num_threads, out, return_grad, grad_out, alpha=a, beta=b, gamma=g)
 
 
 @overload
 def dice_bce_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., dice_weight: float = ...,
                   smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ...,
                   *, num_threads: int | None = ..., out: FloatArray | None = ...,
-                  return_grad: Literal[False] = ...) -> Loss: ...
+                  return_grad: Literal[False] = ..., grad_out: FloatArray | None = ...) -> Loss: ...
 @overload
 def dice_bce_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., dice_weight: float = ...,
                   smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ...,
                   *, num_threads: int | None = ..., out: FloatArray | None = ...,
-                  return_grad: Literal[True]) -> LossGrad: ...
+                  return_grad: Literal[True], grad_out: FloatArray | None = ...) -> LossGrad: ...
 @overload
 def dice_bce_loss(input: ArrayLike, target: ArrayLike, mode: str = ..., dice_weight: float = ...,
                   smooth: float = ..., eps: float = ..., ignore_index: int | None = ..., reduction: str = ...,
                   *, num_threads: int | None = ..., out: FloatArray | None = ...,
-                  return_grad: bool = ...) -> Loss | LossGrad: ...
+                  return_grad: bool = ..., grad_out: FloatArray | None = ...) -> Loss | LossGrad: ...
 @loss_info(family="segmentation", items="sample_class")
 def dice_bce_loss(input: ArrayLike, target: ArrayLike, mode: str = "binary", dice_weight: float = 0.5,
                   smooth: float = 0.0, eps: float = 1e-7, ignore_index: int | None = None,
                   reduction: str = "mean", *, num_threads: int | None = None, out: FloatArray | None = None,
-                  return_grad: bool = False) -> Loss | LossGrad:
+                  return_grad: bool = False, grad_out: FloatArray | None = None) -> Loss | LossGrad:
     r"""Dice plus binary cross-entropy with logits, in one pass over the logits (sigmoid modes).
 
     Per (sample, class) pair, with
@@ -650,6 +672,10 @@ def dice_bce_loss(input: ArrayLike, target: ArrayLike, mode: str = "binary", dic
     return_grad : bool, optional
         Keyword-only.  If True, also return the gradient of the result with respect to ``input``
         (for ``"none"``: the gradient of the sum of the losses), computed in a second pass.
+    grad_out : numpy.ndarray, optional
+        Keyword-only.  With ``return_grad=True``: a preallocated array of the gradient's shape and
+        dtype (C-contiguous, writable, not overlapping the inputs) that receives the gradient and is
+        returned as it; reusing it across calls saves allocating (and first touching) a fresh one.
 
     Returns
     -------
@@ -679,7 +705,7 @@ def dice_bce_loss(input: ArrayLike, target: ArrayLike, mode: str = "binary", dic
     V.check_choice(mode, "mode", ("binary", "multilabel"))     # (dice_bce_loss: sigmoid modes only)
     w = V.check_real(dice_weight, "dice_weight", low=0.0, high=1.0)
     return _overlap_loss("dice", input, target, mode, True, smooth, eps, ignore_index, reduction,
-                         num_threads, out, return_grad, dice_weight=w)
+                         num_threads, out, return_grad, grad_out, dice_weight=w)
 
 
 for _f in (dice_loss, jaccard_loss, tversky_loss, focal_tversky_loss, dice_bce_loss):

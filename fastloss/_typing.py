@@ -16,12 +16,16 @@ from typing import Any, Union
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["ArrayLike", "FloatArray", "Loss", "LossGrad", "LossGrads2", "LossGrads3", "NDArray", "StrPath"]
+__all__ = ["ArrayLike", "FloatArray", "GradOut2", "GradOut3", "Loss", "LossGrad", "LossGrads2", "LossGrads3",
+           "NDArray", "StrPath"]
 
 FloatArray = NDArray[np.floating[Any]]              # per-item losses, gradients, out=
 Loss = Union[FloatArray, np.floating[Any]]          # "none": an array; "mean" / "sum": a NumPy scalar
 LossGrad = tuple[Loss, FloatArray]                  # return_grad=True, one differentiated argument
 LossGrads2 = tuple[Loss, tuple[FloatArray, FloatArray]]
 LossGrads3 = tuple[Loss, tuple[FloatArray, FloatArray, FloatArray]]
+# grad_out= of a loss with several gradients: a buffer (or None: a fresh one) per gradient, in order
+GradOut2 = tuple[Union[FloatArray, None], Union[FloatArray, None]]
+GradOut3 = tuple[Union[FloatArray, None], Union[FloatArray, None], Union[FloatArray, None]]
 
 StrPath = Union[str, "os.PathLike[str]"]            # a file name

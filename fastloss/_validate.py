@@ -250,9 +250,10 @@ def check_bool(value, name):
     raise TypeError(f"{name} must be True or False, got {short_repr(value)}")
 
 
-def check_reduction(reduction, allowed=REDUCTIONS, out=None, return_grad=False):
+def check_reduction(reduction, allowed=REDUCTIONS, out=None, return_grad=False, grad_out=None):
     """``reduction`` is one of ``allowed``; ``out=`` (SPEC §2) only goes with ``reduction="none"``; the
-    ``return_grad`` flag is a bool.  (Every loss calls this first.)"""
+    ``return_grad`` flag is a bool; ``grad_out=`` only goes with ``return_grad=True``.  (Every loss calls
+    this first.)"""
     if type(reduction) is not str or reduction not in allowed:     # (check_choice, inlined: every call)
         check_choice(reduction, "reduction", allowed)
     if return_grad is not False and return_grad is not True:
@@ -260,6 +261,9 @@ def check_reduction(reduction, allowed=REDUCTIONS, out=None, return_grad=False):
     if out is not None and reduction != "none":
         raise ValueError(f"out= is only used with reduction='none' (a {reduction!r} reduction returns a "
                          f"scalar); drop out= or pass reduction='none'")
+    if grad_out is not None and not return_grad:
+        raise ValueError("grad_out= is only used with return_grad=True; drop grad_out= or pass "
+                         "return_grad=True")
 
 
 def check_same_shape(a, b, name_a, name_b):
@@ -336,6 +340,85 @@ def output_array(out, shape, dtype, name="out"):
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError(f"{name} must be a writable C-contiguous array")
     return out
+
+
+def grad_outs(grad_out, n):
+    """``grad_out=`` as a tuple of ``n`` entries (each None or a buffer, checked later by ``grad_buffer``):
+    one gradient takes an array, several a tuple (or list) of as many arrays or None, in the order of the
+    gradients."""
+    if grad_out is None:
+        return (None,) * n
+    if n == 1:
+        return (grad_out,)
+    if type(grad_out) not in (tuple, list) or len(grad_out) != n:
+        raise TypeError(f"grad_out must be a tuple of {n} arrays (or None for a fresh one), one per "
+                        f"gradient, got {short_repr(grad_out)}")
+    return tuple(grad_out)
+
+
+_TOO_HARD = getattr(getattr(np, "exceptions", np), "TooHardError", Exception)
+
+
+def _overlaps(a, arrays):
+    """``a`` shares memory with one of ``arrays`` (non-arrays skipped; a case too hard to decide counts)."""
+    for b in arrays:
+        if isinstance(b, np.ndarray) and (b is a or np.may_share_memory(a, b)):
+            try:
+                if np.shares_memory(a, b, max_work=1 << 16):
+                    return True
+            except _TOO_HARD:       # undecided within max_work: refuse rather than risk writing an input
+                return True
+    return False
+
+
+def grad_buffer(grad_out, shape, dtype, inputs=(), zero=False, name="grad_out"):
+    """The array a kernel writes a gradient of ``shape`` and ``dtype`` into: a fresh one (zeroed with
+    ``zero``), or the user's ``grad_out=`` buffer, checked as ``out=`` is (shape, dtype, C-contiguous,
+    writable, aligned) and refused when it shares memory with one of ``inputs`` (the arguments the call
+    reads, or the other outputs)."""
+    if grad_out is None:
+        return np.zeros(shape, dtype=dtype) if zero else np.empty(shape, dtype=dtype)
+    g = output_array(grad_out, shape, dtype, name)
+    if not g.flags.aligned:
+        raise ValueError(f"{name} must be an aligned array")
+    if _overlaps(g, inputs):
+        raise ValueError(f"{name} shares memory with an input or another output of the call; pass a "
+                         f"separate buffer")
+    if zero:
+        g.fill(0)
+    return g
+
+
+def grad_buffers(grad_out, shapes, dtype, inputs=()):
+    """``grad_buffer`` for each gradient of a loss with several (``shapes``, in order): a list."""
+    entries = grad_outs(grad_out, len(shapes))
+    bufs = []
+    for i, (g, shape) in enumerate(zip(entries, shapes)):
+        name = "grad_out" if len(shapes) == 1 else f"grad_out[{i}]"
+        bufs.append(grad_buffer(g, shape, dtype, (*inputs, *bufs), name=name))
+    return bufs
+
+
+def deliver_grad(grad_out, grad, inputs=(), name="grad_out"):
+    """A gradient computed into an array of its own (a broadcast or float64 intermediate) delivered into
+    the user's ``grad_out`` buffer (checked by ``grad_buffer``), which is returned; without one, ``grad``."""
+    if grad_out is None or grad is grad_out:
+        return grad
+    buf = grad_buffer(grad_out, grad.shape, grad.dtype, inputs, name=name)
+    np.copyto(buf, grad)
+    return buf
+
+
+def deliver_grads(grad_out, grads, inputs=()):
+    """``deliver_grad`` for the tuple of gradients of a loss with several."""
+    if grad_out is None:
+        return grads
+    entries = grad_outs(grad_out, len(grads))
+    done = []
+    for i, (g, buf) in enumerate(zip(grads, entries)):
+        name = "grad_out" if len(grads) == 1 else f"grad_out[{i}]"
+        done.append(deliver_grad(buf, g, (*inputs, *done), name=name))
+    return tuple(done)
 
 
 # Every reduced result passes through ``reduced``.  While a sink (a list) is set here, it also receives

@@ -138,6 +138,20 @@ class LossState:
         set_(self, "weight_sum", float(weight_sum))
         set_(self, "count", int(count))
 
+    @classmethod
+    def _of(cls, loss: str, total: float, compensation: float, weight_sum: float, count: int) -> LossState:
+        """A state from values already of the right types (a str, three Python floats, an int >= 0):
+        ``partial`` and ``merge`` build one per chunk, and the constructor's checks of user input cost
+        several microseconds (ABC isinstance checks)."""
+        self = object.__new__(cls)
+        set_ = object.__setattr__
+        set_(self, "loss", loss)
+        set_(self, "total", total)
+        set_(self, "compensation", compensation)
+        set_(self, "weight_sum", weight_sum)
+        set_(self, "count", count)
+        return self
+
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("LossState is immutable; merge() returns a new state")
 
@@ -182,8 +196,9 @@ class LossState:
         if other.loss != self.loss:
             raise ValueError(f"cannot merge states of different losses: {self.loss!r} and {other.loss!r}")
         total, err = _two_sum(self.total, other.total)
-        return LossState(self.loss, total, self.compensation + other.compensation + err,
-                         self.weight_sum + other.weight_sum, self.count + other.count)
+        # (both states hold checked floats and ints, so their sums need no new check)
+        return LossState._of(self.loss, total, self.compensation + other.compensation + err,
+                             self.weight_sum + other.weight_sum, self.count + other.count)
 
     __add__ = merge
 
@@ -297,6 +312,10 @@ class LossState:
 # ------------------------------------------------------------------------------------ partial
 def _resolve(loss):
     """(public name, LossInfo) of a loss given by name or as the fastloss function itself."""
+    if type(loss) is str:       # the usual call, once per chunk: one dict lookup
+        info = LOSSES.get(loss)
+        if info is not None:
+            return loss, info
     import fastloss     # noqa: F401  (LOSSES is filled as the family modules import)
     if isinstance(loss, str):
         name = loss
@@ -316,15 +335,15 @@ def _resolve(loss):
 def _mean_reduction(info, kwargs):
     """The reduction partial runs: the caller's ``reduction`` ("mean" / "batchmean"), else the loss's
     default when it is one of those (distillation_loss: batchmean), else "mean"."""
-    allowed = tuple(r for r in ("mean", "batchmean") if r in info.reductions)
     red = kwargs.pop("reduction", None)
     if red is None:
-        default = info.default_reduction
-        return default if default in allowed else "mean"
-    if red not in allowed:
-        raise ValueError(f"reduction must be one of {allowed} for a state (finalize() chooses mean or sum), "
-                         f"got {red!r}")
-    return red
+        default = info.default_reduction      # (one of info.reductions, which always hold "mean")
+        return default if default == "mean" or default == "batchmean" else "mean"
+    if type(red) is str and (red == "mean" or (red == "batchmean" and red in info.reductions)):
+        return red
+    allowed = tuple(r for r in ("mean", "batchmean") if r in info.reductions)
+    raise ValueError(f"reduction must be one of {allowed} for a state (finalize() chooses mean or sum), "
+                     f"got {V.short_repr(red)}")
 
 
 def partial(loss: str | Callable[..., Any], input: ArrayLike, target: ArrayLike, *args: Any,
@@ -367,8 +386,8 @@ def partial(loss: str | Callable[..., Any], input: ArrayLike, target: ArrayLike,
         The loss's keyword arguments, passed on unchanged (``label_smoothing=0.1``,
         ``num_threads=2``, ``loss_weight=...``).  ``reduction`` may be ``"mean"`` or, for
         ``kl_div`` and ``distillation_loss``, ``"batchmean"``: it picks the mean's denominator
-        (default: the loss's default if it is one of those).  ``out`` and ``return_grad`` are
-        refused.
+        (default: the loss's default if it is one of those).  ``out``, ``return_grad`` and
+        ``grad_out`` are refused.
 
     Returns
     -------
@@ -378,7 +397,7 @@ def partial(loss: str | Callable[..., Any], input: ArrayLike, target: ArrayLike,
     Raises
     ------
     ValueError
-        An unknown loss or one without ``reduction``, ``out=`` or ``return_grad=`` given, a
+        An unknown loss or one without ``reduction``, ``out=``, ``return_grad=`` or ``grad_out=`` given, a
         ``weight`` of the wrong shape, a ``reduction`` that is not a mean; and whatever the loss
         raises for its arguments.
 
@@ -396,8 +415,8 @@ def partial(loss: str | Callable[..., Any], input: ArrayLike, target: ArrayLike,
     """
     name, info = _resolve(loss)
     fn = info.function
-    kw = dict(loss_kwargs)
-    for bad in ("out", "return_grad"):
+    kw = loss_kwargs            # (a fresh dict: ** collected it)
+    for bad in ("out", "return_grad", "grad_out"):
         if bad in kw:
             raise ValueError(f"partial does not take {bad}= (a state holds sums only)")
     if "loss_weight" in kw:
@@ -414,8 +433,8 @@ def partial(loss: str | Callable[..., Any], input: ArrayLike, target: ArrayLike,
         V.REDUCTION_SINK.reset(token)
     if not sink:       # a loss that finishes its reduction elsewhere: per-item losses, unit weights
         return _weighted_state(name, fn, pos, kw, None, red)
-    total, denom = sink[-1]
-    return LossState(name, total, 0.0, denom, info.count_items(*pos))
+    total, denom = sink[-1]      # (reduced() appended them as Python floats)
+    return LossState._of(name, total, 0.0, denom, int(info.count_items(*pos)))
 
 
 def _weighted_state(name, fn, pos, kw, weight, red):

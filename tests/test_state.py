@@ -276,6 +276,13 @@ def test_errors(rng):
         fl.partial("cross_entropy", x, y, reduction="sum")
     with pytest.raises(ValueError, match="out"):
         fl.partial("cross_entropy", x, y, out=np.empty(10))
+    for flag in ({"return_grad": True}, {"grad_out": np.empty_like(x)}):
+        with pytest.raises(ValueError, match=next(iter(flag))):
+            fl.partial("cross_entropy", x, y, **flag)
+    with pytest.raises(ValueError, match="reduction"):
+        fl.partial("kl_div", x, y, reduction=np.array(["mean", "mean"]))     # not a str: refused
+    with pytest.raises(TypeError, match="loss"):
+        fl.partial(3, x, y)
     with pytest.raises(ValueError, match="weight"):
         fl.partial("cross_entropy", x, y, weight=np.ones(9))
     with pytest.raises(ValueError, match="reduction"):

@@ -345,6 +345,8 @@ def _ratios(times, nbytes, bandwidth):
     out["fastloss/floor"] = fl / (nbytes / bandwidth)
     if times.get("fastloss loss only"):
         out["grad/loss"] = fl / times["fastloss loss only"]
+    if times.get("fastloss grad_out"):
+        out["grad_out/floor"] = times["fastloss grad_out"] / (nbytes / bandwidth)
     return out
 
 
@@ -457,7 +459,9 @@ def _notes(regime, avx512, cfg):
         "to T with threadpoolctl), so numpy/fastloss grows with T by construction.",
         "floor = bytes the kernel must move (inputs read once; + the reduction='none' output for W16; "
         "+ the gradient for W17) / read bandwidth of a streaming float32 sum at the same T (best of NumPy "
-        "add.reduce over T chunks in a thread pool and torch.sum). fastloss/floor = 1 is the memory limit.",
+        "add.reduce over T chunks in a thread pool and torch.sum). fastloss/floor = 1 is the memory limit. "
+        "W17's grad_out/floor: the same call writing into a reused grad_out= buffer (no fresh gradient to "
+        "allocate and first-touch), over the same floor.",
         "torch references: torch.nn.functional where it has the loss; torchvision's formulas (focal, GIoU, "
         "CIoU) and the other losses without a torch function written in torch ops. W17: forward + "
         "torch.autograd.grad. W19: fastloss.torch's loss(x, y).backward() against torch's (.grad reset "

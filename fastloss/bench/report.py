@@ -72,7 +72,7 @@ def main_table(data, fmt):
     impls = [k for k in IMPL_COLUMNS if has(k)] or ["fastloss"]
     ratios = [k for k in RATIOS if has_ratio(k)]
     abbrev = {"torch/fastloss": "torch/fl", "numpy/fastloss": "numpy/fl", "sklearn/fastloss": "sklearn/fl",
-              "fastloss/floor": "fl/floor", "grad/loss": "grad/loss"}
+              "fastloss/floor": "fl/floor", "grad/loss": "grad/loss", "grad_out/floor": "grad_out/floor"}
     headers = ["id", "workload", "T", *impls, *[abbrev[k] for k in ratios], "target", "result", "check"]
     rows = []
     for rec in recs:

@@ -41,10 +41,12 @@ import numpy as np
 from .._reference import REFERENCES
 
 IMPLS = ("fastloss", "torch", "numpy", "sklearn")
-RATIOS = ("torch/fastloss", "numpy/fastloss", "sklearn/fastloss", "fastloss/floor", "grad/loss")
-# short names in tables; grad/loss = time of the loss+gradient call over the loss-only call
+RATIOS = ("torch/fastloss", "numpy/fastloss", "sklearn/fastloss", "fastloss/floor", "grad/loss",
+          "grad_out/floor")
+# short names in tables; grad/loss = time of the loss+gradient call over the loss-only call;
+# grad_out/floor = W17's loss+gradient call writing into a reused grad_out= buffer, over its floor
 SHORT = {"torch/fastloss": "torch", "numpy/fastloss": "numpy", "sklearn/fastloss": "sklearn",
-         "fastloss/floor": "floor", "grad/loss": "grad/loss"}
+         "fastloss/floor": "floor", "grad/loss": "grad/loss", "grad_out/floor": "grad_out/floor"}
 
 
 @dataclass(frozen=True)
@@ -421,6 +423,12 @@ def callables(w, args, kwargs, threads, impls=IMPLS):
         if w.variant == "grad":
             extra["return_grad"] = True
         out["fastloss"] = lambda: f(*args, **kwargs, **extra)
+        if w.variant == "grad":
+            # the same call writing into preallocated gradient buffers (reused: no allocation and no
+            # first-touch page faults), as a training loop passes them
+            bufs = [np.zeros_like(args[i]) for i in w.grad_argnums]
+            go = bufs[0] if len(bufs) == 1 else tuple(bufs)
+            out["fastloss grad_out"] = lambda: f(*args, **kwargs, **extra, grad_out=go)
     if "torch" in impls and w.torch_ref is not None and torch_available():
         grad = w.variant == "grad"
         targs = [_to_torch(a, grad and i in w.grad_argnums) for i, a in enumerate(args)]

@@ -70,6 +70,13 @@ def check_return_grad_overloads(flag: bool) -> None:
     assert_type(fl.cross_entropy(logits, labels, reduction="none", out=out), Loss)
     r = fl.cross_entropy(logits, labels, return_grad=flag)
     assert _grad_ok(r, 1) if flag else _is_loss(r)
+    buf = np.empty_like(logits)                 # grad_out=: the buffer is the gradient returned
+    assert assert_type(fl.cross_entropy(logits, labels, return_grad=True, grad_out=buf),
+                       tuple[Loss, FloatArray])[1] is buf
+    bufs = (np.empty_like(logits), None, np.empty_like(logits))
+    r3 = assert_type(fl.triplet_margin_loss(logits, other, -other, return_grad=True, grad_out=bufs),
+                     tuple[Loss, tuple[FloatArray, FloatArray, FloatArray]])
+    assert r3[1][0] is bufs[0] and r3[1][2] is bufs[2]
 
 
 def check_losses() -> None:
