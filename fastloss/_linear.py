@@ -30,7 +30,7 @@ from ._errors import BadLabel, raise_first_bad
 from ._kernels import load
 from ._losses import loss_info
 from ._threads import resolve_num_threads
-from ._typing import ArrayLike, FloatArray, Loss, LossGrads3
+from ._typing import ArrayLike, FloatArray, GradOut3, Loss, LossGrads3
 
 _K = load("linear")
 
@@ -71,22 +71,26 @@ def _float_operand(x, name, dtype, ndim):
 def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike, bias: ArrayLike | None = ...,
                          *, ignore_index: int = ..., label_smoothing: float = ..., reduction: str = ...,
                          logit_softcap: float | None = ..., z_loss: float = ..., num_threads: int | None = ...,
-                         out: FloatArray | None = ..., return_grad: Literal[False] = ...) -> Loss: ...
+                         out: FloatArray | None = ..., return_grad: Literal[False] = ...,
+                         grad_out: GradOut3 | None = ...) -> Loss: ...
 @overload
 def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike, bias: ArrayLike | None = ...,
                          *, ignore_index: int = ..., label_smoothing: float = ..., reduction: str = ...,
                          logit_softcap: float | None = ..., z_loss: float = ..., num_threads: int | None = ...,
-                         out: FloatArray | None = ..., return_grad: Literal[True]) -> LossGrads3: ...
+                         out: FloatArray | None = ..., return_grad: Literal[True],
+                         grad_out: GradOut3 | None = ...) -> LossGrads3: ...
 @overload
 def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike, bias: ArrayLike | None = ...,
                          *, ignore_index: int = ..., label_smoothing: float = ..., reduction: str = ...,
                          logit_softcap: float | None = ..., z_loss: float = ..., num_threads: int | None = ...,
-                         out: FloatArray | None = ..., return_grad: bool = ...) -> Loss | LossGrads3: ...
+                         out: FloatArray | None = ..., return_grad: bool = ...,
+                         grad_out: GradOut3 | None = ...) -> Loss | LossGrads3: ...
 @loss_info(family="linear", grad=("hidden", "weight", "bias"), items="rows")
 def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike, bias: ArrayLike | None = None,
                          *, ignore_index: int = -100, label_smoothing: float = 0.0, reduction: str = "mean",
                          logit_softcap: float | None = None, z_loss: float = 0.0, num_threads: int | None = None,
-                         out: FloatArray | None = None, return_grad: bool = False) -> Loss | LossGrads3:
+                         out: FloatArray | None = None, return_grad: bool = False,
+                         grad_out: GradOut3 | None = None) -> Loss | LossGrads3:
     r"""Cross-entropy of a linear layer's logits (a language-model head), without materialising them.
 
     The value of ``torch.nn.functional.cross_entropy(F.linear(hidden, weight, bias), target, ...)``,
@@ -145,6 +149,11 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
         bias -- ``g_bias`` of shape (V,) also when ``bias`` is None (the gradient at a zero bias).
         Computed in the same chunked pass: ``softmax - onehot`` per chunk, then two more matrix
         products.
+    grad_out : tuple of numpy.ndarray or None, optional
+        Keyword-only.  With ``return_grad=True``: a tuple of 3 preallocated arrays, in the order of
+        the gradients (each of its gradient's shape and dtype, C-contiguous, writable, not
+        overlapping the inputs or each other) that receive the gradients and are returned as them;
+        a ``None`` entry gets a fresh array.
 
     Returns
     -------
@@ -189,7 +198,7 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
     >>> bool(np.allclose(gh, G @ W / 4) and np.allclose(gW, G.T @ h / 4) and np.allclose(gb, G.sum(0) / 4))
     True
     """
-    V.check_reduction(reduction, out=out, return_grad=return_grad)
+    V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     eps = V.check_real(label_smoothing, "label_smoothing", low=0.0, high=1.0)
     ignore_index = V.check_int(ignore_index, "ignore_index",
                                " (a target value to skip; -100 by default, as torch)")
@@ -228,12 +237,16 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
     o = V.output_array(out, lead, dtype) if reduction == "none" else None
     o_flat = None if o is None else o.reshape(-1)
 
-    gh = gw = gb = None
+    gh = gh_out = gw = gb = gb_out = None
     gs = 1.0
     if return_grad:
-        gh = np.empty((n, d), dtype=dtype)
-        gw = np.zeros((n_classes, d), dtype=dtype)
-        gb = np.zeros(n_classes, dtype=np.float64)
+        given = V.grad_outs(grad_out, 3)
+        reads = (hidden, weight, bias, target, h, w, b, o)
+        gh_out = V.grad_buffer(given[0], h.shape, dtype, reads, name="grad_out[0]")
+        gh = gh_out.reshape(n, d)                      # C-contiguous: a view
+        gw = V.grad_buffer(given[1], (n_classes, d), dtype, (*reads, gh_out), zero=True, name="grad_out[1]")
+        gb_out = V.grad_buffer(given[2], (n_classes,), dtype, (*reads, gh_out, gw), name="grad_out[2]")
+        gb = np.zeros(n_classes, dtype=np.float64)     # summed in float64, cast into gb_out at the end
         if reduction == "mean":
             n_valid = int(np.count_nonzero(y != ignore_index))
             gs = 1.0 / n_valid if n_valid else math.nan
@@ -284,6 +297,7 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
             _parallel(grads, [("hidden", blk) for blk in cols] + [("weight", blk) for blk in vocab], nt)
 
     value = o if o is not None else V.reduced(total, count, reduction, dtype)
-    if gh is None or gw is None or gb is None:
+    if gh_out is None or gw is None or gb is None or gb_out is None:
         return value
-    return value, (gh.reshape(h.shape), gw, gb.astype(dtype))
+    np.copyto(gb_out, gb, casting="unsafe")
+    return value, (gh_out, gw, gb_out)
