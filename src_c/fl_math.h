@@ -85,13 +85,35 @@ FL_INLINE float fl_expf(float x) {
     y = x != x ? x : y;
     return y;
 }
-/* exp(x) for x <= 0, -inf or nan only -- a softmax argument x_j - max_i x_i: fl_expf without the
- * overflow clamp and select (3 of its ~32 vector operations), the same value bit for bit there. */
-FL_INLINE float fl_expf_nonpos(float x) {
-    float y = fl_expf_reduced(fl_maxf(x, FL_EXPF_LO));
-    y = x < FL_EXPF_LO ? 0.0f : y;
-    y = x != x ? x : y;
-    return y;
+/* exp(x) for x <= 0, -inf or nan only -- a softmax argument x_j - max_i x_i (f_exp_nonpos,
+ * fl_row_sumexp_f32): fl_expf without the overflow handling and with a cheaper scale; the same value
+ * bit for bit down to x = -87.5 (results down to denormals just below FLT_MIN, formed by one correctly
+ * rounded multiply), and 0 below -87.5 instead of a denormal <= 1e-38.
+ * Added to a sum that holds the max's exp(0) = 1, such a term is ~2^-126 below the sum's last bit;
+ * as a softmax numerator (a gradient) it is off by <= 1e-38 absolute.  Why cheaper: n comes from the
+ * magic-number rounding, whose float t already holds n in its low mantissa bits, so 2^n is one shift
+ * and one add of t's bits (no float->int conversion, no two-step scale); nan needs no select, since the
+ * clamp keeps nan (fl_maxf(lo, nan) = nan) and nan propagates through the polynomial. */
+#define FL_EXPF_SOFTMAX_LO -87.5f              /* n = round(x / ln2) >= -126 from here up: 2^n normal */
+FL_INLINE float fl_expf_softmax(float x) {
+    const float magic = 12582912.0f;           /* 1.5 * 2^23 */
+    float xc = fl_maxf(FL_EXPF_SOFTMAX_LO, x);
+    float t = xc * 1.44269504088896341f + magic;
+    float n = t - magic;
+    float r = xc - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float r2 = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r2 + r + 1.0f;
+    /* bits(t) = bits(1.5 * 2^23) + n, whose low 9 bits are n mod 512: shifted to the exponent field and
+     * biased they give (n + 127) << 23, n + 127 in [1, 127] */
+    float y = p * fl_i2f((int32_t)(((uint32_t)fl_f2i(t) << 23) + (127u << 23)));
+    return x < FL_EXPF_SOFTMAX_LO ? 0.0f : y;
 }
 
 /* exp (double): max error 1 ulp in the normal range.  fl_exp_reduced: the body, for xc in [lo, hi]. */
@@ -125,7 +147,7 @@ FL_INLINE double fl_exp(double x) {
     y = x != x ? x : y;
     return y;
 }
-/* exp(x) for x <= 0, -inf or nan only (see fl_expf_nonpos) */
+/* exp(x) for x <= 0, -inf or nan only (f_exp_nonpos) */
 FL_INLINE double fl_exp_nonpos(double x) {
     double y = fl_exp_reduced(fl_max(x, FL_EXP_LO));
     y = x < FL_EXP_LO ? 0.0 : y;
