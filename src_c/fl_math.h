@@ -147,12 +147,36 @@ FL_INLINE double fl_exp(double x) {
     y = x != x ? x : y;
     return y;
 }
-/* exp(x) for x <= 0, -inf or nan only (f_exp_nonpos) */
+/* exp(x) for x <= 0, -inf or nan only -- a softmax argument (f_exp_nonpos, fl_row_sumexp_f64), as
+ * fl_expf_softmax: no division (fl_exp's Pade form divides, and the divider was the float64 CE loop's
+ * bottleneck), a Taylor polynomial of degree 13 on |r| <= ln2/2 instead (truncation < 2^-57, max error
+ * 0.98 ulp measured against long double over 2e7 values of [-746, 0], against fl_exp's 1.71), the
+ * one-shift scale, nan through the clamp, and 0 below -708.5 (where 2^n would leave the normal range)
+ * instead of a denormal < 2.3e-308. */
+#define FL_EXP_SOFTMAX_LO -708.5               /* n = round(x / ln2) >= -1022 from here up */
 FL_INLINE double fl_exp_nonpos(double x) {
-    double y = fl_exp_reduced(fl_max(x, FL_EXP_LO));
-    y = x < FL_EXP_LO ? 0.0 : y;
-    y = x != x ? x : y;
-    return y;
+    double xc = fl_max(FL_EXP_SOFTMAX_LO, x);
+    double t = xc * 1.4426950408889634073599 + FL_DMAGIC;
+    double n = t - FL_DMAGIC;
+    double r = xc - n * 6.93145751953125E-1;
+    r = r - n * 1.42860682030941723212E-6;
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * (r * r) + r;
+    p = p + 1.0;
+    /* bits(t) = bits(1.5 * 2^52) + n: its low 12 bits shifted to the exponent field, biased, give 2^n */
+    double y = p * fl_i2d((int64_t)(((uint64_t)fl_d2i(t) << 52) + ((uint64_t)1023 << 52)));
+    return x < FL_EXP_SOFTMAX_LO ? 0.0 : y;
 }
 
 /* ------------------------------------------------------------------ log */
