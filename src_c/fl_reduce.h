@@ -79,7 +79,7 @@ FL_ROW_MAX(float, fl_row_max_f32, FL_ROW_VF32, -__builtin_inff())
 FL_ROW_MAX(double, fl_row_max_f64, FL_ROW_VF64, -__builtin_inf())
 #undef FL_ROW_MAX
 
-/* sum_i exp(x_i - m) for m = max_i x_i (x_i - m <= 0: fl_expf_nonpos); if e != NULL also stores each
+/* sum_i exp(x_i - m) for m = max_i x_i (x_i - m <= 0: fl_exp_nonpos); if e != NULL also stores each
  * exp(x_i - m) there (the softmax numerator, reused by the gradient so that exp runs once per element).
  * The tail is padded with -inf (exp gives exactly 0). */
 #define FL_ROW_SUMEXP(T, name, EXP, VF, NEG_INF)                                                       \
@@ -102,9 +102,63 @@ static inline double name(const T* x, ptrdiff_t n, T m, T* e) {                 
     }                                                                                                 \
     return s;                                                                                         \
 }
-FL_ROW_SUMEXP(float, fl_row_sumexp_f32, fl_expf_nonpos, FL_ROW_VF32, -__builtin_inff())
 FL_ROW_SUMEXP(double, fl_row_sumexp_f64, fl_exp_nonpos, FL_ROW_VF64, -__builtin_inf())
 #undef FL_ROW_SUMEXP
+
+/* The float32 row sum of exps, the hot loop of cross-entropy.  Widening every exp to double before it is
+ * added cost about as much as the exp (extract, two conversions, two double adds per vector), so each
+ * vector lane sums its terms in float over a run of FL_SUMEXP_RUN vectors and the run's float lanes are
+ * then folded into double lanes (no horizontal sum per run: that cost as much as the run).  Accuracy:
+ * the max's exp(0) = 1 (and any tie's) is counted apart, exactly, so the float lanes hold only the rest
+ * r = s - (number of maxima), and a lane's float sum of FL_SUMEXP_RUN positive terms is within
+ * (FL_SUMEXP_RUN - 1) 2^-24 < 5e-7 of its value, relative: s - 1 (log_sum's log1p argument) keeps
+ * that relative precision even for a confident row's tiny r.  The order is fixed by n and the ISA
+ * level (deterministic).  The tail (n % VF values) is padded with -inf (exp gives exactly 0). */
+#define FL_SUMEXP_RUN 8
+#define FL_SUMEXP_TERM(xv, ev, fl_acc, k_acc, j)                                                      \
+    { float d_ = (xv) - m, v_ = fl_expf_softmax(d_); ev; fl_acc[j] += d_ == 0.0f ? 0.0f : v_; k_acc[j] += d_ == 0.0f; }
+static inline double fl_row_sumexp_f32(const float* x, ptrdiff_t n, float m, float* e) {
+    enum { VF = FL_ROW_VF32 };
+    double sd[VF];
+    int32_t k[VF];
+    float a[VF];
+    ptrdiff_t nv = n / VF, rem = n - nv * VF;
+    for (int j = 0; j < VF; j++) { sd[j] = 0.0; k[j] = 0; }
+    for (ptrdiff_t v0 = 0; v0 < nv; v0 += FL_SUMEXP_RUN) {
+        ptrdiff_t v1 = nv - v0 < FL_SUMEXP_RUN ? nv : v0 + FL_SUMEXP_RUN;
+        for (int j = 0; j < VF; j++) a[j] = 0.0f;
+        if (e) {
+            for (ptrdiff_t v = v0; v < v1; v++) {
+                const float* xv = x + v * VF;
+                float* ev = e + v * VF;
+                _Pragma("omp simd")
+                for (int j = 0; j < VF; j++) FL_SUMEXP_TERM(xv[j], ev[j] = v_, a, k, j)
+            }
+        } else {
+            for (ptrdiff_t v = v0; v < v1; v++) {
+                const float* xv = x + v * VF;
+                _Pragma("omp simd")
+                for (int j = 0; j < VF; j++) FL_SUMEXP_TERM(xv[j], (void)0, a, k, j)
+            }
+        }
+        _Pragma("omp simd")
+        for (int j = 0; j < VF; j++) sd[j] += (double)a[j];
+    }
+    if (rem) {
+        float pad[VF], out[VF];
+        const float* xt = x + nv * VF;
+        for (int j = 0; j < VF; j++) { pad[j] = j < rem ? xt[j] : -__builtin_inff(); a[j] = 0.0f; }
+        _Pragma("omp simd")
+        for (int j = 0; j < VF; j++) FL_SUMEXP_TERM(pad[j], out[j] = v_, a, k, j)
+        if (e) for (int j = 0; j < rem; j++) e[nv * VF + j] = out[j];
+        for (int j = 0; j < VF; j++) sd[j] += (double)a[j];
+    }
+    double s = 0.0;
+    long ones = 0;
+    for (int j = 0; j < VF; j++) { s += sd[j]; ones += k[j]; }
+    return (double)ones + s;
+}
+#undef FL_SUMEXP_TERM
 
 /* sum_i w_i * (x_i - m) (w may be NULL: weights 1): the label-smoothing sum over logits shifted by the
  * row max, so no large |x| cancels against m * sum w afterwards.  Tail padded with x = m, w = 0. */

@@ -48,7 +48,7 @@ ctypedef fused index_t:
 cdef extern from "fl_math.h" nogil:
     float fl_expf(float)
     double fl_exp(double)
-    float fl_expf_nonpos(float)
+    float fl_expf_softmax(float)
     double fl_exp_nonpos(double)
     float fl_logf(float)
     double fl_log(double)
@@ -86,9 +86,9 @@ cdef inline floating f_exp(floating x) noexcept nogil:
 
 cdef inline floating f_exp_nonpos(floating x) noexcept nogil:
     """exp(x) for x <= 0, -inf or nan only (a softmax argument x_j - max x): f_exp without the overflow
-    handling, the same value."""
+    handling, the same value (float32: down to x = -87.5, then 0 instead of a denormal, fl_expf_softmax)."""
     if floating is float:
-        return fl_expf_nonpos(x)
+        return fl_expf_softmax(x)
     else:
         return fl_exp_nonpos(x)
 
