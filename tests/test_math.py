@@ -21,6 +21,7 @@ levels give the same numbers)::
 
     function      float32 (baseline / avx2)   float64 (avx2)   bound asserted
     exp            0.93 / 0.96                  1.63             2
+    exp_nonpos     0.90 / 0.95                  0.92 / 0.97      2   (x <= 0 to -87.5 / -708.5: softmax sums)
     log            0.76 / 0.76                  0.78 / 0.79      2
     log1p          1.44                         1.44             2
     log1p_unit     1.05 / 1.13                  1.20             2   (x in [0, 1] only: exp(-|z|))
@@ -39,8 +40,9 @@ import pytest
 
 from fastloss._kernels import ISA_LEVEL, load_level, usable_levels
 
-FUNCS = ("exp", "log", "log1p", "log1p_unit", "softplus", "log_sigmoid", "sigmoid")
-BOUND = {"exp": 2.0, "log": 2.0, "log1p": 2.0, "log1p_unit": 2.0, "softplus": 3.0, "log_sigmoid": 3.0,
+FUNCS = ("exp", "exp_nonpos", "log", "log1p", "log1p_unit", "softplus", "log_sigmoid", "sigmoid")
+BOUND = {"exp": 2.0, "exp_nonpos": 2.0, "log": 2.0, "log1p": 2.0,
+         "log1p_unit": 2.0, "softplus": 3.0, "log_sigmoid": 3.0,
          "sigmoid": 3.0}
 LEVELS = usable_levels()
 _MEASURED = {}  # (level, func, dtype) -> max ulp error, printed at the end
@@ -71,16 +73,24 @@ def _sigmoid_ref(x):
         return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-REFS = {"exp": np.exp, "log": np.log, "log1p": np.log1p, "log1p_unit": np.log1p, "softplus": _softplus_ref,
+REFS = {"exp": np.exp, "exp_nonpos": np.exp, "log": np.log,
+        "log1p": np.log1p, "log1p_unit": np.log1p, "softplus": _softplus_ref,
         "log_sigmoid": _log_sigmoid_ref, "sigmoid": _sigmoid_ref}
+
+
+# exp_nonpos (the softmax sums' exp of x - max <= 0) flushes to 0 below these instead of returning a
+# denormal: exact to the bound above them; below them test_exp_nonpos_flush holds it to the smallest normal
+EXP_NONPOS_FLUSH = {np.dtype(np.float32): -87.5, np.dtype(np.float64): -708.5}
 
 
 def in_domain(func, x):
     """The inputs a function is defined for: log1p_unit only takes [0, 1] (its callers pass
-    exp(-|z|)); nan is kept (it must propagate)."""
-    if func != "log1p_unit":
-        return x
-    return np.ascontiguousarray(x[((x >= 0) & (x <= 1)) | np.isnan(x)])
+    exp(-|z|)), exp_nonpos x <= 0 (down to its flush point); nan is kept (it must propagate)."""
+    if func == "log1p_unit":
+        return np.ascontiguousarray(x[((x >= 0) & (x <= 1)) | np.isnan(x)])
+    if func == "exp_nonpos":
+        return np.ascontiguousarray(x[((x <= 0) & (x >= EXP_NONPOS_FLUSH[x.dtype])) | np.isnan(x)])
+    return x
 
 
 def reference(func, x):
@@ -176,7 +186,8 @@ def test_max_ulp_error(func, dtype, level):
     got = getattr(_module(level), func)(x)
     assert got.dtype == dtype and got.shape == x.shape
     np.testing.assert_array_equal(x, x_before)  # input untouched
-    ref = cached_reference(func, dtype)[::step] if func != "log1p_unit" else reference(func, x)
+    ref = cached_reference(func, dtype)[::step] if func not in ("log1p_unit", "exp_nonpos") \
+        else reference(func, x)
     err = ulp_errors(got, ref)
     worst = int(np.argmax(err))
     _MEASURED[(level, func, np.dtype(dtype).name)] = float(err[worst])
@@ -244,7 +255,22 @@ SPECIALS = [
     ("log_sigmoid", np.inf, 0.0), ("log_sigmoid", np.nan, np.nan),
     ("sigmoid", 1e4, 1.0), ("sigmoid", -1e4, 0.0), ("sigmoid", np.inf, 1.0), ("sigmoid", -np.inf, 0.0),
     ("sigmoid", 0.0, 0.5), ("sigmoid", -0.0, 0.5), ("sigmoid", np.nan, np.nan),
+    ("exp_nonpos", 0.0, 1.0), ("exp_nonpos", -0.0, 1.0), ("exp_nonpos", -np.inf, 0.0),
+    ("exp_nonpos", -1e4, 0.0), ("exp_nonpos", np.nan, np.nan),
 ]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_exp_nonpos_flush(dtype, level):
+    """Below its flush point exp_nonpos gives 0 or the exact exp, never more than the smallest normal
+    away: a softmax term that small never moves a sum that holds exp(0) = 1."""
+    lo = EXP_NONPOS_FLUSH[np.dtype(dtype)]
+    x = np.concatenate([np.linspace(lo, lo - 50, 20001), -np.logspace(np.log10(-lo), 30, 2001)]).astype(dtype)
+    got = _module(level).exp_nonpos(np.ascontiguousarray(x))
+    ref = reference("exp_nonpos", x)
+    assert np.all(got >= 0)
+    assert np.max(np.abs(got.astype(ref.dtype) - ref)) <= np.finfo(dtype).tiny
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])

@@ -10,7 +10,7 @@
 # exactly as it does inside the losses.  Raw pointers (no typed memoryviews), so that the family module
 # gains no Cython memoryview machinery.
 from fastloss._kernels._common cimport (
-    floating, f_exp, f_log, f_log1p, f_log1p_unit, f_softplus, f_log_sigmoid, f_sigmoid, ptr_or_null,
+    floating, f_exp, f_exp_nonpos, f_log, f_log1p, f_log1p_unit, f_softplus, f_log_sigmoid, f_sigmoid, ptr_or_null,
 )
 
 import numpy as np
@@ -24,10 +24,12 @@ cdef enum ProbeFunc:
     PROBE_LOG_SIGMOID
     PROBE_SIGMOID
     PROBE_LOG1P_UNIT
+    PROBE_EXP_NONPOS
 
 
 _PROBE_FUNCS = {"exp": PROBE_EXP, "log": PROBE_LOG, "log1p": PROBE_LOG1P, "softplus": PROBE_SOFTPLUS,
-                "log_sigmoid": PROBE_LOG_SIGMOID, "sigmoid": PROBE_SIGMOID, "log1p_unit": PROBE_LOG1P_UNIT}
+                "log_sigmoid": PROBE_LOG_SIGMOID, "sigmoid": PROBE_SIGMOID, "log1p_unit": PROBE_LOG1P_UNIT,
+                "exp_nonpos": PROBE_EXP_NONPOS}
 
 
 cdef void _probe_apply(int func, const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
@@ -51,6 +53,9 @@ cdef void _probe_apply(int func, const floating* x, floating* y, Py_ssize_t n) n
     elif func == PROBE_LOG1P_UNIT:
         for i in range(n):
             y[i] = f_log1p_unit(x[i])
+    elif func == PROBE_EXP_NONPOS:
+        for i in range(n):
+            y[i] = f_exp_nonpos(x[i])
     else:
         for i in range(n):
             y[i] = f_sigmoid(x[i])
@@ -59,7 +64,8 @@ cdef void _probe_apply(int func, const floating* x, floating* y, Py_ssize_t n) n
 def math_probe(str name, x):
     """fl_<name>f / fl_<name> of src_c/fl_math.h elementwise, for ``name`` in exp, log, log1p,
     softplus (log(1 + e^x)), log_sigmoid (-softplus(-x)), sigmoid (1 / (1 + e^-x)) and log1p_unit
-    (log1p(x) for x in [0, 1] or nan only: the range met inside softplus / log_sigmoid / BCE)."""
+    (log1p(x) for x in [0, 1] or nan only: the range met inside softplus / log_sigmoid / BCE) and
+    exp_nonpos (exp(x) for x <= 0, -inf or nan only: the softmax sums' exp of x - max)."""
     if name not in _PROBE_FUNCS:
         raise ValueError(f"math_probe: unknown function {name!r}")
     cdef int func = _PROBE_FUNCS[name]
