@@ -182,9 +182,14 @@ def main():
     if unknown:
         raise SystemExit(f"FASTLOSS_FAMILIES: unknown kernel families {unknown} (known: {families()})")
     extensions = [] if only else [Extension("fastloss._kernels._runtime", [f"{KERNELS}/_runtime.pyx"])]
+    # The C headers and shared Cython includes every family inlines: an in-place rebuild recompiles
+    # when one of them changes (the compiler step compares these timestamps with the built module).
+    shared = sorted(str(p.relative_to(HERE)) for p in [*(HERE / "src_c").glob("*.h"),
+                                                       *(HERE / KERNELS).glob("_*.p[xy][di]")])
     for family in (only or families()):
         for level in levels:
-            extensions.append(Extension(f"fastloss._kernels._{family}_{level}", [f"{KERNELS}/{family}.pyx"]))
+            extensions.append(Extension(f"fastloss._kernels._{family}_{level}", [f"{KERNELS}/{family}.pyx"],
+                                        depends=shared))
 
     class BuildExt(build_ext):
         def finalize_options(self):
