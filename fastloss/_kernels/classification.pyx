@@ -350,7 +350,7 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef floating egs = epsC * gs
     cdef floating m[RUN]
     cdef double s[RUN]          # sum of exps (double: see the module docstring)
-    cdef double sw[RUN]         # sum_j w_j (x_j - m), for smoothing
+    cdef double sw[RUN]         # sum_j w_j (x_j - m), for smoothing; float64 focal: r (pass 2)
     cdef floating wy[RUN]
     cdef floating dy[RUN]       # x_y - m
     cdef floating valid[RUN]    # 1 where the target is a class, 0 where ignored / invalid
@@ -361,6 +361,8 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef double lsdv[RUN]       # focal: log s, then log p_y
     cdef double modv[RUN]       # focal: (1 - p_y)^gamma
     cdef double Kv[RUN]         # focal: the gradient factor K
+    cdef floating seen[RUN]     # float64 focal: 1 once the row's first maximum has been passed
+    cdef bint first
     cdef int64_t ys[RUN]
     cdef const floating* xc
     cdef floating* gc
@@ -394,13 +396,25 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
         dy[k] = dy[k] - m[k]
         s[k] = 0
         sw[k] = 0
+        seen[k] = 0
     # pass 2: sum of exp (kept in the gradient tile if any) and, for smoothing, the weighted logit sum in
     # the same loop (one read of the class; four loops, so each is branch-free and vectorises)
     for j in range(C):
         xc = xs + j * cs
         gc = gbase + j * cs if gbase != NULL else NULL
         wj = w[j] if w != NULL else 1
-        if gbase != NULL and eps != 0:
+        if floating is double and c.focal:
+            # float64 focal: r = the exps of every class but the first maximum (focal_log_sum's sum, in
+            # its order, so the same bits), s = 1 + r; vectorised here instead of a strided pass per item
+            for k in range(L):
+                d = xc[k] - m[k]
+                v = f_exp_nonpos(d)
+                if gbase != NULL:
+                    gc[k] = v
+                first = (d == 0) & (seen[k] == 0)
+                seen[k] = 1 if first else seen[k]
+                sw[k] = sw[k] + (0 if first else v)
+        elif gbase != NULL and eps != 0:
             for k in range(L):
                 d = xc[k] - m[k]
                 v = f_exp_nonpos(d)
@@ -437,11 +451,12 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
                 if ys[k] >= 0:
                     wy[k] = wy[k] * (<const floating*> c.alpha)[ys[k]]
         for k in range(L):
-            if floating is float:    # log1p(s - 1) of the double sum: exact to float32, vectorises
-                lsdv[k] = fl_log1p(s[k] - 1)
-            else:                    # a strided pass per item (focal_log_sum), scalar
-                lsdv[k] = focal_log_sum(xs + k, cs, C, m[k], s[k]) if ys[k] >= 0 else 0
-            lsdv[k] = dy[k] - lsdv[k]    # now log p_y
+            if floating is float:    # log1p(s - 1) of the double sum: exact to float32
+                lsdv[k] = dy[k] - fl_log1p(s[k] - 1)
+            else:                    # log1p(r), r summed apart from the max's 1 in pass 2 (focal_log_sum)
+                s[k] = 1 + sw[k]
+                lsdv[k] = dy[k] - fl_log1p(sw[k])
+        # lsdv now holds log p_y
         focal_run_terms(lsdv, L, c.gamma, pm1, modv, Kv)
         # branch-free over positions (selects on `valid`), so it vectorises
         for k in range(L):
