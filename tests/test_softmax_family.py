@@ -408,6 +408,23 @@ def test_multi_margin_vs_torch(dtype, p, weighted, unbatched):
         compare(fl.multi_margin_loss, F.multi_margin_loss, x, [y], kw, rkw, dtype, red)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("C", [3, 10, 60, 100])
+def test_multi_margin_many_rows_vs_torch(dtype, C):
+    """Many short rows (several class-major tiles, a partial last tile) and long rows (the row loop); C = 60
+    takes the tiles for the loss alone and the row loop with a gradient, so both are checked there."""
+    rng = np.random.default_rng(20 + C)
+    x = logits(rng, (1501, C), 1.0)
+    y = rng.integers(0, C, 1501)
+    w = rng.random(C) + 0.25
+    for p in (1, 2):
+        kw, rkw = w_kw(w, dtype)
+        kw["p"] = rkw["p"] = p
+        for red in REDS:
+            compare(fl.multi_margin_loss, F.multi_margin_loss, x, [y], kw, rkw, dtype, red)
+            compare(fl.multi_margin_loss, F.multi_margin_loss, x, [y], kw, rkw, dtype, red, grad=False)
+
+
 def test_multi_margin_errors_and_edges():
     rng = np.random.default_rng(14)
     x = logits(rng, (5, 4))

@@ -188,7 +188,9 @@ cdef struct CeCtx:
 # (d lp/dx_j = [j=y] - p_j and dp/dx_j = p ([j=y] - p_j)).  g = 0 gives K = 1: plain cross-entropy.
 # 1 - p is -expm1(lp), never 1 - exp(lp): for a confident row (p -> 1) the loss ~ (1 - p)^(g+1) and the
 # target's gradient K (p - 1) keep their relative precision.  Per item, in double, so libm's expm1 / pow
-# are fine here.
+# are fine in the long-row path (ce_rows_block).  The class-major runs take focal_run_terms instead: the same
+# formulas, branch-free on fl_math.h's inlined double functions (no libm call per item), so the loop over
+# positions vectorises -- the libm form cost ~100 ns per item, 6x cross-entropy's whole row at C = 10.
 cdef inline double focal_modulation(double lp, double gamma, double* K) noexcept nogil:
     cdef double q, qg
     if gamma == 0:
@@ -198,6 +200,56 @@ cdef inline double focal_modulation(double lp, double gamma, double* K) noexcept
     qg = pow(q, gamma)
     K[0] = qg - (gamma * exp(lp) * lp * pow(q, gamma - 1.0) if q != 0 else 0.0)
     return qg
+
+
+cdef extern from "fl_math.h" nogil:
+    double fl_expm1(double)
+    double fl_exp(double)
+    double fl_log(double)
+    double fl_log1p(double)
+
+
+cdef enum:  # focal_run_terms: how (1 - p)^gamma is formed (fixed per call: one loop per form)
+    FOCAL_G0 = 0        # gamma = 0: plain cross-entropy, modulation 1
+    FOCAL_G1 = 1        # gamma = 1: q
+    FOCAL_G2 = 2        # gamma = 2: q q (exact product, the default)
+    FOCAL_GPOW = 3      # otherwise exp(gamma log q)
+
+
+cdef void focal_run_terms(const double* lp, Py_ssize_t L, double gamma, double* pm1, double* mod,
+                          double* K) noexcept nogil:
+    """focal_modulation for L items at once, without libm or branches in the loops (each vectorises):
+    mod = (1 - p)^gamma, K, and pm1 = p - 1 = expm1(lp) = -q (the target's gradient term).  q^(gamma - 1) is
+    q^gamma / q, and the K term is 0 at q = 0 (a select), as in focal_modulation."""
+    cdef Py_ssize_t k
+    cdef double q, t
+    cdef int mode = FOCAL_G0 if gamma == 0 else FOCAL_G1 if gamma == 1 else FOCAL_G2 if gamma == 2 else FOCAL_GPOW
+    for k in range(L):
+        pm1[k] = fl_expm1(lp[k])
+    if mode == FOCAL_G0:
+        for k in range(L):
+            mod[k] = 1.0
+            K[k] = 1.0
+        return
+    if mode == FOCAL_G1:
+        for k in range(L):
+            mod[k] = -pm1[k]
+            K[k] = 1.0                  # q^0, before the select below
+    elif mode == FOCAL_G2:
+        for k in range(L):
+            q = -pm1[k]
+            mod[k] = q * q
+            K[k] = q
+    else:
+        for k in range(L):
+            q = -pm1[k]
+            t = fl_exp(gamma * fl_log(q))
+            mod[k] = t
+            K[k] = t / q
+    for k in range(L):                  # K = q^g - g p lp q^(g-1), with K[k] holding q^(g-1)
+        q = -pm1[k]
+        t = gamma * fl_exp(lp[k]) * lp[k] * K[k]
+        K[k] = mod[k] - (t if q != 0 else 0.0)
 
 
 cdef inline double focal_log_sum(const floating* x, Py_ssize_t stride, Py_ssize_t C, floating m,
@@ -298,7 +350,7 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef floating egs = epsC * gs
     cdef floating m[RUN]
     cdef double s[RUN]          # sum of exps (double: see the module docstring)
-    cdef double sw[RUN]         # sum_j w_j (x_j - m), for smoothing
+    cdef double sw[RUN]         # sum_j w_j (x_j - m), for smoothing; float64 focal: r (pass 2)
     cdef floating wy[RUN]
     cdef floating dy[RUN]       # x_y - m
     cdef floating valid[RUN]    # 1 where the target is a class, 0 where ignored / invalid
@@ -306,6 +358,11 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef floating scale[RUN]    # softmax scale of the gradient: (tc + ec) gs / s
     cdef double ey[RUN]         # exp(x_y - m), as summed into s
     cdef double pm1[RUN]        # focal: p_y - 1 = expm1(log p_y)
+    cdef double lsdv[RUN]       # focal: log s, then log p_y
+    cdef double modv[RUN]       # focal: (1 - p_y)^gamma
+    cdef double Kv[RUN]         # focal: the gradient factor K
+    cdef floating seen[RUN]     # float64 focal: 1 once the row's first maximum has been passed
+    cdef bint first
     cdef int64_t ys[RUN]
     cdef const floating* xc
     cdef floating* gc
@@ -339,13 +396,25 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
         dy[k] = dy[k] - m[k]
         s[k] = 0
         sw[k] = 0
+        seen[k] = 0
     # pass 2: sum of exp (kept in the gradient tile if any) and, for smoothing, the weighted logit sum in
     # the same loop (one read of the class; four loops, so each is branch-free and vectorises)
     for j in range(C):
         xc = xs + j * cs
         gc = gbase + j * cs if gbase != NULL else NULL
         wj = w[j] if w != NULL else 1
-        if gbase != NULL and eps != 0:
+        if floating is double and c.focal:
+            # float64 focal: r = the exps of every class but the first maximum (focal_log_sum's sum, in
+            # its order, so the same bits), s = 1 + r; vectorised here instead of a strided pass per item
+            for k in range(L):
+                d = xc[k] - m[k]
+                v = f_exp_nonpos(d)
+                if gbase != NULL:
+                    gc[k] = v
+                first = (d == 0) & (seen[k] == 0)
+                seen[k] = 1 if first else seen[k]
+                sw[k] = sw[k] + (0 if first else v)
+        elif gbase != NULL and eps != 0:
             for k in range(L):
                 d = xc[k] - m[k]
                 v = f_exp_nonpos(d)
@@ -377,19 +446,25 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
                 scale[k] = <floating> ((tc[k] + ec) * gs / s[k]) if valid[k] != 0 else 0
     else:
         ec = 0
+        if c.alpha != NULL:
+            for k in range(L):
+                if ys[k] >= 0:
+                    wy[k] = wy[k] * (<const floating*> c.alpha)[ys[k]]
         for k in range(L):
-            if ys[k] < 0:
-                loss[k] = 0
-                tc[k] = 0
-                scale[k] = 0
-                continue
-            wy[k] = wy[k] * ((<const floating*> c.alpha)[ys[k]] if c.alpha != NULL else 1)
-            lsd = focal_log_sum(xs + k, cs, C, m[k], s[k])
-            mod = focal_modulation(dy[k] - lsd, c.gamma, &K)
-            loss[k] = <floating> (wy[k] * mod * (lsd - dy[k]))
-            tc[k] = <floating> (wy[k] * K)
-            scale[k] = <floating> (tc[k] * gs / s[k])
-            pm1[k] = expm1(dy[k] - lsd)
+            if floating is float:    # log1p(s - 1) of the double sum: exact to float32
+                lsdv[k] = dy[k] - fl_log1p(s[k] - 1)
+            else:                    # log1p(r), r summed apart from the max's 1 in pass 2 (focal_log_sum)
+                s[k] = 1 + sw[k]
+                lsdv[k] = dy[k] - fl_log1p(sw[k])
+        # lsdv now holds log p_y
+        focal_run_terms(lsdv, L, c.gamma, pm1, modv, Kv)
+        # branch-free over positions (selects on `valid`), so it vectorises
+        for k in range(L):
+            v = <floating> (wy[k] * modv[k] * -lsdv[k])
+            loss[k] = v if valid[k] != 0 else 0
+            v = <floating> (wy[k] * Kv[k])
+            tc[k] = v if valid[k] != 0 else 0
+            scale[k] = <floating> (tc[k] * gs / s[k]) if valid[k] != 0 else 0
     if gbase != NULL:
         for k in range(L):
             ey[k] = gbase[ys[k] * cs + k] if ys[k] >= 0 else 0
@@ -748,6 +823,86 @@ cdef Py_ssize_t multi_margin_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
     return bad
 
 
+cdef Py_ssize_t multi_margin_run(const RowCtx* c, const floating* xs, Py_ssize_t i0, Py_ssize_t L,
+                                 floating* loss, floating* gbase) noexcept nogil:
+    """multi_margin_block on rows i0 .. i0+L-1 (L <= RUN) in a class-major tile xs[j * L + k] (gradient tile
+    gbase, same layout): the same terms, summed in the same order (classes ascending, in double), so the
+    same bits; every loop runs along the L rows with selects for the skipped terms, so it vectorises."""
+    cdef Py_ssize_t C = c.C, bad = -1, j, k
+    cdef const floating* w = <const floating*> c.weight
+    cdef floating margin = <floating> c.margin
+    cdef floating gsf = <floating> c.grad_scale
+    cdef bint p2 = c.power == 2
+    cdef floating one = 1, two = 2   # typed: bare literals are C doubles and would widen float32 maths
+    cdef floating xy[RUN]
+    cdef floating wy[RUN]
+    cdef int32_t ys[RUN]            # the row's class, -1 where invalid (C < 2^31: a tile row fits)
+    cdef double acc[RUN]
+    cdef double gy[RUN]
+    cdef const floating* xc
+    cdef floating* gc
+    cdef floating h, d
+    cdef bint on
+    cdef int64_t y
+    for k in range(L):
+        y = read_label(c.labels, c.labels64, i0 + k)
+        if y < 0 or y >= C:
+            if bad < 0:
+                bad = i0 + k
+            ys[k] = -1
+            wy[k] = 0
+            xy[k] = 0
+        else:
+            ys[k] = <int32_t> y
+            wy[k] = (w[y] if w != NULL else 1) / C
+            xy[k] = xs[y * L + k]
+        acc[k] = 0
+        gy[k] = 0
+    for j in range(C):
+        xc = xs + j * L
+        if gbase != NULL:
+            gc = gbase + j * L
+            for k in range(L):
+                h = margin - xy[k] + xc[k]
+                on = (h > 0) & (ys[k] != <int32_t> j) & (ys[k] >= 0)   # torch skips h not > 0, nan included
+                acc[k] = acc[k] + (<double> (h * (h if p2 else one)) if on else 0.0)
+                d = wy[k] * (two * h if p2 else one) * gsf
+                d = d if on else 0
+                gc[k] = d
+                gy[k] = gy[k] + d
+        else:
+            for k in range(L):
+                h = margin - xy[k] + xc[k]
+                on = (h > 0) & (ys[k] != <int32_t> j) & (ys[k] >= 0)
+                acc[k] = acc[k] + (<double> (h * (h if p2 else one)) if on else 0.0)
+    for k in range(L):
+        loss[k] = <floating> (wy[k] * acc[k]) if ys[k] >= 0 else 0
+    if gbase != NULL:
+        for k in range(L):
+            if ys[k] >= 0:
+                gbase[ys[k] * L + k] = <floating> -gy[k]
+    return bad
+
+
+cdef Py_ssize_t multi_margin_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                        floating* loss, floating* denom) noexcept nogil:
+    """(N, C) short rows (tiles_win): L rows at a time through a class-major tile (as ce_tile_block); the
+    row loop of multi_margin_block pays a compare-and-branch per logit and a tail per row."""
+    cdef Py_ssize_t C = c.C, bad = -1, i0 = start, L
+    cdef Py_ssize_t Lmax = tile_rows(C)
+    cdef floating tile[TILE]
+    cdef floating gtile[TILE]
+    while i0 < stop:
+        L = min(stop - i0, Lmax)
+        to_class_major(<const floating*> c.x + i0 * C, C, L, tile)
+        bad = first_bad(bad, multi_margin_run(c, tile, i0, L, loss + (i0 - start),
+                                              gtile if c.grad != NULL else NULL))
+        if c.grad != NULL:
+            from_class_major(gtile, C, L, <floating*> c.grad + i0 * C)
+        i0 += L
+    return bad
+
+
 # Distillation (SPEC §6), rows: with a_j = (x_j - max x) / T (student), b_j = (u_j - max u) / T (teacher),
 # q = softmax(b), p = softmax(a), ss = sum_j exp(a_j), st = sum_j exp(b_j):
 #   loss = T^2 KL(q || p) = T^2 sum_j q_j ((b_j - a_j) - log(st / ss)) = T^2 (W / st - log(st / ss)),
@@ -873,7 +1028,11 @@ def multi_margin(x, labels, out, grad, *, weight=None, Py_ssize_t C, double marg
     set_rows(&c, x, None, labels, weight, grad, C, 1, grad_scale)
     c.margin = margin
     c.power = power
-    cdef BlockFn fn = <BlockFn> multi_margin_block[float] if itemsize == 4 else <BlockFn> multi_margin_block[double]
+    cdef BlockFn fn
+    if tiles_win(C, 1 + (grad is not None)):
+        fn = <BlockFn> multi_margin_tile_block[float] if itemsize == 4 else <BlockFn> multi_margin_tile_block[double]
+    else:
+        fn = <BlockFn> multi_margin_block[float] if itemsize == 4 else <BlockFn> multi_margin_block[double]
     return run(fn, &c, (x.size // C) if C > 0 else 0, C, itemsize, num_threads, out, False)
 
 
