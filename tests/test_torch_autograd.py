@@ -20,7 +20,9 @@ from fastloss._losses import LOSSES
 from fastloss._reference import REFERENCES
 from fl_testing import assert_close_spec
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the directory holding the fastloss under test (site-packages in CI, the checkout in an in-place build):
+# a child process started there imports that one, not an unbuilt source tree
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__)))
 
 # the mining losses need a batch with positives and negatives per anchor: their sampler's smallest
 # batches are 2 rows
