@@ -305,17 +305,24 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
     True
     """
     _check_common(size_average, reduce, reduction, out, return_grad, grad_out)
+    return _pair_rows_loss(_L.COSINE_EMBEDDING, (input1, input2, target), ("input1", "input2", "target"),
+                           margin, reduction, num_threads, out, return_grad, grad_out)
+
+
+def _pair_rows_loss(kind, args, names, margin, reduction, num_threads, out, return_grad, grad_out):
+    """The body of the two-row losses of one margin and a +-1 / 0-1 row target (cosine_embedding_loss,
+    contrastive_loss): ``args`` = (rows a, rows b, target), ``names`` their parameter names."""
     margin = V.check_real(margin, "margin")
     nt = resolve_num_threads(num_threads)
-    (x1, x2), (v1, v2), unbatched = _rows([input1, input2], ["input1", "input2"])
-    y = _row_targets(target, "target", v1.shape[0], unbatched, x1.dtype)
+    (a, b), (v1, v2), unbatched = _rows(list(args[:2]), list(names[:2]))
+    y = _row_targets(args[2], names[2], v1.shape[0], unbatched, a.dtype)
     out_shape = () if unbatched else (v1.shape[0],)
     n = v1.shape[0]
-    o, flat, (g1, g2), scale = _outputs(out, out_shape, x1.dtype, reduction, n, [x1, x2], return_grad,
-                                        grad_out=grad_out, given=(input1, input2, target, y))
-    total = _K.pair_rows(v1, v2, y, flat, g1, g2, kind=_L.COSINE_EMBEDDING, margin=margin, grad_scale=scale,
+    o, flat, (g1, g2), scale = _outputs(out, out_shape, a.dtype, reduction, n, [a, b], return_grad,
+                                        grad_out=grad_out, given=(*args, y))
+    total = _K.pair_rows(v1, v2, y, flat, g1, g2, kind=kind, margin=margin, grad_scale=scale,
                          num_threads=nt)[0]
-    return _result(total, o, reduction, n, x1.dtype, g1, g2)
+    return _result(total, o, reduction, n, a.dtype, g1, g2)
 
 
 def _scores(arrays, names, target, same_ndim):
@@ -626,17 +633,8 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: flo
     [0.25 0.25]
     """
     V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
-    margin = V.check_real(margin, "margin")
-    nt = resolve_num_threads(num_threads)
-    (a, b), (v1, v2), unbatched = _rows([x1, x2], ["x1", "x2"])
-    y = _row_targets(label, "label", v1.shape[0], unbatched, a.dtype)
-    out_shape = () if unbatched else (v1.shape[0],)
-    n = v1.shape[0]
-    o, flat, (g1, g2), scale = _outputs(out, out_shape, a.dtype, reduction, n, [a, b], return_grad,
-                                        grad_out=grad_out, given=(x1, x2, label, y))
-    total = _K.pair_rows(v1, v2, y, flat, g1, g2, kind=_L.CONTRASTIVE, margin=margin, grad_scale=scale,
-                         num_threads=nt)[0]
-    return _result(total, o, reduction, n, a.dtype, g1, g2)
+    return _pair_rows_loss(_L.CONTRASTIVE, (x1, x2, label), ("x1", "x2", "label"), margin, reduction,
+                           num_threads, out, return_grad, grad_out)
 
 
 # ------------------------------------------------------------------ in-batch losses (row blocks)
