@@ -342,6 +342,10 @@ def test_regime_of_a_run_decides_which_targets_apply():
     w1 = W.BY_ID["W1"]
     assert W.targets_for(w1, "full") == w1.targets and W.targets_for(w1, None) == ()
     assert [(t.metric, t.bound) for t in W.targets_for(w1, "quick")] == [("torch/fastloss", 2)]
+    # the matmul-bound W18 keeps its WORKLOADS.md bound at quick sizes (both libraries run one GEMM)
+    for wid in ("W18", "W17/W18"):
+        w18 = W.BY_ID[wid]
+        assert W.targets_for(w18, "quick") == w18.targets and w18.targets[0].bound <= 1 / 0.9
 
 
 def test_quick_runs_are_judged_by_the_quick_target_and_slower_than_torch_is_flagged():

@@ -330,7 +330,7 @@ def _family(w):
 
 def _targets_text(regime, avx512):
     if regime == "quick":
-        return ("torch/fastloss >= 2 at T=1 and T=2 "
+        return ("torch/fastloss >= 2 at T=1 and T=2, except the matmul-bound W18 (its own bound) "
                 "(the per-workload full-size targets apply to full-size runs)")
     if regime == "full":
         return "the per-workload full-size targets (AVX-512 CPU)" if avx512 else \
