@@ -1105,6 +1105,11 @@ def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = 0.07, r
 
 
 _NORMALIZE_EPS = 1e-12      # torch.nn.functional.normalize's default
+# nt_xent_loss's symmetric path (the loss alone: half the similarity GEMM, metric.pyx SymCtx): up to this
+# many views (its column parts take views^2 / 8 bytes: 32 MiB here) and logits up to the bound of the
+# dtype's itemsize (its fixed shift: exp(-2 / tau) must stay a normal number)
+_SYMMETRIC_ROWS = 16384
+_SYMMETRIC_LOGIT = {4: 40.0, 8: 300.0}
 
 
 def _normalize(z, dtype):
@@ -1219,6 +1224,12 @@ def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = 0.5, reducti
     # unit rows: logits within 1 / tau (_LOGIT_NOTE); float64 for the gradient (_GRAD_NOTE)
     sim = np.float64 if return_grad else _similarity_dtype(a.dtype, 1.0 / tau)
     u, norm, den = _normalize(np.concatenate([a, b]), sim)
+    if not return_grad and 0 < 2 * N <= _SYMMETRIC_ROWS and 1.0 / tau <= _SYMMETRIC_LOGIT[u.dtype.itemsize]:
+        # the loss alone from half of u u^T (metric.pyx: SymCtx)
+        row_loss = np.empty(2 * N)
+        with _kernel_gemm_single_threaded(_GEMM_ADDRESS[0] or _gemm_address()):
+            _K.nt_xent_symmetric(u, row_loss, inv_tau=1.0 / tau, pos_shift=N, num_threads=nt)
+        return _finish_rows(row_loss, reduction, a.dtype, out, nt)[0]
     row_loss, gu, gu2 = _softmax_rows(u, u, 1.0 / tau, True, N, nt, return_grad)
     value, scale = _finish_rows(row_loss, reduction, a.dtype, out, nt)
     if not return_grad:

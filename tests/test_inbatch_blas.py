@@ -114,3 +114,26 @@ def test_numpy_blas_threads_unchanged_while_a_loss_runs():
     if before.get(os.path.basename(scipy_lib), 1) > 1:
         assert any(s[os.path.basename(scipy_lib)] == 1 for s in seen)
     assert _blas_threads() == before            # restored after the last call
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tau", [0.5, 0.1, 0.02, 0.004])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_nt_xent_both_paths_per_row_within_spec(symmetric, tau, dtype, monkeypatch):
+    """nt_xent_loss's loss alone takes the symmetric kernel (half of u u^T, a fixed shift of about 1 / tau,
+    metric.pyx SymCtx) up to _SYMMETRIC_ROWS views: each row within SPEC §4 of torch's float64 value, on
+    confident rows (views close to each other: small losses) and at temperatures down to 0.004 (the
+    shift's exp(-2 / tau) about 1e-217), and the same as the general path within SPEC §4."""
+    if not symmetric:
+        monkeypatch.setattr(_metric, "_SYMMETRIC_ROWS", 0)
+    import torch
+    rng = np.random.default_rng(5)
+    N, D = 150, 32
+    z1 = rng.standard_normal((N, D))
+    z2 = z1 + rng.choice([0.01, 0.3, 3.0], size=(N, 1)) * rng.standard_normal((N, D))
+    z1, z2 = z1.astype(dtype), z2.astype(dtype)
+    ref = REFERENCES["nt_xent_loss"].torch_ref(torch.from_numpy(z1.astype(np.float64)),
+                                               torch.from_numpy(z2.astype(np.float64)), temperature=tau,
+                                               reduction="none")
+    got = fl.nt_xent_loss(z1, z2, temperature=tau, reduction="none", num_threads=2)
+    assert_close_spec(got, ref, dtype, reduced=False, what=f"nt_xent tau={tau}")

@@ -324,6 +324,15 @@ def _cases():
         ("block", "s_cols", "emb", "sqnorm", "labels", "row_loss", "row_count"),
         ("block", "s_cols", "row_loss", "row_count"),
     )
+    u = f8(N, C)
+    yield (
+        "nt_xent_symmetric",
+        met.nt_xent_symmetric,
+        dict(u=u / np.linalg.norm(u, axis=1, keepdims=True), row_loss=np.zeros(N), inv_tau=2.0,
+             pos_shift=N // 2, num_threads=1),
+        ("u", "row_loss"),
+        ("row_loss",),
+    )
     yield (
         "reduce_rows",
         met.reduce_rows,
@@ -419,6 +428,7 @@ CASES = list(_cases())
 FREE_FLOAT = {
     ("triplet_mining", "emb"),
     ("softmax_rows", "rows"),
+    ("nt_xent_symmetric", "u"),
     ("weighted_sum", "loss"),
     ("segment_sums[labels]", "x"),
 }

@@ -1187,6 +1187,135 @@ def softmax_rows(rows, cols, row_loss, labels=None, pos_cos=None, pos_sin=None, 
     return run_sim(block_for(SOFTMAX_ROWS, itemsize), &c, &c.sim, n_rows, itemsize, num_threads)[2]
 
 
+# NT-Xent without the gradient, on the symmetric similarity u u^T: half the GEMM work.  Panel I (rows
+# [r0, r1), one GEMM) computes S[i, j] for j >= r0 only; the entries left of the panel are the same
+# numbers already computed by earlier panels as S[j, i] (a dot product is symmetric bit for bit: the
+# same products in the same order).  The log-sum-exp is shifted by a fixed c just above 1 / tau, the
+# largest logit of unit rows (F.normalize'd: |u_i . u_j| <= 1 up to rounding; a shorter zero row only
+# lowers it), so a row's sum needs no row max and can be summed in parts: its own panel's part over
+# j >= r0 (rowpart) and, for j < r0, the column sums of earlier panels (colpart[I][i]), added in panel
+# order -- fixed, whatever the thread count.  The self pair and the positive pair are set to -inf
+# (exp gives 0); the positive's logit is kept in posval by the panel that holds the pair.  The wrapper
+# takes this path only where exp(-2c) stays a normal number (c <= 40 in float32, 300 in float64).
+cdef struct SymCtx:
+    SimRows sim              # rows = cols = u (M, D); scratch (threads, P, M)
+    Py_ssize_t M
+    Py_ssize_t P             # rows per panel (sim.block_rows)
+    Py_ssize_t pos_shift     # the positive of row i: (i + pos_shift) mod M
+    double inv_tau
+    double shift             # c, in the kernel's floating type (widened)
+    double* rowpart          # (M,)
+    double* colpart          # (n_panels, M): colpart[I * M + j], j >= r1 of panel I
+    void* posval             # (M,) the positive's logit, floating
+    double* row_loss         # (M,)
+
+
+cdef Py_ssize_t sym_panel_block(const SymCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                floating* loss, floating* denom) noexcept nogil:
+    """Panels [start, stop): their S[i, j >= r0] by one GEMM each, scaled, masked, exp'd in place; the
+    row parts, column parts and positive logits (see above)."""
+    cdef Py_ssize_t M = c.M, P = c.P, I, r0, r1, W, r, k, i, p
+    cdef floating it = <floating> c.inv_tau, cs = <floating> c.shift
+    cdef floating* x
+    cdef floating* row
+    cdef floating* posval = <floating*> c.posval
+    cdef double* acc
+    for I in range(start, stop):
+        r0 = I * P
+        r1 = min(r0 + P, M)
+        W = M - r0
+        x = <floating*> c.sim.scratch + fl_thread_num() * P * M
+        # row-major X (r1 - r0, W) = U[r0:r1] U[r0:M]^T: column-major X^T = U[r0:M]^T' U[r0:r1]^T'
+        gemm(True, False, W, r1 - r0, c.sim.D, <const floating*> c.sim.rows + r0 * c.sim.D, c.sim.D,
+             <const floating*> c.sim.rows + r0 * c.sim.D, c.sim.D, 0.0, x, W)
+        for r in range(r1 - r0):
+            i = r0 + r
+            row = x + r * W
+            for k in range(W):
+                row[k] = row[k] * it
+            row[r] = -INFINITY                       # the self pair
+            p = (i + c.pos_shift) % M
+            if p >= r0:
+                posval[i] = row[p - r0]
+                if p >= r1:                          # (row p's own panel does not hold the pair)
+                    posval[p] = row[p - r0]
+                row[p - r0] = -INFINITY
+            c.rowpart[i] = row_sumexp(row, W, cs, row)
+        acc = c.colpart + I * M
+        for r in range(r1 - r0):
+            row = x + r * W
+            for k in range(r1 - r0, W):
+                acc[r0 + k] += <double> row[k]
+    return -1
+
+
+cdef Py_ssize_t sym_rows_block(const SymCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                               floating* loss, floating* denom) noexcept nogil:
+    """Rows [start, stop): the row's sum from its parts, in panel order, then its loss
+    log(s + e_p) - log(e_p) = log1p(s / e_p), e_p = exp(x_p - c): in the one form for every row (a
+    fixed shift leaves x_p - c anywhere in [-2c, 0], and log(s + e_p) + c - x_p cancels where the loss
+    is small; s / e_p <= M e^(2c) stays finite for c <= 300)."""
+    cdef Py_ssize_t i, I, J
+    cdef double s, xp, ep, m = c.shift
+    for i in range(start, stop):
+        J = i // c.P
+        s = c.rowpart[i]
+        for I in range(J):
+            s += c.colpart[I * c.M + i]
+        xp = (<floating*> c.posval)[i]
+        ep = exp(xp - m)
+        c.row_loss[i] = log1p(s / ep)
+        loss[i - start] = <floating> c.row_loss[i]
+    return -1
+
+
+def nt_xent_symmetric(u, row_loss, *, double inv_tau, Py_ssize_t pos_shift, int num_threads=1):
+    """Kernel entry: NT-Xent's per-row losses (no gradient) of the unit rows u (M, D), C-contiguous
+    float32/float64, the self pair masked and the positive of row i at (i + pos_shift) mod M, into
+    row_loss (M,) float64 -- from the symmetric u u^T, half of it computed (see SymCtx)."""
+    # boundary checks (_common.pxd)
+    cdef Py_ssize_t itemsize = check_buffer(u, "u", b'f', 0, -1, False)
+    check_ndim(u, "u", 2)
+    cdef Py_ssize_t M = u.shape[0]
+    check_buffer(row_loss, "row_loss", b'f', 8, M, True)
+    if check_count(pos_shift, "pos_shift") and (2 * pos_shift) % M != 0:
+        raise ValueError(f"fastloss kernel: nt_xent_symmetric pairs rows: pos_shift {pos_shift} must be "
+                         f"half of M = {M}")
+    if not inv_tau > 0 or inv_tau > (40.0 if itemsize == 4 else 300.0):
+        raise ValueError(f"fastloss kernel: nt_xent_symmetric takes 0 < inv_tau <= 40 (float32) / 300, "
+                         f"got {inv_tau}")
+    cdef SymCtx c
+    scratch = set_sim_rows(&c.sim, u, u, None, None, 0, M, itemsize, False, num_threads)
+    c.M, c.P = M, c.sim.block_rows
+    cdef Py_ssize_t n_panels = (M + c.P - 1) // c.P
+    c.pos_shift, c.inv_tau = pos_shift, inv_tau
+    # c just above the largest logit (1 + 2^-10 over 1 / tau: every x - c < 0), in the kernel's type
+    c.shift = <double> <float> (inv_tau * (1.0 + 2.0 ** -10)) if itemsize == 4 else inv_tau * (1.0 + 2.0 ** -10)
+    rowpart = np.zeros(M)
+    colpart = np.zeros(n_panels * M)
+    posval = np.zeros(M, dtype=np.float32 if itemsize == 4 else np.float64)
+    c.rowpart = <double*> ptr_or_null(rowpart)
+    c.colpart = <double*> ptr_or_null(colpart)
+    c.posval = ptr_or_null(posval)
+    c.row_loss = <double*> ptr_or_null(row_loss)
+    cdef BlockFn panels = <BlockFn> sym_panel_block[double]
+    cdef BlockFn rows_fn = <BlockFn> sym_rows_block[double]
+    if itemsize == 4:
+        panels, rows_fn = <BlockFn> sym_panel_block[float], <BlockFn> sym_rows_block[float]
+    cdef BlockRun r
+    cdef int status
+    init_run(&r, n_panels, c.P * M * max(c.sim.D, 1), itemsize, num_threads, NULL, False)
+    r.block_items = 1
+    with nogil:
+        status = run_blocks(panels, &c, &r)
+    finish_run(status, &r)
+    init_run(&r, M, n_panels, itemsize, num_threads, NULL, False)
+    r.block_items = 64
+    with nogil:
+        status = run_blocks(rows_fn, &c, &r)
+    finish_run(status, &r)
+
+
 # =====================================================================================================
 # Choosing the kernel, in one place: MetricLoss -> block function, per floating type
 # =====================================================================================================
