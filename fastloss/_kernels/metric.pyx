@@ -563,11 +563,21 @@ cdef extern from *:
     #ifdef _OPENMP
     #include <omp.h>
     #define fl_thread_num() omp_get_thread_num()
+    #define fl_team_size() omp_get_num_threads()
     #else
     #define fl_thread_num() 0
+    #define fl_team_size() 1
     #endif
     """
     int fl_thread_num() nogil
+    int fl_team_size() nogil
+
+
+cdef Py_ssize_t thread_slots(int num_threads) noexcept:
+    """Per-thread scratch slots for a call on num_threads threads: a block finds its slot by
+    omp_get_thread_num() -- in run_blocks' own team, or, on the serial path, the caller's number in an
+    enclosing OpenMP team (a loss called from someone else's parallel region): as many as either."""
+    return max(num_threads, fl_team_size(), 1)
 
 
 def blas_address():
@@ -669,7 +679,7 @@ cdef object set_sim_rows(SimRows* s, rows, cols, block, s_cols, Py_ssize_t row0,
         return None
     if block is not None or s_cols is not None:
         raise ValueError("fastloss kernel: block and s_cols only with want_grad")
-    scratch = np.empty(max(num_threads, 1) * s.block_rows * s.M * itemsize + 64, dtype=np.uint8)
+    scratch = np.empty(thread_slots(num_threads) * s.block_rows * s.M * itemsize + 64, dtype=np.uint8)
     s.scratch = <void*> ((<size_t> ptr_or_null(scratch) + 63) & ~(<size_t> 63))     # (64-byte aligned)
     return scratch
 
