@@ -8,11 +8,12 @@ Items.
     each embedding argument; the distances are accumulated in ONE pass over the row (in double), the
     gradient rows are written in a second pass while the row is still in L1.
   * elementwise (margin_ranking_loss, hinge_embedding_loss): item = one score.
-  * in-batch losses (batch_hard / batch_all triplet, info_nce, nt_xent): the (B x B) similarity is
-    never materialised.  Python computes one *row block* of the Gram / similarity matrix with NumPy's
-    BLAS matmul (O(block x B) memory); a kernel here does the mining / log-sum-exp / masking on that
-    block and writes per-row losses (and, for the gradient, per-row coefficients).  The per-row losses
-    are then reduced by ``run_blocks`` in one final deterministic pass (``reduce_rows``).
+  * in-batch losses (batch_hard / batch_all triplet, info_nce, nt_xent, arcface): the (B x B)
+    similarity is never materialised.  Each block of <= 64 rows of the Gram / similarity matrix is one
+    single-threaded GEMM of SciPy's BLAS, called from the block function (``SimRows``; O(threads x
+    block x B) memory); the same block function then does the mining / log-sum-exp / masking on it and
+    writes per-row losses (and, for the gradient, per-row coefficients).  The per-row losses are then
+    reduced by ``run_blocks`` in one final deterministic pass (``reduce_rows``).
 
 Entries.  Each ``def`` entry takes its buffers by position and its configuration by keyword, typed
 (``double``, ``bint``, the enums ``MetricLoss`` and ``ArcMargin``); it fills the loss's context struct
@@ -539,10 +540,10 @@ def score_loss(x1, y, x2=None, out=None, g1=None, g2=None, *, MetricLoss kind, d
 
 # =====================================================================================================
 # In-batch losses on row blocks of a Gram / similarity matrix (batch_hard / batch_all triplet,
-# info_nce, nt_xent).  Python computes the block (R x B) with BLAS; a kernel turns it, row by row
-# (item = one anchor / query row of the block), into the row's loss and -- for the gradient -- into the
-# row's coefficients, written over the block in place; Python finishes the gradient with two more
-# matmuls per block.  Memory stays O(R x B).
+# info_nce, nt_xent, arcface).  A block function computes its rows (R x B) by one GEMM (SimRows below)
+# and turns them, row by row (item = one anchor / query row), into the row's loss and -- for the
+# gradient -- into the row's coefficients, written over the block in place, then S @ cols by a second
+# GEMM; S^T rows is gemm_tn_add's.  Memory stays O(R x B).
 # =====================================================================================================
 # ---------------------------------------------------------------- similarity rows by single-threaded GEMMs
 # The similarity / Gram rows come from SciPy's BLAS (scipy.linalg.cython_blas's sgemm / dgemm, the C
