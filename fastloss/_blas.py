@@ -1,14 +1,25 @@
 """BLAS calls whose results do not depend on the thread count (private; the in-batch metric losses and
 ``linear_cross_entropy``).
 
-OpenBLAS's results can depend on its own thread count, so fastloss runs BLAS single-threaded
-(``_single_threaded_blas``) on fixed blocks of a product, the blocks in parallel on its own Python
-threads (``_parallel``; the GEMMs release the GIL): the same numbers for every ``num_threads``.
+OpenBLAS's results can depend on its own thread count, so fastloss runs BLAS single-threaded on fixed
+blocks of a product, the blocks in parallel: the same numbers for every ``num_threads``.
+
+* The in-batch metric losses call SciPy's BLAS (``scipy.linalg.cython_blas``) from inside their OpenMP
+  kernels, one GEMM per block (``_kernels/metric.pyx``).  SciPy's OpenBLAS (pthreads) has only a
+  process-wide thread count (its ``openblas_set_num_threads_local`` sets the global one too), so
+  ``_kernel_gemm_single_threaded`` pins *that library* to one thread while a call runs -- NumPy's BLAS
+  is another library (``numpy.libs/libscipy_openblas64_``): the user's NumPy products keep their
+  threads.  Where NumPy and SciPy share one BLAS (a system or conda build), the pin reaches NumPy's
+  products too while a loss runs; SciPy's own BLAS calls made meanwhile from other threads run on
+  one thread.
+* ``linear_cross_entropy`` calls NumPy's matmul on fixed blocks on its own Python threads
+  (``_parallel``; the GEMMs release the GIL) under ``_single_threaded_blas``, a process-wide limit.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import threading
 
 _BLAS_LOCK = threading.Lock()
@@ -79,6 +90,103 @@ def _openblas_local_setters():
                     break
         _BLAS_LOCAL[0] = found
     return _BLAS_LOCAL[0]
+
+
+_GEMM_USERS = [0, None]         # [calls inside _kernel_gemm_single_threaded, the count the first found]
+_GEMM_LIBRARY = []              # [(set, get) of the kernels' BLAS library's thread count], found once
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+def _dl_path(address):
+    """The real path of the shared object that holds ``address`` (dladdr), or None."""
+    try:
+        dladdr = ctypes.CDLL(None).dladdr
+    except (OSError, AttributeError):       # (no dladdr: Windows)
+        return None
+    dladdr.argtypes, dladdr.restype = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)], ctypes.c_int
+    info = _DlInfo()
+    if not address or not dladdr(address, ctypes.byref(info)) or not info.dli_fname:
+        return None
+    return os.path.realpath(os.fsdecode(info.dli_fname))
+
+
+def _library_of(address):
+    """The real path of the BLAS library behind ``address``, a function of SciPy's cython_blas (or
+    None): the module that holds it, then the library its Fortran-named sgemm resolves to from there
+    (dlsym searches a module's dependencies)."""
+    module = _dl_path(address)
+    if module is None:
+        return None
+    try:
+        lib = ctypes.CDLL(module)
+    except OSError:
+        return module
+    for name in ("scipy_sgemm_", "sgemm_", "scipy_sgemm_64_", "sgemm_64_"):
+        fn = getattr(lib, name, None)
+        path = _dl_path(ctypes.cast(fn, ctypes.c_void_p).value) if fn is not None else None
+        if path is not None:
+            return path
+    return module
+
+
+def _gemm_threads(address):
+    """(set, get) of the thread count of the BLAS library holding ``address`` (the kernels' sgemm,
+    SciPy's), found once (call with _BLAS_LOCK held), or None.  OpenBLAS: its own
+    ``openblas_set_num_threads`` / ``openblas_get_num_threads`` (SciPy's are prefixed ``scipy_``).
+    (Not threadpoolctl's: it lets only the first Python thread that set an OpenBLAS's count change it
+    again -- a call from another thread was silently ignored and the GEMMs ran threaded.)  Another
+    library (MKL, BLIS): threadpoolctl's controller of that file, when installed."""
+    if not _GEMM_LIBRARY:
+        found = None
+        path = _library_of(address)
+        try:
+            lib = ctypes.CDLL(path) if path is not None else None
+        except OSError:
+            lib = None
+        for prefix, suffix in (("scipy_", ""), ("", ""), ("scipy_", "64_"), ("", "64_")):
+            setter = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+            getter = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
+            if setter is not None and getter is not None:
+                setter.argtypes, setter.restype, getter.restype = [ctypes.c_int], None, ctypes.c_int
+                found = (setter, getter)
+                break
+        if found is None and path is not None:
+            try:
+                from threadpoolctl import ThreadpoolController
+                libs = [c for c in ThreadpoolController().lib_controllers if os.path.realpath(c.filepath) == path]
+            except ImportError:
+                libs = []
+            if libs:
+                found = (lambda n: [c.set_num_threads(n) for c in libs], lambda: libs[0].get_num_threads())
+        _GEMM_LIBRARY.append(found)
+    return _GEMM_LIBRARY[0]
+
+
+@contextlib.contextmanager
+def _kernel_gemm_single_threaded(address):
+    """The BLAS library that holds ``address`` (the in-batch kernels' sgemm: SciPy's) on one thread
+    while the block runs; concurrent calls share one counted pin (the first in sets it, the last out
+    restores the count it found).  NumPy's own BLAS is not touched."""
+    with _BLAS_LOCK:
+        pin = _gemm_threads(address)
+        if pin is not None:
+            if _GEMM_USERS[0] == 0:
+                _GEMM_USERS[1] = pin[1]()
+                if _GEMM_USERS[1] != 1:
+                    pin[0](1)
+            _GEMM_USERS[0] += 1
+    try:
+        yield
+    finally:
+        if pin is not None:
+            with _BLAS_LOCK:
+                _GEMM_USERS[0] -= 1
+                if _GEMM_USERS[0] == 0 and _GEMM_USERS[1] != 1:
+                    pin[0](_GEMM_USERS[1])
 
 
 _POOLS = {}

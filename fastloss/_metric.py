@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _validate as V
 from ._errors import BadLabel, raise_first_bad
-from ._blas import _parallel, _single_threaded_blas
+from ._blas import _kernel_gemm_single_threaded
 from ._kernels import load
 from ._losses import loss_info
 from ._threads import resolve_num_threads
@@ -638,8 +638,10 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: flo
 
 
 # ------------------------------------------------------------------ in-batch losses (row blocks)
-# Row blocks of the (B x B) Gram / similarity matrix hold about this many numbers (4 MiB of float32):
-# memory stays O(block x B), and each block is one BLAS matmul.
+# The (B x B) Gram / similarity matrix is never held whole: the kernels compute it in blocks of <= 64
+# rows, each by one single-threaded GEMM of SciPy's BLAS, the blocks in parallel (metric.pyx: SimRows).
+# With the gradient the coefficients of a row block of about this many numbers (8 MiB of float64) are
+# kept for S^T rows: memory stays O(block x B).
 _BLOCK_NUMBERS = 1 << 20
 
 # _GRAD_NOTE: with return_grad=True the in-batch losses compute float32 input in float64.  Their
@@ -673,19 +675,6 @@ def _block_rows(n_cols):
     return max(1, min(_BLOCK_NUMBERS // max(n_cols, 1), 4096))
 
 
-_CHUNK_ROWS = 64
-def _matmul(a, b, nt):
-    """a @ b as single-threaded BLAS calls on fixed chunks of 64 rows of a, run on nt threads: the
-    same numbers for every nt."""
-    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-
-    def chunk(r0):
-        np.matmul(a[r0:r0 + _CHUNK_ROWS], b, out=out[r0:r0 + _CHUNK_ROWS])
-
-    _parallel(chunk, range(0, a.shape[0], _CHUNK_ROWS), nt)
-    return out
-
-
 def _embeddings(x, name):
     e = V.prediction(x, name)
     if e.ndim != 2:
@@ -717,9 +706,9 @@ def _triplet_mining(kind, embeddings, labels, margin, squared, reduction, num_th
     row_loss = np.zeros(B)
     row_count = np.zeros(B)
 
-    def mine(blk, r0):
-        _K.triplet_mining(blk, e, sq, lab, row_loss, row_count, kind=kind, row0=r0, margin=margin,
-                          squared=bool(squared), want_grad=return_grad, num_threads=1)
+    def mine(blk, s_cols, r0, n):
+        _K.triplet_mining(e, sq, lab, row_loss, row_count, blk, s_cols, kind=kind, row0=r0, n_rows=n,
+                          margin=margin, squared=bool(squared), want_grad=return_grad, num_threads=nt)
 
     grads = _row_blocks(e, e, mine, return_grad, nt)
     total, cnt, _ = _K.reduce_rows(row_loss, row_count, num_threads=nt)
@@ -942,38 +931,40 @@ def batch_all_triplet_loss(embeddings: ArrayLike, labels: ArrayLike, margin: flo
 
 
 def _row_blocks(rows, cols, kernel, return_grad, nt, sums=True):
-    """Run ``kernel(chunk, row0)`` (single-threaded) on fixed 64-row chunks of ``rows @ cols.T``, the
-    chunks on nt threads, each chunk's matmul and kernel back to back (memory O(block x M)).
+    """Run ``kernel(block, s_cols, row0, n_rows)`` (the kernel entry, on nt threads: it computes the
+    rows of ``rows @ cols.T`` itself, block by block, with single-threaded GEMMs of SciPy's BLAS) over
+    every row, with SciPy's BLAS pinned to one thread (``_blas.py``; NumPy's is not touched).
 
-    With ``return_grad`` the kernel leaves the chunk's coefficients S there, and this returns
-    (S @ cols, S.T @ rows, row sums of S, column sums of S), accumulated block by block (the sums
+    With ``return_grad`` it runs on row blocks of about _BLOCK_NUMBERS numbers, the kernel leaving the
+    block's coefficients S in ``block`` and S @ cols in ``s_cols``, and this returns (S @ cols,
+    S.T @ rows, row sums of S, column sums of S), accumulated block by block in a fixed order (the sums
     only if ``sums``, else None)."""
     N, M = rows.shape[0], cols.shape[0]
-    dtype = np.result_type(rows, cols)
-    if return_grad:
-        s_cols, st_rows = np.zeros(rows.shape), np.zeros(cols.shape)
+    with _kernel_gemm_single_threaded(_GEMM_ADDRESS[0] or _gemm_address()):
+        if not return_grad:
+            kernel(None, None, 0, N)
+            return None
+        s_cols, st_rows = np.empty(rows.shape, rows.dtype), np.zeros(cols.shape, cols.dtype)
         row_sums, col_sums = (np.zeros(N), np.zeros(M)) if sums else (None, None)
-    R = _block_rows(M)
-    with _single_threaded_blas():
+        R = _block_rows(M)
         for r0 in range(0, N, R):
             rr = rows[r0:r0 + R]
-            blk = np.empty((rr.shape[0], M), dtype=dtype)
+            blk = np.empty((rr.shape[0], M), dtype=rows.dtype)
+            kernel(blk, s_cols, r0, rr.shape[0])
+            _K.gemm_tn_add(blk, rr, st_rows, num_threads=nt)
+            if sums:
+                row_sums[r0:r0 + rr.shape[0]] = blk.sum(axis=1, dtype=np.float64)
+                col_sums += blk.sum(axis=0, dtype=np.float64)
+    return s_cols, st_rows, row_sums, col_sums
 
-            def chunk(c0):
-                part = blk[c0:c0 + _CHUNK_ROWS]
-                np.matmul(rr[c0:c0 + _CHUNK_ROWS], cols.T, out=part)
-                kernel(part, r0 + c0)
-                if return_grad:
-                    s_cols[r0 + c0:r0 + c0 + part.shape[0]] = part @ cols
-                if return_grad and sums:
-                    row_sums[r0 + c0:r0 + c0 + part.shape[0]] = part.sum(axis=1, dtype=np.float64)
 
-            _parallel(chunk, range(0, rr.shape[0], _CHUNK_ROWS), nt)
-            if return_grad:
-                st_rows += _matmul(blk.T, rr, nt)
-                if sums:
-                    col_sums += blk.sum(axis=0, dtype=np.float64)
-    return (s_cols, st_rows, row_sums, col_sums) if return_grad else None
+_GEMM_ADDRESS = [0]
+
+
+def _gemm_address():
+    """The address of the kernels' sgemm (SciPy's), fetched once."""
+    _GEMM_ADDRESS[0] = _K.blas_address()
+    return _GEMM_ADDRESS[0]
 
 
 def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad, labels=None,
@@ -985,10 +976,10 @@ def _softmax_rows(queries, cands, inv_tau, mask_self, pos_shift, nt, return_grad
     row_loss = np.zeros(queries.shape[0])
     bad = []
 
-    def softmax(blk, r0):
-        first = _K.softmax_rows(blk, row_loss, labels, pos_cos, pos_sin, row0=r0, inv_tau=inv_tau,
-                                mask_self=mask_self, pos_shift=pos_shift, want_grad=return_grad, arc=arc,
-                                margin=margin, num_threads=1)
+    def softmax(blk, s_cols, r0, n):
+        first = _K.softmax_rows(queries, cands, row_loss, labels, pos_cos, pos_sin, blk, s_cols, row0=r0,
+                                n_rows=n, inv_tau=inv_tau, mask_self=mask_self, pos_shift=pos_shift,
+                                want_grad=return_grad, arc=arc, margin=margin, num_threads=nt)
         if first >= 0:
             bad.append(first)
 
@@ -1114,6 +1105,11 @@ def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = 0.07, r
 
 
 _NORMALIZE_EPS = 1e-12      # torch.nn.functional.normalize's default
+# nt_xent_loss's symmetric path (the loss alone: half the similarity GEMM, metric.pyx SymCtx): up to this
+# many views (its column parts take views^2 / 8 bytes: 32 MiB here) and logits up to the bound of the
+# dtype's itemsize (its fixed shift: exp(-2 / tau) must stay a normal number)
+_SYMMETRIC_ROWS = 16384
+_SYMMETRIC_LOGIT = {4: 40.0, 8: 300.0}
 
 
 def _normalize(z, dtype):
@@ -1228,6 +1224,12 @@ def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = 0.5, reducti
     # unit rows: logits within 1 / tau (_LOGIT_NOTE); float64 for the gradient (_GRAD_NOTE)
     sim = np.float64 if return_grad else _similarity_dtype(a.dtype, 1.0 / tau)
     u, norm, den = _normalize(np.concatenate([a, b]), sim)
+    if not return_grad and 0 < 2 * N <= _SYMMETRIC_ROWS and 1.0 / tau <= _SYMMETRIC_LOGIT[u.dtype.itemsize]:
+        # the loss alone from half of u u^T (metric.pyx: SymCtx)
+        row_loss = np.empty(2 * N)
+        with _kernel_gemm_single_threaded(_GEMM_ADDRESS[0] or _gemm_address()):
+            _K.nt_xent_symmetric(u, row_loss, inv_tau=1.0 / tau, pos_shift=N, num_threads=nt)
+        return _finish_rows(row_loss, reduction, a.dtype, out, nt)[0]
     row_loss, gu, gu2 = _softmax_rows(u, u, 1.0 / tau, True, N, nt, return_grad)
     value, scale = _finish_rows(row_loss, reduction, a.dtype, out, nt)
     if not return_grad:

@@ -306,11 +306,13 @@ def _cases():
         "triplet_mining",
         met.triplet_mining,
         dict(
-            block=e @ e.T,
             emb=e,
             sqnorm=np.einsum("ij,ij->i", e, e),
             labels=labels(N, 2),
+            block=np.empty((N, N)),
+            s_cols=np.empty((N, C)),
             row0=0,
+            n_rows=N,
             margin=1.0,
             squared=False,
             kind=met.MetricLoss.BATCH_ALL_TRIPLET,
@@ -319,8 +321,17 @@ def _cases():
             row_count=np.zeros(N),
             num_threads=1,
         ),
-        ("block", "emb", "sqnorm", "labels", "row_loss", "row_count"),
-        ("block", "row_loss", "row_count"),
+        ("block", "s_cols", "emb", "sqnorm", "labels", "row_loss", "row_count"),
+        ("block", "s_cols", "row_loss", "row_count"),
+    )
+    u = f8(N, C)
+    yield (
+        "nt_xent_symmetric",
+        met.nt_xent_symmetric,
+        dict(u=u / np.linalg.norm(u, axis=1, keepdims=True), row_loss=np.zeros(N), inv_tau=2.0,
+             pos_shift=N // 2, num_threads=1),
+        ("u", "row_loss"),
+        ("row_loss",),
     )
     yield (
         "reduce_rows",
@@ -333,8 +344,12 @@ def _cases():
         "softmax_rows",
         met.softmax_rows,
         dict(
-            block=f8(N, N),
+            rows=f8(N, C),
+            cols=f8(N, C),
+            block=np.empty((N, N)),
+            s_cols=np.empty((N, C)),
             row0=0,
+            n_rows=N,
             inv_tau=2.0,
             mask_self=True,
             pos_shift=1,
@@ -347,8 +362,8 @@ def _cases():
             pos_cos=np.full(N, 0.6),
             pos_sin=np.full(N, 0.8),
         ),
-        ("block", "row_loss", "pos_cos", "pos_sin"),
-        ("block", "row_loss"),
+        ("rows", "cols", "block", "s_cols", "row_loss", "pos_cos", "pos_sin"),
+        ("block", "s_cols", "row_loss"),
     )
     act = {a.name.lower(): a for a in seg.Activation}
     yield (
@@ -411,8 +426,9 @@ CASES = list(_cases())
 
 # buffers whose float dtype is free (it selects the kernel's floating type; nothing else must match it)
 FREE_FLOAT = {
-    ("triplet_mining", "block"),
-    ("softmax_rows", "block"),
+    ("triplet_mining", "emb"),
+    ("softmax_rows", "rows"),
+    ("nt_xent_symmetric", "u"),
     ("weighted_sum", "loss"),
     ("segment_sums[labels]", "x"),
 }
@@ -504,7 +520,6 @@ def test_inconsistent_sizes_are_refused():
     with pytest.raises(ValueError):  # rows past the end of the Gram matrix
         e = f8(N, C)
         met.triplet_mining(
-            e @ e.T,
             e,
             np.einsum("ij,ij->i", e, e),
             labels(N, 2),
@@ -512,12 +527,14 @@ def test_inconsistent_sizes_are_refused():
             np.zeros(N),
             kind=met.MetricLoss.BATCH_HARD_TRIPLET,
             row0=1,
+            n_rows=N,
             margin=1.0,
             squared=False,
             want_grad=False,
         )
     with pytest.raises(ValueError):  # a masked self pair outside the candidates
-        met.softmax_rows(f8(N, N - 1), np.zeros(N), row0=0, inv_tau=1.0, mask_self=True, want_grad=False)
+        met.softmax_rows(f8(N, C), f8(N - 1, C), np.zeros(N), row0=0, n_rows=N, inv_tau=1.0, mask_self=True,
+                         want_grad=False)
     with pytest.raises(TypeError):  # a loss that reads labels, without them
         cls.nll(x, None, None, None, C=C, ignore_index=-100)
 
@@ -547,8 +564,9 @@ def test_configuration_enums_are_checked():
         met.score_loss(f8(N), np.ones(N), f8(N), kind=met.MetricLoss.CONTRASTIVE, margin=1.0)
     e = f8(N, C)
     with pytest.raises(ValueError, match="fastloss kernel"):
-        met.triplet_mining(e @ e.T, e, np.einsum("ij,ij->i", e, e), labels(N, 2), np.zeros(N), np.zeros(N),
-                           kind=met.MetricLoss.SOFTMAX_ROWS, row0=0, margin=1.0, squared=False, want_grad=False)
+        met.triplet_mining(e, np.einsum("ij,ij->i", e, e), labels(N, 2), np.zeros(N), np.zeros(N),
+                           kind=met.MetricLoss.SOFTMAX_ROWS, row0=0, n_rows=N, margin=1.0, squared=False,
+                           want_grad=False)
     with pytest.raises(ValueError, match="fastloss kernel"):
-        met.softmax_rows(f8(N, N), np.zeros(N), labels(N, N), np.full(N, 0.6), np.full(N, 0.8), row0=0,
-                         inv_tau=1.0, mask_self=False, want_grad=False, arc=len(met.ArcMargin), margin=0.3)
+        met.softmax_rows(f8(N, C), f8(N, C), np.zeros(N), labels(N, N), np.full(N, 0.6), np.full(N, 0.8), row0=0,
+                         n_rows=N, inv_tau=1.0, mask_self=False, want_grad=False, arc=len(met.ArcMargin), margin=0.3)

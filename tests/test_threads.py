@@ -314,10 +314,11 @@ def test_hostile_value_tests_pass_at_every_usable_isa_level(level):
 
 
 def test_in_batch_losses_leave_the_blas_setting_as_they_found_it():
-    """The in-batch losses run NumPy's BLAS on one thread while they work (fastloss/_metric.py
-    _single_threaded_blas, through one kept ThreadpoolController) and give the user's setting back:
-    the default, and a limit the user set, are both intact after a call."""
+    """The in-batch losses run SciPy's BLAS on one thread while they work (fastloss/_blas.py
+    _kernel_gemm_single_threaded) and give the user's setting back: the default, and a limit the user
+    set, are both intact after a call."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
+    import scipy.linalg  # noqa: F401  (the BLAS the kernels call: loaded before the first count)
 
     def blas_threads():
         return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]

@@ -8,11 +8,12 @@ Items.
     each embedding argument; the distances are accumulated in ONE pass over the row (in double), the
     gradient rows are written in a second pass while the row is still in L1.
   * elementwise (margin_ranking_loss, hinge_embedding_loss): item = one score.
-  * in-batch losses (batch_hard / batch_all triplet, info_nce, nt_xent): the (B x B) similarity is
-    never materialised.  Python computes one *row block* of the Gram / similarity matrix with NumPy's
-    BLAS matmul (O(block x B) memory); a kernel here does the mining / log-sum-exp / masking on that
-    block and writes per-row losses (and, for the gradient, per-row coefficients).  The per-row losses
-    are then reduced by ``run_blocks`` in one final deterministic pass (``reduce_rows``).
+  * in-batch losses (batch_hard / batch_all triplet, info_nce, nt_xent, arcface): the (B x B)
+    similarity is never materialised.  Each block of <= 64 rows of the Gram / similarity matrix is one
+    single-threaded GEMM of SciPy's BLAS, called from the block function (``SimRows``; O(threads x
+    block x B) memory); the same block function then does the mining / log-sum-exp / masking on it and
+    writes per-row losses (and, for the gradient, per-row coefficients).  The per-row losses are then
+    reduced by ``run_blocks`` in one final deterministic pass (``reduce_rows``).
 
 Entries.  Each ``def`` entry takes its buffers by position and its configuration by keyword, typed
 (``double``, ``bint``, the enums ``MetricLoss`` and ``ArcMargin``); it fills the loss's context struct
@@ -34,7 +35,11 @@ from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
 import math
 
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_GetName
+import numpy as np
+
 from fastloss._kernels._common cimport floating, BlockFn, run, row_max, row_sumexp, ptr_or_null
+from fastloss._kernels._common cimport BlockRun, init_run, run_blocks, finish_run
 from fastloss._kernels._common cimport (
     check_buffer, check_optional, check_ndim, check_count, check_enum, buffer_items,
 )
@@ -535,11 +540,212 @@ def score_loss(x1, y, x2=None, out=None, g1=None, g2=None, *, MetricLoss kind, d
 
 # =====================================================================================================
 # In-batch losses on row blocks of a Gram / similarity matrix (batch_hard / batch_all triplet,
-# info_nce, nt_xent).  Python computes the block (R x B) with BLAS; a kernel turns it, row by row
-# (item = one anchor / query row of the block), into the row's loss and -- for the gradient -- into the
-# row's coefficients, written over the block in place; Python finishes the gradient with two more
-# matmuls per block.  Memory stays O(R x B).
+# info_nce, nt_xent, arcface).  A block function computes its rows (R x B) by one GEMM (SimRows below)
+# and turns them, row by row (item = one anchor / query row), into the row's loss and -- for the
+# gradient -- into the row's coefficients, written over the block in place, then S @ cols by a second
+# GEMM; S^T rows is gemm_tn_add's.  Memory stays O(R x B).
 # =====================================================================================================
+# ---------------------------------------------------------------- similarity rows by single-threaded GEMMs
+# The similarity / Gram rows come from SciPy's BLAS (scipy.linalg.cython_blas's sgemm / dgemm, the C
+# functions its Cython API exports, fetched once from its capsules: no build-time SciPy), called from
+# inside the blocked driver: each block of rows is ONE GEMM on one thread, the blocks run in parallel
+# under ``run_blocks``.  Blocks are fixed by the sizes alone, and every GEMM is single-threaded (the
+# wrapper pins SciPy's OpenBLAS -- a library of its own, not NumPy's -- to one thread while a call runs:
+# fastloss/_blas.py), so the numbers are the same for every num_threads and from any Python thread.
+ctypedef void (*sgemm_t)(char*, char*, int*, int*, int*, float*, float*, int*, float*, int*, float*,
+                         float*, int*) noexcept nogil
+ctypedef void (*dgemm_t)(char*, char*, int*, int*, int*, double*, double*, int*, double*, int*, double*,
+                         double*, int*) noexcept nogil
+cdef sgemm_t SGEMM = NULL
+cdef dgemm_t DGEMM = NULL
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define fl_thread_num() omp_get_thread_num()
+    #define fl_team_size() omp_get_num_threads()
+    #else
+    #define fl_thread_num() 0
+    #define fl_team_size() 1
+    #endif
+    """
+    int fl_thread_num() nogil
+    int fl_team_size() nogil
+
+
+cdef Py_ssize_t thread_slots(int num_threads) noexcept:
+    """Per-thread scratch slots for a call on num_threads threads: a block finds its slot by
+    omp_get_thread_num() -- in run_blocks' own team, or, on the serial path, the caller's number in an
+    enclosing OpenMP team (a loss called from someone else's parallel region): as many as either."""
+    return max(num_threads, fl_team_size(), 1)
+
+
+def blas_address():
+    """The address of the sgemm the in-batch kernels call (fetched from SciPy on first use): the
+    wrapper finds its library from it (fastloss/_blas.py)."""
+    global SGEMM, DGEMM
+    if SGEMM == NULL:
+        from scipy.linalg.cython_blas import __pyx_capi__ as capi
+        DGEMM = <dgemm_t> PyCapsule_GetPointer(capi["dgemm"], PyCapsule_GetName(capi["dgemm"]))
+        SGEMM = <sgemm_t> PyCapsule_GetPointer(capi["sgemm"], PyCapsule_GetName(capi["sgemm"]))
+    return <size_t> SGEMM
+
+
+cdef inline void gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                      const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb, double beta,
+                      floating* c, Py_ssize_t ldc) noexcept nogil:
+    """BLAS's column-major C (m x n) = op(A) op(B) + beta C.  (Row-major X is column-major X^T: the
+    callers below say which product of row-major arrays each call is.)  k = 0 gives beta C."""
+    cdef char ta = b'T' if trans_a else b'N', tb = b'T' if trans_b else b'N'
+    cdef int im = <int> m, jn = <int> n, ik = <int> k, ia = <int> lda, ib = <int> ldb, ic = <int> ldc
+    cdef floating one = 1, fbeta = <floating> beta
+    cdef Py_ssize_t j
+    if m <= 0 or n <= 0:
+        return
+    if k <= 0:                      # (BLAS refuses lda = 0; the product of no terms is 0)
+        for j in range(n):
+            if beta == 0.0:
+                memset(c + j * ldc, 0, m * sizeof(floating))
+        return
+    if floating is float:
+        SGEMM(&ta, &tb, &im, &jn, &ik, &one, <float*> a, &ia, <float*> b, &ib, &fbeta, c, &ic)
+    else:
+        DGEMM(&ta, &tb, &im, &jn, &ik, &one, <double*> a, &ia, <double*> b, &ib, &fbeta, c, &ic)
+
+
+cdef struct SimRows:
+    # The similarity rows S = rows[row0 + r] . cols[j] of a call, computed block by block
+    const void* rows         # (N, D) the queries / anchors (global row index)
+    const void* cols         # (M, D) the candidates
+    Py_ssize_t D
+    Py_ssize_t M
+    Py_ssize_t block_rows    # rows per block (the driver's block_items)
+    void* block              # with the gradient: the caller's (n_rows, M) block, kept for S^T rows
+    void* scratch            # without: (threads, block_rows, M), one block per thread
+    void* s_cols             # with the gradient: (N, D) rows of S @ cols, written at the global row
+
+
+cdef inline void* sim_dest(const SimRows* s, Py_ssize_t start, Py_ssize_t itemsize) noexcept nogil:
+    """Where the rows [start, ...) of the call go: the caller's block, or this thread's scratch."""
+    if s.block != NULL:
+        return <char*> s.block + start * s.M * itemsize
+    return <char*> s.scratch + fl_thread_num() * s.block_rows * s.M * itemsize
+
+
+cdef inline void sim_rows(const SimRows* s, Py_ssize_t row0, Py_ssize_t start, Py_ssize_t stop,
+                          floating* out) noexcept nogil:
+    """Rows row0 + [start, stop) of S into out by one GEMM.  Row-major S (R x M) = Q (R x D) C^T:
+    column-major S^T = C^T' Q^T'."""
+    gemm(True, False, s.M, stop - start, s.D, <const floating*> s.cols, s.D,
+         <const floating*> s.rows + (row0 + start) * s.D, s.D, 0.0, out, s.M)
+
+
+cdef inline void sim_grad_rows(const SimRows* s, Py_ssize_t row0, Py_ssize_t start, Py_ssize_t stop,
+                               const floating* coef) noexcept nogil:
+    """With the gradient: rows row0 + [start, stop) of S @ C from the block's coefficients.  Row-major
+    G (R x D) = S (R x M) C (M x D): column-major G^T = C^T' S^T'."""
+    if s.s_cols != NULL:
+        gemm(False, False, s.D, stop - start, s.M, <const floating*> s.cols, s.D, coef, s.M, 0.0,
+             <floating*> s.s_cols + (row0 + start) * s.D, s.D)
+
+
+cdef object set_sim_rows(SimRows* s, rows, cols, block, s_cols, Py_ssize_t row0, Py_ssize_t n_rows,
+                         Py_ssize_t itemsize, bint want_grad, int num_threads):
+    """Checks the operands of a similarity-row entry (boundary checks, _common.pxd) and fills ``s``;
+    returns the scratch array that ``s.scratch`` points into (keep it alive over the call)."""
+    if SGEMM == NULL:
+        blas_address()
+    check_buffer(rows, "rows", b'f', itemsize, -1, False)
+    check_ndim(rows, "rows", 2)
+    check_buffer(cols, "cols", b'f', itemsize, -1, False)
+    check_ndim(cols, "cols", 2)
+    s.D, s.M = rows.shape[1], cols.shape[0]
+    if cols.shape[1] != s.D:
+        raise ValueError(f"fastloss kernel: rows {rows.shape} and cols {cols.shape} differ in D")
+    if check_count(row0, "row0") + check_count(n_rows, "n_rows") > rows.shape[0]:
+        raise ValueError(f"fastloss kernel: rows {row0} .. {row0 + n_rows} of {rows.shape[0]}")
+    if max(s.D, s.M, n_rows) >= 2 ** 31 or s.M * s.D >= 2 ** 62:
+        raise ValueError("fastloss kernel: BLAS takes 32-bit sizes")
+    s.rows, s.cols = ptr_or_null(rows), ptr_or_null(cols)
+    # rows per block: 64, fewer where the candidates are many (a block's S stays ~1 MiB of float32)
+    s.block_rows = 64
+    while s.block_rows > 1 and s.block_rows * s.M > (1 << 18):
+        s.block_rows //= 2
+    s.block = s.scratch = s.s_cols = NULL
+    if want_grad:
+        check_buffer(block, "block", b'f', itemsize, n_rows * s.M, True)
+        check_buffer(s_cols, "s_cols", b'f', itemsize, rows.shape[0] * s.D, True)
+        s.block, s.s_cols = ptr_or_null(block), ptr_or_null(s_cols)
+        return None
+    if block is not None or s_cols is not None:
+        raise ValueError("fastloss kernel: block and s_cols only with want_grad")
+    scratch = np.empty(thread_slots(num_threads) * s.block_rows * s.M * itemsize + 64, dtype=np.uint8)
+    s.scratch = <void*> ((<size_t> ptr_or_null(scratch) + 63) & ~(<size_t> 63))     # (64-byte aligned)
+    return scratch
+
+
+cdef object run_sim(BlockFn fn, const void* ctx, const SimRows* s, Py_ssize_t n_rows, Py_ssize_t itemsize,
+                    int num_threads):
+    """``run`` (_common.pxd) over n_rows rows in blocks of s.block_rows (one GEMM each) with the GIL
+    released; the cost of a row is its M x D multiply-adds (the serial threshold)."""
+    cdef BlockRun r
+    cdef int status
+    init_run(&r, n_rows, s.M * max(s.D, 1), itemsize, num_threads, NULL, False)
+    r.block_items = s.block_rows
+    with nogil:
+        status = run_blocks(fn, ctx, &r)
+    return finish_run(status, &r)
+
+
+cdef struct GemmTnCtx:
+    const void* block        # (R, M) coefficients S
+    const void* rows         # (R, D)
+    void* acc                # (M, D) += S^T rows
+    Py_ssize_t R
+    Py_ssize_t M
+    Py_ssize_t D
+
+
+cdef Py_ssize_t gemm_tn_block(const GemmTnCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                              floating* loss, floating* denom) noexcept nogil:
+    """Rows [start, stop) of acc += S^T rows.  Row-major A (m x D) += S[:, start:stop]^T (m x R)
+    rows (R x D): column-major A^T += rows^T' (S[:, start:stop])^T'."""
+    gemm(False, True, c.D, stop - start, c.R, <const floating*> c.rows, c.D,
+         <const floating*> c.block + start, c.M, 1.0, <floating*> c.acc + start * c.D, c.D)
+    return -1
+
+
+def gemm_tn_add(block, rows, acc, *, int num_threads=1):
+    """acc (M, D) += block (R, M)^T @ rows (R, D): C-contiguous, one float dtype; in blocks of 64 rows
+    of acc, one single-threaded GEMM each (the same numbers for every num_threads)."""
+    if SGEMM == NULL:
+        blas_address()
+    cdef Py_ssize_t itemsize = check_buffer(block, "block", b'f', 0, -1, False)
+    check_ndim(block, "block", 2)
+    check_buffer(rows, "rows", b'f', itemsize, -1, False)
+    check_ndim(rows, "rows", 2)
+    check_buffer(acc, "acc", b'f', itemsize, -1, True)
+    check_ndim(acc, "acc", 2)
+    cdef GemmTnCtx c
+    c.R, c.M, c.D = block.shape[0], block.shape[1], rows.shape[1]
+    if rows.shape[0] != c.R or acc.shape[0] != c.M or acc.shape[1] != c.D:
+        raise ValueError(f"fastloss kernel: block {block.shape}, rows {rows.shape}, acc {acc.shape}")
+    if max(c.R, c.M, c.D) >= 2 ** 31:
+        raise ValueError("fastloss kernel: BLAS takes 32-bit sizes")
+    c.block, c.rows, c.acc = ptr_or_null(block), ptr_or_null(rows), ptr_or_null(acc)
+    cdef BlockRun r
+    cdef int status
+    init_run(&r, c.M, c.R * max(c.D, 1), itemsize, num_threads, NULL, False)
+    r.block_items = 64
+    cdef BlockFn fn = <BlockFn> gemm_tn_block[double]
+    if itemsize == 4:
+        fn = <BlockFn> gemm_tn_block[float]
+    with nogil:
+        status = run_blocks(fn, &c, &r)
+    finish_run(status, &r)
+
+
 cdef inline int64_t read_label(const void* labels, bint is64, Py_ssize_t i) noexcept nogil:
     if is64:
         return (<const int64_t*> labels)[i]
@@ -568,7 +774,8 @@ cdef inline int64_t read_label(const void* labels, bint is64, Py_ssize_t i) noex
 # (first index on ties) -- so the result is the exact hardest pair's, and usually one or two rows per
 # anchor are recomputed.  (batch_all uses every distance: Python gives it a float64 block.)
 cdef struct MiningCtx:
-    void* block              # (R, B) Gram rows, overwritten with distances, then coefficients
+    SimRows sim              # the Gram rows' GEMM (rows = cols = emb)
+    void* block              # (R, B) Gram rows of one block, overwritten with distances, then coefficients
     const double* sqnorm     # (B,) |e_j|^2
     const void* emb          # (B, D) the embeddings of the Gram block (its dtype)
     Py_ssize_t D
@@ -724,56 +931,66 @@ cdef (double, double) batch_all_row(const MiningCtx* c, Py_ssize_t i, int64_t li
     return total, cnt
 
 
+cdef inline Py_ssize_t mining_block(const MiningCtx* c, bint batch_all, Py_ssize_t start, Py_ssize_t stop,
+                                    floating* loss) noexcept nogil:
+    """Anchors row0 + [start, stop): their Gram rows by one GEMM, then mining_rows on them."""
+    cdef MiningCtx local = c[0]
+    local.block = sim_dest(&c.sim, start, sizeof(floating))
+    sim_rows(&c.sim, c.row0, start, stop, <floating*> local.block)
+    local.row0 = c.row0 + start
+    mining_rows(&local, batch_all, 0, stop - start, loss)
+    if c.want_grad:
+        sim_grad_rows(&c.sim, c.row0, start, stop, <const floating*> local.block)
+    return -1
+
+
 cdef Py_ssize_t batch_hard_block(const MiningCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                  floating* loss, floating* denom) noexcept nogil:
-    return mining_rows(c, False, start, stop, loss)
+    return mining_block(c, False, start, stop, loss)
 
 
 cdef Py_ssize_t batch_all_block(const MiningCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                 floating* loss, floating* denom) noexcept nogil:
-    return mining_rows(c, True, start, stop, loss)
+    return mining_block(c, True, start, stop, loss)
 
 
-def triplet_mining(block, emb, sqnorm, labels, row_loss, row_count, *, MetricLoss kind, Py_ssize_t row0,
-                   double margin, bint squared, bint want_grad, int num_threads=1):
+def triplet_mining(emb, sqnorm, labels, row_loss, row_count, block=None, s_cols=None, *, MetricLoss kind,
+                   Py_ssize_t row0, Py_ssize_t n_rows, double margin, bint squared, bint want_grad,
+                   int num_threads=1):
     """Kernel entry of batch_hard / batch_all triplet mining (kind BATCH_HARD_TRIPLET or
-    BATCH_ALL_TRIPLET): block (R, B) Gram rows of one float dtype (overwritten with the gradient
-    coefficients when want_grad) of the embeddings emb (B, D), C-contiguous, of the same dtype;
+    BATCH_ALL_TRIPLET) of anchors row0 .. row0 + n_rows of the embeddings emb (B, D), C-contiguous,
+    float32 or float64: their Gram rows come from single-threaded GEMMs on fixed blocks (see SimRows).
     sqnorm (B,) float64, labels (B,) int32/int64; each row's loss and mean denominator go to
-    row_loss / row_count (B,) float64 at the row's global index (reduce them with reduce_rows)."""
-    # boundary checks (_common.pxd): rows row0 .. row0 + R of a (B, B) Gram matrix
+    row_loss / row_count (B,) float64 at the row's global index (reduce them with reduce_rows).
+    want_grad: the gradient coefficients S of those rows are left in block (n_rows, B) and S @ emb
+    goes to rows row0 .. of s_cols (B, D) (both of emb's dtype)."""
+    # boundary checks (_common.pxd)
     if kind != BATCH_HARD_TRIPLET and kind != BATCH_ALL_TRIPLET:
         raise ValueError(f"fastloss kernel: triplet_mining computes BATCH_HARD_TRIPLET or BATCH_ALL_TRIPLET, "
                          f"got {kind}")
-    cdef Py_ssize_t itemsize = check_buffer(block, "block", b'f', 0, -1, want_grad)
-    check_ndim(block, "block", 2)
-    cdef Py_ssize_t B = block.shape[1]
-    if check_count(row0, "row0") + block.shape[0] > B:
-        raise ValueError(f"fastloss kernel: rows {row0} .. {row0 + block.shape[0]} of a ({B}, {B}) Gram matrix")
-    check_buffer(emb, "emb", b'f', itemsize, -1, False)
+    cdef Py_ssize_t itemsize = check_buffer(emb, "emb", b'f', 0, -1, False)
     check_ndim(emb, "emb", 2)
+    cdef Py_ssize_t B = emb.shape[0]
     check_buffer(sqnorm, "sqnorm", b'f', 8, B, False)
     check_buffer(labels, "labels", b'i', 0, B, False)
     check_buffer(row_loss, "row_loss", b'f', 8, B, True)
     check_buffer(row_count, "row_count", b'f', 8, B, True)
-    if emb.shape[0] != B:
-        raise ValueError(f"fastloss kernel: emb has {emb.shape[0]} rows for a ({B}, {B}) Gram matrix")
     cdef MiningCtx c
-    c.block = ptr_or_null(block)
+    scratch = set_sim_rows(&c.sim, emb, emb, block, s_cols, row0, n_rows, itemsize, want_grad, num_threads)
+    c.block = NULL
     c.emb = ptr_or_null(emb)
     c.D = emb.shape[1]
     # (D + 2) u: the dot product's rounding (D terms) and the Gram entry stored in the block's dtype
-    c.gram_tol = (c.D + 2) * (2.0 ** -24 if block.dtype.itemsize == 4 else 2.0 ** -53)
+    c.gram_tol = (c.D + 2) * (2.0 ** -24 if itemsize == 4 else 2.0 ** -53)
     c.sqnorm = <const double*> ptr_or_null(sqnorm)
     c.labels = ptr_or_null(labels)
     c.labels64 = labels.dtype.itemsize == 8
-    c.B = block.shape[1]
+    c.B = B
     c.row0 = row0
     c.margin, c.squared, c.want_grad = margin, squared, want_grad
     c.row_loss = <double*> ptr_or_null(row_loss)
     c.row_count = <double*> ptr_or_null(row_count)
-    run(block_for(kind, itemsize), &c, block.shape[0], c.B * (8 if kind == BATCH_ALL_TRIPLET else 2), itemsize,
-        num_threads, None, False)
+    run_sim(block_for(kind, itemsize), &c, &c.sim, n_rows, itemsize, num_threads)
 
 
 cdef struct RowsCtx:
@@ -845,7 +1062,8 @@ cdef inline double arc_margin_point(double c, double s, double cos_m, double sin
 
 
 cdef struct SoftmaxRowsCtx:
-    void* block              # (R, M) similarities, overwritten with softmax - onehot when want_grad
+    SimRows sim              # the similarity rows' GEMM
+    void* block              # (R, M) similarities of one block, overwritten with softmax - onehot (want_grad)
     Py_ssize_t M
     Py_ssize_t row0
     double inv_tau
@@ -919,42 +1137,55 @@ cdef Py_ssize_t softmax_rows_block(const SoftmaxRowsCtx* c, Py_ssize_t start, Py
     return first_bad
 
 
-def softmax_rows(block, row_loss, labels=None, pos_cos=None, pos_sin=None, *, Py_ssize_t row0, double inv_tau,
-                 bint mask_self, Py_ssize_t pos_shift=0, bint want_grad, ArcMargin arc=NO_MARGIN,
-                 double margin=0.0, int num_threads=1):
-    """Kernel entry: block (R, M) similarity rows of one float dtype (overwritten with the gradient
-    coefficients when want_grad); each row's loss goes to row_loss (float64) at its global index.
-    ``labels`` (N,) int32/int64 name the positives instead of pos_shift; ``arc`` (ARC_PLAIN,
-    ARC_FALLBACK or ARC_EASY, see arc_margin_point) applies the additive angular ``margin`` to them, with
-    the positives' cos / sin from pos_cos / pos_sin ((N,) float64, required then).
+cdef Py_ssize_t softmax_sim_block(const SoftmaxRowsCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                  floating* loss, floating* denom) noexcept nogil:
+    """Queries row0 + [start, stop): their similarity rows by one GEMM, then softmax_rows_block."""
+    cdef SoftmaxRowsCtx local = c[0]
+    local.block = sim_dest(&c.sim, start, sizeof(floating))
+    sim_rows(&c.sim, c.row0, start, stop, <floating*> local.block)
+    local.row0 = c.row0 + start
+    cdef Py_ssize_t bad = softmax_rows_block(&local, 0, stop - start, loss, denom)
+    if c.want_grad:
+        sim_grad_rows(&c.sim, c.row0, start, stop, <const floating*> local.block)
+    return bad
+
+
+def softmax_rows(rows, cols, row_loss, labels=None, pos_cos=None, pos_sin=None, block=None, s_cols=None, *,
+                 Py_ssize_t row0, Py_ssize_t n_rows, double inv_tau, bint mask_self, Py_ssize_t pos_shift=0,
+                 bint want_grad, ArcMargin arc=NO_MARGIN, double margin=0.0, int num_threads=1):
+    """Kernel entry: queries row0 .. row0 + n_rows of rows (N, D) against the candidates cols (M, D)
+    (C-contiguous, one float dtype), their similarity rows by single-threaded GEMMs on fixed blocks
+    (see SimRows); each row's loss goes to row_loss (N,) float64 at its global index.  ``labels`` (N,)
+    int32/int64 name the positives instead of pos_shift; ``arc`` (ARC_PLAIN, ARC_FALLBACK or ARC_EASY,
+    see arc_margin_point) applies the additive angular ``margin`` to them, with the positives' cos / sin
+    from pos_cos / pos_sin ((N,) float64, required then).  want_grad: the coefficients of those rows are
+    left in block (n_rows, M) and their S @ cols goes to s_cols (N, D) (both of rows' dtype).
     Returns the first row with a label outside [0, M), or -1."""
-    # boundary checks (_common.pxd): rows row0 .. row0 + R of N query rows, against M candidates
+    # boundary checks (_common.pxd)
     check_enum(arc, N_ARC_MARGINS, "arc")
-    # the block is written in place (scaled, or the coefficients)
-    cdef Py_ssize_t itemsize = check_buffer(block, "block", b'f', 0, -1, True)
-    check_ndim(block, "block", 2)
-    check_buffer(row_loss, "row_loss", b'f', 8, -1, True)
-    cdef Py_ssize_t R = block.shape[0], M = block.shape[1], N = buffer_items(row_loss)
-    if check_count(row0, "row0") + R > N or (mask_self and row0 + R > M):
-        raise ValueError(f"fastloss kernel: rows {row0} .. {row0 + R} of {N} queries against {M} candidates")
+    cdef Py_ssize_t itemsize = check_buffer(rows, "rows", b'f', 0, -1, False)
+    check_ndim(rows, "rows", 2)
+    cdef Py_ssize_t N = rows.shape[0]
+    check_buffer(row_loss, "row_loss", b'f', 8, N, True)
+    cdef SoftmaxRowsCtx c
+    scratch = set_sim_rows(&c.sim, rows, cols, block, s_cols, row0, n_rows, itemsize, want_grad, num_threads)
+    cdef Py_ssize_t M = c.sim.M
+    if mask_self and row0 + n_rows > M:
+        raise ValueError(f"fastloss kernel: rows {row0} .. {row0 + n_rows} of {N} queries against {M} candidates")
     check_optional(labels, "labels", b'i', 0, N, False)
     check_count(pos_shift, "pos_shift")
-    if labels is None and R and M == 0:
+    if labels is None and n_rows and M == 0:
         raise ValueError("fastloss kernel: no candidate to be the positive")
     if arc != NO_MARGIN:
         check_buffer(pos_cos, "pos_cos", b'f', 8, N, False)
         check_buffer(pos_sin, "pos_sin", b'f', 8, N, False)
-    cdef SoftmaxRowsCtx c
-    c.block = ptr_or_null(block)
-    c.M = block.shape[1]
+    c.block = NULL
+    c.M = M
     c.row0 = row0
     c.inv_tau, c.mask_self, c.pos_shift, c.want_grad = inv_tau, mask_self, pos_shift, want_grad
     c.labels = ptr_or_null(labels)
     c.labels64 = labels is not None and labels.dtype.itemsize == 8
     c.arc_margin = arc != NO_MARGIN
-    if c.arc_margin and any(a is None or a.dtype.itemsize != 8 or a.dtype.kind != "f" or not a.flags.c_contiguous
-                            or a.shape[0] < row0 + block.shape[0] for a in (pos_cos, pos_sin)):
-        raise ValueError("internal: margin needs C-contiguous float64 pos_cos and pos_sin for every row")
     c.pos_cos = <const double*> ptr_or_null(pos_cos)
     c.pos_sin = <const double*> ptr_or_null(pos_sin)
     c.arc_mode = arc
@@ -964,7 +1195,136 @@ def softmax_rows(block, row_loss, labels=None, pos_cos=None, pos_sin=None, *, Py
     c.arc_th = math.cos(math.pi - margin) if c.arc_margin else 0.0
     c.arc_mm = math.sin(math.pi - margin) * margin if c.arc_margin else 0.0
     c.row_loss = <double*> ptr_or_null(row_loss)
-    return run(block_for(SOFTMAX_ROWS, itemsize), &c, R, 4 * c.M, itemsize, num_threads, None, False)[2]
+    return run_sim(block_for(SOFTMAX_ROWS, itemsize), &c, &c.sim, n_rows, itemsize, num_threads)[2]
+
+
+# NT-Xent without the gradient, on the symmetric similarity u u^T: half the GEMM work.  Panel I (rows
+# [r0, r1), one GEMM) computes S[i, j] for j >= r0 only; the entries left of the panel are the same
+# numbers already computed by earlier panels as S[j, i] (a dot product is symmetric bit for bit: the
+# same products in the same order).  The log-sum-exp is shifted by a fixed c just above 1 / tau, the
+# largest logit of unit rows (F.normalize'd: |u_i . u_j| <= 1 up to rounding; a shorter zero row only
+# lowers it), so a row's sum needs no row max and can be summed in parts: its own panel's part over
+# j >= r0 (rowpart) and, for j < r0, the column sums of earlier panels (colpart[I][i]), added in panel
+# order -- fixed, whatever the thread count.  The self pair and the positive pair are set to -inf
+# (exp gives 0); the positive's logit is kept in posval by the panel that holds the pair.  The wrapper
+# takes this path only where exp(-2c) stays a normal number (c <= 40 in float32, 300 in float64).
+cdef struct SymCtx:
+    SimRows sim              # rows = cols = u (M, D); scratch (threads, P, M)
+    Py_ssize_t M
+    Py_ssize_t P             # rows per panel (sim.block_rows)
+    Py_ssize_t pos_shift     # the positive of row i: (i + pos_shift) mod M
+    double inv_tau
+    double shift             # c, in the kernel's floating type (widened)
+    double* rowpart          # (M,)
+    double* colpart          # (n_panels, M): colpart[I * M + j], j >= r1 of panel I
+    void* posval             # (M,) the positive's logit, floating
+    double* row_loss         # (M,)
+
+
+cdef Py_ssize_t sym_panel_block(const SymCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                floating* loss, floating* denom) noexcept nogil:
+    """Panels [start, stop): their S[i, j >= r0] by one GEMM each, scaled, masked, exp'd in place; the
+    row parts, column parts and positive logits (see above)."""
+    cdef Py_ssize_t M = c.M, P = c.P, I, r0, r1, W, r, k, i, p
+    cdef floating it = <floating> c.inv_tau, cs = <floating> c.shift
+    cdef floating* x
+    cdef floating* row
+    cdef floating* posval = <floating*> c.posval
+    cdef double* acc
+    for I in range(start, stop):
+        r0 = I * P
+        r1 = min(r0 + P, M)
+        W = M - r0
+        x = <floating*> c.sim.scratch + fl_thread_num() * P * M
+        # row-major X (r1 - r0, W) = U[r0:r1] U[r0:M]^T: column-major X^T = U[r0:M]^T' U[r0:r1]^T'
+        gemm(True, False, W, r1 - r0, c.sim.D, <const floating*> c.sim.rows + r0 * c.sim.D, c.sim.D,
+             <const floating*> c.sim.rows + r0 * c.sim.D, c.sim.D, 0.0, x, W)
+        for r in range(r1 - r0):
+            i = r0 + r
+            row = x + r * W
+            for k in range(W):
+                row[k] = row[k] * it
+            row[r] = -INFINITY                       # the self pair
+            p = (i + c.pos_shift) % M
+            if p >= r0:
+                posval[i] = row[p - r0]
+                if p >= r1:                          # (row p's own panel does not hold the pair)
+                    posval[p] = row[p - r0]
+                row[p - r0] = -INFINITY
+            c.rowpart[i] = row_sumexp(row, W, cs, row)
+        acc = c.colpart + I * M
+        for r in range(r1 - r0):
+            row = x + r * W
+            for k in range(r1 - r0, W):
+                acc[r0 + k] += <double> row[k]
+    return -1
+
+
+cdef Py_ssize_t sym_rows_block(const SymCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                               floating* loss, floating* denom) noexcept nogil:
+    """Rows [start, stop): the row's sum from its parts, in panel order, then its loss
+    log(s + e_p) - log(e_p) = log1p(s / e_p), e_p = exp(x_p - c): in the one form for every row (a
+    fixed shift leaves x_p - c anywhere in [-2c, 0], and log(s + e_p) + c - x_p cancels where the loss
+    is small; s / e_p <= M e^(2c) stays finite for c <= 300)."""
+    cdef Py_ssize_t i, I, J
+    cdef double s, xp, ep, m = c.shift
+    for i in range(start, stop):
+        J = i // c.P
+        s = c.rowpart[i]
+        for I in range(J):
+            s += c.colpart[I * c.M + i]
+        xp = (<floating*> c.posval)[i]
+        ep = exp(xp - m)
+        c.row_loss[i] = log1p(s / ep)
+        loss[i - start] = <floating> c.row_loss[i]
+    return -1
+
+
+def nt_xent_symmetric(u, row_loss, *, double inv_tau, Py_ssize_t pos_shift, int num_threads=1):
+    """Kernel entry: NT-Xent's per-row losses (no gradient) of the unit rows u (M, D), C-contiguous
+    float32/float64, the self pair masked and the positive of row i at (i + pos_shift) mod M, into
+    row_loss (M,) float64 -- from the symmetric u u^T, half of it computed (see SymCtx)."""
+    # boundary checks (_common.pxd)
+    cdef Py_ssize_t itemsize = check_buffer(u, "u", b'f', 0, -1, False)
+    check_ndim(u, "u", 2)
+    cdef Py_ssize_t M = u.shape[0]
+    check_buffer(row_loss, "row_loss", b'f', 8, M, True)
+    if check_count(pos_shift, "pos_shift") and (2 * pos_shift) % M != 0:
+        raise ValueError(f"fastloss kernel: nt_xent_symmetric pairs rows: pos_shift {pos_shift} must be "
+                         f"half of M = {M}")
+    if not inv_tau > 0 or inv_tau > (40.0 if itemsize == 4 else 300.0):
+        raise ValueError(f"fastloss kernel: nt_xent_symmetric takes 0 < inv_tau <= 40 (float32) / 300, "
+                         f"got {inv_tau}")
+    cdef SymCtx c
+    scratch = set_sim_rows(&c.sim, u, u, None, None, 0, M, itemsize, False, num_threads)
+    c.M, c.P = M, c.sim.block_rows
+    cdef Py_ssize_t n_panels = (M + c.P - 1) // c.P
+    c.pos_shift, c.inv_tau = pos_shift, inv_tau
+    # c just above the largest logit (1 + 2^-10 over 1 / tau: every x - c < 0), in the kernel's type
+    c.shift = <double> <float> (inv_tau * (1.0 + 2.0 ** -10)) if itemsize == 4 else inv_tau * (1.0 + 2.0 ** -10)
+    rowpart = np.zeros(M)
+    colpart = np.zeros(n_panels * M)
+    posval = np.zeros(M, dtype=np.float32 if itemsize == 4 else np.float64)
+    c.rowpart = <double*> ptr_or_null(rowpart)
+    c.colpart = <double*> ptr_or_null(colpart)
+    c.posval = ptr_or_null(posval)
+    c.row_loss = <double*> ptr_or_null(row_loss)
+    cdef BlockFn panels = <BlockFn> sym_panel_block[double]
+    cdef BlockFn rows_fn = <BlockFn> sym_rows_block[double]
+    if itemsize == 4:
+        panels, rows_fn = <BlockFn> sym_panel_block[float], <BlockFn> sym_rows_block[float]
+    cdef BlockRun r
+    cdef int status
+    init_run(&r, n_panels, c.P * M * max(c.sim.D, 1), itemsize, num_threads, NULL, False)
+    r.block_items = 1
+    with nogil:
+        status = run_blocks(panels, &c, &r)
+    finish_run(status, &r)
+    init_run(&r, M, n_panels, itemsize, num_threads, NULL, False)
+    r.block_items = 64
+    with nogil:
+        status = run_blocks(rows_fn, &c, &r)
+    finish_run(status, &r)
 
 
 # =====================================================================================================
@@ -983,7 +1343,7 @@ add_blocks(MARGIN_RANKING, <BlockFn> margin_ranking_block[float], <BlockFn> marg
 add_blocks(HINGE_EMBEDDING, <BlockFn> hinge_embedding_block[float], <BlockFn> hinge_embedding_block[double])
 add_blocks(BATCH_HARD_TRIPLET, <BlockFn> batch_hard_block[float], <BlockFn> batch_hard_block[double])
 add_blocks(BATCH_ALL_TRIPLET, <BlockFn> batch_all_block[float], <BlockFn> batch_all_block[double])
-add_blocks(SOFTMAX_ROWS, <BlockFn> softmax_rows_block[float], <BlockFn> softmax_rows_block[double])
+add_blocks(SOFTMAX_ROWS, <BlockFn> softmax_sim_block[float], <BlockFn> softmax_sim_block[double])
 add_blocks(ROW_SUMS, NULL, <BlockFn> copy_rows_block)          # float64 per-row sums only
 
 
