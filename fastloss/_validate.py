@@ -26,6 +26,17 @@ def _native_float(x, dtype=None):
     return None
 
 
+def plain_pair(x, y):
+    """Whether prediction ``x`` and target ``y`` are C-contiguous ndarrays of one float32/float64 dtype and
+    one shape: what ``prediction`` and ``float_array(..., dtype=x.dtype)`` return as they are, with
+    nothing to broadcast (the usual call of an elementwise loss, recognised with a few attribute reads)."""
+    if type(x) is _NDARRAY and type(y) is _NDARRAY:
+        dt = x.dtype
+        return (dt is _F32 or dt is _F64) and y.dtype is dt and \
+            x.flags.num & y.flags.num & _C_ALIGNED == _C_ALIGNED and x.shape == y.shape
+    return False
+
+
 def _aligned(a):
     """``a`` itself, or an aligned copy: a C-contiguous view of a file (np.load(mmap_mode=...) of an
     ``.npz`` member, a buffer at an odd offset) can be misaligned, which the kernels refuse."""
@@ -167,8 +178,11 @@ def float_array(x, name, dtype=None):
     float32; ``dtype`` set converts to it (mixed dtypes compute in the prediction's dtype).  At most
     one copy, and none for C-contiguous input of the right dtype.
     """
-    if _native_float(x, dtype) is not None:
-        return x
+    if type(x) is _NDARRAY:                  # (_native_float, inlined: every call, every argument)
+        dt = x.dtype
+        if (dt is _F32 or dt is _F64) and (dtype is None or dtype is dt) and \
+                x.flags.num & _C_ALIGNED == _C_ALIGNED:
+            return x
     a = _to_numpy(x, name)
     kind = a.dtype.kind
     if kind not in "fiub":
@@ -183,8 +197,10 @@ def float_array(x, name, dtype=None):
 
 def prediction(x, name="input"):
     """Like float_array, but the prediction must already be floating point (as in torch)."""
-    if _native_float(x) is not None:
-        return x
+    if type(x) is _NDARRAY:                  # (_native_float, inlined)
+        dt = x.dtype
+        if (dt is _F32 or dt is _F64) and x.flags.num & _C_ALIGNED == _C_ALIGNED:
+            return x
     a = _to_numpy(x, name)
     if a.dtype.kind != "f":
         raise TypeError(f"{name} must be a floating-point array (float16/32/64), got {describe(a, x)}")
@@ -273,10 +289,14 @@ def check_same_shape(a, b, name_a, name_b):
 
 def check_real(value, name, *, low=None, high=None, low_open=False, high_open=False):
     """A Python/NumPy real scalar within bounds (for parameters like delta, q, beta)."""
-    if type(value) is not float and type(value) is not int and (      # (exact float/int: no ABC check)
-            isinstance(value, bool) or not isinstance(value, numbers.Real)):
+    if type(value) is float:        # (the usual call: no ABC check, no conversion)
+        v = value
+    elif type(value) is not int and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name} must be a real number, got {value!r}")
-    v = float(value)
+    else:
+        v = float(value)
+    if low is None and high is None:
+        return v
     if low is not None and (v < low or (low_open and v == low)):
         raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
     if high is not None and (v > high or (high_open and v == high)):
@@ -435,9 +455,9 @@ def reduced(total, count, reduction, dtype, empty_mean=None):
         sink.append((float(total), float(count)))
     if reduction == "sum":
         return dtype.type(total)
-    if empty_mean is not None and count == 0:
-        return dtype.type(empty_mean)
     if count:   # Python float division: the same IEEE result as NumPy's, without np.errstate's ~2 us
         return dtype.type(float(total) / float(count))
+    if empty_mean is not None:
+        return dtype.type(empty_mean)
     with np.errstate(invalid="ignore", divide="ignore"):
         return dtype.type(np.float64(total) / np.float64(count))
