@@ -24,7 +24,7 @@ def operand(value, x, name, default=1.0):
     if value is None:
         return default
     a = V.float_array(value, name, dtype=x.dtype)
-    if a.size == 1 and a.ndim <= max(x.ndim, 1):
+    if a.size == 1 and (a.ndim <= 1 or a.ndim <= x.ndim):
         return a.item()     # (a Python float of the element, as float(a.reshape(())), ~0.3 us sooner)
     if x.ndim >= 1 and a.ndim >= 1 and a.shape[-1] == x.shape[-1] and a.size == x.shape[-1] \
             and a.ndim <= x.ndim:
