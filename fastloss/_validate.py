@@ -16,16 +16,7 @@ _C_ALIGNED = 0x0001 | 0x0100    # NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, re
 # recognised with a few attribute reads (dtypes by identity: NumPy's builtin dtypes are singletons, and
 # a dtype that is equal but not identical just takes the general path) and returned as they are.  The
 # general path below costs 1-3 us per argument, which is most of the call on inputs of <= 1000 items.
-def _native_float(x, dtype=None):
-    """``x`` itself if it is a C-contiguous float32/float64 ndarray (of ``dtype`` when given), else None."""
-    if type(x) is _NDARRAY:
-        dt = x.dtype
-        if (dt is _F32 or dt is _F64) and (dtype is None or dtype is dt) and \
-                x.flags.num & _C_ALIGNED == _C_ALIGNED:
-            return x
-    return None
-
-
+# (Written out in each function rather than called: a helper's call is ~0.1 us of a ~3 us call.)
 def plain_pair(x, y):
     """Whether prediction ``x`` and target ``y`` are C-contiguous ndarrays of one float32/float64 dtype and
     one shape: what ``prediction`` and ``float_array(..., dtype=x.dtype)`` return as they are, with
@@ -178,7 +169,7 @@ def float_array(x, name, dtype=None):
     float32; ``dtype`` set converts to it (mixed dtypes compute in the prediction's dtype).  At most
     one copy, and none for C-contiguous input of the right dtype.
     """
-    if type(x) is _NDARRAY:                  # (_native_float, inlined: every call, every argument)
+    if type(x) is _NDARRAY:                  # (the fast path: C-contiguous float32/float64 of dtype)
         dt = x.dtype
         if (dt is _F32 or dt is _F64) and (dtype is None or dtype is dt) and \
                 x.flags.num & _C_ALIGNED == _C_ALIGNED:
@@ -197,7 +188,7 @@ def float_array(x, name, dtype=None):
 
 def prediction(x, name="input"):
     """Like float_array, but the prediction must already be floating point (as in torch)."""
-    if type(x) is _NDARRAY:                  # (_native_float, inlined)
+    if type(x) is _NDARRAY:                  # (the fast path)
         dt = x.dtype
         if (dt is _F32 or dt is _F64) and x.flags.num & _C_ALIGNED == _C_ALIGNED:
             return x
