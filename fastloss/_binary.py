@@ -32,6 +32,8 @@ def _pair(input, target, input_name="input", target_name="target", broadcast=Fal
     """Prediction and target as C-contiguous arrays of the prediction's float dtype and the same shape;
     with ``broadcast`` (where the reference broadcasts them silently: kl_div) the broadcast shape.
     Returns (x, y, the prediction's own shape)."""
+    if V.plain_pair(input, target):       # the usual call: nothing to convert, one shape
+        return input, target, input.shape
     x = V.prediction(input, input_name)
     y = V.float_array(target, target_name, dtype=x.dtype)
     shape = x.shape
@@ -264,8 +266,8 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight
     V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
     nt = resolve_num_threads(num_threads)
     x, y, _ = _pair(input, target)
-    w = E.operand(weight, x, "weight")
-    pw = E.operand(pos_weight, x, "pos_weight", default=None)   # None: torch's l = 1
+    w = 1.0 if weight is None else E.operand(weight, x, "weight")
+    pw = None if pos_weight is None else E.operand(pos_weight, x, "pos_weight")   # None: torch's l = 1
     o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size, grad_out,
                                (y, w, pw, input, target, weight, pos_weight))
     res = E.K.elementwise(Kind.BCE_LOGITS, x, y, w, o, grad, scale, nt, pos_weight=pw)
@@ -371,8 +373,8 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
     True
     """
     V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
-    a = V.check_real(alpha, "alpha")
-    g = V.check_real(gamma, "gamma")
+    a = alpha if type(alpha) is float else V.check_real(alpha, "alpha")    # (inline: the usual floats)
+    g = gamma if type(gamma) is float else V.check_real(gamma, "gamma")
     nt = resolve_num_threads(num_threads)
     x, y, _ = _pair(inputs, targets, "inputs", "targets")     # (torchvision's BCE-with-logits: same shape)
     o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size, grad_out, (y, inputs, targets))

@@ -55,31 +55,43 @@ def _boxes(x, name, dtype=None):
 def _pair_loss(kind, boxes1, boxes2, reduction, eps, box_format, num_threads, out, return_grad, grad_out,
                eps_alpha=None):
     V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
-    box_format = _check_format(box_format)
-    eps = V.check_real(eps, "eps")
+    if type(box_format) is not str or box_format not in BOX_FORMATS:    # (inline: the usual call)
+        _check_format(box_format)
+    if type(eps) is not float:
+        eps = V.check_real(eps, "eps")
     nt = resolve_num_threads(num_threads)
-    b1 = _boxes(boxes1, "boxes1")
-    b2 = _boxes(boxes2, "boxes2", dtype=b1.dtype)
-    lead1, lead2 = b1.shape[:-1], b2.shape[:-1]
     single1 = single2 = False
-    if lead1 != lead2:
-        # torch broadcasting, limited to one side being a single box
-        single1, single2 = b1.size == 4, b2.size == 4 and b1.size != 4
-        if not (single1 or single2):
-            raise ValueError(f"boxes1 shape {b1.shape} and boxes2 shape {b2.shape} do not match "
-                             "(equal leading shapes, or one of them a single box)")
-    shape = lead1 if lead1 == lead2 else np.broadcast_shapes(lead1, lead2)
-    n = math.prod(shape)
+    if V.plain_pair(boxes1, boxes2) and boxes1.ndim == 2 and boxes1.shape[1] == 4:   # (N, 4) pairs
+        b1, b2 = boxes1, boxes2
+        shape = b1.shape[:1]
+        n = shape[0]
+    else:
+        b1 = _boxes(boxes1, "boxes1")
+        b2 = _boxes(boxes2, "boxes2", dtype=b1.dtype)
+        lead1, lead2 = b1.shape[:-1], b2.shape[:-1]
+        if lead1 != lead2:
+            # torch broadcasting, limited to one side being a single box
+            single1, single2 = b1.size == 4, b2.size == 4 and b1.size != 4
+            if not (single1 or single2):
+                raise ValueError(f"boxes1 shape {b1.shape} and boxes2 shape {b2.shape} do not match "
+                                 "(equal leading shapes, or one of them a single box)")
+        shape = lead1 if lead1 == lead2 else np.broadcast_shapes(lead1, lead2)
+        n = math.prod(shape)
     o = V.output_array(out, shape, b1.dtype) if reduction == "none" else None
     grad = None
     if return_grad:
         # a broadcast single boxes1 gets per-pair gradients first, summed below (one (n, 4) temporary)
-        grad = np.empty((n, 4), dtype=b1.dtype) if single1 else \
-            V.grad_buffer(grad_out, b1.shape, b1.dtype, (boxes1, boxes2, b1, b2, o))
+        if single1:
+            grad = np.empty((n, 4), dtype=b1.dtype)
+        elif grad_out is None:
+            grad = np.empty(b1.shape, dtype=b1.dtype)
+        else:
+            grad = V.grad_buffer(grad_out, b1.shape, b1.dtype, (boxes1, boxes2, b1, b2, o))
     scale = 1.0 / n if (reduction == "mean" and n) else 1.0
     if eps_alpha is None:
         eps_alpha = eps
-    total = _K.box_pair_loss(b1.reshape(-1), b2.reshape(-1), None if o is None else o.reshape(-1), grad,
+    # (the kernel reads the items of C-contiguous arrays of any shape: no flat views, ~0.3 us each)
+    total = _K.box_pair_loss(b1, b2, o, grad,
                              kind=kind, fmt=_FORMAT[box_format], eps=eps, eps_alpha=eps_alpha, n=n,
                              single1=single1, single2=single2, grad_scale=scale, num_threads=nt)
     if reduction == "none":

@@ -93,7 +93,7 @@ def resolve_num_threads(num_threads) -> int:
     if type(num_threads) is int and num_threads >= 1:      # (an explicit count: the fast path)
         n = num_threads
     elif num_threads is None:
-        n = get_num_threads()
+        n = _runtime.get_num_threads()     # (get_num_threads, inlined: every default call)
     elif isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
         raise ValueError(f"num_threads must be None or an int >= 1, got {num_threads!r}")
     else:

@@ -360,3 +360,67 @@ def test_cli_refuses_a_repeated_param(tmp_path):
         timeout=120,
     )
     assert bad.returncode == 2 and "--param delta is given 2 times" in bad.stderr, bad.stderr
+
+
+# ------------------------------------------------------------------- small-call fast paths (issue 16)
+@pytest.mark.parametrize("value", [0.1, 1 / 3, 2.5e-45, 1e-46, -0.0, 3.4028235e38, float("nan"), float("inf"),
+                                   1.0 + 2.0 ** -24, 1.0 + 3 * 2.0 ** -24])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_float32_results_round_as_numpys_float32(value, reduction):
+    """A reduced float32 result is built without float32's constructor (1.0f times the Python float): it
+    must be exactly NumPy's float32(v) -- ties to even, subnormals, the overflow to inf -- and a float32."""
+    from fastloss import _validate
+    got = _validate.reduced(value, 1, reduction, np.dtype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ref = np.float32(value)
+    assert type(got) is np.float32
+    assert got.tobytes() == ref.tobytes() or (np.isnan(got) and np.isnan(ref))
+
+
+def test_float32_result_overflow_warns_as_numpy():
+    from fastloss import _validate
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        assert _validate.reduced(1e39, 1, "sum", np.dtype(np.float32)) == np.inf
+
+
+def _not_plain(a, how):
+    """``a``'s values in an argument that the small-call fast paths must not take as they are."""
+    if how == "fortran":
+        return np.asfortranarray(a) if a.ndim > 1 else a[::-1].copy()[::-1]
+    if how == "strided":
+        return np.repeat(a, 2, axis=0)[::2]
+    if how == "float64":
+        return a.astype(np.float64)
+    return a.tolist()
+
+
+@pytest.mark.parametrize("how", ["fortran", "strided", "float64", "list"])
+def test_small_calls_convert_what_the_fast_path_does_not_take(how):
+    """The wrappers recognise C-contiguous arrays of the computing dtype inline; any other argument
+    (a Fortran-order, strided, other-dtype or list target) still goes through the conversion, and the
+    result is torch's on the same values."""
+    x = RNG.standard_normal((5, 4)).astype(np.float32)
+    t = RNG.standard_normal((5, 4)).astype(np.float32)
+    xt, tt = to_torch64(x), to_torch64(t)
+    assert_close_spec(fl.mse_loss(x, _not_plain(t, how)), F.mse_loss(xt, tt), np.float32)
+    assert_close_spec(fl.huber_loss(x, _not_plain(t, how)), F.huber_loss(xt, tt), np.float32)
+    p = (t > 0).astype(np.float32)
+    assert_close_spec(fl.binary_cross_entropy_with_logits(x, _not_plain(p, how)),
+                      F.binary_cross_entropy_with_logits(xt, to_torch64(p)), np.float32)
+    y = RNG.integers(0, 4, 5)
+    labels = y.astype(np.int16) if how == "float64" else _not_plain(y, how)
+    assert_close_spec(fl.cross_entropy(x, labels), F.cross_entropy(xt, torch.from_numpy(y)), np.float32)
+    a, pos, neg = (RNG.standard_normal((5, 8)).astype(np.float32) for _ in range(3))
+    assert_close_spec(fl.triplet_margin_loss(a, pos, _not_plain(neg, how)),
+                      F.triplet_margin_loss(to_torch64(a), to_torch64(pos), to_torch64(neg)), np.float32)
+    b1 = np.array([[0, 0, 2, 2], [1, 1, 3, 4], [0, 0, 1, 1]], dtype=np.float32)
+    b2 = np.array([[1, 1, 3, 3], [0, 0, 2, 2], [2, 2, 3, 3]], dtype=np.float32)
+    c1, c2 = b1.astype(np.float64), b2.astype(np.float64)     # torchvision's formula, eps = 1e-7
+    wh = np.clip(np.minimum(c1[:, 2:], c2[:, 2:]) - np.maximum(c1[:, :2], c2[:, :2]), 0, None)
+    inter = wh[:, 0] * wh[:, 1]
+    union = np.prod(c1[:, 2:] - c1[:, :2], axis=1) + np.prod(c2[:, 2:] - c2[:, :2], axis=1) - inter
+    hull = np.prod(np.maximum(c1[:, 2:], c2[:, 2:]) - np.minimum(c1[:, :2], c2[:, :2]), axis=1)
+    giou = inter / (union + 1e-7) - (hull - union) / (hull + 1e-7)
+    assert_close_spec(fl.generalized_box_iou_loss(b1, _not_plain(b2, how), reduction="sum"),
+                      np.sum(1 - giou), np.float32)
