@@ -37,9 +37,11 @@ FL_TRANSPOSE_SCALAR(float, fl_transpose_edge_f32)
 FL_TRANSPOSE_SCALAR(double, fl_transpose_edge_f64)
 #undef FL_TRANSPOSE_SCALAR
 
-#if defined(FL_TILE_AVX) || defined(FL_TILE_SSE2)
-/* out[c * ld_out + r] = in[r * ld_in + c] for r, c < 4 (float) / < 2 (double): SSE / SSE2 */
-static inline void fl_transpose4_f32(const float* in, ptrdiff_t ld_in, float* out, ptrdiff_t ld_out) {
+#if defined(FL_TILE_SSE2)
+/* out[c * ld_out + r] = in[r * ld_in + c] for r, c < 4 (float) / < 2 (double): SSE / SSE2 (baseline) */
+static inline void fl_transpose4_f32(const float* in, ptrdiff_t ld_in, float* out, ptrdiff_t ld_out,
+                                     ptrdiff_t n) {   /* n = 4: every row */
+    (void)n;
     __m128 r0 = _mm_loadu_ps(in + 0 * ld_in), r1 = _mm_loadu_ps(in + 1 * ld_in);
     __m128 r2 = _mm_loadu_ps(in + 2 * ld_in), r3 = _mm_loadu_ps(in + 3 * ld_in);
     _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
@@ -48,7 +50,9 @@ static inline void fl_transpose4_f32(const float* in, ptrdiff_t ld_in, float* ou
     _mm_storeu_ps(out + 2 * ld_out, r2);
     _mm_storeu_ps(out + 3 * ld_out, r3);
 }
-static inline void fl_transpose2_f64(const double* in, ptrdiff_t ld_in, double* out, ptrdiff_t ld_out) {
+static inline void fl_transpose2_f64(const double* in, ptrdiff_t ld_in, double* out, ptrdiff_t ld_out,
+                                     ptrdiff_t n) {   /* n = 2: every row */
+    (void)n;
     __m128d r0 = _mm_loadu_pd(in), r1 = _mm_loadu_pd(in + ld_in);
     _mm_storeu_pd(out, _mm_unpacklo_pd(r0, r1));
     _mm_storeu_pd(out + ld_out, _mm_unpackhi_pd(r0, r1));
@@ -56,8 +60,9 @@ static inline void fl_transpose2_f64(const double* in, ptrdiff_t ld_in, double* 
 #endif
 
 #if defined(FL_TILE_AVX)
-/* out[c * ld_out + r] = in[r * ld_in + c] for r, c < 8 (float) / < 4 (double): AVX */
-static inline void fl_transpose8_f32(const float* in, ptrdiff_t ld_in, float* out, ptrdiff_t ld_out) {
+/* The transposed 8 x 8 block (float) / 4 x 4 block (double) of in (row stride ld_in) into o[0..8) / o[0..4):
+ * o[c][r] = in[r * ld_in + c].  AVX */
+static inline void fl_block8_f32(const float* in, ptrdiff_t ld_in, __m256 o[8]) {
     __m256 r0 = _mm256_loadu_ps(in + 0 * ld_in), r1 = _mm256_loadu_ps(in + 1 * ld_in);
     __m256 r2 = _mm256_loadu_ps(in + 2 * ld_in), r3 = _mm256_loadu_ps(in + 3 * ld_in);
     __m256 r4 = _mm256_loadu_ps(in + 4 * ld_in), r5 = _mm256_loadu_ps(in + 5 * ld_in);
@@ -70,47 +75,78 @@ static inline void fl_transpose8_f32(const float* in, ptrdiff_t ld_in, float* ou
     __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
     __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
     __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    _mm256_storeu_ps(out + 0 * ld_out, _mm256_permute2f128_ps(u0, u4, 0x20));
-    _mm256_storeu_ps(out + 1 * ld_out, _mm256_permute2f128_ps(u1, u5, 0x20));
-    _mm256_storeu_ps(out + 2 * ld_out, _mm256_permute2f128_ps(u2, u6, 0x20));
-    _mm256_storeu_ps(out + 3 * ld_out, _mm256_permute2f128_ps(u3, u7, 0x20));
-    _mm256_storeu_ps(out + 4 * ld_out, _mm256_permute2f128_ps(u0, u4, 0x31));
-    _mm256_storeu_ps(out + 5 * ld_out, _mm256_permute2f128_ps(u1, u5, 0x31));
-    _mm256_storeu_ps(out + 6 * ld_out, _mm256_permute2f128_ps(u2, u6, 0x31));
-    _mm256_storeu_ps(out + 7 * ld_out, _mm256_permute2f128_ps(u3, u7, 0x31));
+    o[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    o[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    o[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    o[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    o[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    o[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    o[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    o[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
-static inline void fl_transpose4_f64(const double* in, ptrdiff_t ld_in, double* out, ptrdiff_t ld_out) {
+static inline void fl_block4_f64(const double* in, ptrdiff_t ld_in, __m256d o[4]) {
     __m256d r0 = _mm256_loadu_pd(in + 0 * ld_in), r1 = _mm256_loadu_pd(in + 1 * ld_in);
     __m256d r2 = _mm256_loadu_pd(in + 2 * ld_in), r3 = _mm256_loadu_pd(in + 3 * ld_in);
     __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
     __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
-    _mm256_storeu_pd(out + 0 * ld_out, _mm256_permute2f128_pd(t0, t2, 0x20));
-    _mm256_storeu_pd(out + 1 * ld_out, _mm256_permute2f128_pd(t1, t3, 0x20));
-    _mm256_storeu_pd(out + 2 * ld_out, _mm256_permute2f128_pd(t0, t2, 0x31));
-    _mm256_storeu_pd(out + 3 * ld_out, _mm256_permute2f128_pd(t1, t3, 0x31));
+    o[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+    o[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    o[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+    o[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+/* out[c * ld_out + r] = in[r * ld_in + c] for r < 8, c < n (float; n <= 8) / r < 4, c < n (double; n <= 4):
+ * a whole vector block, of which only the first n transposed rows are stored (the partial strip of the
+ * last columns; its loads read 8 / 4 values of every row, so the caller keeps them inside the array). */
+static inline void fl_transpose8_f32(const float* in, ptrdiff_t ld_in, float* out, ptrdiff_t ld_out,
+                                     ptrdiff_t n) {
+    __m256 o[8];
+    fl_block8_f32(in, ld_in, o);
+    for (ptrdiff_t c = 0; c < n; c++)
+        _mm256_storeu_ps(out + c * ld_out, o[c]);
+}
+static inline void fl_transpose4_f64(const double* in, ptrdiff_t ld_in, double* out, ptrdiff_t ld_out,
+                                     ptrdiff_t n) {
+    __m256d o[4];
+    fl_block4_f64(in, ld_in, o);
+    for (ptrdiff_t c = 0; c < n; c++)
+        _mm256_storeu_pd(out + c * ld_out, o[c]);
 }
 #endif
 
 /* One strip of B columns [j, j + B) of the transpose: B x B blocks down the rows, the last rows % B
- * rows scalar.  Returns the next column. */
-#define FL_STRIP(T, block, edge, B)                                                                     \
+ * rows scalar.  Leaves j at the first column not done. */
+#define FL_STRIP(block, edge, B)                                                                        \
     for (; j + (B) <= cols; j += (B)) {                                                               \
         ptrdiff_t rb = rows - rows % (B);                                                             \
         for (ptrdiff_t k = 0; k < rb; k += (B))                                                       \
-            block(in + k * ld_in + j, ld_in, out + j * ld_out + k, ld_out);                           \
+            block(in + k * ld_in + j, ld_in, out + j * ld_out + k, ld_out, (B));                      \
         edge(in, ld_in, out, ld_out, rb, rows, j, j + (B));                                           \
+    }
+/* The last cols - j < B columns (AVX): whole B x B blocks that store only those cols - j transposed rows
+ * (a row of 10 floats: one strip of 8, then 2 columns of vector blocks, not 2 x L scalar moves).  Their
+ * loads read B values from column j of every row, past the row's end into the next row (ignored), so a
+ * block runs only while its last load ends inside the array ((rows - 1) * ld_in + cols values); the rows
+ * after it (at most B + B / (ld_in - j) of them) are scalar. */
+#define FL_PART(block, edge, B)                                                                         \
+    if (j < cols) {                                                                                   \
+        ptrdiff_t k = 0;                                                                              \
+        for (; k + (B) <= rows && (k + (B) - 1) * ld_in + j + (B) <= (rows - 1) * ld_in + cols; k += (B)) \
+            block(in + k * ld_in + j, ld_in, out + j * ld_out + k, ld_out, cols - j);                 \
+        edge(in, ld_in, out, ld_out, k, rows, j, cols);                                               \
+        j = cols;                                                                                     \
     }
 
 /* Transpose the (rows, cols) row-major array `in` (row stride ld_in) into `out` (row stride ld_out):
- * strips of 8 then 4 columns (float; 4 then 2 for double) in vector blocks, the last columns scalar. */
+ * with AVX, strips of 8 columns (float; 4 for double) in vector blocks, then the last columns in partial
+ * vector blocks; with SSE2 alone, strips of 4 (float; 2 for double); the rest scalar. */
 static inline void fl_transpose_f32(const float* in, ptrdiff_t ld_in, float* out, ptrdiff_t ld_out,
                                     ptrdiff_t rows, ptrdiff_t cols) {
     ptrdiff_t j = 0;
 #if defined(FL_TILE_AVX)
-    FL_STRIP(float, fl_transpose8_f32, fl_transpose_edge_f32, 8)
-#endif
-#if defined(FL_TILE_AVX) || defined(FL_TILE_SSE2)
-    FL_STRIP(float, fl_transpose4_f32, fl_transpose_edge_f32, 4)
+    FL_STRIP(fl_transpose8_f32, fl_transpose_edge_f32, 8)
+    FL_PART(fl_transpose8_f32, fl_transpose_edge_f32, 8)
+#elif defined(FL_TILE_SSE2)
+    FL_STRIP(fl_transpose4_f32, fl_transpose_edge_f32, 4)
 #endif
     fl_transpose_edge_f32(in, ld_in, out, ld_out, 0, rows, j, cols);
 }
@@ -118,13 +154,14 @@ static inline void fl_transpose_f64(const double* in, ptrdiff_t ld_in, double* o
                                     ptrdiff_t rows, ptrdiff_t cols) {
     ptrdiff_t j = 0;
 #if defined(FL_TILE_AVX)
-    FL_STRIP(double, fl_transpose4_f64, fl_transpose_edge_f64, 4)
-#endif
-#if defined(FL_TILE_AVX) || defined(FL_TILE_SSE2)
-    FL_STRIP(double, fl_transpose2_f64, fl_transpose_edge_f64, 2)
+    FL_STRIP(fl_transpose4_f64, fl_transpose_edge_f64, 4)
+    FL_PART(fl_transpose4_f64, fl_transpose_edge_f64, 4)
+#elif defined(FL_TILE_SSE2)
+    FL_STRIP(fl_transpose2_f64, fl_transpose_edge_f64, 2)
 #endif
     fl_transpose_edge_f64(in, ld_in, out, ld_out, 0, rows, j, cols);
 }
+#undef FL_PART
 #undef FL_STRIP
 
 #endif /* FL_TILE_H */

@@ -54,6 +54,29 @@ cdef inline int64_t checked_label(const void* labels, bint is64, Py_ssize_t i, P
     return y
 
 
+cdef inline Py_ssize_t run_labels(const void* labels, bint is64, Py_ssize_t i0, Py_ssize_t L, Py_ssize_t C,
+                                  int64_t ignore_index, int32_t* ys) noexcept nogil:
+    """ys[k] = label i0 + k, or -1 where it is ignore_index or outside [0, C), for k < L; returns how many
+    are invalid (neither).  Branch-free, one loop per label type, so each vectorises (checked_label's
+    branches cost ~1.5 ns per row, 10% of a whole row of 10 classes)."""
+    cdef Py_ssize_t k, n = 0
+    cdef int64_t y
+    cdef bint inside
+    if is64:
+        for k in range(L):
+            y = (<const int64_t*> labels)[i0 + k]
+            inside = (y >= 0) & (y < C)
+            n += (y != ignore_index) & (not inside)
+            ys[k] = <int32_t> y if inside & (y != ignore_index) else -1
+    else:
+        for k in range(L):
+            y = (<const int32_t*> labels)[i0 + k]
+            inside = (y >= 0) & (y < C)
+            n += (y != ignore_index) & (not inside)
+            ys[k] = <int32_t> y if inside & (y != ignore_index) else -1
+    return n
+
+
 cdef inline Py_ssize_t first_bad(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return a if a >= 0 else b
 
@@ -363,25 +386,27 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef double Kv[RUN]         # focal: the gradient factor K
     cdef floating seen[RUN]     # float64 focal: 1 once the row's first maximum has been passed
     cdef bint first
-    cdef int64_t ys[RUN]
+    cdef int32_t ys[RUN]        # the targets, -1 where ignored / invalid (run_labels)
     cdef const floating* xc
     cdef floating* gc
     cdef floating v, wj, d
-    cdef double mod, K, lsd, ec
+    cdef double mod, K, lsd, ec, t
+    cdef Py_ssize_t j0
     cdef int64_t y
-    # targets of the run (validated) and their weights
+    # targets of the run (run_labels; the first invalid one's index only when the run has one) and their
+    # weights and logits, in branch-free loops
+    if run_labels(c.labels, c.labels64, i0, L, C, c.ignore_index, ys):
+        for k in range(L):
+            if checked_label(c.labels, c.labels64, i0 + k, C, c.ignore_index, &bad) < 0 and bad >= 0:
+                break
     for k in range(L):
-        y = checked_label(c.labels, c.labels64, i0 + k, C, c.ignore_index, &bad)
-        if y < 0:
-            ys[k] = -1
-            wy[k] = 0
-            dy[k] = 0
-            valid[k] = 0
-        else:
-            ys[k] = y
-            wy[k] = w[y] if w != NULL else 1
-            dy[k] = xs[y * cs + k]
-            valid[k] = 1
+        valid[k] = 1 if ys[k] >= 0 else 0
+    for k in range(L):
+        y = ys[k] if ys[k] >= 0 else 0          # a class to read; its values are then dropped
+        v = w[y] if w != NULL else 1
+        wy[k] = v if ys[k] >= 0 else 0
+        v = xs[y * cs + k]
+        dy[k] = v if ys[k] >= 0 else 0
     if denom != NULL:
         for k in range(L):
             denom[k] = wy[k]
@@ -398,8 +423,20 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
         sw[k] = 0
         seen[k] = 0
     # pass 2: sum of exp (kept in the gradient tile if any) and, for smoothing, the weighted logit sum in
-    # the same loop (one read of the class; four loops, so each is branch-free and vectorises)
-    for j in range(C):
+    # the same loop (one read of the class; four loops, so each is branch-free and vectorises).  The loss
+    # alone takes four classes per loop (same order of additions, same bits): four independent exps per
+    # position and one read-modify-write of s instead of four.
+    j0 = 0
+    if gbase == NULL and eps == 0 and not c.focal:
+        while j0 + 4 <= C:
+            xc = xs + j0 * cs
+            for k in range(L):
+                t = s[k] + f_exp_nonpos(xc[k] - m[k])
+                t = t + f_exp_nonpos(xc[cs + k] - m[k])
+                t = t + f_exp_nonpos(xc[2 * cs + k] - m[k])
+                s[k] = t + f_exp_nonpos(xc[3 * cs + k] - m[k])
+            j0 += 4
+    for j in range(j0, C):
         xc = xs + j * cs
         gc = gbase + j * cs if gbase != NULL else NULL
         wj = w[j] if w != NULL else 1
