@@ -19,6 +19,10 @@ b. **One driver for every reduction: ``run_blocks``.**  A loss supplies a *block
    **bitwise identical for every ``num_threads``**.  For ``reduction="none"`` the block writes straight
    into the output array; nothing else is allocated.  Extra memory: one block of scratch per thread
    plus one double per block -- O(threads + blocks), never O(n).
+   A block function may instead sum its own items as it computes them (``fn_sums``; the elementwise
+   losses, whose items cost a few instructions: a second pass over the block's scratch cost a third of
+   their time): a reducing run then passes it ``loss = NULL`` and a ``BlockSums`` as ``denom``, and
+   needs no scratch.  Its sums depend on the block alone, so the rule above holds.
 
 c. **Formulas live in point functions.**  Each family's ``cdef inline ... nogil`` point functions hold
    the maths (with a comment deriving it); block functions are the loops around them.  The
@@ -66,6 +70,13 @@ cdef extern from "fl_math.h" nogil:
     double fl_sigmoid(double)
     float fl_absf(float)
     double fl_abs(double)
+
+cdef extern from "fl_lanes.h" nogil:
+    enum: FL_LANES
+    void fl_lanes_zero(double* lanes)
+    void fl_lanes_add_f32(double* lanes, const float* x, Py_ssize_t n)
+    void fl_lanes_add_f64(double* lanes, const double* x, Py_ssize_t n)
+    double fl_lanes_total(const double* lanes)
 
 cdef extern from "fl_reduce.h" nogil:
     double fl_sum_f32(const float* x, Py_ssize_t n)
@@ -162,11 +173,26 @@ cdef inline double row_sumexp(const floating* x, Py_ssize_t n, floating m, float
         return fl_row_sumexp_f64(x, n, m, e)
 
 
+cdef inline void lanes_add(double* lanes, const floating* x, Py_ssize_t n) noexcept nogil:
+    """Add n <= 256 values to a block's FL_LANES running double lanes (src_c/fl_lanes.h: fixed order)."""
+    if floating is float:
+        fl_lanes_add_f32(lanes, x, n)
+    else:
+        fl_lanes_add_f64(lanes, x, n)
+
+
 # ---------------------------------------------------------------- the blocked driver
 # fn(ctx, start, stop, loss, denom) -> first invalid item index in [start, stop), or -1.
 # `loss` points at (stop - start) items of the kernel's floating type; `denom` likewise or NULL.
+# A block function run with ``fn_sums`` (note b) gets, when the run reduces, loss = NULL and denom = a
+# ``BlockSums*``: it stores its items' loss sum there (and their denominators' sum if ``want_denom``).
 ctypedef Py_ssize_t (*BlockFn)(const void* ctx, Py_ssize_t start, Py_ssize_t stop,
                                void* loss, void* denom) noexcept nogil
+
+cdef struct BlockSums:
+    bint want_denom           # in: also sum the denominators
+    double loss               # out: the block's sum of per-item losses
+    double denom              # out: ... of per-item denominators (if want_denom)
 
 # Below this much work (items x per-item cost) a call runs serially.
 cdef enum:
@@ -180,6 +206,7 @@ cdef struct BlockRun:
     int num_threads
     void* loss_out            # reduction="none": per-item output (C-contiguous); else NULL
     bint want_denom           # also sum the per-item denominators
+    bint fn_sums              # fn sums its own items when reducing (note b): no scratch, no second pass
     # results
     double loss_sum
     double denom_sum
@@ -209,8 +236,17 @@ cdef inline void run_one_block(BlockFn fn, const void* ctx, const BlockRun* run,
     cdef bint reduce = run.loss_out == NULL
     cdef bint want_denom = run.want_denom and reduce
     cdef char* dbuf = lbuf + bs * isz if want_denom else NULL
+    cdef BlockSums sums
     if stop > run.n_items:
         stop = run.n_items
+    if reduce and run.fn_sums:
+        sums.want_denom = want_denom
+        sums.loss = 0.0
+        sums.denom = 0.0
+        bad[b] = fn(ctx, start, stop, NULL, &sums)
+        part_loss[b] = sums.loss
+        part_denom[b] = sums.denom
+        return
     if not reduce:
         lbuf = <char*> run.loss_out + start * isz
     bad[b] = fn(ctx, start, stop, lbuf, dbuf)
@@ -250,7 +286,7 @@ cdef inline int run_blocks(BlockFn fn, const void* ctx, BlockRun* run) noexcept 
     if nt > nb:
         nt = <int> nb
     # per thread: one block of losses (+ one of denominators); per block: two partials and a bad index
-    cdef Py_ssize_t per_thread = bs * isz * (2 if want_denom else 1) if reduce else 0
+    cdef Py_ssize_t per_thread = bs * isz * (2 if want_denom else 1) if reduce and not run.fn_sums else 0
     cdef char* scratch = <char*> malloc(nt * per_thread + 1)
     cdef double* part_loss = <double*> malloc(nb * sizeof(double))
     cdef double* part_denom = <double*> malloc(nb * sizeof(double))
@@ -518,6 +554,7 @@ cdef inline void init_run(BlockRun* run, Py_ssize_t n_items, Py_ssize_t item_cos
     run.num_threads = num_threads
     run.loss_out = loss_out
     run.want_denom = want_denom
+    run.fn_sums = False
 
 
 cdef inline object finish_run(int status, BlockRun* run):
@@ -528,15 +565,17 @@ cdef inline object finish_run(int status, BlockRun* run):
 
 
 cdef inline object run(BlockFn fn, const void* ctx, Py_ssize_t n_items, Py_ssize_t item_cost,
-                       Py_ssize_t itemsize, int num_threads, object out, bint want_denom):
+                       Py_ssize_t itemsize, int num_threads, object out, bint want_denom, bint fn_sums=False):
     """The one entry step of every blocked kernel: ``fn`` over ``n_items`` items with the GIL released.
 
     ``out`` is the reduction="none" output array (per-item losses written in place) or None to reduce;
-    ``want_denom`` also sums the per-item denominators.  Returns (loss_sum, denom_sum, first_bad); the
-    wrapper maps first_bad >= 0 to its exception (``fastloss/_errors.py``)."""
+    ``want_denom`` also sums the per-item denominators; ``fn_sums``: ``fn`` sums its own items (note b).
+    Returns (loss_sum, denom_sum, first_bad); the wrapper maps first_bad >= 0 to its exception
+    (``fastloss/_errors.py``)."""
     cdef BlockRun r
     cdef int status
     init_run(&r, n_items, item_cost, itemsize, num_threads, ptr_or_null(out), want_denom)
+    r.fn_sums = fn_sums
     with nogil:
         status = run_blocks(fn, ctx, &r)
     return finish_run(status, &r)

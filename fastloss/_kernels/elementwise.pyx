@@ -43,8 +43,10 @@ f. **Fallback forms.**  A kind may have a second, literal form for the rare item
    looks for nan results and recomputes them (``refit_nan``); the entry sets it for reduction="none",
    and for a reduction only when the sum comes out nan (a second run) -- the common case pays nothing.
 
-g. **Weights and the mean.**  Items are multiplied by the sample weight; the block writes the weight to
-   ``denom`` when the driver asks, so a weighted mean sum(w*l)/sum(w) takes one pass.  With a gradient
+g. **Weights and the mean.**  Items are multiplied by the sample weight.  For a reduction the block sums
+   its own items as it goes (``_common.pxd``'s ``fn_sums``: a segment's losses into an L1 buffer, then
+   into the block's lanes) and, when the driver asks, the weights too, so a weighted mean
+   sum(w*l)/sum(w) takes one pass.  With a gradient
    and a weighted mean, ``weight_block`` sums the weights first (a cheap pass over the weight operand
    alone) so the gradient is scaled as it is written.
 
@@ -53,8 +55,8 @@ h. **Gaussian KL** (``gauss_kl_block``): the item is a row of D latents (mu, log
    context, the weight pass and the entry steps; its loop is the only one here that sums over a row.
 """
 from fastloss._kernels._common cimport (
-    floating, BlockFn, Operand, operand_seg, set_operand, ElemStreams, next_segment, set_streams,
-    ptr_or_null, run, SEG, f_exp, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min,
+    floating, BlockFn, BlockSums, Operand, operand_seg, set_operand, ElemStreams, next_segment, set_streams,
+    ptr_or_null, run, SEG, FL_LANES, fl_lanes_zero, fl_lanes_total, lanes_add, f_exp, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min,
 )
 from fastloss._kernels._common cimport (
     check_buffer, check_optional, check_operand, check_count, buffer_items, items_product,
@@ -583,11 +585,62 @@ cdef inline const floating* aux_seg(const ElemCtx* c, Py_ssize_t i, Py_ssize_t L
 # =====================================================================================================
 # The one block loop
 # =====================================================================================================
+cdef inline floating item(const kind_t* kc, ElemParams p, const floating* x, const floating* y,
+                          const floating* v, const floating* w, floating* g, floating* g2, floating gs,
+                          Py_ssize_t k, bint with_grad) noexcept nogil:
+    """Element k of a segment: its weighted loss; ``with_grad`` (a constant at every call, so the test
+    compiles away) also writes its gradient(s)."""
+    cdef floating d, d2
+    cdef floating l = w[k] * point(kc, p, x[k], y[k], v[k], &d, &d2)
+    if with_grad:
+        g[k] = w[k] * d * gs
+        if kind_t is GaussNllK:
+            g2[k] = w[k] * d2 * gs
+    return l
+
+
+cdef inline int sum_segment(const kind_t* kc, ElemParams p, const floating* x, const floating* y,
+                            const floating* v, const floating* w, Py_ssize_t L, double* lanes) noexcept nogil:
+    """A reduction's segment of L items without a gradient (note g): their weighted losses added to the
+    block's double ``lanes`` as they are computed -- item k into lane k % FL_LANES, in registers (a local
+    copy), exactly as ``lanes_add`` of the stored values would (src_c/fl_lanes.h).  Returns the number
+    of invalid items.  (With a gradient the loop's stores through g make GCC check them against x, y, w
+    for overlap at every run of FL_LANES items, and it kept ``acc`` in memory: 1.6x slower than storing
+    the losses to an L1 buffer and adding that.)"""
+    cdef double acc[FL_LANES]
+    cdef Py_ssize_t j, k = 0
+    cdef int n_bad = 0
+    if L >= FL_LANES:
+        # acc starts from the first run of items, not from zeros or from lanes: GCC made either copy a
+        # memset / memcpy through the stack, which cost as much as the loop
+        for j in range(FL_LANES):
+            acc[j] = item(kc, p, x, y, v, w, NULL, NULL, 0, j, False)
+            n_bad += invalid(kc, p, x[j], y[j], v[j])
+        k = FL_LANES
+        while k + FL_LANES <= L:
+            for j in range(FL_LANES):
+                acc[j] += item(kc, p, x, y, v, w, NULL, NULL, 0, k + j, False)
+                n_bad += invalid(kc, p, x[k + j], y[k + j], v[k + j])
+            k += FL_LANES
+        for j in range(FL_LANES):
+            lanes[j] += acc[j]
+    # the tail (< FL_LANES items) straight into lanes: indexing acc by a variable would keep it in memory
+    for j in range(L - k):
+        lanes[j] += item(kc, p, x, y, v, w, NULL, NULL, 0, k + j, False)
+        n_bad += invalid(kc, p, x[k + j], y[k + j], v[k + j])
+    return n_bad
+
+
 # The kinds with an aux operand (note d): BceLogitsK, GaussNllK; with a second gradient: GaussNllK; with
 # a fallback form (note f): BceLogitsK -- tested as ``kind_t is ...``, so the other kinds' copies of the
 # loop do not contain those parts at all.
 cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t stop,
-                                  floating* loss, floating* denom) noexcept nogil:
+                                  floating* loss, void* denom) noexcept nogil:
+    """A block function that sums its own items (``fn_sums``, note g): reduction="none" writes to
+    ``loss``; a reduction (loss NULL) adds each segment's losses to the block's lanes as it computes
+    them (``sum_segment``), and the weights for a weighted mean.  With a gradient, and for the kinds with
+    exp / log (and BCE-with-logits' nan refit, note f), a segment's losses go to an L1 buffer first, then
+    to the same lanes in the same order (``lanes_add``): the same bits."""
     cdef const ElemCtx* c = &kc.e
     # The parameters as a local copy, passed by value: loop-invariant for the compiler (stores to `loss`
     # cannot alias it).  No local of the loops below may have its address reach a call that is not
@@ -603,10 +656,17 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
     cdef floating* out
     cdef floating vbuf[SEG]
     cdef floating g2buf[SEG]
-    cdef floating d, d2
+    cdef floating lbuf[SEG]
+    cdef double lanes[FL_LANES]
+    cdef double dlanes[FL_LANES]
+    cdef BlockSums* sums = <BlockSums*> denom if loss == NULL else NULL
     cdef Py_ssize_t i = start, e, k, L, bad = -1
     # int, not Py_ssize_t: 32-bit lanes beside float32 ones vectorise cheaply
     cdef int n_bad, n_nan
+    cdef bint fused
+    if sums != NULL:                     # (a `rep stos` each: 3% of a Huber reduction="none" per block)
+        fl_lanes_zero(lanes)
+        fl_lanes_zero(dlanes)
     while i < stop:
         e = next_segment(&c.s, i, stop, &x, &y, &w)
         L = e - i
@@ -614,25 +674,28 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
             v = aux_seg(c, i, L, vbuf)
         else:
             v = x                        # (not read)
-        out = loss + (i - start)
+        out = loss + (i - start) if sums == NULL else lbuf
         n_bad = 0
+        g = g2 = NULL
         if c.grad != NULL:
             g = <floating*> c.grad + i
             if kind_t is GaussNllK:
                 g2 = <floating*> c.grad2 + i if c.grad2 != NULL else g2buf
+        # The arithmetic kinds only: in a loop with exp / log (BCE, focal, ...) the 8 registers of lanes
+        # made the compiler spill (W6, W7 5% slower than storing the losses and adding them after).
+        fused = sums != NULL and g == NULL and (
+            kind_t is MseK or kind_t is L1K or kind_t is HuberK or kind_t is SmoothL1K or kind_t is HingeK
+            or kind_t is QuantileK or kind_t is MapeK or kind_t is SmapeK)
+        if fused:
+            n_bad = sum_segment(kc, p, x, y, v, w, L, lanes)
+        elif g != NULL:
             for k in range(L):
-                out[k] = w[k] * point(kc, p, x[k], y[k], v[k], &d, &d2)
-                g[k] = w[k] * d * gs
-                if kind_t is GaussNllK:
-                    g2[k] = w[k] * d2 * gs
+                out[k] = item(kc, p, x, y, v, w, g, g2, gs, k, True)
                 n_bad += invalid(kc, p, x[k], y[k], v[k])
         else:
             for k in range(L):
-                out[k] = w[k] * point(kc, p, x[k], y[k], v[k], &d, &d2)
+                out[k] = item(kc, p, x, y, v, w, g, g2, gs, k, False)
                 n_bad += invalid(kc, p, x[k], y[k], v[k])
-        if denom != NULL:
-            for k in range(L):
-                denom[i - start + k] = w[k]
         if n_bad and bad < 0:
             for k in range(L):
                 if invalid(kc, p, x[k], y[k], v[k]):
@@ -645,7 +708,15 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
                     n_nan |= out[k] != out[k]
                 if n_nan:                # rare
                     refit_nan(kc, c, i, L, x, y, w, v, out)
+        if sums != NULL:
+            if not fused:
+                lanes_add(lanes, out, L)
+            if sums.want_denom:
+                lanes_add(dlanes, w, L)
         i = e
+    if sums != NULL:
+        sums.loss = fl_lanes_total(lanes)
+        sums.denom = fl_lanes_total(dlanes)
     return bad
 
 
@@ -687,17 +758,20 @@ del _k
 # The weight pass (note g) and the Gaussian KL row loop (note h)
 # =====================================================================================================
 cdef Py_ssize_t weight_block(const ElemCtx* c, Py_ssize_t start, Py_ssize_t stop,
-                             floating* loss, floating* denom) noexcept nogil:
-    """Only the weights (the weighted mean's denominator, summed before a gradient pass; note g)."""
+                             floating* loss, BlockSums* sums) noexcept nogil:
+    """Only the weights' sum (the weighted mean's denominator, summed before a gradient pass; note g),
+    as the block's loss sum: a block function that sums itself, run reducing only."""
     cdef const floating* x
     cdef const floating* y
     cdef const floating* w
-    cdef Py_ssize_t i = start, e, k
+    cdef double lanes[FL_LANES]
+    cdef Py_ssize_t i = start, e
+    fl_lanes_zero(lanes)
     while i < stop:
         e = next_segment(&c.s, i, stop, &x, &y, &w)
-        for k in range(e - i):
-            loss[i - start + k] = w[k]
+        lanes_add(lanes, w, e - i)
         i = e
+    sums.loss = fl_lanes_total(lanes)
     return -1
 
 
@@ -743,18 +817,18 @@ cdef inline Py_ssize_t last_axis(object x) noexcept:
 
 
 cdef object run_weighted(BlockFn fn, ElemCtx* c, Py_ssize_t n_items, Py_ssize_t item_cost,
-                         Py_ssize_t itemsize, bint weighted_mean, int num_threads, object out):
+                         Py_ssize_t itemsize, bint weighted_mean, int num_threads, object out, bint fn_sums):
     """The loss pass, preceded for a weighted mean with a gradient by the weight-sum pass (note g).
     ``c.grad_scale`` holds the scale for an unweighted reduction; a weighted mean replaces it.
-    Returns (loss_sum, denom_sum, first_bad)."""
+    ``fn_sums``: fn sums its own items (``_common.pxd``, note b).  Returns (loss_sum, denom_sum, first_bad)."""
     cdef BlockFn wfn
     if weighted_mean and c.grad != NULL:
         wfn = <BlockFn> weight_block[float] if itemsize == 4 else <BlockFn> weight_block[double]
-        wsum = run(wfn, c, n_items, 1, itemsize, num_threads, None, False)[0]
+        wsum = run(wfn, c, n_items, 1, itemsize, num_threads, None, False, True)[0]
         c.grad_scale = 1.0 / wsum if wsum != 0 else float("nan")
-        loss_sum, _, bad = run(fn, c, n_items, item_cost, itemsize, num_threads, out, False)
+        loss_sum, _, bad = run(fn, c, n_items, item_cost, itemsize, num_threads, out, False, fn_sums)
         return loss_sum, wsum, bad
-    return run(fn, c, n_items, item_cost, itemsize, num_threads, out, weighted_mean)
+    return run(fn, c, n_items, item_cost, itemsize, num_threads, out, weighted_mean, fn_sums)
 
 
 def elementwise(Kind kind, x, y, weight, out, grad, double grad_scale, int num_threads, *,
@@ -832,10 +906,10 @@ def elementwise(Kind kind, x, y, weight, out, grad, double grad_scale, int num_t
     # them as it goes; a reduced run only when its sum comes out nan, in a second run
     c.check_nan = out is not None
     cdef BlockFn fn = BLOCKS[<int> kind][0 if itemsize == 4 else 1]
-    res = run_weighted(fn, &c, n, 1, itemsize, weighted_mean, num_threads, out)
+    res = run_weighted(fn, &c, n, 1, itemsize, weighted_mean, num_threads, out, True)
     if kind == BCE_LOGITS and not c.check_nan and res[0] != res[0]:
         c.check_nan = True
-        res = run_weighted(fn, &c, n, 1, itemsize, weighted_mean, num_threads, out)
+        res = run_weighted(fn, &c, n, 1, itemsize, weighted_mean, num_threads, out, True)
     return res
 
 
@@ -862,7 +936,7 @@ def gaussian_kl(mu, logvar, weight, Py_ssize_t rows, Py_ssize_t D, out, grad_mu,
     c.grad2 = ptr_or_null(grad_logvar)
     c.grad_scale = grad_scale
     cdef BlockFn fn = <BlockFn> gauss_kl_block[float] if itemsize == 4 else <BlockFn> gauss_kl_block[double]
-    return run_weighted(fn, &c, rows, D, itemsize, weighted_mean, num_threads, out)
+    return run_weighted(fn, &c, rows, D, itemsize, weighted_mean, num_threads, out, False)
 
 
 # fl.partial(..., weight=): the weighted sum of per-item losses (fastloss/state.py)
