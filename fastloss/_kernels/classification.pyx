@@ -131,6 +131,9 @@ cdef extern from "fl_reduce.h" nogil:
                               float keep, float add, double* A, double* D)
     void fl_row_soft_sums_f64(const double* x, const double* t, const double* w, Py_ssize_t n, double m,
                               double keep, double add, double* A, double* D)
+    double fl_row_sumexp_dot_f32(const float* x, const float* w, Py_ssize_t n, float m, float* e, double* dot)
+    double fl_row_sumexp_soft_f32(const float* x, const float* t, const float* w, Py_ssize_t n, float m,
+                                  float keep, float add, float* e, double* A, double* D)
     void fl_row_kl_sums_f32(const float* x, const float* u, Py_ssize_t n, double mx, double mu, double inv_t,
                             double* ss, double* st, double* W)
     void fl_row_kl_sums_f64(const double* x, const double* u, Py_ssize_t n, double mx, double mu,
@@ -288,7 +291,7 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
     cdef floating wtot = <floating> c.weight_total
     cdef floating gs = <floating> c.grad_scale
     cdef floating egs = epsC * gs
-    cdef double s, ey, tc, ec, mod, K, lsd, pm1 = 0
+    cdef double s, ey, tc, ec, mod, K, lsd, pm1 = 0, swd = 0
     cdef int64_t y
     for i in range(start, stop):
         row = <const floating*> c.x + i * C
@@ -305,7 +308,10 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
         if denom != NULL:
             denom[i - start] = wy
         m = row_max(row, C)
-        s = row_sumexp(row, C, m, g)          # g (if any) now holds exp(x_j - m)
+        if floating is float and eps != 0 and not c.focal:
+            s = fl_row_sumexp_dot_f32(row, w, C, m, g, &swd)     # the smoothing sum in the same pass
+        else:
+            s = row_sumexp(row, C, m, g)      # g (if any) now holds exp(x_j - m)
         dy = row[y] - m
         if c.focal:
             wy = wy * ((<const floating*> c.alpha)[y] if c.alpha != NULL else 1)
@@ -316,7 +322,10 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
             ec = 0
             pm1 = expm1(dy - lsd)
         else:
-            sw = <floating> row_dot_shift(row, w, C, m) if eps != 0 else 0
+            if floating is float:
+                sw = <floating> swd if eps != 0 else 0
+            else:
+                sw = <floating> row_dot_shift(row, w, C, m) if eps != 0 else 0
             loss[i - start] = ce_point(log_sum(s, &m), dy, wy, eps, epsC, wtot, sw)
             tc = keep * wy
             ec = epsC * wtot
@@ -646,10 +655,10 @@ cdef Py_ssize_t ce_probs_rows_block(const RowCtx* c, Py_ssize_t start, Py_ssize_
         trow = <const floating*> c.t + i * C
         g = <floating*> c.grad + i * C if c.grad != NULL else NULL
         m = row_max(row, C)
-        s = row_sumexp(row, C, m, g)          # g (if any) now holds exp(x_j - m)
-        if floating is float:
-            fl_row_soft_sums_f32(row, trow, w, C, m, keep, add, &A, &D)
+        if floating is float:                 # one pass: exps (into g, if any), A and D
+            s = fl_row_sumexp_soft_f32(row, trow, w, C, m, keep, add, g, &A, &D)
         else:
+            s = row_sumexp(row, C, m, g)      # g (if any) now holds exp(x_j - m)
             fl_row_soft_sums_f64(row, trow, w, C, m, keep, add, &A, &D)
         loss[i - start] = <floating> (A * log_sum(s, &m) - D) if C > 0 else 0    # (C = 0: an empty sum)
         if g != NULL:
