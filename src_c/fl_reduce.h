@@ -142,8 +142,9 @@ FL_ROW_SUMEXP(double, fl_row_sumexp_f64, fl_exp_nonpos, FL_ROW_VF64, -__builtin_
  * when w, t >= 0).  Lanes are folded in halves at the end.  The order is fixed by n and the ISA level
  * (deterministic).
  * The tail (n % B values) runs as vectors of VF lanes; the last, partial one is taken as the row's last
- * VF values with the lanes already counted dropped (with e != NULL, or a row shorter than VF, it is
- * padded instead: e may be x itself, read and overwritten in place, so no value may be read twice). */
+ * VF values with the lanes already counted dropped from the sums and not stored to e (e may be x itself,
+ * overwritten in place: the dropped lanes may read values already replaced, and are discarded); a row
+ * shorter than VF is padded. */
 #define FL_SUMEXP_RUN 4
 /* The row after this one is read in by the same loop, a cache line per 16 values computed (a hint: a
  * prefetch never faults, so the address may lie past the array, and is formed as an integer for that
@@ -211,11 +212,13 @@ FL_INLINE double fl_row_pass_f32(const float* x, const float* w, const float* t,
             if (o + VF <= n) {
                 _Pragma("omp simd")
                 for (int j = 0; j < VF; j++) FL_RS_LANE(x + o, w + o, t + o, e + o, j, j, 1)
-            } else if (!has_e && n >= VF) {   /* the last VF values, the first VF - (n - o) already counted */
+            } else if (n >= VF) {             /* the last VF values, the first VF - (n - o) already counted */
                 const ptrdiff_t ot = n - VF, drop = o - ot;
+                float ep[VF];
                 _Pragma("omp simd")
-                for (int j = 0; j < VF; j++) FL_RS_LANE(x + ot, w + ot, t + ot, e, j, j, j >= drop)
-            } else {                          /* padded */
+                for (int j = 0; j < VF; j++) FL_RS_LANE(x + ot, w + ot, t + ot, ep, j, j, j >= drop)
+                if (has_e) for (ptrdiff_t j = drop; j < VF; j++) e[ot + j] = ep[j];
+            } else {                          /* a row shorter than VF: padded */
                 const ptrdiff_t rem = n - o;
                 float xp[VF], wp[VF], tp[VF], ep[VF];
                 for (int j = 0; j < VF; j++) {
