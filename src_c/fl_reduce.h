@@ -68,7 +68,8 @@ static double fl_pairwise_sum(const double* x, ptrdiff_t n) {
 /* Row max.  NaN is skipped here but reaches the result through the exp-sum that follows.  Two vectors
  * of lanes at a time, each lane its own running max (one chain of compares was latency-bound); the last
  * n % B values are taken as the last B values of the row (max is idempotent: values seen twice change
- * nothing); the lanes are folded in halves.  Max is exact, so the order changes nothing. */
+ * nothing); the lanes are then reduced (a vector max of the two halves, then a simd max reduction).  Max
+ * is exact, so the order changes nothing. */
 #define FL_ROW_MAX(T, name, VF, NEG_INF)                                                               \
 static inline T name(const T* x, ptrdiff_t n) {                                                       \
     enum { B = 2 * VF };                                                                              \
@@ -89,9 +90,13 @@ static inline T name(const T* x, ptrdiff_t n) {                                 
         _Pragma("omp simd")                                                                           \
         for (int j = 0; j < B; j++) mv[j] = xt[j] > mv[j] ? xt[j] : mv[j];                            \
     }                                                                                                 \
-    for (int h = B / 2; h >= 1; h /= 2)                                                               \
-        for (int j = 0; j < h; j++) mv[j] = mv[j + h] > mv[j] ? mv[j + h] : mv[j];                    \
-    return mv[0];                                                                                     \
+    T m = NEG_INF;                                                                                    \
+    _Pragma("omp simd reduction(max:m)")                                                              \
+    for (int j = 0; j < VF; j++) {                                                                    \
+        T a = mv[j + VF] > mv[j] ? mv[j + VF] : mv[j];                                                \
+        m = a > m ? a : m;                                                                            \
+    }                                                                                                 \
+    return m;                                                                                         \
 }
 FL_ROW_MAX(float, fl_row_max_f32, FL_ROW_VF32, -__builtin_inff())
 FL_ROW_MAX(double, fl_row_max_f64, FL_ROW_VF64, -__builtin_inf())
