@@ -23,7 +23,8 @@ and calls ``run`` (``_common.pxd``) with the block function ``block_for`` picks 
 Precision.  Row sums (squared distances, dot products) accumulate in double for both float types:
 the triplet hinge ``margin + d_ap - d_an`` cancels, and double sums keep float32 results within
 SPEC §4.  ``omp simd reduction`` (C helpers below; Cython cannot emit the pragma) keeps those sums
-vectorised and their order fixed by the ISA level alone.
+vectorised and their order fixed by the ISA level alone; the triplet's distances use FL_LANES explicit
+partial sums instead (one fixed order, and independent add chains).
 
 Gradients at non-differentiable points follow torch's autograd: ``clamp_min`` passes the gradient
 where its input is >= the bound, ``minimum`` splits a tie in half, a norm's gradient is 0 where the
@@ -86,6 +87,30 @@ cdef extern from *:
     static inline double fl_lanes_sum(const double* s) {
         return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
     }
+    /* The triplet's distance sums in ONE pass over its rows a, b, c (each converted once): r[0] =
+     * sum_k TERM(a_k - b_k + eps), r[1] = the same for a, c and, with three, r[2] for b, c (else 0);
+     * TERM is d^2 (fl_sqdiff3, p = 2) or |d| (fl_absdiff3, p = 1).  FL_LANES partial sums per
+     * distance (FL_LANE_LOOP): a single vector accumulator made every element wait on the last add. */
+    #define FL_SQ(d) ((d) * (d))
+    #define FL_DIST3(NAME, TERM, T, S)                                                            \\
+    static inline void NAME##_##S(const T* a, const T* b, const T* c, ptrdiff_t n, double eps,    \\
+                                  int three, double* r) {                                         \\
+        double s[FL_LANES] = {0}, u[FL_LANES] = {0}, v[FL_LANES] = {0};                           \\
+        if (three) {                                                                              \\
+            FL_LANE_LOOP(n, double x = a[i], y = b[i], z = c[i];                                  \\
+                         double d = x - y + eps, e = x - z + eps, f = y - z + eps;                \\
+                         s[j] += TERM(d); u[j] += TERM(e); v[j] += TERM(f);)                      \\
+        } else {                                                                                  \\
+            FL_LANE_LOOP(n, double x = a[i], y = b[i], z = c[i];                                  \\
+                         double d = x - y + eps, e = x - z + eps;                                 \\
+                         s[j] += TERM(d); u[j] += TERM(e);)                                       \\
+        }                                                                                         \\
+        r[0] = fl_lanes_sum(s); r[1] = fl_lanes_sum(u); r[2] = fl_lanes_sum(v);                   \\
+    }
+    FL_DIST3(fl_sqdiff3, FL_SQ, float, f32)
+    FL_DIST3(fl_sqdiff3, FL_SQ, double, f64)
+    FL_DIST3(fl_absdiff3, fabs, float, f32)
+    FL_DIST3(fl_absdiff3, fabs, double, f64)
     /* Row primitives on two rows a, b of n numbers, with d_k = a_k - b_k + eps (torch's
      * pairwise_distance places eps inside the norm: ||a - b + eps||_p).  Sums in double. */
     #define FL_METRIC_ROWS(T, S)                                                                  \\
@@ -94,24 +119,6 @@ cdef extern from *:
         _Pragma("omp simd reduction(+:s)")                                                        \\
         for (ptrdiff_t k = 0; k < n; k++) { double d = (double)a[k] - (double)b[k] + eps; s += d * d; } \\
         return s;                                                                                 \\
-    }                                                                                             \\
-    /* The triplet's squared distances in ONE pass over the rows a, b, c (each converted once):     \\
-     * r[0] = sum_k (a_k - b_k + eps)^2, r[1] = the same for a, c and, with three, r[2] for b, c.     \\
-     * FL_LANES partial sums per distance (FL_LANE_LOOP): a single vector accumulator made every     \\
-     * element wait on the previous add. */                                                        \\
-    static inline void fl_sqdiff3_##S(const T* a, const T* b, const T* c, ptrdiff_t n, double eps, \\
-                                      int three, double* r) {                                     \\
-        double s[FL_LANES] = {0}, u[FL_LANES] = {0}, v[FL_LANES] = {0};                           \\
-        if (three) {                                                                              \\
-            FL_LANE_LOOP(n, double x = a[i], y = b[i], z = c[i];                                  \\
-                         double d = x - y + eps, e = x - z + eps, f = y - z + eps;                \\
-                         s[j] += d * d; u[j] += e * e; v[j] += f * f;)                            \\
-        } else {                                                                                  \\
-            FL_LANE_LOOP(n, double x = a[i], y = b[i], z = c[i];                                  \\
-                         double d = x - y + eps, e = x - z + eps;                                 \\
-                         s[j] += d * d; u[j] += e * e;)                                           \\
-        }                                                                                         \\
-        r[0] = fl_lanes_sum(s); r[1] = fl_lanes_sum(u); r[2] = fl_lanes_sum(v);                   \\
     }                                                                                             \\
     /* The triplet's gradient rows for p = 2 in one pass, when exactly the terms (a, b) and (a, c)  \\
      * are active (f0, f1 = c / norm of fl_normdiff_grad): ga = (0 + v0) + v1, gb = 0 - v0,          \\
@@ -205,6 +212,10 @@ cdef extern from *:
                         int three, double* r) nogil
     void fl_sqdiff3_f64(const double* a, const double* b, const double* c, Py_ssize_t n, double eps,
                         int three, double* r) nogil
+    void fl_absdiff3_f32(const float* a, const float* b, const float* c, Py_ssize_t n, double eps,
+                         int three, double* r) nogil
+    void fl_absdiff3_f64(const double* a, const double* b, const double* c, Py_ssize_t n, double eps,
+                         int three, double* r) nogil
     void fl_sqdiff3_grad_f32(const float* a, const float* b, const float* c, Py_ssize_t n, double eps,
                              double f0, double f1, float* ga, float* gb, float* gc) nogil
     void fl_sqdiff3_grad_f64(const double* a, const double* b, const double* c, Py_ssize_t n, double eps,
@@ -328,6 +339,12 @@ cdef Py_ssize_t triplet_block(const TripletCtx* c, Py_ssize_t start, Py_ssize_t 
             else:
                 fl_sqdiff3_f64(a, p, n, D, c.eps, c.swap, d2)
             dap, dan, dpn = sqrt(d2[0]), sqrt(d2[1]), sqrt(d2[2])
+        elif c.pnorm == 1.0:
+            if floating is float:
+                fl_absdiff3_f32(a, p, n, D, c.eps, c.swap, d2)
+            else:
+                fl_absdiff3_f64(a, p, n, D, c.eps, c.swap, d2)
+            dap, dan, dpn = d2[0], d2[1], d2[2]
         else:
             dap = norm_diff(a, p, D, c.eps, c.pnorm)
             dan = norm_diff(a, n, D, c.eps, c.pnorm)
