@@ -23,7 +23,8 @@ and calls ``run`` (``_common.pxd``) with the block function ``block_for`` picks 
 Precision.  Row sums (squared distances, dot products) accumulate in double for both float types:
 the triplet hinge ``margin + d_ap - d_an`` cancels, and double sums keep float32 results within
 SPEC §4.  ``omp simd reduction`` (C helpers below; Cython cannot emit the pragma) keeps those sums
-vectorised and their order fixed by the ISA level alone.
+vectorised and their order fixed by the ISA level alone; the triplet's distances use FL_LANES explicit
+partial sums instead (one fixed order, and independent add chains).
 
 Gradients at non-differentiable points follow torch's autograd: ``clamp_min`` passes the gradient
 where its input is >= the bound, ``minimum`` splits a tie in half, a norm's gradient is 0 where the
@@ -71,6 +72,45 @@ cdef extern from *:
     #else
     #define FL_NO_FP_CONTRACT
     #endif
+    /* The triplet's row sums keep FL_LANES partial sums per distance: element k goes to lane
+     * k % FL_LANES (FL_LANE_LOOP runs its body on element i, lane j), and the lanes are added in the
+     * fixed tree of fl_lanes_sum: one order for every thread count (and every ISA level, up to the FMA
+     * contraction of x86-64-v3). */
+    #define FL_LANES 8
+    #define FL_LANE_LOOP(n, ...)                                                                  \\
+        {   ptrdiff_t k_ = 0;                                                                     \\
+            for (; k_ + FL_LANES <= (n); k_ += FL_LANES) {                                        \\
+                _Pragma("omp simd")                                                               \\
+                for (int j = 0; j < FL_LANES; j++) { ptrdiff_t i = k_ + j; __VA_ARGS__ }          \\
+            }                                                                                     \\
+            for (int j = 0; k_ < (n); k_++, j++) { ptrdiff_t i = k_; __VA_ARGS__ } }
+    static inline double fl_lanes_sum(const double* s) {
+        return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+    }
+    /* The triplet's distance sums in ONE pass over its rows a, b, c (each converted once): r[0] =
+     * sum_k TERM(a_k - b_k + eps), r[1] = the same for a, c and, with three, r[2] for b, c (else 0);
+     * TERM is d^2 (fl_sqdiff3, p = 2) or |d| (fl_absdiff3, p = 1).  FL_LANES partial sums per
+     * distance (FL_LANE_LOOP): a single vector accumulator made every element wait on the last add. */
+    #define FL_SQ(d) ((d) * (d))
+    #define FL_DIST3(NAME, TERM, T, S)                                                            \\
+    static inline void NAME##_##S(const T* a, const T* b, const T* c, ptrdiff_t n, double eps,    \\
+                                  int three, double* r) {                                         \\
+        double s[FL_LANES] = {0}, u[FL_LANES] = {0}, v[FL_LANES] = {0};                           \\
+        if (three) {                                                                              \\
+            FL_LANE_LOOP(n, double x = a[i], y = b[i], z = c[i];                                  \\
+                         double d = x - y + eps, e = x - z + eps, f = y - z + eps;                \\
+                         s[j] += TERM(d); u[j] += TERM(e); v[j] += TERM(f);)                      \\
+        } else {                                                                                  \\
+            FL_LANE_LOOP(n, double x = a[i], y = b[i], z = c[i];                                  \\
+                         double d = x - y + eps, e = x - z + eps;                                 \\
+                         s[j] += TERM(d); u[j] += TERM(e);)                                       \\
+        }                                                                                         \\
+        r[0] = fl_lanes_sum(s); r[1] = fl_lanes_sum(u); r[2] = fl_lanes_sum(v);                   \\
+    }
+    FL_DIST3(fl_sqdiff3, FL_SQ, float, f32)
+    FL_DIST3(fl_sqdiff3, FL_SQ, double, f64)
+    FL_DIST3(fl_absdiff3, fabs, float, f32)
+    FL_DIST3(fl_absdiff3, fabs, double, f64)
     /* Row primitives on two rows a, b of n numbers, with d_k = a_k - b_k + eps (torch's
      * pairwise_distance places eps inside the norm: ||a - b + eps||_p).  Sums in double. */
     #define FL_METRIC_ROWS(T, S)                                                                  \\
@@ -79,6 +119,20 @@ cdef extern from *:
         _Pragma("omp simd reduction(+:s)")                                                        \\
         for (ptrdiff_t k = 0; k < n; k++) { double d = (double)a[k] - (double)b[k] + eps; s += d * d; } \\
         return s;                                                                                 \\
+    }                                                                                             \\
+    /* The triplet's gradient rows for p = 2 in one pass, when exactly the terms (a, b) and (a, c)  \\
+     * are active (f0, f1 = c / norm of fl_normdiff_grad): ga = (0 + v0) + v1, gb = 0 - v0,          \\
+     * gc = 0 - v1 with v = (T)(f d) -- the bits of zeroing the rows and two fl_normdiff_grad calls.  \\
+     * No FMA contraction, as there. */                                                            \\
+    static inline FL_NO_FP_CONTRACT                                                               \\
+    void fl_sqdiff3_grad_##S(const T* a, const T* b, const T* c, ptrdiff_t n, double eps,         \\
+                             double f0, double f1, T* ga, T* gb, T* gc) {                         \\
+        _Pragma("omp simd")                                                                       \\
+        for (ptrdiff_t k = 0; k < n; k++) {                                                       \\
+            double x = a[k];                                                                      \\
+            T v0 = (T)(f0 * (x - (double)b[k] + eps)), v1 = (T)(f1 * (x - (double)c[k] + eps));   \\
+            ga[k] = ((T)0 + v0) + v1; gb[k] = (T)0 - v0; gc[k] = (T)0 - v1;                       \\
+        }                                                                                         \\
     }                                                                                             \\
     /* sum_k |d_k|^p for finite p (p = 1 vectorised), max_k |d_k| for p = inf (nan propagates) */ \\
     static inline double fl_powdiff_##S(const T* a, const T* b, ptrdiff_t n, double eps, double p) { \\
@@ -154,6 +208,18 @@ cdef extern from *:
     """
     double fl_sqdiff_f32(const float* a, const float* b, Py_ssize_t n, double eps) nogil
     double fl_sqdiff_f64(const double* a, const double* b, Py_ssize_t n, double eps) nogil
+    void fl_sqdiff3_f32(const float* a, const float* b, const float* c, Py_ssize_t n, double eps,
+                        int three, double* r) nogil
+    void fl_sqdiff3_f64(const double* a, const double* b, const double* c, Py_ssize_t n, double eps,
+                        int three, double* r) nogil
+    void fl_absdiff3_f32(const float* a, const float* b, const float* c, Py_ssize_t n, double eps,
+                         int three, double* r) nogil
+    void fl_absdiff3_f64(const double* a, const double* b, const double* c, Py_ssize_t n, double eps,
+                         int three, double* r) nogil
+    void fl_sqdiff3_grad_f32(const float* a, const float* b, const float* c, Py_ssize_t n, double eps,
+                             double f0, double f1, float* ga, float* gb, float* gc) nogil
+    void fl_sqdiff3_grad_f64(const double* a, const double* b, const double* c, Py_ssize_t n, double eps,
+                             double f0, double f1, double* ga, double* gb, double* gc) nogil
     double fl_powdiff_f32(const float* a, const float* b, Py_ssize_t n, double eps, double p) nogil
     double fl_powdiff_f64(const double* a, const double* b, Py_ssize_t n, double eps, double p) nogil
     void fl_normdiff_grad_f32(const float* a, const float* b, Py_ssize_t n, double eps, double p,
@@ -260,21 +326,44 @@ cdef Py_ssize_t triplet_block(const TripletCtx* c, Py_ssize_t start, Py_ssize_t 
     cdef floating* ga
     cdef floating* gp
     cdef floating* gn
-    cdef double dap, dan, dpn = 0.0, gs = c.grad_scale
+    cdef double dap, dan, dpn = 0.0, gs = c.grad_scale, f0, f1
     cdef double coef[3]
+    cdef double d2[3]
     for i in range(start, stop):
         a = <const floating*> c.a + i * D
         p = <const floating*> c.p + i * D
         n = <const floating*> c.n + i * D
-        dap = norm_diff(a, p, D, c.eps, c.pnorm)
-        dan = norm_diff(a, n, D, c.eps, c.pnorm)
-        if c.swap:
-            dpn = norm_diff(p, n, D, c.eps, c.pnorm)
+        if c.pnorm == 2.0:          # the two (three) distances in one pass over the rows
+            if floating is float:
+                fl_sqdiff3_f32(a, p, n, D, c.eps, c.swap, d2)
+            else:
+                fl_sqdiff3_f64(a, p, n, D, c.eps, c.swap, d2)
+            dap, dan, dpn = sqrt(d2[0]), sqrt(d2[1]), sqrt(d2[2])
+        elif c.pnorm == 1.0:
+            if floating is float:
+                fl_absdiff3_f32(a, p, n, D, c.eps, c.swap, d2)
+            else:
+                fl_absdiff3_f64(a, p, n, D, c.eps, c.swap, d2)
+            dap, dan, dpn = d2[0], d2[1], d2[2]
+        else:
+            dap = norm_diff(a, p, D, c.eps, c.pnorm)
+            dan = norm_diff(a, n, D, c.eps, c.pnorm)
+            if c.swap:
+                dpn = norm_diff(p, n, D, c.eps, c.pnorm)
         loss[i - start] = <floating> triplet_point(dap, dan, dpn, c.margin, c.swap, coef)
         if c.ga != NULL:
             ga = <floating*> c.ga + i * D
             gp = <floating*> c.gp + i * D
             gn = <floating*> c.gn + i * D
+            f0, f1 = coef[0] * gs, coef[1] * gs
+            if (c.pnorm == 2.0 and dap != 0.0 and dan != 0.0 and f0 != 0.0 and f1 != 0.0
+                    and (not c.swap or coef[2] == 0.0)):
+                # the common active row: both terms in one pass, no zeroing (fl_sqdiff3_grad)
+                if floating is float:
+                    fl_sqdiff3_grad_f32(a, p, n, D, c.eps, f0 / dap, f1 / dan, ga, gp, gn)
+                else:
+                    fl_sqdiff3_grad_f64(a, p, n, D, c.eps, f0 / dap, f1 / dan, ga, gp, gn)
+                continue
             memset(ga, 0, D * sizeof(floating))
             memset(gp, 0, D * sizeof(floating))
             memset(gn, 0, D * sizeof(floating))
