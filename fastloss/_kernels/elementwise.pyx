@@ -356,10 +356,14 @@ cdef inline floating l1_point(floating x, floating y, floating* dx) noexcept nog
 cdef inline floating huber_point(floating x, floating y, floating delta, floating* dx) noexcept nogil:
     # torch (aten/src/ATen/native/cpu/PointwiseOpsKernel.cpp): |d| < delta ? d^2 / 2 : delta (|d| - delta / 2)
     # d/dx = clamp(d, -delta, delta), written as torch's selects so that nan stays nan
+    # The loss as m (|d| - m / 2) with m = min(|d|, delta): the same bits as torch's two branches (for
+    # m = |d|, |d| - |d| / 2 is exactly |d| / 2, so m times it is d^2 / 2 rounded once), with no select
+    # (W8's huber mean: 6 vector operations per 8 items instead of 10; nan stays nan through |d|)
     cdef floating d = x - y
     cdef floating ad = f_abs(d)
+    cdef floating m = f_min(ad, delta)
     dx[0] = -delta if d < -delta else (delta if d > delta else d)
-    return <floating> 0.5 * d * d if ad < delta else delta * (ad - <floating> 0.5 * delta)
+    return m * (ad - <floating> 0.5 * m)
 
 
 cdef inline floating smooth_l1_point(floating x, floating y, floating beta, floating* dx) noexcept nogil:
