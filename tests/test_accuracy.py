@@ -373,6 +373,101 @@ def test_hostile_gaussian_nll_variance_gradient_float32():
     assert_close_spec(gv, tvar.grad, np.float32, what="d/dvar")
 
 
+# float32 means of a million items: the elementwise kernels sum the float32 losses (and weights) in double
+# lanes (src_c/fl_lanes.h; SPEC §4: reductions accumulate in float64), so the sum is off the exact sum of the
+# float32 items by double rounding plus the float32 rounding of the result (2^-24).  The bound below is
+# looser (it would hold a float-lane sum of runs of 8 too): a regression to a float32 running sum fails it.
+F32_LANE_SUM_BOUND = 8 * 2.0 ** -24
+
+
+def _f32_sum_cases(rng, n=1_000_000):
+    """Adversarial float32 (name, x, y, kwargs) for the lane sums: losses over 16 decades in random
+    order; a million equal losses (a float32 running sum is off by percents there); a few huge losses
+    among many small ones; weighted (the weight sum goes through the same lanes); and a Poisson NLL
+    whose items have both signs and cancel (exp(x) - y x with y around exp(x) / x)."""
+    y = rng.standard_normal(n).astype(np.float32)
+    mixed = (y + 10.0 ** rng.uniform(-4, 4, n) * rng.choice([-1.0, 1.0], n)).astype(np.float32)
+    equal = (y + np.float32(0.1)).astype(np.float32)
+    spikes = (y + np.where(rng.random(n) < 1e-4, 1e3, 1e-3)).astype(np.float32)
+    w = rng.uniform(0.0, 3.0, n).astype(np.float32)
+    px = rng.uniform(0.5, 2.0, n).astype(np.float32)
+    py = (np.exp(px.astype(np.float64)) / px * rng.uniform(0.5, 1.5, n)).astype(np.float32)
+    return [
+        ("mse_loss", mixed, y, {}), ("l1_loss", mixed, y, {}), ("huber_loss", mixed, y, {"delta": 0.5}),
+        ("smooth_l1_loss", mixed, y, {"beta": 0.5}), ("mse_loss", equal, y, {}),
+        ("huber_loss", spikes, y, {}), ("huber_loss", mixed, y, {"weight": w}),
+        ("mse_loss", equal, y, {"weight": w}), ("poisson_nll_loss", px, py, {}),
+    ]
+
+
+_TORCH_ELEM = {name: getattr(torch.nn.functional, name)
+               for name in ("mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "poisson_nll_loss")}
+
+
+def test_hostile_float32_means_of_a_million_items():
+    """SPEC §4's float32 reduction rule (1e-6 relative to a float64 reference on the upcast inputs) on
+    the adversarial sets above -- and the lane sum's own bound: the kernel's float32 sum against the
+    exact sum (math.fsum) of the float32 per-item losses, within F32_LANE_SUM_BOUND of their
+    magnitudes' sum (the per-item values are exact in float64; only the summation is measured)."""
+    import math
+    rng = np.random.default_rng(16)
+    for name, x, y, kw in _f32_sum_cases(rng):
+        what = f"{name}{sorted(kw)}"
+        kw = dict(kw)
+        w = kw.pop("weight", None)
+        f, ref = getattr(fl, name), _TORCH_ELEM[name]
+        x64, y64 = torch.from_numpy(x).double(), torch.from_numpy(y).double()
+        if w is not None:     # torch's weighted mean (sum(w l) / sum(w) for MSE, / N for Huber)
+            kw_ref = {**kw, "weight": torch.from_numpy(w).double()}
+        else:
+            kw_ref = kw
+        ref_mean = float(ref(x64, y64, reduction="mean", **kw_ref))
+        got = f(x, y, reduction="mean", weight=w, **kw)
+        # the Poisson items cancel: the result is held relative to the items' magnitudes (``cancel``)
+        cancel = None
+        if name == "poisson_nll_loss":
+            cancel = float(np.abs(ref(x64, y64, reduction="none", **kw).numpy()).mean())
+        assert_close_spec(got, ref_mean, np.float32, reduced=True, what=what, cancel=cancel)
+        if w is None:
+            items = f(x, y, reduction="none", **kw).astype(np.float64)
+            exact, mag = math.fsum(items), math.fsum(np.abs(items))
+            got_sum = float(f(x, y, reduction="sum", **kw))
+            assert abs(got_sum - exact) <= F32_LANE_SUM_BOUND * mag, (what, got_sum, exact)
+            # the cancelling case really cancels (else it tests nothing more than the others)
+            if name == "poisson_nll_loss":
+                assert abs(exact) < 0.1 * mag
+
+
+def test_hostile_float32_sums_of_losses_near_float32_max():
+    """Losses near FLT_MAX: their float64 sum and mean are finite where a float32 accumulation of a few of
+    them overflows (a regression to float lanes turned a huber mean of 1.74e36 into inf).  A real inf /
+    nan stays one."""
+    n = 5000
+    x = np.full(n, 1.5e19, np.float32)        # (x - 0)^2 = 2.25e38 < FLT_MAX = 3.4e38
+    y = np.zeros(n, np.float32)
+    x64, y64 = torch.from_numpy(x).double(), torch.from_numpy(y).double()
+    for name in ("mse_loss", "huber_loss", "l1_loss", "smooth_l1_loss"):
+        f, ref = getattr(fl, name), getattr(torch.nn.functional, name)
+        xx = x if name == "mse_loss" else np.full(n, 3e38, np.float32)     # |d| itself near FLT_MAX
+        want = float(ref(torch.from_numpy(xx).double(), y64))
+        assert_close_spec(f(xx, y), want, np.float32, reduced=True, what=name)
+        assert_close_spec(f(xx, y, return_grad=True)[0], want, np.float32, reduced=True, what=f"{name} +grad")
+        for threads in (1, 3):
+            assert f(xx, y, num_threads=threads) == f(xx, y, num_threads=1)
+    # the weights' sum: a weighted MSE mean is sum(w l) / sum(w)
+    w = np.full(n, 1e38, np.float32)
+    ones = np.ones(n, np.float32)
+    assert_close_spec(fl.mse_loss(ones, y, weight=w), 1.0, np.float32, reduced=True, what="weights")
+    assert_close_spec(fl.mse_loss(ones, y, weight=w, return_grad=True)[0], 1.0, np.float32, reduced=True,
+                      what="weights +grad")
+    # a real inf (the loss itself overflows) and a nan stay
+    want_inf = float(torch.nn.functional.mse_loss(torch.from_numpy(x * 2).double(), y64))
+    assert want_inf > np.finfo(np.float32).max and fl.mse_loss(x * 2, y) == np.inf
+    xn = x.copy()
+    xn[7] = np.nan
+    assert np.isnan(fl.mse_loss(xn, y)) and np.isnan(fl.huber_loss(xn, y))
+
+
 # ============================================================================ 2. every ISA level
 def _run_level(level, path):
     env = dict(os.environ)
