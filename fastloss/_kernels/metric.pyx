@@ -65,6 +65,8 @@ cdef extern from *:
     """
     #include <math.h>
     #include <stddef.h>
+    #include <stdint.h>
+    #include <string.h>
     /* GCC contracts a * b + c into an FMA across statements (-ffp-contract=fast, its default); this turns
      * it off for one function.  Clang contracts only within one expression by default. */
     #if defined(__GNUC__) && !defined(__clang__)
@@ -205,6 +207,74 @@ cdef extern from *:
     }
     FL_METRIC_ROWS(float, f32)
     FL_METRIC_ROWS(double, f64)
+    /* batch_hard's anchor i over its Gram row g (B entries): see "Triplet mining" below.  Pass 1 (one
+     * vectorised reduction, the label compare as a mask): the largest positive / smallest negative Gram
+     * d^2 (clamped at 0), the positive / negative counts and whether a nan d^2 is among them.  Pass 2,
+     * in chunks of FL_MINE_CHUNK: a vectorised pass flags the candidates within the rounding band of
+     * those (tol (|e_i|^2 + |e_j|^2) for j, tol (|e_i|^2 + sqmax) for the best, sqmax >= every
+     * |e_j|^2: a superset of the exact bound's candidates, so the same winner), and only the flagged
+     * ones are recomputed from the rows, first index winning ties.  Returns 0 (no positive or no
+     * negative), 1 (a nan distance) or 2 (r = {best positive d^2, best negative d^2}, jk their
+     * indices). */
+    #define FL_MINE_CHUNK 256
+    #define FL_MINE_ROW(T, S, L, SL)                                                              \\
+    static __attribute__((noinline)) int fl_hard_row_##S##_##SL(const T* g, const T* emb, ptrdiff_t D, const double* sq, \\
+                                           const L* lab, ptrdiff_t i, ptrdiff_t B, double tol,     \\
+                                           double sqmax, ptrdiff_t* jk, double* r) {               \\
+        const L li = lab[i];                                                                      \\
+        const double sqi = sq[i];                                                                 \\
+        double gp = -INFINITY, gn = INFINITY;                                                     \\
+        int64_t npos = 0, nneg = 0, nnan = 0;                                                     \\
+        /* (64-bit masks, 0 or -1, as wide as the double lanes: GCC vectorises this form) */      \\
+        _Pragma("omp simd reduction(max:gp) reduction(min:gn) reduction(+:npos,nneg,nnan)")       \\
+        for (ptrdiff_t j = 0; j < B; j++) {                                                       \\
+            double d2 = sqi + sq[j] - 2.0 * (double)g[j];                                         \\
+            d2 = d2 < 0 ? 0.0 : d2;                                                               \\
+            int64_t same = -(int64_t)(lab[j] == li), pos = same & -(int64_t)(j != i), neg = ~same; \\
+            npos -= pos; nneg -= neg; nnan -= (pos | neg) & -(int64_t)(d2 != d2);                 \\
+            double vp = pos ? d2 : -INFINITY, vn = neg ? d2 : INFINITY;                           \\
+            gp = vp > gp ? vp : gp; gn = vn < gn ? vn : gn;                                       \\
+        }                                                                                         \\
+        if (npos == 0 || nneg == 0) return 0;                                                     \\
+        if (nnan) return 1;                                                                       \\
+        const double wide = tol * (2.0 * sqi + sqmax), tp = gp - wide, tn = gn + wide;            \\
+        const T* ei = emb + i * D;                                                                \\
+        ptrdiff_t jp = -1, kn = -1;                                                               \\
+        double bp = 0.0, bn = 0.0;                                                                \\
+        unsigned char flag[FL_MINE_CHUNK] __attribute__((aligned(32)));                           \\
+        for (ptrdiff_t c0 = 0; c0 < B; c0 += FL_MINE_CHUNK) {                                     \\
+            ptrdiff_t n = B - c0 < FL_MINE_CHUNK ? B - c0 : FL_MINE_CHUNK;                        \\
+            _Pragma("omp simd")                                                                   \\
+            for (ptrdiff_t k = 0; k < n; k++) {                                                   \\
+                ptrdiff_t j = c0 + k;                                                             \\
+                double d2 = sqi + sq[j] - 2.0 * (double)g[j], t = tol * sq[j];                    \\
+                d2 = d2 < 0 ? 0.0 : d2;                                                           \\
+                int64_t same = -(int64_t)(lab[j] == li), pos = same & -(int64_t)(j != i);         \\
+                /* (d2 == gp / gn keeps the Gram's own best a candidate whatever the band) */     \\
+                int64_t fp = pos & -(int64_t)((d2 + t >= tp) | (d2 == gp));                       \\
+                int64_t fn = ~same & -(int64_t)((d2 - t <= tn) | (d2 == gn));                     \\
+                flag[k] = (unsigned char)((fp & 1) | (fn & 2));                                   \\
+            }                                                                                     \\
+            for (ptrdiff_t k0 = 0; k0 < n; k0 += 8) {                                             \\
+                unsigned long long w = 0;                                                         \\
+                memcpy(&w, flag + k0, n - k0 < 8 ? (size_t)(n - k0) : 8);                         \\
+                if (w == 0) continue;                                                             \\
+                for (ptrdiff_t k = k0; k < k0 + 8 && k < n; k++) {                                \\
+                    if (!flag[k]) continue;                                                       \\
+                    ptrdiff_t j = c0 + k;                                                         \\
+                    double ex = fl_sqdiff_##S(ei, emb + j * D, D, 0.0);                           \\
+                    if (flag[k] == 1) { if (jp < 0 || ex > bp) { jp = j; bp = ex; } }             \\
+                    else if (kn < 0 || ex < bn) { kn = j; bn = ex; }                              \\
+                }                                                                                 \\
+            }                                                                                     \\
+        }                                                                                         \\
+        jk[0] = jp; jk[1] = kn; r[0] = bp; r[1] = bn;                                             \\
+        return 2;                                                                                 \\
+    }
+    FL_MINE_ROW(float, f32, int32_t, i32)
+    FL_MINE_ROW(float, f32, int64_t, i64)
+    FL_MINE_ROW(double, f64, int32_t, i32)
+    FL_MINE_ROW(double, f64, int64_t, i64)
     """
     double fl_sqdiff_f32(const float* a, const float* b, Py_ssize_t n, double eps) nogil
     double fl_sqdiff_f64(const double* a, const double* b, Py_ssize_t n, double eps) nogil
@@ -230,6 +300,14 @@ cdef extern from *:
     void fl_dot3_f64(const double* a, const double* b, Py_ssize_t n, double* r) nogil
     void fl_axpby_f32(const float* a, const float* b, Py_ssize_t n, double u, double v, float* g) nogil
     void fl_axpby_f64(const double* a, const double* b, Py_ssize_t n, double u, double v, double* g) nogil
+    int fl_hard_row_f32_i32(const float* g, const float* emb, Py_ssize_t D, const double* sq, const int32_t* lab,
+                            Py_ssize_t i, Py_ssize_t B, double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
+    int fl_hard_row_f32_i64(const float* g, const float* emb, Py_ssize_t D, const double* sq, const int64_t* lab,
+                            Py_ssize_t i, Py_ssize_t B, double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
+    int fl_hard_row_f64_i32(const double* g, const double* emb, Py_ssize_t D, const double* sq, const int32_t* lab,
+                            Py_ssize_t i, Py_ssize_t B, double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
+    int fl_hard_row_f64_i64(const double* g, const double* emb, Py_ssize_t D, const double* sq, const int64_t* lab,
+                            Py_ssize_t i, Py_ssize_t B, double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
 
 
 # ---------------------------------------------------------------- fused wrappers of the row helpers
@@ -869,6 +947,7 @@ cdef struct MiningCtx:
     const void* emb          # (B, D) the embeddings of the Gram block (its dtype)
     Py_ssize_t D
     double gram_tol          # see Precision above
+    double sqmax             # max_j |e_j|^2 (nan ignored; batch_hard's band, fl_hard_row)
     const void* labels       # (B,)
     bint labels64
     Py_ssize_t B
@@ -901,54 +980,37 @@ cdef inline double exact_d2(const MiningCtx* c, const floating* ei, Py_ssize_t j
         return fl_sqdiff_f64(ei, <const double*> c.emb + j * c.D, c.D, 0.0)
 
 
-cdef double batch_hard_row(const MiningCtx* c, Py_ssize_t i, int64_t li, floating* row,
-                           double* count) noexcept nogil:
+cdef double batch_hard_row(const MiningCtx* c, Py_ssize_t i, floating* row, double* count) noexcept nogil:
     """The loss of anchor i and its mean denominator (count: 1, or 0 without a positive or a negative);
-    with the gradient, its coefficients over row."""
-    cdef Py_ssize_t B = c.B, j, jp = -1, kn = -1, jp1, kn1
-    cdef const floating* ei = <const floating*> c.emb + i * c.D
-    cdef double d2, ex, band, gp = 0.0, gn = INFINITY, bp = 0.0, bn = 0.0
+    with the gradient, its coefficients over row.  The mining itself is fl_hard_row (above)."""
+    cdef Py_ssize_t B = c.B, j, jp, kn
+    cdef Py_ssize_t jk[2]
+    cdef double best[2]
     cdef double dp, dn, z
-    cdef bint nan_seen = False, is_pos
-    # pass 1: the hardest positive / negative by the Gram distances (their squares: same order)
-    for j in range(B):
-        d2 = gram_d2(c, i, j, row[j])
-        if read_label(c.labels, c.labels64, j) == li:
-            if j == i:
-                continue
-            nan_seen = nan_seen or d2 != d2
-            if jp < 0 or d2 > gp:
-                jp, gp = j, d2
+    cdef int found
+    if floating is float:
+        if c.labels64:
+            found = fl_hard_row_f32_i64(row, <const float*> c.emb, c.D, c.sqnorm, <const int64_t*> c.labels,
+                                        i, B, c.gram_tol, c.sqmax, jk, best)
         else:
-            nan_seen = nan_seen or d2 != d2
-            if kn < 0 or d2 < gn:
-                kn, gn = j, d2
-    count[0] = 1.0 if jp >= 0 and kn >= 0 else 0.0
-    if count[0] == 0.0 or nan_seen:
+            found = fl_hard_row_f32_i32(row, <const float*> c.emb, c.D, c.sqnorm, <const int32_t*> c.labels,
+                                        i, B, c.gram_tol, c.sqmax, jk, best)
+    else:
+        if c.labels64:
+            found = fl_hard_row_f64_i64(row, <const double*> c.emb, c.D, c.sqnorm, <const int64_t*> c.labels,
+                                        i, B, c.gram_tol, c.sqmax, jk, best)
+        else:
+            found = fl_hard_row_f64_i32(row, <const double*> c.emb, c.D, c.sqnorm, <const int32_t*> c.labels,
+                                        i, B, c.gram_tol, c.sqmax, jk, best)
+    count[0] = 1.0 if found != 0 else 0.0
+    if found != 2:
         if c.want_grad:
             for j in range(B):
-                row[j] = <floating> (NAN if count[0] != 0.0 else 0.0)
-        return NAN if count[0] != 0.0 else 0.0
-    # pass 2: the pass-1 choice and every candidate within the rounding bound of it (tol_ij + tol_i,best),
-    # recomputed exactly from the rows; the best exact distance wins
-    jp1, kn1 = jp, kn
-    jp = kn = -1
-    for j in range(B):
-        is_pos = read_label(c.labels, c.labels64, j) == li
-        if is_pos and j == i:
-            continue
-        d2 = gram_d2(c, i, j, row[j])
-        band = c.gram_tol * (2.0 * c.sqnorm[i] + c.sqnorm[j] + c.sqnorm[jp1 if is_pos else kn1])
-        if is_pos and (j == jp1 or d2 >= gp - band):
-            ex = exact_d2(c, ei, j)
-            if jp < 0 or ex > bp:
-                jp, bp = j, ex
-        elif not is_pos and (j == kn1 or d2 <= gn + band):
-            ex = exact_d2(c, ei, j)
-            if kn < 0 or ex < bn:
-                kn, bn = j, ex
-    dp = bp if c.squared else sqrt(bp)
-    dn = bn if c.squared else sqrt(bn)
+                row[j] = <floating> (NAN if found == 1 else 0.0)
+        return NAN if found == 1 else 0.0
+    jp, kn = jk[0], jk[1]
+    dp = best[0] if c.squared else sqrt(best[0])
+    dn = best[1] if c.squared else sqrt(best[1])
     z = dp - dn + c.margin
     if c.want_grad:
         memset(row, 0, B * sizeof(floating))
@@ -969,7 +1031,7 @@ cdef inline Py_ssize_t mining_rows(const MiningCtx* c, bint batch_all, Py_ssize_
         row = <floating*> c.block + r * B
         li = read_label(c.labels, c.labels64, i)
         if not batch_all:
-            total = batch_hard_row(c, i, li, row, &cnt)
+            total = batch_hard_row(c, i, row, &cnt)
         else:
             for j in range(B):
                 d2 = gram_d2(c, i, j, row[j])
@@ -1065,6 +1127,7 @@ def triplet_mining(emb, sqnorm, labels, row_loss, row_count, block=None, s_cols=
     check_buffer(row_loss, "row_loss", b'f', 8, B, True)
     check_buffer(row_count, "row_count", b'f', 8, B, True)
     cdef MiningCtx c
+    cdef Py_ssize_t r
     scratch = set_sim_rows(&c.sim, emb, emb, block, s_cols, row0, n_rows, itemsize, want_grad, num_threads)
     c.block = NULL
     c.emb = ptr_or_null(emb)
@@ -1072,6 +1135,10 @@ def triplet_mining(emb, sqnorm, labels, row_loss, row_count, block=None, s_cols=
     # (D + 2) u: the dot product's rounding (D terms) and the Gram entry stored in the block's dtype
     c.gram_tol = (c.D + 2) * (2.0 ** -24 if itemsize == 4 else 2.0 ** -53)
     c.sqnorm = <const double*> ptr_or_null(sqnorm)
+    c.sqmax = 0.0
+    for r in range(B):
+        if c.sqnorm[r] > c.sqmax:
+            c.sqmax = c.sqnorm[r]
     c.labels = ptr_or_null(labels)
     c.labels64 = labels.dtype.itemsize == 8
     c.B = B
