@@ -818,9 +818,10 @@ cdef inline void sim_grad_rows(const SimRows* s, Py_ssize_t row0, Py_ssize_t sta
 
 
 cdef object set_sim_rows(SimRows* s, rows, cols, block, s_cols, Py_ssize_t row0, Py_ssize_t n_rows,
-                         Py_ssize_t itemsize, bint want_grad, int num_threads):
+                         Py_ssize_t itemsize, bint want_grad, int num_threads, Py_ssize_t max_rows=64):
     """Checks the operands of a similarity-row entry (boundary checks, _common.pxd) and fills ``s``;
-    returns the scratch array that ``s.scratch`` points into (keep it alive over the call)."""
+    returns the scratch array that ``s.scratch`` points into (keep it alive over the call).  max_rows:
+    the most rows per block (a constant of the loss: the blocks never depend on num_threads)."""
     if SGEMM == NULL:
         blas_address()
     check_buffer(rows, "rows", b'f', itemsize, -1, False)
@@ -835,8 +836,8 @@ cdef object set_sim_rows(SimRows* s, rows, cols, block, s_cols, Py_ssize_t row0,
     if max(s.D, s.M, n_rows) >= 2 ** 31 or s.M * s.D >= 2 ** 62:
         raise ValueError("fastloss kernel: BLAS takes 32-bit sizes")
     s.rows, s.cols = ptr_or_null(rows), ptr_or_null(cols)
-    # rows per block: 64, fewer where the candidates are many (a block's S stays ~1 MiB of float32)
-    s.block_rows = 64
+    # rows per block: max_rows, fewer where the candidates are many (a block's S stays ~1 MiB of float32)
+    s.block_rows = max_rows
     while s.block_rows > 1 and s.block_rows * s.M > (1 << 18):
         s.block_rows //= 2
     s.block = s.scratch = s.s_cols = NULL
@@ -1128,7 +1129,10 @@ def triplet_mining(emb, sqnorm, labels, row_loss, row_count, block=None, s_cols=
     check_buffer(row_count, "row_count", b'f', 8, B, True)
     cdef MiningCtx c
     cdef Py_ssize_t r
-    scratch = set_sim_rows(&c.sim, emb, emb, block, s_cols, row0, n_rows, itemsize, want_grad, num_threads)
+    # batch_hard: blocks of up to 128 rows -- each GEMM packs all B rows of emb again (OpenBLAS's copy
+    # was ~10% of the call at B = 768 with 64), and its cheap mining leaves the GEMM the larger part
+    scratch = set_sim_rows(&c.sim, emb, emb, block, s_cols, row0, n_rows, itemsize, want_grad, num_threads,
+                           128 if kind == BATCH_HARD_TRIPLET else 64)
     c.block = NULL
     c.emb = ptr_or_null(emb)
     c.D = emb.shape[1]
