@@ -208,63 +208,78 @@ cdef extern from *:
     FL_METRIC_ROWS(float, f32)
     FL_METRIC_ROWS(double, f64)
     /* batch_hard's anchor i over its Gram row g (B entries): see "Triplet mining" below.  Pass 1 (one
-     * vectorised reduction, the label compare as a mask): the largest positive / smallest negative Gram
-     * d^2 (clamped at 0), the positive / negative counts and whether a nan d^2 is among them.  Pass 2,
-     * in chunks of FL_MINE_CHUNK: a vectorised pass flags the candidates within the rounding band of
-     * those (tol (|e_i|^2 + |e_j|^2) for j, tol (|e_i|^2 + sqmax) for the best, sqmax >= every
-     * |e_j|^2: a superset of the exact bound's candidates, so the same winner), and only the flagged
-     * ones are recomputed from the rows, first index winning ties.  Returns 0 (no positive or no
-     * negative), 1 (a nan distance) or 2 (r = {best positive d^2, best negative d^2}, jk their
-     * indices). */
-    #define FL_MINE_CHUNK 256
+     * vectorised reduction per chunk of the row, the label compare as a mask): the largest positive /
+     * smallest negative Gram d^2 (clamped at 0) of each chunk and of the row, the positive / negative
+     * counts and whether a nan d^2 is among them.  Pass 2 visits only the chunks that can hold a
+     * candidate, i.e. a d^2 within the rounding band of the row's best (tol (|e_i|^2 + |e_j|^2) for j,
+     * tol (|e_i|^2 + sqmax) for the best, sqmax >= every |e_j|^2: a superset of the exact bound's
+     * candidates, so the same winner); there a vectorised pass flags the candidates, and only those
+     * are recomputed from the rows, first index winning ties.  Returns 0 (no positive or no negative),
+     * 1 (a nan distance) or 2 (r = {best positive d^2, best negative d^2}, jk their indices).
+     * (64-bit masks, 0 or -1, as wide as the double lanes: GCC vectorises this form.) */
+    #define FL_MINE_NCHUNK 64    /* chunks per row at most (pass 1's per-chunk bests) */
+    #define FL_MINE_FLAGS 256    /* candidate flags per vectorised flag pass */
+    #define FL_MINE_D2(T) double d2 = sqi + sq[j] - 2.0 * (double)g[j]; d2 = d2 < 0 ? 0.0 : d2;      \\
+        int64_t same = -(int64_t)(lab[j] == li), pos = same & -(int64_t)(j != i), neg = ~same;
     #define FL_MINE_ROW(T, S, L, SL)                                                              \\
-    static __attribute__((noinline)) int fl_hard_row_##S##_##SL(const T* g, const T* emb, ptrdiff_t D, const double* sq, \\
-                                           const L* lab, ptrdiff_t i, ptrdiff_t B, double tol,     \\
-                                           double sqmax, ptrdiff_t* jk, double* r) {               \\
+    static __attribute__((noinline)) int fl_hard_row_##S##_##SL(                                  \\
+            const T* g, const T* emb, ptrdiff_t D, const double* sq, const L* lab, ptrdiff_t i,   \\
+            ptrdiff_t B, double tol, double sqmax, ptrdiff_t* jk, double* r) {                    \\
         const L li = lab[i];                                                                      \\
         const double sqi = sq[i];                                                                 \\
-        double gp = -INFINITY, gn = INFINITY;                                                     \\
+        double gp = -INFINITY, gn = INFINITY, chp[FL_MINE_NCHUNK], chn[FL_MINE_NCHUNK];           \\
         int64_t npos = 0, nneg = 0, nnan = 0;                                                     \\
-        /* (64-bit masks, 0 or -1, as wide as the double lanes: GCC vectorises this form) */      \\
-        _Pragma("omp simd reduction(max:gp) reduction(min:gn) reduction(+:npos,nneg,nnan)")       \\
-        for (ptrdiff_t j = 0; j < B; j++) {                                                       \\
-            double d2 = sqi + sq[j] - 2.0 * (double)g[j];                                         \\
-            d2 = d2 < 0 ? 0.0 : d2;                                                               \\
-            int64_t same = -(int64_t)(lab[j] == li), pos = same & -(int64_t)(j != i), neg = ~same; \\
-            npos -= pos; nneg -= neg; nnan -= (pos | neg) & -(int64_t)(d2 != d2);                 \\
-            double vp = pos ? d2 : -INFINITY, vn = neg ? d2 : INFINITY;                           \\
-            gp = vp > gp ? vp : gp; gn = vn < gn ? vn : gn;                                       \\
+        ptrdiff_t cs = (B + FL_MINE_NCHUNK - 1) / FL_MINE_NCHUNK;                                 \\
+        cs = cs < 64 ? 64 : (cs + 7) & ~(ptrdiff_t)7;                                             \\
+        for (ptrdiff_t c0 = 0, c = 0; c0 < B; c0 += cs, c++) {                                    \\
+            ptrdiff_t c1 = B - c0 < cs ? B : c0 + cs;                                             \\
+            double cp = -INFINITY, cn = INFINITY;                                                 \\
+            _Pragma("omp simd reduction(max:cp) reduction(min:cn) reduction(+:npos,nneg,nnan)")   \\
+            for (ptrdiff_t j = c0; j < c1; j++) {                                                 \\
+                FL_MINE_D2(T)                                                                     \\
+                npos -= pos; nneg -= neg; nnan -= (pos | neg) & -(int64_t)(d2 != d2);             \\
+                double vp = pos ? d2 : -INFINITY, vn = neg ? d2 : INFINITY;                       \\
+                cp = vp > cp ? vp : cp; cn = vn < cn ? vn : cn;                                   \\
+            }                                                                                     \\
+            chp[c] = cp; chn[c] = cn;                                                             \\
+            gp = cp > gp ? cp : gp; gn = cn < gn ? cn : gn;                                       \\
         }                                                                                         \\
         if (npos == 0 || nneg == 0) return 0;                                                     \\
         if (nnan) return 1;                                                                       \\
         const double wide = tol * (2.0 * sqi + sqmax), tp = gp - wide, tn = gn + wide;            \\
+        const double tmax = tol * sqmax;   /* >= every tol |e_j|^2 (rounding is monotone) */     \\
         const T* ei = emb + i * D;                                                                \\
         ptrdiff_t jp = -1, kn = -1;                                                               \\
         double bp = 0.0, bn = 0.0;                                                                \\
-        unsigned char flag[FL_MINE_CHUNK] __attribute__((aligned(32)));                           \\
-        for (ptrdiff_t c0 = 0; c0 < B; c0 += FL_MINE_CHUNK) {                                     \\
-            ptrdiff_t n = B - c0 < FL_MINE_CHUNK ? B - c0 : FL_MINE_CHUNK;                        \\
-            _Pragma("omp simd")                                                                   \\
-            for (ptrdiff_t k = 0; k < n; k++) {                                                   \\
-                ptrdiff_t j = c0 + k;                                                             \\
-                double d2 = sqi + sq[j] - 2.0 * (double)g[j], t = tol * sq[j];                    \\
-                d2 = d2 < 0 ? 0.0 : d2;                                                           \\
-                int64_t same = -(int64_t)(lab[j] == li), pos = same & -(int64_t)(j != i);         \\
-                /* (d2 == gp / gn keeps the Gram's own best a candidate whatever the band) */     \\
-                int64_t fp = pos & -(int64_t)((d2 + t >= tp) | (d2 == gp));                       \\
-                int64_t fn = ~same & -(int64_t)((d2 - t <= tn) | (d2 == gn));                     \\
-                flag[k] = (unsigned char)((fp & 1) | (fn & 2));                                   \\
-            }                                                                                     \\
-            for (ptrdiff_t k0 = 0; k0 < n; k0 += 8) {                                             \\
-                unsigned long long w = 0;                                                         \\
-                memcpy(&w, flag + k0, n - k0 < 8 ? (size_t)(n - k0) : 8);                         \\
-                if (w == 0) continue;                                                             \\
-                for (ptrdiff_t k = k0; k < k0 + 8 && k < n; k++) {                                \\
-                    if (!flag[k]) continue;                                                       \\
-                    ptrdiff_t j = c0 + k;                                                         \\
-                    double ex = fl_sqdiff_##S(ei, emb + j * D, D, 0.0);                           \\
-                    if (flag[k] == 1) { if (jp < 0 || ex > bp) { jp = j; bp = ex; } }             \\
-                    else if (kn < 0 || ex < bn) { kn = j; bn = ex; }                              \\
+        unsigned char flag[FL_MINE_FLAGS] __attribute__((aligned(32)));                           \\
+        for (ptrdiff_t c0 = 0, c = 0; c0 < B; c0 += cs, c++) {                                    \\
+            /* no flag in the chunk: none of its d^2 + t reaches tp, nor d^2 - t tn, nor is a best */ \\
+            if (!(chp[c] + tmax >= tp || chp[c] == gp || chn[c] - tmax <= tn || chn[c] == gn))    \\
+                continue;                                                                         \\
+            ptrdiff_t c1 = B - c0 < cs ? B : c0 + cs;                                             \\
+            for (ptrdiff_t f0 = c0; f0 < c1; f0 += FL_MINE_FLAGS) {                               \\
+                ptrdiff_t n = c1 - f0 < FL_MINE_FLAGS ? c1 - f0 : FL_MINE_FLAGS;                  \\
+                _Pragma("omp simd")                                                               \\
+                for (ptrdiff_t k = 0; k < n; k++) {                                               \\
+                    ptrdiff_t j = f0 + k;                                                         \\
+                    FL_MINE_D2(T)                                                                 \\
+                    double t = tol * sq[j];                                                       \\
+                    /* (d2 == gp / gn keeps the Gram's own best a candidate whatever the band) */ \\
+                    int64_t fp = pos & -(int64_t)((d2 + t >= tp) | (d2 == gp));                   \\
+                    int64_t fn = neg & -(int64_t)((d2 - t <= tn) | (d2 == gn));                   \\
+                    flag[k] = (unsigned char)((fp & 1) | (fn & 2));                               \\
+                }                                                                                 \\
+                for (ptrdiff_t k0 = 0; k0 < n; k0 += 8) {                                         \\
+                    unsigned long long w = 0;                                                     \\
+                    memcpy(&w, flag + k0, n - k0 < 8 ? (size_t)(n - k0) : 8);                     \\
+                    if (w == 0) continue;                                                         \\
+                    for (ptrdiff_t k = k0; k < k0 + 8 && k < n; k++) {                            \\
+                        if (!flag[k]) continue;                                                   \\
+                        ptrdiff_t j = f0 + k;                                                     \\
+                        double ex = fl_sqdiff_##S(ei, emb + j * D, D, 0.0);                       \\
+                        if (flag[k] == 1) { if (jp < 0 || ex > bp) { jp = j; bp = ex; } }         \\
+                        else if (kn < 0 || ex < bn) { kn = j; bn = ex; }                          \\
+                    }                                                                             \\
                 }                                                                                 \\
             }                                                                                     \\
         }                                                                                         \\
