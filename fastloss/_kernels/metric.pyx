@@ -221,6 +221,16 @@ cdef extern from *:
     #define FL_MINE_FLAGS 256    /* candidate flags per vectorised flag pass */
     #define FL_MINE_D2(T) double d2 = sqi + sq[j] - 2.0 * (double)g[j]; d2 = d2 < 0 ? 0.0 : d2;      \\
         int64_t same = -(int64_t)(lab[j] == li), pos = same & -(int64_t)(j != i), neg = ~same;
+    /* pass 1 over j in [A, B1), j != i: npos, nnan, cp, cn of the enclosing FL_MINE_ROW */
+    #define FL_MINE_PASS1(A, B1)                                                                  \\
+        _Pragma("omp simd reduction(max:cp) reduction(min:cn) reduction(+:npos) reduction(|:nnan)") \\
+        for (ptrdiff_t j = (A); j < (B1); j++) {                                                  \\
+            double d2 = sqi + sq[j] - 2.0 * (double)g[j];                                         \\
+            int64_t same = -(int64_t)(lab[j] == li);                                              \\
+            npos -= same; nnan |= -(int64_t)(d2 != d2);                                           \\
+            double vp = same ? d2 : -INFINITY, vn = same ? INFINITY : d2;                         \\
+            cp = vp > cp ? vp : cp; cn = vn < cn ? vn : cn;                                       \\
+        }
     #define FL_MINE_ROW(T, S, L, SL)                                                              \\
     static __attribute__((noinline)) int fl_hard_row_##S##_##SL(                                  \\
             const T* g, const T* emb, ptrdiff_t D, const double* sq, const L* lab, ptrdiff_t i,   \\
@@ -234,16 +244,15 @@ cdef extern from *:
         for (ptrdiff_t c0 = 0, c = 0; c0 < B; c0 += cs, c++) {                                    \\
             ptrdiff_t c1 = B - c0 < cs ? B : c0 + cs;                                             \\
             double cp = -INFINITY, cn = INFINITY;                                                 \\
-            _Pragma("omp simd reduction(max:cp) reduction(min:cn) reduction(+:npos,nneg,nnan)")   \\
-            for (ptrdiff_t j = c0; j < c1; j++) {                                                 \\
-                FL_MINE_D2(T)                                                                     \\
-                npos -= pos; nneg -= neg; nnan -= (pos | neg) & -(int64_t)(d2 != d2);             \\
-                double vp = pos ? d2 : -INFINITY, vn = neg ? d2 : INFINITY;                       \\
-                cp = vp > cp ? vp : cp; cn = vn < cn ? vn : cn;                                   \\
-            }                                                                                     \\
+            /* j = i skipped by splitting the range; the clamp at 0 applied to the bests (it is      \\
+             * monotone: the clamped max / min is the max / min clamped) */                        \\
+            FL_MINE_PASS1(c0, (i < c1 ? i : c1))                                                  \\
+            FL_MINE_PASS1((i + 1 > c0 ? i + 1 : c0), c1)                                          \\
+            cp = cp < 0 && cp > -INFINITY ? 0.0 : cp; cn = cn < 0 ? 0.0 : cn;                     \\
             chp[c] = cp; chn[c] = cn;                                                             \\
             gp = cp > gp ? cp : gp; gn = cn < gn ? cn : gn;                                       \\
         }                                                                                         \\
+        nneg = B - 1 - npos;                                                                      \\
         if (npos == 0 || nneg == 0) return 0;                                                     \\
         if (nnan) return 1;                                                                       \\
         const double wide = tol * (2.0 * sqi + sqmax), tp = gp - wide, tn = gn + wide;            \\
