@@ -9,9 +9,10 @@ Items.
     gradient rows are written in a second pass while the row is still in L1.
   * elementwise (margin_ranking_loss, hinge_embedding_loss): item = one score.
   * in-batch losses (batch_hard / batch_all triplet, info_nce, nt_xent, arcface): the (B x B)
-    similarity is never materialised.  Each block of <= 64 rows of the Gram / similarity matrix is one
-    single-threaded GEMM of SciPy's BLAS, called from the block function (``SimRows``; O(threads x
-    block x B) memory); the same block function then does the mining / log-sum-exp / masking on it and
+    similarity is never materialised.  Each block of <= 64 rows (batch_hard: 128) of the Gram /
+    similarity matrix is one single-threaded GEMM of SciPy's BLAS, called from the block function
+    (``SimRows``; O(threads x block x B) memory); the same block function then does the mining /
+    log-sum-exp / masking on it and
     writes per-row losses (and, for the gradient, per-row coefficients).  The per-row losses are then
     reduced by ``run_blocks`` in one final deterministic pass (``reduce_rows``).
 
@@ -964,7 +965,9 @@ cdef inline int64_t read_label(const void* labels, bint is64, Py_ssize_t i) noex
 # of the best (|error| <= tol_ij = gram_tol (|e_i|^2 + |e_j|^2), gram_tol = (D + 2) u for dot products
 # of D terms rounded to the block's unit roundoff u) is recomputed exactly and the best exact one wins
 # (first index on ties) -- so the result is the exact hardest pair's, and usually one or two rows per
-# anchor are recomputed.  (batch_all uses every distance: Python gives it a float64 block.)
+# anchor are recomputed.  fl_hard_row (C, above) does this per anchor with vectorised passes; it takes
+# the best's |e|^2 as max_j |e_j|^2 (a wider band: a superset of candidates, the same winner).
+# (batch_all uses every distance: Python gives it a float64 block.)
 cdef struct MiningCtx:
     SimRows sim              # the Gram rows' GEMM (rows = cols = emb)
     void* block              # (R, B) Gram rows of one block, overwritten with distances, then coefficients
