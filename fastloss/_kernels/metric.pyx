@@ -9,9 +9,10 @@ Items.
     gradient rows are written in a second pass while the row is still in L1.
   * elementwise (margin_ranking_loss, hinge_embedding_loss): item = one score.
   * in-batch losses (batch_hard / batch_all triplet, info_nce, nt_xent, arcface): the (B x B)
-    similarity is never materialised.  Each block of <= 64 rows of the Gram / similarity matrix is one
-    single-threaded GEMM of SciPy's BLAS, called from the block function (``SimRows``; O(threads x
-    block x B) memory); the same block function then does the mining / log-sum-exp / masking on it and
+    similarity is never materialised.  Each block of <= 64 rows (batch_hard: 128) of the Gram /
+    similarity matrix is one single-threaded GEMM of SciPy's BLAS, called from the block function
+    (``SimRows``; O(threads x block x B) memory); the same block function then does the mining /
+    log-sum-exp / masking on it and
     writes per-row losses (and, for the gradient, per-row coefficients).  The per-row losses are then
     reduced by ``run_blocks`` in one final deterministic pass (``reduce_rows``).
 
@@ -65,6 +66,8 @@ cdef extern from *:
     """
     #include <math.h>
     #include <stddef.h>
+    #include <stdint.h>
+    #include <string.h>
     /* GCC contracts a * b + c into an FMA across statements (-ffp-contract=fast, its default); this turns
      * it off for one function.  Clang contracts only within one expression by default. */
     #if defined(__GNUC__) && !defined(__clang__)
@@ -205,6 +208,98 @@ cdef extern from *:
     }
     FL_METRIC_ROWS(float, f32)
     FL_METRIC_ROWS(double, f64)
+    /* batch_hard's anchor i over its Gram row g (B entries): see "Triplet mining" below.  Pass 1 (one
+     * vectorised reduction per chunk of the row, the label compare as a mask): the largest positive /
+     * smallest negative Gram d^2 (clamped at 0) of each chunk and of the row, the positive / negative
+     * counts and whether a nan d^2 is among them.  Pass 2 visits only the chunks that can hold a
+     * candidate, i.e. a d^2 within the rounding band of the row's best (tol (|e_i|^2 + |e_j|^2) for j,
+     * tol (|e_i|^2 + sqmax) for the best, sqmax >= every |e_j|^2: a superset of the exact bound's
+     * candidates, so the same winner); there a vectorised pass flags the candidates, and only those
+     * are recomputed from the rows, first index winning ties.  Returns 0 (no positive or no negative),
+     * 1 (a nan distance) or 2 (r = {best positive d^2, best negative d^2}, jk their indices).
+     * (64-bit masks, 0 or -1, as wide as the double lanes: GCC vectorises this form.) */
+    #define FL_MINE_NCHUNK 64    /* chunks per row at most (pass 1's per-chunk bests) */
+    #define FL_MINE_FLAGS 256    /* candidate flags per vectorised flag pass */
+    #define FL_MINE_D2(T) double d2 = sqi + sq[j] - 2.0 * (double)g[j]; d2 = d2 < 0 ? 0.0 : d2;      \\
+        int64_t same = -(int64_t)(lab[j] == li), pos = same & -(int64_t)(j != i), neg = ~same;
+    /* pass 1 over j in [A, B1), j != i: npos, nnan, cp, cn of the enclosing FL_MINE_ROW */
+    #define FL_MINE_PASS1(A, B1)                                                                  \\
+        _Pragma("omp simd reduction(max:cp) reduction(min:cn) reduction(+:npos) reduction(|:nnan)") \\
+        for (ptrdiff_t j = (A); j < (B1); j++) {                                                  \\
+            double d2 = sqi + sq[j] - 2.0 * (double)g[j];                                         \\
+            int64_t same = -(int64_t)(lab[j] == li);                                              \\
+            npos -= same; nnan |= -(int64_t)(d2 != d2);                                           \\
+            double vp = same ? d2 : -INFINITY, vn = same ? INFINITY : d2;                         \\
+            cp = vp > cp ? vp : cp; cn = vn < cn ? vn : cn;                                       \\
+        }
+    #define FL_MINE_ROW(T, S, L, SL)                                                              \\
+    static __attribute__((noinline)) int fl_hard_row_##S##_##SL(                                  \\
+            const T* g, const T* emb, ptrdiff_t D, const double* sq, const L* lab, ptrdiff_t i,   \\
+            ptrdiff_t B, double tol, double sqmax, ptrdiff_t* jk, double* r) {                    \\
+        const L li = lab[i];                                                                      \\
+        const double sqi = sq[i];                                                                 \\
+        double gp = -INFINITY, gn = INFINITY, chp[FL_MINE_NCHUNK], chn[FL_MINE_NCHUNK];           \\
+        int64_t npos = 0, nneg = 0, nnan = 0;                                                     \\
+        ptrdiff_t cs = (B + FL_MINE_NCHUNK - 1) / FL_MINE_NCHUNK;                                 \\
+        cs = cs < 64 ? 64 : (cs + 7) & ~(ptrdiff_t)7;                                             \\
+        for (ptrdiff_t c0 = 0, c = 0; c0 < B; c0 += cs, c++) {                                    \\
+            ptrdiff_t c1 = B - c0 < cs ? B : c0 + cs;                                             \\
+            double cp = -INFINITY, cn = INFINITY;                                                 \\
+            /* j = i skipped by splitting the range; the clamp at 0 applied to the bests (it is      \\
+             * monotone: the clamped max / min is the max / min clamped) */                        \\
+            FL_MINE_PASS1(c0, (i < c1 ? i : c1))                                                  \\
+            FL_MINE_PASS1((i + 1 > c0 ? i + 1 : c0), c1)                                          \\
+            cp = cp < 0 && cp > -INFINITY ? 0.0 : cp; cn = cn < 0 ? 0.0 : cn;                     \\
+            chp[c] = cp; chn[c] = cn;                                                             \\
+            gp = cp > gp ? cp : gp; gn = cn < gn ? cn : gn;                                       \\
+        }                                                                                         \\
+        nneg = B - 1 - npos;                                                                      \\
+        if (npos == 0 || nneg == 0) return 0;                                                     \\
+        if (nnan) return 1;                                                                       \\
+        const double wide = tol * (2.0 * sqi + sqmax), tp = gp - wide, tn = gn + wide;            \\
+        const double tmax = tol * sqmax;   /* >= every tol |e_j|^2 (rounding is monotone) */     \\
+        const T* ei = emb + i * D;                                                                \\
+        ptrdiff_t jp = -1, kn = -1;                                                               \\
+        double bp = 0.0, bn = 0.0;                                                                \\
+        unsigned char flag[FL_MINE_FLAGS] __attribute__((aligned(32)));                           \\
+        for (ptrdiff_t c0 = 0, c = 0; c0 < B; c0 += cs, c++) {                                    \\
+            /* no flag in the chunk: none of its d^2 + t reaches tp, nor d^2 - t tn, nor is a best */ \\
+            if (!(chp[c] + tmax >= tp || chp[c] == gp || chn[c] - tmax <= tn || chn[c] == gn))    \\
+                continue;                                                                         \\
+            ptrdiff_t c1 = B - c0 < cs ? B : c0 + cs;                                             \\
+            for (ptrdiff_t f0 = c0; f0 < c1; f0 += FL_MINE_FLAGS) {                               \\
+                ptrdiff_t n = c1 - f0 < FL_MINE_FLAGS ? c1 - f0 : FL_MINE_FLAGS;                  \\
+                _Pragma("omp simd")                                                               \\
+                for (ptrdiff_t k = 0; k < n; k++) {                                               \\
+                    ptrdiff_t j = f0 + k;                                                         \\
+                    FL_MINE_D2(T)                                                                 \\
+                    double t = tol * sq[j];                                                       \\
+                    /* (d2 == gp / gn keeps the Gram's own best a candidate whatever the band) */ \\
+                    int64_t fp = pos & -(int64_t)((d2 + t >= tp) | (d2 == gp));                   \\
+                    int64_t fn = neg & -(int64_t)((d2 - t <= tn) | (d2 == gn));                   \\
+                    flag[k] = (unsigned char)((fp & 1) | (fn & 2));                               \\
+                }                                                                                 \\
+                for (ptrdiff_t k0 = 0; k0 < n; k0 += 8) {                                         \\
+                    unsigned long long w = 0;                                                     \\
+                    memcpy(&w, flag + k0, n - k0 < 8 ? (size_t)(n - k0) : 8);                     \\
+                    if (w == 0) continue;                                                         \\
+                    for (ptrdiff_t k = k0; k < k0 + 8 && k < n; k++) {                            \\
+                        if (!flag[k]) continue;                                                   \\
+                        ptrdiff_t j = f0 + k;                                                     \\
+                        double ex = fl_sqdiff_##S(ei, emb + j * D, D, 0.0);                       \\
+                        if (flag[k] == 1) { if (jp < 0 || ex > bp) { jp = j; bp = ex; } }         \\
+                        else if (kn < 0 || ex < bn) { kn = j; bn = ex; }                          \\
+                    }                                                                             \\
+                }                                                                                 \\
+            }                                                                                     \\
+        }                                                                                         \\
+        jk[0] = jp; jk[1] = kn; r[0] = bp; r[1] = bn;                                             \\
+        return 2;                                                                                 \\
+    }
+    FL_MINE_ROW(float, f32, int32_t, i32)
+    FL_MINE_ROW(float, f32, int64_t, i64)
+    FL_MINE_ROW(double, f64, int32_t, i32)
+    FL_MINE_ROW(double, f64, int64_t, i64)
     """
     double fl_sqdiff_f32(const float* a, const float* b, Py_ssize_t n, double eps) nogil
     double fl_sqdiff_f64(const double* a, const double* b, Py_ssize_t n, double eps) nogil
@@ -230,6 +325,14 @@ cdef extern from *:
     void fl_dot3_f64(const double* a, const double* b, Py_ssize_t n, double* r) nogil
     void fl_axpby_f32(const float* a, const float* b, Py_ssize_t n, double u, double v, float* g) nogil
     void fl_axpby_f64(const double* a, const double* b, Py_ssize_t n, double u, double v, double* g) nogil
+    int fl_hard_row_f32_i32(const float* g, const float* emb, Py_ssize_t D, const double* sq, const int32_t* lab,
+                            Py_ssize_t i, Py_ssize_t B, double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
+    int fl_hard_row_f32_i64(const float* g, const float* emb, Py_ssize_t D, const double* sq, const int64_t* lab,
+                            Py_ssize_t i, Py_ssize_t B, double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
+    int fl_hard_row_f64_i32(const double* g, const double* emb, Py_ssize_t D, const double* sq, const int32_t* lab,
+                            Py_ssize_t i, Py_ssize_t B, double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
+    int fl_hard_row_f64_i64(const double* g, const double* emb, Py_ssize_t D, const double* sq, const int64_t* lab,
+                            Py_ssize_t i, Py_ssize_t B, double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
 
 
 # ---------------------------------------------------------------- fused wrappers of the row helpers
@@ -740,9 +843,10 @@ cdef inline void sim_grad_rows(const SimRows* s, Py_ssize_t row0, Py_ssize_t sta
 
 
 cdef object set_sim_rows(SimRows* s, rows, cols, block, s_cols, Py_ssize_t row0, Py_ssize_t n_rows,
-                         Py_ssize_t itemsize, bint want_grad, int num_threads):
+                         Py_ssize_t itemsize, bint want_grad, int num_threads, Py_ssize_t max_rows=64):
     """Checks the operands of a similarity-row entry (boundary checks, _common.pxd) and fills ``s``;
-    returns the scratch array that ``s.scratch`` points into (keep it alive over the call)."""
+    returns the scratch array that ``s.scratch`` points into (keep it alive over the call).  max_rows:
+    the most rows per block (a constant of the loss: the blocks never depend on num_threads)."""
     if SGEMM == NULL:
         blas_address()
     check_buffer(rows, "rows", b'f', itemsize, -1, False)
@@ -757,8 +861,8 @@ cdef object set_sim_rows(SimRows* s, rows, cols, block, s_cols, Py_ssize_t row0,
     if max(s.D, s.M, n_rows) >= 2 ** 31 or s.M * s.D >= 2 ** 62:
         raise ValueError("fastloss kernel: BLAS takes 32-bit sizes")
     s.rows, s.cols = ptr_or_null(rows), ptr_or_null(cols)
-    # rows per block: 64, fewer where the candidates are many (a block's S stays ~1 MiB of float32)
-    s.block_rows = 64
+    # rows per block: max_rows, fewer where the candidates are many (a block's S stays ~1 MiB of float32)
+    s.block_rows = max_rows
     while s.block_rows > 1 and s.block_rows * s.M > (1 << 18):
         s.block_rows //= 2
     s.block = s.scratch = s.s_cols = NULL
@@ -861,7 +965,9 @@ cdef inline int64_t read_label(const void* labels, bint is64, Py_ssize_t i) noex
 # of the best (|error| <= tol_ij = gram_tol (|e_i|^2 + |e_j|^2), gram_tol = (D + 2) u for dot products
 # of D terms rounded to the block's unit roundoff u) is recomputed exactly and the best exact one wins
 # (first index on ties) -- so the result is the exact hardest pair's, and usually one or two rows per
-# anchor are recomputed.  (batch_all uses every distance: Python gives it a float64 block.)
+# anchor are recomputed.  fl_hard_row (C, above) does this per anchor with vectorised passes; it takes
+# the best's |e|^2 as max_j |e_j|^2 (a wider band: a superset of candidates, the same winner).
+# (batch_all uses every distance: Python gives it a float64 block.)
 cdef struct MiningCtx:
     SimRows sim              # the Gram rows' GEMM (rows = cols = emb)
     void* block              # (R, B) Gram rows of one block, overwritten with distances, then coefficients
@@ -869,6 +975,7 @@ cdef struct MiningCtx:
     const void* emb          # (B, D) the embeddings of the Gram block (its dtype)
     Py_ssize_t D
     double gram_tol          # see Precision above
+    double sqmax             # max_j |e_j|^2 (nan ignored; batch_hard's band, fl_hard_row)
     const void* labels       # (B,)
     bint labels64
     Py_ssize_t B
@@ -901,54 +1008,37 @@ cdef inline double exact_d2(const MiningCtx* c, const floating* ei, Py_ssize_t j
         return fl_sqdiff_f64(ei, <const double*> c.emb + j * c.D, c.D, 0.0)
 
 
-cdef double batch_hard_row(const MiningCtx* c, Py_ssize_t i, int64_t li, floating* row,
-                           double* count) noexcept nogil:
+cdef double batch_hard_row(const MiningCtx* c, Py_ssize_t i, floating* row, double* count) noexcept nogil:
     """The loss of anchor i and its mean denominator (count: 1, or 0 without a positive or a negative);
-    with the gradient, its coefficients over row."""
-    cdef Py_ssize_t B = c.B, j, jp = -1, kn = -1, jp1, kn1
-    cdef const floating* ei = <const floating*> c.emb + i * c.D
-    cdef double d2, ex, band, gp = 0.0, gn = INFINITY, bp = 0.0, bn = 0.0
+    with the gradient, its coefficients over row.  The mining itself is fl_hard_row (above)."""
+    cdef Py_ssize_t B = c.B, j, jp, kn
+    cdef Py_ssize_t jk[2]
+    cdef double best[2]
     cdef double dp, dn, z
-    cdef bint nan_seen = False, is_pos
-    # pass 1: the hardest positive / negative by the Gram distances (their squares: same order)
-    for j in range(B):
-        d2 = gram_d2(c, i, j, row[j])
-        if read_label(c.labels, c.labels64, j) == li:
-            if j == i:
-                continue
-            nan_seen = nan_seen or d2 != d2
-            if jp < 0 or d2 > gp:
-                jp, gp = j, d2
+    cdef int found
+    if floating is float:
+        if c.labels64:
+            found = fl_hard_row_f32_i64(row, <const float*> c.emb, c.D, c.sqnorm, <const int64_t*> c.labels,
+                                        i, B, c.gram_tol, c.sqmax, jk, best)
         else:
-            nan_seen = nan_seen or d2 != d2
-            if kn < 0 or d2 < gn:
-                kn, gn = j, d2
-    count[0] = 1.0 if jp >= 0 and kn >= 0 else 0.0
-    if count[0] == 0.0 or nan_seen:
+            found = fl_hard_row_f32_i32(row, <const float*> c.emb, c.D, c.sqnorm, <const int32_t*> c.labels,
+                                        i, B, c.gram_tol, c.sqmax, jk, best)
+    else:
+        if c.labels64:
+            found = fl_hard_row_f64_i64(row, <const double*> c.emb, c.D, c.sqnorm, <const int64_t*> c.labels,
+                                        i, B, c.gram_tol, c.sqmax, jk, best)
+        else:
+            found = fl_hard_row_f64_i32(row, <const double*> c.emb, c.D, c.sqnorm, <const int32_t*> c.labels,
+                                        i, B, c.gram_tol, c.sqmax, jk, best)
+    count[0] = 1.0 if found != 0 else 0.0
+    if found != 2:
         if c.want_grad:
             for j in range(B):
-                row[j] = <floating> (NAN if count[0] != 0.0 else 0.0)
-        return NAN if count[0] != 0.0 else 0.0
-    # pass 2: the pass-1 choice and every candidate within the rounding bound of it (tol_ij + tol_i,best),
-    # recomputed exactly from the rows; the best exact distance wins
-    jp1, kn1 = jp, kn
-    jp = kn = -1
-    for j in range(B):
-        is_pos = read_label(c.labels, c.labels64, j) == li
-        if is_pos and j == i:
-            continue
-        d2 = gram_d2(c, i, j, row[j])
-        band = c.gram_tol * (2.0 * c.sqnorm[i] + c.sqnorm[j] + c.sqnorm[jp1 if is_pos else kn1])
-        if is_pos and (j == jp1 or d2 >= gp - band):
-            ex = exact_d2(c, ei, j)
-            if jp < 0 or ex > bp:
-                jp, bp = j, ex
-        elif not is_pos and (j == kn1 or d2 <= gn + band):
-            ex = exact_d2(c, ei, j)
-            if kn < 0 or ex < bn:
-                kn, bn = j, ex
-    dp = bp if c.squared else sqrt(bp)
-    dn = bn if c.squared else sqrt(bn)
+                row[j] = <floating> (NAN if found == 1 else 0.0)
+        return NAN if found == 1 else 0.0
+    jp, kn = jk[0], jk[1]
+    dp = best[0] if c.squared else sqrt(best[0])
+    dn = best[1] if c.squared else sqrt(best[1])
     z = dp - dn + c.margin
     if c.want_grad:
         memset(row, 0, B * sizeof(floating))
@@ -969,7 +1059,7 @@ cdef inline Py_ssize_t mining_rows(const MiningCtx* c, bint batch_all, Py_ssize_
         row = <floating*> c.block + r * B
         li = read_label(c.labels, c.labels64, i)
         if not batch_all:
-            total = batch_hard_row(c, i, li, row, &cnt)
+            total = batch_hard_row(c, i, row, &cnt)
         else:
             for j in range(B):
                 d2 = gram_d2(c, i, j, row[j])
@@ -1065,13 +1155,21 @@ def triplet_mining(emb, sqnorm, labels, row_loss, row_count, block=None, s_cols=
     check_buffer(row_loss, "row_loss", b'f', 8, B, True)
     check_buffer(row_count, "row_count", b'f', 8, B, True)
     cdef MiningCtx c
-    scratch = set_sim_rows(&c.sim, emb, emb, block, s_cols, row0, n_rows, itemsize, want_grad, num_threads)
+    cdef Py_ssize_t r
+    # batch_hard: blocks of up to 128 rows -- each GEMM packs all B rows of emb again (OpenBLAS's copy
+    # was ~10% of the call at B = 768 with 64), and its cheap mining leaves the GEMM the larger part
+    scratch = set_sim_rows(&c.sim, emb, emb, block, s_cols, row0, n_rows, itemsize, want_grad, num_threads,
+                           128 if kind == BATCH_HARD_TRIPLET else 64)
     c.block = NULL
     c.emb = ptr_or_null(emb)
     c.D = emb.shape[1]
     # (D + 2) u: the dot product's rounding (D terms) and the Gram entry stored in the block's dtype
     c.gram_tol = (c.D + 2) * (2.0 ** -24 if itemsize == 4 else 2.0 ** -53)
     c.sqnorm = <const double*> ptr_or_null(sqnorm)
+    c.sqmax = 0.0
+    for r in range(B):
+        if c.sqnorm[r] > c.sqmax:
+            c.sqmax = c.sqnorm[r]
     c.labels = ptr_or_null(labels)
     c.labels64 = labels.dtype.itemsize == 8
     c.B = B
