@@ -97,7 +97,9 @@ cdef inline floating f_exp(floating x) noexcept nogil:
 
 cdef inline floating f_exp_nonpos(floating x) noexcept nogil:
     """exp(x) for x <= 0, -inf or nan only (a softmax argument x_j - max x): f_exp without the overflow
-    handling, the same value (float32: down to x = -87.5, then 0 instead of a denormal, fl_expf_softmax)."""
+    handling and with polynomials of its own (fl_expf_softmax, fl_exp_nonpos: < 1 ulp of exp, swept by
+    tests/test_math.py), so not always the same bits as f_exp; 0 below x = -87.5 (float32) / -708.5
+    (float64) instead of a denormal."""
     if floating is float:
         return fl_expf_softmax(x)
     else:
