@@ -429,3 +429,15 @@ def test_compare_two_saved_runs_without_running(tmp_path, monkeypatch, capsys):
     assert bench.main(["--compare", str(tmp_path / "missing.json"), str(new)]) == 2
     assert "missing.json" in capsys.readouterr().err
     assert bench.main(["--compare", str(old), str(new), str(new)]) == 2
+
+
+def test_warm_each_round_calls_each_implementation_untimed_first():
+    # the --quick regime times a call whose inputs the same implementation just touched (cache-resident)
+    from fastloss.bench import measure as M
+    calls = []
+    fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    runs, _, _ = M.time_interleaved(fns, repeat=2, warmup=1, warm_each=True)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 2 and [len(v) for v in runs.values()] == [2, 2]
+    calls.clear()
+    M.time_interleaved(fns, repeat=2, warmup=1)
+    assert calls == ["a", "b"] + ["a", "b"] * 2

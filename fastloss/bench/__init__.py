@@ -291,7 +291,7 @@ def _run_workload(w, rec, threads, quick, scale, repeat, bandwidth, avx512, memo
                     "fastloss"]
             label = f"{w.id} {w.loss} T={T}"
             runs, results, errors = M.time_interleaved(
-                fns, repeat=repeat,
+                fns, repeat=repeat, warm_each=regime == "quick",
                 progress=lambda r, lb=label: progress.show(f"{lb} run {r + 1}/{repeat}", transient=True))
             if memory and T == max(threads) and w.variant == "loss" and w.reduction != "none" \
                     and "fastloss" not in errors:
@@ -453,7 +453,10 @@ def _version(module):
 
 def _notes(regime, avx512, cfg):
     notes = [
-        "Times: median of the timed runs after one warm-up; implementations interleaved; gc off.",
+        "Times: median of the timed runs after one warm-up; implementations interleaved; gc off. "
+        "At --quick sizes (cache-resident) each timed call directly follows an untimed call of the same "
+        "implementation, so its inputs are in cache as a just-produced batch is (the other implementations' "
+        "temporaries in between would otherwise evict them).",
         "Same thread count T for all: fastloss num_threads=T, torch.set_num_threads(T), sklearn n_threads=T. "
         "NumPy's elementwise ufuncs are single-threaded at every T (its BLAS, used by W14/W15, is limited "
         "to T with threadpoolctl), so numpy/fastloss grows with T by construction.",

@@ -4,7 +4,8 @@ Methods (also written into the JSON ``notes``):
 
 * Timing: one warm-up call per implementation, then ``repeat`` rounds that call the implementations
   in turn (interleaved, so a noisy neighbour hurts all of them alike); the median per
-  implementation.  The garbage collector is off while timing.
+  implementation.  The garbage collector is off while timing.  At the --quick (cache-resident)
+  sizes each timed call follows an untimed call of the same implementation (``warm_each``).
 * Floor: the read bandwidth of a plain streaming sum over a ``floor_mib`` MiB float32 array at T
   threads, best of (a) NumPy ``add.reduce`` over T equal chunks in a ``ThreadPoolExecutor``
   (NumPy releases the GIL in reductions; one chunk, no pool, at T=1) and (b) ``torch.sum`` with
@@ -31,8 +32,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 
-def time_interleaved(fns, repeat=5, warmup=1, progress=None):
+def time_interleaved(fns, repeat=5, warmup=1, progress=None, warm_each=False):
     """Time zero-argument callables: warm-up, then interleaved rounds.
+
+    ``warm_each``: in every round, call each callable once untimed right before its timed call, so
+    that the timed call finds its inputs where a batch that was just produced sits: in cache (the
+    --quick regime; without it, the other implementations' temporaries in between -- NumPy's tens of
+    MiB -- evict the inputs and a cache-resident size is timed from memory).
 
     Returns (runs, results, errors): {name: [seconds, ...]}, each callable's warm-up result, and
     {name: message} for a callable that raised (it is dropped from the rounds)."""
@@ -52,6 +58,8 @@ def time_interleaved(fns, repeat=5, warmup=1, progress=None):
             if progress:
                 progress(r)
             for name, fn in live.items():
+                if warm_each:
+                    fn()
                 t0 = time.perf_counter()
                 fn()
                 runs[name].append(time.perf_counter() - t0)
