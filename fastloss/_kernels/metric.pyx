@@ -300,6 +300,115 @@ cdef extern from *:
     FL_MINE_ROW(float, f32, int64_t, i64)
     FL_MINE_ROW(double, f64, int32_t, i32)
     FL_MINE_ROW(double, f64, int64_t, i64)
+    /* batch_hard without the gradient on the symmetric Gram (see "Symmetric mining" below).
+     * fl_mine_cols: the tile t (na x n, row-major, rows a0 + [0, na), columns b0 + [0, n)) reduced over
+     * its rows for each column b: the largest positive d^2 (clamped at 0) of the column with its first
+     * row index and the largest of its other rows (ties included), the smallest negative d^2 likewise,
+     * and flags (1: a positive, 2: a negative, 4: a nan d^2 among them), into the column's slot of tile
+     * row c: slot[(b0 + b) nb + c] (4 doubles p1 p2 n1 n2; 3 int64 ip kn flags).  d^2 is computed in
+     * the tile's precision T from sq in T (float32: 8 lanes; the band covers its rounding); the column's
+     * state lives in scratch (4 n T, 3 n IT) while the rows stream by (vectorised along b). */
+    #define FL_MINE_COLS(T, S, L, SL, IT)                                                         \\
+    static __attribute__((noinline)) void fl_mine_cols_##S##_##SL(                                \\
+            const T* t, ptrdiff_t a0, ptrdiff_t na, ptrdiff_t b0, ptrdiff_t n, const T* sq,       \\
+            const L* lab, void* scratch, ptrdiff_t nb, ptrdiff_t c, double* slot, int64_t* sloti) { \\
+        T *p1 = (T*)scratch, *p2 = p1 + n, *n1 = p1 + 2 * n, *n2 = p1 + 3 * n;                    \\
+        IT *ip = (IT*)(p1 + 4 * n), *in = ip + n, *fl = ip + 2 * n;                               \\
+        const T inf = (T)INFINITY;                                                                \\
+        for (ptrdiff_t k = 0; k < n; k++) {                                                       \\
+            p1[k] = p2[k] = -inf; n1[k] = n2[k] = inf; ip[k] = in[k] = -1; fl[k] = 0; }           \\
+        for (ptrdiff_t a = 0; a < na; a++) {                                                      \\
+            const T* row = t + a * n;                                                             \\
+            const ptrdiff_t ga = a0 + a;                                                          \\
+            const T sqa = sq[ga];                                                                 \\
+            const L la = lab[ga];                                                                 \\
+            const IT ia = (IT)ga, ka = (IT)(ga - b0);                                             \\
+            _Pragma("omp simd")                                                                   \\
+            for (ptrdiff_t k = 0; k < n; k++) {                                                   \\
+                T d2 = sqa + sq[b0 + k] - (T)2 * row[k];                                          \\
+                d2 = d2 < 0 ? (T)0 : d2;                                                          \\
+                IT same = -(IT)(lab[b0 + k] == la), valid = -(IT)((IT)k != ka);                   \\
+                IT pos = same & valid, neg = ~same & valid;                                       \\
+                IT f = fl[k]; fl[k] = f | (pos & 1) | (neg & 2) | (valid & -(IT)(d2 != d2) & 4);  \\
+                /* (a nan d^2 compares false: it changes no best) */                              \\
+                T vp = pos ? d2 : -inf, vn = neg ? d2 : inf;                                      \\
+                T a1 = p1[k], a2 = p2[k], b1 = n1[k], b2 = n2[k];                                 \\
+                IT ja = ip[k], jb = in[k];                                                        \\
+                IT up = -(IT)(vp > a1), un = -(IT)(vn < b1);                                      \\
+                T q2 = vp > a2 ? vp : a2, m2 = vn < b2 ? vn : b2;                                 \\
+                p2[k] = up ? a1 : q2; p1[k] = up ? vp : a1; ip[k] = up ? ia : ja;                 \\
+                n2[k] = un ? b1 : m2; n1[k] = un ? vn : b1; in[k] = un ? ia : jb;                 \\
+            }                                                                                     \\
+        }                                                                                         \\
+        for (ptrdiff_t k = 0; k < n; k++) {                                                       \\
+            double* s = slot + ((b0 + k) * nb + c) * 4;                                           \\
+            int64_t* si = sloti + ((b0 + k) * nb + c) * 3;                                        \\
+            s[0] = p1[k]; s[1] = p2[k]; s[2] = n1[k]; s[3] = n2[k];                               \\
+            si[0] = ip[k]; si[1] = in[k]; si[2] = fl[k];                                          \\
+        }                                                                                         \\
+    }                                                                                             \\
+    /* t (ni x nj) transposed into tt (nj x ni), in 16 x 16 blocks (both sides stay in cache) */  \\
+    static void fl_transpose_##S##_##SL(const T* t, ptrdiff_t ni, ptrdiff_t nj, T* tt) {          \\
+        for (ptrdiff_t a0 = 0; a0 < ni; a0 += 16)                                                 \\
+            for (ptrdiff_t b0 = 0; b0 < nj; b0 += 16) {                                           \\
+                ptrdiff_t a1 = a0 + 16 < ni ? a0 + 16 : ni, b1 = b0 + 16 < nj ? b0 + 16 : nj;      \\
+                for (ptrdiff_t b = b0; b < b1; b++)                                               \\
+                    for (ptrdiff_t a = a0; a < a1; a++) tt[b * ni + a] = t[a * nj + b];            \\
+            }                                                                                     \\
+    }                                                                                             \\
+    /* anchor i from its nb slots (tiles of R columns): fl_hard_row's contract (returns 0, 1 or 2;  \\
+     * jk, r).  A tile can hold a candidate only if its best is within the band (or is the best);  \\
+     * if its second best is not, its best's index is its only candidate, else every positive /  \\
+     * negative of the tile is recomputed (near-ties: rare). */                                   \\
+    static __attribute__((noinline)) int fl_hard_pick_##S##_##SL(                                 \\
+            const T* emb, ptrdiff_t D, const double* sq, const L* lab, ptrdiff_t i, ptrdiff_t B,  \\
+            ptrdiff_t R, ptrdiff_t nb, const double* slot, const int64_t* sloti, double tol,      \\
+            double sqmax, ptrdiff_t* jk, double* r) {                                             \\
+        const double* s = slot + i * nb * 4;                                                      \\
+        const int64_t* si = sloti + i * nb * 3;                                                   \\
+        int64_t f = 0;                                                                            \\
+        double gp = -INFINITY, gn = INFINITY;                                                     \\
+        for (ptrdiff_t c = 0; c < nb; c++) {                                                      \\
+            f |= si[3 * c + 2];                                                                   \\
+            gp = s[4 * c] > gp ? s[4 * c] : gp; gn = s[4 * c + 2] < gn ? s[4 * c + 2] : gn; }     \\
+        if (!(f & 1) || !(f & 2)) return 0;                                                       \\
+        if (f & 4) return 1;                                                                      \\
+        const L li = lab[i];                                                                      \\
+        const double sqi = sq[i];                                                                 \\
+        const double wide = tol * (2.0 * sqi + sqmax), tp = gp - wide, tn = gn + wide;            \\
+        const double tmax = tol * sqmax;                                                          \\
+        const T* ei = emb + i * D;                                                                \\
+        ptrdiff_t jp = -1, kn = -1;                                                               \\
+        double bp = 0.0, bn = 0.0;                                                                \\
+        for (ptrdiff_t c = 0; c < nb; c++) {                                                      \\
+            ptrdiff_t j1 = (c + 1) * R < B ? (c + 1) * R : B;                                     \\
+            const double p1 = s[4 * c], p2 = s[4 * c + 1], n1 = s[4 * c + 2], n2 = s[4 * c + 3];  \\
+            if (p1 + tmax >= tp || p1 == gp) {                                                    \\
+                ptrdiff_t lo = c * R, hi = j1;                                                    \\
+                if (p2 + tmax < tp && p2 != gp) { lo = si[3 * c]; hi = lo < 0 ? lo : lo + 1; }   \\
+                for (ptrdiff_t j = lo; j < hi; j++) {                                             \\
+                    if (j == i || lab[j] != li) continue;                                         \\
+                    double ex = fl_sqdiff_##S(ei, emb + j * D, D, 0.0);                           \\
+                    if (jp < 0 || ex > bp) { jp = j; bp = ex; }                                   \\
+                }                                                                                 \\
+            }                                                                                     \\
+            if (n1 - tmax <= tn || n1 == gn) {                                                    \\
+                ptrdiff_t lo = c * R, hi = j1;                                                    \\
+                if (n2 - tmax > tn && n2 != gn) { lo = si[3 * c + 1]; hi = lo < 0 ? lo : lo + 1; } \\
+                for (ptrdiff_t j = lo; j < hi; j++) {                                             \\
+                    if (lab[j] == li) continue;                                                   \\
+                    double ex = fl_sqdiff_##S(ei, emb + j * D, D, 0.0);                           \\
+                    if (kn < 0 || ex < bn) { kn = j; bn = ex; }                                   \\
+                }                                                                                 \\
+            }                                                                                     \\
+        }                                                                                         \\
+        jk[0] = jp; jk[1] = kn; r[0] = bp; r[1] = bn;                                             \\
+        return 2;                                                                                 \\
+    }
+    FL_MINE_COLS(float, f32, int32_t, i32, int32_t)
+    FL_MINE_COLS(float, f32, int64_t, i64, int32_t)
+    FL_MINE_COLS(double, f64, int32_t, i32, int64_t)
+    FL_MINE_COLS(double, f64, int64_t, i64, int64_t)
     """
     double fl_sqdiff_f32(const float* a, const float* b, Py_ssize_t n, double eps) nogil
     double fl_sqdiff_f64(const double* a, const double* b, Py_ssize_t n, double eps) nogil
@@ -333,6 +442,34 @@ cdef extern from *:
                             Py_ssize_t i, Py_ssize_t B, double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
     int fl_hard_row_f64_i64(const double* g, const double* emb, Py_ssize_t D, const double* sq, const int64_t* lab,
                             Py_ssize_t i, Py_ssize_t B, double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
+    void fl_mine_cols_f32_i32(const float* t, Py_ssize_t a0, Py_ssize_t na, Py_ssize_t b0, Py_ssize_t n,
+                            const float* sq, const int32_t* lab, void* scratch, Py_ssize_t nb,
+                            Py_ssize_t c, double* slot, int64_t* sloti) nogil
+    void fl_transpose_f32_i32(const float* t, Py_ssize_t ni, Py_ssize_t nj, float* tt) nogil
+    int fl_hard_pick_f32_i32(const float* emb, Py_ssize_t D, const double* sq, const int32_t* lab, Py_ssize_t i,
+                             Py_ssize_t B, Py_ssize_t R, Py_ssize_t nb, const double* slot, const int64_t* sloti,
+                             double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
+    void fl_mine_cols_f32_i64(const float* t, Py_ssize_t a0, Py_ssize_t na, Py_ssize_t b0, Py_ssize_t n,
+                            const float* sq, const int64_t* lab, void* scratch, Py_ssize_t nb,
+                            Py_ssize_t c, double* slot, int64_t* sloti) nogil
+    void fl_transpose_f32_i64(const float* t, Py_ssize_t ni, Py_ssize_t nj, float* tt) nogil
+    int fl_hard_pick_f32_i64(const float* emb, Py_ssize_t D, const double* sq, const int64_t* lab, Py_ssize_t i,
+                             Py_ssize_t B, Py_ssize_t R, Py_ssize_t nb, const double* slot, const int64_t* sloti,
+                             double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
+    void fl_mine_cols_f64_i32(const double* t, Py_ssize_t a0, Py_ssize_t na, Py_ssize_t b0, Py_ssize_t n,
+                            const double* sq, const int32_t* lab, void* scratch, Py_ssize_t nb,
+                            Py_ssize_t c, double* slot, int64_t* sloti) nogil
+    void fl_transpose_f64_i32(const double* t, Py_ssize_t ni, Py_ssize_t nj, double* tt) nogil
+    int fl_hard_pick_f64_i32(const double* emb, Py_ssize_t D, const double* sq, const int32_t* lab, Py_ssize_t i,
+                             Py_ssize_t B, Py_ssize_t R, Py_ssize_t nb, const double* slot, const int64_t* sloti,
+                             double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
+    void fl_mine_cols_f64_i64(const double* t, Py_ssize_t a0, Py_ssize_t na, Py_ssize_t b0, Py_ssize_t n,
+                            const double* sq, const int64_t* lab, void* scratch, Py_ssize_t nb,
+                            Py_ssize_t c, double* slot, int64_t* sloti) nogil
+    void fl_transpose_f64_i64(const double* t, Py_ssize_t ni, Py_ssize_t nj, double* tt) nogil
+    int fl_hard_pick_f64_i64(const double* emb, Py_ssize_t D, const double* sq, const int64_t* lab, Py_ssize_t i,
+                             Py_ssize_t B, Py_ssize_t R, Py_ssize_t nb, const double* slot, const int64_t* sloti,
+                             double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
 
 
 # ---------------------------------------------------------------- fused wrappers of the row helpers
@@ -1008,6 +1145,13 @@ cdef inline double exact_d2(const MiningCtx* c, const floating* ei, Py_ssize_t j
         return fl_sqdiff_f64(ei, <const double*> c.emb + j * c.D, c.D, 0.0)
 
 
+cdef inline double hard_hinge(const MiningCtx* c, const double* best, double* dp, double* dn) noexcept nogil:
+    """z = d_ap - d_an + margin of the hardest pair's squared distances best[0], best[1] (dp, dn: d)."""
+    dp[0] = best[0] if c.squared else sqrt(best[0])
+    dn[0] = best[1] if c.squared else sqrt(best[1])
+    return dp[0] - dn[0] + c.margin
+
+
 cdef double batch_hard_row(const MiningCtx* c, Py_ssize_t i, floating* row, double* count) noexcept nogil:
     """The loss of anchor i and its mean denominator (count: 1, or 0 without a positive or a negative);
     with the gradient, its coefficients over row.  The mining itself is fl_hard_row (above)."""
@@ -1037,9 +1181,7 @@ cdef double batch_hard_row(const MiningCtx* c, Py_ssize_t i, floating* row, doub
                 row[j] = <floating> (NAN if found == 1 else 0.0)
         return NAN if found == 1 else 0.0
     jp, kn = jk[0], jk[1]
-    dp = best[0] if c.squared else sqrt(best[0])
-    dn = best[1] if c.squared else sqrt(best[1])
-    z = dp - dn + c.margin
+    z = hard_hinge(c, best, &dp, &dn)
     if c.want_grad:
         memset(row, 0, B * sizeof(floating))
         row[jp] = <floating> mining_coef(1.0 if z >= 0 else 0.0, dp, c.squared)   # clamp_min passes
@@ -1133,6 +1275,158 @@ cdef Py_ssize_t batch_all_block(const MiningCtx* c, Py_ssize_t start, Py_ssize_t
     return mining_block(c, True, start, stop, loss)
 
 
+# Symmetric mining (batch_hard without the gradient).  The Gram is symmetric, so it is computed once per
+# tile (I, J), I <= J, of R x R (one single-threaded GEMM each, the tiles in parallel): the tile serves
+# the rows of J (reduced over its rows, fl_mine_cols) and, transposed, the rows of I.  Each (row, tile)
+# pair keeps a slot: the tile's best positive / negative Gram d^2 with its first index and its second
+# best (O(B x B / R) numbers; R grows with B so that a row has at most SYM_TILES slots).  A second
+# parallel pass over the rows (fl_hard_pick) then takes the band of fl_hard_row over the slots: a tile
+# whose best is outside the band holds no candidate, one whose second best is outside it holds one (its
+# best's index), and any other tile has all its positives / negatives recomputed.  The candidates are
+# a superset of fl_hard_row's, so the winner -- the exact hardest pair, first index on ties -- and the
+# loss are the same bits; they no longer depend on the Gram's values at all, nor on the thread count.
+# (~B^2 D / 2 multiply-adds instead of B^2 D.)
+cdef enum:
+    SYM_TILE = 128           # tile rows R at least
+    SYM_TILES = 32           # tiles per row at most
+
+
+cdef struct SymMineCtx:
+    MiningCtx m              # labels, emb, D, sqnorm, gram_tol, sqmax, B, margin, squared, row_loss, row_count
+    Py_ssize_t R             # tile rows
+    Py_ssize_t nb            # tiles per row: ceil(B / R)
+    const int32_t* tiles     # (n_tiles, 2): (I, J), I <= J
+    const void* sq           # (B,) |e_j|^2 in the input's precision (fl_mine_cols)
+    double tol               # the band of the slots' d^2 (gram_tol + their own rounding in T)
+    char* scratch            # per thread: two R x R tiles, then 4 R T and 3 R int64 of fl_mine_cols
+    Py_ssize_t scratch_bytes # per thread (a multiple of 64)
+    double* slot             # (B, nb, 4)
+    int64_t* sloti           # (B, nb, 3)
+
+
+cdef inline void mine_cols(const SymMineCtx* c, const floating* t, Py_ssize_t a0, Py_ssize_t na,
+                           Py_ssize_t b0, Py_ssize_t n, Py_ssize_t tile, void* st) noexcept nogil:
+    """fl_mine_cols of the tile t (rows a0 + [0, na), columns b0 + [0, n)) into the columns' slots of
+    tile row ``tile``."""
+    if floating is float:
+        if c.m.labels64:
+            fl_mine_cols_f32_i64(t, a0, na, b0, n, <const float*> c.sq, <const int64_t*> c.m.labels, st, c.nb,
+                                 tile, c.slot, c.sloti)
+        else:
+            fl_mine_cols_f32_i32(t, a0, na, b0, n, <const float*> c.sq, <const int32_t*> c.m.labels, st, c.nb,
+                                 tile, c.slot, c.sloti)
+    else:
+        if c.m.labels64:
+            fl_mine_cols_f64_i64(t, a0, na, b0, n, c.m.sqnorm, <const int64_t*> c.m.labels, st, c.nb,
+                                 tile, c.slot, c.sloti)
+        else:
+            fl_mine_cols_f64_i32(t, a0, na, b0, n, c.m.sqnorm, <const int32_t*> c.m.labels, st, c.nb,
+                                 tile, c.slot, c.sloti)
+
+
+cdef Py_ssize_t sym_tiles_block(const SymMineCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                floating* loss, floating* denom) noexcept nogil:
+    """Tiles [start, stop): each tile's Gram by one GEMM, reduced into the slots of both its sides."""
+    cdef Py_ssize_t R = c.R, B = c.m.B, D = c.m.D, t, I, J, i0, j0, ni, nj
+    cdef char* mine = c.scratch + fl_thread_num() * c.scratch_bytes
+    cdef floating* g = <floating*> mine
+    cdef floating* gt = g + R * R
+    cdef void* st = <void*> (gt + R * R)
+    cdef const floating* e = <const floating*> c.m.emb
+    for t in range(start, stop):
+        loss[t - start] = 0
+        I, J = c.tiles[2 * t], c.tiles[2 * t + 1]
+        i0, j0 = I * R, J * R
+        ni, nj = min(R, B - i0), min(R, B - j0)
+        # row-major g (ni x nj) = E[I] E[J]^T: column-major g^T = E[J]^T' E[I]^T'
+        gemm(True, False, nj, ni, D, e + j0 * D, D, e + i0 * D, D, 0.0, g, nj)
+        mine_cols(c, g, i0, ni, j0, nj, I, st)          # the rows of J over the columns of I
+        if I != J:
+            if floating is float:
+                fl_transpose_f32_i32(g, ni, nj, gt)
+            else:
+                fl_transpose_f64_i32(g, ni, nj, gt)
+            mine_cols(c, gt, j0, nj, i0, ni, J, st)     # the rows of I over the columns of J
+    return -1
+
+
+cdef Py_ssize_t sym_pick_block(const SymMineCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                               floating* loss, floating* denom) noexcept nogil:
+    """Anchors [start, stop) from their slots: their losses and mean denominators."""
+    cdef Py_ssize_t i
+    cdef Py_ssize_t jk[2]
+    cdef double best[2]
+    cdef double dp, dn, z, total
+    cdef int found
+    cdef const MiningCtx* m = &c.m
+    for i in range(start, stop):
+        if floating is float:
+            if m.labels64:
+                found = fl_hard_pick_f32_i64(<const float*> m.emb, m.D, m.sqnorm, <const int64_t*> m.labels, i,
+                                             m.B, c.R, c.nb, c.slot, c.sloti, c.tol, m.sqmax, jk, best)
+            else:
+                found = fl_hard_pick_f32_i32(<const float*> m.emb, m.D, m.sqnorm, <const int32_t*> m.labels, i,
+                                             m.B, c.R, c.nb, c.slot, c.sloti, c.tol, m.sqmax, jk, best)
+        else:
+            if m.labels64:
+                found = fl_hard_pick_f64_i64(<const double*> m.emb, m.D, m.sqnorm, <const int64_t*> m.labels, i,
+                                             m.B, c.R, c.nb, c.slot, c.sloti, c.tol, m.sqmax, jk, best)
+            else:
+                found = fl_hard_pick_f64_i32(<const double*> m.emb, m.D, m.sqnorm, <const int32_t*> m.labels, i,
+                                             m.B, c.R, c.nb, c.slot, c.sloti, c.tol, m.sqmax, jk, best)
+        if found == 2:
+            z = hard_hinge(m, best, &dp, &dn)
+            total = 0.0 if z < 0 else z
+        else:
+            total = NAN if found == 1 else 0.0
+        loss[i - start] = <floating> total
+        m.row_loss[i] = total
+        m.row_count[i] = 1.0 if found != 0 else 0.0
+    return -1
+
+
+cdef object batch_hard_symmetric(MiningCtx* m, sqnorm, Py_ssize_t itemsize, int num_threads):
+    """batch_hard's loss (no gradient) of every anchor by symmetric mining (above); m is filled but for
+    its sim member, sqnorm is the array m.sqnorm points into."""
+    cdef SymMineCtx c
+    cdef Py_ssize_t B = m.B, D = m.D, t, I, J
+    c.m = m[0]
+    c.R = SYM_TILE
+    while c.R * SYM_TILES < B:
+        c.R *= 2
+    c.nb = (B + c.R - 1) // c.R
+    tiles = np.empty((c.nb * (c.nb + 1) // 2, 2), dtype=np.int32)
+    t = 0
+    for I in range(c.nb):
+        for J in range(I, c.nb):
+            tiles[t, 0], tiles[t, 1] = I, J
+            t += 1
+    c.tiles = <const int32_t*> ptr_or_null(tiles)
+    c.scratch_bytes = (2 * c.R * c.R * itemsize + 7 * c.R * 8 + 63) // 64 * 64
+    # sq in T; d^2 = sq_a + sq_b - 2 g rounded in T: 4 u (sq_a + sq_b) at most (|2 g| <= sq_a + sq_b),
+    # over the rounding of sq to T -- a band of (D + 8) u in all for float32 (fl_hard_pick)
+    sq_t = sqnorm.astype(np.float32) if itemsize == 4 else sqnorm
+    c.sq = ptr_or_null(sq_t)
+    c.tol = m.gram_tol + 6.0 * (2.0 ** -24 if itemsize == 4 else 2.0 ** -53)
+    scratch = np.empty(thread_slots(num_threads) * c.scratch_bytes + 64, dtype=np.uint8)
+    c.scratch = <char*> ((<size_t> ptr_or_null(scratch) + 63) & ~(<size_t> 63))     # (64-byte aligned)
+    slot = np.empty(B * c.nb * 4)
+    sloti = np.empty(B * c.nb * 3, dtype=np.int64)
+    c.slot, c.sloti = <double*> ptr_or_null(slot), <int64_t*> ptr_or_null(sloti)
+    cdef BlockRun r
+    cdef int status
+    init_run(&r, t, c.R * c.R * max(D, 1), itemsize, num_threads, NULL, False)
+    r.block_items = 1
+    cdef BlockFn tiles_fn = <BlockFn> sym_tiles_block[double]
+    cdef BlockFn pick_fn = <BlockFn> sym_pick_block[double]
+    if itemsize == 4:
+        tiles_fn, pick_fn = <BlockFn> sym_tiles_block[float], <BlockFn> sym_pick_block[float]
+    with nogil:
+        status = run_blocks(tiles_fn, &c, &r)
+    finish_run(status, &r)
+    run(pick_fn, &c, B, 2 * max(D, 1) + 4 * c.nb, itemsize, num_threads, None, False)
+
+
 def triplet_mining(emb, sqnorm, labels, row_loss, row_count, block=None, s_cols=None, *, MetricLoss kind,
                    Py_ssize_t row0, Py_ssize_t n_rows, double margin, bint squared, bint want_grad,
                    int num_threads=1):
@@ -1156,10 +1450,20 @@ def triplet_mining(emb, sqnorm, labels, row_loss, row_count, block=None, s_cols=
     check_buffer(row_count, "row_count", b'f', 8, B, True)
     cdef MiningCtx c
     cdef Py_ssize_t r
-    # batch_hard: blocks of up to 128 rows -- each GEMM packs all B rows of emb again (OpenBLAS's copy
-    # was ~10% of the call at B = 768 with 64), and its cheap mining leaves the GEMM the larger part
-    scratch = set_sim_rows(&c.sim, emb, emb, block, s_cols, row0, n_rows, itemsize, want_grad, num_threads,
-                           128 if kind == BATCH_HARD_TRIPLET else 64)
+    # batch_hard's loss alone over every anchor: symmetric mining (above), no row blocks
+    cdef bint symmetric = kind == BATCH_HARD_TRIPLET and not want_grad and row0 == 0 and n_rows == B
+    if symmetric:
+        if block is not None or s_cols is not None:
+            raise ValueError("fastloss kernel: block and s_cols only with want_grad")
+        if max(B, emb.shape[1]) >= 2 ** 31 or B * emb.shape[1] >= 2 ** 62:
+            raise ValueError("fastloss kernel: BLAS takes 32-bit sizes")
+        if SGEMM == NULL:
+            blas_address()
+    else:
+        # batch_hard: blocks of up to 128 rows -- each GEMM packs all B rows of emb again (OpenBLAS's
+        # copy was ~10% of the call at B = 768 with 64), and its cheap mining leaves the GEMM the larger part
+        scratch = set_sim_rows(&c.sim, emb, emb, block, s_cols, row0, n_rows, itemsize, want_grad, num_threads,
+                               128 if kind == BATCH_HARD_TRIPLET else 64)
     c.block = NULL
     c.emb = ptr_or_null(emb)
     c.D = emb.shape[1]
@@ -1177,6 +1481,9 @@ def triplet_mining(emb, sqnorm, labels, row_loss, row_count, block=None, s_cols=
     c.margin, c.squared, c.want_grad = margin, squared, want_grad
     c.row_loss = <double*> ptr_or_null(row_loss)
     c.row_count = <double*> ptr_or_null(row_count)
+    if symmetric:
+        batch_hard_symmetric(&c, sqnorm, itemsize, num_threads)
+        return
     run_sim(block_for(kind, itemsize), &c, &c.sim, n_rows, itemsize, num_threads)
 
 
