@@ -308,10 +308,11 @@ cdef extern from *:
      * row c: slot[(b0 + b) nb + c] (4 doubles p1 p2 n1 n2; 3 int64 ip kn flags).  d^2 is computed in
      * the tile's precision T from sq in T (float32: 8 lanes; the band covers its rounding); the column's
      * state lives in scratch (4 n T, 3 n IT) while the rows stream by (vectorised along b). */
-    #define FL_MINE_COLS(T, S, L, SL, IT)                                                         \\
-    static __attribute__((noinline)) void fl_mine_cols_##S##_##SL(                                \\
+    #define FL_MINE_COLS(T, S, IT)                                                                \\
+    static __attribute__((noinline)) void fl_mine_cols_##S(                                       \\
             const T* t, ptrdiff_t a0, ptrdiff_t na, ptrdiff_t b0, ptrdiff_t n, const T* sq,       \\
-            const L* lab, void* scratch, ptrdiff_t nb, ptrdiff_t c, double* slot, int64_t* sloti) { \\
+            const int32_t* lab, void* scratch, ptrdiff_t nb, ptrdiff_t c, double* slot,           \\
+            int64_t* sloti) {                                                                     \\
         T *p1 = (T*)scratch, *p2 = p1 + n, *n1 = p1 + 2 * n, *n2 = p1 + 3 * n;                    \\
         IT *ip = (IT*)(p1 + 4 * n), *in = ip + n, *fl = ip + 2 * n;                               \\
         const T inf = (T)INFINITY;                                                                \\
@@ -321,7 +322,7 @@ cdef extern from *:
             const T* row = t + a * n;                                                             \\
             const ptrdiff_t ga = a0 + a;                                                          \\
             const T sqa = sq[ga];                                                                 \\
-            const L la = lab[ga];                                                                 \\
+            const int32_t la = lab[ga];                                                           \\
             const IT ia = (IT)ga, ka = (IT)(ga - b0);                                             \\
             _Pragma("omp simd")                                                                   \\
             for (ptrdiff_t k = 0; k < n; k++) {                                                   \\
@@ -348,7 +349,7 @@ cdef extern from *:
         }                                                                                         \\
     }                                                                                             \\
     /* t (ni x nj) transposed into tt (nj x ni), in 16 x 16 blocks (both sides stay in cache) */  \\
-    static void fl_transpose_##S##_##SL(const T* t, ptrdiff_t ni, ptrdiff_t nj, T* tt) {          \\
+    static void fl_transpose_##S(const T* t, ptrdiff_t ni, ptrdiff_t nj, T* tt) {                 \\
         for (ptrdiff_t a0 = 0; a0 < ni; a0 += 16)                                                 \\
             for (ptrdiff_t b0 = 0; b0 < nj; b0 += 16) {                                           \\
                 ptrdiff_t a1 = a0 + 16 < ni ? a0 + 16 : ni, b1 = b0 + 16 < nj ? b0 + 16 : nj;      \\
@@ -360,8 +361,9 @@ cdef extern from *:
      * jk, r).  A tile can hold a candidate only if its best is within the band (or is the best);  \\
      * if its second best is not, its best's index is its only candidate, else every positive /  \\
      * negative of the tile is recomputed (near-ties: rare). */                                   \\
-    static __attribute__((noinline)) int fl_hard_pick_##S##_##SL(                                 \\
-            const T* emb, ptrdiff_t D, const double* sq, const L* lab, ptrdiff_t i, ptrdiff_t B,  \\
+    static __attribute__((noinline)) int fl_hard_pick_##S(                                        \\
+            const T* emb, ptrdiff_t D, const double* sq, const int32_t* lab, ptrdiff_t i,         \\
+            ptrdiff_t B,                                                                          \\
             ptrdiff_t R, ptrdiff_t nb, const double* slot, const int64_t* sloti, double tol,      \\
             double sqmax, ptrdiff_t* jk, double* r) {                                             \\
         const double* s = slot + i * nb * 4;                                                      \\
@@ -373,7 +375,7 @@ cdef extern from *:
             gp = s[4 * c] > gp ? s[4 * c] : gp; gn = s[4 * c + 2] < gn ? s[4 * c + 2] : gn; }     \\
         if (!(f & 1) || !(f & 2)) return 0;                                                       \\
         if (f & 4) return 1;                                                                      \\
-        const L li = lab[i];                                                                      \\
+        const int32_t li = lab[i];                                                                      \\
         const double sqi = sq[i];                                                                 \\
         const double wide = tol * (2.0 * sqi + sqmax), tp = gp - wide, tn = gn + wide;            \\
         const double tmax = tol * sqmax;                                                          \\
@@ -405,10 +407,8 @@ cdef extern from *:
         jk[0] = jp; jk[1] = kn; r[0] = bp; r[1] = bn;                                             \\
         return 2;                                                                                 \\
     }
-    FL_MINE_COLS(float, f32, int32_t, i32, int32_t)
-    FL_MINE_COLS(float, f32, int64_t, i64, int32_t)
-    FL_MINE_COLS(double, f64, int32_t, i32, int64_t)
-    FL_MINE_COLS(double, f64, int64_t, i64, int64_t)
+    FL_MINE_COLS(float, f32, int32_t)
+    FL_MINE_COLS(double, f64, int64_t)
     """
     double fl_sqdiff_f32(const float* a, const float* b, Py_ssize_t n, double eps) nogil
     double fl_sqdiff_f64(const double* a, const double* b, Py_ssize_t n, double eps) nogil
@@ -442,34 +442,20 @@ cdef extern from *:
                             Py_ssize_t i, Py_ssize_t B, double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
     int fl_hard_row_f64_i64(const double* g, const double* emb, Py_ssize_t D, const double* sq, const int64_t* lab,
                             Py_ssize_t i, Py_ssize_t B, double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
-    void fl_mine_cols_f32_i32(const float* t, Py_ssize_t a0, Py_ssize_t na, Py_ssize_t b0, Py_ssize_t n,
-                            const float* sq, const int32_t* lab, void* scratch, Py_ssize_t nb,
-                            Py_ssize_t c, double* slot, int64_t* sloti) nogil
-    void fl_transpose_f32_i32(const float* t, Py_ssize_t ni, Py_ssize_t nj, float* tt) nogil
-    int fl_hard_pick_f32_i32(const float* emb, Py_ssize_t D, const double* sq, const int32_t* lab, Py_ssize_t i,
-                             Py_ssize_t B, Py_ssize_t R, Py_ssize_t nb, const double* slot, const int64_t* sloti,
-                             double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
-    void fl_mine_cols_f32_i64(const float* t, Py_ssize_t a0, Py_ssize_t na, Py_ssize_t b0, Py_ssize_t n,
-                            const float* sq, const int64_t* lab, void* scratch, Py_ssize_t nb,
-                            Py_ssize_t c, double* slot, int64_t* sloti) nogil
-    void fl_transpose_f32_i64(const float* t, Py_ssize_t ni, Py_ssize_t nj, float* tt) nogil
-    int fl_hard_pick_f32_i64(const float* emb, Py_ssize_t D, const double* sq, const int64_t* lab, Py_ssize_t i,
-                             Py_ssize_t B, Py_ssize_t R, Py_ssize_t nb, const double* slot, const int64_t* sloti,
-                             double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
-    void fl_mine_cols_f64_i32(const double* t, Py_ssize_t a0, Py_ssize_t na, Py_ssize_t b0, Py_ssize_t n,
-                            const double* sq, const int32_t* lab, void* scratch, Py_ssize_t nb,
-                            Py_ssize_t c, double* slot, int64_t* sloti) nogil
-    void fl_transpose_f64_i32(const double* t, Py_ssize_t ni, Py_ssize_t nj, double* tt) nogil
-    int fl_hard_pick_f64_i32(const double* emb, Py_ssize_t D, const double* sq, const int32_t* lab, Py_ssize_t i,
-                             Py_ssize_t B, Py_ssize_t R, Py_ssize_t nb, const double* slot, const int64_t* sloti,
-                             double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
-    void fl_mine_cols_f64_i64(const double* t, Py_ssize_t a0, Py_ssize_t na, Py_ssize_t b0, Py_ssize_t n,
-                            const double* sq, const int64_t* lab, void* scratch, Py_ssize_t nb,
-                            Py_ssize_t c, double* slot, int64_t* sloti) nogil
-    void fl_transpose_f64_i64(const double* t, Py_ssize_t ni, Py_ssize_t nj, double* tt) nogil
-    int fl_hard_pick_f64_i64(const double* emb, Py_ssize_t D, const double* sq, const int64_t* lab, Py_ssize_t i,
-                             Py_ssize_t B, Py_ssize_t R, Py_ssize_t nb, const double* slot, const int64_t* sloti,
-                             double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
+    void fl_mine_cols_f32(const float* t, Py_ssize_t a0, Py_ssize_t na, Py_ssize_t b0, Py_ssize_t n,
+                        const float* sq, const int32_t* lab, void* scratch, Py_ssize_t nb,
+                        Py_ssize_t c, double* slot, int64_t* sloti) nogil
+    void fl_transpose_f32(const float* t, Py_ssize_t ni, Py_ssize_t nj, float* tt) nogil
+    int fl_hard_pick_f32(const float* emb, Py_ssize_t D, const double* sq, const int32_t* lab, Py_ssize_t i,
+                         Py_ssize_t B, Py_ssize_t R, Py_ssize_t nb, const double* slot, const int64_t* sloti,
+                         double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
+    void fl_mine_cols_f64(const double* t, Py_ssize_t a0, Py_ssize_t na, Py_ssize_t b0, Py_ssize_t n,
+                        const double* sq, const int32_t* lab, void* scratch, Py_ssize_t nb,
+                        Py_ssize_t c, double* slot, int64_t* sloti) nogil
+    void fl_transpose_f64(const double* t, Py_ssize_t ni, Py_ssize_t nj, double* tt) nogil
+    int fl_hard_pick_f64(const double* emb, Py_ssize_t D, const double* sq, const int32_t* lab, Py_ssize_t i,
+                         Py_ssize_t B, Py_ssize_t R, Py_ssize_t nb, const double* slot, const int64_t* sloti,
+                         double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
 
 
 # ---------------------------------------------------------------- fused wrappers of the row helpers
@@ -1297,6 +1283,7 @@ cdef struct SymMineCtx:
     Py_ssize_t nb            # tiles per row: ceil(B / R)
     const int32_t* tiles     # (n_tiles, 2): (I, J), I <= J
     const void* sq           # (B,) |e_j|^2 in the input's precision (fl_mine_cols)
+    const int32_t* lab       # (B,) the labels as int32 class ids (equal where the labels are equal)
     double tol               # the band of the slots' d^2 (gram_tol + their own rounding in T)
     char* scratch            # per thread: two R x R tiles, then 4 R T and 3 R int64 of fl_mine_cols
     Py_ssize_t scratch_bytes # per thread (a multiple of 64)
@@ -1309,19 +1296,9 @@ cdef inline void mine_cols(const SymMineCtx* c, const floating* t, Py_ssize_t a0
     """fl_mine_cols of the tile t (rows a0 + [0, na), columns b0 + [0, n)) into the columns' slots of
     tile row ``tile``."""
     if floating is float:
-        if c.m.labels64:
-            fl_mine_cols_f32_i64(t, a0, na, b0, n, <const float*> c.sq, <const int64_t*> c.m.labels, st, c.nb,
-                                 tile, c.slot, c.sloti)
-        else:
-            fl_mine_cols_f32_i32(t, a0, na, b0, n, <const float*> c.sq, <const int32_t*> c.m.labels, st, c.nb,
-                                 tile, c.slot, c.sloti)
+        fl_mine_cols_f32(t, a0, na, b0, n, <const float*> c.sq, c.lab, st, c.nb, tile, c.slot, c.sloti)
     else:
-        if c.m.labels64:
-            fl_mine_cols_f64_i64(t, a0, na, b0, n, c.m.sqnorm, <const int64_t*> c.m.labels, st, c.nb,
-                                 tile, c.slot, c.sloti)
-        else:
-            fl_mine_cols_f64_i32(t, a0, na, b0, n, c.m.sqnorm, <const int32_t*> c.m.labels, st, c.nb,
-                                 tile, c.slot, c.sloti)
+        fl_mine_cols_f64(t, a0, na, b0, n, <const double*> c.sq, c.lab, st, c.nb, tile, c.slot, c.sloti)
 
 
 cdef Py_ssize_t sym_tiles_block(const SymMineCtx* c, Py_ssize_t start, Py_ssize_t stop,
@@ -1343,9 +1320,9 @@ cdef Py_ssize_t sym_tiles_block(const SymMineCtx* c, Py_ssize_t start, Py_ssize_
         mine_cols(c, g, i0, ni, j0, nj, I, st)          # the rows of J over the columns of I
         if I != J:
             if floating is float:
-                fl_transpose_f32_i32(g, ni, nj, gt)
+                fl_transpose_f32(g, ni, nj, gt)
             else:
-                fl_transpose_f64_i32(g, ni, nj, gt)
+                fl_transpose_f64(g, ni, nj, gt)
             mine_cols(c, gt, j0, nj, i0, ni, J, st)     # the rows of I over the columns of J
     return -1
 
@@ -1361,19 +1338,11 @@ cdef Py_ssize_t sym_pick_block(const SymMineCtx* c, Py_ssize_t start, Py_ssize_t
     cdef const MiningCtx* m = &c.m
     for i in range(start, stop):
         if floating is float:
-            if m.labels64:
-                found = fl_hard_pick_f32_i64(<const float*> m.emb, m.D, m.sqnorm, <const int64_t*> m.labels, i,
-                                             m.B, c.R, c.nb, c.slot, c.sloti, c.tol, m.sqmax, jk, best)
-            else:
-                found = fl_hard_pick_f32_i32(<const float*> m.emb, m.D, m.sqnorm, <const int32_t*> m.labels, i,
-                                             m.B, c.R, c.nb, c.slot, c.sloti, c.tol, m.sqmax, jk, best)
+            found = fl_hard_pick_f32(<const float*> m.emb, m.D, m.sqnorm, c.lab, i, m.B, c.R, c.nb, c.slot,
+                                     c.sloti, c.tol, m.sqmax, jk, best)
         else:
-            if m.labels64:
-                found = fl_hard_pick_f64_i64(<const double*> m.emb, m.D, m.sqnorm, <const int64_t*> m.labels, i,
-                                             m.B, c.R, c.nb, c.slot, c.sloti, c.tol, m.sqmax, jk, best)
-            else:
-                found = fl_hard_pick_f64_i32(<const double*> m.emb, m.D, m.sqnorm, <const int32_t*> m.labels, i,
-                                             m.B, c.R, c.nb, c.slot, c.sloti, c.tol, m.sqmax, jk, best)
+            found = fl_hard_pick_f64(<const double*> m.emb, m.D, m.sqnorm, c.lab, i, m.B, c.R, c.nb, c.slot,
+                                     c.sloti, c.tol, m.sqmax, jk, best)
         if found == 2:
             z = hard_hinge(m, best, &dp, &dn)
             total = 0.0 if z < 0 else z
@@ -1385,9 +1354,9 @@ cdef Py_ssize_t sym_pick_block(const SymMineCtx* c, Py_ssize_t start, Py_ssize_t
     return -1
 
 
-cdef object batch_hard_symmetric(MiningCtx* m, sqnorm, Py_ssize_t itemsize, int num_threads):
+cdef object batch_hard_symmetric(MiningCtx* m, sqnorm, labels, Py_ssize_t itemsize, int num_threads):
     """batch_hard's loss (no gradient) of every anchor by symmetric mining (above); m is filled but for
-    its sim member, sqnorm is the array m.sqnorm points into."""
+    its sim member; sqnorm, labels: the arrays m.sqnorm, m.labels point into."""
     cdef SymMineCtx c
     cdef Py_ssize_t B = m.B, D = m.D, t, I, J
     c.m = m[0]
@@ -1408,6 +1377,14 @@ cdef object batch_hard_symmetric(MiningCtx* m, sqnorm, Py_ssize_t itemsize, int 
     sq_t = sqnorm.astype(np.float32) if itemsize == 4 else sqnorm
     c.sq = ptr_or_null(sq_t)
     c.tol = m.gram_tol + 6.0 * (2.0 ** -24 if itemsize == 4 else 2.0 ** -53)
+    # int32 labels keep the tile pass 32-bit wide (8 float lanes); only equality is used
+    lab32 = labels
+    if labels.dtype.itemsize == 8:
+        if B == 0 or (labels.min() >= -2 ** 31 and labels.max() < 2 ** 31):
+            lab32 = labels.astype(np.int32)
+        else:
+            lab32 = np.unique(labels, return_inverse=True)[1].astype(np.int32)
+    c.lab = <const int32_t*> ptr_or_null(lab32)
     scratch = np.empty(thread_slots(num_threads) * c.scratch_bytes + 64, dtype=np.uint8)
     c.scratch = <char*> ((<size_t> ptr_or_null(scratch) + 63) & ~(<size_t> 63))     # (64-byte aligned)
     slot = np.empty(B * c.nb * 4)
@@ -1482,7 +1459,7 @@ def triplet_mining(emb, sqnorm, labels, row_loss, row_count, block=None, s_cols=
     c.row_loss = <double*> ptr_or_null(row_loss)
     c.row_count = <double*> ptr_or_null(row_count)
     if symmetric:
-        batch_hard_symmetric(&c, sqnorm, itemsize, num_threads)
+        batch_hard_symmetric(&c, sqnorm, labels, itemsize, num_threads)
         return
     run_sim(block_for(kind, itemsize), &c, &c.sim, n_rows, itemsize, num_threads)
 
