@@ -1274,7 +1274,7 @@ cdef Py_ssize_t batch_all_block(const MiningCtx* c, Py_ssize_t start, Py_ssize_t
 # (~B^2 D / 2 multiply-adds instead of B^2 D.)
 cdef enum:
     SYM_TILE = 128           # tile rows R at least
-    SYM_TILES = 32           # tiles per row at most
+    SYM_TILES = 16           # tiles per row at most (B = 4096: R = 256 measured ~7% faster than 128)
 
 
 cdef struct SymMineCtx:
