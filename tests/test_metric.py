@@ -252,6 +252,50 @@ def test_mining_degenerate_batches(name):
         assert_close(g, want_g, np.float64, what=f"squared={squared} grad", reduced=False)
 
 
+def _hard_rows_exact(e, lab, margin, squared):
+    """batch-hard per-anchor losses from distances summed from the coordinate differences in float64
+    (no Gram cancellation); nan where the anchor has no positive or no negative."""
+    e = e.astype(np.float64)
+    out = np.full(len(e), np.nan)
+    for i in range(len(e)):
+        d = ((e - e[i]) ** 2).sum(axis=1)
+        d = d if squared else np.sqrt(d)
+        pos, neg = lab == lab[i], lab != lab[i]
+        pos[i] = False
+        if pos.any() and neg.any():
+            out[i] = max(d[pos].max() - d[neg].min() + margin, 0.0)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_hard_loss_over_many_tiles_with_ties(dtype):
+    """The loss alone mines on the symmetric Gram in tiles (128 rows; more past 2048 rows, the last one
+    partial) reduced from both sides: every anchor's loss is the exact hardest pair's, where the float32
+    Gram cancels (offset rows), where distances tie (duplicated and integer rows), for int64 labels
+    beyond int32, and the same bits for every num_threads."""
+    rng = np.random.default_rng(21)
+    B, D = 2100, 6
+    lab = rng.integers(0, 40, B)
+    e = rng.standard_normal((40, D))[lab] + 0.5 * rng.standard_normal((B, D))
+    e[:, 0] += 300.0                                   # |e|^2 ~ 1e5 over d^2 ~ 1: float32 Gram cancels
+    e[1500:1800] = e[1200:1500]                        # duplicated rows: exact ties
+    e[1800:] = np.round(e[1800:])                      # integer rows: many equal distances
+    e = e.astype(dtype)
+    for labels in (lab, lab * 2 ** 40 - 3):
+        for squared in (False, True):
+            want = _hard_rows_exact(e, lab, 0.4, squared)
+            got = fl.batch_hard_triplet_loss(e, labels, margin=0.4, squared=squared, reduction="none",
+                                             num_threads=1)
+            ok = ~np.isnan(want)
+            assert (got[~ok] == 0).all()
+            # (float32: the exact float64 loss rounded once to the output, half an ulp)
+            rtol = 2.0 ** -24 * 1.001 if dtype == np.float32 else 1e-12
+            np.testing.assert_allclose(got[ok], want[ok], rtol=rtol, atol=0, err_msg=f"squared={squared}")
+            got2 = fl.batch_hard_triplet_loss(e, labels, margin=0.4, squared=squared, reduction="none",
+                                              num_threads=2)
+            assert got2.tobytes() == got.tobytes()
+
+
 def test_nt_xent_zero_vectors_and_single_pair():
     rng = np.random.default_rng(9)
     z1, z2 = rng.standard_normal((2, 5, 4))
