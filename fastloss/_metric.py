@@ -669,7 +669,8 @@ def contrastive_loss(x1: ArrayLike, x2: ArrayLike, label: ArrayLike, margin: flo
 # ------------------------------------------------------------------ in-batch losses (row blocks)
 # The (B x B) Gram / similarity matrix is never held whole: the kernels compute it in blocks of <= 64
 # rows (batch_hard: 128), each by one single-threaded GEMM of SciPy's BLAS, the blocks in parallel
-# (metric.pyx: SimRows).
+# (metric.pyx: SimRows).  batch_hard's loss alone (no gradient) takes the symmetric half: the Gram's
+# upper tiles, each once, reduced from both sides (metric.pyx: "Symmetric mining").
 # With the gradient the coefficients of a row block of about this many numbers (8 MiB of float64) are
 # kept for S^T rows: memory stays O(block x B).
 _BLOCK_NUMBERS = 1 << 20

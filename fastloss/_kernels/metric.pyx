@@ -14,7 +14,8 @@ Items.
     (``SimRows``; O(threads x block x B) memory); the same block function then does the mining /
     log-sum-exp / masking on it and
     writes per-row losses (and, for the gradient, per-row coefficients).  The per-row losses are then
-    reduced by ``run_blocks`` in one final deterministic pass (``reduce_rows``).
+    reduced by ``run_blocks`` in one final deterministic pass (``reduce_rows``).  batch_hard's loss
+    without the gradient computes each Gram tile once, from the symmetric half ("Symmetric mining").
 
 Entries.  Each ``def`` entry takes its buffers by position and its configuration by keyword, typed
 (``double``, ``bint``, the enums ``MetricLoss`` and ``ArcMargin``); it fills the loss's context struct
@@ -1364,13 +1365,14 @@ cdef object batch_hard_symmetric(MiningCtx* m, sqnorm, labels, Py_ssize_t itemsi
     while c.R * SYM_TILES < B:
         c.R *= 2
     c.nb = (B + c.R - 1) // c.R
-    tiles = np.empty((c.nb * (c.nb + 1) // 2, 2), dtype=np.int32)
+    tiles = np.empty(c.nb * (c.nb + 1), dtype=np.int32)
+    cdef int32_t* tp = <int32_t*> ptr_or_null(tiles)
     t = 0
     for I in range(c.nb):
         for J in range(I, c.nb):
-            tiles[t, 0], tiles[t, 1] = I, J
+            tp[2 * t], tp[2 * t + 1] = <int32_t> I, <int32_t> J
             t += 1
-    c.tiles = <const int32_t*> ptr_or_null(tiles)
+    c.tiles = tp
     c.scratch_bytes = (2 * c.R * c.R * itemsize + 7 * c.R * 8 + 63) // 64 * 64
     # sq in T; d^2 = sq_a + sq_b - 2 g rounded in T: 4 u (sq_a + sq_b) at most (|2 g| <= sq_a + sq_b),
     # over the rounding of sq to T -- a band of (D + 8) u in all for float32 (fl_hard_pick)
