@@ -418,6 +418,55 @@ def test_bad_inputs(x, y, exc, name):
 # ========================================================================================= probabilities
 
 
+# ----------------------------------------------------------------------------------------- long rows
+def _long_rows(rng, C, dtype):
+    """23 rows of C logits, hostile rows among normal ones: masked classes, +-1e4, nan, an all-masked row,
+    ties at the max."""
+    x = (rng.standard_normal((23, C)) * 3).astype(dtype)
+    x[2, :] = -np.inf
+    x[2, 5] = 1.0
+    x[5, 7], x[5, 8] = 1e4, -1e4
+    x[9, :5] = -1e4
+    x[11, 3] = np.nan
+    x[13, :] = -np.inf
+    x[17, [1, 2, C - 1]] = x[17].max()
+    return x
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("C", [73, 100, 131])
+def test_long_rows_hostile_and_paired(C, dtype, rng):
+    """Rows too long for tiles take the row path, which runs float32 rows two at a time through one pass;
+    ignored targets between them change which rows pair up.  Index targets (every option) and probability
+    targets against torch, and each row's loss and gradient the same bits as the row's alone: pairing never
+    changes a row's result."""
+    x = _long_rows(rng, C, dtype)
+    y = rng.integers(0, C, len(x))
+    y[[3, 8, 14]] = -100
+    y[2] = 5
+    w = rng.uniform(0.5, 2.0, C).astype(dtype)
+    t = _soft_targets(rng, x.shape, dtype, 1)
+    for kw in ({}, {"weight": w}, {"label_smoothing": 0.1}, {"weight": w, "label_smoothing": 0.2}):
+        check(x, y, dtype, "none", what=f"C={C} {list(kw)}", **kw)
+        check(x, y, dtype, "mean", what=f"C={C} {list(kw)}", **kw)
+    for kw in ({}, {"weight": w, "label_smoothing": 0.2}):
+        ref, ref_grad = torch_value_and_grad(
+            lambda xt: F.cross_entropy(xt, to_torch64(t), reduction="none", **{
+                k: to_torch64(v) if k == "weight" else v for k, v in kw.items()}), x)
+        val, grad = fl.cross_entropy(x, t, reduction="none", return_grad=True, **kw)
+        assert_close_spec(val, ref, dtype, what=f"probs C={C}")
+        assert_close_spec(grad, ref_grad, dtype, reduced=False, what=f"probs grad C={C}")
+    for target in (y, t):
+        val, grad = fl.cross_entropy(x, target, reduction="sum", return_grad=True, label_smoothing=0.1)
+        loss = fl.cross_entropy(x, target, reduction="none", label_smoothing=0.1)
+        for i in range(len(x)):
+            alone_grad = fl.cross_entropy(x[i:i + 1], target[i:i + 1], reduction="sum", return_grad=True,
+                                          label_smoothing=0.1)[1]
+            alone = fl.cross_entropy(x[i:i + 1], target[i:i + 1], reduction="none", label_smoothing=0.1)
+            np.testing.assert_array_equal(loss[i:i + 1], alone, err_msg=f"row {i}")
+            np.testing.assert_array_equal(grad[i:i + 1], alone_grad, err_msg=f"row {i} grad")
+
+
 def _soft_targets(rng, shape, dtype, C_axis):
     t = rng.random(shape)
     return (t / t.sum(axis=C_axis, keepdims=True)).astype(dtype)

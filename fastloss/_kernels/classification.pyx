@@ -154,9 +154,10 @@ cdef extern from "fl_reduce.h" nogil:
                               float keep, float add, double* A, double* D)
     void fl_row_soft_sums_f64(const double* x, const double* t, const double* w, Py_ssize_t n, double m,
                               double keep, double add, double* A, double* D)
-    double fl_row_sumexp_dot_f32(const float* x, const float* w, Py_ssize_t n, float m, float* e, double* dot)
-    double fl_row_sumexp_soft_f32(const float* x, const float* t, const float* w, Py_ssize_t n, float m,
-                                  float keep, float add, float* e, double* A, double* D)
+    void fl_rows_sumexp_dot_f32(int R, const float** xs, const float* w, Py_ssize_t n, const float* m,
+                                float** es, double* s, double* dot)
+    void fl_rows_sumexp_soft_f32(int R, const float** xs, const float** ts, const float* w, Py_ssize_t n,
+                                 const float* m, float keep, float add, float** es, double* s, double* A, double* D)
     void fl_row_kl_sums_f32(const float* x, const float* u, Py_ssize_t n, double mx, double mu, double inv_t,
                             double* ss, double* st, double* W)
     void fl_row_kl_sums_f64(const double* x, const double* u, Py_ssize_t n, double mx, double mu,
@@ -169,6 +170,51 @@ cdef inline double row_dot_shift(const floating* x, const floating* w, Py_ssize_
         return fl_row_dot_shift_f32(x, w, n, m)
     else:
         return fl_row_dot_shift_f64(x, w, n, m)
+
+
+cdef enum:  # rows_sums: the sums besides s = sum_j exp(x_j - m) formed in the same pass
+    SUMS_PLAIN = 0      # none
+    SUMS_DOT = 1        # q1 = sum_j w_j (x_j - m)                   (label smoothing)
+    SUMS_SOFT = 2       # q1, q2 = A, D of fl_row_soft_sums          (probability targets)
+
+
+cdef enum:
+    PAIR_MAX_C = 512    # rows_sums pairs float32 rows shorter than this (longer rows: no gain, and with the
+                        # gradient 20% slower at C = 1000, two rows' exps and gradients going through the caches)
+
+
+cdef inline void rows_sums(const floating* x, const floating* t, const floating* w, floating* g, Py_ssize_t C,
+                           const Py_ssize_t* rows, Py_ssize_t n, int mode, floating keep, floating add,
+                           floating* m, double* s, double* q1, double* q2) noexcept nogil:
+    """The row passes of the n rows rows[0..n) (item indices: logits x + i C, targets t + i C, exps into
+    g + i C if g is not NULL): m[k] the row max, s[k] = sum_j exp(x_j - m[k]) in double, and the sums of
+    ``mode`` into q1[k] (and q2[k]).  float32 rows shorter than PAIR_MAX_C run two at a time through one pass
+    (fl_rows_sumexp_dot_f32: each row's latency hides the other's), with the same results as one at a time."""
+    cdef Py_ssize_t k = 0, r, R
+    cdef const floating* xs[2]
+    cdef const floating* ts[2]
+    cdef floating* es[2]
+    while k < n:
+        R = 2 if floating is float and C < PAIR_MAX_C and k + 1 < n else 1
+        for r in range(R):
+            xs[r] = x + rows[k + r] * C
+            ts[r] = t + rows[k + r] * C if t != NULL else xs[r]
+            es[r] = g + rows[k + r] * C if g != NULL else NULL
+            m[k + r] = row_max(xs[r], C)
+        if floating is float:
+            if mode == SUMS_SOFT:
+                fl_rows_sumexp_soft_f32(R, xs, ts, w, C, m + k, keep, add, es if g != NULL else NULL,
+                                        s + k, q1 + k, q2 + k)
+            else:
+                fl_rows_sumexp_dot_f32(R, xs, w, C, m + k, es if g != NULL else NULL, s + k,
+                                       q1 + k if mode == SUMS_DOT else NULL)
+        else:
+            s[k] = row_sumexp(xs[0], C, m[k], es[0])      # es[0] (if any) now holds exp(x_j - m)
+            if mode == SUMS_DOT:
+                q1[k] = row_dot_shift(xs[0], w, C, m[k])
+            elif mode == SUMS_SOFT:
+                fl_row_soft_sums_f64(xs[0], ts[0], w, C, m[k], keep, add, &q1[k], &q2[k])
+        k += R
 
 
 cdef inline floating ce_point(floating ls, floating dy, floating wy, floating eps, floating epsC, floating wtot,
@@ -306,19 +352,22 @@ cdef enum:
 
 cdef Py_ssize_t ce_rows_loss_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                    floating* loss, floating* denom) noexcept nogil:
-    """ce_rows_block without a gradient or focal term.  The row passes give s - 1, x_y - m and the smoothing
-    sum of each row; the epilogue (log1p of s - 1 and ce_point) then runs for LOSS_ROWS rows at once as one
-    vectorised loop: one row's epilogue alone (a scalar log1p with its division) took about a third of a
-    73-class row's time."""
-    cdef Py_ssize_t C = c.C, i, i0, k, L, bad = -1
+    """ce_rows_block without a gradient or focal term.  The row passes (rows_sums) give s - 1, x_y - m and the
+    smoothing sum of each row; the epilogue (log1p of s - 1 and ce_point) then runs for LOSS_ROWS rows at once
+    as one vectorised loop: one row's epilogue alone (a scalar log1p with its division) took about a third
+    of a 73-class row's time."""
+    cdef Py_ssize_t C = c.C, i0, k, v, L, nv, bad = -1
+    cdef const floating* x = <const floating*> c.x
     cdef const floating* w = <const floating*> c.weight
-    cdef const floating* row
-    cdef floating m
     cdef floating eps = <floating> c.smoothing
     cdef floating epsC = <floating> (c.smoothing / C)
     cdef floating wtot = <floating> c.weight_total
-    cdef double s, sw = 0
     cdef int64_t y
+    cdef Py_ssize_t rows[LOSS_ROWS]     # the block's rows with a target (not ignored), as item indices
+    cdef int64_t ys[LOSS_ROWS]
+    cdef floating m[LOSS_ROWS]
+    cdef double s[LOSS_ROWS]
+    cdef double sw[LOSS_ROWS]
     cdef floating sm1[LOSS_ROWS]
     cdef floating dy[LOSS_ROWS]
     cdef floating wy[LOSS_ROWS]
@@ -327,27 +376,26 @@ cdef Py_ssize_t ce_rows_loss_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t 
     i0 = start
     while i0 < stop:
         L = min(<Py_ssize_t> LOSS_ROWS, stop - i0)
+        nv = 0
         for k in range(L):
-            i = i0 + k
-            row = <const floating*> c.x + i * C
-            y = checked_label(c.labels, c.labels64, i, C, c.ignore_index, &bad)
+            y = checked_label(c.labels, c.labels64, i0 + k, C, c.ignore_index, &bad)
             ign[k] = y < 0
-            if y < 0:                       # ignored: loss and denominator 0
-                sm1[k] = 0
-                dy[k] = 0
-                wy[k] = 0
-                swm[k] = 0
-                continue
-            wy[k] = w[y] if w != NULL else 1
-            m = row_max(row, C)
-            if floating is float and eps != 0:
-                s = fl_row_sumexp_dot_f32(row, w, C, m, NULL, &sw)     # the smoothing sum in the same pass
-            else:
-                s = row_sumexp(row, C, m, <floating*> NULL)
-                sw = row_dot_shift(row, w, C, m) if eps != 0 else 0
-            sm1[k] = <floating> (s - 1)     # log_sum's argument: s - 1 is exact in double
-            dy[k] = row[y] - m
-            swm[k] = <floating> sw
+            sm1[k] = 0                      # ignored: loss and denominator 0
+            dy[k] = 0
+            wy[k] = 0
+            swm[k] = 0
+            if y >= 0:
+                wy[k] = w[y] if w != NULL else 1
+                rows[nv] = i0 + k
+                ys[nv] = y
+                nv += 1
+        rows_sums(x, <const floating*> NULL, w, <floating*> NULL, C, rows, nv, SUMS_DOT if eps != 0 else SUMS_PLAIN,
+                  0, 0, m, s, sw, sw)
+        for v in range(nv):
+            k = rows[v] - i0
+            sm1[k] = <floating> (s[v] - 1)  # log_sum's argument: s - 1 is exact in double
+            dy[k] = x[rows[v] * C + ys[v]] - m[v]
+            swm[k] = <floating> sw[v] if eps != 0 else 0
         for k in range(L):
             loss[i0 - start + k] = 0 if ign[k] else ce_point(f_log1p(sm1[k]), dy[k], wy[k], eps, epsC, wtot, swm[k])
         if denom != NULL:
@@ -359,70 +407,86 @@ cdef Py_ssize_t ce_rows_loss_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t 
 
 cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
                               floating* loss, floating* denom) noexcept nogil:
-    """(N, C) rows too long for tiles (tiles_win): each pass runs along one row (vectorised over classes)."""
+    """(N, C) rows too long for tiles (tiles_win): each pass runs along one row (vectorised over classes), the
+    row passes of LOSS_ROWS rows at a time (rows_sums, the exps into the gradient), then each row's loss and
+    gradient."""
     if c.grad == NULL and not c.focal:
         return ce_rows_loss_block(c, start, stop, loss, denom)
-    cdef Py_ssize_t C = c.C, i, j, bad = -1
+    cdef Py_ssize_t C = c.C, i, i0, j, v, L, nv, bad = -1
+    cdef const floating* x = <const floating*> c.x
     cdef const floating* w = <const floating*> c.weight
     cdef const floating* row
     cdef floating* g
-    cdef floating m, dy, wy, scale, sw
+    cdef floating dy, wy, scale, sw
     cdef floating eps = <floating> c.smoothing
     cdef floating epsC = <floating> (c.smoothing / C)
     cdef floating keep = <floating> (1 - c.smoothing)
     cdef floating wtot = <floating> c.weight_total
     cdef floating gs = <floating> c.grad_scale
     cdef floating egs = epsC * gs
-    cdef double s, ey, tc, ec, mod, K, lsd, pm1 = 0, swd = 0
+    cdef double s, ey, tc, ec, mod, K, lsd, pm1 = 0
     cdef int64_t y
-    for i in range(start, stop):
-        row = <const floating*> c.x + i * C
-        g = <floating*> c.grad + i * C if c.grad != NULL else NULL
-        y = checked_label(c.labels, c.labels64, i, C, c.ignore_index, &bad)
-        if y < 0:
+    cdef Py_ssize_t rows[LOSS_ROWS]     # the block's rows with a target (not ignored), as item indices
+    cdef int64_t ys[LOSS_ROWS]
+    cdef floating m[LOSS_ROWS]
+    cdef double sv[LOSS_ROWS]
+    cdef double swv[LOSS_ROWS]
+    i0 = start
+    while i0 < stop:
+        L = min(<Py_ssize_t> LOSS_ROWS, stop - i0)
+        nv = 0
+        for i in range(i0, i0 + L):
+            y = checked_label(c.labels, c.labels64, i, C, c.ignore_index, &bad)
+            if y >= 0:
+                rows[nv] = i
+                ys[nv] = y
+                nv += 1
+                continue
             loss[i - start] = 0
             if denom != NULL:
                 denom[i - start] = 0
+            if c.grad != NULL:
+                memset(<floating*> c.grad + i * C, 0, C * sizeof(floating))
+        for v in range(nv):
+            if v % 2 == 0:  # the row passes of the next two rows, their gradients written while in cache
+                # g (if any) then holds exp(x_j - m); focal: the plain sum (its smoothing is not supported)
+                rows_sums(x, <const floating*> NULL, w, <floating*> c.grad, C, rows + v, min(nv - v, 2),
+                          SUMS_DOT if eps != 0 and not c.focal else SUMS_PLAIN, 0, 0, m + v, sv + v, swv + v, swv + v)
+            i = rows[v]
+            y = ys[v]
+            s = sv[v]
+            row = x + i * C
+            g = <floating*> c.grad + i * C if c.grad != NULL else NULL
+            wy = w[y] if w != NULL else 1
+            if denom != NULL:
+                denom[i - start] = wy
+            dy = row[y] - m[v]
+            if c.focal:
+                wy = wy * ((<const floating*> c.alpha)[y] if c.alpha != NULL else 1)
+                lsd = focal_log_sum(row, 1, C, m[v], s)
+                mod = focal_modulation(dy - lsd, c.gamma, &K)
+                loss[i - start] = <floating> (wy * mod * (lsd - dy))
+                tc = wy * K
+                ec = 0
+                pm1 = expm1(dy - lsd)
+            else:
+                sw = <floating> swv[v] if eps != 0 else 0
+                loss[i - start] = ce_point(log_sum(s, &dy), dy, wy, eps, epsC, wtot, sw)
+                tc = keep * wy
+                ec = epsC * wtot
             if g != NULL:
-                memset(g, 0, C * sizeof(floating))
-            continue
-        wy = w[y] if w != NULL else 1
-        if denom != NULL:
-            denom[i - start] = wy
-        m = row_max(row, C)
-        if floating is float and eps != 0 and not c.focal:
-            s = fl_row_sumexp_dot_f32(row, w, C, m, g, &swd)     # the smoothing sum in the same pass
-        else:
-            s = row_sumexp(row, C, m, g)      # g (if any) now holds exp(x_j - m)
-        dy = row[y] - m
-        if c.focal:
-            wy = wy * ((<const floating*> c.alpha)[y] if c.alpha != NULL else 1)
-            lsd = focal_log_sum(row, 1, C, m, s)
-            mod = focal_modulation(dy - lsd, c.gamma, &K)
-            loss[i - start] = <floating> (wy * mod * (lsd - dy))
-            tc = wy * K
-            ec = 0
-            pm1 = expm1(dy - lsd)
-        else:
-            if floating is float:
-                sw = <floating> swd if eps != 0 else 0
-            else:
-                sw = <floating> row_dot_shift(row, w, C, m) if eps != 0 else 0
-            loss[i - start] = ce_point(log_sum(s, &m), dy, wy, eps, epsC, wtot, sw)
-            tc = keep * wy
-            ec = epsC * wtot
-        if g != NULL:
-            ey = g[y]
-            if not c.focal:
-                pm1 = (ey - s) / s
-            scale = <floating> ((tc + ec) * gs / s)
-            if eps != 0:
-                for j in range(C):
-                    g[j] = g[j] * scale - egs * (w[j] if w != NULL else 1)
-            else:
-                for j in range(C):
-                    g[j] = g[j] * scale
-            g[y] = <floating> target_grad(pm1, ey / s, tc, ec, gs, egs * (w[y] if w != NULL else 1))
+                ey = g[y]
+                if not c.focal:
+                    pm1 = (ey - s) / s
+                scale = <floating> ((tc + ec) * gs / s)
+                if eps != 0:
+                    for j in range(C):
+                        g[j] = g[j] * scale - egs * (w[j] if w != NULL else 1)
+                else:
+                    for j in range(C):
+                        g[j] = g[j] * scale
+                g[y] = <floating> target_grad(pm1, ey / s, tc, ec, gs, egs * (w[y] if w != NULL else 1))
+        i0 += L
     return bad
 
 
@@ -737,41 +801,40 @@ cdef inline floating soft_target(floating t, floating wj, floating keep, floatin
 
 cdef Py_ssize_t ce_probs_rows_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                     floating* loss, floating* denom) noexcept nogil:
-    """(N, C) rows too long for tiles (tiles_win), each pass along one row; the loss epilogue (log1p of
-    s - 1) of LOSS_ROWS rows at a time as one vectorised loop (as ce_rows_loss_block)."""
-    cdef Py_ssize_t C = c.C, i, i0, k, L, j
+    """(N, C) rows too long for tiles (tiles_win), each pass along one row: the row passes of LOSS_ROWS rows
+    (rows_sums: exps into the gradient, A and D), then each row's gradient, and the loss epilogue (log1p of
+    s - 1) of the LOSS_ROWS rows as one vectorised loop (as ce_rows_loss_block)."""
+    cdef Py_ssize_t C = c.C, i0, k, L, j
     cdef const floating* w = <const floating*> c.weight
-    cdef const floating* row
     cdef const floating* trow
     cdef floating* g
     cdef floating keep = <floating> (1 - c.smoothing), add = <floating> (c.smoothing / C), gs = <floating> c.grad_scale
-    cdef floating m, scale, wj
-    cdef double s
-    cdef floating sm1[LOSS_ROWS]
+    cdef floating scale, wj
+    cdef Py_ssize_t rows[LOSS_ROWS]
+    cdef floating m[LOSS_ROWS]
+    cdef double s[LOSS_ROWS]
     cdef double A[LOSS_ROWS]
     cdef double D[LOSS_ROWS]
     i0 = start
     while i0 < stop:
         L = min(<Py_ssize_t> LOSS_ROWS, stop - i0)
         for k in range(L):
-            i = i0 + k
-            row = <const floating*> c.x + i * C
-            trow = <const floating*> c.t + i * C
-            g = <floating*> c.grad + i * C if c.grad != NULL else NULL
-            m = row_max(row, C)
-            if floating is float:             # one pass: exps (into g, if any), A and D
-                s = fl_row_sumexp_soft_f32(row, trow, w, C, m, keep, add, g, &A[k], &D[k])
-            else:
-                s = row_sumexp(row, C, m, g)      # g (if any) now holds exp(x_j - m)
-                fl_row_soft_sums_f64(row, trow, w, C, m, keep, add, &A[k], &D[k])
-            sm1[k] = <floating> (s - 1)           # log_sum's argument: s - 1 is exact in double
-            if g != NULL:
-                scale = <floating> (A[k] * gs / s)
+            rows[k] = i0 + k
+        if c.grad == NULL:
+            rows_sums(<const floating*> c.x, <const floating*> c.t, w, <floating*> NULL, C, rows, L, SUMS_SOFT,
+                      keep, add, m, s, A, D)
+        else:
+            for k in range(L):          # each row's gradient written while its exps are in cache
+                rows_sums(<const floating*> c.x, <const floating*> c.t, w, <floating*> c.grad, C, rows + k, 1,
+                          SUMS_SOFT, keep, add, m + k, s + k, A + k, D + k)
+                trow = <const floating*> c.t + rows[k] * C
+                g = <floating*> c.grad + rows[k] * C       # exp(x_j - m) (rows_sums)
+                scale = <floating> (A[k] * gs / s[k])
                 for j in range(C):
                     wj = w[j] if w != NULL else 1
                     g[j] = g[j] * scale - soft_target(trow[j], wj, keep, add) * gs
-        for k in range(L):
-            loss[i0 - start + k] = <floating> (A[k] * f_log1p(sm1[k]) - D[k]) if C > 0 else 0  # (C = 0: empty sum)
+        for k in range(L):              # log_sum's argument s - 1 is exact in double
+            loss[i0 - start + k] = <floating> (A[k] * f_log1p(<floating> (s[k] - 1)) - D[k]) if C > 0 else 0  # (C = 0: empty sum)
         i0 += L
     return -1
 
