@@ -14,6 +14,8 @@
 #define FL_TILE_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include "fl_math.h"
 
 #if defined(__AVX__)
 #include <immintrin.h>
@@ -163,5 +165,162 @@ static inline void fl_transpose_f64(const double* in, ptrdiff_t ld_in, double* o
 }
 #undef FL_PART
 #undef FL_STRIP
+
+/* ---------------------------------------------------------------------------------------------------
+ * The passes over a class-major run of cross-entropy (classification.pyx's ce_run and ce_probs_run):
+ * L <= FL_TILE_RUN positions, class j of position k at xs[j * cs + k] (a tile: cs = L; the spatial
+ * layout: cs = S).  Every loop runs along the positions, so it vectorises at the level's full width.
+ */
+#define FL_TILE_RUN 256
+
+/* Pass 1: m[k] = max_j x[j][k] (NaN skipped, as fl_row_max: it reaches the loss through the exp-sum), and
+ * if ys != NULL, xy[k] = x[ys[k]][k], the target's logit (0 where ys[k] < 0), picked up in the same reads by a compare and
+ * a select per class instead of a scalar gather per position after the pass (a load at a computed address
+ * and a branch: ~10% of a 10-class row). */
+#define FL_TILE_MAX_PICK(T, name)                                                                       \
+FL_INLINE void name##_body(const T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, const int32_t* ys,      \
+                           T* m, T* xy, int pick) {                                                   \
+    _Pragma("omp simd")                                                                               \
+    for (ptrdiff_t k = 0; k < L; k++) {                                                               \
+        m[k] = xs[k];                                                                                 \
+        if (pick) xy[k] = ys[k] == 0 ? xs[k] : (T)0;                                                  \
+    }                                                                                                 \
+    for (ptrdiff_t j = 1; j < C; j++) {                                                               \
+        const T* xc = xs + j * cs;                                                                    \
+        _Pragma("omp simd")                                                                           \
+        for (ptrdiff_t k = 0; k < L; k++) {                                                           \
+            T v = xc[k];                                                                              \
+            m[k] = v > m[k] ? v : m[k];                                                               \
+            if (pick) xy[k] = ys[k] == (int32_t)j ? v : xy[k];                                        \
+        }                                                                                             \
+    }                                                                                                 \
+}                                                                                                     \
+/* ys NULL: the max alone */                                                                          \
+static inline void name(const T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, const int32_t* ys,        \
+                        T* m, T* xy) {                                                                \
+    if (ys) name##_body(xs, cs, C, L, ys, m, xy, 1);                                                  \
+    else name##_body(xs, cs, C, L, NULL, m, NULL, 0);                                                 \
+}
+FL_TILE_MAX_PICK(float, fl_tile_max_pick_f32)
+FL_TILE_MAX_PICK(double, fl_tile_max_pick_f64)
+#undef FL_TILE_MAX_PICK
+
+/* Pass 2: per position k, with d_j = x[j][k] - m[k] (m the max of pass 1),
+ *   s[k] = sum_j exp(d_j), the exps also stored to g (same layout) when g != NULL (the softmax numerators),
+ *   FL_TS_DOT   o1[k] = sum_j w_j d_j                          (label smoothing; w NULL: weights 1)
+ *   FL_TS_SOFT  o1[k] = sum_j tw_j, o2[k] = sum_j tw_j d_j     (probability targets t (same layout),
+ *               tw_j = w_j (keep t_j + add))
+ * Four classes per loop (four independent exps per position, one read-modify-write of the partials).
+ * Summation, float: as fl_row_pass_f32 of fl_reduce.h, terms are summed in float lanes and each run of
+ * FL_TILE_SUMEXP_RUN groups of 4 classes is folded into the double sums: a lane adds its group as a tree,
+ * (y0 + y1) + (y2 + y3), onto the run's partial, so a term passes through at most 2 + FL_TILE_SUMEXP_RUN = 6
+ * float roundings (< 5e-7 relative, sums of terms of one sign) before it is widened; the last C % 4
+ * classes form a run of their own.  The max's exp(0) = 1 (and any tie's) is counted apart, exactly, so the
+ * float partials of s hold only r = s - (number of maxima): s - 1 keeps that relative precision even for a
+ * confident row's tiny r.  Widening every term instead (two conversions and two double adds per vector)
+ * cost about as much as the exp.  Double: the same loops, partials in double (no ties apart: nothing to
+ * gain).  The order of additions is fixed by C alone (deterministic; the same at every L and cs). */
+#define FL_TILE_SUMEXP_RUN 4
+enum { FL_TS_PLAIN = 0, FL_TS_DOT = 1, FL_TS_SOFT = 2 };
+/* lane k of class j (pointer offset o = j * cs): its exp into e, its sum term into y, its tie count into u,
+ * its dot / A / D terms into q1, q2 */
+#define FL_TS_LANE(T, A, EXP, TIES, o, j, e, y, u, q1, q2)                                              \
+    T d_##e = xs[(o) + k] - mk;                                                                       \
+    T e = EXP(d_##e);                                                                                 \
+    if (g) g[(o) + k] = e;                                                                            \
+    A y = TIES ? (d_##e != 0 ? (A)e : (A)0) : (A)e;                                                   \
+    int32_t u = TIES ? d_##e == 0 : 0;                                                                \
+    A q1 = 0, q2 = 0;                                                                                 \
+    if (mode == FL_TS_DOT) q1 = has_w ? w[j] * d_##e : d_##e;                                         \
+    if (mode == FL_TS_SOFT) {                                                                         \
+        T tw_ = keep_t * t[(o) + k] + add_t;                                                          \
+        tw_ = has_w ? w[j] * tw_ : tw_;                                                               \
+        q1 = tw_;                                                                                     \
+        q2 = tw_ * d_##e;                                                                             \
+    }
+/* the last R = C % 4 classes (from class j, offset o): one loop, their terms added as (y0 + y1) + y2 */
+#define FL_TS_REM(T, A, EXP, TIES, R)                                                                   \
+    _Pragma("omp simd")                                                                               \
+    for (ptrdiff_t k = 0; k < L; k++) {                                                               \
+        const T mk = m[k];                                                                            \
+        FL_TS_LANE(T, A, EXP, TIES, o, j, e0, y0, u0, p0, r0)                                         \
+        if (R >= 2) {                                                                                 \
+            FL_TS_LANE(T, A, EXP, TIES, o + cs, j + 1, e1, y1, u1, p1, r1)                            \
+            y0 += y1; u0 += u1; p0 += p1; r0 += r1;                                                   \
+        }                                                                                             \
+        if (R == 3) {                                                                                 \
+            FL_TS_LANE(T, A, EXP, TIES, o + 2 * cs, j + 2, e2, y2, u2, p2, r2)                        \
+            y0 += y2; u0 += u2; p0 += p2; r0 += r2;                                                   \
+        }                                                                                             \
+        a[k] += y0;                                                                                   \
+        if (TIES) n[k] += u0;                                                                         \
+        if (mode != FL_TS_PLAIN) a1[k] += p0;                                                         \
+        if (mode == FL_TS_SOFT) a2[k] += r0;                                                          \
+    }
+#define FL_TILE_SUMEXP(T, A, name, EXP, TIES)                                                            \
+FL_INLINE void name##_body(const T* xs, const T* t, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, const T* m,   \
+                           const T* w, T* g, int mode, int has_w, T keep_t, T add_t, double* s,          \
+                           double* o1, double* o2) {                                                  \
+    A a[FL_TILE_RUN], a1[FL_TILE_RUN], a2[FL_TILE_RUN];                                               \
+    int32_t n[FL_TILE_RUN];                                                                           \
+    for (ptrdiff_t k = 0; k < L; k++) { s[k] = 0; n[k] = 0; }                                         \
+    if (mode != FL_TS_PLAIN) for (ptrdiff_t k = 0; k < L; k++) o1[k] = 0;                             \
+    if (mode == FL_TS_SOFT) for (ptrdiff_t k = 0; k < L; k++) o2[k] = 0;                              \
+    ptrdiff_t j = 0;                                                                                  \
+    while (j < C) {                                                                                   \
+        for (ptrdiff_t k = 0; k < L; k++) a[k] = 0;                                                   \
+        if (mode != FL_TS_PLAIN) for (ptrdiff_t k = 0; k < L; k++) a1[k] = 0;                         \
+        if (mode == FL_TS_SOFT) for (ptrdiff_t k = 0; k < L; k++) a2[k] = 0;                          \
+        if (j + 4 <= C) {                   /* a run of up to FL_TILE_SUMEXP_RUN groups of 4 classes */\
+            for (int r = 0; r < FL_TILE_SUMEXP_RUN && j + 4 <= C; r++, j += 4) {                      \
+                const ptrdiff_t o = j * cs;                                                           \
+                _Pragma("omp simd")                                                                   \
+                for (ptrdiff_t k = 0; k < L; k++) {                                                   \
+                    const T mk = m[k];                                                                \
+                    FL_TS_LANE(T, A, EXP, TIES, o, j, e0, y0, u0, p0, r0)                             \
+                    FL_TS_LANE(T, A, EXP, TIES, o + cs, j + 1, e1, y1, u1, p1, r1)                    \
+                    FL_TS_LANE(T, A, EXP, TIES, o + 2 * cs, j + 2, e2, y2, u2, p2, r2)                \
+                    FL_TS_LANE(T, A, EXP, TIES, o + 3 * cs, j + 3, e3, y3, u3, p3, r3)                \
+                    a[k] += (y0 + y1) + (y2 + y3);                                                    \
+                    if (TIES) n[k] += (u0 + u1) + (u2 + u3);                                          \
+                    if (mode != FL_TS_PLAIN) a1[k] += (p0 + p1) + (p2 + p3);                          \
+                    if (mode == FL_TS_SOFT) a2[k] += (r0 + r1) + (r2 + r3);                           \
+                }                                                                                     \
+            }                                                                                         \
+        } else {                            /* the last C % 4 classes, a run of their own */          \
+            const ptrdiff_t o = j * cs;                                                               \
+            if (C - j == 1) { FL_TS_REM(T, A, EXP, TIES, 1) }                                         \
+            else if (C - j == 2) { FL_TS_REM(T, A, EXP, TIES, 2) }                                    \
+            else { FL_TS_REM(T, A, EXP, TIES, 3) }                                                    \
+            j = C;                                                                                    \
+        }                                                                                             \
+        for (ptrdiff_t k = 0; k < L; k++) s[k] += (double)a[k];                                       \
+        if (mode != FL_TS_PLAIN) for (ptrdiff_t k = 0; k < L; k++) o1[k] += (double)a1[k];            \
+        if (mode == FL_TS_SOFT) for (ptrdiff_t k = 0; k < L; k++) o2[k] += (double)a2[k];             \
+    }                                                                                                 \
+    if (TIES) for (ptrdiff_t k = 0; k < L; k++) s[k] += (double)n[k];                                 \
+}                                                                                                     \
+/* one copy of the loops per (mode, w, g) met: the flags are constants inside each copy */               \
+static inline void name(const T* xs, const T* t, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, const T* m,      \
+                        const T* w, T* g, int mode, T keep_t, T add_t, double* s, double* o1,         \
+                        double* o2) {                                                                 \
+    if (mode == FL_TS_PLAIN) w = NULL;                                                                \
+    if (mode == FL_TS_PLAIN) FL_TS_CALLS(name##_body, FL_TS_PLAIN)                                    \
+    else if (mode == FL_TS_DOT) FL_TS_CALLS(name##_body, FL_TS_DOT)                                   \
+    else FL_TS_CALLS(name##_body, FL_TS_SOFT)                                                         \
+}
+#define FL_TS_CALLS(body, MODE)                                                                         \
+    {                                                                                                 \
+        if (w && g) body(xs, t, cs, C, L, m, w, g, MODE, 1, keep_t, add_t, s, o1, o2);                \
+        else if (w) body(xs, t, cs, C, L, m, w, NULL, MODE, 1, keep_t, add_t, s, o1, o2);             \
+        else if (g) body(xs, t, cs, C, L, m, NULL, g, MODE, 0, keep_t, add_t, s, o1, o2);             \
+        else body(xs, t, cs, C, L, m, NULL, NULL, MODE, 0, keep_t, add_t, s, o1, o2);                 \
+    }
+FL_TILE_SUMEXP(float, float, fl_tile_sumexp_f32, fl_expf_softmax, 1)
+FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0)
+#undef FL_TILE_SUMEXP
+#undef FL_TS_LANE
+#undef FL_TS_CALLS
+#undef FL_TS_REM
 
 #endif /* FL_TILE_H */
