@@ -173,33 +173,26 @@ static inline void fl_transpose_f64(const double* in, ptrdiff_t ld_in, double* o
  */
 #define FL_TILE_RUN 256
 
-/* Pass 1: m[k] = max_j x[j][k] (NaN skipped, as fl_row_max: it reaches the loss through the exp-sum), and
- * if ys != NULL, xy[k] = x[ys[k]][k], the target's logit (0 where ys[k] < 0), picked up in the same reads by a compare and
- * a select per class instead of a scalar gather per position after the pass (a load at a computed address
- * and a branch: ~10% of a 10-class row). */
+/* Pass 1: m[k] = max_j x[j][k] (NaN skipped, as fl_row_max: it reaches the loss through the exp-sum); if
+ * ys != NULL, xy[k] = x[ys[k]][k], the target's logit (0 where ys[k] < 0), as a branch-free scalar gather
+ * (a select per class in the max loop cost more from C ~ 16 on: a compare and a blend per vector, where
+ * the gather costs a load per position). */
 #define FL_TILE_MAX_PICK(T, name)                                                                       \
-FL_INLINE void name##_body(const T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, const int32_t* ys,      \
-                           T* m, T* xy, int pick) {                                                   \
+static inline void name(const T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, const int32_t* ys,        \
+                        T* m, T* xy) {                                                                \
     _Pragma("omp simd")                                                                               \
-    for (ptrdiff_t k = 0; k < L; k++) {                                                               \
-        m[k] = xs[k];                                                                                 \
-        if (pick) xy[k] = ys[k] == 0 ? xs[k] : (T)0;                                                  \
-    }                                                                                                 \
+    for (ptrdiff_t k = 0; k < L; k++) m[k] = xs[k];                                                   \
     for (ptrdiff_t j = 1; j < C; j++) {                                                               \
         const T* xc = xs + j * cs;                                                                    \
         _Pragma("omp simd")                                                                           \
-        for (ptrdiff_t k = 0; k < L; k++) {                                                           \
-            T v = xc[k];                                                                              \
-            m[k] = v > m[k] ? v : m[k];                                                               \
-            if (pick) xy[k] = ys[k] == (int32_t)j ? v : xy[k];                                        \
-        }                                                                                             \
+        for (ptrdiff_t k = 0; k < L; k++) m[k] = xc[k] > m[k] ? xc[k] : m[k];                         \
     }                                                                                                 \
-}                                                                                                     \
-/* ys NULL: the max alone */                                                                          \
-static inline void name(const T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, const int32_t* ys,        \
-                        T* m, T* xy) {                                                                \
-    if (ys) name##_body(xs, cs, C, L, ys, m, xy, 1);                                                  \
-    else name##_body(xs, cs, C, L, NULL, m, NULL, 0);                                                 \
+    if (ys)                                                                                           \
+        for (ptrdiff_t k = 0; k < L; k++) {                                                           \
+            int32_t y = ys[k];                                                                        \
+            T v = xs[(ptrdiff_t)(y < 0 ? 0 : y) * cs + k];                                            \
+            xy[k] = y < 0 ? (T)0 : v;                                                                 \
+        }                                                                                             \
 }
 FL_TILE_MAX_PICK(float, fl_tile_max_pick_f32)
 FL_TILE_MAX_PICK(double, fl_tile_max_pick_f64)
@@ -218,8 +211,8 @@ FL_TILE_MAX_PICK(double, fl_tile_max_pick_f64)
  * classes form a run of their own.  The max's exp(0) = 1 (and any tie's) is counted apart, exactly, so the
  * float partials of s hold only r = s - (number of maxima): s - 1 keeps that relative precision even for a
  * confident row's tiny r.  Widening every term instead (two conversions and two double adds per vector)
- * cost about as much as the exp.  Double: the same loops, partials in double (no ties apart: nothing to
- * gain).  The order of additions is fixed by C alone (deterministic; the same at every L and cs). */
+ * cost about as much as the exp.  Double: the same loops, partials in double, one run for the groups of 4
+ * and one for the rest (no ties apart: nothing to gain).  The order of additions is fixed by C alone (deterministic; the same at every L and cs). */
 #define FL_TILE_SUMEXP_RUN 4
 enum { FL_TS_PLAIN = 0, FL_TS_DOT = 1, FL_TS_SOFT = 2 };
 /* lane k of class j (pointer offset o = j * cs): its exp into e, its sum term into y, its tie count into u,
@@ -257,7 +250,7 @@ enum { FL_TS_PLAIN = 0, FL_TS_DOT = 1, FL_TS_SOFT = 2 };
         if (mode != FL_TS_PLAIN) a1[k] += p0;                                                         \
         if (mode == FL_TS_SOFT) a2[k] += r0;                                                          \
     }
-#define FL_TILE_SUMEXP(T, A, name, EXP, TIES)                                                            \
+#define FL_TILE_SUMEXP(T, A, name, EXP, TIES, RUN)                                                            \
 FL_INLINE void name##_body(const T* xs, const T* t, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, const T* m,   \
                            const T* w, T* g, int mode, int has_w, T keep_t, T add_t, double* s,          \
                            double* o1, double* o2) {                                                  \
@@ -272,7 +265,7 @@ FL_INLINE void name##_body(const T* xs, const T* t, ptrdiff_t cs, ptrdiff_t C, p
         if (mode != FL_TS_PLAIN) for (ptrdiff_t k = 0; k < L; k++) a1[k] = 0;                         \
         if (mode == FL_TS_SOFT) for (ptrdiff_t k = 0; k < L; k++) a2[k] = 0;                          \
         if (j + 4 <= C) {                   /* a run of up to FL_TILE_SUMEXP_RUN groups of 4 classes */\
-            for (int r = 0; r < FL_TILE_SUMEXP_RUN && j + 4 <= C; r++, j += 4) {                      \
+            for (ptrdiff_t r = 0; r < (RUN) && j + 4 <= C; r++, j += 4) {                              \
                 const ptrdiff_t o = j * cs;                                                           \
                 _Pragma("omp simd")                                                                   \
                 for (ptrdiff_t k = 0; k < L; k++) {                                                   \
@@ -316,8 +309,8 @@ static inline void name(const T* xs, const T* t, ptrdiff_t cs, ptrdiff_t C, ptrd
         else if (g) body(xs, t, cs, C, L, m, NULL, g, MODE, 0, keep_t, add_t, s, o1, o2);             \
         else body(xs, t, cs, C, L, m, NULL, NULL, MODE, 0, keep_t, add_t, s, o1, o2);                 \
     }
-FL_TILE_SUMEXP(float, float, fl_tile_sumexp_f32, fl_expf_softmax, 1)
-FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0)
+FL_TILE_SUMEXP(float, float, fl_tile_sumexp_f32, fl_expf_softmax, 1, FL_TILE_SUMEXP_RUN)
+FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX)
 #undef FL_TILE_SUMEXP
 #undef FL_TS_LANE
 #undef FL_TS_CALLS
