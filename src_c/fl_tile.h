@@ -316,4 +316,26 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
 #undef FL_TS_CALLS
 #undef FL_TS_REM
 
+/* The epilogue's log s of a sum of exps s >= 1 (the max's exp(0) = 1 plus the rest; or +inf, nan), as
+ * classification.pyx's log_sum: log1p(s - 1), s - 1 exact in double.
+ * float: fl_log1pf's arithmetic on x = (float)(s - 1) >= 0 (the same bits) without the selects that
+ * x >= 0 never needs (x < 0, u = 0, denormal u); nan propagates through the correction.
+ * double: log(s) itself -- u = 1 + (s - 1) is s exactly, so fl_log1p's correction ((u - 1) - x) / u is
+ * 0 and fl_log1p(s - 1) = fl_log(s), bit for bit, without the correction's division. */
+FL_INLINE float fl_tile_log_sum_f32(double s) {
+    float x = (float)(s - 1.0);
+    float u = 1.0f + x;
+    int32_t bits = fl_f2i(u);
+    int32_t e = ((bits >> 23) & 0xff) - 126;          /* u = m * 2^e, m in [0.5, 1) (as fl_logf) */
+    float m = fl_i2f((bits & 0x007fffff) | 0x3f000000);
+    int small = m < 0.707106781186547524f;
+    e = small ? e - 1 : e;
+    m = small ? m + m - 1.0f : m - 1.0f;
+    float r = fl_log_reducedf(m, (float)e) - ((u - 1.0f) - x) / u;
+    r = u == 1.0f ? x : r;
+    r = u == __builtin_inff() ? u : r;
+    return r;
+}
+FL_INLINE double fl_tile_log_sum_f64(double s) { return fl_log(s); }
+
 #endif /* FL_TILE_H */
