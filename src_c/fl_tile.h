@@ -2,7 +2,9 @@
  * fl_tile.h -- transposes between L rows of C values (row-major, row k at x + k * C) and a class-major
  * tile (class j at t + j * L), for the short-row cross-entropy path of classification.pyx: a row of 20
  * logits is too short to vectorise along, so L rows are turned class-major and every loop runs along
- * the L rows instead (and the gradient tile is turned back).
+ * the L rows instead (and the gradient tile is turned back).  Below the transposes: the passes of a
+ * class-major cross-entropy run (max and target logit, sums of exps, the epilogue's log), shared by the
+ * tiles and the spatial layout.
  *
  * A scalar transpose costs one load and one store per value, about as much as the whole exp pass that
  * follows, so whole blocks are moved with vector shuffles: 8 x 8 then 4 x 4 (float), 4 x 4 then 2 x 2
@@ -212,7 +214,8 @@ FL_TILE_MAX_PICK(double, fl_tile_max_pick_f64)
  * float partials of s hold only r = s - (number of maxima): s - 1 keeps that relative precision even for a
  * confident row's tiny r.  Widening every term instead (two conversions and two double adds per vector)
  * cost about as much as the exp.  Double: the same loops, partials in double, one run for the groups of 4
- * and one for the rest (no ties apart: nothing to gain).  The order of additions is fixed by C alone (deterministic; the same at every L and cs). */
+ * and one for the rest (no ties apart: nothing to gain).  The order of additions is fixed by C alone
+ * (deterministic: the same at every thread count, L and cs). */
 #define FL_TILE_SUMEXP_RUN 4
 enum { FL_TS_PLAIN = 0, FL_TS_DOT = 1, FL_TS_SOFT = 2 };
 /* lane k of class j (pointer offset o = j * cs): its exp into e, its sum term into y, its tie count into u,
@@ -250,7 +253,7 @@ enum { FL_TS_PLAIN = 0, FL_TS_DOT = 1, FL_TS_SOFT = 2 };
         if (mode != FL_TS_PLAIN) a1[k] += p0;                                                         \
         if (mode == FL_TS_SOFT) a2[k] += r0;                                                          \
     }
-#define FL_TILE_SUMEXP(T, A, name, EXP, TIES, RUN)                                                            \
+#define FL_TILE_SUMEXP(T, A, name, EXP, TIES, RUN)                                                      \
 FL_INLINE void name##_body(const T* xs, const T* t, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, const T* m,   \
                            const T* w, T* g, int mode, int has_w, T keep_t, T add_t, double* s,          \
                            double* o1, double* o2) {                                                  \

@@ -141,8 +141,8 @@ cdef extern from "fl_tile.h" nogil:
                             const float* m, const float* w, float* g, int mode, float keep_t, float add_t,
                             double* s, double* o1, double* o2)
     void fl_tile_sumexp_f64(const double* xs, const double* t, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L,
-                            const double* m, const double* w, double* g, int mode, double keep_t, double add_t,
-                            double* s, double* o1, double* o2)
+                            const double* m, const double* w, double* g, int mode, double keep_t,
+                            double add_t, double* s, double* o1, double* o2)
 
 
 cdef extern from "fl_tile.h" nogil:
@@ -158,8 +158,8 @@ cdef inline floating tile_log_sum(double s, const floating* type_tag) noexcept n
         return fl_tile_log_sum_f64(s)
 
 
-cdef inline void tile_max_pick(const floating* xs, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L, const int32_t* ys,
-                               floating* m, floating* xy) noexcept nogil:
+cdef inline void tile_max_pick(const floating* xs, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L,
+                               const int32_t* ys, floating* m, floating* xy) noexcept nogil:
     """Pass 1 of a class-major run: m[k] = max over classes, xy[k] = the target ys[k]'s logit (0 where
     ys[k] < 0), for k < L (fl_tile.h)."""
     if floating is float:
@@ -493,7 +493,7 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef floating egs = epsC * gs
     cdef floating m[RUN]
     cdef double s[RUN]          # sum of exps (double: see the module docstring)
-    cdef double sw[RUN]         # sum_j w_j (x_j - m), for smoothing (unset without); float64 focal: r (pass 2)
+    cdef double sw[RUN]         # sum_j w_j (x_j - m), smoothing only (else unset); float64 focal: r (pass 2)
     cdef floating wy[RUN]
     cdef floating dy[RUN]       # x_y - m
     cdef floating valid[RUN]    # 1 where the target is a class, 0 where ignored / invalid
@@ -535,7 +535,8 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     # pass 2: sum of exp (kept in the gradient tile if any) and, for smoothing, the weighted logit sum in
     # the same loop (one read of the class; fl_tile.h)
     if floating is float or not c.focal:
-        tile_sumexp(xs, NULL, cs, C, L, m, w, gbase, FL_TS_DOT if eps != 0 else FL_TS_PLAIN, 0, 0, s, sw, NULL)
+        tile_sumexp(xs, NULL, cs, C, L, m, w, gbase, FL_TS_DOT if eps != 0 else FL_TS_PLAIN, 0, 0, s, sw,
+                    NULL)
     else:
         # float64 focal: r = the exps of every class but the first maximum (focal_log_sum's sum, in
         # its order, so the same bits), s = 1 + r; vectorised here instead of a strided pass per item
@@ -556,7 +557,8 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     if not c.focal:
         # branch-free over positions (selects on `valid`), so the log vectorises
         for k in range(L):
-            v = ce_point(tile_log_sum(s[k], m), dy[k], wy[k], eps, epsC, wtot, <floating> sw[k] if eps != 0 else 0)
+            v = ce_point(tile_log_sum(s[k], m), dy[k], wy[k], eps, epsC, wtot,
+                         <floating> sw[k] if eps != 0 else 0)
             loss[k] = v if valid[k] != 0 else 0
         ec = epsC * wtot
         if gbase != NULL:
