@@ -2,7 +2,9 @@
  * fl_tile.h -- transposes between L rows of C values (row-major, row k at x + k * C) and a class-major
  * tile (class j at t + j * L), for the short-row cross-entropy path of classification.pyx: a row of 20
  * logits is too short to vectorise along, so L rows are turned class-major and every loop runs along
- * the L rows instead (and the gradient tile is turned back).
+ * the L rows instead (and the gradient tile is turned back).  Below the transposes: the passes of a
+ * class-major cross-entropy run (max and target logit, sums of exps, the epilogue's log), shared by the
+ * tiles and the spatial layout.
  *
  * A scalar transpose costs one load and one store per value, about as much as the whole exp pass that
  * follows, so whole blocks are moved with vector shuffles: 8 x 8 then 4 x 4 (float), 4 x 4 then 2 x 2
@@ -14,6 +16,8 @@
 #define FL_TILE_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include "fl_math.h"
 
 #if defined(__AVX__)
 #include <immintrin.h>
@@ -163,5 +167,178 @@ static inline void fl_transpose_f64(const double* in, ptrdiff_t ld_in, double* o
 }
 #undef FL_PART
 #undef FL_STRIP
+
+/* ---------------------------------------------------------------------------------------------------
+ * The passes over a class-major run of cross-entropy (classification.pyx's ce_run and ce_probs_run):
+ * L <= FL_TILE_RUN positions, class j of position k at xs[j * cs + k] (a tile: cs = L; the spatial
+ * layout: cs = S).  Every loop runs along the positions, so it vectorises at the level's full width.
+ */
+#define FL_TILE_RUN 256
+
+/* Pass 1: m[k] = max_j x[j][k] (NaN skipped, as fl_row_max: it reaches the loss through the exp-sum); if
+ * ys != NULL, xy[k] = x[ys[k]][k], the target's logit (0 where ys[k] < 0), as a branch-free scalar gather
+ * (a select per class in the max loop cost more from C ~ 16 on: a compare and a blend per vector, where
+ * the gather costs a load per position). */
+#define FL_TILE_MAX_PICK(T, name)                                                                       \
+static inline void name(const T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, const int32_t* ys,        \
+                        T* m, T* xy) {                                                                \
+    _Pragma("omp simd")                                                                               \
+    for (ptrdiff_t k = 0; k < L; k++) m[k] = xs[k];                                                   \
+    for (ptrdiff_t j = 1; j < C; j++) {                                                               \
+        const T* xc = xs + j * cs;                                                                    \
+        _Pragma("omp simd")                                                                           \
+        for (ptrdiff_t k = 0; k < L; k++) m[k] = xc[k] > m[k] ? xc[k] : m[k];                         \
+    }                                                                                                 \
+    if (ys)                                                                                           \
+        for (ptrdiff_t k = 0; k < L; k++) {                                                           \
+            int32_t y = ys[k];                                                                        \
+            T v = xs[(ptrdiff_t)(y < 0 ? 0 : y) * cs + k];                                            \
+            xy[k] = y < 0 ? (T)0 : v;                                                                 \
+        }                                                                                             \
+}
+FL_TILE_MAX_PICK(float, fl_tile_max_pick_f32)
+FL_TILE_MAX_PICK(double, fl_tile_max_pick_f64)
+#undef FL_TILE_MAX_PICK
+
+/* Pass 2: per position k, with d_j = x[j][k] - m[k] (m the max of pass 1),
+ *   s[k] = sum_j exp(d_j), the exps also stored to g (same layout) when g != NULL (the softmax numerators),
+ *   FL_TS_DOT   o1[k] = sum_j w_j d_j                          (label smoothing; w NULL: weights 1)
+ *   FL_TS_SOFT  o1[k] = sum_j tw_j, o2[k] = sum_j tw_j d_j     (probability targets t (same layout),
+ *               tw_j = w_j (keep t_j + add))
+ * Four classes per loop (four independent exps per position, one read-modify-write of the partials).
+ * Summation, float: as fl_row_pass_f32 of fl_reduce.h, terms are summed in float lanes and each run of
+ * FL_TILE_SUMEXP_RUN groups of 4 classes is folded into the double sums: a lane adds its group as a tree,
+ * (y0 + y1) + (y2 + y3), onto the run's partial, so a term passes through at most 2 + FL_TILE_SUMEXP_RUN = 6
+ * float roundings (< 5e-7 relative, sums of terms of one sign) before it is widened; the last C % 4
+ * classes form a run of their own.  The max's exp(0) = 1 (and any tie's) is counted apart, exactly, so the
+ * float partials of s hold only r = s - (number of maxima): s - 1 keeps that relative precision even for a
+ * confident row's tiny r.  Widening every term instead (two conversions and two double adds per vector)
+ * cost about as much as the exp.  Double: the same loops, partials in double, one run for the groups of 4
+ * and one for the rest (no ties apart: nothing to gain).  The order of additions is fixed by C alone
+ * (deterministic: the same at every thread count, L and cs). */
+#define FL_TILE_SUMEXP_RUN 4
+enum { FL_TS_PLAIN = 0, FL_TS_DOT = 1, FL_TS_SOFT = 2 };
+/* lane k of class j (pointer offset o = j * cs): its exp into e, its sum term into y, its tie count into u,
+ * its dot / A / D terms into q1, q2 */
+#define FL_TS_LANE(T, A, EXP, TIES, o, j, e, y, u, q1, q2)                                              \
+    T d_##e = xs[(o) + k] - mk;                                                                       \
+    T e = EXP(d_##e);                                                                                 \
+    if (g) g[(o) + k] = e;                                                                            \
+    A y = TIES ? (d_##e != 0 ? (A)e : (A)0) : (A)e;                                                   \
+    int32_t u = TIES ? d_##e == 0 : 0;                                                                \
+    A q1 = 0, q2 = 0;                                                                                 \
+    if (mode == FL_TS_DOT) q1 = has_w ? w[j] * d_##e : d_##e;                                         \
+    if (mode == FL_TS_SOFT) {                                                                         \
+        T tw_ = keep_t * t[(o) + k] + add_t;                                                          \
+        tw_ = has_w ? w[j] * tw_ : tw_;                                                               \
+        q1 = tw_;                                                                                     \
+        q2 = tw_ * d_##e;                                                                             \
+    }
+/* the last R = C % 4 classes (from class j, offset o): one loop, their terms added as (y0 + y1) + y2 */
+#define FL_TS_REM(T, A, EXP, TIES, R)                                                                   \
+    _Pragma("omp simd")                                                                               \
+    for (ptrdiff_t k = 0; k < L; k++) {                                                               \
+        const T mk = m[k];                                                                            \
+        FL_TS_LANE(T, A, EXP, TIES, o, j, e0, y0, u0, p0, r0)                                         \
+        if (R >= 2) {                                                                                 \
+            FL_TS_LANE(T, A, EXP, TIES, o + cs, j + 1, e1, y1, u1, p1, r1)                            \
+            y0 += y1; u0 += u1; p0 += p1; r0 += r1;                                                   \
+        }                                                                                             \
+        if (R == 3) {                                                                                 \
+            FL_TS_LANE(T, A, EXP, TIES, o + 2 * cs, j + 2, e2, y2, u2, p2, r2)                        \
+            y0 += y2; u0 += u2; p0 += p2; r0 += r2;                                                   \
+        }                                                                                             \
+        a[k] += y0;                                                                                   \
+        if (TIES) n[k] += u0;                                                                         \
+        if (mode != FL_TS_PLAIN) a1[k] += p0;                                                         \
+        if (mode == FL_TS_SOFT) a2[k] += r0;                                                          \
+    }
+#define FL_TILE_SUMEXP(T, A, name, EXP, TIES, RUN)                                                      \
+FL_INLINE void name##_body(const T* xs, const T* t, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, const T* m,   \
+                           const T* w, T* g, int mode, int has_w, T keep_t, T add_t, double* s,          \
+                           double* o1, double* o2) {                                                  \
+    A a[FL_TILE_RUN], a1[FL_TILE_RUN], a2[FL_TILE_RUN];                                               \
+    int32_t n[FL_TILE_RUN];                                                                           \
+    for (ptrdiff_t k = 0; k < L; k++) { s[k] = 0; n[k] = 0; }                                         \
+    if (mode != FL_TS_PLAIN) for (ptrdiff_t k = 0; k < L; k++) o1[k] = 0;                             \
+    if (mode == FL_TS_SOFT) for (ptrdiff_t k = 0; k < L; k++) o2[k] = 0;                              \
+    ptrdiff_t j = 0;                                                                                  \
+    while (j < C) {                                                                                   \
+        for (ptrdiff_t k = 0; k < L; k++) a[k] = 0;                                                   \
+        if (mode != FL_TS_PLAIN) for (ptrdiff_t k = 0; k < L; k++) a1[k] = 0;                         \
+        if (mode == FL_TS_SOFT) for (ptrdiff_t k = 0; k < L; k++) a2[k] = 0;                          \
+        if (j + 4 <= C) {                   /* a run of up to FL_TILE_SUMEXP_RUN groups of 4 classes */\
+            for (ptrdiff_t r = 0; r < (RUN) && j + 4 <= C; r++, j += 4) {                              \
+                const ptrdiff_t o = j * cs;                                                           \
+                _Pragma("omp simd")                                                                   \
+                for (ptrdiff_t k = 0; k < L; k++) {                                                   \
+                    const T mk = m[k];                                                                \
+                    FL_TS_LANE(T, A, EXP, TIES, o, j, e0, y0, u0, p0, r0)                             \
+                    FL_TS_LANE(T, A, EXP, TIES, o + cs, j + 1, e1, y1, u1, p1, r1)                    \
+                    FL_TS_LANE(T, A, EXP, TIES, o + 2 * cs, j + 2, e2, y2, u2, p2, r2)                \
+                    FL_TS_LANE(T, A, EXP, TIES, o + 3 * cs, j + 3, e3, y3, u3, p3, r3)                \
+                    a[k] += (y0 + y1) + (y2 + y3);                                                    \
+                    if (TIES) n[k] += (u0 + u1) + (u2 + u3);                                          \
+                    if (mode != FL_TS_PLAIN) a1[k] += (p0 + p1) + (p2 + p3);                          \
+                    if (mode == FL_TS_SOFT) a2[k] += (r0 + r1) + (r2 + r3);                           \
+                }                                                                                     \
+            }                                                                                         \
+        } else {                            /* the last C % 4 classes, a run of their own */          \
+            const ptrdiff_t o = j * cs;                                                               \
+            if (C - j == 1) { FL_TS_REM(T, A, EXP, TIES, 1) }                                         \
+            else if (C - j == 2) { FL_TS_REM(T, A, EXP, TIES, 2) }                                    \
+            else { FL_TS_REM(T, A, EXP, TIES, 3) }                                                    \
+            j = C;                                                                                    \
+        }                                                                                             \
+        for (ptrdiff_t k = 0; k < L; k++) s[k] += (double)a[k];                                       \
+        if (mode != FL_TS_PLAIN) for (ptrdiff_t k = 0; k < L; k++) o1[k] += (double)a1[k];            \
+        if (mode == FL_TS_SOFT) for (ptrdiff_t k = 0; k < L; k++) o2[k] += (double)a2[k];             \
+    }                                                                                                 \
+    if (TIES) for (ptrdiff_t k = 0; k < L; k++) s[k] += (double)n[k];                                 \
+}                                                                                                     \
+/* one copy of the loops per (mode, w, g) met: the flags are constants inside each copy */               \
+static inline void name(const T* xs, const T* t, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, const T* m,      \
+                        const T* w, T* g, int mode, T keep_t, T add_t, double* s, double* o1,         \
+                        double* o2) {                                                                 \
+    if (mode == FL_TS_PLAIN) w = NULL;                                                                \
+    if (mode == FL_TS_PLAIN) FL_TS_CALLS(name##_body, FL_TS_PLAIN)                                    \
+    else if (mode == FL_TS_DOT) FL_TS_CALLS(name##_body, FL_TS_DOT)                                   \
+    else FL_TS_CALLS(name##_body, FL_TS_SOFT)                                                         \
+}
+#define FL_TS_CALLS(body, MODE)                                                                         \
+    {                                                                                                 \
+        if (w && g) body(xs, t, cs, C, L, m, w, g, MODE, 1, keep_t, add_t, s, o1, o2);                \
+        else if (w) body(xs, t, cs, C, L, m, w, NULL, MODE, 1, keep_t, add_t, s, o1, o2);             \
+        else if (g) body(xs, t, cs, C, L, m, NULL, g, MODE, 0, keep_t, add_t, s, o1, o2);             \
+        else body(xs, t, cs, C, L, m, NULL, NULL, MODE, 0, keep_t, add_t, s, o1, o2);                 \
+    }
+FL_TILE_SUMEXP(float, float, fl_tile_sumexp_f32, fl_expf_softmax, 1, FL_TILE_SUMEXP_RUN)
+FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX)
+#undef FL_TILE_SUMEXP
+#undef FL_TS_LANE
+#undef FL_TS_CALLS
+#undef FL_TS_REM
+
+/* The epilogue's log s of a sum of exps s >= 1 (the max's exp(0) = 1 plus the rest; or +inf, nan), as
+ * classification.pyx's log_sum: log1p(s - 1), s - 1 exact in double.
+ * float: fl_log1pf's arithmetic on x = (float)(s - 1) >= 0 (the same bits) without the selects that
+ * x >= 0 never needs (x < 0, u = 0, denormal u); nan propagates through the correction.
+ * double: log(s) itself -- u = 1 + (s - 1) is s exactly, so fl_log1p's correction ((u - 1) - x) / u is
+ * 0 and fl_log1p(s - 1) = fl_log(s), bit for bit, without the correction's division. */
+FL_INLINE float fl_tile_log_sum_f32(double s) {
+    float x = (float)(s - 1.0);
+    float u = 1.0f + x;
+    int32_t bits = fl_f2i(u);
+    int32_t e = ((bits >> 23) & 0xff) - 126;          /* u = m * 2^e, m in [0.5, 1) (as fl_logf) */
+    float m = fl_i2f((bits & 0x007fffff) | 0x3f000000);
+    int small = m < 0.707106781186547524f;
+    e = small ? e - 1 : e;
+    m = small ? m + m - 1.0f : m - 1.0f;
+    float r = fl_log_reducedf(m, (float)e) - ((u - 1.0f) - x) / u;
+    r = u == 1.0f ? x : r;
+    r = u == __builtin_inff() ? u : r;
+    return r;
+}
+FL_INLINE double fl_tile_log_sum_f64(double s) { return fl_log(s); }
 
 #endif /* FL_TILE_H */

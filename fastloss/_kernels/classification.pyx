@@ -82,8 +82,12 @@ cdef inline Py_ssize_t first_bad(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
 
 
 # Class-major runs: L positions whose class j logit is xs[j * cs + k] (k < L, contiguous).
+cdef extern from "fl_tile.h" nogil:
+    enum: FL_TILE_RUN   # the per-position scratch arrays of fl_tile.h's passes
+
+
 cdef enum:
-    RUN = 256           # positions per run (the per-position scratch arrays of a run function)
+    RUN = FL_TILE_RUN   # positions per run (256: the per-position scratch arrays of a run function)
     TILE = 4096         # logits per short-row tile (16 KiB float32): L = TILE / C rows (tile_rows)
     TILE_BUDGET = 144   # tiles_win: C (1 + transposed arrays) at most this
 
@@ -125,6 +129,54 @@ cdef inline Py_ssize_t tile_rows(Py_ssize_t C) noexcept nogil:
     at most RUN."""
     cdef Py_ssize_t L = (TILE // C) & ~7
     return min(max(L, 1), <Py_ssize_t> RUN)
+
+
+cdef extern from "fl_tile.h" nogil:
+    enum: FL_TS_PLAIN, FL_TS_DOT, FL_TS_SOFT
+    void fl_tile_max_pick_f32(const float* xs, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L, const int32_t* ys,
+                              float* m, float* xy)
+    void fl_tile_max_pick_f64(const double* xs, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L, const int32_t* ys,
+                              double* m, double* xy)
+    void fl_tile_sumexp_f32(const float* xs, const float* t, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L,
+                            const float* m, const float* w, float* g, int mode, float keep_t, float add_t,
+                            double* s, double* o1, double* o2)
+    void fl_tile_sumexp_f64(const double* xs, const double* t, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L,
+                            const double* m, const double* w, double* g, int mode, double keep_t,
+                            double add_t, double* s, double* o1, double* o2)
+
+
+cdef extern from "fl_tile.h" nogil:
+    float fl_tile_log_sum_f32(double s)
+    double fl_tile_log_sum_f64(double s)
+
+
+cdef inline floating tile_log_sum(double s, const floating* type_tag) noexcept nogil:
+    """log_sum with fewer operations, the same bits (fl_tile.h): the class-major runs' epilogue."""
+    if floating is float:
+        return fl_tile_log_sum_f32(s)
+    else:
+        return fl_tile_log_sum_f64(s)
+
+
+cdef inline void tile_max_pick(const floating* xs, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L,
+                               const int32_t* ys, floating* m, floating* xy) noexcept nogil:
+    """Pass 1 of a class-major run: m[k] = max over classes, xy[k] = the target ys[k]'s logit (0 where
+    ys[k] < 0), for k < L (fl_tile.h)."""
+    if floating is float:
+        fl_tile_max_pick_f32(xs, cs, C, L, ys, m, xy)
+    else:
+        fl_tile_max_pick_f64(xs, cs, C, L, ys, m, xy)
+
+
+cdef inline void tile_sumexp(const floating* xs, const floating* t, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L,
+                             const floating* m, const floating* w, floating* g, int mode, floating keep_t,
+                             floating add_t, double* s, double* o1, double* o2) noexcept nogil:
+    """Pass 2 of a class-major run: s[k] = sum_j exp(x_j - m[k]) (the exps into g if not NULL), and by mode
+    the smoothing sum (o1) or the probability-target sums (o1, o2), for k < L (fl_tile.h)."""
+    if floating is float:
+        fl_tile_sumexp_f32(xs, t, cs, C, L, m, w, g, mode, keep_t, add_t, s, o1, o2)
+    else:
+        fl_tile_sumexp_f64(xs, t, cs, C, L, m, w, g, mode, keep_t, add_t, s, o1, o2)
 
 
 cdef inline floating log_sum(double s, const floating* type_tag) noexcept nogil:
@@ -505,7 +557,7 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef floating egs = epsC * gs
     cdef floating m[RUN]
     cdef double s[RUN]          # sum of exps (double: see the module docstring)
-    cdef double sw[RUN]         # sum_j w_j (x_j - m), for smoothing; float64 focal: r (pass 2)
+    cdef double sw[RUN]         # sum_j w_j (x_j - m), smoothing only (else unset); float64 focal: r (pass 2)
     cdef floating wy[RUN]
     cdef floating dy[RUN]       # x_y - m
     cdef floating valid[RUN]    # 1 where the target is a class, 0 where ignored / invalid
@@ -522,9 +574,7 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef const floating* xc
     cdef floating* gc
     cdef floating v, wj, d
-    cdef double mod, K, lsd, ec, t
-    cdef Py_ssize_t j0
-    cdef int64_t y
+    cdef double ec
     # targets of the run (run_labels; the first invalid one's index only when the run has one) and their
     # weights and logits, in branch-free loops
     if run_labels(c.labels, c.labels64, i0, L, C, c.ignore_index, ys):
@@ -533,48 +583,33 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
                 break
     for k in range(L):
         valid[k] = 1 if ys[k] >= 0 else 0
-    for k in range(L):
-        y = ys[k] if ys[k] >= 0 else 0          # a class to read; its values are then dropped
-        v = w[y] if w != NULL else 1
-        wy[k] = v if ys[k] >= 0 else 0
-        v = xs[y * cs + k]
-        dy[k] = v if ys[k] >= 0 else 0
+    if w != NULL:
+        for k in range(L):
+            wy[k] = w[ys[k]] if ys[k] >= 0 else 0
+    else:
+        for k in range(L):
+            wy[k] = valid[k]
     if denom != NULL:
         for k in range(L):
             denom[k] = wy[k]
-    # pass 1: max over classes, per position
-    for k in range(L):
-        m[k] = xs[k]
-    for j in range(1, C):
-        xc = xs + j * cs
-        for k in range(L):
-            m[k] = xc[k] if xc[k] > m[k] else m[k]
+    # pass 1: max over classes and the target's logit, per position
+    tile_max_pick(xs, cs, C, L, ys, m, dy)
     for k in range(L):
         dy[k] = dy[k] - m[k]
-        s[k] = 0
-        sw[k] = 0
-        seen[k] = 0
     # pass 2: sum of exp (kept in the gradient tile if any) and, for smoothing, the weighted logit sum in
-    # the same loop (one read of the class; four loops, so each is branch-free and vectorises).  The loss
-    # alone takes four classes per loop (same order of additions, same bits): four independent exps per
-    # position and one read-modify-write of s instead of four.
-    j0 = 0
-    if gbase == NULL and eps == 0 and not c.focal:
-        while j0 + 4 <= C:
-            xc = xs + j0 * cs
-            for k in range(L):
-                t = s[k] + f_exp_nonpos(xc[k] - m[k])
-                t = t + f_exp_nonpos(xc[cs + k] - m[k])
-                t = t + f_exp_nonpos(xc[2 * cs + k] - m[k])
-                s[k] = t + f_exp_nonpos(xc[3 * cs + k] - m[k])
-            j0 += 4
-    for j in range(j0, C):
-        xc = xs + j * cs
-        gc = gbase + j * cs if gbase != NULL else NULL
-        wj = w[j] if w != NULL else 1
-        if floating is double and c.focal:
-            # float64 focal: r = the exps of every class but the first maximum (focal_log_sum's sum, in
-            # its order, so the same bits), s = 1 + r; vectorised here instead of a strided pass per item
+    # the same loop (one read of the class; fl_tile.h)
+    if floating is float or not c.focal:
+        tile_sumexp(xs, NULL, cs, C, L, m, w, gbase, FL_TS_DOT if eps != 0 else FL_TS_PLAIN, 0, 0, s, sw,
+                    NULL)
+    else:
+        # float64 focal: r = the exps of every class but the first maximum (focal_log_sum's sum, in
+        # its order, so the same bits), s = 1 + r; vectorised here instead of a strided pass per item
+        for k in range(L):
+            sw[k] = 0
+            seen[k] = 0
+        for j in range(C):
+            xc = xs + j * cs
+            gc = gbase + j * cs if gbase != NULL else NULL
             for k in range(L):
                 d = xc[k] - m[k]
                 v = f_exp_nonpos(d)
@@ -583,30 +618,11 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
                 first = (d == 0) & (seen[k] == 0)
                 seen[k] = 1 if first else seen[k]
                 sw[k] = sw[k] + (0 if first else v)
-        elif gbase != NULL and eps != 0:
-            for k in range(L):
-                d = xc[k] - m[k]
-                v = f_exp_nonpos(d)
-                gc[k] = v
-                s[k] = s[k] + v
-                sw[k] = sw[k] + wj * d
-        elif gbase != NULL:
-            for k in range(L):
-                v = f_exp_nonpos(xc[k] - m[k])
-                gc[k] = v
-                s[k] = s[k] + v
-        elif eps != 0:
-            for k in range(L):
-                d = xc[k] - m[k]
-                s[k] = s[k] + f_exp_nonpos(d)
-                sw[k] = sw[k] + wj * d
-        else:
-            for k in range(L):
-                s[k] = s[k] + f_exp_nonpos(xc[k] - m[k])
     if not c.focal:
         # branch-free over positions (selects on `valid`), so the log vectorises
         for k in range(L):
-            v = ce_point(log_sum(s[k], m), dy[k], wy[k], eps, epsC, wtot, <floating> sw[k])
+            v = ce_point(tile_log_sum(s[k], m), dy[k], wy[k], eps, epsC, wtot,
+                         <floating> sw[k] if eps != 0 else 0)
             loss[k] = v if valid[k] != 0 else 0
         ec = epsC * wtot
         if gbase != NULL:
@@ -851,43 +867,13 @@ cdef void ce_probs_run(const RowCtx* c, const floating* xs, const floating* ts, 
     cdef double A[RUN]
     cdef double D[RUN]
     cdef floating scale[RUN]
-    cdef const floating* xc
     cdef const floating* tcl
     cdef floating* gc
-    cdef floating d, v, tw, wj
+    cdef floating wj
+    tile_max_pick(xs, cs, C, L, NULL, m, NULL)
+    tile_sumexp(xs, ts, cs, C, L, m, w, gbase, FL_TS_SOFT, keep, add, s, A, D)
     for k in range(L):
-        m[k] = xs[k]
-    for j in range(1, C):
-        xc = xs + j * cs
-        for k in range(L):
-            m[k] = xc[k] if xc[k] > m[k] else m[k]
-    for k in range(L):
-        s[k] = 0
-        A[k] = 0
-        D[k] = 0
-    for j in range(C):
-        xc = xs + j * cs
-        tcl = ts + j * cs
-        wj = w[j] if w != NULL else 1
-        if gbase != NULL:
-            gc = gbase + j * cs
-            for k in range(L):
-                d = xc[k] - m[k]
-                v = f_exp_nonpos(d)
-                gc[k] = v
-                s[k] = s[k] + v
-                tw = soft_target(tcl[k], wj, keep, add)
-                A[k] = A[k] + tw
-                D[k] = D[k] + tw * d
-        else:
-            for k in range(L):
-                d = xc[k] - m[k]
-                s[k] = s[k] + f_exp_nonpos(d)
-                tw = soft_target(tcl[k], wj, keep, add)
-                A[k] = A[k] + tw
-                D[k] = D[k] + tw * d
-    for k in range(L):
-        loss[k] = <floating> (A[k] * log_sum(s[k], m) - D[k])
+        loss[k] = <floating> (A[k] * tile_log_sum(s[k], m) - D[k])
     if gbase != NULL:
         for k in range(L):
             scale[k] = <floating> (A[k] * gs / s[k])
