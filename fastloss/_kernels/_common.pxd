@@ -200,10 +200,6 @@ cdef struct BlockSums:
 cdef enum:
     SERIAL_ITEMS_WORK = 32768
 
-# Up to this many blocks, run_blocks keeps its per-block partials on the stack.
-cdef enum:
-    FEW_BLOCKS = 16
-
 cdef struct BlockRun:
     Py_ssize_t n_items        # items to compute
     Py_ssize_t block_items    # items per block (fixed by the loss, never by the thread count)
@@ -292,22 +288,13 @@ cdef inline int run_blocks(BlockFn fn, const void* ctx, BlockRun* run) noexcept 
     if nt > nb:
         nt = <int> nb
     # per thread: one block of losses (+ one of denominators); per block: two partials and a bad index
-    # (a few blocks' on the stack, and no scratch where fn sums itself: a small call mallocs nothing)
     cdef Py_ssize_t per_thread = bs * isz * (2 if want_denom else 1) if reduce and not run.fn_sums else 0
-    cdef double stack_loss[FEW_BLOCKS]
-    cdef double stack_denom[FEW_BLOCKS]
-    cdef Py_ssize_t stack_bad[FEW_BLOCKS]
-    cdef bint few = nb <= FEW_BLOCKS
-    cdef char no_scratch[8]
-    cdef char* scratch = <char*> malloc(nt * per_thread) if per_thread else &no_scratch[0]
-    cdef double* part_loss = &stack_loss[0] if few else <double*> malloc(nb * sizeof(double))
-    cdef double* part_denom = &stack_denom[0] if few else <double*> malloc(nb * sizeof(double))
-    cdef Py_ssize_t* bad = &stack_bad[0] if few else <Py_ssize_t*> malloc(nb * sizeof(Py_ssize_t))
+    cdef char* scratch = <char*> malloc(nt * per_thread + 1)
+    cdef double* part_loss = <double*> malloc(nb * sizeof(double))
+    cdef double* part_denom = <double*> malloc(nb * sizeof(double))
+    cdef Py_ssize_t* bad = <Py_ssize_t*> malloc(nb * sizeof(Py_ssize_t))
     if scratch == NULL or part_loss == NULL or part_denom == NULL or bad == NULL:
-        if per_thread:
-            free(scratch)
-        if not few:
-            free(part_loss); free(part_denom); free(bad)
+        free(scratch); free(part_loss); free(part_denom); free(bad)
         return -1
     if nt == 1:     # serial: a plain loop, no OpenMP region (even an if(0) one costs ~0.4 us)
         for b in range(nb):
@@ -321,10 +308,7 @@ cdef inline int run_blocks(BlockFn fn, const void* ctx, BlockRun* run) noexcept 
         if bad[b] >= 0:
             run.first_bad = bad[b]
             break
-    if per_thread:
-        free(scratch)
-    if not few:
-        free(part_loss); free(part_denom); free(bad)
+    free(scratch); free(part_loss); free(part_denom); free(bad)
     return 0
 
 
