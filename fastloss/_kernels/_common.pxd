@@ -357,14 +357,17 @@ cdef inline bint set_operand(Operand* op, object value, Py_ssize_t n_items, Py_s
     """Fill an operand from a float scalar or a C-contiguous ndarray of n_items (full) or K (periodic)
     entries of the kernel's dtype.  Returns whether it is periodic."""
     cdef Py_ssize_t k
+    cdef double d
     op.periodic = False
     if isinstance(value, float):
         op.data = NULL
-        for k in range(SEG):
-            if itemsize == 4:
-                (<float*> op.scalar_run)[k] = <float> value
-            else:
-                (<double*> op.scalar_run)[k] = <double> value
+        d = value       # once: `<float> value` in the loop converted the Python float SEG times (~0.15 us)
+        if itemsize == 4:
+            for k in range(SEG):
+                (<float*> op.scalar_run)[k] = <float> d
+        else:
+            for k in range(SEG):
+                (<double*> op.scalar_run)[k] = d
         return False
     op.data = <const char*> array_data(value)
     if value.size != n_items:

@@ -44,8 +44,9 @@ f. **Fallback forms.**  A kind may have a second, literal form for the rare item
    and for a reduction only when the sum comes out nan (a second run) -- the common case pays nothing.
 
 g. **Weights and the mean.**  Items are multiplied by the sample weight.  For a reduction the block sums
-   its own items as it goes (``_common.pxd``'s ``fn_sums``: a segment's losses into an L1 buffer, then
-   into the block's lanes) and, when the driver asks, the weights too, so a weighted mean
+   its own items as it goes (``_common.pxd``'s ``fn_sums``: the arithmetic kinds straight into the
+   block's double lanes, over the whole block at once where they can; the others a segment's losses
+   into an L1 buffer, then into the lanes) and, when the driver asks, the weights too, so a weighted mean
    sum(w*l)/sum(w) takes one pass.  With a gradient
    and a weighted mean, ``weight_block`` sums the weights first (a cheap pass over the weight operand
    alone) so the gradient is scaled as it is written.
@@ -73,6 +74,8 @@ cdef extern from *:
     const double LOG2 "FL_ELEMENTWISE_LOG2"
     const double HALF_LOG_2PI "FL_ELEMENTWISE_HALF_LOG_2PI"
 
+from libc.math cimport frexp
+
 cdef extern from "fl_math.h" nogil:
     float fl_expm1f(float)
     double fl_expm1(double)
@@ -89,7 +92,8 @@ cpdef enum Kind:
     MSE
     L1
     HUBER
-    SMOOTH_L1
+    SMOOTH_L1            # (the entry picks SMOOTH_L1_POW2 for a power-of-two beta)
+    SMOOTH_L1_POW2
     POISSON_LOG          # Poisson NLL, log_input=True
     POISSON              # Poisson NLL, log_input=False
     GAUSSIAN_NLL         # aux: var
@@ -111,6 +115,7 @@ cdef struct ElemParams:
     bint log_target           # kl: the target holds log-probabilities
     double delta              # huber: the switch point
     double beta               # smooth_l1: the switch point (0: L1)
+    double inv_beta           # smooth_l1_pow2: 1 / beta, exact
     double eps                # poisson (log_input=False): log(x + eps); gaussian_nll: the variance
                               # clamp; mape: the divisor's floor (0: none, a zero target is invalid)
     double q                  # quantile
@@ -154,6 +159,8 @@ cdef struct HuberK:
     ElemCtx e
 cdef struct SmoothL1K:
     ElemCtx e
+cdef struct SmoothL1Pow2K:      # smooth L1 with beta a power of two (the default 1): / beta as * (1 / beta)
+    ElemCtx e
 cdef struct PoissonLogK:
     ElemCtx e
 cdef struct PoissonK:
@@ -182,6 +189,7 @@ ctypedef fused kind_t:
     L1K
     HuberK
     SmoothL1K
+    SmoothL1Pow2K
     PoissonLogK
     PoissonK
     GaussNllK
@@ -366,13 +374,21 @@ cdef inline floating huber_point(floating x, floating y, floating delta, floatin
     return m * (ad - <floating> 0.5 * m)
 
 
-cdef inline floating smooth_l1_point(floating x, floating y, floating beta, floating* dx) noexcept nogil:
+cdef inline floating smooth_l1_point(floating x, floating y, floating beta, floating inv_beta, bint pow2,
+                                     floating* dx) noexcept nogil:
     # torch: |d| < beta ? d^2 / (2 beta) : |d| - beta / 2;  beta = 0 is L1 (the first branch never runs)
     # d/dx = d / beta inside, sign(d) outside (0 at d = 0 for beta = 0, as torch's l1_loss)
+    # ``pow2`` (a constant: the SmoothL1Pow2K kind): beta is a power of two and inv_beta = 1 / beta
+    # exactly, so t * inv_beta is the exact t / beta rounded once, as the division is: the same bits
+    # without a division (W8-sized float32 mean 138 -> ~105 us at the default beta = 1)
     cdef floating d = x - y
     cdef floating ad = f_abs(d)
+    cdef floating h = <floating> 0.5 * d * d
+    if pow2:
+        dx[0] = d * inv_beta if ad < beta else f_sign(d)
+        return h * inv_beta if ad < beta else ad - <floating> 0.5 * beta
     dx[0] = d / beta if ad < beta else f_sign(d)
-    return <floating> 0.5 * d * d / beta if ad < beta else ad - <floating> 0.5 * beta
+    return h / beta if ad < beta else ad - <floating> 0.5 * beta
 
 
 cdef inline floating stirling_point(floating y) noexcept nogil:
@@ -514,7 +530,9 @@ cdef inline floating point(const kind_t* tag, ElemParams p, floating x, floating
     elif kind_t is HuberK:
         return huber_point(x, y, <floating> p.delta, dx)
     elif kind_t is SmoothL1K:
-        return smooth_l1_point(x, y, <floating> p.beta, dx)
+        return smooth_l1_point(x, y, <floating> p.beta, 0, False, dx)
+    elif kind_t is SmoothL1Pow2K:
+        return smooth_l1_point(x, y, <floating> p.beta, <floating> p.inv_beta, True, dx)
     elif kind_t is PoissonLogK:
         return poisson_log_point(x, y, p.full, dx)
     elif kind_t is PoissonK:
@@ -591,11 +609,14 @@ cdef inline const floating* aux_seg(const ElemCtx* c, Py_ssize_t i, Py_ssize_t L
 # =====================================================================================================
 cdef inline floating item(const kind_t* kc, ElemParams p, const floating* x, const floating* y,
                           const floating* v, const floating* w, floating* g, floating* g2, floating gs,
-                          Py_ssize_t k, bint with_grad) noexcept nogil:
+                          Py_ssize_t k, bint with_grad, bint unit_w) noexcept nogil:
     """Element k of a segment: its weighted loss; ``with_grad`` (a constant at every call, so the test
-    compiles away) also writes its gradient(s)."""
+    compiles away) also writes its gradient(s).  ``unit_w`` (a constant too): every weight is 1.0, the
+    loss is its own weighted loss (exactly) and w is not read."""
     cdef floating d, d2
-    cdef floating l = w[k] * point(kc, p, x[k], y[k], v[k], &d, &d2)
+    cdef floating l = point(kc, p, x[k], y[k], v[k], &d, &d2)
+    if not unit_w:
+        l = w[k] * l
     if with_grad:
         g[k] = w[k] * d * gs
         if kind_t is GaussNllK:
@@ -603,36 +624,71 @@ cdef inline floating item(const kind_t* kc, ElemParams p, const floating* x, con
     return l
 
 
-cdef inline int sum_segment(const kind_t* kc, ElemParams p, const floating* x, const floating* y,
-                            const floating* v, const floating* w, Py_ssize_t L, double* lanes) noexcept nogil:
-    """A reduction's segment of L items without a gradient (note g): their weighted losses added to the
+cdef inline int sum_items(const kind_t* kc, ElemParams p, const floating* x, const floating* y,
+                          const floating* v, const floating* w, Py_ssize_t wmask, bint unit_w, Py_ssize_t L,
+                          double* lanes) noexcept nogil:
+    """A reduction's run of L items without a gradient (note g): their weighted losses added to the
     block's double ``lanes`` as they are computed -- item k into lane k % FL_LANES, in registers (a local
-    copy), exactly as ``lanes_add`` of the stored values would (src_c/fl_lanes.h).  Returns the number
-    of invalid items.  (With a gradient the loop's stores through g make GCC check them against x, y, w
-    for overlap at every run of FL_LANES items, and it kept ``acc`` in memory: 1.6x slower than storing
-    the losses to an L1 buffer and adding that.)"""
+    copy), exactly as ``lanes_add`` of the stored values would (src_c/fl_lanes.h).  Item k's weight is
+    w[k & wmask]: wmask = SEG - 1 reads a scalar's SEG copies over and over, so a run may be longer
+    than a segment (a whole block), -1 reads an array; ``unit_w`` (a constant at each call): every
+    weight is 1.0 and none is read or multiplied (the unweighted losses: 10% of a Huber mean).
+    Returns the number of invalid items.  (With a gradient the loop's stores through g make GCC check
+    them against x, y, w for overlap at every run of FL_LANES items, and it kept ``acc`` in memory: 1.6x
+    slower than storing the losses to an L1 buffer and adding that.)"""
     cdef double acc[FL_LANES]
+    cdef const floating* wk
     cdef Py_ssize_t j, k = 0
     cdef int n_bad = 0
     if L >= FL_LANES:
-        # acc starts from the first run of items, not from zeros or from lanes: GCC made either copy a
-        # memset / memcpy through the stack, which cost as much as the loop
+        # acc starts as lanes + the first run of items, not as a copy of lanes or zeros: GCC made either
+        # a memset / memcpy through the stack, which cost as much as the loop
         for j in range(FL_LANES):
-            acc[j] = item(kc, p, x, y, v, w, NULL, NULL, 0, j, False)
+            acc[j] = lanes[j] + <double> item(kc, p, x, y, v, w, NULL, NULL, 0, j, False, unit_w)
             n_bad += invalid(kc, p, x[j], y[j], v[j])
         k = FL_LANES
         while k + FL_LANES <= L:
+            # item k + j's weight: (k + j) & wmask = (k & wmask) + j, k being a multiple of FL_LANES
+            wk = w + (k & wmask)
             for j in range(FL_LANES):
-                acc[j] += item(kc, p, x, y, v, w, NULL, NULL, 0, k + j, False)
+                acc[j] += item(kc, p, x + k, y + k, v + k, wk, NULL, NULL, 0, j, False, unit_w)
                 n_bad += invalid(kc, p, x[k + j], y[k + j], v[k + j])
             k += FL_LANES
         for j in range(FL_LANES):
-            lanes[j] += acc[j]
+            lanes[j] = acc[j]
     # the tail (< FL_LANES items) straight into lanes: indexing acc by a variable would keep it in memory
+    wk = w + (k & wmask)
     for j in range(L - k):
-        lanes[j] += item(kc, p, x, y, v, w, NULL, NULL, 0, k + j, False)
+        lanes[j] += item(kc, p, x + k, y + k, v + k, wk, NULL, NULL, 0, j, False, unit_w)
         n_bad += invalid(kc, p, x[k + j], y[k + j], v[k + j])
     return n_bad
+
+
+cdef inline Py_ssize_t first_invalid(const kind_t* kc, ElemParams p, const floating* x, const floating* y,
+                                     const floating* v, Py_ssize_t L) noexcept nogil:
+    """The index of the first invalid item of a run that has one (note e)."""
+    cdef Py_ssize_t k
+    for k in range(L):
+        if invalid(kc, p, x[k], y[k], v[k]):
+            return k
+    return -1
+
+
+cdef inline void sum_weights(const ElemCtx* c, Py_ssize_t start, Py_ssize_t stop, double* lanes,
+                             const floating* type_tag) noexcept nogil:
+    """The weights of items [start, stop) added to ``lanes``, segment by segment (note g)."""
+    cdef const floating* x
+    cdef const floating* y
+    cdef const floating* w
+    cdef Py_ssize_t i = start, e
+    while i < stop:
+        e = next_segment(&c.s, i, stop, &x, &y, &w)
+        lanes_add(lanes, w, e - i)
+        i = e
+
+
+cdef enum:
+    LBUF_SEGS = 4       # segments of losses buffered before they are added to a block's lanes
 
 
 # The kinds with an aux operand (note d): BceLogitsK, GaussNllK; with a second gradient: GaussNllK; with
@@ -642,9 +698,13 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
                                   floating* loss, void* denom) noexcept nogil:
     """A block function that sums its own items (``fn_sums``, note g): reduction="none" writes to
     ``loss``; a reduction (loss NULL) adds each segment's losses to the block's lanes as it computes
-    them (``sum_segment``), and the weights for a weighted mean.  With a gradient, and for the kinds with
+    them (``sum_items``), and the weights for a weighted mean.  With a gradient, and for the kinds with
     exp / log (and BCE-with-logits' nan refit, note f), a segment's losses go to an L1 buffer first, then
-    to the same lanes in the same order (``lanes_add``): the same bits."""
+    to the same lanes in the same order (``lanes_add``): the same bits.  An arithmetic kind's reduction
+    without a gradient, where no operand is a last-axis vector, runs the whole block as one run of
+    ``sum_items``: the same lanes in the same order as segment by segment (src_c/fl_lanes.h), without a
+    segment's fixed cost every 256 items (a third of a float32 Huber mean: the lanes went through memory
+    at every segment)."""
     cdef const ElemCtx* c = &kc.e
     # The parameters as a local copy, passed by value: loop-invariant for the compiler (stores to `loss`
     # cannot alias it).  No local of the loops below may have its address reach a call that is not
@@ -660,17 +720,41 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
     cdef floating* out
     cdef floating vbuf[SEG]
     cdef floating g2buf[SEG]
-    cdef floating lbuf[SEG]
+    # a reduction's losses of up to LBUF_SEGS segments, added to the lanes in one lanes_add (its fixed
+    # cost once per segment was 3-4% of BCE-with-logits' and focal's mean with a gradient)
+    cdef floating lbuf[LBUF_SEGS * SEG]
+    cdef Py_ssize_t nbuf = 0
     cdef double lanes[FL_LANES]
     cdef double dlanes[FL_LANES]
     cdef BlockSums* sums = <BlockSums*> denom if loss == NULL else NULL
     cdef Py_ssize_t i = start, e, k, L, bad = -1
     # int, not Py_ssize_t: 32-bit lanes beside float32 ones vectorise cheaply
     cdef int n_bad, n_nan
-    cdef bint fused
+    # The arithmetic kinds only: in a loop with exp / log (BCE, focal, ...) the 8 registers of lanes
+    # made the compiler spill (W6, W7 5% slower than storing the losses and adding them after).
+    cdef bint fused = sums != NULL and c.grad == NULL and (
+        kind_t is MseK or kind_t is L1K or kind_t is HuberK or kind_t is SmoothL1K or kind_t is SmoothL1Pow2K
+        or kind_t is HingeK
+        or kind_t is QuantileK or kind_t is MapeK or kind_t is SmapeK)
     if sums != NULL:                     # (a `rep stos` each: 3% of a Huber reduction="none" per block)
         fl_lanes_zero(lanes)
         fl_lanes_zero(dlanes)
+    if fused and not c.s.periodic:
+        # the whole block as one run (segments only stop at row ends; a scalar weight is read through
+        # its SEG copies with a mask)
+        x = <const floating*> c.s.x + start
+        y = <const floating*> c.s.y + start
+        w = operand_seg(&c.s.weight, start, c.s.K, x)
+        if c.s.weight.data == NULL and w[0] == 1:
+            n_bad = sum_items(kc, p, x, y, x, w, 0, True, stop - start, lanes)
+        else:
+            n_bad = sum_items(kc, p, x, y, x, w, SEG - 1 if c.s.weight.data == NULL else -1, False,
+                              stop - start, lanes)
+        if n_bad:
+            bad = start + first_invalid(kc, p, x, y, x, stop - start)
+        if sums.want_denom:
+            sum_weights(c, start, stop, dlanes, x)
+        i = stop                         # (the loop below does nothing)
     while i < stop:
         e = next_segment(&c.s, i, stop, &x, &y, &w)
         L = e - i
@@ -678,33 +762,25 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
             v = aux_seg(c, i, L, vbuf)
         else:
             v = x                        # (not read)
-        out = loss + (i - start) if sums == NULL else lbuf
+        out = loss + (i - start) if sums == NULL else lbuf + nbuf
         n_bad = 0
         g = g2 = NULL
         if c.grad != NULL:
             g = <floating*> c.grad + i
             if kind_t is GaussNllK:
                 g2 = <floating*> c.grad2 + i if c.grad2 != NULL else g2buf
-        # The arithmetic kinds only: in a loop with exp / log (BCE, focal, ...) the 8 registers of lanes
-        # made the compiler spill (W6, W7 5% slower than storing the losses and adding them after).
-        fused = sums != NULL and g == NULL and (
-            kind_t is MseK or kind_t is L1K or kind_t is HuberK or kind_t is SmoothL1K or kind_t is HingeK
-            or kind_t is QuantileK or kind_t is MapeK or kind_t is SmapeK)
         if fused:
-            n_bad = sum_segment(kc, p, x, y, v, w, L, lanes)
+            n_bad = sum_items(kc, p, x, y, v, w, -1, False, L, lanes)
         elif g != NULL:
             for k in range(L):
-                out[k] = item(kc, p, x, y, v, w, g, g2, gs, k, True)
+                out[k] = item(kc, p, x, y, v, w, g, g2, gs, k, True, False)
                 n_bad += invalid(kc, p, x[k], y[k], v[k])
         else:
             for k in range(L):
-                out[k] = item(kc, p, x, y, v, w, g, g2, gs, k, False)
+                out[k] = item(kc, p, x, y, v, w, g, g2, gs, k, False, False)
                 n_bad += invalid(kc, p, x[k], y[k], v[k])
         if n_bad and bad < 0:
-            for k in range(L):
-                if invalid(kc, p, x[k], y[k], v[k]):
-                    bad = i + k
-                    break
+            bad = i + first_invalid(kc, p, x, y, v, L)
         if kind_t is BceLogitsK:
             if c.check_nan:
                 n_nan = 0
@@ -713,8 +789,14 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
                 if n_nan:                # rare
                     refit_nan(kc, c, i, L, x, y, w, v, out)
         if sums != NULL:
+            # the buffer's segments are added as one run: the same bits as one by one, as every one but
+            # a block's last is SEG items long (src_c/fl_lanes.h) -- except where segments stop at row
+            # ends (periodic): then each is added on its own
             if not fused:
-                lanes_add(lanes, out, L)
+                nbuf += L
+                if nbuf > (LBUF_SEGS - 1) * SEG or e == stop or c.s.periodic:
+                    lanes_add(lanes, lbuf, nbuf)
+                    nbuf = 0
             if sums.want_denom:
                 lanes_add(dlanes, w, L)
         i = e
@@ -742,6 +824,8 @@ _put(MSE, <BlockFn> elementwise_block[MseK, float], <BlockFn> elementwise_block[
 _put(L1, <BlockFn> elementwise_block[L1K, float], <BlockFn> elementwise_block[L1K, double])
 _put(HUBER, <BlockFn> elementwise_block[HuberK, float], <BlockFn> elementwise_block[HuberK, double])
 _put(SMOOTH_L1, <BlockFn> elementwise_block[SmoothL1K, float], <BlockFn> elementwise_block[SmoothL1K, double])
+_put(SMOOTH_L1_POW2, <BlockFn> elementwise_block[SmoothL1Pow2K, float],
+     <BlockFn> elementwise_block[SmoothL1Pow2K, double])
 _put(POISSON_LOG, <BlockFn> elementwise_block[PoissonLogK, float],
      <BlockFn> elementwise_block[PoissonLogK, double])
 _put(POISSON, <BlockFn> elementwise_block[PoissonK, float], <BlockFn> elementwise_block[PoissonK, double])
@@ -765,16 +849,9 @@ cdef Py_ssize_t weight_block(const ElemCtx* c, Py_ssize_t start, Py_ssize_t stop
                              floating* loss, BlockSums* sums) noexcept nogil:
     """Only the weights' sum (the weighted mean's denominator, summed before a gradient pass; note g),
     as the block's loss sum: a block function that sums itself, run reducing only."""
-    cdef const floating* x
-    cdef const floating* y
-    cdef const floating* w
     cdef double lanes[FL_LANES]
-    cdef Py_ssize_t i = start, e
     fl_lanes_zero(lanes)
-    while i < stop:
-        e = next_segment(&c.s, i, stop, &x, &y, &w)
-        lanes_add(lanes, w, e - i)
-        i = e
+    sum_weights(c, start, stop, lanes, loss)
     sums.loss = fl_lanes_total(lanes)
     return -1
 
@@ -818,6 +895,24 @@ cdef inline Py_ssize_t last_axis(object x) noexcept:
     """The length of an ndarray's last axis (1 for 0-d): the period of last-axis operands."""
     cdef int nd = PyArray_NDIM(<PyArrayObject*> x)
     return PyArray_DIMS(<PyArrayObject*> x)[nd - 1] if nd > 0 else 1
+
+
+cdef double pow2_inverse(double b, Py_ssize_t itemsize) noexcept:
+    """1 / b where b, in the kernel's floating type, is a power of two whose inverse is exact in that type
+    (and so t * (1 / b) and t / b are the same bits for every t); else 0."""
+    cdef int e
+    cdef double inv
+    if itemsize == 4:
+        b = <float> b
+    if not (b > 0) or frexp(b, &e) != 0.5:      # (nan, inf: frexp gives nan, inf)
+        return 0.0
+    inv = 1.0 / b
+    if itemsize == 4:
+        if <float> inv != inv or <float> inv * <float> b != 1:    # float32 range: not exact (or inf)
+            return 0.0
+    elif inv * b != 1 or inv > 1.7976931348623157e308:
+        return 0.0
+    return inv
 
 
 cdef object run_weighted(BlockFn fn, ElemCtx* c, Py_ssize_t n_items, Py_ssize_t item_cost,
@@ -888,6 +983,10 @@ def elementwise(Kind kind, x, y, weight, out, grad, double grad_scale, int num_t
                                    itemsize) or c.s.periodic
     if kind == FOCAL and gamma == 2:    # the default gamma: q * q, no pow
         kind = FOCAL_SQUARE
+    c.p.inv_beta = 0.0
+    if kind == SMOOTH_L1 and pow2_inverse(beta, itemsize) != 0:    # the default beta = 1: no division
+        kind = SMOOTH_L1_POW2
+        c.p.inv_beta = pow2_inverse(beta, itemsize)
     if alpha < 0:                       # torchvision: no alpha weighting
         c.p.alpha_0 = 1.0
         c.p.alpha_step = 0.0
