@@ -1385,6 +1385,84 @@ def softmax_rows(rows, cols, row_loss, labels=None, pos_cos=None, pos_sin=None, 
     return run_sim(block_for(SOFTMAX_ROWS, itemsize), &c, &c.sim, n_rows, itemsize, num_threads)[2]
 
 
+# Unit rows (nt_xent, arcface; info_nce's bound): u_i = z_i / max(|z_i|, eps), as F.normalize, with
+# |z_i| summed in double from the row (one fixed order per ISA level: omp simd) and the quotient taken in
+# double, rounded once to u's type -- the wrapper's former NumPy pass (einsum, a float64 divide, a cast),
+# now one pass per row on the call's threads.  A nan row stays nan (nan < eps is false), an inf row
+# gives inf / inf = nan, as torch.
+cdef extern from *:
+    """
+    #define FL_UNIT_ROW(T, S)                                                                     \\
+    static inline double fl_unit_row_##S(const T* z, ptrdiff_t n, double eps, T* u) {            \\
+        double s = 0.0;                                                                           \\
+        _Pragma("omp simd reduction(+:s)")                                                        \\
+        for (ptrdiff_t k = 0; k < n; k++) { double x = z[k]; s += x * x; }                       \\
+        double norm = sqrt(s), den = norm < eps ? eps : norm;                                     \\
+        if (u) {                                                                                  \\
+            _Pragma("omp simd")                                                                   \\
+            for (ptrdiff_t k = 0; k < n; k++) u[k] = (T)((double)z[k] / den);                    \\
+        }                                                                                         \\
+        return norm;                                                                              \\
+    }
+    FL_UNIT_ROW(float, f32)
+    FL_UNIT_ROW(double, f64)
+    """
+    double fl_unit_row_f32(const float* z, Py_ssize_t n, double eps, float* u) nogil
+    double fl_unit_row_f64(const double* z, Py_ssize_t n, double eps, double* u) nogil
+
+
+cdef struct UnitRowsCtx:
+    const void* z            # (n, D) input rows
+    void* u                  # (n, D) unit rows (already offset to the first), or NULL: norms only
+    double* norm             # (n,) |z_i| (already offset)
+    Py_ssize_t D
+    double eps
+
+
+cdef Py_ssize_t unit_rows_block(const UnitRowsCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                floating* loss, floating* denom) noexcept nogil:
+    cdef Py_ssize_t i, D = c.D
+    for i in range(start, stop):
+        if floating is float:
+            c.norm[i] = fl_unit_row_f32(<const float*> c.z + i * D, D, c.eps,
+                                        <float*> c.u + i * D if c.u != NULL else NULL)
+        else:
+            c.norm[i] = fl_unit_row_f64(<const double*> c.z + i * D, D, c.eps,
+                                        <double*> c.u + i * D if c.u != NULL else NULL)
+    return -1
+
+
+def unit_rows(z, u, norm, *, Py_ssize_t row0=0, double eps=1e-12, int num_threads=1):
+    """Kernel entry: the norms |z_i| of the rows of z (n, D) into norm[row0 : row0 + n] ((N,) float64,
+    N = u's rows, else n) and, unless u is None, the unit rows z_i / max(|z_i|, eps) into rows row0 ..
+    row0 + n of u (N, D) (z's dtype; C-contiguous).  Rows are independent: the same bits for every
+    num_threads."""
+    # boundary checks (_common.pxd)
+    cdef Py_ssize_t itemsize = check_buffer(z, "z", b'f', 0, -1, False)
+    check_ndim(z, "z", 2)
+    cdef Py_ssize_t n = z.shape[0], D = z.shape[1], N = n
+    cdef UnitRowsCtx c
+    c.u = NULL
+    if u is not None:
+        check_buffer(u, "u", b'f', itemsize, -1, True)
+        check_ndim(u, "u", 2)
+        N = u.shape[0]
+        if u.shape[1] != D:
+            raise ValueError(f"fastloss kernel: u {u.shape} and z {z.shape} differ in D")
+    check_buffer(norm, "norm", b'f', 8, N, True)       # (N,): u's rows, or z's without u
+    if check_count(row0, "row0") + n > N:
+        raise ValueError(f"fastloss kernel: rows {row0} .. {row0 + n} of {N}")
+    if u is not None:
+        c.u = <char*> ptr_or_null(u) + row0 * D * itemsize
+    c.z = ptr_or_null(z)
+    c.norm = <double*> ptr_or_null(norm) + row0
+    c.D, c.eps = D, eps
+    cdef BlockFn fn = <BlockFn> unit_rows_block[double]
+    if itemsize == 4:
+        fn = <BlockFn> unit_rows_block[float]
+    run(fn, &c, n, 2 * max(D, 1), itemsize, num_threads, None, False, True)     # (no loss: fn_sums)
+
+
 # NT-Xent without the gradient, on the symmetric similarity u u^T: half the GEMM work.  Panel I (rows
 # [r0, r1), one GEMM) computes S[i, j] for j >= r0 only; the entries left of the panel are the same
 # numbers already computed by earlier panels as S[j, i] (a dot product is symmetric bit for bit: the
