@@ -40,26 +40,10 @@ def _check_common(size_average, reduce, reduction, out, return_grad, grad_out):
     V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
 
 
-def _plain_rows(arrays):
-    """Whether ``arrays`` are already what ``_rows`` makes of them: C-contiguous (N, D) ndarrays of one
-    float32/float64 dtype and one shape (the usual call, recognised with a few attribute reads)."""
-    first = arrays[0]
-    if type(first) is not np.ndarray or first.ndim != 2:
-        return False
-    dt, shape = first.dtype, first.shape
-    if dt is not V._F32 and dt is not V._F64:
-        return False
-    for a in arrays:
-        if type(a) is not np.ndarray or a.dtype is not dt or a.shape != shape or \
-                a.flags.num & V._C_ALIGNED != V._C_ALIGNED:
-            return False
-    return True
-
-
 def _rows(arrays, names, dtype=None):
     """Embedding arguments as C-contiguous arrays of one float dtype (the first one's) and one shape,
     (N, D) or (D,).  Returns (arrays, 2-d views, unbatched)."""
-    if _plain_rows(arrays):
+    if _K.plain_rows(*arrays):     # (the usual call: ndarrays already as below, checked in the kernel module)
         return arrays, arrays, False
     first = V.prediction(arrays[0], names[0])
     dtype, shape = first.dtype, first.shape

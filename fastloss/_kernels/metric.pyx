@@ -45,6 +45,11 @@ from fastloss._kernels._common cimport BlockRun, init_run, run_blocks, finish_ru
 from fastloss._kernels._common cimport (
     check_buffer, check_optional, check_ndim, check_count, check_enum, buffer_items,
 )
+from fastloss._kernels._common cimport (
+    PyArrayObject, PyArray_Descr, PyArray_NDIM, PyArray_DIMS, PyArray_FLAGS, PyArray_DESCR,
+    NPY_ARRAY_C_CONTIGUOUS, NPY_ARRAY_ALIGNED, NPY_FLOAT, NPY_DOUBLE, NPY_OPPBYTE,
+)
+from cpython.object cimport Py_TYPE, PyTypeObject
 
 # The losses of this module (the wrappers in fastloss/_metric.py name them: MetricLoss.CONTRASTIVE, ...);
 # METRIC_BLOCKS below maps each to its block function.
@@ -376,6 +381,35 @@ cdef inline void axpby(const floating* a, const floating* b, Py_ssize_t n, doubl
         fl_axpby_f32(a, b, n, u, v, g)
     else:
         fl_axpby_f64(a, b, n, u, v, g)
+
+
+# ---------------------------------------------------------------- the row losses' usual call, recognised
+cdef PyTypeObject* NDARRAY = <PyTypeObject*> np.ndarray
+
+
+cdef inline bint plain_row(object x, PyArrayObject* first) noexcept:
+    """x is exactly a numpy.ndarray, C-contiguous and aligned, of first's ndim, dims and type number."""
+    if Py_TYPE(x) != NDARRAY:
+        return False
+    cdef PyArrayObject* a = <PyArrayObject*> x
+    cdef int need = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED
+    if PyArray_FLAGS(a) & need != need or PyArray_NDIM(a) != 2 or PyArray_DESCR(a) != PyArray_DESCR(first):
+        return False
+    return PyArray_DIMS(a)[0] == PyArray_DIMS(first)[0] and PyArray_DIMS(a)[1] == PyArray_DIMS(first)[1]
+
+
+def plain_rows(a, b, c=None):
+    """Whether a, b (and c unless None) are already what the wrapper's ``_rows`` makes of its arguments:
+    exactly numpy.ndarray, 2-d, of one native float32/float64 dtype (one descriptor object: NumPy's
+    canonical ones) and one shape, C-contiguous and aligned.  Read from the array structs: ~0.1 us where
+    the same test by attribute reads cost ~1 us of a 100-row call (``a.flags`` builds an object)."""
+    if Py_TYPE(a) != NDARRAY:
+        return False
+    cdef PyArrayObject* first = <PyArrayObject*> a
+    cdef PyArray_Descr* d = PyArray_DESCR(first)
+    if (d.type_num != NPY_FLOAT and d.type_num != NPY_DOUBLE) or d.byteorder == NPY_OPPBYTE:
+        return False
+    return plain_row(a, first) and plain_row(b, first) and (c is None or plain_row(c, first))
 
 
 # =====================================================================================================
