@@ -188,3 +188,121 @@ def linear_ce_rows(z, labels, out, *, bias=None, Py_ssize_t V, int64_t ignore_in
         return run(fn, &c, n, V, isz, num_threads, out, True)
     finally:
         free(c.scratch)
+
+
+# ---------------------------------------------------------------- the head's GEMMs: SciPy's BLAS
+# The wrapper's products (logits, hidden and weight gradients) on fixed blocks, each ONE call of SciPy's
+# sgemm / dgemm (scipy.linalg.cython_blas's C functions, fetched once from its capsules, as metric.pyx's
+# in-batch kernels do) with the GIL released, the blocks on the wrapper's threads.  SciPy's OpenBLAS is
+# a library of its own, pinned to one thread while a call runs (fastloss/_blas.py
+# _kernel_gemm_single_threaded): the same bits for every num_threads, and NumPy's BLAS -- the user's
+# matmul -- keeps its threads.
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_GetName
+from fastloss._kernels._common cimport (
+    PyArrayObject, PyArray_Descr, PyArray_NDIM, PyArray_DIMS, PyArray_FLAGS, PyArray_DESCR,
+    NPY_ARRAY_ALIGNED, NPY_ARRAY_WRITEABLE, NPY_OPPBYTE, native_itemsize, is_ndarray, array_data,
+)
+
+cdef extern from "numpy/arrayobject.h":
+    Py_ssize_t* PyArray_STRIDES(PyArrayObject* arr) nogil
+
+ctypedef void (*sgemm_t)(char*, char*, int*, int*, int*, float*, float*, int*, float*, int*, float*,
+                         float*, int*) noexcept nogil
+ctypedef void (*dgemm_t)(char*, char*, int*, int*, int*, double*, double*, int*, double*, int*, double*,
+                         double*, int*) noexcept nogil
+cdef sgemm_t SGEMM = NULL
+cdef dgemm_t DGEMM = NULL
+
+
+def blas_address():
+    """The address of the sgemm ``matmul`` calls (SciPy's, fetched on first use): the wrapper finds its
+    library from it (fastloss/_blas.py)."""
+    global SGEMM, DGEMM
+    if SGEMM == NULL:
+        from scipy.linalg.cython_blas import __pyx_capi__ as capi
+        DGEMM = <dgemm_t> PyCapsule_GetPointer(capi["dgemm"], PyCapsule_GetName(capi["dgemm"]))
+        SGEMM = <sgemm_t> PyCapsule_GetPointer(capi["sgemm"], PyCapsule_GetName(capi["sgemm"]))
+    return <size_t> SGEMM
+
+
+cdef struct Operand2d:
+    char* data
+    Py_ssize_t rows
+    Py_ssize_t cols
+    bint row_major            # unit stride along a row (else along a column)
+    int ld                    # the other stride, in items (>= the unit dimension's length, >= 1)
+
+
+cdef Operand2d matrix(object x, str name, Py_ssize_t itemsize, bint written) except *:
+    """A 2-d ndarray view of one unit stride (a row-major block, a column block of one, or a transpose):
+    its data pointer and BLAS leading dimension.  Refuses anything else (boundary checks, _common.pxd)."""
+    cdef Operand2d m
+    if not is_ndarray(x):
+        raise TypeError(f"fastloss kernel: {name} must be a numpy.ndarray, got {type(x).__name__}")
+    cdef PyArrayObject* a = <PyArrayObject*> x
+    cdef PyArray_Descr* d = PyArray_DESCR(a)
+    if native_itemsize(d.type_num, b'f') != itemsize or d.byteorder == NPY_OPPBYTE:
+        raise TypeError(f"fastloss kernel: {name} must be a native float{8 * itemsize} array, got {x.dtype}")
+    if PyArray_NDIM(a) != 2:
+        raise ValueError(f"fastloss kernel: {name} must be 2-d, got {PyArray_NDIM(a)}-d")
+    cdef int flags = PyArray_FLAGS(a)
+    if not flags & NPY_ARRAY_ALIGNED or (written and not flags & NPY_ARRAY_WRITEABLE):
+        raise ValueError(f"fastloss kernel: {name} must be aligned" + (" and writable" if written else ""))
+    m.rows, m.cols = PyArray_DIMS(a)[0], PyArray_DIMS(a)[1]
+    cdef Py_ssize_t s0 = PyArray_STRIDES(a)[0], s1 = PyArray_STRIDES(a)[1], ld
+    # (a dimension of length <= 1 is never stepped: its stride is free)
+    m.row_major = s1 == itemsize or m.cols <= 1
+    if m.row_major:
+        ld = s0 // itemsize if m.rows > 1 else m.cols
+        ok = s0 > 0 and s0 % itemsize == 0 and ld >= m.cols if m.rows > 1 else True
+    else:
+        ld = s1 // itemsize if m.cols > 1 else m.rows
+        ok = (s0 == itemsize or m.rows <= 1) and s1 > 0 and s1 % itemsize == 0 and ld >= m.rows
+    if not ok:
+        raise ValueError(f"fastloss kernel: {name} must have one unit stride (a row-major or column-major "
+                         f"block), got strides {x.strides}")
+    if max(m.rows, m.cols, ld) >= 2 ** 31:
+        raise ValueError("fastloss kernel: BLAS takes 32-bit sizes")
+    m.ld = <int> max(ld, 1)
+    m.data = <char*> array_data(x)
+    return m
+
+
+def matmul(a, b, out, *, double beta=0.0):
+    """Kernel entry: out = a @ b + beta * out (beta 0: out is only written), one single-threaded GEMM of
+    SciPy's BLAS (the caller pins it: _blas.py) with the GIL released.  a (m, k), b (k, n), out (m, n):
+    2-d ndarray views of one float dtype, each with one unit stride (out's along its rows)."""
+    if SGEMM == NULL:
+        blas_address()
+    cdef Py_ssize_t itemsize = 4
+    if is_ndarray(a) and native_itemsize(PyArray_DESCR(<PyArrayObject*> a).type_num, b'f') == 8:
+        itemsize = 8
+    cdef Operand2d A = matrix(a, "a", itemsize, False)
+    cdef Operand2d B = matrix(b, "b", itemsize, False)
+    cdef Operand2d C = matrix(out, "out", itemsize, True)
+    if A.cols != B.rows or C.rows != A.rows or C.cols != B.cols or not C.row_major:
+        raise ValueError(f"fastloss kernel: matmul of {a.shape} and {b.shape} into {out.shape} (a row-major "
+                         f"block)")
+    # row-major C (m x n) is column-major C^T (n x m, ldc): C^T = op(B)^T op(A)^T, where a row-major
+    # operand X is column-major X^T ('N' gives X^T) and a column-major one is X ('T' gives X^T)
+    cdef char tb = b'N' if B.row_major else b'T', ta = b'N' if A.row_major else b'T'
+    cdef int n = <int> C.cols, m = <int> C.rows, k = <int> A.cols, lda = A.ld, ldb = B.ld, ldc = C.ld
+    cdef float one_f = 1.0, beta_f = <float> beta
+    cdef double one_d = 1.0
+    cdef Py_ssize_t i
+    if m == 0 or n == 0:
+        return
+    if k == 0:                      # (BLAS refuses some leading dimensions here; the empty product is 0)
+        for i in range(m):
+            if beta == 0.0:
+                memset(C.data + i * ldc * itemsize, 0, n * itemsize)
+            elif beta != 1.0:
+                out[i] *= beta
+        return
+    with nogil:
+        if itemsize == 4:
+            SGEMM(&tb, &ta, &n, &m, &k, &one_f, <float*> B.data, &ldb, <float*> A.data, &lda, &beta_f,
+                  <float*> C.data, &ldc)
+        else:
+            DGEMM(&tb, &ta, &n, &m, &k, &one_d, <double*> B.data, &ldb, <double*> A.data, &lda, &beta,
+                  <double*> C.data, &ldc)
