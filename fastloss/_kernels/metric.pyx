@@ -1420,18 +1420,19 @@ def softmax_rows(rows, cols, row_loss, labels=None, pos_cos=None, pos_sin=None, 
 
 
 # Unit rows (nt_xent, arcface; info_nce's bound): u_i = z_i / max(|z_i|, eps), as F.normalize, with
-# |z_i| summed in double from the row (one fixed order per ISA level: omp simd) and the quotient taken in
-# double, rounded once to u's type -- the wrapper's former NumPy pass (einsum, a float64 divide, a cast),
+# |z_i| summed in double from the row (FL_LANES partial sums in one fixed order and no FMA contraction:
+# the same bits on every ISA level -- arcface's near-pi gradients amplify a last-bit difference of u
+# beyond SPEC §4, tests/test_accuracy.py) and the quotient taken in double, rounded once to u's type -- the wrapper's former NumPy pass (einsum, a float64 divide, a cast),
 # now one pass per row on the call's threads.  A nan row stays nan (nan < eps is false), an inf row
 # gives inf / inf = nan, as torch.
 cdef extern from *:
     """
     #define FL_UNIT_ROW(T, S)                                                                     \\
-    static inline double fl_unit_row_##S(const T* z, ptrdiff_t n, double eps, T* u) {            \\
-        double s = 0.0;                                                                           \\
-        _Pragma("omp simd reduction(+:s)")                                                        \\
-        for (ptrdiff_t k = 0; k < n; k++) { double x = z[k]; s += x * x; }                       \\
-        double norm = sqrt(s), den = norm < eps ? eps : norm;                                     \\
+    static inline FL_NO_FP_CONTRACT                                                               \\
+    double fl_unit_row_##S(const T* z, ptrdiff_t n, double eps, T* u) {                           \\
+        double s[FL_LANES] = {0};                                                                 \\
+        FL_LANE_LOOP(n, double x = z[i]; s[j] += x * x;)                                          \\
+        double norm = sqrt(fl_lanes_sum(s)), den = norm < eps ? eps : norm;                       \\
         if (u) {                                                                                  \\
             _Pragma("omp simd")                                                                   \\
             for (ptrdiff_t k = 0; k < n; k++) u[k] = (T)((double)z[k] / den);                    \\
