@@ -1441,9 +1441,26 @@ cdef extern from *:
     }
     FL_UNIT_ROW(float, f32)
     FL_UNIT_ROW(double, f64)
+    /* nt_xent's symmetric panel (SymCtx below), its exps z (W x R, row k = candidate r0 + k, column r =
+     * query r0 + r): rowacc[r] += sum_k z[k][r] (in k order) and colsum[k] = sum_r z[k][r], in double. */
+    #define FL_PANEL_SUMS(T, S)                                                                   \\
+    static inline void fl_panel_sums_##S(const T* z, ptrdiff_t W, ptrdiff_t R, double* rowacc,    \\
+                                         double* colsum) {                                        \\
+        for (ptrdiff_t k = 0; k < W; k++) {                                                       \\
+            const T* zk = z + k * R;                                                              \\
+            double s = 0.0;                                                                       \\
+            _Pragma("omp simd reduction(+:s)")                                                    \\
+            for (ptrdiff_t r = 0; r < R; r++) { double v = zk[r]; s += v; rowacc[r] += v; }       \\
+            colsum[k] = s;                                                                        \\
+        }                                                                                         \\
+    }
+    FL_PANEL_SUMS(float, f32)
+    FL_PANEL_SUMS(double, f64)
     """
     double fl_unit_row_f32(const float* z, Py_ssize_t n, double eps, float* u) nogil
     double fl_unit_row_f64(const double* z, Py_ssize_t n, double eps, double* u) nogil
+    void fl_panel_sums_f32(const float* z, Py_ssize_t W, Py_ssize_t R, double* rowacc, double* colsum) nogil
+    void fl_panel_sums_f64(const double* z, Py_ssize_t W, Py_ssize_t R, double* rowacc, double* colsum) nogil
 
 
 cdef struct UnitRowsCtx:
@@ -1528,40 +1545,41 @@ cdef Py_ssize_t sym_panel_block(const SymCtx* c, Py_ssize_t start, Py_ssize_t st
     alternate between the two ends (0, n-1, 1, n-2, ...), so that any run of consecutive items -- what a
     thread takes from the schedule -- holds heavy and light panels alike (in panel order, thread 0 took
     the heavy half: 1.15x from 1 to 2 threads).  Each panel writes only its own parts: same bits."""
-    cdef Py_ssize_t M = c.M, P = c.P, I, r0, r1, W, r, k, i, p, b
+    cdef Py_ssize_t M = c.M, P = c.P, I, r0, r1, R, W, r, k, i, p, b
     cdef Py_ssize_t n_panels = (M + P - 1) // P
     cdef floating it = <floating> c.inv_tau, cs = <floating> c.shift
     cdef floating* x
-    cdef floating* row
     cdef floating* posval = <floating*> c.posval
-    cdef double* acc
     for b in range(start, stop):
         I = (b >> 1) if (b & 1) == 0 else n_panels - 1 - (b >> 1)
         r0 = I * P
         r1 = min(r0 + P, M)
-        W = M - r0
+        R, W = r1 - r0, M - r0
         x = <floating*> c.sim.scratch + fl_thread_num() * P * M
-        # row-major X (r1 - r0, W) = U[r0:r1] U[r0:M]^T: column-major X^T = U[r0:M]^T' U[r0:r1]^T'
-        gemm(True, False, W, r1 - r0, c.sim.D, <const floating*> c.sim.rows + r0 * c.sim.D, c.sim.D,
-             <const floating*> c.sim.rows + r0 * c.sim.D, c.sim.D, 0.0, x, W)
-        for r in range(r1 - r0):
+        # the panel transposed, row-major Z (W x R): Z[k][r] = S[r0 + r, r0 + k], i.e. column-major
+        # Z^T (R x W) = U[r0:r1]^T' U[r0:M]^T' -- the long U[r0:M] is BLAS's second operand, whose
+        # packing copies rows as they lie (the first operand's, a transposing copy, took a third of the
+        # GEMM's time when U[r0:M] was first: OpenBLAS's sgemm_incopy)
+        gemm(True, False, R, W, c.sim.D, <const floating*> c.sim.rows + r0 * c.sim.D, c.sim.D,
+             <const floating*> c.sim.rows + r0 * c.sim.D, c.sim.D, 0.0, x, R)
+        for k in range(W * R):
+            x[k] = x[k] * it
+        for r in range(R):
             i = r0 + r
-            row = x + r * W
-            for k in range(W):
-                row[k] = row[k] * it
-            row[r] = -INFINITY                       # the self pair
+            x[r * R + r] = -INFINITY                 # the self pair
             p = (i + c.pos_shift) % M
             if p >= r0:
-                posval[i] = row[p - r0]
+                posval[i] = x[(p - r0) * R + r]
                 if p >= r1:                          # (row p's own panel does not hold the pair)
-                    posval[p] = row[p - r0]
-                row[p - r0] = -INFINITY
-            c.rowpart[i] = row_sumexp(row, W, cs, row)
-        acc = c.colpart + I * M
-        for r in range(r1 - r0):
-            row = x + r * W
-            for k in range(r1 - r0, W):
-                acc[r0 + k] += <double> row[k]
+                    posval[p] = x[(p - r0) * R + r]
+                x[(p - r0) * R + r] = -INFINITY
+        row_sumexp(x, W * R, cs, x)                  # the exps in place (their sum unused)
+        # row parts (over k) and the column parts of candidates j = r0 + k (those with j >= r1 are read;
+        # the panel's own slots j < r1 are written only here, and never read)
+        if floating is float:
+            fl_panel_sums_f32(x, W, R, c.rowpart + r0, c.colpart + I * M + r0)
+        else:
+            fl_panel_sums_f64(x, W, R, c.rowpart + r0, c.colpart + I * M + r0)
     return -1
 
 
