@@ -11,22 +11,21 @@ chunk, in a fixed order:
 3. with ``return_grad``: ``grad_hidden_c = G @ weight`` (fixed blocks of ``_HIDDEN_BLOCK`` columns) and
    ``grad_weight += G.T @ hidden_c``, ``grad_bias += sum of G's rows`` (fixed blocks of classes).
 
-Every BLAS block is one GEMM of SciPy's BLAS (``_kernels/linear.pyx`` ``matmul``, GIL released), run
-single-threaded (``_blas.py``: OpenBLAS's results depend on its thread count; only SciPy's library is
-pinned, NumPy's -- the user's matmul -- keeps its threads), the blocks on ``num_threads`` threads, and
-the blocks, chunks and their sums depend on the shapes only: every output is bitwise identical for every
-``num_threads``.  The weight gradient accumulates chunk after chunk in place (the GEMM's beta = 1).
-Extra memory: the chunk buffer and O(N) for the labels -- never N x V.
+Every BLAS block runs single-threaded (``_blas.py``: OpenBLAS's results depend on its thread count), the
+blocks on ``num_threads`` threads, and the blocks, chunks and their sums depend on the shapes only:
+every output is bitwise identical for every ``num_threads``.  Extra memory: the chunk buffer, one
+``_VOCAB_BLOCK x d`` product per thread for the weight gradient, and O(N) for the labels -- never N x V.
 """
 from __future__ import annotations
 
 import math
+import threading
 from typing import Literal, overload
 
 import numpy as np
 
 from . import _validate as V
-from ._blas import _kernel_gemm_single_threaded, _parallel
+from ._blas import _parallel, _single_threaded_blas
 from ._errors import BadLabel, raise_first_bad
 from ._kernels import load
 from ._losses import loss_info
@@ -40,15 +39,6 @@ __all__ = ["linear_cross_entropy"]
 _CHUNK_BYTES = 32 << 20     # logits per chunk: n_c x V x itemsize at most this (n_c >= 1)
 _VOCAB_BLOCK = 2048         # classes (rows of weight) per BLAS block: logits and weight gradient
 _HIDDEN_BLOCK = 128         # columns of hidden per BLAS block of the hidden gradient
-
-
-_GEMM_ADDRESS = [0]
-
-
-def _gemm_address():
-    """The address of the kernels' sgemm (SciPy's), fetched once."""
-    _GEMM_ADDRESS[0] = _K.blas_address()
-    return _GEMM_ADDRESS[0]
 
 
 def _chunk_rows(n, n_classes, itemsize):
@@ -265,15 +255,16 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
     buf = np.empty((min(rows, n), n_classes), dtype=dtype)
     vocab = _blocks(n_classes, _VOCAB_BLOCK)
     cols = _blocks(d, _HIDDEN_BLOCK)
+    local = threading.local()          # each thread's _VOCAB_BLOCK x d product for the weight gradient
     total = count = 0.0
-    with _kernel_gemm_single_threaded(_GEMM_ADDRESS[0] or _gemm_address()):
+    with _single_threaded_blas():
         for c, r0 in enumerate(range(0, n, rows)):
             r1 = min(r0 + rows, n)
             hc, z = h2[r0:r1], buf[:r1 - r0]
 
             def logits(block, hc=hc, z=z):
                 v0, v1 = block
-                _K.matmul(hc, w[v0:v1].T, z[:, v0:v1])
+                np.matmul(hc, w[v0:v1].T, out=z[:, v0:v1])
 
             _parallel(logits, vocab, nt)
             part, denom, bad = _K.linear_ce_rows(
@@ -290,10 +281,17 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
             def grads(task, hc=hc, z=z, r0=r0, r1=r1, first=c == 0):
                 kind, (a0, a1) = task
                 if kind == "hidden":        # rows r0:r1, columns a0:a1 of G @ W
-                    _K.matmul(z, w[:, a0:a1], gh[r0:r1, a0:a1])
+                    np.matmul(z, w[:, a0:a1], out=gh[r0:r1, a0:a1])
                     return
                 gz = z[:, a0:a1]            # classes a0:a1: weight rows += G.T @ hc, bias += G's row sum
-                _K.matmul(gz.T, hc, gw[a0:a1], beta=0.0 if first else 1.0)
+                if first:
+                    np.matmul(gz.T, hc, out=gw[a0:a1])
+                else:
+                    tmp = getattr(local, "tmp", None)
+                    if tmp is None:
+                        tmp = local.tmp = np.empty((_VOCAB_BLOCK, d), dtype=dtype)
+                    np.matmul(gz.T, hc, out=tmp[:a1 - a0])
+                    np.add(gw[a0:a1], tmp[:a1 - a0], out=gw[a0:a1])
                 np.add(gb[a0:a1], gz.sum(axis=0, dtype=np.float64), out=gb[a0:a1])
 
             _parallel(grads, [("hidden", blk) for blk in cols] + [("weight", blk) for blk in vocab], nt)

@@ -282,7 +282,7 @@ def test_in_batch_losses_from_concurrent_threads():
     """BLAS-backed losses called from 8 Python threads at once equal the serial call within SPEC's
     float64 tolerance (bitwise equality is a known open limitation there).  Each call used to set and
     restore its own BLAS limit, restoring multi-threaded BLAS under another thread's running call; the
-    limit is now shared and counted (fastloss/_blas.py _kernel_gemm_single_threaded)."""
+    limit is now shared and counted (fastloss/_metric.py _single_threaded_blas)."""
     rng = np.random.default_rng(5)
     e, w = rng.standard_normal((600, 64)), rng.standard_normal((300, 64))
     labels = rng.integers(0, 300, 600)
