@@ -215,12 +215,12 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
     nt = resolve_num_threads(num_threads)
     if swap is not False and swap is not True:
         swap = V.check_bool(swap, "swap")
-    if _K.plain_rows(anchor, positive, negative):   # (the usual call: _rows would return them as they are)
-        a, pos, neg = a2, p2, n2 = anchor, positive, negative
-        unbatched = False
-    else:
+    if not _K.plain_rows(anchor, positive, negative):
         (a, pos, neg), (a2, p2, n2), unbatched = _rows([anchor, positive, negative],
                                                       ["anchor", "positive", "negative"])
+    else:           # (the usual call: _rows would return them as they are)
+        a, pos, neg = a2, p2, n2 = anchor, positive, negative
+        unbatched = False
     n = a2.shape[0]
     if reduction != "none" and not return_grad:     # a reduced value alone: the usual call
         total = _K.triplet_margin(a2, p2, n2, None, None, None, None, margin=margin, pnorm=p, eps=eps,
