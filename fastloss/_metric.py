@@ -40,26 +40,10 @@ def _check_common(size_average, reduce, reduction, out, return_grad, grad_out):
     V.check_reduction(reduction, out=out, return_grad=return_grad, grad_out=grad_out)
 
 
-def _plain_rows(arrays):
-    """Whether ``arrays`` are already what ``_rows`` makes of them: C-contiguous (N, D) ndarrays of one
-    float32/float64 dtype and one shape (the usual call, recognised with a few attribute reads)."""
-    first = arrays[0]
-    if type(first) is not np.ndarray or first.ndim != 2:
-        return False
-    dt, shape = first.dtype, first.shape
-    if dt is not V._F32 and dt is not V._F64:
-        return False
-    for a in arrays:
-        if type(a) is not np.ndarray or a.dtype is not dt or a.shape != shape or \
-                a.flags.num & V._C_ALIGNED != V._C_ALIGNED:
-            return False
-    return True
-
-
 def _rows(arrays, names, dtype=None):
     """Embedding arguments as C-contiguous arrays of one float dtype (the first one's) and one shape,
     (N, D) or (D,).  Returns (arrays, 2-d views, unbatched)."""
-    if _plain_rows(arrays):
+    if _K.plain_rows(*arrays):     # (the usual call: ndarrays already as below, checked in the kernel module)
         return arrays, arrays, False
     first = V.prediction(arrays[0], names[0])
     dtype, shape = first.dtype, first.shape
@@ -231,8 +215,12 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
     nt = resolve_num_threads(num_threads)
     if swap is not False and swap is not True:
         swap = V.check_bool(swap, "swap")
-    (a, pos, neg), (a2, p2, n2), unbatched = _rows([anchor, positive, negative],
-                                                  ["anchor", "positive", "negative"])
+    if not _K.plain_rows(anchor, positive, negative):
+        (a, pos, neg), (a2, p2, n2), unbatched = _rows([anchor, positive, negative],
+                                                      ["anchor", "positive", "negative"])
+    else:           # (the usual call: _rows would return them as they are)
+        a, pos, neg = a2, p2, n2 = anchor, positive, negative
+        unbatched = False
     n = a2.shape[0]
     if reduction != "none" and not return_grad:     # a reduced value alone: the usual call
         total = _K.triplet_margin(a2, p2, n2, None, None, None, None, margin=margin, pnorm=p, eps=eps,
@@ -697,9 +685,13 @@ def _similarity_dtype(dtype, logit_bound):
     return dtype if dtype != np.float32 or logit_bound <= _F32_LOGIT_BOUND else np.dtype(np.float64)
 
 
-def _max_norm(x):
-    """The largest row norm of x (0 for no rows), in float64."""
-    return float(np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64).max())) if x.shape[0] else 0.0
+def _max_norm(x, nt):
+    """The largest row norm of x (C-contiguous; 0 for no rows), in float64 (kernel unit_rows, nt threads)."""
+    if not x.shape[0]:
+        return 0.0
+    norm = np.empty(x.shape[0])
+    _K.unit_rows(x, None, norm, num_threads=nt)
+    return float(norm.max())
 
 
 def _block_rows(n_cols):
@@ -1125,7 +1117,7 @@ def info_nce_loss(query: ArrayLike, key: ArrayLike, temperature: float = 0.07, r
     # at temperature 0.02, D = 16, in float32); float64 for the gradient (_GRAD_NOTE)
     sim = np.dtype(np.float64) if return_grad else dtype
     if sim == np.float32:                       # (the norms' pass only where it can matter)
-        sim = _similarity_dtype(sim, _max_norm(q) * _max_norm(k) / tau)
+        sim = _similarity_dtype(sim, _max_norm(q, nt) * _max_norm(k, nt) / tau)
     q, k = q.astype(sim, copy=False), k.astype(sim, copy=False)
     row_loss, gq, gk = _softmax_rows(q, k, 1.0 / tau, False, 0, nt, return_grad)
     value, scale = _finish_rows(row_loss, reduction, dtype, out, nt)
@@ -1143,12 +1135,18 @@ _SYMMETRIC_ROWS = 16384
 _SYMMETRIC_LOGIT = {4: 40.0, 8: 300.0}
 
 
-def _normalize(z, dtype):
-    """Rows of z over max(|z|, 1e-12), as ``F.normalize``; returns (u in dtype, |z|, the divisor)."""
-    norm = np.sqrt(np.einsum("ij,ij->i", z, z, dtype=np.float64))[:, None]
-    den = np.maximum(norm, _NORMALIZE_EPS)
-    with np.errstate(invalid="ignore"):     # an inf row gives nan, as in torch, without a warning
-        return (z / den).astype(dtype, copy=False), norm, den
+def _normalize(parts, dtype, nt):
+    """The rows of the (n_i, D) arrays ``parts``, stacked, over max(|z|, 1e-12), as ``F.normalize``
+    (kernel unit_rows: one pass per row on nt threads, the norms in float64); returns (u (sum n_i, D) in
+    dtype, |z| (sum n_i, 1), the divisor).  (An inf row gives nan, as in torch.)"""
+    u = np.empty((sum(z.shape[0] for z in parts), parts[0].shape[1]), dtype=dtype)
+    norm = np.empty(u.shape[0])
+    r0 = 0
+    for z in parts:     # (float32 rows of float64 similarities are widened first: exact)
+        _K.unit_rows(np.ascontiguousarray(z, dtype=dtype), u, norm, row0=r0, eps=_NORMALIZE_EPS, num_threads=nt)
+        r0 += z.shape[0]
+    norm = norm[:, None]
+    return u, norm, np.maximum(norm, _NORMALIZE_EPS)
 
 
 def _normalize_grad(u, gu, norm, den):
@@ -1254,7 +1252,7 @@ def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = 0.5, reducti
     N = a.shape[0]
     # unit rows: logits within 1 / tau (_LOGIT_NOTE); float64 for the gradient (_GRAD_NOTE)
     sim = np.float64 if return_grad else _similarity_dtype(a.dtype, 1.0 / tau)
-    u, norm, den = _normalize(np.concatenate([a, b]), sim)
+    u, norm, den = _normalize([a, b], sim, nt)
     if not return_grad and 0 < 2 * N <= _SYMMETRIC_ROWS and 1.0 / tau <= _SYMMETRIC_LOGIT[u.dtype.itemsize]:
         # the loss alone from half of u u^T (metric.pyx: SymCtx)
         row_loss = np.empty(2 * N)
@@ -1449,8 +1447,8 @@ def arcface_loss(embeddings: ArrayLike, labels: ArrayLike, class_weights: ArrayL
         raise ValueError(f"labels must have shape ({N},) (one per row of embeddings {e.shape}), got "
                          f"{lab.shape}")
     dtype = np.dtype(np.float64) if return_grad else e.dtype    # see _GRAD_NOTE
-    ue, norm_e, den_e = _normalize(e, dtype)
-    uw, norm_w, den_w = _normalize(w, dtype)
+    ue, norm_e, den_e = _normalize([e], dtype, nt)
+    uw, norm_w, den_w = _normalize([w], dtype, nt)
     pos_cos, pos_sin = _positive_angle(e, w, lab, C)
     row_loss, gue, guw = _softmax_rows(ue, uw, s, False, 0, nt, return_grad, labels=lab, arc=arc, margin=m,
                                        pos_cos=pos_cos, pos_sin=pos_sin)

@@ -334,6 +334,13 @@ def _cases():
         ("row_loss",),
     )
     yield (
+        "unit_rows",
+        met.unit_rows,
+        dict(z=f8(N - 2, C), u=np.empty((N, C)), norm=np.empty(N), row0=2, num_threads=1),
+        ("z", "norm"),
+        ("u", "norm"),
+    )
+    yield (
         "reduce_rows",
         met.reduce_rows,
         dict(row_loss=f8(N), row_count=f8(N, low=0), num_threads=1),
@@ -429,6 +436,7 @@ FREE_FLOAT = {
     ("triplet_mining", "emb"),
     ("softmax_rows", "rows"),
     ("nt_xent_symmetric", "u"),
+    ("unit_rows", "z"),
     ("weighted_sum", "loss"),
     ("segment_sums[labels]", "x"),
 }

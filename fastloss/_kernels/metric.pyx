@@ -46,6 +46,11 @@ from fastloss._kernels._common cimport BlockRun, init_run, run_blocks, finish_ru
 from fastloss._kernels._common cimport (
     check_buffer, check_optional, check_ndim, check_count, check_enum, buffer_items,
 )
+from fastloss._kernels._common cimport (
+    PyArrayObject, PyArray_Descr, PyArray_NDIM, PyArray_DIMS, PyArray_FLAGS, PyArray_DESCR,
+    NPY_ARRAY_C_CONTIGUOUS, NPY_ARRAY_ALIGNED, NPY_FLOAT, NPY_DOUBLE, NPY_OPPBYTE,
+)
+from cpython.object cimport Py_TYPE, PyTypeObject
 
 # The losses of this module (the wrappers in fastloss/_metric.py name them: MetricLoss.CONTRASTIVE, ...);
 # METRIC_BLOCKS below maps each to its block function.
@@ -500,6 +505,35 @@ cdef inline void axpby(const floating* a, const floating* b, Py_ssize_t n, doubl
         fl_axpby_f32(a, b, n, u, v, g)
     else:
         fl_axpby_f64(a, b, n, u, v, g)
+
+
+# ---------------------------------------------------------------- the row losses' usual call, recognised
+cdef PyTypeObject* NDARRAY = <PyTypeObject*> np.ndarray
+
+
+cdef inline bint plain_row(object x, PyArrayObject* first) noexcept:
+    """x is exactly a numpy.ndarray, C-contiguous and aligned, of first's ndim, dims and type number."""
+    if Py_TYPE(x) != NDARRAY:
+        return False
+    cdef PyArrayObject* a = <PyArrayObject*> x
+    cdef int need = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED
+    if PyArray_FLAGS(a) & need != need or PyArray_NDIM(a) != 2 or PyArray_DESCR(a) != PyArray_DESCR(first):
+        return False
+    return PyArray_DIMS(a)[0] == PyArray_DIMS(first)[0] and PyArray_DIMS(a)[1] == PyArray_DIMS(first)[1]
+
+
+def plain_rows(a, b, c=None):
+    """Whether a, b (and c unless None) are already what the wrapper's ``_rows`` makes of its arguments:
+    exactly numpy.ndarray, 2-d, of one native float32/float64 dtype (one descriptor object: NumPy's
+    canonical ones) and one shape, C-contiguous and aligned.  Read from the array structs: ~0.1 us where
+    the same test by attribute reads cost ~1 us of a 100-row call (``a.flags`` builds an object)."""
+    if Py_TYPE(a) != NDARRAY:
+        return False
+    cdef PyArrayObject* first = <PyArrayObject*> a
+    cdef PyArray_Descr* d = PyArray_DESCR(first)
+    if (d.type_num != NPY_FLOAT and d.type_num != NPY_DOUBLE) or d.byteorder == NPY_OPPBYTE:
+        return False
+    return plain_row(a, first) and plain_row(b, first) and (c is None or plain_row(c, first))
 
 
 # =====================================================================================================
@@ -1671,6 +1705,102 @@ def softmax_rows(rows, cols, row_loss, labels=None, pos_cos=None, pos_sin=None, 
     return run_sim(block_for(SOFTMAX_ROWS, itemsize), &c, &c.sim, n_rows, itemsize, num_threads)[2]
 
 
+# Unit rows (nt_xent, arcface; info_nce's bound): u_i = z_i / max(|z_i|, eps), as F.normalize, with
+# |z_i| summed in double from the row (FL_LANES partial sums in one fixed order and no FMA contraction:
+# the same bits on every ISA level -- arcface's near-pi gradients amplify a last-bit difference of u
+# beyond SPEC §4, tests/test_accuracy.py) and the quotient taken in double, rounded once to u's type -- the wrapper's former NumPy pass (einsum, a float64 divide, a cast),
+# now one pass per row on the call's threads.  A nan row stays nan (nan < eps is false), an inf row
+# gives inf / inf = nan, as torch.
+cdef extern from *:
+    """
+    #define FL_UNIT_ROW(T, S)                                                                     \\
+    static inline FL_NO_FP_CONTRACT                                                               \\
+    double fl_unit_row_##S(const T* z, ptrdiff_t n, double eps, T* u) {                           \\
+        double s[FL_LANES] = {0};                                                                 \\
+        FL_LANE_LOOP(n, double x = z[i]; s[j] += x * x;)                                          \\
+        double norm = sqrt(fl_lanes_sum(s)), den = norm < eps ? eps : norm;                       \\
+        if (u) {                                                                                  \\
+            _Pragma("omp simd")                                                                   \\
+            for (ptrdiff_t k = 0; k < n; k++) u[k] = (T)((double)z[k] / den);                    \\
+        }                                                                                         \\
+        return norm;                                                                              \\
+    }
+    FL_UNIT_ROW(float, f32)
+    FL_UNIT_ROW(double, f64)
+    /* nt_xent's symmetric panel (SymCtx below), its exps z (W x R, row k = candidate r0 + k, column r =
+     * query r0 + r): rowacc[r] += sum_k z[k][r] (in k order) and colsum[k] = sum_r z[k][r], in double. */
+    #define FL_PANEL_SUMS(T, S)                                                                   \\
+    static inline void fl_panel_sums_##S(const T* z, ptrdiff_t W, ptrdiff_t R, double* rowacc,    \\
+                                         double* colsum) {                                        \\
+        for (ptrdiff_t k = 0; k < W; k++) {                                                       \\
+            const T* zk = z + k * R;                                                              \\
+            double s = 0.0;                                                                       \\
+            _Pragma("omp simd reduction(+:s)")                                                    \\
+            for (ptrdiff_t r = 0; r < R; r++) { double v = zk[r]; s += v; rowacc[r] += v; }       \\
+            colsum[k] = s;                                                                        \\
+        }                                                                                         \\
+    }
+    FL_PANEL_SUMS(float, f32)
+    FL_PANEL_SUMS(double, f64)
+    """
+    double fl_unit_row_f32(const float* z, Py_ssize_t n, double eps, float* u) nogil
+    double fl_unit_row_f64(const double* z, Py_ssize_t n, double eps, double* u) nogil
+    void fl_panel_sums_f32(const float* z, Py_ssize_t W, Py_ssize_t R, double* rowacc, double* colsum) nogil
+    void fl_panel_sums_f64(const double* z, Py_ssize_t W, Py_ssize_t R, double* rowacc, double* colsum) nogil
+
+
+cdef struct UnitRowsCtx:
+    const void* z            # (n, D) input rows
+    void* u                  # (n, D) unit rows (already offset to the first), or NULL: norms only
+    double* norm             # (n,) |z_i| (already offset)
+    Py_ssize_t D
+    double eps
+
+
+cdef Py_ssize_t unit_rows_block(const UnitRowsCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                floating* loss, floating* denom) noexcept nogil:
+    cdef Py_ssize_t i, D = c.D
+    for i in range(start, stop):
+        if floating is float:
+            c.norm[i] = fl_unit_row_f32(<const float*> c.z + i * D, D, c.eps,
+                                        <float*> c.u + i * D if c.u != NULL else NULL)
+        else:
+            c.norm[i] = fl_unit_row_f64(<const double*> c.z + i * D, D, c.eps,
+                                        <double*> c.u + i * D if c.u != NULL else NULL)
+    return -1
+
+
+def unit_rows(z, u, norm, *, Py_ssize_t row0=0, double eps=1e-12, int num_threads=1):
+    """Kernel entry: the norms |z_i| of the rows of z (n, D) into norm[row0 : row0 + n] ((N,) float64,
+    N = u's rows, else n) and, unless u is None, the unit rows z_i / max(|z_i|, eps) into rows row0 ..
+    row0 + n of u (N, D) (z's dtype; C-contiguous).  Rows are independent: the same bits for every
+    num_threads."""
+    # boundary checks (_common.pxd)
+    cdef Py_ssize_t itemsize = check_buffer(z, "z", b'f', 0, -1, False)
+    check_ndim(z, "z", 2)
+    cdef Py_ssize_t n = z.shape[0], D = z.shape[1], N = n
+    cdef UnitRowsCtx c
+    c.u = NULL
+    if u is not None:
+        check_buffer(u, "u", b'f', itemsize, -1, True)
+        check_ndim(u, "u", 2)
+        N = u.shape[0]
+        if u.shape[1] != D:
+            raise ValueError(f"fastloss kernel: u {u.shape} and z {z.shape} differ in D")
+    check_buffer(norm, "norm", b'f', 8, N, True)       # (N,): u's rows, or z's without u
+    if check_count(row0, "row0") + n > N:
+        raise ValueError(f"fastloss kernel: rows {row0} .. {row0 + n} of {N}")
+    if u is not None:
+        c.u = <char*> ptr_or_null(u) + row0 * D * itemsize
+    c.z = ptr_or_null(z)
+    c.norm = <double*> ptr_or_null(norm) + row0
+    c.D, c.eps = D, eps
+    cdef BlockFn fn = <BlockFn> unit_rows_block[double]
+    if itemsize == 4:
+        fn = <BlockFn> unit_rows_block[float]
+    run(fn, &c, n, 2 * max(D, 1), itemsize, num_threads, None, False, True)     # (no loss: fn_sums)
+
+
 # NT-Xent without the gradient, on the symmetric similarity u u^T: half the GEMM work.  Panel I (rows
 # [r0, r1), one GEMM) computes S[i, j] for j >= r0 only; the entries left of the panel are the same
 # numbers already computed by earlier panels as S[j, i] (a dot product is symmetric bit for bit: the
@@ -1701,40 +1831,41 @@ cdef Py_ssize_t sym_panel_block(const SymCtx* c, Py_ssize_t start, Py_ssize_t st
     alternate between the two ends (0, n-1, 1, n-2, ...), so that any run of consecutive items -- what a
     thread takes from the schedule -- holds heavy and light panels alike (in panel order, thread 0 took
     the heavy half: 1.15x from 1 to 2 threads).  Each panel writes only its own parts: same bits."""
-    cdef Py_ssize_t M = c.M, P = c.P, I, r0, r1, W, r, k, i, p, b
+    cdef Py_ssize_t M = c.M, P = c.P, I, r0, r1, R, W, r, k, i, p, b
     cdef Py_ssize_t n_panels = (M + P - 1) // P
     cdef floating it = <floating> c.inv_tau, cs = <floating> c.shift
     cdef floating* x
-    cdef floating* row
     cdef floating* posval = <floating*> c.posval
-    cdef double* acc
     for b in range(start, stop):
         I = (b >> 1) if (b & 1) == 0 else n_panels - 1 - (b >> 1)
         r0 = I * P
         r1 = min(r0 + P, M)
-        W = M - r0
+        R, W = r1 - r0, M - r0
         x = <floating*> c.sim.scratch + fl_thread_num() * P * M
-        # row-major X (r1 - r0, W) = U[r0:r1] U[r0:M]^T: column-major X^T = U[r0:M]^T' U[r0:r1]^T'
-        gemm(True, False, W, r1 - r0, c.sim.D, <const floating*> c.sim.rows + r0 * c.sim.D, c.sim.D,
-             <const floating*> c.sim.rows + r0 * c.sim.D, c.sim.D, 0.0, x, W)
-        for r in range(r1 - r0):
+        # the panel transposed, row-major Z (W x R): Z[k][r] = S[r0 + r, r0 + k], i.e. column-major
+        # Z^T (R x W) = U[r0:r1]^T' U[r0:M]^T' -- the long U[r0:M] is BLAS's second operand, whose
+        # packing copies rows as they lie (the first operand's, a transposing copy, took a third of the
+        # GEMM's time when U[r0:M] was first: OpenBLAS's sgemm_incopy)
+        gemm(True, False, R, W, c.sim.D, <const floating*> c.sim.rows + r0 * c.sim.D, c.sim.D,
+             <const floating*> c.sim.rows + r0 * c.sim.D, c.sim.D, 0.0, x, R)
+        for k in range(W * R):
+            x[k] = x[k] * it
+        for r in range(R):
             i = r0 + r
-            row = x + r * W
-            for k in range(W):
-                row[k] = row[k] * it
-            row[r] = -INFINITY                       # the self pair
+            x[r * R + r] = -INFINITY                 # the self pair
             p = (i + c.pos_shift) % M
             if p >= r0:
-                posval[i] = row[p - r0]
+                posval[i] = x[(p - r0) * R + r]
                 if p >= r1:                          # (row p's own panel does not hold the pair)
-                    posval[p] = row[p - r0]
-                row[p - r0] = -INFINITY
-            c.rowpart[i] = row_sumexp(row, W, cs, row)
-        acc = c.colpart + I * M
-        for r in range(r1 - r0):
-            row = x + r * W
-            for k in range(r1 - r0, W):
-                acc[r0 + k] += <double> row[k]
+                    posval[p] = x[(p - r0) * R + r]
+                x[(p - r0) * R + r] = -INFINITY
+        row_sumexp(x, W * R, cs, x)                  # the exps in place (their sum unused)
+        # row parts (over k) and the column parts of candidates j = r0 + k (those with j >= r1 are read;
+        # the panel's own slots j < r1 are written only here, and never read)
+        if floating is float:
+            fl_panel_sums_f32(x, W, R, c.rowpart + r0, c.colpart + I * M + r0)
+        else:
+            fl_panel_sums_f64(x, W, R, c.rowpart + r0, c.colpart + I * M + r0)
     return -1
 
 
