@@ -11,8 +11,9 @@
  * (exp, products) are formed in the row's precision, at full vector width; only the accumulator is
  * double.  Row sums of exp return the double sum: 1 + (small terms) must not be rounded to float32
  * before log1p(s - 1) (a confident row's loss is s - 1).
- * The same rule outside this file: the class-major runs of classification.pyx (ce_run, ce_probs_run:
- * per-position double sums of exp, targets and shifted logits), multi_margin's row sums, and
+ * The same rule outside this file: the class-major runs of fl_tile.h (ce_run, ce_probs_run: float32
+ * exps in groups of 4 classes, folded into a per-position double sum every 16 classes, as
+ * fl_row_pass_f32 does; targets and shifted logits in double), multi_margin's row sums, and
  * fl_overlap.h's overlap sums.  One float32 sum over classes is left: segmentation.pyx's softmax_run
  * (the denominator of a position's softmax, C terms <= 1 with one of them 1, relative error <= C 2^-24;
  * a double accumulator there cost 8% on W13, Dice over 4 classes).

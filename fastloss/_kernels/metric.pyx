@@ -522,8 +522,11 @@ cdef inline bint plain_row(object x, PyArrayObject* first) noexcept:
     return PyArray_DIMS(a)[0] == PyArray_DIMS(first)[0] and PyArray_DIMS(a)[1] == PyArray_DIMS(first)[1]
 
 
-def plain_rows(a, b, c=None):
-    """Whether a, b (and c unless None) are already what the wrapper's ``_rows`` makes of its arguments:
+cdef object NO_THIRD = object()    # plain_rows' default: only two arrays (None is a bad argument, not "absent")
+
+
+def plain_rows(a, b, c=NO_THIRD):
+    """Whether a, b (and c when given) are already what the wrapper's ``_rows`` makes of its arguments:
     exactly numpy.ndarray, 2-d, of one native float32/float64 dtype (one descriptor object: NumPy's
     canonical ones) and one shape, C-contiguous and aligned.  Read from the array structs: ~0.1 us where
     the same test by attribute reads cost ~1 us of a 100-row call (``a.flags`` builds an object)."""
@@ -533,7 +536,7 @@ def plain_rows(a, b, c=None):
     cdef PyArray_Descr* d = PyArray_DESCR(first)
     if (d.type_num != NPY_FLOAT and d.type_num != NPY_DOUBLE) or d.byteorder == NPY_OPPBYTE:
         return False
-    return plain_row(a, first) and plain_row(b, first) and (c is None or plain_row(c, first))
+    return plain_row(a, first) and plain_row(b, first) and (c is NO_THIRD or plain_row(c, first))
 
 
 # =====================================================================================================
