@@ -319,6 +319,102 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
 #undef FL_TS_CALLS
 #undef FL_TS_REM
 
+/* The probability-target sums of FL_TS_SOFT for L rows read in place, row-major (row k's logits at
+ * x + k * C, its targets at t + k * C; m[k] its max, from pass 1 over the logits' tile):
+ *   A[k] = sum_j tw_j,  D[k] = sum_j tw_j (x_j - m[k]),  tw_j = w_j (keep t_j + add)  (w NULL: weights 1).
+ * The sums are linear in the targets, so they need no class-major tile: a short dot product per row, and
+ * the targets are never transposed (their transpose cost about as much as the sums).  AVX: a row is read
+ * as vectors of 8 classes (the last C % 8 through masked loads, the lanes past the row dropped from both
+ * sums); each lane adds the terms of a group of up to 4 vectors in float, and the 8 lanes of 8 rows at a
+ * time are summed as a tree, ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)) (hadd), before the group
+ * is widened onto the double sums: a term passes through at most 3 + 3 = 6 float roundings (the first
+ * addition onto 0 is exact), as in the tile pass (FL_TILE_SUMEXP_RUN).  Every row goes through the same
+ * operations wherever it sits in the block (missing rows are zeros in their own lanes): the result depends
+ * on the row and C alone, not on L or the thread split.  Without AVX: one row at a time, every term
+ * widened to double.  A -inf logit with target 0 gives 0 * -inf = nan, as the tile pass and torch. */
+#if defined(FL_TILE_AVX)
+static const int32_t fl_soft_mask_bits[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+/* one vector of a row onto its lanes: tw onto a1, tw (x - m) onto a2; MASKED: drop the lanes outside
+ * `tmaskf` (past the row's end) */
+#define FL_SOFT_VEC(XV, TV, WV, MASKED)                                                                  \
+    {                                                                                                 \
+        __m256 tw_ = _mm256_add_ps(_mm256_mul_ps(kv, (TV)), av);                                      \
+        if (w) tw_ = _mm256_mul_ps((WV), tw_);                                                        \
+        __m256 q_ = _mm256_mul_ps(tw_, _mm256_sub_ps((XV), mk));                                      \
+        if (MASKED) { tw_ = _mm256_and_ps(tw_, tmaskf); q_ = _mm256_and_ps(q_, tmaskf); }              \
+        a1 = _mm256_add_ps(a1, tw_);                                                                  \
+        a2 = _mm256_add_ps(a2, q_);                                                                   \
+    }
+/* the 8 lanes of each of v[0..8) summed as a tree, row r's sum in lane r */
+static inline __m256 fl_hsum8_f32(const __m256 v[8]) {
+    __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
+}
+#endif
+static inline void fl_rows_soft_sums_f32(const float* x, const float* t, ptrdiff_t C, ptrdiff_t L,
+                                         const float* m, const float* w, float keep, float add,
+                                         double* A, double* D) {
+#if defined(FL_TILE_AVX)
+    const ptrdiff_t nf = C / 8, rem = C % 8, nv = nf + (rem != 0);
+    const __m256i tmask = _mm256_loadu_si256((const __m256i*)(fl_soft_mask_bits + 8 - rem));
+    const __m256 tmaskf = _mm256_castsi256_ps(tmask);
+    const __m256 kv = _mm256_set1_ps(keep), av = _mm256_set1_ps(add), one = _mm256_set1_ps(1.0f);
+    for (ptrdiff_t k0 = 0; k0 < L; k0 += 8) {
+        double sA[8] = {0}, sD[8] = {0};
+        for (ptrdiff_t v0 = 0; v0 < nv; v0 += 4) {          /* a group of up to 4 vectors per row */
+            const ptrdiff_t v1 = v0 + 4 < nv ? v0 + 4 : nv;
+            __m256 ha[8], hd[8];
+            for (int r = 0; r < 8; r++) {
+                const ptrdiff_t k = k0 + r;
+                __m256 a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps();
+                if (k < L) {
+                    const float* xr = x + k * C;
+                    const float* tr = t + k * C;
+                    const __m256 mk = _mm256_set1_ps(m[k]);
+                    for (ptrdiff_t v = v0; v < v1; v++) {
+                        const ptrdiff_t o = v * 8;
+                        if (v < nf) {
+                            __m256 wv = w ? _mm256_loadu_ps(w + o) : one;
+                            FL_SOFT_VEC(_mm256_loadu_ps(xr + o), _mm256_loadu_ps(tr + o), wv, 0)
+                        } else {             /* the last C % 8 classes: masked loads (never past the row) */
+                            __m256 wv = w ? _mm256_maskload_ps(w + o, tmask) : one;
+                            FL_SOFT_VEC(_mm256_maskload_ps(xr + o, tmask), _mm256_maskload_ps(tr + o, tmask),
+                                        wv, 1)
+                        }
+                    }
+                }
+                ha[r] = a1;
+                hd[r] = a2;
+            }
+            __m256 ga = fl_hsum8_f32(ha), gd = fl_hsum8_f32(hd);
+            float fa[8], fd[8];
+            _mm256_storeu_ps(fa, ga);
+            _mm256_storeu_ps(fd, gd);
+            for (int r = 0; r < 8; r++) { sA[r] += (double)fa[r]; sD[r] += (double)fd[r]; }
+        }
+        for (ptrdiff_t k = k0; k < L && k < k0 + 8; k++) { A[k] = sA[k - k0]; D[k] = sD[k - k0]; }
+    }
+#else
+    for (ptrdiff_t k = 0; k < L; k++) {
+        const float* xr = x + k * C;
+        const float* tr = t + k * C;
+        double a = 0.0, d = 0.0;
+        for (ptrdiff_t j = 0; j < C; j++) {
+            float tw = keep * tr[j] + add;
+            if (w) tw = w[j] * tw;
+            a += (double)tw;
+            d += (double)(tw * (xr[j] - m[k]));
+        }
+        A[k] = a;
+        D[k] = d;
+    }
+#endif
+}
+#if defined(FL_TILE_AVX)
+#undef FL_SOFT_VEC
+#endif
+
 /* The epilogue's log s of a sum of exps s >= 1 (the max's exp(0) = 1 plus the rest; or +inf, nan), as
  * classification.pyx's log_sum: log1p(s - 1), s - 1 exact in double.
  * float: fl_log1pf's arithmetic on x = (float)(s - 1) >= 0 (the same bits) without the selects that
