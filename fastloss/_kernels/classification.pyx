@@ -868,7 +868,7 @@ cdef void ce_probs_run(const RowCtx* c, const floating* xs, const floating* ts, 
     gbase, class j at offset j * cs); loops along the positions, as ce_run.  xrows != NULL (float32 rows):
     the same L positions are also rows in place (logits xrows, targets trows, row k at k * C), and the
     target sums A, D are dot products along them (fl_rows_soft_sums_f32: no target tile; ts is read only
-    by the gradient)."""
+    by the gradient, which ce_probs_tile_block does not combine with xrows)."""
     cdef Py_ssize_t C = c.C, k, j
     cdef const floating* w = <const floating*> c.weight
     cdef floating keep = <floating> (1 - c.smoothing), add = <floating> (c.smoothing / C), gs = <floating> c.grad_scale
@@ -916,20 +916,21 @@ cdef Py_ssize_t ce_probs_spatial_block(const RowCtx* c, Py_ssize_t start, Py_ssi
 
 cdef Py_ssize_t ce_probs_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                     floating* loss, floating* denom) noexcept nogil:
-    """(N, C) short rows (tiles_win): logits through class-major tiles (as ce_tile_block).  float32 with
-    C >= SOFT_ROWS_MIN_C: the target sums are taken along the rows in place (ce_probs_run), so the targets
-    are transposed only for the gradient.  Below that C a row costs more as dot products (a row of 10-20
-    classes is 2-3 vectors, the last one mostly padding, and its lanes still to be summed) than its
-    targets' transpose and tile pass: measured (AVX2, thread time, 2^20 logits) C = 10 / 17 / 20: 20% / 7% /
-    5% slower along the rows, C = 21: even, C = 24 / 31 / 48: 5% / 9% / 8% faster (with the gradient:
-    C = 10: 15% slower, 17-20 even, 24-36: 5-7% faster).  float64: targets through a tile too.  The choice
-    depends on C alone, so a row's loss is the same with and without the gradient."""
+    """(N, C) short rows (tiles_win): logits and targets through class-major tiles (as ce_tile_block);
+    float32 loss alone with C >= SOFT_ROWS_MIN_C: the target sums are taken along the rows in place
+    (ce_probs_run), the targets not transposed.  Below that C a row costs more as dot products (a row of
+    10-20 classes is 2-3 vectors, the last one mostly padding, and its lanes still to be summed) than its
+    targets' transpose and tile pass: measured (AVX2, thread time, 2^20 logits) C = 17 / 20: 7% / 5% slower
+    along the rows, C = 21: even, C = 24 / 31 / 36 / 48: 10% / 10% / 9% / 15% faster.  With the gradient
+    the targets' tile is needed anyway (its target term), and the row sums on top of it measured
+    no faster (noisy: -7% to +15% at C = 24-36), so that path is unchanged; its loss can differ from the
+    loss alone in the last bits (as between the tile and row paths at C = 37-48)."""
     cdef Py_ssize_t C = c.C, i0 = start, L
     cdef Py_ssize_t Lmax = tile_rows(C)
     cdef floating xtile[TILE]
     cdef floating ttile[TILE]
     cdef floating gtile[TILE]
-    cdef bint rows_sums = floating is float and C >= SOFT_ROWS_MIN_C
+    cdef bint rows_sums = floating is float and C >= SOFT_ROWS_MIN_C and c.grad == NULL
     cdef const floating* xrows
     cdef const floating* trows
     while i0 < stop:
@@ -937,7 +938,7 @@ cdef Py_ssize_t ce_probs_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_
         xrows = <const floating*> c.x + i0 * C
         trows = <const floating*> c.t + i0 * C
         to_class_major(xrows, C, L, xtile)
-        if c.grad != NULL or not rows_sums:
+        if not rows_sums:
             to_class_major(trows, C, L, ttile)
         ce_probs_run(c, xtile, ttile, L, L, loss + (i0 - start), gtile if c.grad != NULL else NULL,
                      xrows if rows_sums else NULL, trows if rows_sums else NULL)
