@@ -404,6 +404,22 @@ cdef inline double focal_log_sum(const floating* x, Py_ssize_t stride, Py_ssize_
     return log1p(r)
 
 
+cdef inline Py_ssize_t target_rows(const CeCtx* c, Py_ssize_t i0, Py_ssize_t L, Py_ssize_t* rows, int64_t* ys,
+                                   bint* ign, Py_ssize_t* bad) noexcept nogil:
+    """The rows i0 .. i0 + L - 1 that have a target: their item indices into rows, their labels into ys (returns
+    how many); ign[k]: row i0 + k has none (ignored, or an invalid label: checked_label keeps the first in bad)."""
+    cdef Py_ssize_t k, nv = 0
+    cdef int64_t y
+    for k in range(L):
+        y = checked_label(c.labels, c.labels64, i0 + k, c.C, c.ignore_index, bad)
+        ign[k] = y < 0
+        if y >= 0:
+            rows[nv] = i0 + k
+            ys[nv] = y
+            nv += 1
+    return nv
+
+
 cdef enum:
     LOSS_ROWS = 16      # ce_rows_loss_block: rows whose scalar epilogues run as one vector loop
 
@@ -420,7 +436,6 @@ cdef Py_ssize_t ce_rows_loss_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t 
     cdef floating eps = <floating> c.smoothing
     cdef floating epsC = <floating> (c.smoothing / C)
     cdef floating wtot = <floating> c.weight_total
-    cdef int64_t y
     cdef Py_ssize_t rows[LOSS_ROWS]     # the block's rows with a target (not ignored), as item indices
     cdef int64_t ys[LOSS_ROWS]
     cdef floating m[LOSS_ROWS]
@@ -434,23 +449,17 @@ cdef Py_ssize_t ce_rows_loss_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t 
     i0 = start
     while i0 < stop:
         L = min(<Py_ssize_t> LOSS_ROWS, stop - i0)
-        nv = 0
+        nv = target_rows(c, i0, L, rows, ys, ign, &bad)
         for k in range(L):
-            y = checked_label(c.labels, c.labels64, i0 + k, C, c.ignore_index, &bad)
-            ign[k] = y < 0
             sm1[k] = 0                      # ignored: loss and denominator 0
             dy[k] = 0
             wy[k] = 0
             swm[k] = 0
-            if y >= 0:
-                wy[k] = w[y] if w != NULL else 1
-                rows[nv] = i0 + k
-                ys[nv] = y
-                nv += 1
         rows_sums(x, <const floating*> NULL, w, <floating*> NULL, C, rows, nv, SUMS_DOT if eps != 0 else SUMS_PLAIN,
                   0, 0, m, s, sw, sw)
         for v in range(nv):
             k = rows[v] - i0
+            wy[k] = w[ys[v]] if w != NULL else 1
             sm1[k] = <floating> (s[v] - 1)  # log_sum's argument: s - 1 is exact in double
             dy[k] = x[rows[v] * C + ys[v]] - m[v]
             swm[k] = <floating> sw[v] if eps != 0 else 0
@@ -489,16 +498,13 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
     cdef floating m[LOSS_ROWS]
     cdef double sv[LOSS_ROWS]
     cdef double swv[LOSS_ROWS]
+    cdef bint ign[LOSS_ROWS]
     i0 = start
     while i0 < stop:
         L = min(<Py_ssize_t> LOSS_ROWS, stop - i0)
-        nv = 0
+        nv = target_rows(c, i0, L, rows, ys, ign, &bad)
         for i in range(i0, i0 + L):
-            y = checked_label(c.labels, c.labels64, i, C, c.ignore_index, &bad)
-            if y >= 0:
-                rows[nv] = i
-                ys[nv] = y
-                nv += 1
+            if not ign[i - i0]:
                 continue
             loss[i - start] = 0
             if denom != NULL:
