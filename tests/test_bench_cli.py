@@ -383,6 +383,20 @@ def test_full_size_runs_keep_the_workloads_md_targets():
     assert "memory-resident" in bench.report.render(data).split("Read bandwidth")[0]
 
 
+def test_full_size_gradient_rows_are_judged_by_their_own_floor_at_two_threads():
+    # issue 16: W17 is judged by grad_out/floor (CE <= 1.6, the others <= 1.3) at T=2, not by grad/loss
+    bounds = {wid: {t.metric: t for t in W.BY_ID[wid].targets} for wid in ("W17/W1", "W17/W6")}
+    assert bounds["W17/W1"]["grad_out/floor"].bound == 1.6 and bounds["W17/W6"]["grad_out/floor"].bound == 1.3
+    assert all("grad/loss" not in b for b in bounds.values())
+    t = bounds["W17/W6"]
+    for T, floor, failed in ((1, 2.0, []), (2, 1.2, []), (2, 1.4, ["grad_out/floor<=1.3"])):
+        row = {"threads": T, "ratios": {"torch/fastloss": 7.0, "grad_out/floor": floor}}
+        bench._judge(W.targets_for(W.BY_ID["W17/W6"], "full"), row, avx512=False)
+        assert row["failed"] == failed, (T, floor, row)
+        assert ("grad_out/floor" in row["target"]) == (T == 2)
+    assert t["torch/fastloss"].bound == 6
+
+
 def test_compare_flags_a_slowdown_above_3_percent_and_lists_one_sided_workloads():
     old = _fake_results([("W1", 1, 1e-3, 3), ("W1", 2, 1e-3, 3), ("W6", 1, 1e-3, 3), ("W8", 1, 1e-3, 3)])
     # W1: 2% slower at T=1 (not flagged), 4% at T=2 (flagged); W6 faster; W8 only old, W9 only new

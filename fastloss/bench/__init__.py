@@ -359,7 +359,7 @@ def _judge(targets, row, avx512):
     Targets on the torch ratio apply at T=1 and T=2 (WORKLOADS.md, issue 16)."""
     T, verdicts, shown = row["threads"], [], []
     for t in targets:
-        if t.metric == "torch/fastloss" and T > 2:
+        if (t.metric == "torch/fastloss" and T > 2) or (t.only_threads is not None and T != t.only_threads):
             continue
         shown.append(t.describe(avx512, T))
         verdicts.append((t, t.met(row["ratios"].get(t.metric), avx512, T)))
