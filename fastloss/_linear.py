@@ -8,24 +8,27 @@ chunk, in a fixed order:
    ``_VOCAB_BLOCK`` classes;
 2. ``_kernels/linear.pyx``: per row, bias, soft-cap, log-sum-exp, the loss and (``return_grad``)
    ``G = dloss/dlogits`` in place of the logits;
-3. with ``return_grad``: ``grad_hidden_c = G @ weight`` (fixed blocks of ``_HIDDEN_BLOCK`` columns) and
-   ``grad_weight += G.T @ hidden_c``, ``grad_bias += sum of G's rows`` (fixed blocks of classes).
+3. with ``return_grad``: ``grad_hidden_c = G @ weight`` (fixed blocks of ``_HIDDEN_BLOCK`` columns),
+   ``grad_bias += sum of G's rows`` (fixed blocks of classes), then ``grad_weight += G.T @ hidden_c``
+   by GEMMs that accumulate in place (beta = 1: SciPy's BLAS through the metric kernels'
+   ``gemm_tn_add``, fixed blocks of ``_VOCAB_BLOCK`` classes): no product buffer, and no separate pass
+   that adds it into ``grad_weight`` (at 4096 tokens that pass re-read and re-wrote the V x d weight
+   gradient once per chunk, outside the GEMM).
 
 Every BLAS block runs single-threaded (``_blas.py``: OpenBLAS's results depend on its thread count), the
 blocks on ``num_threads`` threads, and the blocks, chunks and their sums depend on the shapes only:
-every output is bitwise identical for every ``num_threads``.  Extra memory: the chunk buffer, one
-``_VOCAB_BLOCK x d`` product per thread for the weight gradient, and O(N) for the labels -- never N x V.
+every output is bitwise identical for every ``num_threads``.  Extra memory: the chunk buffer and O(N)
+for the labels -- never N x V.
 """
 from __future__ import annotations
 
 import math
-import threading
 from typing import Literal, overload
 
 import numpy as np
 
 from . import _validate as V
-from ._blas import _parallel, _single_threaded_blas
+from ._blas import _kernel_gemm_single_threaded, _parallel, _single_threaded_blas
 from ._errors import BadLabel, raise_first_bad
 from ._kernels import load
 from ._losses import loss_info
@@ -33,12 +36,15 @@ from ._threads import resolve_num_threads
 from ._typing import ArrayLike, FloatArray, GradOut3, Loss, LossGrads3
 
 _K = load("linear")
+_GEMM = load("metric")      # gemm_tn_add: acc += block.T @ rows by single-threaded SciPy BLAS blocks
 
 __all__ = ["linear_cross_entropy"]
 
 _CHUNK_BYTES = 32 << 20     # logits per chunk: n_c x V x itemsize at most this (n_c >= 1)
 _VOCAB_BLOCK = 2048         # classes (rows of weight) per BLAS block: logits and weight gradient
-_HIDDEN_BLOCK = 128         # columns of hidden per BLAS block of the hidden gradient
+_HIDDEN_BLOCK = 512         # columns of hidden per BLAS block of the hidden gradient (narrower blocks
+                            # of this long-K product ran 15-25% slower in OpenBLAS, AVX-512: 4096 x
+                            # 32000 x 1024)
 
 
 def _chunk_rows(n, n_classes, itemsize):
@@ -255,10 +261,9 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
     buf = np.empty((min(rows, n), n_classes), dtype=dtype)
     vocab = _blocks(n_classes, _VOCAB_BLOCK)
     cols = _blocks(d, _HIDDEN_BLOCK)
-    local = threading.local()          # each thread's _VOCAB_BLOCK x d product for the weight gradient
     total = count = 0.0
-    with _single_threaded_blas():
-        for c, r0 in enumerate(range(0, n, rows)):
+    with _single_threaded_blas(), _kernel_gemm_single_threaded(_GEMM.blas_address()):
+        for r0 in range(0, n, rows):
             r1 = min(r0 + rows, n)
             hc, z = h2[r0:r1], buf[:r1 - r0]
 
@@ -278,23 +283,15 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
             if not return_grad:
                 continue
 
-            def grads(task, hc=hc, z=z, r0=r0, r1=r1, first=c == 0):
+            def grads(task, hc=hc, z=z, r0=r0, r1=r1):
                 kind, (a0, a1) = task
                 if kind == "hidden":        # rows r0:r1, columns a0:a1 of G @ W
                     np.matmul(z, w[:, a0:a1], out=gh[r0:r1, a0:a1])
-                    return
-                gz = z[:, a0:a1]            # classes a0:a1: weight rows += G.T @ hc, bias += G's row sum
-                if first:
-                    np.matmul(gz.T, hc, out=gw[a0:a1])
-                else:
-                    tmp = getattr(local, "tmp", None)
-                    if tmp is None:
-                        tmp = local.tmp = np.empty((_VOCAB_BLOCK, d), dtype=dtype)
-                    np.matmul(gz.T, hc, out=tmp[:a1 - a0])
-                    np.add(gw[a0:a1], tmp[:a1 - a0], out=gw[a0:a1])
-                np.add(gb[a0:a1], gz.sum(axis=0, dtype=np.float64), out=gb[a0:a1])
+                else:                       # classes a0:a1 of the bias gradient: G's column sums
+                    np.add(gb[a0:a1], z[:, a0:a1].sum(axis=0, dtype=np.float64), out=gb[a0:a1])
 
-            _parallel(grads, [("hidden", blk) for blk in cols] + [("weight", blk) for blk in vocab], nt)
+            _parallel(grads, [("hidden", blk) for blk in cols] + [("bias", blk) for blk in vocab], nt)
+            _GEMM.gemm_tn_add(z, np.ascontiguousarray(hc), gw, num_threads=nt, block_rows=_VOCAB_BLOCK)
 
     value = o if o is not None else V.reduced(total, count, reduction, dtype)
     if gh_out is None or gw is None or gb is None or gb_out is None:

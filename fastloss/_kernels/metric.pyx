@@ -1070,9 +1070,10 @@ cdef Py_ssize_t gemm_tn_block(const GemmTnCtx* c, Py_ssize_t start, Py_ssize_t s
     return -1
 
 
-def gemm_tn_add(block, rows, acc, *, int num_threads=1):
-    """acc (M, D) += block (R, M)^T @ rows (R, D): C-contiguous, one float dtype; in blocks of 64 rows
-    of acc, one single-threaded GEMM each (the same numbers for every num_threads)."""
+def gemm_tn_add(block, rows, acc, *, int num_threads=1, Py_ssize_t block_rows=64):
+    """acc (M, D) += block (R, M)^T @ rows (R, D): C-contiguous, one float dtype; in blocks of
+    ``block_rows`` rows of acc, one single-threaded GEMM each (the same numbers for every num_threads).
+    (``linear_cross_entropy``'s weight gradient uses it too, with blocks of its vocabulary blocks.)"""
     if SGEMM == NULL:
         blas_address()
     cdef Py_ssize_t itemsize = check_buffer(block, "block", b'f', 0, -1, False)
@@ -1090,8 +1091,10 @@ def gemm_tn_add(block, rows, acc, *, int num_threads=1):
     c.block, c.rows, c.acc = ptr_or_null(block), ptr_or_null(rows), ptr_or_null(acc)
     cdef BlockRun r
     cdef int status
+    if block_rows < 1:
+        raise ValueError(f"fastloss kernel: block_rows {block_rows} < 1")
     init_run(&r, c.M, c.R * max(c.D, 1), itemsize, num_threads, NULL, False)
-    r.block_items = 64
+    r.block_items = block_rows
     cdef BlockFn fn = <BlockFn> gemm_tn_block[double]
     if itemsize == 4:
         fn = <BlockFn> gemm_tn_block[float]
