@@ -34,7 +34,7 @@ Ignored tokens (target == ignore_index): loss 0, denominator 0, gradient row 0. 
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
-from libc.math cimport log1p
+from libc.math cimport log1p, exp, INFINITY
 from cython.parallel cimport threadid
 
 from fastloss._kernels._common cimport (
@@ -188,3 +188,176 @@ def linear_ce_rows(z, labels, out, *, bias=None, Py_ssize_t V, int64_t ignore_in
         return run(fn, &c, n, V, isz, num_threads, out, True)
     finally:
         free(c.scratch)
+
+
+# ---------------------------------------------------------------- the loss alone: one vocabulary block at a time
+# Without a gradient the chunk's logits need not be held at once: the wrapper computes them one
+# vocabulary block at a time (a block of R tokens x at most 2048 classes, on one thread: GEMM then
+# ``linear_ce_block_stats``, while the block is still in cache), keeps per token and block the block's
+# max m_b, its sum of exps s_b = sum_{j in b} exp(z_j - m_b) and (smoothing) sw_b = sum_{j in b} (z_j - m_b),
+# and ``linear_ce_combine`` merges them in block order:
+#   m = max_b m_b,  s = sum_b s_b exp(m_b - m),  sum_j (z_j - m) = sum_b (sw_b + n_b (m_b - m)).
+# A block whose max is -inf (every logit masked) adds nothing (s_b = 0, not exp(-inf + inf)).  The
+# blocks are fixed by the shapes, so the numbers are the same for every num_threads.
+
+cdef struct LceStatsCtx:
+    void* z                 # (R, nb) the block's logits x_j + ..., scratch (biased / capped in place)
+    const void* labels      # (R,) the chunk's labels, int32 or int64
+    bint labels64
+    const void* bias        # (V,) or NULL: the block reads bias[v0:v0 + nb]
+    Py_ssize_t R
+    Py_ssize_t nb           # classes in this block
+    Py_ssize_t v0           # its first class
+    double softcap
+    bint need_sw
+    double* stats           # (R, n_blocks, 3): (m_b, s_b, sw_b) per token and block
+    Py_ssize_t n_blocks
+    Py_ssize_t blk          # this block's index
+    double* zy              # (R,) z_y of each token, written by the block that holds y
+
+
+cdef void lce_block_stats(const LceStatsCtx* c, floating* z) noexcept nogil:
+    """The statistics of block c.blk of every token (rows of z, the block's logits: c.z typed)."""
+    cdef Py_ssize_t i, j, nb = c.nb
+    cdef floating* row
+    cdef const floating* b = NULL
+    cdef floating m
+    cdef floating cap = <floating> c.softcap
+    cdef floating inv_cap = <floating> (1.0 / c.softcap) if c.softcap > 0 else 0
+    cdef double* st
+    cdef int64_t y
+    if c.bias != NULL:
+        b = <const floating*> c.bias + c.v0
+    for i in range(c.R):
+        row = z + i * nb
+        if c.softcap > 0:
+            softcap_row(row, b, nb, cap, inv_cap, <floating*> NULL)
+        elif b != NULL:
+            for j in range(nb):
+                row[j] = row[j] + b[j]
+        m = row_max(row, nb)
+        st = c.stats + (i * c.n_blocks + c.blk) * 3
+        st[0] = m
+        if m == -INFINITY:          # every logit of the block masked: no mass (not exp(-inf + inf))
+            st[1] = 0
+            st[2] = -INFINITY if c.need_sw else 0
+        else:
+            st[1] = row_sumexp(row, nb, m, <floating*> NULL)
+            st[2] = row_shift_sum(row, nb, m) if c.need_sw else 0
+        y = (<const int64_t*> c.labels)[i] if c.labels64 else (<const int32_t*> c.labels)[i]
+        if c.v0 <= y < c.v0 + nb:
+            c.zy[i] = row[y - c.v0]
+
+
+def linear_ce_block_stats(z, labels, stats, zy, *, bias=None, Py_ssize_t v0, Py_ssize_t blk,
+                          double softcap=0.0, bint need_sw=False):
+    """Kernel entry: the per-token statistics of one vocabulary block (see above), on the calling
+    thread with the GIL released.  z (R, nb) C-contiguous float32/64, writable scratch (biased and
+    soft-capped in place); labels (R,) int32/int64; stats (R, n_blocks, 3) float64 and zy (R,) float64,
+    C-contiguous, written at this block's entries; bias (V,) or None; softcap c > 0 or 0 for none."""
+    cdef Py_ssize_t isz = check_buffer(z, "z", b'f', 0, -1, True)
+    check_ndim(z, "z", 2)
+    check_buffer(labels, "labels", b'i', 0, -1, False)
+    check_buffer(stats, "stats", b'f', 8, -1, True)
+    check_ndim(stats, "stats", 3)
+    check_buffer(zy, "zy", b'f', 8, -1, True)
+    cdef LceStatsCtx c
+    c.R, c.nb = z.shape[0], z.shape[1]
+    c.n_blocks = stats.shape[1]
+    if (buffer_items(labels) != c.R or stats.shape[0] != c.R or stats.shape[2] != 3
+            or buffer_items(zy) != c.R or not 0 <= blk < c.n_blocks or v0 < 0 or softcap < 0):
+        raise ValueError(f"fastloss kernel: z {z.shape}, labels {labels.shape}, stats {stats.shape}, "
+                         f"zy {zy.shape}, block {blk}")
+    if bias is not None:
+        check_buffer(bias, "bias", b'f', isz, -1, False)
+        if buffer_items(bias) < v0 + c.nb:
+            raise ValueError(f"fastloss kernel: bias of {buffer_items(bias)} for classes up to {v0 + c.nb}")
+    c.z, c.labels, c.bias = ptr_or_null(z), ptr_or_null(labels), ptr_or_null(bias)
+    c.labels64 = labels.dtype.itemsize == 8
+    c.v0, c.blk, c.softcap, c.need_sw = v0, blk, softcap, need_sw
+    c.stats, c.zy = <double*> ptr_or_null(stats), <double*> ptr_or_null(zy)
+    with nogil:
+        if isz == 4:
+            lce_block_stats(&c, <float*> c.z)
+        else:
+            lce_block_stats(&c, <double*> c.z)
+
+
+cdef struct LceCombineCtx:
+    const double* stats     # (n, n_blocks, 3)
+    const double* zy        # (n,)
+    const void* labels
+    bint labels64
+    Py_ssize_t n_blocks
+    Py_ssize_t block        # classes per block (the last one may hold fewer)
+    Py_ssize_t V
+    int64_t ignore_index
+    double smoothing
+    double z_loss
+
+
+cdef Py_ssize_t lce_combine_block(const LceCombineCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                  floating* loss, floating* denom) noexcept nogil:
+    cdef Py_ssize_t i, k, bad = -1
+    cdef const double* st
+    cdef double m, s, sw, ls, lse, mk
+    cdef int64_t y
+    for i in range(start, stop):
+        y = (<const int64_t*> c.labels)[i] if c.labels64 else (<const int32_t*> c.labels)[i]
+        if y == c.ignore_index or y < 0 or y >= c.V:
+            if y != c.ignore_index and bad < 0:
+                bad = i
+            loss[i - start] = 0
+            if denom != NULL:
+                denom[i - start] = 0
+            continue
+        if denom != NULL:
+            denom[i - start] = 1
+        st = c.stats + i * c.n_blocks * 3
+        m = -INFINITY
+        for k in range(c.n_blocks):
+            mk = st[3 * k]
+            if mk > m or mk != mk:          # (a nan logit makes the row's loss nan, as torch)
+                m = mk
+                if mk != mk:
+                    break
+        s = 0
+        sw = 0
+        for k in range(c.n_blocks):
+            mk = st[3 * k]
+            if mk != -INFINITY:
+                s += st[3 * k + 1] * exp(mk - m)
+            if c.smoothing != 0:
+                sw += st[3 * k + 2] + <double> (min(c.block, c.V - k * c.block)) * (mk - m)
+        ls = log1p(s - 1)
+        lse = ls + m
+        loss[i - start] = <floating> lce_point(ls, c.zy[i] - m, sw, lse, c.smoothing, <double> c.V, c.z_loss)
+    return bad
+
+
+def linear_ce_combine(stats, zy, labels, out, *, Py_ssize_t V, Py_ssize_t block, int64_t ignore_index,
+                      double smoothing=0.0, double z_loss=0.0, int itemsize=4, int num_threads=1):
+    """Kernel entry: the losses of a chunk's tokens from their block statistics (see above); out (n,)
+    for reduction="none" (float of ``itemsize``) or None to reduce.  Returns (loss_sum, count of the
+    non-ignored tokens, first_bad_index), as ``linear_ce_rows``."""
+    check_buffer(labels, "labels", b'i', 0, -1, False)
+    cdef Py_ssize_t n = buffer_items(labels)
+    check_count(V, "V")
+    check_buffer(stats, "stats", b'f', 8, -1, False)
+    check_ndim(stats, "stats", 3)
+    check_buffer(zy, "zy", b'f', 8, -1, False)
+    if (stats.shape[0] != n or stats.shape[2] != 3 or buffer_items(zy) != n or block < 1
+            or stats.shape[1] != (V + block - 1) // block or itemsize not in (4, 8)):
+        raise ValueError(f"fastloss kernel: stats {stats.shape}, zy {zy.shape} for {n} tokens, V {V}, "
+                         f"blocks of {block}")
+    check_optional(out, "out", b'f', itemsize, n, True)
+    if z_loss < 0 or not (0 <= smoothing <= 1):
+        raise ValueError("fastloss kernel: z_loss >= 0 and smoothing in [0, 1] required")
+    cdef LceCombineCtx c
+    c.stats, c.zy = <const double*> ptr_or_null(stats), <const double*> ptr_or_null(zy)
+    c.labels = ptr_or_null(labels)
+    c.labels64 = labels.dtype.itemsize == 8
+    c.n_blocks, c.block, c.V = stats.shape[1], block, V
+    c.ignore_index, c.smoothing, c.z_loss = ignore_index, smoothing, z_loss
+    cdef BlockFn fn = <BlockFn> lce_combine_block[float] if itemsize == 4 else <BlockFn> lce_combine_block[double]
+    return run(fn, &c, n, 4 * c.n_blocks, itemsize, num_threads, out, True)
