@@ -1,8 +1,13 @@
 """Fused linear cross-entropy: the loss of a language-model head, ``cross_entropy(hidden @ weight.T + bias,
 target)``, without the N x V logits.
 
-The tokens are cut into chunks of ``n_c`` rows (``n_c x V`` logits of at most ``_CHUNK_BYTES``); per
-chunk, in a fixed order:
+The loss alone (``_loss_by_blocks``): the tokens in chunks of ``_block_rows``; per chunk, each
+vocabulary block's logits by one GEMM into its thread's block buffer (at most ``_BLOCK_BYTES``), and at
+once that block's per-token max, sum of exps and shifted sum (``linear_ce_block_stats``); then each
+token's loss from its blocks' statistics, merged in block order (``linear_ce_combine``).
+
+With ``return_grad`` the tokens are cut into chunks of ``n_c`` rows (``n_c x V`` logits of at most
+``_CHUNK_BYTES``); per chunk, in a fixed order:
 
 1. the logits ``hidden_c @ weight.T`` into one reused chunk buffer: BLAS on fixed blocks of
    ``_VOCAB_BLOCK`` classes;
@@ -17,8 +22,8 @@ chunk, in a fixed order:
 
 Every BLAS block runs single-threaded (``_blas.py``: OpenBLAS's results depend on its thread count), the
 blocks on ``num_threads`` threads, and the blocks, chunks and their sums depend on the shapes only:
-every output is bitwise identical for every ``num_threads``.  Extra memory: the chunk buffer and O(N)
-for the labels -- never N x V.
+every output is bitwise identical for every ``num_threads``.  Extra memory: the block buffers (the loss
+alone) or the chunk buffer (with the gradient), and O(N) for the labels -- never N x V.
 """
 from __future__ import annotations
 
@@ -149,8 +154,9 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
     r"""Cross-entropy of a linear layer's logits (a language-model head), without materialising them.
 
     The value of ``torch.nn.functional.cross_entropy(F.linear(hidden, weight, bias), target, ...)``,
-    computed over chunks of tokens: the extra memory is one chunk of logits (at most 32 MiB) and a
-    few blocks, never the N x V logits (500 MiB for 4096 tokens and 32 000 classes) or their gradient.
+    computed over chunks of tokens: the extra memory is one block of logits per thread (at most 4 MiB)
+    for the loss alone, one chunk of logits (at most 32 MiB) with the gradient, never the N x V logits
+    (500 MiB for 4096 tokens and 32 000 classes) or their gradient.
     With logits :math:`x = h W^\top + b`, optional soft-capping :math:`z = c \tanh(x / c)` (else
     :math:`z = x`), :math:`\operatorname{lse} = \log \sum_j e^{z_j}`, label smoothing
     :math:`\varepsilon` over :math:`V` classes and z-loss weight :math:`\lambda`, the loss of a token
