@@ -455,3 +455,17 @@ def test_warm_each_round_calls_each_implementation_untimed_first():
     calls.clear()
     M.time_interleaved(fns, repeat=2, warmup=1)
     assert calls == ["a", "b"] + ["a", "b"] * 2
+
+
+def test_settle_after_pauses_untimed_after_the_named_implementation(monkeypatch):
+    # NumPy's BLAS threads spin ~0.1 s after a threaded product: the round waits after NumPy's call so
+    # that the next timed call does not share the cores with them; the pause is not in any timing
+    from fastloss.bench import measure as M
+    from fastloss.bench import workloads as W
+    events = []
+    monkeypatch.setattr(M.time, "sleep", lambda s: events.append(("sleep", s)))
+    fns = {"numpy": lambda: events.append("numpy"), "fastloss": lambda: events.append("fastloss")}
+    runs, _, _ = M.time_interleaved(fns, repeat=2, warmup=1, settle_after=("numpy",), settle_s=0.15)
+    assert events == ["numpy", "fastloss"] + ["numpy", ("sleep", 0.15), "fastloss"] * 2
+    assert all(t < 0.1 for v in runs.values() for t in v)
+    assert {w.id for w in W.BASE if w.blas_reference} == {"W14", "W15", "W18"}

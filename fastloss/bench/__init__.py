@@ -292,6 +292,7 @@ def _run_workload(w, rec, threads, quick, scale, repeat, bandwidth, avx512, memo
             label = f"{w.id} {w.loss} T={T}"
             runs, results, errors = M.time_interleaved(
                 fns, repeat=repeat, warm_each=regime == "quick",
+                settle_after=("numpy",) if T > 1 and w.blas_reference else (),
                 progress=lambda r, lb=label: progress.show(f"{lb} run {r + 1}/{repeat}", transient=True))
             if memory and T == max(threads) and w.variant == "loss" and w.reduction != "none" \
                     and "fastloss" not in errors:

@@ -32,13 +32,18 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 
-def time_interleaved(fns, repeat=5, warmup=1, progress=None, warm_each=False):
+def time_interleaved(fns, repeat=5, warmup=1, progress=None, warm_each=False, settle_after=(), settle_s=0.15):
     """Time zero-argument callables: warm-up, then interleaved rounds.
 
     ``warm_each``: in every round, call each callable once untimed right before its timed call, so
     that the timed call finds its inputs where a batch that was just produced sits: in cache (the
     --quick regime; without it, the other implementations' temporaries in between -- NumPy's tens of
     MiB -- evict the inputs and a cache-resident size is timed from memory).
+
+    ``settle_after``: names of callables after whose timed call the round pauses ``settle_s`` seconds,
+    untimed: NumPy's OpenBLAS keeps its worker threads spinning for ~0.1 s after a multi-threaded
+    product, and a call timed in that window competes with them for the cores (fastloss's W14 at T=2
+    measured 45 ms after NumPy's reference against 2 ms without it).
 
     Returns (runs, results, errors): {name: [seconds, ...]}, each callable's warm-up result, and
     {name: message} for a callable that raised (it is dropped from the rounds)."""
@@ -63,6 +68,8 @@ def time_interleaved(fns, repeat=5, warmup=1, progress=None, warm_each=False):
                 t0 = time.perf_counter()
                 fn()
                 runs[name].append(time.perf_counter() - t0)
+                if name in settle_after:
+                    time.sleep(settle_s)
     finally:
         if was_enabled:
             gc.enable()

@@ -97,6 +97,9 @@ class Workload:
     # the --quick sizes' targets; None: QUICK_TARGETS.  A matmul-bound workload (W18) keeps its own:
     # torch and fastloss spend most of the call in the same GEMM, so no loss kernel can make it 2x.
     quick_targets: Optional[tuple] = None
+    # its NumPy reference runs matrix products on NumPy's BLAS threads (the bench lets their spinning
+    # wind down before timing the next call: measure.time_interleaved's settle_after)
+    blas_reference: bool = False
 
     @property
     def torch_ref(self) -> Optional[Callable]:
@@ -276,15 +279,15 @@ BASE = (
              notes="torch: segmentation_models_pytorch's formula in torch ops"),
     Workload("W14", loss="nt_xent_loss", title="nt_xent_loss N={n} D=128", build=_build_nt_xent,
              n=8192, n_quick=768, targets=(_t("torch/fastloss", 2),),
-             notes="torch: SimCLR in torch ops; matmul-bound, no floor target"),
+             notes="torch: SimCLR in torch ops; matmul-bound, no floor target", blas_reference=True),
     Workload("W15", loss="batch_hard_triplet_loss", title="batch_hard_triplet_loss B={n} D=128",
              build=_build_batch_hard, n=4096, n_quick=768, targets=(_t("torch/fastloss", 3),),
-             notes="torch: batch-hard mining in torch ops; no floor target"),
+             notes="torch: batch-hard mining in torch ops; no floor target", blas_reference=True),
     Workload("W18", loss="linear_cross_entropy", title="linear_cross_entropy N={n} d=1024 V=32000",
              build=_build_lm_head, n=4096, n_quick=256, targets=(_t("torch/fastloss", 1),),
              quick_targets=(_t("torch/fastloss", 1),),
              notes="torch: F.cross_entropy(F.linear(h, W, b), y), the N x V logits materialised; "
-                   "matmul-bound, no floor target"),
+                   "matmul-bound, no floor target", blas_reference=True),
 )
 
 _BY_BASE = {w.id: w for w in BASE}
