@@ -167,3 +167,17 @@ def test_nt_xent_symmetric_panels_in_chunks(panel_rows, chunk_cols, dtype):
         got.append(row_loss)
     assert all(np.array_equal(got[0], g) for g in got[1:])
     assert_close_spec(got[0].astype(dtype), ref, dtype, reduced=False, what="nt_xent_symmetric rows")
+
+
+def test_workspace_kept_per_thread():
+    """The kernels' workspace (metric.pyx): the same 64-byte aligned memory for a thread's repeated
+    calls (no fresh pages each call), another buffer for another Python thread, and a fresh one above
+    the kept size that does not replace the kept one."""
+    ws = _metric._K.workspace
+    a, b = ws("test", 1000), ws("test", 900)
+    assert a.ctypes.data % 64 == 0 and a.ctypes.data == b.ctypes.data and b.nbytes == 900
+    with cf.ThreadPoolExecutor(1) as pool:
+        other = pool.submit(lambda: ws("test", 1000).ctypes.data).result()
+    assert other != a.ctypes.data
+    assert ws("test", 64 << 20).nbytes == 64 << 20
+    assert ws("test", 1000).ctypes.data == a.ctypes.data       # (the large one was not kept)
