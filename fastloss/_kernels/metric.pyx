@@ -1004,7 +1004,7 @@ cdef inline void sim_grad_rows(const SimRows* s, Py_ssize_t row0, Py_ssize_t sta
              <floating*> s.s_cols + (row0 + start) * s.D, s.D)
 
 
-# Per-thread workspace.  glibc hands a freed array of more than ~1 MiB back to the system (its heap is
+# Per-thread workspace.  glibc hands large freed arrays back to the system (unmapped, or its heap top
 # trimmed), so each call's fresh u / scratch / column parts cost a page fault (and a page of zeros) per
 # 4 KiB: ~320 faults, 0.5 ms of nt_xent's 4 ms at N = 768 (14% at one thread, 20% at two).  The in-batch
 # kernels take these buffers from here instead: kept per Python thread (concurrent callers never
@@ -1846,7 +1846,7 @@ def unit_rows(z, u, norm, *, Py_ssize_t row0=0, double eps=1e-12, int num_thread
 # A panel's GEMM packs its long operand U[r0:M] once (OpenBLAS's sgemm_oncopy: a copy of W x D numbers
 # for P x W x D multiply-adds): at 16 rows a panel (M = 16384, when a panel's S was kept whole in 1 MiB)
 # the copy took more time than the multiply, and the column parts were 128 MiB of fresh pages (page
-# faults: 14% of the time).  So a panel is taller (sym_panel_rows: 24..64 panels, for balance) and runs
+# faults: 14% of the time).  So a panel is taller (sym_panel_rows: up to 64 panels, for balance) and runs
 # in chunks of C columns (C x P numbers of S at a time, 0.5 MiB of float32), in column order: the row
 # parts run on in the same order.  Panels and chunks are fixed by M alone: the same bits for every
 # num_threads (OpenBLAS may round a product of another shape differently -- its small-matrix and GEMV
@@ -1939,8 +1939,8 @@ cdef Py_ssize_t sym_rows_block(const SymCtx* c, Py_ssize_t start, Py_ssize_t sto
 
 
 cdef Py_ssize_t sym_panel_rows(Py_ssize_t M) noexcept:
-    """Rows per panel of nt_xent_symmetric: 64 up to M = 4096 (24..64 panels), then M / 64 up to 256
-    (M = 16384: 64 panels of 256 rows, each GEMM chunk 256 x 1024 x D)."""
+    """Rows per panel of nt_xent_symmetric: 64 up to M = 4096 (up to 64 panels), then M / 64 up to 256
+    (M = 16384: 64 panels of 256 rows, each GEMM chunk 256 x 512 x D)."""
     cdef Py_ssize_t P = 64
     while P < 256 and P * 64 < M:
         P *= 2
@@ -1953,7 +1953,7 @@ def nt_xent_symmetric(u, row_loss, *, double inv_tau, Py_ssize_t pos_shift, int 
     float32/float64, the self pair masked and the positive of row i at (i + pos_shift) mod M, into
     row_loss (M,) float64 -- from the symmetric u u^T, half of it computed (see SymCtx).  panel_rows,
     chunk_cols (tests): the panel height and chunk width where not the defaults (sym_panel_rows;
-    ~1 MiB of S a chunk)."""
+    2^17 numbers of S a chunk)."""
     # boundary checks (_common.pxd)
     cdef Py_ssize_t itemsize = check_buffer(u, "u", b'f', 0, -1, False)
     check_ndim(u, "u", 2)
