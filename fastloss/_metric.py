@@ -1135,11 +1135,17 @@ _SYMMETRIC_ROWS = 16384
 _SYMMETRIC_LOGIT = {4: 40.0, 8: 300.0}
 
 
-def _normalize(parts, dtype, nt):
+def _normalize(parts, dtype, nt, scratch=False):
     """The rows of the (n_i, D) arrays ``parts``, stacked, over max(|z|, 1e-12), as ``F.normalize``
     (kernel unit_rows: one pass per row on nt threads, the norms in float64); returns (u (sum n_i, D) in
-    dtype, |z| (sum n_i, 1), the divisor).  (An inf row gives nan, as in torch.)"""
-    u = np.empty((sum(z.shape[0] for z in parts), parts[0].shape[1]), dtype=dtype)
+    dtype, |z| (sum n_i, 1), the divisor).  (An inf row gives nan, as in torch.)  scratch: u in the
+    thread's kernel workspace (metric.pyx: no page faults), for a u used only within the call."""
+    shape = (sum(z.shape[0] for z in parts), parts[0].shape[1])
+    if scratch:
+        nbytes = shape[0] * shape[1] * np.dtype(dtype).itemsize
+        u = _K.workspace("unit_rows", nbytes).view(dtype).reshape(shape)
+    else:
+        u = np.empty(shape, dtype=dtype)
     norm = np.empty(u.shape[0])
     r0 = 0
     for z in parts:     # (float32 rows of float64 similarities are widened first: exact)
@@ -1252,8 +1258,10 @@ def nt_xent_loss(z1: ArrayLike, z2: ArrayLike, temperature: float = 0.5, reducti
     N = a.shape[0]
     # unit rows: logits within 1 / tau (_LOGIT_NOTE); float64 for the gradient (_GRAD_NOTE)
     sim = np.float64 if return_grad else _similarity_dtype(a.dtype, 1.0 / tau)
-    u, norm, den = _normalize([a, b], sim, nt)
-    if not return_grad and 0 < 2 * N <= _SYMMETRIC_ROWS and 1.0 / tau <= _SYMMETRIC_LOGIT[u.dtype.itemsize]:
+    symmetric = (not return_grad and 0 < 2 * N <= _SYMMETRIC_ROWS
+                 and 1.0 / tau <= _SYMMETRIC_LOGIT[np.dtype(sim).itemsize])
+    u, norm, den = _normalize([a, b], sim, nt, scratch=symmetric)
+    if symmetric:
         # the loss alone from half of u u^T (metric.pyx: SymCtx)
         row_loss = np.empty(2 * N)
         with _kernel_gemm_single_threaded(_GEMM_ADDRESS[0] or _gemm_address()):

@@ -137,3 +137,47 @@ def test_nt_xent_both_paths_per_row_within_spec(symmetric, tau, dtype, monkeypat
                                                reduction="none")
     got = fl.nt_xent_loss(z1, z2, temperature=tau, reduction="none", num_threads=2)
     assert_close_spec(got, ref, dtype, reduced=False, what=f"nt_xent tau={tau}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("panel_rows, chunk_cols", [(0, 0), (48, 300), (64, 1), (7, 64)])
+def test_nt_xent_symmetric_panels_in_chunks(panel_rows, chunk_cols, dtype):
+    """The symmetric kernel's panels run in chunks of columns (metric.pyx sym_panel_block): any panel
+    height and chunk width -- the default's (M = 4200: 128-row panels, 1024-column chunks), uneven
+    ones, one column a chunk -- gives each row within SPEC §4 of a float64 NumPy log-sum-exp and the
+    same bits for num_threads = 1, 2, 3."""
+    from fastloss._blas import _kernel_gemm_single_threaded
+    rng = np.random.default_rng(11)
+    N, D, tau = 2100, 8, 0.2
+    z = rng.standard_normal((2 * N, D))
+    z[N:] = z[:N] + 0.3 * rng.standard_normal((N, D))
+    u = (z / np.linalg.norm(z, axis=1, keepdims=True)).astype(dtype)
+    u64 = u.astype(np.float64)
+    s = u64 @ u64.T / tau
+    np.fill_diagonal(s, -np.inf)
+    pos = (np.arange(2 * N) + N) % (2 * N)
+    m = s.max(axis=1, keepdims=True)
+    ref = np.log(np.exp(s - m).sum(axis=1)) + m[:, 0] - s[np.arange(2 * N), pos]
+    got = []
+    for nt in (1, 2, 3):
+        row_loss = np.empty(2 * N)
+        with _kernel_gemm_single_threaded(_metric._GEMM_ADDRESS[0] or _metric._gemm_address()):
+            _metric._K.nt_xent_symmetric(u, row_loss, inv_tau=1.0 / tau, pos_shift=N, num_threads=nt,
+                                         panel_rows=panel_rows, chunk_cols=chunk_cols)
+        got.append(row_loss)
+    assert all(np.array_equal(got[0], g) for g in got[1:])
+    assert_close_spec(got[0].astype(dtype), ref, dtype, reduced=False, what="nt_xent_symmetric rows")
+
+
+def test_workspace_kept_per_thread():
+    """The kernels' workspace (metric.pyx): the same 64-byte aligned memory for a thread's repeated
+    calls (no fresh pages each call), another buffer for another Python thread, and a fresh one above
+    the kept size that does not replace the kept one."""
+    ws = _metric._K.workspace
+    a, b = ws("test", 1000), ws("test", 900)
+    assert a.ctypes.data % 64 == 0 and a.ctypes.data == b.ctypes.data and b.nbytes == 900
+    with cf.ThreadPoolExecutor(1) as pool:
+        other = pool.submit(lambda: ws("test", 1000).ctypes.data).result()
+    assert other != a.ctypes.data
+    assert ws("test", 64 << 20).nbytes == 64 << 20
+    assert ws("test", 1000).ctypes.data == a.ctypes.data       # (the large one was not kept)

@@ -37,6 +37,7 @@ from libc.stdlib cimport calloc, free
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
 import math
+import threading
 
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_GetName
 import numpy as np
@@ -1003,11 +1004,37 @@ cdef inline void sim_grad_rows(const SimRows* s, Py_ssize_t row0, Py_ssize_t sta
              <floating*> s.s_cols + (row0 + start) * s.D, s.D)
 
 
+# Per-thread workspace.  glibc hands large freed arrays back to the system (unmapped, or its heap top
+# trimmed), so each call's fresh u / scratch / column parts cost a page fault (and a page of zeros) per
+# 4 KiB: ~320 faults, 0.5 ms of nt_xent's 4 ms at N = 768 (14% at one thread, 20% at two).  The in-batch
+# kernels take these buffers from here instead: kept per Python thread (concurrent callers never
+# share one), each up to WORK_KEEP; a larger one is allocated afresh (its faults are a small share of
+# a call that size).
+_WORK = threading.local()
+cdef Py_ssize_t WORK_KEEP = 4 << 20
+
+
+def workspace(str name, Py_ssize_t nbytes):
+    """``nbytes`` bytes (uint8, 64-byte aligned) of the calling thread's buffer ``name``, valid until the
+    thread next asks for ``name`` -- one call's scratch, never returned to the user.  Contents are
+    undefined."""
+    cdef dict bufs = _WORK.__dict__
+    buf = bufs.get(name) if nbytes <= WORK_KEEP else None
+    if buf is None or buf.nbytes < nbytes + 64:
+        buf = np.empty(nbytes + 64, dtype=np.uint8)
+        if nbytes <= WORK_KEEP:
+            bufs[name] = buf
+    cdef Py_ssize_t off = (-(<size_t> ptr_or_null(buf))) & 63
+    return buf[off:off + nbytes]
+
+
 cdef object set_sim_rows(SimRows* s, rows, cols, block, s_cols, Py_ssize_t row0, Py_ssize_t n_rows,
-                         Py_ssize_t itemsize, bint want_grad, int num_threads, Py_ssize_t max_rows=64):
+                         Py_ssize_t itemsize, bint want_grad, int num_threads, Py_ssize_t max_rows=64,
+                         Py_ssize_t slot_items=-1):
     """Checks the operands of a similarity-row entry (boundary checks, _common.pxd) and fills ``s``;
     returns the scratch array that ``s.scratch`` points into (keep it alive over the call).  max_rows:
-    the most rows per block (a constant of the loss: the blocks never depend on num_threads)."""
+    the most rows per block (a constant of the loss: the blocks never depend on num_threads);
+    slot_items: numbers per thread's scratch slot where not one block of rows (block_rows x M)."""
     if SGEMM == NULL:
         blas_address()
     check_buffer(rows, "rows", b'f', itemsize, -1, False)
@@ -1034,8 +1061,10 @@ cdef object set_sim_rows(SimRows* s, rows, cols, block, s_cols, Py_ssize_t row0,
         return None
     if block is not None or s_cols is not None:
         raise ValueError("fastloss kernel: block and s_cols only with want_grad")
-    scratch = np.empty(thread_slots(num_threads) * s.block_rows * s.M * itemsize + 64, dtype=np.uint8)
-    s.scratch = <void*> ((<size_t> ptr_or_null(scratch) + 63) & ~(<size_t> 63))     # (64-byte aligned)
+    if slot_items < 0:
+        slot_items = s.block_rows * s.M
+    scratch = workspace("sim_scratch", thread_slots(num_threads) * slot_items * itemsize)
+    s.scratch = ptr_or_null(scratch)
     return scratch
 
 
@@ -1817,10 +1846,19 @@ def unit_rows(z, u, norm, *, Py_ssize_t row0=0, double eps=1e-12, int num_thread
 # order -- fixed, whatever the thread count.  The self pair and the positive pair are set to -inf
 # (exp gives 0); the positive's logit is kept in posval by the panel that holds the pair.  The wrapper
 # takes this path only where exp(-2c) stays a normal number (c <= 40 in float32, 300 in float64).
+# A panel's GEMM packs its long operand U[r0:M] once (OpenBLAS's sgemm_oncopy: a copy of W x D numbers
+# for P x W x D multiply-adds): at 16 rows a panel (M = 16384, when a panel's S was kept whole in 1 MiB)
+# the copy took more time than the multiply, and the column parts were 128 MiB of fresh pages (page
+# faults: 14% of the time).  So a panel is taller (sym_panel_rows: up to 64 panels, for balance) and runs
+# in chunks of C columns (C x P numbers of S at a time, 0.5 MiB of float32), in column order: the row
+# parts run on in the same order.  Panels and chunks are fixed by M alone: the same bits for every
+# num_threads (OpenBLAS may round a product of another shape differently -- its small-matrix and GEMV
+# paths --, so the chunk width is part of the result, as the panel height is).
 cdef struct SymCtx:
-    SimRows sim              # rows = cols = u (M, D); scratch (threads, P, M)
+    SimRows sim              # rows = cols = u (M, D); scratch (threads, C, P)
     Py_ssize_t M
-    Py_ssize_t P             # rows per panel (sim.block_rows)
+    Py_ssize_t P             # rows per panel (sym_panel_rows)
+    Py_ssize_t C             # columns per chunk of a panel
     Py_ssize_t pos_shift     # the positive of row i: (i + pos_shift) mod M
     double inv_tau
     double shift             # c, in the kernel's floating type (widened)
@@ -1832,46 +1870,54 @@ cdef struct SymCtx:
 
 cdef Py_ssize_t sym_panel_block(const SymCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                 floating* loss, floating* denom) noexcept nogil:
-    """Work items [start, stop), each a panel: its S[i, j >= r0] by one GEMM, scaled, masked, exp'd in
-    place; the row parts, column parts and positive logits (see above).  Panel I costs ~(M - I P): items
-    alternate between the two ends (0, n-1, 1, n-2, ...), so that any run of consecutive items -- what a
-    thread takes from the schedule -- holds heavy and light panels alike (in panel order, thread 0 took
-    the heavy half: 1.15x from 1 to 2 threads).  Each panel writes only its own parts: same bits."""
-    cdef Py_ssize_t M = c.M, P = c.P, I, r0, r1, R, W, r, k, i, p, b
+    """Work items [start, stop), each a panel: its S[i, j >= r0], chunk by chunk of columns, by one GEMM
+    each, scaled, masked, exp'd in place; the row parts, column parts and positive logits (see above).
+    Panel I costs ~(M - I P): items alternate between the two ends (0, n-1, 1, n-2, ...), so that any run
+    of consecutive items -- what a thread takes from the schedule -- holds heavy and light panels alike
+    (in panel order, thread 0 took the heavy half: 1.15x from 1 to 2 threads).  Each panel writes only
+    its own parts: same bits."""
+    cdef Py_ssize_t M = c.M, P = c.P, I, r0, r1, R, W, r, k, k0, Wc, i, p, b
     cdef Py_ssize_t n_panels = (M + P - 1) // P
     cdef floating it = <floating> c.inv_tau, cs = <floating> c.shift
-    cdef floating* x
+    cdef floating* x = <floating*> c.sim.scratch + fl_thread_num() * c.C * P
     cdef floating* posval = <floating*> c.posval
+    cdef const floating* u = <const floating*> c.sim.rows
     for b in range(start, stop):
         I = (b >> 1) if (b & 1) == 0 else n_panels - 1 - (b >> 1)
         r0 = I * P
         r1 = min(r0 + P, M)
         R, W = r1 - r0, M - r0
-        x = <floating*> c.sim.scratch + fl_thread_num() * P * M
-        # the panel transposed, row-major Z (W x R): Z[k][r] = S[r0 + r, r0 + k], i.e. column-major
-        # Z^T (R x W) = U[r0:r1]^T' U[r0:M]^T' -- the long U[r0:M] is BLAS's second operand, whose
-        # packing copies rows as they lie (the first operand's, a transposing copy, took a third of the
-        # GEMM's time when U[r0:M] was first: OpenBLAS's sgemm_incopy)
-        gemm(True, False, R, W, c.sim.D, <const floating*> c.sim.rows + r0 * c.sim.D, c.sim.D,
-             <const floating*> c.sim.rows + r0 * c.sim.D, c.sim.D, 0.0, x, R)
-        for k in range(W * R):
-            x[k] = x[k] * it
-        for r in range(R):
-            i = r0 + r
-            x[r * R + r] = -INFINITY                 # the self pair
-            p = (i + c.pos_shift) % M
-            if p >= r0:
-                posval[i] = x[(p - r0) * R + r]
-                if p >= r1:                          # (row p's own panel does not hold the pair)
-                    posval[p] = x[(p - r0) * R + r]
-                x[(p - r0) * R + r] = -INFINITY
-        row_sumexp(x, W * R, cs, x)                  # the exps in place (their sum unused)
-        # row parts (over k) and the column parts of candidates j = r0 + k (those with j >= r1 are read;
-        # the panel's own slots j < r1 are written only here, and never read)
-        if floating is float:
-            fl_panel_sums_f32(x, W, R, c.rowpart + r0, c.colpart + I * M + r0)
-        else:
-            fl_panel_sums_f64(x, W, R, c.rowpart + r0, c.colpart + I * M + r0)
+        k0 = 0
+        while k0 < W:
+            Wc = min(c.C, W - k0)
+            # the chunk transposed, row-major Z (Wc x R): Z[k][r] = S[r0 + r, r0 + k0 + k], i.e.
+            # column-major Z^T (R x Wc) = U[r0:r1]^T' U[r0+k0:...]^T' -- the long operand second, whose
+            # packing copies rows as they lie (the first operand's, a transposing copy, took a third
+            # of the GEMM's time when the long one was first: OpenBLAS's sgemm_incopy)
+            gemm(True, False, R, Wc, c.sim.D, u + r0 * c.sim.D, c.sim.D, u + (r0 + k0) * c.sim.D, c.sim.D,
+                 0.0, x, R)
+            for k in range(Wc * R):
+                x[k] = x[k] * it
+            for r in range(R):
+                i = r0 + r
+                if k0 <= r < k0 + Wc:
+                    x[(r - k0) * R + r] = -INFINITY          # the self pair
+                p = (i + c.pos_shift) % M
+                k = p - r0 - k0
+                if p >= r0 and 0 <= k < Wc:
+                    posval[i] = x[k * R + r]
+                    if p >= r1:                              # (row p's own panel does not hold the pair)
+                        posval[p] = x[k * R + r]
+                    x[k * R + r] = -INFINITY
+            row_sumexp(x, Wc * R, cs, x)                     # the exps in place (their sum unused)
+            # row parts (over k, on from the previous chunk) and the column parts of candidates
+            # j = r0 + k0 + k (those with j >= r1 are read; the panel's own slots j < r1 are written
+            # only here, and never read)
+            if floating is float:
+                fl_panel_sums_f32(x, Wc, R, c.rowpart + r0, c.colpart + I * M + r0 + k0)
+            else:
+                fl_panel_sums_f64(x, Wc, R, c.rowpart + r0, c.colpart + I * M + r0 + k0)
+            k0 += Wc
     return -1
 
 
@@ -1895,10 +1941,22 @@ cdef Py_ssize_t sym_rows_block(const SymCtx* c, Py_ssize_t start, Py_ssize_t sto
     return -1
 
 
-def nt_xent_symmetric(u, row_loss, *, double inv_tau, Py_ssize_t pos_shift, int num_threads=1):
+cdef Py_ssize_t sym_panel_rows(Py_ssize_t M) noexcept:
+    """Rows per panel of nt_xent_symmetric: 64 up to M = 4096 (up to 64 panels), then M / 64 up to 256
+    (M = 16384: 64 panels of 256 rows, each GEMM chunk 256 x 512 x D)."""
+    cdef Py_ssize_t P = 64
+    while P < 256 and P * 64 < M:
+        P *= 2
+    return P
+
+
+def nt_xent_symmetric(u, row_loss, *, double inv_tau, Py_ssize_t pos_shift, int num_threads=1,
+                      Py_ssize_t panel_rows=0, Py_ssize_t chunk_cols=0):
     """Kernel entry: NT-Xent's per-row losses (no gradient) of the unit rows u (M, D), C-contiguous
     float32/float64, the self pair masked and the positive of row i at (i + pos_shift) mod M, into
-    row_loss (M,) float64 -- from the symmetric u u^T, half of it computed (see SymCtx)."""
+    row_loss (M,) float64 -- from the symmetric u u^T, half of it computed (see SymCtx).  panel_rows,
+    chunk_cols (tests): the panel height and chunk width where not the defaults (sym_panel_rows;
+    2^17 numbers of S a chunk)."""
     # boundary checks (_common.pxd)
     cdef Py_ssize_t itemsize = check_buffer(u, "u", b'f', 0, -1, False)
     check_ndim(u, "u", 2)
@@ -1911,15 +1969,19 @@ def nt_xent_symmetric(u, row_loss, *, double inv_tau, Py_ssize_t pos_shift, int 
         raise ValueError(f"fastloss kernel: nt_xent_symmetric takes 0 < inv_tau <= 40 (float32) / 300, "
                          f"got {inv_tau}")
     cdef SymCtx c
-    scratch = set_sim_rows(&c.sim, u, u, None, None, 0, M, itemsize, False, num_threads)
-    c.M, c.P = M, c.sim.block_rows
+    c.P = panel_rows if panel_rows > 0 else sym_panel_rows(M)
+    c.C = min(chunk_cols if chunk_cols > 0 else max((1 << 17) // c.P, 1), max(M, 1))
+    scratch = set_sim_rows(&c.sim, u, u, None, None, 0, M, itemsize, False, num_threads, 64, c.C * c.P)
+    c.M = M
     cdef Py_ssize_t n_panels = (M + c.P - 1) // c.P
     c.pos_shift, c.inv_tau = pos_shift, inv_tau
     # c just above the largest logit (1 + 2^-10 over 1 / tau: every x - c < 0), in the kernel's type
     c.shift = <double> <float> (inv_tau * (1.0 + 2.0 ** -10)) if itemsize == 4 else inv_tau * (1.0 + 2.0 ** -10)
-    rowpart = np.zeros(M)
-    colpart = np.zeros(n_panels * M)
-    posval = np.zeros(M, dtype=np.float32 if itemsize == 4 else np.float64)
+    # (colpart and posval are written before they are read: no zeros)
+    rowpart = workspace("sym_rowpart", M * 8).view(np.float64)
+    rowpart[:] = 0.0
+    colpart = workspace("sym_colpart", n_panels * M * 8)
+    posval = workspace("sym_posval", M * itemsize)
     c.rowpart = <double*> ptr_or_null(rowpart)
     c.colpart = <double*> ptr_or_null(colpart)
     c.posval = ptr_or_null(posval)
