@@ -44,8 +44,10 @@ from fastloss._kernels._common cimport (
 from fastloss._kernels._common cimport check_buffer, check_optional, check_ndim, buffer_items
 
 cdef extern from "fl_overlap.h" nogil:
-    void fl_overlap_labels_f32(const float* p, const int32_t* ys, int32_t j, Py_ssize_t n, double* acc)
-    void fl_overlap_labels_f64(const double* p, const int32_t* ys, int32_t j, Py_ssize_t n, double* acc)
+    void fl_overlap_labels_f32(const float* p, const float* r, const int32_t* ys, int32_t j, Py_ssize_t n,
+                               double* acc)
+    void fl_overlap_labels_f64(const double* p, const double* r, const int32_t* ys, int32_t j, Py_ssize_t n,
+                               double* acc)
     void fl_overlap_masks_f32(const float* p, const float* t, const float* q, int use_ign, float ign,
                               Py_ssize_t n, double* acc)
     void fl_overlap_masks_f64(const double* p, const double* t, const double* q, int use_ign, double ign,
@@ -137,9 +139,11 @@ cdef inline Py_ssize_t load_labels(const SegCtx* c, Py_ssize_t i0, Py_ssize_t L,
 
 
 cdef inline void softmax_run(const floating* xs, Py_ssize_t S, Py_ssize_t C, Py_ssize_t L, Py_ssize_t R,
-                             floating* prob, floating* m, floating* s) noexcept nogil:
+                             floating* prob, floating* m, floating* s, bint scale) noexcept nogil:
     """prob[j*R + k] = softmax over classes of position k (class j at xs[j*S + k]); m, s: R scratch.
-    Shifted by the position max, so -inf logits are fine; nan anywhere in a position gives nan there."""
+    Shifted by the position max, so -inf logits are fine; nan anywhere in a position gives nan there.
+    ``scale`` False: prob holds the exponentials and s the reciprocals of their sums, the softmax being
+    prob[j*R + k] * s[k] (the reader multiplies as it goes: one pass over the tile less)."""
     cdef Py_ssize_t j, k
     cdef const floating* xc
     cdef floating* pc
@@ -160,6 +164,8 @@ cdef inline void softmax_run(const floating* xs, Py_ssize_t S, Py_ssize_t C, Py_
             s[k] = s[k] + e
     for k in range(L):
         s[k] = 1 / s[k]
+    if not scale:
+        return
     for j in range(C):
         pc = prob + j * R
         for k in range(L):
@@ -171,12 +177,12 @@ cdef inline Py_ssize_t first_bad(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
 
 
 # ---------------------------------------------------------------- pass 1: sums per (sample, class)
-cdef inline void overlap_labels(const floating* p, const int32_t* ys, int32_t j, Py_ssize_t n,
-                                double* acc) noexcept nogil:
+cdef inline void overlap_labels(const floating* p, const floating* r, const int32_t* ys, int32_t j,
+                                Py_ssize_t n, double* acc) noexcept nogil:
     if floating is float:
-        fl_overlap_labels_f32(p, ys, j, n, acc)
+        fl_overlap_labels_f32(p, r, ys, j, n, acc)
     else:
-        fl_overlap_labels_f64(p, ys, j, n, acc)
+        fl_overlap_labels_f64(p, r, ys, j, n, acc)
 
 
 cdef inline void overlap_masks(const floating* p, const floating* t, const floating* q, bint use_ign,
@@ -202,8 +208,11 @@ cdef Py_ssize_t sums_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
     cdef const floating* pc
     if c.labels != NULL:
         bad = load_labels(c, n * S + s, L, ys)
+    cdef const floating* r = NULL          # with labels, the softmax's 1 / sum (the tile is not scaled)
     if c.act == SOFTMAX:
-        softmax_run(xs, S, C, L, R, prob, scr, scr + R)
+        if c.labels != NULL:
+            r = scr + R
+        softmax_run(xs, S, C, L, R, prob, scr, scr + R, c.labels == NULL)
     for j in range(C):
         xc = xs + j * S
         tc = ts + j * S if ts != NULL else NULL
@@ -219,7 +228,7 @@ cdef Py_ssize_t sums_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
                     prob[k] = f_sigmoid(xc[k])
             pc = prob
         if c.labels != NULL:
-            overlap_labels(pc, ys, <int32_t> j, L, acc + j * K)
+            overlap_labels(pc, r, ys, <int32_t> j, L, acc + j * K)
         else:
             overlap_masks(pc, tc, q if c.bce else NULL, c.mask_ignore, <floating> c.ignore_value, L, acc + j * K)
     return bad
@@ -259,7 +268,7 @@ cdef Py_ssize_t grad_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
     if c.labels != NULL:
         load_labels(c, n * S + s, L, ys)
     if c.act == SOFTMAX:
-        softmax_run(xs, S, C, L, R, prob, dot, scr)
+        softmax_run(xs, S, C, L, R, prob, dot, scr, True)
         for k in range(L):
             dot[k] = 0
     for j in range(C):
