@@ -81,6 +81,15 @@ static inline void NAME(const T* p, const T* t, const T* q, int use_ign, T ign, 
     if (q != NULL) { acc[3] += bq; acc[4] += cnt; }                                                \
 }
 
+/* Prefetch [p, p + bytes) into L1, one request per 64-byte line: the next run's rows of the C class
+ * planes and of the labels, which are S positions apart -- C + 1 streams that the hardware prefetcher
+ * restarts at every 4 KiB page, where the run stalled on the load.  (A prefetch never faults; the
+ * caller keeps the range inside the arrays anyway.) */
+static inline void fl_prefetch_range(const void* p, ptrdiff_t bytes) {
+    const char* c = (const char*)p;
+    for (ptrdiff_t b = 0; b < bytes; b += 64) __builtin_prefetch(c + b, 0, 3);
+}
+
 FL_OVERLAP_LABELS(fl_overlap_labels_f32, float)
 FL_OVERLAP_LABELS(fl_overlap_labels_f64, double)
 FL_OVERLAP_MASKS(fl_overlap_masks_f32, float)

@@ -48,6 +48,7 @@ cdef extern from "fl_overlap.h" nogil:
                                double* acc)
     void fl_overlap_labels_f64(const double* p, const double* r, const int32_t* ys, int32_t j, Py_ssize_t n,
                                double* acc)
+    void fl_prefetch_range(const void* p, Py_ssize_t nbytes)
     void fl_overlap_masks_f32(const float* p, const float* t, const float* q, int use_ign, float ign,
                               Py_ssize_t n, double* acc)
     void fl_overlap_masks_f64(const double* p, const double* t, const double* q, int use_ign, double ign,
@@ -206,6 +207,13 @@ cdef Py_ssize_t sums_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
     cdef const floating* xc
     cdef const floating* tc
     cdef const floating* pc
+    cdef Py_ssize_t Ln = min(R, S - s - L)           # the next run of this sample (prefetched)
+    if Ln > 0:
+        for j in range(C):
+            fl_prefetch_range(xs + j * S + L, Ln * sizeof(floating))
+        if c.labels != NULL:
+            fl_prefetch_range(<const char*> c.labels + (n * S + s + L) * (8 if c.labels64 else 4),
+                              Ln * (8 if c.labels64 else 4))
     if c.labels != NULL:
         bad = load_labels(c, n * S + s, L, ys)
     cdef const floating* r = NULL          # with labels, the softmax's 1 / sum (the tile is not scaled)
