@@ -209,10 +209,10 @@ cdef Py_ssize_t sums_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
     cdef const floating* xc
     cdef const floating* tc
     cdef const floating* pc
-    cdef Py_ssize_t Ln = min(R, S - s - L)           # the next run of this sample (prefetched)
+    # the next run of this sample, prefetched: its labels now, class j's row before class j's sums below
+    # (spread out: a burst of all C + 1 rows' requests stalled on the line fill buffers)
+    cdef Py_ssize_t Ln = max(<Py_ssize_t> 0, min(R, S - s - L))
     if Ln > 0:
-        for j in range(C):
-            fl_prefetch_range(xs + j * S + L, Ln * sizeof(floating))
         if c.labels != NULL:
             fl_prefetch_range(<const char*> c.labels + (n * S + s + L) * (8 if c.labels64 else 4),
                               Ln * (8 if c.labels64 else 4))
@@ -225,6 +225,7 @@ cdef Py_ssize_t sums_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
         softmax_run(xs, S, C, L, R, prob, scr, scr + R, c.labels == NULL)
     for j in range(C):
         xc = xs + j * S
+        fl_prefetch_range(xc + L, Ln * sizeof(floating))
         tc = ts + j * S if ts != NULL else NULL
         pc = xc
         if c.act == SOFTMAX:
