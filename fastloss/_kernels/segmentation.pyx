@@ -209,13 +209,13 @@ cdef Py_ssize_t sums_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
     cdef const floating* xc
     cdef const floating* tc
     cdef const floating* pc
-    # the next run of this sample, prefetched: its labels now, class j's row before class j's sums below
-    # (spread out: a burst of all C + 1 rows' requests stalled on the line fill buffers)
+    # the next run of this sample, prefetched: before class j's sums below, class j's row and the j-th
+    # of C parts of the labels (spread out: a burst of all C + 1 rows' requests stalled on the line fill
+    # buffers)
     cdef Py_ssize_t Ln = max(<Py_ssize_t> 0, min(R, S - s - L))
-    if Ln > 0:
-        if c.labels != NULL:
-            fl_prefetch_range(<const char*> c.labels + (n * S + s + L) * (8 if c.labels64 else 4),
-                              Ln * (8 if c.labels64 else 4))
+    cdef Py_ssize_t lsize = 8 if c.labels64 else 4
+    cdef Py_ssize_t lpart = (Ln * lsize + C - 1) // C if c.labels != NULL else 0
+    cdef const char* lnext = <const char*> c.labels + (n * S + s + L) * lsize if c.labels != NULL else NULL
     if c.labels != NULL:
         bad = load_labels(c, n * S + s, L, ys)
     cdef const floating* r = NULL          # with labels, the softmax's 1 / sum (the tile is not scaled)
@@ -226,6 +226,7 @@ cdef Py_ssize_t sums_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
     for j in range(C):
         xc = xs + j * S
         fl_prefetch_range(xc + L, Ln * sizeof(floating))
+        fl_prefetch_range(lnext + j * lpart, min(lpart, Ln * lsize - j * lpart))
         tc = ts + j * S if ts != NULL else NULL
         pc = xc
         if c.act == SOFTMAX:
