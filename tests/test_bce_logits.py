@@ -224,9 +224,9 @@ def test_bad_arguments(kwargs, exc, name):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_large_reused_buffers(dtype):
-    """Streamed out= / grad_out= (>= 8 MiB, elementwise.pyx's STREAM_BYTES) with the nan refit of
-    infinite targets (the fallback form rewrites a segment's buffered losses and gradients before they
-    are streamed): against torch's loss and gradient."""
+    """Large out= / grad_out= at odd offsets (>= 8 MiB, elementwise.pyx's STREAM_BYTES: plain stores for
+    this compute-bound kind, streaming ones for the cheap kinds) with the nan refit of infinite targets
+    (the fallback form rewrites a segment's losses and gradients): against torch's loss and gradient."""
     n = (8 << 20) // np.dtype(dtype).itemsize + 517
     rng = np.random.default_rng(9)
     x = (rng.standard_normal(n) * 3).astype(dtype)

@@ -370,10 +370,10 @@ def test_gaussian_kl_shapes():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_large_reused_buffers(dtype):
-    """out= and grad_out= of at least 8 MiB are written with streaming stores (elementwise.pyx's
-    STREAM_BYTES, src_c/fl_stream.h), a segment at a time, plain stores for the partial cache lines at
-    both ends: buffers at an odd offset (not 64-byte aligned), checked against the float64 formula and,
-    bit for bit, against the fresh buffers' call, at 1 and 2 threads."""
+    """out= and grad_out= of at least 8 MiB are written with streaming stores by the cheap kinds
+    (elementwise.pyx's STREAM_BYTES, src_c/fl_stream.h), a segment at a time, plain stores for the
+    partial cache lines at both ends: huber's, at an odd offset (not 64-byte aligned), checked against
+    the float64 formula and, bit for bit, against the fresh buffers' call, at 1 and 2 threads."""
     n = (8 << 20) // np.dtype(dtype).itemsize + 1001
     rng = np.random.default_rng(5)
     x = (rng.standard_normal(n) * 2).astype(dtype)

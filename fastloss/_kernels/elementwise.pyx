@@ -86,8 +86,8 @@ cdef extern from "fl_stream.h" nogil:
 
 cdef enum:
     # An output of at least this many bytes that the caller passed in (out=, grad_out=: its pages exist)
-    # is written with streaming stores (src_c/fl_stream.h): it is 4x a core's 2 MiB L2, so it streams
-    # through memory, and its reads-for-ownership would double its traffic.
+    # is written with streaming stores (src_c/fl_stream.h) by the cheapest kinds: it is 4x a core's
+    # 2 MiB L2, so it streams through memory, and its reads-for-ownership would double its traffic.
     STREAM_BYTES = 8 << 20
 
 
@@ -605,6 +605,13 @@ cdef void refit_nan(const kind_t* kc, const ElemCtx* c, Py_ssize_t L, const floa
                 g[k] = w[k] * d * gs
 
 
+cdef inline bint arithmetic(const kind_t* tag) noexcept nogil:
+    """The kinds without exp / log: a few operations per item, memory-bound (a compile-time constant)."""
+    return (kind_t is MseK or kind_t is L1K or kind_t is HuberK or kind_t is SmoothL1K
+            or kind_t is SmoothL1Pow2K or kind_t is HingeK or kind_t is QuantileK or kind_t is MapeK
+            or kind_t is SmapeK)
+
+
 cdef inline const floating* aux_seg(const ElemCtx* c, Py_ssize_t i, Py_ssize_t L,
                                     floating* buf) noexcept nogil:
     """The aux operand for items [i, i + L) (one row at most in aux_rows mode; note d)."""
@@ -749,12 +756,17 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
     cdef Py_ssize_t i = start, e, k, L, bad = -1
     # int, not Py_ssize_t: 32-bit lanes beside float32 ones vectorise cheaply
     cdef int n_bad, n_nan
+    cdef bint arith = arithmetic(kc)
     # The arithmetic kinds only: in a loop with exp / log (BCE, focal, ...) the 8 registers of lanes
     # made the compiler spill (W6, W7 5% slower than storing the losses and adding them after).
-    cdef bint fused = sums != NULL and c.grad == NULL and (
-        kind_t is MseK or kind_t is L1K or kind_t is HuberK or kind_t is SmoothL1K or kind_t is SmoothL1Pow2K
-        or kind_t is HingeK
-        or kind_t is QuantileK or kind_t is MapeK or kind_t is SmapeK)
+    cdef bint fused = sums != NULL and c.grad == NULL and arith
+    # Streaming stores, for the arithmetic kinds without a division: they are memory-bound, and the
+    # stores' reads for ownership cost them (a reused 40 MB grad_out=, T=1: huber 11.0 -> 8.9 ms, MSE
+    # 12.8 -> 8.9); the compute-bound kinds were slower with them (focal 17.8 -> 22.2 ms, BCE-with-logits
+    # 26.7 -> 31.4, SMAPE 13.5 -> 17.0; MAPE no faster).
+    cdef bint cheap = arith and not (kind_t is MapeK or kind_t is SmapeK)
+    cdef bint stream_out = cheap and c.stream_out
+    cdef bint stream_grad = cheap and c.stream_grad
     if sums != NULL:                     # (a `rep stos` each: 3% of a Huber reduction="none" per block)
         fl_lanes_zero(lanes)
         fl_lanes_zero(dlanes)
@@ -783,14 +795,14 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
             v = x                        # (not read)
         out = loss + (i - start) if sums == NULL else lbuf + nbuf
         odst = gdst = NULL
-        if sums == NULL and c.stream_out:
+        if sums == NULL and stream_out:
             odst = out
             out = obuf
         n_bad = 0
         g = g2 = NULL
         if c.grad != NULL:
             g = <floating*> c.grad + i
-            if c.stream_grad:
+            if stream_grad:
                 gdst = g
                 g = gbuf
             if kind_t is GaussNllK:
@@ -833,7 +845,7 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
     if sums != NULL:
         sums.loss = fl_lanes_total(lanes)
         sums.denom = fl_lanes_total(dlanes)
-    if c.stream_out or c.stream_grad:
+    if stream_out or stream_grad:
         fl_stream_fence()                # (streaming stores are weakly ordered)
     return bad
 
@@ -981,7 +993,7 @@ def elementwise(Kind kind, x, y, weight, out, grad, double grad_scale, int num_t
     ``grad_var`` (n,) or None; QUANTILE ``q``; MAPE ``eps`` (0: a zero target is invalid).
     ``reused``: which of out (1) and grad (2) are the caller's buffers, whose pages exist (a fresh
     array's are zeroed on first touch, leaving them in cache); a large one is written with streaming
-    stores (``STREAM_BYTES``).
+    stores by the cheapest kinds (``STREAM_BYTES``, ``elementwise_block``).
     Returns (loss_sum, denom_sum, first_invalid_index or -1)."""
     # boundary checks (_common.pxd)
     cdef Py_ssize_t itemsize = check_buffer(x, "x", b'f', 0, -1, False)
