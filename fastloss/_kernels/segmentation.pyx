@@ -22,7 +22,8 @@ b. **The shared driver, one item per (sample, chunk).**  ``run_blocks`` reduces 
 c. **Layout (N, C, S) read in place.**  A run is R contiguous positions of one sample; class j of the
    run is at ``x + j*S``.  The softmax over C is computed position-wise across the run (max, exp-sum
    and scale loops vectorise along positions, as in classification.pyx's ``ce_run``) into a C x R
-   tile; sigmoid is per element.  Integer labels are read once per run into an int32 tile (-1 for an
+   tile (with labels, the tile keeps the exponentials and the sums' pass scales them by 1 / sum as it
+   reads them); sigmoid is per element.  The next run's rows are prefetched as the run is summed.  Integer labels are read once per run into an int32 tile (-1 for an
    ignored or out-of-range label; the first out-of-range index is reported, the caller raises).  The
    three (five) sums of a class over the run are one fused pass in ``src_c/fl_overlap.h`` (float
    products, double accumulators, two per vector lane).
