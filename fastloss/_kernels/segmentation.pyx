@@ -210,8 +210,8 @@ cdef Py_ssize_t sums_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
     cdef const floating* xc
     cdef const floating* tc
     cdef const floating* pc
-    # the next run of this sample, prefetched: before class j's sums below, class j's row and the j-th
-    # of C parts of the labels (spread out: a burst of all C + 1 rows' requests stalled on the line fill
+    # the next run of this sample, prefetched: before class j's sums below, class j's rows (x, masks)
+    # and the j-th of C parts of the labels (spread out: a burst of all C + 1 rows' requests stalled on the line fill
     # buffers)
     cdef Py_ssize_t Ln = max(<Py_ssize_t> 0, min(R, S - s - L))
     cdef Py_ssize_t lsize = 8 if c.labels64 else 4
@@ -229,6 +229,8 @@ cdef Py_ssize_t sums_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
         fl_prefetch_range(xc + L, Ln * sizeof(floating))
         fl_prefetch_range(lnext + j * lpart, min(lpart, Ln * lsize - j * lpart))
         tc = ts + j * S if ts != NULL else NULL
+        if tc != NULL:
+            fl_prefetch_range(tc + L, Ln * sizeof(floating))
         pc = xc
         if c.act == SOFTMAX:
             pc = prob + j * R
