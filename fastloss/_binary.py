@@ -149,7 +149,7 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike 
     w = E.operand(weight, x, "weight")
     o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size, grad_out,
                                (y, w, input, target, weight))
-    res = E.K.elementwise(Kind.BCE, x, y, w, o, grad, scale, nt)
+    res = E.K.elementwise(Kind.BCE, x, y, w, o, grad, scale, nt, reused=E.reused(out, grad_out))
     raise_first_bad(res[2], BadValue(
         "binary_cross_entropy: all elements of {name} should be between 0 and 1; got {value!r} at position "
         "{position}", (("input", x, lambda v: not 0 <= v <= 1), ("target", y, None))))
@@ -270,7 +270,8 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight
     pw = None if pos_weight is None else E.operand(pos_weight, x, "pos_weight")   # None: torch's l = 1
     o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size, grad_out,
                                (y, w, pw, input, target, weight, pos_weight))
-    res = E.K.elementwise(Kind.BCE_LOGITS, x, y, w, o, grad, scale, nt, pos_weight=pw)
+    res = E.K.elementwise(Kind.BCE_LOGITS, x, y, w, o, grad, scale, nt, pos_weight=pw,
+                          reused=E.reused(out, grad_out))
     return _finish(res, reduction, x.dtype, o, grad, x.size)
 
 
@@ -378,7 +379,8 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, alpha: float = 0.2
     nt = resolve_num_threads(num_threads)
     x, y, _ = _pair(inputs, targets, "inputs", "targets")     # (torchvision's BCE-with-logits: same shape)
     o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size, grad_out, (y, inputs, targets))
-    res = E.K.elementwise(Kind.FOCAL, x, y, 1.0, o, grad, scale, nt, alpha=a, gamma=g)
+    res = E.K.elementwise(Kind.FOCAL, x, y, 1.0, o, grad, scale, nt, alpha=a, gamma=g,
+                          reused=E.reused(out, grad_out))
     return _finish(res, reduction, x.dtype, o, grad, x.size)
 
 
@@ -469,7 +471,8 @@ def hinge_loss(input: ArrayLike, target: ArrayLike, margin: float = 1.0, squared
     nt = resolve_num_threads(num_threads)
     x, y, _ = _pair(input, target)
     o, grad, scale = E.buffers(x, reduction, out, return_grad, x.size, grad_out, (y, input, target))
-    res = E.K.elementwise(Kind.HINGE, x, y, 1.0, o, grad, scale, nt, margin=m, squared=squared)
+    res = E.K.elementwise(Kind.HINGE, x, y, 1.0, o, grad, scale, nt, margin=m, squared=squared,
+                          reused=E.reused(out, grad_out))
     raise_first_bad(res[2], BadValue("hinge_loss: target must be -1 or +1; got {value!r} at position {position}",
                                      (("target", y, None),)))
     return _finish(res, reduction, x.dtype, o, grad, x.size)
@@ -583,7 +586,8 @@ def kl_div(input: ArrayLike, target: ArrayLike, size_average: bool | None = None
     broadcast = x.shape != shape       # (the gradient is summed back to input's shape, then delivered)
     o, grad, scale = E.buffers(x, reduction, out, return_grad, count, None if broadcast else grad_out,
                                (y, input, target))
-    res = E.K.elementwise(Kind.KL, x, y, 1.0, o, grad, scale, nt, log_target=log_target)
+    res = E.K.elementwise(Kind.KL, x, y, 1.0, o, grad, scale, nt, log_target=log_target,
+                          reused=E.reused(out, None if broadcast else grad_out))
     if grad is not None and broadcast:
         grad = V.deliver_grad(grad_out, V.unbroadcast(grad, shape), (x, y, o, input, target))
     return _finish(res, reduction, x.dtype, o, grad, count)

@@ -48,3 +48,9 @@ def buffers(x, reduction, out, return_grad, count, grad_out=None, inputs=()):
         grad = V.grad_buffer(grad_out, x.shape, x.dtype, (x, o, *inputs))
     scale = 1.0 / count if (reduction in ("mean", "batchmean") and count) else 1.0
     return o, grad, scale
+
+
+def reused(out, grad_out):
+    """The kernel's ``reused`` flags: out (1) and grad (2) are the caller's buffers (out=, grad_out= as
+    ``buffers`` received them), not fresh arrays; a large one is written with streaming stores."""
+    return (out is not None) + 2 * (grad_out is not None)

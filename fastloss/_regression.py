@@ -91,13 +91,14 @@ def _elementwise(kind, args, reduction, weight, out, return_grad, weighted_mean=
     w = E.operand(weight, x, "weight")
     weighted_mean = weighted_mean and weight is not None and reduction == "mean"
     n = x.size
+    kernel_grad_out = grad_out if x.shape == shape else None
     if grad_out is None:
         o, grad, scale = E.buffers(x, reduction, out, return_grad, n)
     else:   # a broadcast gradient is summed back to input's shape, then delivered into grad_out
-        o, grad, scale = E.buffers(x, reduction, out, return_grad, n, None if x.shape != shape else grad_out,
-                                   (y, w, *given))
+        o, grad, scale = E.buffers(x, reduction, out, return_grad, n, kernel_grad_out, (y, w, *given))
     loss_sum, denom, bad = E.K.elementwise(kind, x, y, w, o, grad, scale, nt, weighted_mean=weighted_mean,
-                                           delta=delta, beta=beta, q=q, **config)
+                                           delta=delta, beta=beta, q=q, reused=E.reused(out, kernel_grad_out),
+                                           **config)
     if reduction == "none":
         value = o
     else:   # torch's weighted mean divides by the weights of input's shape: each stands for `repeat` items

@@ -17,23 +17,40 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Integer labels: t = [y == j], v = [y >= 0] (ignored / invalid labels were set to -1). */
+/* Integer labels: t = [y == j], v = [y >= 0] (ignored / invalid labels were set to -1).
+ * r (or NULL): the prediction is p[k] * r[k] (a softmax's exponentials times the reciprocal of their
+ * sum, rounded to T as the stored product would be: the same bits, without a pass that scales the
+ * tile first).  T is counted in integers: a sum of 0s and 1s is exact in double in any order, so the
+ * count converted once is the same number as the double sum, at a third less of the double adds. */
 #define FL_OVERLAP_LABELS(NAME, T)                                                                   \
-static inline void NAME(const T* p, const int32_t* ys, int32_t j, ptrdiff_t n, double* acc) {      \
-    double tp0 = 0, tp1 = 0, ps0 = 0, ps1 = 0, ts0 = 0, ts1 = 0;                                   \
+static inline void NAME(const T* p, const T* r, const int32_t* ys, int32_t j, ptrdiff_t n,          \
+                        double* acc) {                                                              \
+    double tp0 = 0, tp1 = 0, ps0 = 0, ps1 = 0;                                                      \
+    int32_t ts0 = 0, ts1 = 0;                                                                       \
     ptrdiff_t h = n / 2;                                                                            \
-    _Pragma("omp simd reduction(+:tp0,tp1,ps0,ps1,ts0,ts1)")                                       \
-    for (ptrdiff_t k = 0; k < h; k++) {                                                            \
-        T p0 = p[k] * (T)(ys[k] >= 0), p1 = p[k + h] * (T)(ys[k + h] >= 0);                        \
-        T t0 = (T)(ys[k] == j), t1 = (T)(ys[k + h] == j);                                           \
-        tp0 += (double)(p0 * t0); ps0 += (double)p0; ts0 += (double)t0;                            \
-        tp1 += (double)(p1 * t1); ps1 += (double)p1; ts1 += (double)t1;                            \
+    if (r != NULL) {                                                                                \
+        _Pragma("omp simd reduction(+:tp0,tp1,ps0,ps1,ts0,ts1)")                                   \
+        for (ptrdiff_t k = 0; k < h; k++) {                                                        \
+            T p0 = (p[k] * r[k]) * (T)(ys[k] >= 0), p1 = (p[k + h] * r[k + h]) * (T)(ys[k + h] >= 0); \
+            int32_t t0 = ys[k] == j, t1 = ys[k + h] == j;                                          \
+            tp0 += (double)(p0 * (T)t0); ps0 += (double)p0; ts0 += t0;                         \
+            tp1 += (double)(p1 * (T)t1); ps1 += (double)p1; ts1 += t1;                         \
+        }                                                                                           \
+    } else {                                                                                        \
+        _Pragma("omp simd reduction(+:tp0,tp1,ps0,ps1,ts0,ts1)")                                   \
+        for (ptrdiff_t k = 0; k < h; k++) {                                                        \
+            T p0 = p[k] * (T)(ys[k] >= 0), p1 = p[k + h] * (T)(ys[k + h] >= 0);                    \
+            int32_t t0 = ys[k] == j, t1 = ys[k + h] == j;                                          \
+            tp0 += (double)(p0 * (T)t0); ps0 += (double)p0; ts0 += t0;                         \
+            tp1 += (double)(p1 * (T)t1); ps1 += (double)p1; ts1 += t1;                         \
+        }                                                                                           \
     }                                                                                               \
     for (ptrdiff_t k = 2 * h; k < n; k++) {                                                        \
-        T p0 = p[k] * (T)(ys[k] >= 0), t0 = (T)(ys[k] == j);                                       \
-        tp0 += (double)(p0 * t0); ps0 += (double)p0; ts0 += (double)t0;                            \
+        T p0 = (r != NULL ? p[k] * r[k] : p[k]) * (T)(ys[k] >= 0);                                 \
+        int32_t t0 = ys[k] == j;                                                                    \
+        tp0 += (double)(p0 * (T)t0); ps0 += (double)p0; ts0 += t0;                             \
     }                                                                                               \
-    acc[0] += tp0 + tp1; acc[1] += ps0 + ps1; acc[2] += ts0 + ts1;                                 \
+    acc[0] += tp0 + tp1; acc[1] += ps0 + ps1; acc[2] += (double)(ts0 + ts1);                       \
 }
 
 /* Mask targets t; v = [t != ign] when use_ign, else 1.  q (per-element BCE) may be NULL. */
@@ -62,6 +79,15 @@ static inline void NAME(const T* p, const T* t, const T* q, int use_ign, T ign, 
     }                                                                                               \
     acc[0] += tp0 + tp1; acc[1] += ps0 + ps1; acc[2] += ts0 + ts1;                                 \
     if (q != NULL) { acc[3] += bq; acc[4] += cnt; }                                                \
+}
+
+/* Prefetch [p, p + bytes) into L1, one request per 64-byte line: the next run's rows of the C class
+ * planes and of the labels, which are S positions apart -- C + 1 streams that the hardware prefetcher
+ * restarts at every 4 KiB page, where the run stalled on the load.  (A prefetch never faults; the
+ * caller keeps the range inside the arrays anyway.) */
+static inline void fl_prefetch_range(const void* p, ptrdiff_t bytes) {
+    const char* c = (const char*)p;
+    for (ptrdiff_t b = 0; b < bytes; b += 64) __builtin_prefetch(c + b, 0, 3);
 }
 
 FL_OVERLAP_LABELS(fl_overlap_labels_f32, float)

@@ -220,3 +220,25 @@ def test_bad_arguments(kwargs, exc, name):
     args.update(kwargs)
     with pytest.raises(exc, match=name):
         bce(**args)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_large_reused_buffers(dtype):
+    """Large out= / grad_out= at odd offsets (>= 8 MiB, elementwise.pyx's STREAM_BYTES: plain stores for
+    this compute-bound kind, streaming ones for the cheap kinds) with the nan refit of infinite targets
+    (the fallback form rewrites a segment's losses and gradients): against torch's loss and gradient."""
+    n = (8 << 20) // np.dtype(dtype).itemsize + 517
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal(n) * 3).astype(dtype)
+    y = rng.random(n).astype(dtype)
+    y[::997] = np.inf
+    xt = torch.from_numpy(x.astype(np.float64)).requires_grad_()
+    ref = F.binary_cross_entropy_with_logits(xt, torch.from_numpy(y.astype(np.float64)), reduction="none")
+    ref.sum().backward()
+    out = np.empty(n + 1, dtype)[1:]
+    g = np.empty(n + 2, dtype)[1:n + 1]
+    value, grad = fl.binary_cross_entropy_with_logits(x, y, reduction="none", out=out, return_grad=True,
+                                                      grad_out=g, num_threads=2)
+    assert value is out and grad is g
+    assert_close_spec(out, ref, dtype, reduced=False, what="streamed out")
+    assert_close_spec(g, xt.grad, dtype, reduced=False, what="streamed grad_out")

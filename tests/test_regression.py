@@ -366,3 +366,34 @@ def test_gaussian_kl_shapes():
     assert fl.gaussian_kl_loss(mu[0, 0], lv[0, 0], reduction="none").shape == ()
     with pytest.raises(ValueError, match="mu"):
         fl.gaussian_kl_loss(np.float64(1.0), np.float64(1.0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_reused_buffers(dtype):
+    """out= and grad_out= of at least 8 MiB are written with streaming stores by the cheap kinds
+    (elementwise.pyx's STREAM_BYTES, src_c/fl_stream.h), a segment at a time, plain stores for the
+    partial cache lines at both ends: huber's, at an odd offset (not 64-byte aligned), checked against
+    the float64 formula and, bit for bit, against the fresh buffers' call, at 1 and 2 threads."""
+    n = (8 << 20) // np.dtype(dtype).itemsize + 1001
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(n) * 2).astype(dtype)
+    y = rng.standard_normal(n).astype(dtype)
+    d = x.astype(np.float64) - y
+    ref = np.where(np.abs(d) < 1, d * d / 2, np.abs(d) - 0.5)
+    ref_g = np.clip(d, -1, 1) / n
+    out = np.full(n + 3, -7.0, dtype)[1:n + 1]
+    g = np.full(n + 3, -7.0, dtype)[2:n + 2]
+    fresh = fl.huber_loss(x, y, reduction="none", num_threads=1)
+    for T in (1, 2):
+        res = fl.huber_loss(x, y, reduction="none", out=out, num_threads=T)
+        assert res is out and out.tobytes() == fresh.tobytes()
+        assert_close_spec(out, ref, dtype, reduced=False, what="streamed out")
+        value, grad = fl.huber_loss(x, y, return_grad=True, grad_out=g, num_threads=T)
+        assert grad is g
+        assert_close_spec(g, ref_g, dtype, reduced=False, what="streamed grad_out")
+        assert_close_spec(value, ref.mean(), dtype, what="mean")
+        out2 = np.empty_like(x)
+        value2, grad2 = fl.huber_loss(x, y, reduction="none", out=out2, return_grad=True, grad_out=g,
+                                      num_threads=T)
+        assert grad2 is g and value2 is out2 and out2.tobytes() == fresh.tobytes()
+        assert_close_spec(g, ref_g * n, dtype, reduced=False, what="streamed grad_out (none)")

@@ -80,6 +80,16 @@ cdef extern from "fl_math.h" nogil:
     float fl_expm1f(float)
     double fl_expm1(double)
 
+cdef extern from "fl_stream.h" nogil:
+    void fl_stream_copy(void* dst, const void* src, Py_ssize_t nbytes)
+    void fl_stream_fence()
+
+cdef enum:
+    # An output of at least this many bytes that the caller passed in (out=, grad_out=: its pages exist)
+    # is written with streaming stores (src_c/fl_stream.h) by the cheapest kinds: it is 4x a core's
+    # 2 MiB L2, so it streams through memory, and its reads-for-ownership would double its traffic.
+    STREAM_BYTES = 8 << 20
+
 
 # The losses (note c).  The Python wrappers name them as Kind.MSE ...; the numbers are internal.
 cpdef enum Kind:
@@ -134,6 +144,8 @@ cdef struct ElemCtx:
     bint check_nan            # look for nan results and recompute them with the fallback form (note f)
     Py_ssize_t D              # gaussian KL: latents per row (note h)
     void* grad                # d(returned loss)/dx, one per element, or NULL
+    bint stream_out           # write reduction="none"'s losses / the gradient with streaming stores
+    bint stream_grad          # (a segment at a time from an L1 buffer; fl_stream.h)
     void* grad2               # the second gradient: d/dvar (Gaussian NLL), d/dlogvar (Gaussian KL), or NULL
     double grad_scale         # d(returned loss)/d(element loss): 1/count for means, else 1
 
@@ -576,10 +588,12 @@ cdef inline floating fallback(const kind_t* tag, ElemParams p, floating x, float
     return bce_logits_literal(x, y, v, p.has_pos_weight, dx)
 
 
-cdef void refit_nan(const kind_t* kc, const ElemCtx* c, Py_ssize_t i, Py_ssize_t L, const floating* x,
-                    const floating* y, const floating* w, const floating* v, floating* out) noexcept nogil:
-    """Items [i, i + L) whose loss came out nan: the fallback form's loss and gradient instead (note f).
-    Rare, so out of the block: no local of the hot loops has its address taken for it."""
+cdef void refit_nan(const kind_t* kc, const ElemCtx* c, Py_ssize_t L, const floating* x,
+                    const floating* y, const floating* w, const floating* v, floating* out,
+                    floating* g) noexcept nogil:
+    """A segment's items whose loss came out nan: the fallback form's loss and gradient (into g, unless
+    NULL) instead (note f).  Rare, so out of the block: no local of the hot loops has its address taken
+    for it."""
     cdef ElemParams p = c.p
     cdef floating gs = <floating> c.grad_scale
     cdef floating d
@@ -587,8 +601,15 @@ cdef void refit_nan(const kind_t* kc, const ElemCtx* c, Py_ssize_t i, Py_ssize_t
     for k in range(L):
         if out[k] != out[k]:
             out[k] = w[k] * fallback(kc, p, x[k], y[k], v[k], &d)
-            if c.grad != NULL:
-                (<floating*> c.grad)[i + k] = w[k] * d * gs
+            if g != NULL:
+                g[k] = w[k] * d * gs
+
+
+cdef inline bint arithmetic(const kind_t* tag) noexcept nogil:
+    """The kinds without exp / log: a few operations per item, memory-bound (a compile-time constant)."""
+    return (kind_t is MseK or kind_t is L1K or kind_t is HuberK or kind_t is SmoothL1K
+            or kind_t is SmoothL1Pow2K or kind_t is HingeK or kind_t is QuantileK or kind_t is MapeK
+            or kind_t is SmapeK)
 
 
 cdef inline const floating* aux_seg(const ElemCtx* c, Py_ssize_t i, Py_ssize_t L,
@@ -720,6 +741,11 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
     cdef floating* out
     cdef floating vbuf[SEG]
     cdef floating g2buf[SEG]
+    # a segment's losses and gradients when they are streamed (c.stream_out, c.stream_grad), and where
+    cdef floating obuf[SEG]
+    cdef floating gbuf[SEG]
+    cdef floating* odst
+    cdef floating* gdst
     # a reduction's losses of up to LBUF_SEGS segments, added to the lanes in one lanes_add (its fixed
     # cost once per segment was 3-4% of BCE-with-logits' and focal's mean with a gradient)
     cdef floating lbuf[LBUF_SEGS * SEG]
@@ -730,12 +756,17 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
     cdef Py_ssize_t i = start, e, k, L, bad = -1
     # int, not Py_ssize_t: 32-bit lanes beside float32 ones vectorise cheaply
     cdef int n_bad, n_nan
+    cdef bint arith = arithmetic(kc)
     # The arithmetic kinds only: in a loop with exp / log (BCE, focal, ...) the 8 registers of lanes
     # made the compiler spill (W6, W7 5% slower than storing the losses and adding them after).
-    cdef bint fused = sums != NULL and c.grad == NULL and (
-        kind_t is MseK or kind_t is L1K or kind_t is HuberK or kind_t is SmoothL1K or kind_t is SmoothL1Pow2K
-        or kind_t is HingeK
-        or kind_t is QuantileK or kind_t is MapeK or kind_t is SmapeK)
+    cdef bint fused = sums != NULL and c.grad == NULL and arith
+    # Streaming stores, for the arithmetic kinds without a division: they are memory-bound, and the
+    # stores' reads for ownership cost them (a reused 40 MB grad_out=, T=1: huber 11.0 -> 8.9 ms, MSE
+    # 12.8 -> 8.9); the compute-bound kinds were slower with them (focal 17.8 -> 22.2 ms, BCE-with-logits
+    # 26.7 -> 31.4, SMAPE 13.5 -> 17.0; MAPE no faster).
+    cdef bint cheap = arith and not (kind_t is MapeK or kind_t is SmapeK)
+    cdef bint stream_out = cheap and c.stream_out
+    cdef bint stream_grad = cheap and c.stream_grad
     if sums != NULL:                     # (a `rep stos` each: 3% of a Huber reduction="none" per block)
         fl_lanes_zero(lanes)
         fl_lanes_zero(dlanes)
@@ -763,10 +794,17 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
         else:
             v = x                        # (not read)
         out = loss + (i - start) if sums == NULL else lbuf + nbuf
+        odst = gdst = NULL
+        if sums == NULL and stream_out:
+            odst = out
+            out = obuf
         n_bad = 0
         g = g2 = NULL
         if c.grad != NULL:
             g = <floating*> c.grad + i
+            if stream_grad:
+                gdst = g
+                g = gbuf
             if kind_t is GaussNllK:
                 g2 = <floating*> c.grad2 + i if c.grad2 != NULL else g2buf
         if fused:
@@ -787,7 +825,11 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
                 for k in range(L):       # a separate pass over L1 data: cheaper than in the loops above
                     n_nan |= out[k] != out[k]
                 if n_nan:                # rare
-                    refit_nan(kc, c, i, L, x, y, w, v, out)
+                    refit_nan(kc, c, L, x, y, w, v, out, g)
+        if gdst != NULL:
+            fl_stream_copy(gdst, g, L * sizeof(floating))
+        if odst != NULL:
+            fl_stream_copy(odst, out, L * sizeof(floating))
         if sums != NULL:
             # the buffer's segments are added as one run: the same bits as one by one, as every one but
             # a block's last is SEG items long (src_c/fl_lanes.h) -- except where segments stop at row
@@ -803,6 +845,8 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
     if sums != NULL:
         sums.loss = fl_lanes_total(lanes)
         sums.denom = fl_lanes_total(dlanes)
+    if stream_out or stream_grad:
+        fl_stream_fence()                # (streaming stores are weakly ordered)
     return bad
 
 
@@ -934,7 +978,7 @@ def elementwise(Kind kind, x, y, weight, out, grad, double grad_scale, int num_t
                 bint weighted_mean=False, pos_weight=None, var=None, bint var_rows=False, grad_var=None,
                 double alpha=-1.0, double gamma=2.0, double margin=1.0, bint squared=False,
                 bint log_target=False, double delta=1.0, double beta=1.0, double eps=0.0, double q=0.5,
-                bint full=False):
+                bint full=False, int reused=0):
     """Kernel entry for every elementwise loss (``Kind``).
 
     x, y: C-contiguous arrays of one float dtype and n items, any shape (K: the length of x's last axis,
@@ -947,6 +991,9 @@ def elementwise(Kind kind, x, y, weight, out, grad, double grad_scale, int num_t
     ``log_target``; HUBER ``delta``; SMOOTH_L1 ``beta``; POISSON(_LOG) ``eps``, ``full``; GAUSSIAN_NLL
     ``var`` (like weight, or with ``var_rows`` n // K items: one per row), ``eps``, ``full``,
     ``grad_var`` (n,) or None; QUANTILE ``q``; MAPE ``eps`` (0: a zero target is invalid).
+    ``reused``: which of out (1) and grad (2) are the caller's buffers, whose pages exist (a fresh
+    array's are zeroed on first touch, leaving them in cache); a large one is written with streaming
+    stores by the cheapest kinds (``STREAM_BYTES``, ``elementwise_block``).
     Returns (loss_sum, denom_sum, first_invalid_index or -1)."""
     # boundary checks (_common.pxd)
     cdef Py_ssize_t itemsize = check_buffer(x, "x", b'f', 0, -1, False)
@@ -1005,6 +1052,8 @@ def elementwise(Kind kind, x, y, weight, out, grad, double grad_scale, int num_t
     c.p.has_pos_weight = pos_weight is not None
     c.grad = ptr_or_null(grad)
     c.grad_scale = grad_scale
+    c.stream_out = out is not None and (reused & 1) != 0 and n * itemsize >= STREAM_BYTES
+    c.stream_grad = grad is not None and (reused & 2) != 0 and n * itemsize >= STREAM_BYTES
     # nan results of a kind with a fallback form (note f): with reduction="none" each block looks for
     # them as it goes; a reduced run only when its sum comes out nan, in a second run
     c.check_nan = out is not None
@@ -1036,6 +1085,7 @@ def gaussian_kl(mu, logvar, weight, Py_ssize_t rows, Py_ssize_t D, out, grad_mu,
     c.aux_rows = False
     c.D = D
     c.grad = ptr_or_null(grad_mu)
+    c.stream_out = c.stream_grad = False
     c.grad2 = ptr_or_null(grad_logvar)
     c.grad_scale = grad_scale
     cdef BlockFn fn = <BlockFn> gauss_kl_block[float] if itemsize == 4 else <BlockFn> gauss_kl_block[double]

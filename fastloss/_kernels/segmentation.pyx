@@ -22,7 +22,8 @@ b. **The shared driver, one item per (sample, chunk).**  ``run_blocks`` reduces 
 c. **Layout (N, C, S) read in place.**  A run is R contiguous positions of one sample; class j of the
    run is at ``x + j*S``.  The softmax over C is computed position-wise across the run (max, exp-sum
    and scale loops vectorise along positions, as in classification.pyx's ``ce_run``) into a C x R
-   tile; sigmoid is per element.  Integer labels are read once per run into an int32 tile (-1 for an
+   tile (with labels, the tile keeps the exponentials and the sums' pass scales them by 1 / sum as it
+   reads them); sigmoid is per element.  The next run's rows are prefetched as the run is summed.  Integer labels are read once per run into an int32 tile (-1 for an
    ignored or out-of-range label; the first out-of-range index is reported, the caller raises).  The
    three (five) sums of a class over the run are one fused pass in ``src_c/fl_overlap.h`` (float
    products, double accumulators, two per vector lane).
@@ -38,14 +39,17 @@ from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport malloc, free
 
 from fastloss._kernels._common cimport (
-    floating, index_t, BlockFn, run, array_data, ptr_or_null, f_exp, f_abs, f_max, f_log1p_unit, f_sigmoid,
+    floating, index_t, BlockFn, run, array_data, ptr_or_null, f_exp, f_exp_nonpos, f_abs, f_max, f_log1p_unit, f_sigmoid,
     fl_pairwise_sum,
 )
 from fastloss._kernels._common cimport check_buffer, check_optional, check_ndim, buffer_items
 
 cdef extern from "fl_overlap.h" nogil:
-    void fl_overlap_labels_f32(const float* p, const int32_t* ys, int32_t j, Py_ssize_t n, double* acc)
-    void fl_overlap_labels_f64(const double* p, const int32_t* ys, int32_t j, Py_ssize_t n, double* acc)
+    void fl_overlap_labels_f32(const float* p, const float* r, const int32_t* ys, int32_t j, Py_ssize_t n,
+                               double* acc)
+    void fl_overlap_labels_f64(const double* p, const double* r, const int32_t* ys, int32_t j, Py_ssize_t n,
+                               double* acc)
+    void fl_prefetch_range(const void* p, Py_ssize_t nbytes)
     void fl_overlap_masks_f32(const float* p, const float* t, const float* q, int use_ign, float ign,
                               Py_ssize_t n, double* acc)
     void fl_overlap_masks_f64(const double* p, const double* t, const double* q, int use_ign, double ign,
@@ -137,9 +141,13 @@ cdef inline Py_ssize_t load_labels(const SegCtx* c, Py_ssize_t i0, Py_ssize_t L,
 
 
 cdef inline void softmax_run(const floating* xs, Py_ssize_t S, Py_ssize_t C, Py_ssize_t L, Py_ssize_t R,
-                             floating* prob, floating* m, floating* s) noexcept nogil:
+                             floating* prob, floating* m, floating* s, bint scale) noexcept nogil:
     """prob[j*R + k] = softmax over classes of position k (class j at xs[j*S + k]); m, s: R scratch.
-    Shifted by the position max, so -inf logits are fine; nan anywhere in a position gives nan there."""
+    Shifted by the position max, so -inf logits are fine; nan anywhere in a position gives nan there.
+    ``scale`` False: prob holds the exponentials and s the reciprocals of their sums, the softmax being
+    prob[j*R + k] * s[k] (the reader multiplies as it goes: one pass over the tile less).
+    The argument of exp is <= 0 (or nan): f_exp_nonpos, without f_exp's overflow handling (W13 -14%;
+    < 1 ulp of exp, as classification.pyx's softmax)."""
     cdef Py_ssize_t j, k
     cdef const floating* xc
     cdef floating* pc
@@ -155,11 +163,13 @@ cdef inline void softmax_run(const floating* xs, Py_ssize_t S, Py_ssize_t C, Py_
         xc = xs + j * S
         pc = prob + j * R
         for k in range(L):
-            e = f_exp(xc[k] - m[k])
+            e = f_exp_nonpos(xc[k] - m[k])
             pc[k] = e
             s[k] = s[k] + e
     for k in range(L):
         s[k] = 1 / s[k]
+    if not scale:
+        return
     for j in range(C):
         pc = prob + j * R
         for k in range(L):
@@ -171,12 +181,12 @@ cdef inline Py_ssize_t first_bad(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
 
 
 # ---------------------------------------------------------------- pass 1: sums per (sample, class)
-cdef inline void overlap_labels(const floating* p, const int32_t* ys, int32_t j, Py_ssize_t n,
-                                double* acc) noexcept nogil:
+cdef inline void overlap_labels(const floating* p, const floating* r, const int32_t* ys, int32_t j,
+                                Py_ssize_t n, double* acc) noexcept nogil:
     if floating is float:
-        fl_overlap_labels_f32(p, ys, j, n, acc)
+        fl_overlap_labels_f32(p, r, ys, j, n, acc)
     else:
-        fl_overlap_labels_f64(p, ys, j, n, acc)
+        fl_overlap_labels_f64(p, r, ys, j, n, acc)
 
 
 cdef inline void overlap_masks(const floating* p, const floating* t, const floating* q, bint use_ign,
@@ -200,13 +210,27 @@ cdef Py_ssize_t sums_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
     cdef const floating* xc
     cdef const floating* tc
     cdef const floating* pc
+    # the next run of this sample, prefetched: before class j's sums below, class j's rows (x, masks)
+    # and the j-th of C parts of the labels (spread out: a burst of all C + 1 rows' requests stalled on the line fill
+    # buffers)
+    cdef Py_ssize_t Ln = max(<Py_ssize_t> 0, min(R, S - s - L))
+    cdef Py_ssize_t lsize = 8 if c.labels64 else 4
+    cdef Py_ssize_t lpart = (Ln * lsize + C - 1) // C if c.labels != NULL else 0
+    cdef const char* lnext = <const char*> c.labels + (n * S + s + L) * lsize if c.labels != NULL else NULL
     if c.labels != NULL:
         bad = load_labels(c, n * S + s, L, ys)
+    cdef const floating* r = NULL          # with labels, the softmax's 1 / sum (the tile is not scaled)
     if c.act == SOFTMAX:
-        softmax_run(xs, S, C, L, R, prob, scr, scr + R)
+        if c.labels != NULL:
+            r = scr + R
+        softmax_run(xs, S, C, L, R, prob, scr, scr + R, c.labels == NULL)
     for j in range(C):
         xc = xs + j * S
+        fl_prefetch_range(xc + L, Ln * sizeof(floating))
+        fl_prefetch_range(lnext + j * lpart, min(lpart, Ln * lsize - j * lpart))
         tc = ts + j * S if ts != NULL else NULL
+        if tc != NULL:
+            fl_prefetch_range(tc + L, Ln * sizeof(floating))
         pc = xc
         if c.act == SOFTMAX:
             pc = prob + j * R
@@ -219,7 +243,7 @@ cdef Py_ssize_t sums_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
                     prob[k] = f_sigmoid(xc[k])
             pc = prob
         if c.labels != NULL:
-            overlap_labels(pc, ys, <int32_t> j, L, acc + j * K)
+            overlap_labels(pc, r, ys, <int32_t> j, L, acc + j * K)
         else:
             overlap_masks(pc, tc, q if c.bce else NULL, c.mask_ignore, <floating> c.ignore_value, L, acc + j * K)
     return bad
@@ -259,7 +283,7 @@ cdef Py_ssize_t grad_run(const SegCtx* c, Py_ssize_t n, Py_ssize_t s, Py_ssize_t
     if c.labels != NULL:
         load_labels(c, n * S + s, L, ys)
     if c.act == SOFTMAX:
-        softmax_run(xs, S, C, L, R, prob, dot, scr)
+        softmax_run(xs, S, C, L, R, prob, dot, scr, True)
         for k in range(L):
             dot[k] = 0
     for j in range(C):
