@@ -451,12 +451,10 @@ def partial(loss: str | Callable[..., Any], input: ArrayLike, target: ArrayLike,
         return _weighted_state(name, fn, pos, kw, weight, red)
     sink = []
     token = V.REDUCTION_SINK.set(sink)
-    kw["reduction"] = red       # (in kw: the call then builds no second keyword dict)
     try:
-        fn(*pos, **kw)
+        fn(*pos, reduction=red, **kw)
     finally:
         V.REDUCTION_SINK.reset(token)
-        del kw["reduction"]
     if not sink:       # a loss that finishes its reduction elsewhere: per-item losses, unit weights
         return _weighted_state(name, fn, pos, kw, None, red)
     total, denom = sink[-1]      # (reduced() appended them as Python floats)
