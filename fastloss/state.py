@@ -42,15 +42,6 @@ __all__ = ["LossState", "partial"]
 _FIELDS = ("loss", "total", "compensation", "weight_sum", "count")
 
 
-def _two_sum(a, b):
-    """s = fl(a + b) and its exact rounding error e (a + b = s + e); e = 0 once s is not finite."""
-    s = a + b
-    if not math.isfinite(s):
-        return s, 0.0
-    bp = s - a
-    return s, (a - (s - bp)) + (b - bp)
-
-
 class _StateSlots:
     """The storage of a :class:`LossState` (its five slots), shared with :class:`_Builder`."""
     __slots__ = _FIELDS
@@ -195,7 +186,8 @@ class LossState(_StateSlots):
             raise TypeError(f"other must be a LossState (can only merge states), got {type(other).__name__}")
         if other.loss != self.loss:
             raise ValueError(f"cannot merge states of different losses: {self.loss!r} and {other.loss!r}")
-        # TwoSum written out (one call less per merge: merging runs once per chunk); see _two_sum
+        # TwoSum (Knuth), written out here (merging runs once per chunk): total = fl(a + b) and its
+        # exact rounding error err (a + b = total + err); err = 0 once total is not finite
         a, b = self.total, other.total
         total = a + b
         if math.isfinite(total):
