@@ -139,9 +139,9 @@ class LossState(_StateSlots):
         """A state from values already of the right types (a str, three Python floats, an int >= 0):
         ``partial`` and ``merge`` build one per chunk, and the constructor's checks of user input cost
         several microseconds (ABC isinstance checks)."""
-        self = _Builder(loss, total, compensation, weight_sum, count)
-        self.__class__ = LossState      # (same slots: the values stay, the state is immutable from here)
-        return self
+        state: Any = _Builder(loss, total, compensation, weight_sum, count)
+        state.__class__ = LossState     # (same slots: the values stay, the state is immutable from here)
+        return state
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("LossState is immutable; merge() returns a new state")
@@ -314,7 +314,7 @@ class _Builder(_StateSlots):
     and then makes it a ``LossState`` (the same slot layout)."""
     __slots__ = ()
 
-    def __init__(self, loss, total, compensation, weight_sum, count):
+    def __init__(self, loss: str, total: float, compensation: float, weight_sum: float, count: int) -> None:
         self.loss = loss
         self.total = total
         self.compensation = compensation
