@@ -32,15 +32,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 # How many per-item losses a call has (the size of its reduction="none" output), from its positional
 # arguments: fl.partial's ``count``.  (math.prod of the shape's Python ints: exact, and ~10x cheaper
 # than np.prod, which fl.partial paid on every chunk.)
+def _shape(a: Any) -> tuple[int, ...]:
+    """np.shape(a), an ndarray's own shape read directly (np.shape's dispatch costs ~0.3 us a call)."""
+    return a.shape if type(a) is np.ndarray else np.shape(a)
+
+
 def _elementwise_items(*pos: Any) -> int:
     """An item per element of the arguments' broadcast shape (torch's losses that broadcast a target
     give the broadcast shape)."""
-    return math.prod(np.broadcast_shapes(*(np.shape(a) for a in pos)))
+    return math.prod(np.broadcast_shapes(*(_shape(a) for a in pos)))
 
 
 def _row_items(x: Any, *rest: Any) -> int:
     """(..., D) rows: an item per row, prod(leading shape)."""
-    return math.prod(np.shape(x)[:-1])
+    return math.prod(_shape(x)[:-1])
 
 
 def _pair_row_items(z1: Any, *rest: Any) -> int:
@@ -50,18 +55,18 @@ def _pair_row_items(z1: Any, *rest: Any) -> int:
 
 def _class_items(x: Any, *rest: Any) -> int:
     """(N, C, d1, ...) class scores: an item per (sample, position), N * d1 * ...; unbatched (C,): 1."""
-    s = np.shape(x)
+    s = _shape(x)
     return 1 if len(s) <= 1 else s[0] * math.prod(s[2:])
 
 
 def _sample_class_items(x: Any, *rest: Any) -> int:
     """(N, C, *spatial) overlap losses: an item per (sample, class) pair, N * C."""
-    return math.prod(np.shape(x)[:2])
+    return math.prod(_shape(x)[:2])
 
 
 def _box_items(b1: Any, b2: Any, *rest: Any) -> int:
     """(..., 4) boxes: an item per box pair of the broadcast leading shape."""
-    return math.prod(np.broadcast_shapes(np.shape(b1)[:-1], np.shape(b2)[:-1]))
+    return math.prod(np.broadcast_shapes(_shape(b1)[:-1], _shape(b2)[:-1]))
 
 
 ITEM_RULES: dict[str, Callable[..., int]] = {

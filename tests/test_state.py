@@ -243,6 +243,20 @@ def test_serialisation_round_trips(rng):
         st.total = 0.0
 
 
+def test_built_states_are_plain_immutable_states(rng):
+    """partial and merge build states without the constructor's checks: still exactly LossState
+    objects, immutable, without a __dict__, equal to the same values given to the constructor."""
+    (x, y), _ = _ce(rng, 12, np.float64)
+    a, b = fl.partial("cross_entropy", x[:5], y[:5]), fl.partial("cross_entropy", x[5:], y[5:])
+    for st in (a, b, a + b, a.merge(b)):
+        assert type(st) is fl.LossState and not hasattr(st, "__dict__")
+        for f in ("loss", "total", "compensation", "weight_sum", "count", "other"):
+            with pytest.raises(AttributeError):
+                setattr(st, f, 1.0)
+        assert st == fl.LossState(st.loss, st.total, st.compensation, st.weight_sum, st.count)
+    assert (a + b).count == 12 and (a + b).weight_sum == 12.0
+
+
 def test_empty_state_and_empty_chunk(rng):
     e = fl.LossState.empty("cross_entropy")
     assert (e.total, e.compensation, e.weight_sum, e.count) == (0.0, 0.0, 0.0, 0)
