@@ -345,27 +345,82 @@ FL_INLINE __m512 fl_expf_softmax_v16(__m512 x) {
     __m512 y = _mm512_fmadd_ps(p, s, s);
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(FL_EXPF_SOFTMAX_LO), _CMP_NLT_UQ), y);
 }
+/* the same, 0 also in the lanes outside `keep` */
+FL_INLINE __m512 fl_expf_softmax_v16_mask(__m512 x, __mmask16 keep) {
+    const __m512 magic = _mm512_set1_ps(FL_EXPF_SOFTMAX_MAGIC);
+    __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), magic);
+    __m512 n = _mm512_sub_ps(t, magic);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.38796831e-3f), r, _mm512_set1_ps(8.36871378e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.16672267e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.66665211e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.99999970e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
+    __m512 s = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23));
+    __mmask16 in = _mm512_mask_cmp_ps_mask(keep, x, _mm512_set1_ps(FL_EXPF_SOFTMAX_LO), _CMP_NLT_UQ);
+    return _mm512_maskz_fmadd_ps(in, p, s, s);
+}
 #endif
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 /* lanes [0, n) of a 16-lane mask (n may be <= 0 or >= 16) */
 FL_INLINE __mmask16 fl_lanes16(ptrdiff_t n) {
     return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
-/* lane k of class j at xb + j * cs + k: its exp into g (if HAS_G), its sum term (0 for a tie with the
- * max) into yv, a tie counted in nt */
+/* lane k of class j at xb + j * cs + k: its exp into g (if HAS_G), its sum term into yv: 0 for a tie with
+ * the max (d == 0; counted apart: nt counts the others, d != 0, so the ties are C - nt), as for a d below
+ * the exp's range (fl_expf_softmax's select, here one masked fma with the tie's).  FULL: a whole block,
+ * plain loads; else masked by lm.  PF: the same class's line FL_CE_PF positions on prefetched, for the
+ * next chunk's max pass, which otherwise waits on the first touch of C streams (a prefetch never faults:
+ * past the run it reads ahead for the next run). */
 #define FL_CE_TERM(j, yv)                                                                               \
     __m512 yv;                                                                                        \
     {                                                                                                 \
-        __m512 d_ = _mm512_sub_ps(_mm512_maskz_loadu_ps(lm, xb + (j) * cs), mx);                      \
-        __m512 e_ = fl_expf_softmax_v16(d_);                                                          \
-        if (HAS_G) _mm512_mask_storeu_ps(g + (j) * cs + k, lm, e_);                                   \
+        const float* xj_ = xb + (j) * cs;                                                             \
+        if (PF) _mm_prefetch((const char*)(xj_ + FL_CE_PF), _MM_HINT_T0);                              \
+        __m512 d_ = _mm512_sub_ps(FULL ? _mm512_loadu_ps(xj_) : _mm512_maskz_loadu_ps(lm, xj_), mx);   \
         __mmask16 ne_ = _mm512_cmp_ps_mask(d_, zero, _CMP_NEQ_UQ);                                    \
-        yv = _mm512_maskz_mov_ps(ne_, e_);                                                            \
-        nt = _mm512_mask_add_epi32(nt, _mm512_knot(ne_), nt, one);                                    \
+        nt = _mm512_mask_add_epi32(nt, ne_, nt, one);                                                 \
+        if (HAS_G) {                                                                                  \
+            __m512 e_ = fl_expf_softmax_v16(d_);                                                      \
+            if (FULL) _mm512_storeu_ps(g + (j) * cs + k, e_);                                         \
+            else _mm512_mask_storeu_ps(g + (j) * cs + k, lm, e_);                                     \
+            yv = _mm512_maskz_mov_ps(ne_, e_);                                                        \
+        } else {                                                                                      \
+            yv = fl_expf_softmax_v16_mask(d_, ne_);                                                   \
+        }                                                                                             \
+    }
+#define FL_CE_PF 128
+#define FL_CE_SUMS(F, P) \
+    { \
+            const int FULL = (F), PF = (P); \
+            __m512i nt = _mm512_setzero_si512(); \
+            ptrdiff_t j = 0; \
+            while (j < C) { \
+                __m512 a = zero; \
+                if (j + 4 <= C) { \
+                    for (ptrdiff_t r = 0; r < FL_TILE_SUMEXP_RUN && j + 4 <= C; r++, j += 4) { \
+                        FL_CE_TERM(j, y0) FL_CE_TERM(j + 1, y1) FL_CE_TERM(j + 2, y2) FL_CE_TERM(j + 3, y3) \
+                        a = _mm512_add_ps(a, _mm512_add_ps(_mm512_add_ps(y0, y1), _mm512_add_ps(y2, y3))); \
+                    } \
+                } else { \
+                    FL_CE_TERM(j, y0) \
+                    if (C - j >= 2) { FL_CE_TERM(j + 1, y1) y0 = _mm512_add_ps(y0, y1); } \
+                    if (C - j == 3) { FL_CE_TERM(j + 2, y2) y0 = _mm512_add_ps(y0, y2); } \
+                    a = _mm512_add_ps(a, y0); \
+                    j = C; \
+                } \
+                s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(a))); \
+                s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(a, 1))); \
+            } \
+            const __m512i ties = _mm512_sub_epi32(Cv, nt); \
+            s0 = _mm512_add_pd(s0, _mm512_cvtepi32_pd(_mm512_castsi512_si256(ties))); \
+            s1 = _mm512_add_pd(s1, _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(ties, 1))); \
     }
 FL_INLINE void fl_tile_ce_plain_body(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
                                      const int32_t* ys, float* g, float* m, float* xy, double* s,
                                      const int HAS_G) {
+    const __m512i Cv = _mm512_set1_epi32((int32_t)C);
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512i csv = _mm512_set1_epi32((int32_t)cs), one = _mm512_set1_epi32(1);
     const __m512 zero = _mm512_setzero_ps();
@@ -399,33 +454,16 @@ FL_INLINE void fl_tile_ce_plain_body(const float* xs, ptrdiff_t cs, ptrdiff_t C,
             __m512i idx = _mm512_add_epi32(_mm512_mullo_epi32(y, csv), lane);
             _mm512_mask_storeu_ps(xy + k, lm, _mm512_mask_i32gather_ps(zero, has, idx, xb, 4));
             __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-            __m512i nt = _mm512_setzero_si512();
-            ptrdiff_t j = 0;
-            while (j < C) {
-                __m512 a = zero;
-                if (j + 4 <= C) {
-                    for (ptrdiff_t r = 0; r < FL_TILE_SUMEXP_RUN && j + 4 <= C; r++, j += 4) {
-                        FL_CE_TERM(j, y0) FL_CE_TERM(j + 1, y1) FL_CE_TERM(j + 2, y2) FL_CE_TERM(j + 3, y3)
-                        a = _mm512_add_ps(a, _mm512_add_ps(_mm512_add_ps(y0, y1), _mm512_add_ps(y2, y3)));
-                    }
-                } else {
-                    FL_CE_TERM(j, y0)
-                    if (C - j >= 2) { FL_CE_TERM(j + 1, y1) y0 = _mm512_add_ps(y0, y1); }
-                    if (C - j == 3) { FL_CE_TERM(j + 2, y2) y0 = _mm512_add_ps(y0, y2); }
-                    a = _mm512_add_ps(a, y0);
-                    j = C;
-                }
-                s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(a)));
-                s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(a, 1)));
-            }
-            s0 = _mm512_add_pd(s0, _mm512_cvtepi32_pd(_mm512_castsi512_si256(nt)));
-            s1 = _mm512_add_pd(s1, _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(nt, 1)));
+            if (k + 16 <= L) FL_CE_SUMS(1, 1)
+            else FL_CE_SUMS(0, 0)
             _mm512_mask_storeu_pd(s + k, (__mmask8)lm, s0);
             _mm512_mask_storeu_pd(s + k + 8, (__mmask8)(lm >> 8), s1);
         }
     }
 }
+#undef FL_CE_SUMS
 #undef FL_CE_TERM
+#undef FL_CE_PF
 #endif
 static inline int fl_tile_ce_plain_f32(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
                                        const int32_t* ys, float* g, float* m, float* xy, double* s) {
