@@ -147,6 +147,8 @@ cdef extern from "fl_tile.h" nogil:
 
 
 cdef extern from "fl_tile.h" nogil:
+    void fl_tile_pick_f32(const float* v, const int32_t* ys, Py_ssize_t L, float* out)
+    void fl_tile_pick_f64(const double* v, const int32_t* ys, Py_ssize_t L, double* out)
     bint fl_tile_ce_plain_f32(const float* xs, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L, const int32_t* ys,
                               float* g, float* m, float* xy, double* s)
 
@@ -177,6 +179,14 @@ cdef inline void tile_max_pick(const floating* xs, Py_ssize_t cs, Py_ssize_t C, 
         fl_tile_max_pick_f32(xs, cs, C, L, ys, m, xy)
     else:
         fl_tile_max_pick_f64(xs, cs, C, L, ys, m, xy)
+
+
+cdef inline void tile_pick(const floating* v, const int32_t* ys, Py_ssize_t L, floating* out) noexcept nogil:
+    """out[k] = v[ys[k]], 0 where ys[k] < 0, for k < L: a gather, no branch (fl_tile.h)."""
+    if floating is float:
+        fl_tile_pick_f32(v, ys, L, out)
+    else:
+        fl_tile_pick_f64(v, ys, L, out)
 
 
 cdef inline void tile_sumexp(const floating* xs, const floating* t, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L,
@@ -601,8 +611,7 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     for k in range(L):
         valid[k] = 1 if ys[k] >= 0 else 0
     if w != NULL:
-        for k in range(L):
-            wy[k] = w[ys[k]] if ys[k] >= 0 else 0
+        tile_pick(w, ys, L, wy)
     else:
         for k in range(L):
             wy[k] = valid[k]
