@@ -401,17 +401,17 @@ FL_INLINE __m512 fl_expf_softmax_v16_mask(__m512 x, __mmask16 keep) {
 FL_INLINE __mmask16 fl_lanes16(ptrdiff_t n) {
     return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
-/* lane k of class j at xb + j * cs + k: its exp into g (if HAS_G), its sum term into yv: 0 for a tie with
+/* lane k of class j at xr + j * rs (read from the chunk's copy, else in place): its exp into g (if HAS_G), its sum term into yv: 0 for a tie with
  * the max (d == 0; counted apart: nt counts the others, d != 0, so the ties are C - nt), as for a d below
  * the exp's range (fl_expf_softmax's select, here one masked fma with the tie's).  FULL: a whole block,
- * plain loads; else masked by lm.  PF: the same class's line FL_CE_PF positions on prefetched, for the
- * next chunk's max pass, which otherwise waits on the first touch of C streams (a prefetch never faults:
- * past the run it reads ahead for the next run). */
+ * plain loads; else masked by lm.  PF: the same class's line FL_CE_PF positions on prefetched (in place),
+ * for the next chunk's max pass, which otherwise waits on the first touch of C streams (a prefetch never
+ * faults: past the run it reads ahead for the next run). */
 #define FL_CE_TERM(j, yv)                                                                               \
     __m512 yv;                                                                                        \
     {                                                                                                 \
-        const float* xj_ = xb + (j) * cs;                                                             \
-        if (PF) _mm_prefetch((const char*)(xj_ + FL_CE_PF), _MM_HINT_T0);                              \
+        const float* xj_ = xr + (j) * rs;                                                             \
+        if (PF) _mm_prefetch((const char*)(xs + (j) * cs + k + FL_CE_PF), _MM_HINT_T0);                \
         __m512 d_ = _mm512_sub_ps(FULL ? _mm512_loadu_ps(xj_) : _mm512_maskz_loadu_ps(lm, xj_), mx);   \
         __mmask16 ne_ = _mm512_cmp_ps_mask(d_, zero, _CMP_NEQ_UQ);                                    \
         nt = _mm512_mask_add_epi32(nt, ne_, nt, one);                                                 \
@@ -425,6 +425,7 @@ FL_INLINE __mmask16 fl_lanes16(ptrdiff_t n) {
         }                                                                                             \
     }
 #define FL_CE_PF 128
+#define FL_CE_BUF_C 64      /* classes copied per chunk (16 KiB); more are read in place twice */
 #define FL_CE_SUMS(F, P) \
     { \
             const int FULL = (F), PF = (P); \
@@ -456,8 +457,15 @@ FL_INLINE void fl_tile_ce_plain_body(const float* xs, ptrdiff_t cs, ptrdiff_t C,
                                      const int HAS_G) {
     const __m512i Cv = _mm512_set1_epi32((int32_t)C);
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512i csv = _mm512_set1_epi32((int32_t)cs), one = _mm512_set1_epi32(1);
+    const __m512i one = _mm512_set1_epi32(1);
     const __m512 zero = _mm512_setzero_ps();
+    /* the chunk's logits, class j of block b at buf[j * 4 + b]: with the spatial layout's stride a power of
+     * 2 (256 x 256 images), the C lines of a block fall in one L1 set (and one L2 set), and C > 12 of them
+     * evict each other between the max pass and the exp pass: the copy is read back from contiguous lines */
+    __m512 buf[FL_CE_BUF_C * 4];
+    const int copy = C <= FL_CE_BUF_C;
+    const ptrdiff_t rs = copy ? 64 : cs;
+    const __m512i rsv = _mm512_set1_epi32((int32_t)rs);
     for (ptrdiff_t k0 = 0; k0 < L; k0 += 64) {
         /* pass 1 for 4 blocks of 16 at once (4 independent chains of max, each in class order): the max
          * (x > m ? x : m, NaN skipped, as fl_tile_max_pick) and the target's logit */
@@ -466,12 +474,16 @@ FL_INLINE void fl_tile_ce_plain_body(const float* xs, ptrdiff_t cs, ptrdiff_t C,
         const float* x0 = xs + k0;
         __m512 m0 = _mm512_maskz_loadu_ps(l0, x0), m1 = _mm512_maskz_loadu_ps(l1, x0 + 16);
         __m512 m2 = _mm512_maskz_loadu_ps(l2, x0 + 32), m3 = _mm512_maskz_loadu_ps(l3, x0 + 48);
+        if (copy) { buf[0] = m0; buf[1] = m1; buf[2] = m2; buf[3] = m3; }
         for (ptrdiff_t j = 1; j < C; j++) {
             const float* xc = x0 + j * cs;
-            m0 = _mm512_max_ps(_mm512_maskz_loadu_ps(l0, xc), m0);
-            m1 = _mm512_max_ps(_mm512_maskz_loadu_ps(l1, xc + 16), m1);
-            m2 = _mm512_max_ps(_mm512_maskz_loadu_ps(l2, xc + 32), m2);
-            m3 = _mm512_max_ps(_mm512_maskz_loadu_ps(l3, xc + 48), m3);
+            __m512 v0 = _mm512_maskz_loadu_ps(l0, xc), v1 = _mm512_maskz_loadu_ps(l1, xc + 16);
+            __m512 v2 = _mm512_maskz_loadu_ps(l2, xc + 32), v3 = _mm512_maskz_loadu_ps(l3, xc + 48);
+            if (copy) { buf[j * 4] = v0; buf[j * 4 + 1] = v1; buf[j * 4 + 2] = v2; buf[j * 4 + 3] = v3; }
+            m0 = _mm512_max_ps(v0, m0);
+            m1 = _mm512_max_ps(v1, m1);
+            m2 = _mm512_max_ps(v2, m2);
+            m3 = _mm512_max_ps(v3, m3);
         }
         _mm512_mask_storeu_ps(m + k0, l0, m0);
         _mm512_mask_storeu_ps(m + k0 + 16, l1, m1);
@@ -481,12 +493,12 @@ FL_INLINE void fl_tile_ce_plain_body(const float* xs, ptrdiff_t cs, ptrdiff_t C,
          * (and ties') exp(0) = 1 counted apart */
         for (ptrdiff_t k = k0; k < L && k < k0 + 64; k += 16) {
             const __mmask16 lm = fl_lanes16(L - k);
-            const float* xb = xs + k;
+            const float* xr = copy ? (const float*)(buf + (k - k0) / 16) : xs + k;
             const __m512 mx = _mm512_maskz_loadu_ps(lm, m + k);
             __m512i y = _mm512_maskz_loadu_epi32(lm, ys + k);
             __mmask16 has = _mm512_mask_cmp_epi32_mask(lm, y, _mm512_setzero_si512(), _MM_CMPINT_NLT);
-            __m512i idx = _mm512_add_epi32(_mm512_mullo_epi32(y, csv), lane);
-            _mm512_mask_storeu_ps(xy + k, lm, _mm512_mask_i32gather_ps(zero, has, idx, xb, 4));
+            __m512i idx = _mm512_add_epi32(_mm512_mullo_epi32(y, rsv), lane);
+            _mm512_mask_storeu_ps(xy + k, lm, _mm512_mask_i32gather_ps(zero, has, idx, xr, 4));
             __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
             if (k + 16 <= L) FL_CE_SUMS(1, 1)
             else FL_CE_SUMS(0, 0)
@@ -498,6 +510,7 @@ FL_INLINE void fl_tile_ce_plain_body(const float* xs, ptrdiff_t cs, ptrdiff_t C,
 #undef FL_CE_SUMS
 #undef FL_CE_TERM
 #undef FL_CE_PF
+#undef FL_CE_BUF_C
 #endif
 static inline int fl_tile_ce_plain_f32(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
                                        const int32_t* ys, float* g, float* m, float* xy, double* s) {
