@@ -624,14 +624,14 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     fused = False
     if floating is float:
         fused = eps == 0 and fl_tile_ce_plain_f32(xs, cs, C, L, ys, gbase, m, dy, s)
+    if not fused:
+        tile_max_pick(xs, cs, C, L, ys, m, dy)
     if fused:
         pass
     elif floating is float or not c.focal:
-        tile_max_pick(xs, cs, C, L, ys, m, dy)
         tile_sumexp(xs, NULL, cs, C, L, m, w, gbase, FL_TS_DOT if eps != 0 else FL_TS_PLAIN, 0, 0, s, sw,
                     NULL)
     else:
-        tile_max_pick(xs, cs, C, L, ys, m, dy)
         # float64 focal: r = the exps of every class but the first maximum (focal_log_sum's sum, in
         # its order, so the same bits), s = 1 + r; vectorised here instead of a strided pass per item
         for k in range(L):
