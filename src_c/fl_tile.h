@@ -366,22 +366,8 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
  * caller runs the two passes.  (A variant that loaded the next chunk during this chunk's exp pass, to hide
  * its memory latency, measured 15% slower.) */
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
-FL_INLINE __m512 fl_expf_softmax_v16(__m512 x) {
-    const __m512 magic = _mm512_set1_ps(FL_EXPF_SOFTMAX_MAGIC);
-    __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), magic);
-    __m512 n = _mm512_sub_ps(t, magic);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.38796831e-3f), r, _mm512_set1_ps(8.36871378e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.16672267e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.66665211e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.99999970e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
-    __m512 s = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23));
-    __m512 y = _mm512_fmadd_ps(p, s, s);
-    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(FL_EXPF_SOFTMAX_LO), _CMP_NLT_UQ), y);
-}
-/* the same, 0 also in the lanes outside `keep` */
+/* fl_math.h's fl_expf_softmax of 16 lanes, step for step (each a * b + c an fma, as GCC contracts the scalar
+ * code: the same bits; 0 below FL_EXPF_SOFTMAX_LO), and 0 also in the lanes outside `keep` */
 FL_INLINE __m512 fl_expf_softmax_v16_mask(__m512 x, __mmask16 keep) {
     const __m512 magic = _mm512_set1_ps(FL_EXPF_SOFTMAX_MAGIC);
     __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), magic);
@@ -418,7 +404,7 @@ FL_INLINE __mmask16 fl_lanes16(ptrdiff_t n) {
         __mmask16 ne_ = _mm512_cmp_ps_mask(d_, zero, _CMP_NEQ_UQ);                                    \
         nt = _mm512_mask_add_epi32(nt, ne_, nt, one);                                                 \
         if (HAS_G) {                                                                                  \
-            __m512 e_ = fl_expf_softmax_v16(d_);                                                      \
+            __m512 e_ = fl_expf_softmax_v16_mask(d_, (__mmask16)0xffff);                              \
             if (FULL) _mm512_storeu_ps(g + (j) * cs + k, e_);                                         \
             else _mm512_mask_storeu_ps(g + (j) * cs + k, lm, e_);                                     \
             yv = _mm512_maskz_mov_ps(ne_, e_);                                                        \
