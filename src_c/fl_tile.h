@@ -200,6 +200,40 @@ FL_TILE_MAX_PICK(float, fl_tile_max_pick_f32)
 FL_TILE_MAX_PICK(double, fl_tile_max_pick_f64)
 #undef FL_TILE_MAX_PICK
 
+/* out[k] = v[ys[k]], 0 where ys[k] < 0 (an ignored item): the class weights of a run's targets, without a
+ * branch per position (5% ignored items at random mispredict): AVX-512, masked gathers (GCC's generic
+ * tuning never emits a gather itself); the rest with the load made unconditional (class 0 for an ignored
+ * item) and a select. */
+#define FL_PICK_REST(T)                                                                                 \
+    for (; k < L; k++) {                                                                              \
+        const int32_t y = ys[k];                                                                      \
+        const T t = v[y < 0 ? 0 : y];                                                                 \
+        out[k] = y < 0 ? (T)0 : t;                                                                    \
+    }
+static inline void fl_tile_pick_f32(const float* v, const int32_t* ys, ptrdiff_t L, float* out) {
+    ptrdiff_t k = 0;
+#if defined(__AVX512F__)
+    for (; k + 16 <= L; k += 16) {
+        __m512i y = _mm512_loadu_si512((const void*)(ys + k));
+        __mmask16 has = _mm512_cmp_epi32_mask(y, _mm512_setzero_si512(), _MM_CMPINT_NLT);
+        _mm512_storeu_ps(out + k, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), has, y, v, 4));
+    }
+#endif
+    FL_PICK_REST(float)
+}
+static inline void fl_tile_pick_f64(const double* v, const int32_t* ys, ptrdiff_t L, double* out) {
+    ptrdiff_t k = 0;
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+    for (; k + 8 <= L; k += 8) {
+        __m256i y = _mm256_loadu_si256((const __m256i*)(ys + k));
+        __mmask8 has = _mm256_cmp_epi32_mask(y, _mm256_setzero_si256(), _MM_CMPINT_NLT);
+        _mm512_storeu_pd(out + k, _mm512_mask_i32gather_pd(_mm512_setzero_pd(), has, y, v, 8));
+    }
+#endif
+    FL_PICK_REST(double)
+}
+#undef FL_PICK_REST
+
 /* Pass 2: per position k, with d_j = x[j][k] - m[k] (m the max of pass 1),
  *   s[k] = sum_j exp(d_j), the exps also stored to g (same layout) when g != NULL (the softmax numerators),
  *   FL_TS_DOT   o1[k] = sum_j w_j d_j                          (label smoothing; w NULL: weights 1)
@@ -318,6 +352,166 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
 #undef FL_TS_LANE
 #undef FL_TS_CALLS
 #undef FL_TS_REM
+
+/* Passes 1 and 2 fused for the common case (float, no smoothing, no probability targets; AVX-512), chunks
+ * of 64 positions: the max of 4 blocks of 16 at once (4 independent chains), then per block the target's
+ * logit (a masked gather) and the sum of exps with every partial in registers (the two passes above keep
+ * their per-position partials in memory, one load and store per class per vector, and gather the targets
+ * one position at a time).  Bit for bit the same m, xy, s (and exps in g) as fl_tile_max_pick_f32 +
+ * fl_tile_sumexp_f32 in FL_TS_PLAIN: the max in class order per lane, the same exp (fl_expf_softmax, each
+ * of its a * b + c contracted to an fma as GCC contracts it in the loops above), the same groups of 4
+ * classes, runs of FL_TILE_SUMEXP_RUN groups, the last C % 4 classes as their own run, ties counted apart.
+ * The last L % 16 positions go through masked loads and stores (never past the run).  Returns 0, having
+ * done nothing, where it does not apply (no AVX-512, or offsets past int32 for the target gather): the
+ * caller runs the two passes.  (A variant that loaded the next chunk during this chunk's exp pass, to hide
+ * its memory latency, measured 15% slower.) */
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+/* fl_math.h's fl_expf_softmax of 16 lanes, step for step (each a * b + c an fma, as GCC contracts the scalar
+ * code: the same bits; 0 below FL_EXPF_SOFTMAX_LO), and 0 also in the lanes outside `keep` */
+FL_INLINE __m512 fl_expf_softmax_v16_mask(__m512 x, __mmask16 keep) {
+    const __m512 magic = _mm512_set1_ps(FL_EXPF_SOFTMAX_MAGIC);
+    __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), magic);
+    __m512 n = _mm512_sub_ps(t, magic);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.38796831e-3f), r, _mm512_set1_ps(8.36871378e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.16672267e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.66665211e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.99999970e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
+    __m512 s = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23));
+    __mmask16 in = _mm512_mask_cmp_ps_mask(keep, x, _mm512_set1_ps(FL_EXPF_SOFTMAX_LO), _CMP_NLT_UQ);
+    return _mm512_maskz_fmadd_ps(in, p, s, s);
+}
+#endif
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+/* lanes [0, n) of a 16-lane mask (n may be <= 0 or >= 16) */
+FL_INLINE __mmask16 fl_lanes16(ptrdiff_t n) {
+    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+/* lane k of class j at xr + j * rs (read from the chunk's copy, else in place): its exp into g (if HAS_G), its sum term into yv: 0 for a tie with
+ * the max (d == 0; counted apart: nt counts the others, d != 0, so the ties are C - nt), as for a d below
+ * the exp's range (fl_expf_softmax's select, here one masked fma with the tie's).  FULL: a whole block,
+ * plain loads; else masked by lm.  PF: the same class's line FL_CE_PF positions on prefetched (in place),
+ * for the next chunk's max pass, which otherwise waits on the first touch of C streams (a prefetch never
+ * faults: past the run it reads ahead for the next run). */
+#define FL_CE_TERM(j, yv)                                                                               \
+    __m512 yv;                                                                                        \
+    {                                                                                                 \
+        const float* xj_ = xr + (j) * rs;                                                             \
+        if (PF) _mm_prefetch((const char*)(xs + (j) * cs + k + FL_CE_PF), _MM_HINT_T0);                \
+        __m512 d_ = _mm512_sub_ps(FULL ? _mm512_loadu_ps(xj_) : _mm512_maskz_loadu_ps(lm, xj_), mx);   \
+        __mmask16 ne_ = _mm512_cmp_ps_mask(d_, zero, _CMP_NEQ_UQ);                                    \
+        nt = _mm512_mask_add_epi32(nt, ne_, nt, one);                                                 \
+        if (HAS_G) {                                                                                  \
+            __m512 e_ = fl_expf_softmax_v16_mask(d_, (__mmask16)0xffff);                              \
+            if (FULL) _mm512_storeu_ps(g + (j) * cs + k, e_);                                         \
+            else _mm512_mask_storeu_ps(g + (j) * cs + k, lm, e_);                                     \
+            yv = _mm512_maskz_mov_ps(ne_, e_);                                                        \
+        } else {                                                                                      \
+            yv = fl_expf_softmax_v16_mask(d_, ne_);                                                   \
+        }                                                                                             \
+    }
+#define FL_CE_PF 128
+#define FL_CE_BUF_C 64      /* classes copied per chunk (16 KiB); more are read in place twice */
+#define FL_CE_SUMS(F, P) \
+    { \
+            const int FULL = (F), PF = (P); \
+            __m512i nt = _mm512_setzero_si512(); \
+            ptrdiff_t j = 0; \
+            while (j < C) { \
+                __m512 a = zero; \
+                if (j + 4 <= C) { \
+                    for (ptrdiff_t r = 0; r < FL_TILE_SUMEXP_RUN && j + 4 <= C; r++, j += 4) { \
+                        FL_CE_TERM(j, y0) FL_CE_TERM(j + 1, y1) FL_CE_TERM(j + 2, y2) FL_CE_TERM(j + 3, y3) \
+                        a = _mm512_add_ps(a, _mm512_add_ps(_mm512_add_ps(y0, y1), _mm512_add_ps(y2, y3))); \
+                    } \
+                } else { \
+                    FL_CE_TERM(j, y0) \
+                    if (C - j >= 2) { FL_CE_TERM(j + 1, y1) y0 = _mm512_add_ps(y0, y1); } \
+                    if (C - j == 3) { FL_CE_TERM(j + 2, y2) y0 = _mm512_add_ps(y0, y2); } \
+                    a = _mm512_add_ps(a, y0); \
+                    j = C; \
+                } \
+                s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(a))); \
+                s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(a, 1))); \
+            } \
+            const __m512i ties = _mm512_sub_epi32(Cv, nt); \
+            s0 = _mm512_add_pd(s0, _mm512_cvtepi32_pd(_mm512_castsi512_si256(ties))); \
+            s1 = _mm512_add_pd(s1, _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(ties, 1))); \
+    }
+FL_INLINE void fl_tile_ce_plain_body(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
+                                     const int32_t* ys, float* g, float* m, float* xy, double* s,
+                                     const int HAS_G) {
+    const __m512i Cv = _mm512_set1_epi32((int32_t)C);
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i one = _mm512_set1_epi32(1);
+    const __m512 zero = _mm512_setzero_ps();
+    /* the chunk's logits, class j of block b at buf[j * 4 + b]: with the spatial layout's stride a power of
+     * 2 (256 x 256 images), the C lines of a block fall in one L1 set (and one L2 set), and C > 12 of them
+     * evict each other between the max pass and the exp pass: the copy is read back from contiguous lines */
+    __m512 buf[FL_CE_BUF_C * 4];
+    const int copy = C <= FL_CE_BUF_C;
+    const ptrdiff_t rs = copy ? 64 : cs;
+    const __m512i rsv = _mm512_set1_epi32((int32_t)rs);
+    for (ptrdiff_t k0 = 0; k0 < L; k0 += 64) {
+        /* pass 1 for 4 blocks of 16 at once (4 independent chains of max, each in class order): the max
+         * (x > m ? x : m, NaN skipped, as fl_tile_max_pick) and the target's logit */
+        const __mmask16 l0 = fl_lanes16(L - k0), l1 = fl_lanes16(L - k0 - 16);
+        const __mmask16 l2 = fl_lanes16(L - k0 - 32), l3 = fl_lanes16(L - k0 - 48);
+        const float* x0 = xs + k0;
+        __m512 m0 = _mm512_maskz_loadu_ps(l0, x0), m1 = _mm512_maskz_loadu_ps(l1, x0 + 16);
+        __m512 m2 = _mm512_maskz_loadu_ps(l2, x0 + 32), m3 = _mm512_maskz_loadu_ps(l3, x0 + 48);
+        if (copy) { buf[0] = m0; buf[1] = m1; buf[2] = m2; buf[3] = m3; }
+        for (ptrdiff_t j = 1; j < C; j++) {
+            const float* xc = x0 + j * cs;
+            __m512 v0 = _mm512_maskz_loadu_ps(l0, xc), v1 = _mm512_maskz_loadu_ps(l1, xc + 16);
+            __m512 v2 = _mm512_maskz_loadu_ps(l2, xc + 32), v3 = _mm512_maskz_loadu_ps(l3, xc + 48);
+            if (copy) { buf[j * 4] = v0; buf[j * 4 + 1] = v1; buf[j * 4 + 2] = v2; buf[j * 4 + 3] = v3; }
+            m0 = _mm512_max_ps(v0, m0);
+            m1 = _mm512_max_ps(v1, m1);
+            m2 = _mm512_max_ps(v2, m2);
+            m3 = _mm512_max_ps(v3, m3);
+        }
+        _mm512_mask_storeu_ps(m + k0, l0, m0);
+        _mm512_mask_storeu_ps(m + k0 + 16, l1, m1);
+        _mm512_mask_storeu_ps(m + k0 + 32, l2, m2);
+        _mm512_mask_storeu_ps(m + k0 + 48, l3, m3);
+        /* pass 2, block by block (its C vectors are in L1): the target's logit; the sum of exps, the max's
+         * (and ties') exp(0) = 1 counted apart */
+        for (ptrdiff_t k = k0; k < L && k < k0 + 64; k += 16) {
+            const __mmask16 lm = fl_lanes16(L - k);
+            const float* xr = copy ? (const float*)(buf + (k - k0) / 16) : xs + k;
+            const __m512 mx = _mm512_maskz_loadu_ps(lm, m + k);
+            __m512i y = _mm512_maskz_loadu_epi32(lm, ys + k);
+            __mmask16 has = _mm512_mask_cmp_epi32_mask(lm, y, _mm512_setzero_si512(), _MM_CMPINT_NLT);
+            __m512i idx = _mm512_add_epi32(_mm512_mullo_epi32(y, rsv), lane);
+            _mm512_mask_storeu_ps(xy + k, lm, _mm512_mask_i32gather_ps(zero, has, idx, xr, 4));
+            __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+            if (k + 16 <= L) FL_CE_SUMS(1, 1)
+            else FL_CE_SUMS(0, 0)
+            _mm512_mask_storeu_pd(s + k, (__mmask8)lm, s0);
+            _mm512_mask_storeu_pd(s + k + 8, (__mmask8)(lm >> 8), s1);
+        }
+    }
+}
+#undef FL_CE_SUMS
+#undef FL_CE_TERM
+#undef FL_CE_PF
+#undef FL_CE_BUF_C
+#endif
+static inline int fl_tile_ce_plain_f32(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
+                                       const int32_t* ys, float* g, float* m, float* xy, double* s) {
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+    if (C < 1 || (C - 1) * cs + 16 > INT32_MAX) return 0;
+    if (g) fl_tile_ce_plain_body(xs, cs, C, L, ys, g, m, xy, s, 1);
+    else fl_tile_ce_plain_body(xs, cs, C, L, ys, NULL, m, xy, s, 0);
+    return 1;
+#else
+    (void)xs; (void)cs; (void)C; (void)L; (void)ys; (void)g; (void)m; (void)xy; (void)s;
+    return 0;
+#endif
+}
 
 /* The probability-target sums of FL_TS_SOFT for L rows read in place, row-major (row k's logits at
  * x + k * C, its targets at t + k * C; m[k] its max, from pass 1 over the logits' tile):

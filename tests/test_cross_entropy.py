@@ -155,6 +155,26 @@ def test_many_blocks(layout, dtype, reduction, rng):
     check(x, y, dtype, reduction, weight=w, label_smoothing=0.05, what=layout)
 
 
+@pytest.mark.parametrize("C,S", [(1, 33), (3, 1), (21, 1024), (21, 300), (5, 4096), (70, 257)])
+def test_spatial_float32_runs(C, S, rng):
+    """The class-major runs of the spatial layout in float32 without smoothing (fl_tile.h's fused pass:
+    chunks of 64 positions, masked tails, the chunk copied for C <= 64, in place above; a stride of 4 KiB
+    with S = 1024): ties (integer logits), a -inf logit, ignored targets and class weights, against float64
+    torch; the same bits at 1 and 2 threads."""
+    x = rng.standard_normal((2, C, S)).astype(np.float32)
+    x[:, :, ::3] = np.round(x[:, :, ::3])      # ties with the max
+    x[0, 0, ::5] = -np.inf
+    y = rng.integers(0, C, (2, S))
+    y[rng.random((2, S)) < 0.1] = -100
+    w = rng.uniform(0.5, 2.0, C).astype(np.float32)
+    for reduction in ("none", "mean"):
+        check(x, y, np.float32, reduction, weight=w, what=f"C={C} S={S}")
+        a = fl.cross_entropy(x, y, weight=w, reduction=reduction, return_grad=True, num_threads=1)
+        b = fl.cross_entropy(x, y, weight=w, reduction=reduction, return_grad=True, num_threads=2)
+        for u, v in zip(a, b):
+            assert np.asarray(u).tobytes() == np.asarray(v).tobytes()
+
+
 # ----------------------------------------------------------------------------------------- hostile values
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("reduction", REDUCTIONS)

@@ -147,6 +147,13 @@ cdef extern from "fl_tile.h" nogil:
 
 
 cdef extern from "fl_tile.h" nogil:
+    void fl_tile_pick_f32(const float* v, const int32_t* ys, Py_ssize_t L, float* out)
+    void fl_tile_pick_f64(const double* v, const int32_t* ys, Py_ssize_t L, double* out)
+    bint fl_tile_ce_plain_f32(const float* xs, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L, const int32_t* ys,
+                              float* g, float* m, float* xy, double* s)
+
+
+cdef extern from "fl_tile.h" nogil:
     void fl_rows_soft_sums_f32(const float* x, const float* t, Py_ssize_t C, Py_ssize_t L, const float* m,
                                const float* w, float keep, float add, double* A, double* D)
 
@@ -172,6 +179,14 @@ cdef inline void tile_max_pick(const floating* xs, Py_ssize_t cs, Py_ssize_t C, 
         fl_tile_max_pick_f32(xs, cs, C, L, ys, m, xy)
     else:
         fl_tile_max_pick_f64(xs, cs, C, L, ys, m, xy)
+
+
+cdef inline void tile_pick(const floating* v, const int32_t* ys, Py_ssize_t L, floating* out) noexcept nogil:
+    """out[k] = v[ys[k]], 0 where ys[k] < 0, for k < L: a gather, no branch (fl_tile.h)."""
+    if floating is float:
+        fl_tile_pick_f32(v, ys, L, out)
+    else:
+        fl_tile_pick_f64(v, ys, L, out)
 
 
 cdef inline void tile_sumexp(const floating* xs, const floating* t, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L,
@@ -581,7 +596,7 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef double modv[RUN]       # focal: (1 - p_y)^gamma
     cdef double Kv[RUN]         # focal: the gradient factor K
     cdef floating seen[RUN]     # float64 focal: 1 once the row's first maximum has been passed
-    cdef bint first
+    cdef bint first, fused
     cdef int32_t ys[RUN]        # the targets, -1 where ignored / invalid (run_labels)
     cdef const floating* xc
     cdef floating* gc
@@ -596,21 +611,24 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     for k in range(L):
         valid[k] = 1 if ys[k] >= 0 else 0
     if w != NULL:
-        for k in range(L):
-            wy[k] = w[ys[k]] if ys[k] >= 0 else 0
+        tile_pick(w, ys, L, wy)
     else:
         for k in range(L):
             wy[k] = valid[k]
     if denom != NULL:
         for k in range(L):
             denom[k] = wy[k]
-    # pass 1: max over classes and the target's logit, per position
-    tile_max_pick(xs, cs, C, L, ys, m, dy)
-    for k in range(L):
-        dy[k] = dy[k] - m[k]
-    # pass 2: sum of exp (kept in the gradient tile if any) and, for smoothing, the weighted logit sum in
-    # the same loop (one read of the class; fl_tile.h)
-    if floating is float or not c.focal:
+    # pass 1: max over classes and the target's logit, per position; pass 2: sum of exp (kept in the
+    # gradient tile if any) and, for smoothing, the weighted logit sum in the same loop (one read of the
+    # class; fl_tile.h).  float without smoothing: both passes fused per block of positions (the same bits)
+    fused = False
+    if floating is float:
+        fused = eps == 0 and fl_tile_ce_plain_f32(xs, cs, C, L, ys, gbase, m, dy, s)
+    if not fused:
+        tile_max_pick(xs, cs, C, L, ys, m, dy)
+    if fused:
+        pass
+    elif floating is float or not c.focal:
         tile_sumexp(xs, NULL, cs, C, L, m, w, gbase, FL_TS_DOT if eps != 0 else FL_TS_PLAIN, 0, 0, s, sw,
                     NULL)
     else:
@@ -630,6 +648,8 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
                 first = (d == 0) & (seen[k] == 0)
                 seen[k] = 1 if first else seen[k]
                 sw[k] = sw[k] + (0 if first else v)
+    for k in range(L):
+        dy[k] = dy[k] - m[k]
     if not c.focal:
         # branch-free over positions (selects on `valid`), so the log vectorises
         for k in range(L):
