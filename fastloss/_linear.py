@@ -1,9 +1,9 @@
 """Fused linear cross-entropy: the loss of a language-model head, ``cross_entropy(hidden @ weight.T + bias,
 target)``, without the N x V logits.
 
-The loss alone (``_loss_by_blocks``): the tokens in chunks of ``_block_rows``; per chunk, each
-vocabulary block's logits by one GEMM into its thread's block buffer (at most ``_BLOCK_BYTES``), and at
-once that block's per-token max, sum of exps and shifted sum (``linear_ce_block_stats``); then each
+The loss alone (``_loss_by_blocks``): per chunk of tokens, each vocabulary block's logits by one GEMM
+into its thread's block buffer (chunk rows x ``_VOCAB_BLOCK``, at most ``_BLOCK_BYTES``), and at once
+that block's per-token max, sum of exps and shifted sum (``linear_ce_block_stats``); then each
 token's loss from its blocks' statistics, merged in block order (``linear_ce_combine``).
 
 With ``return_grad`` the tokens are cut into chunks of ``n_c`` rows (``n_c x V`` logits of at most
@@ -54,18 +54,10 @@ _HIDDEN_BLOCK = 512         # columns of hidden per BLAS block of the hidden gra
                             # 32000 x 1024)
 
 
-def _block_rows(n, itemsize):
-    """Tokens per chunk of the loss alone: one thread's block buffer (rows x _VOCAB_BLOCK) of at most
-    _BLOCK_BYTES (a multiple of 16 from 16 on), >= 1, <= n: fixed by the shapes, never by num_threads."""
-    r = max(1, _BLOCK_BYTES // (_VOCAB_BLOCK * itemsize))
-    if r >= 16:
-        r -= r % 16
-    return max(1, min(r, n))
-
-
-def _chunk_rows(n, n_classes, itemsize):
-    """Tokens per chunk: the most whose logits fit in _CHUNK_BYTES (a multiple of 16 from 16 on), >= 1."""
-    r = max(1, _CHUNK_BYTES // max(n_classes * itemsize, 1))
+def _rows_within(n, row_bytes, budget):
+    """Tokens per chunk: the most whose rows of ``row_bytes`` fit in ``budget`` bytes (a multiple of 16
+    from 16 on), >= 1, <= n -- fixed by the shapes, never by num_threads."""
+    r = max(1, budget // max(row_bytes, 1))
     if r >= 16:
         r -= r % 16
     return max(1, min(r, n))
@@ -76,14 +68,14 @@ def _blocks(n, size):
 
 
 def _loss_by_blocks(h2, w, b, y, o_flat, vocab, n_classes, ignore_index, eps, softcap, lam, nt, labels):
-    """The loss alone (no gradient): per chunk of ``_block_rows`` tokens, each vocabulary block's logits
+    """The loss alone (no gradient): per chunk of tokens (one thread's block of logits within _BLOCK_BYTES), each vocabulary block's logits
     by one GEMM into its thread's block buffer and, while in cache, that block's per-token statistics
     (``linear_ce_block_stats``); then the tokens' losses from them (``linear_ce_combine``).  The chunk's
     logits are never held at once, so the chunks can be taller than the gradient's (larger GEMMs run
     faster: 8.2 -> 7.4 ps per multiply-add from 256 to 512 rows, OpenBLAS, AVX-512).
     Returns (sum of the losses, count of the tokens not ignored)."""
     n, dtype = y.shape[0], h2.dtype
-    rows = _block_rows(n, dtype.itemsize)
+    rows = _rows_within(n, _VOCAB_BLOCK * dtype.itemsize, _BLOCK_BYTES)
     stats = np.empty((rows, len(vocab), 3))
     zy = np.empty(rows)
     local = threading.local()          # each thread's block buffer (rows x _VOCAB_BLOCK), for this call
@@ -318,7 +310,7 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
                                        lam, nt, labels)
         return o if o is not None else V.reduced(total, count, reduction, dtype)
 
-    rows = _chunk_rows(n, n_classes, dtype.itemsize)
+    rows = _rows_within(n, n_classes * dtype.itemsize, _CHUNK_BYTES)
     buf = np.empty((min(rows, n), n_classes), dtype=dtype)
     cols = _blocks(d, _HIDDEN_BLOCK)
     total = count = 0.0

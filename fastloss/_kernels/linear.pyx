@@ -86,6 +86,21 @@ cdef inline void softcap_row(floating* x, const floating* b, Py_ssize_t V, float
             d[j] = four * a / ((one + a) * (one + a))
 
 
+cdef inline void bias_and_cap(floating* row, const floating* b, Py_ssize_t n, double softcap, floating* d) noexcept nogil:
+    """Step 1 of a row (or a block of it): x_j + b_j, soft-capped when softcap > 0 (d: its derivative,
+    or NULL), in place; b (the bias from this row's first class) may be NULL."""
+    cdef Py_ssize_t j
+    if softcap > 0:
+        softcap_row(row, b, n, <floating> softcap, <floating> (1.0 / softcap), d)
+    elif b != NULL:
+        for j in range(n):
+            row[j] = row[j] + b[j]
+
+
+cdef inline int64_t label_at(const void* labels, bint is64, Py_ssize_t i) noexcept nogil:
+    return (<const int64_t*> labels)[i] if is64 else (<const int32_t*> labels)[i]
+
+
 cdef inline double lce_point(double ls, double dy, double sw, double lse, double eps, double V,
                              double lam) noexcept nogil:
     """The loss of one token from ls = log s, dy = z_y - m and sw = sum_j (z_j - m): differences of
@@ -100,15 +115,13 @@ cdef Py_ssize_t lce_rows_block(const LceCtx* c, Py_ssize_t start, Py_ssize_t sto
     cdef floating* d = NULL
     cdef const floating* b = <const floating*> c.bias
     cdef floating m, scale, shift
-    cdef floating cap = <floating> c.softcap
-    cdef floating inv_cap = <floating> (1.0 / c.softcap) if c.softcap > 0 else 0
     cdef double s, ls, lse, dy, sw, ey, gs = c.grad_scale, eps = c.smoothing, lam = c.z_loss
     cdef int64_t y
     if c.scratch != NULL:
         d = <floating*> (c.scratch + threadid() * c.scratch_stride)
     for i in range(start, stop):
         row = <floating*> c.z + i * V
-        y = (<const int64_t*> c.labels)[i] if c.labels64 else (<const int32_t*> c.labels)[i]
+        y = label_at(c.labels, c.labels64, i)
         if y == c.ignore_index or y < 0 or y >= V:
             if y != c.ignore_index and bad < 0:
                 bad = i
@@ -120,11 +133,7 @@ cdef Py_ssize_t lce_rows_block(const LceCtx* c, Py_ssize_t start, Py_ssize_t sto
             continue
         if denom != NULL:
             denom[i - start] = 1
-        if c.softcap > 0:
-            softcap_row(row, b, V, cap, inv_cap, d)
-        elif b != NULL:
-            for j in range(V):
-                row[j] = row[j] + b[j]
+        bias_and_cap(row, b, V, c.softcap, d)
         m = row_max(row, V)
         dy = row[y] - m
         sw = row_shift_sum(row, V, m) if eps != 0 else 0
@@ -218,23 +227,17 @@ cdef struct LceStatsCtx:
 
 cdef void lce_block_stats(const LceStatsCtx* c, floating* z) noexcept nogil:
     """The statistics of block c.blk of every token (rows of z, the block's logits: c.z typed)."""
-    cdef Py_ssize_t i, j, nb = c.nb
+    cdef Py_ssize_t i, nb = c.nb
     cdef floating* row
     cdef const floating* b = NULL
     cdef floating m
-    cdef floating cap = <floating> c.softcap
-    cdef floating inv_cap = <floating> (1.0 / c.softcap) if c.softcap > 0 else 0
     cdef double* st
     cdef int64_t y
     if c.bias != NULL:
         b = <const floating*> c.bias + c.v0
     for i in range(c.R):
         row = z + i * nb
-        if c.softcap > 0:
-            softcap_row(row, b, nb, cap, inv_cap, <floating*> NULL)
-        elif b != NULL:
-            for j in range(nb):
-                row[j] = row[j] + b[j]
+        bias_and_cap(row, b, nb, c.softcap, <floating*> NULL)
         m = row_max(row, nb)
         st = c.stats + (i * c.n_blocks + c.blk) * 3
         st[0] = m
@@ -244,7 +247,7 @@ cdef void lce_block_stats(const LceStatsCtx* c, floating* z) noexcept nogil:
         else:
             st[1] = row_sumexp(row, nb, m, <floating*> NULL)
             st[2] = row_shift_sum(row, nb, m) if c.need_sw else 0
-        y = (<const int64_t*> c.labels)[i] if c.labels64 else (<const int32_t*> c.labels)[i]
+        y = label_at(c.labels, c.labels64, i)
         if c.v0 <= y < c.v0 + nb:
             c.zy[i] = row[y - c.v0]
 
@@ -303,7 +306,7 @@ cdef Py_ssize_t lce_combine_block(const LceCombineCtx* c, Py_ssize_t start, Py_s
     cdef double m, s, sw, ls, lse, mk
     cdef int64_t y
     for i in range(start, stop):
-        y = (<const int64_t*> c.labels)[i] if c.labels64 else (<const int32_t*> c.labels)[i]
+        y = label_at(c.labels, c.labels64, i)
         if y == c.ignore_index or y < 0 or y >= c.V:
             if y != c.ignore_index and bad < 0:
                 bad = i
