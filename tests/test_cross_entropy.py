@@ -158,8 +158,8 @@ def test_many_blocks(layout, dtype, reduction, rng):
 @pytest.mark.parametrize("C,S", [(1, 33), (3, 1), (21, 1024), (21, 300), (5, 4096), (70, 257)])
 def test_spatial_float32_runs(C, S, rng):
     """The class-major runs of the spatial layout in float32 without smoothing (fl_tile.h's fused pass:
-    chunks of 64 positions, masked tails, the chunk copied for C <= 64, in place above; a stride of 4 KiB
-    with S = 1024): ties (integer logits), a -inf logit, ignored targets and class weights, against float64
+    chunks of 4 vectors of positions, masked tails; class strides S >= 1024 read through the chunk copy for
+    C <= 64 (a stride of 4 KiB with S = 1024), in place above and for shorter strides): ties (integer logits), a -inf logit, ignored targets and class weights, against float64
     torch; the same bits at 1 and 2 threads."""
     x = rng.standard_normal((2, C, S)).astype(np.float32)
     x[:, :, ::3] = np.round(x[:, :, ::3])      # ties with the max
