@@ -168,6 +168,138 @@ static inline void fl_transpose_f64(const double* in, ptrdiff_t ld_in, double* o
 #undef FL_PART
 #undef FL_STRIP
 
+/* A vector of FL_V_W float lanes over the level's width, for the class-major passes below that are
+ * written once for both: AVX-512's 16 lanes with mask registers, AVX2's 8 (x86-64-v3: AVX2 + FMA) with
+ * lane masks held in vectors (all ones in a lane set).  fl_vf: the floats; fl_vi: int32 lanes; fl_vm: a
+ * lane mask; fl_vd: half the lanes widened to double.  Not defined below AVX2 (the scalar-loop passes
+ * run there). */
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#define FL_V_W 16
+typedef __m512 fl_vf;       /* FL_V_W float lanes */
+typedef __m512i fl_vi;      /* FL_V_W int32 lanes */
+typedef __m512d fl_vd;      /* half of them, widened to double */
+typedef __mmask16 fl_vm;    /* a lane mask */
+FL_INLINE fl_vm fl_v_lanes(ptrdiff_t n) {     /* lanes [0, n) (n may be <= 0 or >= FL_V_W) */
+    return n >= 16 ? (fl_vm)0xffff : n <= 0 ? (fl_vm)0 : (fl_vm)((1u << n) - 1);
+}
+FL_INLINE fl_vm fl_v_mand(fl_vm a, fl_vm b) { return (fl_vm)(a & b); }
+FL_INLINE fl_vf fl_v_set1(float v) { return _mm512_set1_ps(v); }
+FL_INLINE fl_vf fl_v_load(const float* p) { return _mm512_loadu_ps(p); }
+FL_INLINE fl_vf fl_v_loadz(fl_vm m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+FL_INLINE void fl_v_store(float* p, fl_vf v) { _mm512_storeu_ps(p, v); }
+FL_INLINE void fl_v_storem(float* p, fl_vm m, fl_vf v) { _mm512_mask_storeu_ps(p, m, v); }
+FL_INLINE fl_vf fl_v_add(fl_vf a, fl_vf b) { return _mm512_add_ps(a, b); }
+FL_INLINE fl_vf fl_v_sub(fl_vf a, fl_vf b) { return _mm512_sub_ps(a, b); }
+FL_INLINE fl_vf fl_v_mul(fl_vf a, fl_vf b) { return _mm512_mul_ps(a, b); }
+FL_INLINE fl_vf fl_v_max(fl_vf x, fl_vf m) { return _mm512_max_ps(x, m); }     /* x > m ? x : m */
+FL_INLINE fl_vf fl_v_fmadd(fl_vf a, fl_vf b, fl_vf c) { return _mm512_fmadd_ps(a, b, c); }
+FL_INLINE fl_vf fl_v_fnmadd(fl_vf a, fl_vf b, fl_vf c) { return _mm512_fnmadd_ps(a, b, c); }
+FL_INLINE fl_vf fl_v_shl23(fl_vf t) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23));
+}
+FL_INLINE fl_vm fl_v_ne(fl_vf a, fl_vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_UQ); }
+FL_INLINE fl_vm fl_v_nlt(fl_vf a, fl_vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_NLT_UQ); }
+FL_INLINE fl_vf fl_v_keep(fl_vm m, fl_vf v) { return _mm512_maskz_mov_ps(m, v); }  /* 0 outside m */
+FL_INLINE fl_vi fl_v_izero(void) { return _mm512_setzero_si512(); }
+FL_INLINE fl_vi fl_v_iset1(int32_t v) { return _mm512_set1_epi32(v); }
+FL_INLINE fl_vi fl_v_iota(void) {
+    return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+FL_INLINE fl_vi fl_v_isub(fl_vi a, fl_vi b) { return _mm512_sub_epi32(a, b); }
+FL_INLINE fl_vi fl_v_count(fl_vi n, fl_vm m) {                                   /* n + 1 in lanes m */
+    return _mm512_mask_add_epi32(n, m, n, _mm512_set1_epi32(1));
+}
+FL_INLINE fl_vi fl_v_load_i(const int32_t* p) { return _mm512_loadu_si512((const void*)p); }
+FL_INLINE fl_vi fl_v_loadz_i(fl_vm m, const int32_t* p) { return _mm512_maskz_loadu_epi32(m, p); }
+FL_INLINE fl_vi fl_v_index(fl_vi y, fl_vi rs) {          /* y * rs + lane (the gather's float offsets) */
+    return _mm512_add_epi32(_mm512_mullo_epi32(y, rs), fl_v_iota());
+}
+FL_INLINE fl_vm fl_v_nonneg(fl_vm m, fl_vi y) {           /* the lanes of m with y >= 0 */
+    return _mm512_mask_cmp_epi32_mask(m, y, _mm512_setzero_si512(), _MM_CMPINT_NLT);
+}
+FL_INLINE fl_vf fl_v_gather(fl_vm m, fl_vi idx, const float* base) {        /* 0 outside m */
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base, 4);
+}
+FL_INLINE fl_vd fl_v_dzero(void) { return _mm512_setzero_pd(); }
+/* s0 += lanes [0, W/2) of a, s1 += lanes [W/2, W), widened to double */
+FL_INLINE void fl_v_widen_add(fl_vd* s0, fl_vd* s1, fl_vf a) {
+    *s0 = _mm512_add_pd(*s0, _mm512_cvtps_pd(_mm512_castps512_ps256(a)));
+    *s1 = _mm512_add_pd(*s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(a, 1)));
+}
+FL_INLINE void fl_v_widen_add_i(fl_vd* s0, fl_vd* s1, fl_vi a) {
+    *s0 = _mm512_add_pd(*s0, _mm512_cvtepi32_pd(_mm512_castsi512_si256(a)));
+    *s1 = _mm512_add_pd(*s1, _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(a, 1)));
+}
+FL_INLINE void fl_v_store_d(double* p, fl_vd s0, fl_vd s1) {
+    _mm512_storeu_pd(p, s0);
+    _mm512_storeu_pd(p + 8, s1);
+}
+FL_INLINE void fl_v_storem_d(double* p, fl_vm m, fl_vd s0, fl_vd s1) {          /* lanes m of (s0, s1) */
+    _mm512_mask_storeu_pd(p, (__mmask8)m, s0);
+    _mm512_mask_storeu_pd(p + 8, (__mmask8)(m >> 8), s1);
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+#define FL_V_W 8
+typedef __m256 fl_vf;
+typedef __m256i fl_vi;
+typedef __m256d fl_vd;
+typedef __m256i fl_vm;      /* AVX2: a lane mask is a vector, all ones in the lanes set */
+FL_INLINE fl_vm fl_v_lanes(ptrdiff_t n) {
+    const int32_t c = n >= 8 ? 8 : n <= 0 ? 0 : (int32_t)n;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+FL_INLINE fl_vm fl_v_mand(fl_vm a, fl_vm b) { return _mm256_and_si256(a, b); }
+FL_INLINE fl_vf fl_v_set1(float v) { return _mm256_set1_ps(v); }
+FL_INLINE fl_vf fl_v_load(const float* p) { return _mm256_loadu_ps(p); }
+FL_INLINE fl_vf fl_v_loadz(fl_vm m, const float* p) { return _mm256_maskload_ps(p, m); }
+FL_INLINE void fl_v_store(float* p, fl_vf v) { _mm256_storeu_ps(p, v); }
+FL_INLINE void fl_v_storem(float* p, fl_vm m, fl_vf v) { _mm256_maskstore_ps(p, m, v); }
+FL_INLINE fl_vf fl_v_add(fl_vf a, fl_vf b) { return _mm256_add_ps(a, b); }
+FL_INLINE fl_vf fl_v_sub(fl_vf a, fl_vf b) { return _mm256_sub_ps(a, b); }
+FL_INLINE fl_vf fl_v_mul(fl_vf a, fl_vf b) { return _mm256_mul_ps(a, b); }
+FL_INLINE fl_vf fl_v_max(fl_vf x, fl_vf m) { return _mm256_max_ps(x, m); }
+FL_INLINE fl_vf fl_v_fmadd(fl_vf a, fl_vf b, fl_vf c) { return _mm256_fmadd_ps(a, b, c); }
+FL_INLINE fl_vf fl_v_fnmadd(fl_vf a, fl_vf b, fl_vf c) { return _mm256_fnmadd_ps(a, b, c); }
+FL_INLINE fl_vf fl_v_shl23(fl_vf t) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
+}
+FL_INLINE fl_vm fl_v_ne(fl_vf a, fl_vf b) { return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_NEQ_UQ)); }
+FL_INLINE fl_vm fl_v_nlt(fl_vf a, fl_vf b) { return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_NLT_UQ)); }
+FL_INLINE fl_vf fl_v_keep(fl_vm m, fl_vf v) { return _mm256_and_ps(_mm256_castsi256_ps(m), v); }
+FL_INLINE fl_vi fl_v_izero(void) { return _mm256_setzero_si256(); }
+FL_INLINE fl_vi fl_v_iset1(int32_t v) { return _mm256_set1_epi32(v); }
+FL_INLINE fl_vi fl_v_isub(fl_vi a, fl_vi b) { return _mm256_sub_epi32(a, b); }
+FL_INLINE fl_vi fl_v_count(fl_vi n, fl_vm m) { return _mm256_sub_epi32(n, m); }      /* m's lanes are -1 */
+FL_INLINE fl_vi fl_v_load_i(const int32_t* p) { return _mm256_loadu_si256((const __m256i*)p); }
+FL_INLINE fl_vi fl_v_loadz_i(fl_vm m, const int32_t* p) { return _mm256_maskload_epi32((const int*)p, m); }
+FL_INLINE fl_vi fl_v_index(fl_vi y, fl_vi rs) {
+    return _mm256_add_epi32(_mm256_mullo_epi32(y, rs), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+FL_INLINE fl_vm fl_v_nonneg(fl_vm m, fl_vi y) {
+    return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), y), m);
+}
+FL_INLINE fl_vf fl_v_gather(fl_vm m, fl_vi idx, const float* base) {
+    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, idx, _mm256_castsi256_ps(m), 4);
+}
+FL_INLINE fl_vd fl_v_dzero(void) { return _mm256_setzero_pd(); }
+FL_INLINE void fl_v_widen_add(fl_vd* s0, fl_vd* s1, fl_vf a) {
+    *s0 = _mm256_add_pd(*s0, _mm256_cvtps_pd(_mm256_castps256_ps128(a)));
+    *s1 = _mm256_add_pd(*s1, _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)));
+}
+FL_INLINE void fl_v_widen_add_i(fl_vd* s0, fl_vd* s1, fl_vi a) {
+    *s0 = _mm256_add_pd(*s0, _mm256_cvtepi32_pd(_mm256_castsi256_si128(a)));
+    *s1 = _mm256_add_pd(*s1, _mm256_cvtepi32_pd(_mm256_extracti128_si256(a, 1)));
+}
+FL_INLINE void fl_v_store_d(double* p, fl_vd s0, fl_vd s1) {
+    _mm256_storeu_pd(p, s0);
+    _mm256_storeu_pd(p + 4, s1);
+}
+FL_INLINE void fl_v_storem_d(double* p, fl_vm m, fl_vd s0, fl_vd s1) {  /* 32-bit lane masks -> 64-bit */
+    _mm256_maskstore_pd(p, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(m)), s0);
+    _mm256_maskstore_pd(p + 4, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(m, 1)), s1);
+}
+#endif
+
 /* ---------------------------------------------------------------------------------------------------
  * The passes over a class-major run of cross-entropy (classification.pyx's ce_run and ce_probs_run):
  * L <= FL_TILE_RUN positions, class j of position k at xs[j * cs + k] (a tile: cs = L; the spatial
@@ -201,7 +333,7 @@ FL_TILE_MAX_PICK(double, fl_tile_max_pick_f64)
 #undef FL_TILE_MAX_PICK
 
 /* out[k] = v[ys[k]], 0 where ys[k] < 0 (an ignored item): the class weights of a run's targets, without a
- * branch per position (5% ignored items at random mispredict): AVX-512, masked gathers (GCC's generic
+ * branch per position (5% ignored items at random mispredict): AVX2 / AVX-512, masked gathers (GCC's generic
  * tuning never emits a gather itself); the rest with the load made unconditional (class 0 for an ignored
  * item) and a select. */
 #define FL_PICK_REST(T)                                                                                 \
@@ -212,11 +344,11 @@ FL_TILE_MAX_PICK(double, fl_tile_max_pick_f64)
     }
 static inline void fl_tile_pick_f32(const float* v, const int32_t* ys, ptrdiff_t L, float* out) {
     ptrdiff_t k = 0;
-#if defined(__AVX512F__)
-    for (; k + 16 <= L; k += 16) {
-        __m512i y = _mm512_loadu_si512((const void*)(ys + k));
-        __mmask16 has = _mm512_cmp_epi32_mask(y, _mm512_setzero_si512(), _MM_CMPINT_NLT);
-        _mm512_storeu_ps(out + k, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), has, y, v, 4));
+#if defined(FL_V_W)
+    const fl_vm all = fl_v_lanes(FL_V_W);
+    for (; k + FL_V_W <= L; k += FL_V_W) {
+        const fl_vi y = fl_v_load_i(ys + k);
+        fl_v_store(out + k, fl_v_gather(fl_v_nonneg(all, y), y, v));
     }
 #endif
     FL_PICK_REST(float)
@@ -353,157 +485,179 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
 #undef FL_TS_CALLS
 #undef FL_TS_REM
 
-/* Passes 1 and 2 fused for the common case (float, no smoothing, no probability targets; AVX-512), chunks
- * of 64 positions: the max of 4 blocks of 16 at once (4 independent chains), then per block the target's
- * logit (a masked gather) and the sum of exps with every partial in registers (the two passes above keep
- * their per-position partials in memory, one load and store per class per vector, and gather the targets
- * one position at a time).  Bit for bit the same m, xy, s (and exps in g) as fl_tile_max_pick_f32 +
+/* Passes 1 and 2 fused for the common case (float, no smoothing, no probability targets; AVX2 and
+ * AVX-512), chunks of 4 blocks of FL_V_W positions (one vector each: 8 lanes with AVX2, 16 with
+ * AVX-512): the max of the 4 blocks at once (4 independent chains), then per block the target's logit (a
+ * masked gather) and the sum of exps with every partial in registers (the two passes above keep their
+ * per-position partials in memory, one load and store per class per vector, and gather the targets one
+ * position at a time).  Bit for bit the same m, xy, s (and exps in g) as fl_tile_max_pick_f32 +
  * fl_tile_sumexp_f32 in FL_TS_PLAIN: the max in class order per lane, the same exp (fl_expf_softmax, each
  * of its a * b + c contracted to an fma as GCC contracts it in the loops above), the same groups of 4
  * classes, runs of FL_TILE_SUMEXP_RUN groups, the last C % 4 classes as their own run, ties counted apart.
- * The last L % 16 positions go through masked loads and stores (never past the run).  Returns 0, having
- * done nothing, where it does not apply (no AVX-512, or offsets past int32 for the target gather): the
- * caller runs the two passes.  (A variant that loaded the next chunk during this chunk's exp pass, to hide
- * its memory latency, measured 15% slower.) */
-#if defined(__AVX512F__) && defined(__AVX512DQ__)
-/* fl_math.h's fl_expf_softmax of 16 lanes, step for step (each a * b + c an fma, as GCC contracts the scalar
- * code: the same bits; 0 below FL_EXPF_SOFTMAX_LO), and 0 also in the lanes outside `keep` */
-FL_INLINE __m512 fl_expf_softmax_v16_mask(__m512 x, __mmask16 keep) {
-    const __m512 magic = _mm512_set1_ps(FL_EXPF_SOFTMAX_MAGIC);
-    __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), magic);
-    __m512 n = _mm512_sub_ps(t, magic);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.38796831e-3f), r, _mm512_set1_ps(8.36871378e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.16672267e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.66665211e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.99999970e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
-    __m512 s = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23));
-    __mmask16 in = _mm512_mask_cmp_ps_mask(keep, x, _mm512_set1_ps(FL_EXPF_SOFTMAX_LO), _CMP_NLT_UQ);
-    return _mm512_maskz_fmadd_ps(in, p, s, s);
+ * The last L % FL_V_W positions go through masked loads and stores (never past the run).  Returns 0,
+ * having done nothing, where it does not apply (neither AVX2 + FMA nor AVX-512, or offsets past int32
+ * for the target gather): the caller runs the two passes.  One code path for both widths, written on the
+ * fl_v_* operations above (a vector of FL_V_W floats, its lane mask, its int32 lanes, its two halves
+ * widened to double).  (A variant that loaded the next chunk during this chunk's exp pass, to hide its
+ * memory latency, measured 15% slower on AVX-512.) */
+#if defined(FL_V_W)
+/* fl_math.h's fl_expf_softmax of N vectors (N <= 4) in lock step, step for step (each a * b + c an fma, as
+ * GCC contracts the scalar code: the same bits; 0 below FL_EXPF_SOFTMAX_LO), and 0 also in the lanes
+ * outside keep[i] where MASKED (folded into the range select).  Lock step, not one exp after the other:
+ * each exp is a chain of ~14 dependent operations, and a core whose floating-point scheduler holds fewer
+ * operations than a few such chains (Zen 2: 36) runs exps issued one after the other at the chain's
+ * latency, not at its throughput. */
+FL_INLINE void fl_expf_softmax_vn(const int N, const fl_vf* x, const fl_vm* keep, const int MASKED,
+                                  fl_vf* y) {
+    const fl_vf magic = fl_v_set1(FL_EXPF_SOFTMAX_MAGIC);
+    fl_vf t[4], n[4], r[4], p[4], q[4];
+    for (int i = 0; i < N; i++) t[i] = fl_v_fmadd(x[i], fl_v_set1(1.44269504088896341f), magic);
+    for (int i = 0; i < N; i++) n[i] = fl_v_sub(t[i], magic);
+    for (int i = 0; i < N; i++) r[i] = fl_v_fnmadd(n[i], fl_v_set1(0.693359375f), x[i]);
+    for (int i = 0; i < N; i++) r[i] = fl_v_fmadd(n[i], fl_v_set1(2.12194440e-4f), r[i]);
+    for (int i = 0; i < N; i++) p[i] = fl_v_fmadd(fl_v_set1(1.38796831e-3f), r[i], fl_v_set1(8.36871378e-3f));
+    for (int i = 0; i < N; i++) p[i] = fl_v_fmadd(p[i], r[i], fl_v_set1(4.16672267e-2f));
+    for (int i = 0; i < N; i++) p[i] = fl_v_fmadd(p[i], r[i], fl_v_set1(1.66665211e-1f));
+    for (int i = 0; i < N; i++) p[i] = fl_v_fmadd(p[i], r[i], fl_v_set1(4.99999970e-1f));
+    for (int i = 0; i < N; i++) q[i] = fl_v_mul(r[i], r[i]);
+    for (int i = 0; i < N; i++) p[i] = fl_v_fmadd(p[i], q[i], r[i]);
+    for (int i = 0; i < N; i++) t[i] = fl_v_shl23(t[i]);                            /* 2^n */
+    for (int i = 0; i < N; i++) {
+        const fl_vm in = fl_v_nlt(x[i], fl_v_set1(FL_EXPF_SOFTMAX_LO));
+        y[i] = fl_v_keep(MASKED ? fl_v_mand(in, keep[i]) : in, fl_v_fmadd(p[i], t[i], t[i]));
+    }
 }
-#endif
-#if defined(__AVX512F__) && defined(__AVX512DQ__)
-/* lanes [0, n) of a 16-lane mask (n may be <= 0 or >= 16) */
-FL_INLINE __mmask16 fl_lanes16(ptrdiff_t n) {
-    return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
-}
-/* lane k of class j at xr + j * rs (read from the chunk's copy, else in place): its exp into g (if HAS_G), its sum term into yv: 0 for a tie with
- * the max (d == 0; counted apart: nt counts the others, d != 0, so the ties are C - nt), as for a d below
- * the exp's range (fl_expf_softmax's select, here one masked fma with the tie's).  FULL: a whole block,
- * plain loads; else masked by lm.  PF: the same class's line FL_CE_PF positions on prefetched (in place),
- * for the next chunk's max pass, which otherwise waits on the first touch of C streams (a prefetch never
- * faults: past the run it reads ahead for the next run). */
-#define FL_CE_TERM(j, yv)                                                                               \
-    __m512 yv;                                                                                        \
+/* the N classes j .. j+N-1 (N <= 4) of the block at k, read at xr + j * rs (the chunk's copy, else in place):
+ * their sum terms into y[]: 0 for a tie with the max (d == 0; counted apart: nt counts the others, d != 0,
+ * so the ties are C - nt), as for a d below the exp's range (fl_expf_softmax's select, here one mask
+ * with the tie's); their exps into g (if HAS_G).  FULL: a whole block, plain loads; else masked by lm.
+ * PF: the same classes' lines FL_CE_PF positions on prefetched (in place), for the next chunk's max pass,
+ * which otherwise waits on the first touch of C streams (a prefetch never faults: past the run it reads
+ * ahead for the next run). */
+#define FL_CE_TERMS(j, N, y)                                                                            \
+    fl_vf y[4];                                                                                       \
     {                                                                                                 \
-        const float* xj_ = xr + (j) * rs;                                                             \
-        if (PF) _mm_prefetch((const char*)(xs + (j) * cs + k + FL_CE_PF), _MM_HINT_T0);                \
-        __m512 d_ = _mm512_sub_ps(FULL ? _mm512_loadu_ps(xj_) : _mm512_maskz_loadu_ps(lm, xj_), mx);   \
-        __mmask16 ne_ = _mm512_cmp_ps_mask(d_, zero, _CMP_NEQ_UQ);                                    \
-        nt = _mm512_mask_add_epi32(nt, ne_, nt, one);                                                 \
-        if (HAS_G) {                                                                                  \
-            __m512 e_ = fl_expf_softmax_v16_mask(d_, (__mmask16)0xffff);                              \
-            if (FULL) _mm512_storeu_ps(g + (j) * cs + k, e_);                                         \
-            else _mm512_mask_storeu_ps(g + (j) * cs + k, lm, e_);                                     \
-            yv = _mm512_maskz_mov_ps(ne_, e_);                                                        \
-        } else {                                                                                      \
-            yv = fl_expf_softmax_v16_mask(d_, ne_);                                                   \
+        fl_vf d_[4];                                                                                  \
+        fl_vm ne_[4];                                                                                 \
+        for (int i_ = 0; i_ < (N); i_++) {                                                            \
+            const float* xj_ = xr + ((j) + i_) * rs;                                                  \
+            if (PF) _mm_prefetch((const char*)(xs + ((j) + i_) * cs + k + FL_CE_PF), _MM_HINT_T0);     \
+            d_[i_] = fl_v_sub(FULL ? fl_v_load(xj_) : fl_v_loadz(lm, xj_), mx);                       \
+            ne_[i_] = fl_v_ne(d_[i_], zero);                                                          \
+            nt = fl_v_count(nt, ne_[i_]);                                                             \
         }                                                                                             \
+        fl_expf_softmax_vn((N), d_, ne_, !HAS_G, y);                                                  \
+        if (HAS_G)                                                                                    \
+            for (int i_ = 0; i_ < (N); i_++) {                                                        \
+                float* gj_ = g + ((j) + i_) * cs + k;                                                 \
+                if (FULL) fl_v_store(gj_, y[i_]); else fl_v_storem(gj_, lm, y[i_]);                  \
+                y[i_] = fl_v_keep(ne_[i_], y[i_]);                                                    \
+            }                                                                                         \
     }
 #define FL_CE_PF 128
-#define FL_CE_BUF_C 64      /* classes copied per chunk (16 KiB); more are read in place twice */
-#define FL_CE_SUMS(F, P) \
-    { \
-            const int FULL = (F), PF = (P); \
-            __m512i nt = _mm512_setzero_si512(); \
-            ptrdiff_t j = 0; \
-            while (j < C) { \
-                __m512 a = zero; \
-                if (j + 4 <= C) { \
-                    for (ptrdiff_t r = 0; r < FL_TILE_SUMEXP_RUN && j + 4 <= C; r++, j += 4) { \
-                        FL_CE_TERM(j, y0) FL_CE_TERM(j + 1, y1) FL_CE_TERM(j + 2, y2) FL_CE_TERM(j + 3, y3) \
-                        a = _mm512_add_ps(a, _mm512_add_ps(_mm512_add_ps(y0, y1), _mm512_add_ps(y2, y3))); \
-                    } \
-                } else { \
-                    FL_CE_TERM(j, y0) \
-                    if (C - j >= 2) { FL_CE_TERM(j + 1, y1) y0 = _mm512_add_ps(y0, y1); } \
-                    if (C - j == 3) { FL_CE_TERM(j + 2, y2) y0 = _mm512_add_ps(y0, y2); } \
-                    a = _mm512_add_ps(a, y0); \
-                    j = C; \
-                } \
-                s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(a))); \
-                s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(a, 1))); \
-            } \
-            const __m512i ties = _mm512_sub_epi32(Cv, nt); \
-            s0 = _mm512_add_pd(s0, _mm512_cvtepi32_pd(_mm512_castsi512_si256(ties))); \
-            s1 = _mm512_add_pd(s1, _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(ties, 1))); \
+#define FL_CE_BUF_C 64      /* classes copied per chunk (16 KiB at AVX-512); more are read in place twice */
+/* class strides from which a run is read through the chunk copy, with the next chunk prefetched: the spatial
+ * layout (images).  A tile (cs = L <= FL_TILE_RUN, 16 KiB) sits in L1 whole: there the copy and the
+ * prefetches only cost (AVX2, C = 10..72: 3-9% of the pass). */
+#define FL_CE_FAR_CS 1024
+#define FL_CE_SUMS(F, P)                                                                                \
+    {                                                                                                 \
+        const int FULL = (F), PF = (P);                                                               \
+        fl_vi nt = fl_v_izero();                                                                      \
+        ptrdiff_t j = 0;                                                                              \
+        while (j < C) {                                                                               \
+            fl_vf a = zero;                                                                           \
+            if (j + 4 <= C) {                                                                         \
+                for (ptrdiff_t r = 0; r < FL_TILE_SUMEXP_RUN && j + 4 <= C; r++, j += 4) {            \
+                    FL_CE_TERMS(j, 4, y)                                                              \
+                    a = fl_v_add(a, fl_v_add(fl_v_add(y[0], y[1]), fl_v_add(y[2], y[3])));            \
+                }                                                                                     \
+            } else {                        /* the last C % 4: (y0 + y1) + y2 */                      \
+                if (C - j == 1) { FL_CE_TERMS(j, 1, y) a = fl_v_add(a, y[0]); }                       \
+                else if (C - j == 2) { FL_CE_TERMS(j, 2, y) a = fl_v_add(a, fl_v_add(y[0], y[1])); }  \
+                else { FL_CE_TERMS(j, 3, y) a = fl_v_add(a, fl_v_add(fl_v_add(y[0], y[1]), y[2])); }  \
+                j = C;                                                                                \
+            }                                                                                         \
+            fl_v_widen_add(&s0, &s1, a);                                                              \
+        }                                                                                             \
+        fl_v_widen_add_i(&s0, &s1, fl_v_isub(Cv, nt));           /* the ties' exp(0) = 1 each */      \
     }
+#define FL_CE_CHUNK (4 * FL_V_W)     /* positions per chunk: 4 blocks of FL_V_W */
+/* a load / store of block b of the chunk: plain where the chunk is whole (FULLC), else masked by l_b (AVX2's
+ * masked loads and stores cost several times a plain one; a masked store ~6x) */
+#define FL_CE_LD(b, p) (FULLC ? fl_v_load(p) : fl_v_loadz(l##b, p))
+#define FL_CE_ST(b, p, v) (FULLC ? fl_v_store(p, v) : fl_v_storem(p, l##b, v))
+/* one chunk, positions [k0, k0 + FL_CE_CHUNK) (FULLC), else [k0, L) */
+FL_INLINE void fl_tile_ce_chunk(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, ptrdiff_t k0,
+                                const int32_t* ys, float* g, float* m, float* xy, double* s, fl_vf* buf,
+                                const int far, const int copy, const int HAS_G, const int FULLC) {
+    const fl_vi Cv = fl_v_iset1((int32_t)C);
+    const fl_vf zero = fl_v_set1(0.0f);
+    const ptrdiff_t rs = copy ? FL_CE_CHUNK : cs;
+    const fl_vi rsv = fl_v_iset1((int32_t)rs);
+    /* pass 1 for 4 blocks at once (4 independent chains of max, each in class order): the max
+     * (x > m ? x : m, NaN skipped, as fl_tile_max_pick) and the target's logit */
+    const fl_vm l0 = fl_v_lanes(L - k0), l1 = fl_v_lanes(L - k0 - FL_V_W);
+    const fl_vm l2 = fl_v_lanes(L - k0 - 2 * FL_V_W), l3 = fl_v_lanes(L - k0 - 3 * FL_V_W);
+    const float* x0 = xs + k0;
+    fl_vf m0 = FL_CE_LD(0, x0), m1 = FL_CE_LD(1, x0 + FL_V_W);
+    fl_vf m2 = FL_CE_LD(2, x0 + 2 * FL_V_W), m3 = FL_CE_LD(3, x0 + 3 * FL_V_W);
+    if (copy) { buf[0] = m0; buf[1] = m1; buf[2] = m2; buf[3] = m3; }
+    for (ptrdiff_t j = 1; j < C; j++) {
+        const float* xc = x0 + j * cs;
+        fl_vf v0 = FL_CE_LD(0, xc), v1 = FL_CE_LD(1, xc + FL_V_W);
+        fl_vf v2 = FL_CE_LD(2, xc + 2 * FL_V_W), v3 = FL_CE_LD(3, xc + 3 * FL_V_W);
+        if (copy) { buf[j * 4] = v0; buf[j * 4 + 1] = v1; buf[j * 4 + 2] = v2; buf[j * 4 + 3] = v3; }
+        m0 = fl_v_max(v0, m0);
+        m1 = fl_v_max(v1, m1);
+        m2 = fl_v_max(v2, m2);
+        m3 = fl_v_max(v3, m3);
+    }
+    FL_CE_ST(0, m + k0, m0);
+    FL_CE_ST(1, m + k0 + FL_V_W, m1);
+    FL_CE_ST(2, m + k0 + 2 * FL_V_W, m2);
+    FL_CE_ST(3, m + k0 + 3 * FL_V_W, m3);
+    /* pass 2, block by block (its C vectors are in L1): the target's logit; the sum of exps, the max's
+     * (and ties') exp(0) = 1 counted apart */
+    for (ptrdiff_t k = k0; k < L && k < k0 + FL_CE_CHUNK; k += FL_V_W) {
+        const fl_vm lm = fl_v_lanes(L - k);
+        const float* xr = copy ? (const float*)(buf + (k - k0) / FL_V_W) : xs + k;
+        const fl_vf mx = FULLC ? fl_v_load(m + k) : fl_v_loadz(lm, m + k);
+        const fl_vi y = FULLC ? fl_v_load_i(ys + k) : fl_v_loadz_i(lm, ys + k);
+        const fl_vf ty = fl_v_gather(fl_v_nonneg(lm, y), fl_v_index(y, rsv), xr);
+        if (FULLC) fl_v_store(xy + k, ty); else fl_v_storem(xy + k, lm, ty);
+        fl_vd s0 = fl_v_dzero(), s1 = fl_v_dzero();
+        if (FULLC || k + FL_V_W <= L) FL_CE_SUMS(1, far)
+        else FL_CE_SUMS(0, 0)
+        if (FULLC) fl_v_store_d(s + k, s0, s1); else fl_v_storem_d(s + k, lm, s0, s1);
+    }
+}
 FL_INLINE void fl_tile_ce_plain_body(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
                                      const int32_t* ys, float* g, float* m, float* xy, double* s,
                                      const int HAS_G) {
-    const __m512i Cv = _mm512_set1_epi32((int32_t)C);
-    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512i one = _mm512_set1_epi32(1);
-    const __m512 zero = _mm512_setzero_ps();
     /* the chunk's logits, class j of block b at buf[j * 4 + b]: with the spatial layout's stride a power of
      * 2 (256 x 256 images), the C lines of a block fall in one L1 set (and one L2 set), and C > 12 of them
      * evict each other between the max pass and the exp pass: the copy is read back from contiguous lines */
-    __m512 buf[FL_CE_BUF_C * 4];
-    const int copy = C <= FL_CE_BUF_C;
-    const ptrdiff_t rs = copy ? 64 : cs;
-    const __m512i rsv = _mm512_set1_epi32((int32_t)rs);
-    for (ptrdiff_t k0 = 0; k0 < L; k0 += 64) {
-        /* pass 1 for 4 blocks of 16 at once (4 independent chains of max, each in class order): the max
-         * (x > m ? x : m, NaN skipped, as fl_tile_max_pick) and the target's logit */
-        const __mmask16 l0 = fl_lanes16(L - k0), l1 = fl_lanes16(L - k0 - 16);
-        const __mmask16 l2 = fl_lanes16(L - k0 - 32), l3 = fl_lanes16(L - k0 - 48);
-        const float* x0 = xs + k0;
-        __m512 m0 = _mm512_maskz_loadu_ps(l0, x0), m1 = _mm512_maskz_loadu_ps(l1, x0 + 16);
-        __m512 m2 = _mm512_maskz_loadu_ps(l2, x0 + 32), m3 = _mm512_maskz_loadu_ps(l3, x0 + 48);
-        if (copy) { buf[0] = m0; buf[1] = m1; buf[2] = m2; buf[3] = m3; }
-        for (ptrdiff_t j = 1; j < C; j++) {
-            const float* xc = x0 + j * cs;
-            __m512 v0 = _mm512_maskz_loadu_ps(l0, xc), v1 = _mm512_maskz_loadu_ps(l1, xc + 16);
-            __m512 v2 = _mm512_maskz_loadu_ps(l2, xc + 32), v3 = _mm512_maskz_loadu_ps(l3, xc + 48);
-            if (copy) { buf[j * 4] = v0; buf[j * 4 + 1] = v1; buf[j * 4 + 2] = v2; buf[j * 4 + 3] = v3; }
-            m0 = _mm512_max_ps(v0, m0);
-            m1 = _mm512_max_ps(v1, m1);
-            m2 = _mm512_max_ps(v2, m2);
-            m3 = _mm512_max_ps(v3, m3);
-        }
-        _mm512_mask_storeu_ps(m + k0, l0, m0);
-        _mm512_mask_storeu_ps(m + k0 + 16, l1, m1);
-        _mm512_mask_storeu_ps(m + k0 + 32, l2, m2);
-        _mm512_mask_storeu_ps(m + k0 + 48, l3, m3);
-        /* pass 2, block by block (its C vectors are in L1): the target's logit; the sum of exps, the max's
-         * (and ties') exp(0) = 1 counted apart */
-        for (ptrdiff_t k = k0; k < L && k < k0 + 64; k += 16) {
-            const __mmask16 lm = fl_lanes16(L - k);
-            const float* xr = copy ? (const float*)(buf + (k - k0) / 16) : xs + k;
-            const __m512 mx = _mm512_maskz_loadu_ps(lm, m + k);
-            __m512i y = _mm512_maskz_loadu_epi32(lm, ys + k);
-            __mmask16 has = _mm512_mask_cmp_epi32_mask(lm, y, _mm512_setzero_si512(), _MM_CMPINT_NLT);
-            __m512i idx = _mm512_add_epi32(_mm512_mullo_epi32(y, rsv), lane);
-            _mm512_mask_storeu_ps(xy + k, lm, _mm512_mask_i32gather_ps(zero, has, idx, xr, 4));
-            __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
-            if (k + 16 <= L) FL_CE_SUMS(1, 1)
-            else FL_CE_SUMS(0, 0)
-            _mm512_mask_storeu_pd(s + k, (__mmask8)lm, s0);
-            _mm512_mask_storeu_pd(s + k + 8, (__mmask8)(lm >> 8), s1);
-        }
-    }
+    fl_vf buf[FL_CE_BUF_C * 4];
+    const int far = cs >= FL_CE_FAR_CS, copy = far && C <= FL_CE_BUF_C;
+    ptrdiff_t k0 = 0;
+    for (; k0 + FL_CE_CHUNK <= L; k0 += FL_CE_CHUNK)
+        fl_tile_ce_chunk(xs, cs, C, L, k0, ys, g, m, xy, s, buf, far, copy, HAS_G, 1);
+    if (k0 < L) fl_tile_ce_chunk(xs, cs, C, L, k0, ys, g, m, xy, s, buf, far, copy, HAS_G, 0);
 }
+#undef FL_CE_LD
+#undef FL_CE_ST
 #undef FL_CE_SUMS
-#undef FL_CE_TERM
+#undef FL_CE_TERMS
 #undef FL_CE_PF
 #undef FL_CE_BUF_C
+#undef FL_CE_FAR_CS
+#undef FL_CE_CHUNK
 #endif
 static inline int fl_tile_ce_plain_f32(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
                                        const int32_t* ys, float* g, float* m, float* xy, double* s) {
-#if defined(__AVX512F__) && defined(__AVX512DQ__)
-    if (C < 1 || (C - 1) * cs + 16 > INT32_MAX) return 0;
+#if defined(FL_V_W)
+    if (C < 1 || (C - 1) * cs + FL_V_W > INT32_MAX) return 0;
     if (g) fl_tile_ce_plain_body(xs, cs, C, L, ys, g, m, xy, s, 1);
     else fl_tile_ce_plain_body(xs, cs, C, L, ys, NULL, m, xy, s, 0);
     return 1;

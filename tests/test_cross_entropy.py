@@ -158,8 +158,8 @@ def test_many_blocks(layout, dtype, reduction, rng):
 @pytest.mark.parametrize("C,S", [(1, 33), (3, 1), (21, 1024), (21, 300), (5, 4096), (70, 257)])
 def test_spatial_float32_runs(C, S, rng):
     """The class-major runs of the spatial layout in float32 without smoothing (fl_tile.h's fused pass:
-    chunks of 64 positions, masked tails, the chunk copied for C <= 64, in place above; a stride of 4 KiB
-    with S = 1024): ties (integer logits), a -inf logit, ignored targets and class weights, against float64
+    chunks of 4 vectors of positions, masked tails; class strides S >= 1024 read through the chunk copy for
+    C <= 64 (a stride of 4 KiB with S = 1024), in place above and for shorter strides): ties (integer logits), a -inf logit, ignored targets and class weights, against float64
     torch; the same bits at 1 and 2 threads."""
     x = rng.standard_normal((2, C, S)).astype(np.float32)
     x[:, :, ::3] = np.round(x[:, :, ::3])      # ties with the max
@@ -173,6 +173,43 @@ def test_spatial_float32_runs(C, S, rng):
         b = fl.cross_entropy(x, y, weight=w, reduction=reduction, return_grad=True, num_threads=2)
         for u, v in zip(a, b):
             assert np.asarray(u).tobytes() == np.asarray(v).tobytes()
+
+
+@pytest.mark.parametrize("C", [1, 2, 3, 5, 9, 10, 17, 21, 31, 32, 48, 64, 65, 72])
+def test_short_rows_float32_tiles(C, rng):
+    """Short float32 rows go through class-major tiles and fl_tile.h's fused pass (AVX2 / AVX-512: chunks of
+    4 vectors of positions, the exps of 4 classes in lock step, masked tails; the scalar passes below AVX2):
+    611 rows (tiles of tile_rows(C) rows and a partial last one, tails of every length mod 8 and 16) with
+    hostile rows (+-1e4, -inf, an all -inf row, NaN, ties with the max), ignored targets and class weights,
+    against float64 torch; the same bits at 1 and 2 threads, for a row alone, and laid out spatially
+    (1, C, N) (read in place, no tile): every position goes through the same operations."""
+    N = 611
+    x = (rng.standard_normal((N, C)) * 3).astype(np.float32)
+    x[::3] = np.round(x[::3])                  # ties with the max
+    x[5, 0] = 1e4
+    x[6, -1] = -1e4
+    x[7, :] = -1e4
+    x[8, : max(C - 1, 1)] = -np.inf            # all but one class masked (C = 1: all)
+    x[9, :] = -np.inf
+    x[10, C // 2] = np.nan
+    y = rng.integers(0, C, N)
+    y[rng.random(N) < 0.07] = -100
+    y[5:11] = C - 1        # hostile rows with a target (torch's gradient of an ignored nan row is nan, ours 0)
+    w = rng.uniform(0.5, 2.0, C).astype(np.float32)
+    for kw in ({}, {"weight": w}):
+        check(x, y, np.float32, "none", what=f"C={C} {list(kw)}", **kw)
+        check(x, y, np.float32, "mean", what=f"C={C} {list(kw)}", **kw)
+        a = fl.cross_entropy(x, y, reduction="none", return_grad=True, num_threads=1, **kw)
+        b = fl.cross_entropy(x, y, reduction="none", return_grad=True, num_threads=2, **kw)
+        for u, v in zip(a, b):
+            assert np.asarray(u).tobytes() == np.asarray(v).tobytes()
+        loss = np.asarray(fl.cross_entropy(x, y, reduction="none", **kw))
+        spatial = np.asarray(fl.cross_entropy(np.ascontiguousarray(x.T[None]), y[None], reduction="none",
+                                              **kw))[0]
+        assert loss.tobytes() == spatial.tobytes(), f"C={C}: tile and spatial layouts differ"
+        for i in (0, 7, 9, 10, 300, N - 1):
+            alone = np.asarray(fl.cross_entropy(x[i:i + 1], y[i:i + 1], reduction="none", **kw))
+            assert loss[i:i + 1].tobytes() == alone.tobytes(), f"C={C} row {i}"
 
 
 # ----------------------------------------------------------------------------------------- hostile values
