@@ -446,15 +446,22 @@ def test_compare_two_saved_runs_without_running(tmp_path, monkeypatch, capsys):
 
 
 def test_warm_each_round_calls_each_implementation_untimed_first():
-    # the --quick regime times a call whose inputs the same implementation just touched (cache-resident)
+    # the --quick regime times a call whose inputs the same implementation just touched (cache-resident);
+    # round r starts at the r-th implementation, so none is always timed right after another's temporaries
     from fastloss.bench import measure as M
     calls = []
     fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
-    runs, _, _ = M.time_interleaved(fns, repeat=2, warmup=1, warm_each=True)
-    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 2 and [len(v) for v in runs.values()] == [2, 2]
+    runs, _, _ = M.time_interleaved(fns, repeat=2, warmup=1, warm_each=True, warm_s=0.0)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] + ["b", "b", "a", "a"]
+    assert [len(v) for v in runs.values()] == [2, 2]
     calls.clear()
-    M.time_interleaved(fns, repeat=2, warmup=1)
-    assert calls == ["a", "b"] + ["a", "b"] * 2
+    M.time_interleaved(fns, repeat=3, warmup=1)
+    assert calls == ["a", "b"] + ["a", "b"] + ["b", "a"] + ["a", "b"]
+    # a fast call is warmed repeatedly (up to warm_max untimed calls within warm_s) before its timed call
+    calls.clear()
+    M.time_interleaved({"a": lambda: calls.append("a")}, repeat=1, warmup=0, warm_each=True, warm_s=10.0,
+                       warm_max=7)
+    assert calls == ["a"] * 8
 
 
 def test_settle_after_pauses_untimed_after_the_named_implementation(monkeypatch):
@@ -466,6 +473,7 @@ def test_settle_after_pauses_untimed_after_the_named_implementation(monkeypatch)
     monkeypatch.setattr(M.time, "sleep", lambda s: events.append(("sleep", s)))
     fns = {"numpy": lambda: events.append("numpy"), "fastloss": lambda: events.append("fastloss")}
     runs, _, _ = M.time_interleaved(fns, repeat=2, warmup=1, settle_after=("numpy",), settle_s=0.15)
-    assert events == ["numpy", "fastloss"] + ["numpy", ("sleep", 0.15), "fastloss"] * 2
+    assert events == ["numpy", "fastloss"] + ["numpy", ("sleep", 0.15), "fastloss"] + \
+        ["fastloss", "numpy", ("sleep", 0.15)]
     assert all(t < 0.1 for v in runs.values() for t in v)
     assert {w.id for w in W.BASE if w.blas_reference} == {"W14", "W15", "W18"}

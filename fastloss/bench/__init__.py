@@ -454,10 +454,11 @@ def _version(module):
 
 def _notes(regime, avx512, cfg):
     notes = [
-        "Times: median of the timed runs after one warm-up; implementations interleaved; gc off. "
-        "At --quick sizes (cache-resident) each timed call directly follows an untimed call of the same "
-        "implementation, so its inputs are in cache as a just-produced batch is (the other implementations' "
-        "temporaries in between would otherwise evict them).",
+        "Times: median of the timed runs after one warm-up; implementations interleaved, each round starting "
+        "one implementation later (rotated); gc off. At --quick sizes (cache-resident) each timed call directly "
+        "follows untimed calls of the same implementation (at least one, up to 20 within 5 ms), so its inputs "
+        "are in cache as a just-produced batch is (the other implementations' temporaries in between would "
+        "otherwise evict them).",
         "Same thread count T for all: fastloss num_threads=T, torch.set_num_threads(T), sklearn n_threads=T. "
         "NumPy's elementwise ufuncs are single-threaded at every T (its BLAS, used by W14/W15, is limited "
         "to T with threadpoolctl), so numpy/fastloss grows with T by construction.",

@@ -4,8 +4,10 @@ Methods (also written into the JSON ``notes``):
 
 * Timing: one warm-up call per implementation, then ``repeat`` rounds that call the implementations
   in turn (interleaved, so a noisy neighbour hurts all of them alike); the median per
-  implementation.  The garbage collector is off while timing.  At the --quick (cache-resident)
-  sizes each timed call follows an untimed call of the same implementation (``warm_each``).
+  implementation; round r starts at the r-th implementation (rotated), so none is always timed right
+  after another's temporaries.  The garbage collector is off while timing.  At the --quick
+  (cache-resident) sizes each timed call follows untimed calls of the same implementation (at least
+  one, and up to 20 within 5 ms: ``warm_each``).
 * Floor: the read bandwidth of a plain streaming sum over a ``floor_mib`` MiB float32 array at T
   threads, best of (a) NumPy ``add.reduce`` over T equal chunks in a ``ThreadPoolExecutor``
   (NumPy releases the GIL in reductions; one chunk, no pool, at T=1) and (b) ``torch.sum`` with
@@ -32,13 +34,22 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 
-def time_interleaved(fns, repeat=5, warmup=1, progress=None, warm_each=False, settle_after=(), settle_s=0.15):
+def time_interleaved(fns, repeat=5, warmup=1, progress=None, warm_each=False, settle_after=(), settle_s=0.15,
+                     warm_s=0.005, warm_max=20):
     """Time zero-argument callables: warm-up, then interleaved rounds.
 
-    ``warm_each``: in every round, call each callable once untimed right before its timed call, so
-    that the timed call finds its inputs where a batch that was just produced sits: in cache (the
-    --quick regime; without it, the other implementations' temporaries in between -- NumPy's tens of
-    MiB -- evict the inputs and a cache-resident size is timed from memory).
+    Round r calls the callables in their order rotated by r, so that each takes every place in the
+    round in turn (the place after NumPy's reference, whose temporaries evict the caches, is not
+    always the same implementation's).
+
+    ``warm_each``: in every round, call each callable untimed right before its timed call -- at least
+    once, then again until ``warm_s`` seconds or ``warm_max`` calls have passed -- so that the timed
+    call finds its inputs where a batch that was just produced sits: in cache (the --quick regime;
+    without it, the other implementations' temporaries in between -- NumPy's tens of MiB -- evict the
+    inputs and a cache-resident size is timed from memory).  One untimed call is not enough for a
+    sub-millisecond call: on a 2-core AMD EPYC a 6 MB working set took ~10 calls after NumPy's
+    temporaries to be cache-resident again (huber ``none``: 992, 244, 194, 193 us for calls 1-4
+    against 135 us settled), and the implementation timed later in the round had the warmer cache.
 
     ``settle_after``: names of callables after whose timed call the round pauses ``settle_s`` seconds,
     untimed: NumPy's OpenBLAS keeps its worker threads spinning for ~0.1 s after a multi-threaded
@@ -59,12 +70,18 @@ def time_interleaved(fns, repeat=5, warmup=1, progress=None, warm_each=False, se
     was_enabled = gc.isenabled()
     gc.disable()
     try:
+        order = list(live.items())
         for r in range(repeat):
             if progress:
                 progress(r)
-            for name, fn in live.items():
+            k = r % len(order) if order else 0
+            for name, fn in order[k:] + order[:k]:
                 if warm_each:
-                    fn()
+                    t_warm = time.perf_counter() + warm_s
+                    for _ in range(warm_max):
+                        fn()
+                        if time.perf_counter() >= t_warm:
+                            break
                 t0 = time.perf_counter()
                 fn()
                 runs[name].append(time.perf_counter() - t0)
