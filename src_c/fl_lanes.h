@@ -70,17 +70,21 @@ FL_LANES_ADD(fl_lanes_add_f64, double)
  * and the caller sums the run again the converting way (same order, same lanes).
  * Lanes: vector q of a run of 32 items holds items 8q .. 8q+7; v[2q] their even ones, v[2q+1] the odd:
  * item k still goes to lane k % FL_LANES, in order. */
+/* (always inlined: an out-of-line finish made the compiler keep the lanes in memory, zeroed by a
+ * `rep stos` per block, and end the loop with vzeroupper and a call) */
+#define FL_LANES_BITS_INLINE static inline __attribute__((always_inline))
+
 #if defined(__AVX2__) && !defined(__AVX512F__)
 #include <immintrin.h>
 #define FL_LANES_BITS 1
 typedef struct { __m256d v[FL_LANES / 4]; } fl_lanes_bits;
 
-static inline void fl_lanes_bits_zero(fl_lanes_bits* b) {
+FL_LANES_BITS_INLINE void fl_lanes_bits_zero(fl_lanes_bits* b) {
     for (int q = 0; q < FL_LANES / 4; q++) b->v[q] = _mm256_setzero_pd();
 }
 
 /* Add FL_LANES float values l[0 .. FL_LANES) (computed just before: the compiler keeps them in registers) */
-static inline void fl_lanes_bits_add(fl_lanes_bits* b, const float* l) {
+FL_LANES_BITS_INLINE void fl_lanes_bits_add(fl_lanes_bits* b, const float* l) {
     const __m256i mask = _mm256_set1_epi64x(0x1fffffffe0000000LL);    /* 0xffffffff << 29 */
     for (int q = 0; q < FL_LANES / 8; q++) {
         __m256i u = _mm256_loadu_si256((const __m256i*)(l + 8 * q));
@@ -92,7 +96,7 @@ static inline void fl_lanes_bits_add(fl_lanes_bits* b, const float* l) {
 }
 
 /* The lanes, unscaled, into lanes[0 .. FL_LANES) (overwritten); 0 where a lane is >= 2^-768 (see above). */
-static inline int fl_lanes_bits_finish(const fl_lanes_bits* b, double* lanes) {
+FL_LANES_BITS_INLINE int fl_lanes_bits_finish(const fl_lanes_bits* b, double* lanes) {
     double t[FL_LANES];
     int ok = 1;
     for (int q = 0; q < FL_LANES / 4; q++) _mm256_storeu_pd(t + 4 * q, b->v[q]);
@@ -108,7 +112,7 @@ static inline int fl_lanes_bits_finish(const fl_lanes_bits* b, double* lanes) {
 #define FL_LANES_BITS 0      /* (other levels convert; these are never called there) */
 typedef struct { double v[FL_LANES]; } fl_lanes_bits;
 static inline void fl_lanes_bits_zero(fl_lanes_bits* b) { (void)b; }
-static inline void fl_lanes_bits_add(fl_lanes_bits* b, const float* l) { (void)b; (void)l; }
+FL_LANES_BITS_INLINE void fl_lanes_bits_add(fl_lanes_bits* b, const float* l) { (void)b; (void)l; }
 static inline int fl_lanes_bits_finish(const fl_lanes_bits* b, double* lanes) { (void)b; (void)lanes; return 0; }
 #endif
 

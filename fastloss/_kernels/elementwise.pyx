@@ -829,7 +829,8 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
     cdef bint stream_grad = cheap and c.stream_grad
     if sums != NULL:                     # (a `rep stos` each: 3% of a Huber reduction="none" per block)
         fl_lanes_zero(lanes)
-        fl_lanes_zero(dlanes)
+        if sums.want_denom:
+            fl_lanes_zero(dlanes)
     if fused and not c.s.periodic:
         # the whole block as one run (segments only stop at row ends; a scalar weight is read through
         # its SEG copies with a mask)
@@ -926,7 +927,7 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
         i = e
     if sums != NULL:
         sums.loss = fl_lanes_total(lanes)
-        sums.denom = fl_lanes_total(dlanes)
+        sums.denom = fl_lanes_total(dlanes) if sums.want_denom else 0.0
     if stream_out or stream_grad:
         fl_stream_fence()                # (streaming stores are weakly ordered)
     return bad
