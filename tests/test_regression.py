@@ -397,3 +397,39 @@ def test_large_reused_buffers(dtype):
                                       num_threads=T)
         assert grad2 is g and value2 is out2 and out2.tobytes() == fresh.tobytes()
         assert_close_spec(g, ref_g * n, dtype, reduced=False, what="streamed grad_out (none)")
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss"])
+def test_float32_sums_without_conversion(name):
+    """Unweighted float32 sums of the non-negative arithmetic kinds add their losses without a float ->
+    double conversion at the AVX2 level (src_c/fl_lanes.h, fl_lanes_bits): the same lanes, so the same
+    bits as a weight of ones, which converts each loss -- with runs of every tail length, subnormal
+    losses, losses near float32's top (lanes >= 2^128: converted again), and inf / nan losses (which
+    take the converting path too) -- and the float64 reference."""
+    f = getattr(fl, name)
+    rng = np.random.default_rng(11)
+    n = 3 * 4096 + 77
+    cases = {"normal": (rng.standard_normal(n) * 3).astype(np.float32)}
+    tiny = np.zeros(n, np.float32)
+    tiny[::3] = 1e-42                                  # subnormal losses (l1; the squares underflow to 0)
+    tiny[1::3] = 3e-20
+    cases["tiny"] = tiny
+    top = np.full(n, 3e38, np.float32)                 # l1 / huber losses near FLT_MAX: lanes >= 2^128
+    top[::7] = 0.5
+    cases["top"] = top
+    for bad in (np.inf, -np.inf, np.nan):
+        b = (rng.standard_normal(n)).astype(np.float32)
+        b[4096 + 5] = bad
+        cases[f"bad {bad}"] = b
+    y = np.zeros(n, np.float32)
+    ones = np.ones(n, np.float32)
+    for label, x in cases.items():
+        for m in (n, 4096, 4095, 33, 32, 31, 1):
+            got = f(x[:m], y[:m], reduction="sum")
+            want = f(x[:m], y[:m], reduction="sum", weight=ones[:m])
+            assert got.tobytes() == want.tobytes(), (label, m, got, want)
+            for T in (2, 3):
+                assert f(x[:m], y[:m], reduction="sum", num_threads=T).tobytes() == got.tobytes()
+    x = cases["normal"]
+    want = float(REFERENCES[name].torch_ref(x.astype(np.float64), y.astype(np.float64), reduction="sum"))
+    assert_close_spec(f(x, y, reduction="sum"), want, np.float32)
