@@ -528,6 +528,55 @@ FL_INLINE double fl_rs_v8_halves(__m256d lo, __m256d hi) {
     __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
 }
+/* The tail of R rows of n >= 8 values from o0 on (n - o0 <= 4 T... at most T vectors of 8): vector q of a row
+ * at oq = o0 + 8 q if whole, else the row's last 8 values with the lanes before oq dropped (none kept once
+ * oq >= n).  Its terms are added onto the row's run lanes in q order, as the generic form's tail loop adds
+ * them. */
+FL_INLINE void fl_rs_v8_tail(int R, int T, const float** xs, const float* w, const float** ts, ptrdiff_t n,
+                             ptrdiff_t o0, const __m256* mv, float** es, int mode, int has_e, int has_w,
+                             __m256 kt, __m256 at, fl_rs_v8* st) {
+    enum { VF = 8, MR = FL_RS_MAXR };
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int NV = R * T;
+    __m256 y[MR][4], q1[MR][4], q2[MR][4];
+    _Pragma("GCC unroll 2")
+    for (int g = 0; g < NV; g += 4) {
+        const int K = NV - g < 4 ? NV - g : 4;
+        __m256 xk[4], mk[4], wk[4], tk[4], kk[4], vk[4], yk[4], q1k[4], q2k[4];
+        ptrdiff_t ot[4];
+        fl_rs_v8* sk[4];
+        _Pragma("GCC unroll 4")
+        for (int k = 0; k < K; k++) {
+            const int r = R == 2 ? (g + k) % 2 : 0, q = R == 2 ? (g + k) / 2 : g + k;
+            const ptrdiff_t oq = o0 + q * VF;
+            ot[k] = oq + VF <= n ? oq : n - VF;
+            kk[k] = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32((int)(oq - ot[k] - 1))));
+            xk[k] = _mm256_loadu_ps(xs[r] + ot[k]);
+            mk[k] = mv[r];
+            wk[k] = has_w ? _mm256_loadu_ps(w + ot[k]) : zero;
+            tk[k] = mode == FL_RS_SOFT ? _mm256_loadu_ps(ts[r] + ot[k]) : zero;
+            sk[k] = &st[r];
+        }
+        fl_rs_v8_terms(K, xk, mk, wk, tk, kk, mode, has_w, kt, at, sk, vk, yk, q1k, q2k);
+        _Pragma("GCC unroll 4")
+        for (int k = 0; k < K; k++) {
+            const int r = R == 2 ? (g + k) % 2 : 0, q = R == 2 ? (g + k) / 2 : g + k;
+            /* the dropped lanes rewritten with what e holds there (e may be x, already replaced) */
+            if (has_e) _mm256_storeu_ps(es[r] + ot[k], _mm256_blendv_ps(_mm256_loadu_ps(es[r] + ot[k]), vk[k], kk[k]));
+            y[r][q] = yk[k]; q1[r][q] = q1k[k]; q2[r][q] = q2k[k];
+        }
+    }
+    _Pragma("GCC unroll 2")
+    for (int r = 0; r < R; r++) {
+        _Pragma("GCC unroll 4")
+        for (int q = 0; q < T; q++) {
+            st[r].a = _mm256_add_ps(st[r].a, y[r][q]);
+            if (mode != FL_RS_PLAIN) st[r].a1 = _mm256_add_ps(st[r].a1, q1[r][q]);
+            if (mode == FL_RS_SOFT) st[r].a2 = _mm256_add_ps(st[r].a2, q2[r][q]);
+        }
+    }
+}
 FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const float** ts,
                                ptrdiff_t n, const float* m, float** es, int mode, int has_e, int has_w,
                                float keep_t, float add_t, double* s, double* o1, double* o2) {
@@ -595,40 +644,33 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
     if (nb * B < n) {                         /* the tail: at most 4 vectors, as the generic form */
         _Pragma("GCC unroll 2")
         for (int r = 0; r < R; r++) st[r].a = st[r].a1 = st[r].a2 = zero;
-        for (ptrdiff_t o = nb * B; o < n; o += VF) {
+        if (n >= VF) {
+            /* T = 2 or 4 vectors a row at o0, o0 + 8, ...: the tail's whole vectors, its partial last one (as the
+             * row's last VF values, the lanes before it dropped), then vectors that drop every lane (adding 0
+             * to a sum changes nothing) -- so that the exps of the tails of both rows go side by side in groups
+             * of 4 as the blocks' do: one vector after another, a tail vector cost ~1.7 block vectors */
+            const ptrdiff_t o0 = nb * B;
+            switch ((n - o0 + VF - 1) / VF) {
+            case 1: fl_rs_v8_tail(R, 1, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
+            case 2: fl_rs_v8_tail(R, 2, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
+            case 3: fl_rs_v8_tail(R, 3, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
+            default: fl_rs_v8_tail(R, 4, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
+            }
+        } else {                              /* a row shorter than VF: its lanes read by a masked load (0 beyond) */
             _Pragma("GCC unroll 2")
             for (int r = 0; r < R; r++) {
                 __m256 vv, y, q1 = zero, q2 = zero;
-                if (o + VF <= n) {
-                    __m256 wv = has_w ? _mm256_loadu_ps(w + o) : zero;
-                    __m256 tv = mode == FL_RS_SOFT ? _mm256_loadu_ps(ts[r] + o) : zero;
-                    __m256 xv = _mm256_loadu_ps(xs[r] + o);
-                    fl_rs_v8* sr = &st[r];
-                    fl_rs_v8_terms(1, &xv, &mv[r], &wv, &tv, NULL, mode, has_w, kt, at, &sr, &vv, &y, &q1, &q2);
-                    if (has_e) _mm256_storeu_ps(es[r] + o, vv);
-                } else if (n >= VF) {         /* the last VF values, the first VF - (n - o) already counted */
-                    const ptrdiff_t ot = n - VF;
-                    const __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32((int)(o - ot - 1))));
-                    __m256 wv = has_w ? _mm256_loadu_ps(w + ot) : zero;
-                    __m256 tv = mode == FL_RS_SOFT ? _mm256_loadu_ps(ts[r] + ot) : zero;
-                    __m256 xv = _mm256_loadu_ps(xs[r] + ot);
-                    fl_rs_v8* sr = &st[r];
-                    fl_rs_v8_terms(1, &xv, &mv[r], &wv, &tv, &keep, mode, has_w, kt, at, &sr, &vv, &y, &q1, &q2);
-                    /* the dropped lanes rewritten with what e holds there (e may be x, already replaced) */
-                    if (has_e) _mm256_storeu_ps(es[r] + ot, _mm256_blendv_ps(_mm256_loadu_ps(es[r] + ot), vv, keep));
-                } else {                      /* a row shorter than VF: its lanes read by a masked load (0 beyond) */
-                    const __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - o)), lane);
-                    const __m256 keep = _mm256_castsi256_ps(in);
-                    __m256 wv = has_w ? _mm256_maskload_ps(w + o, in) : zero;
-                    __m256 tv = mode == FL_RS_SOFT ? _mm256_maskload_ps(ts[r] + o, in) : zero;
-                    __m256 xv = _mm256_maskload_ps(xs[r] + o, in);
-                    fl_rs_v8* sr = &st[r];
-                    fl_rs_v8_terms(1, &xv, &mv[r], &wv, &tv, &keep, mode, has_w, kt, at, &sr, &vv, &y, &q1, &q2);
-                    if (has_e) {
-                        float ep[VF];
-                        _mm256_storeu_ps(ep, vv);
-                        for (ptrdiff_t j = 0; j < n - o; j++) es[r][o + j] = ep[j];
-                    }
+                const __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
+                const __m256 keep = _mm256_castsi256_ps(in);
+                __m256 wv = has_w ? _mm256_maskload_ps(w, in) : zero;
+                __m256 tv = mode == FL_RS_SOFT ? _mm256_maskload_ps(ts[r], in) : zero;
+                __m256 xv = _mm256_maskload_ps(xs[r], in);
+                fl_rs_v8* sr = &st[r];
+                fl_rs_v8_terms(1, &xv, &mv[r], &wv, &tv, &keep, mode, has_w, kt, at, &sr, &vv, &y, &q1, &q2);
+                if (has_e) {
+                    float ep[VF];
+                    _mm256_storeu_ps(ep, vv);
+                    for (ptrdiff_t j = 0; j < n; j++) es[r][j] = ep[j];
                 }
                 st[r].a = _mm256_add_ps(st[r].a, y);
                 if (mode != FL_RS_PLAIN) st[r].a1 = _mm256_add_ps(st[r].a1, q1);
