@@ -101,16 +101,24 @@ FL_INLINE float fl_expf(float x) {
  *    and nan propagates through every step (x < lo is false for nan). */
 #define FL_EXPF_SOFTMAX_LO -87.5f              /* n = round(x / ln2) >= -126 from here up: 2^n normal */
 #define FL_EXPF_SOFTMAX_MAGIC 12583039.0f      /* 1.5 * 2^23 + 127: t's low 9 bits are n + 127 */
+#define FL_EXPF_SOFTMAX_LOG2E 1.44269504088896341f
+#define FL_EXPF_SOFTMAX_LN2_HI 0.693359375f     /* ln2 = C1 + C2, C1 exact in 9 bits */
+#define FL_EXPF_SOFTMAX_LN2_LO 2.12194440e-4f   /* -C2 */
+#define FL_EXPF_SOFTMAX_P0 1.38796831e-3f
+#define FL_EXPF_SOFTMAX_P1 8.36871378e-3f
+#define FL_EXPF_SOFTMAX_P2 4.16672267e-2f
+#define FL_EXPF_SOFTMAX_P3 1.66665211e-1f
+#define FL_EXPF_SOFTMAX_P4 4.99999970e-1f
 FL_INLINE float fl_expf_softmax(float x) {
-    float t = x * 1.44269504088896341f + FL_EXPF_SOFTMAX_MAGIC;
+    float t = x * FL_EXPF_SOFTMAX_LOG2E + FL_EXPF_SOFTMAX_MAGIC;
     float n = t - FL_EXPF_SOFTMAX_MAGIC;
-    float r = x - n * 0.693359375f;            /* ln2 = C1 + C2, C1 exact in 9 bits */
-    r = r + n * 2.12194440e-4f;
-    float p = 1.38796831e-3f;
-    p = p * r + 8.36871378e-3f;
-    p = p * r + 4.16672267e-2f;
-    p = p * r + 1.66665211e-1f;
-    p = p * r + 4.99999970e-1f;
+    float r = x - n * FL_EXPF_SOFTMAX_LN2_HI;
+    r = r + n * FL_EXPF_SOFTMAX_LN2_LO;
+    float p = FL_EXPF_SOFTMAX_P0;
+    p = p * r + FL_EXPF_SOFTMAX_P1;
+    p = p * r + FL_EXPF_SOFTMAX_P2;
+    p = p * r + FL_EXPF_SOFTMAX_P3;
+    p = p * r + FL_EXPF_SOFTMAX_P4;
     p = p * (r * r) + r;
     /* n + 127 in [1, 254] (x >= -87.5): shifted to the exponent field it is 2^n (the high bits of t
      * shift out) */
@@ -118,6 +126,44 @@ FL_INLINE float fl_expf_softmax(float x) {
     float y = p * s + s;
     return x < FL_EXPF_SOFTMAX_LO ? 0.0f : y;
 }
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+#include <immintrin.h>
+/* fl_expf_softmax on K vectors of 8 lanes (K <= 4), for fl_reduce.h's AVX2 row pass: the same operations,
+ * each product-and-add one fma exactly where GCC contracts the scalar form: the same bits as the scalar form
+ * vectorised at this level (compared over hostile rows of 1-140 and longer values when written).  The K exps go step by step side by side:
+ * one exp is a chain of ~14 dependent operations (~55 cycles), and written one after another a row's
+ * exps needed more instructions in flight than the out-of-order window holds (GCC does not interleave
+ * them on x86: no scheduling before register allocation). */
+FL_INLINE void fl_expf_softmax_v8(int K, const __m256* x, __m256* y) {
+    const __m256 magic = _mm256_set1_ps(FL_EXPF_SOFTMAX_MAGIC);
+    __m256 t[4], n[4], r[4], p[4];
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) t[k] = _mm256_fmadd_ps(x[k], _mm256_set1_ps(FL_EXPF_SOFTMAX_LOG2E), magic);
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) n[k] = _mm256_sub_ps(t[k], magic);
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) r[k] = _mm256_fnmadd_ps(n[k], _mm256_set1_ps(FL_EXPF_SOFTMAX_LN2_HI), x[k]);
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) r[k] = _mm256_fmadd_ps(n[k], _mm256_set1_ps(FL_EXPF_SOFTMAX_LN2_LO), r[k]);
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++)
+        p[k] = _mm256_fmadd_ps(_mm256_set1_ps(FL_EXPF_SOFTMAX_P0), r[k], _mm256_set1_ps(FL_EXPF_SOFTMAX_P1));
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(FL_EXPF_SOFTMAX_P2));
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(FL_EXPF_SOFTMAX_P3));
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(FL_EXPF_SOFTMAX_P4));
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) p[k] = _mm256_fmadd_ps(p[k], _mm256_mul_ps(r[k], r[k]), r[k]);
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) {
+        __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t[k]), 23));
+        y[k] = _mm256_andnot_ps(_mm256_cmp_ps(x[k], _mm256_set1_ps(FL_EXPF_SOFTMAX_LO), _CMP_LT_OQ),
+                                _mm256_fmadd_ps(p[k], s, s));
+    }
+}
+#endif
 
 /* exp (double): max error 1 ulp in the normal range.  fl_exp_reduced: the body, for xc in [lo, hi]. */
 #define FL_EXP_HI 709.782712893383973096        /* log(DBL_MAX) */
@@ -164,21 +210,36 @@ FL_INLINE double fl_exp(double x) {
  *    and nan propagates through every step (x < lo is false for nan). */
 #define FL_EXP_SOFTMAX_LO -708.5               /* n = round(x / ln2) >= -1022 from here up */
 #define FL_EXP_SOFTMAX_MAGIC 6755399441056767.0 /* 1.5 * 2^52 + 1023: t's low 12 bits are n + 1023 */
+#define FL_EXP_SOFTMAX_LOG2E 1.4426950408889634073599
+#define FL_EXP_SOFTMAX_LN2_HI 6.93145751953125E-1     /* ln2 = C1 + C2, n * C1 exact */
+#define FL_EXP_SOFTMAX_LN2_LO 1.42860682030941723212E-6
+/* P(r), highest degree first */
+#define FL_EXP_SOFTMAX_NP 10
+#define FL_EXP_SOFTMAX_P0 2.510520637395701e-08
+#define FL_EXP_SOFTMAX_P1 2.7626357241447223e-07
+#define FL_EXP_SOFTMAX_P2 2.7557255425746435e-06
+#define FL_EXP_SOFTMAX_P3 2.4801504346997686e-05
+#define FL_EXP_SOFTMAX_P4 0.00019841269874800493
+#define FL_EXP_SOFTMAX_P5 0.0013888888932488599
+#define FL_EXP_SOFTMAX_P6 0.008333333333326141
+#define FL_EXP_SOFTMAX_P7 0.04166666666657314
+#define FL_EXP_SOFTMAX_P8 0.1666666666666667
+#define FL_EXP_SOFTMAX_P9 0.5000000000000006
 FL_INLINE double fl_exp_nonpos(double x) {
-    double t = x * 1.4426950408889634073599 + FL_EXP_SOFTMAX_MAGIC;
+    double t = x * FL_EXP_SOFTMAX_LOG2E + FL_EXP_SOFTMAX_MAGIC;
     double n = t - FL_EXP_SOFTMAX_MAGIC;
-    double r = x - n * 6.93145751953125E-1;       /* ln2 = C1 + C2, n * C1 exact */
-    r = r - n * 1.42860682030941723212E-6;
-    double p = 2.510520637395701e-08;
-    p = p * r + 2.7626357241447223e-07;
-    p = p * r + 2.7557255425746435e-06;
-    p = p * r + 2.4801504346997686e-05;
-    p = p * r + 0.00019841269874800493;
-    p = p * r + 0.0013888888932488599;
-    p = p * r + 0.008333333333326141;
-    p = p * r + 0.04166666666657314;
-    p = p * r + 0.1666666666666667;
-    p = p * r + 0.5000000000000006;
+    double r = x - n * FL_EXP_SOFTMAX_LN2_HI;
+    r = r - n * FL_EXP_SOFTMAX_LN2_LO;
+    double p = FL_EXP_SOFTMAX_P0;
+    p = p * r + FL_EXP_SOFTMAX_P1;
+    p = p * r + FL_EXP_SOFTMAX_P2;
+    p = p * r + FL_EXP_SOFTMAX_P3;
+    p = p * r + FL_EXP_SOFTMAX_P4;
+    p = p * r + FL_EXP_SOFTMAX_P5;
+    p = p * r + FL_EXP_SOFTMAX_P6;
+    p = p * r + FL_EXP_SOFTMAX_P7;
+    p = p * r + FL_EXP_SOFTMAX_P8;
+    p = p * r + FL_EXP_SOFTMAX_P9;
     p = p * (r * r) + r;
     /* n + 1023 in [1, 1023] (x >= -708.5): shifted to the exponent field it is 2^n (the high bits of t
      * shift out) */
@@ -186,6 +247,40 @@ FL_INLINE double fl_exp_nonpos(double x) {
     double y = p * s + s;
     return x < FL_EXP_SOFTMAX_LO ? 0.0 : y;
 }
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+/* fl_exp_nonpos on K vectors of 4 lanes (K <= 4), side by side, for fl_reduce.h's AVX2 row sums: the same
+ * operations and fmas as the scalar form (the same bits), as fl_expf_softmax_v8. */
+FL_INLINE void fl_exp_nonpos_v4(int K, const __m256d* x, __m256d* y) {
+    const __m256d magic = _mm256_set1_pd(FL_EXP_SOFTMAX_MAGIC);
+    __m256d t[4], n[4], r[4], p[4];
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) t[k] = _mm256_fmadd_pd(x[k], _mm256_set1_pd(FL_EXP_SOFTMAX_LOG2E), magic);
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) n[k] = _mm256_sub_pd(t[k], magic);
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) r[k] = _mm256_fnmadd_pd(n[k], _mm256_set1_pd(FL_EXP_SOFTMAX_LN2_HI), x[k]);
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) r[k] = _mm256_fnmadd_pd(n[k], _mm256_set1_pd(FL_EXP_SOFTMAX_LN2_LO), r[k]);
+    const double c[FL_EXP_SOFTMAX_NP] = {FL_EXP_SOFTMAX_P0, FL_EXP_SOFTMAX_P1, FL_EXP_SOFTMAX_P2, FL_EXP_SOFTMAX_P3,
+                                         FL_EXP_SOFTMAX_P4, FL_EXP_SOFTMAX_P5, FL_EXP_SOFTMAX_P6, FL_EXP_SOFTMAX_P7,
+                                         FL_EXP_SOFTMAX_P8, FL_EXP_SOFTMAX_P9};
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) p[k] = _mm256_fmadd_pd(_mm256_set1_pd(c[0]), r[k], _mm256_set1_pd(c[1]));
+    _Pragma("GCC unroll 8")
+    for (int j = 2; j < FL_EXP_SOFTMAX_NP; j++) {
+        _Pragma("GCC unroll 4")
+        for (int k = 0; k < K; k++) p[k] = _mm256_fmadd_pd(p[k], r[k], _mm256_set1_pd(c[j]));
+    }
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) p[k] = _mm256_fmadd_pd(p[k], _mm256_mul_pd(r[k], r[k]), r[k]);
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) {
+        __m256d s = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(t[k]), 52));
+        y[k] = _mm256_andnot_pd(_mm256_cmp_pd(x[k], _mm256_set1_pd(FL_EXP_SOFTMAX_LO), _CMP_LT_OQ),
+                                _mm256_fmadd_pd(p[k], s, s));
+    }
+}
+#endif
 
 /* ------------------------------------------------------------------ log */
 /* The core shared by every log here: log(2^fe * (1 + m)) for m in [sqrt(1/2) - 1, sqrt(2) - 1),

@@ -66,6 +66,17 @@ static double fl_pairwise_sum(const double* x, ptrdiff_t n) {
 #endif
 #define FL_ROW_VF64 (FL_ROW_VF32 / 2)
 
+/* The row after this one (these) is read in by the same loop, a cache line per 16 values computed (a hint: a
+ * prefetch never faults, so the address may lie past the array, and is formed as an integer for that
+ * reason).  The row max that starts the next row then reads cache, not memory: rows that do not fit in
+ * L2 (an 8 MiB batch) spent a third of the row max's time waiting for memory, while the exps here are
+ * compute-bound and leave the loads idle. */
+#define FL_LINE_FLOATS 16
+#if defined(__GNUC__)
+#define FL_PREFETCH(x, i) __builtin_prefetch((const void*)((uintptr_t)(x) + (uintptr_t)(i) * sizeof(*(x))), 0, 3)
+#else
+#define FL_PREFETCH(x, i) ((void)0)
+#endif
 /* Row max.  NaN is skipped here but reaches the result through the exp-sum that follows.  Two vectors
  * of lanes at a time, each lane its own running max (one chain of compares was latency-bound); the last
  * n % B values are taken as the last B values of the row (max is idempotent: values seen twice change
@@ -121,10 +132,63 @@ static inline float fl_row_max_f32(const float* x, ptrdiff_t n) {
     if (i < n) m1 = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, (__mmask16)((1u << (n - i)) - 1u), x + i), m1);
     return _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
 }
+#elif defined(__AVX2__) && defined(__FMA__)
+/* AVX2: the same maximum with its two running vectors in registers, the tail as the row's last 16 values
+ * (as above) and the lanes reduced by shuffles.  The generic form kept its lanes on the stack and
+ * reduced them one scalar at a time: 16 cycles of a 73-class row. */
+#include <immintrin.h>
+static inline float fl_row_max_f32(const float* x, ptrdiff_t n) {
+    if (n < 16) {
+        float m = -__builtin_inff();
+        for (ptrdiff_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+        return m;
+    }
+    const __m256 ninf = _mm256_set1_ps(-__builtin_inff());
+    __m256 m0 = ninf, m1 = ninf;
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0);
+        m1 = _mm256_max_ps(_mm256_loadu_ps(x + i + 8), m1);
+    }
+    if (i < n) {
+        m0 = _mm256_max_ps(_mm256_loadu_ps(x + n - 16), m0);
+        m1 = _mm256_max_ps(_mm256_loadu_ps(x + n - 8), m1);
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(_mm256_max_ps(m0, m1)),
+                          _mm256_extractf128_ps(_mm256_max_ps(m0, m1), 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
 #else
 FL_ROW_MAX(float, fl_row_max_f32, FL_ROW_VF32, -__builtin_inff())
 #endif
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+/* AVX2: as fl_row_max_f32 above, 4 lanes */
+static inline double fl_row_max_f64(const double* x, ptrdiff_t n) {
+    if (n < 8) {
+        double m = -__builtin_inf();
+        for (ptrdiff_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+        return m;
+    }
+    const __m256d ninf = _mm256_set1_pd(-__builtin_inf());
+    __m256d m0 = ninf, m1 = ninf;
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        m0 = _mm256_max_pd(_mm256_loadu_pd(x + i), m0);
+        m1 = _mm256_max_pd(_mm256_loadu_pd(x + i + 4), m1);
+    }
+    if (i < n) {
+        m0 = _mm256_max_pd(_mm256_loadu_pd(x + n - 8), m0);
+        m1 = _mm256_max_pd(_mm256_loadu_pd(x + n - 4), m1);
+    }
+    m0 = _mm256_max_pd(m0, m1);
+    __m128d h = _mm_max_pd(_mm256_castpd256_pd128(m0), _mm256_extractf128_pd(m0, 1));
+    return _mm_cvtsd_f64(_mm_max_sd(h, _mm_unpackhi_pd(h, h)));
+}
+#else
 FL_ROW_MAX(double, fl_row_max_f64, FL_ROW_VF64, -__builtin_inf())
+#endif
 #undef FL_ROW_MAX
 
 /* sum_i exp(x_i - m) for m = max_i x_i (x_i - m <= 0: fl_exp_nonpos); if e != NULL also stores each
@@ -150,7 +214,53 @@ static inline double name(const T* x, ptrdiff_t n, T m, T* e) {                 
     }                                                                                                 \
     return s;                                                                                         \
 }
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+/* AVX2: the same sum -- one running vector of 4 lanes, vector after vector, then lanes 0..3 in order, then
+ * the padded tail's lanes in order: the same bits as the generic form -- with the exps of 4 vectors side by
+ * side (fl_exp_nonpos_v4: one vector at a time, each exp's chain of ~18 dependent operations left the
+ * loop latency-bound) and the next row read in as this one is computed (FL_PREFETCH, as fl_row_pass_f32:
+ * the row max that follows then reads cache). */
+static inline double fl_row_sumexp_f64(const double* x, ptrdiff_t n, double m, double* e) {
+    const __m256d mv = _mm256_set1_pd(m);
+    __m256d acc = _mm256_setzero_pd();
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256d d[4], v[4];
+        FL_PREFETCH(x, n + i);
+        FL_PREFETCH(x, n + i + 8);
+        _Pragma("GCC unroll 4")
+        for (int k = 0; k < 4; k++) d[k] = _mm256_sub_pd(_mm256_loadu_pd(x + i + 4 * k), mv);
+        fl_exp_nonpos_v4(4, d, v);
+        _Pragma("GCC unroll 4")
+        for (int k = 0; k < 4; k++) {
+            if (e) _mm256_storeu_pd(e + i + 4 * k, v[k]);
+            acc = _mm256_add_pd(acc, v[k]);
+        }
+    }
+    for (; i + 4 <= n; i += 4) {
+        __m256d d = _mm256_sub_pd(_mm256_loadu_pd(x + i), mv), v;
+        fl_exp_nonpos_v4(1, &d, &v);
+        if (e) _mm256_storeu_pd(e + i, v);
+        acc = _mm256_add_pd(acc, v);
+    }
+    __m128d lo = _mm256_castpd256_pd128(acc), hi = _mm256_extractf128_pd(acc, 1);
+    double s = ((_mm_cvtsd_f64(lo) + _mm_cvtsd_f64(_mm_unpackhi_pd(lo, lo))) + _mm_cvtsd_f64(hi))
+               + _mm_cvtsd_f64(_mm_unpackhi_pd(hi, hi));
+    if (i < n) {                              /* the last n % 4 values, padded with -inf (exp 0) */
+        const __m256i in = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - i), _mm256_setr_epi64x(0, 1, 2, 3));
+        __m256d d = _mm256_sub_pd(_mm256_blendv_pd(_mm256_set1_pd(-__builtin_inf()),
+                                                   _mm256_maskload_pd(x + i, in), _mm256_castsi256_pd(in)), mv), v;
+        fl_exp_nonpos_v4(1, &d, &v);
+        double out[4];
+        _mm256_storeu_pd(out, v);
+        s = (((s + out[0]) + out[1]) + out[2]) + out[3];
+        if (e) for (ptrdiff_t j = 0; i + j < n; j++) e[i + j] = out[j];
+    }
+    return s;
+}
+#else
 FL_ROW_SUMEXP(double, fl_row_sumexp_f64, fl_exp_nonpos, FL_ROW_VF64, -__builtin_inf())
+#endif
 #undef FL_ROW_SUMEXP
 
 /* The float32 row pass of cross-entropy, over one row or two at once (fl_row_pass_f32): s = sum_j exp(x_j - m)
@@ -176,17 +286,6 @@ FL_ROW_SUMEXP(double, fl_row_sumexp_f64, fl_exp_nonpos, FL_ROW_VF64, -__builtin_
  * overwritten in place: the dropped lanes may read values already replaced, and are discarded); a row
  * shorter than VF is padded. */
 #define FL_SUMEXP_RUN 4
-/* The row after this one (these) is read in by the same loop, a cache line per 16 values computed (a hint: a
- * prefetch never faults, so the address may lie past the array, and is formed as an integer for that
- * reason).  The row max that starts the next row then reads cache, not memory: rows that do not fit in
- * L2 (an 8 MiB batch) spent a third of the row max's time waiting for memory, while the exps here are
- * compute-bound and leave the loads idle. */
-#define FL_LINE_FLOATS 16
-#if defined(__GNUC__)
-#define FL_PREFETCH(x, i) __builtin_prefetch((const void*)((uintptr_t)(x) + (uintptr_t)(i) * sizeof(*(x))), 0, 3)
-#else
-#define FL_PREFETCH(x, i) ((void)0)
-#endif
 enum { FL_RS_PLAIN = 0, FL_RS_DOT = 1, FL_RS_SOFT = 2 };
 /* A product that is summed afterwards, as the rounded product: GCC fuses a product into the addition that
  * consumes it (an fma) or not depending on the code around it (one row alone and two rows in one pass
@@ -222,6 +321,10 @@ enum { FL_RS_MAXR = 2 };                      /* rows per pass: 1 or 2 */
  * with independent work; interleaved, each row's chain hides the other's (C = 64-128: 15-20% less time per
  * row).  Each row's sums are formed exactly as alone -- the same operations in the same order -- so a row's
  * result does not depend on which row it is paired with (or whether it is paired at all). */
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+#define FL_ROW_PASS_V8 1
+#endif
+#ifndef FL_ROW_PASS_V8
 FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const float** ts,
                                ptrdiff_t n, const float* m, float** es, int mode, int has_e, int has_w,
                                float keep_t, float add_t, double* s, double* o1, double* o2) {
@@ -356,6 +459,239 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
 #endif
     }
 }
+#else /* FL_ROW_PASS_V8 */
+/* AVX2 (fl_expf_softmax_v8): the same pass -- the same terms, added in the same order, so the same bits as
+ * the generic form above at this level (compared with a C harness over rows of 1-140 and longer values,
+ * every mode, hostile values, e in place, when written) -- with its state in registers.  GCC's form of the
+ * generic loop kept a block's terms (y, u, q1, q2) on the stack at this level (16 vector registers: ~8
+ * stack moves per vector of terms) and computed one exp after another, each a chain of ~14 dependent
+ * operations: more instructions in flight than the out-of-order window holds.  Here the exps of a block's
+ * vectors go 4 side by side; a row's state is its float run lanes, its double lanes (0-3 and 4-7) and one
+ * integer vector; the ties are counted by the mask d != 0 that already selects the other terms (ties =
+ * values counted - terms counted: one compare less per vector).  C = 73-128: 12-20% less time per row
+ * with index targets, 25-35% with probability targets (one row per pass). */
+typedef struct {
+    __m256 a, a1, a2;                         /* the run's float lanes of s (its ties apart), o1, o2 */
+    __m256d sd0, sd1, s10, s11, s20, s21;     /* double lanes 0-3, 4-7 */
+    __m256i nt;                               /* minus the number of terms counted that are not ties */
+} fl_rs_v8;
+/* a product that is summed afterwards, rounded (FL_NOFUSE: GCC contracts an intrinsic product into the
+ * intrinsic addition that consumes it just as it does scalar code) */
+FL_INLINE __m256 fl_mul_nofuse_v8(__m256 a, __m256 b) { return _mm256_add_ps(_mm256_mul_ps(a, b), _mm256_setzero_ps()); }
+/* The terms of K vectors (K <= 4; the exps side by side, fl_expf_softmax_v8): vector k holds values x[k]
+ * of the row with max m[k] and state st[k], weights / targets wv[k] / tv[k] (already loaded, or unused),
+ * its lanes counted where keep[k] is set (keep NULL: every lane).  v[k]: the exps (for e); y[k], q1[k],
+ * q2[k]: the terms of s, o1, o2, zero outside keep. */
+FL_INLINE void fl_rs_v8_terms(int K, const __m256* x, const __m256* m, const __m256* wv, const __m256* tv,
+                              const __m256* keep, int mode, int has_w, __m256 keep_t, __m256 add_t,
+                              fl_rs_v8** st, __m256* v, __m256* y, __m256* q1, __m256* q2) {
+    __m256 d[4];
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) d[k] = _mm256_sub_ps(x[k], m[k]);
+    fl_expf_softmax_v8(K, d, v);
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < K; k++) {
+        __m256 counted = _mm256_cmp_ps(d[k], _mm256_setzero_ps(), _CMP_NEQ_UQ);   /* d != 0: not a tie */
+        if (keep) counted = _mm256_and_ps(keep[k], counted);
+        st[k]->nt = _mm256_add_epi32(st[k]->nt, _mm256_castps_si256(counted));
+        y[k] = _mm256_and_ps(counted, v[k]);
+        if (mode == FL_RS_DOT) {
+            q1[k] = has_w ? fl_mul_nofuse_v8(wv[k], d[k]) : d[k];
+            if (keep) q1[k] = _mm256_and_ps(keep[k], q1[k]);
+        } else if (mode == FL_RS_SOFT) {
+            __m256 tw = _mm256_fmadd_ps(keep_t, tv[k], add_t);
+            if (has_w) tw = fl_mul_nofuse_v8(wv[k], tw);
+            q1[k] = tw;
+            q2[k] = fl_mul_nofuse_v8(tw, d[k]);
+            if (keep) {
+                q1[k] = _mm256_and_ps(keep[k], q1[k]);
+                q2[k] = _mm256_and_ps(keep[k], q2[k]);
+            }
+        }
+    }
+}
+FL_INLINE void fl_rs_v8_fold(fl_rs_v8* st, int mode) {
+    st->sd0 = _mm256_add_pd(st->sd0, _mm256_cvtps_pd(_mm256_castps256_ps128(st->a)));
+    st->sd1 = _mm256_add_pd(st->sd1, _mm256_cvtps_pd(_mm256_extractf128_ps(st->a, 1)));
+    if (mode != FL_RS_PLAIN) {
+        st->s10 = _mm256_add_pd(st->s10, _mm256_cvtps_pd(_mm256_castps256_ps128(st->a1)));
+        st->s11 = _mm256_add_pd(st->s11, _mm256_cvtps_pd(_mm256_extractf128_ps(st->a1, 1)));
+    }
+    if (mode == FL_RS_SOFT) {
+        st->s20 = _mm256_add_pd(st->s20, _mm256_cvtps_pd(_mm256_castps256_ps128(st->a2)));
+        st->s21 = _mm256_add_pd(st->s21, _mm256_cvtps_pd(_mm256_extractf128_ps(st->a2, 1)));
+    }
+}
+/* lanes 0-3 and 4-7 folded in halves, as the generic form: (j + 4), then (j + 2), then (j + 1) */
+FL_INLINE double fl_rs_v8_halves(__m256d lo, __m256d hi) {
+    __m256d v = _mm256_add_pd(lo, hi);
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+}
+/* The tail of R rows of n >= 8 values from o0 on (T = ceil((n - o0) / 8) <= 4 vectors a row): vector q of a row
+ * at oq = o0 + 8 q if whole, else the row's last 8 values with the lanes before oq dropped (none kept once
+ * oq >= n).  Its terms are added onto the row's run lanes in q order, as the generic form's tail loop adds
+ * them. */
+FL_INLINE void fl_rs_v8_tail(int R, int T, const float** xs, const float* w, const float** ts, ptrdiff_t n,
+                             ptrdiff_t o0, const __m256* mv, float** es, int mode, int has_e, int has_w,
+                             __m256 kt, __m256 at, fl_rs_v8* st) {
+    enum { VF = 8, MR = FL_RS_MAXR };
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int NV = R * T;
+    __m256 y[MR][4], q1[MR][4], q2[MR][4];
+    _Pragma("GCC unroll 2")
+    for (int g = 0; g < NV; g += 4) {
+        const int K = NV - g < 4 ? NV - g : 4;
+        __m256 xk[4], mk[4], wk[4], tk[4], kk[4], vk[4], yk[4], q1k[4], q2k[4];
+        ptrdiff_t ot[4];
+        fl_rs_v8* sk[4];
+        _Pragma("GCC unroll 4")
+        for (int k = 0; k < K; k++) {
+            const int r = R == 2 ? (g + k) % 2 : 0, q = R == 2 ? (g + k) / 2 : g + k;
+            const ptrdiff_t oq = o0 + q * VF;
+            ot[k] = oq + VF <= n ? oq : n - VF;
+            kk[k] = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32((int)(oq - ot[k] - 1))));
+            xk[k] = _mm256_loadu_ps(xs[r] + ot[k]);
+            mk[k] = mv[r];
+            wk[k] = has_w ? _mm256_loadu_ps(w + ot[k]) : zero;
+            tk[k] = mode == FL_RS_SOFT ? _mm256_loadu_ps(ts[r] + ot[k]) : zero;
+            sk[k] = &st[r];
+        }
+        fl_rs_v8_terms(K, xk, mk, wk, tk, kk, mode, has_w, kt, at, sk, vk, yk, q1k, q2k);
+        _Pragma("GCC unroll 4")
+        for (int k = 0; k < K; k++) {
+            const int r = R == 2 ? (g + k) % 2 : 0, q = R == 2 ? (g + k) / 2 : g + k;
+            /* the dropped lanes rewritten with what e holds there (e may be x, already replaced) */
+            if (has_e) _mm256_storeu_ps(es[r] + ot[k], _mm256_blendv_ps(_mm256_loadu_ps(es[r] + ot[k]), vk[k], kk[k]));
+            y[r][q] = yk[k]; q1[r][q] = q1k[k]; q2[r][q] = q2k[k];
+        }
+    }
+    _Pragma("GCC unroll 2")
+    for (int r = 0; r < R; r++) {
+        _Pragma("GCC unroll 4")
+        for (int q = 0; q < T; q++) {
+            st[r].a = _mm256_add_ps(st[r].a, y[r][q]);
+            if (mode != FL_RS_PLAIN) st[r].a1 = _mm256_add_ps(st[r].a1, q1[r][q]);
+            if (mode == FL_RS_SOFT) st[r].a2 = _mm256_add_ps(st[r].a2, q2[r][q]);
+        }
+    }
+}
+FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const float** ts,
+                               ptrdiff_t n, const float* m, float** es, int mode, int has_e, int has_w,
+                               float keep_t, float add_t, double* s, double* o1, double* o2) {
+    enum { VF = 8, B = 32, MR = FL_RS_MAXR };
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256 kt = _mm256_set1_ps(keep_t), at = _mm256_set1_ps(add_t);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    fl_rs_v8 st[MR];
+    __m256 mv[MR];
+    const ptrdiff_t nb = n / B;
+    _Pragma("GCC unroll 2")
+    for (int r = 0; r < R; r++) {
+        mv[r] = _mm256_set1_ps(m[r]);
+        st[r].sd0 = st[r].sd1 = st[r].s10 = st[r].s11 = st[r].s20 = st[r].s21 = _mm256_setzero_pd();
+        st[r].nt = _mm256_setzero_si256();
+    }
+    for (ptrdiff_t v0 = 0; v0 < nb; v0 += FL_SUMEXP_RUN) {
+        const ptrdiff_t v1 = nb - v0 < FL_SUMEXP_RUN ? nb : v0 + FL_SUMEXP_RUN;
+        _Pragma("GCC unroll 2")
+        for (int r = 0; r < R; r++) st[r].a = st[r].a1 = st[r].a2 = zero;
+        for (ptrdiff_t v = v0; v < v1; v++) {
+            const ptrdiff_t o = v * B;
+            _Pragma("GCC unroll 2")
+            for (int r = 1; r <= R; r++)
+                for (int l = 0; l < B; l += FL_LINE_FLOATS) FL_PREFETCH(xs[R - 1], r * n + o + l);
+            /* the block's 4 R vectors, two at a time: row 0's and row 1's q-th, or one row's q-th and next */
+            __m256 y[MR][4], q1[MR][4], q2[MR][4];
+            _Pragma("GCC unroll 4")
+            for (int g = 0; g < R; g++) {
+                __m256 xk[4], mk[4], wk[4], tk[4], vk[4], yk[4], q1k[4], q2k[4];
+                fl_rs_v8* sk[4];
+                _Pragma("GCC unroll 4")
+                for (int k = 0; k < 4; k++) {
+                    const int r = R == 2 ? k % 2 : 0, q = R == 2 ? 2 * g + k / 2 : k;
+                    const ptrdiff_t oq = o + q * VF;
+                    xk[k] = _mm256_loadu_ps(xs[r] + oq);
+                    mk[k] = mv[r];
+                    wk[k] = has_w ? _mm256_loadu_ps(w + oq) : zero;
+                    tk[k] = mode == FL_RS_SOFT ? _mm256_loadu_ps(ts[r] + oq) : zero;
+                    sk[k] = &st[r];
+                }
+                fl_rs_v8_terms(4, xk, mk, wk, tk, NULL, mode, has_w, kt, at, sk, vk, yk, q1k, q2k);
+                _Pragma("GCC unroll 4")
+                for (int k = 0; k < 4; k++) {
+                    const int r = R == 2 ? k % 2 : 0, q = R == 2 ? 2 * g + k / 2 : k;
+                    if (has_e) _mm256_storeu_ps(es[r] + o + q * VF, vk[k]);
+                    y[r][q] = yk[k]; q1[r][q] = q1k[k]; q2[r][q] = q2k[k];
+                }
+            }
+            _Pragma("GCC unroll 2")
+            for (int r = 0; r < R; r++) {
+                st[r].a = _mm256_add_ps(st[r].a, _mm256_add_ps(_mm256_add_ps(y[r][0], y[r][1]),
+                                                               _mm256_add_ps(y[r][2], y[r][3])));
+                if (mode != FL_RS_PLAIN)
+                    st[r].a1 = _mm256_add_ps(st[r].a1, _mm256_add_ps(_mm256_add_ps(q1[r][0], q1[r][1]),
+                                                                     _mm256_add_ps(q1[r][2], q1[r][3])));
+                if (mode == FL_RS_SOFT)
+                    st[r].a2 = _mm256_add_ps(st[r].a2, _mm256_add_ps(_mm256_add_ps(q2[r][0], q2[r][1]),
+                                                                     _mm256_add_ps(q2[r][2], q2[r][3])));
+            }
+        }
+        _Pragma("GCC unroll 2")
+        for (int r = 0; r < R; r++) fl_rs_v8_fold(&st[r], mode);
+    }
+    if (nb * B < n) {                         /* the tail: at most 4 vectors, as the generic form */
+        _Pragma("GCC unroll 2")
+        for (int r = 0; r < R; r++) st[r].a = st[r].a1 = st[r].a2 = zero;
+        if (n >= VF) {
+            /* the tail's vectors at o0, o0 + 8, ...: its whole vectors, then its partial last one (as the row's
+             * last VF values, the lanes before it dropped), the exps of both rows' tails side by side in groups
+             * of 4 as the blocks' (one vector after another, a tail vector cost ~1.7 block vectors; C = 73-88:
+             * 2-7% less time per row) */
+            const ptrdiff_t o0 = nb * B;
+            switch ((n - o0 + VF - 1) / VF) {
+            case 1: fl_rs_v8_tail(R, 1, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
+            case 2: fl_rs_v8_tail(R, 2, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
+            case 3: fl_rs_v8_tail(R, 3, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
+            default: fl_rs_v8_tail(R, 4, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
+            }
+        } else {                              /* a row shorter than VF: its lanes read by a masked load (0 beyond) */
+            _Pragma("GCC unroll 2")
+            for (int r = 0; r < R; r++) {
+                __m256 vv, y, q1 = zero, q2 = zero;
+                const __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
+                const __m256 keep = _mm256_castsi256_ps(in);
+                __m256 wv = has_w ? _mm256_maskload_ps(w, in) : zero;
+                __m256 tv = mode == FL_RS_SOFT ? _mm256_maskload_ps(ts[r], in) : zero;
+                __m256 xv = _mm256_maskload_ps(xs[r], in);
+                fl_rs_v8* sr = &st[r];
+                fl_rs_v8_terms(1, &xv, &mv[r], &wv, &tv, &keep, mode, has_w, kt, at, &sr, &vv, &y, &q1, &q2);
+                if (has_e) {
+                    float ep[VF];
+                    _mm256_storeu_ps(ep, vv);
+                    for (ptrdiff_t j = 0; j < n; j++) es[r][j] = ep[j];
+                }
+                st[r].a = _mm256_add_ps(st[r].a, y);
+                if (mode != FL_RS_PLAIN) st[r].a1 = _mm256_add_ps(st[r].a1, q1);
+                if (mode == FL_RS_SOFT) st[r].a2 = _mm256_add_ps(st[r].a2, q2);
+            }
+        }
+        _Pragma("GCC unroll 2")
+        for (int r = 0; r < R; r++) fl_rs_v8_fold(&st[r], mode);
+    }
+    _Pragma("GCC unroll 2")
+    for (int r = 0; r < R; r++) {
+        /* ties = values counted (n) - terms counted */
+        __m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(st[r].nt), _mm256_extracti128_si256(st[r].nt, 1));
+        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0x4e));
+        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0xb1));
+        if (o1) o1[r] = fl_rs_v8_halves(st[r].s10, st[r].s11);
+        if (o2) o2[r] = fl_rs_v8_halves(st[r].s20, st[r].s21);
+        s[r] = (double)(n + _mm_cvtsi128_si32(t4)) + fl_rs_v8_halves(st[r].sd0, st[r].sd1);
+    }
+}
+#endif /* FL_ROW_PASS_V8 */
 #undef FL_RS_LANE
 /* One row (R = 1): s = sum_j exp(x_j - m), exps to e if e != NULL */
 static inline double fl_row_sumexp_f32(const float* x, ptrdiff_t n, float m, float* e) {

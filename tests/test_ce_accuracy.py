@@ -275,3 +275,50 @@ def test_every_class_count_path(level, C, dtype, rng):
     val, g = fl.softmax_focal_loss(xf, y, alpha=a, gamma=2.0, weight=w, reduction="none", return_grad=True)
     assert_close_spec(val, ref, dtype, what=f"C={C} focal")
     assert_close_spec(g, ref_g, dtype, reduced=False, what=f"C={C} focal grad")
+
+
+# the row path's tails (C % 32 and C % 8 on AVX2, C % 64 / C % 16 on AVX-512), with the float32 rows taken two
+# at a time (an odd N leaves one alone) and float64 rows in groups of 16 values: every remainder against torch
+ROW_TAIL_C = [73, 74, 77, 79, 80, 81, 88, 95, 96, 97, 103, 104, 111, 112, 113, 127, 128, 129, 135, 136, 159,
+              160, 161, 192, 193, 200, 511, 512, 513, 1000, 1001]
+
+
+@pytest.mark.parametrize("C", ROW_TAIL_C)
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["float32", "float64"])
+def test_row_tails_hostile_values(level, C, dtype, rng):
+    """Long rows with hostile values in every position of the tail: the max, ties with it, -inf and
+    +-1e4 logits in the last (partial) vector, constant rows, a NaN row; loss and gradient against torch."""
+    N = 23
+    x = (rng.standard_normal((N, C)) * 4).astype(dtype)
+    x[0, -1] = 30                                 # the max in the last value
+    x[1, -3:] = 30                                # three tied maxima in the tail
+    x[2, -5:] = -np.inf                           # masked classes in the tail
+    x[3, :] = 7                                   # every value a tie
+    x[4, :-1] = -np.inf                           # one finite logit, the last
+    x[5, :] = rng.uniform(-1e4, 1e4, C)           # exps below -87.5 / -708.5 (exactly 0) and above
+    x[6, -2] = 1e4
+    x[7, : C // 2] = -1e4
+    y = rng.integers(0, C, N)
+    y[4] = C - 1
+    w = rng.uniform(0.5, 2.0, C).astype(dtype)
+    for kw in ({}, {"weight": w}, {"label_smoothing": 0.1}, {"weight": w, "label_smoothing": 0.3}):
+        for red in ("none", "mean"):
+            ref, ref_g = torch_ce(x, y, reduction=red, **kw)
+            val, g = fl.cross_entropy(x, y, reduction=red, return_grad=True, **kw)
+            assert_close_spec(val, ref, dtype, what=f"C={C} {kw.keys()} {red}")
+            assert_close_spec(g, ref_g, dtype, reduced=False, what=f"C={C} {kw.keys()} {red} grad")
+            assert_close_spec(fl.cross_entropy(x, y, reduction=red, **kw), ref, dtype)
+    xf = np.where(np.isfinite(x), x, -30).astype(dtype)
+    probs = rng.random((N, C)).astype(dtype)
+    probs[:, -3:] *= 20                           # most of the target mass in the tail
+    probs /= probs.sum(axis=1, keepdims=True)
+    for kw in ({}, {"weight": w, "label_smoothing": 0.2}):
+        ref, ref_g = torch_ce(xf, probs, reduction="none", **kw)
+        val, g = fl.cross_entropy(xf, probs, reduction="none", return_grad=True, **kw)
+        assert_close_spec(val, ref, dtype, what=f"C={C} probs {kw.keys()}")
+        assert_close_spec(g, ref_g, dtype, reduced=False, what=f"C={C} probs {kw.keys()} grad")
+    xn = x.copy()
+    xn[9, -1] = np.nan                            # NaN in the partial last vector: that row only is NaN
+    val, g = fl.cross_entropy(xn, y, reduction="none", return_grad=True)
+    assert np.isnan(val[9]) and np.isnan(g[9]).all()
+    assert np.isfinite(val[10:]).all() and np.array_equal(val[10:], fl.cross_entropy(x, y, reduction="none")[10:])

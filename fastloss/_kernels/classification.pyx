@@ -465,11 +465,12 @@ cdef Py_ssize_t ce_rows_loss_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t 
     while i0 < stop:
         L = min(<Py_ssize_t> LOSS_ROWS, stop - i0)
         nv = target_rows(c, i0, L, rows, ys, ign, &bad)
-        for k in range(L):
-            sm1[k] = 0                      # ignored: loss and denominator 0
-            dy[k] = 0
-            wy[k] = 0
-            swm[k] = 0
+        if nv < L:                          # ignored rows: loss and denominator 0 (this zeroing, 4 `rep stos`
+            for k in range(L):              # of 64 bytes, cost ~3% of a 100-class row when run every block)
+                sm1[k] = 0
+                dy[k] = 0
+                wy[k] = 0
+                swm[k] = 0
         rows_sums(x, <const floating*> NULL, w, <floating*> NULL, C, rows, nv, SUMS_DOT if eps != 0 else SUMS_PLAIN,
                   0, 0, m, s, sw, sw)
         for v in range(nv):
