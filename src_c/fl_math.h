@@ -126,44 +126,6 @@ FL_INLINE float fl_expf_softmax(float x) {
     float y = p * s + s;
     return x < FL_EXPF_SOFTMAX_LO ? 0.0f : y;
 }
-#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
-#include <immintrin.h>
-/* fl_expf_softmax on K vectors of 8 lanes (K <= 4), for fl_reduce.h's AVX2 row pass: the same operations,
- * each product-and-add one fma exactly where GCC contracts the scalar form: the same bits as the scalar form
- * vectorised at this level (compared over hostile rows of 1-140 and longer values when written).  The K exps go step by step side by side:
- * one exp is a chain of ~14 dependent operations (~55 cycles), and written one after another a row's
- * exps needed more instructions in flight than the out-of-order window holds (GCC does not interleave
- * them on x86: no scheduling before register allocation). */
-FL_INLINE void fl_expf_softmax_v8(int K, const __m256* x, __m256* y) {
-    const __m256 magic = _mm256_set1_ps(FL_EXPF_SOFTMAX_MAGIC);
-    __m256 t[4], n[4], r[4], p[4];
-    _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++) t[k] = _mm256_fmadd_ps(x[k], _mm256_set1_ps(FL_EXPF_SOFTMAX_LOG2E), magic);
-    _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++) n[k] = _mm256_sub_ps(t[k], magic);
-    _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++) r[k] = _mm256_fnmadd_ps(n[k], _mm256_set1_ps(FL_EXPF_SOFTMAX_LN2_HI), x[k]);
-    _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++) r[k] = _mm256_fmadd_ps(n[k], _mm256_set1_ps(FL_EXPF_SOFTMAX_LN2_LO), r[k]);
-    _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++)
-        p[k] = _mm256_fmadd_ps(_mm256_set1_ps(FL_EXPF_SOFTMAX_P0), r[k], _mm256_set1_ps(FL_EXPF_SOFTMAX_P1));
-    _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++) p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(FL_EXPF_SOFTMAX_P2));
-    _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++) p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(FL_EXPF_SOFTMAX_P3));
-    _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++) p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(FL_EXPF_SOFTMAX_P4));
-    _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++) p[k] = _mm256_fmadd_ps(p[k], _mm256_mul_ps(r[k], r[k]), r[k]);
-    _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++) {
-        __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t[k]), 23));
-        y[k] = _mm256_andnot_ps(_mm256_cmp_ps(x[k], _mm256_set1_ps(FL_EXPF_SOFTMAX_LO), _CMP_LT_OQ),
-                                _mm256_fmadd_ps(p[k], s, s));
-    }
-}
-#endif
 
 /* exp (double): max error 1 ulp in the normal range.  fl_exp_reduced: the body, for xc in [lo, hi]. */
 #define FL_EXP_HI 709.782712893383973096        /* log(DBL_MAX) */
@@ -248,8 +210,11 @@ FL_INLINE double fl_exp_nonpos(double x) {
     return x < FL_EXP_SOFTMAX_LO ? 0.0 : y;
 }
 #if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+#include <immintrin.h>
 /* fl_exp_nonpos on K vectors of 4 lanes (K <= 4), side by side, for fl_reduce.h's AVX2 row sums: the same
- * operations and fmas as the scalar form (the same bits), as fl_expf_softmax_v8. */
+ * operations and fmas as the scalar form (the same bits), as fl_vec.h's fl_expf_softmax_vn: the K exps
+ * step by step side by side (one exp is a chain of ~18 dependent operations; issued one after another, a
+ * row's exps needed more instructions in flight than the out-of-order window holds). */
 FL_INLINE void fl_exp_nonpos_v4(int K, const __m256d* x, __m256d* y) {
     const __m256d magic = _mm256_set1_pd(FL_EXP_SOFTMAX_MAGIC);
     __m256d t[4], n[4], r[4], p[4];

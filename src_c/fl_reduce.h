@@ -323,6 +323,7 @@ enum { FL_RS_MAXR = 2 };                      /* rows per pass: 1 or 2 */
  * result does not depend on which row it is paired with (or whether it is paired at all). */
 #if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
 #define FL_ROW_PASS_V8 1
+#include "fl_vec.h"
 #endif
 #ifndef FL_ROW_PASS_V8
 FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const float** ts,
@@ -460,7 +461,7 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
     }
 }
 #else /* FL_ROW_PASS_V8 */
-/* AVX2 (fl_expf_softmax_v8): the same pass -- the same terms, added in the same order, so the same bits as
+/* AVX2 (fl_vec.h's fl_expf_softmax_vn): the same pass -- the same terms, added in the same order, so the same bits as
  * the generic form above at this level (compared with a C harness over rows of 1-140 and longer values,
  * every mode, hostile values, e in place, when written) -- with its state in registers.  GCC's form of the
  * generic loop kept a block's terms (y, u, q1, q2) on the stack at this level (16 vector registers: ~8
@@ -478,7 +479,7 @@ typedef struct {
 /* a product that is summed afterwards, rounded (FL_NOFUSE: GCC contracts an intrinsic product into the
  * intrinsic addition that consumes it just as it does scalar code) */
 FL_INLINE __m256 fl_mul_nofuse_v8(__m256 a, __m256 b) { return _mm256_add_ps(_mm256_mul_ps(a, b), _mm256_setzero_ps()); }
-/* The terms of K vectors (K <= 4; the exps side by side, fl_expf_softmax_v8): vector k holds values x[k]
+/* The terms of K vectors (K <= 4; the exps side by side, fl_expf_softmax_vn): vector k holds values x[k]
  * of the row with max m[k] and state st[k], weights / targets wv[k] / tv[k] (already loaded, or unused),
  * its lanes counted where keep[k] is set (keep NULL: every lane).  v[k]: the exps (for e); y[k], q1[k],
  * q2[k]: the terms of s, o1, o2, zero outside keep. */
@@ -488,7 +489,7 @@ FL_INLINE void fl_rs_v8_terms(int K, const __m256* x, const __m256* m, const __m
     __m256 d[4];
     _Pragma("GCC unroll 4")
     for (int k = 0; k < K; k++) d[k] = _mm256_sub_ps(x[k], m[k]);
-    fl_expf_softmax_v8(K, d, v);
+    fl_expf_softmax_vn(K, d, NULL, 0, v);
     _Pragma("GCC unroll 4")
     for (int k = 0; k < K; k++) {
         __m256 counted = _mm256_cmp_ps(d[k], _mm256_setzero_ps(), _CMP_NEQ_UQ);   /* d != 0: not a tie */

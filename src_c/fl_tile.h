@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "fl_math.h"
+#include "fl_vec.h"
 
 #if defined(__AVX__)
 #include <immintrin.h>
@@ -168,137 +169,7 @@ static inline void fl_transpose_f64(const double* in, ptrdiff_t ld_in, double* o
 #undef FL_PART
 #undef FL_STRIP
 
-/* A vector of FL_V_W float lanes over the level's width, for the class-major passes below that are
- * written once for both: AVX-512's 16 lanes with mask registers, AVX2's 8 (x86-64-v3: AVX2 + FMA) with
- * lane masks held in vectors (all ones in a lane set).  fl_vf: the floats; fl_vi: int32 lanes; fl_vm: a
- * lane mask; fl_vd: half the lanes widened to double.  Not defined below AVX2 (the scalar-loop passes
- * run there). */
-#if defined(__AVX512F__) && defined(__AVX512DQ__)
-#define FL_V_W 16
-typedef __m512 fl_vf;       /* FL_V_W float lanes */
-typedef __m512i fl_vi;      /* FL_V_W int32 lanes */
-typedef __m512d fl_vd;      /* half of them, widened to double */
-typedef __mmask16 fl_vm;    /* a lane mask */
-FL_INLINE fl_vm fl_v_lanes(ptrdiff_t n) {     /* lanes [0, n) (n may be <= 0 or >= FL_V_W) */
-    return n >= 16 ? (fl_vm)0xffff : n <= 0 ? (fl_vm)0 : (fl_vm)((1u << n) - 1);
-}
-FL_INLINE fl_vm fl_v_mand(fl_vm a, fl_vm b) { return (fl_vm)(a & b); }
-FL_INLINE fl_vf fl_v_set1(float v) { return _mm512_set1_ps(v); }
-FL_INLINE fl_vf fl_v_load(const float* p) { return _mm512_loadu_ps(p); }
-FL_INLINE fl_vf fl_v_loadz(fl_vm m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
-FL_INLINE void fl_v_store(float* p, fl_vf v) { _mm512_storeu_ps(p, v); }
-FL_INLINE void fl_v_storem(float* p, fl_vm m, fl_vf v) { _mm512_mask_storeu_ps(p, m, v); }
-FL_INLINE fl_vf fl_v_add(fl_vf a, fl_vf b) { return _mm512_add_ps(a, b); }
-FL_INLINE fl_vf fl_v_sub(fl_vf a, fl_vf b) { return _mm512_sub_ps(a, b); }
-FL_INLINE fl_vf fl_v_mul(fl_vf a, fl_vf b) { return _mm512_mul_ps(a, b); }
-FL_INLINE fl_vf fl_v_max(fl_vf x, fl_vf m) { return _mm512_max_ps(x, m); }     /* x > m ? x : m */
-FL_INLINE fl_vf fl_v_fmadd(fl_vf a, fl_vf b, fl_vf c) { return _mm512_fmadd_ps(a, b, c); }
-FL_INLINE fl_vf fl_v_fnmadd(fl_vf a, fl_vf b, fl_vf c) { return _mm512_fnmadd_ps(a, b, c); }
-FL_INLINE fl_vf fl_v_shl23(fl_vf t) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), 23));
-}
-FL_INLINE fl_vm fl_v_ne(fl_vf a, fl_vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_UQ); }
-FL_INLINE fl_vm fl_v_nlt(fl_vf a, fl_vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_NLT_UQ); }
-FL_INLINE fl_vf fl_v_keep(fl_vm m, fl_vf v) { return _mm512_maskz_mov_ps(m, v); }  /* 0 outside m */
-FL_INLINE fl_vi fl_v_izero(void) { return _mm512_setzero_si512(); }
-FL_INLINE fl_vi fl_v_iset1(int32_t v) { return _mm512_set1_epi32(v); }
-FL_INLINE fl_vi fl_v_iota(void) {
-    return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-}
-FL_INLINE fl_vi fl_v_isub(fl_vi a, fl_vi b) { return _mm512_sub_epi32(a, b); }
-FL_INLINE fl_vi fl_v_count(fl_vi n, fl_vm m) {                                   /* n + 1 in lanes m */
-    return _mm512_mask_add_epi32(n, m, n, _mm512_set1_epi32(1));
-}
-FL_INLINE fl_vi fl_v_load_i(const int32_t* p) { return _mm512_loadu_si512((const void*)p); }
-FL_INLINE fl_vi fl_v_loadz_i(fl_vm m, const int32_t* p) { return _mm512_maskz_loadu_epi32(m, p); }
-FL_INLINE fl_vi fl_v_index(fl_vi y, fl_vi rs) {          /* y * rs + lane (the gather's float offsets) */
-    return _mm512_add_epi32(_mm512_mullo_epi32(y, rs), fl_v_iota());
-}
-FL_INLINE fl_vm fl_v_nonneg(fl_vm m, fl_vi y) {           /* the lanes of m with y >= 0 */
-    return _mm512_mask_cmp_epi32_mask(m, y, _mm512_setzero_si512(), _MM_CMPINT_NLT);
-}
-FL_INLINE fl_vf fl_v_gather(fl_vm m, fl_vi idx, const float* base) {        /* 0 outside m */
-    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base, 4);
-}
-FL_INLINE fl_vd fl_v_dzero(void) { return _mm512_setzero_pd(); }
-/* s0 += lanes [0, W/2) of a, s1 += lanes [W/2, W), widened to double */
-FL_INLINE void fl_v_widen_add(fl_vd* s0, fl_vd* s1, fl_vf a) {
-    *s0 = _mm512_add_pd(*s0, _mm512_cvtps_pd(_mm512_castps512_ps256(a)));
-    *s1 = _mm512_add_pd(*s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(a, 1)));
-}
-FL_INLINE void fl_v_widen_add_i(fl_vd* s0, fl_vd* s1, fl_vi a) {
-    *s0 = _mm512_add_pd(*s0, _mm512_cvtepi32_pd(_mm512_castsi512_si256(a)));
-    *s1 = _mm512_add_pd(*s1, _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(a, 1)));
-}
-FL_INLINE void fl_v_store_d(double* p, fl_vd s0, fl_vd s1) {
-    _mm512_storeu_pd(p, s0);
-    _mm512_storeu_pd(p + 8, s1);
-}
-FL_INLINE void fl_v_storem_d(double* p, fl_vm m, fl_vd s0, fl_vd s1) {          /* lanes m of (s0, s1) */
-    _mm512_mask_storeu_pd(p, (__mmask8)m, s0);
-    _mm512_mask_storeu_pd(p + 8, (__mmask8)(m >> 8), s1);
-}
-#elif defined(__AVX2__) && defined(__FMA__)
-#define FL_V_W 8
-typedef __m256 fl_vf;
-typedef __m256i fl_vi;
-typedef __m256d fl_vd;
-typedef __m256i fl_vm;      /* AVX2: a lane mask is a vector, all ones in the lanes set */
-FL_INLINE fl_vm fl_v_lanes(ptrdiff_t n) {
-    const int32_t c = n >= 8 ? 8 : n <= 0 ? 0 : (int32_t)n;
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-FL_INLINE fl_vm fl_v_mand(fl_vm a, fl_vm b) { return _mm256_and_si256(a, b); }
-FL_INLINE fl_vf fl_v_set1(float v) { return _mm256_set1_ps(v); }
-FL_INLINE fl_vf fl_v_load(const float* p) { return _mm256_loadu_ps(p); }
-FL_INLINE fl_vf fl_v_loadz(fl_vm m, const float* p) { return _mm256_maskload_ps(p, m); }
-FL_INLINE void fl_v_store(float* p, fl_vf v) { _mm256_storeu_ps(p, v); }
-FL_INLINE void fl_v_storem(float* p, fl_vm m, fl_vf v) { _mm256_maskstore_ps(p, m, v); }
-FL_INLINE fl_vf fl_v_add(fl_vf a, fl_vf b) { return _mm256_add_ps(a, b); }
-FL_INLINE fl_vf fl_v_sub(fl_vf a, fl_vf b) { return _mm256_sub_ps(a, b); }
-FL_INLINE fl_vf fl_v_mul(fl_vf a, fl_vf b) { return _mm256_mul_ps(a, b); }
-FL_INLINE fl_vf fl_v_max(fl_vf x, fl_vf m) { return _mm256_max_ps(x, m); }
-FL_INLINE fl_vf fl_v_fmadd(fl_vf a, fl_vf b, fl_vf c) { return _mm256_fmadd_ps(a, b, c); }
-FL_INLINE fl_vf fl_v_fnmadd(fl_vf a, fl_vf b, fl_vf c) { return _mm256_fnmadd_ps(a, b, c); }
-FL_INLINE fl_vf fl_v_shl23(fl_vf t) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
-}
-FL_INLINE fl_vm fl_v_ne(fl_vf a, fl_vf b) { return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_NEQ_UQ)); }
-FL_INLINE fl_vm fl_v_nlt(fl_vf a, fl_vf b) { return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_NLT_UQ)); }
-FL_INLINE fl_vf fl_v_keep(fl_vm m, fl_vf v) { return _mm256_and_ps(_mm256_castsi256_ps(m), v); }
-FL_INLINE fl_vi fl_v_izero(void) { return _mm256_setzero_si256(); }
-FL_INLINE fl_vi fl_v_iset1(int32_t v) { return _mm256_set1_epi32(v); }
-FL_INLINE fl_vi fl_v_isub(fl_vi a, fl_vi b) { return _mm256_sub_epi32(a, b); }
-FL_INLINE fl_vi fl_v_count(fl_vi n, fl_vm m) { return _mm256_sub_epi32(n, m); }      /* m's lanes are -1 */
-FL_INLINE fl_vi fl_v_load_i(const int32_t* p) { return _mm256_loadu_si256((const __m256i*)p); }
-FL_INLINE fl_vi fl_v_loadz_i(fl_vm m, const int32_t* p) { return _mm256_maskload_epi32((const int*)p, m); }
-FL_INLINE fl_vi fl_v_index(fl_vi y, fl_vi rs) {
-    return _mm256_add_epi32(_mm256_mullo_epi32(y, rs), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-FL_INLINE fl_vm fl_v_nonneg(fl_vm m, fl_vi y) {
-    return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), y), m);
-}
-FL_INLINE fl_vf fl_v_gather(fl_vm m, fl_vi idx, const float* base) {
-    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), base, idx, _mm256_castsi256_ps(m), 4);
-}
-FL_INLINE fl_vd fl_v_dzero(void) { return _mm256_setzero_pd(); }
-FL_INLINE void fl_v_widen_add(fl_vd* s0, fl_vd* s1, fl_vf a) {
-    *s0 = _mm256_add_pd(*s0, _mm256_cvtps_pd(_mm256_castps256_ps128(a)));
-    *s1 = _mm256_add_pd(*s1, _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)));
-}
-FL_INLINE void fl_v_widen_add_i(fl_vd* s0, fl_vd* s1, fl_vi a) {
-    *s0 = _mm256_add_pd(*s0, _mm256_cvtepi32_pd(_mm256_castsi256_si128(a)));
-    *s1 = _mm256_add_pd(*s1, _mm256_cvtepi32_pd(_mm256_extracti128_si256(a, 1)));
-}
-FL_INLINE void fl_v_store_d(double* p, fl_vd s0, fl_vd s1) {
-    _mm256_storeu_pd(p, s0);
-    _mm256_storeu_pd(p + 4, s1);
-}
-FL_INLINE void fl_v_storem_d(double* p, fl_vm m, fl_vd s0, fl_vd s1) {  /* 32-bit lane masks -> 64-bit */
-    _mm256_maskstore_pd(p, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(m)), s0);
-    _mm256_maskstore_pd(p + 4, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(m, 1)), s1);
-}
-#endif
+/* (the fl_v_* vector of FL_V_W float lanes and fl_expf_softmax_vn: fl_vec.h) */
 
 /* ---------------------------------------------------------------------------------------------------
  * The passes over a class-major run of cross-entropy (classification.pyx's ce_run and ce_probs_run):
@@ -501,32 +372,6 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
  * widened to double).  (A variant that loaded the next chunk during this chunk's exp pass, to hide its
  * memory latency, measured 15% slower on AVX-512.) */
 #if defined(FL_V_W)
-/* fl_math.h's fl_expf_softmax of N vectors (N <= 4) in lock step, step for step (each a * b + c an fma, as
- * GCC contracts the scalar code: the same bits; 0 below FL_EXPF_SOFTMAX_LO), and 0 also in the lanes
- * outside keep[i] where MASKED (folded into the range select).  Lock step, not one exp after the other:
- * each exp is a chain of ~14 dependent operations, and a core whose floating-point scheduler holds fewer
- * operations than a few such chains (Zen 2: 36) runs exps issued one after the other at the chain's
- * latency, not at its throughput. */
-FL_INLINE void fl_expf_softmax_vn(const int N, const fl_vf* x, const fl_vm* keep, const int MASKED,
-                                  fl_vf* y) {
-    const fl_vf magic = fl_v_set1(FL_EXPF_SOFTMAX_MAGIC);
-    fl_vf t[4], n[4], r[4], p[4], q[4];
-    for (int i = 0; i < N; i++) t[i] = fl_v_fmadd(x[i], fl_v_set1(1.44269504088896341f), magic);
-    for (int i = 0; i < N; i++) n[i] = fl_v_sub(t[i], magic);
-    for (int i = 0; i < N; i++) r[i] = fl_v_fnmadd(n[i], fl_v_set1(0.693359375f), x[i]);
-    for (int i = 0; i < N; i++) r[i] = fl_v_fmadd(n[i], fl_v_set1(2.12194440e-4f), r[i]);
-    for (int i = 0; i < N; i++) p[i] = fl_v_fmadd(fl_v_set1(1.38796831e-3f), r[i], fl_v_set1(8.36871378e-3f));
-    for (int i = 0; i < N; i++) p[i] = fl_v_fmadd(p[i], r[i], fl_v_set1(4.16672267e-2f));
-    for (int i = 0; i < N; i++) p[i] = fl_v_fmadd(p[i], r[i], fl_v_set1(1.66665211e-1f));
-    for (int i = 0; i < N; i++) p[i] = fl_v_fmadd(p[i], r[i], fl_v_set1(4.99999970e-1f));
-    for (int i = 0; i < N; i++) q[i] = fl_v_mul(r[i], r[i]);
-    for (int i = 0; i < N; i++) p[i] = fl_v_fmadd(p[i], q[i], r[i]);
-    for (int i = 0; i < N; i++) t[i] = fl_v_shl23(t[i]);                            /* 2^n */
-    for (int i = 0; i < N; i++) {
-        const fl_vm in = fl_v_nlt(x[i], fl_v_set1(FL_EXPF_SOFTMAX_LO));
-        y[i] = fl_v_keep(MASKED ? fl_v_mand(in, keep[i]) : in, fl_v_fmadd(p[i], t[i], t[i]));
-    }
-}
 /* the N classes j .. j+N-1 (N <= 4) of the block at k, read at xr + j * rs (the chunk's copy, else in place):
  * their sum terms into y[]: 0 for a tie with the max (d == 0; counted apart: nt counts the others, d != 0,
  * so the ties are C - nt), as for a d below the exp's range (fl_expf_softmax's select, here one mask
