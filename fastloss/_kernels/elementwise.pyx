@@ -57,7 +57,7 @@ h. **Gaussian KL** (``gauss_kl_block``): the item is a row of D latents (mu, log
 """
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockSums, Operand, operand_seg, set_operand, ElemStreams, next_segment, set_streams,
-    ptr_or_null, run, SEG, FL_LANES, fl_lanes_zero, fl_lanes_total, lanes_add, f_exp, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min,
+    ptr_or_null, run, SEG, FL_LANES, fl_lanes_zero, fl_lanes_total, lanes_add, f_exp, f_exp_nonpos, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min,
 )
 from fastloss._kernels._common cimport (
     check_buffer, check_optional, check_operand, check_count, buffer_items, items_product,
@@ -237,11 +237,14 @@ cdef inline floating bce_point(floating p, floating y, floating* dp) noexcept no
 #   l = 1 + (pos_weight - 1) * y                   (l = 1 without pos_weight)
 #   loss = (1 - y) * x + l * softplus(-x),          softplus(-x) = max(-x, 0) + log1p(e),  e = exp(-|x|)
 #   dloss/dx = (1 - y) - l * sigmoid(-x),           sigmoid(-x) = (x >= 0 ? e : 1) / (1 + e)
-# One exp and one log1p per element serve both the loss and the gradient.
+# One exp and one log1p per element serve both the loss and the gradient.  The exp's argument -|x| is <= 0
+# (or nan), so it is f_exp_nonpos: without the overflow handling, and in float64 without fl_exp's division
+# (W6/f64 ... ; W6 float32 ...); below -87.5 (float32) / -708.5 (float64) it gives 0 instead of
+# a denormal e, which changes the loss and gradient by less than 1e-38 / 1e-308 absolute (focal's too).
 cdef inline floating bce_logits_point(floating x, floating y, floating pw, floating* dx) noexcept nogil:
     # typed constants: a bare 1 is the C double 1.0 and would widen float32 maths to double
     cdef floating one = 1, zero = 0
-    cdef floating e = f_exp(-f_abs(x))
+    cdef floating e = f_exp_nonpos(-f_abs(x))
     cdef floating inv = one / (one + e)          # one division serves sigmoid(-|x|) and log1p's correction
     cdef floating ei = e * inv                   # sigmoid(-|x|)
     cdef floating l = one + (pw - one) * y
@@ -264,7 +267,7 @@ cdef inline floating bce_logits_literal(floating x, floating y, floating pw, bin
     (aten/src/ATen/native/Loss.cpp).  Where bce_logits_point gave nan (infinite or nan y, nan or -inf
     x): these give torch's value there, +-inf or nan."""
     cdef floating one = 1, zero = 0
-    cdef floating e = f_exp(-f_abs(x))
+    cdef floating e = f_exp_nonpos(-f_abs(x))
     cdef floating sig = one / (one + e) if x >= zero else e / (one + e)
     cdef floating l = one + (pw - one) * y if has_pw else one
     dx[0] = ((pw * y + one - y) * sig - pw * y) if has_pw else (sig - y)
@@ -302,7 +305,7 @@ cdef inline floating pow_nonneg(floating q, floating g, bint square) noexcept no
 cdef inline floating focal_point(floating x, floating t, floating a0, floating da, floating g, bint square,
                                  floating* dx) noexcept nogil:
     cdef floating one = 1, zero = 0
-    cdef floating e = f_exp(-f_abs(x))
+    cdef floating e = f_exp_nonpos(-f_abs(x))
     cdef floating inv = one / (one + e)
     cdef floating p = inv if x >= zero else e * inv
     cdef floating pm = e * inv if x >= zero else inv
@@ -685,6 +688,42 @@ cdef inline int sum_items(const kind_t* kc, ElemParams p, const floating* x, con
     return n_bad
 
 
+cdef inline bint interleaved(const kind_t* tag) noexcept nogil:
+    """The kinds whose segments ``store_items`` runs as two interleaved halves (a compile-time constant):
+    one exp, one log1p and a division per item, a dependency chain of ~100 cycles per vector that the
+    out-of-order window of an AVX2 core (Zen 2) overlaps with too little of the next vector's.  Two
+    independent chains side by side, mixed by GCC's pre-RA scheduler (setup.py's elementwise flags), run
+    1.4-1.7x faster.  (The arithmetic kinds' short chains gain nothing.)"""
+    return kind_t is BceLogitsK or kind_t is FocalK or kind_t is FocalSquareK
+
+
+cdef inline int store_items(const kind_t* kc, ElemParams p, const floating* x, const floating* y,
+                            const floating* v, const floating* w, floating* g, floating* g2, floating gs,
+                            floating* out, Py_ssize_t L, bint with_grad) noexcept nogil:
+    """A segment's L weighted losses into ``out`` (and, ``with_grad`` a constant, the gradients into g, g2);
+    for an ``interleaved`` kind items k and h + k (h = L / 2) side by side, each computed as on its own
+    (the same bits).  Returns the number of invalid items.
+    The pair's results are stored after both are computed (their gradients through locals): the scheduler
+    may not move the second item's loads above a store that might alias them, which left the two chains
+    one after the other (no faster)."""
+    cdef Py_ssize_t k, h = L // 2 if interleaved(kc) else 0
+    cdef floating la, lb, ga, gb, g2a, g2b
+    cdef int n_bad = 0
+    for k in range(h):
+        la = item(kc, p, x + k, y + k, v + k, w + k, &ga, &g2a, gs, 0, with_grad, False)
+        lb = item(kc, p, x + h + k, y + h + k, v + h + k, w + h + k, &gb, &g2b, gs, 0, with_grad, False)
+        n_bad += invalid(kc, p, x[k], y[k], v[k]) + invalid(kc, p, x[h + k], y[h + k], v[h + k])
+        out[k] = la
+        out[h + k] = lb
+        if with_grad:
+            g[k] = ga
+            g[h + k] = gb
+    for k in range(2 * h, L):
+        out[k] = item(kc, p, x, y, v, w, g, g2, gs, k, with_grad, False)
+        n_bad += invalid(kc, p, x[k], y[k], v[k])
+    return n_bad
+
+
 cdef inline Py_ssize_t first_invalid(const kind_t* kc, ElemParams p, const floating* x, const floating* y,
                                      const floating* v, Py_ssize_t L) noexcept nogil:
     """The index of the first invalid item of a run that has one (note e)."""
@@ -810,13 +849,9 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
         if fused:
             n_bad = sum_items(kc, p, x, y, v, w, -1, False, L, lanes)
         elif g != NULL:
-            for k in range(L):
-                out[k] = item(kc, p, x, y, v, w, g, g2, gs, k, True, False)
-                n_bad += invalid(kc, p, x[k], y[k], v[k])
+            n_bad = store_items(kc, p, x, y, v, w, g, g2, gs, out, L, True)
         else:
-            for k in range(L):
-                out[k] = item(kc, p, x, y, v, w, g, g2, gs, k, False, False)
-                n_bad += invalid(kc, p, x[k], y[k], v[k])
+            n_bad = store_items(kc, p, x, y, v, w, g, g2, gs, out, L, False)
         if n_bad and bad < 0:
             bad = i + first_invalid(kc, p, x, y, v, L)
         if kind_t is BceLogitsK:
