@@ -131,8 +131,8 @@ EDGES = [0.0, -0.0, 1e-30, 0.5, 3.0, 20.0, 80.0, 87.3, 87.6, 88.8, 90.0, 103.9, 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 255, 256, 257, 513, 1031])
 def test_segment_halves(n, dtype, rng):
-    """The kernel runs a segment's items k and L/2 + k side by side (store_items), plus an odd last one:
-    every length class, the exp's range edges in both signs at every position, hard and soft targets,
+    """The kernel runs a full segment's (256 items) items k and 128 + k side by side (store_items) and a
+    shorter one item by item: lengths around one and several segments, the exp's range edges in both signs at every position, hard and soft targets,
     with reduction="none" (its nan refit) and the reductions, with and without the gradient; and the same
     through a last-axis pos_weight (segments of K = 7 items)."""
     mag = np.array(EDGES)[rng.integers(0, len(EDGES), n)]

@@ -166,8 +166,8 @@ def test_focal_large_logits_stable(dtype):
 @pytest.mark.parametrize("n", [1, 2, 3, 255, 256, 257, 1031])
 @pytest.mark.parametrize("gamma", [2, 1.5])
 def test_focal_segment_halves(n, gamma, dtype):
-    """The kernel runs a segment's items k and L/2 + k side by side (store_items), plus an odd last one:
-    every length class, logits up to the exp's range edges (float32 -87.5 / -104, float64 -708.5 / -745)
+    """The kernel runs a full segment's (256 items) items k and 128 + k side by side (store_items) and a
+    shorter one item by item: lengths around one and several segments, logits up to the exp's range edges (float32 -87.5 / -104, float64 -708.5 / -745)
     in both signs, hard and soft targets, loss and gradient, against the stable float64 reference."""
     rng = np.random.default_rng(n)
     edges = np.array([0.0, 0.3, 3.0, 20.0, 87.3, 87.6, 90.0, 103.9, 104.1, 708.4, 708.6, 720.0, 746.0, 1e4])

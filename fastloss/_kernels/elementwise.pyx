@@ -690,11 +690,11 @@ cdef inline int sum_items(const kind_t* kc, ElemParams p, const floating* x, con
 
 
 cdef inline bint interleaved(const kind_t* tag) noexcept nogil:
-    """The kinds whose segments ``store_items`` runs as two interleaved halves (a compile-time constant):
-    one exp, one log1p and a division per item, a dependency chain of ~100 cycles per vector that the
-    out-of-order window of an AVX2 core (Zen 2) overlaps with too little of the next vector's.  Two
-    independent chains side by side, mixed by GCC's pre-RA scheduler (setup.py's elementwise flags), run
-    1.4-1.7x faster.  (The arithmetic kinds' short chains gain nothing.)"""
+    """The kinds whose full segments ``store_items`` runs as two interleaved halves (a compile-time
+    constant): one exp, one log1p and a division per item, a dependency chain of ~100 cycles per vector
+    that the out-of-order window of an AVX2 core (Zen 2) overlaps with too little of the next vector's.
+    Two independent chains side by side, mixed by GCC's pre-RA scheduler (setup.py's elementwise flags),
+    run 1.3-1.7x faster.  (The arithmetic kinds' short chains gain nothing.)"""
     return kind_t is BceLogitsK or kind_t is FocalK or kind_t is FocalSquareK
 
 
@@ -702,24 +702,28 @@ cdef inline int store_items(const kind_t* kc, ElemParams p, const floating* x, c
                             const floating* v, const floating* w, floating* g, floating* g2, floating gs,
                             floating* out, Py_ssize_t L, bint with_grad) noexcept nogil:
     """A segment's L weighted losses into ``out`` (and, ``with_grad`` a constant, the gradients into g, g2);
-    for an ``interleaved`` kind items k and h + k (h = L / 2) side by side, each computed as on its own
-    (the same bits).  Returns the number of invalid items.
-    The pair's results are stored after both are computed (their gradients through locals): the scheduler
-    may not move the second item's loads above a store that might alias them, which left the two chains
-    one after the other (no faster)."""
-    cdef Py_ssize_t k, h = L // 2 if interleaved(kc) else 0
-    cdef floating la, lb, ga, gb, g2a, g2b
+    without a gradient, a full segment of an ``interleaved`` kind as items k and SEG/2 + k side by side,
+    each computed as on its own (the same bits).  Returns the number of invalid items.
+    The halves' distance is the constant SEG/2: GCC then knows how out[k] and out[SEG/2 + k] (x[k] and
+    x[SEG/2 + k] ...) relate and checks only out against the inputs at run time (a variable distance
+    needed more run-time alias checks than GCC's limit of 10: the loop stayed scalar, 7x slower; so does
+    the gradient's loop, with g checked too -- it is not interleaved).  The pair's results are stored
+    after both are computed: the scheduler may not move the second item's loads above a store that might
+    alias them, which left the two chains one after the other (no faster)."""
+    cdef Py_ssize_t k
+    cdef floating la, lb
     cdef int n_bad = 0
-    for k in range(h):
-        la = item(kc, p, x + k, y + k, v + k, w + k, &ga, &g2a, gs, 0, with_grad, False)
-        lb = item(kc, p, x + h + k, y + h + k, v + h + k, w + h + k, &gb, &g2b, gs, 0, with_grad, False)
-        n_bad += invalid(kc, p, x[k], y[k], v[k]) + invalid(kc, p, x[h + k], y[h + k], v[h + k])
-        out[k] = la
-        out[h + k] = lb
-        if with_grad:
-            g[k] = ga
-            g[h + k] = gb
-    for k in range(2 * h, L):
+    if interleaved(kc) and not with_grad and L == SEG:
+        for k in range(SEG >> 1):
+            la = item(kc, p, x + k, y + k, v + k, w + k, g, g2, gs, 0, False, False)
+            lb = item(kc, p, x + (SEG >> 1) + k, y + (SEG >> 1) + k, v + (SEG >> 1) + k, w + (SEG >> 1) + k,
+                      g, g2, gs, 0, False, False)
+            n_bad += invalid(kc, p, x[k], y[k], v[k]) + invalid(kc, p, x[(SEG >> 1) + k], y[(SEG >> 1) + k],
+                                                               v[(SEG >> 1) + k])
+            out[k] = la
+            out[(SEG >> 1) + k] = lb
+        return n_bad
+    for k in range(L):
         out[k] = item(kc, p, x, y, v, w, g, g2, gs, k, with_grad, False)
         n_bad += invalid(kc, p, x[k], y[k], v[k])
     return n_bad
