@@ -122,6 +122,36 @@ def test_hostile(dtype, reduction, pos_weight):
     np.testing.assert_array_equal(got, np.array([0.0, 0.0, 1e4, 1e4], dtype))
 
 
+# the exp's range edges: -|x| near float32's -87.5 / -103.97 and float64's -708.5 / -745.13 (f_exp_nonpos
+# gives 0 below -87.5 / -708.5 instead of a denormal: the loss and gradient then differ by < 1e-38 / 1e-308)
+EDGES = [0.0, -0.0, 1e-30, 0.5, 3.0, 20.0, 80.0, 87.3, 87.6, 88.8, 90.0, 103.9, 104.1, 700.0, 708.4, 708.6,
+         709.9, 720.0, 745.0, 746.0, 1e4]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 255, 256, 257, 513, 1031])
+def test_segment_halves(n, dtype, rng):
+    """The kernel runs a full segment's (256 items) items k and 128 + k side by side (store_items) and a
+    shorter one item by item: lengths around one and several segments, the exp's range edges in both signs at every position, hard and soft targets,
+    with reduction="none" (its nan refit) and the reductions, with and without the gradient; and the same
+    through a last-axis pos_weight (segments of K = 7 items)."""
+    mag = np.array(EDGES)[rng.integers(0, len(EDGES), n)]
+    x = (mag * rng.choice([-1.0, 1.0], n)).astype(dtype)
+    y = np.where(rng.random(n) < 0.7, rng.integers(0, 2, n), rng.random(n)).astype(dtype)
+    for red in REDUCTIONS:
+        for pw in (None, 2.0):
+            check(x, y, dtype, red, pos_weight=pw, what=f"n={n} {red} pw={pw}")
+    if n % 7 == 0:
+        check(x.reshape(-1, 7), y.reshape(-1, 7), dtype, "none",
+              pos_weight=rng.uniform(0.1, 3, 7).astype(dtype), what=f"n={n} last-axis pos_weight")
+    # a nan and an infinite target in the second half: refit alone, the rest untouched
+    if n >= 4:
+        x2, y2 = x.copy(), y.copy()
+        x2[n // 2 + 1] = np.nan
+        y2[n - 1] = np.inf
+        check(x2, y2, dtype, "none", pos_weight=2.0, what=f"n={n} with nan / inf")
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_empty(dtype):
     for shape in [(0,), (0, 3), (3, 0)]:

@@ -163,6 +163,25 @@ def test_focal_large_logits_stable(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 2, 3, 255, 256, 257, 1031])
+@pytest.mark.parametrize("gamma", [2, 1.5])
+def test_focal_segment_halves(n, gamma, dtype):
+    """The kernel runs a full segment's (256 items) items k and 128 + k side by side (store_items) and a
+    shorter one item by item: lengths around one and several segments, logits up to the exp's range edges (float32 -87.5 / -104, float64 -708.5 / -745)
+    in both signs, hard and soft targets, loss and gradient, against the stable float64 reference."""
+    rng = np.random.default_rng(n)
+    edges = np.array([0.0, 0.3, 3.0, 20.0, 87.3, 87.6, 90.0, 103.9, 104.1, 708.4, 708.6, 720.0, 746.0, 1e4])
+    x = (edges[rng.integers(0, len(edges), n)] * rng.choice([-1.0, 1.0], n)).astype(dtype)
+    t = np.where(rng.random(n) < 0.7, rng.integers(0, 2, n), rng.random(n)).astype(dtype)
+    got, g = fl.sigmoid_focal_loss(x, t, gamma=gamma, return_grad=True)
+    ref, gref = _stable_focal_torch(x, t, gamma=gamma)
+    _check(got, ref, dtype, False)
+    _check(g, gref, dtype, False)
+    got_mean = fl.sigmoid_focal_loss(x, t, gamma=gamma, reduction="mean")
+    _check(got_mean, ref.mean(), dtype, True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_focal_inf_nan_like_torchvision(dtype):
     x = np.array([np.inf, -np.inf, np.inf, -np.inf, np.nan, 1.0, 2.0], dtype=dtype)
     t = np.array([1, 1, 0, 0, 1, np.nan, 0], dtype=dtype)
