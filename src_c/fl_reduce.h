@@ -575,7 +575,6 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
     enum { VF = 8, B = 32, MR = FL_RS_MAXR };
     const __m256 zero = _mm256_setzero_ps();
     const __m256 kt = _mm256_set1_ps(keep_t), at = _mm256_set1_ps(add_t);
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     fl_rs_v8 st[MR];
     __m256 mv[MR];
     const ptrdiff_t nb = n / B;
@@ -652,7 +651,7 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
             _Pragma("GCC unroll 2")
             for (int r = 0; r < R; r++) {
                 __m256 vv, y, q1 = zero, q2 = zero;
-                const __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
+                const __m256i in = fl_v_lanes(n);                    /* (fl_vec.h) */
                 const __m256 keep = _mm256_castsi256_ps(in);
                 __m256 wv = has_w ? _mm256_maskload_ps(w, in) : zero;
                 __m256 tv = mode == FL_RS_SOFT ? _mm256_maskload_ps(ts[r], in) : zero;
