@@ -356,161 +356,64 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
 #undef FL_TS_CALLS
 #undef FL_TS_REM
 
-/* Passes 1 and 2 fused for the common case (float, no smoothing, no probability targets; AVX2 and
- * AVX-512), chunks of 4 blocks of FL_V_W positions (one vector each: 8 lanes with AVX2, 16 with
- * AVX-512): the max of the 4 blocks at once (4 independent chains), then per block the target's logit (a
- * masked gather) and the sum of exps with every partial in registers (the two passes above keep their
- * per-position partials in memory, one load and store per class per vector, and gather the targets one
- * position at a time).  Bit for bit the same m, xy, s (and exps in g) as fl_tile_max_pick_f32 +
- * fl_tile_sumexp_f32 in FL_TS_PLAIN: the max in class order per lane, the same exp (fl_expf_softmax, each
- * of its a * b + c contracted to an fma as GCC contracts it in the loops above), the same groups of 4
- * classes, runs of FL_TILE_SUMEXP_RUN groups, the last C % 4 classes as their own run, ties counted apart.
- * The last L % FL_V_W positions go through masked loads and stores (never past the run).  Returns 0,
- * having done nothing, where it does not apply (neither AVX2 + FMA nor AVX-512, or offsets past int32
- * for the target gather): the caller runs the two passes.  One code path for both widths, written on the
- * fl_v_* operations above (a vector of FL_V_W floats, its lane mask, its int32 lanes, its two halves
- * widened to double).  (A variant that loaded the next chunk during this chunk's exp pass, to hide its
- * memory latency, measured 15% slower on AVX-512.) */
+/* Passes 1 and 2 fused (max, target gather and sum of exps per chunk of positions, in registers): one pass
+ * written once over the element type (fl_tile_ce.h), included here for float and double.
+ * fl_tile_ce_plain_f32 / _f64 return 0, having done nothing, where the pass does not apply. */
+#define FL_CE_T float
+#define FL_CE_NAME(x) x##_f32
 #if defined(FL_V_W)
-/* the N classes j .. j+N-1 (N <= 4) of the block at k, read at xr + j * rs (the chunk's copy, else in place):
- * their sum terms into y[]: 0 for a tie with the max (d == 0; counted apart: nt counts the others, d != 0,
- * so the ties are C - nt), as for a d below the exp's range (fl_expf_softmax's select, here one mask
- * with the tie's); their exps into g (if HAS_G).  FULL: a whole block, plain loads; else masked by lm.
- * PF: the same classes' lines FL_CE_PF positions on prefetched (in place), for the next chunk's max pass,
- * which otherwise waits on the first touch of C streams (a prefetch never faults: past the run it reads
- * ahead for the next run). */
-#define FL_CE_TERMS(j, N, y)                                                                            \
-    fl_vf y[4];                                                                                       \
-    {                                                                                                 \
-        fl_vf d_[4];                                                                                  \
-        fl_vm ne_[4];                                                                                 \
-        for (int i_ = 0; i_ < (N); i_++) {                                                            \
-            const float* xj_ = xr + ((j) + i_) * rs;                                                  \
-            if (PF) _mm_prefetch((const char*)(xs + ((j) + i_) * cs + k + FL_CE_PF), _MM_HINT_T0);     \
-            d_[i_] = fl_v_sub(FULL ? fl_v_load(xj_) : fl_v_loadz(lm, xj_), mx);                       \
-            ne_[i_] = fl_v_ne(d_[i_], zero);                                                          \
-            nt = fl_v_count(nt, ne_[i_]);                                                             \
-        }                                                                                             \
-        fl_expf_softmax_vn((N), d_, ne_, !HAS_G, y);                                                  \
-        if (HAS_G)                                                                                    \
-            for (int i_ = 0; i_ < (N); i_++) {                                                        \
-                float* gj_ = g + ((j) + i_) * cs + k;                                                 \
-                if (FULL) fl_v_store(gj_, y[i_]); else fl_v_storem(gj_, lm, y[i_]);                  \
-                y[i_] = fl_v_keep(ne_[i_], y[i_]);                                                    \
-            }                                                                                         \
-    }
-#define FL_CE_PF 128
-#define FL_CE_BUF_C 64      /* classes copied per chunk (16 KiB at AVX-512); more are read in place twice */
-/* class strides from which a run is read through the chunk copy, with the next chunk prefetched: the spatial
- * layout (images).  A tile (cs = L <= FL_TILE_RUN, 16 KiB) sits in L1 whole: there the copy and the
- * prefetches only cost (AVX2, C = 10..72: 3-9% of the pass). */
-#define FL_CE_FAR_CS 1024
-#define FL_CE_SUMS(F, P)                                                                                \
-    {                                                                                                 \
-        const int FULL = (F), PF = (P);                                                               \
-        fl_vi nt = fl_v_izero();                                                                      \
-        ptrdiff_t j = 0;                                                                              \
-        while (j < C) {                                                                               \
-            fl_vf a = zero;                                                                           \
-            if (j + 4 <= C) {                                                                         \
-                for (ptrdiff_t r = 0; r < FL_TILE_SUMEXP_RUN && j + 4 <= C; r++, j += 4) {            \
-                    FL_CE_TERMS(j, 4, y)                                                              \
-                    a = fl_v_add(a, fl_v_add(fl_v_add(y[0], y[1]), fl_v_add(y[2], y[3])));            \
-                }                                                                                     \
-            } else {                        /* the last C % 4: (y0 + y1) + y2 */                      \
-                if (C - j == 1) { FL_CE_TERMS(j, 1, y) a = fl_v_add(a, y[0]); }                       \
-                else if (C - j == 2) { FL_CE_TERMS(j, 2, y) a = fl_v_add(a, fl_v_add(y[0], y[1])); }  \
-                else { FL_CE_TERMS(j, 3, y) a = fl_v_add(a, fl_v_add(fl_v_add(y[0], y[1]), y[2])); }  \
-                j = C;                                                                                \
-            }                                                                                         \
-            fl_v_widen_add(&s0, &s1, a);                                                              \
-        }                                                                                             \
-        fl_v_widen_add_i(&s0, &s1, fl_v_isub(Cv, nt));           /* the ties' exp(0) = 1 each */      \
-    }
-#define FL_CE_CHUNK (4 * FL_V_W)     /* positions per chunk: 4 blocks of FL_V_W */
-/* a load / store of block b of the chunk: plain where the chunk is whole (FULLC), else masked by l_b (AVX2's
- * masked loads and stores cost several times a plain one; a masked store ~6x) */
-#define FL_CE_LD(b, p) (FULLC ? fl_v_load(p) : fl_v_loadz(l##b, p))
-#define FL_CE_ST(b, p, v) (FULLC ? fl_v_store(p, v) : fl_v_storem(p, l##b, v))
-/* one chunk, positions [k0, k0 + FL_CE_CHUNK) (FULLC), else [k0, L) */
-FL_INLINE void fl_tile_ce_chunk(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, ptrdiff_t k0,
-                                const int32_t* ys, float* g, float* m, float* xy, double* s, fl_vf* buf,
-                                const int far, const int copy, const int HAS_G, const int FULLC) {
-    const fl_vi Cv = fl_v_iset1((int32_t)C);
-    const fl_vf zero = fl_v_set1(0.0f);
-    const ptrdiff_t rs = copy ? FL_CE_CHUNK : cs;
-    const fl_vi rsv = fl_v_iset1((int32_t)rs);
-    /* pass 1 for 4 blocks at once (4 independent chains of max, each in class order): the max
-     * (x > m ? x : m, NaN skipped, as fl_tile_max_pick) and the target's logit */
-    const fl_vm l0 = fl_v_lanes(L - k0), l1 = fl_v_lanes(L - k0 - FL_V_W);
-    const fl_vm l2 = fl_v_lanes(L - k0 - 2 * FL_V_W), l3 = fl_v_lanes(L - k0 - 3 * FL_V_W);
-    const float* x0 = xs + k0;
-    fl_vf m0 = FL_CE_LD(0, x0), m1 = FL_CE_LD(1, x0 + FL_V_W);
-    fl_vf m2 = FL_CE_LD(2, x0 + 2 * FL_V_W), m3 = FL_CE_LD(3, x0 + 3 * FL_V_W);
-    if (copy) { buf[0] = m0; buf[1] = m1; buf[2] = m2; buf[3] = m3; }
-    for (ptrdiff_t j = 1; j < C; j++) {
-        const float* xc = x0 + j * cs;
-        fl_vf v0 = FL_CE_LD(0, xc), v1 = FL_CE_LD(1, xc + FL_V_W);
-        fl_vf v2 = FL_CE_LD(2, xc + 2 * FL_V_W), v3 = FL_CE_LD(3, xc + 3 * FL_V_W);
-        if (copy) { buf[j * 4] = v0; buf[j * 4 + 1] = v1; buf[j * 4 + 2] = v2; buf[j * 4 + 3] = v3; }
-        m0 = fl_v_max(v0, m0);
-        m1 = fl_v_max(v1, m1);
-        m2 = fl_v_max(v2, m2);
-        m3 = fl_v_max(v3, m3);
-    }
-    FL_CE_ST(0, m + k0, m0);
-    FL_CE_ST(1, m + k0 + FL_V_W, m1);
-    FL_CE_ST(2, m + k0 + 2 * FL_V_W, m2);
-    FL_CE_ST(3, m + k0 + 3 * FL_V_W, m3);
-    /* pass 2, block by block (its C vectors are in L1): the target's logit; the sum of exps, the max's
-     * (and ties') exp(0) = 1 counted apart */
-    for (ptrdiff_t k = k0; k < L && k < k0 + FL_CE_CHUNK; k += FL_V_W) {
-        const fl_vm lm = fl_v_lanes(L - k);
-        const float* xr = copy ? (const float*)(buf + (k - k0) / FL_V_W) : xs + k;
-        const fl_vf mx = FULLC ? fl_v_load(m + k) : fl_v_loadz(lm, m + k);
-        const fl_vi y = FULLC ? fl_v_load_i(ys + k) : fl_v_loadz_i(lm, ys + k);
-        const fl_vf ty = fl_v_gather(fl_v_nonneg(lm, y), fl_v_index(y, rsv), xr);
-        if (FULLC) fl_v_store(xy + k, ty); else fl_v_storem(xy + k, lm, ty);
-        fl_vd s0 = fl_v_dzero(), s1 = fl_v_dzero();
-        if (FULLC || k + FL_V_W <= L) FL_CE_SUMS(1, far)
-        else FL_CE_SUMS(0, 0)
-        if (FULLC) fl_v_store_d(s + k, s0, s1); else fl_v_storem_d(s + k, lm, s0, s1);
-    }
-}
-FL_INLINE void fl_tile_ce_plain_body(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
-                                     const int32_t* ys, float* g, float* m, float* xy, double* s,
-                                     const int HAS_G) {
-    /* the chunk's logits, class j of block b at buf[j * 4 + b]: with the spatial layout's stride a power of
-     * 2 (256 x 256 images), the C lines of a block fall in one L1 set (and one L2 set), and C > 12 of them
-     * evict each other between the max pass and the exp pass: the copy is read back from contiguous lines */
-    fl_vf buf[FL_CE_BUF_C * 4];
-    const int far = cs >= FL_CE_FAR_CS, copy = far && C <= FL_CE_BUF_C;
-    ptrdiff_t k0 = 0;
-    for (; k0 + FL_CE_CHUNK <= L; k0 += FL_CE_CHUNK)
-        fl_tile_ce_chunk(xs, cs, C, L, k0, ys, g, m, xy, s, buf, far, copy, HAS_G, 1);
-    if (k0 < L) fl_tile_ce_chunk(xs, cs, C, L, k0, ys, g, m, xy, s, buf, far, copy, HAS_G, 0);
-}
-#undef FL_CE_LD
-#undef FL_CE_ST
-#undef FL_CE_SUMS
-#undef FL_CE_TERMS
-#undef FL_CE_PF
-#undef FL_CE_BUF_C
-#undef FL_CE_FAR_CS
-#undef FL_CE_CHUNK
+#define FL_CE_OP(op) fl_v_##op
+#define FL_CE_V fl_vf
+#define FL_CE_M fl_vm
+#define FL_CE_I fl_vi
+#define FL_CE_W FL_V_W
+#define FL_CE_EXP fl_expf_softmax_vn
+#define FL_CE_TIES 1
+#define FL_CE_RUN FL_TILE_SUMEXP_RUN
+#define FL_CE_ACC(s0, s1, a) fl_v_widen_add(&(s0), &(s1), (a))
+#define FL_CE_STORE_S(p, m, s0, s1, FULL) ((FULL) ? fl_v_store_d(p, s0, s1) : fl_v_storem_d(p, m, s0, s1))
 #endif
-static inline int fl_tile_ce_plain_f32(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
-                                       const int32_t* ys, float* g, float* m, float* xy, double* s) {
-#if defined(FL_V_W)
-    if (C < 1 || (C - 1) * cs + FL_V_W > INT32_MAX) return 0;
-    if (g) fl_tile_ce_plain_body(xs, cs, C, L, ys, g, m, xy, s, 1);
-    else fl_tile_ce_plain_body(xs, cs, C, L, ys, NULL, m, xy, s, 0);
-    return 1;
-#else
-    (void)xs; (void)cs; (void)C; (void)L; (void)ys; (void)g; (void)m; (void)xy; (void)s;
-    return 0;
+#include "fl_tile_ce.h"
+#undef FL_CE_T
+#undef FL_CE_NAME
+#undef FL_CE_OP
+#undef FL_CE_V
+#undef FL_CE_M
+#undef FL_CE_I
+#undef FL_CE_W
+#undef FL_CE_EXP
+#undef FL_CE_TIES
+#undef FL_CE_RUN
+#undef FL_CE_ACC
+#undef FL_CE_STORE_S
+/* double: terms summed in double, no ties apart, all the groups of 4 in one run (fl_tile_sumexp_f64) */
+#define FL_CE_T double
+#define FL_CE_NAME(x) x##_f64
+#if defined(FL_VD_W)
+#define FL_CE_OP(op) fl_vd_##op
+#define FL_CE_V fl_vd
+#define FL_CE_M fl_vdm
+#define FL_CE_I fl_vdi
+#define FL_CE_W FL_VD_W
+#define FL_CE_EXP fl_exp_nonpos_vn
+#define FL_CE_TIES 0
+#define FL_CE_RUN PTRDIFF_MAX
+#define FL_CE_ACC(s0, s1, a) ((s0) = fl_vd_add((s0), (a)))
+#define FL_CE_STORE_S(p, m, s0, s1, FULL) ((FULL) ? fl_vd_store(p, s0) : fl_vd_storem(p, m, s0))
 #endif
-}
+#include "fl_tile_ce.h"
+#undef FL_CE_T
+#undef FL_CE_NAME
+#undef FL_CE_OP
+#undef FL_CE_V
+#undef FL_CE_M
+#undef FL_CE_I
+#undef FL_CE_W
+#undef FL_CE_EXP
+#undef FL_CE_TIES
+#undef FL_CE_RUN
+#undef FL_CE_ACC
+#undef FL_CE_STORE_S
 
 /* The probability-target sums of FL_TS_SOFT for L rows read in place, row-major (row k's logits at
  * x + k * C, its targets at t + k * C; m[k] its max, from pass 1 over the logits' tile):

@@ -174,4 +174,114 @@ FL_INLINE void fl_expf_softmax_vn(const int N, const fl_vf* x, const fl_vm* keep
 }
 #endif
 
+/* A vector of FL_VD_W double lanes, fl_vd (the same type as the float vector's widened halves: 8 lanes at
+ * AVX-512, 4 at AVX2), for the float64 form of the class-major tile pass (fl_tile_ce.h), with the float
+ * vector's operations under fl_vd_* names: fl_vdm its lane mask, fl_vdi its FL_VD_W int32 lanes (the
+ * gather's class indices).  Added apart from the float section above, operation for operation. */
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+#define FL_VD_W 8
+typedef __mmask8 fl_vdm;
+typedef __m256i fl_vdi;
+FL_INLINE fl_vdm fl_vd_lanes(ptrdiff_t n) {
+    return n >= 8 ? (fl_vdm)0xff : n <= 0 ? (fl_vdm)0 : (fl_vdm)((1u << n) - 1);
+}
+FL_INLINE fl_vd fl_vd_set1(double v) { return _mm512_set1_pd(v); }
+FL_INLINE fl_vd fl_vd_load(const double* p) { return _mm512_loadu_pd(p); }
+FL_INLINE fl_vd fl_vd_loadz(fl_vdm m, const double* p) { return _mm512_maskz_loadu_pd(m, p); }
+FL_INLINE void fl_vd_store(double* p, fl_vd v) { _mm512_storeu_pd(p, v); }
+FL_INLINE void fl_vd_storem(double* p, fl_vdm m, fl_vd v) { _mm512_mask_storeu_pd(p, m, v); }
+FL_INLINE fl_vd fl_vd_add(fl_vd a, fl_vd b) { return _mm512_add_pd(a, b); }
+FL_INLINE fl_vd fl_vd_sub(fl_vd a, fl_vd b) { return _mm512_sub_pd(a, b); }
+FL_INLINE fl_vd fl_vd_mul(fl_vd a, fl_vd b) { return _mm512_mul_pd(a, b); }
+FL_INLINE fl_vd fl_vd_max(fl_vd x, fl_vd m) { return _mm512_max_pd(x, m); }     /* x > m ? x : m */
+FL_INLINE fl_vd fl_vd_fmadd(fl_vd a, fl_vd b, fl_vd c) { return _mm512_fmadd_pd(a, b, c); }
+FL_INLINE fl_vd fl_vd_fnmadd(fl_vd a, fl_vd b, fl_vd c) { return _mm512_fnmadd_pd(a, b, c); }
+FL_INLINE fl_vd fl_vd_shl52(fl_vd t) {
+    return _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_castpd_si512(t), 52));
+}
+FL_INLINE fl_vd fl_vd_zero_below(fl_vd x, double lo, fl_vd y) {                  /* x < lo ? 0 : y */
+    return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(x, _mm512_set1_pd(lo), _CMP_NLT_UQ), y);
+}
+FL_INLINE fl_vdi fl_vd_load_i(const int32_t* p) { return _mm256_loadu_si256((const __m256i*)p); }
+FL_INLINE fl_vdi fl_vd_loadz_i(fl_vdm m, const int32_t* p) { return _mm256_maskz_loadu_epi32(m, p); }
+FL_INLINE fl_vdi fl_vd_index(fl_vdi y, fl_vdi rs) {     /* y * rs + lane (the gather's double offsets) */
+    return _mm256_add_epi32(_mm256_mullo_epi32(y, rs), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+FL_INLINE fl_vdi fl_vd_iset1(int32_t v) { return _mm256_set1_epi32(v); }
+FL_INLINE fl_vdm fl_vd_nonneg(fl_vdm m, fl_vdi y) {       /* the lanes of m with y >= 0 */
+    return _mm256_mask_cmp_epi32_mask(m, y, _mm256_setzero_si256(), _MM_CMPINT_NLT);
+}
+FL_INLINE fl_vd fl_vd_gather(fl_vdm m, fl_vdi idx, const double* base) {   /* 0 outside m */
+    return _mm512_mask_i32gather_pd(_mm512_setzero_pd(), m, idx, base, 8);
+}
+#elif defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+#define FL_VD_W 4
+typedef __m256i fl_vdm;     /* all ones in the 64-bit lanes set */
+typedef __m128i fl_vdi;
+FL_INLINE fl_vdm fl_vd_lanes(ptrdiff_t n) {
+    const int64_t c = n >= 4 ? 4 : n <= 0 ? 0 : (int64_t)n;
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(c), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+FL_INLINE fl_vd fl_vd_set1(double v) { return _mm256_set1_pd(v); }
+FL_INLINE fl_vd fl_vd_load(const double* p) { return _mm256_loadu_pd(p); }
+FL_INLINE fl_vd fl_vd_loadz(fl_vdm m, const double* p) { return _mm256_maskload_pd(p, m); }
+FL_INLINE void fl_vd_store(double* p, fl_vd v) { _mm256_storeu_pd(p, v); }
+FL_INLINE void fl_vd_storem(double* p, fl_vdm m, fl_vd v) { _mm256_maskstore_pd(p, m, v); }
+FL_INLINE fl_vd fl_vd_add(fl_vd a, fl_vd b) { return _mm256_add_pd(a, b); }
+FL_INLINE fl_vd fl_vd_sub(fl_vd a, fl_vd b) { return _mm256_sub_pd(a, b); }
+FL_INLINE fl_vd fl_vd_mul(fl_vd a, fl_vd b) { return _mm256_mul_pd(a, b); }
+FL_INLINE fl_vd fl_vd_max(fl_vd x, fl_vd m) { return _mm256_max_pd(x, m); }
+FL_INLINE fl_vd fl_vd_fmadd(fl_vd a, fl_vd b, fl_vd c) { return _mm256_fmadd_pd(a, b, c); }
+FL_INLINE fl_vd fl_vd_fnmadd(fl_vd a, fl_vd b, fl_vd c) { return _mm256_fnmadd_pd(a, b, c); }
+FL_INLINE fl_vd fl_vd_shl52(fl_vd t) {
+    return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(t), 52));
+}
+FL_INLINE fl_vd fl_vd_zero_below(fl_vd x, double lo, fl_vd y) {
+    return _mm256_andnot_pd(_mm256_cmp_pd(x, _mm256_set1_pd(lo), _CMP_LT_OQ), y);
+}
+FL_INLINE fl_vdi fl_vd_load_i(const int32_t* p) { return _mm_loadu_si128((const __m128i*)p); }
+FL_INLINE fl_vdi fl_vd_loadz_i(fl_vdm m, const int32_t* p) {     /* 64-bit lane masks -> 32-bit */
+    const __m256i m32 = _mm256_permutevar8x32_epi32(m, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6));
+    return _mm_maskload_epi32((const int*)p, _mm256_castsi256_si128(m32));
+}
+FL_INLINE fl_vdi fl_vd_index(fl_vdi y, fl_vdi rs) {
+    return _mm_add_epi32(_mm_mullo_epi32(y, rs), _mm_setr_epi32(0, 1, 2, 3));
+}
+FL_INLINE fl_vdi fl_vd_iset1(int32_t v) { return _mm_set1_epi32(v); }
+FL_INLINE fl_vdm fl_vd_nonneg(fl_vdm m, fl_vdi y) {
+    return _mm256_andnot_si256(_mm256_cvtepi32_epi64(_mm_cmpgt_epi32(_mm_setzero_si128(), y)), m);
+}
+FL_INLINE fl_vd fl_vd_gather(fl_vdm m, fl_vdi idx, const double* base) {
+    return _mm256_mask_i32gather_pd(_mm256_setzero_pd(), base, idx, _mm256_castsi256_pd(m), 8);
+}
+#endif
+
+#if defined(FL_VD_W)
+/* fl_math.h's fl_exp_nonpos of N vectors (N <= 4) in lock step, step for step (each a * b + c an fma, as
+ * GCC contracts the scalar code: the same bits; 0 below FL_EXP_SOFTMAX_LO, nan propagated), as
+ * fl_expf_softmax_vn above for float (why lock step: there).  keep / MASKED: the float form's signature
+ * (fl_tile_ce.h calls both alike); the float64 pass counts no ties apart, so there is nothing to mask. */
+FL_INLINE void fl_exp_nonpos_vn(const int N, const fl_vd* x, const fl_vdm* keep, const int MASKED,
+                                fl_vd* y) {
+    (void)keep; (void)MASKED;
+    const fl_vd magic = fl_vd_set1(FL_EXP_SOFTMAX_MAGIC);
+    static const double c[FL_EXP_SOFTMAX_NP] = {
+        FL_EXP_SOFTMAX_P0, FL_EXP_SOFTMAX_P1, FL_EXP_SOFTMAX_P2, FL_EXP_SOFTMAX_P3, FL_EXP_SOFTMAX_P4,
+        FL_EXP_SOFTMAX_P5, FL_EXP_SOFTMAX_P6, FL_EXP_SOFTMAX_P7, FL_EXP_SOFTMAX_P8, FL_EXP_SOFTMAX_P9};
+    fl_vd t[4], n[4], r[4], p[4];
+    for (int i = 0; i < N; i++) t[i] = fl_vd_fmadd(x[i], fl_vd_set1(FL_EXP_SOFTMAX_LOG2E), magic);
+    for (int i = 0; i < N; i++) n[i] = fl_vd_sub(t[i], magic);
+    for (int i = 0; i < N; i++) r[i] = fl_vd_fnmadd(n[i], fl_vd_set1(FL_EXP_SOFTMAX_LN2_HI), x[i]);
+    for (int i = 0; i < N; i++) r[i] = fl_vd_fnmadd(n[i], fl_vd_set1(FL_EXP_SOFTMAX_LN2_LO), r[i]);
+    for (int i = 0; i < N; i++) p[i] = fl_vd_fmadd(fl_vd_set1(c[0]), r[i], fl_vd_set1(c[1]));
+    for (int j = 2; j < FL_EXP_SOFTMAX_NP; j++)
+        for (int i = 0; i < N; i++) p[i] = fl_vd_fmadd(p[i], r[i], fl_vd_set1(c[j]));
+    for (int i = 0; i < N; i++) p[i] = fl_vd_fmadd(p[i], fl_vd_mul(r[i], r[i]), r[i]);
+    for (int i = 0; i < N; i++) {
+        const fl_vd s = fl_vd_shl52(t[i]);                                          /* 2^n */
+        y[i] = fl_vd_zero_below(x[i], FL_EXP_SOFTMAX_LO, fl_vd_fmadd(p[i], s, s));
+    }
+}
+#endif
+
 #endif /* FL_VEC_H */

@@ -1,0 +1,192 @@
+/*
+ * fl_tile_ce.h -- the fused class-major cross-entropy pass of fl_tile.h, written once over the element
+ * type: fl_tile.h includes it twice, once per type, with these defined (and undefines them after):
+ *   FL_CE_T           the element type (float / double)
+ *   FL_CE_NAME(x)     x with the type's suffix (x##_f32 / x##_f64)
+ *   FL_CE_OP(op)      the type's vector operation (fl_v_##op / fl_vd_##op, fl_vec.h)
+ *   FL_CE_V, FL_CE_M, FL_CE_I, FL_CE_W   its vector, lane mask, int32 lanes, lane count
+ *   FL_CE_EXP         its softmax exp of N vectors in lock step (fl_expf_softmax_vn / fl_exp_nonpos_vn)
+ *   FL_CE_TIES        1: the max's (and ties') exp(0) = 1 counted apart (float); 0: summed as any term
+ *   FL_CE_RUN         groups of 4 classes per run of the partial sum (FL_TILE_SUMEXP_RUN / PTRDIFF_MAX)
+ *   FL_CE_ACC(s0, s1, a)        a run's partial a onto the double sums (float: widened halves; double: s0)
+ *   FL_CE_STORE_S(p, m, s0, s1, FULL)  the sums to p (FULL: whole vector, else lanes m)
+ * Defines FL_CE_NAME(fl_tile_ce_plain) (whatever the level: it returns 0 where there is no vector pass).
+ *
+ * Passes 1 and 2 fused for the common case (no smoothing, no probability targets; float: index targets and
+ * focal; double: index targets; AVX2 and AVX-512), chunks of 4 blocks of FL_CE_W positions (one vector
+ * each: 8 floats / 4 doubles with AVX2, 16 / 8 with AVX-512): the max of the 4 blocks at once (4
+ * independent chains), then per block the target's logit (a masked gather) and the sum of exps with every
+ * partial in registers (the two passes of fl_tile.h keep their per-position partials in memory, one load and
+ * store per class per vector, and gather the targets one position at a time).  Bit for bit the same m, xy, s
+ * (and exps in g) as fl_tile_max_pick + fl_tile_sumexp in FL_TS_PLAIN: the max in class order per lane, the
+ * same exp (each of its a * b + c contracted to an fma as GCC contracts it in those loops), the same groups
+ * of 4 classes and runs (FL_CE_RUN), the last C % 4 classes as their own run, float's ties counted apart.
+ * The last L % FL_CE_W positions go through masked loads and stores (never past the run).  Returns 0,
+ * having done nothing, where it does not apply (neither AVX2 + FMA nor AVX-512, or offsets past int32 for
+ * the target gather): the caller runs the two passes.  (A variant that loaded the next chunk during this
+ * chunk's exp pass, to hide its memory latency, measured 15% slower on AVX-512.)
+ */
+#if defined(FL_CE_W)
+/* the N classes j .. j+N-1 (N <= 4) of the block at k, read at xr + j * rs (the chunk's copy, else in place):
+ * their sum terms into y[]: float, 0 for a tie with the max (d == 0; counted apart: nt counts the others,
+ * d != 0, so the ties are C - nt), as for a d below the exp's range (fl_expf_softmax's select, here one
+ * mask with the tie's); their exps into g (if HAS_G).  FULL: a whole block, plain loads; else masked by lm.
+ * PF: the same classes' lines FL_CE_PF positions on prefetched (in place), for the next chunk's max pass,
+ * which otherwise waits on the first touch of C streams (a prefetch never faults: past the run it reads
+ * ahead for the next run). */
+#define FL_CE_TERMS(j, N, y)                                                                            \
+    FL_CE_V y[4];                                                                                     \
+    {                                                                                                 \
+        FL_CE_V d_[4];                                                                                \
+        FL_CE_M ne_[4];                                                                               \
+        for (int i_ = 0; i_ < (N); i_++) {                                                            \
+            const FL_CE_T* xj_ = xr + ((j) + i_) * rs;                                                \
+            if (PF) _mm_prefetch((const char*)(xs + ((j) + i_) * cs + k + FL_CE_PF), _MM_HINT_T0);     \
+            d_[i_] = FL_CE_OP(sub)(FULL ? FL_CE_OP(load)(xj_) : FL_CE_OP(loadz)(lm, xj_), mx);        \
+            if (FL_CE_TIES) FL_CE_COUNT_TIE(i_);                                                      \
+        }                                                                                             \
+        FL_CE_EXP((N), d_, ne_, FL_CE_TIES && !HAS_G, y);                                             \
+        if (HAS_G)                                                                                    \
+            for (int i_ = 0; i_ < (N); i_++) {                                                        \
+                FL_CE_T* gj_ = g + ((j) + i_) * cs + k;                                               \
+                if (FULL) FL_CE_OP(store)(gj_, y[i_]); else FL_CE_OP(storem)(gj_, lm, y[i_]);        \
+                if (FL_CE_TIES) FL_CE_DROP_TIE(i_);                                                   \
+            }                                                                                         \
+    }
+#if FL_CE_TIES
+#define FL_CE_COUNT_TIE(i_) (ne_[i_] = FL_CE_OP(ne)(d_[i_], zero), nt = FL_CE_OP(count)(nt, ne_[i_]))
+#define FL_CE_DROP_TIE(i_) (y[i_] = FL_CE_OP(keep)(ne_[i_], y[i_]))
+#else
+#define FL_CE_COUNT_TIE(i_) ((void)0)
+#define FL_CE_DROP_TIE(i_) ((void)0)
+#endif
+#define FL_CE_PF 128
+#define FL_CE_BUF_C 64      /* classes copied per chunk (16 KiB at AVX-512); more are read in place twice */
+/* class strides from which a run is read through the chunk copy, with the next chunk prefetched: the spatial
+ * layout (images).  A tile (cs = L <= FL_TILE_RUN, 16 KiB) sits in L1 whole: there the copy and the
+ * prefetches only cost (AVX2, C = 10..72: 3-9% of the pass). */
+#define FL_CE_FAR_CS 1024
+#define FL_CE_SUMS(F, P)                                                                                \
+    {                                                                                                 \
+        const int FULL = (F), PF = (P);                                                               \
+        FL_CE_NT_DECL                                                                                 \
+        ptrdiff_t j = 0;                                                                              \
+        while (j < C) {                                                                               \
+            FL_CE_V a = zero;                                                                         \
+            if (j + 4 <= C) {                                                                         \
+                for (ptrdiff_t r = 0; r < (FL_CE_RUN) && j + 4 <= C; r++, j += 4) {                   \
+                    FL_CE_TERMS(j, 4, y)                                                              \
+                    a = FL_CE_OP(add)(a, FL_CE_OP(add)(FL_CE_OP(add)(y[0], y[1]),                     \
+                                                       FL_CE_OP(add)(y[2], y[3])));                   \
+                }                                                                                     \
+            } else {                        /* the last C % 4: (y0 + y1) + y2 */                      \
+                if (C - j == 1) { FL_CE_TERMS(j, 1, y) a = FL_CE_OP(add)(a, y[0]); }                  \
+                else if (C - j == 2) {                                                                \
+                    FL_CE_TERMS(j, 2, y) a = FL_CE_OP(add)(a, FL_CE_OP(add)(y[0], y[1]));             \
+                } else {                                                                              \
+                    FL_CE_TERMS(j, 3, y)                                                              \
+                    a = FL_CE_OP(add)(a, FL_CE_OP(add)(FL_CE_OP(add)(y[0], y[1]), y[2]));             \
+                }                                                                                     \
+                j = C;                                                                                \
+            }                                                                                         \
+            FL_CE_ACC(s0, s1, a);                                                                     \
+        }                                                                                             \
+        FL_CE_NT_ADD                                                                                  \
+    }
+#if FL_CE_TIES
+#define FL_CE_NT_DECL fl_vi nt = fl_v_izero();
+#define FL_CE_NT_ADD fl_v_widen_add_i(&s0, &s1, fl_v_isub(fl_v_iset1((int32_t)C), nt));  /* ties' exp(0) = 1 */
+#else
+#define FL_CE_NT_DECL
+#define FL_CE_NT_ADD
+#endif
+#define FL_CE_CHUNK (4 * FL_CE_W)    /* positions per chunk: 4 blocks of FL_CE_W */
+/* a load / store of block b of the chunk: plain where the chunk is whole (FULLC), else masked by l_b (AVX2's
+ * masked loads and stores cost several times a plain one; a masked store ~6x) */
+#define FL_CE_LD(b, p) (FULLC ? FL_CE_OP(load)(p) : FL_CE_OP(loadz)(l##b, p))
+#define FL_CE_ST(b, p, v) (FULLC ? FL_CE_OP(store)(p, v) : FL_CE_OP(storem)(p, l##b, v))
+/* one chunk, positions [k0, k0 + FL_CE_CHUNK) (FULLC), else [k0, L) */
+FL_INLINE void FL_CE_NAME(fl_tile_ce_chunk)(const FL_CE_T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
+                                            ptrdiff_t k0, const int32_t* ys, FL_CE_T* g, FL_CE_T* m,
+                                            FL_CE_T* xy, double* s, FL_CE_V* buf, const int far,
+                                            const int copy, const int HAS_G, const int FULLC) {
+    const FL_CE_V zero = FL_CE_OP(set1)(0);
+    const ptrdiff_t rs = copy ? FL_CE_CHUNK : cs;
+    const FL_CE_I rsv = FL_CE_OP(iset1)((int32_t)rs);
+    /* pass 1 for 4 blocks at once (4 independent chains of max, each in class order): the max
+     * (x > m ? x : m, NaN skipped, as fl_tile_max_pick) and the target's logit */
+    const FL_CE_M l0 = FL_CE_OP(lanes)(L - k0), l1 = FL_CE_OP(lanes)(L - k0 - FL_CE_W);
+    const FL_CE_M l2 = FL_CE_OP(lanes)(L - k0 - 2 * FL_CE_W), l3 = FL_CE_OP(lanes)(L - k0 - 3 * FL_CE_W);
+    const FL_CE_T* x0 = xs + k0;
+    FL_CE_V m0 = FL_CE_LD(0, x0), m1 = FL_CE_LD(1, x0 + FL_CE_W);
+    FL_CE_V m2 = FL_CE_LD(2, x0 + 2 * FL_CE_W), m3 = FL_CE_LD(3, x0 + 3 * FL_CE_W);
+    if (copy) { buf[0] = m0; buf[1] = m1; buf[2] = m2; buf[3] = m3; }
+    for (ptrdiff_t j = 1; j < C; j++) {
+        const FL_CE_T* xc = x0 + j * cs;
+        FL_CE_V v0 = FL_CE_LD(0, xc), v1 = FL_CE_LD(1, xc + FL_CE_W);
+        FL_CE_V v2 = FL_CE_LD(2, xc + 2 * FL_CE_W), v3 = FL_CE_LD(3, xc + 3 * FL_CE_W);
+        if (copy) { buf[j * 4] = v0; buf[j * 4 + 1] = v1; buf[j * 4 + 2] = v2; buf[j * 4 + 3] = v3; }
+        m0 = FL_CE_OP(max)(v0, m0);
+        m1 = FL_CE_OP(max)(v1, m1);
+        m2 = FL_CE_OP(max)(v2, m2);
+        m3 = FL_CE_OP(max)(v3, m3);
+    }
+    FL_CE_ST(0, m + k0, m0);
+    FL_CE_ST(1, m + k0 + FL_CE_W, m1);
+    FL_CE_ST(2, m + k0 + 2 * FL_CE_W, m2);
+    FL_CE_ST(3, m + k0 + 3 * FL_CE_W, m3);
+    /* pass 2, block by block (its C vectors are in L1): the target's logit; the sum of exps (float: the max's
+     * and ties' exp(0) = 1 counted apart) */
+    for (ptrdiff_t k = k0; k < L && k < k0 + FL_CE_CHUNK; k += FL_CE_W) {
+        const FL_CE_M lm = FL_CE_OP(lanes)(L - k);
+        const FL_CE_T* xr = copy ? (const FL_CE_T*)(buf + (k - k0) / FL_CE_W) : xs + k;
+        const FL_CE_V mx = FULLC ? FL_CE_OP(load)(m + k) : FL_CE_OP(loadz)(lm, m + k);
+        const FL_CE_I y = FULLC ? FL_CE_OP(load_i)(ys + k) : FL_CE_OP(loadz_i)(lm, ys + k);
+        const FL_CE_V ty = FL_CE_OP(gather)(FL_CE_OP(nonneg)(lm, y), FL_CE_OP(index)(y, rsv), xr);
+        if (FULLC) FL_CE_OP(store)(xy + k, ty); else FL_CE_OP(storem)(xy + k, lm, ty);
+        fl_vd s0 = fl_v_dzero(), s1 = fl_v_dzero();
+        (void)s1;
+        if (FULLC || k + FL_CE_W <= L) FL_CE_SUMS(1, far)
+        else FL_CE_SUMS(0, 0)
+        FL_CE_STORE_S(s + k, lm, s0, s1, FULLC);
+    }
+}
+FL_INLINE void FL_CE_NAME(fl_tile_ce_plain_body)(const FL_CE_T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
+                                                 const int32_t* ys, FL_CE_T* g, FL_CE_T* m, FL_CE_T* xy,
+                                                 double* s, const int HAS_G) {
+    /* the chunk's logits, class j of block b at buf[j * 4 + b]: with the spatial layout's stride a power of
+     * 2 (256 x 256 images), the C lines of a block fall in one L1 set (and one L2 set), and C > 12 of them
+     * evict each other between the max pass and the exp pass: the copy is read back from contiguous lines */
+    FL_CE_V buf[FL_CE_BUF_C * 4];
+    const int far = cs >= FL_CE_FAR_CS, copy = far && C <= FL_CE_BUF_C;
+    ptrdiff_t k0 = 0;
+    for (; k0 + FL_CE_CHUNK <= L; k0 += FL_CE_CHUNK)
+        FL_CE_NAME(fl_tile_ce_chunk)(xs, cs, C, L, k0, ys, g, m, xy, s, buf, far, copy, HAS_G, 1);
+    if (k0 < L) FL_CE_NAME(fl_tile_ce_chunk)(xs, cs, C, L, k0, ys, g, m, xy, s, buf, far, copy, HAS_G, 0);
+}
+#undef FL_CE_LD
+#undef FL_CE_ST
+#undef FL_CE_SUMS
+#undef FL_CE_TERMS
+#undef FL_CE_COUNT_TIE
+#undef FL_CE_DROP_TIE
+#undef FL_CE_NT_DECL
+#undef FL_CE_NT_ADD
+#undef FL_CE_PF
+#undef FL_CE_BUF_C
+#undef FL_CE_FAR_CS
+#undef FL_CE_CHUNK
+#endif
+static inline int FL_CE_NAME(fl_tile_ce_plain)(const FL_CE_T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
+                                               const int32_t* ys, FL_CE_T* g, FL_CE_T* m, FL_CE_T* xy,
+                                               double* s) {
+#if defined(FL_CE_W)
+    if (C < 1 || (C - 1) * cs + FL_CE_W > INT32_MAX) return 0;
+    if (g) FL_CE_NAME(fl_tile_ce_plain_body)(xs, cs, C, L, ys, g, m, xy, s, 1);
+    else FL_CE_NAME(fl_tile_ce_plain_body)(xs, cs, C, L, ys, NULL, m, xy, s, 0);
+    return 1;
+#else
+    (void)xs; (void)cs; (void)C; (void)L; (void)ys; (void)g; (void)m; (void)xy; (void)s;
+    return 0;
+#endif
+}
