@@ -22,6 +22,7 @@ levels give the same numbers)::
     function      float32 (baseline / avx2)   float64 (avx2)   bound asserted
     exp            0.93 / 0.96                  1.63             2
     exp_nonpos     0.96 / 0.97                  0.96 / 0.99      2   (x <= 0 to -87.5 / -708.5: softmax sums)
+    exp_nonpos_vn  0.96 / 0.97                  0.96 / 0.99      2   (its vector forms, fl_vec.h: the same bits)
     log            0.76 / 0.76                  0.78 / 0.79      2
     log1p          1.44                         1.44             2
     log1p_unit     1.05 / 1.13                  1.20             2   (x in [0, 1] only: exp(-|z|))
@@ -40,8 +41,8 @@ import pytest
 
 from fastloss._kernels import ISA_LEVEL, load_level, usable_levels
 
-FUNCS = ("exp", "exp_nonpos", "log", "log1p", "log1p_unit", "softplus", "log_sigmoid", "sigmoid")
-BOUND = {"exp": 2.0, "exp_nonpos": 2.0, "log": 2.0, "log1p": 2.0,
+FUNCS = ("exp", "exp_nonpos", "exp_nonpos_vn", "log", "log1p", "log1p_unit", "softplus", "log_sigmoid", "sigmoid")
+BOUND = {"exp": 2.0, "exp_nonpos": 2.0, "exp_nonpos_vn": 2.0, "log": 2.0, "log1p": 2.0,
          "log1p_unit": 2.0, "softplus": 3.0, "log_sigmoid": 3.0,
          "sigmoid": 3.0}
 LEVELS = usable_levels()
@@ -73,7 +74,7 @@ def _sigmoid_ref(x):
         return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-REFS = {"exp": np.exp, "exp_nonpos": np.exp, "log": np.log,
+REFS = {"exp": np.exp, "exp_nonpos": np.exp, "exp_nonpos_vn": np.exp, "log": np.log,
         "log1p": np.log1p, "log1p_unit": np.log1p, "softplus": _softplus_ref,
         "log_sigmoid": _log_sigmoid_ref, "sigmoid": _sigmoid_ref}
 
@@ -88,7 +89,7 @@ def in_domain(func, x):
     exp(-|z|)), exp_nonpos x <= 0 (down to its flush point); nan is kept (it must propagate)."""
     if func == "log1p_unit":
         return np.ascontiguousarray(x[((x >= 0) & (x <= 1)) | np.isnan(x)])
-    if func == "exp_nonpos":
+    if func in ("exp_nonpos", "exp_nonpos_vn"):
         return np.ascontiguousarray(x[((x <= 0) & (x >= EXP_NONPOS_FLUSH[x.dtype])) | np.isnan(x)])
     return x
 
@@ -186,7 +187,7 @@ def test_max_ulp_error(func, dtype, level):
     got = getattr(_module(level), func)(x)
     assert got.dtype == dtype and got.shape == x.shape
     np.testing.assert_array_equal(x, x_before)  # input untouched
-    ref = cached_reference(func, dtype)[::step] if func not in ("log1p_unit", "exp_nonpos") \
+    ref = cached_reference(func, dtype)[::step] if func not in ("log1p_unit", "exp_nonpos", "exp_nonpos_vn") \
         else reference(func, x)
     err = ulp_errors(got, ref)
     worst = int(np.argmax(err))
@@ -257,20 +258,41 @@ SPECIALS = [
     ("sigmoid", 0.0, 0.5), ("sigmoid", -0.0, 0.5), ("sigmoid", np.nan, np.nan),
     ("exp_nonpos", 0.0, 1.0), ("exp_nonpos", -0.0, 1.0), ("exp_nonpos", -np.inf, 0.0),
     ("exp_nonpos", -1e4, 0.0), ("exp_nonpos", np.nan, np.nan),
+    ("exp_nonpos_vn", 0.0, 1.0), ("exp_nonpos_vn", -0.0, 1.0), ("exp_nonpos_vn", -np.inf, 0.0),
+    ("exp_nonpos_vn", -1e4, 0.0), ("exp_nonpos_vn", np.nan, np.nan),
 ]
 
 
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-def test_exp_nonpos_flush(dtype, level):
+@pytest.mark.parametrize("func", ["exp_nonpos", "exp_nonpos_vn"])
+def test_exp_nonpos_flush(dtype, level, func):
     """Below its flush point exp_nonpos gives 0 or the exact exp, never more than the smallest normal
     away: a softmax term that small never moves a sum that holds exp(0) = 1."""
     lo = EXP_NONPOS_FLUSH[np.dtype(dtype)]
     x = np.concatenate([np.linspace(lo, lo - 50, 20001), -np.logspace(np.log10(-lo), 30, 2001)]).astype(dtype)
-    got = _module(level).exp_nonpos(np.ascontiguousarray(x))
+    got = getattr(_module(level), func)(np.ascontiguousarray(x))
     ref = reference("exp_nonpos", x)
     assert np.all(got >= 0)
     assert np.max(np.abs(got.astype(ref.dtype) - ref)) <= np.finfo(dtype).tiny
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_exp_nonpos_vector_forms_same_bits(dtype, level):
+    """The vector forms of exp_nonpos (fl_vec.h's fl_expf_softmax_vn / fl_exp_nonpos_vn, 1-4 vectors in lock
+    step, the last one masked), which the class-major and row passes of cross-entropy inline, give the scalar
+    form's bits on its whole domain, the flush region, +-0, -inf and nan included, at every length (tails)."""
+    lo = EXP_NONPOS_FLUSH[np.dtype(dtype)]
+    x = inputs(dtype)
+    with np.errstate(invalid="ignore"):
+        x = np.concatenate([x[(x <= 0) | np.isnan(x)], np.linspace(lo + 1, lo - 1, 4001).astype(dtype),
+                            np.array([0.0, -0.0, -np.inf, np.nan, -1e4, lo], dtype)])
+    m = _module(level)
+    for n in list(range(1, 70)) + [x.size]:
+        xs = np.ascontiguousarray(x[-n:])
+        got, want = m.exp_nonpos_vn(xs), m.exp_nonpos(xs)
+        assert got.tobytes() == want.tobytes(), (level, n)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])

@@ -16,6 +16,47 @@ from fastloss._kernels._common cimport (
 import numpy as np
 
 
+# exp_nonpos_vn: the vector forms of exp_nonpos that the class-major and row passes inline (src_c/fl_vec.h:
+# fl_expf_softmax_vn, fl_exp_nonpos_vn), N = 1, 2, 3, 4 vectors in lock step in turn (every N meets every
+# lane), the last partial vector through the lane mask; levels without them: the scalar form.
+cdef extern from * nogil:
+    """
+    #include "fl_vec.h"
+    #if defined(FL_V_W)
+    #define FL_PROBE_VN(T, W, V, M, OP, EXP)                                                          \
+        ptrdiff_t i = 0;                                                                              \
+        for (int N = 1; i < n; N = N % 4 + 1) {                                                       \
+            V v[4], r[4];                                                                             \
+            M m[4];                                                                                   \
+            int k = 0;                                                                                \
+            for (; k < N && i + k * W < n; k++) {                                                     \
+                m[k] = OP##lanes(n - i - k * W);                                                      \
+                v[k] = OP##loadz(m[k], x + i + k * W);                                                \
+            }                                                                                         \
+            EXP(k, v, m, 0, r);                                                                       \
+            for (int q = 0; q < k; q++) OP##storem(y + i + q * W, m[q], r[q]);                        \
+            i += k * W;                                                                               \
+        }
+    #endif
+    static void fl_probe_exp_nonpos_vn_f32(const float* x, float* y, ptrdiff_t n) {
+    #if defined(FL_V_W)
+        FL_PROBE_VN(float, FL_V_W, fl_vf, fl_vm, fl_v_, fl_expf_softmax_vn)
+    #else
+        for (ptrdiff_t i = 0; i < n; i++) y[i] = fl_expf_softmax(x[i]);
+    #endif
+    }
+    static void fl_probe_exp_nonpos_vn_f64(const double* x, double* y, ptrdiff_t n) {
+    #if defined(FL_VD_W)
+        FL_PROBE_VN(double, FL_VD_W, fl_vd, fl_vdm, fl_vd_, fl_exp_nonpos_vn)
+    #else
+        for (ptrdiff_t i = 0; i < n; i++) y[i] = fl_exp_nonpos(x[i]);
+    #endif
+    }
+    """
+    void fl_probe_exp_nonpos_vn_f32(const float* x, float* y, Py_ssize_t n)
+    void fl_probe_exp_nonpos_vn_f64(const double* x, double* y, Py_ssize_t n)
+
+
 cdef enum ProbeFunc:
     PROBE_EXP
     PROBE_LOG
@@ -25,11 +66,12 @@ cdef enum ProbeFunc:
     PROBE_SIGMOID
     PROBE_LOG1P_UNIT
     PROBE_EXP_NONPOS
+    PROBE_EXP_NONPOS_VN
 
 
 _PROBE_FUNCS = {"exp": PROBE_EXP, "log": PROBE_LOG, "log1p": PROBE_LOG1P, "softplus": PROBE_SOFTPLUS,
                 "log_sigmoid": PROBE_LOG_SIGMOID, "sigmoid": PROBE_SIGMOID, "log1p_unit": PROBE_LOG1P_UNIT,
-                "exp_nonpos": PROBE_EXP_NONPOS}
+                "exp_nonpos": PROBE_EXP_NONPOS, "exp_nonpos_vn": PROBE_EXP_NONPOS_VN}
 
 
 cdef void _probe_apply(int func, const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
@@ -56,6 +98,11 @@ cdef void _probe_apply(int func, const floating* x, floating* y, Py_ssize_t n) n
     elif func == PROBE_EXP_NONPOS:
         for i in range(n):
             y[i] = f_exp_nonpos(x[i])
+    elif func == PROBE_EXP_NONPOS_VN:
+        if floating is float:
+            fl_probe_exp_nonpos_vn_f32(x, y, n)
+        else:
+            fl_probe_exp_nonpos_vn_f64(x, y, n)
     else:
         for i in range(n):
             y[i] = f_sigmoid(x[i])
@@ -65,7 +112,8 @@ def math_probe(str name, x):
     """fl_<name>f / fl_<name> of src_c/fl_math.h elementwise, for ``name`` in exp, log, log1p,
     softplus (log(1 + e^x)), log_sigmoid (-softplus(-x)), sigmoid (1 / (1 + e^-x)) and log1p_unit
     (log1p(x) for x in [0, 1] or nan only: the range met inside softplus / log_sigmoid / BCE) and
-    exp_nonpos (exp(x) for x <= 0, -inf or nan only: the softmax sums' exp of x - max)."""
+    exp_nonpos (exp(x) for x <= 0, -inf or nan only: the softmax sums' exp of x - max), and exp_nonpos_vn
+    (the same through its vector forms, fl_vec.h)."""
     if name not in _PROBE_FUNCS:
         raise ValueError(f"math_probe: unknown function {name!r}")
     cdef int func = _PROBE_FUNCS[name]
