@@ -322,3 +322,62 @@ def test_row_tails_hostile_values(level, C, dtype, rng):
     val, g = fl.cross_entropy(xn, y, reduction="none", return_grad=True)
     assert np.isnan(val[9]) and np.isnan(g[9]).all()
     assert np.isfinite(val[10:]).all() and np.array_equal(val[10:], fl.cross_entropy(x, y, reduction="none")[10:])
+
+
+# the fused class-major pass of short rows (src_c/fl_tile_ce.h; float32 and float64 index targets without
+# smoothing): chunks of 4 vector blocks (16 / 32 positions at AVX2 float64 / float32), the last chunk and block
+# partial (masked loads, stores and target gather), groups of 4 classes and the C % 4 rest
+FUSED_C = [1, 2, 3, 4, 5, 6, 7, 10, 13, 17, 33, 72]
+FUSED_N = [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 65, 255, 256, 257, 300]
+
+
+@pytest.mark.parametrize("C", FUSED_C)
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["float32", "float64"])
+def test_short_rows_fused_pass_hostile(level, C, dtype, rng):
+    """Every row count around the fused pass's chunk and block edges, with hostile rows at its edges: the max
+    in the first / last class, ties, masked (-inf) classes, +-1e4 logits (exps flushed to 0), the target in
+    every class position and ignored targets; loss and gradient against float64 torch, weights or not, and
+    bitwise the same at 1 and 2 threads.  A NaN logit makes its own row NaN and no other."""
+    for N in FUSED_N:
+        x = (rng.standard_normal((N, C)) * 4).astype(dtype)
+        y = rng.integers(0, C, N)
+        for k in {0, N // 2, N - 1} if N else ():
+            r = int(rng.integers(0, 6))
+            if r == 0:
+                x[k, :] = 3                                  # every class a tie
+            elif r == 1:
+                x[k, :] = rng.uniform(-1e4, 1e4, C)           # exps far below the flush point
+            elif r == 2 and C > 1:
+                x[k, 1:] = -np.inf                            # masked classes, the target the finite one
+                y[k] = 0
+            elif r == 3:
+                x[k, -1] = 1e4                                # the max in the last class
+            elif r == 4:
+                x[k, 0] = -1e4
+            else:
+                y[k] = -100                                   # ignored
+        y[rng.random(N) < 0.05] = -100
+        w = rng.uniform(0.5, 2.0, C).astype(dtype)
+        for kw in ({}, {"weight": w}):
+            for red in ("none", "sum", "mean"):
+                ref, ref_g = torch_ce(x, y, reduction=red, **kw)
+                val, g = fl.cross_entropy(x, y, reduction=red, return_grad=True, num_threads=1, **kw)
+                assert_close_spec(val, ref, dtype, what=f"C={C} N={N} {kw.keys()} {red}")
+                assert_close_spec(g, ref_g, dtype, reduced=False, what=f"C={C} N={N} {kw.keys()} {red} grad")
+                alone = fl.cross_entropy(x, y, reduction=red, num_threads=1, **kw)
+                assert_close_spec(alone, ref, dtype, what=f"C={C} N={N} {red} without the gradient")
+                val2, g2 = fl.cross_entropy(x, y, reduction=red, return_grad=True, num_threads=2, **kw)
+                assert np.asarray(val2).tobytes() == np.asarray(val).tobytes()
+                assert g2.tobytes() == g.tobytes()
+                assert np.asarray(fl.cross_entropy(x, y, reduction=red, num_threads=2, **kw)).tobytes() \
+                    == np.asarray(alone).tobytes()
+        if N >= 3:
+            xn = x.copy()
+            k = N - 2
+            xn[k, C // 2] = np.nan
+            val, g = fl.cross_entropy(xn, y, reduction="none", return_grad=True)
+            base, _ = fl.cross_entropy(x, y, reduction="none", return_grad=True)
+            if y[k] >= 0:
+                assert np.isnan(val[k]) and np.isnan(g[k]).all()
+            others = np.arange(N) != k
+            assert np.array_equal(val[others], base[others])
