@@ -356,6 +356,13 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
 #undef FL_TS_CALLS
 #undef FL_TS_REM
 
+/* Prefetch [p, p + bytes) towards L2 (the next tile's rows while this tile's exps run: the short-row tiles read
+ * their rows in one burst and then compute, and the hardware prefetchers, driven by the accesses, stop while the
+ * exps run: the next burst waited on memory). */
+static inline void fl_prefetch_l2(const void* p, ptrdiff_t bytes) {
+    for (ptrdiff_t o = 0; o < bytes; o += 64) __builtin_prefetch((const char*)p + o, 0, 2);
+}
+
 /* Passes 1 and 2 fused (max, target gather and sum of exps per chunk of positions, in registers): one pass
  * written once over the element type (fl_tile_ce.h), included here for float and double.
  * fl_tile_ce_plain_f32 / _f64 return 0, having done nothing, where the pass does not apply. */

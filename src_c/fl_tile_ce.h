@@ -153,15 +153,23 @@ FL_INLINE void FL_CE_NAME(fl_tile_ce_chunk)(const FL_CE_T* xs, ptrdiff_t cs, ptr
 }
 FL_INLINE void FL_CE_NAME(fl_tile_ce_plain_body)(const FL_CE_T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
                                                  const int32_t* ys, FL_CE_T* g, FL_CE_T* m, FL_CE_T* xy,
-                                                 double* s, const int HAS_G) {
+                                                 double* s, const char* pf, ptrdiff_t pf_bytes, const int HAS_G) {
     /* the chunk's logits, class j of block b at buf[j * 4 + b]: with the spatial layout's stride a power of
      * 2 (256 x 256 images), the C lines of a block fall in one L1 set (and one L2 set), and C > 12 of them
      * evict each other between the max pass and the exp pass: the copy is read back from contiguous lines */
     FL_CE_V buf[FL_CE_BUF_C * 4];
     const int far = cs >= FL_CE_FAR_CS, copy = far && C <= FL_CE_BUF_C;
     ptrdiff_t k0 = 0;
-    for (; k0 + FL_CE_CHUNK <= L; k0 += FL_CE_CHUNK)
+    /* pf: the next tile's rows (NULL: none), pf_bytes of them, prefetched towards L2 a slice per chunk, so that
+     * their read from memory overlaps this run's exps (fl_prefetch_l2; all at once, most prefetches were lost) */
+    const ptrdiff_t nch = (L + FL_CE_CHUNK - 1) / FL_CE_CHUNK;
+    for (; k0 + FL_CE_CHUNK <= L; k0 += FL_CE_CHUNK) {
+        if (pf) {
+            const ptrdiff_t i = k0 / FL_CE_CHUNK, a = pf_bytes * i / nch, b = pf_bytes * (i + 1) / nch;
+            fl_prefetch_l2(pf + a, b - a);
+        }
         FL_CE_NAME(fl_tile_ce_chunk)(xs, cs, C, L, k0, ys, g, m, xy, s, buf, far, copy, HAS_G, 1);
+    }
     if (k0 < L) FL_CE_NAME(fl_tile_ce_chunk)(xs, cs, C, L, k0, ys, g, m, xy, s, buf, far, copy, HAS_G, 0);
 }
 #undef FL_CE_LD
@@ -179,14 +187,14 @@ FL_INLINE void FL_CE_NAME(fl_tile_ce_plain_body)(const FL_CE_T* xs, ptrdiff_t cs
 #endif
 static inline int FL_CE_NAME(fl_tile_ce_plain)(const FL_CE_T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
                                                const int32_t* ys, FL_CE_T* g, FL_CE_T* m, FL_CE_T* xy,
-                                               double* s) {
+                                               double* s, const void* pf, ptrdiff_t pf_bytes) {
 #if defined(FL_CE_W)
     if (C < 1 || (C - 1) * cs + FL_CE_W > INT32_MAX) return 0;
-    if (g) FL_CE_NAME(fl_tile_ce_plain_body)(xs, cs, C, L, ys, g, m, xy, s, 1);
-    else FL_CE_NAME(fl_tile_ce_plain_body)(xs, cs, C, L, ys, NULL, m, xy, s, 0);
+    if (g) FL_CE_NAME(fl_tile_ce_plain_body)(xs, cs, C, L, ys, g, m, xy, s, (const char*)pf, pf_bytes, 1);
+    else FL_CE_NAME(fl_tile_ce_plain_body)(xs, cs, C, L, ys, NULL, m, xy, s, (const char*)pf, pf_bytes, 0);
     return 1;
 #else
-    (void)xs; (void)cs; (void)C; (void)L; (void)ys; (void)g; (void)m; (void)xy; (void)s;
+    (void)xs; (void)cs; (void)C; (void)L; (void)ys; (void)g; (void)m; (void)xy; (void)s; (void)pf; (void)pf_bytes;
     return 0;
 #endif
 }

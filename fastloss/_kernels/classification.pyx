@@ -150,9 +150,9 @@ cdef extern from "fl_tile.h" nogil:
     void fl_tile_pick_f32(const float* v, const int32_t* ys, Py_ssize_t L, float* out)
     void fl_tile_pick_f64(const double* v, const int32_t* ys, Py_ssize_t L, double* out)
     bint fl_tile_ce_plain_f32(const float* xs, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L, const int32_t* ys,
-                              float* g, float* m, float* xy, double* s)
+                              float* g, float* m, float* xy, double* s, const void* pf, Py_ssize_t pf_bytes)
     bint fl_tile_ce_plain_f64(const double* xs, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L, const int32_t* ys,
-                              double* g, double* m, double* xy, double* s)
+                              double* g, double* m, double* xy, double* s, const void* pf, Py_ssize_t pf_bytes)
 
 
 cdef extern from "fl_tile.h" nogil:
@@ -573,10 +573,12 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
 
 
 cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssize_t i0, Py_ssize_t L,
-                       floating* loss, floating* denom, floating* gbase) noexcept nogil:
+                       floating* loss, floating* denom, floating* gbase, const void* pf=NULL,
+                       Py_ssize_t pf_bytes=0) noexcept nogil:
     """Cross-entropy of items i0 .. i0+L-1 (L <= RUN) laid out class-major at xs (gradient, same layout,
     at gbase).  Every loop runs along the L positions, so it vectorises; the passes over classes read
-    one class (L contiguous values) at a time."""
+    one class (L contiguous values) at a time.  pf, pf_bytes: memory the caller reads next (the next tile's
+    rows), prefetched during the fused pass (fl_tile_ce.h), or NULL."""
     cdef Py_ssize_t C = c.C, bad = -1, k, j
     cdef const floating* w = <const floating*> c.weight
     cdef floating eps = <floating> c.smoothing
@@ -627,9 +629,9 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     # maximum): both passes fused per block of positions (fl_tile_ce.h; the same bits)
     fused = False
     if floating is float:
-        fused = eps == 0 and fl_tile_ce_plain_f32(xs, cs, C, L, ys, gbase, m, dy, s)
+        fused = eps == 0 and fl_tile_ce_plain_f32(xs, cs, C, L, ys, gbase, m, dy, s, pf, pf_bytes)
     else:
-        fused = eps == 0 and not c.focal and fl_tile_ce_plain_f64(xs, cs, C, L, ys, gbase, m, dy, s)
+        fused = eps == 0 and not c.focal and fl_tile_ce_plain_f64(xs, cs, C, L, ys, gbase, m, dy, s, pf, pf_bytes)
     if not fused:
         tile_max_pick(xs, cs, C, L, ys, m, dy)
     if fused:
@@ -735,7 +737,8 @@ cdef Py_ssize_t ce_tile_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
         to_class_major(<const floating*> c.x + i0 * C, C, L, tile)
         bad = first_bad(bad, ce_run(c, tile, L, i0, L, loss + (i0 - start),
                                     denom + (i0 - start) if denom != NULL else NULL,
-                                    gtile if c.grad != NULL else NULL))
+                                    gtile if c.grad != NULL else NULL, <const floating*> c.x + (i0 + L) * C,
+                                    min(stop - i0 - L, Lmax) * C * sizeof(floating)))
         if c.grad != NULL:
             from_class_major(gtile, C, L, <floating*> c.grad + i0 * C)
         i0 += L
