@@ -356,15 +356,17 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
 #undef FL_TS_CALLS
 #undef FL_TS_REM
 
-/* Passes 1 and 2 fused for the common case (float, no smoothing, no probability targets; AVX2 and
- * AVX-512), chunks of 4 blocks of FL_V_W positions (one vector each: 8 lanes with AVX2, 16 with
- * AVX-512): the max of the 4 blocks at once (4 independent chains), then per block the target's logit (a
- * masked gather) and the sum of exps with every partial in registers (the two passes above keep their
- * per-position partials in memory, one load and store per class per vector, and gather the targets one
- * position at a time).  Bit for bit the same m, xy, s (and exps in g) as fl_tile_max_pick_f32 +
- * fl_tile_sumexp_f32 in FL_TS_PLAIN: the max in class order per lane, the same exp (fl_expf_softmax, each
- * of its a * b + c contracted to an fma as GCC contracts it in the loops above), the same groups of 4
- * classes, runs of FL_TILE_SUMEXP_RUN groups, the last C % 4 classes as their own run, ties counted apart.
+/* Passes 1 and 2 fused for float index targets (no probability targets; AVX2 and AVX-512), chunks of 4
+ * blocks of FL_V_W positions (one vector each: 8 lanes with AVX2, 16 with AVX-512): the max of the 4 blocks
+ * at once (4 independent chains), then per block the target's logit (a masked gather) and the sum of exps
+ * with every partial in registers (the two passes above keep their per-position partials in memory, one
+ * load and store per class per vector, and gather the targets one position at a time).  Bit for bit the
+ * same m, xy, s (and exps in g) as fl_tile_max_pick_f32 + fl_tile_sumexp_f32 in FL_TS_PLAIN: the max in
+ * class order per lane, the same exp (fl_expf_softmax, each of its a * b + c contracted to an fma as GCC
+ * contracts it in the loops above), the same groups of 4 classes, runs of FL_TILE_SUMEXP_RUN groups, the
+ * last C % 4 classes as their own run, ties counted apart.  With label smoothing (DOT) the sum of FL_TS_DOT
+ * in the same groups and runs (each w_j d_j rounded before it is summed; the two passes may contract it
+ * into the sum: the same value to ~1 ulp of a term).
  * The last L % FL_V_W positions go through masked loads and stores (never past the run).  Returns 0,
  * having done nothing, where it does not apply (neither AVX2 + FMA nor AVX-512, or offsets past int32
  * for the target gather): the caller runs the two passes.  One code path for both widths, written on the
@@ -380,7 +382,7 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
  * which otherwise waits on the first touch of C streams (a prefetch never faults: past the run it reads
  * ahead for the next run). */
 #define FL_CE_TERMS(j, N, y)                                                                            \
-    fl_vf y[4];                                                                                       \
+    fl_vf y[4], q[4];                                                                                 \
     {                                                                                                 \
         fl_vf d_[4];                                                                                  \
         fl_vm ne_[4];                                                                                 \
@@ -390,6 +392,8 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
             d_[i_] = fl_v_sub(FULL ? fl_v_load(xj_) : fl_v_loadz(lm, xj_), mx);                       \
             ne_[i_] = fl_v_ne(d_[i_], zero);                                                          \
             nt = fl_v_count(nt, ne_[i_]);                                                             \
+            /* w_j d_j rounded (+ 0: GCC would contract it into the sums' adds, differently per copy) */ \
+            if (DOT) q[i_] = HAS_W ? fl_v_add(fl_v_mul(fl_v_set1(w[(j) + i_]), d_[i_]), zero) : d_[i_];  \
         }                                                                                             \
         fl_expf_softmax_vn((N), d_, ne_, !HAS_G, y);                                                  \
         if (HAS_G)                                                                                    \
@@ -411,19 +415,31 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
         fl_vi nt = fl_v_izero();                                                                      \
         ptrdiff_t j = 0;                                                                              \
         while (j < C) {                                                                               \
-            fl_vf a = zero;                                                                           \
+            fl_vf a = zero, a1 = zero;                                                                \
             if (j + 4 <= C) {                                                                         \
                 for (ptrdiff_t r = 0; r < FL_TILE_SUMEXP_RUN && j + 4 <= C; r++, j += 4) {            \
                     FL_CE_TERMS(j, 4, y)                                                              \
                     a = fl_v_add(a, fl_v_add(fl_v_add(y[0], y[1]), fl_v_add(y[2], y[3])));            \
+                    if (DOT) a1 = fl_v_add(a1, fl_v_add(fl_v_add(q[0], q[1]), fl_v_add(q[2], q[3])));  \
                 }                                                                                     \
             } else {                        /* the last C % 4: (y0 + y1) + y2 */                      \
-                if (C - j == 1) { FL_CE_TERMS(j, 1, y) a = fl_v_add(a, y[0]); }                       \
-                else if (C - j == 2) { FL_CE_TERMS(j, 2, y) a = fl_v_add(a, fl_v_add(y[0], y[1])); }  \
-                else { FL_CE_TERMS(j, 3, y) a = fl_v_add(a, fl_v_add(fl_v_add(y[0], y[1]), y[2])); }  \
+                if (C - j == 1) {                                                                     \
+                    FL_CE_TERMS(j, 1, y)                                                              \
+                    a = fl_v_add(a, y[0]);                                                            \
+                    if (DOT) a1 = fl_v_add(a1, q[0]);                                                 \
+                } else if (C - j == 2) {                                                              \
+                    FL_CE_TERMS(j, 2, y)                                                              \
+                    a = fl_v_add(a, fl_v_add(y[0], y[1]));                                            \
+                    if (DOT) a1 = fl_v_add(a1, fl_v_add(q[0], q[1]));                                 \
+                } else {                                                                              \
+                    FL_CE_TERMS(j, 3, y)                                                              \
+                    a = fl_v_add(a, fl_v_add(fl_v_add(y[0], y[1]), y[2]));                            \
+                    if (DOT) a1 = fl_v_add(a1, fl_v_add(fl_v_add(q[0], q[1]), q[2]));                 \
+                }                                                                                     \
                 j = C;                                                                                \
             }                                                                                         \
             fl_v_widen_add(&s0, &s1, a);                                                              \
+            if (DOT) fl_v_widen_add(&t0, &t1, a1);                                                    \
         }                                                                                             \
         fl_v_widen_add_i(&s0, &s1, fl_v_isub(Cv, nt));           /* the ties' exp(0) = 1 each */      \
     }
@@ -434,8 +450,9 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
 #define FL_CE_ST(b, p, v) (FULLC ? fl_v_store(p, v) : fl_v_storem(p, l##b, v))
 /* one chunk, positions [k0, k0 + FL_CE_CHUNK) (FULLC), else [k0, L) */
 FL_INLINE void fl_tile_ce_chunk(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, ptrdiff_t k0,
-                                const int32_t* ys, float* g, float* m, float* xy, double* s, fl_vf* buf,
-                                const int far, const int copy, const int HAS_G, const int FULLC) {
+                                const int32_t* ys, float* g, float* m, float* xy, double* s,
+                                const float* w, double* dot, fl_vf* buf, const int far, const int copy,
+                                const int HAS_G, const int DOT, const int HAS_W, const int FULLC) {
     const fl_vi Cv = fl_v_iset1((int32_t)C);
     const fl_vf zero = fl_v_set1(0.0f);
     const ptrdiff_t rs = copy ? FL_CE_CHUNK : cs;
@@ -471,15 +488,16 @@ FL_INLINE void fl_tile_ce_chunk(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrd
         const fl_vi y = FULLC ? fl_v_load_i(ys + k) : fl_v_loadz_i(lm, ys + k);
         const fl_vf ty = fl_v_gather(fl_v_nonneg(lm, y), fl_v_index(y, rsv), xr);
         if (FULLC) fl_v_store(xy + k, ty); else fl_v_storem(xy + k, lm, ty);
-        fl_vd s0 = fl_v_dzero(), s1 = fl_v_dzero();
+        fl_vd s0 = fl_v_dzero(), s1 = fl_v_dzero(), t0 = fl_v_dzero(), t1 = fl_v_dzero();
         if (FULLC || k + FL_V_W <= L) FL_CE_SUMS(1, far)
         else FL_CE_SUMS(0, 0)
         if (FULLC) fl_v_store_d(s + k, s0, s1); else fl_v_storem_d(s + k, lm, s0, s1);
+        if (DOT) { if (FULLC) fl_v_store_d(dot + k, t0, t1); else fl_v_storem_d(dot + k, lm, t0, t1); }
     }
 }
-FL_INLINE void fl_tile_ce_plain_body(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
-                                     const int32_t* ys, float* g, float* m, float* xy, double* s,
-                                     const int HAS_G) {
+FL_INLINE void fl_tile_ce_body(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
+                               const int32_t* ys, float* g, float* m, float* xy, double* s,
+                               const float* w, double* dot, const int HAS_G, const int DOT, const int HAS_W) {
     /* the chunk's logits, class j of block b at buf[j * 4 + b]: with the spatial layout's stride a power of
      * 2 (256 x 256 images), the C lines of a block fall in one L1 set (and one L2 set), and C > 12 of them
      * evict each other between the max pass and the exp pass: the copy is read back from contiguous lines */
@@ -487,8 +505,9 @@ FL_INLINE void fl_tile_ce_plain_body(const float* xs, ptrdiff_t cs, ptrdiff_t C,
     const int far = cs >= FL_CE_FAR_CS, copy = far && C <= FL_CE_BUF_C;
     ptrdiff_t k0 = 0;
     for (; k0 + FL_CE_CHUNK <= L; k0 += FL_CE_CHUNK)
-        fl_tile_ce_chunk(xs, cs, C, L, k0, ys, g, m, xy, s, buf, far, copy, HAS_G, 1);
-    if (k0 < L) fl_tile_ce_chunk(xs, cs, C, L, k0, ys, g, m, xy, s, buf, far, copy, HAS_G, 0);
+        fl_tile_ce_chunk(xs, cs, C, L, k0, ys, g, m, xy, s, w, dot, buf, far, copy, HAS_G, DOT, HAS_W, 1);
+    if (k0 < L)
+        fl_tile_ce_chunk(xs, cs, C, L, k0, ys, g, m, xy, s, w, dot, buf, far, copy, HAS_G, DOT, HAS_W, 0);
 }
 #undef FL_CE_LD
 #undef FL_CE_ST
@@ -499,15 +518,27 @@ FL_INLINE void fl_tile_ce_plain_body(const float* xs, ptrdiff_t cs, ptrdiff_t C,
 #undef FL_CE_FAR_CS
 #undef FL_CE_CHUNK
 #endif
-static inline int fl_tile_ce_plain_f32(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
-                                       const int32_t* ys, float* g, float* m, float* xy, double* s) {
+/* dot != NULL: also FL_TS_DOT's smoothing sum dot[k] = sum_j w_j d_j (w NULL: weights 1), formed from the
+ * same d_j as the exps, in the same groups of 4 classes and runs as the sum of exps (so the tile pass gives
+ * label smoothing at the cost of a multiply and an add per vector, not a second pass with its partials in
+ * memory); one copy of the loops per (g, dot, w) met. */
+static inline int fl_tile_ce_f32(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, const int32_t* ys,
+                                 float* g, float* m, float* xy, double* s, const float* w, double* dot) {
 #if defined(FL_V_W)
     if (C < 1 || (C - 1) * cs + FL_V_W > INT32_MAX) return 0;
-    if (g) fl_tile_ce_plain_body(xs, cs, C, L, ys, g, m, xy, s, 1);
-    else fl_tile_ce_plain_body(xs, cs, C, L, ys, NULL, m, xy, s, 0);
+    if (!dot) {
+        if (g) fl_tile_ce_body(xs, cs, C, L, ys, g, m, xy, s, NULL, NULL, 1, 0, 0);
+        else fl_tile_ce_body(xs, cs, C, L, ys, NULL, m, xy, s, NULL, NULL, 0, 0, 0);
+    } else if (w) {
+        if (g) fl_tile_ce_body(xs, cs, C, L, ys, g, m, xy, s, w, dot, 1, 1, 1);
+        else fl_tile_ce_body(xs, cs, C, L, ys, NULL, m, xy, s, w, dot, 0, 1, 1);
+    } else {
+        if (g) fl_tile_ce_body(xs, cs, C, L, ys, g, m, xy, s, NULL, dot, 1, 1, 0);
+        else fl_tile_ce_body(xs, cs, C, L, ys, NULL, m, xy, s, NULL, dot, 0, 1, 0);
+    }
     return 1;
 #else
-    (void)xs; (void)cs; (void)C; (void)L; (void)ys; (void)g; (void)m; (void)xy; (void)s;
+    (void)xs; (void)cs; (void)C; (void)L; (void)ys; (void)g; (void)m; (void)xy; (void)s; (void)w; (void)dot;
     return 0;
 #endif
 }
