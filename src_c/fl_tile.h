@@ -365,7 +365,8 @@ static inline void fl_prefetch_l2(const void* p, ptrdiff_t bytes) {
 
 /* Passes 1 and 2 fused (max, target gather and sum of exps per chunk of positions, in registers): one pass
  * written once over the element type (fl_tile_ce.h), included here for float and double.
- * fl_tile_ce_plain_f32 / _f64 return 0, having done nothing, where the pass does not apply. */
+ * fl_tile_ce_f32 / _f64 and fl_tile_ce_soft_f32 / _f64 return 0, having done nothing, where the pass does
+ * not apply. */
 #define FL_CE_T float
 #define FL_CE_NAME(x) x##_f32
 #if defined(FL_V_W)

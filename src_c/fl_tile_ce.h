@@ -10,10 +10,12 @@
  *   FL_CE_RUN         groups of 4 classes per run of the partial sum (FL_TILE_SUMEXP_RUN / PTRDIFF_MAX)
  *   FL_CE_ACC(s0, s1, a)        a run's partial a onto the double sums (float: widened halves; double: s0)
  *   FL_CE_STORE_S(p, m, s0, s1, FULL)  the sums to p (FULL: whole vector, else lanes m)
- * Defines FL_CE_NAME(fl_tile_ce_plain) (whatever the level: it returns 0 where there is no vector pass).
+ * Defines FL_CE_NAME(fl_tile_ce) (index targets, with or without label smoothing's sum) and
+ * FL_CE_NAME(fl_tile_ce_soft) (probability targets), whatever the level: they return 0 where there is no
+ * vector pass.
  *
- * Passes 1 and 2 fused for the common case (no smoothing, no probability targets; float: index targets and
- * focal; double: index targets; AVX2 and AVX-512), chunks of 4 blocks of FL_CE_W positions (one vector
+ * Passes 1 and 2 fused (float: index targets, label smoothing, focal, probability targets; double: index
+ * targets; AVX2 and AVX-512), chunks of 4 blocks of FL_CE_W positions (one vector
  * each: 8 floats / 4 doubles with AVX2, 16 / 8 with AVX-512): the max of the 4 blocks at once (4
  * independent chains), then per block the target's logit (a masked gather) and the sum of exps with every
  * partial in registers (the two passes of fl_tile.h keep their per-position partials in memory, one load and
@@ -27,15 +29,39 @@
  * chunk's exp pass, to hide its memory latency, measured 15% slower on AVX-512.)
  */
 #if defined(FL_CE_W)
+/* the weighted target sums of a fused pass (FL_TS_SOFT's A, D; label smoothing's D alone): targets t (the
+ * logits' layout; NULL: index targets, tw_j = w_j), weights w (or NULL: 1), tw_j = w_j (keep t_j + add) */
+typedef struct {
+    const FL_CE_T* t;
+    const FL_CE_T* w;
+    FL_CE_T keep, add;
+    double* A;
+    double* D;
+} FL_CE_NAME(fl_tile_soft);
+/* a * b rounded, never contracted into the addition that sums it (GCC contracts intrinsic products as
+ * scalar ones, and might do so in one copy of the chunk loop and not in another): round(a b) + 0 is
+ * round(a b) (-0 becomes +0, which no sum from +0 can tell) */
+FL_INLINE FL_CE_V FL_CE_NAME(fl_v_mul_rounded)(FL_CE_V a, FL_CE_V b) {
+    return FL_CE_OP(add)(FL_CE_OP(mul)(a, b), FL_CE_OP(set1)(0));
+}
+/* the R = C % 4 last classes' terms onto the runs' lanes (their own run), as (v0 + v1) + v2 */
+FL_INLINE FL_CE_V FL_CE_NAME(fl_v_sum_rest)(const FL_CE_V* v, const int R) {
+    return R == 1 ? v[0] : R == 2 ? FL_CE_OP(add)(v[0], v[1]) : FL_CE_OP(add)(FL_CE_OP(add)(v[0], v[1]), v[2]);
+}
+FL_INLINE FL_CE_V FL_CE_NAME(fl_v_sum4)(const FL_CE_V* v) {
+    return FL_CE_OP(add)(FL_CE_OP(add)(v[0], v[1]), FL_CE_OP(add)(v[2], v[3]));
+}
 /* the N classes j .. j+N-1 (N <= 4) of the block at k, read at xr + j * rs (the chunk's copy, else in place):
  * their sum terms into y[]: float, 0 for a tie with the max (d == 0; counted apart: nt counts the others,
  * d != 0, so the ties are C - nt), as for a d below the exp's range (fl_expf_softmax's select, here one
- * mask with the tie's); their exps into g (if HAS_G).  FULL: a whole block, plain loads; else masked by lm.
+ * mask with the tie's); their exps into g (if HAS_G).  SOFT: the target sums' terms, tw_j into q1[] (HAS_T)
+ * and tw_j d_j into q2[]; formed after the exps (before them, their vectors were live across the exps:
+ * more spills).  FULL: a whole block, plain loads; else masked by lm.
  * PF: the same classes' lines FL_CE_PF positions on prefetched (in place), for the next chunk's max pass,
  * which otherwise waits on the first touch of C streams (a prefetch never faults: past the run it reads
  * ahead for the next run). */
 #define FL_CE_TERMS(j, N, y)                                                                            \
-    FL_CE_V y[4];                                                                                     \
+    FL_CE_V y[4], q1[4], q2[4];                                                                       \
     {                                                                                                 \
         FL_CE_V d_[4];                                                                                \
         FL_CE_M ne_[4];                                                                               \
@@ -46,6 +72,19 @@
             if (FL_CE_TIES) FL_CE_COUNT_TIE(i_);                                                      \
         }                                                                                             \
         FL_CE_EXP((N), d_, ne_, FL_CE_TIES && !HAS_G, y);                                             \
+        if (SOFT)                                                                                     \
+            for (int i_ = 0; i_ < (N); i_++) {                                                        \
+                FL_CE_V tw_ = FL_CE_OP(set1)(HAS_W ? sp->w[(j) + i_] : 1);                            \
+                if (HAS_T) {                                                                          \
+                    const FL_CE_T* tj_ = sp->t + ((j) + i_) * cs + k;                                 \
+                    if (PF) _mm_prefetch((const char*)(tj_ + FL_CE_PF), _MM_HINT_T0);                  \
+                    const FL_CE_V tk_ = FL_CE_OP(fmadd)(kt, FULL ? FL_CE_OP(load)(tj_)                \
+                                                             : FL_CE_OP(loadz)(lm, tj_), at);         \
+                    tw_ = HAS_W ? FL_CE_NAME(fl_v_mul_rounded)(tw_, tk_) : tk_;                       \
+                    q1[i_] = tw_;                                                                     \
+                }                                                                                     \
+                q2[i_] = HAS_T || HAS_W ? FL_CE_NAME(fl_v_mul_rounded)(tw_, d_[i_]) : d_[i_];         \
+            }                                                                                         \
         if (HAS_G)                                                                                    \
             for (int i_ = 0; i_ < (N); i_++) {                                                        \
                 FL_CE_T* gj_ = g + ((j) + i_) * cs + k;                                               \
@@ -66,30 +105,33 @@
  * layout (images).  A tile (cs = L <= FL_TILE_RUN, 16 KiB) sits in L1 whole: there the copy and the
  * prefetches only cost (AVX2, C = 10..72: 3-9% of the pass). */
 #define FL_CE_FAR_CS 1024
+#define FL_CE_REST(R)                                                                                   \
+    a = FL_CE_OP(add)(a, FL_CE_NAME(fl_v_sum_rest)(y, (R)));                                          \
+    if (HAS_T) a1 = FL_CE_OP(add)(a1, FL_CE_NAME(fl_v_sum_rest)(q1, (R)));                            \
+    if (SOFT) a2 = FL_CE_OP(add)(a2, FL_CE_NAME(fl_v_sum_rest)(q2, (R)));
 #define FL_CE_SUMS(F, P)                                                                                \
     {                                                                                                 \
         const int FULL = (F), PF = (P);                                                               \
         FL_CE_NT_DECL                                                                                 \
         ptrdiff_t j = 0;                                                                              \
         while (j < C) {                                                                               \
-            FL_CE_V a = zero;                                                                         \
+            FL_CE_V a = zero, a1 = zero, a2 = zero;                                                   \
             if (j + 4 <= C) {                                                                         \
                 for (ptrdiff_t r = 0; r < (FL_CE_RUN) && j + 4 <= C; r++, j += 4) {                   \
                     FL_CE_TERMS(j, 4, y)                                                              \
-                    a = FL_CE_OP(add)(a, FL_CE_OP(add)(FL_CE_OP(add)(y[0], y[1]),                     \
-                                                       FL_CE_OP(add)(y[2], y[3])));                   \
+                    a = FL_CE_OP(add)(a, FL_CE_NAME(fl_v_sum4)(y));                                   \
+                    if (HAS_T) a1 = FL_CE_OP(add)(a1, FL_CE_NAME(fl_v_sum4)(q1));                     \
+                    if (SOFT) a2 = FL_CE_OP(add)(a2, FL_CE_NAME(fl_v_sum4)(q2));                      \
                 }                                                                                     \
             } else {                        /* the last C % 4: (y0 + y1) + y2 */                      \
-                if (C - j == 1) { FL_CE_TERMS(j, 1, y) a = FL_CE_OP(add)(a, y[0]); }                  \
-                else if (C - j == 2) {                                                                \
-                    FL_CE_TERMS(j, 2, y) a = FL_CE_OP(add)(a, FL_CE_OP(add)(y[0], y[1]));             \
-                } else {                                                                              \
-                    FL_CE_TERMS(j, 3, y)                                                              \
-                    a = FL_CE_OP(add)(a, FL_CE_OP(add)(FL_CE_OP(add)(y[0], y[1]), y[2]));             \
-                }                                                                                     \
+                if (C - j == 1) { FL_CE_TERMS(j, 1, y) FL_CE_REST(1) }                                \
+                else if (C - j == 2) { FL_CE_TERMS(j, 2, y) FL_CE_REST(2) }                           \
+                else { FL_CE_TERMS(j, 3, y) FL_CE_REST(3) }                                           \
                 j = C;                                                                                \
             }                                                                                         \
             FL_CE_ACC(s0, s1, a);                                                                     \
+            if (HAS_T) FL_CE_ACC(A0, A1, a1);                                                         \
+            if (SOFT) FL_CE_ACC(D0, D1, a2);                                                          \
         }                                                                                             \
         FL_CE_NT_ADD                                                                                  \
     }
@@ -105,12 +147,15 @@
  * masked loads and stores cost several times a plain one; a masked store ~6x) */
 #define FL_CE_LD(b, p) (FULLC ? FL_CE_OP(load)(p) : FL_CE_OP(loadz)(l##b, p))
 #define FL_CE_ST(b, p, v) (FULLC ? FL_CE_OP(store)(p, v) : FL_CE_OP(storem)(p, l##b, v))
-/* one chunk, positions [k0, k0 + FL_CE_CHUNK) (FULLC), else [k0, L) */
+/* one chunk, positions [k0, k0 + FL_CE_CHUNK) (FULLC), else [k0, L).  HAS_Y: index targets ys (their logit
+ * to xy); SOFT: sp's D (and A with HAS_T: probability targets sp->t; HAS_W: sp->w set) */
 FL_INLINE void FL_CE_NAME(fl_tile_ce_chunk)(const FL_CE_T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
-                                            ptrdiff_t k0, const int32_t* ys, FL_CE_T* g, FL_CE_T* m,
-                                            FL_CE_T* xy, double* s, FL_CE_V* buf, const int far,
-                                            const int copy, const int HAS_G, const int FULLC) {
+                                            ptrdiff_t k0, const int32_t* ys, const FL_CE_NAME(fl_tile_soft)* sp,
+                                            FL_CE_T* g, FL_CE_T* m, FL_CE_T* xy, double* s, FL_CE_V* buf,
+                                            const int far, const int copy, const int HAS_G, const int HAS_Y,
+                                            const int SOFT, const int HAS_T, const int HAS_W, const int FULLC) {
     const FL_CE_V zero = FL_CE_OP(set1)(0);
+    const FL_CE_V kt = FL_CE_OP(set1)(HAS_T ? sp->keep : 0), at = FL_CE_OP(set1)(HAS_T ? sp->add : 0);
     const ptrdiff_t rs = copy ? FL_CE_CHUNK : cs;
     const FL_CE_I rsv = FL_CE_OP(iset1)((int32_t)rs);
     /* pass 1 for 4 blocks at once (4 independent chains of max, each in class order): the max
@@ -135,25 +180,32 @@ FL_INLINE void FL_CE_NAME(fl_tile_ce_chunk)(const FL_CE_T* xs, ptrdiff_t cs, ptr
     FL_CE_ST(1, m + k0 + FL_CE_W, m1);
     FL_CE_ST(2, m + k0 + 2 * FL_CE_W, m2);
     FL_CE_ST(3, m + k0 + 3 * FL_CE_W, m3);
-    /* pass 2, block by block (its C vectors are in L1): the target's logit; the sum of exps (float: the max's
-     * and ties' exp(0) = 1 counted apart) */
+    /* pass 2, block by block (its C vectors are in L1): the target's logit (index targets); the sum of exps
+     * (float: the max's and ties' exp(0) = 1 counted apart); the target sums A, D */
     for (ptrdiff_t k = k0; k < L && k < k0 + FL_CE_CHUNK; k += FL_CE_W) {
         const FL_CE_M lm = FL_CE_OP(lanes)(L - k);
         const FL_CE_T* xr = copy ? (const FL_CE_T*)(buf + (k - k0) / FL_CE_W) : xs + k;
         const FL_CE_V mx = FULLC ? FL_CE_OP(load)(m + k) : FL_CE_OP(loadz)(lm, m + k);
-        const FL_CE_I y = FULLC ? FL_CE_OP(load_i)(ys + k) : FL_CE_OP(loadz_i)(lm, ys + k);
-        const FL_CE_V ty = FL_CE_OP(gather)(FL_CE_OP(nonneg)(lm, y), FL_CE_OP(index)(y, rsv), xr);
-        if (FULLC) FL_CE_OP(store)(xy + k, ty); else FL_CE_OP(storem)(xy + k, lm, ty);
+        if (HAS_Y) {
+            const FL_CE_I y = FULLC ? FL_CE_OP(load_i)(ys + k) : FL_CE_OP(loadz_i)(lm, ys + k);
+            const FL_CE_V ty = FL_CE_OP(gather)(FL_CE_OP(nonneg)(lm, y), FL_CE_OP(index)(y, rsv), xr);
+            if (FULLC) FL_CE_OP(store)(xy + k, ty); else FL_CE_OP(storem)(xy + k, lm, ty);
+        }
         fl_vd s0 = fl_v_dzero(), s1 = fl_v_dzero();
-        (void)s1;
+        fl_vd A0 = fl_v_dzero(), A1 = fl_v_dzero(), D0 = fl_v_dzero(), D1 = fl_v_dzero();
+        (void)s1; (void)A1; (void)D1;
         if (FULLC || k + FL_CE_W <= L) FL_CE_SUMS(1, far)
         else FL_CE_SUMS(0, 0)
         FL_CE_STORE_S(s + k, lm, s0, s1, FULLC);
+        if (HAS_T) FL_CE_STORE_S(sp->A + k, lm, A0, A1, FULLC);
+        if (SOFT) FL_CE_STORE_S(sp->D + k, lm, D0, D1, FULLC);
     }
 }
-FL_INLINE void FL_CE_NAME(fl_tile_ce_plain_body)(const FL_CE_T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
-                                                 const int32_t* ys, FL_CE_T* g, FL_CE_T* m, FL_CE_T* xy,
-                                                 double* s, const char* pf, ptrdiff_t pf_bytes, const int HAS_G) {
+FL_INLINE void FL_CE_NAME(fl_tile_ce_body)(const FL_CE_T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
+                                           const int32_t* ys, const FL_CE_NAME(fl_tile_soft)* sp, FL_CE_T* g,
+                                           FL_CE_T* m, FL_CE_T* xy, double* s, const char* pf, ptrdiff_t pf_bytes,
+                                           const int HAS_G, const int HAS_Y, const int SOFT, const int HAS_T,
+                                           const int HAS_W) {
     /* the chunk's logits, class j of block b at buf[j * 4 + b]: with the spatial layout's stride a power of
      * 2 (256 x 256 images), the C lines of a block fall in one L1 set (and one L2 set), and C > 12 of them
      * evict each other between the max pass and the exp pass: the copy is read back from contiguous lines */
@@ -168,13 +220,17 @@ FL_INLINE void FL_CE_NAME(fl_tile_ce_plain_body)(const FL_CE_T* xs, ptrdiff_t cs
             const ptrdiff_t i = k0 / FL_CE_CHUNK, a = pf_bytes * i / nch, b = pf_bytes * (i + 1) / nch;
             fl_prefetch_l2(pf + a, b - a);
         }
-        FL_CE_NAME(fl_tile_ce_chunk)(xs, cs, C, L, k0, ys, g, m, xy, s, buf, far, copy, HAS_G, 1);
+        FL_CE_NAME(fl_tile_ce_chunk)(xs, cs, C, L, k0, ys, sp, g, m, xy, s, buf, far, copy, HAS_G, HAS_Y, SOFT,
+                                     HAS_T, HAS_W, 1);
     }
-    if (k0 < L) FL_CE_NAME(fl_tile_ce_chunk)(xs, cs, C, L, k0, ys, g, m, xy, s, buf, far, copy, HAS_G, 0);
+    if (k0 < L)
+        FL_CE_NAME(fl_tile_ce_chunk)(xs, cs, C, L, k0, ys, sp, g, m, xy, s, buf, far, copy, HAS_G, HAS_Y, SOFT,
+                                     HAS_T, HAS_W, 0);
 }
 #undef FL_CE_LD
 #undef FL_CE_ST
 #undef FL_CE_SUMS
+#undef FL_CE_REST
 #undef FL_CE_TERMS
 #undef FL_CE_COUNT_TIE
 #undef FL_CE_DROP_TIE
@@ -184,17 +240,59 @@ FL_INLINE void FL_CE_NAME(fl_tile_ce_plain_body)(const FL_CE_T* xs, ptrdiff_t cs
 #undef FL_CE_BUF_C
 #undef FL_CE_FAR_CS
 #undef FL_CE_CHUNK
+/* the body with its flags as constants: one copy of the loops per combination met */
+#define FL_CE_BODY(ys, sp, g, m, xy, s, pf, pfb, HAS_Y, SOFT, HAS_T, HAS_W)                                   \
+    do {                                                                                                    \
+        if (g) FL_CE_NAME(fl_tile_ce_body)(xs, cs, C, L, ys, sp, g, m, xy, s, pf, pfb, 1, HAS_Y, SOFT, HAS_T,   \
+                                           HAS_W);                                                          \
+        else FL_CE_NAME(fl_tile_ce_body)(xs, cs, C, L, ys, sp, NULL, m, xy, s, pf, pfb, 0, HAS_Y, SOFT, HAS_T,  \
+                                         HAS_W);                                                            \
+    } while (0)
 #endif
-static inline int FL_CE_NAME(fl_tile_ce_plain)(const FL_CE_T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
-                                               const int32_t* ys, FL_CE_T* g, FL_CE_T* m, FL_CE_T* xy,
-                                               double* s, const void* pf, ptrdiff_t pf_bytes) {
+/* Index targets ys: m, xy (the target's logit), s (and the exps in g) per position.  dot != NULL (label
+ * smoothing): also FL_TS_DOT's dot[k] = sum_j w_j (x_j - m[k]) (w NULL: weights 1), formed from the same
+ * differences as the exps, in the same groups of 4 classes and runs as s, each product rounded before it
+ * is summed (so label smoothing costs a multiply and an add per vector, not a second pass with its partials
+ * in memory).  pf: see fl_tile_ce_body. */
+static inline int FL_CE_NAME(fl_tile_ce)(const FL_CE_T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
+                                         const int32_t* ys, FL_CE_T* g, FL_CE_T* m, FL_CE_T* xy, double* s,
+                                         const FL_CE_T* w, double* dot, const void* pf, ptrdiff_t pf_bytes) {
 #if defined(FL_CE_W)
+    const FL_CE_NAME(fl_tile_soft) sp = {NULL, w, 0, 0, NULL, dot};
+    const char* pfc = (const char*)pf;
     if (C < 1 || (C - 1) * cs + FL_CE_W > INT32_MAX) return 0;
-    if (g) FL_CE_NAME(fl_tile_ce_plain_body)(xs, cs, C, L, ys, g, m, xy, s, (const char*)pf, pf_bytes, 1);
-    else FL_CE_NAME(fl_tile_ce_plain_body)(xs, cs, C, L, ys, NULL, m, xy, s, (const char*)pf, pf_bytes, 0);
+    if (!dot) FL_CE_BODY(ys, NULL, g, m, xy, s, pfc, pf_bytes, 1, 0, 0, 0);
+    else if (w) FL_CE_BODY(ys, &sp, g, m, xy, s, pfc, pf_bytes, 1, 1, 0, 1);
+    else FL_CE_BODY(ys, &sp, g, m, xy, s, pfc, pf_bytes, 1, 1, 0, 0);
     return 1;
 #else
-    (void)xs; (void)cs; (void)C; (void)L; (void)ys; (void)g; (void)m; (void)xy; (void)s; (void)pf; (void)pf_bytes;
+    (void)xs; (void)cs; (void)C; (void)L; (void)ys; (void)g; (void)m; (void)xy; (void)s; (void)w; (void)dot;
+    (void)pf; (void)pf_bytes;
     return 0;
 #endif
 }
+/* Probability targets t (class-major as the logits: class j of position k at t[j * cs + k]; ce_probs_run):
+ * m, s (and the exps in g) as above, and the sums of FL_TS_SOFT,
+ *   A[k] = sum_j tw_j,  D[k] = sum_j tw_j (x_j - m[k]),  tw_j = w_j (keep t_j + add)  (w NULL: weights 1),
+ * formed beside s in the same groups of 4 classes and runs, each product rounded before it is summed (the
+ * same bits wherever a position sits in the chunks, so for every L and thread split).  The targets are read
+ * once, in place (no copy: only the logits are read twice).  t NULL: m and s alone. */
+static inline int FL_CE_NAME(fl_tile_ce_soft)(const FL_CE_T* xs, const FL_CE_T* t, ptrdiff_t cs, ptrdiff_t C,
+                                              ptrdiff_t L, const FL_CE_T* w, FL_CE_T keep, FL_CE_T add,
+                                              FL_CE_T* g, FL_CE_T* m, double* s, double* A, double* D) {
+#if defined(FL_CE_W)
+    const FL_CE_NAME(fl_tile_soft) sp = {t, w, keep, add, A, D};
+    if (C < 1 || (C - 1) * cs + FL_CE_W > INT32_MAX) return 0;
+    if (!t) FL_CE_BODY(NULL, NULL, g, m, NULL, s, NULL, 0, 0, 0, 0, 0);
+    else if (w) FL_CE_BODY(NULL, &sp, g, m, NULL, s, NULL, 0, 0, 1, 1, 1);
+    else FL_CE_BODY(NULL, &sp, g, m, NULL, s, NULL, 0, 0, 1, 1, 0);
+    return 1;
+#else
+    (void)xs; (void)t; (void)cs; (void)C; (void)L; (void)w; (void)keep; (void)add; (void)g; (void)m; (void)s;
+    (void)A; (void)D;
+    return 0;
+#endif
+}
+#if defined(FL_CE_W)
+#undef FL_CE_BODY
+#endif

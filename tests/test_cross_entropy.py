@@ -182,7 +182,8 @@ def test_short_rows_float32_tiles(C, rng):
     611 rows (tiles of tile_rows(C) rows and a partial last one, tails of every length mod 8 and 16) with
     hostile rows (+-1e4, -inf, an all -inf row, NaN, ties with the max), ignored targets and class weights,
     against float64 torch; the same bits at 1 and 2 threads, for a row alone, and laid out spatially
-    (1, C, N) (read in place, no tile): every position goes through the same operations."""
+    (1, C, N) (read in place, no tile): every position goes through the same operations.  Label smoothing
+    (its sum of w_j (x_j - m) formed in the fused pass), with and without weights, likewise."""
     N = 611
     x = (rng.standard_normal((N, C)) * 3).astype(np.float32)
     x[::3] = np.round(x[::3])                  # ties with the max
@@ -196,7 +197,7 @@ def test_short_rows_float32_tiles(C, rng):
     y[rng.random(N) < 0.07] = -100
     y[5:11] = C - 1        # hostile rows with a target (torch's gradient of an ignored nan row is nan, ours 0)
     w = rng.uniform(0.5, 2.0, C).astype(np.float32)
-    for kw in ({}, {"weight": w}):
+    for kw in ({}, {"weight": w}, {"label_smoothing": 0.1}, {"weight": w, "label_smoothing": 0.2}):
         check(x, y, np.float32, "none", what=f"C={C} {list(kw)}", **kw)
         check(x, y, np.float32, "mean", what=f"C={C} {list(kw)}", **kw)
         a = fl.cross_entropy(x, y, reduction="none", return_grad=True, num_threads=1, **kw)

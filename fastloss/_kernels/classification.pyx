@@ -149,10 +149,12 @@ cdef extern from "fl_tile.h" nogil:
 cdef extern from "fl_tile.h" nogil:
     void fl_tile_pick_f32(const float* v, const int32_t* ys, Py_ssize_t L, float* out)
     void fl_tile_pick_f64(const double* v, const int32_t* ys, Py_ssize_t L, double* out)
-    bint fl_tile_ce_plain_f32(const float* xs, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L, const int32_t* ys,
-                              float* g, float* m, float* xy, double* s, const void* pf, Py_ssize_t pf_bytes)
-    bint fl_tile_ce_plain_f64(const double* xs, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L, const int32_t* ys,
-                              double* g, double* m, double* xy, double* s, const void* pf, Py_ssize_t pf_bytes)
+    bint fl_tile_ce_f32(const float* xs, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L, const int32_t* ys,
+                        float* g, float* m, float* xy, double* s, const float* w, double* dot, const void* pf,
+                        Py_ssize_t pf_bytes)
+    bint fl_tile_ce_f64(const double* xs, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L, const int32_t* ys,
+                        double* g, double* m, double* xy, double* s, const double* w, double* dot, const void* pf,
+                        Py_ssize_t pf_bytes)
 
 
 cdef extern from "fl_tile.h" nogil:
@@ -625,13 +627,16 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
             denom[k] = wy[k]
     # pass 1: max over classes and the target's logit, per position; pass 2: sum of exp (kept in the
     # gradient tile if any) and, for smoothing, the weighted logit sum in the same loop (one read of the
-    # class; fl_tile.h).  Without smoothing (float64: nor focal, whose pass 2 sums apart from the first
-    # maximum): both passes fused per block of positions (fl_tile_ce.h; the same bits)
+    # class; fl_tile.h).  Both passes fused per block of positions (fl_tile_ce.h; the same bits), float with
+    # the smoothing sum in them; float64 without smoothing nor focal (whose pass 2 sums apart from the first
+    # maximum)
     fused = False
     if floating is float:
-        fused = eps == 0 and fl_tile_ce_plain_f32(xs, cs, C, L, ys, gbase, m, dy, s, pf, pf_bytes)
+        fused = fl_tile_ce_f32(xs, cs, C, L, ys, gbase, m, dy, s, w if eps != 0 else NULL,
+                               sw if eps != 0 else NULL, pf, pf_bytes)
     else:
-        fused = eps == 0 and not c.focal and fl_tile_ce_plain_f64(xs, cs, C, L, ys, gbase, m, dy, s, pf, pf_bytes)
+        fused = eps == 0 and not c.focal and fl_tile_ce_f64(xs, cs, C, L, ys, gbase, m, dy, s, NULL, NULL, pf,
+                                                            pf_bytes)
     if not fused:
         tile_max_pick(xs, cs, C, L, ys, m, dy)
     if fused:
