@@ -372,6 +372,19 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
  * widened to double).  (A variant that loaded the next chunk during this chunk's exp pass, to hide its
  * memory latency, measured 15% slower on AVX-512.) */
 #if defined(FL_V_W)
+/* the probability targets of a fused pass (fl_tile_ce_soft_f32): targets t (the logits' layout), weights
+ * w (or NULL), tw_j = w_j (keep t_j + add); the sums A, D out */
+typedef struct {
+    const float* t;
+    const float* w;
+    float keep, add;
+    double* A;
+    double* D;
+} fl_tile_soft;
+/* a * b rounded, never contracted into the addition that sums it (GCC contracts intrinsic products as
+ * scalar ones, and might do so in one copy of the chunk loop and not in another): fma(a, b, 0) and
+ * round(a b) + 0 are both round(a b) (-0 becomes +0, which no sum from +0 can tell) */
+FL_INLINE fl_vf fl_v_mul_rounded(fl_vf a, fl_vf b) { return fl_v_add(fl_v_mul(a, b), fl_v_set1(0.0f)); }
 /* the N classes j .. j+N-1 (N <= 4) of the block at k, read at xr + j * rs (the chunk's copy, else in place):
  * their sum terms into y[]: 0 for a tie with the max (d == 0; counted apart: nt counts the others, d != 0,
  * so the ties are C - nt), as for a d below the exp's range (fl_expf_softmax's select, here one mask
@@ -380,7 +393,7 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
  * which otherwise waits on the first touch of C streams (a prefetch never faults: past the run it reads
  * ahead for the next run). */
 #define FL_CE_TERMS(j, N, y)                                                                            \
-    fl_vf y[4];                                                                                       \
+    fl_vf y[4], q1[4], q2[4];                                                                         \
     {                                                                                                 \
         fl_vf d_[4];                                                                                  \
         fl_vm ne_[4];                                                                                 \
@@ -392,6 +405,17 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
             nt = fl_v_count(nt, ne_[i_]);                                                             \
         }                                                                                             \
         fl_expf_softmax_vn((N), d_, ne_, !HAS_G, y);                                                  \
+        /* the target terms after the exps (before them, their 8 vectors were live across the exps: */ \
+        /* more spills) */                                                                            \
+        if (SOFT)                                                                                     \
+            for (int i_ = 0; i_ < (N); i_++) {                                                        \
+                const float* tj_ = sp->t + ((j) + i_) * cs + k;                                       \
+                if (PF) _mm_prefetch((const char*)(tj_ + FL_CE_PF), _MM_HINT_T0);                      \
+                fl_vf tw_ = fl_v_fmadd(kt, FULL ? fl_v_load(tj_) : fl_v_loadz(lm, tj_), at);          \
+                if (HAS_W) tw_ = fl_v_mul_rounded(fl_v_set1(sp->w[(j) + i_]), tw_);                    \
+                q1[i_] = tw_;                                                                         \
+                q2[i_] = fl_v_mul_rounded(tw_, d_[i_]);                                               \
+            }                                                                                         \
         if (HAS_G)                                                                                    \
             for (int i_ = 0; i_ < (N); i_++) {                                                        \
                 float* gj_ = g + ((j) + i_) * cs + k;                                                 \
@@ -405,25 +429,40 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
  * layout (images).  A tile (cs = L <= FL_TILE_RUN, 16 KiB) sits in L1 whole: there the copy and the
  * prefetches only cost (AVX2, C = 10..72: 3-9% of the pass). */
 #define FL_CE_FAR_CS 1024
+/* the R = C % 4 last classes' terms onto the runs' lanes (their own run), as (v0 + v1) + v2 */
+FL_INLINE fl_vf fl_v_sum_rest(const fl_vf* v, const int R) {
+    return R == 1 ? v[0] : R == 2 ? fl_v_add(v[0], v[1]) : fl_v_add(fl_v_add(v[0], v[1]), v[2]);
+}
+#define FL_CE_REST(R)                                                                                   \
+    a = fl_v_add(a, fl_v_sum_rest(y, (R)));                                                           \
+    if (SOFT) {                                                                                       \
+        a1 = fl_v_add(a1, fl_v_sum_rest(q1, (R)));                                                    \
+        a2 = fl_v_add(a2, fl_v_sum_rest(q2, (R)));                                                    \
+    }
 #define FL_CE_SUMS(F, P)                                                                                \
     {                                                                                                 \
         const int FULL = (F), PF = (P);                                                               \
         fl_vi nt = fl_v_izero();                                                                      \
         ptrdiff_t j = 0;                                                                              \
         while (j < C) {                                                                               \
-            fl_vf a = zero;                                                                           \
+            fl_vf a = zero, a1 = zero, a2 = zero;                                                     \
             if (j + 4 <= C) {                                                                         \
                 for (ptrdiff_t r = 0; r < FL_TILE_SUMEXP_RUN && j + 4 <= C; r++, j += 4) {            \
                     FL_CE_TERMS(j, 4, y)                                                              \
                     a = fl_v_add(a, fl_v_add(fl_v_add(y[0], y[1]), fl_v_add(y[2], y[3])));            \
+                    if (SOFT) {                                                                       \
+                        a1 = fl_v_add(a1, fl_v_add(fl_v_add(q1[0], q1[1]), fl_v_add(q1[2], q1[3])));  \
+                        a2 = fl_v_add(a2, fl_v_add(fl_v_add(q2[0], q2[1]), fl_v_add(q2[2], q2[3])));  \
+                    }                                                                                 \
                 }                                                                                     \
             } else {                        /* the last C % 4: (y0 + y1) + y2 */                      \
-                if (C - j == 1) { FL_CE_TERMS(j, 1, y) a = fl_v_add(a, y[0]); }                       \
-                else if (C - j == 2) { FL_CE_TERMS(j, 2, y) a = fl_v_add(a, fl_v_add(y[0], y[1])); }  \
-                else { FL_CE_TERMS(j, 3, y) a = fl_v_add(a, fl_v_add(fl_v_add(y[0], y[1]), y[2])); }  \
+                if (C - j == 1) { FL_CE_TERMS(j, 1, y) FL_CE_REST(1) }                                \
+                else if (C - j == 2) { FL_CE_TERMS(j, 2, y) FL_CE_REST(2) }                           \
+                else { FL_CE_TERMS(j, 3, y) FL_CE_REST(3) }                                           \
                 j = C;                                                                                \
             }                                                                                         \
             fl_v_widen_add(&s0, &s1, a);                                                              \
+            if (SOFT) { fl_v_widen_add(&A0, &A1, a1); fl_v_widen_add(&D0, &D1, a2); }                 \
         }                                                                                             \
         fl_v_widen_add_i(&s0, &s1, fl_v_isub(Cv, nt));           /* the ties' exp(0) = 1 each */      \
     }
@@ -432,12 +471,15 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
  * masked loads and stores cost several times a plain one; a masked store ~6x) */
 #define FL_CE_LD(b, p) (FULLC ? fl_v_load(p) : fl_v_loadz(l##b, p))
 #define FL_CE_ST(b, p, v) (FULLC ? fl_v_store(p, v) : fl_v_storem(p, l##b, v))
-/* one chunk, positions [k0, k0 + FL_CE_CHUNK) (FULLC), else [k0, L) */
+/* one chunk, positions [k0, k0 + FL_CE_CHUNK) (FULLC), else [k0, L); SOFT: probability targets sp (no
+ * target logit: ys, xy unused), HAS_W: sp->w set */
 FL_INLINE void fl_tile_ce_chunk(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, ptrdiff_t k0,
-                                const int32_t* ys, float* g, float* m, float* xy, double* s, fl_vf* buf,
-                                const int far, const int copy, const int HAS_G, const int FULLC) {
+                                const int32_t* ys, const fl_tile_soft* sp, float* g, float* m, float* xy,
+                                double* s, fl_vf* buf, const int far, const int copy, const int HAS_G,
+                                const int HAS_Y, const int SOFT, const int HAS_W, const int FULLC) {
     const fl_vi Cv = fl_v_iset1((int32_t)C);
     const fl_vf zero = fl_v_set1(0.0f);
+    const fl_vf kt = fl_v_set1(SOFT ? sp->keep : 0.0f), at = fl_v_set1(SOFT ? sp->add : 0.0f);
     const ptrdiff_t rs = copy ? FL_CE_CHUNK : cs;
     const fl_vi rsv = fl_v_iset1((int32_t)rs);
     /* pass 1 for 4 blocks at once (4 independent chains of max, each in class order): the max
@@ -462,24 +504,31 @@ FL_INLINE void fl_tile_ce_chunk(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrd
     FL_CE_ST(1, m + k0 + FL_V_W, m1);
     FL_CE_ST(2, m + k0 + 2 * FL_V_W, m2);
     FL_CE_ST(3, m + k0 + 3 * FL_V_W, m3);
-    /* pass 2, block by block (its C vectors are in L1): the target's logit; the sum of exps, the max's
-     * (and ties') exp(0) = 1 counted apart */
+    /* pass 2, block by block (its C vectors are in L1): the target's logit (index targets); the sum of
+     * exps, the max's (and ties') exp(0) = 1 counted apart; the probability-target sums A, D */
     for (ptrdiff_t k = k0; k < L && k < k0 + FL_CE_CHUNK; k += FL_V_W) {
         const fl_vm lm = fl_v_lanes(L - k);
         const float* xr = copy ? (const float*)(buf + (k - k0) / FL_V_W) : xs + k;
         const fl_vf mx = FULLC ? fl_v_load(m + k) : fl_v_loadz(lm, m + k);
-        const fl_vi y = FULLC ? fl_v_load_i(ys + k) : fl_v_loadz_i(lm, ys + k);
-        const fl_vf ty = fl_v_gather(fl_v_nonneg(lm, y), fl_v_index(y, rsv), xr);
-        if (FULLC) fl_v_store(xy + k, ty); else fl_v_storem(xy + k, lm, ty);
+        if (HAS_Y) {
+            const fl_vi y = FULLC ? fl_v_load_i(ys + k) : fl_v_loadz_i(lm, ys + k);
+            const fl_vf ty = fl_v_gather(fl_v_nonneg(lm, y), fl_v_index(y, rsv), xr);
+            if (FULLC) fl_v_store(xy + k, ty); else fl_v_storem(xy + k, lm, ty);
+        }
         fl_vd s0 = fl_v_dzero(), s1 = fl_v_dzero();
+        fl_vd A0 = fl_v_dzero(), A1 = fl_v_dzero(), D0 = fl_v_dzero(), D1 = fl_v_dzero();
         if (FULLC || k + FL_V_W <= L) FL_CE_SUMS(1, far)
         else FL_CE_SUMS(0, 0)
         if (FULLC) fl_v_store_d(s + k, s0, s1); else fl_v_storem_d(s + k, lm, s0, s1);
+        if (SOFT) {
+            if (FULLC) { fl_v_store_d(sp->A + k, A0, A1); fl_v_store_d(sp->D + k, D0, D1); }
+            else { fl_v_storem_d(sp->A + k, lm, A0, A1); fl_v_storem_d(sp->D + k, lm, D0, D1); }
+        }
     }
 }
-FL_INLINE void fl_tile_ce_plain_body(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
-                                     const int32_t* ys, float* g, float* m, float* xy, double* s,
-                                     const int HAS_G) {
+FL_INLINE void fl_tile_ce_body(const float* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
+                               const int32_t* ys, const fl_tile_soft* sp, float* g, float* m, float* xy,
+                               double* s, const int HAS_G, const int HAS_Y, const int SOFT, const int HAS_W) {
     /* the chunk's logits, class j of block b at buf[j * 4 + b]: with the spatial layout's stride a power of
      * 2 (256 x 256 images), the C lines of a block fall in one L1 set (and one L2 set), and C > 12 of them
      * evict each other between the max pass and the exp pass: the copy is read back from contiguous lines */
@@ -487,12 +536,14 @@ FL_INLINE void fl_tile_ce_plain_body(const float* xs, ptrdiff_t cs, ptrdiff_t C,
     const int far = cs >= FL_CE_FAR_CS, copy = far && C <= FL_CE_BUF_C;
     ptrdiff_t k0 = 0;
     for (; k0 + FL_CE_CHUNK <= L; k0 += FL_CE_CHUNK)
-        fl_tile_ce_chunk(xs, cs, C, L, k0, ys, g, m, xy, s, buf, far, copy, HAS_G, 1);
-    if (k0 < L) fl_tile_ce_chunk(xs, cs, C, L, k0, ys, g, m, xy, s, buf, far, copy, HAS_G, 0);
+        fl_tile_ce_chunk(xs, cs, C, L, k0, ys, sp, g, m, xy, s, buf, far, copy, HAS_G, HAS_Y, SOFT, HAS_W, 1);
+    if (k0 < L)
+        fl_tile_ce_chunk(xs, cs, C, L, k0, ys, sp, g, m, xy, s, buf, far, copy, HAS_G, HAS_Y, SOFT, HAS_W, 0);
 }
 #undef FL_CE_LD
 #undef FL_CE_ST
 #undef FL_CE_SUMS
+#undef FL_CE_REST
 #undef FL_CE_TERMS
 #undef FL_CE_PF
 #undef FL_CE_BUF_C
@@ -503,11 +554,37 @@ static inline int fl_tile_ce_plain_f32(const float* xs, ptrdiff_t cs, ptrdiff_t 
                                        const int32_t* ys, float* g, float* m, float* xy, double* s) {
 #if defined(FL_V_W)
     if (C < 1 || (C - 1) * cs + FL_V_W > INT32_MAX) return 0;
-    if (g) fl_tile_ce_plain_body(xs, cs, C, L, ys, g, m, xy, s, 1);
-    else fl_tile_ce_plain_body(xs, cs, C, L, ys, NULL, m, xy, s, 0);
+    if (g) fl_tile_ce_body(xs, cs, C, L, ys, NULL, g, m, xy, s, 1, 1, 0, 0);
+    else fl_tile_ce_body(xs, cs, C, L, ys, NULL, NULL, m, xy, s, 0, 1, 0, 0);
     return 1;
 #else
     (void)xs; (void)cs; (void)C; (void)L; (void)ys; (void)g; (void)m; (void)xy; (void)s;
+    return 0;
+#endif
+}
+/* The same fused pass for probability targets t (class-major as the logits: class j of position k at
+ * t[j * cs + k]; ce_probs_run): m, s (and the exps in g) as above, and the sums of FL_TS_SOFT,
+ *   A[k] = sum_j tw_j,  D[k] = sum_j tw_j (x_j - m[k]),  tw_j = w_j (keep t_j + add)  (w NULL: weights 1),
+ * formed beside s in the same groups of 4 classes and runs (a term through at most 6 float roundings
+ * before it is widened, as s's), each product rounded before it is summed (fl_v_mul_rounded: the same
+ * bits wherever a position sits in the chunks, so for every L and thread split).  The targets are read
+ * once, in place (no copy: only the logits are read twice).  Returns 0, having done nothing, where the
+ * fused pass does not apply (as fl_tile_ce_plain_f32). */
+static inline int fl_tile_ce_soft_f32(const float* xs, const float* t, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
+                                      const float* w, float keep, float add, float* g, float* m, double* s,
+                                      double* A, double* D) {
+#if defined(FL_V_W)
+    const fl_tile_soft sp = {t, w, keep, add, A, D};
+    if (C < 1 || (C - 1) * cs + FL_V_W > INT32_MAX) return 0;
+    if (!t) fl_tile_ce_body(xs, cs, C, L, NULL, &sp, NULL, m, NULL, s, 0, 0, 0, 0);     /* m, s alone */
+    else if (g && w) fl_tile_ce_body(xs, cs, C, L, NULL, &sp, g, m, NULL, s, 1, 0, 1, 1);
+    else if (g) fl_tile_ce_body(xs, cs, C, L, NULL, &sp, g, m, NULL, s, 1, 0, 1, 0);
+    else if (w) fl_tile_ce_body(xs, cs, C, L, NULL, &sp, NULL, m, NULL, s, 0, 0, 1, 1);
+    else fl_tile_ce_body(xs, cs, C, L, NULL, &sp, NULL, m, NULL, s, 0, 0, 1, 0);
+    return 1;
+#else
+    (void)xs; (void)t; (void)cs; (void)C; (void)L; (void)w; (void)keep; (void)add; (void)g; (void)m; (void)s;
+    (void)A; (void)D;
     return 0;
 #endif
 }
