@@ -98,9 +98,10 @@ cdef inline bint tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
     ``transposed`` arrays are moved per tile (logits, gradient, probability targets).  The row path pays a
     fixed cost per row (horizontal reductions, the padded vector tail, a scalar log), the tile path a cost
     per value moved.  Measured crossovers (AVX2, loss alone / with the gradient / probability targets /
-    both): C ~ 76 / 48-64 / 36-40 / 32-36, i.e. C (1 + transposed) ~ 144 (C <= 72 / 48 / 36 / 36 here:
-    ce_probs passes 3 for both, its loss alone transposing only the logits but summing the targets along
-    the rows)."""
+    both): C ~ 76 / 48-64 / 36-40 / 24-28, i.e. C (1 + transposed) ~ 144 (C <= 72 / 48 / 36 / 24 here;
+    ce_probs passes transposed = 3 / 5: with its fused tile pass (fl_tile_ce_soft_f32) the rows measured
+    10-30% faster at C = 40-48 for the loss alone and 5-15% at C = 28-36 with the gradient, AVX2, thread
+    time, 2^20 logits)."""
     return C >= 1 and C * (1 + transposed) <= TILE_BUDGET
 
 
@@ -1220,9 +1221,9 @@ def ce_probs(x, t, out, grad, *, weight=None, Py_ssize_t C, Py_ssize_t S=1, doub
     cdef BlockFn fn
     set_rows(&c, x, t, None, weight, grad, C, S, grad_scale)
     c.smoothing = smoothing
-    # tiles up to C = 36 with or without the gradient: with the fused tile pass the loss alone at C = 40 / 48
-    # measured 12% / 25% faster along the rows (AVX2, thread time, 2^20 logits; C = 36 even)
-    if S == 1 and tiles_win(C, 3):
+    # float32: the transposed count of tiles_win's note (the fused tile pass against the rows); float64 (no
+    # fused pass) as before: the logits, the targets, the gradient
+    if S == 1 and tiles_win(C, (3 + 2 * (grad is not None)) if itemsize == 4 else 2 + (grad is not None)):
         fn = <BlockFn> ce_probs_tile_block[float] if itemsize == 4 else <BlockFn> ce_probs_tile_block[double]
     elif S == 1:
         fn = <BlockFn> ce_probs_rows_block[float] if itemsize == 4 else <BlockFn> ce_probs_rows_block[double]
