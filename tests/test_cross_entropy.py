@@ -607,3 +607,95 @@ class TestProbabilityTargets:
         # a float target of the class-index shape (3,) is float labels: a dtype error (issue 13), as torch's
         with pytest.raises(TypeError if tshape == (3,) else ValueError, match="target"):
             fl.cross_entropy(np.zeros((3, 4)), np.zeros(tshape))
+
+
+def _probs_ref64(x, t, w=None, eps=0.0, c_axis=1):
+    """Independent float64 reference of cross-entropy with probability targets along c_axis (SPEC: torch's
+    float-target semantics): loss = -sum_j w_j t'_j log_softmax(x)_j, t' = (1 - eps) t + eps / C, and the
+    gradient of each item's loss, A softmax(x) - w t' (A = sum_j w_j t'_j).  NumPy, no torch: 0 * -inf is
+    nan as in torch, a -inf logit with t > 0 gives +inf."""
+    x = np.moveaxis(np.asarray(x, np.float64), c_axis, -1)
+    t = np.moveaxis(np.asarray(t, np.float64), c_axis, -1)
+    C = x.shape[-1]
+    tw = (1 - eps) * t + eps / C
+    if w is not None:
+        tw = tw * np.asarray(w, np.float64)
+    with np.errstate(all="ignore"):
+        m = np.max(x, axis=-1, keepdims=True)
+        lse = m + np.log(np.sum(np.exp(x - m), axis=-1, keepdims=True))
+        loss = -np.sum(tw * (x - lse), axis=-1)
+        grad = np.sum(tw, axis=-1, keepdims=True) * np.exp(x - lse) - tw
+    return loss, np.moveaxis(grad, -1, c_axis)
+
+
+@pytest.mark.parametrize("C", [1, 3, 8, 17, 20, 21, 22, 24, 31, 33, 36, 37, 48, 73])
+def test_probs_float32_fused_tiles(C, rng):
+    """Probability targets through the fused class-major pass (fl_tile.h's fl_tile_ce_soft_f32: max, sum of
+    exps and the target sums A, D in registers; the loss alone from C = 22 on: m and s fused, A and D along
+    the rows): 611 rows (tiles of tile_rows(C) rows and a partial last one, every C % 8) with hostile rows
+    (+-1e4, ties, -inf with target 0 (nan, as torch) and with target > 0 (+inf), NaN), weights and smoothing,
+    against an independent float64 reference; the same bits at 1 and 2 threads and for a row alone; the
+    gradient path (targets through the tile) and the loss alone agree within SPEC."""
+    N = 611
+    x = (rng.standard_normal((N, C)) * 3).astype(np.float32)
+    x[::3] = np.round(x[::3])                  # ties with the max
+    x[5, 0] = 1e4
+    x[6, -1] = -1e4
+    x[7, :] = -1e4
+    x[8, : C // 2] = rng.uniform(-1e4, 1e4, C // 2)
+    t = _soft_targets(rng, x.shape, np.float32, 1)
+    if C > 1:
+        x[9, 0] = -np.inf                      # target 0 at a masked class: 0 * -inf = nan
+        t[9, 0] = 0
+        x[10, -1] = -np.inf                    # target > 0 at a masked class: +inf
+    x[11, C // 2] = np.nan
+    w = rng.uniform(0.5, 2.0, C).astype(np.float32)
+    hostile = [9, 10, 11]
+    finite = np.setdiff1d(np.arange(N), hostile)
+    for kw in ({}, {"weight": w}, {"label_smoothing": 0.2}, {"weight": w, "label_smoothing": 0.3}):
+        ref, ref_g = _probs_ref64(x, t, kw.get("weight"), kw.get("label_smoothing", 0.0))
+        loss = fl.cross_entropy(x, t, reduction="none", **kw)
+        assert_close_spec(loss, ref, np.float32, what=f"C={C} {list(kw)}")
+        val, g = fl.cross_entropy(x, t, reduction="none", return_grad=True, **kw)
+        assert_close_spec(val, ref, np.float32, what=f"C={C} {list(kw)} (grad path)")
+        assert_close_spec(g[finite], ref_g[finite], np.float32, reduced=False, what=f"C={C} {list(kw)} grad")
+        assert np.isnan(g[11]).all()
+        mean = fl.cross_entropy(x[finite], t[finite], reduction="mean", **kw)
+        assert_close_spec(mean, np.mean(ref[finite]), np.float32, what=f"C={C} {list(kw)} mean")
+        for rg in (False, True):
+            a = fl.cross_entropy(x, t, reduction="none", return_grad=rg, num_threads=1, **kw)
+            b = fl.cross_entropy(x, t, reduction="none", return_grad=rg, num_threads=2, **kw)
+            for u, v in zip(a if rg else (a,), b if rg else (b,)):
+                assert np.asarray(u).tobytes() == np.asarray(v).tobytes(), f"C={C}: threads differ"
+        for i in (0, 5, 7, 9, 10, 11, 300, N - 1):
+            alone = fl.cross_entropy(x[i:i + 1], t[i:i + 1], reduction="none", **kw)
+            assert loss[i:i + 1].tobytes() == alone.tobytes(), f"C={C} row {i}"
+
+
+@pytest.mark.parametrize("C,S", [(1, 33), (5, 37), (21, 1024), (21, 300), (24, 1500), (70, 257)])
+def test_probs_float32_spatial_runs(C, S, rng):
+    """Probability targets in the spatial layout (N, C, S): runs of positions through the fused pass, the
+    logits through the chunk copy for strides S >= 1024, the targets read in place; hostile positions, weights
+    and smoothing against the float64 reference, the same bits at 1 and 2 threads, and the same loss and
+    gradient as the positions laid out as rows, within SPEC."""
+    x = (rng.standard_normal((2, C, S)) * 3).astype(np.float32)
+    x[:, :, ::3] = np.round(x[:, :, ::3])
+    x[0, :, 1] = 1e4 * (np.arange(C) % 2)
+    t = _soft_targets(rng, x.shape, np.float32, 1)
+    if C > 1:
+        x[1, 0, 2] = -np.inf
+        t[1, 0, 2] = 0
+    x[1, -1, 4] = np.nan
+    w = rng.uniform(0.5, 2.0, C).astype(np.float32)
+    for kw in ({}, {"weight": w, "label_smoothing": 0.2}):
+        ref, ref_g = _probs_ref64(x, t, kw.get("weight"), kw.get("label_smoothing", 0.0))
+        val, g = fl.cross_entropy(x, t, reduction="none", return_grad=True, **kw)
+        assert_close_spec(val, ref, np.float32, what=f"C={C} S={S}")
+        ok = np.isfinite(ref_g).all(axis=1)
+        assert_close_spec(np.moveaxis(g, 1, -1)[ok], np.moveaxis(ref_g, 1, -1)[ok], np.float32, reduced=False,
+                          what=f"C={C} S={S} grad")
+        assert_close_spec(fl.cross_entropy(x, t, reduction="none", **kw), ref, np.float32)
+        a = fl.cross_entropy(x, t, reduction="none", return_grad=True, num_threads=1, **kw)
+        b = fl.cross_entropy(x, t, reduction="none", return_grad=True, num_threads=2, **kw)
+        for u, v in zip(a, b):
+            assert np.asarray(u).tobytes() == np.asarray(v).tobytes()

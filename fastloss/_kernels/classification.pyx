@@ -98,7 +98,10 @@ cdef inline bint tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
     ``transposed`` arrays are moved per tile (logits, gradient, probability targets).  The row path pays a
     fixed cost per row (horizontal reductions, the padded vector tail, a scalar log), the tile path a cost
     per value moved.  Measured crossovers (AVX2, loss alone / with the gradient / probability targets /
-    both): C ~ 76 / 48-64 / 40-48 / 32-36, i.e. C (1 + transposed) ~ 144 (C <= 72 / 48 / 48 / 36 here)."""
+    both): C ~ 76 / 48-64 / 36-40 / 24-28, i.e. C (1 + transposed) ~ 144 (C <= 72 / 48 / 36 / 24 here;
+    ce_probs passes transposed = 3 / 5: with its fused tile pass (fl_tile_ce_soft_f32) the rows measured
+    10-30% faster at C = 40-48 for the loss alone and 5-15% at C = 28-36 with the gradient, AVX2, thread
+    time, 2^20 logits)."""
     return C >= 1 and C * (1 + transposed) <= TILE_BUDGET
 
 
@@ -155,6 +158,9 @@ cdef extern from "fl_tile.h" nogil:
     bint fl_tile_ce_f64(const double* xs, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L, const int32_t* ys,
                         double* g, double* m, double* xy, double* s, const double* w, double* dot, const void* pf,
                         Py_ssize_t pf_bytes)
+    bint fl_tile_ce_soft_f32(const float* xs, const float* t, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L,
+                             const float* w, float keep, float add, float* g, float* m, double* s, double* A,
+                             double* D)
 
 
 cdef extern from "fl_tile.h" nogil:
@@ -905,10 +911,12 @@ cdef void ce_probs_run(const RowCtx* c, const floating* xs, const floating* ts, 
                        floating* loss, floating* gbase, const floating* xrows,
                        const floating* trows) noexcept nogil:
     """Probability-target CE of L <= RUN positions laid out class-major (logits xs, targets ts, gradient
-    gbase, class j at offset j * cs); loops along the positions, as ce_run.  xrows != NULL (float32 rows):
-    the same L positions are also rows in place (logits xrows, targets trows, row k at k * C), and the
-    target sums A, D are dot products along them (fl_rows_soft_sums_f32: no target tile; ts is read only
-    by the gradient, which ce_probs_tile_block does not combine with xrows)."""
+    gbase, class j at offset j * cs); loops along the positions, as ce_run.  float32 at AVX2 / AVX-512: max,
+    sum of exps and target sums in one fused pass, in registers (fl_tile_ce_soft_f32).  xrows != NULL
+    (float32 rows): the same L positions are also rows in place (logits xrows, targets trows, row k at
+    k * C), and the target sums A, D are dot products along them (fl_rows_soft_sums_f32: no target tile;
+    the fused pass forms m and s alone; ts is read only by the gradient, which ce_probs_tile_block does
+    not combine with xrows)."""
     cdef Py_ssize_t C = c.C, k, j
     cdef const floating* w = <const floating*> c.weight
     cdef floating keep = <floating> (1 - c.smoothing), add = <floating> (c.smoothing / C), gs = <floating> c.grad_scale
@@ -920,12 +928,17 @@ cdef void ce_probs_run(const RowCtx* c, const floating* xs, const floating* ts, 
     cdef const floating* tcl
     cdef floating* gc
     cdef floating wj
-    tile_max_pick(xs, cs, C, L, NULL, m, NULL)
-    if floating is float and xrows != NULL:
-        tile_sumexp(xs, ts, cs, C, L, m, w, gbase, FL_TS_PLAIN, keep, add, s, A, D)
-        fl_rows_soft_sums_f32(xrows, trows, C, L, m, w, keep, add, A, D)
+    if floating is float and fl_tile_ce_soft_f32(xs, ts if xrows == NULL else NULL, cs, C, L, w, keep, add,
+                                                 gbase, m, s, A, D):
+        if xrows != NULL:
+            fl_rows_soft_sums_f32(xrows, trows, C, L, m, w, keep, add, A, D)
     else:
-        tile_sumexp(xs, ts, cs, C, L, m, w, gbase, FL_TS_SOFT, keep, add, s, A, D)
+        tile_max_pick(xs, cs, C, L, NULL, m, NULL)
+        if floating is float and xrows != NULL:
+            tile_sumexp(xs, ts, cs, C, L, m, w, gbase, FL_TS_PLAIN, keep, add, s, A, D)
+            fl_rows_soft_sums_f32(xrows, trows, C, L, m, w, keep, add, A, D)
+        else:
+            tile_sumexp(xs, ts, cs, C, L, m, w, gbase, FL_TS_SOFT, keep, add, s, A, D)
     for k in range(L):
         loss[k] = <floating> (A[k] * tile_log_sum(s[k], m) - D[k])
     if gbase != NULL:
@@ -1221,7 +1234,9 @@ def ce_probs(x, t, out, grad, *, weight=None, Py_ssize_t C, Py_ssize_t S=1, doub
     cdef BlockFn fn
     set_rows(&c, x, t, None, weight, grad, C, S, grad_scale)
     c.smoothing = smoothing
-    if S == 1 and tiles_win(C, 2 + (grad is not None)):
+    # float32: the transposed count of tiles_win's note (the fused tile pass against the rows); float64 (no
+    # fused pass) as before: the logits, the targets, the gradient
+    if S == 1 and tiles_win(C, (3 + 2 * (grad is not None)) if itemsize == 4 else 2 + (grad is not None)):
         fn = <BlockFn> ce_probs_tile_block[float] if itemsize == 4 else <BlockFn> ce_probs_tile_block[double]
     elif S == 1:
         fn = <BlockFn> ce_probs_rows_block[float] if itemsize == 4 else <BlockFn> ce_probs_rows_block[double]
