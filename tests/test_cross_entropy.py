@@ -5,6 +5,8 @@ References are torch in float64 on the same input values (a float32 input is upc
 Class-index targets first; probability targets (float target of the input's shape) are grouped at the
 end (``TestProbabilityTargets``).
 """
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -155,22 +157,23 @@ def test_many_blocks(layout, dtype, reduction, rng):
     check(x, y, dtype, reduction, weight=w, label_smoothing=0.05, what=layout)
 
 
-@pytest.mark.parametrize("C,S", [(1, 33), (3, 1), (21, 1024), (21, 300), (5, 4096), (70, 257)])
+@pytest.mark.parametrize("C,S", [(1, 33), (3, 1), (21, 1024), (21, 300), (5, 4096), (70, 257), (70, 1024)])
 def test_spatial_float32_runs(C, S, rng):
-    """The class-major runs of the spatial layout in float32 without smoothing (fl_tile.h's fused pass:
-    chunks of 4 vectors of positions, masked tails; class strides S >= 1024 read through the chunk copy for
-    C <= 64 (a stride of 4 KiB with S = 1024), in place above and for shorter strides): ties (integer logits), a -inf logit, ignored targets and class weights, against float64
-    torch; the same bits at 1 and 2 threads."""
+    """The class-major runs of the spatial layout in float32, with and without label smoothing (fl_tile.h's
+    fused pass: chunks of 4 vectors of positions, masked tails; class strides S >= 1024 read through the
+    chunk copy for C <= 64 (a stride of 4 KiB with S = 1024), in place above and for shorter strides): ties
+    (integer logits), a -inf logit, ignored targets and class weights, against float64 torch; the same bits
+    at 1 and 2 threads."""
     x = rng.standard_normal((2, C, S)).astype(np.float32)
     x[:, :, ::3] = np.round(x[:, :, ::3])      # ties with the max
     x[0, 0, ::5] = -np.inf
     y = rng.integers(0, C, (2, S))
     y[rng.random((2, S)) < 0.1] = -100
     w = rng.uniform(0.5, 2.0, C).astype(np.float32)
-    for reduction in ("none", "mean"):
-        check(x, y, np.float32, reduction, weight=w, what=f"C={C} S={S}")
-        a = fl.cross_entropy(x, y, weight=w, reduction=reduction, return_grad=True, num_threads=1)
-        b = fl.cross_entropy(x, y, weight=w, reduction=reduction, return_grad=True, num_threads=2)
+    for reduction, kw in itertools.product(("none", "mean"), ({}, {"label_smoothing": 0.1})):
+        check(x, y, np.float32, reduction, weight=w, what=f"C={C} S={S} {list(kw)}", **kw)
+        a = fl.cross_entropy(x, y, weight=w, reduction=reduction, return_grad=True, num_threads=1, **kw)
+        b = fl.cross_entropy(x, y, weight=w, reduction=reduction, return_grad=True, num_threads=2, **kw)
         for u, v in zip(a, b):
             assert np.asarray(u).tobytes() == np.asarray(v).tobytes()
 
