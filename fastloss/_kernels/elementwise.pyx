@@ -86,7 +86,7 @@ cdef extern from "fl_lanes.h" nogil:
         pass
     void fl_lanes_bits_zero(fl_lanes_bits* b)
     void fl_lanes_bits_add(fl_lanes_bits* b, const float* l)
-    bint fl_lanes_bits_finish(const fl_lanes_bits* b, double* lanes)
+    bint fl_lanes_bits_total(const fl_lanes_bits* b, double* total)
 
 cdef extern from "fl_stream.h" nogil:
     void fl_stream_copy(void* dst, const void* src, Py_ssize_t nbytes)
@@ -698,11 +698,11 @@ cdef inline int sum_items(const kind_t* kc, ElemParams p, const floating* x, con
 
 
 cdef inline bint sum_items_bits(const kind_t* kc, ElemParams p, const float* x, const float* y, Py_ssize_t L,
-                               double* lanes) noexcept nogil:
-    """sum_items for float32 items of unit weight into zeroed ``lanes``, the losses added without a
-    float -> double conversion (src_c/fl_lanes.h, FL_LANES_BITS: the AVX2 level; an MSE mean 1.5x as
-    fast): the same lanes, the same bits.  Only for kinds whose losses are >= +0 (``nonneg``).  Returns
-    False where a lane came out out of that form's range (a -0.0, inf or nan loss, or a lane's sum
+                               double* total) noexcept nogil:
+    """The sum of L float32 items of unit weight into ``total``, added without a float -> double conversion
+    (src_c/fl_lanes.h, FL_LANES_BITS: the AVX2 level; an MSE mean 1.5x as fast): the same lanes and bits as
+    sum_items into zeroed lanes, then fl_lanes_total.  Only for kinds whose losses are >= +0 (``nonneg``).
+    Returns False where a lane came out of that form's range (a -0.0, inf or nan loss, or a lane's sum
     >= 2^128): the caller then sums the run with sum_items.  Invalid items are not counted: only kinds
     without a domain check come here."""
     cdef fl_lanes_bits acc
@@ -714,11 +714,14 @@ cdef inline bint sum_items_bits(const kind_t* kc, ElemParams p, const float* x, 
             l[j] = item(kc, p, x + k, y + k, x + k, x, NULL, NULL, 0, j, False, True)
         fl_lanes_bits_add(&acc, l)      # (the compiler keeps l in registers)
         k += FL_LANES
-    if not fl_lanes_bits_finish(&acc, lanes):
-        return False
-    for j in range(L - k):              # the tail (< FL_LANES items), converted
-        lanes[j] += item(kc, p, x + k, y + k, x + k, x, NULL, NULL, 0, j, False, True)
-    return True
+    if k < L:
+        # the tail (< FL_LANES items; a run's last block), padded with +0.0: a lane + 0.0 is the lane
+        for j in range(L - k):
+            l[j] = item(kc, p, x + k, y + k, x + k, x, NULL, NULL, 0, j, False, True)
+        for j in range(L - k, FL_LANES):
+            l[j] = 0
+        fl_lanes_bits_add(&acc, l)
+    return fl_lanes_bits_total(&acc, total)
 
 
 cdef inline bint nonneg(const kind_t* tag) noexcept nogil:
@@ -871,25 +874,28 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
     cdef bint cheap = arith and not (kind_t is MapeK or kind_t is SmapeK)
     cdef bint stream_out = cheap and c.stream_out
     cdef bint stream_grad = cheap and c.stream_grad
+    if (fused and not c.s.periodic and floating is float and nonneg(kc) and FL_LANES_BITS
+            and not sums.want_denom and c.s.weight.data == NULL
+            and (<const floating*> c.s.weight.scalar_run)[0] == 1):
+        # an unweighted float32 sum at AVX2: the whole block in registers, its lanes never in memory
+        # (their zeroing alone, a `rep stos`, was 3% of a Huber mean)
+        if sum_items_bits(kc, p, <const float*> c.s.x + start, <const float*> c.s.y + start, stop - start,
+                          &sums.loss):
+            sums.denom = 0.0
+            return -1
     if sums != NULL:                     # (a `rep stos` each: 3% of a Huber reduction="none" per block)
         fl_lanes_zero(lanes)
         if sums.want_denom:
             fl_lanes_zero(dlanes)
     if fused and not c.s.periodic:
         # the whole block as one run (segments only stop at row ends; a scalar weight is read through
-        # its SEG copies with a mask)
+        # its SEG copies with a mask); an unweighted float32 sum at AVX2 comes here only where the
+        # bits form above failed (a -0.0, inf or nan loss, or a huge lane: rare), to convert
         x = <const floating*> c.s.x + start
         y = <const floating*> c.s.y + start
         w = operand_seg(&c.s.weight, start, c.s.K, x)
         if c.s.weight.data == NULL and w[0] == 1:
-            if floating is float and nonneg(kc) and FL_LANES_BITS:
-                if sum_items_bits(kc, p, x, y, stop - start, lanes):
-                    n_bad = 0
-                else:                    # a -0.0, inf or nan loss, or a huge lane: convert (rare)
-                    fl_lanes_zero(lanes)
-                    n_bad = sum_items(kc, p, x, y, x, w, 0, True, stop - start, lanes)
-            else:
-                n_bad = sum_items(kc, p, x, y, x, w, 0, True, stop - start, lanes)
+            n_bad = sum_items(kc, p, x, y, x, w, 0, True, stop - start, lanes)
         else:
             n_bad = sum_items(kc, p, x, y, x, w, SEG - 1 if c.s.weight.data == NULL else -1, False,
                               stop - start, lanes)
