@@ -730,28 +730,6 @@ cdef inline bint nonneg(const kind_t* tag) noexcept nogil:
             or kind_t is SmoothL1Pow2K)
 
 
-cdef inline int write_items(const kind_t* kc, ElemParams p, const floating* x, const floating* y,
-                            const floating* w, bint scalar_w, bint unit_w, Py_ssize_t L,
-                            floating* out) noexcept nogil:
-    """reduction="none" without a gradient: the weighted losses of a run of L items into ``out``, as one
-    loop (a whole block: no segment's fixed cost every SEG items).  ``unit_w`` (a constant at each call):
-    every weight is 1.0, none is read; ``scalar_w``: every weight is w[0] (a scalar operand), multiplied
-    as a loop constant -- the same bits as w[k] * loss, as the segment loop gives.  Returns the number of
-    invalid items."""
-    cdef Py_ssize_t k
-    cdef int n_bad = 0
-    cdef floating wv = w[0]
-    for k in range(L):
-        if unit_w:
-            out[k] = item(kc, p, x, y, x, w, NULL, NULL, 0, k, False, True)
-        elif scalar_w:
-            out[k] = wv * item(kc, p, x, y, x, w, NULL, NULL, 0, k, False, True)
-        else:
-            out[k] = item(kc, p, x, y, x, w, NULL, NULL, 0, k, False, False)
-        n_bad += invalid(kc, p, x[k], y[k], x[k])
-    return n_bad
-
-
 cdef inline bint interleaved(const kind_t* tag) noexcept nogil:
     """The kinds whose full segments ``store_items`` runs as two interleaved halves (a compile-time
     constant): one exp, one log1p and a division per item, a dependency chain of ~100 cycles per vector
@@ -763,10 +741,14 @@ cdef inline bint interleaved(const kind_t* tag) noexcept nogil:
 
 cdef inline int store_items(const kind_t* kc, ElemParams p, const floating* x, const floating* y,
                             const floating* v, const floating* w, floating* g, floating* g2, floating gs,
-                            floating* out, Py_ssize_t L, bint with_grad) noexcept nogil:
-    """A segment's L weighted losses into ``out`` (and, ``with_grad`` a constant, the gradients into g, g2);
-    without a gradient, a full segment of an ``interleaved`` kind as items k and SEG/2 + k side by side,
-    each computed as on its own (the same bits).  Returns the number of invalid items.
+                            floating* out, Py_ssize_t L, bint with_grad, bint unit_w, bint scalar_w) noexcept nogil:
+    """L weighted losses into ``out`` (and, ``with_grad`` a constant, the gradients into g, g2): a segment,
+    or -- reduction="none" of an arithmetic kind without a gradient -- a whole block as one loop (no
+    segment's fixed cost every SEG items: a fifth of a float32 Huber "none").  ``unit_w``, ``scalar_w``
+    (constants at each call; for those whole-block runs): every weight is 1.0 and none is read, or every
+    weight is w[0] (a scalar operand), multiplied as a loop constant -- the same bits as w[k] * loss.
+    Without a gradient, a full segment of an ``interleaved`` kind runs as items k and SEG/2 + k side by
+    side, each computed as on its own (the same bits).  Returns the number of invalid items.
     The halves' distance is the constant SEG/2: GCC then knows how out[k] and out[SEG/2 + k] (x[k] and
     x[SEG/2 + k] ...) relate and checks only out against the inputs at run time (a variable distance
     needed more run-time alias checks than GCC's limit of 10: the loop stayed scalar, 7x slower; so does
@@ -775,6 +757,7 @@ cdef inline int store_items(const kind_t* kc, ElemParams p, const floating* x, c
     alias them, which left the two chains one after the other (no faster)."""
     cdef Py_ssize_t k
     cdef floating la, lb
+    cdef floating wv = w[0]
     cdef int n_bad = 0
     if interleaved(kc) and not with_grad and L == SEG:
         for k in range(SEG >> 1):
@@ -787,7 +770,12 @@ cdef inline int store_items(const kind_t* kc, ElemParams p, const floating* x, c
             out[(SEG >> 1) + k] = lb
         return n_bad
     for k in range(L):
-        out[k] = item(kc, p, x, y, v, w, g, g2, gs, k, with_grad, False)
+        if unit_w:
+            out[k] = item(kc, p, x, y, v, w, g, g2, gs, k, with_grad, True)
+        elif scalar_w:
+            out[k] = wv * item(kc, p, x, y, v, w, g, g2, gs, k, with_grad, True)
+        else:
+            out[k] = item(kc, p, x, y, v, w, g, g2, gs, k, with_grad, False)
         n_bad += invalid(kc, p, x[k], y[k], v[k])
     return n_bad
 
@@ -911,11 +899,11 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
         y = <const floating*> c.s.y + start
         w = operand_seg(&c.s.weight, start, c.s.K, x)
         if c.s.weight.data == NULL and w[0] == 1:
-            n_bad = write_items(kc, p, x, y, w, True, True, stop - start, loss)
+            n_bad = store_items(kc, p, x, y, x, w, NULL, NULL, 0, loss, stop - start, False, True, False)
         elif c.s.weight.data == NULL:
-            n_bad = write_items(kc, p, x, y, w, True, False, stop - start, loss)
+            n_bad = store_items(kc, p, x, y, x, w, NULL, NULL, 0, loss, stop - start, False, False, True)
         else:
-            n_bad = write_items(kc, p, x, y, w, False, False, stop - start, loss)
+            n_bad = store_items(kc, p, x, y, x, w, NULL, NULL, 0, loss, stop - start, False, False, False)
         if n_bad:
             bad = start + first_invalid(kc, p, x, y, x, stop - start)
         i = stop
@@ -943,9 +931,9 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
         if fused:
             n_bad = sum_items(kc, p, x, y, v, w, -1, False, L, lanes)
         elif g != NULL:
-            n_bad = store_items(kc, p, x, y, v, w, g, g2, gs, out, L, True)
+            n_bad = store_items(kc, p, x, y, v, w, g, g2, gs, out, L, True, False, False)
         else:
-            n_bad = store_items(kc, p, x, y, v, w, g, g2, gs, out, L, False)
+            n_bad = store_items(kc, p, x, y, v, w, g, g2, gs, out, L, False, False, False)
         if n_bad and bad < 0:
             bad = i + first_invalid(kc, p, x, y, v, L)
         if kind_t is BceLogitsK:
