@@ -59,14 +59,15 @@ FL_LANES_ADD(fl_lanes_add_f64, double)
  * loop: two per 8 items, ~5 cycles per 8 items for an MSE mean, against ~3 with integer ops.  A
  * non-negative finite float f with bits b is, exactly, the double with bits (uint64) b << 29 times 2^896
  * (the exponents' bias difference; float subnormals become double subnormals with the same factor).  So
- * the 8 float lanes of a vector, read as 4 64-bit lanes, give their even items by a shift left by 29
- * and their odd ones by a shift right by 3, each masked: two ops per 4 items, no conversion.  The lanes
+ * the 8 float lanes of a vector, read as 4 64-bit lanes, give their even items by a multiply by 2^29
+ * of each lane's low half and their odd ones by the same after a shift right by 32 (fl_lanes_bits_add):
+ * three integer ops per 8 items, no conversion.  The lanes
  * are summed in that scaled form: every scaled sum is the exact sum scaled by 2^-896 (sums of floats are
  * multiples of 2^-149, so where a scaled sum is subnormal both sums are exact; elsewhere both round to
  * 53 bits alike), and the unscaling multiply is exact: the same bits as the converting loop.
  * A value that is negative (-0.0 included), infinite or nan maps to a scaled value >= 2^-768 (its sign
  * or exponent bits land in the exponent), and every good value to less; scaled values are never
- * negative, so a lane >= 2^-768 has a bad value or a true sum >= 2^128: fl_lanes_bits_finish returns 0
+ * negative, so a lane >= 2^-768 has a bad value or a true sum >= 2^128: fl_lanes_bits_total returns 0
  * and the caller sums the run again the converting way (same order, same lanes).
  * Lanes: vector q of a run of 32 items holds items 8q .. 8q+7; v[2q] their even ones, v[2q+1] the odd:
  * item k still goes to lane k % FL_LANES, in order. */
@@ -83,37 +84,51 @@ FL_LANES_BITS_INLINE void fl_lanes_bits_zero(fl_lanes_bits* b) {
     for (int q = 0; q < FL_LANES / 4; q++) b->v[q] = _mm256_setzero_pd();
 }
 
-/* Add FL_LANES float values l[0 .. FL_LANES) (computed just before: the compiler keeps them in registers) */
+/* Add FL_LANES float values l[0 .. FL_LANES) (computed just before: the compiler keeps them in registers).
+ * b << 29 by vpmuludq, which multiplies the low 32 bits of each 64-bit lane by those of the other operand
+ * into the whole 64-bit lane: the even item times 2^29 is its bits shifted, with nothing of the odd item
+ * left to mask; the odd item is first moved down by a 64-bit shift.  Three integer ops per 8 items instead
+ * of the shift-and-mask pair's four, and one constant instead of a mask (an MSE mean 8-10% faster on
+ * Zen 2 in a standalone loop, a Huber mean 6-9%; the same lanes and bits). */
 FL_LANES_BITS_INLINE void fl_lanes_bits_add(fl_lanes_bits* b, const float* l) {
-    const __m256i mask = _mm256_set1_epi64x(0x1fffffffe0000000LL);    /* 0xffffffff << 29 */
+    const __m256i pow29 = _mm256_set1_epi64x(1LL << 29);
     for (int q = 0; q < FL_LANES / 8; q++) {
         __m256i u = _mm256_loadu_si256((const __m256i*)(l + 8 * q));
-        b->v[2 * q] = _mm256_add_pd(b->v[2 * q],
-                                    _mm256_castsi256_pd(_mm256_and_si256(_mm256_slli_epi64(u, 29), mask)));
+        b->v[2 * q] = _mm256_add_pd(b->v[2 * q], _mm256_castsi256_pd(_mm256_mul_epu32(u, pow29)));
         b->v[2 * q + 1] = _mm256_add_pd(b->v[2 * q + 1],
-                                        _mm256_castsi256_pd(_mm256_and_si256(_mm256_srli_epi64(u, 3), mask)));
+                                        _mm256_castsi256_pd(_mm256_mul_epu32(_mm256_srli_epi64(u, 32), pow29)));
     }
 }
 
-/* The lanes, unscaled, into lanes[0 .. FL_LANES) (overwritten); 0 where a lane is >= 2^-768 (see above). */
-FL_LANES_BITS_INLINE int fl_lanes_bits_finish(const fl_lanes_bits* b, double* lanes) {
-    double t[FL_LANES];
-    int ok = 1;
-    for (int q = 0; q < FL_LANES / 4; q++) _mm256_storeu_pd(t + 4 * q, b->v[q]);
-    for (int q = 0; q < FL_LANES / 8; q++)
-        for (int i = 0; i < 4; i++) {
-            ok &= (t[8 * q + i] < 0x1p-768) & (t[8 * q + 4 + i] < 0x1p-768);
-            lanes[8 * q + 2 * i] = t[8 * q + i] * 0x1p896;
-            lanes[8 * q + 2 * i + 1] = t[8 * q + 4 + i] * 0x1p896;
-        }
-    return ok;
+/* The lanes' total, unscaled, into *total: the bits fl_lanes_total gives for the unscaled lanes (its tree,
+ * on the registers: register r holds lanes 8 (r / 2) + 2 i + r % 2, i = 0 .. 3).  The tree sums the scaled
+ * lanes, then unscales once: as for the lanes themselves, a scaled sum is the exact sum scaled where it is
+ * subnormal and rounds as the unscaled one elsewhere.  Returns 0 where a lane is >= 2^-768 (see above).
+ * (Computed in registers: storing the lanes for fl_lanes_total, unscaled one by one, was ~40 moves
+ * through the stack per 4096-item block, with the lanes' zeroing a tenth of a Huber mean.) */
+FL_LANES_BITS_INLINE int fl_lanes_bits_total(const fl_lanes_bits* b, double* total) {
+    const __m256d limit = _mm256_set1_pd(0x1p-768);
+    __m256d ok = _mm256_cmp_pd(b->v[0], limit, _CMP_LT_OQ);
+    for (int r = 1; r < FL_LANES / 4; r++) ok = _mm256_and_pd(ok, _mm256_cmp_pd(b->v[r], limit, _CMP_LT_OQ));
+    if (_mm256_movemask_pd(ok) != 0xf)
+        return 0;
+    __m256d h[4];
+    for (int r = 0; r < 4; r++) h[r] = _mm256_add_pd(b->v[r], b->v[r + 4]);   /* w = 16: lanes j, j + 16 */
+    __m256d even = _mm256_add_pd(h[0], h[2]);                                 /* w = 8: lanes 0, 2, 4, 6 */
+    __m256d odd = _mm256_add_pd(h[1], h[3]);                                  /*        lanes 1, 3, 5, 7 */
+    __m128d e = _mm_add_pd(_mm256_castpd256_pd128(even), _mm256_extractf128_pd(even, 1));   /* w = 4: 0, 2 */
+    __m128d o = _mm_add_pd(_mm256_castpd256_pd128(odd), _mm256_extractf128_pd(odd, 1));     /*        1, 3 */
+    double t0 = _mm_cvtsd_f64(e) + _mm_cvtsd_f64(_mm_unpackhi_pd(e, e));                    /* w = 2 */
+    double t1 = _mm_cvtsd_f64(o) + _mm_cvtsd_f64(_mm_unpackhi_pd(o, o));
+    *total = (t0 + t1) * 0x1p896;                                                           /* w = 1 */
+    return 1;
 }
 #else
 #define FL_LANES_BITS 0      /* (other levels convert; these are never called there) */
 typedef struct { double v[FL_LANES]; } fl_lanes_bits;
 static inline void fl_lanes_bits_zero(fl_lanes_bits* b) { (void)b; }
 FL_LANES_BITS_INLINE void fl_lanes_bits_add(fl_lanes_bits* b, const float* l) { (void)b; (void)l; }
-static inline int fl_lanes_bits_finish(const fl_lanes_bits* b, double* lanes) { (void)b; (void)lanes; return 0; }
+static inline int fl_lanes_bits_total(const fl_lanes_bits* b, double* total) { (void)b; (void)total; return 0; }
 #endif
 
 /* The lanes' total: a fixed pairwise tree. */

@@ -421,6 +421,9 @@ def test_float32_sums_without_conversion(name):
         b = (rng.standard_normal(n)).astype(np.float32)
         b[4096 + 5] = bad
         cases[f"bad {bad}"] = b
+        b = (rng.standard_normal(n)).astype(np.float32)
+        b[[n - 3, 4096 - 2]] = bad                     # in the run's tail (< 32 items, padded) and before it
+        cases[f"bad {bad} in the tail"] = b
     y = np.zeros(n, np.float32)
     ones = np.ones(n, np.float32)
     for label, x in cases.items():
@@ -431,5 +434,8 @@ def test_float32_sums_without_conversion(name):
             for T in (2, 3):
                 assert f(x[:m], y[:m], reduction="sum", num_threads=T).tobytes() == got.tobytes()
     x = cases["normal"]
-    want = float(REFERENCES[name].torch_ref(x.astype(np.float64), y.astype(np.float64), reduction="sum"))
-    assert_close_spec(f(x, y, reduction="sum"), want, np.float32)
+    for m in (n, 4095, 31):
+        for reduction in ("sum", "mean"):
+            want = float(REFERENCES[name].torch_ref(x[:m].astype(np.float64), y[:m].astype(np.float64),
+                                                    reduction=reduction))
+            assert_close_spec(f(x[:m], y[:m], reduction=reduction), want, np.float32)

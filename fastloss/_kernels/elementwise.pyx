@@ -86,7 +86,7 @@ cdef extern from "fl_lanes.h" nogil:
         pass
     void fl_lanes_bits_zero(fl_lanes_bits* b)
     void fl_lanes_bits_add(fl_lanes_bits* b, const float* l)
-    bint fl_lanes_bits_finish(const fl_lanes_bits* b, double* lanes)
+    bint fl_lanes_bits_total(const fl_lanes_bits* b, double* total)
 
 cdef extern from "fl_stream.h" nogil:
     void fl_stream_copy(void* dst, const void* src, Py_ssize_t nbytes)
@@ -698,11 +698,11 @@ cdef inline int sum_items(const kind_t* kc, ElemParams p, const floating* x, con
 
 
 cdef inline bint sum_items_bits(const kind_t* kc, ElemParams p, const float* x, const float* y, Py_ssize_t L,
-                               double* lanes) noexcept nogil:
-    """sum_items for float32 items of unit weight into zeroed ``lanes``, the losses added without a
-    float -> double conversion (src_c/fl_lanes.h, FL_LANES_BITS: the AVX2 level; an MSE mean 1.5x as
-    fast): the same lanes, the same bits.  Only for kinds whose losses are >= +0 (``nonneg``).  Returns
-    False where a lane came out out of that form's range (a -0.0, inf or nan loss, or a lane's sum
+                               double* total) noexcept nogil:
+    """The sum of L float32 items of unit weight into ``total``, added without a float -> double conversion
+    (src_c/fl_lanes.h, FL_LANES_BITS: the AVX2 level; an MSE mean 1.5x as fast): the same lanes and bits as
+    sum_items into zeroed lanes, then fl_lanes_total.  Only for kinds whose losses are >= +0 (``nonneg``).
+    Returns False where a lane came out of that form's range (a -0.0, inf or nan loss, or a lane's sum
     >= 2^128): the caller then sums the run with sum_items.  Invalid items are not counted: only kinds
     without a domain check come here."""
     cdef fl_lanes_bits acc
@@ -714,39 +714,20 @@ cdef inline bint sum_items_bits(const kind_t* kc, ElemParams p, const float* x, 
             l[j] = item(kc, p, x + k, y + k, x + k, x, NULL, NULL, 0, j, False, True)
         fl_lanes_bits_add(&acc, l)      # (the compiler keeps l in registers)
         k += FL_LANES
-    if not fl_lanes_bits_finish(&acc, lanes):
-        return False
-    for j in range(L - k):              # the tail (< FL_LANES items), converted
-        lanes[j] += item(kc, p, x + k, y + k, x + k, x, NULL, NULL, 0, j, False, True)
-    return True
+    if k < L:
+        # the tail (< FL_LANES items; a run's last block), padded with +0.0: a lane + 0.0 is the lane
+        for j in range(L - k):
+            l[j] = item(kc, p, x + k, y + k, x + k, x, NULL, NULL, 0, j, False, True)
+        for j in range(L - k, FL_LANES):
+            l[j] = 0
+        fl_lanes_bits_add(&acc, l)
+    return fl_lanes_bits_total(&acc, total)
 
 
 cdef inline bint nonneg(const kind_t* tag) noexcept nogil:
     """The kinds whose every loss is >= +0 or nan, and that validate nothing (sum_items_bits; a constant)."""
     return (kind_t is MseK or kind_t is L1K or kind_t is HuberK or kind_t is SmoothL1K
             or kind_t is SmoothL1Pow2K)
-
-
-cdef inline int write_items(const kind_t* kc, ElemParams p, const floating* x, const floating* y,
-                            const floating* w, bint scalar_w, bint unit_w, Py_ssize_t L,
-                            floating* out) noexcept nogil:
-    """reduction="none" without a gradient: the weighted losses of a run of L items into ``out``, as one
-    loop (a whole block: no segment's fixed cost every SEG items).  ``unit_w`` (a constant at each call):
-    every weight is 1.0, none is read; ``scalar_w``: every weight is w[0] (a scalar operand), multiplied
-    as a loop constant -- the same bits as w[k] * loss, as the segment loop gives.  Returns the number of
-    invalid items."""
-    cdef Py_ssize_t k
-    cdef int n_bad = 0
-    cdef floating wv = w[0]
-    for k in range(L):
-        if unit_w:
-            out[k] = item(kc, p, x, y, x, w, NULL, NULL, 0, k, False, True)
-        elif scalar_w:
-            out[k] = wv * item(kc, p, x, y, x, w, NULL, NULL, 0, k, False, True)
-        else:
-            out[k] = item(kc, p, x, y, x, w, NULL, NULL, 0, k, False, False)
-        n_bad += invalid(kc, p, x[k], y[k], x[k])
-    return n_bad
 
 
 cdef inline bint interleaved(const kind_t* tag) noexcept nogil:
@@ -760,10 +741,14 @@ cdef inline bint interleaved(const kind_t* tag) noexcept nogil:
 
 cdef inline int store_items(const kind_t* kc, ElemParams p, const floating* x, const floating* y,
                             const floating* v, const floating* w, floating* g, floating* g2, floating gs,
-                            floating* out, Py_ssize_t L, bint with_grad) noexcept nogil:
-    """A segment's L weighted losses into ``out`` (and, ``with_grad`` a constant, the gradients into g, g2);
-    without a gradient, a full segment of an ``interleaved`` kind as items k and SEG/2 + k side by side,
-    each computed as on its own (the same bits).  Returns the number of invalid items.
+                            floating* out, Py_ssize_t L, bint with_grad, bint unit_w, bint scalar_w) noexcept nogil:
+    """L weighted losses into ``out`` (and, ``with_grad`` a constant, the gradients into g, g2): a segment,
+    or -- reduction="none" of an arithmetic kind without a gradient -- a whole block as one loop (no
+    segment's fixed cost every SEG items: a fifth of a float32 Huber "none").  ``unit_w``, ``scalar_w``
+    (constants at each call; for those whole-block runs): every weight is 1.0 and none is read, or every
+    weight is w[0] (a scalar operand), multiplied as a loop constant -- the same bits as w[k] * loss.
+    Without a gradient, a full segment of an ``interleaved`` kind runs as items k and SEG/2 + k side by
+    side, each computed as on its own (the same bits).  Returns the number of invalid items.
     The halves' distance is the constant SEG/2: GCC then knows how out[k] and out[SEG/2 + k] (x[k] and
     x[SEG/2 + k] ...) relate and checks only out against the inputs at run time (a variable distance
     needed more run-time alias checks than GCC's limit of 10: the loop stayed scalar, 7x slower; so does
@@ -772,6 +757,7 @@ cdef inline int store_items(const kind_t* kc, ElemParams p, const floating* x, c
     alias them, which left the two chains one after the other (no faster)."""
     cdef Py_ssize_t k
     cdef floating la, lb
+    cdef floating wv = w[0]
     cdef int n_bad = 0
     if interleaved(kc) and not with_grad and L == SEG:
         for k in range(SEG >> 1):
@@ -784,7 +770,12 @@ cdef inline int store_items(const kind_t* kc, ElemParams p, const floating* x, c
             out[(SEG >> 1) + k] = lb
         return n_bad
     for k in range(L):
-        out[k] = item(kc, p, x, y, v, w, g, g2, gs, k, with_grad, False)
+        if unit_w:
+            out[k] = item(kc, p, x, y, v, w, g, g2, gs, k, with_grad, True)
+        elif scalar_w:
+            out[k] = wv * item(kc, p, x, y, v, w, g, g2, gs, k, with_grad, True)
+        else:
+            out[k] = item(kc, p, x, y, v, w, g, g2, gs, k, with_grad, False)
         n_bad += invalid(kc, p, x[k], y[k], v[k])
     return n_bad
 
@@ -871,25 +862,28 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
     cdef bint cheap = arith and not (kind_t is MapeK or kind_t is SmapeK)
     cdef bint stream_out = cheap and c.stream_out
     cdef bint stream_grad = cheap and c.stream_grad
+    if (fused and not c.s.periodic and floating is float and nonneg(kc) and FL_LANES_BITS
+            and not sums.want_denom and c.s.weight.data == NULL
+            and (<const floating*> c.s.weight.scalar_run)[0] == 1):
+        # an unweighted float32 sum at AVX2: the whole block in registers, its lanes never in memory
+        # (their zeroing alone, a `rep stos`, was 3% of a Huber mean)
+        if sum_items_bits(kc, p, <const float*> c.s.x + start, <const float*> c.s.y + start, stop - start,
+                          &sums.loss):
+            sums.denom = 0.0
+            return -1
     if sums != NULL:                     # (a `rep stos` each: 3% of a Huber reduction="none" per block)
         fl_lanes_zero(lanes)
         if sums.want_denom:
             fl_lanes_zero(dlanes)
     if fused and not c.s.periodic:
         # the whole block as one run (segments only stop at row ends; a scalar weight is read through
-        # its SEG copies with a mask)
+        # its SEG copies with a mask); an unweighted float32 sum at AVX2 comes here only where the
+        # bits form above failed (a -0.0, inf or nan loss, or a huge lane: rare), to convert
         x = <const floating*> c.s.x + start
         y = <const floating*> c.s.y + start
         w = operand_seg(&c.s.weight, start, c.s.K, x)
         if c.s.weight.data == NULL and w[0] == 1:
-            if floating is float and nonneg(kc) and FL_LANES_BITS:
-                if sum_items_bits(kc, p, x, y, stop - start, lanes):
-                    n_bad = 0
-                else:                    # a -0.0, inf or nan loss, or a huge lane: convert (rare)
-                    fl_lanes_zero(lanes)
-                    n_bad = sum_items(kc, p, x, y, x, w, 0, True, stop - start, lanes)
-            else:
-                n_bad = sum_items(kc, p, x, y, x, w, 0, True, stop - start, lanes)
+            n_bad = sum_items(kc, p, x, y, x, w, 0, True, stop - start, lanes)
         else:
             n_bad = sum_items(kc, p, x, y, x, w, SEG - 1 if c.s.weight.data == NULL else -1, False,
                               stop - start, lanes)
@@ -905,11 +899,11 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
         y = <const floating*> c.s.y + start
         w = operand_seg(&c.s.weight, start, c.s.K, x)
         if c.s.weight.data == NULL and w[0] == 1:
-            n_bad = write_items(kc, p, x, y, w, True, True, stop - start, loss)
+            n_bad = store_items(kc, p, x, y, x, w, NULL, NULL, 0, loss, stop - start, False, True, False)
         elif c.s.weight.data == NULL:
-            n_bad = write_items(kc, p, x, y, w, True, False, stop - start, loss)
+            n_bad = store_items(kc, p, x, y, x, w, NULL, NULL, 0, loss, stop - start, False, False, True)
         else:
-            n_bad = write_items(kc, p, x, y, w, False, False, stop - start, loss)
+            n_bad = store_items(kc, p, x, y, x, w, NULL, NULL, 0, loss, stop - start, False, False, False)
         if n_bad:
             bad = start + first_invalid(kc, p, x, y, x, stop - start)
         i = stop
@@ -937,9 +931,9 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
         if fused:
             n_bad = sum_items(kc, p, x, y, v, w, -1, False, L, lanes)
         elif g != NULL:
-            n_bad = store_items(kc, p, x, y, v, w, g, g2, gs, out, L, True)
+            n_bad = store_items(kc, p, x, y, v, w, g, g2, gs, out, L, True, False, False)
         else:
-            n_bad = store_items(kc, p, x, y, v, w, g, g2, gs, out, L, False)
+            n_bad = store_items(kc, p, x, y, v, w, g, g2, gs, out, L, False, False, False)
         if n_bad and bad < 0:
             bad = i + first_invalid(kc, p, x, y, v, L)
         if kind_t is BceLogitsK:
