@@ -6,7 +6,7 @@ Each function validates and converts its arguments, then calls one kernel from
 from __future__ import annotations
 
 import math
-from typing import Literal, overload
+from typing import Any, Literal, cast, overload
 
 import numpy as np
 
@@ -177,8 +177,8 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
     nt = resolve_num_threads(num_threads)
     C = _K.plain_index_rows(input, target)
     if C >= 0:      # (N, C) logits, (N,) int32/int64 labels, read in place: the usual call, from the array structs
-        x = xb = input
-        labels = target
+        x = xb = cast("NDArray[Any]", input)     # (a string: NumPy builds NDArray[Any] in ~7 us)
+        labels = cast("NDArray[Any]", target)
         S = 1
         w = None if weight is None else _class_weight(weight, x, C)
     else:
