@@ -6,7 +6,7 @@ Each function validates and converts its arguments, then calls one kernel from
 from __future__ import annotations
 
 import math
-from typing import Literal, overload
+from typing import Any, Literal, cast, overload
 
 import numpy as np
 
@@ -175,20 +175,27 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
     if type(ignore_index) is not int:
         ignore_index = V.check_int(ignore_index, "ignore_index", _IGNORE_HINT)
     nt = resolve_num_threads(num_threads)
-    x, xb, N, C, S, unbatched = _class_layout(input)
-    w = None if weight is None else _class_weight(weight, x, C)
-    t_arr = target
-    if type(target) is not np.ndarray or (target.dtype is not V._I64 and target.dtype is not V._I32):
-        t_arr = V._to_numpy(target, "target")       # (not an int32/int64 array of class indices)
-        if t_arr.dtype.kind == "f":
-            if t_arr.shape != x.shape and t_arr.shape == _label_shape(xb, unbatched):
-                # torch: "expected scalar type Long": float targets are probabilities of input's shape
-                raise TypeError(f"target has the shape of class indices {t_arr.shape} but is not integer: "
-                                f"{V.label_hint(t_arr, target)} (float targets are class probabilities, of "
-                                f"input's shape {x.shape})")
-            return _cross_entropy_probs(x, xb, t_arr, w, C, S, reduction, eps, nt, out, return_grad,
-                                        grad_out, (input, target, weight))
-    labels = _class_labels(t_arr, xb, unbatched, source=target)
+    C = _K.plain_index_rows(input, target)
+    if C >= 0:      # (N, C) logits, (N,) int32/int64 labels, read in place: the usual call, from the array structs
+        x = xb = cast("NDArray[Any]", input)     # (a string: NumPy builds NDArray[Any] in ~7 us)
+        labels = cast("NDArray[Any]", target)
+        S = 1
+        w = None if weight is None else _class_weight(weight, x, C)
+    else:
+        x, xb, N, C, S, unbatched = _class_layout(input)
+        w = None if weight is None else _class_weight(weight, x, C)
+        t_arr = target
+        if type(target) is not np.ndarray or (target.dtype is not V._I64 and target.dtype is not V._I32):
+            t_arr = V._to_numpy(target, "target")       # (not an int32/int64 array of class indices)
+            if t_arr.dtype.kind == "f":
+                if t_arr.shape != x.shape and t_arr.shape == _label_shape(xb, unbatched):
+                    # torch: "expected scalar type Long": float targets are probabilities of input's shape
+                    raise TypeError(f"target has the shape of class indices {t_arr.shape} but is not integer: "
+                                    f"{V.label_hint(t_arr, target)} (float targets are class probabilities, of "
+                                    f"input's shape {x.shape})")
+                return _cross_entropy_probs(x, xb, t_arr, w, C, S, reduction, eps, nt, out, return_grad,
+                                            grad_out, (input, target, weight))
+        labels = _class_labels(t_arr, xb, unbatched, source=target)
     o = V.output_array(out, labels.shape, x.dtype) if reduction == "none" else None
     if not return_grad:
         grad = None

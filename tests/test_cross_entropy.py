@@ -702,3 +702,43 @@ def test_probs_float32_spatial_runs(C, S, rng):
         b = fl.cross_entropy(x, t, reduction="none", return_grad=True, num_threads=2, **kw)
         for u, v in zip(a, b):
             assert np.asarray(u).tobytes() == np.asarray(v).tobytes()
+
+
+# ------------------------------------------------------------------------- the usual call, recognised
+class _Sub(np.ndarray):
+    pass
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_usual_call_recognised_and_every_other_layout_converted(dtype, rng):
+    """cross_entropy reads (N, C) float32/float64 logits with (N,) int32/int64 labels in place, recognised
+    from the array structs (plain_index_rows); every other form of the same numbers -- another label
+    dtype or byte order, strided, Fortran-ordered or subclassed arrays, big-endian logits -- goes through
+    the converting path: each gives the float64 reference's value, and the usual call's bits."""
+    from fastloss._classification import _K
+    x = (rng.standard_normal((9, 6)) * 3).astype(dtype)
+    y = rng.integers(0, 6, 9)
+    y[4] = -100
+    assert _K.plain_index_rows(x, y) == 6 and _K.plain_index_rows(x, y.astype(np.int32)) == 6
+    usual = fl.cross_entropy(x, y)
+    assert_close_spec(usual, torch_ce(x, y)[0], dtype, what="usual")
+    others = {"int32": (x, y.astype(np.int32)), "int16": (x, y.astype(np.int16)),
+              "big-endian labels": (x, y.astype(">i8")), "strided labels": (x, np.repeat(y, 2)[::2]),
+              "strided logits": (np.repeat(x, 2, axis=1)[:, ::2], y), "fortran logits": (np.asfortranarray(x), y),
+              "subclass": (x.view(_Sub), y.view(_Sub)),
+              "list labels": (x, y.tolist())}
+    for what, (xa, ya) in others.items():
+        plain = _K.plain_index_rows(xa, ya)
+        assert plain == (6 if what == "int32" else -1), what
+        got = fl.cross_entropy(xa, ya)
+        assert got.dtype == dtype and got.tobytes() == usual.tobytes(), what
+    # the errors of the converting path stay the usual call's: a label out of range, a length mismatch
+    bad = y.copy()
+    bad[2] = 6
+    with pytest.raises(IndexError, match="target"):
+        fl.cross_entropy(x, bad)
+    with pytest.raises(ValueError, match="target shape"):
+        fl.cross_entropy(x, y[:5])
+    assert _K.plain_index_rows(x, y[:5]) == -1 and _K.plain_index_rows(x[0], y[:1]) == -1
+    assert _K.plain_index_rows(x.astype(np.float16), y) == -1 and _K.plain_index_rows(x, y.astype(np.uint32)) == -1
+    assert _K.plain_index_rows(x.astype(x.dtype.newbyteorder(">")), y) == -1

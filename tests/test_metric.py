@@ -151,6 +151,33 @@ def test_triplet_hostile_rows():
     assert fl.triplet_margin_loss(*xs, reduction="none").shape == want.shape == ()
 
 
+@pytest.mark.parametrize("swap", [False, True])
+def test_triplet_float32_rows_every_length_and_hostile_values(swap):
+    """float32 rows through the distance loop of each ISA level (AVX2: half-vectors converted from memory):
+    lengths around the 8-element vector step (tails of 0-7, rows shorter than one step), values of +-1e4,
+    tiny values, and rows with nan / +-inf, against the float64 reference; the mean is the same bits for
+    every thread count."""
+    rng = np.random.default_rng(12)
+    for D in (1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 127, 128, 129):
+        a, pos, neg = (rng.standard_normal((24, D)).astype(np.float32) for _ in range(3))
+        a[1] *= 1e4
+        pos[1] = a[1] + rng.standard_normal(D).astype(np.float32)
+        neg[2] = -1e4
+        a[3], pos[3], neg[3] = a[3] * 1e-3, a[3] * 1e-3, 0
+        want, _ = torch_triplet(*(x.astype(np.float64) for x in (a, pos, neg)), swap=swap, reduction="none")
+        got = fl.triplet_margin_loss(a, pos, neg, swap=swap, reduction="none")
+        assert_close(got, want, np.float32, f"D={D}", reduced=False)
+        mean = fl.triplet_margin_loss(a, pos, neg, swap=swap)
+        assert_close(mean, want.mean(), np.float32, f"D={D} mean")
+        for T in (2, 3):
+            assert fl.triplet_margin_loss(a, pos, neg, swap=swap, num_threads=T).tobytes() == mean.tobytes()
+        a[5, D // 2], pos[6, 0], neg[7, D - 1], a[8, 0] = np.nan, np.inf, -np.inf, -np.inf
+        want, _ = torch_triplet(*(x.astype(np.float64) for x in (a, pos, neg)), swap=swap, reduction="none")
+        got = fl.triplet_margin_loss(a, pos, neg, swap=swap, reduction="none")
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=f"D={D}")
+        assert_close(got[~np.isnan(want)], want[~np.isnan(want)], np.float32, f"D={D} specials", reduced=False)
+
+
 def test_triplet_nan_and_inf_propagate_like_torch():
     a = np.array([[np.nan, 1.0], [np.inf, 0.0], [1.0, 2.0]])
     p = np.zeros((3, 2))
