@@ -356,8 +356,8 @@ FL_TILE_SUMEXP(double, double, fl_tile_sumexp_f64, fl_exp_nonpos, 0, PTRDIFF_MAX
 #undef FL_TS_CALLS
 #undef FL_TS_REM
 
-/* Passes 1 and 2 fused for the common case (float, no smoothing, no probability targets; AVX2 and
- * AVX-512), chunks of 4 blocks of FL_V_W positions (one vector each: 8 lanes with AVX2, 16 with
+/* Passes 1 and 2 fused for float without smoothing, index targets (fl_tile_ce_plain_f32) or probability
+ * targets (fl_tile_ce_soft_f32, below; AVX2 and AVX-512), chunks of 4 blocks of FL_V_W positions (one vector each: 8 lanes with AVX2, 16 with
  * AVX-512): the max of the 4 blocks at once (4 independent chains), then per block the target's logit (a
  * masked gather) and the sum of exps with every partial in registers (the two passes above keep their
  * per-position partials in memory, one load and store per class per vector, and gather the targets one
