@@ -1010,7 +1010,8 @@ cdef Py_ssize_t ce_probs_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_
     (ce_probs_run), the targets not transposed.  Below that C a row costs more as dot products (a row of
     10-20 classes is 2-3 vectors, the last one mostly padding, and its lanes still to be summed) than its
     targets' transpose and tile pass: measured (AVX2, thread time, 2^20 logits) C = 17 / 20: 7% / 5% slower
-    along the rows, C = 21: even, C = 24 / 31 / 36 / 48: 10% / 10% / 9% / 15% faster.  With the gradient
+    along the rows, C = 21: even, C = 24 / 31 / 36 / 48: 10% / 10% / 9% / 15% faster (measured before m and s
+    were fused; float32 tiles now end at C = 36, ce_probs).  With the gradient
     the targets' tile is needed anyway (its target term), and the row sums on top of it measured
     no faster (noisy: -7% to +15% at C = 24-36), so that path is unchanged; its loss can differ from the
     loss alone in the last bits (as between the tile and row paths at C = 37-48)."""
