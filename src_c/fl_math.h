@@ -209,43 +209,6 @@ FL_INLINE double fl_exp_nonpos(double x) {
     double y = p * s + s;
     return x < FL_EXP_SOFTMAX_LO ? 0.0 : y;
 }
-#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
-#include <immintrin.h>
-/* fl_exp_nonpos on K vectors of 4 lanes (K <= 4), side by side, for fl_reduce.h's AVX2 row sums: the same
- * operations and fmas as the scalar form (the same bits), as fl_vec.h's fl_expf_softmax_vn: the K exps
- * step by step side by side (one exp is a chain of ~18 dependent operations; issued one after another, a
- * row's exps needed more instructions in flight than the out-of-order window holds). */
-FL_INLINE void fl_exp_nonpos_v4(int K, const __m256d* x, __m256d* y) {
-    const __m256d magic = _mm256_set1_pd(FL_EXP_SOFTMAX_MAGIC);
-    __m256d t[4], n[4], r[4], p[4];
-    _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++) t[k] = _mm256_fmadd_pd(x[k], _mm256_set1_pd(FL_EXP_SOFTMAX_LOG2E), magic);
-    _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++) n[k] = _mm256_sub_pd(t[k], magic);
-    _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++) r[k] = _mm256_fnmadd_pd(n[k], _mm256_set1_pd(FL_EXP_SOFTMAX_LN2_HI), x[k]);
-    _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++) r[k] = _mm256_fnmadd_pd(n[k], _mm256_set1_pd(FL_EXP_SOFTMAX_LN2_LO), r[k]);
-    const double c[FL_EXP_SOFTMAX_NP] = {FL_EXP_SOFTMAX_P0, FL_EXP_SOFTMAX_P1, FL_EXP_SOFTMAX_P2, FL_EXP_SOFTMAX_P3,
-                                         FL_EXP_SOFTMAX_P4, FL_EXP_SOFTMAX_P5, FL_EXP_SOFTMAX_P6, FL_EXP_SOFTMAX_P7,
-                                         FL_EXP_SOFTMAX_P8, FL_EXP_SOFTMAX_P9};
-    _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++) p[k] = _mm256_fmadd_pd(_mm256_set1_pd(c[0]), r[k], _mm256_set1_pd(c[1]));
-    _Pragma("GCC unroll 8")
-    for (int j = 2; j < FL_EXP_SOFTMAX_NP; j++) {
-        _Pragma("GCC unroll 4")
-        for (int k = 0; k < K; k++) p[k] = _mm256_fmadd_pd(p[k], r[k], _mm256_set1_pd(c[j]));
-    }
-    _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++) p[k] = _mm256_fmadd_pd(p[k], _mm256_mul_pd(r[k], r[k]), r[k]);
-    _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++) {
-        __m256d s = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(t[k]), 52));
-        y[k] = _mm256_andnot_pd(_mm256_cmp_pd(x[k], _mm256_set1_pd(FL_EXP_SOFTMAX_LO), _CMP_LT_OQ),
-                                _mm256_fmadd_pd(p[k], s, s));
-    }
-}
-#endif
 
 /* ------------------------------------------------------------------ log */
 /* The core shared by every log here: log(2^fe * (1 + m)) for m in [sqrt(1/2) - 1, sqrt(2) - 1),

@@ -206,10 +206,11 @@ static inline double name(const T* x, ptrdiff_t n, T m, T* e) {                 
     return s;                                                                                         \
 }
 #if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+#include "fl_vec.h"
 /* AVX2: the same sum -- one running vector of 4 lanes, vector after vector, then lanes 0..3 in order, then
  * the padded tail's lanes in order: the same bits as the generic form -- with the exps of 4 vectors side by
- * side (fl_exp_nonpos_v4: one vector at a time, each exp's chain of ~18 dependent operations left the
- * loop latency-bound) and the next row read in as this one is computed (FL_PREFETCH, as fl_row_pass_f32:
+ * side (fl_vec.h's fl_exp_nonpos_vn; one vector at a time, each exp's chain of ~18 dependent operations
+ * left the loop latency-bound) and the next row read in as this one is computed (FL_PREFETCH, as fl_row_pass_f32:
  * the row max that follows then reads cache). */
 static inline double fl_row_sumexp_f64(const double* x, ptrdiff_t n, double m, double* e) {
     const __m256d mv = _mm256_set1_pd(m);
@@ -221,7 +222,7 @@ static inline double fl_row_sumexp_f64(const double* x, ptrdiff_t n, double m, d
         FL_PREFETCH(x, n + i + 8);
         _Pragma("GCC unroll 4")
         for (int k = 0; k < 4; k++) d[k] = _mm256_sub_pd(_mm256_loadu_pd(x + i + 4 * k), mv);
-        fl_exp_nonpos_v4(4, d, v);
+        fl_exp_nonpos_vn(4, d, NULL, 0, v);
         _Pragma("GCC unroll 4")
         for (int k = 0; k < 4; k++) {
             if (e) _mm256_storeu_pd(e + i + 4 * k, v[k]);
@@ -230,7 +231,7 @@ static inline double fl_row_sumexp_f64(const double* x, ptrdiff_t n, double m, d
     }
     for (; i + 4 <= n; i += 4) {
         __m256d d = _mm256_sub_pd(_mm256_loadu_pd(x + i), mv), v;
-        fl_exp_nonpos_v4(1, &d, &v);
+        fl_exp_nonpos_vn(1, &d, NULL, 0, &v);
         if (e) _mm256_storeu_pd(e + i, v);
         acc = _mm256_add_pd(acc, v);
     }
@@ -241,7 +242,7 @@ static inline double fl_row_sumexp_f64(const double* x, ptrdiff_t n, double m, d
         const __m256i in = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - i), _mm256_setr_epi64x(0, 1, 2, 3));
         __m256d d = _mm256_sub_pd(_mm256_blendv_pd(_mm256_set1_pd(-__builtin_inf()),
                                                    _mm256_maskload_pd(x + i, in), _mm256_castsi256_pd(in)), mv), v;
-        fl_exp_nonpos_v4(1, &d, &v);
+        fl_exp_nonpos_vn(1, &d, NULL, 0, &v);
         double out[4];
         _mm256_storeu_pd(out, v);
         s = (((s + out[0]) + out[1]) + out[2]) + out[3];
