@@ -382,18 +382,6 @@ static inline void fl_prefetch_l2(const void* p, ptrdiff_t bytes) {
 #define FL_CE_STORE_S(p, m, s0, s1, FULL) ((FULL) ? fl_v_store_d(p, s0, s1) : fl_v_storem_d(p, m, s0, s1))
 #endif
 #include "fl_tile_ce.h"
-#undef FL_CE_T
-#undef FL_CE_NAME
-#undef FL_CE_OP
-#undef FL_CE_V
-#undef FL_CE_M
-#undef FL_CE_I
-#undef FL_CE_W
-#undef FL_CE_EXP
-#undef FL_CE_TIES
-#undef FL_CE_RUN
-#undef FL_CE_ACC
-#undef FL_CE_STORE_S
 /* double: terms summed in double, no ties apart, all the groups of 4 in one run (fl_tile_sumexp_f64) */
 #define FL_CE_T double
 #define FL_CE_NAME(x) x##_f64
@@ -410,18 +398,6 @@ static inline void fl_prefetch_l2(const void* p, ptrdiff_t bytes) {
 #define FL_CE_STORE_S(p, m, s0, s1, FULL) ((FULL) ? fl_vd_store(p, s0) : fl_vd_storem(p, m, s0))
 #endif
 #include "fl_tile_ce.h"
-#undef FL_CE_T
-#undef FL_CE_NAME
-#undef FL_CE_OP
-#undef FL_CE_V
-#undef FL_CE_M
-#undef FL_CE_I
-#undef FL_CE_W
-#undef FL_CE_EXP
-#undef FL_CE_TIES
-#undef FL_CE_RUN
-#undef FL_CE_ACC
-#undef FL_CE_STORE_S
 
 /* The probability-target sums of FL_TS_SOFT for L rows read in place, row-major (row k's logits at
  * x + k * C, its targets at t + k * C; m[k] its max, from pass 1 over the logits' tile):

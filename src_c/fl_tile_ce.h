@@ -1,6 +1,6 @@
 /*
  * fl_tile_ce.h -- the fused class-major cross-entropy pass of fl_tile.h, written once over the element
- * type: fl_tile.h includes it twice, once per type, with these defined (and undefines them after):
+ * type: fl_tile.h includes it twice, once per type, with these defined (undefined again at its end):
  *   FL_CE_T           the element type (float / double)
  *   FL_CE_NAME(x)     x with the type's suffix (x##_f32 / x##_f64)
  *   FL_CE_OP(op)      the type's vector operation (fl_v_##op / fl_vd_##op, fl_vec.h)
@@ -296,3 +296,16 @@ static inline int FL_CE_NAME(fl_tile_ce_soft)(const FL_CE_T* xs, const FL_CE_T* 
 #if defined(FL_CE_W)
 #undef FL_CE_BODY
 #endif
+/* the parameters of this inclusion (see the top) */
+#undef FL_CE_T
+#undef FL_CE_NAME
+#undef FL_CE_OP
+#undef FL_CE_V
+#undef FL_CE_M
+#undef FL_CE_I
+#undef FL_CE_W
+#undef FL_CE_EXP
+#undef FL_CE_TIES
+#undef FL_CE_RUN
+#undef FL_CE_ACC
+#undef FL_CE_STORE_S
