@@ -179,10 +179,9 @@ def float_array(x, name, dtype=None):
     if kind not in "fiub":
         raise TypeError(f"{name} must be a float array, got {describe(a, x)}")
     if dtype is None:
-        if kind != "f" or a.dtype not in _FLOAT_NATIVE:
-            dtype = np.float32
-        else:
-            dtype = a.dtype
+        # byte order aside (a big-endian float64 is float64: SPEC §3 keeps the prediction's precision)
+        native = a.dtype.newbyteorder("=")
+        dtype = native if kind == "f" and native in _FLOAT_NATIVE else np.float32
     return _aligned(np.ascontiguousarray(a, dtype=dtype).reshape(a.shape))   # (ascontiguousarray: 0-d -> 1-d)
 
 

@@ -424,3 +424,30 @@ def test_small_calls_convert_what_the_fast_path_does_not_take(how):
     giou = inter / (union + 1e-7) - (hull - union) / (hull + 1e-7)
     assert_close_spec(fl.generalized_box_iou_loss(b1, _not_plain(b2, how), reduction="sum"),
                       np.sum(1 - giou), np.float32)
+
+
+# ------------------------------------------------------------------ non-native byte order keeps precision
+@pytest.mark.parametrize("name", ["cross_entropy", "mse_loss", "huber_loss", "binary_cross_entropy_with_logits"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_non_native_byte_order_keeps_the_dtype(name, dtype):
+    """A big-endian (non-native) float64 prediction computes in float64 (it was converted to float32):
+    the result's dtype and value are those of the same values in native order, against torch float64."""
+    import torch
+    import torch.nn.functional as F
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((64, 7)) * 3).astype(dtype)
+    if name == "cross_entropy":
+        t = rng.integers(0, 7, 64)
+        t_swapped, ref_t = t, torch.from_numpy(t)
+    else:
+        t = rng.standard_normal((64, 7)).astype(dtype)
+        if name == "binary_cross_entropy_with_logits":
+            t = (t > 0).astype(dtype)
+        t_swapped, ref_t = t.astype(t.dtype.newbyteorder(">")), torch.from_numpy(t.astype(np.float64))
+    x_swapped = x.astype(x.dtype.newbyteorder(">"))
+    got = getattr(fl, name)(x_swapped, t_swapped)
+    native = getattr(fl, name)(x, t)
+    assert np.asarray(got).dtype == np.dtype(dtype)
+    assert np.asarray(got).tobytes() == np.asarray(native).tobytes()
+    ref = getattr(F, name)(torch.from_numpy(x.astype(np.float64)), ref_t).item()
+    np.testing.assert_allclose(float(got), ref, rtol=1e-12 if dtype == np.float64 else 1e-6)
