@@ -176,14 +176,16 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
         ignore_index = V.check_int(ignore_index, "ignore_index", _IGNORE_HINT)
     nt = resolve_num_threads(num_threads)
     C = _K.plain_index_rows(input, target)
-    if C >= 0:      # (N, C) logits, (N,) int32/int64 labels, read in place: the usual call, from the array structs
+    # (N, C) logits, (N,) int32/int64 labels, read in place: the usual call, recognised from the array structs
+    plain = C >= 0
+    if plain:
         x = xb = cast("NDArray[Any]", input)     # (a string: NumPy builds NDArray[Any] in ~7 us)
         labels = cast("NDArray[Any]", target)
         S = 1
-        w = None if weight is None else _class_weight(weight, x, C)
     else:
         x, xb, N, C, S, unbatched = _class_layout(input)
-        w = None if weight is None else _class_weight(weight, x, C)
+    w = None if weight is None else _class_weight(weight, x, C)
+    if not plain:
         t_arr = target
         if type(target) is not np.ndarray or (target.dtype is not V._I64 and target.dtype is not V._I32):
             t_arr = V._to_numpy(target, "target")       # (not an int32/int64 array of class indices)
