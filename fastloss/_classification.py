@@ -192,9 +192,9 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
             if t_arr.dtype.kind == "f":
                 if t_arr.shape != x.shape and t_arr.shape == _label_shape(xb, unbatched):
                     # torch: "expected scalar type Long": float targets are probabilities of input's shape
-                    raise TypeError(f"target has the shape of class indices {t_arr.shape} but is not integer: "
-                                    f"{V.label_hint(t_arr, target)} (float targets are class probabilities, of "
-                                    f"input's shape {x.shape})")
+                    raise TypeError(f"target has the shape of class indices {t_arr.shape} but is not "
+                                    f"integer: {V.label_hint(t_arr, target)} (float targets are class "
+                                    f"probabilities, of input's shape {x.shape})")
                 return _cross_entropy_probs(x, xb, t_arr, w, C, S, reduction, eps, nt, out, return_grad,
                                             grad_out, (input, target, weight))
         labels = _class_labels(t_arr, xb, unbatched, source=target)
