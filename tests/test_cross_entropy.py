@@ -178,6 +178,17 @@ def test_spatial_float32_runs(C, S, rng):
             assert np.asarray(u).tobytes() == np.asarray(v).tobytes()
 
 
+def _hostile_short_rows(rng, N, C):
+    """N float32 rows of C logits for the short-row tests: ties with the max (every third row rounded), a
+    row with +1e4 first, one with -1e4 last, one all -1e4 (rows 5-7); the callers add their own."""
+    x = (rng.standard_normal((N, C)) * 3).astype(np.float32)
+    x[::3] = np.round(x[::3])                  # ties with the max
+    x[5, 0] = 1e4
+    x[6, -1] = -1e4
+    x[7, :] = -1e4
+    return x
+
+
 @pytest.mark.parametrize("C", [1, 2, 3, 5, 9, 10, 17, 21, 31, 32, 48, 64, 65, 72])
 def test_short_rows_float32_tiles(C, rng):
     """Short float32 rows go through class-major tiles and fl_tile.h's fused pass (AVX2 / AVX-512: chunks of
@@ -188,11 +199,7 @@ def test_short_rows_float32_tiles(C, rng):
     (1, C, N) (read in place, no tile): every position goes through the same operations.  Label smoothing
     (its sum of w_j (x_j - m) formed in the fused pass), with and without weights, likewise."""
     N = 611
-    x = (rng.standard_normal((N, C)) * 3).astype(np.float32)
-    x[::3] = np.round(x[::3])                  # ties with the max
-    x[5, 0] = 1e4
-    x[6, -1] = -1e4
-    x[7, :] = -1e4
+    x = _hostile_short_rows(rng, N, C)
     x[8, : max(C - 1, 1)] = -np.inf            # all but one class masked (C = 1: all)
     x[9, :] = -np.inf
     x[10, C // 2] = np.nan
@@ -640,11 +647,7 @@ def test_probs_float32_fused_tiles(C, rng):
     against an independent float64 reference; the same bits at 1 and 2 threads and for a row alone; the
     gradient path (targets through the tile) and the loss alone agree within SPEC."""
     N = 611
-    x = (rng.standard_normal((N, C)) * 3).astype(np.float32)
-    x[::3] = np.round(x[::3])                  # ties with the max
-    x[5, 0] = 1e4
-    x[6, -1] = -1e4
-    x[7, :] = -1e4
+    x = _hostile_short_rows(rng, N, C)
     x[8, : C // 2] = rng.uniform(-1e4, 1e4, C // 2)
     t = _soft_targets(rng, x.shape, np.float32, 1)
     if C > 1:
