@@ -100,6 +100,14 @@ FL_LANES_BITS_INLINE void fl_lanes_bits_add(fl_lanes_bits* b, const float* l) {
     }
 }
 
+/* n values l[0 .. n) (n a multiple of FL_LANES), run after run, as fl_lanes_bits_add; the lanes in registers
+ * for the whole buffer */
+FL_LANES_BITS_INLINE void fl_lanes_bits_add_n(fl_lanes_bits* b, const float* l, ptrdiff_t n) {
+    fl_lanes_bits a = *b;
+    for (ptrdiff_t i = 0; i < n; i += FL_LANES) fl_lanes_bits_add(&a, l + i);
+    *b = a;
+}
+
 /* The lanes' total, unscaled, into *total: the bits fl_lanes_total gives for the unscaled lanes (its tree,
  * on the registers: register r holds lanes 8 (r / 2) + 2 i + r % 2, i = 0 .. 3).  The tree sums the scaled
  * lanes, then unscales once: as for the lanes themselves, a scaled sum is the exact sum scaled where it is
@@ -128,6 +136,9 @@ FL_LANES_BITS_INLINE int fl_lanes_bits_total(const fl_lanes_bits* b, double* tot
 typedef struct { double v[FL_LANES]; } fl_lanes_bits;
 static inline void fl_lanes_bits_zero(fl_lanes_bits* b) { (void)b; }
 FL_LANES_BITS_INLINE void fl_lanes_bits_add(fl_lanes_bits* b, const float* l) { (void)b; (void)l; }
+FL_LANES_BITS_INLINE void fl_lanes_bits_add_n(fl_lanes_bits* b, const float* l, ptrdiff_t n) {
+    (void)b; (void)l; (void)n;
+}
 static inline int fl_lanes_bits_total(const fl_lanes_bits* b, double* total) { (void)b; (void)total; return 0; }
 #endif
 

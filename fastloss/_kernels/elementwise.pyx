@@ -86,6 +86,7 @@ cdef extern from "fl_lanes.h" nogil:
         pass
     void fl_lanes_bits_zero(fl_lanes_bits* b)
     void fl_lanes_bits_add(fl_lanes_bits* b, const float* l)
+    void fl_lanes_bits_add_n(fl_lanes_bits* b, const float* l, Py_ssize_t n)
     bint fl_lanes_bits_total(const fl_lanes_bits* b, double* total)
 
 cdef extern from "fl_stream.h" nogil:
@@ -651,7 +652,8 @@ cdef inline floating item(const kind_t* kc, ElemParams p, const floating* x, con
     if not unit_w:
         l = w[k] * l
     if with_grad:
-        g[k] = w[k] * d * gs
+        # (unit_w: w not read; 1 * d is d exactly, so the same bits)
+        g[k] = (d if unit_w else w[k] * d) * gs
         if kind_t is GaussNllK:
             g2[k] = w[k] * d2 * gs
     return l
@@ -703,8 +705,8 @@ cdef inline bint sum_items_bits(const kind_t* kc, ElemParams p, const float* x, 
     (src_c/fl_lanes.h, FL_LANES_BITS: the AVX2 level; an MSE mean 1.5x as fast): the same lanes and bits as
     sum_items into zeroed lanes, then fl_lanes_total.  Only for kinds whose losses are >= +0 (``nonneg``).
     Returns False where a lane came out of that form's range (a -0.0, inf or nan loss, or a lane's sum
-    >= 2^128): the caller then sums the run with sum_items.  Invalid items are not counted: only kinds
-    without a domain check come here."""
+    >= 2^128): the caller then sums the run with sum_items.
+    Invalid items are not counted: only kinds without a domain check come here."""
     cdef fl_lanes_bits acc
     cdef float l[FL_LANES]
     cdef Py_ssize_t j, k = 0
@@ -721,6 +723,28 @@ cdef inline bint sum_items_bits(const kind_t* kc, ElemParams p, const float* x, 
         for j in range(L - k, FL_LANES):
             l[j] = 0
         fl_lanes_bits_add(&acc, l)
+    return fl_lanes_bits_total(&acc, total)
+
+
+cdef inline bint sum_grad_items_bits(const kind_t* kc, ElemParams p, const float* x, const float* y,
+                                    Py_ssize_t L, float* g, float gs, double* total) noexcept nogil:
+    """sum_items_bits with the gradients: L float32 items of unit weight, their gradients d * gs into g and
+    the sum of their losses into ``total`` (the same lanes and bits as sum_items; False as
+    sum_items_bits').  A buffer of LBUF_SEGS segments at a time: store_items writes the gradients and the
+    losses to the buffer, and the buffer is added to the lanes in a loop of its own (with the gradient's
+    constants beside the 8 lane vectors, AVX2's 16 registers kept the lanes in memory when both were in
+    one loop; the segment path's converting lanes_add was a third of a Huber mean with its gradient)."""
+    cdef fl_lanes_bits acc
+    cdef float lbuf[LBUF_SEGS * SEG]
+    cdef Py_ssize_t j, n, k = 0
+    fl_lanes_bits_zero(&acc)
+    while k < L:
+        n = min(L - k, LBUF_SEGS * SEG)
+        store_items(kc, p, x + k, y + k, x + k, x, g + k, NULL, gs, lbuf, n, True, True, False)
+        for j in range(n, (n + FL_LANES - 1) // FL_LANES * FL_LANES):
+            lbuf[j] = 0                 # (the last run's padding: a lane + 0.0 is the lane)
+        fl_lanes_bits_add_n(&acc, lbuf, (n + FL_LANES - 1) // FL_LANES * FL_LANES)
+        k += n
     return fl_lanes_bits_total(&acc, total)
 
 
@@ -869,6 +893,14 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
         # (their zeroing alone, a `rep stos`, was 3% of a Huber mean)
         if sum_items_bits(kc, p, <const float*> c.s.x + start, <const float*> c.s.y + start, stop - start,
                           &sums.loss):
+            sums.denom = 0.0
+            return -1
+    if (sums != NULL and c.grad != NULL and arith and not stream_grad and not c.s.periodic
+            and floating is float and nonneg(kc) and FL_LANES_BITS and not sums.want_denom
+            and c.s.weight.data == NULL and (<const floating*> c.s.weight.scalar_run)[0] == 1):
+        # the same with the gradient written in the same loop (W17's Huber mean + gradient)
+        if sum_grad_items_bits(kc, p, <const float*> c.s.x + start, <const float*> c.s.y + start,
+                               stop - start, <float*> c.grad + start, <float> gs, &sums.loss):
             sums.denom = 0.0
             return -1
     if sums != NULL:                     # (a `rep stos` each: 3% of a Huber reduction="none" per block)
