@@ -62,14 +62,17 @@ COMMON_FLAGS = ["-O3", "-fno-trapping-math", "-fno-math-errno", "-fopenmp-simd",
 # Per family, after the common flags (not MSVC).  elementwise: every elementwise loss in one translation
 # unit, ~36 copies of one loop that each vectorise only if the loss's point function and the exp/log it
 # calls are all inlined; GCC's unit-wide inlining budget (inline-unit-growth, 40% by default) ran out
-# before the last of them (a call to exp or log left in a hot loop: 3-10x slower).  Clang ignores it.
+# before the last of them (a call to exp or log left in a hot loop: 3-10x slower).  120: the unweighted
+# sums with a gradient (sum_grad_items_bits) grew the unit, and at 100 the MSE and L1 means' sum_items_bits
+# were called out of line (10% slower); at 120 every function of the unit is inlined as before, and the
+# results of every elementwise loss keep their bits.  Clang ignores it.
 # -fschedule-insns -fsched-pressure: the transcendental kinds' segments run as two interleaved halves
 # (elementwise.pyx, ``store_items``), and only the pre-RA scheduler (off by default on x86;
 # -fsched-pressure keeps it from spilling) mixes the two halves' dependency chains -- without it they
 # run one after the other, no faster (with f_exp_nonpos: W6 float32 mean 3.3 -> 2.1-2.5 ns/item on Zen 2).
 # Scheduling reorders instructions only: no result changes.  Each flag is kept only where the compiler
 # accepts it (_accepted_flags: clang rejects -fsched-pressure).
-FAMILY_FLAGS = {"elementwise": ["--param=inline-unit-growth=100", "-fschedule-insns", "-fsched-pressure"]}
+FAMILY_FLAGS = {"elementwise": ["--param=inline-unit-growth=120", "-fschedule-insns", "-fsched-pressure"]}
 
 # ---- sanitizer build (opt-in; scripts/sanitize.sh runs the whole suite with it) -------------------
 # FASTLOSS_SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer (every report fatal), -O1 -g,

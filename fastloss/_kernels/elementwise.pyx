@@ -727,7 +727,7 @@ cdef inline bint sum_items_bits(const kind_t* kc, ElemParams p, const float* x, 
 
 
 cdef inline bint sum_grad_items_bits(const kind_t* kc, ElemParams p, const float* x, const float* y,
-                                    Py_ssize_t L, float* g, float gs, double* total) noexcept nogil:
+                                    Py_ssize_t L, float* g, float gs, float* lbuf, double* total) noexcept nogil:
     """sum_items_bits with the gradients: L float32 items of unit weight, their gradients d * gs into g and
     the sum of their losses into ``total`` (the same lanes and bits as sum_items; False as
     sum_items_bits').  A buffer of LBUF_SEGS segments at a time: store_items writes the gradients and the
@@ -735,7 +735,6 @@ cdef inline bint sum_grad_items_bits(const kind_t* kc, ElemParams p, const float
     constants beside the 8 lane vectors, AVX2's 16 registers kept the lanes in memory when both were in
     one loop; the segment path's converting lanes_add was a third of a Huber mean with its gradient)."""
     cdef fl_lanes_bits acc
-    cdef float lbuf[LBUF_SEGS * SEG]
     cdef Py_ssize_t j, n, k = 0
     fl_lanes_bits_zero(&acc)
     while k < L:
@@ -895,14 +894,20 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
                           &sums.loss):
             sums.denom = 0.0
             return -1
-    if (sums != NULL and c.grad != NULL and arith and not stream_grad and not c.s.periodic
-            and floating is float and nonneg(kc) and FL_LANES_BITS and not sums.want_denom
-            and c.s.weight.data == NULL and (<const floating*> c.s.weight.scalar_run)[0] == 1):
-        # the same with the gradient written in the same loop (W17's Huber mean + gradient)
-        if sum_grad_items_bits(kc, p, <const float*> c.s.x + start, <const float*> c.s.y + start,
-                               stop - start, <float*> c.grad + start, <float> gs, &sums.loss):
-            sums.denom = 0.0
-            return -1
+    # the same with the gradient (W17's Huber mean + gradient); the kinds written out, not nonneg(kc): each
+    # other kind's copy of this function must not contain the branch at all (the copies of
+    # sum_grad_items_bits left in them took GCC's inlining budget: the MSE mean's sum_items_bits was then
+    # called out of line, 10% slower)
+    if floating is float:
+        if kind_t is MseK or kind_t is L1K or kind_t is HuberK or kind_t is SmoothL1K or kind_t is SmoothL1Pow2K:
+            if (sums != NULL and c.grad != NULL and not stream_grad and not c.s.periodic and FL_LANES_BITS
+                    and not sums.want_denom and c.s.weight.data == NULL
+                    and (<const floating*> c.s.weight.scalar_run)[0] == 1):
+                if sum_grad_items_bits(kc, p, <const float*> c.s.x + start, <const float*> c.s.y + start,
+                                       stop - start, <float*> c.grad + start, <float> gs, <float*> lbuf,
+                                       &sums.loss):
+                    sums.denom = 0.0
+                    return -1
     if sums != NULL:                     # (a `rep stos` each: 3% of a Huber reduction="none" per block)
         fl_lanes_zero(lanes)
         if sums.want_denom:
