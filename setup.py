@@ -62,17 +62,20 @@ COMMON_FLAGS = ["-O3", "-fno-trapping-math", "-fno-math-errno", "-fopenmp-simd",
 # Per family, after the common flags (not MSVC).  elementwise: every elementwise loss in one translation
 # unit, ~36 copies of one loop that each vectorise only if the loss's point function and the exp/log it
 # calls are all inlined; GCC's unit-wide inlining budget (inline-unit-growth, 40% by default) ran out
-# before the last of them (a call to exp or log left in a hot loop: 3-10x slower).  120: the unweighted
-# sums with a gradient (sum_grad_items_bits) grew the unit, and at 100 the MSE and L1 means' sum_items_bits
-# were called out of line (10% slower); at 120 every function of the unit is inlined as before, and the
-# results of every elementwise loss keep their bits.  Clang ignores it.
+# before the last of them (a call to exp or log left in a hot loop: 3-10x slower).  At avx2, 120: the
+# unweighted sums with a gradient (sum_grad_items_bits, an AVX2 path) grew the unit, and at 100 the MSE and
+# L1 means' sum_items_bits were called out of line (10% slower); at 120 every function of the unit is
+# inlined as before (at the baseline level 120 left Poisson's sum out of line, 20% slower).  Inlining
+# keeps every elementwise loss's bits.  Clang ignores it.
 # -fschedule-insns -fsched-pressure: the transcendental kinds' segments run as two interleaved halves
 # (elementwise.pyx, ``store_items``), and only the pre-RA scheduler (off by default on x86;
 # -fsched-pressure keeps it from spilling) mixes the two halves' dependency chains -- without it they
 # run one after the other, no faster (with f_exp_nonpos: W6 float32 mean 3.3 -> 2.1-2.5 ns/item on Zen 2).
 # Scheduling reorders instructions only: no result changes.  Each flag is kept only where the compiler
 # accepts it (_accepted_flags: clang rejects -fsched-pressure).
-FAMILY_FLAGS = {"elementwise": ["--param=inline-unit-growth=120", "-fschedule-insns", "-fsched-pressure"]}
+# Keys "<family>" (every level), then "<family>_<level>" (that level; a --param given twice: the last wins).
+FAMILY_FLAGS = {"elementwise": ["--param=inline-unit-growth=100", "-fschedule-insns", "-fsched-pressure"],
+                "elementwise_avx2": ["--param=inline-unit-growth=120"]}
 
 # ---- sanitizer build (opt-in; scripts/sanitize.sh runs the whole suite with it) -------------------
 # FASTLOSS_SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer (every report fatal), -O1 -g,
@@ -278,7 +281,7 @@ def main():
                 ext.define_macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
                                      ("FASTLOSS_OPENMP", "1" if openmp else "0")]
                 ext.extra_compile_args = (o["compile_args"] + o["levels"].get(level, [])
-                                          + family_args.get(family, [])
+                                          + family_args.get(family, []) + family_args.get(f"{family}_{level}", [])
                                           + (o["openmp_compile"] if openmp else []))
                 ext.extra_link_args = o["link_args"] + (o["openmp_link"] if openmp else [])
                 if not release:
