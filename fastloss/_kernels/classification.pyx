@@ -96,6 +96,7 @@ cdef enum:
     TILE = 4096         # logits per short-row tile (16 KiB float32): L = TILE / C rows (tile_rows)
     TILE_BUDGET = 144   # tiles_win: C (1 + transposed arrays) at most this
     SOFT_ROWS_MIN_C = 22  # ce_probs_tile_block: float32 target sums along the rows from this C on
+    PROBS_F64_TILES_MAX_C = 17  # ce_probs: float64 probability targets through tiles up to this C
 
 
 cdef inline bint tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
@@ -166,6 +167,9 @@ cdef extern from "fl_tile.h" nogil:
     bint fl_tile_ce_soft_f32(const float* xs, const float* t, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L,
                              const float* w, float keep, float add, float* g, float* m, double* s, double* A,
                              double* D)
+    bint fl_tile_ce_soft_f64(const double* xs, const double* t, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L,
+                             const double* w, double keep, double add, double* g, double* m, double* s,
+                             double* A, double* D)
 
 
 cdef extern from "fl_tile.h" nogil:
@@ -646,8 +650,8 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
         fused = fl_tile_ce_f32(xs, cs, C, L, ys, gbase, m, dy, s, w if eps != 0 else NULL,
                                sw if eps != 0 else NULL, pf, pf_bytes)
     else:
-        fused = eps == 0 and not c.focal and fl_tile_ce_f64(xs, cs, C, L, ys, gbase, m, dy, s, NULL, NULL, pf,
-                                                            pf_bytes)
+        fused = not c.focal and fl_tile_ce_f64(xs, cs, C, L, ys, gbase, m, dy, s, w if eps != 0 else NULL,
+                                               sw if eps != 0 else NULL, pf, pf_bytes)
     if not fused:
         tile_max_pick(xs, cs, C, L, ys, m, dy)
     if fused:
@@ -968,6 +972,8 @@ cdef void ce_probs_run(const RowCtx* c, const floating* xs, const floating* ts, 
                                                  gbase, m, s, A, D):
         if xrows != NULL:
             fl_rows_soft_sums_f32(xrows, trows, C, L, m, w, keep, add, A, D)
+    elif floating is double and fl_tile_ce_soft_f64(xs, ts, cs, C, L, w, keep, add, gbase, m, s, A, D):
+        pass
     else:
         tile_max_pick(xs, cs, C, L, NULL, m, NULL)
         if floating is float and xrows != NULL:
@@ -1271,9 +1277,13 @@ def ce_probs(x, t, out, grad, *, weight=None, Py_ssize_t C, Py_ssize_t S=1, doub
     cdef BlockFn fn
     set_rows(&c, x, t, None, weight, grad, C, S, grad_scale)
     c.smoothing = smoothing
-    # float32: the transposed count of tiles_win's note (the fused tile pass against the rows); float64 (no
-    # fused pass) as before: the logits, the targets, the gradient
-    if S == 1 and tiles_win(C, (3 + 2 * (grad is not None)) if itemsize == 4 else 2 + (grad is not None)):
+    # float32: the transposed count of tiles_win's note (the fused tile pass against the rows).  float64:
+    # tiles up to PROBS_F64_TILES_MAX_C, loss alone or with the gradient (its tile pass fused too, but the
+    # targets' tile transposed; the rows were 1.2-2x faster from C = 18-20 on and about even at 16-17,
+    # the rows' time depending on C % 4: AVX2, thread time, 2^20 logits; tiles_win's C <= 48 / 36 had them
+    # at 3-5 ns per logit where the rows take 2-2.7)
+    if S == 1 and (tiles_win(C, 3 + 2 * (grad is not None)) if itemsize == 4
+                   else 1 <= C <= PROBS_F64_TILES_MAX_C):
         fn = <BlockFn> ce_probs_tile_block[float] if itemsize == 4 else <BlockFn> ce_probs_tile_block[double]
     elif S == 1:
         fn = <BlockFn> ce_probs_rows_block[float] if itemsize == 4 else <BlockFn> ce_probs_rows_block[double]
