@@ -97,6 +97,7 @@ cdef enum:
     TILE_BUDGET = 144   # tiles_win: C (1 + transposed arrays) at most this
     SOFT_ROWS_MIN_C = 22  # ce_probs_tile_block: float32 target sums along the rows from this C on
     PROBS_F64_TILES_MAX_C = 17  # ce_probs: float64 probability targets through tiles up to this C
+    CE_F64_TILES_MAX_C = 27     # cross_entropy_index: float64 (not focal) through tiles up to this C
 
 
 cdef inline bint tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
@@ -864,7 +865,12 @@ def cross_entropy_index(x, labels, out, grad, *, weight=None, Py_ssize_t C, Py_s
     if grad is not None and mean:
         c.grad_scale = mean_grad_scale(&c, n_items, itemsize, num_threads)
     c.grad = ptr_or_null(grad)
-    if S == 1 and tiles_win(C, 1 + (grad is not None)):
+    # float64 cross-entropy (not focal): tiles up to CE_F64_TILES_MAX_C.  Its rows measured 0.72-0.94x the
+    # tiles' time from C = 28-29 on (loss alone, with label smoothing 0.57-0.91 from C = 32, with the
+    # gradient 0.80-0.94 from C = 24-28; even at C = 24 / 20 respectively: AVX2, thread time, 2^20 logits),
+    # where tiles_win kept them in tiles up to C = 72 / 48.  float64 focal stays: its rows are 2-6x slower.
+    if S == 1 and (tiles_win(C, 1 + (grad is not None)) if itemsize == 4 or c.focal
+                   else 1 <= C <= CE_F64_TILES_MAX_C):
         fn = <BlockFn> ce_tile_block[float] if itemsize == 4 else <BlockFn> ce_tile_block[double]
     elif S == 1:
         fn = <BlockFn> ce_rows_block[float] if itemsize == 4 else <BlockFn> ce_rows_block[double]
