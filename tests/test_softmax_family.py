@@ -276,6 +276,23 @@ FSHAPES = {"NC": (41, 7), "C": (7,), "NCdd": (3, 5, 4, 6)}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("C", [28, 73, 200, 257, 300, 513, 700])
+def test_focal_wide_rows(dtype, C):
+    # rows of C classes on both sides of the class counts where the kernel switches between class-major
+    # tiles and rows (classification.pyx's index_tiles_win: 72 / 256 float32, 512 float64), with class
+    # weights, alpha and ignored targets, against torch ops in float64
+    rng = np.random.default_rng(C)
+    x = logits(rng, (19, C))
+    x[3, 5] = 40.0                     # a near-certain row: (1 - p)^gamma underflows towards 0
+    y, _ = labels_for(rng, (19, C), -100)
+    a, w = rng.random(C) + 0.1, rng.random(C) + 0.25
+    kw = {"alpha": a.astype(dtype), "weight": w.astype(dtype), "gamma": 2.0}
+    rkw = {"alpha": tt(rnd(a, dtype)), "weight": tt(rnd(w, dtype)), "gamma": 2.0}
+    for red in REDS:
+        compare(fl.softmax_focal_loss, softmax_focal_ref, x, [y], kw, rkw, dtype, red)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", list(FSHAPES))
 @pytest.mark.parametrize("gamma,opts", [(g, "weight+alpha+ignore") for g in (0.0, 0.5, 1.0, 2.0, 3.0)]
                          + [(2.0, "plain"), (0.5, "alpha")])

@@ -97,7 +97,6 @@ cdef enum:
     TILE_BUDGET = 144   # tiles_win: C (1 + transposed arrays) at most this
     SOFT_ROWS_MIN_C = 22  # ce_probs_tile_block: float32 target sums along the rows from this C on
     PROBS_F64_TILES_MAX_C = 17  # ce_probs: float64 probability targets through tiles up to this C
-    CE_F64_TILES_MAX_C = 27     # cross_entropy_index: float64 (not focal) through tiles up to this C
 
 
 cdef inline bint tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
@@ -110,6 +109,27 @@ cdef inline bint tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
     10-30% faster at C = 40-48 for the loss alone and 5-15% at C = 28-36 with the gradient, AVX2, thread
     time, 2^20 logits)."""
     return C >= 1 and C * (1 + transposed) <= TILE_BUDGET
+
+
+cdef inline bint index_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint focal, bint grad) noexcept nogil:
+    """Whether (N, C) rows with class-index targets go through tiles (else along the rows): cross-entropy
+    float32 by tiles_win; the other cases by their own measured crossovers (AVX2, thread time, 2^20
+    logits, rows / tiles time):
+    - float64 cross-entropy: tiles up to C = 27.  Its rows: 0.72-0.94 from C = 28-29 (loss alone; with
+      label smoothing 0.57-0.91 from C = 32, with the gradient 0.80-0.94 from C = 24-28; even at C = 24 /
+      20), where tiles_win kept tiles up to C = 72 / 48.
+    - the softmax focal loss: its rows are slow (a scalar log1p / expm1 / pow per row): float32 loss alone
+      tiles up to C = 256 (rows 2.2x the time at C = 80-128, 1.5x at 256, even at 300, 0.7 at 448-512),
+      with the gradient up to C = 72 (rows 1.8x at 56, 1.2x at 72, 0.87 at 96); float64 up to C = 512
+      (rows 2-2.6x at C = 64-512, loss alone and with the gradient; 0.7 / 0.45 at 1024), where tiles_win
+      had tiles up to C = 72 / 48."""
+    if C < 1:
+        return False
+    if focal:
+        return C <= (512 if itemsize == 8 else 72 if grad else 256)
+    if itemsize == 8:
+        return C <= 27
+    return tiles_win(C, 1 + grad)
 
 
 cdef extern from "fl_tile.h" nogil:
@@ -865,12 +885,7 @@ def cross_entropy_index(x, labels, out, grad, *, weight=None, Py_ssize_t C, Py_s
     if grad is not None and mean:
         c.grad_scale = mean_grad_scale(&c, n_items, itemsize, num_threads)
     c.grad = ptr_or_null(grad)
-    # float64 cross-entropy (not focal): tiles up to CE_F64_TILES_MAX_C.  Its rows measured 0.72-0.94x the
-    # tiles' time from C = 28-29 on (loss alone, with label smoothing 0.57-0.91 from C = 32, with the
-    # gradient 0.80-0.94 from C = 24-28; even at C = 24 / 20 respectively: AVX2, thread time, 2^20 logits),
-    # where tiles_win kept them in tiles up to C = 72 / 48.  float64 focal stays: its rows are 2-6x slower.
-    if S == 1 and (tiles_win(C, 1 + (grad is not None)) if itemsize == 4 or c.focal
-                   else 1 <= C <= CE_F64_TILES_MAX_C):
+    if S == 1 and index_tiles_win(C, itemsize, c.focal, grad is not None):
         fn = <BlockFn> ce_tile_block[float] if itemsize == 4 else <BlockFn> ce_tile_block[double]
     elif S == 1:
         fn = <BlockFn> ce_rows_block[float] if itemsize == 4 else <BlockFn> ce_rows_block[double]
