@@ -281,7 +281,8 @@ def main():
                 ext.define_macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
                                      ("FASTLOSS_OPENMP", "1" if openmp else "0")]
                 ext.extra_compile_args = (o["compile_args"] + o["levels"].get(level, [])
-                                          + family_args.get(family, []) + family_args.get(f"{family}_{level}", [])
+                                          + family_args.get(family, [])
+                                          + family_args.get(f"{family}_{level}", [])
                                           + (o["openmp_compile"] if openmp else []))
                 ext.extra_link_args = o["link_args"] + (o["openmp_link"] if openmp else [])
                 if not release:

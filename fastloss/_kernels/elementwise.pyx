@@ -705,8 +705,8 @@ cdef inline bint sum_items_bits(const kind_t* kc, ElemParams p, const float* x, 
     (src_c/fl_lanes.h, FL_LANES_BITS: the AVX2 level; an MSE mean 1.5x as fast): the same lanes and bits as
     sum_items into zeroed lanes, then fl_lanes_total.  Only for kinds whose losses are >= +0 (``nonneg``).
     Returns False where a lane came out of that form's range (a -0.0, inf or nan loss, or a lane's sum
-    >= 2^128): the caller then sums the run with sum_items.
-    Invalid items are not counted: only kinds without a domain check come here."""
+    >= 2^128): the caller then sums the run with sum_items.  Invalid items are not counted: only kinds
+    without a domain check come here."""
     cdef fl_lanes_bits acc
     cdef float l[FL_LANES]
     cdef Py_ssize_t j, k = 0
