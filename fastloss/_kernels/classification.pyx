@@ -96,7 +96,6 @@ cdef enum:
     TILE = 4096         # logits per short-row tile (16 KiB float32): L = TILE / C rows (tile_rows)
     TILE_BUDGET = 144   # tiles_win: C (1 + transposed arrays) at most this
     SOFT_ROWS_MIN_C = 22  # ce_probs_tile_block: float32 target sums along the rows from this C on
-    PROBS_F64_TILES_MAX_C = 17  # ce_probs: float64 probability targets through tiles up to this C
 
 
 cdef inline bint tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
@@ -130,6 +129,18 @@ cdef inline bint index_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint focal, 
     if itemsize == 8:
         return C <= 27
     return tiles_win(C, 1 + grad)
+
+
+cdef inline bint probs_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint grad) noexcept nogil:
+    """Whether (N, C) rows with probability targets go through tiles (else along the rows): float32 by
+    tiles_win, with the transposed count of its note (the fused tile pass against the rows); float64 up to
+    C = 17, loss alone or with the gradient (its tile pass fused too, but the targets' tile transposed):
+    the rows measured 1.2-2x faster from C = 18-20 on and about even at 16-17, their time depending on
+    C % 4 (AVX2, thread time, 2^20 logits), where tiles_win had tiles up to C = 48 / 36, at 3-5 ns per
+    logit against the rows' 2-2.7."""
+    if itemsize == 4:
+        return tiles_win(C, 3 + 2 * grad)
+    return 1 <= C <= 17
 
 
 cdef extern from "fl_tile.h" nogil:
@@ -1298,13 +1309,7 @@ def ce_probs(x, t, out, grad, *, weight=None, Py_ssize_t C, Py_ssize_t S=1, doub
     cdef BlockFn fn
     set_rows(&c, x, t, None, weight, grad, C, S, grad_scale)
     c.smoothing = smoothing
-    # float32: the transposed count of tiles_win's note (the fused tile pass against the rows).  float64:
-    # tiles up to PROBS_F64_TILES_MAX_C, loss alone or with the gradient (its tile pass fused too, but the
-    # targets' tile transposed; the rows were 1.2-2x faster from C = 18-20 on and about even at 16-17,
-    # the rows' time depending on C % 4: AVX2, thread time, 2^20 logits; tiles_win's C <= 48 / 36 had them
-    # at 3-5 ns per logit where the rows take 2-2.7)
-    if S == 1 and (tiles_win(C, 3 + 2 * (grad is not None)) if itemsize == 4
-                   else 1 <= C <= PROBS_F64_TILES_MAX_C):
+    if S == 1 and probs_tiles_win(C, itemsize, grad is not None):
         fn = <BlockFn> ce_probs_tile_block[float] if itemsize == 4 else <BlockFn> ce_probs_tile_block[double]
     elif S == 1:
         fn = <BlockFn> ce_probs_rows_block[float] if itemsize == 4 else <BlockFn> ce_probs_rows_block[double]
