@@ -94,8 +94,23 @@ cdef extern from "fl_tile.h" nogil:
 cdef enum:
     RUN = FL_TILE_RUN   # positions per run (256: the per-position scratch arrays of a run function)
     TILE = 4096         # logits per short-row tile (16 KiB float32): L = TILE / C rows (tile_rows)
+    TILE_CAP = 5120     # the tile buffers' size: TILE rounded up to whole 16-lane vectors of rows (tile_rows)
     TILE_BUDGET = 144   # tiles_win: C (1 + transposed arrays) at most this
     SOFT_ROWS_MIN_C = 22  # ce_probs_tile_block: float32 target sums along the rows from this C on
+
+
+# The float lanes of a vector at this build's level (16 at AVX-512, else 8): the short-row decisions and tile
+# sizes of float32 cross-entropy depend on it.
+cdef extern from *:
+    """
+    #include "fl_vec.h"
+    #if defined(FL_V_W) && FL_V_W == 16
+    #define FL_CE_F32_LANES 16
+    #else
+    #define FL_CE_F32_LANES 8
+    #endif
+    """
+    enum: FL_CE_F32_LANES
 
 
 cdef inline bint tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
@@ -127,8 +142,22 @@ cdef inline bint index_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint focal, 
     if focal:
         return C <= (512 if itemsize == 8 else 72 if grad else 256)
     if itemsize == 8:
-        return C <= 27
-    return tiles_win(C, 1 + grad)
+        return C <= (31 if FL_CE_F32_LANES == 16 else 27)
+    return ce_f32_tiles_win(C, 1 + grad)
+
+
+cdef inline bint ce_f32_tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
+    """tiles_win for float32 cross-entropy, with the AVX-512 level's own crossovers (Zen 5, thread time,
+    2^20 logits, rows / tiles time): its row pass runs 64-value blocks of 16 lanes, whose padded tails
+    cost more than AVX2's at these C, so tiles win further than tiles_win's AVX2 budget -- index targets
+    up to C = 88 (rows 1.3-1.5x at C = 64-84, 0.73 at 96), 128 with the gradient (2.0-2.2x at C = 48-72,
+    1.25 at 128, 0.47 at 144); probability targets up to C = 88 (rows 1.2-3.7x at C = 16-72, 1.0-1.25 at
+    80-88, 0.65-0.81 at 92-96), with the gradient up to C = 72 (rows 1.4-3.7x at C = 16-72; the tiles were
+    1.13-1.31x the old rows' time at 80-88), where tiles_win ended at C = 72 / 48 / 36 / 24.  float64
+    index targets at AVX-512: tiles up to C = 31 (rows 1.6-2.0x at 28, 1.0 at 40)."""
+    if FL_CE_F32_LANES == 16:
+        return 1 <= C <= (128 if transposed == 2 else 72 if transposed == 5 else 88)
+    return tiles_win(C, transposed)
 
 
 cdef inline bint probs_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint grad) noexcept nogil:
@@ -139,7 +168,7 @@ cdef inline bint probs_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint grad) n
     C % 4 (AVX2, thread time, 2^20 logits), where tiles_win had tiles up to C = 48 / 36, at 3-5 ns per
     logit against the rows' 2-2.7."""
     if itemsize == 4:
-        return tiles_win(C, 3 + 2 * grad)
+        return ce_f32_tiles_win(C, 3 + 2 * grad)
     return 1 <= C <= 17
 
 
@@ -166,10 +195,14 @@ cdef inline void from_class_major(const floating* t, Py_ssize_t C, Py_ssize_t L,
         fl_transpose_f64(t, L, x, C, C, L)
 
 
-cdef inline Py_ssize_t tile_rows(Py_ssize_t C) noexcept nogil:
+cdef inline Py_ssize_t tile_rows(Py_ssize_t C, Py_ssize_t itemsize) noexcept nogil:
     """Rows per tile: TILE / C, a multiple of 8 (whole vector blocks for the transposes of fl_tile.h),
-    at most RUN."""
+    at most RUN.  Float32 at AVX-512: the nearest multiple of 16 (a tile of whole 16-lane vectors; TILE / C
+    rounded down to 8 left half a vector idle at C = 88-100: 15-28% slower), where it fits TILE_CAP."""
     cdef Py_ssize_t L = (TILE // C) & ~7
+    cdef Py_ssize_t L16 = ((TILE // C) + 8) & ~15
+    if FL_CE_F32_LANES == 16 and itemsize == 4 and L16 >= 16 and L16 * C <= TILE_CAP:
+        L = L16
     return min(max(L, 1), <Py_ssize_t> RUN)
 
 
@@ -781,9 +814,9 @@ cdef Py_ssize_t ce_tile_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
                               floating* loss, floating* denom) noexcept nogil:
     """(N, C) short rows (tiles_win): L rows at a time through a class-major tile (module docstring)."""
     cdef Py_ssize_t C = c.C, bad = -1, i0 = start, L
-    cdef Py_ssize_t Lmax = tile_rows(C)
-    cdef floating tile[TILE]
-    cdef floating gtile[TILE]
+    cdef Py_ssize_t Lmax = tile_rows(C, sizeof(floating))
+    cdef floating tile[TILE_CAP]
+    cdef floating gtile[TILE_CAP]
     while i0 < stop:
         L = min(stop - i0, Lmax)
         to_class_major(<const floating*> c.x + i0 * C, C, L, tile)
@@ -1054,10 +1087,10 @@ cdef Py_ssize_t ce_probs_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_
     no faster (noisy: -7% to +15% at C = 24-36), so that path is unchanged; its loss can differ from the
     loss alone in the last bits (as between the tile and row paths at C = 37-48)."""
     cdef Py_ssize_t C = c.C, i0 = start, L
-    cdef Py_ssize_t Lmax = tile_rows(C)
-    cdef floating xtile[TILE]
-    cdef floating ttile[TILE]
-    cdef floating gtile[TILE]
+    cdef Py_ssize_t Lmax = tile_rows(C, sizeof(floating))
+    cdef floating xtile[TILE_CAP]
+    cdef floating ttile[TILE_CAP]
+    cdef floating gtile[TILE_CAP]
     cdef bint rows_sums = floating is float and C >= SOFT_ROWS_MIN_C and c.grad == NULL
     cdef const floating* xrows
     cdef const floating* trows
@@ -1211,9 +1244,9 @@ cdef Py_ssize_t multi_margin_tile_block(const RowCtx* c, Py_ssize_t start, Py_ss
     """(N, C) short rows (tiles_win): L rows at a time through a class-major tile (as ce_tile_block); the
     row loop of multi_margin_block pays a compare-and-branch per logit and a tail per row."""
     cdef Py_ssize_t C = c.C, bad = -1, i0 = start, L
-    cdef Py_ssize_t Lmax = tile_rows(C)
-    cdef floating tile[TILE]
-    cdef floating gtile[TILE]
+    cdef Py_ssize_t Lmax = tile_rows(C, sizeof(floating))
+    cdef floating tile[TILE_CAP]
+    cdef floating gtile[TILE_CAP]
     while i0 < stop:
         L = min(stop - i0, Lmax)
         to_class_major(<const floating*> c.x + i0 * C, C, L, tile)
