@@ -228,11 +228,20 @@ def test_gil_is_released_during_a_call():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((8000, 2000), dtype=np.float32)
     y = rng.integers(0, 2000, 8000)
-    frac, call_time = _main_thread_stall_fraction(
-        lambda: fl.cross_entropy(x, y, num_threads=1, return_grad=True))
-    held, _ = _main_thread_stall_fraction(lambda: sum(range(int(2e7 * call_time) + 1)))
+    # The best of up to three tries: a call holding the GIL stalls the main thread every time (~100%),
+    # while on a shared VM a try can see the main thread descheduled for whole calls (seen once: a
+    # failure of a single try that passed on every rerun).
+    for _ in range(3):
+        frac, call_time = _main_thread_stall_fraction(
+            lambda: fl.cross_entropy(x, y, num_threads=1, return_grad=True))
+        if frac < 0.3:
+            break
+    for _ in range(3):
+        held, _ = _main_thread_stall_fraction(lambda: sum(range(int(2e7 * call_time) + 1)))
+        if held > 0.5:
+            break
     assert held > 0.5, f"calibration: a GIL-holding call stalled the main thread only {held:.0%}"
-    assert frac < 0.3, f"main thread stalled {frac:.0%} of the time (one call {call_time:.3f}s)"
+    assert frac < 0.3, f"main thread stalled {frac:.0%} of the time in 3 tries (one call {call_time:.3f}s)"
 
 
 # ------------------------------------------------------------------------------------------- ISA levels
