@@ -426,10 +426,10 @@ def test_multi_margin_vs_torch(dtype, p, weighted, unbatched):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("C", [3, 10, 60, 100])
+@pytest.mark.parametrize("C", [3, 10, 60, 100, 320, 512, 513, 700])
 def test_multi_margin_many_rows_vs_torch(dtype, C):
-    """Many short rows (several class-major tiles, a partial last tile) and long rows (the row loop); C = 60
-    takes the tiles for the loss alone and the row loop with a gradient, so both are checked there."""
+    """Many short rows (several class-major tiles, a partial last tile) and long rows (the row loop): tiles
+    up to C = 512 (a tile of 8 rows; 16 at C = 320 on AVX-512 float32), rows from 513."""
     rng = np.random.default_rng(20 + C)
     x = logits(rng, (1501, C), 1.0)
     y = rng.integers(0, C, 1501)

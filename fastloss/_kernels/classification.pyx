@@ -195,6 +195,16 @@ cdef inline void from_class_major(const floating* t, Py_ssize_t C, Py_ssize_t L,
         fl_transpose_f64(t, L, x, C, C, L)
 
 
+cdef inline bint multi_margin_tiles_win(Py_ssize_t C) noexcept nogil:
+    """Whether multi_margin's (N, C) rows go through tiles (else along the rows): while a tile holds at least
+    8 rows, C <= TILE / 8 = 512.  Its row loop (a compare-and-branch per logit) ran 3.4-4.4 ns per logit at
+    every C, its tiles 0.25-0.65 (loss alone) and 0.7-2.6 (with the gradient) up to C = 512 -- rows 5-17x /
+    1.6-6.6x their time, at every level (baseline, AVX2, AVX-512; float32 and float64) -- and 5.5-6.6 at
+    C = 640-1000, where a tile is one row (rows 0.53-0.70x).  (Zen 5, thread time, 2^20 logits; tiles_win,
+    tuned for cross-entropy's fast rows, had sent C > 72 / 48 to the rows.)"""
+    return 1 <= C <= TILE // 8
+
+
 cdef inline Py_ssize_t tile_rows(Py_ssize_t C, Py_ssize_t itemsize) noexcept nogil:
     """Rows per tile: TILE / C, a multiple of 8 (whole vector blocks for the transposes of fl_tile.h),
     at most RUN.  Float32 at AVX-512: the nearest multiple of 16 (a tile of whole 16-lane vectors; TILE / C
@@ -1241,8 +1251,9 @@ cdef Py_ssize_t multi_margin_run(const RowCtx* c, const floating* xs, Py_ssize_t
 
 cdef Py_ssize_t multi_margin_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                         floating* loss, floating* denom) noexcept nogil:
-    """(N, C) short rows (tiles_win): L rows at a time through a class-major tile (as ce_tile_block); the
-    row loop of multi_margin_block pays a compare-and-branch per logit and a tail per row."""
+    """(N, C) short rows (multi_margin_tiles_win): L rows at a time through a class-major tile (as
+    ce_tile_block); the row loop of multi_margin_block pays a compare-and-branch per logit and a tail per
+    row."""
     cdef Py_ssize_t C = c.C, bad = -1, i0 = start, L
     cdef Py_ssize_t Lmax = tile_rows(C, sizeof(floating))
     cdef floating tile[TILE_CAP]
@@ -1384,7 +1395,7 @@ def multi_margin(x, labels, out, grad, *, weight=None, Py_ssize_t C, double marg
     c.margin = margin
     c.power = power
     cdef BlockFn fn
-    if tiles_win(C, 1 + (grad is not None)):
+    if multi_margin_tiles_win(C):
         fn = <BlockFn> multi_margin_tile_block[float] if itemsize == 4 else <BlockFn> multi_margin_tile_block[double]
     else:
         fn = <BlockFn> multi_margin_block[float] if itemsize == 4 else <BlockFn> multi_margin_block[double]
