@@ -276,10 +276,11 @@ FSHAPES = {"NC": (41, 7), "C": (7,), "NCdd": (3, 5, 4, 6)}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("C", [28, 73, 200, 257, 300, 513, 700])
+@pytest.mark.parametrize("C", [28, 73, 160, 161, 200, 257, 300, 513, 700])
 def test_focal_wide_rows(dtype, C):
     # rows of C classes on both sides of the class counts where the kernel switches between class-major
-    # tiles and rows (classification.pyx's index_tiles_win: 72 / 256 float32, 512 float64), with class
+    # tiles and rows (classification.pyx's index_tiles_win: 72 (160 at AVX-512) / 256 float32, 512
+    # float64), with class
     # weights, alpha and ignored targets, against torch ops in float64
     rng = np.random.default_rng(C)
     x = logits(rng, (19, C))

@@ -136,11 +136,13 @@ cdef inline bint index_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint focal, 
       tiles up to C = 256 (rows 2.2x the time at C = 80-128, 1.5x at 256, even at 300, 0.7 at 448-512),
       with the gradient up to C = 72 (rows 1.8x at 56, 1.2x at 72, 0.87 at 96); float64 up to C = 512
       (rows 2-2.6x at C = 64-512, loss alone and with the gradient; 0.7 / 0.45 at 1024), where tiles_win
-      had tiles up to C = 72 / 48."""
+      had tiles up to C = 72 / 48.  At AVX-512 (Zen 5) float32 with the gradient up to C = 160 (rows
+      2.2-3.8x at C = 72-128, 1.7 at 144-160, 0.8-1.1 at 176-192); the other focal bounds held there (float32
+      loss rows 1.9x at 256, 1.05 at 320; float64 rows 1.8-4.5x at 256-512, 0.5-0.6 at 640)."""
     if C < 1:
         return False
     if focal:
-        return C <= (512 if itemsize == 8 else 72 if grad else 256)
+        return C <= (512 if itemsize == 8 else (160 if FL_CE_F32_LANES == 16 else 72) if grad else 256)
     if itemsize == 8:
         return C <= (31 if FL_CE_F32_LANES == 16 else 27)
     return ce_f32_tiles_win(C, 1 + grad)
