@@ -280,8 +280,7 @@ FSHAPES = {"NC": (41, 7), "C": (7,), "NCdd": (3, 5, 4, 6)}
 def test_focal_wide_rows(dtype, C):
     # rows of C classes on both sides of the class counts where the kernel switches between class-major
     # tiles and rows (classification.pyx's index_tiles_win: 72 (160 at AVX-512) / 256 float32, 512
-    # float64), with class
-    # weights, alpha and ignored targets, against torch ops in float64
+    # float64), with class weights, alpha and ignored targets, against torch ops in float64
     rng = np.random.default_rng(C)
     x = logits(rng, (19, C))
     x[3, 5] = 40.0                     # a near-certain row: (1 - p)^gamma underflows towards 0

@@ -99,8 +99,9 @@ cdef enum:
     SOFT_ROWS_MIN_C = 22  # ce_probs_tile_block: float32 target sums along the rows from this C on
 
 
-# The float lanes of a vector at this build's level (16 at AVX-512, else 8): the short-row decisions and tile
-# sizes of float32 cross-entropy depend on it.
+# The float lanes of a vector at this build's level (16 at AVX-512, else 8): float32 tile sizes (tile_rows)
+# use it, and the AVX-512 level's own measured tiles/rows crossovers (ce_f32_tiles_win, index_tiles_win)
+# are keyed on it.
 cdef extern from *:
     """
     #include "fl_vec.h"
@@ -127,11 +128,12 @@ cdef inline bint tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
 
 cdef inline bint index_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint focal, bint grad) noexcept nogil:
     """Whether (N, C) rows with class-index targets go through tiles (else along the rows): cross-entropy
-    float32 by tiles_win; the other cases by their own measured crossovers (AVX2, thread time, 2^20
+    float32 by ce_f32_tiles_win; the other cases by their own measured crossovers (AVX2, thread time, 2^20
     logits, rows / tiles time):
     - float64 cross-entropy: tiles up to C = 27.  Its rows: 0.72-0.94 from C = 28-29 (loss alone; with
       label smoothing 0.57-0.91 from C = 32, with the gradient 0.80-0.94 from C = 24-28; even at C = 24 /
-      20), where tiles_win kept tiles up to C = 72 / 48.
+      20), where tiles_win kept tiles up to C = 72 / 48.  At AVX-512 (Zen 5) up to C = 31 (rows 1.6-2.0x
+      at C = 28, 1.0 at 40).
     - the softmax focal loss: its rows are slow (a scalar log1p / expm1 / pow per row): float32 loss alone
       tiles up to C = 256 (rows 2.2x the time at C = 80-128, 1.5x at 256, even at 300, 0.7 at 448-512),
       with the gradient up to C = 72 (rows 1.8x at 56, 1.2x at 72, 0.87 at 96); float64 up to C = 512
@@ -149,14 +151,14 @@ cdef inline bint index_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint focal, 
 
 
 cdef inline bint ce_f32_tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
-    """tiles_win for float32 cross-entropy, with the AVX-512 level's own crossovers (Zen 5, thread time,
+    """tiles_win for float32 cross-entropy (``transposed`` as there: 1 index targets, 2 with the gradient,
+    3 probability targets, 5 with the gradient), with the AVX-512 level's own crossovers (Zen 5, thread time,
     2^20 logits, rows / tiles time): its row pass runs 64-value blocks of 16 lanes, whose padded tails
     cost more than AVX2's at these C, so tiles win further than tiles_win's AVX2 budget -- index targets
     up to C = 88 (rows 1.3-1.5x at C = 64-84, 0.73 at 96), 128 with the gradient (2.0-2.2x at C = 48-72,
     1.25 at 128, 0.47 at 144); probability targets up to C = 88 (rows 1.2-3.7x at C = 16-72, 1.0-1.25 at
     80-88, 0.65-0.81 at 92-96), with the gradient up to C = 72 (rows 1.4-3.7x at C = 16-72; the tiles were
-    1.13-1.31x the old rows' time at 80-88), where tiles_win ended at C = 72 / 48 / 36 / 24.  float64
-    index targets at AVX-512: tiles up to C = 31 (rows 1.6-2.0x at 28, 1.0 at 40)."""
+    1.13-1.31x the old rows' time at 80-88), where tiles_win ended at C = 72 / 48 / 36 / 24."""
     if FL_CE_F32_LANES == 16:
         return 1 <= C <= (128 if transposed == 2 else 72 if transposed == 5 else 88)
     return tiles_win(C, transposed)
@@ -164,9 +166,9 @@ cdef inline bint ce_f32_tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
 
 cdef inline bint probs_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint grad) noexcept nogil:
     """Whether (N, C) rows with probability targets go through tiles (else along the rows): float32 by
-    tiles_win, with the transposed count of its note (the fused tile pass against the rows); float64 up to
-    C = 17, loss alone or with the gradient (its tile pass fused too, but the targets' tile transposed):
-    the rows measured 1.2-2x faster from C = 18-20 on and about even at 16-17, their time depending on
+    ce_f32_tiles_win, with the transposed count of tiles_win's note (the fused tile pass against the
+    rows); float64 up to C = 17, loss alone or with the gradient (its tile pass fused too, but the targets'
+    tile transposed): the rows measured 1.2-2x faster from C = 18-20 on and about even at 16-17, their time depending on
     C % 4 (AVX2, thread time, 2^20 logits), where tiles_win had tiles up to C = 48 / 36, at 3-5 ns per
     logit against the rows' 2-2.7."""
     if itemsize == 4:
