@@ -166,11 +166,11 @@ cdef inline bint ce_f32_tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
 
 cdef inline bint probs_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint grad) noexcept nogil:
     """Whether (N, C) rows with probability targets go through tiles (else along the rows): float32 by
-    ce_f32_tiles_win, with the transposed count of tiles_win's note (the fused tile pass against the
-    rows); float64 up to C = 17, loss alone or with the gradient (its tile pass fused too, but the targets'
-    tile transposed): the rows measured 1.2-2x faster from C = 18-20 on and about even at 16-17, their time depending on
-    C % 4 (AVX2, thread time, 2^20 logits), where tiles_win had tiles up to C = 48 / 36, at 3-5 ns per
-    logit against the rows' 2-2.7."""
+    ce_f32_tiles_win, with the transposed count of tiles_win's note (the fused tile pass against the rows);
+    float64 up to C = 17, loss alone or with the gradient (its tile pass fused too, but the targets' tile
+    transposed): the rows measured 1.2-2x faster from C = 18-20 on and about even at 16-17, their time
+    depending on C % 4 (AVX2, thread time, 2^20 logits), where tiles_win had tiles up to C = 48 / 36, at 3-5
+    ns per logit against the rows' 2-2.7."""
     if itemsize == 4:
         return ce_f32_tiles_win(C, 3 + 2 * grad)
     return 1 <= C <= 17
