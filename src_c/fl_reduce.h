@@ -313,11 +313,11 @@ enum { FL_RS_MAXR = 2 };                      /* rows per pass: 1 or 2 */
  * with independent work; interleaved, each row's chain hides the other's (C = 64-128: 15-20% less time per
  * row).  Each row's sums are formed exactly as alone -- the same operations in the same order -- so a row's
  * result does not depend on which row it is paired with (or whether it is paired at all). */
-#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
-#define FL_ROW_PASS_V8 1
 #include "fl_vec.h"
+#if defined(FL_V_W)
+#define FL_ROW_PASS_V 1
 #endif
-#ifndef FL_ROW_PASS_V8
+#ifndef FL_ROW_PASS_V
 FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const float** ts,
                                ptrdiff_t n, const float* m, float** es, int mode, int has_e, int has_w,
                                float keep_t, float add_t, double* s, double* o1, double* o2) {
@@ -431,14 +431,6 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
      * one: a fifth of a 96-class row's time) */
     _Pragma("GCC unroll 2")
     for (int r = 0; r < R; r++) {
-#if defined(__AVX512F__)
-        /* the same halving order as below (_mm512_reduce_add_pd: upper + lower 4, 2, 1 lanes; each addition
-         * commutes), in registers: the generic loop's lanes went through the stack, one scalar at a time */
-        if (o1) o1[r] = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_loadu_pd(s1[r]), _mm512_loadu_pd(s1[r] + 8)));
-        if (o2) o2[r] = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_loadu_pd(s2[r]), _mm512_loadu_pd(s2[r] + 8)));
-        s[r] = (double)_mm512_reduce_add_epi32(_mm512_loadu_si512(k[r]))
-               + _mm512_reduce_add_pd(_mm512_add_pd(_mm512_loadu_pd(sd[r]), _mm512_loadu_pd(sd[r] + 8)));
-#else
         _Pragma("GCC unroll 8")
         for (int h = VF / 2; h >= 1; h /= 2) {
             _Pragma("GCC unroll 8")
@@ -449,114 +441,100 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
         if (o1) o1[r] = s1[r][0];
         if (o2) o2[r] = s2[r][0];
         s[r] = (double)k[r][0] + sd[r][0];
-#endif
     }
 }
-#else /* FL_ROW_PASS_V8 */
-/* AVX2 (fl_vec.h's fl_expf_softmax_vn): the same pass -- the same terms, added in the same order, so the same bits as
- * the generic form above at this level (compared with a C harness over rows of 1-140 and longer values,
- * every mode, hostile values, e in place, when written) -- with its state in registers.  GCC's form of the
- * generic loop kept a block's terms (y, u, q1, q2) on the stack at this level (16 vector registers: ~8
- * stack moves per vector of terms) and computed one exp after another, each a chain of ~14 dependent
- * operations: more instructions in flight than the out-of-order window holds.  Here the exps of a block's
- * vectors go 4 side by side; a row's state is its float run lanes, its double lanes (0-3 and 4-7) and one
- * integer vector; the ties are counted by the mask d != 0 that already selects the other terms (ties =
- * values counted - terms counted: one compare less per vector).  C = 73-128: 12-20% less time per row
- * with index targets, 25-35% with probability targets (one row per pass). */
+#else /* FL_ROW_PASS_V */
+/* AVX2 and AVX-512 (fl_vec.h's FL_V_W lanes, fl_expf_softmax_vn): the same pass -- the same terms, added in
+ * the same order, so the same bits as the generic form above would give at the level (compared with a C
+ * harness over rows of 1-140 and longer values, every mode, hostile values, e in place, at AVX2; the whole
+ * API's float32 outputs before and after, at AVX-512) -- with its state in registers.  GCC's form of the
+ * generic loop kept a block's terms (y, u, q1, q2) on the stack (AVX2: ~8 stack moves per vector of terms)
+ * and computed one exp after another, each a chain of ~14 dependent operations: more instructions in
+ * flight than the out-of-order window holds.  Here the exps of a block's vectors go 4 side by side; a
+ * row's state is its float run lanes, its double lanes (0 to W/2 - 1 and W/2 to W - 1) and one integer
+ * vector; the ties are counted by the mask d != 0 that already selects the other terms (ties = values
+ * counted - terms counted: one compare less per vector).  AVX2, C = 73-128: 12-20% less time per row with
+ * index targets, 25-35% with probability targets (one row per pass); AVX-512: see RESULTS.md, session 9. */
 typedef struct {
-    __m256 a, a1, a2;                         /* the run's float lanes of s (its ties apart), o1, o2 */
-    __m256d sd0, sd1, s10, s11, s20, s21;     /* double lanes 0-3, 4-7 */
-    __m256i nt;                               /* minus the number of terms counted that are not ties */
-} fl_rs_v8;
+    fl_vf a, a1, a2;                          /* the run's float lanes of s (its ties apart), o1, o2 */
+    fl_vd sd0, sd1, s10, s11, s20, s21;       /* double lanes [0, W/2), [W/2, W) */
+    fl_vi nt;                                 /* the number of terms counted that are not ties */
+} fl_rs_v;
 /* a product that is summed afterwards, rounded (FL_NOFUSE: GCC contracts an intrinsic product into the
  * intrinsic addition that consumes it just as it does scalar code) */
-FL_INLINE __m256 fl_mul_nofuse_v8(__m256 a, __m256 b) { return _mm256_add_ps(_mm256_mul_ps(a, b), _mm256_setzero_ps()); }
+FL_INLINE fl_vf fl_v_mul_nofuse(fl_vf a, fl_vf b) { return fl_v_add(fl_v_mul(a, b), fl_v_set1(0.0f)); }
 /* The terms of K vectors (K <= 4; the exps side by side, fl_expf_softmax_vn): vector k holds values x[k]
  * of the row with max m[k] and state st[k], weights / targets wv[k] / tv[k] (already loaded, or unused),
  * its lanes counted where keep[k] is set (keep NULL: every lane).  v[k]: the exps (for e); y[k], q1[k],
  * q2[k]: the terms of s, o1, o2, zero outside keep. */
-FL_INLINE void fl_rs_v8_terms(int K, const __m256* x, const __m256* m, const __m256* wv, const __m256* tv,
-                              const __m256* keep, int mode, int has_w, __m256 keep_t, __m256 add_t,
-                              fl_rs_v8** st, __m256* v, __m256* y, __m256* q1, __m256* q2) {
-    __m256 d[4];
+FL_INLINE void fl_rs_v_terms(int K, const fl_vf* x, const fl_vf* m, const fl_vf* wv, const fl_vf* tv,
+                             const fl_vm* keep, int mode, int has_w, fl_vf keep_t, fl_vf add_t,
+                             fl_rs_v** st, fl_vf* v, fl_vf* y, fl_vf* q1, fl_vf* q2) {
+    fl_vf d[4];
     _Pragma("GCC unroll 4")
-    for (int k = 0; k < K; k++) d[k] = _mm256_sub_ps(x[k], m[k]);
+    for (int k = 0; k < K; k++) d[k] = fl_v_sub(x[k], m[k]);
     fl_expf_softmax_vn(K, d, NULL, 0, v);
     _Pragma("GCC unroll 4")
     for (int k = 0; k < K; k++) {
-        __m256 counted = _mm256_cmp_ps(d[k], _mm256_setzero_ps(), _CMP_NEQ_UQ);   /* d != 0: not a tie */
-        if (keep) counted = _mm256_and_ps(keep[k], counted);
-        st[k]->nt = _mm256_add_epi32(st[k]->nt, _mm256_castps_si256(counted));
-        y[k] = _mm256_and_ps(counted, v[k]);
+        fl_vm counted = fl_v_ne(d[k], fl_v_set1(0.0f));                 /* d != 0: not a tie */
+        if (keep) counted = fl_v_mand(keep[k], counted);
+        st[k]->nt = fl_v_count(st[k]->nt, counted);
+        y[k] = fl_v_keep(counted, v[k]);
         if (mode == FL_RS_DOT) {
-            q1[k] = has_w ? fl_mul_nofuse_v8(wv[k], d[k]) : d[k];
-            if (keep) q1[k] = _mm256_and_ps(keep[k], q1[k]);
+            q1[k] = has_w ? fl_v_mul_nofuse(wv[k], d[k]) : d[k];
+            if (keep) q1[k] = fl_v_keep(keep[k], q1[k]);
         } else if (mode == FL_RS_SOFT) {
-            __m256 tw = _mm256_fmadd_ps(keep_t, tv[k], add_t);
-            if (has_w) tw = fl_mul_nofuse_v8(wv[k], tw);
+            fl_vf tw = fl_v_fmadd(keep_t, tv[k], add_t);
+            if (has_w) tw = fl_v_mul_nofuse(wv[k], tw);
             q1[k] = tw;
-            q2[k] = fl_mul_nofuse_v8(tw, d[k]);
+            q2[k] = fl_v_mul_nofuse(tw, d[k]);
             if (keep) {
-                q1[k] = _mm256_and_ps(keep[k], q1[k]);
-                q2[k] = _mm256_and_ps(keep[k], q2[k]);
+                q1[k] = fl_v_keep(keep[k], q1[k]);
+                q2[k] = fl_v_keep(keep[k], q2[k]);
             }
         }
     }
 }
-FL_INLINE void fl_rs_v8_fold(fl_rs_v8* st, int mode) {
-    st->sd0 = _mm256_add_pd(st->sd0, _mm256_cvtps_pd(_mm256_castps256_ps128(st->a)));
-    st->sd1 = _mm256_add_pd(st->sd1, _mm256_cvtps_pd(_mm256_extractf128_ps(st->a, 1)));
-    if (mode != FL_RS_PLAIN) {
-        st->s10 = _mm256_add_pd(st->s10, _mm256_cvtps_pd(_mm256_castps256_ps128(st->a1)));
-        st->s11 = _mm256_add_pd(st->s11, _mm256_cvtps_pd(_mm256_extractf128_ps(st->a1, 1)));
-    }
-    if (mode == FL_RS_SOFT) {
-        st->s20 = _mm256_add_pd(st->s20, _mm256_cvtps_pd(_mm256_castps256_ps128(st->a2)));
-        st->s21 = _mm256_add_pd(st->s21, _mm256_cvtps_pd(_mm256_extractf128_ps(st->a2, 1)));
-    }
+FL_INLINE void fl_rs_v_fold(fl_rs_v* st, int mode) {
+    fl_v_widen_add(&st->sd0, &st->sd1, st->a);
+    if (mode != FL_RS_PLAIN) fl_v_widen_add(&st->s10, &st->s11, st->a1);
+    if (mode == FL_RS_SOFT) fl_v_widen_add(&st->s20, &st->s21, st->a2);
 }
-/* lanes 0-3 and 4-7 folded in halves, as the generic form: (j + 4), then (j + 2), then (j + 1) */
-FL_INLINE double fl_rs_v8_halves(__m256d lo, __m256d hi) {
-    __m256d v = _mm256_add_pd(lo, hi);
-    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
-    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
-}
-/* The tail of R rows of n >= 8 values from o0 on (T = ceil((n - o0) / 8) <= 4 vectors a row): vector q of a row
- * at oq = o0 + 8 q if whole, else the row's last 8 values with the lanes before oq dropped (none kept once
- * oq >= n).  Its terms are added onto the row's run lanes in q order, as the generic form's tail loop adds
- * them. */
-FL_INLINE void fl_rs_v8_tail(int R, int T, const float** xs, const float* w, const float** ts, ptrdiff_t n,
-                             ptrdiff_t o0, const __m256* mv, float** es, int mode, int has_e, int has_w,
-                             __m256 kt, __m256 at, fl_rs_v8* st) {
-    enum { VF = 8, MR = FL_RS_MAXR };
-    const __m256 zero = _mm256_setzero_ps();
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+/* The tail of R rows of n >= W values from o0 on (T = ceil((n - o0) / W) <= 4 vectors a row): vector q of a row
+ * at oq = o0 + W q if whole, else the row's last W values with the lanes before oq dropped.  Its terms are
+ * added onto the row's run lanes in q order, as the generic form's tail loop adds them. */
+FL_INLINE void fl_rs_v_tail(int R, int T, const float** xs, const float* w, const float** ts, ptrdiff_t n,
+                            ptrdiff_t o0, const fl_vf* mv, float** es, int mode, int has_e, int has_w,
+                            fl_vf kt, fl_vf at, fl_rs_v* st) {
+    enum { VF = FL_V_W, MR = FL_RS_MAXR };
+    const fl_vf zero = fl_v_set1(0.0f);
     const int NV = R * T;
-    __m256 y[MR][4], q1[MR][4], q2[MR][4];
+    fl_vf y[MR][4], q1[MR][4], q2[MR][4];
     _Pragma("GCC unroll 2")
     for (int g = 0; g < NV; g += 4) {
         const int K = NV - g < 4 ? NV - g : 4;
-        __m256 xk[4], mk[4], wk[4], tk[4], kk[4], vk[4], yk[4], q1k[4], q2k[4];
+        fl_vf xk[4], mk[4], wk[4], tk[4], vk[4], yk[4], q1k[4], q2k[4];
+        fl_vm kk[4];
         ptrdiff_t ot[4];
-        fl_rs_v8* sk[4];
+        fl_rs_v* sk[4];
         _Pragma("GCC unroll 4")
         for (int k = 0; k < K; k++) {
             const int r = R == 2 ? (g + k) % 2 : 0, q = R == 2 ? (g + k) / 2 : g + k;
             const ptrdiff_t oq = o0 + q * VF;
             ot[k] = oq + VF <= n ? oq : n - VF;
-            kk[k] = _mm256_castsi256_ps(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32((int)(oq - ot[k] - 1))));
-            xk[k] = _mm256_loadu_ps(xs[r] + ot[k]);
+            kk[k] = fl_v_lanes_from(oq - ot[k]);
+            xk[k] = fl_v_load(xs[r] + ot[k]);
             mk[k] = mv[r];
-            wk[k] = has_w ? _mm256_loadu_ps(w + ot[k]) : zero;
-            tk[k] = mode == FL_RS_SOFT ? _mm256_loadu_ps(ts[r] + ot[k]) : zero;
+            wk[k] = has_w ? fl_v_load(w + ot[k]) : zero;
+            tk[k] = mode == FL_RS_SOFT ? fl_v_load(ts[r] + ot[k]) : zero;
             sk[k] = &st[r];
         }
-        fl_rs_v8_terms(K, xk, mk, wk, tk, kk, mode, has_w, kt, at, sk, vk, yk, q1k, q2k);
+        fl_rs_v_terms(K, xk, mk, wk, tk, kk, mode, has_w, kt, at, sk, vk, yk, q1k, q2k);
         _Pragma("GCC unroll 4")
         for (int k = 0; k < K; k++) {
             const int r = R == 2 ? (g + k) % 2 : 0, q = R == 2 ? (g + k) / 2 : g + k;
-            /* the dropped lanes rewritten with what e holds there (e may be x, already replaced) */
-            if (has_e) _mm256_storeu_ps(es[r] + ot[k], _mm256_blendv_ps(_mm256_loadu_ps(es[r] + ot[k]), vk[k], kk[k]));
+            /* the dropped lanes keep what e holds there (e may be x, already replaced) */
+            if (has_e) fl_v_store_lanes(es[r] + ot[k], kk[k], vk[k]);
             y[r][q] = yk[k]; q1[r][q] = q1k[k]; q2[r][q] = q2k[k];
         }
     }
@@ -564,26 +542,26 @@ FL_INLINE void fl_rs_v8_tail(int R, int T, const float** xs, const float* w, con
     for (int r = 0; r < R; r++) {
         _Pragma("GCC unroll 4")
         for (int q = 0; q < T; q++) {
-            st[r].a = _mm256_add_ps(st[r].a, y[r][q]);
-            if (mode != FL_RS_PLAIN) st[r].a1 = _mm256_add_ps(st[r].a1, q1[r][q]);
-            if (mode == FL_RS_SOFT) st[r].a2 = _mm256_add_ps(st[r].a2, q2[r][q]);
+            st[r].a = fl_v_add(st[r].a, y[r][q]);
+            if (mode != FL_RS_PLAIN) st[r].a1 = fl_v_add(st[r].a1, q1[r][q]);
+            if (mode == FL_RS_SOFT) st[r].a2 = fl_v_add(st[r].a2, q2[r][q]);
         }
     }
 }
 FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const float** ts,
                                ptrdiff_t n, const float* m, float** es, int mode, int has_e, int has_w,
                                float keep_t, float add_t, double* s, double* o1, double* o2) {
-    enum { VF = 8, B = 32, MR = FL_RS_MAXR };
-    const __m256 zero = _mm256_setzero_ps();
-    const __m256 kt = _mm256_set1_ps(keep_t), at = _mm256_set1_ps(add_t);
-    fl_rs_v8 st[MR];
-    __m256 mv[MR];
+    enum { VF = FL_V_W, B = 4 * FL_V_W, MR = FL_RS_MAXR };
+    const fl_vf zero = fl_v_set1(0.0f);
+    const fl_vf kt = fl_v_set1(keep_t), at = fl_v_set1(add_t);
+    fl_rs_v st[MR];
+    fl_vf mv[MR];
     const ptrdiff_t nb = n / B;
     _Pragma("GCC unroll 2")
     for (int r = 0; r < R; r++) {
-        mv[r] = _mm256_set1_ps(m[r]);
-        st[r].sd0 = st[r].sd1 = st[r].s10 = st[r].s11 = st[r].s20 = st[r].s21 = _mm256_setzero_pd();
-        st[r].nt = _mm256_setzero_si256();
+        mv[r] = fl_v_set1(m[r]);
+        st[r].sd0 = st[r].sd1 = st[r].s10 = st[r].s11 = st[r].s20 = st[r].s21 = fl_v_dzero();
+        st[r].nt = fl_v_izero();
     }
     for (ptrdiff_t v0 = 0; v0 < nb; v0 += FL_SUMEXP_RUN) {
         const ptrdiff_t v1 = nb - v0 < FL_SUMEXP_RUN ? nb : v0 + FL_SUMEXP_RUN;
@@ -594,96 +572,87 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
             _Pragma("GCC unroll 2")
             for (int r = 1; r <= R; r++)
                 for (int l = 0; l < B; l += FL_LINE_FLOATS) FL_PREFETCH(xs[R - 1], r * n + o + l);
-            /* the block's 4 R vectors, two at a time: row 0's and row 1's q-th, or one row's q-th and next */
-            __m256 y[MR][4], q1[MR][4], q2[MR][4];
+            /* the block's 4 R vectors, four at a time: row 0's and row 1's q-th, or one row's q-th and next */
+            fl_vf y[MR][4], q1[MR][4], q2[MR][4];
             _Pragma("GCC unroll 4")
             for (int g = 0; g < R; g++) {
-                __m256 xk[4], mk[4], wk[4], tk[4], vk[4], yk[4], q1k[4], q2k[4];
-                fl_rs_v8* sk[4];
+                fl_vf xk[4], mk[4], wk[4], tk[4], vk[4], yk[4], q1k[4], q2k[4];
+                fl_rs_v* sk[4];
                 _Pragma("GCC unroll 4")
                 for (int k = 0; k < 4; k++) {
                     const int r = R == 2 ? k % 2 : 0, q = R == 2 ? 2 * g + k / 2 : k;
                     const ptrdiff_t oq = o + q * VF;
-                    xk[k] = _mm256_loadu_ps(xs[r] + oq);
+                    xk[k] = fl_v_load(xs[r] + oq);
                     mk[k] = mv[r];
-                    wk[k] = has_w ? _mm256_loadu_ps(w + oq) : zero;
-                    tk[k] = mode == FL_RS_SOFT ? _mm256_loadu_ps(ts[r] + oq) : zero;
+                    wk[k] = has_w ? fl_v_load(w + oq) : zero;
+                    tk[k] = mode == FL_RS_SOFT ? fl_v_load(ts[r] + oq) : zero;
                     sk[k] = &st[r];
                 }
-                fl_rs_v8_terms(4, xk, mk, wk, tk, NULL, mode, has_w, kt, at, sk, vk, yk, q1k, q2k);
+                fl_rs_v_terms(4, xk, mk, wk, tk, NULL, mode, has_w, kt, at, sk, vk, yk, q1k, q2k);
                 _Pragma("GCC unroll 4")
                 for (int k = 0; k < 4; k++) {
                     const int r = R == 2 ? k % 2 : 0, q = R == 2 ? 2 * g + k / 2 : k;
-                    if (has_e) _mm256_storeu_ps(es[r] + o + q * VF, vk[k]);
+                    if (has_e) fl_v_store(es[r] + o + q * VF, vk[k]);
                     y[r][q] = yk[k]; q1[r][q] = q1k[k]; q2[r][q] = q2k[k];
                 }
             }
             _Pragma("GCC unroll 2")
             for (int r = 0; r < R; r++) {
-                st[r].a = _mm256_add_ps(st[r].a, _mm256_add_ps(_mm256_add_ps(y[r][0], y[r][1]),
-                                                               _mm256_add_ps(y[r][2], y[r][3])));
+                st[r].a = fl_v_add(st[r].a, fl_v_add(fl_v_add(y[r][0], y[r][1]), fl_v_add(y[r][2], y[r][3])));
                 if (mode != FL_RS_PLAIN)
-                    st[r].a1 = _mm256_add_ps(st[r].a1, _mm256_add_ps(_mm256_add_ps(q1[r][0], q1[r][1]),
-                                                                     _mm256_add_ps(q1[r][2], q1[r][3])));
+                    st[r].a1 = fl_v_add(st[r].a1, fl_v_add(fl_v_add(q1[r][0], q1[r][1]),
+                                                           fl_v_add(q1[r][2], q1[r][3])));
                 if (mode == FL_RS_SOFT)
-                    st[r].a2 = _mm256_add_ps(st[r].a2, _mm256_add_ps(_mm256_add_ps(q2[r][0], q2[r][1]),
-                                                                     _mm256_add_ps(q2[r][2], q2[r][3])));
+                    st[r].a2 = fl_v_add(st[r].a2, fl_v_add(fl_v_add(q2[r][0], q2[r][1]),
+                                                           fl_v_add(q2[r][2], q2[r][3])));
             }
         }
         _Pragma("GCC unroll 2")
-        for (int r = 0; r < R; r++) fl_rs_v8_fold(&st[r], mode);
+        for (int r = 0; r < R; r++) fl_rs_v_fold(&st[r], mode);
     }
     if (nb * B < n) {                         /* the tail: at most 4 vectors, as the generic form */
         _Pragma("GCC unroll 2")
         for (int r = 0; r < R; r++) st[r].a = st[r].a1 = st[r].a2 = zero;
         if (n >= VF) {
-            /* the tail's vectors at o0, o0 + 8, ...: its whole vectors, then its partial last one (as the row's
-             * last VF values, the lanes before it dropped), the exps of both rows' tails side by side in groups
-             * of 4 as the blocks' (one vector after another, a tail vector cost ~1.7 block vectors; C = 73-88:
-             * 2-7% less time per row) */
+            /* the tail's vectors at o0, o0 + W, ...: its whole vectors, then its partial last one (as the row's
+             * last W values, the lanes before it dropped), the exps of both rows' tails side by side in groups
+             * of 4 as the blocks' (one vector after another, a tail vector cost ~1.7 block vectors; AVX2,
+             * C = 73-88: 2-7% less time per row) */
             const ptrdiff_t o0 = nb * B;
             switch ((n - o0 + VF - 1) / VF) {
-            case 1: fl_rs_v8_tail(R, 1, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
-            case 2: fl_rs_v8_tail(R, 2, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
-            case 3: fl_rs_v8_tail(R, 3, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
-            default: fl_rs_v8_tail(R, 4, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
+            case 1: fl_rs_v_tail(R, 1, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
+            case 2: fl_rs_v_tail(R, 2, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
+            case 3: fl_rs_v_tail(R, 3, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
+            default: fl_rs_v_tail(R, 4, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
             }
-        } else {                              /* a row shorter than VF: its lanes read by a masked load (0 beyond) */
+        } else {                              /* a row shorter than W: its lanes read by a masked load (0 beyond) */
             _Pragma("GCC unroll 2")
             for (int r = 0; r < R; r++) {
-                __m256 vv, y, q1 = zero, q2 = zero;
-                const __m256i in = fl_v_lanes(n);                    /* (fl_vec.h) */
-                const __m256 keep = _mm256_castsi256_ps(in);
-                __m256 wv = has_w ? _mm256_maskload_ps(w, in) : zero;
-                __m256 tv = mode == FL_RS_SOFT ? _mm256_maskload_ps(ts[r], in) : zero;
-                __m256 xv = _mm256_maskload_ps(xs[r], in);
-                fl_rs_v8* sr = &st[r];
-                fl_rs_v8_terms(1, &xv, &mv[r], &wv, &tv, &keep, mode, has_w, kt, at, &sr, &vv, &y, &q1, &q2);
-                if (has_e) {
-                    float ep[VF];
-                    _mm256_storeu_ps(ep, vv);
-                    for (ptrdiff_t j = 0; j < n; j++) es[r][j] = ep[j];
-                }
-                st[r].a = _mm256_add_ps(st[r].a, y);
-                if (mode != FL_RS_PLAIN) st[r].a1 = _mm256_add_ps(st[r].a1, q1);
-                if (mode == FL_RS_SOFT) st[r].a2 = _mm256_add_ps(st[r].a2, q2);
+                fl_vf vv, y, q1 = zero, q2 = zero;
+                const fl_vm keep = fl_v_lanes(n);
+                fl_vf wv = has_w ? fl_v_loadz(keep, w) : zero;
+                fl_vf tv = mode == FL_RS_SOFT ? fl_v_loadz(keep, ts[r]) : zero;
+                fl_vf xv = fl_v_loadz(keep, xs[r]);
+                fl_rs_v* sr = &st[r];
+                fl_rs_v_terms(1, &xv, &mv[r], &wv, &tv, &keep, mode, has_w, kt, at, &sr, &vv, &y, &q1, &q2);
+                if (has_e) fl_v_storem(es[r], keep, vv);
+                st[r].a = fl_v_add(st[r].a, y);
+                if (mode != FL_RS_PLAIN) st[r].a1 = fl_v_add(st[r].a1, q1);
+                if (mode == FL_RS_SOFT) st[r].a2 = fl_v_add(st[r].a2, q2);
             }
         }
         _Pragma("GCC unroll 2")
-        for (int r = 0; r < R; r++) fl_rs_v8_fold(&st[r], mode);
+        for (int r = 0; r < R; r++) fl_rs_v_fold(&st[r], mode);
     }
     _Pragma("GCC unroll 2")
     for (int r = 0; r < R; r++) {
-        /* ties = values counted (n) - terms counted */
-        __m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(st[r].nt), _mm256_extracti128_si256(st[r].nt, 1));
-        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0x4e));
-        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0xb1));
-        if (o1) o1[r] = fl_rs_v8_halves(st[r].s10, st[r].s11);
-        if (o2) o2[r] = fl_rs_v8_halves(st[r].s20, st[r].s21);
-        s[r] = (double)(n + _mm_cvtsi128_si32(t4)) + fl_rs_v8_halves(st[r].sd0, st[r].sd1);
+        /* ties = values counted (n) - terms counted; the double lanes folded in halves, as the generic form */
+        if (o1) o1[r] = fl_vd_sum_halves(st[r].s10, st[r].s11);
+        if (o2) o2[r] = fl_vd_sum_halves(st[r].s20, st[r].s21);
+        s[r] = (double)(n - fl_v_isum(st[r].nt)) + fl_vd_sum_halves(st[r].sd0, st[r].sd1);
     }
 }
-#endif /* FL_ROW_PASS_V8 */
+#endif /* FL_ROW_PASS_V */
 #undef FL_RS_LANE
 /* One row (R = 1): s = sum_j exp(x_j - m), exps to e if e != NULL */
 static inline double fl_row_sumexp_f32(const float* x, ptrdiff_t n, float m, float* e) {

@@ -1,8 +1,8 @@
 /*
  * fl_vec.h -- a vector of FL_V_W float lanes over the build level's width (AVX-512: 16 lanes with mask
  * registers; AVX2 + FMA: 8 lanes with masks held in vectors), and the float32 softmax exp of up to 4 such
- * vectors in lock step.  One place for both, so that the class-major tile passes (fl_tile.h) and the AVX2
- * row passes (fl_reduce.h) compute the same exp with the same operations.  Not defined below AVX2
+ * vectors in lock step.  One place for both, so that the class-major tile passes (fl_tile.h) and the
+ * float32 row pass (fl_reduce.h) compute the same exp with the same operations.  Not defined below AVX2
  * (FL_V_W undefined: the scalar-loop passes run there).
  */
 #ifndef FL_VEC_H
@@ -27,6 +27,15 @@ typedef __mmask16 fl_vm;    /* a lane mask */
 FL_INLINE fl_vm fl_v_lanes(ptrdiff_t n) {     /* lanes [0, n) (n may be <= 0 or >= FL_V_W) */
     return n >= 16 ? (fl_vm)0xffff : n <= 0 ? (fl_vm)0 : (fl_vm)((1u << n) - 1);
 }
+FL_INLINE fl_vm fl_v_lanes_from(ptrdiff_t d) {  /* lanes [d, FL_V_W) (0 <= d < FL_V_W) */
+    return (fl_vm)(0xffffu << d);
+}
+/* lanes m of v stored to p, the others left as p holds them (a masked store) */
+FL_INLINE void fl_v_store_lanes(float* p, fl_vm m, fl_vf v) { _mm512_mask_storeu_ps(p, m, v); }
+FL_INLINE int32_t fl_v_isum(fl_vi a) { return _mm512_reduce_add_epi32(a); }
+/* the sum of the FL_V_W double lanes (lo: [0, W/2), hi: [W/2, W)) folded in halves: (j + 8), (j + 4), (j + 2),
+ * (j + 1), as a loop halving an array of them (_mm512_reduce_add_pd: upper + lower 4, 2, 1 lanes) */
+FL_INLINE double fl_vd_sum_halves(fl_vd lo, fl_vd hi) { return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi)); }
 FL_INLINE fl_vm fl_v_mand(fl_vm a, fl_vm b) { return (fl_vm)(a & b); }
 FL_INLINE fl_vf fl_v_set1(float v) { return _mm512_set1_ps(v); }
 FL_INLINE fl_vf fl_v_load(const float* p) { return _mm512_loadu_ps(p); }
@@ -92,6 +101,25 @@ typedef __m256i fl_vm;      /* AVX2: a lane mask is a vector, all ones in the la
 FL_INLINE fl_vm fl_v_lanes(ptrdiff_t n) {
     const int32_t c = n >= 8 ? 8 : n <= 0 ? 0 : (int32_t)n;
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+FL_INLINE fl_vm fl_v_lanes_from(ptrdiff_t d) {
+    return _mm256_cmpgt_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int32_t)d - 1));
+}
+/* as a blend and a whole store: AMD's vmaskmovps stores are slow (the lanes outside m are rewritten with
+ * what p held: p is not written by anyone else meanwhile) */
+FL_INLINE void fl_v_store_lanes(float* p, fl_vm m, fl_vf v) {
+    _mm256_storeu_ps(p, _mm256_blendv_ps(_mm256_loadu_ps(p), v, _mm256_castsi256_ps(m)));
+}
+FL_INLINE int32_t fl_v_isum(fl_vi a) {
+    __m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0x4e));
+    t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0xb1));
+    return _mm_cvtsi128_si32(t4);
+}
+FL_INLINE double fl_vd_sum_halves(fl_vd lo, fl_vd hi) {                 /* (j + 4), (j + 2), (j + 1) */
+    __m256d v = _mm256_add_pd(lo, hi);
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
 }
 FL_INLINE fl_vm fl_v_mand(fl_vm a, fl_vm b) { return _mm256_and_si256(a, b); }
 FL_INLINE fl_vf fl_v_set1(float v) { return _mm256_set1_ps(v); }
