@@ -156,11 +156,12 @@ cdef inline bint ce_f32_tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
     2^20 logits, rows / tiles time): its row pass runs 64-value blocks of 16 lanes, whose padded tails
     cost more than AVX2's at these C, so tiles win further than tiles_win's AVX2 budget -- index targets
     up to C = 88 (rows 1.3-1.5x at C = 64-84, 0.73 at 96), 128 with the gradient (2.0-2.2x at C = 48-72,
-    1.25 at 128, 0.47 at 144); probability targets up to C = 88 (rows 1.2-3.7x at C = 16-72, 1.0-1.25 at
-    80-88, 0.65-0.81 at 92-96), with the gradient up to C = 72 (rows 1.4-3.7x at C = 16-72; the tiles were
-    1.13-1.31x the old rows' time at 80-88), where tiles_win ended at C = 72 / 48 / 36 / 24."""
+    1.25 at 128, 0.47 at 144); probability targets up to C = 72, loss alone or with the gradient (rows
+    1.03-1.10x at C = 64-72, 0.78-0.94 at 74-88 for the loss; 1.16-1.27x at 72, 0.76-0.85 at 74-88 with the
+    gradient; measured after the row pass went into registers at this level), where tiles_win ended at
+    C = 72 / 48 / 36 / 24."""
     if FL_CE_F32_LANES == 16:
-        return 1 <= C <= (128 if transposed == 2 else 72 if transposed == 5 else 88)
+        return 1 <= C <= (128 if transposed == 2 else 72 if transposed >= 3 else 88)
     return tiles_win(C, transposed)
 
 
