@@ -313,6 +313,8 @@ enum { FL_RS_MAXR = 2 };                      /* rows per pass: 1 or 2 */
  * with independent work; interleaved, each row's chain hides the other's (C = 64-128: 15-20% less time per
  * row).  Each row's sums are formed exactly as alone -- the same operations in the same order -- so a row's
  * result does not depend on which row it is paired with (or whether it is paired at all). */
+/* The generic form below (scalar lanes under omp simd) runs at the baseline level; where fl_vec.h has vectors
+ * (AVX2 + FMA, AVX-512) the register form after it runs instead, with the same bits. */
 #include "fl_vec.h"
 #if defined(FL_V_W)
 #define FL_ROW_PASS_V 1

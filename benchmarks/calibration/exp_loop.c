@@ -1,5 +1,6 @@
 /* Calibration loop (issue 16): mean cross-entropy of an (n, c) float32 logit matrix with int64 labels,
- * two passes per row (max, then sum of expf(x - max)), glibc's vector expf (libmvec _ZGVdN8v_expf).
+ * two passes per row (max, then sum of expf(x - max)), glibc's vector expf (libmvec: _ZGVdN8v_expf for
+ * AVX2, _ZGVeN16v_expf where run.sh builds for AVX-512).
  * Built with -ffast-math, which fastloss must not use: a measure of exp throughput, not a product.
  * See run.sh (build + objdump check) and run.py (timing against fastloss on the same inputs). */
 #include <math.h>
