@@ -155,8 +155,9 @@ cdef inline bint ce_f32_tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
     3 probability targets, 5 with the gradient), with the AVX-512 level's own crossovers (Zen 5, thread time,
     2^20 logits, rows / tiles time): its row pass runs 64-value blocks of 16 lanes, whose padded tails
     cost more than AVX2's at these C, so tiles win further than tiles_win's AVX2 budget -- index targets
-    up to C = 88 (rows 1.3-1.5x at C = 64-84, 0.73 at 96), 128 with the gradient (2.0-2.2x at C = 48-72,
-    1.25 at 128, 0.47 at 144); probability targets up to C = 72, loss alone or with the gradient (rows
+    up to C = 88 (rows 1.3-1.5x at C = 64-84, 0.73 at 96; with the rows in registers 1.07-1.25 at 84-88, 0.99
+    at 96), 128 with the gradient (2.0-2.2x at C = 48-72, 1.25 at 128, 0.47 at 144; re-measured 0.91-1.35 at
+    96-144, mixed); probability targets up to C = 72, loss alone or with the gradient (rows
     1.03-1.10x at C = 64-72, 0.78-0.94 at 74-88 for the loss; 1.16-1.27x at 72, 0.76-0.85 at 74-88 with the
     gradient; measured after the row pass went into registers at this level), where tiles_win ended at
     C = 72 / 48 / 36 / 24."""
