@@ -502,9 +502,9 @@ FL_INLINE void fl_rs_v_fold(fl_rs_v* st, int mode) {
     if (mode != FL_RS_PLAIN) fl_v_widen_add(&st->s10, &st->s11, st->a1);
     if (mode == FL_RS_SOFT) fl_v_widen_add(&st->s20, &st->s21, st->a2);
 }
-/* The tail of R rows of n >= W values from o0 on (T = ceil((n - o0) / W) <= 4 vectors a row): vector q of a row
- * at oq = o0 + W q if whole, else the row's last W values with the lanes before oq dropped.  Its terms are
- * added onto the row's run lanes in q order, as the generic form's tail loop adds them. */
+/* The tail of R rows of n >= W values from o0 on (T = ceil((n - o0) / W) <= 4 vectors a row): vector q of a
+ * row at oq = o0 + W q if whole, else the row's last W values with the lanes before oq dropped.  Its terms
+ * are added onto the row's run lanes in q order, as the generic form's tail loop adds them. */
 FL_INLINE void fl_rs_v_tail(int R, int T, const float** xs, const float* w, const float** ts, ptrdiff_t n,
                             ptrdiff_t o0, const fl_vf* mv, float** es, int mode, int has_e, int has_w,
                             fl_vf kt, fl_vf at, fl_rs_v* st) {
@@ -574,7 +574,7 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
             _Pragma("GCC unroll 2")
             for (int r = 1; r <= R; r++)
                 for (int l = 0; l < B; l += FL_LINE_FLOATS) FL_PREFETCH(xs[R - 1], r * n + o + l);
-            /* the block's 4 R vectors, four at a time: row 0's and row 1's q-th, or one row's q-th and next */
+            /* the block's 4 R vectors, four at a time: rows 0 and 1's q-th, or one row's q-th and next */
             fl_vf y[MR][4], q1[MR][4], q2[MR][4];
             _Pragma("GCC unroll 4")
             for (int g = 0; g < R; g++) {
@@ -616,10 +616,10 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
         _Pragma("GCC unroll 2")
         for (int r = 0; r < R; r++) st[r].a = st[r].a1 = st[r].a2 = zero;
         if (n >= VF) {
-            /* the tail's vectors at o0, o0 + W, ...: its whole vectors, then its partial last one (as the row's
-             * last W values, the lanes before it dropped), the exps of both rows' tails side by side in groups
-             * of 4 as the blocks' (one vector after another, a tail vector cost ~1.7 block vectors; AVX2,
-             * C = 73-88: 2-7% less time per row) */
+            /* the tail's vectors at o0, o0 + W, ...: its whole vectors, then its partial last one (as the
+             * row's last W values, the lanes before it dropped), the exps of both rows' tails side by side
+             * in groups of 4 as the blocks' (one vector after another, a tail vector cost ~1.7 block
+             * vectors; AVX2, C = 73-88: 2-7% less time per row) */
             const ptrdiff_t o0 = nb * B;
             switch ((n - o0 + VF - 1) / VF) {
             case 1: fl_rs_v_tail(R, 1, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
@@ -627,7 +627,7 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
             case 3: fl_rs_v_tail(R, 3, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
             default: fl_rs_v_tail(R, 4, xs, w, ts, n, o0, mv, es, mode, has_e, has_w, kt, at, st); break;
             }
-        } else {                              /* a row shorter than W: its lanes read by a masked load (0 beyond) */
+        } else {                  /* a row shorter than W: its lanes read by a masked load (0 beyond) */
             _Pragma("GCC unroll 2")
             for (int r = 0; r < R; r++) {
                 fl_vf vv, y, q1 = zero, q2 = zero;
@@ -648,7 +648,7 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
     }
     _Pragma("GCC unroll 2")
     for (int r = 0; r < R; r++) {
-        /* ties = values counted (n) - terms counted; the double lanes folded in halves, as the generic form */
+        /* ties = values counted (n) - terms counted; double lanes folded in halves (as the generic form) */
         if (o1) o1[r] = fl_vd_sum_halves(st[r].s10, st[r].s11);
         if (o2) o2[r] = fl_vd_sum_halves(st[r].s20, st[r].s21);
         s[r] = (double)(n - fl_v_isum(st[r].nt)) + fl_vd_sum_halves(st[r].sd0, st[r].sd1);

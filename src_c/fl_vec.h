@@ -33,8 +33,8 @@ FL_INLINE fl_vm fl_v_lanes_from(ptrdiff_t d) {  /* lanes [d, FL_V_W) (0 <= d < F
 /* lanes m of v stored to p, the others left as p holds them (a masked store) */
 FL_INLINE void fl_v_store_lanes(float* p, fl_vm m, fl_vf v) { _mm512_mask_storeu_ps(p, m, v); }
 FL_INLINE int32_t fl_v_isum(fl_vi a) { return _mm512_reduce_add_epi32(a); }
-/* the sum of the FL_V_W double lanes (lo: [0, W/2), hi: [W/2, W)) folded in halves: (j + 8), (j + 4), (j + 2),
- * (j + 1), as a loop halving an array of them (_mm512_reduce_add_pd: upper + lower 4, 2, 1 lanes) */
+/* the sum of the FL_V_W double lanes (lo: [0, W/2), hi: [W/2, W)) folded in halves: (j + 8), (j + 4),
+ * (j + 2), (j + 1), as a loop halving an array of them (_mm512_reduce_add_pd: upper + lower 4, 2, 1 lanes) */
 FL_INLINE double fl_vd_sum_halves(fl_vd lo, fl_vd hi) { return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi)); }
 FL_INLINE fl_vm fl_v_mand(fl_vm a, fl_vm b) { return (fl_vm)(a & b); }
 FL_INLINE fl_vf fl_v_set1(float v) { return _mm512_set1_ps(v); }
