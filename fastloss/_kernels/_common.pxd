@@ -125,7 +125,8 @@ cdef inline floating f_log1p_unit(floating x) noexcept nogil:
         return fl_log1p_unit(x)
 
 cdef inline floating f_log1p_unit_inv(floating x, floating inv) noexcept nogil:
-    """f_log1p_unit(x) given inv = 1 / (1 + x) (e.g. from a sigmoid of the same logit): no division."""
+    """f_log1p_unit(x) given inv = 1 / (1 + x) (e.g. from a sigmoid of the same logit): no division (float64
+    uses inv for its correction term; float32's polynomial needs no inv and ignores it)."""
     if floating is float:
         return fl_log1p_unit_invf(x, inv)
     else:

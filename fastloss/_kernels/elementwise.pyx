@@ -255,7 +255,8 @@ cdef inline floating bce_logits_point(floating x, floating y, floating pw, float
     # typed constants: a bare 1 is the C double 1.0 and would widen float32 maths to double
     cdef floating one = 1, zero = 0
     cdef floating e = f_exp_nonpos(-f_abs(x))
-    cdef floating inv = one / (one + e)          # one division serves sigmoid(-|x|) and log1p's correction
+    cdef floating inv = one / (one + e)          # sigmoid(-|x|)'s division (float64: also log1p's correction;
+                                                 # float32's log1p needs none: without a gradient it is dropped)
     cdef floating ei = e * inv                   # sigmoid(-|x|)
     cdef floating l = one + (pw - one) * y
     cdef floating mx = f_max(x, zero)
@@ -755,7 +756,7 @@ cdef inline bint nonneg(const kind_t* tag) noexcept nogil:
 
 cdef inline bint interleaved(const kind_t* tag) noexcept nogil:
     """The kinds whose full segments ``store_items`` runs as two interleaved halves (a compile-time
-    constant): one exp, one log1p and a division per item, a dependency chain of ~100 cycles per vector
+    constant): one exp, one log1p (and a division) per item, a dependency chain of ~100 cycles per vector
     that the out-of-order window of an AVX2 core (Zen 2) overlaps with too little of the next vector's.
     Two independent chains side by side, mixed by GCC's pre-RA scheduler (setup.py's elementwise flags),
     run 1.3-1.7x faster.  (The arithmetic kinds' short chains gain nothing.)"""
