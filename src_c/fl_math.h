@@ -314,10 +314,11 @@ FL_INLINE double fl_log1p(double x) {
  * e = exp(-|x|).
  * float: e + e^2 R(e), R a degree-8 polynomial fitted to (log1p(e) - e) / e^2 on [0, 1] (Chebyshev least
  * squares, weighted by the term's share e^2 / log1p(e) of the result), evaluated by fmas: the leading e is
- * exact and the correction is at most 31% of the result, so its rounding counts for little -- max 1.2 ulp
- * over [0, 1] (tests/test_math.py), with ~10 vector operations where the log of 1 + e (range split, a
- * 9-term polynomial, the exponent, Goldberg's correction of 1 + e's rounding: ~20, and a division) took 55%
- * of BCE-with-logits' time at AVX-512 (0.645 -> 0.36 ns per element in a C loop of its formula).
+ * exact and the correction is at most 31% of the result, so its rounding counts for little -- max 1.15
+ * ulp over [0, 1] with fmas (AVX2, AVX-512), 1.39 without (baseline) (tests/test_math.py).  ~10 vector
+ * operations, where the log of 1 + e (range split, a 9-term polynomial, the exponent, Goldberg's
+ * correction of 1 + e's rounding: ~20, and a division) took 55% of BCE-with-logits' time at AVX-512
+ * (0.645 -> 0.36 ns per element in a C loop of its formula).
  * log1p(0) = 0 exactly (+0), nan propagates.
  * double: log(u) for u = 1 + e in [1, 2] (fl_log_unit: the exponent split is one compare, none of the
  * denormal / zero / negative / infinity selects of fl_log are needed), with Goldberg's correction
