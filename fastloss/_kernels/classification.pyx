@@ -7,8 +7,8 @@ Read ``_common.pxd`` first: every kernel here is a *block function* run by ``run
 Layouts.  Logits are read in place, never transposed in memory:
   * rows     (N, C):         item = a row; classes contiguous (stride 1).  Long rows use the row
                              primitives of ``src_c/fl_reduce.h``, vectorised over the classes.
-                             Short rows (C <= 72 for the loss alone, fewer with a gradient or
-                             probability targets: ``tiles_win``) are too short to vectorise along
+                             Short rows (C <= 72 for the loss alone, fewer with probability
+                             targets: ``ce_f32_tiles_win``) are too short to vectorise along
                              (per-row reductions and tails cost more than the arithmetic), so
                              L = TILE / C rows at a time are transposed into a class-major tile on
                              the stack (``fl_tile.h``) and run like the spatial layout, the gradient
@@ -95,7 +95,6 @@ cdef enum:
     RUN = FL_TILE_RUN   # positions per run (256: the per-position scratch arrays of a run function)
     TILE = 4096         # logits per short-row tile (16 KiB float32): L = TILE / C rows (tile_rows)
     TILE_CAP = 5120     # the tile buffers' size: TILE rounded up to whole 16-lane vectors of rows (tile_rows)
-    TILE_BUDGET = 144   # tiles_win: C (1 + transposed arrays) at most this
     SOFT_ROWS_MIN_C = 22  # ce_probs_tile_block: float32 target sums along the rows from this C on
 
 
@@ -114,31 +113,19 @@ cdef extern from *:
     enum: FL_CE_F32_LANES
 
 
-cdef inline bint tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
-    """Whether rows of C classes go faster through class-major tiles than along the row, when
-    ``transposed`` arrays are moved per tile (logits, gradient, probability targets).  The row path pays a
-    fixed cost per row (horizontal reductions, the padded vector tail, a scalar log), the tile path a cost
-    per value moved.  Measured crossovers (AVX2, loss alone / with the gradient / probability targets /
-    both): C ~ 76 / 48-64 / 36-40 / 24-28, i.e. C (1 + transposed) ~ 144 (C <= 72 / 48 / 36 / 24 here;
-    ce_probs passes transposed = 3 / 5: with its fused tile pass (fl_tile_ce_soft_f32) the rows measured
-    10-30% faster at C = 40-48 for the loss alone and 5-15% at C = 28-36 with the gradient, AVX2, thread
-    time, 2^20 logits)."""
-    return C >= 1 and C * (1 + transposed) <= TILE_BUDGET
-
-
 cdef inline bint index_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint focal, bint grad) noexcept nogil:
     """Whether (N, C) rows with class-index targets go through tiles (else along the rows): cross-entropy
     float32 by ce_f32_tiles_win; the other cases by their own measured crossovers (AVX2, thread time, 2^20
     logits, rows / tiles time):
     - float64 cross-entropy: tiles up to C = 27.  Its rows: 0.72-0.94 from C = 28-29 (loss alone; with
       label smoothing 0.57-0.91 from C = 32, with the gradient 0.80-0.94 from C = 24-28; even at C = 24 /
-      20), where tiles_win kept tiles up to C = 72 / 48.  At AVX-512 (Zen 5) up to C = 31 (rows 1.6-2.0x
+      20), where the float32 budget kept tiles up to C = 72 / 48.  At AVX-512 (Zen 5) up to C = 31 (rows 1.6-2.0x
       at C = 28, 1.0 at 40).
     - the softmax focal loss: its rows are slow (a scalar log1p / expm1 / pow per row): float32 loss alone
       tiles up to C = 256 (rows 2.2x the time at C = 80-128, 1.5x at 256, even at 300, 0.7 at 448-512),
       with the gradient up to C = 72 (rows 1.8x at 56, 1.2x at 72, 0.87 at 96); float64 up to C = 512
-      (rows 2-2.6x at C = 64-512, loss alone and with the gradient; 0.7 / 0.45 at 1024), where tiles_win
-      had tiles up to C = 72 / 48.  At AVX-512 (Zen 5) float32 with the gradient up to C = 160 (rows
+      (rows 2-2.6x at C = 64-512, loss alone and with the gradient; 0.7 / 0.45 at 1024), where the float32
+      budget had tiles up to C = 72 / 48.  At AVX-512 (Zen 5) float32 with the gradient up to C = 160 (rows
       2.2-3.8x at C = 72-128, 1.7 at 144-160, 0.8-1.1 at 176-192); the other focal bounds held there (float32
       loss rows 1.9x at 256, 1.05 at 320; float64 rows 1.8-4.5x at 256-512, 0.5-0.6 at 640)."""
     if C < 1:
@@ -151,27 +138,35 @@ cdef inline bint index_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint focal, 
 
 
 cdef inline bint ce_f32_tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
-    """tiles_win for float32 cross-entropy (``transposed`` as there: 1 index targets, 2 with the gradient,
-    3 probability targets, 5 with the gradient), with the AVX-512 level's own crossovers (Zen 5, thread time,
-    2^20 logits, rows / tiles time): its row pass runs 64-value blocks of 16 lanes, whose padded tails
-    cost more than AVX2's at these C, so tiles win further than tiles_win's AVX2 budget -- index targets
-    up to C = 88 (rows 1.3-1.5x at C = 64-84, 0.73 at 96; with the rows in registers 1.07-1.25 at 84-88, 0.99
-    at 96), 128 with the gradient (2.0-2.2x at C = 48-72, 1.25 at 128, 0.47 at 144; re-measured 0.91-1.35 at
-    96-144, mixed); probability targets up to C = 72, loss alone or with the gradient (rows
-    1.03-1.10x at C = 64-72, 0.78-0.94 at 74-88 for the loss; 1.16-1.27x at 72, 0.76-0.85 at 74-88 with the
-    gradient; measured after the row pass went into registers at this level), where tiles_win ended at
-    C = 72 / 48 / 36 / 24."""
+    """Whether float32 cross-entropy rows of C classes go faster through class-major tiles than along the
+    row, when ``transposed`` arrays are moved per tile (1 index targets, 2 with the gradient, 3 probability
+    targets, 5 with the gradient).  The row path pays a fixed cost per row (horizontal reductions, the
+    padded vector tail, a scalar log), the tile path a cost per value moved.  Crossovers measured per level
+    (thread time, 2^20 logits, rows / tiles time):
+    - AVX2 (Zen 3, 2026-12-03): index targets up to C = 72 (rows 0.87-1.21x at C = 73-104, mixed), 72 with
+      the gradient (rows 1.15-1.37x at C = 49-72, about even at 76-88, 0.86 at 96); probability targets
+      up to C = 48 (rows 1.07-1.14x at C = 37-48, even at 56-60, 0.90 at 64-72), 40 with the gradient (rows
+      1.14-1.53x at C = 25-40, even at 48, 0.65-0.80 at 52-64).  Zen 2 had measured a single budget,
+      C (1 + transposed) <= 144 (C <= 72 / 48 / 36 / 24), before the fused tile passes of the probability
+      targets and the gradient got faster; on Zen 3 that budget left the rows 1.15-2x the tiles' time at
+      C = 49-72 with the gradient and 25-36 for probability targets with it.
+    - AVX-512 (Zen 5): its row pass runs 64-value blocks of 16 lanes, whose padded tails cost more than
+      AVX2's at these C -- index targets up to C = 88 (rows 1.3-1.5x at C = 64-84, 0.73 at 96; with the
+      rows in registers 1.07-1.25 at 84-88, 0.99 at 96), 128 with the gradient (2.0-2.2x at C = 48-72, 1.25
+      at 128, 0.47 at 144; re-measured 0.91-1.35 at 96-144, mixed); probability targets up to C = 72, loss
+      alone or with the gradient (rows 1.03-1.10x at C = 64-72, 0.78-0.94 at 74-88 for the loss;
+      1.16-1.27x at 72, 0.76-0.85 at 74-88 with the gradient)."""
     if FL_CE_F32_LANES == 16:
         return 1 <= C <= (128 if transposed == 2 else 72 if transposed >= 3 else 88)
-    return tiles_win(C, transposed)
+    return 1 <= C <= (48 if transposed == 3 else 40 if transposed == 5 else 72)
 
 
 cdef inline bint probs_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint grad) noexcept nogil:
     """Whether (N, C) rows with probability targets go through tiles (else along the rows): float32 by
-    ce_f32_tiles_win, with the transposed count of tiles_win's note (the fused tile pass against the rows);
+    ce_f32_tiles_win (3 / 5 transposed arrays: the fused tile pass against the rows);
     float64 up to C = 17, loss alone or with the gradient (its tile pass fused too, but the targets' tile
     transposed): the rows measured 1.2-2x faster from C = 18-20 on and about even at 16-17, their time
-    depending on C % 4 (AVX2, thread time, 2^20 logits), where tiles_win had tiles up to C = 48 / 36, at 3-5
+    depending on C % 4 (AVX2, thread time, 2^20 logits), where the float32 budget had tiles up to C = 48 / 36, at 3-5
     ns per logit against the rows' 2-2.7."""
     if itemsize == 4:
         return ce_f32_tiles_win(C, 3 + 2 * grad)
@@ -206,8 +201,8 @@ cdef inline bint multi_margin_tiles_win(Py_ssize_t C) noexcept nogil:
     8 rows, C <= TILE / 8 = 512.  Its row loop (a compare-and-branch per logit) ran 3.4-4.4 ns per logit at
     every C, its tiles 0.25-0.65 (loss alone) and 0.7-2.6 (with the gradient) up to C = 512 -- rows 5-17x /
     1.6-6.6x their time, at every level (baseline, AVX2, AVX-512; float32 and float64) -- and 5.5-6.6 at
-    C = 640-1000, where a tile is one row (rows 0.53-0.70x).  (Zen 5, thread time, 2^20 logits; tiles_win,
-    tuned for cross-entropy's fast rows, had sent C > 72 / 48 to the rows.)"""
+    C = 640-1000, where a tile is one row (rows 0.53-0.70x).  (Zen 5, thread time, 2^20 logits; the
+    cross-entropy budget, tuned for its fast rows, had sent C > 72 / 48 to the rows.)"""
     return 1 <= C <= TILE // 8
 
 
@@ -590,7 +585,7 @@ cdef Py_ssize_t ce_rows_loss_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t 
 
 cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
                               floating* loss, floating* denom) noexcept nogil:
-    """(N, C) rows too long for tiles (tiles_win): each pass runs along one row (vectorised over classes), the
+    """(N, C) rows too long for tiles (index_tiles_win): each pass runs along one row (vectorised over classes), the
     row passes of LOSS_ROWS rows at a time (rows_sums, the exps into the gradient), then each row's loss and
     gradient."""
     if c.grad == NULL and not c.focal:
@@ -828,7 +823,7 @@ cdef Py_ssize_t ce_spatial_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t st
 
 cdef Py_ssize_t ce_tile_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
                               floating* loss, floating* denom) noexcept nogil:
-    """(N, C) short rows (tiles_win): L rows at a time through a class-major tile (module docstring)."""
+    """(N, C) short rows (index_tiles_win): L rows at a time through a class-major tile (module docstring)."""
     cdef Py_ssize_t C = c.C, bad = -1, i0 = start, L
     cdef Py_ssize_t Lmax = tile_rows(C, sizeof(floating))
     cdef floating tile[TILE_CAP]
@@ -990,7 +985,7 @@ cdef inline floating soft_target(floating t, floating wj, floating keep, floatin
 
 cdef Py_ssize_t ce_probs_rows_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                     floating* loss, floating* denom) noexcept nogil:
-    """(N, C) rows too long for tiles (tiles_win), each pass along one row: the row passes of LOSS_ROWS rows
+    """(N, C) rows too long for tiles (index_tiles_win), each pass along one row: the row passes of LOSS_ROWS rows
     (rows_sums: exps into the gradient, A and D), then each row's gradient, and the loss epilogue (log1p of
     s - 1) of the LOSS_ROWS rows as one vectorised loop (as ce_rows_loss_block)."""
     cdef Py_ssize_t C = c.C, i0, k, L, j
@@ -1092,7 +1087,7 @@ cdef Py_ssize_t ce_probs_spatial_block(const RowCtx* c, Py_ssize_t start, Py_ssi
 
 cdef Py_ssize_t ce_probs_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                     floating* loss, floating* denom) noexcept nogil:
-    """(N, C) short rows (tiles_win): logits and targets through class-major tiles (as ce_tile_block);
+    """(N, C) short rows (index_tiles_win): logits and targets through class-major tiles (as ce_tile_block);
     float32 loss alone with C >= SOFT_ROWS_MIN_C: the target sums are taken along the rows in place
     (ce_probs_run), the targets not transposed.  Below that C a row costs more as dot products (a row of
     10-20 classes is 2-3 vectors, the last one mostly padding, and its lanes still to be summed) than its
