@@ -95,12 +95,12 @@ cdef enum:
     RUN = FL_TILE_RUN   # positions per run (256: the per-position scratch arrays of a run function)
     TILE = 4096         # logits per short-row tile (16 KiB float32): L = TILE / C rows (tile_rows)
     TILE_CAP = 5120     # the tile buffers' size: TILE rounded up to whole 16-lane vectors of rows (tile_rows)
-    SOFT_ROWS_MIN_C = 22  # ce_probs_tile_block: float32 target sums along the rows from this C on
 
 
 # The float lanes of a vector at this build's level (16 at AVX-512, else 8): float32 tile sizes (tile_rows)
 # use it, and the AVX-512 level's own measured tiles/rows crossovers (ce_f32_tiles_win, index_tiles_win)
-# are keyed on it.
+# are keyed on it.  FL_CE_SOFT_ROWS_MIN_C: ce_probs_tile_block's float32 target sums along the rows from
+# this C on (never at AVX2: see there).
 cdef extern from *:
     """
     #include "fl_vec.h"
@@ -109,8 +109,14 @@ cdef extern from *:
     #else
     #define FL_CE_F32_LANES 8
     #endif
+    #if defined(FL_V_W) && FL_V_W == 8
+    #define FL_CE_SOFT_ROWS_MIN_C 0x7fffffff
+    #else
+    #define FL_CE_SOFT_ROWS_MIN_C 22
+    #endif
     """
     enum: FL_CE_F32_LANES
+    enum: FL_CE_SOFT_ROWS_MIN_C
 
 
 cdef inline bint index_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint focal, bint grad) noexcept nogil:
@@ -145,11 +151,12 @@ cdef inline bint ce_f32_tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
     (thread time, 2^20 logits, rows / tiles time):
     - AVX2 (Zen 3, 2026-12-03): index targets up to C = 72 (rows 0.87-1.21x at C = 73-104, mixed), 72 with
       the gradient (rows 1.15-1.37x at C = 49-72, about even at 76-88, 0.86 at 96); probability targets
-      up to C = 48 (rows 1.07-1.14x at C = 37-48, even at 56-60, 0.90 at 64-72), 40 with the gradient (rows
-      1.14-1.53x at C = 25-40, even at 48, 0.65-0.80 at 52-64).  Zen 2 had measured a single budget,
-      C (1 + transposed) <= 144 (C <= 72 / 48 / 36 / 24), before the fused tile passes of the probability
-      targets and the gradient got faster; on Zen 3 that budget left the rows 1.15-2x the tiles' time at
-      C = 49-72 with the gradient and 25-36 for probability targets with it.
+      up to C = 60 (with the targets transposed, ce_probs_tile_block: rows 1.10-1.19x at C = 49-60, even at
+      61-63, 0.88-0.97 at 64-80), 40 with the gradient (rows 1.14-1.53x at C = 25-40, even at 48, 0.65-0.80
+      at 52-64).  Zen 2 had measured a single budget, C (1 + transposed) <= 144 (C <= 72 / 48 / 36 / 24),
+      before the fused tile passes of the probability targets and the gradient got faster; on Zen 3 that
+      budget left the rows 1.15-2x the tiles' time at C = 49-72 with the gradient and 25-36 for probability
+      targets with it.
     - AVX-512 (Zen 5): its row pass runs 64-value blocks of 16 lanes, whose padded tails cost more than
       AVX2's at these C -- index targets up to C = 88 (rows 1.3-1.5x at C = 64-84, 0.73 at 96; with the
       rows in registers 1.07-1.25 at 84-88, 0.99 at 96), 128 with the gradient (2.0-2.2x at C = 48-72, 1.25
@@ -158,7 +165,7 @@ cdef inline bint ce_f32_tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
       1.16-1.27x at 72, 0.76-0.85 at 74-88 with the gradient)."""
     if FL_CE_F32_LANES == 16:
         return 1 <= C <= (128 if transposed == 2 else 72 if transposed >= 3 else 88)
-    return 1 <= C <= (48 if transposed == 3 else 40 if transposed == 5 else 72)
+    return 1 <= C <= (60 if transposed == 3 else 40 if transposed == 5 else 72)
 
 
 cdef inline bint probs_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint grad) noexcept nogil:
@@ -1088,12 +1095,14 @@ cdef Py_ssize_t ce_probs_spatial_block(const RowCtx* c, Py_ssize_t start, Py_ssi
 cdef Py_ssize_t ce_probs_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                     floating* loss, floating* denom) noexcept nogil:
     """(N, C) short rows (index_tiles_win): logits and targets through class-major tiles (as ce_tile_block);
-    float32 loss alone with C >= SOFT_ROWS_MIN_C: the target sums are taken along the rows in place
-    (ce_probs_run), the targets not transposed.  Below that C a row costs more as dot products (a row of
-    10-20 classes is 2-3 vectors, the last one mostly padding, and its lanes still to be summed) than its
-    targets' transpose and tile pass: measured (AVX2, thread time, 2^20 logits) C = 17 / 20: 7% / 5% slower
-    along the rows, C = 21: even, C = 24 / 31 / 36 / 48: 10% / 10% / 9% / 15% faster (measured before m and s
-    were fused; float32 tiles now end at C = 36, ce_probs).  With the gradient
+    float32 loss alone with C >= FL_CE_SOFT_ROWS_MIN_C (22; never at AVX2): the target sums are taken along
+    the rows in place (ce_probs_run), the targets not transposed.  Below that C a row costs more as dot
+    products (a row of 10-20 classes is 2-3 vectors, the last one mostly padding, and its lanes still to be
+    summed) than its targets' transpose and tile pass: measured (AVX2, Zen 2, thread time, 2^20 logits)
+    C = 17 / 20: 7% / 5% slower along the rows, C = 21: even, C = 24 / 31 / 36 / 48: 10% / 10% / 9% / 15%
+    faster, before m and s were fused.  With the fused pass (A, D beside m and s, in registers) the
+    transposed targets measured 4-9% faster than the row sums at every C = 22-48 (AVX2, Zen 3, 2026-12-03),
+    so AVX2 transposes them; baseline (no fused pass) and AVX-512 (not re-measured) keep 22.  With the gradient
     the targets' tile is needed anyway (its target term), and the row sums on top of it measured
     no faster (noisy: -7% to +15% at C = 24-36), so that path is unchanged; its loss can differ from the
     loss alone in the last bits (as between the tile and row paths at C = 37-48)."""
@@ -1102,7 +1111,7 @@ cdef Py_ssize_t ce_probs_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_
     cdef floating xtile[TILE_CAP]
     cdef floating ttile[TILE_CAP]
     cdef floating gtile[TILE_CAP]
-    cdef bint rows_sums = floating is float and C >= SOFT_ROWS_MIN_C and c.grad == NULL
+    cdef bint rows_sums = floating is float and C >= FL_CE_SOFT_ROWS_MIN_C and c.grad == NULL
     cdef const floating* xrows
     cdef const floating* trows
     while i0 < stop:
