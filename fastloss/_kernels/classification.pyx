@@ -125,8 +125,8 @@ cdef inline bint index_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint focal, 
     logits, rows / tiles time):
     - float64 cross-entropy: tiles up to C = 27.  Its rows: 0.72-0.94 from C = 28-29 (loss alone; with
       label smoothing 0.57-0.91 from C = 32, with the gradient 0.80-0.94 from C = 24-28; even at C = 24 /
-      20), where the float32 budget kept tiles up to C = 72 / 48.  At AVX-512 (Zen 5) up to C = 31 (rows 1.6-2.0x
-      at C = 28, 1.0 at 40).
+      20), where the float32 budget kept tiles up to C = 72 / 48.  At AVX-512 (Zen 5) up to C = 31 (rows
+      1.6-2.0x at C = 28, 1.0 at 40).
     - the softmax focal loss: its rows are slow (a scalar log1p / expm1 / pow per row): float32 loss alone
       tiles up to C = 256 (rows 2.2x the time at C = 80-128, 1.5x at 256, even at 300, 0.7 at 448-512),
       with the gradient up to C = 72 (rows 1.8x at 56, 1.2x at 72, 0.87 at 96); float64 up to C = 512
@@ -173,8 +173,8 @@ cdef inline bint probs_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint grad) n
     ce_f32_tiles_win (3 / 5 transposed arrays: the fused tile pass against the rows);
     float64 up to C = 17, loss alone or with the gradient (its tile pass fused too, but the targets' tile
     transposed): the rows measured 1.2-2x faster from C = 18-20 on and about even at 16-17, their time
-    depending on C % 4 (AVX2, thread time, 2^20 logits), where the float32 budget had tiles up to C = 48 / 36, at 3-5
-    ns per logit against the rows' 2-2.7."""
+    depending on C % 4 (AVX2, thread time, 2^20 logits), where the float32 budget had tiles up to C = 48 /
+    36, at 3-5 ns per logit against the rows' 2-2.7."""
     if itemsize == 4:
         return ce_f32_tiles_win(C, 3 + 2 * grad)
     return 1 <= C <= 17
@@ -592,9 +592,9 @@ cdef Py_ssize_t ce_rows_loss_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t 
 
 cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
                               floating* loss, floating* denom) noexcept nogil:
-    """(N, C) rows too long for tiles (index_tiles_win): each pass runs along one row (vectorised over classes), the
-    row passes of LOSS_ROWS rows at a time (rows_sums, the exps into the gradient), then each row's loss and
-    gradient."""
+    """(N, C) rows too long for tiles (index_tiles_win): each pass runs along one row (vectorised over
+    classes), the row passes of LOSS_ROWS rows at a time (rows_sums, the exps into the gradient), then each
+    row's loss and gradient."""
     if c.grad == NULL and not c.focal:
         return ce_rows_loss_block(c, start, stop, loss, denom)
     cdef Py_ssize_t C = c.C, i, i0, j, v, L, nv, bad = -1
@@ -992,9 +992,9 @@ cdef inline floating soft_target(floating t, floating wj, floating keep, floatin
 
 cdef Py_ssize_t ce_probs_rows_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                     floating* loss, floating* denom) noexcept nogil:
-    """(N, C) rows too long for tiles (index_tiles_win), each pass along one row: the row passes of LOSS_ROWS rows
-    (rows_sums: exps into the gradient, A and D), then each row's gradient, and the loss epilogue (log1p of
-    s - 1) of the LOSS_ROWS rows as one vectorised loop (as ce_rows_loss_block)."""
+    """(N, C) rows too long for tiles (probs_tiles_win), each pass along one row: the row passes of
+    LOSS_ROWS rows (rows_sums: exps into the gradient, A and D), then each row's gradient, and the loss
+    epilogue (log1p of s - 1) of the LOSS_ROWS rows as one vectorised loop (as ce_rows_loss_block)."""
     cdef Py_ssize_t C = c.C, i0, k, L, j
     cdef const floating* w = <const floating*> c.weight
     cdef const floating* trow
@@ -1094,7 +1094,7 @@ cdef Py_ssize_t ce_probs_spatial_block(const RowCtx* c, Py_ssize_t start, Py_ssi
 
 cdef Py_ssize_t ce_probs_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                     floating* loss, floating* denom) noexcept nogil:
-    """(N, C) short rows (index_tiles_win): logits and targets through class-major tiles (as ce_tile_block);
+    """(N, C) short rows (probs_tiles_win): logits and targets through class-major tiles (as ce_tile_block);
     float32 loss alone with C >= FL_CE_SOFT_ROWS_MIN_C (22; never at AVX2): the target sums are taken along
     the rows in place (ce_probs_run), the targets not transposed.  Below that C a row costs more as dot
     products (a row of 10-20 classes is 2-3 vectors, the last one mostly padding, and its lanes still to be
@@ -1102,10 +1102,10 @@ cdef Py_ssize_t ce_probs_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_
     C = 17 / 20: 7% / 5% slower along the rows, C = 21: even, C = 24 / 31 / 36 / 48: 10% / 10% / 9% / 15%
     faster, before m and s were fused.  With the fused pass (A, D beside m and s, in registers) the
     transposed targets measured 4-9% faster than the row sums at every C = 22-48 (AVX2, Zen 3, 2026-12-03),
-    so AVX2 transposes them; baseline (no fused pass) and AVX-512 (not re-measured) keep 22.  With the gradient
-    the targets' tile is needed anyway (its target term), and the row sums on top of it measured
-    no faster (noisy: -7% to +15% at C = 24-36), so that path is unchanged; its loss can differ from the
-    loss alone in the last bits (as between the tile and row paths at C = 37-48)."""
+    so AVX2 transposes them; baseline (no fused pass) and AVX-512 (not re-measured) keep 22.  With the
+    gradient the targets' tile is needed anyway (its target term), and the row sums on top of it measured
+    no faster (noisy: -7% to +15% at C = 24-36), so that path is unchanged; at baseline and AVX-512 its loss
+    can differ from the loss alone in the last bits (as between the tile and row paths)."""
     cdef Py_ssize_t C = c.C, i0 = start, L
     cdef Py_ssize_t Lmax = tile_rows(C, sizeof(floating))
     cdef floating xtile[TILE_CAP]
