@@ -156,7 +156,9 @@ cdef inline bint ce_f32_tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
       at 52-64).  Zen 2 had measured a single budget, C (1 + transposed) <= 144 (C <= 72 / 48 / 36 / 24),
       before the fused tile passes of the probability targets and the gradient got faster; on Zen 3 that
       budget left the rows 1.15-2x the tiles' time at C = 49-72 with the gradient and 25-36 for probability
-      targets with it.
+      targets with it.  The baseline level (8 lanes too, no fused pass) shares these bounds; there, after /
+      before these bounds: probability targets + gradient 0.69-0.85 at C = 28-40, probability targets 0.82
+      at 40, 0.96-1.17 at 48-60, index + gradient 0.83 at 49, 0.98-1.08 at 56-72 (noisy).
     - AVX-512 (Zen 5): its row pass runs 64-value blocks of 16 lanes, whose padded tails cost more than
       AVX2's at these C -- index targets up to C = 88 (rows 1.3-1.5x at C = 64-84, 0.73 at 96; with the
       rows in registers 1.07-1.25 at 84-88, 0.99 at 96), 128 with the gradient (2.0-2.2x at C = 48-72, 1.25
