@@ -140,15 +140,15 @@ cdef inline bint index_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint focal, 
         return C <= (512 if itemsize == 8 else (160 if FL_CE_F32_LANES == 16 else 72) if grad else 256)
     if itemsize == 8:
         return C <= (31 if FL_CE_F32_LANES == 16 else 27)
-    return ce_f32_tiles_win(C, 1 + grad)
+    return ce_f32_tiles_win(C, False, grad)
 
 
-cdef inline bint ce_f32_tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
+cdef inline bint ce_f32_tiles_win(Py_ssize_t C, bint probs, bint grad) noexcept nogil:
     """Whether float32 cross-entropy rows of C classes go faster through class-major tiles than along the
-    row, when ``transposed`` arrays are moved per tile (1 index targets, 2 with the gradient, 3 probability
-    targets, 5 with the gradient).  The row path pays a fixed cost per row (horizontal reductions, the
-    padded vector tail, a scalar log), the tile path a cost per value moved.  Crossovers measured per level
-    (thread time, 2^20 logits, rows / tiles time):
+    row: index targets (probs False) or probability targets, loss alone or with the gradient (grad).  The row
+    path pays a fixed cost per row (horizontal reductions, the padded vector tail, a scalar log), the tile
+    path a cost per value moved (the logits, the gradient, the probability targets).  Crossovers measured per
+    level (thread time, 2^20 logits, rows / tiles time):
     - AVX2 (Zen 3, 2026-12-03): index targets up to C = 72 (rows 0.87-1.21x at C = 73-104, mixed), 72 with
       the gradient (rows 1.15-1.37x at C = 49-72, about even at 76-88, 0.86 at 96); probability targets
       up to C = 60 (with the targets transposed, ce_probs_tile_block: rows 1.10-1.19x at C = 49-60, even at
@@ -166,19 +166,19 @@ cdef inline bint ce_f32_tiles_win(Py_ssize_t C, int transposed) noexcept nogil:
       alone or with the gradient (rows 1.03-1.10x at C = 64-72, 0.78-0.94 at 74-88 for the loss;
       1.16-1.27x at 72, 0.76-0.85 at 74-88 with the gradient)."""
     if FL_CE_F32_LANES == 16:
-        return 1 <= C <= (128 if transposed == 2 else 72 if transposed >= 3 else 88)
-    return 1 <= C <= (60 if transposed == 3 else 40 if transposed == 5 else 72)
+        return 1 <= C <= (72 if probs else 128 if grad else 88)
+    return 1 <= C <= ((40 if grad else 60) if probs else 72)
 
 
 cdef inline bint probs_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint grad) noexcept nogil:
     """Whether (N, C) rows with probability targets go through tiles (else along the rows): float32 by
-    ce_f32_tiles_win (3 / 5 transposed arrays: the fused tile pass against the rows);
+    ce_f32_tiles_win (the fused tile pass against the rows);
     float64 up to C = 17, loss alone or with the gradient (its tile pass fused too, but the targets' tile
     transposed): the rows measured 1.2-2x faster from C = 18-20 on and about even at 16-17, their time
     depending on C % 4 (AVX2, thread time, 2^20 logits), where the float32 budget had tiles up to C = 48 /
     36, at 3-5 ns per logit against the rows' 2-2.7."""
     if itemsize == 4:
-        return ce_f32_tiles_win(C, 3 + 2 * grad)
+        return ce_f32_tiles_win(C, True, grad)
     return 1 <= C <= 17
 
 
