@@ -48,6 +48,22 @@ static inline void fl_stream_copy(void* dst, const void* src, ptrdiff_t bytes) {
 #endif
 }
 
+/* A plain copy of a short L1 buffer (a segment's gradients) in vector moves: GCC expands a memcpy of a
+ * constant size as `rep movsq`, whose start-up cost was ~6% of BCE-with-logits' loss + gradient (Zen 3).
+ * The values are copied bit for bit. */
+static inline void fl_copy_short(void* dst, const void* src, ptrdiff_t bytes) {
+    char* d = (char*)dst;
+    const char* s = (const char*)src;
+#if defined(__AVX__)
+    for (; bytes >= 32; bytes -= 32, d += 32, s += 32)
+        _mm256_storeu_si256((__m256i*)d, _mm256_loadu_si256((const __m256i*)s));
+#elif defined(__SSE2__)
+    for (; bytes >= 16; bytes -= 16, d += 16, s += 16)
+        _mm_storeu_si128((__m128i*)d, _mm_loadu_si128((const __m128i*)s));
+#endif
+    memcpy(d, s, (size_t)bytes);
+}
+
 static inline void fl_stream_fence(void) {
 #if defined(__SSE2__)
     _mm_sfence();
