@@ -755,22 +755,33 @@ cdef inline bint nonneg(const kind_t* tag) noexcept nogil:
             or kind_t is SmoothL1Pow2K)
 
 
-cdef inline bint interleaved(const kind_t* tag) noexcept nogil:
-    """The kinds whose full segments ``store_items`` runs as two interleaved halves (a compile-time
-    constant): one exp, one log1p (and a division) per item, a dependency chain of ~100 cycles per vector
-    that the out-of-order window of an AVX2 core (Zen 2) overlaps with too little of the next vector's.
-    Two independent chains side by side, mixed by GCC's pre-RA scheduler (setup.py's elementwise flags),
-    run 1.3-1.7x faster.  (The arithmetic kinds' short chains gain nothing.)"""
-    return kind_t is BceLogitsK or kind_t is FocalK or kind_t is FocalSquareK
-
-
-cdef inline bint interleaved_grad(const kind_t* tag, const floating* type_tag) noexcept nogil:
-    """Whether an ``interleaved`` kind's full segments with a gradient run interleaved too (a compile-time
-    constant).  Measured (Zen 3, AVX2, T=1, 500 000 items, thread time; interleaved / not): float32
-    BCE-with-logits 0.94-0.97, focal 0.87-0.89; float64 focal 0.80-0.85, but float64 BCE-with-logits
-    1.06-1.14 (its two chains of double exp, log1p and division, with the gradient's values beside them,
-    spill), so that one stays a plain loop."""
-    return interleaved(tag) and (floating is float or not kind_t is BceLogitsK)
+cdef inline bint interleaved(const kind_t* tag, const floating* type_tag, bint with_grad) noexcept nogil:
+    """Whether ``store_items`` runs a kind's full segments as two interleaved halves (a compile-time
+    constant).  The kinds with exp / log (and a division) per item have a dependency chain of ~100 cycles
+    per vector, which the out-of-order window of an AVX2 core (Zen 2) overlaps with too little of the next
+    vector's; two independent chains side by side, mixed by GCC's pre-RA scheduler (setup.py's elementwise
+    flags), ran BCE-with-logits and focal 1.3-1.7x faster.  Where two chains spill (AVX2's 16 registers),
+    it is slower; so each kind is in by measurement, loss alone and with the gradient, per type (Zen 3,
+    AVX2, T=1, 500 000 items, thread time, interleaved / plain loop; the arithmetic kinds' short chains gain
+    nothing):
+    - BCE-with-logits, focal: in (float32 + gradient 0.94-0.99 and 0.87-0.92; float64 focal + gradient
+      0.82-0.99), but not float64 BCE-with-logits with the gradient (1.06-1.14);
+    - BCE on probabilities, log-cosh, MSLE: float32 only (BCE 0.80-0.86, + gradient 0.87-0.89; log-cosh
+      0.71-0.76; MSLE 0.88-0.93; the baseline level 0.74-0.88).  float64 BCE and MSLE measured 1.17-1.27,
+      and float64 log-cosh (0.75-0.87) is left out with them: each interleaved copy grows the unit, and
+      past GCC's inlining budget a point function is called out of line in a hot loop;
+    - KL, Poisson NLL: out (KL 0.89-1.09, Poisson 0.93-1.31: mixed; with KL interleaved, the baseline
+      level called kl_point out of line in KL's gradient loop: 2.7x slower).
+    A kind added here: check every level's module for new out-of-line calls of the point functions
+    (``objdump -d`` of ``_elementwise_<level>*.so``, calls to ``*_point`` and ``f_*``), and measure
+    (benchmarks/ab_elementwise.py)."""
+    if kind_t is BceLogitsK:
+        return floating is float or not with_grad
+    if kind_t is FocalK or kind_t is FocalSquareK:
+        return True
+    if kind_t is BceK or kind_t is MsleK or kind_t is LogCoshK:
+        return floating is float
+    return False
 
 
 cdef inline int store_items(const kind_t* kc, ElemParams p, const floating* x, const floating* y,
@@ -782,8 +793,8 @@ cdef inline int store_items(const kind_t* kc, ElemParams p, const floating* x, c
     (constants at each call; for those whole-block runs): every weight is 1.0 and none is read, or every
     weight is w[0] (a scalar operand), multiplied as a loop constant -- the same bits as w[k] * loss.
     A full segment of an ``interleaved`` kind runs as items k and SEG/2 + k side by side, each computed as
-    on its own (the same bits); with a gradient (``interleaved_grad``), the gradients go to a local buffer
-    ``gl`` and are copied to g after the loop.  Returns the number of invalid items.
+    on its own (the same bits); its gradients, if any, go to a local buffer ``gl`` and are copied to g
+    after the loop.  Returns the number of invalid items.
     The halves' distance is the constant SEG/2: GCC then knows how out[k] and out[SEG/2 + k] (x[k] and
     x[SEG/2 + k] ...) relate and checks only out against the inputs at run time (a variable distance
     needed more run-time alias checks than GCC's limit of 10: the loop stayed scalar, 7x slower; so did
@@ -796,7 +807,7 @@ cdef inline int store_items(const kind_t* kc, ElemParams p, const floating* x, c
     cdef floating wv = w[0]
     cdef floating gl[SEG]
     cdef int n_bad = 0
-    if interleaved(kc) and L == SEG and (not with_grad or interleaved_grad(kc, out)):
+    if interleaved(kc, out, with_grad) and L == SEG:
         for k in range(SEG >> 1):
             la = item(kc, p, x + k, y + k, v + k, w + k, gl + k, g2, gs, 0, with_grad, False)
             lb = item(kc, p, x + (SEG >> 1) + k, y + (SEG >> 1) + k, v + (SEG >> 1) + k, w + (SEG >> 1) + k,
