@@ -53,6 +53,12 @@ def set_num_threads(n: int) -> None:
     A per-call ``num_threads=`` overrides it.  Results do not depend on it: reductions are bitwise
     identical for every thread count.  Small inputs run serially whatever the setting.
 
+    Use no more threads than the cores this process actually gets: a call waits at its end for every
+    one of its threads, so when another process holds a core, a thread that is not scheduled holds the
+    call up for a scheduler time slice (a cache-sized Huber mean at 2 threads on 2 busy cores: ~8 ms
+    instead of ~70 us).  On a shared or oversubscribed machine, ``set_num_threads(1)`` (or per worker,
+    the cores it owns) is the faster setting.
+
     Parameters
     ----------
     n : int
