@@ -1,6 +1,6 @@
 /*
- * fl_stream.h -- copying a segment's results from an L1 buffer to a large output with non-temporal
- * (streaming) stores.
+ * fl_stream.h -- copying a segment's results from an L1 buffer to its output: to a large output with
+ * non-temporal (streaming) stores (fl_stream_copy), else with plain vector moves (fl_copy_short).
  *
  * A plain store to a line that is not in cache first reads the line (read-for-ownership), so writing an
  * output that streams through memory costs its bytes twice on the memory bus; a streaming store writes
