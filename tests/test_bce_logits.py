@@ -92,6 +92,24 @@ def test_many_blocks(dtype, reduction, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("C", [14, 300, 1000])
+def test_last_axis_vectors_across_segments(C, dtype, rng):
+    """weight and pos_weight of shape (C,) over (N, C), many segments and blocks: C = 14 is read from the
+    vectors repeated (tiled: segments run across row ends), C = 1000 in place (segments stop at row ends),
+    C = 300 tiled in float32 and in place in float64 (_common.pxd's tile_capacity).  Every reduction and
+    the gradient against torch; a reduction's bits the same at 1 and 2 threads."""
+    shape = (max(3, 40_000 // C), C)
+    x, y = data(rng, shape, dtype)
+    w = rng.uniform(0.1, 2, C).astype(dtype)
+    pw = rng.uniform(0.1, 4, C).astype(dtype)
+    for reduction in REDUCTIONS:
+        check(x, y, dtype, reduction, weight=w, pos_weight=pw, what=f"C={C} {reduction}")
+    one = bce(x, y, weight=w, pos_weight=pw, num_threads=1)
+    two = bce(x, y, weight=w, pos_weight=pw, num_threads=2)
+    assert one.tobytes() == two.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_zero_dim(dtype):
     """Regression (was a strict xfail): a 0-d input/target gave a result of shape (1,) instead of ()
     (reduction='none', and the gradient): _validate.float_array now keeps 0-d arrays 0-d.  (pos_weight

@@ -146,8 +146,9 @@ cdef struct ElemParams:
 
 cdef struct ElemCtx:
     ElemStreams s             # prediction x, target y, sample weight (1.0 when absent); the last axis
-                              # length K; s.periodic: segments stop at row ends (a last-axis operand,
-                              # or aux_rows)
+                              # length K; s.periodic: some operand is a last-axis vector (or aux_rows);
+                              # s.row_cut: segments stop at row ends (such an operand not tiled, or
+                              # aux_rows)
     Operand aux               # the second operand (note d): pos_weight or var; unused by other kinds
     bint aux_rows             # aux holds one value per row of the last axis: item i reads aux[i // K]
     ElemParams p
@@ -1014,10 +1015,10 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
         if sums != NULL:
             # the buffer's segments are added as one run: the same bits as one by one, as every one but
             # a block's last is SEG items long (src_c/fl_lanes.h) -- except where segments stop at row
-            # ends (periodic): then each is added on its own
+            # ends (row_cut): then each is added on its own
             if not fused:
                 nbuf += L
-                if nbuf > (LBUF_SEGS - 1) * SEG or e == stop or c.s.periodic:
+                if nbuf > (LBUF_SEGS - 1) * SEG or e == stop or c.s.row_cut:
                     lanes_add(lanes, lbuf, nbuf)
                     nbuf = 0
             if sums.want_denom:
@@ -1198,17 +1199,21 @@ def elementwise(Kind kind, x, y, weight, out, grad, double grad_scale, int num_t
             c.aux_rows = True
             c.aux.data = <const char*> ptr_or_null(var)
             c.aux.periodic = False
+            c.aux.tiled = False
             c.s.periodic = True
+            c.s.row_cut = True
         else:
             check_operand(var, "var", itemsize, n, K)
-            c.s.periodic = set_operand(&c.aux, var, n, c.s.K, itemsize) or c.s.periodic
+            c.s.row_cut = set_operand(&c.aux, var, n, c.s.K, itemsize) or c.s.row_cut
+            c.s.periodic = c.aux.periodic or c.s.periodic
         check_optional(grad_var, "grad_var", b'f', itemsize, n, True)
         c.grad2 = ptr_or_null(grad_var)
     elif kind == BCE_LOGITS:
         if pos_weight is not None:
             check_operand(pos_weight, "pos_weight", itemsize, n, K)
-        c.s.periodic = set_operand(&c.aux, 1.0 if pos_weight is None else pos_weight, n, c.s.K,
-                                   itemsize) or c.s.periodic
+        c.s.row_cut = set_operand(&c.aux, 1.0 if pos_weight is None else pos_weight, n, c.s.K,
+                                  itemsize) or c.s.row_cut
+        c.s.periodic = c.aux.periodic or c.s.periodic
     if kind == FOCAL and gamma == 2:    # the default gamma: q * q, no pow
         kind = FOCAL_SQUARE
     c.p.inv_beta = 0.0
