@@ -108,7 +108,7 @@ def test_cli_two_thread_counts_machine_info_and_plot(tmp_path):
     assert proc.returncode == 0, proc.stderr
     after = proc.stdout[proc.stdout.index("Compared with the old run"):]
     assert "WARNING: different machines" in after and "Some Other CPU" in after
-    assert "only in the new run: W6 T=2, W6/f64 T=1, W6/f64 T=2" in after
+    assert "only in the new run: W6 T=2, W6/ml T=1, W6/ml T=2, W6/f64 T=1, W6/f64 T=2" in after
     assert [line.split()[:3] for line in after.splitlines() if line.startswith("W6 ")] == [
         ["W6", "binary_cross_entropy_with_logits", "1"]]
     data = json.loads(out.read_text())
@@ -117,7 +117,7 @@ def test_cli_two_thread_counts_machine_info_and_plot(tmp_path):
     assert isinstance(m["openmp"], bool) and m["numpy"] == np.__version__
     assert data["settings"]["threads"] == [1, 2] and [f["threads"] for f in data["floor"]] == [1, 2]
     by_id = {w["id"]: w for w in data["workloads"]}
-    assert sorted(by_id) == ["W6", "W6/f64"]
+    assert sorted(by_id) == ["W6", "W6/f64", "W6/ml"]     # "W6" is the group: W6/ml too
     for rec in by_id.values():
         assert [r["threads"] for r in rec["rows"]] == [1, 2] and "memory" not in rec
     if m.get("sklearn"):

@@ -27,7 +27,8 @@ competitors and the targets:
 
 Variants are derived, not written again: W16 = ``reduction="none"`` of W1, W6, W8, W10; W17 =
 ``return_grad=True`` of W1, W6, W7, W8, W10, W12 (torch: forward + ``autograd.grad``); ``/f64`` =
-float64 W1, W2, W6 against scikit-learn.
+float64 W1, W2, W6 against scikit-learn; W6/ml = W6 on multi-label rows of 20 classes with a pos_weight
+of shape (20,).
 """
 import contextlib
 import math
@@ -177,6 +178,15 @@ def _build_bce_pos_weight(rng, n, dtype):
     return args, {"pos_weight": np.array([2.0], dtype=dtype)}
 
 
+def _build_bce_multilabel(rng, n, dtype, C=20):
+    """Multi-label classification: n elements as (n / C, C) logits and 0/1 targets, with a pos_weight per
+    class, shape (C,) -- torch's documented use of pos_weight (a vector along the last axis, where W6's
+    is one number)."""
+    x = rng.standard_normal((n // C, C), dtype=dtype) * 3
+    y = (rng.random((n // C, C)) < 0.2).astype(dtype)
+    return (x, y), {"pos_weight": rng.uniform(1.0, 4.0, C).astype(dtype)}
+
+
 def _build_focal(rng, n, dtype):
     args, _ = _build_binary(rng, n, dtype)
     return args, {"alpha": 0.25, "gamma": 2.0}
@@ -318,6 +328,15 @@ def _f64_variant(base):
                    notes="sklearn: HalfMultinomialLoss/HalfBinomialLoss(n_threads=T).loss(...).mean()")
 
 
+def _multilabel_variant():
+    """W6's loss and size on multi-label rows of 20 classes with a pos_weight of shape (20,): the
+    last-axis operand path of the elementwise kernels (segments of a row each, before they read such a
+    vector tiled: 2.3 ns per element against W6's 1.4)."""
+    return replace(_BY_BASE["W6"], id="W6/ml", build=_build_bce_multilabel, sklearn_ref=None,
+                   title="bce_with_logits N={n} as (N/20, 20), pos_weight (20,)",
+                   notes="multi-label: a pos_weight per class, broadcast along the last axis")
+
+
 def _train_variant(base):
     w = _BY_BASE[base]
     return replace(w, id=f"W19/{base}", variant="train", title=w.title + " fastloss.torch fwd+bwd",
@@ -329,6 +348,7 @@ WORKLOADS = BASE + tuple(_none_variant(b) for b in ("W1", "W6", "W8", "W10")) \
     + tuple(_grad_variant(b) for b in ("W1", "W6", "W7", "W8", "W10", "W12")) \
     + (replace(_grad_variant("W18"), targets=(_t("torch/fastloss", 1 / 0.9),),
                quick_targets=(_t("torch/fastloss", 1 / 0.9),)),) \
+    + (_multilabel_variant(),) \
     + tuple(_f64_variant(b) for b in ("W1", "W2", "W6")) \
     + tuple(_train_variant(b) for b in ("W1", "W3"))
 BY_ID = {w.id: w for w in WORKLOADS}
