@@ -64,21 +64,19 @@ from fastloss._kernels._common cimport (
     PyArrayObject, PyArray_NDIM, PyArray_DIMS,
 )
 
-# ln 2, and torch's Gaussian NLL constant 0.5 * math.log(2 * math.pi) exactly as Python computes it (one
-# ulp below log(2 pi) / 2 correctly rounded: its shortest repr), as C constants (Cython's DEF is deprecated)
+# torch's Gaussian NLL constant 0.5 * math.log(2 * math.pi) exactly as Python computes it (one ulp below
+# log(2 pi) / 2 correctly rounded: its shortest repr), as a C constant (Cython's DEF is deprecated)
 cdef extern from *:
     """
-    #define FL_ELEMENTWISE_LOG2 0.6931471805599453094
     #define FL_ELEMENTWISE_HALF_LOG_2PI 0.9189385332046727
     """
-    const double LOG2 "FL_ELEMENTWISE_LOG2"
     const double HALF_LOG_2PI "FL_ELEMENTWISE_HALF_LOG_2PI"
 
 from libc.math cimport frexp
 
 cdef extern from "fl_math.h" nogil:
-    float fl_expm1f(float)
-    double fl_expm1(double)
+    float fl_log_coshf(float d, float* th)
+    double fl_log_cosh(double d, double* th)
 
 cdef extern from "fl_lanes.h" nogil:
     enum: FL_LANES_BITS
@@ -456,33 +454,20 @@ cdef inline floating gauss_nll_point(floating x, floating y, floating var, float
     return <floating> 0.5 * (f_log(v) + d * r) + const
 
 
-cdef inline floating f_expm1(floating x) noexcept nogil:
-    if floating is float:
-        return fl_expm1f(x)
-    else:
-        return fl_expm1(x)
-
-
 cdef inline floating log_cosh_point(floating x, floating y, floating* dx) noexcept nogil:
-    # Everything from u = expm1(-2|d|) = e^(-2|d|) - 1 in [-1, 0], which has full relative precision
-    # for every |d| (exp(-2|d|) itself does not near 0: 1 - t cancels):
-    #   tanh|d| = (1 - e^(-2|d|)) / (1 + e^(-2|d|)) = -u / (2 + u)      (no cancellation anywhere)
-    #   |d| < 1:  log cosh d = -log(1 - tanh^2 d) / 2 = -log1p(-th^2) / 2    (th^2 < 0.58: log1p is
-    #             well conditioned, and th^2 ~ d^2 keeps the tiny values' relative precision)
-    #   |d| >= 1: log cosh d = |d| + log1p(t) - log 2,  t = 1 + u = e^(-2|d|)   (>= 0.43, no
-    #             cancellation worth a bit; never overflows, cosh itself does past ~710)
-    # (The SPEC's |d| + log1p(exp(-2|d|)) - log 2 everywhere cancels for small |d|: d^2 / 2 out of terms
-    # ~0.7, 4.5e-5 relative in float32 at |d| = 0.0627.)  One expm1 and one log1p serve both branches.
+    # log cosh d and th = tanh|d| from fl_math.h's fl_log_cosh(f): polynomials in d^2 below |d| = 1, and
+    # |d| - log 2 + log1p(t), 1 - 2t / (1 + t) from t = e^(-2|d|) above -- nothing cancels, and a tiny d keeps
+    # its relative precision.  (The SPEC's |d| + log1p(exp(-2|d|)) - log 2 everywhere cancels for small |d|:
+    # d^2 / 2 out of terms ~0.7, 4.5e-5 relative in float32 at |d| = 0.0627.)
     # d/dx = tanh(d) = sign(d) th, nan for nan
-    cdef floating one = 1, two = 2
     cdef floating d = x - y
-    cdef floating ad = f_abs(d)
-    cdef floating u = f_expm1(-two * ad)
-    cdef floating th = -u / (two + u)
-    cdef bint small = ad < one
-    cdef floating r = f_log1p(-th * th if small else one + u)
+    cdef floating th, v
+    if floating is float:
+        v = fl_log_coshf(d, &th)
+    else:
+        v = fl_log_cosh(d, &th)
     dx[0] = th if d >= 0 else (-th if d < 0 else d)
-    return <floating> -0.5 * r if small else ad + r - <floating> LOG2
+    return v
 
 
 cdef inline floating quantile_point(floating x, floating y, floating q, floating* dx) noexcept nogil:
