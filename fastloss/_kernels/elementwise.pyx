@@ -752,10 +752,12 @@ cdef inline bint interleaved(const kind_t* tag, const floating* type_tag, bint w
     nothing):
     - BCE-with-logits, focal: in (float32 + gradient 0.94-0.99 and 0.87-0.92; float64 focal + gradient
       0.82-0.99), but not float64 BCE-with-logits with the gradient (1.06-1.14);
-    - BCE on probabilities, log-cosh, MSLE: float32 only (BCE 0.80-0.86, + gradient 0.87-0.89; log-cosh
-      0.71-0.76; MSLE 0.88-0.93; the baseline level 0.74-0.88).  float64 BCE and MSLE measured 1.17-1.27,
-      and float64 log-cosh (0.75-0.87) is left out with them: each interleaved copy grows the unit, and
-      past GCC's inlining budget a point function is called out of line in a hot loop;
+    - BCE on probabilities, MSLE: float32 only (BCE 0.80-0.86, + gradient 0.87-0.89; MSLE 0.88-0.93; the
+      baseline level 0.74-0.88).  float64 BCE and MSLE measured 1.17-1.27.  Each interleaved copy grows the
+      unit, and past GCC's inlining budget a point function is called out of line in a hot loop;
+    - log-cosh, both types: with its polynomial form (fl_math.h's fl_log_cosh) float32 0.96 / + gradient
+      0.96 interleaved, float64 0.93 / 0.94.  (With float64 in, the baseline level calls f_log out of line
+      in float64 Poisson NLL's block: 1.04x its time; AVX-512 has one out-of-line f_log fewer than before.);
     - KL, Poisson NLL: out (KL 0.89-1.09, Poisson 0.93-1.31: mixed; with KL interleaved, the baseline
       level called kl_point out of line in KL's gradient loop: 2.7x slower).
     A kind added here: check every level's module for new out-of-line calls of the point functions
@@ -765,9 +767,9 @@ cdef inline bint interleaved(const kind_t* tag, const floating* type_tag, bint w
         return floating is float or not with_grad
     if kind_t is FocalK or kind_t is FocalSquareK:
         return True
-    if kind_t is BceK or kind_t is MsleK or kind_t is LogCoshK:
+    if kind_t is BceK or kind_t is MsleK:
         return floating is float
-    return False
+    return kind_t is LogCoshK
 
 
 cdef inline int store_items(const kind_t* kc, ElemParams p, const floating* x, const floating* y,
