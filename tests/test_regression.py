@@ -126,9 +126,11 @@ WEIGHT_SHAPES = {"full": (20, 30), "last-axis": (30,), "rows": (20, 1), "scalar"
 
 @pytest.mark.parametrize("wshape", list(WEIGHT_SHAPES))
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("name", NAMES)
-def test_weight(name, reduction, wshape):
-    args, kw = sample(name, {})
+@pytest.mark.parametrize("name, variant", CASES, ids=CASE_IDS)
+def test_weight(name, variant, reduction, wshape):
+    """Every case (the parameter variants too: Poisson's full=True term is added in a pass of its own,
+    weighted there) with a weight of each shape, against the float64 reference and torch's gradients."""
+    args, kw = sample(name, variant)
     rng = np.random.default_rng(5)
     shape = WEIGHT_SHAPES[wshape]
     if name == "gaussian_kl_loss":                                  # a weight per row (batch shape (75,))

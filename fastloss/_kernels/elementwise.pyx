@@ -422,20 +422,29 @@ cdef inline floating stirling_point(floating y) noexcept nogil:
     return y * f_log(y) - y + <floating> 0.5 * f_log(<floating> 6.283185307179586 * y) if y > 1 else 0
 
 
-cdef inline floating poisson_log_point(floating x, floating y, bint full, floating* dx) noexcept nogil:
-    # log_input=True: exp(x) - y x,  d/dx = exp(x) - y
+cdef inline void add_stirling(floating* out, const floating* y, const floating* w, Py_ssize_t L) noexcept nogil:
+    """out[k] += w[k] stirling(y[k]): the Poisson NLL's full=True term, in a pass of its own after the
+    segment's losses.  Selected inside the point functions by the run-time `full`, its two logs per element
+    were computed for every call (GCC vectorises both sides of a select): the default full=False cost 3.2 ns
+    per element (float32, log_input=True), 1.3 without them, torch 1.6."""
+    cdef Py_ssize_t k
+    for k in range(L):
+        out[k] = out[k] + w[k] * stirling_point(y[k])
+
+
+cdef inline floating poisson_log_point(floating x, floating y, floating* dx) noexcept nogil:
+    # log_input=True: exp(x) - y x,  d/dx = exp(x) - y  (the full=True term: add_stirling)
     cdef floating ex = f_exp(x)
     dx[0] = ex - y
     # exp(x) - y x in double: in float32, y x overflows to inf for |x|, |y| ~ 1e30 and inf - inf gave nan
     # where FMA was not used (baseline ISA); the float64 value is exact enough and rounds to inf / finite
-    return <floating> (<double> ex - <double> y * <double> x) + (stirling_point(y) if full else 0)
+    return <floating> (<double> ex - <double> y * <double> x)
 
 
-cdef inline floating poisson_point(floating x, floating y, floating eps, bint full,
-                                   floating* dx) noexcept nogil:
-    # log_input=False: x - y log(x + eps),  d/dx = 1 - y / (x + eps)
+cdef inline floating poisson_point(floating x, floating y, floating eps, floating* dx) noexcept nogil:
+    # log_input=False: x - y log(x + eps),  d/dx = 1 - y / (x + eps)  (the full=True term: add_stirling)
     dx[0] = 1 - y / (x + eps)
-    return x - y * f_log(x + eps) + (stirling_point(y) if full else 0)
+    return x - y * f_log(x + eps)
 
 
 cdef inline floating gauss_nll_point(floating x, floating y, floating var, floating eps, floating const,
@@ -547,9 +556,9 @@ cdef inline floating point(const kind_t* tag, ElemParams p, floating x, floating
     elif kind_t is SmoothL1Pow2K:
         return smooth_l1_point(x, y, <floating> p.beta, <floating> p.inv_beta, True, dx)
     elif kind_t is PoissonLogK:
-        return poisson_log_point(x, y, p.full, dx)
+        return poisson_log_point(x, y, dx)
     elif kind_t is PoissonK:
-        return poisson_point(x, y, <floating> p.eps, p.full, dx)
+        return poisson_point(x, y, <floating> p.eps, dx)
     elif kind_t is GaussNllK:
         return gauss_nll_point(x, y, v, <floating> p.eps, <floating> HALF_LOG_2PI if p.full else 0, dx, dv)
     elif kind_t is LogCoshK:
@@ -986,6 +995,9 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
             n_bad = store_items(kc, p, x, y, v, w, g, g2, gs, out, L, True, False, False)
         else:
             n_bad = store_items(kc, p, x, y, v, w, g, g2, gs, out, L, False, False, False)
+        if kind_t is PoissonLogK or kind_t is PoissonK:
+            if c.p.full:
+                add_stirling(out, y, w, L)
         if n_bad and bad < 0:
             bad = i + first_invalid(kc, p, x, y, v, L)
         if kind_t is BceLogitsK:
