@@ -766,9 +766,13 @@ cdef inline bint interleaved(const kind_t* tag, const floating* type_tag, bint w
       unit, and past GCC's inlining budget a point function is called out of line in a hot loop;
     - log-cosh, both types: with its polynomial form (fl_math.h's fl_log_cosh) float32 0.96 / + gradient
       0.96 interleaved, float64 0.93 / 0.94.  (With float64 in, the baseline level calls f_log out of line
-      in float64 Poisson NLL's block: 1.04x its time; AVX-512 has one out-of-line f_log fewer than before.);
-    - KL, Poisson NLL: out (KL 0.89-1.09, Poisson 0.93-1.31: mixed; with KL interleaved, the baseline
-      level called kl_point out of line in KL's gradient loop: 2.7x slower).
+      in float64 Poisson NLL's block: 1.04x its time -- gone since Poisson's full term left its loop);
+    - Poisson NLL, both types: in, since its full=True term left the point functions (add_stirling):
+      float32 0.91-0.95, float64 0.87-1.01, the baseline level's float64 0.82-0.88 (before, with the term's
+      logs in every call: 0.93-1.31, mixed).  With it in, the baseline level's float64 focal blocks call
+      f_log out of line in two more places; they measured 0.93-0.97 of their time before, no loss;
+    - KL: out (0.89-1.09, mixed; with KL interleaved, the baseline level called kl_point out of line in KL's
+      gradient loop: 2.7x slower).
     A kind added here: check every level's module for new out-of-line calls of the point functions
     (``objdump -d`` of ``_elementwise_<level>*.so``, calls to ``*_point`` and ``f_*``), and measure
     (benchmarks/ab_elementwise.py)."""
@@ -778,7 +782,7 @@ cdef inline bint interleaved(const kind_t* tag, const floating* type_tag, bint w
         return True
     if kind_t is BceK or kind_t is MsleK:
         return floating is float
-    return kind_t is LogCoshK
+    return kind_t is LogCoshK or kind_t is PoissonLogK or kind_t is PoissonK
 
 
 cdef inline int store_items(const kind_t* kc, ElemParams p, const floating* x, const floating* y,
