@@ -394,36 +394,29 @@ FL_INLINE double fl_expm1(double x) {
  * division, cost 3 ns per element in float32, more than torch's d + softplus(-2d) - log 2.)
  * inf -> (inf, 1); nan -> (nan, nan).  a^2 overflows to inf past a ~ 1.8e19 in the unselected form only. */
 #define FL_LOG_COSH_SPLIT 1.0
+/* c[0] x^(n-1) + ... + c[n-1], Horner's rule (n a constant at every call: the loop unrolls) */
+FL_INLINE float fl_hornerf(const float* c, int n, float x) {
+    float p = c[0];
+    for (int k = 1; k < n; k++) p = p * x + c[k];
+    return p;
+}
+FL_INLINE double fl_horner(const double* c, int n, double x) {
+    double p = c[0];
+    for (int k = 1; k < n; k++) p = p * x + c[k];
+    return p;
+}
 FL_INLINE float fl_log_coshf(float d, float* th) {
+    static const float P[7] = {8.605410403e-05f, -5.546655157e-04f, 2.075578319e-03f, -6.709511857e-03f,
+                               2.221635543e-02f, -8.333297074e-02f, 0.5f};
+    static const float R[8] = {-3.523280902e-04f, 2.278647618e-03f, -7.912484929e-03f, 2.146141045e-02f,
+                               -5.386970565e-02f, 1.333213896e-01f, -3.333327770e-01f, 1.0f};
+    static const float Q[5] = {1.527626812e-01f, -2.447272688e-01f, 3.330851793e-01f, -4.999958575e-01f, 1.0f};
+    static const float S[5] = {1.448883653e+00f, -1.939096451e+00f, 1.997146606e+00f, -1.999952435e+00f,
+                               1.999999881e+00f};
     const float a = fl_absf(d), s = a * a, t = fl_expf_softmax(-2.0f * a);
-    float p = 8.605410403e-05f;                   /* P */
-    p = p * s - 5.546655157e-04f;
-    p = p * s + 2.075578319e-03f;
-    p = p * s - 6.709511857e-03f;
-    p = p * s + 2.221635543e-02f;
-    p = p * s - 8.333297074e-02f;
-    p = p * s + 0.5f;
-    float r = -3.523280902e-04f;                  /* R */
-    r = r * s + 2.278647618e-03f;
-    r = r * s - 7.912484929e-03f;
-    r = r * s + 2.146141045e-02f;
-    r = r * s - 5.386970565e-02f;
-    r = r * s + 1.333213896e-01f;
-    r = r * s - 3.333327770e-01f;
-    r = r * s + 1.0f;
-    float q = 1.527626812e-01f;                   /* Q */
-    q = q * t - 2.447272688e-01f;
-    q = q * t + 3.330851793e-01f;
-    q = q * t - 4.999958575e-01f;
-    q = q * t + 1.0f;
-    float u = 1.448883653e+00f;                   /* S */
-    u = u * t - 1.939096451e+00f;
-    u = u * t + 1.997146606e+00f;
-    u = u * t - 1.999952435e+00f;
-    u = u * t + 1.999999881e+00f;
     const int small = a < (float)FL_LOG_COSH_SPLIT;
-    *th = small ? a * r : 1.0f - t * u;
-    return small ? a * (a * p) : (a - 0.693147181f) + t * q;
+    *th = small ? a * fl_hornerf(R, 8, s) : 1.0f - t * fl_hornerf(S, 5, t);
+    return small ? a * (a * fl_hornerf(P, 7, s)) : (a - 0.693147181f) + t * fl_hornerf(Q, 5, t);
 }
 FL_INLINE double fl_log_cosh(double d, double* th) {
     static const double P[14] = {
@@ -445,14 +438,9 @@ FL_INLINE double fl_log_cosh(double d, double* th) {
         -1.9999832661775137, 1.9999995205719892, -1.9999999919562206, 1.9999999999305855,
         -1.9999999999997657, 1.9999999999999998};
     const double a = fl_abs(d), s = a * a, t = fl_exp_nonpos(-2.0 * a);
-    double p = P[0], r = R[0], q = Q[0], u = S[0];
-    for (int k = 1; k < 14; k++) p = p * s + P[k];
-    for (int k = 1; k < 15; k++) r = r * s + R[k];
-    for (int k = 1; k < 10; k++) q = q * t + Q[k];
-    for (int k = 1; k < 11; k++) u = u * t + S[k];
     const int small = a < FL_LOG_COSH_SPLIT;
-    *th = small ? a * r : 1.0 - t * u;
-    return small ? a * (a * p) : (a - 0.69314718055994531) + t * q;
+    *th = small ? a * fl_horner(R, 15, s) : 1.0 - t * fl_horner(S, 11, t);
+    return small ? a * (a * fl_horner(P, 14, s)) : (a - 0.69314718055994531) + t * fl_horner(Q, 10, t);
 }
 
 /* --------------------------------------------------- stable primitives */
