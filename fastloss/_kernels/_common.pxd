@@ -354,12 +354,12 @@ cdef inline const floating* operand_seg(const Operand* op, Py_ssize_t i, Py_ssiz
     return <const floating*> op.data + i
 
 
-cdef inline Py_ssize_t segment_end(Py_ssize_t i, Py_ssize_t stop, Py_ssize_t K, bint periodic) noexcept nogil:
+cdef inline Py_ssize_t segment_end(Py_ssize_t i, Py_ssize_t stop, Py_ssize_t K, bint row_cut) noexcept nogil:
     cdef Py_ssize_t e = i + SEG
     cdef Py_ssize_t row_end
     if e > stop:
         e = stop
-    if periodic:
+    if row_cut:
         row_end = (i // K + 1) * K
         if e > row_end:
             e = row_end
@@ -399,12 +399,12 @@ cdef inline bint set_operand(Operand* op, object value, Py_ssize_t n_items, Py_s
             raise ValueError(f"internal: operand of {value.size} items for {n_items} (K={K})")
         op.periodic = True
         op.tiled = K <= tile_capacity(itemsize)
-        if op.tiled:
+        if op.tiled and itemsize == 4:
             for k in range(SEG + K - 1):
-                if itemsize == 4:
-                    (<float*> op.scalar_run)[k] = (<const float*> op.data)[k % K]
-                else:
-                    (<double*> op.scalar_run)[k] = (<const double*> op.data)[k % K]
+                (<float*> op.scalar_run)[k] = (<const float*> op.data)[k % K]
+        elif op.tiled:
+            for k in range(SEG + K - 1):
+                (<double*> op.scalar_run)[k] = (<const double*> op.data)[k % K]
     return op.periodic and not op.tiled
 
 
@@ -659,4 +659,13 @@ cdef inline bint set_streams(ElemStreams* s, object x, object y, object weight, 
     s.K = K if K > 0 else 1
     s.row_cut = set_operand(&s.weight, weight, n_weight, s.K, x.dtype.itemsize)
     s.periodic = s.weight.periodic
+    return s.row_cut
+
+
+cdef inline bint add_operand(ElemStreams* s, Operand* op, object value, Py_ssize_t n_items,
+                             Py_ssize_t itemsize) except -1:
+    """Fill a family's further operand (set_operand) and fold it into the streams' ``periodic`` and
+    ``row_cut``.  Returns ``s.row_cut``."""
+    s.row_cut = set_operand(op, value, n_items, s.K, itemsize) or s.row_cut
+    s.periodic = op.periodic or s.periodic
     return s.row_cut

@@ -56,7 +56,7 @@ h. **Gaussian KL** (``gauss_kl_block``): the item is a row of D latents (mu, log
    context, the weight pass and the entry steps; its loop is the only one here that sums over a row.
 """
 from fastloss._kernels._common cimport (
-    floating, BlockFn, BlockSums, Operand, operand_seg, set_operand, ElemStreams, next_segment, set_streams,
+    floating, BlockFn, BlockSums, Operand, operand_seg, add_operand, ElemStreams, next_segment, set_streams,
     ptr_or_null, run, SEG, FL_LANES, fl_lanes_zero, fl_lanes_total, lanes_add, f_exp, f_exp_nonpos, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min,
 )
 from fastloss._kernels._common cimport (
@@ -765,8 +765,7 @@ cdef inline bint interleaved(const kind_t* tag, const floating* type_tag, bint w
       baseline level 0.74-0.88).  float64 BCE and MSLE measured 1.17-1.27.  Each interleaved copy grows the
       unit, and past GCC's inlining budget a point function is called out of line in a hot loop;
     - log-cosh, both types: with its polynomial form (fl_math.h's fl_log_cosh) float32 0.96 / + gradient
-      0.96 interleaved, float64 0.93 / 0.94.  (With float64 in, the baseline level calls f_log out of line
-      in float64 Poisson NLL's block: 1.04x its time -- gone since Poisson's full term left its loop);
+      0.96 interleaved, float64 0.93 / 0.94;
     - Poisson NLL, both types: in, since its full=True term left the point functions (add_stirling):
       float32 0.91-0.95, float64 0.87-1.01, the baseline level's float64 0.82-0.88 (before, with the term's
       logs in every call: 0.93-1.31, mixed).  With it in, the baseline level's float64 focal blocks call
@@ -1207,16 +1206,13 @@ def elementwise(Kind kind, x, y, weight, out, grad, double grad_scale, int num_t
             c.s.row_cut = True
         else:
             check_operand(var, "var", itemsize, n, K)
-            c.s.row_cut = set_operand(&c.aux, var, n, c.s.K, itemsize) or c.s.row_cut
-            c.s.periodic = c.aux.periodic or c.s.periodic
+            add_operand(&c.s, &c.aux, var, n, itemsize)
         check_optional(grad_var, "grad_var", b'f', itemsize, n, True)
         c.grad2 = ptr_or_null(grad_var)
     elif kind == BCE_LOGITS:
         if pos_weight is not None:
             check_operand(pos_weight, "pos_weight", itemsize, n, K)
-        c.s.row_cut = set_operand(&c.aux, 1.0 if pos_weight is None else pos_weight, n, c.s.K,
-                                  itemsize) or c.s.row_cut
-        c.s.periodic = c.aux.periodic or c.s.periodic
+        add_operand(&c.s, &c.aux, 1.0 if pos_weight is None else pos_weight, n, itemsize)
     if kind == FOCAL and gamma == 2:    # the default gamma: q * q, no pow
         kind = FOCAL_SQUARE
     c.p.inv_beta = 0.0
