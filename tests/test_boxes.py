@@ -339,6 +339,25 @@ def test_pairwise_hostile_batched_threads(fname):
         f(a[0], b[0], box_format="xy")
 
 
+@pytest.mark.parametrize("fname", ["box_iou", "generalized_box_iou"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_pairwise_nan_in_any_coordinate(fname, fmt):
+    """A NaN in any coordinate of either box makes that pair NaN, as torchvision's torch.max / torch.min of
+    the corners propagate it -- also in xywh / cxcywh, whose areas (w * h) do not hold x and y; every other
+    pair is unchanged."""
+    rng = np.random.default_rng(12)
+    ref_f = tv_box_iou if fname == "box_iou" else tv_generalized_box_iou
+    for side, col in itertools.product((0, 1), range(4)):
+        b1, b2 = random_boxes(rng, 5, fmt), random_boxes(rng, 6, fmt)
+        (b1 if side == 0 else b2)[2, col] = np.nan
+        for dt in (np.float64, np.float32):
+            got = getattr(fl, fname)(b1.astype(dt), b2.astype(dt), box_format=fmt)
+            ref = ref_f(torch.tensor(b1.astype(dt)).double(), torch.tensor(b2.astype(dt)).double(), fmt).numpy()
+            assert np.array_equal(np.isnan(got), np.isnan(ref)), (side, col, dt)
+            assert np.isnan(got[2, :]).all() if side == 0 else np.isnan(got[:, 2]).all()
+            assert_close_spec(got, ref, dt)
+
+
 def test_pairwise_integer_boxes_and_fmt_alias():
     a = np.array([[0, 0, 4, 4], [1, 2, 3, 9]])
     b = np.array([[1, 1, 5, 6], [0, 0, 1, 1], [2, 2, 2, 2]])

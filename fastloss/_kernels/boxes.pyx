@@ -448,13 +448,19 @@ cdef inline floating pair_point(int kind, floating x1, floating y1, floating x2,
 
 cdef inline void load_area(int fmt, Py_ssize_t L, const floating* p, const floating* x1, const floating* y1,
                            const floating* x2, const floating* y2, floating* area) noexcept nogil:
-    """torchvision's box_area: corner differences for xyxy, w * h read directly otherwise."""
+    """torchvision's box_area: corner differences for xyxy, w * h read directly otherwise -- NaN, though, where
+    x or y is NaN: torchvision's pairwise matrices take torch.max / torch.min of the corners, which carry the
+    NaN into every pair of the box, and the kernels' f_max / f_min (vectorised selects) may drop a NaN, so the
+    area carries it instead (the corners' differences hold it already for xyxy)."""
     cdef Py_ssize_t k
+    cdef floating cx, cy
     for k in range(L):
         if fmt == XYXY:
             area[k] = (x2[k] - x1[k]) * (y2[k] - y1[k])
         else:
-            area[k] = p[4 * k + 2] * p[4 * k + 3]
+            cx = p[4 * k]
+            cy = p[4 * k + 1]
+            area[k] = p[4 * k + 2] * p[4 * k + 3] if (cx == cx) & (cy == cy) else cx + cy
 
 
 cdef inline void load_pair_boxes(const floating* p, int fmt, Py_ssize_t L, floating* s) noexcept nogil:
