@@ -36,6 +36,11 @@ def _finish(kernel_result, reduction, dtype, out, grad, count=None, labels=None,
         value = out
     else:
         value = V.reduced(loss_sum, denom_sum if count is None else count, reduction, dtype)
+        if count is None and denom_sum == 0 and reduction == "mean":
+            # every target weighs 0 (or is ignored): torch's weighted mean is nan -- its 0 / 0, to which label
+            # smoothing's terms (a sum that is not 0, over the same 0) add nothing but nan.  (After reduced():
+            # fl.partial's sink takes the sums themselves.)
+            value = type(value)(np.nan)
     return (value, grad) if grad is not None else value
 
 
@@ -172,7 +177,7 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
         eps = label_smoothing
     else:
         eps = V.check_real(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-    if type(ignore_index) is not int:
+    if type(ignore_index) is not int or not V.INT64_MIN <= ignore_index <= V.INT64_MAX:
         ignore_index = V.check_int(ignore_index, "ignore_index", _IGNORE_HINT)
     nt = resolve_num_threads(num_threads)
     C = _K.plain_index_rows(input, target)
@@ -209,7 +214,7 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
     res = _K.cross_entropy_index(xb, flat, None if o is None else o.reshape(-1), grad, weight=w,
                                  C=C, S=S, ignore_index=ignore_index, smoothing=eps, mean=reduction == "mean",
                                  num_threads=nt)
-    if o is None and grad is None and res[2] < 0:       # a reduced value, every label valid: the usual end
+    if o is None and grad is None and res[2] < 0 and res[1] != 0:  # reduced, every label valid: the usual end
         return V.reduced(res[0], res[1], reduction, x.dtype)
     return _finish(res, reduction, x.dtype, o, grad, labels=labels, n_classes=C, ignore_index=ignore_index)
 

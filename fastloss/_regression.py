@@ -145,8 +145,8 @@ def mse_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = No
     input : array_like
         Predictions :math:`x`, any shape, floating point.
     target : array_like
-        Targets :math:`y` of ``input``'s shape (no broadcasting: a shape mismatch is an error, where
-        torch warns and broadcasts).
+        Targets :math:`y` of ``input``'s shape; a shape that broadcasts with it is broadcast as torch
+        does, with torch's ``UserWarning``.
     size_average, reduce : None
         torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
     reduction : {"mean", "sum", "none"}, optional
@@ -235,7 +235,8 @@ def l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | None = Non
     input : array_like
         Predictions :math:`x`, any shape, floating point.
     target : array_like
-        Targets :math:`y` of ``input``'s shape.
+        Targets :math:`y` of ``input``'s shape; a shape that broadcasts with it is broadcast as torch
+        does, with torch's ``UserWarning``.
     size_average, reduce : None
         torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
     reduction : {"mean", "sum", "none"}, optional
@@ -320,7 +321,8 @@ def huber_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", del
     input : array_like
         Predictions :math:`x`, any shape, floating point.
     target : array_like
-        Targets :math:`y` of ``input``'s shape.
+        Targets :math:`y` of ``input``'s shape; a shape that broadcasts with it is broadcast as torch
+        does, with torch's ``UserWarning``.
     reduction : {"mean", "sum", "none"}, optional
         ``"none"``: the elementwise losses; ``"sum"``; ``"mean"`` (default) over the elements.
     delta : float, optional
@@ -418,7 +420,8 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, size_average: bool | Non
     input : array_like
         Predictions :math:`x`, any shape, floating point.
     target : array_like
-        Targets :math:`y` of ``input``'s shape.
+        Targets :math:`y` of ``input``'s shape; a shape that broadcasts with it is broadcast as torch
+        does, with torch's ``UserWarning``.
     size_average, reduce : None
         torch's deprecated aliases of ``reduction``; anything but None raises ``ValueError``.
     reduction : {"mean", "sum", "none"}, optional
@@ -699,6 +702,8 @@ def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, full:
     if varr is not None and x.shape != shape:      # a broadcast target: var follows input's broadcast
         op = np.ascontiguousarray(np.broadcast_to(varr.reshape(var_shape), x.shape)).reshape(-1)
         var_rows = False
+    if var_rows and x.size == 0:    # no items (an empty last axis): no rows to give one variance each
+        op, var_rows = np.zeros(0, x.dtype), False
     if g_var is not None and varr is None:
         raise ValueError("grad_out[1] must be None: var is a number, which gets no gradient")
     # var's gradient is computed per element of x, then summed to var's shape (in place when it has x's)
@@ -745,13 +750,13 @@ def log_cosh_loss(input: ArrayLike, target: ArrayLike, reduction: str = "mean", 
         \ell = w \log\cosh(x - y) = w \bigl(|d| + \operatorname{log1p}(e^{-2|d|}) - \log 2\bigr),
         \quad d = x - y
 
-    The second, stable form is the one computed, so any finite :math:`d` (:math:`10^{30}`
-    included) gives a finite loss; the gradient :math:`w \tanh(d)` comes from the same
-    exponential.  With a ``weight``, ``"mean"`` is :math:`\sum \ell / \sum w`.
-    From :math:`u = \operatorname{expm1}(-2|d|)`: :math:`\tanh|d| = -u / (2 + u)`; for
-    :math:`|d| \ge 1` the stable form above, for :math:`|d| < 1` :math:`-\operatorname{log1p}(-\tanh^2 d) / 2`,
-    which keeps full relative precision down to the smallest :math:`d` (the stable form loses it
-    there: :math:`d^2/2` is the difference of terms near 0.7).
+    Computed without cancellation, so any finite :math:`d` (:math:`10^{30}` included) gives a
+    finite loss, to full relative precision down to the smallest :math:`d` (where the stable form
+    above would be the difference of terms near 0.7): for :math:`a = |d| < 1`,
+    :math:`\log\cosh d = a^2 P(a^2)` and :math:`\tanh a = a R(a^2)`; for :math:`a \ge 1`, from
+    :math:`t = e^{-2a}`, :math:`(a - \log 2) + t Q(t)` and :math:`1 - t S(t)` -- fitted polynomials
+    (``src_c/fl_math.h``), within ~1 ulp (float32) / ~2 ulp (float64).  The gradient is
+    :math:`w \tanh(d)`.  With a ``weight``, ``"mean"`` is :math:`\sum \ell / \sum w`.
 
     Parameters
     ----------

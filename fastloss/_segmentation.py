@@ -84,9 +84,8 @@ def _overlap_terms(kind, tp, ps, ts, smooth, eps, alpha=0.5, beta=0.5, gamma=Non
 def _layout(input, target, mode, ignore_index):
     """(x (N, C, S), mask (N, C, S) or None, labels (N*S,) or None, labels in their shape, x)."""
     V.check_choice(mode, "mode", MODES)
-    if ignore_index is not None and (isinstance(ignore_index, bool)
-                                     or not isinstance(ignore_index, (int, np.integer))):
-        raise TypeError(f"ignore_index must be None or an int, got {ignore_index!r}")
+    if ignore_index is not None:
+        ignore_index = V.check_int(ignore_index, "ignore_index", " or None")
     x = V.prediction(input, "input")
     if x.ndim < 2:
         raise ValueError(f"input must have shape (N, C, *spatial), got shape {x.shape}")

@@ -14,6 +14,7 @@ child of a process that had run multi-threaded work (a fastloss call with more t
 torch loaded, whose intra-op pool is libgomp's too) runs every loss on one thread.  Results are the
 same bits (reductions do not depend on the thread count).  Spawned processes are unaffected.
 """
+import numbers
 import os
 import sys
 import weakref
@@ -77,9 +78,9 @@ def set_num_threads(n: int) -> None:
     2
     >>> fl.set_num_threads(0)          # back to OpenMP's default
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"set_num_threads: n must be an int >= 0, got {n!r}")
-    _runtime.set_num_threads(n)
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 0 <= int(n) <= MAX_THREADS:
+        raise ValueError(f"set_num_threads: n must be an int >= 0 (at most {MAX_THREADS}), got {n!r}")
+    _runtime.set_num_threads(int(n))
 
 
 def openmp_enabled() -> bool:
@@ -92,18 +93,23 @@ def openmp_enabled() -> bool:
     return _runtime.openmp_enabled()
 
 
+# The kernels' thread count is a C int; a larger request is an error naming the argument, not an OverflowError
+# from inside a kernel.
+MAX_THREADS = 2**31 - 1
+
 _fork_state = {"parallel_used": False, "serial_child": False}
 
 
 def resolve_num_threads(num_threads) -> int:
-    if type(num_threads) is int and num_threads >= 1:      # (an explicit count: the fast path)
+    if type(num_threads) is int and 1 <= num_threads <= MAX_THREADS:      # (an explicit count: the fast path)
         n = num_threads
     elif num_threads is None:
         n = _runtime.get_num_threads()     # (get_num_threads, inlined: every default call)
-    elif isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-        raise ValueError(f"num_threads must be None or an int >= 1, got {num_threads!r}")
+    elif (isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral)
+          or not 1 <= int(num_threads) <= MAX_THREADS):
+        raise ValueError(f"num_threads must be None or an int >= 1 (at most {MAX_THREADS}), got {num_threads!r}")
     else:
-        n = num_threads
+        n = int(num_threads)               # (a NumPy integer)
     if _fork_state["serial_child"]:
         return 1
     if n > 1:

@@ -208,6 +208,11 @@ def labels_array(x, name="target", source=None):
         raise TypeError(f"{name} must be an integer array of class indices, got "
                         f"{label_hint(a, x if source is None else source)}")
     if a.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
+        if a.dtype == np.uint64 and a.size and a.max() > INT64_MAX:   # would wrap to a negative index
+            i = int(np.argmax(a.reshape(-1) > INT64_MAX))
+            pos = tuple(int(k) for k in np.unravel_index(i, a.shape)) if a.ndim > 1 else i
+            raise IndexError(f"{name} has class index {int(a.reshape(-1)[i])} at position {pos}, outside "
+                             f"the range of class indices (int64)")
         a = a.astype(np.int64)
     return _aligned(np.ascontiguousarray(a).reshape(a.shape))  # ascontiguousarray makes 0-d arrays 1-d
 
@@ -223,13 +228,20 @@ def label_hint(a, x=None):
     return f"dtype {a.dtype}; convert the labels with .astype(np.int64)"
 
 
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
 def check_int(value, name, hint=""):
-    """A Python/NumPy integer parameter (``ignore_index``, ...), as an int; ``hint`` says what it is for."""
-    if type(value) is int:
-        return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer{hint}, got {short_repr(value)}")
-    return int(value)
+    """A Python/NumPy integer parameter (``ignore_index``, ...), as an int within int64 (the kernels' type: a
+    larger Python int would otherwise fail there as an OverflowError naming nothing); ``hint`` says what it
+    is for."""
+    if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer{hint}, got {short_repr(value)}")
+        value = int(value)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{name} must be an integer within int64{hint}, got {value}")
+    return value
 
 
 def short_repr(value, limit=80):
@@ -240,7 +252,8 @@ def short_repr(value, limit=80):
 
 def check_choice(value, name, allowed):
     """A string parameter (``reduction``, ``box_format``, ``mode``, ...) that must be one of ``allowed``."""
-    if type(value) is not str or value not in allowed:     # (str first: `in` compares arrays elementwise)
+    # (str first: `in` compares arrays elementwise; a str subclass, e.g. numpy.str_, is a str)
+    if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {short_repr(value)}")
     return value
 
@@ -277,6 +290,13 @@ def check_same_shape(a, b, name_a, name_b):
         raise ValueError(f"{name_b} shape {b.shape} must match {name_a} shape {a.shape}")
 
 
+def _bounds_text(low, high, low_open, high_open):
+    """' >= low and <= high' (the parts given) for check_real's messages."""
+    parts = [f"{'>' if low_open else '>='} {low}" if low is not None else "",
+             f"{'<' if high_open else '<='} {high}" if high is not None else ""]
+    return " " + " and ".join(p for p in parts if p)
+
+
 def check_real(value, name, *, low=None, high=None, low_open=False, high_open=False):
     """A Python/NumPy real scalar within bounds (for parameters like delta, q, beta)."""
     if type(value) is float:        # (the usual call: no ABC check, no conversion)
@@ -287,6 +307,8 @@ def check_real(value, name, *, low=None, high=None, low_open=False, high_open=Fa
         v = float(value)
     if low is None and high is None:
         return v
+    if v != v:      # nan passes every comparison below
+        raise ValueError(f"{name} must be a number{_bounds_text(low, high, low_open, high_open)}, got nan")
     if low is not None and (v < low or (low_open and v == low)):
         raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
     if high is not None and (v > high or (high_open and v == high)):

@@ -352,7 +352,7 @@ def _mean_reduction(info, kwargs):
     if red is None:
         default = info.default_reduction      # (one of info.reductions, which always hold "mean")
         return default if default == "mean" or default == "batchmean" else "mean"
-    if type(red) is str and (red == "mean" or (red == "batchmean" and red in info.reductions)):
+    if isinstance(red, str) and (red == "mean" or (red == "batchmean" and red in info.reductions)):
         return red
     allowed = tuple(r for r in ("mean", "batchmean") if r in info.reductions)
     raise ValueError(f"reduction must be one of {allowed} for a state (finalize() chooses mean or sum), "

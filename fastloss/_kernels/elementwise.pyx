@@ -403,17 +403,20 @@ cdef inline floating huber_point(floating x, floating y, floating delta, floatin
 cdef inline floating smooth_l1_point(floating x, floating y, floating beta, floating inv_beta, bint pow2,
                                      floating* dx) noexcept nogil:
     # torch: |d| < beta ? d^2 / (2 beta) : |d| - beta / 2;  beta = 0 is L1 (the first branch never runs)
-    # d/dx = d / beta inside, sign(d) outside (0 at d = 0 for beta = 0, as torch's l1_loss)
+    # d/dx = d / beta inside, sign(d) outside (0 at d = 0 for beta = 0, as torch's l1_loss); a nan d is
+    # "inside" for beta > 0 (torch's backward selects d < -beta, d > beta, else d / beta: nan), sign(d) = 0
+    # for beta = 0 (torch's l1_loss)
     # ``pow2`` (a constant: the SmoothL1Pow2K kind): beta is a power of two and inv_beta = 1 / beta
     # exactly, so t * inv_beta is the exact t / beta rounded once, as the division is: the same bits
     # without a division (W8-sized float32 mean 138 -> ~105 us at the default beta = 1)
     cdef floating d = x - y
     cdef floating ad = f_abs(d)
     cdef floating h = <floating> 0.5 * d * d
+    cdef bint outside = ad >= beta
     if pow2:
-        dx[0] = d * inv_beta if ad < beta else f_sign(d)
+        dx[0] = f_sign(d) if outside else d * inv_beta
         return h * inv_beta if ad < beta else ad - <floating> 0.5 * beta
-    dx[0] = d / beta if ad < beta else f_sign(d)
+    dx[0] = f_sign(d) if outside | (beta == 0) else d / beta     # (| not `or`: no branch, it vectorises)
     return h / beta if ad < beta else ad - <floating> 0.5 * beta
 
 

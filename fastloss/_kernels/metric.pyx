@@ -842,7 +842,10 @@ def pair_rows(x1, x2, y, out=None, g1=None, g2=None, *, MetricLoss kind, double 
 cdef inline floating margin_ranking_point(floating x1, floating x2, floating y, floating margin,
                                           floating* dx1) noexcept nogil:
     cdef floating z = margin - y * (x1 - x2)
-    dx1[0] = -y if z >= 0 else 0
+    cdef floating one = 1, zero = 0
+    # torch's clamp_min backward times -y, a product (not a select): a nan target makes nan (0 * nan), a nan
+    # score with a finite target 0 (the mask of z >= 0 is 0 for a nan z)
+    dx1[0] = (one if z >= 0 else zero) * -y
     return 0 if z < 0 else z
 
 

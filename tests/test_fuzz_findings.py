@@ -1,0 +1,130 @@
+"""Regression tests for what differential fuzz runs against torch found (issue 16's thirteenth session; the
+runs' scripts are not part of the suite): each case against torch (float64) or the rule of SPEC §5 that it
+broke -- a parameter or label that slipped past validation, a NaN that a gradient or a pairwise IoU lost, an
+empty shape that reached a kernel, a mean over zero weight.  (The pairwise IoU's NaN: tests/test_boxes.py.)"""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastloss as fl
+from fl_testing import assert_close_spec
+
+NAN = float("nan")
+
+
+# ------------------------------------------------------------------ parameters and labels
+@pytest.mark.parametrize("call", [
+    lambda: fl.huber_loss(np.array([0.5, 3.0]), np.zeros(2), delta=NAN),
+    lambda: fl.smooth_l1_loss(np.array([0.5, 3.0]), np.zeros(2), beta=NAN),
+    lambda: fl.quantile_loss(np.array([0.5, 3.0]), np.zeros(2), q=NAN),
+    lambda: fl.cross_entropy(np.zeros((2, 3)), [0, 1], label_smoothing=NAN),
+    lambda: fl.softmax_focal_loss(np.zeros((2, 3)), [0, 1], gamma=NAN),
+], ids=["delta", "beta", "q", "label_smoothing", "gamma"])
+def test_nan_parameter_with_a_range_is_a_value_error(call):
+    """A bounded parameter of nan passed every `v < low` check and made the result nan (or, for
+    label_smoothing, torch's accidental 'no smoothing'): now a ValueError naming its range."""
+    with pytest.raises(ValueError, match="must be a number .*got nan"):
+        call()
+
+
+def test_uint64_labels_past_int64_are_an_index_error_with_their_value():
+    """uint64 labels were cast to int64: 2^64 - 100 wrapped to -100 = ignore_index and was skipped."""
+    x = np.zeros((3, 4))
+    for f in (fl.cross_entropy, fl.nll_loss, fl.multi_margin_loss):
+        with pytest.raises(IndexError, match="18446744073709551516 at position 1"):
+            f(x, np.array([0, 2**64 - 100, 1], dtype=np.uint64))
+    y = np.array([0, 2, 1], dtype=np.uint64)        # small uint64 labels stay valid
+    assert_close_spec(fl.cross_entropy(x, y), F.cross_entropy(torch.tensor(x), torch.tensor([0, 2, 1])),
+                      np.float64)
+
+
+@pytest.mark.parametrize("value", [2**63, -2**63 - 1, 2**70])
+def test_ignore_index_beyond_int64_is_a_value_error_naming_it(value):
+    """An ignore_index outside int64 reached the kernels' int64 argument: an OverflowError naming nothing."""
+    with pytest.raises(ValueError, match="ignore_index must be an integer within int64"):
+        fl.cross_entropy(np.zeros((2, 3)), [0, 1], ignore_index=value)
+    with pytest.raises(ValueError, match="ignore_index must be an integer within int64"):
+        fl.dice_loss(np.zeros((2, 3, 4)), np.zeros((2, 4), dtype=np.int64), ignore_index=value)
+    assert np.isfinite(fl.cross_entropy(np.zeros((2, 3)), [0, 1], ignore_index=2**63 - 1))
+
+
+def test_num_threads_huge_or_numpy():
+    """num_threads=2**40 was an OverflowError from inside a kernel; a NumPy integer was refused."""
+    x = np.ones(3)
+    with pytest.raises(ValueError, match="num_threads must be None or an int >= 1"):
+        fl.mse_loss(x, x, num_threads=2**40)
+    for n in (np.int64(2), np.int32(1)):
+        assert fl.mse_loss(x, x + 1, num_threads=n) == 1.0
+
+
+def test_str_subclass_choices():
+    """numpy.str_ (what np.random.choice of strings returns) is a str: accepted as torch accepts it."""
+    x, y = np.array([[0.0, 1.0], [2.0, 0.5]]), np.array([1, 0])
+    ref = F.cross_entropy(torch.tensor(x), torch.tensor(y), reduction="sum")
+    assert_close_spec(fl.cross_entropy(x, y, reduction=np.str_("sum")), ref, np.float64)
+    b = np.array([[0.0, 0.0, 2.0, 2.0]])
+    assert fl.box_iou(b, b, box_format=np.str_("xywh"))[0, 0] == 1.0
+    state = fl.partial("cross_entropy", x, y, reduction=np.str_("mean"))
+    assert np.isclose(state.finalize(), F.cross_entropy(torch.tensor(x), torch.tensor(y)).item(), rtol=1e-12)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        fl.cross_entropy(x, y, reduction=np.str_("avg"))
+
+
+# ------------------------------------------------------------------ values
+def test_weighted_smoothed_mean_over_zero_target_weight_is_nan():
+    """Every target weighing 0: torch's mean is nan (0/0 plus the smoothing terms' x/0); fastloss gave inf."""
+    x, y, w = np.array([[0.0, 1.0], [2.0, 0.0]]), np.array([1, 1]), np.array([1.0, 0.0])
+    for eps in (0.0, 0.1):
+        ref = F.cross_entropy(torch.tensor(x), torch.tensor(y), weight=torch.tensor(w), label_smoothing=eps)
+        assert np.isnan(ref.item())
+        assert np.isnan(fl.cross_entropy(x, y, weight=w, label_smoothing=eps))
+        assert np.isnan(fl.cross_entropy(x.astype(np.float32), y, weight=w.astype(np.float32),
+                                         label_smoothing=eps))
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_gaussian_nll_empty_rows_with_one_variance_each(reduction):
+    """An empty last axis with a variance per row reached the kernel's rows check (K = 0) as an internal
+    error; torch gives an empty loss, nan and 0."""
+    x = np.zeros((3, 0))
+    for var in (np.ones(3), np.ones((3, 1))):
+        ref = F.gaussian_nll_loss(torch.tensor(x), torch.tensor(x), torch.tensor(var), reduction=reduction)
+        got = fl.gaussian_nll_loss(x, x, var, reduction=reduction)
+        assert np.shape(got) == tuple(ref.shape)
+        assert np.array_equal(np.asarray(got), ref.numpy(), equal_nan=True)
+    val, (g, gv) = fl.gaussian_nll_loss(x, x, np.ones((3, 1)), reduction="sum", return_grad=True)
+    assert g.shape == (3, 0) and gv.shape == (3, 1) and not gv.any()
+
+
+# ------------------------------------------------------------------ gradients at nan
+def grad64(f, *args, **kw):
+    ts = [torch.tensor(a, dtype=torch.float64, requires_grad=i < 2) for i, a in enumerate(args)]
+    f(*ts, reduction="sum", **kw).backward()
+    return [t.grad.numpy() for t in ts[:2]]
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.3, 0.0])
+def test_smooth_l1_gradient_at_nan_is_torchs(beta):
+    """smooth_l1's gradient took sign(nan) = 0 at a nan difference; torch's backward (d < -beta, d > beta,
+    else d / beta) gives nan for beta > 0 and its l1_loss's 0 for beta = 0."""
+    x, y = np.array([NAN, 2.0, 0.0, 0.2, -5.0]), np.array([0.0, 0.0, 0.0, NAN, 0.0])
+    ref_x, _ = grad64(F.smooth_l1_loss, x, y, beta=beta)
+    for dt in (np.float64, np.float32):
+        _, gx = fl.smooth_l1_loss(x.astype(dt), y.astype(dt), beta=beta, reduction="sum", return_grad=True)
+        assert np.array_equal(np.isnan(gx), np.isnan(ref_x)), (beta, dt, gx, ref_x)
+        assert_close_spec(gx, ref_x, dt, reduced=False)
+
+
+def test_margin_ranking_gradient_at_nan_is_torchs():
+    """The gradient selected -y where z >= 0, else 0: torch multiplies the mask by -y, so a nan target
+    gives nan (0 * nan) and a nan score with a finite target 0."""
+    x1, x2 = np.array([NAN, 1.0, 0.0, 2.0, 0.1]), np.array([0.0, 0.0, 0.0, 0.0, NAN])
+    y = np.array([1.0, NAN, -1.0, 1.0, -1.0])
+    ref1, ref2 = grad64(F.margin_ranking_loss, x1, x2, y, margin=0.5)
+    for dt in (np.float64, np.float32):
+        _, (g1, g2) = fl.margin_ranking_loss(x1.astype(dt), x2.astype(dt), y.astype(dt), margin=0.5,
+                                             reduction="sum", return_grad=True)
+        for g, ref in ((g1, ref1), (g2, ref2)):
+            assert np.array_equal(np.isnan(g), np.isnan(ref)), (g, ref)
+            assert_close_spec(g, ref, dt, reduced=False)
