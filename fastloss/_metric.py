@@ -60,6 +60,50 @@ def _rows(arrays, names, dtype=None):
     return out, [a[None, :] for a in out], True
 
 
+def _broadcast_rows(arrays, names):
+    """torch's pairwise_distance operands (triplet_margin_loss): arrays of one ndim >= 1 that broadcast
+    together, distances along the last axis.  Returns None when they are one (N, D) or (D,) shape (``_rows``
+    takes them), else (the operands broadcast and materialised as (M, D) rows, the broadcast shape, the
+    operands' own shapes)."""
+    first = V.prediction(arrays[0], names[0])
+    ops = [first] + [V.float_array(a, nm, dtype=first.dtype) for a, nm in zip(arrays[1:], names[1:])]
+    shapes = [a.shape for a in ops]
+    if all(s == shapes[0] for s in shapes) and len(shapes[0]) in (1, 2):
+        return None
+    if any(len(s) != len(shapes[0]) for s in shapes) or not shapes[0]:
+        raise ValueError("anchor, positive and negative must have the same number of dimensions (>= 1), as "
+                         "torch's; got shapes " + ", ".join(f"{nm} {s}" for nm, s in zip(names, shapes)))
+    try:
+        full = np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ValueError("anchor, positive and negative must broadcast together; got shapes "
+                         + ", ".join(f"{nm} {s}" for nm, s in zip(names, shapes))) from None
+    rows = [np.ascontiguousarray(np.broadcast_to(a, full)).reshape(-1, full[-1]) for a in ops]
+    return rows, full, shapes
+
+
+def _triplet_broadcast(bc, margin, p, eps, swap, reduction, nt, out, return_grad, grad_out, given):
+    """triplet_margin_loss of operands that broadcast (``_broadcast_rows``): the kernel over the broadcast
+    rows, the loss of the broadcast batch shape, each gradient summed back to its operand's shape."""
+    (a2, p2, n2), full, shapes = bc
+    n = a2.shape[0]
+    dtype = a2.dtype
+    if reduction != "none" and not return_grad:
+        total = _K.triplet_margin(a2, p2, n2, None, None, None, None, margin=margin, pnorm=p, eps=eps,
+                                  swap=swap, grad_scale=1.0, num_threads=nt)[0]
+        return V.reduced(total, n, reduction, dtype)
+    o = V.output_array(out, full[:-1], dtype) if reduction == "none" else None
+    grads = [np.empty(a2.shape, dtype=dtype) for _ in range(3)] if return_grad else [None] * 3
+    scale = 1.0 / n if (reduction == "mean" and n) else 1.0
+    total = _K.triplet_margin(a2, p2, n2, None if o is None else o.reshape(-1), *grads, margin=margin, pnorm=p,
+                              eps=eps, swap=swap, grad_scale=scale, num_threads=nt)[0]
+    value = o if reduction == "none" else V.reduced(total, n, reduction, dtype)
+    if not return_grad:
+        return value
+    gs = tuple(V.unbroadcast(g.reshape(full), s) for g, s in zip(grads, shapes))
+    return value, V.deliver_grads(grad_out, gs, (*given, o))
+
+
 def _row_targets(target, name, n, unbatched, dtype):
     """Per-row float targets of shape (N,) (or () for one unbatched row)."""
     y = V._to_numpy(target, name)
@@ -139,11 +183,14 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
     Parameters
     ----------
     anchor : array_like
-        Anchor rows, shape (N, D) or (D,), floating point.
+        Anchor rows, shape (N, D) or (D,) -- or any shape (..., D), floating point: as torch's
+        ``pairwise_distance``, the three operands have one number of dimensions and broadcast
+        together (then materialised once each, at the broadcast shape), distances along the last axis,
+        the loss of shape ``broadcast[:-1]``, each gradient summed back to its operand's shape.
     positive : array_like
-        Positive rows of ``anchor``'s shape (no broadcasting).
+        Positive rows (``anchor``'s shape, or one that broadcasts with it).
     negative : array_like
-        Negative rows of ``anchor``'s shape.
+        Negative rows (likewise).
     margin : float, optional
         :math:`m > 0` (torch's check is kept); default 1.
     p : float, optional
@@ -182,8 +229,8 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
     Raises
     ------
     ValueError
-        ``margin <= 0``, ``p <= 0``, mismatched shapes, rows that are not (N, D) or (D,), or a bad
-        ``reduction``.
+        ``margin <= 0``, ``p <= 0`` (torch accepts p <= 0 norms; not computed here), shapes that do not
+        broadcast or differ in their number of dimensions (as torch), or a bad ``reduction``.
 
     See Also
     --------
@@ -216,8 +263,12 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
     if swap is not False and swap is not True:
         swap = V.check_bool(swap, "swap")
     if not _K.plain_rows(anchor, positive, negative):
-        (a, pos, neg), (a2, p2, n2), unbatched = _rows([anchor, positive, negative],
-                                                      ["anchor", "positive", "negative"])
+        names = ["anchor", "positive", "negative"]
+        bc = _broadcast_rows([anchor, positive, negative], names)
+        if bc is not None:      # broadcast or more than 2-d: as torch's pairwise_distance, over the last axis
+            return _triplet_broadcast(bc, margin, p, eps, swap, reduction, nt, out, return_grad, grad_out,
+                                      (anchor, positive, negative))
+        (a, pos, neg), (a2, p2, n2), unbatched = _rows([anchor, positive, negative], names)
     else:           # (the usual call: _rows would return them as they are)
         a, pos, neg = a2, p2, n2 = anchor, positive, negative
         unbatched = False

@@ -128,3 +128,30 @@ def test_margin_ranking_gradient_at_nan_is_torchs():
         for g, ref in ((g1, ref1), (g2, ref2)):
             assert np.array_equal(np.isnan(g), np.isnan(ref)), (g, ref)
             assert_close_spec(g, ref, dt, reduced=False)
+
+
+# ------------------------------------------------------------------ shapes torch accepts
+@pytest.mark.parametrize("shapes", [((4, 5), (1, 5), (4, 5)), ((2, 3, 5),) * 3, ((2, 1, 5), (1, 3, 5), (2, 3, 1)),
+                                    ((3, 1, 4), (3, 2, 4), (1, 2, 4)), ((0, 5), (1, 5), (0, 5))],
+                         ids=["row-broadcast", "3d", "3d-broadcast", "mixed", "empty"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_triplet_margin_broadcasts_as_torch(shapes, dtype):
+    """triplet_margin_loss refused what torch's pairwise_distance broadcasts (a (1, D) positive, (A, B, D)
+    operands): now the loss of the broadcast batch shape, each gradient summed back to its operand."""
+    rng = np.random.default_rng(7)
+    a, p, n = (rng.standard_normal(s).astype(dtype) for s in shapes)
+    for reduction in ("none", "mean", "sum"):
+        for swap in (False, True):
+            ts = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (a, p, n)]
+            ref = F.triplet_margin_loss(*ts, reduction=reduction, swap=swap)
+            ref.sum().backward()
+            val, grads = fl.triplet_margin_loss(a, p, n, reduction=reduction, swap=swap, return_grad=True)
+            assert np.shape(val) == tuple(ref.shape)
+            assert_close_spec(val, ref.detach().numpy(), dtype)
+            assert_close_spec(fl.triplet_margin_loss(a, p, n, reduction=reduction, swap=swap),
+                              ref.detach().numpy(), dtype)
+            for g, t in zip(grads, ts):
+                assert g.shape == t.shape
+                assert_close_spec(g, t.grad.numpy(), dtype, reduced=False)
+    with pytest.raises(ValueError, match="same number of dimensions"):
+        fl.triplet_margin_loss(a, p[..., 0, :] if p.ndim > 2 else p[0], n)
