@@ -62,14 +62,14 @@ def _rows(arrays, names, dtype=None):
 
 def _broadcast_rows(arrays, names):
     """torch's pairwise_distance operands (triplet_margin_loss): arrays of one ndim >= 1 that broadcast
-    together, distances along the last axis.  Returns None when they are one (N, D) or (D,) shape (``_rows``
-    takes them), else (the operands broadcast and materialised as (M, D) rows, the broadcast shape, the
-    operands' own shapes)."""
+    together, distances along the last axis.  Returns (the operands as arrays, None) when they are one
+    (N, D) or (D,) shape (for ``_rows``: converted once, not again), else (None, (the operands broadcast and
+    materialised as (M, D) rows, the broadcast shape, the operands' own shapes))."""
     first = V.prediction(arrays[0], names[0])
     ops = [first] + [V.float_array(a, nm, dtype=first.dtype) for a, nm in zip(arrays[1:], names[1:])]
     shapes = [a.shape for a in ops]
     if all(s == shapes[0] for s in shapes) and len(shapes[0]) in (1, 2):
-        return None
+        return ops, None
     if any(len(s) != len(shapes[0]) for s in shapes) or not shapes[0]:
         raise ValueError("anchor, positive and negative must have the same number of dimensions (>= 1), as "
                          "torch's; got shapes " + ", ".join(f"{nm} {s}" for nm, s in zip(names, shapes)))
@@ -79,7 +79,7 @@ def _broadcast_rows(arrays, names):
         raise ValueError("anchor, positive and negative must broadcast together; got shapes "
                          + ", ".join(f"{nm} {s}" for nm, s in zip(names, shapes))) from None
     rows = [np.ascontiguousarray(np.broadcast_to(a, full)).reshape(-1, full[-1]) for a in ops]
-    return rows, full, shapes
+    return None, (rows, full, shapes)
 
 
 def _triplet_broadcast(bc, margin, p, eps, swap, reduction, nt, out, return_grad, grad_out, given):
@@ -264,11 +264,11 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
         swap = V.check_bool(swap, "swap")
     if not _K.plain_rows(anchor, positive, negative):
         names = ["anchor", "positive", "negative"]
-        bc = _broadcast_rows([anchor, positive, negative], names)
+        ops, bc = _broadcast_rows([anchor, positive, negative], names)
         if bc is not None:      # broadcast or more than 2-d: as torch's pairwise_distance, over the last axis
             return _triplet_broadcast(bc, margin, p, eps, swap, reduction, nt, out, return_grad, grad_out,
                                       (anchor, positive, negative))
-        (a, pos, neg), (a2, p2, n2), unbatched = _rows([anchor, positive, negative], names)
+        (a, pos, neg), (a2, p2, n2), unbatched = _rows(ops, names)
     else:           # (the usual call: _rows would return them as they are)
         a, pos, neg = a2, p2, n2 = anchor, positive, negative
         unbatched = False
