@@ -373,8 +373,59 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
     True
     """
     _check_common(size_average, reduce, reduction, out, return_grad, grad_out)
+    if not (_K.plain_rows(input1, input2) and type(target) is np.ndarray
+            and target.shape == input1.shape[:1]):      # (not the usual call: rows, one target per row)
+        bc = _cosine_broadcast(input1, input2, target)
+        if bc is not None:      # rows or targets that broadcast, as torch's
+            return _pair_rows_broadcast(_L.COSINE_EMBEDDING, bc, margin, reduction, num_threads, out,
+                                        return_grad, grad_out, (input1, input2, target))
     return _pair_rows_loss(_L.COSINE_EMBEDDING, (input1, input2, target), ("input1", "input2", "target"),
                            margin, reduction, num_threads, out, return_grad, grad_out)
+
+
+def _cosine_broadcast(input1, input2, target):
+    """torch's cosine_embedding_loss broadcasts its products and its ``where`` on the target: (N, D) rows
+    against (1, D), a (1,) target against N rows, ...  None when input1 and input2 are one (N, D) / (D,)
+    shape and the target one per row (``_pair_rows_loss`` takes them, and checks them); else (input1,
+    input2 as (M, D) rows, the target as (M,), the loss's shape, the inputs' own shapes)."""
+    a = V.prediction(input1, "input1")
+    b = V.float_array(input2, "input2", dtype=a.dtype)
+    y = V.float_array(V._to_numpy(target, "target"), "target", dtype=a.dtype)
+    if a.shape == b.shape and a.ndim in (1, 2) and y.shape == a.shape[:-1]:
+        return None
+    if not (y.ndim == 1 and a.ndim == b.ndim == 2) and not (y.ndim == 0 and a.ndim == b.ndim == 1):
+        return None     # (not a shape torch takes: _pair_rows_loss names what is wrong)
+    try:
+        rows = np.broadcast_shapes(a.shape, b.shape)
+        full = np.broadcast_shapes(rows[:-1], y.shape)
+    except ValueError:
+        raise ValueError(f"input1 {a.shape}, input2 {b.shape} and target {y.shape} must broadcast together "
+                         f"(rows, and the target against them)") from None
+    shape = full + rows[-1:]
+    a2, b2 = (np.ascontiguousarray(np.broadcast_to(v, shape)).reshape(-1, shape[-1]) for v in (a, b))
+    y2 = np.ascontiguousarray(np.broadcast_to(y, full)).reshape(-1)
+    return a2, b2, y2, full, (a.shape, b.shape)
+
+
+def _pair_rows_broadcast(kind, bc, margin, reduction, num_threads, out, return_grad, grad_out, given):
+    """``_pair_rows_loss`` over broadcast rows (``_cosine_broadcast``): the loss of the broadcast shape,
+    each gradient summed back to its input's shape."""
+    a2, b2, y2, full, shapes = bc
+    margin = V.check_real(margin, "margin")
+    nt = resolve_num_threads(num_threads)
+    n = a2.shape[0]
+    o = V.output_array(out, full, a2.dtype) if reduction == "none" else None
+    g1, g2 = (np.empty(a2.shape, dtype=a2.dtype), np.empty(a2.shape, dtype=a2.dtype)) if return_grad else \
+        (None, None)
+    scale = 1.0 / n if (reduction == "mean" and n) else 1.0
+    total = _K.pair_rows(a2, b2, y2, None if o is None else o.reshape(-1), g1, g2, kind=kind, margin=margin,
+                         grad_scale=scale, num_threads=nt)[0]
+    value = o if reduction == "none" else V.reduced(total, n, reduction, a2.dtype)
+    if not return_grad:
+        return value
+    shape = full + a2.shape[-1:]
+    gs = tuple(V.unbroadcast(g.reshape(shape), s) for g, s in zip((g1, g2), shapes))
+    return value, V.deliver_grads(grad_out, gs, (*given, o))
 
 
 def _pair_rows_loss(kind, args, names, margin, reduction, num_threads, out, return_grad, grad_out):

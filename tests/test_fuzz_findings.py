@@ -155,3 +155,28 @@ def test_triplet_margin_broadcasts_as_torch(shapes, dtype):
                 assert_close_spec(g, t.grad.numpy(), dtype, reduced=False)
     with pytest.raises(ValueError, match="same number of dimensions"):
         fl.triplet_margin_loss(a, p[..., 0, :] if p.ndim > 2 else p[0], n)
+
+
+@pytest.mark.parametrize("shapes", [((5, 3), (1, 3), (5,)), ((1, 3), (5, 3), (5,)), ((5, 3), (5, 3), (1,)),
+                                    ((1, 3), (1, 3), (5,)), ((4, 3), (1, 3), (1,)), ((0, 3), (1, 3), (0,))],
+                         ids=["input2-row", "input1-row", "one-target", "target-broadcasts-rows", "both",
+                              "empty"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_cosine_embedding_broadcasts_as_torch(shapes, dtype):
+    """cosine_embedding_loss refused the rows and targets torch's products and ``where`` broadcast: now the
+    loss of the broadcast shape, each gradient summed back to its input's shape."""
+    rng = np.random.default_rng(8)
+    a, b = (rng.standard_normal(s).astype(dtype) for s in shapes[:2])
+    y = rng.choice([-1.0, 1.0], size=shapes[2])
+    for reduction in ("none", "mean", "sum"):
+        ts = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (a, b)]
+        ref = F.cosine_embedding_loss(*ts, torch.tensor(y), margin=0.1, reduction=reduction)
+        ref.sum().backward()
+        val, grads = fl.cosine_embedding_loss(a, b, y, margin=0.1, reduction=reduction, return_grad=True)
+        assert np.shape(val) == tuple(ref.shape)
+        assert_close_spec(val, ref.detach().numpy(), dtype)
+        for g, t in zip(grads, ts):
+            assert g.shape == t.shape
+            assert_close_spec(g, t.grad.numpy(), dtype, reduced=False)
+    with pytest.raises(ValueError, match="must broadcast together"):
+        fl.cosine_embedding_loss(np.zeros((5, 3)), np.zeros((4, 3)), np.ones(5))
