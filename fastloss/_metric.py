@@ -374,7 +374,7 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
     """
     _check_common(size_average, reduce, reduction, out, return_grad, grad_out)
     if not (_K.plain_rows(input1, input2) and type(target) is np.ndarray
-            and target.shape == input1.shape[:1]):      # (not the usual call: rows, one target per row)
+            and target.shape == np.shape(input1)[:1]):      # (not the usual call: rows, one target per row)
         bc = _cosine_broadcast(input1, input2, target)
         if bc is not None:      # rows or targets that broadcast, as torch's
             return _pair_rows_broadcast(_L.COSINE_EMBEDDING, bc, margin, reduction, num_threads, out,
