@@ -88,20 +88,22 @@ def _triplet_broadcast(bc, margin, p, eps, swap, reduction, nt, out, return_grad
     (a2, p2, n2), full, shapes = bc
     n = a2.shape[0]
     dtype = a2.dtype
-    if reduction != "none" and not return_grad:
-        total = _K.triplet_margin(a2, p2, n2, None, None, None, None, margin=margin, pnorm=p, eps=eps,
-                                  swap=swap, grad_scale=1.0, num_threads=nt)[0]
-        return V.reduced(total, n, reduction, dtype)
     o = V.output_array(out, full[:-1], dtype) if reduction == "none" else None
     grads = [np.empty(a2.shape, dtype=dtype) for _ in range(3)] if return_grad else [None] * 3
     scale = 1.0 / n if (reduction == "mean" and n) else 1.0
     total = _K.triplet_margin(a2, p2, n2, None if o is None else o.reshape(-1), *grads, margin=margin, pnorm=p,
                               eps=eps, swap=swap, grad_scale=scale, num_threads=nt)[0]
     value = o if reduction == "none" else V.reduced(total, n, reduction, dtype)
-    if not return_grad:
+    return _broadcast_result(value, grads, full, shapes, grad_out, (*given, o))
+
+
+def _broadcast_result(value, grads, shape, shapes, grad_out, inputs):
+    """The value, and the gradients of rows broadcast to ``shape`` summed back to their operands' ``shapes``
+    (delivered into ``grad_out``), or the value alone without gradients (grads None)."""
+    if grads[0] is None:
         return value
-    gs = tuple(V.unbroadcast(g.reshape(full), s) for g, s in zip(grads, shapes))
-    return value, V.deliver_grads(grad_out, gs, (*given, o))
+    gs = tuple(V.unbroadcast(g.reshape(shape), s) for g, s in zip(grads, shapes))
+    return value, V.deliver_grads(grad_out, gs, inputs)
 
 
 def _row_targets(target, name, n, unbatched, dtype):
@@ -421,11 +423,7 @@ def _pair_rows_broadcast(kind, bc, margin, reduction, num_threads, out, return_g
     total = _K.pair_rows(a2, b2, y2, None if o is None else o.reshape(-1), g1, g2, kind=kind, margin=margin,
                          grad_scale=scale, num_threads=nt)[0]
     value = o if reduction == "none" else V.reduced(total, n, reduction, a2.dtype)
-    if not return_grad:
-        return value
-    shape = full + a2.shape[-1:]
-    gs = tuple(V.unbroadcast(g.reshape(shape), s) for g, s in zip((g1, g2), shapes))
-    return value, V.deliver_grads(grad_out, gs, (*given, o))
+    return _broadcast_result(value, (g1, g2), full + a2.shape[-1:], shapes, grad_out, (*given, o))
 
 
 def _pair_rows_loss(kind, args, names, margin, reduction, num_threads, out, return_grad, grad_out):
