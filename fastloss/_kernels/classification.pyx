@@ -674,6 +674,28 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
     return bad
 
 
+cdef inline Py_ssize_t run_targets(const CeCtx* c, Py_ssize_t i0, Py_ssize_t L, int32_t* ys, floating* wy,
+                                   floating* denom) noexcept nogil:
+    """The targets of items i0 .. i0+L-1 into ys (run_labels: -1 where ignored / invalid), their weights
+    w_y (1 without class weights; 0 where ys < 0) into wy, and into denom (the mean's denominators) unless
+    NULL; returns the first invalid item's index, looked for only when the run has one, or -1."""
+    cdef Py_ssize_t k, bad = -1
+    cdef const floating* w = <const floating*> c.weight
+    if run_labels(c.labels, c.labels64, i0, L, c.C, c.ignore_index, ys):
+        for k in range(L):
+            if checked_label(c.labels, c.labels64, i0 + k, c.C, c.ignore_index, &bad) < 0 and bad >= 0:
+                break
+    if w != NULL:
+        tile_pick(w, ys, L, wy)
+    else:
+        for k in range(L):
+            wy[k] = 1 if ys[k] >= 0 else 0
+    if denom != NULL:
+        for k in range(L):
+            denom[k] = wy[k]
+    return bad
+
+
 cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssize_t i0, Py_ssize_t L,
                        floating* loss, floating* denom, floating* gbase, const void* pf=NULL,
                        Py_ssize_t pf_bytes=0) noexcept nogil:
@@ -709,22 +731,10 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     cdef floating* gc
     cdef floating v, wj, d
     cdef double ec
-    # targets of the run (run_labels; the first invalid one's index only when the run has one) and their
-    # weights and logits, in branch-free loops
-    if run_labels(c.labels, c.labels64, i0, L, C, c.ignore_index, ys):
-        for k in range(L):
-            if checked_label(c.labels, c.labels64, i0 + k, C, c.ignore_index, &bad) < 0 and bad >= 0:
-                break
+    # targets of the run and their weights (run_targets), in branch-free loops
+    bad = run_targets(c, i0, L, ys, wy, denom)
     for k in range(L):
         valid[k] = 1 if ys[k] >= 0 else 0
-    if w != NULL:
-        tile_pick(w, ys, L, wy)
-    else:
-        for k in range(L):
-            wy[k] = valid[k]
-    if denom != NULL:
-        for k in range(L):
-            denom[k] = wy[k]
     # pass 1: max over classes and the target's logit, per position; pass 2: sum of exp (kept in the
     # gradient tile if any) and, for smoothing, the weighted logit sum in the same loop (one read of the
     # class; fl_tile.h).  Both passes fused per block of positions (fl_tile_ce.h; the same bits), float with
@@ -874,24 +884,12 @@ cdef Py_ssize_t ce_short_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t
     """(N, C) float32 rows of 8-40 classes, the loss alone (short_rows_win): RUN rows at a time, their
     targets and weights as ce_run forms them, the rows themselves transposed 8 at a time in registers
     (fl_short_rows.h; the same bits as the tiles of ce_tile_block)."""
-    cdef Py_ssize_t C = c.C, bad = -1, i0 = start, L, k
-    cdef const float* w = <const float*> c.weight
+    cdef Py_ssize_t C = c.C, bad = -1, i0 = start, L
     cdef int32_t ys[RUN]
     cdef float wy[RUN]
     while i0 < stop:
         L = min(stop - i0, RUN)
-        if run_labels(c.labels, c.labels64, i0, L, C, c.ignore_index, ys):
-            for k in range(L):
-                if checked_label(c.labels, c.labels64, i0 + k, C, c.ignore_index, &bad) < 0 and bad >= 0:
-                    break
-        if w != NULL:
-            tile_pick(w, ys, L, wy)
-        else:
-            for k in range(L):
-                wy[k] = 1 if ys[k] >= 0 else 0
-        if denom != NULL:
-            for k in range(L):
-                denom[i0 - start + k] = wy[k]
+        bad = first_bad(bad, run_targets(c, i0, L, ys, wy, denom + (i0 - start) if denom != NULL else NULL))
         fl_ce_short_rows_f32(<const float*> c.x + i0 * C, C, L, ys, wy, loss + (i0 - start))
         i0 += L
     return bad
