@@ -107,7 +107,8 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
         torch's deprecated alias of ``reduction``; anything but None raises ``ValueError``.
     ignore_index : int, optional
         Class index whose items are skipped (loss 0, no gradient, not counted by ``"mean"``).
-        Default -100, as torch.  Applies to class-index targets only.
+        Default -100, as torch.  Applies to class-index targets only; with probability targets a
+        value >= 0 raises ``ValueError`` (torch's check).
     reduce : None
         torch's deprecated alias of ``reduction``; anything but None raises ``ValueError``.
     reduction : {"mean", "sum", "none"}, optional
@@ -141,7 +142,8 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
     ------
     ValueError
         Mismatched shapes, a bad ``reduction``, ``label_smoothing`` outside [0, 1], a wrong
-        ``weight`` or ``out`` shape, or ``size_average`` / ``reduce`` given.
+        ``weight`` or ``out`` shape, ``ignore_index >= 0`` with probability targets, or
+        ``size_average`` / ``reduce`` given.
     IndexError
         A class index outside [0, C) that is not ``ignore_index``; the message names ``target``,
         the position and the value.
@@ -200,6 +202,9 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None 
                     raise TypeError(f"target has the shape of class indices {t_arr.shape} but is not "
                                     f"integer: {V.label_hint(t_arr, target)} (float targets are class "
                                     f"probabilities, of input's shape {x.shape})")
+                if ignore_index >= 0:       # torch: "ignore_index is not supported for floating point target"
+                    raise ValueError(f"ignore_index={ignore_index} names a class, which probability targets "
+                                     f"do not have: leave it at its default (a negative value is ignored)")
                 return _cross_entropy_probs(x, xb, t_arr, w, C, S, reduction, eps, nt, out, return_grad,
                                             grad_out, (input, target, weight))
         labels = _class_labels(t_arr, xb, unbatched, source=target)
@@ -268,10 +273,6 @@ def _class_labels(target, xb, unbatched, source=None):
                              f"target; for a batch of N samples pass input of shape (N, C)")
         raise ValueError(f"target shape {labels.shape} does not match input shape {xb.shape}: expected "
                          f"{expected} (input (N, C, d1, ...) takes class indices of shape (N, d1, ...))")
-    if xb.shape[1] == 0 and xb.ndim > 2 and labels.size:
-        # torch rejects zero classes at spatial positions ("size mismatch"); with no position it is empty
-        raise ValueError(f"input has 0 classes (shape {xb.shape}): class indices at {labels.size} positions "
-                         f"cannot be valid")
     return labels
 
 

@@ -196,7 +196,9 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
     margin : float, optional
         :math:`m > 0` (torch's check is kept); default 1.
     p : float, optional
-        Norm degree, any :math:`p > 0` (``inf`` included); default 2.
+        Norm degree, any real number as torch's norm: ``inf`` (max), ``-inf`` (min), 0 (the count
+        of nonzero entries, gradient 0), :math:`p < 0` (:math:`(\sum_k |d_k|^p)^{1/p}`, 0 when an
+        entry is 0); default 2.
     eps : float, optional
         :math:`\epsilon`; default 1e-6.
     swap : bool, optional
@@ -231,8 +233,9 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
     Raises
     ------
     ValueError
-        ``margin <= 0``, ``p <= 0`` (torch accepts p <= 0 norms; not computed here), shapes that do not
-        broadcast or differ in their number of dimensions (as torch), or a bad ``reduction``.
+        ``margin <= 0``, a nan ``p``, ``p < 0`` or infinite with an empty last axis (torch: no such
+        norm), shapes that do not broadcast or differ in their number of dimensions (as torch), or a
+        bad ``reduction``.
 
     See Also
     --------
@@ -255,10 +258,10 @@ def triplet_margin_loss(anchor: ArrayLike, positive: ArrayLike, negative: ArrayL
         margin = V.check_real(margin, "margin")
         if margin <= 0:
             raise ValueError(f"margin must be greater than 0, got {margin}")
-    if (type(p) is int or type(p) is float) and p > 0:
-        p = float(p)
-    else:
-        p = V.check_real(p, "p", low=0.0, low_open=True)
+    if type(p) is not float or p != p:
+        p = V.check_real(p, "p")
+        if p != p:
+            raise ValueError("p must be a number (a norm degree, inf included), got nan")
     if type(eps) is not float:
         eps = V.check_real(eps, "eps")
     nt = resolve_num_threads(num_threads)

@@ -180,3 +180,78 @@ def test_cosine_embedding_broadcasts_as_torch(shapes, dtype):
             assert_close_spec(g, t.grad.numpy(), dtype, reduced=False)
     with pytest.raises(ValueError, match="must broadcast together"):
         fl.cosine_embedding_loss(np.zeros((5, 3)), np.zeros((4, 3)), np.ones(5))
+
+
+@pytest.mark.parametrize("p", [0.0, -1.0, -2.5, -np.inf, 0.5], ids=["0", "-1", "-2.5", "-inf", "0.5"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_triplet_margin_norm_degree_zero_and_negative_as_torch(p, dtype):
+    """triplet_margin_loss refused p <= 0, which torch's norm computes: p = 0 counts the nonzero entries
+    (gradient 0), p < 0 is (sum |d|^p)^(1/p) (0 when an entry is 0), p = -inf the smallest |d|."""
+    rng = np.random.default_rng(9)
+    a, pos, neg = (rng.standard_normal((6, 5)).astype(dtype) for _ in range(3))
+    pos[1, 2] = a[1, 2]             # a zero difference (eps=0 below): a zero p < 0 norm, a smaller count
+    neg[2, :2] = a[2, :2] + 0.25    # a tie of the smallest |d| (p = -inf shares the gradient)
+    for eps in (0.0, 1e-6):
+        for swap in (False, True):
+            for reduction in ("none", "sum"):
+                ts = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (a, pos, neg)]
+                ref = F.triplet_margin_loss(*ts, margin=0.5, p=p, eps=eps, swap=swap, reduction=reduction)
+                ref_grads = torch.autograd.grad(ref.sum(), ts, allow_unused=True, materialize_grads=True)
+                val, grads = fl.triplet_margin_loss(a, pos, neg, margin=0.5, p=p, eps=eps, swap=swap,
+                                                    reduction=reduction, return_grad=True)
+                assert_close_spec(val, ref.detach().numpy(), dtype)
+                for g, r in zip(grads, ref_grads):
+                    assert_close_spec(g, r.numpy(), dtype, reduced=False)
+    with pytest.raises(ValueError, match="p must be a number"):
+        fl.triplet_margin_loss(a, pos, neg, p=NAN)
+
+
+@pytest.mark.parametrize("p", [-1.0, np.inf, -np.inf])
+def test_triplet_margin_norm_of_no_entries_is_a_value_error(p):
+    """torch has no max, min or negative-power norm of an empty vector (a RuntimeError); fastloss gave 1."""
+    e = np.zeros((3, 0))
+    with pytest.raises(ValueError, match="needs at least one entry per vector"):
+        fl.triplet_margin_loss(e, e, e, p=p)
+    assert fl.triplet_margin_loss(e, e, e, p=2) == 1.0      # torch: d = 0, loss = margin
+
+
+def test_ignore_index_naming_a_class_with_probability_targets_is_refused_as_torch():
+    """torch refuses ignore_index >= 0 with probability targets (it cannot apply); fastloss ignored it."""
+    x = np.random.default_rng(10).standard_normal((4, 3))
+    t = np.full((4, 3), 1 / 3)
+    for ii in (0, 2, 10):
+        with pytest.raises(RuntimeError, match="ignore_index is not supported"):
+            F.cross_entropy(torch.tensor(x), torch.tensor(t), ignore_index=ii)
+        with pytest.raises(ValueError, match=f"ignore_index={ii} names a class"):
+            fl.cross_entropy(x, t, ignore_index=ii)
+    for ii in (-100, -1):           # torch's accepted values: no effect on probability targets
+        assert_close_spec(fl.cross_entropy(x, t, ignore_index=ii),
+                          F.cross_entropy(torch.tensor(x), torch.tensor(t), ignore_index=ii), np.float64)
+
+
+@pytest.mark.parametrize("f", [fl.cross_entropy, fl.nll_loss], ids=["cross_entropy", "nll_loss"])
+@pytest.mark.parametrize("spatial", [(3, 4), (3,), (3, 4, 2)], ids=["2d", "1d", "3d"])
+def test_zero_classes_at_spatial_positions_all_ignored_as_torch(f, spatial):
+    """(N, 0, d...) logits with every target ignored: torch's (N, 0, H, W) gives losses 0, a nan mean, a
+    zero gradient (its 1-d and 3-d spatial cases fail a reshape, "size mismatch", an artefact: the same
+    values are taken); fastloss refused every spatial case.  A target that is not ignored stays an
+    IndexError, as torch's "Target 0 is out of bounds"."""
+    shape = (2, 0) + spatial
+    x = np.zeros(shape)
+    y = np.full((2,) + spatial, -100)
+    ref_x = torch.zeros((2, 0, 3, 4), dtype=torch.float64, requires_grad=True)
+    ref_y = torch.full((2, 3, 4), -100)
+    tf = F.cross_entropy if f is fl.cross_entropy else F.nll_loss
+    for reduction in ("mean", "sum"):
+        ref = tf(ref_x, ref_y, reduction=reduction)
+        (ref_g,) = torch.autograd.grad(ref, ref_x)
+        val, g = f(x, y, reduction=reduction, return_grad=True)
+        assert_close_spec(val, ref.detach().numpy(), np.float64)
+        assert g.shape == shape and ref_g.shape == (2, 0, 3, 4)
+    none = f(x, y, reduction="none")
+    assert none.shape == y.shape and not none.any() and not tf(ref_x, ref_y, reduction="none").detach().any()
+    y[1, 0] = 0
+    with pytest.raises(IndexError, match="Target 0 is out of bounds"):
+        tf(ref_x, torch.zeros((2, 3, 4), dtype=torch.long))
+    with pytest.raises(IndexError, match="class index 0 at position"):
+        f(x, y)

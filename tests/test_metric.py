@@ -343,7 +343,7 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="margin"):
         fl.triplet_margin_loss(a, a, a, margin=0.0)
     with pytest.raises(ValueError, match="p must"):
-        fl.triplet_margin_loss(a, a, a, p=0)
+        fl.triplet_margin_loss(a, a, a, p=float("nan"))     # (p <= 0 is a norm, as torch)
     with pytest.raises(ValueError, match="reduction"):
         fl.triplet_margin_loss(a, a, a, reduction="avg")
     with pytest.raises(ValueError, match="anchor"):     # (3-d operands broadcast as torch's; mixed ndim do not)

@@ -32,7 +32,7 @@ Gradients at non-differentiable points follow torch's autograd: ``clamp_min`` pa
 where its input is >= the bound, ``minimum`` splits a tie in half, a norm's gradient is 0 where the
 norm is 0.
 """
-from libc.math cimport sqrt, pow, log, log1p, exp, cos, sin, INFINITY, NAN
+from libc.math cimport sqrt, pow, log, log1p, exp, cos, sin, isinf, INFINITY, NAN
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
@@ -184,15 +184,18 @@ cdef extern from *:
             ga[k] = ((T)0 + v0) + v1; gb[k] = (T)0 - v0; gc[k] = (T)0 - v1;                       \\
         }                                                                                         \\
     }                                                                                             \\
-    /* sum_k |d_k|^p for finite p (p = 1 vectorised), max_k |d_k| for p = inf (nan propagates) */ \\
+    /* sum_k |d_k|^p for finite p != 0 (p = 1 vectorised), max_k |d_k| for p = inf, min_k |d_k|    \\
+     * for p = -inf (nan propagates), the count of d_k != 0 for p = 0 (torch's norm: nan counts) */ \\
     static inline double fl_powdiff_##S(const T* a, const T* b, ptrdiff_t n, double eps, double p) { \\
-        double s = 0.0;                                                                           \\
+        double s = p == -INFINITY ? INFINITY : 0.0;                                               \\
         if (isinf(p)) {                                                                           \\
             for (ptrdiff_t k = 0; k < n; k++) {                                                   \\
                 double d = fabs((double)a[k] - (double)b[k] + eps);                               \\
                 if (d != d) return d;                                                             \\
-                s = d > s ? d : s;                                                                \\
+                s = (p > 0 ? d > s : d < s) ? d : s;                                              \\
             }                                                                                     \\
+        } else if (p == 0.0) {                                                                    \\
+            for (ptrdiff_t k = 0; k < n; k++) s += (double)a[k] - (double)b[k] + eps != 0.0;     \\
         } else if (p == 1.0) {                                                                    \\
             _Pragma("omp simd reduction(+:s)")                                                    \\
             for (ptrdiff_t k = 0; k < n; k++) s += fabs((double)a[k] - (double)b[k] + eps);      \\
@@ -209,7 +212,7 @@ cdef extern from *:
     static inline FL_NO_FP_CONTRACT                                                               \\
     void fl_normdiff_grad_##S(const T* a, const T* b, ptrdiff_t n, double eps,                    \\
                                             double p, double norm, double c, T* ga, T* gb) {      \\
-        if (norm == 0.0 || c == 0.0) return;                                                      \\
+        if (norm == 0.0 || c == 0.0 || p == 0.0) return;   /* torch: p = 0, a count, has gradient 0 */ \\
         if (p == 2.0) {                                                                           \\
             double f = c / norm;                                                                  \\
             if (ga && gb) {                                                                       \\
@@ -519,7 +522,7 @@ cdef inline double norm_diff(const floating* a, const floating* b, Py_ssize_t n,
         s = fl_powdiff_f32(a, b, n, eps, p)
     else:
         s = fl_powdiff_f64(a, b, n, eps, p)
-    if p == 1.0 or p == INFINITY:
+    if p == 1.0 or p == 0.0 or isinf(p):
         return s
     return pow(s, 1.0 / p)
 
@@ -698,6 +701,10 @@ def triplet_margin(a, p, n, out=None, ga=None, gp=None, gn=None, *, double margi
     check_optional(out, "out", b'f', itemsize, a.shape[0], True)
     c.a, c.p, c.n = ptr_or_null(a), ptr_or_null(p), ptr_or_null(n)
     c.D = a.shape[1]
+    if c.D == 0 and (pnorm < 0 or isinf(pnorm)):
+        # torch (linalg.vector_norm): a max, a min or a negative power has no value over no entries
+        raise ValueError(f"p = {pnorm} needs at least one entry per vector: the last axis of anchor, "
+                         f"positive and negative is empty")
     c.margin, c.pnorm, c.eps, c.swap = margin, pnorm, eps, swap
     c.ga, c.gp, c.gn = ptr_or_null(ga), ptr_or_null(gp), ptr_or_null(gn)
     c.grad_scale = grad_scale
