@@ -9,11 +9,13 @@ import time
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 import fastloss as fl
 from fastloss._kernels import ISA_LEVEL, _runtime, usable_levels
 from fastloss._kernels._built_levels import BUILT_LEVELS
-from fl_testing import DTYPE_IDS, DTYPES, tolerances
+from fl_testing import DTYPE_IDS, DTYPES, assert_close_spec, tolerances
 
 # The directory holding the fastloss this test process imported (installed or in-place build), so the
 # child interpreters import the same build -- never the uncompiled source tree of a fresh clone.
@@ -165,6 +167,33 @@ def test_bitwise_determinism_across_thread_counts(dtype, reduction):
                 first = got
             assert got == first, f"{name} {reduction}: num_threads={nt} differs"
         assert first[0] == first[2], f"{name}: value with and without return_grad differ"
+
+
+@pytest.mark.parametrize("shape", [(820, 10), (1000, 10), (1600, 10), (3200, 10), (82, 100), (9, 1000),
+                                   (40000,)], ids=lambda s: "x".join(map(str, s)))
+def test_calls_cut_into_few_blocks_are_deterministic_and_right(shape):
+    """Calls just above their serial threshold are cut into a multiple of 4 blocks (run's init_run), so 2 or 4
+    threads share them: the same bits for every thread count, and the value of float64 torch."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(shape).astype(np.float32) * 3
+    if len(shape) == 2:
+        y = rng.integers(0, shape[1], shape[0])
+        y[::7] = -100
+        call = lambda **kw: fl.cross_entropy(x, y, **kw)
+        ref = lambda r: F.cross_entropy(torch.tensor(x, dtype=torch.float64), torch.tensor(y), reduction=r)
+    else:
+        t = rng.standard_normal(shape).astype(np.float32)
+        call = lambda **kw: fl.mse_loss(x, t, **kw)
+        ref = lambda r: F.mse_loss(torch.tensor(x, dtype=torch.float64), torch.tensor(t, dtype=torch.float64),
+                                   reduction=r)
+    for reduction in ("mean", "sum", "none"):
+        first = None
+        for nt in (1, 2, 3, 4, 2):
+            val, grad = call(reduction=reduction, num_threads=nt, return_grad=True)
+            got = (_bits(val), _bits(grad), _bits(call(reduction=reduction, num_threads=nt)))
+            first = got if first is None else first
+            assert got == first, f"{shape} {reduction}: num_threads={nt} differs"
+        assert_close_spec(val, ref(reduction).numpy(), np.float32, reduced=reduction != "none")
 
 
 # ------------------------------------------------------------------------------------------- the GIL

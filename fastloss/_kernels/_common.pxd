@@ -30,7 +30,8 @@ c. **Formulas live in point functions.**  Each family's ``cdef inline ... nogil`
 
 d. **Threads.**  ``num_threads`` arrives resolved (see ``fastloss/_threads.py``); the driver runs
    serially, without touching the OpenMP runtime, when the work is below ``SERIAL_ITEMS_WORK``
-   (thread start-up would cost more than it saves).
+   (thread start-up would cost more than it saves) -- or below the entry's own threshold, where its
+   unit of work costs more than an elementwise item's (cross-entropy's logit, an exp each).
 
 e. **Validation inside the kernel.**  Labels are checked where they are read; a bad one is reported
    by index after the GIL is re-taken (the caller raises).  Nothing is ever read out of bounds.
@@ -197,7 +198,8 @@ cdef struct BlockSums:
     double loss               # out: the block's sum of per-item losses
     double denom              # out: ... of per-item denominators (if want_denom)
 
-# Below this much work (items x per-item cost) a call runs serially.
+# Below this much work (items x per-item cost) a call runs serially (``run``'s default: an elementwise
+# item, ~0.1-0.3 ns; an entry whose unit costs more passes its own threshold, see CE_SERIAL_WORK).
 cdef enum:
     SERIAL_ITEMS_WORK = 32768
 
@@ -210,6 +212,7 @@ cdef struct BlockRun:
     void* loss_out            # reduction="none": per-item output (C-contiguous); else NULL
     bint want_denom           # also sum the per-item denominators
     bint fn_sums              # fn sums its own items when reducing (note b): no scratch, no second pass
+    Py_ssize_t serial_work    # below this much work (n_items x item_cost) the run is serial
     # results
     double loss_sum
     double denom_sum
@@ -292,7 +295,7 @@ cdef inline int run_blocks(BlockFn fn, const void* ctx, BlockRun* run) noexcept 
     run.first_bad = -1
     if n <= 0:
         return 0
-    if nt < 1 or n * run.item_cost < SERIAL_ITEMS_WORK:
+    if nt < 1 or n * run.item_cost < run.serial_work:
         nt = 1
     if nt > nb:
         nt = <int> nb
@@ -582,10 +585,25 @@ cdef inline void* ptr_or_null(object arr):
 
 
 cdef inline void init_run(BlockRun* run, Py_ssize_t n_items, Py_ssize_t item_cost, Py_ssize_t itemsize,
-                          int num_threads, void* loss_out, bint want_denom) noexcept:
+                          int num_threads, void* loss_out, bint want_denom,
+                          Py_ssize_t serial_work=SERIAL_ITEMS_WORK) noexcept:
+    """The run's fields.  Blocks of block_items_for(item_cost) items; but a call that may go parallel
+    (its work at least ``serial_work``) in fewer than 8 such blocks is cut into 4 or 8 blocks (of a
+    multiple of 32 items from 32 on), so 2 or 4 threads share it about evenly: N = 1000 rows of 10 classes
+    made blocks of 384, 384 and 232 rows, and one of 2 threads ran two of them.  (At run's default
+    threshold every parallel call has 8 blocks or more: this only cuts entries with a lower threshold.)
+    The blocks depend on the call's shape alone, never on the thread count (note b)."""
+    cdef Py_ssize_t b = block_items_for(item_cost)
+    cdef Py_ssize_t nb = (n_items + b - 1) // b
+    if nb < 8 and n_items * item_cost >= serial_work:
+        nb = (nb + 3) & ~3
+        b = (n_items + nb - 1) // nb
+        if b >= 32:
+            b = (b + 31) & ~31
     run.n_items = n_items
     run.item_cost = item_cost
-    run.block_items = block_items_for(item_cost)
+    run.block_items = b
+    run.serial_work = serial_work
     run.itemsize = itemsize
     run.num_threads = num_threads
     run.loss_out = loss_out
@@ -601,16 +619,18 @@ cdef inline object finish_run(int status, BlockRun* run):
 
 
 cdef inline object run(BlockFn fn, const void* ctx, Py_ssize_t n_items, Py_ssize_t item_cost,
-                       Py_ssize_t itemsize, int num_threads, object out, bint want_denom, bint fn_sums=False):
+                       Py_ssize_t itemsize, int num_threads, object out, bint want_denom, bint fn_sums=False,
+                       Py_ssize_t serial_work=SERIAL_ITEMS_WORK):
     """The one entry step of every blocked kernel: ``fn`` over ``n_items`` items with the GIL released.
 
     ``out`` is the reduction="none" output array (per-item losses written in place) or None to reduce;
-    ``want_denom`` also sums the per-item denominators; ``fn_sums``: ``fn`` sums its own items (note b).
+    ``want_denom`` also sums the per-item denominators; ``fn_sums``: ``fn`` sums its own items (note b);
+    ``serial_work``: the work below which the run is serial (note d).
     Returns (loss_sum, denom_sum, first_bad); the wrapper maps first_bad >= 0 to its exception
     (``fastloss/_errors.py``)."""
     cdef BlockRun r
     cdef int status
-    init_run(&r, n_items, item_cost, itemsize, num_threads, ptr_or_null(out), want_denom)
+    init_run(&r, n_items, item_cost, itemsize, num_threads, ptr_or_null(out), want_denom, serial_work)
     r.fn_sums = fn_sums
     with nogil:
         status = run_blocks(fn, ctx, &r)
