@@ -255,3 +255,36 @@ def test_zero_classes_at_spatial_positions_all_ignored_as_torch(f, spatial):
         tf(ref_x, torch.zeros((2, 3, 4), dtype=torch.long))
     with pytest.raises(IndexError, match="class index 0 at position"):
         f(x, y)
+
+
+@pytest.mark.parametrize("C", [5, 10, 30, 100], ids=lambda c: f"C{c}")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("spatial", [False, True], ids=["rows", "spatial"])
+def test_ignored_item_with_nan_or_inf_logits_has_gradient_zero(C, dtype, spatial):
+    """An ignored item's gradient is 0 (the documented rule; torch's is all nan where the item holds a nan
+    logit, an artefact of 0 * nan): the class-major tiles and the spatial layout left nan at the nan /
+    +inf entries (exp of them times a scale of 0); the row path wrote 0.  The other items: float64 torch."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((6, C) + ((3,) if spatial else ())).astype(dtype)
+    y = rng.integers(0, C, (6,) + ((3,) if spatial else ()))
+    y[1] = -100
+    y[4] = -100
+    x[1, 2] = np.nan
+    x[4, 0] = np.inf
+    clean = x.copy()
+    clean[[1, 4]] = 0                       # torch's reference on the same targets, the ignored items finite
+    w = rng.uniform(0.5, 2, C).astype(dtype)
+    for kw in ({}, {"label_smoothing": 0.1, "weight": w}):
+        for f, tf in ((fl.cross_entropy, F.cross_entropy), (fl.softmax_focal_loss, None)):
+            if tf is None and "label_smoothing" in kw:
+                continue
+            val, g = f(x, y, reduction="sum", return_grad=True, **kw)
+            assert not g[[1, 4]].any(), f"{f.__name__} {kw}: an ignored item's gradient is not 0"
+            if tf is not None:
+                tx = torch.tensor(clean, dtype=torch.float64, requires_grad=True)
+                tkw = {k: torch.tensor(v, dtype=torch.float64) if k == "weight" else v for k, v in kw.items()}
+                ref = tf(tx, torch.tensor(y), reduction="sum", **tkw)
+                (rg,) = torch.autograd.grad(ref, tx)
+                assert_close_spec(val, ref.detach().numpy(), dtype)
+                keep = [0, 2, 3, 5]
+                assert_close_spec(g[keep], rg.numpy()[keep], dtype, reduced=False)

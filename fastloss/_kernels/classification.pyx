@@ -808,15 +808,17 @@ cdef Py_ssize_t ce_run(const CeCtx* c, const floating* xs, Py_ssize_t cs, Py_ssi
     if gbase != NULL:
         for k in range(L):
             ey[k] = gbase[ys[k] * cs + k] if ys[k] >= 0 else 0
+        # an ignored position's gradient is 0 by a select, not by its scale 0: its exps are nan where its
+        # logits are (a nan or +inf logit), and nan * 0 left those entries nan (the row path writes 0s)
         for j in range(C):
             gc = gbase + j * cs
             if eps != 0:
                 wj = (w[j] if w != NULL else 1) * egs
                 for k in range(L):     # a select, not wj * valid: gs is nan for a mean over no targets
-                    gc[k] = gc[k] * scale[k] - (wj if valid[k] != 0 else 0)
+                    gc[k] = gc[k] * scale[k] - wj if valid[k] != 0 else 0
             else:
                 for k in range(L):
-                    gc[k] = gc[k] * scale[k]
+                    gc[k] = gc[k] * scale[k] if valid[k] != 0 else 0
         for k in range(L):
             if ys[k] >= 0:
                 gbase[ys[k] * cs + k] = <floating> target_grad(pm1[k] if c.focal else (ey[k] - s[k]) / s[k],
