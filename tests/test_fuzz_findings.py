@@ -288,3 +288,24 @@ def test_ignored_item_with_nan_or_inf_logits_has_gradient_zero(C, dtype, spatial
                 assert_close_spec(val, ref.detach().numpy(), dtype)
                 keep = [0, 2, 3, 5]
                 assert_close_spec(g[keep], rg.numpy()[keep], dtype, reduced=False)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_sigmoid_focal_gradient_at_infinite_logits_as_torchvision(gamma, dtype):
+    """gamma = 0 at +-inf logits: torch's pow backward gives zeros for exponent 0, so the gradient is
+    alpha_t (p - t); fastloss formed ce * 0 with ce infinite, nan.  (Other gammas: torch's own nans kept.)"""
+    from fastloss._reference.binary import torchvision_sigmoid_focal_loss
+    x = np.array([np.inf, -np.inf, np.inf, -np.inf, 30.0, -30.0, 0.5, np.nan], dtype=dtype)
+    t = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.3, 1.0], dtype=dtype)
+    for alpha in (0.25, -1.0):
+        tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+        ref = torchvision_sigmoid_focal_loss(tx, torch.tensor(t, dtype=torch.float64), alpha=alpha, gamma=gamma,
+                                             reduction="none")
+        (rg,) = torch.autograd.grad(ref.sum(), tx)
+        val, g = fl.sigmoid_focal_loss(x, t, alpha=alpha, gamma=gamma, reduction="none", return_grad=True)
+        rv, rg = ref.detach().numpy(), rg.numpy()
+        np.testing.assert_array_equal(np.isnan(val), np.isnan(rv))
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(rg))
+        fin = ~np.isnan(rg)
+        assert_close_spec(g[fin], rg[fin], dtype, reduced=False)

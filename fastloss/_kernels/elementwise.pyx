@@ -103,8 +103,9 @@ cdef enum:
 cpdef enum Kind:
     BCE                  # binary cross-entropy on probabilities
     BCE_LOGITS           # binary cross-entropy on logits (aux: pos_weight)
-    FOCAL                # sigmoid focal loss (the entry picks FOCAL_SQUARE for gamma == 2)
+    FOCAL                # sigmoid focal loss (the entry picks FOCAL_SQUARE for gamma == 2, FOCAL_ONE for 0)
     FOCAL_SQUARE
+    FOCAL_ONE
     HINGE
     KL
     MSE
@@ -168,6 +169,8 @@ cdef struct FocalK:
     ElemCtx e
 cdef struct FocalSquareK:       # focal with gamma == 2 (the default): q^gamma = q * q
     ElemCtx e
+cdef struct FocalOneK:          # focal with gamma == 0: q^gamma = 1, alpha-weighted BCE-with-logits
+    ElemCtx e
 cdef struct HingeK:
     ElemCtx e
 cdef struct KlK:
@@ -204,6 +207,7 @@ ctypedef fused kind_t:
     BceLogitsK
     FocalK
     FocalSquareK
+    FocalOneK
     HingeK
     KlK
     MseK
@@ -310,20 +314,29 @@ cdef inline floating pow_nonneg(floating q, floating g, bint square) noexcept no
 # t = 1) p rounds to 1 and p - t to 0, while (1 - p) t keeps -e^-40; the literal p - t lost a third of
 # the gradient there (its q^g ce' term), in float64 too.
 # g q^(g-1) is formed as g q^g / q (2q when square); at q = 0 (then p (1 - p) = 0 too) the term is
-# taken as 0, the limit, where torch's autograd gives 0 for g >= 1 and nan (inf * 0) for 0 < g < 1.
+# taken as 0, the limit, where torch's autograd gives 0 for g >= 1 and nan (inf * 0) for 0 < g < 1.  At
+# g = 0 (focal_one_point) the term is not formed: torch's pow backward gives zeros for exponent 0, where
+# ce * 0 is nan at an infinite ce (x = +-inf).
 # Parameters: a0 = alpha_t at t = 0, da = alpha_t(1) - alpha_t(0), g = gamma.
 # Constants are typed (``one``): a bare ``1`` becomes the C double 1.0 and would widen float32 maths.
-cdef inline floating focal_point(floating x, floating t, floating a0, floating da, floating g, bint square,
-                                 floating* dx) noexcept nogil:
+cdef inline floating sigmoid_bce(floating x, floating t, floating* p, floating* pm) noexcept nogil:
+    """BCE-with-logits of (x, t) as in bce_logits_point (pos_weight 1), with p = sigmoid(x) and pm = 1 - p
+    from one exp(-|x|): (1 - t) x + max(-x, 0) written as (1 - t) max(x, 0) - t min(x, 0) so nothing
+    cancels in float32; mn - mn is nan at x = -inf."""
     cdef floating one = 1, zero = 0
     cdef floating e = f_exp_nonpos(-f_abs(x))
     cdef floating inv = one / (one + e)
-    cdef floating p = inv if x >= zero else e * inv
-    cdef floating pm = e * inv if x >= zero else inv
+    p[0] = inv if x >= zero else e * inv
+    pm[0] = e * inv if x >= zero else inv
     cdef floating mn = f_min(x, zero)
-    # BCE-with-logits as in bce_logits_point (pos_weight 1): (1 - t) x + max(-x, 0) written as
-    # (1 - t) max(x, 0) - t min(x, 0) so nothing cancels in float32; mn - mn is nan at x = -inf
-    cdef floating ce = ((one - t) * f_max(x, zero) - t * mn + (mn - mn)) + f_log1p_unit_inv(e, inv)
+    return ((one - t) * f_max(x, zero) - t * mn + (mn - mn)) + f_log1p_unit_inv(e, inv)
+
+
+cdef inline floating focal_point(floating x, floating t, floating a0, floating da, floating g, bint square,
+                                 floating* dx) noexcept nogil:
+    cdef floating one = 1, zero = 0
+    cdef floating p, pm
+    cdef floating ce = sigmoid_bce(x, t, &p, &pm)
     cdef floating q = p * (one - t) + pm * t
     cdef floating qg = pow_nonneg(q, g, square)
     cdef floating alpha_t = a0 + da * t
@@ -334,6 +347,16 @@ cdef inline floating focal_point(floating x, floating t, floating a0, floating d
         dpow = g * qg / q if q > zero else zero
     dx[0] = alpha_t * ((p * (one - t) - pm * t) * qg + ce * dpow * (p * pm * (one - (one + one) * t)))
     return alpha_t * ce * qg
+
+
+cdef inline floating focal_one_point(floating x, floating t, floating a0, floating da, floating* dx) noexcept nogil:
+    """focal_point at gamma = 0 (q^0 = 1): alpha_t * BCE-with-logits, its derivative alpha_t (p - t)."""
+    cdef floating one = 1
+    cdef floating p, pm
+    cdef floating ce = sigmoid_bce(x, t, &p, &pm)
+    cdef floating alpha_t = a0 + da * t
+    dx[0] = alpha_t * (p * (one - t) - pm * t)
+    return alpha_t * ce
 
 
 # Binary SVM hinge on scores s with targets y in {-1, +1} (SPEC section 6):
@@ -544,6 +567,8 @@ cdef inline floating point(const kind_t* tag, ElemParams p, floating x, floating
         return focal_point(x, y, <floating> p.alpha_0, <floating> p.alpha_step, <floating> p.gamma, False, dx)
     elif kind_t is FocalSquareK:
         return focal_point(x, y, <floating> p.alpha_0, <floating> p.alpha_step, <floating> p.gamma, True, dx)
+    elif kind_t is FocalOneK:
+        return focal_one_point(x, y, <floating> p.alpha_0, <floating> p.alpha_step, dx)
     elif kind_t is HingeK:
         return hinge_point(x, y, <floating> p.margin, p.squared, dx)
     elif kind_t is KlK:
@@ -780,7 +805,7 @@ cdef inline bint interleaved(const kind_t* tag, const floating* type_tag, bint w
     (benchmarks/ab_elementwise.py)."""
     if kind_t is BceLogitsK:
         return floating is float or not with_grad
-    if kind_t is FocalK or kind_t is FocalSquareK:
+    if kind_t is FocalK or kind_t is FocalSquareK or kind_t is FocalOneK:
         return True
     if kind_t is BceK or kind_t is MsleK:
         return floating is float
@@ -1049,6 +1074,7 @@ _put(BCE_LOGITS, <BlockFn> elementwise_block[BceLogitsK, float], <BlockFn> eleme
 _put(FOCAL, <BlockFn> elementwise_block[FocalK, float], <BlockFn> elementwise_block[FocalK, double])
 _put(FOCAL_SQUARE, <BlockFn> elementwise_block[FocalSquareK, float],
      <BlockFn> elementwise_block[FocalSquareK, double])
+_put(FOCAL_ONE, <BlockFn> elementwise_block[FocalOneK, float], <BlockFn> elementwise_block[FocalOneK, double])
 _put(HINGE, <BlockFn> elementwise_block[HingeK, float], <BlockFn> elementwise_block[HingeK, double])
 _put(KL, <BlockFn> elementwise_block[KlK, float], <BlockFn> elementwise_block[KlK, double])
 _put(MSE, <BlockFn> elementwise_block[MseK, float], <BlockFn> elementwise_block[MseK, double])
@@ -1218,6 +1244,8 @@ def elementwise(Kind kind, x, y, weight, out, grad, double grad_scale, int num_t
         add_operand(&c.s, &c.aux, 1.0 if pos_weight is None else pos_weight, n, itemsize)
     if kind == FOCAL and gamma == 2:    # the default gamma: q * q, no pow
         kind = FOCAL_SQUARE
+    elif kind == FOCAL and gamma == 0:  # q^0 = 1: no pow, and no derivative term of it
+        kind = FOCAL_ONE
     c.p.inv_beta = 0.0
     if kind == SMOOTH_L1 and pow2_inverse(beta, itemsize) != 0:    # the default beta = 1: no division
         kind = SMOOTH_L1_POW2
