@@ -866,33 +866,46 @@ cdef extern from "fl_short_rows.h" nogil:
     enum: FL_SHORT_ROWS     # 1 where this level has the register path (AVX2, 8 float lanes), else 0
     enum: FL_SR_MIN_C
     enum: FL_SR_MAX_C
+    enum: FL_SRD_MIN_C
+    enum: FL_SRD_MAX_C
     bint fl_ce_short_rows_f32(const float* x, Py_ssize_t C, Py_ssize_t L, const int32_t* ys, const float* wy,
                               float* loss)
+    bint fl_ce_short_rows_f64(const double* x, Py_ssize_t C, Py_ssize_t L, const int32_t* ys, const double* wy,
+                              double* loss)
 
 
 cdef inline bint short_rows_win(Py_ssize_t C, Py_ssize_t itemsize, bint focal, bint grad,
                                 double smoothing) noexcept nogil:
-    """Whether (N, C) rows with class-index targets go through ce_short_rows_block: float32,
-    FL_SR_MIN_C <= C <= FL_SR_MAX_C (8-40), the loss alone (no gradient, label smoothing or focal term), at a
-    level with the register path (AVX2; the AVX-512 level keeps its 16-lane tiles, not measured against it).
-    Against the class-major tiles (Zen 3, thread time, 2^20 logits, rows / tiles time): 0.70-0.73 at
-    C = 8-12, 0.79-0.83 at 13-21, 0.82-0.93 at 22-40; from C = 44 on 1.35-2.0 (fl_short_rows.h)."""
-    return (FL_SHORT_ROWS != 0 and itemsize == 4 and not focal and not grad and smoothing == 0
-            and FL_SR_MIN_C <= C <= FL_SR_MAX_C)
+    """Whether (N, C) rows with class-index targets go through ce_short_rows_block: float32 with
+    FL_SR_MIN_C <= C <= FL_SR_MAX_C (8-40), float64 with FL_SRD_MIN_C <= C <= FL_SRD_MAX_C (4-48), the loss
+    alone (no gradient, label smoothing or focal term), at a level with the register path (AVX2; the AVX-512
+    level keeps its 16-lane tiles, not measured against it).  Against the class-major tiles (Zen 3, thread
+    time, 2^20 logits, rows / tiles time): float32 0.70-0.73 at C = 8-12, 0.79-0.83 at 13-21, 0.82-0.93 at
+    22-40, from C = 44 on 1.35-2.0; float64 0.68-0.86 at C = 4-47 (against the rows from C = 28), 0.91 at 48
+    (fl_short_rows.h).  The float64 loss at C = 28-48 then differs in its last bits from the same call with
+    the gradient, which runs along the rows there (index_tiles_win)."""
+    if FL_SHORT_ROWS == 0 or focal or grad or smoothing != 0:
+        return False
+    if itemsize == 4:
+        return FL_SR_MIN_C <= C <= FL_SR_MAX_C
+    return FL_SRD_MIN_C <= C <= FL_SRD_MAX_C
 
 
 cdef Py_ssize_t ce_short_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
-                                    float* loss, float* denom) noexcept nogil:
-    """(N, C) float32 rows of 8-40 classes, the loss alone (short_rows_win): RUN rows at a time, their
-    targets and weights as ce_run forms them, the rows themselves transposed 8 at a time in registers
-    (fl_short_rows.h; the same bits as the tiles of ce_tile_block)."""
+                                    floating* loss, floating* denom) noexcept nogil:
+    """(N, C) rows of 8-40 (float32) or 4-48 (float64) classes, the loss alone (short_rows_win): RUN rows at a
+    time, their targets and weights as ce_run forms them, the rows themselves transposed 8 (4) at a time in
+    registers (fl_short_rows.h; the same bits as the tiles of ce_tile_block)."""
     cdef Py_ssize_t C = c.C, bad = -1, i0 = start, L
     cdef int32_t ys[RUN]
-    cdef float wy[RUN]
+    cdef floating wy[RUN]
     while i0 < stop:
         L = min(stop - i0, RUN)
         bad = first_bad(bad, run_targets(c, i0, L, ys, wy, denom + (i0 - start) if denom != NULL else NULL))
-        fl_ce_short_rows_f32(<const float*> c.x + i0 * C, C, L, ys, wy, loss + (i0 - start))
+        if floating is float:
+            fl_ce_short_rows_f32(<const float*> c.x + i0 * C, C, L, ys, wy, loss + (i0 - start))
+        else:
+            fl_ce_short_rows_f64(<const double*> c.x + i0 * C, C, L, ys, wy, loss + (i0 - start))
         i0 += L
     return bad
 
@@ -1005,7 +1018,7 @@ def cross_entropy_index(x, labels, out, grad, *, weight=None, Py_ssize_t C, Py_s
         c.grad_scale = mean_grad_scale(&c, n_items, itemsize, num_threads)
     c.grad = ptr_or_null(grad)
     if S == 1 and short_rows_win(C, itemsize, c.focal, grad is not None, smoothing):
-        fn = <BlockFn> ce_short_rows_block
+        fn = <BlockFn> ce_short_rows_block[float] if itemsize == 4 else <BlockFn> ce_short_rows_block[double]
     elif S == 1 and index_tiles_win(C, itemsize, c.focal, grad is not None):
         fn = <BlockFn> ce_tile_block[float] if itemsize == 4 else <BlockFn> ce_tile_block[double]
     elif S == 1:
