@@ -170,13 +170,29 @@ def test_bitwise_determinism_across_thread_counts(dtype, reduction):
 
 
 @pytest.mark.parametrize("shape", [(820, 10), (1000, 10), (1600, 10), (3200, 10), (82, 100), (9, 1000),
-                                   (40000,)], ids=lambda s: "x".join(map(str, s)))
+                                   (40000,), ("probs", 1000, 10), ("probs", 200, 100), ("distillation", 1000, 10)],
+                         ids=lambda s: "x".join(map(str, s)))
 def test_calls_cut_into_few_blocks_are_deterministic_and_right(shape):
     """Calls just above their serial threshold are cut into a multiple of 4 blocks (run's init_run), so 2 or 4
     threads share them: the same bits for every thread count, and the value of float64 torch."""
     rng = np.random.default_rng(11)
+    kind = shape[0] if isinstance(shape[0], str) else None
+    shape = shape[1:] if kind else shape
     x = rng.standard_normal(shape).astype(np.float32) * 3
-    if len(shape) == 2:
+    if kind == "probs":
+        t = rng.random(shape).astype(np.float32)
+        t /= t.sum(axis=1, keepdims=True)
+        call = lambda **kw: fl.cross_entropy(x, t, **kw)
+        ref = lambda r: F.cross_entropy(torch.tensor(x, dtype=torch.float64), torch.tensor(t, dtype=torch.float64),
+                                        reduction=r)
+    elif kind == "distillation":
+        from fastloss._reference.classification import distillation_ref
+        t = rng.standard_normal(shape).astype(np.float32) * 3
+        call = lambda reduction, **kw: fl.distillation_loss(x, t, 2.0, reduction="batchmean" if reduction == "mean"
+                                                            else reduction, **kw)
+        ref = lambda r: distillation_ref(torch.tensor(x, dtype=torch.float64), torch.tensor(t, dtype=torch.float64),
+                                         2.0, "batchmean" if r == "mean" else r)
+    elif len(shape) == 2:
         y = rng.integers(0, shape[1], shape[0])
         y[::7] = -100
         call = lambda **kw: fl.cross_entropy(x, y, **kw)

@@ -936,8 +936,8 @@ cdef double mean_grad_scale(const CeCtx* c, Py_ssize_t n_items, Py_ssize_t items
     return 1.0 / total if total != 0 else float("nan")
 
 
-# A logit costs an exp (0.6-0.7 ns at AVX2), 3-6x an elementwise item, so cross-entropy goes parallel from
-# 8192 logits on, not run's default 32768: 2 threads took 0.67-0.80x the serial time of N = 1000-3200 rows
+# A logit costs an exp (0.6-0.7 ns at AVX2), 3-6x an elementwise item, so cross-entropy (index and probability
+# targets, and the distillation loss: two softmaxes) goes parallel from 8192 logits on, not run's default 32768: 2 threads took 0.67-0.80x the serial time of N = 1000-3200 rows
 # of 10 classes (issue 16's small call, N = 1000: 9.7 -> 7.5 us), 200 rows of 100, 20 of 1000, and 0.82x
 # at 82 rows of 100, the threshold (AVX2, Zen 3, 2026-12-03; benchmarks/ab_mid_sizes.py).
 cdef enum:
@@ -1441,7 +1441,7 @@ def ce_probs(x, t, out, grad, *, weight=None, Py_ssize_t C, Py_ssize_t S=1, doub
         fn = <BlockFn> ce_probs_rows_block[float] if itemsize == 4 else <BlockFn> ce_probs_rows_block[double]
     else:
         fn = <BlockFn> ce_probs_spatial_block[float] if itemsize == 4 else <BlockFn> ce_probs_spatial_block[double]
-    return run(fn, &c, (x.size // C) if C > 0 else 0, C, itemsize, num_threads, out, False)
+    return run(fn, &c, (x.size // C) if C > 0 else 0, C, itemsize, num_threads, out, False, False, CE_SERIAL_WORK)
 
 
 def nll(x, labels, out, grad, *, weight=None, Py_ssize_t C, Py_ssize_t S=1, int64_t ignore_index,
@@ -1493,4 +1493,4 @@ def distillation(x, t, out, grad, *, Py_ssize_t C, double temperature, double gr
     set_rows(&c, x, t, None, None, grad, C, 1, grad_scale)
     c.temperature = temperature
     cdef BlockFn fn = <BlockFn> distillation_block[float] if itemsize == 4 else <BlockFn> distillation_block[double]
-    return run(fn, &c, (x.size // C) if C > 0 else 0, C, itemsize, num_threads, out, False)
+    return run(fn, &c, (x.size // C) if C > 0 else 0, C, itemsize, num_threads, out, False, False, CE_SERIAL_WORK)
