@@ -7,7 +7,9 @@ Prints each case's time in both trees and NEW/OLD.
 """
 import sys, os, time, subprocess, json
 import numpy as np
-CASES = [("ce",1000,10),("ce",1600,10),("ce",3200,10),("ce",200,100),("ce",20,1000),("cesm",1600,10),("mse",40000,1),("bce",40000,1),("mse",60000,1)]
+CASES = [("ce",1000,10),("ce",1600,10),("ce",3200,10),("ce",200,100),("ce",20,1000),("cesm",1600,10),
+         ("probs",1000,10),("probs",3000,10),("probs",200,100),("dist",1000,10),("dist",200,100),
+         ("mse",40000,1),("bce",40000,1),("mse",60000,1)]
 def child(root, nt):
     sys.path.insert(0, root); import fastloss as fl
     rng=np.random.default_rng(0); res={}
@@ -16,6 +18,12 @@ def child(root, nt):
         if k.startswith("ce"):
             y=rng.integers(0,C,N); kw=dict(label_smoothing=0.1) if k=="cesm" else {}
             f=lambda: fl.cross_entropy(x,y,num_threads=nt,**kw)
+        elif k=="probs":
+            p=rng.random(x.shape,dtype=np.float32); p/=p.sum(1,keepdims=True)
+            f=lambda: fl.cross_entropy(x,p,num_threads=nt)
+        elif k=="dist":
+            t=rng.standard_normal(x.shape,dtype=np.float32)
+            f=lambda: fl.distillation_loss(x,t,2.0,num_threads=nt)
         else:
             t=rng.random(x.shape,dtype=np.float32)
             g=fl.mse_loss if k=="mse" else fl.binary_cross_entropy_with_logits
