@@ -82,7 +82,7 @@ FL_INLINE void fl_sr_step(const float* x, const int C, const int32_t* ys, const 
                         nt = fl_v_count(nt, ne[i]);
                     }
                     fl_expf_softmax_vn(4, d, ne, 1, e);
-                    a = _mm256_add_ps(a, _mm256_add_ps(_mm256_add_ps(e[0], e[1]), _mm256_add_ps(e[2], e[3])));
+                    a = _mm256_add_ps(a, fl_v_sum4_f32(e));           /* the tiles' sums (fl_tile_ce.h) */
                 }
             } else {
                 const int R = C - j;
@@ -94,8 +94,7 @@ FL_INLINE void fl_sr_step(const float* x, const int C, const int32_t* ys, const 
                     nt = fl_v_count(nt, ne[i]);
                 }
                 fl_expf_softmax_vn(R, d, ne, 1, e);
-                a = _mm256_add_ps(a, R == 1 ? e[0] : R == 2 ? _mm256_add_ps(e[0], e[1])
-                                                      : _mm256_add_ps(_mm256_add_ps(e[0], e[1]), e[2]));
+                a = _mm256_add_ps(a, fl_v_sum_rest_f32(e, R));
                 j = C;
             }
             fl_v_widen_add(&s0, &s1, a);
@@ -183,7 +182,7 @@ FL_INLINE void fl_srd_step(const double* x, const int C, const int32_t* ys, cons
             __m256d d[4], e[4];
             for (int i = 0; i < 4; i++) d[i] = _mm256_sub_pd(FL_SRD_CLASS(o, j + i, C), m);
             fl_exp_nonpos_vn(4, d, NULL, 0, e);
-            a = _mm256_add_pd(a, _mm256_add_pd(_mm256_add_pd(e[0], e[1]), _mm256_add_pd(e[2], e[3])));
+            a = _mm256_add_pd(a, fl_v_sum4_f64(e));
         }
         __m256d s = _mm256_add_pd(zero, a);
         if (j < C) {
@@ -191,9 +190,7 @@ FL_INLINE void fl_srd_step(const double* x, const int C, const int32_t* ys, cons
             __m256d d[3], e[3];
             for (int i = 0; i < R; i++) d[i] = _mm256_sub_pd(FL_SRD_CLASS(o, j + i, C), m);
             fl_exp_nonpos_vn(R, d, NULL, 0, e);
-            const __m256d r = R == 1 ? e[0] : R == 2 ? _mm256_add_pd(e[0], e[1])
-                                                   : _mm256_add_pd(_mm256_add_pd(e[0], e[1]), e[2]);
-            s = _mm256_add_pd(s, _mm256_add_pd(zero, r));
+            s = _mm256_add_pd(s, _mm256_add_pd(zero, fl_v_sum_rest_f64(e, R)));
         }
         _mm256_storeu_pd(sums + 4 * g, s);
         _mm256_storeu_pd(dys + 4 * g, _mm256_sub_pd(xy, m));

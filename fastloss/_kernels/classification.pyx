@@ -937,9 +937,10 @@ cdef double mean_grad_scale(const CeCtx* c, Py_ssize_t n_items, Py_ssize_t items
 
 
 # A logit costs an exp (0.6-0.7 ns at AVX2), 3-6x an elementwise item, so cross-entropy (index and probability
-# targets, and the distillation loss: two softmaxes) goes parallel from 8192 logits on, not run's default 32768: 2 threads took 0.67-0.80x the serial time of N = 1000-3200 rows
-# of 10 classes (issue 16's small call, N = 1000: 9.7 -> 7.5 us), 200 rows of 100, 20 of 1000, and 0.82x
-# at 82 rows of 100, the threshold (AVX2, Zen 3, 2026-12-03; benchmarks/ab_mid_sizes.py).
+# targets, and the distillation loss: two softmaxes) goes parallel from 8192 logits on, not run's default
+# 32768: 2 threads took 0.67-0.80x the serial time of N = 1000-3200 rows of 10 classes (issue 16's small
+# call, N = 1000: 9.7 -> 7.5 us), 200 rows of 100, 20 of 1000, and 0.82x at 82 rows of 100, the threshold
+# (AVX2, Zen 3, 2026-12-03; benchmarks/ab_mid_sizes.py).
 cdef enum:
     CE_SERIAL_WORK = 8192
 
