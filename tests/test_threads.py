@@ -330,7 +330,8 @@ def test_every_usable_isa_level_gives_the_same_numbers(tmp_path):
         return np.load(path)
 
     default = run()
-    assert str(default["level"]) == ISA_LEVEL
+    if not os.environ.get("FASTLOSS_ISA"):    # (this process picked the default level too, unless the suite
+        assert str(default["level"]) == ISA_LEVEL    # itself runs at a forced one: FASTLOSS_ISA=avx2 pytest)
     for lvl in USABLE:
         res = run(FASTLOSS_ISA=lvl)
         assert str(res["level"]) == lvl
