@@ -226,21 +226,26 @@ cdef enum:
 
 cdef inline Py_ssize_t block_items_for(Py_ssize_t item_cost) noexcept nogil:
     """Items per block for items of the given cost (at least 1): BLOCK_WORK / item_cost, rounded down to a
-    multiple of 32 from 64 on, of 16 from 32 on.  A block is cut into class-major runs and chunks of 32
-    positions (4 vectors of 8 lanes; whole 16-lane vectors at AVX-512), so an unrounded block left a short
-    run at its end that cost a whole chunk (and, for (N, C) rows, a tile of its own: C = 21 made blocks of
-    195 rows, a tile of 192 then one of 3).  Rounded, cross-entropy ran 5-15% faster at C = 12-60 (index and
-    probability targets, with and without the gradient; the spatial layout of W4, C = 21, 6%), and unchanged
-    where the quotient was already whole (AVX2, Zen 3, thread time, 2^20 logits, 2026-12-03).  From 32 to 63
-    items (costs 65-128: rows of C = 65-128 classes) the same held: a tile there holds 32 or 48 rows at
-    AVX-512 (tile_rows), and C = 104 made blocks of 39 rows, a tile of 32 then one of 7 -- the tiles with
-    the gradient ran 0.90-0.99 ns per logit at C = 103-124 against 0.64 at C = 125-128, whose blocks were
-    already 32 rows (Zen 4, 2026-12-04)."""
+    multiple of 32 from 64 on, of 16 from 32 on, of 8 from 8 on.  A block is cut into class-major runs and
+    chunks of 32 positions (4 vectors of 8 lanes; whole 16-lane vectors at AVX-512), so an unrounded block
+    left a short run at its end that cost a whole chunk (and, for (N, C) rows, a tile of its own: C = 21
+    made blocks of 195 rows, a tile of 192 then one of 3).  Rounded, cross-entropy ran 5-15% faster at
+    C = 12-60 (index and probability targets, with and without the gradient; the spatial layout of W4,
+    C = 21, 6%), and unchanged where the quotient was already whole (AVX2, Zen 3, thread time, 2^20 logits,
+    2026-12-03).  From 32 to 63 items (costs 65-128: rows of C = 65-128 classes) the same held: a tile there
+    holds 32 or 48 rows at AVX-512 (tile_rows), and C = 104 made blocks of 39 rows, a tile of 32 then one
+    of 7 -- the tiles with the gradient ran 0.90-0.99 ns per logit at C = 103-124 against 0.64 at
+    C = 125-128, whose blocks were already 32 rows (Zen 4, 2026-12-04).  From 8 to 31 items (costs 129-512:
+    the tiles of multi-margin up to C = 512 and of the focal loss up to 256) likewise, in whole 8-row
+    vectors: multi-margin 0.31-0.50x the time at C = 150-300, the focal loss 0.65x at C = 200; the row
+    paths unchanged (0.98-1.01x)."""
     cdef Py_ssize_t b = BLOCK_WORK // item_cost if item_cost > 0 else BLOCK_WORK
     if b >= 64:
         b &= ~31
     elif b >= 32:
         b &= ~15
+    elif b >= 8:
+        b &= ~7
     return b if b >= 1 else 1
 
 
