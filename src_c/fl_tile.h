@@ -203,6 +203,43 @@ FL_TILE_MAX_PICK(float, fl_tile_max_pick_f32)
 FL_TILE_MAX_PICK(double, fl_tile_max_pick_f64)
 #undef FL_TILE_MAX_PICK
 
+/* The distillation sums of fl_reduce.h's fl_row_kl_sums for L positions of a class-major run (student xs,
+ * teacher us, row maxima mx, mu): per position k, with a = (x - mx) / T and b = (u - mu) / T in double,
+ * ss = sum_j exp(a), st = sum_j exp(b), W = sum_j exp(b) (b - a), summed in class order.  With g (not NULL)
+ * it instead writes the gradient g_j = scale (exp(a_j) / ss - exp(b_j) / st) from the sums given.  Each
+ * loop runs along the positions (double lanes), where a row of a few classes is mostly a vector's padding. */
+#define FL_TILE_KL(T, name)                                                                             \
+static inline void name(const T* xs, const T* us, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, const T* mx,  \
+                        const T* mu, double inv_t, double* ss, double* st, double* W, double scale,    \
+                        T* g) {                                                                       \
+    if (!g)                                                                                           \
+        for (ptrdiff_t k = 0; k < L; k++) ss[k] = st[k] = W[k] = 0.0;                                 \
+    for (ptrdiff_t j = 0; j < C; j++) {                                                               \
+        const T* x = xs + j * cs;                                                                     \
+        const T* u = us + j * cs;                                                                     \
+        if (g) {                                                                                      \
+            T* gj = g + j * cs;                                                                       \
+            _Pragma("omp simd")                                                                       \
+            for (ptrdiff_t k = 0; k < L; k++) {                                                       \
+                const double a = ((double)x[k] - mx[k]) * inv_t, b = ((double)u[k] - mu[k]) * inv_t;  \
+                gj[k] = (T)(scale * (fl_exp_nonpos(a) / ss[k] - fl_exp_nonpos(b) / st[k]));           \
+            }                                                                                         \
+        } else {                                                                                      \
+            _Pragma("omp simd")                                                                       \
+            for (ptrdiff_t k = 0; k < L; k++) {                                                       \
+                const double a = ((double)x[k] - mx[k]) * inv_t, b = ((double)u[k] - mu[k]) * inv_t;  \
+                const double eb = fl_exp_nonpos(b);                                                   \
+                ss[k] += fl_exp_nonpos(a);                                                            \
+                st[k] += eb;                                                                          \
+                W[k] += eb * (b - a);                                                                 \
+            }                                                                                         \
+        }                                                                                             \
+    }                                                                                                 \
+}
+FL_TILE_KL(float, fl_tile_kl_f32)
+FL_TILE_KL(double, fl_tile_kl_f64)
+#undef FL_TILE_KL
+
 /* out[k] = v[ys[k]], 0 where ys[k] < 0 (an ignored item): the class weights of a run's targets, without a
  * branch per position (5% ignored items at random mispredict): AVX2 / AVX-512, masked gathers (GCC's generic
  * tuning never emits a gather itself); the rest with the load made unconditional (class 0 for an ignored

@@ -1387,6 +1387,57 @@ cdef Py_ssize_t distillation_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
     return -1
 
 
+cdef extern from "fl_tile.h" nogil:
+    void fl_tile_kl_f32(const float* xs, const float* us, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L,
+                        const float* mx, const float* mu, double inv_t, double* ss, double* st, double* W,
+                        double scale, float* g)
+    void fl_tile_kl_f64(const double* xs, const double* us, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L,
+                        const double* mx, const double* mu, double inv_t, double* ss, double* st, double* W,
+                        double scale, double* g)
+
+
+cdef inline void tile_kl(const floating* xs, const floating* us, Py_ssize_t C, Py_ssize_t L, const floating* mx,
+                         const floating* mu, double inv_t, double* ss, double* st, double* W, double scale,
+                         floating* g) noexcept nogil:
+    if floating is float:
+        fl_tile_kl_f32(xs, us, L, C, L, mx, mu, inv_t, ss, st, W, scale, g)
+    else:
+        fl_tile_kl_f64(xs, us, L, C, L, mx, mu, inv_t, ss, st, W, scale, g)
+
+
+cdef Py_ssize_t distillation_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                        floating* loss, floating* denom) noexcept nogil:
+    """(N, C) short rows (distill_tiles_win): distillation_block's sums and gradient over L rows at a
+    time, student and teacher transposed into class-major tiles (fl_tile_kl: every loop along the rows, in
+    double lanes), as ce_probs_tile_block does for probability targets.  The same terms as the row path,
+    summed in class order instead of the row pass's lanes: the last bits differ."""
+    cdef Py_ssize_t C = c.C, i0 = start, L, k
+    cdef Py_ssize_t Lmax = tile_rows(C, sizeof(floating))
+    cdef double T = c.temperature, invT = 1 / c.temperature
+    cdef floating xtile[TILE_CAP]
+    cdef floating ttile[TILE_CAP]
+    cdef floating gtile[TILE_CAP]
+    cdef floating mx[RUN]
+    cdef floating mu[RUN]
+    cdef double ss[RUN]
+    cdef double st[RUN]
+    cdef double W[RUN]
+    while i0 < stop:
+        L = min(stop - i0, Lmax)
+        to_class_major(<const floating*> c.x + i0 * C, C, L, xtile)
+        to_class_major(<const floating*> c.t + i0 * C, C, L, ttile)
+        tile_max_pick(xtile, L, C, L, NULL, mx, NULL)
+        tile_max_pick(ttile, L, C, L, NULL, mu, NULL)
+        tile_kl(xtile, ttile, C, L, mx, mu, invT, ss, st, W, 0, NULL)
+        for k in range(L):
+            loss[i0 - start + k] = <floating> (T * T * (W[k] / st[k] - log(st[k] / ss[k])))
+        if c.grad != NULL:
+            tile_kl(xtile, ttile, C, L, mx, mu, invT, ss, st, W, T * c.grad_scale, gtile)
+            from_class_major(gtile, C, L, <floating*> c.grad + i0 * C)
+        i0 += L
+    return -1
+
+
 # ---------------------------------------------------------------- row entries (one per loss)
 cdef Py_ssize_t check_rows(x, t, str t_name, labels, weight, out, grad, Py_ssize_t C, Py_ssize_t S) except -1:
     """The boundary checks of a row entry (_common.pxd): x holds n rows of C classes at S positions each
@@ -1485,6 +1536,19 @@ def multi_margin(x, labels, out, grad, *, weight=None, Py_ssize_t C, double marg
     return run(fn, &c, (x.size // C) if C > 0 else 0, C, itemsize, num_threads, out, False)
 
 
+cdef inline bint distill_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint grad) noexcept nogil:
+    """Whether distillation rows of C classes go through class-major tiles (distillation_tile_block), else
+    along the rows (distillation_block): up to C = 64 for the float32 loss alone, 32 with the gradient, 32
+    for the float64 loss alone, 16 with the gradient.  Measured (Zen 4, thread time, 2^19 logits,
+    2026-12-04), rows / tiles time at AVX-512 / AVX2: float32 loss 5.6 / 2.4 at C = 10, 1.42 / 1.21 at 32,
+    1.09 / 1.00 at 64, 0.89 at 128; with the gradient 4.1 / 1.9 at 10, 1.13 / 1.06 at 32, 0.99 / 0.95 at 64;
+    float64 loss 2.5 / 2.0 at 10, 1.11 / 1.07 at 32, 0.93 / 0.89 at 64; with the gradient 1.7 / 1.5 at 10,
+    1.07 at 16 (AVX-512), 0.92 / 0.86 at 32.  (Both softmaxes in double lanes: 4 or 8 per vector.)"""
+    if itemsize == 4:
+        return 1 <= C <= (32 if grad else 64)
+    return 1 <= C <= (16 if grad else 32)
+
+
 def distillation(x, t, out, grad, *, Py_ssize_t C, double temperature, double grad_scale=1.0,
                  int num_threads=1):
     """Kernel entry: T^2 KL(softmax(t / T) || softmax(x / T)) per row of student logits x and teacher
@@ -1493,5 +1557,9 @@ def distillation(x, t, out, grad, *, Py_ssize_t C, double temperature, double gr
     cdef RowCtx c
     set_rows(&c, x, t, None, None, grad, C, 1, grad_scale)
     c.temperature = temperature
-    cdef BlockFn fn = <BlockFn> distillation_block[float] if itemsize == 4 else <BlockFn> distillation_block[double]
+    cdef BlockFn fn
+    if distill_tiles_win(C, itemsize, grad is not None):
+        fn = <BlockFn> distillation_tile_block[float] if itemsize == 4 else <BlockFn> distillation_tile_block[double]
+    else:
+        fn = <BlockFn> distillation_block[float] if itemsize == 4 else <BlockFn> distillation_block[double]
     return run(fn, &c, (x.size // C) if C > 0 else 0, C, itemsize, num_threads, out, False, False, CE_SERIAL_WORK)
