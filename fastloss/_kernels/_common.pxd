@@ -89,6 +89,33 @@ cdef extern from "fl_reduce.h" nogil:
     double fl_row_sumexp_f64(const double* x, Py_ssize_t n, double m, double* e)
 
 
+cdef extern from "fl_tile.h" nogil:
+    void fl_transpose_f32(const float* x, Py_ssize_t ld_in, float* out, Py_ssize_t ld_out, Py_ssize_t rows,
+                          Py_ssize_t cols)
+    void fl_transpose_f64(const double* x, Py_ssize_t ld_in, double* out, Py_ssize_t ld_out, Py_ssize_t rows,
+                          Py_ssize_t cols)
+
+
+# ---------------------------------------------------------------- tiles: short rows turned column-major
+# Rows too short to vectorise along (a few classes, a few features) are turned into a column-major tile
+# and every loop runs along the rows instead (classification's class-major tiles, metric's feature-major
+# ones); fl_tile.h moves whole vector blocks.
+cdef inline void to_tile(const floating* x, Py_ssize_t C, Py_ssize_t L, floating* t) noexcept nogil:
+    """t[j * L + k] = x[k * C + j]: L rows of C values, transposed into a column-major tile."""
+    if floating is float:
+        fl_transpose_f32(x, C, t, L, L, C)
+    else:
+        fl_transpose_f64(x, C, t, L, L, C)
+
+
+cdef inline void from_tile(const floating* t, Py_ssize_t C, Py_ssize_t L, floating* x) noexcept nogil:
+    """x[k * C + j] = t[j * L + k]: a column-major tile back into L rows of C values."""
+    if floating is float:
+        fl_transpose_f32(t, L, x, C, C, L)
+    else:
+        fl_transpose_f64(t, L, x, C, C, L)
+
+
 # ---------------------------------------------------------------- fused math (one name per function)
 cdef inline floating f_exp(floating x) noexcept nogil:
     if floating is float:

@@ -30,6 +30,7 @@ from libc.math cimport exp, expm1, log, log1p, pow
 from fastloss._kernels._common cimport (
     floating, BlockFn, ptr_or_null, run,
     f_exp, f_exp_nonpos, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min, row_max, row_sumexp,
+    to_tile, from_tile,
 )
 from fastloss._kernels._common cimport check_buffer, check_optional, check_count, buffer_items, items_product
 from fastloss._kernels._common cimport (
@@ -180,29 +181,6 @@ cdef inline bint probs_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint grad) n
     if itemsize == 4:
         return ce_f32_tiles_win(C, True, grad)
     return 1 <= C <= 17
-
-
-cdef extern from "fl_tile.h" nogil:
-    void fl_transpose_f32(const float* x, Py_ssize_t ld_in, float* out, Py_ssize_t ld_out, Py_ssize_t rows,
-                          Py_ssize_t cols)
-    void fl_transpose_f64(const double* x, Py_ssize_t ld_in, double* out, Py_ssize_t ld_out, Py_ssize_t rows,
-                          Py_ssize_t cols)
-
-
-cdef inline void to_class_major(const floating* x, Py_ssize_t C, Py_ssize_t L, floating* t) noexcept nogil:
-    """t[j * L + k] = x[k * C + j]: L rows of C classes, transposed into a class-major tile."""
-    if floating is float:
-        fl_transpose_f32(x, C, t, L, L, C)
-    else:
-        fl_transpose_f64(x, C, t, L, L, C)
-
-
-cdef inline void from_class_major(const floating* t, Py_ssize_t C, Py_ssize_t L, floating* x) noexcept nogil:
-    """x[k * C + j] = t[j * L + k]: a class-major tile back into L rows of C classes."""
-    if floating is float:
-        fl_transpose_f32(t, L, x, C, C, L)
-    else:
-        fl_transpose_f64(t, L, x, C, C, L)
 
 
 cdef inline bint multi_margin_tiles_win(Py_ssize_t C) noexcept nogil:
@@ -851,13 +829,13 @@ cdef Py_ssize_t ce_tile_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
     cdef floating gtile[TILE_CAP]
     while i0 < stop:
         L = min(stop - i0, Lmax)
-        to_class_major(<const floating*> c.x + i0 * C, C, L, tile)
+        to_tile(<const floating*> c.x + i0 * C, C, L, tile)
         bad = first_bad(bad, ce_run(c, tile, L, i0, L, loss + (i0 - start),
                                     denom + (i0 - start) if denom != NULL else NULL,
                                     gtile if c.grad != NULL else NULL, <const floating*> c.x + (i0 + L) * C,
                                     min(stop - i0 - L, Lmax) * C * sizeof(floating)))
         if c.grad != NULL:
-            from_class_major(gtile, C, L, <floating*> c.grad + i0 * C)
+            from_tile(gtile, C, L, <floating*> c.grad + i0 * C)
         i0 += L
     return bad
 
@@ -1191,13 +1169,13 @@ cdef Py_ssize_t ce_probs_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_
         L = min(stop - i0, Lmax)
         xrows = <const floating*> c.x + i0 * C
         trows = <const floating*> c.t + i0 * C
-        to_class_major(xrows, C, L, xtile)
+        to_tile(xrows, C, L, xtile)
         if not rows_sums:
-            to_class_major(trows, C, L, ttile)
+            to_tile(trows, C, L, ttile)
         ce_probs_run(c, xtile, ttile, L, L, loss + (i0 - start), gtile if c.grad != NULL else NULL,
                      xrows if rows_sums else NULL, trows if rows_sums else NULL)
         if c.grad != NULL:
-            from_class_major(gtile, C, L, <floating*> c.grad + i0 * C)
+            from_tile(gtile, C, L, <floating*> c.grad + i0 * C)
         i0 += L
     return -1
 
@@ -1343,11 +1321,11 @@ cdef Py_ssize_t multi_margin_tile_block(const RowCtx* c, Py_ssize_t start, Py_ss
     cdef floating gtile[TILE_CAP]
     while i0 < stop:
         L = min(stop - i0, Lmax)
-        to_class_major(<const floating*> c.x + i0 * C, C, L, tile)
+        to_tile(<const floating*> c.x + i0 * C, C, L, tile)
         bad = first_bad(bad, multi_margin_run(c, tile, i0, L, loss + (i0 - start),
                                               gtile if c.grad != NULL else NULL))
         if c.grad != NULL:
-            from_class_major(gtile, C, L, <floating*> c.grad + i0 * C)
+            from_tile(gtile, C, L, <floating*> c.grad + i0 * C)
         i0 += L
     return bad
 
@@ -1424,8 +1402,8 @@ cdef Py_ssize_t distillation_tile_block(const RowCtx* c, Py_ssize_t start, Py_ss
     cdef double W[RUN]
     while i0 < stop:
         L = min(stop - i0, Lmax)
-        to_class_major(<const floating*> c.x + i0 * C, C, L, xtile)
-        to_class_major(<const floating*> c.t + i0 * C, C, L, ttile)
+        to_tile(<const floating*> c.x + i0 * C, C, L, xtile)
+        to_tile(<const floating*> c.t + i0 * C, C, L, ttile)
         tile_max_pick(xtile, L, C, L, NULL, mx, NULL)
         tile_max_pick(ttile, L, C, L, NULL, mu, NULL)
         tile_kl(xtile, ttile, C, L, mx, mu, invT, ss, st, W, 0, NULL)
@@ -1433,7 +1411,7 @@ cdef Py_ssize_t distillation_tile_block(const RowCtx* c, Py_ssize_t start, Py_ss
             loss[i0 - start + k] = <floating> (T * T * (W[k] / st[k] - log(st[k] / ss[k])))
         if c.grad != NULL:
             tile_kl(xtile, ttile, C, L, mx, mu, invT, ss, st, W, T * c.grad_scale, gtile)
-            from_class_major(gtile, C, L, <floating*> c.grad + i0 * C)
+            from_tile(gtile, C, L, <floating*> c.grad + i0 * C)
         i0 += L
     return -1
 

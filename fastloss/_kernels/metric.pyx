@@ -43,6 +43,7 @@ from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_GetName
 import numpy as np
 
 from fastloss._kernels._common cimport floating, BlockFn, run, row_max, row_sumexp, ptr_or_null
+from fastloss._kernels._common cimport fl_transpose_f32, fl_transpose_f64
 from fastloss._kernels._common cimport BlockRun, init_run, run_blocks, finish_run
 from fastloss._kernels._common cimport (
     check_buffer, check_optional, check_ndim, check_count, check_enum, buffer_items,
@@ -398,15 +399,6 @@ cdef extern from *:
             si[0] = ip[k]; si[1] = in[k]; si[2] = fl[k];                                          \\
         }                                                                                         \\
     }                                                                                             \\
-    /* t (ni x nj) transposed into tt (nj x ni), in 16 x 16 blocks (both sides stay in cache) */  \\
-    static void fl_transpose_##S(const T* t, ptrdiff_t ni, ptrdiff_t nj, T* tt) {                 \\
-        for (ptrdiff_t a0 = 0; a0 < ni; a0 += 16)                                                 \\
-            for (ptrdiff_t b0 = 0; b0 < nj; b0 += 16) {                                           \\
-                ptrdiff_t a1 = a0 + 16 < ni ? a0 + 16 : ni, b1 = b0 + 16 < nj ? b0 + 16 : nj;      \\
-                for (ptrdiff_t b = b0; b < b1; b++)                                               \\
-                    for (ptrdiff_t a = a0; a < a1; a++) tt[b * ni + a] = t[a * nj + b];            \\
-            }                                                                                     \\
-    }                                                                                             \\
     /* anchor i from its nb slots (tiles of R columns): fl_hard_row's contract (returns 0, 1 or 2;  \\
      * jk, r).  A tile can hold a candidate only if its best is within the band (or is the best);  \\
      * if its second best is not, its best's index is its only candidate, else every positive /  \\
@@ -495,14 +487,12 @@ cdef extern from *:
     void fl_mine_cols_f32(const float* t, Py_ssize_t a0, Py_ssize_t na, Py_ssize_t b0, Py_ssize_t n,
                         const float* sq, const int32_t* lab, void* scratch, Py_ssize_t nb,
                         Py_ssize_t c, double* slot, int64_t* sloti) nogil
-    void fl_transpose_f32(const float* t, Py_ssize_t ni, Py_ssize_t nj, float* tt) nogil
     int fl_hard_pick_f32(const float* emb, Py_ssize_t D, const double* sq, const int32_t* lab, Py_ssize_t i,
                          Py_ssize_t B, Py_ssize_t R, Py_ssize_t nb, const double* slot, const int64_t* sloti,
                          double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
     void fl_mine_cols_f64(const double* t, Py_ssize_t a0, Py_ssize_t na, Py_ssize_t b0, Py_ssize_t n,
                         const double* sq, const int32_t* lab, void* scratch, Py_ssize_t nb,
                         Py_ssize_t c, double* slot, int64_t* sloti) nogil
-    void fl_transpose_f64(const double* t, Py_ssize_t ni, Py_ssize_t nj, double* tt) nogil
     int fl_hard_pick_f64(const double* emb, Py_ssize_t D, const double* sq, const int32_t* lab, Py_ssize_t i,
                          Py_ssize_t B, Py_ssize_t R, Py_ssize_t nb, const double* slot, const int64_t* sloti,
                          double tol, double sqmax, Py_ssize_t* jk, double* r) nogil
@@ -1439,10 +1429,10 @@ cdef Py_ssize_t sym_tiles_block(const SymMineCtx* c, Py_ssize_t start, Py_ssize_
         gemm(True, False, nj, ni, D, e + j0 * D, D, e + i0 * D, D, 0.0, g, nj)
         mine_cols(c, g, i0, ni, j0, nj, I, st)          # the rows of J over the columns of I
         if I != J:
-            if floating is float:
-                fl_transpose_f32(g, ni, nj, gt)
+            if floating is float:       # gt (nj x ni) = g^T (fl_tile.h)
+                fl_transpose_f32(g, nj, gt, ni, ni, nj)
             else:
-                fl_transpose_f64(g, ni, nj, gt)
+                fl_transpose_f64(g, nj, gt, ni, ni, nj)
             mine_cols(c, gt, j0, nj, i0, ni, J, st)     # the rows of I over the columns of J
     return -1
 
