@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import fastloss as fl
 from fastloss._reference import REFERENCES
-from fl_testing import assert_close_spec
+from fl_testing import assert_close_spec, to_torch64
 
 METRIC = sorted(name for name, s in REFERENCES.items() if s.family == "metric")
 REDUCTIONS = ["none", "mean", "sum"]
@@ -380,3 +380,98 @@ def test_errors_name_the_argument():
         fl.info_nce_loss(a, a[:3])
     with pytest.raises(ValueError, match="size_average"):
         fl.hinge_embedding_loss(np.zeros(3), np.ones(3), size_average=True)
+
+
+# ------------------------------------------------------------------- rows of few features (feature-major tiles)
+def _few_feature_rows(rng, N, D, dtype):
+    """Three (N, D) arrays with hostile rows among ordinary ones: identical rows (distances of eps only),
+    swap ties (a = p: d(a, n) = d(p, n)), zero rows, +-1e4 and 1e-3 scales, and +-inf / nan entries."""
+    a, p, n = (rng.standard_normal((N, D)) for _ in range(3))
+    p[:7] = a[:7]
+    n[:4] = a[:4]
+    a[7:11] = 0
+    p[9:11] = 0
+    a[11:14] *= 1e4
+    p[11:14] = a[11:14] + rng.standard_normal((3, D))
+    a[14:17] *= 1e-3
+    p[14:17] = a[14:17] * (1 + 1e-3)
+    n[14:17] = 0
+    a[20, D // 2], p[21, 0], n[22, D - 1], a[23, 0], p[24, :] = np.nan, np.inf, -np.inf, -np.inf, np.inf
+    p[25:28, 0] = a[25:28, 0]                   # one equal entry: a zero difference in a nonzero norm
+    n[26:28, D - 1] = a[26:28, D - 1]
+    return [x.astype(dtype) for x in (a, p, n)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("D", [1, 2, 3, 4, 5, 8, 16, 17, 33])
+def test_triplet_few_features_tiles_and_rows_match_torch(dtype, D):
+    """Rows of few features go through feature-major tiles (metric.pyx's pair_tiles_win: the loss alone up
+    to D = 16, with the gradient up to 4 / 3), the rest through the rows: both sides of each bound, p = 2
+    and 1, swap, more than one tile (N = 1037: 256-row tiles and a tail), hostile rows, against float64 torch;
+    values, gradients and nan / inf positions."""
+    rng = np.random.default_rng(40 + D)
+    a, pos, neg = _few_feature_rows(rng, 1037, D, dtype)
+    for kw in ({}, {"swap": True}, {"p": 1}, {"p": 1, "swap": True}, {"eps": 0.0, "margin": 0.3},
+               {"p": 1, "eps": 0.0, "margin": 3.0}):
+        want, want_g = torch_triplet(*(x.astype(np.float64) for x in (a, pos, neg)), reduction="none", **kw)
+        # |margin + d_ap - d_an| cancels terms of the distances' size (1e4 rows): SPEC's cancellation rule
+        scale = 1 + np.abs(a.astype(np.float64)).sum(1) + np.abs(pos.astype(np.float64)).sum(1)
+        got, got_g = fl.triplet_margin_loss(a, pos, neg, reduction="none", return_grad=True, **kw)
+        assert_close_spec(got, want, dtype, reduced=False, what=f"D={D} {kw} value", cancel=scale)
+        assert_close_spec(fl.triplet_margin_loss(a, pos, neg, reduction="none", **kw), want, dtype, reduced=False,
+                          what=f"D={D} {kw} value without the gradient", cancel=scale)
+        for g, w, name in zip(got_g, want_g, ("anchor", "positive", "negative")):
+            assert_close_spec(g, w, dtype, reduced=False, what=f"D={D} {kw} grad {name}")
+        finite = np.isfinite(want)
+        assert_close_spec(fl.triplet_margin_loss(a[finite], pos[finite], neg[finite], reduction="sum", **kw),
+                          want[finite].sum(), dtype, what=f"D={D} {kw} sum")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("D", [1, 2, 3, 4, 5, 16, 17, 64, 65])
+def test_cosine_embedding_few_features_tiles_and_rows_match_torch(dtype, D):
+    """cosine_embedding_loss through feature-major tiles (loss alone up to D = 64 / 16, with the gradient up
+    to 16 / 4) and rows, on both sides of each bound: targets 1, -1 and other values, zero and parallel
+    vectors, cos = margin, +-1e4 and inf / nan rows, against float64 torch."""
+    rng = np.random.default_rng(60 + D)
+    x1, x2, _ = _few_feature_rows(rng, 1037, D, dtype)
+    x2[30:40] = x1[30:40] * 3                       # parallel: cos = 1
+    x2[40:45] = -x1[40:45]                          # opposite: cos = -1 = margin below
+    y = np.where(rng.random(1037) < 0.5, 1.0, -1.0)
+    y[::17] = 0.0
+    y[40:45] = -1.0
+    y = y.astype(dtype)
+    for margin in (0.0, -1.0, 0.5):
+        ts = [to_torch64(x, requires_grad=True) for x in (x1, x2)]
+        v = F.cosine_embedding_loss(*ts, torch.from_numpy(y.astype(np.float64)), margin=margin, reduction="none")
+        v.sum().backward()
+        got, (g1, g2) = fl.cosine_embedding_loss(x1, x2, y, margin=margin, reduction="none", return_grad=True)
+        assert_close_spec(got, v.detach().numpy(), dtype, reduced=False, what=f"D={D} margin={margin} value")
+        assert_close_spec(fl.cosine_embedding_loss(x1, x2, y, margin=margin, reduction="none"), v.detach().numpy(),
+                          dtype, reduced=False, what=f"D={D} margin={margin} value without the gradient")
+        # d cos / d x1 = x2 / |x1||x2| - cos x1 / |x1|^2: near-parallel rows cancel terms of size 1 / |x1|
+        with np.errstate(all="ignore"):
+            m1, m2 = (np.sum(x.astype(np.float64) ** 2, 1, keepdims=True) + 1e-12 for x in (x1, x2))
+            terms = (np.abs(x1) + np.abs(x2)) / np.sqrt(m1 * m2) + np.abs(x1) / m1 + np.abs(x2) / m2
+        assert_close_spec(g1, ts[0].grad.numpy(), dtype, reduced=False, what=f"D={D} margin={margin} grad x1",
+                          cancel=terms)
+        assert_close_spec(g2, ts[1].grad.numpy(), dtype, reduced=False, what=f"D={D} margin={margin} grad x2",
+                          cancel=terms)
+
+
+@pytest.mark.parametrize("name", ["triplet_margin_loss", "cosine_embedding_loss"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_few_feature_tiles_same_bits_for_every_thread_count(name, dtype):
+    """Tiles inside blocks: the mean, the sum, the per-row losses and the gradient keep their bits at 1-4
+    threads (D = 3: the loss alone and the gradient both take tiles)."""
+    rng = np.random.default_rng(70)
+    a, b, c = (rng.standard_normal((200_003, 3)).astype(dtype) for _ in range(3))
+    args = (a, b, c) if name == "triplet_margin_loss" else (a, b, np.sign(c[:, 0]))
+    first = None
+    for nt in (1, 2, 3, 4):
+        got = [np.asarray(getattr(fl, name)(*args, reduction=r, num_threads=nt)).tobytes()
+               for r in ("mean", "sum", "none")]
+        v, g = getattr(fl, name)(*args, reduction="mean", num_threads=nt, return_grad=True)
+        got += [v.tobytes()] + [x.tobytes() for x in g]
+        first = first or got
+        assert got == first, f"num_threads={nt}"
