@@ -23,6 +23,7 @@
 
 #include <stddef.h>
 #include "fl_math.h"
+#include "fl_kl.h"
 
 /* `omp simd reduction` lets the compiler keep one partial per vector lane (built with -fopenmp-simd,
  * which needs no OpenMP runtime): fixed order for a given ISA level, hence deterministic. */
@@ -757,28 +758,25 @@ FL_SOFT_SUMS(float, fl_row_soft_sums_f32, FL_ROW_VF32)
 FL_SOFT_SUMS(double, fl_row_soft_sums_f64, FL_ROW_VF64)
 #undef FL_SOFT_SUMS
 
-/* Distillation sums of one student row x and teacher row u, both shifted by their row max and scaled
- * by 1/T, in double whatever the data type (the loss T^2 KL cancels by a factor ~T, see
- * classification.pyx):  a_i = (x_i - mx) / T,  b_i = (u_i - mu) / T,
- *   ss = sum_i exp(a_i),  st = sum_i exp(b_i),  W = sum_i exp(b_i) * (b_i - a_i). */
-#define FL_KL_SUMS(T, name)                                                                            \
+/* Distillation sums of one student row x and teacher row u (fl_kl.h's terms, in class order within each
+ * vector lane), and the row's gradient g from them. */
+#define FL_KL_SUMS(T, name, gname)                                                                     \
 static inline void name(const T* x, const T* u, ptrdiff_t n, double mx, double mu, double inv_t,      \
                         double* ss_out, double* st_out, double* W_out) {                             \
     double ss = 0.0, st = 0.0, W = 0.0;                                                              \
     _Pragma("omp simd reduction(+:ss,st,W)")                                                         \
-    for (ptrdiff_t i = 0; i < n; i++) {                                                              \
-        double a = ((double)x[i] - mx) * inv_t, b = ((double)u[i] - mu) * inv_t;                     \
-        double eb = fl_exp_nonpos(b);                                                                \
-        ss += fl_exp_nonpos(a);                                                                      \
-        st += eb;                                                                                    \
-        W += eb * (b - a);                                                                           \
-    }                                                                                                \
+    for (ptrdiff_t i = 0; i < n; i++) FL_KL_ADD(x[i], u[i], mx, mu, inv_t, ss, st, W);               \
     *ss_out = ss;                                                                                    \
     *st_out = st;                                                                                    \
     *W_out = W;                                                                                      \
+}                                                                                                    \
+static inline void gname(const T* x, const T* u, ptrdiff_t n, double mx, double mu, double inv_t,     \
+                         double ss, double st, double scale, T* g) {                                 \
+    _Pragma("omp simd")                                                                              \
+    for (ptrdiff_t i = 0; i < n; i++) g[i] = (T)fl_kl_grad(x[i], u[i], mx, mu, inv_t, ss, st, scale); \
 }
-FL_KL_SUMS(float, fl_row_kl_sums_f32)
-FL_KL_SUMS(double, fl_row_kl_sums_f64)
+FL_KL_SUMS(float, fl_row_kl_sums_f32, fl_row_kl_grad_f32)
+FL_KL_SUMS(double, fl_row_kl_sums_f64, fl_row_kl_grad_f64)
 #undef FL_KL_SUMS
 
 #endif /* FL_REDUCE_H */

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include "fl_math.h"
 #include "fl_vec.h"
+#include "fl_kl.h"
 
 #if defined(__AVX__)
 #include <immintrin.h>
@@ -204,10 +205,9 @@ FL_TILE_MAX_PICK(double, fl_tile_max_pick_f64)
 #undef FL_TILE_MAX_PICK
 
 /* The distillation sums of fl_reduce.h's fl_row_kl_sums for L positions of a class-major run (student xs,
- * teacher us, row maxima mx, mu): per position k, with a = (x - mx) / T and b = (u - mu) / T in double,
- * ss = sum_j exp(a), st = sum_j exp(b), W = sum_j exp(b) (b - a), summed in class order.  With g (not NULL)
- * it instead writes the gradient g_j = scale (exp(a_j) / ss - exp(b_j) / st) from the sums given.  Each
- * loop runs along the positions (double lanes), where a row of a few classes is mostly a vector's padding. */
+ * teacher us, row maxima mx, mu; fl_kl.h's terms), summed in class order per position.  With g (not NULL)
+ * it instead writes the gradient from the sums given (fl_kl_grad, scale = T grad_scale).  Each loop runs
+ * along the positions (double lanes), where a row of a few classes is mostly a vector's padding. */
 #define FL_TILE_KL(T, name)                                                                             \
 static inline void name(const T* xs, const T* us, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L, const T* mx,  \
                         const T* mu, double inv_t, double* ss, double* st, double* W, double scale,    \
@@ -220,19 +220,11 @@ static inline void name(const T* xs, const T* us, ptrdiff_t cs, ptrdiff_t C, ptr
         if (g) {                                                                                      \
             T* gj = g + j * cs;                                                                       \
             _Pragma("omp simd")                                                                       \
-            for (ptrdiff_t k = 0; k < L; k++) {                                                       \
-                const double a = ((double)x[k] - mx[k]) * inv_t, b = ((double)u[k] - mu[k]) * inv_t;  \
-                gj[k] = (T)(scale * (fl_exp_nonpos(a) / ss[k] - fl_exp_nonpos(b) / st[k]));           \
-            }                                                                                         \
+            for (ptrdiff_t k = 0; k < L; k++)                                                         \
+                gj[k] = (T)fl_kl_grad(x[k], u[k], mx[k], mu[k], inv_t, ss[k], st[k], scale);          \
         } else {                                                                                      \
             _Pragma("omp simd")                                                                       \
-            for (ptrdiff_t k = 0; k < L; k++) {                                                       \
-                const double a = ((double)x[k] - mx[k]) * inv_t, b = ((double)u[k] - mu[k]) * inv_t;  \
-                const double eb = fl_exp_nonpos(b);                                                   \
-                ss[k] += fl_exp_nonpos(a);                                                            \
-                st[k] += eb;                                                                          \
-                W[k] += eb * (b - a);                                                                 \
-            }                                                                                         \
+            for (ptrdiff_t k = 0; k < L; k++) FL_KL_ADD(x[k], u[k], mx[k], mu[k], inv_t, ss[k], st[k], W[k]); \
         }                                                                                             \
     }                                                                                                 \
 }

@@ -317,6 +317,10 @@ cdef extern from "fl_reduce.h" nogil:
                             double* ss, double* st, double* W)
     void fl_row_kl_sums_f64(const double* x, const double* u, Py_ssize_t n, double mx, double mu,
                             double inv_t, double* ss, double* st, double* W)
+    void fl_row_kl_grad_f32(const float* x, const float* u, Py_ssize_t n, double mx, double mu, double inv_t,
+                            double ss, double st, double scale, float* g)
+    void fl_row_kl_grad_f64(const double* x, const double* u, Py_ssize_t n, double mx, double mu,
+                            double inv_t, double ss, double st, double scale, double* g)
 
 
 cdef inline double row_dot_shift(const floating* x, const floating* w, Py_ssize_t n, floating m) noexcept nogil:
@@ -1359,9 +1363,10 @@ cdef Py_ssize_t distillation_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t
             fl_row_kl_sums_f64(xs, xt, C, ms, mt, invT, &ss, &st, &W)
         loss[i - start] = <floating> (T * T * (W / st - log(st / ss)))
         if g != NULL:
-            for j in range(C):
-                g[j] = <floating> (T * gs * (f_exp_nonpos((<double> xs[j] - ms) * invT) / ss
-                                             - f_exp_nonpos((<double> xt[j] - mt) * invT) / st))
+            if floating is float:
+                fl_row_kl_grad_f32(xs, xt, C, ms, mt, invT, ss, st, T * gs, g)
+            else:
+                fl_row_kl_grad_f64(xs, xt, C, ms, mt, invT, ss, st, T * gs, g)
     return -1
 
 
