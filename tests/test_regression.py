@@ -404,7 +404,7 @@ def test_large_reused_buffers(dtype):
 @pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss"])
 def test_float32_sums_without_conversion(name):
     """Unweighted float32 sums of the non-negative arithmetic kinds add their losses without a float ->
-    double conversion at the AVX2 level (src_c/fl_lanes.h, fl_lanes_bits): the same lanes, so the same
+    double conversion at the AVX2 and AVX-512 levels (src_c/fl_lanes.h, fl_lanes_bits): the same lanes, so the same
     bits as a weight of ones, which converts each loss -- with runs of every tail length, subnormal
     losses, losses near float32's top (lanes >= 2^128: converted again), and inf / nan losses (which
     take the converting path too) -- and the float64 reference."""
@@ -435,6 +435,18 @@ def test_float32_sums_without_conversion(name):
             assert got.tobytes() == want.tobytes(), (label, m, got, want)
             for T in (2, 3):
                 assert f(x[:m], y[:m], reduction="sum", num_threads=T).tobytes() == got.tobytes()
+    # the lanes' float64 total (fl.partial's), where the order of the lanes' tree shows: lane 0 holds 1, lanes
+    # 16 and 17 hold 2^-53 each -- fl_lanes_total's tree adds lane 16 to lane 0 first (1 + 2^-53 rounds to
+    # 1), an order that paired 16 with 17 first would give 1 + 2^-52
+    if name in ("l1_loss", "smooth_l1_loss", "huber_loss"):
+        o = np.zeros(64, np.float32)
+        o[0], o[16], o[17] = 1.0, 2.0 ** -53, 2.0 ** -53
+        if name != "l1_loss":       # |d| < 1: half the square; d = 1 itself is the linear part's |d| - 0.5
+            o[[16, 17]] = 2.0 ** -26
+            o[0] = 2.0
+        got = fl.partial(name, o, np.zeros_like(o)).total
+        want = fl.partial(name, o, np.zeros_like(o), loss_weight=np.ones_like(o)).total
+        assert got == want, (got, want)
     x = cases["normal"]
     for m in (n, 4095, 31):
         for reduction in ("sum", "mean"):
