@@ -9,8 +9,8 @@
  * The terms are the row path's (same operations on the same doubles); only the order of the sums over k
  * differs from its FL_LANES lanes, so the last bits of a row's distance can.  Gradient elements are the
  * row path's too, term by term: each term rounded to T, then added to the others in T, a term skipped where
- * the row path skips it (a zero coefficient or a zero norm; see fl_normdiff_grad in metric.pyx) -- so a
- * triplet with a = p = n still gets an exact 0, and an inf / nan lands where torch puts it.
+ * the row path skips it (a zero norm, or a zero coefficient at a finite norm; see fl_normdiff_grad in
+ * metric.pyx) -- so a triplet with a = p = n still gets an exact 0, and an inf / nan lands where torch puts it.
  */
 #ifndef FL_TILE_PAIRS_H
 #define FL_TILE_PAIRS_H
