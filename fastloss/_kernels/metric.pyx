@@ -1209,6 +1209,33 @@ cdef Py_ssize_t thread_slots(int num_threads) noexcept:
     return max(num_threads, fl_team_size(), 1)
 
 
+cdef bint GEMM_WARM = False
+
+
+cdef void gemm_ready() except *:
+    """Fetches the GEMMs (blas_address) and, once per process, warms SciPy's OpenBLAS: one sgemm and one
+    dgemm of 1024 x 128 x 128 (~5 ms on a Zen 1 core, once).  Until OpenBLAS has run a product whose
+    first operand is taller than its block height P (a few hundred rows), its single-threaded products of
+    fewer rows -- the in-batch kernels' shape: a 256-row panel or block against 512 or more candidates --
+    ran 2.5-3x slower, for the life of the process (Zen 1, scipy-openblas: sgemm 256 x 512 x 128 at 12
+    GFLOP/s, 33-36 after; W15 229 -> 102 ms, W14 N=4096 591 -> 316 ms at one thread).  Those short
+    products pack B into the first bytes of OpenBLAS's buffer only (its l1stride = 0 path); the kernel's
+    prefetches past them meet pages never touched -- the likely cause; a tall product packs B across
+    them.  The state is the process's: any thread's products are fast after it.  Called under the
+    wrapper's single-thread pin (fastloss/_blas.py), inside the kernel entries."""
+    global GEMM_WARM
+    if SGEMM == NULL:
+        blas_address()
+    if GEMM_WARM:
+        return
+    GEMM_WARM = True
+    cdef double[::1] buf = np.zeros(3 * 1024 * 128)
+    cdef double* a = &buf[0]
+    gemm[float](True, False, 1024, 128, 128, <float*> a, 128, <float*> a, 128, 0.0,
+                <float*> (a + 1024 * 128), 1024)
+    gemm[double](True, False, 1024, 128, 128, a, 128, a, 128, 0.0, a + 1024 * 128, 1024)
+
+
 def blas_address():
     """The address of the sgemm the in-batch kernels call (fetched from SciPy on first use): the
     wrapper finds its library from it (fastloss/_blas.py)."""
@@ -1309,8 +1336,7 @@ cdef object set_sim_rows(SimRows* s, rows, cols, block, s_cols, Py_ssize_t row0,
     returns the scratch array that ``s.scratch`` points into (keep it alive over the call).  max_rows:
     the most rows per block (a constant of the loss: the blocks never depend on num_threads);
     slot_items: numbers per thread's scratch slot where not one block of rows (block_rows x M)."""
-    if SGEMM == NULL:
-        blas_address()
+    gemm_ready()
     check_buffer(rows, "rows", b'f', itemsize, -1, False)
     check_ndim(rows, "rows", 2)
     check_buffer(cols, "cols", b'f', itemsize, -1, False)
@@ -1377,8 +1403,7 @@ def gemm_tn_add(block, rows, acc, *, int num_threads=1, Py_ssize_t block_rows=64
     """acc (M, D) += block (R, M)^T @ rows (R, D): C-contiguous, one float dtype; in blocks of
     ``block_rows`` rows of acc, one single-threaded GEMM each (the same numbers for every num_threads).
     (``linear_cross_entropy``'s weight gradient uses it too, with blocks of its vocabulary blocks.)"""
-    if SGEMM == NULL:
-        blas_address()
+    gemm_ready()
     cdef Py_ssize_t itemsize = check_buffer(block, "block", b'f', 0, -1, False)
     check_ndim(block, "block", 2)
     check_buffer(rows, "rows", b'f', itemsize, -1, False)
@@ -1779,8 +1804,7 @@ def triplet_mining(emb, sqnorm, labels, row_loss, row_count, block=None, s_cols=
             raise ValueError("fastloss kernel: block and s_cols only with want_grad")
         if max(B, emb.shape[1]) >= 2 ** 31 or B * emb.shape[1] >= 2 ** 62:
             raise ValueError("fastloss kernel: BLAS takes 32-bit sizes")
-        if SGEMM == NULL:
-            blas_address()
+        gemm_ready()
     else:
         # batch_hard: blocks of up to 128 rows -- each GEMM packs all B rows of emb again (OpenBLAS's
         # copy was ~10% of the call at B = 768 with 64), and its cheap mining leaves the GEMM the larger part
