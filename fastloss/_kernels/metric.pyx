@@ -45,6 +45,7 @@ import threading
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_GetName
 import numpy as np
 
+from cython.parallel cimport prange
 from fastloss._kernels._common cimport floating, BlockFn, run, row_max, row_sumexp, ptr_or_null, to_tile, from_tile
 from fastloss._kernels._common cimport fl_transpose_f32, fl_transpose_f64
 from fastloss._kernels._common cimport BlockRun, init_run, run_blocks, finish_run
@@ -1209,31 +1210,42 @@ cdef Py_ssize_t thread_slots(int num_threads) noexcept:
     return max(num_threads, fl_team_size(), 1)
 
 
-cdef bint GEMM_WARM = False
+cdef int GEMM_WARM_THREADS = 0     # concurrent threads whose OpenBLAS buffers gemm_ready has warmed
+cdef enum:
+    WARM_ROWS = 1024                 # the warm-up product: (WARM_ROWS x 128) (128 x 128), taller than P
 
 
-cdef void gemm_ready() except *:
-    """Fetches the GEMMs (blas_address) and, once per process, warms SciPy's OpenBLAS: one sgemm and one
-    dgemm of 1024 x 128 x 128 (~5 ms on a Zen 1 core, once).  Until OpenBLAS has run a product whose
-    first operand is taller than its block height P (a few hundred rows), its single-threaded products of
-    fewer rows -- the in-batch kernels' shape: a 256-row panel or block against 512 or more candidates --
-    ran 2.5-3x slower, for the life of the process (Zen 1, scipy-openblas: sgemm 256 x 512 x 128 at 12
-    GFLOP/s, 33-36 after; W15 229 -> 102 ms, W14 N=4096 591 -> 316 ms at one thread).  Those short
-    products pack B into the first bytes of OpenBLAS's buffer only (its l1stride = 0 path); the kernel's
-    prefetches past them meet pages never touched -- the likely cause; a tall product packs B across
-    them.  The state is the process's: any thread's products are fast after it.  Called under the
-    wrapper's single-thread pin (fastloss/_blas.py), inside the kernel entries."""
-    global GEMM_WARM
+cdef void gemm_ready(int num_threads) except *:
+    """Fetches the GEMMs (blas_address) and warms SciPy's OpenBLAS for calls on up to num_threads
+    threads: once per process and thread count, each of num_threads threads runs one sgemm and one dgemm
+    of 1024 x 128 x 128 at the same time (~5 ms on a Zen 1 core, once).  Until an OpenBLAS buffer has
+    served a product whose first operand is taller than its block height P (a few hundred rows), the
+    single-threaded products of fewer rows that it serves -- the in-batch kernels' shape: a 256-row panel
+    or block against 512 or more candidates -- ran 2.5-3x slower, for the life of the process (Zen 1,
+    scipy-openblas: sgemm 256 x 512 x 128 at 12 GFLOP/s, 33-36 after; W15 229 -> 102 ms, W14 N=4096
+    591 -> 316 ms at one thread).  Those short products pack B into the first bytes of the buffer only
+    (its l1stride = 0 path); the kernel's prefetches past them meet pages never touched -- the likely
+    cause; a tall product packs B across them.  The state is the buffer's, and concurrent calls take
+    distinct buffers from OpenBLAS's pool: warmed by one thread only, W14 ran 1.3x faster at two threads
+    than at one (the second thread's buffer cold), 1.8x with both warmed.  Called under the wrapper's
+    single-thread pin (fastloss/_blas.py), inside the kernel entries."""
+    global GEMM_WARM_THREADS
     if SGEMM == NULL:
         blas_address()
-    if GEMM_WARM:
+    cdef int nt = max(num_threads, 1)
+    if nt <= GEMM_WARM_THREADS:
         return
-    GEMM_WARM = True
-    cdef double[::1] buf = np.zeros(3 * 1024 * 128)
+    # one read-only operand for all (WARM_ROWS x 128: A and, its first 128 rows, B), an output per thread
+    cdef double[::1] buf = np.zeros((1 + nt) * WARM_ROWS * 128)
     cdef double* a = &buf[0]
-    gemm[float](True, False, 1024, 128, 128, <float*> a, 128, <float*> a, 128, 0.0,
-                <float*> (a + 1024 * 128), 1024)
-    gemm[double](True, False, 1024, 128, 128, a, 128, a, 128, 0.0, a + 1024 * 128, 1024)
+    cdef int t
+    with nogil:
+        for t in prange(nt, num_threads=nt, schedule="static", chunksize=1):
+            gemm[float](True, False, WARM_ROWS, 128, 128, <float*> a, 128, <float*> a, 128, 0.0,
+                        <float*> (a + (1 + t) * WARM_ROWS * 128), WARM_ROWS)
+            gemm[double](True, False, WARM_ROWS, 128, 128, a, 128, a, 128, 0.0,
+                         a + (1 + t) * WARM_ROWS * 128, WARM_ROWS)
+    GEMM_WARM_THREADS = nt
 
 
 def blas_address():
@@ -1336,7 +1348,7 @@ cdef object set_sim_rows(SimRows* s, rows, cols, block, s_cols, Py_ssize_t row0,
     returns the scratch array that ``s.scratch`` points into (keep it alive over the call).  max_rows:
     the most rows per block (a constant of the loss: the blocks never depend on num_threads);
     slot_items: numbers per thread's scratch slot where not one block of rows (block_rows x M)."""
-    gemm_ready()
+    gemm_ready(num_threads)
     check_buffer(rows, "rows", b'f', itemsize, -1, False)
     check_ndim(rows, "rows", 2)
     check_buffer(cols, "cols", b'f', itemsize, -1, False)
@@ -1403,7 +1415,7 @@ def gemm_tn_add(block, rows, acc, *, int num_threads=1, Py_ssize_t block_rows=64
     """acc (M, D) += block (R, M)^T @ rows (R, D): C-contiguous, one float dtype; in blocks of
     ``block_rows`` rows of acc, one single-threaded GEMM each (the same numbers for every num_threads).
     (``linear_cross_entropy``'s weight gradient uses it too, with blocks of its vocabulary blocks.)"""
-    gemm_ready()
+    gemm_ready(num_threads)
     cdef Py_ssize_t itemsize = check_buffer(block, "block", b'f', 0, -1, False)
     check_ndim(block, "block", 2)
     check_buffer(rows, "rows", b'f', itemsize, -1, False)
@@ -1804,7 +1816,7 @@ def triplet_mining(emb, sqnorm, labels, row_loss, row_count, block=None, s_cols=
             raise ValueError("fastloss kernel: block and s_cols only with want_grad")
         if max(B, emb.shape[1]) >= 2 ** 31 or B * emb.shape[1] >= 2 ** 62:
             raise ValueError("fastloss kernel: BLAS takes 32-bit sizes")
-        gemm_ready()
+        gemm_ready(num_threads)
     else:
         # batch_hard: blocks of up to 128 rows -- each GEMM packs all B rows of emb again (OpenBLAS's
         # copy was ~10% of the call at B = 768 with 64), and its cheap mining leaves the GEMM the larger part
