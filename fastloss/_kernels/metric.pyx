@@ -1194,13 +1194,16 @@ cdef extern from *:
     #include <omp.h>
     #define fl_thread_num() omp_get_thread_num()
     #define fl_team_size() omp_get_num_threads()
+    #define fl_num_procs() omp_get_num_procs()
     #else
     #define fl_thread_num() 0
     #define fl_team_size() 1
+    #define fl_num_procs() 1
     #endif
     """
     int fl_thread_num() nogil
     int fl_team_size() nogil
+    int fl_num_procs() nogil
 
 
 cdef Py_ssize_t thread_slots(int num_threads) noexcept:
@@ -1217,7 +1220,7 @@ cdef enum:
 
 cdef void gemm_ready(int num_threads) except *:
     """Fetches the GEMMs (blas_address) and warms SciPy's OpenBLAS for calls on up to num_threads
-    threads: once per process and thread count, each of num_threads threads runs one sgemm and one dgemm
+    threads: once per process and thread count, each of num_threads threads (at most the processors) runs one sgemm and one dgemm
     of 1024 x 128 x 128 at the same time (~5 ms on a Zen 1 core, once).  Until an OpenBLAS buffer has
     served a product whose first operand is taller than its block height P (a few hundred rows), the
     single-threaded products of fewer rows that it serves -- the in-batch kernels' shape: a 256-row panel
@@ -1232,7 +1235,9 @@ cdef void gemm_ready(int num_threads) except *:
     global GEMM_WARM_THREADS
     if SGEMM == NULL:
         blas_address()
-    cdef int nt = max(num_threads, 1)
+    # (at most one thread per processor: num_threads may be any count, and more calls than processors
+    # do not run at once)
+    cdef int nt = max(min(num_threads, fl_num_procs()), 1)
     if nt <= GEMM_WARM_THREADS:
         return
     # one read-only operand for all (WARM_ROWS x 128: A and, its first 128 rows, B), an output per thread
