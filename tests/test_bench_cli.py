@@ -398,6 +398,21 @@ def test_full_size_gradient_rows_are_judged_by_their_own_floor_at_two_threads():
     assert t["torch/fastloss"].bound == 6
 
 
+def test_gradient_rows_time_grad_out_only_where_a_floor_judges_it():
+    # the memory-bound W17 rows time the call into a reused grad_out= (their floor target); the matmul-bound
+    # W17/W18 has no floor, and its extra ~1 s calls were a third of a --quick run
+    import numpy as np
+    x = np.zeros((4, 3), np.float32)
+    y = np.zeros(4, np.int64)
+    assert W.times_gradient_extras(W.BY_ID["W17/W1"]) and not W.times_gradient_extras(W.BY_ID["W17/W18"])
+    assert not W.times_gradient_extras(W.BY_ID["W1"])
+    assert "fastloss grad_out" in W.callables(W.BY_ID["W17/W1"], (x, y), {}, 1, impls=("fastloss",))
+    h, w = np.zeros((4, 8), np.float32), np.zeros((5, 8), np.float32)
+    fns = W.callables(W.BY_ID["W17/W18"], (h, w, np.zeros(4, np.int64), np.zeros(5, np.float32)), {}, 1,
+                      impls=("fastloss",))
+    assert list(fns) == ["fastloss"]
+    fns["fastloss"]()
+
 def test_compare_flags_a_slowdown_above_3_percent_and_lists_one_sided_workloads():
     old = _fake_results([("W1", 1, 1e-3, 3), ("W1", 2, 1e-3, 3), ("W6", 1, 1e-3, 3), ("W8", 1, 1e-3, 3)])
     # W1: 2% slower at T=1 (not flagged), 4% at T=2 (flagged); W6 faster; W8 only old, W9 only new
@@ -463,6 +478,30 @@ def test_warm_each_round_calls_each_implementation_untimed_first():
     M.time_interleaved({"a": lambda: calls.append("a")}, repeat=1, warmup=0, warm_each=True, warm_s=10.0,
                        warm_max=7)
     assert calls == ["a"] * 8
+
+
+def test_warm_each_skips_long_calls(monkeypatch):
+    # a call seen taking warm_long_s or more (its warm-up or a timed call) is not warmed again: reloading
+    # a --quick workload's inputs is noise beside it, and the untimed call would double the run
+    from fastloss.bench import measure as M
+    calls, now = [], [0.0]
+    seconds = {"a": 0.001, "b": 1.0}       # per call, on a fake clock
+
+    def fake(k):
+        def call():
+            calls.append(k)
+            now[0] += seconds[k]
+        return call
+
+    monkeypatch.setattr(M.time, "perf_counter", lambda: now[0])
+    runs, _, _ = M.time_interleaved({"a": fake("a"), "b": fake("b")}, repeat=2, warmup=1, warm_each=True,
+                                    warm_s=0.0, warm_long_s=0.5)
+    assert calls == ["a", "b"] + ["a", "a", "b"] + ["b", "a", "a"]
+    assert runs["b"] == [1.0, 1.0]
+    # without a warm-up call, a long call is warmed before its first timed call only
+    calls.clear()
+    M.time_interleaved({"b": fake("b")}, repeat=3, warmup=0, warm_each=True, warm_s=0.0, warm_long_s=0.5)
+    assert calls == ["b"] * 4
 
 
 def test_settle_after_pauses_untimed_after_the_named_implementation(monkeypatch):

@@ -8,7 +8,7 @@ the bytes the kernel must move over the read bandwidth of a streaming sum measur
 (``fastloss/bench/measure.py`` documents every method).  Losses not in the library yet are listed
 as skipped.
 
-    fastloss bench --quick                         # the README's main job: < 1 minute on 2 cores
+    fastloss bench --quick                         # the README's main job: 1-1.5 minutes on 2 cores
     fastloss bench --threads 1,2,4 --only cross_entropy,W6 --json out.json --markdown RESULTS.md
     fastloss bench --plot speedups.png             # needs matplotlib (pip install "fastloss[plot]")
     fastloss bench --classes-sweep --threads 1,2   # cross_entropy over C = 2..128, 256..262144 (sweep.py)
@@ -61,7 +61,7 @@ def _parser():
     p = argparse.ArgumentParser(prog="fastloss bench", description=(__doc__ or "").split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="smaller sizes (each workload's n_quick): the whole run in under a minute on 2 cores")
+                   help="smaller sizes (each workload's n_quick): the whole run in 1-1.5 minutes on 2 cores")
     p.add_argument("--threads", type=_int_list, default=None,
                    help="comma-separated thread counts (default: 1 and all cores)")
     p.add_argument("--only", default=None,
@@ -279,7 +279,7 @@ def _run_workload(w, rec, threads, quick, scale, repeat, bandwidth, avx512, memo
     rec["n"] = n
     rec["inputs"] = {name: f"{a.dtype}{list(a.shape)}" for name, a in _named_arrays(args, kwargs)}
     loss_only = None
-    if w.variant == "grad":
+    if W.times_gradient_extras(w):
         from dataclasses import replace
         loss_only = replace(w, variant="loss")
     for T in threads:

@@ -35,7 +35,7 @@ import numpy as np
 
 
 def time_interleaved(fns, repeat=5, warmup=1, progress=None, warm_each=False, settle_after=(), settle_s=0.15,
-                     warm_s=0.005, warm_max=20):
+                     warm_s=0.005, warm_max=20, warm_long_s=0.05):
     """Time zero-argument callables: warm-up, then interleaved rounds.
 
     Round r calls the callables in their order rotated by r, so that each takes every place in the
@@ -50,6 +50,10 @@ def time_interleaved(fns, repeat=5, warmup=1, progress=None, warm_each=False, se
     sub-millisecond call: on a 2-core AMD EPYC a 6 MB working set took ~10 calls after NumPy's
     temporaries to be cache-resident again (huber ``none``: 992, 244, 194, 193 us for calls 1-4
     against 135 us settled), and the implementation timed later in the round had the warmer cache.
+    A callable seen taking ``warm_long_s`` or more (its warm-up or an earlier timed call) is not warmed
+    again: reloading a --quick workload's few MiB of inputs from memory costs well under 1 ms, under 2%
+    of such a call, while the untimed call doubled the run's time (W18's language-model head, 0.5 s a
+    call on a 2-core Zen 1: W18 and its gradient were 130 of the 180 s of a --quick run there).
 
     ``settle_after``: names of callables after whose timed call the round pauses ``settle_s`` seconds,
     untimed: NumPy's OpenBLAS keeps its worker threads spinning for ~0.1 s after a multi-threaded
@@ -60,10 +64,14 @@ def time_interleaved(fns, repeat=5, warmup=1, progress=None, warm_each=False, se
     {name: message} for a callable that raised (it is dropped from the rounds)."""
     runs, results, errors = {k: [] for k in fns}, {}, {}
     live = dict(fns)
+    long_calls = set()      # callables seen taking warm_long_s or more (warm-up or timed call)
     for name, fn in list(live.items()):
         try:
             for _ in range(warmup):
+                t0 = time.perf_counter()
                 results[name] = fn()
+                if time.perf_counter() - t0 >= warm_long_s:
+                    long_calls.add(name)
         except Exception as exc:  # a loss still being written, a reference torch lacks, ...
             errors[name] = f"{type(exc).__name__}: {exc}"
             del live[name], runs[name]
@@ -76,7 +84,7 @@ def time_interleaved(fns, repeat=5, warmup=1, progress=None, warm_each=False, se
                 progress(r)
             k = r % len(order) if order else 0
             for name, fn in order[k:] + order[:k]:
-                if warm_each:
+                if warm_each and name not in long_calls:
                     t_warm = time.perf_counter() + warm_s
                     for _ in range(warm_max):
                         fn()
@@ -85,6 +93,8 @@ def time_interleaved(fns, repeat=5, warmup=1, progress=None, warm_each=False, se
                 t0 = time.perf_counter()
                 fn()
                 runs[name].append(time.perf_counter() - t0)
+                if runs[name][-1] >= warm_long_s:
+                    long_calls.add(name)
                 if name in settle_after:
                     time.sleep(settle_s)
     finally:

@@ -442,6 +442,14 @@ def _to_torch(a, requires_grad=False):
     return t.requires_grad_(True) if requires_grad else t
 
 
+def times_gradient_extras(w) -> bool:
+    """Whether a gradient row (W17) also times fastloss's loss alone (its grad/loss) and the call into a
+    reused ``grad_out=`` (its grad_out/floor): the rows with a grad_out/floor target.  Not W17/W18, the
+    matmul-bound language-model head: its loss and gradient are three products (no floor), and the two
+    extra calls, ~1 s each at the --quick size on a 2-core Zen 1, were a third of a --quick run."""
+    return w.variant == "grad" and any(t.metric == "grad_out/floor" for t in w.targets)
+
+
 def callables(w, args, kwargs, threads, impls=IMPLS):
     """Zero-argument callables timing one call of each available implementation at ``threads``.
 
@@ -459,7 +467,7 @@ def callables(w, args, kwargs, threads, impls=IMPLS):
         if w.variant == "grad":
             extra["return_grad"] = True
         out["fastloss"] = lambda: f(*args, **kwargs, **extra)
-        if w.variant == "grad":
+        if times_gradient_extras(w):
             # the same call writing into preallocated gradient buffers (reused: no allocation and no
             # first-touch page faults), as a training loop passes them
             bufs = [np.zeros_like(args[i]) for i in w.grad_argnums]
