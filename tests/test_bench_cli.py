@@ -413,6 +413,7 @@ def test_gradient_rows_time_grad_out_only_where_a_floor_judges_it():
     assert list(fns) == ["fastloss"]
     fns["fastloss"]()
 
+
 def test_compare_flags_a_slowdown_above_3_percent_and_lists_one_sided_workloads():
     old = _fake_results([("W1", 1, 1e-3, 3), ("W1", 2, 1e-3, 3), ("W6", 1, 1e-3, 3), ("W8", 1, 1e-3, 3)])
     # W1: 2% slower at T=1 (not flagged), 4% at T=2 (flagged); W6 faster; W8 only old, W9 only new
