@@ -31,13 +31,15 @@ import numpy as np
 
 from . import _validate as V
 from ._kernels import load
-from ._losses import LOSSES
+from ._losses import ITEM_RULES, LOSSES
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike
 
 _K = load("elementwise")   # weighted_sum (_kernels/_weighted_sum.pxi)
 
 __all__ = ["LossState", "partial"]
+
+_SINK = V.REDUCTION_SINK
 
 _FIELDS = ("loss", "total", "compensation", "weight_sum", "count")
 
@@ -138,9 +140,16 @@ class LossState(_StateSlots):
     def _of(loss: str, total: float, compensation: float, weight_sum: float, count: int) -> LossState:
         """A state from values already of the right types (a str, three Python floats, an int >= 0):
         ``partial`` and ``merge`` build one per chunk, and the constructor's checks of user input cost
-        several microseconds (ABC isinstance checks)."""
-        state: Any = _Builder(loss, total, compensation, weight_sum, count)
-        state.__class__ = LossState     # (same slots: the values stay, the state is immutable from here)
+        several microseconds (ABC isinstance checks).  The slots are filled on a bare ``_Builder`` with
+        plain attribute stores (~0.5 us, where ``object.__setattr__`` on each field of an immutable class
+        costs ~0.9 us more), which then becomes a ``LossState`` (the same slot layout)."""
+        state: Any = _new_object(_Builder)
+        state.loss = loss
+        state.total = total
+        state.compensation = compensation
+        state.weight_sum = weight_sum
+        state.count = count
+        state.__class__ = LossState     # (the values stay; the state is immutable from here)
         return state
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -196,8 +205,8 @@ class LossState(_StateSlots):
         else:
             err = 0.0
         # (both states hold checked floats and ints, so their sums need no new check)
-        return LossState._of(self.loss, total, self.compensation + other.compensation + err,
-                             self.weight_sum + other.weight_sum, self.count + other.count)
+        return _state_of(self.loss, total, self.compensation + other.compensation + err,
+                         self.weight_sum + other.weight_sum, self.count + other.count)
 
     __add__ = merge
 
@@ -309,17 +318,12 @@ class LossState(_StateSlots):
 
 
 class _Builder(_StateSlots):
-    """A mutable :class:`LossState` under construction: ``LossState._of`` fills its slots with plain
-    attribute stores (~0.3 us; ``object.__setattr__`` on each field of an immutable class costs ~0.9 us)
-    and then makes it a ``LossState`` (the same slot layout)."""
+    """A mutable :class:`LossState` under construction (``LossState._of``)."""
     __slots__ = ()
 
-    def __init__(self, loss: str, total: float, compensation: float, weight_sum: float, count: int) -> None:
-        self.loss = loss
-        self.total = total
-        self.compensation = compensation
-        self.weight_sum = weight_sum
-        self.count = count
+
+_new_object = object.__new__
+_state_of = LossState._of     # (partial and merge build one state per chunk)
 
 
 # ------------------------------------------------------------------------------------ partial
@@ -359,7 +363,35 @@ def _mean_reduction(info, kwargs):
                      f"got {V.short_repr(red)}")
 
 
-_REFUSED = frozenset(("out", "return_grad", "grad_out"))     # partial's refused loss keywords
+# partial's plan for a loss, by public name: (name, LossInfo, the function, its default mean reduction, its
+# item-count rule).  partial runs once per chunk, and its Python is what an evaluation loop pays beside the
+# kernel (issue 16: partial + merge at most 1.05x the plain calls): one dict lookup gives all of it.
+_PLANS: dict[str, tuple[str, Any, Callable[..., Any], str, Callable[..., int]]] = {}
+
+
+def _plan(loss):
+    """partial's plan (see _PLANS) for a loss given by name or as the fastloss function itself."""
+    name, info = _resolve(loss)
+    plan = _PLANS.get(name)
+    if plan is None:
+        plan = _PLANS[name] = (name, info, info.function, _mean_reduction(info, {}),
+                               ITEM_RULES[info.items])
+    return plan
+
+
+# Loss keywords partial handles itself: out / return_grad / grad_out refused, loss_weight renamed to the
+# loss's weight=, reduction checked.  Any other keyword passes through to the loss unchanged.
+_OWN_KEYWORDS = frozenset(("out", "return_grad", "grad_out", "loss_weight", "reduction"))
+
+
+def _own_keywords(info, kw):
+    """The reduction partial runs, after acting on its own keywords in ``kw`` (see _OWN_KEYWORDS)."""
+    bad = next((b for b in ("out", "return_grad", "grad_out") if b in kw), None)
+    if bad is not None:
+        raise ValueError(f"partial does not take {bad}= (a state holds sums only)")
+    if "loss_weight" in kw:
+        kw["weight"] = kw.pop("loss_weight")
+    return _mean_reduction(info, kw)
 
 
 def partial(loss: str | Callable[..., Any], input: ArrayLike, target: ArrayLike, *args: Any,
@@ -429,28 +461,26 @@ def partial(loss: str | Callable[..., Any], input: ArrayLike, target: ArrayLike,
     >>> bool(np.isclose((a + b).finalize(), np.sum(w * (x - y) ** 2) / w.sum()))
     True
     """
-    name, info = _resolve(loss)
-    fn = info.function
+    plan = _PLANS.get(loss) if type(loss) is str else None
+    if plan is None:
+        plan = _plan(loss)
+    name, info, fn, red, count_items = plan
     kw = loss_kwargs            # (a fresh dict: ** collected it)
-    if not _REFUSED.isdisjoint(kw):
-        bad = next(b for b in ("out", "return_grad", "grad_out") if b in kw)
-        raise ValueError(f"partial does not take {bad}= (a state holds sums only)")
-    if "loss_weight" in kw:
-        kw["weight"] = kw.pop("loss_weight")
-    red = _mean_reduction(info, kw)
+    if not _OWN_KEYWORDS.isdisjoint(kw):
+        red = _own_keywords(info, kw)
     pos = (input, target, *args) if args else (input, target)
     if weight is not None:
         return _weighted_state(name, fn, pos, kw, weight, red)
     sink = []
-    token = V.REDUCTION_SINK.set(sink)
+    token = _SINK.set(sink)
     try:
         fn(*pos, reduction=red, **kw)
     finally:
-        V.REDUCTION_SINK.reset(token)
+        _SINK.reset(token)
     if not sink:       # a loss that finishes its reduction elsewhere: per-item losses, unit weights
         return _weighted_state(name, fn, pos, kw, None, red)
     total, denom = sink[-1]      # (reduced() appended them as Python floats)
-    return LossState._of(name, total, 0.0, denom, int(info.count_items(*pos)))
+    return _state_of(name, total, 0.0, denom, count_items(*pos))
 
 
 def _weighted_state(name, fn, pos, kw, weight, red):

@@ -10,6 +10,7 @@ reductions against the ones the function accepts, the item rule against the size
 batch is cut away.  Then the readers: ``fl.partial``, scoring's name list and the bench's workloads.
 """
 import inspect
+import warnings
 
 import numpy as np
 import pytest
@@ -128,6 +129,31 @@ def test_items_and_in_batch(name):
     assert info.count_items(*cut) == part.size
     unchanged = np.allclose(part[:k], per_item[:k], rtol=1e-12, atol=0)
     assert info.in_batch == (not unchanged), name
+
+
+@pytest.mark.parametrize("loss, args", [
+    ("mse_loss", (np.zeros((3, 1)), np.zeros((1, 4)))),              # broadcast: 12 items
+    ("mse_loss", (np.zeros((5, 4)), np.zeros(4))),
+    ("mse_loss", (np.zeros((2, 3)), np.zeros((2, 3)))),
+    ("mse_loss", ([1.0, 2.0], [3.0, 4.0])),                          # array-likes: np.shape
+    ("cross_entropy", (np.zeros(7), 3)),                              # unbatched (C,): 1 item
+    ("cross_entropy", (np.zeros((6, 7)), np.zeros(6, np.int64))),
+    ("cross_entropy", (np.zeros((2, 7, 3, 5)), np.zeros((2, 3, 5), np.int64))),
+    ("triplet_margin_loss", (np.zeros((6, 8)), np.ones((6, 8)), np.full((6, 8), 2.0))),
+    ("triplet_margin_loss", (np.zeros(8), np.ones(8), np.full(8, 2.0))),     # unbatched (D,): 1 item
+    ("generalized_box_iou_loss", (np.zeros((5, 4)), np.zeros((5, 4)))),
+    ("generalized_box_iou_loss", (np.zeros((2, 3, 4)), np.zeros((2, 3, 4)))),
+    ("generalized_box_iou_loss", (np.zeros((1, 4)), np.zeros((5, 4)))),       # one box against 5
+])
+def test_item_counts_of_shapes(loss, args):
+    """The item-count rule is the size of the loss's reduction="none" output, at shapes that broadcast,
+    unbatched and spatial shapes, and array-likes (the rules' shortcuts for equal shapes and ndarrays)."""
+    info = LOSSES[loss]
+    assert info.items in ("elementwise", "class", "rows", "boxes")
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")       # (torch's warning for a target that broadcasts)
+        per_item = np.asarray(getattr(fl, loss)(*args, reduction="none"))
+    assert info.count_items(*args) == per_item.size
 
 
 @pytest.mark.parametrize("name", NAMES)
