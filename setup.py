@@ -9,7 +9,7 @@ Design of the build (read this before touching flags):
   family source, so the code exists once.  The levels are named and ranked in
   ``fastloss/_kernels/_levels.py`` (read here by path).  ``fastloss._kernels`` imports the widest level
   the running CPU supports (``FASTLOSS_ISA=baseline|avx2|avx512`` overrides it).  Only ``_runtime``
-  (run-time facts, the thread setting) is compiled once; the test-only math probe is compiled into one
+  (run-time facts, the thread setting) and ``_state`` (the per-chunk path of loss states) are compiled once; the test-only math probe is compiled into one
   family (``_mathprobe.pxi``, included by ``segmentation.pyx``), not as a module of its own.  Other
   targets (aarch64, macOS arm64, 32-bit x86, MSVC) build ``baseline`` only: the x86 flags are applied to
   x86-64 targets only.
@@ -25,7 +25,7 @@ Design of the build (read this before touching flags):
 * Nothing is written into the source tree (unless you ask for ``build_ext --inplace``): the ISA stubs,
   the Cython-generated C files and the ``_built_levels.py`` record go to the build directory.
 * ``FASTLOSS_ISA_LEVELS=avx2`` (comma list) restricts the levels built -- a developer shortcut.
-* ``FASTLOSS_FAMILIES=regression`` (comma list) builds only those kernel families (and not ``_runtime``):
+* ``FASTLOSS_FAMILIES=regression`` (comma list) builds only those kernel families (not ``_runtime``, ``_state``):
   for rebuilding one module in a tree that is already built (``scripts/mutants.py``).
 * Parallelism: ``FASTLOSS_CYTHON_JOBS`` Cython processes and ``build_ext -j N`` (default
   ``FASTLOSS_BUILD_JOBS``, else all cores) compiler processes.
@@ -220,7 +220,8 @@ def main():
     unknown = sorted(set(only) - set(families()))
     if unknown:
         raise SystemExit(f"FASTLOSS_FAMILIES: unknown kernel families {unknown} (known: {families()})")
-    extensions = [] if only else [Extension("fastloss._kernels._runtime", [f"{KERNELS}/_runtime.pyx"])]
+    extensions = [] if only else [Extension(f"fastloss._kernels.{m}", [f"{KERNELS}/{m}.pyx"])
+                                  for m in ("_runtime", "_state")]
     # The C headers and shared Cython includes every family inlines: an in-place rebuild recompiles
     # when one of them changes (the compiler step compares these timestamps with the built module).
     shared = sorted(str(p.relative_to(HERE)) for p in [*(HERE / "src_c").glob("*.h"),
@@ -240,7 +241,7 @@ def main():
             """The per-level stub that includes the family source, under the build directory."""
             family_pyx = Path(ext.sources[0])
             module = ext.name.rsplit(".", 1)[1]
-            if module == family_pyx.stem:                     # _runtime: compiled as is
+            if module == family_pyx.stem:                     # _runtime, _state: compiled as is
                 return ext.sources[0]
             level = module[len(family_pyx.stem) + 2:]
             stub = Path(self.build_temp) / "isa_stubs" / f"{module}.pyx"

@@ -19,6 +19,9 @@ Merging uses TwoSum (Knuth): the rounding error of every ``total`` addition is c
 ``compensation``, so merging is associative and order-independent up to float64 rounding of the
 compensation (far below 1e-12 relative), and bitwise reproducible when states are merged in the same
 order.  ``weight_sum`` and ``count`` are plain sums (exact for integer counts below 2**53).
+
+``partial``'s usual chunk, ``LossState``'s fields and ``merge`` are compiled (``_kernels/_state.pyx``):
+an evaluation loop pays them once a batch, next to the kernel.  This module holds the rest.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import _validate as V
-from ._kernels import load
+from ._kernels import _state, load
 from ._losses import ITEM_RULES, LOSSES
 from ._threads import resolve_num_threads
 from ._typing import ArrayLike
@@ -39,17 +42,10 @@ _K = load("elementwise")   # weighted_sum (_kernels/_weighted_sum.pxi)
 
 __all__ = ["LossState", "partial"]
 
-_SINK = V.REDUCTION_SINK
-
 _FIELDS = ("loss", "total", "compensation", "weight_sum", "count")
 
 
-class _StateSlots:
-    """The storage of a :class:`LossState` (its five slots), shared with :class:`_Builder`."""
-    __slots__ = _FIELDS
-
-
-class LossState(_StateSlots):
+class LossState(_state.StateFields):
     """The mergeable reduction state of one loss over some data.
 
     A state holds what a reduced loss is made of, so that chunks of data (files, record batches,
@@ -129,28 +125,11 @@ class LossState(_StateSlots):
                 raise TypeError(f"{name} must be a real number, got {v!r}")
         if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
             raise ValueError(f"count must be a non-negative integer, got {count!r}")
-        set_ = object.__setattr__
-        set_(self, "loss", loss)
-        set_(self, "total", float(total))
-        set_(self, "compensation", float(compensation))
-        set_(self, "weight_sum", float(weight_sum))
-        set_(self, "count", int(count))
+        _state.init_state(self, loss, float(total), float(compensation), float(weight_sum), int(count))
 
-    @staticmethod
-    def _of(loss: str, total: float, compensation: float, weight_sum: float, count: int) -> LossState:
-        """A state from values already of the right types (a str, three Python floats, an int >= 0):
-        ``partial`` and ``merge`` build one per chunk, and the constructor's checks of user input cost
-        several microseconds (ABC isinstance checks).  The slots are filled on a bare ``_Builder`` with
-        plain attribute stores (~0.5 us, where ``object.__setattr__`` on each field of an immutable class
-        costs ~0.9 us more), which then becomes a ``LossState`` (the same slot layout)."""
-        state: Any = _new_object(_Builder)
-        state.loss = loss
-        state.total = total
-        state.compensation = compensation
-        state.weight_sum = weight_sum
-        state.count = count
-        state.__class__ = LossState     # (the values stay; the state is immutable from here)
-        return state
+    # A state of values already checked (a str, three floats, an int >= 0), without the constructor's
+    # checks of user input (ABC isinstance checks: several microseconds a chunk).
+    _of = staticmethod(_state.state_of)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("LossState is immutable; merge() returns a new state")
@@ -171,43 +150,7 @@ class LossState(_StateSlots):
         """
         return cls(_resolve(loss)[0])
 
-    def merge(self, other: LossState) -> LossState:
-        """The state of both chunks' data (also ``self + other``).
-
-        Parameters
-        ----------
-        other : LossState
-            A state of the same loss.
-
-        Returns
-        -------
-        LossState
-            A new state; ``self`` and ``other`` are unchanged.
-
-        Raises
-        ------
-        TypeError
-            ``other`` that is not a :class:`LossState`.
-        ValueError
-            States of different losses.
-        """
-        if not isinstance(other, LossState):
-            raise TypeError(f"other must be a LossState (can only merge states), got {type(other).__name__}")
-        if other.loss != self.loss:
-            raise ValueError(f"cannot merge states of different losses: {self.loss!r} and {other.loss!r}")
-        # TwoSum (Knuth), written out here (merging runs once per chunk): total = fl(a + b) and its
-        # exact rounding error err (a + b = total + err); err = 0 once total is not finite
-        a, b = self.total, other.total
-        total = a + b
-        if math.isfinite(total):
-            bp = total - a
-            err = (a - (total - bp)) + (b - bp)
-        else:
-            err = 0.0
-        # (both states hold checked floats and ints, so their sums need no new check)
-        return _state_of(self.loss, total, self.compensation + other.compensation + err,
-                         self.weight_sum + other.weight_sum, self.count + other.count)
-
+    merge = _state.merge    # (in C: once per chunk; its docstring is there, _kernels/_state.pyx)
     __add__ = merge
 
     def __radd__(self, other: object) -> LossState:
@@ -317,15 +260,6 @@ class LossState(_StateSlots):
         return ("LossState(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in _FIELDS) + ")")
 
 
-class _Builder(_StateSlots):
-    """A mutable :class:`LossState` under construction (``LossState._of``)."""
-    __slots__ = ()
-
-
-_new_object = object.__new__
-_state_of = LossState._of     # (partial and merge build one state per chunk)
-
-
 # ------------------------------------------------------------------------------------ partial
 def _resolve(loss):
     """(public name, LossInfo) of a loss given by name or as the fastloss function itself."""
@@ -394,95 +328,6 @@ def _own_keywords(info, kw):
     return _mean_reduction(info, kw)
 
 
-def partial(loss: str | Callable[..., Any], input: ArrayLike, target: ArrayLike, *args: Any,
-            weight: ArrayLike | None = None, **loss_kwargs: Any) -> LossState:
-    """The mergeable :class:`LossState` of a loss over one chunk of data.
-
-    Without ``weight``, ``total`` is the loss's float64 sum and ``weight_sum`` its own mean
-    denominator (the number of items, or torch's sum of :math:`w_{y_i}` for class-weighted
-    cross-entropy, ...), computed in the same single kernel pass as the loss itself, with nothing
-    N-sized allocated; so ``finalize("mean")`` of merged chunks is the loss's mean over all the
-    data within float64 rounding (1e-12 relative), for any chunking.
-
-    With ``weight`` (one sample weight per item of the loss's ``reduction="none"`` output, or per
-    leading row of it), ``total`` is :math:`\\sum_i w_i \\ell_i` and ``weight_sum`` is
-    :math:`\\sum_i w_i`, from the per-item losses of one chunk-sized buffer (for ``"batchmean"``
-    the weight sum is divided by the items per leading row).
-
-    Losses that compare items within a batch (``batch_hard_triplet_loss``,
-    ``batch_all_triplet_loss``, ``info_nce_loss``, ``nt_xent_loss``) are accepted, but their
-    merged state is the mean of per-chunk losses, not the loss over all the data.
-
-    Parameters
-    ----------
-    loss : str or callable
-        A public loss name (``"cross_entropy"``) or the function (``fl.cross_entropy``); it must
-        have a ``reduction`` parameter.
-    input : array_like
-        The loss's first argument (the prediction).
-    target : array_like
-        The loss's second argument.
-    *args
-        Further positional arguments of the loss (``triplet_margin_loss``'s negative,
-        ``gaussian_nll_loss``'s ``var``, ...).
-    weight : array_like, optional
-        Keyword-only.  Per-item sample weights of the loss's ``reduction="none"`` shape, or of a
-        leading part of it (one weight per row covers the row's items, e.g. (N,) for a (N, K)
-        multilabel loss).  The loss's own ``weight=`` parameter (class weights, per-element
-        weights) is passed as ``loss_weight=``.
-    **loss_kwargs
-        The loss's keyword arguments, passed on unchanged (``label_smoothing=0.1``,
-        ``num_threads=2``, ``loss_weight=...``).  ``reduction`` may be ``"mean"`` or, for
-        ``kl_div`` and ``distillation_loss``, ``"batchmean"``: it picks the mean's denominator
-        (default: the loss's default if it is one of those).  ``out``, ``return_grad`` and
-        ``grad_out`` are refused.
-
-    Returns
-    -------
-    LossState
-        The chunk's state; ``count`` is the number of items either way.
-
-    Raises
-    ------
-    ValueError
-        An unknown loss or one without ``reduction``, ``out=``, ``return_grad=`` or ``grad_out=`` given, a
-        ``weight`` of the wrong shape, a ``reduction`` that is not a mean; and whatever the loss
-        raises for its arguments.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastloss as fl
-    >>> rng = np.random.default_rng(0)
-    >>> x, y = rng.standard_normal(100), rng.standard_normal(100)
-    >>> w = rng.random(100)
-    >>> a = fl.partial("mse_loss", x[:60], y[:60], weight=w[:60])
-    >>> b = fl.partial(fl.mse_loss, x[60:], y[60:], weight=w[60:])
-    >>> bool(np.isclose((a + b).finalize(), np.sum(w * (x - y) ** 2) / w.sum()))
-    True
-    """
-    plan = _PLANS.get(loss) if type(loss) is str else None
-    if plan is None:
-        plan = _plan(loss)
-    name, info, fn, red, count_items = plan
-    kw = loss_kwargs            # (a fresh dict: ** collected it)
-    if not _OWN_KEYWORDS.isdisjoint(kw):
-        red = _own_keywords(info, kw)
-    pos = (input, target, *args) if args else (input, target)
-    if weight is not None:
-        return _weighted_state(name, fn, pos, kw, weight, red)
-    sink = []
-    token = _SINK.set(sink)
-    try:
-        fn(*pos, reduction=red, **kw)
-    finally:
-        _SINK.reset(token)
-    if not sink:       # a loss that finishes its reduction elsewhere: per-item losses, unit weights
-        return _weighted_state(name, fn, pos, kw, None, red)
-    total, denom = sink[-1]      # (reduced() appended them as Python floats)
-    return _state_of(name, total, 0.0, denom, count_items(*pos))
-
-
 def _weighted_state(name, fn, pos, kw, weight, red):
     per_item = np.asarray(fn(*pos, reduction="none", **kw))
     shape = per_item.shape
@@ -508,3 +353,10 @@ def _weighted_state(name, fn, pos, kw, weight, red):
     if red == "batchmean" and len(shape) > 1:
         wsum /= int(np.prod(shape[1:], dtype=np.int64))
     return LossState(name, total, 0.0, wsum, per_item.size)
+
+
+# fl.partial's usual chunk and LossState.merge run in C (_kernels/_state.pyx: an evaluation loop pays them
+# once a batch); they call back into this module's Python for the rest.
+_state.connect(LossState, _PLANS, _plan, _own_keywords, _OWN_KEYWORDS, _weighted_state, V.REDUCTION_SINK)
+partial = _state.partial
+partial.__module__ = __name__       # (documented and doctested as fastloss.state.partial / fastloss.partial)
