@@ -127,10 +127,6 @@ class LossState(_state.StateFields):
             raise ValueError(f"count must be a non-negative integer, got {count!r}")
         _state.init_state(self, loss, float(total), float(compensation), float(weight_sum), int(count))
 
-    # A state of values already checked (a str, three floats, an int >= 0), without the constructor's
-    # checks of user input (ABC isinstance checks: several microseconds a chunk).
-    _of = staticmethod(_state.state_of)
-
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("LossState is immutable; merge() returns a new state")
 

@@ -3,10 +3,10 @@
 
 An evaluation loop pays ``fl.partial`` and a merge beside every batch's kernel, and issue 16 allows them
 5% of the plain calls' time.  In Python the two cost ~6.5 us a batch on a 2 GHz core (call layers,
-slot stores, the TwoSum); here ~3.9 us, most of it the loss's own call.  What stays here:
+slot stores, the TwoSum); here ~3.6 us, most of it the loss's own call.  What stays here:
 
 - ``StateFields``: the five read-only fields of a :class:`fastloss.LossState` (its base class), and
-  ``new_state`` / ``state_of``, which fill them without the constructor's checks of user input;
+  ``new_state``, which fills them without the constructor's checks of user input;
 - ``merge``: ``LossState.merge`` (TwoSum, Knuth);
 - ``partial``: ``fl.partial``'s call, for the usual chunk (no sample weights, no keyword partial
   acts on itself); the rest is fastloss/state.py's Python, handed over by ``connect`` when it imports.
@@ -55,11 +55,6 @@ cdef inline StateFields new_state(object loss, double total, double compensation
     s.weight_sum = weight_sum
     s.count = count
     return s
-
-
-def state_of(loss, double total, double compensation, double weight_sum, count):
-    """A LossState of values already checked (a str, three floats, an int >= 0)."""
-    return new_state(loss, total, compensation, weight_sum, count)
 
 
 def init_state(StateFields state, loss, double total, double compensation, double weight_sum, count):
