@@ -43,6 +43,19 @@ FL_INLINE float fl_maxf(float a, float b) { return a > b ? a : b; }
 FL_INLINE float fl_minf(float a, float b) { return a < b ? a : b; }
 FL_INLINE double fl_max(double a, double b) { return a > b ? a : b; }
 FL_INLINE double fl_min(double a, double b) { return a < b ? a : b; }
+/* min(a, b) for a >= +0 or a nan with its sign bit clear (|d|, fl_absf) and b > 0, not nan: the result of
+ * fl_minf(a, b) bit for bit (a nan a gives b).  Such floats order as their bit patterns do, so at AVX-512
+ * this is an integer min, one vpminsd, where GCC turns fl_minf in the elementwise loops into a compare
+ * and a masked move of |d| (three operations; a float32 Huber mean went 0.127 -> 0.108 ns per item, 500 000
+ * items in cache, Zen 4).  Other levels keep the float min (vminps; SSE2 has no 32-bit integer min). */
+FL_INLINE float fl_min_nonnegf(float a, float b) {
+#if defined(__AVX512F__)
+    int32_t i = fl_f2i(a), j = fl_f2i(b);
+    return fl_i2f(i < j ? i : j);
+#else
+    return a < b ? a : b;
+#endif
+}
 FL_INLINE float fl_absf(float x) { return fl_i2f(fl_f2i(x) & 0x7fffffff); }
 FL_INLINE double fl_abs(double x) { return fl_i2d(fl_d2i(x) & INT64_C(0x7fffffffffffffff)); }
 

@@ -71,6 +71,7 @@ cdef extern from "fl_math.h" nogil:
     double fl_sigmoid(double)
     float fl_absf(float)
     double fl_abs(double)
+    float fl_min_nonnegf(float, float)
 
 cdef extern from "fl_lanes.h" nogil:
     enum: FL_LANES
@@ -189,6 +190,14 @@ cdef inline floating f_max(floating a, floating b) noexcept nogil:
 
 cdef inline floating f_min(floating a, floating b) noexcept nogil:
     return a if a < b else b
+
+cdef inline floating f_min_nonneg(floating a, floating b) noexcept nogil:
+    """f_min(a, b), bit for bit, for a >= +0 (or a nan with its sign clear: |d|) and b > 0 (not nan);
+    float32: fl_min_nonnegf (an integer min at AVX-512)."""
+    if floating is float:
+        return fl_min_nonnegf(a, b)
+    else:
+        return a if a < b else b
 
 cdef inline floating row_max(const floating* x, Py_ssize_t n) noexcept nogil:
     if floating is float:

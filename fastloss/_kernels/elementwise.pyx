@@ -57,7 +57,7 @@ h. **Gaussian KL** (``gauss_kl_block``): the item is a row of D latents (mu, log
 """
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockSums, Operand, operand_seg, add_operand, ElemStreams, next_segment, set_streams,
-    ptr_or_null, run, SEG, FL_LANES, fl_lanes_zero, fl_lanes_total, lanes_add, f_exp, f_exp_nonpos, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min,
+    ptr_or_null, run, SEG, FL_LANES, fl_lanes_zero, fl_lanes_total, lanes_add, f_exp, f_exp_nonpos, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min, f_min_nonneg,
 )
 from fastloss._kernels._common cimport (
     check_buffer, check_optional, check_operand, check_count, buffer_items, items_product,
@@ -418,7 +418,7 @@ cdef inline floating huber_point(floating x, floating y, floating delta, floatin
     # (W8's huber mean: 6 vector operations per 8 items instead of 10; nan stays nan through |d|)
     cdef floating d = x - y
     cdef floating ad = f_abs(d)
-    cdef floating m = f_min(ad, delta)
+    cdef floating m = f_min_nonneg(ad, delta)   # (delta > 0 and not nan: huber_loss validates it)
     dx[0] = -delta if d < -delta else (delta if d > delta else d)
     return m * (ad - <floating> 0.5 * m)
 
