@@ -101,7 +101,7 @@ cdef enum:
 # The float lanes of a vector at this build's level (16 at AVX-512, else 8): float32 tile sizes (tile_rows)
 # use it, and the AVX-512 level's own measured tiles/rows crossovers (ce_f32_tiles_win, index_tiles_win)
 # are keyed on it.  FL_CE_SOFT_ROWS_MIN_C: ce_probs_tile_block's float32 target sums along the rows from
-# this C on (never at AVX2: see there).
+# this C on (only at the baseline level, which has no fused tile pass: see there).
 cdef extern from *:
     """
     #include "fl_vec.h"
@@ -110,7 +110,7 @@ cdef extern from *:
     #else
     #define FL_CE_F32_LANES 8
     #endif
-    #if defined(FL_V_W) && FL_V_W == 8
+    #if defined(FL_V_W)
     #define FL_CE_SOFT_ROWS_MIN_C 0x7fffffff
     #else
     #define FL_CE_SOFT_ROWS_MIN_C 22
@@ -1150,16 +1150,17 @@ cdef Py_ssize_t ce_probs_spatial_block(const RowCtx* c, Py_ssize_t start, Py_ssi
 cdef Py_ssize_t ce_probs_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                     floating* loss, floating* denom) noexcept nogil:
     """(N, C) short rows (probs_tiles_win): logits and targets through class-major tiles (as ce_tile_block);
-    float32 loss alone with C >= FL_CE_SOFT_ROWS_MIN_C (22; never at AVX2): the target sums are taken along
-    the rows in place (ce_probs_run), the targets not transposed.  Below that C a row costs more as dot
+    float32 loss alone with C >= FL_CE_SOFT_ROWS_MIN_C (22; baseline level only): the target sums are taken
+    along the rows in place (ce_probs_run), the targets not transposed.  Below that C a row costs more as dot
     products (a row of 10-20 classes is 2-3 vectors, the last one mostly padding, and its lanes still to be
     summed) than its targets' transpose and tile pass: measured (AVX2, Zen 2, thread time, 2^20 logits)
     C = 17 / 20: 7% / 5% slower along the rows, C = 21: even, C = 24 / 31 / 36 / 48: 10% / 10% / 9% / 15%
     faster, before m and s were fused.  With the fused pass (A, D beside m and s, in registers) the
     transposed targets measured 4-9% faster than the row sums at every C = 22-48 (AVX2, Zen 3, 2026-12-03),
-    so AVX2 transposes them; baseline (no fused pass) and AVX-512 (not re-measured) keep 22.  With the
-    gradient the targets' tile is needed anyway (its target term), and the row sums on top of it measured
-    no faster (noisy: -7% to +15% at C = 24-36), so that path is unchanged; at baseline and AVX-512 its loss
+    so AVX2 transposes them; so does AVX-512, where the transposed targets measured 2-8% faster at C = 34-72
+    and even (+-2%) at 22-30 (Zen 4, 2026-12-06, benchmarks/ab_ce_classes.py); baseline (no fused pass) keeps
+    22.  With the gradient the targets' tile is needed anyway (its target term), and the row sums on top of
+    it measured no faster (noisy: -7% to +15% at C = 24-36), so that path is unchanged; at baseline its loss
     can differ from the loss alone in the last bits (as between the tile and row paths)."""
     cdef Py_ssize_t C = c.C, i0 = start, L
     cdef Py_ssize_t Lmax = tile_rows(C, sizeof(floating))
