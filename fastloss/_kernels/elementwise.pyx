@@ -431,14 +431,20 @@ cdef inline floating smooth_l1_point(floating x, floating y, floating beta, floa
     # for beta = 0 (torch's l1_loss)
     # ``pow2`` (a constant: the SmoothL1Pow2K kind): beta is a power of two and inv_beta = 1 / beta
     # exactly, so t * inv_beta is the exact t / beta rounded once, as the division is: the same bits
-    # without a division (W8-sized float32 mean 138 -> ~105 us at the default beta = 1)
+    # without a division (W8-sized float32 mean 138 -> ~105 us at the default beta = 1).  The loss as
+    # Huber's min form (huber_point), m = min(|d|, beta): (|d| - m / 2) (m / beta) is |d| - beta / 2 outside
+    # (m / beta = 1 exactly) and (|d| / 2) (|d| / beta), one rounding of d^2 / (2 beta), inside -- no select
+    # (5-8% faster, AVX2 and AVX-512).  The same bits as the two branches, except a subnormal loss with
+    # beta < 1, rounded once here where the branch form (and torch) rounds d^2 / 2 first
     cdef floating d = x - y
     cdef floating ad = f_abs(d)
     cdef floating h = <floating> 0.5 * d * d
     cdef bint outside = ad >= beta
+    cdef floating m
     if pow2:
         dx[0] = f_sign(d) if outside else d * inv_beta
-        return h * inv_beta if ad < beta else ad - <floating> 0.5 * beta
+        m = f_min_nonneg(ad, beta)
+        return (ad - <floating> 0.5 * m) * (m * inv_beta)
     dx[0] = f_sign(d) if outside | (beta == 0) else d / beta     # (| not `or`: no branch, it vectorises)
     return h / beta if ad < beta else ad - <floating> 0.5 * beta
 
