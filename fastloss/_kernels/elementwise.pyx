@@ -438,7 +438,6 @@ cdef inline floating smooth_l1_point(floating x, floating y, floating beta, floa
     # beta < 1, rounded once here where the branch form (and torch) rounds d^2 / 2 first
     cdef floating d = x - y
     cdef floating ad = f_abs(d)
-    cdef floating h = <floating> 0.5 * d * d
     cdef bint outside = ad >= beta
     cdef floating m
     if pow2:
@@ -446,7 +445,7 @@ cdef inline floating smooth_l1_point(floating x, floating y, floating beta, floa
         m = f_min_nonneg(ad, beta)
         return (ad - <floating> 0.5 * m) * (m * inv_beta)
     dx[0] = f_sign(d) if outside | (beta == 0) else d / beta     # (| not `or`: no branch, it vectorises)
-    return h / beta if ad < beta else ad - <floating> 0.5 * beta
+    return <floating> 0.5 * d * d / beta if ad < beta else ad - <floating> 0.5 * beta
 
 
 cdef inline floating stirling_point(floating y) noexcept nogil:
