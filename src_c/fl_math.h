@@ -171,7 +171,7 @@ FL_INLINE double fl_exp(double x) {
     y = x != x ? x : y;
     return y;
 }
-/* exp(x) for x <= 0, -inf or nan only -- a softmax argument (f_exp_nonpos, fl_row_sumexp_f64), built
+/* exp(x) for x <= 0, -inf or nan only -- a softmax argument (f_exp_nonpos; fl_vec.h has its vector forms), built
  * as fl_expf_softmax: no division (fl_exp's Pade form divides, and the divider was the float64 CE loop's
  * bottleneck), max error 1.02 ulp measured against long double over 4e7 values of [-708.5, 0] (fl_exp:
  * 1.71; the degree-13 Taylor form this replaced: 1.00), 0 below -708.5 (where 2^n would leave the normal range) instead of a denormal < 2.3e-308:

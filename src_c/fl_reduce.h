@@ -206,48 +206,48 @@ static inline double name(const T* x, ptrdiff_t n, T m, T* e) {                 
     }                                                                                                 \
     return s;                                                                                         \
 }
-#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
 #include "fl_vec.h"
-/* AVX2: the same sum -- one running vector of 4 lanes, vector after vector, then lanes 0..3 in order, then
- * the padded tail's lanes in order: the same bits as the generic form -- with the exps of 4 vectors side by
- * side (fl_vec.h's fl_exp_nonpos_vn; one vector at a time, each exp's chain of ~18 dependent operations
- * left the loop latency-bound) and the next row read in as this one is computed (FL_PREFETCH, as fl_row_pass_f32:
- * the row max that follows then reads cache). */
+#if defined(FL_VD_W)
+/* AVX2 and AVX-512 (fl_vec.h's FL_VD_W double lanes: 4 or 8): the same sum -- one running vector of lanes,
+ * vector after vector, then its lanes in order, then the padded tail's lanes in order (at AVX2 the generic
+ * form's bits; AVX-512's table exp rounds some exps differently, each within its bound) -- with the exps of
+ * 4 vectors side by side (fl_exp_nonpos_vn; one vector at a time, each exp's chain of ~18 dependent
+ * operations left the loop latency-bound) and the next row read in as this one is computed (FL_PREFETCH,
+ * as fl_row_pass_f32: the row max that follows then reads cache). */
 static inline double fl_row_sumexp_f64(const double* x, ptrdiff_t n, double m, double* e) {
-    const __m256d mv = _mm256_set1_pd(m);
-    __m256d acc = _mm256_setzero_pd();
+    enum { W = FL_VD_W };
+    const fl_vd mv = fl_vd_set1(m);
+    fl_vd acc = fl_vd_set1(0.0);
     ptrdiff_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256d d[4], v[4];
-        FL_PREFETCH(x, n + i);
-        FL_PREFETCH(x, n + i + 8);
+    for (; i + 4 * W <= n; i += 4 * W) {
+        fl_vd d[4], v[4];
+        for (int l = 0; l < 4 * W; l += FL_LINE_FLOATS / 2) FL_PREFETCH(x, n + i + l);
         _Pragma("GCC unroll 4")
-        for (int k = 0; k < 4; k++) d[k] = _mm256_sub_pd(_mm256_loadu_pd(x + i + 4 * k), mv);
+        for (int k = 0; k < 4; k++) d[k] = fl_vd_sub(fl_vd_load(x + i + W * k), mv);
         fl_exp_nonpos_vn(4, d, NULL, 0, v);
         _Pragma("GCC unroll 4")
         for (int k = 0; k < 4; k++) {
-            if (e) _mm256_storeu_pd(e + i + 4 * k, v[k]);
-            acc = _mm256_add_pd(acc, v[k]);
+            if (e) fl_vd_store(e + i + W * k, v[k]);
+            acc = fl_vd_add(acc, v[k]);
         }
     }
-    for (; i + 4 <= n; i += 4) {
-        __m256d d = _mm256_sub_pd(_mm256_loadu_pd(x + i), mv), v;
+    for (; i + W <= n; i += W) {
+        fl_vd d = fl_vd_sub(fl_vd_load(x + i), mv), v;
         fl_exp_nonpos_vn(1, &d, NULL, 0, &v);
-        if (e) _mm256_storeu_pd(e + i, v);
-        acc = _mm256_add_pd(acc, v);
+        if (e) fl_vd_store(e + i, v);
+        acc = fl_vd_add(acc, v);
     }
-    __m128d lo = _mm256_castpd256_pd128(acc), hi = _mm256_extractf128_pd(acc, 1);
-    double s = ((_mm_cvtsd_f64(lo) + _mm_cvtsd_f64(_mm_unpackhi_pd(lo, lo))) + _mm_cvtsd_f64(hi))
-               + _mm_cvtsd_f64(_mm_unpackhi_pd(hi, hi));
-    if (i < n) {                              /* the last n % 4 values, padded with -inf (exp 0) */
-        const __m256i in = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - i), _mm256_setr_epi64x(0, 1, 2, 3));
-        __m256d d = _mm256_sub_pd(_mm256_blendv_pd(_mm256_set1_pd(-__builtin_inf()),
-                                                   _mm256_maskload_pd(x + i, in), _mm256_castsi256_pd(in)), mv), v;
+    double out[W];
+    fl_vd_store(out, acc);
+    double s = out[0];
+    for (int l = 1; l < W; l++) s += out[l];
+    if (i < n) {                              /* the last n % W values, padded with -inf (exp 0) */
+        const fl_vdm in = fl_vd_lanes(n - i);
+        fl_vd d = fl_vd_sub(fl_vd_load_fill(in, x + i, -__builtin_inf()), mv), v;
         fl_exp_nonpos_vn(1, &d, NULL, 0, &v);
-        double out[4];
-        _mm256_storeu_pd(out, v);
-        s = (((s + out[0]) + out[1]) + out[2]) + out[3];
-        if (e) for (ptrdiff_t j = 0; i + j < n; j++) e[i + j] = out[j];
+        fl_vd_store(out, v);
+        for (int l = 0; l < W; l++) s += out[l];
+        if (e) fl_vd_storem(e + i, in, v);
     }
     return s;
 }

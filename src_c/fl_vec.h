@@ -1,10 +1,10 @@
 /*
  * fl_vec.h -- a vector of FL_V_W float lanes over the build level's width (AVX-512: 16 lanes with mask
- * registers; AVX2 + FMA: 8 lanes with masks held in vectors), and the float32 softmax exp of up to 4 such
- * vectors in lock step.  One place for both, so that the class-major tile passes (fl_tile.h), the short
- * rows (fl_short_rows.h) and the float32 row pass (fl_reduce.h) compute the same exp with the same
- * operations (AVX2: fl_math.h's fl_expf_softmax step for step; AVX-512: a table form of its own).  Not
- * defined below AVX2 (FL_V_W undefined: the scalar-loop passes run there).
+ * registers; AVX2 + FMA: 8 lanes with masks held in vectors), and the softmax exp of up to 4 such
+ * vectors in lock step; the same for FL_VD_W double lanes.  One place for both, so that the class-major tile
+ * passes (fl_tile.h), the short rows (fl_short_rows.h) and the row passes (fl_reduce.h) compute the same exp
+ * with the same operations (AVX2: fl_math.h's fl_expf_softmax / fl_exp_nonpos step for step; AVX-512: table
+ * forms of their own).  Not defined below AVX2 (FL_V_W undefined: the scalar-loop passes run there).
  */
 #ifndef FL_VEC_H
 #define FL_VEC_H
@@ -264,6 +264,9 @@ FL_INLINE fl_vdm fl_vd_lanes(ptrdiff_t n) {
 FL_INLINE fl_vd fl_vd_set1(double v) { return _mm512_set1_pd(v); }
 FL_INLINE fl_vd fl_vd_load(const double* p) { return _mm512_loadu_pd(p); }
 FL_INLINE fl_vd fl_vd_loadz(fl_vdm m, const double* p) { return _mm512_maskz_loadu_pd(m, p); }
+FL_INLINE fl_vd fl_vd_load_fill(fl_vdm m, const double* p, double fill) {      /* fill outside m */
+    return _mm512_mask_loadu_pd(_mm512_set1_pd(fill), m, p);
+}
 FL_INLINE void fl_vd_store(double* p, fl_vd v) { _mm512_storeu_pd(p, v); }
 FL_INLINE void fl_vd_storem(double* p, fl_vdm m, fl_vd v) { _mm512_mask_storeu_pd(p, m, v); }
 FL_INLINE fl_vd fl_vd_add(fl_vd a, fl_vd b) { return _mm512_add_pd(a, b); }
@@ -301,6 +304,9 @@ FL_INLINE fl_vdm fl_vd_lanes(ptrdiff_t n) {
 FL_INLINE fl_vd fl_vd_set1(double v) { return _mm256_set1_pd(v); }
 FL_INLINE fl_vd fl_vd_load(const double* p) { return _mm256_loadu_pd(p); }
 FL_INLINE fl_vd fl_vd_loadz(fl_vdm m, const double* p) { return _mm256_maskload_pd(p, m); }
+FL_INLINE fl_vd fl_vd_load_fill(fl_vdm m, const double* p, double fill) {
+    return _mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
+}
 FL_INLINE void fl_vd_store(double* p, fl_vd v) { _mm256_storeu_pd(p, v); }
 FL_INLINE void fl_vd_storem(double* p, fl_vdm m, fl_vd v) { _mm256_maskstore_pd(p, m, v); }
 FL_INLINE fl_vd fl_vd_add(fl_vd a, fl_vd b) { return _mm256_add_pd(a, b); }
@@ -332,7 +338,61 @@ FL_INLINE fl_vd fl_vd_gather(fl_vdm m, fl_vdi idx, const double* base) {
 }
 #endif
 
-#if defined(FL_VD_W)
+#if defined(FL_VD_W) && FL_VD_W == 8
+/* The float64 softmax exp at AVX-512 (x <= 0, -inf or nan; 0 below FL_EXP_NONPOS_TAB_LO) of N vectors (N <= 4)
+ * in lock step, through a 16-entry table as fl_expf_softmax_vn above: a degree-6 polynomial on |r| <= ln2/32
+ * instead of fl_exp_nonpos's degree 11 on |r| <= ln2/2, 11 operations on the FMA units per vector instead of
+ * 16 (float64 cross-entropy is bound by them: a Zen 4 core runs one 8-lane fma per cycle).
+ *   k = round(16 x / ln2) from the magic-number rounding t = 16 x / ln2 + 1.5 * 2^52, k = 16 m + j;
+ *   r = x - k ln2/16 (two fmas: fl_exp_nonpos's C1, C2 over 16), |r| <= ln2/32;
+ *   exp(x) = 2^m 2^(j/16) (1 + q), q = r + r^2 (c2 + c3 r + ... + c6 r^4) (minimax on |r| <= ln2/32,
+ *     error 1.2e-17);
+ *   2^m 2^(j/16) as bits: vpermt2pd picks entry j (the low 4 bits of t's bits) of a table holding
+ *     bits(2^(j/16)) - j * 2^48, and t's bits shifted left by 48 add m * 2^52 + j * 2^48 (the 2^51 bit of the
+ *     magic number shifts out); x >= -708.40 keeps m >= -1022, a normal scale (e^-708.40 < DBL_MIN);
+ *   y = s + s q, one rounding.
+ * Its bits differ from the scalar fl_exp_nonpos's, each within the ulp bound (tests/test_math.py). */
+#define FL_EXP_NONPOS_TAB_LO -708.40                   /* k >= -16352, m >= -1022 from here up */
+#define FL_EXP_NONPOS_TAB_MAGIC 6755399441055744.0     /* 1.5 * 2^52 */
+#define FL_EXP_NONPOS_TAB_L2E16 23.083120654223414     /* 16 / ln2 */
+#define FL_EXP_NONPOS_TAB_LN2_HI (FL_EXP_SOFTMAX_LN2_HI / 16)    /* exact: a power-of-two division */
+#define FL_EXP_NONPOS_TAB_LN2_LO (FL_EXP_SOFTMAX_LN2_LO / 16)
+#define FL_EXP_NONPOS_TAB_C2 0.5000000000000006
+#define FL_EXP_NONPOS_TAB_C3 0.16666666664413363
+#define FL_EXP_NONPOS_TAB_C4 0.04166666665964317
+#define FL_EXP_NONPOS_TAB_C5 0.008333472062038745
+#define FL_EXP_NONPOS_TAB_C6 0.0013889129219177324
+FL_INLINE void fl_exp_nonpos_vn(const int N, const fl_vd* x, const fl_vdm* keep, const int MASKED,
+                                fl_vd* y) {
+    (void)keep; (void)MASKED;
+    const fl_vd magic = fl_vd_set1(FL_EXP_NONPOS_TAB_MAGIC);
+    /* bits(2^(j/16)) - j * 2^48, j = 0..7 and 8..15 (nearest doubles) */
+    const __m512i tab_lo = _mm512_setr_epi64(
+        0x3ff0000000000000, 0x3fefb5586cf9890f, 0x3fef72b83c7d517b, 0x3fef387a6e756238,
+        0x3fef06fe0a31b715, 0x3feedea64c123422, 0x3feebfdad5362a27, 0x3feeab07dd485429);
+    const __m512i tab_hi = _mm512_setr_epi64(
+        0x3feea09e667f3bcd, 0x3feea11473eb0187, 0x3feeace5422aa0db, 0x3feec49182a3f090,
+        0x3feee89f995ad3ad, 0x3fef199bdd85529c, 0x3fef5818dcfba487, 0x3fefa4afa2a490da);
+    fl_vd t[4], n[4], r[4], p[4];
+    for (int i = 0; i < N; i++) t[i] = fl_vd_fmadd(x[i], fl_vd_set1(FL_EXP_NONPOS_TAB_L2E16), magic);
+    for (int i = 0; i < N; i++) n[i] = fl_vd_sub(t[i], magic);
+    for (int i = 0; i < N; i++) r[i] = fl_vd_fnmadd(n[i], fl_vd_set1(FL_EXP_NONPOS_TAB_LN2_HI), x[i]);
+    for (int i = 0; i < N; i++) r[i] = fl_vd_fnmadd(n[i], fl_vd_set1(FL_EXP_NONPOS_TAB_LN2_LO), r[i]);
+    for (int i = 0; i < N; i++)
+        p[i] = fl_vd_fmadd(fl_vd_set1(FL_EXP_NONPOS_TAB_C6), r[i], fl_vd_set1(FL_EXP_NONPOS_TAB_C5));
+    for (int i = 0; i < N; i++) p[i] = fl_vd_fmadd(p[i], r[i], fl_vd_set1(FL_EXP_NONPOS_TAB_C4));
+    for (int i = 0; i < N; i++) p[i] = fl_vd_fmadd(p[i], r[i], fl_vd_set1(FL_EXP_NONPOS_TAB_C3));
+    for (int i = 0; i < N; i++) p[i] = fl_vd_fmadd(p[i], r[i], fl_vd_set1(FL_EXP_NONPOS_TAB_C2));
+    for (int i = 0; i < N; i++) p[i] = fl_vd_fmadd(p[i], fl_vd_mul(r[i], r[i]), r[i]);
+    for (int i = 0; i < N; i++) {
+        const __m512i b = _mm512_castpd_si512(t[i]);
+        const fl_vd s = _mm512_castsi512_pd(_mm512_add_epi64(
+            _mm512_permutex2var_epi64(tab_lo, b, tab_hi), _mm512_slli_epi64(b, 48)));     /* 2^m 2^(j/16) */
+        const __mmask8 in = _mm512_cmp_pd_mask(x[i], _mm512_set1_pd(FL_EXP_NONPOS_TAB_LO), _CMP_NLT_UQ);
+        y[i] = _mm512_maskz_fmadd_pd(in, p[i], s, s);
+    }
+}
+#elif defined(FL_VD_W)
 /* fl_math.h's fl_exp_nonpos of N vectors (N <= 4) in lock step, step for step (each a * b + c an fma, as
  * GCC contracts the scalar code: the same bits; 0 below FL_EXP_SOFTMAX_LO, nan propagated), as
  * fl_expf_softmax_vn above for float (why lock step: there).  keep / MASKED: the float form's signature

@@ -22,8 +22,9 @@ levels give the same numbers)::
     function      float32 (baseline / avx2)   float64 (avx2)   bound asserted
     exp            0.93 / 0.96                  1.63             2
     exp_nonpos     0.96 / 0.97                  0.96 / 0.99      2   (x <= 0 to -87.5 / -708.5: softmax sums)
-    exp_nonpos_vn  0.96 / 0.97 / 0.98           0.96 / 0.99      2   (its vector forms, fl_vec.h: the same bits,
-                                                                      but float32 AVX-512's table form, to -87.35)
+    exp_nonpos_vn  0.96 / 0.97 / 0.98           0.99 / 1.10      2   (its vector forms, fl_vec.h: the same bits,
+                                                                      but AVX-512's table forms, to -87.35 / -708.40;
+                                                                      float64: avx2 / avx512)
     log            0.76 / 0.76                  0.78 / 0.79      2
     log1p          1.44                         1.44             2
     log1p_unit     1.39 / 1.11 / 1.15           1.20             2   (x in [0, 1] only: exp(-|z|))
@@ -84,11 +85,12 @@ REFS = {"exp": np.exp, "exp_nonpos": np.exp, "exp_nonpos_vn": np.exp, "log": np.
 
 # exp_nonpos (the softmax sums' exp of x - max <= 0) flushes to 0 below these instead of returning a
 # denormal: exact to the bound above them; below them test_exp_nonpos_flush holds it to the smallest normal.
-# The float32 vector form at AVX-512 (a table form, fl_vec.h) flushes from -87.35 (2^-126 its least scale).
+# The vector forms at AVX-512 (table forms, fl_vec.h) flush from -87.35 / -708.40 (2^-126 / 2^-1022 their least
+# scale).
 EXP_NONPOS_FLUSH = {np.dtype(np.float32): -87.5, np.dtype(np.float64): -708.5}
-EXP_NONPOS_VN_FLUSH = {np.dtype(np.float32): -87.35, np.dtype(np.float64): -708.5}
+EXP_NONPOS_VN_FLUSH = {np.dtype(np.float32): -87.35, np.dtype(np.float64): -708.40}
 # the (level, dtype) pairs whose vector exp_nonpos is not the scalar form step for step
-EXP_NONPOS_VN_OWN_FORM = {("avx512", np.dtype(np.float32))}
+EXP_NONPOS_VN_OWN_FORM = {("avx512", np.dtype(np.float32)), ("avx512", np.dtype(np.float64))}
 
 
 def exp_nonpos_flush(func, dtype):

@@ -128,8 +128,8 @@ cdef inline floating f_exp_nonpos(floating x) noexcept nogil:
     """exp(x) for x <= 0, -inf or nan only (a softmax argument x_j - max x): f_exp without the overflow
     handling and with polynomials of its own (fl_expf_softmax, fl_exp_nonpos: < 1 ulp of exp, swept by
     tests/test_math.py), so not always the same bits as f_exp; 0 below x = -87.5 (float32) / -708.5
-    (float64) instead of a denormal.  The vector passes' float32 form at AVX-512 (fl_vec.h's table form)
-    rounds some values differently."""
+    (float64) instead of a denormal.  The vector passes' forms at AVX-512 (fl_vec.h's table forms, 0 below
+    -87.35 / -708.40) round some values differently."""
     if floating is float:
         return fl_expf_softmax(x)
     else:
