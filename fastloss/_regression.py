@@ -1163,7 +1163,10 @@ def gaussian_kl_loss(mu: ArrayLike, logvar: ArrayLike, reduction: str = "mean", 
         \ell = \operatorname{KL}\bigl(\mathcal N(\mu, e^{\lambda}) \,\|\, \mathcal N(0, I)\bigr)
              = -\tfrac12 \sum_{j=1}^{D} \bigl(1 + \lambda_j - \mu_j^2 - e^{\lambda_j}\bigr)
 
-    with :math:`\lambda` the log-variance.  ``"mean"`` averages over the rows
+    with :math:`\lambda` the log-variance, computed as
+    :math:`\tfrac12 \sum_j \bigl(\mu_j^2 + (e^{\lambda_j} - 1 - \lambda_j)\bigr)`, two terms :math:`\ge 0`, so that
+    a latent near the prior (:math:`\lambda, \mu \to 0`) keeps its relative precision (the form above cancels
+    there).  ``"mean"`` averages over the rows
     (:math:`\sum w \ell / \sum w` with ``weight``), ``"sum"`` sums them.
 
     Parameters

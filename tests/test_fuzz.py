@@ -325,6 +325,13 @@ KNOWN_REFERENCE_DEVIATIONS = {
                             "coordinates beyond 2^mantissa: distances are rounding noise", None),
     "generalized_box_iou_loss": _DEGENERATE32,
     "complete_box_iou_loss": _DEGENERATE32,      # also w / h overflows float32 for a denormal height
+    # logits beyond 2^mantissa with a target that is neither 0 nor 1: torch's (1 - y) x + max(-x, 0) + ... loses
+    # the x y term (1 - y rounds to 1 for a tiny y: x = -1e30, y = 1e-30 gives torch 0, SPEC's
+    # max(x, 0) - x y + log1p(exp(-|x|)) and fastloss the exact 1)
+    "binary_cross_entropy_with_logits": (lambda args, kw: _nonfinite_or_huge(args[0],
+                                                                             2.0 ** np.finfo(args[0].dtype).nmant)
+                                         and not np.isin(args[1], (0, 1)).all(),
+                                         "|x| beyond 2^mantissa, targets not 0 / 1: torch's (1 - y) x drops x y", None),
     # float32 scores beyond 2^24 with a target that is neither 1 nor -1 (both terms count): x + 1 == x
     "hinge_embedding_loss": (lambda args, kw: args[0].dtype == np.float32
                              and _nonfinite_or_huge(args[0], 2.0 ** 24) and not np.isin(args[1], (-1, 1)).all(),

@@ -371,6 +371,44 @@ def test_gaussian_kl_shapes():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def _gauss_kl_exact(mu, lv):
+    """(mu^2 + (e^lv - 1 - lv)) / 2 per latent, in 40-digit arithmetic (mpmath), rounded to float64."""
+    import mpmath
+    with mpmath.workdps(40):
+        g = np.array([float(mpmath.expm1(mpmath.mpf(float(v))) - mpmath.mpf(float(v))) for v in lv.ravel()])
+    return 0.5 * (mu.astype(np.float64) ** 2 + g.reshape(lv.shape))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gaussian_kl_near_the_prior(dtype):
+    """A latent near the prior (lv -> 0, mu -> 0: posterior collapse, or a converged VAE) has a KL of
+    ~ (mu^2 + lv^2 / 2) / 2, far below the terms 1 + lv and e^lv whose difference the textbook form
+    -(1 + lv - mu^2 - e^lv) / 2 takes: in float32 that form keeps ~1e-7 of absolute precision per latent,
+    a relative error of 1e-5 at lv ~ 0.06 and of 1e4 at lv ~ 1e-6.  Against an exact reference (mpmath),
+    each batch's mean (one scale of lv per batch, both sides of the kernel's series cut at |lv| = 1/2) is
+    held to SPEC's reduction rule, and the rows and d/dlv = expm1(lv) / 2 to the per-element rule."""
+    import mpmath
+    rng = np.random.default_rng(7)
+    for scale in [1e-6, 1e-4, 1e-2, 0.0625, 0.3, 0.6]:
+        mu = (rng.standard_normal((32, 16)) * scale * 0.1).astype(dtype)
+        lv = (rng.standard_normal((32, 16)) * scale).astype(dtype)
+        ref_rows = _gauss_kl_exact(mu, lv).sum(-1)
+        assert_close_spec(fl.gaussian_kl_loss(mu, lv), ref_rows.mean(), dtype, what=f"mean, scale {scale}")
+        assert_close_spec(fl.gaussian_kl_loss(mu, lv, reduction="sum"), ref_rows.sum(), dtype)
+        got, (gm, gl) = fl.gaussian_kl_loss(mu, lv, reduction="none", return_grad=True)
+        assert_close_spec(got, ref_rows, dtype, what=f"rows, scale {scale}")
+        assert_close_spec(gm, mu.astype(np.float64), dtype, reduced=False)
+        with mpmath.workdps(40):
+            em1 = np.array([float(mpmath.expm1(mpmath.mpf(float(v)))) for v in lv.ravel()]).reshape(lv.shape)
+        assert_close_spec(gl, 0.5 * em1, dtype, reduced=False, what=f"d/dlv, scale {scale}")
+    # rows held to their own size (a loss of 1e-13 to 2e-6 / 1e-13 of itself, not to SPEC's absolute floors)
+    lv = np.array([[1e-6, -2e-6, 3e-3, -0.01], [0.4, -0.45, 0.55, -0.7], [5.8e-12] * 4], dtype)
+    ref_rows = _gauss_kl_exact(np.zeros_like(lv), lv).sum(-1)
+    got = fl.gaussian_kl_loss(np.zeros_like(lv), lv, reduction="none").astype(np.float64)
+    assert np.all(np.abs(got - ref_rows) <= (2e-6 if dtype == np.float32 else 1e-13) * ref_rows), (got, ref_rows)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_large_reused_buffers(dtype):
     """out= and grad_out= of at least 8 MiB are written with streaming stores by the cheap kinds
     (elementwise.pyx's STREAM_BYTES, src_c/fl_stream.h), a segment at a time, plain stores for the

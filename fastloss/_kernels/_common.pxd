@@ -72,6 +72,8 @@ cdef extern from "fl_math.h" nogil:
     float fl_absf(float)
     double fl_abs(double)
     float fl_min_nonnegf(float, float)
+    float fl_expm1mxf(float, float*)
+    double fl_expm1mx(double, double*)
 
 cdef extern from "fl_lanes.h" nogil:
     enum: FL_LANES
@@ -123,6 +125,13 @@ cdef inline floating f_exp(floating x) noexcept nogil:
         return fl_expf(x)
     else:
         return fl_exp(x)
+
+cdef inline floating f_expm1mx(floating x, floating* em1) noexcept nogil:
+    """e^x - 1 - x, and e^x - 1 into em1[0], each to its own relative precision near 0 (fl_math.h)."""
+    if floating is float:
+        return fl_expm1mxf(x, em1)
+    else:
+        return fl_expm1mx(x, em1)
 
 cdef inline floating f_exp_nonpos(floating x) noexcept nogil:
     """exp(x) for x <= 0, -inf or nan only (a softmax argument x_j - max x): f_exp without the overflow

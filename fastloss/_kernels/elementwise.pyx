@@ -57,7 +57,8 @@ h. **Gaussian KL** (``gauss_kl_block``): the item is a row of D latents (mu, log
 """
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockSums, Operand, operand_seg, add_operand, ElemStreams, next_segment, set_streams,
-    ptr_or_null, run, SEG, FL_LANES, fl_lanes_zero, fl_lanes_total, lanes_add, f_exp, f_exp_nonpos, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min, f_min_nonneg,
+    ptr_or_null, run, SEG, FL_LANES, fl_lanes_zero, fl_lanes_total, lanes_add, f_exp, f_exp_nonpos, f_expm1mx,
+    f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min, f_min_nonneg,
 )
 from fastloss._kernels._common cimport (
     check_buffer, check_optional, check_operand, check_count, buffer_items, items_product,
@@ -550,12 +551,14 @@ cdef inline floating msle_point(floating x, floating y, floating* dx) noexcept n
 
 
 cdef inline floating gauss_kl_point(floating mu, floating lv, floating* dmu, floating* dlv) noexcept nogil:
-    # KL(N(mu, exp lv) || N(0, 1)) of one latent: -(1 + lv - mu^2 - exp lv) / 2
-    # d/dmu = mu,  d/dlv = (exp lv - 1) / 2
-    cdef floating ev = f_exp(lv)
+    # KL(N(mu, exp lv) || N(0, 1)) of one latent: -(1 + lv - mu^2 - exp lv) / 2 = (mu^2 + (e^lv - 1 - lv)) / 2,
+    # two terms >= 0 (nothing cancels; e^lv - 1 - lv from f_expm1mx, exact near lv = 0 where the textbook
+    # form loses it all);  d/dmu = mu,  d/dlv = (e^lv - 1) / 2
+    cdef floating em1
+    cdef floating g = f_expm1mx(lv, &em1)
     dmu[0] = mu
-    dlv[0] = <floating> 0.5 * (ev - 1)
-    return <floating> -0.5 * (1 + lv - mu * mu - ev)
+    dlv[0] = <floating> 0.5 * em1
+    return <floating> 0.5 * (mu * mu + g)
 
 
 # =====================================================================================================
