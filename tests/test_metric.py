@@ -475,3 +475,36 @@ def test_few_feature_tiles_same_bits_for_every_thread_count(name, dtype):
         got += [v.tobytes()] + [x.tobytes() for x in g]
         first = first or got
         assert got == first, f"num_threads={nt}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_all_duplicate_embeddings(dtype):
+    """Repeated embeddings (the same image twice in a batch, or embeddings collapsed at initialisation) are
+    at distance 0, where the Gram form's d^2 is pure rounding noise: its square root (~1e-8 |e|) made the
+    gradient's 1/d huge and the gradient GEMM cancel to noise (relative errors of 1.5e-8 in float64; 5e-10
+    instead of 0 for identical rows).  Against distances from the differences themselves (torch, float64;
+    d = 0 passes no gradient, as sqrt's clamp in the usual formula), at scales from 1e-58 to 1e3; and rows
+    that are all identical have the loss margin and a gradient of exactly 0."""
+    rng = np.random.default_rng(11)
+    for scale in [1e-58, 1e-20, 1e-3, 1.0, 1e3]:
+        for _ in range(3):
+            e = (rng.standard_normal((4, 16)) * scale)[rng.integers(0, 4, 12)].astype(dtype)
+            y = rng.integers(0, 3, 12)
+            margin = 0.5 * scale
+            t = torch.tensor(e, dtype=torch.float64, requires_grad=True)
+            d = ((t[:, None, :] - t[None, :, :]) ** 2).sum(-1).clamp_min(1e-300).sqrt()
+            yy = torch.tensor(y)
+            same = yy[:, None] == yy[None, :]
+            valid = (same & ~torch.eye(12, dtype=torch.bool))[:, :, None] & (~same)[:, None, :]
+            loss = torch.where(valid, torch.clamp_min(d[:, :, None] - d[:, None, :] + margin, 0), 0.0)
+            (loss.sum() / (loss > 0).sum()).backward()
+            got, g = fl.batch_all_triplet_loss(e, y, margin=margin, return_grad=True)
+            ref = (loss.sum() / (loss > 0).sum()).item()
+            assert_close_spec(got, ref, dtype, what=f"loss, scale {scale}")
+            gmax = np.abs(t.grad.numpy()).max()
+            # the gradient to SPEC's relative rule on its largest entry (entries are sums of +-(e_i - e_j)/d)
+            assert np.abs(g - t.grad.numpy()).max() <= (1e-5 if dtype == np.float32 else 1e-12) * gmax, scale
+        same_rows = np.full((8, 16), scale, dtype)
+        got, g = fl.batch_all_triplet_loss(same_rows, np.array([-1, -2, -3, 0, 0, 0, 0, 0]), margin=0.5,
+                                           return_grad=True)
+        assert got == dtype(0.5) and not g.any(), (scale, got, np.abs(g).max())

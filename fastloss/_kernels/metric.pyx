@@ -1566,6 +1566,7 @@ cdef inline Py_ssize_t mining_rows(const MiningCtx* c, bint batch_all, Py_ssize_
     """Anchors [start, stop) of the block (batch_all: a constant of each block function below)."""
     cdef Py_ssize_t B = c.B, r, i, j
     cdef floating* row
+    cdef const floating* ei
     cdef double d2, total, cnt
     cdef int64_t li
     for r in range(start, stop):
@@ -1575,8 +1576,14 @@ cdef inline Py_ssize_t mining_rows(const MiningCtx* c, bint batch_all, Py_ssize_
         if not batch_all:
             total = batch_hard_row(c, i, row, &cnt)
         else:
+            ei = <const floating*> c.emb + i * c.D
             for j in range(B):
                 d2 = gram_d2(c, i, j, row[j])
+                # within the Gram's rounding of 0 (identical or near-identical rows): from the rows.  A Gram
+                # d^2 of pure rounding noise would make d a noise of ~1e-8 |e| and the gradient's 1/d huge
+                # (S (e_i - e_j) by a GEMM then cancels to noise: 5e-10 seen for identical rows, not 0)
+                if d2 <= c.gram_tol * (c.sqnorm[i] + c.sqnorm[j]):
+                    d2 = exact_d2(c, ei, j)
                 row[j] = <floating> (d2 if c.squared else sqrt(d2))
             total, cnt = batch_all_row(c, i, li, row)
         loss[r - start] = <floating> total
