@@ -165,9 +165,11 @@ cdef inline bint ce_f32_tiles_win(Py_ssize_t C, bint probs, bint grad) noexcept 
       rows in registers 1.07-1.25 at 84-88, 0.99 at 96), 128 with the gradient (2.0-2.2x at C = 48-72, 1.25
       at 128, 0.47 at 144; re-measured 0.91-1.35 at 96-144, mixed); probability targets up to C = 72, loss
       alone or with the gradient (rows 1.03-1.10x at C = 64-72, 0.78-0.94 at 74-88 for the loss;
-      1.16-1.27x at 72, 0.76-0.85 at 74-88 with the gradient)."""
+      1.16-1.27x at 72, 0.76-0.85 at 74-88 with the gradient).  Zen 4 with the table exp (fl_vec.h), 24th
+      session: probability targets up to C = 88, 84 with the gradient (rows 1.03-1.16x the tiles' time at
+      C = 76-88 for the loss, 0.99 at 92-96; with the gradient 1.03-1.09x at 76-84, 0.95 at 88, 0.92 at 96)."""
     if FL_CE_F32_LANES == 16:
-        return 1 <= C <= (72 if probs else 128 if grad else 88)
+        return 1 <= C <= ((84 if grad else 88) if probs else 128 if grad else 88)
     return 1 <= C <= ((40 if grad else 60) if probs else 72)
 
 
