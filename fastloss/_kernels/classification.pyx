@@ -127,7 +127,11 @@ cdef inline bint index_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint focal, 
     - float64 cross-entropy: tiles up to C = 27.  Its rows: 0.72-0.94 from C = 28-29 (loss alone; with
       label smoothing 0.57-0.91 from C = 32, with the gradient 0.80-0.94 from C = 24-28; even at C = 24 /
       20), where the float32 budget kept tiles up to C = 72 / 48.  At AVX-512 (Zen 5) up to C = 31 (rows
-      1.6-2.0x at C = 28, 1.0 at 40).
+      1.6-2.0x at C = 28, 1.0 at 40); Zen 4 with the table exps (fl_vec.h), 24th session: up to C = 52, with
+      or without the gradient (one bound: the value is then the same bits with and without return_grad).
+      Loss alone, rows 1.08-1.47x the tiles' time at C = 32-52 with index targets, 1.29-1.95x with label
+      smoothing (1.02-1.15 at 56-60, 0.88 at 64); with the gradient 0.91-1.24x at C = 32-52, mixed, and
+      0.74-0.83 at 56-64.
     - the softmax focal loss: its rows are slow (a scalar log1p / expm1 / pow per row): float32 loss alone
       tiles up to C = 256 (rows 2.2x the time at C = 80-128, 1.5x at 256, even at 300, 0.7 at 448-512),
       with the gradient up to C = 72 (rows 1.8x at 56, 1.2x at 72, 0.87 at 96); float64 up to C = 512
@@ -140,7 +144,7 @@ cdef inline bint index_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint focal, 
     if focal:
         return C <= (512 if itemsize == 8 else (160 if FL_CE_F32_LANES == 16 else 72) if grad else 256)
     if itemsize == 8:
-        return C <= (31 if FL_CE_F32_LANES == 16 else 27)
+        return C <= (52 if FL_CE_F32_LANES == 16 else 27)
     return ce_f32_tiles_win(C, False, grad)
 
 
@@ -166,10 +170,13 @@ cdef inline bint ce_f32_tiles_win(Py_ssize_t C, bint probs, bint grad) noexcept 
       at 128, 0.47 at 144; re-measured 0.91-1.35 at 96-144, mixed); probability targets up to C = 72, loss
       alone or with the gradient (rows 1.03-1.10x at C = 64-72, 0.78-0.94 at 74-88 for the loss;
       1.16-1.27x at 72, 0.76-0.85 at 74-88 with the gradient).  Zen 4 with the table exp (fl_vec.h), 24th
-      session: probability targets up to C = 88, 84 with the gradient (rows 1.03-1.16x the tiles' time at
-      C = 76-88 for the loss, 0.99 at 92-96; with the gradient 1.03-1.09x at 76-84, 0.95 at 88, 0.92 at 96)."""
+      session: probability targets up to C = 88, with or without the gradient (one bound: the value is the
+      same bits with and without return_grad; rows 1.03-1.16x the tiles' time at C = 76-88 for the loss,
+      0.99 at 92-96; with the gradient 1.03-1.09x at 76-84, 0.95 at 88, 0.92 at 96).  (Index targets keep
+      two bounds, 88 / 128: between them the value with return_grad differs from the loss alone's in the
+      last bits.)"""
     if FL_CE_F32_LANES == 16:
-        return 1 <= C <= ((84 if grad else 88) if probs else 128 if grad else 88)
+        return 1 <= C <= (88 if probs else 128 if grad else 88)
     return 1 <= C <= ((40 if grad else 60) if probs else 72)
 
 
