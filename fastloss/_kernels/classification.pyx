@@ -129,8 +129,8 @@ cdef inline bint index_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint focal, 
       20), where the float32 budget kept tiles up to C = 72 / 48.  At AVX-512 (Zen 5) up to C = 31 (rows
       1.6-2.0x at C = 28, 1.0 at 40); Zen 4 with the table exps (fl_vec.h), 24th session: up to C = 52, with
       or without the gradient (one bound: the value is then the same bits with and without return_grad).
-      Loss alone, rows 1.08-1.47x the tiles' time at C = 32-52 with index targets, 1.29-1.95x with label
-      smoothing (1.02-1.15 at 56-60, 0.88 at 64); with the gradient 0.91-1.24x at C = 32-52, mixed, and
+      Loss alone, rows 1.11-1.54x the tiles' time at C = 32-52 with index targets, 1.22-2.04x with label
+      smoothing (1.04-1.15 at 56-60, 0.88-0.92 at 64); with the gradient 0.88-1.35x at C = 32-52, mixed, and
       0.74-0.83 at 56-64.
     - the softmax focal loss: its rows are slow (a scalar log1p / expm1 / pow per row): float32 loss alone
       tiles up to C = 256 (rows 2.2x the time at C = 80-128, 1.5x at 256, even at 300, 0.7 at 448-512),
