@@ -3,6 +3,7 @@ processes, OMP_NUM_THREADS=1, 2^20 logits per call unless CE_LOGITS is set; CE_F
 
     python3 benchmarks/ab_ce_classes.py OLD_TREE NEW_TREE 10,21,24,40 index,probs,indexg 3
     python3 benchmarks/ab_ce_classes.py - main 10,21,24 index,probs 2 t      # one tree, with torch
+    python3 benchmarks/ab_ce_classes.py main@avx2 main@avx512 16,64 index 3  # two ISA levels (FASTLOSS_ISA)
 
 variants: comma list of index, indexg, none, smooth, smoothg, probs, probsg (g: with the gradient into a
 reused grad_out=).  Prints ns per logit, NEW/OLD, and with a 6th argument torch's time and torch/NEW.
@@ -65,8 +66,10 @@ if __name__ == "__main__":
     best = {A: {}, B: {}}
     for r in range(int(rounds)):
         for root in (A, B) if A != "-" else (B,):
-            out = subprocess.run([sys.executable, __file__, "--child", os.path.abspath(root), Cs, vs, wt],
-                                 capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+            path, _, level = root.partition("@")
+            env = dict(os.environ, OMP_NUM_THREADS="1", **({"FASTLOSS_ISA": level} if level else {}))
+            out = subprocess.run([sys.executable, __file__, "--child", os.path.abspath(path), Cs, vs, wt],
+                                 capture_output=True, text=True, env=env)
             if out.returncode: print(out.stderr); sys.exit(1)
             for k, t in json.loads(out.stdout.strip().splitlines()[-1]).items():
                 best[root][k] = min(best[root].get(k, 1e9), t)

@@ -1,6 +1,7 @@
 """A/B speed of fastloss's public calls: two source trees (each with in-place built kernels), same inputs.
 
     python3 benchmarks/ab_speed.py ../before . [--only W1,W6,W17/W1] [--rounds 3] [--size quick|small]
+    python3 benchmarks/ab_speed.py .@avx2 .@avx512      # two ISA levels of one tree (FASTLOSS_ISA)
 
 Each round runs one child process per tree, alternating A, B; a child times every selected workload
 (inputs from tree A's bench workloads, seeded) as the calling thread's CPU time (time.thread_time)
@@ -11,8 +12,15 @@ Also times a few small calls (N=100) for per-call overhead.
 import argparse, importlib.util, json, os, subprocess, sys, time
 
 
+def split_level(tree):
+    """'path@level' -> (path, {'FASTLOSS_ISA': level}); a plain path -> (path, {})."""
+    path, _, level = tree.partition("@")
+    return path, ({"FASTLOSS_ISA": level} if level else {})
+
+
 def child(root, a_root, only, size):
-    root = os.path.abspath(root)
+    root = os.path.abspath(split_level(root)[0])
+    a_root = split_level(a_root)[0]
     sys.path.insert(0, root)
     os.chdir(root)
     import fastloss as fl
@@ -57,7 +65,7 @@ def main():
     best = {a.a: {}, a.b: {}}
     for r in range(a.rounds):
         for root in (a.a, a.b):
-            env = dict(os.environ, OMP_NUM_THREADS="1")
+            env = dict(os.environ, OMP_NUM_THREADS="1", **split_level(root)[1])
             out = subprocess.run([sys.executable, os.path.abspath(__file__), a.a, root, "--child", "--only", a.only,
                                   "--size", a.size],
                                  capture_output=True, text=True, env=env)
