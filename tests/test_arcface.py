@@ -118,8 +118,11 @@ def test_plain_margin_matches_literal_formula(dtype, reduction, scale, margin):
     check(got, want, dtype, "value", reduced=reduction != "none")
     check(fl.arcface_loss(e, y, w, plain_margin=True, **kw), want, dtype, "value without grad",
           reduced=reduction != "none")
-    check(ge, want_ge, dtype, "g_embeddings")
-    check(gw, want_gw, dtype, "g_class_weights")
+    # the projections of e / |e| and w / |w| again (test_matches_insightface): an entry is a difference of
+    # terms of its row's size (float64 at AVX2 on an Intel Xeon: 1.5e-14 off at an entry of 2.3e-3 in a
+    # class row of entries up to 46, two ulps of 46), so its absolute floor scales with the row
+    check(ge, want_ge, dtype, "g_embeddings", cancel=np.abs(want_ge).max(axis=1, keepdims=True))
+    check(gw, want_gw, dtype, "g_class_weights", cancel=np.abs(want_gw).max(axis=1, keepdims=True))
 
 
 def test_defaults_and_past_pi_branch():
