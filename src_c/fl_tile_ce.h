@@ -203,7 +203,8 @@ FL_INLINE void FL_CE_NAME(fl_tile_ce_chunk)(const FL_CE_T* xs, ptrdiff_t cs, ptr
 }
 FL_INLINE void FL_CE_NAME(fl_tile_ce_body)(const FL_CE_T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
                                            const int32_t* ys, const FL_CE_NAME(fl_tile_soft)* sp, FL_CE_T* g,
-                                           FL_CE_T* m, FL_CE_T* xy, double* s, const char* pf, ptrdiff_t pf_bytes,
+                                           FL_CE_T* m, FL_CE_T* xy, double* s, const char* pf, const char* pf2,
+                                           ptrdiff_t pf_bytes,
                                            const int HAS_G, const int HAS_Y, const int SOFT, const int HAS_T,
                                            const int HAS_W) {
     /* the chunk's logits, class j of block b at buf[j * 4 + b]: with the spatial layout's stride a power of
@@ -213,19 +214,22 @@ FL_INLINE void FL_CE_NAME(fl_tile_ce_body)(const FL_CE_T* xs, ptrdiff_t cs, ptrd
     const int far = cs >= FL_CE_FAR_CS, copy = far && C <= FL_CE_BUF_C;
     ptrdiff_t k0 = 0;
     /* pf: the next tile's rows (NULL: none), pf_bytes of them, prefetched towards L2 a slice per chunk, so that
-     * their read from memory overlaps this run's exps (fl_prefetch_l2; all at once, most prefetches were lost) */
+     * their read from memory overlaps this run's exps (fl_prefetch_l2; all at once, most prefetches were lost);
+     * pf2 (or NULL): a second region of pf_bytes, sliced alike (the next tile's probability targets) */
     const ptrdiff_t nch = (L + FL_CE_CHUNK - 1) / FL_CE_CHUNK;
-    for (; k0 + FL_CE_CHUNK <= L; k0 += FL_CE_CHUNK) {
-        if (pf) {
+    for (; k0 < L; k0 += FL_CE_CHUNK) {
+        if (pf) {           /* slice i of nch, the last (partial) chunk's included */
             const ptrdiff_t i = k0 / FL_CE_CHUNK, a = pf_bytes * i / nch, b = pf_bytes * (i + 1) / nch;
             fl_prefetch_l2(pf + a, b - a);
+            if (pf2) fl_prefetch_l2(pf2 + a, b - a);
         }
-        FL_CE_NAME(fl_tile_ce_chunk)(xs, cs, C, L, k0, ys, sp, g, m, xy, s, buf, far, copy, HAS_G, HAS_Y, SOFT,
-                                     HAS_T, HAS_W, 1);
+        if (k0 + FL_CE_CHUNK <= L)
+            FL_CE_NAME(fl_tile_ce_chunk)(xs, cs, C, L, k0, ys, sp, g, m, xy, s, buf, far, copy, HAS_G, HAS_Y,
+                                         SOFT, HAS_T, HAS_W, 1);
+        else
+            FL_CE_NAME(fl_tile_ce_chunk)(xs, cs, C, L, k0, ys, sp, g, m, xy, s, buf, far, copy, HAS_G, HAS_Y,
+                                         SOFT, HAS_T, HAS_W, 0);
     }
-    if (k0 < L)
-        FL_CE_NAME(fl_tile_ce_chunk)(xs, cs, C, L, k0, ys, sp, g, m, xy, s, buf, far, copy, HAS_G, HAS_Y, SOFT,
-                                     HAS_T, HAS_W, 0);
 }
 #undef FL_CE_LD
 #undef FL_CE_ST
@@ -241,12 +245,12 @@ FL_INLINE void FL_CE_NAME(fl_tile_ce_body)(const FL_CE_T* xs, ptrdiff_t cs, ptrd
 #undef FL_CE_FAR_CS
 #undef FL_CE_CHUNK
 /* the body with its flags as constants: one copy of the loops per combination met */
-#define FL_CE_BODY(ys, sp, g, m, xy, s, pf, pfb, HAS_Y, SOFT, HAS_T, HAS_W)                                   \
+#define FL_CE_BODY(ys, sp, g, m, xy, s, pf, pf2, pfb, HAS_Y, SOFT, HAS_T, HAS_W)                              \
     do {                                                                                                    \
-        if (g) FL_CE_NAME(fl_tile_ce_body)(xs, cs, C, L, ys, sp, g, m, xy, s, pf, pfb, 1, HAS_Y, SOFT, HAS_T,   \
-                                           HAS_W);                                                          \
-        else FL_CE_NAME(fl_tile_ce_body)(xs, cs, C, L, ys, sp, NULL, m, xy, s, pf, pfb, 0, HAS_Y, SOFT, HAS_T,  \
-                                         HAS_W);                                                            \
+        if (g) FL_CE_NAME(fl_tile_ce_body)(xs, cs, C, L, ys, sp, g, m, xy, s, pf, pf2, pfb, 1, HAS_Y, SOFT,     \
+                                           HAS_T, HAS_W);                                                   \
+        else FL_CE_NAME(fl_tile_ce_body)(xs, cs, C, L, ys, sp, NULL, m, xy, s, pf, pf2, pfb, 0, HAS_Y, SOFT,    \
+                                         HAS_T, HAS_W);                                                     \
     } while (0)
 #endif
 /* Index targets ys: m, xy (the target's logit), s (and the exps in g) per position.  dot != NULL (label
@@ -261,9 +265,9 @@ static inline int FL_CE_NAME(fl_tile_ce)(const FL_CE_T* xs, ptrdiff_t cs, ptrdif
     const FL_CE_NAME(fl_tile_soft) sp = {NULL, w, 0, 0, NULL, dot};
     const char* pfc = (const char*)pf;
     if (C < 1 || (C - 1) * cs + FL_CE_W > INT32_MAX) return 0;
-    if (!dot) FL_CE_BODY(ys, NULL, g, m, xy, s, pfc, pf_bytes, 1, 0, 0, 0);
-    else if (w) FL_CE_BODY(ys, &sp, g, m, xy, s, pfc, pf_bytes, 1, 1, 0, 1);
-    else FL_CE_BODY(ys, &sp, g, m, xy, s, pfc, pf_bytes, 1, 1, 0, 0);
+    if (!dot) FL_CE_BODY(ys, NULL, g, m, xy, s, pfc, NULL, pf_bytes, 1, 0, 0, 0);
+    else if (w) FL_CE_BODY(ys, &sp, g, m, xy, s, pfc, NULL, pf_bytes, 1, 1, 0, 1);
+    else FL_CE_BODY(ys, &sp, g, m, xy, s, pfc, NULL, pf_bytes, 1, 1, 0, 0);
     return 1;
 #else
     (void)xs; (void)cs; (void)C; (void)L; (void)ys; (void)g; (void)m; (void)xy; (void)s; (void)w; (void)dot;
@@ -276,20 +280,23 @@ static inline int FL_CE_NAME(fl_tile_ce)(const FL_CE_T* xs, ptrdiff_t cs, ptrdif
  *   A[k] = sum_j tw_j,  D[k] = sum_j tw_j (x_j - m[k]),  tw_j = w_j (keep t_j + add)  (w NULL: weights 1),
  * formed beside s in the same groups of 4 classes and runs, each product rounded before it is summed (the
  * same bits wherever a position sits in the chunks, so for every L and thread split).  The targets are read
- * once, in place (no copy: only the logits are read twice).  t NULL: m and s alone. */
+ * once, in place (no copy: only the logits are read twice).  t NULL: m and s alone.  pf, pf2, pf_bytes: see
+ * fl_tile_ce_body. */
 static inline int FL_CE_NAME(fl_tile_ce_soft)(const FL_CE_T* xs, const FL_CE_T* t, ptrdiff_t cs, ptrdiff_t C,
                                               ptrdiff_t L, const FL_CE_T* w, FL_CE_T keep, FL_CE_T add,
-                                              FL_CE_T* g, FL_CE_T* m, double* s, double* A, double* D) {
+                                              FL_CE_T* g, FL_CE_T* m, double* s, double* A, double* D,
+                                              const void* pf, const void* pf2, ptrdiff_t pf_bytes) {
 #if defined(FL_CE_W)
     const FL_CE_NAME(fl_tile_soft) sp = {t, w, keep, add, A, D};
+    const char *pfc = (const char*)pf, *pfc2 = (const char*)pf2;
     if (C < 1 || (C - 1) * cs + FL_CE_W > INT32_MAX) return 0;
-    if (!t) FL_CE_BODY(NULL, NULL, g, m, NULL, s, NULL, 0, 0, 0, 0, 0);
-    else if (w) FL_CE_BODY(NULL, &sp, g, m, NULL, s, NULL, 0, 0, 1, 1, 1);
-    else FL_CE_BODY(NULL, &sp, g, m, NULL, s, NULL, 0, 0, 1, 1, 0);
+    if (!t) FL_CE_BODY(NULL, NULL, g, m, NULL, s, pfc, pfc2, pf_bytes, 0, 0, 0, 0);
+    else if (w) FL_CE_BODY(NULL, &sp, g, m, NULL, s, pfc, pfc2, pf_bytes, 0, 1, 1, 1);
+    else FL_CE_BODY(NULL, &sp, g, m, NULL, s, pfc, pfc2, pf_bytes, 0, 1, 1, 0);
     return 1;
 #else
     (void)xs; (void)t; (void)cs; (void)C; (void)L; (void)w; (void)keep; (void)add; (void)g; (void)m; (void)s;
-    (void)A; (void)D;
+    (void)A; (void)D; (void)pf; (void)pf2; (void)pf_bytes;
     return 0;
 #endif
 }

@@ -157,6 +157,31 @@ def test_many_blocks(layout, dtype, reduction, rng):
     check(x, y, dtype, reduction, weight=w, label_smoothing=0.05, what=layout)
 
 
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_tiles_of_a_streamed_input(num_threads, rng):
+    """Inputs past CE_PREFETCH_BYTES (16 MiB): the (N, C) tiles prefetch the next tile's logits, labels and
+    probability targets across the blocks' ends, up to the array's end (a row count no multiple of a tile)."""
+    x = rng.standard_normal((65539, 64)).astype(np.float32)       # 16.8 MB of logits
+    y = rng.integers(0, 64, 65539)
+    y[::13] = -100
+    assert x.nbytes + y.nbytes >= 16 << 20
+    ref, ref_grad = torch_ce(x, y, reduction="none")
+    val, grad = fl.cross_entropy(x, y, reduction="none", return_grad=True, num_threads=num_threads)
+    assert_close_spec(val, ref, np.float32, what="index targets value")
+    assert_close_spec(fl.cross_entropy(x, y, reduction="none", num_threads=num_threads), ref, np.float32,
+                      what="index targets value, loss alone")
+    assert_close_spec(grad, ref_grad, np.float32, reduced=False, what="index targets grad")
+    x = rng.standard_normal((52433, 40)).astype(np.float32)       # 8.4 + 8.4 MB of logits and targets
+    t = rng.random((52433, 40)).astype(np.float32)
+    t /= t.sum(1, keepdims=True)
+    ref, ref_grad = torch_value_and_grad(lambda xt: F.cross_entropy(xt, to_torch64(t), reduction="sum"), x)
+    val, grad = fl.cross_entropy(x, t, reduction="sum", return_grad=True, num_threads=num_threads)
+    assert_close_spec(val, ref, np.float32, what="probability targets value")
+    assert_close_spec(fl.cross_entropy(x, t, reduction="sum", num_threads=num_threads), ref, np.float32,
+                      what="probability targets value, loss alone")
+    assert_close_spec(grad, ref_grad, np.float32, reduced=False, what="probability targets grad")
+
+
 @pytest.mark.parametrize("C,S", [(1, 33), (3, 1), (21, 1024), (21, 300), (5, 4096), (70, 257), (70, 1024)])
 def test_spatial_float32_runs(C, S, rng):
     """The class-major runs of the spatial layout in float32, with and without label smoothing (fl_tile.h's

@@ -90,12 +90,27 @@ cdef inline Py_ssize_t first_bad(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
 # Class-major runs: L positions whose class j logit is xs[j * cs + k] (k < L, contiguous).
 cdef extern from "fl_tile.h" nogil:
     enum: FL_TILE_RUN   # the per-position scratch arrays of fl_tile.h's passes
+    void fl_prefetch_l2(const void* p, Py_ssize_t bytes)
 
 
 cdef enum:
     RUN = FL_TILE_RUN   # positions per run (256: the per-position scratch arrays of a run function)
     TILE = 4096         # logits per short-row tile (16 KiB float32): L = TILE / C rows (tile_rows)
     TILE_CAP = 5120     # the tile buffers' size: TILE rounded up to whole 16-lane vectors of rows (tile_rows)
+    CE_PREFETCH_BYTES = 16 << 20   # inputs from which the tiles prefetch the next tile (prefetch_end)
+
+
+cdef inline Py_ssize_t prefetch_end(Py_ssize_t n_items, Py_ssize_t nbytes) noexcept:
+    """The pf_end of a cross-entropy context: the row below which the (N, C) tiles (ce_tile_block,
+    ce_probs_tile_block) prefetch the next tile's rows (logits, targets, labels) while this tile's exps run --
+    n_items where the inputs read (nbytes) reach CE_PREFETCH_BYTES, else 0: none.  A block is one tile at most
+    C (BLOCK_WORK = TILE), so the next tile is the next block's, which the same thread runs next (serial, or
+    OpenMP's guided chunks).  Intel Xeon, AVX-512, thread time, new / old at 40 MB of float32 logits: index
+    targets 0.62-0.94 at C = 10-88, probability targets 0.76-0.95 (float64, 80 MB: 0.82-0.91 on the tiles), where
+    the tiles had read 4.5-5.3 GB/s against a streaming sum's 11.6; in L2 (1 MiB) the prefetches cost 3-9%
+    (index targets, C = 4-88); from 2 to 16 MiB mixed (0.76-1.18, within this VM's noise).  No values change
+    (benchmarks/RESULTS.md, twenty-fifth session)."""
+    return n_items if nbytes >= CE_PREFETCH_BYTES else 0
 
 
 # The float lanes of a vector at this build's level (16 at AVX-512, else 8): float32 tile sizes (tile_rows)
@@ -238,10 +253,10 @@ cdef extern from "fl_tile.h" nogil:
                         Py_ssize_t pf_bytes)
     bint fl_tile_ce_soft_f32(const float* xs, const float* t, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L,
                              const float* w, float keep, float add, float* g, float* m, double* s, double* A,
-                             double* D)
+                             double* D, const void* pf, const void* pf2, Py_ssize_t pf_bytes)
     bint fl_tile_ce_soft_f64(const double* xs, const double* t, Py_ssize_t cs, Py_ssize_t C, Py_ssize_t L,
                              const double* w, double keep, double add, double* g, double* m, double* s,
-                             double* A, double* D)
+                             double* A, double* D, const void* pf, const void* pf2, Py_ssize_t pf_bytes)
 
 
 cdef extern from "fl_tile.h" nogil:
@@ -411,6 +426,7 @@ cdef struct CeCtx:
     bint labels64
     const void* weight      # (C,) class weights or NULL
     double weight_total     # sum_j w_j (C if no weight)
+    Py_ssize_t pf_end       # the tiles prefetch the next tile's rows below this row (prefetch_end)
     Py_ssize_t C
     Py_ssize_t S            # positions per sample (1 for the rows layout)
     int64_t ignore_index
@@ -836,17 +852,20 @@ cdef Py_ssize_t ce_spatial_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t st
 cdef Py_ssize_t ce_tile_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
                               floating* loss, floating* denom) noexcept nogil:
     """(N, C) short rows (index_tiles_win): L rows at a time through a class-major tile (module docstring)."""
-    cdef Py_ssize_t C = c.C, bad = -1, i0 = start, L
+    cdef Py_ssize_t C = c.C, bad = -1, i0 = start, L, pf_rows
     cdef Py_ssize_t Lmax = tile_rows(C, sizeof(floating))
     cdef floating tile[TILE_CAP]
     cdef floating gtile[TILE_CAP]
     while i0 < stop:
         L = min(stop - i0, Lmax)
+        pf_rows = max(0, min(c.pf_end - i0 - L, Lmax))
         to_tile(<const floating*> c.x + i0 * C, C, L, tile)
+        fl_prefetch_l2(<const char*> c.labels + (i0 + L) * (8 if c.labels64 else 4),
+                       pf_rows * (8 if c.labels64 else 4))
         bad = first_bad(bad, ce_run(c, tile, L, i0, L, loss + (i0 - start),
                                     denom + (i0 - start) if denom != NULL else NULL,
                                     gtile if c.grad != NULL else NULL, <const floating*> c.x + (i0 + L) * C,
-                                    min(stop - i0 - L, Lmax) * C * sizeof(floating)))
+                                    pf_rows * C * sizeof(floating)))
         if c.grad != NULL:
             from_tile(gtile, C, L, <floating*> c.grad + i0 * C)
         i0 += L
@@ -997,6 +1016,7 @@ def cross_entropy_index(x, labels, out, grad, *, weight=None, Py_ssize_t C, Py_s
     c.labels64 = labels.dtype.itemsize == 8
     c.weight = ptr_or_null(weight)
     c.weight_total = float(np.sum(weight, dtype=np.float64)) if weight is not None else C
+    c.pf_end = prefetch_end(n_items, x.nbytes + labels.nbytes)
     c.C = C
     c.S = S
     c.ignore_index = ignore_index
@@ -1031,6 +1051,7 @@ cdef struct RowCtx:
     const void* labels      # class indices (N*S,) or NULL
     bint labels64
     const void* weight      # (C,) or NULL
+    Py_ssize_t pf_end       # the tiles prefetch the next tile's rows below this row (prefetch_end)
     Py_ssize_t C
     Py_ssize_t S
     double smoothing        # ce_probs: label smoothing
@@ -1096,14 +1117,16 @@ cdef Py_ssize_t ce_probs_rows_block(const RowCtx* c, Py_ssize_t start, Py_ssize_
 
 cdef void ce_probs_run(const RowCtx* c, const floating* xs, const floating* ts, Py_ssize_t cs, Py_ssize_t L,
                        floating* loss, floating* gbase, const floating* xrows,
-                       const floating* trows) noexcept nogil:
+                       const floating* trows, const void* pf=NULL, const void* pf2=NULL,
+                       Py_ssize_t pf_bytes=0) noexcept nogil:
     """Probability-target CE of L <= RUN positions laid out class-major (logits xs, targets ts, gradient
     gbase, class j at offset j * cs); loops along the positions, as ce_run.  float32 at AVX2 / AVX-512: max,
     sum of exps and target sums in one fused pass, in registers (fl_tile_ce_soft_f32).  xrows != NULL
     (float32 rows): the same L positions are also rows in place (logits xrows, targets trows, row k at
     k * C), and the target sums A, D are dot products along them (fl_rows_soft_sums_f32: no target tile;
     the fused pass forms m and s alone; ts is read only by the gradient, which ce_probs_tile_block does
-    not combine with xrows)."""
+    not combine with xrows).  pf, pf2, pf_bytes: memory the caller reads next (the next tile's logits and
+    targets), prefetched during the fused pass (fl_tile_ce.h), or NULL."""
     cdef Py_ssize_t C = c.C, k, j
     cdef const floating* w = <const floating*> c.weight
     cdef floating keep = <floating> (1 - c.smoothing), add = <floating> (c.smoothing / C), gs = <floating> c.grad_scale
@@ -1116,10 +1139,11 @@ cdef void ce_probs_run(const RowCtx* c, const floating* xs, const floating* ts, 
     cdef floating* gc
     cdef floating wj
     if floating is float and fl_tile_ce_soft_f32(xs, ts if xrows == NULL else NULL, cs, C, L, w, keep, add,
-                                                 gbase, m, s, A, D):
+                                                 gbase, m, s, A, D, pf, pf2, pf_bytes):
         if xrows != NULL:
             fl_rows_soft_sums_f32(xrows, trows, C, L, m, w, keep, add, A, D)
-    elif floating is double and fl_tile_ce_soft_f64(xs, ts, cs, C, L, w, keep, add, gbase, m, s, A, D):
+    elif floating is double and fl_tile_ce_soft_f64(xs, ts, cs, C, L, w, keep, add, gbase, m, s, A, D, pf, pf2,
+                                                    pf_bytes):
         pass
     else:
         tile_max_pick(xs, cs, C, L, NULL, m, NULL)
@@ -1187,7 +1211,8 @@ cdef Py_ssize_t ce_probs_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_
         if not rows_sums:
             to_tile(trows, C, L, ttile)
         ce_probs_run(c, xtile, ttile, L, L, loss + (i0 - start), gtile if c.grad != NULL else NULL,
-                     xrows if rows_sums else NULL, trows if rows_sums else NULL)
+                     xrows if rows_sums else NULL, trows if rows_sums else NULL,
+                     xrows + L * C, trows + L * C, max(0, min(c.pf_end - i0 - L, Lmax)) * C * sizeof(floating))
         if c.grad != NULL:
             from_tile(gtile, C, L, <floating*> c.grad + i0 * C)
         i0 += L
@@ -1461,6 +1486,7 @@ cdef inline void set_rows(RowCtx* c, x, t, labels, weight, grad, Py_ssize_t C, P
     c.labels = ptr_or_null(labels)
     c.labels64 = labels is not None and labels.dtype.itemsize == 8
     c.weight = ptr_or_null(weight)
+    c.pf_end = prefetch_end(x.size // (C * S) if C * S > 0 else 0, x.nbytes + (t.nbytes if t is not None else 0))
     c.C = C
     c.S = S
     c.smoothing = 0.0
@@ -1501,6 +1527,7 @@ def nll(x, labels, out, grad, *, weight=None, Py_ssize_t C, Py_ssize_t S=1, int6
     c.labels = ptr_or_null(labels)
     c.labels64 = labels.dtype.itemsize == 8
     c.weight = ptr_or_null(weight)
+    c.pf_end = 0
     c.C = C
     c.S = S
     c.ignore_index = ignore_index
