@@ -138,13 +138,18 @@ def test_gil_released_in_every_family(case):
     """While a loss of each kernel family runs (one OpenMP thread, >= ~50 ms), the main thread keeps
     executing Python: its largest pause inside the call stays well below the call's duration.  If
     the kernel held the GIL, the main thread could not run at all between the call's start and end
-    (one pause = the whole call).  The best of 5 attempts must show a pause < 60 % of the call."""
+    (one pause = the whole call).  The best of 8 attempts must show a pause < 60 % of the call.  A held GIL
+    pauses the main thread for the whole call in every attempt; a busy machine (2 vCPUs, a thread pool of an
+    earlier test still spinning) only in some -- the full suite once read 65-81% in 5 attempts in a row at
+    `FASTLOSS_ISA=avx2` for a family that passes alone -- so a retry first waits 0.2 s."""
     name, args, kw = case
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-4)
     try:
         ratios = []
-        for _ in range(5):
+        for attempt in range(8):
+            if attempt:
+                time.sleep(0.2)
             span = []
             done = threading.Event()
 
@@ -170,7 +175,8 @@ def test_gil_released_in_every_family(case):
             ratios.append(np.diff(inside).max() / (t1 - t0))
             if ratios[-1] < 0.6:
                 break
-        assert min(ratios) < 0.6, f"{name}: the main thread paused {min(ratios):.0%} of a call (GIL held?)"
+        assert min(ratios) < 0.6, (f"{name}: the main thread paused {min(ratios):.0%} of a call (GIL held?); "
+                                   f"attempts: {', '.join(f'{r:.0%}' for r in ratios)}")
     finally:
         sys.setswitchinterval(old)
 
