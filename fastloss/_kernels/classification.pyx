@@ -104,14 +104,14 @@ cdef inline Py_ssize_t prefetch_end(Py_ssize_t n_items, Py_ssize_t nbytes) noexc
     """The pf_end of a cross-entropy context: the row below which the (N, C) tiles (ce_tile_block,
     ce_probs_tile_block) prefetch the next tile's rows (logits, targets, labels) while this tile's exps run --
     n_items where the inputs read (nbytes) reach CE_PREFETCH_BYTES, else 0: then the index targets' tiles
-    prefetch only the logits of a next tile inside the same block, as before (C = 10: a block of 256 + 128 rows;
-    without it 4-5% slower at 10^6 logits, float32 and float64), and the probability targets' none.  A block is one tile at most
-    C (BLOCK_WORK = TILE), so the next tile is the next block's, which the same thread runs next (serial, or
-    OpenMP's guided chunks).  Intel Xeon, AVX-512, thread time, new / old at 40 MB of float32 logits: index
-    targets 0.62-0.94 at C = 10-88, probability targets 0.76-0.95 (float64, 80 MB: 0.82-0.91 on the tiles), where
-    the tiles had read 4.5-5.3 GB/s against a streaming sum's 11.6; in L2 (1 MiB) the prefetches cost 3-9%
-    (index targets, C = 4-88); from 2 to 16 MiB mixed (0.76-1.18, within this VM's noise).  No values change
-    (benchmarks/RESULTS.md, twenty-fifth session)."""
+    prefetch only the logits of a next tile inside the same block, as before (C = 10: a block of 256 + 128
+    rows; without it 4-5% slower at 10^6 logits, float32 and float64), and the probability targets' none.  A
+    block is one tile at most C (BLOCK_WORK = TILE), so the next tile is the next block's, which the same
+    thread runs next (serial, or OpenMP's guided chunks).  Intel Xeon, AVX-512, thread time, new / old at
+    40 MB of float32 logits: index targets 0.62-0.94 at C = 10-88, probability targets 0.76-0.95 (float64,
+    80 MB: 0.82-0.91 on the tiles), where the tiles had read 4.5-5.3 GB/s against a streaming sum's 11.6; in
+    L2 (1 MiB) the prefetches cost 3-9% (index targets, C = 4-88); from 2 to 16 MiB mixed (0.76-1.18, within
+    this VM's noise).  No values change (benchmarks/RESULTS.md, twenty-fifth session)."""
     return n_items if nbytes >= CE_PREFETCH_BYTES else 0
 
 
@@ -1054,7 +1054,7 @@ cdef struct RowCtx:
     const void* labels      # class indices (N*S,) or NULL
     bint labels64
     const void* weight      # (C,) or NULL
-    Py_ssize_t pf_end       # the tiles prefetch the next tile's rows below this row (prefetch_end)
+    Py_ssize_t pf_end       # probability-target tiles prefetch the next tile below this row (prefetch_end)
     Py_ssize_t C
     Py_ssize_t S
     double smoothing        # ce_probs: label smoothing
@@ -1215,7 +1215,8 @@ cdef Py_ssize_t ce_probs_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_
             to_tile(trows, C, L, ttile)
         ce_probs_run(c, xtile, ttile, L, L, loss + (i0 - start), gtile if c.grad != NULL else NULL,
                      xrows if rows_sums else NULL, trows if rows_sums else NULL,
-                     xrows + L * C, trows + L * C, max(0, min(c.pf_end - i0 - L, Lmax)) * C * sizeof(floating))
+                     xrows + L * C, trows + L * C,
+                     max(0, min(c.pf_end - i0 - L, Lmax)) * C * sizeof(floating))
         if c.grad != NULL:
             from_tile(gtile, C, L, <floating*> c.grad + i0 * C)
         i0 += L
