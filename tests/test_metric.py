@@ -178,6 +178,36 @@ def test_triplet_float32_rows_every_length_and_hostile_values(swap):
         assert_close(got[~np.isnan(want)], want[~np.isnan(want)], np.float32, f"D={D} specials", reduced=False)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [2, 1])
+@pytest.mark.parametrize("swap", [False, True])
+def test_triplet_loss_of_many_long_rows(dtype, p, swap):
+    """The loss alone of rows too long for the feature-major tiles, more of them than one chunk of the
+    rows' finish (metric.pyx's triplet_rows_loss_block, PAIR_ROWS = 256 rows): each row's loss and the mean
+    against torch in float64, swap ties (a = p) and inactive rows among them, and the mean the same bits
+    for every thread count."""
+    rng = np.random.default_rng(31)
+    for D in (40, 129):
+        a, pos, neg = (rng.standard_normal((700, D)).astype(dtype) for _ in range(3))
+        a[::7] = pos[::7]                          # d(a, n) == d(p, n): swap ties; d(a, p) = eps
+        neg[3::11] = a[3::11] + dtype(0.01)        # the negative inside the margin: active rows
+        pos[5::13] = a[5::13] + dtype(3)           # far positives: active too
+        want, _ = torch_triplet(*(x.astype(np.float64) for x in (a, pos, neg)), p=p, swap=swap,
+                                reduction="none")
+        assert 0 < (want == 0).sum() < 600
+        # the loss is margin + d_ap - d_neg: cancellation at the distances' magnitude (float64's sums of
+        # 129 terms differ from torch's by their rounding there)
+        x64 = [x.astype(np.float64) for x in (a, pos, neg)]
+        cancel = np.max([np.linalg.norm(u - v + 1e-6, ord=p, axis=1)
+                         for u, v in ((x64[0], x64[1]), (x64[0], x64[2]), (x64[1], x64[2]))], axis=0)
+        got = fl.triplet_margin_loss(a, pos, neg, p=p, swap=swap, reduction="none")
+        assert_close_spec(got, want, dtype, reduced=False, what=f"D={D}", cancel=cancel)
+        mean = fl.triplet_margin_loss(a, pos, neg, p=p, swap=swap)
+        assert_close_spec(mean, want.mean(), dtype, what=f"D={D} mean", cancel=cancel.mean())
+        for T in (2, 3):
+            assert fl.triplet_margin_loss(a, pos, neg, p=p, swap=swap, num_threads=T).tobytes() == mean.tobytes()
+
+
 def test_triplet_nan_and_inf_propagate_like_torch():
     a = np.array([[np.nan, 1.0], [np.inf, 0.0], [1.0, 2.0]])
     p = np.zeros((3, 2))

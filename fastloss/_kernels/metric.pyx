@@ -874,6 +874,45 @@ cdef Py_ssize_t triplet_tile_block(const TripletCtx* c, Py_ssize_t start, Py_ssi
     return -1
 
 
+cdef Py_ssize_t triplet_rows_loss_block(const TripletCtx* c, Py_ssize_t start, Py_ssize_t stop,
+                                       floating* loss, floating* denom) noexcept nogil:
+    """The loss alone for p = 2 or 1 over rows too long for the tiles: the distance sums of up to PAIR_ROWS
+    rows, one pass over each row (fl_sqdiff3 / fl_absdiff3, as triplet_block), then the tiles' branch-free
+    finish over all of them (fl_tile_triplet_finish: triplet_point's values, vectorised).  triplet_block's
+    finish per row branches on the sign of z, which random triplets mispredict half the time, and waits on
+    each row's sqrt: float32 400 x 128 rows took 57-59 ns a row there, 50-53 here, and W12's 1000 rows at
+    T = 2 36-37 us against 32 (Intel AVX-512, L2-resident; two accumulators per distance in fl_sqdiff3 or
+    its lanes summed in registers changed nothing measurable).  With the gradient, triplet_block."""
+    cdef Py_ssize_t D = c.D, i0 = start, L, k, off
+    cdef bint p2 = c.pnorm == 2.0
+    cdef const floating* a = <const floating*> c.a
+    cdef const floating* p = <const floating*> c.p
+    cdef const floating* n = <const floating*> c.n
+    cdef double r0[PAIR_ROWS]
+    cdef double r1[PAIR_ROWS]
+    cdef double r2[PAIR_ROWS]
+    cdef double d3[3]
+    while i0 < stop:
+        L = min(stop - i0, <Py_ssize_t> PAIR_ROWS)
+        for k in range(L):
+            off = (i0 + k) * D
+            if floating is float:
+                if p2:
+                    fl_sqdiff3_f32(a + off, p + off, n + off, D, c.eps, c.swap, d3)
+                else:
+                    fl_absdiff3_f32(a + off, p + off, n + off, D, c.eps, c.swap, d3)
+            else:
+                if p2:
+                    fl_sqdiff3_f64(a + off, p + off, n + off, D, c.eps, c.swap, d3)
+                else:
+                    fl_absdiff3_f64(a + off, p + off, n + off, D, c.eps, c.swap, d3)
+            r0[k], r1[k], r2[k] = d3[0], d3[1], d3[2]
+        tile_triplet_finish(r0, r1, r2, L, p2, c.margin, c.swap, c.grad_scale, loss + (i0 - start), NULL, NULL,
+                            NULL)
+        i0 += L
+    return -1
+
+
 def triplet_margin(a, p, n, out=None, ga=None, gp=None, gn=None, *, double margin, double pnorm, double eps,
                    bint swap, double grad_scale=1.0, int num_threads=1):
     """Kernel entry: a, p, n (N, D) C-contiguous of one float dtype; out (N,) or None; ga/gp/gn like a
@@ -903,6 +942,8 @@ def triplet_margin(a, p, n, out=None, ga=None, gp=None, gn=None, *, double margi
     cdef BlockFn fn = block_for(TRIPLET_MARGIN, itemsize)
     if (pnorm == 2.0 or pnorm == 1.0) and pair_tiles_win(c.D, itemsize, ga is not None, False):
         fn = <BlockFn> triplet_tile_block[float] if itemsize == 4 else <BlockFn> triplet_tile_block[double]
+    elif (pnorm == 2.0 or pnorm == 1.0) and ga is None:
+        fn = <BlockFn> triplet_rows_loss_block[float] if itemsize == 4 else <BlockFn> triplet_rows_loss_block[double]
     return run(fn, &c, a.shape[0], c.D * (3 if swap else 2), itemsize, num_threads, out, False)
 
 
