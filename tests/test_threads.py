@@ -170,11 +170,13 @@ def test_bitwise_determinism_across_thread_counts(dtype, reduction):
 
 
 @pytest.mark.parametrize("shape", [(820, 10), (1000, 10), (1600, 10), (3200, 10), (82, 100), (9, 1000),
+                                   (1640, 10), (165, 100), (17, 1000),      # float32 index targets at AVX-512
                                    (40000,), ("probs", 1000, 10), ("probs", 200, 100), ("distillation", 1000, 10)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_calls_cut_into_few_blocks_are_deterministic_and_right(shape):
-    """Calls just above their serial threshold are cut into a multiple of 4 blocks (run's init_run), so 2 or 4
-    threads share them: the same bits for every thread count, and the value of float64 torch."""
+    """Calls just above their serial threshold (8192 logits; 16384 for float32 index targets at AVX-512) are cut
+    into a multiple of 4 blocks (run's init_run), so 2 or 4 threads share them: the same bits for every thread
+    count, and the value of float64 torch."""
     rng = np.random.default_rng(11)
     kind = shape[0] if isinstance(shape[0], str) else None
     shape = shape[1:] if kind else shape

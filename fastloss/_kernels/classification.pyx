@@ -954,8 +954,20 @@ cdef double mean_grad_scale(const CeCtx* c, Py_ssize_t n_items, Py_ssize_t items
 # 32768: 2 threads took 0.67-0.80x the serial time of N = 1000-3200 rows of 10 classes (issue 16's small
 # call, N = 1000: 9.7 -> 7.5 us), 200 rows of 100, 20 of 1000, and 0.82x at 82 rows of 100, the threshold
 # (AVX2, Zen 3, 2026-12-03; benchmarks/ab_mid_sizes.py).
+# Index targets in float32 at AVX-512 go parallel from 16384 logits: a logit costs about half an AVX2 one
+# there, and 2 threads took 1.12-1.40x the serial time at 10 000 logits (N x C = 1000 x 10, 100 x 100,
+# 10 x 1000), 1.02-1.23x at 14 000, 0.93 / 1.00 / 1.13x at 16 000 and 0.81-0.89x from 20 000 at C = 10 and
+# 100 (Intel Xeon, 2026-12-06, wall-clock minima of 200 calls).  Float64 there keeps 8192 (0.80x at
+# 1000 x 10, 0.95x at 100 x 100), as probability targets (1.06x at 1000 x 10, 0.74x at 3000 x 10) and the
+# distillation loss (0.72x at 1000 x 10: two softmaxes) do.
 cdef enum:
     CE_SERIAL_WORK = 8192
+    CE_SERIAL_WORK_F32_AVX512 = 16384
+
+
+cdef inline Py_ssize_t ce_serial_work(Py_ssize_t itemsize) noexcept nogil:
+    """run's serial threshold for index-target cross-entropy's logits of this itemsize at this level (above)."""
+    return CE_SERIAL_WORK_F32_AVX512 if itemsize == 4 and FL_CE_F32_LANES == 16 else CE_SERIAL_WORK
 
 
 # ---------------------------------------------------------------- cross_entropy's usual call, recognised
@@ -1040,7 +1052,7 @@ def cross_entropy_index(x, labels, out, grad, *, weight=None, Py_ssize_t C, Py_s
         fn = <BlockFn> ce_rows_block[float] if itemsize == 4 else <BlockFn> ce_rows_block[double]
     else:
         fn = <BlockFn> ce_spatial_block[float] if itemsize == 4 else <BlockFn> ce_spatial_block[double]
-    return run(fn, &c, n_items, C, itemsize, num_threads, out, mean, False, CE_SERIAL_WORK)
+    return run(fn, &c, n_items, C, itemsize, num_threads, out, mean, False, ce_serial_work(itemsize))
 
 
 # =====================================================================================================
