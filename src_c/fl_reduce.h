@@ -75,9 +75,26 @@ static double fl_pairwise_sum(const double* x, ptrdiff_t n) {
 #define FL_LINE_FLOATS 16
 #if defined(__GNUC__)
 #define FL_PREFETCH(x, i) __builtin_prefetch((const void*)((uintptr_t)(x) + (uintptr_t)(i) * sizeof(*(x))), 0, 3)
+#define FL_PREFETCH_L2(x, i) __builtin_prefetch((const void*)((uintptr_t)(x) + (uintptr_t)(i) * sizeof(*(x))), 0, 2)
 #else
 #define FL_PREFETCH(x, i) ((void)0)
+#define FL_PREFETCH_L2(x, i) ((void)0)
 #endif
+/* Long rows (FL_ROW_FAR_N values or more: 2 KiB of float32) also read in the row after the next, towards
+ * L2: memory then has a row's compute time more to deliver each line, and those lines wait in L2's
+ * queue, not in L1's few fill buffers; the next row still comes into L1 (from L2 by then), so the row max
+ * reads L1 as before.  Thread time against the next row alone (Intel Xeon, AVX-512, 2026-12-06):
+ *   float32 rows of 512 / 1000 / 4000 values: 0.83-0.84 / 0.87-0.88 / 0.75-0.76 at 400 MB of logits,
+ *     0.64-0.96 at 40 MB, 1.00-1.03 in L2 (1 MB) and at 8 MB (C = 32000: 0.91 there);
+ *   float64 rows of 1000 / 4000: 0.66-0.81 at 400 MB, 1.00-1.02 in L2;
+ *   the far row alone, without the next one into L1: 3-6% slower in L2; two rows ahead into L1: 1.2x at
+ *     400 MB; shorter rows (paired below 512 values, fl_row_pass_f32's R = 2): 0.95-1.06 either way, so
+ *     they keep the next row(s) alone.
+ * FL_ROW_PREFETCH(x, n, r, i): row r after x (r = 1: the next), value i of it. */
+#define FL_ROW_FAR_N 512
+#define FL_ROW_PREFETCH(x, n, r, i)                                                                    \
+    ((n) >= FL_ROW_FAR_N ? (FL_PREFETCH_L2(x, ((r) + 1) * (n) + (i)), FL_PREFETCH(x, (r) * (n) + (i))) \
+                         : FL_PREFETCH(x, (r) * (n) + (i)))
 /* Row max.  NaN is skipped here but reaches the result through the exp-sum that follows.  Two vectors
  * of lanes at a time, each lane its own running max (one chain of compares was latency-bound); the last
  * n % B values are taken as the last B values of the row (max is idempotent: values seen twice change
@@ -212,7 +229,7 @@ static inline double name(const T* x, ptrdiff_t n, T m, T* e) {                 
  * vector after vector, then its lanes in order, then the padded tail's lanes in order (at AVX2 the generic
  * form's bits; AVX-512's table exp rounds some exps differently, each within its bound) -- with the exps of
  * 4 vectors side by side (fl_exp_nonpos_vn; one vector at a time, each exp's chain of ~18 dependent
- * operations left the loop latency-bound) and the next row read in as this one is computed (FL_PREFETCH,
+ * operations left the loop latency-bound) and the next row read in as this one is computed (FL_ROW_PREFETCH,
  * as fl_row_pass_f32: the row max that follows then reads cache). */
 static inline double fl_row_sumexp_f64(const double* x, ptrdiff_t n, double m, double* e) {
     enum { W = FL_VD_W };
@@ -221,7 +238,7 @@ static inline double fl_row_sumexp_f64(const double* x, ptrdiff_t n, double m, d
     ptrdiff_t i = 0;
     for (; i + 4 * W <= n; i += 4 * W) {
         fl_vd d[4], v[4];
-        for (int l = 0; l < 4 * W; l += FL_LINE_FLOATS / 2) FL_PREFETCH(x, n + i + l);
+        for (int l = 0; l < 4 * W; l += FL_LINE_FLOATS / 2) FL_ROW_PREFETCH(x, n, 1, i + l);
         _Pragma("GCC unroll 4")
         for (int k = 0; k < 4; k++) d[k] = fl_vd_sub(fl_vd_load(x + i + W * k), mv);
         fl_exp_nonpos_vn(4, d, NULL, 0, v);
@@ -341,10 +358,10 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
             for (int j = 0; j < VF; j++) { a[r][j] = 0.0f; a1[r][j] = 0.0f; a2[r][j] = 0.0f; }
         for (ptrdiff_t v = v0; v < v1; v++) {
             const ptrdiff_t o = v * B;
-            /* the R rows after the last one, read in by this loop (FL_PREFETCH; rows one after another) */
+            /* the R rows after the last one, read in by this loop (FL_ROW_PREFETCH; rows one after another) */
             _Pragma("GCC unroll 2")
             for (int r = 1; r <= R; r++)
-                for (int l = 0; l < B; l += FL_LINE_FLOATS) FL_PREFETCH(xs[R - 1], r * n + o + l);
+                for (int l = 0; l < B; l += FL_LINE_FLOATS) FL_ROW_PREFETCH(xs[R - 1], n, r, o + l);
             _Pragma("GCC unroll 2")
             for (int r = 0; r < R; r++) {
                 const float* xp = xs[r] + o;
@@ -578,7 +595,7 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
             const ptrdiff_t o = v * B;
             _Pragma("GCC unroll 2")
             for (int r = 1; r <= R; r++)
-                for (int l = 0; l < B; l += FL_LINE_FLOATS) FL_PREFETCH(xs[R - 1], r * n + o + l);
+                for (int l = 0; l < B; l += FL_LINE_FLOATS) FL_ROW_PREFETCH(xs[R - 1], n, r, o + l);
             /* the block's 4 R vectors, four at a time: rows 0 and 1's q-th, or one row's q-th and next */
             fl_vf y[MR][4], q1[MR][4], q2[MR][4];
             _Pragma("GCC unroll 4")
