@@ -83,18 +83,24 @@ static double fl_pairwise_sum(const double* x, ptrdiff_t n) {
 /* Long rows (FL_ROW_FAR_N values or more: 2 KiB of float32) also read in the row after the next, towards
  * L2: memory then has a row's compute time more to deliver each line, and those lines wait in L2's
  * queue, not in L1's few fill buffers; the next row still comes into L1 (from L2 by then), so the row max
- * reads L1 as before.  Thread time against the next row alone (Intel Xeon, AVX-512, 2026-12-06):
+ * reads L1 as before.  Rows too long for L1 (FL_ROW_L2_N values or more: 32 KiB of float32) read only the
+ * next row, towards L2: its lines could not wait in L1 for the row max, and a row is far enough ahead.
+ * Thread time against the next row alone into L1 (Intel Xeon, AVX-512, 2026-12-06):
  *   float32 rows of 512 / 1000 / 4000 values: 0.83-0.84 / 0.87-0.88 / 0.75-0.76 at 400 MB of logits,
- *     0.64-0.96 at 40 MB, 1.00-1.03 in L2 (1 MB) and at 8 MB (C = 32000: 0.91 there);
+ *     0.64-0.96 at 40 MB, 1.00-1.03 in L2 (1 MB) and at 8 MB;
  *   float64 rows of 1000 / 4000: 0.66-0.81 at 400 MB, 1.00-1.02 in L2;
  *   the far row alone, without the next one into L1: 3-6% slower in L2; two rows ahead into L1: 1.2x at
  *     400 MB; shorter rows (paired below 512 values, fl_row_pass_f32's R = 2): 0.95-1.06 either way, so
- *     they keep the next row(s) alone.
+ *     they keep the next row(s) alone;
+ *   rows of 8192 / 32000 / 131072 values, the next row into L2 against the rule for 512 on: 0.93-0.94 /
+ *     0.99-1.00 / 0.95-0.99 at 520 MB, 0.94-0.95 / 0.96-0.98 at 8 MB; no prefetch at all 1.11 / 1.02-1.04.
  * FL_ROW_PREFETCH(x, n, r, i): row r after x (r = 1: the next), value i of it. */
 #define FL_ROW_FAR_N 512
+#define FL_ROW_L2_N 8192
 #define FL_ROW_PREFETCH(x, n, r, i)                                                                    \
-    ((n) >= FL_ROW_FAR_N ? (FL_PREFETCH_L2(x, ((r) + 1) * (n) + (i)), FL_PREFETCH(x, (r) * (n) + (i))) \
-                         : FL_PREFETCH(x, (r) * (n) + (i)))
+    ((n) >= FL_ROW_L2_N ? FL_PREFETCH_L2(x, (r) * (n) + (i))                                          \
+     : (n) >= FL_ROW_FAR_N ? (FL_PREFETCH_L2(x, ((r) + 1) * (n) + (i)), FL_PREFETCH(x, (r) * (n) + (i))) \
+     : FL_PREFETCH(x, (r) * (n) + (i)))
 /* Row max.  NaN is skipped here but reaches the result through the exp-sum that follows.  Two vectors
  * of lanes at a time, each lane its own running max (one chain of compares was latency-bound); the last
  * n % B values are taken as the last B values of the row (max is idempotent: values seen twice change
