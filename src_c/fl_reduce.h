@@ -75,7 +75,8 @@ static double fl_pairwise_sum(const double* x, ptrdiff_t n) {
 #define FL_LINE_FLOATS 16
 #if defined(__GNUC__)
 #define FL_PREFETCH(x, i) __builtin_prefetch((const void*)((uintptr_t)(x) + (uintptr_t)(i) * sizeof(*(x))), 0, 3)
-#define FL_PREFETCH_L2(x, i) __builtin_prefetch((const void*)((uintptr_t)(x) + (uintptr_t)(i) * sizeof(*(x))), 0, 2)
+#define FL_PREFETCH_L2(x, i) \
+    __builtin_prefetch((const void*)((uintptr_t)(x) + (uintptr_t)(i) * sizeof(*(x))), 0, 2)
 #else
 #define FL_PREFETCH(x, i) ((void)0)
 #define FL_PREFETCH_L2(x, i) ((void)0)
@@ -92,8 +93,8 @@ static double fl_pairwise_sum(const double* x, ptrdiff_t n) {
  *   the far row alone, without the next one into L1: 3-6% slower in L2; two rows ahead into L1: 1.2x at
  *     400 MB; shorter rows (paired below 512 values, fl_row_pass_f32's R = 2): 0.95-1.06 either way, so
  *     they keep the next row(s) alone;
- *   rows of 8192 / 32000 / 131072 values, the next row into L2 against the rule for 512 on: 0.93-0.94 /
- *     0.99-1.00 / 0.95-0.99 at 520 MB, 0.94-0.95 / 0.96-0.98 at 8 MB; no prefetch at all 1.11 / 1.02-1.04.
+ *   rows of 8192 / 32000 / 131072 values, the next row into L2 against the rule for 512 on: 0.93-0.95 /
+ *     0.99-1.04 / 0.95-0.99 at 520 MB, 0.94-0.95 / 0.96-0.98 at 8 MB; no prefetch at all 1.11 / 1.02-1.04.
  * FL_ROW_PREFETCH(x, n, r, i): row r after x (r = 1: the next), value i of it. */
 #define FL_ROW_FAR_N 512
 #define FL_ROW_L2_N 8192
@@ -364,7 +365,7 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
             for (int j = 0; j < VF; j++) { a[r][j] = 0.0f; a1[r][j] = 0.0f; a2[r][j] = 0.0f; }
         for (ptrdiff_t v = v0; v < v1; v++) {
             const ptrdiff_t o = v * B;
-            /* the R rows after the last one, read in by this loop (FL_ROW_PREFETCH; rows one after another) */
+            /* the R rows after the last one, read in by this loop (FL_ROW_PREFETCH; rows in order) */
             _Pragma("GCC unroll 2")
             for (int r = 1; r <= R; r++)
                 for (int l = 0; l < B; l += FL_LINE_FLOATS) FL_ROW_PREFETCH(xs[R - 1], n, r, o + l);

@@ -174,9 +174,9 @@ def test_bitwise_determinism_across_thread_counts(dtype, reduction):
                                    (40000,), ("probs", 1000, 10), ("probs", 200, 100), ("distillation", 1000, 10)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_calls_cut_into_few_blocks_are_deterministic_and_right(shape):
-    """Calls just above their serial threshold (8192 logits; 16384 for float32 index targets at AVX-512) are cut
-    into a multiple of 4 blocks (run's init_run), so 2 or 4 threads share them: the same bits for every thread
-    count, and the value of float64 torch."""
+    """Calls just above their serial threshold (8192 logits; 16384 for float32 index targets at AVX-512) are
+    cut into a multiple of 4 blocks (run's init_run), so 2 or 4 threads share them: the same bits for every
+    thread count, and the value of float64 torch."""
     rng = np.random.default_rng(11)
     kind = shape[0] if isinstance(shape[0], str) else None
     shape = shape[1:] if kind else shape

@@ -966,7 +966,7 @@ cdef enum:
 
 
 cdef inline Py_ssize_t ce_serial_work(Py_ssize_t itemsize) noexcept nogil:
-    """run's serial threshold for index-target cross-entropy's logits of this itemsize at this level (above)."""
+    """run's serial threshold for index-target cross-entropy's logits of this itemsize (above)."""
     return CE_SERIAL_WORK_F32_AVX512 if itemsize == 4 and FL_CE_F32_LANES == 16 else CE_SERIAL_WORK
 
 

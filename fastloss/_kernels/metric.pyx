@@ -907,8 +907,8 @@ cdef Py_ssize_t triplet_rows_loss_block(const TripletCtx* c, Py_ssize_t start, P
                 else:
                     fl_absdiff3_f64(a + off, p + off, n + off, D, c.eps, c.swap, d3)
             r0[k], r1[k], r2[k] = d3[0], d3[1], d3[2]
-        tile_triplet_finish(r0, r1, r2, L, p2, c.margin, c.swap, c.grad_scale, loss + (i0 - start), NULL, NULL,
-                            NULL)
+        tile_triplet_finish(r0, r1, r2, L, p2, c.margin, c.swap, c.grad_scale, loss + (i0 - start),
+                            NULL, NULL, NULL)
         i0 += L
     return -1
 
@@ -943,7 +943,8 @@ def triplet_margin(a, p, n, out=None, ga=None, gp=None, gn=None, *, double margi
     if (pnorm == 2.0 or pnorm == 1.0) and pair_tiles_win(c.D, itemsize, ga is not None, False):
         fn = <BlockFn> triplet_tile_block[float] if itemsize == 4 else <BlockFn> triplet_tile_block[double]
     elif (pnorm == 2.0 or pnorm == 1.0) and ga is None:
-        fn = <BlockFn> triplet_rows_loss_block[float] if itemsize == 4 else <BlockFn> triplet_rows_loss_block[double]
+        fn = <BlockFn> triplet_rows_loss_block[float] if itemsize == 4 else \
+            <BlockFn> triplet_rows_loss_block[double]
     return run(fn, &c, a.shape[0], c.D * (3 if swap else 2), itemsize, num_threads, out, False)
 
 
