@@ -115,6 +115,13 @@ cdef inline Py_ssize_t prefetch_end(Py_ssize_t n_items, Py_ssize_t nbytes) noexc
     return n_items if nbytes >= CE_PREFETCH_BYTES else 0
 
 
+cdef inline Py_ssize_t next_tile_rows(Py_ssize_t end, Py_ssize_t i0, Py_ssize_t L,
+                                      Py_ssize_t Lmax) noexcept nogil:
+    """Rows of the tile after rows i0 .. i0+L-1 to prefetch: those below ``end`` (a pf_end, or the block's end
+    for the index targets' within-block prefetch), at most one tile of Lmax rows."""
+    return max(0, min(end - i0 - L, Lmax))
+
+
 # The float lanes of a vector at this build's level (16 at AVX-512, else 8): float32 tile sizes (tile_rows)
 # use it, and the AVX-512 level's own measured tiles/rows crossovers (ce_f32_tiles_win, index_tiles_win)
 # are keyed on it.  FL_CE_SOFT_ROWS_MIN_C: ce_probs_tile_block's float32 target sums along the rows from
@@ -856,15 +863,15 @@ cdef Py_ssize_t ce_tile_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
     """(N, C) short rows (index_tiles_win): L rows at a time through a class-major tile (module docstring)."""
     cdef Py_ssize_t C = c.C, bad = -1, i0 = start, L, pf_rows
     cdef Py_ssize_t Lmax = tile_rows(C, sizeof(floating))
+    cdef Py_ssize_t lsz = 8 if c.labels64 else 4
     cdef floating tile[TILE_CAP]
     cdef floating gtile[TILE_CAP]
     while i0 < stop:
         L = min(stop - i0, Lmax)
-        pf_rows = max(0, min(max(c.pf_end, stop) - i0 - L, Lmax))
+        pf_rows = next_tile_rows(max(c.pf_end, stop), i0, L, Lmax)
         to_tile(<const floating*> c.x + i0 * C, C, L, tile)
         if c.pf_end > 0:
-            fl_prefetch_l2(<const char*> c.labels + (i0 + L) * (8 if c.labels64 else 4),
-                           pf_rows * (8 if c.labels64 else 4))
+            fl_prefetch_l2(<const char*> c.labels + (i0 + L) * lsz, pf_rows * lsz)
         bad = first_bad(bad, ce_run(c, tile, L, i0, L, loss + (i0 - start),
                                     denom + (i0 - start) if denom != NULL else NULL,
                                     gtile if c.grad != NULL else NULL, <const floating*> c.x + (i0 + L) * C,
@@ -1228,7 +1235,7 @@ cdef Py_ssize_t ce_probs_tile_block(const RowCtx* c, Py_ssize_t start, Py_ssize_
         ce_probs_run(c, xtile, ttile, L, L, loss + (i0 - start), gtile if c.grad != NULL else NULL,
                      xrows if rows_sums else NULL, trows if rows_sums else NULL,
                      xrows + L * C, trows + L * C,
-                     max(0, min(c.pf_end - i0 - L, Lmax)) * C * sizeof(floating))
+                     next_tile_rows(c.pf_end, i0, L, Lmax) * C * sizeof(floating))
         if c.grad != NULL:
             from_tile(gtile, C, L, <floating*> c.grad + i0 * C)
         i0 += L

@@ -560,6 +560,22 @@ cdef inline void norm_diff_grad(const floating* a, const floating* b, Py_ssize_t
         fl_normdiff_grad_f64(a, b, n, eps, p, norm, c, ga, gb)
 
 
+cdef inline void row_dist3(const floating* a, const floating* b, const floating* c, Py_ssize_t n, double eps,
+                           bint p2, bint three, double* r) noexcept nogil:
+    """r[0..2]: the p-th power sums (p = 2: squares, p = 1: absolute values) of a - b, a - c and, with three,
+    b - c (+ eps) of one triplet's rows, in one pass (fl_sqdiff3 / fl_absdiff3)."""
+    if floating is float:
+        if p2:
+            fl_sqdiff3_f32(a, b, c, n, eps, three, r)
+        else:
+            fl_absdiff3_f32(a, b, c, n, eps, three, r)
+    else:
+        if p2:
+            fl_sqdiff3_f64(a, b, c, n, eps, three, r)
+        else:
+            fl_absdiff3_f64(a, b, c, n, eps, three, r)
+
+
 cdef inline void dot3(const floating* a, const floating* b, Py_ssize_t n, double* r) noexcept nogil:
     if floating is float:
         fl_dot3_f32(a, b, n, r)
@@ -666,16 +682,10 @@ cdef Py_ssize_t triplet_block(const TripletCtx* c, Py_ssize_t start, Py_ssize_t 
         p = <const floating*> c.p + i * D
         n = <const floating*> c.n + i * D
         if c.pnorm == 2.0:          # the two (three) distances in one pass over the rows
-            if floating is float:
-                fl_sqdiff3_f32(a, p, n, D, c.eps, c.swap, d2)
-            else:
-                fl_sqdiff3_f64(a, p, n, D, c.eps, c.swap, d2)
+            row_dist3(a, p, n, D, c.eps, True, c.swap, d2)
             dap, dan, dpn = sqrt(d2[0]), sqrt(d2[1]), sqrt(d2[2])
         elif c.pnorm == 1.0:
-            if floating is float:
-                fl_absdiff3_f32(a, p, n, D, c.eps, c.swap, d2)
-            else:
-                fl_absdiff3_f64(a, p, n, D, c.eps, c.swap, d2)
+            row_dist3(a, p, n, D, c.eps, False, c.swap, d2)
             dap, dan, dpn = d2[0], d2[1], d2[2]
         else:
             dap = norm_diff(a, p, D, c.eps, c.pnorm)
@@ -877,7 +887,7 @@ cdef Py_ssize_t triplet_tile_block(const TripletCtx* c, Py_ssize_t start, Py_ssi
 cdef Py_ssize_t triplet_rows_loss_block(const TripletCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                        floating* loss, floating* denom) noexcept nogil:
     """The loss alone for p = 2 or 1 over rows too long for the tiles: the distance sums of up to PAIR_ROWS
-    rows, one pass over each row (fl_sqdiff3 / fl_absdiff3, as triplet_block), then the tiles' branch-free
+    rows, one pass over each row (row_dist3, as triplet_block), then the tiles' branch-free
     finish over all of them (fl_tile_triplet_finish: triplet_point's values, vectorised).  triplet_block's
     finish per row branches on the sign of z, which random triplets mispredict half the time, and waits on
     each row's sqrt: float32 400 x 128 rows took 57-59 ns a row there, 50-53 here, and W12's 1000 rows at
@@ -896,16 +906,7 @@ cdef Py_ssize_t triplet_rows_loss_block(const TripletCtx* c, Py_ssize_t start, P
         L = min(stop - i0, <Py_ssize_t> PAIR_ROWS)
         for k in range(L):
             off = (i0 + k) * D
-            if floating is float:
-                if p2:
-                    fl_sqdiff3_f32(a + off, p + off, n + off, D, c.eps, c.swap, d3)
-                else:
-                    fl_absdiff3_f32(a + off, p + off, n + off, D, c.eps, c.swap, d3)
-            else:
-                if p2:
-                    fl_sqdiff3_f64(a + off, p + off, n + off, D, c.eps, c.swap, d3)
-                else:
-                    fl_absdiff3_f64(a + off, p + off, n + off, D, c.eps, c.swap, d3)
+            row_dist3(a + off, p + off, n + off, D, c.eps, p2, c.swap, d3)
             r0[k], r1[k], r2[k] = d3[0], d3[1], d3[2]
         tile_triplet_finish(r0, r1, r2, L, p2, c.margin, c.swap, c.grad_scale, loss + (i0 - start),
                             NULL, NULL, NULL)
