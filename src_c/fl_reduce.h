@@ -301,7 +301,15 @@ FL_ROW_SUMEXP(double, fl_row_sumexp_f64, fl_exp_nonpos, FL_ROW_VF64, -__builtin_
  * The tail (n % B values) runs as vectors of VF lanes; the last, partial one is taken as the row's last
  * VF values with the lanes already counted dropped from the sums and not stored to e (e may be x itself,
  * overwritten in place: the dropped lanes may read values already replaced, and are discarded); a row
- * shorter than VF is padded. */
+ * shorter than VF is padded.
+ * The next row's max (xn != NULL: *mn = fl_row_max_f32(xn, n), the same value, max being exact): long rows
+ * (R = 1) form it in this pass, from the next row's values loaded beside this row's, and prefetch the row
+ * at xf (if not NULL: the row after the next) towards L2 instead of FL_ROW_PREFETCH's rows.  The row max
+ * had been a pass of its own, waiting on memory with little to compute, and the exps a pass from cache
+ * with little to read; fused, memory delivers the next row while this row's exps run.  Thread time:
+ * rows_block_items (classification.pyx).  Without xf the fused pass read memory 1.3-1.4x slower (rows of
+ * 1000-32000 values at 400-520 MB); in L2 xf cost 5% at 32000 values, so callers pass it only beyond L2
+ * (row_far).  The generic form below takes the max after its pass. */
 #define FL_SUMEXP_RUN 4
 enum { FL_RS_PLAIN = 0, FL_RS_DOT = 1, FL_RS_SOFT = 2 };
 /* A product that is summed afterwards, as the rounded product: GCC fuses a product into the addition that
@@ -347,7 +355,8 @@ enum { FL_RS_MAXR = 2 };                      /* rows per pass: 1 or 2 */
 #ifndef FL_ROW_PASS_V
 FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const float** ts,
                                ptrdiff_t n, const float* m, float** es, int mode, int has_e, int has_w,
-                               float keep_t, float add_t, double* s, double* o1, double* o2) {
+                               float keep_t, float add_t, double* s, double* o1, double* o2,
+                               const float* xn, const float* xf, float* mn) {
     enum { VF = FL_ROW_VF32, B = 4 * FL_ROW_VF32, MR = FL_RS_MAXR };
     double sd[MR][VF], s1[MR][VF], s2[MR][VF];
     int32_t k[MR][VF], u[MR][B];
@@ -469,6 +478,8 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
         if (o2) o2[r] = s2[r][0];
         s[r] = (double)k[r][0] + sd[r][0];
     }
+    (void)xf;
+    if (xn) *mn = fl_row_max_f32(xn, n);
 }
 #else /* FL_ROW_PASS_V */
 /* AVX2 and AVX-512 (fl_vec.h's FL_V_W lanes, fl_expf_softmax_vn): the same pass -- the same terms, added in
@@ -581,13 +592,15 @@ FL_INLINE void fl_rs_v_tail(int R, int T, const float** xs, const float* w, cons
 }
 FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const float** ts,
                                ptrdiff_t n, const float* m, float** es, int mode, int has_e, int has_w,
-                               float keep_t, float add_t, double* s, double* o1, double* o2) {
+                               float keep_t, float add_t, double* s, double* o1, double* o2,
+                               const float* xn, const float* xf, float* mn) {
     enum { VF = FL_V_W, B = 4 * FL_V_W, MR = FL_RS_MAXR };
     const fl_vf zero = fl_v_set1(0.0f);
     const fl_vf kt = fl_v_set1(keep_t), at = fl_v_set1(add_t);
     fl_rs_v st[MR];
     fl_vf mv[MR];
     const ptrdiff_t nb = n / B;
+    fl_vf nm = fl_v_set1(-__builtin_inff());                 /* the next row's running max (xn) */
     _Pragma("GCC unroll 2")
     for (int r = 0; r < R; r++) {
         mv[r] = fl_v_set1(m[r]);
@@ -600,9 +613,17 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
         for (int r = 0; r < R; r++) st[r].a = st[r].a1 = st[r].a2 = zero;
         for (ptrdiff_t v = v0; v < v1; v++) {
             const ptrdiff_t o = v * B;
-            _Pragma("GCC unroll 2")
-            for (int r = 1; r <= R; r++)
-                for (int l = 0; l < B; l += FL_LINE_FLOATS) FL_ROW_PREFETCH(xs[R - 1], n, r, o + l);
+            if (xn) {                 /* as fl_row_max_f32's loop: vmaxps(x, m) skips NaN */
+                fl_vf b0 = fl_v_max(fl_v_load(xn + o), fl_v_max(fl_v_load(xn + o + VF), nm));
+                fl_vf b1 = fl_v_max(fl_v_load(xn + o + 2 * VF), fl_v_max(fl_v_load(xn + o + 3 * VF), nm));
+                nm = fl_v_max(b0, b1);
+                if (xf)
+                    for (int l = 0; l < B; l += FL_LINE_FLOATS) FL_PREFETCH_L2(xf, o + l);
+            } else {
+                _Pragma("GCC unroll 2")
+                for (int r = 1; r <= R; r++)
+                    for (int l = 0; l < B; l += FL_LINE_FLOATS) FL_ROW_PREFETCH(xs[R - 1], n, r, o + l);
+            }
             /* the block's 4 R vectors, four at a time: rows 0 and 1's q-th, or one row's q-th and next */
             fl_vf y[MR][4], q1[MR][4], q2[MR][4];
             _Pragma("GCC unroll 4")
@@ -683,53 +704,58 @@ FL_INLINE void fl_row_pass_f32(int R, const float** xs, const float* w, const fl
         if (o2) o2[r] = fl_vd_sum_halves(st[r].s20, st[r].s21);
         s[r] = (double)(n - fl_v_isum(st[r].nt)) + fl_vd_sum_halves(st[r].sd0, st[r].sd1);
     }
+    if (xn) {                                 /* its lanes, then its tail (nb B .. n) */
+        float lanes[VF], mx, mt;
+        fl_v_store(lanes, nm);
+        mx = fl_row_max_f32(lanes, VF);
+        if (nb * B < n) {
+            mt = fl_row_max_f32(xn + nb * B, n - nb * B);
+            mx = mt > mx ? mt : mx;
+        }
+        *mn = mx;
+    }
 }
 #endif /* FL_ROW_PASS_V */
 #undef FL_RS_LANE
+/* fl_row_pass_f32 with has_e = (es != NULL) and has_w = (w != NULL) as constants: each of the four its own
+ * inlined loop (e: es, or when es is NULL any row array, not written) */
+#define FL_ROW_PASS_EW(R, xs, w, ts, n, m, es, e, mode, kt, at, s, o1, o2, xn, xf, mn)                  \
+    ((es) && (w) ? fl_row_pass_f32(R, xs, w, ts, n, m, e, mode, 1, 1, kt, at, s, o1, o2, xn, xf, mn)    \
+     : (es)      ? fl_row_pass_f32(R, xs, NULL, ts, n, m, e, mode, 1, 0, kt, at, s, o1, o2, xn, xf, mn) \
+     : (w)       ? fl_row_pass_f32(R, xs, w, ts, n, m, e, mode, 0, 1, kt, at, s, o1, o2, xn, xf, mn)    \
+                 : fl_row_pass_f32(R, xs, NULL, ts, n, m, e, mode, 0, 0, kt, at, s, o1, o2, xn, xf, mn))
 /* One row (R = 1): s = sum_j exp(x_j - m), exps to e if e != NULL */
 static inline double fl_row_sumexp_f32(const float* x, ptrdiff_t n, float m, float* e) {
     double s;
-    if (e) fl_row_pass_f32(1, &x, NULL, &x, n, &m, &e, FL_RS_PLAIN, 1, 0, 0.0f, 0.0f, &s, NULL, NULL);
-    else fl_row_pass_f32(1, &x, NULL, &x, n, &m, (float**)&x, FL_RS_PLAIN, 0, 0, 0.0f, 0.0f, &s, NULL, NULL);
+    float** ep = e ? &e : (float**)&x;        /* not written without e */
+    FL_ROW_PASS_EW(1, &x, NULL, &x, n, &m, e, ep, FL_RS_PLAIN, 0, 0, &s, NULL, NULL, NULL, NULL, NULL);
     return s;
 }
 /* R = 1 or 2 rows at xs (maxima m, exps to es[r] if es != NULL): s[r], and dot[r] = sum_j w_j (x_j - m[r])
- * if dot != NULL (w NULL: weights 1) */
+ * if dot != NULL (w NULL: weights 1); with xn (R = 1), also *mn, the max of the row at xn, and the row
+ * at xf read in (fl_row_pass_f32) */
 static inline void fl_rows_sumexp_dot_f32(int R, const float** xs, const float* w, ptrdiff_t n,
-                                          const float* m, float** es, double* s, double* dot) {
-    const int mode = dot ? FL_RS_DOT : FL_RS_PLAIN;
-    float** e = es ? es : (float**)xs;   /* not written (has_e 0) */
-    if (R == 2) {
-        if (mode == FL_RS_PLAIN) {
-            if (es) fl_row_pass_f32(2, xs, NULL, xs, n, m, e, FL_RS_PLAIN, 1, 0, 0.0f, 0.0f, s, NULL, NULL);
-            else fl_row_pass_f32(2, xs, NULL, xs, n, m, e, FL_RS_PLAIN, 0, 0, 0.0f, 0.0f, s, NULL, NULL);
-        } else if (es && w) fl_row_pass_f32(2, xs, w, xs, n, m, e, FL_RS_DOT, 1, 1, 0.0f, 0.0f, s, dot, NULL);
-        else if (es) fl_row_pass_f32(2, xs, NULL, xs, n, m, e, FL_RS_DOT, 1, 0, 0.0f, 0.0f, s, dot, NULL);
-        else if (w) fl_row_pass_f32(2, xs, w, xs, n, m, e, FL_RS_DOT, 0, 1, 0.0f, 0.0f, s, dot, NULL);
-        else fl_row_pass_f32(2, xs, NULL, xs, n, m, e, FL_RS_DOT, 0, 0, 0.0f, 0.0f, s, dot, NULL);
-    } else {
-        if (mode == FL_RS_PLAIN) s[0] = fl_row_sumexp_f32(xs[0], n, m[0], es ? es[0] : NULL);
-        else if (es && w) fl_row_pass_f32(1, xs, w, xs, n, m, e, FL_RS_DOT, 1, 1, 0.0f, 0.0f, s, dot, NULL);
-        else if (es) fl_row_pass_f32(1, xs, NULL, xs, n, m, e, FL_RS_DOT, 1, 0, 0.0f, 0.0f, s, dot, NULL);
-        else if (w) fl_row_pass_f32(1, xs, w, xs, n, m, e, FL_RS_DOT, 0, 1, 0.0f, 0.0f, s, dot, NULL);
-        else fl_row_pass_f32(1, xs, NULL, xs, n, m, e, FL_RS_DOT, 0, 0, 0.0f, 0.0f, s, dot, NULL);
-    }
+                                          const float* m, float** es, double* s, double* dot,
+                                          const float* xn, const float* xf, float* mn) {
+    float** e = es ? es : (float**)xs;
+    if (R == 2 && dot)
+        FL_ROW_PASS_EW(2, xs, w, xs, n, m, es, e, FL_RS_DOT, 0, 0, s, dot, NULL, NULL, NULL, NULL);
+    else if (R == 2)
+        FL_ROW_PASS_EW(2, xs, NULL, xs, n, m, es, e, FL_RS_PLAIN, 0, 0, s, NULL, NULL, NULL, NULL, NULL);
+    else if (dot) FL_ROW_PASS_EW(1, xs, w, xs, n, m, es, e, FL_RS_DOT, 0, 0, s, dot, NULL, xn, xf, mn);
+    else FL_ROW_PASS_EW(1, xs, NULL, xs, n, m, es, e, FL_RS_PLAIN, 0, 0, s, NULL, NULL, xn, xf, mn);
 }
 /* R = 1 or 2 rows at xs, targets at ts: s[r], and the probability-target sums A[r], D[r] of
- * fl_row_soft_sums.  One row per pass: two rows' five running sums in one loop ran no faster (C = 49-1000). */
+ * fl_row_soft_sums; with xn, also *mn (as fl_rows_sumexp_dot_f32), formed in the last row's pass.  One row
+ * per pass: two rows' five running sums in one loop ran no faster (C = 49-1000). */
 static inline void fl_rows_sumexp_soft_f32(int R, const float** xs, const float** ts, const float* w,
                                            ptrdiff_t n, const float* m, float keep, float add, float** es,
-                                           double* s, double* A, double* D) {
-    float** e = es ? es : (float**)xs;   /* not written (has_e 0) */
-    for (int r = 0; r < R; r++) {
-        const float** x = xs + r;
-        const float** t = ts + r;
-        float** er = e + r;
-        if (es && w) fl_row_pass_f32(1, x, w, t, n, m + r, er, FL_RS_SOFT, 1, 1, keep, add, s + r, A + r, D + r);
-        else if (es) fl_row_pass_f32(1, x, NULL, t, n, m + r, er, FL_RS_SOFT, 1, 0, keep, add, s + r, A + r, D + r);
-        else if (w) fl_row_pass_f32(1, x, w, t, n, m + r, er, FL_RS_SOFT, 0, 1, keep, add, s + r, A + r, D + r);
-        else fl_row_pass_f32(1, x, NULL, t, n, m + r, er, FL_RS_SOFT, 0, 0, keep, add, s + r, A + r, D + r);
-    }
+                                           double* s, double* A, double* D, const float* xn, const float* xf,
+                                           float* mn) {
+    float** e = es ? es : (float**)xs;
+    for (int r = 0; r < R; r++)
+        FL_ROW_PASS_EW(1, xs + r, w, ts + r, n, m + r, es, e + r, FL_RS_SOFT, keep, add, s + r, A + r, D + r,
+                       r == R - 1 ? xn : NULL, xf, mn);
 }
 
 /* sum_i w_i * (x_i - m) (w may be NULL: weights 1): the label-smoothing sum over logits shifted by the

@@ -560,6 +560,55 @@ def test_long_rows_hostile_and_paired(C, dtype, rng):
             np.testing.assert_array_equal(grad[i:i + 1], alone_grad, err_msg=f"row {i} grad")
 
 
+@pytest.mark.parametrize("C, N", [(512, 2100), (1000, 1100), (4099, 260)])
+def test_long_rows_next_row_max_in_the_pass(C, N, rng):
+    """float32 rows of 512 classes or more run one at a time, each row's pass also forming the next row's max
+    (fl_row_pass_f32's xn) within blocks of 16 rows (rows_block_items); from 4 MiB of logits (as here) the
+    pass also prefetches the row after the next.  Hostile rows first, last and in between in the blocks (NaN,
+    +-1e4, +inf, all but one class masked, an all-masked row, ties, the max in the tail) and ignored rows (so
+    a row's next one with a target is further on), against float64 torch; every row's loss and gradient the
+    same bits as the row's alone (no next row to fuse) and at 1 and 2 threads."""
+    x = (rng.standard_normal((N, C)) * 3).astype(np.float32)
+    x[15, C // 3] = np.nan
+    x[16, :] = -np.inf
+    x[16, C - 1] = 2.0
+    x[17, 7], x[17, 8] = 1e4, -1e4
+    x[31, [1, 2, C - 1]] = x[31].max() + 1
+    x[32, :] = -np.inf
+    x[33, C - 1] = 1e4
+    x[47, :] = -1e4
+    x[47, 0] = 0.0
+    x[48, C - 2] = np.inf
+    x[40, :] = -5.0                             # ignored, between rows with a target: row 41's max is 1e4
+    x[41, 3] = 1e4
+    y = rng.integers(0, C, N)
+    y[[16, 40, 64, N - 1]] = -100
+    y[[15, 17, 31, 32, 33, 47, 48]] = C - 1
+    t = _soft_targets(rng, x.shape, np.float32, 1)
+    rows = [0, 14, 15, 16, 17, 18, 31, 32, 33, 34, 39, 40, 41, 47, 48, 49, 63, 64, 65, N - 2, N - 1]
+    for kw in ({}, {"label_smoothing": 0.1}):
+        check(x, y, np.float32, "none", what=f"C={C} {list(kw)}", **kw)
+        check(x, y, np.float32, "mean", what=f"C={C} {list(kw)}", **kw)
+    ref, ref_grad = torch_value_and_grad(lambda xt: F.cross_entropy(xt, to_torch64(t), reduction="none"), x)
+    val, grad = fl.cross_entropy(x, t, reduction="none", return_grad=True)
+    assert_close_spec(val, ref, np.float32, what=f"probs C={C}")
+    assert_close_spec(grad, ref_grad, np.float32, reduced=False, what=f"probs grad C={C}")
+    for target in (y, t):
+        kw = {"label_smoothing": 0.1} if target is y else {}
+        loss = fl.cross_entropy(x, target, reduction="none", num_threads=1, **kw)
+        val, grad = fl.cross_entropy(x, target, reduction="none", return_grad=True, num_threads=1, **kw)
+        np.testing.assert_array_equal(val, loss)
+        for u, v in zip((loss, val, grad),
+                        (fl.cross_entropy(x, target, reduction="none", num_threads=2, **kw),)
+                        + fl.cross_entropy(x, target, reduction="none", return_grad=True, num_threads=2, **kw)):
+            assert np.asarray(u).tobytes() == np.asarray(v).tobytes()
+        for i in rows:
+            alone, alone_grad = fl.cross_entropy(x[i:i + 1], target[i:i + 1], reduction="none",
+                                                 return_grad=True, **kw)
+            np.testing.assert_array_equal(loss[i:i + 1], alone, err_msg=f"C={C} row {i}")
+            np.testing.assert_array_equal(grad[i:i + 1], alone_grad, err_msg=f"C={C} row {i} grad")
+
+
 def _soft_targets(rng, shape, dtype, C_axis):
     t = rng.random(shape)
     return (t / t.sum(axis=C_axis, keepdims=True)).astype(dtype)

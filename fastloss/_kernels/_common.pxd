@@ -643,14 +643,16 @@ cdef inline void* ptr_or_null(object arr):
 
 cdef inline void init_run(BlockRun* run, Py_ssize_t n_items, Py_ssize_t item_cost, Py_ssize_t itemsize,
                           int num_threads, void* loss_out, bint want_denom,
-                          Py_ssize_t serial_work=SERIAL_ITEMS_WORK) noexcept:
+                          Py_ssize_t serial_work=SERIAL_ITEMS_WORK, Py_ssize_t min_block_items=1) noexcept:
     """The run's fields.  Blocks of block_items_for(item_cost) items; but a call that may go parallel
     (its work at least ``serial_work``) in fewer than 8 such blocks is cut into 4 or 8 blocks (of a
     multiple of 32 items from 32 on), so 2 or 4 threads share it about evenly: N = 1000 rows of 10 classes
     made blocks of 384, 384 and 232 rows, and one of 2 threads ran two of them.  (At run's default
     threshold every parallel call has 8 blocks or more: this only cuts entries with a lower threshold.)
-    The blocks depend on the call's shape alone, never on the thread count (note b)."""
-    cdef Py_ssize_t b = block_items_for(item_cost)
+    ``min_block_items``: the fewest items a block holds before that cut (a kernel that carries work from
+    one item to the next within a block).  The blocks depend on the call's shape alone, never on the thread
+    count (note b)."""
+    cdef Py_ssize_t b = max(block_items_for(item_cost), min_block_items)
     cdef Py_ssize_t nb = (n_items + b - 1) // b
     if nb < 8 and n_items * item_cost >= serial_work:
         nb = (nb + 3) & ~3
@@ -677,17 +679,18 @@ cdef inline object finish_run(int status, BlockRun* run):
 
 cdef inline object run(BlockFn fn, const void* ctx, Py_ssize_t n_items, Py_ssize_t item_cost,
                        Py_ssize_t itemsize, int num_threads, object out, bint want_denom, bint fn_sums=False,
-                       Py_ssize_t serial_work=SERIAL_ITEMS_WORK):
+                       Py_ssize_t serial_work=SERIAL_ITEMS_WORK, Py_ssize_t min_block_items=1):
     """The one entry step of every blocked kernel: ``fn`` over ``n_items`` items with the GIL released.
 
     ``out`` is the reduction="none" output array (per-item losses written in place) or None to reduce;
     ``want_denom`` also sums the per-item denominators; ``fn_sums``: ``fn`` sums its own items (note b);
-    ``serial_work``: the work below which the run is serial (note d).
+    ``serial_work``: the work below which the run is serial (note d); ``min_block_items``: as init_run.
     Returns (loss_sum, denom_sum, first_bad); the wrapper maps first_bad >= 0 to its exception
     (``fastloss/_errors.py``)."""
     cdef BlockRun r
     cdef int status
-    init_run(&r, n_items, item_cost, itemsize, num_threads, ptr_or_null(out), want_denom, serial_work)
+    init_run(&r, n_items, item_cost, itemsize, num_threads, ptr_or_null(out), want_denom, serial_work,
+             min_block_items)
     r.fn_sums = fn_sums
     with nogil:
         status = run_blocks(fn, ctx, &r)

@@ -343,9 +343,10 @@ cdef extern from "fl_reduce.h" nogil:
     void fl_row_soft_sums_f64(const double* x, const double* t, const double* w, Py_ssize_t n, double m,
                               double keep, double add, double* A, double* D)
     void fl_rows_sumexp_dot_f32(int R, const float** xs, const float* w, Py_ssize_t n, const float* m,
-                                float** es, double* s, double* dot)
+                                float** es, double* s, double* dot, const float* xn, const float* xf, float* mn)
     void fl_rows_sumexp_soft_f32(int R, const float** xs, const float** ts, const float* w, Py_ssize_t n,
-                                 const float* m, float keep, float add, float** es, double* s, double* A, double* D)
+                                 const float* m, float keep, float add, float** es, double* s, double* A, double* D,
+                                 const float* xn, const float* xf, float* mn)
     void fl_row_kl_sums_f32(const float* x, const float* u, Py_ssize_t n, double mx, double mu, double inv_t,
                             double* ss, double* st, double* W)
     void fl_row_kl_sums_f64(const double* x, const double* u, Py_ssize_t n, double mx, double mu,
@@ -373,33 +374,50 @@ cdef enum:  # rows_sums: the sums besides s = sum_j exp(x_j - m) formed in the s
 cdef enum:
     PAIR_MAX_C = 512    # rows_sums pairs float32 rows shorter than this (longer rows: no gain, and with the
                         # gradient 20% slower at C = 1000, two rows' exps and gradients going through the caches)
+    ROW_FAR_BYTES = 4 << 20   # inputs from which rows_sums' long rows read the row after the next in (row_far)
+
+
+cdef inline bint row_far(Py_ssize_t nbytes) noexcept:
+    """Whether rows_sums' long float32 rows prefetch the row after the next (fl_row_pass_f32's xf): where
+    the inputs read (nbytes) reach ROW_FAR_BYTES, beyond L2 (2 MiB a core here).  From memory, without
+    it, the passes that form the next row's max read 1.3-1.4x slower (C = 1000-32000, 400-520 MB); in L2 it
+    cost 5% at C = 32000 (Intel Xeon, AVX-512, thread time, 2026-12-07)."""
+    return nbytes >= ROW_FAR_BYTES
 
 
 cdef inline void rows_sums(const floating* x, const floating* t, const floating* w, floating* g, Py_ssize_t C,
                            const Py_ssize_t* rows, Py_ssize_t n, int mode, floating keep, floating add,
-                           floating* m, double* s, double* q1, double* q2) noexcept nogil:
+                           bint far, floating* m, double* s, double* q1, double* q2) noexcept nogil:
     """The row passes of the n rows rows[0..n) (item indices: logits x + i C, targets t + i C, exps into
     g + i C if g is not NULL): m[k] the row max, s[k] = sum_j exp(x_j - m[k]) in double, and the sums of
     ``mode`` into q1[k] (and q2[k]).  float32 rows shorter than PAIR_MAX_C run two at a time through one pass
-    (fl_rows_sumexp_dot_f32: each row's latency hides the other's), with the same results as one at a time."""
+    (fl_rows_sumexp_dot_f32: each row's latency hides the other's), with the same results as one at a time.
+    Longer ones run one at a time, each pass also forming the next row's max (the same value as row_max;
+    fl_row_pass_f32), and with `far` (row_far) reading the row after the next in."""
     cdef Py_ssize_t k = 0, r, R
     cdef const floating* xs[2]
     cdef const floating* ts[2]
     cdef floating* es[2]
+    cdef const float* xn
+    cdef bint have_m = False            # m[k] formed by the pass before
     while k < n:
         R = 2 if floating is float and C < PAIR_MAX_C and k + 1 < n else 1
         for r in range(R):
             xs[r] = x + rows[k + r] * C
             ts[r] = t + rows[k + r] * C if t != NULL else xs[r]
             es[r] = g + rows[k + r] * C if g != NULL else NULL
-            m[k + r] = row_max(xs[r], C)
+            if r > 0 or not have_m:
+                m[k + r] = row_max(xs[r], C)
         if floating is float:
+            have_m = R == 1 and k + 1 < n
+            xn = x + rows[k + 1] * C if have_m else NULL
             if mode == SUMS_SOFT:
                 fl_rows_sumexp_soft_f32(R, xs, ts, w, C, m + k, keep, add, es if g != NULL else NULL,
-                                        s + k, q1 + k, q2 + k)
+                                        s + k, q1 + k, q2 + k, xn, xn + C if far and have_m else NULL, m + k + 1)
             else:
                 fl_rows_sumexp_dot_f32(R, xs, w, C, m + k, es if g != NULL else NULL, s + k,
-                                       q1 + k if mode == SUMS_DOT else NULL)
+                                       q1 + k if mode == SUMS_DOT else NULL, xn, xn + C if far and have_m else NULL,
+                                       m + k + 1)
         else:
             s[k] = row_sumexp(xs[0], C, m[k], es[0])      # es[0] (if any) now holds exp(x_j - m)
             if mode == SUMS_DOT:
@@ -436,6 +454,7 @@ cdef struct CeCtx:
     const void* weight      # (C,) class weights or NULL
     double weight_total     # sum_j w_j (C if no weight)
     Py_ssize_t pf_end       # tiles prefetch the next tile below this row or the block's end (prefetch_end)
+    bint row_far            # long rows read the row after the next in (row_far)
     Py_ssize_t C
     Py_ssize_t S            # positions per sample (1 for the rows layout)
     int64_t ignore_index
@@ -559,6 +578,18 @@ cdef enum:
     LOSS_ROWS = 16      # ce_rows_loss_block: rows whose scalar epilogues run as one vector loop
 
 
+cdef inline Py_ssize_t rows_block_items(Py_ssize_t itemsize, bint with_grad) noexcept:
+    """The fewest rows in a block of the long-row paths (ce_rows_block, ce_probs_rows_block): for the float32
+    loss alone LOSS_ROWS, one rows_sums call, which forms each next row's max in the pass before (every
+    row's but the block's first); blocks of BLOCK_WORK logits had been 4096 // C rows, one from C = 2049 on,
+    so few rows (none there) had a next one in their block.  Thread time against those blocks (Intel Xeon,
+    AVX-512, 2026-12-07), C = 1000 / 4000 / 32000: 0.84-0.90 / 0.90 / 0.89-1.01 in L2 (1 MB), 0.90 / - /
+    0.92-0.97 at 8 MB, 0.90-0.92 / 0.87-0.91 / 0.89-0.91 from memory (400-520 MB); blocks of 32 or 64 rows
+    the same within noise.  With the gradient (its pass between a pair's row passes) no gain was measured:
+    the blocks stay as they were."""
+    return LOSS_ROWS if itemsize == 4 and not with_grad else 1
+
+
 cdef Py_ssize_t ce_rows_loss_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                    floating* loss, floating* denom) noexcept nogil:
     """ce_rows_block without a gradient or focal term.  The row passes (rows_sums) give s - 1, x_y - m and the
@@ -592,7 +623,7 @@ cdef Py_ssize_t ce_rows_loss_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t 
                 wy[k] = 0
                 swm[k] = 0
         rows_sums(x, <const floating*> NULL, w, <floating*> NULL, C, rows, nv, SUMS_DOT if eps != 0 else SUMS_PLAIN,
-                  0, 0, m, s, sw, sw)
+                  0, 0, c.row_far, m, s, sw, sw)
         for v in range(nv):
             k = rows[v] - i0
             wy[k] = w[ys[v]] if w != NULL else 1
@@ -651,7 +682,8 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
             if v % 2 == 0:  # the row passes of the next two rows, their gradients written while in cache
                 # g (if any) then holds exp(x_j - m); focal: the plain sum (its smoothing is not supported)
                 rows_sums(x, <const floating*> NULL, w, <floating*> c.grad, C, rows + v, min(nv - v, 2),
-                          SUMS_DOT if eps != 0 and not c.focal else SUMS_PLAIN, 0, 0, m + v, sv + v, swv + v, swv + v)
+                          SUMS_DOT if eps != 0 and not c.focal else SUMS_PLAIN, 0, 0, c.row_far, m + v, sv + v,
+                          swv + v, swv + v)
             i = rows[v]
             y = ys[v]
             s = sv[v]
@@ -1033,12 +1065,14 @@ def cross_entropy_index(x, labels, out, grad, *, weight=None, Py_ssize_t C, Py_s
     cdef Py_ssize_t itemsize = x.dtype.itemsize
     cdef Py_ssize_t n_items = labels.shape[0]
     cdef BlockFn fn
+    cdef Py_ssize_t min_block = 1
     c.x = ptr_or_null(x)
     c.labels = ptr_or_null(labels)
     c.labels64 = labels.dtype.itemsize == 8
     c.weight = ptr_or_null(weight)
     c.weight_total = float(np.sum(weight, dtype=np.float64)) if weight is not None else C
     c.pf_end = prefetch_end(n_items, x.nbytes + labels.nbytes)
+    c.row_far = row_far(x.nbytes)
     c.C = C
     c.S = S
     c.ignore_index = ignore_index
@@ -1057,9 +1091,10 @@ def cross_entropy_index(x, labels, out, grad, *, weight=None, Py_ssize_t C, Py_s
         fn = <BlockFn> ce_tile_block[float] if itemsize == 4 else <BlockFn> ce_tile_block[double]
     elif S == 1:
         fn = <BlockFn> ce_rows_block[float] if itemsize == 4 else <BlockFn> ce_rows_block[double]
+        min_block = rows_block_items(itemsize, grad is not None)
     else:
         fn = <BlockFn> ce_spatial_block[float] if itemsize == 4 else <BlockFn> ce_spatial_block[double]
-    return run(fn, &c, n_items, C, itemsize, num_threads, out, mean, False, ce_serial_work(itemsize))
+    return run(fn, &c, n_items, C, itemsize, num_threads, out, mean, False, ce_serial_work(itemsize), min_block)
 
 
 # =====================================================================================================
@@ -1074,6 +1109,7 @@ cdef struct RowCtx:
     bint labels64
     const void* weight      # (C,) or NULL
     Py_ssize_t pf_end       # probability-target tiles prefetch the next tile below this row (prefetch_end)
+    bint row_far            # long rows read the row after the next in (row_far)
     Py_ssize_t C
     Py_ssize_t S
     double smoothing        # ce_probs: label smoothing
@@ -1120,11 +1156,11 @@ cdef Py_ssize_t ce_probs_rows_block(const RowCtx* c, Py_ssize_t start, Py_ssize_
             rows[k] = i0 + k
         if c.grad == NULL:
             rows_sums(<const floating*> c.x, <const floating*> c.t, w, <floating*> NULL, C, rows, L, SUMS_SOFT,
-                      keep, add, m, s, A, D)
+                      keep, add, c.row_far, m, s, A, D)
         else:
             for k in range(L):          # each row's gradient written while its exps are in cache
                 rows_sums(<const floating*> c.x, <const floating*> c.t, w, <floating*> c.grad, C, rows + k, 1,
-                          SUMS_SOFT, keep, add, m + k, s + k, A + k, D + k)
+                          SUMS_SOFT, keep, add, c.row_far, m + k, s + k, A + k, D + k)
                 trow = <const floating*> c.t + rows[k] * C
                 g = <floating*> c.grad + rows[k] * C       # exp(x_j - m) (rows_sums)
                 scale = <floating> (A[k] * gs / s[k])
@@ -1510,6 +1546,7 @@ cdef inline void set_rows(RowCtx* c, x, t, labels, weight, grad, Py_ssize_t C, P
     c.labels64 = labels is not None and labels.dtype.itemsize == 8
     c.weight = ptr_or_null(weight)
     c.pf_end = prefetch_end(x.size // (C * S) if C * S > 0 else 0, x.nbytes + (t.nbytes if t is not None else 0))
+    c.row_far = row_far(x.nbytes + (t.nbytes if t is not None else 0))
     c.C = C
     c.S = S
     c.smoothing = 0.0
@@ -1527,15 +1564,18 @@ def ce_probs(x, t, out, grad, *, weight=None, Py_ssize_t C, Py_ssize_t S=1, doub
     cdef Py_ssize_t itemsize = check_rows(x, t, "t", None, weight, out, grad, C, S)
     cdef RowCtx c
     cdef BlockFn fn
+    cdef Py_ssize_t min_block = 1
     set_rows(&c, x, t, None, weight, grad, C, S, grad_scale)
     c.smoothing = smoothing
     if S == 1 and probs_tiles_win(C, itemsize, grad is not None):
         fn = <BlockFn> ce_probs_tile_block[float] if itemsize == 4 else <BlockFn> ce_probs_tile_block[double]
     elif S == 1:
         fn = <BlockFn> ce_probs_rows_block[float] if itemsize == 4 else <BlockFn> ce_probs_rows_block[double]
+        min_block = rows_block_items(itemsize, grad is not None)
     else:
         fn = <BlockFn> ce_probs_spatial_block[float] if itemsize == 4 else <BlockFn> ce_probs_spatial_block[double]
-    return run(fn, &c, (x.size // C) if C > 0 else 0, C, itemsize, num_threads, out, False, False, CE_SERIAL_WORK)
+    return run(fn, &c, (x.size // C) if C > 0 else 0, C, itemsize, num_threads, out, False, False, CE_SERIAL_WORK,
+               min_block)
 
 
 def nll(x, labels, out, grad, *, weight=None, Py_ssize_t C, Py_ssize_t S=1, int64_t ignore_index,
@@ -1551,6 +1591,7 @@ def nll(x, labels, out, grad, *, weight=None, Py_ssize_t C, Py_ssize_t S=1, int6
     c.labels64 = labels.dtype.itemsize == 8
     c.weight = ptr_or_null(weight)
     c.pf_end = 0
+    c.row_far = False
     c.C = C
     c.S = S
     c.ignore_index = ignore_index
