@@ -374,26 +374,17 @@ cdef enum:  # rows_sums: the sums besides s = sum_j exp(x_j - m) formed in the s
 cdef enum:
     PAIR_MAX_C = 512    # rows_sums pairs float32 rows shorter than this (longer rows: no gain, and with the
                         # gradient 20% slower at C = 1000, two rows' exps and gradients going through the caches)
-    ROW_FAR_BYTES = 4 << 20   # inputs from which rows_sums' long rows read the row after the next in (row_far)
-
-
-cdef inline bint row_far(Py_ssize_t nbytes) noexcept:
-    """Whether rows_sums' long float32 rows prefetch the row after the next (fl_row_pass_f32's xf): where
-    the inputs read (nbytes) reach ROW_FAR_BYTES, beyond L2 (2 MiB a core here).  From memory, without
-    it, the passes that form the next row's max read 1.3-1.4x slower (C = 1000-32000, 400-520 MB); in L2 it
-    cost 5% at C = 32000 (Intel Xeon, AVX-512, thread time, 2026-12-07)."""
-    return nbytes >= ROW_FAR_BYTES
 
 
 cdef inline void rows_sums(const floating* x, const floating* t, const floating* w, floating* g, Py_ssize_t C,
                            const Py_ssize_t* rows, Py_ssize_t n, int mode, floating keep, floating add,
-                           bint far, floating* m, double* s, double* q1, double* q2) noexcept nogil:
+                           floating* m, double* s, double* q1, double* q2) noexcept nogil:
     """The row passes of the n rows rows[0..n) (item indices: logits x + i C, targets t + i C, exps into
     g + i C if g is not NULL): m[k] the row max, s[k] = sum_j exp(x_j - m[k]) in double, and the sums of
     ``mode`` into q1[k] (and q2[k]).  float32 rows shorter than PAIR_MAX_C run two at a time through one pass
     (fl_rows_sumexp_dot_f32: each row's latency hides the other's), with the same results as one at a time.
-    Longer ones run one at a time, each pass also forming the next row's max (the same value as row_max;
-    fl_row_pass_f32), and with `far` (row_far) reading the row after the next in."""
+    Longer ones run one at a time, each pass also forming the next row's max (the same value as row_max)
+    and reading the row after the next in (fl_row_pass_f32's xn, xf)."""
     cdef Py_ssize_t k = 0, r, R
     cdef const floating* xs[2]
     cdef const floating* ts[2]
@@ -413,10 +404,10 @@ cdef inline void rows_sums(const floating* x, const floating* t, const floating*
             xn = x + rows[k + 1] * C if have_m else NULL
             if mode == SUMS_SOFT:
                 fl_rows_sumexp_soft_f32(R, xs, ts, w, C, m + k, keep, add, es if g != NULL else NULL,
-                                        s + k, q1 + k, q2 + k, xn, xn + C if far and have_m else NULL, m + k + 1)
+                                        s + k, q1 + k, q2 + k, xn, xn + C if have_m else NULL, m + k + 1)
             else:
                 fl_rows_sumexp_dot_f32(R, xs, w, C, m + k, es if g != NULL else NULL, s + k,
-                                       q1 + k if mode == SUMS_DOT else NULL, xn, xn + C if far and have_m else NULL,
+                                       q1 + k if mode == SUMS_DOT else NULL, xn, xn + C if have_m else NULL,
                                        m + k + 1)
         else:
             s[k] = row_sumexp(xs[0], C, m[k], es[0])      # es[0] (if any) now holds exp(x_j - m)
@@ -454,7 +445,6 @@ cdef struct CeCtx:
     const void* weight      # (C,) class weights or NULL
     double weight_total     # sum_j w_j (C if no weight)
     Py_ssize_t pf_end       # tiles prefetch the next tile below this row or the block's end (prefetch_end)
-    bint row_far            # long rows read the row after the next in (row_far)
     Py_ssize_t C
     Py_ssize_t S            # positions per sample (1 for the rows layout)
     int64_t ignore_index
@@ -582,11 +572,12 @@ cdef inline Py_ssize_t rows_block_items(Py_ssize_t itemsize, bint with_grad) noe
     """The fewest rows in a block of the long-row paths (ce_rows_block, ce_probs_rows_block): for the float32
     loss alone LOSS_ROWS, one rows_sums call, which forms each next row's max in the pass before (every
     row's but the block's first); blocks of BLOCK_WORK logits had been 4096 // C rows, one from C = 2049 on,
-    so few rows (none there) had a next one in their block.  Thread time against those blocks (Intel Xeon,
-    AVX-512, 2026-12-07), C = 1000 / 4000 / 32000: 0.84-0.90 / 0.90 / 0.89-1.01 in L2 (1 MB), 0.90 / - /
-    0.92-0.97 at 8 MB, 0.90-0.92 / 0.87-0.91 / 0.89-0.91 from memory (400-520 MB); blocks of 32 or 64 rows
-    the same within noise.  With the gradient (its pass between a pair's row passes) no gain was measured:
-    the blocks stay as they were."""
+    so few rows (none there) had a next one in their block.  Thread time against those blocks and the
+    separate row max (Intel Xeon, AVX-512, 2026-12-07), C = 520-600 / 1000 / 4000 / 32000: 0.81-0.91 /
+    0.90-0.93 / 0.88-0.91 / 0.97-1.05 in L2 (1-2 MB), - / 0.91-0.92 / - / 0.94-0.97 at 8 MB, - / 0.92-0.95 /
+    0.89-0.92 / 0.92-0.94 from memory (400-520 MB); blocks of 32 or 64 rows the same within noise.  With
+    the gradient (its pass between a pair's row passes) no gain was measured: the blocks stay as they
+    were."""
     return LOSS_ROWS if itemsize == 4 and not with_grad else 1
 
 
@@ -623,7 +614,7 @@ cdef Py_ssize_t ce_rows_loss_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t 
                 wy[k] = 0
                 swm[k] = 0
         rows_sums(x, <const floating*> NULL, w, <floating*> NULL, C, rows, nv, SUMS_DOT if eps != 0 else SUMS_PLAIN,
-                  0, 0, c.row_far, m, s, sw, sw)
+                  0, 0, m, s, sw, sw)
         for v in range(nv):
             k = rows[v] - i0
             wy[k] = w[ys[v]] if w != NULL else 1
@@ -682,7 +673,7 @@ cdef Py_ssize_t ce_rows_block(const CeCtx* c, Py_ssize_t start, Py_ssize_t stop,
             if v % 2 == 0:  # the row passes of the next two rows, their gradients written while in cache
                 # g (if any) then holds exp(x_j - m); focal: the plain sum (its smoothing is not supported)
                 rows_sums(x, <const floating*> NULL, w, <floating*> c.grad, C, rows + v, min(nv - v, 2),
-                          SUMS_DOT if eps != 0 and not c.focal else SUMS_PLAIN, 0, 0, c.row_far, m + v, sv + v,
+                          SUMS_DOT if eps != 0 and not c.focal else SUMS_PLAIN, 0, 0, m + v, sv + v,
                           swv + v, swv + v)
             i = rows[v]
             y = ys[v]
@@ -1072,7 +1063,6 @@ def cross_entropy_index(x, labels, out, grad, *, weight=None, Py_ssize_t C, Py_s
     c.weight = ptr_or_null(weight)
     c.weight_total = float(np.sum(weight, dtype=np.float64)) if weight is not None else C
     c.pf_end = prefetch_end(n_items, x.nbytes + labels.nbytes)
-    c.row_far = row_far(x.nbytes)
     c.C = C
     c.S = S
     c.ignore_index = ignore_index
@@ -1109,7 +1099,6 @@ cdef struct RowCtx:
     bint labels64
     const void* weight      # (C,) or NULL
     Py_ssize_t pf_end       # probability-target tiles prefetch the next tile below this row (prefetch_end)
-    bint row_far            # long rows read the row after the next in (row_far)
     Py_ssize_t C
     Py_ssize_t S
     double smoothing        # ce_probs: label smoothing
@@ -1156,11 +1145,11 @@ cdef Py_ssize_t ce_probs_rows_block(const RowCtx* c, Py_ssize_t start, Py_ssize_
             rows[k] = i0 + k
         if c.grad == NULL:
             rows_sums(<const floating*> c.x, <const floating*> c.t, w, <floating*> NULL, C, rows, L, SUMS_SOFT,
-                      keep, add, c.row_far, m, s, A, D)
+                      keep, add, m, s, A, D)
         else:
             for k in range(L):          # each row's gradient written while its exps are in cache
                 rows_sums(<const floating*> c.x, <const floating*> c.t, w, <floating*> c.grad, C, rows + k, 1,
-                          SUMS_SOFT, keep, add, c.row_far, m + k, s + k, A + k, D + k)
+                          SUMS_SOFT, keep, add, m + k, s + k, A + k, D + k)
                 trow = <const floating*> c.t + rows[k] * C
                 g = <floating*> c.grad + rows[k] * C       # exp(x_j - m) (rows_sums)
                 scale = <floating> (A[k] * gs / s[k])
@@ -1546,7 +1535,6 @@ cdef inline void set_rows(RowCtx* c, x, t, labels, weight, grad, Py_ssize_t C, P
     c.labels64 = labels is not None and labels.dtype.itemsize == 8
     c.weight = ptr_or_null(weight)
     c.pf_end = prefetch_end(x.size // (C * S) if C * S > 0 else 0, x.nbytes + (t.nbytes if t is not None else 0))
-    c.row_far = row_far(x.nbytes + (t.nbytes if t is not None else 0))
     c.C = C
     c.S = S
     c.smoothing = 0.0
@@ -1591,7 +1579,6 @@ def nll(x, labels, out, grad, *, weight=None, Py_ssize_t C, Py_ssize_t S=1, int6
     c.labels64 = labels.dtype.itemsize == 8
     c.weight = ptr_or_null(weight)
     c.pf_end = 0
-    c.row_far = False
     c.C = C
     c.S = S
     c.ignore_index = ignore_index
