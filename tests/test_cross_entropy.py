@@ -564,10 +564,10 @@ def test_long_rows_hostile_and_paired(C, dtype, rng):
 def test_long_rows_next_row_max_in_the_pass(C, N, rng):
     """float32 rows of 512 classes or more run one at a time, each row's pass also forming the next row's max
     (fl_row_pass_f32's xn) within blocks of 16 rows (rows_block_items) and prefetching the row after the
-    next (xf).  Hostile rows first, last and in between in the blocks (NaN,
-    +-1e4, +inf, all but one class masked, an all-masked row, ties, the max in the tail) and ignored rows (so
-    a row's next one with a target is further on), against float64 torch; every row's loss and gradient the
-    same bits as the row's alone (no next row to fuse) and at 1 and 2 threads."""
+    next (xf).  Hostile rows first, last and in between in the blocks (NaN, +-1e4, +inf, all but one class
+    masked, an all-masked row, ties, the max in the tail) and ignored rows (so a row's next one with a
+    target is further on), against float64 torch; every row's loss and gradient the same bits as the row's
+    alone (no next row to fuse) and at 1 and 2 threads."""
     x = (rng.standard_normal((N, C)) * 3).astype(np.float32)
     x[15, C // 3] = np.nan
     x[16, :] = -np.inf
