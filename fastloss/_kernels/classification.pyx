@@ -574,7 +574,7 @@ cdef inline Py_ssize_t rows_block_items(Py_ssize_t itemsize, bint with_grad) noe
     row's but the block's first); blocks of BLOCK_WORK logits had been 4096 // C rows, one from C = 2049 on,
     so few rows (none there) had a next one in their block.  Thread time against those blocks and the
     separate row max (Intel Xeon, AVX-512, 2026-12-07), C = 520-600 / 1000 / 4000 / 32000: 0.81-0.91 /
-    0.90-0.93 / 0.88-0.91 / 0.97-1.05 in L2 (1-2 MB), - / 0.91-0.92 / - / 0.94-0.97 at 8 MB, - / 0.92-0.95 /
+    0.90-0.93 / 0.88-0.92 / 0.97-1.05 in L2 (1-2 MB), - / 0.91-0.92 / - / 0.93-0.97 at 8 MB, - / 0.92-0.95 /
     0.89-0.92 / 0.92-0.94 from memory (400-520 MB); blocks of 32 or 64 rows the same within noise.  With
     the gradient (its pass between a pair's row passes) no gain was measured: the blocks stay as they
     were."""
