@@ -309,8 +309,9 @@ FL_ROW_SUMEXP(double, fl_row_sumexp_f64, fl_exp_nonpos, FL_ROW_VF64, -__builtin_
  * with little to read; fused, memory delivers the next row while this row's exps run.  Thread time:
  * rows_block_items (classification.pyx).  Without xf the fused pass read memory 1.3-1.4x slower (rows of
  * 1000-32000 values at 400-520 MB; and batches of 1 MB, each from memory, 1.2x); in L2 xf cost 5% at
- * 32000 values, nothing measurable at 1000 and 4000.  The generic form below takes the max after its
- * pass. */
+ * 32000 values, nothing measurable at 1000 and 4000.  (xf is always xn + n where callers pass it, but as
+ * a pointer of its own: the same prefetches addressed as xn + n + o read memory 3-5% slower, W1 and W3.)
+ * The generic form below takes the max after its pass. */
 #define FL_SUMEXP_RUN 4
 enum { FL_RS_PLAIN = 0, FL_RS_DOT = 1, FL_RS_SOFT = 2 };
 /* A product that is summed afterwards, as the rounded product: GCC fuses a product into the addition that
