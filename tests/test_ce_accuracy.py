@@ -238,19 +238,37 @@ def test_softmax_focal_float64_confident_rows(level, C, gap, gamma):
 
 
 # ------------------------------------------------------------- every class count, both sides of the tiles
-# both sides of every tile/row boundary (classification.pyx's ce_f32_tiles_win: float32 at AVX2 C <= 72 for
-# the loss, 72 with a gradient, probability targets 60 / 40; at AVX-512 88 / 128, probability targets 88;
-# float64 index_tiles_win 27 (AVX-512: 52), probability targets 17), vector-block edges of
-# the transposes (C % 8, C % 4), tiles of rows rounded up to 16 (AVX-512 float32: C = 88, 96) and the row tails
-SWEEP_C = [2, 3, 4, 5, 10, 16, 17, 18, 20, 21, 22, 24, 25, 27, 28, 31, 32, 33, 36, 37, 40, 41, 48, 49, 52, 53,
-           60, 61, 64, 71, 72, 73, 88, 89, 96, 100, 127, 128, 129, 257]
+# both sides of every tile/row boundary (classification.pyx's ce_f32_tiles_win, float32, AMD's table: at AVX2
+# C <= 72 for the loss, 72 with a gradient, probability targets 60 / 40; at AVX-512 88 / 128, probability
+# targets 88; Intel's: AVX2 63 for index targets, AVX-512 88 / 47; float64 index_tiles_win 27 (AVX-512: 52),
+# probability targets 17), vector-block edges of the transposes (C % 8, C % 4), tiles of rows rounded up to
+# 16 (AVX-512 float32: C = 88, 96) and the row tails
+SWEEP_C = [2, 3, 4, 5, 10, 16, 17, 18, 20, 21, 22, 24, 25, 27, 28, 31, 32, 33, 36, 37, 40, 41, 47, 48, 49, 52,
+           53, 60, 61, 63, 64, 71, 72, 73, 88, 89, 96, 100, 127, 128, 129, 257]
+
+
+@contextlib.contextmanager
+def crossovers(intel):
+    """The current kernels with ce_f32_tiles_win's Intel (True) or AMD (False) table, on any CPU."""
+    previous = _classification._K._set_intel_crossovers(intel)
+    try:
+        yield
+    finally:
+        _classification._K._set_intel_crossovers(previous)
 
 
 @pytest.mark.parametrize("C", SWEEP_C)
-@pytest.mark.parametrize("dtype", [F32, F64], ids=["float32", "float64"])
-def test_every_class_count_path(level, C, dtype, rng):
+@pytest.mark.parametrize("dtype, intel", [(F32, False), (F32, True), (F64, False)],
+                         ids=["float32-amd-crossovers", "float32-intel-crossovers", "float64"])
+def test_every_class_count_path(level, C, dtype, intel, rng):
     """Short rows (tiles of L = 4096 / C rows, with a partial last tile) and long rows, with every option
-    (weights, ignore_index, smoothing, probability targets, focal), loss and gradient against torch."""
+    (weights, ignore_index, smoothing, probability targets, focal), loss and gradient against torch; float32
+    under both vendors' tiles/rows crossovers."""
+    with crossovers(intel):
+        check_every_class_count_path(C, dtype, rng)
+
+
+def check_every_class_count_path(C, dtype, rng):
     N = 301
     x = (rng.standard_normal((N, C)) * 4).astype(dtype)
     x[5, :] = 0                                   # ties

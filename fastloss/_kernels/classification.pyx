@@ -136,12 +136,32 @@ cdef extern from *:
     #endif
     #if defined(FL_V_W)
     #define FL_CE_SOFT_ROWS_MIN_C 0x7fffffff
+    #define FL_CE_VECTOR_LEVEL 1
     #else
     #define FL_CE_SOFT_ROWS_MIN_C 22
+    #define FL_CE_VECTOR_LEVEL 0
     #endif
     """
     enum: FL_CE_F32_LANES
     enum: FL_CE_SOFT_ROWS_MIN_C
+    enum: FL_CE_VECTOR_LEVEL
+
+
+cdef extern from "fl_runtime.h" nogil:
+    int fl_cpu_is_intel()
+
+# Which of ce_f32_tiles_win's measured crossover tables applies: Intel's (True) or AMD's (False), from the
+# CPU's vendor at import.  _set_intel_crossovers switches it (the tests run both tables on any CPU).
+cdef bint intel_crossovers = fl_cpu_is_intel()
+
+
+def _set_intel_crossovers(flag):
+    """Use ce_f32_tiles_win's Intel (True) or AMD (False) crossovers from now on; returns the previous
+    setting.  Both paths are correct at every C: this changes speed and last bits, not results."""
+    global intel_crossovers
+    cdef bint previous = intel_crossovers
+    intel_crossovers = bool(flag)
+    return previous
 
 
 cdef inline bint index_tiles_win(Py_ssize_t C, Py_ssize_t itemsize, bint focal, bint grad) noexcept nogil:
@@ -177,7 +197,8 @@ cdef inline bint ce_f32_tiles_win(Py_ssize_t C, bint probs, bint grad) noexcept 
     row: index targets (probs False) or probability targets, loss alone or with the gradient (grad).  The row
     path pays a fixed cost per row (horizontal reductions, the padded vector tail, a scalar log), the tile
     path a cost per value moved (the logits, the gradient, the probability targets).  Crossovers measured per
-    level (thread time, 2^20 logits, rows / tiles time):
+    level (thread time, 2^20 logits, rows / tiles time), on AMD cores (the table for every CPU but Intel's)
+    and on Intel's:
     - AVX2 (Zen 3, 2026-12-03): index targets up to C = 72 (rows 0.87-1.21x at C = 73-104, mixed), 72 with
       the gradient (rows 1.15-1.37x at C = 49-72, about even at 76-88, 0.86 at 96); probability targets
       up to C = 60 (with the targets transposed, ce_probs_tile_block: rows 1.10-1.19x at C = 49-60, even at
@@ -198,9 +219,24 @@ cdef inline bint ce_f32_tiles_win(Py_ssize_t C, bint probs, bint grad) noexcept 
       same bits with and without return_grad; rows 1.03-1.16x the tiles' time at C = 76-88 for the loss,
       0.99 at 92-96; with the gradient 1.03-1.09x at 76-84, 0.95 at 88, 0.92 at 96).  (Index targets keep
       two bounds, 88 / 128: between them the value with return_grad differs from the loss alone's in the
-      last bits.)"""
+      last bits.)
+    - Intel (intel_crossovers; an AVX-512 Xeon with FP16, 2026-12-07): the rows win earlier, more so with
+      the gradient and with probability targets.  AVX-512: index targets up to C = 88 with or without the
+      gradient (with the gradient rows 0.86 at 88 and 0.64-0.83 at 92-128, where AMD's table had tiles; for
+      the loss 0.85-0.97 at 80-88 and 0.94-1.10 at 64-76, with label smoothing 0.99-1.09 at 80-88);
+      probability targets up to C = 47, with or without the gradient (rows 0.73-0.97 at C = 48-88 for the
+      loss, 0.58-0.79 with the gradient; at 36-44 1.04-1.16 / 0.90-0.95).  AVX2: index targets up to C = 63
+      with or without the gradient (rows 0.83-0.95 at 64-72, label smoothing 0.90-1.04); probability targets
+      as AMD's (rows 0.94-1.01 at 48-60 for the loss, 0.76-0.93 at 44-60 with the gradient).  The baseline
+      level keeps AMD's table (there the rows took 0.96-1.26x the tiles' time at C = 44-76 for probability
+      targets with the gradient).  (One bound per target kind: the value is the same bits with and without
+      return_grad.)"""
     if FL_CE_F32_LANES == 16:
+        if intel_crossovers:
+            return 1 <= C <= (47 if probs else 88)
         return 1 <= C <= (88 if probs else 128 if grad else 88)
+    if intel_crossovers and FL_CE_VECTOR_LEVEL and not probs:
+        return 1 <= C <= 63
     return 1 <= C <= ((40 if grad else 60) if probs else 72)
 
 
