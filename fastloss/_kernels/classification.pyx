@@ -221,9 +221,9 @@ cdef inline bint ce_f32_tiles_win(Py_ssize_t C, bint probs, bint grad) noexcept 
       two bounds, 88 / 128: between them the value with return_grad differs from the loss alone's in the
       last bits.)
     - Intel (intel_crossovers; an AVX-512 Xeon with FP16, 2026-12-07): the rows win earlier, more so with
-      the gradient and with probability targets.  AVX-512: index targets up to C = 79 with or without the
-      gradient (rows 0.89-0.97 at C = 80-88 for the loss, 0.85-0.95 with the gradient, 0.64-0.83 at 92-128
-      where AMD's table had tiles; label smoothing 0.98-1.08 / 0.87-1.00 at 80-88; even at 64-76);
+      the gradient and with probability targets.  AVX-512: index targets up to C = 88 with or without the
+      gradient (with the gradient rows 0.86 at 88 and 0.64-0.83 at 92-128, where AMD's table had tiles; for
+      the loss 0.85-0.97 at 80-88 and 0.94-1.10 at 64-76, with label smoothing 0.99-1.09 at 80-88);
       probability targets up to C = 47, with or without the gradient (rows 0.73-0.97 at C = 48-88 for the
       loss, 0.58-0.79 with the gradient; at 36-44 1.04-1.16 / 0.90-0.95).  AVX2: index targets up to C = 63
       with or without the gradient (rows 0.83-0.95 at 64-72, label smoothing 0.90-1.04); probability targets
@@ -233,7 +233,7 @@ cdef inline bint ce_f32_tiles_win(Py_ssize_t C, bint probs, bint grad) noexcept 
       return_grad.)"""
     if FL_CE_F32_LANES == 16:
         if intel_crossovers:
-            return 1 <= C <= (47 if probs else 79)
+            return 1 <= C <= (47 if probs else 88)
         return 1 <= C <= (88 if probs else 128 if grad else 88)
     if intel_crossovers and FL_CE_VECTOR_LEVEL and not probs:
         return 1 <= C <= 63
