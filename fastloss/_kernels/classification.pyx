@@ -136,15 +136,12 @@ cdef extern from *:
     #endif
     #if defined(FL_V_W)
     #define FL_CE_SOFT_ROWS_MIN_C 0x7fffffff
-    #define FL_CE_VECTOR_LEVEL 1
     #else
     #define FL_CE_SOFT_ROWS_MIN_C 22
-    #define FL_CE_VECTOR_LEVEL 0
     #endif
     """
     enum: FL_CE_F32_LANES
     enum: FL_CE_SOFT_ROWS_MIN_C
-    enum: FL_CE_VECTOR_LEVEL
 
 
 cdef extern from "fl_runtime.h" nogil:
@@ -220,23 +217,21 @@ cdef inline bint ce_f32_tiles_win(Py_ssize_t C, bint probs, bint grad) noexcept 
       0.99 at 92-96; with the gradient 1.03-1.09x at 76-84, 0.95 at 88, 0.92 at 96).  (Index targets keep
       two bounds, 88 / 128: between them the value with return_grad differs from the loss alone's in the
       last bits.)
-    - Intel (intel_crossovers; an AVX-512 Xeon with FP16, 2026-12-07): the rows win earlier, more so with
-      the gradient and with probability targets.  AVX-512: index targets up to C = 88 with or without the
-      gradient (with the gradient rows 0.86 at 88 and 0.64-0.83 at 92-128, where AMD's table had tiles; for
-      the loss 0.85-0.97 at 80-88 and 0.94-1.10 at 64-76, with label smoothing 0.99-1.09 at 80-88);
-      probability targets up to C = 47, with or without the gradient (rows 0.73-0.97 at C = 48-88 for the
-      loss, 0.58-0.79 with the gradient; at 36-44 1.04-1.16 / 0.90-0.95).  AVX2: index targets up to C = 63
-      with or without the gradient (rows 0.83-0.95 at 64-72, label smoothing 0.90-1.04); probability targets
-      as AMD's (rows 0.94-1.01 at 48-60 for the loss, 0.76-0.93 at 44-60 with the gradient).  The baseline
-      level keeps AMD's table (there the rows took 0.96-1.26x the tiles' time at C = 44-76 for probability
-      targets with the gradient).  (One bound per target kind: the value is the same bits with and without
-      return_grad.)"""
+    - Intel (intel_crossovers; an AVX-512 Xeon with FP16, 2026-12-07), AVX-512: the rows win earlier, more so
+      with the gradient and with probability targets.  Index targets up to C = 88 with or without the
+      gradient (with the gradient rows 0.86 at 88 and 0.64-0.83 at 92-128 where AMD's table had tiles,
+      0.68-0.87 at T=2; for the loss 0.85-0.97 at 80-88 at T=1 but 1.02-1.15 at T=2, with label smoothing
+      0.99-1.09 / 1.11-1.29); probability targets up to C = 47, with or without the gradient (rows 0.73-0.97
+      at C = 48-88 for the loss, 0.58-0.79 with the gradient, at T=2 0.74-1.0 / 0.58-0.81; at 36-44
+      1.04-1.16 / 0.90-0.95).  One bound per target kind: the value is the same bits with and without
+      return_grad.  At AVX2 (on the same core) the rows won with the gradient at C = 64-72 (0.83-0.89) but
+      not the loss alone (0.97-1.05 at T=1, 1.07-1.21 at T=2), and the baseline level's rows took 0.96-1.26x
+      the tiles' time at C = 44-76 for probability targets with the gradient: both keep AMD's table.
+      (Thread time at T=1; wall-clock minima of 20 alternating calls at T=2.)"""
     if FL_CE_F32_LANES == 16:
         if intel_crossovers:
             return 1 <= C <= (47 if probs else 88)
         return 1 <= C <= (88 if probs else 128 if grad else 88)
-    if intel_crossovers and FL_CE_VECTOR_LEVEL and not probs:
-        return 1 <= C <= 63
     return 1 <= C <= ((40 if grad else 60) if probs else 72)
 
 
