@@ -1309,12 +1309,14 @@ def blas_address():
 
 cdef inline void gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                       const floating* a, Py_ssize_t lda, const floating* b, Py_ssize_t ldb, double beta,
-                      floating* c, Py_ssize_t ldc) noexcept nogil:
-    """BLAS's column-major C (m x n) = op(A) op(B) + beta C.  (Row-major X is column-major X^T: the
-    callers below say which product of row-major arrays each call is.)  k = 0 gives beta C."""
+                      floating* c, Py_ssize_t ldc, double alpha=1.0) noexcept nogil:
+    """BLAS's column-major C (m x n) = alpha op(A) op(B) + beta C.  (Row-major X is column-major X^T: the
+    callers below say which product of row-major arrays each call is.)  k = 0 gives beta C.  With
+    beta = 0, alpha (in the floating type) scales each rounded dot product once: the same numbers as
+    the product times alpha afterwards (OpenBLAS stores alpha * sum)."""
     cdef char ta = b'T' if trans_a else b'N', tb = b'T' if trans_b else b'N'
     cdef int im = <int> m, jn = <int> n, ik = <int> k, ia = <int> lda, ib = <int> ldb, ic = <int> ldc
-    cdef floating one = 1, fbeta = <floating> beta
+    cdef floating falpha = <floating> alpha, fbeta = <floating> beta
     cdef Py_ssize_t j
     if m <= 0 or n <= 0:
         return
@@ -1324,9 +1326,9 @@ cdef inline void gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py
                 memset(c + j * ldc, 0, m * sizeof(floating))
         return
     if floating is float:
-        SGEMM(&ta, &tb, &im, &jn, &ik, &one, <float*> a, &ia, <float*> b, &ib, &fbeta, c, &ic)
+        SGEMM(&ta, &tb, &im, &jn, &ik, &falpha, <float*> a, &ia, <float*> b, &ib, &fbeta, c, &ic)
     else:
-        DGEMM(&ta, &tb, &im, &jn, &ik, &one, <double*> a, &ia, <double*> b, &ib, &fbeta, c, &ic)
+        DGEMM(&ta, &tb, &im, &jn, &ik, &falpha, <double*> a, &ia, <double*> b, &ib, &fbeta, c, &ic)
 
 
 cdef struct SimRows:
@@ -2236,7 +2238,9 @@ cdef struct SymCtx:
 cdef Py_ssize_t sym_panel_block(const SymCtx* c, Py_ssize_t start, Py_ssize_t stop,
                                 floating* loss, floating* denom) noexcept nogil:
     """Work items [start, stop), each a panel: its S[i, j >= r0], chunk by chunk of columns, by one GEMM
-    each, scaled, masked, exp'd in place; the row parts, column parts and positive logits (see above).
+    each (alpha = 1 / tau: the scaled similarities, the same numbers as a pass of its own, which took 3%
+    of W14's time at one thread and 6% at two), masked, exp'd in place; the row parts, column parts and
+    positive logits (see above).
     Panel I costs ~(M - I P): items alternate between the two ends (0, n-1, 1, n-2, ...), so that any run
     of consecutive items -- what a thread takes from the schedule -- holds heavy and light panels alike
     (in panel order, thread 0 took the heavy half: 1.15x from 1 to 2 threads).  Each panel writes only
@@ -2260,9 +2264,7 @@ cdef Py_ssize_t sym_panel_block(const SymCtx* c, Py_ssize_t start, Py_ssize_t st
             # packing copies rows as they lie (the first operand's, a transposing copy, took a third
             # of the GEMM's time when the long one was first: OpenBLAS's sgemm_incopy)
             gemm(True, False, R, Wc, c.sim.D, u + r0 * c.sim.D, c.sim.D, u + (r0 + k0) * c.sim.D, c.sim.D,
-                 0.0, x, R)
-            for k in range(Wc * R):
-                x[k] = x[k] * it
+                 0.0, x, R, it)                              # S / tau
             for r in range(R):
                 i = r0 + r
                 if k0 <= r < k0 + Wc:
