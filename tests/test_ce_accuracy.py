@@ -257,6 +257,21 @@ def crossovers(intel):
         _classification._K._set_intel_crossovers(previous)
 
 
+def test_crossover_table_follows_the_cpu_vendor(level):
+    """The Intel table is on exactly where /proc/cpuinfo names an Intel CPU (fl_cpu_is_intel)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            vendors = {line.split(":", 1)[1].strip() for line in f if line.startswith("vendor_id")}
+    except OSError:
+        pytest.skip("no /proc/cpuinfo to read the vendor from")
+    if len(vendors) != 1:
+        pytest.skip(f"no single x86 vendor in /proc/cpuinfo: {vendors}")
+    kernels = _classification._K
+    current = kernels._set_intel_crossovers(False)
+    kernels._set_intel_crossovers(current)
+    assert bool(current) == (vendors == {"GenuineIntel"})
+
+
 @pytest.mark.parametrize("C", SWEEP_C)
 @pytest.mark.parametrize("dtype, intel", [(F32, False), (F32, True), (F64, False)],
                          ids=["float32-amd-crossovers", "float32-intel-crossovers", "float64"])
