@@ -420,7 +420,8 @@ cdef inline void rows_sums(const floating* x, const floating* t, const floating*
     cdef const floating* xs[2]
     cdef const floating* ts[2]
     cdef floating* es[2]
-    cdef const float* xn
+    cdef const float* xn                # the next row with a target (its max formed in this pass), or NULL
+    cdef const float* xf                # the row after it in memory (read in towards L2), or NULL
     cdef bint have_m = False            # m[k] formed by the pass before
     while k < n:
         R = 2 if floating is float and C < PAIR_MAX_C and k + 1 < n else 1
@@ -433,13 +434,13 @@ cdef inline void rows_sums(const floating* x, const floating* t, const floating*
         if floating is float:
             have_m = R == 1 and k + 1 < n
             xn = x + rows[k + 1] * C if have_m else NULL
+            xf = xn + C if have_m else NULL
             if mode == SUMS_SOFT:
                 fl_rows_sumexp_soft_f32(R, xs, ts, w, C, m + k, keep, add, es if g != NULL else NULL,
-                                        s + k, q1 + k, q2 + k, xn, xn + C if have_m else NULL, m + k + 1)
+                                        s + k, q1 + k, q2 + k, xn, xf, m + k + 1)
             else:
                 fl_rows_sumexp_dot_f32(R, xs, w, C, m + k, es if g != NULL else NULL, s + k,
-                                       q1 + k if mode == SUMS_DOT else NULL, xn, xn + C if have_m else NULL,
-                                       m + k + 1)
+                                       q1 + k if mode == SUMS_DOT else NULL, xn, xf, m + k + 1)
         else:
             s[k] = row_sumexp(xs[0], C, m[k], es[0])      # es[0] (if any) now holds exp(x_j - m)
             if mode == SUMS_DOT:
