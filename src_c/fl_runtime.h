@@ -8,6 +8,9 @@
 #if FASTLOSS_OPENMP
 #include <omp.h>
 #endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 static int fl_openmp_enabled(void) { return FASTLOSS_OPENMP; }
 
@@ -52,6 +55,17 @@ static int fl_cpu_is_intel(void) {
 #else
     return 0;
 #endif
+}
+
+/* The size in bytes of one core's L2 cache (glibc's sysconf, from CPUID), or 2 MiB where it is not told.
+ * The cross-entropy tiles prefetch the next tile only for inputs past it (classification.pyx:
+ * prefetch_end): an input that stays in L2 gains nothing from the prefetches, which cost there. */
+static long fl_l2_cache_bytes(void) {
+    long n = -1;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    n = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return n > 0 ? n : 2L << 20;
 }
 
 #endif /* FL_RUNTIME_H */

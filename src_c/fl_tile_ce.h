@@ -29,6 +29,46 @@
  * chunk's exp pass, to hide its memory latency, measured 15% slower on AVX-512.)
  */
 #if defined(FL_CE_W)
+#ifndef FL_TILE_PF_DEFINED
+#define FL_TILE_PF_DEFINED
+/* What a fused pass prefetches towards L2 while its exps run: the next tile's rows, so that their read
+ * from memory overlaps the arithmetic.  n bytes at p (n = 0: none) and as many at p2 (or NULL: the next
+ * tile's probability targets), q lines of each before each group of 4 classes of pass 2 (fl_tile_pf_init:
+ * spread evenly over the groups), o bytes of each issued so far.  Issued a slice per chunk instead, all at
+ * once (one slice for a tile of C >= 64: a chunk of 64 rows), the prefetches left the next tile's read as
+ * slow as without them; spread, Intel Xeon at AVX-512, thread time, 4 MiB of logits: 0.75-0.85x the time
+ * for index targets at C = 24-88 (classification.pyx: prefetch_end).  (Two regions of their own sizes,
+ * the labels spread too, ran 5-9% slower than this with the labels prefetched at once by the caller.) */
+typedef struct {
+    const char* p;
+    const char* p2;
+    ptrdiff_t o, n;
+    int q;
+} fl_tile_pf;
+/* pf for n bytes at p and p2, spread over the groups of L positions x C classes (W lanes a vector); a run
+ * of fewer than 4 classes (no group) prefetches them at once */
+FL_INLINE fl_tile_pf fl_tile_pf_init(const void* p, const void* p2, ptrdiff_t n, ptrdiff_t C, ptrdiff_t L,
+                                     int W) {
+    const ptrdiff_t groups = ((L + W - 1) / W) * (C / 4);
+    fl_tile_pf pf = {(const char*)p, (const char*)p2, 0, p ? n : 0, 0};
+    if (groups > 0) {
+        pf.q = (int)((pf.n / 64 + groups - 1) / groups);
+    } else {
+        fl_prefetch_l2(p, pf.n);
+        fl_prefetch_l2(p2, p2 ? pf.n : 0);
+        pf.n = 0;
+    }
+    return pf;
+}
+/* the next q lines of each region (a prefetch never faults: the last step may run past n) */
+FL_INLINE void fl_tile_pf_step(fl_tile_pf* pf) {
+    for (int i = 0; i < pf->q; i++) {
+        __builtin_prefetch(pf->p + pf->o + 64 * i, 0, 2);
+        if (pf->p2) __builtin_prefetch(pf->p2 + pf->o + 64 * i, 0, 2);
+    }
+    pf->o += 64 * (ptrdiff_t)pf->q;
+}
+#endif
 /* the weighted target sums of a fused pass (FL_TS_SOFT's A, D; label smoothing's D alone): targets t (the
  * logits' layout; NULL: index targets, tw_j = w_j), weights w (or NULL: 1), tw_j = w_j (keep t_j + add) */
 typedef struct {
@@ -118,6 +158,7 @@ FL_INLINE FL_CE_V FL_CE_NAME(fl_v_sum4)(const FL_CE_V* v) {
             FL_CE_V a = zero, a1 = zero, a2 = zero;                                                   \
             if (j + 4 <= C) {                                                                         \
                 for (ptrdiff_t r = 0; r < (FL_CE_RUN) && j + 4 <= C; r++, j += 4) {                   \
+                    if (pf->o < pf->n) fl_tile_pf_step(pf);                                           \
                     FL_CE_TERMS(j, 4, y)                                                              \
                     a = FL_CE_OP(add)(a, FL_CE_NAME(fl_v_sum4)(y));                                   \
                     if (HAS_T) a1 = FL_CE_OP(add)(a1, FL_CE_NAME(fl_v_sum4)(q1));                     \
@@ -152,8 +193,9 @@ FL_INLINE FL_CE_V FL_CE_NAME(fl_v_sum4)(const FL_CE_V* v) {
 FL_INLINE void FL_CE_NAME(fl_tile_ce_chunk)(const FL_CE_T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
                                             ptrdiff_t k0, const int32_t* ys, const FL_CE_NAME(fl_tile_soft)* sp,
                                             FL_CE_T* g, FL_CE_T* m, FL_CE_T* xy, double* s, FL_CE_V* buf,
-                                            const int far, const int copy, const int HAS_G, const int HAS_Y,
-                                            const int SOFT, const int HAS_T, const int HAS_W, const int FULLC) {
+                                            fl_tile_pf* pf, const int far, const int copy, const int HAS_G,
+                                            const int HAS_Y, const int SOFT, const int HAS_T, const int HAS_W,
+                                            const int FULLC) {
     const FL_CE_V zero = FL_CE_OP(set1)(0);
     const FL_CE_V kt = FL_CE_OP(set1)(HAS_T ? sp->keep : 0), at = FL_CE_OP(set1)(HAS_T ? sp->add : 0);
     const ptrdiff_t rs = copy ? FL_CE_CHUNK : cs;
@@ -203,7 +245,7 @@ FL_INLINE void FL_CE_NAME(fl_tile_ce_chunk)(const FL_CE_T* xs, ptrdiff_t cs, ptr
 }
 FL_INLINE void FL_CE_NAME(fl_tile_ce_body)(const FL_CE_T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
                                            const int32_t* ys, const FL_CE_NAME(fl_tile_soft)* sp, FL_CE_T* g,
-                                           FL_CE_T* m, FL_CE_T* xy, double* s, const char* pf, const char* pf2,
+                                           FL_CE_T* m, FL_CE_T* xy, double* s, const void* pf, const void* pf2,
                                            ptrdiff_t pf_bytes,
                                            const int HAS_G, const int HAS_Y, const int SOFT, const int HAS_T,
                                            const int HAS_W) {
@@ -213,22 +255,14 @@ FL_INLINE void FL_CE_NAME(fl_tile_ce_body)(const FL_CE_T* xs, ptrdiff_t cs, ptrd
     FL_CE_V buf[FL_CE_BUF_C * 4];
     const int far = cs >= FL_CE_FAR_CS, copy = far && C <= FL_CE_BUF_C;
     ptrdiff_t k0 = 0;
-    /* pf: the next tile's rows (NULL: none), pf_bytes of them, prefetched towards L2 a slice per chunk, so that
-     * their read from memory overlaps this run's exps (fl_prefetch_l2; all at once, most prefetches were lost);
-     * pf2 (or NULL): a second region of pf_bytes, sliced alike (the next tile's probability targets) */
-    const ptrdiff_t nch = (L + FL_CE_CHUNK - 1) / FL_CE_CHUNK;
+    fl_tile_pf pfs = fl_tile_pf_init(pf, pf2, pf_bytes, C, L, FL_CE_W);
     for (; k0 < L; k0 += FL_CE_CHUNK) {
-        if (pf) {           /* slice i of nch, the last (partial) chunk's included */
-            const ptrdiff_t i = k0 / FL_CE_CHUNK, a = pf_bytes * i / nch, b = pf_bytes * (i + 1) / nch;
-            fl_prefetch_l2(pf + a, b - a);
-            if (pf2) fl_prefetch_l2(pf2 + a, b - a);
-        }
         if (k0 + FL_CE_CHUNK <= L)
-            FL_CE_NAME(fl_tile_ce_chunk)(xs, cs, C, L, k0, ys, sp, g, m, xy, s, buf, far, copy, HAS_G, HAS_Y,
-                                         SOFT, HAS_T, HAS_W, 1);
+            FL_CE_NAME(fl_tile_ce_chunk)(xs, cs, C, L, k0, ys, sp, g, m, xy, s, buf, &pfs, far, copy, HAS_G,
+                                         HAS_Y, SOFT, HAS_T, HAS_W, 1);
         else
-            FL_CE_NAME(fl_tile_ce_chunk)(xs, cs, C, L, k0, ys, sp, g, m, xy, s, buf, far, copy, HAS_G, HAS_Y,
-                                         SOFT, HAS_T, HAS_W, 0);
+            FL_CE_NAME(fl_tile_ce_chunk)(xs, cs, C, L, k0, ys, sp, g, m, xy, s, buf, &pfs, far, copy, HAS_G,
+                                         HAS_Y, SOFT, HAS_T, HAS_W, 0);
     }
 }
 #undef FL_CE_LD
@@ -245,29 +279,30 @@ FL_INLINE void FL_CE_NAME(fl_tile_ce_body)(const FL_CE_T* xs, ptrdiff_t cs, ptrd
 #undef FL_CE_FAR_CS
 #undef FL_CE_CHUNK
 /* the body with its flags as constants: one copy of the loops per combination met */
-#define FL_CE_BODY(ys, sp, g, m, xy, s, pf, pf2, pfb, HAS_Y, SOFT, HAS_T, HAS_W)                              \
+#define FL_CE_BODY(ys, sp, g, m, xy, s, HAS_Y, SOFT, HAS_T, HAS_W)                                          \
     do {                                                                                                    \
-        if (g) FL_CE_NAME(fl_tile_ce_body)(xs, cs, C, L, ys, sp, g, m, xy, s, pf, pf2, pfb, 1, HAS_Y, SOFT,     \
-                                           HAS_T, HAS_W);                                                   \
-        else FL_CE_NAME(fl_tile_ce_body)(xs, cs, C, L, ys, sp, NULL, m, xy, s, pf, pf2, pfb, 0, HAS_Y, SOFT,    \
-                                         HAS_T, HAS_W);                                                     \
+        if (g) FL_CE_NAME(fl_tile_ce_body)(xs, cs, C, L, ys, sp, g, m, xy, s, pf, pf2, pf_bytes, 1, HAS_Y,      \
+                                           SOFT, HAS_T, HAS_W);                                             \
+        else FL_CE_NAME(fl_tile_ce_body)(xs, cs, C, L, ys, sp, NULL, m, xy, s, pf, pf2, pf_bytes, 0, HAS_Y,     \
+                                         SOFT, HAS_T, HAS_W);                                               \
     } while (0)
 #endif
 /* Index targets ys: m, xy (the target's logit), s (and the exps in g) per position.  dot != NULL (label
  * smoothing): also FL_TS_DOT's dot[k] = sum_j w_j (x_j - m[k]) (w NULL: weights 1), formed from the same
  * differences as the exps, in the same groups of 4 classes and runs as s, each product rounded before it
  * is summed (so label smoothing costs a multiply and an add per vector, not a second pass with its partials
- * in memory).  pf: see fl_tile_ce_body. */
+ * in memory).  pf (or NULL): pf_bytes of memory the caller reads next (the next tile's logits), prefetched
+ * during the pass (fl_tile_pf). */
 static inline int FL_CE_NAME(fl_tile_ce)(const FL_CE_T* xs, ptrdiff_t cs, ptrdiff_t C, ptrdiff_t L,
                                          const int32_t* ys, FL_CE_T* g, FL_CE_T* m, FL_CE_T* xy, double* s,
                                          const FL_CE_T* w, double* dot, const void* pf, ptrdiff_t pf_bytes) {
 #if defined(FL_CE_W)
     const FL_CE_NAME(fl_tile_soft) sp = {NULL, w, 0, 0, NULL, dot};
-    const char* pfc = (const char*)pf;
+    const void* pf2 = NULL;
     if (C < 1 || (C - 1) * cs + FL_CE_W > INT32_MAX) return 0;
-    if (!dot) FL_CE_BODY(ys, NULL, g, m, xy, s, pfc, NULL, pf_bytes, 1, 0, 0, 0);
-    else if (w) FL_CE_BODY(ys, &sp, g, m, xy, s, pfc, NULL, pf_bytes, 1, 1, 0, 1);
-    else FL_CE_BODY(ys, &sp, g, m, xy, s, pfc, NULL, pf_bytes, 1, 1, 0, 0);
+    if (!dot) FL_CE_BODY(ys, NULL, g, m, xy, s, 1, 0, 0, 0);
+    else if (w) FL_CE_BODY(ys, &sp, g, m, xy, s, 1, 1, 0, 1);
+    else FL_CE_BODY(ys, &sp, g, m, xy, s, 1, 1, 0, 0);
     return 1;
 #else
     (void)xs; (void)cs; (void)C; (void)L; (void)ys; (void)g; (void)m; (void)xy; (void)s; (void)w; (void)dot;
@@ -280,19 +315,19 @@ static inline int FL_CE_NAME(fl_tile_ce)(const FL_CE_T* xs, ptrdiff_t cs, ptrdif
  *   A[k] = sum_j tw_j,  D[k] = sum_j tw_j (x_j - m[k]),  tw_j = w_j (keep t_j + add)  (w NULL: weights 1),
  * formed beside s in the same groups of 4 classes and runs, each product rounded before it is summed (the
  * same bits wherever a position sits in the chunks, so for every L and thread split).  The targets are read
- * once, in place (no copy: only the logits are read twice).  t NULL: m and s alone.  pf, pf2, pf_bytes: see
- * fl_tile_ce_body. */
+ * once, in place (no copy: only the logits are read twice).  t NULL: m and s alone.  pf, pf2 (or NULL):
+ * pf_bytes each of memory the caller reads next (the next tile's logits and targets), prefetched during the
+ * pass (fl_tile_pf). */
 static inline int FL_CE_NAME(fl_tile_ce_soft)(const FL_CE_T* xs, const FL_CE_T* t, ptrdiff_t cs, ptrdiff_t C,
                                               ptrdiff_t L, const FL_CE_T* w, FL_CE_T keep, FL_CE_T add,
                                               FL_CE_T* g, FL_CE_T* m, double* s, double* A, double* D,
                                               const void* pf, const void* pf2, ptrdiff_t pf_bytes) {
 #if defined(FL_CE_W)
     const FL_CE_NAME(fl_tile_soft) sp = {t, w, keep, add, A, D};
-    const char *pfc = (const char*)pf, *pfc2 = (const char*)pf2;
     if (C < 1 || (C - 1) * cs + FL_CE_W > INT32_MAX) return 0;
-    if (!t) FL_CE_BODY(NULL, NULL, g, m, NULL, s, pfc, pfc2, pf_bytes, 0, 0, 0, 0);
-    else if (w) FL_CE_BODY(NULL, &sp, g, m, NULL, s, pfc, pfc2, pf_bytes, 0, 1, 1, 1);
-    else FL_CE_BODY(NULL, &sp, g, m, NULL, s, pfc, pfc2, pf_bytes, 0, 1, 1, 0);
+    if (!t) FL_CE_BODY(NULL, NULL, g, m, NULL, s, 0, 0, 0, 0);
+    else if (w) FL_CE_BODY(NULL, &sp, g, m, NULL, s, 0, 1, 1, 1);
+    else FL_CE_BODY(NULL, &sp, g, m, NULL, s, 0, 1, 1, 0);
     return 1;
 #else
     (void)xs; (void)t; (void)cs; (void)C; (void)L; (void)w; (void)keep; (void)add; (void)g; (void)m; (void)s;

@@ -159,8 +159,9 @@ def test_many_blocks(layout, dtype, reduction, rng):
 
 @pytest.mark.parametrize("num_threads", [1, 2])
 def test_tiles_of_a_streamed_input(num_threads, rng):
-    """Inputs past CE_PREFETCH_BYTES (16 MiB): the (N, C) tiles prefetch the next tile's logits, labels and
-    probability targets across the blocks' ends, up to the array's end (a row count no multiple of a tile)."""
+    """Inputs past one core's L2 cache (prefetch_end; 16 MiB here, past any L2): the (N, C) tiles prefetch the
+    next tile's logits, labels and probability targets across the blocks' ends, up to the array's end (a row
+    count no multiple of a tile)."""
     x = rng.standard_normal((65539, 64)).astype(np.float32)       # 16.8 MB of logits
     y = rng.integers(0, 64, 65539)
     y[::13] = -100

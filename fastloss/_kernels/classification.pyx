@@ -97,22 +97,32 @@ cdef enum:
     RUN = FL_TILE_RUN   # positions per run (256: the per-position scratch arrays of a run function)
     TILE = 4096         # logits per short-row tile (16 KiB float32): L = TILE / C rows (tile_rows)
     TILE_CAP = 5120     # the tile buffers' size: TILE rounded up to whole 16-lane vectors of rows (tile_rows)
-    CE_PREFETCH_BYTES = 16 << 20   # inputs from which the tiles prefetch the next tile (prefetch_end)
+
+
+cdef extern from "fl_runtime.h" nogil:
+    int fl_cpu_is_intel()
+    long fl_l2_cache_bytes()
+
+
+# Inputs from which the tiles prefetch the next tile (prefetch_end): past one core's L2 cache.
+cdef Py_ssize_t ce_prefetch_bytes = fl_l2_cache_bytes()
 
 
 cdef inline Py_ssize_t prefetch_end(Py_ssize_t n_items, Py_ssize_t nbytes) noexcept:
     """The pf_end of a cross-entropy context: the row below which the (N, C) tiles (ce_tile_block,
-    ce_probs_tile_block) prefetch the next tile's rows (logits, targets, labels) while this tile's exps run --
-    n_items where the inputs read (nbytes) reach CE_PREFETCH_BYTES, else 0: then the index targets' tiles
-    prefetch only the logits of a next tile inside the same block, as before (C = 10: a block of 256 + 128
-    rows; without it 4-5% slower at 10^6 logits, float32 and float64), and the probability targets' none.  A
-    block is one tile at most C (BLOCK_WORK = TILE), so the next tile is the next block's, which the same
-    thread runs next (serial, or OpenMP's guided chunks).  Intel Xeon, AVX-512, thread time, new / old at
-    40 MB of float32 logits: index targets 0.62-0.94 at C = 10-88, probability targets 0.76-0.95 (float64,
-    80 MB: 0.82-0.91 on the tiles), where the tiles had read 4.5-5.3 GB/s against a streaming sum's 11.6; in
-    L2 (1 MiB) the prefetches cost 3-9% (index targets, C = 4-88); from 2 to 16 MiB mixed (0.76-1.18, within
-    this VM's noise).  No values change (benchmarks/RESULTS.md, twenty-fifth session)."""
-    return n_items if nbytes >= CE_PREFETCH_BYTES else 0
+    ce_probs_tile_block) prefetch the next tile's rows (logits, targets, labels) while this tile's exps run
+    (spread over its groups of classes: fl_tile_ce.h) -- n_items where the inputs read (nbytes) reach
+    ce_prefetch_bytes (one core's L2), else 0: then the index targets' tiles prefetch only the logits of a
+    next tile inside the same block, as before (C = 10: a block of 256 + 128 rows; without it 4-5% slower at
+    10^6 logits, float32 and float64), and the probability targets' none.  A block is one tile at most C
+    (BLOCK_WORK = TILE), so the next tile is the next block's, which the same thread runs next (serial, or
+    OpenMP's guided chunks).  Intel Xeon (L2 2 MiB), AVX-512, float32, thread time, new / old: at 40 MB of
+    logits 0.62-0.94 at C = 10-88 for index targets, 0.76-0.95 for probability targets (twenty-fifth
+    session, the prefetches then issued a slice per chunk from 16 MiB on; float64, 80 MB: 0.82-0.91); spread
+    and from L2's size on (twenty-ninth session), against that: 0.85-0.99 at 2 MiB, 0.75-0.85 at 4 MiB for
+    index targets at C = 24-88 (0.80-0.91 for probability targets at 16-47, 0.89-0.97 with the gradient),
+    0.69-0.95 at 16-64 MiB; at 1 MiB, in L2, the prefetches cost 4-13%.  No values change."""
+    return n_items if nbytes >= ce_prefetch_bytes else 0
 
 
 cdef inline Py_ssize_t next_tile_rows(Py_ssize_t end, Py_ssize_t i0, Py_ssize_t L,
@@ -143,9 +153,6 @@ cdef extern from *:
     enum: FL_CE_F32_LANES
     enum: FL_CE_SOFT_ROWS_MIN_C
 
-
-cdef extern from "fl_runtime.h" nogil:
-    int fl_cpu_is_intel()
 
 # Which of ce_f32_tiles_win's measured crossover tables applies: Intel's (True) or AMD's (False), from the
 # CPU's vendor at import.  _set_intel_crossovers switches it (the tests run both tables on any CPU).
