@@ -46,7 +46,10 @@ _GEMM = load("metric")      # gemm_tn_add: acc += block.T @ rows by single-threa
 
 __all__ = ["linear_cross_entropy"]
 
-_CHUNK_BYTES = 32 << 20     # logits per chunk with a gradient: n_c x V x itemsize at most this (n_c >= 1)
+_CHUNK_BYTES = 56 << 20     # logits per chunk with a gradient: n_c x V x itemsize at most this (n_c >= 1);
+                            # taller chunks amortise each GEMM's packing of weight (V = 32000, OpenBLAS,
+                            # AVX-512: 126 -> 137 GFLOP/s for the logits from 256 to 448 rows), within
+                            # WORKLOADS.md's 64 MiB of extra memory
 _BLOCK_BYTES = 4 << 20      # the loss alone: one thread's block of logits (rows x _VOCAB_BLOCK) at most this
 _VOCAB_BLOCK = 2048         # classes (rows of weight) per BLAS block: logits and weight gradient
 _HIDDEN_BLOCK = 512         # columns of hidden per BLAS block of the hidden gradient (narrower blocks
@@ -147,7 +150,7 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
 
     The value of ``torch.nn.functional.cross_entropy(F.linear(hidden, weight, bias), target, ...)``,
     computed over chunks of tokens: the extra memory is one block of logits per thread (at most 4 MiB)
-    for the loss alone, one chunk of logits (at most 32 MiB) with the gradient, never the N x V logits
+    for the loss alone, one chunk of logits (at most 56 MiB) with the gradient, never the N x V logits
     (500 MiB for 4096 tokens and 32 000 classes) or their gradient.
     With logits :math:`x = h W^\top + b`, optional soft-capping :math:`z = c \tanh(x / c)` (else
     :math:`z = x`), :math:`\operatorname{lse} = \log \sum_j e^{z_j}`, label smoothing

@@ -4,7 +4,7 @@
 Read ``_common.pxd`` first: the kernel here is a *block function* run by ``run_blocks``.
 
 The wrapper (``fastloss/_linear.py``) never holds the N x V logits: it cuts the tokens into chunks of
-n_c rows (n_c x V x itemsize <= 32 MiB), fills one chunk buffer with ``hidden_c @ weight.T`` (BLAS, in
+n_c rows (n_c x V x itemsize <= 56 MiB), fills one chunk buffer with ``hidden_c @ weight.T`` (BLAS, in
 fixed vocabulary blocks), and calls ``linear_ce_rows`` on it.  This pass, per row (an item = a token):
 
   1. bias and soft-capping, in place: z_j = c tanh((x_j + b_j) / c) (or x_j + b_j, or x_j);

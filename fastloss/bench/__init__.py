@@ -39,7 +39,7 @@ CHECK_TOL = {"float32": 1e-4, "float64": 1e-12}
 
 def _row_block_memory(w):
     """In-batch losses (LossInfo.in_batch) hold a block of the similarity matrix (SPEC §6: O(block x N)
-    memory, never O(N^2)), and linear_cross_entropy one chunk of logits (O(chunk x V) <= 32 MiB, never
+    memory, never O(N^2)), and linear_cross_entropy one chunk of logits (O(chunk x V) <= 56 MiB, never
     N x V), so the O(threads + blocks) memory check of the other reduced losses does not apply to them."""
     from .._losses import LOSSES
     info = LOSSES.get(w.loss)
