@@ -341,7 +341,7 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
                 if kind == "hidden":        # rows r0:r1, columns a0:a1 of G @ W
                     np.matmul(z, w[:, a0:a1], out=gh[r0:r1, a0:a1])
                 else:                       # classes a0:a1 of the bias gradient: G's column sums
-                    np.add(gb[a0:a1], z[:, a0:a1].sum(axis=0, dtype=np.float64), out=gb[a0:a1])
+                    _K.linear_bias_grad_add(z, gb, a0, a1)
 
             _parallel(grads, [("hidden", blk) for blk in cols] + [("bias", blk) for blk in vocab], nt)
             _GEMM.gemm_tn_add(z, np.ascontiguousarray(hc), gw, num_threads=nt, block_rows=_VOCAB_BLOCK)

@@ -199,6 +199,34 @@ def linear_ce_rows(z, labels, out, *, bias=None, Py_ssize_t V, int64_t ignore_in
         free(c.scratch)
 
 
+cdef inline void row_add(const floating* row, Py_ssize_t w, double* acc) noexcept nogil:
+    """acc[j] += row[j] for j < w, in double (the compiler vectorises it)."""
+    cdef Py_ssize_t j
+    for j in range(w):
+        acc[j] += row[j]
+
+
+def linear_bias_grad_add(z, acc, Py_ssize_t v0, Py_ssize_t v1):
+    """Kernel entry: acc[v0:v1] += z[:, v0:v1].sum(axis=0), in double, rows in order (the bias gradient of
+    one chunk: G's column sums over the block of classes v0:v1).  z (n, V) C-contiguous float32/64, acc
+    (V,) float64 C-contiguous, writable; 0 <= v0 <= v1 <= V.  Runs without the GIL, so the wrapper's
+    threads sum their blocks while the others run their GEMMs."""
+    cdef Py_ssize_t isz = check_buffer(z, "z", b'f', 0, -1, False)
+    check_ndim(z, "z", 2)
+    cdef Py_ssize_t n = z.shape[0], V = z.shape[1], r
+    check_buffer(acc, "acc", b'f', 8, V, True)
+    if not (0 <= v0 <= v1 <= V):
+        raise ValueError(f"fastloss kernel: columns {v0}:{v1} outside z's {V}")
+    cdef char* zp = <char*> ptr_or_null(z)
+    cdef double* ap = <double*> ptr_or_null(acc) + v0
+    with nogil:
+        for r in range(n):
+            if isz == 4:
+                row_add[float](<const float*> zp + r * V + v0, v1 - v0, ap)
+            else:
+                row_add[double](<const double*> zp + r * V + v0, v1 - v0, ap)
+
+
 # ---------------------------------------------------------------- the loss alone: one vocabulary block at a time
 # Without a gradient the chunk's logits need not be held at once: the wrapper computes them one
 # vocabulary block at a time (a block of R tokens x at most 2048 classes, on one thread: GEMM then
