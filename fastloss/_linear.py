@@ -2,21 +2,21 @@
 target)``, without the N x V logits.
 
 The loss alone (``_loss_by_blocks``): per chunk of tokens, each vocabulary block's logits by one GEMM
-into its thread's block buffer (chunk rows x ``_VOCAB_BLOCK``, at most ``_BLOCK_BYTES``), and at once
+into its thread's block buffer (chunk rows x a vocabulary block, at most ``_BLOCK_BYTES``), and at once
 that block's per-token max, sum of exps and shifted sum (``linear_ce_block_stats``); then each
 token's loss from its blocks' statistics, merged in block order (``linear_ce_combine``).
 
 With ``return_grad`` the tokens are cut into chunks of ``n_c`` rows (``n_c x V`` logits of at most
 ``_CHUNK_BYTES``); per chunk, in a fixed order:
 
-1. the logits ``hidden_c @ weight.T`` into one reused chunk buffer: BLAS on fixed blocks of
-   ``_VOCAB_BLOCK`` classes;
+1. the logits ``hidden_c @ weight.T`` into one reused chunk buffer: BLAS on fixed vocabulary blocks
+   (``_vocab_block``: even blocks of at most ``_VOCAB_BLOCK`` classes);
 2. ``_kernels/linear.pyx``: per row, bias, soft-cap, log-sum-exp, the loss and (``return_grad``)
    ``G = dloss/dlogits`` in place of the logits;
 3. with ``return_grad``: ``grad_hidden_c = G @ weight`` (fixed blocks of ``_HIDDEN_BLOCK`` columns),
    ``grad_bias += sum of G's rows`` (fixed blocks of classes), then ``grad_weight += G.T @ hidden_c``
    by GEMMs that accumulate in place (beta = 1: SciPy's BLAS through the metric kernels'
-   ``gemm_tn_add``, fixed blocks of ``_VOCAB_BLOCK`` classes): no product buffer, and no separate pass
+   ``gemm_tn_add``, the same vocabulary blocks): no product buffer, and no separate pass
    that adds it into ``grad_weight`` (at 4096 tokens that pass re-read and re-wrote the V x d weight
    gradient once per chunk, outside the GEMM).
 
@@ -50,8 +50,8 @@ _CHUNK_BYTES = 56 << 20     # logits per chunk with a gradient: n_c x V x itemsi
                             # taller chunks amortise each GEMM's packing of weight (V = 32000, OpenBLAS,
                             # AVX-512: 126 -> 137 GFLOP/s for the logits from 256 to 448 rows), within
                             # WORKLOADS.md's 64 MiB of extra memory
-_BLOCK_BYTES = 4 << 20      # the loss alone: one thread's block of logits (rows x _VOCAB_BLOCK) at most this
-_VOCAB_BLOCK = 2048         # classes (rows of weight) per BLAS block: logits and weight gradient
+_BLOCK_BYTES = 4 << 20      # the loss alone: one thread's block of logits (rows x a vocabulary block) at most this
+_VOCAB_BLOCK = 2048         # classes (rows of weight) per BLAS block at most: logits and weight gradient
 _HIDDEN_BLOCK = 512         # columns of hidden per BLAS block of the hidden gradient (narrower blocks
                             # of this long-K product ran 15-25% slower in OpenBLAS, AVX-512: 4096 x
                             # 32000 x 1024)
@@ -70,18 +70,28 @@ def _blocks(n, size):
     return [(a, min(a + size, n)) for a in range(0, n, size)]
 
 
-def _loss_by_blocks(h2, w, b, y, o_flat, vocab, n_classes, ignore_index, eps, softcap, lam, nt, labels):
-    """The loss alone (no gradient): per chunk of tokens (one thread's block of logits within _BLOCK_BYTES), each vocabulary block's logits
-    by one GEMM into its thread's block buffer and, while in cache, that block's per-token statistics
-    (``linear_ce_block_stats``); then the tokens' losses from them (``linear_ce_combine``).  The chunk's
+def _vocab_block(n_classes):
+    """Classes per vocabulary block: the fewest blocks of at most _VOCAB_BLOCK classes, as even as a multiple
+    of 16 allows (V = 32000: 16 blocks of 2000, not 15 of 2048 and one of 1280, which left a thread idle at
+    the end of each GEMM phase: W17/W18 at T=2, medians 3.73 -> 3.61 s).  Fixed by the shapes alone."""
+    k = -(-n_classes // _VOCAB_BLOCK)
+    size = -(-n_classes // max(k, 1))
+    return max(1, min(_VOCAB_BLOCK, -(-size // 16) * 16))
+
+
+def _loss_by_blocks(h2, w, b, y, o_flat, vocab, vb, n_classes, ignore_index, eps, softcap, lam, nt, labels):
+    """The loss alone (no gradient): per chunk of tokens (one thread's block of logits within _BLOCK_BYTES),
+    each vocabulary block's logits by one GEMM into its thread's block buffer and, while in cache, that
+    block's per-token statistics (``linear_ce_block_stats``); then the tokens' losses from them
+    (``linear_ce_combine``).  The chunk's
     logits are never held at once, so the chunks can be taller than the gradient's (larger GEMMs run
     faster: 8.2 -> 7.4 ps per multiply-add from 256 to 512 rows, OpenBLAS, AVX-512).
     Returns (sum of the losses, count of the tokens not ignored)."""
     n, dtype = y.shape[0], h2.dtype
-    rows = _rows_within(n, _VOCAB_BLOCK * dtype.itemsize, _BLOCK_BYTES)
+    rows = _rows_within(n, vb * dtype.itemsize, _BLOCK_BYTES)
     stats = np.empty((rows, len(vocab), 3))
     zy = np.empty(rows)
-    local = threading.local()          # each thread's block buffer (rows x _VOCAB_BLOCK), for this call
+    local = threading.local()          # each thread's block buffer (rows x vb), for this call
     total = count = 0.0
     with _single_threaded_blas():
         for r0 in range(0, n, rows):
@@ -92,14 +102,14 @@ def _loss_by_blocks(h2, w, b, y, o_flat, vocab, n_classes, ignore_index, eps, so
                 k, (v0, v1) = task
                 buf = getattr(local, "buf", None)
                 if buf is None:
-                    buf = local.buf = np.empty(rows * _VOCAB_BLOCK, dtype=dtype)
+                    buf = local.buf = np.empty(rows * vb, dtype=dtype)
                 z = buf[:hc.shape[0] * (v1 - v0)].reshape(hc.shape[0], v1 - v0)
                 np.matmul(hc, w[v0:v1].T, out=z)
                 _K.linear_ce_block_stats(z, yc, st, zc, bias=b, v0=v0, blk=k, softcap=softcap, need_sw=eps != 0)
 
             _parallel(block, list(enumerate(vocab)), nt)
             part, denom, bad = _K.linear_ce_combine(
-                st, zc, yc, None if o_flat is None else o_flat[r0:r1], V=n_classes, block=_VOCAB_BLOCK,
+                st, zc, yc, None if o_flat is None else o_flat[r0:r1], V=n_classes, block=vb,
                 ignore_index=ignore_index, smoothing=eps, z_loss=lam, itemsize=dtype.itemsize, num_threads=nt)
             if bad >= 0:
                 raise_first_bad(r0 + bad, BadLabel(labels, n_classes, ignore_index, "target", "weight"))
@@ -307,9 +317,10 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
             n_valid = int(np.count_nonzero(y != ignore_index))
             gs = 1.0 / n_valid if n_valid else math.nan
 
-    vocab = _blocks(n_classes, _VOCAB_BLOCK)
+    vb = _vocab_block(n_classes)
+    vocab = _blocks(n_classes, vb)
     if not return_grad:
-        total, count = _loss_by_blocks(h2, w, b, y, o_flat, vocab, n_classes, ignore_index, eps, softcap,
+        total, count = _loss_by_blocks(h2, w, b, y, o_flat, vocab, vb, n_classes, ignore_index, eps, softcap,
                                        lam, nt, labels)
         return o if o is not None else V.reduced(total, count, reduction, dtype)
 
@@ -344,7 +355,7 @@ def linear_cross_entropy(hidden: ArrayLike, weight: ArrayLike, target: ArrayLike
                     _K.linear_bias_grad_add(z, gb, a0, a1)
 
             _parallel(grads, [("hidden", blk) for blk in cols] + [("bias", blk) for blk in vocab], nt)
-            _GEMM.gemm_tn_add(z, np.ascontiguousarray(hc), gw, num_threads=nt, block_rows=_VOCAB_BLOCK)
+            _GEMM.gemm_tn_add(z, np.ascontiguousarray(hc), gw, num_threads=nt, block_rows=vb)
 
     value = o if o is not None else V.reduced(total, count, reduction, dtype)
     assert gh_out is not None and gw is not None and gb is not None and gb_out is not None

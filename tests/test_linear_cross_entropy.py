@@ -91,6 +91,20 @@ def test_leading_shapes_and_default_blocks(dtype, rng):
     _check(got, _reference(h[0, 0], w, y[0, 0], b, "none"), np.dtype(dtype))
 
 
+def test_vocabulary_blocks_even_and_few():
+    """_vocab_block: the fewest blocks of at most _VOCAB_BLOCK classes, each but the last a multiple of 16
+    classes, the last short by less than 16 per block (V = 32000: 16 blocks of 2000, not 15 of 2048 and one of
+    1280, which left a thread idle at the end of each GEMM phase)."""
+    assert _linear._vocab_block(32000) == 2000
+    top = _linear._VOCAB_BLOCK
+    for V in [1, 15, 16, 17, 2047, 2048, 2049, 4097, 32000, 50257, 128256, 151936]:
+        vb = _linear._vocab_block(V)
+        blocks = _linear._blocks(V, vb)
+        assert len(blocks) == -(-V // top) and vb <= top and blocks[-1][1] == V
+        if len(blocks) > 1:
+            assert vb % 16 == 0 and vb - (blocks[-1][1] - blocks[-1][0]) < 16 * len(blocks)
+
+
 def test_every_output_bitwise_identical_for_every_thread_count(small_blocks, rng):
     for dtype in (np.float32, np.float64):
         h, w, y, b = _data(rng, lead=(61,), d=23, V=67, dtype=dtype)
