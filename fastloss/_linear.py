@@ -81,11 +81,11 @@ def _vocab_block(n_classes):
 
 def _loss_by_blocks(h2, w, b, y, o_flat, vocab, vb, n_classes, ignore_index, eps, softcap, lam, nt, labels):
     """The loss alone (no gradient): per chunk of tokens (one thread's block of logits within _BLOCK_BYTES),
-    each vocabulary block's logits by one GEMM into its thread's block buffer and, while in cache, that
-    block's per-token statistics (``linear_ce_block_stats``); then the tokens' losses from them
-    (``linear_ce_combine``).  The chunk's
-    logits are never held at once, so the chunks can be taller than the gradient's (larger GEMMs run
-    faster: 8.2 -> 7.4 ps per multiply-add from 256 to 512 rows, OpenBLAS, AVX-512).
+    each vocabulary block's logits (``vb`` classes a block) by one GEMM into its thread's block buffer and,
+    while in cache, that block's per-token statistics (``linear_ce_block_stats``); then the tokens' losses
+    from them (``linear_ce_combine``).  The chunk's logits are never held at once, so the chunks can be
+    taller than the gradient's (larger GEMMs run faster: 8.2 -> 7.4 ps per multiply-add from 256 to 512
+    rows, OpenBLAS, AVX-512).
     Returns (sum of the losses, count of the tokens not ignored)."""
     n, dtype = y.shape[0], h2.dtype
     rows = _rows_within(n, vb * dtype.itemsize, _BLOCK_BYTES)
