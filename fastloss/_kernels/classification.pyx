@@ -121,7 +121,7 @@ cdef inline Py_ssize_t prefetch_end(Py_ssize_t n_items, Py_ssize_t nbytes) noexc
     session, the prefetches then issued a slice per chunk from 16 MiB on; float64, 80 MB: 0.82-0.91); spread
     and from L2's size on (twenty-ninth session), against that: 0.85-0.99 at 2 MiB, 0.75-0.85 at 4 MiB for
     index targets at C = 24-88 (0.80-0.91 for probability targets at 16-47, 0.89-0.97 with the gradient),
-    0.69-0.95 at 16-64 MiB; at 1 MiB, in L2, the prefetches cost 4-13%.  No values change."""
+    0.73-0.95 at 16-64 MiB; at 1 MiB, in L2, the prefetches cost 4-13%.  No values change."""
     return n_items if nbytes >= ce_prefetch_bytes else 0
 
 
