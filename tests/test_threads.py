@@ -214,6 +214,49 @@ def test_calls_cut_into_few_blocks_are_deterministic_and_right(shape):
         assert_close_spec(val, ref(reduction).numpy(), np.float32, reduced=reduction != "none")
 
 
+_SHARES_SCRIPT = """
+import sys
+import numpy as np, fastloss as fl
+rng = np.random.default_rng(5)
+x = rng.standard_normal((3001, 37)).astype(np.float32) * 3
+y = rng.integers(0, 37, 3001)
+a = rng.standard_normal(300_001).astype(np.float32)
+b = rng.standard_normal(300_001).astype(np.float32)
+res = {"x": x, "y": y, "a": a, "b": b}
+for nt in (1, 2, 5, 8):
+    o = np.full(a.shape, np.nan, np.float32)
+    fl.mse_loss(a, b, reduction="none", num_threads=nt, out=o)
+    res[f"mse_none|{nt}"] = o
+    res[f"mse_mean|{nt}"] = fl.mse_loss(a, b, num_threads=nt)
+    res[f"ce_none|{nt}"], res[f"ce_grad|{nt}"] = fl.cross_entropy(x, y, reduction="none", num_threads=nt,
+                                                                 return_grad=True)
+    res[f"ce_sum|{nt}"] = fl.cross_entropy(x, y, reduction="sum", num_threads=nt)
+np.savez(sys.argv[1], **res)
+"""
+
+
+def test_shares_of_threads_openmp_did_not_start_are_run(tmp_path):
+    """run_blocks gives each of ``num_threads`` threads a share of the blocks (src_c/fl_shares.h).  Where
+    OpenMP starts fewer (OMP_THREAD_LIMIT=2 against num_threads 5 and 8), the threads it did start take the
+    missing ones' shares: every output written, the same bits for every count, the values of float64 torch."""
+    path = tmp_path / "shares.npz"
+    run_python(_SHARES_SCRIPT.replace("sys.argv[1]", repr(str(path))), OMP_THREAD_LIMIT=2)
+    r = np.load(path)
+    for key in ("mse_none", "mse_mean", "ce_none", "ce_grad", "ce_sum"):
+        for nt in (2, 5, 8):
+            assert _bits(r[f"{key}|{nt}"]) == _bits(r[f"{key}|1"]), f"{key}: num_threads={nt} differs"
+    a, b = (torch.tensor(r[k], dtype=torch.float64) for k in ("a", "b"))
+    x, y = torch.tensor(r["x"], dtype=torch.float64), torch.tensor(r["y"])
+    assert_close_spec(r["mse_none|8"], F.mse_loss(a, b, reduction="none").numpy(), np.float32, reduced=False)
+    assert_close_spec(r["mse_mean|8"], F.mse_loss(a, b).numpy(), np.float32, reduced=True)
+    xg = x.clone().requires_grad_(True)
+    ce = F.cross_entropy(xg, y, reduction="none")
+    ce.sum().backward()
+    assert_close_spec(r["ce_none|8"], ce.detach().numpy(), np.float32, reduced=False)
+    assert_close_spec(r["ce_grad|8"], xg.grad.numpy(), np.float32, reduced=False)
+    assert_close_spec(r["ce_sum|8"], ce.sum().detach().numpy(), np.float32, reduced=True)
+
+
 # ------------------------------------------------------------------------------------------- the GIL
 def _gil_inputs():
     rng = np.random.default_rng(3)

@@ -12,13 +12,15 @@ b. **One driver for every reduction: ``run_blocks``.**  A loss supplies a *block
    a row, or a (sample, position) pair, as the loss defines -- writes the per-item loss to ``loss``
    (and, if asked, the per-item contribution to the mean's denominator to ``denom``, e.g. the class
    weight of the target), writes gradients straight into its own output, and returns the first invalid
-   item index or -1.  The driver cuts ``[0, n)`` into fixed blocks, runs them with ``prange``
-   (guided schedule: long contiguous runs first, then single blocks, so a thread that the OS
-   preempts on a busy machine does not hold back half of the work), sums each block into a float64
-   partial stored at the block's index, and combines the partials pairwise.  The blocks and their order do not depend on the thread count, so a reduction is
-   **bitwise identical for every ``num_threads``**.  For ``reduction="none"`` the block writes straight
-   into the output array; nothing else is allocated.  Extra memory: one block of scratch per thread
-   plus one double per block -- O(threads + blocks), never O(n).
+   item index or -1.  The driver cuts ``[0, n)`` into fixed blocks and gives each thread a contiguous share
+   of them, which it runs first (called again, a thread reads the same part of the inputs, still in its
+   core's cache); a thread done with its share takes blocks from the ends of the others' (so one that the OS
+   preempts on a busy machine does not hold back its share; ``src_c/fl_shares.h``).  Each block's sums go to
+   a float64 partial stored at the block's index, and the partials combine pairwise.  The blocks and their
+   order do not depend on the thread count, so a reduction is **bitwise identical for every
+   ``num_threads``**.  For ``reduction="none"`` the block writes straight into the output array; nothing
+   else is allocated.  Extra memory: one block of scratch per thread plus one double per block -- O(threads
+   + blocks), never O(n).
    A block function may instead sum its own items as it computes them (``fn_sums``; the elementwise
    losses, whose items cost a few instructions: a second pass over the block's scratch cost a third of
    their time): a reducing run then passes it ``loss = NULL`` and a ``BlockSums`` as ``denom``, and
@@ -40,7 +42,7 @@ from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport strcmp
 from cpython.object cimport Py_TYPE, PyTypeObject
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport parallel, prange, threadid
 
 ctypedef fused floating:
     float
@@ -81,6 +83,13 @@ cdef extern from "fl_lanes.h" nogil:
     void fl_lanes_add_f32(double* lanes, const float* x, Py_ssize_t n)
     void fl_lanes_add_f64(double* lanes, const double* x, Py_ssize_t n)
     double fl_lanes_total(const double* lanes)
+
+cdef extern from "fl_shares.h" nogil:
+    ctypedef struct fl_share:
+        pass
+    bint fl_shares_fit(int64_t nb)
+    fl_share* fl_shares_new(int n, int64_t nb)
+    int64_t fl_shares_next(fl_share* sh, int n, int t)
 
 cdef extern from "fl_reduce.h" nogil:
     double fl_sum_f32(const float* x, Py_ssize_t n)
@@ -365,10 +374,25 @@ cdef inline int run_blocks(BlockFn fn, const void* ctx, BlockRun* run) noexcept 
     if scratch == NULL or part_loss == NULL or part_denom == NULL or bad == NULL:
         free(scratch); free(part_loss); free(part_denom); free(bad)
         return -1
+    cdef fl_share* shares = NULL
+    cdef int t
+    if nt > 1 and fl_shares_fit(nb):
+        shares = fl_shares_new(nt, nb)
+        if shares == NULL:
+            free(scratch); free(part_loss); free(part_denom); free(bad)
+            return -1
     if nt == 1:     # serial: a plain loop, no OpenMP region (even an if(0) one costs ~0.4 us)
         for b in range(nb):
             run_one_block(fn, ctx, run, b, scratch, part_loss, part_denom, bad)
-    else:
+    elif shares != NULL:    # each thread its own share first, then the others' ends (fl_shares.h)
+        with parallel(num_threads=nt):
+            t = threadid()
+            b = fl_shares_next(shares, nt, t)
+            while b >= 0:
+                run_one_block(fn, ctx, run, b, scratch + t * per_thread, part_loss, part_denom, bad)
+                b = fl_shares_next(shares, nt, t)
+        free(shares)
+    else:           # 2^31 blocks or more
         for b in prange(nb, schedule="guided", num_threads=nt, nogil=True):
             run_one_block(fn, ctx, run, b, scratch + threadid() * per_thread, part_loss, part_denom, bad)
     run.loss_sum = fl_pairwise_sum(part_loss, nb)
