@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "fl_stream.h"     /* fl_prefetch_range: the next run's rows of the C class planes and the labels */
 
 /* Integer labels: t = [y == j], v = [y >= 0] (ignored / invalid labels were set to -1).
  * r (or NULL): the prediction is p[k] * r[k] (a softmax's exponentials times the reciprocal of their
@@ -79,15 +80,6 @@ static inline void NAME(const T* p, const T* t, const T* q, int use_ign, T ign, 
     }                                                                                               \
     acc[0] += tp0 + tp1; acc[1] += ps0 + ps1; acc[2] += ts0 + ts1;                                 \
     if (q != NULL) { acc[3] += bq; acc[4] += cnt; }                                                \
-}
-
-/* Prefetch [p, p + bytes) into L1, one request per 64-byte line: the next run's rows of the C class
- * planes and of the labels, which are S positions apart -- C + 1 streams that the hardware prefetcher
- * restarts at every 4 KiB page, where the run stalled on the load.  (A prefetch never faults; the
- * caller keeps the range inside the arrays anyway.) */
-static inline void fl_prefetch_range(const void* p, ptrdiff_t bytes) {
-    const char* c = (const char*)p;
-    for (ptrdiff_t b = 0; b < bytes; b += 64) __builtin_prefetch(c + b, 0, 3);
 }
 
 FL_OVERLAP_LABELS(fl_overlap_labels_f32, float)

@@ -1,6 +1,7 @@
 /*
- * fl_stream.h -- copying a segment's results from an L1 buffer to its output: to a large output with
- * non-temporal (streaming) stores (fl_stream_copy), else with plain vector moves (fl_copy_short).
+ * fl_stream.h -- moving a segment's data: its inputs prefetched ahead (fl_prefetch_range), and its results
+ * copied from an L1 buffer to their output: to a large output with non-temporal (streaming) stores
+ * (fl_stream_copy), else with plain vector moves (fl_copy_short).
  *
  * A plain store to a line that is not in cache first reads the line (read-for-ownership), so writing an
  * output that streams through memory costs its bytes twice on the memory bus; a streaming store writes
@@ -22,6 +23,16 @@
 #if defined(__SSE2__)
 #include <immintrin.h>
 #endif
+
+/* Prefetch [p, p + bytes) into L1, one request per 64-byte line.  Callers: the segmentation overlap's next
+ * run (C + 1 streams S positions apart, which the hardware prefetcher restarts at every 4 KiB page, where
+ * the run stalled on the load) and the elementwise losses' segment loop (a few segments ahead, where the
+ * exps and logs of a compute-heavy kind left the hardware prefetcher behind).  A prefetch never faults;
+ * the callers keep the range inside the arrays anyway. */
+static inline void fl_prefetch_range(const void* p, ptrdiff_t bytes) {
+    const char* c = (const char*)p;
+    for (ptrdiff_t b = 0; b < bytes; b += 64) __builtin_prefetch(c + b, 0, 3);
+}
 
 static inline void fl_stream_copy(void* dst, const void* src, ptrdiff_t bytes) {
 #if defined(__SSE2__)
