@@ -99,11 +99,14 @@ cdef enum:
     # is written with streaming stores (src_c/fl_stream.h) by the cheapest kinds: it is 4x a core's
     # 2 MiB L2, so it streams through memory, and its reads-for-ownership would double its traffic.
     STREAM_BYTES = 8 << 20
-    # The segment loop prefetches x and y this many items ahead (elementwise_block), where the inputs do
-    # not fit one core's L2 (pf_end).  BCE-with-logits, focal and Huber with a reused 40 MB grad_out=, and
-    # the BCE mean (10^7 items, wall-clock minima, Intel Xeon, AVX-512): T=2 0.78-0.91 of the time, T=1
-    # 0.84-0.98 (focal 0.91, the BCE mean 0.98); 4 segments ahead read 0.80-0.93 / 0.89-1.03, none: the exps
-    # and logs kept the core busy, and the hardware prefetcher fell behind.
+    # The block function's loops prefetch x and y this many items ahead (elementwise_block), where the
+    # inputs do not fit one core's L2 (pf_end); the hardware prefetcher alone fell behind.  10^7 items
+    # (80 MB, from this machine's large L3), wall-clock minima, Intel Xeon, AVX-512: in the segment loop,
+    # BCE-with-logits, focal and Huber with a reused grad_out=, and the BCE mean, 0.78-0.91 of the time at
+    # T=2, 0.84-0.98 at T=1 (4 segments ahead: 0.80-0.93 / 0.89-1.03); in a whole block's sum (sum_items,
+    # sum_items_bits), the MSE / L1 / Huber means 0.56-0.75 at T=1, 0.87-0.95 at T=2 (1024 items ahead:
+    # 0.53-0.64 / 0.94-0.98).  Not in the whole-block "none" loop (store_items): there chunks of 256-512
+    # items with a prefetch each read 1.08-1.14 at T=1.
     PREFETCH_AHEAD = 2 * SEG
 
 
@@ -174,8 +177,8 @@ cdef struct ElemCtx:
     bint stream_grad          # (a segment at a time from an L1 buffer; fl_stream.h)
     void* grad2               # the second gradient: d/dvar (Gaussian NLL), d/dlogvar (Gaussian KL), or NULL
     double grad_scale         # d(returned loss)/d(element loss): 1/count for means, else 1
-    Py_ssize_t pf_end         # the segment loop prefetches x and y PREFETCH_AHEAD items ahead up to here:
-                              # n where they do not fit one core's L2 (elem_prefetch_bytes), else 0
+    Py_ssize_t pf_end         # the loops prefetch x and y PREFETCH_AHEAD items ahead up to here: n where
+                              # they do not fit one core's L2 (elem_prefetch_bytes), else 0
 
 
 # Kind tags (note b): layout-identical wrappers of ElemCtx whose only job is to select a specialisation.
@@ -711,13 +714,14 @@ cdef inline floating item(const kind_t* kc, ElemParams p, const floating* x, con
 
 cdef inline int sum_items(const kind_t* kc, ElemParams p, const floating* x, const floating* y,
                           const floating* v, const floating* w, Py_ssize_t wmask, bint unit_w, Py_ssize_t L,
-                          double* lanes) noexcept nogil:
+                          double* lanes, Py_ssize_t pf) noexcept nogil:
     """A reduction's run of L items without a gradient (note g): their weighted losses added to the
     block's double ``lanes`` as they are computed -- item k into lane k % FL_LANES, in registers (a local
     copy), exactly as ``lanes_add`` of the stored values would (src_c/fl_lanes.h).  Item k's weight is
     w[k & wmask]: wmask = SEG - 1 reads a scalar's SEG copies over and over, so a run may be longer
     than a segment (a whole block), -1 reads an array; ``unit_w`` (a constant at each call): every
     weight is 1.0 and none is read or multiplied (the unweighted losses: 10% of a Huber mean).
+    ``pf``: x and y are prefetched PREFETCH_AHEAD items ahead as far as x + pf (0: not at all).
     Returns the number of invalid items.  (With a gradient the loop's stores through g make GCC check
     them against x, y, w for overlap at every run of FL_LANES items, and it kept ``acc`` in memory: 1.6x
     slower than storing the losses to an L1 buffer and adding that.)"""
@@ -733,6 +737,9 @@ cdef inline int sum_items(const kind_t* kc, ElemParams p, const floating* x, con
             n_bad += invalid(kc, p, x[j], y[j], v[j])
         k = FL_LANES
         while k + FL_LANES <= L:
+            if k + PREFETCH_AHEAD + FL_LANES <= pf:
+                fl_prefetch_range(x + k + PREFETCH_AHEAD, FL_LANES * sizeof(floating))
+                fl_prefetch_range(y + k + PREFETCH_AHEAD, FL_LANES * sizeof(floating))
             # item k + j's weight: (k + j) & wmask = (k & wmask) + j, k being a multiple of FL_LANES
             wk = w + (k & wmask)
             for j in range(FL_LANES):
@@ -750,18 +757,21 @@ cdef inline int sum_items(const kind_t* kc, ElemParams p, const floating* x, con
 
 
 cdef inline bint sum_items_bits(const kind_t* kc, ElemParams p, const float* x, const float* y, Py_ssize_t L,
-                               double* total) noexcept nogil:
+                               double* total, Py_ssize_t pf) noexcept nogil:
     """The sum of L float32 items of unit weight into ``total``, added without a float -> double conversion
     (src_c/fl_lanes.h, FL_LANES_BITS: AVX2 and AVX-512; an MSE mean 1.3-1.5x as fast): the same lanes and bits as
     sum_items into zeroed lanes, then fl_lanes_total.  Only for kinds whose losses are >= +0 (``nonneg``).
     Returns False where a lane came out of that form's range (a -0.0, inf or nan loss, or a lane's sum
     >= 2^128): the caller then sums the run with sum_items.  Invalid items are not counted: only kinds
-    without a domain check come here."""
+    without a domain check come here.  ``pf``: as sum_items'."""
     cdef fl_lanes_bits acc
     cdef float l[FL_LANES]
     cdef Py_ssize_t j, k = 0
     fl_lanes_bits_zero(&acc)
     while k + FL_LANES <= L:
+        if k + PREFETCH_AHEAD + FL_LANES <= pf:
+            fl_prefetch_range(x + k + PREFETCH_AHEAD, FL_LANES * sizeof(float))
+            fl_prefetch_range(y + k + PREFETCH_AHEAD, FL_LANES * sizeof(float))
         for j in range(FL_LANES):
             l[j] = item(kc, p, x + k, y + k, x + k, x, NULL, NULL, 0, j, False, True)
         fl_lanes_bits_add(&acc, l)      # (the compiler keeps l in registers)
@@ -971,7 +981,7 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
         # an unweighted float32 sum at AVX2 / AVX-512: the whole block in registers, its lanes never in memory
         # (their zeroing alone, a `rep stos`, was 3% of a Huber mean)
         if sum_items_bits(kc, p, <const float*> c.s.x + start, <const float*> c.s.y + start, stop - start,
-                          &sums.loss):
+                          &sums.loss, c.pf_end - start):
             sums.denom = 0.0
             return -1
     # the same with the gradient (W17's Huber mean + gradient); the kinds written out, not nonneg(kc): each
@@ -1000,10 +1010,10 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
         y = <const floating*> c.s.y + start
         w = operand_seg(&c.s.weight, start, c.s.K, x)
         if c.s.weight.data == NULL and w[0] == 1:
-            n_bad = sum_items(kc, p, x, y, x, w, 0, True, stop - start, lanes)
+            n_bad = sum_items(kc, p, x, y, x, w, 0, True, stop - start, lanes, c.pf_end - start)
         else:
             n_bad = sum_items(kc, p, x, y, x, w, SEG - 1 if c.s.weight.data == NULL else -1, False,
-                              stop - start, lanes)
+                              stop - start, lanes, c.pf_end - start)
         if n_bad:
             bad = start + first_invalid(kc, p, x, y, x, stop - start)
         if sums.want_denom:
@@ -1050,7 +1060,7 @@ cdef Py_ssize_t elementwise_block(const kind_t* kc, Py_ssize_t start, Py_ssize_t
             if kind_t is GaussNllK:
                 g2 = <floating*> c.grad2 + i if c.grad2 != NULL else g2buf
         if fused:
-            n_bad = sum_items(kc, p, x, y, v, w, -1, False, L, lanes)
+            n_bad = sum_items(kc, p, x, y, v, w, -1, False, L, lanes, 0)    # (prefetched above)
         elif g != NULL:
             n_bad = store_items(kc, p, x, y, v, w, g, g2, gs, out, L, True, False, False)
         else:
