@@ -57,15 +57,21 @@ static int fl_cpu_is_intel(void) {
 #endif
 }
 
-/* The size in bytes of one core's L2 cache (glibc's sysconf, from CPUID), or 2 MiB where it is not told.
- * The cross-entropy tiles prefetch the next tile only for inputs past it (classification.pyx:
- * prefetch_end): an input that stays in L2 gains nothing from the prefetches, which cost there. */
+/* The size in bytes of one core's L2 cache (glibc's sysconf, from CPUID), or 2 MiB where it is not told;
+ * asked once per module (an atomic cache: the same value from any thread).  The loops that prefetch ahead
+ * do so only for inputs past it (_common.pxd: prefetch_end): an input that stays in L2 gains nothing from
+ * the prefetches, which cost there. */
 static long fl_l2_cache_bytes(void) {
-    long n = -1;
+    static long cached = 0;
+    long n = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (n > 0) return n;
+    n = -1;
 #if defined(_SC_LEVEL2_CACHE_SIZE)
     n = sysconf(_SC_LEVEL2_CACHE_SIZE);
 #endif
-    return n > 0 ? n : 2L << 20;
+    n = n > 0 ? n : 2L << 20;
+    __atomic_store_n(&cached, n, __ATOMIC_RELAXED);
+    return n;
 }
 
 #endif /* FL_RUNTIME_H */

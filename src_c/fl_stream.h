@@ -26,12 +26,27 @@
 
 /* Prefetch [p, p + bytes) into L1, one request per 64-byte line.  Callers: the segmentation overlap's next
  * run (C + 1 streams S positions apart, which the hardware prefetcher restarts at every 4 KiB page, where
- * the run stalled on the load) and the elementwise losses' segment loop (a few segments ahead, where the
- * exps and logs of a compute-heavy kind left the hardware prefetcher behind).  A prefetch never faults;
- * the callers keep the range inside the arrays anyway. */
-static inline void fl_prefetch_range(const void* p, ptrdiff_t bytes) {
+ * the run stalled on the load) and the elementwise losses' loops (a few hundred items ahead, where the
+ * exps and logs of a compute-heavy kind, or a whole block's sum, left the hardware prefetcher behind).  A
+ * prefetch never faults; the callers keep the range inside the arrays anyway.
+ * Always inlined: GCC counts a prefetch as free of side effects, so a function of nothing but prefetches
+ * that it does not inline is "const" to it, and it deletes the calls (a Cython helper that made three of
+ * these calls vanished from the triplet's row loops; so do the callers' own helpers: the calls stay in the
+ * loops that use them). */
+static inline __attribute__((always_inline)) void fl_prefetch_range(const void* p, ptrdiff_t bytes) {
     const char* c = (const char*)p;
     for (ptrdiff_t b = 0; b < bytes; b += 64) __builtin_prefetch(c + b, 0, 3);
+}
+
+/* fl_prefetch_range of [off, off + bytes) of three arrays, line by line in turn (the triplet's rows of
+ * a, p and n: metric.pyx's row loops) */
+static inline __attribute__((always_inline)) void fl_prefetch_range3(const void* a, const void* b, const void* c,
+                                                                    ptrdiff_t off, ptrdiff_t bytes) {
+    for (ptrdiff_t o = off; o < off + bytes; o += 64) {
+        __builtin_prefetch((const char*)a + o, 0, 3);
+        __builtin_prefetch((const char*)b + o, 0, 3);
+        __builtin_prefetch((const char*)c + o, 0, 3);
+    }
 }
 
 static inline void fl_stream_copy(void* dst, const void* src, ptrdiff_t bytes) {

@@ -84,6 +84,9 @@ cdef extern from "fl_lanes.h" nogil:
     void fl_lanes_add_f64(double* lanes, const double* x, Py_ssize_t n)
     double fl_lanes_total(const double* lanes)
 
+cdef extern from "fl_runtime.h" nogil:
+    long fl_l2_cache_bytes()
+
 cdef extern from "fl_shares.h" nogil:
     ctypedef struct fl_share:
         pass
@@ -302,6 +305,14 @@ cdef inline Py_ssize_t block_items_for(Py_ssize_t item_cost) noexcept nogil:
     elif b >= 8:
         b &= ~7
     return b if b >= 1 else 1
+
+
+cdef inline Py_ssize_t prefetch_end(Py_ssize_t n_items, Py_ssize_t nbytes) noexcept nogil:
+    """The item up to which a kernel's loops prefetch their inputs ahead of use: ``n_items`` where the
+    inputs read (``nbytes``) pass one core's L2 cache, else 0 (no prefetching: in L2 the prefetches gain
+    nothing and cost their instructions).  The next block after a thread's block is its next (run_blocks'
+    shares), so a loop prefetches across its block's end, up to the inputs' end."""
+    return n_items if nbytes >= fl_l2_cache_bytes() else 0
 
 
 cdef inline void run_one_block(BlockFn fn, const void* ctx, const BlockRun* run, Py_ssize_t b,

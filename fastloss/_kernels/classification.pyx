@@ -33,6 +33,7 @@ from fastloss._kernels._common cimport (
     to_tile, from_tile,
 )
 from fastloss._kernels._common cimport check_buffer, check_optional, check_count, buffer_items, items_product
+from fastloss._kernels._common cimport prefetch_end
 from fastloss._kernels._common cimport (
     PyArrayObject, PyArray_Descr, PyArray_NDIM, PyArray_DIMS, PyArray_FLAGS, PyArray_DESCR, native_itemsize,
     NPY_ARRAY_C_CONTIGUOUS, NPY_ARRAY_ALIGNED, NPY_FLOAT, NPY_DOUBLE, NPY_OPPBYTE,
@@ -101,28 +102,21 @@ cdef enum:
 
 cdef extern from "fl_runtime.h" nogil:
     int fl_cpu_is_intel()
-    long fl_l2_cache_bytes()
 
 
-# Inputs from which the tiles prefetch the next tile (prefetch_end): past one core's L2 cache.
-cdef Py_ssize_t ce_prefetch_bytes = fl_l2_cache_bytes()
-
-
-cdef inline Py_ssize_t prefetch_end(Py_ssize_t n_items, Py_ssize_t nbytes) noexcept:
-    """The pf_end of a cross-entropy context: the row below which the (N, C) tiles (ce_tile_block,
-    ce_probs_tile_block) prefetch the next tile's rows (logits, targets, labels) while this tile's exps run
-    (spread over its groups of classes: fl_tile_ce.h) -- n_items where the inputs read (nbytes) reach
-    ce_prefetch_bytes (one core's L2), else 0: then the index targets' tiles prefetch only the logits of a next
-    tile inside the same block, as before (C = 10: a block of 256 + 128 rows; without it 4-5% slower at 10^6
-    logits, float32 and float64), and the probability targets' none.  A block is one tile at most C (BLOCK_WORK
-    = TILE), so the next tile is the next block's, which the same thread runs next (serial, or its own share of
-    the blocks: _common.pxd's run_blocks).  Intel Xeon (L2 2 MiB), AVX-512, float32, thread time, new / old: at
-    40 MB of logits 0.62-0.94 at C = 10-88 for index targets, 0.76-0.95 for probability targets (twenty-fifth
-    session, the prefetches then issued a slice per chunk from 16 MiB on; float64, 80 MB: 0.82-0.91); spread and
-    from L2's size on (twenty-ninth session), against that: 0.85-0.99 at 2 MiB, 0.75-0.85 at 4 MiB for index
-    targets at C = 24-88 (0.80-0.91 for probability targets at 16-47, 0.89-0.97 with the gradient), 0.73-0.95 at
-    16-64 MiB; at 1 MiB, in L2, the prefetches cost 4-13%.  No values change."""
-    return n_items if nbytes >= ce_prefetch_bytes else 0
+# The pf_end of a cross-entropy context (_common.pxd's prefetch_end): the row below which the (N, C) tiles
+# (ce_tile_block, ce_probs_tile_block) prefetch the next tile's rows (logits, targets, labels) while this
+# tile's exps run (spread over its groups of classes: fl_tile_ce.h), where the inputs pass one core's L2; else
+# 0: then the index targets' tiles prefetch only the logits of a next tile inside the same block, as before
+# (C = 10: a block of 256 + 128 rows; without it 4-5% slower at 10^6 logits, float32 and float64), and the
+# probability targets' none.  A block is one tile at most C (BLOCK_WORK = TILE), so the next tile is the next
+# block's, which the same thread runs next (serial, or its own share of the blocks: run_blocks).  Intel Xeon
+# (L2 2 MiB), AVX-512, float32, thread time, new / old: at 40 MB of logits 0.62-0.94 at C = 10-88 for index
+# targets, 0.76-0.95 for probability targets (twenty-fifth session, the prefetches then issued a slice per
+# chunk from 16 MiB on; float64, 80 MB: 0.82-0.91); spread and from L2's size on (twenty-ninth session),
+# against that: 0.85-0.99 at 2 MiB, 0.75-0.85 at 4 MiB for index targets at C = 24-88 (0.80-0.91 for
+# probability targets at 16-47, 0.89-0.97 with the gradient), 0.73-0.95 at 16-64 MiB; at 1 MiB, in L2, the
+# prefetches cost 4-13%.  No values change.
 
 
 cdef inline Py_ssize_t next_tile_rows(Py_ssize_t end, Py_ssize_t i0, Py_ssize_t L,

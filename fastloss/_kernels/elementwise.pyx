@@ -57,8 +57,8 @@ h. **Gaussian KL** (``gauss_kl_block``): the item is a row of D latents (mu, log
 """
 from fastloss._kernels._common cimport (
     floating, BlockFn, BlockSums, Operand, operand_seg, add_operand, ElemStreams, next_segment, set_streams,
-    ptr_or_null, run, SEG, FL_LANES, fl_lanes_zero, fl_lanes_total, lanes_add, f_exp, f_exp_nonpos, f_expm1mx,
-    f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min, f_min_nonneg,
+    ptr_or_null, run, prefetch_end, SEG, FL_LANES, fl_lanes_zero, fl_lanes_total, lanes_add, f_exp,
+    f_exp_nonpos, f_expm1mx, f_log, f_log1p, f_log1p_unit_inv, f_abs, f_max, f_min, f_min_nonneg,
 )
 from fastloss._kernels._common cimport (
     check_buffer, check_optional, check_operand, check_count, buffer_items, items_product,
@@ -109,13 +109,6 @@ cdef enum:
     # items with a prefetch each read 1.08-1.14 at T=1.
     PREFETCH_AHEAD = 2 * SEG
 
-
-cdef extern from "fl_runtime.h" nogil:
-    long fl_l2_cache_bytes()
-
-
-# Inputs (x and y together) from which the segment loop prefetches ahead: past one core's L2 cache.
-cdef Py_ssize_t elem_prefetch_bytes = fl_l2_cache_bytes()
 
 
 # The losses (note c).  The Python wrappers name them as Kind.MSE ...; the numbers are internal.
@@ -178,7 +171,7 @@ cdef struct ElemCtx:
     void* grad2               # the second gradient: d/dvar (Gaussian NLL), d/dlogvar (Gaussian KL), or NULL
     double grad_scale         # d(returned loss)/d(element loss): 1/count for means, else 1
     Py_ssize_t pf_end         # the loops prefetch x and y PREFETCH_AHEAD items ahead up to here: n where
-                              # they do not fit one core's L2 (elem_prefetch_bytes), else 0
+                              # the two pass one core's L2, else 0 (prefetch_end)
 
 
 # Kind tags (note b): layout-identical wrappers of ElemCtx whose only job is to select a specialisation.
@@ -1309,7 +1302,7 @@ def elementwise(Kind kind, x, y, weight, out, grad, double grad_scale, int num_t
     c.grad_scale = grad_scale
     c.stream_out = out is not None and (reused & 1) != 0 and n * itemsize >= STREAM_BYTES
     c.stream_grad = grad is not None and (reused & 2) != 0 and n * itemsize >= STREAM_BYTES
-    c.pf_end = n if 2 * n * itemsize >= elem_prefetch_bytes else 0
+    c.pf_end = prefetch_end(n, 2 * n * itemsize)
     # nan results of a kind with a fallback form (note f): with reduction="none" each block looks for
     # them as it goes; a reduced run only when its sum comes out nan, in a second run
     c.check_nan = out is not None

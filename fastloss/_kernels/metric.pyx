@@ -48,7 +48,7 @@ import numpy as np
 from cython.parallel cimport prange
 from fastloss._kernels._common cimport floating, BlockFn, run, row_max, row_sumexp, ptr_or_null, to_tile, from_tile
 from fastloss._kernels._common cimport fl_transpose_f32, fl_transpose_f64
-from fastloss._kernels._common cimport BlockRun, init_run, run_blocks, finish_run
+from fastloss._kernels._common cimport BlockRun, init_run, run_blocks, finish_run, prefetch_end
 from fastloss._kernels._common cimport (
     check_buffer, check_optional, check_ndim, check_count, check_enum, buffer_items,
 )
@@ -663,6 +663,19 @@ cdef struct TripletCtx:
     void* gp
     void* gn
     double grad_scale
+    Py_ssize_t pf_end       # rows below which the row loops prefetch a, p, n pf_rows rows ahead (prefetch_end)
+    Py_ssize_t pf_rows
+
+
+cdef extern from "fl_stream.h" nogil:
+    void fl_prefetch_range3(const void* a, const void* b, const void* c, Py_ssize_t off, Py_ssize_t nbytes)
+
+cdef enum:
+    # The row loops (triplet_block, triplet_rows_loss_block) prefetch the rows of a, p and n this many bytes
+    # ahead (whole rows, at least one) where the three inputs pass one core's L2.  W12 (10^5 x 128 float32 rows, 150 MB,
+    # from this machine's large L3; wall-clock minima, Intel Xeon, AVX-512): the loss 0.92 of the time at
+    # T=1, 0.84 at T=2 (2 rows ahead: 0.92 / 0.92); with the gradient 0.92-0.94 (its writes dominate).
+    TRIPLET_PREFETCH_BYTES = 2048
 
 
 cdef Py_ssize_t triplet_block(const TripletCtx* c, Py_ssize_t start, Py_ssize_t stop,
@@ -681,6 +694,8 @@ cdef Py_ssize_t triplet_block(const TripletCtx* c, Py_ssize_t start, Py_ssize_t 
         a = <const floating*> c.a + i * D
         p = <const floating*> c.p + i * D
         n = <const floating*> c.n + i * D
+        if i + c.pf_rows < c.pf_end:     # (written out here: fl_stream.h says why)
+            fl_prefetch_range3(c.a, c.p, c.n, (i + c.pf_rows) * D * sizeof(floating), D * sizeof(floating))
         if c.pnorm == 2.0:          # the two (three) distances in one pass over the rows
             row_dist3(a, p, n, D, c.eps, True, c.swap, d2)
             dap, dan, dpn = sqrt(d2[0]), sqrt(d2[1]), sqrt(d2[2])
@@ -906,6 +921,8 @@ cdef Py_ssize_t triplet_rows_loss_block(const TripletCtx* c, Py_ssize_t start, P
         L = min(stop - i0, <Py_ssize_t> PAIR_ROWS)
         for k in range(L):
             off = (i0 + k) * D
+            if i0 + k + c.pf_rows < c.pf_end:
+                fl_prefetch_range3(c.a, c.p, c.n, (off + c.pf_rows * D) * sizeof(floating), D * sizeof(floating))
             row_dist3(a + off, p + off, n + off, D, c.eps, p2, c.swap, d3)
             r0[k], r1[k], r2[k] = d3[0], d3[1], d3[2]
         tile_triplet_finish(r0, r1, r2, L, p2, c.margin, c.swap, c.grad_scale, loss + (i0 - start),
@@ -940,6 +957,8 @@ def triplet_margin(a, p, n, out=None, ga=None, gp=None, gn=None, *, double margi
     c.margin, c.pnorm, c.eps, c.swap = margin, pnorm, eps, swap
     c.ga, c.gp, c.gn = ptr_or_null(ga), ptr_or_null(gp), ptr_or_null(gn)
     c.grad_scale = grad_scale
+    c.pf_end = prefetch_end(a.shape[0], 3 * size * itemsize)
+    c.pf_rows = max(1, TRIPLET_PREFETCH_BYTES // max(1, c.D * itemsize))
     cdef BlockFn fn = block_for(TRIPLET_MARGIN, itemsize)
     if (pnorm == 2.0 or pnorm == 1.0) and pair_tiles_win(c.D, itemsize, ga is not None, False):
         fn = <BlockFn> triplet_tile_block[float] if itemsize == 4 else <BlockFn> triplet_tile_block[double]
