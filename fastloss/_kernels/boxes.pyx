@@ -31,7 +31,7 @@ c. **Pairwise matrices** (``box_iou``, ``generalized_box_iou``) run in row tiles
    of rows of boxes1); each tile walks boxes2 in column tiles converted once into a stack SoA buffer, so
    memory is the output alone and every inner loop is a contiguous vectorisable row of the output.
 """
-from fastloss._kernels._common cimport floating, BlockFn, run, SEG, f_max, f_min, ptr_or_null
+from fastloss._kernels._common cimport floating, BlockFn, run, prefetch_end, SEG, f_max, f_min, ptr_or_null
 from fastloss._kernels._common cimport (
     check_buffer, check_optional, check_count, check_enum, buffer_items, items_product,
 )
@@ -246,6 +246,9 @@ cdef struct BoxSeg:
     void* c[12]
 
 
+cdef extern from "fl_stream.h" nogil:
+    void fl_prefetch_range(const void* p, Py_ssize_t nbytes)
+
 cdef extern from "fl_soa4.h" nogil:
     # (L, 4) interleaved rows <-> 4 arrays, with vector shuffles (see the header)
     void fl_soa4_load_f32(const float* p, Py_ssize_t L, float* a, float* b, float* c, float* d)
@@ -346,6 +349,7 @@ cdef struct BoxCtx:
     double eps_alpha         # eps of CIoU's alpha
     void* grad               # (n, 4) gradient w.r.t. boxes1 in its format, or NULL
     double grad_scale
+    Py_ssize_t pf_end        # each segment prefetches the next one's boxes, up to this pair (prefetch_end)
 
 
 cdef Py_ssize_t box_pairs_block(const BoxCtx* c, Py_ssize_t start, Py_ssize_t stop,
@@ -362,6 +366,16 @@ cdef Py_ssize_t box_pairs_block(const BoxCtx* c, Py_ssize_t start, Py_ssize_t st
     while i < stop:
         L = stop - i if stop - i < SEG else SEG
         Lp = (L + 15) // 16 * 16            # (SEG is a multiple of 16)
+        if i + SEG < c.pf_end:
+            # the next segment's boxes into L1 while this one computes (up to the arrays' end: the next
+            # block is this thread's next).  1M GIoU / CIoU pairs, float32 (from this machine's large L3;
+            # wall-clock minima, Intel Xeon, AVX-512): 0.75 / 0.84 of the time at T=1, with the gradient
+            # 0.85; at T=2 0.95-1.05 (two segments ahead, or into L2 only: 0.82-0.97 at T=1)
+            k = min(SEG, c.pf_end - i - SEG) * 4 * sizeof(floating)
+            if not c.single1:
+                fl_prefetch_range(b1 + 4 * (i + SEG), k)
+            if not c.single2:
+                fl_prefetch_range(b2 + 4 * (i + SEG), k)
         load_boxes(b1 if c.single1 else b1 + 4 * i, c.single1, c.fmt, L, buf, buf + SEG, buf + 2 * SEG,
                    buf + 3 * SEG)
         load_boxes(b2 if c.single2 else b2 + 4 * i, c.single2, c.fmt, L, buf + 4 * SEG, buf + 5 * SEG,
@@ -419,6 +433,7 @@ def box_pair_loss(b1, b2, out, grad, *, BoxKind kind, BoxFormat fmt, double eps,
     c.eps_alpha = eps_alpha
     c.grad = ptr_or_null(grad)
     c.grad_scale = grad_scale
+    c.pf_end = prefetch_end(n, ((0 if single1 else n4) + (0 if single2 else n4)) * itemsize)
     return run(block_for(itemsize), &c, n, 8, itemsize, num_threads, out, False)[0]
 
 
