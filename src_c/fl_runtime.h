@@ -63,14 +63,22 @@ static int fl_cpu_is_intel(void) {
  * the prefetches, which cost there. */
 static long fl_l2_cache_bytes(void) {
     static long cached = 0;
+#if defined(__GNUC__)
     long n = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+#else
+    long n = cached;
+#endif
     if (n > 0) return n;
     n = -1;
 #if defined(_SC_LEVEL2_CACHE_SIZE)
     n = sysconf(_SC_LEVEL2_CACHE_SIZE);
 #endif
     n = n > 0 ? n : 2L << 20;
+#if defined(__GNUC__)
     __atomic_store_n(&cached, n, __ATOMIC_RELAXED);
+#else
+    cached = n;
+#endif
     return n;
 }
 

@@ -13,7 +13,7 @@
  *
  * A share's state is one 64-bit word, (next << 32) | end, changed by compare-and-swap, so its owner (at the
  * front) and a thief (at the back) never take the same block.  Blocks are counted in 32 bits: a run of
- * 2^31 blocks or more does not use the shares (fl_shares_fit).
+ * 2^31 blocks or more does not use the shares (fl_shares_fit), nor a compiler without GCC's atomic builtins.
  */
 #ifndef FL_SHARES_H
 #define FL_SHARES_H
@@ -23,16 +23,25 @@
 
 typedef struct {
     uint64_t range;             /* (next << 32) | end: blocks next .. end-1 are not taken yet */
-    char pad[64 - sizeof(uint64_t)];   /* one share per cache line */
+    char pad[64 - sizeof(uint64_t)];   /* two shares' words 64 bytes apart: never in one cache line */
 } fl_share;
 
-static inline int fl_shares_fit(int64_t nb) { return nb >= 0 && nb < ((int64_t)1 << 31); }
+/* whether run_blocks hands nb blocks out by shares; else it keeps a guided schedule (a compiler without GCC's
+ * atomic builtins, or 2^31 blocks or more) */
+static inline int fl_shares_fit(int64_t nb) {
+#if defined(__GNUC__)
+    return nb >= 0 && nb < ((int64_t)1 << 31);
+#else
+    (void)nb;
+    return 0;
+#endif
+}
 
-/* n shares of blocks 0 .. nb-1 (share s: s nb / n .. (s + 1) nb / n - 1), cache-line aligned; NULL if no
- * memory.  Free with free(). */
+/* n shares of blocks 0 .. nb-1 (share s: s nb / n .. (s + 1) nb / n - 1); NULL if no memory.  Free with
+ * free(). */
 static inline fl_share* fl_shares_new(int n, int64_t nb) {
-    fl_share* sh = NULL;
-    if (n < 1 || posix_memalign((void**)&sh, 64, (size_t)n * sizeof(fl_share)) != 0) return NULL;
+    fl_share* sh = n < 1 ? NULL : (fl_share*)malloc((size_t)n * sizeof(fl_share));
+    if (sh == NULL) return NULL;
     for (int s = 0; s < n; s++) {
         uint64_t lo = (uint64_t)(nb * s / n), hi = (uint64_t)(nb * (s + 1) / n);
         sh[s].range = (lo << 32) | hi;
@@ -42,6 +51,10 @@ static inline fl_share* fl_shares_new(int n, int64_t nb) {
 
 /* takes the front (back = 0) or the back (back = 1) block of a share: its index, or -1 if none is left */
 static inline int64_t fl_share_take(fl_share* sh, int back) {
+#if !defined(__GNUC__)
+    (void)sh; (void)back;
+    return -1;          /* (not reached: fl_shares_fit is 0) */
+#else
     uint64_t r = __atomic_load_n(&sh->range, __ATOMIC_RELAXED);
     for (;;) {
         uint32_t lo = (uint32_t)(r >> 32), hi = (uint32_t)r;
@@ -50,6 +63,7 @@ static inline int64_t fl_share_take(fl_share* sh, int back) {
         if (__atomic_compare_exchange_n(&sh->range, &r, nr, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
             return back ? (int64_t)(hi - 1) : (int64_t)lo;
     }
+#endif
 }
 
 /* the next block for thread t of the team: its own share's front, else another share's back (the next
