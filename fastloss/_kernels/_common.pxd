@@ -403,7 +403,7 @@ cdef inline int run_blocks(BlockFn fn, const void* ctx, BlockRun* run) noexcept 
                 run_one_block(fn, ctx, run, b, scratch + t * per_thread, part_loss, part_denom, bad)
                 b = fl_shares_next(shares, nt, t)
         free(shares)
-    else:           # 2^31 blocks or more
+    else:           # 2^31 blocks or more, or no atomic builtins (fl_shares_fit)
         for b in prange(nb, schedule="guided", num_threads=nt, nogil=True):
             run_one_block(fn, ctx, run, b, scratch + threadid() * per_thread, part_loss, part_denom, bad)
     run.loss_sum = fl_pairwise_sum(part_loss, nb)

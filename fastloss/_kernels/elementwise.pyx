@@ -110,7 +110,6 @@ cdef enum:
     PREFETCH_AHEAD = 2 * SEG
 
 
-
 # The losses (note c).  The Python wrappers name them as Kind.MSE ...; the numbers are internal.
 cpdef enum Kind:
     BCE                  # binary cross-entropy on probabilities

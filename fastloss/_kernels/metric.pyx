@@ -672,9 +672,10 @@ cdef extern from "fl_stream.h" nogil:
 
 cdef enum:
     # The row loops (triplet_block, triplet_rows_loss_block) prefetch the rows of a, p and n this many bytes
-    # ahead (whole rows, at least one) where the three inputs pass one core's L2.  W12 (10^5 x 128 float32 rows, 150 MB,
-    # from this machine's large L3; wall-clock minima, Intel Xeon, AVX-512): the loss 0.92 of the time at
-    # T=1, 0.84 at T=2 (2 rows ahead: 0.92 / 0.92); with the gradient 0.92-0.94 (its writes dominate).
+    # ahead (whole rows, at least one) where the three inputs pass one core's L2.  W12 (10^5 x 128 float32
+    # rows, 150 MB, from this machine's large L3; wall-clock minima, Intel Xeon, AVX-512): the loss 0.92 of
+    # the time at T=1, 0.84 at T=2 (2 rows ahead: 0.92 / 0.92); with the gradient 0.92-0.94 (its writes
+    # dominate).
     TRIPLET_PREFETCH_BYTES = 2048
 
 
